@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# `npm run demo`: the product end to end on an embedded local default.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash hack/setup.sh
+exec node --import tsx hack/demo.ts "$@"

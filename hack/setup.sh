@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh machine, and nothing
+# twice: npm packages (when package-lock.json changed), the local control plane
+# build (cached by version, see hack/testenv/build.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "setup: $*" >&2; }
+
+command -v node >/dev/null || { echo "setup: Node.js 20 or newer is required" >&2; exit 1; }
+command -v go >/dev/null || { echo "setup: Go 1.26 or newer is required to build the local control plane" >&2; exit 1; }
+
+# npm packages: reinstall only when the lock file changed since the last install.
+stamp=node_modules/.smtpc-lock-sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  log "installing npm packages"
+  npm ci --no-audit --no-fund >&2
+  echo "$want" >"$stamp"
+fi
+
+# The control plane binary: built once per version and source hash.
+bash hack/testenv/build.sh >/dev/null

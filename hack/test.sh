@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The test command (`npm test`): sets up a fresh machine, then runs every tier.
+#   static      typecheck and type-aware lint
+#   unit        pure rules, no processes
+#   apiserver   one real control plane (etcd + kube-apiserver + controller manager)
+#   e2e         the product against the control plane and real mail peers
+# Set SMTPC_TIERS (e.g. "unit apiserver") to run fewer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash hack/setup.sh
+tiers=${SMTPC_TIERS:-static unit apiserver e2e}
+started=$(date +%s)
+
+with_plane=()
+for tier in $tiers; do
+  case $tier in
+    static)
+      echo "== static: tsc --noEmit, eslint"
+      npx tsc -p tsconfig.json --noEmit
+      npx eslint .
+      ;;
+    unit) echo "== unit"; bash hack/test-tier.sh unit ;;
+    apiserver | e2e) [[ -d test/$tier ]] && with_plane+=("$tier") ;;
+    *) echo "unknown tier '$tier'" >&2; exit 2 ;;
+  esac
+done
+
+# The tiers that need Kubernetes share one control plane for the whole run.
+if [[ ${#with_plane[@]} -gt 0 ]]; then
+  echo "== ${with_plane[*]} (one control plane)"
+  node --import tsx hack/with-controlplane.ts bash -c '
+    set -e
+    for tier in "$@"; do echo "== $tier"; bash hack/test-tier.sh "$tier"; done
+  ' tiers "${with_plane[@]}"
+fi
+echo "== all tiers passed in $(( $(date +%s) - started ))s"

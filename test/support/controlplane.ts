@@ -1,0 +1,104 @@
+// One real control plane (etcd + kube-apiserver + kube-controller-manager from
+// hack/testenv) per test run. hack/with-controlplane.ts starts it once and
+// passes its kubeconfig to every test file in SMTPC_KUBECONFIG; a test file run
+// on its own starts a private one that stops when the file's process exits.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { after } from "node:test";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** Path of the control-plane binary, built and cached on first use. */
+export function testenvBinary(): string {
+  if (process.env.SMTPC_TESTENV_BIN) return process.env.SMTPC_TESTENV_BIN;
+  const out = execFileSync("bash", [join(repoRoot, "hack/testenv/build.sh")], {
+    stdio: ["ignore", "pipe", "inherit"],
+    encoding: "utf8",
+  });
+  const binary = out.trim().split("\n").pop() ?? "";
+  if (!existsSync(binary)) throw new Error(`hack/testenv/build.sh printed no binary path (got "${out}")`);
+  process.env.SMTPC_TESTENV_BIN = binary;
+  return binary;
+}
+
+export interface ControlPlane {
+  kubeconfig: string;
+  dir: string;
+  binary: string;
+  stop(): Promise<void>;
+}
+
+/** Starts a control plane in a fresh directory and resolves once the API server is ready. */
+export async function startControlPlane(options: { timeoutMs?: number } = {}): Promise<ControlPlane> {
+  const binary = testenvBinary();
+  const dir = mkdtempSync(join(tmpdir(), "smtpc-testenv-"));
+  const child = spawn(binary, ["up", "--dir", dir, "--stop-with-parent"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const kubeconfig = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGTERM");
+      reject(new Error(`control plane not ready after ${options.timeoutMs ?? 120_000} ms; logs in ${dir}\n${stderr}`));
+    }, options.timeoutMs ?? 120_000);
+    let out = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      for (const line of out.split("\n")) {
+        const ready = parseReady(line);
+        if (ready) {
+          clearTimeout(timer);
+          resolve(ready);
+        }
+      }
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`control plane exited with ${code} before it was ready; logs in ${dir}\n${stderr}`));
+    });
+  });
+  return { kubeconfig, dir, binary, stop: () => stopControlPlane(child, dir) };
+}
+
+function parseReady(line: string): string | undefined {
+  if (!line.startsWith("{")) return undefined;
+  try {
+    const event = JSON.parse(line) as { event?: unknown; kubeconfig?: unknown };
+    return event.event === "ready" && typeof event.kubeconfig === "string" ? event.kubeconfig : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function stopControlPlane(child: ChildProcess, dir: string): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill("SIGTERM");
+    await exited;
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+let shared: Promise<{ kubeconfig: string; binary: string }> | undefined;
+
+/**
+ * The control plane of this test run: the one named by SMTPC_KUBECONFIG, or a
+ * private one for this test file, stopped after the file's tests (and, should
+ * the runner be killed, by the binary itself when its parent goes away).
+ */
+export function controlPlane(): Promise<{ kubeconfig: string; binary: string }> {
+  shared ??= (async () => {
+    const kubeconfig = process.env.SMTPC_KUBECONFIG;
+    if (kubeconfig) return { kubeconfig, binary: testenvBinary() };
+    const plane = await startControlPlane();
+    after(() => plane.stop());
+    return plane;
+  })();
+  return shared;
+}

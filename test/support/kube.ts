@@ -1,0 +1,107 @@
+// Kubernetes helpers for the apiserver and e2e tiers: clients for the run's
+// control plane, a fresh namespace per test, and kubectl from the same build.
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { promisify } from "node:util";
+import * as k8s from "@kubernetes/client-node";
+import { controlPlane } from "./controlplane.js";
+
+const execFileAsync = promisify(execFile);
+
+export interface Cluster {
+  kubeconfigPath: string;
+  config: k8s.KubeConfig;
+  core: k8s.CoreV1Api;
+  binary: string;
+}
+
+let cluster: Promise<Cluster> | undefined;
+
+export function connect(): Promise<Cluster> {
+  cluster ??= (async () => {
+    const plane = await controlPlane();
+    const config = new k8s.KubeConfig();
+    config.loadFromFile(plane.kubeconfig);
+    return { kubeconfigPath: plane.kubeconfig, config, core: config.makeApiClient(k8s.CoreV1Api), binary: plane.binary };
+  })();
+  return cluster;
+}
+
+/** Minimal view of the test context both `test()` and `describe()` hand out. */
+interface Hooks {
+  after(fn: () => Promise<void> | void): void;
+}
+
+/**
+ * Creates a namespace for one test and deletes it when the test ends, pass or
+ * fail. The namespace controller finishes the deletion in the background.
+ */
+export async function freshNamespace(t: Hooks, prefix = "t"): Promise<string> {
+  const { core } = await connect();
+  const name = `${prefix}-${randomBytes(4).toString("hex")}`;
+  await core.createNamespace({ body: { metadata: { name, labels: { "smtpconnector.dev/test": "true" } } } });
+  t.after(async () => {
+    await core.deleteNamespace({ name }).catch(() => undefined);
+  });
+  return name;
+}
+
+export interface KubectlResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+/** Runs the control plane's own kubectl; never throws on a non-zero exit. */
+export async function kubectl(args: string[], options: { kubeconfig?: string; input?: string } = {}): Promise<KubectlResult> {
+  const { kubeconfigPath, binary } = await connect();
+  const run = execFileAsync(binary, ["kubectl", "--kubeconfig", options.kubeconfig ?? kubeconfigPath, ...args], {
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  if (options.input !== undefined) {
+    run.child.stdin?.end(options.input);
+  }
+  try {
+    const { stdout, stderr } = await run;
+    return { stdout, stderr, code: 0 };
+  } catch (error) {
+    const failed = error as { stdout?: string; stderr?: string; code?: number };
+    return { stdout: failed.stdout ?? "", stderr: failed.stderr ?? "", code: failed.code ?? 1 };
+  }
+}
+
+/** Mints a kubeconfig that authenticates as the ServiceAccount, for RBAC tests. */
+export async function serviceAccountKubeconfig(namespace: string, name: string, out: string): Promise<string> {
+  const { kubeconfigPath, binary } = await connect();
+  await execFileAsync(binary, [
+    "sa-kubeconfig",
+    "--kubeconfig", kubeconfigPath,
+    "--namespace", namespace,
+    "--serviceaccount", name,
+    "--create",
+    "--out", out,
+  ]);
+  return out;
+}
+
+/** Polls until check returns a value other than undefined, or fails with the last reason. */
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
