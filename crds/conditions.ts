@@ -1,0 +1,120 @@
+// The condition types and reasons of the API: the one list the operator sets
+// them from and docs/api.md is generated from. Reasons are stable CamelCase
+// words; GitOps tools and alerting match on them, so they are never renamed.
+
+export interface ConditionType {
+  /** When the condition is True, False or Unknown, in one paragraph. */
+  lifecycle: string;
+}
+
+export const smtpDomainConditions = {
+  CredentialsIssued: {
+    lifecycle:
+      "True once every credential version in spec has a Secret the relay can use (issued by the operator, or your own via secretRef). False while a version's Secret cannot be issued or read; the reason says which.",
+  },
+  RelayAvailable: {
+    lifecycle:
+      "True when the relay Deployment has its desired replicas available behind the Service. False while it rolls out for the first time, when no replica is available, or when its TLS certificate is missing or invalid.",
+  },
+  AddressesConfigured: {
+    lifecycle: "True when at least one SupportAddress of the domain is served. False with NoAddresses until you add one.",
+  },
+  Ready: {
+    lifecycle:
+      "True when CredentialsIssued, RelayAvailable and AddressesConfigured are all True and the domain is not blocked by a limit or a conflict. Otherwise False with the reason of the first condition that holds it back.",
+  },
+  Reconciling: {
+    lifecycle: "Present, and True, only while the operator is still making changes (kstatus). Absent otherwise.",
+  },
+  Stalled: {
+    lifecycle: "Present, and True, only while the operator cannot make progress without a change from you (kstatus). Absent otherwise.",
+  },
+} as const satisfies Record<string, ConditionType>;
+
+export const supportAddressConditions = {
+  DomainReady: {
+    lifecycle:
+      "True when the referenced SmtpDomain exists, is Ready, and this address may be served under it (same domain, not a system address, within limits, no conflict, outbound credentials Secret present and well formed). False otherwise, with the reason.",
+  },
+  InboundVerified: {
+    lifecycle:
+      "Unknown until the first inbound verification ends. True when the inbound verification email came back through this domain's authenticated relay with its one-time token. False when the last attempt failed; the reason says how.",
+  },
+  OutboundVerified: {
+    lifecycle:
+      "Unknown until the first outbound verification ends. True when an email sent through the outbound path and the customer's server, with this address's credentials, came back through the authenticated relay. False when the last attempt failed; the reason says how.",
+  },
+  Ready: {
+    lifecycle: "True when DomainReady, InboundVerified and OutboundVerified are all True. Otherwise False with the reason of the first one that is not.",
+  },
+  Reconciling: {
+    lifecycle: "Present, and True, only while the operator is still working on the address, e.g. a verification is in flight (kstatus). Absent otherwise.",
+  },
+  Stalled: {
+    lifecycle: "Present, and True, only while the address cannot progress without a change from you (kstatus). Absent otherwise.",
+  },
+} as const satisfies Record<string, ConditionType>;
+
+export type SmtpDomainConditionType = keyof typeof smtpDomainConditions;
+export type SupportAddressConditionType = keyof typeof supportAddressConditions;
+
+export interface Reason {
+  /** What it means and what to do about it. */
+  meaning: string;
+  /** The condition types that use it. */
+  conditions: readonly string[];
+}
+
+export const reasons = {
+  // Progress and success
+  Issued: { conditions: ["CredentialsIssued"], meaning: "Every credential version has a usable Secret." },
+  Available: { conditions: ["RelayAvailable"], meaning: "The relay has its replicas available." },
+  AddressesServed: { conditions: ["AddressesConfigured"], meaning: "At least one support address is served for the domain." },
+  Ready: { conditions: ["Ready", "DomainReady"], meaning: "Everything this condition depends on is True." },
+  Verified: { conditions: ["InboundVerified", "OutboundVerified"], meaning: "The token came back through the authenticated inbound relay of this domain." },
+  Progressing: { conditions: ["Reconciling", "RelayAvailable", "Ready"], meaning: "The operator is applying changes; nothing is needed from you." },
+  VerificationPending: { conditions: ["InboundVerified", "OutboundVerified", "Reconciling", "Ready"], meaning: "A verification email is on its way; the result follows within the verification timeout." },
+  Disconnecting: { conditions: ["Ready", "Reconciling"], meaning: "The SmtpDomain is being deleted: its credentials are revoked and its relay removed." },
+
+  // SmtpDomain problems
+  NoAddresses: { conditions: ["AddressesConfigured", "Ready"], meaning: "Add at least one SupportAddress whose domainRef names this SmtpDomain." },
+  SecretConflict: {
+    conditions: ["CredentialsIssued", "RelayAvailable", "Stalled", "Ready"],
+    meaning: "An object the operator would create already exists and is not owned by this SmtpDomain. The operator never adopts or overwrites it: rename or delete it.",
+  },
+  SecretNotFound: { conditions: ["CredentialsIssued", "RelayAvailable", "Stalled", "Ready"], meaning: "A Secret named in spec (secretRef, tls.secretName, privateKeySecretRef) does not exist in the namespace." },
+  SecretInvalid: { conditions: ["CredentialsIssued", "RelayAvailable", "Stalled", "Ready"], meaning: "A Secret named in spec lacks a required key, or its value is malformed; the message names the key." },
+  RelayUnavailable: { conditions: ["RelayAvailable", "Ready"], meaning: "No relay replica is available; see the Deployment's events and the relay's logs." },
+  DomainConflict: { conditions: ["Stalled", "Ready"], meaning: "The same domain is connected in another namespace (account) that claimed it earlier. The earlier one keeps working; delete one of them." },
+
+  // SupportAddress problems
+  DomainNotFound: { conditions: ["DomainReady", "Ready"], meaning: "The SmtpDomain named in domainRef does not exist in this namespace." },
+  DomainNotReady: { conditions: ["DomainReady", "Ready"], meaning: "The SmtpDomain exists but is not Ready; see its conditions." },
+  DomainMismatch: { conditions: ["DomainReady", "Stalled", "Ready"], meaning: "The address is not in its SmtpDomain's domain. Inbound and outbound use the same domain." },
+  SystemAddress: { conditions: ["DomainReady", "Stalled", "Ready"], meaning: "The address is in one of the helpdesk's own system domains, which cannot be connected." },
+  LimitExceeded: {
+    conditions: ["DomainReady", "Stalled", "Ready"],
+    meaning: "More domains or addresses than the account's limits (defaults: 50 addresses per domain, 4 domains and 200 addresses per namespace). The oldest are served; this one is not until others are removed.",
+  },
+  AddressConflict: { conditions: ["DomainReady", "Stalled", "Ready"], meaning: "The same address is connected in another namespace that claimed it earlier. The earlier one keeps working." },
+  CredentialsSecretNotFound: { conditions: ["DomainReady", "Stalled", "Ready"], meaning: "The Secret named in outbound.credentialsSecretRef does not exist." },
+  CredentialsSecretInvalid: { conditions: ["DomainReady", "Stalled", "Ready"], meaning: "The outbound credentials Secret must have non-empty `username` and `password` keys." },
+
+  // Verification failures (machine-readable, one per cause)
+  VerificationTimedOut: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "The token did not come back within verification.timeout. Check that the customer's server forwards the support address to the relay." },
+  InvalidCredentials: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server refused AUTH with this address's credentials; fix the credentials Secret." },
+  TLSRequired: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server did not offer TLS (no STARTTLS, or no TLS on the implicit port). The relay never sends without TLS." },
+  CertificateUntrusted: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server presented a certificate that does not verify; set outbound.caSecretRef to its CA, or fix the certificate." },
+  ConnectionRefused: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server refused the connection; check outbound.host and outbound.port." },
+  ConnectionTimedOut: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server did not answer in time; check the host, port and firewalls." },
+  SenderRejected: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's server refused the support address as sender (incorrect From for these credentials)." },
+  RecipientRejected: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "A server on the path refused the support address as recipient." },
+  ArrivedUnauthenticated: {
+    conditions: ["InboundVerified", "OutboundVerified", "Ready"],
+    meaning: "The token arrived, but not through the authenticated relay: the customer's server delivers this address directly instead of relaying it with the domain's credentials.",
+  },
+  ArrivedWrongDomain: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "The token arrived authenticated with another domain's credentials." },
+  ArrivedRevokedCredential: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "The customer's server still uses a revoked credential version; install the current one from its Secret." },
+} as const satisfies Record<string, Reason>;
+
+export type ReasonName = keyof typeof reasons;

@@ -1,0 +1,553 @@
+// The single source of truth of the smtpconnector.dev/v1alpha1 API.
+//
+// From these TypeBox schemas come: the CRD manifests in crds/ (hack/generate.ts,
+// checked for drift by a unit test), the TypeScript types the operator and tests
+// use (Static<...>), and runtime validation at the operator's boundary
+// (crds/validate.ts). Every field carries the description `kubectl explain`
+// shows; every rule checkable inside one object is a CEL rule with a message a
+// platform engineer can act on.
+import { Type, type Static, type TSchema, type TLiteral, type TUnion } from "@sinclair/typebox";
+
+export const group = "smtpconnector.dev";
+export const version = "v1alpha1";
+export const apiVersion = `${group}/${version}`;
+export const category = "smtpconnector";
+
+// ---------------------------------------------------------------------------
+// Building blocks
+
+type Rule = { rule: string; message: string; reason?: string; fieldPath?: string };
+const rules = (...list: Rule[]) => ({ "x-kubernetes-validations": list });
+
+/** A string enum; rendered as `enum` in the CRD (see crds/render.ts). */
+function Enum<const V extends readonly string[]>(values: V, options: { description: string; default?: V[number] }): TUnion<TLiteral<V[number]>[]> {
+  return Type.Union(
+    values.map((v) => Type.Literal(v)),
+    options,
+  );
+}
+
+const immutable = (what: string, hint: string): Rule => ({
+  rule: "self == oldSelf",
+  message: `${what} is immutable: ${hint}`,
+});
+
+// DNS names in lowercase without a trailing dot (RFC 1035 labels, 253 max).
+const dnsNameRegex = "^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\\\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$";
+// A plain mailbox: dot-atom local part, lowercase DNS domain. No quotes,
+// comments, source routes, `%` hacks or address literals: these are the
+// shapes that let a recipient check and a router disagree.
+const mailboxRegex =
+  "^[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+(\\\\.[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+)*@([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\\\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$";
+// Go-style durations as CEL's duration() accepts them: 90s, 10m, 168h, 1h30m.
+const durationPattern = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$";
+
+const DNSName = (description: string) =>
+  Type.String({
+    description,
+    minLength: 1,
+    maxLength: 253,
+    ...rules({ rule: `self.matches('${dnsNameRegex}')`, message: "must be a lowercase DNS name such as mail.example.com, without a trailing dot" }),
+  });
+
+const Duration = (description: string, defaultValue?: string) =>
+  Type.String({ description, pattern: durationPattern, maxLength: 32, ...(defaultValue ? { default: defaultValue } : {}) });
+
+const ObjectName = (description: string) =>
+  Type.String({
+    description,
+    minLength: 1,
+    maxLength: 253,
+    pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+  });
+
+const Port = (description: string, defaultValue?: number) =>
+  Type.Integer({ description, minimum: 1, maximum: 65535, format: "int32", ...(defaultValue ? { default: defaultValue } : {}) });
+
+const SecretKeySelector = (description: string, defaultKey: string) =>
+  Type.Object(
+    {
+      name: ObjectName("Name of a Secret in the same namespace."),
+      key: Type.Optional(Type.String({ description: `Key inside the Secret. Defaults to "${defaultKey}".`, minLength: 1, maxLength: 253, default: defaultKey })),
+    },
+    { description },
+  );
+
+const LocalSecretReference = (description: string) =>
+  Type.Object({ name: ObjectName("Name of a Secret in the same namespace.") }, { description });
+
+const Timestamp = (description: string) => Type.String({ description, format: "date-time" });
+
+/** metav1.Condition, as the API conventions define it. */
+export const Condition = Type.Object(
+  {
+    type: Type.String({ description: "Type of condition in CamelCase, e.g. Ready.", maxLength: 316, pattern: "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$" }),
+    status: Enum(["True", "False", "Unknown"] as const, { description: "Status of the condition: True, False or Unknown." }),
+    observedGeneration: Type.Optional(Type.Integer({ description: "The .metadata.generation the condition was set from.", minimum: 0, format: "int64" })),
+    lastTransitionTime: Timestamp("Last time the condition changed status."),
+    reason: Type.String({ description: "A CamelCase word naming the cause; stable, documented in docs/api.md.", minLength: 1, maxLength: 1024, pattern: "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$" }),
+    message: Type.String({ description: "Human-readable details: what happened and what to do about it.", maxLength: 32768 }),
+  },
+  { description: "A condition in the standard Kubernetes shape (metav1.Condition)." },
+);
+export type Condition = Static<typeof Condition>;
+
+const Conditions = (description: string) =>
+  Type.Array(Condition, {
+    description,
+    maxItems: 16,
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+  });
+
+// ---------------------------------------------------------------------------
+// SmtpDomain
+
+export const CredentialState = ["Active", "Revoked"] as const;
+export const CredentialStatusState = ["Active", "Revoked", "Expired"] as const;
+
+const CredentialVersionSpec = Type.Object(
+  {
+    version: Type.Integer({ description: "Version number of this inbound credential, 1 or higher. A new version is a rotation.", minimum: 1, maximum: 1_000_000, format: "int32" }),
+    state: Type.Optional(
+      Enum(CredentialState, {
+        description:
+          "Active accepts AUTH with this version's username and password. Revoked refuses it on the next AUTH, within seconds and without a relay restart (emergency revocation). A revoked version cannot become Active again.",
+        default: "Active",
+      }),
+    ),
+    secretRef: Type.Optional(
+      LocalSecretReference(
+        "A Secret you provide with `username` and `password` keys for this version, instead of one the operator generates. The operator reads it and never changes it.",
+      ),
+    ),
+  },
+  {
+    description: "One version of the domain's inbound credentials.",
+    ...rules({
+      rule: "!has(oldSelf.state) || oldSelf.state != 'Revoked' || self.state == 'Revoked'",
+      message: "a revoked credential version cannot be made Active again: add a new version instead",
+    }),
+  },
+);
+
+const InboundSpec = Type.Object(
+  {
+    authProtocol: Type.Optional(
+      Enum(["PLAIN", "LOGIN"] as const, { description: "SASL mechanism the customer's server uses to authenticate to the relay. PLAIN unless the server can only do LOGIN.", default: "PLAIN" }),
+    ),
+    credentials: Type.Optional(
+      Type.Array(CredentialVersionSpec, {
+        description:
+          "Inbound credential versions. The operator issues a Secret for each version that has no secretRef. To rotate, add a version with the next number: both stay valid until the older one is revoked or its grace period ends. At most two versions may be Active.",
+        minItems: 1,
+        maxItems: 16,
+        default: [{ version: 1 }],
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["version"],
+        ...rules({
+          rule: "self.filter(c, !has(c.state) || c.state == 'Active').size() <= 2",
+          message: "at most two credential versions may be Active at once: revoke the oldest before adding another",
+        }),
+      }),
+    ),
+    gracePeriod: Type.Optional(
+      Duration(
+        "How long an older Active version stays valid after a newer version is issued, e.g. 168h. After it, the older version expires (status shows Expired). Empty keeps it valid until it is revoked.",
+      ),
+    ),
+    allowedSourceRanges: Type.Optional(
+      Type.Array(Type.String({ maxLength: 43 }), {
+        description:
+          "CIDR ranges the customer's mail server connects from, e.g. 203.0.113.0/24. Applied to the relay Service (loadBalancerSourceRanges) and NetworkPolicy. Empty allows any source; AUTH is required either way.",
+        maxItems: 64,
+        "x-kubernetes-list-type": "set",
+        ...rules({ rule: "self.all(r, isCIDR(r))", message: "allowedSourceRanges must be CIDR ranges such as 203.0.113.0/24 or 2001:db8::/32" }),
+      }),
+    ),
+    delivery: Type.Object(
+      {
+        smtp: Type.Optional(
+          Type.Object(
+            {
+              host: DNSName("Host name of the helpdesk's SMTP or LMTP ingestion endpoint."),
+              port: Type.Optional(Port("Port of the ingestion endpoint.", 25)),
+              protocol: Type.Optional(Enum(["SMTP", "LMTP"] as const, { description: "Protocol spoken to the ingestion endpoint.", default: "SMTP" })),
+              tls: Type.Optional(
+                Enum(["None", "StartTLS", "Implicit"] as const, {
+                  description: "TLS towards the ingestion endpoint. None is for endpoints inside the cluster network only.",
+                  default: "StartTLS",
+                }),
+              ),
+              authSecretRef: Type.Optional(LocalSecretReference("A Secret with `username` and `password` keys, when the ingestion endpoint requires AUTH.")),
+            },
+            {
+              description: "Deliver inbound mail over SMTP or LMTP.",
+              ...rules({ rule: "!has(self.authSecretRef) || (has(self.tls) && self.tls != 'None')", message: "authSecretRef requires TLS: set tls to StartTLS or Implicit so the password is never sent in clear" }),
+            },
+          ),
+        ),
+        webhook: Type.Optional(
+          Type.Object(
+            {
+              url: Type.String({
+                description: "HTTPS URL that receives each message (raw RFC 5322 plus JSON metadata).",
+                maxLength: 2048,
+                ...rules({ rule: "self.startsWith('https://') && isURL(self)", message: "webhook url must be an https:// URL" }),
+              }),
+              signingSecretRef: SecretKeySelector("The Secret key holding the HMAC-SHA256 key that signs every request.", "key"),
+            },
+            { description: "Deliver inbound mail to an HTTPS webhook." },
+          ),
+        ),
+      },
+      {
+        description: "Where the relay delivers inbound mail (the helpdesk's ingestion). The relay answers 250 only after this next hop accepted the message.",
+        ...rules({ rule: "has(self.smtp) != has(self.webhook)", message: "set exactly one of delivery.smtp or delivery.webhook" }),
+      },
+    ),
+  },
+  { description: "The inbound direction: the customer's mail server authenticating to the relay." },
+);
+
+const DKIMSpec = Type.Object(
+  {
+    selector: Type.String({
+      description: "DKIM selector: the record is published at <selector>._domainkey.<domain>.",
+      minLength: 1,
+      maxLength: 63,
+      ...rules({ rule: "self.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')", message: "selector must be a lowercase DNS label such as smtpc1" }),
+    }),
+    algorithm: Type.Optional(
+      Enum(["RSA2048", "Ed25519"] as const, {
+        description: "Key type the operator generates when no privateKeySecretRef is given. Ed25519 keys are signed alongside an RSA key (RFC 8463).",
+        default: "RSA2048",
+      }),
+    ),
+    privateKeySecretRef: Type.Optional(SecretKeySelector("A Secret key holding a PEM private key you provide. Without it the operator generates a key into a Secret it owns.", "tls.key")),
+  },
+  { description: "DKIM signing of outbound mail with d=<domain>. Omit to send unsigned." },
+);
+
+const RelaySpec = Type.Object(
+  {
+    replicas: Type.Optional(Type.Integer({ description: "Relay pods. Two or more get a PodDisruptionBudget.", minimum: 1, maximum: 20, default: 2, format: "int32" })),
+    service: Type.Optional(
+      Type.Object(
+        {
+          type: Type.Optional(Enum(["ClusterIP", "NodePort", "LoadBalancer"] as const, { description: "Type of the Service the customer's server connects to.", default: "LoadBalancer" })),
+          annotations: Type.Optional(
+            Type.Record(Type.String(), Type.String(), { description: "Annotations for the Service, e.g. for a cloud load balancer." }),
+          ),
+        },
+        { description: "The relay's customer-facing Service." },
+      ),
+    ),
+    hostnames: Type.Optional(
+      Type.Array(DNSName("A host name."), {
+        description: "Host names the customer's server uses to reach the relay; they go into the operator-issued certificate and the client snippets.",
+        maxItems: 16,
+        "x-kubernetes-list-type": "set",
+      }),
+    ),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          secretName: ObjectName("A kubernetes.io/tls Secret with the relay's certificate and key, e.g. issued by cert-manager. Without it the operator issues a certificate from its own CA."),
+        },
+        { description: "The relay's TLS certificate." },
+      ),
+    ),
+  },
+  { description: "How the relay for this domain runs." },
+);
+
+export const SmtpDomainSpec = Type.Object(
+  {
+    domain: Type.String({
+      description: "The customer's mail domain, e.g. example.com. Immutable.",
+      minLength: 1,
+      maxLength: 253,
+      ...rules(
+        { rule: `self.matches('${dnsNameRegex}')`, message: "domain must be a lowercase DNS name such as example.com, without a trailing dot" },
+        immutable("domain", "create a new SmtpDomain to connect another domain"),
+      ),
+    }),
+    inbound: InboundSpec,
+    dkim: Type.Optional(DKIMSpec),
+    relay: Type.Optional(RelaySpec),
+  },
+  { description: "SmtpDomainSpec declares a customer mail domain connected through the relay." },
+);
+export type SmtpDomainSpec = Static<typeof SmtpDomainSpec>;
+
+const CredentialVersionStatus = Type.Object(
+  {
+    version: Type.Integer({ description: "The credential version.", format: "int32" }),
+    secretName: Type.String({ description: "The Secret holding this version's username and password." }),
+    username: Type.Optional(Type.String({ description: "The SASL username of this version (never the password)." })),
+    state: Enum(CredentialStatusState, { description: "Active, Revoked, or Expired (its grace period ended after a newer version was issued)." }),
+    createdAt: Type.Optional(Timestamp("When the version was issued.")),
+    expiresAt: Type.Optional(Timestamp("When an older Active version stops being accepted, after a newer version was issued.")),
+    lastUsedAt: Type.Optional(Timestamp("Last successful AUTH with this version, as reported by the relay.")),
+  },
+  { description: "The observed state of one inbound credential version." },
+);
+
+const DKIMRecordStatus = Type.Object(
+  {
+    selector: Type.String({ description: "The DKIM selector." }),
+    name: Type.String({ description: "DNS name of the TXT record: <selector>._domainkey.<domain>." }),
+    value: Type.String({ description: "The TXT record value to publish, ready to paste." }),
+    signing: Type.Optional(Type.Boolean({ description: "Whether the relay signs with this selector now." })),
+  },
+  { description: "A DKIM DNS record to publish." },
+);
+
+export const SmtpDomainStatus = Type.Object(
+  {
+    observedGeneration: Type.Optional(Type.Integer({ description: "The .metadata.generation the status was computed from.", format: "int64" })),
+    conditions: Type.Optional(Conditions("CredentialsIssued, RelayAvailable, AddressesConfigured, Ready; Reconciling and Stalled only while True.")),
+    credentials: Type.Optional(
+      Type.Array(CredentialVersionStatus, {
+        description: "Each inbound credential version with its Secret, state and last use.",
+        maxItems: 16,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["version"],
+      }),
+    ),
+    activeVersions: Type.Optional(Type.String({ description: "The Active credential versions, e.g. \"1,2\" (for kubectl get)." })),
+    addresses: Type.Optional(Type.Integer({ description: "Number of SupportAddresses served for this domain.", format: "int32" })),
+    relay: Type.Optional(
+      Type.Object(
+        {
+          endpoint: Type.Optional(Type.String({ description: "Where the customer's server connects, host:port." })),
+          serviceName: Type.Optional(Type.String({ description: "The relay Service." })),
+        },
+        { description: "The relay for this domain." },
+      ),
+    ),
+    dkim: Type.Optional(
+      Type.Object(
+        {
+          records: Type.Optional(
+            Type.Array(DKIMRecordStatus, {
+              description: "DNS records to publish, one per selector.",
+              maxItems: 8,
+              "x-kubernetes-list-type": "map",
+              "x-kubernetes-list-map-keys": ["selector"],
+            }),
+          ),
+        },
+        { description: "DKIM state." },
+      ),
+    ),
+  },
+  { description: "SmtpDomainStatus is the observed state of an SmtpDomain, written only by the operator." },
+);
+export type SmtpDomainStatus = Static<typeof SmtpDomainStatus>;
+
+// ---------------------------------------------------------------------------
+// SupportAddress
+
+const OutboundSpec = Type.Object(
+  {
+    host: Type.String({
+      description: "The customer's SMTP server that sends this address's mail, e.g. smtp.example.com.",
+      minLength: 1,
+      maxLength: 253,
+      ...rules({
+        rule: `self.matches('${dnsNameRegex}') || isIP(self)`,
+        message: "host must be a lowercase DNS name such as smtp.example.com, or an IP address",
+      }),
+    }),
+    port: Type.Optional(Port("Port of the customer's SMTP server: 587 for StartTLS, 465 for Implicit TLS.", 587)),
+    tls: Type.Optional(
+      Enum(["StartTLS", "Implicit"] as const, {
+        description: "StartTLS (required, never opportunistic) or Implicit TLS. Plaintext is not offered.",
+        default: "StartTLS",
+      }),
+    ),
+    credentialsSecretRef: LocalSecretReference("A Secret with `username` and `password` keys: this address's account on the customer's server."),
+    caSecretRef: Type.Optional(SecretKeySelector("A Secret key with PEM CA certificates to verify the server with, instead of the system roots.", "ca.crt")),
+  },
+  {
+    description: "Where and how the relay delivers this address's outbound mail: through the customer's own SMTP server, with this address's credentials, TLS required.",
+    ...rules(
+      { rule: "!has(self.port) || !has(self.tls) || !(self.port == 465 && self.tls == 'StartTLS')", message: "port 465 is implicit TLS (SMTPS): set tls: Implicit, or use port 587 with StartTLS" },
+      { rule: "!has(self.port) || !has(self.tls) || !(self.port == 587 && self.tls == 'Implicit')", message: "port 587 is submission with StartTLS: set tls: StartTLS, or use port 465 with Implicit" },
+    ),
+  },
+);
+
+const VerificationSpec = Type.Object(
+  {
+    interval: Type.Optional(Duration("How often the operator verifies both directions again, e.g. 24h.", "24h")),
+    timeout: Type.Optional(Duration("How long a verification email may take to come back before the attempt fails with VerificationTimedOut.", "10m")),
+  },
+  {
+    description: "Verification: one email each way, each with a one-time token, must come back through the authenticated inbound relay.",
+    ...rules({
+      rule: "!has(self.interval) || !has(self.timeout) || duration(self.timeout) < duration(self.interval)",
+      message: "verification.timeout must be shorter than verification.interval",
+    }),
+  },
+);
+
+export const SupportAddressSpec = Type.Object(
+  {
+    address: Type.String({
+      description: "The support address, e.g. support@example.com. Immutable.",
+      minLength: 3,
+      maxLength: 254,
+      ...rules(
+        {
+          rule: `self.matches('${mailboxRegex}')`,
+          message: "address must be a plain mailbox such as support@example.com: no display name, quotes, comments, '%', source route or address literal, and a lowercase domain",
+        },
+        immutable("address", "create a new SupportAddress for another address"),
+      ),
+    }),
+    domainRef: Type.Object(
+      { name: ObjectName("Name of the SmtpDomain in the same namespace.") },
+      { description: "The SmtpDomain this address belongs to; the address must be in that domain." },
+    ),
+    displayName: Type.Optional(Type.String({ description: "Brand or display name the helpdesk shows for this address.", maxLength: 128 })),
+    outbound: OutboundSpec,
+    verification: Type.Optional(VerificationSpec),
+  },
+  { description: "SupportAddressSpec declares one support address in a connected domain." },
+);
+export type SupportAddressSpec = Static<typeof SupportAddressSpec>;
+
+export const VerificationDirection = ["Inbound", "Outbound"] as const;
+export const VerificationResult = ["Pending", "Succeeded", "Failed"] as const;
+
+const VerificationAttempt = Type.Object(
+  {
+    direction: Enum(VerificationDirection, { description: "Inbound (customer's server to the relay) or Outbound (relay through the customer's server and back)." }),
+    startedAt: Timestamp("When the verification email was sent."),
+    completedAt: Type.Optional(Timestamp("When the token came back, or the attempt failed.")),
+    result: Enum(VerificationResult, { description: "Pending, Succeeded or Failed." }),
+    reason: Type.String({ description: "A stable CamelCase reason, documented in docs/api.md." }),
+    message: Type.Optional(Type.String({ description: "What happened and what to fix." })),
+  },
+  { description: "One verification attempt." },
+);
+
+export const SupportAddressStatus = Type.Object(
+  {
+    observedGeneration: Type.Optional(Type.Integer({ description: "The .metadata.generation the status was computed from.", format: "int64" })),
+    conditions: Type.Optional(Conditions("DomainReady, InboundVerified, OutboundVerified, Ready; Reconciling and Stalled only while True.")),
+    verifications: Type.Optional(
+      Type.Array(VerificationAttempt, {
+        description: "The latest verification attempt in each direction.",
+        maxItems: 2,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["direction"],
+      }),
+    ),
+    lastHandledVerifyRequest: Type.Optional(
+      Type.String({ description: "The value of the smtpconnector.dev/verify-requested-at annotation the operator last acted on." }),
+    ),
+  },
+  { description: "SupportAddressStatus is the observed state of a SupportAddress, written only by the operator." },
+);
+export type SupportAddressStatus = Static<typeof SupportAddressStatus>;
+
+// ---------------------------------------------------------------------------
+// The kinds
+
+export interface ObjectMeta {
+  name?: string;
+  namespace?: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  creationTimestamp?: string | Date;
+  deletionTimestamp?: string | Date;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+}
+
+export interface SmtpDomain {
+  apiVersion: typeof apiVersion;
+  kind: "SmtpDomain";
+  metadata: ObjectMeta;
+  spec: SmtpDomainSpec;
+  status?: SmtpDomainStatus;
+}
+
+export interface SupportAddress {
+  apiVersion: typeof apiVersion;
+  kind: "SupportAddress";
+  metadata: ObjectMeta;
+  spec: SupportAddressSpec;
+  status?: SupportAddressStatus;
+}
+
+export interface PrinterColumn {
+  name: string;
+  type: "string" | "integer" | "date";
+  jsonPath: string;
+  description: string;
+  priority?: number;
+}
+
+const conditionColumn = (name: string, type: string, description: string): PrinterColumn => ({
+  name,
+  type: "string",
+  jsonPath: `.status.conditions[?(@.type=="${type}")].status`,
+  description,
+});
+
+export interface KindDefinition {
+  kind: string;
+  plural: string;
+  singular: string;
+  shortNames: string[];
+  description: string;
+  spec: TSchema;
+  status: TSchema;
+  printerColumns: PrinterColumn[];
+}
+
+export const kinds: KindDefinition[] = [
+  {
+    kind: "SmtpDomain",
+    plural: "smtpdomains",
+    singular: "smtpdomain",
+    shortNames: ["smtpdom"],
+    description:
+      "SmtpDomain connects a customer's mail domain to the helpdesk through an authenticated, TLS-encrypted relay. The operator issues inbound credentials into versioned Secrets, runs the relay, and reports status.",
+    spec: SmtpDomainSpec,
+    status: SmtpDomainStatus,
+    printerColumns: [
+      { name: "Domain", type: "string", jsonPath: ".spec.domain", description: "The customer's mail domain." },
+      { name: "Active", type: "string", jsonPath: ".status.activeVersions", description: "Active inbound credential versions." },
+      { name: "Addresses", type: "integer", jsonPath: ".status.addresses", description: "Support addresses served." },
+      conditionColumn("Ready", "Ready", "Whether the domain is fully connected."),
+      { name: "Endpoint", type: "string", jsonPath: ".status.relay.endpoint", description: "Where the customer's server connects.", priority: 1 },
+      { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp", description: "Age of the object." },
+    ],
+  },
+  {
+    kind: "SupportAddress",
+    plural: "supportaddresses",
+    singular: "supportaddress",
+    shortNames: ["supaddr"],
+    description:
+      "SupportAddress connects one support address of a connected SmtpDomain: inbound mail reaches the helpdesk through the relay, outbound mail leaves through the customer's own SMTP server with this address's credentials.",
+    spec: SupportAddressSpec,
+    status: SupportAddressStatus,
+    printerColumns: [
+      { name: "Address", type: "string", jsonPath: ".spec.address", description: "The support address." },
+      { name: "Domain", type: "string", jsonPath: ".spec.domainRef.name", description: "The SmtpDomain it belongs to." },
+      conditionColumn("Inbound", "InboundVerified", "Inbound verification."),
+      conditionColumn("Outbound", "OutboundVerified", "Outbound verification."),
+      conditionColumn("Ready", "Ready", "Whether the address is fully connected."),
+      { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp", description: "Age of the object." },
+    ],
+  },
+];
