@@ -402,7 +402,8 @@ export const SupportAddressSpec = Type.Object(
       maxLength: 254,
       ...rules(
         {
-          rule: `self.matches('${mailboxRegex}')`,
+          // Double quotes: the local part may contain an apostrophe.
+          rule: `self.matches("${mailboxRegex}")`,
           message: "address must be a plain mailbox such as support@example.com: no display name, quotes, comments, '%', source route or address literal, and a lowercase domain",
         },
         immutable("address", "create a new SupportAddress for another address"),

@@ -68,5 +68,7 @@ mkdir -p "$cache"
 go build -trimpath -ldflags "-s -w $pkg_version $client_version" -o "$cache/testenv.partial" . >&2
 mv "$cache/testenv.partial" "$bin"
 ln -sf testenv "$cache/kubectl"
+# Builds of earlier sources of this version are dead weight now.
+find "$(dirname "$cache")" -mindepth 1 -maxdepth 1 -type d -name "$version-*" ! -path "$cache" -exec rm -rf {} +
 log "done in $(( $(date +%s) - started ))s"
 echo "$bin"

@@ -112,6 +112,9 @@ func up(dir string, port int, withParent bool) error {
 		"--secure-port="+strconv.Itoa(port),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
+		// The endpoint reconciler refuses a loopback address; nothing here
+		// needs the kubernetes Service's endpoints.
+		"--endpoint-reconciler-type=none",
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--allow-privileged=true",
 		"--authorization-mode=RBAC",

@@ -3,10 +3,12 @@
 // garbage collector.
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
+import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
+import { startControlPlane } from "../support/controlplane.js";
 import { connect, eventually, freshNamespace, kubectl, serviceAccountKubeconfig } from "../support/kube.js";
 
 const version = readFileSync(new URL("../../hack/testenv/VERSION", import.meta.url), "utf8").trim();
@@ -54,6 +56,13 @@ async function installWidgetCRD(): Promise<void> {
     const crd = await extensions.readCustomResourceDefinition({ name: widgetCRD.metadata!.name! });
     return crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True") ? true : undefined;
   });
+  // Established comes before the watch cache is ready; until then lists answer
+  // 429 "storage is (re)initializing", which would stop an informer for good.
+  const custom = config.makeApiClient(k8s.CustomObjectsApi);
+  await eventually("Widgets to be listable", async () => {
+    await custom.listClusterCustomObject({ group, version: "v1", plural: "widgets" });
+    return true;
+  });
 }
 
 describe("local control plane", () => {
@@ -81,12 +90,17 @@ describe("local control plane", () => {
     informer.on("add", (w) => seen.push(`add ${w.metadata?.name} ${w.spec?.size}`));
     informer.on("update", (w) => seen.push(`update ${w.metadata?.name} ${w.spec?.size}`));
     informer.on("delete", (w) => seen.push(`delete ${w.metadata?.name}`));
+    const errors: unknown[] = [];
+    informer.on("error", (e) => errors.push(e));
     await informer.start();
     t.after(() => informer.stop());
 
     const body = { apiVersion: `${group}/v1`, kind: "Widget", metadata: { name: "w1", namespace }, spec: { size: 1 } };
     await custom.createNamespacedCustomObject({ group, version: "v1", namespace, plural: "widgets", body });
-    await eventually("add event", () => (seen.includes("add w1 1") ? true : undefined));
+    await eventually("add event", () => {
+      assert.deepEqual(errors, []);
+      return seen.includes("add w1 1") ? true : undefined;
+    });
     await custom.patchNamespacedCustomObject(
       { group, version: "v1", namespace, plural: "widgets", name: "w1", body: [{ op: "replace", path: "/spec/size", value: 2 }] },
       k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
@@ -192,5 +206,25 @@ describe("local control plane", () => {
       return r.code === 0 ? r : undefined;
     });
     assert.equal(allowed.code, 0);
+  });
+
+  test("up stops every component and exits 0 on SIGTERM", async () => {
+    const plane = await startControlPlane();
+    const config = new k8s.KubeConfig();
+    config.loadFromFile(plane.kubeconfig);
+    const server = config.getCurrentCluster()!.server;
+    const { port } = new URL(server);
+    const listening = () =>
+      new Promise<boolean>((resolve) => {
+        const socket = createConnection({ host: "127.0.0.1", port: Number(port) });
+        socket.once("connect", () => {
+          socket.destroy();
+          resolve(true);
+        });
+        socket.once("error", () => resolve(false));
+      });
+    assert.equal(await listening(), true);
+    assert.equal(await plane.stop(), 0);
+    assert.equal(await listening(), false, "kube-apiserver still listens after up exited");
   });
 });

@@ -28,7 +28,8 @@ export interface ControlPlane {
   kubeconfig: string;
   dir: string;
   binary: string;
-  stop(): Promise<void>;
+  /** Sends SIGTERM, waits for the exit and removes the directory; resolves to the exit code. */
+  stop(): Promise<number | null>;
 }
 
 /** Starts a control plane in a fresh directory and resolves once the API server is ready. */
@@ -76,13 +77,14 @@ function parseReady(line: string): string | undefined {
   }
 }
 
-async function stopControlPlane(child: ChildProcess, dir: string): Promise<void> {
+async function stopControlPlane(child: ChildProcess, dir: string): Promise<number | null> {
   if (child.exitCode === null && child.signalCode === null) {
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
     child.kill("SIGTERM");
     await exited;
   }
   rmSync(dir, { recursive: true, force: true });
+  return child.exitCode;
 }
 
 let shared: Promise<{ kubeconfig: string; binary: string }> | undefined;
@@ -97,7 +99,9 @@ export function controlPlane(): Promise<{ kubeconfig: string; binary: string }> 
     const kubeconfig = process.env.SMTPC_KUBECONFIG;
     if (kubeconfig) return { kubeconfig, binary: testenvBinary() };
     const plane = await startControlPlane();
-    after(() => plane.stop());
+    after(async () => {
+      await plane.stop();
+    });
     return plane;
   })();
   return shared;

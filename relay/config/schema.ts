@@ -1,0 +1,106 @@
+// The relay config: the contract between the operator (which renders it into
+// the relay's config Secret) and the relay (which loads, validates and hot-
+// reloads it). Defined once here; docs/relay-config.md describes it.
+//
+// It holds digests, never plaintext inbound passwords. Secrets the relay must
+// present to others (next-hop passwords, webhook keys) are referenced by file
+// path, so they live only in their own mounted Secrets.
+import { Type, type Static, type TLiteral, type TUnion } from "@sinclair/typebox";
+
+export const configVersion = "smtpconnector.dev/relay-config/v1";
+
+function Enum<const V extends readonly string[]>(values: V, description: string): TUnion<TLiteral<V[number]>[]> {
+  return Type.Union(
+    values.map((v) => Type.Literal(v)),
+    { description },
+  );
+}
+
+const Port = (description: string) => Type.Integer({ description, minimum: 1, maximum: 65535 });
+const Seconds = (description: string, max = 86_400) => Type.Number({ description, exclusiveMinimum: 0, maximum: max });
+const FilePath = (description: string) => Type.String({ description, minLength: 1, maxLength: 4096 });
+const Timestamp = (description: string) => Type.String({ description, format: "date-time" });
+const Hostname = (description: string) =>
+  Type.String({ description, minLength: 1, maxLength: 253, pattern: "^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$" });
+const Mailbox = Type.String({ minLength: 3, maxLength: 254, description: "A support address in lowercase, e.g. support@example.com." });
+
+export const CredentialEntry = Type.Object({
+  version: Type.Integer({ minimum: 1, description: "The credential version (SmtpDomain spec.inbound.credentials[].version)." }),
+  username: Type.String({ minLength: 1, maxLength: 256, description: "SASL username." }),
+  passwordSha256: Type.String({ pattern: "^[0-9a-f]{64}$", description: "Hex SHA-256 of the password. Passwords are 256-bit random, so a fast digest suffices." }),
+  state: Enum(["Active", "Revoked"] as const, "Revoked entries are refused (and reported as such) on the next AUTH."),
+  expiresAt: Type.Optional(Timestamp("After this instant the version is refused as expired, without waiting for a new config.")),
+});
+export type CredentialEntry = Static<typeof CredentialEntry>;
+
+export const SmtpDelivery = Type.Object({
+  host: Hostname("Next-hop host."),
+  port: Port("Next-hop port."),
+  protocol: Enum(["SMTP", "LMTP"] as const, "Protocol towards the next hop."),
+  tls: Enum(["None", "StartTLS", "Implicit"] as const, "TLS towards the next hop; StartTLS is required, never opportunistic."),
+  caFile: Type.Optional(FilePath("PEM CA bundle to verify the next hop with, instead of the system roots.")),
+  username: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "AUTH username at the next hop." })),
+  passwordFile: Type.Optional(FilePath("File holding the AUTH password at the next hop.")),
+});
+export type SmtpDelivery = Static<typeof SmtpDelivery>;
+
+export const WebhookDelivery = Type.Object({
+  url: Type.String({ pattern: "^https://", maxLength: 2048, description: "HTTPS endpoint receiving each message." }),
+  hmacKeyFile: FilePath("File holding the HMAC-SHA256 key that signs each request."),
+  caFile: Type.Optional(FilePath("PEM CA bundle to verify the endpoint with.")),
+});
+export type WebhookDelivery = Static<typeof WebhookDelivery>;
+
+export const DomainEntry = Type.Object({
+  domain: Hostname("The customer's mail domain, lowercase."),
+  authProtocol: Enum(["PLAIN", "LOGIN"] as const, "SASL mechanism offered for this domain."),
+  credentials: Type.Array(CredentialEntry, { maxItems: 16, description: "Credential versions, active and revoked." }),
+  addresses: Type.Array(Mailbox, { maxItems: 1000, description: "Support addresses that may receive inbound mail." }),
+  delivery: Type.Object(
+    { smtp: Type.Optional(SmtpDelivery), webhook: Type.Optional(WebhookDelivery) },
+    { description: "Exactly one of smtp or webhook." },
+  ),
+});
+export type DomainEntry = Static<typeof DomainEntry>;
+
+export const RelayConfig = Type.Object({
+  version: Type.Literal(configVersion, { description: "The contract version." }),
+  hostname: Hostname("Name in the SMTP greeting and the authserv-id of Authentication-Results."),
+  listeners: Type.Object({
+    starttls: Type.Optional(Type.Object({ port: Port("Port of the STARTTLS listener (587 in production).") })),
+    implicitTls: Type.Optional(Type.Object({ port: Port("Port of the implicit-TLS listener (465 in production).") })),
+    health: Type.Object({ port: Port("Port of /healthz, /readyz and /metrics.") }),
+    bindAddress: Type.Optional(Type.String({ maxLength: 64, description: "Address the listeners bind to; all interfaces when omitted." })),
+  }),
+  tls: Type.Object({
+    certFile: FilePath("PEM certificate chain of the relay."),
+    keyFile: FilePath("PEM private key of the relay."),
+    minVersion: Type.Optional(Enum(["TLSv1.2", "TLSv1.3"] as const, "Lowest TLS version accepted. Default TLSv1.2.")),
+  }),
+  limits: Type.Object({
+    maxMessageBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024, description: "Largest message accepted; enforced while DATA streams." }),
+    maxRecipients: Type.Integer({ minimum: 1, maximum: 1000, description: "Recipients per message." }),
+    maxHeaderBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: "Size of the header section." }),
+    maxLineBytes: Type.Integer({ minimum: 1000, maximum: 1024 * 1024, description: "Longest line in DATA, terminator included (RFC 5322 allows 1000)." }),
+    maxReceivedHops: Type.Integer({ minimum: 1, maximum: 1000, description: "Received: headers beyond which a message is a loop." }),
+    greetingDelayMs: Type.Integer({ minimum: 0, maximum: 30_000, description: "Wait before the greeting; a client that talks during it is refused (early talker)." }),
+    idleTimeoutSeconds: Seconds("Close a session silent for this long."),
+    sessionTimeoutSeconds: Seconds("Close a session open for this long in total."),
+    nextHopTimeoutSeconds: Seconds("Give up on the next hop after this long and answer 451, before the sender's own timeout."),
+    maxConnections: Type.Integer({ minimum: 1, maximum: 100_000, description: "Concurrent sessions per listener." }),
+  }),
+  authFailures: Type.Object({
+    perConnection: Type.Integer({ minimum: 1, maximum: 100, description: "Failed AUTH attempts after which the session is closed." }),
+    delayMs: Type.Integer({ minimum: 0, maximum: 30_000, description: "Delay before answering the first failure; it doubles with each further failure in the session." }),
+    lockoutThreshold: Type.Integer({ minimum: 1, maximum: 100_000, description: "Failures per source IP, or per username, within the window that lock it out." }),
+    lockoutWindowSeconds: Seconds("Window in which failures are counted."),
+    lockoutSeconds: Seconds("How long a locked-out IP or username is refused with 454 4.7.0."),
+  }),
+  proxyProtocol: Type.Optional(
+    Type.Object({
+      trustedRanges: Type.Array(Type.String({ maxLength: 43 }), { minItems: 1, maxItems: 64, description: "CIDR ranges (load balancers) allowed to send a PROXY header." }),
+    }),
+  ),
+  domains: Type.Array(DomainEntry, { maxItems: 100, description: "The connected domains this relay serves." }),
+});
+export type RelayConfig = Static<typeof RelayConfig>;
