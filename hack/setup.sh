@@ -10,6 +10,22 @@ log() { echo "setup: $*" >&2; }
 command -v node >/dev/null || { echo "setup: Node.js 20 or newer is required" >&2; exit 1; }
 command -v go >/dev/null || { echo "setup: Go 1.26 or newer is required to build the local control plane" >&2; exit 1; }
 
+# Debian packages for the mail tier: Postfix (the customer's server, and its
+# smtp-sink as next hop), swaks (the client), openssl (test certificates).
+missing=()
+for tool in postfix:postfix smtp-sink:postfix swaks:swaks openssl:openssl saslpasswd2:sasl2-bin; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  log "installing Debian packages: ${missing[*]}"
+  [[ $(id -u) -eq 0 ]] || { echo "setup: run as root, or install: apt-get install ${missing[*]}" >&2; exit 1; }
+  export DEBIAN_FRONTEND=noninteractive
+  # "No configuration": the tests run private Postfix instances of their own.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends postfix swaks openssl sasl2-bin libsasl2-modules ca-certificates >&2
+fi
+
 # npm packages: reinstall only when the lock file changed since the last install.
 stamp=node_modules/.smtpc-lock-sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)

@@ -26,7 +26,7 @@ const Mailbox = Type.String({ minLength: 3, maxLength: 254, description: "A supp
 
 export const CredentialEntry = Type.Object({
   version: Type.Integer({ minimum: 1, description: "The credential version (SmtpDomain spec.inbound.credentials[].version)." }),
-  username: Type.String({ minLength: 1, maxLength: 256, description: "SASL username." }),
+  username: Type.String({ minLength: 1, maxLength: 256, pattern: "^[A-Za-z0-9._@+-]+$", description: "SASL username (it appears in trace headers, so a restricted alphabet)." }),
   passwordSha256: Type.String({ pattern: "^[0-9a-f]{64}$", description: "Hex SHA-256 of the password. Passwords are 256-bit random, so a fast digest suffices." }),
   state: Enum(["Active", "Revoked"] as const, "Revoked entries are refused (and reported as such) on the next AUTH."),
   expiresAt: Type.Optional(Timestamp("After this instant the version is refused as expired, without waiting for a new config.")),
@@ -98,7 +98,11 @@ export const RelayConfig = Type.Object({
   }),
   proxyProtocol: Type.Optional(
     Type.Object({
-      trustedRanges: Type.Array(Type.String({ maxLength: 43 }), { minItems: 1, maxItems: 64, description: "CIDR ranges (load balancers) allowed to send a PROXY header." }),
+      trustedAddresses: Type.Array(Type.String({ maxLength: 45 }), {
+        minItems: 1,
+        maxItems: 64,
+        description: "IP addresses (load balancers) whose connections must start with a PROXY header; from any other address a PROXY header is refused.",
+      }),
     }),
   ),
   domains: Type.Array(DomainEntry, { maxItems: 100, description: "The connected domains this relay serves." }),

@@ -1,0 +1,93 @@
+// Loads and validates the relay config file (YAML or JSON). Everything the
+// relay knows about its domains comes through here, so every check that can be
+// made on the config alone is made here, with a message naming the field.
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { Value } from "@sinclair/typebox/value";
+import { parse } from "yaml";
+import { RelayConfig, configVersion, type DomainEntry } from "./schema.js";
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(`invalid relay config ${file}:\n  - ${problems.join("\n  - ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+export function loadConfig(file: string): RelayConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    throw new ConfigError(file, [`cannot read the file: ${(error as Error).message}`]);
+  }
+  return parseConfig(text, file);
+}
+
+export function parseConfig(text: string, file = "<config>"): RelayConfig {
+  let raw: unknown;
+  try {
+    raw = parse(text, { maxAliasCount: 0 });
+  } catch (error) {
+    throw new ConfigError(file, [`not valid YAML or JSON: ${(error as Error).message}`]);
+  }
+  if (typeof raw === "object" && raw !== null && "version" in raw && raw.version !== configVersion) {
+    throw new ConfigError(file, [`version is ${JSON.stringify(raw.version)}; this relay understands ${configVersion}`]);
+  }
+  const schemaProblems = [...Value.Errors(RelayConfig, raw)].map((e) => `${e.path || "/"}: ${e.message}`);
+  if (schemaProblems.length > 0) throw new ConfigError(file, schemaProblems.slice(0, 20));
+  const config = raw as RelayConfig;
+  const problems = semanticProblems(config);
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return config;
+}
+
+/** Rules that span fields: what the schema alone cannot say. */
+function semanticProblems(config: RelayConfig): string[] {
+  const problems: string[] = [];
+  if (!config.listeners.starttls && !config.listeners.implicitTls) {
+    problems.push("/listeners: at least one of starttls or implicitTls is required");
+  }
+  for (const [i, address] of (config.proxyProtocol?.trustedAddresses ?? []).entries()) {
+    if (isIP(address) === 0) problems.push(`/proxyProtocol/trustedAddresses/${i}: ${address} is not an IP address`);
+  }
+  const usernames = new Map<string, string>();
+  const domains = new Set<string>();
+  config.domains.forEach((domain, i) => {
+    const at = `/domains/${i}`;
+    if (domains.has(domain.domain)) problems.push(`${at}/domain: ${domain.domain} is listed twice`);
+    domains.add(domain.domain);
+    problems.push(...domainProblems(domain, at));
+    domain.credentials.forEach((credential, j) => {
+      const owner = usernames.get(credential.username);
+      if (owner) problems.push(`${at}/credentials/${j}/username: ${credential.username} is already used by ${owner}`);
+      usernames.set(credential.username, `${domain.domain} version ${credential.version}`);
+    });
+  });
+  return problems;
+}
+
+function domainProblems(domain: DomainEntry, at: string): string[] {
+  const problems: string[] = [];
+  if (domain.domain !== domain.domain.toLowerCase()) problems.push(`${at}/domain: must be lowercase`);
+  const { smtp, webhook } = domain.delivery;
+  if (Boolean(smtp) === Boolean(webhook)) problems.push(`${at}/delivery: set exactly one of smtp or webhook`);
+  if (smtp && Boolean(smtp.username) !== Boolean(smtp.passwordFile)) {
+    problems.push(`${at}/delivery/smtp: username and passwordFile go together`);
+  }
+  if (smtp?.username && smtp.tls === "None") problems.push(`${at}/delivery/smtp: AUTH to the next hop requires tls StartTLS or Implicit`);
+  const versions = new Set<number>();
+  for (const credential of domain.credentials) {
+    if (versions.has(credential.version)) problems.push(`${at}/credentials: version ${credential.version} is listed twice`);
+    versions.add(credential.version);
+  }
+  for (const address of domain.addresses) {
+    if (!address.endsWith(`@${domain.domain}`) || address !== address.toLowerCase()) {
+      problems.push(`${at}/addresses: ${address} is not a lowercase address in ${domain.domain}`);
+    }
+  }
+  return problems;
+}

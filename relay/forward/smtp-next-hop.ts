@@ -1,0 +1,164 @@
+// Cut-through delivery to one SMTP or LMTP next hop, over a small pool of
+// connections that all carry the same identity (host, TLS, credentials): a
+// pool belongs to one next hop and is never shared with another.
+//
+// A connection that saw any error is closed, never reused: if the message
+// stream fails mid-DATA the socket is destroyed before the final dot, so the
+// next hop discards the partial message instead of accepting it.
+import { readFileSync } from "node:fs";
+import type { Readable } from "node:stream";
+import SMTPConnection from "nodemailer/lib/smtp-connection";
+import type { SmtpDelivery } from "../config/schema.js";
+
+export interface NextHopOptions {
+  /** Name we announce in EHLO/LHLO. */
+  clientName: string;
+  /** Connection, greeting and socket timeout towards the next hop. */
+  timeoutMs: number;
+  maxIdleConnections?: number;
+  maxMessagesPerConnection?: number;
+  idleCloseMs?: number;
+}
+
+export interface DeliveryResult {
+  response: string;
+  accepted: string[];
+}
+
+/** A next-hop failure: its SMTP reply when it gave one, or a transport error. */
+export class NextHopError extends Error {
+  constructor(
+    message: string,
+    readonly responseCode: number | undefined,
+    readonly kind: "Reply" | "Connection" | "Timeout" | "Message",
+  ) {
+    super(message);
+    this.name = "NextHopError";
+  }
+}
+
+interface Pooled {
+  connection: SMTPConnection;
+  messages: number;
+  idleTimer?: NodeJS.Timeout;
+}
+
+export class SmtpNextHop {
+  private readonly idle: Pooled[] = [];
+  private readonly password: string | undefined;
+  private readonly ca: string | undefined;
+  private closed = false;
+
+  constructor(
+    readonly delivery: SmtpDelivery,
+    private readonly options: NextHopOptions,
+  ) {
+    // Read once per config load: a changed file arrives as a new config.
+    this.password = delivery.passwordFile ? readFileSync(delivery.passwordFile, "utf8").trim() : undefined;
+    this.ca = delivery.caFile ? readFileSync(delivery.caFile, "utf8") : undefined;
+  }
+
+  async send(envelope: { from: string; to: string[] }, message: Readable, signal?: AbortSignal): Promise<DeliveryResult> {
+    const pooled = this.take() ?? (await this.open());
+    // Aborting closes the socket: a message not yet ended never gets its final dot.
+    const onAbort = () => pooled.connection.close();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
+        pooled.connection.send(envelope, message, (error, result) => (error ? reject(toNextHopError(error)) : resolve(result)));
+      });
+      pooled.messages++;
+      if (info.rejected.length > 0) {
+        // Some recipients refused: report it, so the sender retries rather than losing them.
+        const first = info.rejectedErrors?.[0];
+        this.release(pooled);
+        throw new NextHopError(first?.response ?? `recipients refused: ${info.rejected.join(", ")}`, first?.responseCode ?? 450, "Reply");
+      }
+      this.release(pooled);
+      return { response: info.response, accepted: info.accepted };
+    } catch (error) {
+      pooled.connection.close();
+      if (signal?.aborted && signal.reason instanceof Error) throw signal.reason;
+      throw error instanceof NextHopError ? error : toNextHopError(error);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const pooled of this.idle.splice(0)) {
+      clearTimeout(pooled.idleTimer);
+      pooled.connection.quit();
+    }
+  }
+
+  private take(): Pooled | undefined {
+    for (;;) {
+      const pooled = this.idle.pop();
+      if (!pooled) return undefined;
+      clearTimeout(pooled.idleTimer);
+      if (!pooled.connection.destroyed) return pooled;
+    }
+  }
+
+  private release(pooled: Pooled): void {
+    const max = this.options.maxMessagesPerConnection ?? 100;
+    if (this.closed || pooled.connection.destroyed || pooled.messages >= max || this.idle.length >= (this.options.maxIdleConnections ?? 20)) {
+      pooled.connection.quit();
+      return;
+    }
+    pooled.idleTimer = setTimeout(() => {
+      const at = this.idle.indexOf(pooled);
+      if (at !== -1) this.idle.splice(at, 1);
+      pooled.connection.quit();
+    }, this.options.idleCloseMs ?? 5_000);
+    pooled.idleTimer.unref();
+    this.idle.push(pooled);
+  }
+
+  private async open(): Promise<Pooled> {
+    const { delivery, options } = this;
+    const connection = new SMTPConnection({
+      host: delivery.host,
+      port: delivery.port,
+      name: options.clientName,
+      lmtp: delivery.protocol === "LMTP",
+      secure: delivery.tls === "Implicit",
+      requireTLS: delivery.tls === "StartTLS",
+      ignoreTLS: delivery.tls === "None",
+      connectionTimeout: options.timeoutMs,
+      greetingTimeout: options.timeoutMs,
+      socketTimeout: options.timeoutMs,
+      tls: { minVersion: "TLSv1.2", servername: delivery.host, ...(this.ca ? { ca: this.ca } : {}) },
+      logger: false,
+    });
+    connection.on("error", () => {
+      /* surfaced through the callbacks below; a late socket error must not crash the relay */
+    });
+    await new Promise<void>((resolve, reject) => {
+      connection.connect((error) => (error ? reject(toNextHopError(error)) : resolve()));
+    });
+    if (delivery.username && this.password !== undefined) {
+      try {
+        await new Promise<void>((resolve, reject) => {
+          connection.login({ user: delivery.username, pass: this.password }, (error) => (error ? reject(toNextHopError(error)) : resolve()));
+        });
+      } catch (error) {
+        connection.close();
+        throw error;
+      }
+    }
+    return { connection, messages: 0 };
+  }
+}
+
+function toNextHopError(error: unknown): NextHopError {
+  const e = error as { message?: string; response?: string; responseCode?: number; code?: string };
+  if (typeof e.responseCode === "number" && e.responseCode >= 400) {
+    return new NextHopError(e.response ?? e.message ?? "next hop refused", e.responseCode, "Reply");
+  }
+  if (e.code === "ETIMEDOUT") return new NextHopError(e.message ?? "timed out", undefined, "Timeout");
+  if (e.code === "ESTREAM") return new NextHopError(e.message ?? "message stream failed", undefined, "Message");
+  return new NextHopError(e.message ?? String(error), undefined, "Connection");
+}

@@ -1,0 +1,55 @@
+// Decides whether a username/password pair is one of a domain's credential
+// versions, and which. Digests only: the relay never holds inbound passwords.
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { DomainEntry } from "../config/schema.js";
+
+export type AuthFailure = "UnknownUser" | "WrongPassword" | "Revoked" | "Expired";
+
+export type AuthResult =
+  | { ok: true; domain: string; version: number; username: string }
+  | { ok: false; reason: AuthFailure; domain?: string; version?: number };
+
+interface Entry {
+  domain: string;
+  version: number;
+  username: string;
+  digest: Buffer;
+  revoked: boolean;
+  expiresAt?: number;
+}
+
+export class CredentialStore {
+  private readonly byUsername = new Map<string, Entry>();
+  // Compared against when the username is unknown, so an unknown user costs
+  // exactly what a wrong password costs.
+  private readonly decoy = createHash("sha256").update(randomBytes(32)).digest();
+
+  constructor(domains: readonly DomainEntry[]) {
+    for (const domain of domains) {
+      for (const c of domain.credentials) {
+        this.byUsername.set(c.username, {
+          domain: domain.domain,
+          version: c.version,
+          username: c.username,
+          digest: Buffer.from(c.passwordSha256, "hex"),
+          revoked: c.state === "Revoked",
+          ...(c.expiresAt ? { expiresAt: Date.parse(c.expiresAt) } : {}),
+        });
+      }
+    }
+  }
+
+  check(username: string, password: string, now = Date.now()): AuthResult {
+    const entry = this.byUsername.get(username);
+    const digest = createHash("sha256").update(password, "utf8").digest();
+    const matches = timingSafeEqual(digest, entry?.digest ?? this.decoy);
+    if (!entry) return { ok: false, reason: "UnknownUser" };
+    const who = { domain: entry.domain, version: entry.version };
+    if (!matches) return { ok: false, reason: "WrongPassword", ...who };
+    // State is checked only after the password matched: a revoked or expired
+    // version is reported as such only to someone who knows its password.
+    if (entry.revoked) return { ok: false, reason: "Revoked", ...who };
+    if (entry.expiresAt !== undefined && now >= entry.expiresAt) return { ok: false, reason: "Expired", ...who };
+    return { ok: true, username: entry.username, ...who };
+  }
+}

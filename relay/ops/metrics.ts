@@ -1,0 +1,36 @@
+// The relay's Prometheus metrics. One registry per relay, so tests can run
+// several relays in one process.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "smtpc_relay_process_" });
+  return {
+    registry,
+    sessions: new Counter({ name: "smtpc_relay_sessions_total", help: "SMTP sessions accepted, by listener.", labelNames: ["listener"], registers: [registry] }),
+    activeSessions: new Gauge({ name: "smtpc_relay_sessions_active", help: "SMTP sessions open now.", registers: [registry] }),
+    auth: new Counter({
+      name: "smtpc_relay_auth_total",
+      help: "AUTH attempts by domain, credential version and result (Success, UnknownUser, WrongPassword, Revoked, Expired, LockedOut, Malformed).",
+      labelNames: ["domain", "version", "result"],
+      registers: [registry],
+    }),
+    messages: new Counter({
+      name: "smtpc_relay_messages_total",
+      help: "Messages by direction and result (Delivered, NextHopTempFail, NextHopReject, Rejected reasons).",
+      labelNames: ["direction", "result"],
+      registers: [registry],
+    }),
+    bytes: new Counter({ name: "smtpc_relay_message_bytes_total", help: "Message bytes received, by direction.", labelNames: ["direction"], registers: [registry] }),
+    nextHopSeconds: new Histogram({
+      name: "smtpc_relay_next_hop_seconds",
+      help: "Time from the end of DATA to the next hop's answer.",
+      labelNames: ["direction"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    configReloads: new Counter({ name: "smtpc_relay_config_reloads_total", help: "Config reloads by result (Applied, Invalid).", labelNames: ["result"], registers: [registry] }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,245 @@
+// One relay process: its listeners, its ops endpoint, and the config they
+// share, reloaded without dropping a session.
+import { createHash } from "node:crypto";
+import { readFileSync, watch, type FSWatcher } from "node:fs";
+import type http from "node:http";
+import type { AddressInfo } from "node:net";
+import { dirname } from "node:path";
+import type { SMTPServerOptions } from "smtp-server";
+import { ConfigError, loadConfig } from "./config/load.js";
+import type { RelayConfig } from "./config/schema.js";
+import { InboundSessions } from "./inbound/session.js";
+import { GreetingDelayServer } from "./inbound/smtp-server.js";
+import { AuthThrottle } from "./inbound/throttle.js";
+import { createOpsServer } from "./ops/http.js";
+import type { Logger } from "./ops/log.js";
+import { createMetrics, type Metrics } from "./ops/metrics.js";
+import { buildState, retire, type RelayState } from "./state.js";
+
+type Listener = "starttls" | "implicitTls";
+
+export class Relay {
+  readonly metrics: Metrics = createMetrics();
+  private state: RelayState;
+  private throttle: AuthThrottle;
+  private readonly sessions: InboundSessions;
+  private readonly servers = new Map<Listener, GreetingDelayServer>();
+  private ops: http.Server | undefined;
+  private watcher: FSWatcher | undefined;
+  private poller: NodeJS.Timeout | undefined;
+  private fingerprint = "";
+  private draining = false;
+  private listening = false;
+  /** Last successful AUTH per "domain/version", for reporting to the operator. */
+  readonly lastUsed = new Map<string, Date>();
+
+  constructor(
+    private readonly configFile: string,
+    private readonly log: Logger,
+  ) {
+    const config = loadConfig(configFile);
+    this.state = buildState(config);
+    this.throttle = throttleFor(config);
+    this.fingerprint = this.currentFingerprint();
+    this.sessions = new InboundSessions({
+      state: () => this.state,
+      throttle: () => this.throttle,
+      metrics: this.metrics,
+      log,
+      credentialUsed: (domain, version, at) => this.lastUsed.set(`${domain}/${version}`, at),
+    });
+  }
+
+  get config(): RelayConfig {
+    return this.state.config;
+  }
+
+  async start(): Promise<void> {
+    const { config } = this.state;
+    const host = config.listeners.bindAddress;
+    if (config.listeners.starttls) await this.listen("starttls", config.listeners.starttls.port, host);
+    if (config.listeners.implicitTls) await this.listen("implicitTls", config.listeners.implicitTls.port, host);
+    this.ops = createOpsServer(this.metrics.registry, { ready: () => this.listening && !this.draining });
+    await new Promise<void>((resolve, reject) => {
+      this.ops!.once("error", reject);
+      this.ops!.listen(config.listeners.health.port, host, () => resolve());
+    });
+    this.listening = true;
+    this.watchConfig();
+    this.log.info("relay started", { ports: this.ports(), domains: config.domains.map((d) => d.domain) });
+  }
+
+  /** The ports actually bound (useful when the config asks for port 0 in tests). */
+  ports(): Record<string, number> {
+    const ports: Record<string, number> = {};
+    for (const [name, server] of this.servers) ports[name] = (server.server.address() as AddressInfo).port;
+    if (this.ops) ports.health = (this.ops.address() as AddressInfo).port;
+    return ports;
+  }
+
+  /** Re-reads the config; an invalid one is refused and the current one stays. */
+  reload(): boolean {
+    let config: RelayConfig;
+    try {
+      config = loadConfig(this.configFile);
+    } catch (error) {
+      this.metrics.configReloads.inc({ result: "Invalid" });
+      this.log.error("config reload refused, keeping the current config", { error: error instanceof ConfigError ? error.problems : String(error) });
+      return false;
+    }
+    const previous = this.state;
+    try {
+      this.state = buildState(config);
+    } catch (error) {
+      this.metrics.configReloads.inc({ result: "Invalid" });
+      this.log.error("config reload refused, keeping the current config", { error: (error as Error).message });
+      return false;
+    }
+    if (JSON.stringify(previous.config.authFailures) !== JSON.stringify(config.authFailures)) this.throttle = throttleFor(config);
+    this.reloadCertificate(previous.config, config);
+    retire(previous);
+    this.metrics.configReloads.inc({ result: "Applied" });
+    this.log.info("config reloaded", { domains: config.domains.map((d) => d.domain) });
+    return true;
+  }
+
+  /** Stops accepting, lets open sessions finish (up to graceMs), then closes. */
+  async stop(graceMs = 30_000): Promise<void> {
+    this.draining = true;
+    this.watcher?.close();
+    clearInterval(this.poller);
+    this.log.info("relay draining", { sessions: [...this.servers.values()].reduce((n, s) => n + s.connections.size, 0) });
+    await Promise.all(
+      [...this.servers.values()].map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            server.options.closeTimeout = graceMs;
+            server.close(() => resolve());
+          }),
+      ),
+    );
+    for (const domain of this.state.domains.values()) domain.nextHop.close();
+    await new Promise<void>((resolve) => (this.ops ? this.ops.close(() => resolve()) : resolve()));
+    this.log.info("relay stopped");
+  }
+
+  private async listen(name: Listener, port: number, host: string | undefined): Promise<void> {
+    const { limits } = this.state.config;
+    const server = new GreetingDelayServer(this.serverOptions(name), {
+      greetingDelayMs: limits.greetingDelayMs,
+      sessionTimeoutMs: limits.sessionTimeoutSeconds * 1000,
+    });
+    server.on("error", (error: Error) => this.log.warn("smtp connection error", { listener: name, error: error.message }));
+    await new Promise<void>((resolve, reject) => {
+      server.server.once("error", reject);
+      server.listen({ port, ...(host ? { host } : {}) }, () => resolve());
+    });
+    this.servers.set(name, server);
+  }
+
+  private serverOptions(listener: Listener): SMTPServerOptions {
+    const { config } = this.state;
+    const { limits } = config;
+    const mechanisms = [...new Set(config.domains.map((d) => d.authProtocol))];
+    const sessions = this.sessions;
+    return {
+      name: config.hostname,
+      banner: "smtp-connector relay",
+      secure: listener === "implicitTls",
+      // TLS before anything that matters: AUTH needs TLS, MAIL needs AUTH.
+      allowInsecureAuth: false,
+      authOptional: false,
+      authMethods: mechanisms.length > 0 ? mechanisms : ["PLAIN"],
+      ...this.tlsMaterial(config),
+      minVersion: config.tls.minVersion ?? "TLSv1.2",
+      size: limits.maxMessageBytes,
+      rejectOversized: true,
+      maxRecipients: limits.maxRecipients,
+      maxClients: limits.maxConnections,
+      disableReverseLookup: true,
+      useXClient: false,
+      useXForward: false,
+      ...(config.proxyProtocol ? { useProxy: config.proxyProtocol.trustedAddresses } : {}),
+      // smtp-server's socket timeout also runs while the sender waits for our
+      // answer after the final dot: it must outlast the whole next-hop budget.
+      socketTimeout: Math.max(limits.idleTimeoutSeconds, limits.nextHopTimeoutSeconds + 5) * 1000,
+      closeTimeout: 30_000,
+      maxAllowedUnauthenticatedCommands: 10,
+      logger: false,
+      disabledCommands: listener === "implicitTls" ? ["STARTTLS"] : [],
+      onConnect: (session, callback) => {
+        // Before TLS, AUTH is neither offered nor accepted (like Postfix's
+        // smtpd_tls_auth_only): a client that sees no AUTH sends no password
+        // in clear, not even in an initial response we would refuse.
+        if (listener === "starttls") session.disabledCommands = ["AUTH"];
+        sessions.onConnect(session, listener, callback);
+      },
+      onSecure: (_socket, session, callback) => {
+        session.disabledCommands = [];
+        callback();
+      },
+      onClose: (session) => sessions.onClose(session),
+      onAuth: (auth, session, callback) => sessions.onAuth(auth, session, callback),
+      onMailFrom: (address, session, callback) => sessions.onMailFrom(address, session, callback),
+      onRcptTo: (address, session, callback) => sessions.onRcptTo(address, session, callback),
+      onData: (stream, session, callback) => sessions.onData(stream, session, callback),
+    };
+  }
+
+  private tlsMaterial(config: RelayConfig): { key: Buffer; cert: Buffer } {
+    return { key: readFileSync(config.tls.keyFile), cert: readFileSync(config.tls.certFile) };
+  }
+
+  private reloadCertificate(previous: RelayConfig, next: RelayConfig): void {
+    const material = this.tlsMaterial(next);
+    const before = this.tlsMaterial(previous);
+    if (material.cert.equals(before.cert) && material.key.equals(before.key) && previous.tls.minVersion === next.tls.minVersion) return;
+    // New handshakes use the new certificate; established sessions keep theirs.
+    for (const server of this.servers.values()) server.updateSecureContext({ ...material, minVersion: next.tls.minVersion ?? "TLSv1.2" });
+    this.log.info("TLS certificate reloaded");
+  }
+
+  /**
+   * Kubernetes updates a mounted Secret by swapping a symlink in its
+   * directory, which file watches do not always see: watch the directory and
+   * also compare contents every two seconds.
+   */
+  private watchConfig(): void {
+    const check = () => {
+      const now = this.currentFingerprint();
+      if (now !== this.fingerprint) {
+        this.fingerprint = now;
+        this.reload();
+      }
+    };
+    try {
+      this.watcher = watch(dirname(this.configFile), () => setTimeout(check, 50).unref());
+    } catch {
+      /* the poll below still sees changes */
+    }
+    this.poller = setInterval(check, 2_000);
+    this.poller.unref();
+  }
+
+  private currentFingerprint(): string {
+    const hash = createHash("sha256");
+    for (const file of [this.configFile, this.state?.config.tls.certFile, this.state?.config.tls.keyFile]) {
+      if (!file) continue;
+      try {
+        hash.update(readFileSync(file));
+      } catch {
+        hash.update("missing");
+      }
+    }
+    return hash.digest("hex");
+  }
+}
+
+function throttleFor(config: RelayConfig): AuthThrottle {
+  const { authFailures } = config;
+  return new AuthThrottle({
+    threshold: authFailures.lockoutThreshold,
+    windowMs: authFailures.lockoutWindowSeconds * 1000,
+    lockoutMs: authFailures.lockoutSeconds * 1000,
+  });
+}

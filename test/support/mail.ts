@@ -1,0 +1,218 @@
+// Real mail peers for the relay tests: Postfix's smtp-sink as the next hop
+// (with its fault modes), swaks as the scriptable client, and certificates
+// made by openssl.
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer, Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { stringify } from "yaml";
+import { configVersion, type RelayConfig } from "../../relay/config/schema.js";
+
+const execFileAsync = promisify(execFile);
+
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `smtpc-${prefix}-`));
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/** A self-signed certificate for 127.0.0.1 and the given name. */
+export async function selfSignedCertificate(dir: string, name = "relay.test"): Promise<{ certFile: string; keyFile: string }> {
+  const certFile = join(dir, `${name}.crt`);
+  const keyFile = join(dir, `${name}.key`);
+  await execFileAsync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+    "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", `/CN=${name}`,
+    "-addext", `subjectAltName=DNS:${name},IP:127.0.0.1`,
+  ]);
+  return { certFile, keyFile };
+}
+
+export interface SinkMessage {
+  file: string;
+  mailFrom: string;
+  rcptTo: string[];
+  /** Headers and body as received (smtp-sink writes lines ending in LF). */
+  content: string;
+}
+
+export interface SmtpSink {
+  port: number;
+  dir: string;
+  messages(): SinkMessage[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts Postfix's smtp-sink on 127.0.0.1, dumping each accepted message to a
+ * file. Options are smtp-sink's own fault switches, e.g. ["-r", "."] to
+ * soft-reject every message, ["-f", "RCPT"], ["-q", "DATA"], ["-w", "3"].
+ */
+export async function startSmtpSink(options: string[] = [], { lmtp = false } = {}): Promise<SmtpSink> {
+  const port = await freePort();
+  const dir = tempDir("sink");
+  const dumps = join(dir, "dumps");
+  mkdirSync(dumps, { mode: 0o777 });
+  chmodSync(dumps, 0o777);
+  const args = ["-u", "nobody", "-c", "-d", `${dumps}/%H%M%S.`, ...(lmtp ? ["-L"] : []), ...options, `127.0.0.1:${port}`, "256"];
+  const child = spawn("smtp-sink", args, { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  await waitForPort(port, child, () => stderr);
+  return {
+    port,
+    dir,
+    messages: () => readSinkMessages(dumps),
+    stop: () => stopChild(child).then(() => rmSync(dir, { recursive: true, force: true })),
+  };
+}
+
+function readSinkMessages(dir: string): SinkMessage[] {
+  return readdirSync(dir)
+    .map((name) => join(dir, name))
+    .filter((file) => statSync(file).isFile())
+    .sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs)
+    .map((file) => {
+      const text = readFileSync(file, "latin1");
+      const [meta, ...rest] = text.split(/\nReceived: from .*\n\tby .*\n\t.*\n/);
+      const lines = (meta ?? "").split("\n");
+      const arg = (prefix: string) => lines.filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length).trim());
+      return {
+        file,
+        mailFrom: arg("X-Mail-Args:")[0] ?? "",
+        rcptTo: arg("X-Rcpt-Args:"),
+        content: rest.join(""),
+      };
+    });
+}
+
+async function waitForPort(port: number, child: ChildProcess, stderr: () => string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`exited early: ${stderr()}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = new Socket();
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+      socket.connect(port, "127.0.0.1");
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`port ${port} did not open: ${stderr()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export interface SwaksResult {
+  code: number;
+  output: string;
+}
+
+/** Runs swaks; resolves with its exit code and transcript, never throws on a failed transaction. */
+export async function swaks(args: string[], timeoutMs = 30_000): Promise<SwaksResult> {
+  try {
+    const { stdout, stderr } = await execFileAsync("swaks", ["--timeout", "20", ...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
+    return { code: 0, output: stdout + stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === "number" ? e.code : 1, output: (e.stdout ?? "") + (e.stderr ?? "") };
+  }
+}
+
+export function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+export function randomPassword(): string {
+  return randomBytes(24).toString("base64url");
+}
+
+export interface TestDomain {
+  domain: string;
+  addresses: string[];
+  credentials: { version: number; username: string; password: string; state?: "Active" | "Revoked"; expiresAt?: string }[];
+  authProtocol?: "PLAIN" | "LOGIN";
+}
+
+/** A relay config for tests: loopback listeners on free ports, smtp-sink as next hop. */
+export async function relayConfig(opts: {
+  dir: string;
+  tls: { certFile: string; keyFile: string };
+  sinkPort: number;
+  domains: TestDomain[];
+  limits?: Partial<RelayConfig["limits"]>;
+  authFailures?: Partial<RelayConfig["authFailures"]>;
+  proxyProtocol?: RelayConfig["proxyProtocol"];
+  lmtp?: boolean;
+}): Promise<RelayConfig> {
+  return {
+    version: configVersion,
+    hostname: "relay.test",
+    listeners: {
+      bindAddress: "127.0.0.1",
+      starttls: { port: await freePort() },
+      implicitTls: { port: await freePort() },
+      health: { port: await freePort() },
+    },
+    tls: { certFile: opts.tls.certFile, keyFile: opts.tls.keyFile },
+    limits: {
+      maxMessageBytes: 1024 * 1024,
+      maxRecipients: 10,
+      maxHeaderBytes: 64 * 1024,
+      maxLineBytes: 1000,
+      maxReceivedHops: 30,
+      greetingDelayMs: 0,
+      idleTimeoutSeconds: 30,
+      sessionTimeoutSeconds: 300,
+      nextHopTimeoutSeconds: 10,
+      maxConnections: 100,
+      ...opts.limits,
+    },
+    authFailures: { perConnection: 3, delayMs: 10, lockoutThreshold: 10, lockoutWindowSeconds: 300, lockoutSeconds: 600, ...opts.authFailures },
+    ...(opts.proxyProtocol ? { proxyProtocol: opts.proxyProtocol } : {}),
+    domains: opts.domains.map((d) => ({
+      domain: d.domain,
+      authProtocol: d.authProtocol ?? "PLAIN",
+      credentials: d.credentials.map((c) => ({
+        version: c.version,
+        username: c.username,
+        passwordSha256: sha256(c.password),
+        state: c.state ?? "Active",
+        ...(c.expiresAt ? { expiresAt: c.expiresAt } : {}),
+      })),
+      addresses: d.addresses,
+      delivery: { smtp: { host: "127.0.0.1", port: opts.sinkPort, protocol: opts.lmtp ? "LMTP" : "SMTP", tls: "None" } },
+    })),
+  };
+}
+
+export function writeRelayConfig(file: string, config: RelayConfig): void {
+  // Write then rename: the relay never reads half a file.
+  writeFileSync(`${file}.tmp`, stringify(config));
+  renameSync(`${file}.tmp`, file);
+}

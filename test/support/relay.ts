@@ -1,0 +1,155 @@
+// Runs a relay in the test process against real peers, with its log lines
+// captured so tests can read them.
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { Socket } from "node:net";
+import type { RelayConfig } from "../../relay/config/schema.js";
+import { createLogger } from "../../relay/ops/log.js";
+import { Relay } from "../../relay/relay.js";
+import { relayConfig, selfSignedCertificate, startSmtpSink, tempDir, writeRelayConfig, type SmtpSink, type TestDomain } from "./mail.js";
+
+export interface RelayHarness {
+  relay: Relay;
+  sink: SmtpSink;
+  config: RelayConfig;
+  configFile: string;
+  logs: string[];
+  starttlsPort: number;
+  implicitPort: number;
+  healthPort: number;
+  /** Rewrites the config file and reloads it now (the watcher would within two seconds). */
+  update(change: (config: RelayConfig) => void): boolean;
+  stop(): Promise<void>;
+}
+
+export const exampleDomain = (password: string, extra: Partial<TestDomain> = {}): TestDomain => ({
+  domain: "example.com",
+  addresses: ["support@example.com", "billing@example.com"],
+  credentials: [{ version: 1, username: "example.com-v1", password }],
+  ...extra,
+});
+
+export async function startRelay(opts: {
+  domains: TestDomain[];
+  sinkOptions?: string[];
+  limits?: Partial<RelayConfig["limits"]>;
+  authFailures?: Partial<RelayConfig["authFailures"]>;
+  proxyProtocol?: RelayConfig["proxyProtocol"];
+}): Promise<RelayHarness> {
+  const dir = tempDir("relay");
+  const sink = await startSmtpSink(opts.sinkOptions ?? []);
+  const tls = await selfSignedCertificate(dir);
+  const config = await relayConfig({ dir, tls, sinkPort: sink.port, ...opts });
+  const configFile = join(dir, "relay.yaml");
+  writeRelayConfig(configFile, config);
+  const logs: string[] = [];
+  const stream = new PassThrough();
+  stream.on("data", (chunk: Buffer) => logs.push(...chunk.toString().split("\n").filter(Boolean)));
+  const relay = new Relay(configFile, createLogger("relay", { level: "debug", stream }));
+  await relay.start();
+  const ports = relay.ports();
+  return {
+    relay,
+    sink,
+    config,
+    configFile,
+    logs,
+    starttlsPort: ports.starttls!,
+    implicitPort: ports.implicitTls!,
+    healthPort: ports.health!,
+    update(change) {
+      change(config);
+      writeRelayConfig(configFile, config);
+      return relay.reload();
+    },
+    async stop() {
+      await relay.stop(1_000);
+      await sink.stop();
+    },
+  };
+}
+
+/**
+ * A line-oriented SMTP client over a real socket, for dialogues swaks cannot
+ * script: early talk, AUTH before TLS, raw DATA with bare CR/LF.
+ */
+export class RawSmtp {
+  private buffer = "";
+  private waiters: (() => void)[] = [];
+  closed = false;
+
+  private constructor(private socket: Socket | TLSSocket) {
+    this.attach(socket);
+  }
+
+  static async connect(port: number, { implicitTls = false } = {}): Promise<RawSmtp> {
+    const socket = implicitTls ? tlsConnect({ port, host: "127.0.0.1", rejectUnauthorized: false }) : new Socket().connect(port, "127.0.0.1");
+    await new Promise<void>((resolve, reject) => {
+      socket.once(implicitTls ? "secureConnect" : "connect", () => resolve());
+      socket.once("error", reject);
+    });
+    return new RawSmtp(socket);
+  }
+
+  private attach(socket: Socket | TLSSocket): void {
+    socket.on("data", (chunk: Buffer) => {
+      this.buffer += chunk.toString("latin1");
+      this.waiters.splice(0).forEach((w) => w());
+    });
+    socket.on("close", () => {
+      this.closed = true;
+      this.waiters.splice(0).forEach((w) => w());
+    });
+    socket.on("error", () => undefined);
+  }
+
+  write(data: string | Buffer): void {
+    this.socket.write(data);
+  }
+
+  /** Reads one complete (possibly multi-line) reply. */
+  async reply(timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const match = /^(?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n/.exec(this.buffer);
+      if (match) {
+        this.buffer = this.buffer.slice(match[0].length);
+        return match[0].trimEnd();
+      }
+      if (this.closed) return `(closed)${this.buffer ? " " + this.buffer : ""}`;
+      if (Date.now() > deadline) throw new Error(`no reply within ${timeoutMs} ms; buffer: ${JSON.stringify(this.buffer)}`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 100);
+      });
+    }
+  }
+
+  async command(line: string): Promise<string> {
+    this.write(`${line}\r\n`);
+    return this.reply();
+  }
+
+  async startTls(): Promise<void> {
+    const reply = await this.command("STARTTLS");
+    if (!reply.startsWith("220")) throw new Error(`STARTTLS refused: ${reply}`);
+    const plain = this.socket;
+    plain.removeAllListeners("data");
+    const secure = tlsConnect({ socket: plain, rejectUnauthorized: false, servername: "relay.test" });
+    await new Promise<void>((resolve, reject) => {
+      secure.once("secureConnect", () => resolve());
+      secure.once("error", reject);
+    });
+    this.socket = secure;
+    this.attach(secure);
+  }
+
+  async authPlain(username: string, password: string): Promise<string> {
+    return this.command(`AUTH PLAIN ${Buffer.from(`\0${username}\0${password}`).toString("base64")}`);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
