@@ -11,10 +11,12 @@ command -v node >/dev/null || { echo "setup: Node.js 20 or newer is required" >&
 command -v go >/dev/null || { echo "setup: Go 1.26 or newer is required to build the local control plane" >&2; exit 1; }
 
 # Debian packages for the mail tier: Postfix (the customer's server, and its
-# smtp-sink as next hop), swaks (the client), openssl (test certificates).
+# smtp-sink as next hop), Cyrus SASL (Postfix's AUTH), swaks and the Perl TLS
+# and SASL modules it needs, openssl (test certificates).
+packages=(postfix sasl2-bin libsasl2-modules swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl openssl ca-certificates)
 missing=()
-for tool in postfix:postfix smtp-sink:postfix swaks:swaks openssl:openssl saslpasswd2:sasl2-bin; do
-  command -v "${tool%%:*}" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
   log "installing Debian packages: ${missing[*]}"
@@ -23,7 +25,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   # "No configuration": the tests run private Postfix instances of their own.
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends postfix swaks openssl sasl2-bin libsasl2-modules ca-certificates >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
 # npm packages: reinstall only when the lock file changed since the last install.

@@ -59,30 +59,24 @@ export class SmtpNextHop {
   }
 
   async send(envelope: { from: string; to: string[] }, message: Readable, signal?: AbortSignal): Promise<DeliveryResult> {
-    const pooled = this.take() ?? (await this.open());
-    // Aborting closes the socket: a message not yet ended never gets its final dot.
-    const onAbort = () => pooled.connection.close();
-    signal?.addEventListener("abort", onAbort, { once: true });
+    const pooled = this.take() ?? (await this.open(signal));
+    let info: SMTPConnection.SentMessageInfo;
     try {
-      const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
-        pooled.connection.send(envelope, message, (error, result) => (error ? reject(toNextHopError(error)) : resolve(result)));
-      });
-      pooled.messages++;
-      if (info.rejected.length > 0) {
-        // Some recipients refused: report it, so the sender retries rather than losing them.
-        const first = info.rejectedErrors?.[0];
-        this.release(pooled);
-        throw new NextHopError(first?.response ?? `recipients refused: ${info.rejected.join(", ")}`, first?.responseCode ?? 450, "Reply");
-      }
-      this.release(pooled);
-      return { response: info.response, accepted: info.accepted };
+      info = await settle<SMTPConnection.SentMessageInfo>(pooled.connection, signal, (done) => pooled.connection.send(envelope, message, done));
     } catch (error) {
+      // Closing mid-DATA means the next hop never sees the final dot.
       pooled.connection.close();
-      if (signal?.aborted && signal.reason instanceof Error) throw signal.reason;
-      throw error instanceof NextHopError ? error : toNextHopError(error);
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
+      throw error;
     }
+    pooled.messages++;
+    if (info.rejected.length > 0) {
+      // Some recipients refused: fail the message so the sender retries, rather than lose them.
+      this.release(pooled);
+      const first = info.rejectedErrors?.[0];
+      throw new NextHopError(first?.response ?? `recipients refused: ${info.rejected.join(", ")}`, first?.responseCode ?? 450, "Reply");
+    }
+    this.release(pooled);
+    return { response: info.response, accepted: info.accepted };
   }
 
   close(): void {
@@ -117,7 +111,7 @@ export class SmtpNextHop {
     this.idle.push(pooled);
   }
 
-  private async open(): Promise<Pooled> {
+  private async open(signal?: AbortSignal): Promise<Pooled> {
     const { delivery, options } = this;
     const connection = new SMTPConnection({
       host: delivery.host,
@@ -130,30 +124,55 @@ export class SmtpNextHop {
       connectionTimeout: options.timeoutMs,
       greetingTimeout: options.timeoutMs,
       socketTimeout: options.timeoutMs,
+      socketCloseTimeout: 0,
       tls: { minVersion: "TLSv1.2", servername: delivery.host, ...(this.ca ? { ca: this.ca } : {}) },
       logger: false,
     });
-    connection.on("error", () => {
-      /* surfaced through the callbacks below; a late socket error must not crash the relay */
-    });
-    await new Promise<void>((resolve, reject) => {
-      connection.connect((error) => (error ? reject(toNextHopError(error)) : resolve()));
-    });
-    if (delivery.username && this.password !== undefined) {
-      try {
-        await new Promise<void>((resolve, reject) => {
-          connection.login({ user: delivery.username, pass: this.password }, (error) => (error ? reject(toNextHopError(error)) : resolve()));
-        });
-      } catch (error) {
-        connection.close();
-        throw error;
+    // Errors surface through settle(); this keeps a late one from crashing the process.
+    connection.on("error", () => undefined);
+    try {
+      await settle<void>(connection, signal, (done) => connection.connect(() => done(null)));
+      if (delivery.username && this.password !== undefined) {
+        await settle<boolean | undefined>(connection, signal, (done) => connection.login({ user: delivery.username, pass: this.password }, done));
       }
+    } catch (error) {
+      connection.close();
+      throw error;
     }
     return { connection, messages: 0 };
   }
 }
 
+/**
+ * Runs one nodemailer call and settles exactly once: on its callback, on an
+ * error or end event of the connection (some failures only emit those), or
+ * when the caller aborts.
+ */
+function settle<T>(connection: SMTPConnection, signal: AbortSignal | undefined, call: (done: (error: Error | null, result?: T) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const finish = (error: Error | null, result?: T) => {
+      if (settled) return;
+      settled = true;
+      connection.off("error", onError);
+      connection.off("end", onEnd);
+      signal?.removeEventListener("abort", onAbort);
+      if (error) reject(error instanceof NextHopError ? error : toNextHopError(error));
+      else resolve(result as T);
+    };
+    const onError = (error: Error) => finish(error);
+    const onEnd = () => finish(new NextHopError("the next hop closed the connection", undefined, "Connection"));
+    const onAbort = () => finish(signal?.reason instanceof Error ? signal.reason : new NextHopError("aborted", undefined, "Message"));
+    if (signal?.aborted) return onAbort();
+    connection.on("error", onError);
+    connection.on("end", onEnd);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    call(finish);
+  });
+}
+
 function toNextHopError(error: unknown): NextHopError {
+  if (error instanceof NextHopError) return error;
   const e = error as { message?: string; response?: string; responseCode?: number; code?: string };
   if (typeof e.responseCode === "number" && e.responseCode >= 400) {
     return new NextHopError(e.response ?? e.message ?? "next hop refused", e.responseCode, "Reply");

@@ -120,6 +120,10 @@ export class InboundSessions {
       callback(new SmtpReply(550, `5.7.1 Recipient address not accepted (${parsed.problem})`));
       return;
     }
+    if (session.envelope.rcptTo.length >= this.ctx.state().config.limits.maxRecipients) {
+      callback(new SmtpReply(452, "4.5.3 Too many recipients"));
+      return;
+    }
     if (parsed.mailbox.domain !== user.domain || !domain?.addresses.has(parsed.mailbox.address)) {
       this.ctx.log.info("RCPT refused", { session: session.id, reason: "NotASupportAddress", domain: user.domain });
       callback(new SmtpReply(550, "5.7.1 Relaying denied: not a support address of the authenticated domain"));
@@ -140,6 +144,8 @@ export class InboundSessions {
       return;
     }
     const filter = new MessageFilter({ ...state.filter, prepend: traceHeaders(state.filter, session, user) } satisfies FilterOptions);
+    // The filter's errors are the ones we raise to abort it; the reply comes from finish().
+    filter.on("error", () => undefined);
     const controller = new AbortController();
     const started = process.hrtime.bigint();
     const envelope = { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "", to: session.envelope.rcptTo.map((r) => r.address) };

@@ -1,0 +1,86 @@
+// The message filter, byte for byte: line endings (SMTP smuggling), limits,
+// and the trust headers.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { MessageFilter, type FilterOptions } from "../../relay/inbound/message-filter.js";
+
+const options: FilterOptions = {
+  maxBytes: 10_000,
+  maxLineBytes: 100,
+  maxHeaderBytes: 1_000,
+  maxReceivedHops: 3,
+  authservId: "relay.test",
+  prepend: "Authentication-Results: relay.test; auth=pass\r\n",
+};
+
+/** Runs input through a filter in the given chunks; returns output or the rejection. */
+async function run(chunks: (string | Buffer)[], overrides: Partial<FilterOptions> = {}): Promise<{ out: string; rejection?: string }> {
+  const filter = new MessageFilter({ ...options, ...overrides });
+  const out: Buffer[] = [];
+  filter.on("data", (b: Buffer) => out.push(b));
+  for (const chunk of chunks) filter.write(typeof chunk === "string" ? Buffer.from(chunk, "latin1") : chunk);
+  await new Promise<void>((resolve) => filter.end(resolve));
+  return { out: Buffer.concat(out).toString("latin1"), ...(filter.rejection ? { rejection: filter.rejection.rejection } : {}) };
+}
+
+describe("MessageFilter", () => {
+  test("prepends our headers and passes a clean message through unchanged", async () => {
+    const { out } = await run(["Subject: hi\r\nFrom: a@b.c\r\n\r\nbody line\r\n"]);
+    assert.equal(out, "Authentication-Results: relay.test; auth=pass\r\nSubject: hi\r\nFrom: a@b.c\r\n\r\nbody line\r\n");
+  });
+
+  test("every bare CR and bare LF becomes CRLF, so no variant ends the message early", async () => {
+    const variants = ["\n.\n", "\r.\r", "\n.\r\n", "\r\n.\n", "\r\n.\r", "\r.\r\n"];
+    for (const v of variants) {
+      const { out } = await run([`Subject: x\r\n\r\nbefore${v}MAIL FROM:<evil@x>\r\nafter\r\n`]);
+      assert.doesNotMatch(out.replace(/\r\n/g, ""), /[\r\n]/, `variant ${JSON.stringify(v)} left a bare CR or LF`);
+      assert.match(out, /\r\n\.\r\nMAIL FROM:<evil@x>\r\nafter\r\n$/, `variant ${JSON.stringify(v)}`);
+    }
+  });
+
+  test("line endings split across chunks are handled", async () => {
+    const { out } = await run(["Subject: x\r", "\n\r", "\nbody\r", "\nmore\r", "\r\n"]);
+    assert.equal(out, "Authentication-Results: relay.test; auth=pass\r\nSubject: x\r\n\r\nbody\r\nmore\r\n\r\n");
+  });
+
+  test("removes forged Authentication-Results for our authserv-id and our own headers, keeps others", async () => {
+    const input = [
+      "Authentication-Results: relay.test; auth=pass smtp.auth=forged\r\n",
+      "Authentication-Results: RELAY.TEST (comment);\r\n  auth=pass\r\n",
+      "Authentication-Results: (a comment) relay.test; spf=pass\r\n",
+      "Authentication-Results: mx.other.example; spf=pass\r\n",
+      "X-SmtpConnector-Auth: domain=forged.example; version=9\r\n",
+      "x-smtpconnector-anything: y\r\n",
+      "Subject: x\r\n\r\nbody\r\n",
+    ].join("");
+    const { out } = await run([input]);
+    assert.equal(
+      out,
+      "Authentication-Results: relay.test; auth=pass\r\nAuthentication-Results: mx.other.example; spf=pass\r\nSubject: x\r\n\r\nbody\r\n",
+    );
+  });
+
+  test("a forged header in the body is left alone: it is not a header", async () => {
+    const { out } = await run(["Subject: x\r\n\r\nAuthentication-Results: relay.test; auth=pass\r\n"]);
+    assert.match(out, /\r\n\r\nAuthentication-Results: relay\.test; auth=pass\r\n$/);
+  });
+
+  test("rejects a mail loop", async () => {
+    const received = "Received: from a by b; Mon, 1 Jan 2026 00:00:00 +0000\r\n".repeat(3);
+    assert.equal((await run([received + "\r\nbody\r\n"])).rejection, "TooManyHops");
+    assert.equal((await run(["Received: x\r\n".repeat(2) + "\r\nbody\r\n"])).rejection, undefined);
+  });
+
+  test("rejects over-long lines, header sections and messages, and emits nothing more", async () => {
+    assert.equal((await run([`Subject: x\r\n\r\n${"a".repeat(99)}\r\n`])).rejection, "LineTooLong");
+    assert.equal((await run([`Subject: x\r\n\r\n${"a".repeat(98)}\r\n`])).rejection, undefined);
+    assert.equal((await run([`X-A: ${"a".repeat(90)}\r\n`.repeat(12) + "\r\n"])).rejection, "HeaderTooLarge");
+    const big = await run([`Subject: x\r\n\r\n`, ...Array.from({ length: 200 }, () => `${"b".repeat(60)}\r\n`)]);
+    assert.equal(big.rejection, "TooBig");
+    assert.ok(big.out.length <= 10_000 + options.prepend.length, "output stopped at the limit");
+  });
+
+  test("a message with no body still gets our headers", async () => {
+    assert.equal((await run(["Subject: x\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\nSubject: x\r\n");
+  });
+});
