@@ -1,5 +1,6 @@
 // Runs a relay in the test process against real peers, with its log lines
 // captured so tests can read them.
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
@@ -66,6 +67,7 @@ export async function startRelay(opts: {
     async stop() {
       await relay.stop(1_000);
       await sink.stop();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
