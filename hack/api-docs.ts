@@ -2,6 +2,7 @@
 // crds/conditions.ts, so the reference cannot drift from the API.
 import { reasons, smtpDomainConditions, supportAddressConditions, type ConditionType } from "../crds/conditions.js";
 import { structural } from "../crds/render.js";
+import type { TSchema } from "@sinclair/typebox";
 import { apiVersion, kinds, type KindDefinition } from "../crds/schema.js";
 
 type Node = Record<string, unknown>;
@@ -40,6 +41,13 @@ function conditionTable(conditions: Record<string, ConditionType>): string[] {
       .map(([name]) => `\`${name}\``);
     out.push(`| \`${type}\` | ${escape(definition.lifecycle)} | ${used.join(", ")} |`);
   }
+  return out;
+}
+
+/** A Markdown table of every field of a TypeBox schema, with defaults, ranges and rules. */
+export function fieldTable(schema: TSchema): string[] {
+  const out = ["| Field | Type | Required | Description |", "|---|---|---|---|"];
+  rows(structural(schema), "", true, out);
   return out;
 }
 

@@ -4,6 +4,7 @@ import { stringify } from "yaml";
 import { crdFileName, customResourceDefinition, generatedHeader } from "../crds/render.js";
 import { kinds } from "../crds/schema.js";
 import { apiReference } from "./api-docs.js";
+import { relayConfigReference } from "./relay-config-docs.js";
 
 export function generatedFiles(): Record<string, string> {
   const files: Record<string, string> = {};
@@ -11,5 +12,6 @@ export function generatedFiles(): Record<string, string> {
     files[`crds/${crdFileName(kind)}`] = generatedHeader + stringify(customResourceDefinition(kind), { lineWidth: 0 });
   }
   files["docs/api.md"] = apiReference();
+  files["docs/relay-config.md"] = relayConfigReference();
   return files;
 }

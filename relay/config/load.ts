@@ -3,9 +3,14 @@
 // made on the config alone is made here, with a message naming the field.
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { FormatRegistry } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { parse } from "yaml";
 import { RelayConfig, configVersion, type DomainEntry } from "./schema.js";
+
+// RFC 3339 timestamps, as Kubernetes writes them.
+const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+if (!FormatRegistry.Has("date-time")) FormatRegistry.Set("date-time", (v) => rfc3339.test(v) && !Number.isNaN(Date.parse(v)));
 
 export class ConfigError extends Error {
   constructor(

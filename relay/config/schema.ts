@@ -57,7 +57,10 @@ export const DomainEntry = Type.Object({
   credentials: Type.Array(CredentialEntry, { maxItems: 16, description: "Credential versions, active and revoked." }),
   addresses: Type.Array(Mailbox, { maxItems: 1000, description: "Support addresses that may receive inbound mail." }),
   delivery: Type.Object(
-    { smtp: Type.Optional(SmtpDelivery), webhook: Type.Optional(WebhookDelivery) },
+    {
+      smtp: Type.Optional(Type.Object(SmtpDelivery.properties, { description: "Deliver over SMTP or LMTP." })),
+      webhook: Type.Optional(Type.Object(WebhookDelivery.properties, { description: "Deliver to an HTTPS webhook." })),
+    },
     { description: "Exactly one of smtp or webhook." },
   ),
 });
@@ -66,18 +69,25 @@ export type DomainEntry = Static<typeof DomainEntry>;
 export const RelayConfig = Type.Object({
   version: Type.Literal(configVersion, { description: "The contract version." }),
   hostname: Hostname("Name in the SMTP greeting and the authserv-id of Authentication-Results."),
-  listeners: Type.Object({
-    starttls: Type.Optional(Type.Object({ port: Port("Port of the STARTTLS listener (587 in production).") })),
-    implicitTls: Type.Optional(Type.Object({ port: Port("Port of the implicit-TLS listener (465 in production).") })),
-    health: Type.Object({ port: Port("Port of /healthz, /readyz and /metrics.") }),
+  listeners: Type.Object(
+    {
+    starttls: Type.Optional(Type.Object({ port: Port("Port of the STARTTLS listener (587 in production).") }, { description: "The submission listener: STARTTLS required before AUTH." })),
+    implicitTls: Type.Optional(Type.Object({ port: Port("Port of the implicit-TLS listener (465 in production).") }, { description: "The implicit-TLS listener." })),
+    health: Type.Object({ port: Port("Port of /healthz, /readyz and /metrics.") }, { description: "The operations endpoint." }),
     bindAddress: Type.Optional(Type.String({ maxLength: 64, description: "Address the listeners bind to; all interfaces when omitted." })),
-  }),
-  tls: Type.Object({
+    },
+    { description: "Where the relay listens. At least one of starttls and implicitTls." },
+  ),
+  tls: Type.Object(
+    {
     certFile: FilePath("PEM certificate chain of the relay."),
     keyFile: FilePath("PEM private key of the relay."),
     minVersion: Type.Optional(Enum(["TLSv1.2", "TLSv1.3"] as const, "Lowest TLS version accepted. Default TLSv1.2.")),
-  }),
-  limits: Type.Object({
+    },
+    { description: "The relay's certificate (a mounted kubernetes.io/tls Secret)." },
+  ),
+  limits: Type.Object(
+    {
     maxMessageBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024, description: "Largest message accepted; enforced while DATA streams." }),
     maxRecipients: Type.Integer({ minimum: 1, maximum: 1000, description: "Recipients per message." }),
     maxHeaderBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: "Size of the header section." }),
@@ -88,22 +98,30 @@ export const RelayConfig = Type.Object({
     sessionTimeoutSeconds: Seconds("Close a session open for this long in total."),
     nextHopTimeoutSeconds: Seconds("Give up on the next hop after this long and answer 451, before the sender's own timeout."),
     maxConnections: Type.Integer({ minimum: 1, maximum: 100_000, description: "Concurrent sessions per listener." }),
-  }),
-  authFailures: Type.Object({
+    },
+    { description: "Limits on sessions and messages." },
+  ),
+  authFailures: Type.Object(
+    {
     perConnection: Type.Integer({ minimum: 1, maximum: 100, description: "Failed AUTH attempts after which the session is closed." }),
     delayMs: Type.Integer({ minimum: 0, maximum: 30_000, description: "Delay before answering the first failure; it doubles with each further failure in the session." }),
     lockoutThreshold: Type.Integer({ minimum: 1, maximum: 100_000, description: "Failures per source IP, or per username, within the window that lock it out." }),
     lockoutWindowSeconds: Seconds("Window in which failures are counted."),
     lockoutSeconds: Seconds("How long a locked-out IP or username is refused with 454 4.7.0."),
-  }),
+    },
+    { description: "Brute-force limits on AUTH, per session and across sessions." },
+  ),
   proxyProtocol: Type.Optional(
-    Type.Object({
+    Type.Object(
+      {
       trustedAddresses: Type.Array(Type.String({ maxLength: 45 }), {
         minItems: 1,
         maxItems: 64,
         description: "IP addresses (load balancers) whose connections must start with a PROXY header; from any other address a PROXY header is refused.",
       }),
-    }),
+      },
+      { description: "PROXY protocol (v1/v2) from trusted load balancers, so logs and limits see the real client address." },
+    ),
   ),
   domains: Type.Array(DomainEntry, { maxItems: 100, description: "The connected domains this relay serves." }),
 });

@@ -1,0 +1,54 @@
+// The relay config contract: the documented example loads, and every kind of
+// mistake is refused with a message that names the field.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, test } from "node:test";
+import { parse, stringify } from "yaml";
+import { ConfigError, parseConfig } from "../../relay/config/load.js";
+
+const docs = readFileSync(new URL("../../docs/relay-config.md", import.meta.url), "utf8");
+const exampleText = /```yaml\n([\s\S]*?)```/.exec(docs)![1]!;
+
+function problemsOf(change: (config: Record<string, any>) => void): string[] {
+  const config = parse(exampleText) as Record<string, any>;
+  change(config);
+  try {
+    parseConfig(stringify(config));
+    return [];
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error.problems;
+  }
+}
+
+describe("relay config", () => {
+  test("the example in docs/relay-config.md is valid", () => {
+    const config = parseConfig(exampleText);
+    assert.equal(config.domains[0]!.domain, "example.com");
+  });
+
+  const cases: { name: string; change: (c: Record<string, any>) => void; problem: RegExp }[] = [
+    { name: "another contract version", change: (c) => (c.version = "smtpconnector.dev/relay-config/v2"), problem: /this relay understands smtpconnector\.dev\/relay-config\/v1/ },
+    { name: "a missing section", change: (c) => delete c.tls, problem: /^\/tls: Expected required property/ },
+    { name: "a port out of range", change: (c) => (c.listeners.health.port = 0), problem: /^\/listeners\/health\/port: Expected integer to be greater or equal to 1/ },
+    { name: "no SMTP listener", change: (c) => (delete c.listeners.starttls, delete c.listeners.implicitTls), problem: /at least one of starttls or implicitTls/ },
+    { name: "a plaintext password instead of a digest", change: (c) => (c.domains[0].credentials[0].passwordSha256 = "hunter2"), problem: /^\/domains\/0\/credentials\/0\/passwordSha256/ },
+    { name: "a username shared by two versions", change: (c) => (c.domains[0].credentials[1].username = c.domains[0].credentials[0].username), problem: /username: example-com-v1 is already used/ },
+    { name: "an address outside the domain", change: (c) => c.domains[0].addresses.push("support@other.org"), problem: /support@other\.org is not a lowercase address in example\.com/ },
+    { name: "two delivery targets", change: (c) => (c.domains[0].delivery.webhook = { url: "https://x.example/h", hmacKeyFile: "/k" }), problem: /set exactly one of smtp or webhook/ },
+    { name: "next-hop AUTH without TLS", change: (c) => Object.assign(c.domains[0].delivery.smtp, { username: "u", passwordFile: "/p", tls: "None" }), problem: /AUTH to the next hop requires tls/ },
+    { name: "a PROXY trust entry that is not an IP", change: (c) => (c.proxyProtocol = { trustedAddresses: ["10.0.0.0/8"] }), problem: /10\.0\.0\.0\/8 is not an IP address/ },
+    { name: "a username that could inject a header", change: (c) => (c.domains[0].credentials[0].username = "a\r\nX-Evil: 1"), problem: /^\/domains\/0\/credentials\/0\/username/ },
+  ];
+  for (const c of cases) {
+    test(`refuses ${c.name}`, () => {
+      const problems = problemsOf(c.change);
+      assert.ok(problems.some((p) => c.problem.test(p)), `problems: ${JSON.stringify(problems)}`);
+    });
+  }
+
+  test("refuses YAML that is not YAML, and YAML aliases", () => {
+    assert.throws(() => parseConfig("version: [unclosed"), /not valid YAML or JSON/);
+    assert.throws(() => parseConfig("a: &x [1]\nb: *x\n"), ConfigError);
+  });
+});
