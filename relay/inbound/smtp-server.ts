@@ -6,7 +6,7 @@
 // connection. This subclass keeps the early-talker check — a client that sends
 // before the greeting is refused with 421 — but lets the wait be configured,
 // 0 included. It overrides the two documented, typed extension points
-// (SMTPServer.connect, SMTPConnection.init); test/unit/relay-greeting.test.ts
+// (SMTPServer.connect, SMTPConnection.init); test/mail/operations.test.ts
 // pins the behaviour so an upgrade that changes them fails loudly.
 // See docs/adr/0003-relay-on-smtp-server.md.
 import type net from "node:net";
