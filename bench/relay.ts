@@ -1,0 +1,197 @@
+// `npm run bench:relay`: inbound relay throughput, latency, CPU and memory,
+// measured side by side in one run with the same load client:
+//
+//   direct   the load client straight to smtp-sink (plain SMTP): the ceiling
+//   relay    STARTTLS + AUTH PLAIN into the relay (the compiled dist/, as the
+//            image runs it), cut-through to smtp-sink
+//   haraka   the same through Haraka 3.3.4 as an authenticated cut-through
+//            relay (`npm run bench:relay -- --haraka`; installed from npm into
+//            ~/.cache on first use, see bench/haraka.ts)
+//
+// Each with pooled connections (100 messages each) and, for the relays, a new
+// TLS connection per message (as Postfix sends without a backlog). Prints a
+// table, then one `figure <name> <value> <unit>` line per figure.
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import nodemailer from "nodemailer";
+import { relayConfig, randomPassword, selfSignedCertificate, stopChild, tempDir, writeRelayConfig } from "../test/support/mail.js";
+import { eventuallyTrue } from "../test/support/wait.js";
+import { startHaraka } from "./haraka.js";
+
+const { values } = parseArgs({
+  options: {
+    messages: { type: "string", default: "4000" },
+    concurrency: { type: "string", default: "20" },
+    size: { type: "string", default: "10240" },
+    haraka: { type: "boolean", default: false },
+  },
+});
+const totalMessages = Number(values.messages);
+const concurrency = Number(values.concurrency);
+const body = `${"x".repeat(76)}\r\n`.repeat(Math.ceil(Number(values.size) / 78)).slice(0, Number(values.size));
+
+interface Target {
+  name: string;
+  port: number;
+  tls: boolean;
+  auth?: { user: string; pass: string };
+  pid?: number;
+}
+
+interface Result {
+  name: string;
+  mode: "pooled" | "per-message";
+  messages: number;
+  failed: number;
+  seconds: number;
+  rate: number;
+  p50: number;
+  p99: number;
+  cpuPerMessageUs?: number;
+  rssMb?: number;
+}
+
+function cpuTicks(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks
+}
+
+function rssMb(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!;
+  return Number(line.split(/\s+/)[1]) / 1024;
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
+
+async function load(target: Target, mode: "pooled" | "per-message", messages: number): Promise<Result> {
+  const latencies: number[] = [];
+  let failed = 0;
+  let next = 0;
+  const ticksBefore = target.pid ? cpuTicks(target.pid) : 0;
+  const started = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      const transport = nodemailer.createTransport({
+        host: "127.0.0.1",
+        port: target.port,
+        pool: mode === "pooled",
+        maxConnections: 1,
+        maxMessages: 100,
+        requireTLS: target.tls,
+        ignoreTLS: !target.tls,
+        tls: { rejectUnauthorized: false },
+        ...(target.auth ? { auth: target.auth } : {}),
+      });
+      while (next < messages) {
+        next++;
+        const sent = process.hrtime.bigint();
+        try {
+          await transport.sendMail({
+            envelope: { from: "customer@users.example.org", to: ["support@example.com"] },
+            raw: `From: customer@users.example.org\r\nTo: support@example.com\r\nSubject: bench\r\n\r\n${body}`,
+          });
+          latencies.push(Number(process.hrtime.bigint() - sent) / 1e6);
+        } catch {
+          failed++;
+        }
+      }
+      transport.close();
+    }),
+  );
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  latencies.sort((a, b) => a - b);
+  const result: Result = {
+    name: target.name,
+    mode,
+    messages: latencies.length,
+    failed,
+    seconds,
+    rate: latencies.length / seconds,
+    p50: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99),
+  };
+  if (target.pid) {
+    const ticks = cpuTicks(target.pid) - ticksBefore;
+    result.cpuPerMessageUs = ((ticks / 100) * 1e6) / Math.max(1, latencies.length);
+    result.rssMb = rssMb(target.pid);
+  }
+  return result;
+}
+
+async function startSink(): Promise<{ port: number; child: ChildProcess }> {
+  const { freePort } = await import("../test/support/mail.js");
+  const port = await freePort();
+  const child = spawn("smtp-sink", ["-u", "nobody", "-c", `127.0.0.1:${port}`, "1024"], { stdio: "ignore" });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  return { port, child };
+}
+
+async function main(): Promise<void> {
+  const dir = tempDir("bench");
+  const sink = await startSink();
+  const tls = await selfSignedCertificate(dir, "relay.bench");
+  const password = randomPassword();
+  const user = "example.com-v1";
+  const config = await relayConfig({
+    dir,
+    tls,
+    sinkPort: sink.port,
+    domains: [{ domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: user, password }] }],
+    limits: { maxConnections: 1000, maxMessageBytes: 1024 * 1024 },
+  });
+  const file = join(dir, "relay.yaml");
+  writeRelayConfig(file, config);
+  const relay = spawn(process.execPath, [...(process.env.BENCH_PROFILE ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROFILE] : []), "dist/relay/main.js", "--config", file], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, LOG_LEVEL: "warn" } });
+  await eventuallyTrue("the relay", async () => (await fetch(`http://127.0.0.1:${config.listeners.health.port}/readyz`).catch(() => undefined))?.status === 200, 30_000);
+
+  const targets: Target[] = [
+    { name: "direct", port: sink.port, tls: false },
+    { name: "relay", port: config.listeners.starttls!.port, tls: true, auth: { user, pass: password }, pid: relay.pid! },
+  ];
+  const haraka = values.haraka ? await startHaraka({ dir, tls, sinkPort: sink.port, user, password }) : undefined;
+  if (haraka) targets.push({ name: "haraka", port: haraka.port, tls: true, auth: { user, pass: password }, pid: haraka.pid });
+
+  const results: Result[] = [];
+  try {
+    for (const target of targets) await load(target, "pooled", Math.min(500, totalMessages)); // warm-up
+    for (const target of targets) {
+      results.push(await load(target, "pooled", totalMessages));
+      if (target.name !== "direct") results.push(await load(target, "per-message", Math.ceil(totalMessages / 4)));
+    }
+  } finally {
+    await stopChild(relay);
+    if (haraka) await haraka.stop();
+    await stopChild(sink.child);
+  }
+  report(results);
+}
+
+function report(results: Result[]): void {
+  const row = (cells: (string | number)[]) => console.log(cells.map((c) => String(c).padStart(12)).join(""));
+  row(["path", "mode", "msgs", "failed", "msgs/s", "p50 ms", "p99 ms", "cpu µs/msg", "RSS MB"]);
+  for (const r of results) {
+    row([r.name, r.mode, r.messages, r.failed, r.rate.toFixed(0), r.p50.toFixed(2), r.p99.toFixed(2), r.cpuPerMessageUs?.toFixed(0) ?? "-", r.rssMb?.toFixed(0) ?? "-"]);
+  }
+  const find = (name: string, mode: string) => results.find((r) => r.name === name && r.mode === mode);
+  const direct = find("direct", "pooled")!;
+  const relayPooled = find("relay", "pooled")!;
+  const relayPerMessage = find("relay", "per-message")!;
+  const harakaPooled = find("haraka", "pooled");
+  console.log("");
+  console.log(`figure relay_msgs_per_s ${relayPooled.rate.toFixed(0)} msgs/s`);
+  console.log(`figure relay_per_connection_msgs_per_s ${relayPerMessage.rate.toFixed(0)} msgs/s`);
+  console.log(`figure direct_msgs_per_s ${direct.rate.toFixed(0)} msgs/s`);
+  console.log(`figure relay_vs_direct ${(relayPooled.rate / direct.rate).toFixed(2)} ratio`);
+  console.log(`figure relay_added_p50 ${(relayPooled.p50 - direct.p50).toFixed(2)} ms`);
+  console.log(`figure relay_added_p99 ${(relayPooled.p99 - direct.p99).toFixed(2)} ms`);
+  console.log(`figure relay_cpu_per_message ${relayPooled.cpuPerMessageUs!.toFixed(0)} us`);
+  console.log(`figure relay_rss ${relayPooled.rssMb!.toFixed(0)} MB`);
+  if (harakaPooled) {
+    console.log(`figure haraka_msgs_per_s ${harakaPooled.rate.toFixed(0)} msgs/s`);
+    console.log(`figure relay_vs_haraka ${(relayPooled.rate / harakaPooled.rate).toFixed(2)} ratio`);
+  }
+}
+
+await main();
