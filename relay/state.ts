@@ -3,12 +3,14 @@
 import type { RelayConfig, DomainEntry } from "./config/schema.js";
 import { CredentialStore } from "./inbound/credentials.js";
 import type { FilterOptions } from "./inbound/message-filter.js";
+import type { NextHop } from "./forward/next-hop.js";
 import { SmtpNextHop } from "./forward/smtp-next-hop.js";
+import { WebhookNextHop } from "./forward/webhook-next-hop.js";
 
 export interface ServedDomain {
   entry: DomainEntry;
   addresses: ReadonlySet<string>;
-  nextHop: SmtpNextHop;
+  nextHop: NextHop;
 }
 
 export interface RelayState {
@@ -28,9 +30,10 @@ export function buildState(config: RelayConfig): RelayState {
   const nextHopTimeoutMs = config.limits.nextHopTimeoutSeconds * 1000;
   const domains = new Map<string, ServedDomain>();
   for (const entry of config.domains) {
-    const smtp = entry.delivery.smtp;
-    if (!smtp) throw new Error(`domain ${entry.domain}: webhook delivery is not supported by this relay build yet`);
-    const nextHop = new SmtpNextHop(smtp, { clientName: config.hostname, timeoutMs: nextHopTimeoutMs });
+    const { smtp, webhook } = entry.delivery;
+    const nextHop = smtp
+      ? new SmtpNextHop(smtp, { clientName: config.hostname, timeoutMs: nextHopTimeoutMs })
+      : new WebhookNextHop(webhook!, nextHopTimeoutMs);
     domains.set(entry.domain, { entry, addresses: new Set(entry.addresses.map((a) => a.toLowerCase())), nextHop });
   }
   return {

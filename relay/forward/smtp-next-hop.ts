@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 import type { SmtpDelivery } from "../config/schema.js";
+import type { DeliveryResult, Envelope, NextHop } from "./next-hop.js";
 
 export interface NextHopOptions {
   /** Name we announce in EHLO/LHLO. */
@@ -20,10 +21,6 @@ export interface NextHopOptions {
   idleCloseMs?: number;
 }
 
-export interface DeliveryResult {
-  response: string;
-  accepted: string[];
-}
 
 /** A next-hop failure: its SMTP reply when it gave one, or a transport error. */
 export class NextHopError extends Error {
@@ -43,7 +40,7 @@ interface Pooled {
   idleTimer?: NodeJS.Timeout;
 }
 
-export class SmtpNextHop {
+export class SmtpNextHop implements NextHop {
   private readonly idle: Pooled[] = [];
   private readonly password: string | undefined;
   private readonly ca: string | undefined;
@@ -58,11 +55,11 @@ export class SmtpNextHop {
     this.ca = delivery.caFile ? readFileSync(delivery.caFile, "utf8") : undefined;
   }
 
-  async send(envelope: { from: string; to: string[] }, message: Readable, signal?: AbortSignal): Promise<DeliveryResult> {
+  async send(envelope: Envelope, message: Readable, signal?: AbortSignal): Promise<DeliveryResult> {
     const pooled = this.take() ?? (await this.open(signal));
     let info: SMTPConnection.SentMessageInfo;
     try {
-      info = await settle<SMTPConnection.SentMessageInfo>(pooled.connection, signal, (done) => pooled.connection.send(envelope, message, done));
+      info = await settle<SMTPConnection.SentMessageInfo>(pooled.connection, signal, (done) => pooled.connection.send({ from: envelope.from, to: envelope.to }, message, done));
     } catch (error) {
       // Closing mid-DATA means the next hop never sees the final dot.
       pooled.connection.close();
@@ -76,7 +73,7 @@ export class SmtpNextHop {
       throw new NextHopError(first?.response ?? `recipients refused: ${info.rejected.join(", ")}`, first?.responseCode ?? 450, "Reply");
     }
     this.release(pooled);
-    return { response: info.response, accepted: info.accepted };
+    return { response: info.response };
   }
 
   close(): void {

@@ -144,7 +144,11 @@ export class InboundSessions {
     filter.on("error", () => undefined);
     const controller = new AbortController();
     const started = process.hrtime.bigint();
-    const envelope = { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "", to: session.envelope.rcptTo.map((r) => r.address) };
+    const envelope = {
+      from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
+      to: session.envelope.rcptTo.map((r) => r.address),
+      metadata: { domain: user.domain, credentialVersion: user.version, authenticated: "true", session: session.id, receivedAt: new Date().toISOString() },
+    };
     const abort = (reason: Error) => {
       if (!filter.destroyed) filter.destroy(reason);
       controller.abort(reason);

@@ -169,6 +169,8 @@ export async function relayConfig(opts: {
   authFailures?: Partial<RelayConfig["authFailures"]>;
   proxyProtocol?: RelayConfig["proxyProtocol"];
   lmtp?: boolean;
+  /** Replaces the smtp-sink delivery, e.g. with a webhook. */
+  delivery?: RelayConfig["domains"][number]["delivery"];
 }): Promise<RelayConfig> {
   return {
     version: configVersion,
@@ -206,7 +208,7 @@ export async function relayConfig(opts: {
         ...(c.expiresAt ? { expiresAt: c.expiresAt } : {}),
       })),
       addresses: d.addresses,
-      delivery: { smtp: { host: "127.0.0.1", port: opts.sinkPort, protocol: opts.lmtp ? "LMTP" : "SMTP", tls: "None" } },
+      delivery: opts.delivery ?? { smtp: { host: "127.0.0.1", port: opts.sinkPort, protocol: opts.lmtp ? "LMTP" : "SMTP", tls: "None" } },
     })),
   };
 }

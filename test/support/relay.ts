@@ -37,6 +37,8 @@ export async function startRelay(opts: {
   limits?: Partial<RelayConfig["limits"]>;
   authFailures?: Partial<RelayConfig["authFailures"]>;
   proxyProtocol?: RelayConfig["proxyProtocol"];
+  delivery?: RelayConfig["domains"][number]["delivery"];
+  lmtp?: boolean;
 }): Promise<RelayHarness> {
   const dir = tempDir("relay");
   const sink = await startSmtpSink(opts.sinkOptions ?? []);

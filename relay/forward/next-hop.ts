@@ -1,0 +1,20 @@
+// What the inbound side needs from a next hop, whatever it speaks.
+import type { Readable } from "node:stream";
+
+export interface Envelope {
+  from: string;
+  to: string[];
+  /** Facts about the message for next hops that carry metadata (the webhook). */
+  metadata?: Record<string, string | number>;
+}
+
+export interface DeliveryResult {
+  response: string;
+}
+
+export interface NextHop {
+  /** Delivers the message; resolves only once the next hop accepted it. */
+  send(envelope: Envelope, message: Readable, signal?: AbortSignal): Promise<DeliveryResult>;
+  /** Closes idle connections; in-flight deliveries finish. */
+  close(): void;
+}
