@@ -117,4 +117,21 @@ describe("inbound relay", () => {
     assert.match(joined, /"AUTH refused"/);
     assert.match(joined, /"AUTH accepted"/);
   });
+
+  test("LMTP next hop: delivered with per-recipient answers", async () => {
+    const lmtp = await startRelay({ domains: [exampleDomain(password)], sinkOptions: ["-L"], lmtp: true });
+    try {
+      const result = await swaks([
+        "--server", `127.0.0.1:${lmtp.implicitPort}`, "--tls-on-connect",
+        "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
+        "--from", "customer@users.example.org", "--to", "support@example.com,billing@example.com",
+      ]);
+      assert.equal(result.code, 0, result.output);
+      const message = lmtp.sink.messages().at(-1)!;
+      assert.deepEqual(message.rcptTo, ["<support@example.com>", "<billing@example.com>"]);
+      assert.equal(message.protocol, "LMTP");
+    } finally {
+      await lmtp.stop();
+    }
+  });
 });

@@ -46,6 +46,8 @@ export interface SinkMessage {
   file: string;
   mailFrom: string;
   rcptTo: string[];
+  /** SMTP, ESMTP or LMTP, as smtp-sink saw the client speak. */
+  protocol: string;
   /** Headers and body as received (smtp-sink writes lines ending in LF). */
   content: string;
 }
@@ -94,6 +96,7 @@ function readSinkMessages(dir: string): SinkMessage[] {
       return {
         file,
         mailFrom: arg("X-Mail-Args:")[0] ?? "",
+        protocol: arg("X-Client-Proto:")[0] ?? "",
         rcptTo: arg("X-Rcpt-Args:"),
         content: rest.join(""),
       };
