@@ -29,6 +29,8 @@ export class Relay {
   private poller: NodeJS.Timeout | undefined;
   private fingerprint = "";
   private draining = false;
+  /** The certificate and key the listeners were last given. */
+  private tlsInUse: { key: Buffer; cert: Buffer } | undefined;
   private listening = false;
   /** Last successful AUTH per "domain/version", for reporting to the operator. */
   readonly lastUsed = new Map<string, Date>();
@@ -150,7 +152,7 @@ export class Relay {
       allowInsecureAuth: false,
       authOptional: false,
       authMethods: mechanisms.length > 0 ? mechanisms : ["PLAIN"],
-      ...this.tlsMaterial(config),
+      ...(this.tlsInUse ??= this.tlsMaterial(config)),
       minVersion: config.tls.minVersion ?? "TLSv1.2",
       size: limits.maxMessageBytes,
       rejectOversized: true,
@@ -191,9 +193,12 @@ export class Relay {
   }
 
   private reloadCertificate(previous: RelayConfig, next: RelayConfig): void {
+    // Compared with what the listeners were given, not with the files: the
+    // files are the same paths before and after a renewal.
     const material = this.tlsMaterial(next);
-    const before = this.tlsMaterial(previous);
-    if (material.cert.equals(before.cert) && material.key.equals(before.key) && previous.tls.minVersion === next.tls.minVersion) return;
+    const before = this.tlsInUse;
+    if (before && material.cert.equals(before.cert) && material.key.equals(before.key) && previous.tls.minVersion === next.tls.minVersion) return;
+    this.tlsInUse = material;
     // New handshakes use the new certificate; established sessions keep theirs.
     for (const server of this.servers.values()) server.updateSecureContext({ ...material, minVersion: next.tls.minVersion ?? "TLSv1.2" });
     this.log.info("TLS certificate reloaded");

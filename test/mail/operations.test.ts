@@ -4,7 +4,8 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { copyFileSync, renameSync, writeFileSync } from "node:fs";
+import { connect as tlsConnect } from "node:tls";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { eventuallyTrue } from "../support/wait.js";
@@ -75,6 +76,34 @@ describe("credential rotation and revocation, hot", () => {
 function sha(text: string): string {
   return createHash("sha256").update(text).digest("hex");
 }
+
+describe("certificate reload", () => {
+  test("a replaced certificate is used by new handshakes; an open session keeps going", async () => {
+    const h = await startRelay({ domains: [exampleDomain(password)] });
+    try {
+      const open = await authenticate(h, user, password);
+      const peerName = () =>
+        new Promise<string>((resolve, reject) => {
+          const socket = tlsConnect({ port: h.implicitPort, host: "127.0.0.1", rejectUnauthorized: false }, () => {
+            resolve(String(socket.getPeerCertificate().subject.CN));
+            socket.destroy();
+          });
+          socket.once("error", reject);
+        });
+      assert.equal(await peerName(), "relay.test");
+      const fresh = await selfSignedCertificate(tempDir("cert"), "relay-renewed.test");
+      copyFileSync(fresh.keyFile, `${h.config.tls.keyFile}.new`);
+      copyFileSync(fresh.certFile, `${h.config.tls.certFile}.new`);
+      renameSync(`${h.config.tls.keyFile}.new`, h.config.tls.keyFile);
+      renameSync(`${h.config.tls.certFile}.new`, h.config.tls.certFile);
+      await eventuallyTrue("the renewed certificate", async () => (await peerName()) === "relay-renewed.test", 6_000);
+      assert.match(await open.client.command("MAIL FROM:<customer@users.example.org>"), /^250 /);
+      open.client.close();
+    } finally {
+      await h.stop();
+    }
+  });
+});
 
 describe("brute-force lockout", () => {
   let h: RelayHarness;
