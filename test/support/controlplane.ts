@@ -5,7 +5,6 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { after } from "node:test";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -30,6 +29,8 @@ export interface ControlPlane {
   binary: string;
   /** Sends SIGTERM, waits for the exit and removes the directory; resolves to the exit code. */
   stop(): Promise<number | null>;
+  /** Stops it when this process exits, without holding the process open. */
+  detach(): void;
 }
 
 /** Starts a control plane in a fresh directory and resolves once the API server is ready. */
@@ -64,7 +65,21 @@ export async function startControlPlane(options: { timeoutMs?: number } = {}): P
       reject(new Error(`control plane exited with ${code} before it was ready; logs in ${dir}\n${stderr}`));
     });
   });
-  return { kubeconfig, dir, binary, stop: () => stopControlPlane(child, dir) };
+  return {
+    kubeconfig,
+    dir,
+    binary,
+    stop: () => stopControlPlane(child, dir),
+    detach: () => {
+      // Let the test process exit on its own; take the control plane down with it.
+      child.unref();
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      process.once("exit", () => {
+        child.kill("SIGTERM");
+      });
+    },
+  };
 }
 
 function parseReady(line: string): string | undefined {
@@ -91,17 +106,15 @@ let shared: Promise<{ kubeconfig: string; binary: string }> | undefined;
 
 /**
  * The control plane of this test run: the one named by SMTPC_KUBECONFIG, or a
- * private one for this test file, stopped after the file's tests (and, should
- * the runner be killed, by the binary itself when its parent goes away).
+ * private one for this test file, stopped when the file's process exits (the
+ * binary also stops by itself when its parent goes away, --stop-with-parent).
  */
 export function controlPlane(): Promise<{ kubeconfig: string; binary: string }> {
   shared ??= (async () => {
     const kubeconfig = process.env.SMTPC_KUBECONFIG;
     if (kubeconfig) return { kubeconfig, binary: testenvBinary() };
     const plane = await startControlPlane();
-    after(async () => {
-      await plane.stop();
-    });
+    plane.detach();
     return plane;
   })();
   return shared;

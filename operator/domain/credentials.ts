@@ -1,0 +1,101 @@
+// Which inbound credential versions exist, which are usable, and what the
+// relay must know of them. Pure: Secrets are read by the caller.
+import { createHash, randomBytes } from "node:crypto";
+import type { SmtpDomain } from "../../crds/schema.js";
+
+export interface IssuedCredential {
+  version: number;
+  secretName: string;
+  username: string;
+  password: string;
+  /** When the Secret was created. */
+  createdAt: string;
+  /** The version's own Secret (user-supplied via secretRef) rather than one the operator issued. */
+  userSupplied: boolean;
+}
+
+export type CredentialState = "Active" | "Revoked" | "Expired";
+
+export interface CredentialPlan {
+  version: number;
+  secretName: string;
+  state: CredentialState;
+  expiresAt?: string;
+}
+
+export function credentialSecretName(domain: SmtpDomain, version: number): string {
+  return `${domain.metadata.name}-inbound-v${version}`;
+}
+
+/** A new username and a 256-bit password; generated once per version and kept in its Secret. */
+export function newCredential(domain: SmtpDomain, version: number): { username: string; password: string } {
+  return {
+    username: `${domain.metadata.name}-v${version}-${randomBytes(3).toString("hex")}`,
+    password: randomBytes(32).toString("base64url"),
+  };
+}
+
+export function passwordDigest(password: string): string {
+  return createHash("sha256").update(password, "utf8").digest("hex");
+}
+
+/**
+ * Plans every declared version: its Secret and its state. An older Active
+ * version expires `gracePeriod` after the newest version was issued.
+ */
+export function planCredentials(domain: SmtpDomain, issued: ReadonlyMap<number, IssuedCredential>, now: Date): CredentialPlan[] {
+  const declared = domain.spec.inbound.credentials ?? [{ version: 1 }];
+  const newest = Math.max(...declared.map((c) => c.version));
+  const newestIssuedAt = issued.get(newest)?.createdAt;
+  const grace = domain.spec.inbound.gracePeriod ? parseDuration(domain.spec.inbound.gracePeriod) : undefined;
+  return declared
+    .map((c) => {
+      const secretName = c.secretRef?.name ?? credentialSecretName(domain, c.version);
+      if (c.state === "Revoked") return { version: c.version, secretName, state: "Revoked" as const };
+      if (c.version !== newest && grace !== undefined && newestIssuedAt) {
+        const expiresAt = new Date(Date.parse(newestIssuedAt) + grace).toISOString().replace(/\.\d{3}Z$/, "Z");
+        return { version: c.version, secretName, state: Date.parse(expiresAt) <= now.getTime() ? ("Expired" as const) : ("Active" as const), expiresAt };
+      }
+      return { version: c.version, secretName, state: "Active" as const };
+    })
+    .sort((a, b) => a.version - b.version);
+}
+
+/** Go-style durations as the CRD accepts them (e.g. 168h, 1h30m, 90s). */
+export function parseDuration(text: string): number {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  const re = /([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/g;
+  let consumed = 0;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    total += Number(m[1]) * units[m[2]!]!;
+    consumed += m[0].length;
+  }
+  if (consumed !== text.length || consumed === 0) throw new Error(`invalid duration ${JSON.stringify(text)}`);
+  return total;
+}
+
+/** The ready-to-paste snippets stored beside the credentials for the customer's IT team. */
+export function clientSnippets(host: string, username: string, password: string): Record<string, string> {
+  return {
+    "postfix-main.cf": [
+      "# Relay the support domain to the helpdesk's relay, authenticated, TLS required.",
+      `# transport_maps = inline:{ <your domain>=smtp:[${host}]:587 }`,
+      "smtp_sasl_auth_enable = yes",
+      `smtp_sasl_password_maps = inline:{ [${host}]:587=${username}:${password} }`,
+      "smtp_sasl_security_options = noanonymous",
+      "smtp_sasl_tls_security_options = noanonymous",
+      "smtp_tls_security_level = encrypt",
+      "",
+    ].join("\n"),
+    "exchange-connector.txt": [
+      "Send connector (Exchange-style server):",
+      `  Smart host: ${host}, port 587`,
+      "  Authentication: Basic authentication, only after starting TLS",
+      `  User name: ${username}`,
+      `  Password: ${password}`,
+      "  Address space: the support domain only",
+      "",
+    ].join("\n"),
+  };
+}

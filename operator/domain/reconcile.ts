@@ -1,0 +1,184 @@
+// Reconciles one SmtpDomain: read the world, plan, apply what is missing or
+// different, write status when it changed. Level-based and idempotent: run
+// twice, it changes nothing the second time.
+import type * as k8s from "@kubernetes/client-node";
+import { isDeepStrictEqual } from "node:util";
+import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/schema.js";
+import { mergeConditions, type DesiredCondition } from "../conditions.js";
+import { ownedBy, type Cluster } from "../kube/cluster.js";
+import { alreadyApplied } from "../kube/compare.js";
+import { clientSnippets, credentialSecretName, newCredential, planCredentials, type IssuedCredential } from "./credentials.js";
+import {
+  credentialSecret,
+  names,
+  relayConfig,
+  relayConfigSecret,
+  relayDeployment,
+  relayDisruptionBudget,
+  relayHostname,
+  relayNetworkPolicy,
+  relayService,
+  type KubeObject,
+  type OperatorSettings,
+} from "./render.js";
+
+export interface DomainInputs {
+  domain: SmtpDomain;
+  addresses: readonly SupportAddress[];
+}
+
+type Problem = { condition: "CredentialsIssued" | "RelayAvailable"; reason: "SecretConflict" | "SecretNotFound" | "SecretInvalid"; message: string };
+
+const decode = (value: string | undefined) => (value === undefined ? undefined : Buffer.from(value, "base64").toString("utf8"));
+
+export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, settings: OperatorSettings, now = new Date()): Promise<{ requeueAfterMs?: number }> {
+  const { domain } = inputs;
+  const namespace = domain.metadata.namespace!;
+  const uid = domain.metadata.uid!;
+  const problems: Problem[] = [];
+
+  // 1. Credentials: read each version's Secret, issue the missing ones.
+  const issued = new Map<number, IssuedCredential>();
+  for (const declared of domain.spec.inbound.credentials ?? [{ version: 1 }]) {
+    const secretName = declared.secretRef?.name ?? credentialSecretName(domain, declared.version);
+    const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, secretName);
+    if (declared.secretRef) {
+      const username = decode(secret?.data?.username);
+      const password = decode(secret?.data?.password);
+      if (!secret) problems.push({ condition: "CredentialsIssued", reason: "SecretNotFound", message: `Secret ${secretName} (credentials version ${declared.version}) does not exist` });
+      else if (!username || !password) problems.push({ condition: "CredentialsIssued", reason: "SecretInvalid", message: `Secret ${secretName} needs non-empty username and password keys` });
+      else issued.set(declared.version, { version: declared.version, secretName, username, password, createdAt: String(secret.metadata?.creationTimestamp ?? now.toISOString()), userSupplied: true });
+      continue;
+    }
+    if (secret && !ownedBy(secret, uid)) {
+      problems.push({ condition: "CredentialsIssued", reason: "SecretConflict", message: `Secret ${secretName} exists and is not owned by this SmtpDomain; the operator never overwrites it` });
+      continue;
+    }
+    let username = decode(secret?.data?.username);
+    let password = decode(secret?.data?.password);
+    if (!username || !password) {
+      // Issued once; an existing version is never regenerated.
+      ({ username, password } = newCredential(domain, declared.version));
+      await cluster.apply(credentialSecret(domain, declared.version, { username, password }, clientSnippets(relayHostname(domain, settings), username, password)));
+    }
+    const createdAt = secret?.metadata?.creationTimestamp ? new Date(secret.metadata.creationTimestamp).toISOString().replace(/\.\d{3}Z$/, "Z") : now.toISOString().replace(/\.\d{3}Z$/, "Z");
+    issued.set(declared.version, { version: declared.version, secretName, username, password, createdAt, userSupplied: false });
+  }
+  const plan = planCredentials(domain, issued, now);
+
+  // 2. The relay: config (digests only), Deployment, Service, NetworkPolicy, PDB.
+  const addresses = inputs.addresses
+    .filter((a) => a.spec.domainRef.name === domain.metadata.name && a.spec.address.toLowerCase().endsWith(`@${domain.spec.domain}`) && !a.metadata.deletionTimestamp)
+    .map((a) => a.spec.address.toLowerCase());
+  const objects = [
+    relayConfigSecret(domain, relayConfig(domain, plan, issued, addresses, settings)),
+    relayDeployment(domain, settings),
+    relayService(domain),
+    relayNetworkPolicy(domain),
+    relayDisruptionBudget(domain),
+  ].filter((o): o is KubeObject => o !== undefined);
+  for (const object of objects) {
+    const existing = await cluster.read(object.apiVersion, object.kind, namespace, object.metadata.name);
+    if (existing && !ownedBy(existing, uid)) {
+      problems.push({ condition: "RelayAvailable", reason: "SecretConflict", message: `${object.kind} ${object.metadata.name} exists and is not owned by this SmtpDomain; the operator never overwrites it` });
+      continue;
+    }
+    if (existing && alreadyApplied(object, existing as unknown as Record<string, unknown>)) continue;
+    await cluster.apply(object);
+  }
+
+  // 3. Observe: the TLS Secret and the Deployment's availability.
+  const n = names(domain);
+  const tls = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, n.tls);
+  if (!tls) {
+    problems.push({
+      condition: "RelayAvailable",
+      reason: "SecretNotFound",
+      message: `the relay's TLS Secret ${n.tls} does not exist: create a kubernetes.io/tls Secret (e.g. with cert-manager) and set spec.relay.tls.secretName`,
+    });
+  } else if (!tls.data?.["tls.crt"] || !tls.data["tls.key"]) {
+    problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `the relay's TLS Secret ${n.tls} needs tls.crt and tls.key` });
+  }
+  const deployment = await cluster.read<k8s.V1Deployment>("apps/v1", "Deployment", namespace, n.relay);
+  const available = deployment?.status?.availableReplicas ?? 0;
+
+  // 4. Status.
+  const status = domainStatus(inputs, plan, issued, problems, available, addresses.length, settings, now);
+  if (!isDeepStrictEqual(normalise(domain.status), normalise(status))) {
+    await cluster.applyStatus("smtpdomains", "SmtpDomain", namespace, domain.metadata.name!, status);
+  }
+
+  // An older version expires at a known instant: come back then.
+  const nextExpiry = plan.map((p) => (p.expiresAt && p.state === "Active" ? Date.parse(p.expiresAt) - now.getTime() : Infinity)).reduce((a, b) => Math.min(a, b), Infinity);
+  return Number.isFinite(nextExpiry) ? { requeueAfterMs: Math.max(1_000, nextExpiry + 500) } : {};
+}
+
+function domainStatus(
+  inputs: DomainInputs,
+  plan: ReturnType<typeof planCredentials>,
+  issued: ReadonlyMap<number, IssuedCredential>,
+  problems: readonly Problem[],
+  available: number,
+  addressCount: number,
+  settings: OperatorSettings,
+  now: Date,
+): SmtpDomainStatus {
+  const { domain } = inputs;
+  const credentialProblem = problems.find((p) => p.condition === "CredentialsIssued");
+  const relayProblem = problems.find((p) => p.condition === "RelayAvailable");
+  const conditions: DesiredCondition[] = [
+    credentialProblem
+      ? { type: "CredentialsIssued", status: "False", reason: credentialProblem.reason, message: credentialProblem.message }
+      : { type: "CredentialsIssued", status: "True", reason: "Issued", message: `${issued.size} credential version(s) issued` },
+    relayProblem
+      ? { type: "RelayAvailable", status: "False", reason: relayProblem.reason, message: relayProblem.message }
+      : available > 0
+        ? { type: "RelayAvailable", status: "True", reason: "Available", message: `${available} relay replica(s) available` }
+        : { type: "RelayAvailable", status: "False", reason: "Progressing", message: "waiting for the relay Deployment to have an available replica" },
+    addressCount > 0
+      ? { type: "AddressesConfigured", status: "True", reason: "AddressesServed", message: `${addressCount} support address(es) served` }
+      : { type: "AddressesConfigured", status: "False", reason: "NoAddresses", message: "add at least one SupportAddress whose domainRef names this SmtpDomain" },
+  ];
+  const blocking = conditions.find((c) => c.status !== "True");
+  conditions.push(
+    blocking
+      ? { type: "Ready", status: "False", reason: blocking.reason, message: blocking.message }
+      : { type: "Ready", status: "True", reason: "Ready", message: "the domain is connected" },
+  );
+  const stalled = problems[0];
+  conditions.push(
+    stalled ? { type: "Stalled", status: "True", reason: stalled.reason, message: stalled.message } : { type: "Stalled", status: "False", reason: "Ready", message: "" },
+    !stalled && blocking?.reason === "Progressing"
+      ? { type: "Reconciling", status: "True", reason: "Progressing", message: blocking.message }
+      : { type: "Reconciling", status: "False", reason: "Ready", message: "" },
+  );
+  const generation = domain.metadata.generation ?? 0;
+  const active = plan.filter((p) => p.state === "Active" && issued.has(p.version)).map((p) => p.version);
+  const previous = new Map((domain.status?.credentials ?? []).map((c) => [c.version, c]));
+  return {
+    observedGeneration: generation,
+    conditions: mergeConditions(domain.status?.conditions, conditions, generation, now),
+    credentials: plan.flatMap((p) => {
+      const credential = issued.get(p.version);
+      if (!credential) return [];
+      const lastUsedAt = previous.get(p.version)?.lastUsedAt;
+      return [{
+        version: p.version,
+        secretName: credential.secretName,
+        username: credential.username,
+        state: p.state,
+        createdAt: credential.createdAt,
+        ...(p.expiresAt ? { expiresAt: p.expiresAt } : {}),
+        ...(lastUsedAt ? { lastUsedAt } : {}),
+      }];
+    }),
+    activeVersions: active.join(","),
+    addresses: addressCount,
+    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:587` },
+  };
+}
+
+/** Status as the API server returns it: compared without key order or absent fields mattering. */
+function normalise(status: SmtpDomainStatus | undefined): unknown {
+  return JSON.parse(JSON.stringify(status ?? {})) as unknown;
+}

@@ -1,0 +1,276 @@
+// The objects an SmtpDomain becomes, computed from its spec and what was
+// read: the relay config (the contract with the relay, digests only), the
+// relay Deployment, Service, NetworkPolicy and PodDisruptionBudget. Pure.
+import { stringify } from "yaml";
+import type { SmtpDomain } from "../../crds/schema.js";
+import { configVersion, type RelayConfig } from "../../relay/config/schema.js";
+import { passwordDigest, type CredentialPlan, type IssuedCredential } from "./credentials.js";
+
+export const fieldManager = "smtp-connector";
+export const managedByLabel = { "app.kubernetes.io/managed-by": "smtp-connector" };
+
+export interface OperatorSettings {
+  relayImage: string;
+  /** Suffix of the relay host names: <domain-name>.<namespace>.<suffix>. */
+  relayHostSuffix: string;
+}
+
+export const relayPorts = { starttls: 587, implicitTls: 465, health: 8080 } as const;
+const mountRoot = "/etc/smtp-connector";
+
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller: boolean; blockOwnerDeletion: boolean }[];
+  };
+  [key: string]: unknown;
+}
+
+export function names(domain: SmtpDomain) {
+  const base = domain.metadata.name!;
+  return {
+    relay: `${base}-relay`,
+    config: `${base}-relay-config`,
+    tls: domain.spec.relay?.tls?.secretName ?? `${base}-relay-tls`,
+  };
+}
+
+export function labels(domain: SmtpDomain): Record<string, string> {
+  return {
+    ...managedByLabel,
+    "app.kubernetes.io/name": "smtp-connector-relay",
+    "app.kubernetes.io/instance": domain.metadata.name!,
+    "smtpconnector.dev/domain": domain.metadata.name!,
+  };
+}
+
+function meta(domain: SmtpDomain, name: string): KubeObject["metadata"] {
+  return {
+    name,
+    namespace: domain.metadata.namespace!,
+    labels: labels(domain),
+    ownerReferences: [
+      { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SmtpDomain", name: domain.metadata.name!, uid: domain.metadata.uid!, controller: true, blockOwnerDeletion: true },
+    ],
+  };
+}
+
+export function relayHostname(domain: SmtpDomain, settings: OperatorSettings): string {
+  return domain.spec.relay?.hostnames?.[0] ?? `${domain.metadata.name}.${domain.metadata.namespace}.${settings.relayHostSuffix}`;
+}
+
+/** The relay config for this domain: only digests of the inbound passwords. */
+export function relayConfig(
+  domain: SmtpDomain,
+  plan: readonly CredentialPlan[],
+  issued: ReadonlyMap<number, IssuedCredential>,
+  addresses: readonly string[],
+  settings: OperatorSettings,
+  nextHopUsername?: string,
+): RelayConfig {
+  const delivery = domain.spec.inbound.delivery;
+  const smtp = delivery.smtp;
+  return {
+    version: configVersion,
+    hostname: relayHostname(domain, settings),
+    listeners: { starttls: { port: relayPorts.starttls }, implicitTls: { port: relayPorts.implicitTls }, health: { port: relayPorts.health } },
+    tls: { certFile: `${mountRoot}/tls/tls.crt`, keyFile: `${mountRoot}/tls/tls.key` },
+    limits: {
+      maxMessageBytes: 26_214_400,
+      maxRecipients: 50,
+      maxHeaderBytes: 262_144,
+      maxLineBytes: 1000,
+      maxReceivedHops: 30,
+      greetingDelayMs: 0,
+      idleTimeoutSeconds: 300,
+      sessionTimeoutSeconds: 1800,
+      nextHopTimeoutSeconds: 120,
+      maxConnections: 1000,
+    },
+    authFailures: { perConnection: 3, delayMs: 1000, lockoutThreshold: 20, lockoutWindowSeconds: 600, lockoutSeconds: 900 },
+    domains: [
+      {
+        domain: domain.spec.domain,
+        authProtocol: domain.spec.inbound.authProtocol ?? "PLAIN",
+        // Expired versions are written as revoked: the relay refuses them either way.
+        credentials: plan.flatMap((p) => {
+          const credential = issued.get(p.version);
+          if (!credential) return [];
+          return [{
+            version: p.version,
+            username: credential.username,
+            passwordSha256: passwordDigest(credential.password),
+            state: p.state === "Active" ? ("Active" as const) : ("Revoked" as const),
+            ...(p.expiresAt ? { expiresAt: p.expiresAt } : {}),
+          }];
+        }),
+        addresses: [...addresses].sort(),
+        delivery: smtp
+          ? {
+              smtp: {
+                host: smtp.host,
+                port: smtp.port ?? 25,
+                protocol: smtp.protocol ?? "SMTP",
+                tls: smtp.tls ?? "StartTLS",
+                ...(smtp.authSecretRef && nextHopUsername ? { username: nextHopUsername, passwordFile: `${mountRoot}/next-hop/password` } : {}),
+              },
+            }
+          : { webhook: { url: delivery.webhook!.url, hmacKeyFile: `${mountRoot}/webhook/${delivery.webhook!.signingSecretRef.key ?? "key"}` } },
+      },
+    ],
+  };
+}
+
+export function relayConfigSecret(domain: SmtpDomain, config: RelayConfig): KubeObject {
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: meta(domain, names(domain).config),
+    type: "Opaque",
+    stringData: { "relay.yaml": stringify(config) },
+  };
+}
+
+export function credentialSecret(domain: SmtpDomain, version: number, credential: { username: string; password: string }, snippets: Record<string, string>): KubeObject {
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: {
+      ...meta(domain, `${domain.metadata.name}-inbound-v${version}`),
+      labels: { ...labels(domain), "smtpconnector.dev/credential-version": String(version) },
+    },
+    type: "Opaque",
+    stringData: { username: credential.username, password: credential.password, ...snippets },
+  };
+}
+
+/**
+ * The relay Deployment. Config, credential and certificate changes reach the
+ * pods through their mounted Secrets and are hot-reloaded, so nothing here
+ * changes with them: rotating a credential never restarts a pod.
+ */
+export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings): KubeObject {
+  const n = names(domain);
+  const replicas = domain.spec.relay?.replicas ?? 2;
+  const selector = { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": domain.metadata.name! };
+  const smtp = domain.spec.inbound.delivery.smtp;
+  const webhook = domain.spec.inbound.delivery.webhook;
+  const volumes: Record<string, unknown>[] = [
+    { name: "config", secret: { secretName: n.config } },
+    { name: "tls", secret: { secretName: n.tls } },
+    { name: "tmp", emptyDir: { sizeLimit: "16Mi" } },
+  ];
+  const mounts: Record<string, unknown>[] = [
+    { name: "config", mountPath: `${mountRoot}/config`, readOnly: true },
+    { name: "tls", mountPath: `${mountRoot}/tls`, readOnly: true },
+    { name: "tmp", mountPath: "/tmp" },
+  ];
+  if (smtp?.authSecretRef) {
+    volumes.push({ name: "next-hop", secret: { secretName: smtp.authSecretRef.name } });
+    mounts.push({ name: "next-hop", mountPath: `${mountRoot}/next-hop`, readOnly: true });
+  }
+  if (webhook) {
+    volumes.push({ name: "webhook", secret: { secretName: webhook.signingSecretRef.name } });
+    mounts.push({ name: "webhook", mountPath: `${mountRoot}/webhook`, readOnly: true });
+  }
+  return {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: meta(domain, n.relay),
+    spec: {
+      replicas,
+      selector: { matchLabels: selector },
+      strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      template: {
+        metadata: { labels: { ...labels(domain), ...selector } },
+        spec: {
+          // The relay needs no Kubernetes API access.
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          terminationGracePeriodSeconds: 60,
+          securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: "RuntimeDefault" } },
+          containers: [
+            {
+              name: "relay",
+              image: settings.relayImage,
+              command: ["node", "dist/relay/main.js", "--config", `${mountRoot}/config/relay.yaml`],
+              env: [{ name: "LOG_LEVEL", value: "info" }],
+              ports: [
+                { name: "submission", containerPort: relayPorts.starttls },
+                { name: "submissions", containerPort: relayPorts.implicitTls },
+                { name: "health", containerPort: relayPorts.health },
+              ],
+              readinessProbe: { httpGet: { path: "/readyz", port: "health" }, periodSeconds: 5 },
+              livenessProbe: { httpGet: { path: "/healthz", port: "health" }, periodSeconds: 10, failureThreshold: 6 },
+              resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "512Mi" } },
+              securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
+              volumeMounts: mounts,
+            },
+          ],
+          volumes,
+        },
+      },
+    },
+  };
+}
+
+export function relayService(domain: SmtpDomain): KubeObject {
+  const service = domain.spec.relay?.service;
+  const type = service?.type ?? "LoadBalancer";
+  const ranges = domain.spec.inbound.allowedSourceRanges;
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { ...meta(domain, names(domain).relay), ...(service?.annotations ? { annotations: service.annotations } : {}) },
+    spec: {
+      type,
+      selector: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": domain.metadata.name! },
+      // Only the customer-facing ports: the health port stays inside the cluster.
+      ports: [
+        { name: "submission", port: relayPorts.starttls, targetPort: "submission", protocol: "TCP" },
+        { name: "submissions", port: relayPorts.implicitTls, targetPort: "submissions", protocol: "TCP" },
+      ],
+      ...(type === "LoadBalancer" && ranges?.length ? { loadBalancerSourceRanges: ranges } : {}),
+      ...(type !== "ClusterIP" ? { externalTrafficPolicy: "Local" } : {}),
+    },
+  };
+}
+
+export function relayNetworkPolicy(domain: SmtpDomain): KubeObject {
+  const ranges = domain.spec.inbound.allowedSourceRanges;
+  return {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: meta(domain, names(domain).relay),
+    spec: {
+      podSelector: { matchLabels: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": domain.metadata.name! } },
+      policyTypes: ["Ingress"],
+      ingress: [
+        {
+          ...(ranges?.length ? { from: ranges.map((cidr) => ({ ipBlock: { cidr } })) } : {}),
+          ports: [
+            { protocol: "TCP", port: relayPorts.starttls },
+            { protocol: "TCP", port: relayPorts.implicitTls },
+          ],
+        },
+        // Probes and metrics scraping from inside the cluster.
+        { from: [{ namespaceSelector: {} }], ports: [{ protocol: "TCP", port: relayPorts.health }] },
+      ],
+    },
+  };
+}
+
+export function relayDisruptionBudget(domain: SmtpDomain): KubeObject | undefined {
+  if ((domain.spec.relay?.replicas ?? 2) < 2) return undefined;
+  return {
+    apiVersion: "policy/v1",
+    kind: "PodDisruptionBudget",
+    metadata: meta(domain, names(domain).relay),
+    spec: { maxUnavailable: 1, selector: { matchLabels: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": domain.metadata.name! } } },
+  };
+}

@@ -1,0 +1,105 @@
+// The operator's side effects on the API server, in one place: reads,
+// server-side apply under one field manager, and status through the status
+// subresource (client-node's generic object API cannot reach /status).
+import https from "node:https";
+import * as k8s from "@kubernetes/client-node";
+import { group, version } from "../../crds/schema.js";
+import { fieldManager, type KubeObject } from "../domain/render.js";
+
+export class Cluster {
+  readonly core: k8s.CoreV1Api;
+  readonly apps: k8s.AppsV1Api;
+  readonly custom: k8s.CustomObjectsApi;
+  /** API writes made, for the metrics and the zero-writes-at-steady-state test. */
+  writes = 0;
+  /** The last writes, "Kind namespace/name", newest last. */
+  readonly recentWrites: string[] = [];
+
+  constructor(readonly config: k8s.KubeConfig) {
+    this.core = config.makeApiClient(k8s.CoreV1Api);
+    this.apps = config.makeApiClient(k8s.AppsV1Api);
+    this.custom = config.makeApiClient(k8s.CustomObjectsApi);
+  }
+
+  /**
+   * Server-side apply under our field manager; forced, because only objects
+   * we own are ever applied. Sent as raw JSON: client-node's generic object
+   * API re-serialises through typed models, which silently drops fields whose
+   * model name differs from the wire name (NetworkPolicy's `from`).
+   */
+  async apply(object: KubeObject): Promise<void> {
+    this.record(`${object.kind} ${object.metadata.namespace}/${object.metadata.name}`);
+    const path = `${objectPath(object.apiVersion, object.kind, object.metadata.namespace)}/${encodeURIComponent(object.metadata.name)}`;
+    await this.request("PATCH", `${path}?fieldManager=${fieldManager}&force=true`, object);
+  }
+
+  async applyStatus(plural: string, kind: string, namespace: string, name: string, status: unknown): Promise<void> {
+    this.record(`${kind}/status ${namespace}/${name}`);
+    const body = { apiVersion: `${group}/${version}`, kind, metadata: { name, namespace }, status };
+    await this.request("PATCH", `/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}/status?fieldManager=${fieldManager}&force=true`, body);
+  }
+
+  /** Reads a namespaced object as the API server sends it; undefined on 404. */
+  async read<T extends k8s.KubernetesObject>(apiVersion: string, kind: string, namespace: string, name: string): Promise<T | undefined> {
+    const { status, body } = await this.request("GET", `${objectPath(apiVersion, kind, namespace)}/${encodeURIComponent(name)}`, undefined, [404]);
+    return status === 404 ? undefined : (JSON.parse(body) as T);
+  }
+
+  private record(what: string): void {
+    this.writes++;
+    this.recentWrites.push(what);
+    if (this.recentWrites.length > 50) this.recentWrites.shift();
+  }
+
+  private async request(method: "GET" | "PATCH", path: string, body?: unknown, accept: number[] = []): Promise<{ status: number; body: string }> {
+    const url = new URL(path, this.config.getCurrentCluster()!.server);
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const options: https.RequestOptions = {
+      method,
+      headers: {
+        accept: "application/json",
+        ...(payload ? { "content-type": "application/apply-patch+yaml", "content-length": Buffer.byteLength(payload) } : {}),
+      },
+    };
+    await this.config.applyToHTTPSOptions(options);
+    const result = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = https.request(url, options, (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (text += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+      });
+      req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${url.pathname} timed out`)));
+      req.on("error", reject);
+      req.end(payload);
+    });
+    if (result.status >= 300 && !accept.includes(result.status)) {
+      throw new k8s.ApiException(result.status, `${method} ${url.pathname}`, result.body, {});
+    }
+    return result;
+  }
+}
+
+function objectPath(apiVersion: string, kind: string, namespace: string): string {
+  const base = apiVersion === "v1" ? "/api/v1" : `/apis/${apiVersion}`;
+  return `${base}/namespaces/${encodeURIComponent(namespace)}/${plural(kind)}`;
+}
+
+const plurals: Record<string, string> = {
+  Secret: "secrets",
+  Service: "services",
+  Deployment: "deployments",
+  NetworkPolicy: "networkpolicies",
+  PodDisruptionBudget: "poddisruptionbudgets",
+};
+
+function plural(kind: string): string {
+  const name = plurals[kind];
+  if (!name) throw new Error(`no plural known for kind ${kind}`);
+  return name;
+}
+
+/** Whether the object is controlled by the owner with this uid. */
+export function ownedBy(object: k8s.KubernetesObject | undefined, uid: string): boolean {
+  return Boolean(object?.metadata?.ownerReferences?.some((ref) => ref.uid === uid && ref.controller));
+}

@@ -1,0 +1,213 @@
+// The SmtpDomain reconciler against the real API server: credentials issued
+// into versioned Secrets, the relay config (checked with the relay's own
+// loader: the contract), the relay objects, status, rotation, drift repair,
+// conflicts, zero writes at steady state, and garbage collection.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { after, before, describe, test } from "node:test";
+import * as k8s from "@kubernetes/client-node";
+import { stringify } from "yaml";
+import type { SmtpDomain } from "../../crds/schema.js";
+import { Controller } from "../../operator/controller.js";
+import { passwordDigest } from "../../operator/domain/credentials.js";
+import { parseConfig } from "../../relay/config/load.js";
+import { createLogger } from "../../relay/ops/log.js";
+import { installCRDs } from "../support/crds.js";
+import { connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { selfSignedCertificate, tempDir } from "../support/mail.js";
+import { PassThrough } from "node:stream";
+
+const settings = { relayImage: "smtp-connector:test", relayHostSuffix: "relay.test" };
+
+async function apply(manifest: object): Promise<void> {
+  const result = await kubectl(["apply", "--server-side", "--field-manager=platform-team", "-f", "-"], { input: stringify(manifest) });
+  assert.equal(result.code, 0, result.stderr);
+}
+
+function domainManifest(namespace: string, credentials: object[] = [{ version: 1 }]) {
+  return {
+    apiVersion: "smtpconnector.dev/v1alpha1",
+    kind: "SmtpDomain",
+    metadata: { name: "example-com", namespace },
+    spec: {
+      domain: "example.com",
+      inbound: { credentials, gracePeriod: "168h", delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
+      relay: { replicas: 2, tls: { secretName: "relay-tls" } },
+    },
+  };
+}
+
+const address = (namespace: string, name: string, mail: string) => ({
+  apiVersion: "smtpconnector.dev/v1alpha1",
+  kind: "SupportAddress",
+  metadata: { name, namespace },
+  spec: { address: mail, domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } } },
+});
+
+describe("SmtpDomain reconciler", () => {
+  let controller: Controller;
+  let core: k8s.CoreV1Api;
+  let apps: k8s.AppsV1Api;
+  let custom: k8s.CustomObjectsApi;
+
+  before(async () => {
+    await installCRDs();
+    const cluster = await connect();
+    core = cluster.core;
+    apps = cluster.config.makeApiClient(k8s.AppsV1Api);
+    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    controller = new Controller(cluster.config, { settings, log: createLogger("operator", { level: "error", stream: new PassThrough() }) });
+    await controller.start();
+  });
+  after(() => controller.stop());
+
+  const getDomain = async (namespace: string) =>
+    (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+  const condition = (d: SmtpDomain, type: string) => d.status?.conditions?.find((c) => c.type === type);
+  const secretText = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+  const relayConfigOf = async (namespace: string) =>
+    parseConfig(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml"));
+
+  async function setup(t: { after(fn: () => Promise<void> | void): void }) {
+    const namespace = await freshNamespace(t, "op");
+    const cert = await selfSignedCertificate(tempDir("op-tls"));
+    await core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: "relay-tls" }, type: "kubernetes.io/tls", data: { "tls.crt": readFileSync(cert.certFile).toString("base64"), "tls.key": readFileSync(cert.keyFile).toString("base64") } },
+    });
+    return namespace;
+  }
+
+  test("issues credentials, renders the relay and reports status", async (t) => {
+    const namespace = await setup(t);
+    await apply(domainManifest(namespace));
+    await apply(address(namespace, "support", "support@example.com"));
+    await apply(address(namespace, "elsewhere", "support@other.org"));
+
+    const domain = await eventually("the domain's status", async () => {
+      const d = await getDomain(namespace);
+      return condition(d, "AddressesConfigured")?.status === "True" ? d : undefined;
+    });
+    assert.equal(condition(domain, "CredentialsIssued")?.status, "True");
+    assert.equal(condition(domain, "RelayAvailable")?.reason, "Progressing", "no kubelet runs here, so no replica becomes available");
+    assert.equal(condition(domain, "Ready")?.status, "False");
+    assert.equal(condition(domain, "Reconciling")?.status, "True");
+    assert.equal(condition(domain, "Stalled"), undefined, "Stalled is present only while True");
+    assert.equal(domain.status?.observedGeneration, domain.metadata.generation);
+    assert.equal(domain.status?.activeVersions, "1");
+    assert.equal(domain.status?.addresses, 1);
+
+    const secret = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
+    const username = secretText(secret, "username");
+    const password = secretText(secret, "password");
+    assert.ok(password.length >= 40, "a high-entropy password");
+    assert.match(secretText(secret, "postfix-main.cf"), new RegExp(`smtp_sasl_password_maps = inline:\\{ \\[.*\\]:587=${username}:`));
+    assert.equal(secret.metadata?.ownerReferences?.[0]?.uid, domain.metadata.uid);
+    assert.equal(domain.status?.credentials?.[0]?.secretName, "example-com-inbound-v1");
+
+    const config = await relayConfigOf(namespace);
+    assert.deepEqual(config.domains[0]!.addresses, ["support@example.com"]);
+    assert.deepEqual(config.domains[0]!.credentials, [{ version: 1, username, passwordSha256: passwordDigest(password), state: "Active" }]);
+    const configText = secretText(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml");
+    assert.equal(configText.includes(password), false, "the relay config holds digests only");
+
+    const deployment = await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" });
+    const pod = deployment.spec!.template.spec!;
+    assert.equal(pod.automountServiceAccountToken, false);
+    assert.equal(pod.securityContext?.runAsNonRoot, true);
+    assert.equal(pod.containers[0]!.securityContext?.readOnlyRootFilesystem, true);
+    assert.deepEqual(pod.containers[0]!.securityContext?.capabilities?.drop, ["ALL"]);
+    assert.deepEqual(pod.containers[0]!.command, ["node", "dist/relay/main.js", "--config", "/etc/smtp-connector/config/relay.yaml"]);
+    const service = await core.readNamespacedService({ namespace, name: "example-com-relay" });
+    assert.deepEqual(service.spec?.ports?.map((p) => p.port), [587, 465]);
+    const pdb = await kubectl(["get", "pdb", "example-com-relay", "-n", namespace, "-o", "name"]);
+    assert.equal(pdb.code, 0, pdb.stderr);
+    const netpol = await kubectl(["get", "networkpolicy", "example-com-relay", "-n", namespace, "-o", "json"]);
+    assert.equal(netpol.code, 0, netpol.stderr);
+    // The health port is open to the cluster only: `from` must survive the apply.
+    assert.deepEqual(JSON.parse(netpol.stdout).spec.ingress[1].from, [{ namespaceSelector: {} }]);
+
+    // Steady state: a resync writes nothing.
+    await controller.queue.idle();
+    const writes = controller.cluster.writes;
+    controller.queue.add(`${namespace}/example-com`);
+    await controller.queue.idle();
+    assert.equal(controller.cluster.writes, writes, `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`);
+  });
+
+  test("rotation: a new version beside the old, then revocation", async (t) => {
+    const namespace = await setup(t);
+    await apply(domainManifest(namespace));
+    await eventually("version 1", async () => ((await getDomain(namespace)).status?.activeVersions === "1" ? true : undefined));
+    const v1 = secretText(await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), "password");
+
+    await apply(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
+    const rotated = await eventually("versions 1 and 2 active", async () => {
+      const d = await getDomain(namespace);
+      return d.status?.activeVersions === "1,2" ? d : undefined;
+    });
+    assert.ok(rotated.status?.credentials?.[0]?.expiresAt, "the older version gets an expiry from the grace period");
+    assert.equal(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), "password"), v1, "version 1 is never regenerated");
+    assert.deepEqual((await relayConfigOf(namespace)).domains[0]!.credentials.map((c) => `${c.version}:${c.state}`), ["1:Active", "2:Active"]);
+
+    await apply(domainManifest(namespace, [{ version: 1, state: "Revoked" }, { version: 2 }]));
+    await eventually("version 1 revoked in the relay config", async () => {
+      const config = await relayConfigOf(namespace);
+      return config.domains[0]!.credentials.map((c) => `${c.version}:${c.state}`).join(" ") === "1:Revoked 2:Active" ? true : undefined;
+    });
+    assert.equal((await getDomain(namespace)).status?.activeVersions, "2");
+  });
+
+  test("drift is repaired: a deleted Secret and an edited Deployment come back", async (t) => {
+    const namespace = await setup(t);
+    await apply(domainManifest(namespace));
+    await eventually("the relay config", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
+    await core.deleteNamespacedSecret({ namespace, name: "example-com-relay-config" });
+    await eventually("the relay config to come back", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
+    await kubectl(["scale", "deployment/example-com-relay", "-n", namespace, "--replicas=5"]);
+    await eventually("replicas restored to 2", async () => ((await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" })).spec?.replicas === 2 ? true : undefined));
+  });
+
+  test("a Secret the operator does not own is never overwritten: the domain reports a conflict", async (t) => {
+    const namespace = await setup(t);
+    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "example-com-inbound-v1" }, stringData: { username: "theirs", password: "theirs" } } });
+    await apply(domainManifest(namespace));
+    const domain = await eventually("CredentialsIssued=False", async () => {
+      const d = await getDomain(namespace);
+      return condition(d, "CredentialsIssued")?.status === "False" ? d : undefined;
+    });
+    assert.equal(condition(domain, "CredentialsIssued")?.reason, "SecretConflict");
+    assert.equal(condition(domain, "Stalled")?.reason, "SecretConflict");
+    const theirs = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
+    assert.equal(secretText(theirs, "username"), "theirs");
+    assert.equal(theirs.metadata?.ownerReferences, undefined);
+  });
+
+  test("a missing TLS Secret is reported with what to do", async (t) => {
+    const namespace = await freshNamespace(t, "op");
+    await apply(domainManifest(namespace));
+    const domain = await eventually("RelayAvailable=False SecretNotFound", async () => {
+      const d = await getDomain(namespace);
+      return condition(d, "RelayAvailable")?.reason === "SecretNotFound" ? d : undefined;
+    });
+    assert.match(condition(domain, "RelayAvailable")!.message, /relay-tls does not exist: create a kubernetes\.io\/tls Secret/);
+  });
+
+  test("deleting the domain removes everything it owns, and nothing else", async (t) => {
+    const namespace = await setup(t);
+    await apply(domainManifest(namespace));
+    await eventually("the credentials", () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }));
+    await eventually("the relay", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
+    await kubectl(["delete", "smtpdomain", "example-com", "-n", namespace]);
+    await eventually(
+      "the owned objects to be garbage-collected",
+      async () => {
+        const secrets = (await core.listNamespacedSecret({ namespace })).items.map((s) => s.metadata?.name);
+        const deployments = (await apps.listNamespacedDeployment({ namespace })).items.length;
+        return !secrets.some((s) => s?.startsWith("example-com-")) && deployments === 0 ? secrets : undefined;
+      },
+      90_000,
+    );
+    await core.readNamespacedSecret({ namespace, name: "relay-tls" });
+  });
+});

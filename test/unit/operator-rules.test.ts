@@ -1,0 +1,128 @@
+// The operator's pure parts: credential plans, durations, conditions, the
+// applied-already check, and the work queue's guarantees.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import type { SmtpDomain } from "../../crds/schema.js";
+import { mergeConditions } from "../../operator/conditions.js";
+import { parseDuration, planCredentials, type IssuedCredential } from "../../operator/domain/credentials.js";
+import { isSubset } from "../../operator/kube/compare.js";
+import { WorkQueue } from "../../operator/queue.js";
+
+const domain = (credentials: NonNullable<SmtpDomain["spec"]["inbound"]["credentials"]>, gracePeriod?: string): SmtpDomain => ({
+  apiVersion: "smtpconnector.dev/v1alpha1",
+  kind: "SmtpDomain",
+  metadata: { name: "example-com", namespace: "ns", uid: "u" },
+  spec: { domain: "example.com", inbound: { credentials, ...(gracePeriod ? { gracePeriod } : {}), delivery: { smtp: { host: "ingest.svc" } } } },
+});
+const issued = (version: number, createdAt: string): [number, IssuedCredential] => [
+  version,
+  { version, secretName: `s${version}`, username: `u${version}`, password: "p", createdAt, userSupplied: false },
+];
+
+describe("planCredentials", () => {
+  test("a single version is active", () => {
+    assert.deepEqual(planCredentials(domain([{ version: 1 }]), new Map(), new Date()), [{ version: 1, secretName: "example-com-inbound-v1", state: "Active" }]);
+  });
+  test("the older version expires a grace period after the newer one was issued", () => {
+    const map = new Map([issued(1, "2026-11-01T00:00:00Z"), issued(2, "2026-11-20T00:00:00Z")]);
+    const d = domain([{ version: 1 }, { version: 2 }], "168h");
+    const during = planCredentials(d, map, new Date("2026-11-21T00:00:00Z"));
+    assert.deepEqual(during.map((p) => [p.version, p.state, p.expiresAt]), [[1, "Active", "2026-11-27T00:00:00Z"], [2, "Active", undefined]]);
+    const afterwards = planCredentials(d, map, new Date("2026-11-27T00:00:01Z"));
+    assert.deepEqual(afterwards.map((p) => p.state), ["Expired", "Active"]);
+  });
+  test("revoked is revoked at once, whatever the grace period", () => {
+    const plan = planCredentials(domain([{ version: 1, state: "Revoked" }, { version: 2 }], "168h"), new Map([issued(2, "2026-11-20T00:00:00Z")]), new Date());
+    assert.deepEqual(plan.map((p) => p.state), ["Revoked", "Active"]);
+  });
+  test("a user-supplied Secret is used by name", () => {
+    assert.equal(planCredentials(domain([{ version: 3, secretRef: { name: "mine" } }]), new Map(), new Date())[0]!.secretName, "mine");
+  });
+});
+
+describe("parseDuration", () => {
+  test("Go-style durations", () => {
+    assert.equal(parseDuration("168h"), 168 * 3_600_000);
+    assert.equal(parseDuration("1h30m"), 90 * 60_000);
+    assert.equal(parseDuration("1.5s"), 1500);
+    assert.throws(() => parseDuration("1 week"));
+    assert.throws(() => parseDuration(""));
+  });
+});
+
+describe("mergeConditions", () => {
+  const t0 = new Date("2026-11-25T10:00:00Z");
+  const t1 = new Date("2026-11-25T11:00:00Z");
+  test("lastTransitionTime moves only when the status changes", () => {
+    const first = mergeConditions(undefined, [{ type: "Ready", status: "False", reason: "NoAddresses", message: "m" }], 1, t0);
+    const same = mergeConditions(first, [{ type: "Ready", status: "False", reason: "Progressing", message: "other" }], 2, t1);
+    assert.equal(same[0]!.lastTransitionTime, "2026-11-25T10:00:00Z");
+    assert.equal(same[0]!.reason, "Progressing");
+    const flipped = mergeConditions(same, [{ type: "Ready", status: "True", reason: "Ready", message: "ok" }], 2, t1);
+    assert.equal(flipped[0]!.lastTransitionTime, "2026-11-25T11:00:00Z");
+  });
+  test("Reconciling and Stalled exist only while True", () => {
+    const out = mergeConditions(undefined, [
+      { type: "Stalled", status: "False", reason: "Ready", message: "" },
+      { type: "Reconciling", status: "True", reason: "Progressing", message: "working" },
+    ], 1, t0);
+    assert.deepEqual(out.map((c) => c.type), ["Reconciling"]);
+  });
+});
+
+describe("isSubset", () => {
+  test("defaults and other managers' fields on the live object do not matter; our fields do", () => {
+    const live = { spec: { replicas: 2, strategy: { type: "RollingUpdate" }, template: { spec: { containers: [{ name: "relay", image: "x", imagePullPolicy: "IfNotPresent" }] } } } };
+    assert.equal(isSubset({ spec: { replicas: 2, template: { spec: { containers: [{ name: "relay", image: "x" }] } } } }, live), true);
+    assert.equal(isSubset({ spec: { replicas: 3 } }, live), false);
+    assert.equal(isSubset({ spec: { template: { spec: { containers: [{ name: "relay" }, { name: "sidecar" }] } } } }, live), false);
+    assert.equal(isSubset({ spec: { from: [{ namespaceSelector: {} }] } }, { spec: {} }), false);
+  });
+});
+
+describe("WorkQueue", () => {
+  test("a waiting key is queued once; a key added while it runs runs once more, after", async () => {
+    const runs: string[] = [];
+    const queue = new WorkQueue(async (key) => {
+      runs.push(key);
+      await new Promise((r) => setTimeout(r, 10));
+    }, { concurrency: 1 });
+    queue.add("a"); // starts at once
+    queue.add("b"); // waits
+    queue.add("b"); // already waiting: nothing
+    queue.add("a"); // running: marked to run again
+    await new Promise((r) => setTimeout(r, 100));
+    await queue.idle();
+    assert.deepEqual(runs, ["a", "b", "a"]);
+  });
+
+  test("one key never runs twice at once, even with free workers", async () => {
+    const active = new Set<string>();
+    let overlap = false;
+    const queue = new WorkQueue(async (key) => {
+      if (active.has(key)) overlap = true;
+      active.add(key);
+      await new Promise((r) => setTimeout(r, 10));
+      active.delete(key);
+    }, { concurrency: 4 });
+    for (let i = 0; i < 20; i++) {
+      queue.add("k");
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    await queue.idle();
+    assert.equal(overlap, false);
+  });
+
+  test("failures come back with backoff", async () => {
+    let calls = 0;
+    const queue = new WorkQueue(() => {
+      calls++;
+      return calls < 3 ? Promise.reject(new Error("transient")) : Promise.resolve();
+    }, { concurrency: 1, baseBackoffMs: 10 });
+    queue.add("k");
+    for (let i = 0; i < 50 && calls < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(calls, 3);
+    queue.stop();
+  });
+});
