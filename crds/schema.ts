@@ -170,7 +170,12 @@ const InboundSpec = Type.Object(
         smtp: Type.Optional(
           Type.Object(
             {
-              host: DNSName("Host name of the helpdesk's SMTP or LMTP ingestion endpoint."),
+              host: Type.String({
+                description: "Host name or IP address of the helpdesk's SMTP or LMTP ingestion endpoint.",
+                minLength: 1,
+                maxLength: 253,
+                ...rules({ rule: `self.matches('${dnsNameRegex}') || isIP(self)`, message: "host must be a lowercase DNS name such as ingest.helpdesk.svc, or an IP address" }),
+              }),
               port: Type.Optional(Port("Port of the ingestion endpoint.", 25)),
               protocol: Type.Optional(Enum(["SMTP", "LMTP"] as const, { description: "Protocol spoken to the ingestion endpoint.", default: "SMTP" })),
               tls: Type.Optional(

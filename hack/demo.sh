@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/setup.sh
+# The relay runs from its Deployment's command, which names the compiled dist/.
+npx tsc -p tsconfig.build.json
 exec node --import tsx hack/demo.ts "$@"

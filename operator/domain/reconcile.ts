@@ -70,8 +70,17 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
   const addresses = inputs.addresses
     .filter((a) => a.spec.domainRef.name === domain.metadata.name && a.spec.address.toLowerCase().endsWith(`@${domain.spec.domain}`) && !a.metadata.deletionTimestamp)
     .map((a) => a.spec.address.toLowerCase());
+  // The next hop's AUTH username is no secret: it goes into the config; the password stays in its Secret (mounted).
+  let nextHopUsername: string | undefined;
+  const auth = domain.spec.inbound.delivery.smtp?.authSecretRef;
+  if (auth) {
+    const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, auth.name);
+    nextHopUsername = decode(secret?.data?.username);
+    if (!secret) problems.push({ condition: "RelayAvailable", reason: "SecretNotFound", message: `Secret ${auth.name} (delivery.smtp.authSecretRef) does not exist` });
+    else if (!nextHopUsername || !secret.data?.password) problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `Secret ${auth.name} needs non-empty username and password keys` });
+  }
   const objects = [
-    relayConfigSecret(domain, relayConfig(domain, plan, issued, addresses, settings)),
+    relayConfigSecret(domain, relayConfig(domain, plan, issued, addresses, settings, nextHopUsername)),
     relayDeployment(domain, settings),
     relayService(domain),
     relayNetworkPolicy(domain),

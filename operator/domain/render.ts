@@ -79,7 +79,9 @@ export function relayConfig(
     version: configVersion,
     hostname: relayHostname(domain, settings),
     listeners: { starttls: { port: relayPorts.starttls }, implicitTls: { port: relayPorts.implicitTls }, health: { port: relayPorts.health } },
-    tls: { certFile: `${mountRoot}/tls/tls.crt`, keyFile: `${mountRoot}/tls/tls.key` },
+    // Paths relative to the config file's directory (the relay resolves them),
+    // so the config works wherever the Secrets are mounted.
+    tls: { certFile: "../tls/tls.crt", keyFile: "../tls/tls.key" },
     limits: {
       maxMessageBytes: 26_214_400,
       maxRecipients: 50,
@@ -117,10 +119,10 @@ export function relayConfig(
                 port: smtp.port ?? 25,
                 protocol: smtp.protocol ?? "SMTP",
                 tls: smtp.tls ?? "StartTLS",
-                ...(smtp.authSecretRef && nextHopUsername ? { username: nextHopUsername, passwordFile: `${mountRoot}/next-hop/password` } : {}),
+                ...(smtp.authSecretRef && nextHopUsername ? { username: nextHopUsername, passwordFile: "../next-hop/password" } : {}),
               },
             }
-          : { webhook: { url: delivery.webhook!.url, hmacKeyFile: `${mountRoot}/webhook/${delivery.webhook!.signingSecretRef.key ?? "key"}` } },
+          : { webhook: { url: delivery.webhook!.url, hmacKeyFile: `../webhook/${delivery.webhook!.signingSecretRef.key ?? "key"}` } },
       },
     ],
   };

@@ -3,6 +3,7 @@
 // made on the config alone is made here, with a message naming the field.
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { dirname, isAbsolute, resolve } from "node:path";
 import { FormatRegistry } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { parse } from "yaml";
@@ -22,6 +23,10 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Loads a config file. Relative file paths in it are relative to the file's
+ * directory, so the same config works wherever its Secrets are mounted.
+ */
 export function loadConfig(file: string): RelayConfig {
   let text: string;
   try {
@@ -29,7 +34,23 @@ export function loadConfig(file: string): RelayConfig {
   } catch (error) {
     throw new ConfigError(file, [`cannot read the file: ${(error as Error).message}`]);
   }
-  return parseConfig(text, file);
+  return resolvePaths(parseConfig(text, file), dirname(file));
+}
+
+function resolvePaths(config: RelayConfig, base: string): RelayConfig {
+  const at = (path: string) => (isAbsolute(path) ? path : resolve(base, path));
+  config.tls.certFile = at(config.tls.certFile);
+  config.tls.keyFile = at(config.tls.keyFile);
+  for (const domain of config.domains) {
+    const { smtp, webhook } = domain.delivery;
+    if (smtp?.passwordFile) smtp.passwordFile = at(smtp.passwordFile);
+    if (smtp?.caFile) smtp.caFile = at(smtp.caFile);
+    if (webhook) {
+      webhook.hmacKeyFile = at(webhook.hmacKeyFile);
+      if (webhook.caFile) webhook.caFile = at(webhook.caFile);
+    }
+  }
+  return config;
 }
 
 export function parseConfig(text: string, file = "<config>"): RelayConfig {

@@ -1,0 +1,55 @@
+// Runs a relay Deployment the operator created as a local process: its exact
+// command and environment, with every Secret volume written out under a
+// temporary root that stands in for the container's file system. This proves
+// the Deployment is runnable without a container runtime.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type * as k8s from "@kubernetes/client-node";
+import { stopChild } from "./mail.js";
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+export interface RunningDeployment {
+  child: ChildProcess;
+  root: string;
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+export async function runDeployment(core: k8s.CoreV1Api, deployment: k8s.V1Deployment): Promise<RunningDeployment> {
+  const namespace = deployment.metadata!.namespace!;
+  const pod = deployment.spec!.template.spec!;
+  const container = pod.containers[0]!;
+  const root = mkdtempSync(join(tmpdir(), "smtpc-pod-"));
+  const mountPaths: string[] = [];
+  for (const mount of container.volumeMounts ?? []) {
+    const volume = pod.volumes?.find((v) => v.name === mount.name);
+    const target = join(root, mount.mountPath);
+    mkdirSync(target, { recursive: true });
+    mountPaths.push(mount.mountPath);
+    if (volume?.secret) {
+      const secret = await core.readNamespacedSecret({ namespace, name: volume.secret.secretName! });
+      for (const [key, value] of Object.entries(secret.data ?? {})) writeFileSync(join(target, key), Buffer.from(value, "base64"));
+    }
+  }
+  // The container's paths, re-rooted; nothing else in the command changes.
+  const reroot = (arg: string) => (mountPaths.some((m) => arg.startsWith(m)) ? join(root, arg) : arg);
+  const [command, ...args] = [...(container.command ?? []), ...(container.args ?? [])].map(reroot);
+  const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value ?? ""]));
+  let output = "";
+  const child = spawn(command === "node" ? process.execPath : command!, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout?.on("data", (c: Buffer) => (output += c.toString()));
+  child.stderr?.on("data", (c: Buffer) => (output += c.toString()));
+  return {
+    child,
+    root,
+    logs: () => output,
+    stop: async () => {
+      await stopChild(child);
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
