@@ -9,6 +9,8 @@ if [[ ${#files[@]} -eq 0 ]]; then
   echo "no tests in test/$tier" >&2
   exit 1
 fi
+# The e2e tier runs the relay from its Deployment's command, which names dist/.
+[[ $tier == e2e ]] && npx tsc -p tsconfig.build.json
 concurrency=1
 [[ $tier == unit ]] && concurrency=2
 exec node --import tsx --test --test-concurrency="$concurrency" --test-reporter=spec "${files[@]}"

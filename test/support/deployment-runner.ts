@@ -3,7 +3,7 @@
 // temporary root that stands in for the container's file system. This proves
 // the Deployment is runnable without a container runtime.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,6 +16,8 @@ export interface RunningDeployment {
   child: ChildProcess;
   root: string;
   logs(): string;
+  /** Writes the Secret volumes again, as the kubelet does when a Secret changes. */
+  sync(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -24,17 +26,22 @@ export async function runDeployment(core: k8s.CoreV1Api, deployment: k8s.V1Deplo
   const pod = deployment.spec!.template.spec!;
   const container = pod.containers[0]!;
   const root = mkdtempSync(join(tmpdir(), "smtpc-pod-"));
-  const mountPaths: string[] = [];
-  for (const mount of container.volumeMounts ?? []) {
-    const volume = pod.volumes?.find((v) => v.name === mount.name);
-    const target = join(root, mount.mountPath);
-    mkdirSync(target, { recursive: true });
-    mountPaths.push(mount.mountPath);
-    if (volume?.secret) {
+  const mountPaths = (container.volumeMounts ?? []).map((m) => m.mountPath);
+  const sync = async () => {
+    for (const mount of container.volumeMounts ?? []) {
+      const volume = pod.volumes?.find((v) => v.name === mount.name);
+      const target = join(root, mount.mountPath);
+      mkdirSync(target, { recursive: true });
+      if (!volume?.secret) continue;
       const secret = await core.readNamespacedSecret({ namespace, name: volume.secret.secretName! });
-      for (const [key, value] of Object.entries(secret.data ?? {})) writeFileSync(join(target, key), Buffer.from(value, "base64"));
+      for (const [key, value] of Object.entries(secret.data ?? {})) {
+        // Write then rename: readers never see half a file (the kubelet swaps a symlink).
+        writeFileSync(join(target, `.${key}.tmp`), Buffer.from(value, "base64"));
+        renameSync(join(target, `.${key}.tmp`), join(target, key));
+      }
     }
-  }
+  };
+  await sync();
   // The container's paths, re-rooted; nothing else in the command changes.
   const reroot = (arg: string) => (mountPaths.some((m) => arg.startsWith(m)) ? join(root, arg) : arg);
   const [command, ...args] = [...(container.command ?? []), ...(container.args ?? [])].map(reroot);
@@ -47,6 +54,7 @@ export async function runDeployment(core: k8s.CoreV1Api, deployment: k8s.V1Deplo
     child,
     root,
     logs: () => output,
+    sync,
     stop: async () => {
       await stopChild(child);
       rmSync(root, { recursive: true, force: true });

@@ -1,0 +1,101 @@
+// The product as one: the operator command on the real control plane, the
+// relay run from the Deployment it created, mail through it, and credential
+// rotation and revocation arriving through the mounted Secrets.
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { after, before, describe, test } from "node:test";
+import * as k8s from "@kubernetes/client-node";
+import { stringify } from "yaml";
+import { installCRDs } from "../support/crds.js";
+import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
+import { connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { selfSignedCertificate, startSmtpSink, stopChild, swaks, tempDir, type SmtpSink } from "../support/mail.js";
+
+async function apply(manifest: object): Promise<void> {
+  const result = await kubectl(["apply", "--server-side", "--field-manager=platform-team", "-f", "-"], { input: stringify(manifest) });
+  assert.equal(result.code, 0, result.stderr);
+}
+
+describe("inbound, end to end", () => {
+  let operator: ChildProcess;
+  let sink: SmtpSink;
+  let relay: RunningDeployment | undefined;
+  let core: k8s.CoreV1Api;
+  let apps: k8s.AppsV1Api;
+
+  before(async () => {
+    await installCRDs();
+    const cluster = await connect();
+    core = cluster.core;
+    apps = cluster.config.makeApiClient(k8s.AppsV1Api);
+    sink = await startSmtpSink();
+    operator = spawn(process.execPath, ["--import", "tsx", "operator/main.ts", "--kubeconfig", cluster.kubeconfigPath, "--metrics-port", "0"], {
+      stdio: ["ignore", "ignore", "inherit"],
+      env: { ...process.env, LOG_LEVEL: "warn" },
+    });
+  });
+  after(async () => {
+    await relay?.stop();
+    await stopChild(operator);
+    await sink.stop();
+  });
+
+  test("mail flows through the relay the operator deployed; rotation and revocation take effect without a restart", async (t) => {
+    const namespace = await freshNamespace(t, "e2e");
+    const tls = await selfSignedCertificate(tempDir("e2e"));
+    await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "relay-tls", namespace }, type: "kubernetes.io/tls", data: { "tls.crt": readFileSync(tls.certFile).toString("base64"), "tls.key": readFileSync(tls.keyFile).toString("base64") } });
+    const domain = (credentials: object[]) => ({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SmtpDomain",
+      metadata: { name: "example-com", namespace },
+      spec: { domain: "example.com", inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+    });
+    await apply(domain([{ version: 1 }]));
+    await apply({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SupportAddress",
+      metadata: { name: "support", namespace },
+      spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } } },
+    });
+    const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 60_000);
+    const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+    const v1 = await read("example-com-inbound-v1");
+    await eventually("the address in the relay config", async () => (text(await read("example-com-relay-config"), "relay.yaml").includes("support@example.com") ? true : undefined));
+
+    relay = await runDeployment(core, await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
+    await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+
+    const send = (secret: k8s.V1Secret, subject: string) =>
+      swaks([
+        "--server", "127.0.0.1:587", "--tls", "--auth", "PLAIN", "--auth-user", text(secret, "username"), "--auth-password", text(secret, "password"),
+        "--from", "jane@users.example.org", "--to", "support@example.com", "--header", `Subject: ${subject}`,
+      ]);
+    const first = await send(v1, "with version 1");
+    assert.equal(first.code, 0, first.output);
+    assert.match(sink.messages().at(-1)!.content, /X-SmtpConnector-Auth: domain=example\.com; version=1/);
+
+    // Rotate: version 2 beside version 1; the kubelet would refresh the mounted Secrets.
+    await apply(domain([{ version: 1 }, { version: 2 }]));
+    const v2 = await read("example-com-inbound-v2");
+    await eventually("version 2 in the relay config", async () => (text(await read("example-com-relay-config"), "relay.yaml").includes("version: 2") ? true : undefined));
+    await relay.sync();
+    await eventually("version 2 accepted", async () => ((await send(v2, "with version 2")).code === 0 ? true : undefined), 10_000);
+    assert.equal((await send(v1, "still version 1")).code, 0, "version 1 stays valid during the rotation");
+
+    // Revoke version 1: refused on the next AUTH, the relay process never restarted.
+    const pid = relay.child.pid;
+    await apply(domain([{ version: 1, state: "Revoked" }, { version: 2 }]));
+    await eventually("version 1 revoked in the relay config", async () => (/version: 1\n\s+username: \S+\n\s+passwordSha256: \S+\n\s+state: Revoked/.test(text(await read("example-com-relay-config"), "relay.yaml")) ? true : undefined));
+    await relay.sync();
+    const revokedAt = Date.now();
+    await eventually("version 1 refused", async () => {
+      const attempt = await send(v1, "revoked");
+      return attempt.code !== 0 && /535 5\.7\.8/.test(attempt.output) ? true : undefined;
+    }, 10_000);
+    assert.ok(Date.now() - revokedAt < 10_000);
+    assert.equal(relay.child.pid, pid);
+    assert.equal(relay.child.exitCode, null, "the relay kept running");
+    assert.equal((await send(v2, "after revocation")).code, 0);
+  });
+});
