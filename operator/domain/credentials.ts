@@ -31,8 +31,26 @@ export function credentialSecretName(domain: SmtpDomain, version: number): strin
 export function newCredential(domain: SmtpDomain, version: number): { username: string; password: string } {
   return {
     username: `${domain.metadata.name}-v${version}-${randomBytes(3).toString("hex")}`,
-    password: randomBytes(32).toString("base64url"),
+    password: alphanumeric(43),
   };
+}
+
+const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/**
+ * Letters and digits only (43 of them carry 256 bits): nothing a mail
+ * server's config syntax, a shell or a command-line tool can misread, such as
+ * a leading "-" or a ":" in a Postfix password map.
+ */
+export function alphanumeric(length: number): string {
+  let out = "";
+  while (out.length < length) {
+    for (const byte of randomBytes(length * 2)) {
+      // 248 = 4 × 62: rejecting the rest keeps every character equally likely.
+      if (byte < 248 && out.length < length) out += alphabet[byte % 62];
+    }
+  }
+  return out;
 }
 
 export function passwordDigest(password: string): string {

@@ -2,13 +2,14 @@
 // (with its fault modes), swaks as the scriptable client, and certificates
 // made by openssl.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
+import { alphanumeric } from "../../operator/domain/credentials.js";
 import { configVersion, type RelayConfig } from "../../relay/config/schema.js";
 
 const execFileAsync = promisify(execFile);
@@ -152,7 +153,7 @@ export function sha256(text: string): string {
 }
 
 export function randomPassword(): string {
-  return randomBytes(24).toString("base64url");
+  return alphanumeric(32);
 }
 
 export interface TestDomain {

@@ -126,3 +126,19 @@ describe("WorkQueue", () => {
     queue.stop();
   });
 });
+
+describe("generated passwords", () => {
+  test("letters and digits only, 256 bits, no two alike", async () => {
+    const { alphanumeric, newCredential } = await import("../../operator/domain/credentials.js");
+    const seen = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      const password = alphanumeric(43);
+      assert.match(password, /^[A-Za-z0-9]{43}$/);
+      seen.add(password);
+    }
+    assert.equal(seen.size, 200);
+    const credential = newCredential({ apiVersion: "smtpconnector.dev/v1alpha1", kind: "SmtpDomain", metadata: { name: "example-com" }, spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "x.y" } } } } }, 2);
+    assert.match(credential.username, /^example-com-v2-[0-9a-f]{6}$/);
+    assert.ok(43 * Math.log2(62) >= 256);
+  });
+});
