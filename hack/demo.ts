@@ -88,14 +88,15 @@ try {
   const core = config.makeApiClient(k8s.CoreV1Api);
   const apps = config.makeApiClient(k8s.AppsV1Api);
   const credentials = await eventually("the inbound credentials", () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), 60_000);
-  await eventually("the relay config with the support address", async () => {
+  await eventually("the relay config with the support address, and the Deployment", async () => {
+    await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" });
     const secret = await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });
     return Buffer.from(secret.data?.["relay.yaml"] ?? "", "base64").toString().includes("support@example.com") ? true : undefined;
   });
   await show(["get", "secrets,deployments,services,networkpolicies", "-n", namespace]);
 
   step("running the relay from its Deployment (no container runtime here: same command, same mounted Secrets)");
-  const deployment = await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" });
+  const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
   const relay = await runDeployment(core, deployment);
   cleanups.push(() => relay.stop());
   await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);

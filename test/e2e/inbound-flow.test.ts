@@ -63,7 +63,8 @@ describe("inbound, end to end", () => {
     const v1 = await read("example-com-inbound-v1");
     await eventually("the address in the relay config", async () => (text(await read("example-com-relay-config"), "relay.yaml").includes("support@example.com") ? true : undefined));
 
-    relay = await runDeployment(core, await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
+    const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
+    relay = await runDeployment(core, deployment);
     await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
 
     const send = (secret: k8s.V1Secret, subject: string) =>
