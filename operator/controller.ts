@@ -4,6 +4,8 @@
 import * as k8s from "@kubernetes/client-node";
 import { group, version, type SmtpDomain, type SupportAddress } from "../crds/schema.js";
 import type { Logger } from "../relay/ops/log.js";
+import { reconcileAddress } from "./address/reconcile.js";
+import { defaultLimits, judgeAddresses, judgeDomains, type Limits } from "./address/rules.js";
 import { reconcileDomain } from "./domain/reconcile.js";
 import { names, type OperatorSettings } from "./domain/render.js";
 import { Cluster } from "./kube/cluster.js";
@@ -12,10 +14,13 @@ import { WorkQueue } from "./queue.js";
 
 export interface ControllerOptions {
   settings: OperatorSettings;
+  /** The helpdesk's own domains, which can never be connected. */
+  systemDomains?: readonly string[];
+  limits?: Limits;
   log: Logger;
   concurrency?: number;
   resyncMs?: number;
-  onReconcile?: (key: string, result: "Success" | "Error", seconds: number) => void;
+  onReconcile?: (kind: "SmtpDomain" | "SupportAddress", result: "Success" | "Error", seconds: number) => void;
 }
 
 export class Controller {
@@ -24,6 +29,7 @@ export class Controller {
   private readonly domains: SupervisedInformer<SmtpDomain & k8s.KubernetesObject>;
   private readonly addresses: SupervisedInformer<SupportAddress & k8s.KubernetesObject>;
   private readonly watched: SupervisedInformer<k8s.KubernetesObject>[];
+  private readonly secrets: SupervisedInformer<k8s.V1Secret>;
   private resync: NodeJS.Timeout | undefined;
 
   constructor(
@@ -39,16 +45,18 @@ export class Controller {
     const custom = this.cluster.custom;
     const listCustom = <T>(plural: string) => () =>
       custom.listClusterCustomObject({ group, version, plural }) as Promise<k8s.KubernetesListObject<T & k8s.KubernetesObject>>;
-    this.domains = supervisedInformer(config, `/apis/${group}/${version}/smtpdomains`, listCustom<SmtpDomain>("smtpdomains"), (d) => this.enqueue(d.metadata?.namespace, d.metadata?.name), log);
-    this.addresses = supervisedInformer(config, `/apis/${group}/${version}/supportaddresses`, listCustom<SupportAddress>("supportaddresses"), (a) => this.enqueue(a.metadata?.namespace, a.spec?.domainRef?.name), log);
+    // Domains and addresses judge each other (conflicts, limits, counts): any change re-evaluates all of them.
+    this.domains = supervisedInformer(config, `/apis/${group}/${version}/smtpdomains`, listCustom<SmtpDomain>("smtpdomains"), () => this.enqueueAll(), log);
+    this.addresses = supervisedInformer(config, `/apis/${group}/${version}/supportaddresses`, listCustom<SupportAddress>("supportaddresses"), () => this.enqueueAll(), log);
     const apps = this.cluster.apps;
     const core = this.cluster.core;
-    const byDomainLabel = (o: k8s.KubernetesObject) => this.enqueue(o.metadata?.namespace, o.metadata?.labels?.["smtpconnector.dev/domain"]);
+    const byDomainLabel = (o: k8s.KubernetesObject) => this.enqueue("domain", o.metadata?.namespace, o.metadata?.labels?.["smtpconnector.dev/domain"]);
+    this.secrets = supervisedInformer(config, "/api/v1/secrets", () => core.listSecretForAllNamespaces(), (s) => this.secretChanged(s), log);
     this.watched = [
       // Our own Deployments: availability feeds RelayAvailable, edits are drift to repair.
       supervisedInformer(config, "/apis/apps/v1/deployments", () => apps.listDeploymentForAllNamespaces({ labelSelector: "app.kubernetes.io/managed-by=smtp-connector" }), byDomainLabel, log, "app.kubernetes.io/managed-by=smtp-connector"),
-      // Secrets: ours (deleted ones come back) and the ones a domain references (TLS, secretRef).
-      supervisedInformer(config, "/api/v1/secrets", () => core.listSecretForAllNamespaces(), (s) => this.secretChanged(s), log),
+      // Secrets: ours (deleted ones come back) and the ones a domain or address references.
+      this.secrets,
       supervisedInformer(config, "/api/v1/services", () => core.listServiceForAllNamespaces({ labelSelector: "app.kubernetes.io/managed-by=smtp-connector" }), byDomainLabel, log, "app.kubernetes.io/managed-by=smtp-connector"),
     ];
   }
@@ -56,9 +64,7 @@ export class Controller {
   async start(): Promise<void> {
     await Promise.all([this.domains.start(), this.addresses.start(), ...this.watched.map((w) => w.start())]);
     // A periodic resync: level-based reconciles catch anything an event missed.
-    this.resync = setInterval(() => {
-      for (const d of this.domains.list()) this.enqueue(d.metadata?.namespace, d.metadata?.name);
-    }, this.options.resyncMs ?? 10 * 60_000);
+    this.resync = setInterval(() => this.enqueueAll(), this.options.resyncMs ?? 10 * 60_000);
     this.resync.unref();
   }
 
@@ -68,37 +74,83 @@ export class Controller {
     await Promise.all([this.domains.stop(), this.addresses.stop(), ...this.watched.map((w) => w.stop())]);
   }
 
-  private enqueue(namespace: string | undefined, name: string | undefined): void {
-    if (namespace && name) this.queue.add(`${namespace}/${name}`);
+  /** Keys are "domain/<namespace>/<name>" or "address/<namespace>/<name>". */
+  private enqueue(kind: "domain" | "address", namespace: string | undefined, name: string | undefined): void {
+    if (namespace && name) this.queue.add(`${kind}/${namespace}/${name}`);
+  }
+
+  private enqueueAll(): void {
+    for (const d of this.domains.list()) this.enqueue("domain", d.metadata?.namespace, d.metadata?.name);
+    for (const a of this.addresses.list()) this.enqueue("address", a.metadata?.namespace, a.metadata?.name);
   }
 
   private secretChanged(secret: k8s.KubernetesObject): void {
     const namespace = secret.metadata?.namespace;
     const name = secret.metadata?.name;
     const owner = secret.metadata?.labels?.["smtpconnector.dev/domain"];
-    if (owner) this.enqueue(namespace, owner);
+    if (owner) this.enqueue("domain", namespace, owner);
     for (const domain of this.domains.list()) {
       if (domain.metadata?.namespace !== namespace) continue;
-      const referenced = [names(domain).tls, ...(domain.spec.inbound.credentials ?? []).map((c) => c.secretRef?.name)];
-      if (referenced.includes(name)) this.enqueue(namespace, domain.metadata?.name);
+      const referenced = [names(domain).tls, domain.spec.inbound.delivery.smtp?.authSecretRef?.name, ...(domain.spec.inbound.credentials ?? []).map((c) => c.secretRef?.name)];
+      if (referenced.includes(name)) this.enqueue("domain", namespace, domain.metadata?.name);
+    }
+    for (const address of this.addresses.list()) {
+      if (address.metadata?.namespace === namespace && address.spec.outbound.credentialsSecretRef.name === name) this.enqueue("address", namespace, address.metadata?.name);
     }
   }
 
+  /** The rules' verdicts over everything cached: cheap, and always consistent. */
+  private verdicts() {
+    const domains = this.domains.list() as SmtpDomain[];
+    const limits = this.options.limits ?? defaultLimits;
+    const domainVerdicts = judgeDomains(domains, limits);
+    const addressVerdicts = judgeAddresses({
+      domains,
+      addresses: this.addresses.list(),
+      domainVerdicts,
+      systemDomains: this.options.systemDomains ?? [],
+      limits,
+      outboundSecret: (namespace, name) => {
+        const secret = this.secrets.get(name, namespace);
+        if (!secret) return "missing";
+        return secret.data?.username && secret.data.password ? "ok" : "invalid";
+      },
+    });
+    return { domainVerdicts, addressVerdicts };
+  }
+
   private async reconcile(key: string): Promise<{ requeueAfterMs?: number }> {
-    const [namespace, name] = key.split("/") as [string, string];
+    const [kind, namespace, name] = key.split("/") as ["domain" | "address", string, string];
+    const started = process.hrtime.bigint();
+    const label = kind === "domain" ? "SmtpDomain" : "SupportAddress";
+    try {
+      const result = kind === "domain" ? await this.reconcileDomain(namespace, name) : await this.reconcileAddress(namespace, name);
+      this.options.onReconcile?.(label, "Success", Number(process.hrtime.bigint() - started) / 1e9);
+      return result;
+    } catch (error) {
+      this.options.onReconcile?.(label, "Error", Number(process.hrtime.bigint() - started) / 1e9);
+      throw error;
+    }
+  }
+
+  private async reconcileDomain(namespace: string, name: string): Promise<{ requeueAfterMs?: number }> {
     const domain = this.domains.get(name, namespace);
     // Gone: its owned objects go with it (owner references, garbage collector).
     if (!domain || domain.metadata?.deletionTimestamp) return {};
-    const started = process.hrtime.bigint();
-    try {
-      const addresses = this.addresses.list().filter((a) => a.metadata?.namespace === namespace);
-      const result = await reconcileDomain(this.cluster, { domain, addresses }, this.options.settings);
-      this.options.onReconcile?.(key, "Success", Number(process.hrtime.bigint() - started) / 1e9);
-      return result;
-    } catch (error) {
-      this.options.onReconcile?.(key, "Error", Number(process.hrtime.bigint() - started) / 1e9);
-      throw error;
-    }
+    const { domainVerdicts, addressVerdicts } = this.verdicts();
+    const served = this.addresses
+      .list()
+      .filter((a) => a.metadata?.namespace === namespace && addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served);
+    const verdict = domainVerdicts.get(`${namespace}/${name}`) ?? { served: true as const };
+    return reconcileDomain(this.cluster, { domain, addresses: served, verdict }, this.options.settings);
+  }
+
+  private async reconcileAddress(namespace: string, name: string): Promise<{ requeueAfterMs?: number }> {
+    const address = this.addresses.get(name, namespace);
+    if (!address || address.metadata?.deletionTimestamp) return {};
+    const verdict = this.verdicts().addressVerdicts.get(`${namespace}/${name}`) ?? { served: true as const };
+    await reconcileAddress(this.cluster, address, verdict, this.domains.get(address.spec.domainRef.name, namespace));
+    return {};
   }
 }
 

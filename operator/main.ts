@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import { createLogger } from "../relay/ops/log.js";
 import { Controller } from "./controller.js";
 
-const usage = "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX]";
+const usage = "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example]";
 
 function options() {
   try {
@@ -17,12 +17,14 @@ function options() {
         "metrics-port": { type: "string", default: "8080" },
         "relay-image": { type: "string", default: process.env.SMTPC_RELAY_IMAGE ?? "ghcr.io/smtp-connector/smtp-connector:0.1.0" },
         "relay-host-suffix": { type: "string", default: process.env.SMTPC_RELAY_HOST_SUFFIX ?? "relay.smtp-connector.local" },
+        "system-domains": { type: "string", default: process.env.SMTPC_SYSTEM_DOMAINS ?? "" },
       },
       strict: true,
     });
     const port = Number(values["metrics-port"]);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--metrics-port must be a port number, got ${values["metrics-port"]}`);
-    return { kubeconfig: values.kubeconfig, port, relayImage: values["relay-image"], relayHostSuffix: values["relay-host-suffix"] };
+    const systemDomains = values["system-domains"].split(",").map((d) => d.trim().toLowerCase()).filter(Boolean);
+    return { kubeconfig: values.kubeconfig, port, relayImage: values["relay-image"], relayHostSuffix: values["relay-host-suffix"], systemDomains };
   } catch (error) {
     console.error(`operator: ${(error as Error).message}\n${usage}`);
     process.exit(2);
@@ -42,9 +44,10 @@ const duration = new Histogram({ name: "smtpc_operator_reconcile_seconds", help:
 const controller = new Controller(config, {
   settings: { relayImage: opts.relayImage, relayHostSuffix: opts.relayHostSuffix },
   log,
-  onReconcile: (_key, result, seconds) => {
-    reconciles.inc({ kind: "SmtpDomain", result });
-    duration.observe({ kind: "SmtpDomain" }, seconds);
+  systemDomains: opts.systemDomains,
+  onReconcile: (kind, result, seconds) => {
+    reconciles.inc({ kind, result });
+    duration.observe({ kind }, seconds);
   },
 });
 new Gauge({ name: "smtpc_operator_queue_depth", help: "Keys waiting in the work queue.", registers: [registry], collect() {

@@ -4,6 +4,7 @@
 import type * as k8s from "@kubernetes/client-node";
 import { isDeepStrictEqual } from "node:util";
 import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/schema.js";
+import type { Verdict } from "../address/rules.js";
 import { mergeConditions, type DesiredCondition } from "../conditions.js";
 import { ownedBy, type Cluster } from "../kube/cluster.js";
 import { alreadyApplied } from "../kube/compare.js";
@@ -24,7 +25,10 @@ import {
 
 export interface DomainInputs {
   domain: SmtpDomain;
+  /** The addresses the rules serve for this domain. */
   addresses: readonly SupportAddress[];
+  /** Whether the domain itself is served (limits, cross-namespace conflicts). */
+  verdict?: Verdict;
 }
 
 type Problem = { condition: "CredentialsIssued" | "RelayAvailable"; reason: "SecretConflict" | "SecretNotFound" | "SecretInvalid"; message: string };
@@ -36,6 +40,21 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
   const namespace = domain.metadata.namespace!;
   const uid = domain.metadata.uid!;
   const problems: Problem[] = [];
+
+  // Not served (another account claimed the domain first, or over the limit): no credentials, no relay.
+  if (inputs.verdict && !inputs.verdict.served) {
+    const { reason, message } = inputs.verdict;
+    const generation = domain.metadata.generation ?? 0;
+    const status: SmtpDomainStatus = {
+      observedGeneration: generation,
+      conditions: mergeConditions(domain.status?.conditions, [
+        { type: "Ready", status: "False", reason, message },
+        { type: "Stalled", status: "True", reason, message },
+      ], generation, now),
+    };
+    if (!isDeepStrictEqual(normalise(domain.status), normalise(status))) await cluster.applyStatus("smtpdomains", "SmtpDomain", namespace, domain.metadata.name!, status);
+    return {};
+  }
 
   // 1. Credentials: read each version's Secret, issue the missing ones.
   const issued = new Map<number, IssuedCredential>();

@@ -80,6 +80,7 @@ describe("SmtpDomain reconciler", () => {
 
   test("issues credentials, renders the relay and reports status", async (t) => {
     const namespace = await setup(t);
+    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "support@example.com", password: "x" } } });
     await apply(domainManifest(namespace));
     await apply(address(namespace, "support", "support@example.com"));
     await apply(address(namespace, "elsewhere", "support@other.org"));

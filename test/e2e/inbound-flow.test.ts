@@ -52,6 +52,7 @@ describe("inbound, end to end", () => {
       spec: { domain: "example.com", inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
     });
     await apply(domain([{ version: 1 }]));
+    await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: "support@example.com", password: "x" } });
     await apply({
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SupportAddress",

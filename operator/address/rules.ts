@@ -1,0 +1,117 @@
+// The product's rules about which domains and addresses are served, as pure
+// functions of what exists (cluster-wide, for conflicts). Every "no" comes with
+// a stable reason and a message that says what to change. Ties are broken
+// deterministically: the oldest object wins, then namespace/name order.
+import type { ReasonName } from "../../crds/conditions.js";
+import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
+
+export interface Limits {
+  addressesPerDomain: number;
+  domainsPerNamespace: number;
+  addressesPerNamespace: number;
+}
+
+export const defaultLimits: Limits = { addressesPerDomain: 50, domainsPerNamespace: 4, addressesPerNamespace: 200 };
+
+export type Verdict = { served: true } | { served: false; reason: ReasonName; message: string };
+
+const created = (o: { metadata: { creationTimestamp?: string | Date; namespace?: string; name?: string } }) =>
+  `${new Date(o.metadata.creationTimestamp ?? 0).toISOString()} ${o.metadata.namespace}/${o.metadata.name}`;
+const byAge = <T extends { metadata: { creationTimestamp?: string | Date; namespace?: string; name?: string } }>(a: T, b: T) => created(a).localeCompare(created(b));
+const key = (o: { metadata: { namespace?: string; name?: string } }) => `${o.metadata.namespace}/${o.metadata.name}`;
+
+/** Which SmtpDomains are served: within the namespace limit and not claimed earlier elsewhere. */
+export function judgeDomains(all: readonly SmtpDomain[], limits: Limits): Map<string, Verdict> {
+  const verdicts = new Map<string, Verdict>();
+  const live = all.filter((d) => !d.metadata.deletionTimestamp).sort(byAge);
+  const firstClaim = new Map<string, SmtpDomain>();
+  const perNamespace = new Map<string, number>();
+  for (const domain of live) {
+    const earlier = firstClaim.get(domain.spec.domain);
+    if (earlier && earlier.metadata.namespace !== domain.metadata.namespace) {
+      verdicts.set(key(domain), { served: false, reason: "DomainConflict", message: `${domain.spec.domain} is already connected in namespace ${earlier.metadata.namespace}; the earlier one keeps working` });
+      continue;
+    }
+    if (earlier) {
+      verdicts.set(key(domain), { served: false, reason: "DomainConflict", message: `${domain.spec.domain} is already connected by SmtpDomain ${earlier.metadata.name} in this namespace` });
+      continue;
+    }
+    const count = perNamespace.get(domain.metadata.namespace!) ?? 0;
+    if (count >= limits.domainsPerNamespace) {
+      verdicts.set(key(domain), { served: false, reason: "LimitExceeded", message: `at most ${limits.domainsPerNamespace} domains per account (namespace); the oldest are served` });
+      continue;
+    }
+    firstClaim.set(domain.spec.domain, domain);
+    perNamespace.set(domain.metadata.namespace!, count + 1);
+    verdicts.set(key(domain), { served: true });
+  }
+  return verdicts;
+}
+
+export interface AddressWorld {
+  domains: readonly SmtpDomain[];
+  addresses: readonly SupportAddress[];
+  domainVerdicts: ReadonlyMap<string, Verdict>;
+  systemDomains: readonly string[];
+  limits: Limits;
+  /** Whether the outbound credentials Secret exists and has non-empty username and password. */
+  outboundSecret: (namespace: string, name: string) => "ok" | "missing" | "invalid";
+}
+
+/** Which SupportAddresses are served, each with the reason when not. */
+export function judgeAddresses(world: AddressWorld): Map<string, Verdict> {
+  const verdicts = new Map<string, Verdict>();
+  const firstClaim = new Map<string, SupportAddress>();
+  const perDomain = new Map<string, number>();
+  const perNamespace = new Map<string, number>();
+  const live = world.addresses.filter((a) => !a.metadata.deletionTimestamp).sort(byAge);
+  for (const address of live) {
+    const verdict = judgeOne(address, world, firstClaim, perDomain, perNamespace);
+    verdicts.set(key(address), verdict);
+  }
+  return verdicts;
+}
+
+function judgeOne(
+  address: SupportAddress,
+  world: AddressWorld,
+  firstClaim: Map<string, SupportAddress>,
+  perDomain: Map<string, number>,
+  perNamespace: Map<string, number>,
+): Verdict {
+  const namespace = address.metadata.namespace!;
+  const mail = address.spec.address.toLowerCase();
+  const mailDomain = mail.slice(mail.lastIndexOf("@") + 1);
+  if (world.systemDomains.some((d) => mailDomain === d || mailDomain.endsWith(`.${d}`))) {
+    return { served: false, reason: "SystemAddress", message: `${mailDomain} is one of the helpdesk's own system domains and cannot be connected` };
+  }
+  const domain = world.domains.find((d) => d.metadata.namespace === namespace && d.metadata.name === address.spec.domainRef.name);
+  if (!domain) return { served: false, reason: "DomainNotFound", message: `SmtpDomain ${address.spec.domainRef.name} does not exist in namespace ${namespace}` };
+  if (mailDomain !== domain.spec.domain) {
+    return { served: false, reason: "DomainMismatch", message: `${mail} is not in ${domain.spec.domain}, the domain of SmtpDomain ${domain.metadata.name}; inbound and outbound use the same domain` };
+  }
+  const domainVerdict = world.domainVerdicts.get(key(domain));
+  if (domainVerdict && !domainVerdict.served) return { served: false, reason: "DomainNotReady", message: `SmtpDomain ${domain.metadata.name} is not served: ${domainVerdict.message}` };
+  const earlier = firstClaim.get(mail);
+  if (earlier) {
+    return earlier.metadata.namespace === namespace
+      ? { served: false, reason: "AddressConflict", message: `${mail} is already connected by SupportAddress ${earlier.metadata.name}` }
+      : { served: false, reason: "AddressConflict", message: `${mail} is already connected in namespace ${earlier.metadata.namespace}; the earlier one keeps working` };
+  }
+  const inDomain = perDomain.get(key(domain)) ?? 0;
+  const inNamespace = perNamespace.get(namespace) ?? 0;
+  if (inDomain >= world.limits.addressesPerDomain) {
+    return { served: false, reason: "LimitExceeded", message: `at most ${world.limits.addressesPerDomain} addresses per domain; the oldest are served` };
+  }
+  if (inNamespace >= world.limits.addressesPerNamespace) {
+    return { served: false, reason: "LimitExceeded", message: `at most ${world.limits.addressesPerNamespace} addresses per account (namespace); the oldest are served` };
+  }
+  // Counted (and claimed) before the Secret check: a broken Secret does not free a slot for a younger address.
+  firstClaim.set(mail, address);
+  perDomain.set(key(domain), inDomain + 1);
+  perNamespace.set(namespace, inNamespace + 1);
+  const secret = world.outboundSecret(namespace, address.spec.outbound.credentialsSecretRef.name);
+  if (secret === "missing") return { served: false, reason: "CredentialsSecretNotFound", message: `Secret ${address.spec.outbound.credentialsSecretRef.name} (outbound.credentialsSecretRef) does not exist` };
+  if (secret === "invalid") return { served: false, reason: "CredentialsSecretInvalid", message: `Secret ${address.spec.outbound.credentialsSecretRef.name} needs non-empty username and password keys` };
+  return { served: true };
+}
