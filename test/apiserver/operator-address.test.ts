@@ -10,6 +10,7 @@ import { Controller } from "../../operator/controller.js";
 import { parseConfig } from "../../relay/config/load.js";
 import { createLogger } from "../../relay/ops/log.js";
 import { installCRDs } from "../support/crds.js";
+import { operatorKubeconfig } from "../support/operator-rbac.js";
 import { connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
 
 async function apply(manifest: object): Promise<void> {
@@ -39,7 +40,10 @@ describe("SupportAddress rules", () => {
     const cluster = await connect();
     core = cluster.core;
     custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
-    controller = new Controller(cluster.config, {
+    // The operator runs with the chart's RBAC, not as admin.
+    const operatorConfig = new k8s.KubeConfig();
+    operatorConfig.loadFromFile(await operatorKubeconfig());
+    controller = new Controller(operatorConfig, {
       settings: { relayImage: "smtp-connector:test", relayHostSuffix: "relay.test" },
       systemDomains: ["helpdesk.example.net"],
       log: createLogger("operator", { level: "error", stream: new PassThrough() }),

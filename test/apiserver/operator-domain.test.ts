@@ -13,6 +13,7 @@ import { passwordDigest } from "../../operator/domain/credentials.js";
 import { parseConfig } from "../../relay/config/load.js";
 import { createLogger } from "../../relay/ops/log.js";
 import { installCRDs } from "../support/crds.js";
+import { operatorKubeconfig } from "../support/operator-rbac.js";
 import { connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { selfSignedCertificate, tempDir } from "../support/mail.js";
 import { PassThrough } from "node:stream";
@@ -56,7 +57,10 @@ describe("SmtpDomain reconciler", () => {
     core = cluster.core;
     apps = cluster.config.makeApiClient(k8s.AppsV1Api);
     custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
-    controller = new Controller(cluster.config, { settings, log: createLogger("operator", { level: "error", stream: new PassThrough() }) });
+    // The operator runs with the chart's RBAC, not as admin.
+    const operatorConfig = new k8s.KubeConfig();
+    operatorConfig.loadFromFile(await operatorKubeconfig());
+    controller = new Controller(operatorConfig, { settings, log: createLogger("operator", { level: "error", stream: new PassThrough() }) });
     await controller.start();
   });
   after(() => controller.stop());

@@ -8,6 +8,7 @@ import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
 import { stringify } from "yaml";
 import { installCRDs } from "../support/crds.js";
+import { operatorKubeconfig } from "../support/operator-rbac.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { selfSignedCertificate, startSmtpSink, stopChild, swaks, tempDir, type SmtpSink } from "../support/mail.js";
@@ -30,7 +31,8 @@ describe("inbound, end to end", () => {
     core = cluster.core;
     apps = cluster.config.makeApiClient(k8s.AppsV1Api);
     sink = await startSmtpSink();
-    operator = spawn(process.execPath, ["--import", "tsx", "operator/main.ts", "--kubeconfig", cluster.kubeconfigPath, "--metrics-port", "0"], {
+    // The operator command, with the chart's RBAC (not admin).
+    operator = spawn(process.execPath, ["--import", "tsx", "operator/main.ts", "--kubeconfig", await operatorKubeconfig(), "--metrics-port", "0"], {
       stdio: ["ignore", "ignore", "inherit"],
       env: { ...process.env, LOG_LEVEL: "warn" },
     });

@@ -1,0 +1,25 @@
+// The operator's permissions: the single source of the chart's ClusterRole
+// (generated into charts/, checked for drift) and of the RBAC the tests run
+// the operator under. Exact verbs; nothing it does not use.
+export interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
+
+export const operatorRules: PolicyRule[] = [
+  // Its own API: read everything, write only status (and finalizers on deletion).
+  { apiGroups: ["smtpconnector.dev"], resources: ["smtpdomains", "supportaddresses"], verbs: ["get", "list", "watch"] },
+  { apiGroups: ["smtpconnector.dev"], resources: ["smtpdomains/status", "supportaddresses/status"], verbs: ["get", "patch"] },
+  // Secrets: issued credentials and relay config (server-side apply creates with patch and create), and the ones
+  // a domain or address references (read only). Watched cluster-wide, as the resources are namespaced anywhere.
+  { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch", "create", "patch"] },
+  { apiGroups: [""], resources: ["services"], verbs: ["get", "list", "watch", "create", "patch"] },
+  { apiGroups: ["apps"], resources: ["deployments"], verbs: ["get", "list", "watch", "create", "patch"] },
+  { apiGroups: ["networking.k8s.io"], resources: ["networkpolicies"], verbs: ["get", "create", "patch"] },
+  { apiGroups: ["policy"], resources: ["poddisruptionbudgets"], verbs: ["get", "create", "patch"] },
+  { apiGroups: ["", "events.k8s.io"], resources: ["events"], verbs: ["create", "patch"] },
+];
+
+/** The leader-election Lease lives in the operator's own namespace: a Role, not a ClusterRole. */
+export const leaseRules: PolicyRule[] = [{ apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] }];

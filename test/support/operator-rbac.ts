@@ -1,0 +1,46 @@
+// A kubeconfig with exactly the operator's RBAC (operator/rbac.ts, the source
+// of the chart's ClusterRole), so tests run the operator as it runs in a
+// cluster, not as admin.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as k8s from "@kubernetes/client-node";
+import { leaseRules, operatorRules } from "../../operator/rbac.js";
+import { connect, serviceAccountKubeconfig } from "./kube.js";
+
+export const operatorNamespace = "smtp-connector-system";
+let minted: Promise<string> | undefined;
+
+export function operatorKubeconfig(): Promise<string> {
+  minted ??= (async () => {
+    const { config, core } = await connect();
+    const rbac = config.makeApiClient(k8s.RbacAuthorizationV1Api);
+    const ignoreExists = (e: unknown) => {
+      if (!(e instanceof k8s.ApiException && e.code === 409)) throw e;
+    };
+    await core.createNamespace({ body: { metadata: { name: operatorNamespace } } }).catch(ignoreExists);
+    await rbac.createClusterRole({ body: { metadata: { name: "smtp-connector-operator" }, rules: operatorRules } }).catch(ignoreExists);
+    await rbac
+      .createClusterRoleBinding({
+        body: {
+          metadata: { name: "smtp-connector-operator" },
+          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "smtp-connector-operator" },
+          subjects: [{ kind: "ServiceAccount", name: "smtp-connector", namespace: operatorNamespace }],
+        },
+      })
+      .catch(ignoreExists);
+    await rbac.createNamespacedRole({ namespace: operatorNamespace, body: { metadata: { name: "smtp-connector-leader-election" }, rules: leaseRules } }).catch(ignoreExists);
+    await rbac
+      .createNamespacedRoleBinding({
+        namespace: operatorNamespace,
+        body: {
+          metadata: { name: "smtp-connector-leader-election" },
+          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "smtp-connector-leader-election" },
+          subjects: [{ kind: "ServiceAccount", name: "smtp-connector", namespace: operatorNamespace }],
+        },
+      })
+      .catch(ignoreExists);
+    return serviceAccountKubeconfig(operatorNamespace, "smtp-connector", join(mkdtempSync(join(tmpdir(), "smtpc-operator-")), "kubeconfig"));
+  })();
+  return minted;
+}
