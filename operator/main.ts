@@ -1,13 +1,16 @@
 // `npm run operator -- --kubeconfig FILE`: the operator outside a cluster (in
 // a cluster it uses its ServiceAccount). Health and metrics on --metrics-port.
 import http from "node:http";
+import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { createLogger } from "../relay/ops/log.js";
 import { Controller } from "./controller.js";
+import { LeaderElector } from "./leader.js";
 
-const usage = "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example]";
+const usage =
+  "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example] [--leader-elect [--leader-election-namespace NS] [--lease-duration-seconds 15]]";
 
 function options() {
   try {
@@ -18,13 +21,27 @@ function options() {
         "relay-image": { type: "string", default: process.env.SMTPC_RELAY_IMAGE ?? "ghcr.io/smtp-connector/smtp-connector:0.1.0" },
         "relay-host-suffix": { type: "string", default: process.env.SMTPC_RELAY_HOST_SUFFIX ?? "relay.smtp-connector.local" },
         "system-domains": { type: "string", default: process.env.SMTPC_SYSTEM_DOMAINS ?? "" },
+        "leader-elect": { type: "boolean", default: false },
+        "leader-election-namespace": { type: "string", default: process.env.POD_NAMESPACE ?? "smtp-connector-system" },
+        "lease-duration-seconds": { type: "string", default: "15" },
       },
       strict: true,
     });
     const port = Number(values["metrics-port"]);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--metrics-port must be a port number, got ${values["metrics-port"]}`);
     const systemDomains = values["system-domains"].split(",").map((d) => d.trim().toLowerCase()).filter(Boolean);
-    return { kubeconfig: values.kubeconfig, port, relayImage: values["relay-image"], relayHostSuffix: values["relay-host-suffix"], systemDomains };
+    const leaseSeconds = Number(values["lease-duration-seconds"]);
+    if (!(leaseSeconds >= 2 && leaseSeconds <= 300)) throw new Error(`--lease-duration-seconds must be between 2 and 300, got ${values["lease-duration-seconds"]}`);
+    return {
+      kubeconfig: values.kubeconfig,
+      port,
+      relayImage: values["relay-image"],
+      relayHostSuffix: values["relay-host-suffix"],
+      systemDomains,
+      leaderElect: values["leader-elect"],
+      leaseNamespace: values["leader-election-namespace"],
+      leaseMs: leaseSeconds * 1000,
+    };
   } catch (error) {
     console.error(`operator: ${(error as Error).message}\n${usage}`);
     process.exit(2);
@@ -53,7 +70,10 @@ const controller = new Controller(config, {
 new Gauge({ name: "smtpc_operator_queue_depth", help: "Keys waiting in the work queue.", registers: [registry], collect() {
   this.set(controller.queue.depth);
 } });
-new Gauge({ name: "smtpc_operator_api_writes", help: "API writes made since start.", registers: [registry], collect() {
+new Gauge({ name: "smtpc_operator_leader", help: "1 while this replica holds the leader Lease (or runs without leader election).", registers: [registry], collect() {
+  this.set(elector ? (elector.isLeader ? 1 : 0) : 1);
+} });
+new Gauge({ name: "smtpc_operator_api_writes", help: "API writes made by reconciles since start (Lease renewals not counted).", registers: [registry], collect() {
   this.set(controller.cluster.writes);
 } });
 
@@ -68,22 +88,40 @@ const server = http.createServer((req, res) => {
 });
 server.listen(opts.port);
 
-try {
-  await controller.start();
+const start = async () => {
+  try {
+    await controller.start();
+    ready = true;
+    log.info("operator started", { server: config.getCurrentCluster()?.server });
+  } catch (error) {
+    log.error("operator failed to start", { error: (error as Error).message });
+    process.exit(1);
+  }
+};
+
+// With leader election only the Lease holder reconciles; a standby is ready (healthy) but idle.
+const elector = opts.leaderElect
+  ? new LeaderElector(controller.cluster, { namespace: opts.leaseNamespace, name: "smtp-connector-operator", identity: `${hostname()}-${process.pid}`, leaseDurationMs: opts.leaseMs, renewEveryMs: Math.max(500, opts.leaseMs / 3) }, log)
+  : undefined;
+if (elector) {
   ready = true;
-  log.info("operator started", { server: config.getCurrentCluster()?.server });
-} catch (error) {
-  log.error("operator failed to start", { error: (error as Error).message });
-  process.exit(1);
+  elector.run(
+    () => void start(),
+    // Another replica may already act: stop at once, the Deployment restarts us as a standby.
+    () => process.exit(1),
+  );
+} else {
+  await start();
 }
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   process.once(signal, () => {
     ready = false;
     log.info("signal received, stopping", { signal });
-    void controller
-      .queue.idle()
+    void controller.queue
+      .idle()
       .then(() => controller.stop())
+      .then(() => elector?.stop())
       .then(() => server.close(() => process.exit(0)));
   });
 }

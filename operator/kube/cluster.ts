@@ -51,14 +51,27 @@ export class Cluster {
     if (this.recentWrites.length > 50) this.recentWrites.shift();
   }
 
-  private async request(method: "GET" | "PATCH", path: string, body?: unknown, accept: number[] = []): Promise<{ status: number; body: string }> {
+  /**
+   * Creates (POST) or replaces (PUT, with the resourceVersion read: optimistic
+   * concurrency) an object. Used for the leader Lease only, whose renewals are
+   * not counted as reconcile writes.
+   */
+  async write(method: "POST" | "PUT", path: string, body: unknown, accept: number[] = []): Promise<{ status: number; body: string }> {
+    return this.request(method, path, body, accept);
+  }
+
+  async get(path: string, accept: number[] = []): Promise<{ status: number; body: string }> {
+    return this.request("GET", path, undefined, accept);
+  }
+
+  private async request(method: "GET" | "PATCH" | "POST" | "PUT", path: string, body?: unknown, accept: number[] = []): Promise<{ status: number; body: string }> {
     const url = new URL(path, this.config.getCurrentCluster()!.server);
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const options: https.RequestOptions = {
       method,
       headers: {
         accept: "application/json",
-        ...(payload ? { "content-type": "application/apply-patch+yaml", "content-length": Buffer.byteLength(payload) } : {}),
+        ...(payload ? { "content-type": method === "PATCH" ? "application/apply-patch+yaml" : "application/json", "content-length": Buffer.byteLength(payload) } : {}),
       },
     };
     await this.config.applyToHTTPSOptions(options);
