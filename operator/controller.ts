@@ -6,6 +6,7 @@ import { group, version, type SmtpDomain, type SupportAddress } from "../crds/sc
 import type { Logger } from "../relay/ops/log.js";
 import { reconcileAddress } from "./address/reconcile.js";
 import { defaultLimits, judgeAddresses, judgeDomains, type Limits } from "./address/rules.js";
+import { disconnect, disconnectFinalizer, ensureFinalizer } from "./domain/disconnect.js";
 import { reconcileDomain } from "./domain/reconcile.js";
 import { names, type OperatorSettings } from "./domain/render.js";
 import { Cluster } from "./kube/cluster.js";
@@ -136,7 +137,12 @@ export class Controller {
   private async reconcileDomain(namespace: string, name: string): Promise<{ requeueAfterMs?: number }> {
     const domain = this.domains.get(name, namespace);
     // Gone: its owned objects go with it (owner references, garbage collector).
-    if (!domain || domain.metadata?.deletionTimestamp) return {};
+    if (!domain) return {};
+    if (domain.metadata?.deletionTimestamp) {
+      if (domain.metadata.finalizers?.includes(disconnectFinalizer)) await disconnect(this.cluster, domain, this.options.settings, this.options.log);
+      return {};
+    }
+    await ensureFinalizer(this.cluster, domain);
     const { domainVerdicts, addressVerdicts } = this.verdicts();
     const served = this.addresses
       .list()

@@ -8,8 +8,9 @@ export interface PolicyRule {
 }
 
 export const operatorRules: PolicyRule[] = [
-  // Its own API: read everything, write only status (and finalizers on deletion).
+  // Its own API: read everything, write only status, and its finalizer on SmtpDomains (a patch).
   { apiGroups: ["smtpconnector.dev"], resources: ["smtpdomains", "supportaddresses"], verbs: ["get", "list", "watch"] },
+  { apiGroups: ["smtpconnector.dev"], resources: ["smtpdomains"], verbs: ["patch"] },
   { apiGroups: ["smtpconnector.dev"], resources: ["smtpdomains/status", "supportaddresses/status"], verbs: ["get", "patch"] },
   // Secrets: issued credentials and relay config (server-side apply creates with patch and create), and the ones
   // a domain or address references (read only). Watched cluster-wide, as the resources are namespaced anywhere.

@@ -33,6 +33,13 @@ export class Cluster {
     await this.request("PATCH", `${path}?fieldManager=${fieldManager}&force=true`, object);
   }
 
+  /** Server-side apply of a custom resource's main object (our finalizer; never spec). */
+  async applyObject(plural: string, object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } }): Promise<void> {
+    this.record(`${object.kind} ${object.metadata.namespace}/${object.metadata.name}`);
+    const { namespace, name } = object.metadata;
+    await this.request("PATCH", `/apis/${object.apiVersion}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}?fieldManager=${fieldManager}&force=true`, object);
+  }
+
   async applyStatus(plural: string, kind: string, namespace: string, name: string, status: unknown): Promise<void> {
     this.record(`${kind}/status ${namespace}/${name}`);
     const body = { apiVersion: `${group}/${version}`, kind, metadata: { name, namespace }, status };

@@ -60,7 +60,7 @@ describe("SmtpDomain reconciler", () => {
     // The operator runs with the chart's RBAC, not as admin.
     const operatorConfig = new k8s.KubeConfig();
     operatorConfig.loadFromFile(await operatorKubeconfig());
-    controller = new Controller(operatorConfig, { settings, log: createLogger("operator", { level: "error", stream: new PassThrough() }) });
+    controller = new Controller(operatorConfig, { settings, log: createLogger("operator", { level: process.env.SMTPC_TEST_LOG ?? "error", ...(process.env.SMTPC_TEST_LOG ? {} : { stream: new PassThrough() }) }) });
     await controller.start();
   });
   after(() => controller.stop());
@@ -198,12 +198,22 @@ describe("SmtpDomain reconciler", () => {
     assert.match(condition(domain, "RelayAvailable")!.message, /relay-tls does not exist: create a kubernetes\.io\/tls Secret/);
   });
 
-  test("deleting the domain removes everything it owns, and nothing else", async (t) => {
+  test("deleting the domain revokes every credential in the relay first, then everything it owns goes, and nothing else", async (t) => {
     const namespace = await setup(t);
     await apply(domainManifest(namespace));
     await eventually("the credentials", () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }));
     await eventually("the relay", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
-    await kubectl(["delete", "smtpdomain", "example-com", "-n", namespace]);
+    assert.deepEqual((await getDomain(namespace)).metadata.finalizers, ["smtpconnector.dev/disconnect"]);
+
+    // Record every version of the relay config while the domain is deleted.
+    const seen: string[] = [];
+    const { config } = await connect();
+    const watch = await new k8s.Watch(config).watch(`/api/v1/namespaces/${namespace}/secrets`, { fieldSelector: "metadata.name=example-com-relay-config" }, (_type, object: k8s.V1Secret) => {
+      seen.push(secretText(object, "relay.yaml"));
+    }, () => undefined);
+    t.after(() => watch.abort());
+    await kubectl(["delete", "smtpdomain", "example-com", "-n", namespace, "--wait=false"]);
+    await eventually("a relay config with every version revoked", () => (seen.some((c) => c.includes("state: Revoked") && !c.includes("state: Active")) ? true : undefined));
     await eventually(
       "the owned objects to be garbage-collected",
       async () => {
