@@ -5,6 +5,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { ReasonName } from "../../crds/conditions.js";
 import type { SmtpDomain, SupportAddress, SupportAddressStatus } from "../../crds/schema.js";
 import { mergeConditions, type DesiredCondition } from "../conditions.js";
+import { conditionEvents } from "../events.js";
 import type { Cluster } from "../kube/cluster.js";
 import type { Verdict } from "./rules.js";
 
@@ -15,6 +16,8 @@ export async function reconcileAddress(cluster: Cluster, address: SupportAddress
   const status = addressStatus(address, verdict, domain, now);
   if (isDeepStrictEqual(JSON.parse(JSON.stringify(address.status ?? {})), JSON.parse(JSON.stringify(status)))) return;
   await cluster.applyStatus("supportaddresses", "SupportAddress", address.metadata.namespace!, address.metadata.name!, status);
+  const involved = { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SupportAddress", name: address.metadata.name!, namespace: address.metadata.namespace!, uid: address.metadata.uid! };
+  await conditionEvents(cluster, involved, address.status?.conditions, status.conditions ?? []);
 }
 
 export function addressStatus(address: SupportAddress, verdict: Verdict, domain: SmtpDomain | undefined, now: Date): SupportAddressStatus {

@@ -6,6 +6,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/schema.js";
 import type { Verdict } from "../address/rules.js";
 import { mergeConditions, type DesiredCondition } from "../conditions.js";
+import { conditionEvents, recordEvent, type Involved } from "../events.js";
 import { ownedBy, type Cluster } from "../kube/cluster.js";
 import { alreadyApplied } from "../kube/compare.js";
 import { clientSnippets, credentialSecretName, newCredential, planCredentials, type IssuedCredential } from "./credentials.js";
@@ -79,6 +80,7 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
       // Issued once; an existing version is never regenerated.
       ({ username, password } = newCredential(domain, declared.version));
       await cluster.apply(credentialSecret(domain, declared.version, { username, password }, clientSnippets(relayHostname(domain, settings), username, password)));
+      await recordEvent(cluster, involvedDomain(domain), "Normal", "CredentialIssued", `inbound credential version ${declared.version} issued into Secret ${secretName}`);
     }
     const createdAt = secret?.metadata?.creationTimestamp ? new Date(secret.metadata.creationTimestamp).toISOString().replace(/\.\d{3}Z$/, "Z") : now.toISOString().replace(/\.\d{3}Z$/, "Z");
     issued.set(declared.version, { version: declared.version, secretName, username, password, createdAt, userSupplied: false });
@@ -134,6 +136,7 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
   const status = domainStatus(inputs, plan, issued, problems, available, addresses.length, settings, now);
   if (!isDeepStrictEqual(normalise(domain.status), normalise(status))) {
     await cluster.applyStatus("smtpdomains", "SmtpDomain", namespace, domain.metadata.name!, status);
+    await conditionEvents(cluster, involvedDomain(domain), domain.status?.conditions, status.conditions ?? []);
   }
 
   // An older version expires at a known instant: come back then.
@@ -204,6 +207,10 @@ function domainStatus(
     addresses: addressCount,
     relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:587` },
   };
+}
+
+function involvedDomain(domain: SmtpDomain): Involved {
+  return { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SmtpDomain", name: domain.metadata.name!, namespace: domain.metadata.namespace!, uid: domain.metadata.uid! };
 }
 
 /** Status as the API server returns it: compared without key order or absent fields mattering. */

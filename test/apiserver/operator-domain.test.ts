@@ -132,6 +132,18 @@ describe("SmtpDomain reconciler", () => {
     // The health port is open to the cluster only: `from` must survive the apply.
     assert.deepEqual(JSON.parse(netpol.stdout).spec.ingress[1].from, [{ namespaceSelector: {} }]);
 
+    // kubectl describe tells the story.
+    const described = await eventually("the events in describe", async () => {
+      const d = await kubectl(["describe", "smtpdomain", "example-com", "-n", namespace]);
+      return /CredentialIssued/.test(d.stdout) && /AddressesServed/.test(d.stdout) ? d.stdout : undefined;
+    });
+    assert.match(described, /Normal\s+CredentialIssued\s+.*inbound credential version 1 issued into Secret example-com-inbound-v1/);
+    const addressEvents = await eventually("the address's events", async () => {
+      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=elsewhere", "-o", "jsonpath={.items[*].reason}"]);
+      return e.stdout.includes("DomainMismatch") ? e.stdout : undefined;
+    });
+    assert.match(addressEvents, /DomainMismatch/);
+
     // Steady state: a resync writes nothing.
     await controller.queue.idle();
     const writes = controller.cluster.writes;
