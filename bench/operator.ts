@@ -96,7 +96,18 @@ async function main(): Promise<void> {
           if (Date.now() - started > 600_000) throw new Error(`${shape.name}: not converged after 10 minutes`);
           await new Promise((r) => setTimeout(r, 250));
         }
-        const seconds = (Date.now() - started) / 1000;
+        // Every status is there; converged means the operator has also stopped writing (3 s without a write).
+        let lastWrites = await metric(port, "smtpc_operator_api_writes");
+        let lastChange = Date.now();
+        while (Date.now() - lastChange < 3_000) {
+          await new Promise((r) => setTimeout(r, 250));
+          const now = await metric(port, "smtpc_operator_api_writes");
+          if (now !== lastWrites) {
+            lastWrites = now;
+            lastChange = Date.now();
+          }
+        }
+        const seconds = (lastChange - started) / 1000;
         const writes = (await metric(port, "smtpc_operator_api_writes")) - writesBefore;
         const idleBefore = await metric(port, "smtpc_operator_api_writes");
         await new Promise((r) => setTimeout(r, idleSeconds * 1000));
