@@ -8,7 +8,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { freePort, stopChild } from "../test/support/mail.js";
+import { freePort, portOpen, stopChild } from "../test/support/mail.js";
 
 const harakaVersion = "3.3.4";
 
@@ -65,22 +65,9 @@ export async function startHaraka(opts: {
   let stderr = "";
   child.stderr?.on("data", (c: Buffer) => (stderr += c.toString()));
   const deadline = Date.now() + 20_000;
-  while (!(await listening(port))) {
+  while (!(await portOpen(port))) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`Haraka did not start: ${stderr}`);
     await new Promise((r) => setTimeout(r, 200));
   }
   return { port, pid: child.pid!, stop: () => stopChild(child) };
-}
-
-async function listening(port: number): Promise<boolean> {
-  const { Socket } = await import("node:net");
-  return new Promise((resolve) => {
-    const socket = new Socket();
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-    socket.connect(port, "127.0.0.1");
-  });
 }

@@ -1,7 +1,7 @@
 // Renders docs/relay-config.md from relay/config/schema.ts: the contract
 // between the operator and the relay, documented from its only definition.
 import { stringify } from "yaml";
-import { RelayConfig, configVersion } from "../relay/config/schema.js";
+import { RelayConfig, configVersion, recommendedAuthFailures, recommendedLimits } from "../relay/config/schema.js";
 import { fieldTable } from "./api-docs.js";
 
 const example = {
@@ -9,19 +9,8 @@ const example = {
   hostname: "relay.example-com.helpdesk.example.net",
   listeners: { starttls: { port: 587 }, implicitTls: { port: 465 }, health: { port: 8080 } },
   tls: { certFile: "/etc/smtp-connector/tls/tls.crt", keyFile: "/etc/smtp-connector/tls/tls.key", minVersion: "TLSv1.2" },
-  limits: {
-    maxMessageBytes: 26214400,
-    maxRecipients: 50,
-    maxHeaderBytes: 262144,
-    maxLineBytes: 1000,
-    maxReceivedHops: 30,
-    greetingDelayMs: 0,
-    idleTimeoutSeconds: 300,
-    sessionTimeoutSeconds: 1800,
-    nextHopTimeoutSeconds: 120,
-    maxConnections: 1000,
-  },
-  authFailures: { perConnection: 3, delayMs: 1000, lockoutThreshold: 20, lockoutWindowSeconds: 600, lockoutSeconds: 900 },
+  limits: recommendedLimits,
+  authFailures: recommendedAuthFailures,
   domains: [
     {
       domain: "example.com",

@@ -3,7 +3,7 @@
 // relay Deployment, Service, NetworkPolicy and PodDisruptionBudget. Pure.
 import { stringify } from "yaml";
 import type { SmtpDomain } from "../../crds/schema.js";
-import { configVersion, type RelayConfig } from "../../relay/config/schema.js";
+import { configVersion, recommendedAuthFailures, recommendedLimits, type RelayConfig } from "../../relay/config/schema.js";
 import { passwordDigest, type CredentialPlan, type IssuedCredential } from "./credentials.js";
 
 export const fieldManager = "smtp-connector";
@@ -82,19 +82,8 @@ export function relayConfig(
     // Paths relative to the config file's directory (the relay resolves them),
     // so the config works wherever the Secrets are mounted.
     tls: { certFile: "../tls/tls.crt", keyFile: "../tls/tls.key" },
-    limits: {
-      maxMessageBytes: 26_214_400,
-      maxRecipients: 50,
-      maxHeaderBytes: 262_144,
-      maxLineBytes: 1000,
-      maxReceivedHops: 30,
-      greetingDelayMs: 0,
-      idleTimeoutSeconds: 300,
-      sessionTimeoutSeconds: 1800,
-      nextHopTimeoutSeconds: 120,
-      maxConnections: 1000,
-    },
-    authFailures: { perConnection: 3, delayMs: 1000, lockoutThreshold: 20, lockoutWindowSeconds: 600, lockoutSeconds: 900 },
+    limits: recommendedLimits,
+    authFailures: recommendedAuthFailures,
     domains: [
       {
         domain: domain.spec.domain,

@@ -126,3 +126,25 @@ export const RelayConfig = Type.Object({
   domains: Type.Array(DomainEntry, { maxItems: 100, description: "The connected domains this relay serves." }),
 });
 export type RelayConfig = Static<typeof RelayConfig>;
+
+/** Production defaults the operator renders (and the reference documents). */
+export const recommendedLimits: RelayConfig["limits"] = {
+  maxMessageBytes: 26_214_400,
+  maxRecipients: 50,
+  maxHeaderBytes: 262_144,
+  maxLineBytes: 1000,
+  maxReceivedHops: 30,
+  greetingDelayMs: 0,
+  idleTimeoutSeconds: 300,
+  sessionTimeoutSeconds: 1800,
+  nextHopTimeoutSeconds: 120,
+  maxConnections: 1000,
+};
+
+export const recommendedAuthFailures: RelayConfig["authFailures"] = {
+  perConnection: 3,
+  delayMs: 1000,
+  lockoutThreshold: 20,
+  lockoutWindowSeconds: 600,
+  lockoutSeconds: 900,
+};
