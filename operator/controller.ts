@@ -46,9 +46,10 @@ export class Controller {
     const custom = this.cluster.custom;
     const listCustom = <T>(plural: string) => () =>
       custom.listClusterCustomObject({ group, version, plural }) as Promise<k8s.KubernetesListObject<T & k8s.KubernetesObject>>;
-    // Domains and addresses judge each other (conflicts, limits, counts): any change re-evaluates all of them.
-    this.domains = supervisedInformer(config, `/apis/${group}/${version}/smtpdomains`, listCustom<SmtpDomain>("smtpdomains"), () => this.enqueueAll(), log);
-    this.addresses = supervisedInformer(config, `/apis/${group}/${version}/supportaddresses`, listCustom<SupportAddress>("supportaddresses"), () => this.enqueueAll(), log);
+    // Domains and addresses judge each other (limits within a namespace, conflicts across namespaces):
+    // a change re-evaluates its namespace and whoever claims the same domain or address elsewhere.
+    this.domains = supervisedInformer(config, `/apis/${group}/${version}/smtpdomains`, listCustom<SmtpDomain>("smtpdomains"), (d) => this.domainChanged(d), log);
+    this.addresses = supervisedInformer(config, `/apis/${group}/${version}/supportaddresses`, listCustom<SupportAddress>("supportaddresses"), (a) => this.addressChanged(a), log);
     const apps = this.cluster.apps;
     const core = this.cluster.core;
     const byDomainLabel = (o: k8s.KubernetesObject) => this.enqueue("domain", o.metadata?.namespace, o.metadata?.labels?.["smtpconnector.dev/domain"]);
@@ -83,6 +84,27 @@ export class Controller {
   private enqueueAll(): void {
     for (const d of this.domains.list()) this.enqueue("domain", d.metadata?.namespace, d.metadata?.name);
     for (const a of this.addresses.list()) this.enqueue("address", a.metadata?.namespace, a.metadata?.name);
+  }
+
+  /** Everything in a namespace: its limits are counted there. */
+  private enqueueNamespace(namespace: string | undefined): void {
+    for (const d of this.domains.list()) if (d.metadata?.namespace === namespace) this.enqueue("domain", namespace, d.metadata?.name);
+    for (const a of this.addresses.list()) if (a.metadata?.namespace === namespace) this.enqueue("address", namespace, a.metadata?.name);
+  }
+
+  private domainChanged(domain: SmtpDomain & k8s.KubernetesObject): void {
+    this.enqueueNamespace(domain.metadata?.namespace);
+    for (const other of this.domains.list()) {
+      if (other.spec.domain === domain.spec.domain && other.metadata?.namespace !== domain.metadata?.namespace) this.enqueueNamespace(other.metadata?.namespace);
+    }
+  }
+
+  private addressChanged(address: SupportAddress & k8s.KubernetesObject): void {
+    this.enqueueNamespace(address.metadata?.namespace);
+    const mail = address.spec.address.toLowerCase();
+    for (const other of this.addresses.list()) {
+      if (other.spec.address.toLowerCase() === mail && other.metadata?.namespace !== address.metadata?.namespace) this.enqueueNamespace(other.metadata?.namespace);
+    }
   }
 
   private secretChanged(secret: k8s.KubernetesObject): void {
