@@ -134,4 +134,24 @@ describe("inbound relay", () => {
       await lmtp.stop();
     }
   });
+
+  test("AUTH LOGIN for a domain configured for LOGIN; PLAIN is then refused", async () => {
+    const login = await startRelay({ domains: [exampleDomain(password, { authProtocol: "LOGIN" })] });
+    try {
+      const ok = await swaks([
+        "--server", `127.0.0.1:${login.starttlsPort}`, "--tls", "--auth", "LOGIN", "--auth-user", user, "--auth-password", password,
+        "--from", "customer@users.example.org", "--to", "support@example.com",
+      ]);
+      assert.equal(ok.code, 0, ok.output);
+      assert.match(login.sink.messages().at(-1)!.content, /auth=pass \(login\) smtp\.auth=example\.com-v1/);
+      const plain = await swaks([
+        "--server", `127.0.0.1:${login.starttlsPort}`, "--tls", "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
+        "--from", "customer@users.example.org", "--to", "support@example.com",
+      ]);
+      assert.notEqual(plain.code, 0);
+      assert.match(plain.output, /does not support|not advertised|5\d\d/);
+    } finally {
+      await login.stop();
+    }
+  });
 });
