@@ -40,7 +40,7 @@ export class Controller {
     const { log } = options;
     this.cluster = new Cluster(config);
     this.queue = new WorkQueue((key) => this.reconcile(key), {
-      concurrency: options.concurrency ?? 4,
+      concurrency: options.concurrency ?? 8,
       onError: (key, error) => log.error("reconcile failed", { key, error: describe(error) }),
     });
     const custom = this.cluster.custom;

@@ -107,15 +107,18 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
     relayNetworkPolicy(domain),
     relayDisruptionBudget(domain),
   ].filter((o): o is KubeObject => o !== undefined);
-  for (const object of objects) {
-    const existing = await cluster.read(object.apiVersion, object.kind, namespace, object.metadata.name);
-    if (existing && !ownedBy(existing, uid)) {
-      problems.push({ condition: "RelayAvailable", reason: "SecretConflict", message: `${object.kind} ${object.metadata.name} exists and is not owned by this SmtpDomain; the operator never overwrites it` });
-      continue;
-    }
-    if (existing && alreadyApplied(object, existing as unknown as Record<string, unknown>)) continue;
-    await cluster.apply(object);
-  }
+  // The objects are independent: read (and, where needed, apply) them side by side.
+  const outcomes = await Promise.all(
+    objects.map(async (object): Promise<Problem | undefined> => {
+      const existing = await cluster.read(object.apiVersion, object.kind, namespace, object.metadata.name);
+      if (existing && !ownedBy(existing, uid)) {
+        return { condition: "RelayAvailable", reason: "SecretConflict", message: `${object.kind} ${object.metadata.name} exists and is not owned by this SmtpDomain; the operator never overwrites it` };
+      }
+      if (!existing || !alreadyApplied(object, existing as unknown as Record<string, unknown>)) await cluster.apply(object);
+      return undefined;
+    }),
+  );
+  problems.push(...outcomes.filter((p): p is Problem => p !== undefined));
 
   // 3. Observe: the TLS Secret and the Deployment's availability.
   const n = names(domain);
