@@ -7,15 +7,17 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { PassThrough } from "node:stream";
 import * as k8s from "@kubernetes/client-node";
-import { stringify } from "yaml";
 import { startControlPlane } from "../test/support/controlplane.js";
 import { installCRDs } from "../test/support/crds.js";
 import { runDeployment } from "../test/support/deployment-runner.js";
-import { eventually, kubectl } from "../test/support/kube.js";
+import { applyManifests, eventually, kubectl } from "../test/support/kube.js";
 import { selfSignedCertificate, startSmtpSink, stopChild, swaks, tempDir } from "../test/support/mail.js";
 
 const namespace = "acme-helpdesk";
 const step = (text: string) => console.log(`\n== ${text}`);
+const apply = async (manifest: object) => {
+  process.stdout.write(await applyManifests(manifest));
+};
 
 async function show(args: string[]): Promise<void> {
   console.log(`$ kubectl ${args.join(" ")}`);
@@ -24,11 +26,6 @@ async function show(args: string[]): Promise<void> {
   if (result.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed`);
 }
 
-async function apply(manifest: object): Promise<void> {
-  const result = await kubectl(["apply", "--server-side", "-f", "-"], { input: stringify(manifest) });
-  process.stdout.write(result.stdout);
-  if (result.code !== 0) throw new Error(result.stderr);
-}
 
 const cleanups: (() => Promise<unknown>)[] = [];
 try {

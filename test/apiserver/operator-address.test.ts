@@ -4,19 +4,14 @@ import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
-import { stringify } from "yaml";
 import type { SupportAddress } from "../../crds/schema.js";
 import { Controller } from "../../operator/controller.js";
 import { parseConfig } from "../../relay/config/load.js";
 import { createLogger } from "../../relay/ops/log.js";
 import { installCRDs } from "../support/crds.js";
 import { operatorKubeconfig } from "../support/operator-rbac.js";
-import { connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, connect, eventually, freshNamespace } from "../support/kube.js";
 
-async function apply(manifest: object): Promise<void> {
-  const result = await kubectl(["apply", "--server-side", "--field-manager=platform-team", "-f", "-"], { input: stringify(manifest) });
-  assert.equal(result.code, 0, result.stderr);
-}
 
 const domain = (namespace: string, name: string, mail: string) => ({
   apiVersion: "smtpconnector.dev/v1alpha1",
@@ -61,13 +56,13 @@ describe("SupportAddress rules", () => {
     const namespace = await freshNamespace(t, "addr");
     await core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } } });
     await core.createNamespacedSecret({ namespace, body: { metadata: { name: "broken" }, stringData: { username: "u" } } });
-    await apply(domain(namespace, "example-com", "example.com"));
-    await apply(address(namespace, "support", "support@example.com", "example-com"));
-    await apply(address(namespace, "mismatch", "support@other.org", "example-com"));
-    await apply(address(namespace, "system", "team@helpdesk.example.net", "example-com"));
-    await apply(address(namespace, "orphan", "orphan@example.com", "no-such-domain"));
-    await apply(address(namespace, "nosecret", "sales@example.com", "example-com", "missing"));
-    await apply(address(namespace, "badsecret", "billing@example.com", "example-com", "broken"));
+    await applyManifests(domain(namespace, "example-com", "example.com"));
+    await applyManifests(address(namespace, "support", "support@example.com", "example-com"));
+    await applyManifests(address(namespace, "mismatch", "support@other.org", "example-com"));
+    await applyManifests(address(namespace, "system", "team@helpdesk.example.net", "example-com"));
+    await applyManifests(address(namespace, "orphan", "orphan@example.com", "no-such-domain"));
+    await applyManifests(address(namespace, "nosecret", "sales@example.com", "example-com", "missing"));
+    await applyManifests(address(namespace, "badsecret", "billing@example.com", "example-com", "broken"));
     const expected: Record<string, string> = {
       support: "DomainNotReady",
       mismatch: "DomainMismatch",
@@ -99,10 +94,10 @@ describe("SupportAddress rules", () => {
 
   test("the same domain in a second account (namespace) is flagged; the first keeps working", async (t) => {
     const production = await freshNamespace(t, "prod");
-    await apply(domain(production, "example-com", "example.com"));
+    await applyManifests(domain(production, "example-com", "example.com"));
     await eventually("the production credentials", () => core.readNamespacedSecret({ namespace: production, name: "example-com-inbound-v1" }));
     const sandbox = await freshNamespace(t, "sandbox");
-    await apply(domain(sandbox, "example-com", "example.com"));
+    await applyManifests(domain(sandbox, "example-com", "example.com"));
     const ready = await eventually("the sandbox domain flagged", async () => {
       const d = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: sandbox, plural: "smtpdomains", name: "example-com" })) as { status?: { conditions?: { type: string; reason: string; message: string }[] } };
       return d.status?.conditions?.find((c) => c.type === "Stalled" && c.reason === "DomainConflict");

@@ -6,7 +6,6 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
-import { stringify } from "yaml";
 import type { SmtpDomain } from "../../crds/schema.js";
 import { Controller } from "../../operator/controller.js";
 import { passwordDigest } from "../../operator/domain/credentials.js";
@@ -14,16 +13,12 @@ import { parseConfig } from "../../relay/config/load.js";
 import { createLogger } from "../../relay/ops/log.js";
 import { installCRDs } from "../support/crds.js";
 import { operatorKubeconfig } from "../support/operator-rbac.js";
-import { connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { selfSignedCertificate, tempDir } from "../support/mail.js";
 import { PassThrough } from "node:stream";
 
 const settings = { relayImage: "smtp-connector:test", relayHostSuffix: "relay.test" };
 
-async function apply(manifest: object): Promise<void> {
-  const result = await kubectl(["apply", "--server-side", "--field-manager=platform-team", "-f", "-"], { input: stringify(manifest) });
-  assert.equal(result.code, 0, result.stderr);
-}
 
 function domainManifest(namespace: string, credentials: object[] = [{ version: 1 }]) {
   return {
@@ -85,9 +80,9 @@ describe("SmtpDomain reconciler", () => {
   test("issues credentials, renders the relay and reports status", async (t) => {
     const namespace = await setup(t);
     await core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "support@example.com", password: "x" } } });
-    await apply(domainManifest(namespace));
-    await apply(address(namespace, "support", "support@example.com"));
-    await apply(address(namespace, "elsewhere", "support@other.org"));
+    await applyManifests(domainManifest(namespace));
+    await applyManifests(address(namespace, "support", "support@example.com"));
+    await applyManifests(address(namespace, "elsewhere", "support@other.org"));
 
     const domain = await eventually("the domain's status", async () => {
       const d = await getDomain(namespace);
@@ -154,11 +149,11 @@ describe("SmtpDomain reconciler", () => {
 
   test("rotation: a new version beside the old, then revocation", async (t) => {
     const namespace = await setup(t);
-    await apply(domainManifest(namespace));
+    await applyManifests(domainManifest(namespace));
     await eventually("version 1", async () => ((await getDomain(namespace)).status?.activeVersions === "1" ? true : undefined));
     const v1 = secretText(await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), "password");
 
-    await apply(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
+    await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
     const rotated = await eventually("versions 1 and 2 active", async () => {
       const d = await getDomain(namespace);
       return d.status?.activeVersions === "1,2" ? d : undefined;
@@ -167,7 +162,7 @@ describe("SmtpDomain reconciler", () => {
     assert.equal(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), "password"), v1, "version 1 is never regenerated");
     assert.deepEqual((await relayConfigOf(namespace)).domains[0]!.credentials.map((c) => `${c.version}:${c.state}`), ["1:Active", "2:Active"]);
 
-    await apply(domainManifest(namespace, [{ version: 1, state: "Revoked" }, { version: 2 }]));
+    await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }, { version: 2 }]));
     await eventually("version 1 revoked in the relay config", async () => {
       const config = await relayConfigOf(namespace);
       return config.domains[0]!.credentials.map((c) => `${c.version}:${c.state}`).join(" ") === "1:Revoked 2:Active" ? true : undefined;
@@ -177,7 +172,7 @@ describe("SmtpDomain reconciler", () => {
 
   test("drift is repaired: a deleted Secret and an edited Deployment come back", async (t) => {
     const namespace = await setup(t);
-    await apply(domainManifest(namespace));
+    await applyManifests(domainManifest(namespace));
     await eventually("the relay config", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
     await core.deleteNamespacedSecret({ namespace, name: "example-com-relay-config" });
     await eventually("the relay config to come back", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
@@ -188,7 +183,7 @@ describe("SmtpDomain reconciler", () => {
   test("a Secret the operator does not own is never overwritten: the domain reports a conflict", async (t) => {
     const namespace = await setup(t);
     await core.createNamespacedSecret({ namespace, body: { metadata: { name: "example-com-inbound-v1" }, stringData: { username: "theirs", password: "theirs" } } });
-    await apply(domainManifest(namespace));
+    await applyManifests(domainManifest(namespace));
     const domain = await eventually("CredentialsIssued=False", async () => {
       const d = await getDomain(namespace);
       return condition(d, "CredentialsIssued")?.status === "False" ? d : undefined;
@@ -202,7 +197,7 @@ describe("SmtpDomain reconciler", () => {
 
   test("a missing TLS Secret is reported with what to do", async (t) => {
     const namespace = await freshNamespace(t, "op");
-    await apply(domainManifest(namespace));
+    await applyManifests(domainManifest(namespace));
     const domain = await eventually("RelayAvailable=False SecretNotFound", async () => {
       const d = await getDomain(namespace);
       return condition(d, "RelayAvailable")?.reason === "SecretNotFound" ? d : undefined;
@@ -212,7 +207,7 @@ describe("SmtpDomain reconciler", () => {
 
   test("deleting the domain revokes every credential in the relay first, then everything it owns goes, and nothing else", async (t) => {
     const namespace = await setup(t);
-    await apply(domainManifest(namespace));
+    await applyManifests(domainManifest(namespace));
     await eventually("the credentials", () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }));
     await eventually("the relay", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
     assert.deepEqual((await getDomain(namespace)).metadata.finalizers, ["smtpconnector.dev/disconnect"]);

@@ -6,17 +6,12 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
-import { stringify } from "yaml";
 import { installCRDs } from "../support/crds.js";
 import { operatorKubeconfig } from "../support/operator-rbac.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
-import { connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, connect, eventually, freshNamespace } from "../support/kube.js";
 import { selfSignedCertificate, startSmtpSink, stopChild, swaks, tempDir, type SmtpSink } from "../support/mail.js";
 
-async function apply(manifest: object): Promise<void> {
-  const result = await kubectl(["apply", "--server-side", "--field-manager=platform-team", "-f", "-"], { input: stringify(manifest) });
-  assert.equal(result.code, 0, result.stderr);
-}
 
 describe("inbound, end to end", () => {
   let operator: ChildProcess;
@@ -46,16 +41,16 @@ describe("inbound, end to end", () => {
   test("mail flows through the relay the operator deployed; rotation and revocation take effect without a restart", async (t) => {
     const namespace = await freshNamespace(t, "e2e");
     const tls = await selfSignedCertificate(tempDir("e2e"));
-    await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "relay-tls", namespace }, type: "kubernetes.io/tls", data: { "tls.crt": readFileSync(tls.certFile).toString("base64"), "tls.key": readFileSync(tls.keyFile).toString("base64") } });
+    await applyManifests({ apiVersion: "v1", kind: "Secret", metadata: { name: "relay-tls", namespace }, type: "kubernetes.io/tls", data: { "tls.crt": readFileSync(tls.certFile).toString("base64"), "tls.key": readFileSync(tls.keyFile).toString("base64") } });
     const domain = (credentials: object[]) => ({
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",
       metadata: { name: "example-com", namespace },
       spec: { domain: "example.com", inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
     });
-    await apply(domain([{ version: 1 }]));
-    await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: "support@example.com", password: "x" } });
-    await apply({
+    await applyManifests(domain([{ version: 1 }]));
+    await applyManifests({ apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: "support@example.com", password: "x" } });
+    await applyManifests({
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SupportAddress",
       metadata: { name: "support", namespace },
@@ -80,7 +75,7 @@ describe("inbound, end to end", () => {
     assert.match(sink.messages().at(-1)!.content, /X-SmtpConnector-Auth: domain=example\.com; version=1/);
 
     // Rotate: version 2 beside version 1; the kubelet would refresh the mounted Secrets.
-    await apply(domain([{ version: 1 }, { version: 2 }]));
+    await applyManifests(domain([{ version: 1 }, { version: 2 }]));
     const v2 = await read("example-com-inbound-v2");
     await eventually("version 2 in the relay config", async () => (text(await read("example-com-relay-config"), "relay.yaml").includes("version: 2") ? true : undefined));
     await relay.sync();
@@ -89,7 +84,7 @@ describe("inbound, end to end", () => {
 
     // Revoke version 1: refused on the next AUTH, the relay process never restarted.
     const pid = relay.child.pid;
-    await apply(domain([{ version: 1, state: "Revoked" }, { version: 2 }]));
+    await applyManifests(domain([{ version: 1, state: "Revoked" }, { version: 2 }]));
     await eventually("version 1 revoked in the relay config", async () => (/version: 1\n\s+username: \S+\n\s+passwordSha256: \S+\n\s+state: Revoked/.test(text(await read("example-com-relay-config"), "relay.yaml")) ? true : undefined));
     await relay.sync();
     const revokedAt = Date.now();

@@ -4,6 +4,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
+import { stringify } from "yaml";
 import { controlPlane } from "./controlplane.js";
 
 const execFileAsync = promisify(execFile);
@@ -68,6 +69,13 @@ export async function kubectl(args: string[], options: { kubeconfig?: string; in
     const failed = error as { stdout?: string; stderr?: string; code?: number };
     return { stdout: failed.stdout ?? "", stderr: failed.stderr ?? "", code: failed.code ?? 1 };
   }
+}
+
+/** Server-side applies manifests as a platform team would (kubectl, its own field manager); throws with kubectl's message on failure. */
+export async function applyManifests(...manifests: object[]): Promise<string> {
+  const result = await kubectl(["apply", "--server-side", "--field-manager=platform-team", "-f", "-"], { input: manifests.map((m) => stringify(m)).join("---\n") });
+  if (result.code !== 0) throw new Error(`kubectl apply failed: ${result.stderr}`);
+  return result.stdout;
 }
 
 /** Mints a kubeconfig that authenticates as the ServiceAccount, for RBAC tests. */
