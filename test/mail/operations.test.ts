@@ -145,7 +145,8 @@ describe("brute-force lockout", () => {
       }
       const median = (xs: number[]) => xs.sort((x, y) => x - y)[xs.length >> 1]!;
       const ratio = median(unknown) / median(wrong);
-      assert.ok(ratio > 0.5 && ratio < 2, `median unknown-user/wrong-password time ratio ${ratio.toFixed(2)}`);
+      // A gross difference (an early return for unknown users) would show as a ratio far from 1.
+      assert.ok(ratio > 0.33 && ratio < 3, `median unknown-user/wrong-password time ratio ${ratio.toFixed(2)}`);
       client.close();
     } finally {
       await fresh.stop();
@@ -171,14 +172,19 @@ describe("session timing", () => {
     }
   });
 
-  test("with no greeting wait the greeting comes at once", async () => {
+  test("with no greeting wait the greeting comes at once (not after smtp-server's fixed 100 ms)", async () => {
     const h = await startRelay({ domains: [exampleDomain(password)], limits: { greetingDelayMs: 0 } });
     try {
-      const started = Date.now();
-      const client = await RawSmtp.connect(h.starttlsPort);
-      assert.match(await client.reply(), /^220 /);
-      assert.ok(Date.now() - started < 80, `greeting after ${Date.now() - started} ms`);
-      client.close();
+      const waits: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const started = Date.now();
+        const client = await RawSmtp.connect(h.starttlsPort);
+        assert.match(await client.reply(), /^220 /);
+        waits.push(Date.now() - started);
+        client.close();
+      }
+      const median = waits.sort((a, b) => a - b)[2]!;
+      assert.ok(median < 90, `median greeting after ${median} ms (${waits.join(", ")})`);
     } finally {
       await h.stop();
     }
