@@ -70,6 +70,9 @@ const controller = new Controller(config, {
 new Gauge({ name: "smtpc_operator_queue_depth", help: "Keys waiting in the work queue.", registers: [registry], collect() {
   this.set(controller.queue.depth);
 } });
+new Gauge({ name: "smtpc_operator_api_errors", help: "API requests that failed since start, by HTTP status (network: no answer).", labelNames: ["code"], registers: [registry], collect() {
+  for (const [code, count] of controller.cluster.apiErrors) this.set({ code }, count);
+} });
 new Gauge({ name: "smtpc_operator_leader", help: "1 while this replica holds the leader Lease (or runs without leader election).", registers: [registry], collect() {
   this.set(elector ? (elector.isLeader ? 1 : 0) : 1);
 } });

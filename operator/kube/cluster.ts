@@ -12,6 +12,8 @@ export class Cluster {
   readonly custom: k8s.CustomObjectsApi;
   /** API writes made, for the metrics and the zero-writes-at-steady-state test. */
   writes = 0;
+  /** API errors by HTTP status ("network" when there was none), for the metrics. */
+  readonly apiErrors = new Map<string, number>();
   /** The last writes, "Kind namespace/name", newest last. */
   readonly recentWrites: string[] = [];
 
@@ -82,6 +84,7 @@ export class Cluster {
       },
     };
     await this.config.applyToHTTPSOptions(options);
+    const countError = (code: string) => this.apiErrors.set(code, (this.apiErrors.get(code) ?? 0) + 1);
     const result = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = https.request(url, options, (res) => {
         let text = "";
@@ -90,10 +93,14 @@ export class Cluster {
         res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
       });
       req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${url.pathname} timed out`)));
-      req.on("error", reject);
+      req.on("error", (error) => {
+        countError("network");
+        reject(error);
+      });
       req.end(payload);
     });
     if (result.status >= 300 && !accept.includes(result.status)) {
+      countError(String(result.status));
       throw new k8s.ApiException(result.status, `${method} ${url.pathname}`, result.body, {});
     }
     return result;
