@@ -232,4 +232,11 @@ describe("SmtpDomain reconciler", () => {
     );
     await core.readNamespacedSecret({ namespace, name: "relay-tls" });
   });
+
+  test("failed API requests are counted by status for the metrics", async (t) => {
+    const namespace = await freshNamespace(t, "op");
+    const before = controller.cluster.apiErrors.get("422") ?? 0;
+    await assert.rejects(controller.cluster.apply({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "broken", namespace }, spec: { replicas: -1 } }));
+    assert.equal(controller.cluster.apiErrors.get("422"), before + 1);
+  });
 });
