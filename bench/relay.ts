@@ -16,7 +16,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import nodemailer from "nodemailer";
-import { relayConfig, randomPassword, selfSignedCertificate, stopChild, tempDir, writeRelayConfig } from "../test/support/mail.js";
+import { freePort, relayConfig, randomPassword, selfSignedCertificate, stopChild, tempDir, writeRelayConfig } from "../test/support/mail.js";
 import { eventuallyTrue } from "../test/support/wait.js";
 import { startHaraka } from "./haraka.js";
 
@@ -121,7 +121,6 @@ async function load(target: Target, mode: "pooled" | "per-message", messages: nu
 }
 
 async function startSink(): Promise<{ port: number; child: ChildProcess }> {
-  const { freePort } = await import("../test/support/mail.js");
   const port = await freePort();
   const child = spawn("smtp-sink", ["-u", "nobody", "-c", `127.0.0.1:${port}`, "1024"], { stdio: "ignore" });
   await new Promise((resolve) => setTimeout(resolve, 300));

@@ -4,14 +4,13 @@
 // created, a test email through it, and what kubectl shows. Everything stops
 // at the end.
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { PassThrough } from "node:stream";
 import * as k8s from "@kubernetes/client-node";
 import { startControlPlane } from "../test/support/controlplane.js";
 import { installCRDs } from "../test/support/crds.js";
 import { runDeployment } from "../test/support/deployment-runner.js";
 import { applyManifests, eventually, kubectl } from "../test/support/kube.js";
-import { selfSignedCertificate, startSmtpSink, stopChild, swaks, tempDir } from "../test/support/mail.js";
+import { startSmtpSink, stopChild, swaks, tlsSecretManifest } from "../test/support/mail.js";
 
 const namespace = "acme-helpdesk";
 const step = (text: string) => console.log(`\n== ${text}`);
@@ -25,7 +24,6 @@ async function show(args: string[]): Promise<void> {
   process.stdout.write(result.stdout + result.stderr);
   if (result.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed`);
 }
-
 
 const cleanups: (() => Promise<unknown>)[] = [];
 try {
@@ -52,15 +50,8 @@ try {
   console.log(`listening on 127.0.0.1:${sink.port}`);
 
   step("a platform team connects example.com");
-  const tls = await selfSignedCertificate(tempDir("demo"), "relay.demo");
   await apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } });
-  await apply({
-    apiVersion: "v1",
-    kind: "Secret",
-    metadata: { name: "relay-tls", namespace },
-    type: "kubernetes.io/tls",
-    data: { "tls.crt": readFileSync(tls.certFile).toString("base64"), "tls.key": readFileSync(tls.keyFile).toString("base64") },
-  });
+  await apply(await tlsSecretManifest(namespace));
   await apply({
     apiVersion: "smtpconnector.dev/v1alpha1",
     kind: "SmtpDomain",

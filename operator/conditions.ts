@@ -1,7 +1,18 @@
 // Conditions in the metav1.Condition shape: lastTransitionTime moves only when
 // the status changes, so re-computing the same world writes nothing.
+import { isDeepStrictEqual } from "node:util";
 import type { Condition } from "../crds/schema.js";
 import type { ReasonName } from "../crds/conditions.js";
+
+/** A timestamp as the API server writes it (RFC 3339, whole seconds), so comparisons with status match. */
+export function rfc3339(date: Date | string): string {
+  return new Date(date).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** Whether two statuses are the same as the API server would store them (absent fields and key order aside). */
+export function sameStatus(live: unknown, desired: unknown): boolean {
+  return isDeepStrictEqual(JSON.parse(JSON.stringify(live ?? {})), JSON.parse(JSON.stringify(desired ?? {})));
+}
 
 export interface DesiredCondition {
   type: string;
@@ -26,7 +37,7 @@ export function mergeConditions(current: readonly Condition[] | undefined, desir
       reason: d.reason,
       message: d.message,
       observedGeneration: generation,
-      lastTransitionTime: previous && previous.status === d.status ? previous.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, "Z"),
+      lastTransitionTime: previous && previous.status === d.status ? previous.lastTransitionTime : rfc3339(now),
     });
   }
   return out;

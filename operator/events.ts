@@ -1,7 +1,7 @@
 // Kubernetes Events for meaningful transitions (what `kubectl describe`
 // shows): a condition changing status, a credential version issued. Never on
 // an unchanged world, so steady state writes nothing.
-import type { Condition } from "../crds/schema.js";
+import { apiVersion, type Condition, type SmtpDomain, type SupportAddress } from "../crds/schema.js";
 import type { Cluster } from "./kube/cluster.js";
 
 export interface Involved {
@@ -10,6 +10,13 @@ export interface Involved {
   name: string;
   namespace: string;
   uid: string;
+}
+
+/** The involvedObject reference for one of our resources. */
+export function involved(object: SmtpDomain | SupportAddress): Involved {
+  const { name, namespace, uid } = object.metadata;
+  // Derived from the shape, not from the cached object's apiVersion/kind, which a list may omit.
+  return { apiVersion, kind: "address" in object.spec ? "SupportAddress" : "SmtpDomain", name: name!, namespace: namespace!, uid: uid! };
 }
 
 export async function recordEvent(cluster: Cluster, involved: Involved, type: "Normal" | "Warning", reason: string, message: string): Promise<void> {

@@ -1,11 +1,10 @@
 // Reconciles one SupportAddress's status from the rules' verdict and its
 // domain's readiness. Verification (InboundVerified, OutboundVerified) is
 // reported as pending until the verification loop runs.
-import { isDeepStrictEqual } from "node:util";
 import type { ReasonName } from "../../crds/conditions.js";
 import type { SmtpDomain, SupportAddress, SupportAddressStatus } from "../../crds/schema.js";
-import { mergeConditions, type DesiredCondition } from "../conditions.js";
-import { conditionEvents } from "../events.js";
+import { mergeConditions, sameStatus, type DesiredCondition } from "../conditions.js";
+import { conditionEvents, involved } from "../events.js";
 import type { Cluster } from "../kube/cluster.js";
 import type { Verdict } from "./rules.js";
 
@@ -14,10 +13,9 @@ const stalledReasons = new Set<ReasonName>(["DomainMismatch", "SystemAddress", "
 
 export async function reconcileAddress(cluster: Cluster, address: SupportAddress, verdict: Verdict, domain: SmtpDomain | undefined, now = new Date()): Promise<void> {
   const status = addressStatus(address, verdict, domain, now);
-  if (isDeepStrictEqual(JSON.parse(JSON.stringify(address.status ?? {})), JSON.parse(JSON.stringify(status)))) return;
+  if (sameStatus(address.status, status)) return;
   await cluster.applyStatus("supportaddresses", "SupportAddress", address.metadata.namespace!, address.metadata.name!, status);
-  const involved = { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SupportAddress", name: address.metadata.name!, namespace: address.metadata.namespace!, uid: address.metadata.uid! };
-  await conditionEvents(cluster, involved, address.status?.conditions, status.conditions ?? []);
+  await conditionEvents(cluster, involved(address), address.status?.conditions, status.conditions ?? []);
 }
 
 export function addressStatus(address: SupportAddress, verdict: Verdict, domain: SmtpDomain | undefined, now: Date): SupportAddressStatus {

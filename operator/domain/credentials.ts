@@ -2,6 +2,7 @@
 // relay must know of them. Pure: Secrets are read by the caller.
 import { createHash, randomBytes } from "node:crypto";
 import type { SmtpDomain } from "../../crds/schema.js";
+import { rfc3339 } from "../conditions.js";
 
 export interface IssuedCredential {
   version: number;
@@ -71,7 +72,7 @@ export function planCredentials(domain: SmtpDomain, issued: ReadonlyMap<number, 
       const secretName = c.secretRef?.name ?? credentialSecretName(domain, c.version);
       if (c.state === "Revoked") return { version: c.version, secretName, state: "Revoked" as const };
       if (c.version !== newest && grace !== undefined && newestIssuedAt) {
-        const expiresAt = new Date(Date.parse(newestIssuedAt) + grace).toISOString().replace(/\.\d{3}Z$/, "Z");
+        const expiresAt = rfc3339(new Date(Date.parse(newestIssuedAt) + grace));
         return { version: c.version, secretName, state: Date.parse(expiresAt) <= now.getTime() ? ("Expired" as const) : ("Active" as const), expiresAt };
       }
       return { version: c.version, secretName, state: "Active" as const };

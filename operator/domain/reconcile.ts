@@ -2,11 +2,10 @@
 // different, write status when it changed. Level-based and idempotent: run
 // twice, it changes nothing the second time.
 import type * as k8s from "@kubernetes/client-node";
-import { isDeepStrictEqual } from "node:util";
 import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/schema.js";
 import type { Verdict } from "../address/rules.js";
-import { mergeConditions, type DesiredCondition } from "../conditions.js";
-import { conditionEvents, recordEvent, type Involved } from "../events.js";
+import { mergeConditions, rfc3339, sameStatus, type DesiredCondition } from "../conditions.js";
+import { conditionEvents, involved, recordEvent } from "../events.js";
 import { ownedBy, type Cluster } from "../kube/cluster.js";
 import { alreadyApplied } from "../kube/compare.js";
 import { clientSnippets, credentialSecretName, newCredential, planCredentials, type IssuedCredential } from "./credentials.js";
@@ -53,7 +52,7 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
         { type: "Stalled", status: "True", reason, message },
       ], generation, now),
     };
-    if (!isDeepStrictEqual(normalise(domain.status), normalise(status))) await cluster.applyStatus("smtpdomains", "SmtpDomain", namespace, domain.metadata.name!, status);
+    if (!sameStatus(domain.status, status)) await cluster.applyStatus("smtpdomains", "SmtpDomain", namespace, domain.metadata.name!, status);
     return {};
   }
 
@@ -80,9 +79,9 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
       // Issued once; an existing version is never regenerated.
       ({ username, password } = newCredential(domain, declared.version));
       await cluster.apply(credentialSecret(domain, declared.version, { username, password }, clientSnippets(relayHostname(domain, settings), username, password)));
-      await recordEvent(cluster, involvedDomain(domain), "Normal", "CredentialIssued", `inbound credential version ${declared.version} issued into Secret ${secretName}`);
+      await recordEvent(cluster, involved(domain), "Normal", "CredentialIssued", `inbound credential version ${declared.version} issued into Secret ${secretName}`);
     }
-    const createdAt = secret?.metadata?.creationTimestamp ? new Date(secret.metadata.creationTimestamp).toISOString().replace(/\.\d{3}Z$/, "Z") : now.toISOString().replace(/\.\d{3}Z$/, "Z");
+    const createdAt = rfc3339(secret?.metadata?.creationTimestamp ?? now);
     issued.set(declared.version, { version: declared.version, secretName, username, password, createdAt, userSupplied: false });
   }
   const plan = planCredentials(domain, issued, now);
@@ -137,9 +136,9 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
 
   // 4. Status.
   const status = domainStatus(inputs, plan, issued, problems, available, addresses.length, settings, now);
-  if (!isDeepStrictEqual(normalise(domain.status), normalise(status))) {
+  if (!sameStatus(domain.status, status)) {
     await cluster.applyStatus("smtpdomains", "SmtpDomain", namespace, domain.metadata.name!, status);
-    await conditionEvents(cluster, involvedDomain(domain), domain.status?.conditions, status.conditions ?? []);
+    await conditionEvents(cluster, involved(domain), domain.status?.conditions, status.conditions ?? []);
   }
 
   // An older version expires at a known instant: come back then.
@@ -212,11 +211,3 @@ function domainStatus(
   };
 }
 
-function involvedDomain(domain: SmtpDomain): Involved {
-  return { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SmtpDomain", name: domain.metadata.name!, namespace: domain.metadata.namespace!, uid: domain.metadata.uid! };
-}
-
-/** Status as the API server returns it: compared without key order or absent fields mattering. */
-function normalise(status: SmtpDomainStatus | undefined): unknown {
-  return JSON.parse(JSON.stringify(status ?? {})) as unknown;
-}

@@ -1,17 +1,14 @@
 // SupportAddress rules through the real API server: each verdict reaches
 // status with its reason, and only served addresses reach the relay config.
 import assert from "node:assert/strict";
-import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
 import type { SupportAddress } from "../../crds/schema.js";
-import { Controller } from "../../operator/controller.js";
+import type { Controller } from "../../operator/controller.js";
 import { parseConfig } from "../../relay/config/load.js";
-import { createLogger } from "../../relay/ops/log.js";
 import { installCRDs } from "../support/crds.js";
-import { operatorKubeconfig } from "../support/operator-rbac.js";
+import { startTestController } from "../support/operator-rbac.js";
 import { applyManifests, connect, eventually, freshNamespace } from "../support/kube.js";
-
 
 const domain = (namespace: string, name: string, mail: string) => ({
   apiVersion: "smtpconnector.dev/v1alpha1",
@@ -36,14 +33,7 @@ describe("SupportAddress rules", () => {
     core = cluster.core;
     custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
     // The operator runs with the chart's RBAC, not as admin.
-    const operatorConfig = new k8s.KubeConfig();
-    operatorConfig.loadFromFile(await operatorKubeconfig());
-    controller = new Controller(operatorConfig, {
-      settings: { relayImage: "smtp-connector:test", relayHostSuffix: "relay.test" },
-      systemDomains: ["helpdesk.example.net"],
-      log: createLogger("operator", { level: "error", stream: new PassThrough() }),
-    });
-    await controller.start();
+    controller = await startTestController({ systemDomains: ["helpdesk.example.net"] });
   });
   after(() => controller.stop());
 

@@ -3,22 +3,16 @@
 // loader: the contract), the relay objects, status, rotation, drift repair,
 // conflicts, zero writes at steady state, and garbage collection.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain } from "../../crds/schema.js";
-import { Controller } from "../../operator/controller.js";
+import type { Controller } from "../../operator/controller.js";
 import { passwordDigest } from "../../operator/domain/credentials.js";
 import { parseConfig } from "../../relay/config/load.js";
-import { createLogger } from "../../relay/ops/log.js";
 import { installCRDs } from "../support/crds.js";
-import { operatorKubeconfig } from "../support/operator-rbac.js";
+import { startTestController } from "../support/operator-rbac.js";
 import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
-import { selfSignedCertificate, tempDir } from "../support/mail.js";
-import { PassThrough } from "node:stream";
-
-const settings = { relayImage: "smtp-connector:test", relayHostSuffix: "relay.test" };
-
+import { tlsSecretManifest } from "../support/mail.js";
 
 function domainManifest(namespace: string, credentials: object[] = [{ version: 1 }]) {
   return {
@@ -53,10 +47,7 @@ describe("SmtpDomain reconciler", () => {
     apps = cluster.config.makeApiClient(k8s.AppsV1Api);
     custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
     // The operator runs with the chart's RBAC, not as admin.
-    const operatorConfig = new k8s.KubeConfig();
-    operatorConfig.loadFromFile(await operatorKubeconfig());
-    controller = new Controller(operatorConfig, { settings, log: createLogger("operator", { level: process.env.SMTPC_TEST_LOG ?? "error", ...(process.env.SMTPC_TEST_LOG ? {} : { stream: new PassThrough() }) }) });
-    await controller.start();
+    controller = await startTestController();
   });
   after(() => controller.stop());
 
@@ -69,11 +60,7 @@ describe("SmtpDomain reconciler", () => {
 
   async function setup(t: { after(fn: () => Promise<void> | void): void }) {
     const namespace = await freshNamespace(t, "op");
-    const cert = await selfSignedCertificate(tempDir("op-tls"));
-    await core.createNamespacedSecret({
-      namespace,
-      body: { metadata: { name: "relay-tls" }, type: "kubernetes.io/tls", data: { "tls.crt": readFileSync(cert.certFile).toString("base64"), "tls.key": readFileSync(cert.keyFile).toString("base64") } },
-    });
+    await applyManifests(await tlsSecretManifest(namespace));
     return namespace;
   }
 

@@ -3,15 +3,13 @@
 // rotation and revocation arriving through the mounted Secrets.
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
 import { installCRDs } from "../support/crds.js";
 import { operatorKubeconfig } from "../support/operator-rbac.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, connect, eventually, freshNamespace } from "../support/kube.js";
-import { selfSignedCertificate, startSmtpSink, stopChild, swaks, tempDir, type SmtpSink } from "../support/mail.js";
-
+import { type SmtpSink, startSmtpSink, stopChild, swaks, tlsSecretManifest } from "../support/mail.js";
 
 describe("inbound, end to end", () => {
   let operator: ChildProcess;
@@ -40,8 +38,7 @@ describe("inbound, end to end", () => {
 
   test("mail flows through the relay the operator deployed; rotation and revocation take effect without a restart", async (t) => {
     const namespace = await freshNamespace(t, "e2e");
-    const tls = await selfSignedCertificate(tempDir("e2e"));
-    await applyManifests({ apiVersion: "v1", kind: "Secret", metadata: { name: "relay-tls", namespace }, type: "kubernetes.io/tls", data: { "tls.crt": readFileSync(tls.certFile).toString("base64"), "tls.key": readFileSync(tls.keyFile).toString("base64") } });
+    await applyManifests(await tlsSecretManifest(namespace));
     const domain = (credentials: object[]) => ({
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",

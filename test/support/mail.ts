@@ -43,6 +43,18 @@ export async function selfSignedCertificate(dir: string, name = "relay.test"): P
   return { certFile, keyFile };
 }
 
+/** A kubernetes.io/tls Secret manifest holding a fresh self-signed certificate (the relay's, in tests). */
+export async function tlsSecretManifest(namespace: string, name = "relay-tls") {
+  const cert = await selfSignedCertificate(tempDir("tls"));
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name, namespace },
+    type: "kubernetes.io/tls",
+    data: { "tls.crt": readFileSync(cert.certFile).toString("base64"), "tls.key": readFileSync(cert.keyFile).toString("base64") },
+  };
+}
+
 export interface SinkMessage {
   file: string;
   mailFrom: string;

@@ -4,7 +4,10 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import * as k8s from "@kubernetes/client-node";
+import { Controller, type ControllerOptions } from "../../operator/controller.js";
+import { createLogger } from "../../relay/ops/log.js";
 import { leaseRules, operatorRules } from "../../operator/rbac.js";
 import { connect, serviceAccountKubeconfig } from "./kube.js";
 
@@ -43,4 +46,18 @@ export function operatorKubeconfig(): Promise<string> {
     return serviceAccountKubeconfig(operatorNamespace, "smtp-connector", join(mkdtempSync(join(tmpdir(), "smtpc-operator-")), "kubeconfig"));
   })();
   return minted;
+}
+
+/** An in-process Controller with the operator's RBAC; logs only with SMTPC_TEST_LOG=<level>. */
+export async function startTestController(options: Omit<ControllerOptions, "log" | "settings"> = {}): Promise<Controller> {
+  const config = new k8s.KubeConfig();
+  config.loadFromFile(await operatorKubeconfig());
+  const level = process.env.SMTPC_TEST_LOG;
+  const controller = new Controller(config, {
+    settings: { relayImage: "smtp-connector:test", relayHostSuffix: "relay.test" },
+    log: createLogger("operator", level ? { level } : { level: "error", stream: new PassThrough() }),
+    ...options,
+  });
+  await controller.start();
+  return controller;
 }
