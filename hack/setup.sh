@@ -13,7 +13,7 @@ command -v go >/dev/null || { echo "setup: Go 1.26 or newer is required to build
 # Debian packages for the mail tier: Postfix (the customer's server, and its
 # smtp-sink as next hop), Cyrus SASL (Postfix's AUTH), swaks and the Perl TLS
 # and SASL modules it needs, openssl (test certificates).
-packages=(postfix sasl2-bin libsasl2-modules swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl openssl ca-certificates)
+packages=(postfix sasl2-bin libsasl2-modules python3-dkim swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl openssl ca-certificates)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

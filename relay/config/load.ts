@@ -7,7 +7,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { FormatRegistry } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { parse } from "yaml";
-import { RelayConfig, configVersion, type DomainEntry } from "./schema.js";
+import { RelayConfig, configVersion, type DomainEntry, type DomainOutbound } from "./schema.js";
 
 // RFC 3339 timestamps, as Kubernetes writes them.
 const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
@@ -41,7 +41,14 @@ function resolvePaths(config: RelayConfig, base: string): RelayConfig {
   const at = (path: string) => (isAbsolute(path) ? path : resolve(base, path));
   config.tls.certFile = at(config.tls.certFile);
   config.tls.keyFile = at(config.tls.keyFile);
+  const server = (s: { passwordFile: string; caFile?: string }) => {
+    s.passwordFile = at(s.passwordFile);
+    if (s.caFile) s.caFile = at(s.caFile);
+  };
+  if (config.outbound?.defaultTransport) server(config.outbound.defaultTransport);
   for (const domain of config.domains) {
+    for (const sender of domain.outbound?.senders ?? []) server(sender.server);
+    for (const key of domain.outbound?.dkim ?? []) key.keyFile = at(key.keyFile);
     const { smtp, webhook } = domain.delivery;
     if (smtp?.passwordFile) smtp.passwordFile = at(smtp.passwordFile);
     if (smtp?.caFile) smtp.caFile = at(smtp.caFile);
@@ -80,6 +87,15 @@ function semanticProblems(config: RelayConfig): string[] {
   for (const [i, address] of (config.proxyProtocol?.trustedAddresses ?? []).entries()) {
     if (isIP(address) === 0) problems.push(`/proxyProtocol/trustedAddresses/${i}: ${address} is not an IP address`);
   }
+  const { outbound } = config;
+  if (outbound && !config.listeners.submission) problems.push("/outbound: set listeners.submission, or outbound mail has no way in");
+  if (outbound?.unconnectedSenders === "DefaultTransport" && !outbound.defaultTransport) {
+    problems.push("/outbound/defaultTransport: required when unconnectedSenders is DefaultTransport");
+  }
+  for (const [i, domain] of config.domains.entries()) {
+    if (domain.outbound && !outbound) problems.push(`/domains/${i}/outbound: set the top-level outbound section too`);
+    if (outbound?.systemDomains.includes(domain.domain)) problems.push(`/domains/${i}/domain: ${domain.domain} is a system domain and cannot be connected`);
+  }
   const usernames = new Map<string, string>();
   const domains = new Set<string>();
   config.domains.forEach((domain, i) => {
@@ -92,6 +108,34 @@ function semanticProblems(config: RelayConfig): string[] {
       if (owner) problems.push(`${at}/credentials/${j}/username: ${credential.username} is already used by ${owner}`);
       usernames.set(credential.username, `${domain.domain} version ${credential.version}`);
     });
+    domain.outbound?.submission.forEach((credential, j) => {
+      const owner = usernames.get(credential.username);
+      if (owner) problems.push(`${at}/outbound/submission/${j}/username: ${credential.username} is already used by ${owner}`);
+      usernames.set(credential.username, `${domain.domain} submission version ${credential.version}`);
+    });
+  });
+  return problems;
+}
+
+function outboundProblems(domain: string, outbound: DomainOutbound, at: string): string[] {
+  const problems: string[] = [];
+  const versions = new Set<number>();
+  for (const credential of outbound.submission) {
+    if (versions.has(credential.version)) problems.push(`${at}/submission: version ${credential.version} is listed twice`);
+    versions.add(credential.version);
+  }
+  const algorithms = new Set<string>();
+  for (const key of outbound.dkim) {
+    if (algorithms.has(key.algorithm)) problems.push(`${at}/dkim: two ${key.algorithm} keys; sign with at most one key per algorithm`);
+    algorithms.add(key.algorithm);
+  }
+  const senders = new Set<string>();
+  outbound.senders.forEach((sender, i) => {
+    if (!sender.address.endsWith(`@${domain}`) || sender.address !== sender.address.toLowerCase()) {
+      problems.push(`${at}/senders/${i}/address: ${sender.address} is not a lowercase address in ${domain}`);
+    }
+    if (senders.has(sender.address)) problems.push(`${at}/senders/${i}/address: ${sender.address} is listed twice`);
+    senders.add(sender.address);
   });
   return problems;
 }
@@ -110,6 +154,7 @@ function domainProblems(domain: DomainEntry, at: string): string[] {
     if (versions.has(credential.version)) problems.push(`${at}/credentials: version ${credential.version} is listed twice`);
     versions.add(credential.version);
   }
+  if (domain.outbound) problems.push(...outboundProblems(domain.domain, domain.outbound, `${at}/outbound`));
   for (const address of domain.addresses) {
     if (!address.endsWith(`@${domain.domain}`) || address !== address.toLowerCase()) {
       problems.push(`${at}/addresses: ${address} is not a lowercase address in ${domain.domain}`);

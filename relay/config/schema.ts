@@ -51,6 +51,39 @@ export const WebhookDelivery = Type.Object({
 });
 export type WebhookDelivery = Static<typeof WebhookDelivery>;
 
+export const OutboundServer = Type.Object({
+  host: Hostname("The customer's submission server."),
+  port: Port("Its port (587 for StartTLS, 465 for Implicit)."),
+  tls: Enum(["StartTLS", "Implicit"] as const, "TLS is always required: StartTLS is never opportunistic, plaintext is not an option."),
+  caFile: Type.Optional(FilePath("PEM CA bundle to verify the server with, instead of the system roots.")),
+  username: Type.String({ minLength: 1, maxLength: 256, description: "AUTH username at the customer's server." }),
+  passwordFile: FilePath("File holding the AUTH password (a mounted Secret)."),
+});
+export type OutboundServer = Static<typeof OutboundServer>;
+
+export const DkimKey = Type.Object({
+  selector: Type.String({ minLength: 1, maxLength: 63, pattern: "^[A-Za-z0-9]([-A-Za-z0-9_]{0,61}[A-Za-z0-9])?$", description: "The selector: its public key is published at <selector>._domainkey.<domain>." }),
+  algorithm: Enum(["rsa-sha256", "ed25519-sha256"] as const, "Signature algorithm; the key file must hold a key of that type."),
+  keyFile: FilePath("PEM (PKCS#8 or PKCS#1) private key."),
+});
+export type DkimKey = Static<typeof DkimKey>;
+
+export const SenderEntry = Type.Object({
+  address: Mailbox,
+  server: OutboundServer,
+});
+export type SenderEntry = Static<typeof SenderEntry>;
+
+export const DomainOutbound = Type.Object(
+  {
+    submission: Type.Array(CredentialEntry, { maxItems: 16, description: "The helpdesk's submission credential versions for this domain (digests only)." }),
+    dkim: Type.Array(DkimKey, { maxItems: 4, description: "Keys that sign every message of this domain (one RSA and one Ed25519 sign side by side, RFC 8463). Empty: unsigned." }),
+    senders: Type.Array(SenderEntry, { maxItems: 1000, description: "Ready support addresses and the customer server each one sends through." }),
+  },
+  { description: "Outbound: the helpdesk's notifications, sent through the customer's own server." },
+);
+export type DomainOutbound = Static<typeof DomainOutbound>;
+
 export const DomainEntry = Type.Object({
   domain: Hostname("The customer's mail domain, lowercase."),
   authProtocol: Enum(["PLAIN", "LOGIN"] as const, "SASL mechanism offered for this domain."),
@@ -63,6 +96,7 @@ export const DomainEntry = Type.Object({
     },
     { description: "Exactly one of smtp or webhook." },
   ),
+  outbound: Type.Optional(DomainOutbound),
 });
 export type DomainEntry = Static<typeof DomainEntry>;
 
@@ -74,6 +108,24 @@ export const RelayConfig = Type.Object({
     starttls: Type.Optional(Type.Object({ port: Port("Port of the STARTTLS listener (587 in production).") }, { description: "The submission listener: STARTTLS required before AUTH." })),
     implicitTls: Type.Optional(Type.Object({ port: Port("Port of the implicit-TLS listener (465 in production).") }, { description: "The implicit-TLS listener." })),
     health: Type.Object({ port: Port("Port of /healthz, /readyz and /metrics.") }, { description: "The operations endpoint." }),
+    submission: Type.Optional(
+      Type.Object(
+        {
+          port: Port("Port of the helpdesk's submission listener (STARTTLS required before AUTH)."),
+          bindAddress: Type.Optional(Type.String({ maxLength: 64, description: "Address it binds to; the listeners' bindAddress when omitted." })),
+        },
+        { description: "The cluster-internal submission listener for outbound mail. Never exposed on the customer-facing Service." },
+      ),
+    ),
+    control: Type.Optional(
+      Type.Object(
+        {
+          port: Port("Port of the control API (verification sends, last-use reports)."),
+          tokenSha256: Type.String({ pattern: "^[0-9a-f]{64}$", description: "Hex SHA-256 of the bearer token the operator presents." }),
+        },
+        { description: "The internal control API the operator calls. Cluster-internal, authenticated." },
+      ),
+    ),
     bindAddress: Type.Optional(Type.String({ maxLength: 64, description: "Address the listeners bind to; all interfaces when omitted." })),
     },
     { description: "Where the relay listens. At least one of starttls and implicitTls." },
@@ -121,6 +173,16 @@ export const RelayConfig = Type.Object({
       }),
       },
       { description: "PROXY protocol (v1/v2) from trusted load balancers, so logs and limits see the real client address." },
+    ),
+  ),
+  outbound: Type.Optional(
+    Type.Object(
+      {
+        systemDomains: Type.Array(Hostname("A domain of the helpdesk itself."), { maxItems: 64, description: "The helpdesk's own domains: a sender in one of them is never sent through a customer's server." }),
+        unconnectedSenders: Enum(["Refuse", "DefaultTransport"] as const, "What happens to a sender of an authenticated domain that is not a Ready support address."),
+        defaultTransport: Type.Optional(Type.Object(OutboundServer.properties, { description: "Where unconnected senders go when unconnectedSenders is DefaultTransport." })),
+      },
+      { description: "Rules for the submission listener." },
     ),
   ),
   domains: Type.Array(DomainEntry, { maxItems: 100, description: "The connected domains this relay serves." }),
