@@ -15,10 +15,10 @@ const keys: SigningKey[] = [
 ];
 
 function resolverFor(records: Record<string, KeyObject>) {
-  return async (name: string, type: string): Promise<string[][]> => {
+  return (name: string, type: string): Promise<string[][]> => {
     const key = records[name];
-    if (type !== "TXT" || !key) throw Object.assign(new Error(`no ${type} for ${name}`), { code: "ENOTFOUND" });
-    return [[dnsRecord(key)]];
+    if (type !== "TXT" || !key) return Promise.reject(Object.assign(new Error(`no ${type} for ${name}`), { code: "ENOTFOUND" }));
+    return Promise.resolve([[dnsRecord(key)]]);
   };
 }
 const resolver = resolverFor({ "rsa1._domainkey.example.com": rsa, "ed1._domainkey.example.com": ed });
