@@ -11,18 +11,22 @@ import type { RelayConfig } from "./config/schema.js";
 import { InboundSessions } from "./inbound/session.js";
 import { GreetingDelayServer } from "./inbound/smtp-server.js";
 import { AuthThrottle } from "./inbound/throttle.js";
+import { OutboundSessions } from "./outbound/session.js";
+import { createControlServer } from "./ops/control.js";
 import { createOpsServer } from "./ops/http.js";
 import type { Logger } from "./ops/log.js";
 import { createMetrics, type Metrics } from "./ops/metrics.js";
 import { buildState, retire, type RelayState } from "./state.js";
 
-type Listener = "starttls" | "implicitTls";
+type Listener = "starttls" | "implicitTls" | "submission";
 
 export class Relay {
   readonly metrics: Metrics = createMetrics();
   private state: RelayState;
   private throttle: AuthThrottle;
   private readonly sessions: InboundSessions;
+  private readonly outbound: OutboundSessions;
+  private control: http.Server | undefined;
   private readonly servers = new Map<Listener, GreetingDelayServer>();
   private ops: http.Server | undefined;
   private watcher: FSWatcher | undefined;
@@ -50,6 +54,7 @@ export class Relay {
       log,
       credentialUsed: (domain, version, at) => this.lastUsed.set(`${domain}/${version}`, at),
     });
+    this.outbound = new OutboundSessions({ state: () => this.state, metrics: this.metrics, log });
   }
 
   get config(): RelayConfig {
@@ -61,11 +66,20 @@ export class Relay {
     const host = config.listeners.bindAddress;
     if (config.listeners.starttls) await this.listen("starttls", config.listeners.starttls.port, host);
     if (config.listeners.implicitTls) await this.listen("implicitTls", config.listeners.implicitTls.port, host);
-    this.ops = createOpsServer(this.metrics.registry, { ready: () => this.listening && !this.draining });
-    await new Promise<void>((resolve, reject) => {
-      this.ops!.once("error", reject);
-      this.ops!.listen(config.listeners.health.port, host, () => resolve());
-    });
+    if (config.listeners.submission) await this.listen("submission", config.listeners.submission.port, config.listeners.submission.bindAddress ?? host);
+    this.ops = await listenHttp(createOpsServer(this.metrics.registry, { ready: () => this.listening && !this.draining }), config.listeners.health.port, host);
+    if (config.listeners.control) {
+      this.control = await listenHttp(
+        createControlServer({
+          state: () => this.state,
+          credentialUse: () => [...this.lastUsed].map(([key, at]) => ({ domain: key.slice(0, key.lastIndexOf("/")), version: Number(key.slice(key.lastIndexOf("/") + 1)), lastUsedAt: at.toISOString() })),
+          metrics: this.metrics,
+          log: this.log,
+        }),
+        config.listeners.control.port,
+        host,
+      );
+    }
     this.listening = true;
     this.watchConfig();
     this.log.info("relay started", { ports: this.ports(), domains: config.domains.map((d) => d.domain) });
@@ -76,6 +90,7 @@ export class Relay {
     const ports: Record<string, number> = {};
     for (const [name, server] of this.servers) ports[name] = (server.server.address() as AddressInfo).port;
     if (this.ops) ports.health = (this.ops.address() as AddressInfo).port;
+    if (this.control) ports.control = (this.control.address() as AddressInfo).port;
     return ports;
   }
 
@@ -120,8 +135,8 @@ export class Relay {
           }),
       ),
     );
-    for (const domain of this.state.domains.values()) domain.nextHop.close();
-    await new Promise<void>((resolve) => (this.ops ? this.ops.close(() => resolve()) : resolve()));
+    retire(this.state);
+    await Promise.all([this.ops, this.control].map((server) => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()))));
     this.log.info("relay stopped");
   }
 
@@ -144,6 +159,8 @@ export class Relay {
     const { limits } = config;
     const mechanisms = [...new Set(config.domains.map((d) => d.authProtocol))];
     const sessions = this.sessions;
+    const outbound = this.outbound;
+    const submission = listener === "submission";
     return {
       name: config.hostname,
       banner: "smtp-connector relay",
@@ -151,7 +168,7 @@ export class Relay {
       // TLS before anything that matters: AUTH needs TLS, MAIL needs AUTH.
       allowInsecureAuth: false,
       authOptional: false,
-      authMethods: mechanisms.length > 0 ? mechanisms : ["PLAIN"],
+      authMethods: submission ? ["PLAIN", "LOGIN"] : mechanisms.length > 0 ? mechanisms : ["PLAIN"],
       ...(this.tlsInUse ??= this.tlsMaterial(config)),
       minVersion: config.tls.minVersion ?? "TLSv1.2",
       size: limits.maxMessageBytes,
@@ -173,7 +190,7 @@ export class Relay {
         // Before TLS, AUTH is neither offered nor accepted (like Postfix's
         // smtpd_tls_auth_only): a client that sees no AUTH sends no password
         // in clear, not even in an initial response we would refuse.
-        if (listener === "starttls") session.disabledCommands = ["AUTH"];
+        if (listener !== "implicitTls") session.disabledCommands = ["AUTH"];
         sessions.onConnect(session, listener, callback);
       },
       onSecure: (_socket, session, callback) => {
@@ -181,10 +198,10 @@ export class Relay {
         callback();
       },
       onClose: (session) => sessions.onClose(session),
-      onAuth: (auth, session, callback) => sessions.onAuth(auth, session, callback),
-      onMailFrom: (address, session, callback) => sessions.onMailFrom(address, session, callback),
-      onRcptTo: (address, session, callback) => sessions.onRcptTo(address, session, callback),
-      onData: (stream, session, callback) => sessions.onData(stream, session, callback),
+      onAuth: (auth, session, callback) => sessions.onAuth(auth, session, callback, submission ? "submission" : "inbound"),
+      onMailFrom: (address, session, callback) => (submission ? outbound : sessions).onMailFrom(address, session, callback),
+      onRcptTo: (address, session, callback) => (submission ? outbound : sessions).onRcptTo(address, session, callback),
+      onData: (stream, session, callback) => (submission ? outbound : sessions).onData(stream, session, callback),
     };
   }
 
@@ -228,8 +245,7 @@ export class Relay {
 
   private currentFingerprint(): string {
     const hash = createHash("sha256");
-    for (const file of [this.configFile, this.state?.config.tls.certFile, this.state?.config.tls.keyFile]) {
-      if (!file) continue;
+    for (const file of new Set([this.configFile, ...(this.state ? referencedFiles(this.state.config) : [])])) {
       try {
         hash.update(readFileSync(file));
       } catch {
@@ -238,6 +254,31 @@ export class Relay {
     }
     return hash.digest("hex");
   }
+}
+
+/** Every file the config points at: a renewed certificate or a rotated password or key arrives as a changed file. */
+function referencedFiles(config: RelayConfig): string[] {
+  const files = [config.tls.certFile, config.tls.keyFile];
+  const server = (s: { passwordFile?: string; caFile?: string } | undefined) => {
+    if (s?.passwordFile) files.push(s.passwordFile);
+    if (s?.caFile) files.push(s.caFile);
+  };
+  server(config.outbound?.defaultTransport);
+  for (const domain of config.domains) {
+    server(domain.delivery.smtp);
+    if (domain.delivery.webhook) files.push(domain.delivery.webhook.hmacKeyFile);
+    server(domain.delivery.webhook);
+    for (const sender of domain.outbound?.senders ?? []) server(sender.server);
+    for (const key of domain.outbound?.dkim ?? []) files.push(key.keyFile);
+  }
+  return files;
+}
+
+function listenHttp(server: http.Server, port: number, host: string | undefined): Promise<http.Server> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve(server));
+  });
 }
 
 function throttleFor(config: RelayConfig): AuthThrottle {

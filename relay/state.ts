@@ -1,21 +1,29 @@
 // What the relay derives from one config: lookups built once per load and
 // swapped atomically on reload, so a session sees one consistent config.
-import type { RelayConfig, DomainEntry } from "./config/schema.js";
+import type { RelayConfig, DomainEntry, OutboundServer } from "./config/schema.js";
 import { CredentialStore } from "./inbound/credentials.js";
 import type { FilterOptions } from "./inbound/message-filter.js";
 import type { NextHop } from "./forward/next-hop.js";
 import { SmtpNextHop } from "./forward/smtp-next-hop.js";
 import { WebhookNextHop } from "./forward/webhook-next-hop.js";
+import { loadSigningKey, type SigningKey } from "./outbound/dkim.js";
 
 export interface ServedDomain {
   entry: DomainEntry;
   addresses: ReadonlySet<string>;
   nextHop: NextHop;
+  /** Outbound: each Ready support address's transport towards the customer's server. */
+  senders: ReadonlyMap<string, NextHop>;
+  dkim: readonly SigningKey[];
 }
 
 export interface RelayState {
   config: RelayConfig;
   credentials: CredentialStore;
+  submissionCredentials: CredentialStore;
+  /** Where unconnected senders go, when the config says so. */
+  defaultTransport: NextHop | undefined;
+  systemDomains: ReadonlySet<string>;
   domains: ReadonlyMap<string, ServedDomain>;
   filter: Omit<FilterOptions, "prepend">;
   nextHopTimeoutMs: number;
@@ -28,17 +36,38 @@ export interface RelayState {
  */
 export function buildState(config: RelayConfig): RelayState {
   const nextHopTimeoutMs = config.limits.nextHopTimeoutSeconds * 1000;
+  const hopOptions = { clientName: config.hostname, timeoutMs: nextHopTimeoutMs };
+  // One pool per distinct identity (server and credentials): addresses that
+  // share a login share connections; no connection ever carries another
+  // address's login.
+  const transports = new Map<string, SmtpNextHop>();
+  const transport = (server: OutboundServer): SmtpNextHop => {
+    const hop = new SmtpNextHop({ ...server, protocol: "SMTP" }, hopOptions);
+    const existing = transports.get(hop.identity);
+    if (existing) return existing;
+    transports.set(hop.identity, hop);
+    return hop;
+  };
   const domains = new Map<string, ServedDomain>();
   for (const entry of config.domains) {
     const { smtp, webhook } = entry.delivery;
-    const nextHop = smtp
-      ? new SmtpNextHop(smtp, { clientName: config.hostname, timeoutMs: nextHopTimeoutMs })
-      : new WebhookNextHop(webhook!, nextHopTimeoutMs);
-    domains.set(entry.domain, { entry, addresses: new Set(entry.addresses.map((a) => a.toLowerCase())), nextHop });
+    const nextHop = smtp ? new SmtpNextHop(smtp, hopOptions) : new WebhookNextHop(webhook!, nextHopTimeoutMs);
+    const outbound = entry.outbound;
+    domains.set(entry.domain, {
+      entry,
+      addresses: new Set(entry.addresses.map((a) => a.toLowerCase())),
+      nextHop,
+      senders: new Map((outbound?.senders ?? []).map((s) => [s.address, transport(s.server)])),
+      dkim: (outbound?.dkim ?? []).map((key) => loadSigningKey(entry.domain, key)),
+    });
   }
+  const defaultServer = config.outbound?.unconnectedSenders === "DefaultTransport" ? config.outbound.defaultTransport : undefined;
   return {
     config,
     credentials: new CredentialStore(config.domains),
+    submissionCredentials: new CredentialStore(config.domains.map((d) => ({ domain: d.domain, credentials: d.outbound?.submission ?? [] }))),
+    defaultTransport: defaultServer ? transport(defaultServer) : undefined,
+    systemDomains: new Set(config.outbound?.systemDomains ?? []),
     domains,
     filter: {
       maxBytes: config.limits.maxMessageBytes,
@@ -53,5 +82,9 @@ export function buildState(config: RelayConfig): RelayState {
 
 /** Closes the idle connections of a replaced state; in-flight messages finish first. */
 export function retire(previous: RelayState): void {
-  for (const domain of previous.domains.values()) domain.nextHop.close();
+  for (const domain of previous.domains.values()) {
+    domain.nextHop.close();
+    for (const sender of domain.senders.values()) sender.close();
+  }
+  previous.defaultTransport?.close();
 }

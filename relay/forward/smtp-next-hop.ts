@@ -5,6 +5,7 @@
 // A connection that saw any error is closed, never reused: if the message
 // stream fails mid-DATA the socket is destroyed before the final dot, so the
 // next hop discards the partial message instead of accepting it.
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
@@ -28,6 +29,8 @@ export class NextHopError extends Error {
     message: string,
     readonly responseCode: number | undefined,
     readonly kind: "Reply" | "Connection" | "Timeout" | "Message",
+    /** What nodemailer says failed: its error code (EAUTH, ETLS, ECONNECTION, …) and the SMTP command. */
+    readonly detail: { code?: string; command?: string } = {},
   ) {
     super(message);
     this.name = "NextHopError";
@@ -45,6 +48,8 @@ export class SmtpNextHop implements NextHop {
   private readonly password: string | undefined;
   private readonly ca: string | undefined;
   private closed = false;
+  /** Who this next hop's connections are: server, TLS, trust and login. Equal identities may share a pool. */
+  readonly identity: string;
 
   constructor(
     readonly delivery: SmtpDelivery,
@@ -53,6 +58,9 @@ export class SmtpNextHop implements NextHop {
     // Read once per config load: a changed file arrives as a new config.
     this.password = delivery.passwordFile ? readFileSync(delivery.passwordFile, "utf8").trim() : undefined;
     this.ca = delivery.caFile ? readFileSync(delivery.caFile, "utf8") : undefined;
+    this.identity = createHash("sha256")
+      .update(JSON.stringify([delivery.host, delivery.port, delivery.protocol, delivery.tls, this.ca ?? null, delivery.username ?? null, this.password ?? null]))
+      .digest("hex");
   }
 
   async send(envelope: Envelope, message: Readable, signal?: AbortSignal): Promise<DeliveryResult> {
@@ -170,11 +178,12 @@ function settle<T>(connection: SMTPConnection, signal: AbortSignal | undefined, 
 
 function toNextHopError(error: unknown): NextHopError {
   if (error instanceof NextHopError) return error;
-  const e = error as { message?: string; response?: string; responseCode?: number; code?: string };
+  const e = error as { message?: string; response?: string; responseCode?: number; code?: string; command?: string };
+  const detail = { ...(e.code ? { code: e.code } : {}), ...(e.command ? { command: e.command } : {}) };
   if (typeof e.responseCode === "number" && e.responseCode >= 400) {
-    return new NextHopError(e.response ?? e.message ?? "next hop refused", e.responseCode, "Reply");
+    return new NextHopError(e.response ?? e.message ?? "next hop refused", e.responseCode, "Reply", detail);
   }
-  if (e.code === "ETIMEDOUT") return new NextHopError(e.message ?? "timed out", undefined, "Timeout");
-  if (e.code === "ESTREAM") return new NextHopError(e.message ?? "message stream failed", undefined, "Message");
-  return new NextHopError(e.message ?? String(error), undefined, "Connection");
+  if (e.code === "ETIMEDOUT") return new NextHopError(e.message ?? "timed out", undefined, "Timeout", detail);
+  if (e.code === "ESTREAM") return new NextHopError(e.message ?? "message stream failed", undefined, "Message", detail);
+  return new NextHopError(e.message ?? String(error), undefined, "Connection", detail);
 }

@@ -1,7 +1,7 @@
 // Decides whether a username/password pair is one of a domain's credential
 // versions, and which. Digests only: the relay never holds inbound passwords.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import type { DomainEntry } from "../config/schema.js";
+import type { CredentialEntry } from "../config/schema.js";
 
 export type AuthFailure = "UnknownUser" | "WrongPassword" | "Revoked" | "Expired";
 
@@ -24,7 +24,7 @@ export class CredentialStore {
   // exactly what a wrong password costs.
   private readonly decoy = createHash("sha256").update(randomBytes(32)).digest();
 
-  constructor(domains: readonly DomainEntry[]) {
+  constructor(domains: Iterable<{ domain: string; credentials: readonly CredentialEntry[] }>) {
     for (const domain of domains) {
       for (const c of domain.credentials) {
         this.byUsername.set(c.username, {

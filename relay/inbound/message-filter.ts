@@ -34,6 +34,8 @@ export interface FilterOptions {
   authservId: string;
   /** Header fields to prepend, each ending in CRLF. */
   prepend: string;
+  /** Outbound: every header field stays as the sender wrote it (nothing removed). */
+  preserveHeaders?: boolean;
 }
 
 const CR = 0x0d;
@@ -165,8 +167,10 @@ export class MessageFilter extends Transform {
     for (const field of fields(this.headerLines)) {
       const name = fieldName(field);
       if (name === "received") received++;
-      if (name.startsWith(ownHeaderPrefix)) continue;
-      if (name === "authentication-results" && authservIdOf(field) === this.options.authservId.toLowerCase()) continue;
+      if (!this.options.preserveHeaders) {
+        if (name.startsWith(ownHeaderPrefix)) continue;
+        if (name === "authentication-results" && authservIdOf(field) === this.options.authservId.toLowerCase()) continue;
+      }
       kept.push(...field);
     }
     this.headerLines = [];

@@ -4,7 +4,9 @@
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
 import type { Logger } from "../ops/log.js";
 import type { Metrics } from "../ops/metrics.js";
-import { NextHopError } from "../forward/smtp-next-hop.js";
+import { SmtpReply, cutThrough, oneLine, replyFor } from "../forward/cut-through.js";
+
+export { SmtpReply };
 import { parseMailbox } from "./address.js";
 import { MessageFilter, type FilterOptions } from "./message-filter.js";
 import { failureDelayMs, type AuthThrottle } from "./throttle.js";
@@ -12,23 +14,17 @@ import type { RelayState } from "../state.js";
 
 /** What a session knows once AUTH succeeded. */
 export interface AuthenticatedUser {
+  /** Which credentials: a customer server's inbound ones, or the helpdesk's submission ones. */
+  kind: CredentialKind;
   domain: string;
   version: number;
   username: string;
   mechanism: string;
 }
 
-type Callback = (err?: Error | null) => void;
+export type CredentialKind = "inbound" | "submission";
 
-export class SmtpReply extends Error {
-  constructor(
-    readonly responseCode: number,
-    message: string,
-  ) {
-    super(message);
-    this.name = "SmtpReply";
-  }
-}
+type Callback = (err?: Error | null) => void;
 
 export interface SessionContext {
   state: () => RelayState;
@@ -58,7 +54,12 @@ export class InboundSessions {
     callback();
   }
 
-  onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, callback: (err: Error | null | undefined, response?: { user: AuthenticatedUser }) => void): void {
+  onAuth(
+    auth: SMTPServerAuthentication,
+    session: SMTPServerSession,
+    callback: (err: Error | null | undefined, response?: { user: AuthenticatedUser }) => void,
+    kind: CredentialKind = "inbound",
+  ): void {
     const { metrics, log } = this.ctx;
     const state = this.ctx.state();
     const username = auth.username ?? "";
@@ -69,26 +70,28 @@ export class InboundSessions {
       return;
     }
     if (this.ctx.throttle().isLocked(ip, username)) {
-      metrics.auth.inc({ domain: "", version: "", result: "LockedOut" });
+      metrics.auth.inc({ kind, domain: "", version: "", result: "LockedOut" });
       log.warn("AUTH refused: locked out", { session: session.id, remote: ip, username });
       callback(new SmtpReply(454, "4.7.0 Too many failed authentication attempts, try again later"));
       return;
     }
-    const result = state.credentials.check(username, auth.password ?? "");
+    const store = kind === "inbound" ? state.credentials : state.submissionCredentials;
+    const result = store.check(username, auth.password ?? "");
     const domain = result.domain ? state.domains.get(result.domain) : undefined;
-    if (result.ok && domain && domain.entry.authProtocol === auth.method) {
-      metrics.auth.inc({ domain: result.domain, version: String(result.version), result: "Success" });
-      this.ctx.credentialUsed(result.domain, result.version, new Date());
-      log.info("AUTH accepted", { session: session.id, remote: ip, domain: result.domain, credentialVersion: result.version });
-      callback(null, { user: { domain: result.domain, version: result.version, username: result.username, mechanism: auth.method } });
+    // Inbound, each domain offers one mechanism; the helpdesk may use either.
+    if (result.ok && domain && (kind === "submission" || domain.entry.authProtocol === auth.method)) {
+      metrics.auth.inc({ kind, domain: result.domain, version: String(result.version), result: "Success" });
+      if (kind === "inbound") this.ctx.credentialUsed(result.domain, result.version, new Date());
+      log.info("AUTH accepted", { session: session.id, remote: ip, kind, domain: result.domain, credentialVersion: result.version });
+      callback(null, { user: { kind, domain: result.domain, version: result.version, username: result.username, mechanism: auth.method } });
       return;
     }
     const reason = result.ok ? "WrongMechanism" : result.reason;
-    metrics.auth.inc({ domain: result.domain ?? "", version: result.version === undefined ? "" : String(result.version), result: reason });
+    metrics.auth.inc({ kind, domain: result.domain ?? "", version: result.version === undefined ? "" : String(result.version), result: reason });
     this.ctx.throttle().recordFailure(ip, username);
     const failures = (this.authFailures.get(session.id) ?? 0) + 1;
     this.authFailures.set(session.id, failures);
-    log.warn("AUTH refused", { session: session.id, remote: ip, username, reason, failures });
+    log.warn("AUTH refused", { session: session.id, remote: ip, kind, username, reason, failures });
     const limits = state.config.authFailures;
     setTimeout(() => {
       if (failures >= limits.perConnection) {
@@ -139,103 +142,36 @@ export class InboundSessions {
       stream.on("end", () => callback(new SmtpReply(451, "4.3.0 Domain no longer served, try again later")));
       return;
     }
+    const { metrics, log } = this.ctx;
     const filter = new MessageFilter({ ...state.filter, prepend: traceHeaders(state.filter, session, user) } satisfies FilterOptions);
-    // The filter's errors are the ones we raise to abort it; the reply comes from finish().
-    filter.on("error", () => undefined);
-    const controller = new AbortController();
     const started = process.hrtime.bigint();
     const envelope = {
       from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
       to: session.envelope.rcptTo.map((r) => r.address),
       metadata: { domain: user.domain, credentialVersion: user.version, authenticated: "true", session: session.id, receivedAt: new Date().toISOString() },
     };
-    const abort = (reason: Error) => {
-      if (!filter.destroyed) filter.destroy(reason);
-      controller.abort(reason);
-      stream.resume();
-    };
-    const delivery = domain.nextHop.send(envelope, filter, controller.signal);
-    // A next hop that fails before the end of DATA stops reading the filter:
-    // stop feeding it too, and keep draining the sender until the final dot.
-    delivery.catch((error: Error) => abort(error));
-    stream.on("data", (chunk: Buffer) => {
-      if (filter.destroyed) return;
-      const more = filter.write(chunk);
-      if (filter.rejection) abort(filter.rejection);
-      else if (!more) {
-        stream.pause();
-        filter.once("drain", () => stream.resume());
-      }
-    });
-    let timer: NodeJS.Timeout | undefined;
-    stream.on("end", () => {
-      if (stream.sizeExceeded) abort(new SmtpReply(552, "5.3.4 Message too big"));
-      else if (!filter.destroyed) filter.end();
-      timer = setTimeout(() => abort(new NextHopError("next hop did not answer in time", undefined, "Timeout")), state.nextHopTimeoutMs);
-    });
-
-    void this.finish(delivery, filter, stream, started, session, user).then(
-      (message) => {
-        clearTimeout(timer);
-        callback(null, message);
+    cutThrough({ stream, filter, timeoutMs: state.nextHopTimeoutMs, deliver: (message, signal) => domain.nextHop.send(envelope, message, signal) }).then(
+      (result) => {
+        metrics.messages.inc({ direction: "inbound", result: "Delivered" });
+        metrics.bytes.inc({ direction: "inbound" }, filter.inputBytes);
+        metrics.nextHopSeconds.observe({ direction: "inbound" }, Number(process.hrtime.bigint() - started) / 1e9);
+        log.info("message delivered", { session: session.id, domain: user.domain, credentialVersion: user.version, bytes: filter.inputBytes, nextHop: result.response });
+        callback(null, `2.0.0 Accepted by the next hop: ${oneLine(result.response)}`);
       },
-      (error: Error) => {
-        clearTimeout(timer);
-        callback(error);
+      (error: unknown) => {
+        const reply = replyFor(error, filter, stream);
+        metrics.messages.inc({ direction: "inbound", result: reply.result });
+        log.warn("message not delivered", { session: session.id, domain: user.domain, result: reply.result, reply: `${reply.error.responseCode} ${reply.error.message}` });
+        callback(reply.error);
       },
     );
   }
-
-  private async finish(
-    delivery: Promise<{ response: string }>,
-    filter: MessageFilter,
-    stream: SMTPServerDataStream,
-    started: bigint,
-    session: SMTPServerSession,
-    user: AuthenticatedUser,
-  ): Promise<string> {
-    const { metrics, log } = this.ctx;
-    const ended = new Promise<void>((resolve) => stream.once("end", () => resolve()));
-    try {
-      const result = await delivery;
-      await ended;
-      metrics.messages.inc({ direction: "inbound", result: "Delivered" });
-      metrics.bytes.inc({ direction: "inbound" }, filter.inputBytes);
-      metrics.nextHopSeconds.observe({ direction: "inbound" }, Number(process.hrtime.bigint() - started) / 1e9);
-      log.info("message delivered", { session: session.id, domain: user.domain, credentialVersion: user.version, bytes: filter.inputBytes, nextHop: result.response });
-      return `2.0.0 Accepted by the next hop: ${oneLine(result.response)}`;
-    } catch (error) {
-      await ended;
-      const reply = replyFor(error, filter, stream);
-      metrics.messages.inc({ direction: "inbound", result: reply.result });
-      log.warn("message not delivered", { session: session.id, domain: user.domain, result: reply.result, reply: `${reply.error.responseCode} ${reply.error.message}` });
-      throw reply.error;
-    }
-  }
 }
 
-function replyFor(error: unknown, filter: MessageFilter, stream: SMTPServerDataStream): { result: string; error: SmtpReply } {
-  if (stream.sizeExceeded) return { result: "TooBig", error: new SmtpReply(552, "5.3.4 Message too big") };
-  if (filter.rejection) return { result: filter.rejection.rejection, error: new SmtpReply(filter.rejection.responseCode, filter.rejection.message) };
-  if (error instanceof NextHopError) {
-    if (error.kind === "Reply" && error.responseCode !== undefined && error.responseCode >= 500) {
-      return { result: "NextHopReject", error: new SmtpReply(error.responseCode, `5.0.0 Next hop refused the message: ${oneLine(error.message)}`) };
-    }
-    if (error.kind === "Reply" && error.responseCode !== undefined) {
-      return { result: "NextHopTempFail", error: new SmtpReply(error.responseCode, `4.0.0 Next hop deferred the message: ${oneLine(error.message)}`) };
-    }
-    if (error.kind === "Timeout") return { result: "NextHopTimeout", error: new SmtpReply(451, "4.4.2 Next hop did not answer in time, try again later") };
-    return { result: "NextHopUnavailable", error: new SmtpReply(451, `4.4.1 Next hop unavailable, try again later (${oneLine(error.message)})`) };
-  }
-  return { result: "InternalError", error: new SmtpReply(451, "4.3.0 Local error, try again later") };
-}
-
-export function authenticatedUser(session: SMTPServerSession): AuthenticatedUser | undefined {
+export function authenticatedUser(session: SMTPServerSession, kind: CredentialKind = "inbound"): AuthenticatedUser | undefined {
   const user = session.user as AuthenticatedUser | undefined;
-  return user && typeof user.domain === "string" ? user : undefined;
+  return user && typeof user.domain === "string" && user.kind === kind ? user : undefined;
 }
-
-const oneLine = (text: string) => text.replace(/[\r\n]+/g, " ").slice(0, 400);
 
 /** The trace and trust header fields the relay prepends (RFC 5321 Received, RFC 8601 Authentication-Results). */
 export function traceHeaders(filter: Pick<FilterOptions, "authservId">, session: SMTPServerSession, user: AuthenticatedUser): string {

@@ -11,8 +11,8 @@ export function createMetrics() {
     activeSessions: new Gauge({ name: "smtpc_relay_sessions_active", help: "SMTP sessions open now.", registers: [registry] }),
     auth: new Counter({
       name: "smtpc_relay_auth_total",
-      help: "AUTH attempts by domain, credential version and result (Success, UnknownUser, WrongPassword, Revoked, Expired, LockedOut, Malformed).",
-      labelNames: ["domain", "version", "result"],
+      help: "AUTH attempts by kind (inbound, submission), domain, credential version and result (Success, UnknownUser, WrongPassword, Revoked, Expired, LockedOut, WrongMechanism).",
+      labelNames: ["kind", "domain", "version", "result"],
       registers: [registry],
     }),
     messages: new Counter({
@@ -27,6 +27,19 @@ export function createMetrics() {
       help: "Time from the end of DATA to the next hop's answer.",
       labelNames: ["direction"],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    outbound: new Counter({
+      name: "smtpc_relay_outbound_messages_total",
+      help: "Outbound messages by sender (support address, or 'default' for the default transport) and result (Delivered, refusal and failure reasons).",
+      labelNames: ["sender", "result"],
+      registers: [registry],
+    }),
+    outboundSeconds: new Histogram({
+      name: "smtpc_relay_outbound_delivery_seconds",
+      help: "Time from the end of DATA to the customer server's answer, by sender.",
+      labelNames: ["sender"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
     configReloads: new Counter({ name: "smtpc_relay_config_reloads_total", help: "Config reloads by result (Applied, Invalid).", labelNames: ["result"], registers: [registry] }),

@@ -60,7 +60,7 @@ describe("credential rotation and revocation, hot", () => {
     old.client.close();
     assert.match((await authenticate(h, "example.com-v2", v2)).reply, /^235 /);
     const metrics = await (await fetch(`http://127.0.0.1:${h.healthPort}/metrics`)).text();
-    assert.match(metrics, /smtpc_relay_auth_total\{domain="example.com",version="1",result="Revoked"\} [1-9]/);
+    assert.match(metrics, /smtpc_relay_auth_total\{kind="inbound",domain="example.com",version="1",result="Revoked"\} [1-9]/);
     assert.match(metrics, /smtpc_relay_config_reloads_total\{result="Applied"\} [1-9]/);
   });
 

@@ -3,9 +3,9 @@
 // customer's mail server.
 import { execFile } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { freePort, tempDir } from "./mail.js";
+import { freePort, selfSignedCertificate, tempDir } from "./mail.js";
 import { eventuallyTrue } from "./wait.js";
 
 const execFileAsync = promisify(execFile);
@@ -46,7 +46,7 @@ const services = [
   "postlog   unix-dgram n - n - 1 postlogd",
 ];
 
-export async function startPostfix(settings: Record<string, string>, extraServices: string[] = []): Promise<Postfix> {
+export async function startPostfix(settings: Record<string, string>, extraServices: string[] = [], files: Record<string, string> = {}): Promise<Postfix> {
   const dir = tempDir("postfix");
   chmodSync(dir, 0o755);
   const port = await freePort();
@@ -72,6 +72,10 @@ export async function startPostfix(settings: Record<string, string>, extraServic
   };
   writeFileSync(join(dir, "main.cf"), Object.entries(main).map(([k, v]) => `${k} = ${v}`).join("\n") + "\n");
   writeFileSync(join(dir, "master.cf"), [`127.0.0.1:${port} inet n - n - - smtpd`, ...services, ...extraServices].join("\n") + "\n");
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, path)), { recursive: true, mode: 0o755 });
+    writeFileSync(join(dir, path), content, { mode: 0o644 });
+  }
   mkdirSync(join(dir, "queue"));
   mkdirSync(join(dir, "data"));
   const { uid, gid } = postfixUser();
@@ -116,4 +120,66 @@ async function run(args: string[]): Promise<void> {
     const e = error as { stderr?: string; stdout?: string; message: string };
     throw new Error(`postfix ${args.join(" ")} failed: ${e.stderr ?? ""}${e.stdout ?? ""}${e.message}`);
   }
+}
+
+export interface SubmissionUser {
+  username: string;
+  password: string;
+  /** Envelope senders this login may use (Postfix refuses any other: reject_sender_login_mismatch). */
+  senders: string[];
+}
+
+/**
+ * A private Postfix as the customer's submission server: STARTTLS required,
+ * then SASL AUTH (Cyrus, sasldb) required, each login bound to its senders,
+ * relaying everything to `relayTo` (smtp-sink in tests). Its certificate is
+ * self-signed for 127.0.0.1; `certFile` is the CA a client must trust.
+ */
+export async function startSubmissionServer(opts: { relayTo: number; users: SubmissionUser[]; implicitTls?: boolean }): Promise<Postfix & { certFile: string }> {
+  const sasl = tempDir("sasl");
+  chmodSync(sasl, 0o755);
+  const tls = await selfSignedCertificate(sasl, "mx.customer.test");
+  const db = join(sasl, "sasldb2");
+  for (const user of opts.users) {
+    const [name, realm] = user.username.split("@");
+    await new Promise<void>((resolve, reject) => {
+      const child = execFile("saslpasswd2", ["-f", db, "-p", "-c", ...(realm ? ["-u", realm] : []), name!], (error) => (error ? reject(error) : resolve()));
+      child.stdin?.end(user.password);
+    });
+  }
+  const { uid, gid } = postfixUser();
+  chownSync(db, uid, gid);
+  chmodSync(db, 0o640);
+  const logins = opts.users.flatMap((u) => u.senders.map((s) => `${s}=${u.username}`)).join(", ");
+  const postfix = await startPostfix(
+    {
+      mynetworks: "",
+      smtpd_tls_cert_file: tls.certFile,
+      smtpd_tls_key_file: tls.keyFile,
+      smtpd_tls_security_level: "encrypt",
+      smtpd_tls_wrappermode: opts.implicitTls ? "yes" : "no",
+      smtpd_tls_auth_only: "yes",
+      smtpd_sasl_auth_enable: "yes",
+      smtpd_sasl_type: "cyrus",
+      smtpd_sasl_path: "smtpd",
+      smtpd_sasl_security_options: "noanonymous",
+      smtpd_sasl_authenticated_header: "yes",
+      smtpd_sender_login_maps: `inline:{ ${logins} }`,
+      smtpd_sender_restrictions: "reject_sender_login_mismatch",
+      smtpd_relay_restrictions: "permit_sasl_authenticated, reject",
+      relayhost: `[127.0.0.1]:${opts.relayTo}`,
+      smtp_tls_security_level: "none",
+    },
+    [],
+    // Debian's Postfix reads its Cyrus configuration from <config dir>/sasl/<smtpd_sasl_path>.conf.
+    { "sasl/smtpd.conf": `pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: ${db}\n` },
+  );
+  return {
+    ...postfix,
+    certFile: tls.certFile,
+    stop: async () => {
+      await postfix.stop();
+      rmSync(sasl, { recursive: true, force: true });
+    },
+  };
 }

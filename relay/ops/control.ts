@@ -1,0 +1,151 @@
+// The relay's control API, called by the operator over the cluster network
+// (the relay itself has no Kubernetes access). Bearer-token authenticated
+// (digest in the config, constant-time comparison); every body validated.
+//
+//   POST /v1/verification-sends  send a verification email through exactly the
+//                                outbound path of a support address
+//   GET  /v1/credential-use      last successful AUTH per inbound credential version
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import http from "node:http";
+import { Readable } from "node:stream";
+import { Type, type Static } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import type { Logger } from "./log.js";
+import type { Metrics } from "./metrics.js";
+import type { RelayState } from "../state.js";
+import { parseMailbox } from "../inbound/address.js";
+import { routeSender } from "../outbound/route.js";
+import { classifyFailure, sendOutbound } from "../outbound/send.js";
+import { NextHopError } from "../forward/smtp-next-hop.js";
+
+const maxBodyBytes = 16 * 1024;
+
+export const VerificationSend = Type.Object(
+  {
+    domain: Type.String({ minLength: 1, maxLength: 253, pattern: "^[a-z0-9.-]+$" }),
+    from: Type.String({ minLength: 3, maxLength: 254 }),
+    to: Type.String({ minLength: 3, maxLength: 254 }),
+    token: Type.String({ pattern: "^[A-Za-z0-9_-]{16,128}$" }),
+    // Printable ASCII only: nothing in it can start a new header line.
+    subject: Type.Optional(Type.String({ maxLength: 200, pattern: "^[\\x20-\\x7e]*$" })),
+  },
+  { additionalProperties: false },
+);
+export type VerificationSend = Static<typeof VerificationSend>;
+
+export interface ControlSource {
+  state(): RelayState;
+  credentialUse(): { domain: string; version: number; lastUsedAt: string }[];
+  metrics: Metrics;
+  log: Logger;
+}
+
+export function createControlServer(source: ControlSource): http.Server {
+  return http.createServer((req, res) => {
+    const reply = (status: number, body: object) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body) + "\n");
+    const tokenSha256 = source.state().config.listeners.control?.tokenSha256;
+    if (!tokenSha256 || !authorized(req.headers.authorization, tokenSha256)) {
+      reply(401, { result: "Unauthorized", message: "a valid bearer token is required" });
+      return;
+    }
+    const path = (req.url ?? "/").split("?")[0];
+    if (path === "/v1/credential-use" && req.method === "GET") {
+      reply(200, { credentials: source.credentialUse() });
+    } else if (path === "/v1/verification-sends" && req.method === "POST") {
+      readJson(req).then(
+        (body) => verificationSend(source, body).then(({ status, body }) => reply(status, body)),
+        (error: Error) => reply(400, { result: "InvalidRequest", message: error.message }),
+      );
+    } else if (path === "/v1/credential-use" || path === "/v1/verification-sends") {
+      reply(405, { result: "MethodNotAllowed", message: `${req.method ?? ""} is not allowed on ${path}` });
+    } else {
+      reply(404, { result: "NotFound", message: `no endpoint ${path}` });
+    }
+  });
+}
+
+function authorized(header: string | undefined, tokenSha256: string): boolean {
+  const presented = /^Bearer (\S+)$/.exec(header ?? "")?.[1] ?? "";
+  const digest = createHash("sha256").update(presented).digest();
+  return timingSafeEqual(digest, Buffer.from(tokenSha256, "hex"));
+}
+
+function readJson(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    if (!(req.headers["content-type"] ?? "").startsWith("application/json")) {
+      req.resume();
+      return reject(new Error("content-type must be application/json"));
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBodyBytes) {
+        req.destroy();
+        reject(new Error(`body larger than ${maxBodyBytes} bytes`));
+      } else chunks.push(chunk);
+    });
+    req.on("end", () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+      } catch {
+        reject(new Error("body is not valid JSON"));
+      }
+    });
+    req.on("error", reject);
+  });
+}
+
+async function verificationSend(source: ControlSource, body: unknown): Promise<{ status: number; body: object }> {
+  const problems = [...Value.Errors(VerificationSend, body)].map((e) => `${e.path || "/"}: ${e.message}`);
+  if (problems.length > 0) return { status: 400, body: { result: "InvalidRequest", message: problems.slice(0, 5).join("; ") } };
+  const request = body as VerificationSend;
+  const state = source.state();
+  const route = routeSender(state, request.domain, request.from);
+  if (!route.ok) return { status: 422, body: { result: route.reason, message: route.message } };
+  // A verification proves the address's own path; the default transport proves nothing.
+  if (route.transport !== "SupportAddress") {
+    return { status: 422, body: { result: "SenderNotReady", message: `${route.sender} has no outbound server configured on this relay yet` } };
+  }
+  const to = parseMailbox(request.to);
+  if (!to.ok) return { status: 400, body: { result: "InvalidRequest", message: `/to: not an address we send to (${to.problem})` } };
+  const message = verificationMessage(state.config.hostname, { ...request, from: route.sender });
+  const started = process.hrtime.bigint();
+  try {
+    const result = await sendOutbound(route, { from: route.sender, to: [request.to] }, Readable.from([message]), AbortSignal.timeout(state.nextHopTimeoutMs));
+    source.metrics.outbound.inc({ sender: route.sender, result: "Delivered" });
+    source.metrics.outboundSeconds.observe({ sender: route.sender }, Number(process.hrtime.bigint() - started) / 1e9);
+    source.log.info("verification email sent", { domain: request.domain, sender: route.sender, server: result.response });
+    return { status: 200, body: { result: "Delivered", response: result.response } };
+  } catch (error) {
+    const failure = classifyFailure(error);
+    source.metrics.outbound.inc({ sender: route.sender, result: failure });
+    const code = error instanceof NextHopError ? error.responseCode : undefined;
+    const text = error instanceof Error ? error.message.replace(/[\r\n]+/g, " ").slice(0, 400) : String(error);
+    source.log.warn("verification email not sent", { domain: request.domain, sender: route.sender, result: failure, reply: text });
+    return { status: 502, body: { result: failure, ...(code ? { responseCode: code } : {}), message: text } };
+  }
+}
+
+/** The verification email. Every value in it was validated above; the token appears in a header and the body. */
+export function verificationMessage(hostname: string, request: VerificationSend, now = new Date()): Buffer {
+  const lines = [
+    `From: ${request.from}`,
+    `To: ${request.to}`,
+    `Subject: ${request.subject ?? "smtp-connector verification"}`,
+    `Date: ${now.toUTCString().replace("GMT", "+0000")}`,
+    `Message-ID: <${randomBytes(12).toString("hex")}.verification@${hostname}>`,
+    "Auto-Submitted: auto-generated",
+    "X-Auto-Response-Suppress: All",
+    `X-SmtpConnector-Verification: ${request.token}`,
+    "MIME-Version: 1.0",
+    "Content-Type: text/plain; charset=us-ascii",
+    "",
+    "This message checks that mail for this support address flows through smtp-connector.",
+    "It needs no action.",
+    "",
+    `Verification token: ${request.token}`,
+    "",
+  ];
+  return Buffer.from(lines.join("\r\n"), "latin1");
+}
