@@ -7,10 +7,17 @@ import { fieldTable } from "./api-docs.js";
 const example = {
   version: configVersion,
   hostname: "relay.example-com.helpdesk.example.net",
-  listeners: { starttls: { port: 587 }, implicitTls: { port: 465 }, health: { port: 8080 } },
+  listeners: {
+    starttls: { port: 587 },
+    implicitTls: { port: 465 },
+    submission: { port: 2587 },
+    control: { port: 8443, tokenSha256: "5f0c2d1e6b1a4c1b0f7a1e7b4f1d0c9a8e7d6c5b4a39281706f5e4d3c2b1a090" },
+    health: { port: 8080 },
+  },
   tls: { certFile: "/etc/smtp-connector/tls/tls.crt", keyFile: "/etc/smtp-connector/tls/tls.key", minVersion: "TLSv1.2" },
   limits: recommendedLimits,
   authFailures: recommendedAuthFailures,
+  outbound: { systemDomains: ["helpdesk.example.net"], unconnectedSenders: "Refuse" },
   domains: [
     {
       domain: "example.com",
@@ -21,6 +28,19 @@ const example = {
       ],
       addresses: ["support@example.com", "billing@example.com"],
       delivery: { smtp: { host: "ingest.helpdesk.svc.cluster.local", port: 25, protocol: "LMTP", tls: "None" } },
+      outbound: {
+        submission: [{ version: 1, username: "helpdesk-example-com-v1", passwordSha256: "0b9f3c4f0cb5a0a3d3f9e4f2b1c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4", state: "Active" }],
+        dkim: [
+          { selector: "smtpc-2026-11", algorithm: "rsa-sha256", keyFile: "/etc/smtp-connector/dkim/rsa.key" },
+          { selector: "smtpc-2026-11-ed", algorithm: "ed25519-sha256", keyFile: "/etc/smtp-connector/dkim/ed25519.key" },
+        ],
+        senders: [
+          {
+            address: "support@example.com",
+            server: { host: "mail.example.com", port: 587, tls: "StartTLS", username: "support@example.com", passwordFile: "/etc/smtp-connector/outbound/support-example-com/password" },
+          },
+        ],
+      },
     },
   ],
 };
@@ -43,6 +63,15 @@ export function relayConfigReference(): string {
     "What it never holds: inbound passwords (only SHA-256 digests: they are 256-bit random, so a fast digest",
     "is enough and keeps AUTH cheap), or any other secret in clear — next-hop passwords and webhook keys are",
     "file paths into their own mounted Secrets.",
+    "",
+    "Outbound, the helpdesk submits to `listeners.submission` (cluster-internal; STARTTLS, then a domain's",
+    "`outbound.submission` credential). The envelope sender picks the route: a listed sender goes through its",
+    "own `server` and login (one connection pool per distinct server and login, never shared with another",
+    "login), signed with the domain's `dkim` keys; a sender in `outbound.systemDomains` or outside the",
+    "authenticated domain is refused; any other sender of the domain goes to `outbound.defaultTransport` or is",
+    "refused, per `unconnectedSenders`. `listeners.control` is the operator's API (bearer token, digest here):",
+    "`POST /v1/verification-sends` sends a verification email through exactly a sender's route, and",
+    "`GET /v1/credential-use` reports each inbound credential version's last successful AUTH.",
     "",
     "The relay also enforces what only it can see in time: `expiresAt` ends a version without waiting for a",
     "new config, and the brute-force limits in `authFailures` hold across connections.",

@@ -114,6 +114,12 @@ export class Relay {
     }
     if (JSON.stringify(previous.config.authFailures) !== JSON.stringify(config.authFailures)) this.throttle = throttleFor(config);
     this.reloadCertificate(previous.config, config);
+    // smtp-server reads these per command: new sessions and commands see the new limits.
+    for (const server of this.servers.values()) {
+      server.options.size = config.limits.maxMessageBytes;
+      server.options.maxRecipients = config.limits.maxRecipients;
+      server.options.maxClients = config.limits.maxConnections;
+    }
     retire(previous);
     this.metrics.configReloads.inc({ result: "Applied" });
     this.log.info("config reloaded", { domains: config.domains.map((d) => d.domain) });

@@ -7,6 +7,7 @@
 // next hop discards the partial message instead of accepting it.
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import type { Readable } from "node:stream";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 import type { SmtpDelivery } from "../config/schema.js";
@@ -130,7 +131,8 @@ export class SmtpNextHop implements NextHop {
       greetingTimeout: options.timeoutMs,
       socketTimeout: options.timeoutMs,
       socketCloseTimeout: 0,
-      tls: { minVersion: "TLSv1.2", servername: delivery.host, ...(this.ca ? { ca: this.ca } : {}) },
+      // SNI carries names only (RFC 6066); an IP address is still verified against the certificate's IP SANs.
+      tls: { minVersion: "TLSv1.2", ...(isIP(delivery.host) ? {} : { servername: delivery.host }), ...(this.ca ? { ca: this.ca } : {}) },
       logger: false,
     });
     // Errors surface through settle(); this keeps a late one from crashing the process.

@@ -90,7 +90,11 @@ export class SigningSpool extends Writable {
     }
   }
 
+  // Writables destroy themselves after finishing (autoDestroy): the content
+  // must outlive that, until replay() was read and dispose() called. Only a
+  // failed spool cleans up here.
   override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    if (!error) return done(null);
     this.dispose().then(() => done(error), () => done(error));
   }
 

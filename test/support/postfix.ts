@@ -143,7 +143,7 @@ export async function startSubmissionServer(opts: { relayTo: number; users: Subm
   for (const user of opts.users) {
     const [name, realm] = user.username.split("@");
     await new Promise<void>((resolve, reject) => {
-      const child = execFile("saslpasswd2", ["-f", db, "-p", "-c", ...(realm ? ["-u", realm] : []), name!], (error) => (error ? reject(error) : resolve()));
+      const child = execFile("saslpasswd2", ["-f", db, "-p", "-c", ...(realm ? ["-u", realm] : []), name!], (error) => (error ? reject(new Error(`saslpasswd2 failed: ${error.message}`)) : resolve()));
       child.stdin?.end(user.password);
     });
   }

@@ -19,6 +19,9 @@ export interface RelayHarness {
   starttlsPort: number;
   implicitPort: number;
   healthPort: number;
+  submissionPort: number | undefined;
+  controlPort: number | undefined;
+  dir: string;
   /** Rewrites the config file and reloads it now (the watcher would within two seconds). */
   update(change: (config: RelayConfig) => void): boolean;
   stop(): Promise<void>;
@@ -39,11 +42,14 @@ export async function startRelay(opts: {
   proxyProtocol?: RelayConfig["proxyProtocol"];
   delivery?: RelayConfig["domains"][number]["delivery"];
   lmtp?: boolean;
+  /** Last changes to the config before the relay starts (outbound sections, control API). */
+  configure?: (config: RelayConfig, dir: string) => void | Promise<void>;
 }): Promise<RelayHarness> {
   const dir = tempDir("relay");
   const sink = await startSmtpSink(opts.sinkOptions ?? []);
   const tls = await selfSignedCertificate(dir);
   const config = await relayConfig({ dir, tls, sinkPort: sink.port, ...opts });
+  await opts.configure?.(config, dir);
   const configFile = join(dir, "relay.yaml");
   writeRelayConfig(configFile, config);
   const logs: string[] = [];
@@ -61,6 +67,9 @@ export async function startRelay(opts: {
     starttlsPort: ports.starttls!,
     implicitPort: ports.implicitTls!,
     healthPort: ports.health!,
+    submissionPort: ports.submission,
+    controlPort: ports.control,
+    dir,
     update(change) {
       change(config);
       writeRelayConfig(configFile, config);

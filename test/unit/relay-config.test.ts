@@ -38,6 +38,14 @@ describe("relay config", () => {
     { name: "two delivery targets", change: (c) => (c.domains[0].delivery.webhook = { url: "https://x.example/h", hmacKeyFile: "/k" }), problem: /set exactly one of smtp or webhook/ },
     { name: "next-hop AUTH without TLS", change: (c) => Object.assign(c.domains[0].delivery.smtp, { username: "u", passwordFile: "/p", tls: "None" }), problem: /AUTH to the next hop requires tls/ },
     { name: "a PROXY trust entry that is not an IP", change: (c) => (c.proxyProtocol = { trustedAddresses: ["10.0.0.0/8"] }), problem: /10\.0\.0\.0\/8 is not an IP address/ },
+    { name: "outbound without a submission listener", change: (c) => delete c.listeners.submission, problem: /^\/outbound: set listeners\.submission/ },
+    { name: "a default transport policy without a transport", change: (c) => (c.outbound.unconnectedSenders = "DefaultTransport"), problem: /^\/outbound\/defaultTransport: required/ },
+    { name: "a connected system domain", change: (c) => c.outbound.systemDomains.push("example.com"), problem: /example\.com is a system domain and cannot be connected/ },
+    { name: "a sender outside its domain", change: (c) => (c.domains[0].outbound.senders[0].address = "support@other.org"), problem: /senders\/0\/address: support@other\.org is not a lowercase address in example\.com/ },
+    { name: "plaintext towards the customer's server", change: (c) => (c.domains[0].outbound.senders[0].server.tls = "None"), problem: /^\/domains\/0\/outbound\/senders\/0\/server\/tls/ },
+    { name: "two keys of one algorithm", change: (c) => c.domains[0].outbound.dkim.push({ ...c.domains[0].outbound.dkim[0], selector: "other" }), problem: /two rsa-sha256 keys/ },
+    { name: "a DKIM selector that is not a DNS label", change: (c) => (c.domains[0].outbound.dkim[0].selector = "a b"), problem: /^\/domains\/0\/outbound\/dkim\/0\/selector/ },
+    { name: "a submission username equal to an inbound one", change: (c) => (c.domains[0].outbound.submission[0].username = "example-com-v1"), problem: /submission\/0\/username: example-com-v1 is already used/ },
     { name: "a username that could inject a header", change: (c) => (c.domains[0].credentials[0].username = "a\r\nX-Evil: 1"), problem: /^\/domains\/0\/credentials\/0\/username/ },
   ];
   for (const c of cases) {
