@@ -12,13 +12,12 @@
 // TLS connection per message (as Postfix sends without a backlog). Prints a
 // table, then one `figure <name> <value> <unit>` line per figure.
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import nodemailer from "nodemailer";
 import { freePort, relayConfig, randomPassword, selfSignedCertificate, stopChild, tempDir, writeRelayConfig } from "../test/support/mail.js";
 import { eventuallyTrue } from "../test/support/wait.js";
 import { startHaraka } from "./haraka.js";
+import { load as loadWith, type Result, type Target } from "./load.js";
 
 const { values } = parseArgs({
   options: {
@@ -31,94 +30,7 @@ const { values } = parseArgs({
 const totalMessages = Number(values.messages);
 const concurrency = Number(values.concurrency);
 const body = `${"x".repeat(76)}\r\n`.repeat(Math.ceil(Number(values.size) / 78)).slice(0, Number(values.size));
-
-interface Target {
-  name: string;
-  port: number;
-  tls: boolean;
-  auth?: { user: string; pass: string };
-  pid?: number;
-}
-
-interface Result {
-  name: string;
-  mode: "pooled" | "per-message";
-  messages: number;
-  failed: number;
-  seconds: number;
-  rate: number;
-  p50: number;
-  p99: number;
-  cpuPerMessageUs?: number;
-  rssMb?: number;
-}
-
-function cpuTicks(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks
-}
-
-function rssMb(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!;
-  return Number(line.split(/\s+/)[1]) / 1024;
-}
-
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
-
-async function load(target: Target, mode: "pooled" | "per-message", messages: number): Promise<Result> {
-  const latencies: number[] = [];
-  let failed = 0;
-  let next = 0;
-  const ticksBefore = target.pid ? cpuTicks(target.pid) : 0;
-  const started = process.hrtime.bigint();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      const transport = nodemailer.createTransport({
-        host: "127.0.0.1",
-        port: target.port,
-        pool: mode === "pooled",
-        maxConnections: 1,
-        maxMessages: 100,
-        requireTLS: target.tls,
-        ignoreTLS: !target.tls,
-        tls: { rejectUnauthorized: false },
-        ...(target.auth ? { auth: target.auth } : {}),
-      });
-      while (next < messages) {
-        next++;
-        const sent = process.hrtime.bigint();
-        try {
-          await transport.sendMail({
-            envelope: { from: "customer@users.example.org", to: ["support@example.com"] },
-            raw: `From: customer@users.example.org\r\nTo: support@example.com\r\nSubject: bench\r\n\r\n${body}`,
-          });
-          latencies.push(Number(process.hrtime.bigint() - sent) / 1e6);
-        } catch {
-          failed++;
-        }
-      }
-      transport.close();
-    }),
-  );
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  latencies.sort((a, b) => a - b);
-  const result: Result = {
-    name: target.name,
-    mode,
-    messages: latencies.length,
-    failed,
-    seconds,
-    rate: latencies.length / seconds,
-    p50: percentile(latencies, 0.5),
-    p99: percentile(latencies, 0.99),
-  };
-  if (target.pid) {
-    const ticks = cpuTicks(target.pid) - ticksBefore;
-    result.cpuPerMessageUs = ((ticks / 100) * 1e6) / Math.max(1, latencies.length);
-    result.rssMb = rssMb(target.pid);
-  }
-  return result;
-}
+const load = (target: Target, mode: "pooled" | "per-message", messages: number) => loadWith(target, mode, messages, { concurrency, body });
 
 async function startSink(): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();

@@ -54,19 +54,40 @@ export class RelaxedBodyHash {
   private emptyLines = 0;
 
   update(chunk: Buffer): void {
+    // The common case, decided by native searches: no partial line pending,
+    // no empty line, nothing to fold. Everything up to the last LF is
+    // already canonical and goes into the hash in one piece.
+    if (this.partial.length === 0 && this.emptyLines === 0 && !(chunk[0] === CR && chunk[1] === LF) && alreadyCanonical(chunk)) {
+      const last = chunk.lastIndexOf(LF);
+      if (last !== -1) this.hash.update(chunk.subarray(0, last + 1));
+      if (last + 1 < chunk.length) this.partial.push(chunk.subarray(last + 1));
+      return;
+    }
     let start = 0;
+    // Lines that are already canonical (non-empty, CRLF-terminated, no
+    // whitespace to fold) go into the hash as one run, not line by line.
+    let run = -1;
+    const flush = (end: number) => {
+      if (run !== -1 && end > run) this.hash.update(chunk.subarray(run, end));
+      run = -1;
+    };
     for (;;) {
       const lf = chunk.indexOf(LF, start);
       if (lf === -1) {
+        flush(start);
         if (start < chunk.length) this.partial.push(chunk.subarray(start));
         return;
       }
-      let line = chunk.subarray(start, lf);
       if (this.partial.length > 0) {
-        line = Buffer.concat([...this.partial, line]);
+        const line = Buffer.concat([...this.partial, chunk.subarray(start, lf)]);
         this.partial = [];
+        this.line(line.length > 0 && line[line.length - 1] === CR ? line.subarray(0, line.length - 1) : line);
+      } else if (lf > start && chunk[lf - 1] === CR && lf - 1 > start && this.emptyLines === 0 && isCanonical(chunk, start, lf - 1)) {
+        if (run === -1) run = start;
+      } else {
+        flush(start);
+        this.line(chunk.subarray(start, lf > start && chunk[lf - 1] === CR ? lf - 1 : lf));
       }
-      this.line(line.length > 0 && line[line.length - 1] === CR ? line.subarray(0, line.length - 1) : line);
       start = lf + 1;
     }
   }
@@ -91,17 +112,23 @@ export class RelaxedBodyHash {
   }
 }
 
+/** Whether a chunk of CRLF lines has no whitespace to fold and no empty line (a partial last line is checked later). */
+function alreadyCanonical(chunk: Buffer): boolean {
+  return chunk.indexOf(TAB) === -1 && chunk.indexOf("  ") === -1 && chunk.indexOf(" \r") === -1 && chunk.indexOf("\r\n\r\n") === -1;
+}
+
+/** Whether bytes [from, to) are a line relaxed canonicalization leaves as it is. */
+function isCanonical(bytes: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = bytes[i];
+    if (c === TAB || (c === SP && (i + 1 === to || bytes[i + 1] === SP || bytes[i + 1] === TAB))) return false;
+  }
+  return true;
+}
+
 /** Collapses runs of SP/HTAB to one SP and drops trailing whitespace. */
 function relaxLine(line: Buffer): Buffer {
-  let needsWork = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
-    if (c === TAB || (c === SP && (i + 1 === line.length || line[i + 1] === SP || line[i + 1] === TAB))) {
-      needsWork = true;
-      break;
-    }
-  }
-  if (!needsWork) return line;
+  if (isCanonical(line, 0, line.length)) return line;
   return Buffer.from(line.toString("latin1").replace(/[ \t]+/g, " ").replace(/ $/, ""), "latin1");
 }
 

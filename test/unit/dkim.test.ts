@@ -62,9 +62,11 @@ const message = [
 ].join("\r\n");
 
 describe("DKIM signing", () => {
-  test("RSA and Ed25519 signatures both verify with the published records", async () => {
-    const results = await verify(sign(message));
-    assert.deepEqual(results.map((r) => `${r.selector} ${r.status}`), ["example.com/rsa1 pass", "example.com/ed1 pass"], JSON.stringify(results));
+  test("RSA and Ed25519 signatures both verify with the published records, whatever the chunking", async () => {
+    for (const chunkSize of [1, 7, 64, 1_000_000]) {
+      const results = await verify(sign(message, keys, chunkSize));
+      assert.deepEqual(results.map((r) => `${r.selector} ${r.status}`), ["example.com/rsa1 pass", "example.com/ed1 pass"], `chunks of ${chunkSize}: ${JSON.stringify(results)}`);
+    }
   });
 
   test("a changed body or a changed signed header fails verification", async () => {
@@ -82,10 +84,10 @@ describe("DKIM signing", () => {
   });
 
   test("empty bodies, bodies without a final CRLF and whitespace-only lines", async () => {
-    for (const body of ["", "\r\n", "no final crlf", "x\r\n \t \r\n\r\n", "\t\r\nline"]) {
+    for (const [body, chunkSize] of ["", "\r\n", "no final crlf", "x\r\n \t \r\n\r\n", "\t\r\nline", "a\r\n\r\n\r\nb  c\r\nd\r\n\r\n", "line one\r\nline two\r\n", "x\r\ny", "x\r\ny \r\n"].flatMap((b) => [1, 3, 1000].map((n) => [b, n] as const))) {
       const text = `From: a@example.com\r\nSubject: t\r\n\r\n${body}`;
-      const results = await verify(sign(text, keys, 1));
-      assert.deepEqual(results.map((r) => r.status), ["pass", "pass"], `body ${JSON.stringify(body)}: ${JSON.stringify(results)}`);
+      const results = await verify(sign(text, keys, chunkSize));
+      assert.deepEqual(results.map((r) => r.status), ["pass", "pass"], `body ${JSON.stringify(body)} in chunks of ${chunkSize}: ${JSON.stringify(results)}`);
     }
   });
 
