@@ -95,7 +95,7 @@ async function main(): Promise<void> {
           : entry.domain === domains.ed25519
             ? [{ selector: "bench", algorithm: "ed25519-sha256", keyFile: "ed.key" }]
             : [],
-      senders: [{ address: `support@${entry.domain}`, server: { host: "127.0.0.1", port: postfix.port, tls: "StartTLS", caFile: postfix.certFile, username: login.username, passwordFile: "outbound.password" } }],
+      senders: [{ address: `support@${entry.domain}`, ready: true, server: { host: "127.0.0.1", port: postfix.port, tls: "StartTLS", caFile: postfix.certFile, username: login.username, passwordFile: "outbound.password" } }],
     };
   }
   const file = join(dir, "relay.yaml");

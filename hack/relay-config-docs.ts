@@ -37,6 +37,7 @@ const example = {
         senders: [
           {
             address: "support@example.com",
+            ready: true,
             server: { host: "mail.example.com", port: 587, tls: "StartTLS", username: "support@example.com", passwordFile: "/etc/smtp-connector/outbound/support-example-com/password" },
           },
         ],

@@ -12,8 +12,8 @@ export interface ServedDomain {
   entry: DomainEntry;
   addresses: ReadonlySet<string>;
   nextHop: NextHop;
-  /** Outbound: each Ready support address's transport towards the customer's server. */
-  senders: ReadonlyMap<string, NextHop>;
+  /** Outbound: each support address's transport towards the customer's server, and whether it is Ready. */
+  senders: ReadonlyMap<string, { nextHop: NextHop; ready: boolean }>;
   dkim: readonly SigningKey[];
 }
 
@@ -57,7 +57,7 @@ export function buildState(config: RelayConfig): RelayState {
       entry,
       addresses: new Set(entry.addresses.map((a) => a.toLowerCase())),
       nextHop,
-      senders: new Map((outbound?.senders ?? []).map((s) => [s.address, transport(s.server)])),
+      senders: new Map((outbound?.senders ?? []).map((s) => [s.address, { nextHop: transport(s.server), ready: s.ready }])),
       dkim: (outbound?.dkim ?? []).map((key) => loadSigningKey(entry.domain, key)),
     });
   }
@@ -84,7 +84,7 @@ export function buildState(config: RelayConfig): RelayState {
 export function retire(previous: RelayState): void {
   for (const domain of previous.domains.values()) {
     domain.nextHop.close();
-    for (const sender of domain.senders.values()) sender.close();
+    for (const sender of domain.senders.values()) sender.nextHop.close();
   }
   previous.defaultTransport?.close();
 }

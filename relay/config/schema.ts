@@ -70,6 +70,7 @@ export type DkimKey = Static<typeof DkimKey>;
 
 export const SenderEntry = Type.Object({
   address: Mailbox,
+  ready: Type.Boolean({ description: "Whether the address is Ready. The helpdesk may send only as a Ready address; verification sends go out before it is." }),
   server: OutboundServer,
 });
 export type SenderEntry = Static<typeof SenderEntry>;
@@ -78,7 +79,7 @@ export const DomainOutbound = Type.Object(
   {
     submission: Type.Array(CredentialEntry, { maxItems: 16, description: "The helpdesk's submission credential versions for this domain (digests only)." }),
     dkim: Type.Array(DkimKey, { maxItems: 4, description: "Keys that sign every message of this domain (one RSA and one Ed25519 sign side by side, RFC 8463). Empty: unsigned." }),
-    senders: Type.Array(SenderEntry, { maxItems: 1000, description: "Ready support addresses and the customer server each one sends through." }),
+    senders: Type.Array(SenderEntry, { maxItems: 1000, description: "Support addresses with their outbound server, and whether each is Ready." }),
   },
   { description: "Outbound: the helpdesk's notifications, sent through the customer's own server." },
 );

@@ -101,7 +101,7 @@ async function verificationSend(source: ControlSource, body: unknown): Promise<{
   if (problems.length > 0) return { status: 400, body: { result: "InvalidRequest", message: problems.slice(0, 5).join("; ") } };
   const request = body as VerificationSend;
   const state = source.state();
-  const route = routeSender(state, request.domain, request.from);
+  const route = routeSender(state, request.domain, request.from, "Verification");
   if (!route.ok) return { status: 422, body: { result: route.reason, message: route.message } };
   // A verification proves the address's own path; the default transport proves nothing.
   if (route.transport !== "SupportAddress") {

@@ -5,7 +5,8 @@
 // - the helpdesk's own system domains never leave through a customer's server;
 // - a domain's credential sends only for that domain;
 // - a Ready support address uses its own server and login; any other sender of
-//   the domain goes to the default transport or is refused, as configured.
+//   the domain (not Ready yet included) goes to the default transport or is
+//   refused, as configured.
 import { parseMailbox } from "../inbound/address.js";
 import type { NextHop } from "../forward/next-hop.js";
 import type { SigningKey } from "./dkim.js";
@@ -17,7 +18,11 @@ export type SenderRoute =
   | { ok: true; sender: string; transport: "SupportAddress" | "Default"; nextHop: NextHop; dkim: readonly SigningKey[] }
   | { ok: false; reason: SenderRefusal; code: number; message: string };
 
-export function routeSender(state: RelayState, domain: string, rawSender: string): SenderRoute {
+/**
+ * `purpose` Verification lets an address that is not Ready yet use its own
+ * route: that send is what makes it Ready.
+ */
+export function routeSender(state: RelayState, domain: string, rawSender: string, purpose: "Submission" | "Verification" = "Submission"): SenderRoute {
   const served = state.domains.get(domain);
   if (!served?.entry.outbound) {
     return { ok: false, reason: "DomainNotServed", code: 451, message: `4.3.0 ${domain} is not connected for outbound mail on this relay, try again later` };
@@ -34,8 +39,8 @@ export function routeSender(state: RelayState, domain: string, rawSender: string
   if (sender.domain !== domain) {
     return { ok: false, reason: "SenderOutsideDomain", code: 550, message: `5.7.1 ${sender.address} is outside ${domain}, the domain these credentials send for` };
   }
-  const nextHop = served.senders.get(sender.address);
-  if (nextHop) return { ok: true, sender: sender.address, transport: "SupportAddress", nextHop, dkim: served.dkim };
+  const route = served.senders.get(sender.address);
+  if (route && (route.ready || purpose === "Verification")) return { ok: true, sender: sender.address, transport: "SupportAddress", nextHop: route.nextHop, dkim: served.dkim };
   if (state.defaultTransport) return { ok: true, sender: sender.address, transport: "Default", nextHop: state.defaultTransport, dkim: served.dkim };
   return { ok: false, reason: "SenderNotReady", code: 550, message: `5.7.1 ${sender.address} is not a Ready support address of ${domain}` };
 }

@@ -23,7 +23,7 @@ const execFileAsync = promisify(execFile);
 const inboundPassword = randomPassword();
 const submission = { username: "helpdesk-example.com-v1", password: randomPassword() };
 const logins = {
-  support: { username: "u1@example.com", password: randomPassword(), senders: ["support@example.com"] },
+  support: { username: "u1@example.com", password: randomPassword(), senders: ["support@example.com", "news@example.com"] },
   billing: { username: "u2@example.com", password: randomPassword(), senders: ["billing@example.com"] },
 };
 const controlToken = randomPassword();
@@ -167,8 +167,10 @@ describe("outbound through the customer's Postfix", () => {
             { selector: "ed1", algorithm: "ed25519-sha256", keyFile: "ed.key" },
           ],
           senders: [
-            { address: "support@example.com", server: server(logins.support, "support.password") },
-            { address: "billing@example.com", server: server(logins.billing, "billing.password") },
+            { address: "support@example.com", ready: true, server: server(logins.support, "support.password") },
+            { address: "billing@example.com", ready: true, server: server(logins.billing, "billing.password") },
+            // Configured but not Ready yet (its verification is pending).
+            { address: "news@example.com", ready: false, server: server(logins.support, "support.password") },
           ],
         };
       },
@@ -219,6 +221,7 @@ describe("outbound through the customer's Postfix", () => {
       ["noreply@helpdesk.test", /^550 5\.7\.1 noreply@helpdesk\.test is in the helpdesk's own domain helpdesk\.test/],
       ["support@other.test", /^550 5\.7\.1 support@other\.test is outside example\.com/],
       ["sales@example.com", /^550 5\.7\.1 sales@example\.com is not a Ready support address of example\.com/],
+      ["news@example.com", /^550 5\.7\.1 news@example\.com is not a Ready support address of example\.com/],
       ["", /^550 5\.7\.1 A null sender/],
       ["support%evil.test@example.com", /^553 5\.1\.7 Sender address not accepted \(RoutingCharacter\)/],
     ];
@@ -317,6 +320,11 @@ describe("outbound through the customer's Postfix", () => {
     assert.match(raw, /^X-SmtpConnector-Verification: vrf_AbCdEf0123456789$/m);
     assert.match(raw, /\(Authenticated sender: u1@example\.com\)/);
     assert.deepEqual(await mailauthResults(raw), ["rsa1 pass", "ed1 pass"]);
+
+    // An address that is not Ready yet is verified through its own route: that is what makes it Ready.
+    const pending = await post({ ...body, from: "news@example.com", token: "vrf_pending0123456789" });
+    assert.equal(pending.status, 200, await pending.clone().text());
+    assert.match(wire(await arrived(recipientSide, "vrf_pending0123456789")), /\(Authenticated sender: u1@example\.com\)/);
 
     const notReady = await post({ ...body, from: "sales@example.com" });
     assert.equal(notReady.status, 422);
