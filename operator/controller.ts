@@ -118,7 +118,13 @@ export class Controller {
       if (referenced.includes(name)) this.enqueue("domain", namespace, domain.metadata?.name);
     }
     for (const address of this.addresses.list()) {
-      if (address.metadata?.namespace === namespace && address.spec.outbound.credentialsSecretRef.name === name) this.enqueue("address", namespace, address.metadata?.name);
+      if (address.metadata?.namespace !== namespace) continue;
+      const { credentialsSecretRef, caSecretRef } = address.spec.outbound;
+      if (credentialsSecretRef.name === name || caSecretRef?.name === name) {
+        this.enqueue("address", namespace, address.metadata?.name);
+        // The relay config carries the address's login: its domain renders again.
+        this.enqueue("domain", namespace, address.spec.domainRef.name);
+      }
     }
   }
 
@@ -170,7 +176,7 @@ export class Controller {
       .list()
       .filter((a) => a.metadata?.namespace === namespace && addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served);
     const verdict = domainVerdicts.get(`${namespace}/${name}`) ?? { served: true as const };
-    return reconcileDomain(this.cluster, { domain, addresses: served, verdict }, this.options.settings);
+    return reconcileDomain(this.cluster, { domain, addresses: served, verdict, secret: (ns, secretName) => this.secrets.get(secretName, ns) as k8s.V1Secret | undefined }, this.options.settings);
   }
 
   private async reconcileAddress(namespace: string, name: string): Promise<{ requeueAfterMs?: number }> {

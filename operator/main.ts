@@ -59,7 +59,7 @@ collectDefaultMetrics({ register: registry, prefix: "smtpc_operator_process_" })
 const reconciles = new Counter({ name: "smtpc_operator_reconciles_total", help: "Reconciles by kind and result.", labelNames: ["kind", "result"], registers: [registry] });
 const duration = new Histogram({ name: "smtpc_operator_reconcile_seconds", help: "Reconcile duration.", labelNames: ["kind"], registers: [registry] });
 const controller = new Controller(config, {
-  settings: { relayImage: opts.relayImage, relayHostSuffix: opts.relayHostSuffix },
+  settings: { relayImage: opts.relayImage, relayHostSuffix: opts.relayHostSuffix, systemDomains: opts.systemDomains },
   log,
   systemDomains: opts.systemDomains,
   onReconcile: (kind, result, seconds) => {

@@ -1,6 +1,6 @@
 // Disconnecting a domain. A finalizer holds the SmtpDomain until its relay can
-// no longer authenticate anyone: every credential version is revoked in the
-// relay config, the relay is scaled to zero (running pods drain on SIGTERM)
+// no longer authenticate anyone: every credential version (inbound, and the
+// helpdesk's submission login) is revoked in the relay config, the relay is scaled to zero (running pods drain on SIGTERM)
 // and the Service stops taking connections; then the finalizer goes and the
 // garbage collector removes what the domain owned. Nobody else's objects are
 // touched: only objects this domain controls are written.
@@ -48,6 +48,11 @@ async function revoke(cluster: Cluster, domain: SmtpDomain, settings: OperatorSe
     for (const entry of relay.domains) {
       for (const credential of entry.credentials) credential.state = "Revoked";
       entry.addresses = [];
+      // Outbound stops too: the helpdesk's submission login is refused, no sender routes.
+      if (entry.outbound) {
+        for (const credential of entry.outbound.submission) credential.state = "Revoked";
+        entry.outbound.senders = [];
+      }
     }
     // The whole object, as always: an apply that leaves out fields we own would remove them (owner references too).
     await cluster.apply(relayConfigSecret(domain, relay));

@@ -8,10 +8,16 @@ import { mergeConditions, rfc3339, sameStatus, type DesiredCondition } from "../
 import { conditionEvents, involved, recordEvent } from "../events.js";
 import { ownedBy, type Cluster } from "../kube/cluster.js";
 import { alreadyApplied } from "../kube/compare.js";
-import { clientSnippets, credentialSecretName, newCredential, planCredentials, type IssuedCredential } from "./credentials.js";
+import { alphanumeric, clientSnippets, credentialSecretName, newCredential, planCredentials, type IssuedCredential } from "./credentials.js";
 import {
+  controlSecret,
   credentialSecret,
   names,
+  relayConfigFiles,
+  relayInternalService,
+  submissionSecret,
+  type OutboundInputs,
+  type OutboundSender,
   relayConfig,
   relayConfigSecret,
   relayDeployment,
@@ -29,6 +35,8 @@ export interface DomainInputs {
   addresses: readonly SupportAddress[];
   /** Whether the domain itself is served (limits, cross-namespace conflicts). */
   verdict?: Verdict;
+  /** Secrets from the informer cache (addresses' outbound credentials); read from the API when absent. */
+  secret?: (namespace: string, name: string) => k8s.V1Secret | undefined;
 }
 
 type Problem = { condition: "CredentialsIssued" | "RelayAvailable"; reason: "SecretConflict" | "SecretNotFound" | "SecretInvalid"; message: string };
@@ -99,10 +107,12 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
     if (!secret) problems.push({ condition: "RelayAvailable", reason: "SecretNotFound", message: `Secret ${auth.name} (delivery.smtp.authSecretRef) does not exist` });
     else if (!nextHopUsername || !secret.data?.password) problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `Secret ${auth.name} needs non-empty username and password keys` });
   }
+  const outbound = await outboundInputs(cluster, inputs, problems);
   const objects = [
-    relayConfigSecret(domain, relayConfig(domain, plan, issued, addresses, settings, nextHopUsername)),
+    relayConfigSecret(domain, relayConfig(domain, plan, issued, addresses, settings, nextHopUsername, outbound), relayConfigFiles(outbound)),
     relayDeployment(domain, settings),
     relayService(domain),
+    relayInternalService(domain),
     relayNetworkPolicy(domain),
     relayDisruptionBudget(domain),
   ].filter((o): o is KubeObject => o !== undefined);
@@ -144,6 +154,64 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
   // An older version expires at a known instant: come back then.
   const nextExpiry = plan.map((p) => (p.expiresAt && p.state === "Active" ? Date.parse(p.expiresAt) - now.getTime() : Infinity)).reduce((a, b) => Math.min(a, b), Infinity);
   return Number.isFinite(nextExpiry) ? { requeueAfterMs: Math.max(1_000, nextExpiry + 500) } : {};
+}
+
+/**
+ * Outbound: the helpdesk's submission credential and the control token (each
+ * issued once into a Secret this domain owns), and each served address's
+ * server and login, read from its credentials Secret. An address whose Secret
+ * is missing or malformed is left out (its own status says why).
+ */
+async function outboundInputs(cluster: Cluster, inputs: DomainInputs, problems: Problem[]): Promise<OutboundInputs | undefined> {
+  const { domain } = inputs;
+  const namespace = domain.metadata.namespace!;
+  const n = names(domain);
+  // The informer cache first; a miss is confirmed with a GET, so a Secret just
+  // issued is never issued twice.
+  const read = async (name: string) => inputs.secret?.(namespace, name) ?? (await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, name));
+  const owned = async (name: string, keys: string[], create: () => KubeObject): Promise<Record<string, string> | undefined> => {
+    const secret = await read(name);
+    if (secret && !ownedBy(secret, domain.metadata.uid!)) {
+      problems.push({ condition: "RelayAvailable", reason: "SecretConflict", message: `Secret ${name} exists and is not owned by this SmtpDomain; the operator never overwrites it` });
+      return undefined;
+    }
+    const values = Object.fromEntries(keys.map((k) => [k, decode(secret?.data?.[k]) ?? ""]));
+    if (keys.every((k) => values[k])) return values;
+    // Issued once; kept from then on.
+    const object = create();
+    await cluster.apply(object);
+    return object.stringData as Record<string, string>;
+  };
+  const submission = await owned(n.submission, ["username", "password"], () =>
+    submissionSecret(domain, { username: `helpdesk-${domain.metadata.name}-${alphanumeric(6).toLowerCase()}`, password: alphanumeric(43) }),
+  );
+  const control = await owned(n.control, ["token"], () => controlSecret(domain, alphanumeric(43)));
+  if (!submission || !control) return undefined;
+  const senders: OutboundSender[] = [];
+  for (const address of inputs.addresses) {
+    if (address.spec.domainRef.name !== domain.metadata.name || address.metadata.deletionTimestamp) continue;
+    const spec = address.spec.outbound;
+    const credentials = await read(spec.credentialsSecretRef.name);
+    const username = decode(credentials?.data?.username);
+    const password = decode(credentials?.data?.password);
+    if (!username || !password) continue;
+    let ca: string | undefined;
+    if (spec.caSecretRef) {
+      ca = decode((await read(spec.caSecretRef.name))?.data?.[spec.caSecretRef.key ?? "ca.crt"]);
+      if (!ca) continue;
+    }
+    senders.push({
+      address: address.spec.address.toLowerCase(),
+      ready: address.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
+      host: spec.host,
+      port: spec.port ?? (spec.tls === "Implicit" ? 465 : 587),
+      tls: spec.tls ?? "StartTLS",
+      username,
+      password,
+      ...(ca !== undefined ? { ca } : {}),
+    });
+  }
+  return { submission: { username: submission.username!, password: submission.password! }, controlToken: control.token!, senders };
 }
 
 function domainStatus(

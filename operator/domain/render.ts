@@ -1,6 +1,7 @@
 // The objects an SmtpDomain becomes, computed from its spec and what was
 // read: the relay config (the contract with the relay, digests only), the
 // relay Deployment, Service, NetworkPolicy and PodDisruptionBudget. Pure.
+import { createHash } from "node:crypto";
 import { stringify } from "yaml";
 import type { SmtpDomain } from "../../crds/schema.js";
 import { configVersion, recommendedAuthFailures, recommendedLimits, type RelayConfig } from "../../relay/config/schema.js";
@@ -13,9 +14,11 @@ export interface OperatorSettings {
   relayImage: string;
   /** Suffix of the relay host names: <domain-name>.<namespace>.<suffix>. */
   relayHostSuffix: string;
+  /** The helpdesk's own domains: never connected, never sent through a customer's server. */
+  systemDomains?: readonly string[];
 }
 
-export const relayPorts = { starttls: 587, implicitTls: 465, health: 8080 } as const;
+export const relayPorts = { starttls: 587, implicitTls: 465, health: 8080, submission: 2587, control: 8443 } as const;
 const mountRoot = "/etc/smtp-connector";
 
 export interface KubeObject {
@@ -37,6 +40,12 @@ export function names(domain: SmtpDomain) {
     relay: `${base}-relay`,
     config: `${base}-relay-config`,
     tls: domain.spec.relay?.tls?.secretName ?? `${base}-relay-tls`,
+    /** The cluster-internal Service: the helpdesk's submission port and the operator's control port. */
+    internal: `${base}-relay-internal`,
+    /** The helpdesk's submission credential for this domain, with where to submit. */
+    submission: `${base}-submission`,
+    /** The bearer token the operator presents to this domain's relay. */
+    control: `${base}-relay-control`,
   };
 }
 
@@ -72,18 +81,27 @@ export function relayConfig(
   addresses: readonly string[],
   settings: OperatorSettings,
   nextHopUsername?: string,
+  outbound?: OutboundInputs,
 ): RelayConfig {
   const delivery = domain.spec.inbound.delivery;
   const smtp = delivery.smtp;
   return {
     version: configVersion,
     hostname: relayHostname(domain, settings),
-    listeners: { starttls: { port: relayPorts.starttls }, implicitTls: { port: relayPorts.implicitTls }, health: { port: relayPorts.health } },
+    listeners: {
+      starttls: { port: relayPorts.starttls },
+      implicitTls: { port: relayPorts.implicitTls },
+      health: { port: relayPorts.health },
+      ...(outbound
+        ? { submission: { port: relayPorts.submission }, control: { port: relayPorts.control, tokenSha256: passwordDigest(outbound.controlToken) } }
+        : {}),
+    },
     // Paths relative to the config file's directory (the relay resolves them),
     // so the config works wherever the Secrets are mounted.
     tls: { certFile: "../tls/tls.crt", keyFile: "../tls/tls.key" },
     limits: recommendedLimits,
     authFailures: recommendedAuthFailures,
+    ...(outbound ? { outbound: { systemDomains: [...(settings.systemDomains ?? [])], unconnectedSenders: "Refuse" as const } } : {}),
     domains: [
       {
         domain: domain.spec.domain,
@@ -112,18 +130,113 @@ export function relayConfig(
               },
             }
           : { webhook: { url: delivery.webhook!.url, hmacKeyFile: `../webhook/${delivery.webhook!.signingSecretRef.key ?? "key"}` } },
+        ...(outbound
+          ? {
+              outbound: {
+                submission: [{ version: 1, username: outbound.submission.username, passwordSha256: passwordDigest(outbound.submission.password), state: "Active" as const }],
+                dkim: [],
+                senders: [...outbound.senders]
+                  .sort((a, b) => a.address.localeCompare(b.address))
+                  .map((s) => ({
+                    address: s.address,
+                    ready: s.ready,
+                    server: {
+                      host: s.host,
+                      port: s.port,
+                      tls: s.tls,
+                      username: s.username,
+                      // Files next to relay.yaml, in the same Secret: config and files change together.
+                      passwordFile: senderFile(s.address, "password"),
+                      ...(s.ca !== undefined ? { caFile: senderFile(s.address, "ca.crt") } : {}),
+                    },
+                  })),
+              },
+            }
+          : {}),
       },
     ],
   };
 }
 
-export function relayConfigSecret(domain: SmtpDomain, config: RelayConfig): KubeObject {
+/** What outbound needs beyond the SmtpDomain: read by the reconciler from Secrets and addresses. */
+export interface OutboundInputs {
+  submission: { username: string; password: string };
+  controlToken: string;
+  senders: readonly OutboundSender[];
+}
+
+export interface OutboundSender {
+  address: string;
+  ready: boolean;
+  host: string;
+  port: number;
+  tls: "StartTLS" | "Implicit";
+  username: string;
+  password: string;
+  ca?: string;
+}
+
+/** The key (and file name) of a sender's password or CA in the relay config Secret. */
+export function senderFile(address: string, kind: "password" | "ca.crt"): string {
+  return `sender-${createHash("sha256").update(address).digest("hex").slice(0, 16)}.${kind}`;
+}
+
+/** The files that travel with the config in its Secret: each sender's password and CA. */
+export function relayConfigFiles(outbound: OutboundInputs | undefined): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const s of outbound?.senders ?? []) {
+    files[senderFile(s.address, "password")] = s.password;
+    if (s.ca !== undefined) files[senderFile(s.address, "ca.crt")] = s.ca;
+  }
+  return files;
+}
+
+export function relayConfigSecret(domain: SmtpDomain, config: RelayConfig, files: Record<string, string> = {}): KubeObject {
   return {
     apiVersion: "v1",
     kind: "Secret",
     metadata: meta(domain, names(domain).config),
     type: "Opaque",
-    stringData: { "relay.yaml": stringify(config) },
+    stringData: { "relay.yaml": stringify(config), ...files },
+  };
+}
+
+/** The helpdesk's submission credential for this domain, and where to submit. */
+export function submissionSecret(domain: SmtpDomain, credential: { username: string; password: string }): KubeObject {
+  const n = names(domain);
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: meta(domain, n.submission),
+    type: "Opaque",
+    stringData: {
+      username: credential.username,
+      password: credential.password,
+      host: `${n.internal}.${domain.metadata.namespace}.svc`,
+      port: String(relayPorts.submission),
+      tls: "StartTLS",
+    },
+  };
+}
+
+export function controlSecret(domain: SmtpDomain, token: string): KubeObject {
+  return { apiVersion: "v1", kind: "Secret", metadata: meta(domain, names(domain).control), type: "Opaque", stringData: { token } };
+}
+
+/** The cluster-internal Service: outbound submission for the helpdesk, the control API for the operator. Never customer-facing. */
+export function relayInternalService(domain: SmtpDomain): KubeObject {
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: meta(domain, names(domain).internal),
+    spec: {
+      type: "ClusterIP",
+      selector: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": domain.metadata.name! },
+      ports: [
+        { name: "submission", port: relayPorts.submission, targetPort: "internal-smtp", protocol: "TCP" },
+        { name: "control", port: relayPorts.control, targetPort: "control", protocol: "TCP" },
+      ],
+    },
   };
 }
 
@@ -195,6 +308,8 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
                 { name: "submission", containerPort: relayPorts.starttls },
                 { name: "submissions", containerPort: relayPorts.implicitTls },
                 { name: "health", containerPort: relayPorts.health },
+                { name: "internal-smtp", containerPort: relayPorts.submission },
+                { name: "control", containerPort: relayPorts.control },
               ],
               readinessProbe: { httpGet: { path: "/readyz", port: "health" }, periodSeconds: 5 },
               livenessProbe: { httpGet: { path: "/healthz", port: "health" }, periodSeconds: 10, failureThreshold: 6 },
@@ -249,8 +364,15 @@ export function relayNetworkPolicy(domain: SmtpDomain): KubeObject {
             { protocol: "TCP", port: relayPorts.implicitTls },
           ],
         },
-        // Probes and metrics scraping from inside the cluster.
-        { from: [{ namespaceSelector: {} }], ports: [{ protocol: "TCP", port: relayPorts.health }] },
+        // Probes, metrics, the helpdesk's submission and the operator's control API: from inside the cluster only.
+        {
+          from: [{ namespaceSelector: {} }],
+          ports: [
+            { protocol: "TCP", port: relayPorts.health },
+            { protocol: "TCP", port: relayPorts.submission },
+            { protocol: "TCP", port: relayPorts.control },
+          ],
+        },
       ],
     },
   };

@@ -1,0 +1,118 @@
+// Outbound as the operator sets it up: a SupportAddress's login for the
+// customer's server (a real Postfix requiring SASL over TLS) reaches the relay
+// the operator deployed; a verification email goes out through exactly that
+// path; the helpdesk's submission login and the internal Service exist, and
+// the helpdesk cannot send as an address that is not Ready.
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { after, before, describe, test } from "node:test";
+import * as k8s from "@kubernetes/client-node";
+import { installCRDs } from "../support/crds.js";
+import { operatorKubeconfig } from "../support/operator-rbac.js";
+import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
+import { applyManifests, connect, eventually, freshNamespace } from "../support/kube.js";
+import { randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
+import { startSubmissionServer, type Postfix } from "../support/postfix.js";
+
+describe("outbound, end to end", () => {
+  let operator: ChildProcess;
+  let helpdeskSink: SmtpSink;
+  let recipientSide: SmtpSink;
+  let customer: Postfix & { certFile: string };
+  let relay: RunningDeployment | undefined;
+  let core: k8s.CoreV1Api;
+  let apps: k8s.AppsV1Api;
+  const login = { username: "u1@example.com", password: randomPassword(), senders: ["support@example.com"] };
+
+  before(async () => {
+    await installCRDs();
+    const cluster = await connect();
+    core = cluster.core;
+    apps = cluster.config.makeApiClient(k8s.AppsV1Api);
+    helpdeskSink = await startSmtpSink();
+    recipientSide = await startSmtpSink();
+    customer = await startSubmissionServer({ relayTo: recipientSide.port, users: [login] });
+    operator = spawn(process.execPath, ["--import", "tsx", "operator/main.ts", "--kubeconfig", await operatorKubeconfig(), "--metrics-port", "0", "--system-domains", "helpdesk.test"], {
+      stdio: ["ignore", "ignore", "inherit"],
+      env: { ...process.env, LOG_LEVEL: "warn" },
+    });
+  });
+  after(async () => {
+    await relay?.stop();
+    await stopChild(operator);
+    await customer.stop();
+    await helpdeskSink.stop();
+    await recipientSide.stop();
+  });
+
+  test("a verification email leaves through the address's own login; the helpdesk may not send as it before it is Ready", async (t) => {
+    const namespace = await freshNamespace(t, "e2e-out");
+    await applyManifests(
+      await tlsSecretManifest(namespace),
+      {
+        apiVersion: "smtpconnector.dev/v1alpha1",
+        kind: "SmtpDomain",
+        metadata: { name: "example-com", namespace },
+        spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "127.0.0.1", port: helpdeskSink.port, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+      },
+      { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: login.password } },
+      { apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") } },
+      {
+        apiVersion: "smtpconnector.dev/v1alpha1",
+        kind: "SupportAddress",
+        metadata: { name: "support", namespace },
+        spec: {
+          address: "support@example.com",
+          domainRef: { name: "example-com" },
+          outbound: { host: "127.0.0.1", port: customer.port, tls: "StartTLS", credentialsSecretRef: { name: "support-smtp" }, caSecretRef: { name: "customer-ca" } },
+        },
+      },
+    );
+    const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 60_000);
+    const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+    await eventually("the sender in the relay config", async () => (text(await read("example-com-relay-config"), "relay.yaml").includes(`username: ${login.username}`) ? true : undefined));
+    const config = await read("example-com-relay-config");
+    assert.ok(!text(config, "relay.yaml").includes(login.password), "the password is a file next to the config, not in it");
+    assert.ok(Object.keys(config.data ?? {}).some((k) => k.endsWith(".password")));
+
+    // The submission port is only on the internal Service, never on the customer-facing one.
+    const services = await eventually("the internal Service", () => core.readNamespacedService({ namespace, name: "example-com-relay-internal" }));
+    assert.equal(services.spec?.type, "ClusterIP");
+    assert.deepEqual(services.spec?.ports?.map((p) => p.port), [2587, 8443]);
+    const facing = await core.readNamespacedService({ namespace, name: "example-com-relay" });
+    assert.deepEqual(facing.spec?.ports?.map((p) => p.port), [587, 465]);
+
+    const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
+    relay = await runDeployment(core, deployment);
+    await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+
+    // The operator's call: the token from the control Secret.
+    const token = text(await read("example-com-relay-control"), "token");
+    const response = await fetch("http://127.0.0.1:8443/v1/verification-sends", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ domain: "example.com", from: "support@example.com", to: "check@elsewhere.test", token: "vrf_e2e_0123456789abcdef" }),
+    });
+    assert.equal(response.status, 200, await response.clone().text());
+    await eventually("the verification email at the recipient's side", () => (recipientSide.messages().some((m) => m.content.includes("vrf_e2e_0123456789abcdef")) ? true : undefined), 20_000);
+    const sent = recipientSide.messages().find((m) => m.content.includes("vrf_e2e_0123456789abcdef"))!;
+    assert.match(sent.content, /\(Authenticated sender: u1@example\.com\)/);
+
+    // The helpdesk's own login, from the Secret the operator issued for it.
+    const submission = await read("example-com-submission");
+    assert.equal(text(submission, "port"), "2587");
+    assert.equal(text(submission, "host"), `example-com-relay-internal.${namespace}.svc`);
+    const attempt = await swaks([
+      "--server", "127.0.0.1:2587", "--tls", "--auth", "PLAIN", "--auth-user", text(submission, "username"), "--auth-password", text(submission, "password"),
+      "--from", "support@example.com", "--to", "customer@elsewhere.test",
+    ]);
+    assert.notEqual(attempt.code, 0);
+    assert.match(attempt.output, /550 5\.7\.1 support@example\.com is not a Ready support address of example\.com/);
+    const wrongDomain = await swaks([
+      "--server", "127.0.0.1:2587", "--tls", "--auth", "PLAIN", "--auth-user", text(submission, "username"), "--auth-password", text(submission, "password"),
+      "--from", "noreply@helpdesk.test", "--to", "customer@elsewhere.test",
+    ]);
+    assert.match(wrongDomain.output, /550 5\.7\.1 noreply@helpdesk\.test is in the helpdesk's own domain/);
+  });
+});
