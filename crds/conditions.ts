@@ -109,6 +109,10 @@ export const reasons = {
   ConnectionTimedOut: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server did not answer in time; check the host, port and firewalls." },
   SenderRejected: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's server refused the support address as sender (incorrect From for these credentials)." },
   RecipientRejected: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "A server on the path refused the support address as recipient." },
+  MessageRejected: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "A server on the path refused the verification message itself (5xx after DATA); its reply is in the message." },
+  Deferred: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "A server on the path answered with a temporary failure (4xx); the next attempt follows automatically." },
+  ConnectionFailed: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "The connection failed for another reason (DNS, reset, protocol error); the message says which." },
+  RelayUnreachable: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "The operator could not reach the domain's relay control API to send or check a verification; check the relay Deployment." },
   ArrivedUnauthenticated: {
     conditions: ["InboundVerified", "OutboundVerified", "Ready"],
     meaning: "The token arrived, but not through the authenticated relay: the customer's server delivers this address directly instead of relaying it with the domain's credentials.",

@@ -437,6 +437,8 @@ const VerificationAttempt = Type.Object(
     result: Enum(VerificationResult, { description: "Pending, Succeeded or Failed." }),
     reason: Type.String({ description: "A stable CamelCase reason, documented in docs/api.md." }),
     message: Type.Optional(Type.String({ description: "What happened and what to fix." })),
+    tokenSha256: Type.Optional(Type.String({ description: "SHA-256 of the attempt's one-time token; the token itself is never stored." })),
+    basis: Type.Optional(Type.String({ description: "What the attempt verified (spec generation, outbound credentials, inbound credential versions); when it changes, a new attempt starts." })),
   },
   { description: "One verification attempt." },
 );

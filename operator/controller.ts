@@ -1,10 +1,13 @@
 // Watch → queue → reconcile. Informers feed keys ("namespace/name" of an
 // SmtpDomain) into one de-duplicating queue; the reconciler reads the cached
 // world for that key and makes it right.
+import { createHash } from "node:crypto";
 import * as k8s from "@kubernetes/client-node";
 import { group, version, type SmtpDomain, type SupportAddress } from "../crds/schema.js";
 import type { Logger } from "../relay/ops/log.js";
 import { reconcileAddress } from "./address/reconcile.js";
+import type { VerificationIO, VerificationTiming } from "./address/verification.js";
+import { verificationIO, type VerificationSettings } from "./address/verification-io.js";
 import { defaultLimits, judgeAddresses, judgeDomains, type Limits } from "./address/rules.js";
 import { disconnect, disconnectFinalizer, ensureFinalizer } from "./domain/disconnect.js";
 import { reconcileDomain } from "./domain/reconcile.js";
@@ -17,6 +20,9 @@ export interface ControllerOptions {
   settings: OperatorSettings;
   /** The helpdesk's own domains, which can never be connected. */
   systemDomains?: readonly string[];
+  /** Verification: where inbound verification emails go, and how the relays' control APIs are reached. Without it nothing is verified. */
+  verification?: VerificationSettings;
+  verificationTiming?: VerificationTiming;
   limits?: Limits;
   log: Logger;
   concurrency?: number;
@@ -32,6 +38,7 @@ export class Controller {
   private readonly watched: SupervisedInformer<k8s.KubernetesObject>[];
   private readonly secrets: SupervisedInformer<k8s.V1Secret>;
   private resync: NodeJS.Timeout | undefined;
+  private readonly verificationIO: VerificationIO | undefined;
 
   constructor(
     config: k8s.KubeConfig,
@@ -39,6 +46,12 @@ export class Controller {
   ) {
     const { log } = options;
     this.cluster = new Cluster(config);
+    if (options.verification) {
+      this.verificationIO = verificationIO(options.verification, (domain) => {
+        const token = this.secrets.get(names(domain).control, domain.metadata.namespace)?.data?.token;
+        return token ? Buffer.from(token, "base64").toString("utf8") : undefined;
+      });
+    }
     this.queue = new WorkQueue((key) => this.reconcile(key), {
       concurrency: options.concurrency ?? 8,
       onError: (key, error) => log.error("reconcile failed", { key, error: describe(error) }),
@@ -176,16 +189,34 @@ export class Controller {
       .list()
       .filter((a) => a.metadata?.namespace === namespace && addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served);
     const verdict = domainVerdicts.get(`${namespace}/${name}`) ?? { served: true as const };
-    return reconcileDomain(this.cluster, { domain, addresses: served, verdict, secret: (ns, secretName) => this.secrets.get(secretName, ns) as k8s.V1Secret | undefined }, this.options.settings);
+    return reconcileDomain(this.cluster, { domain, addresses: served, verdict, secret: (ns, secretName) => this.secrets.get(secretName, ns) }, this.options.settings);
   }
 
   private async reconcileAddress(namespace: string, name: string): Promise<{ requeueAfterMs?: number }> {
     const address = this.addresses.get(name, namespace);
     if (!address || address.metadata?.deletionTimestamp) return {};
     const verdict = this.verdicts().addressVerdicts.get(`${namespace}/${name}`) ?? { served: true as const };
-    await reconcileAddress(this.cluster, address, verdict, this.domains.get(address.spec.domainRef.name, namespace));
-    return {};
+    const credentials = this.secrets.get(address.spec.outbound.credentialsSecretRef.name, namespace);
+    return reconcileAddress(
+      this.cluster,
+      address,
+      verdict,
+      this.domains.get(address.spec.domainRef.name, namespace),
+      this.verificationIO
+        ? { io: this.verificationIO, credentialsResourceVersion: credentials?.metadata?.resourceVersion, credentialSha256: loginDigest(credentials), ...(this.options.verificationTiming ? { timing: this.options.verificationTiming } : {}) }
+        : undefined,
+    );
   }
+}
+
+/** SHA-256 of "username\0password" of an outbound credentials Secret, as the relay reports the login it used. */
+function loginDigest(secret: k8s.V1Secret | undefined): string | undefined {
+  const username = secret?.data?.username;
+  const password = secret?.data?.password;
+  if (!username || !password) return undefined;
+  const text = (v: string) => Buffer.from(v, "base64").toString("utf8");
+  // Trimmed as the relay trims the password file.
+  return createHash("sha256").update(`${text(username)}\0${text(password).trim()}`).digest("hex");
 }
 
 function describe(error: unknown): string {

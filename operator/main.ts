@@ -6,11 +6,12 @@ import { parseArgs } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { createLogger } from "../relay/ops/log.js";
+import { defaultControlUrl } from "./address/verification-io.js";
 import { Controller } from "./controller.js";
 import { LeaderElector } from "./leader.js";
 
 const usage =
-  "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example] [--leader-elect [--leader-election-namespace NS] [--lease-duration-seconds 15]]";
+  "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example] [--verification-sender verify@helpdesk.example] [--verification-smtp host:port] [--relay-control-url http://{name}-relay-internal.{namespace}.svc:8443] [--leader-elect [--leader-election-namespace NS] [--lease-duration-seconds 15]]";
 
 function options() {
   try {
@@ -21,6 +22,9 @@ function options() {
         "relay-image": { type: "string", default: process.env.SMTPC_RELAY_IMAGE ?? "ghcr.io/smtp-connector/smtp-connector:0.1.0" },
         "relay-host-suffix": { type: "string", default: process.env.SMTPC_RELAY_HOST_SUFFIX ?? "relay.smtp-connector.local" },
         "system-domains": { type: "string", default: process.env.SMTPC_SYSTEM_DOMAINS ?? "" },
+        "verification-sender": { type: "string", default: process.env.SMTPC_VERIFICATION_SENDER ?? "" },
+        "verification-smtp": { type: "string", default: process.env.SMTPC_VERIFICATION_SMTP ?? "" },
+        "relay-control-url": { type: "string", default: process.env.SMTPC_RELAY_CONTROL_URL ?? defaultControlUrl },
         "leader-elect": { type: "boolean", default: false },
         "leader-election-namespace": { type: "string", default: process.env.POD_NAMESPACE ?? "smtp-connector-system" },
         "lease-duration-seconds": { type: "string", default: "15" },
@@ -32,7 +36,17 @@ function options() {
     const systemDomains = values["system-domains"].split(",").map((d) => d.trim().toLowerCase()).filter(Boolean);
     const leaseSeconds = Number(values["lease-duration-seconds"]);
     if (!(leaseSeconds >= 2 && leaseSeconds <= 300)) throw new Error(`--lease-duration-seconds must be between 2 and 300, got ${values["lease-duration-seconds"]}`);
+    const sender = values["verification-sender"] || `verify@${systemDomains[0] ?? "smtp-connector.invalid"}`;
+    if (!/^[^@\s]+@[a-z0-9.-]+$/.test(sender)) throw new Error(`--verification-sender must be an address such as verify@helpdesk.example, got ${sender}`);
+    let smtp: { host: string; port: number } | undefined;
+    if (values["verification-smtp"]) {
+      const match = /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:.]+\]):([0-9]{1,5})$/.exec(values["verification-smtp"]);
+      if (!match || Number(match[2]) > 65535) throw new Error(`--verification-smtp must be host:port, got ${values["verification-smtp"]}`);
+      smtp = { host: match[1]!.replace(/^\[|\]$/g, ""), port: Number(match[2]) };
+    }
+    if (!/^https?:\/\//.test(values["relay-control-url"])) throw new Error(`--relay-control-url must be an http(s) URL template, got ${values["relay-control-url"]}`);
     return {
+      verification: { sender, ...(smtp ? { smtp } : {}), controlUrl: values["relay-control-url"] },
       kubeconfig: values.kubeconfig,
       port,
       relayImage: values["relay-image"],
@@ -62,6 +76,7 @@ const controller = new Controller(config, {
   settings: { relayImage: opts.relayImage, relayHostSuffix: opts.relayHostSuffix, systemDomains: opts.systemDomains },
   log,
   systemDomains: opts.systemDomains,
+  verification: opts.verification,
   onReconcile: (kind, result, seconds) => {
     reconciles.inc({ kind, result });
     duration.observe({ kind }, seconds);

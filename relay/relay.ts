@@ -14,6 +14,7 @@ import { AuthThrottle } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
 import { createControlServer } from "./ops/control.js";
 import { createOpsServer } from "./ops/http.js";
+import { RelayReports } from "./ops/reports.js";
 import type { Logger } from "./ops/log.js";
 import { createMetrics, type Metrics } from "./ops/metrics.js";
 import { buildState, retire, type RelayState } from "./state.js";
@@ -36,8 +37,8 @@ export class Relay {
   /** The certificate and key the listeners were last given. */
   private tlsInUse: { key: Buffer; cert: Buffer } | undefined;
   private listening = false;
-  /** Last successful AUTH per "domain/version", for reporting to the operator. */
-  readonly lastUsed = new Map<string, Date>();
+  /** What the operator pulls: credential use and verification receipts. */
+  readonly reports = new RelayReports();
 
   constructor(
     private readonly configFile: string,
@@ -52,7 +53,12 @@ export class Relay {
       throttle: () => this.throttle,
       metrics: this.metrics,
       log,
-      credentialUsed: (domain, version, at) => this.lastUsed.set(`${domain}/${version}`, at),
+      credentialUsed: (domain, version, at) => this.reports.used(domain, version, at),
+      credentialRefused: (domain, version, reason, at) => this.reports.refused(domain, version, reason, at),
+      verificationArrived: (receipt) => {
+        this.reports.arrived(receipt);
+        log.info("verification token arrived", { domain: receipt.domain, credentialVersion: receipt.credentialVersion });
+      },
     });
     this.outbound = new OutboundSessions({ state: () => this.state, metrics: this.metrics, log });
   }
@@ -72,7 +78,7 @@ export class Relay {
       this.control = await listenHttp(
         createControlServer({
           state: () => this.state,
-          credentialUse: () => [...this.lastUsed].map(([key, at]) => ({ domain: key.slice(0, key.lastIndexOf("/")), version: Number(key.slice(key.lastIndexOf("/") + 1)), lastUsedAt: at.toISOString() })),
+          reports: this.reports,
           metrics: this.metrics,
           log: this.log,
         }),

@@ -51,6 +51,7 @@ export class SmtpNextHop implements NextHop {
   private closed = false;
   /** Who this next hop's connections are: server, TLS, trust and login. Equal identities may share a pool. */
   readonly identity: string;
+  readonly credentialSha256?: string;
 
   constructor(
     readonly delivery: SmtpDelivery,
@@ -59,6 +60,9 @@ export class SmtpNextHop implements NextHop {
     // Read once per config load: a changed file arrives as a new config.
     this.password = delivery.passwordFile ? readFileSync(delivery.passwordFile, "utf8").trim() : undefined;
     this.ca = delivery.caFile ? readFileSync(delivery.caFile, "utf8") : undefined;
+    if (delivery.username && this.password !== undefined) {
+      this.credentialSha256 = createHash("sha256").update(`${delivery.username}\0${this.password}`).digest("hex");
+    }
     this.identity = createHash("sha256")
       .update(JSON.stringify([delivery.host, delivery.port, delivery.protocol, delivery.tls, this.ca ?? null, delivery.username ?? null, this.password ?? null]))
       .digest("hex");
@@ -178,7 +182,7 @@ function settle<T>(connection: SMTPConnection, signal: AbortSignal | undefined, 
   });
 }
 
-function toNextHopError(error: unknown): NextHopError {
+export function toNextHopError(error: unknown): NextHopError {
   if (error instanceof NextHopError) return error;
   const e = error as { message?: string; response?: string; responseCode?: number; code?: string; command?: string };
   const detail = { ...(e.code ? { code: e.code } : {}), ...(e.command ? { command: e.command } : {}) };

@@ -42,10 +42,20 @@ const CR = 0x0d;
 const LF = 0x0a;
 const CRLF = Buffer.from("\r\n");
 const ownHeaderPrefix = "x-smtpconnector-";
+const verificationHeader = "x-smtpconnector-verification";
+const tokenPattern = /^[A-Za-z0-9_-]{16,128}$/;
+
+function tokenOf(field: Buffer[]): string | undefined {
+  const value = field.map((l) => l.toString("latin1")).join("");
+  const token = value.slice(value.indexOf(":") + 1).trim();
+  return tokenPattern.test(token) ? token : undefined;
+}
 
 export class MessageFilter extends Transform {
   /** Set once the message broke a rule; nothing more is emitted. */
   rejection: MessageRejected | undefined;
+  /** The operator's one-time verification token, when the message carries one (X-SmtpConnector-Verification). */
+  verificationToken: string | undefined;
   inputBytes = 0;
   private lineBytes = 0;
   private pendingCR = false;
@@ -167,6 +177,7 @@ export class MessageFilter extends Transform {
     for (const field of fields(this.headerLines)) {
       const name = fieldName(field);
       if (name === "received") received++;
+      if (name === verificationHeader) this.verificationToken = tokenOf(field);
       if (!this.options.preserveHeaders) {
         if (name.startsWith(ownHeaderPrefix)) continue;
         if (name === "authentication-results" && authservIdOf(field) === this.options.authservId.toLowerCase()) continue;

@@ -24,6 +24,13 @@ export interface AuthenticatedUser {
 
 export type CredentialKind = "inbound" | "submission";
 
+export interface VerificationReceipt {
+  token: string;
+  domain: string;
+  credentialVersion: number;
+  at: Date;
+}
+
 type Callback = (err?: Error | null) => void;
 
 export interface SessionContext {
@@ -33,6 +40,10 @@ export interface SessionContext {
   log: Logger;
   /** Records a successful AUTH for last-use reporting. */
   credentialUsed: (domain: string, version: number, at: Date) => void;
+  /** Records an AUTH refused for a known version (Revoked, Expired), for reporting. */
+  credentialRefused: (domain: string, version: number, reason: string, at: Date) => void;
+  /** Records a verification token that arrived through the authenticated relay. */
+  verificationArrived: (receipt: VerificationReceipt) => void;
 }
 
 const authFailed = "5.7.8 Authentication credentials invalid";
@@ -87,6 +98,9 @@ export class InboundSessions {
       return;
     }
     const reason = result.ok ? "WrongMechanism" : result.reason;
+    if (kind === "inbound" && (reason === "Revoked" || reason === "Expired") && result.domain && result.version !== undefined) {
+      this.ctx.credentialRefused(result.domain, result.version, reason, new Date());
+    }
     metrics.auth.inc({ kind, domain: result.domain ?? "", version: result.version === undefined ? "" : String(result.version), result: reason });
     this.ctx.throttle().recordFailure(ip, username);
     const failures = (this.authFailures.get(session.id) ?? 0) + 1;
@@ -156,6 +170,7 @@ export class InboundSessions {
         metrics.bytes.inc({ direction: "inbound" }, filter.inputBytes);
         metrics.nextHopSeconds.observe({ direction: "inbound" }, Number(process.hrtime.bigint() - started) / 1e9);
         log.info("message delivered", { session: session.id, domain: user.domain, credentialVersion: user.version, bytes: filter.inputBytes, nextHop: result.response });
+        if (filter.verificationToken) this.ctx.verificationArrived({ token: filter.verificationToken, domain: user.domain, credentialVersion: user.version, at: new Date() });
         callback(null, `2.0.0 Accepted by the next hop: ${oneLine(result.response)}`);
       },
       (error: unknown) => {

@@ -4,18 +4,23 @@
 //
 //   POST /v1/verification-sends  send a verification email through exactly the
 //                                outbound path of a support address
-//   GET  /v1/credential-use      last successful AUTH per inbound credential version
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+//   GET  /v1/credential-use      last successful AUTH (and last refusal) per inbound credential version
+//   GET  /v1/verification-receipts/<sha256 of token>
+//                                whether a verification token came back through
+//                                the authenticated relay, with which domain and version
+import { createHash, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import { Readable } from "node:stream";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import type { Logger } from "./log.js";
+import type { RelayReports } from "./reports.js";
 import type { Metrics } from "./metrics.js";
 import type { RelayState } from "../state.js";
 import { parseMailbox } from "../inbound/address.js";
 import { routeSender } from "../outbound/route.js";
 import { classifyFailure, sendOutbound } from "../outbound/send.js";
+import { verificationMessage } from "../outbound/verification-message.js";
 import { NextHopError } from "../forward/smtp-next-hop.js";
 
 const maxBodyBytes = 16 * 1024;
@@ -35,7 +40,7 @@ export type VerificationSend = Static<typeof VerificationSend>;
 
 export interface ControlSource {
   state(): RelayState;
-  credentialUse(): { domain: string; version: number; lastUsedAt: string }[];
+  reports: RelayReports;
   metrics: Metrics;
   log: Logger;
 }
@@ -49,8 +54,13 @@ export function createControlServer(source: ControlSource): http.Server {
       return;
     }
     const path = (req.url ?? "/").split("?")[0];
+    const receipt = /^\/v1\/verification-receipts\/([0-9a-f]{64})$/.exec(path ?? "");
     if (path === "/v1/credential-use" && req.method === "GET") {
-      reply(200, { credentials: source.credentialUse() });
+      reply(200, { credentials: source.reports.credentialUse() });
+    } else if (receipt && req.method === "GET") {
+      const found = source.reports.receipt(receipt[1]!);
+      if (found) reply(200, found);
+      else reply(404, { result: "NotArrived", message: "no verification token with this digest came back through this relay" });
     } else if (path === "/v1/verification-sends" && req.method === "POST") {
       readJson(req).then(
         (body) => verificationSend(source, body).then(({ status, body }) => reply(status, body)),
@@ -63,6 +73,9 @@ export function createControlServer(source: ControlSource): http.Server {
     }
   });
 }
+
+/** Which login the send used (a digest): the operator checks it is the one it expects, not one from before a reload. */
+const login = (hop: { credentialSha256?: string }) => (hop.credentialSha256 ? { credentialSha256: hop.credentialSha256 } : {});
 
 function authorized(header: string | undefined, tokenSha256: string): boolean {
   const presented = /^Bearer (\S+)$/.exec(header ?? "")?.[1] ?? "";
@@ -116,36 +129,13 @@ async function verificationSend(source: ControlSource, body: unknown): Promise<{
     source.metrics.outbound.inc({ sender: route.sender, result: "Delivered" });
     source.metrics.outboundSeconds.observe({ sender: route.sender }, Number(process.hrtime.bigint() - started) / 1e9);
     source.log.info("verification email sent", { domain: request.domain, sender: route.sender, server: result.response });
-    return { status: 200, body: { result: "Delivered", response: result.response } };
+    return { status: 200, body: { result: "Delivered", response: result.response, ...login(route.nextHop) } };
   } catch (error) {
     const failure = classifyFailure(error);
     source.metrics.outbound.inc({ sender: route.sender, result: failure });
     const code = error instanceof NextHopError ? error.responseCode : undefined;
     const text = error instanceof Error ? error.message.replace(/[\r\n]+/g, " ").slice(0, 400) : String(error);
     source.log.warn("verification email not sent", { domain: request.domain, sender: route.sender, result: failure, reply: text });
-    return { status: 502, body: { result: failure, ...(code ? { responseCode: code } : {}), message: text } };
+    return { status: 502, body: { result: failure, ...(code ? { responseCode: code } : {}), message: text, ...login(route.nextHop) } };
   }
-}
-
-/** The verification email. Every value in it was validated above; the token appears in a header and the body. */
-export function verificationMessage(hostname: string, request: VerificationSend, now = new Date()): Buffer {
-  const lines = [
-    `From: ${request.from}`,
-    `To: ${request.to}`,
-    `Subject: ${request.subject ?? "smtp-connector verification"}`,
-    `Date: ${now.toUTCString().replace("GMT", "+0000")}`,
-    `Message-ID: <${randomBytes(12).toString("hex")}.verification@${hostname}>`,
-    "Auto-Submitted: auto-generated",
-    "X-Auto-Response-Suppress: All",
-    `X-SmtpConnector-Verification: ${request.token}`,
-    "MIME-Version: 1.0",
-    "Content-Type: text/plain; charset=us-ascii",
-    "",
-    "This message checks that mail for this support address flows through smtp-connector.",
-    "It needs no action.",
-    "",
-    `Verification token: ${request.token}`,
-    "",
-  ];
-  return Buffer.from(lines.join("\r\n"), "latin1");
 }

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type * as k8s from "@kubernetes/client-node";
+import { kubectl } from "./kube.js";
 import { stopChild } from "./mail.js";
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -16,8 +17,10 @@ export interface RunningDeployment {
   child: ChildProcess;
   root: string;
   logs(): string;
-  /** Writes the Secret volumes again, as the kubelet does when a Secret changes. */
+  /** Writes the Secret volumes again, as the kubelet does when a Secret changes (it also does so every second). */
   sync(): Promise<void>;
+  /** Reports the pod available in the Deployment's status, as the kubelet and the Deployment controller would. */
+  markAvailable(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -50,12 +53,26 @@ export async function runDeployment(core: k8s.CoreV1Api, deployment: k8s.V1Deplo
   const child = spawn(command === "node" ? process.execPath : command!, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   child.stdout?.on("data", (c: Buffer) => (output += c.toString()));
   child.stderr?.on("data", (c: Buffer) => (output += c.toString()));
+  // The kubelet refreshes mounted Secrets on its own; so does this stand-in.
+  let syncing = false;
+  const periodic = setInterval(() => {
+    if (syncing) return;
+    syncing = true;
+    sync().catch(() => undefined).finally(() => (syncing = false));
+  }, 1_000);
+  periodic.unref();
   return {
     child,
     root,
     logs: () => output,
     sync,
+    markAvailable: async () => {
+      const status = { observedGeneration: deployment.metadata!.generation, replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1 };
+      const result = await kubectl(["patch", "deployment", deployment.metadata!.name!, "-n", namespace, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })]);
+      if (result.code !== 0) throw new Error(`marking the Deployment available failed: ${result.stderr}`);
+    },
     stop: async () => {
+      clearInterval(periodic);
       await stopChild(child);
       rmSync(root, { recursive: true, force: true });
     },

@@ -46,10 +46,10 @@ const services = [
   "postlog   unix-dgram n - n - 1 postlogd",
 ];
 
-export async function startPostfix(settings: Record<string, string>, extraServices: string[] = [], files: Record<string, string> = {}): Promise<Postfix> {
+export async function startPostfix(settings: Record<string, string>, extraServices: string[] = [], files: Record<string, string> = {}, listenPort?: number): Promise<Postfix> {
   const dir = tempDir("postfix");
   chmodSync(dir, 0o755);
-  const port = await freePort();
+  const port = listenPort ?? (await freePort());
   const main: Record<string, string> = {
     compatibility_level: "3.6",
     queue_directory: join(dir, "queue"),
@@ -122,6 +122,22 @@ async function run(args: string[]): Promise<void> {
   }
 }
 
+function forwarding(f: { domain: string; relayPort: number; username: string; password: string }): Record<string, string> {
+  const relay = `[127.0.0.1]:${f.relayPort}`;
+  return {
+    // Anyone may send to the domain (it is an MX); only logged-in users elsewhere.
+    smtpd_tls_security_level: "may",
+    smtpd_relay_restrictions: "permit_sasl_authenticated, reject_unauth_destination",
+    relay_domains: f.domain,
+    transport_maps: `inline:{ ${f.domain}=smtp:${relay} }`,
+    smtp_sasl_auth_enable: "yes",
+    smtp_sasl_password_maps: `inline:{ ${relay}=${f.username}:${f.password} }`,
+    smtp_sasl_security_options: "noanonymous",
+    smtp_sasl_tls_security_options: "noanonymous",
+    smtp_tls_policy_maps: `inline:{ ${relay}=encrypt }`,
+  };
+}
+
 export interface SubmissionUser {
   username: string;
   password: string;
@@ -135,7 +151,18 @@ export interface SubmissionUser {
  * relaying everything to `relayTo` (smtp-sink in tests). Its certificate is
  * self-signed for 127.0.0.1; `certFile` is the CA a client must trust.
  */
-export async function startSubmissionServer(opts: { relayTo: number; users: SubmissionUser[]; implicitTls?: boolean }): Promise<Postfix & { certFile: string }> {
+export async function startSubmissionServer(opts: {
+  relayTo: number;
+  users: SubmissionUser[];
+  implicitTls?: boolean;
+  /**
+   * Also the domain's MX: mail for `domain`, from anyone, is relayed to the
+   * relay with SASL over TLS (as the client snippets tell a customer to).
+   */
+  forward?: { domain: string; relayPort: number; username: string; password: string };
+  /** A port chosen beforehand (e.g. one already handed to the operator); a free one otherwise. */
+  port?: number;
+}): Promise<Postfix & { certFile: string }> {
   const sasl = tempDir("sasl");
   chmodSync(sasl, 0o755);
   const tls = await selfSignedCertificate(sasl, "mx.customer.test");
@@ -169,10 +196,12 @@ export async function startSubmissionServer(opts: { relayTo: number; users: Subm
       smtpd_relay_restrictions: "permit_sasl_authenticated, reject",
       relayhost: `[127.0.0.1]:${opts.relayTo}`,
       smtp_tls_security_level: "none",
+      ...(opts.forward ? forwarding(opts.forward) : {}),
     },
     [],
     // Debian's Postfix reads its Cyrus configuration from <config dir>/sasl/<smtpd_sasl_path>.conf.
     { "sasl/smtpd.conf": `pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: ${db}\n` },
+    opts.port,
   );
   return {
     ...postfix,

@@ -1,0 +1,211 @@
+// Verification of one support address, both ways. Each attempt sends one
+// email with a one-time token and succeeds only when the relay of the
+// address's own domain reports that token as arrived through its
+// authenticated inbound listener:
+//
+//   Outbound  the relay sends it (control API) from the address to itself, so
+//             it leaves through the customer's server with the address's own
+//             login and comes back the way all its mail comes in;
+//   Inbound   the operator sends it from the helpdesk's system sender to the
+//             address through the configured MTA, so it travels through the
+//             customer's server into the relay.
+//
+// The decisions (when to start, what an answer means) are pure functions; the
+// sending and asking go through VerificationIO.
+import { createHash, randomBytes } from "node:crypto";
+import type { ReasonName } from "../../crds/conditions.js";
+import type { SmtpDomain, SupportAddress, SupportAddressStatus } from "../../crds/schema.js";
+import { parseDuration } from "../domain/credentials.js";
+
+export type Attempt = NonNullable<SupportAddressStatus["verifications"]>[number];
+export type Direction = Attempt["direction"];
+
+export const verifyRequestAnnotation = "smtpconnector.dev/verify-requested-at";
+
+export interface Failure {
+  reason: ReasonName;
+  message: string;
+}
+
+export interface Receipt {
+  domain: string;
+  credentialVersion: number;
+  arrivedAt: string;
+}
+
+/** The relay does not serve the address yet (its config is still on its way): try again shortly. */
+export class NotYetServed extends Error {}
+
+export interface VerificationIO {
+  /** Sends the inbound verification email; a failure names its reason. */
+  sendInbound(address: string, token: string): Promise<Failure | undefined>;
+  /**
+   * Asks the domain's relay to send the outbound verification email. When the
+   * relay used another login than `credentialSha256` (its config is older than
+   * the Secret), throws NotYetServed.
+   */
+  sendOutbound(domain: SmtpDomain, address: string, token: string, credentialSha256: string | undefined): Promise<Failure | undefined>;
+  /** Whether the token came back through the domain's relay. Throws when the relay cannot be asked. */
+  receipt(domain: SmtpDomain, tokenSha256: string): Promise<Receipt | undefined>;
+  /** When the relay last refused a revoked or expired credential version. */
+  lastRevokedRefusal(domain: SmtpDomain): Promise<Date | undefined>;
+}
+
+export interface VerificationTiming {
+  /** How often a pending attempt is checked. */
+  pollMs: number;
+  /** How soon a failed attempt is tried again, unless something changes first. */
+  retryMs: number;
+}
+
+export const defaultTiming: VerificationTiming = { pollMs: 2_000, retryMs: 5 * 60_000 };
+
+/** What a verification proves: when any of it changes, both directions are verified again. */
+export function basisOf(address: SupportAddress, credentialsResourceVersion: string | undefined, domain: SmtpDomain): string {
+  return [`generation=${address.metadata.generation ?? 0}`, `credentials=${credentialsResourceVersion ?? ""}`, `inbound=${domain.status?.activeVersions ?? ""}`].join(";");
+}
+
+/** Whether a new attempt starts now. Pure. */
+export function shouldStart(attempt: Attempt | undefined, basis: string, requested: boolean, intervalMs: number, retryMs: number, now: Date): boolean {
+  if (!attempt || requested || attempt.basis !== basis) return true;
+  if (attempt.result === "Pending") return false;
+  const since = now.getTime() - Date.parse(attempt.completedAt ?? attempt.startedAt);
+  return since >= (attempt.result === "Succeeded" ? intervalMs : Math.min(retryMs, intervalMs));
+}
+
+/** What a receipt (or its absence at the deadline) means for a pending attempt. Pure. */
+export function judge(attempt: Attempt, domain: SmtpDomain, receipt: Receipt | undefined, revokedRefusalAt: Date | undefined, timeoutMs: number, now: Date): Attempt {
+  const at = now.toISOString();
+  if (receipt) {
+    const active = (domain.status?.activeVersions ?? "").split(",").filter(Boolean).map(Number);
+    if (receipt.domain === domain.spec.domain && active.length > 0 && !active.includes(receipt.credentialVersion)) {
+      return {
+        ...attempt,
+        result: "Failed",
+        reason: "ArrivedRevokedCredential",
+        completedAt: at,
+        message: `the token came back with credential version ${receipt.credentialVersion}, which is no longer active; install the current version on the customer's server`,
+      };
+    }
+    return receipt.domain === domain.spec.domain
+      ? { ...attempt, result: "Succeeded", reason: "Verified", completedAt: at, message: `the token came back through the authenticated relay (credential version ${receipt.credentialVersion})` }
+      : { ...attempt, result: "Failed", reason: "ArrivedWrongDomain", completedAt: at, message: `the token came back authenticated for ${receipt.domain}, not ${domain.spec.domain}` };
+  }
+  const started = Date.parse(attempt.startedAt);
+  if (now.getTime() - started < timeoutMs) return attempt;
+  if (revokedRefusalAt && revokedRefusalAt.getTime() >= started) {
+    return {
+      ...attempt,
+      result: "Failed",
+      reason: "ArrivedRevokedCredential",
+      completedAt: at,
+      message: "the customer's server tried to relay with a revoked or expired credential version; install the current one from its Secret (see the SmtpDomain's status.credentials)",
+    };
+  }
+  return {
+    ...attempt,
+    result: "Failed",
+    reason: "VerificationTimedOut",
+    completedAt: at,
+    message: `the token did not come back within ${Math.round(timeoutMs / 1000)}s; check that the customer's server relays mail for the address to the relay with the domain's current credentials`,
+  };
+}
+
+export interface VerifyInputs {
+  address: SupportAddress;
+  domain: SmtpDomain;
+  credentialsResourceVersion: string | undefined;
+  /** SHA-256 of "username\0password" from the address's credentials Secret. */
+  credentialSha256: string | undefined;
+  io: VerificationIO;
+  timing?: VerificationTiming;
+  now?: Date;
+}
+
+export interface VerifyOutcome {
+  attempts: Attempt[];
+  lastHandledVerifyRequest?: string;
+  requeueAfterMs?: number;
+}
+
+/** Advances both directions by one step: start, check, or leave as they are. */
+export async function verify({ address, domain, credentialsResourceVersion, credentialSha256, io, timing = defaultTiming, now = new Date() }: VerifyInputs): Promise<VerifyOutcome> {
+  const basis = basisOf(address, credentialsResourceVersion, domain);
+  const request = address.metadata.annotations?.[verifyRequestAnnotation];
+  const requested = request !== undefined && request !== address.status?.lastHandledVerifyRequest;
+  const intervalMs = parseDuration(address.spec.verification?.interval ?? "24h");
+  const timeoutMs = parseDuration(address.spec.verification?.timeout ?? "10m");
+  const current = new Map((address.status?.verifications ?? []).map((a) => [a.direction, a]));
+  const next = new Map(current);
+  let waitMs = Infinity;
+  let notServed = false;
+
+  for (const direction of ["Outbound", "Inbound"] as const) {
+    const attempt = current.get(direction);
+    if (shouldStart(attempt, basis, requested, intervalMs, timing.retryMs, now)) {
+      // Inbound goes only once the relay has shown it serves the address
+      // (its outbound send was accepted): before that, mail for the address
+      // would be refused at RCPT and the attempt would only time out.
+      if (direction === "Inbound" && next.get("Outbound")?.result === undefined) continue;
+      const token = `vrf_${randomBytes(24).toString("base64url")}`;
+      let failure: Failure | undefined;
+      try {
+        const to = address.spec.address.toLowerCase();
+        failure = direction === "Outbound" ? await io.sendOutbound(domain, to, token, credentialSha256) : await io.sendInbound(to, token);
+      } catch (error) {
+        if (error instanceof NotYetServed) {
+          notServed = true;
+          continue;
+        }
+        failure = { reason: "RelayUnreachable", message: (error as Error).message };
+      }
+      const startedAt = now.toISOString();
+      next.set(direction, {
+        direction,
+        startedAt,
+        basis,
+        tokenSha256: createHash("sha256").update(token).digest("hex"),
+        ...(failure
+          ? { result: "Failed" as const, reason: failure.reason, message: failure.message, completedAt: startedAt }
+          : { result: "Pending" as const, reason: "VerificationPending", message: "the verification email is on its way" }),
+      });
+    } else if (attempt?.result === "Pending" && attempt.tokenSha256) {
+      let receipt: Receipt | undefined;
+      let refusal: Date | undefined;
+      try {
+        receipt = await io.receipt(domain, attempt.tokenSha256);
+        if (!receipt && now.getTime() - Date.parse(attempt.startedAt) >= timeoutMs) refusal = await io.lastRevokedRefusal(domain);
+      } catch {
+        // The relay could not be asked this time; the deadline still holds.
+        if (now.getTime() - Date.parse(attempt.startedAt) < timeoutMs) {
+          waitMs = Math.min(waitMs, timing.pollMs);
+          continue;
+        }
+      }
+      next.set(direction, judge(attempt, domain, receipt, refusal, timeoutMs, now));
+    }
+  }
+
+  const attempts = (["Inbound", "Outbound"] as const).flatMap((d) => (next.has(d) ? [next.get(d)!] : []));
+  for (const a of attempts) {
+    if (a.result === "Pending") waitMs = Math.min(waitMs, timing.pollMs);
+    else {
+      const again = Date.parse(a.completedAt ?? a.startedAt) + (a.result === "Succeeded" ? intervalMs : Math.min(timing.retryMs, intervalMs)) - now.getTime();
+      waitMs = Math.min(waitMs, Math.max(1_000, again));
+    }
+  }
+  if (notServed || attempts.length < 2) waitMs = Math.min(waitMs, timing.pollMs);
+  return {
+    attempts,
+    ...(request !== undefined ? { lastHandledVerifyRequest: request } : {}),
+    ...(Number.isFinite(waitMs) ? { requeueAfterMs: waitMs } : {}),
+  };
+}
+
+/** The condition a direction's latest attempt gives. */
+export function verifiedCondition(type: "InboundVerified" | "OutboundVerified", attempt: Attempt | undefined): { type: string; status: "True" | "False" | "Unknown"; reason: ReasonName; message: string } {
+  if (!attempt) return { type, status: "Unknown", reason: "VerificationPending", message: "no verification has completed yet" };
+  if (attempt.result === "Succeeded") return { type, status: "True", reason: "Verified", message: attempt.message ?? "verified" };
+  if (attempt.result === "Pending") return { type, status: "Unknown", reason: "VerificationPending", message: attempt.message ?? "the verification email is on its way" };
+  return { type, status: "False", reason: attempt.reason as ReasonName, message: attempt.message ?? attempt.reason };
+}

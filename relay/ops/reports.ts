@@ -1,0 +1,65 @@
+// What the relay remembers for the operator, who pulls it over the control
+// API: each inbound credential version's last successful AUTH and last refusal
+// (revoked, expired), and the verification tokens that came back through the
+// authenticated relay. In memory and bounded: a restart forgets, and the
+// operator's verification then times out and tries again.
+import { createHash } from "node:crypto";
+import type { VerificationReceipt } from "../inbound/session.js";
+
+const maxReceipts = 10_000;
+const receiptTtlMs = 24 * 60 * 60 * 1000;
+
+export interface CredentialUse {
+  domain: string;
+  version: number;
+  lastUsedAt?: string;
+  lastRefusedAt?: string;
+  lastRefusedReason?: string;
+}
+
+export class RelayReports {
+  private readonly credentials = new Map<string, CredentialUse>();
+  /** By SHA-256 of the token: the operator keeps only digests in status, and asks by digest. */
+  private readonly receipts = new Map<string, VerificationReceipt>();
+
+  used(domain: string, version: number, at: Date): void {
+    this.entry(domain, version).lastUsedAt = at.toISOString();
+  }
+
+  refused(domain: string, version: number, reason: string, at: Date): void {
+    const entry = this.entry(domain, version);
+    entry.lastRefusedAt = at.toISOString();
+    entry.lastRefusedReason = reason;
+  }
+
+  arrived(receipt: VerificationReceipt): void {
+    const key = createHash("sha256").update(receipt.token).digest("hex");
+    this.receipts.delete(key);
+    this.receipts.set(key, receipt);
+    // Oldest first out: a Map iterates in insertion order.
+    for (const [oldest, r] of this.receipts) {
+      if (this.receipts.size <= maxReceipts && Date.now() - r.at.getTime() < receiptTtlMs) break;
+      this.receipts.delete(oldest);
+    }
+  }
+
+  receipt(tokenSha256: string): { domain: string; credentialVersion: number; arrivedAt: string } | undefined {
+    const r = this.receipts.get(tokenSha256);
+    if (!r || Date.now() - r.at.getTime() >= receiptTtlMs) return undefined;
+    return { domain: r.domain, credentialVersion: r.credentialVersion, arrivedAt: r.at.toISOString() };
+  }
+
+  credentialUse(): CredentialUse[] {
+    return [...this.credentials.values()].map((c) => ({ ...c }));
+  }
+
+  private entry(domain: string, version: number): CredentialUse {
+    const key = `${domain}/${version}`;
+    let entry = this.credentials.get(key);
+    if (!entry) {
+      entry = { domain, version };
+      this.credentials.set(key, entry);
+    }
+    return entry;
+  }
+}

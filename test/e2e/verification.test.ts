@@ -1,0 +1,144 @@
+// Verification both ways, as a customer lives it: a real Postfix is the
+// customer's server (its MX forwards the domain to the relay with the inbound
+// credential over TLS; its submission service requires each address's own
+// login). The operator proves both paths with one-time tokens, the helpdesk
+// can send only after that, and each failure mode gets its own reason, which
+// `kubectl get` and `kubectl describe` show.
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { after, before, describe, test } from "node:test";
+import * as k8s from "@kubernetes/client-node";
+import type { SupportAddress } from "../../crds/schema.js";
+import { installCRDs } from "../support/crds.js";
+import { operatorKubeconfig } from "../support/operator-rbac.js";
+import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { freePort, randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
+import { startSubmissionServer, type Postfix } from "../support/postfix.js";
+
+describe("verification, end to end", () => {
+  let operator: ChildProcess | undefined;
+  let helpdesk: SmtpSink;
+  let recipientSide: SmtpSink;
+  let customer: (Postfix & { certFile: string }) | undefined;
+  let relay: RunningDeployment | undefined;
+  let core: k8s.CoreV1Api;
+  let apps: k8s.AppsV1Api;
+  let custom: k8s.CustomObjectsApi;
+  const login = { username: "u1@example.com", password: randomPassword(), senders: ["support@example.com"] };
+
+  before(async () => {
+    await installCRDs();
+    const cluster = await connect();
+    core = cluster.core;
+    apps = cluster.config.makeApiClient(k8s.AppsV1Api);
+    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    helpdesk = await startSmtpSink();
+    recipientSide = await startSmtpSink();
+  });
+  after(async () => {
+    await relay?.stop();
+    if (operator) await stopChild(operator);
+    await customer?.stop();
+    await helpdesk.stop();
+    await recipientSide.stop();
+  });
+
+  test("both directions verify through the customer's Postfix; the helpdesk may send once Ready; wrong credentials and a revoked inbound credential get their own reasons", async (t) => {
+    const namespace = await freshNamespace(t, "e2e-vrf");
+    const domain = (credentials: object[]) => ({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SmtpDomain",
+      metadata: { name: "example-com", namespace },
+      spec: { domain: "example.com", inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+    });
+    // The customer's server listens here once it knows the inbound credential; the operator is told now.
+    const customerPort = await freePort();
+    operator = spawn(
+      process.execPath,
+      [
+        "--import", "tsx", "operator/main.ts", "--kubeconfig", await operatorKubeconfig(), "--metrics-port", "0",
+        "--system-domains", "helpdesk.test", "--verification-sender", "verify@helpdesk.test",
+        "--verification-smtp", `127.0.0.1:${customerPort}`, "--relay-control-url", "http://127.0.0.1:8443",
+      ],
+      { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, LOG_LEVEL: "warn" } },
+    );
+    await applyManifests(await tlsSecretManifest(namespace), domain([{ version: 1 }]));
+    const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 60_000);
+    const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+    const v1 = await read("example-com-inbound-v1");
+
+    // The customer's server, set up from the credential Secret as its admin would.
+    customer = await startSubmissionServer({
+      relayTo: recipientSide.port,
+      users: [login],
+      forward: { domain: "example.com", relayPort: 587, username: text(v1, "username"), password: text(v1, "password") },
+      port: customerPort,
+    });
+    await applyManifests(
+      { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: login.password } },
+      { apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") } },
+      {
+        apiVersion: "smtpconnector.dev/v1alpha1",
+        kind: "SupportAddress",
+        metadata: { name: "support", namespace },
+        spec: {
+          address: "support@example.com",
+          domainRef: { name: "example-com" },
+          outbound: { host: "127.0.0.1", port: customer.port, tls: "StartTLS", credentialsSecretRef: { name: "support-smtp" }, caSecretRef: { name: "customer-ca" } },
+          verification: { timeout: "15s", interval: "1h" },
+        },
+      },
+    );
+    const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
+    relay = await runDeployment(core, deployment);
+    await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+    await relay.markAvailable();
+
+    const address = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
+    const condition = (a: SupportAddress, type: string) => a.status?.conditions?.find((c) => c.type === type);
+    await eventually("the address Ready", async () => (condition(await address(), "Ready")?.status === "True" ? true : undefined), 60_000);
+    const verified = await address();
+    assert.deepEqual(verified.status?.verifications?.map((v) => `${v.direction} ${v.result} ${v.reason}`), ["Inbound Succeeded Verified", "Outbound Succeeded Verified"]);
+    assert.ok(verified.status?.verifications?.every((v) => /^[0-9a-f]{64}$/.test(v.tokenSha256 ?? "")), "only token digests are kept");
+    // Both tokens reached the helpdesk through the authenticated relay, tagged.
+    const tagged = helpdesk.messages().filter((m) => /X-SmtpConnector-Auth: domain=example\.com; version=1/.test(m.content));
+    assert.ok(tagged.length >= 2, `verification emails at the helpdesk: ${tagged.length}`);
+    const table = await kubectl(["get", "supportaddresses", "-n", namespace]);
+    assert.match(table.stdout, /support\s+support@example\.com\s+example-com\s+True\s+True\s+True/, table.stdout);
+
+    // Ready: the relay config marks the sender ready, and the helpdesk may send as it.
+    const submission = await read("example-com-submission");
+    const submit = (subject: string) =>
+      swaks([
+        "--server", "127.0.0.1:2587", "--tls", "--auth", "PLAIN", "--auth-user", text(submission, "username"), "--auth-password", text(submission, "password"),
+        "--from", "support@example.com", "--to", "customer@elsewhere.test", "--header", `Subject: ${subject}`,
+      ]);
+    await eventually("the helpdesk's first notification accepted", async () => ((await submit("ticket update")).code === 0 ? true : undefined), 20_000);
+    await eventually("the notification at the recipient's side", () => (recipientSide.messages().some((m) => m.content.includes("Subject: ticket update")) ? true : undefined), 20_000);
+
+    // Wrong outbound password: the changed Secret re-verifies, and the reason says what to fix.
+    await applyManifests({ apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: "not-the-password" } });
+    await eventually("OutboundVerified False with InvalidCredentials", async () => (condition(await address(), "OutboundVerified")?.reason === "InvalidCredentials" ? true : undefined), 60_000);
+    const failed = await address();
+    assert.equal(condition(failed, "Ready")?.status, "False");
+    assert.equal(condition(failed, "Stalled")?.status, "True");
+    const described = await kubectl(["describe", "supportaddress", "support", "-n", namespace]);
+    assert.match(described.stdout, /InvalidCredentials/);
+    assert.match(described.stdout, /authentication failed/i);
+
+    // Fixed, and a verification requested by annotation: echoed back once handled.
+    await applyManifests({ apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: login.password } });
+    await kubectl(["annotate", "supportaddress", "support", "-n", namespace, "smtpconnector.dev/verify-requested-at=2026-11-25T17:00:00Z", "--overwrite"]);
+    await eventually("verified again after the fix", async () => {
+      const a = await address();
+      return condition(a, "Ready")?.status === "True" && a.status?.lastHandledVerifyRequest === "2026-11-25T17:00:00Z" ? true : undefined;
+    }, 60_000);
+
+    // The customer's server keeps using version 1 after it was revoked: inbound verification says so.
+    await applyManifests(domain([{ version: 1, state: "Revoked" }, { version: 2 }]));
+    await kubectl(["annotate", "supportaddress", "support", "-n", namespace, "smtpconnector.dev/verify-requested-at=2026-11-25T17:05:00Z", "--overwrite"]);
+    await eventually("InboundVerified False with ArrivedRevokedCredential", async () => (condition(await address(), "InboundVerified")?.reason === "ArrivedRevokedCredential" ? true : undefined), 90_000);
+  });
+});
