@@ -189,7 +189,12 @@ export class Controller {
       .list()
       .filter((a) => a.metadata?.namespace === namespace && addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served);
     const verdict = domainVerdicts.get(`${namespace}/${name}`) ?? { served: true as const };
-    return reconcileDomain(this.cluster, { domain, addresses: served, verdict, secret: (ns, secretName) => this.secrets.get(secretName, ns) }, this.options.settings);
+    const io = this.verificationIO;
+    return reconcileDomain(
+      this.cluster,
+      { domain, addresses: served, verdict, secret: (ns, secretName) => this.secrets.get(secretName, ns), ...(io ? { credentialUse: (d: SmtpDomain) => io.credentialUse(d) } : {}) },
+      this.options.settings,
+    );
   }
 
   private async reconcileAddress(namespace: string, name: string): Promise<{ requeueAfterMs?: number }> {

@@ -80,6 +80,13 @@ export function verificationIO(settings: VerificationSettings, controlToken: (do
       return (await response.json()) as Receipt;
     },
 
+    async credentialUse(domain: SmtpDomain): Promise<Map<number, string>> {
+      const response = await call(domain, "/v1/credential-use");
+      if (response.status !== 200) throw new Error(`the relay's control API answered ${response.status}`);
+      const { credentials } = (await response.json()) as { credentials: { domain: string; version: number; lastUsedAt?: string }[] };
+      return new Map(credentials.filter((c) => c.domain === domain.spec.domain && c.lastUsedAt).map((c) => [c.version, c.lastUsedAt!]));
+    },
+
     async lastRevokedRefusal(domain: SmtpDomain): Promise<Date | undefined> {
       const response = await call(domain, "/v1/credential-use");
       if (response.status !== 200) return undefined;

@@ -49,6 +49,8 @@ export interface VerificationIO {
   receipt(domain: SmtpDomain, tokenSha256: string): Promise<Receipt | undefined>;
   /** When the relay last refused a revoked or expired credential version. */
   lastRevokedRefusal(domain: SmtpDomain): Promise<Date | undefined>;
+  /** Each inbound credential version's last successful AUTH, as the relay saw it. */
+  credentialUse(domain: SmtpDomain): Promise<Map<number, string>>;
 }
 
 export interface VerificationTiming {

@@ -37,7 +37,12 @@ export interface DomainInputs {
   verdict?: Verdict;
   /** Secrets from the informer cache (addresses' outbound credentials); read from the API when absent. */
   secret?: (namespace: string, name: string) => k8s.V1Secret | undefined;
+  /** The relay's report of each inbound credential version's last use; without it, last use is not reported. */
+  credentialUse?: (domain: SmtpDomain) => Promise<Map<number, string>>;
 }
+
+/** How often last use is collected from a running relay. */
+export const lastUseIntervalMs = 30_000;
 
 type Problem = { condition: "CredentialsIssued" | "RelayAvailable"; reason: "SecretConflict" | "SecretNotFound" | "SecretInvalid"; message: string };
 
@@ -144,8 +149,14 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
   const deployment = await cluster.read<k8s.V1Deployment>("apps/v1", "Deployment", namespace, n.relay);
   const available = deployment?.status?.availableReplicas ?? 0;
 
-  // 4. Status.
-  const status = domainStatus(inputs, plan, issued, problems, available, addresses.length, settings, now);
+  // 4. Last use per credential version, from the relay itself (it has no API access; we ask it).
+  let lastUsed = new Map<number, string>();
+  if (available > 0 && inputs.credentialUse) {
+    lastUsed = await inputs.credentialUse(domain).catch(() => new Map<number, string>());
+  }
+
+  // 5. Status.
+  const status = domainStatus(inputs, plan, issued, problems, available, addresses.length, settings, now, lastUsed);
   if (!sameStatus(domain.status, status)) {
     await cluster.applyStatus("smtpdomains", "SmtpDomain", namespace, domain.metadata.name!, status);
     await conditionEvents(cluster, involved(domain), domain.status?.conditions, status.conditions ?? []);
@@ -153,7 +164,9 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
 
   // An older version expires at a known instant: come back then.
   const nextExpiry = plan.map((p) => (p.expiresAt && p.state === "Active" ? Date.parse(p.expiresAt) - now.getTime() : Infinity)).reduce((a, b) => Math.min(a, b), Infinity);
-  return Number.isFinite(nextExpiry) ? { requeueAfterMs: Math.max(1_000, nextExpiry + 500) } : {};
+  // A running relay is asked again for last use.
+  const next = Math.min(Number.isFinite(nextExpiry) ? Math.max(1_000, nextExpiry + 500) : Infinity, available > 0 && inputs.credentialUse ? lastUseIntervalMs : Infinity);
+  return Number.isFinite(next) ? { requeueAfterMs: next } : {};
 }
 
 /**
@@ -223,6 +236,7 @@ function domainStatus(
   addressCount: number,
   settings: OperatorSettings,
   now: Date,
+  reportedUse: ReadonlyMap<number, string> = new Map(),
 ): SmtpDomainStatus {
   const { domain } = inputs;
   const credentialProblem = problems.find((p) => p.condition === "CredentialsIssued");
@@ -262,7 +276,9 @@ function domainStatus(
     credentials: plan.flatMap((p) => {
       const credential = issued.get(p.version);
       if (!credential) return [];
-      const lastUsedAt = previous.get(p.version)?.lastUsedAt;
+      // The later of what status already says and what the relay reports (a restarted relay forgets).
+      const known = [previous.get(p.version)?.lastUsedAt, reportedUse.get(p.version)].filter((t): t is string => t !== undefined);
+      const lastUsedAt = known.length > 0 ? rfc3339(new Date(Math.max(...known.map((t) => Date.parse(t))))) : undefined;
       return [{
         version: p.version,
         secretName: credential.secretName,

@@ -39,6 +39,16 @@ export class CredentialStore {
     }
   }
 
+  /**
+   * Whether a session authenticated earlier may still act on it: the version
+   * is still in the config, neither revoked nor expired. Revocation does not
+   * drop a session, but its next transaction is refused.
+   */
+  stillValid(username: string, version: number, now = Date.now()): boolean {
+    const entry = this.byUsername.get(username);
+    return entry !== undefined && entry.version === version && !entry.revoked && (entry.expiresAt === undefined || now < entry.expiresAt);
+  }
+
   check(username: string, password: string, now = Date.now()): AuthResult {
     const entry = this.byUsername.get(username);
     const digest = createHash("sha256").update(password, "utf8").digest();

@@ -117,11 +117,23 @@ export class InboundSessions {
   }
 
   onMailFrom(_address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void {
-    if (!authenticatedUser(session)) {
+    const user = authenticatedUser(session);
+    if (!user) {
       callback(new SmtpReply(530, "5.7.0 Authentication required"));
       return;
     }
+    if (!this.stillValid(user)) {
+      this.ctx.log.info("MAIL refused: the session's credential was revoked", { session: session.id, domain: user.domain, credentialVersion: user.version });
+      callback(new SmtpReply(451, "4.7.0 The credential this session authenticated with is no longer valid; reconnect and authenticate again"));
+      return;
+    }
     callback();
+  }
+
+  /** Whether the credential a session authenticated with still holds in the config now in force. */
+  stillValid(user: AuthenticatedUser): boolean {
+    const state = this.ctx.state();
+    return (user.kind === "inbound" ? state.credentials : state.submissionCredentials).stillValid(user.username, user.version);
   }
 
   onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void {
@@ -151,9 +163,10 @@ export class InboundSessions {
     const user = authenticatedUser(session);
     const state = this.ctx.state();
     const domain = user ? state.domains.get(user.domain) : undefined;
-    if (!user || !domain) {
+    if (!user || !domain || !this.stillValid(user)) {
+      // Revoked (or the domain disconnected) since MAIL: nothing is delivered as authenticated.
       stream.resume();
-      stream.on("end", () => callback(new SmtpReply(451, "4.3.0 Domain no longer served, try again later")));
+      stream.on("end", () => callback(new SmtpReply(451, "4.7.0 Domain no longer served or credential revoked, try again later")));
       return;
     }
     const { metrics, log } = this.ctx;

@@ -24,9 +24,14 @@ export interface OutboundContext {
 export class OutboundSessions {
   constructor(private readonly ctx: OutboundContext) {}
 
+  private stillValid(user: { username: string; version: number }): boolean {
+    return this.ctx.state().submissionCredentials.stillValid(user.username, user.version);
+  }
+
   onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void {
     const user = authenticatedUser(session, "submission");
     if (!user) return callback(new SmtpReply(530, "5.7.0 Authentication required"));
+    if (!this.stillValid(user)) return callback(new SmtpReply(451, "4.7.0 The credential this session authenticated with is no longer valid; reconnect and authenticate again"));
     const route = routeSender(this.ctx.state(), user.domain, address.address);
     if (!route.ok) {
       this.refused(route, session, user.domain);
@@ -52,7 +57,8 @@ export class OutboundSessions {
     const state = this.ctx.state();
     const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
     // Routed again on the config in force now: a sender revoked since MAIL is not sent.
-    const route: SenderRoute = user ? routeSender(state, user.domain, from) : { ok: false, reason: "DomainNotServed", code: 530, message: "5.7.0 Authentication required" };
+    const route: SenderRoute =
+      user && this.stillValid(user) ? routeSender(state, user.domain, from) : { ok: false, reason: "DomainNotServed", code: 451, message: "4.7.0 Authentication no longer valid, try again later" };
     if (!route.ok) {
       if (user) this.refused(route, session, user.domain);
       stream.resume();

@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
-import type { SupportAddress } from "../../crds/schema.js";
+import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
 import { installCRDs } from "../support/crds.js";
 import { operatorKubeconfig } from "../support/operator-rbac.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
@@ -107,6 +107,11 @@ describe("verification, end to end", () => {
     assert.ok(tagged.length >= 2, `verification emails at the helpdesk: ${tagged.length}`);
     const table = await kubectl(["get", "supportaddresses", "-n", namespace]);
     assert.match(table.stdout, /support\s+support@example\.com\s+example-com\s+True\s+True\s+True/, table.stdout);
+
+    // The relay's report of last use reaches the SmtpDomain's status: the admin sees version 1 in use.
+    const smtpDomain = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+    await eventually("version 1's last use in status", async () => ((await smtpDomain()).status?.credentials?.find((c) => c.version === 1)?.lastUsedAt ? true : undefined), 60_000);
+    assert.match((await kubectl(["describe", "smtpdomain", "example-com", "-n", namespace])).stdout, /Last Used At:\s+2\d{3}-/);
 
     // Ready: the relay config marks the sender ready, and the helpdesk may send as it.
     const submission = await read("example-com-submission");

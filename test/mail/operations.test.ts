@@ -30,7 +30,7 @@ describe("credential rotation and revocation, hot", () => {
   });
   after(() => h.stop());
 
-  test("a new version works beside the old one; revoking the old one refuses it on the next AUTH, without touching open sessions", async () => {
+  test("a new version works beside the old one; revoking the old one refuses it on the next AUTH and the next transaction, without dropping a message in flight", async () => {
     assert.equal(
       h.update((c) => c.domains[0]!.credentials.push({ version: 2, username: "example.com-v2", passwordSha256: sha(v2), state: "Active" })),
       true,
@@ -38,6 +38,10 @@ describe("credential rotation and revocation, hot", () => {
     const old = await authenticate(h, user, password);
     assert.match(old.reply, /^235 /);
     assert.match((await authenticate(h, "example.com-v2", v2)).reply, /^235 /);
+    // A message in flight: DATA has begun when the revocation lands.
+    assert.match(await old.client.command("MAIL FROM:<customer@users.example.org>"), /^250 /);
+    assert.match(await old.client.command("RCPT TO:<support@example.com>"), /^250 /);
+    assert.match(await old.client.command("DATA"), /^354 /);
 
     // Revoke version 1 by writing the file only: the watcher must pick it up within seconds.
     const config = h.config;
@@ -51,12 +55,12 @@ describe("credential rotation and revocation, hot", () => {
     }, 5_000);
     assert.ok(Date.now() - revokedAt < 5_000);
 
-    // The session authenticated before the revocation finishes its message.
-    assert.match(await old.client.command("MAIL FROM:<customer@users.example.org>"), /^250 /);
-    assert.match(await old.client.command("RCPT TO:<support@example.com>"), /^250 /);
-    assert.match(await old.client.command("DATA"), /^354 /);
+    // The message in flight is delivered; the session stays open, but its next
+    // transaction is refused: nothing new is delivered under a revoked credential.
     old.client.write("Subject: in flight during revocation\r\n\r\nbody\r\n.\r\n");
     assert.match(await old.client.reply(), /^250 /);
+    assert.match(await old.client.command("MAIL FROM:<customer@users.example.org>"), /^451 4\.7\.0 The credential this session authenticated with is no longer valid/);
+    assert.match(await old.client.command("NOOP"), /^250 /);
     old.client.close();
     assert.match((await authenticate(h, "example.com-v2", v2)).reply, /^235 /);
     const metrics = await (await fetch(`http://127.0.0.1:${h.healthPort}/metrics`)).text();
