@@ -24,7 +24,12 @@ export interface RunningDeployment {
   stop(): Promise<void>;
 }
 
-export async function runDeployment(core: k8s.CoreV1Api, deployment: k8s.V1Deployment): Promise<RunningDeployment> {
+/**
+ * Runs the Deployment's container as a local process, the way the kubelet
+ * would run its pod. With `apps`, it also follows the Deployment: scaled to
+ * zero or deleted, the process gets SIGTERM, as the pod would.
+ */
+export async function runDeployment(core: k8s.CoreV1Api, deployment: k8s.V1Deployment, apps?: k8s.AppsV1Api): Promise<RunningDeployment> {
   const namespace = deployment.metadata!.namespace!;
   const pod = deployment.spec!.template.spec!;
   const container = pod.containers[0]!;
@@ -55,10 +60,20 @@ export async function runDeployment(core: k8s.CoreV1Api, deployment: k8s.V1Deplo
   child.stderr?.on("data", (c: Buffer) => (output += c.toString()));
   // The kubelet refreshes mounted Secrets on its own; so does this stand-in.
   let syncing = false;
+  const follow = async () => {
+    if (!apps || child.exitCode !== null) return;
+    const current = await apps.readNamespacedDeployment({ namespace, name: deployment.metadata!.name! }).catch((error: unknown) => {
+      if (error instanceof Error && /HTTP-Code: 404/.test(error.message)) return null;
+      throw error;
+    });
+    if (current === null || current.spec?.replicas === 0) child.kill("SIGTERM");
+  };
   const periodic = setInterval(() => {
     if (syncing) return;
     syncing = true;
-    sync().catch(() => undefined).finally(() => (syncing = false));
+    Promise.all([sync(), follow()])
+      .catch(() => undefined)
+      .finally(() => (syncing = false));
   }, 1_000);
   periodic.unref();
   return {

@@ -103,15 +103,17 @@ function readSinkMessages(dir: string): SinkMessage[] {
     .sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs)
     .map((file) => {
       const text = readFileSync(file, "latin1");
-      const [meta, ...rest] = text.split(/\nReceived: from .*\n\tby .*\n\t.*\n/);
-      const lines = (meta ?? "").split("\n");
+      // smtp-sink's own Received header ends its metadata block; only the first one is its.
+      const own = /\nReceived: from .*\n\tby .*\n\t.*\n/.exec(text);
+      const meta = own ? text.slice(0, own.index) : text;
+      const lines = meta.split("\n");
       const arg = (prefix: string) => lines.filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length).trim());
       return {
         file,
         mailFrom: arg("X-Mail-Args:")[0] ?? "",
         protocol: arg("X-Client-Proto:")[0] ?? "",
         rcptTo: arg("X-Rcpt-Args:"),
-        content: rest.join(""),
+        content: own ? text.slice(own.index + own[0].length) : "",
       };
     });
 }

@@ -17,6 +17,10 @@ export interface Postfix {
   log(): string;
   /** Number of messages still in the queue. */
   queued(): Promise<number>;
+  /** Changes main.cf settings and reloads, as an admin would (postconf -e; postfix reload). */
+  reconfigure(settings: Record<string, string>): Promise<void>;
+  /** Asks the queue manager to retry deferred mail now (postqueue -f). */
+  flush(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -87,6 +91,13 @@ export async function startPostfix(settings: Record<string, string>, extraServic
     port,
     dir,
     log: () => readLog(dir),
+    reconfigure: async (changes: Record<string, string>) => {
+      await execFileAsync("/usr/sbin/postconf", ["-c", dir, "-e", ...Object.entries(changes).map(([k, v]) => `${k}=${v}`)]);
+      await run(["-c", dir, "reload"]);
+    },
+    flush: async () => {
+      await execFileAsync("/usr/sbin/postqueue", ["-c", dir, "-f"]).catch(() => undefined);
+    },
     queued: async () => {
       const { stdout } = await execFileAsync("/usr/sbin/postqueue", ["-c", dir, "-j"]).catch(() => ({ stdout: "" }));
       return stdout.split("\n").filter((l) => l.trim().startsWith("{")).length;

@@ -1,0 +1,155 @@
+// Rotation and disconnect while mail flows, the way a customer's mail server
+// lives through them: a real Postfix (the domain's MX) keeps relaying into the
+// relay the operator deployed while credentials rotate and, later, the domain
+// is disconnected. Every message the customer's server accepted is counted.
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { statSync } from "node:fs";
+import { after, before, describe, test } from "node:test";
+import * as k8s from "@kubernetes/client-node";
+import { installCRDs } from "../support/crds.js";
+import { operatorKubeconfig } from "../support/operator-rbac.js";
+import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
+import { startSubmissionServer, type Postfix } from "../support/postfix.js";
+
+/** Submits messages to the customer's MX from a few parallel senders until stopped; returns the subjects it accepted. */
+function steadyTraffic(mx: () => number, label: string) {
+  const accepted: string[] = [];
+  let running = true;
+  let n = 0;
+  const workers = Array.from({ length: 3 }, async () => {
+    while (running) {
+      const subject = `${label} ${n++}`;
+      const result = await swaks(["--server", `127.0.0.1:${mx()}`, "--from", "jane@users.example.org", "--to", "support@example.com", "--header", `Subject: ${subject}`]);
+      if (result.code === 0) accepted.push(subject);
+    }
+  });
+  return {
+    accepted,
+    stop: async () => {
+      running = false;
+      await Promise.all(workers);
+      return accepted;
+    },
+  };
+}
+
+describe("rotation and disconnect under steady traffic", () => {
+  let operator: ChildProcess;
+  let helpdesk: SmtpSink;
+  let elsewhere: SmtpSink;
+  let customer: (Postfix & { certFile: string }) | undefined;
+  let relay: RunningDeployment | undefined;
+  let core: k8s.CoreV1Api;
+  let apps: k8s.AppsV1Api;
+
+  before(async () => {
+    await installCRDs();
+    const cluster = await connect();
+    core = cluster.core;
+    apps = cluster.config.makeApiClient(k8s.AppsV1Api);
+    helpdesk = await startSmtpSink();
+    elsewhere = await startSmtpSink();
+    operator = spawn(process.execPath, ["--import", "tsx", "operator/main.ts", "--kubeconfig", await operatorKubeconfig(), "--metrics-port", "0"], {
+      stdio: ["ignore", "ignore", "inherit"],
+      env: { ...process.env, LOG_LEVEL: "warn" },
+    });
+  });
+  after(async () => {
+    await relay?.stop();
+    await stopChild(operator);
+    await customer?.stop();
+    await helpdesk.stop();
+    await elsewhere.stop();
+  });
+
+  test("no message is lost while credentials rotate; after disconnect nothing more arrives authenticated", async (t) => {
+    const namespace = await freshNamespace(t, "e2e-rot");
+    const domain = (credentials: object[]) => ({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SmtpDomain",
+      metadata: { name: "example-com", namespace },
+      spec: { domain: "example.com", inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+    });
+    await applyManifests(
+      await tlsSecretManifest(namespace),
+      domain([{ version: 1 }]),
+      { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: "support@example.com", password: randomPassword() } },
+      {
+        apiVersion: "smtpconnector.dev/v1alpha1",
+        kind: "SupportAddress",
+        metadata: { name: "support", namespace },
+        spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } } },
+      },
+    );
+    const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 60_000);
+    const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+    const relayYaml = async () => text(await read("example-com-relay-config"), "relay.yaml");
+    const v1 = await read("example-com-inbound-v1");
+    await eventually("the address in the relay config", async () => ((await relayYaml()).includes("support@example.com") ? true : undefined));
+    relay = await runDeployment(core, await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }), apps);
+    await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+    const mx = await startSubmissionServer({
+      relayTo: elsewhere.port,
+      users: [{ username: "unused@example.com", password: randomPassword(), senders: ["nobody@example.com"] }],
+      forward: { domain: "example.com", relayPort: 587, username: text(v1, "username"), password: text(v1, "password") },
+    });
+    customer = mx;
+    const passwordMap = (secret: k8s.V1Secret) => `inline:{ [127.0.0.1]:587=${text(secret, "username")}:${text(secret, "password")} }`;
+
+    // Rotation while mail flows: version 2 beside 1, the customer switches, version 1 is revoked.
+    const rotation = steadyTraffic(() => mx.port, "rotation");
+    t.after(() => rotation.stop());
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await applyManifests(domain([{ version: 1 }, { version: 2 }]));
+    const v2 = await read("example-com-inbound-v2");
+    await eventually("version 2 in the relay config", async () => ((await relayYaml()).includes("version: 2") ? true : undefined));
+    await new Promise((resolve) => setTimeout(resolve, 3_000)); // the kubelet's sync and the relay's reload
+    await mx.reconfigure({ smtp_sasl_password_maps: passwordMap(v2) });
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await applyManifests(domain([{ version: 1, state: "Revoked" }, { version: 2 }]));
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    const sent = await rotation.stop();
+    assert.ok(sent.length >= 20, `steady traffic: only ${sent.length} messages`);
+    await mx.flush();
+    await eventually("every accepted message at the helpdesk", async () => {
+      const delivered = new Set(helpdesk.messages().flatMap((m) => /^Subject: (rotation \d+)$/m.exec(m.content)?.[1] ?? []));
+      if (sent.every((s) => delivered.has(s)) && (await mx.queued()) === 0) return true;
+      await mx.flush();
+      return undefined;
+    }, 60_000);
+    const rotated = helpdesk.messages().filter((m) => /^Subject: rotation \d+$/m.test(m.content));
+    const duplicates = rotated.length - new Set(rotated.map((m) => /^Subject: (.*)$/m.exec(m.content)![1])).size;
+    assert.equal(duplicates, 0, "no message arrived twice");
+    t.diagnostic(`rotation: ${sent.length} messages accepted by the customer's server, ${rotated.length} delivered, 0 lost, ${duplicates} duplicates`);
+    const untagged = rotated.filter((m) => !/^X-SmtpConnector-Auth: domain=example\.com; version=[12]\r?$/m.test(m.content));
+    assert.equal(untagged.length, 0, `every message tagged with its version; not: ${untagged[0]?.content.slice(0, 600)}`);
+    assert.ok(rotated.some((m) => /version=2\r?$/m.test(m.content)), "version 2 carried traffic after the switch");
+    const table = await kubectl(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "jsonpath={.status.activeVersions}"]);
+    assert.equal(table.stdout, "2");
+
+    // Disconnect while mail flows: from the moment the relay has the revoked config, nothing more arrives authenticated.
+    const flowing = steadyTraffic(() => mx.port, "disconnect");
+    t.after(() => flowing.stop());
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const deleted = Date.now();
+    await kubectl(["delete", "smtpdomain", "example-com", "-n", namespace, "--wait=false"]);
+    // Revoked in the config first, then the pod goes (scaled to zero, then deleted with the domain).
+    const refusing = () => relay!.logs().split("\n").some((l) => l.includes('"AUTH refused"') && l.includes('"reason":"Revoked"'));
+    await eventually("authentication to stop", () => (refusing() || relay!.child.exitCode !== null ? true : undefined), 20_000);
+    const stoppedWithin = Date.now() - deleted;
+    assert.ok(stoppedWithin < 15_000, `authentication stopped after ${stoppedWithin} ms`);
+    t.diagnostic(`disconnect: authentication stopped ${stoppedWithin} ms after the SmtpDomain was deleted`);
+    const refusedAt = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    await flowing.stop();
+    // Whatever arrived after the first refusal arrived within an exchange already under way, not a new AUTH.
+    const lateTagged = helpdesk.messages().filter((m) => /^Subject: disconnect \d+$/m.test(m.content) && mtime(m.file) > refusedAt + 1_000);
+    assert.equal(lateTagged.length, 0, `messages delivered after authentication stopped: ${lateTagged.length}`);
+    assert.ok((await mx.queued()) > 0, "the customer's server keeps what it could not relay");
+  });
+});
+
+const mtime = (file: string) => statSync(file).mtimeMs;
