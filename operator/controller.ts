@@ -73,6 +73,22 @@ export class Controller {
       // Secrets: ours (deleted ones come back) and the ones a domain or address references.
       this.secrets,
       supervisedInformer(config, "/api/v1/services", () => core.listServiceForAllNamespaces({ labelSelector: "app.kubernetes.io/managed-by=smtp-connector" }), byDomainLabel, log, "app.kubernetes.io/managed-by=smtp-connector"),
+      supervisedInformer(
+        config,
+        "/apis/networking.k8s.io/v1/networkpolicies",
+        () => this.cluster.networking.listNetworkPolicyForAllNamespaces({ labelSelector: "app.kubernetes.io/managed-by=smtp-connector" }),
+        byDomainLabel,
+        log,
+        "app.kubernetes.io/managed-by=smtp-connector",
+      ),
+      supervisedInformer(
+        config,
+        "/apis/policy/v1/poddisruptionbudgets",
+        () => this.cluster.policy.listPodDisruptionBudgetForAllNamespaces({ labelSelector: "app.kubernetes.io/managed-by=smtp-connector" }),
+        byDomainLabel,
+        log,
+        "app.kubernetes.io/managed-by=smtp-connector",
+      ),
     ];
   }
 

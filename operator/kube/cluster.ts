@@ -10,6 +10,8 @@ export class Cluster {
   readonly core: k8s.CoreV1Api;
   readonly apps: k8s.AppsV1Api;
   readonly custom: k8s.CustomObjectsApi;
+  readonly networking: k8s.NetworkingV1Api;
+  readonly policy: k8s.PolicyV1Api;
   /** API writes made, for the metrics and the zero-writes-at-steady-state test. */
   writes = 0;
   /** API errors by HTTP status ("network" when there was none), for the metrics. */
@@ -21,6 +23,8 @@ export class Cluster {
     this.core = config.makeApiClient(k8s.CoreV1Api);
     this.apps = config.makeApiClient(k8s.AppsV1Api);
     this.custom = config.makeApiClient(k8s.CustomObjectsApi);
+    this.networking = config.makeApiClient(k8s.NetworkingV1Api);
+    this.policy = config.makeApiClient(k8s.PolicyV1Api);
   }
 
   /**

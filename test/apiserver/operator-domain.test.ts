@@ -157,7 +157,7 @@ describe("SmtpDomain reconciler", () => {
     assert.equal((await getDomain(namespace)).status?.activeVersions, "2");
   });
 
-  test("drift is repaired: a deleted Secret and an edited Deployment come back", async (t) => {
+  test("drift is repaired: a deleted Secret, an edited Deployment, a deleted NetworkPolicy and PodDisruptionBudget come back", async (t) => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace));
     await eventually("the relay config", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
@@ -165,6 +165,11 @@ describe("SmtpDomain reconciler", () => {
     await eventually("the relay config to come back", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
     await kubectl(["scale", "deployment/example-com-relay", "-n", namespace, "--replicas=5"]);
     await eventually("replicas restored to 2", async () => ((await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" })).spec?.replicas === 2 ? true : undefined));
+    // Watched, so repaired at once rather than at the next resync (the test controller's is minutes away).
+    for (const kind of ["networkpolicy", "poddisruptionbudget"]) {
+      assert.equal((await kubectl(["delete", kind, "example-com-relay", "-n", namespace])).code, 0);
+      await eventually(`the ${kind} to come back`, async () => ((await kubectl(["get", kind, "example-com-relay", "-n", namespace])).code === 0 ? true : undefined), 15_000);
+    }
   });
 
   test("a Secret the operator does not own is never overwritten: the domain reports a conflict", async (t) => {
