@@ -1,9 +1,10 @@
 // `npm run bench:operator`: how fast the operator converges and how quiet it is
 // afterwards, on the real local control plane, with the operator command under
-// its chart RBAC. Two shapes, each in a fresh namespace set:
+// its chart RBAC (compiled, as the image runs it). Two shapes, each in a fresh namespace set:
 //   small  1 namespace, 4 domains × 50 addresses (200 addresses)
 //   large  20 namespaces, 1 domain × 50 addresses each (1,000 addresses)
-// Prints a table, then `figure <name> <value> <unit>` lines.
+// Prints a table, then `figure <name> <value> <unit>` lines. BENCH_NODE_FLAGS passes
+// flags to the operator process (e.g. heap limits) to compare memory settings.
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
   try {
     await installCRDs();
     const port = await freePort();
-    const operator = spawn(process.execPath, ["--import", "tsx", "operator/main.ts", "--kubeconfig", await operatorKubeconfig(), "--metrics-port", String(port)], {
+    const operator = spawn(process.execPath, [...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean), "dist/operator/main.js", "--kubeconfig", await operatorKubeconfig(), "--metrics-port", String(port)], {
       stdio: ["ignore", "ignore", "inherit"],
       env: { ...process.env, LOG_LEVEL: "warn" },
     });

@@ -1,16 +1,18 @@
 // The one-command demo, on an embedded local default: a private control plane,
-// the API, the operator (the command a cluster runs), an example domain and
-// support address, the relay run from the very Deployment the operator
-// created, a test email through it, and what kubectl shows. Everything stops
-// at the end.
+// the API, the operator (the command a cluster runs), a real Postfix as the
+// customer's mail server, an example domain and support address, the relay run
+// from the very Deployment the operator created, verification both ways, one
+// email each way, and what kubectl shows. Everything stops at the end.
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { PassThrough } from "node:stream";
 import * as k8s from "@kubernetes/client-node";
 import { startControlPlane } from "../test/support/controlplane.js";
 import { installCRDs } from "../test/support/crds.js";
 import { runDeployment } from "../test/support/deployment-runner.js";
 import { applyManifests, eventually, kubectl } from "../test/support/kube.js";
-import { startSmtpSink, stopChild, swaks, tlsSecretManifest } from "../test/support/mail.js";
+import { freePort, randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest } from "../test/support/mail.js";
+import { startSubmissionServer } from "../test/support/postfix.js";
 
 const namespace = "acme-helpdesk";
 const step = (text: string) => console.log(`\n== ${text}`);
@@ -36,18 +38,26 @@ try {
   await installCRDs();
   await show(["get", "crds"]);
 
-  step("starting the operator: npm run operator -- --kubeconfig ...");
-  const operator = spawn(process.execPath, ["--import", "tsx", "operator/main.ts", "--kubeconfig", plane.kubeconfig, "--metrics-port", "0", "--relay-host-suffix", "relay.demo"], {
-    stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, LOG_LEVEL: "warn" },
-  });
+  step("the helpdesk's ingestion endpoint, and the outside world (Postfix's smtp-sink on 127.0.0.1)");
+  const helpdesk = await startSmtpSink();
+  cleanups.push(() => helpdesk.stop());
+  const world = await startSmtpSink();
+  cleanups.push(() => world.stop());
+  console.log(`helpdesk ingestion on 127.0.0.1:${helpdesk.port}; recipients' mail servers on 127.0.0.1:${world.port}`);
+
+  const customerPort = await freePort();
+  step("starting the operator: npm run operator -- --kubeconfig ... --verification-smtp ...");
+  const operator = spawn(
+    process.execPath,
+    [
+      "--import", "tsx", "operator/main.ts", "--kubeconfig", plane.kubeconfig, "--metrics-port", "0", "--relay-host-suffix", "relay.demo",
+      "--system-domains", "helpdesk.demo", "--verification-sender", "verify@helpdesk.demo", "--verification-smtp", `127.0.0.1:${customerPort}`,
+      "--relay-control-url", "http://127.0.0.1:8443",
+    ],
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, LOG_LEVEL: "warn" } },
+  );
   operator.stderr.pipe(new PassThrough()).on("data", (c: Buffer) => process.stderr.write(`[operator] ${c.toString()}`));
   cleanups.push(() => stopChild(operator));
-
-  step("the helpdesk's ingestion endpoint (Postfix's smtp-sink on 127.0.0.1)");
-  const sink = await startSmtpSink();
-  cleanups.push(() => sink.stop());
-  console.log(`listening on 127.0.0.1:${sink.port}`);
 
   step("a platform team connects example.com");
   await apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } });
@@ -58,24 +68,42 @@ try {
     metadata: { name: "example-com", namespace },
     spec: {
       domain: "example.com",
-      inbound: { credentials: [{ version: 1 }], delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } },
+      inbound: { credentials: [{ version: 1 }], delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port, tls: "None" } } },
       relay: { replicas: 1, tls: { secretName: "relay-tls" } },
     },
   });
-  await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: "support@example.com", password: "demo" } });
-  await apply({
-    apiVersion: "smtpconnector.dev/v1alpha1",
-    kind: "SupportAddress",
-    metadata: { name: "support", namespace },
-    spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } } },
-  });
 
-  step("the operator issues credentials and renders the relay");
+  step("the operator issues inbound credentials; the customer's IT team sets up their Postfix with them");
   const config = new k8s.KubeConfig();
   config.loadFromFile(plane.kubeconfig);
   const core = config.makeApiClient(k8s.CoreV1Api);
   const apps = config.makeApiClient(k8s.AppsV1Api);
   const credentials = await eventually("the inbound credentials", () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), 60_000);
+  const text = (secret: k8s.V1Secret, key: string) => Buffer.from(secret.data?.[key] ?? "", "base64").toString();
+  const login = { username: "support@example.com", password: randomPassword(), senders: ["support@example.com"] };
+  const customer = await startSubmissionServer({
+    relayTo: world.port,
+    users: [login],
+    forward: { domain: "example.com", relayPort: 587, username: text(credentials, "username"), password: text(credentials, "password") },
+    port: customerPort,
+  });
+  cleanups.push(() => customer.stop());
+  console.log(`Postfix (the customer's server) on 127.0.0.1:${customer.port}: MX for example.com -> the relay with SASL over TLS; submission for support@example.com`);
+  console.log(text(credentials, "postfix-main.cf").replace(/:[A-Za-z0-9]{43} }/, ":**** }").trimEnd());
+
+  step("and connects support@example.com with its own account on that server");
+  await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: login.password } });
+  await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") } });
+  await apply({
+    apiVersion: "smtpconnector.dev/v1alpha1",
+    kind: "SupportAddress",
+    metadata: { name: "support", namespace },
+    spec: {
+      address: "support@example.com",
+      domainRef: { name: "example-com" },
+      outbound: { host: "127.0.0.1", port: customer.port, tls: "StartTLS", credentialsSecretRef: { name: "support-smtp" }, caSecretRef: { name: "customer-ca" } },
+    },
+  });
   await eventually("the relay config with the support address, and the Deployment", async () => {
     await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" });
     const secret = await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });
@@ -85,33 +113,53 @@ try {
 
   step("running the relay from its Deployment (no container runtime here: same command, same mounted Secrets)");
   const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
-  const relay = await runDeployment(core, deployment);
+  const relay = await runDeployment(core, deployment, apps);
   cleanups.push(() => relay.stop());
   await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+  await relay.markAvailable();
   console.log(`$ ${[...(deployment.spec!.template.spec!.containers[0]!.command ?? [])].join(" ")}   (mounts under ${relay.root})`);
 
-  step("the customer's mail server sends a test email: STARTTLS, AUTH PLAIN with credentials version 1");
-  const text = (key: string) => Buffer.from(credentials.data?.[key] ?? "", "base64").toString();
-  const sent = await swaks([
-    "--server", "127.0.0.1:587", "--tls", "--auth", "PLAIN", "--auth-user", text("username"), "--auth-password", text("password"),
-    "--from", "jane@users.example.org", "--to", "support@example.com", "--header", "Subject: My printer is on fire",
-  ]);
-  console.log(sent.output.split("\n").filter((l) => /^ *(<~|~>) *(250|235|354|AUTH|MAIL|RCPT)/.test(l) || l.includes("Accepted")).join("\n").replace(/AUTH PLAIN \S+/, "AUTH PLAIN ****"));
-  if (sent.code !== 0) throw new Error(`the test email failed:\n${sent.output}`);
+  step("verification: one email each way with a one-time token, through the customer's Postfix");
+  let last = "";
+  await eventually("the address to be Ready", async () => {
+    const table = await kubectl(["get", "supportaddress", "support", "-n", namespace, "--no-headers"]);
+    const line = table.stdout.trim().replace(/\s+/g, " ");
+    if (line !== last) console.log(`  ${line}`);
+    last = line;
+    return / True True True /.test(`${line} `) ? true : undefined;
+  }, 90_000);
 
-  step("what the helpdesk received (the trust tag it turns into a ticket tag)");
-  const received = sink.messages().at(-1);
-  if (!received) throw new Error("the helpdesk received nothing");
-  console.log(received.content.split("\n\n")[0]);
+  step("inbound: the customer's server relays a customer's email (STARTTLS, AUTH PLAIN with version 1)");
+  const inbound = await swaks(["--server", `127.0.0.1:${customer.port}`, "--from", "jane@users.example.org", "--to", "support@example.com", "--header", "Subject: My printer is on fire"]);
+  if (inbound.code !== 0) throw new Error(`the inbound email failed:\n${inbound.output}`);
+  await eventually("the email at the helpdesk", () => (helpdesk.messages().some((m) => m.content.includes("My printer is on fire")) ? true : undefined), 30_000);
+  const received = helpdesk.messages().find((m) => m.content.includes("My printer is on fire"))!;
+  console.log(received.content.split("\n\n")[0]!.split("\n").filter((l) => /^(Authentication-Results|X-SmtpConnector-Auth|Subject|From|To):/.test(l)).join("\n"));
+
+  step("outbound: the helpdesk replies as support@example.com through the relay's submission port");
+  const submission = await core.readNamespacedSecret({ namespace, name: "example-com-submission" });
+  const reply = () =>
+    swaks([
+      "--server", "127.0.0.1:2587", "--tls", "--auth", "PLAIN", "--auth-user", text(submission, "username"), "--auth-password", text(submission, "password"),
+      "--from", "support@example.com", "--to", "jane@users.example.org", "--header", "Subject: Re: My printer is on fire", "--header", "Auto-Submitted: auto-replied",
+    ]);
+  // Ready reaches the relay with its next config (the kubelet's Secret sync, then the relay's reload): seconds.
+  const outbound = await eventually("the relay to let the helpdesk send as the Ready address", async () => {
+    const attempt = await reply();
+    return attempt.code === 0 ? attempt : undefined;
+  }, 30_000);
+  console.log(outbound.output.split("\n").filter((l) => l.includes("Accepted by the customer's server")).join("\n"));
+  await eventually("the reply at the recipient's server", () => (world.messages().some((m) => m.content.includes("Re: My printer is on fire")) ? true : undefined), 30_000);
+  const delivered = world.messages().find((m) => m.content.includes("Re: My printer is on fire"))!;
+  console.log(delivered.content.split("\n\n")[0]!.split("\n").filter((l) => /Authenticated sender|^(Subject|From|Auto-Submitted):/.test(l)).join("\n"));
 
   step("what kubectl shows");
   await show(["get", "smtpconnector", "-n", namespace]);
-  console.log("(RelayAvailable stays False here: no kubelet runs pods on this control plane; the relay ran as a local process above.)");
   await show(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "jsonpath={range .status.conditions[*]}{.type}={.status} ({.reason}){\"\\n\"}{end}"]);
 } catch (error) {
   console.error(`\ndemo failed: ${error instanceof Error ? error.message : String(error)}`);
   process.exitCode = 1;
 } finally {
   for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
-  console.log("\nstopped: relay, sink, operator, control plane");
+  console.log("\nstopped: relay, Postfix, sinks, operator, control plane");
 }

@@ -13,7 +13,7 @@ import { disconnect, disconnectFinalizer, ensureFinalizer } from "./domain/disco
 import { reconcileDomain } from "./domain/reconcile.js";
 import { names, type OperatorSettings } from "./domain/render.js";
 import { Cluster } from "./kube/cluster.js";
-import { supervisedInformer, type SupervisedInformer } from "./kube/informer.js";
+import { supervisedInformer, type InformerEvent, type SupervisedInformer } from "./kube/informer.js";
 import { WorkQueue } from "./queue.js";
 
 export interface ControllerOptions {
@@ -39,6 +39,8 @@ export class Controller {
   private readonly secrets: SupervisedInformer<k8s.V1Secret>;
   private resync: NodeJS.Timeout | undefined;
   private readonly verificationIO: VerificationIO | undefined;
+  private verdictCache: ReturnType<Controller["judge"]> | undefined;
+  private readonly seenShapes = new Map<string, string>();
 
   constructor(
     config: k8s.KubeConfig,
@@ -61,8 +63,8 @@ export class Controller {
       custom.listClusterCustomObject({ group, version, plural }) as Promise<k8s.KubernetesListObject<T & k8s.KubernetesObject>>;
     // Domains and addresses judge each other (limits within a namespace, conflicts across namespaces):
     // a change re-evaluates its namespace and whoever claims the same domain or address elsewhere.
-    this.domains = supervisedInformer(config, `/apis/${group}/${version}/smtpdomains`, listCustom<SmtpDomain>("smtpdomains"), (d) => this.domainChanged(d), log);
-    this.addresses = supervisedInformer(config, `/apis/${group}/${version}/supportaddresses`, listCustom<SupportAddress>("supportaddresses"), (a) => this.addressChanged(a), log);
+    this.domains = supervisedInformer(config, `/apis/${group}/${version}/smtpdomains`, listCustom<SmtpDomain>("smtpdomains"), (d, event) => this.domainChanged(d, event), log);
+    this.addresses = supervisedInformer(config, `/apis/${group}/${version}/supportaddresses`, listCustom<SupportAddress>("supportaddresses"), (a, event) => this.addressChanged(a, event), log);
     const apps = this.cluster.apps;
     const core = this.cluster.core;
     const byDomainLabel = (o: k8s.KubernetesObject) => this.enqueue("domain", o.metadata?.namespace, o.metadata?.labels?.["smtpconnector.dev/domain"]);
@@ -121,14 +123,42 @@ export class Controller {
     for (const a of this.addresses.list()) if (a.metadata?.namespace === namespace) this.enqueue("address", namespace, a.metadata?.name);
   }
 
-  private domainChanged(domain: SmtpDomain & k8s.KubernetesObject): void {
-    this.enqueueNamespace(domain.metadata?.namespace);
+  /**
+   * Whether an update changed only status (the operator's own writes): such an
+   * event changes no verdict and concerns fewer keys. Tracked per object by
+   * generation and deletion mark.
+   */
+  private statusOnly(kind: string, object: k8s.KubernetesObject, event: InformerEvent): boolean {
+    const key = `${kind}/${object.metadata?.namespace}/${object.metadata?.name}`;
+    // Annotations count: a verification is requested by one.
+    const shape = `${object.metadata?.generation ?? ""}|${object.metadata?.deletionTimestamp ? "deleting" : ""}|${object.metadata?.finalizers?.join(",") ?? ""}|${JSON.stringify(object.metadata?.annotations ?? {})}`;
+    const previous = this.seenShapes.get(key);
+    if (event === "delete") this.seenShapes.delete(key);
+    else this.seenShapes.set(key, shape);
+    return event === "update" && previous === shape;
+  }
+
+  private domainChanged(domain: SmtpDomain & k8s.KubernetesObject, event: InformerEvent): void {
+    const namespace = domain.metadata?.namespace;
+    if (this.statusOnly("domain", domain, event)) {
+      // Its readiness feeds its addresses' DomainReady.
+      for (const a of this.addresses.list()) if (a.metadata?.namespace === namespace && a.spec.domainRef.name === domain.metadata?.name) this.enqueue("address", namespace, a.metadata?.name);
+      return;
+    }
+    this.verdictCache = undefined;
+    this.enqueueNamespace(namespace);
     for (const other of this.domains.list()) {
       if (other.spec.domain === domain.spec.domain && other.metadata?.namespace !== domain.metadata?.namespace) this.enqueueNamespace(other.metadata?.namespace);
     }
   }
 
-  private addressChanged(address: SupportAddress & k8s.KubernetesObject): void {
+  private addressChanged(address: SupportAddress & k8s.KubernetesObject, event: InformerEvent): void {
+    if (this.statusOnly("address", address, event)) {
+      // Its readiness decides whether the relay lets the helpdesk send as it.
+      this.enqueue("domain", address.metadata?.namespace, address.spec.domainRef.name);
+      return;
+    }
+    this.verdictCache = undefined;
     this.enqueueNamespace(address.metadata?.namespace);
     const mail = address.spec.address.toLowerCase();
     for (const other of this.addresses.list()) {
@@ -150,6 +180,8 @@ export class Controller {
       if (address.metadata?.namespace !== namespace) continue;
       const { credentialsSecretRef, caSecretRef } = address.spec.outbound;
       if (credentialsSecretRef.name === name || caSecretRef?.name === name) {
+        // The rules judge whether an address's credentials Secret is well formed.
+        this.verdictCache = undefined;
         this.enqueue("address", namespace, address.metadata?.name);
         // The relay config carries the address's login: its domain renders again.
         this.enqueue("domain", namespace, address.spec.domainRef.name);
@@ -157,8 +189,17 @@ export class Controller {
     }
   }
 
-  /** The rules' verdicts over everything cached: cheap, and always consistent. */
+  /**
+   * The rules' verdicts over everything cached, always consistent with the
+   * caches: computed once and kept until a domain, address or Secret event
+   * arrives (a creation storm would otherwise judge everything per key).
+   */
   private verdicts() {
+    this.verdictCache ??= this.judge();
+    return this.verdictCache;
+  }
+
+  private judge() {
     const domains = this.domains.list() as SmtpDomain[];
     const limits = this.options.limits ?? defaultLimits;
     const domainVerdicts = judgeDomains(domains, limits);

@@ -4,6 +4,8 @@
 import * as k8s from "@kubernetes/client-node";
 import type { Logger } from "../../relay/ops/log.js";
 
+export type InformerEvent = "add" | "update" | "delete";
+
 export interface SupervisedInformer<T extends k8s.KubernetesObject> {
   list(): readonly T[];
   get(name: string, namespace?: string): T | undefined;
@@ -15,7 +17,7 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(
   config: k8s.KubeConfig,
   path: string,
   list: () => Promise<k8s.KubernetesListObject<T>>,
-  onChange: (object: T) => void,
+  onChange: (object: T, event: InformerEvent) => void,
   log: Logger,
   labelSelector?: string,
 ): SupervisedInformer<T> {
@@ -25,7 +27,10 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(
   for (const event of ["add", "update", "delete"] as const) {
     informer.on(event, (object) => {
       failures = 0;
-      onChange(object);
+      // managedFields are most of an object's size and nothing here reads
+      // them: dropped from the cached copy (the cache holds this reference).
+      if (object.metadata?.managedFields) delete object.metadata.managedFields;
+      onChange(object, event);
     });
   }
   const restart = (error: unknown) => {
