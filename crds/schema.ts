@@ -215,21 +215,41 @@ const InboundSpec = Type.Object(
   { description: "The inbound direction: the customer's mail server authenticating to the relay." },
 );
 
-const DKIMSpec = Type.Object(
+const DKIMKeySpec = Type.Object(
   {
     selector: Type.String({
-      description: "DKIM selector: the record is published at <selector>._domainkey.<domain>.",
+      description: "DKIM selector: the record is published at <selector>._domainkey.<domain>. A new key gets a new selector.",
       minLength: 1,
       maxLength: 63,
       ...rules({ rule: "self.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')", message: "selector must be a lowercase DNS label such as smtpc1" }),
     }),
     algorithm: Type.Optional(
       Enum(["RSA2048", "Ed25519"] as const, {
-        description: "Key type the operator generates when no privateKeySecretRef is given. Ed25519 keys are signed alongside an RSA key (RFC 8463).",
+        description: "Key type. The operator generates it when no privateKeySecretRef is given. Sign Ed25519 alongside an RSA key (RFC 8463): many verifiers do not check Ed25519.",
         default: "RSA2048",
       }),
     ),
     privateKeySecretRef: Type.Optional(SecretKeySelector("A Secret key holding a PEM private key you provide. Without it the operator generates a key into a Secret it owns.", "tls.key")),
+    recordPublished: Type.Optional(
+      Type.Boolean({
+        description: "Set to true once the TXT record shown in status.dkim.records is published in DNS. The relay never signs with a key whose record is not confirmed.",
+        default: false,
+      }),
+    ),
+  },
+  { description: "One DKIM key." },
+);
+
+const DKIMSpec = Type.Object(
+  {
+    keys: Type.Array(DKIMKeySpec, {
+      description:
+        "DKIM keys, oldest first. Per algorithm the relay signs with the last key whose record is published: to rotate, add a key with a new selector, publish its record, set recordPublished, then remove the old key after a grace period.",
+      minItems: 1,
+      maxItems: 4,
+      "x-kubernetes-list-type": "map",
+      "x-kubernetes-list-map-keys": ["selector"],
+    }),
   },
   { description: "DKIM signing of outbound mail with d=<domain>. Omit to send unsigned." },
 );
@@ -305,6 +325,7 @@ const DKIMRecordStatus = Type.Object(
     name: Type.String({ description: "DNS name of the TXT record: <selector>._domainkey.<domain>." }),
     value: Type.String({ description: "The TXT record value to publish, ready to paste." }),
     signing: Type.Optional(Type.Boolean({ description: "Whether the relay signs with this selector now." })),
+    published: Type.Optional(Type.Boolean({ description: "Whether the record is confirmed as published (spec recordPublished)." })),
   },
   { description: "A DKIM DNS record to publish." },
 );
@@ -343,6 +364,7 @@ export const SmtpDomainStatus = Type.Object(
               "x-kubernetes-list-map-keys": ["selector"],
             }),
           ),
+          pending: Type.Optional(Type.String({ description: "Selectors whose DNS record still awaits publication, comma-separated (for kubectl get -o wide)." })),
         },
         { description: "DKIM state." },
       ),
@@ -537,6 +559,7 @@ export const kinds: KindDefinition[] = [
       { name: "Addresses", type: "integer", jsonPath: ".status.addresses", description: "Support addresses served." },
       conditionColumn("Ready", "Ready", "Whether the domain is fully connected."),
       { name: "Endpoint", type: "string", jsonPath: ".status.relay.endpoint", description: "Where the customer's server connects.", priority: 1 },
+      { name: "DKIM Pending", type: "string", jsonPath: ".status.dkim.pending", description: "DKIM selectors whose DNS record awaits publication.", priority: 1 },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp", description: "Age of the object." },
     ],
   },

@@ -173,7 +173,12 @@ export class Controller {
     if (owner) this.enqueue("domain", namespace, owner);
     for (const domain of this.domains.list()) {
       if (domain.metadata?.namespace !== namespace) continue;
-      const referenced = [names(domain).tls, domain.spec.inbound.delivery.smtp?.authSecretRef?.name, ...(domain.spec.inbound.credentials ?? []).map((c) => c.secretRef?.name)];
+      const referenced = [
+        names(domain).tls,
+        domain.spec.inbound.delivery.smtp?.authSecretRef?.name,
+        ...(domain.spec.inbound.credentials ?? []).map((c) => c.secretRef?.name),
+        ...(domain.spec.dkim?.keys ?? []).map((k) => k.privateKeySecretRef?.name),
+      ];
       if (referenced.includes(name)) this.enqueue("domain", namespace, domain.metadata?.name);
     }
     for (const address of this.addresses.list()) {

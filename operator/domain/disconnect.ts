@@ -52,6 +52,8 @@ async function revoke(cluster: Cluster, domain: SmtpDomain, settings: OperatorSe
       if (entry.outbound) {
         for (const credential of entry.outbound.submission) credential.state = "Revoked";
         entry.outbound.senders = [];
+        // Its key files are not in the revoked Secret either.
+        entry.outbound.dkim = [];
       }
     }
     // The whole object, as always: an apply that leaves out fields we own would remove them (owner references too).

@@ -1,7 +1,9 @@
 // Reconciles one SmtpDomain: read the world, plan, apply what is missing or
 // different, write status when it changed. Level-based and idempotent: run
 // twice, it changes nothing the second time.
+import { createPrivateKey, generateKeyPairSync } from "node:crypto";
 import type * as k8s from "@kubernetes/client-node";
+import { dnsRecord } from "../../relay/outbound/dkim.js";
 import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/schema.js";
 import type { Verdict } from "../address/rules.js";
 import { mergeConditions, rfc3339, sameStatus, type DesiredCondition } from "../conditions.js";
@@ -16,6 +18,7 @@ import {
   relayConfigFiles,
   relayInternalService,
   submissionSecret,
+  dkimKeySecret,
   type OutboundInputs,
   type OutboundSender,
   relayConfig,
@@ -156,7 +159,7 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
   }
 
   // 5. Status.
-  const status = domainStatus(inputs, plan, issued, problems, available, addresses.length, settings, now, lastUsed);
+  const status = domainStatus(inputs, plan, issued, problems, available, addresses.length, settings, now, lastUsed, outbound?.dkimState);
   if (!sameStatus(domain.status, status)) {
     await cluster.applyStatus("smtpdomains", "SmtpDomain", namespace, domain.metadata.name!, status);
     await conditionEvents(cluster, involved(domain), domain.status?.conditions, status.conditions ?? []);
@@ -175,7 +178,7 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
  * server and login, read from its credentials Secret. An address whose Secret
  * is missing or malformed is left out (its own status says why).
  */
-async function outboundInputs(cluster: Cluster, inputs: DomainInputs, problems: Problem[]): Promise<OutboundInputs | undefined> {
+async function outboundInputs(cluster: Cluster, inputs: DomainInputs, problems: Problem[]): Promise<(OutboundInputs & { dkimState: DkimState }) | undefined> {
   const { domain } = inputs;
   const namespace = domain.metadata.namespace!;
   const n = names(domain);
@@ -224,7 +227,68 @@ async function outboundInputs(cluster: Cluster, inputs: DomainInputs, problems: 
       ...(ca !== undefined ? { ca } : {}),
     });
   }
-  return { submission: { username: submission.username!, password: submission.password! }, controlToken: control.token!, senders };
+  const dkim = await dkimKeys(inputs, read, owned, problems);
+  return { submission: { username: submission.username!, password: submission.password! }, controlToken: control.token!, senders, dkim: dkim.signing, dkimState: dkim };
+}
+
+export interface DkimState {
+  signing: OutboundInputs["dkim"];
+  records: NonNullable<NonNullable<SmtpDomainStatus["dkim"]>["records"]>;
+  pending: string[];
+}
+
+/**
+ * DKIM keys: each from the user's Secret or generated once into one the
+ * domain owns; its DNS record for status; and, per algorithm, the last key
+ * whose record is confirmed as the one the relay signs with. A key whose
+ * record is not confirmed is never used.
+ */
+async function dkimKeys(
+  inputs: DomainInputs,
+  read: (name: string) => Promise<k8s.V1Secret | undefined>,
+  owned: (name: string, keys: string[], create: () => KubeObject) => Promise<Record<string, string> | undefined>,
+  problems: Problem[],
+): Promise<DkimState> {
+  const { domain } = inputs;
+  const state: DkimState = { signing: [], records: [], pending: [] };
+  const chosen = new Map<string, OutboundInputs["dkim"][number]>();
+  for (const key of domain.spec.dkim?.keys ?? []) {
+    const algorithm = key.algorithm === "Ed25519" ? ("ed25519-sha256" as const) : ("rsa-sha256" as const);
+    let pem: string | undefined;
+    if (key.privateKeySecretRef) {
+      const ref = key.privateKeySecretRef;
+      pem = decode((await read(ref.name))?.data?.[ref.key ?? "tls.key"]);
+      if (!pem) {
+        problems.push({ condition: "RelayAvailable", reason: "SecretNotFound", message: `DKIM key ${key.selector}: Secret ${ref.name} has no key ${ref.key ?? "tls.key"}` });
+        continue;
+      }
+    } else {
+      const generated = await owned(`${domain.metadata.name}-dkim-${key.selector}`, ["private.pem"], () => dkimKeySecret(domain, key.selector, generateDkimKey(key.algorithm ?? "RSA2048")));
+      pem = generated?.["private.pem"];
+      if (!pem) continue;
+    }
+    let record: string;
+    try {
+      const privateKey = createPrivateKey(pem);
+      if ((algorithm === "rsa-sha256") !== (privateKey.asymmetricKeyType === "rsa")) throw new Error(`it holds a ${privateKey.asymmetricKeyType} key, not ${key.algorithm ?? "RSA2048"}`);
+      record = dnsRecord(privateKey);
+    } catch (error) {
+      problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `DKIM key ${key.selector}: not a usable private key (${(error as Error).message})` });
+      continue;
+    }
+    const published = key.recordPublished ?? false;
+    if (published) chosen.set(algorithm, { selector: key.selector, algorithm, pem });
+    else state.pending.push(key.selector);
+    state.records.push({ selector: key.selector, name: `${key.selector}._domainkey.${domain.spec.domain}`, value: record, published, signing: false });
+  }
+  state.signing = [...chosen.values()];
+  for (const record of state.records) record.signing = state.signing.some((k) => k.selector === record.selector);
+  return state;
+}
+
+function generateDkimKey(algorithm: "RSA2048" | "Ed25519"): string {
+  const { privateKey } = algorithm === "Ed25519" ? generateKeyPairSync("ed25519") : generateKeyPairSync("rsa", { modulusLength: 2048 });
+  return privateKey.export({ format: "pem", type: "pkcs8" }).toString();
 }
 
 function domainStatus(
@@ -237,6 +301,7 @@ function domainStatus(
   settings: OperatorSettings,
   now: Date,
   reportedUse: ReadonlyMap<number, string> = new Map(),
+  dkim?: DkimState,
 ): SmtpDomainStatus {
   const { domain } = inputs;
   const credentialProblem = problems.find((p) => p.condition === "CredentialsIssued");
@@ -292,6 +357,7 @@ function domainStatus(
     activeVersions: active.join(","),
     addresses: addressCount,
     relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:587` },
+    ...(dkim && dkim.records.length > 0 ? { dkim: { records: dkim.records, ...(dkim.pending.length > 0 ? { pending: dkim.pending.join(",") } : {}) } } : {}),
   };
 }
 

@@ -134,7 +134,7 @@ export function relayConfig(
           ? {
               outbound: {
                 submission: [{ version: 1, username: outbound.submission.username, passwordSha256: passwordDigest(outbound.submission.password), state: "Active" as const }],
-                dkim: [],
+                dkim: outbound.dkim.map((k) => ({ selector: k.selector, algorithm: k.algorithm, keyFile: dkimFile(k.selector) })),
                 senders: [...outbound.senders]
                   .sort((a, b) => a.address.localeCompare(b.address))
                   .map((s) => ({
@@ -163,6 +163,13 @@ export interface OutboundInputs {
   submission: { username: string; password: string };
   controlToken: string;
   senders: readonly OutboundSender[];
+  /** The keys the relay signs with now (confirmed records only). */
+  dkim: readonly { selector: string; algorithm: "rsa-sha256" | "ed25519-sha256"; pem: string }[];
+}
+
+/** The key (and file name) of a DKIM private key in the relay config Secret. */
+export function dkimFile(selector: string): string {
+  return `dkim-${selector}.key`;
 }
 
 export interface OutboundSender {
@@ -188,7 +195,19 @@ export function relayConfigFiles(outbound: OutboundInputs | undefined): Record<s
     files[senderFile(s.address, "password")] = s.password;
     if (s.ca !== undefined) files[senderFile(s.address, "ca.crt")] = s.ca;
   }
+  for (const k of outbound?.dkim ?? []) files[dkimFile(k.selector)] = k.pem;
   return files;
+}
+
+/** An operator-generated DKIM key's Secret: kept for as long as the key is listed, never regenerated. */
+export function dkimKeySecret(domain: SmtpDomain, selector: string, pem: string): KubeObject {
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { ...meta(domain, `${domain.metadata.name}-dkim-${selector}`), labels: { ...labels(domain), "smtpconnector.dev/dkim-selector": selector } },
+    type: "Opaque",
+    stringData: { "private.pem": pem },
+  };
 }
 
 export function relayConfigSecret(domain: SmtpDomain, config: RelayConfig, files: Record<string, string> = {}): KubeObject {

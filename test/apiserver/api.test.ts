@@ -87,7 +87,7 @@ const invalid: { rule: string; manifest: (ns: string) => Manifest; message: RegE
     manifest: (ns) => domain(ns, { inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None", authSecretRef: { name: "ingest" } } } } }),
     message: /authSecretRef requires TLS/,
   },
-  { rule: "DKIM selector syntax", manifest: (ns) => domain(ns, { dkim: { selector: "My_Selector" } }), message: /selector must be a lowercase DNS label/ },
+  { rule: "DKIM selector syntax", manifest: (ns) => domain(ns, { dkim: { keys: [{ selector: "My_Selector" }] } }), message: /selector must be a lowercase DNS label/ },
   { rule: "relay replicas bounds", manifest: (ns) => domain(ns, { relay: { replicas: 0 } }), message: /spec.relay.replicas: Invalid value: 0/ },
   { rule: "relay Service type enum", manifest: (ns) => domain(ns, { relay: { service: { type: "ExternalName" } } }), message: /Unsupported value: "ExternalName"/ },
   { rule: "address syntax: display name", manifest: (ns) => address(ns, { address: "Support <support@example.com>" }), message: /address must be a plain mailbox/ },

@@ -172,6 +172,40 @@ describe("SmtpDomain reconciler", () => {
     }
   });
 
+  test("DKIM: generated keys, their records in status, and the relay signs only with a confirmed key", async (t) => {
+    const namespace = await setup(t);
+    const withKeys = (keys: object[]) => ({ ...domainManifest(namespace), spec: { ...domainManifest(namespace).spec, dkim: { keys } } });
+    await applyManifests(withKeys([{ selector: "rsa1" }, { selector: "ed1", algorithm: "Ed25519" }]));
+    const domain = await eventually("two DKIM records in status", async () => {
+      const d = await getDomain(namespace);
+      return d.status?.dkim?.records?.length === 2 ? d : undefined;
+    });
+    const [rsa, ed] = domain.status!.dkim!.records!;
+    assert.equal(rsa!.name, "rsa1._domainkey.example.com");
+    assert.match(rsa!.value, /^v=DKIM1; k=rsa; p=[A-Za-z0-9+/=]{300,}$/);
+    assert.match(ed!.value, /^v=DKIM1; k=ed25519; p=[A-Za-z0-9+/=]{44}$/);
+    assert.equal(domain.status!.dkim!.pending, "rsa1,ed1");
+    assert.ok(domain.status!.dkim!.records!.every((r) => r.signing === false));
+    const wide = await kubectl(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "wide"]);
+    assert.match(wide.stdout, /DKIM PENDING[\s\S]*rsa1,ed1/);
+    // Nothing is signed yet: no key is in the relay's config.
+    await eventually("the relay config", () => relayConfigOf(namespace));
+    assert.deepEqual((await relayConfigOf(namespace)).domains[0]!.outbound?.dkim ?? [], []);
+    const key = secretText(await core.readNamespacedSecret({ namespace, name: "example-com-dkim-rsa1" }), "private.pem");
+
+    // The RSA record is published: the relay signs with it, the Ed25519 one still waits.
+    await applyManifests(withKeys([{ selector: "rsa1", recordPublished: true }, { selector: "ed1", algorithm: "Ed25519" }]));
+    await eventually("rsa1 signing", async () => ((await relayConfigOf(namespace)).domains[0]!.outbound?.dkim.map((k) => k.selector).join() === "rsa1" ? true : undefined));
+    const config = await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });
+    assert.equal(secretText(config, "dkim-rsa1.key"), key, "the key travels next to the config, unchanged");
+    assert.equal(config.data?.["dkim-ed1.key"], undefined);
+    await eventually("status: rsa1 signing, ed1 pending", async () => {
+      const d = await getDomain(namespace);
+      return d.status?.dkim?.records?.find((r) => r.selector === "rsa1")?.signing === true && d.status.dkim.pending === "ed1" ? true : undefined;
+    });
+    assert.equal(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-dkim-rsa1" }), "private.pem"), key, "a key is never regenerated");
+  });
+
   test("a Secret the operator does not own is never overwritten: the domain reports a conflict", async (t) => {
     const namespace = await setup(t);
     await core.createNamespacedSecret({ namespace, body: { metadata: { name: "example-com-inbound-v1" }, stringData: { username: "theirs", password: "theirs" } } });

@@ -8,6 +8,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
+import { dkimVerify } from "mailauth/lib/dkim/verify.js";
+import type { SmtpDomain } from "../../crds/schema.js";
 import { installCRDs } from "../support/crds.js";
 import { operatorKubeconfig } from "../support/operator-rbac.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
@@ -23,6 +25,7 @@ describe("outbound, end to end", () => {
   let relay: RunningDeployment | undefined;
   let core: k8s.CoreV1Api;
   let apps: k8s.AppsV1Api;
+  let custom: k8s.CustomObjectsApi;
   const login = { username: "u1@example.com", password: randomPassword(), senders: ["support@example.com"] };
 
   before(async () => {
@@ -30,6 +33,7 @@ describe("outbound, end to end", () => {
     const cluster = await connect();
     core = cluster.core;
     apps = cluster.config.makeApiClient(k8s.AppsV1Api);
+    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
     helpdeskSink = await startSmtpSink();
     recipientSide = await startSmtpSink();
     customer = await startSubmissionServer({ relayTo: recipientSide.port, users: [login] });
@@ -54,7 +58,13 @@ describe("outbound, end to end", () => {
         apiVersion: "smtpconnector.dev/v1alpha1",
         kind: "SmtpDomain",
         metadata: { name: "example-com", namespace },
-        spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "127.0.0.1", port: helpdeskSink.port, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+        spec: {
+          domain: "example.com",
+          inbound: { delivery: { smtp: { host: "127.0.0.1", port: helpdeskSink.port, tls: "None" } } },
+          // The operator generates the key; the record is declared published, so the relay signs.
+          dkim: { keys: [{ selector: "smtpc1", recordPublished: true }] },
+          relay: { replicas: 1, tls: { secretName: "relay-tls" } },
+        },
       },
       { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: login.password } },
       { apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") } },
@@ -98,6 +108,14 @@ describe("outbound, end to end", () => {
     await eventually("the verification email at the recipient's side", () => (recipientSide.messages().some((m) => m.content.includes("vrf_e2e_0123456789abcdef")) ? true : undefined), 20_000);
     const sent = recipientSide.messages().find((m) => m.content.includes("vrf_e2e_0123456789abcdef"))!;
     assert.match(sent.content, /\(Authenticated sender: u1@example\.com\)/);
+    // Signed for example.com with the generated key; verified against the record the SmtpDomain's status publishes.
+    const domainStatus = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+    const record = domainStatus.status?.dkim?.records?.find((r) => r.selector === "smtpc1");
+    assert.ok(record?.signing, "status says smtpc1 signs");
+    const resolver = (name: string, type: string) =>
+      name === record.name && type === "TXT" ? Promise.resolve([[record.value]]) : Promise.reject(Object.assign(new Error("NXDOMAIN"), { code: "ENOTFOUND" }));
+    const verified = await dkimVerify(Buffer.from(sent.content.replace(/\r?\n/g, "\r\n"), "latin1"), { resolver });
+    assert.deepEqual(verified.results.map((r) => `${r.signingDomain} ${r.status.result}`), ["example.com pass"]);
 
     // The helpdesk's own login, from the Secret the operator issued for it.
     const submission = await read("example-com-submission");
