@@ -2,7 +2,7 @@
 // SmtpDomain) into one de-duplicating queue; the reconciler reads the cached
 // world for that key and makes it right.
 import { createHash } from "node:crypto";
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
 import { group, version, type SmtpDomain, type SupportAddress } from "../crds/schema.js";
 import type { Logger } from "../relay/ops/log.js";
 import { reconcileAddress } from "./address/reconcile.js";
@@ -12,6 +12,7 @@ import { defaultLimits, judgeAddresses, judgeDomains, type Limits } from "./addr
 import { disconnect, disconnectFinalizer, ensureFinalizer } from "./domain/disconnect.js";
 import { reconcileDomain } from "./domain/reconcile.js";
 import { names, type OperatorSettings } from "./domain/render.js";
+import { ApiError, type ClusterAccess } from "./kube/access.js";
 import { Cluster } from "./kube/cluster.js";
 import { supervisedInformer, type InformerEvent, type SupervisedInformer } from "./kube/informer.js";
 import { WorkQueue } from "./queue.js";
@@ -43,11 +44,11 @@ export class Controller {
   private readonly seenShapes = new Map<string, string>();
 
   constructor(
-    config: k8s.KubeConfig,
+    access: ClusterAccess,
     private readonly options: ControllerOptions,
   ) {
     const { log } = options;
-    this.cluster = new Cluster(config);
+    this.cluster = new Cluster(access);
     if (options.verification) {
       this.verificationIO = verificationIO(options.verification, (domain) => {
         const token = this.secrets.get(names(domain).control, domain.metadata.namespace)?.data?.token;
@@ -58,38 +59,20 @@ export class Controller {
       concurrency: options.concurrency ?? 8,
       onError: (key, error) => log.error("reconcile failed", { key, error: describe(error) }),
     });
-    const custom = this.cluster.custom;
-    const listCustom = <T>(plural: string) => () =>
-      custom.listClusterCustomObject({ group, version, plural }) as Promise<k8s.KubernetesListObject<T & k8s.KubernetesObject>>;
     // Domains and addresses judge each other (limits within a namespace, conflicts across namespaces):
     // a change re-evaluates its namespace and whoever claims the same domain or address elsewhere.
-    this.domains = supervisedInformer(config, `/apis/${group}/${version}/smtpdomains`, listCustom<SmtpDomain>("smtpdomains"), (d, event) => this.domainChanged(d, event), log);
-    this.addresses = supervisedInformer(config, `/apis/${group}/${version}/supportaddresses`, listCustom<SupportAddress>("supportaddresses"), (a, event) => this.addressChanged(a, event), log);
-    const apps = this.cluster.apps;
-    const core = this.cluster.core;
+    this.domains = supervisedInformer(access, `/apis/${group}/${version}/smtpdomains`, (d, event) => this.domainChanged(d, event), log);
+    this.addresses = supervisedInformer(access, `/apis/${group}/${version}/supportaddresses`, (a, event) => this.addressChanged(a, event), log);
     const byDomainLabel = (o: k8s.KubernetesObject) => this.enqueue("domain", o.metadata?.namespace, o.metadata?.labels?.["smtpconnector.dev/domain"]);
-    this.secrets = supervisedInformer(config, "/api/v1/secrets", () => core.listSecretForAllNamespaces(), (s) => this.secretChanged(s), log);
+    const ours = "app.kubernetes.io/managed-by=smtp-connector";
+    // Secrets: ours (deleted ones come back) and the ones a domain or address references.
+    this.secrets = supervisedInformer(access, "/api/v1/secrets", (s) => this.secretChanged(s), log);
     this.watched = [
-      // Our own Deployments: availability feeds RelayAvailable, edits are drift to repair.
-      supervisedInformer(config, "/apis/apps/v1/deployments", () => apps.listDeploymentForAllNamespaces({ labelSelector: "app.kubernetes.io/managed-by=smtp-connector" }), byDomainLabel, log, "app.kubernetes.io/managed-by=smtp-connector"),
-      // Secrets: ours (deleted ones come back) and the ones a domain or address references.
       this.secrets,
-      supervisedInformer(config, "/api/v1/services", () => core.listServiceForAllNamespaces({ labelSelector: "app.kubernetes.io/managed-by=smtp-connector" }), byDomainLabel, log, "app.kubernetes.io/managed-by=smtp-connector"),
-      supervisedInformer(
-        config,
-        "/apis/networking.k8s.io/v1/networkpolicies",
-        () => this.cluster.networking.listNetworkPolicyForAllNamespaces({ labelSelector: "app.kubernetes.io/managed-by=smtp-connector" }),
-        byDomainLabel,
-        log,
-        "app.kubernetes.io/managed-by=smtp-connector",
-      ),
-      supervisedInformer(
-        config,
-        "/apis/policy/v1/poddisruptionbudgets",
-        () => this.cluster.policy.listPodDisruptionBudgetForAllNamespaces({ labelSelector: "app.kubernetes.io/managed-by=smtp-connector" }),
-        byDomainLabel,
-        log,
-        "app.kubernetes.io/managed-by=smtp-connector",
+      // Our own Deployments (availability feeds RelayAvailable, edits are drift to repair), Services,
+      // NetworkPolicies and PodDisruptionBudgets: label-selected, so only ours are cached.
+      ...["/apis/apps/v1/deployments", "/api/v1/services", "/apis/networking.k8s.io/v1/networkpolicies", "/apis/policy/v1/poddisruptionbudgets"].map((path) =>
+        supervisedInformer(access, path, byDomainLabel, log, ours),
       ),
     ];
   }
@@ -287,6 +270,6 @@ function loginDigest(secret: k8s.V1Secret | undefined): string | undefined {
 }
 
 function describe(error: unknown): string {
-  if (error instanceof k8s.ApiException) return `HTTP ${error.code}: ${String(error.body).slice(0, 300)}`;
+  if (error instanceof ApiError) return `HTTP ${error.code}: ${error.body.slice(0, 300)}`;
   return error instanceof Error ? error.message : String(error);
 }

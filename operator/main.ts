@@ -3,7 +3,7 @@
 import http from "node:http";
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
-import * as k8s from "@kubernetes/client-node";
+import { clusterAccess, type ClusterAccess } from "./kube/access.js";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { createLogger } from "../relay/ops/log.js";
 import { defaultControlUrl } from "./address/verification-io.js";
@@ -64,15 +64,19 @@ function options() {
 
 const opts = options();
 const log = createLogger("operator");
-const config = new k8s.KubeConfig();
-if (opts.kubeconfig) config.loadFromFile(opts.kubeconfig);
-else config.loadFromDefault();
+let access: ClusterAccess;
+try {
+  access = clusterAccess(opts.kubeconfig);
+} catch (error) {
+  console.error(`operator: ${(error as Error).message}`);
+  process.exit(2);
+}
 
 const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: "smtpc_operator_process_" });
 const reconciles = new Counter({ name: "smtpc_operator_reconciles_total", help: "Reconciles by kind and result.", labelNames: ["kind", "result"], registers: [registry] });
 const duration = new Histogram({ name: "smtpc_operator_reconcile_seconds", help: "Reconcile duration.", labelNames: ["kind"], registers: [registry] });
-const controller = new Controller(config, {
+const controller = new Controller(access, {
   settings: { relayImage: opts.relayImage, relayHostSuffix: opts.relayHostSuffix, systemDomains: opts.systemDomains },
   log,
   systemDomains: opts.systemDomains,
@@ -110,7 +114,7 @@ const start = async () => {
   try {
     await controller.start();
     ready = true;
-    log.info("operator started", { server: config.getCurrentCluster()?.server });
+    log.info("operator started", { server: access.server.origin });
   } catch (error) {
     log.error("operator failed to start", { error: (error as Error).message });
     process.exit(1);

@@ -4,10 +4,10 @@
 // and the Service stops taking connections; then the finalizer goes and the
 // garbage collector removes what the domain owned. Nobody else's objects are
 // touched: only objects this domain controls are written.
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain } from "../../crds/schema.js";
 import { parseConfig } from "../../relay/config/load.js";
-import { ownedBy, type Cluster } from "../kube/cluster.js";
+import { ApiError, ownedBy, type Cluster } from "../kube/cluster.js";
 import type { Logger } from "../../relay/ops/log.js";
 import { names, relayConfigSecret, relayDeployment, type OperatorSettings } from "./render.js";
 
@@ -31,7 +31,7 @@ export async function disconnect(cluster: Cluster, domain: SmtpDomain, settings:
   } catch (error) {
     // A namespace being deleted refuses writes (403) and objects may be gone (404): everything
     // the domain owned is on its way out anyway, so the finalizer must not hold it forever.
-    if (!(error instanceof k8s.ApiException && [403, 404, 409, 422].includes(error.code))) throw error;
+    if (!(error instanceof ApiError && [403, 404, 409, 422].includes(error.code))) throw error;
     log.warn("disconnect: could not revoke before removal", { domain: `${domain.metadata.namespace}/${domain.metadata.name}`, code: error.code });
   }
   // Then let go: the garbage collector deletes everything the domain owned.

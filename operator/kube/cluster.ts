@@ -1,17 +1,14 @@
 // The operator's side effects on the API server, in one place: reads,
 // server-side apply under one field manager, and status through the status
-// subresource (client-node's generic object API cannot reach /status).
-import https from "node:https";
-import * as k8s from "@kubernetes/client-node";
+// subresource. Raw JSON over our own small client (see access.ts).
+import type * as k8s from "@kubernetes/client-node";
 import { group, version } from "../../crds/schema.js";
 import { fieldManager, type KubeObject } from "../domain/render.js";
+import { ApiError, request, type ClusterAccess } from "./access.js";
+
+export { ApiError };
 
 export class Cluster {
-  readonly core: k8s.CoreV1Api;
-  readonly apps: k8s.AppsV1Api;
-  readonly custom: k8s.CustomObjectsApi;
-  readonly networking: k8s.NetworkingV1Api;
-  readonly policy: k8s.PolicyV1Api;
   /** API writes made, for the metrics and the zero-writes-at-steady-state test. */
   writes = 0;
   /** API errors by HTTP status ("network" when there was none), for the metrics. */
@@ -19,13 +16,7 @@ export class Cluster {
   /** The last writes, "Kind namespace/name", newest last. */
   readonly recentWrites: string[] = [];
 
-  constructor(readonly config: k8s.KubeConfig) {
-    this.core = config.makeApiClient(k8s.CoreV1Api);
-    this.apps = config.makeApiClient(k8s.AppsV1Api);
-    this.custom = config.makeApiClient(k8s.CustomObjectsApi);
-    this.networking = config.makeApiClient(k8s.NetworkingV1Api);
-    this.policy = config.makeApiClient(k8s.PolicyV1Api);
-  }
+  constructor(readonly access: ClusterAccess) {}
 
   /**
    * Server-side apply under our field manager; forced, because only objects
@@ -78,34 +69,17 @@ export class Cluster {
   }
 
   private async request(method: "GET" | "PATCH" | "POST" | "PUT", path: string, body?: unknown, accept: number[] = []): Promise<{ status: number; body: string }> {
-    const url = new URL(path, this.config.getCurrentCluster()!.server);
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const options: https.RequestOptions = {
-      method,
-      headers: {
-        accept: "application/json",
-        ...(payload ? { "content-type": method === "PATCH" ? "application/apply-patch+yaml" : "application/json", "content-length": Buffer.byteLength(payload) } : {}),
-      },
-    };
-    await this.config.applyToHTTPSOptions(options);
     const countError = (code: string) => this.apiErrors.set(code, (this.apiErrors.get(code) ?? 0) + 1);
-    const result = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = https.request(url, options, (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => (text += c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
-      });
-      req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${url.pathname} timed out`)));
-      req.on("error", (error) => {
-        countError("network");
-        reject(error);
-      });
-      req.end(payload);
-    });
+    let result: { status: number; body: string };
+    try {
+      result = await request(this.access, method, path, body === undefined ? undefined : JSON.stringify(body));
+    } catch (error) {
+      countError("network");
+      throw error;
+    }
     if (result.status >= 300 && !accept.includes(result.status)) {
       countError(String(result.status));
-      throw new k8s.ApiException(result.status, `${method} ${url.pathname}`, result.body, {});
+      throw new ApiError(result.status, `${method} ${path.split("?")[0]}`, result.body);
     }
     return result;
   }

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import * as k8s from "@kubernetes/client-node";
+import { clusterAccess } from "../../operator/kube/access.js";
 import { Controller, type ControllerOptions } from "../../operator/controller.js";
 import { createLogger } from "../../relay/ops/log.js";
 import { leaseRules, operatorRules } from "../../operator/rbac.js";
@@ -50,10 +51,8 @@ export function operatorKubeconfig(): Promise<string> {
 
 /** An in-process Controller with the operator's RBAC; logs only with SMTPC_TEST_LOG=<level>. */
 export async function startTestController(options: Omit<ControllerOptions, "log" | "settings"> = {}): Promise<Controller> {
-  const config = new k8s.KubeConfig();
-  config.loadFromFile(await operatorKubeconfig());
   const level = process.env.SMTPC_TEST_LOG;
-  const controller = new Controller(config, {
+  const controller = new Controller(clusterAccess(await operatorKubeconfig()), {
     settings: { relayImage: "smtp-connector:test", relayHostSuffix: "relay.test" },
     log: createLogger("operator", level ? { level } : { level: "error", stream: new PassThrough() }),
     ...options,
