@@ -107,6 +107,10 @@ describe("verification, end to end", () => {
     assert.ok(tagged.length >= 2, `verification emails at the helpdesk: ${tagged.length}`);
     const table = await kubectl(["get", "supportaddresses", "-n", namespace]);
     assert.match(table.stdout, /support\s+support@example\.com\s+example-com\s+True\s+True\s+True/, table.stdout);
+    // The category shows both kinds at once, as a platform engineer first looks.
+    const overview = await kubectl(["get", "smtpconnector", "-n", namespace]);
+    assert.match(overview.stdout, /smtpdomain\.smtpconnector\.dev\/example-com\s+example\.com\s+1\s+1\s+True/, overview.stdout);
+    assert.match(overview.stdout, /supportaddress\.smtpconnector\.dev\/support\s+support@example\.com\s+example-com\s+True\s+True\s+True/, overview.stdout);
 
     // The relay's report of last use reaches the SmtpDomain's status: the admin sees version 1 in use.
     const smtpDomain = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
