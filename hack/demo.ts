@@ -13,6 +13,7 @@ import { runDeployment } from "../test/support/deployment-runner.js";
 import { applyManifests, eventually, kubectl } from "../test/support/kube.js";
 import { freePort, randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest } from "../test/support/mail.js";
 import { startSubmissionServer } from "../test/support/postfix.js";
+import { localServerAddress } from "../test/support/e2e.js";
 
 const namespace = "acme-helpdesk";
 const step = (text: string) => console.log(`\n== ${text}`);
@@ -94,16 +95,7 @@ try {
   step("and connects support@example.com with its own account on that server");
   await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: login.password } });
   await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") } });
-  await apply({
-    apiVersion: "smtpconnector.dev/v1alpha1",
-    kind: "SupportAddress",
-    metadata: { name: "support", namespace },
-    spec: {
-      address: "support@example.com",
-      domainRef: { name: "example-com" },
-      outbound: { host: "127.0.0.1", port: customer.port, tls: "StartTLS", credentialsSecretRef: { name: "support-smtp" }, caSecretRef: { name: "customer-ca" } },
-    },
-  });
+  await apply(localServerAddress(namespace, customer.port));
   await eventually("the relay config with the support address, and the Deployment", async () => {
     await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" });
     const secret = await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });

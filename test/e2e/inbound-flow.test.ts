@@ -2,13 +2,12 @@
 // relay run from the Deployment it created, mail through it, and credential
 // rotation and revocation arriving through the mounted Secrets.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { after, before, describe, test } from "node:test";
-import * as k8s from "@kubernetes/client-node";
-import { installCRDs } from "../support/crds.js";
-import { operatorKubeconfig } from "../support/operator-rbac.js";
+import type * as k8s from "@kubernetes/client-node";
+import { e2eClients, startOperatorCommand } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
-import { applyManifests, connect, eventually, freshNamespace } from "../support/kube.js";
+import { applyManifests, eventually, freshNamespace } from "../support/kube.js";
 import { type SmtpSink, startSmtpSink, stopChild, swaks, tlsSecretManifest } from "../support/mail.js";
 
 describe("inbound, end to end", () => {
@@ -19,16 +18,10 @@ describe("inbound, end to end", () => {
   let apps: k8s.AppsV1Api;
 
   before(async () => {
-    await installCRDs();
-    const cluster = await connect();
-    core = cluster.core;
-    apps = cluster.config.makeApiClient(k8s.AppsV1Api);
+    ({ core, apps } = await e2eClients());
     sink = await startSmtpSink();
     // The operator command, with the chart's RBAC (not admin).
-    operator = spawn(process.execPath, ["--import", "tsx", "operator/main.ts", "--kubeconfig", await operatorKubeconfig(), "--metrics-port", "0"], {
-      stdio: ["ignore", "ignore", "inherit"],
-      env: { ...process.env, LOG_LEVEL: "warn" },
-    });
+    operator = await startOperatorCommand();
   });
   after(async () => {
     await relay?.stop();

@@ -4,16 +4,15 @@
 // path; the helpdesk's submission login and the internal Service exist, and
 // the helpdesk cannot send as an address that is not Ready.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
 import { dkimVerify } from "mailauth/lib/dkim/verify.js";
 import type { SmtpDomain } from "../../crds/schema.js";
-import { installCRDs } from "../support/crds.js";
-import { operatorKubeconfig } from "../support/operator-rbac.js";
+import { e2eClients, startOperatorCommand, localServerAddress } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
-import { applyManifests, connect, eventually, freshNamespace } from "../support/kube.js";
+import { applyManifests, eventually, freshNamespace } from "../support/kube.js";
 import { randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
 
@@ -29,18 +28,11 @@ describe("outbound, end to end", () => {
   const login = { username: "u1@example.com", password: randomPassword(), senders: ["support@example.com"] };
 
   before(async () => {
-    await installCRDs();
-    const cluster = await connect();
-    core = cluster.core;
-    apps = cluster.config.makeApiClient(k8s.AppsV1Api);
-    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    ({ core, apps, custom } = await e2eClients());
     helpdeskSink = await startSmtpSink();
     recipientSide = await startSmtpSink();
     customer = await startSubmissionServer({ relayTo: recipientSide.port, users: [login] });
-    operator = spawn(process.execPath, ["--import", "tsx", "operator/main.ts", "--kubeconfig", await operatorKubeconfig(), "--metrics-port", "0", "--system-domains", "helpdesk.test"], {
-      stdio: ["ignore", "ignore", "inherit"],
-      env: { ...process.env, LOG_LEVEL: "warn" },
-    });
+    operator = await startOperatorCommand(["--system-domains", "helpdesk.test"]);
   });
   after(async () => {
     await relay?.stop();
@@ -68,16 +60,7 @@ describe("outbound, end to end", () => {
       },
       { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: login.password } },
       { apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") } },
-      {
-        apiVersion: "smtpconnector.dev/v1alpha1",
-        kind: "SupportAddress",
-        metadata: { name: "support", namespace },
-        spec: {
-          address: "support@example.com",
-          domainRef: { name: "example-com" },
-          outbound: { host: "127.0.0.1", port: customer.port, tls: "StartTLS", credentialsSecretRef: { name: "support-smtp" }, caSecretRef: { name: "customer-ca" } },
-        },
-      },
+      localServerAddress(namespace, customer.port),
     );
     const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 60_000);
     const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();

@@ -3,14 +3,13 @@
 // relay the operator deployed while credentials rotate and, later, the domain
 // is disconnected. Every message the customer's server accepted is counted.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { statSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import * as k8s from "@kubernetes/client-node";
-import { installCRDs } from "../support/crds.js";
-import { operatorKubeconfig } from "../support/operator-rbac.js";
+import type * as k8s from "@kubernetes/client-node";
+import { e2eClients, startOperatorCommand } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
 
@@ -46,16 +45,10 @@ describe("rotation and disconnect under steady traffic", () => {
   let apps: k8s.AppsV1Api;
 
   before(async () => {
-    await installCRDs();
-    const cluster = await connect();
-    core = cluster.core;
-    apps = cluster.config.makeApiClient(k8s.AppsV1Api);
+    ({ core, apps } = await e2eClients());
     helpdesk = await startSmtpSink();
     elsewhere = await startSmtpSink();
-    operator = spawn(process.execPath, ["--import", "tsx", "operator/main.ts", "--kubeconfig", await operatorKubeconfig(), "--metrics-port", "0"], {
-      stdio: ["ignore", "ignore", "inherit"],
-      env: { ...process.env, LOG_LEVEL: "warn" },
-    });
+    operator = await startOperatorCommand();
   });
   after(async () => {
     await relay?.stop();

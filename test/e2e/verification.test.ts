@@ -5,15 +5,14 @@
 // can send only after that, and each failure mode gets its own reason, which
 // `kubectl get` and `kubectl describe` show.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
-import { installCRDs } from "../support/crds.js";
-import { operatorKubeconfig } from "../support/operator-rbac.js";
+import { e2eClients, startOperatorCommand, localServerAddress } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { freePort, randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
 
@@ -29,11 +28,7 @@ describe("verification, end to end", () => {
   const login = { username: "u1@example.com", password: randomPassword(), senders: ["support@example.com"] };
 
   before(async () => {
-    await installCRDs();
-    const cluster = await connect();
-    core = cluster.core;
-    apps = cluster.config.makeApiClient(k8s.AppsV1Api);
-    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    ({ core, apps, custom } = await e2eClients());
     helpdesk = await startSmtpSink();
     recipientSide = await startSmtpSink();
   });
@@ -55,15 +50,10 @@ describe("verification, end to end", () => {
     });
     // The customer's server listens here once it knows the inbound credential; the operator is told now.
     const customerPort = await freePort();
-    operator = spawn(
-      process.execPath,
-      [
-        "--import", "tsx", "operator/main.ts", "--kubeconfig", await operatorKubeconfig(), "--metrics-port", "0",
-        "--system-domains", "helpdesk.test", "--verification-sender", "verify@helpdesk.test",
-        "--verification-smtp", `127.0.0.1:${customerPort}`, "--relay-control-url", "http://127.0.0.1:8443",
-      ],
-      { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, LOG_LEVEL: "warn" } },
-    );
+    operator = await startOperatorCommand([
+      "--system-domains", "helpdesk.test", "--verification-sender", "verify@helpdesk.test",
+      "--verification-smtp", `127.0.0.1:${customerPort}`, "--relay-control-url", "http://127.0.0.1:8443",
+    ]);
     await applyManifests(await tlsSecretManifest(namespace), domain([{ version: 1 }]));
     const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 60_000);
     const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
@@ -79,17 +69,7 @@ describe("verification, end to end", () => {
     await applyManifests(
       { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: login.password } },
       { apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") } },
-      {
-        apiVersion: "smtpconnector.dev/v1alpha1",
-        kind: "SupportAddress",
-        metadata: { name: "support", namespace },
-        spec: {
-          address: "support@example.com",
-          domainRef: { name: "example-com" },
-          outbound: { host: "127.0.0.1", port: customer.port, tls: "StartTLS", credentialsSecretRef: { name: "support-smtp" }, caSecretRef: { name: "customer-ca" } },
-          verification: { timeout: "15s", interval: "1h" },
-        },
-      },
+      localServerAddress(namespace, customer.port, { verification: { timeout: "15s", interval: "1h" } }),
     );
     const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
     relay = await runDeployment(core, deployment);

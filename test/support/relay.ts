@@ -56,7 +56,15 @@ export async function startRelay(opts: {
   const stream = new PassThrough();
   stream.on("data", (chunk: Buffer) => logs.push(...chunk.toString().split("\n").filter(Boolean)));
   const relay = new Relay(configFile, createLogger("relay", { level: "debug", stream }));
-  await relay.start();
+  try {
+    await relay.start();
+  } catch (error) {
+    // A relay that cannot start must not leave its sink running (the test file would never exit).
+    await relay.stop(0).catch(() => undefined);
+    await sink.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   const ports = relay.ports();
   return {
     relay,
