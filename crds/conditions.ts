@@ -19,6 +19,10 @@ export const smtpDomainConditions = {
   AddressesConfigured: {
     lifecycle: "True when at least one SupportAddress of the domain is served. False with NoAddresses until you add one.",
   },
+  DKIMRecordPublished: {
+    lifecycle:
+      "Present only when spec.dkim lists keys. True when every key's TXT record is published: declared with recordPublished, or found by the operator's DNS check (--dns-resolver). False with the reason of the first key that is not; the message names the selector and the record to publish. It does not hold back Ready: a key whose record is not published is simply not used for signing.",
+  },
   Ready: {
     lifecycle:
       "True when CredentialsIssued, RelayAvailable and AddressesConfigured are all True and the domain is not blocked by a limit or a conflict. Otherwise False with the reason of the first condition that holds it back.",
@@ -68,6 +72,11 @@ export interface Reason {
 export const reasons = {
   // Progress and success
   Issued: { conditions: ["CredentialsIssued"], meaning: "Every credential version has a usable Secret." },
+  RecordPublished: { conditions: ["DKIMRecordPublished"], meaning: "Every DKIM key's TXT record is published (declared, or found in DNS)." },
+  RecordNotConfirmed: { conditions: ["DKIMRecordPublished"], meaning: "A key's record is neither declared published (recordPublished) nor checked in DNS (no --dns-resolver): publish it, then set recordPublished." },
+  RecordMissing: { conditions: ["DKIMRecordPublished"], meaning: "The DNS check found no TXT record at <selector>._domainkey.<domain>: publish the value from status.dkim.records." },
+  RecordMismatch: { conditions: ["DKIMRecordPublished"], meaning: "The DNS check found a TXT record for the selector with another public key: replace it with the value from status.dkim.records." },
+  DNSCheckFailed: { conditions: ["DKIMRecordPublished"], meaning: "The DNS check could not get an answer (resolver unreachable, SERVFAIL); it is retried." },
   Available: { conditions: ["RelayAvailable"], meaning: "The relay has its replicas available." },
   AddressesServed: { conditions: ["AddressesConfigured"], meaning: "At least one support address is served for the domain." },
   Ready: { conditions: ["Ready", "DomainReady"], meaning: "Everything this condition depends on is True." },

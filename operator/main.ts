@@ -11,7 +11,7 @@ import { Controller } from "./controller.js";
 import { LeaderElector } from "./leader.js";
 
 const usage =
-  "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example] [--verification-sender verify@helpdesk.example] [--verification-smtp host:port] [--relay-control-url http://{name}-relay-internal.{namespace}.svc:8443] [--leader-elect [--leader-election-namespace NS] [--lease-duration-seconds 15]]";
+  "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example] [--verification-sender verify@helpdesk.example] [--verification-smtp host:port] [--relay-control-url http://{name}-relay-internal.{namespace}.svc:8443] [--dns-resolver IP[:port]] [--leader-elect [--leader-election-namespace NS] [--lease-duration-seconds 15]]";
 
 function options() {
   try {
@@ -24,6 +24,7 @@ function options() {
         "system-domains": { type: "string", default: process.env.SMTPC_SYSTEM_DOMAINS ?? "" },
         "verification-sender": { type: "string", default: process.env.SMTPC_VERIFICATION_SENDER ?? "" },
         "verification-smtp": { type: "string", default: process.env.SMTPC_VERIFICATION_SMTP ?? "" },
+        "dns-resolver": { type: "string", default: process.env.SMTPC_DNS_RESOLVER ?? "" },
         "relay-control-url": { type: "string", default: process.env.SMTPC_RELAY_CONTROL_URL ?? defaultControlUrl },
         "leader-elect": { type: "boolean", default: false },
         "leader-election-namespace": { type: "string", default: process.env.POD_NAMESPACE ?? "smtp-connector-system" },
@@ -44,8 +45,11 @@ function options() {
       if (!match || Number(match[2]) > 65535) throw new Error(`--verification-smtp must be host:port, got ${values["verification-smtp"]}`);
       smtp = { host: match[1]!.replace(/^\[|\]$/g, ""), port: Number(match[2]) };
     }
+    const dnsResolver = values["dns-resolver"];
+    if (dnsResolver && !/^([0-9.]+|\[[0-9a-fA-F:]+\])(:[0-9]{1,5})?$/.test(dnsResolver)) throw new Error(`--dns-resolver must be an IP address with an optional port, such as 10.96.0.10:53, got ${dnsResolver}`);
     if (!/^https?:\/\//.test(values["relay-control-url"])) throw new Error(`--relay-control-url must be an http(s) URL template, got ${values["relay-control-url"]}`);
     return {
+      dnsResolver,
       verification: { sender, ...(smtp ? { smtp } : {}), controlUrl: values["relay-control-url"] },
       kubeconfig: values.kubeconfig,
       port,
@@ -77,7 +81,7 @@ collectDefaultMetrics({ register: registry, prefix: "smtpc_operator_process_" })
 const reconciles = new Counter({ name: "smtpc_operator_reconciles_total", help: "Reconciles by kind and result.", labelNames: ["kind", "result"], registers: [registry] });
 const duration = new Histogram({ name: "smtpc_operator_reconcile_seconds", help: "Reconcile duration.", labelNames: ["kind"], registers: [registry] });
 const controller = new Controller(access, {
-  settings: { relayImage: opts.relayImage, relayHostSuffix: opts.relayHostSuffix, systemDomains: opts.systemDomains },
+  settings: { relayImage: opts.relayImage, relayHostSuffix: opts.relayHostSuffix, systemDomains: opts.systemDomains, ...(opts.dnsResolver ? { dnsResolver: opts.dnsResolver } : {}) },
   log,
   systemDomains: opts.systemDomains,
   verification: opts.verification,

@@ -2,6 +2,7 @@
 // different, write status when it changed. Level-based and idempotent: run
 // twice, it changes nothing the second time.
 import { createPrivateKey, generateKeyPairSync } from "node:crypto";
+import { Resolver } from "node:dns/promises";
 import type * as k8s from "@kubernetes/client-node";
 import { dnsRecord } from "../../relay/outbound/dkim.js";
 import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/schema.js";
@@ -115,7 +116,7 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
     if (!secret) problems.push({ condition: "RelayAvailable", reason: "SecretNotFound", message: `Secret ${auth.name} (delivery.smtp.authSecretRef) does not exist` });
     else if (!nextHopUsername || !secret.data?.password) problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `Secret ${auth.name} needs non-empty username and password keys` });
   }
-  const outbound = await outboundInputs(cluster, inputs, problems);
+  const outbound = await outboundInputs(cluster, inputs, settings, problems);
   const objects = [
     relayConfigSecret(domain, relayConfig(domain, plan, issued, addresses, settings, nextHopUsername, outbound), relayConfigFiles(outbound)),
     relayDeployment(domain, settings),
@@ -167,8 +168,9 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
 
   // An older version expires at a known instant: come back then.
   const nextExpiry = plan.map((p) => (p.expiresAt && p.state === "Active" ? Date.parse(p.expiresAt) - now.getTime() : Infinity)).reduce((a, b) => Math.min(a, b), Infinity);
-  // A running relay is asked again for last use.
-  const next = Math.min(Number.isFinite(nextExpiry) ? Math.max(1_000, nextExpiry + 500) : Infinity, available > 0 && inputs.credentialUse ? lastUseIntervalMs : Infinity);
+  // A running relay is asked again for last use; pending DKIM records are looked up again.
+  const dnsAgain = settings.dnsResolver && (outbound?.dkimState.pending.length ?? 0) > 0 ? (settings.dnsCheckIntervalMs ?? 60_000) : Infinity;
+  const next = Math.min(Number.isFinite(nextExpiry) ? Math.max(1_000, nextExpiry + 500) : Infinity, available > 0 && inputs.credentialUse ? lastUseIntervalMs : Infinity, dnsAgain);
   return Number.isFinite(next) ? { requeueAfterMs: next } : {};
 }
 
@@ -178,7 +180,7 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
  * server and login, read from its credentials Secret. An address whose Secret
  * is missing or malformed is left out (its own status says why).
  */
-async function outboundInputs(cluster: Cluster, inputs: DomainInputs, problems: Problem[]): Promise<(OutboundInputs & { dkimState: DkimState }) | undefined> {
+async function outboundInputs(cluster: Cluster, inputs: DomainInputs, settings: OperatorSettings, problems: Problem[]): Promise<(OutboundInputs & { dkimState: DkimState }) | undefined> {
   const { domain } = inputs;
   const namespace = domain.metadata.namespace!;
   const n = names(domain);
@@ -227,7 +229,7 @@ async function outboundInputs(cluster: Cluster, inputs: DomainInputs, problems: 
       ...(ca !== undefined ? { ca } : {}),
     });
   }
-  const dkim = await dkimKeys(inputs, read, owned, problems);
+  const dkim = await dkimKeys(inputs, settings, read, owned, problems);
   return { submission: { username: submission.username!, password: submission.password! }, controlToken: control.token!, senders, dkim: dkim.signing, dkimState: dkim };
 }
 
@@ -235,7 +237,27 @@ export interface DkimState {
   signing: OutboundInputs["dkim"];
   records: NonNullable<NonNullable<SmtpDomainStatus["dkim"]>["records"]>;
   pending: string[];
+  /** The DKIMRecordPublished condition, when the domain has keys. */
+  condition?: DesiredCondition;
 }
+
+type Lookup = { found: string[] } | { error: string };
+
+/** TXT records at a name, from the configured resolver; none for NXDOMAIN/NODATA. */
+async function lookupTxt(resolver: string, name: string): Promise<Lookup> {
+  const dns = new Resolver({ timeout: 3_000, tries: 2 });
+  dns.setServers([resolver]);
+  try {
+    return { found: (await dns.resolveTxt(name)).map((chunks) => chunks.join("")) };
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOTFOUND" || code === "ENODATA") return { found: [] };
+    return { error: `${code ?? ""} ${(error as Error).message}`.trim() };
+  }
+}
+
+/** The public key (p=) of a DKIM record, whitespace removed. */
+const publicKeyOf = (record: string) => /(?:^|;)\s*p=([^;]*)/.exec(record.replace(/\s+/g, " "))?.[1]?.replace(/\s+/g, "");
 
 /**
  * DKIM keys: each from the user's Secret or generated once into one the
@@ -245,6 +267,7 @@ export interface DkimState {
  */
 async function dkimKeys(
   inputs: DomainInputs,
+  settings: OperatorSettings,
   read: (name: string) => Promise<k8s.V1Secret | undefined>,
   owned: (name: string, keys: string[], create: () => KubeObject) => Promise<Record<string, string> | undefined>,
   problems: Problem[],
@@ -252,6 +275,7 @@ async function dkimKeys(
   const { domain } = inputs;
   const state: DkimState = { signing: [], records: [], pending: [] };
   const chosen = new Map<string, OutboundInputs["dkim"][number]>();
+  const blocking: DesiredCondition[] = [];
   for (const key of domain.spec.dkim?.keys ?? []) {
     const algorithm = key.algorithm === "Ed25519" ? ("ed25519-sha256" as const) : ("rsa-sha256" as const);
     let pem: string | undefined;
@@ -276,10 +300,27 @@ async function dkimKeys(
       problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `DKIM key ${key.selector}: not a usable private key (${(error as Error).message})` });
       continue;
     }
-    const published = key.recordPublished ?? false;
+    const name = `${key.selector}._domainkey.${domain.spec.domain}`;
+    // Declared published, or found with this very key by the DNS check.
+    let published = key.recordPublished ?? false;
+    if (!published) {
+      const fix = `publish TXT ${name} with the value in status.dkim.records`;
+      if (!settings.dnsResolver) {
+        blocking.push({ type: "DKIMRecordPublished", status: "False", reason: "RecordNotConfirmed", message: `DKIM key ${key.selector}: ${fix}, then set recordPublished: true` });
+      } else {
+        const lookup = await lookupTxt(settings.dnsResolver, name);
+        if ("error" in lookup) blocking.push({ type: "DKIMRecordPublished", status: "False", reason: "DNSCheckFailed", message: `DKIM key ${key.selector}: looking up ${name} failed: ${lookup.error}` });
+        else if (lookup.found.some((r) => publicKeyOf(r) === publicKeyOf(record))) published = true;
+        else if (lookup.found.some((r) => publicKeyOf(r) !== undefined)) blocking.push({ type: "DKIMRecordPublished", status: "False", reason: "RecordMismatch", message: `DKIM key ${key.selector}: ${name} publishes another key; ${fix}` });
+        else blocking.push({ type: "DKIMRecordPublished", status: "False", reason: "RecordMissing", message: `DKIM key ${key.selector}: no DKIM record at ${name}; ${fix}` });
+      }
+    }
     if (published) chosen.set(algorithm, { selector: key.selector, algorithm, pem });
     else state.pending.push(key.selector);
-    state.records.push({ selector: key.selector, name: `${key.selector}._domainkey.${domain.spec.domain}`, value: record, published, signing: false });
+    state.records.push({ selector: key.selector, name, value: record, published, signing: false });
+  }
+  if ((domain.spec.dkim?.keys ?? []).length > 0) {
+    state.condition = blocking[0] ?? { type: "DKIMRecordPublished", status: "True", reason: "RecordPublished", message: `${state.records.length} DKIM record(s) published` };
   }
   state.signing = [...chosen.values()];
   for (const record of state.records) record.signing = state.signing.some((k) => k.selector === record.selector);
@@ -325,6 +366,8 @@ function domainStatus(
       ? { type: "Ready", status: "False", reason: blocking.reason, message: blocking.message }
       : { type: "Ready", status: "True", reason: "Ready", message: "the domain is connected" },
   );
+  // Informational: an unpublished key is not used, so it does not hold back Ready.
+  if (dkim?.condition) conditions.push(dkim.condition);
   const stalled = problems[0];
   conditions.push(
     stalled ? { type: "Stalled", status: "True", reason: stalled.reason, message: stalled.message } : { type: "Stalled", status: "False", reason: "Ready", message: "" },

@@ -16,6 +16,10 @@ export interface OperatorSettings {
   relayHostSuffix: string;
   /** The helpdesk's own domains: never connected, never sent through a customer's server. */
   systemDomains?: readonly string[];
+  /** DNS server ("host:port") the DKIM check asks for TXT records; without it records are confirmed only by spec. */
+  dnsResolver?: string;
+  /** How often pending DKIM records are looked up again. */
+  dnsCheckIntervalMs?: number;
 }
 
 export const relayPorts = { starttls: 587, implicitTls: 465, health: 8080, submission: 2587, control: 8443 } as const;

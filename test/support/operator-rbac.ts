@@ -50,12 +50,13 @@ export function operatorKubeconfig(): Promise<string> {
 }
 
 /** An in-process Controller with the operator's RBAC; logs only with SMTPC_TEST_LOG=<level>. */
-export async function startTestController(options: Omit<ControllerOptions, "log" | "settings"> = {}): Promise<Controller> {
+export async function startTestController(options: Omit<ControllerOptions, "log" | "settings"> & { settingsOverride?: Partial<ControllerOptions["settings"]> } = {}): Promise<Controller> {
+  const { settingsOverride, ...rest } = options;
   const level = process.env.SMTPC_TEST_LOG;
   const controller = new Controller(clusterAccess(await operatorKubeconfig()), {
-    settings: { relayImage: "smtp-connector:test", relayHostSuffix: "relay.test" },
+    settings: { relayImage: "smtp-connector:test", relayHostSuffix: "relay.test", ...settingsOverride },
     log: createLogger("operator", level ? { level } : { level: "error", stream: new PassThrough() }),
-    ...options,
+    ...rest,
   });
   await controller.start();
   return controller;
