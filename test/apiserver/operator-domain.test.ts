@@ -154,7 +154,8 @@ describe("SmtpDomain reconciler", () => {
       const config = await relayConfigOf(namespace);
       return config.domains[0]!.credentials.map((c) => `${c.version}:${c.state}`).join(" ") === "1:Revoked 2:Active" ? true : undefined;
     });
-    assert.equal((await getDomain(namespace)).status?.activeVersions, "2");
+    // Status is written after the config in the same reconcile: wait for it too.
+    await eventually("status: only version 2 active", async () => ((await getDomain(namespace)).status?.activeVersions === "2" ? true : undefined));
   });
 
   test("drift is repaired: a deleted Secret, an edited Deployment, a deleted NetworkPolicy and PodDisruptionBudget come back", async (t) => {
