@@ -10,6 +10,7 @@ import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import { dkimVerify } from "mailauth/lib/dkim/verify.js";
 import type { SmtpDomain } from "../../crds/schema.js";
+import { pythonDkim } from "../support/dkim.js";
 import { e2eClients, startOperatorCommand, localServerAddress } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, freshNamespace } from "../support/kube.js";
@@ -99,6 +100,7 @@ describe("outbound, end to end", () => {
       name === record.name && type === "TXT" ? Promise.resolve([[record.value]]) : Promise.reject(Object.assign(new Error("NXDOMAIN"), { code: "ENOTFOUND" }));
     const verified = await dkimVerify(Buffer.from(sent.content.replace(/\r?\n/g, "\r\n"), "latin1"), { resolver });
     assert.deepEqual(verified.results.map((r) => `${r.signingDomain} ${r.status.result}`), ["example.com pass"]);
+    assert.equal(await pythonDkim(sent.content.replace(/\r?\n/g, "\r\n"), { [record.name]: record.value }), "True", "python3-dkim agrees");
 
     // The helpdesk's own login, from the Secret the operator issued for it.
     const submission = await read("example-com-submission");

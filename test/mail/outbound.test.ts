@@ -4,21 +4,18 @@
 // senders) and hands mail on to smtp-sink, where the tests read it back.
 // Signatures are checked by mailauth and by Debian's python3-dkim.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { promisify } from "node:util";
 import { dkimVerify } from "mailauth/lib/dkim/verify.js";
 import type { RelayConfig } from "../../relay/config/schema.js";
 import { dnsRecord } from "../../relay/outbound/dkim.js";
+import { pythonDkim as verifyWithPython } from "../support/dkim.js";
 import { freePort, randomPassword, sha256, startSmtpSink, type SinkMessage, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
 import { RawSmtp, exampleDomain, startRelay, type RelayHarness } from "../support/relay.js";
 import { eventuallyTrue } from "../support/wait.js";
-
-const execFileAsync = promisify(execFile);
 
 const inboundPassword = randomPassword();
 const submission = { username: "helpdesk-example.com-v1", password: randomPassword() };
@@ -119,22 +116,8 @@ async function mailauthResults(raw: string) {
   return result.results.map((r) => `${(r as { selector?: string }).selector} ${r.status.result}`);
 }
 
-/** Debian's python3-dkim, an independent implementation, verifying every signature. */
-async function pythonDkim(raw: string): Promise<string> {
-  const records = Object.fromEntries(Object.entries(dns).map(([name, key]) => [name, dnsRecord(key)]));
-  const script = [
-    "import dkim, json, sys",
-    "records = json.loads(sys.argv[1])",
-    "msg = sys.stdin.buffer.read()",
-    "def txt(name, timeout=5): return records.get(name.decode().rstrip('.'), '').encode() or None",
-    "d = dkim.DKIM(msg)",
-    "sigs = [h for h in d.headers if h[0].lower() == b'dkim-signature']",
-    "print(' '.join(str(d.verify(idx=i, dnsfunc=txt)) for i in range(len(sigs))))",
-  ].join("\n");
-  const child = execFileAsync("/usr/bin/python3", ["-c", script, JSON.stringify(records)]);
-  child.child.stdin?.end(raw, "latin1");
-  return (await child).stdout.trim();
-}
+/** Debian's python3-dkim over the test's records. */
+const pythonDkim = (raw: string) => verifyWithPython(raw, Object.fromEntries(Object.entries(dns).map(([name, key]) => [name, dnsRecord(key)])));
 
 describe("outbound through the customer's Postfix", () => {
   let h: RelayHarness;

@@ -1,0 +1,23 @@
+// DKIM verification with Debian's python3-dkim, an implementation independent
+// of ours and of mailauth, fed the DNS records directly.
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+
+const execFileAsync = promisify(execFile);
+
+/** Verifies every DKIM-Signature of a message; "True True" when two signatures verify. */
+export async function pythonDkim(raw: string, records: Record<string, string>): Promise<string> {
+  const script = [
+    "import dkim, json, sys",
+    "records = json.loads(sys.argv[1])",
+    "msg = sys.stdin.buffer.read()",
+    "def txt(name, timeout=5): return records.get(name.decode().rstrip('.'), '').encode() or None",
+    "d = dkim.DKIM(msg)",
+    "sigs = [h for h in d.headers if h[0].lower() == b'dkim-signature']",
+    "print(' '.join(str(d.verify(idx=i, dnsfunc=txt)) for i in range(len(sigs))))",
+  ].join("\n");
+  // Debian's interpreter: the one python3-dkim is installed for (a pyenv python3 may come first on PATH).
+  const child = execFileAsync("/usr/bin/python3", ["-c", script, JSON.stringify(records)]);
+  child.child.stdin?.end(raw, "latin1");
+  return (await child).stdout.trim();
+}
