@@ -1,7 +1,7 @@
 // Watch → queue → reconcile. Informers feed keys ("namespace/name" of an
 // SmtpDomain) into one de-duplicating queue; the reconciler reads the cached
 // world for that key and makes it right.
-import { createHash } from "node:crypto";
+import { loginDigest as digestOfLogin } from "../relay/forward/smtp-next-hop.js";
 import type * as k8s from "@kubernetes/client-node";
 import { group, version, type SmtpDomain, type SupportAddress } from "../crds/schema.js";
 import type { Logger } from "../relay/ops/log.js";
@@ -14,6 +14,7 @@ import { reconcileDomain } from "./domain/reconcile.js";
 import { names, type OperatorSettings } from "./domain/render.js";
 import { ApiError, type ClusterAccess } from "./kube/access.js";
 import { Cluster } from "./kube/cluster.js";
+import { TimedCache } from "./timed-cache.js";
 import { supervisedInformer, type InformerEvent, type SupervisedInformer } from "./kube/informer.js";
 import { WorkQueue } from "./queue.js";
 
@@ -42,6 +43,8 @@ export class Controller {
   private readonly verificationIO: VerificationIO | undefined;
   private verdictCache: ReturnType<Controller["judge"]> | undefined;
   private readonly seenShapes = new Map<string, string>();
+  /** The relays' last-use reports: asked at most every 10 s per domain, however often it reconciles. */
+  private readonly credentialUse = new TimedCache<Map<number, string>>();
 
   constructor(
     access: ClusterAccess,
@@ -237,7 +240,7 @@ export class Controller {
     const io = this.verificationIO;
     return reconcileDomain(
       this.cluster,
-      { domain, addresses: served, verdict, secret: (ns, secretName) => this.secrets.get(secretName, ns), ...(io ? { credentialUse: (d: SmtpDomain) => io.credentialUse(d) } : {}) },
+      { domain, addresses: served, verdict, secret: (ns, secretName) => this.secrets.get(secretName, ns), ...(io ? { credentialUse: (d: SmtpDomain) => this.credentialUse.get(`${d.metadata.namespace}/${d.metadata.name}`, 10_000, () => io.credentialUse(d)) } : {}) },
       this.options.settings,
     );
   }
@@ -266,7 +269,7 @@ function loginDigest(secret: k8s.V1Secret | undefined): string | undefined {
   if (!username || !password) return undefined;
   const text = (v: string) => Buffer.from(v, "base64").toString("utf8");
   // Trimmed as the relay trims the password file.
-  return createHash("sha256").update(`${text(username)}\0${text(password).trim()}`).digest("hex");
+  return digestOfLogin(text(username), text(password).trim());
 }
 
 function describe(error: unknown): string {

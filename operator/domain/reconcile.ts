@@ -5,6 +5,7 @@ import { createPrivateKey, generateKeyPairSync } from "node:crypto";
 import { Resolver } from "node:dns/promises";
 import type * as k8s from "@kubernetes/client-node";
 import { dnsRecord } from "../../relay/outbound/dkim.js";
+import { TimedCache } from "../timed-cache.js";
 import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/schema.js";
 import type { Verdict } from "../address/rules.js";
 import { mergeConditions, rfc3339, sameStatus, type DesiredCondition } from "../conditions.js";
@@ -243,6 +244,11 @@ export interface DkimState {
 
 type Lookup = { found: string[] } | { error: string };
 
+// Domain reconciles run on every related event; the DNS is asked once per check interval
+// (kept a little less than the interval, so the periodic re-check always asks again).
+const dnsAnswers = new TimedCache<Lookup>();
+const dnsTtl = (settings: OperatorSettings) => Math.max(0, (settings.dnsCheckIntervalMs ?? 60_000) - 1_000);
+
 /** TXT records at a name, from the configured resolver; none for NXDOMAIN/NODATA. */
 async function lookupTxt(resolver: string, name: string): Promise<Lookup> {
   const dns = new Resolver({ timeout: 3_000, tries: 2 });
@@ -308,7 +314,8 @@ async function dkimKeys(
       if (!settings.dnsResolver) {
         blocking.push({ type: "DKIMRecordPublished", status: "False", reason: "RecordNotConfirmed", message: `DKIM key ${key.selector}: ${fix}, then set recordPublished: true` });
       } else {
-        const lookup = await lookupTxt(settings.dnsResolver, name);
+        const resolver = settings.dnsResolver;
+        const lookup = await dnsAnswers.get(`${resolver} ${name}`, dnsTtl(settings), () => lookupTxt(resolver, name));
         if ("error" in lookup) blocking.push({ type: "DKIMRecordPublished", status: "False", reason: "DNSCheckFailed", message: `DKIM key ${key.selector}: looking up ${name} failed: ${lookup.error}` });
         else if (lookup.found.some((r) => publicKeyOf(r) === publicKeyOf(record))) published = true;
         else if (lookup.found.some((r) => publicKeyOf(r) !== undefined)) blocking.push({ type: "DKIMRecordPublished", status: "False", reason: "RecordMismatch", message: `DKIM key ${key.selector}: ${name} publishes another key; ${fix}` });

@@ -24,6 +24,11 @@ export interface NextHopOptions {
 }
 
 
+/** SHA-256 of a login ("username\0password"): how the relay tells the operator which login it used. */
+export function loginDigest(username: string, password: string): string {
+  return createHash("sha256").update(`${username}\0${password}`).digest("hex");
+}
+
 /** A next-hop failure: its SMTP reply when it gave one, or a transport error. */
 export class NextHopError extends Error {
   constructor(
@@ -61,7 +66,7 @@ export class SmtpNextHop implements NextHop {
     this.password = delivery.passwordFile ? readFileSync(delivery.passwordFile, "utf8").trim() : undefined;
     this.ca = delivery.caFile ? readFileSync(delivery.caFile, "utf8") : undefined;
     if (delivery.username && this.password !== undefined) {
-      this.credentialSha256 = createHash("sha256").update(`${delivery.username}\0${this.password}`).digest("hex");
+      this.credentialSha256 = loginDigest(delivery.username, this.password);
     }
     this.identity = createHash("sha256")
       .update(JSON.stringify([delivery.host, delivery.port, delivery.protocol, delivery.tls, this.ca ?? null, delivery.username ?? null, this.password ?? null]))
