@@ -12,9 +12,13 @@ export const smtpDomainConditions = {
     lifecycle:
       "True once every credential version in spec has a Secret the relay can use (issued by the operator, or your own via secretRef). False while a version's Secret cannot be issued or read; the reason says which.",
   },
+  CertificateReady: {
+    lifecycle:
+      "True when the relay's TLS certificate is usable: issued by the operator's CA (and renewed well before expiry), or read from the Secret in spec.relay.tls.secretName and covering the host names the customer's server connects to. Still True, with ExpiringSoon, in the last third of its life (at most 14 days) so you are warned in time. False when it is missing, malformed, expired, not yet valid, or does not cover spec.relay.hostnames.",
+  },
   RelayAvailable: {
     lifecycle:
-      "True when the relay Deployment has its desired replicas available behind the Service. False while it rolls out for the first time, when no replica is available, or when its TLS certificate is missing or invalid.",
+      "True when the relay Deployment has its desired replicas available behind the Service. False while it rolls out for the first time, when no replica is available, or when a Secret it needs is missing or invalid.",
   },
   AddressesConfigured: {
     lifecycle: "True when at least one SupportAddress of the domain is served. False with NoAddresses until you add one.",
@@ -25,7 +29,7 @@ export const smtpDomainConditions = {
   },
   Ready: {
     lifecycle:
-      "True when CredentialsIssued, RelayAvailable and AddressesConfigured are all True and the domain is not blocked by a limit or a conflict. Otherwise False with the reason of the first condition that holds it back.",
+      "True when CredentialsIssued, CertificateReady, RelayAvailable and AddressesConfigured are all True and the domain is not blocked by a limit or a conflict. Otherwise False with the reason of the first condition that holds it back.",
   },
   Reconciling: {
     lifecycle: "Present, and True, only while the operator is still making changes (kstatus). Absent otherwise.",
@@ -71,7 +75,12 @@ export interface Reason {
 
 export const reasons = {
   // Progress and success
-  Issued: { conditions: ["CredentialsIssued"], meaning: "Every credential version has a usable Secret." },
+  Issued: { conditions: ["CredentialsIssued", "CertificateReady"], meaning: "Every credential version has a usable Secret; the relay's certificate is issued by the operator's CA and current." },
+  Valid: { conditions: ["CertificateReady"], meaning: "The relay's certificate from spec.relay.tls.secretName is current and covers the relay's host names." },
+  ExpiringSoon: {
+    conditions: ["CertificateReady"],
+    meaning: "The relay's certificate is in the last third of its life (at most 14 days left). Renew it (cert-manager does so on its own); an operator-issued one shows this only if its renewal failed.",
+  },
   RecordPublished: { conditions: ["DKIMRecordPublished"], meaning: "Every DKIM key's TXT record is published (declared, or found in DNS)." },
   RecordNotConfirmed: { conditions: ["DKIMRecordPublished"], meaning: "A key's record is neither declared published (recordPublished) nor checked in DNS (no --dns-resolver): publish it, then set recordPublished." },
   RecordMissing: { conditions: ["DKIMRecordPublished"], meaning: "The DNS check found no TXT record at <selector>._domainkey.<domain>: publish the value from status.dkim.records." },
@@ -88,11 +97,19 @@ export const reasons = {
   // SmtpDomain problems
   NoAddresses: { conditions: ["AddressesConfigured", "Ready"], meaning: "Add at least one SupportAddress whose domainRef names this SmtpDomain." },
   SecretConflict: {
-    conditions: ["CredentialsIssued", "RelayAvailable", "Stalled", "Ready"],
+    conditions: ["CredentialsIssued", "CertificateReady", "RelayAvailable", "Stalled", "Ready"],
     meaning: "An object the operator would create already exists and is not owned by this SmtpDomain. The operator never adopts or overwrites it: rename or delete it.",
   },
-  SecretNotFound: { conditions: ["CredentialsIssued", "RelayAvailable", "Stalled", "Ready"], meaning: "A Secret named in spec (secretRef, tls.secretName, privateKeySecretRef) does not exist in the namespace." },
-  SecretInvalid: { conditions: ["CredentialsIssued", "RelayAvailable", "Stalled", "Ready"], meaning: "A Secret named in spec lacks a required key, or its value is malformed; the message names the key." },
+  SecretNotFound: { conditions: ["CredentialsIssued", "CertificateReady", "RelayAvailable", "Stalled", "Ready"], meaning: "A Secret named in spec (secretRef, tls.secretName, privateKeySecretRef) does not exist in the namespace." },
+  SecretInvalid: { conditions: ["CredentialsIssued", "CertificateReady", "RelayAvailable", "Stalled", "Ready"], meaning: "A Secret named in spec lacks a required key, or its value is malformed; the message names the key." },
+  Expired: { conditions: ["CertificateReady", "Stalled", "Ready"], meaning: "The relay's certificate has expired: customers' servers that verify it refuse to relay. Renew it." },
+  NotYetValid: { conditions: ["CertificateReady", "Ready"], meaning: "The relay's certificate is not valid yet (its notBefore is in the future; check clocks)." },
+  KeyMismatch: { conditions: ["CertificateReady", "Stalled", "Ready"], meaning: "tls.key in the relay's TLS Secret is not the private key of the certificate in tls.crt." },
+  HostnamesNotCovered: {
+    conditions: ["CertificateReady", "Stalled", "Ready"],
+    meaning: "The relay's certificate does not name every host in spec.relay.hostnames (or the default relay host name), so servers that verify it refuse it. Reissue it with those names.",
+  },
+  CAInvalid: { conditions: ["CertificateReady", "Stalled", "Ready"], meaning: "The operator's CA Secret is malformed; delete it to have a new CA issued (relay certificates are then reissued)." },
   RelayUnavailable: { conditions: ["RelayAvailable", "Ready"], meaning: "No relay replica is available; see the Deployment's events and the relay's logs." },
   DomainConflict: { conditions: ["Stalled", "Ready"], meaning: "The same domain is connected in another namespace (account) that claimed it earlier. The earlier one keeps working; delete one of them." },
 

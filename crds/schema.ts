@@ -333,7 +333,7 @@ const DKIMRecordStatus = Type.Object(
 export const SmtpDomainStatus = Type.Object(
   {
     observedGeneration: Type.Optional(Type.Integer({ description: "The .metadata.generation the status was computed from.", format: "int64" })),
-    conditions: Type.Optional(Conditions("CredentialsIssued, RelayAvailable, AddressesConfigured, Ready; Reconciling and Stalled only while True.")),
+    conditions: Type.Optional(Conditions("CredentialsIssued, CertificateReady, RelayAvailable, AddressesConfigured, Ready, DKIMRecordPublished; Reconciling and Stalled only while True.")),
     credentials: Type.Optional(
       Type.Array(CredentialVersionStatus, {
         description: "Each inbound credential version with its Secret, state and last use.",
@@ -367,6 +367,19 @@ export const SmtpDomainStatus = Type.Object(
           pending: Type.Optional(Type.String({ description: "Selectors whose DNS record still awaits publication, comma-separated (for kubectl get -o wide)." })),
         },
         { description: "DKIM state." },
+      ),
+    ),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          secretName: Type.String({ description: "The kubernetes.io/tls Secret the relay serves." }),
+          issuedByOperator: Type.Boolean({ description: "Whether the operator issued it from the installation's CA (whose certificate is ca.crt in that Secret and in each credentials Secret)." }),
+          dnsNames: Type.Optional(Type.Array(Type.String(), { description: "The certificate's subject alternative names.", maxItems: 64 })),
+          issuer: Type.Optional(Type.String({ description: "The certificate's issuer." })),
+          notAfter: Type.Optional(Timestamp("When the certificate expires.")),
+          renewalTime: Type.Optional(Timestamp("When the operator renews it (operator-issued only).")),
+        },
+        { description: "The relay's TLS certificate." },
       ),
     ),
   },
@@ -560,6 +573,7 @@ export const kinds: KindDefinition[] = [
       conditionColumn("Ready", "Ready", "Whether the domain is fully connected."),
       { name: "Endpoint", type: "string", jsonPath: ".status.relay.endpoint", description: "Where the customer's server connects.", priority: 1 },
       { name: "DKIM Pending", type: "string", jsonPath: ".status.dkim.pending", description: "DKIM selectors whose DNS record awaits publication.", priority: 1 },
+      { name: "Cert Expiry", type: "string", jsonPath: ".status.tls.notAfter", description: "When the relay's certificate expires.", priority: 1 },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp", description: "Age of the object." },
     ],
   },

@@ -9,6 +9,7 @@ import { reconcileAddress } from "./address/reconcile.js";
 import type { VerificationIO, VerificationTiming } from "./address/verification.js";
 import { verificationIO, type VerificationSettings } from "./address/verification-io.js";
 import { defaultLimits, judgeAddresses, judgeDomains, type Limits } from "./address/rules.js";
+import { defaultCaSecret, forgetCertificateAuthority } from "./domain/certificate.js";
 import { disconnect, disconnectFinalizer, ensureFinalizer } from "./domain/disconnect.js";
 import { reconcileDomain } from "./domain/reconcile.js";
 import { names, type OperatorSettings } from "./domain/render.js";
@@ -157,6 +158,12 @@ export class Controller {
     const name = secret.metadata?.name;
     const owner = secret.metadata?.labels?.["smtpconnector.dev/domain"];
     if (owner) this.enqueue("domain", namespace, owner);
+    // The installation's CA: every domain's operator-issued certificate is checked against it again.
+    const ca = this.options.settings.caSecret ?? defaultCaSecret;
+    if (namespace === ca.namespace && name === ca.name) {
+      forgetCertificateAuthority();
+      for (const domain of this.domains.list()) if (!domain.spec.relay?.tls?.secretName) this.enqueue("domain", domain.metadata?.namespace, domain.metadata?.name);
+    }
     for (const domain of this.domains.list()) {
       if (domain.metadata?.namespace !== namespace) continue;
       const referenced = [

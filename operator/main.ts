@@ -8,10 +8,12 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import { createLogger } from "../relay/ops/log.js";
 import { defaultControlUrl } from "./address/verification-io.js";
 import { Controller } from "./controller.js";
+import { defaultCaSecret } from "./domain/certificate.js";
+import { parseDuration } from "./domain/credentials.js";
 import { LeaderElector } from "./leader.js";
 
 const usage =
-  "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example] [--verification-sender verify@helpdesk.example] [--verification-smtp host:port] [--relay-control-url http://{name}-relay-internal.{namespace}.svc:8443] [--dns-resolver IP[:port]] [--leader-elect [--leader-election-namespace NS] [--lease-duration-seconds 15]]";
+  "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example] [--verification-sender verify@helpdesk.example] [--verification-smtp host:port] [--relay-control-url http://{name}-relay-internal.{namespace}.svc:8443] [--dns-resolver IP[:port]] [--ca-secret NAMESPACE/NAME] [--certificate-duration 2160h] [--certificate-renew-before 720h] [--leader-elect [--leader-election-namespace NS] [--lease-duration-seconds 15]]";
 
 function options() {
   try {
@@ -26,6 +28,9 @@ function options() {
         "verification-smtp": { type: "string", default: process.env.SMTPC_VERIFICATION_SMTP ?? "" },
         "dns-resolver": { type: "string", default: process.env.SMTPC_DNS_RESOLVER ?? "" },
         "relay-control-url": { type: "string", default: process.env.SMTPC_RELAY_CONTROL_URL ?? defaultControlUrl },
+        "ca-secret": { type: "string", default: process.env.SMTPC_CA_SECRET ?? `${process.env.POD_NAMESPACE ?? defaultCaSecret.namespace}/${defaultCaSecret.name}` },
+        "certificate-duration": { type: "string", default: "2160h" },
+        "certificate-renew-before": { type: "string", default: "720h" },
         "leader-elect": { type: "boolean", default: false },
         "leader-election-namespace": { type: "string", default: process.env.POD_NAMESPACE ?? "smtp-connector-system" },
         "lease-duration-seconds": { type: "string", default: "15" },
@@ -48,7 +53,21 @@ function options() {
     const dnsResolver = values["dns-resolver"];
     if (dnsResolver && !/^([0-9.]+|\[[0-9a-fA-F:]+\])(:[0-9]{1,5})?$/.test(dnsResolver)) throw new Error(`--dns-resolver must be an IP address with an optional port, such as 10.96.0.10:53, got ${dnsResolver}`);
     if (!/^https?:\/\//.test(values["relay-control-url"])) throw new Error(`--relay-control-url must be an http(s) URL template, got ${values["relay-control-url"]}`);
+    const ca = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(values["ca-secret"]);
+    if (!ca) throw new Error(`--ca-secret must be NAMESPACE/NAME of a Secret, got ${values["ca-secret"]}`);
+    const duration = (flag: "certificate-duration" | "certificate-renew-before") => {
+      try {
+        return parseDuration(values[flag]);
+      } catch {
+        throw new Error(`--${flag} must be a duration such as 2160h or 90m, got ${values[flag]}`);
+      }
+    };
+    const certificates = { durationMs: duration("certificate-duration"), renewBeforeMs: duration("certificate-renew-before") };
+    if (certificates.durationMs < 10_000) throw new Error(`--certificate-duration must be at least 10s, got ${values["certificate-duration"]}`);
+    if (certificates.renewBeforeMs >= certificates.durationMs) throw new Error("--certificate-renew-before must be shorter than --certificate-duration");
     return {
+      caSecret: { namespace: ca[1]!, name: ca[2]! },
+      certificates,
       dnsResolver,
       verification: { sender, ...(smtp ? { smtp } : {}), controlUrl: values["relay-control-url"] },
       kubeconfig: values.kubeconfig,
@@ -81,7 +100,14 @@ collectDefaultMetrics({ register: registry, prefix: "smtpc_operator_process_" })
 const reconciles = new Counter({ name: "smtpc_operator_reconciles_total", help: "Reconciles by kind and result.", labelNames: ["kind", "result"], registers: [registry] });
 const duration = new Histogram({ name: "smtpc_operator_reconcile_seconds", help: "Reconcile duration.", labelNames: ["kind"], registers: [registry] });
 const controller = new Controller(access, {
-  settings: { relayImage: opts.relayImage, relayHostSuffix: opts.relayHostSuffix, systemDomains: opts.systemDomains, ...(opts.dnsResolver ? { dnsResolver: opts.dnsResolver } : {}) },
+  settings: {
+    relayImage: opts.relayImage,
+    relayHostSuffix: opts.relayHostSuffix,
+    systemDomains: opts.systemDomains,
+    caSecret: opts.caSecret,
+    certificates: opts.certificates,
+    ...(opts.dnsResolver ? { dnsResolver: opts.dnsResolver } : {}),
+  },
   log,
   systemDomains: opts.systemDomains,
   verification: opts.verification,

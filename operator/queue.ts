@@ -36,12 +36,13 @@ export class WorkQueue {
     this.pump();
   }
 
+  /** Adds the key after a delay; delays beyond a day (a certificate's renewal weeks ahead) come back after a day, to look again. */
   addAfter(key: string, delayMs: number): void {
     clearTimeout(this.timers.get(key));
     const timer = setTimeout(() => {
       this.timers.delete(key);
       this.add(key);
-    }, delayMs);
+    }, Math.min(delayMs, 86_400_000));
     timer.unref();
     this.timers.set(key, timer);
   }

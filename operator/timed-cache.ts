@@ -17,4 +17,8 @@ export class TimedCache<T> {
     if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
     return value;
   }
+
+  clear(): void {
+    this.entries.clear();
+  }
 }

@@ -94,17 +94,28 @@ export function parseDuration(text: string): number {
   return total;
 }
 
-/** The ready-to-paste snippets stored beside the credentials for the customer's IT team. */
-export function clientSnippets(host: string, username: string, password: string): Record<string, string> {
+/**
+ * The ready-to-paste snippets stored beside the credentials for the customer's
+ * IT team. With an operator-issued certificate, the CA to trust is stored
+ * beside them (ca.crt) and the snippets say where it goes; otherwise the
+ * relay's certificate chains to a CA the server already trusts.
+ */
+export function clientSnippets(host: string, username: string, password: string, caPem?: string): Record<string, string> {
+  const caFile = "/etc/postfix/smtp-connector-ca.crt";
   return {
     "postfix-main.cf": [
-      "# Relay the support domain to the helpdesk's relay, authenticated, TLS required.",
+      "# Relay the support domain to the helpdesk's relay, authenticated, TLS required and verified.",
       `# transport_maps = inline:{ <your domain>=smtp:[${host}]:587 }`,
       "smtp_sasl_auth_enable = yes",
       `smtp_sasl_password_maps = inline:{ [${host}]:587=${username}:${password} }`,
       "smtp_sasl_security_options = noanonymous",
       "smtp_sasl_tls_security_options = noanonymous",
-      "smtp_tls_security_level = encrypt",
+      ...(caPem
+        ? [
+            `# The relay's certificate is issued by the helpdesk operator's own CA: save ca.crt from this Secret as ${caFile}.`,
+            `smtp_tls_policy_maps = inline:{ [${host}]:587=secure match=${host} CAfile=${caFile} }`,
+          ]
+        : [`smtp_tls_policy_maps = inline:{ [${host}]:587=secure match=${host} }`]),
       "",
     ].join("\n"),
     "exchange-connector.txt": [
@@ -114,7 +125,11 @@ export function clientSnippets(host: string, username: string, password: string)
       `  User name: ${username}`,
       `  Password: ${password}`,
       "  Address space: the support domain only",
+      ...(caPem
+        ? ["  Certificate: import ca.crt from this Secret into the server's Trusted Root Certification Authorities,", `  so that the relay's certificate for ${host} is trusted.`]
+        : []),
       "",
     ].join("\n"),
+    ...(caPem ? { "ca.crt": caPem } : {}),
   };
 }

@@ -6,12 +6,14 @@ import { Resolver } from "node:dns/promises";
 import type * as k8s from "@kubernetes/client-node";
 import { dnsRecord } from "../../relay/outbound/dkim.js";
 import { TimedCache } from "../timed-cache.js";
+import type { ReasonName } from "../../crds/conditions.js";
 import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/schema.js";
 import type { Verdict } from "../address/rules.js";
 import { mergeConditions, rfc3339, sameStatus, type DesiredCondition } from "../conditions.js";
 import { conditionEvents, involved, recordEvent } from "../events.js";
 import { ownedBy, type Cluster } from "../kube/cluster.js";
 import { alreadyApplied } from "../kube/compare.js";
+import { relayCertificate, type CertificateState } from "./certificate.js";
 import { alphanumeric, clientSnippets, credentialSecretName, newCredential, planCredentials, type IssuedCredential } from "./credentials.js";
 import {
   controlSecret,
@@ -49,7 +51,7 @@ export interface DomainInputs {
 /** How often last use is collected from a running relay. */
 export const lastUseIntervalMs = 30_000;
 
-type Problem = { condition: "CredentialsIssued" | "RelayAvailable"; reason: "SecretConflict" | "SecretNotFound" | "SecretInvalid"; message: string };
+type Problem = { condition: "CredentialsIssued" | "RelayAvailable" | "CertificateReady"; reason: ReasonName; message: string };
 
 const decode = (value: string | undefined) => (value === undefined ? undefined : Buffer.from(value, "base64").toString("utf8"));
 
@@ -74,7 +76,13 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
     return {};
   }
 
-  // 1. Credentials: read each version's Secret, issue the missing ones.
+  // 1. The relay's certificate first: the credentials' client snippets say which CA to trust.
+  const certificate = await relayCertificate(cluster, domain, settings, now);
+  if (certificate.condition.status === "False" && certificate.condition.reason !== "NotYetValid") {
+    problems.push({ condition: "CertificateReady", reason: certificate.condition.reason, message: certificate.condition.message });
+  }
+
+  // 2. Credentials: read each version's Secret, issue the missing ones.
   const issued = new Map<number, IssuedCredential>();
   for (const declared of domain.spec.inbound.credentials ?? [{ version: 1 }]) {
     const secretName = declared.secretRef?.name ?? credentialSecretName(domain, declared.version);
@@ -96,15 +104,20 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
     if (!username || !password) {
       // Issued once; an existing version is never regenerated.
       ({ username, password } = newCredential(domain, declared.version));
-      await cluster.apply(credentialSecret(domain, declared.version, { username, password }, clientSnippets(relayHostname(domain, settings), username, password)));
+      await cluster.apply(credentialSecret(domain, declared.version, { username, password }, clientSnippets(relayHostname(domain, settings), username, password, certificate.caPem)));
       await recordEvent(cluster, involved(domain), "Normal", "CredentialIssued", `inbound credential version ${declared.version} issued into Secret ${secretName}`);
+    } else {
+      // The same credential; only the snippets follow a changed host name or CA.
+      const snippets = clientSnippets(relayHostname(domain, settings), username, password, certificate.caPem);
+      const stale = Object.entries(snippets).some(([key, value]) => decode(secret?.data?.[key]) !== value) || (!certificate.caPem && secret?.data?.["ca.crt"] !== undefined);
+      if (stale) await cluster.apply(credentialSecret(domain, declared.version, { username, password }, snippets));
     }
     const createdAt = rfc3339(secret?.metadata?.creationTimestamp ?? now);
     issued.set(declared.version, { version: declared.version, secretName, username, password, createdAt, userSupplied: false });
   }
   const plan = planCredentials(domain, issued, now);
 
-  // 2. The relay: config (digests only), Deployment, Service, NetworkPolicy, PDB.
+  // 3. The relay: config (digests only), Deployment, Service, NetworkPolicy, PDB.
   const addresses = inputs.addresses
     .filter((a) => a.spec.domainRef.name === domain.metadata.name && a.spec.address.toLowerCase().endsWith(`@${domain.spec.domain}`) && !a.metadata.deletionTimestamp)
     .map((a) => a.spec.address.toLowerCase());
@@ -139,29 +152,19 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
   );
   problems.push(...outcomes.filter((p): p is Problem => p !== undefined));
 
-  // 3. Observe: the TLS Secret and the Deployment's availability.
+  // 4. Observe the Deployment's availability.
   const n = names(domain);
-  const tls = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, n.tls);
-  if (!tls) {
-    problems.push({
-      condition: "RelayAvailable",
-      reason: "SecretNotFound",
-      message: `the relay's TLS Secret ${n.tls} does not exist: create a kubernetes.io/tls Secret (e.g. with cert-manager) and set spec.relay.tls.secretName`,
-    });
-  } else if (!tls.data?.["tls.crt"] || !tls.data["tls.key"]) {
-    problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `the relay's TLS Secret ${n.tls} needs tls.crt and tls.key` });
-  }
   const deployment = await cluster.read<k8s.V1Deployment>("apps/v1", "Deployment", namespace, n.relay);
   const available = deployment?.status?.availableReplicas ?? 0;
 
-  // 4. Last use per credential version, from the relay itself (it has no API access; we ask it).
+  // 5. Last use per credential version, from the relay itself (it has no API access; we ask it).
   let lastUsed = new Map<number, string>();
   if (available > 0 && inputs.credentialUse) {
     lastUsed = await inputs.credentialUse(domain).catch(() => new Map<number, string>());
   }
 
-  // 5. Status.
-  const status = domainStatus(inputs, plan, issued, problems, available, addresses.length, settings, now, lastUsed, outbound?.dkimState);
+  // 6. Status.
+  const status = domainStatus(inputs, plan, issued, problems, available, addresses.length, settings, now, lastUsed, outbound?.dkimState, certificate);
   if (!sameStatus(domain.status, status)) {
     await cluster.applyStatus("smtpdomains", "SmtpDomain", namespace, domain.metadata.name!, status);
     await conditionEvents(cluster, involved(domain), domain.status?.conditions, status.conditions ?? []);
@@ -171,7 +174,9 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
   const nextExpiry = plan.map((p) => (p.expiresAt && p.state === "Active" ? Date.parse(p.expiresAt) - now.getTime() : Infinity)).reduce((a, b) => Math.min(a, b), Infinity);
   // A running relay is asked again for last use; pending DKIM records are looked up again.
   const dnsAgain = settings.dnsResolver && (outbound?.dkimState.pending.length ?? 0) > 0 ? (settings.dnsCheckIntervalMs ?? 60_000) : Infinity;
-  const next = Math.min(Number.isFinite(nextExpiry) ? Math.max(1_000, nextExpiry + 500) : Infinity, available > 0 && inputs.credentialUse ? lastUseIntervalMs : Infinity, dnsAgain);
+  // The certificate is renewed, and its condition changes near expiry, at known instants too.
+  const certificateDue = certificate.nextCheck ? Math.max(1_000, certificate.nextCheck.getTime() - now.getTime() + 500) : Infinity;
+  const next = Math.min(Number.isFinite(nextExpiry) ? Math.max(1_000, nextExpiry + 500) : Infinity, available > 0 && inputs.credentialUse ? lastUseIntervalMs : Infinity, dnsAgain, certificateDue);
   return Number.isFinite(next) ? { requeueAfterMs: next } : {};
 }
 
@@ -350,6 +355,7 @@ function domainStatus(
   now: Date,
   reportedUse: ReadonlyMap<number, string> = new Map(),
   dkim?: DkimState,
+  certificate?: CertificateState,
 ): SmtpDomainStatus {
   const { domain } = inputs;
   const credentialProblem = problems.find((p) => p.condition === "CredentialsIssued");
@@ -358,6 +364,7 @@ function domainStatus(
     credentialProblem
       ? { type: "CredentialsIssued", status: "False", reason: credentialProblem.reason, message: credentialProblem.message }
       : { type: "CredentialsIssued", status: "True", reason: "Issued", message: `${issued.size} credential version(s) issued` },
+    ...(certificate ? [certificate.condition] : []),
     relayProblem
       ? { type: "RelayAvailable", status: "False", reason: relayProblem.reason, message: relayProblem.message }
       : available > 0
@@ -407,6 +414,7 @@ function domainStatus(
     activeVersions: active.join(","),
     addresses: addressCount,
     relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:587` },
+    ...(certificate?.status ? { tls: certificate.status } : {}),
     ...(dkim && dkim.records.length > 0 ? { dkim: { records: dkim.records, ...(dkim.pending.length > 0 ? { pending: dkim.pending.join(",") } : {}) } } : {}),
   };
 }

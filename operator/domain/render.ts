@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { stringify } from "yaml";
 import type { SmtpDomain } from "../../crds/schema.js";
 import { configVersion, recommendedAuthFailures, recommendedLimits, type RelayConfig } from "../../relay/config/schema.js";
+import type { CertificatePolicy, KeyPair } from "../tls/certificates.js";
 import { passwordDigest, type CredentialPlan, type IssuedCredential } from "./credentials.js";
 
 export const fieldManager = "smtp-connector";
@@ -20,6 +21,10 @@ export interface OperatorSettings {
   dnsResolver?: string;
   /** How often pending DKIM records are looked up again. */
   dnsCheckIntervalMs?: number;
+  /** Lifetime and renewal of operator-issued relay certificates (defaults: 90 days, renewed 30 days ahead). */
+  certificates?: CertificatePolicy;
+  /** Where the installation's CA is kept (default smtp-connector-system/smtp-connector-ca). */
+  caSecret?: { namespace: string; name: string };
 }
 
 export const relayPorts = { starttls: 587, implicitTls: 465, health: 8080, submission: 2587, control: 8443 } as const;
@@ -75,6 +80,31 @@ function meta(domain: SmtpDomain, name: string): KubeObject["metadata"] {
 
 export function relayHostname(domain: SmtpDomain, settings: OperatorSettings): string {
   return domain.spec.relay?.hostnames?.[0] ?? `${domain.metadata.name}.${domain.metadata.namespace}.${settings.relayHostSuffix}`;
+}
+
+/** The host names the customer's server connects to: the declared ones, or the default relay host name. */
+export function customerHostnames(domain: SmtpDomain, settings: OperatorSettings): string[] {
+  const declared = domain.spec.relay?.hostnames ?? [];
+  return declared.length > 0 ? [...declared] : [relayHostname(domain, settings)];
+}
+
+/** Every name an operator-issued relay certificate covers: the customer's host names and both Services' cluster names. */
+export function certificateNames(domain: SmtpDomain, settings: OperatorSettings): string[] {
+  const n = names(domain);
+  const namespace = domain.metadata.namespace!;
+  const cluster = [n.relay, n.internal].flatMap((service) => [`${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`]);
+  return [...new Set([...customerHostnames(domain, settings), ...cluster])];
+}
+
+/** The operator-issued relay certificate, with the CA that signed it (ca.crt, as cert-manager writes it). */
+export function relayTlsSecret(domain: SmtpDomain, pair: KeyPair, caPem: string): KubeObject {
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: meta(domain, names(domain).tls),
+    type: "kubernetes.io/tls",
+    stringData: { "tls.crt": pair.certPem, "tls.key": pair.keyPem, "ca.crt": caPem },
+  };
 }
 
 /** The relay config for this domain: only digests of the inbound passwords. */

@@ -225,11 +225,12 @@ describe("SmtpDomain reconciler", () => {
   test("a missing TLS Secret is reported with what to do", async (t) => {
     const namespace = await freshNamespace(t, "op");
     await applyManifests(domainManifest(namespace));
-    const domain = await eventually("RelayAvailable=False SecretNotFound", async () => {
+    const domain = await eventually("CertificateReady=False SecretNotFound", async () => {
       const d = await getDomain(namespace);
-      return condition(d, "RelayAvailable")?.reason === "SecretNotFound" ? d : undefined;
+      return condition(d, "CertificateReady")?.reason === "SecretNotFound" ? d : undefined;
     });
-    assert.match(condition(domain, "RelayAvailable")!.message, /relay-tls does not exist: create a kubernetes\.io\/tls Secret/);
+    assert.match(condition(domain, "CertificateReady")!.message, /relay-tls does not exist: create a kubernetes\.io\/tls Secret/);
+    assert.equal(condition(domain, "Ready")?.reason, "SecretNotFound");
   });
 
   test("deleting the domain revokes every credential in the relay first, then everything it owns goes, and nothing else", async (t) => {

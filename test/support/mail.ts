@@ -41,21 +41,25 @@ export async function freePort(): Promise<number> {
   }
 }
 
-/** A self-signed certificate for 127.0.0.1 and the given name. */
-export async function selfSignedCertificate(dir: string, name = "relay.test"): Promise<{ certFile: string; keyFile: string }> {
-  const certFile = join(dir, `${name}.crt`);
-  const keyFile = join(dir, `${name}.key`);
+/** A self-signed certificate for 127.0.0.1, the given name and any others. */
+export async function selfSignedCertificate(dir: string, name = "relay.test", others: string[] = []): Promise<{ certFile: string; keyFile: string }> {
+  const certFile = join(dir, `${name.replace(/^\*/, "star")}.crt`);
+  const keyFile = join(dir, `${name.replace(/^\*/, "star")}.key`);
   await execFileAsync("openssl", [
     "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
     "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", `/CN=${name}`,
-    "-addext", `subjectAltName=DNS:${name},IP:127.0.0.1`,
+    "-addext", `subjectAltName=${[name, ...others].map((n) => `DNS:${n}`).join(",")},IP:127.0.0.1`,
   ]);
   return { certFile, keyFile };
 }
 
-/** A kubernetes.io/tls Secret manifest holding a fresh self-signed certificate (the relay's, in tests). */
-export async function tlsSecretManifest(namespace: string, name = "relay-tls") {
-  const cert = await selfSignedCertificate(tempDir("tls"));
+/**
+ * A kubernetes.io/tls Secret manifest holding a fresh self-signed certificate
+ * (the relay's, in tests), valid for every relay host name the test operator
+ * gives in this namespace (<domain>.<namespace>.relay.test in-process, .relay.smtp-connector.local by the command).
+ */
+export async function tlsSecretManifest(namespace: string, name = "relay-tls", names: string[] = [`*.${namespace}.relay.test`, `*.${namespace}.relay.smtp-connector.local`]) {
+  const cert = await selfSignedCertificate(tempDir("tls"), "relay.test", names);
   return {
     apiVersion: "v1",
     kind: "Secret",
