@@ -225,6 +225,11 @@ export class Controller {
       this.options.onReconcile?.(label, "Success", Number(process.hrtime.bigint() - started) / 1e9);
       return result;
     } catch (error) {
+      // A namespace being deleted refuses new objects; everything in it goes anyway. Nothing to retry.
+      if (error instanceof ApiError && error.code === 403 && error.body.includes("because it is being terminated")) {
+        this.options.log.debug("namespace is being deleted; nothing to reconcile", { namespace, kind: label, name });
+        return {};
+      }
       this.options.onReconcile?.(label, "Error", Number(process.hrtime.bigint() - started) / 1e9);
       throw error;
     }

@@ -104,8 +104,11 @@ export class RawSmtp {
     this.attach(socket);
   }
 
-  static async connect(port: number, { implicitTls = false } = {}): Promise<RawSmtp> {
-    const socket = implicitTls ? tlsConnect({ port, host: "127.0.0.1", rejectUnauthorized: false }) : new Socket().connect(port, "127.0.0.1");
+  /** With `ca`, the implicit-TLS handshake verifies the relay's certificate against it for `servername`. */
+  static async connect(port: number, { implicitTls = false, ca, servername }: { implicitTls?: boolean; ca?: string; servername?: string } = {}): Promise<RawSmtp> {
+    const socket = implicitTls
+      ? tlsConnect({ port, host: "127.0.0.1", ...(ca ? { ca, rejectUnauthorized: true } : { rejectUnauthorized: false }), ...(servername ? { servername } : {}) })
+      : new Socket().connect(port, "127.0.0.1");
     await new Promise<void>((resolve, reject) => {
       socket.once(implicitTls ? "secureConnect" : "connect", () => resolve());
       socket.once("error", reject);
@@ -168,6 +171,11 @@ export class RawSmtp {
 
   async authPlain(username: string, password: string): Promise<string> {
     return this.command(`AUTH PLAIN ${Buffer.from(`\0${username}\0${password}`).toString("base64")}`);
+  }
+
+  /** The serial number of the certificate the relay presented (TLS sessions only). */
+  peerSerial(): string | undefined {
+    return "getPeerCertificate" in this.socket ? this.socket.getPeerCertificate().serialNumber : undefined;
   }
 
   close(): void {
