@@ -11,7 +11,7 @@ import { startControlPlane } from "../test/support/controlplane.js";
 import { installCRDs } from "../test/support/crds.js";
 import { runDeployment } from "../test/support/deployment-runner.js";
 import { applyManifests, eventually, kubectl } from "../test/support/kube.js";
-import { freePort, randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest } from "../test/support/mail.js";
+import { freePort, randomPassword, startSmtpSink, stopChild, swaks } from "../test/support/mail.js";
 import { startSubmissionServer } from "../test/support/postfix.js";
 import { localServerAddress } from "../test/support/e2e.js";
 
@@ -62,7 +62,8 @@ try {
 
   step("a platform team connects example.com");
   await apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } });
-  await apply(await tlsSecretManifest(namespace));
+  // The operator's own namespace (the chart creates it): it keeps its CA there.
+  await apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "smtp-connector-system" } });
   await apply({
     apiVersion: "smtpconnector.dev/v1alpha1",
     kind: "SmtpDomain",
@@ -70,7 +71,8 @@ try {
     spec: {
       domain: "example.com",
       inbound: { credentials: [{ version: 1 }], delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port, tls: "None" } } },
-      relay: { replicas: 1, tls: { secretName: "relay-tls" } },
+      // No tls.secretName: the operator issues the relay's certificate from its own CA (cert-manager's works too).
+      relay: { replicas: 1 },
     },
   });
 
@@ -85,12 +87,14 @@ try {
   const customer = await startSubmissionServer({
     relayTo: world.port,
     users: [login],
-    forward: { domain: "example.com", relayPort: 587, username: text(credentials, "username"), password: text(credentials, "password") },
+    // The snippet from the Secret as it is (only the relay's address is 127.0.0.1 here): Postfix verifies the relay's certificate against ca.crt.
+    forward: { domain: "example.com", relayPort: 587, snippet: text(credentials, "postfix-main.cf"), relayHost: `example-com.${namespace}.relay.demo`, caPem: text(credentials, "ca.crt") },
     port: customerPort,
   });
   cleanups.push(() => customer.stop());
   console.log(`Postfix (the customer's server) on 127.0.0.1:${customer.port}: MX for example.com -> the relay with SASL over TLS; submission for support@example.com`);
   console.log(text(credentials, "postfix-main.cf").replace(/:[A-Za-z0-9]{43} }/, ":**** }").trimEnd());
+  await show(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "jsonpath=relay certificate: {.status.tls.dnsNames[0]}, issued by {.status.tls.issuer}, expires {.status.tls.notAfter}{\"\\n\"}"]);
 
   step("and connects support@example.com with its own account on that server");
   await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: login.password } });

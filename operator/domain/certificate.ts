@@ -7,7 +7,7 @@ import type { ReasonName } from "../../crds/conditions.js";
 import type { SmtpDomain, SmtpDomainStatus } from "../../crds/schema.js";
 import { rfc3339, type DesiredCondition } from "../conditions.js";
 import { involved, recordEvent } from "../events.js";
-import { ownedBy, type Cluster } from "../kube/cluster.js";
+import { ApiError, ownedBy, type Cluster } from "../kube/cluster.js";
 import { TimedCache } from "../timed-cache.js";
 import {
   defaultCertificatePolicy,
@@ -125,6 +125,11 @@ export async function relayCertificate(cluster: Cluster, domain: SmtpDomain, set
   try {
     ca = await certificateAuthority(cluster, settings, now);
   } catch (error) {
+    // The API refused (no such namespace, no permission, unreachable): retried with backoff, in the operator's log.
+    if (error instanceof ApiError) {
+      const { namespace: caNamespace, name } = settings.caSecret ?? defaultCaSecret;
+      throw new Error(`reading or creating the operator's CA Secret ${caNamespace}/${name} failed (does the namespace exist? set --ca-secret to the operator's own namespace): ${error.message}`);
+    }
     return failed("CAInvalid", (error as Error).message);
   }
   const policy = settings.certificates ?? defaultCertificatePolicy;

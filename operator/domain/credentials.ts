@@ -113,9 +113,9 @@ export function clientSnippets(host: string, username: string, password: string,
       ...(caPem
         ? [
             `# The relay's certificate is issued by the helpdesk operator's own CA: save ca.crt from this Secret as ${caFile}.`,
-            `smtp_tls_policy_maps = inline:{ [${host}]:587=secure match=${host} CAfile=${caFile} }`,
+            `smtp_tls_policy_maps = inline:{ { [${host}]:587 = secure match=${host} tafile=${caFile} } }`,
           ]
-        : [`smtp_tls_policy_maps = inline:{ [${host}]:587=secure match=${host} }`]),
+        : [`smtp_tls_policy_maps = inline:{ { [${host}]:587 = secure match=${host} } }`]),
       "",
     ].join("\n"),
     "exchange-connector.txt": [

@@ -87,7 +87,7 @@ describe("relay TLS certificates", () => {
     // The customer's server is told which CA to trust, in the credentials Secret.
     const credentials = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     assert.equal(text(credentials, "ca.crt"), ca);
-    assert.match(text(credentials, "postfix-main.cf"), /smtp_tls_policy_maps = inline:\{ \[relay\.helpdesk\.example\.net\]:587=secure match=relay\.helpdesk\.example\.net CAfile=\/etc\/postfix\/smtp-connector-ca\.crt \}/);
+    assert.match(text(credentials, "postfix-main.cf"), /smtp_tls_policy_maps = inline:\{ \{ \[relay\.helpdesk\.example\.net\]:587 = secure match=relay\.helpdesk\.example\.net tafile=\/etc\/postfix\/smtp-connector-ca\.crt \} \}/);
     assert.match(text(credentials, "exchange-connector.txt"), /import ca\.crt from this Secret/);
 
     const wide = await kubectl(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "wide"]);
@@ -170,7 +170,7 @@ describe("relay TLS certificates", () => {
     assert.equal(condition(domain, "Stalled"), undefined);
     const credentials = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     assert.equal(credentials.data?.["ca.crt"], undefined, "a certificate from elsewhere needs no CA from us");
-    assert.match(text(credentials, "postfix-main.cf"), /=secure match=relay\.helpdesk\.example\.net \}/);
+    assert.match(text(credentials, "postfix-main.cf"), /= secure match=relay\.helpdesk\.example\.net \} \}/);
 
     await applyManifests(tlsSecret(namespace, hostnames, new Date(now - 80 * day), new Date(now + 5 * day)));
     domain = await eventually("ExpiringSoon", async () => {

@@ -13,7 +13,7 @@ import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
 import { e2eClients, startOperatorCommand, localServerAddress } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
-import { freePort, randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
+import { freePort, randomPassword, startSmtpSink, stopChild, swaks, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
 
 describe("verification, end to end", () => {
@@ -46,7 +46,7 @@ describe("verification, end to end", () => {
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",
       metadata: { name: "example-com", namespace },
-      spec: { domain: "example.com", inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+      spec: { domain: "example.com", inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port, tls: "None" } } }, relay: { replicas: 1 } },
     });
     // The customer's server listens here once it knows the inbound credential; the operator is told now.
     const customerPort = await freePort();
@@ -54,16 +54,18 @@ describe("verification, end to end", () => {
       "--system-domains", "helpdesk.test", "--verification-sender", "verify@helpdesk.test",
       "--verification-smtp", `127.0.0.1:${customerPort}`, "--relay-control-url", "http://127.0.0.1:8443",
     ]);
-    await applyManifests(await tlsSecretManifest(namespace), domain([{ version: 1 }]));
+    // The relay's certificate is the operator's own (issued from its CA).
+    await applyManifests(domain([{ version: 1 }]));
     const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 60_000);
     const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
     const v1 = await read("example-com-inbound-v1");
 
-    // The customer's server, set up from the credential Secret as its admin would.
+    // The customer's server, set up from the credential Secret's snippet as its admin would: it verifies
+    // the relay's certificate against ca.crt for the relay's host name (smtp_tls_policy_maps ... secure).
     customer = await startSubmissionServer({
       relayTo: recipientSide.port,
       users: [login],
-      forward: { domain: "example.com", relayPort: 587, username: text(v1, "username"), password: text(v1, "password") },
+      forward: { domain: "example.com", relayPort: 587, snippet: text(v1, "postfix-main.cf"), relayHost: `example-com.${namespace}.relay.smtp-connector.local`, caPem: text(v1, "ca.crt") },
       port: customerPort,
     });
     await applyManifests(
@@ -79,6 +81,8 @@ describe("verification, end to end", () => {
     const address = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
     const condition = (a: SupportAddress, type: string) => a.status?.conditions?.find((c) => c.type === type);
     await eventually("the address Ready", async () => (condition(await address(), "Ready")?.status === "True" ? true : undefined), 60_000);
+    // The customer's Postfix checked the relay's certificate (level secure, the CA from the Secret), not merely encrypted.
+    assert.match(customer.log(), /Verified TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]:587/);
     const verified = await address();
     assert.deepEqual(verified.status?.verifications?.map((v) => `${v.direction} ${v.result} ${v.reason}`), ["Inbound Succeeded Verified", "Outbound Succeeded Verified"]);
     assert.ok(verified.status?.verifications?.every((v) => /^[0-9a-f]{64}$/.test(v.tokenSha256 ?? "")), "only token digests are kept");

@@ -133,14 +133,38 @@ async function run(args: string[]): Promise<void> {
   }
 }
 
-function forwarding(f: { domain: string; relayPort: number; username: string; password: string }): Record<string, string> {
+/** How the customer's Postfix forwards the support domain to the relay. */
+export type Forwarding =
+  | { domain: string; relayPort: number; username: string; password: string }
+  /**
+   * The snippet from the credentials Secret (postfix-main.cf), used as it is,
+   * with only what a test must change: the relay's address (no DNS here, so
+   * [relayHost]:587 becomes [127.0.0.1]:relayPort) and where ca.crt is saved.
+   */
+  | { domain: string; relayPort: number; snippet: string; relayHost: string; caPem?: string };
+
+function forwarding(f: Forwarding, dir: string): Record<string, string> {
   const relay = `[127.0.0.1]:${f.relayPort}`;
-  return {
+  const common = {
     // Anyone may send to the domain (it is an MX); only logged-in users elsewhere.
     smtpd_tls_security_level: "may",
     smtpd_relay_restrictions: "permit_sasl_authenticated, reject_unauth_destination",
     relay_domains: f.domain,
     transport_maps: `inline:{ ${f.domain}=smtp:${relay} }`,
+  };
+  if ("snippet" in f) {
+    const caFile = join(dir, "smtp-connector-ca.crt");
+    if (f.caPem) writeFileSync(caFile, f.caPem, { mode: 0o644 });
+    const settings: Record<string, string> = {};
+    for (const line of f.snippet.split("\n")) {
+      const match = /^([a-z_]+)\s*=\s*(.*)$/.exec(line.trim());
+      if (!match) continue;
+      settings[match[1]!] = match[2]!.split(`[${f.relayHost}]:587`).join(relay).split("/etc/postfix/smtp-connector-ca.crt").join(caFile);
+    }
+    return { ...common, ...settings };
+  }
+  return {
+    ...common,
     smtp_sasl_auth_enable: "yes",
     smtp_sasl_password_maps: `inline:{ ${relay}=${f.username}:${f.password} }`,
     smtp_sasl_security_options: "noanonymous",
@@ -170,7 +194,7 @@ export async function startSubmissionServer(opts: {
    * Also the domain's MX: mail for `domain`, from anyone, is relayed to the
    * relay with SASL over TLS (as the client snippets tell a customer to).
    */
-  forward?: { domain: string; relayPort: number; username: string; password: string };
+  forward?: Forwarding;
   /** A port chosen beforehand (e.g. one already handed to the operator); a free one otherwise. */
   port?: number;
 }): Promise<Postfix & { certFile: string }> {
@@ -207,7 +231,7 @@ export async function startSubmissionServer(opts: {
       smtpd_relay_restrictions: "permit_sasl_authenticated, reject",
       relayhost: `[127.0.0.1]:${opts.relayTo}`,
       smtp_tls_security_level: "none",
-      ...(opts.forward ? forwarding(opts.forward) : {}),
+      ...(opts.forward ? forwarding(opts.forward, sasl) : {}),
     },
     [],
     // Debian's Postfix reads its Cyrus configuration from <config dir>/sasl/<smtpd_sasl_path>.conf.
