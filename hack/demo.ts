@@ -53,7 +53,7 @@ try {
     [
       "--import", "tsx", "operator/main.ts", "--kubeconfig", plane.kubeconfig, "--metrics-port", "0", "--relay-host-suffix", "relay.demo",
       "--system-domains", "helpdesk.demo", "--verification-sender", "verify@helpdesk.demo", "--verification-smtp", `127.0.0.1:${customerPort}`,
-      "--relay-control-url", "http://127.0.0.1:8443",
+      "--relay-control-url", "https://127.0.0.1:8443",
     ],
     { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, LOG_LEVEL: "warn" } },
   );

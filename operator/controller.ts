@@ -2,6 +2,7 @@
 // SmtpDomain) into one de-duplicating queue; the reconciler reads the cached
 // world for that key and makes it right.
 import { loginDigest as digestOfLogin } from "../relay/forward/smtp-next-hop.js";
+import { X509Certificate } from "node:crypto";
 import type * as k8s from "@kubernetes/client-node";
 import { group, version, type SmtpDomain, type SupportAddress } from "../crds/schema.js";
 import type { Logger } from "../relay/ops/log.js";
@@ -54,9 +55,21 @@ export class Controller {
     const { log } = options;
     this.cluster = new Cluster(access);
     if (options.verification) {
-      this.verificationIO = verificationIO(options.verification, (domain) => {
-        const token = this.secrets.get(names(domain).control, domain.metadata.namespace)?.data?.token;
-        return token ? Buffer.from(token, "base64").toString("utf8") : undefined;
+      this.verificationIO = verificationIO(options.verification, {
+        controlToken: (domain) => {
+          const token = this.secrets.get(names(domain).control, domain.metadata.namespace)?.data?.token;
+          return token ? Buffer.from(token, "base64").toString("utf8") : undefined;
+        },
+        // The control API is pinned to the certificate the relay serves, read from its TLS Secret.
+        certificatePins: (domain) => {
+          const pem = this.secrets.get(names(domain).tls, domain.metadata.namespace)?.data?.["tls.crt"];
+          if (!pem) return [];
+          try {
+            return [new X509Certificate(Buffer.from(pem, "base64")).fingerprint256];
+          } catch {
+            return [];
+          }
+        },
       });
     }
     this.queue = new WorkQueue((key) => this.reconcile(key), {

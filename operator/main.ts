@@ -13,7 +13,7 @@ import { parseDuration } from "./domain/credentials.js";
 import { LeaderElector } from "./leader.js";
 
 const usage =
-  "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example] [--verification-sender verify@helpdesk.example] [--verification-smtp host:port] [--relay-control-url http://{name}-relay-internal.{namespace}.svc:8443] [--dns-resolver IP[:port]] [--ca-secret NAMESPACE/NAME] [--certificate-duration 2160h] [--certificate-renew-before 720h] [--leader-elect [--leader-election-namespace NS] [--lease-duration-seconds 15]]";
+  "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example] [--verification-sender verify@helpdesk.example] [--verification-smtp host:port] [--relay-control-url https://{name}-relay-internal.{namespace}.svc:8443] [--dns-resolver IP[:port]] [--ca-secret NAMESPACE/NAME] [--certificate-duration 2160h] [--certificate-renew-before 720h] [--leader-elect [--leader-election-namespace NS] [--lease-duration-seconds 15]]";
 
 function options() {
   try {
@@ -52,7 +52,7 @@ function options() {
     }
     const dnsResolver = values["dns-resolver"];
     if (dnsResolver && !/^([0-9.]+|\[[0-9a-fA-F:]+\])(:[0-9]{1,5})?$/.test(dnsResolver)) throw new Error(`--dns-resolver must be an IP address with an optional port, such as 10.96.0.10:53, got ${dnsResolver}`);
-    if (!/^https?:\/\//.test(values["relay-control-url"])) throw new Error(`--relay-control-url must be an http(s) URL template, got ${values["relay-control-url"]}`);
+    if (!/^https:\/\//.test(values["relay-control-url"])) throw new Error(`--relay-control-url must be an https URL template (the control API is HTTPS only), got ${values["relay-control-url"]}`);
     const ca = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(values["ca-secret"]);
     if (!ca) throw new Error(`--ca-secret must be NAMESPACE/NAME of a Secret, got ${values["ca-secret"]}`);
     const duration = (flag: "certificate-duration" | "certificate-renew-before") => {
@@ -105,6 +105,7 @@ const controller = new Controller(access, {
     relayHostSuffix: opts.relayHostSuffix,
     systemDomains: opts.systemDomains,
     caSecret: opts.caSecret,
+    operatorNamespace: opts.leaseNamespace,
     certificates: opts.certificates,
     ...(opts.dnsResolver ? { dnsResolver: opts.dnsResolver } : {}),
   },

@@ -3,6 +3,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync, watch, type FSWatcher } from "node:fs";
 import type http from "node:http";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { dirname } from "node:path";
 import type { SMTPServerOptions } from "smtp-server";
@@ -12,7 +13,7 @@ import { InboundSessions } from "./inbound/session.js";
 import { GreetingDelayServer } from "./inbound/smtp-server.js";
 import { AuthThrottle } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
-import { createControlServer } from "./ops/control.js";
+import { controlHandler } from "./ops/control.js";
 import { createOpsServer } from "./ops/http.js";
 import { RelayReports } from "./ops/reports.js";
 import type { Logger } from "./ops/log.js";
@@ -27,7 +28,7 @@ export class Relay {
   private throttle: AuthThrottle;
   private readonly sessions: InboundSessions;
   private readonly outbound: OutboundSessions;
-  private control: http.Server | undefined;
+  private control: https.Server | undefined;
   private readonly servers = new Map<Listener, GreetingDelayServer>();
   private ops: http.Server | undefined;
   private watcher: FSWatcher | undefined;
@@ -75,13 +76,10 @@ export class Relay {
     if (config.listeners.submission) await this.listen("submission", config.listeners.submission.port, config.listeners.submission.bindAddress ?? host);
     this.ops = await listenHttp(createOpsServer(this.metrics.registry, { ready: () => this.listening && !this.draining }), config.listeners.health.port, host);
     if (config.listeners.control) {
+      // HTTPS with the relay's certificate (reloaded with it): the operator pins it.
+      const handler = controlHandler({ state: () => this.state, reports: this.reports, metrics: this.metrics, log: this.log });
       this.control = await listenHttp(
-        createControlServer({
-          state: () => this.state,
-          reports: this.reports,
-          metrics: this.metrics,
-          log: this.log,
-        }),
+        https.createServer({ ...(this.tlsInUse ??= this.tlsMaterial(config)), minVersion: config.tls.minVersion ?? "TLSv1.2" }, handler),
         config.listeners.control.port,
         host,
       );
@@ -230,6 +228,7 @@ export class Relay {
     this.tlsInUse = material;
     // New handshakes use the new certificate; established sessions keep theirs.
     for (const server of this.servers.values()) server.updateSecureContext({ ...material, minVersion: next.tls.minVersion ?? "TLSv1.2" });
+    this.control?.setSecureContext({ ...material, minVersion: next.tls.minVersion ?? "TLSv1.2" });
     this.log.info("TLS certificate reloaded");
   }
 
@@ -286,7 +285,7 @@ function referencedFiles(config: RelayConfig): string[] {
   return files;
 }
 
-function listenHttp(server: http.Server, port: number, host: string | undefined): Promise<http.Server> {
+function listenHttp<S extends http.Server | https.Server>(server: S, port: number, host: string | undefined): Promise<S> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => resolve(server));

@@ -7,6 +7,7 @@ import type { SmtpDomain } from "../../crds/schema.js";
 import { classifyFailure } from "../../relay/outbound/send.js";
 import { verificationMessage } from "../../relay/outbound/verification-message.js";
 import { names } from "../domain/render.js";
+import { controlRequest, type ControlResponse } from "./control-client.js";
 import { NotYetServed, type Failure, type Receipt, type VerificationIO } from "./verification.js";
 
 export interface VerificationSettings {
@@ -20,15 +21,21 @@ export interface VerificationSettings {
   hostname?: string;
 }
 
-export const defaultControlUrl = "http://{name}-relay-internal.{namespace}.svc:8443";
+export const defaultControlUrl = "https://{name}-relay-internal.{namespace}.svc:8443";
 
-export function verificationIO(settings: VerificationSettings, controlToken: (domain: SmtpDomain) => string | undefined): VerificationIO {
+/** What the operator knows of a domain's relay: its control token, and the fingerprints of the certificate it serves. */
+export interface RelayIdentity {
+  controlToken(domain: SmtpDomain): string | undefined;
+  certificatePins(domain: SmtpDomain): string[];
+}
+
+export function verificationIO(settings: VerificationSettings, relay: RelayIdentity): VerificationIO {
   const base = (domain: SmtpDomain) => settings.controlUrl.replaceAll("{name}", domain.metadata.name!).replaceAll("{namespace}", domain.metadata.namespace!);
-  const call = async (domain: SmtpDomain, path: string, init: RequestInit = {}): Promise<Response> => {
-    const token = controlToken(domain);
+  const call = async (domain: SmtpDomain, path: string, init: { method?: "GET" | "POST"; headers?: Record<string, string>; body?: string } = {}): Promise<ControlResponse> => {
+    const token = relay.controlToken(domain);
     if (!token) throw new Error(`the relay control Secret ${names(domain).control} is not readable yet`);
     try {
-      return await fetch(`${base(domain)}${path}`, { ...init, headers: { ...init.headers, authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(30_000) });
+      return await controlRequest(`${base(domain)}${path}`, { ...init, headers: { ...init.headers, authorization: `Bearer ${token}` }, pins: relay.certificatePins(domain) });
     } catch (error) {
       throw new Error(`the relay's control API at ${base(domain)} did not answer: ${(error as Error).message}`);
     }

@@ -136,7 +136,7 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
     relayDeployment(domain, settings),
     relayService(domain),
     relayInternalService(domain),
-    relayNetworkPolicy(domain),
+    relayNetworkPolicy(domain, settings),
     relayDisruptionBudget(domain),
   ].filter((o): o is KubeObject => o !== undefined);
   // The objects are independent: read (and, where needed, apply) them side by side.

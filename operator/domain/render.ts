@@ -23,6 +23,8 @@ export interface OperatorSettings {
   dnsCheckIntervalMs?: number;
   /** Lifetime and renewal of operator-issued relay certificates (defaults: 90 days, renewed 30 days ahead). */
   certificates?: CertificatePolicy;
+  /** The operator's own namespace: the only one that may reach a relay's control API. */
+  operatorNamespace?: string;
   /** Where the installation's CA is kept (default smtp-connector-system/smtp-connector-ca). */
   caSecret?: { namespace: string; name: string };
 }
@@ -400,7 +402,7 @@ export function relayService(domain: SmtpDomain): KubeObject {
   };
 }
 
-export function relayNetworkPolicy(domain: SmtpDomain): KubeObject {
+export function relayNetworkPolicy(domain: SmtpDomain, settings: OperatorSettings): KubeObject {
   const ranges = domain.spec.inbound.allowedSourceRanges;
   return {
     apiVersion: "networking.k8s.io/v1",
@@ -417,14 +419,18 @@ export function relayNetworkPolicy(domain: SmtpDomain): KubeObject {
             { protocol: "TCP", port: relayPorts.implicitTls },
           ],
         },
-        // Probes, metrics, the helpdesk's submission and the operator's control API: from inside the cluster only.
+        // Probes, metrics and the helpdesk's submission: from inside the cluster only.
         {
           from: [{ namespaceSelector: {} }],
           ports: [
             { protocol: "TCP", port: relayPorts.health },
             { protocol: "TCP", port: relayPorts.submission },
-            { protocol: "TCP", port: relayPorts.control },
           ],
+        },
+        // The control API: from the operator's namespace only.
+        {
+          from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": settings.operatorNamespace ?? "smtp-connector-system" } } }],
+          ports: [{ protocol: "TCP", port: relayPorts.control }],
         },
       ],
     },

@@ -9,7 +9,7 @@
 //                                whether a verification token came back through
 //                                the authenticated relay, with which domain and version
 import { createHash, timingSafeEqual } from "node:crypto";
-import http from "node:http";
+import type http from "node:http";
 import { Readable } from "node:stream";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
@@ -45,8 +45,13 @@ export interface ControlSource {
   log: Logger;
 }
 
-export function createControlServer(source: ControlSource): http.Server {
-  return http.createServer((req, res) => {
+/**
+ * The control API's request handler. The relay serves it over HTTPS only, with
+ * its own certificate, which the operator pins (the token never crosses the
+ * network in clear).
+ */
+export function controlHandler(source: ControlSource): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  return (req, res) => {
     const reply = (status: number, body: object) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body) + "\n");
     const tokenSha256 = source.state().config.listeners.control?.tokenSha256;
     if (!tokenSha256 || !authorized(req.headers.authorization, tokenSha256)) {
@@ -71,7 +76,7 @@ export function createControlServer(source: ControlSource): http.Server {
     } else {
       reply(404, { result: "NotFound", message: `no endpoint ${path}` });
     }
-  });
+  };
 }
 
 /** Which login the send used (a digest): the operator checks it is the one it expects, not one from before a reload. */

@@ -113,6 +113,8 @@ describe("SmtpDomain reconciler", () => {
     assert.equal(netpol.code, 0, netpol.stderr);
     // The health port is open to the cluster only: `from` must survive the apply.
     assert.deepEqual(JSON.parse(netpol.stdout).spec.ingress[1].from, [{ namespaceSelector: {} }]);
+    // The control API only from the operator's namespace.
+    assert.deepEqual(JSON.parse(netpol.stdout).spec.ingress[2], { from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "smtp-connector-system" } } }], ports: [{ protocol: "TCP", port: 8443 }] });
 
     // kubectl describe tells the story.
     const described = await eventually("the events in describe", async () => {

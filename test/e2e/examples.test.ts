@@ -53,7 +53,7 @@ describe("examples, from empty to Ready", () => {
     const customerPort = await freePort();
     operator = await startOperatorCommand([
       "--system-domains", "helpdesk.test", "--verification-sender", "verify@helpdesk.test",
-      "--verification-smtp", `127.0.0.1:${customerPort}`, "--relay-control-url", "http://127.0.0.1:8443",
+      "--verification-smtp", `127.0.0.1:${customerPort}`, "--relay-control-url", "https://127.0.0.1:8443",
     ]);
 
     // 1. The examples as shipped: every object passes the API server's validation.

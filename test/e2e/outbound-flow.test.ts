@@ -6,7 +6,9 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { controlRequest } from "../../operator/address/control-client.js";
 import type * as k8s from "@kubernetes/client-node";
 import { dkimVerify } from "mailauth/lib/dkim/verify.js";
 import type { SmtpDomain } from "../../crds/schema.js";
@@ -83,12 +85,15 @@ describe("outbound, end to end", () => {
 
     // The operator's call: the token from the control Secret.
     const token = text(await read("example-com-relay-control"), "token");
-    const response = await fetch("http://127.0.0.1:8443/v1/verification-sends", {
+    // HTTPS, pinned to the certificate in the relay's TLS Secret, as the operator does.
+    const pin = new X509Certificate(text(await read("relay-tls"), "tls.crt")).fingerprint256;
+    const response = await controlRequest("https://127.0.0.1:8443/v1/verification-sends", {
       method: "POST",
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
       body: JSON.stringify({ domain: "example.com", from: "support@example.com", to: "check@elsewhere.test", token: "vrf_e2e_0123456789abcdef" }),
+      pins: [pin],
     });
-    assert.equal(response.status, 200, await response.clone().text());
+    assert.equal(response.status, 200, JSON.stringify(await response.json()));
     await eventually("the verification email at the recipient's side", () => (recipientSide.messages().some((m) => m.content.includes("vrf_e2e_0123456789abcdef")) ? true : undefined), 20_000);
     const sent = recipientSide.messages().find((m) => m.content.includes("vrf_e2e_0123456789abcdef"))!;
     assert.match(sent.content, /\(Authenticated sender: u1@example\.com\)/);

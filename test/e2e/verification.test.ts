@@ -52,7 +52,7 @@ describe("verification, end to end", () => {
     const customerPort = await freePort();
     operator = await startOperatorCommand([
       "--system-domains", "helpdesk.test", "--verification-sender", "verify@helpdesk.test",
-      "--verification-smtp", `127.0.0.1:${customerPort}`, "--relay-control-url", "http://127.0.0.1:8443",
+      "--verification-smtp", `127.0.0.1:${customerPort}`, "--relay-control-url", "https://127.0.0.1:8443",
     ]);
     // The relay's certificate is the operator's own (issued from its CA).
     await applyManifests(domain([{ version: 1 }]));

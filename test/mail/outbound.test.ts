@@ -4,13 +4,14 @@
 // senders) and hands mail on to smtp-sink, where the tests read it back.
 // Signatures are checked by mailauth and by Debian's python3-dkim.
 import assert from "node:assert/strict";
-import { generateKeyPairSync, type KeyObject } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { generateKeyPairSync, X509Certificate, type KeyObject } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { dkimVerify } from "mailauth/lib/dkim/verify.js";
 import type { RelayConfig } from "../../relay/config/schema.js";
 import { dnsRecord } from "../../relay/outbound/dkim.js";
+import { controlRequest } from "../../operator/address/control-client.js";
 import { pythonDkim as verifyWithPython } from "../support/dkim.js";
 import { freePort, randomPassword, sha256, startSmtpSink, type SinkMessage, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
@@ -168,6 +169,25 @@ describe("outbound through the customer's Postfix", () => {
 
   const send = (tag: string, from = "support@example.com", extra: Partial<Parameters<typeof submit>[1]> = {}) =>
     submit(h.submissionPort!, { from, to: "customer@elsewhere.test", body: message(tag), ...extra });
+  /** The operator's own client: HTTPS pinned to the relay's certificate. */
+  const control = (path: string, body?: string, token = controlToken) =>
+    controlRequest(`https://127.0.0.1:${h.controlPort}${path}`, {
+      method: body === undefined ? "GET" : "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body }),
+      pins: [new X509Certificate(readFileSync(h.config.tls.certFile)).fingerprint256],
+    });
+
+  test("the control API is HTTPS only, and the operator's client sends nothing to a relay whose certificate is not the pinned one", async () => {
+    const plain = await fetch(`http://127.0.0.1:${h.controlPort}/v1/credential-use`).catch((error: Error) => error);
+    assert.ok(plain instanceof Error, "no plaintext HTTP on the control port");
+    assert.equal((await control("/v1/credential-use")).status, 200);
+    await assert.rejects(
+      controlRequest(`https://127.0.0.1:${h.controlPort}/v1/credential-use`, { headers: { authorization: `Bearer ${controlToken}` }, pins: ["00:11:22"] }),
+      /presented a certificate .* that is not the one in its TLS Secret; not sending the token/,
+    );
+  });
+
 
   test("a Ready address's message leaves with its own login, every helpdesk header intact, signed RSA and Ed25519", async () => {
     const result = await send("(one)");
@@ -267,8 +287,7 @@ describe("outbound through the customer's Postfix", () => {
       const result = await submit(h.submissionPort!, { from: "support@example.com", to, body: message("(rcpt)") });
       assert.match(result.rcpt, /^(553 5\.1\.3 Recipient address not accepted|501 )/, to);
     }
-    const call = (body: object) =>
-      fetch(`http://127.0.0.1:${h.controlPort}/v1/verification-sends`, { method: "POST", headers: { authorization: `Bearer ${controlToken}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    const call = (body: object) => control("/v1/verification-sends", JSON.stringify(body));
     const base = { domain: "example.com", from: "support@example.com", to: "customer@elsewhere.test", token: "tok_0123456789abcdef" };
     for (const bad of [{ subject: "hi\r\nBcc: victim@elsewhere.test" }, { token: "abc\r\nBcc: x@y.test" }, { to: "x@elsewhere.test\r\nBcc: y@elsewhere.test" }, { extra: 1 }]) {
       const response = await call({ ...base, ...bad });
@@ -293,12 +312,11 @@ describe("outbound through the customer's Postfix", () => {
   });
 
   test("verification send: authenticated, through the address's own path, signed, with a machine-readable failure", async () => {
-    const url = `http://127.0.0.1:${h.controlPort}/v1/verification-sends`;
     const body = { domain: "example.com", from: "support@example.com", to: "check@elsewhere.test", token: "vrf_AbCdEf0123456789" };
-    const post = (b: object, token = controlToken) => fetch(url, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(b) });
+    const post = (b: object, token = controlToken) => control("/v1/verification-sends", JSON.stringify(b), token);
     assert.equal((await post(body, "not-the-token")).status, 401);
     const sent = await post(body);
-    assert.equal(sent.status, 200, await sent.clone().text());
+    assert.equal(sent.status, 200, JSON.stringify(await sent.json()));
     const raw = wire(await arrived(recipientSide, "vrf_AbCdEf0123456789"));
     assert.match(raw, /^X-SmtpConnector-Verification: vrf_AbCdEf0123456789$/m);
     assert.match(raw, /\(Authenticated sender: u1@example\.com\)/);
@@ -306,7 +324,7 @@ describe("outbound through the customer's Postfix", () => {
 
     // An address that is not Ready yet is verified through its own route: that is what makes it Ready.
     const pending = await post({ ...body, from: "news@example.com", token: "vrf_pending0123456789" });
-    assert.equal(pending.status, 200, await pending.clone().text());
+    assert.equal(pending.status, 200, JSON.stringify(await pending.json()));
     assert.match(wire(await arrived(recipientSide, "vrf_pending0123456789")), /\(Authenticated sender: u1@example\.com\)/);
 
     const notReady = await post({ ...body, from: "sales@example.com" });

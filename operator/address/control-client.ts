@@ -1,0 +1,59 @@
+// The operator's client for a relay's control API: HTTPS pinned to the
+// certificate in the relay's TLS Secret. The TLS handshake is completed and
+// the presented certificate compared before a single byte of the request
+// (with its bearer token) is written, so an impostor never sees the token.
+import http from "node:http";
+import tls from "node:tls";
+import { isIP } from "node:net";
+
+export interface ControlResponse {
+  status: number;
+  json(): Promise<unknown>;
+}
+
+export interface ControlRequest {
+  method?: "GET" | "POST";
+  headers?: Record<string, string>;
+  body?: string;
+  /** SHA-256 fingerprints (as X509Certificate.fingerprint256) the relay may present. */
+  pins: readonly string[];
+  timeoutMs?: number;
+}
+
+export async function controlRequest(url: string, request: ControlRequest): Promise<ControlResponse> {
+  const target = new URL(url);
+  if (target.protocol !== "https:") throw new Error(`the relay control API is HTTPS only, got ${url}`);
+  if (request.pins.length === 0) throw new Error("the relay's certificate is not known yet (its TLS Secret is not readable)");
+  const host = target.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(target.port || 443);
+  const timeoutMs = request.timeoutMs ?? 30_000;
+  const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    // Trust is the pin, checked below; the CA chain and names are not what we rely on.
+    const s = tls.connect({ host, port, rejectUnauthorized: false, ...(isIP(host) ? {} : { servername: host }) });
+    s.setTimeout(timeoutMs, () => s.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)));
+    s.once("secureConnect", () => resolve(s));
+    s.once("error", reject);
+  });
+  const presented = socket.getPeerCertificate().fingerprint256;
+  if (!request.pins.includes(presented)) {
+    socket.destroy();
+    throw new Error(`the relay at ${host}:${port} presented a certificate (SHA-256 ${presented.slice(0, 23)}…) that is not the one in its TLS Secret; not sending the token`);
+  }
+  return new Promise<ControlResponse>((resolve, reject) => {
+    const req = http.request(
+      { host, port, path: `${target.pathname}${target.search}`, method: request.method ?? "GET", headers: { ...request.headers, host: target.host }, createConnection: () => socket },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          socket.destroy();
+          const text = Buffer.concat(chunks).toString("utf8");
+          resolve({ status: res.statusCode ?? 0, json: () => Promise.resolve(JSON.parse(text) as unknown) });
+        });
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(request.body);
+  });
+}
