@@ -101,6 +101,11 @@ export class Controller {
     this.resync.unref();
   }
 
+  /** The resources as cached now (for the metrics: their conditions, read on each scrape). */
+  snapshot(): { domains: readonly SmtpDomain[]; addresses: readonly SupportAddress[] } {
+    return { domains: this.domains.list(), addresses: this.addresses.list() };
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.resync);
     this.queue.stop();

@@ -130,6 +130,40 @@ new Gauge({ name: "smtpc_operator_api_writes", help: "API writes made by reconci
   this.set(controller.cluster.writes);
 } });
 
+// The resources' conditions and the rotation overlap, from the informer caches at each scrape: what the
+// chart's alerts watch (no kube-state-metrics needed). Labels are bounded by the account limits.
+new Gauge({
+  name: "smtpc_operator_condition",
+  help: "1 for each condition of each SmtpDomain and SupportAddress, with its status and reason.",
+  labelNames: ["kind", "namespace", "name", "type", "status", "reason"],
+  registers: [registry],
+  collect() {
+    this.reset();
+    const { domains, addresses } = controller.snapshot();
+    for (const [kind, objects] of [["SmtpDomain", domains], ["SupportAddress", addresses]] as const) {
+      for (const object of objects) {
+        for (const c of object.status?.conditions ?? []) {
+          this.set({ kind, namespace: object.metadata.namespace ?? "", name: object.metadata.name ?? "", type: c.type, status: c.status, reason: c.reason }, 1);
+        }
+      }
+    }
+  },
+});
+new Gauge({
+  name: "smtpc_operator_rotation_overlap_seconds",
+  help: "Seconds since the newest inbound credential version was issued, while more than one version is Active (a rotation in progress); absent otherwise.",
+  labelNames: ["namespace", "name"],
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const domain of controller.snapshot().domains) {
+      const active = (domain.status?.credentials ?? []).filter((c) => c.state === "Active");
+      const newest = active.map((c) => Date.parse(c.createdAt ?? "")).filter(Number.isFinite).sort((a, b) => b - a)[0];
+      if (active.length > 1 && newest !== undefined) this.set({ namespace: domain.metadata.namespace ?? "", name: domain.metadata.name ?? "" }, Math.max(0, (Date.now() - newest) / 1000));
+    }
+  },
+});
+
 let ready = false;
 const server = http.createServer((req, res) => {
   const path = (req.url ?? "/").split("?")[0];
