@@ -1,17 +1,16 @@
 // The one-command demo, on an embedded local default: a private control plane,
-// the API, the operator (the command a cluster runs), a real Postfix as the
+// the Helm chart installed (CRDs, RBAC, the operator Deployment, whose command
+// runs here under the chart's ServiceAccount), a real Postfix as the
 // customer's mail server, an example domain and support address, the relay run
 // from the very Deployment the operator created, verification both ways, one
 // email each way, and what kubectl shows. Everything stops at the end.
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { PassThrough } from "node:stream";
 import * as k8s from "@kubernetes/client-node";
 import { startControlPlane } from "../test/support/controlplane.js";
-import { installCRDs } from "../test/support/crds.js";
+import { helm } from "../test/support/helm.js";
 import { runDeployment } from "../test/support/deployment-runner.js";
-import { applyManifests, eventually, kubectl } from "../test/support/kube.js";
-import { freePort, randomPassword, startSmtpSink, stopChild, swaks } from "../test/support/mail.js";
+import { applyManifests, eventually, kubectl, serviceAccountKubeconfig } from "../test/support/kube.js";
+import { freePort, randomPassword, startSmtpSink, swaks, tempDir } from "../test/support/mail.js";
 import { startSubmissionServer } from "../test/support/postfix.js";
 import { localServerAddress } from "../test/support/e2e.js";
 
@@ -36,8 +35,6 @@ try {
   cleanups.push(() => plane.stop());
   process.env.SMTPC_KUBECONFIG = plane.kubeconfig;
   console.log(`ready in ${((Date.now() - started) / 1000).toFixed(1)}s; kubeconfig: ${plane.kubeconfig}`);
-  await installCRDs();
-  await show(["get", "crds"]);
 
   step("the helpdesk's ingestion endpoint, and the outside world (Postfix's smtp-sink on 127.0.0.1)");
   const helpdesk = await startSmtpSink();
@@ -47,23 +44,34 @@ try {
   console.log(`helpdesk ingestion on 127.0.0.1:${helpdesk.port}; recipients' mail servers on 127.0.0.1:${world.port}`);
 
   const customerPort = await freePort();
-  step("starting the operator: npm run operator -- --kubeconfig ... --verification-smtp ...");
-  const operator = spawn(
-    process.execPath,
-    [
-      "--import", "tsx", "operator/main.ts", "--kubeconfig", plane.kubeconfig, "--metrics-port", "0", "--relay-host-suffix", "relay.demo",
-      "--system-domains", "helpdesk.demo", "--verification-sender", "verify@helpdesk.demo", "--verification-smtp", `127.0.0.1:${customerPort}`,
-      "--relay-control-url", "https://127.0.0.1:8443",
-    ],
-    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, LOG_LEVEL: "warn" } },
-  );
-  operator.stderr.pipe(new PassThrough()).on("data", (c: Buffer) => process.stderr.write(`[operator] ${c.toString()}`));
-  cleanups.push(() => stopChild(operator));
+  const metricsPort = await freePort();
+  step("installing the chart: helm install smtp-connector charts/smtp-connector -n smtp-connector-system");
+  const values = [
+    "operator.systemDomains={helpdesk.demo}", "operator.verification.sender=verify@helpdesk.demo", `operator.verification.smtp=127.0.0.1:${customerPort}`,
+    "operator.relayHostSuffix=relay.demo", `metrics.port=${metricsPort}`,
+    // No cluster DNS here: the relay's control API is reached on loopback.
+    "operator.extraArgs={--relay-control-url=https://127.0.0.1:8443}",
+  ];
+  const installed = await helm(["install", "smtp-connector", "charts/smtp-connector", "--namespace", "smtp-connector-system", "--create-namespace", ...values.flatMap((v) => ["--set", v])]);
+  if (installed.code !== 0) throw new Error(`helm install failed: ${installed.stderr}`);
+  console.log(installed.stdout.split("\n").filter((l) => /^(NAME|STATUS|REVISION):/.test(l)).join("\n"));
+  await show(["get", "crds"]);
+  await show(["get", "deployments,services,serviceaccounts", "-n", "smtp-connector-system", "-l", "app.kubernetes.io/instance=smtp-connector"]);
+  const config = new k8s.KubeConfig();
+  config.loadFromFile(plane.kubeconfig);
+  const core = config.makeApiClient(k8s.CoreV1Api);
+  const apps = config.makeApiClient(k8s.AppsV1Api);
+
+  step("running the operator from the chart's Deployment (no container runtime: same command, same arguments, the chart's ServiceAccount)");
+  const operatorDeployment = await apps.readNamespacedDeployment({ namespace: "smtp-connector-system", name: "smtp-connector-operator" });
+  const saKubeconfig = await serviceAccountKubeconfig("smtp-connector-system", "smtp-connector", `${tempDir("demo-sa")}/kubeconfig`);
+  const operator = await runDeployment(core, operatorDeployment, apps, ["--kubeconfig", saKubeconfig]);
+  cleanups.push(() => operator.stop());
+  await eventually("the operator to be ready", async () => ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+  console.log(`$ ${[...(operatorDeployment.spec!.template.spec!.containers[0]!.command ?? []), ...(operatorDeployment.spec!.template.spec!.containers[0]!.args ?? [])].join(" ")}`);
 
   step("a platform team connects example.com");
   await apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } });
-  // The operator's own namespace (the chart creates it): it keeps its CA there.
-  await apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "smtp-connector-system" } });
   await apply({
     apiVersion: "smtpconnector.dev/v1alpha1",
     kind: "SmtpDomain",
@@ -77,10 +85,6 @@ try {
   });
 
   step("the operator issues inbound credentials; the customer's IT team sets up their Postfix with them");
-  const config = new k8s.KubeConfig();
-  config.loadFromFile(plane.kubeconfig);
-  const core = config.makeApiClient(k8s.CoreV1Api);
-  const apps = config.makeApiClient(k8s.AppsV1Api);
   const credentials = await eventually("the inbound credentials", () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), 60_000);
   const text = (secret: k8s.V1Secret, key: string) => Buffer.from(secret.data?.[key] ?? "", "base64").toString();
   const login = { username: "support@example.com", password: randomPassword(), senders: ["support@example.com"] };

@@ -39,3 +39,6 @@ fi
 
 # The control plane binary: built once per version and source hash.
 bash hack/testenv/build.sh >/dev/null
+
+# helm, for the chart's tests: built once per version from the Go module proxy.
+bash hack/helm/build.sh >/dev/null

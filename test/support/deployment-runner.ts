@@ -29,7 +29,16 @@ export interface RunningDeployment {
  * would run its pod. With `apps`, it also follows the Deployment: scaled to
  * zero or deleted, the process gets SIGTERM, as the pod would.
  */
-export async function runDeployment(core: k8s.CoreV1Api, deployment: k8s.V1Deployment, apps?: k8s.AppsV1Api): Promise<RunningDeployment> {
+export async function runDeployment(
+  core: k8s.CoreV1Api,
+  deployment: k8s.V1Deployment,
+  apps?: k8s.AppsV1Api,
+  /**
+   * Appended to the command: `--kubeconfig <file>` for a pod that talks to the API server, in place of the
+   * ServiceAccount token the kubelet would mount at /var/run/secrets (an absolute path this stand-in cannot re-root).
+   */
+  extraArgs: string[] = [],
+): Promise<RunningDeployment> {
   const namespace = deployment.metadata!.namespace!;
   const pod = deployment.spec!.template.spec!;
   const container = pod.containers[0]!;
@@ -52,8 +61,13 @@ export async function runDeployment(core: k8s.CoreV1Api, deployment: k8s.V1Deplo
   await sync();
   // The container's paths, re-rooted; nothing else in the command changes.
   const reroot = (arg: string) => (mountPaths.some((m) => arg.startsWith(m)) ? join(root, arg) : arg);
-  const [command, ...args] = [...(container.command ?? []), ...(container.args ?? [])].map(reroot);
-  const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value ?? ""]));
+  const [command, ...args] = [...[...(container.command ?? []), ...(container.args ?? [])].map(reroot), ...extraArgs];
+  // The downward API fields a pod of ours uses; anything else is refused rather than silently empty.
+  const fieldValue = (path: string) => {
+    if (path === "metadata.namespace") return namespace;
+    throw new Error(`the deployment runner does not provide fieldRef ${path}`);
+  };
+  const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.valueFrom?.fieldRef ? fieldValue(e.valueFrom.fieldRef.fieldPath) : (e.value ?? "")]));
   let output = "";
   const child = spawn(command === "node" ? process.execPath : command!, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   child.stdout?.on("data", (c: Buffer) => (output += c.toString()));
