@@ -12,6 +12,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY crds crds
 COPY operator operator
 COPY relay relay
+COPY plugin plugin
 RUN npx tsc -p tsconfig.build.json
 
 # 2. Production dependencies only.

@@ -62,5 +62,5 @@ test("the entrypoints are the commands the Deployments run, and the tests with t
   assert.match(readFileSync("charts/smtp-connector/templates/deployment.yaml", "utf8"), /command: \["node", "dist\/operator\/main\.js"\]/);
   // Both scripts are what `tsc -p tsconfig.build.json` emits from the entry files.
   for (const entry of ["operator/main.ts", "relay/main.ts"]) assert.ok(existsSync(entry));
-  assert.match(readFileSync("tsconfig.build.json", "utf8"), /"include": \["operator", "relay", "crds"\]/);
+  assert.match(readFileSync("tsconfig.build.json", "utf8"), /"include": \["operator", "relay", "crds", "plugin"\]/);
 });

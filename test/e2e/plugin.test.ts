@@ -1,0 +1,111 @@
+// `kubectl smtpconnector`, found by kubectl on PATH as a plugin, against the
+// real control plane and operator: status tells the story; rotate, revoke and
+// verify make exactly the edits a GitOps user would; credentials warns.
+import assert from "node:assert/strict";
+import { execFile, type ChildProcess } from "node:child_process";
+import { dirname, resolve } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
+import type * as k8s from "@kubernetes/client-node";
+import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
+import { e2eClients, startOperatorCommand } from "../support/e2e.js";
+import { applyManifests, connect, eventually, freshNamespace } from "../support/kube.js";
+import { stopChild, tlsSecretManifest } from "../support/mail.js";
+
+const execFileAsync = promisify(execFile);
+
+describe("kubectl smtpconnector", () => {
+  let operator: ChildProcess;
+  let core: k8s.CoreV1Api;
+  let custom: k8s.CustomObjectsApi;
+
+  before(async () => {
+    ({ core, custom } = await e2eClients());
+    operator = await startOperatorCommand();
+  });
+  after(() => stopChild(operator));
+
+  /** kubectl itself (the symlink, so it acts as kubectl and looks plugins up on PATH), with bin/ on PATH. */
+  async function plugin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    const { kubeconfigPath, binary } = await connect();
+    const kubectl = resolve(dirname(binary), "kubectl");
+    const env = { ...process.env, PATH: `${resolve("bin")}:${dirname(binary)}:${process.env.PATH ?? ""}`, KUBECONFIG: kubeconfigPath };
+    try {
+      const { stdout, stderr } = await execFileAsync(kubectl, ["smtpconnector", ...args], { env });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const e = error as { code?: number; stdout?: string; stderr?: string };
+      return { code: typeof e.code === "number" ? e.code : 1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
+    }
+  }
+
+  test("status, rotate, revoke, verify and credentials, as a platform engineer uses them", async (t) => {
+    const namespace = await freshNamespace(t, "plugin");
+    const domainOf = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+    await applyManifests(
+      await tlsSecretManifest(namespace),
+      {
+        apiVersion: "smtpconnector.dev/v1alpha1",
+        kind: "SmtpDomain",
+        metadata: { name: "example-com", namespace },
+        spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "127.0.0.1", port: 2525, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+      },
+      { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: "support@example.com", password: "x" } },
+      {
+        apiVersion: "smtpconnector.dev/v1alpha1",
+        kind: "SupportAddress",
+        metadata: { name: "support", namespace },
+        spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } } },
+      },
+    );
+    await eventually("version 1 issued", async () => ((await domainOf()).status?.activeVersions === "1" ? true : undefined));
+
+    const shown = await plugin(["status", "-n", namespace]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /SmtpDomain example-com \(example\.com\): Ready=False/);
+    assert.match(shown.stdout, /CertificateReady\s+True\s+Valid/);
+    assert.match(shown.stdout, /v1 {2}Active {2}Secret example-com-inbound-v1 {2}never used/);
+    assert.match(shown.stdout, /support@example\.com {2}Inbound=\S+ Outbound=\S+ Ready=False/);
+
+    // Rotate: the same edit as adding {version: 2} to spec.inbound.credentials.
+    const rotated = await plugin(["rotate", "example-com", "-n", namespace]);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    assert.match(rotated.stdout, /credential version 2 requested beside 1/);
+    const declared = async () => (await domainOf()).spec.inbound.credentials?.map((c) => `${c.version}:${c.state ?? "Active"}`);
+    assert.deepEqual(await declared(), ["1:Active", "2:Active"]);
+    await eventually("version 2 issued", async () => ((await domainOf()).status?.activeVersions === "1,2" ? true : undefined));
+    const again = await plugin(["rotate", "example-com", "-n", namespace]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /already has two active versions \(1, 2\): revoke the older one first/);
+
+    // Credentials: printed with a warning on stderr, never without.
+    const printed = await plugin(["credentials", "example-com", "--version", "2", "-n", namespace]);
+    assert.equal(printed.code, 0, printed.stderr);
+    const secret = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v2" });
+    assert.ok(printed.stdout.includes(`password: ${Buffer.from(secret.data!.password!, "base64").toString()}`));
+    assert.match(printed.stdout, /--- postfix-main\.cf/);
+    assert.match(printed.stderr, /^WARNING: this prints the password of inbound credential version 2/);
+
+    // Revoke: version 1 revoked; revoking the last active one needs --force.
+    const revoked = await plugin(["revoke", "example-com", "--version", "1", "-n", namespace]);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.deepEqual(await declared(), ["1:Revoked", "2:Active"]);
+    const last = await plugin(["revoke", "example-com", "--version", "2", "-n", namespace]);
+    assert.equal(last.code, 1);
+    assert.match(last.stderr, /leaves example-com with no active credential.*--force/);
+    assert.deepEqual(await declared(), ["1:Revoked", "2:Active"], "nothing changed");
+
+    // Verify: the annotation a GitOps user would set.
+    const verified = await plugin(["verify", "--all", "-n", namespace]);
+    assert.equal(verified.code, 0, verified.stderr);
+    const address = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
+    assert.match(address.metadata.annotations?.["smtpconnector.dev/verify-requested-at"] ?? "", /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+
+    // Mistakes get a message and the usage.
+    const unknown = await plugin(["explode"]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command explode[\s\S]*rotate DOMAIN/);
+    const missing = await plugin(["verify", "nobody@example.com", "-n", namespace]);
+    assert.match(missing.stderr, /no SupportAddress named or addressed nobody@example\.com/);
+  });
+});
