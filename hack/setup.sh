@@ -42,3 +42,6 @@ bash hack/testenv/build.sh >/dev/null
 
 # helm, for the chart's tests: built once per version from the Go module proxy.
 bash hack/helm/build.sh >/dev/null
+
+# gitops-check (kstatus and Argo CD's Lua VM), for the GitOps health tests.
+bash hack/gitops-check/build.sh >/dev/null

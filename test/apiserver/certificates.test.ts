@@ -10,6 +10,7 @@ import type { SmtpDomain } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { issueCertificate } from "../../operator/tls/x509.js";
 import { installCRDs } from "../support/crds.js";
+import { gitopsVerdicts } from "../support/gitops.js";
 import { operatorNamespace, startTestController } from "../support/operator-rbac.js";
 import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
 
@@ -157,6 +158,11 @@ describe("relay TLS certificates", () => {
     assert.equal(condition(domain, "CertificateReady")?.status, "False");
     assert.equal(condition(domain, "Stalled")?.reason, "HostnamesNotCovered");
     assert.match(condition(domain, "CertificateReady")!.message, /does not cover relay\.helpdesk\.example\.net \(it names mx\.elsewhere\.example\)/);
+    // GitOps tools report a failure that needs a change, with the reason (kstatus and Argo CD, by their own code).
+    const [verdict] = gitopsVerdicts([domain]);
+    assert.equal(verdict?.kstatus, "Failed");
+    assert.equal(verdict?.health, "Degraded");
+    assert.match(verdict?.healthMessage ?? "", /^HostnamesNotCovered: /);
 
     // cert-manager replaces the Secret: followed at once (the Secret is watched).
     await applyManifests(tlsSecret(namespace, hostnames, new Date(now - day), new Date(now + 60 * day)));

@@ -14,6 +14,7 @@ import { e2eClients, startOperatorCommand } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, kubectl } from "../support/kube.js";
 import { freePort, startSmtpSink, stopChild, swaks, type SmtpSink } from "../support/mail.js";
+import { gitopsVerdicts } from "../support/gitops.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
 
 const namespace = "acme-helpdesk"; // as the examples name it
@@ -48,6 +49,7 @@ describe("examples, from empty to Ready", () => {
   const condition = (o: SmtpDomain | SupportAddress, type: string) => o.status?.conditions?.find((c) => c.type === type);
   const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
   const overview = async () => (await kubectl(["get", "smtpconnector", "-n", namespace])).stdout;
+  const everything = async () => [await domain(), await address("support"), await address("billing")];
 
   test("kubectl apply -f examples/, the site's values, the customer's Postfix from the snippet: every resource Ready", async () => {
     const customerPort = await freePort();
@@ -76,6 +78,13 @@ describe("examples, from empty to Ready", () => {
     assert.match(table, /supportaddress\.smtpconnector\.dev\/support\s+support@example\.com\s+example-com\s+\S*\s+\S*\s+False/, table);
     const wide = await kubectl(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "wide"]);
     assert.match(wide.stdout, /relay\.helpdesk\.example\.net:587\s+helpdesk1\s+\d{4}-/, wide.stdout);
+    // GitOps tools see work in progress, not a failure (kstatus and Argo CD's health, by their own code).
+    for (const verdict of gitopsVerdicts(await everything())) {
+      assert.deepEqual([verdict.kstatus, verdict.health], ["InProgress", "Progressing"], JSON.stringify(verdict));
+    }
+    // The operator writes status and its finalizer, never what was applied: no perpetual diff.
+    const diff = await kubectl(["diff", "-f", "examples/"]);
+    assert.equal(diff.code, 0, `kubectl diff -f examples/ shows a change:\n${diff.stdout}${diff.stderr}`);
 
     // 3. The site's values: the helpdesk's ingestion, the customer's servers, and (to see verification at once) a short timeout.
     const site = (patch: object, kind: string, name: string) => kubectl(["patch", kind, name, "-n", namespace, "--type=merge", "-p", JSON.stringify(patch)]);
@@ -117,6 +126,9 @@ describe("examples, from empty to Ready", () => {
     assert.match(table, /smtpdomain\.smtpconnector\.dev\/example-com\s+example\.com\s+1\s+2\s+True/, table);
     assert.match(table, /supportaddress\.smtpconnector\.dev\/billing\s+billing@example\.com\s+example-com\s+True\s+True\s+True/, table);
     assert.match(table, /supportaddress\.smtpconnector\.dev\/support\s+support@example\.com\s+example-com\s+True\s+True\s+True/, table);
+    for (const verdict of gitopsVerdicts(await everything())) {
+      assert.deepEqual([verdict.kstatus, verdict.health], ["Current", "Healthy"], JSON.stringify(verdict));
+    }
     const described = (await kubectl(["describe", "supportaddress", "billing", "-n", namespace])).stdout;
     assert.match(described, /InboundVerified\s+True|Type:\s+InboundVerified[\s\S]*?Status:\s+True/);
 
