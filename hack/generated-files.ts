@@ -4,6 +4,7 @@ import { stringify } from "yaml";
 import { crdFileName, customResourceDefinition, generatedHeader } from "../crds/render.js";
 import { kinds } from "../crds/schema.js";
 import { apiReference } from "./api-docs.js";
+import { grafanaDashboard } from "./dashboard.js";
 import { relayConfigReference } from "./relay-config-docs.js";
 import { leaseRules, operatorRules } from "../operator/rbac.js";
 
@@ -16,6 +17,7 @@ export function generatedFiles(): Record<string, string> {
   files["docs/relay-config.md"] = relayConfigReference();
   files["charts/smtp-connector/templates/rbac.yaml"] = rbacTemplate();
   files["charts/smtp-connector/templates/crds.yaml"] = crdsTemplate();
+  files["charts/smtp-connector/dashboards/smtp-connector.json"] = JSON.stringify(grafanaDashboard(), null, 2) + "\n";
   return files;
 }
 

@@ -72,6 +72,14 @@ describe("Helm chart", () => {
     assert.deepEqual(rules.map((r) => r.alert), ["SmtpConnectorAuthFailureSpike", "SmtpConnectorVerificationFailing", "SmtpConnectorRelayUnavailable", "SmtpConnectorCertificateNotReady", "SmtpConnectorRotationLeftHalfDone"]);
     const sources = ["relay/ops/metrics.ts", "operator/main.ts"].map((f) => readFileSync(f, "utf8")).join("\n");
     for (const metric of new Set(rules.flatMap((r) => r.expr.match(/smtpc_[a-z_]+/g) ?? []))) assert.ok(sources.includes(`"${metric}"`), `${metric} is exported`);
+
+    // The dashboard: a ConfigMap for Grafana's sidecar; every query names an exported metric.
+    const dashboardMap = (await template("metrics.grafanaDashboard.enabled=true")).find((d) => d.kind === "ConfigMap") as unknown as { metadata: { labels: Record<string, string> }; data: Record<string, string> };
+    assert.equal(dashboardMap.metadata.labels.grafana_dashboard, "1");
+    const dashboard = JSON.parse(dashboardMap.data["smtp-connector.json"]!) as { panels: { targets?: { expr: string }[] }[] };
+    const queries = dashboard.panels.flatMap((p) => p.targets ?? []).map((t) => t.expr);
+    assert.ok(queries.length >= 10);
+    for (const metric of new Set(queries.flatMap((q) => q.match(/smtpc_[a-z_]+?(?=_bucket\b|\{|\)|\s|\[|$)/g) ?? []))) assert.ok(sources.includes(`"${metric}"`), `dashboard: ${metric} is exported`);
   });
 
   test("values are checked by values.schema.json, with a message that names the value", async () => {
