@@ -10,9 +10,8 @@ import { startControlPlane } from "../test/support/controlplane.js";
 import { helm } from "../test/support/helm.js";
 import { runDeployment } from "../test/support/deployment-runner.js";
 import { applyManifests, eventually, kubectl, serviceAccountKubeconfig } from "../test/support/kube.js";
-import { freePort, randomPassword, startSmtpSink, swaks, tempDir } from "../test/support/mail.js";
+import { freePort, startSmtpSink, swaks, tempDir } from "../test/support/mail.js";
 import { startSubmissionServer } from "../test/support/postfix.js";
-import { localServerAddress } from "../test/support/e2e.js";
 
 const namespace = "acme-helpdesk";
 const step = (text: string) => console.log(`\n== ${text}`);
@@ -28,6 +27,19 @@ async function show(args: string[]): Promise<void> {
 }
 
 const cleanups: (() => Promise<unknown>)[] = [];
+let cleaning: Promise<void> | undefined;
+const cleanUp = () =>
+  (cleaning ??= (async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+    console.log("\nstopped: relay, Postfix, sinks, operator, control plane");
+  })());
+// Ctrl-C at any point stops everything that was started.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    console.log(`\n${signal}: cleaning up`);
+    void cleanUp().then(() => process.exit(130));
+  });
+}
 try {
   step("starting the local control plane (etcd, kube-apiserver, kube-controller-manager)");
   const started = Date.now();
@@ -37,7 +49,8 @@ try {
   console.log(`ready in ${((Date.now() - started) / 1000).toFixed(1)}s; kubeconfig: ${plane.kubeconfig}`);
 
   step("the helpdesk's ingestion endpoint, and the outside world (Postfix's smtp-sink on 127.0.0.1)");
-  const helpdesk = await startSmtpSink();
+  // The helpdesk's ingestion speaks LMTP, as in examples/10-smtpdomain.yaml.
+  const helpdesk = await startSmtpSink([], { lmtp: true });
   cleanups.push(() => helpdesk.stop());
   const world = await startSmtpSink();
   cleanups.push(() => world.stop());
@@ -70,45 +83,40 @@ try {
   await eventually("the operator to be ready", async () => ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
   console.log(`$ ${[...(operatorDeployment.spec!.template.spec!.containers[0]!.command ?? []), ...(operatorDeployment.spec!.template.spec!.containers[0]!.args ?? [])].join(" ")}`);
 
-  step("a platform team connects example.com");
-  await apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } });
-  await apply({
-    apiVersion: "smtpconnector.dev/v1alpha1",
-    kind: "SmtpDomain",
-    metadata: { name: "example-com", namespace },
-    spec: {
-      domain: "example.com",
-      inbound: { credentials: [{ version: 1 }], delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port, tls: "None" } } },
-      // No tls.secretName: the operator issues the relay's certificate from its own CA (cert-manager's works too).
-      relay: { replicas: 1 },
-    },
-  });
-
-  step("the operator issues inbound credentials; the customer's IT team sets up their Postfix with them");
+  step("a platform team applies the examples as shipped: kubectl apply -f examples/");
+  const applied = await kubectl(["apply", "-f", "examples/"]);
+  if (applied.code !== 0) throw new Error(`kubectl apply -f examples/ failed: ${applied.stderr}`);
+  process.stdout.write(applied.stdout);
   const credentials = await eventually("the inbound credentials", () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), 60_000);
+  await show(["get", "smtpconnector", "-n", namespace]);
+
+  step("and sets the site's values: where the helpdesk ingests (LMTP), the customer's servers, a short verification timeout");
+  const patch = async (kind: string, name: string, value: object) => {
+    console.log(`$ kubectl patch ${kind} ${name} --type=merge -p '${JSON.stringify(value)}'`);
+    const result = await kubectl(["patch", kind, name, "-n", namespace, "--type=merge", "-p", JSON.stringify(value)]);
+    if (result.code !== 0) throw new Error(`kubectl patch failed: ${result.stderr}`);
+  };
+  await patch("smtpdomain", "example-com", { spec: { inbound: { allowedSourceRanges: ["127.0.0.0/8"], delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port } } } } });
+
+  step("the customer's IT team sets up their Postfix from the issued Secret (relay verified against its ca.crt)");
   const text = (secret: k8s.V1Secret, key: string) => Buffer.from(secret.data?.[key] ?? "", "base64").toString();
-  const login = { username: "support@example.com", password: randomPassword(), senders: ["support@example.com"] };
   const customer = await startSubmissionServer({
     relayTo: world.port,
-    users: [login],
-    // The snippet from the Secret as it is (only the relay's address is 127.0.0.1 here): Postfix verifies the relay's certificate against ca.crt.
-    forward: { domain: "example.com", relayPort: 587, snippet: text(credentials, "postfix-main.cf"), relayHost: `example-com.${namespace}.relay.demo`, caPem: text(credentials, "ca.crt") },
+    // The two accounts of examples/20-outbound-credentials.yaml.
+    users: ["support", "billing"].map((u) => ({ username: `${u}@example.com`, password: "change-me", senders: [`${u}@example.com`] })),
+    // The snippet from the Secret as it is (only the relay's address is 127.0.0.1 here).
+    forward: { domain: "example.com", relayPort: 587, snippet: text(credentials, "postfix-main.cf"), relayHost: "relay.helpdesk.example.net", caPem: text(credentials, "ca.crt") },
     port: customerPort,
   });
   cleanups.push(() => customer.stop());
-  console.log(`Postfix (the customer's server) on 127.0.0.1:${customer.port}: MX for example.com -> the relay with SASL over TLS; submission for support@example.com`);
+  console.log(`Postfix (the customer's server) on 127.0.0.1:${customer.port}: MX for example.com -> the relay with SASL over TLS; submission for support@ and billing@`);
   console.log(text(credentials, "postfix-main.cf").replace(/:[A-Za-z0-9]{43} }/, ":**** }").trimEnd());
   await show(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "jsonpath=relay certificate: {.status.tls.dnsNames[0]}, issued by {.status.tls.issuer}, expires {.status.tls.notAfter}{\"\\n\"}"]);
-
-  step("and connects support@example.com with its own account on that server");
-  await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: login.password } });
   await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") } });
-  await apply(localServerAddress(namespace, customer.port));
-  await eventually("the relay config with the support address, and the Deployment", async () => {
-    await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" });
-    const secret = await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });
-    return Buffer.from(secret.data?.["relay.yaml"] ?? "", "base64").toString().includes("support@example.com") ? true : undefined;
-  });
+  for (const name of ["support", "billing"]) {
+    await patch("supportaddress", name, { spec: { outbound: { host: "127.0.0.1", port: customer.port, tls: "StartTLS", caSecretRef: { name: "customer-ca" } }, verification: { timeout: "30s" } } });
+  }
+  await eventually("the relay config with the site's values", async () => (text(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml").includes(`port: ${customer.port}`) ? true : undefined));
   await show(["get", "secrets,deployments,services,networkpolicies", "-n", namespace]);
 
   step("running the relay from its Deployment (no container runtime here: same command, same mounted Secrets)");
@@ -119,14 +127,15 @@ try {
   await relay.markAvailable();
   console.log(`$ ${[...(deployment.spec!.template.spec!.containers[0]!.command ?? [])].join(" ")}   (mounts under ${relay.root})`);
 
-  step("verification: one email each way with a one-time token, through the customer's Postfix");
+  step("verification: one email each way per address, with a one-time token, through the customer's Postfix");
+  await kubectl(["annotate", "supportaddress", "--all", "-n", namespace, `smtpconnector.dev/verify-requested-at=${new Date().toISOString().replace(/\.\d+Z$/, "Z")}`, "--overwrite"]);
   let last = "";
-  await eventually("the address to be Ready", async () => {
-    const table = await kubectl(["get", "supportaddress", "support", "-n", namespace, "--no-headers"]);
-    const line = table.stdout.trim().replace(/\s+/g, " ");
-    if (line !== last) console.log(`  ${line}`);
-    last = line;
-    return / True True True /.test(`${line} `) ? true : undefined;
+  await eventually("both addresses to be Ready", async () => {
+    const table = await kubectl(["get", "supportaddresses", "-n", namespace, "--no-headers"]);
+    const lines = table.stdout.trim().split("\n").map((l) => l.trim().replace(/\s+/g, " "));
+    if (lines.join("\n") !== last) console.log(lines.map((l) => `  ${l}`).join("\n"));
+    last = lines.join("\n");
+    return lines.length === 2 && lines.every((l) => / True True True /.test(`${l} `)) ? true : undefined;
   }, 90_000);
 
   step("inbound: the customer's server relays a customer's email (STARTTLS, AUTH PLAIN with version 1)");
@@ -156,10 +165,19 @@ try {
   step("what kubectl shows");
   await show(["get", "smtpconnector", "-n", namespace]);
   await show(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "jsonpath={range .status.conditions[*]}{.type}={.status} ({.reason}){\"\\n\"}{end}"]);
+
+  step("where to look");
+  console.log(`the email the helpdesk received, with its tags: ${received.file}`);
+  console.log(`the reply the recipient's server received:      ${delivered.file}`);
+  console.log(`the control plane:  KUBECONFIG=${plane.kubeconfig} kubectl get smtpconnector -A`);
+  console.log(`the plugin:         KUBECONFIG=${plane.kubeconfig} PATH=$PWD/bin:$PATH kubectl smtpconnector status -n ${namespace}`);
+  if (process.stdout.isTTY && !process.argv.includes("--exit")) {
+    console.log("\neverything keeps running; press Ctrl-C to stop and clean up");
+    await new Promise<never>(() => setInterval(() => undefined, 60_000));
+  }
 } catch (error) {
   console.error(`\ndemo failed: ${error instanceof Error ? error.message : String(error)}`);
   process.exitCode = 1;
 } finally {
-  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
-  console.log("\nstopped: relay, Postfix, sinks, operator, control plane");
+  await cleanUp();
 }
