@@ -4,13 +4,14 @@
 #   unit        pure rules, no processes
 #   apiserver   one real control plane (etcd + kube-apiserver + controller manager)
 #   mail        the relay against real mail peers (swaks, Postfix, smtp-sink)
+#   faults      nothing lost under faults: the relay killed and the next hop flapping under Postfix's load
 #   e2e         the product against the control plane and real mail peers
 # Set SMTPC_TIERS (e.g. "unit apiserver") to run fewer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash hack/setup.sh
-tiers=${SMTPC_TIERS:-static unit mail apiserver e2e}
+tiers=${SMTPC_TIERS:-static unit mail faults apiserver e2e}
 started=$(date +%s)
 
 with_plane=()
@@ -23,6 +24,7 @@ for tier in $tiers; do
       ;;
     unit) echo "== unit"; bash hack/test-tier.sh unit ;;
     mail) echo "== mail"; bash hack/test-tier.sh mail ;;
+    faults) echo "== faults"; bash hack/test-tier.sh faults ;;
     apiserver | e2e) [[ -d test/$tier ]] && with_plane+=("$tier") ;;
     *) echo "unknown tier '$tier'" >&2; exit 2 ;;
   esac

@@ -212,8 +212,11 @@ export async function startSubmissionServer(opts: {
     });
   }
   const { uid, gid } = postfixUser();
-  chownSync(db, uid, gid);
-  chmodSync(db, 0o640);
+  // No users (an MX only): no database; SASL then refuses every login.
+  if (opts.users.length > 0) {
+    chownSync(db, uid, gid);
+    chmodSync(db, 0o640);
+  }
   const logins = opts.users.flatMap((u) => u.senders.map((s) => `${s}=${u.username}`)).join(", ");
   const postfix = await startPostfix(
     {
@@ -228,8 +231,8 @@ export async function startSubmissionServer(opts: {
       smtpd_sasl_path: "smtpd",
       smtpd_sasl_security_options: "noanonymous",
       smtpd_sasl_authenticated_header: "yes",
-      smtpd_sender_login_maps: `inline:{ ${logins} }`,
-      smtpd_sender_restrictions: "reject_sender_login_mismatch",
+      // An empty inline map fails every lookup ("Temporary lookup failure"): an MX without users has none.
+      ...(logins ? { smtpd_sender_login_maps: `inline:{ ${logins} }`, smtpd_sender_restrictions: "reject_sender_login_mismatch" } : {}),
       smtpd_relay_restrictions: "permit_sasl_authenticated, reject",
       relayhost: `[127.0.0.1]:${opts.relayTo}`,
       smtp_tls_security_level: "none",

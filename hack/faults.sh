@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# `npm run test:faults`: the fault tier alone, then docs/reliability.md from its figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash hack/setup.sh
+export SMTPC_RELIABILITY_DIR
+SMTPC_RELIABILITY_DIR=$(mktemp -d)
+trap 'rm -rf "$SMTPC_RELIABILITY_DIR"' EXIT
+bash hack/test-tier.sh faults
+node --import tsx hack/reliability-report.ts "$SMTPC_RELIABILITY_DIR"
