@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import * as k8s from "@kubernetes/client-node";
 import { startControlPlane } from "../test/support/controlplane.js";
 import { helm } from "../test/support/helm.js";
+import { relayReady } from "../test/support/e2e.js";
 import { runDeployment } from "../test/support/deployment-runner.js";
 import { applyManifests, eventually, kubectl, serviceAccountKubeconfig } from "../test/support/kube.js";
 import { freePort, startSmtpSink, swaks, tempDir } from "../test/support/mail.js";
@@ -123,7 +124,7 @@ try {
   const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
   const relay = await runDeployment(core, deployment, apps);
   cleanups.push(() => relay.stop());
-  await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+  await relayReady();
   await relay.markAvailable();
   console.log(`$ ${[...(deployment.spec!.template.spec!.containers[0]!.command ?? [])].join(" ")}   (mounts under ${relay.root})`);
 

@@ -7,7 +7,7 @@ import type { ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
-import { e2eClients, startOperatorCommand } from "../support/e2e.js";
+import { e2eClients, startOperatorCommand, relayReady, inboundOnlyAddress } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { startSmtpSink, stopChild, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
@@ -48,13 +48,7 @@ describe("relay certificates, end to end", () => {
         metadata: { name: "example-com", namespace },
         spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } }, relay: { replicas: 1, ...relaySpec } },
       },
-      { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: "support@example.com", password: "x" } },
-      {
-        apiVersion: "smtpconnector.dev/v1alpha1",
-        kind: "SupportAddress",
-        metadata: { name: "support", namespace },
-        spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } } },
-      },
+      ...inboundOnlyAddress(namespace),
     );
     const credentials = await eventually("the credentials", () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), 30_000);
     await eventually("the address in the relay config", async () =>
@@ -62,7 +56,7 @@ describe("relay certificates, end to end", () => {
     );
     const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
     relay = await runDeployment(core, deployment);
-    await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+    await relayReady();
     return { username: text(credentials, "username"), password: text(credentials, "password") };
   }
 

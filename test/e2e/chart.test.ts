@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
 import { operatorRules } from "../../operator/rbac.js";
-import { e2eClients } from "../support/e2e.js";
+import { e2eClients, relayReady, inboundOnlyAddress } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, freshNamespace, kubectl, serviceAccountKubeconfig } from "../support/kube.js";
 import { helm } from "../support/helm.js";
@@ -130,13 +130,7 @@ describe("Helm install, end to end", () => {
         metadata: { name: "example-com", namespace: domainNamespace },
         spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } }, relay: { replicas: 1 } },
       },
-      { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace: domainNamespace }, stringData: { username: "support@example.com", password: "x" } },
-      {
-        apiVersion: "smtpconnector.dev/v1alpha1",
-        kind: "SupportAddress",
-        metadata: { name: "support", namespace: domainNamespace },
-        spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } } },
-      },
+      ...inboundOnlyAddress(domainNamespace),
     );
     const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
     const credentials = await eventually("the credentials", () => core.readNamespacedSecret({ namespace: domainNamespace, name: "example-com-inbound-v1" }), 30_000);
@@ -147,7 +141,7 @@ describe("Helm install, end to end", () => {
       text(await core.readNamespacedSecret({ namespace: domainNamespace, name: "example-com-relay-config" }), "relay.yaml").includes("support@example.com") ? true : undefined,
     );
     relay = await runDeployment(core, await apps.readNamespacedDeployment({ namespace: domainNamespace, name: "example-com-relay" }));
-    await eventually("the relay ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+    await relayReady();
     const sent = await swaks([
       "--server", "127.0.0.1:587", "--tls", "--auth", "PLAIN", "--auth-user", text(credentials, "username"), "--auth-password", text(credentials, "password"),
       "--from", "jane@users.example.org", "--to", "support@example.com", "--header", "Subject: through the chart",

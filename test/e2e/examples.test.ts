@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
-import { e2eClients, startOperatorCommand } from "../support/e2e.js";
+import { e2eClients, startOperatorCommand, relayReady } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, kubectl } from "../support/kube.js";
 import { freePort, startSmtpSink, stopChild, swaks, type SmtpSink } from "../support/mail.js";
@@ -113,7 +113,7 @@ describe("examples, from empty to Ready", () => {
     );
     const deployment = await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" });
     relay = await runDeployment(core, deployment, apps);
-    await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+    await relayReady();
     await relay.markAvailable();
     await eventually("the domain Ready", async () => (condition(await domain(), "Ready")?.status === "True" ? true : undefined), 30_000);
 

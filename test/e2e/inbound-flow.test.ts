@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
-import { e2eClients, startOperatorCommand } from "../support/e2e.js";
+import { e2eClients, startOperatorCommand, relayReady } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, freshNamespace } from "../support/kube.js";
 import { type SmtpSink, startSmtpSink, stopChild, swaks, tlsSecretManifest } from "../support/mail.js";
@@ -53,7 +53,7 @@ describe("inbound, end to end", () => {
 
     const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
     relay = await runDeployment(core, deployment);
-    await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+    await relayReady();
 
     const send = (secret: k8s.V1Secret, subject: string) =>
       swaks([

@@ -13,7 +13,7 @@ import type * as k8s from "@kubernetes/client-node";
 import { dkimVerify } from "mailauth/lib/dkim/verify.js";
 import type { SmtpDomain } from "../../crds/schema.js";
 import { pythonDkim } from "../support/dkim.js";
-import { e2eClients, startOperatorCommand, localServerAddress } from "../support/e2e.js";
+import { e2eClients, startOperatorCommand, localServerAddress, relayReady } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, freshNamespace } from "../support/kube.js";
 import { randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
@@ -81,7 +81,7 @@ describe("outbound, end to end", () => {
 
     const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
     relay = await runDeployment(core, deployment);
-    await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+    await relayReady();
 
     // The operator's call: the token from the control Secret.
     const token = text(await read("example-com-relay-control"), "token");

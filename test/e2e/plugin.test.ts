@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import type * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
-import { e2eClients, startOperatorCommand } from "../support/e2e.js";
+import { e2eClients, startOperatorCommand, inboundOnlyAddress } from "../support/e2e.js";
 import { applyManifests, connect, eventually, freshNamespace } from "../support/kube.js";
 import { stopChild, tlsSecretManifest } from "../support/mail.js";
 
@@ -50,13 +50,7 @@ describe("kubectl smtpconnector", () => {
         metadata: { name: "example-com", namespace },
         spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "127.0.0.1", port: 2525, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
       },
-      { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: "support@example.com", password: "x" } },
-      {
-        apiVersion: "smtpconnector.dev/v1alpha1",
-        kind: "SupportAddress",
-        metadata: { name: "support", namespace },
-        spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } } },
-      },
+      ...inboundOnlyAddress(namespace),
     );
     await eventually("version 1 issued", async () => ((await domainOf()).status?.activeVersions === "1" ? true : undefined));
 

@@ -7,7 +7,7 @@ import type { ChildProcess } from "node:child_process";
 import { statSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
-import { e2eClients, startOperatorCommand } from "../support/e2e.js";
+import { e2eClients, startOperatorCommand, relayReady } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
@@ -83,7 +83,7 @@ describe("rotation and disconnect under steady traffic", () => {
     const v1 = await read("example-com-inbound-v1");
     await eventually("the address in the relay config", async () => ((await relayYaml()).includes("support@example.com") ? true : undefined));
     relay = await runDeployment(core, await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }), apps);
-    await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+    await relayReady();
     const mx = await startSubmissionServer({
       relayTo: elsewhere.port,
       users: [{ username: "unused@example.com", password: randomPassword(), senders: ["nobody@example.com"] }],

@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
-import { e2eClients, startOperatorCommand, localServerAddress } from "../support/e2e.js";
+import { e2eClients, startOperatorCommand, localServerAddress, relayReady } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { freePort, randomPassword, startSmtpSink, stopChild, swaks, type SmtpSink } from "../support/mail.js";
@@ -75,7 +75,7 @@ describe("verification, end to end", () => {
     );
     const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
     relay = await runDeployment(core, deployment);
-    await eventually("the relay to be ready", async () => ((await fetch("http://127.0.0.1:8080/readyz").catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+    await relayReady();
     await relay.markAvailable();
 
     const address = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;

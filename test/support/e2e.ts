@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import * as k8s from "@kubernetes/client-node";
 import { installCRDs } from "./crds.js";
-import { connect } from "./kube.js";
+import { connect, eventually } from "./kube.js";
 import { operatorKubeconfig } from "./operator-rbac.js";
 
 export interface Clients {
@@ -41,4 +41,25 @@ export function localServerAddress(namespace: string, port: number, extra: { ver
       ...(extra.verification ? { verification: extra.verification } : {}),
     },
   };
+}
+
+/** Waits until a relay run from its Deployment (deployment-runner) answers /readyz on its health port. */
+export function relayReady(healthPort = 8080): Promise<true> {
+  return eventually("the relay to be ready", async () => ((await fetch(`http://127.0.0.1:${healthPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+}
+
+/**
+ * support@example.com with an outbound server the scenario never reaches (it
+ * tests inbound, certificates, the chart or the plugin), and its credentials Secret.
+ */
+export function inboundOnlyAddress(namespace: string): object[] {
+  return [
+    { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: "support@example.com", password: "x" } },
+    {
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SupportAddress",
+      metadata: { name: "support", namespace },
+      spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } } },
+    },
+  ];
 }
