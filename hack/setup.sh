@@ -12,8 +12,10 @@ command -v go >/dev/null || { echo "setup: Go 1.26 or newer is required to build
 
 # Debian packages for the mail tier: Postfix (the customer's server, and its
 # smtp-sink as next hop), Cyrus SASL (Postfix's AUTH), swaks and the Perl TLS
-# and SASL modules it needs, openssl (test certificates).
-packages=(postfix sasl2-bin libsasl2-modules python3-dkim swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl openssl ca-certificates)
+# and SASL modules it needs, openssl (test certificates), libidn12 for the
+# unpacked Exim (hack/exim/fetch.sh) and unshare (util-linux) to give it an
+# /etc/hosts of its own.
+packages=(postfix sasl2-bin libsasl2-modules python3-dkim swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl openssl ca-certificates libidn12 util-linux)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -39,6 +41,9 @@ fi
 
 # The control plane binary: built once per version and source hash.
 bash hack/testenv/build.sh >/dev/null
+
+# Exim, unpacked beside Postfix (both are the system MTA, so not installed).
+bash hack/exim/fetch.sh >/dev/null
 
 # helm, for the chart's tests: built once per version from the Go module proxy.
 bash hack/helm/build.sh >/dev/null

@@ -183,7 +183,7 @@ function credentials(kube: Kubectl, name: string, version?: number): void {
   console.log(`endpoint: ${domain.status?.relay?.endpoint ?? "?"}`);
   console.log(`username: ${text("username")}`);
   console.log(`password: ${text("password")}`);
-  for (const key of ["postfix-main.cf", "exchange-connector.txt", "ca.crt"]) {
+  for (const key of ["postfix-main.cf", "exim.conf", "exchange-connector.txt", "ca.crt"]) {
     if (secret.data?.[key]) console.log(`\n--- ${key}\n${text(key).trimEnd()}`);
   }
 }

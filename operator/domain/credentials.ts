@@ -100,8 +100,9 @@ export function parseDuration(text: string): number {
  * beside them (ca.crt) and the snippets say where it goes; otherwise the
  * relay's certificate chains to a CA the server already trusts.
  */
-export function clientSnippets(host: string, username: string, password: string, caPem?: string): Record<string, string> {
+export function clientSnippets(mailDomain: string, host: string, username: string, password: string, caPem?: string): Record<string, string> {
   const caFile = "/etc/postfix/smtp-connector-ca.crt";
+  const eximCaFile = "/etc/exim4/smtp-connector-ca.crt";
   return {
     "postfix-main.cf": [
       "# Relay the support domain to the helpdesk's relay, authenticated, TLS required and verified.",
@@ -128,6 +129,33 @@ export function clientSnippets(host: string, username: string, password: string,
       ...(caPem
         ? ["  Certificate: import ca.crt from this Secret into the server's Trusted Root Certification Authorities,", `  so that the relay's certificate for ${host} is trusted.`]
         : []),
+      "",
+    ].join("\n"),
+    "exim.conf": [
+      "# Exim 4: relay the support domain to the helpdesk's relay, authenticated, TLS required and verified.",
+      ...(caPem ? [`# The relay's certificate is issued by the helpdesk operator's own CA: save ca.crt from this Secret as ${eximCaFile}.`] : []),
+      "# --- in the routers section, before the dnslookup router:",
+      "smtp_connector:",
+      "  driver = manualroute",
+      `  domains = ${mailDomain}`,
+      "  transport = smtp_connector",
+      `  route_list = * ${host}::587 byname`,
+      "# --- in the transports section:",
+      "smtp_connector:",
+      "  driver = smtp",
+      "  port = 587",
+      "  hosts_require_tls = *",
+      "  hosts_require_auth = *",
+      `  tls_verify_certificates = ${caPem ? eximCaFile : "system"}`,
+      "  # Without tls_verify_hosts Exim only *tries* to verify, and delivers to a server it cannot verify.",
+      "  tls_verify_hosts = *",
+      "  tls_verify_cert_hostnames = *",
+      "# --- in the authenticators section (sent to the relay only):",
+      "smtp_connector_plain:",
+      "  driver = plaintext",
+      "  public_name = PLAIN",
+      `  client_condition = \${if eq{$host}{${host}}}`,
+      `  client_send = ^${username}^${password}`,
       "",
     ].join("\n"),
     ...(caPem ? { "ca.crt": caPem } : {}),

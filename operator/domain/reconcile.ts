@@ -104,11 +104,11 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
     if (!username || !password) {
       // Issued once; an existing version is never regenerated.
       ({ username, password } = newCredential(domain, declared.version));
-      await cluster.apply(credentialSecret(domain, declared.version, { username, password }, clientSnippets(relayHostname(domain, settings), username, password, certificate.caPem)));
+      await cluster.apply(credentialSecret(domain, declared.version, { username, password }, clientSnippets(domain.spec.domain, relayHostname(domain, settings), username, password, certificate.caPem)));
       await recordEvent(cluster, involved(domain), "Normal", "CredentialIssued", `inbound credential version ${declared.version} issued into Secret ${secretName}`);
     } else {
       // The same credential; only the snippets follow a changed host name or CA.
-      const snippets = clientSnippets(relayHostname(domain, settings), username, password, certificate.caPem);
+      const snippets = clientSnippets(domain.spec.domain, relayHostname(domain, settings), username, password, certificate.caPem);
       const stale = Object.entries(snippets).some(([key, value]) => decode(secret?.data?.[key]) !== value) || (!certificate.caPem && secret?.data?.["ca.crt"] !== undefined);
       if (stale) await cluster.apply(credentialSecret(domain, declared.version, { username, password }, snippets));
     }
