@@ -90,6 +90,7 @@ describe("relay TLS certificates", () => {
     assert.equal(text(credentials, "ca.crt"), ca);
     assert.match(text(credentials, "postfix-main.cf"), /smtp_tls_policy_maps = inline:\{ \{ \[relay\.helpdesk\.example\.net\]:587 = secure match=relay\.helpdesk\.example\.net tafile=\/etc\/postfix\/smtp-connector-ca\.crt \} \}/);
     assert.match(text(credentials, "exchange-connector.txt"), /import ca\.crt from this Secret/);
+    assert.match(text(credentials, "exim.conf"), /tls_verify_certificates = \/etc\/exim4\/smtp-connector-ca\.crt\n {2}# .*\n {2}tls_verify_hosts = \*/);
 
     const wide = await kubectl(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "wide"]);
     assert.match(wide.stdout, /CERT EXPIRY[\s\S]*\d{4}-\d\d-\d\dT/);
@@ -177,6 +178,7 @@ describe("relay TLS certificates", () => {
     const credentials = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     assert.equal(credentials.data?.["ca.crt"], undefined, "a certificate from elsewhere needs no CA from us");
     assert.match(text(credentials, "postfix-main.cf"), /= secure match=relay\.helpdesk\.example\.net \} \}/);
+    assert.match(text(credentials, "exim.conf"), /tls_verify_certificates = system/);
 
     await applyManifests(tlsSecret(namespace, hostnames, new Date(now - 80 * day), new Date(now + 5 * day)));
     domain = await eventually("ExpiringSoon", async () => {
