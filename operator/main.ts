@@ -11,6 +11,7 @@ import { Controller } from "./controller.js";
 import { defaultCaSecret } from "./domain/certificate.js";
 import { parseDuration } from "./domain/credentials.js";
 import { LeaderElector } from "./leader.js";
+import { leaseName } from "./rbac.js";
 
 const usage =
   "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example] [--verification-sender verify@helpdesk.example] [--verification-smtp host:port] [--relay-control-url https://{name}-relay-internal.{namespace}.svc:8443] [--dns-resolver IP[:port]] [--ca-secret NAMESPACE/NAME] [--certificate-duration 2160h] [--certificate-renew-before 720h] [--leader-elect [--leader-election-namespace NS] [--lease-duration-seconds 15]]";
@@ -188,7 +189,7 @@ const start = async () => {
 
 // With leader election only the Lease holder reconciles; a standby is ready (healthy) but idle.
 const elector = opts.leaderElect
-  ? new LeaderElector(controller.cluster, { namespace: opts.leaseNamespace, name: "smtp-connector-operator", identity: `${hostname()}-${process.pid}`, leaseDurationMs: opts.leaseMs, renewEveryMs: Math.max(500, opts.leaseMs / 3) }, log)
+  ? new LeaderElector(controller.cluster, { namespace: opts.leaseNamespace, name: leaseName, identity: `${hostname()}-${process.pid}`, leaseDurationMs: opts.leaseMs, renewEveryMs: Math.max(500, opts.leaseMs / 3) }, log)
   : undefined;
 if (elector) {
   ready = true;

@@ -4,8 +4,12 @@
 export interface PolicyRule {
   apiGroups: string[];
   resources: string[];
+  resourceNames?: string[];
   verbs: string[];
 }
+
+/** The leader-election Lease's name (one per installation, in the operator's namespace). */
+export const leaseName = "smtp-connector-operator";
 
 export const operatorRules: PolicyRule[] = [
   // Its own API: read everything, write only status, and its finalizer on SmtpDomains (a patch).
@@ -23,5 +27,11 @@ export const operatorRules: PolicyRule[] = [
   { apiGroups: ["", "events.k8s.io"], resources: ["events"], verbs: ["create", "patch"] },
 ];
 
-/** The leader-election Lease lives in the operator's own namespace: a Role, not a ClusterRole. */
-export const leaseRules: PolicyRule[] = [{ apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] }];
+/**
+ * The leader-election Lease lives in the operator's own namespace: a Role, not a ClusterRole, and only
+ * that Lease by name (create cannot be limited by name: RBAC does not know the name of an object not yet made).
+ */
+export const leaseRules: PolicyRule[] = [
+  { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: [leaseName], verbs: ["get", "update"] },
+  { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
+];

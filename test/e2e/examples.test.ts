@@ -85,6 +85,11 @@ describe("examples, from empty to Ready", () => {
     // The operator writes status and its finalizer, never what was applied: no perpetual diff.
     const diff = await kubectl(["diff", "-f", "examples/"]);
     assert.equal(diff.code, 0, `kubectl diff -f examples/ shows a change:\n${diff.stdout}${diff.stderr}`);
+    // As a GitOps tool syncing with server-side apply sees it: a dry run of the manifests changes nothing
+    // but kubectl's own record of the earlier client-side apply (its last-applied annotation).
+    const ssaDiff = await kubectl(["diff", "--server-side", "--force-conflicts", "-f", "examples/"]);
+    const changed = ssaDiff.stdout.split("\n").filter((l) => /^[-+](?![-+]{2} )/.test(l));
+    assert.deepEqual(changed.filter((l) => !/^[-+]\s+\{"apiVersion":/.test(l)), [], `a server-side apply dry run of examples/ shows a change:\n${ssaDiff.stdout}${ssaDiff.stderr}`);
 
     // 3. The site's values: the helpdesk's ingestion, the customer's servers, and (to see verification at once) a short timeout.
     const site = (patch: object, kind: string, name: string) => kubectl(["patch", kind, name, "-n", namespace, "--type=merge", "-p", JSON.stringify(patch)]);
