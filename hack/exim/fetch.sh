@@ -6,7 +6,7 @@
 # the path of the exim4 binary.
 set -euo pipefail
 cache=${SMTPC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/smtp-connector}/exim
-bin=$cache/root/usr/sbin/exim4
+bin=$cache/pkg/usr/sbin/exim4
 if [[ ! -x $bin ]]; then
   [[ $(id -u) -eq 0 ]] || { echo "exim fetch: run as root (apt-get download, useradd)" >&2; exit 1; }
   work=$(mktemp -d)
@@ -15,7 +15,7 @@ if [[ ! -x $bin ]]; then
   packages=(exim4-daemon-light)
   apt-get download "${packages[@]}" >/dev/null 2>&1 || { apt-get update -qq >&2 && apt-get download "${packages[@]}" >&2; }
   mkdir -p "$cache.partial"
-  for deb in ./*.deb; do dpkg -x "$deb" "$cache.partial/root"; done
+  for deb in ./*.deb; do dpkg -x "$deb" "$cache.partial/pkg"; done
   rm -rf "$cache" && mv "$cache.partial" "$cache"
 fi
 # The user Exim is compiled to run as; it refuses to start without it.
