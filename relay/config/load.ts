@@ -60,6 +60,14 @@ function resolvePaths(config: RelayConfig, base: string): RelayConfig {
   return config;
 }
 
+/** Paths present in `raw` but gone from its cleaned copy (TypeBox's Value.Clean drops what the schema does not name). */
+function unknownFields(raw: unknown, cleaned: unknown, path = ""): string[] {
+  if (Array.isArray(raw) && Array.isArray(cleaned)) return raw.flatMap((item, i) => unknownFields(item, cleaned[i], `${path}/${i}`));
+  if (!raw || typeof raw !== "object" || !cleaned || typeof cleaned !== "object") return [];
+  const kept = cleaned as Record<string, unknown>;
+  return Object.entries(raw as Record<string, unknown>).flatMap(([key, value]) => (key in kept ? unknownFields(value, kept[key], `${path}/${key}`) : [`${path}/${key}`]));
+}
+
 export function parseConfig(text: string, file = "<config>"): RelayConfig {
   let raw: unknown;
   try {
@@ -72,6 +80,9 @@ export function parseConfig(text: string, file = "<config>"): RelayConfig {
   }
   const schemaProblems = [...Value.Errors(RelayConfig, raw)].map((e) => `${e.path || "/"}: ${e.message}`);
   if (schemaProblems.length > 0) throw new ConfigError(file, schemaProblems.slice(0, 20));
+  // A field the relay does not know is a typo or a config for another version: refused, never ignored.
+  const unknown = unknownFields(raw, Value.Clean(RelayConfig, structuredClone(raw)));
+  if (unknown.length > 0) throw new ConfigError(file, unknown.slice(0, 20).map((path) => `${path}: unknown field (misspelt, or meant for another config version?)`));
   const config = raw as RelayConfig;
   const problems = semanticProblems(config);
   if (problems.length > 0) throw new ConfigError(file, problems);
