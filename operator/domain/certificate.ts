@@ -115,7 +115,8 @@ export async function relayCertificate(cluster: Cluster, domain: SmtpDomain, set
       return failed("SecretInvalid", `the relay's TLS Secret ${secretName}: ${(error as Error).message}`);
     }
     const verdict = judgeCertificate(facts, secretName, hostnames, now, false);
-    return { condition: { type: "CertificateReady", ...verdict }, status: statusOf(secretName, facts, false), ...optional("nextCheck", nextVerdictChange(facts, now)) };
+    const nextCheck = nextVerdictChange(facts, now);
+    return { condition: { type: "CertificateReady", ...verdict }, status: statusOf(secretName, facts, false), ...(nextCheck ? { nextCheck } : {}) };
   }
 
   if (secret && !ownedBy(secret, domain.metadata.uid!)) {
@@ -165,5 +166,3 @@ export async function relayCertificate(cluster: Cluster, domain: SmtpDomain, set
     nextCheck: earliest(renewAt, nextVerdictChange(facts, now)),
   };
 }
-
-const optional = <K extends string, V>(key: K, value: V | undefined) => (value === undefined ? {} : ({ [key]: value } as Record<K, V>));

@@ -136,6 +136,12 @@ export function renewalTime(facts: Pick<CertificateFacts, "notBefore" | "notAfte
   return new Date(facts.notAfter.getTime() - (policy.renewBeforeMs < lifetime ? policy.renewBeforeMs : lifetime / 3));
 }
 
+/** From when a certificate counts as expiring soon: the last third of its life, at most 14 days. */
+function warningTime(facts: Pick<CertificateFacts, "notBefore" | "notAfter">): Date {
+  const lifetime = facts.notAfter.getTime() - facts.notBefore.getTime();
+  return new Date(facts.notAfter.getTime() - Math.min(14 * 86_400_000, lifetime / 3));
+}
+
 export type CertificateVerdict =
   | { status: "True"; reason: "Issued" | "Valid" | "ExpiringSoon"; message: string }
   | { status: "False"; reason: "Expired" | "NotYetValid" | "KeyMismatch" | "HostnamesNotCovered"; message: string };
@@ -162,9 +168,7 @@ export function judgeCertificate(facts: CertificateFacts, secretName: string, ho
       message: `the relay's certificate in Secret ${secretName} does not cover ${missing.join(", ")} (it names ${facts.dnsNames.join(", ") || "no DNS names"}): the customer's server would refuse it; reissue it with these names or change spec.relay.hostnames`,
     };
   }
-  const lifetime = facts.notAfter.getTime() - facts.notBefore.getTime();
-  const warnAt = facts.notAfter.getTime() - Math.min(14 * 86_400_000, lifetime / 3);
-  if (now.getTime() >= warnAt) {
+  if (now.getTime() >= warningTime(facts).getTime()) {
     return { status: "True", reason: "ExpiringSoon", message: `the relay's certificate in Secret ${secretName} expires at ${expiry}; ${operatorIssued ? "the operator's renewal has not happened yet" : "renew it before then"}` };
   }
   return operatorIssued
@@ -174,8 +178,7 @@ export function judgeCertificate(facts: CertificateFacts, secretName: string, ho
 
 /** When the verdict on an unchanged certificate next changes (near expiry, expiry), for requeueing. */
 export function nextVerdictChange(facts: CertificateFacts, now: Date): Date | undefined {
-  const lifetime = facts.notAfter.getTime() - facts.notBefore.getTime();
-  const moments = [facts.notBefore.getTime(), facts.notAfter.getTime() - Math.min(14 * 86_400_000, lifetime / 3), facts.notAfter.getTime()];
+  const moments = [facts.notBefore.getTime(), warningTime(facts).getTime(), facts.notAfter.getTime()];
   const next = moments.filter((t) => t > now.getTime()).sort((a, b) => a - b)[0];
   return next === undefined ? undefined : new Date(next);
 }

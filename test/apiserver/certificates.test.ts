@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import type * as k8s from "@kubernetes/client-node";
+import * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { issueCertificate } from "../../operator/tls/x509.js";
@@ -48,7 +48,7 @@ describe("relay TLS certificates", () => {
     await installCRDs();
     const cluster = await connect();
     core = cluster.core;
-    custom = cluster.config.makeApiClient((await import("@kubernetes/client-node")).CustomObjectsApi);
+    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
     // Certificates live 24 s and are renewed 16 s ahead: a renewal every 8 s.
     controller = await startTestController({ settingsOverride: { caSecret, certificates: { durationMs: 24_000, renewBeforeMs: 16_000 } } });
   });
