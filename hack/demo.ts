@@ -129,14 +129,18 @@ try {
   console.log(`$ ${[...(deployment.spec!.template.spec!.containers[0]!.command ?? [])].join(" ")}   (mounts under ${relay.root})`);
 
   step("verification: one email each way per address, with a one-time token, through the customer's Postfix");
-  await kubectl(["annotate", "supportaddress", "--all", "-n", namespace, `smtpconnector.dev/verify-requested-at=${new Date().toISOString().replace(/\.\d+Z$/, "Z")}`, "--overwrite"]);
+  const requested = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  await kubectl(["annotate", "supportaddress", "--all", "-n", namespace, `smtpconnector.dev/verify-requested-at=${requested}`, "--overwrite"]);
   let last = "";
   await eventually("both addresses to be Ready", async () => {
     const table = await kubectl(["get", "supportaddresses", "-n", namespace, "--no-headers"]);
     const lines = table.stdout.trim().split("\n").map((l) => l.trim().replace(/\s+/g, " "));
     if (lines.join("\n") !== last) console.log(lines.map((l) => `  ${l}`).join("\n"));
     last = lines.join("\n");
-    return lines.length === 2 && lines.every((l) => / True True True /.test(`${l} `)) ? true : undefined;
+    if (lines.length !== 2 || !lines.every((l) => / True True True /.test(`${l} `))) return undefined;
+    // Ready from the attempts this request started, not from an earlier one.
+    const handled = await kubectl(["get", "supportaddresses", "-n", namespace, "-o", "jsonpath={.items[*].status.lastHandledVerifyRequest}"]);
+    return handled.stdout.trim() === `${requested} ${requested}` ? true : undefined;
   }, 90_000);
 
   step("inbound: the customer's server relays a customer's email (STARTTLS, AUTH PLAIN with version 1)");
