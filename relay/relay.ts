@@ -19,6 +19,7 @@ import { RelayReports } from "./ops/reports.js";
 import type { Logger } from "./ops/log.js";
 import { createMetrics, type Metrics } from "./ops/metrics.js";
 import { buildState, retire, type RelayState } from "./state.js";
+import { batchAllWrites } from "./write-batching.js";
 
 type Listener = "starttls" | "implicitTls" | "submission";
 
@@ -203,7 +204,8 @@ export class Relay {
         if (listener !== "implicitTls") session.disabledCommands = ["AUTH"];
         sessions.onConnect(session, listener, callback);
       },
-      onSecure: (_socket, session, callback) => {
+      onSecure: (socket, session, callback) => {
+        batchAllWrites(socket);
         session.disabledCommands = [];
         callback();
       },

@@ -9,7 +9,7 @@ import { request } from "node:https";
 import type { Readable } from "node:stream";
 import type { WebhookDelivery } from "../config/schema.js";
 import type { DeliveryResult, Envelope, NextHop } from "./next-hop.js";
-import { NextHopError } from "./smtp-next-hop.js";
+import { NextHopError } from "./next-hop.js";
 
 export const signatureHeader = "x-smtpconnector-signature";
 export const timestampHeader = "x-smtpconnector-timestamp";

@@ -21,7 +21,7 @@ import { parseMailbox } from "../inbound/address.js";
 import { routeSender } from "../outbound/route.js";
 import { classifyFailure, sendOutbound } from "../outbound/send.js";
 import { verificationMessage } from "../outbound/verification-message.js";
-import { NextHopError } from "../forward/smtp-next-hop.js";
+import { NextHopError } from "../forward/next-hop.js";
 
 const maxBodyBytes = 16 * 1024;
 

@@ -24,10 +24,19 @@ export function createLogger(component: string, options: LoggerOptions = {}): Lo
   const transport = options.stream
     ? new winston.transports.Stream({ stream: options.stream })
     : new winston.transports.Console({ stderrLevels: ["error", "warn", "info", "debug"] });
-  return winston.createLogger({
+  const logger = winston.createLogger({
     level: options.level ?? process.env.LOG_LEVEL ?? "info",
     defaultMeta: { component },
     format: winston.format.combine(redact(), winston.format.timestamp(), winston.format.json()),
     transports: [transport],
   });
+  // winston runs every call through its streams and formats before a
+  // transport drops it for its level: drop disabled levels at the call (a
+  // debug line per SMTP command must cost nothing at the default level).
+  const methods = logger as unknown as Record<string, winston.LeveledLogMethod>;
+  for (const level of Object.keys(logger.levels)) {
+    const write = methods[level]!.bind(logger);
+    methods[level] = ((...args: Parameters<winston.LeveledLogMethod>) => (logger.isLevelEnabled(level) ? write(...args) : logger)) as winston.LeveledLogMethod;
+  }
+  return logger;
 }

@@ -3,7 +3,7 @@
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DeliveryResult, Envelope } from "../forward/next-hop.js";
-import { NextHopError, toNextHopError } from "../forward/smtp-next-hop.js";
+import { NextHopError, toNextHopError } from "../forward/next-hop.js";
 import { signatures } from "./dkim.js";
 import type { SenderRoute } from "./route.js";
 import { SigningSpool } from "./spool.js";

@@ -135,6 +135,25 @@ describe("inbound relay", () => {
     }
   });
 
+  test("a next hop without ESMTP: HELO, one command at a time; lines starting with a dot arrive intact", async () => {
+    const plain = await startRelay({ domains: [exampleDomain(password)], sinkOptions: ["-e"] });
+    try {
+      const body = ".one leading dot\r\n..two leading dots\r\n.\r\nlast line";
+      const result = await swaks([
+        "--server", `127.0.0.1:${plain.implicitPort}`, "--tls-on-connect",
+        "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
+        "--from", "customer@users.example.org", "--to", "support@example.com",
+        "--data", `Subject: dots\r\n\r\n${body}\r\n`,
+      ]);
+      assert.equal(result.code, 0, result.output);
+      const message = plain.sink.messages().at(-1)!;
+      assert.equal(message.protocol, "SMTP", "the relay fell back to HELO");
+      assert.ok(message.content.includes(`\n\n${body.replaceAll("\r\n", "\n")}\n`), JSON.stringify(message.content.slice(-80)));
+    } finally {
+      await plain.stop();
+    }
+  });
+
   test("AUTH LOGIN for a domain configured for LOGIN; PLAIN is then refused", async () => {
     const login = await startRelay({ domains: [exampleDomain(password, { authProtocol: "LOGIN" })] });
     try {

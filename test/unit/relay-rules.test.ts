@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { describe, test } from "node:test";
+import { dotStuffed } from "../../relay/forward/smtp-client.js";
 import { parseMailbox } from "../../relay/inbound/address.js";
 import { CredentialStore } from "../../relay/inbound/credentials.js";
 import { AuthThrottle, failureDelayMs } from "../../relay/inbound/throttle.js";
@@ -110,5 +111,33 @@ describe("parseMailbox", () => {
     assert.equal(problem("support@localhost"), "Malformed");
     assert.equal(problem("süpport@example.com"), "Malformed");
     assert.equal(problem(""), "Empty");
+  });
+});
+
+describe("dotStuffed", () => {
+  const stuff = (chunks: string[]) => {
+    let lineStart = true;
+    return chunks
+      .map((chunk) => {
+        const out = dotStuffed(Buffer.from(chunk), lineStart).toString();
+        if (chunk.length > 0) lineStart = chunk.endsWith("\n");
+        return out;
+      })
+      .join("");
+  };
+
+  test("doubles a dot that starts a line, wherever the chunk boundaries fall", () => {
+    const message = ".first\r\nmiddle.\r\n.\r\n..two\r\nend\r\n.";
+    const expected = "..first\r\nmiddle.\r\n..\r\n...two\r\nend\r\n..";
+    for (let cut = 0; cut <= message.length; cut++) {
+      assert.equal(stuff([message.slice(0, cut), message.slice(cut)]), expected, `cut at ${cut}`);
+    }
+    assert.equal(stuff([...message]), expected, "one byte at a time");
+  });
+
+  test("returns a chunk without line-leading dots as it is, not a copy", () => {
+    const chunk = Buffer.from("a.b\r\nc.\r\n");
+    assert.equal(dotStuffed(chunk, true), chunk);
+    assert.equal(dotStuffed(Buffer.from(".x"), false).toString(), ".x", "a dot in the middle of a line split across chunks");
   });
 });
