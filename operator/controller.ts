@@ -17,7 +17,7 @@ import { names, type OperatorSettings } from "./domain/render.js";
 import { ApiError, type ClusterAccess } from "./kube/access.js";
 import { Cluster } from "./kube/cluster.js";
 import { TimedCache } from "./timed-cache.js";
-import { supervisedInformer, type InformerEvent, type SupervisedInformer } from "./kube/informer.js";
+import { supervisedInformer, type InformerEvent, type RelistReason, type SupervisedInformer } from "./kube/informer.js";
 import { WorkQueue } from "./queue.js";
 
 export interface ControllerOptions {
@@ -31,12 +31,14 @@ export interface ControllerOptions {
   log: Logger;
   concurrency?: number;
   resyncMs?: number;
-  onReconcile?: (kind: "SmtpDomain" | "SupportAddress", result: "Success" | "Error", seconds: number) => void;
+  onReconcile?: (kind: "SmtpDomain" | "SupportAddress", result: "Success" | "Conflict" | "Error", seconds: number) => void;
 }
 
 export class Controller {
   readonly cluster: Cluster;
   readonly queue: WorkQueue;
+  /** Informer relists since start, by reason (the metrics). */
+  readonly relists = new Map<RelistReason, number>();
   private readonly domains: SupervisedInformer<SmtpDomain & k8s.KubernetesObject>;
   private readonly addresses: SupervisedInformer<SupportAddress & k8s.KubernetesObject>;
   private readonly watched: SupervisedInformer<k8s.KubernetesObject>[];
@@ -78,18 +80,19 @@ export class Controller {
     });
     // Domains and addresses judge each other (limits within a namespace, conflicts across namespaces):
     // a change re-evaluates its namespace and whoever claims the same domain or address elsewhere.
-    this.domains = supervisedInformer(access, `/apis/${group}/${version}/smtpdomains`, (d, event) => this.domainChanged(d, event), log);
-    this.addresses = supervisedInformer(access, `/apis/${group}/${version}/supportaddresses`, (a, event) => this.addressChanged(a, event), log);
+    const relisted = (reason: RelistReason) => this.relists.set(reason, (this.relists.get(reason) ?? 0) + 1);
+    this.domains = supervisedInformer(access, `/apis/${group}/${version}/smtpdomains`, (d, event) => this.domainChanged(d, event), log, undefined, relisted);
+    this.addresses = supervisedInformer(access, `/apis/${group}/${version}/supportaddresses`, (a, event) => this.addressChanged(a, event), log, undefined, relisted);
     const byDomainLabel = (o: k8s.KubernetesObject) => this.enqueue("domain", o.metadata?.namespace, o.metadata?.labels?.["smtpconnector.dev/domain"]);
     const ours = "app.kubernetes.io/managed-by=smtp-connector";
     // Secrets: ours (deleted ones come back) and the ones a domain or address references.
-    this.secrets = supervisedInformer(access, "/api/v1/secrets", (s) => this.secretChanged(s), log);
+    this.secrets = supervisedInformer(access, "/api/v1/secrets", (s) => this.secretChanged(s), log, undefined, relisted);
     this.watched = [
       this.secrets,
       // Our own Deployments (availability feeds RelayAvailable, edits are drift to repair), Services,
       // NetworkPolicies and PodDisruptionBudgets: label-selected, so only ours are cached.
       ...["/apis/apps/v1/deployments", "/api/v1/services", "/apis/networking.k8s.io/v1/networkpolicies", "/apis/policy/v1/poddisruptionbudgets"].map((path) =>
-        supervisedInformer(access, path, byDomainLabel, log, ours),
+        supervisedInformer(access, path, byDomainLabel, log, ours, relisted),
       ),
     ];
   }
@@ -247,6 +250,13 @@ export class Controller {
       if (error instanceof ApiError && error.code === 403 && error.body.includes("because it is being terminated")) {
         this.options.log.debug("namespace is being deleted; nothing to reconcile", { namespace, kind: label, name });
         return {};
+      }
+      if (error instanceof ApiError && error.code === 409) {
+        // Another writer changed an object between our read and our write (an
+        // optimistic-concurrency precondition failed): read again and redo, at once.
+        this.options.log.info("conflict with a concurrent writer; reconciling again", { kind: label, namespace, name, request: error.message });
+        this.options.onReconcile?.(label, "Conflict", Number(process.hrtime.bigint() - started) / 1e9);
+        return { requeueAfterMs: 50 + Math.floor(Math.random() * 200) };
       }
       this.options.onReconcile?.(label, "Error", Number(process.hrtime.bigint() - started) / 1e9);
       throw error;

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -103,13 +103,13 @@ func up(dir string, port int, withParent bool) error {
 	}
 
 	server := fmt.Sprintf("https://127.0.0.1:%d", port)
-	apiserver, err := start(dir, "kube-apiserver",
-		"--etcd-servers="+etcdURL,
-		"--cert-dir="+filepath.Join(dir, "pki"),
-		"--tls-cert-file="+certs.path("apiserver.crt"),
-		"--tls-private-key-file="+certs.path("apiserver.key"),
-		"--client-ca-file="+certs.path("ca.crt"),
-		"--secure-port="+strconv.Itoa(port),
+	apiserverArgs := []string{
+		"--etcd-servers=" + etcdURL,
+		"--cert-dir=" + filepath.Join(dir, "pki"),
+		"--tls-cert-file=" + certs.path("apiserver.crt"),
+		"--tls-private-key-file=" + certs.path("apiserver.key"),
+		"--client-ca-file=" + certs.path("ca.crt"),
+		"--secure-port=" + strconv.Itoa(port),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
 		// The endpoint reconciler refuses a loopback address; nothing here
@@ -121,9 +121,11 @@ func up(dir string, port int, withParent bool) error {
 		// No token controller runs here; TokenRequest still issues tokens.
 		"--disable-admission-plugins=ServiceAccount",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+certs.path("sa.pub"),
-		"--service-account-signing-key-file="+certs.path("sa.key"),
-		"--v=0")
+		"--service-account-key-file=" + certs.path("sa.pub"),
+		"--service-account-signing-key-file=" + certs.path("sa.key"),
+		"--v=0",
+	}
+	apiserver, err := start(dir, "kube-apiserver", apiserverArgs...)
 	if err != nil {
 		return err
 	}
@@ -158,22 +160,92 @@ func up(dir string, port int, withParent bool) error {
 	})
 	fmt.Println(string(ready))
 
-	cases := make(chan string, len(running))
-	for _, c := range running {
-		go func(c *component) {
+	// Fault injection for the faults tier: SIGUSR1 kills kube-apiserver
+	// (SIGKILL) and starts it again on the same port and etcd; SIGUSR2 first
+	// compacts etcd to its current revision, so every resourceVersion a client
+	// holds has expired and its next watch gets 410 Gone.
+	restarts := make(chan os.Signal, 1)
+	signal.Notify(restarts, syscall.SIGUSR1, syscall.SIGUSR2)
+	exits := make(chan *component, len(running)+16)
+	watch := func(c *component) {
+		go func() {
 			err := <-c.done
 			c.done <- err // keep it for stop()
-			cases <- fmt.Sprintf("%s exited: %v (see %s)", c.name, err, c.logPath(dir))
-		}(c)
+			exits <- c
+		}()
 	}
-	select {
-	case <-signals:
-		stopAll()
-		running = nil
-		return nil
-	case why := <-cases:
-		return errors.New(why)
+	for _, c := range running {
+		watch(c)
 	}
+	for {
+		select {
+		case <-signals:
+			stopAll()
+			running = nil
+			return nil
+		case sig := <-restarts:
+			restartStarted := time.Now()
+			if sig == syscall.SIGUSR2 {
+				if err := compactEtcd(etcdURL); err != nil {
+					return fmt.Errorf("compacting etcd: %w", err)
+				}
+			}
+			old := apiserver
+			apiserver = nil
+			_ = old.cmd.Process.Kill()
+			err := <-old.done
+			old.done <- err
+			if apiserver, err = start(dir, "kube-apiserver", apiserverArgs...); err != nil {
+				return err
+			}
+			running[1] = apiserver
+			if err := waitFor(apiserver, signals, func() bool { return httpOK(client, server+"/readyz") }); err != nil {
+				return err
+			}
+			watch(apiserver)
+			event, _ := json.Marshal(map[string]any{"event": "apiserver-restarted", "compacted": sig == syscall.SIGUSR2, "seconds": time.Since(restartStarted).Seconds()})
+			fmt.Println(string(event))
+		case c := <-exits:
+			if c.name == "kube-apiserver" && c != apiserver {
+				continue // the one a restart replaced
+			}
+			err := <-c.done
+			c.done <- err
+			return fmt.Errorf("%s exited: %v (see %s)", c.name, err, c.logPath(dir))
+		}
+	}
+}
+
+// compactEtcd compacts etcd's history up to its current revision through
+// etcd's JSON gateway.
+func compactEtcd(etcdURL string) error {
+	post := func(path string, body string) (map[string]any, error) {
+		resp, err := http.Post(etcdURL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("%s: HTTP %d %v", path, resp.StatusCode, out)
+		}
+		return out, nil
+	}
+	// Any range request answers with the store's current revision in its header.
+	status, err := post("/v3/kv/range", `{"key":"AA==","limit":1}`)
+	if err != nil {
+		return err
+	}
+	header, _ := status["header"].(map[string]any)
+	revision, _ := header["revision"].(string)
+	if revision == "" {
+		return fmt.Errorf("no revision in etcd's answer %v", status)
+	}
+	_, err = post("/v3/kv/compaction", fmt.Sprintf(`{"revision":%q,"physical":true}`, revision))
+	return err
 }
 
 func start(dir, name string, args ...string) (*component, error) {

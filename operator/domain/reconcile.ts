@@ -104,13 +104,19 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
     if (!username || !password) {
       // Issued once; an existing version is never regenerated.
       ({ username, password } = newCredential(domain, declared.version));
-      await cluster.apply(credentialSecret(domain, declared.version, { username, password }, clientSnippets(domain.spec.domain, relayHostname(domain, settings), username, password, certificate.caPem)));
+      const issue = credentialSecret(domain, declared.version, { username, password }, clientSnippets(domain.spec.domain, relayHostname(domain, settings), username, password, certificate.caPem));
+      // Created, never applied over: if another writer (a second replica in a
+      // hand-over) issued it first, this fails with 409 and the reconcile
+      // reads theirs — a credential is never replaced once it exists. An
+      // empty Secret of ours (keys removed by hand) is filled in place.
+      if (secret) await cluster.applyIfUnchanged(issue, secret.metadata!.resourceVersion!);
+      else await cluster.create(issue);
       await recordEvent(cluster, involved(domain), "Normal", "CredentialIssued", `inbound credential version ${declared.version} issued into Secret ${secretName}`);
     } else {
       // The same credential; only the snippets follow a changed host name or CA.
       const snippets = clientSnippets(domain.spec.domain, relayHostname(domain, settings), username, password, certificate.caPem);
       const stale = Object.entries(snippets).some(([key, value]) => decode(secret?.data?.[key]) !== value) || (!certificate.caPem && secret?.data?.["ca.crt"] !== undefined);
-      if (stale) await cluster.apply(credentialSecret(domain, declared.version, { username, password }, snippets));
+      if (stale) await cluster.applyIfUnchanged(credentialSecret(domain, declared.version, { username, password }, snippets), secret!.metadata!.resourceVersion!);
     }
     const createdAt = rfc3339(secret?.metadata?.creationTimestamp ?? now);
     issued.set(declared.version, { version: declared.version, secretName, username, password, createdAt, userSupplied: false });

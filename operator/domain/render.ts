@@ -41,6 +41,8 @@ export interface KubeObject {
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
     ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller: boolean; blockOwnerDeletion: boolean }[];
+    /** Only as a precondition of a write (Cluster.applyIfUnchanged). */
+    resourceVersion?: string;
   };
   [key: string]: unknown;
 }

@@ -30,6 +30,24 @@ export class Cluster {
     await this.request("PATCH", `${path}?fieldManager=${fieldManager}&force=true`, object);
   }
 
+  /**
+   * Creates an object that must be made exactly once (a generated credential):
+   * POST, so a concurrent writer that created it first makes this fail with
+   * 409 instead of being overwritten. The controller then reads and redoes.
+   */
+  async create(object: KubeObject): Promise<void> {
+    this.record(`${object.kind} ${object.metadata.namespace}/${object.metadata.name}`);
+    await this.request("POST", `${objectPath(object.apiVersion, object.kind, object.metadata.namespace)}?fieldManager=${fieldManager}`, object);
+  }
+
+  /**
+   * Server-side apply on the condition that the object is still the version
+   * read (its resourceVersion as a precondition: 409 Conflict otherwise).
+   */
+  async applyIfUnchanged(object: KubeObject, resourceVersion: string): Promise<void> {
+    await this.apply({ ...object, metadata: { ...object.metadata, resourceVersion } });
+  }
+
   /** Server-side apply of a custom resource's main object (our finalizer; never spec). */
   async applyObject(plural: string, object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } }): Promise<void> {
     this.record(`${object.kind} ${object.metadata.namespace}/${object.metadata.name}`);

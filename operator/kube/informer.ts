@@ -1,7 +1,7 @@
 // Informers that do not die: list, then watch from the list's
-// resourceVersion; a watch the server ends is resumed where it was; a 410
-// Gone, an error or a broken connection relists (with backoff) and reports
-// every difference, so nothing is missed. Objects are cached without their
+// resourceVersion; a watch the server ends or a broken connection is resumed
+// where it was (with backoff); a 410 Gone or a refused request relists and
+// reports every difference, so nothing is missed. Objects are cached without their
 // managedFields (most of their size; nothing here reads them).
 import type * as k8s from "@kubernetes/client-node";
 import type { Logger } from "../../relay/ops/log.js";
@@ -16,12 +16,16 @@ export interface SupervisedInformer<T extends k8s.KubernetesObject> {
   stop(): Promise<void>;
 }
 
+/** Why an informer listed again: its resourceVersion expired (410 Gone), or the watch failed. */
+export type RelistReason = "Expired" | "Error";
+
 export function supervisedInformer<T extends k8s.KubernetesObject>(
   access: ClusterAccess,
   path: string,
   onChange: (object: T, event: InformerEvent) => void,
   log: Logger,
   labelSelector?: string,
+  onRelist?: (reason: RelistReason) => void,
 ): SupervisedInformer<T> {
   const store = new Map<string, T>();
   const keyOf = (o: k8s.KubernetesObject) => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
@@ -96,7 +100,11 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(
       },
       current.signal,
     );
-    if (gone) resourceVersion = "";
+    if (gone) {
+      resourceVersion = "";
+      onRelist?.("Expired");
+      log.info("watch expired (410 Gone), relisting", { path });
+    }
   };
 
   const run = async () => {
@@ -108,9 +116,18 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(
       } catch (error) {
         if (stopped) return;
         failures++;
-        resourceVersion = "";
+        // A broken connection (the API server restarting, a network blip)
+        // resumes where it was, as client-go's reflector does: every informer
+        // relisting at once is what a recovering API server needs least. A
+        // refused request relists; an expired resourceVersion answers the
+        // resume with 410 Gone, and that relists too.
+        const refused = error instanceof ApiError;
+        if (refused) {
+          resourceVersion = "";
+          onRelist?.(error.code === 410 ? "Expired" : "Error");
+        }
         const delay = Math.min(200 * 2 ** failures, 30_000);
-        log.warn("watch failed, relisting", { path, error: error instanceof Error ? error.message : String(error), retryInMs: delay });
+        log.warn(refused ? "watch refused, relisting" : "watch failed, resuming", { path, error: error instanceof Error ? error.message : String(error), retryInMs: delay });
         await new Promise((resolve) => setTimeout(resolve, delay).unref());
       }
     }

@@ -31,6 +31,13 @@ export interface ControlPlane {
   stop(): Promise<number | null>;
   /** Stops it when this process exits, without holding the process open. */
   detach(): void;
+  /**
+   * Kills kube-apiserver (SIGKILL) and starts it again, etcd kept; with
+   * `compact`, etcd is first compacted to its current revision so every
+   * resourceVersion clients hold has expired (their next watch gets 410 Gone).
+   * Resolves once the new API server is ready.
+   */
+  restartApiServer(options?: { compact?: boolean }): Promise<void>;
 }
 
 /** Starts a control plane in a fresh directory and resolves once the API server is ready. */
@@ -60,7 +67,7 @@ export async function startControlPlane(options: { timeoutMs?: number } = {}): P
         }
       }
     });
-    child.on("exit", (code) => {
+    child.once("exit", (code) => {
       clearTimeout(timer);
       reject(new Error(`control plane exited with ${code} before it was ready; logs in ${dir}\n${stderr}`));
     });
@@ -70,6 +77,21 @@ export async function startControlPlane(options: { timeoutMs?: number } = {}): P
     dir,
     binary,
     stop: () => stopControlPlane(child, dir),
+    restartApiServer: ({ compact = false } = {}) =>
+      new Promise<void>((resolve, reject) => {
+        let out = "";
+        const onData = (chunk: Buffer) => {
+          out += chunk.toString();
+          if (!out.split("\n").some((line) => line.includes('"event":"apiserver-restarted"'))) return;
+          child.stdout?.off("data", onData);
+          child.off("exit", onExit);
+          resolve();
+        };
+        const onExit = (code: number | null) => reject(new Error(`the control plane exited (${code}) while restarting kube-apiserver; logs in ${dir}\n${stderr}`));
+        child.stdout?.on("data", onData);
+        child.once("exit", onExit);
+        child.kill(compact ? "SIGUSR2" : "SIGUSR1");
+      }),
     detach: () => {
       // Let the test process exit on its own; take the control plane down with it.
       child.unref();
