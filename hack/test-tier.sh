@@ -9,8 +9,9 @@ if [[ ${#files[@]} -eq 0 ]]; then
   echo "no tests in test/$tier" >&2
   exit 1
 fi
-# The e2e tier runs the relay from its Deployment's command, which names dist/.
-[[ $tier == e2e ]] && npx tsc -p tsconfig.build.json
+# The e2e tier runs the relay from its Deployment's command, which names dist/;
+# the faults tier's soak runs the compiled relay too (as the image does).
+if [[ $tier == e2e || $tier == faults ]]; then npx tsc -p tsconfig.build.json; fi
 concurrency=1
 [[ $tier == unit ]] && concurrency=2
 exec node --import tsx --test --test-concurrency="$concurrency" --test-reporter=spec "${files[@]}"
