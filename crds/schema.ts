@@ -474,6 +474,9 @@ const VerificationAttempt = Type.Object(
     message: Type.Optional(Type.String({ description: "What happened and what to fix." })),
     tokenSha256: Type.Optional(Type.String({ description: "SHA-256 of the attempt's one-time token; the token itself is never stored." })),
     basis: Type.Optional(Type.String({ description: "What the attempt verified (spec generation, outbound credentials, inbound credential versions); when it changes, a new attempt starts." })),
+    previouslyVerifiedAt: Type.Optional(
+      Timestamp("Set on a repeat attempt (the interval elapsed, or one was requested) of an unchanged basis: when the previous attempt succeeded. The direction stays verified, and the address Ready, until this attempt fails."),
+    ),
   },
   { description: "One verification attempt." },
 );

@@ -140,7 +140,8 @@ try {
     if (lines.length !== 2 || !lines.every((l) => / True True True /.test(`${l} `))) return undefined;
     // Ready from the attempts this request started, not from an earlier one.
     const handled = await kubectl(["get", "supportaddresses", "-n", namespace, "-o", "jsonpath={.items[*].status.lastHandledVerifyRequest}"]);
-    return handled.stdout.trim() === `${requested} ${requested}` ? true : undefined;
+    const results = await kubectl(["get", "supportaddresses", "-n", namespace, "-o", "jsonpath={.items[*].status.verifications[*].result}"]);
+    return handled.stdout.trim() === `${requested} ${requested}` && results.stdout.trim() === "Succeeded Succeeded Succeeded Succeeded" ? true : undefined;
   }, 90_000);
 
   step("inbound: the customer's server relays a customer's email (STARTTLS, AUTH PLAIN with version 1)");

@@ -75,9 +75,22 @@ export function shouldStart(attempt: Attempt | undefined, basis: string, request
   return since >= (attempt.result === "Succeeded" ? intervalMs : Math.min(retryMs, intervalMs));
 }
 
+/**
+ * When the previous attempt of this direction proved the same basis: a repeat
+ * keeps the direction verified while it is on its way (a periodic check must
+ * not stop the helpdesk sending as the address). Pure.
+ */
+export function previouslyVerifiedAt(previous: Attempt | undefined, basis: string): string | undefined {
+  if (!previous || previous.basis !== basis) return undefined;
+  if (previous.result === "Succeeded") return previous.completedAt ?? previous.startedAt;
+  return previous.result === "Pending" ? previous.previouslyVerifiedAt : undefined;
+}
+
 /** What a receipt (or its absence at the deadline) means for a pending attempt. Pure. */
-export function judge(attempt: Attempt, domain: SmtpDomain, receipt: Receipt | undefined, revokedRefusalAt: Date | undefined, timeoutMs: number, now: Date): Attempt {
+export function judge(pending: Attempt, domain: SmtpDomain, receipt: Receipt | undefined, revokedRefusalAt: Date | undefined, timeoutMs: number, now: Date): Attempt {
   const at = now.toISOString();
+  // A completed attempt stands on its own result.
+  const { previouslyVerifiedAt: _, ...attempt } = pending;
   if (receipt) {
     const active = (domain.status?.activeVersions ?? "").split(",").filter(Boolean).map(Number);
     if (receipt.domain === domain.spec.domain && active.length > 0 && !active.includes(receipt.credentialVersion)) {
@@ -94,7 +107,7 @@ export function judge(attempt: Attempt, domain: SmtpDomain, receipt: Receipt | u
       : { ...attempt, result: "Failed", reason: "ArrivedWrongDomain", completedAt: at, message: `the token came back authenticated for ${receipt.domain}, not ${domain.spec.domain}` };
   }
   const started = Date.parse(attempt.startedAt);
-  if (now.getTime() - started < timeoutMs) return attempt;
+  if (now.getTime() - started < timeoutMs) return pending;
   if (revokedRefusalAt && revokedRefusalAt.getTime() >= started) {
     return {
       ...attempt,
@@ -162,6 +175,7 @@ export async function verify({ address, domain, credentialsResourceVersion, cred
         failure = { reason: "RelayUnreachable", message: (error as Error).message };
       }
       const startedAt = now.toISOString();
+      const verifiedAt = previouslyVerifiedAt(attempt, basis);
       next.set(direction, {
         direction,
         startedAt,
@@ -169,7 +183,7 @@ export async function verify({ address, domain, credentialsResourceVersion, cred
         tokenSha256: createHash("sha256").update(token).digest("hex"),
         ...(failure
           ? { result: "Failed" as const, reason: failure.reason, message: failure.message, completedAt: startedAt }
-          : { result: "Pending" as const, reason: "VerificationPending", message: "the verification email is on its way" }),
+          : { result: "Pending" as const, reason: "VerificationPending", message: "the verification email is on its way", ...(verifiedAt ? { previouslyVerifiedAt: verifiedAt } : {}) }),
       });
     } else if (attempt?.result === "Pending" && attempt.tokenSha256) {
       let receipt: Receipt | undefined;
@@ -208,6 +222,9 @@ export async function verify({ address, domain, credentialsResourceVersion, cred
 export function verifiedCondition(type: "InboundVerified" | "OutboundVerified", attempt: Attempt | undefined): { type: string; status: "True" | "False" | "Unknown"; reason: ReasonName; message: string } {
   if (!attempt) return { type, status: "Unknown", reason: "VerificationPending", message: "no verification has completed yet" };
   if (attempt.result === "Succeeded") return { type, status: "True", reason: "Verified", message: attempt.message ?? "verified" };
+  if (attempt.result === "Pending" && attempt.previouslyVerifiedAt) {
+    return { type, status: "True", reason: "Verified", message: `verified at ${attempt.previouslyVerifiedAt}; verifying again (the email is on its way)` };
+  }
   if (attempt.result === "Pending") return { type, status: "Unknown", reason: "VerificationPending", message: attempt.message ?? "the verification email is on its way" };
   return { type, status: "False", reason: attempt.reason as ReasonName, message: attempt.message ?? attempt.reason };
 }

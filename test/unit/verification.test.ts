@@ -3,7 +3,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { SmtpDomain } from "../../crds/schema.js";
-import { judge, shouldStart, verifiedCondition, type Attempt } from "../../operator/address/verification.js";
+import { judge, previouslyVerifiedAt, shouldStart, verifiedCondition, verify, type Attempt, type VerificationIO } from "../../operator/address/verification.js";
+import type { SupportAddress } from "../../crds/schema.js";
 
 const now = new Date("2026-11-25T12:00:00Z");
 const ago = (ms: number) => new Date(now.getTime() - ms).toISOString();
@@ -52,5 +53,46 @@ describe("verification decisions", () => {
     assert.equal(verifiedCondition("InboundVerified", attempt({ result: "Succeeded", reason: "Verified" })).status, "True");
     const failed = verifiedCondition("OutboundVerified", attempt({ result: "Failed", reason: "InvalidCredentials", message: "535" }));
     assert.deepEqual([failed.status, failed.reason], ["False", "InvalidCredentials"]);
+  });
+
+  test("a repeat of an unchanged basis keeps the direction verified until it fails", () => {
+    const succeeded = attempt({ result: "Succeeded", reason: "Verified", completedAt: ago(24 * hour) });
+    assert.equal(previouslyVerifiedAt(succeeded, "b1"), succeeded.completedAt);
+    assert.equal(previouslyVerifiedAt(succeeded, "b2"), undefined, "a changed basis (new credentials, new spec) must be proven again");
+    assert.equal(previouslyVerifiedAt(attempt({ result: "Failed", reason: "InvalidCredentials", completedAt: ago(1000) }), "b1"), undefined);
+    assert.equal(previouslyVerifiedAt(attempt({ previouslyVerifiedAt: ago(hour) }), "b1"), ago(hour), "a repeat requested while one is pending carries it on");
+
+    const repeat = attempt({ previouslyVerifiedAt: ago(24 * hour) });
+    assert.deepEqual([verifiedCondition("InboundVerified", repeat).status, verifiedCondition("InboundVerified", repeat).reason], ["True", "Verified"]);
+    const timedOut = judge({ ...repeat, startedAt: ago(600_000) }, domain, undefined, undefined, 600_000, now);
+    assert.equal(timedOut.previouslyVerifiedAt, undefined, "a completed attempt stands on its own result");
+    assert.equal(verifiedCondition("InboundVerified", timedOut).status, "False");
+  });
+
+  test("verify() starts the periodic repeat with the previous success carried", async () => {
+    const sent: string[] = [];
+    const io: VerificationIO = {
+      sendInbound: (address) => (sent.push(`inbound ${address}`), Promise.resolve(undefined)),
+      sendOutbound: (_domain, address) => (sent.push(`outbound ${address}`), Promise.resolve(undefined)),
+      receipt: () => Promise.resolve(undefined),
+      lastRevokedRefusal: () => Promise.resolve(undefined),
+      credentialUse: () => Promise.resolve(new Map()),
+    };
+    const address = {
+      metadata: { name: "support", namespace: "n", generation: 1 },
+      spec: { address: "support@example.com", domainRef: { name: "example-com" } },
+      status: {},
+    } as unknown as SupportAddress;
+    const basis = "generation=1;credentials=7;inbound=2,3";
+    address.status = {
+      verifications: (["Inbound", "Outbound"] as const).map((direction) => attempt({ direction, basis, result: "Succeeded", reason: "Verified", completedAt: ago(25 * hour) })),
+    };
+    const outcome = await verify({ address, domain, credentialsResourceVersion: "7", credentialSha256: undefined, io, now });
+    assert.deepEqual(sent.sort(), ["inbound support@example.com", "outbound support@example.com"]);
+    for (const a of outcome.attempts) {
+      assert.equal(a.result, "Pending");
+      assert.equal(a.previouslyVerifiedAt, ago(25 * hour));
+      assert.equal(verifiedCondition("InboundVerified", a).status, "True");
+    }
   });
 });
