@@ -55,6 +55,8 @@ export class SmtpClient {
   private failure: Error | undefined;
   private extensions = new Set<string>();
   private authMechanisms = new Set<string>();
+  /** Answers due to what we sent (the greeting first): a reply beyond them is unprompted. */
+  private awaited = 1;
   /** The command whose reply is awaited: what a failure names (classifyFailure reads it). */
   private command = "CONNECT";
 
@@ -106,8 +108,7 @@ export class SmtpClient {
       if (signal?.aborted) throw abortReason(signal);
       await this.envelope(from, to);
       this.command = "DATA";
-      await this.writeMessage(message);
-      // LMTP answers the final dot once per recipient (RFC 2033 section 4.2).
+      await this.writeMessage(message, to.length);
       const replies: Reply[] = [];
       for (let i = 0; i < (this.options.lmtp ? to.length : 1); i++) replies.push(this.expect(await this.reply(), 250, "EMESSAGE"));
       this.messages++;
@@ -139,7 +140,7 @@ export class SmtpClient {
     const params = [...(this.extensions.has("8BITMIME") ? [" BODY=8BITMIME"] : []), ...(utf8 && this.extensions.has("SMTPUTF8") ? [" SMTPUTF8"] : [])].join("");
     const commands = [`MAIL FROM:<${from}>${params}`, ...to.map((address) => `RCPT TO:<${address}>`), "DATA"];
     if (this.extensions.has("PIPELINING")) {
-      this.write(`${commands.join("\r\n")}\r\n`);
+      this.write(`${commands.join("\r\n")}\r\n`, commands.length);
       const replies: Reply[] = [];
       for (const _ of commands) replies.push(await this.reply());
       commands.forEach((command, i) => this.checkEnvelopeReply(command, replies[i]!));
@@ -157,7 +158,7 @@ export class SmtpClient {
   }
 
   /** Writes the message as it arrives, then the final dot (with a CRLF before it if the message lacks one). */
-  private writeMessage(message: Readable): Promise<void> {
+  private writeMessage(message: Readable, recipients: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let lineStart = true;
       let last = [0x0d, 0x0a];
@@ -182,6 +183,8 @@ export class SmtpClient {
         cleanup();
         batchWrites(this.socket);
         this.socket.write(last[0] === 0x0d && last[1] === 0x0a ? finalDot : crlfFinalDot);
+        // LMTP answers the final dot once per recipient (RFC 2033 section 4.2).
+        this.awaited += this.options.lmtp ? recipients : 1;
         resolve();
       };
       const onError = (error: Error) => {
@@ -285,8 +288,11 @@ export class SmtpClient {
     throw new NextHopError(reply.text, reply.code >= 400 ? reply.code : 451, "Reply", { code: errorCode, command: this.command });
   }
 
-  private write(text: string): void {
-    if (!this.failure) this.socket.write(text);
+  /** Writes commands; `replies`: how many answers they ask for. */
+  private write(text: string, replies = 1): void {
+    if (this.failure) return;
+    this.awaited += replies;
+    this.socket.write(text);
   }
 
   private reply(): Promise<Reply> {
@@ -327,6 +333,12 @@ export class SmtpClient {
         return;
       }
       const reply = { code, text: lines.join(" "), lines: lines.map((l) => l.slice(4)) };
+      if (this.awaited === 0) {
+        // Unprompted (a 421 before an idle-timeout close): never let it pass as the answer to our next command.
+        this.destroy(new NextHopError(`the next hop said unprompted: ${reply.text.slice(0, 200)}`, undefined, "Connection", { code: "ECONNECTION", command: this.command }));
+        return;
+      }
+      this.awaited--;
       const waiter = this.waiters.shift();
       if (waiter) waiter.resolve(reply);
       else this.replies.push(reply);
