@@ -31,11 +31,24 @@ export interface SessionTiming {
 }
 
 export class GreetingDelayServer extends SMTPServer {
+  /** Each open session's total-lifetime timer, by session id. */
+  private readonly lifetimes = new Map<string, NodeJS.Timeout>();
+
   constructor(
     options: SMTPServerOptions,
     private readonly timing: SessionTiming,
   ) {
     super(options);
+    // The lifetime timer ends with the session. Not on the socket's 'close':
+    // STARTTLS replaces the socket and smtp-server removes every listener from
+    // the plain one, so that timer (and the whole closed connection it
+    // references) would live on for sessionTimeoutSeconds — found by the soak.
+    const onClose = this.onClose.bind(this);
+    this.onClose = (session, callback) => {
+      clearTimeout(this.lifetimes.get(session.id));
+      this.lifetimes.delete(session.id);
+      onClose(session, callback);
+    };
   }
 
   override connect(socket: net.Socket | tls.TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
@@ -44,9 +57,12 @@ export class GreetingDelayServer extends SMTPServer {
     connection.on("error", (err: Error) => this.emit("error", err));
     connection.on("connect", (data: unknown) => this.emit("connect", data));
     const delay = this.timing.greetingDelayMs;
-    const lifetime = setTimeout(() => internals.send(421, "4.4.2 Session too long, closing connection"), this.timing.sessionTimeoutMs);
+    const lifetime = setTimeout(() => {
+      this.lifetimes.delete(connection.id);
+      internals.send(421, "4.4.2 Session too long, closing connection");
+    }, this.timing.sessionTimeoutMs);
     lifetime.unref();
-    socket.once("close", () => clearTimeout(lifetime));
+    this.lifetimes.set(connection.id, lifetime);
     const internals = connection as unknown as ConnectionInternals;
     connection.init = () => {
       internals._setListeners(() => {

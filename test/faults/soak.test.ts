@@ -1,6 +1,6 @@
 // Soak: mixed traffic into a relay process for SMTPC_SOAK_MINUTES (1 in
 // `npm test`; `SMTPC_SOAK_MINUTES=30 npm run test:faults` for the full run),
-// with its resident memory and open file descriptors sampled. After a warm-up
+// with its resident memory, V8 heap and open file descriptors sampled. After a warm-up
 // (the first third), neither may trend upwards: the last third's median stays
 // within a margin of the middle third's, and the descriptors come back to
 // where they were once the traffic stops.
@@ -29,11 +29,15 @@ interface Sample {
   atS: number;
   rssMb: number;
   fds: number;
+  /** V8 heap in use, from the relay's own /metrics (prom-client's default metrics). */
+  heapMb: number;
 }
 
-function sample(pid: number, startedAt: number): Sample {
+async function sample(pid: number, metricsUrl: string, startedAt: number): Promise<Sample> {
   const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
-  return { atS: (Date.now() - startedAt) / 1000, rssMb: rssKb / 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
+  const metrics = await (await fetch(metricsUrl)).text();
+  const heap = Number(/^smtpc_relay_process_nodejs_heap_size_used_bytes (\d+)/m.exec(metrics)?.[1] ?? 0);
+  return { atS: (Date.now() - startedAt) / 1000, rssMb: rssKb / 1024, fds: readdirSync(`/proc/${pid}/fd`).length, heapMb: heap / 1024 / 1024 };
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
@@ -154,7 +158,8 @@ describe(`soak: ${minutes} minute(s) of mixed traffic`, () => {
       }
     };
     const samples: Sample[] = [];
-    const sampler = setInterval(() => samples.push(sample(relay.pid!, startedAt)), sampleEveryMs);
+    const metricsUrl = `http://127.0.0.1:${config.listeners.health.port}/metrics`;
+    const sampler = setInterval(() => void sample(relay.pid!, metricsUrl, startedAt).then((s) => samples.push(s)), sampleEveryMs);
     try {
       await Promise.all([pooled(), pooled(), pooled(), perMessage(), hostile(), rotate()]);
     } finally {
@@ -162,13 +167,15 @@ describe(`soak: ${minutes} minute(s) of mixed traffic`, () => {
     }
     // Idle again: every session and next-hop connection closed (the pool's idle close is five seconds).
     await new Promise((resolve) => setTimeout(resolve, 7_000));
-    const idle = sample(relay.pid!, startedAt);
+    const idle = await sample(relay.pid!, metricsUrl, startedAt);
 
     const third = Math.floor(samples.length / 3);
     const middle = samples.slice(third, 2 * third);
     const last = samples.slice(2 * third);
     const rss = { middle: median(middle.map((s) => s.rssMb)), last: median(last.map((s) => s.rssMb)) };
     const fds = { first: samples[0]?.fds ?? 0, middle: median(middle.map((s) => s.fds)), last: median(last.map((s) => s.fds)), idle: idle.fds };
+    // The heap's floor (its lowest sample, just after a collection) rises only with what is retained.
+    const heapFloor = { middle: Math.min(...middle.map((s) => s.heapMb)), last: Math.min(...last.map((s) => s.heapMb)) };
     const rssSlope = slope(samples.slice(third).map((s) => ({ x: s.atS / 60, y: s.rssMb })));
     const figures = {
       minutes,
@@ -179,6 +186,8 @@ describe(`soak: ${minutes} minute(s) of mixed traffic`, () => {
       rssMbMiddleThird: Number(rss.middle.toFixed(1)),
       rssMbLastThird: Number(rss.last.toFixed(1)),
       rssSlopeMbPerMinuteAfterWarmup: Number(rssSlope.toFixed(2)),
+      heapFloorMbMiddleThird: Number(heapFloor.middle.toFixed(1)),
+      heapFloorMbLastThird: Number(heapFloor.last.toFixed(1)),
       fdsMiddleThird: fds.middle,
       fdsLastThird: fds.last,
       fdsIdleAfter: fds.idle,
@@ -191,6 +200,8 @@ describe(`soak: ${minutes} minute(s) of mixed traffic`, () => {
     assert.ok(counts.delivered > minutes * 1000, `only ${counts.delivered} messages delivered`);
     assert.ok(samples.length >= 9, "enough samples for a trend");
     assert.ok(rss.last <= rss.middle * 1.2 + 10, `resident memory grows: median ${rss.middle.toFixed(1)} MB in the middle third, ${rss.last.toFixed(1)} MB in the last`);
+    assert.ok(heapFloor.middle > 0, "the relay's heap was read from its /metrics");
+    assert.ok(heapFloor.last <= heapFloor.middle * 1.3 + 5, `the heap's floor rises: ${heapFloor.middle.toFixed(1)} MB in the middle third, ${heapFloor.last.toFixed(1)} MB in the last`);
     assert.ok(fds.last <= fds.middle + 20, `open descriptors grow: median ${fds.middle} in the middle third, ${fds.last} in the last`);
     assert.ok(fds.idle <= fds.first + 5, `descriptors left open once idle: ${fds.idle}, at the first sample under load ${fds.first}`);
   });

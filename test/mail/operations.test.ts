@@ -7,6 +7,8 @@ import { createHash } from "node:crypto";
 import { copyFileSync, renameSync, writeFileSync } from "node:fs";
 import { connect as tlsConnect } from "node:tls";
 import { join } from "node:path";
+import v8 from "node:v8";
+import vm from "node:vm";
 import { after, before, describe, test } from "node:test";
 import { eventuallyTrue } from "../support/wait.js";
 import { randomPassword, stopChild, swaks, tempDir, writeRelayConfig, relayConfig, selfSignedCertificate, startSmtpSink } from "../support/mail.js";
@@ -212,6 +214,39 @@ describe("session timing", () => {
       assert.equal(busy.closed, true, "a busy session outlived the total deadline");
       assert.ok(Date.now() - started >= 1_500, `closed after ${Date.now() - started} ms`);
       assert.match(replies.join("\n"), /421 4\.4\.2 Session too long/);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  test("a closed STARTTLS session leaves nothing behind (its lifetime timer ends with it)", async () => {
+    // smtp-server drops every listener of the plain socket when it upgrades to
+    // TLS; a timer cleared on that socket's close kept each closed session for
+    // sessionTimeoutSeconds (30 min) — 6 KB and more per connection, found by the soak.
+    v8.setFlagsFromString("--expose-gc");
+    const gc = vm.runInNewContext("gc") as () => void;
+    const h = await startRelay({ domains: [exampleDomain(password)] });
+    try {
+      const session = async () => {
+        const client = await RawSmtp.connect(h.starttlsPort);
+        await client.reply();
+        await client.command("EHLO client.test");
+        await client.startTls();
+        await client.command("EHLO client.test");
+        await client.command("QUIT");
+        client.close();
+      };
+      const settle = async () => {
+        await eventuallyTrue("every session closed", () => h.relay.metrics.registry.getSingleMetricAsString("smtpc_relay_sessions_active").then((t) => / 0$/m.test(t)), 10_000);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        gc();
+        return process.memoryUsage().heapUsed;
+      };
+      for (let i = 0; i < 50; i++) await session();
+      const before = await settle();
+      for (let i = 0; i < 800; i++) await session();
+      const grown = ((await settle()) - before) / 1024 / 1024;
+      assert.ok(grown < 1.5, `the heap kept ${grown.toFixed(2)} MB after 800 closed sessions`);
     } finally {
       await h.stop();
     }
