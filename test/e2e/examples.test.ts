@@ -130,7 +130,7 @@ describe("examples, from empty to Ready", () => {
       await eventually(`${name} Ready after the requested verification`, async () => {
         const a = await address(name);
         // Ready may hold through a repeat of an earlier success; these attempts must have succeeded themselves.
-        const repeated = (a.status?.verifications ?? []).filter((v) => v.result === "Succeeded" && v.startedAt >= requested);
+        const repeated = (a.status?.verifications ?? []).filter((v) => v.result === "Succeeded" && Date.parse(v.startedAt) >= Date.parse(requested));
         return condition(a, "Ready")?.status === "True" && a.status?.lastHandledVerifyRequest === requested && repeated.length === 2 ? true : undefined;
       }, 90_000);
     }
