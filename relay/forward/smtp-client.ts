@@ -207,19 +207,17 @@ export class SmtpClient {
     const verb = this.options.lmtp ? "LHLO" : "EHLO";
     this.command = verb;
     this.write(`${verb} ${this.options.clientName}\r\n`);
-    let reply = await this.reply();
+    const reply = await this.reply();
+    this.extensions = new Set();
+    this.authMechanisms = new Set();
     if (reply.code >= 500 && !this.options.lmtp) {
       // An SMTP server without ESMTP: no extensions, so no STARTTLS or AUTH either.
       this.command = "HELO";
       this.write(`HELO ${this.options.clientName}\r\n`);
-      reply = await this.reply();
-      this.expect(reply, 250, "EPROTOCOL");
-      this.extensions = new Set();
+      this.expect(await this.reply(), 250, "EPROTOCOL");
       return;
     }
     this.expect(reply, 250, "EPROTOCOL");
-    this.extensions = new Set();
-    this.authMechanisms = new Set();
     for (const line of reply.lines.slice(1)) {
       const [keyword = "", ...args] = line.toUpperCase().split(/\s+/);
       this.extensions.add(keyword);
@@ -249,7 +247,7 @@ export class SmtpClient {
   }
 
   private secured(socket: tls.TLSSocket): Promise<void> {
-    this.command = "STARTTLS";
+    this.command = "TLS handshake";
     return new Promise<void>((resolve, reject) => {
       if (this.failure) return reject(this.failure);
       const onClose = () => reject(this.failure ?? new NextHopError("the next hop closed the connection during the TLS handshake", undefined, "Connection", { code: "ETLS" }));
@@ -308,7 +306,7 @@ export class SmtpClient {
     socket.on("data", (chunk: Buffer) => this.read(chunk));
     // Silence for the whole timeout, whatever we waited for (an idle pooled connection closes earlier).
     socket.on("timeout", () => this.destroy(new NextHopError(`no answer from the next hop in time (${this.command})`, undefined, "Timeout", { code: "ETIMEDOUT", command: this.command })));
-    socket.on("error", (error: Error) => this.destroy(new NextHopError(error.message, undefined, "Connection", { code: this.command === "STARTTLS" || this.command === "CONNECT" ? tlsOrConnection(error) : "ECONNECTION", command: this.command })));
+    socket.on("error", (error: Error) => this.destroy(new NextHopError(error.message, undefined, "Connection", { code: tlsOrConnection(error), command: this.command })));
     socket.on("close", () => this.fail(new NextHopError("the next hop closed the connection", undefined, "Connection", { code: "ECONNECTION", command: this.command })));
     return socket;
   }
