@@ -19,7 +19,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { openSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { freePort, relayConfig, randomPassword, selfSignedCertificate, stopChild, tempDir, writeRelayConfig } from "../test/support/mail.js";
+import { freePort, portOpen, relayConfig, randomPassword, selfSignedCertificate, stopChild, tempDir, writeRelayConfig } from "../test/support/mail.js";
 import { eventuallyTrue } from "../test/support/wait.js";
 import { startHaraka } from "./haraka.js";
 import { load as loadWith, type Result, type Target } from "./load.js";
@@ -31,6 +31,8 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "20" },
     size: { type: "string", default: "10240" },
     haraka: { type: "boolean", default: false },
+    // The throw-away smtp-server + pooled nodemailer prototype (bench/prototype.ts): this machine's floor.
+    prototype: { type: "boolean", default: false },
     // For profiling the steady state alone (BENCH_PROFILE=dir): no connection per message.
     "pooled-only": { type: "boolean", default: false },
   },
@@ -75,6 +77,8 @@ async function main(): Promise<void> {
   ];
   const haraka = values.haraka ? await startHaraka({ dir, tls, sinkPort: sink.port, user, password }) : undefined;
   if (haraka) targets.push({ name: "haraka", port: haraka.port, tls: true, auth: { user, pass: password }, pid: haraka.pid });
+  const prototype = values.prototype ? await startPrototype({ tls, sinkPort: sink.port, user, password }) : undefined;
+  if (prototype) targets.push({ name: "prototype", port: prototype.port, tls: true, auth: { user, pass: password }, pid: prototype.child.pid! });
 
   const results: Result[] = [];
   try {
@@ -85,14 +89,26 @@ async function main(): Promise<void> {
     }
     for (const [i, target] of targets.entries()) {
       results.push(median(rounds[i]!));
-      if (target.name !== "direct" && !values["pooled-only"]) results.push(await load(target, "per-message", Math.ceil(totalMessages / 2)));
+      if (target.name !== "direct" && target.name !== "prototype" && !values["pooled-only"]) results.push(await load(target, "per-message", Math.ceil(totalMessages / 2)));
     }
   } finally {
     await stopChild(relay);
     if (haraka) await haraka.stop();
+    if (prototype) await stopChild(prototype.child);
     await stopChild(sink.child);
   }
   report(results);
+}
+
+async function startPrototype(opts: { tls: { certFile: string; keyFile: string }; sinkPort: number; user: string; password: string }): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "bench/prototype.ts", "--port", String(port), "--sink-port", String(opts.sinkPort), "--cert", opts.tls.certFile, "--key", opts.tls.keyFile, "--user", opts.user, "--password", opts.password],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  await eventuallyTrue("the prototype relay", () => portOpen(port), 20_000);
+  return { port, child };
 }
 
 /** The round with the median rate (its latencies and CPU belong to the same round). */
@@ -111,6 +127,7 @@ function report(results: Result[]): void {
   const relayPooled = find("relay", "pooled")!;
   const relayPerMessage = find("relay", "per-message");
   const harakaPooled = find("haraka", "pooled");
+  const prototypePooled = find("prototype", "pooled");
   console.log("");
   console.log(`figure relay_msgs_per_s ${relayPooled.rate.toFixed(0)} msgs/s`);
   if (relayPerMessage) console.log(`figure relay_per_connection_msgs_per_s ${relayPerMessage.rate.toFixed(0)} msgs/s`);
@@ -124,6 +141,11 @@ function report(results: Result[]): void {
   if (harakaPooled) {
     console.log(`figure haraka_msgs_per_s ${harakaPooled.rate.toFixed(0)} msgs/s`);
     console.log(`figure relay_vs_haraka ${(relayPooled.rate / harakaPooled.rate).toFixed(2)} ratio`);
+  }
+  if (prototypePooled) {
+    console.log(`figure prototype_msgs_per_s ${prototypePooled.rate.toFixed(0)} msgs/s`);
+    console.log(`figure prototype_cpu_per_message ${prototypePooled.cpuPerMessageUs!.toFixed(0)} us`);
+    console.log(`figure relay_vs_prototype_cpu ${(relayPooled.cpuPerMessageUs! / prototypePooled.cpuPerMessageUs!).toFixed(2)} ratio`);
   }
 }
 
