@@ -106,6 +106,9 @@ export class SmtpClient {
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       if (signal?.aborted) throw abortReason(signal);
+      // Closed since its last message (the pool checks first; this is the race):
+      // the transaction fails at its first command, nothing of it sent.
+      if (this.failure) throw new NextHopError("the next hop closed the connection", undefined, "Connection", { code: "ECONNECTION", command: "MAIL FROM" });
       await this.envelope(from, to);
       this.command = "DATA";
       await this.writeMessage(message, to.length);

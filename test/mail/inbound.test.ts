@@ -135,6 +135,31 @@ describe("inbound relay", () => {
     }
   });
 
+  test("a next hop that drops idle pooled connections: the next message goes on a new one, nothing refused", async () => {
+    // smtp-sink -t 1 closes a connection idle for a second, as a busy MTA does
+    // (the relay keeps idle ones for 5 s).
+    const impatient = await startRelay({ domains: [exampleDomain(password)], sinkOptions: ["-t", "1"] });
+    try {
+      const sendOne = (subject: string) =>
+        swaks([
+          "--server", `127.0.0.1:${impatient.implicitPort}`, "--tls-on-connect",
+          "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
+          "--from", "customer@users.example.org", "--to", "support@example.com", "--header", `Subject: ${subject}`,
+        ]);
+      const first = await sendOne("first");
+      assert.equal(first.code, 0, first.output);
+      await new Promise((resolve) => setTimeout(resolve, 1_800));
+      const second = await sendOne("second");
+      assert.equal(second.code, 0, second.output);
+      assert.deepEqual(
+        impatient.sink.messages().map((m) => /^Subject: (.*)$/m.exec(m.content)?.[1]),
+        ["first", "second"],
+      );
+    } finally {
+      await impatient.stop();
+    }
+  });
+
   test("a next hop without ESMTP: HELO, one command at a time; lines starting with a dot arrive intact", async () => {
     const plain = await startRelay({ domains: [exampleDomain(password)], sinkOptions: ["-e"] });
     try {
