@@ -7,6 +7,9 @@
 //   haraka   the same through Haraka 3.3.4 as an authenticated cut-through
 //            relay (`npm run bench:relay -- --haraka`; installed from npm into
 //            ~/.cache on first use, see bench/haraka.ts)
+//   prototype the throw-away smtp-server + pooled nodemailer cut-through the
+//            issue's targets were set against (`-- --prototype`, pooled only;
+//            bench/prototype.ts): how fast this machine runs the reference
 //
 // Each with pooled connections (100 messages each) and, for the relays, a new
 // TLS connection per message (as Postfix sends without a backlog). The pooled
@@ -145,6 +148,9 @@ function report(results: Result[]): void {
   if (prototypePooled) {
     console.log(`figure prototype_msgs_per_s ${prototypePooled.rate.toFixed(0)} msgs/s`);
     console.log(`figure prototype_cpu_per_message ${prototypePooled.cpuPerMessageUs!.toFixed(0)} us`);
+    console.log(`figure prototype_added_p99 ${(prototypePooled.p99 - direct.p99).toFixed(2)} ms`);
+    if (harakaPooled) console.log(`figure prototype_vs_haraka ${(prototypePooled.rate / harakaPooled.rate).toFixed(2)} ratio`);
+    console.log(`figure relay_vs_prototype ${(relayPooled.rate / prototypePooled.rate).toFixed(2)} ratio`);
     console.log(`figure relay_vs_prototype_cpu ${(relayPooled.cpuPerMessageUs! / prototypePooled.cpuPerMessageUs!).toFixed(2)} ratio`);
   }
 }
