@@ -131,7 +131,7 @@ describe("SmtpDomain reconciler", () => {
     // Steady state: a resync writes nothing.
     await controller.queue.idle();
     const writes = controller.cluster.writes;
-    controller.queue.add(`${namespace}/example-com`);
+    controller.queue.add(`domain/${namespace}/example-com`);
     await controller.queue.idle();
     assert.equal(controller.cluster.writes, writes, `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`);
   });
