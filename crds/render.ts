@@ -10,6 +10,8 @@ type Schema = { [key: string]: JSONValue };
 /** Converts one TypeBox schema node (and its children) to a structural CRD schema. */
 export function structural(schema: TSchema | Schema): Schema {
   const source = schema as Schema;
+  // An integer or a string (a quantity): Kubernetes' own shape for it, as it is.
+  if (source["x-kubernetes-int-or-string"] === true) return copy(source);
   // A union of string literals becomes an enum.
   if (Array.isArray(source.anyOf)) {
     const members = source.anyOf as Schema[];

@@ -53,6 +53,28 @@ const DNSName = (description: string) =>
 const Duration = (description: string, defaultValue?: string) =>
   Type.String({ description, pattern: durationPattern, maxLength: 32, ...(defaultValue ? { default: defaultValue } : {}) });
 
+// A Kubernetes quantity, as a container's resources take it: 500m, 2, 256Mi.
+// An integer or a string (rendered as x-kubernetes-int-or-string; see crds/render.ts).
+const Quantity = (description: string) =>
+  Type.Unsafe<string | number>({
+    description,
+    "x-kubernetes-int-or-string": true,
+    ...rules({ rule: "isQuantity(string(self))", message: "must be a quantity such as 500m, 2, 256Mi or 1Gi" }),
+  });
+
+const ResourceList = (description: string) =>
+  Type.Object(
+    {
+      cpu: Type.Optional(Quantity("CPU, e.g. 250m or 1.")),
+      memory: Type.Optional(Quantity("Memory, e.g. 256Mi.")),
+    },
+    { description },
+  );
+
+/** Each resource's request, where both are given, at most its limit (CEL: the quantity library). */
+const requestWithinLimit = (resource: string) =>
+  `!has(self.requests.${resource}) || !has(self.limits.${resource}) || quantity(string(self.requests.${resource})).compareTo(quantity(string(self.limits.${resource}))) <= 0`;
+
 const ObjectName = (description: string) =>
   Type.String({
     description,
@@ -281,6 +303,19 @@ const RelaySpec = Type.Object(
           secretName: ObjectName("A kubernetes.io/tls Secret with the relay's certificate and key, e.g. issued by cert-manager. Without it the operator issues a certificate from its own CA."),
         },
         { description: "The relay's TLS certificate." },
+      ),
+    ),
+    resources: Type.Optional(
+      Type.Object(
+        {
+          requests: Type.Optional(ResourceList("What each relay pod is scheduled with.")),
+          limits: Type.Optional(ResourceList("What each relay pod may use at most.")),
+        },
+        {
+          description:
+            "CPU and memory of each relay pod. Replaces the defaults as a whole (requests cpu 100m and memory 128Mi, limit memory 512Mi); see Sizing in docs/operations.md.",
+          ...rules({ rule: `!has(self.requests) || !has(self.limits) || ((${requestWithinLimit("cpu")}) && (${requestWithinLimit("memory")}))`, message: "a request must not exceed its limit" }),
+        },
       ),
     ),
   },

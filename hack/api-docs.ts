@@ -13,6 +13,7 @@ const escape = (text: string) => text.replace(/\|/g, "\\|").replace(/\n/g, " ");
 
 function typeOf(node: Node): string {
   if (Array.isArray(node.enum)) return (node.enum as string[]).join(" | ");
+  if (node["x-kubernetes-int-or-string"] === true) return "quantity (integer or string)";
   if (node.type === "array") return `[]${typeOf(node.items as Node)}`;
   if (node.type === "object" && node.additionalProperties) return "map[string]string";
   return String(node.type) + (node.format ? ` (${text(node.format)})` : "");

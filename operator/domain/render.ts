@@ -370,7 +370,7 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
               ],
               readinessProbe: { httpGet: { path: "/readyz", port: "health" }, periodSeconds: 5 },
               livenessProbe: { httpGet: { path: "/healthz", port: "health" }, periodSeconds: 10, failureThreshold: 6 },
-              resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "512Mi" } },
+              resources: relayResources(domain),
               securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
               volumeMounts: mounts,
             },
@@ -380,6 +380,18 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
       },
     },
   };
+}
+
+/** The relay's defaults, for a domain of modest traffic; spec.relay.resources replaces them as a whole. */
+export const defaultRelayResources = { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "512Mi" } };
+
+function relayResources(domain: SmtpDomain): Record<string, Record<string, string>> {
+  const wanted = domain.spec.relay?.resources;
+  if (!wanted) return defaultRelayResources;
+  // Quantities go out as strings, as the API server returns them (an integer 2 reads back as "2").
+  const list = (resources: { cpu?: string | number; memory?: string | number } | undefined) =>
+    Object.fromEntries(Object.entries(resources ?? {}).map(([name, quantity]) => [name, String(quantity)]));
+  return { ...(wanted.requests ? { requests: list(wanted.requests) } : {}), ...(wanted.limits ? { limits: list(wanted.limits) } : {}) };
 }
 
 export function relayService(domain: SmtpDomain): KubeObject {

@@ -4,6 +4,7 @@
 // state free of API writes while any edit to a field we own is still seen (and
 // repaired by the next apply).
 import type { KubeObject } from "../domain/render.js";
+import { sameQuantity } from "./quantity.js";
 
 export function alreadyApplied(desired: KubeObject, live: Record<string, unknown>): boolean {
   const { stringData, ...rest } = desired as KubeObject & { stringData?: Record<string, string> };
@@ -16,13 +17,14 @@ export function alreadyApplied(desired: KubeObject, live: Record<string, unknown
   return isSubset(rest, live);
 }
 
-export function isSubset(desired: unknown, live: unknown): boolean {
+/** `quantities`: below a container's `resources`, where the server returns quantities in canonical form. */
+export function isSubset(desired: unknown, live: unknown, quantities = false): boolean {
   if (desired === undefined) return true;
-  if (desired === null || typeof desired !== "object") return desired === live;
+  if (desired === null || typeof desired !== "object") return desired === live || (quantities && sameQuantity(desired, live));
   if (Array.isArray(desired)) {
     if (!Array.isArray(live) || live.length !== desired.length) return false;
-    return desired.every((item, i) => isSubset(item, live[i]));
+    return desired.every((item, i) => isSubset(item, live[i], quantities));
   }
   if (live === null || typeof live !== "object" || Array.isArray(live)) return false;
-  return Object.entries(desired as Record<string, unknown>).every(([key, value]) => isSubset(value, (live as Record<string, unknown>)[key]));
+  return Object.entries(desired as Record<string, unknown>).every(([key, value]) => isSubset(value, (live as Record<string, unknown>)[key], quantities || key === "resources"));
 }

@@ -89,6 +89,12 @@ const invalid: { rule: string; manifest: (ns: string) => Manifest; message: RegE
   },
   { rule: "DKIM selector syntax", manifest: (ns) => domain(ns, { dkim: { keys: [{ selector: "My_Selector" }] } }), message: /selector must be a lowercase DNS label/ },
   { rule: "relay replicas bounds", manifest: (ns) => domain(ns, { relay: { replicas: 0 } }), message: /spec.relay.replicas: Invalid value: 0/ },
+  { rule: "relay resources are quantities", manifest: (ns) => domain(ns, { relay: { resources: { requests: { memory: "256 MB" } } } }), message: /must be a quantity such as 500m/ },
+  {
+    rule: "relay resource requests within limits",
+    manifest: (ns) => domain(ns, { relay: { resources: { requests: { cpu: "2", memory: "1Gi" }, limits: { cpu: "1500m", memory: "1Gi" } } } }),
+    message: /a request must not exceed its limit/,
+  },
   { rule: "relay Service type enum", manifest: (ns) => domain(ns, { relay: { service: { type: "ExternalName" } } }), message: /Unsupported value: "ExternalName"/ },
   { rule: "address syntax: display name", manifest: (ns) => address(ns, { address: "Support <support@example.com>" }), message: /address must be a plain mailbox/ },
   { rule: "address syntax: quoted local part", manifest: (ns) => address(ns, { address: '"a@b"@example.com' }), message: /address must be a plain mailbox/ },

@@ -136,6 +136,28 @@ describe("SmtpDomain reconciler", () => {
     assert.equal(controller.cluster.writes, writes, `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`);
   });
 
+  test("relay resources from the spec: written as given, read back canonical, and a resync writes nothing", async (t) => {
+    const namespace = await setup(t);
+    const manifest = domainManifest(namespace);
+    const resources = { requests: { cpu: "0.25", memory: "256Mi" }, limits: { cpu: 1, memory: "1024Mi" } };
+    await applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, resources } } });
+    const container = await eventually("the relay Deployment", async () => (await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }).catch(() => undefined))?.spec?.template.spec?.containers[0]);
+    assert.deepEqual(JSON.parse(JSON.stringify(container.resources)), { requests: { cpu: "250m", memory: "256Mi" }, limits: { cpu: "1", memory: "1Gi" } });
+
+    await controller.queue.idle();
+    const writes = controller.cluster.writes;
+    controller.queue.add(`domain/${namespace}/example-com`);
+    await controller.queue.idle();
+    assert.equal(controller.cluster.writes, writes, `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`);
+
+    // Without resources, the defaults again.
+    await applyManifests(manifest);
+    await eventually("the default resources", async () => {
+      const c = (await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" })).spec?.template.spec?.containers[0];
+      return JSON.stringify(c?.resources) === JSON.stringify({ limits: { memory: "512Mi" }, requests: { cpu: "100m", memory: "128Mi" } }) ? true : undefined;
+    });
+  });
+
   test("rotation: a new version beside the old, then revocation", async (t) => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace));

@@ -45,7 +45,8 @@ describe("CRD schemas", () => {
 
     test(`${name}: structural (a type everywhere, no unions or pattern properties)`, () => {
       for (const [path, node] of walk(root, "")) {
-        assert.ok(typeof node.type === "string", `${path} has no type`);
+        // Kubernetes' one exception: an integer-or-string (a quantity) has no type of its own.
+        assert.ok(typeof node.type === "string" || node["x-kubernetes-int-or-string"] === true, `${path} has no type`);
         for (const banned of ["anyOf", "oneOf", "allOf", "patternProperties", "$id", "const"]) {
           assert.equal(node[banned], undefined, `${path} uses ${banned}`);
         }

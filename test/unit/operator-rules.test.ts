@@ -6,6 +6,7 @@ import type { SmtpDomain } from "../../crds/schema.js";
 import { mergeConditions } from "../../operator/conditions.js";
 import { parseDuration, planCredentials, type IssuedCredential } from "../../operator/domain/credentials.js";
 import { isSubset } from "../../operator/kube/compare.js";
+import { parseQuantity, sameQuantity } from "../../operator/kube/quantity.js";
 import { WorkQueue } from "../../operator/queue.js";
 
 const domain = (credentials: NonNullable<SmtpDomain["spec"]["inbound"]["credentials"]>, gracePeriod?: string): SmtpDomain => ({
@@ -77,6 +78,26 @@ describe("isSubset", () => {
     assert.equal(isSubset({ spec: { replicas: 3 } }, live), false);
     assert.equal(isSubset({ spec: { template: { spec: { containers: [{ name: "relay" }, { name: "sidecar" }] } } } }, live), false);
     assert.equal(isSubset({ spec: { from: [{ namespaceSelector: {} }] } }, { spec: {} }), false);
+  });
+
+  test("a container's resources compare by value: the server returns quantities in canonical form", () => {
+    const container = (resources: object) => ({ spec: { template: { spec: { containers: [{ name: "relay", resources }] } } } });
+    const live = container({ requests: { cpu: "500m", memory: "1Gi" }, limits: { cpu: "2", memory: "1536Mi" } });
+    assert.equal(isSubset(container({ requests: { cpu: "0.5", memory: "1024Mi" }, limits: { cpu: 2, memory: "1.5Gi" } }), live), true);
+    assert.equal(isSubset(container({ requests: { cpu: "600m" } }), live), false);
+    assert.equal(isSubset(container({ limits: { memory: "1536M" } }), live), false, "M is 10^6, Mi is 2^20");
+    // Elsewhere text stays text: a label "1" is not "1000m".
+    assert.equal(isSubset({ metadata: { labels: { a: "1" } } }, { metadata: { labels: { a: "1000m" } } }), false);
+  });
+});
+
+describe("quantities", () => {
+  test("the same value in every notation the API server accepts", () => {
+    const same = [["100m", "0.1"], ["1", "1000m"], ["1e3", "1k"], ["1Ki", "1024"], ["0.5Gi", "512Mi"], ["2E", "2e18"], [".5", "500m"], ["+1", "1"], [2, "2"]] as const;
+    for (const [a, b] of same) assert.equal(sameQuantity(a, b), true, `${a} = ${b}`);
+    const different = [["1M", "1Mi"], ["1m", "1"], ["1.5", "1"], ["-1", "1"]] as const;
+    for (const [a, b] of different) assert.equal(sameQuantity(a, b), false, `${a} ≠ ${b}`);
+    for (const bad of ["", "1.2.3", "5 Gi", "1GB", "m", "1e", "secrets"]) assert.equal(parseQuantity(bad), undefined, bad);
   });
 });
 
