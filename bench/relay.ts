@@ -19,7 +19,7 @@
 // per AUTH and per message) into a file. Prints a table, then one
 // `figure <name> <value> <unit>` line per figure.
 import { spawn, type ChildProcess } from "node:child_process";
-import { openSync } from "node:fs";
+import { mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { freePort, portOpen, relayConfig, randomPassword, selfSignedCertificate, stopChild, tempDir, writeRelayConfig } from "../test/support/mail.js";
@@ -67,7 +67,9 @@ async function main(): Promise<void> {
   });
   const file = join(dir, "relay.yaml");
   writeRelayConfig(file, config);
-  const logFile = join(dir, "relay.log");
+  // Not beside the config: the relay watches that directory for changes.
+  mkdirSync(join(dir, "logs"));
+  const logFile = join(dir, "logs", "relay.log");
   const relay = spawn(process.execPath, [...(process.env.BENCH_PROFILE ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROFILE] : []), "dist/relay/main.js", "--config", file], {
     stdio: ["ignore", "ignore", openSync(logFile, "w")],
     env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "info" },

@@ -237,7 +237,8 @@ export class Relay {
   /**
    * Kubernetes updates a mounted Secret by swapping a symlink in its
    * directory, which file watches do not always see: watch the directory and
-   * also compare contents every two seconds.
+   * also compare contents every two seconds. A burst of events (a swap is
+   * several; a busy file beside the config is one per write) makes one check.
    */
   private watchConfig(): void {
     const check = () => {
@@ -247,8 +248,15 @@ export class Relay {
         this.reload();
       }
     };
+    let pending: NodeJS.Timeout | undefined;
+    const soon = () => {
+      pending ??= setTimeout(() => {
+        pending = undefined;
+        check();
+      }, 50).unref();
+    };
     try {
-      this.watcher = watch(dirname(this.configFile), () => setTimeout(check, 50).unref());
+      this.watcher = watch(dirname(this.configFile), soon);
     } catch {
       /* the poll below still sees changes */
     }
