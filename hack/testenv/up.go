@@ -143,7 +143,7 @@ func up(dir string, port int, withParent bool) error {
 
 	kcm, err := start(dir, "kube-controller-manager",
 		"--kubeconfig="+kubeconfig,
-		"--controllers=garbage-collector-controller,namespace-controller",
+		"--controllers=garbage-collector-controller,namespace-controller,endpointslice-controller",
 		"--secure-port=0",
 		"--leader-elect=false",
 		"--v=0")
