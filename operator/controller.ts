@@ -9,6 +9,7 @@ import type { Logger } from "../relay/ops/log.js";
 import { reconcileAddress } from "./address/reconcile.js";
 import type { VerificationIO, VerificationTiming } from "./address/verification.js";
 import { verificationIO, type VerificationSettings } from "./address/verification-io.js";
+import { controlEndpoints } from "./address/control-client.js";
 import { defaultLimits, judgeAddresses, judgeDomains, type Limits } from "./address/rules.js";
 import { defaultCaSecret, forgetCertificateAuthority } from "./domain/certificate.js";
 import { disconnect, disconnectFinalizer, ensureFinalizer } from "./domain/disconnect.js";
@@ -43,6 +44,8 @@ export class Controller {
   private readonly addresses: SupervisedInformer<SupportAddress & k8s.KubernetesObject>;
   private readonly watched: SupervisedInformer<k8s.KubernetesObject>[];
   private readonly secrets: SupervisedInformer<k8s.V1Secret>;
+  /** Our relays' internal Services' EndpointSlices: the control API of every ready relay pod. */
+  private readonly endpointSlices: SupervisedInformer<k8s.V1EndpointSlice>;
   private resync: NodeJS.Timeout | undefined;
   private readonly verificationIO: VerificationIO | undefined;
   private verdictCache: ReturnType<Controller["judge"]> | undefined;
@@ -62,6 +65,7 @@ export class Controller {
           const token = this.secrets.get(names(domain).control, domain.metadata.namespace)?.data?.token;
           return token ? Buffer.from(token, "base64").toString("utf8") : undefined;
         },
+        controlEndpoints: (domain) => controlEndpoints(this.endpointSlices.list(), domain.metadata.namespace!, names(domain).internal),
         // The control API is pinned to the certificate the relay serves, read from its TLS Secret.
         certificatePins: (domain) => {
           const pem = this.secrets.get(names(domain).tls, domain.metadata.namespace)?.data?.["tls.crt"];
@@ -87,8 +91,12 @@ export class Controller {
     const ours = "app.kubernetes.io/managed-by=smtp-connector";
     // Secrets: ours (deleted ones come back) and the ones a domain or address references.
     this.secrets = supervisedInformer(access, "/api/v1/secrets", (s) => this.secretChanged(s), log, undefined, relisted);
+    // Read when a relay is asked something, never a reason to reconcile. The EndpointSlice controller copies
+    // the Service's labels onto its slices, so the same selector finds only ours.
+    this.endpointSlices = supervisedInformer(access, "/apis/discovery.k8s.io/v1/endpointslices", () => undefined, log, ours, relisted);
     this.watched = [
       this.secrets,
+      this.endpointSlices,
       // Our own Deployments (availability feeds RelayAvailable, edits are drift to repair), Services,
       // NetworkPolicies and PodDisruptionBudgets: label-selected, so only ours are cached.
       ...["/apis/apps/v1/deployments", "/api/v1/services", "/apis/networking.k8s.io/v1/networkpolicies", "/apis/policy/v1/poddisruptionbudgets"].map((path) =>

@@ -14,7 +14,7 @@ import { LeaderElector } from "./leader.js";
 import { leaseName } from "./rbac.js";
 
 const usage =
-  "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example] [--verification-sender verify@helpdesk.example] [--verification-smtp host:port] [--relay-control-url https://{name}-relay-internal.{namespace}.svc:8443] [--dns-resolver IP[:port]] [--ca-secret NAMESPACE/NAME] [--certificate-duration 2160h] [--certificate-renew-before 720h] [--leader-elect [--leader-election-namespace NS] [--lease-duration-seconds 15]]";
+  "usage: operator [--kubeconfig FILE] [--metrics-port 8080] [--relay-image IMAGE] [--relay-host-suffix SUFFIX] [--system-domains a.example,b.example] [--verification-sender verify@helpdesk.example] [--verification-smtp host:port] [--relay-control-url https://{name}-relay-internal.{namespace}.svc:8443] [--relay-control-endpoints pods|url] [--dns-resolver IP[:port]] [--ca-secret NAMESPACE/NAME] [--certificate-duration 2160h] [--certificate-renew-before 720h] [--leader-elect [--leader-election-namespace NS] [--lease-duration-seconds 15]]";
 
 function options() {
   try {
@@ -29,6 +29,9 @@ function options() {
         "verification-smtp": { type: "string", default: process.env.SMTPC_VERIFICATION_SMTP ?? "" },
         "dns-resolver": { type: "string", default: process.env.SMTPC_DNS_RESOLVER ?? "" },
         "relay-control-url": { type: "string", default: process.env.SMTPC_RELAY_CONTROL_URL ?? defaultControlUrl },
+        // pods: every ready relay pod (EndpointSlices), the URL only while none is known; url: the URL alone
+        // (an operator outside the cluster, which cannot reach pod addresses).
+        "relay-control-endpoints": { type: "string", default: process.env.SMTPC_RELAY_CONTROL_ENDPOINTS ?? "pods" },
         "ca-secret": { type: "string", default: process.env.SMTPC_CA_SECRET ?? `${process.env.POD_NAMESPACE ?? defaultCaSecret.namespace}/${defaultCaSecret.name}` },
         "certificate-duration": { type: "string", default: "2160h" },
         "certificate-renew-before": { type: "string", default: "720h" },
@@ -54,6 +57,8 @@ function options() {
     const dnsResolver = values["dns-resolver"];
     if (dnsResolver && !/^([0-9.]+|\[[0-9a-fA-F:]+\])(:[0-9]{1,5})?$/.test(dnsResolver)) throw new Error(`--dns-resolver must be an IP address with an optional port, such as 10.96.0.10:53, got ${dnsResolver}`);
     if (!/^https:\/\//.test(values["relay-control-url"])) throw new Error(`--relay-control-url must be an https URL template (the control API is HTTPS only), got ${values["relay-control-url"]}`);
+    const endpoints = values["relay-control-endpoints"];
+    if (endpoints !== "pods" && endpoints !== "url") throw new Error(`--relay-control-endpoints must be pods or url, got ${endpoints}`);
     const ca = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(values["ca-secret"]);
     if (!ca) throw new Error(`--ca-secret must be NAMESPACE/NAME of a Secret, got ${values["ca-secret"]}`);
     const duration = (flag: "certificate-duration" | "certificate-renew-before") => {
@@ -70,7 +75,7 @@ function options() {
       caSecret: { namespace: ca[1]!, name: ca[2]! },
       certificates,
       dnsResolver,
-      verification: { sender, ...(smtp ? { smtp } : {}), controlUrl: values["relay-control-url"] },
+      verification: { sender, ...(smtp ? { smtp } : {}), controlUrl: values["relay-control-url"], perPod: endpoints === "pods" },
       kubeconfig: values.kubeconfig,
       port,
       relayImage: values["relay-image"],

@@ -2,9 +2,12 @@
 // certificate in the relay's TLS Secret. The TLS handshake is completed and
 // the presented certificate compared before a single byte of the request
 // (with its bearer token) is written, so an impostor never sees the token.
+// Where to reach it: every ready pod of the relay, from its internal
+// Service's EndpointSlices (controlEndpoints below).
 import http from "node:http";
 import tls from "node:tls";
 import { isIP } from "node:net";
+import type * as k8s from "@kubernetes/client-node";
 
 export interface ControlResponse {
   status: number;
@@ -56,4 +59,24 @@ export async function controlRequest(url: string, request: ControlRequest): Prom
     req.on("error", reject);
     req.end(request.body);
   });
+}
+
+/**
+ * Where each ready pod behind a relay's internal Service serves its control
+ * API, from the Service's EndpointSlices. Empty when none is known (no slices
+ * yet, or no ready pod): the caller then uses the Service's address.
+ */
+export function controlEndpoints(slices: readonly k8s.V1EndpointSlice[], namespace: string, service: string): { host: string; port: number }[] {
+  const found = new Map<string, { host: string; port: number }>();
+  for (const slice of slices) {
+    if (slice.metadata?.namespace !== namespace || slice.metadata.labels?.["kubernetes.io/service-name"] !== service) continue;
+    const port = slice.ports?.find((p) => p.name === "control")?.port;
+    if (!port) continue;
+    for (const endpoint of slice.endpoints ?? []) {
+      // Ready unset means ready (the API's convention); a terminating pod is not asked.
+      if (endpoint.conditions?.ready === false || endpoint.conditions?.terminating === true) continue;
+      for (const host of endpoint.addresses) found.set(`${host}:${port}`, { host, port });
+    }
+  }
+  return [...found.values()];
 }

@@ -107,6 +107,13 @@ describe("SmtpDomain reconciler", () => {
     assert.deepEqual(pod.containers[0]!.command, ["node", "dist/relay/main.js", "--config", "/etc/smtp-connector/config/relay.yaml"]);
     const service = await core.readNamespacedService({ namespace, name: "example-com-relay" });
     assert.deepEqual(service.spec?.ports?.map((p) => p.port), [587, 465]);
+    // The EndpointSlice controller copies the internal Service's labels onto its slices, so the operator's
+    // label-selected informer (where each relay pod's control API is read from) sees them. No pod runs
+    // here, so the slice lists none: the operator then asks the Service's URL.
+    await eventually("the internal Service's EndpointSlice, with our label", async () => {
+      const listed = await kubectl(["get", "endpointslices", "-n", namespace, "-l", "kubernetes.io/service-name=example-com-relay-internal,app.kubernetes.io/managed-by=smtp-connector", "-o", "name"]);
+      return listed.stdout.trim() ? true : undefined;
+    });
     const pdb = await kubectl(["get", "pdb", "example-com-relay", "-n", namespace, "-o", "name"]);
     assert.equal(pdb.code, 0, pdb.stderr);
     const netpol = await kubectl(["get", "networkpolicy", "example-com-relay", "-n", namespace, "-o", "json"]);

@@ -6,6 +6,7 @@ import type { SmtpDomain } from "../../crds/schema.js";
 import { mergeConditions } from "../../operator/conditions.js";
 import { parseDuration, planCredentials, type IssuedCredential } from "../../operator/domain/credentials.js";
 import { isSubset } from "../../operator/kube/compare.js";
+import { controlEndpoints } from "../../operator/address/control-client.js";
 import { parseQuantity, sameQuantity } from "../../operator/kube/quantity.js";
 import { WorkQueue } from "../../operator/queue.js";
 
@@ -88,6 +89,29 @@ describe("isSubset", () => {
     assert.equal(isSubset(container({ limits: { memory: "1536M" } }), live), false, "M is 10^6, Mi is 2^20");
     // Elsewhere text stays text: a label "1" is not "1000m".
     assert.equal(isSubset({ metadata: { labels: { a: "1" } } }, { metadata: { labels: { a: "1000m" } } }), false);
+  });
+});
+
+describe("controlEndpoints", () => {
+  test("every ready, not terminating pod of the relay's internal Service, at its control port, each once", () => {
+    const slice = (name: string, service: string, endpoints: object[], namespace = "acme") => ({
+      metadata: { name, namespace, labels: { "kubernetes.io/service-name": service } },
+      addressType: "IPv4",
+      ports: [{ name: "submission", port: 2525 }, { name: "control", port: 8443 }],
+      endpoints,
+    });
+    const slices = [
+      slice("a", "example-com-relay-internal", [{ addresses: ["10.0.0.1"], conditions: { ready: true } }, { addresses: ["10.0.0.2"] }, { addresses: ["10.0.0.3"], conditions: { ready: false } }]),
+      // A second slice of the same Service (large Services have several), one address repeated.
+      slice("b", "example-com-relay-internal", [{ addresses: ["10.0.0.4"], conditions: { ready: true, terminating: true } }, { addresses: ["10.0.0.2"] }]),
+      slice("c", "other-relay-internal", [{ addresses: ["10.0.0.9"] }]),
+      slice("d", "example-com-relay-internal", [{ addresses: ["10.0.0.8"] }], "elsewhere"),
+    ] as Parameters<typeof controlEndpoints>[0];
+    assert.deepEqual(controlEndpoints(slices, "acme", "example-com-relay-internal"), [
+      { host: "10.0.0.1", port: 8443 },
+      { host: "10.0.0.2", port: 8443 },
+    ]);
+    assert.deepEqual(controlEndpoints([], "acme", "example-com-relay-internal"), []);
   });
 });
 
