@@ -22,6 +22,8 @@ export function parseQuantity(text: string | number): Exact | undefined {
   const [whole = "", fraction = ""] = number.split(".");
   const mantissa = BigInt(`${sign}${whole}${fraction}` || "0");
   const exp10 = -fraction.length + (exponent !== undefined ? Number(exponent) : (decimalSuffix[suffix] ?? 0));
+  // Beyond any real resource: not compared by value (an exponent of a million would cost a million-digit number).
+  if (whole.length + fraction.length > 40 || Math.abs(exp10) > 40) return undefined;
   return { mantissa, exp10, exp2: binarySuffix[suffix] ?? 0 };
 }
 

@@ -121,7 +121,7 @@ describe("quantities", () => {
     for (const [a, b] of same) assert.equal(sameQuantity(a, b), true, `${a} = ${b}`);
     const different = [["1M", "1Mi"], ["1m", "1"], ["1.5", "1"], ["-1", "1"]] as const;
     for (const [a, b] of different) assert.equal(sameQuantity(a, b), false, `${a} ≠ ${b}`);
-    for (const bad of ["", "1.2.3", "5 Gi", "1GB", "m", "1e", "secrets"]) assert.equal(parseQuantity(bad), undefined, bad);
+    for (const bad of ["", "1.2.3", "5 Gi", "1GB", "m", "1e", "secrets", "1e999999"]) assert.equal(parseQuantity(bad), undefined, bad);
   });
 });
 
