@@ -34,7 +34,7 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "20" },
     size: { type: "string", default: "10240" },
     haraka: { type: "boolean", default: false },
-    // The throw-away smtp-server + pooled nodemailer prototype (bench/prototype.ts): this machine's floor.
+    // The throw-away smtp-server + pooled nodemailer prototype (bench/prototype.ts) the targets were set against.
     prototype: { type: "boolean", default: false },
     // For profiling the steady state alone (BENCH_PROFILE=dir): no connection per message.
     "pooled-only": { type: "boolean", default: false },
