@@ -23,6 +23,14 @@ export interface ControlRequest {
   timeoutMs?: number;
 }
 
+/** Failed before a byte of the request was written (connect, TLS handshake, certificate pin): safe to send elsewhere. */
+export class NotSent extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "NotSent";
+  }
+}
+
 export async function controlRequest(url: string, request: ControlRequest): Promise<ControlResponse> {
   const target = new URL(url);
   if (target.protocol !== "https:") throw new Error(`the relay control API is HTTPS only, got ${url}`);
@@ -35,12 +43,12 @@ export async function controlRequest(url: string, request: ControlRequest): Prom
     const s = tls.connect({ host, port, rejectUnauthorized: false, ...(isIP(host) ? {} : { servername: host }) });
     s.setTimeout(timeoutMs, () => s.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)));
     s.once("secureConnect", () => resolve(s));
-    s.once("error", reject);
+    s.once("error", (error: Error) => reject(new NotSent(error.message, { cause: error })));
   });
   const presented = socket.getPeerCertificate().fingerprint256;
   if (!request.pins.includes(presented)) {
     socket.destroy();
-    throw new Error(`the relay at ${host}:${port} presented a certificate (SHA-256 ${presented.slice(0, 23)}…) that is not the one in its TLS Secret; not sending the token`);
+    throw new NotSent(`the relay at ${host}:${port} presented a certificate (SHA-256 ${presented.slice(0, 23)}…) that is not the one in its TLS Secret; not sending the token`);
   }
   return new Promise<ControlResponse>((resolve, reject) => {
     const req = http.request(

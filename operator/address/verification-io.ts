@@ -8,7 +8,7 @@ import type { SmtpDomain } from "../../crds/schema.js";
 import { classifyFailure } from "../../relay/outbound/send.js";
 import { verificationMessage } from "../../relay/outbound/verification-message.js";
 import { names } from "../domain/render.js";
-import { controlRequest, type ControlResponse } from "./control-client.js";
+import { controlRequest, NotSent, type ControlResponse } from "./control-client.js";
 import { NotYetServed, type Failure, type Receipt, type VerificationIO } from "./verification.js";
 
 export interface VerificationSettings {
@@ -53,10 +53,13 @@ export function verificationIO(settings: VerificationSettings, relay: RelayIdent
     try {
       return await controlRequest(`${base}${path}`, { ...init, headers: { ...init.headers, authorization: `Bearer ${token}` }, pins: relay.certificatePins(domain) });
     } catch (error) {
-      throw new Error(`the relay's control API at ${base} did not answer: ${(error as Error).message}`);
+      throw new Error(`the relay's control API at ${base} did not answer: ${(error as Error).message}`, { cause: error });
     }
   };
-  /** One relay: the first pod that answers. */
+  /**
+   * One relay: the first pod that answers. A request is sent to the next pod only if it never reached the
+   * one before (a verification send that timed out may have gone out: not sent twice).
+   */
   const call = async (domain: SmtpDomain, path: string, init: Init = {}): Promise<ControlResponse> => {
     let failure: Error | undefined;
     for (const base of bases(domain)) {
@@ -64,6 +67,7 @@ export function verificationIO(settings: VerificationSettings, relay: RelayIdent
         return await callAt(base, domain, path, init);
       } catch (error) {
         failure ??= error instanceof Error ? error : new Error(String(error));
+        if (!(error instanceof Error && error.cause instanceof NotSent)) break;
       }
     }
     throw failure ?? new Error("no relay to ask");

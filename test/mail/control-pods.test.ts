@@ -8,6 +8,7 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import type { SmtpDomain } from "../../crds/schema.js";
+import { NotYetServed } from "../../operator/address/verification.js";
 import { verificationIO, type RelayIdentity } from "../../operator/address/verification-io.js";
 import { freePort, randomPassword, sha256, swaks } from "../support/mail.js";
 import { exampleDomain, startRelay, type RelayHarness } from "../support/relay.js";
@@ -77,6 +78,13 @@ describe("the operator asks every relay pod", () => {
     assert.equal((await withDeadPod.receipt(domain, sha256(token)))?.credentialVersion, 1);
     await assert.rejects(withDeadPod.receipt(domain, sha256("never sent")), /did not answer/);
     assert.ok((await withDeadPod.credentialUse(domain)).has(1), "last use from the pods that answered");
+  });
+
+  test("a verification send goes to the next pod only when the one before was never reached", async () => {
+    const closed = await freePort();
+    const withDeadPod = verificationIO({ sender: "verify@helpdesk.example", controlUrl: "https://127.0.0.1:1" }, identity(() => [{ host: "127.0.0.1", port: closed }, ...everyPod()]));
+    // The second pod answers: it does not send for an address it has no outbound login for.
+    await assert.rejects(withDeadPod.sendOutbound(domain, "support@example.com", "vrf_0123456789abcdef", undefined), NotYetServed);
   });
 
   test("no pod known yet (no EndpointSlice, no ready pod): the control URL", async () => {
