@@ -383,7 +383,7 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
 }
 
 /** The relay's defaults, for a domain of modest traffic; spec.relay.resources replaces them as a whole. */
-export const defaultRelayResources = { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "512Mi" } };
+const defaultRelayResources = { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "512Mi" } };
 
 function relayResources(domain: SmtpDomain): Record<string, Record<string, string>> {
   const wanted = domain.spec.relay?.resources;

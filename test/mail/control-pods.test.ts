@@ -39,9 +39,18 @@ describe("the operator asks every relay pod", () => {
     controlEndpoints: endpoints,
   });
   const everyPod = () => pods.map((p) => ({ host: "127.0.0.1", port: p.controlPort! }));
-  const io = () => verificationIO({ sender: "verify@helpdesk.example", controlUrl: "https://127.0.0.1:1" }, identity(everyPod));
+  /** The operator's client; nothing listens at the default control URL. */
+  const operatorIO = ({ url = "https://127.0.0.1:1", endpoints = everyPod, perPod = true }: { url?: string; endpoints?: () => { host: string; port: number }[]; perPod?: boolean } = {}) =>
+    verificationIO({ sender: "verify@helpdesk.example", controlUrl: url, perPod }, identity(endpoints));
+  const io = () => operatorIO();
   /** One pod's answer alone: its URL, pods not asked. */
-  const onePod = (pod: RelayHarness) => verificationIO({ sender: "verify@helpdesk.example", controlUrl: `https://127.0.0.1:${pod.controlPort}`, perPod: false }, identity(everyPod));
+  const onePod = (pod: RelayHarness) => operatorIO({ url: `https://127.0.0.1:${pod.controlPort}`, perPod: false });
+  /** Every pod, after one that nothing answers for. */
+  const withDeadPod = async () => {
+    const closed = await freePort();
+    return operatorIO({ endpoints: () => [{ host: "127.0.0.1", port: closed }, ...everyPod()] });
+  };
+  const newToken = () => `vrf_${randomPassword().replace(/[^A-Za-z0-9]/g, "").slice(0, 32)}`;
 
   const sendThrough = (pod: RelayHarness, header: string[] = []) =>
     swaks([
@@ -51,7 +60,7 @@ describe("the operator asks every relay pod", () => {
     ]);
 
   test("a verification email that reached the second pod is found; asking one pod would not find it", async () => {
-    const token = `vrf_${randomPassword().replace(/[^A-Za-z0-9]/g, "").slice(0, 32)}`;
+    const token = newToken();
     const sent = await sendThrough(pods[1]!, ["--header", `X-SmtpConnector-Verification: ${token}`]);
     assert.equal(sent.code, 0, sent.output);
     const receipt = await io().receipt(domain, sha256(token));
@@ -71,24 +80,21 @@ describe("the operator asks every relay pod", () => {
   });
 
   test("a pod that does not answer: what the others found still counts, but 'not arrived' is never concluded without it", async () => {
-    const closed = await freePort();
-    const withDeadPod = verificationIO({ sender: "verify@helpdesk.example", controlUrl: "https://127.0.0.1:1" }, identity(() => [{ host: "127.0.0.1", port: closed }, ...everyPod()]));
-    const token = `vrf_${randomPassword().replace(/[^A-Za-z0-9]/g, "").slice(0, 32)}`;
+    const partly = await withDeadPod();
+    const token = newToken();
     assert.equal((await sendThrough(pods[1]!, ["--header", `X-SmtpConnector-Verification: ${token}`])).code, 0);
-    assert.equal((await withDeadPod.receipt(domain, sha256(token)))?.credentialVersion, 1);
-    await assert.rejects(withDeadPod.receipt(domain, sha256("never sent")), /did not answer/);
-    assert.ok((await withDeadPod.credentialUse(domain)).has(1), "last use from the pods that answered");
+    assert.equal((await partly.receipt(domain, sha256(token)))?.credentialVersion, 1);
+    await assert.rejects(partly.receipt(domain, sha256("never sent")), /did not answer/);
+    assert.ok((await partly.credentialUse(domain)).has(1), "last use from the pods that answered");
   });
 
   test("a verification send goes to the next pod only when the one before was never reached", async () => {
-    const closed = await freePort();
-    const withDeadPod = verificationIO({ sender: "verify@helpdesk.example", controlUrl: "https://127.0.0.1:1" }, identity(() => [{ host: "127.0.0.1", port: closed }, ...everyPod()]));
     // The second pod answers: it does not send for an address it has no outbound login for.
-    await assert.rejects(withDeadPod.sendOutbound(domain, "support@example.com", "vrf_0123456789abcdef", undefined), NotYetServed);
+    await assert.rejects((await withDeadPod()).sendOutbound(domain, "support@example.com", "vrf_0123456789abcdef", undefined), NotYetServed);
   });
 
   test("no pod known yet (no EndpointSlice, no ready pod): the control URL", async () => {
-    const noPods = verificationIO({ sender: "verify@helpdesk.example", controlUrl: `https://127.0.0.1:${pods[1]!.controlPort}` }, identity(() => []));
+    const noPods = operatorIO({ url: `https://127.0.0.1:${pods[1]!.controlPort}`, endpoints: () => [] });
     assert.ok((await noPods.credentialUse(domain)).has(1));
   });
 });
