@@ -83,4 +83,20 @@ describe("MessageFilter", () => {
   test("a message with no body still gets our headers", async () => {
     assert.equal((await run(["Subject: x\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\nSubject: x\r\n");
   });
+
+  test("a bare CR or LF in the header section refuses the message, also when a CR ends one chunk", async () => {
+    assert.equal((await run(["Subject: x\rReply-To: e@evil.org\r\n\r\nbody\r\n"])).rejection, "BareLineEnding");
+    assert.equal((await run(["Subject: x\r", "Reply-To: e@evil.org\r\n\r\nbody\r\n"])).rejection, "BareLineEnding");
+    assert.equal((await run(["Subject: x\r\n\r"])).rejection, "BareLineEnding", "a bare CR as the last byte");
+    const split = await run(["Subject: x\r", "\nFrom: a@b.c\r\n\r", "\nbody\r", "more\r\n"]);
+    assert.equal(split.rejection, undefined, "a CRLF split across chunks, and a bare CR in the body");
+    assert.equal(split.out, "Authentication-Results: relay.test; auth=pass\r\nSubject: x\r\nFrom: a@b.c\r\n\r\nbody\r\nmore\r\n");
+  });
+
+  test("a line that is not a field ends the header section after an empty line put before it", async () => {
+    assert.equal((await run(["Subject: x\r\nno colon\r\nX-A: b\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\nSubject: x\r\n\r\nno colon\r\nX-A: b\r\n");
+    assert.equal((await run([" continued\r\nX-A: b\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\n\r\n continued\r\nX-A: b\r\n");
+    assert.equal((await run(["Bad Name: x\r\n\r\nbody\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\n\r\nBad Name: x\r\n\r\nbody\r\n");
+    assert.equal((await run(["X-A : obsolete white space\r\n\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\nX-A : obsolete white space\r\n\r\n");
+  });
 });
