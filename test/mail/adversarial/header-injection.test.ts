@@ -41,7 +41,7 @@ describe("a bare CR or LF in the header section is refused, never turned into a 
   for (const row of refused) {
     test(row.name, async () => {
       const before = h.sink.messages().length;
-      const reply = await sendRaw(h, password, [row.message]);
+      const reply = await sendRaw(h, password, row.message);
       assert.match(reply, /^554 5\.6\.0 Bare CR or LF in the header section/, reply);
       assert.equal(h.sink.messages().length, before, "nothing reaches the next hop");
     });
@@ -50,7 +50,7 @@ describe("a bare CR or LF in the header section is refused, never turned into a 
   for (const row of delivered) {
     test(`delivered: ${row.name}`, async () => {
       const before = h.sink.messages().length;
-      assert.match(await sendRaw(h, password, [row.message]), /^250 /);
+      assert.match(await sendRaw(h, password, row.message), /^250 /);
       const messages = h.sink.messages().slice(before);
       assert.equal(messages.length, 1);
       assert.match(messages[0]!.content, row.arrives);

@@ -60,16 +60,17 @@ export async function session(h: RelayHarness, password: string): Promise<RawSmt
 }
 
 /**
- * Sends one message as raw bytes after DATA (each chunk a separate write, so
- * a line ending can be split across the relay's reads) and returns the final reply.
+ * Sends one message as raw bytes after DATA (a string as UTF-8) and returns
+ * the final reply. Where a read ends is up to TCP and TLS: line endings split
+ * across reads are tested on the filter itself (test/unit/message-filter.test.ts).
  */
-export async function sendRaw(h: RelayHarness, password: string, chunks: (string | Buffer)[]): Promise<string> {
+export async function sendRaw(h: RelayHarness, password: string, message: string | Buffer): Promise<string> {
   const client = await session(h, password);
   try {
     assert.match(await client.command("MAIL FROM:<customer@users.example.org>"), /^250 /);
     assert.match(await client.command("RCPT TO:<support@example.com>"), /^250 /);
     assert.match(await client.command("DATA"), /^354 /);
-    for (const chunk of chunks) client.write(typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk);
+    client.write(typeof message === "string" ? Buffer.from(message, "utf8") : message);
     client.write("\r\n.\r\n");
     return await client.reply(30_000);
   } finally {

@@ -60,7 +60,7 @@ describe("forged trust fields never reach the next hop as ours", () => {
     const asIfPassedThrough = trustAsRead(Buffer.from(`${ourAuthResults}\r\n${ourTrustHeader}\r\n${section}\r\n`, "utf8"));
     assert.notDeepEqual(asIfPassedThrough, { authResults: [ourAuthResults], trustHeaders: [ourTrustHeader] }, `${name}: not an attack on mailauth`);
     const before = h.sink.messages().length;
-    const reply = await sendRaw(h, password, [`${section}Message-ID: <${before}@users.example.org>\r\n\r\nbody\r\n`]);
+    const reply = await sendRaw(h, password, `${section}Message-ID: <${before}@users.example.org>\r\n\r\nbody\r\n`);
     assert.match(reply, /^250 /, `${name}: ${reply}`);
     const delivered = h.sink.messages().slice(before);
     assert.equal(delivered.length, 1);
@@ -82,7 +82,7 @@ describe("forged trust fields never reach the next hop as ours", () => {
   test("another server's Authentication-Results stays, whatever its comments say", async () => {
     const theirs = "Authentication-Results: mx.upstream.example (not relay.test); spf=pass smtp.mailfrom=users.example.org";
     const before = h.sink.messages().length;
-    assert.match(await sendRaw(h, password, [`${theirs}\r\nSubject: theirs\r\n\r\nbody\r\n`]), /^250 /);
+    assert.match(await sendRaw(h, password, `${theirs}\r\nSubject: theirs\r\n\r\nbody\r\n`), /^250 /);
     assert.ok(h.sink.messages()[before]!.content.includes(`${theirs}\n`));
   });
 });
