@@ -100,9 +100,10 @@ export class SmtpClient {
    * One transaction: MAIL, RCPT for each recipient, DATA, the message, the
    * final dot. Resolves with the next hop's final reply once it accepted the
    * message for every recipient; any refusal rejects (the sender then
-   * retries the whole message, so no recipient is lost).
+   * retries the whole message, so no recipient is lost). `smtpUtf8`: the
+   * sender asked for SMTPUTF8, which goes on when the next hop offers it.
    */
-  async send(from: string, to: string[], message: Readable, signal?: AbortSignal): Promise<Reply> {
+  async send(from: string, to: string[], message: Readable, signal?: AbortSignal, { smtpUtf8 = false }: { smtpUtf8?: boolean } = {}): Promise<Reply> {
     for (const address of [from, ...to]) {
       if (/[\r\n<>]/.test(address)) throw new NextHopError(`invalid envelope address ${JSON.stringify(address)}`, undefined, "Message", { code: "EENVELOPE" });
     }
@@ -114,7 +115,7 @@ export class SmtpClient {
       // the transaction fails at its first command, nothing of it sent.
       if (this.failure) throw new NextHopError("the next hop closed the connection", undefined, "Connection", { code: "ECONNECTION", command: "MAIL FROM" });
       this.refuseUnlessSmtpUtf8(from, to);
-      await this.envelope(from, to);
+      await this.envelope(from, to, smtpUtf8);
       this.command = "DATA";
       await this.writeMessage(message, to.length);
       const replies: Reply[] = [];
@@ -162,9 +163,10 @@ export class SmtpClient {
     );
   }
 
-  private async envelope(from: string, to: string[]): Promise<void> {
+  private async envelope(from: string, to: string[], smtpUtf8: boolean): Promise<void> {
     this.command = "MAIL FROM";
-    const utf8 = nonAscii(from) || to.some(nonAscii);
+    // A non-ASCII address needs the parameter (refuseUnlessSmtpUtf8 made sure it is offered).
+    const utf8 = nonAscii(from) || to.some(nonAscii) || (smtpUtf8 && this.extensions.has("SMTPUTF8"));
     const params = [...(this.extensions.has("8BITMIME") ? [" BODY=8BITMIME"] : []), ...(utf8 ? [" SMTPUTF8"] : [])].join("");
     const commands = [`MAIL FROM:<${from}>${params}`, ...to.map((address) => `RCPT TO:<${address}>`), "DATA"];
     if (this.extensions.has("PIPELINING")) {

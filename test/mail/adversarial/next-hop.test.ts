@@ -135,26 +135,34 @@ describe("a non-ASCII envelope and a next hop without SMTPUTF8: refused with RFC
     }
   });
 
-  test("through the relay to a next hop that offers SMTPUTF8: delivered with the SMTPUTF8 parameter", async () => {
-    const password = randomPassword();
-    const script: NextHopScript = { extensions: ["PIPELINING", "8BITMIME", "SMTPUTF8"] };
-    const peer = await startScriptedNextHop(script);
-    const h = await startRelay({ domains: [exampleDomain(password)], delivery: { smtp: { host: "127.0.0.1", port: peer.port, protocol: "SMTP", tls: "None" } } });
-    try {
-      const client = await RawSmtp.connect(h.implicitPort, { implicitTls: true });
-      await client.reply();
-      await client.command("EHLO client.test");
-      assert.match(await client.authPlain(user, password), /^235 /);
-      assert.match(await client.command("MAIL FROM:<pelé@users.example.org> SMTPUTF8"), /^250 /);
-      assert.match(await client.command("RCPT TO:<support@example.com>"), /^250 /);
-      assert.match(await client.command("DATA"), /^354 /);
-      client.write("Subject: x\r\n\r\nbody\r\n.\r\n");
-      assert.match(await client.reply(), /^250 /);
-      client.close();
-      assert.ok(peer.transcript.includes("MAIL FROM:<pelé@users.example.org> BODY=8BITMIME SMTPUTF8"), peer.transcript.join(" | "));
-    } finally {
-      await h.stop();
-      await peer.stop();
-    }
-  });
+  // What the sender wrote after MAIL, and what the next hop that offers SMTPUTF8 must read.
+  const offered: { name: string; mail: string; forwarded: string }[] = [
+    { name: "a non-ASCII sender", mail: "MAIL FROM:<pelé@users.example.org> SMTPUTF8", forwarded: "MAIL FROM:<pelé@users.example.org> BODY=8BITMIME SMTPUTF8" },
+    { name: "an ASCII sender that asked for SMTPUTF8 (UTF-8 header fields)", mail: "MAIL FROM:<customer@users.example.org> SMTPUTF8", forwarded: "MAIL FROM:<customer@users.example.org> BODY=8BITMIME SMTPUTF8" },
+    { name: "an ASCII sender that did not ask", mail: "MAIL FROM:<customer@users.example.org>", forwarded: "MAIL FROM:<customer@users.example.org> BODY=8BITMIME" },
+  ];
+  for (const row of offered) {
+    test(`through the relay to a next hop that offers SMTPUTF8, ${row.name}: delivered, SMTPUTF8 passed on as needed`, async () => {
+      const password = randomPassword();
+      const script: NextHopScript = { extensions: ["PIPELINING", "8BITMIME", "SMTPUTF8"] };
+      const peer = await startScriptedNextHop(script);
+      const h = await startRelay({ domains: [exampleDomain(password)], delivery: { smtp: { host: "127.0.0.1", port: peer.port, protocol: "SMTP", tls: "None" } } });
+      try {
+        const client = await RawSmtp.connect(h.implicitPort, { implicitTls: true });
+        await client.reply();
+        await client.command("EHLO client.test");
+        assert.match(await client.authPlain(user, password), /^235 /);
+        assert.match(await client.command(row.mail), /^250 /);
+        assert.match(await client.command("RCPT TO:<support@example.com>"), /^250 /);
+        assert.match(await client.command("DATA"), /^354 /);
+        client.write("Subject: Grüße\r\n\r\nbody\r\n.\r\n");
+        assert.match(await client.reply(), /^250 /);
+        client.close();
+        assert.ok(peer.transcript.includes(row.forwarded), peer.transcript.join(" | "));
+      } finally {
+        await h.stop();
+        await peer.stop();
+      }
+    });
+  }
 });
