@@ -7,9 +7,10 @@
 //
 // The message must arrive with CRLF line endings only — the MessageFilter's
 // output. Where the trust level changes (STARTTLS) nothing read before it is
-// kept: any byte after the 220 answer fails the session. A connection that saw any failure is destroyed and never reused: a
-// failure while the message is being written closes the socket before the
-// final dot, so the next hop discards the partial message.
+// kept: any byte after the 220 answer fails the session. A connection that
+// saw any failure is destroyed and never reused: a failure while the message
+// is being written closes the socket before the final dot, so the next hop
+// discards the partial message.
 import net from "node:net";
 import type { Readable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
@@ -145,8 +146,9 @@ export class SmtpClient {
 
   /**
    * RFC 6531 section 3.2: a non-ASCII address must not go to a server that
-   * does not offer SMTPUTF8, and a relay refuses the message instead, with the
-   * codes of section 3.5: 550 5.6.7 for the sender, 553 5.6.7 for a recipient.
+   * does not offer SMTPUTF8; a relay (not a submission agent that rewrites
+   * the message) should refuse it, with the codes of section 3.5: 550 5.6.7
+   * for the sender, 553 5.6.7 for a recipient.
    */
   private refuseUnlessSmtpUtf8(from: string, to: string[]): void {
     if (this.extensions.has("SMTPUTF8")) return;
