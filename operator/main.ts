@@ -10,7 +10,7 @@ import { defaultControlUrl } from "./address/verification-io.js";
 import { Controller } from "./controller.js";
 import { defaultCaSecret } from "./domain/certificate.js";
 import { parseDuration } from "./domain/credentials.js";
-import { LeaderElector } from "./leader.js";
+import { apiLeaseStore, LeaderElector, leaderTimings } from "./leader.js";
 import { leaseName } from "./rbac.js";
 
 const usage =
@@ -197,7 +197,7 @@ const start = async () => {
 
 // With leader election only the Lease holder reconciles; a standby is ready (healthy) but idle.
 const elector = opts.leaderElect
-  ? new LeaderElector(controller.cluster, { namespace: opts.leaseNamespace, name: leaseName, identity: `${hostname()}-${process.pid}`, leaseDurationMs: opts.leaseMs, renewEveryMs: Math.max(500, opts.leaseMs / 3) }, log)
+  ? new LeaderElector(apiLeaseStore(controller.cluster, opts.leaseNamespace, leaseName), { namespace: opts.leaseNamespace, name: leaseName, identity: `${hostname()}-${process.pid}`, ...leaderTimings(opts.leaseMs) }, log)
   : undefined;
 if (elector) {
   ready = true;

@@ -78,19 +78,19 @@ export class Cluster {
    * concurrency) an object. Used for the leader Lease only, whose renewals are
    * not counted as reconcile writes.
    */
-  async write(method: "POST" | "PUT", path: string, body: unknown, accept: number[] = []): Promise<{ status: number; body: string }> {
-    return this.request(method, path, body, accept);
+  async write(method: "POST" | "PUT", path: string, body: unknown, accept: number[] = [], timeoutMs?: number): Promise<{ status: number; body: string }> {
+    return this.request(method, path, body, accept, timeoutMs);
   }
 
-  async get(path: string, accept: number[] = []): Promise<{ status: number; body: string }> {
-    return this.request("GET", path, undefined, accept);
+  async get(path: string, accept: number[] = [], timeoutMs?: number): Promise<{ status: number; body: string }> {
+    return this.request("GET", path, undefined, accept, timeoutMs);
   }
 
-  private async request(method: "GET" | "PATCH" | "POST" | "PUT", path: string, body?: unknown, accept: number[] = []): Promise<{ status: number; body: string }> {
+  private async request(method: "GET" | "PATCH" | "POST" | "PUT", path: string, body?: unknown, accept: number[] = [], timeoutMs?: number): Promise<{ status: number; body: string }> {
     const countError = (code: string) => this.apiErrors.set(code, (this.apiErrors.get(code) ?? 0) + 1);
     let result: { status: number; body: string };
     try {
-      result = await request(this.access, method, path, body === undefined ? undefined : JSON.stringify(body));
+      result = await request(this.access, method, path, body === undefined ? undefined : JSON.stringify(body), timeoutMs);
     } catch (error) {
       countError("network");
       throw error;
