@@ -9,7 +9,7 @@ import { dirname } from "node:path";
 import type { SMTPServerOptions } from "smtp-server";
 import { ConfigError, loadConfig } from "./config/load.js";
 import type { RelayConfig } from "./config/schema.js";
-import { InboundSessions } from "./inbound/session.js";
+import { InboundSessions, type CredentialKind } from "./inbound/session.js";
 import { GreetingDelayServer } from "./inbound/smtp-server.js";
 import { AuthThrottle } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
@@ -24,9 +24,10 @@ import { batchAllWrites } from "./write-batching.js";
 type Listener = "starttls" | "implicitTls" | "submission";
 
 export class Relay {
-  readonly metrics: Metrics = createMetrics();
+  readonly metrics: Metrics;
   private state: RelayState;
-  private throttle: AuthThrottle;
+  /** Brute-force limits, one per credential kind (see throttle.ts). */
+  private throttles: Record<CredentialKind, AuthThrottle>;
   private readonly sessions: InboundSessions;
   private readonly outbound: OutboundSessions;
   private control: https.Server | undefined;
@@ -48,11 +49,18 @@ export class Relay {
   ) {
     const config = loadConfig(configFile);
     this.state = buildState(config);
-    this.throttle = throttleFor(config);
+    this.throttles = throttlesFor(config);
+    this.metrics = createMetrics({
+      activeLockouts: () =>
+        (Object.entries(this.throttles) as [CredentialKind, AuthThrottle][]).flatMap(([kind, throttle]) =>
+          Object.entries(throttle.activeCounts()).map(([scope, count]) => ({ kind, scope, count })),
+        ),
+    });
     this.fingerprint = this.currentFingerprint();
     this.sessions = new InboundSessions({
       state: () => this.state,
-      throttle: () => this.throttle,
+      throttle: (kind) => this.throttles[kind],
+      lockedOut: (lockout) => this.reports.lockedOut(lockout),
       metrics: this.metrics,
       log,
       credentialUsed: (domain, version, at) => this.reports.used(domain, version, at),
@@ -117,7 +125,7 @@ export class Relay {
       this.log.error("config reload refused, keeping the current config", { error: (error as Error).message });
       return false;
     }
-    if (JSON.stringify(previous.config.authFailures) !== JSON.stringify(config.authFailures)) this.throttle = throttleFor(config);
+    if (JSON.stringify(previous.config.authFailures) !== JSON.stringify(config.authFailures)) this.throttles = throttlesFor(config);
     this.reloadCertificate(previous.config, config);
     // smtp-server reads these per command: new sessions and commands see the new limits.
     for (const server of this.servers.values()) {
@@ -302,11 +310,13 @@ function listenHttp<S extends http.Server | https.Server>(server: S, port: numbe
   });
 }
 
-function throttleFor(config: RelayConfig): AuthThrottle {
+function throttlesFor(config: RelayConfig): Record<CredentialKind, AuthThrottle> {
   const { authFailures } = config;
-  return new AuthThrottle({
+  const options = {
     threshold: authFailures.lockoutThreshold,
+    ...(authFailures.usernameLockoutThreshold ? { usernameThreshold: authFailures.usernameLockoutThreshold } : {}),
     windowMs: authFailures.lockoutWindowSeconds * 1000,
     lockoutMs: authFailures.lockoutSeconds * 1000,
-  });
+  };
+  return { inbound: new AuthThrottle(options), submission: new AuthThrottle(options) };
 }

@@ -158,9 +158,12 @@ export const RelayConfig = Type.Object({
     {
     perConnection: Type.Integer({ minimum: 1, maximum: 100, description: "Failed AUTH attempts after which the session is closed." }),
     delayMs: Type.Integer({ minimum: 0, maximum: 30_000, description: "Delay before answering the first failure; it doubles with each further failure in the session." }),
-    lockoutThreshold: Type.Integer({ minimum: 1, maximum: 100_000, description: "Failures per source IP, or per username, within the window that lock it out." }),
+    lockoutThreshold: Type.Integer({ minimum: 1, maximum: 100_000, description: "Failures from one source (an IPv4 address or an IPv6 /64), whatever the username, within the window that lock the source out. Counted per listener kind: inbound and submission apart." }),
+    usernameLockoutThreshold: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100_000, description: "Failures of one username from one source within the window that lock that username out from that source only (never from elsewhere). At most lockoutThreshold; lockoutThreshold when omitted." }),
+    ),
     lockoutWindowSeconds: Seconds("Window in which failures are counted."),
-    lockoutSeconds: Seconds("How long a locked-out IP or username is refused with 454 4.7.0."),
+    lockoutSeconds: Seconds("How long a locked-out source, or username from a source, is refused with 454 4.7.0."),
     },
     { description: "Brute-force limits on AUTH, per session and across sessions." },
   ),
@@ -208,6 +211,7 @@ export const recommendedAuthFailures: RelayConfig["authFailures"] = {
   perConnection: 3,
   delayMs: 1000,
   lockoutThreshold: 20,
+  usernameLockoutThreshold: 5,
   lockoutWindowSeconds: 600,
   lockoutSeconds: 900,
 };
