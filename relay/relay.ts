@@ -8,9 +8,9 @@ import type { AddressInfo } from "node:net";
 import { dirname } from "node:path";
 import type { SMTPServerOptions } from "smtp-server";
 import { ConfigError, loadConfig } from "./config/load.js";
-import type { RelayConfig } from "./config/schema.js";
+import { connectionLimitDefaults, type RelayConfig } from "./config/schema.js";
 import { InboundSessions, type CredentialKind } from "./inbound/session.js";
-import { GreetingDelayServer } from "./inbound/smtp-server.js";
+import { GreetingDelayServer, type ConnectionLimits } from "./inbound/smtp-server.js";
 import { AuthThrottle } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
 import { controlHandler } from "./ops/control.js";
@@ -128,10 +128,12 @@ export class Relay {
     if (JSON.stringify(previous.config.authFailures) !== JSON.stringify(config.authFailures)) this.throttles = throttlesFor(config);
     this.reloadCertificate(previous.config, config);
     // smtp-server reads these per command: new sessions and commands see the new limits.
-    for (const server of this.servers.values()) {
+    for (const [name, server] of this.servers) {
       server.options.size = config.limits.maxMessageBytes;
       server.options.maxRecipients = config.limits.maxRecipients;
       server.options.maxClients = config.limits.maxConnections;
+      server.options.maxAllowedUnauthenticatedCommands = config.limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands;
+      server.limits = this.connectionLimits(name, config);
     }
     retire(previous);
     this.metrics.configReloads.inc({ result: "Applied" });
@@ -161,16 +163,27 @@ export class Relay {
 
   private async listen(name: Listener, port: number, host: string | undefined): Promise<void> {
     const { limits } = this.state.config;
-    const server = new GreetingDelayServer(this.serverOptions(name), {
-      greetingDelayMs: limits.greetingDelayMs,
-      sessionTimeoutMs: limits.sessionTimeoutSeconds * 1000,
-    });
+    const server = new GreetingDelayServer(
+      this.serverOptions(name),
+      { greetingDelayMs: limits.greetingDelayMs, sessionTimeoutMs: limits.sessionTimeoutSeconds * 1000 },
+      this.connectionLimits(name, this.state.config),
+    );
     server.on("error", (error: Error) => this.log.warn("smtp connection error", { listener: name, error: error.message }));
     await new Promise<void>((resolve, reject) => {
       server.server.once("error", reject);
       server.listen({ port, ...(host ? { host } : {}) }, () => resolve());
     });
     this.servers.set(name, server);
+  }
+
+  private connectionLimits(listener: Listener, config: RelayConfig): ConnectionLimits {
+    const { limits } = config;
+    return {
+      perSource: limits.maxConnectionsPerSource ?? connectionLimitDefaults.maxConnectionsPerSource,
+      handshakeTimeoutMs: (limits.tlsHandshakeTimeoutSeconds ?? connectionLimitDefaults.tlsHandshakeTimeoutSeconds) * 1000,
+      maxUnauthenticatedCommands: limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands,
+      refused: (reason) => this.metrics.connectionsRefused.inc({ listener, reason }),
+    };
   }
 
   private serverOptions(listener: Listener): SMTPServerOptions {
@@ -202,7 +215,7 @@ export class Relay {
       // answer after the final dot: it must outlast the whole next-hop budget.
       socketTimeout: Math.max(limits.idleTimeoutSeconds, limits.nextHopTimeoutSeconds + 5) * 1000,
       closeTimeout: 30_000,
-      maxAllowedUnauthenticatedCommands: 10,
+      maxAllowedUnauthenticatedCommands: limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands,
       logger: false,
       disabledCommands: listener === "implicitTls" ? ["STARTTLS"] : [],
       onConnect: (session, callback) => {

@@ -151,6 +151,18 @@ export const RelayConfig = Type.Object({
     sessionTimeoutSeconds: Seconds("Close a session open for this long in total."),
     nextHopTimeoutSeconds: Seconds("Give up on the next hop after this long and answer 451, before the sender's own timeout."),
     maxConnections: Type.Integer({ minimum: 1, maximum: 100_000, description: "Concurrent sessions per listener." }),
+    maxConnectionsPerSource: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 100_000,
+        description:
+          "Concurrent connections from one source (an IPv4 address or an IPv6 /64) per listener, counted from the TCP accept; more get 421 (or, before an implicit-TLS handshake, are closed). Behind a load balancer that hides client addresses every client is one source: use proxyProtocol. Default 50.",
+      }),
+    ),
+    tlsHandshakeTimeoutSeconds: Type.Optional(Seconds("A TLS handshake (implicit TLS, or after STARTTLS) and any PROXY header must complete within this, or the connection is closed. Default 10.", 300)),
+    maxUnauthenticatedCommands: Type.Optional(
+      Type.Integer({ minimum: 3, maximum: 1000, description: "Commands a session may send before it authenticates, before TLS included (AUTH and QUIT not counted); the next one gets 421. Default 10." }),
+    ),
     },
     { description: "Limits on sessions and messages." },
   ),
@@ -205,7 +217,13 @@ export const recommendedLimits: RelayConfig["limits"] = {
   sessionTimeoutSeconds: 1800,
   nextHopTimeoutSeconds: 120,
   maxConnections: 1000,
+  maxConnectionsPerSource: 50,
+  tlsHandshakeTimeoutSeconds: 10,
+  maxUnauthenticatedCommands: 10,
 };
+
+/** What the relay uses when the optional connection limits are not in its config. */
+export const connectionLimitDefaults = { maxConnectionsPerSource: 50, tlsHandshakeTimeoutSeconds: 10, maxUnauthenticatedCommands: 10 } as const;
 
 export const recommendedAuthFailures: RelayConfig["authFailures"] = {
   perConnection: 3,

@@ -13,6 +13,12 @@ export function createMetrics(sources: MetricSources = {}) {
   return {
     registry,
     sessions: new Counter({ name: "smtpc_relay_sessions_total", help: "SMTP sessions accepted, by listener.", labelNames: ["listener"], registers: [registry] }),
+    connectionsRefused: new Counter({
+      name: "smtpc_relay_connections_refused_total",
+      help: "Connections closed by a connection limit, by listener and reason (PerSourceLimit, HandshakeTimeout, TooManyCommands).",
+      labelNames: ["listener", "reason"],
+      registers: [registry],
+    }),
     activeSessions: new Gauge({ name: "smtpc_relay_sessions_active", help: "SMTP sessions open now.", registers: [registry] }),
     auth: new Counter({
       name: "smtpc_relay_auth_total",
