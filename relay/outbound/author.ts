@@ -31,7 +31,8 @@ export type AuthorRefusal =
   | "FromSystemDomain"
   | "FromMismatch"
   | "SenderMismatch"
-  | "ResentMismatch";
+  | "ResentMismatch"
+  | "HeaderUnterminated";
 
 export type AuthorVerdict = { ok: true } | { ok: false; reason: AuthorRefusal; detail: string };
 
@@ -216,8 +217,9 @@ const endOfHeader = Buffer.from("\r\n\r\n");
  * refused message never opens a transaction there. The header section is
  * bounded by the message filter (maxHeaderBytes) before it gets here.
  */
-export async function checkAuthor(message: Readable, sender: string, systemDomains: ReadonlySet<string>): Promise<Readable> {
-  const { head, ended } = await readHeaderSection(message);
+export async function checkAuthor(message: Readable, sender: string, systemDomains: ReadonlySet<string>, maxHeaderBytes: number): Promise<Readable> {
+  const { head, ended } = await readHeaderSection(message, maxHeaderBytes + endOfHeader.length);
+  if (head === undefined) throw new AuthorRefused("HeaderUnterminated", `the header section does not end with an empty line within ${maxHeaderBytes} bytes`);
   const split = head.subarray(0, 2).equals(endOfHeader.subarray(0, 2)) ? 0 : head.indexOf(endOfHeader);
   const section = head.subarray(0, split < 0 ? head.length : split + 2).toString("latin1");
   const verdict = authorVerdict(section, sender, systemDomains);
@@ -228,22 +230,26 @@ export async function checkAuthor(message: Readable, sender: string, systemDomai
   return message;
 }
 
-function readHeaderSection(message: Readable): Promise<{ head: Buffer; ended: boolean }> {
+/** The bytes up to and including the end of the header section (and whatever came with it); undefined past `maxBytes` without one. */
+function readHeaderSection(message: Readable, maxBytes: number): Promise<{ head: Buffer | undefined; ended: boolean }> {
   return new Promise((resolve, reject) => {
     let head: Buffer = Buffer.alloc(0);
-    const finish = (error: Error | undefined, ended = false) => {
+    const finish = (error: Error | undefined, ended = false, tooLong = false) => {
       message.off("readable", onReadable);
       message.off("end", onEnd);
       message.off("error", onError);
       message.off("close", onClose);
       if (error) reject(error);
-      else resolve({ head, ended });
+      else resolve({ head: tooLong ? undefined : head, ended });
     };
     const onReadable = () => {
       for (let chunk: Buffer | null; (chunk = message.read() as Buffer | null) !== null; ) {
         const from = Math.max(0, head.length - 3);
         head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
-        if (head.subarray(0, 2).equals(endOfHeader.subarray(0, 2)) || head.indexOf(endOfHeader, from) >= 0) return finish(undefined);
+        const end = head.subarray(0, 2).equals(endOfHeader.subarray(0, 2)) ? 0 : head.indexOf(endOfHeader, from);
+        // A body that starts without an empty line would otherwise be held whole in memory.
+        if (end > maxBytes || (end < 0 && head.length > maxBytes)) return finish(undefined, false, true);
+        if (end >= 0) return finish(undefined);
       }
     };
     const onEnd = () => finish(undefined, true);

@@ -154,3 +154,32 @@ describe("adversarial: connection slots", () => {
     assert.match(await client("127.0.0.10", true), /^235 /);
   });
 });
+
+describe("adversarial: connection slots behind a trusted load balancer (PROXY protocol)", () => {
+  let h: RelayHarness;
+  const open: Bare[] = [];
+  before(async () => {
+    h = await startRelay({ domains: [exampleDomain(password)], limits, proxyProtocol: { trustedAddresses: ["127.0.0.50"] } });
+  });
+  after(async () => {
+    for (const b of open) b.socket.destroy();
+    await h?.stop();
+  });
+  const viaBalancer = async (client: string) => {
+    const b = new Bare(h.starttlsPort, "127.0.0.50");
+    open.push(b);
+    await b.connected();
+    b.socket.write(`PROXY TCP4 ${client} 127.0.0.1 40000 587\r\n`);
+    await eventuallyTrue("an answer", () => b.text.length > 0 || b.closed, 5_000);
+    return b;
+  };
+
+  test("the cap counts the client the PROXY header names, not the balancer", async () => {
+    const held = await Promise.all([1, 2, 3].map(() => viaBalancer("198.51.100.7")));
+    for (const b of held) assert.match(b.text, /^220 /);
+    const extra = await viaBalancer("198.51.100.7");
+    assert.match(extra.text, /^421 4\.7\.0 Too many connections from your address/);
+    // The balancer carries other clients too: each has its own share.
+    assert.match((await viaBalancer("198.51.100.8")).text, /^220 /);
+  });
+});

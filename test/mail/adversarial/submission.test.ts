@@ -84,6 +84,8 @@ describe("adversarial: submission as another author", () => {
     ["a quoted local part", ['From: "support"@example.com'], "FromMalformed"],
     ["Sender: another address", ["From: support@example.com", "Sender: ceo@example.com"], "SenderMismatch"],
     ["Resent-From: another address", ["From: support@example.com", "Resent-From: ceo@example.com"], "ResentMismatch"],
+    // The header section must end (an empty line) within maxHeaderBytes, or the relay would hold the whole message to find it.
+    ["a body without the empty line before it, past the header limit", ["From: support@example.com", "no colon here", ...Array<string>(100).fill("x".repeat(800))], "HeaderUnterminated"],
   ];
   for (const [name, headers, expected] of authors) {
     test(`From: ${name} → ${expected}`, async () => {
