@@ -84,8 +84,9 @@ describe("adversarial: submission as another author", () => {
     ["a quoted local part", ['From: "support"@example.com'], "FromMalformed"],
     ["Sender: another address", ["From: support@example.com", "Sender: ceo@example.com"], "SenderMismatch"],
     ["Resent-From: another address", ["From: support@example.com", "Resent-From: ceo@example.com"], "ResentMismatch"],
-    // The header section must end (an empty line) within maxHeaderBytes, or the relay would hold the whole message to find it.
-    ["a body without the empty line before it, past the header limit", ["From: support@example.com", "no colon here", ...Array<string>(100).fill("x".repeat(800))], "HeaderUnterminated"],
+    // The message filter ends the header section at the first line that is no field (writing the empty line
+    // itself): a From: after it is body to every reader, and the check never holds more than the header section.
+    ["a second From: after a line that is no field", ["From: support@example.com", "no colon here", "From: ceo@example.com", ...Array<string>(100).fill("x".repeat(800))], "Accepted"],
   ];
   for (const [name, headers, expected] of authors) {
     test(`From: ${name} → ${expected}`, async () => {
