@@ -132,7 +132,7 @@ export class Relay {
       server.options.size = config.limits.maxMessageBytes;
       server.options.maxRecipients = config.limits.maxRecipients;
       server.options.maxClients = config.limits.maxConnections;
-      server.options.maxAllowedUnauthenticatedCommands = config.limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands;
+      server.options.maxAllowedUnauthenticatedCommands = libraryCommandLimit(config);
       server.limits = this.connectionLimits(name, config);
     }
     retire(previous);
@@ -215,7 +215,7 @@ export class Relay {
       // answer after the final dot: it must outlast the whole next-hop budget.
       socketTimeout: Math.max(limits.idleTimeoutSeconds, limits.nextHopTimeoutSeconds + 5) * 1000,
       closeTimeout: 30_000,
-      maxAllowedUnauthenticatedCommands: limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands,
+      maxAllowedUnauthenticatedCommands: libraryCommandLimit(config),
       logger: false,
       disabledCommands: listener === "implicitTls" ? ["STARTTLS"] : [],
       onConnect: (session, callback) => {
@@ -321,6 +321,16 @@ function listenHttp<S extends http.Server | https.Server>(server: S, port: numbe
     server.once("error", reject);
     server.listen(port, host, () => resolve(server));
   });
+}
+
+/**
+ * smtp-server's own count of commands before AUTH, a backstop behind ours
+ * (GreetingDelayServer): it also counts AUTH LOGIN's username and password
+ * lines, so at our limit it would refuse a client still within its AUTH
+ * attempts.
+ */
+function libraryCommandLimit(config: RelayConfig): number {
+  return (config.limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands) + 2 * config.authFailures.perConnection + 1;
 }
 
 function throttlesFor(config: RelayConfig): Record<CredentialKind, AuthThrottle> {

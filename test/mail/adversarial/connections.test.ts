@@ -43,7 +43,9 @@ describe("adversarial: connection slots", () => {
   };
 
   before(async () => {
-    h = await startRelay({ domains: [exampleDomain(password)], limits });
+    // A second domain offers AUTH LOGIN, whose username and password lines are not commands.
+    const login = { domain: "login.example", addresses: ["support@login.example"], credentials: [{ version: 1, username: "login.example-v1", password }], authProtocol: "LOGIN" as const };
+    h = await startRelay({ domains: [exampleDomain(password), login], limits });
   });
   after(async () => {
     for (const b of open) b.socket.destroy();
@@ -146,6 +148,26 @@ describe("adversarial: connection slots", () => {
     const metrics = await (await fetch(`http://127.0.0.1:${h.healthPort}/metrics`)).text();
     for (const [listener, reason] of [["starttls", "PerSourceLimit"], ["implicitTls", "PerSourceLimit"], ["implicitTls", "HandshakeTimeout"], ["starttls", "HandshakeTimeout"], ["starttls", "TooManyCommands"]]) {
       assert.match(metrics, new RegExp(`smtpc_relay_connections_refused_total\\{listener="${listener}",reason="${reason}"\\} [1-9]`));
+    }
+  });
+
+  test("AUTH LOGIN's lines are not commands: two failed attempts and a third that succeeds, on one connection", async () => {
+    const c = await RawSmtp.connect(h.starttlsPort, { localAddress: "127.0.0.11" });
+    try {
+      await c.reply();
+      await c.command("EHLO client.test");
+      await c.startTls();
+      await c.command("EHLO client.test");
+      const login = async (pass: string) => {
+        await c.command("AUTH LOGIN");
+        await c.command(Buffer.from("login.example-v1").toString("base64"));
+        return c.command(Buffer.from(pass).toString("base64"));
+      };
+      assert.match(await login("wrong-1"), /^535 /);
+      assert.match(await login("wrong-2"), /^535 /);
+      assert.match(await login(password), /^235 /);
+    } finally {
+      c.close();
     }
   });
 
