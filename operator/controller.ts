@@ -1,6 +1,7 @@
 // Watch → queue → reconcile. Informers feed keys ("namespace/name" of an
 // SmtpDomain) into one de-duplicating queue; the reconciler reads the cached
 // world for that key and makes it right.
+import { LockoutAnnouncer } from "./domain/lockouts.js";
 import { loginDigest as digestOfLogin } from "../relay/forward/smtp-next-hop.js";
 import { X509Certificate } from "node:crypto";
 import type * as k8s from "@kubernetes/client-node";
@@ -52,6 +53,8 @@ export class Controller {
   private readonly seenShapes = new Map<string, string>();
   /** The relays' last-use reports: asked at most every 10 s per domain, however often it reconciles. */
   private readonly credentialUse = new TimedCache<Map<number, string>>();
+  /** Lockouts the relays report, each told once as a Warning Event. */
+  private readonly lockouts = new LockoutAnnouncer();
 
   constructor(
     access: ClusterAccess,
@@ -286,11 +289,24 @@ export class Controller {
       .filter((a) => a.metadata?.namespace === namespace && addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served);
     const verdict = domainVerdicts.get(`${namespace}/${name}`) ?? { served: true as const };
     const io = this.verificationIO;
-    return reconcileDomain(
+    const result = await reconcileDomain(
       this.cluster,
       { domain, addresses: served, verdict, secret: (ns, secretName) => this.secrets.get(secretName, ns), ...(io ? { credentialUse: (d: SmtpDomain) => this.credentialUse.get(`${d.metadata.namespace}/${d.metadata.name}`, 10_000, () => io.credentialUse(d)) } : {}) },
       this.options.settings,
     );
+    await this.announceLockouts(domain);
+    return result;
+  }
+
+  /** Tells the platform team about lockouts on the domain's relay; never fails the reconcile. */
+  private async announceLockouts(domain: SmtpDomain): Promise<void> {
+    const io = this.verificationIO;
+    if (!io?.lockouts) return;
+    try {
+      await this.lockouts.announce(this.cluster, domain, (d) => io.lockouts!(d));
+    } catch (error) {
+      this.options.log.warn("could not record a lockout Event", { domain: domain.metadata.name, namespace: domain.metadata.namespace, error: error instanceof Error ? error.message : String(error) });
+    }
   }
 
   private async reconcileAddress(namespace: string, name: string): Promise<{ requeueAfterMs?: number }> {

@@ -12,6 +12,7 @@
 //
 // The decisions (when to start, what an answer means) are pure functions; the
 // sending and asking go through VerificationIO.
+import type { RelayLockout } from "../domain/lockouts.js";
 import { createHash, randomBytes } from "node:crypto";
 import type { ReasonName } from "../../crds/conditions.js";
 import type { SmtpDomain, SupportAddress, SupportAddressStatus } from "../../crds/schema.js";
@@ -51,6 +52,8 @@ export interface VerificationIO {
   lastRevokedRefusal(domain: SmtpDomain): Promise<Date | undefined>;
   /** Each inbound credential version's last successful AUTH, as the relay saw it. */
   credentialUse(domain: SmtpDomain): Promise<Map<number, string>>;
+  /** The brute-force lockouts in force on the domain's relay pods. */
+  lockouts?(domain: SmtpDomain): Promise<RelayLockout[]>;
 }
 
 export interface VerificationTiming {
