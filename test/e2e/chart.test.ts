@@ -118,7 +118,11 @@ describe("Helm install, end to end", () => {
     const installed = await helm(["install", release, chart, "--namespace", namespace, "--create-namespace", "--take-ownership", "--set", `metrics.port=${metricsPort}`, "--set", "operator.relayHostSuffix=relay.test"]);
     assert.equal(installed.code, 0, installed.stderr);
     const deployment = await apps.readNamespacedDeployment({ namespace, name: `${release}-operator` });
-    const kubeconfig = await serviceAccountKubeconfig(namespace, "smtp-connector", `${tempDir("chart-sa")}/kubeconfig`);
+    // The chart's next steps name the Deployment and the CA's Secret.
+    assert.match(installed.stdout, new RegExp(`deployment/${release}-operator[\\s\\S]*the Secret ${namespace}/smtp-connector-ca`));
+    // The ServiceAccount is the release's own (two releases never share one).
+    assert.equal(deployment.spec?.template.spec?.serviceAccountName, release);
+    const kubeconfig = await serviceAccountKubeconfig(namespace, release, `${tempDir("chart-sa")}/kubeconfig`);
     operator = await runDeployment(core, deployment, apps, ["--kubeconfig", kubeconfig]);
     await eventually("the operator ready", async () => ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
 
