@@ -10,7 +10,7 @@ export interface ConditionType {
 export const smtpDomainConditions = {
   CredentialsIssued: {
     lifecycle:
-      "True once every credential version in spec has a Secret the relay can use (issued by the operator, or your own via secretRef). False while a version's Secret cannot be issued or read; the reason says which.",
+      "True once every credential version in spec has a Secret the relay can use (issued by the operator, or your own via secretRef) and at least one of them is Active. False while a version's Secret cannot be issued or read, when no version is Active (NoActiveCredential), when spec lists a revoked version as Active (VersionRevoked), or when an operator-issued Secret was edited by hand (SecretModified); the reason says which.",
   },
   CertificateReady: {
     lifecycle:
@@ -29,7 +29,7 @@ export const smtpDomainConditions = {
   },
   Ready: {
     lifecycle:
-      "True when CredentialsIssued, CertificateReady, RelayAvailable and AddressesConfigured are all True and the domain is not blocked by a limit or a conflict. Otherwise False with the reason of the first condition that holds it back.",
+      "True when CredentialsIssued, CertificateReady, RelayAvailable and AddressesConfigured are all True and the domain is not blocked by a limit, a conflict or a system domain. CredentialsIssued False with VersionRevoked or SecretModified does not hold it back while another version is Active: the relay goes on accepting exactly what was issued, and Stalled says what needs a change. Otherwise False with the reason of the first condition that holds it back.",
   },
   Reconciling: {
     lifecycle: "Present, and True, only while the operator is still making changes (kstatus). Absent otherwise.",
@@ -95,6 +95,20 @@ export const reasons = {
   Disconnecting: { conditions: ["Ready", "Reconciling"], meaning: "The SmtpDomain is being deleted: its credentials are revoked and its relay removed." },
 
   // SmtpDomain problems
+  NoActiveCredential: {
+    conditions: ["CredentialsIssued", "Stalled", "Ready", "DomainReady"],
+    meaning: "Every credential version of the domain is revoked or expired, so nothing can arrive authenticated and its addresses are not Ready. Add a version with the next unused number to spec.inbound.credentials.",
+  },
+  VersionRevoked: {
+    conditions: ["CredentialsIssued", "Stalled"],
+    meaning:
+      "spec.inbound.credentials lists as Active a version that was revoked or expired before (e.g. a GitOps sync re-adding an entry that had been removed). Revocation is for good: the relay keeps refusing it and no password is issued for it again. Mark it Revoked or remove it, and add a version with the next unused number. Ready stays True while another version is Active.",
+  },
+  SecretModified: {
+    conditions: ["CredentialsIssued", "Stalled"],
+    meaning:
+      "An operator-issued credential Secret was edited or deleted by hand. The Secret is the operator's: the relay keeps accepting only the password issued for that version (its digest is in status.credentials), nothing is adopted and no other password is issued for it. Put the issued username and password back, or rotate: add the next version, move the customer's server to it, revoke this one. Ready stays True while another version is Active.",
+  },
   NoAddresses: { conditions: ["AddressesConfigured", "Ready"], meaning: "Add at least one SupportAddress whose domainRef names this SmtpDomain." },
   SecretConflict: {
     conditions: ["CredentialsIssued", "CertificateReady", "RelayAvailable", "Stalled", "Ready"],

@@ -350,6 +350,13 @@ const CredentialVersionStatus = Type.Object(
     createdAt: Type.Optional(Timestamp("When the version was issued.")),
     expiresAt: Type.Optional(Timestamp("When an older Active version stops being accepted, after a newer version was issued.")),
     lastUsedAt: Type.Optional(Timestamp("Last successful AUTH with this version, as reported by the relay.")),
+    passwordSha256: Type.Optional(
+      Type.String({
+        description:
+          "SHA-256 (hex) of the password issued for this version, recorded when it was issued: the only password the relay accepts for it, whatever its Secret says later (a Secret edited by hand is reported, never adopted). Not secret: an operator-issued password is 256 random bits.",
+        pattern: "^[0-9a-f]{64}$",
+      }),
+    ),
   },
   { description: "The observed state of one inbound credential version." },
 );
@@ -378,6 +385,14 @@ export const SmtpDomainStatus = Type.Object(
       }),
     ),
     activeVersions: Type.Optional(Type.String({ description: "The Active credential versions, e.g. \"1,2\" (for kubectl get)." })),
+    revokedVersions: Type.Optional(
+      Type.Array(Type.Integer({ format: "int32" }), {
+        description:
+          "Every credential version ever revoked or expired, kept after its entry leaves spec: such a version is never Active again and never reissued (a spec that lists it Active again is refused with VersionRevoked). Its Secret carries the same record (annotation smtpconnector.dev/revoked-at).",
+        maxItems: 1024,
+        "x-kubernetes-list-type": "set",
+      }),
+    ),
     addresses: Type.Optional(Type.Integer({ description: "Number of SupportAddresses served for this domain.", format: "int32" })),
     relay: Type.Optional(
       Type.Object(

@@ -189,6 +189,74 @@ describe("SmtpDomain reconciler", () => {
     await eventually("status: only version 2 active", async () => ((await getDomain(namespace)).status?.activeVersions === "2" ? true : undefined));
   });
 
+  test("revocation is for good: a revoked version re-added by a later sync is refused, never reactivated or reissued", async (t) => {
+    const namespace = await setup(t);
+    await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
+    await eventually("versions 1 and 2 active", async () => ((await getDomain(namespace)).status?.activeVersions === "1,2" ? true : undefined));
+    const v1 = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
+    const digest = passwordDigest(secretText(v1, "password"));
+    await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }, { version: 2 }]));
+    await eventually("version 1 revoked in the relay config", async () => ((await relayConfigOf(namespace)).domains[0]!.credentials.find((c) => c.version === 1)?.state === "Revoked" ? true : undefined));
+    // A GitOps repository that still lists version 1 the old way: the entry goes, then comes back Active.
+    await applyManifests(domainManifest(namespace, [{ version: 2 }]));
+    await eventually("version 1 gone from the relay config", async () => ((await relayConfigOf(namespace)).domains[0]!.credentials.some((c) => c.version === 1) ? undefined : true));
+    await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
+    const refused = await eventually("the re-added version reconciled", async () => {
+      const d = await getDomain(namespace);
+      const reconciled = d.metadata.generation === d.status?.observedGeneration && d.status?.credentials?.some((c) => c.version === 1);
+      return reconciled && (await relayConfigOf(namespace)).domains[0]!.credentials.some((c) => c.version === 1) ? d : undefined;
+    });
+    // The relay refuses the old password: version 1 stays Revoked.
+    const entries = (await relayConfigOf(namespace)).domains[0]!.credentials;
+    assert.deepEqual(entries.map((c) => `${c.version}:${c.state}`), ["1:Revoked", "2:Active"]);
+    assert.equal(entries[0]!.passwordSha256, digest);
+    assert.equal(refused.status?.activeVersions, "2");
+    assert.equal(condition(refused, "CredentialsIssued")?.reason, "VersionRevoked");
+    assert.equal(refused.status?.credentials?.find((c) => c.version === 1)?.state, "Revoked");
+    assert.equal(condition(refused, "Stalled")?.reason, "VersionRevoked", "GitOps tools show the refused sync");
+    assert.match(condition(refused, "CredentialsIssued")!.message, /version 1 was revoked.*add version 3/);
+    // Recorded twice: in status, and on the Secret (which a backup keeps with it).
+    assert.ok(refused.status?.revokedVersions?.includes(1));
+    assert.ok((await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" })).metadata?.annotations?.["smtpconnector.dev/revoked-at"]);
+    await eventually("a Warning Event", async () => {
+      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,type=Warning", "-o", "jsonpath={.items[*].reason}"]);
+      return e.stdout.includes("VersionRevoked") ? true : undefined;
+    });
+
+    // Its Secret deleted as well: the record in status still refuses it, and no new password is issued for version 1.
+    await applyManifests(domainManifest(namespace, [{ version: 2 }]));
+    await eventually("version 1 gone again", async () => ((await relayConfigOf(namespace)).domains[0]!.credentials.some((c) => c.version === 1) ? undefined : true));
+    await core.deleteNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
+    await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
+    await eventually("refused again", async () => {
+      const d = await getDomain(namespace);
+      return condition(d, "CredentialsIssued")?.reason === "VersionRevoked" && d.metadata.generation === d.status?.observedGeneration ? d : undefined;
+    });
+    await controller.queue.idle();
+    assert.equal((await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }).catch(() => undefined)), undefined, "version 1 is never reissued");
+    assert.deepEqual((await relayConfigOf(namespace)).domains[0]!.credentials.map((c) => `${c.version}:${c.state}`), ["2:Active"]);
+  });
+
+  test("a domain whose every version is revoked is not Ready, with a reason of its own; its addresses follow", async (t) => {
+    const namespace = await setup(t);
+    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "support@example.com", password: "x" } } });
+    await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }]));
+    await applyManifests(address(namespace, "support", "support@example.com"));
+    const domain = await eventually("Ready=False NoActiveCredential", async () => {
+      const d = await getDomain(namespace);
+      return condition(d, "Ready")?.reason === "NoActiveCredential" ? d : undefined;
+    });
+    assert.equal(condition(domain, "CredentialsIssued")?.status, "False");
+    assert.equal(condition(domain, "CredentialsIssued")?.reason, "NoActiveCredential");
+    assert.equal(domain.status?.activeVersions, "");
+    const addressReady = await eventually("the address's DomainReady=False", async () => {
+      const a = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as { status?: { conditions?: { type: string; status: string; message: string }[] } };
+      const c = a.status?.conditions?.find((x) => x.type === "DomainReady");
+      return c?.status === "False" ? c : undefined;
+    });
+    assert.match(addressReady.message, /revoked/);
+  });
+
   test("drift is repaired: a deleted Secret, an edited Deployment, a deleted NetworkPolicy and PodDisruptionBudget come back", async (t) => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace));
