@@ -525,7 +525,15 @@ const VerificationAttempt = Type.Object(
     tokenSha256: Type.Optional(Type.String({ description: "SHA-256 of the attempt's one-time token; the token itself is never stored." })),
     basis: Type.Optional(Type.String({ description: "What the attempt verified (spec generation, outbound credentials, inbound credential versions); when it changes, a new attempt starts." })),
     previouslyVerifiedAt: Type.Optional(
-      Timestamp("Set on a repeat attempt (the interval elapsed, or one was requested) of an unchanged basis: when the previous attempt succeeded. The direction stays verified, and the address Ready, until this attempt fails."),
+      Timestamp(
+        "Set on an attempt that repeats a proof still standing: the interval elapsed or one was requested with the basis unchanged, or only the domain's inbound credential versions changed and the version the earlier proof came back with is still Active (a rotation adding a version). When the previous attempt succeeded. The direction stays verified, and the address Ready, until this attempt fails.",
+      ),
+    ),
+    credentialVersion: Type.Optional(
+      Type.Integer({
+        description: "The inbound credential version the token came back with (a succeeded attempt), or that the earlier proof came back with (an attempt with previouslyVerifiedAt). Revoking it is what makes the proof stale.",
+        format: "int32",
+      }),
     ),
   },
   { description: "One verification attempt." },

@@ -28,6 +28,8 @@ export interface ControllerOptions {
   /** Verification: where inbound verification emails go, and how the relays' control APIs are reached. Without it nothing is verified. */
   verification?: VerificationSettings;
   verificationTiming?: VerificationTiming;
+  /** In place of `verification`'s mail and control API (the apiserver tier, which runs no relay). */
+  verificationIO?: VerificationIO;
   limits?: Limits;
   log: Logger;
   concurrency?: number;
@@ -59,7 +61,8 @@ export class Controller {
   ) {
     const { log } = options;
     this.cluster = new Cluster(access);
-    if (options.verification) {
+    if (options.verificationIO) this.verificationIO = options.verificationIO;
+    else if (options.verification) {
       this.verificationIO = verificationIO(options.verification, {
         controlToken: (domain) => {
           const token = this.secrets.get(names(domain).control, domain.metadata.namespace)?.data?.token;
