@@ -125,6 +125,11 @@ export const reasons = {
   },
   CAInvalid: { conditions: ["CertificateReady", "Stalled", "Ready"], meaning: "The operator's CA Secret is malformed; delete it to have a new CA issued (relay certificates are then reissued)." },
   RelayUnavailable: { conditions: ["RelayAvailable", "Ready"], meaning: "No relay replica is available; see the Deployment's events and the relay's logs." },
+  SystemDomain: {
+    conditions: ["Stalled", "Ready"],
+    meaning:
+      "spec.domain is one of the helpdesk's own system domains (--system-domains), or under one: it can never be connected. The operator creates nothing for it (no credentials, certificate, relay or Service); delete the SmtpDomain. Its addresses say SystemAddress.",
+  },
   DomainConflict: { conditions: ["Stalled", "Ready"], meaning: "The same domain is connected in another namespace (account) that claimed it earlier. The earlier one keeps working; delete one of them." },
 
   // SupportAddress problems

@@ -232,12 +232,12 @@ export class Controller {
   private judge() {
     const domains = this.domains.list() as SmtpDomain[];
     const limits = this.options.limits ?? defaultLimits;
-    const domainVerdicts = judgeDomains(domains, limits);
+    const domainVerdicts = judgeDomains(domains, limits, this.options.systemDomains ?? this.options.settings.systemDomains ?? []);
     const addressVerdicts = judgeAddresses({
       domains,
       addresses: this.addresses.list(),
       domainVerdicts,
-      systemDomains: this.options.systemDomains ?? [],
+      systemDomains: this.options.systemDomains ?? this.options.settings.systemDomains ?? [],
       limits,
       outboundSecret: (namespace, name) => {
         const secret = this.secrets.get(name, namespace);

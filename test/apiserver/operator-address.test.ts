@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
-import type { SupportAddress } from "../../crds/schema.js";
+import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
 import type { VerificationIO } from "../../operator/address/verification.js";
 import type { Controller } from "../../operator/controller.js";
 import { parseConfig } from "../../relay/config/load.js";
@@ -82,6 +82,28 @@ describe("SupportAddress rules", () => {
       const secret = await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });
       return Buffer.from(secret.data!["relay.yaml"]!, "base64").toString().includes("billing@example.com") ? true : undefined;
     });
+  });
+
+  test("the helpdesk's own domain is refused as an SmtpDomain before anything is created", async (t) => {
+    const namespace = await freshNamespace(t, "sys");
+    await applyManifests(domain(namespace, "helpdesk", "helpdesk.example.net"), domain(namespace, "mail", "mail.helpdesk.example.net"));
+    for (const name of ["helpdesk", "mail"]) {
+      const d = await eventually(`${name}: Ready=False SystemDomain`, async () => {
+        const o = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name })) as SmtpDomain;
+        return o.status?.conditions?.find((c) => c.type === "Ready")?.reason === "SystemDomain" ? o : undefined;
+      });
+      assert.equal(d.status?.conditions?.find((c) => c.type === "Stalled")?.reason, "SystemDomain");
+      assert.match(d.status.conditions.find((c) => c.type === "Ready")!.message, /helpdesk's own system domains/);
+    }
+    await controller.queue.idle();
+    const secrets = (await core.listNamespacedSecret({ namespace })).items.map((s) => s.metadata?.name);
+    assert.deepEqual(secrets, [], "no credentials, certificate or relay config");
+    for (const kind of ["deployments", "services", "networkpolicies"]) {
+      const listed = await kubectl(["get", kind, "-n", namespace, "-o", "name"]);
+      assert.equal(listed.stdout.trim(), "", `no ${kind}`);
+    }
+    const events = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=helpdesk,type=Warning", "-o", "jsonpath={.items[*].reason}"]);
+    assert.match(events.stdout, /SystemDomain/);
   });
 
   test("the same domain in a second account (namespace) is flagged; the first keeps working", async (t) => {
