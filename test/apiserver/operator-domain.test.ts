@@ -237,6 +237,53 @@ describe("SmtpDomain reconciler", () => {
     assert.deepEqual((await relayConfigOf(namespace)).domains[0]!.credentials.map((c) => `${c.version}:${c.state}`), ["2:Active"]);
   });
 
+  test("a credential Secret edited by hand is reported, never adopted: the relay keeps accepting only the issued password", async (t) => {
+    const namespace = await setup(t);
+    await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
+    await eventually("versions 1 and 2 active", async () => ((await getDomain(namespace)).status?.activeVersions === "1,2" ? true : undefined));
+    const issued = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
+    const username = secretText(issued, "username");
+    const password = secretText(issued, "password");
+    const digestOf = async () => (await relayConfigOf(namespace)).domains[0]!.credentials.find((c) => c.version === 1)?.passwordSha256;
+    assert.equal(await digestOf(), passwordDigest(password));
+    const reportedModified = () =>
+      eventually("CredentialsIssued=False SecretModified", async () => {
+        const d = await getDomain(namespace);
+        return condition(d, "CredentialsIssued")?.reason === "SecretModified" ? d : undefined;
+      });
+    const replace = (data: Record<string, string>) =>
+      core.patchNamespacedSecret({ namespace, name: "example-com-inbound-v1", body: [{ op: "replace", path: "/data", value: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])) }] });
+    const snippets = Object.fromEntries(Object.keys(issued.data!).filter((k) => k !== "username" && k !== "password").map((k) => [k, secretText(issued, k)]));
+
+    // A changed password: not adopted.
+    await replace({ ...snippets, username, password: "chosen-by-hand" });
+    const edited = await reportedModified();
+    assert.match(condition(edited, "CredentialsIssued")!.message, /example-com-inbound-v1 \(credentials version 1\) was edited by hand; the relay still accepts only the password issued/);
+    assert.equal(condition(edited, "Stalled")?.reason, "SecretModified");
+    assert.notEqual(condition(edited, "Ready")?.reason, "SecretModified", "version 2 serves on: Ready is not held back by it");
+    await controller.queue.idle();
+    assert.equal(await digestOf(), passwordDigest(password), "the relay's digest stays the issued one");
+    assert.equal(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), "password"), "chosen-by-hand", "and the operator does not write over it");
+    await eventually("a Warning Event", async () => {
+      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,type=Warning", "-o", "jsonpath={.items[*].reason}"]);
+      return e.stdout.includes("SecretModified") ? true : undefined;
+    });
+
+    // A removed password: no other password is issued for the version.
+    await replace({ ...snippets, username });
+    await eventually("the message says what happened", async () => (/lost its username or password/.test(condition(await getDomain(namespace), "CredentialsIssued")?.message ?? "") ? true : undefined));
+    await controller.queue.idle();
+    const after = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
+    assert.equal(after.data?.password, undefined, "nothing issued into it");
+    assert.equal(await digestOf(), passwordDigest(password));
+    const issuedEvents = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,reason=CredentialIssued", "-o", "jsonpath={.items[*].message}"]);
+    assert.equal(issuedEvents.stdout.match(/version 1 issued/g)?.length, 1, "version 1 was issued once");
+
+    // Put back as issued: reported no more.
+    await replace({ ...snippets, username, password });
+    await eventually("CredentialsIssued=True again", async () => (condition(await getDomain(namespace), "CredentialsIssued")?.status === "True" ? true : undefined));
+  });
+
   test("a domain whose every version is revoked is not Ready, with a reason of its own; its addresses follow", async (t) => {
     const namespace = await setup(t);
     await core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "support@example.com", password: "x" } } });
