@@ -94,6 +94,12 @@ export const reasons = {
   VerificationPending: { conditions: ["InboundVerified", "OutboundVerified", "Reconciling", "Ready"], meaning: "A verification email is on its way; the result follows within the verification timeout." },
   Disconnecting: { conditions: ["Ready", "Reconciling"], meaning: "The SmtpDomain is being deleted: its credentials are revoked and its relay removed." },
 
+  ReconcileFailed: {
+    conditions: ["Ready", "Stalled", "Reconciling"],
+    meaning:
+      "The operator could not finish reconciling the resource; the message says what failed and what to do (e.g. the namespace of its CA Secret is missing, or its ServiceAccount lacks a permission). Stalled when only such a change fixes it; otherwise it is retried with backoff (Reconciling). The same text is in a Warning Event. The next successful reconcile replaces it.",
+  },
+
   // SmtpDomain problems
   NoActiveCredential: {
     conditions: ["CredentialsIssued", "Stalled", "Ready", "DomainReady"],

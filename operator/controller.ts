@@ -7,6 +7,9 @@ import type * as k8s from "@kubernetes/client-node";
 import { group, version, type SmtpDomain, type SupportAddress } from "../crds/schema.js";
 import type { Logger } from "../relay/ops/log.js";
 import { reconcileAddress } from "./address/reconcile.js";
+import { replaceConditions } from "./conditions.js";
+import { involved, recordEvent } from "./events.js";
+import { failureMessage, needsAction } from "./failures.js";
 import type { VerificationIO, VerificationTiming } from "./address/verification.js";
 import { verificationIO, type VerificationSettings } from "./address/verification-io.js";
 import { controlEndpoints } from "./address/control-client.js";
@@ -270,8 +273,38 @@ export class Controller {
         return { requeueAfterMs: 50 + Math.floor(Math.random() * 200) };
       }
       this.options.onReconcile?.(label, "Error", Number(process.hrtime.bigint() - started) / 1e9);
+      await this.reportFailure(kind, namespace, name, error).catch((reportError: unknown) =>
+        this.options.log.warn("could not report the failure on the resource", { kind: label, namespace, name, error: describe(reportError) }),
+      );
       throw error;
     }
+  }
+
+  /**
+   * Says on the resource what blocks its reconcile: Ready=False with
+   * ReconcileFailed (Stalled when only a change fixes it, Reconciling while it
+   * is retried) and a Warning Event. Written once per distinct failure, so a
+   * retry with backoff writes nothing; the next successful reconcile replaces it.
+   */
+  private async reportFailure(kind: "domain" | "address", namespace: string, name: string, error: unknown): Promise<void> {
+    const plural = kind === "domain" ? "smtpdomains" : "supportaddresses";
+    // Read fresh: every other field of status is written back as it is.
+    const { status: code, body } = await this.cluster.get(`/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}`, [404]);
+    if (code === 404) return;
+    const object = JSON.parse(body) as SmtpDomain | SupportAddress;
+    if (object.metadata.deletionTimestamp) return;
+    const message = failureMessage(error);
+    const ready = object.status?.conditions?.find((c) => c.type === "Ready");
+    if (ready?.reason === "ReconcileFailed" && ready.message === message) return;
+    const stalled = needsAction(error);
+    const generation = object.metadata.generation ?? 0;
+    const conditions = replaceConditions(object.status?.conditions, [
+      { type: "Ready", status: "False", reason: "ReconcileFailed", message },
+      { type: "Stalled", status: stalled ? "True" : "False", reason: "ReconcileFailed", message },
+      { type: "Reconciling", status: stalled ? "False" : "True", reason: "ReconcileFailed", message },
+    ], generation, new Date());
+    await this.cluster.applyStatus(plural, kind === "domain" ? "SmtpDomain" : "SupportAddress", namespace, name, { ...object.status, observedGeneration: generation, conditions });
+    await recordEvent(this.cluster, involved(object), "Warning", "ReconcileFailed", message);
   }
 
   private async reconcileDomain(namespace: string, name: string): Promise<{ requeueAfterMs?: number }> {
