@@ -97,7 +97,7 @@ export const reasons = {
   ReconcileFailed: {
     conditions: ["Ready", "Stalled", "Reconciling"],
     meaning:
-      "The operator could not finish reconciling the resource; the message says what failed and what to do (e.g. the namespace of its CA Secret is missing, or its ServiceAccount lacks a permission). Stalled when only such a change fixes it; otherwise it is retried with backoff (Reconciling). The same text is in a Warning Event. The next successful reconcile replaces it.",
+      "The operator could not finish reconciling the resource; the message says what failed and what to do (e.g. the namespace of its CA Secret is missing, or its ServiceAccount lacks a permission). On Stalled when only such a change fixes it, otherwise on Reconciling while it is retried with backoff; on Ready too unless the resource is Ready already (a Ready relay serves on). The same text is in a Warning Event. The next successful reconcile replaces it.",
   },
 
   // SmtpDomain problems

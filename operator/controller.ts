@@ -281,9 +281,9 @@ export class Controller {
   }
 
   /**
-   * Says on the resource what blocks its reconcile: Ready=False with
-   * ReconcileFailed (Stalled when only a change fixes it, Reconciling while it
-   * is retried) and a Warning Event. Written once per distinct failure, so a
+   * Says on the resource what blocks its reconcile: ReconcileFailed on
+   * Stalled when only a change fixes it, on Reconciling while it is retried,
+   * and on Ready unless it is Ready already; and a Warning Event. Written once per distinct failure, so a
    * retry with backoff writes nothing; the next successful reconcile replaces it.
    */
   private async reportFailure(kind: "domain" | "address", namespace: string, name: string, error: unknown): Promise<void> {
@@ -294,12 +294,15 @@ export class Controller {
     const object = JSON.parse(body) as SmtpDomain | SupportAddress;
     if (object.metadata.deletionTimestamp) return;
     const message = failureMessage(error);
-    const ready = object.status?.conditions?.find((c) => c.type === "Ready");
-    if (ready?.reason === "ReconcileFailed" && ready.message === message) return;
+    const reported = object.status?.conditions?.find((c) => (c.type === "Stalled" || c.type === "Reconciling") && c.reason === "ReconcileFailed");
+    if (reported?.message === message) return;
     const stalled = needsAction(error);
     const generation = object.metadata.generation ?? 0;
+    // A Ready resource stays Ready: its relay serves on with what it has, and turning the domain
+    // un-Ready would stop the helpdesk sending as its addresses over an API hiccup.
+    const ready = object.status?.conditions?.find((c) => c.type === "Ready");
     const conditions = replaceConditions(object.status?.conditions, [
-      { type: "Ready", status: "False", reason: "ReconcileFailed", message },
+      ...(ready?.status === "True" ? [] : [{ type: "Ready", status: "False" as const, reason: "ReconcileFailed" as const, message }]),
       { type: "Stalled", status: stalled ? "True" : "False", reason: "ReconcileFailed", message },
       { type: "Reconciling", status: stalled ? "False" : "True", reason: "ReconcileFailed", message },
     ], generation, new Date());
