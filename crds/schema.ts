@@ -394,6 +394,9 @@ export const SmtpDomainStatus = Type.Object(
       }),
     ),
     addresses: Type.Optional(Type.Integer({ description: "Number of SupportAddresses served for this domain.", format: "int32" })),
+    addressesNotServed: Type.Optional(
+      Type.Integer({ description: "Number of SupportAddresses naming this domain that are not served (over a limit, a conflict, another mail domain, a missing or malformed Secret); each one's DomainReady says why.", format: "int32" }),
+    ),
     relay: Type.Optional(
       Type.Object(
         {
@@ -629,8 +632,9 @@ export const kinds: KindDefinition[] = [
     status: SmtpDomainStatus,
     printerColumns: [
       { name: "Domain", type: "string", jsonPath: ".spec.domain", description: "The customer's mail domain." },
-      { name: "Active", type: "string", jsonPath: ".status.activeVersions", description: "Active inbound credential versions." },
-      { name: "Addresses", type: "integer", jsonPath: ".status.addresses", description: "Support addresses served." },
+      { name: "Active Versions", type: "string", jsonPath: ".status.activeVersions", description: "The inbound credential versions the relay accepts, e.g. 1,2 during a rotation." },
+      { name: "Addresses Served", type: "integer", jsonPath: ".status.addresses", description: "Support addresses served for the domain." },
+      { name: "Not Served", type: "integer", jsonPath: ".status.addressesNotServed", description: "Support addresses of the domain that are not served (limits, conflicts, a wrong domain or Secret); their DomainReady says why.", priority: 1 },
       conditionColumn("Ready", "Ready", "Whether the domain is fully connected."),
       { name: "Endpoint", type: "string", jsonPath: ".status.relay.endpoint", description: "Where the customer's server connects.", priority: 1 },
       { name: "DKIM Pending", type: "string", jsonPath: ".status.dkim.pending", description: "DKIM selectors whose DNS record awaits publication.", priority: 1 },
@@ -649,9 +653,9 @@ export const kinds: KindDefinition[] = [
     status: SupportAddressStatus,
     printerColumns: [
       { name: "Address", type: "string", jsonPath: ".spec.address", description: "The support address." },
-      { name: "Domain", type: "string", jsonPath: ".spec.domainRef.name", description: "The SmtpDomain it belongs to." },
-      conditionColumn("Inbound", "InboundVerified", "Inbound verification."),
-      conditionColumn("Outbound", "OutboundVerified", "Outbound verification."),
+      { name: "SmtpDomain", type: "string", jsonPath: ".spec.domainRef.name", description: "The SmtpDomain it belongs to (the object's name, not the mail domain)." },
+      conditionColumn("Inbound Verified", "InboundVerified", "Inbound verification."),
+      conditionColumn("Outbound Verified", "OutboundVerified", "Outbound verification."),
       conditionColumn("Ready", "Ready", "Whether the address is fully connected."),
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp", description: "Age of the object." },
     ],

@@ -323,11 +323,14 @@ export class Controller {
     const served = this.addresses
       .list()
       .filter((a) => a.metadata?.namespace === namespace && addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served);
+    const notServed = this.addresses
+      .list()
+      .filter((a) => a.metadata?.namespace === namespace && a.spec.domainRef.name === name && !a.metadata?.deletionTimestamp && !addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served).length;
     const verdict = domainVerdicts.get(`${namespace}/${name}`) ?? { served: true as const };
     const io = this.verificationIO;
     return reconcileDomain(
       this.cluster,
-      { domain, addresses: served, verdict, secret: (ns, secretName) => this.secrets.get(secretName, ns), ...(io ? { credentialUse: (d: SmtpDomain) => this.credentialUse.get(`${d.metadata.namespace}/${d.metadata.name}`, 10_000, () => io.credentialUse(d)) } : {}) },
+      { domain, addresses: served, addressesNotServed: notServed, verdict, secret: (ns, secretName) => this.secrets.get(secretName, ns), ...(io ? { credentialUse: (d: SmtpDomain) => this.credentialUse.get(`${d.metadata.namespace}/${d.metadata.name}`, 10_000, () => io.credentialUse(d)) } : {}) },
       this.options.settings,
     );
   }

@@ -44,6 +44,8 @@ export interface DomainInputs {
   verdict?: Verdict;
   /** Secrets from the informer cache (addresses' outbound credentials); read from the API when absent. */
   secret?: (namespace: string, name: string) => k8s.V1Secret | undefined;
+  /** How many SupportAddresses name this domain but are not served (their DomainReady says why). */
+  addressesNotServed?: number;
   /** The relay's report of each inbound credential version's last use; without it, last use is not reported. */
   credentialUse?: (domain: SmtpDomain) => Promise<Map<number, string>>;
 }
@@ -329,6 +331,7 @@ function domainStatus(
   certificate?: CertificateState,
 ): SmtpDomainStatus {
   const { domain } = inputs;
+  const notServed = inputs.addressesNotServed ?? 0;
   const active = plan.filter((p) => p.state === "Active" && issued.has(p.version)).map((p) => p.version);
   // A refused re-addition or a hand-edited Secret changes nothing the relay accepts: with a version
   // still Active the domain serves on, and Stalled (not Ready) says what needs a change.
@@ -347,8 +350,13 @@ function domainStatus(
         ? { type: "RelayAvailable", status: "True", reason: "Available", message: `${available} relay replica(s) available` }
         : { type: "RelayAvailable", status: "False", reason: "Progressing", message: "waiting for the relay Deployment to have an available replica" },
     addressCount > 0
-      ? { type: "AddressesConfigured", status: "True", reason: "AddressesServed", message: `${addressCount} support address(es) served` }
-      : { type: "AddressesConfigured", status: "False", reason: "NoAddresses", message: "add at least one SupportAddress whose domainRef names this SmtpDomain" },
+      ? { type: "AddressesConfigured", status: "True", reason: "AddressesServed", message: `${addressCount} support address(es) served${notServed > 0 ? `, ${notServed} not served (see their DomainReady)` : ""}` }
+      : {
+          type: "AddressesConfigured",
+          status: "False",
+          reason: "NoAddresses",
+          message: notServed > 0 ? `none of the ${notServed} SupportAddress(es) naming this SmtpDomain is served: see their DomainReady` : "add at least one SupportAddress whose domainRef names this SmtpDomain",
+        },
   ];
   const blocking = conditions.find((c) => c.status !== "True" && !(c.type === "CredentialsIssued" && credentialProblem && serving(credentialProblem)));
   conditions.push(
@@ -390,6 +398,7 @@ function domainStatus(
     activeVersions: active.join(","),
     ...(retired.size > 0 ? { revokedVersions: [...retired].sort((a, b) => a - b) } : {}),
     addresses: addressCount,
+    ...(inputs.addressesNotServed !== undefined ? { addressesNotServed: inputs.addressesNotServed } : {}),
     relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:587` },
     ...(certificate?.status ? { tls: certificate.status } : {}),
     ...(dkim && dkim.records.length > 0 ? { dkim: { records: dkim.records, ...(dkim.pending.length > 0 ? { pending: dkim.pending.join(",") } : {}) } } : {}),

@@ -206,3 +206,48 @@ describe("SupportAddress readiness through a rotation", () => {
     }, 30_000);
   });
 });
+
+describe("account limits set per installation", () => {
+  let controller: Controller;
+  let custom: k8s.CustomObjectsApi;
+  let core: k8s.CoreV1Api;
+  before(async () => {
+    await installCRDs();
+    const cluster = await connect();
+    core = cluster.core;
+    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    controller = await startTestController({ limits: { domainsPerNamespace: 1, addressesPerDomain: 2, addressesPerNamespace: 200 } });
+  });
+  after(() => controller.stop());
+
+  test("the operator's limits apply; the domain's status counts the addresses that are not served", async (t) => {
+    const namespace = await freshNamespace(t, "lim");
+    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } } });
+    await applyManifests(domain(namespace, "example-com", "example.com"));
+    await eventually("the first domain's credentials", () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }));
+    await applyManifests(domain(namespace, "example-org", "example.org"));
+    // The oldest are served; within one second of creation, name order decides: a and b, not c.
+    for (const name of ["a", "b", "c"]) await applyManifests(address(namespace, name, `${name}@example.com`, "example-com"));
+    await applyManifests(address(namespace, "wrong", "wrong@example.net", "example-com"));
+    const second = await eventually("the second domain over the limit", async () => {
+      const d = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-org" })) as SmtpDomain;
+      return d.status?.conditions?.find((c) => c.type === "Ready" && c.reason === "LimitExceeded");
+    });
+    assert.match(second.message, /at most 1 domains per account/);
+    const first = await eventually("two served, two not", async () => {
+      const d = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+      return d.status?.addresses === 2 && d.status.addressesNotServed === 2 ? d : undefined;
+    });
+    assert.match(first.status!.conditions!.find((c) => c.type === "AddressesConfigured")!.message, /2 support address\(es\) served, 2 not served/);
+    const limited = await eventually("c over the limit", async () => (await domainReady(namespace, "c"))?.reason === "LimitExceeded" ? domainReady(namespace, "c") : undefined);
+    assert.match(limited.message, /at most 2 addresses per domain/);
+    const wide = await kubectl(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "wide"]);
+    assert.match(wide.stdout, /ADDRESSES SERVED\s+NOT SERVED/);
+    assert.match(wide.stdout, /example-com\s+example\.com\s+1\s+2\s+2\s/);
+  });
+
+  const domainReady = async (namespace: string, name: string) => {
+    const a = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name })) as SupportAddress;
+    return a.status?.conditions?.find((c) => c.type === "DomainReady");
+  };
+});
