@@ -222,6 +222,8 @@ describe("SmtpDomain reconciler", () => {
       const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,type=Warning", "-o", "jsonpath={.items[*].reason}"]);
       return e.stdout.includes("VersionRevoked") ? true : undefined;
     });
+    const revokedEvents = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,reason=CredentialRevoked", "-o", "jsonpath={.items[*].message}"]);
+    assert.equal(revokedEvents.stdout.match(/inbound credential version 1 is revoked/g)?.length, 1, "the revocation is announced once, not again on the refused re-addition");
 
     // Its Secret deleted as well: the record in status still refuses it, and no new password is issued for version 1.
     await applyManifests(domainManifest(namespace, [{ version: 2 }]));
