@@ -58,6 +58,8 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
   const retired = new Set(previouslyRetired);
   const issued = new Map<number, IssuedCredential>();
   const intact: Intact[] = [];
+  // Reported once the plan says the version is still Active: a revoked version's Secret may go.
+  const modified = new Map<number, Problem>();
   const host = relayHostname(domain, settings);
 
   for (const declared of domain.spec.inbound.credentials ?? [{ version: 1 }]) {
@@ -87,7 +89,7 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
       const unchanged = username === record.username && password !== undefined && sameDigest(passwordDigest(password), record.passwordSha256);
       if (!unchanged) {
         const what = !secret ? "was deleted" : !username || !password ? "lost its username or password" : "was edited by hand";
-        problems.push({
+        modified.set(version, {
           condition: "CredentialsIssued",
           reason: "SecretModified",
           message: `Secret ${secretName} (credentials version ${version}) ${what}; the relay still accepts only the password issued for version ${version} and nothing else is issued for it: restore the issued username and password, or rotate (add the next version, then revoke this one)`,
@@ -126,6 +128,8 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
 
   const plan = planCredentials(domain, issued, now, retired);
   for (const p of plan) {
+    const problem = modified.get(p.version);
+    if (problem && p.state === "Active") problems.push(problem);
     if (p.reactivationRefused) {
       const next = Math.max(0, ...retired, ...plan.map((q) => q.version)) + 1;
       problems.push({

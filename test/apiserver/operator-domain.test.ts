@@ -284,6 +284,15 @@ describe("SmtpDomain reconciler", () => {
     // Put back as issued: reported no more.
     await replace({ ...snippets, username, password });
     await eventually("CredentialsIssued=True again", async () => (condition(await getDomain(namespace), "CredentialsIssued")?.status === "True" ? true : undefined));
+
+    // A revoked version's Secret may be cleaned up: nothing to report.
+    await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }, { version: 2 }]));
+    await eventually("version 1 revoked", async () => ((await getDomain(namespace)).status?.activeVersions === "2" ? true : undefined));
+    await core.deleteNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
+    // A reconcile reads the Secrets from the API: run one now, after the deletion.
+    controller.queue.add(`domain/${namespace}/example-com`);
+    await controller.queue.idle();
+    assert.equal(condition(await getDomain(namespace), "CredentialsIssued")?.status, "True");
   });
 
   test("a domain whose every version is revoked is not Ready, with a reason of its own; its addresses follow", async (t) => {
