@@ -92,7 +92,10 @@ export const reasons = {
   Verified: { conditions: ["InboundVerified", "OutboundVerified"], meaning: "The token came back through the authenticated inbound relay of this domain." },
   Progressing: { conditions: ["Reconciling", "RelayAvailable", "Ready"], meaning: "The operator is applying changes; nothing is needed from you." },
   VerificationPending: { conditions: ["InboundVerified", "OutboundVerified", "Reconciling", "Ready"], meaning: "A verification email is on its way; the result follows within the verification timeout." },
-  Disconnecting: { conditions: ["Ready", "Reconciling"], meaning: "The SmtpDomain is being deleted: its credentials are revoked and its relay removed." },
+  Disconnecting: {
+    conditions: ["Ready", "Reconciling"],
+    meaning: "The SmtpDomain is being deleted: its finalizer revokes every credential version in the relay and scales it to zero, then everything the domain owns is removed. A Disconnecting Event says when it started.",
+  },
 
   ReconcileFailed: {
     conditions: ["Ready", "Stalled", "Reconciling"],

@@ -404,7 +404,17 @@ describe("SmtpDomain reconciler", () => {
       seen.push(secretText(object, "relay.yaml"));
     }, () => undefined);
     t.after(() => watch.abort());
+    // The finalizer's work is visible while it runs.
+    const reasons: string[] = [];
+    const domainWatch = await new k8s.Watch(config).watch(`/apis/smtpconnector.dev/v1alpha1/namespaces/${namespace}/smtpdomains`, {}, (_type, d: SmtpDomain) => {
+      const ready = condition(d, "Ready");
+      if (ready) reasons.push(ready.reason);
+    }, () => undefined);
+    t.after(() => domainWatch.abort());
     await kubectl(["delete", "smtpdomain", "example-com", "-n", namespace, "--wait=false"]);
+    await eventually("Ready=False Disconnecting while the finalizer works", () => (reasons.includes("Disconnecting") ? true : undefined));
+    const disconnecting = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,reason=Disconnecting", "-o", "jsonpath={.items[*].message}"]);
+    assert.match(disconnecting.stdout, /being deleted: every credential version is revoked/);
     await eventually("a relay config with every version revoked", () => (seen.some((c) => c.includes("state: Revoked") && !c.includes("state: Active")) ? true : undefined));
     await eventually(
       "the owned objects to be garbage-collected",
