@@ -9,7 +9,7 @@ import { TimedCache } from "../timed-cache.js";
 import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/schema.js";
 import type { Verdict } from "../address/rules.js";
 import { mergeConditions, rfc3339, sameStatus, type DesiredCondition } from "../conditions.js";
-import { conditionEvents, involved } from "../events.js";
+import { conditionEvents, involved, recordEvent } from "../events.js";
 import { ownedBy, type Cluster } from "../kube/cluster.js";
 import { alreadyApplied } from "../kube/compare.js";
 import { relayCertificate, type CertificateState } from "./certificate.js";
@@ -114,13 +114,22 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
     relayDisruptionBudget(domain),
   ].filter((o): o is KubeObject => o !== undefined);
   // The objects are independent: read (and, where needed, apply) them side by side.
+  // With the spec unchanged since everything was last applied, a missing or different object is drift
+  // (deleted or edited by hand), not a change of ours: repaired, and said. The relay config also
+  // changes with addresses and Secrets, so only its deletion counts.
+  const settled = domain.status?.relay !== undefined && domain.status.observedGeneration === domain.metadata.generation;
   const outcomes = await Promise.all(
     objects.map(async (object): Promise<Problem | undefined> => {
       const existing = await cluster.read(object.apiVersion, object.kind, namespace, object.metadata.name);
       if (existing && !ownedBy(existing, uid)) {
         return { condition: "RelayAvailable", reason: "SecretConflict", message: `${object.kind} ${object.metadata.name} exists and is not owned by this SmtpDomain; the operator never overwrites it` };
       }
-      if (!existing || !alreadyApplied(object, existing as unknown as Record<string, unknown>)) await cluster.apply(object);
+      if (existing && alreadyApplied(object, existing as unknown as Record<string, unknown>)) return undefined;
+      await cluster.apply(object);
+      if (settled && (!existing || object.metadata.name !== names(domain).config)) {
+        const what = existing ? "differed from what the operator renders (edited by hand?)" : "was deleted";
+        await recordEvent(cluster, involved(domain), "Warning", "DriftRepaired", `${object.kind} ${object.metadata.name} ${what}: restored. The objects a domain owns are the operator's; change the SmtpDomain instead`);
+      }
       return undefined;
     }),
   );

@@ -319,6 +319,8 @@ describe("SmtpDomain reconciler", () => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace));
     await eventually("the relay config", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
+    await eventually("the first reconcile's status", async () => ((await getDomain(namespace)).status?.relay ? true : undefined));
+    await controller.queue.idle();
     await core.deleteNamespacedSecret({ namespace, name: "example-com-relay-config" });
     await eventually("the relay config to come back", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
     await kubectl(["scale", "deployment/example-com-relay", "-n", namespace, "--replicas=5"]);
@@ -328,6 +330,15 @@ describe("SmtpDomain reconciler", () => {
       assert.equal((await kubectl(["delete", kind, "example-com-relay", "-n", namespace])).code, 0);
       await eventually(`the ${kind} to come back`, async () => ((await kubectl(["get", kind, "example-com-relay", "-n", namespace])).code === 0 ? true : undefined), 15_000);
     }
+    // Each repair is said on the domain.
+    const repairs = await eventually("DriftRepaired Events", async () => {
+      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,reason=DriftRepaired", "-o", "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}"]);
+      return e.stdout.split("\n").filter(Boolean).length >= 4 ? e.stdout : undefined;
+    });
+    assert.match(repairs, /Secret example-com-relay-config was deleted: restored/);
+    assert.match(repairs, /Deployment example-com-relay differed from what the operator renders/);
+    assert.match(repairs, /NetworkPolicy example-com-relay was deleted/);
+    assert.match(repairs, /PodDisruptionBudget example-com-relay was deleted/);
   });
 
   test("DKIM: generated keys, their records in status, and the relay signs only with a confirmed key", async (t) => {
