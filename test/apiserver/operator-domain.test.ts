@@ -439,6 +439,27 @@ describe("SmtpDomain reconciler", () => {
     await core.readNamespacedSecret({ namespace, name: "relay-tls" });
   });
 
+  test("a domain deleted while the operator is down waits for it, then is disconnected in order", async (t) => {
+    const namespace = await setup(t);
+    await applyManifests(domainManifest(namespace));
+    await eventually("the relay config", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
+    await eventually("the finalizer", async () => ((await getDomain(namespace)).metadata.finalizers?.includes("smtpconnector.dev/disconnect") ? true : undefined));
+    await controller.queue.idle();
+    await controller.stop();
+    try {
+      await kubectl(["delete", "smtpdomain", "example-com", "-n", namespace, "--wait=false"]);
+      // Held by the finalizer: nothing is garbage-collected before its credentials are revoked.
+      const held = await getDomain(namespace);
+      assert.ok(held.metadata.deletionTimestamp);
+      const config = secretText(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml");
+      assert.match(config, /state: Active/, "the relay config is untouched while nobody can revoke");
+    } finally {
+      controller = await startTestController();
+    }
+    await eventually("the domain gone once the operator is back", async () => ((await getDomain(namespace).catch(() => undefined)) ? undefined : true), 30_000);
+    await eventually("its objects collected", async () => ((await core.listNamespacedSecret({ namespace })).items.some((s) => s.metadata?.name?.startsWith("example-com-")) ? undefined : true), 90_000);
+  });
+
   test("failed API requests are counted by status for the metrics", async (t) => {
     const namespace = await freshNamespace(t, "op");
     const before = controller.cluster.apiErrors.get("422") ?? 0;
