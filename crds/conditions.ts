@@ -105,8 +105,8 @@ export const reasons = {
 
   // SmtpDomain problems
   NoActiveCredential: {
-    conditions: ["CredentialsIssued", "Stalled", "Ready", "DomainReady"],
-    meaning: "Every credential version of the domain is revoked or expired, so nothing can arrive authenticated and its addresses are not Ready. Add a version with the next unused number to spec.inbound.credentials.",
+    conditions: ["CredentialsIssued", "Stalled", "Ready"],
+    meaning: "Every credential version of the domain is revoked or expired, so nothing can arrive authenticated; its addresses report DomainReady=False (DomainNotReady) and are not Ready. Add a version with the next unused number to spec.inbound.credentials.",
   },
   VersionRevoked: {
     conditions: ["CredentialsIssued", "Stalled"],
