@@ -55,9 +55,10 @@ export class Cluster {
     await this.request("PATCH", `/apis/${object.apiVersion}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}?fieldManager=${fieldManager}&force=true`, object);
   }
 
-  async applyStatus(plural: string, kind: string, namespace: string, name: string, status: unknown): Promise<void> {
+  /** With `resourceVersion`, only onto that version (409 otherwise; never creates an object that is gone). */
+  async applyStatus(plural: string, kind: string, namespace: string, name: string, status: unknown, resourceVersion?: string): Promise<void> {
     this.record(`${kind}/status ${namespace}/${name}`);
-    const body = { apiVersion: `${group}/${version}`, kind, metadata: { name, namespace }, status };
+    const body = { apiVersion: `${group}/${version}`, kind, metadata: { name, namespace, ...(resourceVersion ? { resourceVersion } : {}) }, status };
     await this.request("PATCH", `/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}/status?fieldManager=${fieldManager}&force=true`, body);
   }
 

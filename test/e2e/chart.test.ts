@@ -64,6 +64,11 @@ describe("Helm chart", () => {
     assert.ok(discarded.every((c) => c.metadata.annotations?.["helm.sh/resource-policy"] === undefined));
     const args = operatorContainer(await template("operator.systemDomains={helpdesk.example,mail.helpdesk.example}", "operator.verification.smtp=mta.helpdesk.svc:25", "operator.dnsResolver=10.96.0.10")).args;
     for (const arg of ["--system-domains=helpdesk.example,mail.helpdesk.example", "--verification-smtp=mta.helpdesk.svc:25", "--dns-resolver=10.96.0.10"]) assert.ok(args.includes(arg), arg);
+    // The account limits: the seed's figures by default, configurable per installation.
+    for (const arg of ["--max-domains-per-namespace=4", "--max-addresses-per-domain=50", "--max-addresses-per-namespace=200"]) assert.ok(container.args.includes(arg), arg);
+    const limited = operatorContainer(await template("operator.limits.domainsPerNamespace=10", "operator.limits.addressesPerDomain=500", "operator.limits.addressesPerNamespace=2000")).args;
+    for (const arg of ["--max-domains-per-namespace=10", "--max-addresses-per-domain=500", "--max-addresses-per-namespace=2000"]) assert.ok(limited.includes(arg), arg);
+    assert.notEqual((await helm(["template", "smtpc", chart, "--set", "operator.limits.addressesPerDomain=0"])).code, 0, "the values schema refuses a limit below 1");
 
     // Monitoring: every metric an alert uses is one the operator or the relay exports.
     const monitored = await template("metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true");
