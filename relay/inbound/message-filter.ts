@@ -295,11 +295,11 @@ export function claimsAuthservId(field: Buffer[], authservId: string): boolean {
 }
 
 /**
- * The catch-all behind the readings: our id anywhere in the value once every
- * backslash, quote and comment is dropped, as a word of its own. A reader that
+ * The catch-all behind the readings: our id as a word of its own where an id
+ * can stand, once every backslash, quote and comment is dropped. A reader that
  * unescapes before it parses (mailauth reads `\"relay.test\"` as a quoted
- * id) finds no spelling of our id that this misses; an upstream field that
- * merely names us is removed too, which is allowed and harmless.
+ * id) finds no spelling of our id that this misses; another server's field
+ * that names us only in a comment or as a property value is kept.
  */
 function mentionsId(value: string, ours: string): boolean {
   let plain = value.toLowerCase().replace(/\\/g, "").replace(/"/g, "");
@@ -308,13 +308,16 @@ function mentionsId(value: string, ours: string): boolean {
     previous = plain;
     plain = plain.replace(/\([^()]*\)/g, "");
   }
-  let at = plain.indexOf(ours);
+  // Where an id can stand: the first part, and any part that is no "property=value" (mailauth's reading).
+  return plain.split(";").some((part, index) => (index === 0 || !part.includes("=")) && hasWord(part, ours));
+}
+
+function hasWord(text: string, word: string): boolean {
   const wordChar = /[a-z0-9.-]/;
-  while (at >= 0) {
-    const before = plain[at - 1];
-    const after = plain.slice(at + ours.length).replace(/^\.(?![a-z0-9-])/, "")[0];
+  for (let at = text.indexOf(word); at >= 0; at = text.indexOf(word, at + 1)) {
+    const before = text[at - 1];
+    const after = text.slice(at + word.length).replace(/^\.(?![a-z0-9-])/, "")[0];
     if (!(before && wordChar.test(before)) && !(after && wordChar.test(after))) return true;
-    at = plain.indexOf(ours, at + 1);
   }
   return false;
 }
