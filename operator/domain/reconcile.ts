@@ -19,6 +19,7 @@ import {
   controlSecret,
   credentialSecret,
   names,
+  publicPorts,
   relayConfigFiles,
   relayInternalService,
   submissionSecret,
@@ -419,7 +420,7 @@ function domainStatus(
     }),
     activeVersions: active.join(","),
     addresses: addressCount,
-    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:587` },
+    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:${publicPorts.starttls}` },
     ...(certificate?.status ? { tls: certificate.status } : {}),
     ...(dkim && dkim.records.length > 0 ? { dkim: { records: dkim.records, ...(dkim.pending.length > 0 ? { pending: dkim.pending.join(",") } : {}) } } : {}),
   };

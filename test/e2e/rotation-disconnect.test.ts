@@ -12,6 +12,7 @@ import { runDeployment, type RunningDeployment } from "../support/deployment-run
 import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
+import { relayPorts } from "../../operator/domain/render.js";
 
 /** Submits messages to the customer's MX from a few parallel senders until stopped; returns the subjects it accepted. */
 function steadyTraffic(mx: () => number, label: string) {
@@ -87,10 +88,10 @@ describe("rotation and disconnect under steady traffic", () => {
     const mx = await startSubmissionServer({
       relayTo: elsewhere.port,
       users: [{ username: "unused@example.com", password: randomPassword(), senders: ["nobody@example.com"] }],
-      forward: { domain: "example.com", relayPort: 587, username: text(v1, "username"), password: text(v1, "password") },
+      forward: { domain: "example.com", relayPort: relayPorts.starttls, username: text(v1, "username"), password: text(v1, "password") },
     });
     customer = mx;
-    const passwordMap = (secret: k8s.V1Secret) => `inline:{ [127.0.0.1]:587=${text(secret, "username")}:${text(secret, "password")} }`;
+    const passwordMap = (secret: k8s.V1Secret) => `inline:{ [127.0.0.1]:${relayPorts.starttls}=${text(secret, "username")}:${text(secret, "password")} }`;
 
     // Rotation while mail flows: version 2 beside 1, the customer switches, version 1 is revoked.
     const rotation = steadyTraffic(() => mx.port, "rotation");
