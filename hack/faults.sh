@@ -2,6 +2,8 @@
 # `npm run test:faults`: the fault tier alone, then docs/reliability.md from its figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/node.sh
+source hack/lib/node.sh
 bash hack/setup.sh
 export SMTPC_RELIABILITY_DIR
 SMTPC_RELIABILITY_DIR=$(mktemp -d)

@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 log() { echo "setup: $*" >&2; }
 
-command -v node >/dev/null || { echo "setup: Node.js 20 or newer is required" >&2; exit 1; }
+# Node: the version pinned in .node-version, installed into the cache on first use.
+# shellcheck source=lib/node.sh
+source hack/lib/node.sh
 command -v go >/dev/null || { echo "setup: Go 1.26 or newer is required to build the local control plane" >&2; exit 1; }
 
 # Debian packages for the mail tier: Postfix (the customer's server, and its

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Runs one test tier with node's test runner: unit | apiserver | e2e.
-# Node 20's --test takes no glob, so the files are listed here.
+# Runs one test tier with node's test runner: setup | unit | mail | faults | apiserver | e2e.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tier=${1:?usage: test-tier.sh unit|apiserver|e2e}
-mapfile -t files < <(find "test/$tier" -name '*.test.ts' | sort)
+# shellcheck source=lib/node.sh
+source hack/lib/node.sh
+tier=${1:?usage: test-tier.sh setup|unit|mail|faults|apiserver|e2e [FILE...]}
+shift
+# Given files (test-repeat.ts narrows a tier to some), else the whole tier.
+if [[ $# -gt 0 ]]; then files=("$@"); else mapfile -t files < <(find "test/$tier" -name '*.test.ts' | sort); fi
 if [[ ${#files[@]} -eq 0 ]]; then
   echo "no tests in test/$tier" >&2
   exit 1
@@ -14,4 +17,7 @@ fi
 if [[ $tier == e2e || $tier == faults ]]; then npx tsc -p tsconfig.build.json; fi
 concurrency=1
 [[ $tier == unit ]] && concurrency=2
-exec node --import tsx --test --test-concurrency="$concurrency" --test-reporter=spec "${files[@]}"
+reporters=(--test-reporter=spec --test-reporter-destination=stdout)
+# hack/test-repeat.ts collects each test's result from every run.
+[[ -n ${SMTPC_TEST_RESULTS:-} ]] && reporters+=(--test-reporter=./hack/test-results-reporter.ts --test-reporter-destination="$SMTPC_TEST_RESULTS")
+exec node --import tsx --test --test-concurrency="$concurrency" "${reporters[@]}" "${files[@]}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (`npm test`): sets up a fresh machine, then runs every tier.
 #   static      typecheck and type-aware lint
+#   setup       the build scripts themselves: two at once on one machine
 #   unit        pure rules, no processes
 #   apiserver   one real control plane (etcd + kube-apiserver + controller manager)
 #   mail        the relay against real mail peers (swaks, Postfix, smtp-sink)
@@ -9,9 +10,11 @@
 # Set SMTPC_TIERS (e.g. "unit apiserver") to run fewer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/node.sh
+source hack/lib/node.sh
 
 bash hack/setup.sh
-tiers=${SMTPC_TIERS:-static unit mail faults apiserver e2e}
+tiers=${SMTPC_TIERS:-static setup unit mail faults apiserver e2e}
 started=$(date +%s)
 
 with_plane=()
@@ -22,7 +25,7 @@ for tier in $tiers; do
       npx tsc -p tsconfig.json --noEmit
       npx eslint .
       ;;
-    unit) echo "== unit"; bash hack/test-tier.sh unit ;;
+    setup | unit) echo "== $tier"; bash hack/test-tier.sh "$tier" ;;
     mail) echo "== mail"; bash hack/test-tier.sh mail ;;
     faults) echo "== faults"; bash hack/test-tier.sh faults ;;
     apiserver | e2e) [[ -d test/$tier ]] && with_plane+=("$tier") ;;

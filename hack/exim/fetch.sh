@@ -5,18 +5,23 @@
 # is installed by hack/setup.sh), and its compiled-in user is created. Prints
 # the path of the exim4 binary.
 set -euo pipefail
-cache=${SMTPC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/smtp-connector}/exim
+# shellcheck source=../lib/cache.sh
+source "$(dirname "$0")/../lib/cache.sh"
+cache=$(cache_root)/exim
 bin=$cache/pkg/usr/sbin/exim4
+[[ -x $bin ]] || cache_lock "$cache"
 if [[ ! -x $bin ]]; then
   [[ $(id -u) -eq 0 ]] || { echo "exim fetch: run as root (apt-get download, useradd)" >&2; exit 1; }
   work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
+  partial=$(mktemp -d "$cache.tmp.XXXXXX")
+  chmod 755 "$partial"
+  trap 'rm -rf "$work" "$partial"' EXIT
   cd "$work"
   packages=(exim4-daemon-light)
   apt-get download "${packages[@]}" >/dev/null 2>&1 || { apt-get update -qq >&2 && apt-get download "${packages[@]}" >&2; }
-  mkdir -p "$cache.partial"
-  for deb in ./*.deb; do dpkg -x "$deb" "$cache.partial/pkg"; done
-  rm -rf "$cache" && mv "$cache.partial" "$cache"
+  for deb in ./*.deb; do dpkg -x "$deb" "$partial/pkg"; done
+  rm -rf "$cache"
+  mv -T "$partial" "$cache"
 fi
 # The user Exim is compiled to run as; it refuses to start without it.
 id Debian-exim >/dev/null 2>&1 || useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin Debian-exim

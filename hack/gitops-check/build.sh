@@ -4,12 +4,14 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 hash=$(cat "$here/main.go" "$here/go.mod" "$here/build.sh" | sha256sum | cut -c1-12)
-cache=${SMTPC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/smtp-connector}/gitops-check/$hash
+# shellcheck source=../lib/cache.sh
+source "$here/../lib/cache.sh"
+cache=$(cache_root)/gitops-check/$hash
 bin=$cache/gitops-check
-if [[ -x $bin ]]; then
-  echo "$bin"
-  exit 0
-fi
+built() { [[ -x $bin ]] && touch "$cache" && echo "$bin"; }
+built && exit 0
+cache_lock "$cache"
+built && exit 0
 command -v go >/dev/null || { echo "gitops-check build: Go is required" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -18,7 +20,11 @@ cd "$work"
 echo "gitops-check build: building into $cache" >&2
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 go mod tidy >&2
-mkdir -p "$cache"
-go build -trimpath -ldflags "-s -w" -o "$bin.partial" . >&2
-mv "$bin.partial" "$bin"
+partial=$(mktemp -d "$cache.tmp.XXXXXX")
+chmod 755 "$partial"
+trap 'rm -rf "$work" "$partial"' EXIT
+go build -trimpath -ldflags "-s -w" -o "$partial/gitops-check" . >&2
+rm -rf "$cache"
+mv -T "$partial" "$cache"
+cache_prune "$(dirname "$cache")" "$cache"
 echo "$bin"

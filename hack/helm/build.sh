@@ -4,18 +4,21 @@
 # next to the control plane, so it is built once per machine.
 set -euo pipefail
 version=v3.22.0
-cache=${SMTPC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/smtp-connector}/helm/$version
+# shellcheck source=../lib/cache.sh
+source "$(dirname "$0")/../lib/cache.sh"
+cache=$(cache_root)/helm/$version
 bin=$cache/helm
-if [[ -x $bin ]]; then
-  echo "$bin"
-  exit 0
-fi
+[[ -x $bin ]] && { echo "$bin"; exit 0; }
+cache_lock "$cache"
+[[ -x $bin ]] && { echo "$bin"; exit 0; }
 command -v go >/dev/null || { echo "helm build: Go is required to build helm" >&2; exit 1; }
 echo "helm build: building helm $version into $cache (a few minutes the first time)" >&2
 started=$(date +%s)
-mkdir -p "$cache"
-CGO_ENABLED=0 GOBIN="$cache.partial" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version" "helm.sh/helm/v3/cmd/helm@$version" >&2
-mv "$cache.partial/helm" "$bin"
-rmdir "$cache.partial"
+partial=$(mktemp -d "$cache.tmp.XXXXXX")
+chmod 755 "$partial"
+trap 'rm -rf "$partial"' EXIT
+CGO_ENABLED=0 GOBIN="$partial" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version" "helm.sh/helm/v3/cmd/helm@$version" >&2
+rm -rf "$cache"
+mv -T "$partial" "$cache"
 echo "helm build: done in $(( $(date +%s) - started ))s" >&2
 echo "$bin"

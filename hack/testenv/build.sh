@@ -19,12 +19,14 @@ patch=${BASH_REMATCH[2]}
 staging_version="v0.$minor.$patch"
 
 hash=$(cat "$here"/*.go "$here/build.sh" "$here/VERSION" | sha256sum | cut -c1-12)
-cache=${SMTPC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/smtp-connector}/testenv/$version-$hash
+# shellcheck source=../lib/cache.sh
+source "$here/../lib/cache.sh"
+cache=$(cache_root)/testenv/$version-$hash
 bin=$cache/testenv
-if [[ -x $bin ]]; then
-  echo "$bin"
-  exit 0
-fi
+built() { [[ -x $bin ]] && touch "$cache" && echo "$bin"; }
+built && exit 0
+cache_lock "$cache"
+built && exit 0
 
 command -v go >/dev/null || { echo "build.sh: Go is required to build the control plane (https://go.dev/dl)" >&2; exit 1; }
 work=$(mktemp -d)
@@ -64,11 +66,15 @@ export CGO_ENABLED=0 GOFLAGS=-mod=mod
 go mod tidy >&2
 pkg_version="-X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 client_version="-X k8s.io/client-go/pkg/version.gitVersion=$version -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitTreeState=clean"
-mkdir -p "$cache"
-go build -trimpath -ldflags "-s -w $pkg_version $client_version" -o "$cache/testenv.partial" . >&2
-mv "$cache/testenv.partial" "$bin"
-ln -sf testenv "$cache/kubectl"
-# Builds of earlier sources of this version are dead weight now.
-find "$(dirname "$cache")" -mindepth 1 -maxdepth 1 -type d -name "$version-*" ! -path "$cache" -exec rm -rf {} +
+# Built and linked in a temporary directory beside the entry, then renamed
+# into place: the entry appears whole or not at all.
+partial=$(mktemp -d "$cache.tmp.XXXXXX")
+chmod 755 "$partial"
+trap 'rm -rf "$work" "$partial"' EXIT
+go build -trimpath -ldflags "-s -w $pkg_version $client_version" -o "$partial/testenv" . >&2
+ln -s testenv "$partial/kubectl"
+rm -rf "$cache"
+mv -T "$partial" "$cache"
+cache_prune "$(dirname "$cache")" "$cache"
 log "done in $(( $(date +%s) - started ))s"
 echo "$bin"

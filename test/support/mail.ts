@@ -3,7 +3,7 @@
 // made by openssl.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -105,31 +105,81 @@ export async function startSmtpSink(options: string[] = [], { lmtp = false } = {
   return {
     port,
     dir,
-    messages: () => readSinkMessages(dumps),
+    messages: () => readSinkMessages(dumps, child.pid),
     stop: () => stopChild(child).then(() => rmSync(dir, { recursive: true, force: true })),
   };
 }
 
-function readSinkMessages(dir: string): SinkMessage[] {
-  return readdirSync(dir)
-    .map((name) => join(dir, name))
-    .filter((file) => statSync(file).isFile())
-    .sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs)
-    .map((file) => {
-      const text = readFileSync(file, "latin1");
-      // smtp-sink's own Received header ends its metadata block; only the first one is its.
-      const own = /\nReceived: from .*\n\tby .*\n\t.*\n/.exec(text);
-      const meta = own ? text.slice(0, own.index) : text;
-      const lines = meta.split("\n");
-      const arg = (prefix: string) => lines.filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length).trim());
-      return {
-        file,
-        mailFrom: arg("X-Mail-Args:")[0] ?? "",
-        protocol: arg("X-Client-Proto:")[0] ?? "",
-        rcptTo: arg("X-Rcpt-Args:"),
-        content: own ? text.slice(own.index + own[0].length) : "",
-      };
-    });
+/**
+ * The dumps of completed transactions, oldest first. smtp-sink creates a dump
+ * at MAIL FROM, writes it through a buffer, closes it on the final dot (before
+ * its 250) and unlinks it then closes it on RSET, EHLO or a dropped
+ * connection. So a dump it no longer holds open is final, and one it still
+ * holds is in flight: the open descriptors are read after the listing, and a
+ * name that vanished in between was an aborted transaction.
+ */
+function readSinkMessages(dir: string, pid: number | undefined): SinkMessage[] {
+  const names = readdirSync(dir);
+  const inFlight = openFiles(pid);
+  const dumps: { file: string; mtimeMs: number; text: string }[] = [];
+  for (const name of names) {
+    const file = join(dir, name);
+    if (inFlight.has(file)) continue;
+    const dump = readIfPresent(file);
+    if (dump) dumps.push({ file, ...dump });
+  }
+  return dumps.sort((a, b) => a.mtimeMs - b.mtimeMs || a.file.localeCompare(b.file)).map(({ file, text }) => parseSinkDump(file, text));
+}
+
+/** The paths a process holds open (empty once it has exited). */
+function openFiles(pid: number | undefined): Set<string> {
+  const open = new Set<string>();
+  if (pid === undefined) return open;
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return open;
+  }
+  for (const fd of fds) {
+    try {
+      open.add(readlinkSync(`/proc/${pid}/fd/${fd}`));
+    } catch {
+      // closed between the listing and the read: not open any more
+    }
+  }
+  return open;
+}
+
+function readIfPresent(file: string): { mtimeMs: number; text: string } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+  try {
+    const stat = fstatSync(fd);
+    return stat.isFile() ? { mtimeMs: stat.mtimeMs, text: readFileSync(fd, "latin1") } : undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function parseSinkDump(file: string, text: string): SinkMessage {
+  // smtp-sink's own Received header ends its metadata block; only the first one is its.
+  const own = /\nReceived: from .*\n\tby .*\n\t.*\n/.exec(text);
+  const meta = own ? text.slice(0, own.index) : text;
+  const lines = meta.split("\n");
+  const arg = (prefix: string) => lines.filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length).trim());
+  return {
+    file,
+    mailFrom: arg("X-Mail-Args:")[0] ?? "",
+    protocol: arg("X-Client-Proto:")[0] ?? "",
+    rcptTo: arg("X-Rcpt-Args:"),
+    content: own ? text.slice(own.index + own[0].length) : "",
+  };
 }
 
 /** Whether something accepts TCP connections on 127.0.0.1:port. */

@@ -1,0 +1,26 @@
+# Sourced by the build scripts: one cache entry is built by one process at a
+# time, and appears whole or not at all. Two test runs on one machine (two
+# clones, or CI beside a developer) otherwise raced on a fixed `.partial` path.
+
+# The cache root shared by every build script.
+cache_root() { echo "${SMTPC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/smtp-connector}"; }
+
+# cache_lock ENTRY: holds an exclusive lock on ENTRY (a cache path) until the
+# calling script exits. A second builder waits here, then finds the entry
+# built; callers check for it again after taking the lock.
+cache_lock() {
+  local lock="$1.lock" fd
+  mkdir -p "$(dirname "$lock")"
+  exec {fd}>"$lock"
+  if ! flock -n "$fd"; then
+    echo "waiting for another build of $1 to finish" >&2
+    flock "$fd"
+  fi
+}
+
+# cache_prune DIR KEEP: removes every entry of DIR but KEEP that nobody used
+# for a week (a use touches its entry), so a build for other sources running
+# beside this one, or one a second checkout still uses, is left alone.
+cache_prune() {
+  find "$1" -mindepth 1 -maxdepth 1 -type d ! -path "$2" ! -name '*.tmp.*' -mtime +7 -exec rm -rf {} +
+}
