@@ -31,6 +31,7 @@ func runUp(args []string) int {
 	dir := fs.String("dir", "", "state directory: etcd data, certificates, logs, kubeconfig (required)")
 	port := fs.Int("port", 0, "kube-apiserver port on 127.0.0.1 (0 picks a free one)")
 	withParent := fs.Bool("stop-with-parent", false, "stop when the process that started up exits (for test runners)")
+	forNode := fs.Bool("node", false, "serve a node (hack/node): ServiceAccount admission and the controllers pods need")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -38,14 +39,14 @@ func runUp(args []string) int {
 		fmt.Fprintln(os.Stderr, "up: --dir is required")
 		return 2
 	}
-	if err := up(*dir, *port, *withParent); err != nil {
+	if err := up(*dir, *port, *withParent, *forNode); err != nil {
 		fmt.Fprintf(os.Stderr, "up: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func up(dir string, port int, withParent bool) error {
+func up(dir string, port int, withParent, forNode bool) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -118,12 +119,17 @@ func up(dir string, port int, withParent bool) error {
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--allow-privileged=true",
 		"--authorization-mode=RBAC",
-		// No token controller runs here; TokenRequest still issues tokens.
-		"--disable-admission-plugins=ServiceAccount",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + certs.path("sa.pub"),
 		"--service-account-signing-key-file=" + certs.path("sa.key"),
 		"--v=0",
+	}
+	if !forNode {
+		// No pods run without a node, and no ServiceAccount controller makes the
+		// default ServiceAccounts this plugin would insist on; TokenRequest still
+		// issues tokens. With a node, pods get their ServiceAccount's token
+		// volume from this plugin, as on any cluster.
+		apiserverArgs = append(apiserverArgs, "--disable-admission-plugins=ServiceAccount")
 	}
 	apiserver, err := start(dir, "kube-apiserver", apiserverArgs...)
 	if err != nil {
@@ -143,7 +149,7 @@ func up(dir string, port int, withParent bool) error {
 
 	kcm, err := start(dir, "kube-controller-manager",
 		"--kubeconfig="+kubeconfig,
-		"--controllers=garbage-collector-controller,namespace-controller,endpointslice-controller",
+		"--controllers="+controllers(forNode),
 		"--secure-port=0",
 		"--leader-elect=false",
 		"--v=0")
@@ -214,6 +220,18 @@ func up(dir string, port int, withParent bool) error {
 			return fmt.Errorf("%s exited: %v (see %s)", c.name, err, c.logPath(dir))
 		}
 	}
+}
+
+// controllers are the kube-controller-manager controllers up runs. A node's
+// pods also need their Deployments' ReplicaSets and Pods, the node's not-ready
+// taint lifted once it is Ready, a default ServiceAccount in every namespace and
+// the kube-root-ca.crt ConfigMap their token volumes project.
+func controllers(forNode bool) string {
+	list := "garbage-collector-controller,namespace-controller,endpointslice-controller"
+	if forNode {
+		list += ",deployment-controller,replicaset-controller,node-lifecycle-controller,serviceaccount-controller,root-ca-certificate-publisher-controller"
+	}
+	return list
 }
 
 // compactEtcd compacts etcd's history up to its current revision through
