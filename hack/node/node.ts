@@ -31,6 +31,8 @@ const claimFile = "/run/smtpc-node.json";
 const shadowedSysctls = ["vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"];
 /** Paths the kubelet uses whatever its flags say (device plugins, pod resources): bind-mounted from the state directory. */
 const kubeletHostDir = "/var/lib/kubelet";
+/** The kubernetes Service, mapped onto the API server until kube-proxy runs (a KUBE- chain: removed with the kubelet's). */
+const apiserverChain = "KUBE-SMTPC-APISERVER";
 const cgroupRoot = "/sys/fs/cgroup";
 
 export interface NodeOptions {
@@ -61,11 +63,16 @@ interface Claim {
   before: { chains: string[]; cgroups: string[] };
 }
 
-export async function startNode(options: NodeOptions): Promise<RunningNode> {
-  const log = options.log ?? (() => undefined);
-  const dir = options.dir;
+/** The host, claimed for a node: its address is on lo (the control plane listens there for pods). */
+export interface NodeClaim {
+  claim: Claim;
+  /** Undoes the claim when no node was started on it. */
+  release(): Promise<void>;
+}
+
+/** One node per machine: claims the host and puts the node's address on lo. */
+export async function claimNode(dir: string): Promise<NodeClaim> {
   claimHost();
-  const children: { name: string; child: ChildProcess }[] = [];
   const before = await hostState();
   const claim: Claim = {
     pid: process.pid,
@@ -75,11 +82,18 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     before: { chains: before.iptables, cgroups: before.cgroups },
   };
   writeFileSync(claimFile, JSON.stringify(claim));
+  if (claim.addedAddress) await run("ip", ["addr", "add", `${nodeIp}/32`, "dev", "lo"]);
+  return { claim, release: () => teardown({ dir }, claim, [], () => undefined) };
+}
+
+export async function startNode(options: NodeOptions, { claim }: NodeClaim): Promise<RunningNode> {
+  const log = options.log ?? (() => undefined);
+  const dir = options.dir;
+  const children: { name: string; child: ChildProcess }[] = [];
   const stop = () => teardown(options, claim, children, log);
   try {
     for (const sub of ["containerd", "cni/net.d", "cni/ipam", "kubelet/root", "kubelet/pki", "sysctl"]) mkdirSync(join(dir, sub), { recursive: true });
-    if (claim.addedAddress) await run("ip", ["addr", "add", `${nodeIp}/32`, "dev", "lo"]);
-    if (claim.createdKubeletDir) mkdirSync(kubeletHostDir);
+    if (claim.createdKubeletDir) mkdirSync(kubeletHostDir, { recursive: true });
 
     // The mount namespace, held open by a sleep; containerd and the kubelet join it.
     const binds = shadowedSysctls.map((key) => {
@@ -132,6 +146,13 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     }, 120_000);
     // A NetworkPolicy enforcer wants the node's pod range; no node-ipam controller runs here: the bridge's range.
     await kubectl("patch", "node", nodeName, "--type=merge", "-p", JSON.stringify({ spec: { podCIDR: podCidr, podCIDRs: [podCidr] } }));
+    // Pods reach the API server at the kubernetes Service (KUBERNETES_SERVICE_HOST), as in any cluster.
+    // No kube-proxy runs yet, so this one Service is mapped by hand onto the API server's address.
+    const service = (await kubectl("get", "service", "kubernetes", "-n", "default", "-o", "jsonpath={.spec.clusterIP} {.spec.ports[0].port}")).stdout.split(" ");
+    const apiserver = new URL(JSON.parse((await kubectl("config", "view", "--minify", "-o", "json")).stdout).clusters[0].cluster.server as string);
+    await run("iptables", ["-t", "nat", "-N", apiserverChain]);
+    await run("iptables", ["-t", "nat", "-A", apiserverChain, "-p", "tcp", "-d", `${service[0]}/32`, "--dport", service[1]!, "-j", "DNAT", "--to-destination", `${apiserver.hostname}:${apiserver.port}`]);
+    await run("iptables", ["-t", "nat", "-I", "PREROUTING", "-s", podCidr, "-j", apiserverChain]);
     return { name: nodeName, dir, stop };
   } catch (error) {
     await stop();
@@ -170,14 +191,14 @@ async function stopChild(child: ChildProcess, graceMs = 10_000) {
   clearTimeout(timer);
 }
 
-async function teardown(options: NodeOptions, claim: Claim, children: { name: string; child: ChildProcess }[], log: (line: string) => void) {
+async function teardown(options: Partial<NodeOptions> & { dir: string }, claim: Claim, children: { name: string; child: ChildProcess }[], log: (line: string) => void) {
   const { dir } = options;
   const named = (name: string) => children.find((c) => c.name === name)?.child;
   const socket = join(dir, "containerd/containerd.sock");
   const quiet = (command: string, args: string[]) => run(command, args).then((r) => r.stdout, () => "");
   // Pods first, while the kubelet runs: it stops them and CNI removes their network (veth, IPAM, portmap rules).
   const kubelet = named("kubelet");
-  if (kubelet && kubelet.exitCode === null) {
+  if (kubelet && kubelet.exitCode === null && options.testenvBinary && options.kubeconfig) {
     await stopChild(named("kube-scheduler")!);
     await quiet(options.testenvBinary, ["kubectl", `--kubeconfig=${options.kubeconfig}`, "delete", "pods", "--all", "--all-namespaces", "--field-selector", `spec.nodeName=${nodeName}`, "--grace-period=2", "--wait=true", "--timeout=60s"]);
   }

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startNode, type RunningNode } from "./node.js";
+import { claimNode, nodeIp, startNode, type RunningNode } from "./node.js";
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const started = Date.now();
@@ -24,13 +24,15 @@ const log = (line: string) => console.error(`node: ${line}`);
 interface Prepared { nodeBinary: string; testenvBinary: string; pauseArchive: string; image: { image: string; archive: string } }
 const prepared = JSON.parse(execFileSync("bash", [join(repoRoot, "hack/node/prepare.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim().split("\n").pop()!) as Prepared;
 
-const plane = spawn(prepared.testenvBinary, ["up", "--node", "--dir", join(dir, "cp"), ...passOn], { stdio: ["ignore", "pipe", "inherit"] });
+// The node's address first: the API server listens there, where pods reach it.
+const claim = await claimNode(join(dir, "node"));
+const plane = spawn(prepared.testenvBinary, ["up", "--node", "--address", nodeIp, "--dir", join(dir, "cp"), ...passOn], { stdio: ["ignore", "pipe", "inherit"] });
 let node: RunningNode | undefined;
 let stopping = false;
 const stop = async (code: number) => {
   if (stopping) return;
   stopping = true;
-  if (node) await node.stop().catch((error: unknown) => log(`teardown: ${String(error)}`));
+  await (node ? node.stop() : claim.release()).catch((error: unknown) => log(`teardown: ${String(error)}`));
   if (plane.exitCode === null && plane.signalCode === null) {
     const exited = new Promise((done) => plane.once("exit", done));
     plane.kill("SIGTERM");
@@ -66,7 +68,7 @@ try {
     images: [prepared.pauseArchive, prepared.image.archive],
     dir: join(dir, "node"),
     log,
-  });
+  }, claim);
 } catch (error) {
   log(String(error));
   await stop(1);

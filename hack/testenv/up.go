@@ -29,9 +29,10 @@ type component struct {
 func runUp(args []string) int {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	dir := fs.String("dir", "", "state directory: etcd data, certificates, logs, kubeconfig (required)")
-	port := fs.Int("port", 0, "kube-apiserver port on 127.0.0.1 (0 picks a free one)")
+	port := fs.Int("port", 0, "kube-apiserver port (0 picks a free one)")
 	withParent := fs.Bool("stop-with-parent", false, "stop when the process that started up exits (for test runners)")
 	forNode := fs.Bool("node", false, "serve a node (hack/node): ServiceAccount admission and the controllers pods need")
+	address := fs.String("address", "127.0.0.1", "kube-apiserver's address (for a node: one its pods reach, such as the node's own on lo)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -39,14 +40,18 @@ func runUp(args []string) int {
 		fmt.Fprintln(os.Stderr, "up: --dir is required")
 		return 2
 	}
-	if err := up(*dir, *port, *withParent, *forNode); err != nil {
+	if net.ParseIP(*address) == nil {
+		fmt.Fprintf(os.Stderr, "up: --address %q is not an IP address\n", *address)
+		return 2
+	}
+	if err := up(*dir, *address, *port, *withParent, *forNode); err != nil {
 		fmt.Fprintf(os.Stderr, "up: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func up(dir string, port int, withParent, forNode bool) error {
+func up(dir, address string, port int, withParent, forNode bool) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -59,12 +64,12 @@ func up(dir string, port int, withParent, forNode bool) error {
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	_ = os.Remove(kubeconfig)
 	started := time.Now()
-	certs := pki{dir: filepath.Join(dir, "pki")}
+	certs := pki{dir: filepath.Join(dir, "pki"), address: address}
 	if err := certs.generate(); err != nil {
 		return fmt.Errorf("generating certificates: %w", err)
 	}
 	if port == 0 {
-		if port, err = freePort(); err != nil {
+		if port, err = freePortOn(address); err != nil {
 			return err
 		}
 	}
@@ -103,7 +108,7 @@ func up(dir string, port int, withParent, forNode bool) error {
 		return err
 	}
 
-	server := fmt.Sprintf("https://127.0.0.1:%d", port)
+	server := "https://" + net.JoinHostPort(address, strconv.Itoa(port))
 	apiserverArgs := []string{
 		"--etcd-servers=" + etcdURL,
 		"--cert-dir=" + filepath.Join(dir, "pki"),
@@ -111,8 +116,8 @@ func up(dir string, port int, withParent, forNode bool) error {
 		"--tls-private-key-file=" + certs.path("apiserver.key"),
 		"--client-ca-file=" + certs.path("ca.crt"),
 		"--secure-port=" + strconv.Itoa(port),
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
+		"--bind-address=" + address,
+		"--advertise-address=" + address,
 		// The endpoint reconciler refuses a loopback address; nothing here
 		// needs the kubernetes Service's endpoints.
 		"--endpoint-reconciler-type=none",
@@ -362,8 +367,10 @@ func adminClient(certs pki) (*http.Client, error) {
 	}}}, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort() (int, error) { return freePortOn("127.0.0.1") }
+
+func freePortOn(address string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(address, "0"))
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,104 @@
+// The product as a platform team runs it, on a real node: `helm install` of the
+// chart with the image built from the Dockerfile in this run, the operator as a
+// pod under the chart's ServiceAccount, `kubectl apply -f examples/` with the
+// site's values, the relay Deployment's pods Running (as uid 65532 with every
+// capability dropped, on a runtime where ports below 1024 are privileged), and
+// the customer's Postfix sending through a relay pod to the helpdesk.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type * as k8s from "@kubernetes/client-node";
+import { nodeIp } from "../../hack/node/node.js";
+import { relayPorts } from "../../operator/domain/render.js";
+import { helm } from "../support/helm.js";
+import { eventually, kubectl } from "../support/kube.js";
+import { startSmtpSink, swaks, type SmtpSink } from "../support/mail.js";
+import { startCluster, type Cluster } from "../support/node.js";
+import { startSubmissionServer, type Postfix } from "../support/postfix.js";
+
+const release = "smtpc";
+const system = "smtp-connector-system";
+const namespace = "acme-helpdesk"; // as the examples name it
+
+interface Pod { metadata: { name: string }; spec: { serviceAccountName?: string; containers: { image: string }[] }; status: { phase?: string; podIP?: string; containerStatuses?: { ready: boolean; restartCount: number }[] } }
+const json = async <T>(args: string[]): Promise<T> => {
+  const result = await kubectl([...args, "-o", "json"]);
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout) as T;
+};
+const running = (pods: Pod[]) => pods.length > 0 && pods.every((p) => p.status.phase === "Running" && p.status.containerStatuses?.every((c) => c.ready));
+const text = (s: { data?: Record<string, string> }, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+
+describe("on a real node: the chart from the built image, the examples' relay pods, mail through them", { timeout: 1_200_000 }, () => {
+  let cluster: Cluster;
+  let helpdesk: SmtpSink | undefined;
+  let customer: Postfix | undefined;
+
+  before(async () => {
+    cluster = await startCluster();
+    // Every support helper (kubectl, helm) talks to this cluster.
+    process.env.SMTPC_KUBECONFIG = cluster.kubeconfig;
+    process.env.SMTPC_TESTENV_BIN = cluster.testenv;
+  });
+  after(async () => {
+    await customer?.stop();
+    await helpdesk?.stop();
+    await cluster?.stop();
+  });
+
+  test("helm install: the operator runs as a pod from the built image, under the chart's ServiceAccount", async () => {
+    const [repository, tag] = [cluster.image.slice(0, cluster.image.lastIndexOf(":")), cluster.image.slice(cluster.image.lastIndexOf(":") + 1)];
+    const installed = await helm(["install", release, "charts/smtp-connector", "--namespace", system, "--create-namespace",
+      "--set", `image.repository=${repository}`, "--set", `image.tag=${tag}`, "--set", "image.pullPolicy=Never", "--set", "operator.relayHostSuffix=relay.test"]);
+    assert.equal(installed.code, 0, installed.stderr);
+    const pods = await eventually("the operator pod Running and ready", async () => {
+      const list = (await json<{ items: Pod[] }>(["get", "pods", "-n", system, "-l", "app.kubernetes.io/name=smtp-connector"])).items;
+      return running(list) ? list : undefined;
+    }, 180_000);
+    assert.equal(pods.length, 1);
+    assert.equal(pods[0]!.spec.serviceAccountName, "smtp-connector");
+    assert.equal(pods[0]!.spec.containers[0]!.image, cluster.image);
+    // Ready means its informers synced: it reached the API server from inside the pod, at the kubernetes
+    // Service, with its ServiceAccount's token. kubectl logs (through the kubelet) shows where it connected.
+    const logs = await kubectl(["logs", "-n", system, pods[0]!.metadata.name]);
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.match(logs.stdout, /operator started.*https:\/\/10\.0\.0\.1/, logs.stdout);
+  });
+
+  test("kubectl apply -f examples/ with the site's values: relay pods Running, and the customer's Postfix delivers through one", async () => {
+    helpdesk = await startSmtpSink([], { lmtp: true, host: nodeIp });
+    const applied = await kubectl(["apply", "-f", "examples/"]);
+    assert.equal(applied.code, 0, applied.stderr);
+    // The site's values: the helpdesk's ingestion (on the node's address, which pods reach), the customer's server (the node's bridge).
+    const patched = await kubectl(["patch", "smtpdomain", "example-com", "-n", namespace, "--type=merge", "-p", JSON.stringify({ spec: { inbound: { allowedSourceRanges: ["10.244.0.1/32"], delivery: { smtp: { host: nodeIp, port: helpdesk.port } } } } })]);
+    assert.equal(patched.code, 0, patched.stderr);
+
+    const selector = "app.kubernetes.io/name=smtp-connector-relay,app.kubernetes.io/instance=example-com";
+    const relays = await eventually("the relay Deployment's pods Running and ready", async () => {
+      const list = (await json<{ items: Pod[] }>(["get", "pods", "-n", namespace, "-l", selector])).items;
+      return running(list) ? list : undefined;
+    }, 240_000).catch(async (error: unknown) => {
+      // What the pods say is the finding (a relay that cannot bind shows "listen EACCES" here).
+      const pods = await kubectl(["get", "pods", "-n", namespace, "-l", selector, "-o", "wide"]);
+      const logs = await kubectl(["logs", "-n", namespace, "-l", selector, "--tail=5", "--previous=false"]);
+      throw new Error(`${String(error)}\n${pods.stdout}\n${logs.stdout}${logs.stderr}`);
+    });
+    assert.ok(relays.every((p) => p.spec.containers[0]!.image === cluster.image), "the relay runs the operator's image");
+    assert.ok(relays.every((p) => p.status.containerStatuses!.every((c) => c.restartCount === 0)), "no relay pod crash-looped");
+    const available = await json<{ status: { availableReplicas?: number }; spec: { replicas: number } }>(["get", "deployment", "example-com-relay", "-n", namespace]);
+    assert.equal(available.status.availableReplicas, available.spec.replicas);
+
+    await eventually("the relay config with the site's values", async () =>
+      text(await json<k8s.V1Secret>(["get", "secret", "example-com-relay-config", "-n", namespace]) as { data?: Record<string, string> }, "relay.yaml").includes(`port: ${helpdesk!.port}`) ? true : undefined, 60_000);
+    const credentials = await json<{ data?: Record<string, string> }>(["get", "secret", "example-com-inbound-v1", "-n", namespace]);
+    // No kube-proxy yet: the customer's Postfix reaches a relay pod at its own address, on the pod's port behind the Service's 587.
+    customer = await startSubmissionServer({
+      relayTo: 9, // no outbound mail in this test
+      users: [],
+      forward: { domain: "example.com", relayAddress: relays[0]!.status.podIP!, relayPort: relayPorts.starttls, snippet: text(credentials, "postfix-main.cf"), relayHost: "relay.helpdesk.example.net", caPem: text(credentials, "ca.crt") },
+    });
+    const inbound = await swaks(["--server", `127.0.0.1:${customer.port}`, "--from", "jane@users.example.org", "--to", "billing@example.com", "--header", "Subject: through a real pod"]);
+    assert.equal(inbound.code, 0, inbound.output);
+    await eventually("the email at the helpdesk, tagged by the relay", () => (helpdesk!.messages().some((m) => m.content.includes("Subject: through a real pod") && /X-SmtpConnector-Auth: domain=example\.com; version=1/.test(m.content)) ? true : undefined), 60_000);
+    assert.match(customer.log(), new RegExp(`Verified TLS connection established to ${relays[0]!.status.podIP!.replaceAll(".", "\\.")}\\[`), "Postfix verified the relay's certificate against ca.crt");
+  });
+});
