@@ -84,6 +84,6 @@ if [[ $(label "$image") != "$context_hash" || ! -f $archive ]]; then
 fi
 bytes=$(podman image inspect --format '{{.Size}}' "$image")
 seconds=$(echo "$(date +%s.%N) - $started" | bc)
-log "$image: $((bytes / 1000000)) MB, ${seconds%.*}s ($( [[ ${#built[@]} -gt 0 ]] && echo "built: ${built[*]}" || echo "cached"))"
+log "$image: $((bytes / 1000000)) MB, $(printf '%.1f' "$seconds")s ($( [[ ${#built[@]} -gt 0 ]] && echo "built: ${built[*]}" || echo "cached"))"
 built_json=$(for b in "${built[@]}"; do printf '"%s"\n' "$b"; done | paste -sd, -)
 printf '{"image":"%s","archive":"%s","bytes":%s,"seconds":%.1f,"built":[%s]}\n' "$image" "$archive" "$bytes" "$seconds" "$built_json"

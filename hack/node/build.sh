@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the node binaries (hack/node/main.go: kubelet and kube-scheduler) from
+# Builds the node binaries (hack/node/main.go: kubelet, kube-proxy, kube-scheduler) from
 # the Go module proxy at the control plane's Kubernetes version
 # (hack/testenv/VERSION), the same way hack/testenv/build.sh builds the control
 # plane (so shared packages come from the Go build cache), and prints the path
@@ -23,7 +23,7 @@ built && exit 0
 
 command -v go >/dev/null || { echo "node build: Go is required (https://go.dev/dl)" >&2; exit 1; }
 log() { echo "node build: $*" >&2; }
-log "building kubelet and kube-scheduler $version into $cache (about 2 minutes with the control plane's Go build cache warm)"
+log "building kubelet, kube-proxy and kube-scheduler $version into $cache (about 2 minutes with the control plane's Go build cache warm)"
 started=$(date +%s)
 work=$(mktemp -d)
 partial=$(mktemp -d "$cache.tmp.XXXXXX")

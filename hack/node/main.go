@@ -1,5 +1,5 @@
-// Command smtpc-node is the node half of the local cluster: a kubelet and a
-// kube-scheduler from the Kubernetes release the control plane (hack/testenv)
+// Command smtpc-node is the node half of the local cluster: a kubelet, a
+// kube-proxy and a kube-scheduler from the Kubernetes release the control plane (hack/testenv)
 // is built from, in one multi-call binary built from the Go module proxy
 // (build.sh). Each runs in a process of its own: `smtpc-node kubelet ...`.
 package main
@@ -11,8 +11,9 @@ import (
 
 	"k8s.io/component-base/cli"
 	"k8s.io/component-base/version"
-	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 
 	_ "k8s.io/component-base/logs/json/register"
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
@@ -21,7 +22,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: smtpc-node kubelet|kube-scheduler|version [flags]")
+		fmt.Fprintln(os.Stderr, "usage: smtpc-node kubelet|kube-proxy|kube-scheduler|version [flags]")
 		os.Exit(2)
 	}
 	name, args := os.Args[1], os.Args[2:]
@@ -30,6 +31,10 @@ func main() {
 	switch name {
 	case "kubelet":
 		command := kubelet.NewKubeletCommand(context.Background())
+		command.SetArgs(args)
+		os.Exit(cli.Run(command))
+	case "kube-proxy":
+		command := proxy.NewProxyCommand()
 		command.SetArgs(args)
 		os.Exit(cli.Run(command))
 	case "kube-scheduler":

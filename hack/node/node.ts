@@ -28,11 +28,11 @@ const bridge = "smtpc0";
 /** One node per machine: its address, bridge and pod range are fixed. */
 const claimFile = "/run/smtpc-node.json";
 /** Host sysctls the kubelet sets at start (it refuses to start instead if told to protect them). */
-const shadowedSysctls = ["vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"];
+const shadowedSysctls = ["vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+  // kube-proxy's (conntrack sizing and timeouts, localhost node ports): turned off in its config, shadowed all the same.
+  "net/netfilter/nf_conntrack_max", "net/netfilter/nf_conntrack_tcp_timeout_established", "net/netfilter/nf_conntrack_tcp_timeout_close_wait", "net/ipv4/conf/all/route_localnet"].filter((k) => existsSync(`/proc/sys/${k}`));
 /** Paths the kubelet uses whatever its flags say (device plugins, pod resources): bind-mounted from the state directory. */
 const kubeletHostDir = "/var/lib/kubelet";
-/** The kubernetes Service, mapped onto the API server until kube-proxy runs (a KUBE- chain: removed with the kubelet's). */
-const apiserverChain = "KUBE-SMTPC-APISERVER";
 const cgroupRoot = "/sys/fs/cgroup";
 
 export interface NodeOptions {
@@ -146,13 +146,11 @@ export async function startNode(options: NodeOptions, { claim }: NodeClaim): Pro
     }, 120_000);
     // A NetworkPolicy enforcer wants the node's pod range; no node-ipam controller runs here: the bridge's range.
     await kubectl("patch", "node", nodeName, "--type=merge", "-p", JSON.stringify({ spec: { podCIDR: podCidr, podCIDRs: [podCidr] } }));
-    // Pods reach the API server at the kubernetes Service (KUBERNETES_SERVICE_HOST), as in any cluster.
-    // No kube-proxy runs yet, so this one Service is mapped by hand onto the API server's address.
-    const service = (await kubectl("get", "service", "kubernetes", "-n", "default", "-o", "jsonpath={.spec.clusterIP} {.spec.ports[0].port}")).stdout.split(" ");
-    const apiserver = new URL(JSON.parse((await kubectl("config", "view", "--minify", "-o", "json")).stdout).clusters[0].cluster.server as string);
-    await run("iptables", ["-t", "nat", "-N", apiserverChain]);
-    await run("iptables", ["-t", "nat", "-A", apiserverChain, "-p", "tcp", "-d", `${service[0]}/32`, "--dport", service[1]!, "-j", "DNAT", "--to-destination", `${apiserver.hostname}:${apiserver.port}`]);
-    await run("iptables", ["-t", "nat", "-I", "PREROUTING", "-s", podCidr, "-j", apiserverChain]);
+    // Services, kubernetes's among them (pods reach the API server there): kube-proxy in iptables mode, in the
+    // node's namespace (the sysctls it would write are shadowed there), node ports on the node's address only.
+    writeFileSync(join(dir, "kube-proxy.yaml"), kubeProxyConfig(options.kubeconfig));
+    const proxy = inNamespace("kube-proxy", options.nodeBinary, ["kube-proxy", `--config=${join(dir, "kube-proxy.yaml")}`, "--v=1"]);
+    await until("kube-proxy's rules for the kubernetes Service", proxy, dir, async () => (await run("iptables", ["-t", "nat", "-S", "KUBE-SERVICES"]).then((r) => r.stdout, () => "")).includes("default/kubernetes:https"), 60_000);
     return { name: nodeName, dir, stop };
   } catch (error) {
     await stop();
@@ -202,7 +200,7 @@ async function teardown(options: Partial<NodeOptions> & { dir: string }, claim: 
     await stopChild(named("kube-scheduler")!);
     await quiet(options.testenvBinary, ["kubectl", `--kubeconfig=${options.kubeconfig}`, "delete", "pods", "--all", "--all-namespaces", "--field-selector", `spec.nodeName=${nodeName}`, "--grace-period=2", "--wait=true", "--timeout=60s"]);
   }
-  for (const name of ["kube-scheduler", "kubelet"]) {
+  for (const name of ["kube-scheduler", "kube-proxy", "kubelet"]) {
     const child = named(name);
     if (child) await stopChild(child);
   }
@@ -427,6 +425,24 @@ function cniConfig(dir: string) {
       { type: "portmap", capabilities: { portMappings: true } },
     ],
   };
+}
+
+function kubeProxyConfig(kubeconfig: string): string {
+  return `apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: { kubeconfig: ${kubeconfig} }
+hostnameOverride: "${nodeName}"
+mode: iptables
+clusterCIDR: ${podCidr}
+# Node ports on the node's own address only: nothing else on this shared machine is touched.
+nodePortAddresses: ["${nodeIp}/32"]
+iptables: { localhostNodePorts: false }
+# Leave the host's conntrack settings alone.
+conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s }
+# No health or metrics server: nothing here reads them, and no port is taken.
+healthzBindAddress: ""
+metricsBindAddress: ""
+`;
 }
 
 function kubeletConfig(socket: string): string {

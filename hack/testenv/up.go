@@ -118,9 +118,6 @@ func up(dir, address string, port int, withParent, forNode bool) error {
 		"--secure-port=" + strconv.Itoa(port),
 		"--bind-address=" + address,
 		"--advertise-address=" + address,
-		// The endpoint reconciler refuses a loopback address; nothing here
-		// needs the kubernetes Service's endpoints.
-		"--endpoint-reconciler-type=none",
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--allow-privileged=true",
 		"--authorization-mode=RBAC",
@@ -128,6 +125,14 @@ func up(dir, address string, port int, withParent, forNode bool) error {
 		"--service-account-key-file=" + certs.path("sa.pub"),
 		"--service-account-signing-key-file=" + certs.path("sa.key"),
 		"--v=0",
+	}
+	// The endpoint reconciler refuses a loopback address. A node's kube-proxy
+	// needs the kubernetes Service's endpoints (pods reach the API server
+	// there); without a node nothing does.
+	if ip := net.ParseIP(address); forNode && !ip.IsLoopback() {
+		apiserverArgs = append(apiserverArgs, "--endpoint-reconciler-type=lease")
+	} else {
+		apiserverArgs = append(apiserverArgs, "--endpoint-reconciler-type=none")
 	}
 	if !forNode {
 		// No pods run without a node, and no ServiceAccount controller makes the

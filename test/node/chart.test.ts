@@ -90,15 +90,21 @@ describe("on a real node: the chart from the built image, the examples' relay po
     await eventually("the relay config with the site's values", async () =>
       text(await json<k8s.V1Secret>(["get", "secret", "example-com-relay-config", "-n", namespace]) as { data?: Record<string, string> }, "relay.yaml").includes(`port: ${helpdesk!.port}`) ? true : undefined, 60_000);
     const credentials = await json<{ data?: Record<string, string> }>(["get", "secret", "example-com-inbound-v1", "-n", namespace]);
-    // No kube-proxy yet: the customer's Postfix reaches a relay pod at its own address, on the pod's port behind the Service's 587.
+    // The customer's Postfix connects to the relay Service's 587 (its cluster IP: no load balancer here); kube-proxy
+    // maps it onto a relay pod's unprivileged listener (ADR 0010).
+    const service = await json<{ spec: { clusterIP: string; ports: { port: number; targetPort: string }[] } }>(["get", "service", "example-com-relay", "-n", namespace]);
+    assert.deepEqual(service.spec.ports.map((p) => [p.port, p.targetPort]), [[587, "submission"], [465, "submissions"]]);
     customer = await startSubmissionServer({
       relayTo: 9, // no outbound mail in this test
       users: [],
-      forward: { domain: "example.com", relayAddress: relays[0]!.status.podIP!, relayPort: relayPorts.starttls, snippet: text(credentials, "postfix-main.cf"), relayHost: "relay.helpdesk.example.net", caPem: text(credentials, "ca.crt") },
+      forward: { domain: "example.com", relayAddress: service.spec.clusterIP, relayPort: 587, snippet: text(credentials, "postfix-main.cf"), relayHost: "relay.helpdesk.example.net", caPem: text(credentials, "ca.crt") },
     });
     const inbound = await swaks(["--server", `127.0.0.1:${customer.port}`, "--from", "jane@users.example.org", "--to", "billing@example.com", "--header", "Subject: through a real pod"]);
     assert.equal(inbound.code, 0, inbound.output);
     await eventually("the email at the helpdesk, tagged by the relay", () => (helpdesk!.messages().some((m) => m.content.includes("Subject: through a real pod") && /X-SmtpConnector-Auth: domain=example\.com; version=1/.test(m.content)) ? true : undefined), 60_000);
-    assert.match(customer.log(), new RegExp(`Verified TLS connection established to ${relays[0]!.status.podIP!.replaceAll(".", "\\.")}\\[`), "Postfix verified the relay's certificate against ca.crt");
+    assert.match(customer.log(), new RegExp(`Verified TLS connection established to ${service.spec.clusterIP.replaceAll(".", "\\.")}\\[[^\\]]+\\]:587`), "Postfix verified the relay's certificate against ca.crt, at the Service's 587");
+    // And straight to a pod, on the listener behind the mapping.
+    const direct = await swaks(["--server", `${relays[0]!.status.podIP!}:${relayPorts.starttls}`, "--tls", "--quit-after", "STARTTLS"]);
+    assert.equal(direct.code, 0, direct.output);
   });
 });
