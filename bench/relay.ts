@@ -7,6 +7,10 @@
 //   haraka   the same through Haraka 3.3.4 as an authenticated cut-through
 //            relay (`npm run bench:relay -- --haraka`; installed from npm into
 //            ~/.cache on first use, see bench/haraka.ts)
+//   postfix  Postfix as the authenticated relay a platform team would deploy
+//            instead (`-- --postfix`): SASL over STARTTLS only, its queue on
+//            disk, store-and-forward (a round ends when its queue is empty;
+//            bench/postfix-relay.ts)
 //   prototype the throw-away smtp-server + pooled nodemailer cut-through the
 //            issue's targets were set against (`-- --prototype`, pooled only;
 //            bench/prototype.ts): how fast this machine runs the reference
@@ -25,6 +29,7 @@ import { parseArgs } from "node:util";
 import { freePort, portOpen, relayConfig, randomPassword, selfSignedCertificate, stopChild, tempDir, writeRelayConfig } from "../test/support/mail.js";
 import { eventuallyTrue } from "../test/support/wait.js";
 import { startHaraka } from "./haraka.js";
+import { startPostfixRelay } from "./postfix-relay.js";
 import { load as loadWith, type Result, type Target } from "./load.js";
 
 const { values } = parseArgs({
@@ -34,6 +39,7 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "20" },
     size: { type: "string", default: "10240" },
     haraka: { type: "boolean", default: false },
+    postfix: { type: "boolean", default: false },
     // The throw-away smtp-server + pooled nodemailer prototype (bench/prototype.ts) the targets were set against.
     prototype: { type: "boolean", default: false },
     // For profiling the steady state alone (BENCH_PROFILE=dir): no connection per message.
@@ -82,6 +88,8 @@ async function main(): Promise<void> {
   ];
   const haraka = values.haraka ? await startHaraka({ dir, tls, sinkPort: sink.port, user, password }) : undefined;
   if (haraka) targets.push({ name: "haraka", port: haraka.port, tls: true, auth: { user, pass: password }, pid: haraka.pid });
+  const postfix = values.postfix ? await startPostfixRelay({ sinkPort: sink.port, password, from: "customer@users.example.org" }) : undefined;
+  if (postfix) targets.push(postfix.target);
   const prototype = values.prototype ? await startPrototype({ tls, sinkPort: sink.port, user, password }) : undefined;
   if (prototype) targets.push({ name: "prototype", port: prototype.port, tls: true, auth: { user, pass: password }, pid: prototype.child.pid! });
 
@@ -99,6 +107,7 @@ async function main(): Promise<void> {
   } finally {
     await stopChild(relay);
     if (haraka) await haraka.stop();
+    if (postfix) await postfix.stop();
     if (prototype) await stopChild(prototype.child);
     await stopChild(sink.child);
   }
@@ -133,6 +142,8 @@ function report(results: Result[]): void {
   const relayPerMessage = find("relay", "per-message");
   const harakaPooled = find("haraka", "pooled");
   const prototypePooled = find("prototype", "pooled");
+  const postfixPooled = find("postfix", "pooled");
+  const postfixPerMessage = find("postfix", "per-message");
   console.log("");
   console.log(`figure relay_msgs_per_s ${relayPooled.rate.toFixed(0)} msgs/s`);
   if (relayPerMessage) console.log(`figure relay_per_connection_msgs_per_s ${relayPerMessage.rate.toFixed(0)} msgs/s`);
@@ -146,6 +157,14 @@ function report(results: Result[]): void {
   if (harakaPooled) {
     console.log(`figure haraka_msgs_per_s ${harakaPooled.rate.toFixed(0)} msgs/s`);
     console.log(`figure relay_vs_haraka ${(relayPooled.rate / harakaPooled.rate).toFixed(2)} ratio`);
+  }
+  if (postfixPooled) {
+    console.log(`figure postfix_msgs_per_s ${postfixPooled.rate.toFixed(0)} msgs/s`);
+    console.log(`figure postfix_cpu_per_message ${postfixPooled.cpuPerMessageUs!.toFixed(0)} us`);
+    console.log(`figure postfix_added_p99 ${(postfixPooled.p99 - direct.p99).toFixed(2)} ms`);
+    console.log(`figure relay_vs_postfix ${(relayPooled.rate / postfixPooled.rate).toFixed(2)} ratio`);
+    console.log(`figure relay_vs_postfix_cpu ${(relayPooled.cpuPerMessageUs! / postfixPooled.cpuPerMessageUs!).toFixed(2)} ratio`);
+    if (postfixPerMessage && relayPerMessage) console.log(`figure relay_vs_postfix_per_connection ${(relayPerMessage.rate / postfixPerMessage.rate).toFixed(2)} ratio`);
   }
   if (prototypePooled) {
     console.log(`figure prototype_msgs_per_s ${prototypePooled.rate.toFixed(0)} msgs/s`);

@@ -76,6 +76,8 @@ export function replyFor(error: unknown, filter: MessageFilter, stream: SMTPServ
   if (filter.rejection) return { result: filter.rejection.rejection, error: new SmtpReply(filter.rejection.responseCode, filter.rejection.message) };
   if (error instanceof SmtpReply) return { result: "Refused", error };
   if (error instanceof NextHopError) {
+    // Our refusal on the next hop's behalf (RFC 6531): its own codes, not "the next hop refused".
+    if (error.detail.code === "ESMTPUTF8") return { result: "SmtpUtf8Unsupported", error: new SmtpReply(error.responseCode ?? 550, error.message) };
     if (error.kind === "Reply" && error.responseCode !== undefined && error.responseCode >= 500) {
       return { result: "NextHopReject", error: new SmtpReply(error.responseCode, `5.0.0 Next hop refused the message: ${oneLine(error.message)}`) };
     }

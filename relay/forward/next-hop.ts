@@ -4,6 +4,8 @@ import type { Readable } from "node:stream";
 export interface Envelope {
   from: string;
   to: string[];
+  /** The sender gave MAIL the SMTPUTF8 parameter (RFC 6531): the message may carry UTF-8 header fields. */
+  smtpUtf8?: boolean;
   /** Facts about the message for next hops that carry metadata (the webhook). */
   metadata?: Record<string, string | number>;
 }

@@ -6,11 +6,14 @@
 // between the message and the socket.
 //
 // The message must arrive with CRLF line endings only — the MessageFilter's
-// output. A connection that saw any failure is destroyed and never reused: a
-// failure while the message is being written closes the socket before the
-// final dot, so the next hop discards the partial message.
+// output. Where the trust level changes (STARTTLS) nothing read before it is
+// kept: any byte after the 220 answer fails the session. A connection that
+// saw any failure is destroyed and never reused: a failure while the message
+// is being written closes the socket before the final dot, so the next hop
+// discards the partial message.
 import net from "node:net";
 import type { Readable } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
 import tls from "node:tls";
 import { batchWrites } from "../write-batching.js";
 import { NextHopError } from "./next-hop.js";
@@ -47,6 +50,8 @@ export class SmtpClient {
   /** Messages this connection carried (the pool retires it after a number). */
   messages = 0;
   private socket: net.Socket;
+  /** Keeps a UTF-8 character split across reads whole (replies may carry UTF-8, RFC 6531 section 3.7.4). */
+  private decoder = new StringDecoder("utf8");
   private partial = "";
   private replyLines: string[] = [];
   private readonly replies: Reply[] = [];
@@ -96,9 +101,10 @@ export class SmtpClient {
    * One transaction: MAIL, RCPT for each recipient, DATA, the message, the
    * final dot. Resolves with the next hop's final reply once it accepted the
    * message for every recipient; any refusal rejects (the sender then
-   * retries the whole message, so no recipient is lost).
+   * retries the whole message, so no recipient is lost). `smtpUtf8`: the
+   * sender asked for SMTPUTF8, which goes on when the next hop offers it.
    */
-  async send(from: string, to: string[], message: Readable, signal?: AbortSignal): Promise<Reply> {
+  async send(from: string, to: string[], message: Readable, signal?: AbortSignal, { smtpUtf8 = false }: { smtpUtf8?: boolean } = {}): Promise<Reply> {
     for (const address of [from, ...to]) {
       if (/[\r\n<>]/.test(address)) throw new NextHopError(`invalid envelope address ${JSON.stringify(address)}`, undefined, "Message", { code: "EENVELOPE" });
     }
@@ -109,7 +115,8 @@ export class SmtpClient {
       // Closed since its last message (the pool checks first; this is the race):
       // the transaction fails at its first command, nothing of it sent.
       if (this.failure) throw new NextHopError("the next hop closed the connection", undefined, "Connection", { code: "ECONNECTION", command: "MAIL FROM" });
-      await this.envelope(from, to);
+      this.refuseUnlessSmtpUtf8(from, to);
+      await this.envelope(from, to, smtpUtf8);
       this.command = "DATA";
       await this.writeMessage(message, to.length);
       const replies: Reply[] = [];
@@ -137,10 +144,32 @@ export class SmtpClient {
     this.socket.destroy();
   }
 
-  private async envelope(from: string, to: string[]): Promise<void> {
+  /**
+   * RFC 6531 section 3.2: a non-ASCII address must not go to a server that
+   * does not offer SMTPUTF8; a relay (not a submission agent that rewrites
+   * the message) should refuse it, with the codes of section 3.5: 550 5.6.7
+   * for the sender, 553 5.6.7 for a recipient.
+   */
+  private refuseUnlessSmtpUtf8(from: string, to: string[]): void {
+    if (this.extensions.has("SMTPUTF8")) return;
+    const sender = nonAscii(from);
+    if (!sender && !to.some(nonAscii)) return;
+    this.command = sender ? "MAIL FROM" : "RCPT TO";
+    throw new NextHopError(
+      sender
+        ? "5.6.7 Non-ASCII sender address not permitted: the next hop does not support SMTPUTF8"
+        : "5.6.7 Non-ASCII recipient address not permitted: the next hop does not support SMTPUTF8",
+      sender ? 550 : 553,
+      "Reply",
+      { code: "ESMTPUTF8", command: this.command },
+    );
+  }
+
+  private async envelope(from: string, to: string[], smtpUtf8: boolean): Promise<void> {
     this.command = "MAIL FROM";
-    const utf8 = [from, ...to].some((address) => /[^\x00-\x7f]/.test(address));
-    const params = [...(this.extensions.has("8BITMIME") ? [" BODY=8BITMIME"] : []), ...(utf8 && this.extensions.has("SMTPUTF8") ? [" SMTPUTF8"] : [])].join("");
+    // A non-ASCII address needs the parameter (refuseUnlessSmtpUtf8 made sure it is offered).
+    const utf8 = nonAscii(from) || to.some(nonAscii) || (smtpUtf8 && this.extensions.has("SMTPUTF8"));
+    const params = [...(this.extensions.has("8BITMIME") ? [" BODY=8BITMIME"] : []), ...(utf8 ? [" SMTPUTF8"] : [])].join("");
     const commands = [`MAIL FROM:<${from}>${params}`, ...to.map((address) => `RCPT TO:<${address}>`), "DATA"];
     if (this.extensions.has("PIPELINING")) {
       this.write(`${commands.join("\r\n")}\r\n`, commands.length);
@@ -235,6 +264,18 @@ export class SmtpClient {
     this.command = "STARTTLS";
     this.write("STARTTLS\r\n");
     this.expect(await this.reply(), 220, "ETLS");
+    // Bytes after the 220 came in plaintext, where anyone on the path can
+    // write; kept, they would be read as the first answer inside TLS. Postfix
+    // and nodemailer fail the session, and so does this.
+    const early = this.partial + this.replyLines.join("\n") + this.replies.map((r) => r.text).join("\n") + this.decoder.end();
+    if (this.failure) throw this.failure;
+    if (early !== "" || this.socket.readableLength > 0) {
+      throw new NextHopError("the next hop sent data after its 220 answer to STARTTLS (possible command injection)", undefined, "Connection", { code: "ETLS", command: "STARTTLS" });
+    }
+    this.partial = "";
+    this.replyLines = [];
+    this.replies.length = 0;
+    this.decoder = new StringDecoder("utf8");
     const plain = this.socket;
     plain.removeAllListeners("data");
     plain.removeAllListeners("close");
@@ -315,7 +356,7 @@ export class SmtpClient {
   }
 
   private read(chunk: Buffer): void {
-    const text = this.partial + chunk.toString("utf8");
+    const text = this.partial + this.decoder.write(chunk);
     let start = 0;
     for (let end = text.indexOf("\n"); end !== -1; end = text.indexOf("\n", start)) {
       const line = text.slice(start, end).replace(/\r$/, "");
@@ -353,6 +394,8 @@ export class SmtpClient {
     for (const waiter of this.waiters.splice(0)) waiter.reject(this.failure);
   }
 }
+
+const nonAscii = (address: string) => /[^\x00-\x7f]/.test(address);
 
 function tlsOptions(options: SmtpClientOptions): tls.ConnectionOptions {
   return {

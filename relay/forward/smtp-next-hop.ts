@@ -63,13 +63,13 @@ export class SmtpNextHop implements NextHop {
     let pooled = this.take();
     let reply: Reply;
     try {
-      reply = await (pooled ??= { client: await this.open(signal) }).client.send(envelope.from, envelope.to, message, signal);
+      reply = await (pooled ??= { client: await this.open(signal) }).client.send(envelope.from, envelope.to, message, signal, { smtpUtf8: envelope.smtpUtf8 === true });
     } catch (error) {
       // A pooled connection the next hop closed while it sat idle fails before
       // any of the message was read: that one message may go on a new connection.
       if (!(pooled?.reused && error instanceof NextHopError && error.kind === "Connection" && error.detail.command === "MAIL FROM")) throw error;
       pooled = { client: await this.open(signal) };
-      reply = await pooled.client.send(envelope.from, envelope.to, message, signal);
+      reply = await pooled.client.send(envelope.from, envelope.to, message, signal, { smtpUtf8: envelope.smtpUtf8 === true });
     }
     this.release(pooled);
     return { response: reply.text };

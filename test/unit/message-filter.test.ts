@@ -2,7 +2,7 @@
 // and the trust headers.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { MessageFilter, type FilterOptions } from "../../relay/inbound/message-filter.js";
+import { claimsAuthservId, MessageFilter, type FilterOptions } from "../../relay/inbound/message-filter.js";
 
 const options: FilterOptions = {
   maxBytes: 10_000,
@@ -82,5 +82,31 @@ describe("MessageFilter", () => {
 
   test("a message with no body still gets our headers", async () => {
     assert.equal((await run(["Subject: x\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\nSubject: x\r\n");
+  });
+
+  test("a bare CR or LF in the header section refuses the message, also when a CR ends one chunk", async () => {
+    assert.equal((await run(["Subject: x\rReply-To: e@evil.org\r\n\r\nbody\r\n"])).rejection, "BareLineEnding");
+    assert.equal((await run(["Subject: x\r", "Reply-To: e@evil.org\r\n\r\nbody\r\n"])).rejection, "BareLineEnding");
+    assert.equal((await run(["Subject: x\r\n\r"])).rejection, "BareLineEnding", "a bare CR as the last byte");
+    const split = await run(["Subject: x\r", "\nFrom: a@b.c\r\n\r", "\nbody\r", "more\r\n"]);
+    assert.equal(split.rejection, undefined, "a CRLF split across chunks, and a bare CR in the body");
+    assert.equal(split.out, "Authentication-Results: relay.test; auth=pass\r\nSubject: x\r\nFrom: a@b.c\r\n\r\nbody\r\nmore\r\n");
+  });
+
+  test("a line that is not a field ends the header section after an empty line put before it", async () => {
+    assert.equal((await run(["Subject: x\r\nno colon\r\nX-A: b\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\nSubject: x\r\n\r\nno colon\r\nX-A: b\r\n");
+    assert.equal((await run([" continued\r\nX-A: b\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\n\r\n continued\r\nX-A: b\r\n");
+    assert.equal((await run(["Bad Name: x\r\n\r\nbody\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\n\r\nBad Name: x\r\n\r\nbody\r\n");
+    assert.equal((await run(["X-A : obsolete white space\r\n\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\nX-A : obsolete white space\r\n\r\n");
+  });
+
+  test("authserv-id readings beyond mailauth's: a trailing dot, a strict tokenizer, and other servers' ids", () => {
+    const claims = (value: string) => claimsAuthservId([Buffer.from(`Authentication-Results:${value}`, "utf8")], "relay.test");
+    assert.equal(claims(" relay.test.; auth=pass"), true, "a fully qualified name with its root dot");
+    assert.equal(claims(" relay.test/x; auth=pass"), true, "an RFC 2045 token ends at '/'");
+    assert.equal(claims(" relay.test=x; auth=pass"), true, "an RFC 2045 token ends at '='");
+    assert.equal(claims(" mx.other.example; auth=pass (relay.test)"), false, "our id in a comment only");
+    assert.equal(claims(" mx.other.example; spf=pass smtp.mailfrom=relay.test"), false, "our id as a property value");
+    assert.equal(claims(" relay.test.example; spf=pass"), false, "a longer name that starts with ours");
   });
 });

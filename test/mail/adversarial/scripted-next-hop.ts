@@ -1,0 +1,99 @@
+// A next hop played by a raw socket server, for what smtp-sink cannot do:
+// write bytes after its 220 answer to STARTTLS, offer SMTPUTF8, or write a
+// reply one byte at a time. It records every command it read.
+import net from "node:net";
+import tls from "node:tls";
+
+export interface NextHopScript {
+  /** EHLO keywords it offers (STARTTLS is added before TLS when `tls` is given). */
+  extensions: string[];
+  /** Key and certificate for STARTTLS. */
+  tls?: { key: string; cert: string };
+  /** Written right after "220 ready" in the same write, still in plaintext. */
+  after220?: string | Buffer;
+  /** The answer to the final dot. */
+  finalReply?: string;
+  /** Writes the answer to the final dot one byte per write (a UTF-8 character then spans reads). */
+  finalReplyByteByByte?: boolean;
+}
+
+export interface ScriptedNextHop {
+  port: number;
+  /** Every command line read, with "(tls)" before those read inside TLS. */
+  transcript: string[];
+  stop(): Promise<void>;
+}
+
+export async function startScriptedNextHop(script: NextHopScript): Promise<ScriptedNextHop> {
+  const transcript: string[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.setNoDelay(true);
+    converse(socket, false, script, transcript);
+    socket.write("220 next-hop.test ESMTP\r\n");
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address() as net.AddressInfo;
+  return {
+    port: address.port,
+    transcript,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function converse(socket: net.Socket, secure: boolean, script: NextHopScript, transcript: string[]): void {
+  let buffer = Buffer.alloc(0);
+  let inData = false;
+  socket.on("error", () => undefined);
+  const onData = (chunk: Buffer) => {
+    buffer = Buffer.concat([buffer, chunk]);
+    for (let end = buffer.indexOf("\r\n"); end !== -1; end = buffer.indexOf("\r\n")) {
+      const line = buffer.subarray(0, end).toString("utf8");
+      buffer = buffer.subarray(end + 2);
+      if (inData) {
+        if (line === ".") {
+          inData = false;
+          answerFinalDot(socket, script);
+        }
+        continue;
+      }
+      transcript.push(secure ? `(tls) ${line}` : line);
+      const verb = line.split(" ", 1)[0]!.toUpperCase();
+      if (verb === "EHLO") {
+        const keywords = [...script.extensions, ...(script.tls && !secure ? ["STARTTLS"] : [])];
+        socket.write(["next-hop.test", ...keywords].map((k, i, all) => `250${i === all.length - 1 ? " " : "-"}${k}\r\n`).join(""));
+      } else if (verb === "STARTTLS" && script.tls && !secure) {
+        socket.off("data", onData);
+        socket.write(Buffer.concat([Buffer.from("220 ready\r\n"), Buffer.from(script.after220 ?? "")]));
+        const secured = new tls.TLSSocket(socket, { isServer: true, key: script.tls.key, cert: script.tls.cert });
+        converse(secured, true, script, transcript);
+        return;
+      } else if (verb === "AUTH") socket.write("235 2.7.0 ok\r\n");
+      else if (verb === "DATA") {
+        inData = true;
+        socket.write("354 go ahead\r\n");
+      } else if (verb === "QUIT") socket.end("221 bye\r\n");
+      else socket.write("250 2.0.0 ok\r\n");
+    }
+  };
+  socket.on("data", onData);
+}
+
+function answerFinalDot(socket: net.Socket, script: NextHopScript): void {
+  const reply = Buffer.from(`${script.finalReply ?? "250 2.0.0 queued"}\r\n`, "utf8");
+  if (!script.finalReplyByteByByte) {
+    socket.write(reply);
+    return;
+  }
+  // Each byte its own write, the next one only once the previous left (Nagle is off).
+  const writeFrom = (i: number): void => {
+    if (i < reply.length) socket.write(reply.subarray(i, i + 1), () => setImmediate(() => writeFrom(i + 1)));
+  };
+  writeFrom(0);
+}
