@@ -95,7 +95,7 @@ describe("rotation and disconnect under steady traffic", () => {
     // Rotation while mail flows: version 2 beside 1, the customer switches, version 1 is revoked.
     // Each step waits for what the next one needs (never for a fixed time), so a busy machine only makes it slower.
     const relayAccepts = async (secret: k8s.V1Secret) =>
-      (await swaks(["--server", "127.0.0.1:587", "--tls", "--auth", "PLAIN", "--auth-user", text(secret, "username"), "--auth-password", text(secret, "password"), "--quit-after", "AUTH"])).code === 0;
+      (await swaks(["--server", `127.0.0.1:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(secret, "username"), "--auth-password", text(secret, "password"), "--quit-after", "AUTH"])).code === 0;
     const tagged = (version: number) => helpdesk.messages().filter((m) => /^Subject: rotation \d+$/m.test(m.content) && new RegExp(`^X-SmtpConnector-Auth: domain=example\\.com; version=${version}\r?$`, "m").test(m.content)).length;
     const rotation = steadyTraffic(() => mx.port, "rotation");
     t.after(() => rotation.stop());
