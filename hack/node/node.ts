@@ -39,8 +39,10 @@ export interface NodeOptions {
   kubeconfig: string;
   /** The control plane's multi-call binary (kubectl). */
   testenvBinary: string;
-  /** hack/node's multi-call binary (kubelet, kube-scheduler). */
+  /** hack/node's multi-call binary (kubelet, kube-proxy, kube-scheduler). */
   nodeBinary: string;
+  /** kube-router, for its NetworkPolicy controller (kube-router.sh). */
+  kubeRouter: string;
   /** docker-archives to import into containerd (the pause image first). */
   images: string[];
   /** State: containerd's root, the kubelet's, CNI's, logs. Removed by stop(). */
@@ -60,7 +62,7 @@ interface Claim {
   dir: string;
   createdKubeletDir: boolean;
   addedAddress: boolean;
-  before: { chains: string[]; cgroups: string[] };
+  before: { chains: string[]; cgroups: string[]; ipsets: string[] };
 }
 
 /** The host, claimed for a node: its address is on lo (the control plane listens there for pods). */
@@ -79,7 +81,7 @@ export async function claimNode(dir: string): Promise<NodeClaim> {
     dir,
     createdKubeletDir: !existsSync(kubeletHostDir),
     addedAddress: !(await loAddresses()).includes(`${nodeIp}/32`),
-    before: { chains: before.iptables, cgroups: before.cgroups },
+    before: { chains: before.iptables, cgroups: before.cgroups, ipsets: before.ipsets },
   };
   writeFileSync(claimFile, JSON.stringify(claim));
   if (claim.addedAddress) await run("ip", ["addr", "add", `${nodeIp}/32`, "dev", "lo"]);
@@ -151,6 +153,13 @@ export async function startNode(options: NodeOptions, { claim }: NodeClaim): Pro
     writeFileSync(join(dir, "kube-proxy.yaml"), kubeProxyConfig(options.kubeconfig));
     const proxy = inNamespace("kube-proxy", options.nodeBinary, ["kube-proxy", `--config=${join(dir, "kube-proxy.yaml")}`, "--v=1"]);
     await until("kube-proxy's rules for the kubernetes Service", proxy, dir, async () => (await run("iptables", ["-t", "nat", "-S", "KUBE-SERVICES"]).then((r) => r.stdout, () => "")).includes("default/kubernetes:https"), 60_000);
+    // NetworkPolicies enforced: kube-router's firewall only (iptables + ipset beside the CNI bridge; no routing,
+    // no service proxy: IPVS is not in this kernel). It needs the node's podCIDR (set above).
+    const router = inNamespace("kube-router", options.kubeRouter, [
+      `--kubeconfig=${options.kubeconfig}`, `--hostname-override=${nodeName}`, "--run-firewall=true", "--run-router=false",
+      "--run-service-proxy=false", "--enable-cni=false", "--health-port=0", "--metrics-port=0", "--service-cluster-ip-range=10.0.0.0/24", "--v=1",
+    ]);
+    await until("kube-router's firewall chains", router, dir, async () => (await chains()).some((c) => c.endsWith("/KUBE-ROUTER-FORWARD")), 60_000);
     return { name: nodeName, dir, stop };
   } catch (error) {
     await stop();
@@ -200,7 +209,7 @@ async function teardown(options: Partial<NodeOptions> & { dir: string }, claim: 
     await stopChild(named("kube-scheduler")!);
     await quiet(options.testenvBinary, ["kubectl", `--kubeconfig=${options.kubeconfig}`, "delete", "pods", "--all", "--all-namespaces", "--field-selector", `spec.nodeName=${nodeName}`, "--grace-period=2", "--wait=true", "--timeout=60s"]);
   }
-  for (const name of ["kube-scheduler", "kube-proxy", "kubelet"]) {
+  for (const name of ["kube-scheduler", "kube-router", "kube-proxy", "kubelet"]) {
     const child = named(name);
     if (child) await stopChild(child);
   }
@@ -234,6 +243,10 @@ async function teardown(options: Partial<NodeOptions> & { dir: string }, claim: 
   await quiet("ip", ["link", "del", bridge]);
   if (claim.addedAddress) await quiet("ip", ["addr", "del", `${nodeIp}/32`, "dev", "lo"]);
   await removeNewChains(claim.before.chains);
+  // kube-router's sets, once no rule refers to them (its own --cleanup-config leaves them behind).
+  for (const set of (await run("ipset", ["list", "-n"]).then((r) => r.stdout, () => "")).split("\n").filter((n) => n.startsWith("KUBE-") && !claim.before.ipsets.includes(n))) {
+    await run("ipset", ["destroy", set]).catch(() => undefined);
+  }
   removeNewCgroups(claim.before.cgroups);
   if (claim.createdKubeletDir) {
     try {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a node needs, installed or built once and cached: Debian's containerd,
 # runc, CNI plugins, catatonit, iptables and ipset; the kubelet and
-# kube-scheduler (build.sh); the control plane (hack/testenv/build.sh); the
+# kube-scheduler (build.sh); kube-router for NetworkPolicy (kube-router.sh); the control plane (hack/testenv/build.sh); the
 # project's image (hack/image/build.sh); and a pause image made of Debian's
 # static catatonit (`catatonit -P` is its pause mode), since no registry serves
 # registry.k8s.io/pause here. Prints one JSON line for hack/node/node.ts.
@@ -14,6 +14,7 @@ source hack/lib/debian-packages.sh
 source hack/lib/cache.sh
 ensure_debian_packages node containerd runc containernetworking-plugins catatonit iptables ipset iproute2 util-linux buildah
 node_binary=$(bash hack/node/build.sh)
+kube_router=$(bash hack/node/kube-router.sh)
 testenv_binary=$(bash hack/testenv/build.sh)
 image_json=$(bash hack/image/build.sh)
 
@@ -32,4 +33,4 @@ if [[ ! -f $pause ]]; then
     mv "$pause.partial.$$" "$pause"
   fi
 fi
-printf '{"nodeBinary":"%s","testenvBinary":"%s","pauseArchive":"%s","image":%s}\n' "$node_binary" "$testenv_binary" "$pause" "$image_json"
+printf '{"nodeBinary":"%s","kubeRouter":"%s","testenvBinary":"%s","pauseArchive":"%s","image":%s}\n' "$node_binary" "$kube_router" "$testenv_binary" "$pause" "$image_json"

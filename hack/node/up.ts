@@ -21,7 +21,7 @@ const passOn = args.filter((_, i) => i !== dirFlag && i !== dirFlag + 1 && args[
 mkdirSync(dir, { recursive: true });
 const log = (line: string) => console.error(`node: ${line}`);
 
-interface Prepared { nodeBinary: string; testenvBinary: string; pauseArchive: string; image: { image: string; archive: string } }
+interface Prepared { nodeBinary: string; kubeRouter: string; testenvBinary: string; pauseArchive: string; image: { image: string; archive: string } }
 const prepared = JSON.parse(execFileSync("bash", [join(repoRoot, "hack/node/prepare.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim().split("\n").pop()!) as Prepared;
 
 // The node's address first: the API server listens there, where pods reach it.
@@ -65,6 +65,7 @@ try {
     kubeconfig,
     testenvBinary: prepared.testenvBinary,
     nodeBinary: prepared.nodeBinary,
+    kubeRouter: prepared.kubeRouter,
     images: [prepared.pauseArchive, prepared.image.archive],
     dir: join(dir, "node"),
     log,

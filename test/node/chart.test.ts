@@ -107,4 +107,55 @@ describe("on a real node: the chart from the built image, the examples' relay po
     const direct = await swaks(["--server", `${relays[0]!.status.podIP!}:${relayPorts.starttls}`, "--tls", "--quit-after", "STARTTLS"]);
     assert.equal(direct.code, 0, direct.output);
   });
+
+  test("the relay's NetworkPolicy holds, probed from pods: 8587/8465 from allowedSourceRanges only, 8080/2587 from the cluster, 8443 from the operator's namespace only", async () => {
+    // A probe pod in the relay's namespace, one in the operator's and one in a third; kubectl exec runs the probes.
+    const probeNamespaces = [namespace, system, "elsewhere"];
+    assert.equal((await kubectl(["create", "namespace", "elsewhere"])).code, 0);
+    for (const ns of probeNamespaces) {
+      const pod = {
+        apiVersion: "v1", kind: "Pod", metadata: { name: "probe", namespace: ns },
+        spec: {
+          automountServiceAccountToken: false,
+          securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: "RuntimeDefault" } },
+          containers: [{ name: "probe", image: cluster.image, imagePullPolicy: "Never", command: ["node", "-e", "setInterval(() => {}, 1 << 30)"],
+            securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } } }],
+        },
+      };
+      const created = await kubectl(["apply", "-f", "-"], { input: JSON.stringify(pod) });
+      assert.equal(created.code, 0, created.stderr);
+    }
+    for (const ns of probeNamespaces) assert.equal((await kubectl(["wait", "-n", ns, "--for=condition=Ready", "pod/probe", "--timeout=120s"])).code, 0);
+    const ip = async (ns: string, name: string) => (await json<Pod>(["get", "pod", name, "-n", ns])).status.podIP!;
+    const inside = await ip(namespace, "probe");
+    // Only the relay's own namespace's probe (and the host's bridge address, for the Postfix above) may submit.
+    const patched = await kubectl(["patch", "smtpdomain", "example-com", "-n", namespace, "--type=merge", "-p", JSON.stringify({ spec: { inbound: { allowedSourceRanges: ["10.244.0.1/32", `${inside}/32`] } } })]);
+    assert.equal(patched.code, 0, patched.stderr);
+    await eventually("the NetworkPolicy with the new ranges", async () => (JSON.stringify((await json<{ spec: unknown }>(["get", "networkpolicy", "example-com-relay", "-n", namespace])).spec).includes(`${inside}/32`) ? true : undefined), 30_000);
+
+    const relay = (await json<{ items: Pod[] }>(["get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=smtp-connector-relay,app.kubernetes.io/instance=example-com"])).items[0]!;
+    const ports = [relayPorts.starttls, relayPorts.implicitTls, relayPorts.health, relayPorts.submission, relayPorts.control];
+    // A connection either opens, or is refused (kube-router rejects), or times out: as seen from inside a pod.
+    const script = `const net = require("net"); const [host, ...ports] = process.argv.slice(1);
+Promise.all(ports.map((p) => new Promise((done) => { const s = net.connect({ host, port: +p }); const t = setTimeout(() => (s.destroy(), done("timeout")), 3000);
+s.on("connect", () => (clearTimeout(t), s.destroy(), done("open"))); s.on("error", (e) => (clearTimeout(t), done(e.code))); }))).then((r) => console.log(JSON.stringify(r)));`;
+    const probe = async (ns: string) => {
+      const result = await kubectl(["exec", "-n", ns, "probe", "--", "node", "-e", script, relay.status.podIP!, ...ports.map(String)]);
+      assert.equal(result.code, 0, result.stderr);
+      return Object.fromEntries(ports.map((p, i) => [p, (JSON.parse(result.stdout) as string[])[i] === "open"]));
+    };
+    const expected = {
+      [namespace]: { 8587: true, 8465: true, 8080: true, 2587: true, 8443: false },
+      [system]: { 8587: false, 8465: false, 8080: true, 2587: true, 8443: true },
+      elsewhere: { 8587: false, 8465: false, 8080: true, 2587: true, 8443: false },
+    };
+    // kube-router applies a change within a second or so: the matrix is asked until it holds.
+    const seen: Record<string, unknown> = {};
+    await eventually("every probe answered as the policy says", async () => {
+      for (const ns of probeNamespaces) seen[ns] = await probe(ns);
+      return JSON.stringify(seen) === JSON.stringify(expected) ? true : undefined;
+    }, 30_000).catch((error: unknown) => {
+      throw new Error(`${String(error)}\nseen:     ${JSON.stringify(seen)}\nexpected: ${JSON.stringify(expected)}`);
+    });
+  });
 });
