@@ -29,10 +29,11 @@ base_image=docker.io/library/node:$node_version-bookworm-slim
 grep -q "^ARG NODE_VERSION=$node_version$" Dockerfile ||
   { echo "image: the Dockerfile's ARG NODE_VERSION is not .node-version ($node_version)" >&2; exit 2; }
 
-cache=${SMTPC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/smtp-connector}/image
+# shellcheck source=../lib/cache.sh
+source "$root/hack/lib/cache.sh"
+cache=$(cache_root)/image
 mkdir -p "$cache"
-exec 9>"$cache/lock"
-flock 9
+cache_lock "$cache/build"
 
 # podman's storage of our own, beside the cache: nothing else on the machine is touched.
 export CONTAINERS_CONF=$here/containers.conf CONTAINERS_STORAGE_CONF=$cache/storage.conf
