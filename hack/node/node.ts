@@ -14,7 +14,7 @@
 // (containerd's shim sockets, the pods' logs), and every volume the kubelet
 // mounts disappears with the namespace.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -162,8 +162,12 @@ export async function startNode(options: NodeOptions, { claim }: NodeClaim): Pro
     await until("kube-router's firewall chains", router, dir, async () => (await chains()).some((c) => c.endsWith("/KUBE-ROUTER-FORWARD")), 60_000);
     return { name: nodeName, dir, stop };
   } catch (error) {
+    // The teardown removes the state directory: the components' logs are kept beside it for the error.
+    const kept = `${dir}-logs`;
+    mkdirSync(kept, { recursive: true });
+    for (const name of readdirSync(dir).filter((n) => n.endsWith(".log"))) copyFileSync(join(dir, name), join(kept, name));
     await stop();
-    throw error;
+    throw new Error(`${String(error)} (the components' logs: ${kept})`);
   }
 }
 

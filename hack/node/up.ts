@@ -38,7 +38,9 @@ const stop = async (code: number) => {
     plane.kill("SIGTERM");
     await exited;
   }
-  if (ownDir) rmSync(dir, { recursive: true, force: true });
+  // Kept after a failure: the logs are the finding.
+  if (ownDir && code === 0) rmSync(dir, { recursive: true, force: true });
+  else if (code !== 0) log(`state and logs kept in ${dir}`);
   process.exit(code);
 };
 for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => void stop(0));
