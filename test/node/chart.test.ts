@@ -103,6 +103,9 @@ describe("on a real node: the chart from the built image, the examples' relay po
     assert.equal(inbound.code, 0, inbound.output);
     await eventually("the email at the helpdesk, tagged by the relay", () => (helpdesk!.messages().some((m) => m.content.includes("Subject: through a real pod") && /X-SmtpConnector-Auth: domain=example\.com; version=1/.test(m.content)) ? true : undefined), 60_000);
     assert.match(customer.log(), new RegExp(`Verified TLS connection established to ${service.spec.clusterIP.replaceAll(".", "\\.")}\\[[^\\]]+\\]:587`), "Postfix verified the relay's certificate against ca.crt, at the Service's 587");
+    // The relay pods' /metrics (their health port, from the node): one of them counted the delivery.
+    const metrics = (await Promise.all(relays.map(async (p) => (await fetch(`http://${p.status.podIP!}:${relayPorts.health}/metrics`)).text()))).join("\n");
+    assert.match(metrics, /^smtpc_relay_messages_total\{direction="inbound",result="Delivered"\} [1-9]/m);
     // And straight to a pod, on the listener behind the mapping.
     const direct = await swaks(["--server", `${relays[0]!.status.podIP!}:${relayPorts.starttls}`, "--tls", "--quit-after", "STARTTLS"]);
     assert.equal(direct.code, 0, direct.output);
