@@ -111,6 +111,41 @@ describe("on a real node: the chart from the built image, the examples' relay po
     assert.equal(direct.code, 0, direct.output);
   });
 
+  test("rotation and revocation reach the running relay pods through their mounted Secrets (the kubelet's refresh), with no restart", async () => {
+    const selector = "app.kubernetes.io/name=smtp-connector-relay,app.kubernetes.io/instance=example-com";
+    const pods = (await json<{ items: Pod[] }>(["get", "pods", "-n", namespace, "-l", selector])).items;
+    const restarts = () => pods.map((p) => p.status.containerStatuses![0]!.restartCount);
+    const before = restarts();
+    const credentials = (list: object[]) => kubectl(["patch", "smtpdomain", "example-com", "-n", namespace, "--type=merge", "-p", JSON.stringify({ spec: { inbound: { credentials: list } } })]);
+    const secret = (version: number) => eventually(`credential version ${version}`, async () => {
+      const got = await kubectl(["get", "secret", `example-com-inbound-v${version}`, "-n", namespace, "-o", "json"]);
+      return got.code === 0 ? (JSON.parse(got.stdout) as { data?: Record<string, string> }) : undefined;
+    }, 60_000);
+    // AUTH at one pod, on its own listener: every pod must see the change.
+    const login = (pod: Pod, s: { data?: Record<string, string> }) =>
+      swaks(["--server", `${pod.status.podIP!}:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(s, "username"), "--auth-password", text(s, "password"), "--quit-after", "AUTH"]);
+    const v1 = await secret(1);
+
+    assert.equal((await credentials([{ version: 1 }, { version: 2 }])).code, 0);
+    const v2 = await secret(2);
+    for (const pod of pods) {
+      await eventually(`version 2 accepted by ${pod.metadata.name}`, async () => ((await login(pod, v2)).code === 0 ? true : undefined), 120_000);
+      assert.equal((await login(pod, v1)).code, 0, "version 1 stays valid during the rotation");
+    }
+
+    assert.equal((await credentials([{ version: 1, state: "Revoked" }, { version: 2 }])).code, 0);
+    for (const pod of pods) {
+      await eventually(`version 1 refused by ${pod.metadata.name}`, async () => {
+        const attempt = await login(pod, v1);
+        return attempt.code !== 0 && /535 5\.7\.8/.test(attempt.output) ? true : undefined;
+      }, 120_000);
+      assert.equal((await login(pod, v2)).code, 0);
+    }
+    const now = (await json<{ items: Pod[] }>(["get", "pods", "-n", namespace, "-l", selector])).items;
+    assert.deepEqual(now.map((p) => p.metadata.name), pods.map((p) => p.metadata.name), "the same pods");
+    assert.deepEqual(now.map((p) => p.status.containerStatuses![0]!.restartCount), before, "no restart");
+  });
+
   test("the relay's NetworkPolicy holds, probed from pods: 8587/8465 from allowedSourceRanges only, 8080/2587 from the cluster, 8443 from the operator's namespace only", async () => {
     // A probe pod in the relay's namespace, one in the operator's and one in a third; kubectl exec runs the probes.
     const probeNamespaces = [namespace, system, "elsewhere"];
