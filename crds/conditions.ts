@@ -10,7 +10,7 @@ export interface ConditionType {
 export const smtpDomainConditions = {
   CredentialsIssued: {
     lifecycle:
-      "True once every credential version in spec has a Secret the relay can use (issued by the operator, or your own via secretRef). False while a version's Secret cannot be issued or read; the reason says which.",
+      "True once every credential version in spec has a Secret the relay can use (issued by the operator, or your own via secretRef) and at least one of them is Active. False while a version's Secret cannot be issued or read, when no version is Active (NoActiveCredential), when spec lists a revoked version as Active (VersionRevoked), or when an operator-issued Secret was edited by hand (SecretModified); the reason says which.",
   },
   CertificateReady: {
     lifecycle:
@@ -29,7 +29,7 @@ export const smtpDomainConditions = {
   },
   Ready: {
     lifecycle:
-      "True when CredentialsIssued, CertificateReady, RelayAvailable and AddressesConfigured are all True and the domain is not blocked by a limit or a conflict. Otherwise False with the reason of the first condition that holds it back.",
+      "True when CredentialsIssued, CertificateReady, RelayAvailable and AddressesConfigured are all True and the domain is not blocked by a limit, a conflict or a system domain. CredentialsIssued False with VersionRevoked or SecretModified does not hold it back while another version is Active: the relay goes on accepting exactly what was issued, and Stalled says what needs a change. Otherwise False with the reason of the first condition that holds it back.",
   },
   Reconciling: {
     lifecycle: "Present, and True, only while the operator is still making changes (kstatus). Absent otherwise.",
@@ -92,9 +92,32 @@ export const reasons = {
   Verified: { conditions: ["InboundVerified", "OutboundVerified"], meaning: "The token came back through the authenticated inbound relay of this domain." },
   Progressing: { conditions: ["Reconciling", "RelayAvailable", "Ready"], meaning: "The operator is applying changes; nothing is needed from you." },
   VerificationPending: { conditions: ["InboundVerified", "OutboundVerified", "Reconciling", "Ready"], meaning: "A verification email is on its way; the result follows within the verification timeout." },
-  Disconnecting: { conditions: ["Ready", "Reconciling"], meaning: "The SmtpDomain is being deleted: its credentials are revoked and its relay removed." },
+  Disconnecting: {
+    conditions: ["Ready", "Reconciling"],
+    meaning: "The SmtpDomain is being deleted: its finalizer revokes every credential version in the relay and scales it to zero, then everything the domain owns is removed. A Disconnecting Event says when it started.",
+  },
+
+  ReconcileFailed: {
+    conditions: ["Ready", "Stalled", "Reconciling"],
+    meaning:
+      "The operator could not finish reconciling the resource; the message says what failed and what to do (e.g. the namespace of its CA Secret is missing, or its ServiceAccount lacks a permission). On Stalled when only such a change fixes it, otherwise on Reconciling while it is retried with backoff; on Ready too unless the resource is Ready already (a Ready relay serves on). The same text is in a Warning Event. The next successful reconcile replaces it.",
+  },
 
   // SmtpDomain problems
+  NoActiveCredential: {
+    conditions: ["CredentialsIssued", "Stalled", "Ready"],
+    meaning: "Every credential version of the domain is revoked or expired, so nothing can arrive authenticated; its addresses report DomainReady=False (DomainNotReady) and are not Ready. Add a version with the next unused number to spec.inbound.credentials.",
+  },
+  VersionRevoked: {
+    conditions: ["CredentialsIssued", "Stalled"],
+    meaning:
+      "spec.inbound.credentials lists as Active a version that was revoked or expired before (e.g. a GitOps sync re-adding an entry that had been removed). Revocation is for good: the relay keeps refusing it and no password is issued for it again. Mark it Revoked or remove it, and add a version with the next unused number. Ready stays True while another version is Active.",
+  },
+  SecretModified: {
+    conditions: ["CredentialsIssued", "Stalled"],
+    meaning:
+      "An operator-issued credential Secret was edited or deleted by hand. The Secret is the operator's: the relay keeps accepting only the password issued for that version (its digest is in status.credentials), nothing is adopted and no other password is issued for it. Put the issued username and password back, or rotate: add the next version, move the customer's server to it, revoke this one. Ready stays True while another version is Active.",
+  },
   NoAddresses: { conditions: ["AddressesConfigured", "Ready"], meaning: "Add at least one SupportAddress whose domainRef names this SmtpDomain." },
   SecretConflict: {
     conditions: ["CredentialsIssued", "CertificateReady", "RelayAvailable", "Stalled", "Ready"],
@@ -111,6 +134,11 @@ export const reasons = {
   },
   CAInvalid: { conditions: ["CertificateReady", "Stalled", "Ready"], meaning: "The operator's CA Secret is malformed; delete it to have a new CA issued (relay certificates are then reissued)." },
   RelayUnavailable: { conditions: ["RelayAvailable", "Ready"], meaning: "No relay replica is available; see the Deployment's events and the relay's logs." },
+  SystemDomain: {
+    conditions: ["Stalled", "Ready"],
+    meaning:
+      "spec.domain is one of the helpdesk's own system domains (--system-domains), or under one: it can never be connected. The operator creates nothing for it (no credentials, certificate, relay or Service); delete the SmtpDomain. Its addresses say SystemAddress.",
+  },
   DomainConflict: { conditions: ["Stalled", "Ready"], meaning: "The same domain is connected in another namespace (account) that claimed it earlier. The earlier one keeps working; delete one of them." },
 
   // SupportAddress problems

@@ -350,6 +350,13 @@ const CredentialVersionStatus = Type.Object(
     createdAt: Type.Optional(Timestamp("When the version was issued.")),
     expiresAt: Type.Optional(Timestamp("When an older Active version stops being accepted, after a newer version was issued.")),
     lastUsedAt: Type.Optional(Timestamp("Last successful AUTH with this version, as reported by the relay.")),
+    passwordSha256: Type.Optional(
+      Type.String({
+        description:
+          "SHA-256 (hex) of the password issued for this version, recorded when it was issued: the only password the relay accepts for it, whatever its Secret says later (a Secret edited by hand is reported, never adopted). Not secret: an operator-issued password is 256 random bits.",
+        pattern: "^[0-9a-f]{64}$",
+      }),
+    ),
   },
   { description: "The observed state of one inbound credential version." },
 );
@@ -378,7 +385,18 @@ export const SmtpDomainStatus = Type.Object(
       }),
     ),
     activeVersions: Type.Optional(Type.String({ description: "The Active credential versions, e.g. \"1,2\" (for kubectl get)." })),
+    revokedVersions: Type.Optional(
+      Type.Array(Type.Integer({ format: "int32" }), {
+        description:
+          "Every credential version ever revoked or expired, kept after its entry leaves spec: such a version is never Active again and never reissued (a spec that lists it Active again is refused with VersionRevoked). Its Secret carries the same record (annotation smtpconnector.dev/revoked-at).",
+        maxItems: 1024,
+        "x-kubernetes-list-type": "set",
+      }),
+    ),
     addresses: Type.Optional(Type.Integer({ description: "Number of SupportAddresses served for this domain.", format: "int32" })),
+    addressesNotServed: Type.Optional(
+      Type.Integer({ description: "Number of SupportAddresses naming this domain that are not served (over a limit, a conflict, another mail domain, a missing or malformed Secret); each one's DomainReady says why.", format: "int32" }),
+    ),
     relay: Type.Optional(
       Type.Object(
         {
@@ -510,7 +528,15 @@ const VerificationAttempt = Type.Object(
     tokenSha256: Type.Optional(Type.String({ description: "SHA-256 of the attempt's one-time token; the token itself is never stored." })),
     basis: Type.Optional(Type.String({ description: "What the attempt verified (spec generation, outbound credentials, inbound credential versions); when it changes, a new attempt starts." })),
     previouslyVerifiedAt: Type.Optional(
-      Timestamp("Set on a repeat attempt (the interval elapsed, or one was requested) of an unchanged basis: when the previous attempt succeeded. The direction stays verified, and the address Ready, until this attempt fails."),
+      Timestamp(
+        "Set on an attempt that repeats a proof still standing: the interval elapsed or one was requested with the basis unchanged, or only the domain's inbound credential versions changed and the version the earlier proof came back with is still Active (a rotation adding a version). When the previous attempt succeeded. The direction stays verified, and the address Ready, until this attempt fails.",
+      ),
+    ),
+    credentialVersion: Type.Optional(
+      Type.Integer({
+        description: "The inbound credential version the token came back with (a succeeded attempt), or that the earlier proof came back with (an attempt with previouslyVerifiedAt). Revoking it is what makes the proof stale.",
+        format: "int32",
+      }),
     ),
   },
   { description: "One verification attempt." },
@@ -606,8 +632,9 @@ export const kinds: KindDefinition[] = [
     status: SmtpDomainStatus,
     printerColumns: [
       { name: "Domain", type: "string", jsonPath: ".spec.domain", description: "The customer's mail domain." },
-      { name: "Active", type: "string", jsonPath: ".status.activeVersions", description: "Active inbound credential versions." },
-      { name: "Addresses", type: "integer", jsonPath: ".status.addresses", description: "Support addresses served." },
+      { name: "Active Versions", type: "string", jsonPath: ".status.activeVersions", description: "The inbound credential versions the relay accepts, e.g. 1,2 during a rotation." },
+      { name: "Addresses Served", type: "integer", jsonPath: ".status.addresses", description: "Support addresses served for the domain." },
+      { name: "Not Served", type: "integer", jsonPath: ".status.addressesNotServed", description: "Support addresses of the domain that are not served (limits, conflicts, a wrong domain or Secret); their DomainReady says why.", priority: 1 },
       conditionColumn("Ready", "Ready", "Whether the domain is fully connected."),
       { name: "Endpoint", type: "string", jsonPath: ".status.relay.endpoint", description: "Where the customer's server connects.", priority: 1 },
       { name: "DKIM Pending", type: "string", jsonPath: ".status.dkim.pending", description: "DKIM selectors whose DNS record awaits publication.", priority: 1 },
@@ -626,9 +653,9 @@ export const kinds: KindDefinition[] = [
     status: SupportAddressStatus,
     printerColumns: [
       { name: "Address", type: "string", jsonPath: ".spec.address", description: "The support address." },
-      { name: "Domain", type: "string", jsonPath: ".spec.domainRef.name", description: "The SmtpDomain it belongs to." },
-      conditionColumn("Inbound", "InboundVerified", "Inbound verification."),
-      conditionColumn("Outbound", "OutboundVerified", "Outbound verification."),
+      { name: "SmtpDomain", type: "string", jsonPath: ".spec.domainRef.name", description: "The SmtpDomain it belongs to (the object's name, not the mail domain)." },
+      conditionColumn("Inbound Verified", "InboundVerified", "Inbound verification."),
+      conditionColumn("Outbound Verified", "OutboundVerified", "Outbound verification."),
       conditionColumn("Ready", "Ready", "Whether the address is fully connected."),
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp", description: "Age of the object." },
     ],

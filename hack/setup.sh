@@ -17,7 +17,7 @@ command -v go >/dev/null || { echo "setup: Go 1.26 or newer is required to build
 # and SASL modules it needs, openssl (test certificates), libidn12 for the
 # unpacked Exim (hack/exim/fetch.sh) and unshare (util-linux) to give it an
 # /etc/hosts of its own.
-packages=(postfix sasl2-bin libsasl2-modules python3-dkim swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl openssl ca-certificates libidn12 util-linux)
+packages=(postfix sasl2-bin libsasl2-modules python3-dkim swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl openssl ca-certificates libidn12 util-linux faketime)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

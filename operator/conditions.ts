@@ -42,3 +42,12 @@ export function mergeConditions(current: readonly Condition[] | undefined, desir
   }
   return out;
 }
+
+/**
+ * Replaces some conditions and keeps the others as they are (a failure that
+ * says only what blocked the reconcile must not erase what was known).
+ */
+export function replaceConditions(current: readonly Condition[] | undefined, replacements: readonly DesiredCondition[], generation: number, now: Date): Condition[] {
+  const replaced = new Set(replacements.map((r) => r.type));
+  return [...(current ?? []).filter((c) => !replaced.has(c.type)), ...mergeConditions(current, replacements, generation, now)];
+}

@@ -1,12 +1,16 @@
 // Watch → queue → reconcile. Informers feed keys ("namespace/name" of an
 // SmtpDomain) into one de-duplicating queue; the reconciler reads the cached
 // world for that key and makes it right.
+import { LockoutAnnouncer } from "./domain/lockouts.js";
 import { loginDigest as digestOfLogin } from "../relay/forward/smtp-next-hop.js";
 import { X509Certificate } from "node:crypto";
 import type * as k8s from "@kubernetes/client-node";
 import { group, version, type SmtpDomain, type SupportAddress } from "../crds/schema.js";
 import type { Logger } from "../relay/ops/log.js";
 import { reconcileAddress } from "./address/reconcile.js";
+import { replaceConditions } from "./conditions.js";
+import { involved, recordEvent } from "./events.js";
+import { failureMessage, needsAction } from "./failures.js";
 import type { VerificationIO, VerificationTiming } from "./address/verification.js";
 import { verificationIO, type VerificationSettings } from "./address/verification-io.js";
 import { controlEndpoints } from "./address/control-client.js";
@@ -28,6 +32,8 @@ export interface ControllerOptions {
   /** Verification: where inbound verification emails go, and how the relays' control APIs are reached. Without it nothing is verified. */
   verification?: VerificationSettings;
   verificationTiming?: VerificationTiming;
+  /** In place of `verification`'s mail and control API (the apiserver tier, which runs no relay). */
+  verificationIO?: VerificationIO;
   limits?: Limits;
   log: Logger;
   concurrency?: number;
@@ -52,6 +58,8 @@ export class Controller {
   private readonly seenShapes = new Map<string, string>();
   /** The relays' last-use reports: asked at most every 10 s per domain, however often it reconciles. */
   private readonly credentialUse = new TimedCache<Map<number, string>>();
+  /** Lockouts the relays report, each told once as a Warning Event. */
+  private readonly lockouts = new LockoutAnnouncer();
 
   constructor(
     access: ClusterAccess,
@@ -59,7 +67,8 @@ export class Controller {
   ) {
     const { log } = options;
     this.cluster = new Cluster(access);
-    if (options.verification) {
+    if (options.verificationIO) this.verificationIO = options.verificationIO;
+    else if (options.verification) {
       this.verificationIO = verificationIO(options.verification, {
         controlToken: (domain) => {
           const token = this.secrets.get(names(domain).control, domain.metadata.namespace)?.data?.token;
@@ -229,12 +238,12 @@ export class Controller {
   private judge() {
     const domains = this.domains.list() as SmtpDomain[];
     const limits = this.options.limits ?? defaultLimits;
-    const domainVerdicts = judgeDomains(domains, limits);
+    const domainVerdicts = judgeDomains(domains, limits, this.options.systemDomains ?? this.options.settings.systemDomains ?? []);
     const addressVerdicts = judgeAddresses({
       domains,
       addresses: this.addresses.list(),
       domainVerdicts,
-      systemDomains: this.options.systemDomains ?? [],
+      systemDomains: this.options.systemDomains ?? this.options.settings.systemDomains ?? [],
       limits,
       outboundSecret: (namespace, name) => {
         const secret = this.secrets.get(name, namespace);
@@ -267,8 +276,41 @@ export class Controller {
         return { requeueAfterMs: 50 + Math.floor(Math.random() * 200) };
       }
       this.options.onReconcile?.(label, "Error", Number(process.hrtime.bigint() - started) / 1e9);
+      await this.reportFailure(kind, namespace, name, error).catch((reportError: unknown) =>
+        this.options.log.warn("could not report the failure on the resource", { kind: label, namespace, name, error: describe(reportError) }),
+      );
       throw error;
     }
+  }
+
+  /**
+   * Says on the resource what blocks its reconcile: ReconcileFailed on
+   * Stalled when only a change fixes it, on Reconciling while it is retried,
+   * and on Ready unless it is Ready already; and a Warning Event. Written once per distinct failure, so a
+   * retry with backoff writes nothing; the next successful reconcile replaces it.
+   */
+  private async reportFailure(kind: "domain" | "address", namespace: string, name: string, error: unknown): Promise<void> {
+    const plural = kind === "domain" ? "smtpdomains" : "supportaddresses";
+    // Read fresh: every other field of status is written back as it is.
+    const { status: code, body } = await this.cluster.get(`/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}`, [404]);
+    if (code === 404) return;
+    const object = JSON.parse(body) as SmtpDomain | SupportAddress;
+    if (object.metadata.deletionTimestamp) return;
+    const message = failureMessage(error);
+    const reported = object.status?.conditions?.find((c) => (c.type === "Stalled" || c.type === "Reconciling") && c.reason === "ReconcileFailed");
+    if (reported?.message === message) return;
+    const stalled = needsAction(error);
+    const generation = object.metadata.generation ?? 0;
+    // A Ready resource stays Ready: its relay serves on with what it has, and turning the domain
+    // un-Ready would stop the helpdesk sending as its addresses over an API hiccup.
+    const ready = object.status?.conditions?.find((c) => c.type === "Ready");
+    const conditions = replaceConditions(object.status?.conditions, [
+      ...(ready?.status === "True" ? [] : [{ type: "Ready", status: "False" as const, reason: "ReconcileFailed" as const, message }]),
+      { type: "Stalled", status: stalled ? "True" : "False", reason: "ReconcileFailed", message },
+      { type: "Reconciling", status: stalled ? "False" : "True", reason: "ReconcileFailed", message },
+    ], generation, new Date());
+    await this.cluster.applyStatus(plural, kind === "domain" ? "SmtpDomain" : "SupportAddress", namespace, name, { ...object.status, observedGeneration: generation, conditions });
+    await recordEvent(this.cluster, involved(object), "Warning", "ReconcileFailed", message);
   }
 
   private async reconcileDomain(namespace: string, name: string): Promise<{ requeueAfterMs?: number }> {
@@ -284,13 +326,29 @@ export class Controller {
     const served = this.addresses
       .list()
       .filter((a) => a.metadata?.namespace === namespace && addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served);
+    const notServed = this.addresses
+      .list()
+      .filter((a) => a.metadata?.namespace === namespace && a.spec.domainRef.name === name && !a.metadata?.deletionTimestamp && !addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served).length;
     const verdict = domainVerdicts.get(`${namespace}/${name}`) ?? { served: true as const };
     const io = this.verificationIO;
-    return reconcileDomain(
+    const result = await reconcileDomain(
       this.cluster,
-      { domain, addresses: served, verdict, secret: (ns, secretName) => this.secrets.get(secretName, ns), ...(io ? { credentialUse: (d: SmtpDomain) => this.credentialUse.get(`${d.metadata.namespace}/${d.metadata.name}`, 10_000, () => io.credentialUse(d)) } : {}) },
+      { domain, addresses: served, addressesNotServed: notServed, verdict, secret: (ns, secretName) => this.secrets.get(secretName, ns), ...(io ? { credentialUse: (d: SmtpDomain) => this.credentialUse.get(`${d.metadata.namespace}/${d.metadata.name}`, 10_000, () => io.credentialUse(d)) } : {}) },
       this.options.settings,
     );
+    await this.announceLockouts(domain);
+    return result;
+  }
+
+  /** Tells the platform team about lockouts on the domain's relay; never fails the reconcile. */
+  private async announceLockouts(domain: SmtpDomain): Promise<void> {
+    const io = this.verificationIO;
+    if (!io?.lockouts) return;
+    try {
+      await this.lockouts.announce(this.cluster, domain, (d) => io.lockouts!(d));
+    } catch (error) {
+      this.options.log.warn("could not record a lockout Event", { domain: domain.metadata.name, namespace: domain.metadata.namespace, error: error instanceof Error ? error.message : String(error) });
+    }
   }
 
   private async reconcileAddress(namespace: string, name: string): Promise<{ requeueAfterMs?: number }> {

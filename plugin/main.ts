@@ -131,7 +131,8 @@ function rotate(kube: Kubectl, name: string): void {
   if (active.length >= 2) {
     throw new Error(`${name} already has two active versions (${active.map((c) => c.version).join(", ")}): revoke the older one first (kubectl smtpconnector revoke ${name} --version ${active[0]!.version})`);
   }
-  const next = Math.max(...current.map((c) => c.version)) + 1;
+  // A number once revoked is never issued again, even after its entry left the spec.
+  const next = Math.max(...current.map((c) => c.version), ...(domain.status?.revokedVersions ?? [])) + 1;
   kube.patch("smtpdomain", name, domain.metadata.resourceVersion!, declared ? [{ op: "add", path: "/spec/inbound/credentials/-", value: { version: next } }] : [{ op: "add", path: "/spec/inbound/credentials", value: [...current, { version: next }] }]);
   console.log(`smtpdomain/${name}: credential version ${next} requested beside ${active.map((c) => c.version).join(", ")}.`);
   console.log(`Install it on the customer's server (kubectl smtpconnector credentials ${name} --version ${next}), then revoke the old one once status shows it unused.`);

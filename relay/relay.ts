@@ -8,9 +8,9 @@ import type { AddressInfo } from "node:net";
 import { dirname } from "node:path";
 import type { SMTPServerOptions } from "smtp-server";
 import { ConfigError, loadConfig } from "./config/load.js";
-import type { RelayConfig } from "./config/schema.js";
-import { InboundSessions } from "./inbound/session.js";
-import { GreetingDelayServer } from "./inbound/smtp-server.js";
+import { connectionLimitDefaults, type RelayConfig } from "./config/schema.js";
+import { InboundSessions, type CredentialKind } from "./inbound/session.js";
+import { GreetingDelayServer, type ConnectionLimits } from "./inbound/smtp-server.js";
 import { AuthThrottle } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
 import { controlHandler } from "./ops/control.js";
@@ -24,9 +24,10 @@ import { batchAllWrites } from "./write-batching.js";
 type Listener = "starttls" | "implicitTls" | "submission";
 
 export class Relay {
-  readonly metrics: Metrics = createMetrics();
+  readonly metrics: Metrics;
   private state: RelayState;
-  private throttle: AuthThrottle;
+  /** Brute-force limits, one per credential kind (see throttle.ts). */
+  private throttles: Record<CredentialKind, AuthThrottle>;
   private readonly sessions: InboundSessions;
   private readonly outbound: OutboundSessions;
   private control: https.Server | undefined;
@@ -48,11 +49,18 @@ export class Relay {
   ) {
     const config = loadConfig(configFile);
     this.state = buildState(config);
-    this.throttle = throttleFor(config);
+    this.throttles = throttlesFor(config);
+    this.metrics = createMetrics({
+      activeLockouts: () =>
+        (Object.entries(this.throttles) as [CredentialKind, AuthThrottle][]).flatMap(([kind, throttle]) =>
+          Object.entries(throttle.activeCounts()).map(([scope, count]) => ({ kind, scope, count })),
+        ),
+    });
     this.fingerprint = this.currentFingerprint();
     this.sessions = new InboundSessions({
       state: () => this.state,
-      throttle: () => this.throttle,
+      throttle: (kind) => this.throttles[kind],
+      lockedOut: (lockout) => this.reports.lockedOut(lockout),
       metrics: this.metrics,
       log,
       credentialUsed: (domain, version, at) => this.reports.used(domain, version, at),
@@ -117,13 +125,15 @@ export class Relay {
       this.log.error("config reload refused, keeping the current config", { error: (error as Error).message });
       return false;
     }
-    if (JSON.stringify(previous.config.authFailures) !== JSON.stringify(config.authFailures)) this.throttle = throttleFor(config);
+    if (JSON.stringify(previous.config.authFailures) !== JSON.stringify(config.authFailures)) this.throttles = throttlesFor(config);
     this.reloadCertificate(previous.config, config);
     // smtp-server reads these per command: new sessions and commands see the new limits.
-    for (const server of this.servers.values()) {
+    for (const [name, server] of this.servers) {
       server.options.size = config.limits.maxMessageBytes;
       server.options.maxRecipients = config.limits.maxRecipients;
       server.options.maxClients = config.limits.maxConnections;
+      server.options.maxAllowedUnauthenticatedCommands = libraryCommandLimit(config);
+      server.limits = this.connectionLimits(name, config);
     }
     retire(previous);
     this.metrics.configReloads.inc({ result: "Applied" });
@@ -153,16 +163,27 @@ export class Relay {
 
   private async listen(name: Listener, port: number, host: string | undefined): Promise<void> {
     const { limits } = this.state.config;
-    const server = new GreetingDelayServer(this.serverOptions(name), {
-      greetingDelayMs: limits.greetingDelayMs,
-      sessionTimeoutMs: limits.sessionTimeoutSeconds * 1000,
-    });
+    const server = new GreetingDelayServer(
+      this.serverOptions(name),
+      { greetingDelayMs: limits.greetingDelayMs, sessionTimeoutMs: limits.sessionTimeoutSeconds * 1000 },
+      this.connectionLimits(name, this.state.config),
+    );
     server.on("error", (error: Error) => this.log.warn("smtp connection error", { listener: name, error: error.message }));
     await new Promise<void>((resolve, reject) => {
       server.server.once("error", reject);
       server.listen({ port, ...(host ? { host } : {}) }, () => resolve());
     });
     this.servers.set(name, server);
+  }
+
+  private connectionLimits(listener: Listener, config: RelayConfig): ConnectionLimits {
+    const { limits } = config;
+    return {
+      perSource: limits.maxConnectionsPerSource ?? connectionLimitDefaults.maxConnectionsPerSource,
+      handshakeTimeoutMs: (limits.tlsHandshakeTimeoutSeconds ?? connectionLimitDefaults.tlsHandshakeTimeoutSeconds) * 1000,
+      maxUnauthenticatedCommands: limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands,
+      refused: (reason) => this.metrics.connectionsRefused.inc({ listener, reason }),
+    };
   }
 
   private serverOptions(listener: Listener): SMTPServerOptions {
@@ -194,7 +215,7 @@ export class Relay {
       // answer after the final dot: it must outlast the whole next-hop budget.
       socketTimeout: Math.max(limits.idleTimeoutSeconds, limits.nextHopTimeoutSeconds + 5) * 1000,
       closeTimeout: 30_000,
-      maxAllowedUnauthenticatedCommands: 10,
+      maxAllowedUnauthenticatedCommands: libraryCommandLimit(config),
       logger: false,
       disabledCommands: listener === "implicitTls" ? ["STARTTLS"] : [],
       onConnect: (session, callback) => {
@@ -302,11 +323,23 @@ function listenHttp<S extends http.Server | https.Server>(server: S, port: numbe
   });
 }
 
-function throttleFor(config: RelayConfig): AuthThrottle {
+/**
+ * smtp-server's own count of commands before AUTH, a backstop behind ours
+ * (GreetingDelayServer): it also counts AUTH LOGIN's username and password
+ * lines, so at our limit it would refuse a client still within its AUTH
+ * attempts.
+ */
+function libraryCommandLimit(config: RelayConfig): number {
+  return (config.limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands) + 2 * config.authFailures.perConnection + 1;
+}
+
+function throttlesFor(config: RelayConfig): Record<CredentialKind, AuthThrottle> {
   const { authFailures } = config;
-  return new AuthThrottle({
+  const options = {
     threshold: authFailures.lockoutThreshold,
+    ...(authFailures.usernameLockoutThreshold ? { usernameThreshold: authFailures.usernameLockoutThreshold } : {}),
     windowMs: authFailures.lockoutWindowSeconds * 1000,
     lockoutMs: authFailures.lockoutSeconds * 1000,
-  });
+  };
+  return { inbound: new AuthThrottle(options), submission: new AuthThrottle(options) };
 }

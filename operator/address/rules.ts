@@ -20,13 +20,27 @@ const created = (o: { metadata: { creationTimestamp?: string | Date; namespace?:
 const byAge = <T extends { metadata: { creationTimestamp?: string | Date; namespace?: string; name?: string } }>(a: T, b: T) => created(a).localeCompare(created(b));
 const key = (o: { metadata: { namespace?: string; name?: string } }) => `${o.metadata.namespace}/${o.metadata.name}`;
 
-/** Which SmtpDomains are served: within the namespace limit and not claimed earlier elsewhere. */
-export function judgeDomains(all: readonly SmtpDomain[], limits: Limits): Map<string, Verdict> {
+/** Whether a mail domain is one of the helpdesk's own system domains, or under one. */
+export function isSystemDomain(mailDomain: string, systemDomains: readonly string[]): boolean {
+  const d = mailDomain.toLowerCase();
+  return systemDomains.some((s) => d === s || d.endsWith(`.${s}`));
+}
+
+/**
+ * Which SmtpDomains are served: not a system domain, within the namespace
+ * limit and not claimed earlier elsewhere. A system domain is judged first and
+ * claims nothing, so it never takes a slot or blocks a customer's domain.
+ */
+export function judgeDomains(all: readonly SmtpDomain[], limits: Limits, systemDomains: readonly string[] = []): Map<string, Verdict> {
   const verdicts = new Map<string, Verdict>();
   const live = all.filter((d) => !d.metadata.deletionTimestamp).sort(byAge);
   const firstClaim = new Map<string, SmtpDomain>();
   const perNamespace = new Map<string, number>();
   for (const domain of live) {
+    if (isSystemDomain(domain.spec.domain, systemDomains)) {
+      verdicts.set(key(domain), { served: false, reason: "SystemDomain", message: `${domain.spec.domain} is one of the helpdesk's own system domains and can never be connected; nothing was created for it` });
+      continue;
+    }
     const earlier = firstClaim.get(domain.spec.domain);
     if (earlier && earlier.metadata.namespace !== domain.metadata.namespace) {
       verdicts.set(key(domain), { served: false, reason: "DomainConflict", message: `${domain.spec.domain} is already connected in namespace ${earlier.metadata.namespace}; the earlier one keeps working` });
@@ -82,7 +96,7 @@ function judgeOne(
   const namespace = address.metadata.namespace!;
   const mail = address.spec.address.toLowerCase();
   const mailDomain = mail.slice(mail.lastIndexOf("@") + 1);
-  if (world.systemDomains.some((d) => mailDomain === d || mailDomain.endsWith(`.${d}`))) {
+  if (isSystemDomain(mailDomain, world.systemDomains)) {
     return { served: false, reason: "SystemAddress", message: `${mailDomain} is one of the helpdesk's own system domains and cannot be connected` };
   }
   const domain = world.domains.find((d) => d.metadata.namespace === namespace && d.metadata.name === address.spec.domainRef.name);

@@ -1,6 +1,7 @@
 // The operator's side of verification on the wire: the inbound email over
 // SMTP to the configured MTA, and the relay's control API (bearer token from
 // the domain's control Secret) for the outbound send and for receipts.
+import type { RelayLockout } from "../domain/lockouts.js";
 import { isIP } from "node:net";
 import { hostname } from "node:os";
 import nodemailer from "nodemailer";
@@ -147,6 +148,12 @@ export function verificationIO(settings: VerificationSettings, relay: RelayIdent
         if (!known || Date.parse(c.lastUsedAt) > Date.parse(known)) latest.set(c.version, c.lastUsedAt);
       }
       return latest;
+    },
+
+    async lockouts(domain: SmtpDomain): Promise<RelayLockout[]> {
+      const { answers } = await callEach(domain, "/v1/credential-use");
+      const bodies = await Promise.all(answers.filter((r) => r.status === 200).map(async (r) => ((await r.json()) as { lockouts?: RelayLockout[] }).lockouts ?? []));
+      return bodies.flat();
     },
 
     async lastRevokedRefusal(domain: SmtpDomain): Promise<Date | undefined> {

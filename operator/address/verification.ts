@@ -12,6 +12,7 @@
 //
 // The decisions (when to start, what an answer means) are pure functions; the
 // sending and asking go through VerificationIO.
+import type { RelayLockout } from "../domain/lockouts.js";
 import { createHash, randomBytes } from "node:crypto";
 import type { ReasonName } from "../../crds/conditions.js";
 import type { SmtpDomain, SupportAddress, SupportAddressStatus } from "../../crds/schema.js";
@@ -51,6 +52,8 @@ export interface VerificationIO {
   lastRevokedRefusal(domain: SmtpDomain): Promise<Date | undefined>;
   /** Each inbound credential version's last successful AUTH, as the relay saw it. */
   credentialUse(domain: SmtpDomain): Promise<Map<number, string>>;
+  /** The brute-force lockouts in force on the domain's relay pods. */
+  lockouts?(domain: SmtpDomain): Promise<RelayLockout[]>;
 }
 
 export interface VerificationTiming {
@@ -75,22 +78,54 @@ export function shouldStart(attempt: Attempt | undefined, basis: string, request
   return since >= (attempt.result === "Succeeded" ? intervalMs : Math.min(retryMs, intervalMs));
 }
 
+/** A basis split into its parts (generation, credentials, inbound). */
+function basisParts(basis: string | undefined): Map<string, string> {
+  return new Map((basis ?? "").split(";").map((part) => [part.slice(0, part.indexOf("=")), part.slice(part.indexOf("=") + 1)] as [string, string]));
+}
+
+const versions = (list: string | undefined) => (list ?? "").split(",").filter(Boolean).map(Number);
+
 /**
- * When the previous attempt of this direction proved the same basis: a repeat
- * keeps the direction verified while it is on its way (a periodic check must
- * not stop the helpdesk sending as the address). Pure.
+ * Whether what the previous attempt proved still stands under `basis`: the
+ * same basis, or one where only the domain's inbound versions changed while
+ * the version the proof came back with is still Active (adding a version to
+ * rotate must not interrupt the helpdesk). Without a recorded version (an
+ * attempt from before it was recorded), every version then Active must still be.
  */
+export function proofStands(previous: Attempt, basis: string): boolean {
+  if (previous.basis === basis) return true;
+  const before = basisParts(previous.basis);
+  const now = basisParts(basis);
+  if (before.get("generation") !== now.get("generation") || before.get("credentials") !== now.get("credentials")) return false;
+  const active = versions(now.get("inbound"));
+  if (previous.credentialVersion !== undefined) return active.includes(previous.credentialVersion);
+  const then = versions(before.get("inbound"));
+  return then.length > 0 && then.every((v) => active.includes(v));
+}
+
+/**
+ * When the previous attempt of this direction proved what still stands (see
+ * proofStands), with the credential version it proved: a repeat keeps the
+ * direction verified while it is on its way (a periodic check, or a rotation
+ * adding a version, must not stop the helpdesk sending as the address). Pure.
+ */
+export function previouslyVerified(previous: Attempt | undefined, basis: string): { at: string; credentialVersion?: number } | undefined {
+  if (!previous || !proofStands(previous, basis)) return undefined;
+  const version = previous.credentialVersion !== undefined ? { credentialVersion: previous.credentialVersion } : {};
+  if (previous.result === "Succeeded") return { at: previous.completedAt ?? previous.startedAt, ...version };
+  return previous.result === "Pending" && previous.previouslyVerifiedAt ? { at: previous.previouslyVerifiedAt, ...version } : undefined;
+}
+
+/** When the previous attempt proved what still stands (see previouslyVerified). Pure. */
 export function previouslyVerifiedAt(previous: Attempt | undefined, basis: string): string | undefined {
-  if (!previous || previous.basis !== basis) return undefined;
-  if (previous.result === "Succeeded") return previous.completedAt ?? previous.startedAt;
-  return previous.result === "Pending" ? previous.previouslyVerifiedAt : undefined;
+  return previouslyVerified(previous, basis)?.at;
 }
 
 /** What a receipt (or its absence at the deadline) means for a pending attempt. Pure. */
 export function judge(pending: Attempt, domain: SmtpDomain, receipt: Receipt | undefined, revokedRefusalAt: Date | undefined, timeoutMs: number, now: Date): Attempt {
   const at = now.toISOString();
   // A completed attempt stands on its own result.
-  const { previouslyVerifiedAt: _, ...attempt } = pending;
+  const { previouslyVerifiedAt: _, credentialVersion: __, ...attempt } = pending;
   if (receipt) {
     const active = (domain.status?.activeVersions ?? "").split(",").filter(Boolean).map(Number);
     if (receipt.domain === domain.spec.domain && active.length > 0 && !active.includes(receipt.credentialVersion)) {
@@ -103,7 +138,7 @@ export function judge(pending: Attempt, domain: SmtpDomain, receipt: Receipt | u
       };
     }
     return receipt.domain === domain.spec.domain
-      ? { ...attempt, result: "Succeeded", reason: "Verified", completedAt: at, message: `the token came back through the authenticated relay (credential version ${receipt.credentialVersion})` }
+      ? { ...attempt, result: "Succeeded", reason: "Verified", completedAt: at, credentialVersion: receipt.credentialVersion, message: `the token came back through the authenticated relay (credential version ${receipt.credentialVersion})` }
       : { ...attempt, result: "Failed", reason: "ArrivedWrongDomain", completedAt: at, message: `the token came back authenticated for ${receipt.domain}, not ${domain.spec.domain}` };
   }
   const started = Date.parse(attempt.startedAt);
@@ -175,7 +210,7 @@ export async function verify({ address, domain, credentialsResourceVersion, cred
         failure = { reason: "RelayUnreachable", message: (error as Error).message };
       }
       const startedAt = now.toISOString();
-      const verifiedAt = previouslyVerifiedAt(attempt, basis);
+      const proof = previouslyVerified(attempt, basis);
       next.set(direction, {
         direction,
         startedAt,
@@ -183,7 +218,12 @@ export async function verify({ address, domain, credentialsResourceVersion, cred
         tokenSha256: createHash("sha256").update(token).digest("hex"),
         ...(failure
           ? { result: "Failed" as const, reason: failure.reason, message: failure.message, completedAt: startedAt }
-          : { result: "Pending" as const, reason: "VerificationPending", message: "the verification email is on its way", ...(verifiedAt ? { previouslyVerifiedAt: verifiedAt } : {}) }),
+          : {
+              result: "Pending" as const,
+              reason: "VerificationPending",
+              message: "the verification email is on its way",
+              ...(proof ? { previouslyVerifiedAt: proof.at, ...(proof.credentialVersion !== undefined ? { credentialVersion: proof.credentialVersion } : {}) } : {}),
+            }),
       });
     } else if (attempt?.result === "Pending" && attempt.tokenSha256) {
       let receipt: Receipt | undefined;

@@ -7,6 +7,7 @@ import type { ReasonName } from "../../crds/conditions.js";
 import type { SmtpDomain, SmtpDomainStatus } from "../../crds/schema.js";
 import { rfc3339, type DesiredCondition } from "../conditions.js";
 import { involved, recordEvent } from "../events.js";
+import { ActionNeeded } from "../failures.js";
 import { ApiError, ownedBy, type Cluster } from "../kube/cluster.js";
 import { TimedCache } from "../timed-cache.js";
 import {
@@ -73,8 +74,14 @@ async function certificateAuthority(cluster: Cluster, settings: OperatorSettings
         type: "kubernetes.io/tls",
         stringData: { "tls.crt": ca.certPem, "tls.key": ca.keyPem },
       },
-      [409],
+      [404, 409],
     );
+    if (status === 404) {
+      // The Secret's namespace is missing (e.g. the operator started by hand on a fresh cluster).
+      throw new ActionNeeded(
+        `the operator cannot keep its CA: namespace ${namespace} (--ca-secret ${namespace}/${name}) does not exist; create it (kubectl create namespace ${namespace}) or point --ca-secret at an existing namespace`,
+      );
+    }
     if (status !== 409) return ca;
     const raced = await read();
     if (!raced) throw new Error(`the operator's CA Secret ${namespace}/${name} was created and deleted at once`);
@@ -126,7 +133,9 @@ export async function relayCertificate(cluster: Cluster, domain: SmtpDomain, set
   try {
     ca = await certificateAuthority(cluster, settings, now);
   } catch (error) {
-    // The API refused (no such namespace, no permission, unreachable): retried with backoff, in the operator's log.
+    // What only a change fixes (its namespace is missing), and what the API refused (no permission,
+    // unreachable: retried with backoff): on the domain as ReconcileFailed, not as a bad CA.
+    if (error instanceof ActionNeeded) throw error;
     if (error instanceof ApiError) {
       const { namespace: caNamespace, name } = settings.caSecret ?? defaultCaSecret;
       throw new Error(`reading or creating the operator's CA Secret ${caNamespace}/${name} failed (does the namespace exist? set --ca-secret to the operator's own namespace): ${error.message}`);

@@ -8,7 +8,10 @@ export interface IssuedCredential {
   version: number;
   secretName: string;
   username: string;
-  password: string;
+  /** What the relay accepts: the digest recorded when the version was issued. */
+  passwordSha256: string;
+  /** The plaintext, while the Secret still holds the issued one (the snippets need it); absent once edited by hand. */
+  password?: string;
   /** When the Secret was created. */
   createdAt: string;
   /** The version's own Secret (user-supplied via secretRef) rather than one the operator issued. */
@@ -22,7 +25,12 @@ export interface CredentialPlan {
   secretName: string;
   state: CredentialState;
   expiresAt?: string;
+  /** Declared Active, but revoked or expired before: kept Revoked (revocation is for good). */
+  reactivationRefused?: true;
 }
+
+/** The annotation on an operator-issued credential Secret that records its revocation (it travels with the Secret, e.g. into a backup). */
+export const revokedAtAnnotation = "smtpconnector.dev/revoked-at";
 
 export function credentialSecretName(domain: SmtpDomain, version: number): string {
   return `${domain.metadata.name}-inbound-v${version}`;
@@ -60,22 +68,27 @@ export function passwordDigest(password: string): string {
 
 /**
  * Plans every declared version: its Secret and its state. An older Active
- * version expires `gracePeriod` after the newest version was issued.
+ * version expires `gracePeriod` after the newest version was issued. A
+ * version in `retired` (revoked or expired before, whatever the spec says
+ * now) is never Active again.
  */
-export function planCredentials(domain: SmtpDomain, issued: ReadonlyMap<number, IssuedCredential>, now: Date): CredentialPlan[] {
+export function planCredentials(domain: SmtpDomain, issued: ReadonlyMap<number, IssuedCredential>, now: Date, retired: ReadonlySet<number> = new Set()): CredentialPlan[] {
   const declared = domain.spec.inbound.credentials ?? [{ version: 1 }];
-  const newest = Math.max(...declared.map((c) => c.version));
+  // A refused re-addition does not count as the newest: it would shorten the grace of the one in use.
+  const newest = Math.max(...declared.filter((c) => c.state === "Revoked" || !retired.has(c.version)).map((c) => c.version));
   const newestIssuedAt = issued.get(newest)?.createdAt;
   const grace = domain.spec.inbound.gracePeriod ? parseDuration(domain.spec.inbound.gracePeriod) : undefined;
   return declared
     .map((c) => {
       const secretName = c.secretRef?.name ?? credentialSecretName(domain, c.version);
       if (c.state === "Revoked") return { version: c.version, secretName, state: "Revoked" as const };
+      let planned: CredentialPlan = { version: c.version, secretName, state: "Active" };
       if (c.version !== newest && grace !== undefined && newestIssuedAt) {
         const expiresAt = rfc3339(new Date(Date.parse(newestIssuedAt) + grace));
-        return { version: c.version, secretName, state: Date.parse(expiresAt) <= now.getTime() ? ("Expired" as const) : ("Active" as const), expiresAt };
+        planned = { version: c.version, secretName, state: Date.parse(expiresAt) <= now.getTime() ? "Expired" : "Active", expiresAt };
       }
-      return { version: c.version, secretName, state: "Active" as const };
+      if (planned.state === "Active" && retired.has(c.version)) return { version: c.version, secretName, state: "Revoked" as const, reactivationRefused: true as const };
+      return planned;
     })
     .sort((a, b) => a.version - b.version);
 }

@@ -6,7 +6,6 @@ import { Resolver } from "node:dns/promises";
 import type * as k8s from "@kubernetes/client-node";
 import { dnsRecord } from "../../relay/outbound/dkim.js";
 import { TimedCache } from "../timed-cache.js";
-import type { ReasonName } from "../../crds/conditions.js";
 import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/schema.js";
 import type { Verdict } from "../address/rules.js";
 import { mergeConditions, rfc3339, sameStatus, type DesiredCondition } from "../conditions.js";
@@ -14,10 +13,11 @@ import { conditionEvents, involved, recordEvent } from "../events.js";
 import { ownedBy, type Cluster } from "../kube/cluster.js";
 import { alreadyApplied } from "../kube/compare.js";
 import { relayCertificate, type CertificateState } from "./certificate.js";
-import { alphanumeric, clientSnippets, credentialSecretName, newCredential, planCredentials, type IssuedCredential } from "./credentials.js";
+import type { planCredentials} from "./credentials.js";
+import { alphanumeric, type IssuedCredential } from "./credentials.js";
+import { inboundCredentials, type Problem } from "./inbound-credentials.js";
 import {
   controlSecret,
-  credentialSecret,
   names,
   publicPorts,
   relayConfigFiles,
@@ -45,14 +45,14 @@ export interface DomainInputs {
   verdict?: Verdict;
   /** Secrets from the informer cache (addresses' outbound credentials); read from the API when absent. */
   secret?: (namespace: string, name: string) => k8s.V1Secret | undefined;
+  /** How many SupportAddresses name this domain but are not served (their DomainReady says why). */
+  addressesNotServed?: number;
   /** The relay's report of each inbound credential version's last use; without it, last use is not reported. */
   credentialUse?: (domain: SmtpDomain) => Promise<Map<number, string>>;
 }
 
 /** How often last use is collected from a running relay. */
 export const lastUseIntervalMs = 30_000;
-
-type Problem = { condition: "CredentialsIssued" | "RelayAvailable" | "CertificateReady"; reason: ReasonName; message: string };
 
 const decode = (value: string | undefined) => (value === undefined ? undefined : Buffer.from(value, "base64").toString("utf8"));
 
@@ -72,8 +72,14 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
         { type: "Ready", status: "False", reason, message },
         { type: "Stalled", status: "True", reason, message },
       ], generation, now),
+      // What was issued and what was revoked stay on record while the domain is not served.
+      ...(domain.status?.credentials ? { credentials: domain.status.credentials } : {}),
+      ...(domain.status?.revokedVersions ? { revokedVersions: domain.status.revokedVersions } : {}),
     };
-    if (!sameStatus(domain.status, status)) await cluster.applyStatus("smtpdomains", "SmtpDomain", namespace, domain.metadata.name!, status);
+    if (!sameStatus(domain.status, status)) {
+      await cluster.applyStatus("smtpdomains", "SmtpDomain", namespace, domain.metadata.name!, status);
+      await conditionEvents(cluster, involved(domain), domain.status?.conditions, status.conditions ?? []);
+    }
     return {};
   }
 
@@ -83,46 +89,8 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
     problems.push({ condition: "CertificateReady", reason: certificate.condition.reason, message: certificate.condition.message });
   }
 
-  // 2. Credentials: read each version's Secret, issue the missing ones.
-  const issued = new Map<number, IssuedCredential>();
-  for (const declared of domain.spec.inbound.credentials ?? [{ version: 1 }]) {
-    const secretName = declared.secretRef?.name ?? credentialSecretName(domain, declared.version);
-    const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, secretName);
-    if (declared.secretRef) {
-      const username = decode(secret?.data?.username);
-      const password = decode(secret?.data?.password);
-      if (!secret) problems.push({ condition: "CredentialsIssued", reason: "SecretNotFound", message: `Secret ${secretName} (credentials version ${declared.version}) does not exist` });
-      else if (!username || !password) problems.push({ condition: "CredentialsIssued", reason: "SecretInvalid", message: `Secret ${secretName} needs non-empty username and password keys` });
-      else issued.set(declared.version, { version: declared.version, secretName, username, password, createdAt: String(secret.metadata?.creationTimestamp ?? now.toISOString()), userSupplied: true });
-      continue;
-    }
-    if (secret && !ownedBy(secret, uid)) {
-      problems.push({ condition: "CredentialsIssued", reason: "SecretConflict", message: `Secret ${secretName} exists and is not owned by this SmtpDomain; the operator never overwrites it` });
-      continue;
-    }
-    let username = decode(secret?.data?.username);
-    let password = decode(secret?.data?.password);
-    if (!username || !password) {
-      // Issued once; an existing version is never regenerated.
-      ({ username, password } = newCredential(domain, declared.version));
-      const issue = credentialSecret(domain, declared.version, { username, password }, clientSnippets(domain.spec.domain, relayHostname(domain, settings), username, password, certificate.caPem));
-      // Created, never applied over: if another writer (a second replica in a
-      // hand-over) issued it first, this fails with 409 and the reconcile
-      // reads theirs — a credential is never replaced once it exists. An
-      // empty Secret of ours (keys removed by hand) is filled in place.
-      if (secret) await cluster.applyIfUnchanged(issue, secret.metadata!.resourceVersion!);
-      else await cluster.create(issue);
-      await recordEvent(cluster, involved(domain), "Normal", "CredentialIssued", `inbound credential version ${declared.version} issued into Secret ${secretName}`);
-    } else {
-      // The same credential; only the snippets follow a changed host name or CA.
-      const snippets = clientSnippets(domain.spec.domain, relayHostname(domain, settings), username, password, certificate.caPem);
-      const stale = Object.entries(snippets).some(([key, value]) => decode(secret?.data?.[key]) !== value) || (!certificate.caPem && secret?.data?.["ca.crt"] !== undefined);
-      if (stale) await cluster.applyIfUnchanged(credentialSecret(domain, declared.version, { username, password }, snippets), secret!.metadata!.resourceVersion!);
-    }
-    const createdAt = rfc3339(secret?.metadata?.creationTimestamp ?? now);
-    issued.set(declared.version, { version: declared.version, secretName, username, password, createdAt, userSupplied: false });
-  }
-  const plan = planCredentials(domain, issued, now);
+  // 2. Credentials: read each version's Secret, issue the missing ones, hold them against what was issued.
+  const { issued, plan, retired } = await inboundCredentials(cluster, domain, settings, certificate.caPem, problems, now);
 
   // 3. The relay: config (digests only), Deployment, Service, NetworkPolicy, PDB.
   const addresses = inputs.addresses
@@ -147,13 +115,22 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
     relayDisruptionBudget(domain),
   ].filter((o): o is KubeObject => o !== undefined);
   // The objects are independent: read (and, where needed, apply) them side by side.
+  // With the spec unchanged since everything was last applied, a missing or different object is drift
+  // (deleted or edited by hand), not a change of ours: repaired, and said. The relay config also
+  // changes with addresses and Secrets, so only its deletion counts.
+  const settled = domain.status?.relay !== undefined && domain.status.observedGeneration === domain.metadata.generation;
   const outcomes = await Promise.all(
     objects.map(async (object): Promise<Problem | undefined> => {
       const existing = await cluster.read(object.apiVersion, object.kind, namespace, object.metadata.name);
       if (existing && !ownedBy(existing, uid)) {
         return { condition: "RelayAvailable", reason: "SecretConflict", message: `${object.kind} ${object.metadata.name} exists and is not owned by this SmtpDomain; the operator never overwrites it` };
       }
-      if (!existing || !alreadyApplied(object, existing as unknown as Record<string, unknown>)) await cluster.apply(object);
+      if (existing && alreadyApplied(object, existing as unknown as Record<string, unknown>)) return undefined;
+      await cluster.apply(object);
+      if (settled && (!existing || object.metadata.name !== names(domain).config)) {
+        const what = existing ? "differed from what the operator renders (edited by hand?)" : "was deleted";
+        await recordEvent(cluster, involved(domain), "Warning", "DriftRepaired", `${object.kind} ${object.metadata.name} ${what}: restored. The objects a domain owns are the operator's; change the SmtpDomain instead`);
+      }
       return undefined;
     }),
   );
@@ -171,7 +148,7 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
   }
 
   // 6. Status.
-  const status = domainStatus(inputs, plan, issued, problems, available, addresses.length, settings, now, lastUsed, outbound?.dkimState, certificate);
+  const status = domainStatus(inputs, { plan, issued, retired }, problems, available, addresses.length, settings, now, lastUsed, outbound?.dkimState, certificate);
   if (!sameStatus(domain.status, status)) {
     await cluster.applyStatus("smtpdomains", "SmtpDomain", namespace, domain.metadata.name!, status);
     await conditionEvents(cluster, involved(domain), domain.status?.conditions, status.conditions ?? []);
@@ -353,8 +330,7 @@ function generateDkimKey(algorithm: "RSA2048" | "Ed25519"): string {
 
 function domainStatus(
   inputs: DomainInputs,
-  plan: ReturnType<typeof planCredentials>,
-  issued: ReadonlyMap<number, IssuedCredential>,
+  { plan, issued, retired }: { plan: ReturnType<typeof planCredentials>; issued: ReadonlyMap<number, IssuedCredential>; retired: ReadonlySet<number> },
   problems: readonly Problem[],
   available: number,
   addressCount: number,
@@ -365,7 +341,13 @@ function domainStatus(
   certificate?: CertificateState,
 ): SmtpDomainStatus {
   const { domain } = inputs;
-  const credentialProblem = problems.find((p) => p.condition === "CredentialsIssued");
+  const notServed = inputs.addressesNotServed ?? 0;
+  const active = plan.filter((p) => p.state === "Active" && issued.has(p.version)).map((p) => p.version);
+  // A refused re-addition or a hand-edited Secret changes nothing the relay accepts: with a version
+  // still Active the domain serves on, and Stalled (not Ready) says what needs a change.
+  const serving = (p: Problem) => active.length > 0 && (p.reason === "VersionRevoked" || p.reason === "SecretModified");
+  const credentialProblems = problems.filter((p) => p.condition === "CredentialsIssued");
+  const credentialProblem = credentialProblems.find((p) => !serving(p)) ?? credentialProblems[0];
   const relayProblem = problems.find((p) => p.condition === "RelayAvailable");
   const conditions: DesiredCondition[] = [
     credentialProblem
@@ -378,10 +360,15 @@ function domainStatus(
         ? { type: "RelayAvailable", status: "True", reason: "Available", message: `${available} relay replica(s) available` }
         : { type: "RelayAvailable", status: "False", reason: "Progressing", message: "waiting for the relay Deployment to have an available replica" },
     addressCount > 0
-      ? { type: "AddressesConfigured", status: "True", reason: "AddressesServed", message: `${addressCount} support address(es) served` }
-      : { type: "AddressesConfigured", status: "False", reason: "NoAddresses", message: "add at least one SupportAddress whose domainRef names this SmtpDomain" },
+      ? { type: "AddressesConfigured", status: "True", reason: "AddressesServed", message: `${addressCount} support address(es) served${notServed > 0 ? `, ${notServed} not served (see their DomainReady)` : ""}` }
+      : {
+          type: "AddressesConfigured",
+          status: "False",
+          reason: "NoAddresses",
+          message: notServed > 0 ? `none of the ${notServed} SupportAddress(es) naming this SmtpDomain is served: see their DomainReady` : "add at least one SupportAddress whose domainRef names this SmtpDomain",
+        },
   ];
-  const blocking = conditions.find((c) => c.status !== "True");
+  const blocking = conditions.find((c) => c.status !== "True" && !(c.type === "CredentialsIssued" && credentialProblem && serving(credentialProblem)));
   conditions.push(
     blocking
       ? { type: "Ready", status: "False", reason: blocking.reason, message: blocking.message }
@@ -397,7 +384,6 @@ function domainStatus(
       : { type: "Reconciling", status: "False", reason: "Ready", message: "" },
   );
   const generation = domain.metadata.generation ?? 0;
-  const active = plan.filter((p) => p.state === "Active" && issued.has(p.version)).map((p) => p.version);
   const previous = new Map((domain.status?.credentials ?? []).map((c) => [c.version, c]));
   return {
     observedGeneration: generation,
@@ -416,10 +402,13 @@ function domainStatus(
         createdAt: credential.createdAt,
         ...(p.expiresAt ? { expiresAt: p.expiresAt } : {}),
         ...(lastUsedAt ? { lastUsedAt } : {}),
+        passwordSha256: credential.passwordSha256,
       }];
     }),
     activeVersions: active.join(","),
+    ...(retired.size > 0 ? { revokedVersions: [...retired].sort((a, b) => a - b) } : {}),
     addresses: addressCount,
+    ...(inputs.addressesNotServed !== undefined ? { addressesNotServed: inputs.addressesNotServed } : {}),
     relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:${publicPorts.starttls}` },
     ...(certificate?.status ? { tls: certificate.status } : {}),
     ...(dkim && dkim.records.length > 0 ? { dkim: { records: dkim.records, ...(dkim.pending.length > 0 ? { pending: dkim.pending.join(",") } : {}) } } : {}),

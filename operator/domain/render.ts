@@ -6,7 +6,7 @@ import { stringify } from "yaml";
 import type { SmtpDomain } from "../../crds/schema.js";
 import { configVersion, recommendedAuthFailures, recommendedLimits, type RelayConfig } from "../../relay/config/schema.js";
 import type { CertificatePolicy, KeyPair } from "../tls/certificates.js";
-import { passwordDigest, type CredentialPlan, type IssuedCredential } from "./credentials.js";
+import { passwordDigest, revokedAtAnnotation, type CredentialPlan, type IssuedCredential } from "./credentials.js";
 
 export const fieldManager = "smtp-connector";
 export const managedByLabel = { "app.kubernetes.io/managed-by": "smtp-connector" };
@@ -30,7 +30,7 @@ export interface OperatorSettings {
 }
 
 /**
- * What the relay listens on inside its pod. All unprivileged (ADR 0010): the relay runs as uid 65532 with every
+ * What the relay listens on inside its pod. All unprivileged (ADR 0011): the relay runs as uid 65532 with every
  * capability dropped, and runtimes that keep ports below 1024 privileged (containerd 1.x by default) refuse it a
  * bind on 587 or 465. The customer-facing Service maps its ports onto these.
  */
@@ -158,7 +158,7 @@ export function relayConfig(
           return [{
             version: p.version,
             username: credential.username,
-            passwordSha256: passwordDigest(credential.password),
+            passwordSha256: credential.passwordSha256,
             state: p.state === "Active" ? ("Active" as const) : ("Revoked" as const),
             ...(p.expiresAt ? { expiresAt: p.expiresAt } : {}),
           }];
@@ -304,13 +304,14 @@ export function relayInternalService(domain: SmtpDomain): KubeObject {
   };
 }
 
-export function credentialSecret(domain: SmtpDomain, version: number, credential: { username: string; password: string }, snippets: Record<string, string>): KubeObject {
+export function credentialSecret(domain: SmtpDomain, version: number, credential: { username: string; password: string }, snippets: Record<string, string>, revokedAt?: string): KubeObject {
   return {
     apiVersion: "v1",
     kind: "Secret",
     metadata: {
       ...meta(domain, `${domain.metadata.name}-inbound-v${version}`),
       labels: { ...labels(domain), "smtpconnector.dev/credential-version": String(version) },
+      ...(revokedAt ? { annotations: { [revokedAtAnnotation]: revokedAt } } : {}),
     },
     type: "Opaque",
     stringData: { username: credential.username, password: credential.password, ...snippets },

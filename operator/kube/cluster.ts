@@ -55,9 +55,10 @@ export class Cluster {
     await this.request("PATCH", `/apis/${object.apiVersion}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}?fieldManager=${fieldManager}&force=true`, object);
   }
 
-  async applyStatus(plural: string, kind: string, namespace: string, name: string, status: unknown): Promise<void> {
+  /** With `resourceVersion`, only onto that version (409 otherwise; never creates an object that is gone). */
+  async applyStatus(plural: string, kind: string, namespace: string, name: string, status: unknown, resourceVersion?: string): Promise<void> {
     this.record(`${kind}/status ${namespace}/${name}`);
-    const body = { apiVersion: `${group}/${version}`, kind, metadata: { name, namespace }, status };
+    const body = { apiVersion: `${group}/${version}`, kind, metadata: { name, namespace, ...(resourceVersion ? { resourceVersion } : {}) }, status };
     await this.request("PATCH", `/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}/status?fieldManager=${fieldManager}&force=true`, body);
   }
 
@@ -78,19 +79,19 @@ export class Cluster {
    * concurrency) an object. Used for the leader Lease only, whose renewals are
    * not counted as reconcile writes.
    */
-  async write(method: "POST" | "PUT", path: string, body: unknown, accept: number[] = []): Promise<{ status: number; body: string }> {
-    return this.request(method, path, body, accept);
+  async write(method: "POST" | "PUT", path: string, body: unknown, accept: number[] = [], timeoutMs?: number): Promise<{ status: number; body: string }> {
+    return this.request(method, path, body, accept, timeoutMs);
   }
 
-  async get(path: string, accept: number[] = []): Promise<{ status: number; body: string }> {
-    return this.request("GET", path, undefined, accept);
+  async get(path: string, accept: number[] = [], timeoutMs?: number): Promise<{ status: number; body: string }> {
+    return this.request("GET", path, undefined, accept, timeoutMs);
   }
 
-  private async request(method: "GET" | "PATCH" | "POST" | "PUT", path: string, body?: unknown, accept: number[] = []): Promise<{ status: number; body: string }> {
+  private async request(method: "GET" | "PATCH" | "POST" | "PUT", path: string, body?: unknown, accept: number[] = [], timeoutMs?: number): Promise<{ status: number; body: string }> {
     const countError = (code: string) => this.apiErrors.set(code, (this.apiErrors.get(code) ?? 0) + 1);
     let result: { status: number; body: string };
     try {
-      result = await request(this.access, method, path, body === undefined ? undefined : JSON.stringify(body));
+      result = await request(this.access, method, path, body === undefined ? undefined : JSON.stringify(body), timeoutMs);
     } catch (error) {
       countError("network");
       throw error;

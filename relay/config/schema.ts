@@ -106,7 +106,7 @@ export const RelayConfig = Type.Object({
   hostname: Hostname("Name in the SMTP greeting and the authserv-id of Authentication-Results."),
   listeners: Type.Object(
     {
-    starttls: Type.Optional(Type.Object({ port: Port("Port of the STARTTLS listener (8587 in the operator's relay pods, behind the Service's 587: ADR 0010).") }, { description: "The submission listener: STARTTLS required before AUTH." })),
+    starttls: Type.Optional(Type.Object({ port: Port("Port of the STARTTLS listener (8587 in the operator's relay pods, behind the Service's 587: ADR 0011).") }, { description: "The submission listener: STARTTLS required before AUTH." })),
     implicitTls: Type.Optional(Type.Object({ port: Port("Port of the implicit-TLS listener (8465 in the operator's relay pods, behind the Service's 465).") }, { description: "The implicit-TLS listener." })),
     health: Type.Object({ port: Port("Port of /healthz, /readyz and /metrics.") }, { description: "The operations endpoint." }),
     submission: Type.Optional(
@@ -151,6 +151,18 @@ export const RelayConfig = Type.Object({
     sessionTimeoutSeconds: Seconds("Close a session open for this long in total."),
     nextHopTimeoutSeconds: Seconds("Give up on the next hop after this long and answer 451, before the sender's own timeout."),
     maxConnections: Type.Integer({ minimum: 1, maximum: 100_000, description: "Concurrent sessions per listener." }),
+    maxConnectionsPerSource: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 100_000,
+        description:
+          "Concurrent connections from one source (an IPv4 address or an IPv6 /64) per listener, counted from the TCP accept; more get 421 (or, before an implicit-TLS handshake, are closed). Behind a load balancer that hides client addresses every client is one source: use proxyProtocol. Default 50.",
+      }),
+    ),
+    tlsHandshakeTimeoutSeconds: Type.Optional(Seconds("A TLS handshake (implicit TLS, or after STARTTLS) and any PROXY header must complete within this, or the connection is closed. Default 10.", 300)),
+    maxUnauthenticatedCommands: Type.Optional(
+      Type.Integer({ minimum: 3, maximum: 1000, description: "Commands a session may send before it authenticates, before TLS included (AUTH and QUIT not counted); the next one gets 421. Default 10." }),
+    ),
     },
     { description: "Limits on sessions and messages." },
   ),
@@ -158,9 +170,12 @@ export const RelayConfig = Type.Object({
     {
     perConnection: Type.Integer({ minimum: 1, maximum: 100, description: "Failed AUTH attempts after which the session is closed." }),
     delayMs: Type.Integer({ minimum: 0, maximum: 30_000, description: "Delay before answering the first failure; it doubles with each further failure in the session." }),
-    lockoutThreshold: Type.Integer({ minimum: 1, maximum: 100_000, description: "Failures per source IP, or per username, within the window that lock it out." }),
+    lockoutThreshold: Type.Integer({ minimum: 1, maximum: 100_000, description: "Failures from one source (an IPv4 address or an IPv6 /64), whatever the username, within the window that lock the source out. Counted per listener kind: inbound and submission apart." }),
+    usernameLockoutThreshold: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100_000, description: "Failures of one username from one source within the window that lock that username out from that source only (never from elsewhere). At most lockoutThreshold; lockoutThreshold when omitted." }),
+    ),
     lockoutWindowSeconds: Seconds("Window in which failures are counted."),
-    lockoutSeconds: Seconds("How long a locked-out IP or username is refused with 454 4.7.0."),
+    lockoutSeconds: Seconds("How long a locked-out source, or username from a source, is refused with 454 4.7.0."),
     },
     { description: "Brute-force limits on AUTH, per session and across sessions." },
   ),
@@ -202,12 +217,19 @@ export const recommendedLimits: RelayConfig["limits"] = {
   sessionTimeoutSeconds: 1800,
   nextHopTimeoutSeconds: 120,
   maxConnections: 1000,
+  maxConnectionsPerSource: 50,
+  tlsHandshakeTimeoutSeconds: 10,
+  maxUnauthenticatedCommands: 10,
 };
+
+/** What the relay uses when the optional connection limits are not in its config. */
+export const connectionLimitDefaults = { maxConnectionsPerSource: 50, tlsHandshakeTimeoutSeconds: 10, maxUnauthenticatedCommands: 10 } as const;
 
 export const recommendedAuthFailures: RelayConfig["authFailures"] = {
   perConnection: 3,
   delayMs: 1000,
   lockoutThreshold: 20,
+  usernameLockoutThreshold: 5,
   lockoutWindowSeconds: 600,
   lockoutSeconds: 900,
 };

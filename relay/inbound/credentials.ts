@@ -1,9 +1,9 @@
 // Decides whether a username/password pair is one of a domain's credential
 // versions, and which. Digests only: the relay never holds inbound passwords.
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { CredentialEntry } from "../config/schema.js";
 
-export type AuthFailure = "UnknownUser" | "WrongPassword" | "Revoked" | "Expired";
+export type AuthFailure = "UnknownUser" | "WrongPassword" | "Revoked" | "Expired" | "AuthzidNotPermitted";
 
 export type AuthResult =
   | { ok: true; domain: string; version: number; username: string }
@@ -49,6 +49,12 @@ export class CredentialStore {
     return entry !== undefined && entry.version === version && !entry.revoked && (entry.expiresAt === undefined || now < entry.expiresAt);
   }
 
+  /** Which credential version a username is, if it is one (for logs and metrics: never the username itself). */
+  versionOf(username: string): { domain: string; version: number } | undefined {
+    const entry = this.byUsername.get(username);
+    return entry && { domain: entry.domain, version: entry.version };
+  }
+
   check(username: string, password: string, now = Date.now()): AuthResult {
     const entry = this.byUsername.get(username);
     const digest = createHash("sha256").update(password, "utf8").digest();
@@ -62,4 +68,21 @@ export class CredentialStore {
     if (entry.expiresAt !== undefined && now >= entry.expiresAt) return { ok: false, reason: "Expired", ...who };
     return { ok: true, username: entry.username, ...who };
   }
+}
+
+// Keyed per process: a digest cannot be looked up in a dictionary of likely
+// usernames (or passwords typed into the username field), yet repeats from
+// one client are recognisable in one pod's logs.
+const logKey = randomBytes(32);
+
+/**
+ * What a log line may say about a username someone presented: the credential
+ * version it is, or, for one that is none, its length and a short keyed
+ * digest. Never the string itself: a password typed into the username field
+ * would land in the logs.
+ */
+export function describeUsername(store: CredentialStore, username: string): Record<string, string | number> {
+  const known = store.versionOf(username);
+  if (known) return { domain: known.domain, credentialVersion: known.version };
+  return { usernameLength: username.length, usernameDigest: createHmac("sha256", logKey).update(username, "utf8").digest("hex").slice(0, 12) };
 }

@@ -9,7 +9,8 @@ import { SmtpReply, cutThrough, oneLine, replyFor } from "../forward/cut-through
 export { SmtpReply };
 import { parseMailbox } from "./address.js";
 import { MessageFilter, type FilterOptions } from "./message-filter.js";
-import { failureDelayMs, type AuthThrottle } from "./throttle.js";
+import { describeUsername, type AuthResult } from "./credentials.js";
+import { failureDelayMs, type AuthThrottle, type Lockout } from "./throttle.js";
 import type { RelayState } from "../state.js";
 
 /** What a session knows once AUTH succeeded. */
@@ -33,9 +34,20 @@ export interface VerificationReceipt {
 
 type Callback = (err?: Error | null) => void;
 
+/** A lockout that just started, as the operator is told of it (no username: the credential version, when it is one). */
+export interface LockoutReport extends Lockout {
+  kind: CredentialKind;
+  domain?: string;
+  version?: number;
+  at: Date;
+}
+
 export interface SessionContext {
   state: () => RelayState;
-  throttle: () => AuthThrottle;
+  /** Brute-force limits: one throttle per credential kind, so one listener's failures never lock out the other's clients. */
+  throttle: (kind: CredentialKind) => AuthThrottle;
+  /** Records a lockout that just started, for the operator's report. */
+  lockedOut?: (lockout: LockoutReport) => void;
   metrics: Metrics;
   log: Logger;
   /** Records a successful AUTH for last-use reporting. */
@@ -80,14 +92,23 @@ export class InboundSessions {
       callback(new SmtpReply(538, "5.7.11 Encryption required for requested authentication mechanism"));
       return;
     }
-    if (this.ctx.throttle().isLocked(ip, username)) {
-      metrics.auth.inc({ kind, domain: "", version: "", result: "LockedOut" });
-      log.warn("AUTH refused: locked out", { session: session.id, remote: ip, username });
+    const store = kind === "inbound" ? state.credentials : state.submissionCredentials;
+    const throttle = this.ctx.throttle(kind);
+    const known = store.versionOf(username);
+    const labels = { kind, domain: known?.domain ?? "", version: known ? String(known.version) : "" };
+    const lockout = throttle.lockout(ip, username);
+    if (lockout) {
+      metrics.auth.inc({ ...labels, result: "LockedOut" });
+      log.warn("AUTH refused: locked out", { session: session.id, remote: ip, kind, scope: lockout.scope, until: new Date(lockout.until).toISOString(), ...describeUsername(store, username) });
       callback(new SmtpReply(454, "4.7.0 Too many failed authentication attempts, try again later"));
       return;
     }
-    const store = kind === "inbound" ? state.credentials : state.submissionCredentials;
-    const result = store.check(username, auth.password ?? "");
+    // RFC 4616: a server that does not let one identity act as another must
+    // fail an authorization identity other than the authentication identity.
+    // smtp-server hands both over (and makes the authzid the username when a
+    // client sends it alone, which is the same identity).
+    const authzid = auth.authzid ?? "";
+    const result: AuthResult = authzid !== "" && authzid !== username ? { ok: false, reason: "AuthzidNotPermitted", ...known } : store.check(username, auth.password ?? "");
     const domain = result.domain ? state.domains.get(result.domain) : undefined;
     // Inbound, each domain offers one mechanism; the helpdesk may use either.
     if (result.ok && domain && (kind === "submission" || domain.entry.authProtocol === auth.method)) {
@@ -101,11 +122,15 @@ export class InboundSessions {
     if (kind === "inbound" && (reason === "Revoked" || reason === "Expired") && result.domain && result.version !== undefined) {
       this.ctx.credentialRefused(result.domain, result.version, reason, new Date());
     }
-    metrics.auth.inc({ kind, domain: result.domain ?? "", version: result.version === undefined ? "" : String(result.version), result: reason });
-    this.ctx.throttle().recordFailure(ip, username);
+    metrics.auth.inc({ ...labels, result: reason });
+    for (const started of throttle.recordFailure(ip, username)) {
+      metrics.authLockouts.inc({ ...labels, scope: started.scope });
+      log.warn("AUTH lockout started", { remote: ip, kind, scope: started.scope, source: started.source, until: new Date(started.until).toISOString(), ...describeUsername(store, username) });
+      this.ctx.lockedOut?.({ ...started, kind, ...known, at: new Date() });
+    }
     const failures = (this.authFailures.get(session.id) ?? 0) + 1;
     this.authFailures.set(session.id, failures);
-    log.warn("AUTH refused", { session: session.id, remote: ip, kind, username, reason, failures });
+    log.warn("AUTH refused", { session: session.id, remote: ip, kind, reason, failures, ...describeUsername(store, username) });
     const limits = state.config.authFailures;
     setTimeout(() => {
       if (failures >= limits.perConnection) {

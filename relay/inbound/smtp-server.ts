@@ -9,18 +9,55 @@
 // (SMTPServer.connect, SMTPConnection.init); test/mail/operations.test.ts
 // pins the behaviour so an upgrade that changes them fails loudly.
 // See docs/adr/0003-relay-on-smtp-server.md.
+//
+// It also holds the connection limits smtp-server does not have, each pinned
+// by test/mail/adversarial/connections.test.ts:
+// - concurrent connections per source, counted from the TCP accept (before
+//   any TLS handshake, so bare connections to 465 count too), or, behind a
+//   trusted PROXY-protocol peer, from the real client address it names;
+// - a TLS handshake deadline, for implicit TLS (a bare TCP connection that
+//   never sends a ClientHello) and after STARTTLS, much shorter than the idle
+//   timeout smtp-server uses for both;
+// - a limit on commands before AUTH succeeds, TLS or not: smtp-server's own
+//   limit counts only while AUTH is offered, and the relay offers no AUTH
+//   before TLS, so before STARTTLS there was none.
 import type net from "node:net";
 import type tls from "node:tls";
+import { isAddressAllowed } from "smtp-server/lib/smtp-connection.js";
 import { SMTPServer, type SMTPServerOptions } from "smtp-server";
 import { SMTPConnection, type SMTPConnectionOptions } from "smtp-server/lib/smtp-connection.js";
+import { sourceOf } from "./throttle.js";
 
 // The members init() relies on; typed here because the declarations mark them internal.
 interface ConnectionInternals {
   _setListeners(callback: () => void): void;
   connectionReady(): void;
   send(code: number, message: string, context?: string | false): void;
+  _onCommand(command: Buffer | string, callback?: () => void): void;
+  upgrade(callback: () => void, secureCallback?: () => void): void;
   _server: { options: SMTPServerOptions; connections: Set<unknown> };
+  _socket: net.Socket;
+  _nextHandler: unknown;
+  secure: boolean;
+  session: { user?: unknown };
   name: string;
+}
+
+// The server's members the accept path relies on (internal in the declarations).
+interface ServerInternals {
+  /** Accepted sockets not handed to connect() yet (PROXY header or implicit TLS handshake pending), raw → TLS socket. */
+  _pendingSockets: Map<net.Socket, net.Socket | tls.TLSSocket>;
+}
+
+export interface ConnectionLimits {
+  /** Concurrent connections from one source (IPv4 address, IPv6 /64) on this listener. */
+  perSource: number;
+  /** A TLS handshake (implicit, or after STARTTLS) and any PROXY header must be done within this. */
+  handshakeTimeoutMs: number;
+  /** Commands (AUTH excluded) a session may send before it authenticates; the next one gets 421. */
+  maxUnauthenticatedCommands: number;
+  /** A refused connection, for the metrics. */
+  refused?: (reason: "PerSourceLimit" | "HandshakeTimeout" | "TooManyCommands") => void;
 }
 
 export interface SessionTiming {
@@ -33,12 +70,22 @@ export interface SessionTiming {
 export class GreetingDelayServer extends SMTPServer {
   /** Each open session's total-lifetime timer, by session id. */
   private readonly lifetimes = new Map<string, NodeJS.Timeout>();
+  /** Open connections per source. */
+  private readonly perSource = new Map<string, number>();
+  /** How each counted socket gives its slot back (STARTTLS strips the socket's listeners: re-attached then). */
+  private readonly releases = new WeakMap<net.Socket, () => void>();
 
   constructor(
     options: SMTPServerOptions,
     private readonly timing: SessionTiming,
+    /** Replaced on a config reload: new connections and commands see the new limits. */
+    public limits: ConnectionLimits,
   ) {
     super(options);
+    // Every accepted socket passes the per-source gate before smtp-server sees it.
+    const accept = this.server.listeners("connection")[0] as (socket: net.Socket) => void;
+    this.server.removeAllListeners("connection");
+    this.server.on("connection", (socket: net.Socket) => this.admit(socket, accept));
     // The lifetime timer ends with the session. Not on the socket's 'close':
     // STARTTLS replaces the socket and smtp-server removes every listener from
     // the plain one, so that timer (and the whole closed connection it
@@ -51,7 +98,63 @@ export class GreetingDelayServer extends SMTPServer {
     };
   }
 
+  /** The per-source gate and the pre-session deadline, at the TCP accept. */
+  private admit(socket: net.Socket, accept: (socket: net.Socket) => void): void {
+    const implicitTls = this.options.secure === true;
+    const proxied = isAddressAllowed(this.options.useProxy, socket.remoteAddress);
+    // Behind a trusted PROXY peer the source is known only from its header: counted in connect().
+    if (!proxied && !this.claim(socket, socket.remoteAddress ?? "")) {
+      socket.on("error", () => undefined);
+      // Before an implicit-TLS handshake nothing can be said: the connection just closes.
+      if (implicitTls) socket.destroy();
+      else socket.end("421 4.7.0 Too many connections from your address, try again later\r\n", () => socket.destroy());
+      this.limits.refused?.("PerSourceLimit");
+      return;
+    }
+    if (implicitTls || proxied) {
+      const pending = (this as unknown as ServerInternals)._pendingSockets;
+      const deadline = setTimeout(() => {
+        const waiting = pending.get(socket);
+        if (!waiting) return;
+        // Torn down from the top (the TLS socket, when the handshake began), then the raw socket.
+        waiting.destroy();
+        socket.destroy();
+        this.limits.refused?.("HandshakeTimeout");
+      }, this.limits.handshakeTimeoutMs);
+      deadline.unref();
+      socket.once("close", () => clearTimeout(deadline));
+    }
+    accept(socket);
+  }
+
+  /** Counts one connection of `address` until `socket` closes; false when the source is at its limit. */
+  private claim(socket: net.Socket, address: string): boolean {
+    const source = sourceOf(address);
+    const open = this.perSource.get(source) ?? 0;
+    if (open >= this.limits.perSource) return false;
+    this.perSource.set(source, open + 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      const left = (this.perSource.get(source) ?? 1) - 1;
+      if (left <= 0) this.perSource.delete(source);
+      else this.perSource.set(source, left);
+    };
+    this.releases.set(socket, release);
+    socket.once("close", release);
+    return true;
+  }
+
   override connect(socket: net.Socket | tls.TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
+    if (socketOptions?.remoteAddress && isAddressAllowed(this.options.useProxy, socket.remoteAddress)) {
+      if (!this.claim(socket, socketOptions.remoteAddress)) {
+        socket.on("error", () => undefined);
+        socket.end("421 4.7.0 Too many connections from your address, try again later\r\n", () => socket.destroy());
+        this.limits.refused?.("PerSourceLimit");
+        return;
+      }
+    }
     const connection = new SMTPConnection(this, socket, socketOptions);
     this.connections.add(connection);
     connection.on("error", (err: Error) => this.emit("error", err));
@@ -64,6 +167,7 @@ export class GreetingDelayServer extends SMTPServer {
     lifetime.unref();
     this.lifetimes.set(connection.id, lifetime);
     const internals = connection as unknown as ConnectionInternals;
+    this.guard(internals);
     connection.init = () => {
       internals._setListeners(() => {
         const { maxClients } = internals._server.options;
@@ -77,5 +181,43 @@ export class GreetingDelayServer extends SMTPServer {
       });
     };
     connection.init();
+  }
+
+  /** The command limit before AUTH and the STARTTLS handshake deadline, on one connection. */
+  private guard(internals: ConnectionInternals): void {
+    const { maxUnauthenticatedCommands, handshakeTimeoutMs } = this.limits;
+    const onCommand = internals._onCommand.bind(internals);
+    let commands = 0;
+    internals._onCommand = (command, callback) => {
+      // Authenticated sessions (every message) pay one property read.
+      if (!internals.session.user && !internals._nextHandler) {
+        const name = (typeof command === "string" ? command.slice(0, 5) : command.subarray(0, 5).toString("latin1")).trim().toUpperCase();
+        if (name !== "AUTH" && name !== "QUIT" && ++commands > maxUnauthenticatedCommands) {
+          this.limits.refused?.("TooManyCommands");
+          internals.send(421, "4.7.0 Too many commands before authentication, closing connection");
+          return;
+        }
+      }
+      onCommand(command, callback);
+    };
+    const upgrade = internals.upgrade.bind(internals);
+    internals.upgrade = (callback, secureCallback) => {
+      const socket = internals._socket;
+      const deadline = setTimeout(() => {
+        if (internals.secure || socket.destroyed) return;
+        this.limits.refused?.("HandshakeTimeout");
+        socket.destroy();
+      }, handshakeTimeoutMs);
+      deadline.unref();
+      // Cleared at once either way: a pending timer would keep the whole closed connection alive (the soak test sees it).
+      upgrade(callback, () => {
+        clearTimeout(deadline);
+        secureCallback?.();
+      });
+      socket.once("close", () => clearTimeout(deadline));
+      // smtp-server removed every listener from the plain socket: the slot is given back when it closes all the same.
+      const release = this.releases.get(socket);
+      if (release) socket.once("close", release);
+    };
   }
 }

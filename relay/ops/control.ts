@@ -4,7 +4,8 @@
 //
 //   POST /v1/verification-sends  send a verification email through exactly the
 //                                outbound path of a support address
-//   GET  /v1/credential-use      last successful AUTH (and last refusal) per inbound credential version
+//   GET  /v1/credential-use      last successful AUTH (and last refusal) per inbound credential version,
+//                                and the brute-force lockouts in force (source, kind, credential version)
 //   GET  /v1/verification-receipts/<sha256 of token>
 //                                whether a verification token came back through
 //                                the authenticated relay, with which domain and version
@@ -61,7 +62,7 @@ export function controlHandler(source: ControlSource): (req: http.IncomingMessag
     const path = (req.url ?? "/").split("?")[0];
     const receipt = /^\/v1\/verification-receipts\/([0-9a-f]{64})$/.exec(path ?? "");
     if (path === "/v1/credential-use" && req.method === "GET") {
-      reply(200, { credentials: source.reports.credentialUse() });
+      reply(200, { credentials: source.reports.credentialUse(), lockouts: source.reports.activeLockouts() });
     } else if (receipt && req.method === "GET") {
       const found = source.reports.receipt(receipt[1]!);
       if (found) reply(200, found);

@@ -2,18 +2,44 @@
 // several relays in one process.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
-export function createMetrics() {
+export interface MetricSources {
+  /** Lockouts in force now, by credential kind and scope, read at each scrape. */
+  activeLockouts?: () => { kind: string; scope: string; count: number }[];
+}
+
+export function createMetrics(sources: MetricSources = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "smtpc_relay_process_" });
   return {
     registry,
     sessions: new Counter({ name: "smtpc_relay_sessions_total", help: "SMTP sessions accepted, by listener.", labelNames: ["listener"], registers: [registry] }),
+    connectionsRefused: new Counter({
+      name: "smtpc_relay_connections_refused_total",
+      help: "Connections closed by a connection limit, by listener and reason (PerSourceLimit, HandshakeTimeout, TooManyCommands).",
+      labelNames: ["listener", "reason"],
+      registers: [registry],
+    }),
     activeSessions: new Gauge({ name: "smtpc_relay_sessions_active", help: "SMTP sessions open now.", registers: [registry] }),
     auth: new Counter({
       name: "smtpc_relay_auth_total",
-      help: "AUTH attempts by kind (inbound, submission), domain, credential version and result (Success, UnknownUser, WrongPassword, Revoked, Expired, LockedOut, WrongMechanism).",
+      help: "AUTH attempts by kind (inbound, submission), domain, credential version and result (Success, UnknownUser, WrongPassword, Revoked, Expired, LockedOut, WrongMechanism, AuthzidNotPermitted).",
       labelNames: ["kind", "domain", "version", "result"],
       registers: [registry],
+    }),
+    authLockouts: new Counter({
+      name: "smtpc_relay_auth_lockouts_total",
+      help: "Brute-force lockouts started, by kind (inbound, submission), scope (Source, UsernameAndSource), and the domain and credential version of the username that failed (empty when it is none).",
+      labelNames: ["kind", "scope", "domain", "version"],
+      registers: [registry],
+    }),
+    authLockoutsActive: new Gauge({
+      name: "smtpc_relay_auth_lockouts_active",
+      help: "Brute-force lockouts in force now, by kind (inbound, submission) and scope (Source, UsernameAndSource).",
+      labelNames: ["kind", "scope"],
+      registers: [registry],
+      collect() {
+        for (const { kind, scope, count } of sources.activeLockouts?.() ?? []) this.set({ kind, scope }, count);
+      },
     }),
     messages: new Counter({
       name: "smtpc_relay_messages_total",

@@ -1,12 +1,15 @@
 // What the relay remembers for the operator, who pulls it over the control
 // API: each inbound credential version's last successful AUTH and last refusal
 // (revoked, expired), and the verification tokens that came back through the
-// authenticated relay. In memory and bounded: a restart forgets, and the
-// operator's verification then times out and tries again.
+// authenticated relay, and the brute-force lockouts in force, so the platform
+// team learns that a server locked itself out. In memory and bounded: a
+// restart forgets, and the operator's verification then times out and tries
+// again.
 import { createHash } from "node:crypto";
-import type { VerificationReceipt } from "../inbound/session.js";
+import type { LockoutReport, VerificationReceipt } from "../inbound/session.js";
 
 const maxReceipts = 10_000;
+const maxLockouts = 1_000;
 const receiptTtlMs = 24 * 60 * 60 * 1000;
 
 export interface CredentialUse {
@@ -17,7 +20,19 @@ export interface CredentialUse {
   lastRefusedReason?: string;
 }
 
+/** A lockout as the control API reports it: the credential version when the username was one, never the username. */
+export interface LockoutEntry {
+  kind: string;
+  scope: string;
+  source: string;
+  domain?: string;
+  version?: number;
+  since: string;
+  until: string;
+}
+
 export class RelayReports {
+  private readonly lockouts = new Map<string, LockoutEntry & { untilMs: number }>();
   private readonly credentials = new Map<string, CredentialUse>();
   /** By SHA-256 of the token: the operator keeps only digests in status, and asks by digest. */
   private readonly receipts = new Map<string, VerificationReceipt>();
@@ -30,6 +45,29 @@ export class RelayReports {
     const entry = this.entry(domain, version);
     entry.lastRefusedAt = at.toISOString();
     entry.lastRefusedReason = reason;
+  }
+
+  lockedOut(lockout: LockoutReport): void {
+    const key = [lockout.kind, lockout.scope, lockout.source, lockout.domain ?? "", lockout.version ?? ""].join("/");
+    this.lockouts.delete(key);
+    this.lockouts.set(key, {
+      kind: lockout.kind,
+      scope: lockout.scope,
+      source: lockout.source,
+      ...(lockout.domain !== undefined && lockout.version !== undefined ? { domain: lockout.domain, version: lockout.version } : {}),
+      since: lockout.at.toISOString(),
+      until: new Date(lockout.until).toISOString(),
+      untilMs: lockout.until,
+    });
+    for (const [oldest, l] of this.lockouts) {
+      if (this.lockouts.size <= maxLockouts && Date.now() < l.untilMs) break;
+      this.lockouts.delete(oldest);
+    }
+  }
+
+  /** Lockouts in force now, oldest first. */
+  activeLockouts(now = Date.now()): LockoutEntry[] {
+    return [...this.lockouts.values()].filter((l) => now < l.untilMs).map(({ untilMs: _, ...l }) => l);
   }
 
   arrived(receipt: VerificationReceipt): void {

@@ -6,13 +6,17 @@
 // - a domain's credential sends only for that domain;
 // - a Ready support address uses its own server and login; any other sender of
 //   the domain (not Ready yet included) goes to the default transport or is
-//   refused, as configured.
+//   refused, as configured;
+// - a refusal of a support address that is only not Ready *yet* is temporary
+//   (451 4.7.1): an address is briefly not Ready while it is verified, and the
+//   helpdesk's queue must retry, not drop the reply. A sender that is no
+//   support address at all is refused for good (550 5.7.1).
 import { parseMailbox } from "../inbound/address.js";
 import type { NextHop } from "../forward/next-hop.js";
 import type { SigningKey } from "./dkim.js";
 import type { RelayState } from "../state.js";
 
-export type SenderRefusal = "NullSender" | "MalformedSender" | "SystemDomainSender" | "SenderOutsideDomain" | "SenderNotReady" | "DomainNotServed";
+export type SenderRefusal = "NullSender" | "MalformedSender" | "SystemDomainSender" | "SenderOutsideDomain" | "SenderNotReady" | "SenderNotSupportAddress" | "DomainNotServed";
 
 export type SenderRoute =
   | { ok: true; sender: string; transport: "SupportAddress" | "Default"; nextHop: NextHop; dkim: readonly SigningKey[] }
@@ -42,5 +46,6 @@ export function routeSender(state: RelayState, domain: string, rawSender: string
   const route = served.senders.get(sender.address);
   if (route && (route.ready || purpose === "Verification")) return { ok: true, sender: sender.address, transport: "SupportAddress", nextHop: route.nextHop, dkim: served.dkim };
   if (state.defaultTransport) return { ok: true, sender: sender.address, transport: "Default", nextHop: state.defaultTransport, dkim: served.dkim };
-  return { ok: false, reason: "SenderNotReady", code: 550, message: `5.7.1 ${sender.address} is not a Ready support address of ${domain}` };
+  if (route) return { ok: false, reason: "SenderNotReady", code: 451, message: `4.7.1 ${sender.address} is a support address of ${domain} that is not Ready yet, try again later` };
+  return { ok: false, reason: "SenderNotSupportAddress", code: 550, message: `5.7.1 ${sender.address} is not a support address of ${domain}` };
 }

@@ -1,7 +1,8 @@
 // The submission dialogue with the helpdesk: AUTH with the domain's submission
 // credential (handled with the inbound AUTH rules), a sender that must route,
-// syntactically safe recipients, and cut-through delivery to the customer's
-// server with the headers exactly as the helpdesk wrote them.
+// syntactically safe recipients, a From: header naming that same sender
+// (author.ts), and cut-through delivery to the customer's server with the
+// headers exactly as the helpdesk wrote them.
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
 import { SmtpReply, cutThrough, oneLine, replyFor } from "../forward/cut-through.js";
 import { parseMailbox } from "../inbound/address.js";
@@ -10,6 +11,7 @@ import { authenticatedUser } from "../inbound/session.js";
 import type { Logger } from "../ops/log.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { RelayState } from "../state.js";
+import { AuthorRefused, checkAuthor } from "./author.js";
 import { routeSender, type SenderRoute } from "./route.js";
 import { classifyFailure, sendOutbound } from "./send.js";
 
@@ -70,7 +72,7 @@ export class OutboundSessions {
     const envelope = { from: route.sender, to: session.envelope.rcptTo.map((r) => r.address) };
     const label = route.transport === "Default" ? "default" : route.sender;
     const started = process.hrtime.bigint();
-    cutThrough({ stream, filter, timeoutMs: state.nextHopTimeoutMs, deliver: (message, signal) => sendOutbound(route, envelope, message, signal) }).then(
+    cutThrough({ stream, filter, timeoutMs: state.nextHopTimeoutMs, deliver: async (message, signal) => sendOutbound(route, envelope, await checkAuthor(message, route.sender, state.systemDomains, state.filter.maxHeaderBytes), signal) }).then(
       (result) => {
         metrics.outbound.inc({ sender: label, result: "Delivered" });
         metrics.bytes.inc({ direction: "outbound" }, filter.inputBytes);
@@ -80,7 +82,7 @@ export class OutboundSessions {
       },
       (error: unknown) => {
         const reply = replyFor(error, filter, stream);
-        const result = reply.result.startsWith("NextHop") ? classifyFailure(error) : reply.result;
+        const result = error instanceof AuthorRefused && !filter.rejection ? error.reason : reply.result.startsWith("NextHop") ? classifyFailure(error) : reply.result;
         metrics.outbound.inc({ sender: label, result });
         log.warn("outbound message not delivered", { session: session.id, domain: user!.domain, sender: route.sender, result, reply: `${reply.error.responseCode} ${reply.error.message}` });
         callback(reply.error);

@@ -169,9 +169,9 @@ describe("smtpconnector.dev API", () => {
     assert.equal((await apply(address(namespace))).code, 0);
     const got = await kubectl(["get", "smtpconnector", "-n", namespace]);
     assert.equal(got.code, 0, got.stderr);
-    assert.match(got.stdout, /NAME\s+DOMAIN\s+ACTIVE\s+ADDRESSES\s+READY\s+AGE/);
+    assert.match(got.stdout, /NAME\s+DOMAIN\s+ACTIVE VERSIONS\s+ADDRESSES SERVED\s+READY\s+AGE/);
     assert.match(got.stdout, /smtpdomain.smtpconnector.dev\/example-com\s+example.com\s/);
-    assert.match(got.stdout, /NAME\s+ADDRESS\s+DOMAIN\s+INBOUND\s+OUTBOUND\s+READY\s+AGE/);
+    assert.match(got.stdout, /NAME\s+ADDRESS\s+SMTPDOMAIN\s+INBOUND VERIFIED\s+OUTBOUND VERIFIED\s+READY\s+AGE/);
     assert.match(got.stdout, /supportaddress.smtpconnector.dev\/support\s+support@example.com\s+example-com\s/);
 
     const short = await kubectl(["get", "smtpdom,supaddr", "-n", namespace, "-o", "name"]);

@@ -107,7 +107,7 @@ describe("SmtpDomain reconciler", () => {
     assert.deepEqual(pod.containers[0]!.command, ["node", "dist/relay/main.js", "--config", "/etc/smtp-connector/config/relay.yaml"]);
     const service = await core.readNamespacedService({ namespace, name: "example-com-relay" });
     assert.deepEqual(service.spec?.ports?.map((p) => p.port), [587, 465]);
-    // Behind 587/465 the relay listens on unprivileged ports only, so it binds with no capabilities on any runtime (ADR 0010).
+    // Behind 587/465 the relay listens on unprivileged ports only, so it binds with no capabilities on any runtime (ADR 0011).
     assert.deepEqual(service.spec?.ports?.map((p) => p.targetPort), ["submission", "submissions"]);
     assert.deepEqual(Object.fromEntries(pod.containers[0]!.ports!.map((p) => [p.name, p.containerPort])), { submission: 8587, submissions: 8465, health: 8080, "internal-smtp": 2587, control: 8443 });
     // The EndpointSlice controller copies the internal Service's labels onto its slices, so the operator's
@@ -194,10 +194,138 @@ describe("SmtpDomain reconciler", () => {
     await eventually("status: only version 2 active", async () => ((await getDomain(namespace)).status?.activeVersions === "2" ? true : undefined));
   });
 
+  test("revocation is for good: a revoked version re-added by a later sync is refused, never reactivated or reissued", async (t) => {
+    const namespace = await setup(t);
+    await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
+    await eventually("versions 1 and 2 active", async () => ((await getDomain(namespace)).status?.activeVersions === "1,2" ? true : undefined));
+    const v1 = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
+    const digest = passwordDigest(secretText(v1, "password"));
+    await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }, { version: 2 }]));
+    await eventually("version 1 revoked in the relay config", async () => ((await relayConfigOf(namespace)).domains[0]!.credentials.find((c) => c.version === 1)?.state === "Revoked" ? true : undefined));
+    // A GitOps repository that still lists version 1 the old way: the entry goes, then comes back Active.
+    await applyManifests(domainManifest(namespace, [{ version: 2 }]));
+    await eventually("version 1 gone from the relay config", async () => ((await relayConfigOf(namespace)).domains[0]!.credentials.some((c) => c.version === 1) ? undefined : true));
+    await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
+    const refused = await eventually("the re-added version reconciled", async () => {
+      const d = await getDomain(namespace);
+      const reconciled = d.metadata.generation === d.status?.observedGeneration && d.status?.credentials?.some((c) => c.version === 1);
+      return reconciled && (await relayConfigOf(namespace)).domains[0]!.credentials.some((c) => c.version === 1) ? d : undefined;
+    });
+    // The relay refuses the old password: version 1 stays Revoked.
+    const entries = (await relayConfigOf(namespace)).domains[0]!.credentials;
+    assert.deepEqual(entries.map((c) => `${c.version}:${c.state}`), ["1:Revoked", "2:Active"]);
+    assert.equal(entries[0]!.passwordSha256, digest);
+    assert.equal(refused.status?.activeVersions, "2");
+    assert.equal(condition(refused, "CredentialsIssued")?.reason, "VersionRevoked");
+    assert.equal(refused.status?.credentials?.find((c) => c.version === 1)?.state, "Revoked");
+    assert.equal(condition(refused, "Stalled")?.reason, "VersionRevoked", "GitOps tools show the refused sync");
+    assert.match(condition(refused, "CredentialsIssued")!.message, /version 1 was revoked.*add version 3/);
+    // Recorded twice: in status, and on the Secret (which a backup keeps with it).
+    assert.ok(refused.status?.revokedVersions?.includes(1));
+    assert.ok((await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" })).metadata?.annotations?.["smtpconnector.dev/revoked-at"]);
+    await eventually("a Warning Event", async () => {
+      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,type=Warning", "-o", "jsonpath={.items[*].reason}"]);
+      return e.stdout.includes("VersionRevoked") ? true : undefined;
+    });
+    const revokedEvents = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,reason=CredentialRevoked", "-o", "jsonpath={.items[*].message}"]);
+    assert.equal(revokedEvents.stdout.match(/inbound credential version 1 is revoked/g)?.length, 1, "the revocation is announced once, not again on the refused re-addition");
+
+    // Its Secret deleted as well: the record in status still refuses it, and no new password is issued for version 1.
+    await applyManifests(domainManifest(namespace, [{ version: 2 }]));
+    await eventually("version 1 gone again", async () => ((await relayConfigOf(namespace)).domains[0]!.credentials.some((c) => c.version === 1) ? undefined : true));
+    await core.deleteNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
+    await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
+    await eventually("refused again", async () => {
+      const d = await getDomain(namespace);
+      return condition(d, "CredentialsIssued")?.reason === "VersionRevoked" && d.metadata.generation === d.status?.observedGeneration ? d : undefined;
+    });
+    await controller.queue.idle();
+    assert.equal((await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }).catch(() => undefined)), undefined, "version 1 is never reissued");
+    assert.deepEqual((await relayConfigOf(namespace)).domains[0]!.credentials.map((c) => `${c.version}:${c.state}`), ["2:Active"]);
+  });
+
+  test("a credential Secret edited by hand is reported, never adopted: the relay keeps accepting only the issued password", async (t) => {
+    const namespace = await setup(t);
+    await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
+    await eventually("versions 1 and 2 active", async () => ((await getDomain(namespace)).status?.activeVersions === "1,2" ? true : undefined));
+    const issued = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
+    const username = secretText(issued, "username");
+    const password = secretText(issued, "password");
+    const digestOf = async () => (await relayConfigOf(namespace)).domains[0]!.credentials.find((c) => c.version === 1)?.passwordSha256;
+    assert.equal(await digestOf(), passwordDigest(password));
+    const reportedModified = () =>
+      eventually("CredentialsIssued=False SecretModified", async () => {
+        const d = await getDomain(namespace);
+        return condition(d, "CredentialsIssued")?.reason === "SecretModified" ? d : undefined;
+      });
+    const replace = (data: Record<string, string>) =>
+      core.patchNamespacedSecret({ namespace, name: "example-com-inbound-v1", body: [{ op: "replace", path: "/data", value: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])) }] });
+    const snippets = Object.fromEntries(Object.keys(issued.data!).filter((k) => k !== "username" && k !== "password").map((k) => [k, secretText(issued, k)]));
+
+    // A changed password: not adopted.
+    await replace({ ...snippets, username, password: "chosen-by-hand" });
+    const edited = await reportedModified();
+    assert.match(condition(edited, "CredentialsIssued")!.message, /example-com-inbound-v1 \(credentials version 1\) was edited by hand; the relay still accepts only the password issued/);
+    assert.equal(condition(edited, "Stalled")?.reason, "SecretModified");
+    assert.notEqual(condition(edited, "Ready")?.reason, "SecretModified", "version 2 serves on: Ready is not held back by it");
+    await controller.queue.idle();
+    assert.equal(await digestOf(), passwordDigest(password), "the relay's digest stays the issued one");
+    assert.equal(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), "password"), "chosen-by-hand", "and the operator does not write over it");
+    await eventually("a Warning Event", async () => {
+      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,type=Warning", "-o", "jsonpath={.items[*].reason}"]);
+      return e.stdout.includes("SecretModified") ? true : undefined;
+    });
+
+    // A removed password: no other password is issued for the version.
+    await replace({ ...snippets, username });
+    await eventually("the message says what happened", async () => (/lost its username or password/.test(condition(await getDomain(namespace), "CredentialsIssued")?.message ?? "") ? true : undefined));
+    await controller.queue.idle();
+    const after = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
+    assert.equal(after.data?.password, undefined, "nothing issued into it");
+    assert.equal(await digestOf(), passwordDigest(password));
+    const issuedEvents = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,reason=CredentialIssued", "-o", "jsonpath={.items[*].message}"]);
+    assert.equal(issuedEvents.stdout.match(/version 1 issued/g)?.length, 1, "version 1 was issued once");
+
+    // Put back as issued: reported no more.
+    await replace({ ...snippets, username, password });
+    await eventually("CredentialsIssued=True again", async () => (condition(await getDomain(namespace), "CredentialsIssued")?.status === "True" ? true : undefined));
+
+    // A revoked version's Secret may be cleaned up: nothing to report.
+    await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }, { version: 2 }]));
+    await eventually("version 1 revoked", async () => ((await getDomain(namespace)).status?.activeVersions === "2" ? true : undefined));
+    await core.deleteNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
+    // A reconcile reads the Secrets from the API: run one now, after the deletion.
+    controller.queue.add(`domain/${namespace}/example-com`);
+    await controller.queue.idle();
+    assert.equal(condition(await getDomain(namespace), "CredentialsIssued")?.status, "True");
+  });
+
+  test("a domain whose every version is revoked is not Ready, with a reason of its own; its addresses follow", async (t) => {
+    const namespace = await setup(t);
+    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "support@example.com", password: "x" } } });
+    await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }]));
+    await applyManifests(address(namespace, "support", "support@example.com"));
+    const domain = await eventually("Ready=False NoActiveCredential", async () => {
+      const d = await getDomain(namespace);
+      return condition(d, "Ready")?.reason === "NoActiveCredential" ? d : undefined;
+    });
+    assert.equal(condition(domain, "CredentialsIssued")?.status, "False");
+    assert.equal(condition(domain, "CredentialsIssued")?.reason, "NoActiveCredential");
+    assert.equal(domain.status?.activeVersions, "");
+    const addressReady = await eventually("the address's DomainReady=False", async () => {
+      const a = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as { status?: { conditions?: { type: string; status: string; message: string }[] } };
+      const c = a.status?.conditions?.find((x) => x.type === "DomainReady");
+      return c?.status === "False" ? c : undefined;
+    });
+    assert.match(addressReady.message, /revoked/);
+  });
+
   test("drift is repaired: a deleted Secret, an edited Deployment, a deleted NetworkPolicy and PodDisruptionBudget come back", async (t) => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace));
     await eventually("the relay config", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
+    await eventually("the first reconcile's status", async () => ((await getDomain(namespace)).status?.relay ? true : undefined));
+    await controller.queue.idle();
     await core.deleteNamespacedSecret({ namespace, name: "example-com-relay-config" });
     await eventually("the relay config to come back", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
     await kubectl(["scale", "deployment/example-com-relay", "-n", namespace, "--replicas=5"]);
@@ -207,6 +335,15 @@ describe("SmtpDomain reconciler", () => {
       assert.equal((await kubectl(["delete", kind, "example-com-relay", "-n", namespace])).code, 0);
       await eventually(`the ${kind} to come back`, async () => ((await kubectl(["get", kind, "example-com-relay", "-n", namespace])).code === 0 ? true : undefined), 15_000);
     }
+    // Each repair is said on the domain.
+    const repairs = await eventually("DriftRepaired Events", async () => {
+      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,reason=DriftRepaired", "-o", "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}"]);
+      return e.stdout.split("\n").filter(Boolean).length >= 4 ? e.stdout : undefined;
+    });
+    assert.match(repairs, /Secret example-com-relay-config was deleted: restored/);
+    assert.match(repairs, /Deployment example-com-relay differed from what the operator renders/);
+    assert.match(repairs, /NetworkPolicy example-com-relay was deleted/);
+    assert.match(repairs, /PodDisruptionBudget example-com-relay was deleted/);
   });
 
   test("DKIM: generated keys, their records in status, and the relay signs only with a confirmed key", async (t) => {
@@ -283,7 +420,17 @@ describe("SmtpDomain reconciler", () => {
       seen.push(secretText(object, "relay.yaml"));
     }, () => undefined);
     t.after(() => watch.abort());
+    // The finalizer's work is visible while it runs.
+    const reasons: string[] = [];
+    const domainWatch = await new k8s.Watch(config).watch(`/apis/smtpconnector.dev/v1alpha1/namespaces/${namespace}/smtpdomains`, {}, (_type, d: SmtpDomain) => {
+      const ready = condition(d, "Ready");
+      if (ready) reasons.push(ready.reason);
+    }, () => undefined);
+    t.after(() => domainWatch.abort());
     await kubectl(["delete", "smtpdomain", "example-com", "-n", namespace, "--wait=false"]);
+    await eventually("Ready=False Disconnecting while the finalizer works", () => (reasons.includes("Disconnecting") ? true : undefined));
+    const disconnecting = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,reason=Disconnecting", "-o", "jsonpath={.items[*].message}"]);
+    assert.match(disconnecting.stdout, /being deleted: every credential version is revoked/);
     await eventually("a relay config with every version revoked", () => (seen.some((c) => c.includes("state: Revoked") && !c.includes("state: Active")) ? true : undefined));
     await eventually(
       "the owned objects to be garbage-collected",
@@ -295,6 +442,27 @@ describe("SmtpDomain reconciler", () => {
       90_000,
     );
     await core.readNamespacedSecret({ namespace, name: "relay-tls" });
+  });
+
+  test("a domain deleted while the operator is down waits for it, then is disconnected in order", async (t) => {
+    const namespace = await setup(t);
+    await applyManifests(domainManifest(namespace));
+    await eventually("the relay config", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
+    await eventually("the finalizer", async () => ((await getDomain(namespace)).metadata.finalizers?.includes("smtpconnector.dev/disconnect") ? true : undefined));
+    await controller.queue.idle();
+    await controller.stop();
+    try {
+      await kubectl(["delete", "smtpdomain", "example-com", "-n", namespace, "--wait=false"]);
+      // Held by the finalizer: nothing is garbage-collected before its credentials are revoked.
+      const held = await getDomain(namespace);
+      assert.ok(held.metadata.deletionTimestamp);
+      const config = secretText(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml");
+      assert.match(config, /state: Active/, "the relay config is untouched while nobody can revoke");
+    } finally {
+      controller = await startTestController();
+    }
+    await eventually("the domain gone once the operator is back", async () => ((await getDomain(namespace).catch(() => undefined)) ? undefined : true), 30_000);
+    await eventually("its objects collected", async () => ((await core.listNamespacedSecret({ namespace })).items.some((s) => s.metadata?.name?.startsWith("example-com-")) ? undefined : true), 90_000);
   });
 
   test("failed API requests are counted by status for the metrics", async (t) => {

@@ -65,6 +65,11 @@ describe("Helm chart", () => {
     assert.ok(discarded.every((c) => c.metadata.annotations?.["helm.sh/resource-policy"] === undefined));
     const args = operatorContainer(await template("operator.systemDomains={helpdesk.example,mail.helpdesk.example}", "operator.verification.smtp=mta.helpdesk.svc:25", "operator.dnsResolver=10.96.0.10")).args;
     for (const arg of ["--system-domains=helpdesk.example,mail.helpdesk.example", "--verification-smtp=mta.helpdesk.svc:25", "--dns-resolver=10.96.0.10"]) assert.ok(args.includes(arg), arg);
+    // The account limits: the seed's figures by default, configurable per installation.
+    for (const arg of ["--max-domains-per-namespace=4", "--max-addresses-per-domain=50", "--max-addresses-per-namespace=200"]) assert.ok(container.args.includes(arg), arg);
+    const limited = operatorContainer(await template("operator.limits.domainsPerNamespace=10", "operator.limits.addressesPerDomain=500", "operator.limits.addressesPerNamespace=2000")).args;
+    for (const arg of ["--max-domains-per-namespace=10", "--max-addresses-per-domain=500", "--max-addresses-per-namespace=2000"]) assert.ok(limited.includes(arg), arg);
+    assert.notEqual((await helm(["template", "smtpc", chart, "--set", "operator.limits.addressesPerDomain=0"])).code, 0, "the values schema refuses a limit below 1");
 
     // Monitoring: every metric an alert uses is one the operator or the relay exports.
     const monitored = await template("metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true");
@@ -119,7 +124,11 @@ describe("Helm install, end to end", () => {
     const installed = await helm(["install", release, chart, "--namespace", namespace, "--create-namespace", "--take-ownership", "--set", `metrics.port=${metricsPort}`, "--set", "operator.relayHostSuffix=relay.test"]);
     assert.equal(installed.code, 0, installed.stderr);
     const deployment = await apps.readNamespacedDeployment({ namespace, name: `${release}-operator` });
-    const kubeconfig = await serviceAccountKubeconfig(namespace, "smtp-connector", `${tempDir("chart-sa")}/kubeconfig`);
+    // The chart's next steps name the Deployment and the CA's Secret.
+    assert.match(installed.stdout, new RegExp(`deployment/${release}-operator[\\s\\S]*the Secret ${namespace}/smtp-connector-ca`));
+    // The ServiceAccount is the release's own (two releases never share one).
+    assert.equal(deployment.spec?.template.spec?.serviceAccountName, release);
+    const kubeconfig = await serviceAccountKubeconfig(namespace, release, `${tempDir("chart-sa")}/kubeconfig`);
     operator = await runDeployment(core, deployment, apps, ["--kubeconfig", kubeconfig]);
     await eventually("the operator ready", async () => ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
 

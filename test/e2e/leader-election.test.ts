@@ -2,6 +2,8 @@
 // takes over within the lease duration; a clean stop hands the Lease back.
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer, Socket, type Server } from "node:net";
 import { after, describe, test } from "node:test";
 import { stringify } from "yaml";
 import { installCRDs } from "../support/crds.js";
@@ -11,25 +13,87 @@ import { operatorKubeconfig, operatorNamespace } from "../support/operator-rbac.
 
 interface Replica {
   child: ChildProcess;
+  /** The end of its log (warnings and errors), for failure messages. */
+  log(): string;
   port: number;
   metric(name: string): Promise<number>;
 }
 
-async function replica(kubeconfig: string): Promise<Replica> {
+/** An operator replica; `clockAheadSeconds` runs it under libfaketime with its wall clock that far ahead (its monotonic clock untouched). */
+async function replica(kubeconfig: string, { clockAheadSeconds = 0 } = {}): Promise<Replica> {
   const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", "operator/main.ts", "--kubeconfig", kubeconfig, "--metrics-port", String(port), "--leader-elect", "--leader-election-namespace", operatorNamespace, "--lease-duration-seconds", "4"],
-    { stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, LOG_LEVEL: "warn" } },
-  );
+  const args = ["--import", "tsx", "operator/main.ts", "--kubeconfig", kubeconfig, "--metrics-port", String(port), "--leader-elect", "--leader-election-namespace", operatorNamespace, "--lease-duration-seconds", "4"];
+  // libfaketime preloaded into node itself (not the faketime wrapper, which would stand between the test and the replica's signals).
+  const skew = clockAheadSeconds ? { LD_PRELOAD: fakeTimeLibrary(), FAKETIME: `+${clockAheadSeconds}s`, FAKETIME_DONT_FAKE_MONOTONIC: "1" } : {};
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, LOG_LEVEL: process.env.SMTPC_TEST_LOG ?? "warn", ...skew } });
+  let log = "";
+  child.stderr?.on("data", (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)));
   await eventually("the replica's metrics", async () => ((await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok ? true : undefined), 30_000);
   return {
     child,
+    log: () => log,
     port,
     metric: async (name) => {
-      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const response = await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined);
+      if (!response) return NaN;
+      const text = await response.text();
       const line = text.split("\n").find((l) => l.startsWith(`${name} `));
       return Number(line?.split(" ")[1] ?? NaN);
+    },
+  };
+}
+
+/** Debian's libfaketime (installed by hack/setup.sh). */
+function fakeTimeLibrary(): string {
+  const library = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+  assert.ok(existsSync(library), `${library} is missing: apt-get install faketime`);
+  return library;
+}
+
+const holder = async () => {
+  const lease = await kubectl(["get", "lease", "smtp-connector-operator", "-n", operatorNamespace, "-o", "jsonpath={.spec.holderIdentity}"]);
+  return lease.code === 0 ? lease.stdout : "";
+};
+
+/**
+ * A TCP proxy in front of the API server that can hang: from `hang()` on it
+ * accepts and holds every connection but forwards nothing either way, as a
+ * partitioned or overloaded API server looks to a client.
+ */
+async function hangableProxy(kubeconfig: string): Promise<{ kubeconfig: string; hang(): void; close(): void }> {
+  const text = readFileSync(kubeconfig, "utf8");
+  const match = /server: https:\/\/127\.0\.0\.1:(\d+)/.exec(text);
+  assert.ok(match, "the kubeconfig names the API server on 127.0.0.1");
+  const upstream = Number(match[1]);
+  let hung = false;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    sockets.add(client);
+    client.on("close", () => sockets.delete(client));
+    client.on("error", () => undefined);
+    if (hung) return client.pause();
+    const api = new Socket().connect(upstream, "127.0.0.1");
+    sockets.add(api);
+    api.on("error", () => client.destroy());
+    client.pipe(api);
+    api.pipe(client);
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  const file = `${kubeconfig}.proxied`;
+  writeFileSync(file, text.replace(match[0], `server: https://127.0.0.1:${port}`));
+  return {
+    kubeconfig: file,
+    hang: () => {
+      hung = true;
+      for (const socket of sockets) {
+        socket.unpipe();
+        socket.pause();
+      }
+    },
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
     },
   };
 }
@@ -51,10 +115,6 @@ describe("leader election", () => {
     await installCRDs();
     const { core } = await connect();
     const kubeconfig = await operatorKubeconfig();
-    const holder = async () => {
-      const lease = await kubectl(["get", "lease", "smtp-connector-operator", "-n", operatorNamespace, "-o", "jsonpath={.spec.holderIdentity}"]);
-      return lease.code === 0 ? lease.stdout : "";
-    };
     const first = await replica(kubeconfig);
     replicas.push(first);
     await eventually("the first replica to lead", async () => ((await holder()).endsWith(`-${first.child.pid}`) ? true : undefined), 20_000);
@@ -81,5 +141,46 @@ describe("leader election", () => {
     second.child.kill("SIGTERM");
     assert.equal(await exited, 0);
     assert.equal(await holder(), "", "a clean stop hands the Lease back");
+  });
+
+  test("a standby whose wall clock runs 20 s ahead never takes the lease from a live leader", async (t) => {
+    const kubeconfig = await operatorKubeconfig();
+    const leader = await replica(kubeconfig);
+    t.after(() => stopChild(leader.child));
+    await eventually("the first replica to lead", async () => ((await holder()).endsWith(`-${leader.child.pid}`) ? true : undefined), 30_000);
+    const ahead = await replica(kubeconfig, { clockAheadSeconds: 20 });
+    t.after(() => stopChild(ahead.child));
+    // Three lease durations: the standby sees the holder's renewTime 20 s in its past the whole time.
+    for (const end = Date.now() + 12_000; Date.now() < end; ) {
+      assert.ok((await holder()).endsWith(`-${leader.child.pid}`), "the standby took the lease");
+      assert.equal(await ahead.metric("smtpc_operator_leader"), 0, "the standby leads");
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  });
+
+  test("a leader whose API server hangs stops leading before the standby takes over", async (t) => {
+    const proxy = await hangableProxy(await operatorKubeconfig());
+    t.after(() => proxy.close());
+    const leader = await replica(proxy.kubeconfig);
+    t.after(() => stopChild(leader.child));
+    await eventually("the proxied replica to lead", async () => ((await holder()).endsWith(`-${leader.child.pid}`) ? true : undefined), 30_000).catch((error: Error) => {
+      throw new Error(`${error.message}; its log: ${leader.log()}`);
+    });
+    const standby = await replica(await operatorKubeconfig());
+    t.after(() => stopChild(standby.child));
+    proxy.hang();
+    // Sample both until the standby leads: at no sample may both say they lead.
+    let both = 0;
+    await eventually(
+      "the standby to take over",
+      async () => {
+        const [next, old] = [await standby.metric("smtpc_operator_leader"), await leader.metric("smtpc_operator_leader")];
+        if (old === 1 && next === 1) both++;
+        return next === 1 ? true : undefined;
+      },
+      60_000,
+    );
+    assert.equal(both, 0, "samples with two leaders at once");
+    assert.ok(leader.child.exitCode !== null || (await leader.metric("smtpc_operator_leader")) !== 1, "the cut-off leader still leads");
   });
 });

@@ -130,6 +130,35 @@ describe("verification, end to end", () => {
       return condition(a, "Ready")?.status === "True" && a.status?.lastHandledVerifyRequest === "2026-11-25T17:00:00Z" ? true : undefined;
     }, 60_000);
 
+    // A rotation under steady traffic: version 2 is added while the helpdesk keeps sending as the address.
+    // The address stays Ready while it is verified again beside version 1, so no notification is refused.
+    // The relay learns of the fixed address through its config: from its first accepted notification on.
+    await eventually("the helpdesk sending again", async () => ((await submit("after the fix")).code === 0 ? true : undefined), 20_000);
+    let sending = true;
+    const replies: number[] = [];
+    const refusals: string[] = [];
+    const traffic = (async () => {
+      for (let i = 0; sending; i++) {
+        const result = await submit(`rotation ${i}`);
+        replies.push(result.code);
+        if (result.code !== 0) refusals.push(result.output.split("\n").filter((l) => /^<~?\*? *[45]\d\d/.test(l)).join(" | "));
+      }
+    })();
+    await eventually("traffic flowing", () => (replies.length >= 3 ? true : undefined), 20_000);
+    await applyManifests(domain([{ version: 1 }, { version: 2 }]));
+    await eventually("verified again with versions 1,2 active", async () => {
+      const a = await address();
+      return a.status?.verifications?.every((v) => v.result === "Succeeded" && v.basis?.endsWith("inbound=1,2")) ? true : undefined;
+    }, 90_000);
+    const during = replies.length;
+    await eventually("a few more after it", () => (replies.length >= during + 3 ? true : undefined), 20_000);
+    sending = false;
+    await traffic;
+    const story = (await kubectl(["get", "events", "-n", namespace, "--sort-by=.lastTimestamp", "-o", "custom-columns=T:.lastTimestamp,OBJ:.involvedObject.name,REASON:.reason,MSG:.message"])).stdout;
+    assert.deepEqual(refusals, [], `refused during the rotation: ${refusals.length} of ${replies.length}\n${story}`);
+    assert.equal(condition(await address(), "Ready")?.status, "True");
+    t.diagnostic(`rotation under traffic: ${replies.length} notifications submitted, none refused`);
+
     // The customer's server keeps using version 1 after it was revoked: inbound verification says so.
     await applyManifests(domain([{ version: 1, state: "Revoked" }, { version: 2 }]));
     await kubectl(["annotate", "supportaddress", "support", "-n", namespace, "smtpconnector.dev/verify-requested-at=2026-11-25T17:05:00Z", "--overwrite"]);

@@ -48,8 +48,10 @@ const helpdeskHeaders = [
   "Content-Type: text/plain; charset=utf-8",
 ];
 
-function message(subjectTag: string, body = "Hello,\r\n\r\nyour ticket was updated.\r\n"): string {
-  return [...helpdeskHeaders.map((h) => (h.startsWith("Subject:") ? `${h} ${subjectTag}` : h)), "", body].join("\r\n");
+/** The helpdesk writes the From: its envelope names (the relay refuses any other). */
+function message(subjectTag: string, body = "Hello,\r\n\r\nyour ticket was updated.\r\n", from = "support@example.com"): string {
+  const header = (h: string) => (h.startsWith("Subject:") ? `${h} ${subjectTag}` : h.startsWith("From:") ? h.replace("support@example.com", from) : h);
+  return [...helpdeskHeaders.map(header), "", body].join("\r\n");
 }
 
 interface Submitted {
@@ -168,7 +170,7 @@ describe("outbound through the customer's Postfix", () => {
   });
 
   const send = (tag: string, from = "support@example.com", extra: Partial<Parameters<typeof submit>[1]> = {}) =>
-    submit(h.submissionPort!, { from, to: "customer@elsewhere.test", body: message(tag), ...extra });
+    submit(h.submissionPort!, { from, to: "customer@elsewhere.test", body: message(tag, undefined, from || "support@example.com"), ...extra });
   /** The operator's own client: HTTPS pinned to the relay's certificate. */
   const control = (path: string, body?: string, token = controlToken) =>
     controlRequest(`https://127.0.0.1:${h.controlPort}${path}`, {
@@ -219,12 +221,11 @@ describe("outbound through the customer's Postfix", () => {
     assert.doesNotMatch(postfix.log(), /not owned by user/);
   });
 
-  test("sender rules: system domain, another domain, not Ready, null and malformed senders get a clear 5xx", async () => {
+  test("sender rules: system domain, another domain, no support address, null and malformed senders get a clear 5xx", async () => {
     const cases: [string, RegExp][] = [
       ["noreply@helpdesk.test", /^550 5\.7\.1 noreply@helpdesk\.test is in the helpdesk's own domain helpdesk\.test/],
       ["support@other.test", /^550 5\.7\.1 support@other\.test is outside example\.com/],
-      ["sales@example.com", /^550 5\.7\.1 sales@example\.com is not a Ready support address of example\.com/],
-      ["news@example.com", /^550 5\.7\.1 news@example\.com is not a Ready support address of example\.com/],
+      ["sales@example.com", /^550 5\.7\.1 sales@example\.com is not a support address of example\.com/],
       ["", /^550 5\.7\.1 A null sender/],
       ["support%evil.test@example.com", /^553 5\.1\.7 Sender address not accepted \(RoutingCharacter\)/],
     ];
@@ -329,7 +330,7 @@ describe("outbound through the customer's Postfix", () => {
 
     const notReady = await post({ ...body, from: "sales@example.com" });
     assert.equal(notReady.status, 422);
-    assert.equal(((await notReady.json()) as { result: string }).result, "SenderNotReady");
+    assert.equal(((await notReady.json()) as { result: string }).result, "SenderNotSupportAddress");
 
     h.update((config) => {
       config.domains[0]!.outbound!.senders[1]!.server.port = closedPort;

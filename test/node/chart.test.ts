@@ -91,7 +91,7 @@ describe("on a real node: the chart from the built image, the examples' relay po
       text(await json<k8s.V1Secret>(["get", "secret", "example-com-relay-config", "-n", namespace]) as { data?: Record<string, string> }, "relay.yaml").includes(`port: ${helpdesk!.port}`) ? true : undefined, 60_000);
     const credentials = await json<{ data?: Record<string, string> }>(["get", "secret", "example-com-inbound-v1", "-n", namespace]);
     // The customer's Postfix connects to the relay Service's 587 (its cluster IP: no load balancer here); kube-proxy
-    // maps it onto a relay pod's unprivileged listener (ADR 0010).
+    // maps it onto a relay pod's unprivileged listener (ADR 0011).
     const service = await json<{ spec: { clusterIP: string; ports: { port: number; targetPort: string }[] } }>(["get", "service", "example-com-relay", "-n", namespace]);
     assert.deepEqual(service.spec.ports.map((p) => [p.port, p.targetPort]), [[587, "submission"], [465, "submissions"]]);
     customer = await startSubmissionServer({

@@ -104,11 +104,18 @@ export class RawSmtp {
     this.attach(socket);
   }
 
-  /** With `ca`, the implicit-TLS handshake verifies the relay's certificate against it for `servername`. */
-  static async connect(port: number, { implicitTls = false, ca, servername }: { implicitTls?: boolean; ca?: string; servername?: string } = {}): Promise<RawSmtp> {
+  /**
+   * With `ca`, the implicit-TLS handshake verifies the relay's certificate against it for `servername`.
+   * `localAddress` picks the client's source (every 127.0.0.0/8 address is on lo): another client, as the relay sees it.
+   */
+  static async connect(
+    port: number,
+    { implicitTls = false, ca, servername, localAddress }: { implicitTls?: boolean; ca?: string; servername?: string; localAddress?: string } = {},
+  ): Promise<RawSmtp> {
+    const from = localAddress ? { localAddress } : {};
     const socket = implicitTls
-      ? tlsConnect({ port, host: "127.0.0.1", ...(ca ? { ca, rejectUnauthorized: true } : { rejectUnauthorized: false }), ...(servername ? { servername } : {}) })
-      : new Socket().connect(port, "127.0.0.1");
+      ? tlsConnect({ port, host: "127.0.0.1", ...from, ...(ca ? { ca, rejectUnauthorized: true } : { rejectUnauthorized: false }), ...(servername ? { servername } : {}) })
+      : new Socket().connect({ port, host: "127.0.0.1", ...from });
     await new Promise<void>((resolve, reject) => {
       socket.once(implicitTls ? "secureConnect" : "connect", () => resolve());
       socket.once("error", reject);

@@ -46,6 +46,12 @@ describe("judgeDomains", () => {
     assert.deepEqual(ds.map((d) => verdicts.get(`ns/${d.metadata.name}`)!.served), [true, true, true, true, false]);
     assert.equal((verdicts.get("ns/d4") as { reason: string }).reason, "LimitExceeded");
   });
+  test("a system domain (or one under it) is never served, and takes no slot", () => {
+    const ds = ["helpdesk.example.net", "eu.Helpdesk.example.net", "a.com", "b.com", "c.com", "d.com"].map((d, i) => domain("ns", `d${i}`, d));
+    const verdicts = judgeDomains(ds, defaultLimits, ["helpdesk.example.net"]);
+    assert.deepEqual(ds.map((d) => { const v = verdicts.get(`ns/${d.metadata.name}`)!; return v.served ? "served" : v.reason; }), ["SystemDomain", "SystemDomain", "served", "served", "served", "served"]);
+    assert.equal(judgeDomains([domain("ns", "x", "nothelpdesk.example.net")], defaultLimits, ["helpdesk.example.net"]).get("ns/x")!.served, true);
+  });
 });
 
 describe("judgeAddresses", () => {

@@ -18,7 +18,7 @@ const domain = (credentials: NonNullable<SmtpDomain["spec"]["inbound"]["credenti
 });
 const issued = (version: number, createdAt: string): [number, IssuedCredential] => [
   version,
-  { version, secretName: `s${version}`, username: `u${version}`, password: "p", createdAt, userSupplied: false },
+  { version, secretName: `s${version}`, username: `u${version}`, passwordSha256: "0".repeat(64), createdAt, userSupplied: false },
 ];
 
 describe("planCredentials", () => {
@@ -36,6 +36,19 @@ describe("planCredentials", () => {
   test("revoked is revoked at once, whatever the grace period", () => {
     const plan = planCredentials(domain([{ version: 1, state: "Revoked" }, { version: 2 }], "168h"), new Map([issued(2, "2026-11-20T00:00:00Z")]), new Date());
     assert.deepEqual(plan.map((p) => p.state), ["Revoked", "Active"]);
+  });
+  test("a version revoked or expired before stays out, whatever the spec says now", () => {
+    const map = new Map([issued(1, "2026-11-01T00:00:00Z"), issued(2, "2026-11-20T00:00:00Z")]);
+    // Re-added as Active after its entry was removed: refused, and flagged.
+    const plan = planCredentials(domain([{ version: 1 }, { version: 2 }], "168h"), map, new Date("2026-11-21T00:00:00Z"), new Set([1]));
+    assert.deepEqual(plan.map((p) => [p.version, p.state, p.reactivationRefused]), [[1, "Revoked", true], [2, "Active", undefined]]);
+    // Expired once, then the newer version removed: the old one does not come back.
+    assert.deepEqual(planCredentials(domain([{ version: 1 }]), map, new Date(), new Set([1])).map((p) => p.state), ["Revoked"]);
+    // A refused re-addition of a newer number does not start anyone's grace period.
+    const newer = planCredentials(domain([{ version: 2 }, { version: 3 }], "168h"), new Map([...map, issued(3, "2026-11-02T00:00:00Z")]), new Date("2026-11-21T00:00:00Z"), new Set([3]));
+    assert.deepEqual(newer.map((p) => [p.version, p.state, p.expiresAt]), [[2, "Active", undefined], [3, "Revoked", undefined]]);
+    // Declared Revoked is simply revoked, not a refusal.
+    assert.equal(planCredentials(domain([{ version: 1, state: "Revoked" }, { version: 2 }]), map, new Date(), new Set([1]))[0]!.reactivationRefused, undefined);
   });
   test("a user-supplied Secret is used by name", () => {
     assert.equal(planCredentials(domain([{ version: 3, secretRef: { name: "mine" } }]), new Map(), new Date())[0]!.secretName, "mine");

@@ -27,7 +27,7 @@ describe("outbound sender routing", () => {
   const cases: [string, string, string][] = [
     ["support@example.com", "example.com", "SupportAddress"],
     ["Support@Example.COM", "example.com", "SupportAddress"],
-    ["billing@example.com", "example.com", "SenderNotReady"],
+    ["billing@example.com", "example.com", "SenderNotSupportAddress"],
     ["noreply@helpdesk.example.net", "example.com", "SystemDomainSender"],
     ["support@example.org", "example.com", "SenderOutsideDomain"],
     ["", "example.com", "NullSender"],

@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import { dotStuffed } from "../../relay/forward/smtp-client.js";
 import { parseMailbox } from "../../relay/inbound/address.js";
 import { CredentialStore } from "../../relay/inbound/credentials.js";
-import { AuthThrottle, failureDelayMs } from "../../relay/inbound/throttle.js";
+import { AuthThrottle, failureDelayMs, sourceOf } from "../../relay/inbound/throttle.js";
 import type { DomainEntry } from "../../relay/config/schema.js";
 
 const digest = (p: string) => createHash("sha256").update(p).digest("hex");
@@ -44,24 +44,40 @@ describe("CredentialStore", () => {
 });
 
 describe("AuthThrottle", () => {
-  test("locks an IP and a username out after the threshold, for the lockout period", () => {
+  test("locks a source out after the threshold, whatever the usernames, for the lockout period", () => {
     let now = 0;
     const throttle = new AuthThrottle({ threshold: 3, windowMs: 1000, lockoutMs: 5000 }, () => now);
     throttle.recordFailure("10.0.0.1", "alice");
     throttle.recordFailure("10.0.0.1", "bob");
     assert.equal(throttle.isLocked("10.0.0.1"), false);
-    throttle.recordFailure("10.0.0.1", "carol");
+    assert.deepEqual(throttle.recordFailure("10.0.0.1", "carol"), [{ scope: "Source", source: "10.0.0.1", until: 5000 }]);
     assert.equal(throttle.isLocked("10.0.0.1"), true, "the IP is locked out");
     assert.equal(throttle.isLocked("10.0.0.2", "alice"), false);
     now = 5001;
     assert.equal(throttle.isLocked("10.0.0.1"), false, "the lockout ends");
   });
-  test("a username is locked out across source IPs", () => {
-    const throttle = new AuthThrottle({ threshold: 2, windowMs: 1000, lockoutMs: 5000 }, () => 0);
+  test("a username is never locked out across sources: only from the source that failed it", () => {
+    const throttle = new AuthThrottle({ threshold: 10, usernameThreshold: 2, windowMs: 1000, lockoutMs: 5000 }, () => 0);
     throttle.recordFailure("10.0.0.1", "alice");
     throttle.recordFailure("10.0.0.2", "alice");
-    assert.equal(throttle.isLocked("10.0.0.3", "alice"), true);
-    assert.equal(throttle.isLocked("10.0.0.3", "bob"), false);
+    assert.equal(throttle.isLocked("10.0.0.3", "alice"), false, "failures from elsewhere never lock the real client out");
+    throttle.recordFailure("10.0.0.1", "alice");
+    assert.equal(throttle.isLocked("10.0.0.1", "alice"), true);
+    assert.equal(throttle.isLocked("10.0.0.1", "bob"), false);
+    assert.equal(throttle.isLocked("10.0.0.2", "alice"), false);
+  });
+  test("IPv6 sources count per /64, IPv4-mapped ones as IPv4", () => {
+    assert.equal(sourceOf("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+    assert.equal(sourceOf("2001:db8:1:2:bbbb:cccc:dddd:eeee"), "2001:db8:1:2::/64");
+    assert.equal(sourceOf("2001:db8::1"), "2001:db8:0:0::/64");
+    assert.equal(sourceOf("::1"), "0:0:0:0::/64");
+    assert.equal(sourceOf("::ffff:192.0.2.7"), "192.0.2.7");
+    assert.equal(sourceOf("192.0.2.7"), "192.0.2.7");
+    const throttle = new AuthThrottle({ threshold: 2, windowMs: 1000, lockoutMs: 5000 }, () => 0);
+    throttle.recordFailure("2001:db8:1:2::1");
+    throttle.recordFailure("2001:db8:1:2::2");
+    assert.equal(throttle.isLocked("2001:db8:1:2::ffff"), true);
+    assert.equal(throttle.isLocked("2001:db8:1:3::1"), false);
   });
   test("failures outside the window do not count", () => {
     let now = 0;

@@ -69,6 +69,25 @@ describe("verification decisions", () => {
     assert.equal(verifiedCondition("InboundVerified", timedOut).status, "False");
   });
 
+  test("a rotation that adds a version keeps the proof; revoking the version it came back with does not", () => {
+    const proof = attempt({ result: "Succeeded", reason: "Verified", completedAt: ago(hour), basis: "generation=1;credentials=7;inbound=1", credentialVersion: 1 });
+    assert.equal(previouslyVerifiedAt(proof, "generation=1;credentials=7;inbound=1,2"), ago(hour), "version 2 added beside 1");
+    assert.equal(previouslyVerifiedAt(proof, "generation=1;credentials=7;inbound=2"), undefined, "version 1 revoked: prove it again");
+    assert.equal(previouslyVerifiedAt(proof, "generation=2;credentials=7;inbound=1,2"), undefined, "an edited spec proves nothing old");
+    assert.equal(previouslyVerifiedAt(proof, "generation=1;credentials=8;inbound=1,2"), undefined, "new outbound credentials neither");
+    // Carried through a repeat that is itself still pending.
+    const repeat = attempt({ basis: "generation=1;credentials=7;inbound=1,2", previouslyVerifiedAt: ago(hour), credentialVersion: 1 });
+    assert.equal(previouslyVerifiedAt(repeat, "generation=1;credentials=7;inbound=1,2,3"), ago(hour));
+    assert.equal(previouslyVerifiedAt(repeat, "generation=1;credentials=7;inbound=2,3"), undefined);
+    // Recorded before the version was: every version then Active must still be.
+    const legacy = attempt({ result: "Succeeded", reason: "Verified", completedAt: ago(hour), basis: "generation=1;credentials=7;inbound=1" });
+    assert.equal(previouslyVerifiedAt(legacy, "generation=1;credentials=7;inbound=1,2"), ago(hour));
+    assert.equal(previouslyVerifiedAt({ ...legacy, basis: "generation=1;credentials=7;inbound=1,2" }, "generation=1;credentials=7;inbound=2"), undefined);
+    // A success records the version it came back with.
+    const judged = judge(attempt({ basis: "generation=1;credentials=7;inbound=1,2" }), domain, { domain: "example.com", credentialVersion: 3, arrivedAt: now.toISOString() }, undefined, 600_000, now);
+    assert.equal(judged.credentialVersion, 3);
+  });
+
   test("verify() starts the periodic repeat with the previous success carried", async () => {
     const sent: string[] = [];
     const io: VerificationIO = {

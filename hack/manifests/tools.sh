@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds the independent manifest checkers (cached outside the repository by
+# version, each under hack/lib/cache.sh's lock) and prints their paths, one
+# "name=path" a line: kubeconform and kube-score from the Go module proxy,
+# checkov from PyPI in a venv of its own.
+set -euo pipefail
+# shellcheck source=../lib/cache.sh
+source "$(dirname "$0")/../lib/cache.sh"
+kubeconform_version=v0.8.0
+kube_score_version=v1.20.0
+checkov_version=3.3.30
+
+# go_tool NAME MODULE/PATH VERSION: the binary, built once.
+go_tool() {
+  local name=$1 package=$2 version=$3
+  local cache
+  cache=$(cache_root)/$name/$version
+  if [[ ! -x $cache/$name ]]; then
+    cache_lock "$cache"
+    if [[ ! -x $cache/$name ]]; then
+      command -v go >/dev/null || { echo "$name: Go is required to build it" >&2; exit 1; }
+      echo "$name: building $version into $cache" >&2
+      local partial
+      partial=$(mktemp -d "$cache.tmp.XXXXXX")
+      chmod 755 "$partial"
+      CGO_ENABLED=0 GOBIN="$partial" go install -trimpath -ldflags "-s -w" "$package@$version" >&2 || { rm -rf "$partial"; exit 1; }
+      rm -rf "$cache"
+      mv -T "$partial" "$cache"
+    fi
+  fi
+  touch "$cache"
+  echo "$name=$cache/$name"
+}
+
+checkov_tool() {
+  local cache
+  cache=$(cache_root)/checkov/$checkov_version
+  # .installed is written last: a venv whose pip install was cut short has none.
+  if [[ ! -e $cache/.installed ]]; then
+    cache_lock "$cache"
+    if [[ ! -e $cache/.installed ]]; then
+      echo "checkov: installing $checkov_version into a venv at $cache (a few minutes the first time)" >&2
+      # A venv's scripts name its absolute path, so it is built in place.
+      rm -rf "$cache"
+      python3 -m venv "$cache" >&2
+      "$cache/bin/pip" install --quiet --disable-pip-version-check "checkov==$checkov_version" >&2 || { rm -rf "$cache"; exit 1; }
+      touch "$cache/.installed"
+    fi
+  fi
+  touch "$cache"
+  echo "checkov=$cache/bin/checkov"
+}
+
+for tool in "${@:-kubeconform kube-score checkov}"; do
+  for t in $tool; do
+    case $t in
+      kubeconform) go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$kubeconform_version" ;;
+      kube-score) go_tool kube-score github.com/zegl/kube-score/cmd/kube-score "$kube_score_version" ;;
+      checkov) checkov_tool ;;
+      *) echo "unknown tool $t" >&2; exit 2 ;;
+    esac
+  done
+done

@@ -1,0 +1,182 @@
+// The operator's command line: every flag once, with its default, the
+// environment variable that sets it, and what it does. `--help` prints this
+// table, so the usage can never leave a flag out; the chart's values set the
+// same flags (charts/smtp-connector/templates/deployment.yaml).
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { defaultLimits, type Limits } from "./address/rules.js";
+import { defaultControlUrl } from "./address/verification-io.js";
+import { defaultCaSecret } from "./domain/certificate.js";
+import { parseDuration } from "./domain/credentials.js";
+
+interface Flag {
+  type: "string" | "boolean";
+  /** Shown in --help as the value's form. */
+  value?: string;
+  default?: string | boolean;
+  env?: string;
+  help: string;
+}
+
+const env = process.env;
+
+export const flags = {
+  kubeconfig: { type: "string", value: "FILE", help: "Kubeconfig to use outside a cluster; in a cluster the ServiceAccount is used." },
+  "metrics-port": { type: "string", value: "PORT", default: "8080", help: "Port of /healthz, /readyz and /metrics." },
+  "relay-image": { type: "string", value: "IMAGE", env: "SMTPC_RELAY_IMAGE", default: env.SMTPC_RELAY_IMAGE ?? "ghcr.io/smtp-connector/smtp-connector:0.1.0", help: "Image of the relay Deployments." },
+  "relay-host-suffix": {
+    type: "string",
+    value: "SUFFIX",
+    env: "SMTPC_RELAY_HOST_SUFFIX",
+    default: env.SMTPC_RELAY_HOST_SUFFIX ?? "relay.smtp-connector.local",
+    help: "Default relay host name: <SmtpDomain name>.<namespace>.<SUFFIX> (spec.relay.hostnames overrides it).",
+  },
+  "system-domains": {
+    type: "string",
+    value: "a.example,b.example",
+    env: "SMTPC_SYSTEM_DOMAINS",
+    default: env.SMTPC_SYSTEM_DOMAINS ?? "",
+    help: "The helpdesk's own mail domains: never connected (SmtpDomain: SystemDomain, SupportAddress: SystemAddress), never sent through a customer's server.",
+  },
+  "verification-sender": { type: "string", value: "ADDRESS", env: "SMTPC_VERIFICATION_SENDER", default: env.SMTPC_VERIFICATION_SENDER ?? "", help: "Sender of inbound verification emails (default verify@<first system domain>)." },
+  "verification-smtp": { type: "string", value: "HOST:PORT", env: "SMTPC_VERIFICATION_SMTP", default: env.SMTPC_VERIFICATION_SMTP ?? "", help: "An MTA that routes customers' domains to their servers, for inbound verification emails." },
+  "relay-control-url": {
+    type: "string",
+    value: "URL",
+    env: "SMTPC_RELAY_CONTROL_URL",
+    default: env.SMTPC_RELAY_CONTROL_URL ?? defaultControlUrl,
+    help: "URL template of a relay's control API ({name}, {namespace}); HTTPS only.",
+  },
+  "relay-control-endpoints": {
+    type: "string",
+    value: "pods|url",
+    env: "SMTPC_RELAY_CONTROL_ENDPOINTS",
+    default: env.SMTPC_RELAY_CONTROL_ENDPOINTS ?? "pods",
+    help: "pods: every ready relay pod (EndpointSlices), the URL only while none is known; url: the URL alone (an operator outside the cluster).",
+  },
+  "dns-resolver": { type: "string", value: "IP[:PORT]", env: "SMTPC_DNS_RESOLVER", default: env.SMTPC_DNS_RESOLVER ?? "", help: "DNS server for the DKIM record check; empty: records are confirmed by spec only." },
+  "ca-secret": {
+    type: "string",
+    value: "NAMESPACE/NAME",
+    env: "SMTPC_CA_SECRET",
+    default: env.SMTPC_CA_SECRET ?? `${env.POD_NAMESPACE ?? defaultCaSecret.namespace}/${defaultCaSecret.name}`,
+    help: "Where the installation's CA is kept (created on first use; the namespace must exist).",
+  },
+  "certificate-duration": { type: "string", value: "DURATION", default: "2160h", help: "Lifetime of operator-issued relay certificates." },
+  "certificate-renew-before": { type: "string", value: "DURATION", default: "720h", help: "How long before expiry an operator-issued relay certificate is renewed." },
+  "max-domains-per-namespace": {
+    type: "string",
+    value: "N",
+    env: "SMTPC_MAX_DOMAINS_PER_NAMESPACE",
+    default: env.SMTPC_MAX_DOMAINS_PER_NAMESPACE ?? String(defaultLimits.domainsPerNamespace),
+    help: "SmtpDomains served per account (namespace); the oldest win, the rest say LimitExceeded.",
+  },
+  "max-addresses-per-domain": {
+    type: "string",
+    value: "N",
+    env: "SMTPC_MAX_ADDRESSES_PER_DOMAIN",
+    default: env.SMTPC_MAX_ADDRESSES_PER_DOMAIN ?? String(defaultLimits.addressesPerDomain),
+    help: "SupportAddresses served per SmtpDomain.",
+  },
+  "max-addresses-per-namespace": {
+    type: "string",
+    value: "N",
+    env: "SMTPC_MAX_ADDRESSES_PER_NAMESPACE",
+    default: env.SMTPC_MAX_ADDRESSES_PER_NAMESPACE ?? String(defaultLimits.addressesPerNamespace),
+    help: "SupportAddresses served per account (namespace).",
+  },
+  "leader-elect": { type: "boolean", default: false, help: "Only the holder of the leader Lease reconciles (run two replicas for a standby)." },
+  "leader-election-namespace": { type: "string", value: "NAMESPACE", default: env.POD_NAMESPACE ?? "smtp-connector-system", help: "Namespace of the leader Lease; also the one namespace allowed to reach the relays' control API." },
+  "lease-duration-seconds": { type: "string", value: "SECONDS", default: "15", help: "Leader Lease duration, 2 to 300." },
+  help: { type: "boolean", default: false, help: "Print this help and exit." },
+} as const satisfies Record<string, Flag>;
+
+/** Every flag, one per line, with its default and environment variable. */
+export function helpText(): string {
+  const lines = Object.entries(flags).map(([name, flag]: [string, Flag]) => {
+    const head = `  --${name}${flag.value ? ` ${flag.value}` : ""}`;
+    const defaults = [
+      flag.type === "string" && flag.default !== undefined && flag.default !== "" ? `default ${String(flag.default)}` : undefined,
+      flag.env ? `env ${flag.env}` : undefined,
+    ].filter(Boolean);
+    return `${head}\n      ${flag.help}${defaults.length > 0 ? ` (${defaults.join("; ")})` : ""}`;
+  });
+  return ["usage: operator [flags]", "", "The smtp-connector operator. Flags:", ...lines, ""].join("\n");
+}
+
+export interface OperatorFlags {
+  help: boolean;
+  caSecret: { namespace: string; name: string };
+  certificates: { durationMs: number; renewBeforeMs: number };
+  dnsResolver: string;
+  verification: { sender: string; smtp?: { host: string; port: number }; controlUrl: string; perPod: boolean };
+  kubeconfig: string | undefined;
+  port: number;
+  relayImage: string;
+  relayHostSuffix: string;
+  systemDomains: string[];
+  limits: Limits;
+  leaderElect: boolean;
+  leaseNamespace: string;
+  leaseMs: number;
+}
+
+/** Parses and checks the command line; throws with a message naming the flag. */
+export function parseFlags(args: string[]): OperatorFlags {
+  const options: ParseArgsOptionsConfig = Object.fromEntries(
+    Object.entries(flags).map(([name, f]: [string, Flag]) => [name, f.type === "boolean" ? { type: "boolean" as const, default: f.default === true } : { type: "string" as const, ...(f.default !== undefined ? { default: String(f.default) } : {}) }]),
+  );
+  const { values: raw } = parseArgs({ args, options, strict: true, allowPositionals: false });
+  const values = raw as Record<string, string | boolean | undefined>;
+  const text = (name: keyof typeof flags) => String(values[name] ?? "");
+  const port = Number(text("metrics-port"));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--metrics-port must be a port number, got ${text("metrics-port")}`);
+  const systemDomains = text("system-domains").split(",").map((d) => d.trim().toLowerCase()).filter(Boolean);
+  const leaseSeconds = Number(text("lease-duration-seconds"));
+  if (!(leaseSeconds >= 2 && leaseSeconds <= 300)) throw new Error(`--lease-duration-seconds must be between 2 and 300, got ${text("lease-duration-seconds")}`);
+  const sender = text("verification-sender") || `verify@${systemDomains[0] ?? "smtp-connector.invalid"}`;
+  if (!/^[^@\s]+@[a-z0-9.-]+$/.test(sender)) throw new Error(`--verification-sender must be an address such as verify@helpdesk.example, got ${sender}`);
+  let smtp: { host: string; port: number } | undefined;
+  if (text("verification-smtp")) {
+    const match = /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:.]+\]):([0-9]{1,5})$/.exec(text("verification-smtp"));
+    if (!match || Number(match[2]) > 65535) throw new Error(`--verification-smtp must be host:port, got ${text("verification-smtp")}`);
+    smtp = { host: match[1]!.replace(/^\[|\]$/g, ""), port: Number(match[2]) };
+  }
+  const dnsResolver = text("dns-resolver");
+  if (dnsResolver && !/^([0-9.]+|\[[0-9a-fA-F:]+\])(:[0-9]{1,5})?$/.test(dnsResolver)) throw new Error(`--dns-resolver must be an IP address with an optional port, such as 10.96.0.10:53, got ${dnsResolver}`);
+  if (!/^https:\/\//.test(text("relay-control-url"))) throw new Error(`--relay-control-url must be an https URL template (the control API is HTTPS only), got ${text("relay-control-url")}`);
+  const endpoints = text("relay-control-endpoints");
+  if (endpoints !== "pods" && endpoints !== "url") throw new Error(`--relay-control-endpoints must be pods or url, got ${endpoints}`);
+  const ca = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(text("ca-secret"));
+  if (!ca) throw new Error(`--ca-secret must be NAMESPACE/NAME of a Secret, got ${text("ca-secret")}`);
+  const duration = (flag: "certificate-duration" | "certificate-renew-before") => {
+    try {
+      return parseDuration(text(flag));
+    } catch {
+      throw new Error(`--${flag} must be a duration such as 2160h or 90m, got ${text(flag)}`);
+    }
+  };
+  const certificates = { durationMs: duration("certificate-duration"), renewBeforeMs: duration("certificate-renew-before") };
+  if (certificates.durationMs < 10_000) throw new Error(`--certificate-duration must be at least 10s, got ${text("certificate-duration")}`);
+  if (certificates.renewBeforeMs >= certificates.durationMs) throw new Error("--certificate-renew-before must be shorter than --certificate-duration");
+  const limit = (flag: "max-domains-per-namespace" | "max-addresses-per-domain" | "max-addresses-per-namespace") => {
+    const n = Number(text(flag));
+    if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new Error(`--${flag} must be a whole number from 1 to 100000, got ${text(flag)}`);
+    return n;
+  };
+  return {
+    help: values.help === true,
+    caSecret: { namespace: ca[1]!, name: ca[2]! },
+    certificates,
+    dnsResolver,
+    verification: { sender, ...(smtp ? { smtp } : {}), controlUrl: text("relay-control-url"), perPod: endpoints === "pods" },
+    kubeconfig: values.kubeconfig === undefined ? undefined : text("kubeconfig"),
+    port,
+    relayImage: text("relay-image"),
+    relayHostSuffix: text("relay-host-suffix"),
+    systemDomains,
+    limits: { domainsPerNamespace: limit("max-domains-per-namespace"), addressesPerDomain: limit("max-addresses-per-domain"), addressesPerNamespace: limit("max-addresses-per-namespace") },
+    leaderElect: values["leader-elect"] === true,
+    leaseNamespace: text("leader-election-namespace"),
+    leaseMs: leaseSeconds * 1000,
+  };
+}

@@ -1,0 +1,118 @@
+// What a platform engineer sees when the operator cannot do its work: a
+// reconcile that fails says so on the resource it blocks (condition and
+// Warning Event, with what to do), the command line explains itself, and a
+// busy metrics port is one line, not a stack trace.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { after, before, describe, test } from "node:test";
+import * as k8s from "@kubernetes/client-node";
+import type { SmtpDomain } from "../../crds/schema.js";
+import type { Controller } from "../../operator/controller.js";
+import { flags } from "../../operator/flags.js";
+import { installCRDs } from "../support/crds.js";
+import { startTestController } from "../support/operator-rbac.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+
+function run(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "operator/main.ts", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`operator ${args.join(" ")} did not exit within ${timeoutMs} ms: ${stderr}`));
+    }, timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe("the operator's command line", () => {
+  test("--help prints every flag, and every flag the chart passes exists", async () => {
+    const help = await run(["--help"]);
+    assert.equal(help.code, 0, help.stderr);
+    for (const name of Object.keys(flags)) assert.match(help.stdout, new RegExp(`^  --${name}\\b`, "m"), `--${name} in --help`);
+    const template = readFileSync("charts/smtp-connector/templates/deployment.yaml", "utf8");
+    for (const [, name] of template.matchAll(/- --([a-z-]+)/g)) assert.ok(name! in flags, `the chart passes --${name}, which the operator does not know`);
+  });
+
+  test("a busy metrics port is one line and exit code 2, not a stack trace", async () => {
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, resolve));
+    try {
+      const { port } = busy.address() as AddressInfo;
+      const result = await run(["--kubeconfig", (await connect()).kubeconfigPath, "--metrics-port", String(port)]);
+      assert.equal(result.code, 2);
+      assert.equal(result.stderr.trim(), `operator: cannot listen on --metrics-port ${port}: it is in use by another process; choose another port with --metrics-port`);
+    } finally {
+      busy.close();
+    }
+  });
+});
+
+describe("a reconcile that cannot run", () => {
+  let controller: Controller;
+  let core: k8s.CoreV1Api;
+  let custom: k8s.CustomObjectsApi;
+  // The CA's namespace does not exist yet: as on a fresh cluster with the operator started by hand.
+  const caNamespace = `ca-${randomBytes(4).toString("hex")}`;
+
+  before(async () => {
+    await installCRDs();
+    const cluster = await connect();
+    core = cluster.core;
+    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    controller = await startTestController({ settingsOverride: { caSecret: { namespace: caNamespace, name: "smtp-connector-ca" } } });
+  });
+  after(async () => {
+    await controller.stop();
+    await core.deleteNamespace({ name: caNamespace }).catch(() => undefined);
+  });
+
+  test("is visible on the resource it blocks, with what to do, and clears once fixed", async (t) => {
+    const namespace = await freshNamespace(t, "fail");
+    await applyManifests({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SmtpDomain",
+      metadata: { name: "example-com", namespace },
+      spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } } },
+    });
+    const get = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+    const condition = (d: SmtpDomain, type: string) => d.status?.conditions?.find((c) => c.type === type);
+    const failed = await eventually("Ready=False ReconcileFailed", async () => {
+      const d = await get();
+      return condition(d, "Ready")?.reason === "ReconcileFailed" ? d : undefined;
+    });
+    assert.match(condition(failed, "Ready")!.message, new RegExp(`namespace ${caNamespace} \\(--ca-secret ${caNamespace}/smtp-connector-ca\\) does not exist; create it \\(kubectl create namespace ${caNamespace}\\)`));
+    assert.equal(condition(failed, "Stalled")?.status, "True", "only a change fixes it");
+    assert.equal(failed.status?.observedGeneration, failed.metadata.generation);
+    const events = await eventually("a Warning Event", async () => {
+      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,type=Warning,reason=ReconcileFailed", "-o", "jsonpath={.items[*].message}"]);
+      return e.stdout.trim() ? e.stdout : undefined;
+    });
+    assert.match(events, /kubectl create namespace/);
+
+    // Retried with backoff, and reported once: nothing more is written while it keeps failing.
+    await controller.queue.idle();
+    const writes = controller.cluster.writes;
+    controller.queue.add(`domain/${namespace}/example-com`);
+    await controller.queue.idle();
+    assert.equal(controller.cluster.writes, writes, `writes while failing the same way: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`);
+
+    await core.createNamespace({ body: { metadata: { name: caNamespace } } });
+    controller.queue.add(`domain/${namespace}/example-com`);
+    const fixed = await eventually("the failure replaced by the real state", async () => {
+      const d = await get();
+      return condition(d, "Ready")?.reason !== "ReconcileFailed" && condition(d, "CredentialsIssued")?.status === "True" ? d : undefined;
+    }, 30_000);
+    assert.equal(condition(fixed, "Stalled"), undefined);
+    assert.equal(condition(fixed, "CertificateReady")?.reason, "Issued");
+  });
+});

@@ -1,0 +1,199 @@
+// The chart's values, by rendering: helm template needs no cluster, so each
+// knob a platform team sets is checked here, fast, against what it renders.
+// (test/e2e/chart.test.ts installs the chart and runs its operator.)
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { parseAllDocuments, stringify } from "yaml";
+import { helmOffline } from "../support/helm.js";
+import { tempDir } from "../support/mail.js";
+
+const chart = "charts/smtp-connector";
+const namespace = "smtpc-system";
+
+interface Rendered {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  spec?: any;
+  roleRef?: { name: string };
+  subjects?: { name: string; namespace: string }[];
+}
+
+async function render(values: Record<string, unknown> = {}, release = "smtpc", extra: string[] = []): Promise<Rendered[]> {
+  const file = join(tempDir("chart-values"), "values.yaml");
+  writeFileSync(file, stringify(values));
+  const result = await helmOffline(["template", release, chart, "--namespace", namespace, "-f", file, ...extra]);
+  assert.equal(result.code, 0, result.stderr);
+  return parseAllDocuments(result.stdout).map((d) => d.toJS() as Rendered).filter((d) => d);
+}
+
+async function refused(values: Record<string, unknown>): Promise<string> {
+  const file = join(tempDir("chart-values"), "values.yaml");
+  writeFileSync(file, stringify(values));
+  const result = await helmOffline(["template", "smtpc", chart, "-f", file]);
+  assert.notEqual(result.code, 0, `accepted: ${JSON.stringify(values)}`);
+  return result.stderr;
+}
+
+const one = (docs: Rendered[], kind: string) => {
+  const found = docs.filter((d) => d.kind === kind);
+  assert.equal(found.length, 1, `one ${kind}`);
+  return found[0]!;
+};
+const podSpec = (docs: Rendered[]) => one(docs, "Deployment").spec.template.spec;
+const operator = (docs: Rendered[]) => podSpec(docs).containers[0];
+const arg = (docs: Rendered[], flag: string) => (operator(docs).args as string[]).find((a) => a.startsWith(`${flag}=`))?.slice(flag.length + 1);
+
+describe("chart values, rendered", () => {
+  test("names derive from the release: two releases share no ServiceAccount, RBAC object, Deployment or budget", async () => {
+    const names = (docs: Rendered[]) => docs.filter((d) => d.kind !== "CustomResourceDefinition").map((d) => `${d.kind}/${d.metadata.name}`);
+    const a = await render({}, "mail-a");
+    const b = await render({}, "mail-b");
+    assert.deepEqual(names(a).filter((n) => names(b).includes(n)), []);
+    assert.equal(one(a, "ServiceAccount").metadata.name, "mail-a");
+    assert.equal(podSpec(a).serviceAccountName, "mail-a");
+    for (const binding of [one(a, "ClusterRoleBinding"), one(a, "RoleBinding")]) assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: "mail-a", namespace }]);
+    // The Lease is the operator's fixed name in the release namespace: releases in two namespaces get two.
+    assert.equal(arg(a, "--leader-election-namespace"), namespace);
+
+    const overridden = await render({ fullnameOverride: "smtpc-prod" }, "whatever");
+    assert.ok(names(overridden).every((n) => n.split("/")[1]!.startsWith("smtpc-prod")), names(overridden).join(" "));
+    assert.equal(one(overridden, "Deployment").metadata.name, "smtpc-prod-operator");
+  });
+
+  test("serviceAccount: annotations (Workload Identity), a name, or an existing account", async () => {
+    const annotated = await render({ serviceAccount: { annotations: { "iam.gke.io/gcp-service-account": "smtpc@p.iam.gserviceaccount.com" } } });
+    assert.deepEqual(one(annotated, "ServiceAccount").metadata.annotations, { "iam.gke.io/gcp-service-account": "smtpc@p.iam.gserviceaccount.com" });
+    const existing = await render({ serviceAccount: { create: false, name: "platform-sa" } });
+    assert.equal(existing.some((d) => d.kind === "ServiceAccount"), false);
+    assert.equal(podSpec(existing).serviceAccountName, "platform-sa");
+    assert.equal(one(existing, "ClusterRoleBinding").subjects![0]!.name, "platform-sa");
+  });
+
+  test("image: a digest pins operator and relays; global.imageRegistry replaces the registry or goes in front", async () => {
+    const digest = `sha256:${"ab".repeat(32)}`;
+    const pinned = await render({ image: { digest } });
+    assert.equal(operator(pinned).image, `ghcr.io/smtp-connector/smtp-connector@${digest}`);
+    assert.equal(arg(pinned, "--relay-image"), operator(pinned).image);
+
+    const mirrored = await render({ global: { imageRegistry: "registry.internal:5000/mirror" } });
+    assert.equal(operator(mirrored).image, "registry.internal:5000/mirror/smtp-connector/smtp-connector:0.1.0");
+    assert.equal(arg(mirrored, "--relay-image"), operator(mirrored).image);
+    const ownRelay = await render({ global: { imageRegistry: "mirror.internal" }, relay: { image: "quay.io/acme/relay:2" } });
+    assert.equal(arg(ownRelay, "--relay-image"), "mirror.internal/acme/relay:2");
+    const bare = await render({ global: { imageRegistry: "mirror.internal" }, image: { repository: "acme/smtpc" } });
+    assert.equal(operator(bare).image, "mirror.internal/acme/smtpc:0.1.0");
+  });
+
+  test("pod placement and metadata: priority class, spread (defaulted to this release's pods), labels, annotations", async () => {
+    const docs = await render({
+      priorityClassName: "platform-critical",
+      topologySpreadConstraints: [
+        { maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "ScheduleAnyway" },
+        { maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "DoNotSchedule", labelSelector: { matchLabels: { own: "blue" } } },
+      ],
+      podLabels: { "cost-center": "mail", "app.kubernetes.io/component": "hijacked" },
+      podAnnotations: { "sidecar.istio.io/inject": "false" },
+    });
+    const spec = podSpec(docs);
+    assert.equal(spec.priorityClassName, "platform-critical");
+    assert.deepEqual(spec.topologySpreadConstraints[0].labelSelector, { matchLabels: one(docs, "Deployment").spec.selector.matchLabels });
+    assert.deepEqual(spec.topologySpreadConstraints[1].labelSelector, { matchLabels: { own: "blue" } });
+    const pod = one(docs, "Deployment").spec.template.metadata;
+    assert.equal(pod.labels["cost-center"], "mail");
+    assert.equal(pod.labels["app.kubernetes.io/component"], "operator", "the selector's labels are not overridden");
+    assert.deepEqual(pod.annotations, { "sidecar.istio.io/inject": "false" });
+  });
+
+  test("extra env, volumes and mounts; security contexts merge with the restricted defaults", async () => {
+    const docs = await render({
+      extraEnv: [{ name: "NODE_EXTRA_CA_CERTS", value: "/etc/ca/ca.crt" }],
+      extraVolumes: [{ name: "ca", configMap: { name: "corporate-ca" } }],
+      extraVolumeMounts: [{ name: "ca", mountPath: "/etc/ca", readOnly: true }],
+      podSecurityContext: { fsGroup: 65532 },
+      securityContext: { runAsNonRoot: true },
+    });
+    const container = operator(docs);
+    assert.deepEqual(container.env.map((e: { name: string }) => e.name), ["LOG_LEVEL", "POD_NAMESPACE", "NODE_EXTRA_CA_CERTS"]);
+    assert.deepEqual(podSpec(docs).volumes, [{ name: "ca", configMap: { name: "corporate-ca" } }]);
+    assert.deepEqual(container.volumeMounts, [{ name: "ca", mountPath: "/etc/ca", readOnly: true }]);
+    assert.deepEqual(podSpec(docs).securityContext, { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: "RuntimeDefault" } });
+    assert.deepEqual(container.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] }, runAsNonRoot: true });
+  });
+
+  test("rollout: strategy, revision history, probe timings", async () => {
+    const defaults = await render();
+    assert.equal(one(defaults, "Deployment").spec.revisionHistoryLimit, 5);
+    assert.equal(one(defaults, "Deployment").spec.strategy, undefined);
+    assert.deepEqual(operator(defaults).livenessProbe, { httpGet: { path: "/healthz", port: "metrics" }, initialDelaySeconds: 0, periodSeconds: 10, timeoutSeconds: 1, failureThreshold: 3 });
+    const docs = await render({
+      strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      revisionHistoryLimit: 2,
+      livenessProbe: { timeoutSeconds: 5, failureThreshold: 6 },
+      readinessProbe: { periodSeconds: 2 },
+    });
+    assert.deepEqual(one(docs, "Deployment").spec.strategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+    assert.equal(one(docs, "Deployment").spec.revisionHistoryLimit, 2);
+    assert.deepEqual(operator(docs).livenessProbe, { httpGet: { path: "/healthz", port: "metrics" }, initialDelaySeconds: 0, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 });
+    assert.equal(operator(docs).readinessProbe.periodSeconds, 2);
+  });
+
+  test("PodDisruptionBudget: on by default, never blocking a drain of one replica; minAvailable wins", async () => {
+    const budget = one(await render(), "PodDisruptionBudget");
+    assert.deepEqual(budget.spec, { maxUnavailable: 1, selector: { matchLabels: { "app.kubernetes.io/name": "smtp-connector", "app.kubernetes.io/instance": "smtpc", "app.kubernetes.io/component": "operator" } } });
+    assert.equal(one(await render({ replicaCount: 2, podDisruptionBudget: { minAvailable: 1 } }), "PodDisruptionBudget").spec.minAvailable, 1);
+    assert.equal((await render({ podDisruptionBudget: { enabled: false } })).some((d) => d.kind === "PodDisruptionBudget"), false);
+  });
+
+  test("NetworkPolicy (opt-in): metrics in, DNS, API server, relays' control API and the verification MTA out", async () => {
+    assert.equal((await render()).some((d) => d.kind === "NetworkPolicy"), false);
+    const policy = one(
+      await render({
+        networkPolicy: { enabled: true, metricsFrom: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }], apiServer: { ports: [6443], cidrs: ["10.0.0.1/32"] } },
+        operator: { verification: { smtp: "mta.helpdesk.svc:2525" } },
+      }),
+      "NetworkPolicy",
+    );
+    assert.deepEqual(policy.spec.podSelector.matchLabels, one(await render(), "Deployment").spec.selector.matchLabels);
+    assert.deepEqual(policy.spec.policyTypes, ["Ingress", "Egress"]);
+    assert.deepEqual(policy.spec.ingress, [{ ports: [{ port: "metrics", protocol: "TCP" }], from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }] }]);
+    const egress = policy.spec.egress as { ports?: { port: number }[]; to?: unknown[] }[];
+    const ports = egress.map((rule) => (rule.ports ?? []).map((p) => p.port).join(","));
+    assert.deepEqual(ports, ["53,53", "6443", "8443", "2525"]);
+    assert.deepEqual(egress[1]!.to, [{ ipBlock: { cidr: "10.0.0.1/32" } }]);
+    assert.deepEqual((egress[2]!.to as any[])[0].podSelector.matchLabels, { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/managed-by": "smtp-connector" });
+  });
+
+  test("metrics.serviceMonitor.namespace: the monitors live there and select the release namespace", async () => {
+    const docs = await render({ metrics: { serviceMonitor: { enabled: true, namespace: "monitoring" } } });
+    const monitor = one(docs, "ServiceMonitor");
+    assert.equal(monitor.metadata.namespace, "monitoring");
+    assert.deepEqual(monitor.spec.namespaceSelector, { matchNames: [namespace] });
+    assert.equal(one(docs, "PodMonitor").metadata.namespace, "monitoring");
+    assert.equal(one(await render({ metrics: { serviceMonitor: { enabled: true } } }), "ServiceMonitor").metadata.namespace, namespace);
+  });
+
+  test("the schema refuses what would render a broken object, naming the value", async () => {
+    for (const [values, field] of [
+      [{ image: { digest: "latest" } }, "digest"],
+      [{ livenessProbe: { timeoutSeconds: 0 } }, "timeoutSeconds"],
+      [{ livenessProbe: { path: "/" } }, "path"],
+      [{ strategy: { type: "BlueGreen" } }, "type"],
+      [{ podDisruptionBudget: { maxUnavailable: "half" } }, "maxUnavailable"],
+      [{ serviceAccount: { name: "Not_A_Name" } }, "name"],
+      [{ topologySpreadConstraints: [{ maxSkew: 1 }] }, "topologyKey"],
+      [{ global: { imageRegistry: "https://mirror" } }, "imageRegistry"],
+    ] as const) {
+      assert.match(await refused(values), new RegExp(field));
+    }
+  });
+
+  test("kubeVersion: the CRDs' isIP/isCIDR rules need 1.31, so 1.30 is refused", async () => {
+    assert.ok((await render({}, "smtpc", ["--kube-version", "1.31.0"])).length > 0);
+    const result = await helmOffline(["template", "smtpc", chart, "--kube-version", "1.30.0"]);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /kubeVersion: >=1\.31\.0-0/);
+  });
+});
