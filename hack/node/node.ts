@@ -417,7 +417,7 @@ state = "${dir}/containerd/state"
   # sandboxes -998): runc would fail with "failed to update /proc/self/oom_score_adj: Permission denied".
   restrict_oom_score_adj = true
   # containerd 1.x's default, kept on purpose: ports below 1024 stay privileged in pods, as on many
-  # clusters, so a pod that needs a capability to bind shows it here (ADR 0011).
+  # clusters, so a pod that needs a capability to bind shows it here (ADR 0012).
   enable_unprivileged_ports = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"

@@ -30,7 +30,7 @@ export interface OperatorSettings {
 }
 
 /**
- * What the relay listens on inside its pod. All unprivileged (ADR 0011): the relay runs as uid 65532 with every
+ * What the relay listens on inside its pod. All unprivileged (ADR 0012): the relay runs as uid 65532 with every
  * capability dropped, and runtimes that keep ports below 1024 privileged (containerd 1.x by default) refuse it a
  * bind on 587 or 465. The customer-facing Service maps its ports onto these.
  */

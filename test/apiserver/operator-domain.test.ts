@@ -107,7 +107,7 @@ describe("SmtpDomain reconciler", () => {
     assert.deepEqual(pod.containers[0]!.command, ["node", "dist/relay/main.js", "--config", "/etc/smtp-connector/config/relay.yaml"]);
     const service = await core.readNamespacedService({ namespace, name: "example-com-relay" });
     assert.deepEqual(service.spec?.ports?.map((p) => p.port), [587, 465]);
-    // Behind 587/465 the relay listens on unprivileged ports only, so it binds with no capabilities on any runtime (ADR 0011).
+    // Behind 587/465 the relay listens on unprivileged ports only, so it binds with no capabilities on any runtime (ADR 0012).
     assert.deepEqual(service.spec?.ports?.map((p) => p.targetPort), ["submission", "submissions"]);
     assert.deepEqual(Object.fromEntries(pod.containers[0]!.ports!.map((p) => [p.name, p.containerPort])), { submission: 8587, submissions: 8465, health: 8080, "internal-smtp": 2587, control: 8443 });
     // The EndpointSlice controller copies the internal Service's labels onto its slices, so the operator's

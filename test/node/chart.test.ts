@@ -55,7 +55,10 @@ describe("on a real node: the chart from the built image, the examples' relay po
       return running(list) ? list : undefined;
     }, 180_000);
     assert.equal(pods.length, 1);
-    assert.equal(pods[0]!.spec.serviceAccountName, "smtp-connector");
+    // The chart's own ServiceAccount (named after the release), not the namespace's default.
+    const account = pods[0]!.spec.serviceAccountName!;
+    assert.notEqual(account, "default");
+    assert.equal((await kubectl(["get", "serviceaccount", account, "-n", system])).code, 0, `ServiceAccount ${account} exists`);
     assert.equal(pods[0]!.spec.containers[0]!.image, cluster.image);
     // Ready means its informers synced: it reached the API server from inside the pod, at the kubernetes
     // Service, with its ServiceAccount's token. kubectl logs (through the kubelet) shows where it connected.
@@ -91,7 +94,7 @@ describe("on a real node: the chart from the built image, the examples' relay po
       text(await json<k8s.V1Secret>(["get", "secret", "example-com-relay-config", "-n", namespace]) as { data?: Record<string, string> }, "relay.yaml").includes(`port: ${helpdesk!.port}`) ? true : undefined, 60_000);
     const credentials = await json<{ data?: Record<string, string> }>(["get", "secret", "example-com-inbound-v1", "-n", namespace]);
     // The customer's Postfix connects to the relay Service's 587 (its cluster IP: no load balancer here); kube-proxy
-    // maps it onto a relay pod's unprivileged listener (ADR 0011).
+    // maps it onto a relay pod's unprivileged listener (ADR 0012).
     const service = await json<{ spec: { clusterIP: string; ports: { port: number; targetPort: string }[] } }>(["get", "service", "example-com-relay", "-n", namespace]);
     assert.deepEqual(service.spec.ports.map((p) => [p.port, p.targetPort]), [[587, "submission"], [465, "submissions"]]);
     customer = await startSubmissionServer({
@@ -119,26 +122,39 @@ describe("on a real node: the chart from the built image, the examples' relay po
     const credentials = (list: object[]) => kubectl(["patch", "smtpdomain", "example-com", "-n", namespace, "--type=merge", "-p", JSON.stringify({ spec: { inbound: { credentials: list } } })]);
     const secret = (version: number) => eventually(`credential version ${version}`, async () => {
       const got = await kubectl(["get", "secret", `example-com-inbound-v${version}`, "-n", namespace, "-o", "json"]);
-      return got.code === 0 ? (JSON.parse(got.stdout) as { data?: Record<string, string> }) : undefined;
+      const found = got.code === 0 ? (JSON.parse(got.stdout) as { data?: Record<string, string> }) : undefined;
+      return found && text(found, "username") && text(found, "password") ? found : undefined;
     }, 60_000);
     // AUTH at one pod, on its own listener: every pod must see the change.
     const login = (pod: Pod, s: { data?: Record<string, string> }) =>
       swaks(["--server", `${pod.status.podIP!}:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(s, "username"), "--auth-password", text(s, "password"), "--quit-after", "AUTH"]);
     const v1 = await secret(1);
 
+    // What the kubelet has written into a pod's mounted config Secret, read in the pod (kubectl exec). AUTH is
+    // tried only once the file has changed: every refused attempt counts towards the relay's lockout.
+    const mounted = async (pod: Pod) => (await kubectl(["exec", "-n", namespace, pod.metadata.name, "--", "cat", "/etc/smtp-connector/config/relay.yaml"])).stdout;
+    const refreshed = (pod: Pod, what: string, holds: (config: string) => boolean) =>
+      eventually(`${what} in ${pod.metadata.name}'s mounted config (the kubelet's refresh)`, async () => (holds(await mounted(pod)) ? true : undefined), 120_000);
+    const reloaded = async (pod: Pod, what: string, works: () => Promise<boolean>) => {
+      for (let attempt = 0; attempt < 10; attempt++) {
+        if (await works()) return;
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+      assert.fail(`${what} at ${pod.metadata.name} within 10 s of the file changing`);
+    };
+
     assert.equal((await credentials([{ version: 1 }, { version: 2 }])).code, 0);
     const v2 = await secret(2);
     for (const pod of pods) {
-      await eventually(`version 2 accepted by ${pod.metadata.name}`, async () => ((await login(pod, v2)).code === 0 ? true : undefined), 120_000);
+      await refreshed(pod, "version 2", (config) => config.includes(`username: ${text(v2, "username")}`));
+      await reloaded(pod, "version 2 accepted", async () => (await login(pod, v2)).code === 0);
       assert.equal((await login(pod, v1)).code, 0, "version 1 stays valid during the rotation");
     }
 
     assert.equal((await credentials([{ version: 1, state: "Revoked" }, { version: 2 }])).code, 0);
     for (const pod of pods) {
-      await eventually(`version 1 refused by ${pod.metadata.name}`, async () => {
-        const attempt = await login(pod, v1);
-        return attempt.code !== 0 && /535 5\.7\.8/.test(attempt.output) ? true : undefined;
-      }, 120_000);
+      await refreshed(pod, "version 1 revoked", (config) => new RegExp(`username: ${text(v1, "username")}\\n\\s+passwordSha256: \\S+\\n\\s+state: Revoked`).test(config));
+      await reloaded(pod, "version 1 refused", async () => /535 5\.7\.8/.test((await login(pod, v1)).output));
       assert.equal((await login(pod, v2)).code, 0);
     }
     const now = (await json<{ items: Pod[] }>(["get", "pods", "-n", namespace, "-l", selector])).items;

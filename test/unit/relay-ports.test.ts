@@ -1,4 +1,4 @@
-// The relay's ports, as the operator renders them (ADR 0011): the container
+// The relay's ports, as the operator renders them (ADR 0012): the container
 // listens only on unprivileged ports, so it binds as uid 65532 with every
 // capability dropped on any runtime (containerd 1.x keeps ports below 1024
 // privileged), while customers keep connecting to 587 and 465 through the
