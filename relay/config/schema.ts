@@ -172,10 +172,10 @@ export const RelayConfig = Type.Object({
     delayMs: Type.Integer({ minimum: 0, maximum: 30_000, description: "Delay before answering the first failure; it doubles with each further failure in the session." }),
     lockoutThreshold: Type.Integer({ minimum: 1, maximum: 100_000, description: "Failures from one source (an IPv4 address or an IPv6 /64), whatever the username, within the window that lock the source out. Counted per listener kind: inbound and submission apart." }),
     usernameLockoutThreshold: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: 100_000, description: "Failures of one username from one source within the window that lock that username out from that source only (never from elsewhere). At most lockoutThreshold; lockoutThreshold when omitted." }),
+      Type.Integer({ minimum: 1, maximum: 100_000, description: "Failures of one username from one address within the window that lock that username out from that address only (never from elsewhere; a success there forgives them). At most lockoutThreshold; lockoutThreshold when omitted." }),
     ),
     lockoutWindowSeconds: Seconds("Window in which failures are counted."),
-    lockoutSeconds: Seconds("How long a locked-out source, or username from a source, is refused with 454 4.7.0."),
+    lockoutSeconds: Seconds("How long the failed AUTHs of a locked-out source, or of a username from an address, are answered 454 4.7.0 (a correct password is still accepted)."),
     },
     { description: "Brute-force limits on AUTH, per session and across sessions." },
   ),

@@ -289,6 +289,32 @@ export function claimsAuthservId(field: Buffer[], authservId: string): boolean {
     const text = raw.toString(encoding);
     const value = text.slice(text.indexOf(":") + 1);
     if (authservIdReadings(value).some((id) => id.replace(/\.$/, "") === ours)) return true;
+    if (mentionsId(value, ours)) return true;
+  }
+  return false;
+}
+
+/**
+ * The catch-all behind the readings: our id anywhere in the value once every
+ * backslash, quote and comment is dropped, as a word of its own. A reader that
+ * unescapes before it parses (mailauth reads `\"relay.test\"` as a quoted
+ * id) finds no spelling of our id that this misses; an upstream field that
+ * merely names us is removed too, which is allowed and harmless.
+ */
+function mentionsId(value: string, ours: string): boolean {
+  let plain = value.toLowerCase().replace(/\\/g, "").replace(/"/g, "");
+  // Comments nest: drop innermost ones until none is left (bounded by the field's length).
+  for (let previous = ""; previous !== plain; ) {
+    previous = plain;
+    plain = plain.replace(/\([^()]*\)/g, "");
+  }
+  let at = plain.indexOf(ours);
+  const wordChar = /[a-z0-9.-]/;
+  while (at >= 0) {
+    const before = plain[at - 1];
+    const after = plain.slice(at + ours.length).replace(/^\.(?![a-z0-9-])/, "")[0];
+    if (!(before && wordChar.test(before)) && !(after && wordChar.test(after))) return true;
+    at = plain.indexOf(ours, at + 1);
   }
   return false;
 }

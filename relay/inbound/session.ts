@@ -96,13 +96,6 @@ export class InboundSessions {
     const throttle = this.ctx.throttle(kind);
     const known = store.versionOf(username);
     const labels = { kind, domain: known?.domain ?? "", version: known ? String(known.version) : "" };
-    const lockout = throttle.lockout(ip, username);
-    if (lockout) {
-      metrics.auth.inc({ ...labels, result: "LockedOut" });
-      log.warn("AUTH refused: locked out", { session: session.id, remote: ip, kind, scope: lockout.scope, until: new Date(lockout.until).toISOString(), ...describeUsername(store, username) });
-      callback(new SmtpReply(454, "4.7.0 Too many failed authentication attempts, try again later"));
-      return;
-    }
     // RFC 4616: a server that does not let one identity act as another must
     // fail an authorization identity other than the authentication identity.
     // smtp-server hands both over (and makes the authzid the username when a
@@ -110,12 +103,24 @@ export class InboundSessions {
     const authzid = auth.authzid ?? "";
     const result: AuthResult = authzid !== "" && authzid !== username ? { ok: false, reason: "AuthzidNotPermitted", ...known } : store.check(username, auth.password ?? "");
     const domain = result.domain ? state.domains.get(result.domain) : undefined;
+    // A correct credential is accepted even from a locked-out source: the source
+    // may be shared (a provider's egress pool, a NAT, a /64 of rented hosts),
+    // and a lockout that refused the right password would let anyone there
+    // deny the real client. A lockout slows and ends failures only; guessing a
+    // 256-bit password stays hopeless at that rate.
     // Inbound, each domain offers one mechanism; the helpdesk may use either.
     if (result.ok && domain && (kind === "submission" || domain.entry.authProtocol === auth.method)) {
+      throttle.recordSuccess(ip, username);
       metrics.auth.inc({ kind, domain: result.domain, version: String(result.version), result: "Success" });
       if (kind === "inbound") this.ctx.credentialUsed(result.domain, result.version, new Date());
       log.info("AUTH accepted", { session: session.id, remote: ip, kind, domain: result.domain, credentialVersion: result.version });
       callback(null, { user: { kind, domain: result.domain, version: result.version, username: result.username, mechanism: auth.method } });
+      return;
+    }
+    const lockout = throttle.lockout(ip, username);
+    if (lockout) {
+      metrics.auth.inc({ ...labels, result: "LockedOut" });
+      this.refuse(session, callback, { ip, kind, reason: "LockedOut", describe: describeUsername(store, username), reply: new SmtpReply(454, "4.7.0 Too many failed authentication attempts, try again later") });
       return;
     }
     const reason = result.ok ? "WrongMechanism" : result.reason;
@@ -128,16 +133,21 @@ export class InboundSessions {
       log.warn("AUTH lockout started", { remote: ip, kind, scope: started.scope, source: started.source, until: new Date(started.until).toISOString(), ...describeUsername(store, username) });
       this.ctx.lockedOut?.({ ...started, kind, ...known, at: new Date() });
     }
+    this.refuse(session, callback, { ip, kind, reason, describe: describeUsername(store, username), reply: new SmtpReply(535, authFailed) });
+  }
+
+  /**
+   * A failed AUTH: answered after a delay that doubles with each failure of the
+   * session, and the connection closed at the per-connection limit, whether
+   * the credential was wrong or its source is locked out.
+   */
+  private refuse(session: SMTPServerSession, callback: (err: Error) => void, failure: { ip: string; kind: CredentialKind; reason: string; describe: Record<string, unknown>; reply: SmtpReply }): void {
     const failures = (this.authFailures.get(session.id) ?? 0) + 1;
     this.authFailures.set(session.id, failures);
-    log.warn("AUTH refused", { session: session.id, remote: ip, kind, reason, failures, ...describeUsername(store, username) });
-    const limits = state.config.authFailures;
+    this.ctx.log.warn("AUTH refused", { session: session.id, remote: failure.ip, kind: failure.kind, reason: failure.reason, failures, ...failure.describe });
+    const limits = this.ctx.state().config.authFailures;
     setTimeout(() => {
-      if (failures >= limits.perConnection) {
-        callback(new SmtpReply(421, "4.7.0 Too many failed authentication attempts, closing connection"));
-      } else {
-        callback(new SmtpReply(535, authFailed));
-      }
+      callback(failures >= limits.perConnection ? new SmtpReply(421, "4.7.0 Too many failed authentication attempts, closing connection") : failure.reply);
     }, failureDelayMs(limits.delayMs, failures)).unref();
   }
 

@@ -188,11 +188,15 @@ export class GreetingDelayServer extends SMTPServer {
     const { maxUnauthenticatedCommands, handshakeTimeoutMs } = this.limits;
     const onCommand = internals._onCommand.bind(internals);
     let commands = 0;
+    let auths = 0;
     internals._onCommand = (command, callback) => {
       // Authenticated sessions (every message) pay one property read.
       if (!internals.session.user && !internals._nextHandler) {
         const name = (typeof command === "string" ? command.slice(0, 5) : command.subarray(0, 5).toString("latin1")).trim().toUpperCase();
-        if (name !== "AUTH" && name !== "QUIT" && ++commands > maxUnauthenticatedCommands) {
+        // AUTH has a count of its own, so failed logins do not use up EHLO and STARTTLS; an unknown
+        // mechanism (504) never reaches the per-connection failure limit, so this one bounds it.
+        const over = name === "AUTH" ? ++auths > maxUnauthenticatedCommands : name !== "QUIT" && ++commands > maxUnauthenticatedCommands;
+        if (over) {
           this.limits.refused?.("TooManyCommands");
           internals.send(421, "4.7.0 Too many commands before authentication, closing connection");
           return;

@@ -1,7 +1,8 @@
 // Brute-force limits across connections, like Postfix's anvil: failures are
-// counted per source and per username-and-source in a sliding window, and
-// either one past its threshold is locked out for a while (the relay answers
-// 454 4.7.0). Never per username alone: the username is in every inbound
+// counted per source and per username-and-address in a sliding window, and
+// either one past its threshold is locked out for a while: its failures are
+// answered 454 4.7.0 (a correct password is still accepted, see session.ts).
+// A success clears its username-and-address count. Never per username alone: the username is in every inbound
 // message's trace headers, and a lock on it would let anyone who read one
 // message lock the customer's own server out from elsewhere. A guess from
 // many sources stays hopeless anyway: passwords are 256-bit random.
@@ -9,7 +10,9 @@
 // One throttle per credential kind (inbound, submission): a customer server
 // that keeps retrying a revoked credential locks out only itself, and only on
 // the inbound listeners, not the helpdesk submitting from the same address.
-// Memory is bounded: each map keeps at most maxKeys entries, oldest forgotten.
+// Memory is bounded: each map keeps at most maxKeys entries, oldest forgotten,
+// and a key is a fixed size whatever the username (a digest of it).
+import { createHash } from "node:crypto";
 import { isIPv6 } from "node:net";
 
 export interface ThrottleOptions {
@@ -48,8 +51,14 @@ export class AuthThrottle {
 
   /** The lockout in force for this source, or this username from it. */
   lockout(ip: string, username?: string): Lockout | undefined {
-    const source = sourceOf(ip);
-    return this.locked(`s:${source}`) ?? (username === undefined ? undefined : this.locked(`u:${source}\0${username}`));
+    return this.locked(`s:${sourceOf(ip)}`) ?? (username === undefined ? undefined : this.locked(pairKey(ip, username)));
+  }
+
+  /** A correct password from this address: its username-and-address failures are forgiven. */
+  recordSuccess(ip: string, username: string): void {
+    const key = pairKey(ip, username);
+    this.failures.delete(key);
+    this.lockedUntil.delete(key);
   }
 
   isLocked(ip: string, username?: string): boolean {
@@ -63,7 +72,7 @@ export class AuthThrottle {
     const bySource = this.count(`s:${source}`, this.options.threshold, "Source", source);
     if (bySource) started.push(bySource);
     if (username !== undefined) {
-      const pair = this.count(`u:${source}\0${username}`, this.usernameThreshold, "UsernameAndSource", source);
+      const pair = this.count(pairKey(ip, username), this.usernameThreshold, "UsernameAndSource", source);
       if (pair) started.push(pair);
     }
     return started;
@@ -103,6 +112,15 @@ export class AuthThrottle {
     evictOldest(this.lockedUntil, this.maxKeys);
     return started;
   }
+}
+
+/**
+ * The username-and-address key: the exact address (a /64 may be many tenants'
+ * hosts), and the username as a digest, so a 12 KB username costs what a short
+ * one does.
+ */
+function pairKey(ip: string, username: string): string {
+  return `u:${ip.replace(/%.*$/, "").toLowerCase()}\0${createHash("sha256").update(username).digest("base64url").slice(0, 22)}`;
 }
 
 /**

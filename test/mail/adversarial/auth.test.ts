@@ -80,7 +80,15 @@ describe("adversarial: authentication, brute force and lockouts", () => {
       Array.from({ length: limits.lockoutThreshold + 2 }, () => wrong("127.0.0.2")),
       [
         [right("127.0.0.1"), "235"], // the real client is not denied
-        [right("127.0.0.2"), "454"], // the attacker is limited, even with the right password
+        [wrong("127.0.0.2"), "454"], // the attacker is limited
+      ],
+    ],
+    [
+      "a third party on the real client's own address (a shared egress pool) fails the real username",
+      Array.from({ length: limits.lockoutThreshold + 2 }, () => wrong("127.0.0.7")),
+      [
+        [wrong("127.0.0.7"), "454"], // the source is locked out for failures
+        [right("127.0.0.7"), "235"], // but the real client there, with the right password, is not denied (found by review)
       ],
     ],
     [
@@ -88,7 +96,7 @@ describe("adversarial: authentication, brute force and lockouts", () => {
       Array.from({ length: limits.lockoutThreshold }, (_, i) => wrong("127.0.0.3", `guess-${i}`)),
       [
         [wrong("127.0.0.3", "guess-next"), "454"],
-        [right("127.0.0.3"), "454"],
+        [right("127.0.0.3"), "235"],
         [right("127.0.0.1"), "235"],
       ],
     ],
@@ -96,16 +104,18 @@ describe("adversarial: authentication, brute force and lockouts", () => {
       "one username from one source: that pair is locked before the whole source",
       Array.from({ length: limits.usernameLockoutThreshold }, () => wrong("127.0.0.4")),
       [
-        [right("127.0.0.4"), "454"],
+        [wrong("127.0.0.4"), "454"],
         [wrong("127.0.0.4", "another-user"), "535"],
         [right("127.0.0.4", "submission"), "235"],
+        [right("127.0.0.4"), "235"], // a success forgives the pair
+        [wrong("127.0.0.4"), "535"],
       ],
     ],
     [
       "a source locked out on the inbound listeners keeps its submission clients",
       Array.from({ length: limits.lockoutThreshold }, (_, i) => wrong("127.0.0.5", `stale-${i}`)),
       [
-        [right("127.0.0.5"), "454"],
+        [wrong("127.0.0.5"), "454"],
         [right("127.0.0.5", "submission"), "235"],
       ],
     ],
@@ -113,7 +123,7 @@ describe("adversarial: authentication, brute force and lockouts", () => {
       "a source locked out on submission keeps its inbound clients",
       Array.from({ length: limits.lockoutThreshold }, (_, i) => wrong("127.0.0.6", `helpdesk-${i}`, "submission")),
       [
-        [right("127.0.0.6", "submission"), "454"],
+        [wrong("127.0.0.6", "helpdesk-x", "submission"), "454"],
         [right("127.0.0.6"), "235"],
       ],
     ],

@@ -141,6 +141,20 @@ describe("adversarial: connection slots", () => {
         smtp.close();
       },
     ],
+    [
+      "AUTH with a mechanism the relay does not offer, forever (each a 504, never a failed login; found by review)",
+      async () => {
+        const smtp = await RawSmtp.connect(h.implicitPort, { implicitTls: true, localAddress: "127.0.0.12" });
+        await smtp.reply();
+        await smtp.command("EHLO client.test");
+        let reply = "";
+        let answered = 0;
+        for (let i = 0; i < 30 && !reply.startsWith("421") && !smtp.closed; i++, answered++) reply = await smtp.command("AUTH FOO");
+        assert.match(reply, /^421 /);
+        assert.ok(answered <= limits.maxUnauthenticatedCommands + 1, `${answered} AUTH commands answered`);
+        smtp.close();
+      },
+    ],
   ];
   for (const [attack, run] of attacks) test(attack, run);
 

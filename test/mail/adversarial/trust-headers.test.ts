@@ -28,6 +28,8 @@ const authservIdSpellings: { name: string; value: string }[] = [
   { name: "a comment inside the id (mailauth joins the halves)", value: ` relay(x).test; ${forgedResult}` },
   { name: "the id as a quoted-string", value: ` "relay.test"; ${forgedResult}` },
   { name: "the id as a quoted-string with a quoted-pair", value: ` "relay\\.test"; ${forgedResult}` },
+  { name: "escaped quotes around the id (mailauth drops the backslashes; found by review)", value: ` \\"relay.test\\"; ${forgedResult}` },
+  { name: "escaped quotes and an escaped dot", value: ` \\"relay\\.test\\"; ${forgedResult}` },
   { name: "a backslash inside the id (mailauth drops it)", value: ` rel\\ay.test; ${forgedResult}` },
   { name: "an authres-version after the id", value: ` relay.test 1; ${forgedResult}` },
   { name: "folded before the id and before the result", value: `\r\n relay.test;\r\n ${forgedResult}` },
