@@ -13,6 +13,7 @@ import { runDeployment } from "../test/support/deployment-runner.js";
 import { applyManifests, eventually, kubectl, serviceAccountKubeconfig } from "../test/support/kube.js";
 import { freePort, startSmtpSink, swaks, tempDir } from "../test/support/mail.js";
 import { startSubmissionServer } from "../test/support/postfix.js";
+import { relayPorts } from "../operator/domain/render.js";
 
 const namespace = "acme-helpdesk";
 const step = (text: string) => console.log(`\n== ${text}`);
@@ -106,7 +107,7 @@ try {
     // The two accounts of examples/20-outbound-credentials.yaml.
     users: ["support", "billing"].map((u) => ({ username: `${u}@example.com`, password: "change-me", senders: [`${u}@example.com`] })),
     // The snippet from the Secret as it is (only the relay's address is 127.0.0.1 here).
-    forward: { domain: "example.com", relayPort: 587, snippet: text(credentials, "postfix-main.cf"), relayHost: "relay.helpdesk.example.net", caPem: text(credentials, "ca.crt") },
+    forward: { domain: "example.com", relayPort: relayPorts.starttls, snippet: text(credentials, "postfix-main.cf"), relayHost: "relay.helpdesk.example.net", caPem: text(credentials, "ca.crt") },
     port: customerPort,
   });
   cleanups.push(() => customer.stop());

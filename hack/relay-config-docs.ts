@@ -8,8 +8,8 @@ const example = {
   version: configVersion,
   hostname: "relay.example-com.helpdesk.example.net",
   listeners: {
-    starttls: { port: 587 },
-    implicitTls: { port: 465 },
+    starttls: { port: 8587 },
+    implicitTls: { port: 8465 },
     submission: { port: 2587 },
     control: { port: 8443, tokenSha256: "5f0c2d1e6b1a4c1b0f7a1e7b4f1d0c9a8e7d6c5b4a39281706f5e4d3c2b1a090" },
     health: { port: 8080 },

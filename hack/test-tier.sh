@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Runs one test tier with node's test runner: setup | unit | mail | faults | apiserver | e2e.
+# Runs one test tier with node's test runner: setup | unit | mail | faults | apiserver | e2e | node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib/node.sh
 source hack/lib/node.sh
-tier=${1:?usage: test-tier.sh setup|unit|mail|faults|apiserver|e2e [FILE...]}
+tier=${1:?usage: test-tier.sh setup|unit|mail|faults|apiserver|e2e|node [FILE...]}
 shift
 # Given files (test-repeat.ts narrows a tier to some), else the whole tier.
 if [[ $# -gt 0 ]]; then files=("$@"); else mapfile -t files < <(find "test/$tier" -name '*.test.ts' | sort); fi

@@ -20,6 +20,8 @@ import (
 // ServiceAccount token signing key.
 type pki struct {
 	dir string
+	// address is where the API server listens, if not 127.0.0.1: one more SAN.
+	address string
 }
 
 func (p pki) path(name string) string { return filepath.Join(p.dir, name) }
@@ -63,6 +65,9 @@ func (p pki) generate() error {
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")},
+	}
+	if ip := net.ParseIP(p.address); ip != nil && !ip.IsLoopback() {
+		serving.IPAddresses = append(serving.IPAddresses, ip)
 	}
 	if err := p.issue("apiserver", serving, ca, caKey); err != nil {
 		return err

@@ -17,7 +17,8 @@ const usage = `usage: testenv <command> [flags]
 
 commands:
   up --dir DIR [--port N]       start etcd, kube-apiserver and kube-controller-manager;
-                                writes DIR/kubeconfig (admin); stops all on SIGTERM/SIGINT
+     [--node]                   writes DIR/kubeconfig (admin); stops all on SIGTERM/SIGINT;
+                                --node: ready for a node (hack/node) to run pods
   kubectl ARGS...               kubectl built from the same Kubernetes release
   sa-kubeconfig FLAGS           mint a kubeconfig holding a ServiceAccount token
   version                       print the Kubernetes version this binary was built from

@@ -29,8 +29,10 @@ type component struct {
 func runUp(args []string) int {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	dir := fs.String("dir", "", "state directory: etcd data, certificates, logs, kubeconfig (required)")
-	port := fs.Int("port", 0, "kube-apiserver port on 127.0.0.1 (0 picks a free one)")
+	port := fs.Int("port", 0, "kube-apiserver port (0 picks a free one)")
 	withParent := fs.Bool("stop-with-parent", false, "stop when the process that started up exits (for test runners)")
+	forNode := fs.Bool("node", false, "serve a node (hack/node): ServiceAccount admission and the controllers pods need")
+	address := fs.String("address", "127.0.0.1", "kube-apiserver's address (for a node: one its pods reach, such as the node's own on lo)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -38,14 +40,18 @@ func runUp(args []string) int {
 		fmt.Fprintln(os.Stderr, "up: --dir is required")
 		return 2
 	}
-	if err := up(*dir, *port, *withParent); err != nil {
+	if net.ParseIP(*address) == nil {
+		fmt.Fprintf(os.Stderr, "up: --address %q is not an IP address\n", *address)
+		return 2
+	}
+	if err := up(*dir, *address, *port, *withParent, *forNode); err != nil {
 		fmt.Fprintf(os.Stderr, "up: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func up(dir string, port int, withParent bool) error {
+func up(dir, address string, port int, withParent, forNode bool) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -58,12 +64,12 @@ func up(dir string, port int, withParent bool) error {
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	_ = os.Remove(kubeconfig)
 	started := time.Now()
-	certs := pki{dir: filepath.Join(dir, "pki")}
+	certs := pki{dir: filepath.Join(dir, "pki"), address: address}
 	if err := certs.generate(); err != nil {
 		return fmt.Errorf("generating certificates: %w", err)
 	}
 	if port == 0 {
-		if port, err = freePort(); err != nil {
+		if port, err = freePortOn(address); err != nil {
 			return err
 		}
 	}
@@ -102,7 +108,7 @@ func up(dir string, port int, withParent bool) error {
 		return err
 	}
 
-	server := fmt.Sprintf("https://127.0.0.1:%d", port)
+	server := "https://" + net.JoinHostPort(address, strconv.Itoa(port))
 	apiserverArgs := []string{
 		"--etcd-servers=" + etcdURL,
 		"--cert-dir=" + filepath.Join(dir, "pki"),
@@ -110,20 +116,30 @@ func up(dir string, port int, withParent bool) error {
 		"--tls-private-key-file=" + certs.path("apiserver.key"),
 		"--client-ca-file=" + certs.path("ca.crt"),
 		"--secure-port=" + strconv.Itoa(port),
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
-		// The endpoint reconciler refuses a loopback address; nothing here
-		// needs the kubernetes Service's endpoints.
-		"--endpoint-reconciler-type=none",
+		"--bind-address=" + address,
+		"--advertise-address=" + address,
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--allow-privileged=true",
 		"--authorization-mode=RBAC",
-		// No token controller runs here; TokenRequest still issues tokens.
-		"--disable-admission-plugins=ServiceAccount",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + certs.path("sa.pub"),
 		"--service-account-signing-key-file=" + certs.path("sa.key"),
 		"--v=0",
+	}
+	// The endpoint reconciler refuses a loopback address. A node's kube-proxy
+	// needs the kubernetes Service's endpoints (pods reach the API server
+	// there); without a node nothing does.
+	if ip := net.ParseIP(address); forNode && !ip.IsLoopback() {
+		apiserverArgs = append(apiserverArgs, "--endpoint-reconciler-type=lease")
+	} else {
+		apiserverArgs = append(apiserverArgs, "--endpoint-reconciler-type=none")
+	}
+	if !forNode {
+		// No pods run without a node, and no ServiceAccount controller makes the
+		// default ServiceAccounts this plugin would insist on; TokenRequest still
+		// issues tokens. With a node, pods get their ServiceAccount's token
+		// volume from this plugin, as on any cluster.
+		apiserverArgs = append(apiserverArgs, "--disable-admission-plugins=ServiceAccount")
 	}
 	apiserver, err := start(dir, "kube-apiserver", apiserverArgs...)
 	if err != nil {
@@ -143,7 +159,7 @@ func up(dir string, port int, withParent bool) error {
 
 	kcm, err := start(dir, "kube-controller-manager",
 		"--kubeconfig="+kubeconfig,
-		"--controllers=garbage-collector-controller,namespace-controller,endpointslice-controller",
+		"--controllers="+controllers(forNode),
 		"--secure-port=0",
 		"--leader-elect=false",
 		"--v=0")
@@ -214,6 +230,18 @@ func up(dir string, port int, withParent bool) error {
 			return fmt.Errorf("%s exited: %v (see %s)", c.name, err, c.logPath(dir))
 		}
 	}
+}
+
+// controllers are the kube-controller-manager controllers up runs. A node's
+// pods also need their Deployments' ReplicaSets and Pods, the node's not-ready
+// taint lifted once it is Ready, a default ServiceAccount in every namespace and
+// the kube-root-ca.crt ConfigMap their token volumes project.
+func controllers(forNode bool) string {
+	list := "garbage-collector-controller,namespace-controller,endpointslice-controller"
+	if forNode {
+		list += ",deployment-controller,replicaset-controller,node-lifecycle-controller,serviceaccount-controller,root-ca-certificate-publisher-controller"
+	}
+	return list
 }
 
 // compactEtcd compacts etcd's history up to its current revision through
@@ -344,8 +372,10 @@ func adminClient(certs pki) (*http.Client, error) {
 	}}}, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort() (int, error) { return freePortOn("127.0.0.1") }
+
+func freePortOn(address string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(address, "0"))
 	if err != nil {
 		return 0, err
 	}

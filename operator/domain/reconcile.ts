@@ -19,6 +19,7 @@ import { inboundCredentials, type Problem } from "./inbound-credentials.js";
 import {
   controlSecret,
   names,
+  publicPorts,
   relayConfigFiles,
   relayInternalService,
   submissionSecret,
@@ -408,7 +409,7 @@ function domainStatus(
     ...(retired.size > 0 ? { revokedVersions: [...retired].sort((a, b) => a - b) } : {}),
     addresses: addressCount,
     ...(inputs.addressesNotServed !== undefined ? { addressesNotServed: inputs.addressesNotServed } : {}),
-    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:587` },
+    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:${publicPorts.starttls}` },
     ...(certificate?.status ? { tls: certificate.status } : {}),
     ...(dkim && dkim.records.length > 0 ? { dkim: { records: dkim.records, ...(dkim.pending.length > 0 ? { pending: dkim.pending.join(",") } : {}) } } : {}),
   };

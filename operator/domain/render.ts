@@ -29,7 +29,14 @@ export interface OperatorSettings {
   caSecret?: { namespace: string; name: string };
 }
 
-export const relayPorts = { starttls: 587, implicitTls: 465, health: 8080, submission: 2587, control: 8443 } as const;
+/**
+ * What the relay listens on inside its pod. All unprivileged (ADR 0012): the relay runs as uid 65532 with every
+ * capability dropped, and runtimes that keep ports below 1024 privileged (containerd 1.x by default) refuse it a
+ * bind on 587 or 465. The customer-facing Service maps its ports onto these.
+ */
+export const relayPorts = { starttls: 8587, implicitTls: 8465, health: 8080, submission: 2587, control: 8443 } as const;
+/** The customer-facing Service's ports: what customers' servers connect to (targetPort: the listeners above). */
+export const publicPorts = { starttls: 587, implicitTls: 465 } as const;
 const mountRoot = "/etc/smtp-connector";
 
 export interface KubeObject {
@@ -408,8 +415,8 @@ export function relayService(domain: SmtpDomain): KubeObject {
       selector: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": domain.metadata.name! },
       // Only the customer-facing ports: the health port stays inside the cluster.
       ports: [
-        { name: "submission", port: relayPorts.starttls, targetPort: "submission", protocol: "TCP" },
-        { name: "submissions", port: relayPorts.implicitTls, targetPort: "submissions", protocol: "TCP" },
+        { name: "submission", port: publicPorts.starttls, targetPort: "submission", protocol: "TCP" },
+        { name: "submissions", port: publicPorts.implicitTls, targetPort: "submissions", protocol: "TCP" },
       ],
       ...(type === "LoadBalancer" && ranges?.length ? { loadBalancerSourceRanges: ranges } : {}),
       ...(type !== "ClusterIP" ? { externalTrafficPolicy: "Local" } : {}),
@@ -426,6 +433,7 @@ export function relayNetworkPolicy(domain: SmtpDomain, settings: OperatorSetting
     spec: {
       podSelector: { matchLabels: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": domain.metadata.name! } },
       policyTypes: ["Ingress"],
+      // A NetworkPolicy's ports are the pod's (after the Service's mapping): the listeners, not 587/465.
       ingress: [
         {
           ...(ranges?.length ? { from: ranges.map((cidr) => ({ ipBlock: { cidr } })) } : {}),

@@ -106,8 +106,8 @@ export const RelayConfig = Type.Object({
   hostname: Hostname("Name in the SMTP greeting and the authserv-id of Authentication-Results."),
   listeners: Type.Object(
     {
-    starttls: Type.Optional(Type.Object({ port: Port("Port of the STARTTLS listener (587 in production).") }, { description: "The submission listener: STARTTLS required before AUTH." })),
-    implicitTls: Type.Optional(Type.Object({ port: Port("Port of the implicit-TLS listener (465 in production).") }, { description: "The implicit-TLS listener." })),
+    starttls: Type.Optional(Type.Object({ port: Port("Port of the STARTTLS listener (8587 in the operator's relay pods, behind the Service's 587: ADR 0012).") }, { description: "The submission listener: STARTTLS required before AUTH." })),
+    implicitTls: Type.Optional(Type.Object({ port: Port("Port of the implicit-TLS listener (8465 in the operator's relay pods, behind the Service's 465).") }, { description: "The implicit-TLS listener." })),
     health: Type.Object({ port: Port("Port of /healthz, /readyz and /metrics.") }, { description: "The operations endpoint." }),
     submission: Type.Optional(
       Type.Object(

@@ -107,6 +107,9 @@ describe("SmtpDomain reconciler", () => {
     assert.deepEqual(pod.containers[0]!.command, ["node", "dist/relay/main.js", "--config", "/etc/smtp-connector/config/relay.yaml"]);
     const service = await core.readNamespacedService({ namespace, name: "example-com-relay" });
     assert.deepEqual(service.spec?.ports?.map((p) => p.port), [587, 465]);
+    // Behind 587/465 the relay listens on unprivileged ports only, so it binds with no capabilities on any runtime (ADR 0012).
+    assert.deepEqual(service.spec?.ports?.map((p) => p.targetPort), ["submission", "submissions"]);
+    assert.deepEqual(Object.fromEntries(pod.containers[0]!.ports!.map((p) => [p.name, p.containerPort])), { submission: 8587, submissions: 8465, health: 8080, "internal-smtp": 2587, control: 8443 });
     // The EndpointSlice controller copies the internal Service's labels onto its slices, so the operator's
     // label-selected informer (where each relay pod's control API is read from) sees them. No pod runs
     // here, so the slice lists none: the operator then asks the Service's URL.
@@ -120,6 +123,8 @@ describe("SmtpDomain reconciler", () => {
     assert.equal(netpol.code, 0, netpol.stderr);
     // The health port is open to the cluster only: `from` must survive the apply.
     assert.deepEqual(JSON.parse(netpol.stdout).spec.ingress[1].from, [{ namespaceSelector: {} }]);
+    // The customer-facing rule names the pod's ports, where traffic arrives after the Service's mapping.
+    assert.deepEqual(JSON.parse(netpol.stdout).spec.ingress[0].ports, [{ protocol: "TCP", port: 8587 }, { protocol: "TCP", port: 8465 }]);
     // The control API only from the operator's namespace.
     assert.deepEqual(JSON.parse(netpol.stdout).spec.ingress[2], { from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "smtp-connector-system" } } }], ports: [{ protocol: "TCP", port: 8443 }] });
 

@@ -13,6 +13,7 @@ import { applyManifests, eventually, freshNamespace, kubectl } from "../support/
 import { startSmtpSink, stopChild, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
 import { operatorNamespace } from "../support/operator-rbac.js";
 import { RawSmtp } from "../support/relay.js";
+import { relayPorts } from "../../operator/domain/render.js";
 
 const caSecret = `e2e-ca-${process.pid}`;
 
@@ -61,7 +62,7 @@ describe("relay certificates, end to end", () => {
   }
 
   async function openSession(login: { username: string; password: string }, tls: { ca?: string; servername?: string }): Promise<RawSmtp> {
-    const client = await RawSmtp.connect(465, { implicitTls: true, ...tls });
+    const client = await RawSmtp.connect(relayPorts.implicitTls, { implicitTls: true, ...tls });
     assert.match(await client.reply(), /^220 /);
     assert.match(await client.command("EHLO mx.customer.test"), /^250/);
     assert.match(await client.authPlain(login.username, login.password), /^235 /);

@@ -13,6 +13,7 @@ import { runDeployment, type RunningDeployment } from "../support/deployment-run
 import { applyManifests, eventually, freshNamespace, kubectl, serviceAccountKubeconfig } from "../support/kube.js";
 import { helm } from "../support/helm.js";
 import { freePort, startSmtpSink, swaks, tempDir, type SmtpSink } from "../support/mail.js";
+import { relayPorts } from "../../operator/domain/render.js";
 
 const chart = "charts/smtp-connector";
 
@@ -152,7 +153,7 @@ describe("Helm install, end to end", () => {
     relay = await runDeployment(core, await apps.readNamespacedDeployment({ namespace: domainNamespace, name: "example-com-relay" }));
     await relayReady();
     const sent = await swaks([
-      "--server", "127.0.0.1:587", "--tls", "--auth", "PLAIN", "--auth-user", text(credentials, "username"), "--auth-password", text(credentials, "password"),
+      "--server", `127.0.0.1:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(credentials, "username"), "--auth-password", text(credentials, "password"),
       "--from", "jane@users.example.org", "--to", "support@example.com", "--header", "Subject: through the chart",
     ]);
     assert.equal(sent.code, 0, sent.output);

@@ -16,6 +16,7 @@ import { applyManifests, eventually, kubectl } from "../support/kube.js";
 import { freePort, startSmtpSink, stopChild, swaks, type SmtpSink } from "../support/mail.js";
 import { gitopsVerdicts } from "../support/gitops.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
+import { relayPorts } from "../../operator/domain/render.js";
 
 const namespace = "acme-helpdesk"; // as the examples name it
 
@@ -103,7 +104,7 @@ describe("examples, from empty to Ready", () => {
         { username: "support@example.com", password: "change-me", senders: ["support@example.com"] },
         { username: "billing@example.com", password: "change-me", senders: ["billing@example.com"] },
       ],
-      forward: { domain: "example.com", relayPort: 587, snippet: text(credentials, "postfix-main.cf"), relayHost: "relay.helpdesk.example.net", caPem: text(credentials, "ca.crt") },
+      forward: { domain: "example.com", relayPort: relayPorts.starttls, snippet: text(credentials, "postfix-main.cf"), relayHost: "relay.helpdesk.example.net", caPem: text(credentials, "ca.crt") },
       port: customerPort,
     });
     await applyManifests({ apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") } });

@@ -9,6 +9,7 @@ import { e2eClients, startOperatorCommand, relayReady } from "../support/e2e.js"
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, freshNamespace } from "../support/kube.js";
 import { type SmtpSink, startSmtpSink, stopChild, swaks, tlsSecretManifest } from "../support/mail.js";
+import { relayPorts } from "../../operator/domain/render.js";
 
 describe("inbound, end to end", () => {
   let operator: ChildProcess;
@@ -57,7 +58,7 @@ describe("inbound, end to end", () => {
 
     const send = (secret: k8s.V1Secret, subject: string) =>
       swaks([
-        "--server", "127.0.0.1:587", "--tls", "--auth", "PLAIN", "--auth-user", text(secret, "username"), "--auth-password", text(secret, "password"),
+        "--server", `127.0.0.1:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(secret, "username"), "--auth-password", text(secret, "password"),
         "--from", "jane@users.example.org", "--to", "support@example.com", "--header", `Subject: ${subject}`,
       ]);
     const first = await send(v1, "with version 1");

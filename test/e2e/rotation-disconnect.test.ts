@@ -11,6 +11,7 @@ import { runDeployment, type RunningDeployment } from "../support/deployment-run
 import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
+import { relayPorts } from "../../operator/domain/render.js";
 
 /** Submits messages to the customer's MX from a few parallel senders until stopped; returns the subjects it accepted. */
 function steadyTraffic(mx: () => number, label: string) {
@@ -86,15 +87,15 @@ describe("rotation and disconnect under steady traffic", () => {
     const mx = await startSubmissionServer({
       relayTo: elsewhere.port,
       users: [{ username: "unused@example.com", password: randomPassword(), senders: ["nobody@example.com"] }],
-      forward: { domain: "example.com", relayPort: 587, username: text(v1, "username"), password: text(v1, "password") },
+      forward: { domain: "example.com", relayPort: relayPorts.starttls, username: text(v1, "username"), password: text(v1, "password") },
     });
     customer = mx;
-    const passwordMap = (secret: k8s.V1Secret) => `inline:{ [127.0.0.1]:587=${text(secret, "username")}:${text(secret, "password")} }`;
+    const passwordMap = (secret: k8s.V1Secret) => `inline:{ [127.0.0.1]:${relayPorts.starttls}=${text(secret, "username")}:${text(secret, "password")} }`;
 
     // Rotation while mail flows: version 2 beside 1, the customer switches, version 1 is revoked.
     // Each step waits for what the next one needs (never for a fixed time), so a busy machine only makes it slower.
     const relayAccepts = async (secret: k8s.V1Secret) =>
-      (await swaks(["--server", "127.0.0.1:587", "--tls", "--auth", "PLAIN", "--auth-user", text(secret, "username"), "--auth-password", text(secret, "password"), "--quit-after", "AUTH"])).code === 0;
+      (await swaks(["--server", `127.0.0.1:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(secret, "username"), "--auth-password", text(secret, "password"), "--quit-after", "AUTH"])).code === 0;
     const tagged = (version: number) => helpdesk.messages().filter((m) => /^Subject: rotation \d+$/m.test(m.content) && new RegExp(`^X-SmtpConnector-Auth: domain=example\\.com; version=${version}\r?$`, "m").test(m.content)).length;
     const rotation = steadyTraffic(() => mx.port, "rotation");
     t.after(() => rotation.stop());

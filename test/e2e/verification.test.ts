@@ -15,6 +15,7 @@ import { runDeployment, type RunningDeployment } from "../support/deployment-run
 import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { freePort, randomPassword, startSmtpSink, stopChild, swaks, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
+import { relayPorts } from "../../operator/domain/render.js";
 
 describe("verification, end to end", () => {
   let operator: ChildProcess | undefined;
@@ -65,7 +66,7 @@ describe("verification, end to end", () => {
     customer = await startSubmissionServer({
       relayTo: recipientSide.port,
       users: [login],
-      forward: { domain: "example.com", relayPort: 587, snippet: text(v1, "postfix-main.cf"), relayHost: `example-com.${namespace}.relay.smtp-connector.local`, caPem: text(v1, "ca.crt") },
+      forward: { domain: "example.com", relayPort: relayPorts.starttls, snippet: text(v1, "postfix-main.cf"), relayHost: `example-com.${namespace}.relay.smtp-connector.local`, caPem: text(v1, "ca.crt") },
       port: customerPort,
     });
     await applyManifests(
@@ -82,7 +83,7 @@ describe("verification, end to end", () => {
     const condition = (a: SupportAddress, type: string) => a.status?.conditions?.find((c) => c.type === type);
     await eventually("the address Ready", async () => (condition(await address(), "Ready")?.status === "True" ? true : undefined), 60_000);
     // The customer's Postfix checked the relay's certificate (level secure, the CA from the Secret), not merely encrypted.
-    assert.match(customer.log(), /Verified TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]:587/);
+    assert.match(customer.log(), new RegExp(`Verified TLS connection established to 127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${relayPorts.starttls}`));
     const verified = await address();
     assert.deepEqual(verified.status?.verifications?.map((v) => `${v.direction} ${v.result} ${v.reason}`), ["Inbound Succeeded Verified", "Outbound Succeeded Verified"]);
     assert.ok(verified.status?.verifications?.every((v) => /^[0-9a-f]{64}$/.test(v.tokenSha256 ?? "")), "only token digests are kept");

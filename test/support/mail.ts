@@ -87,21 +87,21 @@ export interface SmtpSink {
 }
 
 /**
- * Starts Postfix's smtp-sink on 127.0.0.1, dumping each accepted message to a
+ * Starts Postfix's smtp-sink on 127.0.0.1 (or `host`: an address on lo that pods reach), dumping each accepted message to a
  * file. Options are smtp-sink's own fault switches, e.g. ["-r", "."] to
  * soft-reject every message, ["-f", "RCPT"], ["-q", "DATA"], ["-w", "3"].
  */
-export async function startSmtpSink(options: string[] = [], { lmtp = false } = {}): Promise<SmtpSink> {
+export async function startSmtpSink(options: string[] = [], { lmtp = false, host = "127.0.0.1" } = {}): Promise<SmtpSink> {
   const port = await freePort();
   const dir = tempDir("sink");
   const dumps = join(dir, "dumps");
   mkdirSync(dumps, { mode: 0o777 });
   chmodSync(dumps, 0o777);
-  const args = ["-u", "nobody", "-c", "-d", `${dumps}/%H%M%S.`, ...(lmtp ? ["-L"] : []), ...options, `127.0.0.1:${port}`, "256"];
+  const args = ["-u", "nobody", "-c", "-d", `${dumps}/%H%M%S.`, ...(lmtp ? ["-L"] : []), ...options, `${host}:${port}`, "256"];
   const child = spawn("smtp-sink", args, { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  await waitForPort(port, child, () => stderr);
+  await waitForPort(port, child, () => stderr, host);
   return {
     port,
     dir,
@@ -183,7 +183,7 @@ function parseSinkDump(file: string, text: string): SinkMessage {
 }
 
 /** Whether something accepts TCP connections on 127.0.0.1:port. */
-export function portOpen(port: number): Promise<boolean> {
+export function portOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
   return new Promise<boolean>((resolve) => {
     const socket = new Socket();
     socket.once("connect", () => {
@@ -191,15 +191,15 @@ export function portOpen(port: number): Promise<boolean> {
       resolve(true);
     });
     socket.once("error", () => resolve(false));
-    socket.connect(port, "127.0.0.1");
+    socket.connect(port, host);
   });
 }
 
-async function waitForPort(port: number, child: ChildProcess, stderr: () => string): Promise<void> {
+async function waitForPort(port: number, child: ChildProcess, stderr: () => string, host = "127.0.0.1"): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`exited early: ${stderr()}`);
-    if (await portOpen(port)) return;
+    if (await portOpen(port, host)) return;
     if (Date.now() > deadline) throw new Error(`port ${port} did not open: ${stderr()}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

@@ -134,17 +134,21 @@ async function run(args: string[]): Promise<void> {
 }
 
 /** How the customer's Postfix forwards the support domain to the relay. */
-export type Forwarding =
+export type Forwarding = (
   | { domain: string; relayPort: number; username: string; password: string }
   /**
    * The snippet from the credentials Secret (postfix-main.cf), used as it is,
    * with only what a test must change: the relay's address (no DNS here, so
    * [relayHost]:587 becomes [127.0.0.1]:relayPort) and where ca.crt is saved.
    */
-  | { domain: string; relayPort: number; snippet: string; relayHost: string; caPem?: string };
+  | { domain: string; relayPort: number; snippet: string; relayHost: string; caPem?: string }
+) & {
+  /** Where the relay listens (default 127.0.0.1): a relay pod's IP on a real node. */
+  relayAddress?: string;
+};
 
 function forwarding(f: Forwarding, dir: string): Record<string, string> {
-  const relay = `[127.0.0.1]:${f.relayPort}`;
+  const relay = `[${f.relayAddress ?? "127.0.0.1"}]:${f.relayPort}`;
   const common = {
     // Anyone may send to the domain (it is an MX); only logged-in users elsewhere.
     smtpd_tls_security_level: "may",

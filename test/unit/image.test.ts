@@ -25,6 +25,13 @@ test("the build context holds every file the Dockerfile copies, and .dockerignor
   }
 });
 
+test("every stage is built on the Node runtime of .node-version", () => {
+  const version = readFileSync(".node-version", "utf8").trim();
+  assert.match(dockerfile, new RegExp(`^ARG NODE_VERSION=${version.replaceAll(".", "\\.")}$`, "m"));
+  assert.equal(stages.length, 3);
+  for (const stage of stages) assert.match(stage, /^node:\$\{NODE_VERSION\}-bookworm-slim\b/);
+});
+
 test("the runtime stage runs as a non-root user with production dependencies only, and no npm", () => {
   const runtime = stages.at(-1)!;
   assert.match(runtime, /^USER 65532:65532$/m);

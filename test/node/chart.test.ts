@@ -1,0 +1,215 @@
+// The product as a platform team runs it, on a real node: `helm install` of the
+// chart with the image built from the Dockerfile in this run, the operator as a
+// pod under the chart's ServiceAccount, `kubectl apply -f examples/` with the
+// site's values, the relay Deployment's pods Running (as uid 65532 with every
+// capability dropped, on a runtime where ports below 1024 are privileged), and
+// the customer's Postfix sending through a relay pod to the helpdesk.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type * as k8s from "@kubernetes/client-node";
+import { nodeIp } from "../../hack/node/node.js";
+import { relayPorts } from "../../operator/domain/render.js";
+import { helm } from "../support/helm.js";
+import { eventually, kubectl } from "../support/kube.js";
+import { startSmtpSink, swaks, type SmtpSink } from "../support/mail.js";
+import { startCluster, type Cluster } from "../support/node.js";
+import { startSubmissionServer, type Postfix } from "../support/postfix.js";
+
+const release = "smtpc";
+const system = "smtp-connector-system";
+const namespace = "acme-helpdesk"; // as the examples name it
+
+interface Pod { metadata: { name: string }; spec: { serviceAccountName?: string; containers: { image: string }[] }; status: { phase?: string; podIP?: string; containerStatuses?: { ready: boolean; restartCount: number }[] } }
+const json = async <T>(args: string[]): Promise<T> => {
+  const result = await kubectl([...args, "-o", "json"]);
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout) as T;
+};
+const running = (pods: Pod[]) => pods.length > 0 && pods.every((p) => p.status.phase === "Running" && p.status.containerStatuses?.every((c) => c.ready));
+const text = (s: { data?: Record<string, string> }, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+
+describe("on a real node: the chart from the built image, the examples' relay pods, mail through them", { timeout: 1_200_000 }, () => {
+  let cluster: Cluster;
+  let helpdesk: SmtpSink | undefined;
+  let customer: Postfix | undefined;
+
+  before(async () => {
+    cluster = await startCluster();
+    // Every support helper (kubectl, helm) talks to this cluster.
+    process.env.SMTPC_KUBECONFIG = cluster.kubeconfig;
+    process.env.SMTPC_TESTENV_BIN = cluster.testenv;
+  });
+  after(async () => {
+    await customer?.stop();
+    await helpdesk?.stop();
+    await cluster?.stop();
+  });
+
+  test("helm install: the operator runs as a pod from the built image, under the chart's ServiceAccount", async () => {
+    const [repository, tag] = [cluster.image.slice(0, cluster.image.lastIndexOf(":")), cluster.image.slice(cluster.image.lastIndexOf(":") + 1)];
+    const installed = await helm(["install", release, "charts/smtp-connector", "--namespace", system, "--create-namespace",
+      "--set", `image.repository=${repository}`, "--set", `image.tag=${tag}`, "--set", "image.pullPolicy=Never", "--set", "operator.relayHostSuffix=relay.test"]);
+    assert.equal(installed.code, 0, installed.stderr);
+    const pods = await eventually("the operator pod Running and ready", async () => {
+      const list = (await json<{ items: Pod[] }>(["get", "pods", "-n", system, "-l", "app.kubernetes.io/name=smtp-connector"])).items;
+      return running(list) ? list : undefined;
+    }, 180_000);
+    assert.equal(pods.length, 1);
+    // The chart's own ServiceAccount (named after the release), not the namespace's default.
+    const account = pods[0]!.spec.serviceAccountName!;
+    assert.notEqual(account, "default");
+    assert.equal((await kubectl(["get", "serviceaccount", account, "-n", system])).code, 0, `ServiceAccount ${account} exists`);
+    assert.equal(pods[0]!.spec.containers[0]!.image, cluster.image);
+    // Ready means its informers synced: it reached the API server from inside the pod, at the kubernetes
+    // Service, with its ServiceAccount's token. kubectl logs (through the kubelet) shows where it connected.
+    const logs = await kubectl(["logs", "-n", system, pods[0]!.metadata.name]);
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.match(logs.stdout, /operator started.*https:\/\/10\.0\.0\.1/, logs.stdout);
+  });
+
+  test("kubectl apply -f examples/ with the site's values: relay pods Running, and the customer's Postfix delivers through one", async () => {
+    helpdesk = await startSmtpSink([], { lmtp: true, host: nodeIp });
+    const applied = await kubectl(["apply", "-f", "examples/"]);
+    assert.equal(applied.code, 0, applied.stderr);
+    // The site's values: the helpdesk's ingestion (on the node's address, which pods reach), the customer's server (the node's bridge).
+    const patched = await kubectl(["patch", "smtpdomain", "example-com", "-n", namespace, "--type=merge", "-p", JSON.stringify({ spec: { inbound: { allowedSourceRanges: ["10.244.0.1/32"], delivery: { smtp: { host: nodeIp, port: helpdesk.port } } } } })]);
+    assert.equal(patched.code, 0, patched.stderr);
+
+    const selector = "app.kubernetes.io/name=smtp-connector-relay,app.kubernetes.io/instance=example-com";
+    const relays = await eventually("the relay Deployment's pods Running and ready", async () => {
+      const list = (await json<{ items: Pod[] }>(["get", "pods", "-n", namespace, "-l", selector])).items;
+      return running(list) ? list : undefined;
+    }, 240_000).catch(async (error: unknown) => {
+      // What the pods say is the finding (a relay that cannot bind shows "listen EACCES" here).
+      const pods = await kubectl(["get", "pods", "-n", namespace, "-l", selector, "-o", "wide"]);
+      const logs = await kubectl(["logs", "-n", namespace, "-l", selector, "--tail=5", "--previous=false"]);
+      throw new Error(`${String(error)}\n${pods.stdout}\n${logs.stdout}${logs.stderr}`);
+    });
+    assert.ok(relays.every((p) => p.spec.containers[0]!.image === cluster.image), "the relay runs the operator's image");
+    assert.ok(relays.every((p) => p.status.containerStatuses!.every((c) => c.restartCount === 0)), "no relay pod crash-looped");
+    const available = await json<{ status: { availableReplicas?: number }; spec: { replicas: number } }>(["get", "deployment", "example-com-relay", "-n", namespace]);
+    assert.equal(available.status.availableReplicas, available.spec.replicas);
+
+    await eventually("the relay config with the site's values", async () =>
+      text(await json<k8s.V1Secret>(["get", "secret", "example-com-relay-config", "-n", namespace]) as { data?: Record<string, string> }, "relay.yaml").includes(`port: ${helpdesk!.port}`) ? true : undefined, 60_000);
+    const credentials = await json<{ data?: Record<string, string> }>(["get", "secret", "example-com-inbound-v1", "-n", namespace]);
+    // The customer's Postfix connects to the relay Service's 587 (its cluster IP: no load balancer here); kube-proxy
+    // maps it onto a relay pod's unprivileged listener (ADR 0012).
+    const service = await json<{ spec: { clusterIP: string; ports: { port: number; targetPort: string }[] } }>(["get", "service", "example-com-relay", "-n", namespace]);
+    assert.deepEqual(service.spec.ports.map((p) => [p.port, p.targetPort]), [[587, "submission"], [465, "submissions"]]);
+    customer = await startSubmissionServer({
+      relayTo: 9, // no outbound mail in this test
+      users: [],
+      forward: { domain: "example.com", relayAddress: service.spec.clusterIP, relayPort: 587, snippet: text(credentials, "postfix-main.cf"), relayHost: "relay.helpdesk.example.net", caPem: text(credentials, "ca.crt") },
+    });
+    const inbound = await swaks(["--server", `127.0.0.1:${customer.port}`, "--from", "jane@users.example.org", "--to", "billing@example.com", "--header", "Subject: through a real pod"]);
+    assert.equal(inbound.code, 0, inbound.output);
+    await eventually("the email at the helpdesk, tagged by the relay", () => (helpdesk!.messages().some((m) => m.content.includes("Subject: through a real pod") && /X-SmtpConnector-Auth: domain=example\.com; version=1/.test(m.content)) ? true : undefined), 60_000);
+    assert.match(customer.log(), new RegExp(`Verified TLS connection established to ${service.spec.clusterIP.replaceAll(".", "\\.")}\\[[^\\]]+\\]:587`), "Postfix verified the relay's certificate against ca.crt, at the Service's 587");
+    // The relay pods' /metrics (their health port, from the node): one of them counted the delivery.
+    const metrics = (await Promise.all(relays.map(async (p) => (await fetch(`http://${p.status.podIP!}:${relayPorts.health}/metrics`)).text()))).join("\n");
+    assert.match(metrics, /^smtpc_relay_messages_total\{direction="inbound",result="Delivered"\} [1-9]/m);
+    // And straight to a pod, on the listener behind the mapping.
+    const direct = await swaks(["--server", `${relays[0]!.status.podIP!}:${relayPorts.starttls}`, "--tls", "--quit-after", "STARTTLS"]);
+    assert.equal(direct.code, 0, direct.output);
+  });
+
+  test("rotation and revocation reach the running relay pods through their mounted Secrets (the kubelet's refresh), with no restart", async () => {
+    const selector = "app.kubernetes.io/name=smtp-connector-relay,app.kubernetes.io/instance=example-com";
+    const pods = (await json<{ items: Pod[] }>(["get", "pods", "-n", namespace, "-l", selector])).items;
+    const restarts = () => pods.map((p) => p.status.containerStatuses![0]!.restartCount);
+    const before = restarts();
+    const credentials = (list: object[]) => kubectl(["patch", "smtpdomain", "example-com", "-n", namespace, "--type=merge", "-p", JSON.stringify({ spec: { inbound: { credentials: list } } })]);
+    const secret = (version: number) => eventually(`credential version ${version}`, async () => {
+      const got = await kubectl(["get", "secret", `example-com-inbound-v${version}`, "-n", namespace, "-o", "json"]);
+      const found = got.code === 0 ? (JSON.parse(got.stdout) as { data?: Record<string, string> }) : undefined;
+      return found && text(found, "username") && text(found, "password") ? found : undefined;
+    }, 60_000);
+    // AUTH at one pod, on its own listener: every pod must see the change.
+    const login = (pod: Pod, s: { data?: Record<string, string> }) =>
+      swaks(["--server", `${pod.status.podIP!}:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(s, "username"), "--auth-password", text(s, "password"), "--quit-after", "AUTH"]);
+    const v1 = await secret(1);
+
+    // What the kubelet has written into a pod's mounted config Secret, read in the pod (kubectl exec). AUTH is
+    // tried only once the file has changed: every refused attempt counts towards the relay's lockout.
+    const mounted = async (pod: Pod) => (await kubectl(["exec", "-n", namespace, pod.metadata.name, "--", "cat", "/etc/smtp-connector/config/relay.yaml"])).stdout;
+    const refreshed = (pod: Pod, what: string, holds: (config: string) => boolean) =>
+      eventually(`${what} in ${pod.metadata.name}'s mounted config (the kubelet's refresh)`, async () => (holds(await mounted(pod)) ? true : undefined), 120_000);
+    const reloaded = async (pod: Pod, what: string, works: () => Promise<boolean>) => {
+      for (let attempt = 0; attempt < 10; attempt++) {
+        if (await works()) return;
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+      assert.fail(`${what} at ${pod.metadata.name} within 10 s of the file changing`);
+    };
+
+    assert.equal((await credentials([{ version: 1 }, { version: 2 }])).code, 0);
+    const v2 = await secret(2);
+    for (const pod of pods) {
+      await refreshed(pod, "version 2", (config) => config.includes(`username: ${text(v2, "username")}`));
+      await reloaded(pod, "version 2 accepted", async () => (await login(pod, v2)).code === 0);
+      assert.equal((await login(pod, v1)).code, 0, "version 1 stays valid during the rotation");
+    }
+
+    assert.equal((await credentials([{ version: 1, state: "Revoked" }, { version: 2 }])).code, 0);
+    for (const pod of pods) {
+      await refreshed(pod, "version 1 revoked", (config) => new RegExp(`username: ${text(v1, "username")}\\n\\s+passwordSha256: \\S+\\n\\s+state: Revoked`).test(config));
+      await reloaded(pod, "version 1 refused", async () => /535 5\.7\.8/.test((await login(pod, v1)).output));
+      assert.equal((await login(pod, v2)).code, 0);
+    }
+    const now = (await json<{ items: Pod[] }>(["get", "pods", "-n", namespace, "-l", selector])).items;
+    assert.deepEqual(now.map((p) => p.metadata.name), pods.map((p) => p.metadata.name), "the same pods");
+    assert.deepEqual(now.map((p) => p.status.containerStatuses![0]!.restartCount), before, "no restart");
+  });
+
+  test("the relay's NetworkPolicy holds, probed from pods: 8587/8465 from allowedSourceRanges only, 8080/2587 from the cluster, 8443 from the operator's namespace only", async () => {
+    // A probe pod in the relay's namespace, one in the operator's and one in a third; kubectl exec runs the probes.
+    const probeNamespaces = [namespace, system, "elsewhere"];
+    assert.equal((await kubectl(["create", "namespace", "elsewhere"])).code, 0);
+    for (const ns of probeNamespaces) {
+      const pod = {
+        apiVersion: "v1", kind: "Pod", metadata: { name: "probe", namespace: ns },
+        spec: {
+          automountServiceAccountToken: false,
+          securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: "RuntimeDefault" } },
+          containers: [{ name: "probe", image: cluster.image, imagePullPolicy: "Never", command: ["node", "-e", "setInterval(() => {}, 1 << 30)"],
+            securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } } }],
+        },
+      };
+      const created = await kubectl(["apply", "-f", "-"], { input: JSON.stringify(pod) });
+      assert.equal(created.code, 0, created.stderr);
+    }
+    for (const ns of probeNamespaces) assert.equal((await kubectl(["wait", "-n", ns, "--for=condition=Ready", "pod/probe", "--timeout=120s"])).code, 0);
+    const ip = async (ns: string, name: string) => (await json<Pod>(["get", "pod", name, "-n", ns])).status.podIP!;
+    const inside = await ip(namespace, "probe");
+    // Only the relay's own namespace's probe (and the host's bridge address, for the Postfix above) may submit.
+    const patched = await kubectl(["patch", "smtpdomain", "example-com", "-n", namespace, "--type=merge", "-p", JSON.stringify({ spec: { inbound: { allowedSourceRanges: ["10.244.0.1/32", `${inside}/32`] } } })]);
+    assert.equal(patched.code, 0, patched.stderr);
+    await eventually("the NetworkPolicy with the new ranges", async () => (JSON.stringify((await json<{ spec: unknown }>(["get", "networkpolicy", "example-com-relay", "-n", namespace])).spec).includes(`${inside}/32`) ? true : undefined), 30_000);
+
+    const relay = (await json<{ items: Pod[] }>(["get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=smtp-connector-relay,app.kubernetes.io/instance=example-com"])).items[0]!;
+    const ports = [relayPorts.starttls, relayPorts.implicitTls, relayPorts.health, relayPorts.submission, relayPorts.control];
+    // A connection either opens, or is refused (kube-router rejects), or times out: as seen from inside a pod.
+    const script = `const net = require("net"); const [host, ...ports] = process.argv.slice(1);
+Promise.all(ports.map((p) => new Promise((done) => { const s = net.connect({ host, port: +p }); const t = setTimeout(() => (s.destroy(), done("timeout")), 3000);
+s.on("connect", () => (clearTimeout(t), s.destroy(), done("open"))); s.on("error", (e) => (clearTimeout(t), done(e.code))); }))).then((r) => console.log(JSON.stringify(r)));`;
+    const probe = async (ns: string) => {
+      const result = await kubectl(["exec", "-n", ns, "probe", "--", "node", "-e", script, relay.status.podIP!, ...ports.map(String)]);
+      assert.equal(result.code, 0, result.stderr);
+      return Object.fromEntries(ports.map((p, i) => [p, (JSON.parse(result.stdout) as string[])[i] === "open"]));
+    };
+    const expected = {
+      [namespace]: { 8587: true, 8465: true, 8080: true, 2587: true, 8443: false },
+      [system]: { 8587: false, 8465: false, 8080: true, 2587: true, 8443: true },
+      elsewhere: { 8587: false, 8465: false, 8080: true, 2587: true, 8443: false },
+    };
+    // kube-router applies a change within a second or so: the matrix is asked until it holds.
+    const seen: Record<string, unknown> = {};
+    await eventually("every probe answered as the policy says", async () => {
+      for (const ns of probeNamespaces) seen[ns] = await probe(ns);
+      return JSON.stringify(seen) === JSON.stringify(expected) ? true : undefined;
+    }, 30_000).catch((error: unknown) => {
+      throw new Error(`${String(error)}\nseen:     ${JSON.stringify(seen)}\nexpected: ${JSON.stringify(expected)}`);
+    });
+  });
+});

@@ -1,0 +1,48 @@
+// A control plane with a real node (hack/node/up.ts): pods run from the image
+// `npm run image` built in this run. hack/test-tier.sh node starts one for the
+// whole tier and passes it in SMTPC_NODE_CLUSTER (JSON of the ready event); a
+// file run on its own starts a private one.
+import { spawn, type ChildProcess } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+export interface Cluster {
+  kubeconfig: string;
+  node: string;
+  /** The image built from the Dockerfile, imported into the node's containerd (pull policy Never). */
+  image: string;
+  testenv: string;
+  /** SIGTERM, as a user's Ctrl-C: resolves to the exit code once the node and control plane are down. */
+  stop(): Promise<number | null>;
+}
+
+export async function startCluster(timeoutMs = 900_000): Promise<Cluster> {
+  const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "hack/node/up.ts")], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const ready = await new Promise<{ kubeconfig: string; node: string; image: string; testenv: string }>((resolve, reject) => {
+    const timer = setTimeout(() => (child.kill("SIGTERM"), reject(new Error(`no node after ${timeoutMs} ms:\n${stderr}`))), timeoutMs);
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      const line = out.split("\n").find((l) => l.includes('"event":"ready"'));
+      if (line) {
+        clearTimeout(timer);
+        resolve(JSON.parse(line) as { kubeconfig: string; node: string; image: string; testenv: string });
+      }
+    });
+    child.once("exit", (code) => (clearTimeout(timer), reject(new Error(`hack/node/up.ts exited (${code}) before the node was ready:\n${stderr}`))));
+  });
+  return { ...ready, stop: () => stopCluster(child) };
+}
+
+async function stopCluster(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill("SIGTERM");
+    await exited;
+  }
+  return child.exitCode;
+}
