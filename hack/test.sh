@@ -7,6 +7,8 @@
 #   mail        the relay against real mail peers (swaks, Postfix, smtp-sink)
 #   faults      nothing lost under faults: the relay killed and the next hop flapping under Postfix's load
 #   e2e         the product against the control plane and real mail peers
+#   node        the chart, the image built in the run and the relays as real pods on a real node
+#               (kubelet, containerd, kube-proxy, kube-router), with a control plane of its own
 # Set SMTPC_TIERS (e.g. "unit apiserver") to run fewer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +16,7 @@ cd "$(dirname "$0")/.."
 source hack/lib/node.sh
 
 bash hack/setup.sh
-tiers=${SMTPC_TIERS:-static setup unit mail faults apiserver e2e}
+tiers=${SMTPC_TIERS:-static setup unit mail faults apiserver e2e node}
 started=$(date +%s)
 
 with_plane=()
@@ -25,7 +27,7 @@ for tier in $tiers; do
       npx tsc -p tsconfig.json --noEmit
       npx eslint .
       ;;
-    setup | unit) echo "== $tier"; bash hack/test-tier.sh "$tier" ;;
+    setup | unit | node) echo "== $tier"; bash hack/test-tier.sh "$tier" ;;
     mail) echo "== mail"; bash hack/test-tier.sh mail ;;
     faults) echo "== faults"; bash hack/test-tier.sh faults ;;
     apiserver | e2e) [[ -d test/$tier ]] && with_plane+=("$tier") ;;
