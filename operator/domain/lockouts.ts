@@ -7,17 +7,10 @@
 import type { SmtpDomain } from "../../crds/schema.js";
 import { involved, recordEvent } from "../events.js";
 import type { Cluster } from "../kube/cluster.js";
+import type { LockoutEntry } from "../../relay/ops/reports.js";
 
-/** A lockout as the relay's control API reports it (relay/ops/reports.ts LockoutEntry). */
-export interface RelayLockout {
-  kind: string;
-  scope: string;
-  source: string;
-  domain?: string;
-  version?: number;
-  since: string;
-  until: string;
-}
+/** A lockout as the relay's control API reports it: the relay's own type (a type import, nothing of the relay loaded). */
+export type RelayLockout = LockoutEntry;
 
 export const lockoutReason = "LockedOut";
 
