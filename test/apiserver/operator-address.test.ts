@@ -25,29 +25,36 @@ const address = (namespace: string, name: string, mail: string, domainRef: strin
   spec: { address: mail, domainRef: { name: domainRef }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: secret } } },
 });
 
-describe("SupportAddress rules", () => {
-  let controller: Controller;
-  let custom: k8s.CustomObjectsApi;
-  let core: k8s.CoreV1Api;
+/**
+ * A controller with the chart's RBAC for one suite, and the clients its tests
+ * use: started before the suite's tests, stopped after them.
+ */
+function suiteController(options: Parameters<typeof startTestController>[0]) {
+  const suite = {} as { controller: Controller; custom: k8s.CustomObjectsApi; core: k8s.CoreV1Api };
   before(async () => {
     await installCRDs();
     const cluster = await connect();
-    core = cluster.core;
-    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
-    // The operator runs with the chart's RBAC, not as admin.
-    controller = await startTestController({ systemDomains: ["helpdesk.example.net"] });
+    suite.core = cluster.core;
+    suite.custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    suite.controller = await startTestController(options);
   });
-  after(() => controller.stop());
+  after(() => suite.controller.stop());
+  return suite;
+}
+
+describe("SupportAddress rules", () => {
+  // The operator runs with the chart's RBAC, not as admin.
+  const suite = suiteController({ systemDomains: ["helpdesk.example.net"] });
 
   const domainReady = async (namespace: string, name: string) => {
-    const a = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name })) as SupportAddress;
+    const a = (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name })) as SupportAddress;
     return a.status?.conditions?.find((c) => c.type === "DomainReady");
   };
 
   test("each rule shows in DomainReady with its reason; only served addresses reach the relay", async (t) => {
     const namespace = await freshNamespace(t, "addr");
-    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } } });
-    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "broken" }, stringData: { username: "u" } } });
+    await suite.core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } } });
+    await suite.core.createNamespacedSecret({ namespace, body: { metadata: { name: "broken" }, stringData: { username: "u" } } });
     await applyManifests(domain(namespace, "example-com", "example.com"));
     await applyManifests(address(namespace, "support", "support@example.com", "example-com"));
     await applyManifests(address(namespace, "mismatch", "support@other.org", "example-com"));
@@ -71,15 +78,15 @@ describe("SupportAddress rules", () => {
       assert.equal(condition.status, "False");
     }
     const config = await eventually("the relay config", async () => {
-      const secret = await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });
+      const secret = await suite.core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });
       return parseConfig(Buffer.from(secret.data!["relay.yaml"]!, "base64").toString());
     });
     assert.deepEqual(config.domains[0]!.addresses, ["support@example.com"]);
 
     // Fixing the Secret brings the address in.
-    await core.replaceNamespacedSecret({ namespace, name: "broken", body: { metadata: { name: "broken" }, stringData: { username: "u", password: "p" } } });
+    await suite.core.replaceNamespacedSecret({ namespace, name: "broken", body: { metadata: { name: "broken" }, stringData: { username: "u", password: "p" } } });
     await eventually("billing@ in the relay config", async () => {
-      const secret = await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });
+      const secret = await suite.core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });
       return Buffer.from(secret.data!["relay.yaml"]!, "base64").toString().includes("billing@example.com") ? true : undefined;
     });
   });
@@ -89,14 +96,14 @@ describe("SupportAddress rules", () => {
     await applyManifests(domain(namespace, "helpdesk", "helpdesk.example.net"), domain(namespace, "mail", "mail.helpdesk.example.net"));
     for (const name of ["helpdesk", "mail"]) {
       const d = await eventually(`${name}: Ready=False SystemDomain`, async () => {
-        const o = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name })) as SmtpDomain;
+        const o = (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name })) as SmtpDomain;
         return o.status?.conditions?.find((c) => c.type === "Ready")?.reason === "SystemDomain" ? o : undefined;
       });
       assert.equal(d.status?.conditions?.find((c) => c.type === "Stalled")?.reason, "SystemDomain");
       assert.match(d.status.conditions.find((c) => c.type === "Ready")!.message, /helpdesk's own system domains/);
     }
-    await controller.queue.idle();
-    const secrets = (await core.listNamespacedSecret({ namespace })).items.map((s) => s.metadata?.name);
+    await suite.controller.queue.idle();
+    const secrets = (await suite.core.listNamespacedSecret({ namespace })).items.map((s) => s.metadata?.name);
     assert.deepEqual(secrets, [], "no credentials, certificate or relay config");
     for (const kind of ["deployments", "services", "networkpolicies"]) {
       const listed = await kubectl(["get", kind, "-n", namespace, "-o", "name"]);
@@ -109,15 +116,15 @@ describe("SupportAddress rules", () => {
   test("the same domain in a second account (namespace) is flagged; the first keeps working", async (t) => {
     const production = await freshNamespace(t, "prod");
     await applyManifests(domain(production, "example-com", "example.com"));
-    await eventually("the production credentials", () => core.readNamespacedSecret({ namespace: production, name: "example-com-inbound-v1" }));
+    await eventually("the production credentials", () => suite.core.readNamespacedSecret({ namespace: production, name: "example-com-inbound-v1" }));
     const sandbox = await freshNamespace(t, "sandbox");
     await applyManifests(domain(sandbox, "example-com", "example.com"));
     const ready = await eventually("the sandbox domain flagged", async () => {
-      const d = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: sandbox, plural: "smtpdomains", name: "example-com" })) as { status?: { conditions?: { type: string; reason: string; message: string }[] } };
+      const d = (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: sandbox, plural: "smtpdomains", name: "example-com" })) as { status?: { conditions?: { type: string; reason: string; message: string }[] } };
       return d.status?.conditions?.find((c) => c.type === "Stalled" && c.reason === "DomainConflict");
     });
     assert.match(ready.message, new RegExp(`already connected in namespace ${production}`));
-    const sandboxSecrets = (await core.listNamespacedSecret({ namespace: sandbox })).items.map((s) => s.metadata?.name);
+    const sandboxSecrets = (await suite.core.listNamespacedSecret({ namespace: sandbox })).items.map((s) => s.metadata?.name);
     assert.equal(sandboxSecrets.includes("example-com-inbound-v1"), false, "a flagged domain gets no credentials");
   });
 });
@@ -126,9 +133,6 @@ describe("SupportAddress rules", () => {
 // the mail (this tier runs no relay): tokens "come back" when the test says so,
 // with the credential version the customer's server uses.
 describe("SupportAddress readiness through a rotation", () => {
-  let controller: Controller;
-  let custom: k8s.CustomObjectsApi;
-  let core: k8s.CoreV1Api;
   const sent = new Set<string>();
   const mail = { answering: true, version: 1 };
   const digest = (token: string) => createHash("sha256").update(token).digest("hex");
@@ -140,14 +144,7 @@ describe("SupportAddress readiness through a rotation", () => {
     lastRevokedRefusal: () => Promise.resolve(undefined),
     credentialUse: () => Promise.resolve(new Map<number, string>()),
   };
-  before(async () => {
-    await installCRDs();
-    const cluster = await connect();
-    core = cluster.core;
-    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
-    controller = await startTestController({ verificationIO: io, verificationTiming: { pollMs: 200, retryMs: 60_000 } });
-  });
-  after(() => controller.stop());
+  const suite = suiteController({ verificationIO: io, verificationTiming: { pollMs: 200, retryMs: 60_000 } });
 
   test("adding a credential version keeps the address Ready while it is verified again; revoking the version in use does not", async (t) => {
     const namespace = await freshNamespace(t, "rot");
@@ -155,7 +152,7 @@ describe("SupportAddress readiness through a rotation", () => {
       const d = domain(namespace, "example-com", "example.com");
       return { ...d, spec: { ...d.spec, inbound: { ...d.spec.inbound, credentials } } };
     };
-    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } } });
+    await suite.core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } } });
     await applyManifests(withVersions([{ version: 1 }]));
     await applyManifests(address(namespace, "support", "support@example.com", "example-com"));
     // No kubelet here: the relay is marked available as the Deployment controller would.
@@ -163,7 +160,7 @@ describe("SupportAddress readiness through a rotation", () => {
     const status = { replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1 };
     assert.equal((await kubectl(["patch", "deployment", "example-com-relay", "-n", namespace, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })])).code, 0);
 
-    const get = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
+    const get = async () => (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
     const ready = (a: SupportAddress) => a.status?.conditions?.find((c) => c.type === "Ready");
     await eventually("the address Ready", async () => (ready(await get())?.status === "True" ? true : undefined), 30_000);
 
@@ -208,34 +205,24 @@ describe("SupportAddress readiness through a rotation", () => {
 });
 
 describe("account limits set per installation", () => {
-  let controller: Controller;
-  let custom: k8s.CustomObjectsApi;
-  let core: k8s.CoreV1Api;
-  before(async () => {
-    await installCRDs();
-    const cluster = await connect();
-    core = cluster.core;
-    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
-    controller = await startTestController({ limits: { domainsPerNamespace: 1, addressesPerDomain: 2, addressesPerNamespace: 200 } });
-  });
-  after(() => controller.stop());
+  const suite = suiteController({ limits: { domainsPerNamespace: 1, addressesPerDomain: 2, addressesPerNamespace: 200 } });
 
   test("the operator's limits apply; the domain's status counts the addresses that are not served", async (t) => {
     const namespace = await freshNamespace(t, "lim");
-    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } } });
+    await suite.core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } } });
     await applyManifests(domain(namespace, "example-com", "example.com"));
-    await eventually("the first domain's credentials", () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }));
+    await eventually("the first domain's credentials", () => suite.core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }));
     await applyManifests(domain(namespace, "example-org", "example.org"));
     // The oldest are served; within one second of creation, name order decides: a and b, not c.
     for (const name of ["a", "b", "c"]) await applyManifests(address(namespace, name, `${name}@example.com`, "example-com"));
     await applyManifests(address(namespace, "wrong", "wrong@example.net", "example-com"));
     const second = await eventually("the second domain over the limit", async () => {
-      const d = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-org" })) as SmtpDomain;
+      const d = (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-org" })) as SmtpDomain;
       return d.status?.conditions?.find((c) => c.type === "Ready" && c.reason === "LimitExceeded");
     });
     assert.match(second.message, /at most 1 domains per account/);
     const first = await eventually("two served, two not", async () => {
-      const d = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+      const d = (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
       return d.status?.addresses === 2 && d.status.addressesNotServed === 2 ? d : undefined;
     });
     assert.match(first.status!.conditions!.find((c) => c.type === "AddressesConfigured")!.message, /2 support address\(es\) served, 2 not served/);
@@ -247,7 +234,7 @@ describe("account limits set per installation", () => {
   });
 
   const domainReady = async (namespace: string, name: string) => {
-    const a = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name })) as SupportAddress;
+    const a = (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name })) as SupportAddress;
     return a.status?.conditions?.find((c) => c.type === "DomainReady");
   };
 });
