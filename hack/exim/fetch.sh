@@ -13,15 +13,13 @@ bin=$cache/pkg/usr/sbin/exim4
 if [[ ! -x $bin ]]; then
   [[ $(id -u) -eq 0 ]] || { echo "exim fetch: run as root (apt-get download, useradd)" >&2; exit 1; }
   work=$(mktemp -d)
-  partial=$(mktemp -d "$cache.tmp.XXXXXX")
-  chmod 755 "$partial"
+  cache_partial "$cache"
   trap 'rm -rf "$work" "$partial"' EXIT
   cd "$work"
   packages=(exim4-daemon-light)
   apt-get download "${packages[@]}" >/dev/null 2>&1 || { apt-get update -qq >&2 && apt-get download "${packages[@]}" >&2; }
   for deb in ./*.deb; do dpkg -x "$deb" "$partial/pkg"; done
-  rm -rf "$cache"
-  mv -T "$partial" "$cache"
+  cache_commit "$cache"
 fi
 # The user Exim is compiled to run as; it refuses to start without it.
 id Debian-exim >/dev/null 2>&1 || useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin Debian-exim

@@ -12,17 +12,13 @@ k8s_minor=37
 source "$(dirname "$0")/../lib/cache.sh"
 cache=$(cache_root)/helm/$version-k8s1.$k8s_minor
 bin=$cache/helm
-[[ -x $bin ]] && { echo "$bin"; exit 0; }
-cache_lock "$cache"
-[[ -x $bin ]] && { echo "$bin"; exit 0; }
+cache_reuse "$cache" "$bin"
 command -v go >/dev/null || { echo "helm build: Go is required to build helm" >&2; exit 1; }
 echo "helm build: building helm $version into $cache (a few minutes the first time)" >&2
 started=$(date +%s)
-partial=$(mktemp -d "$cache.tmp.XXXXXX")
-chmod 755 "$partial"
+cache_partial "$cache"
 trap 'rm -rf "$partial"' EXIT
 CGO_ENABLED=0 GOBIN="$partial" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s_minor -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$k8s_minor" "helm.sh/helm/v3/cmd/helm@$version" >&2
-rm -rf "$cache"
-mv -T "$partial" "$cache"
+cache_commit "$cache"
 echo "helm build: done in $(( $(date +%s) - started ))s" >&2
 echo "$bin"

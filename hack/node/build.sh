@@ -16,18 +16,14 @@ source "$here/../lib/cache.sh"
 hash=$(cat "$here/main.go" "$here/build.sh" | sha256sum | cut -c1-12)
 cache=$(cache_root)/node-bin/$version-$hash
 bin=$cache/smtpc-node
-built() { [[ -x $bin ]] && touch "$cache" && echo "$bin"; }
-built && exit 0
-cache_lock "$cache"
-built && exit 0
+cache_reuse "$cache" "$bin"
 
 command -v go >/dev/null || { echo "node build: Go is required (https://go.dev/dl)" >&2; exit 1; }
 log() { echo "node build: $*" >&2; }
 log "building kubelet, kube-proxy and kube-scheduler $version into $cache (about 2 minutes with the control plane's Go build cache warm)"
 started=$(date +%s)
 work=$(mktemp -d)
-partial=$(mktemp -d "$cache.tmp.XXXXXX")
-chmod 755 "$partial"
+cache_partial "$cache"
 trap 'rm -rf "$work" "$partial"' EXIT
 cp "$here/main.go" "$work/"
 cd "$work"
@@ -52,8 +48,7 @@ go mod tidy >&2
 pkg_version="-X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 client_version="-X k8s.io/client-go/pkg/version.gitVersion=$version -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitTreeState=clean"
 go build -trimpath -ldflags "-s -w $pkg_version $client_version" -o "$partial/smtpc-node" . >&2
-rm -rf "$cache"
-mv -T "$partial" "$cache"
+cache_commit "$cache"
 cache_prune "$(dirname "$cache")" "$cache"
 log "done in $(( $(date +%s) - started ))s"
 echo "$bin"

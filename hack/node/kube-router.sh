@@ -10,18 +10,13 @@ version=v2.1.0
 source "$here/../lib/cache.sh"
 cache=$(cache_root)/kube-router/$version
 bin=$cache/kube-router
-built() { [[ -x $bin ]] && touch "$cache" && echo "$bin"; }
-built && exit 0
-cache_lock "$cache"
-built && exit 0
+cache_reuse "$cache" "$bin"
 command -v go >/dev/null || { echo "kube-router build: Go is required (https://go.dev/dl)" >&2; exit 1; }
 echo "kube-router build: building kube-router $version into $cache (about 4-5 minutes the first time on 2 cores)" >&2
 started=$(date +%s)
-partial=$(mktemp -d "$cache.tmp.XXXXXX")
-chmod 755 "$partial"
+cache_partial "$cache"
 trap 'rm -rf "$partial"' EXIT
 CGO_ENABLED=0 GOBIN="$partial" go install -trimpath -ldflags "-s -w" "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$version" >&2
-rm -rf "$cache"
-mv -T "$partial" "$cache"
+cache_commit "$cache"
 echo "kube-router build: done in $(( $(date +%s) - started ))s" >&2
 echo "$bin"

@@ -23,10 +23,7 @@ hash=$(cat "$here"/*.go "$here/build.sh" "$here/VERSION" | sha256sum | cut -c1-1
 source "$here/../lib/cache.sh"
 cache=$(cache_root)/testenv/$version-$hash
 bin=$cache/testenv
-built() { [[ -x $bin ]] && touch "$cache" && echo "$bin"; }
-built && exit 0
-cache_lock "$cache"
-built && exit 0
+cache_reuse "$cache" "$bin"
 
 command -v go >/dev/null || { echo "build.sh: Go is required to build the control plane (https://go.dev/dl)" >&2; exit 1; }
 work=$(mktemp -d)
@@ -68,13 +65,11 @@ pkg_version="-X k8s.io/component-base/version.gitVersion=$version -X k8s.io/comp
 client_version="-X k8s.io/client-go/pkg/version.gitVersion=$version -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitTreeState=clean"
 # Built and linked in a temporary directory beside the entry, then renamed
 # into place: the entry appears whole or not at all.
-partial=$(mktemp -d "$cache.tmp.XXXXXX")
-chmod 755 "$partial"
+cache_partial "$cache"
 trap 'rm -rf "$work" "$partial"' EXIT
 go build -trimpath -ldflags "-s -w $pkg_version $client_version" -o "$partial/testenv" . >&2
 ln -s testenv "$partial/kubectl"
-rm -rf "$cache"
-mv -T "$partial" "$cache"
+cache_commit "$cache"
 cache_prune "$(dirname "$cache")" "$cache"
 log "done in $(( $(date +%s) - started ))s"
 echo "$bin"
