@@ -10,7 +10,7 @@ import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/sc
 import type { Verdict } from "../address/rules.js";
 import { mergeConditions, rfc3339, sameStatus, type DesiredCondition } from "../conditions.js";
 import { conditionEvents, involved, recordEvent } from "../events.js";
-import { ownedBy, type Cluster } from "../kube/cluster.js";
+import { ApiError, ownedBy, type Cluster } from "../kube/cluster.js";
 import { alreadyApplied } from "../kube/compare.js";
 import { relayCertificate, type CertificateState } from "./certificate.js";
 import type { planCredentials} from "./credentials.js";
@@ -183,11 +183,26 @@ async function outboundInputs(cluster: Cluster, inputs: DomainInputs, settings: 
       problems.push({ condition: "RelayAvailable", reason: "SecretConflict", message: `Secret ${name} exists and is not owned by this SmtpDomain; the operator never overwrites it` });
       return undefined;
     }
-    const values = Object.fromEntries(keys.map((k) => [k, decode(secret?.data?.[k]) ?? ""]));
-    if (keys.every((k) => values[k])) return values;
-    // Issued once; kept from then on.
+    const complete = (s: k8s.V1Secret | undefined) => {
+      const values = Object.fromEntries(keys.map((k) => [k, decode(s?.data?.[k]) ?? ""]));
+      return keys.every((k) => values[k]) ? values : undefined;
+    };
+    const values = complete(secret);
+    if (values) return values;
+    // Generated once and never written over: created (an empty Secret of ours filled only if unchanged
+    // since read), so a second writer (two replicas in a hand-over) that made it first wins with 409,
+    // and what it wrote is read and used.
     const object = create();
-    await cluster.apply(object);
+    try {
+      if (secret) await cluster.applyIfUnchanged(object, secret.metadata!.resourceVersion!);
+      else await cluster.create(object);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === 409)) throw error;
+      const winner = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, name);
+      const theirs = winner && ownedBy(winner, domain.metadata.uid!) ? complete(winner) : undefined;
+      if (!theirs) throw error;
+      return theirs;
+    }
     return object.stringData as Record<string, string>;
   };
   const submission = await owned(n.submission, ["username", "password"], () =>
