@@ -11,7 +11,7 @@ import { ConfigError, loadConfig } from "./config/load.js";
 import { connectionLimitDefaults, type RelayConfig } from "./config/schema.js";
 import { InboundSessions, type CredentialKind } from "./inbound/session.js";
 import { GreetingDelayServer, type ConnectionLimits } from "./inbound/smtp-server.js";
-import { AuthThrottle } from "./inbound/throttle.js";
+import { AuthThrottle, type ThrottleOptions } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
 import { controlHandler } from "./ops/control.js";
 import { createOpsServer } from "./ops/http.js";
@@ -27,7 +27,7 @@ export class Relay {
   readonly metrics: Metrics;
   private state: RelayState;
   /** Brute-force limits, one per credential kind (see throttle.ts). */
-  private throttles: Record<CredentialKind, AuthThrottle>;
+  private readonly throttles: Record<CredentialKind, AuthThrottle>;
   private readonly sessions: InboundSessions;
   private readonly outbound: OutboundSessions;
   private control: https.Server | undefined;
@@ -125,7 +125,7 @@ export class Relay {
       this.log.error("config reload refused, keeping the current config", { error: (error as Error).message });
       return false;
     }
-    if (JSON.stringify(previous.config.authFailures) !== JSON.stringify(config.authFailures)) this.throttles = throttlesFor(config);
+    for (const throttle of Object.values(this.throttles)) throttle.reconfigure(throttleOptions(config));
     this.reloadCertificate(previous.config, config);
     // smtp-server reads these per command: new sessions and commands see the new limits.
     for (const [name, server] of this.servers) {
@@ -333,13 +333,16 @@ function libraryCommandLimit(config: RelayConfig): number {
   return (config.limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands) + 2 * config.authFailures.perConnection + 1;
 }
 
-function throttlesFor(config: RelayConfig): Record<CredentialKind, AuthThrottle> {
+function throttleOptions(config: RelayConfig): ThrottleOptions {
   const { authFailures } = config;
-  const options = {
+  return {
     threshold: authFailures.lockoutThreshold,
     ...(authFailures.usernameLockoutThreshold ? { usernameThreshold: authFailures.usernameLockoutThreshold } : {}),
     windowMs: authFailures.lockoutWindowSeconds * 1000,
     lockoutMs: authFailures.lockoutSeconds * 1000,
   };
-  return { inbound: new AuthThrottle(options), submission: new AuthThrottle(options) };
+}
+
+function throttlesFor(config: RelayConfig): Record<CredentialKind, AuthThrottle> {
+  return { inbound: new AuthThrottle(throttleOptions(config)), submission: new AuthThrottle(throttleOptions(config)) };
 }
