@@ -8,12 +8,13 @@ import { SmtpReply, cutThrough, oneLine, replyFor } from "../forward/cut-through
 import { parseMailbox } from "../inbound/address.js";
 import { MessageFilter } from "../inbound/message-filter.js";
 import { authenticatedUser } from "../inbound/session.js";
-import type { Logger } from "../ops/log.js";
+import type { Logger } from "../../lib/log.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { RelayState } from "../state.js";
 import { AuthorRefused, checkAuthor } from "./author.js";
 import { routeSender, type SenderRoute } from "./route.js";
-import { classifyFailure, sendOutbound } from "./send.js";
+import { classifyFailure } from "../contract/failures.js";
+import { sendOutbound } from "./send.js";
 
 type Callback = (err?: Error | null) => void;
 

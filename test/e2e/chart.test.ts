@@ -14,7 +14,7 @@ import { runDeployment, type RunningDeployment } from "../support/deployment-run
 import { applyManifests, eventually, freshNamespace, kubectl, serviceAccountKubeconfig } from "../support/kube.js";
 import { helm } from "../support/helm.js";
 import { freePort, startSmtpSink, swaks, tempDir, type SmtpSink } from "../support/mail.js";
-import { relayPorts } from "../../operator/domain/render.js";
+import { relayPorts } from "../../relay/contract/pod.js";
 
 const chart = "charts/smtp-connector";
 
