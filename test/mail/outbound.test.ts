@@ -12,6 +12,10 @@ import { dkimVerify } from "mailauth/lib/dkim/verify.js";
 import type { RelayConfig } from "../../relay/contract/config.js";
 import { dnsRecord } from "../../relay/contract/dkim-record.js";
 import { controlRequest } from "../../operator/address/control-client.js";
+import { NotYetServed } from "../../operator/address/verification.js";
+import { verificationIO } from "../../operator/address/verification-io.js";
+import type { SmtpDomain } from "../../crds/schema.js";
+import { serverEndpoint } from "../../relay/contract/control-api.js";
 import { pythonDkim as verifyWithPython } from "../support/dkim.js";
 import { freePort, randomPassword, sha256, startSmtpSink, type SinkMessage, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
@@ -317,6 +321,20 @@ describe("outbound through the customer's Postfix", () => {
       assert.equal(response.status, 400, JSON.stringify(bad));
       assert.equal(((await response.json()) as { result: string }).result, "InvalidRequest");
     }
+  });
+
+  test("a verification send naming a server the relay does not (yet) use for the address sends nothing and tells the operator to wait for the config", async () => {
+    // What the operator asks of a relay whose mounted config still names the address's previous server.
+    const io = verificationIO(
+      { sender: "verify@helpdesk.example", controlUrl: `https://127.0.0.1:${h.controlPort}`, perPod: false },
+      { controlToken: () => controlToken, certificatePins: () => [new X509Certificate(readFileSync(h.config.tls.certFile)).fingerprint256], controlEndpoints: () => [] },
+    );
+    const domain = { metadata: { name: "example-com", namespace: "acme" }, spec: { domain: "example.com" } } as SmtpDomain;
+    const current = h.config.domains[0]!.outbound!.senders.find((s) => s.address === "support@example.com")!.server;
+    await assert.rejects(io.sendOutbound(domain, "support@example.com", "vrf_moved0123456789", undefined, "smtp.moved.example:587/StartTLS"), NotYetServed);
+    assert.equal(await io.sendOutbound(domain, "support@example.com", "vrf_current0123456789", undefined, serverEndpoint(current)), undefined);
+    await arrived(recipientSide, "vrf_current0123456789");
+    assert.equal(received(recipientSide, "vrf_moved0123456789"), undefined, "nothing went out through the server the address no longer names");
   });
 
   test("the customer's server refusing the login is passed back; a corrected password file applies without a restart", async () => {
