@@ -141,7 +141,7 @@ async function verificationSend(source: ControlSource, body: unknown): Promise<{
   const message = verificationMessage(state.config.hostname, { ...request, from: route.sender });
   const started = process.hrtime.bigint();
   try {
-    const result = await sendOutbound(route, { from: route.sender, to: [request.to] }, Readable.from([message]), AbortSignal.timeout(state.nextHopTimeoutMs));
+    const result = await sendOutbound(route, { from: route.sender, to: [request.to] }, Readable.from([message]), AbortSignal.timeout(state.nextHopTimeoutMs), state.spool);
     source.metrics.outbound.inc({ sender: route.sender, result: "Delivered" });
     source.metrics.outboundSeconds.observe({ sender: route.sender }, Number(process.hrtime.bigint() - started) / 1e9);
     source.log.info("verification email sent", { domain: request.domain, sender: route.sender, server: result.response });
