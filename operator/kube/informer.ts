@@ -76,8 +76,9 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(
         continue;
       }
       if (response.status !== 200) throw new ApiError(response.status, `LIST ${path}`, response.body);
-      const page = JSON.parse(response.body) as { metadata?: { resourceVersion?: string; continue?: string }; items: T[] };
-      for (const item of page.items) {
+      const page = JSON.parse(response.body) as { metadata?: { resourceVersion?: string; continue?: string }; items?: T[] | null };
+      // An empty PartialObjectMetadataList comes with "items": null.
+      for (const item of page.items ?? []) {
         const object = strip(item);
         items.set(keyOf(object), object);
       }
