@@ -3,6 +3,8 @@
 // its chart RBAC (compiled, as the image runs it). Two shapes, each in a fresh namespace set:
 //   small  1 namespace, 4 domains × 50 addresses (200 addresses)
 //   large  20 namespaces, 1 domain × 50 addresses each (1,000 addresses)
+//   huge   with --huge: 200 namespaces, 1 domain × 50 addresses each (10,000 addresses), then the
+//          operator restarted among them (a cold list of everything) until it is quiet again
 // First, on the empty cluster, what other teams' Secrets cost it: the operator's RSS
 // with no unrelated Secret, then with 200 unrelated ~1 MB Secrets (Helm release
 // Secrets look like this), watched as they are made and at a fresh start among them.
@@ -22,7 +24,7 @@ import { kubectl } from "../test/support/kube.js";
 import { freePort, stopChild } from "../test/support/mail.js";
 import { operatorKubeconfig } from "../test/support/operator-rbac.js";
 
-const { values } = parseArgs({ options: { idle: { type: "string", default: "60" }, "secrets-only": { type: "boolean", default: false } } });
+const { values } = parseArgs({ options: { idle: { type: "string", default: "60" }, "secrets-only": { type: "boolean", default: false }, huge: { type: "boolean", default: false } } });
 const idleSeconds = Number(values.idle);
 const operatorMain = process.env.BENCH_OPERATOR ?? "dist/operator/main.js";
 const unrelatedSecrets = 200;
@@ -154,6 +156,7 @@ async function main(): Promise<void> {
   const plane = await startControlPlane();
   process.env.SMTPC_KUBECONFIG = plane.kubeconfig;
   const results: Record<string, number>[] = [];
+  let restart: { seconds: number; writes: number; rssMb: number } | undefined;
   let secrets: Awaited<ReturnType<typeof secretsPhase>>;
   try {
     await installCRDs();
@@ -176,6 +179,7 @@ async function main(): Promise<void> {
       const shapes: Shape[] = [
         { name: "small", namespaces: 1, domainsPerNamespace: 4, addressesPerDomain: 50 },
         { name: "large", namespaces: 20, domainsPerNamespace: 1, addressesPerDomain: 50 },
+        ...(values.huge ? [{ name: "huge", namespaces: 200, domainsPerNamespace: 1, addressesPerDomain: 50 }] : []),
       ];
       for (const [i, shape] of shapes.entries()) {
         const run = `${i}`;
@@ -189,16 +193,7 @@ async function main(): Promise<void> {
           await new Promise((r) => setTimeout(r, 250));
         }
         // Every status is there; converged means the operator has also stopped writing (3 s without a write).
-        let lastWrites = await metric(port, "smtpc_operator_api_writes");
-        let lastChange = Date.now();
-        while (Date.now() - lastChange < 3_000) {
-          await new Promise((r) => setTimeout(r, 250));
-          const now = await metric(port, "smtpc_operator_api_writes");
-          if (now !== lastWrites) {
-            lastWrites = now;
-            lastChange = Date.now();
-          }
-        }
+        const lastChange = await quiet(port, started);
         const seconds = (lastChange - started) / 1000;
         const writes = (await metric(port, "smtpc_operator_api_writes")) - writesBefore;
         const idleBefore = await metric(port, "smtpc_operator_api_writes");
@@ -212,13 +207,14 @@ async function main(): Promise<void> {
     } finally {
       await stopChild(operator);
     }
+    if (values.huge) restart = await restartAmongEverything();
   } finally {
     await plane.stop();
   }
   if (results.length === 0) return;
   console.log(["shape", "addresses", "converge s", "writes", "writes/object", `idle ${idleSeconds}s writes`, "idle requests/s", "RSS MB"].map((c) => c.padStart(16)).join(""));
   for (const [i, r] of results.entries()) {
-    console.log([i === 0 ? "small" : "large", r.addresses, r.seconds!.toFixed(1), r.writes, r.writesPerObject!.toFixed(2), r.idleWrites, r.idleRequestsPerSecond!.toFixed(2), r.rssMb!.toFixed(0)].map((c) => String(c).padStart(16)).join(""));
+    console.log([["small", "large", "huge"][i], r.addresses, r.seconds!.toFixed(1), r.writes, r.writesPerObject!.toFixed(2), r.idleWrites, r.idleRequestsPerSecond!.toFixed(2), r.rssMb!.toFixed(0)].map((c) => String(c).padStart(16)).join(""));
   }
   const [small, large] = results as [Record<string, number>, Record<string, number>];
   console.log("");
@@ -229,6 +225,50 @@ async function main(): Promise<void> {
   console.log(`figure operator_rss ${Math.max(small.rssMb!, large.rssMb!).toFixed(0)} MB`);
   console.log(`figure idle_api_requests_per_second_4_domains ${small.idleRequestsPerSecond!.toFixed(2)} requests/s`);
   console.log(`figure idle_api_requests_per_second_20_domains ${large.idleRequestsPerSecond!.toFixed(2)} requests/s`);
+  const huge = results[2];
+  if (huge && restart) {
+    console.log(`figure converge_10000_addresses ${huge.seconds!.toFixed(1)} s`);
+    console.log(`figure operator_rss_10000_addresses ${huge.rssMb!.toFixed(0)} MB`);
+    console.log(`figure idle_writes_10000_addresses ${huge.idleWrites} writes`);
+    console.log(`figure idle_api_requests_per_second_10000_addresses ${huge.idleRequestsPerSecond!.toFixed(2)} requests/s`);
+    console.log(`figure restart_converge_10000_addresses ${restart.seconds.toFixed(1)} s`);
+    console.log(`figure restart_writes_10000_addresses ${restart.writes} writes`);
+    console.log(`figure restart_rss_10000_addresses ${restart.rssMb.toFixed(0)} MB`);
+  }
+}
+
+/** When the operator stopped writing: the time of its last write once 3 s passed without one (`since` if none). */
+async function quiet(port: number, since: number): Promise<number> {
+  let lastWrites = await metric(port, "smtpc_operator_api_writes");
+  let lastChange = since;
+  let quietFrom = Date.now();
+  while (Date.now() - quietFrom < 3_000) {
+    await new Promise((r) => setTimeout(r, 250));
+    const now = await metric(port, "smtpc_operator_api_writes");
+    if (now !== lastWrites || (await metric(port, "smtpc_operator_queue_depth")) > 0) {
+      if (now !== lastWrites) lastChange = Date.now();
+      lastWrites = now;
+      quietFrom = Date.now();
+    }
+  }
+  return lastChange;
+}
+
+/**
+ * A fresh operator among everything the shapes made (a restart or a failover at that size): from its start
+ * until it is ready, its queue is empty and it has not written for 3 s. Level-based, it should find nothing
+ * to write.
+ */
+async function restartAmongEverything(): Promise<{ seconds: number; writes: number; rssMb: number }> {
+  const started = Date.now();
+  const { child, port } = await startOperator();
+  try {
+    const ready = Date.now();
+    const last = await quiet(port, ready);
+    return { seconds: (Math.max(last, ready) - started) / 1000, writes: await metric(port, "smtpc_operator_api_writes"), rssMb: rssMb(child.pid!) };
+  } finally {
+    await stopChild(child);
+  }
 }
 
 await main();
