@@ -3,10 +3,11 @@
 // relay Deployment, Service, NetworkPolicy and PodDisruptionBudget. Pure.
 import { createHash } from "node:crypto";
 import { stringify } from "yaml";
-import type { SmtpDomain } from "../../crds/schema.js";
+import type { RelayPodTemplate, SmtpDomain } from "../../crds/schema.js";
 import { configVersion, recommendedAuthFailures, recommendedLimits, type RelayConfig } from "../../relay/config/schema.js";
 import type { CertificatePolicy, KeyPair } from "../tls/certificates.js";
 import { passwordDigest, revokedAtAnnotation, type CredentialPlan, type IssuedCredential } from "./credentials.js";
+import { relayPodParts } from "./pod-template.js";
 
 export const fieldManager = "smtp-connector";
 export const managedByLabel = { "app.kubernetes.io/managed-by": "smtp-connector" };
@@ -27,6 +28,8 @@ export interface OperatorSettings {
   operatorNamespace?: string;
   /** Where the installation's CA is kept (default smtp-connector-system/smtp-connector-ca). */
   caSecret?: { namespace: string; name: string };
+  /** The installation's relay pod template (--relay-pod-template): under each domain's spec.relay.template.pod. */
+  relayPodTemplate?: RelayPodTemplate;
 }
 
 /**
@@ -347,6 +350,7 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
     volumes.push({ name: "webhook", secret: { secretName: webhook.signingSecretRef.name } });
     mounts.push({ name: "webhook", mountPath: `${mountRoot}/webhook`, readOnly: true });
   }
+  const pod = relayPodParts(domain.spec.relay?.template?.pod, settings.relayPodTemplate, { labels: labels(domain), selector });
   return {
     apiVersion: "apps/v1",
     kind: "Deployment",
@@ -356,13 +360,14 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
       selector: { matchLabels: selector },
       strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
       template: {
-        metadata: { labels: { ...labels(domain), ...selector } },
+        metadata: { labels: pod.labels, ...(pod.annotations ? { annotations: pod.annotations } : {}) },
         spec: {
           // The relay needs no Kubernetes API access.
           automountServiceAccountToken: false,
           enableServiceLinks: false,
           terminationGracePeriodSeconds: 60,
-          securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: "RuntimeDefault" } },
+          // The restricted security context, spread constraints and the template's scheduling fields.
+          ...pod.spec,
           containers: [
             {
               name: "relay",
