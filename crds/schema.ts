@@ -531,6 +531,27 @@ const RelaySpec = Type.Object(
         },
       ),
     ),
+    proxyProtocol: Type.Optional(
+      Type.Object(
+        {
+          trustedRanges: Type.Array(Type.String({ maxLength: 49 }), {
+            description:
+              "Addresses or CIDR ranges of the load balancers, as the relay pods see them, e.g. 10.0.12.0/24. Their connections must start with a PROXY header (version 1 or 2); from any other address a header is refused. Trust nothing but the balancers: a pod or node in a trusted range could claim any client address. Also let through by the relay's NetworkPolicy.",
+            minItems: 1,
+            maxItems: 32,
+            "x-kubernetes-list-type": "set",
+            ...rules(
+              { rule: "self.all(r, isIP(r) || isCIDR(r))", message: "trustedRanges must be IP addresses or CIDR ranges such as 10.0.12.0/24" },
+              { rule: "self.all(r, !isCIDR(r) || cidr(r).prefixLength() > 0)", message: "trustedRanges must not contain 0.0.0.0/0 or ::/0: any client could then name its own source address" },
+            ),
+          }),
+        },
+        {
+          description:
+            "PROXY protocol from a load balancer that terminates TCP and so hides the client's address (AWS NLB with proxy protocol, GCP TCP proxy, HAProxy): the relay's per-source limits, lockouts, logs and Received header then see the client the header names. Not needed where the balancer passes packets through: the Service's externalTrafficPolicy: Local keeps the client's address. See docs/security.md, PROXY protocol.",
+        },
+      ),
+    ),
     template: Type.Optional(
       Type.Object(
         { pod: Type.Optional(RelayPodTemplate) },

@@ -149,6 +149,7 @@ export function relayConfig(
     tls: { certFile: "../tls/tls.crt", keyFile: "../tls/tls.key" },
     limits: recommendedLimits,
     authFailures: recommendedAuthFailures,
+    ...(domain.spec.relay?.proxyProtocol ? { proxyProtocol: { trustedRanges: [...domain.spec.relay.proxyProtocol.trustedRanges] } } : {}),
     ...(outbound ? { outbound: { systemDomains: [...(settings.systemDomains ?? [])], unconnectedSenders: "Refuse" as const } } : {}),
     domains: [
       {
@@ -430,7 +431,10 @@ export function relayService(domain: SmtpDomain): KubeObject {
 }
 
 export function relayNetworkPolicy(domain: SmtpDomain, settings: OperatorSettings): KubeObject {
-  const ranges = domain.spec.inbound.allowedSourceRanges;
+  const allowed = domain.spec.inbound.allowedSourceRanges ?? [];
+  // Behind a PROXY-protocol balancer the pods see the balancer's address: it must get through too.
+  const balancers = allowed.length > 0 ? (domain.spec.relay?.proxyProtocol?.trustedRanges ?? []).map((r) => (r.includes("/") ? r : `${r}/${r.includes(":") ? 128 : 32}`)) : [];
+  const ranges = [...new Set([...allowed, ...balancers])];
   return {
     apiVersion: "networking.k8s.io/v1",
     kind: "NetworkPolicy",

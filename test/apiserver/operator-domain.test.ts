@@ -222,6 +222,27 @@ describe("SmtpDomain reconciler", () => {
     assert.equal(plain.priorityClassName, undefined);
   });
 
+  test("PROXY protocol: the trusted ranges reach the relay config and the NetworkPolicy; /0 and non-ranges are refused", async (t) => {
+    const namespace = await setup(t);
+    const manifest = domainManifest(namespace);
+    const spec = { ...manifest.spec, inbound: { ...manifest.spec.inbound, allowedSourceRanges: ["203.0.113.0/24"] } };
+    await applyManifests({ ...manifest, spec: { ...spec, relay: { ...spec.relay, proxyProtocol: { trustedRanges: ["10.0.12.0/24", "192.0.2.9"] } } } });
+    const config = await eventually("the relay config with the trusted ranges", async () => {
+      const c = await relayConfigOf(namespace).catch(() => undefined);
+      return c?.proxyProtocol ? c : undefined;
+    });
+    assert.deepEqual(config.proxyProtocol, { trustedRanges: ["10.0.12.0/24", "192.0.2.9"] });
+    const policy = await kubectl(["get", "networkpolicy", "example-com-relay", "-n", namespace, "-o", "jsonpath={.spec.ingress[0].from[*].ipBlock.cidr}"]);
+    assert.equal(policy.stdout.trim(), "203.0.113.0/24 10.0.12.0/24 192.0.2.9/32");
+    for (const [ranges, message] of [
+      [["0.0.0.0/0"], /must not contain 0\.0\.0\.0\/0/],
+      [["::/0"], /must not contain 0\.0\.0\.0\/0 or ::\/0/],
+      [["lb.internal"], /IP addresses or CIDR ranges/],
+    ] as const) {
+      await assert.rejects(applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, proxyProtocol: { trustedRanges: ranges } } } }), message);
+    }
+  });
+
   test("rotation: a new version beside the old, then revocation", async (t) => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace));
