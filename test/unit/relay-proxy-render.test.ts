@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { SmtpDomain } from "../../crds/schema.js";
 import { relayConfig, relayNetworkPolicy, type OperatorSettings } from "../../operator/domain/render.js";
-import { parseConfig } from "../../relay/config/load.js";
+import { parseConfig } from "../../relay/contract/config-parser.js";
 import { stringify } from "yaml";
 
 const settings: OperatorSettings = { relayImage: "i", relayHostSuffix: "relay.test" };
