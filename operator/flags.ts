@@ -7,6 +7,8 @@ import { defaultLimits, type Limits } from "./address/rules.js";
 import { defaultControlUrl } from "./address/verification-io.js";
 import { defaultCaSecret } from "./domain/certificate.js";
 import { parseDuration } from "./domain/credentials.js";
+import { parseRelayPodTemplate } from "./domain/pod-template.js";
+import type { RelayPodTemplate } from "../crds/schema.js";
 
 interface Flag {
   type: "string" | "boolean";
@@ -29,6 +31,13 @@ export const flags = {
     env: "SMTPC_RELAY_HOST_SUFFIX",
     default: env.SMTPC_RELAY_HOST_SUFFIX ?? "relay.smtp-connector.local",
     help: "Default relay host name: <SmtpDomain name>.<namespace>.<SUFFIX> (spec.relay.hostnames overrides it).",
+  },
+  "relay-pod-template": {
+    type: "string",
+    value: "JSON",
+    env: "SMTPC_RELAY_POD_TEMPLATE",
+    default: env.SMTPC_RELAY_POD_TEMPLATE ?? "",
+    help: "The installation's relay pod template, in the shape of SmtpDomain spec.relay.template.pod (JSON or YAML): each field a domain sets replaces it; labels and annotations merge key by key.",
   },
   "system-domains": {
     type: "string",
@@ -120,6 +129,7 @@ export interface OperatorFlags {
   port: number;
   relayImage: string;
   relayHostSuffix: string;
+  relayPodTemplate: RelayPodTemplate | undefined;
   systemDomains: string[];
   limits: Limits;
   /** The namespace-scoped mode's namespaces; undefined: all. */
@@ -187,6 +197,7 @@ export function parseFlags(args: string[]): OperatorFlags {
     port,
     relayImage: text("relay-image"),
     relayHostSuffix: text("relay-host-suffix"),
+    relayPodTemplate: parseRelayPodTemplate(text("relay-pod-template")),
     systemDomains,
     limits: { domainsPerNamespace: limit("max-domains-per-namespace"), addressesPerDomain: limit("max-addresses-per-domain"), addressesPerNamespace: limit("max-addresses-per-namespace") },
     leaderElect: values["leader-elect"] === true,

@@ -42,6 +42,7 @@ const controller = new Controller(access, {
   settings: {
     relayImage: opts.relayImage,
     relayHostSuffix: opts.relayHostSuffix,
+    ...(opts.relayPodTemplate ? { relayPodTemplate: opts.relayPodTemplate } : {}),
     systemDomains: opts.systemDomains,
     caSecret: opts.caSecret,
     operatorNamespace: opts.leaseNamespace,

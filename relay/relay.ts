@@ -11,6 +11,7 @@ import { ConfigError } from "./contract/config-parser.js";
 import { loadConfig } from "./config/file.js";
 import { connectionLimitDefaults, type RelayConfig } from "./contract/config.js";
 import { InboundSessions, type CredentialKind } from "./inbound/session.js";
+import { ProxyTrust } from "./inbound/proxy-protocol.js";
 import { GreetingDelayServer, type ConnectionLimits } from "./inbound/smtp-server.js";
 import { AuthThrottle, type ThrottleOptions } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
@@ -185,6 +186,9 @@ export class Relay {
       handshakeTimeoutMs: (limits.tlsHandshakeTimeoutSeconds ?? connectionLimitDefaults.tlsHandshakeTimeoutSeconds) * 1000,
       maxUnauthenticatedCommands: limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands,
       refused: (reason) => this.metrics.connectionsRefused.inc({ listener, reason }),
+      // smtp-server's own PROXY reader (useProxy) is never used: it knows version 1 only.
+      ...(config.proxyProtocol ? { proxy: new ProxyTrust(config.proxyProtocol.trustedRanges) } : {}),
+      proxied: (version, client, balancer) => this.log.debug("PROXY header", { listener, version, client: client ?? "(balancer's own)", balancer }),
     };
   }
 
@@ -212,7 +216,6 @@ export class Relay {
       disableReverseLookup: true,
       useXClient: false,
       useXForward: false,
-      ...(config.proxyProtocol ? { useProxy: config.proxyProtocol.trustedAddresses } : {}),
       // smtp-server's socket timeout also runs while the sender waits for our
       // answer after the final dot: it must outlast the whole next-hop budget.
       socketTimeout: Math.max(limits.idleTimeoutSeconds, limits.nextHopTimeoutSeconds + 5) * 1000,

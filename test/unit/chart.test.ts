@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { parseAllDocuments, stringify } from "yaml";
 import { caRules, operatorRules, type PolicyRule } from "../../operator/rbac.js";
+import { parseFlags } from "../../operator/flags.js";
 import { helmOffline } from "../support/helm.js";
 import { tempDir } from "../support/mail.js";
 
@@ -106,6 +107,22 @@ describe("chart values, rendered", () => {
     assert.equal(pod.labels["cost-center"], "mail");
     assert.equal(pod.labels["app.kubernetes.io/component"], "operator", "the selector's labels are not overridden");
     assert.deepEqual(pod.annotations, { "sidecar.istio.io/inject": "false" });
+  });
+
+  test("relay.template.pod: the relays' pod template reaches the operator as one flag it accepts; unset, no flag", async () => {
+    assert.equal(arg(await render(), "--relay-pod-template"), undefined);
+    const pod = {
+      metadata: { labels: { "cost-center": "mail" }, annotations: { "sidecar.istio.io/inject": "false" } },
+      imagePullSecrets: [{ name: "registry" }],
+      tolerations: [{ key: "dedicated", operator: "Equal", value: "mail \"pool\"", effect: "NoSchedule" }],
+      topologySpreadConstraints: [{ maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "DoNotSchedule" }],
+      priorityClassName: "mail-critical",
+      securityContext: { runAsUser: 1000650000 },
+    };
+    const flag = arg(await render({ relay: { template: { pod } } }), "--relay-pod-template");
+    assert.deepEqual(parseFlags([`--relay-pod-template=${flag}`]).relayPodTemplate, pod);
+    assert.match(await refused({ relay: { template: { pod: { tolerance: [] } } } }), /tolerance/);
+    assert.match(await refused({ relay: { template: { pod: { securityContext: { privileged: true } } } } }), /privileged/);
   });
 
   test("extra env, volumes and mounts; security contexts merge with the restricted defaults", async () => {
