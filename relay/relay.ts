@@ -11,9 +11,11 @@ import { ConfigError } from "./contract/config-parser.js";
 import { loadConfig } from "./config/file.js";
 import { connectionLimitDefaults, type RelayConfig } from "./contract/config.js";
 import { InboundSessions, type CredentialKind } from "./inbound/session.js";
+import { ProxyTrust } from "./inbound/proxy-protocol.js";
 import { GreetingDelayServer, type ConnectionLimits } from "./inbound/smtp-server.js";
-import { AuthThrottle } from "./inbound/throttle.js";
+import { AuthThrottle, type ThrottleOptions } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
+import { SpoolBudget } from "./outbound/spool.js";
 import { controlHandler } from "./ops/control.js";
 import { createOpsServer } from "./ops/http.js";
 import { RelayReports } from "./ops/reports.js";
@@ -28,7 +30,7 @@ export class Relay {
   readonly metrics: Metrics;
   private state: RelayState;
   /** Brute-force limits, one per credential kind (see throttle.ts). */
-  private throttles: Record<CredentialKind, AuthThrottle>;
+  private readonly throttles: Record<CredentialKind, AuthThrottle>;
   private readonly sessions: InboundSessions;
   private readonly outbound: OutboundSessions;
   private control: https.Server | undefined;
@@ -49,7 +51,7 @@ export class Relay {
     private readonly log: Logger,
   ) {
     const config = loadConfig(configFile);
-    this.state = buildState(config);
+    this.state = buildState(config, new SpoolBudget(0));
     this.throttles = throttlesFor(config);
     this.metrics = createMetrics({
       activeLockouts: () =>
@@ -120,13 +122,13 @@ export class Relay {
     }
     const previous = this.state;
     try {
-      this.state = buildState(config);
+      this.state = buildState(config, previous.spool);
     } catch (error) {
       this.metrics.configReloads.inc({ result: "Invalid" });
       this.log.error("config reload refused, keeping the current config", { error: (error as Error).message });
       return false;
     }
-    if (JSON.stringify(previous.config.authFailures) !== JSON.stringify(config.authFailures)) this.throttles = throttlesFor(config);
+    for (const throttle of Object.values(this.throttles)) throttle.reconfigure(throttleOptions(config));
     this.reloadCertificate(previous.config, config);
     // smtp-server reads these per command: new sessions and commands see the new limits.
     for (const [name, server] of this.servers) {
@@ -184,6 +186,9 @@ export class Relay {
       handshakeTimeoutMs: (limits.tlsHandshakeTimeoutSeconds ?? connectionLimitDefaults.tlsHandshakeTimeoutSeconds) * 1000,
       maxUnauthenticatedCommands: limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands,
       refused: (reason) => this.metrics.connectionsRefused.inc({ listener, reason }),
+      // smtp-server's own PROXY reader (useProxy) is never used: it knows version 1 only.
+      ...(config.proxyProtocol ? { proxy: new ProxyTrust(config.proxyProtocol.trustedRanges) } : {}),
+      proxied: (version, client, balancer) => this.log.debug("PROXY header", { listener, version, client: client ?? "(balancer's own)", balancer }),
     };
   }
 
@@ -211,7 +216,6 @@ export class Relay {
       disableReverseLookup: true,
       useXClient: false,
       useXForward: false,
-      ...(config.proxyProtocol ? { useProxy: config.proxyProtocol.trustedAddresses } : {}),
       // smtp-server's socket timeout also runs while the sender waits for our
       // answer after the final dot: it must outlast the whole next-hop budget.
       socketTimeout: Math.max(limits.idleTimeoutSeconds, limits.nextHopTimeoutSeconds + 5) * 1000,
@@ -334,13 +338,16 @@ function libraryCommandLimit(config: RelayConfig): number {
   return (config.limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands) + 2 * config.authFailures.perConnection + 1;
 }
 
-function throttlesFor(config: RelayConfig): Record<CredentialKind, AuthThrottle> {
+function throttleOptions(config: RelayConfig): ThrottleOptions {
   const { authFailures } = config;
-  const options = {
+  return {
     threshold: authFailures.lockoutThreshold,
     ...(authFailures.usernameLockoutThreshold ? { usernameThreshold: authFailures.usernameLockoutThreshold } : {}),
     windowMs: authFailures.lockoutWindowSeconds * 1000,
     lockoutMs: authFailures.lockoutSeconds * 1000,
   };
-  return { inbound: new AuthThrottle(options), submission: new AuthThrottle(options) };
+}
+
+function throttlesFor(config: RelayConfig): Record<CredentialKind, AuthThrottle> {
+  return { inbound: new AuthThrottle(throttleOptions(config)), submission: new AuthThrottle(throttleOptions(config)) };
 }
