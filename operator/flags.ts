@@ -7,6 +7,7 @@ import { defaultLimits, type Limits } from "./address/rules.js";
 import { defaultControlUrl } from "./address/verification-io.js";
 import { defaultCaSecret } from "./domain/certificate.js";
 import { parseDuration } from "./domain/credentials.js";
+import { leaseName } from "./rbac.js";
 
 interface Flag {
   type: "string" | "boolean";
@@ -93,6 +94,12 @@ export const flags = {
   },
   "leader-elect": { type: "boolean", default: false, help: "Only the holder of the leader Lease reconciles (run two replicas for a standby)." },
   "leader-election-namespace": { type: "string", value: "NAMESPACE", default: env.POD_NAMESPACE ?? "smtp-connector-system", help: "Namespace of the leader Lease; also the one namespace allowed to reach the relays' control API." },
+  "lease-name": {
+    type: "string",
+    value: "NAME",
+    default: leaseName,
+    help: "Name of the leader Lease (two installations in one namespace need two names; the chart's Role grants this one).",
+  },
   "lease-duration-seconds": { type: "string", value: "SECONDS", default: "15", help: "Leader Lease duration, 2 to 300." },
   help: { type: "boolean", default: false, help: "Print this help and exit." },
 } as const satisfies Record<string, Flag>;
@@ -126,6 +133,7 @@ export interface OperatorFlags {
   watchNamespaces: string[] | undefined;
   leaderElect: boolean;
   leaseNamespace: string;
+  leaseName: string;
   leaseMs: number;
 }
 
@@ -172,6 +180,8 @@ export function parseFlags(args: string[]): OperatorFlags {
     if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new Error(`--${flag} must be a whole number from 1 to 100000, got ${text(flag)}`);
     return n;
   };
+  const lease = text("lease-name");
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(lease)) throw new Error(`--lease-name must be a Kubernetes object name (lower case letters, digits, '-' and '.'), got ${JSON.stringify(lease)}`);
   const watchNamespaces = text("watch-namespaces").split(",").map((n) => n.trim()).filter(Boolean);
   for (const namespace of watchNamespaces) {
     if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) throw new Error(`--watch-namespaces must be namespace names separated by commas, got ${JSON.stringify(namespace)}`);
@@ -191,6 +201,7 @@ export function parseFlags(args: string[]): OperatorFlags {
     limits: { domainsPerNamespace: limit("max-domains-per-namespace"), addressesPerDomain: limit("max-addresses-per-domain"), addressesPerNamespace: limit("max-addresses-per-namespace") },
     leaderElect: values["leader-elect"] === true,
     leaseNamespace: text("leader-election-namespace"),
+    leaseName: lease,
     leaseMs: leaseSeconds * 1000,
   };
 }

@@ -8,7 +8,6 @@ import { createLogger } from "../relay/ops/log.js";
 import { Controller } from "./controller.js";
 import { helpText, parseFlags } from "./flags.js";
 import { apiLeaseStore, LeaderElector, leaderTimings } from "./leader.js";
-import { leaseName } from "./rbac.js";
 
 function options() {
   try {
@@ -146,7 +145,7 @@ const start = async () => {
 
 // With leader election only the Lease holder reconciles; a standby is ready (healthy) but idle.
 const elector = opts.leaderElect
-  ? new LeaderElector(apiLeaseStore(controller.cluster, opts.leaseNamespace, leaseName), { namespace: opts.leaseNamespace, name: leaseName, identity: `${hostname()}-${process.pid}`, ...leaderTimings(opts.leaseMs) }, log)
+  ? new LeaderElector(apiLeaseStore(controller.cluster, opts.leaseNamespace, opts.leaseName), { namespace: opts.leaseNamespace, name: opts.leaseName, identity: `${hostname()}-${process.pid}`, ...leaderTimings(opts.leaseMs) }, log)
   : undefined;
 if (elector) {
   ready = true;
