@@ -7,7 +7,7 @@
 // response holds a whole cluster's worth of objects; with `metadataOnly` the
 // API server sends, and the cache keeps, only the objects' metadata.
 import type * as k8s from "@kubernetes/client-node";
-import type { Logger } from "../../relay/ops/log.js";
+import type { Logger } from "../../lib/log.js";
 import { acceptJson, acceptMetadataList, acceptMetadataWatch, ApiError, request, watchStream, type ClusterAccess } from "./access.js";
 
 export type InformerEvent = "add" | "update" | "delete";

@@ -13,7 +13,7 @@
 // A Secret of ours made before it carried the label is found the same way,
 // by name (the controller names its own Secrets among the referenced ones).
 import type * as k8s from "@kubernetes/client-node";
-import type { Logger } from "../../relay/ops/log.js";
+import type { Logger } from "../../lib/log.js";
 import { managedByLabel } from "../domain/render.js";
 import { scopedInformer, type InformerEvent, type RelistReason, type SupervisedInformer } from "./informer.js";
 import { ApiError, request, type ClusterAccess } from "./access.js";

@@ -2,7 +2,7 @@
 // recipients a session may name, and what happens to the message. Every
 // failure path has a defined reply.
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
-import type { Logger } from "../ops/log.js";
+import type { Logger } from "../../lib/log.js";
 import type { Metrics } from "../ops/metrics.js";
 import { SmtpReply, cutThrough, oneLine, replyFor } from "../forward/cut-through.js";
 
