@@ -22,6 +22,7 @@ const env = process.env;
 
 export const flags = {
   kubeconfig: { type: "string", value: "FILE", help: "Kubeconfig to use outside a cluster; in a cluster the ServiceAccount is used." },
+  context: { type: "string", value: "NAME", help: "The kubeconfig context to use (default: its current-context)." },
   "metrics-port": { type: "string", value: "PORT", default: "8080", help: "Port of /healthz, /readyz and /metrics." },
   "relay-image": { type: "string", value: "IMAGE", env: "SMTPC_RELAY_IMAGE", default: env.SMTPC_RELAY_IMAGE ?? "ghcr.io/smtp-connector/smtp-connector:0.1.0", help: "Image of the relay Deployments." },
   "relay-host-suffix": {
@@ -124,6 +125,7 @@ export interface OperatorFlags {
   dnsResolver: string;
   verification: { sender: string; smtp?: { host: string; port: number }; controlUrl: string; perPod: boolean };
   kubeconfig: string | undefined;
+  context: string | undefined;
   port: number;
   relayImage: string;
   relayHostSuffix: string;
@@ -194,6 +196,7 @@ export function parseFlags(args: string[]): OperatorFlags {
     dnsResolver,
     verification: { sender, ...(smtp ? { smtp } : {}), controlUrl: text("relay-control-url"), perPod: endpoints === "pods" },
     kubeconfig: values.kubeconfig === undefined ? undefined : text("kubeconfig"),
+    context: values.context === undefined ? undefined : text("context"),
     port,
     relayImage: text("relay-image"),
     relayHostSuffix: text("relay-host-suffix"),

@@ -27,7 +27,7 @@ const opts = options();
 const log = createLogger("operator");
 let access: ClusterAccess;
 try {
-  access = clusterAccess(opts.kubeconfig);
+  access = clusterAccess(opts.kubeconfig, opts.context);
 } catch (error) {
   console.error(`operator: ${(error as Error).message}`);
   process.exit(2);
