@@ -31,6 +31,7 @@ import {
   relayDeployment,
   relayDisruptionBudget,
   relayHostname,
+  messageLimits,
   relayNetworkPolicy,
   relayService,
   type KubeObject,
@@ -409,7 +410,7 @@ function domainStatus(
     ...(retired.size > 0 ? { revokedVersions: [...retired].sort((a, b) => a - b) } : {}),
     addresses: addressCount,
     ...(inputs.addressesNotServed !== undefined ? { addressesNotServed: inputs.addressesNotServed } : {}),
-    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:${publicPorts.starttls}` },
+    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:${publicPorts.starttls}`, limits: messageLimits(domain, settings) },
     ...(certificate?.status ? { tls: certificate.status } : {}),
     ...(dkim && dkim.records.length > 0 ? { dkim: { records: dkim.records, ...(dkim.pending.length > 0 ? { pending: dkim.pending.join(",") } : {}) } } : {}),
   };
