@@ -108,6 +108,13 @@ export const flags = {
     default: env.SMTPC_MAX_ADDRESSES_PER_NAMESPACE ?? String(defaultLimits.addressesPerNamespace),
     help: "SupportAddresses served per account (namespace).",
   },
+  "watch-namespaces": {
+    type: "string",
+    value: "a,b",
+    env: "SMTPC_WATCH_NAMESPACES",
+    default: env.SMTPC_WATCH_NAMESPACES ?? "",
+    help: "Watch and act only in these namespaces (RBAC: a Role in each, no ClusterRole); empty: every namespace.",
+  },
   "leader-elect": { type: "boolean", default: false, help: "Only the holder of the leader Lease reconciles (run two replicas for a standby)." },
   "leader-election-namespace": { type: "string", value: "NAMESPACE", default: env.POD_NAMESPACE ?? "smtp-connector-system", help: "Namespace of the leader Lease; also the one namespace allowed to reach the relays' control API." },
   "lease-duration-seconds": { type: "string", value: "SECONDS", default: "15", help: "Leader Lease duration, 2 to 300." },
@@ -141,6 +148,8 @@ export interface OperatorFlags {
   relayLimitCaps: { maxMessageBytes: number; maxRecipients: number };
   systemDomains: string[];
   limits: Limits;
+  /** The namespace-scoped mode's namespaces; undefined: all. */
+  watchNamespaces: string[] | undefined;
   leaderElect: boolean;
   leaseNamespace: string;
   leaseMs: number;
@@ -193,8 +202,13 @@ export function parseFlags(args: string[]): OperatorFlags {
   if (maxMessageBytes === undefined || maxMessageBytes < 1024 || maxMessageBytes > 1024 ** 3) throw new Error(`--relay-max-message-size must be a size from 1Ki to 1Gi such as 50Mi, got ${text("relay-max-message-size")}`);
   const maxRecipients = Number(text("relay-max-recipients"));
   if (!Number.isInteger(maxRecipients) || maxRecipients < 1 || maxRecipients > 1000) throw new Error(`--relay-max-recipients must be a whole number from 1 to 1000, got ${text("relay-max-recipients")}`);
+  const watchNamespaces = text("watch-namespaces").split(",").map((n) => n.trim()).filter(Boolean);
+  for (const namespace of watchNamespaces) {
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) throw new Error(`--watch-namespaces must be namespace names separated by commas, got ${JSON.stringify(namespace)}`);
+  }
   return {
     help: values.help === true,
+    watchNamespaces: watchNamespaces.length > 0 ? [...new Set(watchNamespaces)] : undefined,
     caSecret: { namespace: ca[1]!, name: ca[2]! },
     certificates,
     dnsResolver,

@@ -15,6 +15,7 @@ import { ProxyTrust } from "./inbound/proxy-protocol.js";
 import { GreetingDelayServer, type ConnectionLimits } from "./inbound/smtp-server.js";
 import { AuthThrottle, type ThrottleOptions } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
+import { SpoolBudget } from "./outbound/spool.js";
 import { controlHandler } from "./ops/control.js";
 import { createOpsServer } from "./ops/http.js";
 import { RelayReports } from "./ops/reports.js";
@@ -50,7 +51,7 @@ export class Relay {
     private readonly log: Logger,
   ) {
     const config = loadConfig(configFile);
-    this.state = buildState(config);
+    this.state = buildState(config, new SpoolBudget(0));
     this.throttles = throttlesFor(config);
     this.metrics = createMetrics({
       activeLockouts: () =>
@@ -121,7 +122,7 @@ export class Relay {
     }
     const previous = this.state;
     try {
-      this.state = buildState(config);
+      this.state = buildState(config, previous.spool);
     } catch (error) {
       this.metrics.configReloads.inc({ result: "Invalid" });
       this.log.error("config reload refused, keeping the current config", { error: (error as Error).message });

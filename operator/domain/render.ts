@@ -7,7 +7,7 @@ import type { RelayPodTemplate, SmtpDomain } from "../../crds/schema.js";
 import { configVersion, recommendedAuthFailures, recommendedLimits, type RelayConfig } from "../../relay/contract/config.js";
 import type { CertificatePolicy, KeyPair } from "../tls/certificates.js";
 import { controlTokenDigest, passwordDigest } from "../../relay/contract/digests.js";
-import { configPath, relayCommand, relayMounts, relayPorts } from "../../relay/contract/pod.js";
+import { configPath, relayCommand, relayMounts, relayPorts, tmpSizeLimit } from "../../relay/contract/pod.js";
 import { revokedAtAnnotation, type CredentialPlan, type IssuedCredential } from "./credentials.js";
 import { quantityInteger } from "../kube/quantity.js";
 import { relayPodParts } from "./pod-template.js";
@@ -345,7 +345,8 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
   const volumes: Record<string, unknown>[] = [
     { name: "config", secret: { secretName: n.config } },
     { name: "tls", secret: { secretName: n.tls } },
-    { name: "tmp", emptyDir: { sizeLimit: "16Mi" } },
+    // Sized for the DKIM spool's budget, which the relay enforces below it: a full /tmp would get the pod evicted.
+    { name: "tmp", emptyDir: { sizeLimit: tmpSizeLimit(messageLimits(domain, settings).maxMessageBytes) } },
   ];
   const mounts: Record<string, unknown>[] = [
     { name: "config", mountPath: relayMounts.config, readOnly: true },

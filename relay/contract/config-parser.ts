@@ -75,6 +75,9 @@ function semanticProblems(config: RelayConfig): string[] {
   }
   const { outbound } = config;
   if (outbound && !config.listeners.submission) problems.push("/outbound: set listeners.submission, or outbound mail has no way in");
+  if (config.limits.spoolBytes !== undefined && config.limits.spoolBytes < config.limits.maxMessageBytes) {
+    problems.push("/limits/spoolBytes: must be at least limits.maxMessageBytes, or a message of the largest size could never be signed");
+  }
   if (outbound?.unconnectedSenders === "DefaultTransport" && !outbound.defaultTransport) {
     problems.push("/outbound/defaultTransport: required when unconnectedSenders is DefaultTransport");
   }

@@ -163,6 +163,14 @@ export const RelayConfig = Type.Object({
     maxUnauthenticatedCommands: Type.Optional(
       Type.Integer({ minimum: 3, maximum: 1000, description: "Commands a session may send before it authenticates, before TLS included (AUTH and QUIT not counted); the next one gets 421. Default 10." }),
     ),
+    spoolBytes: Type.Optional(
+      Type.Integer({
+        minimum: 1024,
+        maximum: 64 * 1024 * 1024 * 1024,
+        description:
+          "Disk the DKIM signing spools of large outbound messages may use at once; a message that would take more gets 452 4.3.1 and is retried by the sender. At least maxMessageBytes. Default: twice maxMessageBytes, at least 64 MiB (the operator's relay pods size their /tmp for the default).",
+      }),
+    ),
     },
     { description: "Limits on sessions and messages." },
   ),

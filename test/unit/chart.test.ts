@@ -6,6 +6,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { parseAllDocuments, stringify } from "yaml";
+import { caRules, operatorRules, type PolicyRule } from "../../operator/rbac.js";
 import { parseFlags } from "../../operator/flags.js";
 import { helmOffline } from "../support/helm.js";
 import { tempDir } from "../support/mail.js";
@@ -200,6 +201,28 @@ describe("chart values, rendered", () => {
     assert.deepEqual(monitor.spec.namespaceSelector, { matchNames: [namespace] });
     assert.equal(one(docs, "PodMonitor").metadata.namespace, "monitoring");
     assert.equal(one(await render({ metrics: { serviceMonitor: { enabled: true } } }), "ServiceMonitor").metadata.namespace, namespace);
+  });
+
+  test("watchNamespaces: a Role per watched namespace and the CA Secret by name, no ClusterRole; the operator told which", async () => {
+    const clusterWide = await render();
+    assert.equal(one(clusterWide, "ClusterRole").metadata.name, "smtpc-operator");
+    assert.equal(arg(clusterWide, "--watch-namespaces"), undefined);
+
+    const scoped = await render({ watchNamespaces: ["team-a", "team-b"], operator: { caSecretName: "my-ca" } });
+    assert.deepEqual(scoped.filter((d) => d.kind.startsWith("Cluster")), [], "nothing cluster-wide");
+    assert.equal(arg(scoped, "--watch-namespaces"), "team-a,team-b");
+    const roles = scoped.filter((d) => d.kind === "Role") as (Rendered & { rules: PolicyRule[] })[];
+    for (const watched of ["team-a", "team-b"]) {
+      const role = roles.find((r) => r.metadata.namespace === watched);
+      assert.deepEqual(role?.rules, operatorRules, `${watched}: the operator's rules`);
+      const binding = scoped.find((d) => d.kind === "RoleBinding" && d.metadata.namespace === watched);
+      assert.equal(binding?.roleRef?.name, role?.metadata.name);
+      assert.deepEqual(binding?.subjects, [{ kind: "ServiceAccount", name: "smtpc", namespace }]);
+    }
+    const ca = roles.find((r) => r.metadata.namespace === namespace && r.rules.some((rule) => rule.resources.includes("secrets")));
+    assert.deepEqual(ca?.rules, caRules("my-ca"), "the CA Secret: read by name, created once");
+    assert.ok(roles.some((r) => r.metadata.namespace === namespace && r.rules.some((rule) => rule.resources.includes("leases"))), "the leader Lease's Role stays");
+    assert.match(await refused({ watchNamespaces: ["Team_A"] }), /watchNamespaces/);
   });
 
   test("the schema refuses what would render a broken object, naming the value", async () => {

@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import { stringify } from "yaml";
 import type { SmtpDomain } from "../../crds/schema.js";
 import { parseFlags } from "../../operator/flags.js";
-import { messageLimits, relayConfig, type OperatorSettings } from "../../operator/domain/render.js";
+import { messageLimits, relayConfig, relayDeployment, type OperatorSettings } from "../../operator/domain/render.js";
 import { parseConfig } from "../../relay/contract/config-parser.js";
 
 const domain = (limits?: NonNullable<SmtpDomain["spec"]["relay"]>["limits"]): SmtpDomain => ({
@@ -36,6 +36,13 @@ describe("message limits per domain", () => {
     const loaded = parseConfig(stringify(config));
     assert.equal(loaded.limits.maxMessageBytes, 1_572_864);
     assert.equal(loaded.limits.maxRecipients, 3);
+  });
+  test("the pod's /tmp follows the message size (the DKIM spool budget is twice it, at least 64 MiB)", () => {
+    const tmp = (d: SmtpDomain, caps?: OperatorSettings["relayLimitCaps"]) =>
+      ((relayDeployment(d, settings(caps)).spec as { template: { spec: { volumes: { name: string; emptyDir?: { sizeLimit: string } }[] } } }).template.spec.volumes.find((v) => v.name === "tmp")!.emptyDir!.sizeLimit);
+    assert.equal(tmp(domain()), "80Mi");
+    assert.equal(tmp(domain({ maxMessageSize: "100Mi" }), { maxMessageBytes: 100 * mib, maxRecipients: 50 }), "216Mi");
+    assert.equal(tmp(domain({ maxMessageSize: "100Mi" })), "80Mi", "capped first");
   });
   test("the operator's flags: sizes and counts checked at start", () => {
     assert.deepEqual(parseFlags([]).relayLimitCaps, { maxMessageBytes: 25 * mib, maxRecipients: 50 });
