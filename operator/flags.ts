@@ -10,6 +10,7 @@ import { parseDuration } from "./domain/credentials.js";
 import { parseRelayPodTemplate } from "./domain/pod-template.js";
 import { quantityInteger } from "./kube/quantity.js";
 import type { RelayPodTemplate } from "../crds/schema.js";
+import { leaseName } from "./rbac.js";
 
 interface Flag {
   type: "string" | "boolean";
@@ -24,6 +25,7 @@ const env = process.env;
 
 export const flags = {
   kubeconfig: { type: "string", value: "FILE", help: "Kubeconfig to use outside a cluster; in a cluster the ServiceAccount is used." },
+  context: { type: "string", value: "NAME", help: "The kubeconfig context to use (default: its current-context)." },
   "metrics-port": { type: "string", value: "PORT", default: "8080", help: "Port of /healthz, /readyz and /metrics." },
   "relay-image": { type: "string", value: "IMAGE", env: "SMTPC_RELAY_IMAGE", default: env.SMTPC_RELAY_IMAGE ?? "ghcr.io/smtp-connector/smtp-connector:0.1.0", help: "Image of the relay Deployments." },
   "relay-host-suffix": {
@@ -117,6 +119,12 @@ export const flags = {
   },
   "leader-elect": { type: "boolean", default: false, help: "Only the holder of the leader Lease reconciles (run two replicas for a standby)." },
   "leader-election-namespace": { type: "string", value: "NAMESPACE", default: env.POD_NAMESPACE ?? "smtp-connector-system", help: "Namespace of the leader Lease; also the one namespace allowed to reach the relays' control API." },
+  "lease-name": {
+    type: "string",
+    value: "NAME",
+    default: leaseName,
+    help: "Name of the leader Lease (two installations in one namespace need two names; the chart's Role grants this one).",
+  },
   "lease-duration-seconds": { type: "string", value: "SECONDS", default: "15", help: "Leader Lease duration, 2 to 300." },
   help: { type: "boolean", default: false, help: "Print this help and exit." },
 } as const satisfies Record<string, Flag>;
@@ -141,6 +149,7 @@ export interface OperatorFlags {
   dnsResolver: string;
   verification: { sender: string; smtp?: { host: string; port: number }; controlUrl: string; perPod: boolean };
   kubeconfig: string | undefined;
+  context: string | undefined;
   port: number;
   relayImage: string;
   relayHostSuffix: string;
@@ -152,6 +161,7 @@ export interface OperatorFlags {
   watchNamespaces: string[] | undefined;
   leaderElect: boolean;
   leaseNamespace: string;
+  leaseName: string;
   leaseMs: number;
 }
 
@@ -202,6 +212,8 @@ export function parseFlags(args: string[]): OperatorFlags {
   if (maxMessageBytes === undefined || maxMessageBytes < 1024 || maxMessageBytes > 1024 ** 3) throw new Error(`--relay-max-message-size must be a size from 1Ki to 1Gi such as 50Mi, got ${text("relay-max-message-size")}`);
   const maxRecipients = Number(text("relay-max-recipients"));
   if (!Number.isInteger(maxRecipients) || maxRecipients < 1 || maxRecipients > 1000) throw new Error(`--relay-max-recipients must be a whole number from 1 to 1000, got ${text("relay-max-recipients")}`);
+  const lease = text("lease-name");
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(lease)) throw new Error(`--lease-name must be a Kubernetes object name (lower case letters, digits, '-' and '.'), got ${JSON.stringify(lease)}`);
   const watchNamespaces = text("watch-namespaces").split(",").map((n) => n.trim()).filter(Boolean);
   for (const namespace of watchNamespaces) {
     if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) throw new Error(`--watch-namespaces must be namespace names separated by commas, got ${JSON.stringify(namespace)}`);
@@ -214,6 +226,7 @@ export function parseFlags(args: string[]): OperatorFlags {
     dnsResolver,
     verification: { sender, ...(smtp ? { smtp } : {}), controlUrl: text("relay-control-url"), perPod: endpoints === "pods" },
     kubeconfig: values.kubeconfig === undefined ? undefined : text("kubeconfig"),
+    context: values.context === undefined ? undefined : text("context"),
     port,
     relayImage: text("relay-image"),
     relayHostSuffix: text("relay-host-suffix"),
@@ -223,6 +236,7 @@ export function parseFlags(args: string[]): OperatorFlags {
     limits: { domainsPerNamespace: limit("max-domains-per-namespace"), addressesPerDomain: limit("max-addresses-per-domain"), addressesPerNamespace: limit("max-addresses-per-namespace") },
     leaderElect: values["leader-elect"] === true,
     leaseNamespace: text("leader-election-namespace"),
+    leaseName: lease,
     leaseMs: leaseSeconds * 1000,
   };
 }
