@@ -8,6 +8,7 @@ import { defaultControlUrl } from "./address/verification-io.js";
 import { defaultCaSecret } from "./domain/certificate.js";
 import { parseDuration } from "./domain/credentials.js";
 import { parseRelayPodTemplate } from "./domain/pod-template.js";
+import { quantityInteger } from "./kube/quantity.js";
 import type { RelayPodTemplate } from "../crds/schema.js";
 import { leaseName } from "./rbac.js";
 
@@ -40,6 +41,20 @@ export const flags = {
     env: "SMTPC_RELAY_POD_TEMPLATE",
     default: env.SMTPC_RELAY_POD_TEMPLATE ?? "",
     help: "The installation's relay pod template, in the shape of SmtpDomain spec.relay.template.pod (JSON or YAML): each field a domain sets replaces it; labels and annotations merge key by key.",
+  },
+  "relay-max-message-size": {
+    type: "string",
+    value: "QUANTITY",
+    env: "SMTPC_RELAY_MAX_MESSAGE_SIZE",
+    default: env.SMTPC_RELAY_MAX_MESSAGE_SIZE ?? "25Mi",
+    help: "The largest message size an SmtpDomain may set (spec.relay.limits.maxMessageSize, default 25Mi), 1Ki to 1Gi; a domain asking more gets this.",
+  },
+  "relay-max-recipients": {
+    type: "string",
+    value: "N",
+    env: "SMTPC_RELAY_MAX_RECIPIENTS",
+    default: env.SMTPC_RELAY_MAX_RECIPIENTS ?? "50",
+    help: "The most recipients per message an SmtpDomain may set (spec.relay.limits.maxRecipients, default 50), 1 to 1000; a domain asking more gets this.",
   },
   "system-domains": {
     type: "string",
@@ -139,6 +154,7 @@ export interface OperatorFlags {
   relayImage: string;
   relayHostSuffix: string;
   relayPodTemplate: RelayPodTemplate | undefined;
+  relayLimitCaps: { maxMessageBytes: number; maxRecipients: number };
   systemDomains: string[];
   limits: Limits;
   /** The namespace-scoped mode's namespaces; undefined: all. */
@@ -192,6 +208,10 @@ export function parseFlags(args: string[]): OperatorFlags {
     if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new Error(`--${flag} must be a whole number from 1 to 100000, got ${text(flag)}`);
     return n;
   };
+  const maxMessageBytes = quantityInteger(text("relay-max-message-size"));
+  if (maxMessageBytes === undefined || maxMessageBytes < 1024 || maxMessageBytes > 1024 ** 3) throw new Error(`--relay-max-message-size must be a size from 1Ki to 1Gi such as 50Mi, got ${text("relay-max-message-size")}`);
+  const maxRecipients = Number(text("relay-max-recipients"));
+  if (!Number.isInteger(maxRecipients) || maxRecipients < 1 || maxRecipients > 1000) throw new Error(`--relay-max-recipients must be a whole number from 1 to 1000, got ${text("relay-max-recipients")}`);
   const lease = text("lease-name");
   if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(lease)) throw new Error(`--lease-name must be a Kubernetes object name (lower case letters, digits, '-' and '.'), got ${JSON.stringify(lease)}`);
   const watchNamespaces = text("watch-namespaces").split(",").map((n) => n.trim()).filter(Boolean);
@@ -211,6 +231,7 @@ export function parseFlags(args: string[]): OperatorFlags {
     relayImage: text("relay-image"),
     relayHostSuffix: text("relay-host-suffix"),
     relayPodTemplate: parseRelayPodTemplate(text("relay-pod-template")),
+    relayLimitCaps: { maxMessageBytes, maxRecipients },
     systemDomains,
     limits: { domainsPerNamespace: limit("max-domains-per-namespace"), addressesPerDomain: limit("max-addresses-per-domain"), addressesPerNamespace: limit("max-addresses-per-namespace") },
     leaderElect: values["leader-elect"] === true,

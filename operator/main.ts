@@ -42,6 +42,7 @@ const controller = new Controller(access, {
     relayImage: opts.relayImage,
     relayHostSuffix: opts.relayHostSuffix,
     ...(opts.relayPodTemplate ? { relayPodTemplate: opts.relayPodTemplate } : {}),
+    relayLimitCaps: opts.relayLimitCaps,
     systemDomains: opts.systemDomains,
     caSecret: opts.caSecret,
     operatorNamespace: opts.leaseNamespace,

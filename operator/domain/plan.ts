@@ -11,6 +11,7 @@ import type { CertificateState } from "./certificate.js";
 import type { CredentialPlan, IssuedCredential } from "./credentials.js";
 import type { Problem } from "./inbound-credentials.js";
 import {
+  messageLimits,
   names,
   publicPorts,
   relayConfig,
@@ -265,7 +266,7 @@ export function domainStatus(input: DomainStatusInput): SmtpDomainStatus {
     ...(retired.size > 0 ? { revokedVersions: [...retired].sort((a, b) => a - b) } : {}),
     addresses: addressCount,
     ...(input.addressesNotServed !== undefined ? { addressesNotServed: input.addressesNotServed } : {}),
-    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:${publicPorts.starttls}` },
+    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:${publicPorts.starttls}`, limits: messageLimits(domain, settings) },
     ...(certificate?.status ? { tls: certificate.status } : {}),
     ...(dkim && dkim.records.length > 0 ? { dkim: { records: dkim.records, ...(dkim.pending.length > 0 ? { pending: dkim.pending.join(",") } : {}) } } : {}),
   };

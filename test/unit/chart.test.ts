@@ -125,6 +125,16 @@ describe("chart values, rendered", () => {
     assert.match(await refused({ relay: { template: { pod: { securityContext: { privileged: true } } } } }), /privileged/);
   });
 
+  test("operator.relayMessageLimits: the maximums a domain may set reach the operator's flags", async () => {
+    const defaults = await render();
+    assert.equal(arg(defaults, "--relay-max-message-size"), "25Mi");
+    assert.equal(arg(defaults, "--relay-max-recipients"), "50");
+    const raised = await render({ operator: { relayMessageLimits: { maxMessageSize: "100Mi", maxRecipients: 500 } } });
+    const flags = parseFlags(["--relay-max-message-size", arg(raised, "--relay-max-message-size")!, "--relay-max-recipients", arg(raised, "--relay-max-recipients")!]);
+    assert.deepEqual(flags.relayLimitCaps, { maxMessageBytes: 100 * 1024 * 1024, maxRecipients: 500 });
+    assert.match(await refused({ operator: { relayMessageLimits: { maxMessageSize: "lots", maxRecipients: 50 } } }), /maxMessageSize/);
+  });
+
   test("extra env, volumes and mounts; security contexts merge with the restricted defaults", async () => {
     const docs = await render({
       extraEnv: [{ name: "NODE_EXTRA_CA_CERTS", value: "/etc/ca/ca.crt" }],
