@@ -83,6 +83,10 @@ export class RelayReports {
 
   arrived(receipt: VerificationReceipt): void {
     const key = createHash("sha256").update(receipt.token).digest("hex");
+    // The forwarded listener takes mail from anyone: whoever saw a token must
+    // not turn its authenticated (or verified) arrival into a weaker one.
+    const known = this.receipts.get(key);
+    if (known && Date.now() - known.at.getTime() < receiptTtlMs && strength(known) > strength(receipt)) return;
     this.receipts.delete(key);
     this.receipts.set(key, receipt);
     // Oldest first out: a Map iterates in insertion order.
@@ -113,4 +117,10 @@ export class RelayReports {
     }
     return entry;
   }
+}
+
+/** Authenticated beats forwarded-and-verified beats forwarded-unverified. */
+function strength(receipt: VerificationReceipt): number {
+  if (receipt.path === "authenticated") return 2;
+  return receipt.forwarded.dkimAligned || receipt.forwarded.arcTrusted ? 1 : 0;
 }
