@@ -13,6 +13,7 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY lib lib
 COPY crds crds
 COPY operator operator
 COPY relay relay

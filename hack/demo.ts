@@ -13,7 +13,7 @@ import { runDeployment } from "../test/support/deployment-runner.js";
 import { applyManifests, eventually, kubectl, serviceAccountKubeconfig } from "../test/support/kube.js";
 import { freePort, startSmtpSink, swaks, tempDir } from "../test/support/mail.js";
 import { startSubmissionServer } from "../test/support/postfix.js";
-import { relayPorts } from "../operator/domain/render.js";
+import { relayPorts } from "../relay/contract/pod.js";
 
 const namespace = "acme-helpdesk";
 const step = (text: string) => console.log(`\n== ${text}`);

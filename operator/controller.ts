@@ -2,11 +2,11 @@
 // SmtpDomain) into one de-duplicating queue; the reconciler reads the cached
 // world for that key and makes it right.
 import { LockoutAnnouncer } from "./domain/lockouts.js";
-import { loginDigest as digestOfLogin } from "../relay/forward/smtp-next-hop.js";
+import { loginDigest as digestOfLogin, secretFileText } from "../relay/contract/digests.js";
 import { X509Certificate } from "node:crypto";
 import type * as k8s from "@kubernetes/client-node";
 import { group, version, type SmtpDomain, type SupportAddress } from "../crds/schema.js";
-import type { Logger } from "../relay/ops/log.js";
+import type { Logger } from "../lib/log.js";
 import { reconcileAddress } from "./address/reconcile.js";
 import { replaceConditions } from "./conditions.js";
 import { involved, recordEvent } from "./events.js";
@@ -374,8 +374,8 @@ function loginDigest(secret: k8s.V1Secret | undefined): string | undefined {
   const password = secret?.data?.password;
   if (!username || !password) return undefined;
   const text = (v: string) => Buffer.from(v, "base64").toString("utf8");
-  // Trimmed as the relay trims the password file.
-  return digestOfLogin(text(username), text(password).trim());
+  // The relay reads the password from a file, as secretFileText says.
+  return digestOfLogin(text(username), secretFileText(text(password)));
 }
 
 function describe(error: unknown): string {

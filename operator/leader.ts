@@ -10,7 +10,7 @@
 //   duration without change, by which time the old leader has stopped.
 // - Writes replace the Lease with the resourceVersion read: a concurrent
 //   writer gets 409 and loses.
-import type { Logger } from "../relay/ops/log.js";
+import type { Logger } from "../lib/log.js";
 import type { Cluster } from "./kube/cluster.js";
 
 export interface LeaderOptions {

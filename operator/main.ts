@@ -4,7 +4,7 @@ import http from "node:http";
 import { hostname } from "node:os";
 import { clusterAccess, type ClusterAccess } from "./kube/access.js";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { createLogger } from "../relay/ops/log.js";
+import { createLogger } from "../lib/log.js";
 import { Controller } from "./controller.js";
 import { helpText, parseFlags } from "./flags.js";
 import { apiLeaseStore, LeaderElector, leaderTimings } from "./leader.js";

@@ -1,7 +1,7 @@
 // `npm run relay -- --config FILE`: one relay process, as a relay pod runs it.
 import { parseArgs } from "node:util";
-import { ConfigError } from "./config/load.js";
-import { createLogger } from "./ops/log.js";
+import { ConfigError } from "./contract/config-parser.js";
+import { createLogger } from "../lib/log.js";
 import { Relay } from "./relay.js";
 
 const usage = "usage: relay --config FILE";

@@ -7,18 +7,19 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { dirname } from "node:path";
 import type { SMTPServerOptions, SMTPServerSession } from "smtp-server";
-import { ConfigError, loadConfig } from "./config/load.js";
-import { connectionLimitDefaults, type RelayConfig } from "./config/schema.js";
+import { ConfigError } from "./contract/config-parser.js";
+import { loadConfig } from "./config/file.js";
+import { connectionLimitDefaults, type RelayConfig } from "./contract/config.js";
 import { SmtpReply } from "./forward/cut-through.js";
 import { ForwardedSessions } from "./inbound/forwarded-session.js";
 import { InboundSessions, type CredentialKind, type VerificationReceipt } from "./inbound/session.js";
 import { GreetingDelayServer, type ConnectionLimits } from "./inbound/smtp-server.js";
-import { AuthThrottle } from "./inbound/throttle.js";
+import { AuthThrottle, type ThrottleOptions } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
 import { controlHandler } from "./ops/control.js";
 import { createOpsServer } from "./ops/http.js";
 import { RelayReports } from "./ops/reports.js";
-import type { Logger } from "./ops/log.js";
+import type { Logger } from "../lib/log.js";
 import { createMetrics, type Metrics } from "./ops/metrics.js";
 import { buildState, retire, type RelayState } from "./state.js";
 import { batchAllWrites } from "./write-batching.js";
@@ -29,7 +30,7 @@ export class Relay {
   readonly metrics: Metrics;
   private state: RelayState;
   /** Brute-force limits, one per credential kind (see throttle.ts). */
-  private throttles: Record<CredentialKind, AuthThrottle>;
+  private readonly throttles: Record<CredentialKind, AuthThrottle>;
   private readonly sessions: InboundSessions;
   private readonly outbound: OutboundSessions;
   private readonly forwarded: ForwardedSessions;
@@ -136,7 +137,7 @@ export class Relay {
       this.log.error("config reload refused, keeping the current config", { error: (error as Error).message });
       return false;
     }
-    if (JSON.stringify(previous.config.authFailures) !== JSON.stringify(config.authFailures)) this.throttles = throttlesFor(config);
+    for (const throttle of Object.values(this.throttles)) throttle.reconfigure(throttleOptions(config));
     this.reloadCertificate(previous.config, config);
     // smtp-server reads these per command: new sessions and commands see the new limits.
     for (const [name, server] of this.servers) {
@@ -380,13 +381,16 @@ function libraryCommandLimit(config: RelayConfig): number {
   return (config.limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands) + 2 * config.authFailures.perConnection + 1;
 }
 
-function throttlesFor(config: RelayConfig): Record<CredentialKind, AuthThrottle> {
+function throttleOptions(config: RelayConfig): ThrottleOptions {
   const { authFailures } = config;
-  const options = {
+  return {
     threshold: authFailures.lockoutThreshold,
     ...(authFailures.usernameLockoutThreshold ? { usernameThreshold: authFailures.usernameLockoutThreshold } : {}),
     windowMs: authFailures.lockoutWindowSeconds * 1000,
     lockoutMs: authFailures.lockoutSeconds * 1000,
   };
-  return { inbound: new AuthThrottle(options), submission: new AuthThrottle(options) };
+}
+
+function throttlesFor(config: RelayConfig): Record<CredentialKind, AuthThrottle> {
+  return { inbound: new AuthThrottle(throttleOptions(config)), submission: new AuthThrottle(throttleOptions(config)) };
 }

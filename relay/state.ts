@@ -1,7 +1,7 @@
 // What the relay derives from one config: lookups built once per load and
 // swapped atomically on reload, so a session sees one consistent config.
-import type { RelayConfig, DomainEntry, OutboundServer } from "./config/schema.js";
 import type { DNSResolver } from "mailauth";
+import type { RelayConfig, DomainEntry, OutboundServer } from "./contract/config.js";
 import { CredentialStore } from "./inbound/credentials.js";
 import { dnsResolver } from "./inbound/forwarded-checks.js";
 import type { FilterOptions } from "./inbound/message-filter.js";

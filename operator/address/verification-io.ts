@@ -6,8 +6,10 @@ import { isIP } from "node:net";
 import { hostname } from "node:os";
 import nodemailer from "nodemailer";
 import type { SmtpDomain } from "../../crds/schema.js";
-import { classifyFailure } from "../../relay/outbound/send.js";
-import { verificationMessage } from "../../relay/outbound/verification-message.js";
+import { classifyFailure } from "../../relay/contract/failures.js";
+import type { CredentialUse } from "../../relay/contract/control-api.js";
+import { relayPorts } from "../../relay/contract/pod.js";
+import { verificationMessage } from "../../relay/contract/verification-message.js";
 import { names } from "../domain/render.js";
 import { controlRequest, NotSent, type ControlResponse } from "./control-client.js";
 import { NotYetServed, type Failure, type Receipt, type VerificationIO } from "./verification.js";
@@ -29,7 +31,7 @@ export interface VerificationSettings {
   hostname?: string;
 }
 
-export const defaultControlUrl = "https://{name}-relay-internal.{namespace}.svc:8443";
+export const defaultControlUrl = `https://{name}-relay-internal.{namespace}.svc:${relayPorts.control}`;
 
 /** What the operator knows of a domain's relay: its control token, the fingerprints of the certificate it serves, and its pods. */
 export interface RelayIdentity {
@@ -84,7 +86,7 @@ export function verificationIO(settings: VerificationSettings, relay: RelayIdent
     const { answers, failure } = await callEach(domain, "/v1/credential-use");
     const ok = answers.filter((r) => r.status === 200);
     if (ok.length === 0) throw failure ?? new Error(`the relay's control API answered ${answers[0]?.status}`);
-    const reports = await Promise.all(ok.map(async (r) => ((await r.json()) as { credentials: { domain: string; version: number; lastUsedAt?: string; lastRefusedAt?: string }[] }).credentials));
+    const reports = await Promise.all(ok.map(async (r) => ((await r.json()) as { credentials: CredentialUse[] }).credentials));
     return reports.flat();
   };
   return {

@@ -13,9 +13,10 @@
 // The decisions (when to start, what an answer means) are pure functions; the
 // sending and asking go through VerificationIO.
 import type { RelayLockout } from "../domain/lockouts.js";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import type { ReasonName } from "../../crds/conditions.js";
 import type { SmtpDomain, SupportAddress, SupportAddressStatus } from "../../crds/schema.js";
+import { verificationTokenDigest } from "../../relay/contract/digests.js";
 import { parseDuration } from "../domain/credentials.js";
 
 export type Attempt = NonNullable<SupportAddressStatus["verifications"]>[number];
@@ -215,7 +216,7 @@ export async function verify({ address, domain, credentialsResourceVersion, cred
         direction,
         startedAt,
         basis,
-        tokenSha256: createHash("sha256").update(token).digest("hex"),
+        tokenSha256: verificationTokenDigest(token),
         ...(failure
           ? { result: "Failed" as const, reason: failure.reason, message: failure.message, completedAt: startedAt }
           : {

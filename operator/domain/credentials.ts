@@ -1,6 +1,6 @@
 // Which inbound credential versions exist, which are usable, and what the
 // relay must know of them. Pure: Secrets are read by the caller.
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import type { SmtpDomain } from "../../crds/schema.js";
 import { rfc3339 } from "../conditions.js";
 
@@ -60,10 +60,6 @@ export function alphanumeric(length: number): string {
     }
   }
   return out;
-}
-
-export function passwordDigest(password: string): string {
-  return createHash("sha256").update(password, "utf8").digest("hex");
 }
 
 /**

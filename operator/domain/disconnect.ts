@@ -6,11 +6,11 @@
 // touched: only objects this domain controls are written.
 import type * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain } from "../../crds/schema.js";
-import { parseConfig } from "../../relay/config/load.js";
+import { parseConfig } from "../../relay/contract/config-parser.js";
 import { replaceConditions } from "../conditions.js";
 import { involved, recordEvent } from "../events.js";
 import { ApiError, ownedBy, type Cluster } from "../kube/cluster.js";
-import type { Logger } from "../../relay/ops/log.js";
+import type { Logger } from "../../lib/log.js";
 import { names, relayConfigSecret, relayDeployment, type OperatorSettings } from "./render.js";
 
 export const disconnectFinalizer = "smtpconnector.dev/disconnect";

@@ -16,12 +16,12 @@ import {
   clientSnippets,
   credentialSecretName,
   newCredential,
-  passwordDigest,
   planCredentials,
   revokedAtAnnotation,
   type CredentialPlan,
   type IssuedCredential,
 } from "./credentials.js";
+import { passwordDigest } from "../../relay/contract/digests.js";
 import { credentialSecret, relayHostname, type OperatorSettings } from "./render.js";
 
 export type Problem = { condition: "CredentialsIssued" | "RelayAvailable" | "CertificateReady"; reason: ReasonName; message: string };

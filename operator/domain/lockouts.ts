@@ -7,9 +7,9 @@
 import type { SmtpDomain } from "../../crds/schema.js";
 import { involved, recordEvent } from "../events.js";
 import type { Cluster } from "../kube/cluster.js";
-import type { LockoutEntry } from "../../relay/ops/reports.js";
+import type { LockoutEntry } from "../../relay/contract/control-api.js";
 
-/** A lockout as the relay's control API reports it: the relay's own type (a type import, nothing of the relay loaded). */
+/** A lockout as the relay's control API reports it. */
 export type RelayLockout = LockoutEntry;
 
 export const lockoutReason = "LockedOut";

@@ -4,7 +4,7 @@
 import { createPrivateKey, generateKeyPairSync } from "node:crypto";
 import { Resolver } from "node:dns/promises";
 import type * as k8s from "@kubernetes/client-node";
-import { dnsRecord } from "../../relay/outbound/dkim.js";
+import { dnsRecord } from "../../relay/contract/dkim-record.js";
 import { TimedCache } from "../timed-cache.js";
 import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/schema.js";
 import type { Verdict } from "../address/rules.js";

@@ -4,9 +4,11 @@
 import { createHash } from "node:crypto";
 import { stringify } from "yaml";
 import type { SmtpDomain } from "../../crds/schema.js";
-import { configVersion, recommendedAuthFailures, recommendedLimits, type RelayConfig } from "../../relay/config/schema.js";
+import { configVersion, recommendedAuthFailures, recommendedLimits, type RelayConfig } from "../../relay/contract/config.js";
 import type { CertificatePolicy, KeyPair } from "../tls/certificates.js";
-import { passwordDigest, revokedAtAnnotation, type CredentialPlan, type IssuedCredential } from "./credentials.js";
+import { controlTokenDigest, passwordDigest } from "../../relay/contract/digests.js";
+import { configPath, relayCommand, relayMounts, relayPorts } from "../../relay/contract/pod.js";
+import { revokedAtAnnotation, type CredentialPlan, type IssuedCredential } from "./credentials.js";
 
 export const fieldManager = "smtp-connector";
 export const managedByLabel = { "app.kubernetes.io/managed-by": "smtp-connector" };
@@ -29,15 +31,8 @@ export interface OperatorSettings {
   caSecret?: { namespace: string; name: string };
 }
 
-/**
- * What the relay listens on inside its pod. All unprivileged (ADR 0012): the relay runs as uid 65532 with every
- * capability dropped, and runtimes that keep ports below 1024 privileged (containerd 1.x by default) refuse it a
- * bind on 587 or 465. The customer-facing Service maps its ports onto these.
- */
-export const relayPorts = { starttls: 8587, implicitTls: 8465, health: 8080, submission: 2587, control: 8443 } as const;
-/** The customer-facing Service's ports: what customers' servers connect to (targetPort: the listeners above). */
+/** The customer-facing Service's ports: what customers' servers connect to (targetPort: the relay's listeners, relayPorts). */
 export const publicPorts = { starttls: 587, implicitTls: 465 } as const;
-const mountRoot = "/etc/smtp-connector";
 
 export interface KubeObject {
   apiVersion: string;
@@ -138,12 +133,12 @@ export function relayConfig(
       implicitTls: { port: relayPorts.implicitTls },
       health: { port: relayPorts.health },
       ...(outbound
-        ? { submission: { port: relayPorts.submission }, control: { port: relayPorts.control, tokenSha256: passwordDigest(outbound.controlToken) } }
+        ? { submission: { port: relayPorts.submission }, control: { port: relayPorts.control, tokenSha256: controlTokenDigest(outbound.controlToken) } }
         : {}),
     },
     // Paths relative to the config file's directory (the relay resolves them),
     // so the config works wherever the Secrets are mounted.
-    tls: { certFile: "../tls/tls.crt", keyFile: "../tls/tls.key" },
+    tls: { certFile: configPath("tls", "tls.crt"), keyFile: configPath("tls", "tls.key") },
     limits: recommendedLimits,
     authFailures: recommendedAuthFailures,
     ...(outbound ? { outbound: { systemDomains: [...(settings.systemDomains ?? [])], unconnectedSenders: "Refuse" as const } } : {}),
@@ -171,10 +166,10 @@ export function relayConfig(
                 port: smtp.port ?? 25,
                 protocol: smtp.protocol ?? "SMTP",
                 tls: smtp.tls ?? "StartTLS",
-                ...(smtp.authSecretRef && nextHopUsername ? { username: nextHopUsername, passwordFile: "../next-hop/password" } : {}),
+                ...(smtp.authSecretRef && nextHopUsername ? { username: nextHopUsername, passwordFile: configPath("nextHop", "password") } : {}),
               },
             }
-          : { webhook: { url: delivery.webhook!.url, hmacKeyFile: `../webhook/${delivery.webhook!.signingSecretRef.key ?? "key"}` } },
+          : { webhook: { url: delivery.webhook!.url, hmacKeyFile: configPath("webhook", delivery.webhook!.signingSecretRef.key ?? "key") } },
         ...(outbound
           ? {
               outbound: {
@@ -335,17 +330,17 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
     { name: "tmp", emptyDir: { sizeLimit: "16Mi" } },
   ];
   const mounts: Record<string, unknown>[] = [
-    { name: "config", mountPath: `${mountRoot}/config`, readOnly: true },
-    { name: "tls", mountPath: `${mountRoot}/tls`, readOnly: true },
-    { name: "tmp", mountPath: "/tmp" },
+    { name: "config", mountPath: relayMounts.config, readOnly: true },
+    { name: "tls", mountPath: relayMounts.tls, readOnly: true },
+    { name: "tmp", mountPath: relayMounts.tmp },
   ];
   if (smtp?.authSecretRef) {
     volumes.push({ name: "next-hop", secret: { secretName: smtp.authSecretRef.name } });
-    mounts.push({ name: "next-hop", mountPath: `${mountRoot}/next-hop`, readOnly: true });
+    mounts.push({ name: "next-hop", mountPath: relayMounts.nextHop, readOnly: true });
   }
   if (webhook) {
     volumes.push({ name: "webhook", secret: { secretName: webhook.signingSecretRef.name } });
-    mounts.push({ name: "webhook", mountPath: `${mountRoot}/webhook`, readOnly: true });
+    mounts.push({ name: "webhook", mountPath: relayMounts.webhook, readOnly: true });
   }
   return {
     apiVersion: "apps/v1",
@@ -367,7 +362,7 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
             {
               name: "relay",
               image: settings.relayImage,
-              command: ["node", "dist/relay/main.js", "--config", `${mountRoot}/config/relay.yaml`],
+              command: relayCommand(),
               env: [{ name: "LOG_LEVEL", value: "info" }],
               ports: [
                 { name: "submission", containerPort: relayPorts.starttls },

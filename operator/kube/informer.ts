@@ -4,7 +4,7 @@
 // reports every difference, so nothing is missed. Objects are cached without their
 // managedFields (most of their size; nothing here reads them).
 import type * as k8s from "@kubernetes/client-node";
-import type { Logger } from "../../relay/ops/log.js";
+import type { Logger } from "../../lib/log.js";
 import { ApiError, request, watchStream, type ClusterAccess } from "./access.js";
 
 export type InformerEvent = "add" | "update" | "delete";

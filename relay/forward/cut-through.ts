@@ -7,7 +7,7 @@ import type { Readable } from "node:stream";
 import type { SMTPServerDataStream } from "smtp-server";
 import type { MessageFilter } from "../inbound/message-filter.js";
 import type { DeliveryResult } from "./next-hop.js";
-import { NextHopError } from "./next-hop.js";
+import { NextHopError } from "../contract/failures.js";
 
 export class SmtpReply extends Error {
   constructor(

@@ -22,30 +22,3 @@ export interface NextHop {
   /** Closes idle connections; in-flight deliveries finish. */
   close(): void;
 }
-
-/** A next-hop failure: its SMTP reply when it gave one, or a transport error. */
-export class NextHopError extends Error {
-  constructor(
-    message: string,
-    readonly responseCode: number | undefined,
-    readonly kind: "Reply" | "Connection" | "Timeout" | "Message",
-    /** What failed: an error code in nodemailer's names (EAUTH, ETLS, ECONNECTION, ETIMEDOUT, EENVELOPE, …) and the SMTP command. */
-    readonly detail: { code?: string; command?: string } = {},
-  ) {
-    super(message);
-    this.name = "NextHopError";
-  }
-}
-
-/** A NextHopError from whatever failed, nodemailer's errors included (the operator sends with it). */
-export function toNextHopError(error: unknown): NextHopError {
-  if (error instanceof NextHopError) return error;
-  const e = error as { message?: string; response?: string; responseCode?: number; code?: string; command?: string };
-  const detail = { ...(e.code ? { code: e.code } : {}), ...(e.command ? { command: e.command } : {}) };
-  if (typeof e.responseCode === "number" && e.responseCode >= 400) {
-    return new NextHopError(e.response ?? e.message ?? "next hop refused", e.responseCode, "Reply", detail);
-  }
-  if (e.code === "ETIMEDOUT") return new NextHopError(e.message ?? "timed out", undefined, "Timeout", detail);
-  if (e.code === "ESTREAM") return new NextHopError(e.message ?? "message stream failed", undefined, "Message", detail);
-  return new NextHopError(e.message ?? String(error), undefined, "Connection", detail);
-}

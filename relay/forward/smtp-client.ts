@@ -16,7 +16,7 @@ import type { Readable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import tls from "node:tls";
 import { batchWrites } from "../write-batching.js";
-import { NextHopError } from "./next-hop.js";
+import { NextHopError } from "../contract/failures.js";
 
 export interface SmtpClientOptions {
   host: string;

@@ -8,8 +8,10 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
-import type { SmtpDelivery } from "../config/schema.js";
-import { NextHopError, type DeliveryResult, type Envelope, type NextHop } from "./next-hop.js";
+import type { SmtpDelivery } from "../contract/config.js";
+import { loginDigest, secretFileText } from "../contract/digests.js";
+import { NextHopError } from "../contract/failures.js";
+import type { DeliveryResult, Envelope, NextHop } from "./next-hop.js";
 import { SmtpClient, type Reply } from "./smtp-client.js";
 
 export interface NextHopOptions {
@@ -20,12 +22,6 @@ export interface NextHopOptions {
   maxIdleConnections?: number;
   maxMessagesPerConnection?: number;
   idleCloseMs?: number;
-}
-
-
-/** SHA-256 of a login ("username\0password"): how the relay tells the operator which login it used. */
-export function loginDigest(username: string, password: string): string {
-  return createHash("sha256").update(`${username}\0${password}`).digest("hex");
 }
 
 interface Pooled {
@@ -49,7 +45,7 @@ export class SmtpNextHop implements NextHop {
     private readonly options: NextHopOptions,
   ) {
     // Read once per config load: a changed file arrives as a new config.
-    this.password = delivery.passwordFile ? readFileSync(delivery.passwordFile, "utf8").trim() : undefined;
+    this.password = delivery.passwordFile ? secretFileText(readFileSync(delivery.passwordFile, "utf8")) : undefined;
     this.ca = delivery.caFile ? readFileSync(delivery.caFile, "utf8") : undefined;
     if (delivery.username && this.password !== undefined) {
       this.credentialSha256 = loginDigest(delivery.username, this.password);

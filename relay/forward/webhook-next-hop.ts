@@ -7,9 +7,9 @@ import { createHash, createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { request } from "node:https";
 import type { Readable } from "node:stream";
-import type { WebhookDelivery } from "../config/schema.js";
+import type { WebhookDelivery } from "../contract/config.js";
 import type { DeliveryResult, Envelope, NextHop } from "./next-hop.js";
-import { NextHopError } from "./next-hop.js";
+import { NextHopError } from "../contract/failures.js";
 
 export const signatureHeader = "x-smtpconnector-signature";
 export const timestampHeader = "x-smtpconnector-timestamp";

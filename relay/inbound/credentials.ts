@@ -1,7 +1,8 @@
 // Decides whether a username/password pair is one of a domain's credential
 // versions, and which. Digests only: the relay never holds inbound passwords.
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import type { CredentialEntry } from "../config/schema.js";
+import type { CredentialEntry } from "../contract/config.js";
+import { passwordDigest } from "../contract/digests.js";
 
 export type AuthFailure = "UnknownUser" | "WrongPassword" | "Revoked" | "Expired" | "AuthzidNotPermitted";
 
@@ -57,7 +58,7 @@ export class CredentialStore {
 
   check(username: string, password: string, now = Date.now()): AuthResult {
     const entry = this.byUsername.get(username);
-    const digest = createHash("sha256").update(password, "utf8").digest();
+    const digest = Buffer.from(passwordDigest(password), "hex");
     const matches = timingSafeEqual(digest, entry?.digest ?? this.decoy);
     if (!entry) return { ok: false, reason: "UnknownUser" };
     const who = { domain: entry.domain, version: entry.version };

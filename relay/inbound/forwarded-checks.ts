@@ -11,15 +11,9 @@
 // attacker can seal anything with a key of his own domain (docs/security.md).
 import { Resolver } from "node:dns/promises";
 import { authenticate, type AuthenticateResult, type DNSResolver } from "mailauth";
+import type { ForwardedVerdict } from "../contract/control-api.js";
 
-export interface ForwardedVerdict {
-  /** A passing DKIM signature whose d= is the recipient domain or a parent of it (relaxed alignment). */
-  dkimAligned: boolean;
-  /** The ARC chain verifies and its latest sealer is trusted. */
-  arcTrusted: boolean;
-  /** The latest ARC-Seal's d=, when there is a chain and it is a plain domain name. */
-  arcSealer?: string;
-}
+export type { ForwardedVerdict };
 
 export interface ForwardedChecks {
   /** The Authentication-Results field, CRLF-terminated. */

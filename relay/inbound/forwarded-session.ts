@@ -13,7 +13,7 @@
 // it accepted.
 import { Readable } from "node:stream";
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
-import type { Logger } from "../ops/log.js";
+import type { Logger } from "../../lib/log.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { RelayState } from "../state.js";
 import { SmtpReply } from "../forward/cut-through.js";

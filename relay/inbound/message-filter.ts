@@ -19,6 +19,7 @@
 // transaction, so no truncated message is ever accepted) while the caller
 // keeps draining the input.
 import { Transform, type TransformCallback } from "node:stream";
+import { verificationHeader as verificationHeaderName } from "../contract/verification-message.js";
 
 export type FilterRejection = "TooBig" | "LineTooLong" | "HeaderTooLarge" | "TooManyHops" | "BareLineEnding";
 
@@ -50,7 +51,7 @@ const CR = 0x0d;
 const LF = 0x0a;
 const CRLF = Buffer.from("\r\n");
 const ownHeaderPrefix = "x-smtpconnector-";
-const verificationHeader = "x-smtpconnector-verification";
+const verificationHeader = verificationHeaderName.toLowerCase();
 const tokenPattern = /^[A-Za-z0-9_-]{16,128}$/;
 
 function tokenOf(field: Buffer[]): string | undefined {

@@ -2,12 +2,12 @@
 // recipients a session may name, and what happens to the message. Every
 // failure path has a defined reply.
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
-import type { Logger } from "../ops/log.js";
+import type { Logger } from "../../lib/log.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { Readable } from "node:stream";
 import { SmtpReply, cutThrough, oneLine, replyFor } from "../forward/cut-through.js";
 import type { DeliveryResult } from "../forward/next-hop.js";
-import type { ForwardedVerdict } from "./forwarded-checks.js";
+import type { ForwardedVerdict } from "../contract/control-api.js";
 
 export { SmtpReply };
 import { parseMailbox } from "./address.js";

@@ -38,13 +38,22 @@ export interface Lockout {
 export class AuthThrottle {
   private readonly failures = new Map<string, number[]>();
   private readonly lockedUntil = new Map<string, Lockout>();
-  private readonly maxKeys: number;
-  private readonly usernameThreshold: number;
+  private maxKeys = 0;
+  private usernameThreshold = 0;
 
   constructor(
-    private readonly options: ThrottleOptions,
+    private options: ThrottleOptions,
     private readonly now: () => number = Date.now,
   ) {
+    this.reconfigure(options);
+  }
+
+  /**
+   * New limits from a config reload. The counts and the lockouts in force are kept, each lockout to the end it
+   * was given: a reload must not set free a source the relay (and its control API) just reported locked out.
+   */
+  reconfigure(options: ThrottleOptions): void {
+    this.options = options;
     this.maxKeys = options.maxKeys ?? 100_000;
     this.usernameThreshold = Math.min(options.usernameThreshold ?? options.threshold, options.threshold);
   }

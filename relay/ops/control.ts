@@ -9,20 +9,21 @@
 //   GET  /v1/verification-receipts/<sha256 of token>
 //                                whether a verification token came back through
 //                                the authenticated relay, with which domain and version
-import { createHash, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import { Readable } from "node:stream";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import type { Logger } from "./log.js";
+import type { Logger } from "../../lib/log.js";
 import type { RelayReports } from "./reports.js";
 import type { Metrics } from "./metrics.js";
 import type { RelayState } from "../state.js";
 import { parseMailbox } from "../inbound/address.js";
 import { routeSender } from "../outbound/route.js";
-import { classifyFailure, sendOutbound } from "../outbound/send.js";
-import { verificationMessage } from "../outbound/verification-message.js";
-import { NextHopError } from "../forward/next-hop.js";
+import { classifyFailure, NextHopError } from "../contract/failures.js";
+import { sendOutbound } from "../outbound/send.js";
+import { verificationMessage } from "../contract/verification-message.js";
+import { controlTokenDigest } from "../contract/digests.js";
 
 const maxBodyBytes = 16 * 1024;
 
@@ -85,7 +86,7 @@ const login = (hop: { credentialSha256?: string }) => (hop.credentialSha256 ? { 
 
 function authorized(header: string | undefined, tokenSha256: string): boolean {
   const presented = /^Bearer (\S+)$/.exec(header ?? "")?.[1] ?? "";
-  const digest = createHash("sha256").update(presented).digest();
+  const digest = Buffer.from(controlTokenDigest(presented), "hex");
   return timingSafeEqual(digest, Buffer.from(tokenSha256, "hex"));
 }
 

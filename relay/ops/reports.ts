@@ -5,42 +5,13 @@
 // team learns that a server locked itself out. In memory and bounded: a
 // restart forgets, and the operator's verification then times out and tries
 // again.
-import { createHash } from "node:crypto";
-import type { ForwardedVerdict } from "../inbound/forwarded-checks.js";
+import type { CredentialUse, LockoutEntry, ReceiptAnswer } from "../contract/control-api.js";
+import { verificationTokenDigest } from "../contract/digests.js";
 import type { LockoutReport, VerificationReceipt } from "../inbound/session.js";
 
 const maxReceipts = 10_000;
 const maxLockouts = 1_000;
 const receiptTtlMs = 24 * 60 * 60 * 1000;
-
-export interface CredentialUse {
-  domain: string;
-  version: number;
-  lastUsedAt?: string;
-  lastRefusedAt?: string;
-  lastRefusedReason?: string;
-}
-
-/** A lockout as the control API reports it: the credential version when the username was one, never the username. */
-export interface LockoutEntry {
-  kind: string;
-  scope: string;
-  source: string;
-  domain?: string;
-  version?: number;
-  since: string;
-  until: string;
-}
-
-/**
- * GET /v1/verification-receipts/<sha256>: how a token came back (the token
- * itself never). `path` is new with the forwarded listener: an answer without
- * it comes from an older relay and means "authenticated".
- */
-export type ReceiptAnswer = { domain: string; arrivedAt: string } & (
-  | { path: "authenticated"; credentialVersion: number }
-  | { path: "forwarded"; forwarded: ForwardedVerdict }
-);
 
 export class RelayReports {
   private readonly lockouts = new Map<string, LockoutEntry & { untilMs: number }>();
@@ -82,7 +53,7 @@ export class RelayReports {
   }
 
   arrived(receipt: VerificationReceipt): void {
-    const key = createHash("sha256").update(receipt.token).digest("hex");
+    const key = verificationTokenDigest(receipt.token);
     // The forwarded listener takes mail from anyone: whoever saw a token must
     // not turn its authenticated (or verified) arrival into a weaker one.
     const known = this.receipts.get(key);

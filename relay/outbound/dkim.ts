@@ -2,9 +2,9 @@
 // a relay: the body hash is computed while the message streams through, the
 // header section is the only part held in memory, and one message can carry
 // an RSA and an Ed25519 signature side by side.
-import { createHash, createPrivateKey, createPublicKey, sign, type KeyObject } from "node:crypto";
+import { createHash, createPrivateKey, sign, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { DkimKey } from "../config/schema.js";
+import type { DkimKey } from "../contract/config.js";
 
 export interface SigningKey {
   domain: string;
@@ -231,15 +231,4 @@ function fold(value: string, separator?: string): string {
   }
   lines.push(line);
   return lines.join("\r\n ");
-}
-
-/** The DNS TXT record value that publishes a key's public half. */
-export function dnsRecord(key: KeyObject): string {
-  const publicKey = key.type === "private" ? createPublicKey(key) : key;
-  if (publicKey.asymmetricKeyType === "ed25519") {
-    const jwk = publicKey.export({ format: "jwk" });
-    return `v=DKIM1; k=ed25519; p=${Buffer.from(jwk.x ?? "", "base64url").toString("base64")}`;
-  }
-  const der = publicKey.export({ format: "der", type: "spki" });
-  return `v=DKIM1; k=rsa; p=${der.toString("base64")}`;
 }

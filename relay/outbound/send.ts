@@ -3,7 +3,6 @@
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DeliveryResult, Envelope } from "../forward/next-hop.js";
-import { NextHopError, toNextHopError } from "../forward/next-hop.js";
 import { signatures } from "./dkim.js";
 import type { SenderRoute } from "./route.js";
 import { SigningSpool } from "./spool.js";
@@ -21,36 +20,4 @@ export async function sendOutbound(route: Extract<SenderRoute, { ok: true }>, en
   } finally {
     await spool.dispose();
   }
-}
-
-/**
- * A stable, machine-readable name for why the customer's server did not take
- * a message — the operator's condition reasons (crds/conditions.ts) use the same names.
- */
-export type OutboundFailure =
-  | "InvalidCredentials"
-  | "ConnectionRefused"
-  | "ConnectionTimedOut"
-  | "TLSRequired"
-  | "CertificateUntrusted"
-  | "SenderRejected"
-  | "RecipientRejected"
-  | "MessageRejected"
-  | "Deferred"
-  | "ConnectionFailed";
-
-export function classifyFailure(failure: unknown): OutboundFailure {
-  // nodemailer's own errors (the operator sends with it too) carry the same facts.
-  const error = failure instanceof NextHopError ? failure : toNextHopError(failure);
-  const { code, command } = error.detail;
-  if (error.kind === "Timeout" || code === "ETIMEDOUT") return "ConnectionTimedOut";
-  if (code === "EAUTH" || command?.startsWith("AUTH")) return "InvalidCredentials";
-  if (/certificate|self[- ]signed|unable to verify|CERT_|altnames/i.test(error.message)) return "CertificateUntrusted";
-  if (code === "ETLS" || /STARTTLS|TLS|SSL/i.test(error.message)) return "TLSRequired";
-  if (error.message.includes("ECONNREFUSED")) return "ConnectionRefused";
-  if (error.kind === "Reply" && (error.responseCode ?? 0) < 500) return "Deferred";
-  if (command?.startsWith("MAIL")) return "SenderRejected";
-  if (command?.startsWith("RCPT") || code === "EENVELOPE") return "RecipientRejected";
-  if (error.kind === "Reply") return "MessageRejected";
-  return "ConnectionFailed";
 }

@@ -8,12 +8,13 @@ import { SmtpReply, cutThrough, oneLine, replyFor } from "../forward/cut-through
 import { parseMailbox } from "../inbound/address.js";
 import { MessageFilter } from "../inbound/message-filter.js";
 import { authenticatedUser } from "../inbound/session.js";
-import type { Logger } from "../ops/log.js";
+import type { Logger } from "../../lib/log.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { RelayState } from "../state.js";
 import { AuthorRefused, checkAuthor } from "./author.js";
 import { routeSender, type SenderRoute } from "./route.js";
-import { classifyFailure, sendOutbound } from "./send.js";
+import { classifyFailure } from "../contract/failures.js";
+import { sendOutbound } from "./send.js";
 
 type Callback = (err?: Error | null) => void;
 
@@ -69,7 +70,8 @@ export class OutboundSessions {
     }
     const { metrics, log } = this.ctx;
     const filter = new MessageFilter({ ...state.filter, prepend: "", preserveHeaders: true });
-    const envelope = { from: route.sender, to: session.envelope.rcptTo.map((r) => r.address) };
+    // SMTPUTF8 goes on as the helpdesk declared it (UTF-8 header fields): the customer's server must agree to it.
+    const envelope = { from: route.sender, to: session.envelope.rcptTo.map((r) => r.address), smtpUtf8: session.envelope.smtpUtf8 === true };
     const label = route.transport === "Default" ? "default" : route.sender;
     const started = process.hrtime.bigint();
     cutThrough({ stream, filter, timeoutMs: state.nextHopTimeoutMs, deliver: async (message, signal) => sendOutbound(route, envelope, await checkAuthor(message, route.sender, state.systemDomains, state.filter.maxHeaderBytes), signal) }).then(

@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
-import { parseConfig } from "../../relay/config/load.js";
+import { parseConfig } from "../../relay/contract/config-parser.js";
 import { startDns, type TestDns } from "../support/dns.js";
 import { e2eClients, type Clients } from "../support/e2e.js";
 import { applyManifests, eventually, freshNamespace } from "../support/kube.js";

@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import { clusterAccess } from "../../operator/kube/access.js";
 import { supervisedInformer, type InformerEvent } from "../../operator/kube/informer.js";
-import { createLogger } from "../../relay/ops/log.js";
+import { createLogger } from "../../lib/log.js";
 import { PassThrough } from "node:stream";
 import { connect, freshNamespace, kubectl } from "../support/kube.js";
 import { eventuallyTrue } from "../support/wait.js";

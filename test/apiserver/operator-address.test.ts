@@ -7,7 +7,7 @@ import * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
 import type { VerificationIO } from "../../operator/address/verification.js";
 import type { Controller } from "../../operator/controller.js";
-import { parseConfig } from "../../relay/config/load.js";
+import { parseConfig } from "../../relay/contract/config-parser.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
 import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";

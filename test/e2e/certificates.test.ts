@@ -13,7 +13,7 @@ import { applyManifests, eventually, freshNamespace, kubectl } from "../support/
 import { startSmtpSink, stopChild, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
 import { operatorNamespace } from "../support/operator-rbac.js";
 import { RawSmtp } from "../support/relay.js";
-import { relayPorts } from "../../operator/domain/render.js";
+import { relayPorts } from "../../relay/contract/pod.js";
 
 const caSecret = `e2e-ca-${process.pid}`;
 

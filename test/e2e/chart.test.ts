@@ -1,7 +1,8 @@
 // The Helm chart: lint, what it renders for each choice, and an install onto
 // the local control plane with the operator run from the chart's own
 // Deployment (its command and arguments, its ServiceAccount's RBAC) connecting
-// a domain end to end. Uninstalling keeps the CRDs.
+// a domain end to end. Uninstalling keeps the CRDs and the domains; installing
+// again disconnects a domain deleted in between.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
@@ -13,7 +14,7 @@ import { runDeployment, type RunningDeployment } from "../support/deployment-run
 import { applyManifests, eventually, freshNamespace, kubectl, serviceAccountKubeconfig } from "../support/kube.js";
 import { helm } from "../support/helm.js";
 import { freePort, startSmtpSink, swaks, tempDir, type SmtpSink } from "../support/mail.js";
-import { relayPorts } from "../../operator/domain/render.js";
+import { relayPorts } from "../../relay/contract/pod.js";
 
 const chart = "charts/smtp-connector";
 
@@ -171,5 +172,37 @@ describe("Helm install, end to end", () => {
     for (const crd of ["smtpdomains.smtpconnector.dev", "supportaddresses.smtpconnector.dev"]) {
       assert.equal((await kubectl(["get", "crd", crd])).code, 0, `${crd} kept after uninstall`);
     }
+
+    // Uninstalled with a domain left: the domain, its relay and its credentials are the domain's, not the
+    // release's, so they stay, and mail goes on flowing with no operator running.
+    const left = await kubectl(["get", "smtpdomain", "example-com", "--namespace", domainNamespace, "-o", "jsonpath={.metadata.finalizers}"]);
+    assert.equal(left.code, 0, "the SmtpDomain outlives the release");
+    assert.match(left.stdout, /smtpconnector\.dev/, "still held by the operator's finalizer");
+    relay = await runDeployment(core, await apps.readNamespacedDeployment({ namespace: domainNamespace, name: "example-com-relay" }), apps);
+    await relayReady();
+    const whileUninstalled = await swaks([
+      "--server", `127.0.0.1:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(credentials, "username"), "--auth-password", text(credentials, "password"),
+      "--from", "jane@users.example.org", "--to", "support@example.com", "--header", "Subject: with no operator installed",
+    ]);
+    assert.equal(whileUninstalled.code, 0, whileUninstalled.output);
+    await eventually("the message at the helpdesk", () => (sink.messages().some((m) => m.content.includes("Subject: with no operator installed")) ? true : undefined), 10_000);
+
+    // Deleted while no operator runs, the domain waits for one; installing the chart again disconnects it in
+    // the usual order, and then the relay refuses the credential it accepted a moment ago.
+    await kubectl(["delete", "smtpdomain", "example-com", "--namespace", domainNamespace, "--wait=false"]);
+    const waiting = await kubectl(["get", "smtpdomain", "example-com", "--namespace", domainNamespace, "-o", "jsonpath={.metadata.deletionTimestamp}"]);
+    assert.ok(waiting.code === 0 && waiting.stdout !== "", "the deleted domain waits for an operator");
+    const reinstalled = await helm(["install", release, chart, "--namespace", namespace, "--take-ownership", "--set", `metrics.port=${metricsPort}`, "--set", "operator.relayHostSuffix=relay.test"]);
+    assert.equal(reinstalled.code, 0, reinstalled.stderr);
+    const kubeconfigAgain = await serviceAccountKubeconfig(namespace, release, `${tempDir("chart-sa")}/kubeconfig`);
+    operator = await runDeployment(core, await apps.readNamespacedDeployment({ namespace, name: `${release}-operator` }), apps, ["--kubeconfig", kubeconfigAgain]);
+    await eventually("the domain disconnected and gone", async () => ((await kubectl(["get", "smtpdomain", "example-com", "--namespace", domainNamespace])).code !== 0 ? true : undefined), 60_000);
+    await eventually("the relay stopped with its Deployment", () => (relay!.child.exitCode !== null || relay!.child.signalCode !== null ? true : undefined), 30_000);
+    await eventually("the credentials Secret collected", () => core.readNamespacedSecret({ namespace: domainNamespace, name: "example-com-inbound-v1" }).then(() => undefined, () => true), 90_000);
+    const afterDisconnect = await swaks([
+      "--server", `127.0.0.1:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(credentials, "username"), "--auth-password", text(credentials, "password"),
+      "--from", "jane@users.example.org", "--to", "support@example.com", "--header", "Subject: after the disconnect",
+    ]);
+    assert.notEqual(afterDisconnect.code, 0, "nothing accepts the credential once the domain is disconnected");
   });
 });

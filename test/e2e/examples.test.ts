@@ -16,7 +16,7 @@ import { applyManifests, eventually, kubectl } from "../support/kube.js";
 import { freePort, startSmtpSink, stopChild, swaks, type SmtpSink } from "../support/mail.js";
 import { gitopsVerdicts } from "../support/gitops.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
-import { relayPorts } from "../../operator/domain/render.js";
+import { relayPorts } from "../../relay/contract/pod.js";
 
 const namespace = "acme-helpdesk"; // as the examples name it
 

@@ -9,7 +9,7 @@ import { e2eClients, startOperatorCommand, relayReady } from "../support/e2e.js"
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, freshNamespace } from "../support/kube.js";
 import { type SmtpSink, startSmtpSink, stopChild, swaks, tlsSecretManifest } from "../support/mail.js";
-import { relayPorts } from "../../operator/domain/render.js";
+import { relayPorts } from "../../relay/contract/pod.js";
 
 describe("inbound, end to end", () => {
   let operator: ChildProcess;

@@ -11,7 +11,7 @@ import { runDeployment, type RunningDeployment } from "../support/deployment-run
 import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
-import { relayPorts } from "../../operator/domain/render.js";
+import { relayPorts } from "../../relay/contract/pod.js";
 
 /** Submits messages to the customer's MX from a few parallel senders until stopped; returns the subjects it accepted. */
 function steadyTraffic(mx: () => number, label: string) {

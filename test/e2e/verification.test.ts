@@ -15,7 +15,7 @@ import { runDeployment, type RunningDeployment } from "../support/deployment-run
 import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { freePort, randomPassword, startSmtpSink, stopChild, swaks, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
-import { relayPorts } from "../../operator/domain/render.js";
+import { relayPorts } from "../../relay/contract/pod.js";
 
 describe("verification, end to end", () => {
   let operator: ChildProcess | undefined;

@@ -10,7 +10,7 @@ import { Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { after, before, describe, test } from "node:test";
 import { stringify } from "yaml";
-import { ConfigError, parseConfig } from "../../relay/config/load.js";
+import { ConfigError, parseConfig } from "../../relay/contract/config-parser.js";
 import { randomPassword, relayConfig, selfSignedCertificate, tempDir } from "../support/mail.js";
 import { RawSmtp, startRelay, type RelayHarness } from "../support/relay.js";
 import { recordFigures } from "./figures.js";

@@ -14,7 +14,7 @@ import nodemailer from "nodemailer";
 import { portOpen, randomPassword, relayConfig, selfSignedCertificate, startSmtpSink, stopChild, tempDir, writeRelayConfig, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
 import { eventuallyTrue } from "../support/wait.js";
-import type { RelayConfig } from "../../relay/config/schema.js";
+import type { RelayConfig } from "../../relay/contract/config.js";
 import { recordFigures } from "./figures.js";
 
 const messages = Number(process.env.SMTPC_FAULT_MESSAGES ?? 240);

@@ -16,7 +16,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import nodemailer from "nodemailer";
-import type { RelayConfig } from "../../relay/config/schema.js";
+import type { RelayConfig } from "../../relay/contract/config.js";
 import { randomPassword, relayConfig, selfSignedCertificate, sha256, startSmtpSink, stopChild, tempDir, writeRelayConfig, type SmtpSink } from "../support/mail.js";
 import { eventuallyTrue } from "../support/wait.js";
 import { recordFigures } from "./figures.js";

@@ -130,6 +130,14 @@ describe("brute-force lockout", () => {
     real.client.close();
   });
 
+  test("a reload that changes the limits keeps the lockouts in force: the source stays refused, as the control API reports it", async () => {
+    // Locked out by the test above; a platform team raises the threshold meanwhile.
+    assert.equal(h.update((c) => { c.authFailures.lockoutThreshold = 8; }), true);
+    const still = await authenticate(h, "guess-after-reload", "wrong");
+    assert.match(still.reply, /^454 4\.7\.0 /, "the reload did not set the source free");
+    still.client.close();
+  });
+
   test("unknown user and wrong password take the same time and get the same answer", async () => {
     const fresh = await startRelay({ domains: [exampleDomain(password)], authFailures: { perConnection: 100, delayMs: 0, lockoutThreshold: 10_000 }, limits: { maxUnauthenticatedCommands: 1_000 } });
     try {

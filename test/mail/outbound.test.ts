@@ -9,8 +9,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { dkimVerify } from "mailauth/lib/dkim/verify.js";
-import type { RelayConfig } from "../../relay/config/schema.js";
-import { dnsRecord } from "../../relay/outbound/dkim.js";
+import type { RelayConfig } from "../../relay/contract/config.js";
+import { dnsRecord } from "../../relay/contract/dkim-record.js";
 import { controlRequest } from "../../operator/address/control-client.js";
 import { pythonDkim as verifyWithPython } from "../support/dkim.js";
 import { freePort, randomPassword, sha256, startSmtpSink, type SinkMessage, type SmtpSink } from "../support/mail.js";
@@ -235,6 +235,28 @@ describe("outbound through the customer's Postfix", () => {
     }
     const metrics = await (await fetch(`http://127.0.0.1:${h.healthPort}/metrics`)).text();
     assert.match(metrics, /smtpc_relay_outbound_messages_total\{sender="",result="SystemDomainSender"\} 1/);
+  });
+
+  test("SMTPUTF8 from the helpdesk is passed on to the customer's server with the message's UTF-8 header fields", async () => {
+    const smtp = await RawSmtp.connect(h.submissionPort!);
+    try {
+      await smtp.reply();
+      await smtp.command("EHLO helpdesk.test");
+      await smtp.startTls();
+      assert.match(await smtp.command("EHLO helpdesk.test"), /SMTPUTF8/);
+      assert.match(await smtp.authPlain(submission.username, submission.password), /^235 /);
+      assert.match(await smtp.command("MAIL FROM:<support@example.com> SMTPUTF8"), /^250 /);
+      assert.match(await smtp.command("RCPT TO:<customer@elsewhere.test>"), /^250 /);
+      assert.match(await smtp.command("DATA"), /^354 /);
+      smtp.write(message("(utf8)").replace("Subject: [#4711]", "Subject: [#4711] Grüße,") + ".\r\n");
+      assert.match(await smtp.reply(30_000), /^250 /);
+    } finally {
+      smtp.close();
+    }
+    // Postfix records the transaction as SMTPUTF8 and will hand it on only to a server that offers SMTPUTF8;
+    // smtp-sink, the recipient's side here, does not, so Postfix's own log shows the flag arrived. Without it,
+    // Postfix would have passed the UTF-8 header fields to a server that never agreed to them.
+    await eventuallyTrue("Postfix holding the message to SMTPUTF8", () => /SMTPUTF8 is required, but was not offered by host/.test(postfix.log()), 20_000);
   });
 
   test("an unconnected sender goes to the default transport when the config says so", async () => {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import { nodeIp } from "../../hack/node/node.js";
-import { relayPorts } from "../../operator/domain/render.js";
+import { relayPorts } from "../../relay/contract/pod.js";
 import { helm } from "../support/helm.js";
 import { eventually, kubectl } from "../support/kube.js";
 import { startSmtpSink, swaks, type SmtpSink } from "../support/mail.js";

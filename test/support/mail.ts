@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { alphanumeric } from "../../operator/domain/credentials.js";
-import { configVersion, type RelayConfig } from "../../relay/config/schema.js";
+import { configVersion, type RelayConfig } from "../../relay/contract/config.js";
 
 const execFileAsync = promisify(execFile);
 

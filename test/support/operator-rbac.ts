@@ -8,7 +8,7 @@ import { PassThrough } from "node:stream";
 import * as k8s from "@kubernetes/client-node";
 import { clusterAccess } from "../../operator/kube/access.js";
 import { Controller, type ControllerOptions } from "../../operator/controller.js";
-import { createLogger } from "../../relay/ops/log.js";
+import { createLogger } from "../../lib/log.js";
 import { leaseRules, operatorRules } from "../../operator/rbac.js";
 import { connect, serviceAccountKubeconfig } from "./kube.js";
 

@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { Socket } from "node:net";
-import type { RelayConfig } from "../../relay/config/schema.js";
-import { createLogger } from "../../relay/ops/log.js";
+import type { RelayConfig } from "../../relay/contract/config.js";
+import { createLogger } from "../../lib/log.js";
 import { Relay } from "../../relay/relay.js";
 import { relayConfig, selfSignedCertificate, startSmtpSink, tempDir, writeRelayConfig, type SmtpSink, type TestDomain } from "./mail.js";
 

@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { describe, test } from "node:test";
 import { dkimVerify } from "mailauth/lib/dkim/verify.js";
-import { RelaxedBodyHash, dnsRecord, headerFields, relaxHeader, signatures, signedFieldNames, type SigningKey } from "../../relay/outbound/dkim.js";
+import { RelaxedBodyHash, headerFields, relaxHeader, signatures, signedFieldNames, type SigningKey } from "../../relay/outbound/dkim.js";
+import { dnsRecord } from "../../relay/contract/dkim-record.js";
 
 const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
 const ed = generateKeyPairSync("ed25519").privateKey;

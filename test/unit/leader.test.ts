@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, mock, test } from "node:test";
 import { LeaderElector, leaderTimings, type Clock, type Lease, type LeaseStore } from "../../operator/leader.js";
-import { createLogger } from "../../relay/ops/log.js";
+import { createLogger } from "../../lib/log.js";
 
 const log = createLogger("test", { level: "error" });
 

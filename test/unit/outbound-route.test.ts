@@ -2,8 +2,8 @@
 // which transport, and the refusal (with its stable reason) for every other.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { parseConfig } from "../../relay/config/load.js";
-import type { RelayConfig } from "../../relay/config/schema.js";
+import { parseConfig } from "../../relay/contract/config-parser.js";
+import type { RelayConfig } from "../../relay/contract/config.js";
 import { routeSender } from "../../relay/outbound/route.js";
 import { buildState } from "../../relay/state.js";
 import { readFileSync } from "node:fs";

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { parse, stringify } from "yaml";
-import { ConfigError, parseConfig } from "../../relay/config/load.js";
+import { ConfigError, parseConfig } from "../../relay/contract/config-parser.js";
 
 const docs = readFileSync(new URL("../../docs/relay-config.md", import.meta.url), "utf8");
 const exampleText = /```yaml\n([\s\S]*?)```/.exec(docs)![1]!;

@@ -6,7 +6,7 @@ import { dotStuffed } from "../../relay/forward/smtp-client.js";
 import { parseMailbox } from "../../relay/inbound/address.js";
 import { CredentialStore } from "../../relay/inbound/credentials.js";
 import { AuthThrottle, failureDelayMs, sourceOf } from "../../relay/inbound/throttle.js";
-import type { DomainEntry } from "../../relay/config/schema.js";
+import type { DomainEntry } from "../../relay/contract/config.js";
 
 const digest = (p: string) => createHash("sha256").update(p).digest("hex");
 

@@ -18,9 +18,13 @@ test("a receipt says its path; a weaker arrival of the same token does not repla
   reports.arrived(unverified);
   assert.deepEqual(reports.receipt(digest), { domain: "customer.example", arrivedAt: at.toISOString(), path: "forwarded", forwarded: { dkimAligned: false, arcTrusted: false } });
   reports.arrived(verified);
-  assert.equal(reports.receipt(digest)?.path === "forwarded" && reports.receipt(digest)?.forwarded.dkimAligned, true);
+  const dkimAligned = () => {
+    const answer = reports.receipt(digest);
+    return answer?.path === "forwarded" && answer.forwarded.dkimAligned;
+  };
+  assert.equal(dkimAligned(), true);
   reports.arrived(unverified);
-  assert.equal((reports.receipt(digest) as { forwarded: { dkimAligned: boolean } }).forwarded.dkimAligned, true, "kept the verified arrival");
+  assert.equal(dkimAligned(), true, "kept the verified arrival");
   reports.arrived(authenticated);
   assert.deepEqual(reports.receipt(digest), { domain: "customer.example", credentialVersion: 2, arrivedAt: at.toISOString(), path: "authenticated" });
   reports.arrived(verified);

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
-import { NextHopError } from "../../../relay/forward/next-hop.js";
+import { NextHopError } from "../../../relay/contract/failures.js";
 import { SmtpClient, type SmtpClientOptions } from "../../../relay/forward/smtp-client.js";
 import { randomPassword, selfSignedCertificate, startSmtpSink, tempDir, type SmtpSink } from "../../support/mail.js";
 import { exampleDomain, RawSmtp, startRelay } from "../../support/relay.js";

@@ -3,6 +3,9 @@
 // in a header the inbound relay reads (and strips) and in the body.
 import { randomBytes } from "node:crypto";
 
+/** The header that carries the token; the inbound relay reads it (case-insensitively, as header names are) and strips it. */
+export const verificationHeader = "X-SmtpConnector-Verification";
+
 /** The verification email. Every value in it was validated above; the token appears in a header and the body. */
 export function verificationMessage(hostname: string, request: { from: string; to: string; token: string; subject?: string }, now = new Date()): Buffer {
   const lines = [
@@ -13,7 +16,7 @@ export function verificationMessage(hostname: string, request: { from: string; t
     `Message-ID: <${randomBytes(12).toString("hex")}.verification@${hostname}>`,
     "Auto-Submitted: auto-generated",
     "X-Auto-Response-Suppress: All",
-    `X-SmtpConnector-Verification: ${request.token}`,
+    `${verificationHeader}: ${request.token}`,
     "MIME-Version: 1.0",
     "Content-Type: text/plain; charset=us-ascii",
     "",

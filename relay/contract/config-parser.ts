@@ -1,13 +1,13 @@
-// Loads and validates the relay config file (YAML or JSON). Everything the
-// relay knows about its domains comes through here, so every check that can be
-// made on the config alone is made here, with a message naming the field.
-import { readFileSync } from "node:fs";
+// Parses and validates relay config text (YAML or JSON): part of the relay's
+// contract, so the relay on load and the operator reading a rendered config back
+// apply the same rules. Every check that can be made on the config alone is
+// made here, with a message naming the field. Reading the file and resolving
+// its paths is the relay's own business (relay/config/file.ts).
 import { isIP } from "node:net";
-import { dirname, isAbsolute, resolve } from "node:path";
 import { FormatRegistry } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { parse } from "yaml";
-import { RelayConfig, configVersion, type DomainEntry, type DomainOutbound } from "./schema.js";
+import { RelayConfig, configVersion, type DomainEntry, type DomainOutbound } from "./config.js";
 
 // RFC 3339 timestamps, as Kubernetes writes them.
 const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
@@ -21,43 +21,6 @@ export class ConfigError extends Error {
     super(`invalid relay config ${file}:\n  - ${problems.join("\n  - ")}`);
     this.name = "ConfigError";
   }
-}
-
-/**
- * Loads a config file. Relative file paths in it are relative to the file's
- * directory, so the same config works wherever its Secrets are mounted.
- */
-export function loadConfig(file: string): RelayConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (error) {
-    throw new ConfigError(file, [`cannot read the file: ${(error as Error).message}`]);
-  }
-  return resolvePaths(parseConfig(text, file), dirname(file));
-}
-
-function resolvePaths(config: RelayConfig, base: string): RelayConfig {
-  const at = (path: string) => (isAbsolute(path) ? path : resolve(base, path));
-  config.tls.certFile = at(config.tls.certFile);
-  config.tls.keyFile = at(config.tls.keyFile);
-  const server = (s: { passwordFile: string; caFile?: string }) => {
-    s.passwordFile = at(s.passwordFile);
-    if (s.caFile) s.caFile = at(s.caFile);
-  };
-  if (config.outbound?.defaultTransport) server(config.outbound.defaultTransport);
-  for (const domain of config.domains) {
-    for (const sender of domain.outbound?.senders ?? []) server(sender.server);
-    for (const key of domain.outbound?.dkim ?? []) key.keyFile = at(key.keyFile);
-    const { smtp, webhook } = domain.delivery;
-    if (smtp?.passwordFile) smtp.passwordFile = at(smtp.passwordFile);
-    if (smtp?.caFile) smtp.caFile = at(smtp.caFile);
-    if (webhook) {
-      webhook.hmacKeyFile = at(webhook.hmacKeyFile);
-      if (webhook.caFile) webhook.caFile = at(webhook.caFile);
-    }
-  }
-  return config;
 }
 
 /** Paths present in `raw` but gone from its cleaned copy (TypeBox's Value.Clean drops what the schema does not name). */

@@ -1,0 +1,40 @@
+// What a relay pod is, as the relay expects to be run: the ports it listens
+// on, where its Secrets are mounted, and the command. The operator renders its
+// relay Deployments, Services and NetworkPolicies from these; the relay config
+// the operator writes points into these mounts.
+import { posix } from "node:path";
+
+/**
+ * What the relay listens on inside its pod. All unprivileged (ADR 0012): the relay runs as uid 65532 with every
+ * capability dropped, and runtimes that keep ports below 1024 privileged (containerd 1.x by default) refuse it a
+ * bind on 587 or 465. The customer-facing Service maps its ports onto these.
+ */
+export const relayPorts = { starttls: 8587, implicitTls: 8465, health: 8080, submission: 2587, control: 8443 } as const;
+
+const mountRoot = "/etc/smtp-connector";
+
+/** Where each Secret the relay reads is mounted (read-only), and its one writable directory. */
+export const relayMounts = {
+  /** The relay config Secret: relay.yaml and the files that travel with it (sender passwords and CAs, DKIM keys). */
+  config: `${mountRoot}/config`,
+  /** The relay's kubernetes.io/tls Secret. */
+  tls: `${mountRoot}/tls`,
+  /** The inbound next hop's AUTH Secret (its `password` key). */
+  nextHop: `${mountRoot}/next-hop`,
+  /** The webhook's signing-key Secret. */
+  webhook: `${mountRoot}/webhook`,
+  /** Scratch space (the DKIM signing spool of large messages); the root file system is read-only. */
+  tmp: "/tmp",
+} as const;
+
+export const configFile = posix.join(relayMounts.config, "relay.yaml");
+
+/** A file under a mount, as the config names it: relative to the config file's directory, which the relay resolves. */
+export function configPath(mount: Exclude<keyof typeof relayMounts, "tmp">, file: string): string {
+  return posix.relative(relayMounts.config, posix.join(relayMounts[mount], file)) || file;
+}
+
+/** The relay's command in its container (the image's dist/, as `tsc -p tsconfig.build.json` emits it). */
+export function relayCommand(config = configFile): string[] {
+  return ["node", "dist/relay/main.js", "--config", config];
+}
