@@ -15,6 +15,8 @@ import { ownedBy, type Cluster } from "../kube/cluster.js";
 import {
   clientSnippets,
   credentialSecretName,
+  declaredCredentials,
+  inboundMode,
   newCredential,
   passwordDigest,
   planCredentials,
@@ -62,7 +64,7 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
   const modified = new Map<number, Problem>();
   const host = relayHostname(domain, settings);
 
-  for (const declared of domain.spec.inbound.credentials ?? [{ version: 1 }]) {
+  for (const declared of declaredCredentials(domain)) {
     const { version } = declared;
     const secretName = declared.secretRef?.name ?? credentialSecretName(domain, version);
     const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, secretName);
@@ -140,7 +142,7 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
     }
     if (p.state !== "Active") retired.add(p.version);
   }
-  if (!plan.some((p) => p.state === "Active")) {
+  if (inboundMode(domain) === "Authenticated" && !plan.some((p) => p.state === "Active")) {
     problems.unshift({
       condition: "CredentialsIssued",
       reason: "NoActiveCredential",
@@ -161,7 +163,8 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
   }
   for (const version of retired) {
     if (!previouslyRetired.has(version) && issued.has(version)) {
-      await recordEvent(cluster, involved(domain), "Normal", "CredentialRevoked", `inbound credential version ${version} is revoked or expired: the relay refuses it from now on, and it is never made Active again`);
+      const why = inboundMode(domain) === "Forwarded" ? "revoked by the switch to inbound mode Forwarded" : "revoked or expired";
+      await recordEvent(cluster, involved(domain), "Normal", "CredentialRevoked", `inbound credential version ${version} is ${why}: the relay refuses it from now on, and it is never made Active again`);
     }
   }
   return { issued, plan, retired };

@@ -14,12 +14,12 @@ import { ownedBy, type Cluster } from "../kube/cluster.js";
 import { alreadyApplied } from "../kube/compare.js";
 import { relayCertificate, type CertificateState } from "./certificate.js";
 import type { planCredentials} from "./credentials.js";
-import { alphanumeric, type IssuedCredential } from "./credentials.js";
+import { alphanumeric, inboundMode, type InboundMode, type IssuedCredential } from "./credentials.js";
 import { inboundCredentials, type Problem } from "./inbound-credentials.js";
 import {
   controlSecret,
+  endpointPort,
   names,
-  publicPorts,
   relayConfigFiles,
   relayInternalService,
   submissionSecret,
@@ -140,6 +140,12 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
   const n = names(domain);
   const deployment = await cluster.read<k8s.V1Deployment>("apps/v1", "Deployment", namespace, n.relay);
   const available = deployment?.status?.availableReplicas ?? 0;
+  // Rolled out: the Deployment controller saw the latest template and every replica runs it.
+  const rolledOut =
+    deployment !== undefined &&
+    (deployment.status?.observedGeneration ?? 0) >= (deployment.metadata?.generation ?? 1) &&
+    (deployment.status?.updatedReplicas ?? 0) >= (deployment.spec?.replicas ?? 1) &&
+    available > 0;
 
   // 5. Last use per credential version, from the relay itself (it has no API access; we ask it).
   let lastUsed = new Map<number, string>();
@@ -148,7 +154,7 @@ export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, se
   }
 
   // 6. Status.
-  const status = domainStatus(inputs, { plan, issued, retired }, problems, available, addresses.length, settings, now, lastUsed, outbound?.dkimState, certificate);
+  const status = domainStatus(inputs, { plan, issued, retired }, problems, available, addresses.length, settings, now, lastUsed, outbound?.dkimState, certificate, rolledOut);
   if (!sameStatus(domain.status, status)) {
     await cluster.applyStatus("smtpdomains", "SmtpDomain", namespace, domain.metadata.name!, status);
     await conditionEvents(cluster, involved(domain), domain.status?.conditions, status.conditions ?? []);
@@ -339,8 +345,11 @@ function domainStatus(
   reportedUse: ReadonlyMap<number, string> = new Map(),
   dkim?: DkimState,
   certificate?: CertificateState,
+  rolledOut = false,
 ): SmtpDomainStatus {
   const { domain } = inputs;
+  const mode = inboundMode(domain);
+  const modeChange = modeChangeOf(domain, rolledOut);
   const notServed = inputs.addressesNotServed ?? 0;
   const active = plan.filter((p) => p.state === "Active" && issued.has(p.version)).map((p) => p.version);
   // A refused re-addition or a hand-edited Secret changes nothing the relay accepts: with a version
@@ -352,7 +361,14 @@ function domainStatus(
   const conditions: DesiredCondition[] = [
     credentialProblem
       ? { type: "CredentialsIssued", status: "False", reason: credentialProblem.reason, message: credentialProblem.message }
-      : { type: "CredentialsIssued", status: "True", reason: "Issued", message: `${issued.size} credential version(s) issued` },
+      : mode === "Forwarded"
+        ? {
+            type: "CredentialsIssued",
+            status: "True",
+            reason: "NotRequired",
+            message: `inbound mode Forwarded: no inbound credentials are issued (the customer's mail service forwards to ${relayHostname(domain, settings)}:${endpointPort(domain)} without AUTH)${retired.size > 0 ? `; version(s) ${[...retired].sort((a, b) => a - b).join(",")} revoked for good` : ""}`,
+          }
+        : { type: "CredentialsIssued", status: "True", reason: "Issued", message: `${issued.size} credential version(s) issued` },
     ...(certificate ? [certificate.condition] : []),
     relayProblem
       ? { type: "RelayAvailable", status: "False", reason: relayProblem.reason, message: relayProblem.message }
@@ -379,9 +395,11 @@ function domainStatus(
   const stalled = problems[0];
   conditions.push(
     stalled ? { type: "Stalled", status: "True", reason: stalled.reason, message: stalled.message } : { type: "Stalled", status: "False", reason: "Ready", message: "" },
-    !stalled && blocking?.reason === "Progressing"
-      ? { type: "Reconciling", status: "True", reason: "Progressing", message: blocking.message }
-      : { type: "Reconciling", status: "False", reason: "Ready", message: "" },
+    !stalled && modeChange
+      ? { type: "Reconciling", status: "True", reason: "ModeChanging", message: modeChange.message }
+      : !stalled && blocking?.reason === "Progressing"
+        ? { type: "Reconciling", status: "True", reason: "Progressing", message: blocking.message }
+        : { type: "Reconciling", status: "False", reason: "Ready", message: "" },
   );
   const generation = domain.metadata.generation ?? 0;
   const previous = new Map((domain.status?.credentials ?? []).map((c) => [c.version, c]));
@@ -406,12 +424,33 @@ function domainStatus(
       }];
     }),
     activeVersions: active.join(","),
+    inboundMode: modeChange ? modeChange.from : mode,
     ...(retired.size > 0 ? { revokedVersions: [...retired].sort((a, b) => a - b) } : {}),
     addresses: addressCount,
     ...(inputs.addressesNotServed !== undefined ? { addressesNotServed: inputs.addressesNotServed } : {}),
-    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:${publicPorts.starttls}` },
+    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:${endpointPort(domain)}` },
     ...(certificate?.status ? { tls: certificate.status } : {}),
     ...(dkim && dkim.records.length > 0 ? { dkim: { records: dkim.records, ...(dkim.pending.length > 0 ? { pending: dkim.pending.join(",") } : {}) } } : {}),
   };
 }
 
+
+/**
+ * A change of spec.inbound.mode still rolling out: the mode the relay pods served before (status.inboundMode,
+ * Authenticated for a status written before modes existed) differs from the declared one and the relay
+ * Deployment has not rolled out the new listeners yet. Everything else of the switch is applied already, in
+ * the reconcile that saw it. A new domain (no status yet) has nothing to switch from. Pure.
+ */
+export function modeChangeOf(domain: SmtpDomain, rolledOut: boolean): { from: InboundMode; message: string } | undefined {
+  const to = inboundMode(domain);
+  const from = domain.status?.inboundMode ?? (domain.status?.relay ? "Authenticated" : undefined);
+  if (from === undefined || from === to || rolledOut) return undefined;
+  const applied =
+    to === "Forwarded"
+      ? "every credential version is revoked for good, the relay refuses AUTH, and the Service offers port 25 only"
+      : "credentials are issued (see status.credentials), and the Service offers ports 587 and 465 instead of 25";
+  return {
+    from,
+    message: `inbound mode changing from ${from} to ${to}: ${applied}; waiting for the relay Deployment to roll out its new listeners. The addresses verify again in ${to} mode`,
+  };
+}

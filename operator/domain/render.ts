@@ -6,7 +6,7 @@ import { stringify } from "yaml";
 import type { SmtpDomain } from "../../crds/schema.js";
 import { configVersion, recommendedAuthFailures, recommendedLimits, type RelayConfig } from "../../relay/config/schema.js";
 import type { CertificatePolicy, KeyPair } from "../tls/certificates.js";
-import { passwordDigest, revokedAtAnnotation, type CredentialPlan, type IssuedCredential } from "./credentials.js";
+import { inboundMode, passwordDigest, revokedAtAnnotation, type CredentialPlan, type IssuedCredential, type InboundMode } from "./credentials.js";
 
 export const fieldManager = "smtp-connector";
 export const managedByLabel = { "app.kubernetes.io/managed-by": "smtp-connector" };
@@ -27,16 +27,50 @@ export interface OperatorSettings {
   operatorNamespace?: string;
   /** Where the installation's CA is kept (default smtp-connector-system/smtp-connector-ca). */
   caSecret?: { namespace: string; name: string };
+  /** Forwarded-mode checks, installation-wide (--trusted-arc-sealers, --forwarded-dns-servers); defaults below. */
+  forwarded?: ForwardedSettings;
 }
+
+export interface ForwardedSettings {
+  /** ARC sealers (d= of the latest ARC-Seal) whose chain the relay counts; lowercase domains. */
+  trustedArcSealers: readonly string[];
+  /** DNS servers ("IP" or "IP:port") for SPF, DKIM, DMARC and ARC lookups; the system resolver when empty. */
+  dnsServers: readonly string[];
+}
+
+/**
+ * The sealers of the two cloud services forwarded mode is for: Microsoft 365 seals with d=microsoft.com,
+ * Google (Workspace and Gmail) with d=google.com. An installation that serves neither sets the flag empty.
+ */
+export const defaultTrustedArcSealers = ["microsoft.com", "google.com"] as const;
+
+/**
+ * The relay config as the operator renders it: today's contract plus forwarded mode's additions
+ * (FORWARDED-CONTRACT.md, issue 25), which the relay's schema defines. Written out here so the
+ * operator states exactly what it renders whichever half lands first.
+ */
+export type RenderedRelayConfig = Omit<RelayConfig, "listeners" | "domains"> & {
+  listeners: Omit<RelayConfig["listeners"], "starttls" | "implicitTls"> & Partial<Pick<RelayConfig["listeners"], "starttls" | "implicitTls">> & { forwarded?: { port: number } };
+  domains: (RelayConfig["domains"][number] & { mode?: InboundMode })[];
+  forwarded?: { trustedArcSealers: string[]; dnsServers?: string[] };
+};
 
 /**
  * What the relay listens on inside its pod. All unprivileged (ADR 0012): the relay runs as uid 65532 with every
  * capability dropped, and runtimes that keep ports below 1024 privileged (containerd 1.x by default) refuse it a
  * bind on 587 or 465. The customer-facing Service maps its ports onto these.
  */
-export const relayPorts = { starttls: 8587, implicitTls: 8465, health: 8080, submission: 2587, control: 8443 } as const;
-/** The customer-facing Service's ports: what customers' servers connect to (targetPort: the listeners above). */
-export const publicPorts = { starttls: 587, implicitTls: 465 } as const;
+export const relayPorts = { starttls: 8587, implicitTls: 8465, forwarded: 8025, health: 8080, submission: 2587, control: 8443 } as const;
+/**
+ * The customer-facing Service's ports: what customers' servers connect to (targetPort: the listeners above).
+ * Authenticated mode offers 587 and 465; Forwarded mode only 25, where a mail service forwards as MTAs deliver.
+ */
+export const publicPorts = { starttls: 587, implicitTls: 465, forwarded: 25 } as const;
+
+/** The port status.relay.endpoint names: where the customer's server (or mail service) connects. */
+export function endpointPort(domain: SmtpDomain): number {
+  return inboundMode(domain) === "Forwarded" ? publicPorts.forwarded : publicPorts.starttls;
+}
 const mountRoot = "/etc/smtp-connector";
 
 export interface KubeObject {
@@ -127,15 +161,17 @@ export function relayConfig(
   settings: OperatorSettings,
   nextHopUsername?: string,
   outbound?: OutboundInputs,
-): RelayConfig {
+): RenderedRelayConfig {
   const delivery = domain.spec.inbound.delivery;
   const smtp = delivery.smtp;
+  const forwarded = inboundMode(domain) === "Forwarded";
+  const forwardedSettings = settings.forwarded ?? { trustedArcSealers: defaultTrustedArcSealers, dnsServers: [] };
   return {
     version: configVersion,
     hostname: relayHostname(domain, settings),
     listeners: {
-      starttls: { port: relayPorts.starttls },
-      implicitTls: { port: relayPorts.implicitTls },
+      // Forwarded: no AUTH listener at all, only the unauthenticated one a mail service forwards to.
+      ...(forwarded ? { forwarded: { port: relayPorts.forwarded } } : { starttls: { port: relayPorts.starttls }, implicitTls: { port: relayPorts.implicitTls } }),
       health: { port: relayPorts.health },
       ...(outbound
         ? { submission: { port: relayPorts.submission }, control: { port: relayPorts.control, tokenSha256: passwordDigest(outbound.controlToken) } }
@@ -147,12 +183,19 @@ export function relayConfig(
     limits: recommendedLimits,
     authFailures: recommendedAuthFailures,
     ...(outbound ? { outbound: { systemDomains: [...(settings.systemDomains ?? [])], unconnectedSenders: "Refuse" as const } } : {}),
+    ...(forwarded
+      ? { forwarded: { trustedArcSealers: [...forwardedSettings.trustedArcSealers], ...(forwardedSettings.dnsServers.length > 0 ? { dnsServers: [...forwardedSettings.dnsServers] } : {}) } }
+      : {}),
     domains: [
       {
         domain: domain.spec.domain,
+        // Written only when Forwarded: an Authenticated domain's config stays what it was before modes existed.
+        ...(forwarded ? { mode: "Forwarded" as const } : {}),
         authProtocol: domain.spec.inbound.authProtocol ?? "PLAIN",
-        // Expired versions are written as revoked: the relay refuses them either way.
-        credentials: plan.flatMap((p) => {
+        // Expired versions are written as revoked: the relay refuses them either way. A Forwarded
+        // domain has none at all (the relay's loader refuses one with credentials): the versions
+        // revoked by the switch are refused because the relay has no AUTH listener and no entry for them.
+        credentials: forwarded ? [] : plan.flatMap((p) => {
           const credential = issued.get(p.version);
           if (!credential) return [];
           return [{
@@ -255,7 +298,7 @@ export function dkimKeySecret(domain: SmtpDomain, selector: string, pem: string)
   };
 }
 
-export function relayConfigSecret(domain: SmtpDomain, config: RelayConfig, files: Record<string, string> = {}): KubeObject {
+export function relayConfigSecret(domain: SmtpDomain, config: RenderedRelayConfig, files: Record<string, string> = {}): KubeObject {
   return {
     apiVersion: "v1",
     kind: "Secret",
@@ -370,8 +413,7 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
               command: ["node", "dist/relay/main.js", "--config", `${mountRoot}/config/relay.yaml`],
               env: [{ name: "LOG_LEVEL", value: "info" }],
               ports: [
-                { name: "submission", containerPort: relayPorts.starttls },
-                { name: "submissions", containerPort: relayPorts.implicitTls },
+                ...customerListeners(domain).map(({ name, containerPort }) => ({ name, containerPort })),
                 { name: "health", containerPort: relayPorts.health },
                 { name: "internal-smtp", containerPort: relayPorts.submission },
                 { name: "control", containerPort: relayPorts.control },
@@ -402,6 +444,19 @@ function relayResources(domain: SmtpDomain): Record<string, Record<string, strin
   return { ...(wanted.requests ? { requests: list(wanted.requests) } : {}), ...(wanted.limits ? { limits: list(wanted.limits) } : {}) };
 }
 
+/**
+ * The customer-facing listeners of the mode: the container port (named, so the Service's targetPort and the
+ * NetworkPolicy follow it) and the Service port in front of it. One list, so the Deployment, Service and
+ * NetworkPolicy never disagree on what a mode exposes.
+ */
+export function customerListeners(domain: SmtpDomain): { name: string; containerPort: number; port: number }[] {
+  if (inboundMode(domain) === "Forwarded") return [{ name: "smtp", containerPort: relayPorts.forwarded, port: publicPorts.forwarded }];
+  return [
+    { name: "submission", containerPort: relayPorts.starttls, port: publicPorts.starttls },
+    { name: "submissions", containerPort: relayPorts.implicitTls, port: publicPorts.implicitTls },
+  ];
+}
+
 export function relayService(domain: SmtpDomain): KubeObject {
   const service = domain.spec.relay?.service;
   const type = service?.type ?? "LoadBalancer";
@@ -414,10 +469,7 @@ export function relayService(domain: SmtpDomain): KubeObject {
       type,
       selector: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": domain.metadata.name! },
       // Only the customer-facing ports: the health port stays inside the cluster.
-      ports: [
-        { name: "submission", port: publicPorts.starttls, targetPort: "submission", protocol: "TCP" },
-        { name: "submissions", port: publicPorts.implicitTls, targetPort: "submissions", protocol: "TCP" },
-      ],
+      ports: customerListeners(domain).map(({ name, port }) => ({ name, port, targetPort: name, protocol: "TCP" })),
       ...(type === "LoadBalancer" && ranges?.length ? { loadBalancerSourceRanges: ranges } : {}),
       ...(type !== "ClusterIP" ? { externalTrafficPolicy: "Local" } : {}),
     },
@@ -437,10 +489,7 @@ export function relayNetworkPolicy(domain: SmtpDomain, settings: OperatorSetting
       ingress: [
         {
           ...(ranges?.length ? { from: ranges.map((cidr) => ({ ipBlock: { cidr } })) } : {}),
-          ports: [
-            { protocol: "TCP", port: relayPorts.starttls },
-            { protocol: "TCP", port: relayPorts.implicitTls },
-          ],
+          ports: customerListeners(domain).map(({ containerPort }) => ({ protocol: "TCP", port: containerPort })),
         },
         // Probes, metrics and the helpdesk's submission: from inside the cluster only.
         {
