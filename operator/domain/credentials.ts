@@ -82,17 +82,21 @@ type DeclaredVersion = NonNullable<SmtpDomainSpec["inbound"]["credentials"]>[num
  * or when it lists none one version with the next number never used (1 for a
  * new domain; after a stretch in Forwarded mode, the one after every revoked
  * version, since a version once issued is never issued again). Forwarded:
- * every version on record (status.credentials), each as Revoked, so that the
- * switch revokes them for good through the same path as a spec revocation
- * (records, Secret annotation, Event) and their digests stay on record.
+ * every version on record (status.credentials) and every one with a Secret of
+ * this domain's (`issuedSecrets`: issued, but its status never written), each
+ * as Revoked, so that the switch revokes them for good through the same path
+ * as a spec revocation (records, Secret annotation, Event) and their digests
+ * stay on record.
  */
-export function declaredCredentials(domain: SmtpDomain): DeclaredVersion[] {
+export function declaredCredentials(domain: SmtpDomain, issuedSecrets: readonly number[] = []): DeclaredVersion[] {
   if (inboundMode(domain) === "Forwarded") {
-    return (domain.status?.credentials ?? []).map((c) => ({
+    const onRecord = (domain.status?.credentials ?? []).map((c) => ({
       version: c.version,
       state: "Revoked" as const,
       ...(c.secretName !== credentialSecretName(domain, c.version) ? { secretRef: { name: c.secretName } } : {}),
     }));
+    const unrecorded = [...new Set(issuedSecrets)].filter((v) => !onRecord.some((c) => c.version === v)).map((version) => ({ version, state: "Revoked" as const }));
+    return [...onRecord, ...unrecorded].sort((a, b) => a.version - b.version);
   }
   const declared = domain.spec.inbound.credentials;
   if (declared && declared.length > 0) return declared;
@@ -105,8 +109,8 @@ export function declaredCredentials(domain: SmtpDomain): DeclaredVersion[] {
  * version in `retired` (revoked or expired before, whatever the spec says
  * now) is never Active again.
  */
-export function planCredentials(domain: SmtpDomain, issued: ReadonlyMap<number, IssuedCredential>, now: Date, retired: ReadonlySet<number> = new Set()): CredentialPlan[] {
-  const declared = declaredCredentials(domain);
+export function planCredentials(domain: SmtpDomain, issued: ReadonlyMap<number, IssuedCredential>, now: Date, retired: ReadonlySet<number> = new Set(), issuedSecrets: readonly number[] = []): CredentialPlan[] {
+  const declared = declaredCredentials(domain, issuedSecrets);
   // A refused re-addition does not count as the newest: it would shorten the grace of the one in use.
   const newest = Math.max(0, ...declared.filter((c) => c.state === "Revoked" || !retired.has(c.version)).map((c) => c.version));
   const newestIssuedAt = issued.get(newest)?.createdAt;

@@ -33,6 +33,13 @@ describe("credential versions by mode", () => {
     assert.deepEqual(plan.map((p) => `${p.version}:${p.state}`), ["1:Revoked", "2:Revoked"]);
   });
 
+  test("Forwarded: a version with a Secret of the domain's but no status record (status never written) is revoked too", () => {
+    const d = domain({ mode: "Forwarded" }, { credentials: [recorded(2)] });
+    assert.deepEqual(declaredCredentials(d, [1, 2, 1]), [{ version: 1, state: "Revoked" }, { version: 2, state: "Revoked" }]);
+    assert.deepEqual(planCredentials(d, new Map([issued(1), issued(2)]), new Date(), new Set(), [1]).map((p) => `${p.version}:${p.state}`), ["1:Revoked", "2:Revoked"]);
+    assert.deepEqual(declaredCredentials(domain({}), [1]), [{ version: 1 }], "Authenticated: the spec (or its default) decides, as before");
+  });
+
   test("Forwarded from the start: nothing to work from, nothing issued", () => {
     assert.deepEqual(declaredCredentials(domain({ mode: "Forwarded" })), []);
     assert.deepEqual(planCredentials(domain({ mode: "Forwarded" }), new Map(), new Date()), []);
