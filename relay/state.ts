@@ -1,7 +1,9 @@
 // What the relay derives from one config: lookups built once per load and
 // swapped atomically on reload, so a session sees one consistent config.
 import type { RelayConfig, DomainEntry, OutboundServer } from "./config/schema.js";
+import type { DNSResolver } from "mailauth";
 import { CredentialStore } from "./inbound/credentials.js";
+import { dnsResolver } from "./inbound/forwarded-checks.js";
 import type { FilterOptions } from "./inbound/message-filter.js";
 import type { NextHop } from "./forward/next-hop.js";
 import { SmtpNextHop } from "./forward/smtp-next-hop.js";
@@ -27,6 +29,8 @@ export interface RelayState {
   domains: ReadonlyMap<string, ServedDomain>;
   filter: Omit<FilterOptions, "prepend">;
   nextHopTimeoutMs: number;
+  /** The forwarded listener's checks: its DNS and the ARC sealers it trusts. */
+  forwarded: { resolver: DNSResolver; trustedArcSealers: readonly string[] };
 }
 
 /**
@@ -77,6 +81,7 @@ export function buildState(config: RelayConfig): RelayState {
       authservId: config.hostname,
     },
     nextHopTimeoutMs,
+    forwarded: { resolver: dnsResolver(config.forwarded?.dnsServers), trustedArcSealers: config.forwarded?.trustedArcSealers ?? [] },
   };
 }
 

@@ -6,6 +6,7 @@
 // restart forgets, and the operator's verification then times out and tries
 // again.
 import { createHash } from "node:crypto";
+import type { ForwardedVerdict } from "../inbound/forwarded-checks.js";
 import type { LockoutReport, VerificationReceipt } from "../inbound/session.js";
 
 const maxReceipts = 10_000;
@@ -30,6 +31,16 @@ export interface LockoutEntry {
   since: string;
   until: string;
 }
+
+/**
+ * GET /v1/verification-receipts/<sha256>: how a token came back (the token
+ * itself never). `path` is new with the forwarded listener: an answer without
+ * it comes from an older relay and means "authenticated".
+ */
+export type ReceiptAnswer = { domain: string; arrivedAt: string } & (
+  | { path: "authenticated"; credentialVersion: number }
+  | { path: "forwarded"; forwarded: ForwardedVerdict }
+);
 
 export class RelayReports {
   private readonly lockouts = new Map<string, LockoutEntry & { untilMs: number }>();
@@ -81,10 +92,12 @@ export class RelayReports {
     }
   }
 
-  receipt(tokenSha256: string): { domain: string; credentialVersion: number; arrivedAt: string } | undefined {
+  receipt(tokenSha256: string): ReceiptAnswer | undefined {
     const r = this.receipts.get(tokenSha256);
     if (!r || Date.now() - r.at.getTime() >= receiptTtlMs) return undefined;
-    return { domain: r.domain, credentialVersion: r.credentialVersion, arrivedAt: r.at.toISOString() };
+    const arrivedAt = r.at.toISOString();
+    if (r.path === "forwarded") return { domain: r.domain, arrivedAt, path: "forwarded", forwarded: { ...r.forwarded } };
+    return { domain: r.domain, credentialVersion: r.credentialVersion, arrivedAt, path: "authenticated" };
   }
 
   credentialUse(): CredentialUse[] {
