@@ -2,13 +2,13 @@
 // environment variable that sets it, and what it does. `--help` prints this
 // table, so the usage can never leave a flag out; the chart's values set the
 // same flags (charts/smtp-connector/templates/deployment.yaml).
-import { isIP } from "node:net";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { defaultLimits, type Limits } from "./address/rules.js";
 import { defaultControlUrl } from "./address/verification-io.js";
 import { defaultCaSecret } from "./domain/certificate.js";
 import { parseDuration } from "./domain/credentials.js";
 import { defaultTrustedArcSealers, type ForwardedSettings } from "./domain/render.js";
+import { isDnsServer } from "../relay/config/load.js";
 
 interface Flag {
   type: "string" | "boolean";
@@ -215,14 +215,9 @@ export function parseSealers(text: string): string[] {
 /** --forwarded-dns-servers: comma-separated IP addresses, each with an optional port ([v6]:port). */
 export function parseDnsServers(text: string): string[] {
   const servers = text.split(",").map((s) => s.trim()).filter(Boolean);
-  for (const server of servers) {
-    const match = /^(?:([0-9.]+)|\[([0-9a-fA-F:.]+)\]|([0-9a-fA-F:]+))(?::([0-9]{1,5}))?$/.exec(server);
-    const ip = match?.[1] ?? match?.[2] ?? match?.[3];
-    const port = match?.[4];
-    const bracketed = match?.[2] !== undefined;
-    const ok = ip !== undefined && isIP(ip) !== 0 && (port === undefined || (bracketed || isIP(ip) === 4) && Number(port) >= 1 && Number(port) <= 65535);
-    if (!ok) throw new Error(`--forwarded-dns-servers must be comma-separated IP addresses with an optional port, such as 10.96.0.10 or 127.0.0.1:5353 or [2001:db8::53]:53, got ${JSON.stringify(server)}`);
-  }
+  // One definition of a DNS server entry, the relay loader's: the operator never renders what the relay refuses.
+  const bad = servers.find((server) => !isDnsServer(server));
+  if (bad !== undefined) throw new Error(`--forwarded-dns-servers must be comma-separated IP addresses with an optional port, such as 10.96.0.10 or 127.0.0.1:5353 or [2001:db8::53]:53, got ${JSON.stringify(bad)}`);
   if (servers.length > 4) throw new Error(`--forwarded-dns-servers takes at most 4 servers, got ${servers.length}`);
   return servers;
 }

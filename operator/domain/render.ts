@@ -6,7 +6,7 @@ import { stringify } from "yaml";
 import type { SmtpDomain } from "../../crds/schema.js";
 import { configVersion, recommendedAuthFailures, recommendedLimits, type RelayConfig } from "../../relay/config/schema.js";
 import type { CertificatePolicy, KeyPair } from "../tls/certificates.js";
-import { inboundMode, passwordDigest, revokedAtAnnotation, type CredentialPlan, type IssuedCredential, type InboundMode } from "./credentials.js";
+import { inboundMode, passwordDigest, revokedAtAnnotation, type CredentialPlan, type IssuedCredential } from "./credentials.js";
 
 export const fieldManager = "smtp-connector";
 export const managedByLabel = { "app.kubernetes.io/managed-by": "smtp-connector" };
@@ -43,17 +43,6 @@ export interface ForwardedSettings {
  * Google (Workspace and Gmail) with d=google.com. An installation that serves neither sets the flag empty.
  */
 export const defaultTrustedArcSealers = ["microsoft.com", "google.com"] as const;
-
-/**
- * The relay config as the operator renders it: today's contract plus forwarded mode's additions
- * (FORWARDED-CONTRACT.md, issue 25), which the relay's schema defines. Written out here so the
- * operator states exactly what it renders whichever half lands first.
- */
-export type RenderedRelayConfig = Omit<RelayConfig, "listeners" | "domains"> & {
-  listeners: Omit<RelayConfig["listeners"], "starttls" | "implicitTls"> & Partial<Pick<RelayConfig["listeners"], "starttls" | "implicitTls">> & { forwarded?: { port: number } };
-  domains: (RelayConfig["domains"][number] & { mode?: InboundMode })[];
-  forwarded?: { trustedArcSealers: string[]; dnsServers?: string[] };
-};
 
 /**
  * What the relay listens on inside its pod. All unprivileged (ADR 0012): the relay runs as uid 65532 with every
@@ -161,7 +150,7 @@ export function relayConfig(
   settings: OperatorSettings,
   nextHopUsername?: string,
   outbound?: OutboundInputs,
-): RenderedRelayConfig {
+): RelayConfig {
   const delivery = domain.spec.inbound.delivery;
   const smtp = delivery.smtp;
   const forwarded = inboundMode(domain) === "Forwarded";
@@ -298,7 +287,7 @@ export function dkimKeySecret(domain: SmtpDomain, selector: string, pem: string)
   };
 }
 
-export function relayConfigSecret(domain: SmtpDomain, config: RenderedRelayConfig, files: Record<string, string> = {}): KubeObject {
+export function relayConfigSecret(domain: SmtpDomain, config: RelayConfig, files: Record<string, string> = {}): KubeObject {
   return {
     apiVersion: "v1",
     kind: "Secret",

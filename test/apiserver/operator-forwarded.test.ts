@@ -6,11 +6,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
-import { parse } from "yaml";
 import type { SmtpDomain } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { revokedAtAnnotation } from "../../operator/domain/credentials.js";
-import type { RenderedRelayConfig } from "../../operator/domain/render.js";
+import { parseConfig } from "../../relay/config/load.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
 import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
@@ -51,8 +50,8 @@ describe("SmtpDomain in Forwarded mode", () => {
     (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
   const condition = (d: SmtpDomain, type: string) => d.status?.conditions?.find((c) => c.type === type);
   const secretText = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
-  // Read as YAML: the relay's own loader takes a Forwarded entry once the relay half of issue 25 is merged.
-  const relayConfigOf = async (namespace: string) => parse(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml")) as RenderedRelayConfig;
+  // Read with the relay's own loader: the contract.
+  const relayConfigOf = async (namespace: string) => parseConfig(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml"));
   const credentialSecrets = async (namespace: string) =>
     (await core.listNamespacedSecret({ namespace, labelSelector: "smtpconnector.dev/credential-version" })).items.map((s) => s.metadata!.name!).sort();
   const servicePorts = async (namespace: string) => (await core.readNamespacedService({ namespace, name: "example-com-relay" })).spec!.ports!.map((p) => `${p.port}->${String(p.targetPort)}`);

@@ -11,6 +11,8 @@ import { modeChangeOf } from "../../operator/domain/reconcile.js";
 import { endpointPort, relayConfig } from "../../operator/domain/render.js";
 import { parseDnsServers, parseFlags, parseSealers } from "../../operator/flags.js";
 import type { SupportAddress } from "../../crds/schema.js";
+import { stringify } from "yaml";
+import { parseConfig } from "../../relay/config/load.js";
 
 type Inbound = SmtpDomain["spec"]["inbound"];
 const domain = (inbound: Partial<Inbound>, status?: SmtpDomainStatus): SmtpDomain => ({
@@ -69,6 +71,16 @@ describe("relay config by mode", () => {
     assert.deepEqual(entry.addresses, ["support@example.com"]);
     assert.ok(entry.outbound, "the outbound half is unchanged");
     assert.ok(config.listeners.submission && config.listeners.control);
+  });
+
+  test("the relay's own loader takes the rendered Forwarded config (the contract), and refuses it with a credential", () => {
+    const d = domain({ mode: "Forwarded" }, { credentials: [recorded(1)] });
+    const config = relayConfig(d, planCredentials(d, new Map([issued(1)]), new Date()), new Map([issued(1)]), ["support@example.com"], { ...settings, forwarded: { trustedArcSealers: ["microsoft.com"], dnsServers: ["127.0.0.1:5353"] } }, undefined, outbound);
+    const loaded = parseConfig(stringify(config));
+    assert.equal(loaded.domains[0]!.mode, "Forwarded");
+    assert.deepEqual(loaded.listeners.forwarded, { port: 8025 });
+    const withCredential = { ...config, domains: [{ ...config.domains[0]!, credentials: [{ version: 1, username: "u1", passwordSha256: "a".repeat(64), state: "Active" as const }] }] };
+    assert.throws(() => parseConfig(stringify(withCredential)), /example\.com/);
   });
 
   test("Forwarded without the flags: the default sealers, the pod's resolver", () => {
