@@ -175,8 +175,11 @@ describe("smtpconnector.dev API", () => {
     assert.equal((await apply(address(namespace))).code, 0);
     const got = await kubectl(["get", "smtpconnector", "-n", namespace]);
     assert.equal(got.code, 0, got.stderr);
-    assert.match(got.stdout, /NAME\s+DOMAIN\s+MODE\s+ACTIVE VERSIONS\s+ADDRESSES SERVED\s+READY\s+AGE/);
-    assert.match(got.stdout, /smtpdomain.smtpconnector.dev\/example-com\s+example.com\s+Authenticated\s/, "the mode's default shows");
+    assert.match(got.stdout, /NAME\s+DOMAIN\s+ACTIVE VERSIONS\s+ADDRESSES SERVED\s+READY\s+AGE/);
+    assert.match(got.stdout, /smtpdomain.smtpconnector.dev\/example-com\s+example.com\s/);
+    const wide = await kubectl(["get", "smtpdomain", "-n", namespace, "-o", "wide"]);
+    assert.match(wide.stdout, /CERT EXPIRY\s+MODE\s+AGE/);
+    assert.match(wide.stdout, /\sAuthenticated\s+\S+$/m, "the mode's default shows (wide)");
     assert.match(got.stdout, /NAME\s+ADDRESS\s+SMTPDOMAIN\s+INBOUND VERIFIED\s+OUTBOUND VERIFIED\s+READY\s+AGE/);
     assert.match(got.stdout, /supportaddress.smtpconnector.dev\/support\s+support@example.com\s+example-com\s/);
 
