@@ -36,5 +36,5 @@ COPY --from=build /src/dist dist
 COPY package.json ./
 ENV NODE_ENV=production
 USER 65532:65532
-EXPOSE 8587 8465 2587 8080 8443
+EXPOSE 8587 8465 8025 2587 8080 8443
 CMD ["node", "dist/operator/main.js"]

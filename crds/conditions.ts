@@ -10,7 +10,7 @@ export interface ConditionType {
 export const smtpDomainConditions = {
   CredentialsIssued: {
     lifecycle:
-      "True once every credential version in spec has a Secret the relay can use (issued by the operator, or your own via secretRef) and at least one of them is Active. False while a version's Secret cannot be issued or read, when no version is Active (NoActiveCredential), when spec lists a revoked version as Active (VersionRevoked), or when an operator-issued Secret was edited by hand (SecretModified); the reason says which.",
+      "True once every credential version in spec has a Secret the relay can use (issued by the operator, or your own via secretRef) and at least one of them is Active; in Forwarded mode True with NotRequired (no inbound credentials are issued). False while a version's Secret cannot be issued or read, when no version is Active (NoActiveCredential), when spec lists a revoked version as Active (VersionRevoked), or when an operator-issued Secret was edited by hand (SecretModified); the reason says which.",
   },
   CertificateReady: {
     lifecycle:
@@ -32,7 +32,7 @@ export const smtpDomainConditions = {
       "True when CredentialsIssued, CertificateReady, RelayAvailable and AddressesConfigured are all True and the domain is not blocked by a limit, a conflict or a system domain. CredentialsIssued False with VersionRevoked or SecretModified does not hold it back while another version is Active: the relay goes on accepting exactly what was issued, and Stalled says what needs a change. Otherwise False with the reason of the first condition that holds it back.",
   },
   Reconciling: {
-    lifecycle: "Present, and True, only while the operator is still making changes (kstatus). Absent otherwise.",
+    lifecycle: "Present, and True, only while the operator is still making changes (kstatus), e.g. ModeChanging while the relay rolls out a change of spec.inbound.mode. Absent otherwise.",
   },
   Stalled: {
     lifecycle: "Present, and True, only while the operator cannot make progress without a change from you (kstatus). Absent otherwise.",
@@ -46,11 +46,11 @@ export const supportAddressConditions = {
   },
   InboundVerified: {
     lifecycle:
-      "Unknown until the first inbound verification ends. True when the inbound verification email came back through this domain's authenticated relay with its one-time token. False when the last attempt failed; the reason says how.",
+      "Unknown until the first inbound verification ends. True when the inbound verification email (sent from the helpdesk's system sender to the address, as anyone's mail would be) came back through this domain's relay with its one-time token: authenticated with an Active credential version, or in Forwarded mode on the forwarded listener. False when the last attempt failed; the reason says how.",
   },
   OutboundVerified: {
     lifecycle:
-      "Unknown until the first outbound verification ends. True when an email sent through the outbound path and the customer's server, with this address's credentials, came back through the authenticated relay. False when the last attempt failed; the reason says how.",
+      "Unknown until the first outbound verification ends. True when an email sent through the outbound path and the customer's server, with this address's credentials, came back through the authenticated relay, or in Forwarded mode came back forwarded with the relay's DKIM signature intact (d=<domain>) or under an ARC seal of a trusted sealer. False when the last attempt failed; the reason says how.",
   },
   Ready: {
     lifecycle: "True when DomainReady, InboundVerified and OutboundVerified are all True. Otherwise False with the reason of the first one that is not.",
@@ -89,7 +89,19 @@ export const reasons = {
   Available: { conditions: ["RelayAvailable"], meaning: "The relay has its replicas available." },
   AddressesServed: { conditions: ["AddressesConfigured"], meaning: "At least one support address is served for the domain." },
   Ready: { conditions: ["Ready", "DomainReady"], meaning: "Everything this condition depends on is True." },
-  Verified: { conditions: ["InboundVerified", "OutboundVerified"], meaning: "The token came back through the authenticated inbound relay of this domain." },
+  Verified: {
+    conditions: ["InboundVerified", "OutboundVerified"],
+    meaning: "The token came back through the inbound relay of this domain: authenticated with an Active credential version, or (Forwarded mode) forwarded; for the outbound email forwarded with the relay's DKIM signature intact or under a trusted ARC seal.",
+  },
+  NotRequired: {
+    conditions: ["CredentialsIssued"],
+    meaning: "spec.inbound.mode is Forwarded: the customer's mail service forwards without AUTH, so no inbound credentials are issued. Versions issued before the switch are revoked for good (status.revokedVersions).",
+  },
+  ModeChanging: {
+    conditions: ["Reconciling"],
+    meaning:
+      "spec.inbound.mode changed. Already applied in one step: the credentials (revoked for good on a switch to Forwarded, issued on a switch to Authenticated), the relay config, the Service's ports and the NetworkPolicy. Waiting for the relay Deployment to roll out with the new listeners; status.inboundMode then shows the new mode. The addresses verify again in the new mode.",
+  },
   Progressing: { conditions: ["Reconciling", "RelayAvailable", "Ready"], meaning: "The operator is applying changes; nothing is needed from you." },
   VerificationPending: { conditions: ["InboundVerified", "OutboundVerified", "Reconciling", "Ready"], meaning: "A verification email is on its way; the result follows within the verification timeout." },
   Disconnecting: {
@@ -159,7 +171,10 @@ export const reasons = {
   CredentialsSecretInvalid: { conditions: ["DomainReady", "Stalled", "Ready"], meaning: "The outbound credentials Secret must have non-empty `username` and `password` keys." },
 
   // Verification failures (machine-readable, one per cause)
-  VerificationTimedOut: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "The token did not come back within verification.timeout. Check that the customer's server forwards the support address to the relay." },
+  VerificationTimedOut: {
+    conditions: ["InboundVerified", "OutboundVerified", "Ready"],
+    meaning: "The token did not come back within verification.timeout (Authenticated mode). Check that the customer's server relays the support address to the relay with the domain's current credentials.",
+  },
   InvalidCredentials: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server refused AUTH with this address's credentials; fix the credentials Secret." },
   TLSRequired: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server did not offer TLS (no STARTTLS, or no TLS on the implicit port). The relay never sends without TLS." },
   CertificateUntrusted: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server presented a certificate that does not verify; set outbound.caSecretRef to its CA, or fix the certificate." },
@@ -173,10 +188,24 @@ export const reasons = {
   RelayUnreachable: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "The operator could not reach the domain's relay control API to send or check a verification; check the relay Deployment." },
   ArrivedUnauthenticated: {
     conditions: ["InboundVerified", "OutboundVerified", "Ready"],
-    meaning: "The token arrived, but not through the authenticated relay: the customer's server delivers this address directly instead of relaying it with the domain's credentials.",
+    meaning:
+      "The token arrived, but not through the authenticated relay (e.g. forwarded to port 25 while spec.inbound.mode is Authenticated): the customer's server delivers this address without relaying it with the domain's credentials. Relay it with the current credentials, or set spec.inbound.mode: Forwarded if the customer's mail service can only forward.",
+  },
+  ArrivedUnverified: {
+    conditions: ["OutboundVerified", "Ready"],
+    meaning:
+      "Forwarded mode: the outbound verification email came back forwarded, but neither with the relay's DKIM signature (d=<domain>) intact nor under an ARC seal of a trusted sealer (--trusted-arc-sealers), so the helpdesk cannot tell the customer's forwarded mail from anyone's. Make the forward keep the message unchanged (no disclaimer, footer or subject tag on forwarded mail), or add the mail service's ARC sealer (e.g. microsoft.com, google.com) to the installation's trusted sealers.",
+  },
+  ForwardingNotSetUp: {
+    conditions: ["InboundVerified", "OutboundVerified", "Ready"],
+    meaning:
+      "Forwarded mode: the token did not come back to the relay's forwarded listener within verification.timeout. Set up forwarding of the support address to the relay (Service port 25, status.relay.endpoint) keeping the recipient unchanged (docs/mail-servers.md: Microsoft 365 / Google Workspace), allow the relay's egress addresses on the customer's side, and do not greylist the verification emails.",
   },
   ArrivedWrongDomain: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "The token arrived authenticated with another domain's credentials." },
-  ArrivedRevokedCredential: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "The customer's server still uses a revoked credential version; install the current one from its Secret." },
+  ArrivedRevokedCredential: {
+    conditions: ["InboundVerified", "OutboundVerified", "Ready"],
+    meaning: "The customer's server still uses a revoked credential version; install the current one from its Secret. In Forwarded mode every version is revoked: set up forwarding to port 25 instead of relaying with AUTH.",
+  },
 } as const satisfies Record<string, Reason>;
 
 export type ReasonName = keyof typeof reasons;

@@ -153,18 +153,26 @@ const CredentialVersionSpec = Type.Object(
   },
 );
 
+export const InboundMode = ["Authenticated", "Forwarded"] as const;
+
 const InboundSpec = Type.Object(
   {
+    mode: Type.Optional(
+      Enum(InboundMode, {
+        description:
+          "How the customer's mail reaches the relay. Authenticated: the customer's server relays it with SMTP AUTH over TLS (port 587/465) using the domain's credentials. Forwarded: the customer's mail service (e.g. Microsoft 365 or Google Workspace, which cannot relay with AUTH) forwards the support addresses' mail to the relay's port 25 without AUTH; no inbound credentials are issued, and the relay's Authentication-Results say what it could check (SPF, DKIM, DMARC, ARC from a trusted sealer). The outbound half is the same in both. Switching to Forwarded revokes every credential version issued before, for good (docs/adr/0014-forwarded-inbound-mode.md).",
+        default: "Authenticated",
+      }),
+    ),
     authProtocol: Type.Optional(
       Enum(["PLAIN", "LOGIN"] as const, { description: "SASL mechanism the customer's server uses to authenticate to the relay. PLAIN unless the server can only do LOGIN.", default: "PLAIN" }),
     ),
     credentials: Type.Optional(
       Type.Array(CredentialVersionSpec, {
         description:
-          "Inbound credential versions. The operator issues a Secret for each version that has no secretRef. To rotate, add a version with the next number: both stay valid until the older one is revoked or its grace period ends. At most two versions may be Active.",
+          "Inbound credential versions (Authenticated mode only). The operator issues a Secret for each version that has no secretRef. To rotate, add a version with the next number: both stay valid until the older one is revoked or its grace period ends. At most two versions may be Active. Omitted: one version, the next number never used (1 for a new domain).",
         minItems: 1,
         maxItems: 16,
-        default: [{ version: 1 }],
         "x-kubernetes-list-type": "map",
         "x-kubernetes-list-map-keys": ["version"],
         ...rules({
@@ -181,7 +189,7 @@ const InboundSpec = Type.Object(
     allowedSourceRanges: Type.Optional(
       Type.Array(Type.String({ maxLength: 43 }), {
         description:
-          "CIDR ranges the customer's mail server connects from, e.g. 203.0.113.0/24. Applied to the relay Service (loadBalancerSourceRanges) and NetworkPolicy. Empty allows any source; AUTH is required either way.",
+          "CIDR ranges the customer's mail server connects from, e.g. 203.0.113.0/24 (in Forwarded mode: the mail service's egress ranges). Applied to the relay Service (loadBalancerSourceRanges) and NetworkPolicy. Empty allows any source; AUTH is required either way in Authenticated mode, and in Forwarded mode only the support addresses are accepted as recipients.",
         maxItems: 64,
         "x-kubernetes-list-type": "set",
         ...rules({ rule: "self.all(r, isCIDR(r))", message: "allowedSourceRanges must be CIDR ranges such as 203.0.113.0/24 or 2001:db8::/32" }),
@@ -234,7 +242,15 @@ const InboundSpec = Type.Object(
       },
     ),
   },
-  { description: "The inbound direction: the customer's mail server authenticating to the relay." },
+  {
+    description: "The inbound direction: the customer's mail reaching the relay, authenticated (its server relays with SMTP AUTH) or forwarded (its mail service forwards to port 25).",
+    ...rules({
+      rule: "!has(self.mode) || self.mode != 'Forwarded' || !has(self.credentials)",
+      message:
+        "spec.inbound.credentials is not allowed with mode: Forwarded (a forwarding mail service does not authenticate, so no inbound credentials are issued; the versions issued before are revoked for good when the mode changes): remove spec.inbound.credentials",
+      fieldPath: ".credentials",
+    }),
+  },
 );
 
 const DKIMKeySpec = Type.Object(
@@ -651,6 +667,12 @@ export const SmtpDomainStatus = Type.Object(
       }),
     ),
     activeVersions: Type.Optional(Type.String({ description: "The Active credential versions, e.g. \"1,2\" (for kubectl get)." })),
+    inboundMode: Type.Optional(
+      Enum(InboundMode, {
+        description:
+          "The inbound mode the relay pods serve. After a change of spec.inbound.mode it keeps the previous mode, with Reconciling True (ModeChanging), until the relay Deployment has rolled out with the new listeners; the credentials are revoked (or issued) and the Service changed at once.",
+      }),
+    ),
     revokedVersions: Type.Optional(
       Type.Array(Type.Integer({ format: "int32" }), {
         description:
@@ -754,7 +776,7 @@ const VerificationSpec = Type.Object(
     timeout: Type.Optional(Duration("How long a verification email may take to come back before the attempt fails with VerificationTimedOut.", "10m")),
   },
   {
-    description: "Verification: one email each way, each with a one-time token, must come back through the authenticated inbound relay.",
+    description: "Verification: one email each way, each with a one-time token, must come back through the domain's inbound relay (authenticated, or in Forwarded mode forwarded to its port 25).",
     ...rules({
       rule: "!has(self.interval) || !has(self.timeout) || duration(self.timeout) < duration(self.interval)",
       message: "verification.timeout must be shorter than verification.interval",
@@ -914,6 +936,8 @@ export const kinds: KindDefinition[] = [
       { name: "Endpoint", type: "string", jsonPath: ".status.relay.endpoint", description: "Where the customer's server connects.", priority: 1 },
       { name: "DKIM Pending", type: "string", jsonPath: ".status.dkim.pending", description: "DKIM selectors whose DNS record awaits publication.", priority: 1 },
       { name: "Cert Expiry", type: "string", jsonPath: ".status.tls.notAfter", description: "When the relay's certificate expires.", priority: 1 },
+      // Last of the wide columns: the columns before it keep their places in scripts that read them.
+      { name: "Mode", type: "string", jsonPath: ".spec.inbound.mode", description: "Inbound mode: Authenticated (the customer's server relays with AUTH) or Forwarded (its mail service forwards to port 25).", priority: 1 },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp", description: "Age of the object." },
     ],
   },

@@ -11,6 +11,8 @@ import { parseRelayPodTemplate } from "./domain/pod-template.js";
 import { quantityInteger } from "./kube/quantity.js";
 import type { RelayPodTemplate } from "../crds/schema.js";
 import { leaseName } from "./rbac.js";
+import { defaultTrustedArcSealers, type ForwardedSettings } from "./domain/render.js";
+import { isDnsServer } from "../relay/contract/config-parser.js";
 
 interface Flag {
   type: "string" | "boolean";
@@ -80,6 +82,20 @@ export const flags = {
     help: "pods: every ready relay pod (EndpointSlices), the URL only while none is known; url: the URL alone (an operator outside the cluster).",
   },
   "dns-resolver": { type: "string", value: "IP[:PORT]", env: "SMTPC_DNS_RESOLVER", default: env.SMTPC_DNS_RESOLVER ?? "", help: "DNS server for the DKIM record check; empty: records are confirmed by spec only." },
+  "trusted-arc-sealers": {
+    type: "string",
+    value: "microsoft.com,google.com",
+    env: "SMTPC_TRUSTED_ARC_SEALERS",
+    default: env.SMTPC_TRUSTED_ARC_SEALERS ?? defaultTrustedArcSealers.join(","),
+    help: "Forwarded mode: the ARC sealers (d= of the latest ARC-Seal) whose chain the relays count, at most 32; Microsoft 365 seals with microsoft.com, Google with google.com. Empty: no ARC chain counts.",
+  },
+  "forwarded-dns-servers": {
+    type: "string",
+    value: "IP[:PORT],...",
+    env: "SMTPC_FORWARDED_DNS_SERVERS",
+    default: env.SMTPC_FORWARDED_DNS_SERVERS ?? "",
+    help: "Forwarded mode: DNS servers (at most 4) the relays ask for SPF, DKIM, DMARC and ARC of forwarded mail; empty: the relay pod's resolver.",
+  },
   "ca-secret": {
     type: "string",
     value: "NAMESPACE/NAME",
@@ -147,6 +163,7 @@ export interface OperatorFlags {
   caSecret: { namespace: string; name: string };
   certificates: { durationMs: number; renewBeforeMs: number };
   dnsResolver: string;
+  forwarded: ForwardedSettings;
   verification: { sender: string; smtp?: { host: string; port: number }; controlUrl: string; perPod: boolean };
   kubeconfig: string | undefined;
   context: string | undefined;
@@ -188,6 +205,7 @@ export function parseFlags(args: string[]): OperatorFlags {
   }
   const dnsResolver = text("dns-resolver");
   if (dnsResolver && !/^([0-9.]+|\[[0-9a-fA-F:]+\])(:[0-9]{1,5})?$/.test(dnsResolver)) throw new Error(`--dns-resolver must be an IP address with an optional port, such as 10.96.0.10:53, got ${dnsResolver}`);
+  const forwarded = { trustedArcSealers: parseSealers(text("trusted-arc-sealers")), dnsServers: parseDnsServers(text("forwarded-dns-servers")) };
   if (!/^https:\/\//.test(text("relay-control-url"))) throw new Error(`--relay-control-url must be an https URL template (the control API is HTTPS only), got ${text("relay-control-url")}`);
   const endpoints = text("relay-control-endpoints");
   if (endpoints !== "pods" && endpoints !== "url") throw new Error(`--relay-control-endpoints must be pods or url, got ${endpoints}`);
@@ -224,6 +242,7 @@ export function parseFlags(args: string[]): OperatorFlags {
     caSecret: { namespace: ca[1]!, name: ca[2]! },
     certificates,
     dnsResolver,
+    forwarded,
     verification: { sender, ...(smtp ? { smtp } : {}), controlUrl: text("relay-control-url"), perPod: endpoints === "pods" },
     kubeconfig: values.kubeconfig === undefined ? undefined : text("kubeconfig"),
     context: values.context === undefined ? undefined : text("context"),
@@ -239,4 +258,26 @@ export function parseFlags(args: string[]): OperatorFlags {
     leaseName: lease,
     leaseMs: leaseSeconds * 1000,
   };
+}
+
+// A lowercase DNS name of at least two labels, as a DKIM/ARC d= is written.
+const sealerPattern = /^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** --trusted-arc-sealers: comma-separated domains, lowercased, duplicates dropped. */
+export function parseSealers(text: string): string[] {
+  const sealers = [...new Set(text.split(",").map((d) => d.trim().toLowerCase().replace(/\.$/, "")).filter(Boolean))];
+  const bad = sealers.find((d) => !sealerPattern.test(d));
+  if (bad !== undefined) throw new Error(`--trusted-arc-sealers must be comma-separated domains such as microsoft.com,google.com (the d= of a sealer's ARC-Seal), got ${JSON.stringify(bad)}`);
+  if (sealers.length > 32) throw new Error(`--trusted-arc-sealers takes at most 32 domains, got ${sealers.length}`);
+  return sealers;
+}
+
+/** --forwarded-dns-servers: comma-separated IP addresses, each with an optional port ([v6]:port). */
+export function parseDnsServers(text: string): string[] {
+  const servers = text.split(",").map((s) => s.trim()).filter(Boolean);
+  // One definition of a DNS server entry, the relay loader's: the operator never renders what the relay refuses.
+  const bad = servers.find((server) => !isDnsServer(server));
+  if (bad !== undefined) throw new Error(`--forwarded-dns-servers must be comma-separated IP addresses with an optional port, such as 10.96.0.10 or 127.0.0.1:5353 or [2001:db8::53]:53, got ${JSON.stringify(bad)}`);
+  if (servers.length > 4) throw new Error(`--forwarded-dns-servers takes at most 4 servers, got ${servers.length}`);
+  return servers;
 }

@@ -48,6 +48,7 @@ const controller = new Controller(access, {
     operatorNamespace: opts.leaseNamespace,
     certificates: opts.certificates,
     ...(opts.dnsResolver ? { dnsResolver: opts.dnsResolver } : {}),
+    forwarded: opts.forwarded,
   },
   log,
   systemDomains: opts.systemDomains,

@@ -10,6 +10,26 @@
 //             address through the configured MTA, so it travels through the
 //             customer's server into the relay.
 //
+// In Forwarded mode (spec.inbound.mode) the same two emails must come back to
+// the relay's forwarded listener (port 25), where the customer's mail service
+// forwards the address's mail with the recipient unchanged:
+//
+//   Outbound  leaves through the customer's server (its login, its From rules),
+//             is delivered to the address's mailbox there and forwarded back.
+//             The relay signed it with d=<domain>, so it must come back with
+//             that signature intact (dkimAligned) or under a trusted ARC seal:
+//             otherwise the forward breaks what lets the helpdesk tell the
+//             customer's forwarded mail from anyone's (ArrivedUnverified).
+//   Inbound   is sent from the helpdesk's system sender to the address, as any
+//             outside sender's mail is: it proves the route end users' mail
+//             takes (MX, the mail service, its forwarding rule, which is often
+//             scoped to outside senders). It carries no signature of the
+//             customer's domain, so the token's arrival on the forwarded path
+//             is the proof; whether a trusted sealer vouched for it is said in
+//             the message.
+//
+// Nothing by the deadline is ForwardingNotSetUp (docs/adr/0014).
+//
 // The decisions (when to start, what an answer means) are pure functions; the
 // sending and asking go through VerificationIO.
 import type { RelayLockout } from "../domain/lockouts.js";
@@ -18,7 +38,7 @@ import type { ReasonName } from "../../crds/conditions.js";
 import type { SmtpDomain, SupportAddress, SupportAddressStatus } from "../../crds/schema.js";
 import { serverEndpoint } from "../../relay/contract/control-api.js";
 import { verificationTokenDigest } from "../../relay/contract/digests.js";
-import { parseDuration } from "../domain/credentials.js";
+import { inboundMode, parseDuration } from "../domain/credentials.js";
 import { outboundServer } from "./rules.js";
 
 export type Attempt = NonNullable<SupportAddressStatus["verifications"]>[number];
@@ -31,10 +51,22 @@ export interface Failure {
   message: string;
 }
 
+/** What the relay's control API answers for a token that arrived (GET /v1/verification-receipts/<sha256>). */
 export interface Receipt {
   domain: string;
-  credentialVersion: number;
+  /** The credential version it authenticated with; absent on the forwarded path. */
+  credentialVersion?: number;
   arrivedAt: string;
+  /** Which listener it arrived on; relays from before forwarded mode leave it out (authenticated). */
+  path?: "authenticated" | "forwarded";
+  /** On the forwarded path: what the relay could check of the forwarded message. */
+  forwarded?: {
+    /** A passing DKIM signature with d= the recipient's domain (or a parent: relaxed alignment). */
+    dkimAligned: boolean;
+    /** An ARC chain that passes, whose latest sealer is in the installation's trusted sealers. */
+    arcTrusted: boolean;
+    arcSealer?: string;
+  };
 }
 
 /** The relay does not serve the address yet (its config is still on its way): try again shortly. */
@@ -70,7 +102,10 @@ export const defaultTiming: VerificationTiming = { pollMs: 2_000, retryMs: 5 * 6
 
 /** What a verification proves: when any of it changes, both directions are verified again. */
 export function basisOf(address: SupportAddress, credentialsResourceVersion: string | undefined, domain: SmtpDomain): string {
-  return [`generation=${address.metadata.generation ?? 0}`, `credentials=${credentialsResourceVersion ?? ""}`, `inbound=${domain.status?.activeVersions ?? ""}`].join(";");
+  const parts = [`generation=${address.metadata.generation ?? 0}`, `credentials=${credentialsResourceVersion ?? ""}`, `inbound=${domain.status?.activeVersions ?? ""}`];
+  // Only when Forwarded: an Authenticated address's basis reads as it did before modes existed (no re-verification on upgrade).
+  if (inboundMode(domain) === "Forwarded") parts.push("mode=Forwarded");
+  return parts.join(";");
 }
 
 /** Whether a new attempt starts now. Pure. */
@@ -100,6 +135,8 @@ export function proofStands(previous: Attempt, basis: string): boolean {
   const before = basisParts(previous.basis);
   const now = basisParts(basis);
   if (before.get("generation") !== now.get("generation") || before.get("credentials") !== now.get("credentials")) return false;
+  // A proof from the other inbound mode came back another way: it proves nothing of this one.
+  if (before.get("mode") !== now.get("mode")) return false;
   const active = versions(now.get("inbound"));
   if (previous.credentialVersion !== undefined) return active.includes(previous.credentialVersion);
   const then = versions(before.get("inbound"));
@@ -126,10 +163,23 @@ export function previouslyVerifiedAt(previous: Attempt | undefined, basis: strin
 
 /** What a receipt (or its absence at the deadline) means for a pending attempt. Pure. */
 export function judge(pending: Attempt, domain: SmtpDomain, receipt: Receipt | undefined, revokedRefusalAt: Date | undefined, timeoutMs: number, now: Date): Attempt {
+  if (inboundMode(domain) === "Forwarded") return judgeForwarded(pending, domain, receipt, timeoutMs, now);
   const at = now.toISOString();
   // A completed attempt stands on its own result.
   const { previouslyVerifiedAt: _, credentialVersion: __, ...attempt } = pending;
-  if (receipt) {
+  if (receipt?.path === "forwarded") {
+    return {
+      ...attempt,
+      result: "Failed",
+      reason: "ArrivedUnauthenticated",
+      completedAt: at,
+      message: `the token came back forwarded to the relay's port 25 without AUTH, but ${domain.spec.domain} is in Authenticated mode: relay the address's mail to the relay with the domain's current credentials, or set spec.inbound.mode: Forwarded if its mail service can only forward`,
+    };
+  }
+  if (receipt && receipt.credentialVersion === undefined) {
+    return { ...attempt, result: "Failed", reason: "ArrivedUnauthenticated", completedAt: at, message: "the relay reported the token without a credential version: it did not arrive authenticated" };
+  }
+  if (receipt?.credentialVersion !== undefined) {
     const active = (domain.status?.activeVersions ?? "").split(",").filter(Boolean).map(Number);
     if (receipt.domain === domain.spec.domain && active.length > 0 && !active.includes(receipt.credentialVersion)) {
       return {
@@ -161,6 +211,48 @@ export function judge(pending: Attempt, domain: SmtpDomain, receipt: Receipt | u
     reason: "VerificationTimedOut",
     completedAt: at,
     message: `the token did not come back within ${Math.round(timeoutMs / 1000)}s; check that the customer's server relays mail for the address to the relay with the domain's current credentials`,
+  };
+}
+
+/** judge, for a domain in Forwarded mode: the token must come back on the forwarded path (see the top of this file). Pure. */
+export function judgeForwarded(pending: Attempt, domain: SmtpDomain, receipt: Receipt | undefined, timeoutMs: number, now: Date): Attempt {
+  const at = now.toISOString();
+  const { previouslyVerifiedAt: _, credentialVersion: __, ...attempt } = pending;
+  const failed = (reason: ReasonName, message: string): Attempt => ({ ...attempt, result: "Failed", reason, completedAt: at, message });
+  if (!receipt) {
+    if (now.getTime() - Date.parse(attempt.startedAt) < timeoutMs) return pending;
+    const seen = attempt.direction === "Outbound" ? "the verification email the relay sent through the customer's server" : "the verification email sent to the address from the helpdesk's system sender";
+    return failed(
+      "ForwardingNotSetUp",
+      `${seen} did not come back to the relay's forwarded listener within ${Math.round(timeoutMs / 1000)}s: forward the address's mail to the relay (status.relay.endpoint of the SmtpDomain, port 25) keeping the recipient unchanged, allow the relay's egress addresses, and do not greylist the verification emails (docs/mail-servers.md, Microsoft 365 / Google Workspace)`,
+    );
+  }
+  if (receipt.domain !== domain.spec.domain) return failed("ArrivedWrongDomain", `the token came back for ${receipt.domain}, not ${domain.spec.domain}`);
+  if (receipt.path !== "forwarded") {
+    return failed(
+      "ArrivedRevokedCredential",
+      `the token came back authenticated${receipt.credentialVersion !== undefined ? ` with credential version ${receipt.credentialVersion}` : ""}, but ${domain.spec.domain} is in Forwarded mode and every credential version is revoked: forward the address's mail to the relay's port 25 instead of relaying it with AUTH`,
+    );
+  }
+  const checks = receipt.forwarded ?? { dkimAligned: false, arcTrusted: false };
+  const arc = checks.arcTrusted ? `sealed by the trusted ARC sealer ${checks.arcSealer ?? "(unnamed)"}` : undefined;
+  const dkim = checks.dkimAligned ? `with a DKIM signature of ${domain.spec.domain} intact` : undefined;
+  const vouched = [dkim, arc].filter(Boolean).join(" and ");
+  if (attempt.direction === "Outbound" && !vouched) {
+    const sealer = checks.arcSealer ? `; its ARC seal is by ${checks.arcSealer}, which is not a trusted sealer (--trusted-arc-sealers)` : "";
+    return failed(
+      "ArrivedUnverified",
+      `the token came back forwarded, but the relay's DKIM signature (d=${domain.spec.domain}) did not verify and no trusted ARC seal vouches for the forward${sealer}, so the helpdesk cannot tell this domain's forwarded mail from anyone's: make the forward keep the message unchanged (no disclaimer, footer or subject tag), or trust the mail service's ARC sealer`,
+    );
+  }
+  return {
+    ...attempt,
+    result: "Succeeded",
+    reason: "Verified",
+    completedAt: at,
+    message: vouched
+      ? `the token came back forwarded to the relay, ${vouched}`
+      : "the token came back forwarded to the relay; no trusted ARC seal vouched for the forward, so forwarded mail from outside senders is judged by its own SPF, DKIM and DMARC only",
   };
 }
 

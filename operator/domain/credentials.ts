@@ -1,7 +1,7 @@
 // Which inbound credential versions exist, which are usable, and what the
 // relay must know of them. Pure: Secrets are read by the caller.
 import { randomBytes } from "node:crypto";
-import type { SmtpDomain } from "../../crds/schema.js";
+import type { SmtpDomain, SmtpDomainSpec } from "../../crds/schema.js";
 import { rfc3339 } from "../conditions.js";
 
 export interface IssuedCredential {
@@ -62,16 +62,53 @@ export function alphanumeric(length: number): string {
   return out;
 }
 
+export type InboundMode = NonNullable<SmtpDomainSpec["inbound"]["mode"]>;
+
+/** The domain's declared inbound mode (the CRD defaults it; a plain object may lack it). */
+export function inboundMode(domain: SmtpDomain): InboundMode {
+  // Read defensively: the address side judges with partial domain objects (tests, and a domain read as metadata).
+  const inbound = domain.spec.inbound as SmtpDomainSpec["inbound"] | undefined;
+  return inbound?.mode ?? "Authenticated";
+}
+
+type DeclaredVersion = NonNullable<SmtpDomainSpec["inbound"]["credentials"]>[number];
+
+/**
+ * The credential versions the operator works from. Authenticated: the spec's,
+ * or when it lists none one version with the next number never used (1 for a
+ * new domain; after a stretch in Forwarded mode, the one after every revoked
+ * version, since a version once issued is never issued again). Forwarded:
+ * every version on record (status.credentials) and every one with a Secret of
+ * this domain's (`issuedSecrets`: issued, but its status never written), each
+ * as Revoked, so that the switch revokes them for good through the same path
+ * as a spec revocation (records, Secret annotation, Event) and their digests
+ * stay on record.
+ */
+export function declaredCredentials(domain: SmtpDomain, issuedSecrets: readonly number[] = []): DeclaredVersion[] {
+  if (inboundMode(domain) === "Forwarded") {
+    const onRecord = (domain.status?.credentials ?? []).map((c) => ({
+      version: c.version,
+      state: "Revoked" as const,
+      ...(c.secretName !== credentialSecretName(domain, c.version) ? { secretRef: { name: c.secretName } } : {}),
+    }));
+    const unrecorded = [...new Set(issuedSecrets)].filter((v) => !onRecord.some((c) => c.version === v)).map((version) => ({ version, state: "Revoked" as const }));
+    return [...onRecord, ...unrecorded].sort((a, b) => a.version - b.version);
+  }
+  const declared = domain.spec.inbound.credentials;
+  if (declared && declared.length > 0) return declared;
+  return [{ version: Math.max(0, ...(domain.status?.revokedVersions ?? [])) + 1 }];
+}
+
 /**
  * Plans every declared version: its Secret and its state. An older Active
  * version expires `gracePeriod` after the newest version was issued. A
  * version in `retired` (revoked or expired before, whatever the spec says
  * now) is never Active again.
  */
-export function planCredentials(domain: SmtpDomain, issued: ReadonlyMap<number, IssuedCredential>, now: Date, retired: ReadonlySet<number> = new Set()): CredentialPlan[] {
-  const declared = domain.spec.inbound.credentials ?? [{ version: 1 }];
+export function planCredentials(domain: SmtpDomain, issued: ReadonlyMap<number, IssuedCredential>, now: Date, retired: ReadonlySet<number> = new Set(), issuedSecrets: readonly number[] = []): CredentialPlan[] {
+  const declared = declaredCredentials(domain, issuedSecrets);
   // A refused re-addition does not count as the newest: it would shorten the grace of the one in use.
-  const newest = Math.max(...declared.filter((c) => c.state === "Revoked" || !retired.has(c.version)).map((c) => c.version));
+  const newest = Math.max(0, ...declared.filter((c) => c.state === "Revoked" || !retired.has(c.version)).map((c) => c.version));
   const newestIssuedAt = issued.get(newest)?.createdAt;
   const grace = domain.spec.inbound.gracePeriod ? parseDuration(domain.spec.inbound.gracePeriod) : undefined;
   return declared

@@ -15,6 +15,8 @@ import { ownedBy, type Cluster } from "../kube/cluster.js";
 import {
   clientSnippets,
   credentialSecretName,
+  declaredCredentials,
+  inboundMode,
   newCredential,
   planCredentials,
   revokedAtAnnotation,
@@ -50,6 +52,17 @@ interface Intact {
   password: string;
 }
 
+/** The versions of the operator-issued credential Secrets this domain owns (by label, then owner). */
+async function credentialSecretVersions(cluster: Cluster, domain: SmtpDomain): Promise<number[]> {
+  const selector = encodeURIComponent(`smtpconnector.dev/domain=${domain.metadata.name!},smtpconnector.dev/credential-version`);
+  const listed = await cluster.get(`/api/v1/namespaces/${domain.metadata.namespace!}/secrets?labelSelector=${selector}`);
+  const items = (JSON.parse(listed.body) as { items?: k8s.V1Secret[] }).items ?? [];
+  return items
+    .filter((s) => ownedBy(s, domain.metadata.uid!))
+    .map((s) => Number(s.metadata?.labels?.["smtpconnector.dev/credential-version"]))
+    .filter((v) => Number.isInteger(v) && v >= 1);
+}
+
 export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, settings: OperatorSettings, caPem: string | undefined, problems: Problem[], now: Date): Promise<InboundCredentials> {
   const namespace = domain.metadata.namespace!;
   const uid = domain.metadata.uid!;
@@ -62,7 +75,10 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
   const modified = new Map<number, Problem>();
   const host = relayHostname(domain, settings);
 
-  for (const declared of domain.spec.inbound.credentials ?? [{ version: 1 }]) {
+  // Forwarded: every version this domain has a Secret of is revoked, recorded or not (a reconcile may have
+  // issued one and stopped before writing status).
+  const issuedSecrets = inboundMode(domain) === "Forwarded" ? await credentialSecretVersions(cluster, domain) : [];
+  for (const declared of declaredCredentials(domain, issuedSecrets)) {
     const { version } = declared;
     const secretName = declared.secretRef?.name ?? credentialSecretName(domain, version);
     const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, secretName);
@@ -126,7 +142,7 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
     issued.set(version, { version, secretName, ...fresh, passwordSha256: passwordDigest(fresh.password), createdAt: rfc3339(now), userSupplied: false });
   }
 
-  const plan = planCredentials(domain, issued, now, retired);
+  const plan = planCredentials(domain, issued, now, retired, issuedSecrets);
   for (const p of plan) {
     const problem = modified.get(p.version);
     if (problem && p.state === "Active") problems.push(problem);
@@ -140,7 +156,7 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
     }
     if (p.state !== "Active") retired.add(p.version);
   }
-  if (!plan.some((p) => p.state === "Active")) {
+  if (inboundMode(domain) === "Authenticated" && !plan.some((p) => p.state === "Active")) {
     problems.unshift({
       condition: "CredentialsIssued",
       reason: "NoActiveCredential",
@@ -161,7 +177,8 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
   }
   for (const version of retired) {
     if (!previouslyRetired.has(version) && issued.has(version)) {
-      await recordEvent(cluster, involved(domain), "Normal", "CredentialRevoked", `inbound credential version ${version} is revoked or expired: the relay refuses it from now on, and it is never made Active again`);
+      const why = inboundMode(domain) === "Forwarded" ? "revoked by the switch to inbound mode Forwarded" : "revoked or expired";
+      await recordEvent(cluster, involved(domain), "Normal", "CredentialRevoked", `inbound credential version ${version} is ${why}: the relay refuses it from now on, and it is never made Active again`);
     }
   }
   return { issued, plan, retired };

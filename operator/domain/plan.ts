@@ -8,12 +8,12 @@ import { mergeConditions, rfc3339, type DesiredCondition } from "../conditions.j
 import { ownedBy } from "../kube/cluster.js";
 import { alreadyApplied } from "../kube/compare.js";
 import type { CertificateState } from "./certificate.js";
-import type { CredentialPlan, IssuedCredential } from "./credentials.js";
+import { inboundMode, type CredentialPlan, type InboundMode, type IssuedCredential } from "./credentials.js";
 import type { Problem } from "./inbound-credentials.js";
 import {
+  endpointPort,
   messageLimits,
   names,
-  publicPorts,
   relayConfig,
   relayConfigFiles,
   relayConfigSecret,
@@ -64,6 +64,8 @@ export interface DomainSnapshot {
   existing: ReadonlyMap<string, Record<string, unknown>>;
   /** Available replicas of the relay Deployment. */
   available: number;
+  /** Whether the relay Deployment has rolled out its latest template (every replica runs it). */
+  rolledOut?: boolean;
   /** Last use per credential version, as the relay reports it. */
   reportedUse: ReadonlyMap<number, string>;
   /** Whether the relay is asked for last use (a verification client is configured). */
@@ -157,6 +159,7 @@ export function planDomain(snapshot: DomainSnapshot, settings: OperatorSettings,
     reportedUse: snapshot.reportedUse,
     ...(snapshot.outbound ? { dkim: snapshot.outbound.dkimState } : {}),
     certificate: snapshot.certificate,
+    rolledOut: snapshot.rolledOut ?? false,
   });
   const requeueAfterMs = nextCheck(snapshot, settings, now);
   return { apply, events, status, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
@@ -192,12 +195,16 @@ export interface DomainStatusInput {
   reportedUse?: ReadonlyMap<number, string>;
   dkim?: DkimState;
   certificate?: CertificateState;
+  /** Whether the relay Deployment has rolled out its latest template (a mode change is done only then). */
+  rolledOut?: boolean;
 }
 
 export function domainStatus(input: DomainStatusInput): SmtpDomainStatus {
   const { domain, credentials, problems, available, addressCount, settings, now, dkim, certificate } = input;
   const { plan, issued, retired } = credentials;
   const reportedUse = input.reportedUse ?? new Map<number, string>();
+  const mode = inboundMode(domain);
+  const modeChange = modeChangeOf(domain, input.rolledOut ?? false);
   const notServed = input.addressesNotServed ?? 0;
   const active = plan.filter((p) => p.state === "Active" && issued.has(p.version)).map((p) => p.version);
   // A refused re-addition or a hand-edited Secret changes nothing the relay accepts: with a version
@@ -209,7 +216,14 @@ export function domainStatus(input: DomainStatusInput): SmtpDomainStatus {
   const conditions: DesiredCondition[] = [
     credentialProblem
       ? { type: "CredentialsIssued", status: "False", reason: credentialProblem.reason, message: credentialProblem.message }
-      : { type: "CredentialsIssued", status: "True", reason: "Issued", message: `${issued.size} credential version(s) issued` },
+      : mode === "Forwarded"
+        ? {
+            type: "CredentialsIssued",
+            status: "True",
+            reason: "NotRequired",
+            message: `inbound mode Forwarded: no inbound credentials are issued (the customer's mail service forwards to ${relayHostname(domain, settings)}:${endpointPort(domain)} without AUTH)${retired.size > 0 ? `; version(s) ${[...retired].sort((a, b) => a - b).join(",")} revoked for good` : ""}`,
+          }
+        : { type: "CredentialsIssued", status: "True", reason: "Issued", message: `${issued.size} credential version(s) issued` },
     ...(certificate ? [certificate.condition] : []),
     relayProblem
       ? { type: "RelayAvailable", status: "False", reason: relayProblem.reason, message: relayProblem.message }
@@ -236,9 +250,11 @@ export function domainStatus(input: DomainStatusInput): SmtpDomainStatus {
   const stalled = problems[0];
   conditions.push(
     stalled ? { type: "Stalled", status: "True", reason: stalled.reason, message: stalled.message } : { type: "Stalled", status: "False", reason: "Ready", message: "" },
-    !stalled && blocking?.reason === "Progressing"
-      ? { type: "Reconciling", status: "True", reason: "Progressing", message: blocking.message }
-      : { type: "Reconciling", status: "False", reason: "Ready", message: "" },
+    !stalled && modeChange
+      ? { type: "Reconciling", status: "True", reason: "ModeChanging", message: modeChange.message }
+      : !stalled && blocking?.reason === "Progressing"
+        ? { type: "Reconciling", status: "True", reason: "Progressing", message: blocking.message }
+        : { type: "Reconciling", status: "False", reason: "Ready", message: "" },
   );
   const generation = domain.metadata.generation ?? 0;
   const previous = new Map((domain.status?.credentials ?? []).map((c) => [c.version, c]));
@@ -263,11 +279,32 @@ export function domainStatus(input: DomainStatusInput): SmtpDomainStatus {
       }];
     }),
     activeVersions: active.join(","),
+    inboundMode: modeChange ? modeChange.from : mode,
     ...(retired.size > 0 ? { revokedVersions: [...retired].sort((a, b) => a - b) } : {}),
     addresses: addressCount,
     ...(input.addressesNotServed !== undefined ? { addressesNotServed: input.addressesNotServed } : {}),
-    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:${publicPorts.starttls}`, limits: messageLimits(domain, settings) },
+    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:${endpointPort(domain)}`, limits: messageLimits(domain, settings) },
     ...(certificate?.status ? { tls: certificate.status } : {}),
     ...(dkim && dkim.records.length > 0 ? { dkim: { records: dkim.records, ...(dkim.pending.length > 0 ? { pending: dkim.pending.join(",") } : {}) } } : {}),
+  };
+}
+
+/**
+ * A change of spec.inbound.mode still rolling out: the mode the relay pods served before (status.inboundMode,
+ * Authenticated for a status written before modes existed) differs from the declared one and the relay
+ * Deployment has not rolled out the new listeners yet. Everything else of the switch is applied already, in
+ * the reconcile that saw it. A new domain (no status yet) has nothing to switch from. Pure.
+ */
+export function modeChangeOf(domain: SmtpDomain, rolledOut: boolean): { from: InboundMode; message: string } | undefined {
+  const to = inboundMode(domain);
+  const from = domain.status?.inboundMode ?? (domain.status?.relay ? "Authenticated" : undefined);
+  if (from === undefined || from === to || rolledOut) return undefined;
+  const applied =
+    to === "Forwarded"
+      ? "every credential version is revoked for good, the relay refuses AUTH, and the Service offers port 25 only"
+      : "credentials are issued (see status.credentials), and the Service offers ports 587 and 465 instead of 25";
+  return {
+    from,
+    message: `inbound mode changing from ${from} to ${to}: ${applied}; waiting for the relay Deployment to roll out its new listeners. The addresses verify again in ${to} mode`,
   };
 }

@@ -113,6 +113,12 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
   );
   const deployment = existing.get(objectKey({ kind: "Deployment", metadata: { name: names(domain).relay } })) as k8s.V1Deployment | undefined;
   const available = deployment?.status?.availableReplicas ?? 0;
+  // Rolled out: the Deployment controller saw the latest template and every replica runs it.
+  const rolledOut =
+    deployment !== undefined &&
+    (deployment.status?.observedGeneration ?? 0) >= (deployment.metadata?.generation ?? 1) &&
+    (deployment.status?.updatedReplicas ?? 0) >= (deployment.spec?.replicas ?? 1) &&
+    available > 0;
 
   // Last use per credential version, from the relay itself (it has no API access; we ask it).
   let reportedUse = new Map<number, string>();
@@ -130,6 +136,7 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
     ...(outbound ? { outbound } : {}),
     existing,
     available,
+    rolledOut,
     reportedUse,
     pollsLastUse: inputs.credentialUse !== undefined,
   };

@@ -8,7 +8,7 @@ import { configVersion, recommendedAuthFailures, recommendedLimits, type RelayCo
 import type { CertificatePolicy, KeyPair } from "../tls/certificates.js";
 import { controlTokenDigest, passwordDigest } from "../../relay/contract/digests.js";
 import { configPath, relayCommand, relayMounts, relayPorts, tmpSizeLimit } from "../../relay/contract/pod.js";
-import { revokedAtAnnotation, type CredentialPlan, type IssuedCredential } from "./credentials.js";
+import { inboundMode, revokedAtAnnotation, type CredentialPlan, type IssuedCredential } from "./credentials.js";
 import { quantityInteger } from "../kube/quantity.js";
 import { relayPodParts } from "./pod-template.js";
 
@@ -35,10 +35,34 @@ export interface OperatorSettings {
   relayLimitCaps?: { maxMessageBytes: number; maxRecipients: number };
   /** The installation's relay pod template (--relay-pod-template): under each domain's spec.relay.template.pod. */
   relayPodTemplate?: RelayPodTemplate;
+  /** Forwarded-mode checks, installation-wide (--trusted-arc-sealers, --forwarded-dns-servers); defaults below. */
+  forwarded?: ForwardedSettings;
 }
 
-/** The customer-facing Service's ports: what customers' servers connect to (targetPort: the relay's listeners, relayPorts). */
-export const publicPorts = { starttls: 587, implicitTls: 465 } as const;
+export interface ForwardedSettings {
+  /** ARC sealers (d= of the latest ARC-Seal) whose chain the relay counts; lowercase domains. */
+  trustedArcSealers: readonly string[];
+  /** DNS servers ("IP" or "IP:port") for SPF, DKIM, DMARC and ARC lookups; the system resolver when empty. */
+  dnsServers: readonly string[];
+}
+
+/**
+ * The sealers of the two cloud services forwarded mode is for: Microsoft 365 seals with d=microsoft.com,
+ * Google (Workspace and Gmail) with d=google.com. An installation that serves neither sets the flag empty.
+ */
+export const defaultTrustedArcSealers = ["microsoft.com", "google.com"] as const;
+
+/**
+ * The customer-facing Service's ports: what customers' servers connect to (targetPort: the relay's listeners,
+ * relayPorts). Authenticated mode offers 587 and 465; Forwarded mode only 25, where a mail service forwards as
+ * MTAs deliver.
+ */
+export const publicPorts = { starttls: 587, implicitTls: 465, forwarded: 25 } as const;
+
+/** The port status.relay.endpoint names: where the customer's server (or mail service) connects. */
+export function endpointPort(domain: SmtpDomain): number {
+  return inboundMode(domain) === "Forwarded" ? publicPorts.forwarded : publicPorts.starttls;
+}
 
 export interface KubeObject {
   apiVersion: string;
@@ -131,12 +155,14 @@ export function relayConfig(
 ): RelayConfig {
   const delivery = domain.spec.inbound.delivery;
   const smtp = delivery.smtp;
+  const forwarded = inboundMode(domain) === "Forwarded";
+  const forwardedSettings = settings.forwarded ?? { trustedArcSealers: defaultTrustedArcSealers, dnsServers: [] };
   return {
     version: configVersion,
     hostname: relayHostname(domain, settings),
     listeners: {
-      starttls: { port: relayPorts.starttls },
-      implicitTls: { port: relayPorts.implicitTls },
+      // Forwarded: no AUTH listener at all, only the unauthenticated one a mail service forwards to.
+      ...(forwarded ? { forwarded: { port: relayPorts.forwarded } } : { starttls: { port: relayPorts.starttls }, implicitTls: { port: relayPorts.implicitTls } }),
       health: { port: relayPorts.health },
       ...(outbound
         ? { submission: { port: relayPorts.submission }, control: { port: relayPorts.control, tokenSha256: controlTokenDigest(outbound.controlToken) } }
@@ -149,12 +175,19 @@ export function relayConfig(
     authFailures: recommendedAuthFailures,
     ...(domain.spec.relay?.proxyProtocol ? { proxyProtocol: { trustedRanges: [...domain.spec.relay.proxyProtocol.trustedRanges] } } : {}),
     ...(outbound ? { outbound: { systemDomains: [...(settings.systemDomains ?? [])], unconnectedSenders: "Refuse" as const } } : {}),
+    ...(forwarded
+      ? { forwarded: { trustedArcSealers: [...forwardedSettings.trustedArcSealers], ...(forwardedSettings.dnsServers.length > 0 ? { dnsServers: [...forwardedSettings.dnsServers] } : {}) } }
+      : {}),
     domains: [
       {
         domain: domain.spec.domain,
+        // Written only when Forwarded: an Authenticated domain's config stays what it was before modes existed.
+        ...(forwarded ? { mode: "Forwarded" as const } : {}),
         authProtocol: domain.spec.inbound.authProtocol ?? "PLAIN",
-        // Expired versions are written as revoked: the relay refuses them either way.
-        credentials: plan.flatMap((p) => {
+        // Expired versions are written as revoked: the relay refuses them either way. A Forwarded
+        // domain has none at all (the relay's loader refuses one with credentials): the versions
+        // revoked by the switch are refused because the relay has no AUTH listener and no entry for them.
+        credentials: forwarded ? [] : plan.flatMap((p) => {
           const credential = issued.get(p.version);
           if (!credential) return [];
           return [{
@@ -386,8 +419,7 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
               command: relayCommand(),
               env: [{ name: "LOG_LEVEL", value: "info" }],
               ports: [
-                { name: "submission", containerPort: relayPorts.starttls },
-                { name: "submissions", containerPort: relayPorts.implicitTls },
+                ...customerListeners(domain).map(({ name, containerPort }) => ({ name, containerPort })),
                 { name: "health", containerPort: relayPorts.health },
                 { name: "internal-smtp", containerPort: relayPorts.submission },
                 { name: "control", containerPort: relayPorts.control },
@@ -418,6 +450,19 @@ function relayResources(domain: SmtpDomain): Record<string, Record<string, strin
   return { ...(wanted.requests ? { requests: list(wanted.requests) } : {}), ...(wanted.limits ? { limits: list(wanted.limits) } : {}) };
 }
 
+/**
+ * The customer-facing listeners of the mode: the container port (named, so the Service's targetPort and the
+ * NetworkPolicy follow it) and the Service port in front of it. One list, so the Deployment, Service and
+ * NetworkPolicy never disagree on what a mode exposes.
+ */
+export function customerListeners(domain: SmtpDomain): { name: string; containerPort: number; port: number }[] {
+  if (inboundMode(domain) === "Forwarded") return [{ name: "smtp", containerPort: relayPorts.forwarded, port: publicPorts.forwarded }];
+  return [
+    { name: "submission", containerPort: relayPorts.starttls, port: publicPorts.starttls },
+    { name: "submissions", containerPort: relayPorts.implicitTls, port: publicPorts.implicitTls },
+  ];
+}
+
 export function relayService(domain: SmtpDomain): KubeObject {
   const service = domain.spec.relay?.service;
   const type = service?.type ?? "LoadBalancer";
@@ -430,10 +475,7 @@ export function relayService(domain: SmtpDomain): KubeObject {
       type,
       selector: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": domain.metadata.name! },
       // Only the customer-facing ports: the health port stays inside the cluster.
-      ports: [
-        { name: "submission", port: publicPorts.starttls, targetPort: "submission", protocol: "TCP" },
-        { name: "submissions", port: publicPorts.implicitTls, targetPort: "submissions", protocol: "TCP" },
-      ],
+      ports: customerListeners(domain).map(({ name, port }) => ({ name, port, targetPort: name, protocol: "TCP" })),
       ...(type === "LoadBalancer" && ranges?.length ? { loadBalancerSourceRanges: ranges } : {}),
       ...(type !== "ClusterIP" ? { externalTrafficPolicy: "Local" } : {}),
     },
@@ -456,10 +498,7 @@ export function relayNetworkPolicy(domain: SmtpDomain, settings: OperatorSetting
       ingress: [
         {
           ...(ranges?.length ? { from: ranges.map((cidr) => ({ ipBlock: { cidr } })) } : {}),
-          ports: [
-            { protocol: "TCP", port: relayPorts.starttls },
-            { protocol: "TCP", port: relayPorts.implicitTls },
-          ],
+          ports: customerListeners(domain).map(({ containerPort }) => ({ protocol: "TCP", port: containerPort })),
         },
         // Probes, metrics and the helpdesk's submission: from inside the cluster only.
         {

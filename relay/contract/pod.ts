@@ -9,7 +9,7 @@ import { posix } from "node:path";
  * capability dropped, and runtimes that keep ports below 1024 privileged (containerd 1.x by default) refuse it a
  * bind on 587 or 465. The customer-facing Service maps its ports onto these.
  */
-export const relayPorts = { starttls: 8587, implicitTls: 8465, health: 8080, submission: 2587, control: 8443 } as const;
+export const relayPorts = { starttls: 8587, implicitTls: 8465, forwarded: 8025, health: 8080, submission: 2587, control: 8443 } as const;
 
 const mountRoot = "/etc/smtp-connector";
 

@@ -69,6 +69,12 @@ const invalid: { rule: string; manifest: (ns: string) => Manifest; message: RegE
     manifest: (ns) => domain(ns, inbound({ credentials: [{ version: 1 }, { version: 1, state: "Revoked" }] })),
     message: /spec.inbound.credentials: duplicate entries for key \[version=1\]/,
   },
+  {
+    rule: "Forwarded mode issues no inbound credentials",
+    manifest: (ns) => domain(ns, inbound({ mode: "Forwarded", credentials: [{ version: 1 }] })),
+    message: /spec.inbound.credentials: Invalid value: .*spec.inbound.credentials is not allowed with mode: Forwarded .*remove spec.inbound.credentials/,
+  },
+  { rule: "inbound mode enum", manifest: (ns) => domain(ns, inbound({ mode: "Relayed" })), message: /spec.inbound.mode: Unsupported value: "Relayed"/ },
   { rule: "credential version is positive", manifest: (ns) => domain(ns, inbound({ credentials: [{ version: 0 }] })), message: /should be greater than or equal to 1/ },
   { rule: "grace period is a duration", manifest: (ns) => domain(ns, inbound({ gracePeriod: "one week" })), message: /spec.inbound.gracePeriod: Invalid value/ },
   { rule: "source ranges are CIDRs", manifest: (ns) => domain(ns, inbound({ allowedSourceRanges: ["203.0.113.7"] })), message: /allowedSourceRanges must be CIDR ranges/ },
@@ -171,6 +177,9 @@ describe("smtpconnector.dev API", () => {
     assert.equal(got.code, 0, got.stderr);
     assert.match(got.stdout, /NAME\s+DOMAIN\s+ACTIVE VERSIONS\s+ADDRESSES SERVED\s+READY\s+AGE/);
     assert.match(got.stdout, /smtpdomain.smtpconnector.dev\/example-com\s+example.com\s/);
+    const wide = await kubectl(["get", "smtpdomain", "-n", namespace, "-o", "wide"]);
+    assert.match(wide.stdout, /CERT EXPIRY\s+MODE\s+AGE/);
+    assert.match(wide.stdout, /\sAuthenticated\s+\S+$/m, "the mode's default shows (wide)");
     assert.match(got.stdout, /NAME\s+ADDRESS\s+SMTPDOMAIN\s+INBOUND VERIFIED\s+OUTBOUND VERIFIED\s+READY\s+AGE/);
     assert.match(got.stdout, /supportaddress.smtpconnector.dev\/support\s+support@example.com\s+example-com\s/);
 

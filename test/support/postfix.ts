@@ -142,6 +142,11 @@ export type Forwarding = (
    * [relayHost]:587 becomes [127.0.0.1]:relayPort) and where ca.crt is saved.
    */
   | { domain: string; relayPort: number; snippet: string; relayHost: string; caPem?: string }
+  /**
+   * Forwarded mode (a cloud mail service's forwarding): the domain's mail goes to the relay's forwarded listener
+   * as MTAs deliver, without AUTH, TLS when offered, the recipient unchanged.
+   */
+  | { domain: string; relayPort: number; withoutAuth: true }
 ) & {
   /** Where the relay listens (default 127.0.0.1): a relay pod's IP on a real node. */
   relayAddress?: string;
@@ -169,6 +174,7 @@ function forwarding(f: Forwarding, dir: string): Record<string, string> {
     }
     return { ...common, ...settings };
   }
+  if ("withoutAuth" in f) return { ...common, smtp_tls_security_level: "may" };
   return {
     ...common,
     smtp_sasl_auth_enable: "yes",

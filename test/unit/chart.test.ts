@@ -248,6 +248,25 @@ describe("chart values, rendered", () => {
     }
   });
 
+  test("forwarded mode: trusted ARC sealers (default the two cloud services', [] for none) and DNS servers become the operator's flags", async () => {
+    const defaults = await render();
+    assert.equal(arg(defaults, "--trusted-arc-sealers"), "microsoft.com,google.com");
+    assert.equal(arg(defaults, "--forwarded-dns-servers"), undefined, "the relay pods' own resolver");
+    const set = await render({ operator: { forwarded: { trustedArcSealers: ["microsoft.com"], dnsServers: ["10.96.0.10", "10.96.0.11:53"] } } });
+    assert.equal(arg(set, "--trusted-arc-sealers"), "microsoft.com");
+    assert.equal(arg(set, "--forwarded-dns-servers"), "10.96.0.10,10.96.0.11:53");
+    assert.equal(arg(await render({ operator: { forwarded: { trustedArcSealers: [] } } }), "--trusted-arc-sealers"), "", "explicitly none, not the flag's default");
+    for (const values of [
+      { operator: { forwarded: { trustedArcSealers: ["*.google.com"] } } },
+      { operator: { forwarded: { trustedArcSealers: ["Microsoft.com"] } } },
+      { operator: { forwarded: { dnsServers: ["dns.example"] } } },
+      { operator: { forwarded: { dnsServers: ["1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4", "9.9.9.9"] } } },
+      { operator: { forwarded: { sealers: ["google.com"] } } },
+    ]) {
+      assert.match(await refused(values), /forwarded/);
+    }
+  });
+
   test("kubeVersion: the CRDs' isIP/isCIDR rules need 1.31, so 1.30 is refused", async () => {
     assert.ok((await render({}, "smtpc", ["--kube-version", "1.31.0"])).length > 0);
     const result = await helmOffline(["template", "smtpc", chart, "--kube-version", "1.30.0"]);

@@ -58,7 +58,24 @@ test("the NetworkPolicy opens the pod's ports (after the Service's mapping), eac
   assert.deepEqual(opened(2), [portNamed("control")]);
 });
 
-test("the image exposes the ports the relay listens on", () => {
+const forwardedDomain = { ...domain, spec: { ...domain.spec, inbound: { ...domain.spec.inbound, mode: "Forwarded" } } } as SmtpDomain;
+const forwardedContainer = (relayDeployment(forwardedDomain, settings) as unknown as { spec: { template: { spec: { containers: { ports: ContainerPort[] }[] } } } }).spec.template.spec.containers[0]!;
+
+test("Forwarded mode: the Service offers port 25 only, onto the unprivileged forwarded listener", () => {
+  const listeners = relayConfig(forwardedDomain, [], new Map(), [], settings, undefined, outbound).listeners;
+  const forwardedPort = forwardedContainer.ports.find((p) => p.name === "smtp")?.containerPort;
+  assert.equal(listeners.forwarded?.port, forwardedPort);
+  assert.ok(forwardedPort !== undefined && forwardedPort >= 1024);
+  assert.equal(listeners.starttls, undefined, "no AUTH listener");
+  assert.equal(listeners.implicitTls, undefined);
+  assert.deepEqual(forwardedContainer.ports.map((p) => p.name).sort(), ["control", "health", "internal-smtp", "smtp"]);
+  assert.deepEqual(servicePorts(relayService(forwardedDomain)).map((p) => [p.port, p.targetPort]), [[25, "smtp"]]);
+  const rules = (relayNetworkPolicy(forwardedDomain, settings) as unknown as { spec: { ingress: { from?: unknown[]; ports: { port: number }[] }[] } }).spec.ingress;
+  assert.deepEqual(rules[0]!.ports.map((p) => p.port), [forwardedPort]);
+  assert.deepEqual(rules[0]!.from, [{ ipBlock: { cidr: "203.0.113.0/24" } }], "allowedSourceRanges apply to the forwarder");
+});
+
+test("the image exposes the ports the relay listens on, in either mode", () => {
   const exposed = /^EXPOSE (.+)$/m.exec(readFileSync("Dockerfile", "utf8"))![1]!.split(" ").map(Number).sort();
-  assert.deepEqual(exposed, container.ports.map((p) => p.containerPort).sort());
+  assert.deepEqual(exposed, [...new Set([...container.ports, ...forwardedContainer.ports].map((p) => p.containerPort))].sort());
 });
