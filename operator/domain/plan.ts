@@ -159,7 +159,8 @@ export function planDomain(snapshot: DomainSnapshot, settings: OperatorSettings,
     reportedUse: snapshot.reportedUse,
     ...(snapshot.outbound ? { dkim: snapshot.outbound.dkimState } : {}),
     certificate: snapshot.certificate,
-    rolledOut: snapshot.rolledOut ?? false,
+    // The Deployment as read rolled out, and nothing of it is about to change (a mode switch changes its template).
+    rolledOut: (snapshot.rolledOut ?? false) && !apply.some((o) => o.kind === "Deployment"),
   });
   const requeueAfterMs = nextCheck(snapshot, settings, now);
   return { apply, events, status, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
