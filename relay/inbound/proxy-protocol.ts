@@ -64,8 +64,7 @@ function parseV2(data: Buffer): ProxyParse {
   if (family === 2) {
     if (block.length < 36) return { kind: "invalid", reason: `version 2 IPv6 address block of ${block.length} bytes, fewer than 36` };
     const groups = Array.from({ length: 8 }, (_, i) => block.readUInt16BE(i * 2).toString(16));
-    // The canonical (compressed) form, as a socket reports an IPv6 peer.
-    const address = new URL(`http://[${groups.join(":")}]/`).hostname.slice(1, -1);
+    const address = canonicalIPv6(groups.join(":"));
     return { kind: "header", header: { version: 2, source: { address, port: block.readUInt16BE(32) } }, length: total };
   }
   // A UNIX socket (3) names no IP address the limits could count: refused rather than counted as the balancer.
@@ -89,7 +88,21 @@ function parseV1(data: Buffer): ProxyParse {
   for (const p of [sourcePort, destinationPort]) {
     if (!port.test(p) || Number(p) > 65535) return { kind: "invalid", reason: "version 1 header with a port that is not 0 to 65535" };
   }
-  return { kind: "header", header: { version: 1, source: { address: source.toLowerCase(), port: Number(sourcePort) } }, length: end + 2 };
+  return { kind: "header", header: { version: 1, source: { address: version === 6 ? canonicalIPv6(source) : source, port: Number(sourcePort) } }, length: end + 2 };
+}
+
+/**
+ * The compressed form a socket reports an IPv6 peer in, and an IPv4-mapped one (::ffff:a.b.c.d, which HAProxy on a
+ * dual-stack `bind :::25 v4v6` names its IPv4 clients with) as the IPv4 address: URL canonicalisation alone writes
+ * it ::ffff:c633:6407, which the per-source count (sourceOf) reads as the IPv6 /64 every such client shares, and
+ * smtp-server's `::ffff:` stripping turns into "c633:6407" in Received:, the logs and the lockout keys.
+ */
+function canonicalIPv6(address: string): string {
+  const canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (!mapped) return canonical;
+  const [high, low] = [parseInt(mapped[1]!, 16), parseInt(mapped[2]!, 16)];
+  return [high >> 8, high & 0xff, low >> 8, low & 0xff].join(".");
 }
 
 /** The load balancers allowed (and required) to send a PROXY header: addresses and CIDR ranges. */

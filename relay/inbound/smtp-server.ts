@@ -14,7 +14,8 @@
 // by test/mail/adversarial/connections.test.ts:
 // - concurrent connections per source, counted from the TCP accept (before
 //   any TLS handshake, so bare connections to 465 count too), or, behind a
-//   trusted PROXY-protocol peer, from the real client address it names;
+//   trusted PROXY-protocol peer, from the real client address it names, as
+//   soon as the header is read (again before any TLS handshake);
 // - a TLS handshake deadline, for implicit TLS (a bare TCP connection that
 //   never sends a ClientHello) and after STARTTLS, much shorter than the idle
 //   timeout smtp-server uses for both;
@@ -73,9 +74,6 @@ export interface ConnectionLimits {
 
 export type RefusalReason = "PerSourceLimit" | "HandshakeTimeout" | "TooManyCommands" | "ProxyHeaderInvalid" | "ProxyHeaderUntrusted";
 
-/** The socket options that came from a trusted balancer's header: their connection is counted by the client it names. */
-const fromBalancer = new WeakSet<object>();
-
 export interface SessionTiming {
   /** Wait before the greeting; input before it is refused (421). */
   greetingDelayMs: number;
@@ -118,13 +116,9 @@ export class GreetingDelayServer extends SMTPServer {
   private admit(socket: net.Socket, accept: (socket: net.Socket) => void): void {
     const implicitTls = this.options.secure === true;
     const proxied = this._expectsProxyHeader(socket);
-    // Behind a trusted PROXY peer the source is known only from its header: counted in connect().
+    // Behind a trusted PROXY peer the source is known only from its header: counted in _handleProxy().
     if (!proxied && !this.claim(socket, socket.remoteAddress ?? "")) {
-      socket.on("error", () => undefined);
-      // Before an implicit-TLS handshake nothing can be said: the connection just closes.
-      if (implicitTls) socket.destroy();
-      else socket.end("421 4.7.0 Too many connections from your address, try again later\r\n", () => socket.destroy());
-      this.limits.refused?.("PerSourceLimit");
+      this.refuseEarly(socket, "PerSourceLimit");
       return;
     }
     if (implicitTls || proxied) {
@@ -141,6 +135,14 @@ export class GreetingDelayServer extends SMTPServer {
       socket.once("close", () => clearTimeout(deadline));
     }
     accept(socket);
+  }
+
+  /** Closes a socket that has no session yet with 421, or before an implicit-TLS handshake (nothing can be said then) at once. */
+  private refuseEarly(socket: net.Socket, reason: RefusalReason): void {
+    socket.on("error", () => undefined);
+    if (this.options.secure === true) socket.destroy();
+    else socket.end("421 4.7.0 Too many connections from your address, try again later\r\n", () => socket.destroy());
+    this.limits.refused?.(reason);
   }
 
   /** Counts one connection of `address` until `socket` closes; false when the source is at its limit. */
@@ -180,24 +182,23 @@ export class GreetingDelayServer extends SMTPServer {
         callback(error ?? new Error("no PROXY header"));
         return;
       }
+      this.limits.proxied?.(header.version, header.source?.address, balancer);
+      // Counted now, before an implicit-TLS handshake: counted after it, one client behind the balancer could hold
+      // every pending slot (maxClients) with connections that never send a ClientHello, and every new connection
+      // to the listener, anyone's, would be dropped until the handshake deadline.
+      // LOCAL / UNKNOWN (a health check) names no client: the balancer's own connection is counted as its own.
+      if (!this.claim(socket, header.source?.address ?? balancer)) {
+        this.refuseEarly(socket, "PerSourceLimit");
+        callback(new Error("too many connections from the client the PROXY header names"));
+        return;
+      }
       const id = BigInt(`0x${randomBytes(10).toString("hex")}`).toString(32).padStart(16, "0");
       const socketOptions: SMTPConnectionOptions & { id: string } = { id, ...(header.source ? { remoteAddress: header.source.address, remotePort: header.source.port } : {}) };
-      fromBalancer.add(socketOptions);
-      this.limits.proxied?.(header.version, header.source?.address, balancer);
       callback(null, socketOptions);
     });
   }
 
   override connect(socket: net.Socket | tls.TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
-    if (socketOptions && fromBalancer.has(socketOptions)) {
-      // LOCAL / UNKNOWN (a health check) names no client: the balancer's own connection is counted as its own.
-      if (!this.claim(socket, socketOptions.remoteAddress ?? socket.remoteAddress ?? "")) {
-        socket.on("error", () => undefined);
-        socket.end("421 4.7.0 Too many connections from your address, try again later\r\n", () => socket.destroy());
-        this.limits.refused?.("PerSourceLimit");
-        return;
-      }
-    }
     const connection = new SMTPConnection(this, socket, socketOptions);
     this.connections.add(connection);
     connection.on("error", (err: Error) => this.emit("error", err));
