@@ -11,7 +11,7 @@ import { ConfigError } from "./contract/config-parser.js";
 import { loadConfig } from "./config/file.js";
 import { connectionLimitDefaults, type RelayConfig } from "./contract/config.js";
 import { InboundSessions, type CredentialKind } from "./inbound/session.js";
-import { ProxyTrust } from "./inbound/proxy-protocol.js";
+import { AddressRanges, ProxyTrust } from "./inbound/proxy-protocol.js";
 import { GreetingDelayServer, type ConnectionLimits } from "./inbound/smtp-server.js";
 import { AuthThrottle, type ThrottleOptions } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
@@ -188,6 +188,8 @@ export class Relay {
       refused: (reason) => this.metrics.connectionsRefused.inc({ listener, reason }),
       // smtp-server's own PROXY reader (useProxy) is never used: it knows version 1 only.
       ...(config.proxyProtocol ? { proxy: new ProxyTrust(config.proxyProtocol.trustedRanges) } : {}),
+      // The customer-facing listeners only: submission is the helpdesk's, from inside the cluster.
+      ...(config.proxyProtocol?.allowedClients && listener !== "submission" ? { proxyClients: new AddressRanges(config.proxyProtocol.allowedClients) } : {}),
       proxied: (version, client, balancer) => this.log.debug("PROXY header", { listener, version, client: client ?? "(balancer's own)", balancer }),
     };
   }

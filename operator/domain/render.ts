@@ -144,7 +144,7 @@ export function relayConfig(
     tls: { certFile: configPath("tls", "tls.crt"), keyFile: configPath("tls", "tls.key") },
     limits: recommendedLimits,
     authFailures: recommendedAuthFailures,
-    ...(domain.spec.relay?.proxyProtocol ? { proxyProtocol: { trustedRanges: [...domain.spec.relay.proxyProtocol.trustedRanges] } } : {}),
+    ...(domain.spec.relay?.proxyProtocol ? { proxyProtocol: proxyProtocolConfig(domain.spec.relay.proxyProtocol.trustedRanges, domain.spec.inbound.allowedSourceRanges) } : {}),
     ...(outbound ? { outbound: { systemDomains: [...(settings.systemDomains ?? [])], unconnectedSenders: "Refuse" as const } } : {}),
     domains: [
       {
@@ -402,6 +402,15 @@ function relayResources(domain: SmtpDomain): Record<string, Record<string, strin
   const list = (resources: { cpu?: string | number; memory?: string | number } | undefined) =>
     Object.fromEntries(Object.entries(resources ?? {}).map(([name, quantity]) => [name, String(quantity)]));
   return { ...(wanted.requests ? { requests: list(wanted.requests) } : {}), ...(wanted.limits ? { limits: list(wanted.limits) } : {}) };
+}
+
+/**
+ * Behind a PROXY-protocol balancer the NetworkPolicy sees the balancer's address, and a Service that is not a
+ * LoadBalancer has no loadBalancerSourceRanges: the relay itself checks the client the header names against
+ * allowedSourceRanges.
+ */
+function proxyProtocolConfig(trustedRanges: readonly string[], allowedSourceRanges: readonly string[] | undefined): NonNullable<RelayConfig["proxyProtocol"]> {
+  return { trustedRanges: [...trustedRanges], ...(allowedSourceRanges?.length ? { allowedClients: [...allowedSourceRanges] } : {}) };
 }
 
 export function relayService(domain: SmtpDomain): KubeObject {

@@ -105,8 +105,8 @@ function canonicalIPv6(address: string): string {
   return [high >> 8, high & 0xff, low >> 8, low & 0xff].join(".");
 }
 
-/** The load balancers allowed (and required) to send a PROXY header: addresses and CIDR ranges. */
-export class ProxyTrust {
+/** IP addresses and CIDR ranges; an IPv4-mapped IPv6 address counts as its IPv4 one. */
+export class AddressRanges {
   private readonly list = new BlockList();
 
   constructor(readonly ranges: readonly string[]) {
@@ -118,12 +118,19 @@ export class ProxyTrust {
     }
   }
 
-  /** Whether a connection from `address` must start with a PROXY header. An IPv4-mapped IPv6 address counts as its IPv4 one. */
-  trusts(address: string | undefined): boolean {
+  includes(address: string | undefined): boolean {
     if (!address || this.ranges.length === 0) return false;
     const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
     if (mapped) return this.list.check(mapped, "ipv4");
     return this.list.check(address, isIPv4(address) ? "ipv4" : "ipv6");
+  }
+}
+
+/** The load balancers allowed (and required) to send a PROXY header. */
+export class ProxyTrust extends AddressRanges {
+  /** Whether a connection from `address` must start with a PROXY header. */
+  trusts(address: string | undefined): boolean {
+    return this.includes(address);
   }
 }
 

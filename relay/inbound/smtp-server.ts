@@ -33,7 +33,7 @@ import type net from "node:net";
 import type tls from "node:tls";
 import { SMTPServer, type SMTPServerOptions } from "smtp-server";
 import { SMTPConnection, type SMTPConnectionOptions } from "smtp-server/lib/smtp-connection.js";
-import { ProxyHeaderError, readProxyHeader, type ProxyTrust } from "./proxy-protocol.js";
+import { ProxyHeaderError, readProxyHeader, type AddressRanges, type ProxyTrust } from "./proxy-protocol.js";
 import { sourceOf } from "./throttle.js";
 
 // The members init() relies on; typed here because the declarations mark them internal.
@@ -66,13 +66,18 @@ export interface ConnectionLimits {
   maxUnauthenticatedCommands: number;
   /** The load balancers that must (and alone may) start a connection with a PROXY header. */
   proxy?: ProxyTrust;
+  /**
+   * The clients a balancer's header may name (the domain's allowedSourceRanges, which the NetworkPolicy cannot
+   * enforce behind a balancer: it sees the balancer); absent, any.
+   */
+  proxyClients?: AddressRanges;
   /** A refused connection, for the metrics. */
   refused?: (reason: RefusalReason) => void;
   /** A PROXY header read: which version, and the client it names (for the logs). */
   proxied?: (version: 1 | 2, client: string | undefined, balancer: string) => void;
 }
 
-export type RefusalReason = "PerSourceLimit" | "HandshakeTimeout" | "TooManyCommands" | "ProxyHeaderInvalid" | "ProxyHeaderUntrusted";
+export type RefusalReason = "PerSourceLimit" | "HandshakeTimeout" | "TooManyCommands" | "ProxyHeaderInvalid" | "ProxyHeaderUntrusted" | "ProxyClientNotAllowed";
 
 export interface SessionTiming {
   /** Wait before the greeting; input before it is refused (421). */
@@ -137,11 +142,11 @@ export class GreetingDelayServer extends SMTPServer {
     accept(socket);
   }
 
-  /** Closes a socket that has no session yet with 421, or before an implicit-TLS handshake (nothing can be said then) at once. */
-  private refuseEarly(socket: net.Socket, reason: RefusalReason): void {
+  /** Closes a socket that has no session yet with a reply, or before an implicit-TLS handshake (nothing can be said then) at once. */
+  private refuseEarly(socket: net.Socket, reason: RefusalReason, reply = "421 4.7.0 Too many connections from your address, try again later"): void {
     socket.on("error", () => undefined);
     if (this.options.secure === true) socket.destroy();
-    else socket.end("421 4.7.0 Too many connections from your address, try again later\r\n", () => socket.destroy());
+    else socket.end(`${reply}\r\n`, () => socket.destroy());
     this.limits.refused?.(reason);
   }
 
@@ -183,6 +188,13 @@ export class GreetingDelayServer extends SMTPServer {
         return;
       }
       this.limits.proxied?.(header.version, header.source?.address, balancer);
+      const allowed = this.limits.proxyClients;
+      // RFC 5321 3.1: a server that will not serve a client may greet it with 554 and a reason.
+      if (header.source && allowed && !allowed.includes(header.source.address)) {
+        this.refuseEarly(socket, "ProxyClientNotAllowed", "554 5.7.1 Your address is not allowed to use this relay");
+        callback(new Error("the client the PROXY header names is not in proxyProtocol.allowedClients"));
+        return;
+      }
       // Counted now, before an implicit-TLS handshake: counted after it, one client behind the balancer could hold
       // every pending slot (maxClients) with connections that never send a ClientHello, and every new connection
       // to the listener, anyone's, would be dropped until the handshake deadline.

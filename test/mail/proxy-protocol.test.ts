@@ -234,6 +234,62 @@ describe("PROXY protocol on the implicit-TLS listener, near maxConnections", () 
   });
 });
 
+describe("PROXY protocol: the named client against allowedClients (the domain's allowedSourceRanges)", () => {
+  let h: RelayHarness;
+  const open: Peer[] = [];
+  const viaBalancer = async (header: Buffer, port = h.starttlsPort) => {
+    const peer = await Peer.open(port, balancer);
+    open.push(peer);
+    peer.socket.write(header);
+    return peer;
+  };
+  before(async () => {
+    h = await startRelay({ domains: [exampleDomain(password)], limits, proxyProtocol: { trustedRanges: [balancer], allowedClients: ["198.51.100.0/24", "2001:db8:1::/48"] } });
+  });
+  after(async () => {
+    for (const p of open) p.socket.destroy();
+    await h?.stop();
+  });
+
+  test("a client inside is served; outside (v1, v2, IPv4-mapped, IPv6) gets 554 and no session, or on implicit TLS is closed; each counted", async () => {
+    for (const client of ["198.51.100.5", "2001:db8:1::5"]) {
+      const peer = await viaBalancer(v2(client));
+      assert.match(await peer.answer(), /^220 /, client);
+      peer.socket.destroy();
+    }
+    const outside = [
+      v1("203.0.113.5"),
+      v2("203.0.113.6"),
+      // ::ffff:203.0.113.7, as a dual-stack balancer names an IPv4 client.
+      proxyV2({ source: "::ffff:cb00:7107", sourcePort: 40000, destination: "::1", destinationPort: 587 }),
+      v2("2001:db8:2::8"),
+    ];
+    for (const header of outside) {
+      const peer = await viaBalancer(header);
+      assert.match(await peer.answer(), /^554 5\.7\.1 Your address is not allowed to use this relay\r\n$/);
+      await eventuallyTrue("closed", () => peer.closed, 3_000);
+    }
+    const implicit = await viaBalancer(v2("203.0.113.9"), h.implicitPort);
+    await eventuallyTrue("closed", () => implicit.closed, 3_000);
+    assert.equal(implicit.text, "");
+    assert.equal(await refusals(h, "ProxyClientNotAllowed"), 5);
+    for (const claimed of ["203.0.113.5", "203.0.113.6", "203.0.113.7", "2001:db8:2::8", "203.0.113.9"]) assert.equal(sessionFrom(h, claimed), false, claimed);
+  });
+
+  test("the balancer's own connection (LOCAL) is not a client and is served", async () => {
+    const peer = await viaBalancer(proxyV2({ command: "LOCAL" }));
+    assert.match(await peer.answer(), /^220 /);
+    peer.socket.destroy();
+  });
+
+  test("a reload without allowedClients lets any named client in, for new connections", async () => {
+    assert.equal(h.update((c) => (c.proxyProtocol = { trustedRanges: [balancer] })), true);
+    const peer = await viaBalancer(v2("203.0.113.10"));
+    assert.match(await peer.answer(), /^220 /);
+    peer.socket.destroy();
+  });
+});
+
 describe("PROXY protocol from an address not trusted to send it", () => {
   let h: RelayHarness;
   before(async () => {
