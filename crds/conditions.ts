@@ -121,7 +121,11 @@ export const reasons = {
   NoAddresses: { conditions: ["AddressesConfigured", "Ready"], meaning: "Add at least one SupportAddress whose domainRef names this SmtpDomain." },
   SecretConflict: {
     conditions: ["CredentialsIssued", "CertificateReady", "RelayAvailable", "Stalled", "Ready"],
-    meaning: "An object the operator would create already exists and is not owned by this SmtpDomain. The operator never adopts or overwrites it: rename or delete it.",
+    meaning: "A Secret the operator would create already exists and is not owned by this SmtpDomain. The operator never adopts or overwrites it: rename or delete it.",
+  },
+  ObjectConflict: {
+    conditions: ["RelayAvailable", "Stalled", "Ready"],
+    meaning: "A relay Deployment, Service, NetworkPolicy or PodDisruptionBudget of the name the operator would create already exists and is not owned by this SmtpDomain. The operator never adopts or overwrites it: rename or delete it.",
   },
   SecretNotFound: { conditions: ["CredentialsIssued", "CertificateReady", "RelayAvailable", "Stalled", "Ready"], meaning: "A Secret named in spec (secretRef, tls.secretName, privateKeySecretRef) does not exist in the namespace." },
   SecretInvalid: { conditions: ["CredentialsIssued", "CertificateReady", "RelayAvailable", "Stalled", "Ready"], meaning: "A Secret named in spec lacks a required key, or its value is malformed; the message names the key." },

@@ -531,6 +531,32 @@ const RelaySpec = Type.Object(
         },
       ),
     ),
+    limits: Type.Optional(
+      Type.Object(
+        {
+          maxMessageSize: Type.Optional(
+            Type.Unsafe<string | number>({
+              description:
+                "Largest message the relay accepts, e.g. 50Mi (advertised as SIZE, enforced while DATA streams: 552 after the final dot). Default 25Mi. Capped by the installation's maximum (the operator's --relay-max-message-size); status.relay.limits shows what applies.",
+              "x-kubernetes-int-or-string": true,
+              ...rules({
+                rule: "isQuantity(string(self)) && quantity(string(self)).compareTo(quantity('1Ki')) >= 0 && quantity(string(self)).compareTo(quantity('1Gi')) <= 0",
+                message: "maxMessageSize must be a size from 1Ki to 1Gi, such as 25Mi",
+              }),
+            }),
+          ),
+          maxRecipients: Type.Optional(
+            Type.Integer({
+              description: "Recipients per message. Default 50. Capped by the installation's maximum (the operator's --relay-max-recipients); status.relay.limits shows what applies.",
+              minimum: 1,
+              maximum: 1000,
+              format: "int32",
+            }),
+          ),
+        },
+        { description: "Message limits of this domain's relay, within the installation's maximums." },
+      ),
+    ),
     proxyProtocol: Type.Optional(
       Type.Object(
         {
@@ -642,6 +668,15 @@ export const SmtpDomainStatus = Type.Object(
         {
           endpoint: Type.Optional(Type.String({ description: "Where the customer's server connects, host:port." })),
           serviceName: Type.Optional(Type.String({ description: "The relay Service." })),
+          limits: Type.Optional(
+            Type.Object(
+              {
+                maxMessageBytes: Type.Integer({ description: "Largest message the relay accepts, in bytes: spec.relay.limits.maxMessageSize (or the default) within the installation's maximum.", format: "int64" }),
+                maxRecipients: Type.Integer({ description: "Recipients per message the relay accepts: spec.relay.limits.maxRecipients (or the default) within the installation's maximum.", format: "int32" }),
+              },
+              { description: "The message limits the relay applies." },
+            ),
+          ),
         },
         { description: "The relay for this domain." },
       ),

@@ -7,7 +7,7 @@ import { apiReference } from "./api-docs.js";
 import { chartReadme, readmePath } from "./chart-values-docs.js";
 import { grafanaDashboard } from "./dashboard.js";
 import { relayConfigReference } from "./relay-config-docs.js";
-import { caRules, leaseRules, operatorRules } from "../operator/rbac.js";
+import { caRules, leaseRulesFor, operatorRules } from "../operator/rbac.js";
 
 export function generatedFiles(): Record<string, string> {
   const files: Record<string, string> = {};
@@ -82,7 +82,7 @@ function rbacTemplate(): string {
     binding("Role", `${prefix}-ca`, "{{ $.Release.Namespace }}"),
   ]);
   const lease = yaml([
-    { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: `${prefix}-leader-election`, namespace: "{{ $.Release.Namespace }}" }, rules: leaseRules },
+    { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: `${prefix}-leader-election`, namespace: "{{ $.Release.Namespace }}" }, rules: leaseRulesFor("{{ $.Values.leaderElection.leaseName }}") },
     binding("Role", `${prefix}-leader-election`, "{{ $.Release.Namespace }}"),
   ]);
   const scoped = ["{{- if .Values.watchNamespaces }}", "{{- range $namespace := .Values.watchNamespaces }}", "---", perNamespace + "{{- end }}", "---", ca + "{{- else }}", "---", clusterWide + "{{- end }}", ""].join("\n");

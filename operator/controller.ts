@@ -15,9 +15,9 @@ import type { VerificationIO, VerificationTiming } from "./address/verification.
 import { verificationIO, type VerificationSettings } from "./address/verification-io.js";
 import { controlEndpoints } from "./address/control-client.js";
 import { defaultLimits, judgeAddresses, judgeDomains, type Limits } from "./address/rules.js";
-import { defaultCaSecret, forgetCertificateAuthority } from "./domain/certificate.js";
+import { defaultCaSecret } from "./domain/certificate.js";
 import { disconnect, disconnectFinalizer, ensureFinalizer } from "./domain/disconnect.js";
-import { reconcileDomain } from "./domain/reconcile.js";
+import { domainCaches, reconcileDomain } from "./domain/reconcile.js";
 import { names, type OperatorSettings } from "./domain/render.js";
 import { ApiError, type ClusterAccess } from "./kube/access.js";
 import { Cluster } from "./kube/cluster.js";
@@ -65,6 +65,8 @@ export class Controller {
   private readonly seenShapes = new Map<string, string>();
   /** The relays' last-use reports: asked at most every 10 s per domain, however often it reconciles. */
   private readonly credentialUse = new TimedCache<Map<number, string>>();
+  /** DNS answers and the CA, for this Controller's domain reconciles only. */
+  private readonly domainCaches = domainCaches();
   /** Lockouts the relays report, each told once as a Warning Event. */
   private readonly lockouts = new LockoutAnnouncer();
 
@@ -213,7 +215,7 @@ export class Controller {
     // The installation's CA: every domain's operator-issued certificate is checked against it again.
     const ca = this.options.settings.caSecret ?? defaultCaSecret;
     if (namespace === ca.namespace && name === ca.name) {
-      forgetCertificateAuthority();
+      this.domainCaches.certificateAuthority.clear();
       for (const domain of this.domains.list()) if (!domain.spec.relay?.tls?.secretName) this.enqueue("domain", domain.metadata?.namespace, domain.metadata?.name);
     }
     for (const domain of this.domains.list()) {
@@ -350,7 +352,7 @@ export class Controller {
     const io = this.verificationIO;
     const result = await reconcileDomain(
       this.cluster,
-      { domain, addresses: served, addressesNotServed: notServed, verdict, secret: (ns, secretName) => this.secrets.get(secretName, ns), ...(io ? { credentialUse: (d: SmtpDomain) => this.credentialUse.get(`${d.metadata.namespace}/${d.metadata.name}`, 10_000, () => io.credentialUse(d)) } : {}) },
+      { domain, addresses: served, addressesNotServed: notServed, verdict, caches: this.domainCaches, secret: (ns, secretName) => this.secrets.get(secretName, ns), ...(io ? { credentialUse: (d: SmtpDomain) => this.credentialUse.get(`${d.metadata.namespace}/${d.metadata.name}`, 10_000, () => io.credentialUse(d)) } : {}) },
       this.options.settings,
     );
     await this.announceLockouts(domain);

@@ -8,7 +8,9 @@ import { defaultControlUrl } from "./address/verification-io.js";
 import { defaultCaSecret } from "./domain/certificate.js";
 import { parseDuration } from "./domain/credentials.js";
 import { parseRelayPodTemplate } from "./domain/pod-template.js";
+import { quantityInteger } from "./kube/quantity.js";
 import type { RelayPodTemplate } from "../crds/schema.js";
+import { leaseName } from "./rbac.js";
 
 interface Flag {
   type: "string" | "boolean";
@@ -23,6 +25,7 @@ const env = process.env;
 
 export const flags = {
   kubeconfig: { type: "string", value: "FILE", help: "Kubeconfig to use outside a cluster; in a cluster the ServiceAccount is used." },
+  context: { type: "string", value: "NAME", help: "The kubeconfig context to use (default: its current-context)." },
   "metrics-port": { type: "string", value: "PORT", default: "8080", help: "Port of /healthz, /readyz and /metrics." },
   "relay-image": { type: "string", value: "IMAGE", env: "SMTPC_RELAY_IMAGE", default: env.SMTPC_RELAY_IMAGE ?? "ghcr.io/smtp-connector/smtp-connector:0.1.0", help: "Image of the relay Deployments." },
   "relay-host-suffix": {
@@ -38,6 +41,20 @@ export const flags = {
     env: "SMTPC_RELAY_POD_TEMPLATE",
     default: env.SMTPC_RELAY_POD_TEMPLATE ?? "",
     help: "The installation's relay pod template, in the shape of SmtpDomain spec.relay.template.pod (JSON or YAML): each field a domain sets replaces it; labels and annotations merge key by key.",
+  },
+  "relay-max-message-size": {
+    type: "string",
+    value: "QUANTITY",
+    env: "SMTPC_RELAY_MAX_MESSAGE_SIZE",
+    default: env.SMTPC_RELAY_MAX_MESSAGE_SIZE ?? "25Mi",
+    help: "The largest message size an SmtpDomain may set (spec.relay.limits.maxMessageSize, default 25Mi), 1Ki to 1Gi; a domain asking more gets this.",
+  },
+  "relay-max-recipients": {
+    type: "string",
+    value: "N",
+    env: "SMTPC_RELAY_MAX_RECIPIENTS",
+    default: env.SMTPC_RELAY_MAX_RECIPIENTS ?? "50",
+    help: "The most recipients per message an SmtpDomain may set (spec.relay.limits.maxRecipients, default 50), 1 to 1000; a domain asking more gets this.",
   },
   "system-domains": {
     type: "string",
@@ -102,6 +119,12 @@ export const flags = {
   },
   "leader-elect": { type: "boolean", default: false, help: "Only the holder of the leader Lease reconciles (run two replicas for a standby)." },
   "leader-election-namespace": { type: "string", value: "NAMESPACE", default: env.POD_NAMESPACE ?? "smtp-connector-system", help: "Namespace of the leader Lease; also the one namespace allowed to reach the relays' control API." },
+  "lease-name": {
+    type: "string",
+    value: "NAME",
+    default: leaseName,
+    help: "Name of the leader Lease (two installations in one namespace need two names; the chart's Role grants this one).",
+  },
   "lease-duration-seconds": { type: "string", value: "SECONDS", default: "15", help: "Leader Lease duration, 2 to 300." },
   help: { type: "boolean", default: false, help: "Print this help and exit." },
 } as const satisfies Record<string, Flag>;
@@ -126,16 +149,19 @@ export interface OperatorFlags {
   dnsResolver: string;
   verification: { sender: string; smtp?: { host: string; port: number }; controlUrl: string; perPod: boolean };
   kubeconfig: string | undefined;
+  context: string | undefined;
   port: number;
   relayImage: string;
   relayHostSuffix: string;
   relayPodTemplate: RelayPodTemplate | undefined;
+  relayLimitCaps: { maxMessageBytes: number; maxRecipients: number };
   systemDomains: string[];
   limits: Limits;
   /** The namespace-scoped mode's namespaces; undefined: all. */
   watchNamespaces: string[] | undefined;
   leaderElect: boolean;
   leaseNamespace: string;
+  leaseName: string;
   leaseMs: number;
 }
 
@@ -182,6 +208,12 @@ export function parseFlags(args: string[]): OperatorFlags {
     if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new Error(`--${flag} must be a whole number from 1 to 100000, got ${text(flag)}`);
     return n;
   };
+  const maxMessageBytes = quantityInteger(text("relay-max-message-size"));
+  if (maxMessageBytes === undefined || maxMessageBytes < 1024 || maxMessageBytes > 1024 ** 3) throw new Error(`--relay-max-message-size must be a size from 1Ki to 1Gi such as 50Mi, got ${text("relay-max-message-size")}`);
+  const maxRecipients = Number(text("relay-max-recipients"));
+  if (!Number.isInteger(maxRecipients) || maxRecipients < 1 || maxRecipients > 1000) throw new Error(`--relay-max-recipients must be a whole number from 1 to 1000, got ${text("relay-max-recipients")}`);
+  const lease = text("lease-name");
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(lease)) throw new Error(`--lease-name must be a Kubernetes object name (lower case letters, digits, '-' and '.'), got ${JSON.stringify(lease)}`);
   const watchNamespaces = text("watch-namespaces").split(",").map((n) => n.trim()).filter(Boolean);
   for (const namespace of watchNamespaces) {
     if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) throw new Error(`--watch-namespaces must be namespace names separated by commas, got ${JSON.stringify(namespace)}`);
@@ -194,14 +226,17 @@ export function parseFlags(args: string[]): OperatorFlags {
     dnsResolver,
     verification: { sender, ...(smtp ? { smtp } : {}), controlUrl: text("relay-control-url"), perPod: endpoints === "pods" },
     kubeconfig: values.kubeconfig === undefined ? undefined : text("kubeconfig"),
+    context: values.context === undefined ? undefined : text("context"),
     port,
     relayImage: text("relay-image"),
     relayHostSuffix: text("relay-host-suffix"),
     relayPodTemplate: parseRelayPodTemplate(text("relay-pod-template")),
+    relayLimitCaps: { maxMessageBytes, maxRecipients },
     systemDomains,
     limits: { domainsPerNamespace: limit("max-domains-per-namespace"), addressesPerDomain: limit("max-addresses-per-domain"), addressesPerNamespace: limit("max-addresses-per-namespace") },
     leaderElect: values["leader-elect"] === true,
     leaseNamespace: text("leader-election-namespace"),
+    leaseName: lease,
     leaseMs: leaseSeconds * 1000,
   };
 }

@@ -8,7 +8,6 @@ import { createLogger } from "../lib/log.js";
 import { Controller } from "./controller.js";
 import { helpText, parseFlags } from "./flags.js";
 import { apiLeaseStore, LeaderElector, leaderTimings } from "./leader.js";
-import { leaseName } from "./rbac.js";
 
 function options() {
   try {
@@ -28,7 +27,7 @@ const opts = options();
 const log = createLogger("operator");
 let access: ClusterAccess;
 try {
-  access = clusterAccess(opts.kubeconfig);
+  access = clusterAccess(opts.kubeconfig, opts.context);
 } catch (error) {
   console.error(`operator: ${(error as Error).message}`);
   process.exit(2);
@@ -43,6 +42,7 @@ const controller = new Controller(access, {
     relayImage: opts.relayImage,
     relayHostSuffix: opts.relayHostSuffix,
     ...(opts.relayPodTemplate ? { relayPodTemplate: opts.relayPodTemplate } : {}),
+    relayLimitCaps: opts.relayLimitCaps,
     systemDomains: opts.systemDomains,
     caSecret: opts.caSecret,
     operatorNamespace: opts.leaseNamespace,
@@ -147,7 +147,7 @@ const start = async () => {
 
 // With leader election only the Lease holder reconciles; a standby is ready (healthy) but idle.
 const elector = opts.leaderElect
-  ? new LeaderElector(apiLeaseStore(controller.cluster, opts.leaseNamespace, leaseName), { namespace: opts.leaseNamespace, name: leaseName, identity: `${hostname()}-${process.pid}`, ...leaderTimings(opts.leaseMs) }, log)
+  ? new LeaderElector(apiLeaseStore(controller.cluster, opts.leaseNamespace, opts.leaseName), { namespace: opts.leaseNamespace, name: opts.leaseName, identity: `${hostname()}-${process.pid}`, ...leaderTimings(opts.leaseMs) }, log)
   : undefined;
 if (elector) {
   ready = true;

@@ -11,7 +11,7 @@ export interface PolicyRule {
   verbs: string[];
 }
 
-/** The leader-election Lease's name (one per installation, in the operator's namespace). */
+/** The leader-election Lease's default name (one per installation, in the operator's namespace; --lease-name). */
 export const leaseName = "smtp-connector-operator";
 
 export const operatorRules: PolicyRule[] = [
@@ -37,10 +37,14 @@ export const operatorRules: PolicyRule[] = [
  * The leader-election Lease lives in the operator's own namespace: a Role, not a ClusterRole, and only
  * that Lease by name (create cannot be limited by name: RBAC does not know the name of an object not yet made).
  */
-export const leaseRules: PolicyRule[] = [
-  { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: [leaseName], verbs: ["get", "update"] },
-  { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
-];
+export function leaseRulesFor(name: string): PolicyRule[] {
+  return [
+    { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: [name], verbs: ["get", "update"] },
+    { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
+  ];
+}
+
+export const leaseRules: PolicyRule[] = leaseRulesFor(leaseName);
 
 /**
  * In the namespace-scoped mode, the installation's CA Secret in the operator's own namespace: read by name and

@@ -6,11 +6,13 @@ import type http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { dirname } from "node:path";
-import type { SMTPServerOptions } from "smtp-server";
+import type { SMTPServerOptions, SMTPServerSession } from "smtp-server";
 import { ConfigError } from "./contract/config-parser.js";
 import { loadConfig } from "./config/file.js";
 import { connectionLimitDefaults, type RelayConfig } from "./contract/config.js";
-import { InboundSessions, type CredentialKind } from "./inbound/session.js";
+import { SmtpReply } from "./forward/cut-through.js";
+import { ForwardedSessions } from "./inbound/forwarded-session.js";
+import { InboundSessions, type CredentialKind, type VerificationReceipt } from "./inbound/session.js";
 import { AddressRanges, ProxyTrust } from "./inbound/proxy-protocol.js";
 import { GreetingDelayServer, type ConnectionLimits } from "./inbound/smtp-server.js";
 import { AuthThrottle, type ThrottleOptions } from "./inbound/throttle.js";
@@ -24,7 +26,7 @@ import { createMetrics, type Metrics } from "./ops/metrics.js";
 import { buildState, retire, type RelayState } from "./state.js";
 import { batchAllWrites } from "./write-batching.js";
 
-type Listener = "starttls" | "implicitTls" | "submission";
+type Listener = "starttls" | "implicitTls" | "forwarded" | "submission";
 
 export class Relay {
   readonly metrics: Metrics;
@@ -33,6 +35,7 @@ export class Relay {
   private readonly throttles: Record<CredentialKind, AuthThrottle>;
   private readonly sessions: InboundSessions;
   private readonly outbound: OutboundSessions;
+  private readonly forwarded: ForwardedSessions;
   private control: https.Server | undefined;
   private readonly servers = new Map<Listener, GreetingDelayServer>();
   private ops: http.Server | undefined;
@@ -60,6 +63,10 @@ export class Relay {
         ),
     });
     this.fingerprint = this.currentFingerprint();
+    const verificationArrived = (receipt: VerificationReceipt) => {
+      this.reports.arrived(receipt);
+      log.info("verification token arrived", { domain: receipt.domain, path: receipt.path, ...(receipt.path === "authenticated" ? { credentialVersion: receipt.credentialVersion } : receipt.forwarded) });
+    };
     this.sessions = new InboundSessions({
       state: () => this.state,
       throttle: (kind) => this.throttles[kind],
@@ -68,12 +75,15 @@ export class Relay {
       log,
       credentialUsed: (domain, version, at) => this.reports.used(domain, version, at),
       credentialRefused: (domain, version, reason, at) => this.reports.refused(domain, version, reason, at),
-      verificationArrived: (receipt) => {
-        this.reports.arrived(receipt);
-        log.info("verification token arrived", { domain: receipt.domain, credentialVersion: receipt.credentialVersion });
-      },
+      verificationArrived,
     });
     this.outbound = new OutboundSessions({ state: () => this.state, metrics: this.metrics, log });
+    this.forwarded = new ForwardedSessions({
+      state: () => this.state,
+      metrics: this.metrics,
+      log,
+      verificationArrived,
+    });
   }
 
   get config(): RelayConfig {
@@ -85,6 +95,7 @@ export class Relay {
     const host = config.listeners.bindAddress;
     if (config.listeners.starttls) await this.listen("starttls", config.listeners.starttls.port, host);
     if (config.listeners.implicitTls) await this.listen("implicitTls", config.listeners.implicitTls.port, host);
+    if (config.listeners.forwarded) await this.listen("forwarded", config.listeners.forwarded.port, host);
     if (config.listeners.submission) await this.listen("submission", config.listeners.submission.port, config.listeners.submission.bindAddress ?? host);
     this.ops = await listenHttp(createOpsServer(this.metrics.registry, { ready: () => this.listening && !this.draining }), config.listeners.health.port, host);
     if (config.listeners.control) {
@@ -185,11 +196,14 @@ export class Relay {
       perSource: limits.maxConnectionsPerSource ?? connectionLimitDefaults.maxConnectionsPerSource,
       handshakeTimeoutMs: (limits.tlsHandshakeTimeoutSeconds ?? connectionLimitDefaults.tlsHandshakeTimeoutSeconds) * 1000,
       maxUnauthenticatedCommands: limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands,
+      // Without AUTH, an accepted recipient is the progress that lets a forwarder send many messages on one connection.
+      ...(listener === "forwarded" ? { progressing: (session: SMTPServerSession) => session.envelope.rcptTo.length > 0 } : {}),
       refused: (reason) => this.metrics.connectionsRefused.inc({ listener, reason }),
       // smtp-server's own PROXY reader (useProxy) is never used: it knows version 1 only.
       ...(config.proxyProtocol ? { proxy: new ProxyTrust(config.proxyProtocol.trustedRanges) } : {}),
-      // The customer-facing listeners only: submission is the helpdesk's, from inside the cluster.
-      ...(config.proxyProtocol?.allowedClients && listener !== "submission" ? { proxyClients: new AddressRanges(config.proxyProtocol.allowedClients) } : {}),
+      // The customer server's listeners, whose allowedSourceRanges these are: not submission (the helpdesk's, from
+      // inside the cluster) nor forwarded (mail services forwarding for any served domain).
+      ...(config.proxyProtocol?.allowedClients && (listener === "starttls" || listener === "implicitTls") ? { proxyClients: new AddressRanges(config.proxyProtocol.allowedClients) } : {}),
       proxied: (version, client, balancer) => this.log.debug("PROXY header", { listener, version, client: client ?? "(balancer's own)", balancer }),
     };
   }
@@ -201,14 +215,9 @@ export class Relay {
     const sessions = this.sessions;
     const outbound = this.outbound;
     const submission = listener === "submission";
-    return {
+    const common: SMTPServerOptions = {
       name: config.hostname,
       banner: "smtp-connector relay",
-      secure: listener === "implicitTls",
-      // TLS before anything that matters: AUTH needs TLS, MAIL needs AUTH.
-      allowInsecureAuth: false,
-      authOptional: false,
-      authMethods: submission ? ["PLAIN", "LOGIN"] : mechanisms.length > 0 ? mechanisms : ["PLAIN"],
       ...(this.tlsInUse ??= this.tlsMaterial(config)),
       minVersion: config.tls.minVersion ?? "TLSv1.2",
       size: limits.maxMessageBytes,
@@ -224,6 +233,16 @@ export class Relay {
       closeTimeout: 30_000,
       maxAllowedUnauthenticatedCommands: libraryCommandLimit(config),
       logger: false,
+      onClose: (session) => sessions.onClose(session),
+    };
+    if (listener === "forwarded") return { ...common, ...this.forwardedOptions() };
+    return {
+      ...common,
+      secure: listener === "implicitTls",
+      // TLS before anything that matters: AUTH needs TLS, MAIL needs AUTH.
+      allowInsecureAuth: false,
+      authOptional: false,
+      authMethods: submission ? ["PLAIN", "LOGIN"] : mechanisms.length > 0 ? mechanisms : ["PLAIN"],
       disabledCommands: listener === "implicitTls" ? ["STARTTLS"] : [],
       onConnect: (session, callback) => {
         // Before TLS, AUTH is neither offered nor accepted (like Postfix's
@@ -237,11 +256,40 @@ export class Relay {
         session.disabledCommands = [];
         callback();
       },
-      onClose: (session) => sessions.onClose(session),
       onAuth: (auth, session, callback) => sessions.onAuth(auth, session, callback, submission ? "submission" : "inbound"),
       onMailFrom: (address, session, callback) => (submission ? outbound : sessions).onMailFrom(address, session, callback),
       onRcptTo: (address, session, callback) => (submission ? outbound : sessions).onRcptTo(address, session, callback),
       onData: (stream, session, callback) => (submission ? outbound : sessions).onData(stream, session, callback),
+    };
+  }
+
+  /**
+   * The forwarded listener: no AUTH at all — not advertised, not accepted,
+   * before or after STARTTLS (each of the three settings below would be
+   * enough alone; a session-level disabledCommands replaces the server's, so
+   * it is set on connect and again after TLS). STARTTLS is offered, never
+   * required: forwarders use it when they can.
+   */
+  private forwardedOptions(): SMTPServerOptions {
+    const forwarded = this.forwarded;
+    return {
+      secure: false,
+      authOptional: true,
+      authMethods: [],
+      disabledCommands: ["AUTH"],
+      onConnect: (session, callback) => {
+        session.disabledCommands = ["AUTH"];
+        this.sessions.onConnect(session, "forwarded", callback);
+      },
+      onSecure: (socket, session, callback) => {
+        batchAllWrites(socket);
+        session.disabledCommands = ["AUTH"];
+        callback();
+      },
+      onAuth: (_auth, _session, callback) => callback(new SmtpReply(503, "5.5.1 AUTH is not offered on this port")),
+      onMailFrom: (address, session, callback) => forwarded.onMailFrom(address, session, callback),
+      onRcptTo: (address, session, callback) => forwarded.onRcptTo(address, session, callback),
+      onData: (stream, session, callback) => forwarded.onData(stream, session, callback),
     };
   }
 

@@ -157,7 +157,7 @@ export async function startNode(options: NodeOptions, { claim }: NodeClaim): Pro
     // no service proxy: IPVS is not in this kernel). It needs the node's podCIDR (set above).
     const router = inNamespace("kube-router", options.kubeRouter, [
       `--kubeconfig=${options.kubeconfig}`, `--hostname-override=${nodeName}`, "--run-firewall=true", "--run-router=false",
-      "--run-service-proxy=false", "--enable-cni=false", "--health-port=0", "--metrics-port=0", "--service-cluster-ip-range=10.0.0.0/24", "--v=1",
+      "--run-service-proxy=false", "--enable-cni=false", "--health-port=0", "--metrics-port=0", "--service-cluster-ip-range=10.0.0.0/20", "--v=1",
     ]);
     await until("kube-router's firewall chains", router, dir, async () => (await chains()).some((c) => c.endsWith("/KUBE-ROUTER-FORWARD")), 60_000);
     return { name: nodeName, dir, stop };

@@ -118,7 +118,8 @@ func up(dir, address string, port int, withParent, forNode bool) error {
 		"--secure-port=" + strconv.Itoa(port),
 		"--bind-address=" + address,
 		"--advertise-address=" + address,
-		"--service-cluster-ip-range=10.0.0.0/24",
+		// Room for 4,094 Services: bench:operator --huge makes two per domain for 200 domains.
+		"--service-cluster-ip-range=10.0.0.0/20",
 		"--allow-privileged=true",
 		"--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",

@@ -9,7 +9,7 @@ import { rfc3339, type DesiredCondition } from "../conditions.js";
 import { involved, recordEvent } from "../events.js";
 import { ActionNeeded } from "../failures.js";
 import { ApiError, ownedBy, type Cluster } from "../kube/cluster.js";
-import { TimedCache } from "../timed-cache.js";
+import type { TimedCache } from "../timed-cache.js";
 import {
   defaultCertificatePolicy,
   inspectCertificate,
@@ -39,16 +39,14 @@ export const defaultCaSecret = { namespace: "smtp-connector-system", name: "smtp
 const decode = (value: string | undefined) => (value === undefined ? undefined : Buffer.from(value, "base64").toString("utf8"));
 const failed = (reason: ReasonName, message: string): CertificateState => ({ condition: { type: "CertificateReady", status: "False", reason, message } });
 
-// The CA is read once in a while, not on every reconcile; an event on its
-// Secret forgets it at once (see the controller).
-const caCache = new TimedCache<KeyPair>();
-export const forgetCertificateAuthority = () => caCache.clear();
 
 /**
  * The installation's CA, created on first use. Created with POST, never
  * applied: if two operators race, the second one reads the first one's CA.
  */
-async function certificateAuthority(cluster: Cluster, settings: OperatorSettings, now: Date): Promise<KeyPair> {
+// The CA is read once in a while, not on every reconcile (`caCache`, the
+// Controller's); an event on its Secret forgets it at once (see the controller).
+async function certificateAuthority(cluster: Cluster, settings: OperatorSettings, now: Date, caCache: TimedCache<KeyPair>): Promise<KeyPair> {
   const { namespace, name } = settings.caSecret ?? defaultCaSecret;
   return caCache.get(`${namespace}/${name}`, 60_000, async () => {
     const read = async (): Promise<KeyPair | undefined> => {
@@ -102,7 +100,7 @@ function statusOf(secretName: string, facts: CertificateFacts, issuedByOperator:
 
 const earliest = (...dates: (Date | undefined)[]) => dates.filter((d): d is Date => d !== undefined).sort((a, b) => a.getTime() - b.getTime())[0];
 
-export async function relayCertificate(cluster: Cluster, domain: SmtpDomain, settings: OperatorSettings, now: Date): Promise<CertificateState> {
+export async function relayCertificate(cluster: Cluster, domain: SmtpDomain, settings: OperatorSettings, now: Date, caCache: TimedCache<KeyPair>): Promise<CertificateState> {
   const namespace = domain.metadata.namespace!;
   const secretName = names(domain).tls;
   const hostnames = customerHostnames(domain, settings);
@@ -131,7 +129,7 @@ export async function relayCertificate(cluster: Cluster, domain: SmtpDomain, set
   }
   let ca: KeyPair;
   try {
-    ca = await certificateAuthority(cluster, settings, now);
+    ca = await certificateAuthority(cluster, settings, now, caCache);
   } catch (error) {
     // What only a change fixes (its namespace is missing), and what the API refused (no permission,
     // unreachable: retried with backoff): on the domain as ReconcileFailed, not as a bad CA.

@@ -9,6 +9,7 @@ import type { CertificatePolicy, KeyPair } from "../tls/certificates.js";
 import { controlTokenDigest, passwordDigest } from "../../relay/contract/digests.js";
 import { configPath, relayCommand, relayMounts, relayPorts, tmpSizeLimit } from "../../relay/contract/pod.js";
 import { revokedAtAnnotation, type CredentialPlan, type IssuedCredential } from "./credentials.js";
+import { quantityInteger } from "../kube/quantity.js";
 import { relayPodParts } from "./pod-template.js";
 
 export const fieldManager = "smtp-connector";
@@ -30,6 +31,8 @@ export interface OperatorSettings {
   operatorNamespace?: string;
   /** Where the installation's CA is kept (default smtp-connector-system/smtp-connector-ca). */
   caSecret?: { namespace: string; name: string };
+  /** The installation's maximums of a domain's message limits (--relay-max-message-size, --relay-max-recipients). */
+  relayLimitCaps?: { maxMessageBytes: number; maxRecipients: number };
   /** The installation's relay pod template (--relay-pod-template): under each domain's spec.relay.template.pod. */
   relayPodTemplate?: RelayPodTemplate;
 }
@@ -142,7 +145,7 @@ export function relayConfig(
     // Paths relative to the config file's directory (the relay resolves them),
     // so the config works wherever the Secrets are mounted.
     tls: { certFile: configPath("tls", "tls.crt"), keyFile: configPath("tls", "tls.key") },
-    limits: recommendedLimits,
+    limits: { ...recommendedLimits, ...messageLimits(domain, settings) },
     authFailures: recommendedAuthFailures,
     ...(domain.spec.relay?.proxyProtocol ? { proxyProtocol: proxyProtocolConfig(domain.spec.relay.proxyProtocol.trustedRanges, domain.spec.inbound.allowedSourceRanges) } : {}),
     ...(outbound ? { outbound: { systemDomains: [...(settings.systemDomains ?? [])], unconnectedSenders: "Refuse" as const } } : {}),
@@ -199,6 +202,17 @@ export function relayConfig(
           : {}),
       },
     ],
+  };
+}
+
+/** The domain's message limits (spec.relay.limits, or the recommended ones), each at most the installation's maximum. */
+export function messageLimits(domain: SmtpDomain, settings: OperatorSettings): { maxMessageBytes: number; maxRecipients: number } {
+  const wanted = domain.spec.relay?.limits;
+  const caps = settings.relayLimitCaps ?? { maxMessageBytes: recommendedLimits.maxMessageBytes, maxRecipients: recommendedLimits.maxRecipients };
+  const size = wanted?.maxMessageSize !== undefined ? quantityInteger(wanted.maxMessageSize) : undefined;
+  return {
+    maxMessageBytes: Math.min(size ?? recommendedLimits.maxMessageBytes, caps.maxMessageBytes),
+    maxRecipients: Math.min(wanted?.maxRecipients ?? recommendedLimits.maxRecipients, caps.maxRecipients),
   };
 }
 
@@ -332,7 +346,7 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
     { name: "config", secret: { secretName: n.config } },
     { name: "tls", secret: { secretName: n.tls } },
     // Sized for the DKIM spool's budget, which the relay enforces below it: a full /tmp would get the pod evicted.
-    { name: "tmp", emptyDir: { sizeLimit: tmpSizeLimit(recommendedLimits.maxMessageBytes) } },
+    { name: "tmp", emptyDir: { sizeLimit: tmpSizeLimit(messageLimits(domain, settings).maxMessageBytes) } },
   ];
   const mounts: Record<string, unknown>[] = [
     { name: "config", mountPath: relayMounts.config, readOnly: true },

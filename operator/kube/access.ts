@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import https from "node:https";
 import { homedir } from "node:os";
-import { dirname, isAbsolute, join, resolve } from "node:path";
+import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
 import { parse } from "yaml";
 
 export class ApiError extends Error {
@@ -29,10 +29,17 @@ export interface ClusterAccess {
 
 const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/** From a kubeconfig file (the flag, then $KUBECONFIG, then ~/.kube/config), or else the pod's ServiceAccount. */
-export function clusterAccess(kubeconfig?: string): ClusterAccess {
-  const file = kubeconfig ?? process.env.KUBECONFIG?.split(":")[0] ?? (existsSync(join(homedir(), ".kube", "config")) ? join(homedir(), ".kube", "config") : undefined);
-  if (file) return fromKubeconfig(file);
+/**
+ * From kubeconfig files (the flag's one file, else every file of $KUBECONFIG, else ~/.kube/config) and a
+ * context (the flag, else their current-context), or else the pod's ServiceAccount.
+ */
+export function clusterAccess(kubeconfig?: string, context?: string): ClusterAccess {
+  const home = join(homedir(), ".kube", "config");
+  // As kubectl: files of $KUBECONFIG that do not exist are skipped; the flag's file must exist.
+  const files = kubeconfig ? [kubeconfig] : process.env.KUBECONFIG ? process.env.KUBECONFIG.split(delimiter).filter((f) => f && existsSync(f)) : existsSync(home) ? [home] : [];
+  if (files.length > 0) return fromKubeconfig(files, context);
+  if (process.env.KUBECONFIG) throw new Error(`none of the files in KUBECONFIG exists: ${process.env.KUBECONFIG}`);
+  if (context) throw new Error(`--context ${context} needs a kubeconfig (--kubeconfig or KUBECONFIG)`);
   const host = process.env.KUBERNETES_SERVICE_HOST;
   const port = process.env.KUBERNETES_SERVICE_PORT ?? "443";
   if (!host) throw new Error("no --kubeconfig given and not running in a cluster (KUBERNETES_SERVICE_HOST is not set)");
@@ -53,38 +60,86 @@ interface Named<T> {
   context?: T;
 }
 
-function fromKubeconfig(file: string): ClusterAccess {
-  const doc = parse(readFileSync(file, "utf8")) as {
-    "current-context"?: string;
-    contexts?: Named<{ cluster: string; user: string }>[];
-    clusters?: Named<Record<string, string | boolean>>[];
-    users?: Named<Record<string, unknown>>[];
+interface KubeconfigFile {
+  "current-context"?: string;
+  contexts?: Named<{ cluster: string; user: string }>[];
+  clusters?: Named<Record<string, string | boolean>>[];
+  users?: Named<Record<string, unknown>>[];
+}
+
+/** An entry of a kubeconfig and the file it came from (its relative paths are relative to that file). */
+interface Sourced<T> {
+  value: T;
+  file: string;
+}
+
+/**
+ * Several kubeconfig files read as kubectl reads them: for each cluster, user and context name the
+ * first file that defines it wins, and so does the first current-context.
+ */
+function mergeKubeconfigs(files: string[]) {
+  const merged = {
+    currentContext: undefined as string | undefined,
+    contexts: new Map<string, Sourced<{ cluster: string; user: string }>>(),
+    clusters: new Map<string, Sourced<Record<string, string | boolean>>>(),
+    users: new Map<string, Sourced<Record<string, unknown>>>(),
   };
-  const problem = (what: string) => new Error(`kubeconfig ${file}: ${what}`);
-  const context = doc.contexts?.find((c) => c.name === doc["current-context"])?.context ?? doc.contexts?.[0]?.context;
+  for (const file of files) {
+    const doc = (parse(readFileSync(file, "utf8")) ?? {}) as KubeconfigFile;
+    merged.currentContext ??= doc["current-context"] || undefined;
+    const add = <T>(map: Map<string, Sourced<T>>, entries: Named<T>[] | undefined, field: "context" | "cluster" | "user") => {
+      for (const entry of entries ?? []) {
+        const value = entry[field];
+        if (value && !map.has(entry.name)) map.set(entry.name, { value, file });
+      }
+    };
+    add(merged.contexts, doc.contexts, "context");
+    add(merged.clusters, doc.clusters, "cluster");
+    add(merged.users, doc.users, "user");
+  }
+  return merged;
+}
+
+function fromKubeconfig(files: string[], contextName?: string): ClusterAccess {
+  const merged = mergeKubeconfigs(files);
+  const problem = (what: string) => new Error(`kubeconfig ${files.join(delimiter)}: ${what}`);
+  const name = contextName ?? merged.currentContext;
+  if (contextName && !merged.contexts.has(contextName)) throw problem(`no context named ${contextName} (there are: ${[...merged.contexts.keys()].join(", ") || "none"})`);
+  const context = (name ? merged.contexts.get(name) : undefined)?.value ?? [...merged.contexts.values()][0]?.value;
   if (!context) throw problem("no current context");
-  const cluster = doc.clusters?.find((c) => c.name === context.cluster)?.cluster;
-  const user = doc.users?.find((u) => u.name === context.user)?.user ?? {};
-  if (!cluster || typeof cluster.server !== "string") throw problem(`no server for cluster ${context.cluster}`);
-  const at = (path: string) => (isAbsolute(path) ? path : resolve(dirname(file), path));
-  const material = (data: unknown, path: unknown): Buffer | undefined =>
-    typeof data === "string" ? Buffer.from(data, "base64") : typeof path === "string" ? readFileSync(at(path)) : undefined;
-  if (user.exec || user["auth-provider"]) throw problem("exec and auth-provider credentials are not supported; use a client certificate or a token");
-  const ca = material(cluster["certificate-authority-data"], cluster["certificate-authority"]);
-  const cert = material(user["client-certificate-data"], user["client-certificate"]);
-  const key = material(user["client-key-data"], user["client-key"]);
-  const token = typeof user.token === "string" ? user.token : undefined;
-  const tokenFile = typeof user.tokenFile === "string" ? at(user.tokenFile) : undefined;
+  const cluster = merged.clusters.get(context.cluster);
+  const user = merged.users.get(context.user) ?? { value: {}, file: files[0]! };
+  if (!cluster || typeof cluster.value.server !== "string") throw problem(`no server for cluster ${context.cluster}`);
+  const at = (file: string, path: string) => (isAbsolute(path) ? path : resolve(dirname(file), path));
+  const material = (entry: Sourced<Record<string, unknown>>, dataKey: string, pathKey: string): Buffer | undefined => {
+    const data = entry.value[dataKey];
+    const path = entry.value[pathKey];
+    return typeof data === "string" ? Buffer.from(data, "base64") : typeof path === "string" ? readFileSync(at(entry.file, path)) : undefined;
+  };
+  if (user.value.exec || user.value["auth-provider"]) throw problem("exec and auth-provider credentials are not supported; use a client certificate or a token");
+  const ca = material(cluster, "certificate-authority-data", "certificate-authority");
+  const cert = material(user, "client-certificate-data", "client-certificate");
+  const key = material(user, "client-key-data", "client-key");
+  const token = typeof user.value.token === "string" ? user.value.token : undefined;
+  const tokenFile = typeof user.value.tokenFile === "string" ? at(user.file, user.value.tokenFile) : undefined;
   return {
-    server: new URL(cluster.server),
+    server: new URL(cluster.value.server),
     agent: new https.Agent({
       keepAlive: true,
       ...(ca ? { ca } : {}),
       ...(cert && key ? { cert, key } : {}),
-      rejectUnauthorized: cluster["insecure-skip-tls-verify"] !== true,
+      rejectUnauthorized: cluster.value["insecure-skip-tls-verify"] !== true,
     }),
     token: () => token ?? (tokenFile ? readFileSync(tokenFile, "utf8").trim() : undefined),
   };
+}
+
+/**
+ * An API path on the server, keeping the server URL's own path: behind a proxy such as Rancher's
+ * (https://rancher.example.com/k8s/clusters/c-m-abc) the API is under that path, not at the host's root.
+ */
+export function apiUrl(server: URL, path: string): URL {
+  return new URL(`${server.pathname.replace(/\/+$/, "")}${path}`, server);
 }
 
 export interface RawResponse {
@@ -108,7 +163,7 @@ export const acceptMetadataWatch = "application/json;as=PartialObjectMetadata;g=
 
 /** One request; the body is JSON (or an apply patch for PATCH). */
 export function request(access: ClusterAccess, method: string, path: string, payload?: string, timeoutMs = 30_000, accept = acceptJson): Promise<RawResponse> {
-  const url = new URL(path, access.server);
+  const url = apiUrl(access.server, path);
   const token = access.token();
   counted(method);
   return new Promise((resolvePromise, reject) => {
@@ -139,7 +194,7 @@ export function request(access: ClusterAccess, method: string, path: string, pay
 
 /** A watch stream: one JSON event per line, until the server or `signal` ends it. */
 export function watchStream(access: ClusterAccess, path: string, onEvent: (event: { type: string; object: unknown }) => void, signal: AbortSignal, accept = acceptJson): Promise<void> {
-  const url = new URL(path, access.server);
+  const url = apiUrl(access.server, path);
   const token = access.token();
   counted("WATCH");
   return new Promise((resolvePromise, reject) => {

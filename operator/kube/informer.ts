@@ -24,8 +24,13 @@ export interface SupervisedInformer<T extends k8s.KubernetesObject> {
 export interface InformerOptions {
   /** Objects per list page (client-go's default: 500). */
   pageSize?: number;
-  /** Ask for and keep metadata only (PartialObjectMetadata): names, labels, resourceVersions, never data. */
+  /**
+   * Ask for and keep metadata only (PartialObjectMetadata), and of it only the name, namespace, uid,
+   * resourceVersion and the labels `keepLabel` accepts (all without it). Never annotations: `kubectl apply`
+   * keeps a whole copy of the object, a Secret's data included, in kubectl.kubernetes.io/last-applied-configuration.
+   */
   metadataOnly?: boolean;
+  keepLabel?: (key: string) => boolean;
 }
 
 export const defaultPageSize = 500;
@@ -46,10 +51,18 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(
   const pageSize = options.pageSize ?? defaultPageSize;
   const metadataOnly = options.metadataOnly === true;
   const keyOf = (o: k8s.KubernetesObject) => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
+  const keepLabel = options.keepLabel ?? (() => true);
   const strip = (o: T): T => {
     if (o.metadata?.managedFields) delete o.metadata.managedFields;
-    // Whatever else the server sent, a metadata cache keeps nothing but the metadata.
-    return metadataOnly ? ({ apiVersion: o.apiVersion, kind: o.kind, metadata: o.metadata } as T) : o;
+    if (!metadataOnly) return o;
+    // Whatever else the server sent, a metadata cache keeps only what identifies the object and its version.
+    const { name, namespace, uid, resourceVersion, labels } = o.metadata ?? {};
+    const kept = labels ? Object.fromEntries(Object.entries(labels).filter(([key]) => keepLabel(key))) : {};
+    return {
+      apiVersion: o.apiVersion,
+      kind: o.kind,
+      metadata: { name, namespace, uid, resourceVersion, ...(Object.keys(kept).length > 0 ? { labels: kept } : {}) },
+    } as T;
   };
   let listRequests = 0;
   let resourceVersion = "";

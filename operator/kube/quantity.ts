@@ -27,6 +27,15 @@ export function parseQuantity(text: string | number): Exact | undefined {
   return { mantissa, exp10, exp2: binarySuffix[suffix] ?? 0 };
 }
 
+/** A quantity as a whole number (of bytes), rounded down; undefined when it is not one or beyond 2^53. */
+export function quantityInteger(text: string | number): number | undefined {
+  const q = parseQuantity(text);
+  if (!q) return undefined;
+  const scaled = q.mantissa * 2n ** BigInt(q.exp2);
+  const value = q.exp10 >= 0 ? scaled * 10n ** BigInt(q.exp10) : scaled / 10n ** BigInt(-q.exp10);
+  return value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(value);
+}
+
 /** Whether two quantities (as written or as the API server returns them) have the same value. */
 export function sameQuantity(a: unknown, b: unknown): boolean {
   if ((typeof a !== "string" && typeof a !== "number") || (typeof b !== "string" && typeof b !== "number")) return false;

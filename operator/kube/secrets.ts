@@ -51,7 +51,9 @@ export class SecretCache {
     const othersChanged = (object: k8s.KubernetesObject, event: InformerEvent) => {
       if (!isOurs(object)) onChange(object, event);
     };
-    this.metadata = scopedInformer(access, resource, namespaces, othersChanged, log, undefined, onRelist, { ...paging, metadataOnly: true });
+    // Of other teams' Secrets only the labels the controller reads (its own, and which domain a Secret is for).
+    const keepLabel = (key: string) => key in managedByLabel || key.startsWith("smtpconnector.dev/");
+    this.metadata = scopedInformer(access, resource, namespaces, othersChanged, log, undefined, onRelist, { ...paging, metadataOnly: true, keepLabel });
   }
 
   async start(): Promise<void> {
@@ -98,6 +100,15 @@ export class SecretCache {
       reads.push(this.read(key, namespace, name));
     }
     await Promise.all(reads);
+    // A read joined while already in flight may have started before the change that brought us here: whatever
+    // is still older than the metadata says is read again, afresh.
+    const stale = [...keys].filter((key) => {
+      const slash = key.indexOf("/");
+      const current = this.metadata.get(key.slice(slash + 1), key.slice(0, slash));
+      const held = this.referenced.get(key);
+      return current !== undefined && held !== undefined && held.metadata?.resourceVersion !== current.metadata?.resourceVersion;
+    });
+    await Promise.all(stale.map((key) => this.read(key, key.slice(0, key.indexOf("/")), key.slice(key.indexOf("/") + 1), false)));
     return changed;
   }
 
@@ -117,9 +128,9 @@ export class SecretCache {
     return this.owned.listRequests() + this.metadata.listRequests();
   }
 
-  private read(key: string, namespace: string, name: string): Promise<void> {
+  private read(key: string, namespace: string, name: string, join = true): Promise<void> {
     const inFlight = this.reading.get(key);
-    if (inFlight) return inFlight;
+    if (inFlight && join) return inFlight;
     const reading = (async () => {
       try {
         const response = await request(this.access, "GET", `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`);

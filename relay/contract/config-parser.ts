@@ -66,9 +66,10 @@ function rangeProblem(range: string, everyone = false): string | undefined {
 /** Rules that span fields: what the schema alone cannot say. */
 function semanticProblems(config: RelayConfig): string[] {
   const problems: string[] = [];
-  if (!config.listeners.starttls && !config.listeners.implicitTls) {
-    problems.push("/listeners: at least one of starttls or implicitTls is required");
+  if (!config.listeners.starttls && !config.listeners.implicitTls && !config.listeners.forwarded) {
+    problems.push("/listeners: at least one of starttls, implicitTls or forwarded is required");
   }
+  problems.push(...forwardedProblems(config));
   for (const [i, range] of (config.proxyProtocol?.trustedRanges ?? []).entries()) {
     const problem = rangeProblem(range);
     if (problem) problems.push(`/proxyProtocol/trustedRanges/${i}: ${problem}`);
@@ -106,6 +107,37 @@ function semanticProblems(config: RelayConfig): string[] {
       if (owner) problems.push(`${at}/outbound/submission/${j}/username: ${credential.username} is already used by ${owner}`);
       usernames.set(credential.username, `${domain.domain} submission version ${credential.version}`);
     });
+  });
+  return problems;
+}
+
+/** Whether a DNS server entry is an IP address, optionally with a port (the forms node:dns setServers takes). */
+export function isDnsServer(entry: string): boolean {
+  const port = (p: string) => /^\d{1,5}$/.test(p) && Number(p) >= 1 && Number(p) <= 65535;
+  if (isIP(entry) !== 0) return true;
+  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(entry);
+  if (v6) return isIP(v6[1]!) === 6 && port(v6[2]!);
+  const v4 = /^([^:]+):(\d+)$/.exec(entry);
+  return v4 !== null && isIP(v4[1]!) === 4 && port(v4[2]!);
+}
+
+function forwardedProblems(config: RelayConfig): string[] {
+  const problems: string[] = [];
+  const sealers = new Set<string>();
+  for (const [i, sealer] of (config.forwarded?.trustedArcSealers ?? []).entries()) {
+    if (sealer !== sealer.toLowerCase()) problems.push(`/forwarded/trustedArcSealers/${i}: ${sealer} must be lowercase (write ${sealer.toLowerCase()})`);
+    if (sealers.has(sealer.toLowerCase())) problems.push(`/forwarded/trustedArcSealers/${i}: ${sealer} is listed twice`);
+    sealers.add(sealer.toLowerCase());
+  }
+  for (const [i, server] of (config.forwarded?.dnsServers ?? []).entries()) {
+    if (!isDnsServer(server)) problems.push(`/forwarded/dnsServers/${i}: ${server} is not an IP address, or an IP address with a port (192.0.2.53:5353, [2001:db8::53]:53)`);
+  }
+  config.domains.forEach((domain, i) => {
+    if (domain.mode !== "Forwarded") return;
+    if (domain.credentials.length > 0) {
+      problems.push(`/domains/${i}/credentials: ${domain.domain} is Forwarded, so it has no inbound credentials: remove them, or set mode Authenticated`);
+    }
+    if (!config.listeners.forwarded) problems.push(`/domains/${i}/mode: ${domain.domain} is Forwarded, but listeners.forwarded is not set: its mail has no way in`);
   });
   return problems;
 }

@@ -87,8 +87,14 @@ export type DomainOutbound = Static<typeof DomainOutbound>;
 
 export const DomainEntry = Type.Object({
   domain: Hostname("The customer's mail domain, lowercase."),
+  mode: Type.Optional(
+    Enum(
+      ["Authenticated", "Forwarded"] as const,
+      "How the customer's mail comes in. Authenticated (the default): the customer's server logs in on starttls/implicitTls. Forwarded: the customer's mail service forwards to listeners.forwarded without AUTH (Microsoft 365, Google Workspace); no credentials.",
+    ),
+  ),
   authProtocol: Enum(["PLAIN", "LOGIN"] as const, "SASL mechanism offered for this domain."),
-  credentials: Type.Array(CredentialEntry, { maxItems: 16, description: "Credential versions, active and revoked." }),
+  credentials: Type.Array(CredentialEntry, { maxItems: 16, description: "Credential versions, active and revoked. Empty for a Forwarded domain." }),
   addresses: Type.Array(Mailbox, { maxItems: 1000, description: "Support addresses that may receive inbound mail." }),
   delivery: Type.Object(
     {
@@ -108,6 +114,12 @@ export const RelayConfig = Type.Object({
     {
     starttls: Type.Optional(Type.Object({ port: Port("Port of the STARTTLS listener (8587 in the operator's relay pods, behind the Service's 587: ADR 0012).") }, { description: "The submission listener: STARTTLS required before AUTH." })),
     implicitTls: Type.Optional(Type.Object({ port: Port("Port of the implicit-TLS listener (8465 in the operator's relay pods, behind the Service's 465).") }, { description: "The implicit-TLS listener." })),
+    forwarded: Type.Optional(
+      Type.Object(
+        { port: Port("Port of the forwarded listener (8025 in the operator's relay pods, behind the Service's 25).") },
+        { description: "The listener for forwarded mail: no AUTH (never offered), STARTTLS offered but not required, recipients only the support addresses of any served domain; never tagged auth=pass, checked with SPF, DKIM, DMARC and ARC instead (see forwarded)." },
+      ),
+    ),
     health: Type.Object({ port: Port("Port of /healthz, /readyz and /metrics.") }, { description: "The operations endpoint." }),
     submission: Type.Optional(
       Type.Object(
@@ -129,7 +141,7 @@ export const RelayConfig = Type.Object({
     ),
     bindAddress: Type.Optional(Type.String({ maxLength: 64, description: "Address the listeners bind to; all interfaces when omitted." })),
     },
-    { description: "Where the relay listens. At least one of starttls and implicitTls." },
+    { description: "Where the relay listens. At least one of starttls, implicitTls and forwarded." },
   ),
   tls: Type.Object(
     {
@@ -216,6 +228,24 @@ export const RelayConfig = Type.Object({
         defaultTransport: Type.Optional(Type.Object(OutboundServer.properties, { description: "Where unconnected senders go when unconnectedSenders is DefaultTransport." })),
       },
       { description: "Rules for the submission listener." },
+    ),
+  ),
+  forwarded: Type.Optional(
+    Type.Object(
+      {
+        trustedArcSealers: Type.Array(Hostname("A sealer's d= in lowercase, e.g. microsoft.com, google.com."), {
+          maxItems: 32,
+          description: "ARC sealers whose chains count: arc=pass only when the chain verifies and its latest ARC-Seal's d= is one of these or a subdomain of one. Any other chain is written arc=none with the sealer in a comment.",
+        }),
+        dnsServers: Type.Optional(
+          Type.Array(Type.String({ minLength: 2, maxLength: 64 }), {
+            minItems: 1,
+            maxItems: 4,
+            description: "DNS servers for the SPF, DKIM, DMARC and ARC lookups: IP addresses, each optionally with a port (192.0.2.53:5353, [2001:db8::53]:53). The system resolver when omitted.",
+          }),
+        ),
+      },
+      { description: "How the forwarded listener checks what it receives. Installation-wide." },
     ),
   ),
   domains: Type.Array(DomainEntry, { maxItems: 100, description: "The connected domains this relay serves." }),

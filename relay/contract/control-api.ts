@@ -29,3 +29,26 @@ export interface LockoutEntry {
   since: string;
   until: string;
 }
+
+/**
+ * What the relay's forwarded listener could check of a message that carried a
+ * verification token (docs/security.md, "Forwarded mail").
+ */
+export interface ForwardedVerdict {
+  /** A passing DKIM signature whose d= is the recipient domain or a parent of it (relaxed alignment). */
+  dkimAligned: boolean;
+  /** The ARC chain verifies and its latest sealer is in forwarded.trustedArcSealers. */
+  arcTrusted: boolean;
+  /** The latest ARC-Seal's d=, when there is a chain and it is a plain domain name. */
+  arcSealer?: string;
+}
+
+/**
+ * GET /v1/verification-receipts/<sha256 of the token>: how a token came back
+ * (never the token). `path` came with the forwarded listener: an answer
+ * without it is from an older relay and means "authenticated".
+ */
+export type ReceiptAnswer = { domain: string; arrivedAt: string } & (
+  | { path: "authenticated"; credentialVersion: number }
+  | { path: "forwarded"; forwarded: ForwardedVerdict }
+);

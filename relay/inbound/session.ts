@@ -4,7 +4,10 @@
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
 import type { Logger } from "../../lib/log.js";
 import type { Metrics } from "../ops/metrics.js";
+import type { Readable } from "node:stream";
 import { SmtpReply, cutThrough, oneLine, replyFor } from "../forward/cut-through.js";
+import type { DeliveryResult } from "../forward/next-hop.js";
+import type { ForwardedVerdict } from "../contract/control-api.js";
 
 export { SmtpReply };
 import { parseMailbox } from "./address.js";
@@ -25,12 +28,11 @@ export interface AuthenticatedUser {
 
 export type CredentialKind = "inbound" | "submission";
 
-export interface VerificationReceipt {
+export type VerificationReceipt = {
   token: string;
   domain: string;
-  credentialVersion: number;
   at: Date;
-}
+} & ({ path: "authenticated"; credentialVersion: number } | { path: "forwarded"; forwarded: ForwardedVerdict });
 
 type Callback = (err?: Error | null) => void;
 
@@ -204,32 +206,67 @@ export class InboundSessions {
       stream.on("end", () => callback(new SmtpReply(451, "4.7.0 Domain no longer served or credential revoked, try again later")));
       return;
     }
-    const { metrics, log } = this.ctx;
     const filter = new MessageFilter({ ...state.filter, prepend: traceHeaders(state.filter, session, user) } satisfies FilterOptions);
-    const started = process.hrtime.bigint();
     const envelope = {
       from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
       to: session.envelope.rcptTo.map((r) => r.address),
       smtpUtf8: session.envelope.smtpUtf8 === true,
       metadata: { domain: user.domain, credentialVersion: user.version, authenticated: "true", session: session.id, receivedAt: new Date().toISOString() },
     };
-    cutThrough({ stream, filter, timeoutMs: state.nextHopTimeoutMs, deliver: (message, signal) => domain.nextHop.send(envelope, message, signal) }).then(
-      (result) => {
-        metrics.messages.inc({ direction: "inbound", result: "Delivered" });
-        metrics.bytes.inc({ direction: "inbound" }, filter.inputBytes);
-        metrics.nextHopSeconds.observe({ direction: "inbound" }, Number(process.hrtime.bigint() - started) / 1e9);
-        log.info("message delivered", { session: session.id, domain: user.domain, credentialVersion: user.version, bytes: filter.inputBytes, nextHop: result.response });
-        if (filter.verificationToken) this.ctx.verificationArrived({ token: filter.verificationToken, domain: user.domain, credentialVersion: user.version, at: new Date() });
-        callback(null, `2.0.0 Accepted by the next hop: ${oneLine(result.response)}`);
+    deliverInbound(
+      this.ctx,
+      {
+        direction: "inbound",
+        stream,
+        session,
+        filter,
+        timeoutMs: state.nextHopTimeoutMs,
+        fields: { domain: user.domain, credentialVersion: user.version },
+        deliver: (message, signal) => domain.nextHop.send(envelope, message, signal),
+        delivered: () => {
+          if (filter.verificationToken) this.ctx.verificationArrived({ token: filter.verificationToken, domain: user.domain, path: "authenticated", credentialVersion: user.version, at: new Date() });
+        },
       },
-      (error: unknown) => {
-        const reply = replyFor(error, filter, stream);
-        metrics.messages.inc({ direction: "inbound", result: reply.result });
-        log.warn("message not delivered", { session: session.id, domain: user.domain, result: reply.result, reply: `${reply.error.responseCode} ${reply.error.message}` });
-        callback(reply.error);
-      },
+      callback,
     );
   }
+}
+
+/** One inbound message, authenticated or forwarded, cut through to its next hop with the same replies, metrics and logs. */
+export interface InboundDelivery {
+  /** The metrics' direction label: inbound (authenticated listeners) or forwarded. */
+  direction: "inbound" | "forwarded";
+  stream: SMTPServerDataStream;
+  session: SMTPServerSession;
+  filter: MessageFilter;
+  timeoutMs: number;
+  /** What the log lines say about the message (never a secret). */
+  fields: Record<string, unknown>;
+  deliver: (message: Readable, signal: AbortSignal) => Promise<DeliveryResult>;
+  /** After the next hop accepted, before the sender hears 250. */
+  delivered?: () => void;
+}
+
+export function deliverInbound(ctx: Pick<SessionContext, "metrics" | "log">, d: InboundDelivery, callback: (err?: Error | null, message?: string) => void): void {
+  const { metrics, log } = ctx;
+  const { stream, session, filter, direction } = d;
+  const started = process.hrtime.bigint();
+  cutThrough({ stream, filter, timeoutMs: d.timeoutMs, deliver: d.deliver }).then(
+    (result) => {
+      metrics.messages.inc({ direction, result: "Delivered" });
+      metrics.bytes.inc({ direction }, filter.inputBytes);
+      metrics.nextHopSeconds.observe({ direction }, Number(process.hrtime.bigint() - started) / 1e9);
+      log.info("message delivered", { session: session.id, ...d.fields, bytes: filter.inputBytes, nextHop: result.response });
+      d.delivered?.();
+      callback(null, `2.0.0 Accepted by the next hop: ${oneLine(result.response)}`);
+    },
+    (error: unknown) => {
+      const reply = replyFor(error, filter, stream);
+      metrics.messages.inc({ direction, result: reply.result });
+      log.warn("message not delivered", { session: session.id, ...d.fields, result: reply.result, reply: `${reply.error.responseCode} ${reply.error.message}` });
+      callback(reply.error);
+    },
+  );
 }
 
 export function authenticatedUser(session: SMTPServerSession, kind: CredentialKind = "inbound"): AuthenticatedUser | undefined {
@@ -239,12 +276,21 @@ export function authenticatedUser(session: SMTPServerSession, kind: CredentialKi
 
 /** The trace and trust header fields the relay prepends (RFC 5321 Received, RFC 8601 Authentication-Results). */
 export function traceHeaders(filter: Pick<FilterOptions, "authservId">, session: SMTPServerSession, user: AuthenticatedUser): string {
-  const helo = session.hostNameAppearsAs.replace(/[^A-Za-z0-9.\-[\]:]/g, "");
-  const date = new Date().toUTCString().replace("GMT", "+0000");
   const mechanism = user.mechanism.toLowerCase();
   return [
-    `Received: from ${helo || "unknown"} ([${session.remoteAddress}])\r\n\tby ${filter.authservId} (smtp-connector) with ESMTPSA id ${session.id}\r\n\t(authenticated: ${user.username}); ${date}\r\n`,
+    receivedHeader(filter.authservId, session, "ESMTPSA", `(authenticated: ${user.username})`),
     `Authentication-Results: ${filter.authservId}; auth=pass (${mechanism}) smtp.auth=${user.username}\r\n`,
     `X-SmtpConnector-Auth: domain=${user.domain}; version=${user.version}\r\n`,
   ].join("");
+}
+
+/**
+ * Our Received field (RFC 5321 4.4; the protocol names of RFC 3848: ESMTPS
+ * with TLS, ESMTPSA with TLS and AUTH). The HELO name is the client's word:
+ * only host-name characters of it are kept.
+ */
+export function receivedHeader(authservId: string, session: SMTPServerSession, protocol: "ESMTP" | "ESMTPS" | "ESMTPSA", comment = ""): string {
+  const helo = session.hostNameAppearsAs.replace(/[^A-Za-z0-9.\-[\]:]/g, "");
+  const date = new Date().toUTCString().replace("GMT", "+0000");
+  return `Received: from ${helo || "unknown"} ([${session.remoteAddress}])\r\n\tby ${authservId} (smtp-connector) with ${protocol} id ${session.id}\r\n\t${comment ? `${comment}; ` : ""}${date}\r\n`;
 }

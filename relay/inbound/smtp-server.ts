@@ -31,7 +31,7 @@
 import { randomBytes } from "node:crypto";
 import type net from "node:net";
 import type tls from "node:tls";
-import { SMTPServer, type SMTPServerOptions } from "smtp-server";
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import { SMTPConnection, type SMTPConnectionOptions } from "smtp-server/lib/smtp-connection.js";
 import { ProxyHeaderError, readProxyHeader, type AddressRanges, type ProxyTrust } from "./proxy-protocol.js";
 import { sourceOf } from "./throttle.js";
@@ -47,7 +47,7 @@ interface ConnectionInternals {
   _socket: net.Socket;
   _nextHandler: unknown;
   secure: boolean;
-  session: { user?: unknown };
+  session: SMTPServerSession;
   name: string;
 }
 
@@ -64,6 +64,13 @@ export interface ConnectionLimits {
   handshakeTimeoutMs: number;
   /** Commands (AUTH excluded) a session may send before it authenticates; the next one gets 421. */
   maxUnauthenticatedCommands: number;
+  /**
+   * A listener without AUTH (the forwarded one) counts commands until a
+   * session makes progress instead: while this says so the count starts
+   * again, so a forwarder sends any number of messages and a prober gets the
+   * same few commands between accepted recipients as an unauthenticated one.
+   */
+  progressing?: (session: SMTPServerSession) => boolean;
   /** The load balancers that must (and alone may) start a connection with a PROXY header. */
   proxy?: ProxyTrust;
   /**
@@ -241,13 +248,16 @@ export class GreetingDelayServer extends SMTPServer {
 
   /** The command limit before AUTH and the STARTTLS handshake deadline, on one connection. */
   private guard(internals: ConnectionInternals): void {
-    const { maxUnauthenticatedCommands, handshakeTimeoutMs } = this.limits;
+    const { maxUnauthenticatedCommands, handshakeTimeoutMs, progressing } = this.limits;
     const onCommand = internals._onCommand.bind(internals);
     let commands = 0;
     let auths = 0;
     internals._onCommand = (command, callback) => {
-      // Authenticated sessions (every message) pay one property read.
-      if (!internals.session.user && !internals._nextHandler) {
+      if (progressing?.(internals.session)) {
+        commands = 0;
+        auths = 0;
+        // Authenticated sessions (every message) pay one property read.
+      } else if (!internals.session.user && !internals._nextHandler) {
         const name = (typeof command === "string" ? command.slice(0, 5) : command.subarray(0, 5).toString("latin1")).trim().toUpperCase();
         // A PROXY header from an address not trusted to send one (the trusted ones' are read before the session):
         // refused outright, so a client learns its claimed address is never believed.

@@ -43,7 +43,7 @@ export function createMetrics(sources: MetricSources = {}) {
     }),
     messages: new Counter({
       name: "smtpc_relay_messages_total",
-      help: "Messages by direction and result (Delivered, NextHopTempFail, NextHopReject, Rejected reasons).",
+      help: "Messages by direction (inbound: the authenticated listeners; forwarded; outbound) and result (Delivered, NextHopTempFail, NextHopReject, Rejected reasons).",
       labelNames: ["direction", "result"],
       registers: [registry],
     }),
@@ -53,6 +53,12 @@ export function createMetrics(sources: MetricSources = {}) {
       help: "Time from the end of DATA to the next hop's answer.",
       labelNames: ["direction"],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    forwardedVerdicts: new Counter({
+      name: "smtpc_relay_forwarded_checks_total",
+      help: "Forwarded messages checked, by verdict: DkimAligned (a passing DKIM signature of the recipient domain), ArcTrusted (else a verifying ARC chain of a trusted sealer), Unverified.",
+      labelNames: ["verdict"],
       registers: [registry],
     }),
     outbound: new Counter({

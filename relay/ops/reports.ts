@@ -5,7 +5,7 @@
 // team learns that a server locked itself out. In memory and bounded: a
 // restart forgets, and the operator's verification then times out and tries
 // again.
-import type { CredentialUse, LockoutEntry } from "../contract/control-api.js";
+import type { CredentialUse, LockoutEntry, ReceiptAnswer } from "../contract/control-api.js";
 import { verificationTokenDigest } from "../contract/digests.js";
 import type { LockoutReport, VerificationReceipt } from "../inbound/session.js";
 
@@ -54,6 +54,10 @@ export class RelayReports {
 
   arrived(receipt: VerificationReceipt): void {
     const key = verificationTokenDigest(receipt.token);
+    // The forwarded listener takes mail from anyone: whoever saw a token must
+    // not turn its authenticated (or verified) arrival into a weaker one.
+    const known = this.receipts.get(key);
+    if (known && Date.now() - known.at.getTime() < receiptTtlMs && strength(known) > strength(receipt)) return;
     this.receipts.delete(key);
     this.receipts.set(key, receipt);
     // Oldest first out: a Map iterates in insertion order.
@@ -63,10 +67,12 @@ export class RelayReports {
     }
   }
 
-  receipt(tokenSha256: string): { domain: string; credentialVersion: number; arrivedAt: string } | undefined {
+  receipt(tokenSha256: string): ReceiptAnswer | undefined {
     const r = this.receipts.get(tokenSha256);
     if (!r || Date.now() - r.at.getTime() >= receiptTtlMs) return undefined;
-    return { domain: r.domain, credentialVersion: r.credentialVersion, arrivedAt: r.at.toISOString() };
+    const arrivedAt = r.at.toISOString();
+    if (r.path === "forwarded") return { domain: r.domain, arrivedAt, path: "forwarded", forwarded: { ...r.forwarded } };
+    return { domain: r.domain, credentialVersion: r.credentialVersion, arrivedAt, path: "authenticated" };
   }
 
   credentialUse(): CredentialUse[] {
@@ -82,4 +88,10 @@ export class RelayReports {
     }
     return entry;
   }
+}
+
+/** Authenticated beats forwarded-and-verified beats forwarded-unverified. */
+function strength(receipt: VerificationReceipt): number {
+  if (receipt.path === "authenticated") return 2;
+  return receipt.forwarded.dkimAligned || receipt.forwarded.arcTrusted ? 1 : 0;
 }

@@ -243,6 +243,28 @@ describe("SmtpDomain reconciler", () => {
     }
   });
 
+  test("message limits: the domain's, capped by the installation's maximum, reach the relay config and status; out-of-range values are refused", async (t) => {
+    const namespace = await setup(t);
+    const manifest = domainManifest(namespace);
+    // The test operator runs with the default maximums (25Mi, 50): a domain may lower them, not raise them.
+    await applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, limits: { maxMessageSize: "10Mi", maxRecipients: 500 } } } });
+    const domain = await eventually("status.relay.limits", async () => {
+      const d = await getDomain(namespace);
+      return d.status?.relay?.limits?.maxMessageBytes === 10 * 1024 * 1024 ? d : undefined;
+    });
+    assert.deepEqual(domain.status?.relay?.limits, { maxMessageBytes: 10 * 1024 * 1024, maxRecipients: 50 });
+    const config = await relayConfigOf(namespace);
+    assert.equal(config.limits.maxMessageBytes, 10 * 1024 * 1024);
+    assert.equal(config.limits.maxRecipients, 50);
+    for (const [limits, message] of [
+      [{ maxMessageSize: "2Gi" }, /maxMessageSize must be a size from 1Ki to 1Gi/],
+      [{ maxMessageSize: "lots" }, /maxMessageSize must be a size/],
+      [{ maxRecipients: 0 }, /maxRecipients/],
+    ] as const) {
+      await assert.rejects(applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, limits } } }), message);
+    }
+  });
+
   test("rotation: a new version beside the old, then revocation", async (t) => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace));

@@ -38,6 +38,12 @@ describe("the operator's Secret cache", () => {
         body: { metadata: { name: `sh.helm.release.v1.app.v${i}`, labels: { owner: "helm" } }, type: "helm.sh/release.v1", data: { release: Buffer.from(marker + randomBytes(unrelatedBytes).toString("base64")).toString("base64") } },
       });
     }
+    // Made with kubectl apply (client-side): kubectl keeps a whole copy of it, data included, in the
+    // kubectl.kubernetes.io/last-applied-configuration annotation.
+    const applied = await kubectl(["apply", "-f", "-"], {
+      input: JSON.stringify({ apiVersion: "v1", kind: "Secret", metadata: { name: "applied-by-kubectl", namespace: unrelated, labels: { team: "web" } }, data: { token: Buffer.from(marker + "x".repeat(64)).toString("base64") } }),
+    });
+    assert.equal(applied.code, 0, applied.stderr);
     controller = await startTestController({ pageSize });
   });
   after(async () => {
@@ -90,6 +96,7 @@ describe("the operator's Secret cache", () => {
     for (const object of controller.secrets.metadataObjects()) {
       assert.deepEqual(Object.keys(object).filter((k) => k !== "apiVersion" && k !== "kind"), ["metadata"], `${object.metadata?.name}: metadata only`);
       assert.equal(object.metadata?.managedFields, undefined);
+      assert.equal(object.metadata?.annotations, undefined, `${object.metadata?.name}: no annotations (kubectl's last-applied-configuration holds the data)`);
     }
     const cachedText = JSON.stringify(controller.secrets.metadataObjects()) + JSON.stringify(census.full.map((key) => controller.secrets.get(key.split("/")[1]!, key.split("/")[0])));
     assert.ok(!cachedText.includes(Buffer.from(marker).toString("base64").slice(0, 16)), "no unrelated Secret's data is anywhere in the cache");

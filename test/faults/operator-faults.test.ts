@@ -3,9 +3,10 @@
 // hand-over), kube-apiserver killed and restarted with etcd kept while changes
 // are in flight, and every watch expired (etcd compacted while the operator
 // was paused, so its watches resume into 410 Gone). Each time it converges
-// with one Secret per credential version, no password ever replaced (every
-// version of every Secret is watched), relay configs that agree with the
-// Secrets, and a revoked version that stays revoked.
+// with one Secret per credential version, no generated secret ever replaced
+// (inbound passwords, the submission credential, the control token, DKIM
+// keys: every version of every Secret is watched), relay configs that agree
+// with the Secrets, and a revoked version that stays revoked.
 //
 // The other operator faults are tested where their setup lives: SIGKILL
 // mid-reconcile (test/e2e/operator-restart), leader hand-over between two
@@ -15,7 +16,7 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
-import { passwordDigest } from "../../relay/contract/digests.js";
+import { controlTokenDigest, passwordDigest } from "../../relay/contract/digests.js";
 import { parseConfig } from "../../relay/contract/config-parser.js";
 import type { RelayConfig } from "../../relay/contract/config.js";
 import { startControlPlane, type ControlPlane } from "../support/controlplane.js";
@@ -58,18 +59,24 @@ describe("the operator under API faults", () => {
     return operator;
   }
 
+  /** The generated secret a Secret of the operator's holds, by the kind its name says; undefined for any other Secret. */
+  const generatedKey = (name: string) =>
+    name.includes("-inbound-v") || name.endsWith("-submission") ? "password" : name.endsWith("-relay-control") ? "token" : /-dkim-[a-z0-9-]+$/.test(name) ? "private.pem" : undefined;
+
   /**
-   * Every password each inbound Secret in the namespace ever had: a watch
+   * Every value each generated secret in the namespace ever had (inbound
+   * passwords, submission passwords, control tokens, DKIM keys): a watch
    * (every version), started again with a fresh list whenever the API server
-   * ends it (a restart), so a replaced password is seen whenever it happened.
+   * ends it (a restart), so a replaced secret is seen whenever it happened.
    */
   async function watchPasswords(namespace: string): Promise<Map<string, Set<string>>> {
     const { config, core } = await connect();
     const seen = new Map<string, Set<string>>();
     const record = (secret: k8s.V1Secret) => {
       const name = secret.metadata?.name ?? "";
-      const password = secret.data?.password;
-      if (name.includes("-inbound-v") && password) seen.set(name, (seen.get(name) ?? new Set()).add(password));
+      const key = generatedKey(name);
+      const value = key && secret.data?.[key];
+      if (value) seen.set(name, (seen.get(name) ?? new Set()).add(value));
     };
     let stopped = false;
     let current: { abort(): void } | undefined;
@@ -94,12 +101,12 @@ describe("the operator under API faults", () => {
     return seen;
   }
 
-  function domain(namespace: string, name: string, credentials: object[]) {
+  function domain(namespace: string, name: string, credentials: object[], spec: object = {}) {
     return {
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",
       metadata: { name, namespace },
-      spec: { domain: `${name}.example.com`, inbound: { credentials, delivery: { smtp: { host: "ingest.svc", port: 25, tls: "None" } } }, relay: { replicas: 1 } },
+      spec: { domain: `${name}.example.com`, inbound: { credentials, delivery: { smtp: { host: "ingest.svc", port: 25, tls: "None" } } }, relay: { replicas: 1 }, ...spec },
     };
   }
 
@@ -124,18 +131,34 @@ describe("the operator under API faults", () => {
     return line ? Number(line.split(" ").pop()) : 0;
   };
 
-  function assertNeverReplaced(passwords: Map<string, Set<string>>, expected: number): void {
-    assert.equal(passwords.size, expected, `one Secret per domain and version: ${[...passwords.keys()].join(", ")}`);
-    for (const [name, values] of passwords) assert.equal(values.size, 1, `${name} had ${values.size} passwords: a credential was replaced`);
+  function assertNeverReplaced(passwords: Map<string, Set<string>>, expected: number, kind = "-inbound-v"): void {
+    const ofKind = [...passwords].filter(([name]) => name.includes(kind));
+    assert.equal(ofKind.length, expected, `one Secret per domain and version: ${ofKind.map(([name]) => name).join(", ")}`);
+    const replaced = [...passwords].filter(([, values]) => values.size > 1).map(([name, values]) => `${name} (${values.size} values)`);
+    assert.deepEqual(replaced, [], `generated secrets were replaced: ${replaced.join(", ")}`);
   }
 
-  test("two replicas at once: every credential is issued exactly once, the loser of each race reads the winner's", async (t) => {
+  test("two replicas at once: every generated secret is created exactly once, the loser of each race reads the winner's", async (t) => {
     const namespace = await freshNamespace(t, "split");
     const passwords = await watchPasswords(namespace);
     const [a, b] = [await startOperator(), await startOperator()];
     const names = ["d1", "d2", "d3", "d4"];
-    await applyManifests(...names.map((n) => domain(namespace, n, [{ version: 1 }])));
+    // Generated DKIM keys of both kinds, beside the submission credential and control token every domain has.
+    const dkim = { keys: [{ selector: "rsa1" }, { selector: "ed1", algorithm: "Ed25519" }] };
+    await applyManifests(...names.map((n) => domain(namespace, n, [{ version: 1 }], { dkim })));
     for (const n of names) await converged(namespace, n, [1]);
+    const { core } = await connect();
+    const config = async (n: string) => parseConfig(Buffer.from((await core.readNamespacedSecret({ namespace, name: `${n}-relay-config` })).data?.["relay.yaml"] ?? "", "base64").toString());
+    const secretText = async (name: string, key: string) => Buffer.from((await core.readNamespacedSecret({ namespace, name })).data?.[key] ?? "", "base64").toString();
+    // The relay is configured with what the Secrets hold (the winner's), not with a loser's own.
+    for (const n of names) {
+      await eventually(`${n}: relay config agrees with the submission and control Secrets`, async () => {
+        const c = await config(n);
+        const submission = c.domains[0]!.outbound?.submission[0];
+        const ok = submission?.passwordSha256 === passwordDigest(await secretText(`${n}-submission`, "password")) && c.listeners.control?.tokenSha256 === controlTokenDigest(await secretText(`${n}-relay-control`, "token"));
+        return ok ? true : undefined;
+      }, 30_000);
+    }
     // A rotation everywhere at once: both replicas race to issue version 2.
     for (const n of names) {
       const added = await kubectl(["-n", namespace, "patch", "smtpdomain", n, "--type=json", "-p", JSON.stringify([{ op: "add", path: "/spec/inbound/credentials/-", value: { version: 2 } }])]);
@@ -143,10 +166,11 @@ describe("the operator under API faults", () => {
     }
     for (const n of names) await converged(namespace, n, [1, 2]);
     assertNeverReplaced(passwords, names.length * 2);
+    for (const kind of ["-submission", "-relay-control", "-dkim-rsa1", "-dkim-ed1"]) assertNeverReplaced(passwords, names.length, kind);
     const conflicts = metric(await a.metrics(), "smtpc_operator_reconciles_total", 'result="Conflict"') + metric(await b.metrics(), "smtpc_operator_reconciles_total", 'result="Conflict"');
     recordFigures("operator-split-brain", {
-      scenario: "two operator replicas without leader election, 4 domains issued a credential each, then a second version added to all at once",
-      figures: { credentialsIssued: names.length * 2, passwordsReplaced: 0, conflictsResolved: conflicts },
+      scenario: "two operator replicas without leader election, 4 domains with two generated DKIM keys each (RSA, Ed25519) issued a credential, a submission credential and a control token each, then a second credential version added to all at once",
+      figures: { credentialsIssued: names.length * 2, otherSecretsGenerated: names.length * 4, secretsReplaced: 0, conflictsResolved: conflicts },
     });
     console.log(`two replicas: ${names.length * 2} credentials issued once each; ${conflicts} reconciles lost a race (409) and redid`);
     for (const o of [a, b]) await stopChild(o.child);

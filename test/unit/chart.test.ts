@@ -6,7 +6,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { parseAllDocuments, stringify } from "yaml";
-import { caRules, operatorRules, type PolicyRule } from "../../operator/rbac.js";
+import { caRules, leaseRulesFor, operatorRules, type PolicyRule } from "../../operator/rbac.js";
 import { parseFlags } from "../../operator/flags.js";
 import { helmOffline } from "../support/helm.js";
 import { tempDir } from "../support/mail.js";
@@ -125,6 +125,16 @@ describe("chart values, rendered", () => {
     assert.match(await refused({ relay: { template: { pod: { securityContext: { privileged: true } } } } }), /privileged/);
   });
 
+  test("operator.relayMessageLimits: the maximums a domain may set reach the operator's flags", async () => {
+    const defaults = await render();
+    assert.equal(arg(defaults, "--relay-max-message-size"), "25Mi");
+    assert.equal(arg(defaults, "--relay-max-recipients"), "50");
+    const raised = await render({ operator: { relayMessageLimits: { maxMessageSize: "100Mi", maxRecipients: 500 } } });
+    const flags = parseFlags(["--relay-max-message-size", arg(raised, "--relay-max-message-size")!, "--relay-max-recipients", arg(raised, "--relay-max-recipients")!]);
+    assert.deepEqual(flags.relayLimitCaps, { maxMessageBytes: 100 * 1024 * 1024, maxRecipients: 500 });
+    assert.match(await refused({ operator: { relayMessageLimits: { maxMessageSize: "lots", maxRecipients: 50 } } }), /maxMessageSize/);
+  });
+
   test("extra env, volumes and mounts; security contexts merge with the restricted defaults", async () => {
     const docs = await render({
       extraEnv: [{ name: "NODE_EXTRA_CA_CERTS", value: "/etc/ca/ca.crt" }],
@@ -213,6 +223,14 @@ describe("chart values, rendered", () => {
     assert.deepEqual(ca?.rules, caRules("my-ca"), "the CA Secret: read by name, created once");
     assert.ok(roles.some((r) => r.metadata.namespace === namespace && r.rules.some((rule) => rule.resources.includes("leases"))), "the leader Lease's Role stays");
     assert.match(await refused({ watchNamespaces: ["Team_A"] }), /watchNamespaces/);
+  });
+
+  test("leaderElection.leaseName: the flag and the Role's one resourceName follow it", async () => {
+    const docs = await render({ leaderElection: { enabled: true, leaseName: "mail-b-operator" } });
+    assert.equal(arg(docs, "--lease-name"), "mail-b-operator");
+    const lease = docs.find((d) => d.kind === "Role" && (d as Rendered & { rules: PolicyRule[] }).rules.some((r) => r.resources.includes("leases"))) as (Rendered & { rules: PolicyRule[] }) | undefined;
+    assert.deepEqual(lease?.rules, leaseRulesFor("mail-b-operator"));
+    assert.match(await refused({ leaderElection: { leaseName: "Mail_B" } }), /leaseName/);
   });
 
   test("the schema refuses what would render a broken object, naming the value", async () => {

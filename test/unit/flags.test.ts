@@ -11,4 +11,10 @@ describe("operator flags", () => {
     assert.throws(() => parseFlags(["--watch-namespaces", "team-a,Team_B"]), /--watch-namespaces .*"Team_B"/);
     assert.match(helpText(), /--watch-namespaces a,b/);
   });
+
+  test("--lease-name: the default Lease, another name, or a refusal naming the flag", () => {
+    assert.equal(parseFlags([]).leaseName, "smtp-connector-operator");
+    assert.equal(parseFlags(["--lease-name", "mail-b-operator"]).leaseName, "mail-b-operator");
+    assert.throws(() => parseFlags(["--lease-name", "Mail_B"]), /--lease-name/);
+  });
 });

@@ -31,7 +31,22 @@ describe("relay config", () => {
     { name: "another contract version", change: (c) => (c.version = "smtpconnector.dev/relay-config/v2"), problem: /this relay understands smtpconnector\.dev\/relay-config\/v1/ },
     { name: "a missing section", change: (c) => delete c.tls, problem: /^\/tls: Expected required property/ },
     { name: "a port out of range", change: (c) => (c.listeners.health.port = 0), problem: /^\/listeners\/health\/port: Expected integer to be greater or equal to 1/ },
-    { name: "no SMTP listener", change: (c) => (delete c.listeners.starttls, delete c.listeners.implicitTls), problem: /at least one of starttls or implicitTls/ },
+    { name: "no SMTP listener", change: (c) => (delete c.listeners.starttls, delete c.listeners.implicitTls), problem: /at least one of starttls, implicitTls or forwarded/ },
+    {
+      name: "a Forwarded domain with credentials",
+      change: (c) => ((c.listeners.forwarded = { port: 8025 }), (c.domains[0].mode = "Forwarded")),
+      problem: /^\/domains\/0\/credentials: example\.com is Forwarded, so it has no inbound credentials: remove them, or set mode Authenticated$/,
+    },
+    {
+      name: "a Forwarded domain without the forwarded listener",
+      change: (c) => ((c.domains[0].mode = "Forwarded"), (c.domains[0].credentials = [])),
+      problem: /^\/domains\/0\/mode: example\.com is Forwarded, but listeners\.forwarded is not set/,
+    },
+    { name: "a mode that does not exist", change: (c) => (c.domains[0].mode = "Open"), problem: /^\/domains\/0\/mode/ },
+    { name: "a trusted sealer in upper case", change: (c) => (c.forwarded = { trustedArcSealers: ["Google.com"] }), problem: /trustedArcSealers\/0: Google\.com must be lowercase \(write google\.com\)/ },
+    { name: "a trusted sealer that is no host name", change: (c) => (c.forwarded = { trustedArcSealers: ["google.com; arc=pass"] }), problem: /^\/forwarded\/trustedArcSealers\/0/ },
+    { name: "a DNS server that is a name", change: (c) => (c.forwarded = { trustedArcSealers: [], dnsServers: ["dns.google"] }), problem: /dnsServers\/0: dns\.google is not an IP address/ },
+    { name: "a DNS server with a port out of range", change: (c) => (c.forwarded = { trustedArcSealers: [], dnsServers: ["127.0.0.1:70000"] }), problem: /dnsServers\/0: 127\.0\.0\.1:70000 is not an IP address/ },
     { name: "a plaintext password instead of a digest", change: (c) => (c.domains[0].credentials[0].passwordSha256 = "hunter2"), problem: /^\/domains\/0\/credentials\/0\/passwordSha256/ },
     { name: "a username shared by two versions", change: (c) => (c.domains[0].credentials[1].username = c.domains[0].credentials[0].username), problem: /username: example-com-v1 is already used/ },
     { name: "an address outside the domain", change: (c) => c.domains[0].addresses.push("support@other.org"), problem: /support@other\.org is not a lowercase address in example\.com/ },
@@ -61,6 +76,17 @@ describe("relay config", () => {
       assert.ok(problems.some((p) => c.problem.test(p)), `problems: ${JSON.stringify(problems)}`);
     });
   }
+
+  test("a forwarded listener and a Forwarded domain without credentials load; so does a forwarded listener with no domain at all", () => {
+    const forwarded = problemsOf((c) => {
+      c.listeners.forwarded = { port: 8025 };
+      c.forwarded = { trustedArcSealers: ["microsoft.com", "google.com"], dnsServers: ["10.96.0.10", "127.0.0.1:5353", "[::1]:53"] };
+      c.domains[0].mode = "Forwarded";
+      c.domains[0].credentials = [];
+    });
+    assert.deepEqual(forwarded, []);
+    assert.deepEqual(problemsOf((c) => ((c.listeners.forwarded = { port: 8025 }), delete c.listeners.starttls, delete c.listeners.implicitTls, (c.domains = []), delete c.outbound)), []);
+  });
 
   test("refuses YAML that is not YAML, and YAML aliases", () => {
     assert.throws(() => parseConfig("version: [unclosed"), /not valid YAML or JSON/);

@@ -1,0 +1,147 @@
+// What the forwarded listener can say about a message it cannot authenticate
+// by login: SPF, DKIM, DMARC and ARC, computed by mailauth, written as one
+// Authentication-Results field under our authserv-id, plus the verdict the
+// operator's verification reads.
+//
+// mailauth verifies; the trust policy is ours. Every value that comes from
+// the message or the envelope (d=, s=, From domain, MAIL FROM, sealer) is
+// written only when it is a plain name, so nothing in a message can add a
+// result of its own (";" or a newline in a d= tag would). And arc=pass is
+// written only for a chain whose latest sealer the installation trusts: an
+// attacker can seal anything with a key of his own domain (docs/security.md).
+import { Resolver } from "node:dns/promises";
+import { authenticate, type AuthenticateResult, type DNSResolver } from "mailauth";
+import type { ForwardedVerdict } from "../contract/control-api.js";
+
+export type { ForwardedVerdict };
+
+export interface ForwardedChecks {
+  /** The Authentication-Results field, CRLF-terminated. */
+  header: string;
+  verdict: ForwardedVerdict;
+}
+
+export interface CheckOptions {
+  authservId: string;
+  /** MAIL FROM as parsed (empty for the null sender or an address we would not parse). */
+  sender: string;
+  ip: string;
+  helo: string;
+  /** The domain of the support addresses the message is for. */
+  recipientDomain: string;
+  trustedArcSealers: readonly string[];
+  resolver: DNSResolver;
+}
+
+const domainName = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+const selectorName = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
+const plainAddress = /^[A-Za-z0-9!#$&'*+/=?^_`{|}~.-]{1,64}@[a-z0-9.-]{1,253}$/;
+const results = { spf: ["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"], dkim: ["pass", "fail", "neutral", "none", "policy", "temperror", "permerror"], dmarc: ["pass", "fail", "none", "temperror", "permerror"] } as const;
+
+/** A lowercase domain name when `value` is one, else undefined. */
+export function plainDomain(value: unknown): string | undefined {
+  if (typeof value !== "string") return undefined;
+  const lower = value.trim().toLowerCase().replace(/\.$/, "");
+  return domainName.test(lower) ? lower : undefined;
+}
+
+function resultWord(method: keyof typeof results, value: unknown): string {
+  const word = typeof value === "string" ? value.toLowerCase() : "";
+  // mailauth's deprecated spelling; anything else unexpected is an error on our side of the check.
+  if (word === "temperr") return "temperror";
+  return (results[method] as readonly string[]).includes(word) ? word : "permerror";
+}
+
+/** Whether `domain` is `parent` or below it, at a label boundary. */
+function within(domain: string, parent: string): boolean {
+  return domain === parent || domain.endsWith(`.${parent}`);
+}
+
+/** A resolver for mailauth through the configured servers (the system's when none). */
+export function dnsResolver(servers: readonly string[] | undefined): DNSResolver {
+  const resolver = new Resolver({ timeout: 3000, tries: 2 });
+  if (servers && servers.length > 0) resolver.setServers([...servers]);
+  return (name, rrtype) => resolver.resolve(name, rrtype) as Promise<string[][] | string[]>;
+}
+
+export async function checkForwarded(message: Buffer, options: CheckOptions): Promise<ForwardedChecks> {
+  const result = await authenticate(message, {
+    sender: options.sender,
+    ip: options.ip,
+    helo: options.helo,
+    mta: options.authservId,
+    resolver: options.resolver,
+    disableBimi: true,
+  });
+  return judge(result, options);
+}
+
+/** The header and verdict for mailauth's results: pure, so every wording is unit-tested. */
+export function judge(result: Pick<AuthenticateResult, "dkim" | "spf" | "dmarc" | "arc" | "dmarcSkipReason">, options: Pick<CheckOptions, "authservId" | "sender" | "helo" | "recipientDomain" | "trustedArcSealers">): ForwardedChecks {
+  const parts: string[] = [spfPart(result, options), ...dkimParts(result), dmarcPart(result)];
+  const arc = arcPart(result, options.trustedArcSealers);
+  parts.push(arc.text);
+  const recipient = options.recipientDomain.toLowerCase();
+  const dkimAligned = (result.dkim.results ?? []).some((r) => {
+    const d = plainDomain(r.signingDomain);
+    return r.status.result === "pass" && d !== undefined && within(recipient, d) && d.includes(".");
+  });
+  return {
+    header: `Authentication-Results: ${options.authservId};\r\n\t${parts.join(";\r\n\t")}\r\n`,
+    verdict: { dkimAligned, arcTrusted: arc.trusted, ...(arc.sealer ? { arcSealer: arc.sealer } : {}) },
+  };
+}
+
+function spfPart(result: Pick<AuthenticateResult, "spf">, options: Pick<CheckOptions, "sender" | "helo">): string {
+  const word = resultWord("spf", result.spf ? result.spf.status.result : "none");
+  if (options.sender && plainAddress.test(options.sender)) return `spf=${word} smtp.mailfrom=${options.sender}`;
+  const helo = plainDomain(options.helo);
+  return helo ? `spf=${word} smtp.helo=${helo}` : `spf=${word}`;
+}
+
+function dkimParts(result: Pick<AuthenticateResult, "dkim">): string[] {
+  const signatures = result.dkim.results ?? [];
+  if (signatures.length === 0) return ["dkim=none"];
+  return signatures.map((r) => {
+    const word = resultWord("dkim", r.status.result);
+    // mailauth's entry for a message without any signature.
+    if (word === "none" && r.signingDomain === undefined) return "dkim=none";
+    const d = plainDomain(r.signingDomain);
+    const s = typeof r.selector === "string" && selectorName.test(r.selector) ? r.selector : undefined;
+    // RFC 6008: the first characters of b= tell two signatures of one domain apart.
+    const b = typeof r.signature === "string" ? r.signature.replace(/[^A-Za-z0-9+/]/g, "").slice(0, 8) : "";
+    return [`dkim=${word}`, ...(d ? [`header.d=${d}`] : ["(unusable d=)"]), ...(s ? [`header.s=${s}`] : []), ...(b ? [`header.b=${b}`] : [])].join(" ");
+  });
+}
+
+function dmarcPart(result: Pick<AuthenticateResult, "dmarc" | "dmarcSkipReason">): string {
+  if (!result.dmarc) {
+    // RFC 9989 5.3.1: no single author domain, so no DMARC verdict; the reason is one of mailauth's fixed words.
+    const reason = result.dmarcSkipReason && /^[a-z-]+$/.test(result.dmarcSkipReason) ? ` (${result.dmarcSkipReason})` : "";
+    return `dmarc=${result.dmarcSkipReason ? "permerror" : "none"}${reason}`;
+  }
+  const word = resultWord("dmarc", result.dmarc.status.result);
+  const from = plainDomain(result.dmarc.status.header?.from);
+  return from ? `dmarc=${word} header.from=${from}` : `dmarc=${word}`;
+}
+
+/**
+ * ARC: pass only for a verifying chain of a trusted sealer. A verifying chain
+ * of any other sealer is "none" — to a reader keying on arc=pass it is as if
+ * there were no chain, which is what it is worth — with the sealer in a
+ * comment that holds neither "pass" nor "trusted".
+ */
+function arcPart(result: Pick<AuthenticateResult, "arc">, trusted: readonly string[]): { text: string; trusted: boolean; sealer?: string } {
+  const arc = result.arc;
+  if (!arc) return { text: "arc=none", trusted: false };
+  // mailauth leaves the chain false, not empty, when there is none.
+  const chain: unknown = arc.chain;
+  const last = Array.isArray(chain) ? (chain as NonNullable<typeof arc.chain>).at(-1) : undefined;
+  const sealer = plainDomain(last?.["arc-seal"]?.parsed?.d?.value);
+  const sealerFields = sealer ? { sealer } : {};
+  const status = arc.status.result;
+  if (status === "pass" && sealer && trusted.some((t) => within(sealer, t))) return { text: `arc=pass (sealed by ${sealer}, a listed sealer)`, trusted: true, ...sealerFields };
+  if (status === "pass") return { text: `arc=none (sealed by ${sealer ?? "an unusable d="}, not a listed sealer)`, trusted: false, ...sealerFields };
+  if (status === "fail") return { text: `arc=fail${sealer ? ` (latest seal by ${sealer})` : ""}`, trusted: false, ...sealerFields };
+  return { text: "arc=none", trusted: false };
+}

@@ -1,0 +1,152 @@
+// The forwarded listener's dialogue: mail the customer's mail service
+// forwards (Microsoft 365, Google Workspace, or any server after a
+// disconnect), without AUTH. Who may send is not known, so nothing it says is
+// trusted: recipients are only support addresses (never an open relay), the
+// message is delivered cut-through like authenticated mail, and what could be
+// checked of it (SPF, DKIM, DMARC, ARC) goes into our own
+// Authentication-Results, never auth=pass.
+//
+// The checks need the whole message (DKIM hashes the body; the results go
+// above it), so the filtered message is held in memory, at most
+// limits.maxMessageBytes, until the sender's final dot; the next hop is then
+// given our header fields and the message, and the sender hears 250 only once
+// it accepted.
+import { Readable } from "node:stream";
+import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
+import type { Logger } from "../../lib/log.js";
+import type { Metrics } from "../ops/metrics.js";
+import type { RelayState } from "../state.js";
+import { SmtpReply } from "../forward/cut-through.js";
+import { parseMailbox } from "./address.js";
+import { checkForwarded, type ForwardedChecks } from "./forwarded-checks.js";
+import { MessageFilter } from "./message-filter.js";
+import { deliverInbound, receivedHeader, type VerificationReceipt } from "./session.js";
+
+type Callback = (err?: Error | null) => void;
+
+export interface ForwardedContext {
+  state: () => RelayState;
+  metrics: Metrics;
+  log: Logger;
+  /** Records a verification token that arrived through the forwarded listener. */
+  verificationArrived: (receipt: VerificationReceipt) => void;
+}
+
+export class ForwardedSessions {
+  constructor(private readonly ctx: ForwardedContext) {}
+
+  /** Any sender: usually the forwarder's own, SRS-rewritten; SPF judges it after DATA, nothing trusts it. */
+  onMailFrom(_address: SMTPServerAddress, _session: SMTPServerSession, callback: Callback): void {
+    callback();
+  }
+
+  onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void {
+    const parsed = parseMailbox(address.address);
+    if (!parsed.ok) {
+      this.ctx.log.info("RCPT refused", { session: session.id, listener: "forwarded", reason: parsed.problem });
+      callback(new SmtpReply(550, `5.7.1 Recipient address not accepted (${parsed.problem})`));
+      return;
+    }
+    const { mailbox } = parsed;
+    const domain = this.ctx.state().domains.get(mailbox.domain);
+    if (!domain?.addresses.has(mailbox.address)) {
+      this.ctx.log.info("RCPT refused", { session: session.id, listener: "forwarded", reason: "NotASupportAddress" });
+      callback(new SmtpReply(550, "5.7.1 Relaying denied: not a support address served here"));
+      return;
+    }
+    // One next hop per message: the first recipient's domain decides, and a
+    // recipient of another domain waits for a transaction of its own (452:
+    // the sender delivers it later, RFC 5321 4.5.3.1.10).
+    const first = session.envelope.rcptTo[0]?.address;
+    if (first !== undefined && first.slice(first.lastIndexOf("@") + 1) !== mailbox.domain) {
+      callback(new SmtpReply(452, "4.5.3 One domain per message: send to this recipient in another transaction"));
+      return;
+    }
+    // The envelope carries the canonical form from here on: what was checked is what is routed.
+    address.address = mailbox.address;
+    callback();
+  }
+
+  onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback: (err?: Error | null, message?: string) => void): void {
+    const state = this.ctx.state();
+    const to = session.envelope.rcptTo.map((r) => r.address);
+    const recipientDomain = to[0]?.slice(to[0].lastIndexOf("@") + 1) ?? "";
+    const domain = state.domains.get(recipientDomain);
+    if (!domain || !to.every((address) => domain.addresses.has(address))) {
+      // A config reload removed a recipient since RCPT.
+      stream.resume();
+      stream.on("end", () => callback(new SmtpReply(451, "4.7.1 Recipient no longer served here, try again later")));
+      return;
+    }
+    const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
+    const sender = parseMailbox(mailFrom);
+    const filter = new MessageFilter({ ...state.filter, prepend: "" });
+    const envelope = {
+      from: mailFrom,
+      to,
+      smtpUtf8: session.envelope.smtpUtf8 === true,
+      metadata: { domain: recipientDomain, authenticated: "false", path: "forwarded", session: session.id, receivedAt: new Date().toISOString() },
+    };
+    let checks: ForwardedChecks | undefined;
+    deliverInbound(
+      this.ctx,
+      {
+        direction: "forwarded",
+        stream,
+        session,
+        filter,
+        timeoutMs: state.nextHopTimeoutMs,
+        fields: { listener: "forwarded", domain: recipientDomain },
+        deliver: async (filtered, signal) => {
+          const message = await collect(filtered);
+          // The local part as sent (an SRS hash is case-sensitive), the domain as parsed.
+          const checkedSender = sender.ok ? `${mailFrom.slice(0, mailFrom.lastIndexOf("@"))}@${sender.mailbox.domain}` : "";
+          checks = await this.check(message, session, checkedSender, recipientDomain, state);
+          signal.throwIfAborted();
+          const head = receivedHeader(state.filter.authservId, session, session.secure ? "ESMTPS" : "ESMTP") + checks.header;
+          return domain.nextHop.send(envelope, Readable.from([Buffer.from(head, "utf8"), message]), signal);
+        },
+        delivered: () => {
+          if (!checks) return;
+          const { verdict } = checks;
+          this.ctx.log.info("forwarded message checked", { session: session.id, domain: recipientDomain, ...verdict });
+          if (filter.verificationToken) this.ctx.verificationArrived({ token: filter.verificationToken, domain: recipientDomain, path: "forwarded", forwarded: verdict, at: new Date() });
+        },
+      },
+      callback,
+    );
+  }
+
+  /**
+   * mailauth's verdict; should it fail outright, the message is still
+   * delivered (the sender could never get it through otherwise), with a
+   * result that claims nothing.
+   */
+  private async check(message: Buffer, session: SMTPServerSession, sender: string, recipientDomain: string, state: RelayState): Promise<ForwardedChecks> {
+    const { authservId } = state.filter;
+    let checks: ForwardedChecks;
+    try {
+      checks = await checkForwarded(message, {
+        authservId,
+        sender,
+        ip: session.remoteAddress,
+        helo: session.hostNameAppearsAs,
+        recipientDomain,
+        trustedArcSealers: state.forwarded.trustedArcSealers,
+        resolver: state.forwarded.resolver,
+      });
+    } catch (error) {
+      this.ctx.log.warn("forwarded message could not be checked", { session: session.id, domain: recipientDomain, error: (error as Error).message });
+      checks = { header: `Authentication-Results: ${authservId}; none (the checks failed)\r\n`, verdict: { dkimAligned: false, arcTrusted: false } };
+    }
+    const { dkimAligned, arcTrusted } = checks.verdict;
+    this.ctx.metrics.forwardedVerdicts.inc({ verdict: dkimAligned ? "DkimAligned" : arcTrusted ? "ArcTrusted" : "Unverified" });
+    return checks;
+  }
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}

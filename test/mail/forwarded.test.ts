@@ -1,0 +1,390 @@
+// The forwarded listener against real peers. A private Postfix plays the
+// customer's cloud mail service (Microsoft 365, Google Workspace): it receives
+// for the customer's domain and forwards to the relay's forwarded port
+// (transport_maps, recipient unchanged, envelope sender rewritten SRS-style
+// with sender_canonical_maps, STARTTLS when offered). What the cloud service
+// does to the message itself — the author's DKIM signature, a footer that
+// breaks it, the ARC seal it adds when it forwards — is a signing step here,
+// with mailauth. SPF, DKIM, DMARC and ARC keys are TXT records of the test's
+// own DNS server, which the relay is told to use (forwarded.dnsServers).
+// python3-dkim verifies DKIM and ARC of what reached the helpdesk,
+// independently of mailauth, and our Authentication-Results must agree.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import https from "node:https";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
+import { dkimSign, sealMessage } from "mailauth";
+import { startDns, type TestDns } from "../support/dns.js";
+import { freePort, randomPassword, sha256, swaks, tempDir, type SinkMessage } from "../support/mail.js";
+import { startPostfix, type Postfix } from "../support/postfix.js";
+import { RawSmtp, startRelay, type RelayHarness } from "../support/relay.js";
+import { eventuallyTrue } from "../support/wait.js";
+
+const execFileAsync = promisify(execFile);
+const controlToken = randomPassword();
+const password = randomPassword();
+const customer = "customer.example";
+const trustedSealer = "cloud.example";
+const untrustedSealer = "sealer.evil.example";
+/** What the cloud service rewrites the author's envelope sender to (SRS0=hash=timestamp=domain=local@forwarder). */
+const srsSender = "SRS0=Hq7f=TT=sender.example=author@cloud.example";
+
+function rsaKey(): { privateKey: string; record: string } {
+  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const p = publicKey.export({ type: "spki", format: "der" }).toString("base64");
+  return { privateKey: privateKey.export({ type: "pkcs8", format: "pem" }).toString(), record: `v=DKIM1; k=rsa; p=${p}` };
+}
+
+const keys = { customer: rsaKey(), trusted: rsaKey(), untrusted: rsaKey() };
+const records: Record<string, string> = {
+  [`sel1._domainkey.${customer}`]: keys.customer.record,
+  [`arc1._domainkey.${trustedSealer}`]: keys.trusted.record,
+  [`arc1._domainkey.${untrustedSealer}`]: keys.untrusted.record,
+  [`_dmarc.${customer}`]: "v=DMARC1; p=reject",
+  // The forwarder's own SPF: its relay is the address the relay sees.
+  [trustedSealer]: "v=spf1 ip4:127.0.0.1 -all",
+  [customer]: "v=spf1 -all",
+};
+
+let serial = 0;
+/** A message from the customer's support address to itself (as the outbound verification email is), with a unique subject. */
+function message(opts: { headers?: string[]; token?: string } = {}): { raw: string; subject: string } {
+  const subject = `forwarded ${++serial} ${randomPassword().slice(0, 8)}`;
+  const lines = [
+    `From: Support <support@${customer}>`,
+    `To: support@${customer}`,
+    `Subject: ${subject}`,
+    `Date: ${new Date().toUTCString()}`,
+    `Message-ID: <${randomPassword()}@${customer}>`,
+    "MIME-Version: 1.0",
+    "Content-Type: text/plain; charset=us-ascii",
+    ...(opts.token ? [`X-SmtpConnector-Verification: ${opts.token}`] : []),
+    ...(opts.headers ?? []),
+    "",
+    "Hello, this came in through the customer's cloud service.",
+    "",
+  ];
+  return { raw: lines.join("\r\n"), subject };
+}
+
+async function dkimSigned(raw: string): Promise<string> {
+  const signed = await dkimSign(raw, { signatureData: [{ signingDomain: customer, selector: "sel1", privateKey: keys.customer.privateKey }] } as Parameters<typeof dkimSign>[1]);
+  assert.deepEqual(signed.errors, []);
+  return signed.signatures + raw;
+}
+
+/** What the forwarding service does: append its footer (or not), then seal with its ARC key. */
+async function sealed(raw: string, sealer: string, key: string, footer: boolean): Promise<string> {
+  const forwarded = footer ? `${raw}-- \r\nScanned by the cloud service.\r\n` : raw;
+  const seal = await sealMessage(forwarded, { signingDomain: sealer, selector: "arc1", privateKey: key, cv: "none", authResults: `mx.${sealer}; dkim=pass header.d=${customer}; spf=pass smtp.mailfrom=${customer}; dmarc=pass header.from=${customer}` });
+  assert.ok(seal.length > 0, "mailauth sealed the message");
+  return seal.toString() + forwarded;
+}
+
+/** Our Authentication-Results fields (unfolded) of a delivered message. */
+function ours(content: string): string[] {
+  const unfolded = content.split("\n\n")[0]!.replace(/\r?\n[ \t]+/g, " ");
+  return unfolded.split("\n").filter((l) => /^Authentication-Results:\s*relay\.test\s*;/i.test(l));
+}
+
+const crlf = (content: string) => content.replace(/\r?\n/g, "\r\n");
+
+/** python3-dkim (Debian's): each DKIM signature's verdict and the ARC chain's cv, with the test's records as DNS. */
+async function pythonVerdicts(raw: string): Promise<{ dkim: boolean[]; arc: string }> {
+  const script = [
+    "import dkim, json, sys",
+    "records = json.loads(sys.argv[1])",
+    "msg = sys.stdin.buffer.read()",
+    "def txt(name, timeout=5): return records.get(name.decode().rstrip('.'), '').encode() or None",
+    "d = dkim.DKIM(msg)",
+    "n = len([h for h in d.headers if h[0].lower() == b'dkim-signature'])",
+    "cv, results, reason = dkim.arc_verify(msg, dnsfunc=txt)",
+    "def verify(i):",
+    "  try: return bool(dkim.DKIM(msg).verify(idx=i, dnsfunc=txt))",
+    "  except dkim.ValidationError: return False",
+    "print(json.dumps({'dkim': [verify(i) for i in range(n)], 'arc': cv.decode()}))",
+  ].join("\n");
+  const child = execFileAsync("/usr/bin/python3", ["-c", script, JSON.stringify(records)]);
+  child.child.stdin?.end(raw, "latin1");
+  return JSON.parse((await child).stdout) as { dkim: boolean[]; arc: string };
+}
+
+describe("the forwarded listener, behind a real Postfix as the cloud service", () => {
+  let dns: TestDns;
+  let h: RelayHarness;
+  let cloud: Postfix;
+  let forwardedPort: number;
+  let dir: string;
+
+  before(async () => {
+    dns = await startDns();
+    for (const [name, value] of Object.entries(records)) dns.txt.set(name, value);
+    forwardedPort = await freePort();
+    h = await startRelay({
+      // A Forwarded domain, and an authenticated one whose support addresses the forwarded listener serves too (after a disconnect).
+      domains: [
+        { domain: customer, addresses: [`support@${customer}`], credentials: [] },
+        { domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: "example.com-v1", password }] },
+      ],
+      limits: { maxConnectionsPerSource: 4, maxUnauthenticatedCommands: 10 },
+      configure: async (config) => {
+        config.listeners.forwarded = { port: forwardedPort };
+        config.listeners.control = { port: await freePort(), tokenSha256: sha256(controlToken) };
+        config.domains[0]!.mode = "Forwarded";
+        config.forwarded = { trustedArcSealers: [trustedSealer], dnsServers: [dns.address] };
+      },
+    });
+    cloud = await startPostfix({
+      relay_domains: customer,
+      transport_maps: `inline:{ ${customer}=smtp:[127.0.0.1]:${forwardedPort} }`,
+      smtp_tls_security_level: "may",
+      smtp_tls_loglevel: "1",
+      // SRS as the cloud services do it: the envelope sender only, never a header.
+      sender_canonical_maps: `inline:{ support@${customer}=${srsSender} }`,
+      sender_canonical_classes: "envelope_sender",
+    });
+    dir = tempDir("forwarded");
+  });
+  after(async () => {
+    await cloud?.stop();
+    await h?.stop();
+    await dns?.stop();
+  });
+
+  /** Submits a raw message to the cloud service for support@customer; resolves with what reached the helpdesk. */
+  async function throughTheCloud(raw: string, subject: string): Promise<SinkMessage> {
+    const file = join(dir, `${serial}.eml`);
+    writeFileSync(file, raw.endsWith("\r\n") ? raw : `${raw}\r\n`);
+    const sent = await swaks(["--server", `127.0.0.1:${cloud.port}`, "--from", `support@${customer}`, "--to", `support@${customer}`, "--data", file]);
+    assert.equal(sent.code, 0, sent.output);
+    await eventuallyTrue(`"${subject}" at the helpdesk`, () => h.sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)), 30_000);
+    const delivered = h.sink.messages().find((m) => m.content.includes(`Subject: ${subject}`))!;
+    assert.deepEqual(delivered.rcptTo.map((r) => /<([^>]*)>/.exec(r)?.[1]?.toLowerCase()), [`support@${customer}`], "the recipient is unchanged");
+    return delivered;
+  }
+
+  function receipt(token: string): Promise<{ status: number; body: Record<string, unknown> }> {
+    return new Promise((resolve, reject) => {
+      const req = https.get(
+        { host: "127.0.0.1", port: h.controlPort, path: `/v1/verification-receipts/${sha256(token)}`, headers: { authorization: `Bearer ${controlToken}` }, rejectUnauthorized: false },
+        (res) => {
+          let body = "";
+          res.on("data", (c: Buffer) => (body += c.toString()));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(body) as Record<string, unknown> }));
+        },
+      );
+      req.on("error", reject);
+    });
+  }
+
+  const newToken = () => `vrf_${randomPassword().replace(/[^A-Za-z0-9]/g, "").slice(0, 32)}`;
+
+  test("an intact DKIM-signed forward: dkim=pass and dmarc=pass for the customer's domain, SPF of the forwarder's SRS sender, never auth=pass; its token is a forwarded receipt, DKIM-aligned", async () => {
+    const token = newToken();
+    const { raw, subject } = message({ token });
+    const delivered = await throughTheCloud(await dkimSigned(raw), subject);
+    const results = ours(delivered.content);
+    assert.equal(results.length, 1, delivered.content);
+    const ar = results[0]!;
+    assert.match(ar, new RegExp(`dkim=pass header\\.d=${customer} header\\.s=sel1`));
+    assert.match(ar, new RegExp(`dmarc=pass header\\.from=${customer}`));
+    assert.match(ar, new RegExp(`spf=pass smtp\\.mailfrom=${srsSender.replace(/[.=]/g, "\\$&")}`), "SPF speaks of the forwarder's rewritten sender");
+    assert.match(ar, /arc=none(;|$)/);
+    assert.doesNotMatch(delivered.content, /auth=pass/);
+    assert.doesNotMatch(delivered.content, /^X-SmtpConnector-/im);
+    assert.match(delivered.content, /^Received: from mx\.customer\.test \(\[127\.0\.0\.1\]\)\n\tby relay\.test \(smtp-connector\) with ESMTPS id /m, "STARTTLS was used, no AUTH");
+    assert.match(cloud.log(), /TLS connection established to 127\.0\.0\.1/);
+    assert.match(cloud.log(), /status=sent \(250 2\.0\.0 Accepted by the next hop/);
+    // python3-dkim agrees the delivered message verifies.
+    assert.deepEqual((await pythonVerdicts(crlf(delivered.content))).dkim, [true]);
+
+    const answer = await receipt(token);
+    assert.equal(answer.status, 200);
+    assert.deepEqual({ ...answer.body, arrivedAt: undefined }, { domain: customer, path: "forwarded", forwarded: { dkimAligned: true, arcTrusted: false }, arrivedAt: undefined });
+    assert.ok(!("credentialVersion" in answer.body));
+    assert.doesNotMatch(JSON.stringify(answer.body), new RegExp(token));
+  });
+
+  test("a trusted sealer's ARC chain over a body the forwarder changed: dkim=fail, dmarc=fail, arc=pass; the receipt is arcTrusted", async () => {
+    const token = newToken();
+    const { raw, subject } = message({ token });
+    const delivered = await throughTheCloud(await sealed(await dkimSigned(raw), trustedSealer, keys.trusted.privateKey, true), subject);
+    const [ar] = ours(delivered.content);
+    // mailauth's lenient mode words a body hash mismatch "neutral"; either way not pass.
+    assert.match(ar!, new RegExp(`dkim=(?:fail|neutral) header\\.d=${customer}`));
+    assert.match(ar!, /dmarc=fail/);
+    assert.match(ar!, new RegExp(`arc=pass \\(sealed by ${trustedSealer}, a listed sealer\\)`));
+    const python = await pythonVerdicts(crlf(delivered.content));
+    assert.deepEqual(python, { dkim: [false], arc: "pass" }, "python3-dkim: the DKIM signature is broken and the ARC chain verifies");
+    const answer = await receipt(token);
+    assert.deepEqual(answer.body.forwarded, { dkimAligned: false, arcTrusted: true, arcSealer: trustedSealer });
+  });
+
+  test("the same chain sealed by a sealer not on the list: delivered, but nothing in our result reads as passing ARC", async () => {
+    const token = newToken();
+    const { raw, subject } = message({ token });
+    const delivered = await throughTheCloud(await sealed(await dkimSigned(raw), untrustedSealer, keys.untrusted.privateKey, true), subject);
+    const [ar] = ours(delivered.content);
+    assert.match(ar!, new RegExp(`arc=none \\(sealed by ${untrustedSealer.replace(/\./g, "\\.")}, not a listed sealer\\)`));
+    assert.doesNotMatch(ar!.replace(/spf=pass[^;]*/, ""), /pass|trusted/i, `nothing but SPF passes: ${ar}`);
+    // The chain itself verifies (python3-dkim says so): only the sealer is what makes it worthless.
+    assert.equal((await pythonVerdicts(crlf(delivered.content))).arc, "pass");
+    assert.deepEqual((await receipt(token)).body.forwarded, { dkimAligned: false, arcTrusted: false, arcSealer: untrustedSealer });
+  });
+
+  test("forged results under our authserv-id and our own headers are removed; forged auth=pass never reaches the helpdesk", async () => {
+    const { raw, subject } = message({
+      headers: [
+        "Authentication-Results: relay.test; auth=pass (plain) smtp.auth=example.com-v1",
+        `Authentication-Results: relay.test;\r\n dkim=pass header.d=${customer}; arc=pass`,
+        "Authentication-Results: mx.other.example; spf=pass smtp.mailfrom=x@other.example",
+        "X-SmtpConnector-Auth: domain=customer.example; version=1",
+      ],
+    });
+    const delivered = await throughTheCloud(raw, subject);
+    const results = ours(delivered.content);
+    assert.equal(results.length, 1, "only ours is left under our authserv-id");
+    assert.match(results[0]!, /dkim=none/);
+    assert.match(results[0]!, /dmarc=fail header\.from=customer\.example/);
+    assert.doesNotMatch(delivered.content, /auth=pass/);
+    assert.doesNotMatch(delivered.content, /^X-SmtpConnector-Auth/im);
+    assert.match(delivered.content, /^Authentication-Results: mx\.other\.example; spf=pass/m, "another server's results are kept");
+  });
+
+  test("AUTH is neither advertised nor accepted, before or after STARTTLS", async () => {
+    const smtp = await RawSmtp.connect(forwardedPort);
+    try {
+      assert.match(await smtp.reply(), /^220 /);
+      const plain = await smtp.command("EHLO probe.example");
+      assert.match(plain, /STARTTLS/);
+      assert.doesNotMatch(plain, /AUTH/);
+      assert.match(await smtp.authPlain("example.com-v1", "x"), /^5\d\d /);
+      await smtp.startTls();
+      const secure = await smtp.command("EHLO probe.example");
+      assert.doesNotMatch(secure, /AUTH/);
+      assert.match(await smtp.authPlain("example.com-v1", "x"), /^5\d\d /);
+      assert.match(await smtp.command("AUTH LOGIN"), /^5\d\d /);
+    } finally {
+      smtp.close();
+    }
+  });
+
+  test("never an open relay: a recipient that is not a support address is refused, on a raw socket and from swaks", async () => {
+    const before = h.sink.messages().length;
+    const smtp = await RawSmtp.connect(forwardedPort);
+    try {
+      await smtp.reply();
+      await smtp.command("EHLO probe.example");
+      assert.match(await smtp.command("MAIL FROM:<spammer@evil.example>"), /^250 /);
+      for (const rcpt of [`other@${customer}`, "victim@elsewhere.example", `support%elsewhere.example@${customer}`]) {
+        assert.match(await smtp.command(`RCPT TO:<${rcpt}>`), /^550 5\.7\.1 /, rcpt);
+      }
+      // Forms that let two readers see two addresses: refused, by smtp-server's parser or ours.
+      for (const rcpt of [`"support@${customer}"@elsewhere.example`, `support@${customer}@elsewhere.example`, `support@${customer}.`]) {
+        assert.match(await smtp.command(`RCPT TO:<${rcpt}>`), /^5\d\d /, rcpt);
+      }
+      assert.match(await smtp.command("DATA"), /^503 /);
+    } finally {
+      smtp.close();
+    }
+    const probe = await swaks(["--server", `127.0.0.1:${forwardedPort}`, "--from", "spammer@evil.example", "--to", "victim@elsewhere.example", "--tls-optional"]);
+    assert.notEqual(probe.code, 0);
+    assert.match(probe.output, /550 5\.7\.1 Relaying denied/);
+    assert.equal(h.sink.messages().length, before, "nothing was delivered");
+  });
+
+  test("an authenticated domain's support address is served too, untagged; a token that arrives authenticated is path authenticated", async () => {
+    const subject = `after a disconnect ${randomPassword().slice(0, 8)}`;
+    const sent = await swaks(["--server", `127.0.0.1:${forwardedPort}`, "--from", "someone@sender.example", "--to", "support@example.com", "--header", `Subject: ${subject}`, "--tls-optional"]);
+    assert.equal(sent.code, 0, sent.output);
+    await eventuallyTrue("the message at the helpdesk", () => h.sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)), 10_000);
+    const delivered = h.sink.messages().find((m) => m.content.includes(`Subject: ${subject}`))!;
+    assert.doesNotMatch(delivered.content, /auth=pass/);
+    assert.match(ours(delivered.content)[0]!, /spf=none smtp\.mailfrom=someone@sender\.example;\s+dkim=none;\s+dmarc=none header\.from=sender\.example;\s+arc=none$/);
+
+    const token = newToken();
+    const authenticated = await swaks([
+      "--server", `127.0.0.1:${h.implicitPort}`, "--tls-on-connect", "--auth", "PLAIN", "--auth-user", "example.com-v1", "--auth-password", password,
+      "--from", "support@example.com", "--to", "support@example.com", "--add-header", `X-SmtpConnector-Verification: ${token}`,
+    ]);
+    assert.equal(authenticated.code, 0, authenticated.output);
+    await eventuallyTrue("the receipt", async () => (await receipt(token)).status === 200, 10_000);
+    const answer = await receipt(token);
+    assert.deepEqual({ ...answer.body, arrivedAt: undefined }, { domain: "example.com", credentialVersion: 1, path: "authenticated", arrivedAt: undefined });
+  });
+
+  test("one domain per message: a recipient of another domain waits for its own transaction (452)", async () => {
+    const smtp = await RawSmtp.connect(forwardedPort);
+    try {
+      await smtp.reply();
+      await smtp.command("EHLO probe.example");
+      await smtp.command("MAIL FROM:<someone@sender.example>");
+      assert.match(await smtp.command(`RCPT TO:<support@${customer}>`), /^250 /);
+      assert.match(await smtp.command("RCPT TO:<support@example.com>"), /^452 4\.5\.3 /);
+    } finally {
+      smtp.close();
+    }
+  });
+
+  test("the authenticated listeners' hardening holds here: bare line endings, size, connections per source, commands without progress", async () => {
+    const session = async (from = "127.0.0.3") => {
+      const smtp = await RawSmtp.connect(forwardedPort, { localAddress: from });
+      assert.match(await smtp.reply(), /^220 /);
+      await smtp.command("EHLO probe.example");
+      return smtp;
+    };
+    const transaction = async (smtp: RawSmtp, data: string) => {
+      assert.match(await smtp.command("MAIL FROM:<someone@sender.example>"), /^250 /);
+      assert.match(await smtp.command(`RCPT TO:<support@${customer}>`), /^250 /);
+      assert.match(await smtp.command("DATA"), /^354 /);
+      smtp.write(data);
+      return smtp.reply();
+    };
+    const before = h.sink.messages().length;
+    const smtp = await session();
+    try {
+      // SMTP smuggling: a bare LF in the header section refuses the message.
+      assert.match(await transaction(smtp, "Subject: a\nX-Smuggled: 1\r\n\r\nbody\r\n.\r\n"), /^554 5\.6\.0 Bare CR or LF/);
+      assert.match(await transaction(smtp, `Subject: big\r\n\r\n${"x".repeat(998)}\r\n`.repeat(1100) + ".\r\n"), /^552 /);
+      // A forwarder sends many messages on one connection, far beyond the command limit.
+      for (let i = 0; i < 4; i++) assert.match(await transaction(smtp, `Subject: many ${i}\r\n\r\nbody\r\n.\r\n`), /^250 /);
+    } finally {
+      smtp.close();
+    }
+    await eventuallyTrue("the four messages", () => h.sink.messages().length === before + 4, 10_000);
+    // A prober gets no more commands between accepted recipients than an unauthenticated session has.
+    const prober = await session();
+    try {
+      await prober.command("MAIL FROM:<someone@sender.example>");
+      let reply = "";
+      for (let i = 0; i < 12 && !reply.startsWith("421"); i++) reply = await prober.command(`RCPT TO:<guess${i}@${customer}>`);
+      assert.match(reply, /^421 4\.7\.0 Too many commands/);
+    } finally {
+      prober.close();
+    }
+    const open = await Promise.all([1, 2, 3, 4].map(() => RawSmtp.connect(forwardedPort, { localAddress: "127.0.0.4" })));
+    try {
+      for (const s of open) assert.match(await s.reply(), /^220 /);
+      const fifth = await RawSmtp.connect(forwardedPort, { localAddress: "127.0.0.4" });
+      assert.match(await fifth.reply(), /^421 4\.7\.0 Too many connections from your address/);
+      fifth.close();
+    } finally {
+      open.forEach((s) => s.close());
+    }
+  });
+
+  test("its sessions and messages have their own metric labels", async () => {
+    const metrics = await (await fetch(`http://127.0.0.1:${h.healthPort}/metrics`)).text();
+    assert.match(metrics, /^smtpc_relay_sessions_total\{listener="forwarded"\} [1-9]/m);
+    assert.match(metrics, /^smtpc_relay_messages_total\{direction="forwarded",result="Delivered"\} [1-9]/m);
+    assert.match(metrics, /^smtpc_relay_forwarded_checks_total\{verdict="ArcTrusted"\} [1-9]/m);
+    assert.match(metrics, /^smtpc_relay_messages_total\{direction="forwarded",result="BareLineEnding"\} 1$/m);
+    assert.match(metrics, /^smtpc_relay_connections_refused_total\{listener="forwarded",reason="PerSourceLimit"\} 1$/m);
+    // The one authenticated message of the test above, and no forwarded one among them.
+    assert.match(metrics, /^smtpc_relay_messages_total\{direction="inbound",result="Delivered"\} 1$/m);
+  });
+});
