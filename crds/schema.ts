@@ -189,7 +189,7 @@ const InboundSpec = Type.Object(
     allowedSourceRanges: Type.Optional(
       Type.Array(Type.String({ maxLength: 43 }), {
         description:
-          "CIDR ranges the customer's mail server connects from, e.g. 203.0.113.0/24 (in Forwarded mode: the mail service's egress ranges). Applied to the relay Service (loadBalancerSourceRanges) and NetworkPolicy. Empty allows any source; AUTH is required either way in Authenticated mode, and in Forwarded mode only the support addresses are accepted as recipients.",
+          "CIDR ranges the customer's mail server connects from, e.g. 203.0.113.0/24 (in Forwarded mode: the mail service's egress ranges). Applied to the relay Service (loadBalancerSourceRanges) and NetworkPolicy, and behind a PROXY-protocol balancer (spec.relay.proxyProtocol) by the relay to the client each header names. Empty allows any source; AUTH is required either way in Authenticated mode, and in Forwarded mode only the support addresses are accepted as recipients.",
         maxItems: 64,
         "x-kubernetes-list-type": "set",
         ...rules({ rule: "self.all(r, isCIDR(r))", message: "allowedSourceRanges must be CIDR ranges such as 203.0.113.0/24 or 2001:db8::/32" }),

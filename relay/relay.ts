@@ -13,7 +13,7 @@ import { connectionLimitDefaults, type RelayConfig } from "./contract/config.js"
 import { SmtpReply } from "./forward/cut-through.js";
 import { ForwardedSessions } from "./inbound/forwarded-session.js";
 import { InboundSessions, type CredentialKind, type VerificationReceipt } from "./inbound/session.js";
-import { ProxyTrust } from "./inbound/proxy-protocol.js";
+import { AddressRanges, ProxyTrust } from "./inbound/proxy-protocol.js";
 import { GreetingDelayServer, type ConnectionLimits } from "./inbound/smtp-server.js";
 import { AuthThrottle, type ThrottleOptions } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
@@ -201,6 +201,9 @@ export class Relay {
       refused: (reason) => this.metrics.connectionsRefused.inc({ listener, reason }),
       // smtp-server's own PROXY reader (useProxy) is never used: it knows version 1 only.
       ...(config.proxyProtocol ? { proxy: new ProxyTrust(config.proxyProtocol.trustedRanges) } : {}),
+      // The customer server's listeners, whose allowedSourceRanges these are: not submission (the helpdesk's, from
+      // inside the cluster) nor forwarded (mail services forwarding for any served domain).
+      ...(config.proxyProtocol?.allowedClients && (listener === "starttls" || listener === "implicitTls") ? { proxyClients: new AddressRanges(config.proxyProtocol.allowedClients) } : {}),
       proxied: (version, client, balancer) => this.log.debug("PROXY header", { listener, version, client: client ?? "(balancer's own)", balancer }),
     };
   }

@@ -173,7 +173,7 @@ export function relayConfig(
     tls: { certFile: configPath("tls", "tls.crt"), keyFile: configPath("tls", "tls.key") },
     limits: { ...recommendedLimits, ...messageLimits(domain, settings) },
     authFailures: recommendedAuthFailures,
-    ...(domain.spec.relay?.proxyProtocol ? { proxyProtocol: { trustedRanges: [...domain.spec.relay.proxyProtocol.trustedRanges] } } : {}),
+    ...(domain.spec.relay?.proxyProtocol ? { proxyProtocol: proxyProtocolConfig(domain.spec.relay.proxyProtocol.trustedRanges, domain.spec.inbound.allowedSourceRanges) } : {}),
     ...(outbound ? { outbound: { systemDomains: [...(settings.systemDomains ?? [])], unconnectedSenders: "Refuse" as const } } : {}),
     ...(forwarded
       ? { forwarded: { trustedArcSealers: [...forwardedSettings.trustedArcSealers], ...(forwardedSettings.dnsServers.length > 0 ? { dnsServers: [...forwardedSettings.dnsServers] } : {}) } }
@@ -461,6 +461,15 @@ export function customerListeners(domain: SmtpDomain): { name: string; container
     { name: "submission", containerPort: relayPorts.starttls, port: publicPorts.starttls },
     { name: "submissions", containerPort: relayPorts.implicitTls, port: publicPorts.implicitTls },
   ];
+}
+
+/**
+ * Behind a PROXY-protocol balancer the NetworkPolicy sees the balancer's address, and a Service that is not a
+ * LoadBalancer has no loadBalancerSourceRanges: the relay itself checks the client the header names against
+ * allowedSourceRanges.
+ */
+function proxyProtocolConfig(trustedRanges: readonly string[], allowedSourceRanges: readonly string[] | undefined): NonNullable<RelayConfig["proxyProtocol"]> {
+  return { trustedRanges: [...trustedRanges], ...(allowedSourceRanges?.length ? { allowedClients: [...allowedSourceRanges] } : {}) };
 }
 
 export function relayService(domain: SmtpDomain): KubeObject {

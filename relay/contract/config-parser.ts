@@ -52,14 +52,14 @@ export function parseConfig(text: string, file = "<config>"): RelayConfig {
   return config;
 }
 
-/** A problem with one trusted PROXY-protocol range (an address or a CIDR), or undefined. */
-function trustedRangeProblem(range: string): string | undefined {
+/** A problem with one PROXY-protocol range (an address or a CIDR), or undefined; /0 only where `everyone` may be meant. */
+function rangeProblem(range: string, everyone = false): string | undefined {
   const [address, prefix, extra] = range.split("/");
   const version = isIP(address ?? "");
   if (version === 0 || extra !== undefined) return `${range} is not an IP address or CIDR range`;
   if (prefix === undefined) return undefined;
   if (!/^[0-9]{1,3}$/.test(prefix) || Number(prefix) > (version === 4 ? 32 : 128)) return `${range} has no valid prefix length`;
-  if (Number(prefix) === 0) return `${range} trusts every address: any client could then name its own source address`;
+  if (Number(prefix) === 0 && !everyone) return `${range} trusts every address: any client could then name its own source address`;
   return undefined;
 }
 
@@ -71,8 +71,12 @@ function semanticProblems(config: RelayConfig): string[] {
   }
   problems.push(...forwardedProblems(config));
   for (const [i, range] of (config.proxyProtocol?.trustedRanges ?? []).entries()) {
-    const problem = trustedRangeProblem(range);
+    const problem = rangeProblem(range);
     if (problem) problems.push(`/proxyProtocol/trustedRanges/${i}: ${problem}`);
+  }
+  for (const [i, range] of (config.proxyProtocol?.allowedClients ?? []).entries()) {
+    const problem = rangeProblem(range, true);
+    if (problem) problems.push(`/proxyProtocol/allowedClients/${i}: ${problem}`);
   }
   const { outbound } = config;
   if (outbound && !config.listeners.submission) problems.push("/outbound: set listeners.submission, or outbound mail has no way in");

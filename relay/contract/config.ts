@@ -208,6 +208,14 @@ export const RelayConfig = Type.Object({
         description:
           "IP addresses or CIDR ranges of the load balancers whose connections must start with a PROXY header (version 1 or 2); from any other address a PROXY header is refused (421). A /0 is refused: it would let any client name its own address.",
       }),
+      allowedClients: Type.Optional(
+        Type.Array(Type.String({ maxLength: 49 }), {
+          minItems: 1,
+          maxItems: 64,
+          description:
+            "IP addresses or CIDR ranges of the clients a trusted balancer's header may name, on the starttls and implicitTls listeners; any other named client is refused (554 5.7.1, or closed before an implicit-TLS handshake) and counted as ProxyClientNotAllowed. The NetworkPolicy sees only the balancer, so this is what enforces the domain's allowedSourceRanges behind one. Absent: any client. The balancer's own connections (LOCAL, UNKNOWN) are not checked.",
+        }),
+      ),
       },
       { description: "PROXY protocol, versions 1 and 2, from trusted load balancers, so logs, lockouts and per-source limits see the real client address." },
     ),

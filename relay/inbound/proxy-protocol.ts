@@ -64,8 +64,7 @@ function parseV2(data: Buffer): ProxyParse {
   if (family === 2) {
     if (block.length < 36) return { kind: "invalid", reason: `version 2 IPv6 address block of ${block.length} bytes, fewer than 36` };
     const groups = Array.from({ length: 8 }, (_, i) => block.readUInt16BE(i * 2).toString(16));
-    // The canonical (compressed) form, as a socket reports an IPv6 peer.
-    const address = new URL(`http://[${groups.join(":")}]/`).hostname.slice(1, -1);
+    const address = canonicalIPv6(groups.join(":"));
     return { kind: "header", header: { version: 2, source: { address, port: block.readUInt16BE(32) } }, length: total };
   }
   // A UNIX socket (3) names no IP address the limits could count: refused rather than counted as the balancer.
@@ -89,11 +88,25 @@ function parseV1(data: Buffer): ProxyParse {
   for (const p of [sourcePort, destinationPort]) {
     if (!port.test(p) || Number(p) > 65535) return { kind: "invalid", reason: "version 1 header with a port that is not 0 to 65535" };
   }
-  return { kind: "header", header: { version: 1, source: { address: source.toLowerCase(), port: Number(sourcePort) } }, length: end + 2 };
+  return { kind: "header", header: { version: 1, source: { address: version === 6 ? canonicalIPv6(source) : source, port: Number(sourcePort) } }, length: end + 2 };
 }
 
-/** The load balancers allowed (and required) to send a PROXY header: addresses and CIDR ranges. */
-export class ProxyTrust {
+/**
+ * The compressed form a socket reports an IPv6 peer in, and an IPv4-mapped one (::ffff:a.b.c.d, which HAProxy on a
+ * dual-stack `bind :::25 v4v6` names its IPv4 clients with) as the IPv4 address: URL canonicalisation alone writes
+ * it ::ffff:c633:6407, which the per-source count (sourceOf) reads as the IPv6 /64 every such client shares, and
+ * smtp-server's `::ffff:` stripping turns into "c633:6407" in Received:, the logs and the lockout keys.
+ */
+function canonicalIPv6(address: string): string {
+  const canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (!mapped) return canonical;
+  const [high, low] = [parseInt(mapped[1]!, 16), parseInt(mapped[2]!, 16)];
+  return [high >> 8, high & 0xff, low >> 8, low & 0xff].join(".");
+}
+
+/** IP addresses and CIDR ranges; an IPv4-mapped IPv6 address counts as its IPv4 one. */
+export class AddressRanges {
   private readonly list = new BlockList();
 
   constructor(readonly ranges: readonly string[]) {
@@ -105,12 +118,19 @@ export class ProxyTrust {
     }
   }
 
-  /** Whether a connection from `address` must start with a PROXY header. An IPv4-mapped IPv6 address counts as its IPv4 one. */
-  trusts(address: string | undefined): boolean {
+  includes(address: string | undefined): boolean {
     if (!address || this.ranges.length === 0) return false;
     const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
     if (mapped) return this.list.check(mapped, "ipv4");
     return this.list.check(address, isIPv4(address) ? "ipv4" : "ipv6");
+  }
+}
+
+/** The load balancers allowed (and required) to send a PROXY header. */
+export class ProxyTrust extends AddressRanges {
+  /** Whether a connection from `address` must start with a PROXY header. */
+  trusts(address: string | undefined): boolean {
+    return this.includes(address);
   }
 }
 

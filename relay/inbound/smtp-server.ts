@@ -14,7 +14,8 @@
 // by test/mail/adversarial/connections.test.ts:
 // - concurrent connections per source, counted from the TCP accept (before
 //   any TLS handshake, so bare connections to 465 count too), or, behind a
-//   trusted PROXY-protocol peer, from the real client address it names;
+//   trusted PROXY-protocol peer, from the real client address it names, as
+//   soon as the header is read (again before any TLS handshake);
 // - a TLS handshake deadline, for implicit TLS (a bare TCP connection that
 //   never sends a ClientHello) and after STARTTLS, much shorter than the idle
 //   timeout smtp-server uses for both;
@@ -32,7 +33,7 @@ import type net from "node:net";
 import type tls from "node:tls";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import { SMTPConnection, type SMTPConnectionOptions } from "smtp-server/lib/smtp-connection.js";
-import { ProxyHeaderError, readProxyHeader, type ProxyTrust } from "./proxy-protocol.js";
+import { ProxyHeaderError, readProxyHeader, type AddressRanges, type ProxyTrust } from "./proxy-protocol.js";
 import { sourceOf } from "./throttle.js";
 
 // The members init() relies on; typed here because the declarations mark them internal.
@@ -72,16 +73,18 @@ export interface ConnectionLimits {
   progressing?: (session: SMTPServerSession) => boolean;
   /** The load balancers that must (and alone may) start a connection with a PROXY header. */
   proxy?: ProxyTrust;
+  /**
+   * The clients a balancer's header may name (the domain's allowedSourceRanges, which the NetworkPolicy cannot
+   * enforce behind a balancer: it sees the balancer); absent, any.
+   */
+  proxyClients?: AddressRanges;
   /** A refused connection, for the metrics. */
   refused?: (reason: RefusalReason) => void;
   /** A PROXY header read: which version, and the client it names (for the logs). */
   proxied?: (version: 1 | 2, client: string | undefined, balancer: string) => void;
 }
 
-export type RefusalReason = "PerSourceLimit" | "HandshakeTimeout" | "TooManyCommands" | "ProxyHeaderInvalid" | "ProxyHeaderUntrusted";
-
-/** The socket options that came from a trusted balancer's header: their connection is counted by the client it names. */
-const fromBalancer = new WeakSet<object>();
+export type RefusalReason = "PerSourceLimit" | "HandshakeTimeout" | "TooManyCommands" | "ProxyHeaderInvalid" | "ProxyHeaderUntrusted" | "ProxyClientNotAllowed";
 
 export interface SessionTiming {
   /** Wait before the greeting; input before it is refused (421). */
@@ -125,13 +128,9 @@ export class GreetingDelayServer extends SMTPServer {
   private admit(socket: net.Socket, accept: (socket: net.Socket) => void): void {
     const implicitTls = this.options.secure === true;
     const proxied = this._expectsProxyHeader(socket);
-    // Behind a trusted PROXY peer the source is known only from its header: counted in connect().
+    // Behind a trusted PROXY peer the source is known only from its header: counted in _handleProxy().
     if (!proxied && !this.claim(socket, socket.remoteAddress ?? "")) {
-      socket.on("error", () => undefined);
-      // Before an implicit-TLS handshake nothing can be said: the connection just closes.
-      if (implicitTls) socket.destroy();
-      else socket.end("421 4.7.0 Too many connections from your address, try again later\r\n", () => socket.destroy());
-      this.limits.refused?.("PerSourceLimit");
+      this.refuseEarly(socket, "PerSourceLimit");
       return;
     }
     if (implicitTls || proxied) {
@@ -148,6 +147,14 @@ export class GreetingDelayServer extends SMTPServer {
       socket.once("close", () => clearTimeout(deadline));
     }
     accept(socket);
+  }
+
+  /** Closes a socket that has no session yet with a reply, or before an implicit-TLS handshake (nothing can be said then) at once. */
+  private refuseEarly(socket: net.Socket, reason: RefusalReason, reply = "421 4.7.0 Too many connections from your address, try again later"): void {
+    socket.on("error", () => undefined);
+    if (this.options.secure === true) socket.destroy();
+    else socket.end(`${reply}\r\n`, () => socket.destroy());
+    this.limits.refused?.(reason);
   }
 
   /** Counts one connection of `address` until `socket` closes; false when the source is at its limit. */
@@ -187,24 +194,30 @@ export class GreetingDelayServer extends SMTPServer {
         callback(error ?? new Error("no PROXY header"));
         return;
       }
+      this.limits.proxied?.(header.version, header.source?.address, balancer);
+      const allowed = this.limits.proxyClients;
+      // RFC 5321 3.1: a server that will not serve a client may greet it with 554 and a reason.
+      if (header.source && allowed && !allowed.includes(header.source.address)) {
+        this.refuseEarly(socket, "ProxyClientNotAllowed", "554 5.7.1 Your address is not allowed to use this relay");
+        callback(new Error("the client the PROXY header names is not in proxyProtocol.allowedClients"));
+        return;
+      }
+      // Counted now, before an implicit-TLS handshake: counted after it, one client behind the balancer could hold
+      // every pending slot (maxClients) with connections that never send a ClientHello, and every new connection
+      // to the listener, anyone's, would be dropped until the handshake deadline.
+      // LOCAL / UNKNOWN (a health check) names no client: the balancer's own connection is counted as its own.
+      if (!this.claim(socket, header.source?.address ?? balancer)) {
+        this.refuseEarly(socket, "PerSourceLimit");
+        callback(new Error("too many connections from the client the PROXY header names"));
+        return;
+      }
       const id = BigInt(`0x${randomBytes(10).toString("hex")}`).toString(32).padStart(16, "0");
       const socketOptions: SMTPConnectionOptions & { id: string } = { id, ...(header.source ? { remoteAddress: header.source.address, remotePort: header.source.port } : {}) };
-      fromBalancer.add(socketOptions);
-      this.limits.proxied?.(header.version, header.source?.address, balancer);
       callback(null, socketOptions);
     });
   }
 
   override connect(socket: net.Socket | tls.TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
-    if (socketOptions && fromBalancer.has(socketOptions)) {
-      // LOCAL / UNKNOWN (a health check) names no client: the balancer's own connection is counted as its own.
-      if (!this.claim(socket, socketOptions.remoteAddress ?? socket.remoteAddress ?? "")) {
-        socket.on("error", () => undefined);
-        socket.end("421 4.7.0 Too many connections from your address, try again later\r\n", () => socket.destroy());
-        this.limits.refused?.("PerSourceLimit");
-        return;
-      }
-    }
     const connection = new SMTPConnection(this, socket, socketOptions);
     this.connections.add(connection);
     connection.on("error", (err: Error) => this.emit("error", err));

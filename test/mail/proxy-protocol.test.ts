@@ -49,10 +49,36 @@ class Peer {
 
 const v1 = (client: string) => Buffer.from(`PROXY ${client.includes(":") ? "TCP6" : "TCP4"} ${client} ${client.includes(":") ? "::1" : "127.0.0.1"} 40000 587\r\n`);
 const v2 = (client: string) => proxyV2({ source: client, sourcePort: 40000, destination: client.includes(":") ? "::1" : "127.0.0.1", destinationPort: 587 });
+/** STARTTLS, AUTH and one message on a peer that has its greeting. */
+async function deliver(peer: Peer, subject: string): Promise<void> {
+  await peer.send("EHLO client.test", /^250 /m);
+  await peer.send("STARTTLS", /^220 /m);
+  const secure = tlsConnect({ socket: peer.socket, rejectUnauthorized: false, servername: "relay.test" });
+  await new Promise<void>((resolve, reject) => secure.once("secureConnect", () => resolve()).once("error", reject));
+  let text = "";
+  secure.on("data", (c: Buffer) => (text += c.toString("latin1")));
+  const say = async (line: string, expect: RegExp) => {
+    const from = text.length;
+    secure.write(`${line}\r\n`);
+    await eventuallyTrue(`a reply to ${line.slice(0, 12)}`, () => expect.test(text.slice(from)), 5_000);
+  };
+  await say("EHLO client.test", /^250 /m);
+  await say(`AUTH PLAIN ${Buffer.from(`\0example.com-v1\0${password}`).toString("base64")}`, /^235 /m);
+  await say("MAIL FROM:<customer@users.example.org>", /^250 /m);
+  await say("RCPT TO:<support@example.com>", /^250 /m);
+  await say("DATA", /^354 /m);
+  await say(`Subject: ${subject}\r\n\r\nhello\r\n.`, /^250 /m);
+  secure.destroy();
+}
+const delivered = async (h: RelayHarness, subject: string) => {
+  await eventuallyTrue("the message at the next hop", () => h.sink.messages().some((m) => m.content.includes(subject)), 5_000);
+  return h.sink.messages().find((m) => m.content.includes(subject))!.content;
+};
 const sessionFrom = (h: RelayHarness, client: string) => h.logs.some((l) => l.includes('"session opened"') && l.includes(`"remote":"${client}"`));
 const refusals = async (h: RelayHarness, reason: string) => {
   const text = await h.relay.metrics.registry.getSingleMetricAsString("smtpc_relay_connections_refused_total");
-  return Number(new RegExp(`reason="${reason}"[^}]*} (\\d+)`).exec(text)?.[1] ?? 0);
+  // Summed over the listeners.
+  return [...text.matchAll(new RegExp(`reason="${reason}"[^}]*} (\\d+)`, "g"))].reduce((sum, m) => sum + Number(m[1]), 0);
 };
 
 describe("PROXY protocol from a trusted balancer", () => {
@@ -92,27 +118,26 @@ describe("PROXY protocol from a trusted balancer", () => {
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     assert.match(await peer.answer(), /^220 /);
-    await peer.send("EHLO client.test", /^250 /m);
-    await peer.send("STARTTLS", /^220 /m);
-    const secure = tlsConnect({ socket: peer.socket, rejectUnauthorized: false, servername: "relay.test" });
-    await new Promise<void>((resolve, reject) => secure.once("secureConnect", () => resolve()).once("error", reject));
-    let text = "";
-    secure.on("data", (c: Buffer) => (text += c.toString("latin1")));
-    const say = async (line: string, expect: RegExp) => {
-      const from = text.length;
-      secure.write(`${line}\r\n`);
-      await eventuallyTrue(`a reply to ${line.slice(0, 12)}`, () => expect.test(text.slice(from)), 5_000);
-    };
-    await say("EHLO client.test", /^250 /m);
-    await say(`AUTH PLAIN ${Buffer.from(`\0example.com-v1\0${password}`).toString("base64")}`, /^235 /m);
-    await say("MAIL FROM:<customer@users.example.org>", /^250 /m);
-    await say("RCPT TO:<support@example.com>", /^250 /m);
-    await say("DATA", /^354 /m);
-    await say("Subject: via a balancer\r\n\r\nhello\r\n.", /^250 /m);
-    secure.destroy();
-    await eventuallyTrue("the message at the next hop", () => h.sink.messages().some((m) => m.content.includes("via a balancer")), 5_000);
-    const message = h.sink.messages().find((m) => m.content.includes("via a balancer"))!;
-    assert.match(message.content, /^Received: from client\.test \(\[198\.51\.100\.23\]\)/m);
+    await deliver(peer, "via a balancer");
+    assert.match(await delivered(h, "via a balancer"), /^Received: from client\.test \(\[198\.51\.100\.23\]\)/m);
+  });
+
+  test("IPv4-mapped IPv6 clients (HAProxy on a dual-stack bind): each its own IPv4 source, and the dotted address in Received:", async () => {
+    // The 16 address bytes of ::ffff:198.51.100.70 and ::ffff:198.51.100.71 (family 0x21, TCP over IPv6).
+    const mapped = (last: number) => proxyV2({ source: `::ffff:c633:64${last.toString(16)}`, sourcePort: 40000, destination: "::1", destinationPort: 587 });
+    const held = await Promise.all([1, 2].map(() => viaBalancer(mapped(70))));
+    for (const p of held) assert.match(await p.answer(), /^220 /);
+    // Not the IPv6 /64 ::/64 that every mapped client would share: another mapped client has its own share.
+    const other = await viaBalancer(mapped(71));
+    assert.match(await other.answer(), /^220 /);
+    await eventuallyTrue("a session of 198.51.100.71", () => sessionFrom(h, "198.51.100.71"), 2_000);
+    await deliver(other, "from a mapped client");
+    assert.match(await delivered(h, "from a mapped client"), /^Received: from client\.test \(\[198\.51\.100\.71\]\)/m);
+    // Version 1 from the same kind of balancer writes it uncompressed.
+    const v1Mapped = await viaBalancer(Buffer.from("PROXY TCP6 0:0:0:0:0:ffff:c633:6448 ::1 40000 587\r\n"));
+    assert.match(await v1Mapped.answer(), /^220 /);
+    await eventuallyTrue("a session of 198.51.100.72", () => sessionFrom(h, "198.51.100.72"), 2_000);
+    for (const p of [...held, v1Mapped]) p.socket.destroy();
   });
 
   test("version 2 on the implicit-TLS listener: the header, then the handshake", async () => {
@@ -132,6 +157,18 @@ describe("PROXY protocol from a trusted balancer", () => {
     assert.match(await (await viaBalancer(v2("198.51.100.7"))).answer(), /^421 4\.7\.0 Too many connections from your address/);
     // The balancer carries other clients too: each has its own share.
     assert.match(await (await viaBalancer(v2("198.51.100.8"))).answer(), /^220 /);
+    for (const p of held) p.socket.destroy();
+  });
+
+  test("implicit TLS: the client the header names is counted before the handshake, so it cannot hold the pending slots", async () => {
+    const before = await refusals(h, "PerSourceLimit");
+    // Headers and nothing more: no ClientHello. Two are the client's share; the third is refused at once, not at the handshake deadline.
+    const held = await Promise.all([1, 2].map(() => viaBalancer(v2("198.51.100.60"), h.implicitPort)));
+    const third = await viaBalancer(v2("198.51.100.60"), h.implicitPort);
+    await eventuallyTrue("the third closed", () => third.closed, limits.tlsHandshakeTimeoutSeconds * 1000 - 500);
+    assert.equal(third.text, "");
+    assert.equal(await refusals(h, "PerSourceLimit"), before + 1);
+    assert.equal(held.some((p) => p.closed), false);
     for (const p of held) p.socket.destroy();
   });
 
@@ -161,6 +198,95 @@ describe("PROXY protocol from a trusted balancer", () => {
     const peer = await viaBalancer(Buffer.alloc(0));
     await eventuallyTrue("closed", () => peer.closed, limits.tlsHandshakeTimeoutSeconds * 1000 + 3_000);
     assert.equal(peer.text, "");
+  });
+});
+
+describe("PROXY protocol on the implicit-TLS listener, near maxConnections", () => {
+  let h: RelayHarness;
+  const open: Peer[] = [];
+  before(async () => {
+    h = await startRelay({ domains: [exampleDomain(password)], limits: { maxConnectionsPerSource: 1, maxConnections: 3, tlsHandshakeTimeoutSeconds: 10 }, proxyProtocol: { trustedRanges: [balancer] } });
+  });
+  after(async () => {
+    for (const p of open) p.socket.destroy();
+    await h?.stop();
+  });
+
+  test("one client behind the balancer holding silent connections does not lock every other client out", async () => {
+    const viaBalancer = async (client: string) => {
+      const peer = await Peer.open(h.implicitPort, balancer);
+      open.push(peer);
+      peer.socket.write(v2(client));
+      return peer;
+    };
+    // Before the fix these three all stayed open (uncounted until a handshake that never comes) and filled the
+    // listener's pending slots: the next connection, anyone's, was dropped for tlsHandshakeTimeoutSeconds.
+    const silent = [await viaBalancer("198.51.100.7"), await viaBalancer("198.51.100.7"), await viaBalancer("198.51.100.7")];
+    await eventuallyTrue("all but the client's one connection closed", () => silent.filter((p) => p.closed).length === 2, 5_000);
+    const peer = await viaBalancer("203.0.113.9");
+    const secure = tlsConnect({ socket: peer.socket, rejectUnauthorized: false, servername: "relay.test" });
+    secure.on("error", () => undefined);
+    let text = "";
+    secure.on("data", (c: Buffer) => (text += c.toString("latin1")));
+    await eventuallyTrue("the other client's greeting over TLS", () => /^220 /.test(text) || peer.closed, 5_000);
+    assert.match(text, /^220 /);
+    secure.destroy();
+  });
+});
+
+describe("PROXY protocol: the named client against allowedClients (the domain's allowedSourceRanges)", () => {
+  let h: RelayHarness;
+  const open: Peer[] = [];
+  const viaBalancer = async (header: Buffer, port = h.starttlsPort) => {
+    const peer = await Peer.open(port, balancer);
+    open.push(peer);
+    peer.socket.write(header);
+    return peer;
+  };
+  before(async () => {
+    h = await startRelay({ domains: [exampleDomain(password)], limits, proxyProtocol: { trustedRanges: [balancer], allowedClients: ["198.51.100.0/24", "2001:db8:1::/48"] } });
+  });
+  after(async () => {
+    for (const p of open) p.socket.destroy();
+    await h?.stop();
+  });
+
+  test("a client inside is served; outside (v1, v2, IPv4-mapped, IPv6) gets 554 and no session, or on implicit TLS is closed; each counted", async () => {
+    for (const client of ["198.51.100.5", "2001:db8:1::5"]) {
+      const peer = await viaBalancer(v2(client));
+      assert.match(await peer.answer(), /^220 /, client);
+      peer.socket.destroy();
+    }
+    const outside = [
+      v1("203.0.113.5"),
+      v2("203.0.113.6"),
+      // ::ffff:203.0.113.7, as a dual-stack balancer names an IPv4 client.
+      proxyV2({ source: "::ffff:cb00:7107", sourcePort: 40000, destination: "::1", destinationPort: 587 }),
+      v2("2001:db8:2::8"),
+    ];
+    for (const header of outside) {
+      const peer = await viaBalancer(header);
+      assert.match(await peer.answer(), /^554 5\.7\.1 Your address is not allowed to use this relay\r\n$/);
+      await eventuallyTrue("closed", () => peer.closed, 3_000);
+    }
+    const implicit = await viaBalancer(v2("203.0.113.9"), h.implicitPort);
+    await eventuallyTrue("closed", () => implicit.closed, 3_000);
+    assert.equal(implicit.text, "");
+    assert.equal(await refusals(h, "ProxyClientNotAllowed"), 5);
+    for (const claimed of ["203.0.113.5", "203.0.113.6", "203.0.113.7", "2001:db8:2::8", "203.0.113.9"]) assert.equal(sessionFrom(h, claimed), false, claimed);
+  });
+
+  test("the balancer's own connection (LOCAL) is not a client and is served", async () => {
+    const peer = await viaBalancer(proxyV2({ command: "LOCAL" }));
+    assert.match(await peer.answer(), /^220 /);
+    peer.socket.destroy();
+  });
+
+  test("a reload without allowedClients lets any named client in, for new connections", async () => {
+    assert.equal(h.update((c) => (c.proxyProtocol = { trustedRanges: [balancer] })), true);
+    const peer = await viaBalancer(v2("203.0.113.10"));
+    assert.match(await peer.answer(), /^220 /);
+    peer.socket.destroy();
   });
 });
 
