@@ -231,7 +231,8 @@ describe("SmtpDomain reconciler", () => {
       const c = await relayConfigOf(namespace).catch(() => undefined);
       return c?.proxyProtocol ? c : undefined;
     });
-    assert.deepEqual(config.proxyProtocol, { trustedRanges: ["10.0.12.0/24", "192.0.2.9"] });
+    // The relay checks the client each header names against allowedSourceRanges (the NetworkPolicy sees the balancer).
+    assert.deepEqual(config.proxyProtocol, { trustedRanges: ["10.0.12.0/24", "192.0.2.9"], allowedClients: ["203.0.113.0/24"] });
     const policy = await kubectl(["get", "networkpolicy", "example-com-relay", "-n", namespace, "-o", "jsonpath={.spec.ingress[0].from[*].ipBlock.cidr}"]);
     assert.equal(policy.stdout.trim(), "203.0.113.0/24 10.0.12.0/24 192.0.2.9/32");
     for (const [ranges, message] of [
