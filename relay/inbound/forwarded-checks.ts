@@ -10,6 +10,7 @@
 // written only for a chain whose latest sealer the installation trusts: an
 // attacker can seal anything with a key of his own domain (docs/security.md).
 import { Resolver } from "node:dns/promises";
+import type { Readable } from "node:stream";
 import { authenticate, type AuthenticateResult, type DNSResolver } from "mailauth";
 import type { ForwardedVerdict } from "../contract/control-api.js";
 
@@ -64,7 +65,7 @@ export function dnsResolver(servers: readonly string[] | undefined): DNSResolver
   return (name, rrtype) => resolver.resolve(name, rrtype) as Promise<string[][] | string[]>;
 }
 
-export async function checkForwarded(message: Buffer, options: CheckOptions): Promise<ForwardedChecks> {
+export async function checkForwarded(message: Buffer | Readable, options: CheckOptions): Promise<ForwardedChecks> {
   const result = await authenticate(message, {
     sender: options.sender,
     ip: options.ip,

@@ -80,7 +80,7 @@ export class ForwardedSessions {
     }
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
     const sender = parseMailbox(mailFrom);
-    const filter = new MessageFilter({ ...state.filter, prepend: "" });
+    const filter = new MessageFilter({ ...state.filter, prepend: "", recordArrived: true });
     const envelope = {
       from: mailFrom,
       to,
@@ -98,13 +98,14 @@ export class ForwardedSessions {
         timeoutMs: state.nextHopTimeoutMs,
         fields: { listener: "forwarded", domain: recipientDomain },
         deliver: async (filtered, signal) => {
+          // Held once, as the filter emitted it: the checks read the same chunks behind the arrived header.
           const message = await collect(filtered);
           // The local part as sent (an SRS hash is case-sensitive), the domain as parsed.
           const checkedSender = sender.ok ? `${mailFrom.slice(0, mailFrom.lastIndexOf("@"))}@${sender.mailbox.domain}` : "";
-          checks = await this.check(message, session, checkedSender, recipientDomain, state);
+          checks = await this.check(asArrived(filter, message), session, checkedSender, recipientDomain, state);
           signal.throwIfAborted();
           const head = receivedHeader(state.filter.authservId, session, session.secure ? "ESMTPS" : "ESMTP") + checks.header;
-          return domain.nextHop.send(envelope, Readable.from([Buffer.from(head, "utf8"), message]), signal);
+          return domain.nextHop.send(envelope, Readable.from([Buffer.from(head, "utf8"), ...message]), signal);
         },
         delivered: () => {
           if (!checks) return;
@@ -122,7 +123,7 @@ export class ForwardedSessions {
    * delivered (the sender could never get it through otherwise), with a
    * result that claims nothing.
    */
-  private async check(message: Buffer, session: SMTPServerSession, sender: string, recipientDomain: string, state: RelayState): Promise<ForwardedChecks> {
+  private async check(message: Readable, session: SMTPServerSession, sender: string, recipientDomain: string, state: RelayState): Promise<ForwardedChecks> {
     const { authservId } = state.filter;
     let checks: ForwardedChecks;
     try {
@@ -145,8 +146,35 @@ export class ForwardedSessions {
   }
 }
 
-async function collect(stream: Readable): Promise<Buffer> {
+async function collect(stream: Readable): Promise<Buffer[]> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+  return chunks;
+}
+
+/**
+ * The message the checks judge: the header fields as they arrived (our
+ * X-SmtpConnector-* and forged results removal must not break a signature
+ * over them: the relay's own verification email signs its token field), then
+ * the filtered body, shared with what the next hop gets. Same header-end
+ * decision as the delivered message, so both readers see the same From.
+ */
+function asArrived(filter: MessageFilter, delivered: Buffer[]): Readable {
+  const header = filter.arrivedFields?.map((f) => f.raw) ?? [];
+  return Readable.from([...header, ...skip(delivered, filter.outputHeaderBytes)]);
+}
+
+/** The chunks without their first `bytes` bytes (views, no copy). */
+function skip(chunks: Buffer[], bytes: number): Buffer[] {
+  const out: Buffer[] = [];
+  let left = bytes;
+  for (const chunk of chunks) {
+    if (left >= chunk.length) {
+      left -= chunk.length;
+      continue;
+    }
+    out.push(left > 0 ? chunk.subarray(left) : chunk);
+    left = 0;
+  }
+  return out;
 }

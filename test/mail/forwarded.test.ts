@@ -11,13 +11,15 @@
 // independently of mailauth, and our Authentication-Results must agree.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
+import { createPrivateKey, generateKeyPairSync } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import https from "node:https";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { dkimSign, sealMessage } from "mailauth";
+import { verificationMessage } from "../../relay/contract/verification-message.js";
+import { headerFields, RelaxedBodyHash, signatures } from "../../relay/outbound/dkim.js";
 import { startDns, type TestDns } from "../support/dns.js";
 import { freePort, randomPassword, sha256, swaks, tempDir, type SinkMessage } from "../support/mail.js";
 import { startPostfix, type Postfix } from "../support/postfix.js";
@@ -39,8 +41,10 @@ function rsaKey(): { privateKey: string; record: string } {
   return { privateKey: privateKey.export({ type: "pkcs8", format: "pem" }).toString(), record: `v=DKIM1; k=rsa; p=${p}` };
 }
 
-const keys = { customer: rsaKey(), trusted: rsaKey(), untrusted: rsaKey() };
+const keys = { customer: rsaKey(), trusted: rsaKey(), untrusted: rsaKey(), relay: rsaKey() };
 const records: Record<string, string> = {
+  // The relay's own outbound key for the customer's domain (what signs the verification email).
+  [`relay1._domainkey.${customer}`]: keys.relay.record,
   [`sel1._domainkey.${customer}`]: keys.customer.record,
   [`arc1._domainkey.${trustedSealer}`]: keys.trusted.record,
   [`arc1._domainkey.${untrustedSealer}`]: keys.untrusted.record,
@@ -69,6 +73,15 @@ function message(opts: { headers?: string[]; token?: string } = {}): { raw: stri
     "",
   ];
   return { raw: lines.join("\r\n"), subject };
+}
+
+/** Signed as the relay's outbound path signs (relay/outbound/dkim.ts), d= the customer's domain. */
+function relaySigned(raw: Buffer): string {
+  const split = raw.indexOf("\r\n\r\n");
+  const bodyHash = new RelaxedBodyHash();
+  bodyHash.update(raw.subarray(split + 4));
+  const key = { domain: customer, selector: "relay1", algorithm: "rsa-sha256" as const, key: createPrivateKey(keys.relay.privateKey) };
+  return signatures([key], headerFields(raw.subarray(0, split + 2).toString("latin1")), bodyHash.digest()) + raw.toString("latin1");
 }
 
 async function dkimSigned(raw: string): Promise<string> {
@@ -207,6 +220,18 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
     assert.deepEqual({ ...answer.body, arrivedAt: undefined }, { domain: customer, path: "forwarded", forwarded: { dkimAligned: true, arcTrusted: false }, arrivedAt: undefined });
     assert.ok(!("credentialVersion" in answer.body));
     assert.doesNotMatch(JSON.stringify(answer.body), new RegExp(token));
+  });
+
+  test("the relay's own verification email, signed by the relay's outbound signer, comes back dkim=pass and DKIM-aligned (our removal of X-SmtpConnector-Verification does not break it)", async () => {
+    const token = newToken();
+    const subject = `verification ${++serial} ${randomPassword().slice(0, 8)}`;
+    const raw = verificationMessage("relay.test", { from: `support@${customer}`, to: `support@${customer}`, token, subject });
+    const delivered = await throughTheCloud(relaySigned(raw), subject);
+    const [ar] = ours(delivered.content);
+    assert.match(ar!, new RegExp(`dkim=pass header\\.d=${customer} header\\.s=relay1`));
+    assert.match(ar!, new RegExp(`dmarc=pass header\\.from=${customer}`));
+    assert.doesNotMatch(delivered.content, /^X-SmtpConnector-Verification/im);
+    assert.deepEqual((await receipt(token)).body.forwarded, { dkimAligned: true, arcTrusted: false });
   });
 
   test("a trusted sealer's ARC chain over a body the forwarder changed: dkim=fail, dmarc=fail, arc=pass; the receipt is arcTrusted", async () => {
