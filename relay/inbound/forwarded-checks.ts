@@ -31,8 +31,36 @@ export interface CheckOptions {
   /** The domain of the support addresses the message is for. */
   recipientDomain: string;
   trustedArcSealers: readonly string[];
-  resolver: DNSResolver;
+  /** forwarded.dnsServers (the system's resolver when empty). */
+  dnsServers: readonly string[];
+  /** Aborts every lookup still running: the budget is spent or the sender has gone. */
+  signal: AbortSignal;
+  /** SPF's own deadline (mailauth's maxElapsedTime), within the budget the signal enforces. */
+  maxElapsedMs: number;
+  /** What the forwarded listener left out of what mailauth judged (see limitArrived in forwarded-session.ts). */
+  skipped?: { dkimSignatures: number; arcSets: number };
+  /** Called once mailauth is done with the message (after the verdict, or after the budget ran out). */
+  settled?: () => void;
 }
+
+/**
+ * DNS queries one message may cause, all checks together: SPF's RFC 7208
+ * limits (10 lookups, each with its own few answers) plus the capped DKIM
+ * signatures, DMARC and the ARC seals of a short chain, with room to spare.
+ * Beyond it every query fails at once (the check reads temperror), so
+ * nobody's nameserver or ours is made to answer hundreds of queries for one message.
+ */
+export const maxDnsQueriesPerMessage = 40;
+
+/**
+ * How much of a message mailauth is given to judge. Each DKIM signature is a
+ * key lookup and, with its own l= or canonicalization, one more pass over the
+ * body (synchronous hashing: 100 signatures on 5 MB blocked the process for
+ * 2.4 s); forwarders add one or two. The first (topmost, newest) ones count.
+ * ARC chains are rarely longer than three; a longer one is not evaluated at all.
+ */
+export const maxDkimSignatures = 5;
+export const maxArcSets = 8;
 
 const domainName = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const selectorName = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
@@ -58,29 +86,66 @@ function within(domain: string, parent: string): boolean {
   return domain === parent || domain.endsWith(`.${parent}`);
 }
 
-/** A resolver for mailauth through the configured servers (the system's when none). */
-export function dnsResolver(servers: readonly string[] | undefined): DNSResolver {
-  const resolver = new Resolver({ timeout: 3000, tries: 2 });
-  if (servers && servers.length > 0) resolver.setServers([...servers]);
-  return (name, rrtype) => resolver.resolve(name, rrtype) as Promise<string[][] | string[]>;
+/**
+ * A resolver for one message's checks, through the configured servers (the
+ * system's when none): at most maxDnsQueriesPerMessage queries, and once the
+ * signal aborts, the queries in flight are cancelled and later ones fail at
+ * once, so mailauth ends and lets go of the message.
+ */
+export function dnsResolver(servers: readonly string[], signal: AbortSignal, maxQueries = maxDnsQueriesPerMessage): DNSResolver {
+  const resolver = new Resolver({ timeout: 2000, tries: 2 });
+  if (servers.length > 0) resolver.setServers([...servers]);
+  const cancel = () => resolver.cancel();
+  signal.addEventListener("abort", cancel, { once: true });
+  let queries = 0;
+  return (name, rrtype) => {
+    if (signal.aborted) return Promise.reject(Object.assign(new Error("the checks' time is up"), { code: "ECANCELLED" }));
+    if (++queries > maxQueries) return Promise.reject(Object.assign(new Error(`more than ${maxQueries} DNS queries for one message`), { code: "EREFUSED" }));
+    return resolver.resolve(name, rrtype) as Promise<string[][] | string[]>;
+  };
 }
 
 export async function checkForwarded(message: Buffer | Readable, options: CheckOptions): Promise<ForwardedChecks> {
-  const result = await authenticate(message, {
+  const { signal } = options;
+  const settled = () => options.settled?.();
+  if (signal.aborted) {
+    settled();
+    throw signal.reason as Error;
+  }
+  // maxElapsedTime reaches mailauth's SPF check (lib/spf), though its authenticate() typings omit it.
+  const authOptions: Parameters<typeof authenticate>[1] & { maxElapsedTime: number } = {
     sender: options.sender,
     ip: options.ip,
     helo: options.helo,
     mta: options.authservId,
-    resolver: options.resolver,
+    resolver: dnsResolver(options.dnsServers, signal),
+    maxElapsedTime: options.maxElapsedMs,
     disableBimi: true,
+    ...(options.skipped && options.skipped.arcSets > 0 ? { disableArc: true } : {}),
+  };
+  const work = authenticate(message, authOptions);
+  // The sender hears about the budget when it is spent, not when mailauth is done (the cancelled lookups end it soon after).
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener("abort", onAbort, { once: true });
   });
-  return judge(result, options);
+  try {
+    return judge(await Promise.race([work, aborted]), options);
+  } finally {
+    if (onAbort) signal.removeEventListener("abort", onAbort);
+    work.then(settled, settled);
+  }
 }
 
 /** The header and verdict for mailauth's results: pure, so every wording is unit-tested. */
-export function judge(result: Pick<AuthenticateResult, "dkim" | "spf" | "dmarc" | "arc" | "dmarcSkipReason">, options: Pick<CheckOptions, "authservId" | "sender" | "helo" | "recipientDomain" | "trustedArcSealers">): ForwardedChecks {
-  const parts: string[] = [spfPart(result, options), ...dkimParts(result), dmarcPart(result)];
-  const arc = arcPart(result, options.trustedArcSealers);
+export function judge(result: Pick<AuthenticateResult, "dkim" | "spf" | "dmarc" | "arc" | "dmarcSkipReason">, options: Pick<CheckOptions, "authservId" | "sender" | "helo" | "recipientDomain" | "trustedArcSealers" | "skipped">): ForwardedChecks {
+  const dkim = dkimParts(result);
+  const skipped = options.skipped ?? { dkimSignatures: 0, arcSets: 0 };
+  // Fixed words with our own counts: nothing of the message's.
+  if (skipped.dkimSignatures > 0) dkim[dkim.length - 1] += ` (only the first ${maxDkimSignatures} DKIM signatures were evaluated, ${skipped.dkimSignatures} more were not)`;
+  const parts: string[] = [spfPart(result, options), ...dkim, dmarcPart(result)];
+  const arc = skipped.arcSets > 0 ? { text: `arc=none (more than ${maxArcSets} ARC sets, not evaluated)`, trusted: false } : arcPart(result, options.trustedArcSealers);
   parts.push(arc.text);
   const recipient = options.recipientDomain.toLowerCase();
   const dkimAligned = (result.dkim.results ?? []).some((r) => {

@@ -143,7 +143,8 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
         { domain: customer, addresses: [`support@${customer}`], credentials: [] },
         { domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: "example.com-v1", password }] },
       ],
-      limits: { maxConnectionsPerSource: 4, maxUnauthenticatedCommands: 10 },
+      // 6 s next-hop budget: the checks get half of it.
+      limits: { maxConnectionsPerSource: 4, maxUnauthenticatedCommands: 10, nextHopTimeoutSeconds: 6 },
       configure: async (config) => {
         config.listeners.forwarded = { port: forwardedPort };
         config.listeners.control = { port: await freePort(), tokenSha256: sha256(controlToken) };
@@ -399,6 +400,60 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
       fifth.close();
     } finally {
       open.forEach((s) => s.close());
+    }
+  });
+
+  /** One message straight to the forwarded listener on a raw socket; the reply to its final dot and how long it took. */
+  async function direct(data: string, from = "someone@sender.example"): Promise<{ reply: string; ms: number }> {
+    const smtp = await RawSmtp.connect(forwardedPort);
+    try {
+      await smtp.reply();
+      await smtp.command("EHLO probe.example");
+      assert.match(await smtp.command(`MAIL FROM:<${from}>`), /^250 /);
+      assert.match(await smtp.command(`RCPT TO:<support@${customer}>`), /^250 /);
+      assert.match(await smtp.command("DATA"), /^354 /);
+      const started = Date.now();
+      smtp.write(`${data}\r\n.\r\n`);
+      const reply = await Promise.race([smtp.reply(), new Promise<string>((resolve) => setTimeout(() => resolve("no reply within 15 s"), 15_000).unref())]);
+      return { reply, ms: Date.now() - started };
+    } finally {
+      smtp.close();
+    }
+  }
+
+  test("bounded work: only the first 5 DKIM signatures are evaluated, an ARC chain of more than 8 sets not at all, and our result says so", async () => {
+    const { raw, subject } = message();
+    const fake = (i: number) => `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=${customer}; s=sel1; l=${i}; h=from; bh=${"A".repeat(43)}=; b=${"B".repeat(40)}${i}`;
+    const arc = Array.from({ length: 9 }, (_, i) => `ARC-Seal: i=${9 - i}; a=rsa-sha256; cv=pass; d=${trustedSealer}; s=arc1; b=${"C".repeat(40)}`);
+    const body = "x".repeat(200);
+    const { reply } = await direct([...arc, ...Array.from({ length: 40 }, (_, i) => fake(i + 1)), raw.replace(/\r\n$/, ""), body].join("\r\n"));
+    assert.match(reply, /^250 /);
+    await eventuallyTrue("the message at the helpdesk", () => h.sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)), 10_000);
+    const [ar] = ours(h.sink.messages().find((m) => m.content.includes(`Subject: ${subject}`))!.content);
+    assert.equal(ar!.match(/dkim=/g)?.length, 5, ar);
+    assert.match(ar!, /\(only the first 5 DKIM signatures were evaluated, 35 more were not\)/);
+    assert.match(ar!, /arc=none \(more than 8 ARC sets, not evaluated\)/);
+  });
+
+  test("a nameserver that never answers: the sender gets 451 within the checks' budget, and nothing is held afterwards", async () => {
+    dns.silent.add("slow.example");
+    try {
+      const lines = [
+        `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=slow.example; s=s1; h=from; bh=${"A".repeat(43)}=; b=${"B".repeat(40)}`,
+        `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=slow.example; s=s2; h=from; bh=${"A".repeat(43)}=; b=${"B".repeat(40)}`,
+        "From: someone@slow.example",
+        "Subject: slow",
+        "",
+        "body",
+      ];
+      const { reply, ms } = await direct(lines.join("\r\n"), "someone@slow.example");
+      assert.match(reply, /^451 4\.4\.3 The message could not be checked in time/);
+      assert.ok(ms < 5_000, `answered after ${ms} ms (budget 3 s)`);
+      assert.ok(dns.unanswered > 0, "the lookups went to the silent server");
+      const active = async () => /^smtpc_relay_forwarded_checks_active 0$/m.test(await (await fetch(`http://127.0.0.1:${h.healthPort}/metrics`)).text());
+      await eventuallyTrue("no checks running (mailauth let go of the message)", active, 2_000);
+    } finally {
+      dns.silent.delete("slow.example");
     }
   });
 
