@@ -12,6 +12,7 @@
 import { Resolver } from "node:dns/promises";
 import type { Readable } from "node:stream";
 import { authenticate, type AuthenticateResult, type DNSResolver } from "mailauth";
+import { getAlignment } from "mailauth/lib/tools.js";
 import type { ForwardedVerdict } from "../contract/control-api.js";
 
 export type { ForwardedVerdict };
@@ -86,6 +87,11 @@ function within(domain: string, parent: string): boolean {
   return domain === parent || domain.endsWith(`.${parent}`);
 }
 
+/** Whether two names share an Organizational Domain (Public Suffix List, as mailauth's DMARC alignment). */
+function sameOrganisation(a: string, b: string): boolean {
+  return getAlignment(a, [b], false) !== false;
+}
+
 /**
  * A resolver for one message's checks, through the configured servers (the
  * system's when none): at most maxDnsQueriesPerMessage queries, and once the
@@ -145,12 +151,14 @@ export function judge(result: Pick<AuthenticateResult, "dkim" | "spf" | "dmarc" 
   // Fixed words with our own counts: nothing of the message's.
   if (skipped.dkimSignatures > 0) dkim[dkim.length - 1] += ` (only the first ${maxDkimSignatures} DKIM signatures were evaluated, ${skipped.dkimSignatures} more were not)`;
   const parts: string[] = [spfPart(result, options), ...dkim, dmarcPart(result)];
-  const arc = skipped.arcSets > 0 ? { text: `arc=none (more than ${maxArcSets} ARC sets, not evaluated)`, trusted: false } : arcPart(result, options.trustedArcSealers);
-  parts.push(arc.text);
   const recipient = options.recipientDomain.toLowerCase();
+  const arc = skipped.arcSets > 0 ? { text: `arc=none (more than ${maxArcSets} ARC sets, not evaluated)`, trusted: false } : arcPart(result, options.trustedArcSealers, recipient);
+  parts.push(arc.text);
+  // The recipient domain or a parent of it, never above its Organizational
+  // Domain: d=co.uk is no signature of support.acme.co.uk.
   const dkimAligned = (result.dkim.results ?? []).some((r) => {
     const d = plainDomain(r.signingDomain);
-    return r.status.result === "pass" && d !== undefined && within(recipient, d) && d.includes(".");
+    return r.status.result === "pass" && d !== undefined && within(recipient, d) && d.includes(".") && sameOrganisation(recipient, d);
   });
   return {
     header: `Authentication-Results: ${options.authservId};\r\n\t${parts.join(";\r\n\t")}\r\n`,
@@ -192,12 +200,19 @@ function dmarcPart(result: Pick<AuthenticateResult, "dmarc" | "dmarcSkipReason">
 }
 
 /**
- * ARC: pass only for a verifying chain of a trusted sealer. A verifying chain
- * of any other sealer is "none" — to a reader keying on arc=pass it is as if
- * there were no chain, which is what it is worth — with the sealer in a
- * comment that holds neither "pass" nor "trusted".
+ * ARC: pass only for a verifying chain of a trusted sealer that vouches for
+ * the author: its own ARC-Authentication-Results (what it found when the
+ * message reached it) say dmarc=pass for the From domain — or, without a
+ * DMARC result, a passing DKIM signature aligned with it — and that From
+ * domain is the recipient's (same Organizational Domain). A listed sealer
+ * alone proves only that some tenant of that service forwarded the message;
+ * anybody can open one and forward a forged From through it.
+ *
+ * Every other chain reads arc=none or arc=fail with a fixed comment: the
+ * sealer's d= is the message's word (d=pass.trusted.evil.example), so it is
+ * never written; the receipt's arcSealer carries it for the operator.
  */
-function arcPart(result: Pick<AuthenticateResult, "arc">, trusted: readonly string[]): { text: string; trusted: boolean; sealer?: string } {
+function arcPart(result: Pick<AuthenticateResult, "arc" | "dmarc">, trusted: readonly string[], recipient: string): { text: string; trusted: boolean; sealer?: string } {
   const arc = result.arc;
   if (!arc) return { text: "arc=none", trusted: false };
   // mailauth leaves the chain false, not empty, when there is none.
@@ -206,8 +221,25 @@ function arcPart(result: Pick<AuthenticateResult, "arc">, trusted: readonly stri
   const sealer = plainDomain(last?.["arc-seal"]?.parsed?.d?.value);
   const sealerFields = sealer ? { sealer } : {};
   const status = arc.status.result;
-  if (status === "pass" && sealer && trusted.some((t) => within(sealer, t))) return { text: `arc=pass (sealed by ${sealer}, a listed sealer)`, trusted: true, ...sealerFields };
-  if (status === "pass") return { text: `arc=none (sealed by ${sealer ?? "an unusable d="}, not a listed sealer)`, trusted: false, ...sealerFields };
-  if (status === "fail") return { text: `arc=fail${sealer ? ` (latest seal by ${sealer})` : ""}`, trusted: false, ...sealerFields };
+  if (status === "pass" && sealer && trusted.some((t) => within(sealer, t))) {
+    const from = result.dmarc ? plainDomain(result.dmarc.status.header?.from) : undefined;
+    if (from && sameOrganisation(recipient, from) && vouchesFor(arc.authenticationResults, from)) return { text: `arc=pass (sealed by ${sealer}, a listed sealer)`, trusted: true, ...sealerFields };
+    return { text: "arc=none (a listed sealer, but its results do not vouch for the author's domain)", trusted: false, ...sealerFields };
+  }
+  if (status === "pass") return { text: "arc=none (not a listed sealer)", trusted: false, ...sealerFields };
+  if (status === "fail") return { text: "arc=fail", trusted: false, ...sealerFields };
   return { text: "arc=none", trusted: false };
+}
+
+/** Whether a sealer's recorded results (mailauth's parse of its ARC-Authentication-Results) pass the author domain. */
+function vouchesFor(results: unknown, from: string): boolean {
+  if (typeof results !== "object" || results === null) return false;
+  const { dmarc, dkim } = results as { dmarc?: unknown; dkim?: unknown };
+  const word = (entry: unknown) => {
+    const value = typeof entry === "object" && entry !== null ? (entry as { result?: unknown }).result : undefined;
+    return typeof value === "string" ? value.toLowerCase() : "";
+  };
+  const tag = (entry: unknown, name: "from" | "d") => plainDomain((entry as { header?: Record<string, unknown> }).header?.[name]);
+  if (dmarc !== undefined) return word(dmarc) === "pass" && tag(dmarc, "from") === from;
+  return Array.isArray(dkim) && dkim.some((entry) => word(entry) === "pass" && tag(entry, "d") !== undefined && sameOrganisation(from, tag(entry, "d")!));
 }
