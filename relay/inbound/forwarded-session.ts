@@ -33,7 +33,25 @@ export interface ForwardedContext {
 }
 
 export class ForwardedSessions {
+  /** Per session: the distinct recipients accepted and the messages accepted (the command limit's progress). */
+  private readonly progressOf = new WeakMap<SMTPServerSession, { recipients: Set<string>; messages: number }>();
+
   constructor(private readonly ctx: ForwardedContext) {}
+
+  /** Grows only with a recipient not accepted before in this session or an accepted message. */
+  progress(session: SMTPServerSession): number {
+    const p = this.progressOf.get(session);
+    return p ? p.recipients.size + p.messages : 0;
+  }
+
+  private progressed(session: SMTPServerSession): { recipients: Set<string>; messages: number } {
+    let p = this.progressOf.get(session);
+    if (!p) {
+      p = { recipients: new Set(), messages: 0 };
+      this.progressOf.set(session, p);
+    }
+    return p;
+  }
 
   /** Any sender: usually the forwarder's own, SRS-rewritten; SPF judges it after DATA, nothing trusts it. */
   onMailFrom(_address: SMTPServerAddress, _session: SMTPServerSession, callback: Callback): void {
@@ -64,6 +82,7 @@ export class ForwardedSessions {
     }
     // The envelope carries the canonical form from here on: what was checked is what is routed.
     address.address = mailbox.address;
+    this.progressed(session).recipients.add(mailbox.address);
     callback();
   }
 
@@ -108,6 +127,7 @@ export class ForwardedSessions {
           return domain.nextHop.send(envelope, Readable.from([Buffer.from(head, "utf8"), ...message]), signal);
         },
         delivered: () => {
+          this.progressed(session).messages++;
           if (!checks) return;
           const { verdict } = checks;
           this.ctx.log.info("forwarded message checked", { session: session.id, domain: recipientDomain, ...verdict });

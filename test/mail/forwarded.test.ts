@@ -413,6 +413,22 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
     }
   });
 
+  test("the command limit stays on after an accepted recipient: a prober who knows one support address gets no more guesses, not even by RSET and that address again", async () => {
+    const prober = await RawSmtp.connect(forwardedPort, { localAddress: "127.0.0.5" });
+    try {
+      await prober.reply();
+      await prober.command("EHLO probe.example");
+      await prober.command("MAIL FROM:<someone@sender.example>");
+      assert.match(await prober.command(`RCPT TO:<support@${customer}>`), /^250 /);
+      const commands = [...Array.from({ length: 4 }, (_, i) => `RCPT TO:<guess${i}@${customer}>`), "RSET", "MAIL FROM:<someone@sender.example>", `RCPT TO:<support@${customer}>`];
+      let reply = "";
+      for (let i = 0; i < 30 && !reply.startsWith("421"); i++) reply = await prober.command(commands[i % commands.length]!);
+      assert.match(reply, /^421 4\.7\.0 Too many commands/);
+    } finally {
+      prober.close();
+    }
+  });
+
   /** One message straight to the forwarded listener on a raw socket; the reply to its final dot and how long it took. */
   async function direct(data: string, from = "someone@sender.example"): Promise<{ reply: string; ms: number }> {
     const smtp = await RawSmtp.connect(forwardedPort);
