@@ -235,6 +235,17 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
     assert.deepEqual((await receipt(token)).body.forwarded, { dkimAligned: true, arcTrusted: false });
   });
 
+  test("a token added to any other message the relay signed does not arrive DKIM-aligned (the relay over-signs X-SmtpConnector-Verification)", async () => {
+    const token = newToken();
+    const { raw, subject } = message();
+    const signed = relaySigned(Buffer.from(raw, "latin1"));
+    // Whoever holds a relay-signed reply adds a token he saw, above or below the signature.
+    const tampered = signed.replace(`Subject: ${subject}\r\n`, `Subject: ${subject}\r\nX-SmtpConnector-Verification: ${token}\r\n`);
+    const delivered = await throughTheCloud(tampered, subject);
+    assert.match(ours(delivered.content)[0]!, /dkim=fail header\.d=customer\.example header\.s=relay1/);
+    assert.deepEqual((await receipt(token)).body.forwarded, { dkimAligned: false, arcTrusted: false });
+  });
+
   test("a trusted sealer's ARC chain over a body the forwarder changed: dkim=fail, dmarc=fail, arc=pass; the receipt is arcTrusted", async () => {
     const token = newToken();
     const { raw, subject } = message({ token });
