@@ -3,11 +3,20 @@
 // its chart RBAC (compiled, as the image runs it). Two shapes, each in a fresh namespace set:
 //   small  1 namespace, 4 domains × 50 addresses (200 addresses)
 //   large  20 namespaces, 1 domain × 50 addresses each (1,000 addresses)
-// Prints a table, then `figure <name> <value> <unit>` lines. BENCH_NODE_FLAGS passes
-// flags to the operator process (e.g. heap limits) to compare memory settings.
-import { spawn } from "node:child_process";
+//   huge   with --huge: 200 namespaces, 1 domain × 50 addresses each (10,000 addresses), then the
+//          operator restarted among them (a cold list of everything) until it is quiet again
+// First, on the empty cluster, what other teams' Secrets cost it: the operator's RSS
+// with no unrelated Secret, then with 200 unrelated ~1 MB Secrets (Helm release
+// Secrets look like this), watched as they are made and at a fresh start among them.
+// Prints tables, then `figure <name> <value> <unit>` lines. BENCH_NODE_FLAGS passes
+// flags to the operator process (e.g. heap limits) to compare memory settings;
+// BENCH_OPERATOR runs another build of the operator (e.g. an older commit's
+// dist/operator/main.js), and --secrets-only runs the first part alone.
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import * as k8s from "@kubernetes/client-node";
 import { stringify } from "yaml";
 import { startControlPlane } from "../test/support/controlplane.js";
 import { installCRDs } from "../test/support/crds.js";
@@ -15,8 +24,12 @@ import { kubectl } from "../test/support/kube.js";
 import { freePort, stopChild } from "../test/support/mail.js";
 import { operatorKubeconfig } from "../test/support/operator-rbac.js";
 
-const { values } = parseArgs({ options: { idle: { type: "string", default: "60" } } });
+const { values } = parseArgs({ options: { idle: { type: "string", default: "60" }, "secrets-only": { type: "boolean", default: false }, huge: { type: "boolean", default: false } } });
 const idleSeconds = Number(values.idle);
+const operatorMain = process.env.BENCH_OPERATOR ?? "dist/operator/main.js";
+const unrelatedSecrets = 200;
+// ~1 MB on the wire (base64), under the API server's 1.5 MB request limit.
+const unrelatedBytes = 768 * 1024;
 
 interface Shape {
   name: string;
@@ -67,24 +80,106 @@ async function metric(port: number, name: string): Promise<number> {
   return Number(text.split("\n").find((l) => l.startsWith(`${name} `))?.split(" ")[1] ?? NaN);
 }
 
+/** The sum of a labelled metric's series (NaN when the operator does not have it: an older build). */
+async function metricSum(port: number, name: string, filter = ""): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const lines = text.split("\n").filter((l) => l.startsWith(`${name}{`) && l.includes(filter));
+  return lines.length === 0 ? NaN : lines.reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+}
+
+async function startOperator(): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean), operatorMain, "--kubeconfig", await operatorKubeconfig(), "--metrics-port", String(port)], {
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, LOG_LEVEL: "warn" },
+  });
+  for (let i = 0; i < 300 && !(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 200));
+  return { child, port };
+}
+
+/** RSS once it has settled: three samples a second apart within 2 MB of each other (at most a minute). */
+async function settledRss(pid: number): Promise<number> {
+  const samples: number[] = [];
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    samples.push(rssMb(pid));
+    const last = samples.slice(-3);
+    if ((last.length === 3 && Math.max(...last) - Math.min(...last) <= 2) || Date.now() > deadline) return Math.max(...last);
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+}
+
+/** What 200 unrelated ~1 MB Secrets cost the operator's memory: watched as they arrive, and at a fresh start among them. */
+async function secretsPhase(admin: k8s.CoreV1Api): Promise<{ none: number; watched: number; restarted: number }> {
+  const first = await startOperator();
+  let none: number;
+  let watched: number;
+  const namespace = "bench-unrelated-secrets";
+  try {
+    none = await settledRss(first.child.pid!);
+    await admin.createNamespace({ body: { metadata: { name: namespace } } });
+    for (let i = 0; i < unrelatedSecrets; i += 4) {
+      await Promise.all(
+        [0, 1, 2, 3].map((j) =>
+          admin.createNamespacedSecret({
+            namespace,
+            body: { metadata: { name: `sh.helm.release.v1.app.v${i + j}`, labels: { owner: "helm", name: "app" } }, type: "helm.sh/release.v1", data: { release: randomBytes(unrelatedBytes).toString("base64") } },
+          }),
+        ),
+      );
+    }
+    // Seen: every one of them reached its cache (an older build has no such metric: its RSS settles instead).
+    const deadline = Date.now() + 120_000;
+    while (Date.now() < deadline) {
+      const known = await metricSum(first.port, "smtpc_operator_cached_secrets", 'form="metadata"');
+      if (Number.isNaN(known) || known >= unrelatedSecrets) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    watched = await settledRss(first.child.pid!);
+  } finally {
+    await stopChild(first.child);
+  }
+  const second = await startOperator();
+  let restarted: number;
+  try {
+    restarted = await settledRss(second.child.pid!);
+  } finally {
+    await stopChild(second.child);
+  }
+  await admin.deleteNamespace({ name: namespace });
+  return { none, watched, restarted };
+}
+
 const rssMb = (pid: number) => Number(readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!.split(/\s+/)[1]) / 1024;
 
 async function main(): Promise<void> {
   const plane = await startControlPlane();
   process.env.SMTPC_KUBECONFIG = plane.kubeconfig;
   const results: Record<string, number>[] = [];
+  let restart: { seconds: number; writes: number; rssMb: number } | undefined;
+  let secrets: Awaited<ReturnType<typeof secretsPhase>>;
   try {
     await installCRDs();
-    const port = await freePort();
-    const operator = spawn(process.execPath, [...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean), "dist/operator/main.js", "--kubeconfig", await operatorKubeconfig(), "--metrics-port", String(port)], {
-      stdio: ["ignore", "ignore", "inherit"],
-      env: { ...process.env, LOG_LEVEL: "warn" },
-    });
+    const config = new k8s.KubeConfig();
+    config.loadFromFile(plane.kubeconfig);
+    secrets = await secretsPhase(config.makeApiClient(k8s.CoreV1Api));
+    console.log(["unrelated Secrets", "RSS MB"].map((c) => c.padStart(28)).join(""));
+    console.log(["none", secrets.none.toFixed(0)].map((c) => c.padStart(28)).join(""));
+    console.log([`${unrelatedSecrets}, made while running`, secrets.watched.toFixed(0)].map((c) => c.padStart(28)).join(""));
+    console.log([`${unrelatedSecrets}, at a fresh start`, secrets.restarted.toFixed(0)].map((c) => c.padStart(28)).join(""));
+    const most = Math.max(secrets.watched, secrets.restarted);
+    console.log("");
+    console.log(`figure operator_rss_no_secrets ${secrets.none.toFixed(0)} MB`);
+    console.log(`figure operator_rss_200_secrets ${most.toFixed(0)} MB`);
+    console.log(`figure operator_rss_200_secrets_ratio ${(most / secrets.none).toFixed(2)} x`);
+    if (values["secrets-only"]) return;
+    console.log("");
+    const { child: operator, port } = await startOperator();
     try {
-      for (let i = 0; i < 100 && !(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 200));
       const shapes: Shape[] = [
         { name: "small", namespaces: 1, domainsPerNamespace: 4, addressesPerDomain: 50 },
         { name: "large", namespaces: 20, domainsPerNamespace: 1, addressesPerDomain: 50 },
+        ...(values.huge ? [{ name: "huge", namespaces: 200, domainsPerNamespace: 1, addressesPerDomain: 50 }] : []),
       ];
       for (const [i, shape] of shapes.entries()) {
         const run = `${i}`;
@@ -98,33 +193,28 @@ async function main(): Promise<void> {
           await new Promise((r) => setTimeout(r, 250));
         }
         // Every status is there; converged means the operator has also stopped writing (3 s without a write).
-        let lastWrites = await metric(port, "smtpc_operator_api_writes");
-        let lastChange = Date.now();
-        while (Date.now() - lastChange < 3_000) {
-          await new Promise((r) => setTimeout(r, 250));
-          const now = await metric(port, "smtpc_operator_api_writes");
-          if (now !== lastWrites) {
-            lastWrites = now;
-            lastChange = Date.now();
-          }
-        }
+        const lastChange = await quiet(port, started);
         const seconds = (lastChange - started) / 1000;
         const writes = (await metric(port, "smtpc_operator_api_writes")) - writesBefore;
         const idleBefore = await metric(port, "smtpc_operator_api_writes");
+        const requestsBefore = await metricSum(port, "smtpc_operator_api_requests");
         await new Promise((r) => setTimeout(r, idleSeconds * 1000));
         const idleWrites = (await metric(port, "smtpc_operator_api_writes")) - idleBefore;
+        const idleRequestsPerSecond = ((await metricSum(port, "smtpc_operator_api_requests")) - requestsBefore) / idleSeconds;
         const custom = shape.namespaces * shape.domainsPerNamespace * (1 + shape.addressesPerDomain);
-        results.push({ addresses: custom - shape.namespaces * shape.domainsPerNamespace, seconds, writes, writesPerObject: writes / custom, idleWrites, rssMb: rssMb(operator.pid!) });
+        results.push({ domains: shape.namespaces * shape.domainsPerNamespace, addresses: custom - shape.namespaces * shape.domainsPerNamespace, seconds, writes, writesPerObject: writes / custom, idleWrites, idleRequestsPerSecond, rssMb: rssMb(operator.pid!) });
       }
     } finally {
       await stopChild(operator);
     }
+    if (values.huge) restart = await restartAmongEverything();
   } finally {
     await plane.stop();
   }
-  console.log(["shape", "addresses", "converge s", "writes", "writes/object", `idle ${idleSeconds}s writes`, "RSS MB"].map((c) => c.padStart(16)).join(""));
+  if (results.length === 0) return;
+  console.log(["shape", "addresses", "converge s", "writes", "writes/object", `idle ${idleSeconds}s writes`, "idle requests/s", "RSS MB"].map((c) => c.padStart(16)).join(""));
   for (const [i, r] of results.entries()) {
-    console.log([i === 0 ? "small" : "large", r.addresses, r.seconds!.toFixed(1), r.writes, r.writesPerObject!.toFixed(2), r.idleWrites, r.rssMb!.toFixed(0)].map((c) => String(c).padStart(16)).join(""));
+    console.log([["small", "large", "huge"][i], r.addresses, r.seconds!.toFixed(1), r.writes, r.writesPerObject!.toFixed(2), r.idleWrites, r.idleRequestsPerSecond!.toFixed(2), r.rssMb!.toFixed(0)].map((c) => String(c).padStart(16)).join(""));
   }
   const [small, large] = results as [Record<string, number>, Record<string, number>];
   console.log("");
@@ -133,6 +223,52 @@ async function main(): Promise<void> {
   console.log(`figure writes_per_object ${large.writesPerObject!.toFixed(2)} writes`);
   console.log(`figure idle_writes ${small.idleWrites! + large.idleWrites!} writes`);
   console.log(`figure operator_rss ${Math.max(small.rssMb!, large.rssMb!).toFixed(0)} MB`);
+  console.log(`figure idle_api_requests_per_second_4_domains ${small.idleRequestsPerSecond!.toFixed(2)} requests/s`);
+  console.log(`figure idle_api_requests_per_second_20_domains ${large.idleRequestsPerSecond!.toFixed(2)} requests/s`);
+  const huge = results[2];
+  if (huge && restart) {
+    console.log(`figure converge_10000_addresses ${huge.seconds!.toFixed(1)} s`);
+    console.log(`figure operator_rss_10000_addresses ${huge.rssMb!.toFixed(0)} MB`);
+    console.log(`figure idle_writes_10000_addresses ${huge.idleWrites} writes`);
+    console.log(`figure idle_api_requests_per_second_10000_addresses ${huge.idleRequestsPerSecond!.toFixed(2)} requests/s`);
+    console.log(`figure restart_converge_10000_addresses ${restart.seconds.toFixed(1)} s`);
+    console.log(`figure restart_writes_10000_addresses ${restart.writes} writes`);
+    console.log(`figure restart_rss_10000_addresses ${restart.rssMb.toFixed(0)} MB`);
+  }
+}
+
+/** When the operator stopped writing: the time of its last write once 3 s passed without one (`since` if none). */
+async function quiet(port: number, since: number): Promise<number> {
+  let lastWrites = await metric(port, "smtpc_operator_api_writes");
+  let lastChange = since;
+  let quietFrom = Date.now();
+  while (Date.now() - quietFrom < 3_000) {
+    await new Promise((r) => setTimeout(r, 250));
+    const now = await metric(port, "smtpc_operator_api_writes");
+    if (now !== lastWrites || (await metric(port, "smtpc_operator_queue_depth")) > 0) {
+      if (now !== lastWrites) lastChange = Date.now();
+      lastWrites = now;
+      quietFrom = Date.now();
+    }
+  }
+  return lastChange;
+}
+
+/**
+ * A fresh operator among everything the shapes made (a restart or a failover at that size): from its start
+ * until it is ready, its queue is empty and it has not written for 3 s. Level-based, it should find nothing
+ * to write.
+ */
+async function restartAmongEverything(): Promise<{ seconds: number; writes: number; rssMb: number }> {
+  const started = Date.now();
+  const { child, port } = await startOperator();
+  try {
+    const ready = Date.now();
+    const last = await quiet(port, ready);
+    return { seconds: (Math.max(last, ready) - started) / 1000, writes: await metric(port, "smtpc_operator_api_writes"), rssMb: rssMb(child.pid!) };
+  } finally {
+    await stopChild(child);
+  }
 }
 
 await main();

@@ -276,6 +276,219 @@ const DKIMSpec = Type.Object(
   { description: "DKIM signing of outbound mail with d=<domain>. Omit to send unsigned." },
 );
 
+// ---------------------------------------------------------------------------
+// The relay pods' template (Strimzi's `template.pod` is the shape): Kubernetes' own
+// scheduling and metadata fields, typed so `kubectl explain` shows them and a typo
+// is refused when the SmtpDomain is applied, not when its Deployment is.
+
+/** Labels the operator sets on every relay pod: its selector and ownership. Never taken from a template. */
+export const reservedPodLabels = ["app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by", "smtpconnector.dev/domain"] as const;
+
+const StringMap = (description: string, valueLength = 63 * 1024, extra: object = {}) =>
+  Type.Record(Type.String(), Type.String({ maxLength: valueLength }), { description, maxProperties: 64, ...extra });
+
+const keyName = (description: string) => Type.String({ description, minLength: 1, maxLength: 317 });
+
+const LabelSelectorRequirement = Type.Object(
+  {
+    key: keyName("The label key."),
+    operator: Enum(["In", "NotIn", "Exists", "DoesNotExist"] as const, { description: "In, NotIn, Exists or DoesNotExist." }),
+    values: Type.Optional(Type.Array(Type.String({ maxLength: 63 }), { description: "Values for In and NotIn; empty for Exists and DoesNotExist.", maxItems: 64 })),
+  },
+  { description: "One label selector requirement." },
+);
+
+const LabelSelector = (description: string) =>
+  Type.Object(
+    {
+      matchLabels: Type.Optional(StringMap("Labels a pod (or namespace) must carry, all of them.", 63)),
+      matchExpressions: Type.Optional(Type.Array(LabelSelectorRequirement, { description: "Requirements, all of which must hold.", maxItems: 16 })),
+    },
+    { description },
+  );
+
+const NodeSelectorTerm = Type.Object(
+  {
+    matchExpressions: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            key: keyName("The node label key."),
+            operator: Enum(["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] as const, { description: "In, NotIn, Exists, DoesNotExist, Gt or Lt." }),
+            values: Type.Optional(Type.Array(Type.String({ maxLength: 63 }), { description: "Values; one integer for Gt and Lt, none for Exists and DoesNotExist.", maxItems: 64 })),
+          },
+          { description: "One node label requirement." },
+        ),
+        { description: "Requirements on the node's labels.", maxItems: 16 },
+      ),
+    ),
+    matchFields: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            key: keyName("The node field, e.g. metadata.name."),
+            operator: Enum(["In", "NotIn"] as const, { description: "In or NotIn." }),
+            values: Type.Optional(Type.Array(Type.String({ maxLength: 253 }), { description: "Values.", maxItems: 64 })),
+          },
+          { description: "One node field requirement." },
+        ),
+        { description: "Requirements on the node's fields.", maxItems: 16 },
+      ),
+    ),
+  },
+  { description: "A node selector term: all its requirements must hold." },
+);
+
+const PodAffinityTerm = Type.Object(
+  {
+    labelSelector: Type.Optional(LabelSelector("The pods this term is about.")),
+    namespaceSelector: Type.Optional(LabelSelector("The namespaces whose pods count; with namespaces, either matches.")),
+    namespaces: Type.Optional(Type.Array(Type.String({ maxLength: 63 }), { description: "Namespaces whose pods count; default: the relay's own.", maxItems: 64 })),
+    topologyKey: Type.String({ description: "The node label whose value makes a topology domain, e.g. kubernetes.io/hostname.", minLength: 1, maxLength: 317 }),
+    matchLabelKeys: Type.Optional(Type.Array(Type.String({ maxLength: 317 }), { description: "Pod label keys whose values are added to labelSelector as In requirements.", maxItems: 16 })),
+    mismatchLabelKeys: Type.Optional(Type.Array(Type.String({ maxLength: 317 }), { description: "Pod label keys whose values are added to labelSelector as NotIn requirements.", maxItems: 16 })),
+  },
+  { description: "Pods (by label, in some namespaces) a relay pod should or must share, or avoid, a topology domain with." },
+);
+
+const WeightedPodAffinityTerm = Type.Object(
+  {
+    weight: Type.Integer({ description: "1 to 100: added to a node's score when the term holds.", minimum: 1, maximum: 100, format: "int32" }),
+    podAffinityTerm: PodAffinityTerm,
+  },
+  { description: "A preferred pod (anti-)affinity term with its weight." },
+);
+
+const PodAffinity = (description: string) =>
+  Type.Object(
+    {
+      requiredDuringSchedulingIgnoredDuringExecution: Type.Optional(Type.Array(PodAffinityTerm, { description: "Terms that must hold for the pod to be scheduled.", maxItems: 16 })),
+      preferredDuringSchedulingIgnoredDuringExecution: Type.Optional(Type.Array(WeightedPodAffinityTerm, { description: "Terms the scheduler prefers, by weight.", maxItems: 16 })),
+    },
+    { description },
+  );
+
+const Affinity = Type.Object(
+  {
+    nodeAffinity: Type.Optional(
+      Type.Object(
+        {
+          requiredDuringSchedulingIgnoredDuringExecution: Type.Optional(
+            Type.Object(
+              { nodeSelectorTerms: Type.Array(NodeSelectorTerm, { description: "Terms, any of which must hold.", minItems: 1, maxItems: 16 }) },
+              { description: "Nodes the pod must be scheduled on." },
+            ),
+          ),
+          preferredDuringSchedulingIgnoredDuringExecution: Type.Optional(
+            Type.Array(
+              Type.Object(
+                {
+                  weight: Type.Integer({ description: "1 to 100: added to a node's score when the term holds.", minimum: 1, maximum: 100, format: "int32" }),
+                  preference: NodeSelectorTerm,
+                },
+                { description: "A preferred node selector term with its weight." },
+              ),
+              { description: "Nodes the scheduler prefers, by weight.", maxItems: 16 },
+            ),
+          ),
+        },
+        { description: "Which nodes the relay pods run on (node labels and fields)." },
+      ),
+    ),
+    podAffinity: Type.Optional(PodAffinity("Pods the relay pods should or must run near.")),
+    podAntiAffinity: Type.Optional(PodAffinity("Pods the relay pods should or must run apart from.")),
+  },
+  { description: "Node and pod (anti-)affinity of the relay pods, as Kubernetes' pod spec takes it." },
+);
+
+const Toleration = Type.Object(
+  {
+    key: Type.Optional(Type.String({ description: "The taint key; empty with operator Exists tolerates every taint.", maxLength: 317 })),
+    operator: Type.Optional(Enum(["Exists", "Equal"] as const, { description: "Equal (the default) or Exists." })),
+    value: Type.Optional(Type.String({ description: "The taint value, for Equal.", maxLength: 63 })),
+    effect: Type.Optional(Enum(["NoSchedule", "PreferNoSchedule", "NoExecute"] as const, { description: "The taint effect; empty tolerates every effect." })),
+    tolerationSeconds: Type.Optional(Type.Integer({ description: "For NoExecute: how long the pod stays on a node after the taint is added.", format: "int64" })),
+  },
+  {
+    description: "A toleration, as Kubernetes' pod spec takes it.",
+    ...rules(
+      { rule: "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''", message: "a toleration with operator Exists takes no value" },
+      { rule: "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')", message: "a toleration without a key must have operator Exists (it then tolerates every taint)" },
+    ),
+  },
+);
+
+const TopologySpreadConstraint = Type.Object(
+  {
+    maxSkew: Type.Integer({ description: "How unevenly the relay pods may be spread: the most pods in one domain minus the fewest in another.", minimum: 1, format: "int32" }),
+    topologyKey: Type.String({ description: "The node label whose value makes a topology domain, e.g. kubernetes.io/hostname or topology.kubernetes.io/zone.", minLength: 1, maxLength: 317 }),
+    whenUnsatisfiable: Enum(["DoNotSchedule", "ScheduleAnyway"] as const, { description: "DoNotSchedule (a hard rule) or ScheduleAnyway (a preference)." }),
+    labelSelector: Type.Optional(LabelSelector("The pods counted; omitted, the operator fills in this domain's relay pods.")),
+    minDomains: Type.Optional(Type.Integer({ description: "With DoNotSchedule: the fewest eligible domains counted.", minimum: 1, format: "int32" })),
+    nodeAffinityPolicy: Type.Optional(Enum(["Honor", "Ignore"] as const, { description: "Whether the pod's node affinity and selector limit the domains counted (Honor, the default)." })),
+    nodeTaintsPolicy: Type.Optional(Enum(["Honor", "Ignore"] as const, { description: "Whether nodes with taints the pod does not tolerate are counted (Ignore, the default, counts them)." })),
+    matchLabelKeys: Type.Optional(Type.Array(Type.String({ maxLength: 317 }), { description: "Pod label keys whose values narrow the pods counted, e.g. pod-template-hash.", maxItems: 16 })),
+  },
+  { description: "A topology spread constraint, as Kubernetes' pod spec takes it." },
+);
+
+const PodSecurityIds = Type.Object(
+  {
+    runAsUser: Type.Optional(Type.Integer({ description: "The user the relay runs as (default 65532); never 0.", minimum: 1, maximum: 2147483647, format: "int64" })),
+    runAsGroup: Type.Optional(Type.Integer({ description: "The primary group (default 65532); never 0.", minimum: 1, maximum: 2147483647, format: "int64" })),
+    fsGroup: Type.Optional(Type.Integer({ description: "The group that owns the mounted volumes (default 65532); never 0.", minimum: 1, maximum: 2147483647, format: "int64" })),
+    supplementalGroups: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 2147483647, format: "int64" }), { description: "More groups; never 0.", maxItems: 16 })),
+  },
+  {
+    description:
+      "The user and group ids of the relay pods, e.g. for a platform that assigns each namespace a range (OpenShift). Only ids: the restricted Pod Security Standard settings (runAsNonRoot, seccomp RuntimeDefault, no privilege escalation, every capability dropped, a read-only root filesystem) are always set and cannot be changed.",
+  },
+);
+
+export const RelayPodTemplate = Type.Object(
+  {
+    metadata: Type.Optional(
+      Type.Object(
+        {
+          labels: Type.Optional(
+            StringMap("Labels added to every relay pod, e.g. cost labels. The operator's own (app.kubernetes.io/name, instance, managed-by, smtpconnector.dev/domain) cannot be set.", 63, {
+              ...rules({
+                rule: reservedPodLabels.map((key) => `!('${key}' in self)`).join(" && "),
+                message: `labels must not set the operator's own pod labels (${reservedPodLabels.join(", ")}): they select the relay pods`,
+              }),
+            }),
+          ),
+          annotations: Type.Optional(StringMap("Annotations added to every relay pod, e.g. a service mesh opt-out.")),
+        },
+        { description: "Labels and annotations of the relay pods." },
+      ),
+    ),
+    imagePullSecrets: Type.Optional(
+      Type.Array(Type.Object({ name: ObjectName("A Secret of type kubernetes.io/dockerconfigjson in the SmtpDomain's namespace.") }, { description: "A pull secret." }), {
+        description: "Pull secrets for the relay image (a private registry or mirror). Each must exist in the SmtpDomain's namespace.",
+        maxItems: 16,
+      }),
+    ),
+    nodeSelector: Type.Optional(StringMap("Node labels the relay pods are scheduled by, e.g. kubernetes.io/os: linux.", 63)),
+    tolerations: Type.Optional(Type.Array(Toleration, { description: "Taints the relay pods tolerate, e.g. of a node pool dedicated to mail.", maxItems: 32 })),
+    affinity: Type.Optional(Affinity),
+    topologySpreadConstraints: Type.Optional(
+      Type.Array(TopologySpreadConstraint, {
+        description:
+          "How the relay pods spread over nodes and zones. Default: at most one pod more per node and per zone than elsewhere, as a preference (ScheduleAnyway); an empty list spreads nothing.",
+        maxItems: 8,
+      }),
+    ),
+    priorityClassName: Type.Optional(ObjectName("The PriorityClass of the relay pods (it must exist), e.g. to keep mail running when a node is short of resources.")),
+    securityContext: Type.Optional(PodSecurityIds),
+  },
+  {
+    description:
+      "The relay pods' template. Each field replaces the installation's default for it as a whole (the operator's --relay-pod-template, the chart's relay.template.pod); labels and annotations are merged key by key, the domain's value winning.",
+  },
+);
+export type RelayPodTemplate = Static<typeof RelayPodTemplate>;
+
 const RelaySpec = Type.Object(
   {
     replicas: Type.Optional(Type.Integer({ description: "Relay pods. Two or more get a PodDisruptionBudget.", minimum: 1, maximum: 20, default: 2, format: "int32" })),
@@ -316,6 +529,33 @@ const RelaySpec = Type.Object(
             "CPU and memory of each relay pod. Replaces the defaults as a whole (requests cpu 100m and memory 128Mi, limit memory 512Mi); see Sizing in docs/operations.md.",
           ...rules({ rule: `!has(self.requests) || !has(self.limits) || ((${requestWithinLimit("cpu")}) && (${requestWithinLimit("memory")}))`, message: "a request must not exceed its limit" }),
         },
+      ),
+    ),
+    proxyProtocol: Type.Optional(
+      Type.Object(
+        {
+          trustedRanges: Type.Array(Type.String({ maxLength: 49 }), {
+            description:
+              "Addresses or CIDR ranges of the load balancers, as the relay pods see them, e.g. 10.0.12.0/24. Their connections must start with a PROXY header (version 1 or 2); from any other address a header is refused. Trust nothing but the balancers: a pod or node in a trusted range could claim any client address. Also let through by the relay's NetworkPolicy.",
+            minItems: 1,
+            maxItems: 32,
+            "x-kubernetes-list-type": "set",
+            ...rules(
+              { rule: "self.all(r, isIP(r) || isCIDR(r))", message: "trustedRanges must be IP addresses or CIDR ranges such as 10.0.12.0/24" },
+              { rule: "self.all(r, !isCIDR(r) || cidr(r).prefixLength() > 0)", message: "trustedRanges must not contain 0.0.0.0/0 or ::/0: any client could then name its own source address" },
+            ),
+          }),
+        },
+        {
+          description:
+            "PROXY protocol from a load balancer that terminates TCP and so hides the client's address (AWS NLB with proxy protocol, GCP TCP proxy, HAProxy): the relay's per-source limits, lockouts, logs and Received header then see the client the header names. Not needed where the balancer passes packets through: the Service's externalTrafficPolicy: Local keeps the client's address. See docs/security.md, PROXY protocol.",
+        },
+      ),
+    ),
+    template: Type.Optional(
+      Type.Object(
+        { pod: Type.Optional(RelayPodTemplate) },
+        { description: "Templates of the objects the operator creates for the relay (Strimzi's shape): so far its pods." },
       ),
     ),
   },

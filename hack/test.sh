@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (`npm test`): sets up a fresh machine, then runs every tier.
-#   static      typecheck and type-aware lint
+#   static      typecheck, type-aware lint, and the chart and examples through kubeconform, kube-score and
+#               checkov (`npm run check:manifests`: every finding explained, none stale)
 #   setup       the build scripts themselves: two at once on one machine
 #   unit        pure rules, no processes
 #   apiserver   one real control plane (etcd + kube-apiserver + controller manager)
@@ -23,9 +24,10 @@ with_plane=()
 for tier in $tiers; do
   case $tier in
     static)
-      echo "== static: tsc --noEmit, eslint"
+      echo "== static: tsc --noEmit, eslint, check:manifests"
       npx tsc -p tsconfig.json --noEmit
       npx eslint .
+      node --import tsx hack/manifests/check.ts
       ;;
     setup | unit | node) echo "== $tier"; bash hack/test-tier.sh "$tier" ;;
     mail) echo "== mail"; bash hack/test-tier.sh mail ;;

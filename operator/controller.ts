@@ -22,7 +22,8 @@ import { names, type OperatorSettings } from "./domain/render.js";
 import { ApiError, type ClusterAccess } from "./kube/access.js";
 import { Cluster } from "./kube/cluster.js";
 import { TimedCache } from "./timed-cache.js";
-import { supervisedInformer, type InformerEvent, type RelistReason, type SupervisedInformer } from "./kube/informer.js";
+import { scopedInformer, type InformerEvent, type RelistReason, type SupervisedInformer } from "./kube/informer.js";
+import { SecretCache } from "./kube/secrets.js";
 import { WorkQueue } from "./queue.js";
 
 export interface ControllerOptions {
@@ -38,6 +39,10 @@ export interface ControllerOptions {
   log: Logger;
   concurrency?: number;
   resyncMs?: number;
+  /** Watch only these namespaces (the namespace-scoped mode, RBAC per namespace); default: all. */
+  namespaces?: readonly string[];
+  /** Objects per list page (default 500). */
+  pageSize?: number;
   onReconcile?: (kind: "SmtpDomain" | "SupportAddress", result: "Success" | "Conflict" | "Error", seconds: number) => void;
 }
 
@@ -49,7 +54,9 @@ export class Controller {
   private readonly domains: SupervisedInformer<SmtpDomain & k8s.KubernetesObject>;
   private readonly addresses: SupervisedInformer<SupportAddress & k8s.KubernetesObject>;
   private readonly watched: SupervisedInformer<k8s.KubernetesObject>[];
-  private readonly secrets: SupervisedInformer<k8s.V1Secret>;
+  /** Ours in full, the rest as metadata, the referenced ones read by name (public: the tests look at what it holds). */
+  readonly secrets: SecretCache;
+  private referencedCache: Set<string> | undefined;
   /** Our relays' internal Services' EndpointSlices: the control API of every ready relay pod. */
   private readonly endpointSlices: SupervisedInformer<k8s.V1EndpointSlice>;
   private resync: NodeJS.Timeout | undefined;
@@ -94,28 +101,33 @@ export class Controller {
     // Domains and addresses judge each other (limits within a namespace, conflicts across namespaces):
     // a change re-evaluates its namespace and whoever claims the same domain or address elsewhere.
     const relisted = (reason: RelistReason) => this.relists.set(reason, (this.relists.get(reason) ?? 0) + 1);
-    this.domains = supervisedInformer(access, `/apis/${group}/${version}/smtpdomains`, (d, event) => this.domainChanged(d, event), log, undefined, relisted);
-    this.addresses = supervisedInformer(access, `/apis/${group}/${version}/supportaddresses`, (a, event) => this.addressChanged(a, event), log, undefined, relisted);
+    const { namespaces } = options;
+    const paging = options.pageSize ? { pageSize: options.pageSize } : {};
+    const ownApi = `/apis/${group}/${version}`;
+    this.domains = scopedInformer(access, { prefix: ownApi, plural: "smtpdomains" }, namespaces, (d, event) => this.domainChanged(d, event), log, undefined, relisted, paging);
+    this.addresses = scopedInformer(access, { prefix: ownApi, plural: "supportaddresses" }, namespaces, (a, event) => this.addressChanged(a, event), log, undefined, relisted, paging);
     const byDomainLabel = (o: k8s.KubernetesObject) => this.enqueue("domain", o.metadata?.namespace, o.metadata?.labels?.["smtpconnector.dev/domain"]);
     const ours = "app.kubernetes.io/managed-by=smtp-connector";
     // Secrets: ours (deleted ones come back) and the ones a domain or address references.
-    this.secrets = supervisedInformer(access, "/api/v1/secrets", (s) => this.secretChanged(s), log, undefined, relisted);
+    this.secrets = new SecretCache(access, { ...(namespaces ? { namespaces } : {}), log, onChange: (s) => this.secretChanged(s), onRelist: relisted, ...paging });
     // Read when a relay is asked something, never a reason to reconcile. The EndpointSlice controller copies
     // the Service's labels onto its slices, so the same selector finds only ours.
-    this.endpointSlices = supervisedInformer(access, "/apis/discovery.k8s.io/v1/endpointslices", () => undefined, log, ours, relisted);
+    this.endpointSlices = scopedInformer(access, { prefix: "/apis/discovery.k8s.io/v1", plural: "endpointslices" }, namespaces, () => undefined, log, ours, relisted, paging);
     this.watched = [
-      this.secrets,
       this.endpointSlices,
       // Our own Deployments (availability feeds RelayAvailable, edits are drift to repair), Services,
       // NetworkPolicies and PodDisruptionBudgets: label-selected, so only ours are cached.
-      ...["/apis/apps/v1/deployments", "/api/v1/services", "/apis/networking.k8s.io/v1/networkpolicies", "/apis/policy/v1/poddisruptionbudgets"].map((path) =>
-        supervisedInformer(access, path, byDomainLabel, log, ours, relisted),
-      ),
+      ...[
+        { prefix: "/apis/apps/v1", plural: "deployments" },
+        { prefix: "/api/v1", plural: "services" },
+        { prefix: "/apis/networking.k8s.io/v1", plural: "networkpolicies" },
+        { prefix: "/apis/policy/v1", plural: "poddisruptionbudgets" },
+      ].map((resource) => scopedInformer(access, resource, namespaces, byDomainLabel, log, ours, relisted, paging)),
     ];
   }
 
   async start(): Promise<void> {
-    await Promise.all([this.domains.start(), this.addresses.start(), ...this.watched.map((w) => w.start())]);
+    await Promise.all([this.domains.start(), this.addresses.start(), this.secrets.start(), ...this.watched.map((w) => w.start())]);
     // A periodic resync: level-based reconciles catch anything an event missed.
     this.resync = setInterval(() => this.enqueueAll(), this.options.resyncMs ?? 10 * 60_000);
     this.resync.unref();
@@ -129,7 +141,7 @@ export class Controller {
   async stop(): Promise<void> {
     clearInterval(this.resync);
     this.queue.stop();
-    await Promise.all([this.domains.stop(), this.addresses.stop(), ...this.watched.map((w) => w.stop())]);
+    await Promise.all([this.domains.stop(), this.addresses.stop(), this.secrets.stop(), ...this.watched.map((w) => w.stop())]);
   }
 
   /** Keys are "domain/<namespace>/<name>" or "address/<namespace>/<name>". */
@@ -165,6 +177,7 @@ export class Controller {
 
   private domainChanged(domain: SmtpDomain & k8s.KubernetesObject, event: InformerEvent): void {
     const namespace = domain.metadata?.namespace;
+    this.referencedCache = undefined;
     if (this.statusOnly("domain", domain, event)) {
       // Its readiness feeds its addresses' DomainReady.
       for (const a of this.addresses.list()) if (a.metadata?.namespace === namespace && a.spec.domainRef.name === domain.metadata?.name) this.enqueue("address", namespace, a.metadata?.name);
@@ -178,6 +191,7 @@ export class Controller {
   }
 
   private addressChanged(address: SupportAddress & k8s.KubernetesObject, event: InformerEvent): void {
+    this.referencedCache = undefined;
     if (this.statusOnly("address", address, event)) {
       // Its readiness decides whether the relay lets the helpdesk send as it.
       this.enqueue("domain", address.metadata?.namespace, address.spec.domainRef.name);
@@ -203,19 +217,11 @@ export class Controller {
       for (const domain of this.domains.list()) if (!domain.spec.relay?.tls?.secretName) this.enqueue("domain", domain.metadata?.namespace, domain.metadata?.name);
     }
     for (const domain of this.domains.list()) {
-      if (domain.metadata?.namespace !== namespace) continue;
-      const referenced = [
-        names(domain).tls,
-        domain.spec.inbound.delivery.smtp?.authSecretRef?.name,
-        ...(domain.spec.inbound.credentials ?? []).map((c) => c.secretRef?.name),
-        ...(domain.spec.dkim?.keys ?? []).map((k) => k.privateKeySecretRef?.name),
-      ];
-      if (referenced.includes(name)) this.enqueue("domain", namespace, domain.metadata?.name);
+      if (domain.metadata?.namespace === namespace && name && secretsNamedByDomain(domain).includes(name)) this.enqueue("domain", namespace, domain.metadata?.name);
     }
     for (const address of this.addresses.list()) {
       if (address.metadata?.namespace !== namespace) continue;
-      const { credentialsSecretRef, caSecretRef } = address.spec.outbound;
-      if (credentialsSecretRef.name === name || caSecretRef?.name === name) {
+      if (name && secretsNamedByAddress(address).includes(name)) {
         // The rules judge whether an address's credentials Secret is well formed.
         this.verdictCache = undefined;
         this.enqueue("address", namespace, address.metadata?.name);
@@ -254,11 +260,22 @@ export class Controller {
     return { domainVerdicts, addressVerdicts };
   }
 
+  /** "namespace/name" of every Secret a domain or address names, ours included (read by name if made before our label). */
+  private referencedSecrets(): Set<string> {
+    if (this.referencedCache) return this.referencedCache;
+    const keys = new Set<string>();
+    for (const d of this.domains.list()) for (const name of secretsNamedByDomain(d)) keys.add(`${d.metadata.namespace}/${name}`);
+    for (const a of this.addresses.list()) for (const name of secretsNamedByAddress(a)) keys.add(`${a.metadata.namespace}/${name}`);
+    return (this.referencedCache = keys);
+  }
+
   private async reconcile(key: string): Promise<{ requeueAfterMs?: number }> {
     const [kind, namespace, name] = key.split("/") as ["domain" | "address", string, string];
     const started = process.hrtime.bigint();
     const label = kind === "domain" ? "SmtpDomain" : "SupportAddress";
     try {
+      // Referenced Secrets as they are now, before anything judges them.
+      if (await this.secrets.hold(this.referencedSecrets())) this.verdictCache = undefined;
       const result = kind === "domain" ? await this.reconcileDomain(namespace, name) : await this.reconcileAddress(namespace, name);
       this.options.onReconcile?.(label, "Success", Number(process.hrtime.bigint() - started) / 1e9);
       return result;
@@ -366,6 +383,25 @@ export class Controller {
         : undefined,
     );
   }
+}
+
+/** The Secrets a domain names: its TLS, control and submission Secrets, its next hop's login, its credential versions' and DKIM keys'. */
+function secretsNamedByDomain(domain: SmtpDomain): string[] {
+  const n = names(domain);
+  return [
+    n.tls,
+    n.control,
+    n.submission,
+    domain.spec.inbound.delivery.smtp?.authSecretRef?.name,
+    ...(domain.spec.inbound.credentials ?? []).map((c) => c.secretRef?.name),
+    ...(domain.spec.dkim?.keys ?? []).map((k) => k.privateKeySecretRef?.name),
+  ].filter((name): name is string => Boolean(name));
+}
+
+/** The Secrets an address names: its outbound login and, optionally, the CA its server is checked against. */
+function secretsNamedByAddress(address: SupportAddress): string[] {
+  const { credentialsSecretRef, caSecretRef } = address.spec.outbound;
+  return [credentialsSecretRef.name, ...(caSecretRef ? [caSecretRef.name] : [])];
 }
 
 /** SHA-256 of "username\0password" of an outbound credentials Secret, as the relay reports the login it used. */

@@ -7,6 +7,8 @@ import { defaultLimits, type Limits } from "./address/rules.js";
 import { defaultControlUrl } from "./address/verification-io.js";
 import { defaultCaSecret } from "./domain/certificate.js";
 import { parseDuration } from "./domain/credentials.js";
+import { parseRelayPodTemplate } from "./domain/pod-template.js";
+import type { RelayPodTemplate } from "../crds/schema.js";
 
 interface Flag {
   type: "string" | "boolean";
@@ -29,6 +31,13 @@ export const flags = {
     env: "SMTPC_RELAY_HOST_SUFFIX",
     default: env.SMTPC_RELAY_HOST_SUFFIX ?? "relay.smtp-connector.local",
     help: "Default relay host name: <SmtpDomain name>.<namespace>.<SUFFIX> (spec.relay.hostnames overrides it).",
+  },
+  "relay-pod-template": {
+    type: "string",
+    value: "JSON",
+    env: "SMTPC_RELAY_POD_TEMPLATE",
+    default: env.SMTPC_RELAY_POD_TEMPLATE ?? "",
+    help: "The installation's relay pod template, in the shape of SmtpDomain spec.relay.template.pod (JSON or YAML): each field a domain sets replaces it; labels and annotations merge key by key.",
   },
   "system-domains": {
     type: "string",
@@ -84,6 +93,13 @@ export const flags = {
     default: env.SMTPC_MAX_ADDRESSES_PER_NAMESPACE ?? String(defaultLimits.addressesPerNamespace),
     help: "SupportAddresses served per account (namespace).",
   },
+  "watch-namespaces": {
+    type: "string",
+    value: "a,b",
+    env: "SMTPC_WATCH_NAMESPACES",
+    default: env.SMTPC_WATCH_NAMESPACES ?? "",
+    help: "Watch and act only in these namespaces (RBAC: a Role in each, no ClusterRole); empty: every namespace.",
+  },
   "leader-elect": { type: "boolean", default: false, help: "Only the holder of the leader Lease reconciles (run two replicas for a standby)." },
   "leader-election-namespace": { type: "string", value: "NAMESPACE", default: env.POD_NAMESPACE ?? "smtp-connector-system", help: "Namespace of the leader Lease; also the one namespace allowed to reach the relays' control API." },
   "lease-duration-seconds": { type: "string", value: "SECONDS", default: "15", help: "Leader Lease duration, 2 to 300." },
@@ -113,8 +129,11 @@ export interface OperatorFlags {
   port: number;
   relayImage: string;
   relayHostSuffix: string;
+  relayPodTemplate: RelayPodTemplate | undefined;
   systemDomains: string[];
   limits: Limits;
+  /** The namespace-scoped mode's namespaces; undefined: all. */
+  watchNamespaces: string[] | undefined;
   leaderElect: boolean;
   leaseNamespace: string;
   leaseMs: number;
@@ -163,8 +182,13 @@ export function parseFlags(args: string[]): OperatorFlags {
     if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new Error(`--${flag} must be a whole number from 1 to 100000, got ${text(flag)}`);
     return n;
   };
+  const watchNamespaces = text("watch-namespaces").split(",").map((n) => n.trim()).filter(Boolean);
+  for (const namespace of watchNamespaces) {
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) throw new Error(`--watch-namespaces must be namespace names separated by commas, got ${JSON.stringify(namespace)}`);
+  }
   return {
     help: values.help === true,
+    watchNamespaces: watchNamespaces.length > 0 ? [...new Set(watchNamespaces)] : undefined,
     caSecret: { namespace: ca[1]!, name: ca[2]! },
     certificates,
     dnsResolver,
@@ -173,6 +197,7 @@ export function parseFlags(args: string[]): OperatorFlags {
     port,
     relayImage: text("relay-image"),
     relayHostSuffix: text("relay-host-suffix"),
+    relayPodTemplate: parseRelayPodTemplate(text("relay-pod-template")),
     systemDomains,
     limits: { domainsPerNamespace: limit("max-domains-per-namespace"), addressesPerDomain: limit("max-addresses-per-domain"), addressesPerNamespace: limit("max-addresses-per-namespace") },
     leaderElect: values["leader-elect"] === true,

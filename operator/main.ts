@@ -2,7 +2,7 @@
 // a cluster it uses its ServiceAccount). Health and metrics on --metrics-port.
 import http from "node:http";
 import { hostname } from "node:os";
-import { clusterAccess, type ClusterAccess } from "./kube/access.js";
+import { apiRequests, clusterAccess, type ClusterAccess } from "./kube/access.js";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { createLogger } from "../lib/log.js";
 import { Controller } from "./controller.js";
@@ -42,6 +42,7 @@ const controller = new Controller(access, {
   settings: {
     relayImage: opts.relayImage,
     relayHostSuffix: opts.relayHostSuffix,
+    ...(opts.relayPodTemplate ? { relayPodTemplate: opts.relayPodTemplate } : {}),
     systemDomains: opts.systemDomains,
     caSecret: opts.caSecret,
     operatorNamespace: opts.leaseNamespace,
@@ -51,6 +52,7 @@ const controller = new Controller(access, {
   log,
   systemDomains: opts.systemDomains,
   limits: opts.limits,
+  ...(opts.watchNamespaces ? { namespaces: opts.watchNamespaces } : {}),
   verification: opts.verification,
   onReconcile: (kind, result, seconds) => {
     reconciles.inc({ kind, result });
@@ -68,6 +70,14 @@ new Gauge({ name: "smtpc_operator_watch_relists", help: "Informer relists since 
 } });
 new Gauge({ name: "smtpc_operator_leader", help: "1 while this replica holds the leader Lease (or runs without leader election).", registers: [registry], collect() {
   this.set(elector ? (elector.isLeader ? 1 : 0) : 1);
+} });
+new Gauge({ name: "smtpc_operator_api_requests", help: "API requests made since start (reads, writes, Lease renewals, watches), by verb.", labelNames: ["verb"], registers: [registry], collect() {
+  for (const [verb, count] of apiRequests) this.set({ verb }, count);
+} });
+new Gauge({ name: "smtpc_operator_cached_secrets", help: "Secrets the operator caches: in full (its own and the ones domains and addresses name) and as metadata only (all others).", labelNames: ["form"], registers: [registry], collect() {
+  const census = controller.secrets.census();
+  this.set({ form: "full" }, census.full.length);
+  this.set({ form: "metadata" }, census.metadataOnly);
 } });
 new Gauge({ name: "smtpc_operator_api_writes", help: "API writes made by reconciles since start (Lease renewals not counted).", registers: [registry], collect() {
   this.set(controller.cluster.writes);
@@ -128,7 +138,7 @@ const start = async () => {
   try {
     await controller.start();
     ready = true;
-    log.info("operator started", { server: access.server.origin });
+    log.info("operator started", { server: access.server.origin, namespaces: opts.watchNamespaces ?? "all" });
   } catch (error) {
     log.error("operator failed to start", { error: (error as Error).message });
     process.exit(1);

@@ -1,6 +1,9 @@
 // The operator's permissions: the single source of the chart's ClusterRole
 // (generated into charts/, checked for drift) and of the RBAC the tests run
-// the operator under. Exact verbs; nothing it does not use.
+// the operator under. Exact verbs; nothing it does not use. Every resource it
+// touches is namespaced, so the namespace-scoped mode (--watch-namespaces)
+// grants the same rules as a Role in each watched namespace and needs no
+// ClusterRole at all (the CRDs are installed by whoever installs the chart).
 export interface PolicyRule {
   apiGroups: string[];
   resources: string[];
@@ -17,7 +20,8 @@ export const operatorRules: PolicyRule[] = [
   { apiGroups: ["smtpconnector.dev"], resources: ["smtpdomains"], verbs: ["patch"] },
   { apiGroups: ["smtpconnector.dev"], resources: ["smtpdomains/status", "supportaddresses/status"], verbs: ["get", "patch"] },
   // Secrets: issued credentials and relay config (server-side apply creates with patch and create), and the ones
-  // a domain or address references (read only). Watched cluster-wide, as the resources are namespaced anywhere.
+  // a domain or address references (read only). Listed and watched as metadata only, except its own
+  // (label-selected); RBAC cannot tell the two apart, so list/watch is granted on all of them.
   { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch", "create", "patch"] },
   { apiGroups: [""], resources: ["services"], verbs: ["get", "list", "watch", "create", "patch"] },
   { apiGroups: ["apps"], resources: ["deployments"], verbs: ["get", "list", "watch", "create", "patch"] },
@@ -37,3 +41,14 @@ export const leaseRules: PolicyRule[] = [
   { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: [leaseName], verbs: ["get", "update"] },
   { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
 ];
+
+/**
+ * In the namespace-scoped mode, the installation's CA Secret in the operator's own namespace: read by name and
+ * created once (in the cluster-wide mode the ClusterRole covers it).
+ */
+export function caRules(caSecretName: string): PolicyRule[] {
+  return [
+    { apiGroups: [""], resources: ["secrets"], resourceNames: [caSecretName], verbs: ["get"] },
+    { apiGroups: [""], resources: ["secrets"], verbs: ["create"] },
+  ];
+}

@@ -13,9 +13,11 @@ import { connectionLimitDefaults, type RelayConfig } from "./contract/config.js"
 import { SmtpReply } from "./forward/cut-through.js";
 import { ForwardedSessions } from "./inbound/forwarded-session.js";
 import { InboundSessions, type CredentialKind, type VerificationReceipt } from "./inbound/session.js";
+import { ProxyTrust } from "./inbound/proxy-protocol.js";
 import { GreetingDelayServer, type ConnectionLimits } from "./inbound/smtp-server.js";
 import { AuthThrottle, type ThrottleOptions } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
+import { SpoolBudget } from "./outbound/spool.js";
 import { controlHandler } from "./ops/control.js";
 import { createOpsServer } from "./ops/http.js";
 import { RelayReports } from "./ops/reports.js";
@@ -52,7 +54,7 @@ export class Relay {
     private readonly log: Logger,
   ) {
     const config = loadConfig(configFile);
-    this.state = buildState(config);
+    this.state = buildState(config, new SpoolBudget(0));
     this.throttles = throttlesFor(config);
     this.metrics = createMetrics({
       activeLockouts: () =>
@@ -131,7 +133,7 @@ export class Relay {
     }
     const previous = this.state;
     try {
-      this.state = buildState(config);
+      this.state = buildState(config, previous.spool);
     } catch (error) {
       this.metrics.configReloads.inc({ result: "Invalid" });
       this.log.error("config reload refused, keeping the current config", { error: (error as Error).message });
@@ -197,6 +199,9 @@ export class Relay {
       // Without AUTH, a new accepted recipient or an accepted message is the progress that lets a forwarder send many messages on one connection.
       ...(listener === "forwarded" ? { progress: (session: SMTPServerSession) => this.forwarded.progress(session) } : {}),
       refused: (reason) => this.metrics.connectionsRefused.inc({ listener, reason }),
+      // smtp-server's own PROXY reader (useProxy) is never used: it knows version 1 only.
+      ...(config.proxyProtocol ? { proxy: new ProxyTrust(config.proxyProtocol.trustedRanges) } : {}),
+      proxied: (version, client, balancer) => this.log.debug("PROXY header", { listener, version, client: client ?? "(balancer's own)", balancer }),
     };
   }
 
@@ -219,7 +224,6 @@ export class Relay {
       disableReverseLookup: true,
       useXClient: false,
       useXForward: false,
-      ...(config.proxyProtocol ? { useProxy: config.proxyProtocol.trustedAddresses } : {}),
       // smtp-server's socket timeout also runs while the sender waits for our
       // answer after the final dot: it must outlast the whole next-hop budget.
       socketTimeout: Math.max(limits.idleTimeoutSeconds, limits.nextHopTimeoutSeconds + 5) * 1000,

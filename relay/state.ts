@@ -7,6 +7,8 @@ import type { NextHop } from "./forward/next-hop.js";
 import { SmtpNextHop } from "./forward/smtp-next-hop.js";
 import { WebhookNextHop } from "./forward/webhook-next-hop.js";
 import { loadSigningKey, type SigningKey } from "./outbound/dkim.js";
+import { SpoolBudget } from "./outbound/spool.js";
+import { spoolBudgetBytes } from "./contract/pod.js";
 
 export interface ServedDomain {
   entry: DomainEntry;
@@ -29,6 +31,8 @@ export interface RelayState {
   nextHopTimeoutMs: number;
   /** The forwarded listener's checks: its DNS and the ARC sealers it trusts. */
   forwarded: { dnsServers: readonly string[]; trustedArcSealers: readonly string[] };
+  /** The disk the outbound signing spools share: one per relay, kept across reloads (what is in use stays counted). */
+  spool: SpoolBudget;
 }
 
 /**
@@ -36,7 +40,8 @@ export interface RelayState {
  * files may have changed under the same path); the previous ones finish their
  * in-flight messages and close.
  */
-export function buildState(config: RelayConfig): RelayState {
+export function buildState(config: RelayConfig, spool = new SpoolBudget(0)): RelayState {
+  spool.setLimit(config.limits.spoolBytes ?? spoolBudgetBytes(config.limits.maxMessageBytes));
   const nextHopTimeoutMs = config.limits.nextHopTimeoutSeconds * 1000;
   const hopOptions = { clientName: config.hostname, timeoutMs: nextHopTimeoutMs };
   // One pool per distinct identity (server and credentials): addresses that
@@ -65,6 +70,7 @@ export function buildState(config: RelayConfig): RelayState {
   }
   const defaultServer = config.outbound?.unconnectedSenders === "DefaultTransport" ? config.outbound.defaultTransport : undefined;
   return {
+    spool,
     config,
     credentials: new CredentialStore(config.domains),
     submissionCredentials: new CredentialStore(config.domains.map((d) => ({ domain: d.domain, credentials: d.outbound?.submission ?? [] }))),

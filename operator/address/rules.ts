@@ -129,3 +129,9 @@ function judgeOne(
   if (secret === "invalid") return { served: false, reason: "CredentialsSecretInvalid", message: `Secret ${address.spec.outbound.credentialsSecretRef.name} needs non-empty username and password keys` };
   return { served: true };
 }
+
+/** The customer's server an address sends through, its defaults applied (587 for StartTLS, 465 for Implicit). */
+export function outboundServer(spec: SupportAddress["spec"]["outbound"]): { host: string; port: number; tls: "StartTLS" | "Implicit" } {
+  const tls = spec.tls ?? "StartTLS";
+  return { host: spec.host, port: spec.port ?? (tls === "Implicit" ? 465 : 587), tls };
+}

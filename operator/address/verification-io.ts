@@ -113,13 +113,13 @@ export function verificationIO(settings: VerificationSettings, relay: RelayIdent
       }
     },
 
-    async sendOutbound(domain: SmtpDomain, address: string, token: string, credentialSha256: string | undefined): Promise<Failure | undefined> {
+    async sendOutbound(domain: SmtpDomain, address: string, token: string, credentialSha256: string | undefined, server?: string): Promise<Failure | undefined> {
       const response = await call(domain, "/v1/verification-sends", {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ domain: domain.spec.domain, from: address, to: address, token }),
+        body: JSON.stringify({ domain: domain.spec.domain, from: address, to: address, token, ...(server ? { server } : {}) }),
       });
-      const body = (await response.json().catch(() => ({}))) as { result?: string; message?: string; credentialSha256?: string };
+      const body = (await response.json().catch(() => ({}))) as { result?: string; message?: string; credentialSha256?: string; server?: string };
       if ((response.status === 200 || response.status === 502) && credentialSha256 && body.credentialSha256 !== credentialSha256) {
         throw new NotYetServed("the relay still uses the address's previous login; its config is on its way");
       }

@@ -16,8 +16,10 @@ import type { RelayLockout } from "../domain/lockouts.js";
 import { randomBytes } from "node:crypto";
 import type { ReasonName } from "../../crds/conditions.js";
 import type { SmtpDomain, SupportAddress, SupportAddressStatus } from "../../crds/schema.js";
+import { serverEndpoint } from "../../relay/contract/control-api.js";
 import { verificationTokenDigest } from "../../relay/contract/digests.js";
 import { parseDuration } from "../domain/credentials.js";
+import { outboundServer } from "./rules.js";
 
 export type Attempt = NonNullable<SupportAddressStatus["verifications"]>[number];
 export type Direction = Attempt["direction"];
@@ -44,9 +46,9 @@ export interface VerificationIO {
   /**
    * Asks the domain's relay to send the outbound verification email. When the
    * relay used another login than `credentialSha256` (its config is older than
-   * the Secret), throws NotYetServed.
+   * the Secret) or another server than `server` (`serverEndpoint`), throws NotYetServed.
    */
-  sendOutbound(domain: SmtpDomain, address: string, token: string, credentialSha256: string | undefined): Promise<Failure | undefined>;
+  sendOutbound(domain: SmtpDomain, address: string, token: string, credentialSha256: string | undefined, server?: string): Promise<Failure | undefined>;
   /** Whether the token came back through the domain's relay. Throws when the relay cannot be asked. */
   receipt(domain: SmtpDomain, tokenSha256: string): Promise<Receipt | undefined>;
   /** When the relay last refused a revoked or expired credential version. */
@@ -202,7 +204,7 @@ export async function verify({ address, domain, credentialsResourceVersion, cred
       let failure: Failure | undefined;
       try {
         const to = address.spec.address.toLowerCase();
-        failure = direction === "Outbound" ? await io.sendOutbound(domain, to, token, credentialSha256) : await io.sendInbound(to, token);
+        failure = direction === "Outbound" ? await io.sendOutbound(domain, to, token, credentialSha256, serverEndpoint(outboundServer(address.spec.outbound))) : await io.sendInbound(to, token);
       } catch (error) {
         if (error instanceof NotYetServed) {
           notServed = true;

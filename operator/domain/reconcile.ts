@@ -7,7 +7,7 @@ import type * as k8s from "@kubernetes/client-node";
 import { dnsRecord } from "../../relay/contract/dkim-record.js";
 import { TimedCache } from "../timed-cache.js";
 import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/schema.js";
-import type { Verdict } from "../address/rules.js";
+import { outboundServer, type Verdict } from "../address/rules.js";
 import { mergeConditions, rfc3339, sameStatus, type DesiredCondition } from "../conditions.js";
 import { conditionEvents, involved, recordEvent } from "../events.js";
 import { ownedBy, type Cluster } from "../kube/cluster.js";
@@ -211,9 +211,7 @@ async function outboundInputs(cluster: Cluster, inputs: DomainInputs, settings: 
     senders.push({
       address: address.spec.address.toLowerCase(),
       ready: address.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
-      host: spec.host,
-      port: spec.port ?? (spec.tls === "Implicit" ? 465 : 587),
-      tls: spec.tls ?? "StartTLS",
+      ...outboundServer(spec),
       username,
       password,
       ...(ca !== undefined ? { ca } : {}),

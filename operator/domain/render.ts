@@ -3,12 +3,13 @@
 // relay Deployment, Service, NetworkPolicy and PodDisruptionBudget. Pure.
 import { createHash } from "node:crypto";
 import { stringify } from "yaml";
-import type { SmtpDomain } from "../../crds/schema.js";
+import type { RelayPodTemplate, SmtpDomain } from "../../crds/schema.js";
 import { configVersion, recommendedAuthFailures, recommendedLimits, type RelayConfig } from "../../relay/contract/config.js";
 import type { CertificatePolicy, KeyPair } from "../tls/certificates.js";
 import { controlTokenDigest, passwordDigest } from "../../relay/contract/digests.js";
-import { configPath, relayCommand, relayMounts, relayPorts } from "../../relay/contract/pod.js";
+import { configPath, relayCommand, relayMounts, relayPorts, tmpSizeLimit } from "../../relay/contract/pod.js";
 import { revokedAtAnnotation, type CredentialPlan, type IssuedCredential } from "./credentials.js";
+import { relayPodParts } from "./pod-template.js";
 
 export const fieldManager = "smtp-connector";
 export const managedByLabel = { "app.kubernetes.io/managed-by": "smtp-connector" };
@@ -29,6 +30,8 @@ export interface OperatorSettings {
   operatorNamespace?: string;
   /** Where the installation's CA is kept (default smtp-connector-system/smtp-connector-ca). */
   caSecret?: { namespace: string; name: string };
+  /** The installation's relay pod template (--relay-pod-template): under each domain's spec.relay.template.pod. */
+  relayPodTemplate?: RelayPodTemplate;
 }
 
 /** The customer-facing Service's ports: what customers' servers connect to (targetPort: the relay's listeners, relayPorts). */
@@ -141,6 +144,7 @@ export function relayConfig(
     tls: { certFile: configPath("tls", "tls.crt"), keyFile: configPath("tls", "tls.key") },
     limits: recommendedLimits,
     authFailures: recommendedAuthFailures,
+    ...(domain.spec.relay?.proxyProtocol ? { proxyProtocol: { trustedRanges: [...domain.spec.relay.proxyProtocol.trustedRanges] } } : {}),
     ...(outbound ? { outbound: { systemDomains: [...(settings.systemDomains ?? [])], unconnectedSenders: "Refuse" as const } } : {}),
     domains: [
       {
@@ -327,7 +331,8 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
   const volumes: Record<string, unknown>[] = [
     { name: "config", secret: { secretName: n.config } },
     { name: "tls", secret: { secretName: n.tls } },
-    { name: "tmp", emptyDir: { sizeLimit: "16Mi" } },
+    // Sized for the DKIM spool's budget, which the relay enforces below it: a full /tmp would get the pod evicted.
+    { name: "tmp", emptyDir: { sizeLimit: tmpSizeLimit(recommendedLimits.maxMessageBytes) } },
   ];
   const mounts: Record<string, unknown>[] = [
     { name: "config", mountPath: relayMounts.config, readOnly: true },
@@ -342,6 +347,7 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
     volumes.push({ name: "webhook", secret: { secretName: webhook.signingSecretRef.name } });
     mounts.push({ name: "webhook", mountPath: relayMounts.webhook, readOnly: true });
   }
+  const pod = relayPodParts(domain.spec.relay?.template?.pod, settings.relayPodTemplate, { labels: labels(domain), selector });
   return {
     apiVersion: "apps/v1",
     kind: "Deployment",
@@ -351,13 +357,14 @@ export function relayDeployment(domain: SmtpDomain, settings: OperatorSettings):
       selector: { matchLabels: selector },
       strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
       template: {
-        metadata: { labels: { ...labels(domain), ...selector } },
+        metadata: { labels: pod.labels, ...(pod.annotations ? { annotations: pod.annotations } : {}) },
         spec: {
           // The relay needs no Kubernetes API access.
           automountServiceAccountToken: false,
           enableServiceLinks: false,
           terminationGracePeriodSeconds: 60,
-          securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: "RuntimeDefault" } },
+          // The restricted security context, spread constraints and the template's scheduling fields.
+          ...pod.spec,
           containers: [
             {
               name: "relay",
@@ -420,7 +427,10 @@ export function relayService(domain: SmtpDomain): KubeObject {
 }
 
 export function relayNetworkPolicy(domain: SmtpDomain, settings: OperatorSettings): KubeObject {
-  const ranges = domain.spec.inbound.allowedSourceRanges;
+  const allowed = domain.spec.inbound.allowedSourceRanges ?? [];
+  // Behind a PROXY-protocol balancer the pods see the balancer's address: it must get through too.
+  const balancers = allowed.length > 0 ? (domain.spec.relay?.proxyProtocol?.trustedRanges ?? []).map((r) => (r.includes("/") ? r : `${r}/${r.includes(":") ? 128 : 32}`)) : [];
+  const ranges = [...new Set([...allowed, ...balancers])];
   return {
     apiVersion: "networking.k8s.io/v1",
     kind: "NetworkPolicy",

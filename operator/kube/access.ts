@@ -92,10 +92,25 @@ export interface RawResponse {
   body: string;
 }
 
+/**
+ * Requests made since start (watches included), by verb: the metrics, and the benchmark's
+ * requests-per-second at steady state.
+ */
+export const apiRequests = new Map<string, number>();
+const counted = (method: string) => apiRequests.set(method, (apiRequests.get(method) ?? 0) + 1);
+
+/** What a list or a watch asks to be answered with: whole objects, or their metadata only (PartialObjectMetadata). */
+export const acceptJson = "application/json";
+// No fallback to whole objects: an API server without metadata lists (before 1.15) would
+// otherwise send every Secret in full, the very thing the metadata watch is there to avoid.
+export const acceptMetadataList = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+export const acceptMetadataWatch = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+
 /** One request; the body is JSON (or an apply patch for PATCH). */
-export function request(access: ClusterAccess, method: string, path: string, payload?: string, timeoutMs = 30_000): Promise<RawResponse> {
+export function request(access: ClusterAccess, method: string, path: string, payload?: string, timeoutMs = 30_000, accept = acceptJson): Promise<RawResponse> {
   const url = new URL(path, access.server);
   const token = access.token();
+  counted(method);
   return new Promise((resolvePromise, reject) => {
     const req = https.request(
       url,
@@ -103,7 +118,7 @@ export function request(access: ClusterAccess, method: string, path: string, pay
         method,
         agent: access.agent,
         headers: {
-          accept: "application/json",
+          accept,
           ...(token ? { authorization: `Bearer ${token}` } : {}),
           ...(payload !== undefined ? { "content-type": method === "PATCH" ? "application/apply-patch+yaml" : "application/json", "content-length": Buffer.byteLength(payload) } : {}),
         },
@@ -123,11 +138,12 @@ export function request(access: ClusterAccess, method: string, path: string, pay
 }
 
 /** A watch stream: one JSON event per line, until the server or `signal` ends it. */
-export function watchStream(access: ClusterAccess, path: string, onEvent: (event: { type: string; object: unknown }) => void, signal: AbortSignal): Promise<void> {
+export function watchStream(access: ClusterAccess, path: string, onEvent: (event: { type: string; object: unknown }) => void, signal: AbortSignal, accept = acceptJson): Promise<void> {
   const url = new URL(path, access.server);
   const token = access.token();
+  counted("WATCH");
   return new Promise((resolvePromise, reject) => {
-    const req = https.request(url, { method: "GET", agent: access.agent, signal, headers: { accept: "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) } }, (res) => {
+    const req = https.request(url, { method: "GET", agent: access.agent, signal, headers: { accept, ...(token ? { authorization: `Bearer ${token}` } : {}) } }, (res) => {
       if ((res.statusCode ?? 0) >= 300) {
         let text = "";
         res.on("data", (c: Buffer) => (text += c.toString()));

@@ -2,10 +2,13 @@
 // resourceVersion; a watch the server ends or a broken connection is resumed
 // where it was (with backoff); a 410 Gone or a refused request relists and
 // reports every difference, so nothing is missed. Objects are cached without their
-// managedFields (most of their size; nothing here reads them).
+// managedFields (most of their size; nothing here reads them). Every list is
+// paginated (limit/continue, as client-go's reflector does), so no single
+// response holds a whole cluster's worth of objects; with `metadataOnly` the
+// API server sends, and the cache keeps, only the objects' metadata.
 import type * as k8s from "@kubernetes/client-node";
 import type { Logger } from "../../lib/log.js";
-import { ApiError, request, watchStream, type ClusterAccess } from "./access.js";
+import { acceptJson, acceptMetadataList, acceptMetadataWatch, ApiError, request, watchStream, type ClusterAccess } from "./access.js";
 
 export type InformerEvent = "add" | "update" | "delete";
 
@@ -14,7 +17,23 @@ export interface SupervisedInformer<T extends k8s.KubernetesObject> {
   get(name: string, namespace?: string): T | undefined;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** List requests made (pages, over every relist): how a test sees that lists are paginated. */
+  listRequests(): number;
 }
+
+export interface InformerOptions {
+  /** Objects per list page (client-go's default: 500). */
+  pageSize?: number;
+  /**
+   * Ask for and keep metadata only (PartialObjectMetadata), and of it only the name, namespace, uid,
+   * resourceVersion and the labels `keepLabel` accepts (all without it). Never annotations: `kubectl apply`
+   * keeps a whole copy of the object, a Secret's data included, in kubectl.kubernetes.io/last-applied-configuration.
+   */
+  metadataOnly?: boolean;
+  keepLabel?: (key: string) => boolean;
+}
+
+export const defaultPageSize = 500;
 
 /** Why an informer listed again: its resourceVersion expired (410 Gone), or the watch failed. */
 export type RelistReason = "Expired" | "Error";
@@ -26,29 +45,64 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(
   log: Logger,
   labelSelector?: string,
   onRelist?: (reason: RelistReason) => void,
+  options: InformerOptions = {},
 ): SupervisedInformer<T> {
   const store = new Map<string, T>();
+  const pageSize = options.pageSize ?? defaultPageSize;
+  const metadataOnly = options.metadataOnly === true;
   const keyOf = (o: k8s.KubernetesObject) => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
-  const strip = (o: T) => {
+  const keepLabel = options.keepLabel ?? (() => true);
+  const strip = (o: T): T => {
     if (o.metadata?.managedFields) delete o.metadata.managedFields;
-    return o;
+    if (!metadataOnly) return o;
+    // Whatever else the server sent, a metadata cache keeps only what identifies the object and its version.
+    const { name, namespace, uid, resourceVersion, labels } = o.metadata ?? {};
+    const kept = labels ? Object.fromEntries(Object.entries(labels).filter(([key]) => keepLabel(key))) : {};
+    return {
+      apiVersion: o.apiVersion,
+      kind: o.kind,
+      metadata: { name, namespace, uid, resourceVersion, ...(Object.keys(kept).length > 0 ? { labels: kept } : {}) },
+    } as T;
   };
+  let listRequests = 0;
   let resourceVersion = "";
   let stopped = false;
   let failures = 0;
   let abort: AbortController | undefined;
   let items: readonly T[] | undefined;
 
+  /** Every page of a list, at one resourceVersion; an expired continue token starts the list again. */
+  const listAll = async (): Promise<{ items: Map<string, T>; resourceVersion: string }> => {
+    const items = new Map<string, T>();
+    let next = "";
+    for (;;) {
+      const query = new URLSearchParams({ limit: String(pageSize) });
+      if (labelSelector) query.set("labelSelector", labelSelector);
+      if (next) query.set("continue", next);
+      listRequests++;
+      const response = await request(access, "GET", `${path}?${query.toString()}`, undefined, undefined, metadataOnly ? acceptMetadataList : acceptJson);
+      if (response.status === 410 && next) {
+        // The snapshot the pages were read from was compacted away: read all of it again, at a new one.
+        items.clear();
+        next = "";
+        onRelist?.("Expired");
+        continue;
+      }
+      if (response.status !== 200) throw new ApiError(response.status, `LIST ${path}`, response.body);
+      const page = JSON.parse(response.body) as { metadata?: { resourceVersion?: string; continue?: string }; items?: T[] | null };
+      // An empty PartialObjectMetadataList comes with "items": null.
+      for (const item of page.items ?? []) {
+        const object = strip(item);
+        items.set(keyOf(object), object);
+      }
+      next = page.metadata?.continue ?? "";
+      if (!next) return { items, resourceVersion: page.metadata?.resourceVersion ?? "" };
+    }
+  };
+
   const relist = async () => {
-    const query = labelSelector ? `?labelSelector=${encodeURIComponent(labelSelector)}` : "";
-    const response = await request(access, "GET", `${path}${query}`);
-    if (response.status !== 200) throw new ApiError(response.status, `LIST ${path}`, response.body);
-    const list = JSON.parse(response.body) as { metadata?: { resourceVersion?: string }; items: T[] };
-    const seen = new Set<string>();
-    for (const item of list.items) {
-      strip(item);
-      const key = keyOf(item);
-      seen.add(key);
+    const list = await listAll();
+    for (const [key, item] of list.items) {
       const previous = store.get(key);
       store.set(key, item);
       items = undefined;
@@ -56,12 +110,12 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(
       else if (previous.metadata?.resourceVersion !== item.metadata?.resourceVersion) onChange(item, "update");
     }
     for (const [key, previous] of store) {
-      if (seen.has(key)) continue;
+      if (list.items.has(key)) continue;
       store.delete(key);
       items = undefined;
       onChange(previous, "delete");
     }
-    resourceVersion = list.metadata?.resourceVersion ?? "";
+    resourceVersion = list.resourceVersion;
   };
 
   const watchOnce = async () => {
@@ -85,20 +139,21 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(
           current.abort();
           return;
         }
-        strip(object);
-        resourceVersion = object.metadata?.resourceVersion ?? resourceVersion;
-        const key = keyOf(object);
+        const kept = strip(object);
+        resourceVersion = kept.metadata?.resourceVersion ?? resourceVersion;
+        const key = keyOf(kept);
         items = undefined;
         if (event.type === "DELETED") {
           store.delete(key);
-          onChange(object, "delete");
+          onChange(kept, "delete");
         } else {
           const existed = store.has(key);
-          store.set(key, object);
-          onChange(object, event.type === "ADDED" && !existed ? "add" : "update");
+          store.set(key, kept);
+          onChange(kept, event.type === "ADDED" && !existed ? "add" : "update");
         }
       },
       current.signal,
+      metadataOnly ? acceptMetadataWatch : acceptJson,
     );
     if (gone) {
       resourceVersion = "";
@@ -136,6 +191,7 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(
   return {
     list: () => (items ??= [...store.values()]),
     get: (name, namespace) => store.get(`${namespace ?? ""}/${name}`),
+    listRequests: () => listRequests,
     start: async () => {
       // The first list may race a freshly installed CRD (429 while its watch cache starts).
       for (;;) {
@@ -157,5 +213,48 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(
       abort?.abort();
       return Promise.resolve();
     },
+  };
+}
+
+/** Where a kind is listed: its API prefix ("/api/v1", "/apis/apps/v1") and its plural. */
+export interface Resource {
+  prefix: string;
+  plural: string;
+}
+
+/**
+ * One informer over every namespace, or (the namespace-scoped mode: RBAC per
+ * namespace, no cluster-wide list) one per watched namespace, read as one.
+ */
+export function scopedInformer<T extends k8s.KubernetesObject>(
+  access: ClusterAccess,
+  resource: Resource,
+  namespaces: readonly string[] | undefined,
+  onChange: (object: T, event: InformerEvent) => void,
+  log: Logger,
+  labelSelector?: string,
+  onRelist?: (reason: RelistReason) => void,
+  options: InformerOptions = {},
+): SupervisedInformer<T> {
+  if (!namespaces) return supervisedInformer(access, `${resource.prefix}/${resource.plural}`, onChange, log, labelSelector, onRelist, options);
+  let items: readonly T[] | undefined;
+  const changed = (object: T, event: InformerEvent) => {
+    items = undefined;
+    onChange(object, event);
+  };
+  const each = new Map(
+    namespaces.map((namespace) => [namespace, supervisedInformer(access, `${resource.prefix}/namespaces/${encodeURIComponent(namespace)}/${resource.plural}`, changed, log, labelSelector, onRelist, options)]),
+  );
+  const all = [...each.values()];
+  return {
+    list: () => (items ??= all.flatMap((informer) => informer.list())),
+    get: (name, namespace) => (namespace === undefined ? undefined : each.get(namespace)?.get(name, namespace)),
+    start: async () => {
+      await Promise.all(all.map((informer) => informer.start()));
+    },
+    stop: async () => {
+      await Promise.all(all.map((informer) => informer.stop()));
+    },
+    listRequests: () => all.reduce((sum, informer) => sum + informer.listRequests(), 0),
   };
 }

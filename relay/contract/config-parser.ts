@@ -52,6 +52,17 @@ export function parseConfig(text: string, file = "<config>"): RelayConfig {
   return config;
 }
 
+/** A problem with one trusted PROXY-protocol range (an address or a CIDR), or undefined. */
+function trustedRangeProblem(range: string): string | undefined {
+  const [address, prefix, extra] = range.split("/");
+  const version = isIP(address ?? "");
+  if (version === 0 || extra !== undefined) return `${range} is not an IP address or CIDR range`;
+  if (prefix === undefined) return undefined;
+  if (!/^[0-9]{1,3}$/.test(prefix) || Number(prefix) > (version === 4 ? 32 : 128)) return `${range} has no valid prefix length`;
+  if (Number(prefix) === 0) return `${range} trusts every address: any client could then name its own source address`;
+  return undefined;
+}
+
 /** Rules that span fields: what the schema alone cannot say. */
 function semanticProblems(config: RelayConfig): string[] {
   const problems: string[] = [];
@@ -59,11 +70,15 @@ function semanticProblems(config: RelayConfig): string[] {
     problems.push("/listeners: at least one of starttls, implicitTls or forwarded is required");
   }
   problems.push(...forwardedProblems(config));
-  for (const [i, address] of (config.proxyProtocol?.trustedAddresses ?? []).entries()) {
-    if (isIP(address) === 0) problems.push(`/proxyProtocol/trustedAddresses/${i}: ${address} is not an IP address`);
+  for (const [i, range] of (config.proxyProtocol?.trustedRanges ?? []).entries()) {
+    const problem = trustedRangeProblem(range);
+    if (problem) problems.push(`/proxyProtocol/trustedRanges/${i}: ${problem}`);
   }
   const { outbound } = config;
   if (outbound && !config.listeners.submission) problems.push("/outbound: set listeners.submission, or outbound mail has no way in");
+  if (config.limits.spoolBytes !== undefined && config.limits.spoolBytes < config.limits.maxMessageBytes) {
+    problems.push("/limits/spoolBytes: must be at least limits.maxMessageBytes, or a message of the largest size could never be signed");
+  }
   if (outbound?.unconnectedSenders === "DefaultTransport" && !outbound.defaultTransport) {
     problems.push("/outbound/defaultTransport: required when unconnectedSenders is DefaultTransport");
   }

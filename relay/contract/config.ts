@@ -175,6 +175,14 @@ export const RelayConfig = Type.Object({
     maxUnauthenticatedCommands: Type.Optional(
       Type.Integer({ minimum: 3, maximum: 1000, description: "Commands a session may send before it authenticates, before TLS included (AUTH and QUIT not counted); the next one gets 421. Default 10." }),
     ),
+    spoolBytes: Type.Optional(
+      Type.Integer({
+        minimum: 1024,
+        maximum: 64 * 1024 * 1024 * 1024,
+        description:
+          "Disk the DKIM signing spools of large outbound messages may use at once; a message that would take more gets 452 4.3.1 and is retried by the sender. At least maxMessageBytes. Default: twice maxMessageBytes, at least 64 MiB (the operator's relay pods size their /tmp for the default).",
+      }),
+    ),
     },
     { description: "Limits on sessions and messages." },
   ),
@@ -194,13 +202,14 @@ export const RelayConfig = Type.Object({
   proxyProtocol: Type.Optional(
     Type.Object(
       {
-      trustedAddresses: Type.Array(Type.String({ maxLength: 45 }), {
+      trustedRanges: Type.Array(Type.String({ maxLength: 49 }), {
         minItems: 1,
         maxItems: 64,
-        description: "IP addresses (load balancers) whose connections must start with a PROXY header; from any other address a PROXY header is refused.",
+        description:
+          "IP addresses or CIDR ranges of the load balancers whose connections must start with a PROXY header (version 1 or 2); from any other address a PROXY header is refused (421). A /0 is refused: it would let any client name its own address.",
       }),
       },
-      { description: "PROXY protocol (v1/v2) from trusted load balancers, so logs and limits see the real client address." },
+      { description: "PROXY protocol, versions 1 and 2, from trusted load balancers, so logs, lockouts and per-source limits see the real client address." },
     ),
   ),
   outbound: Type.Optional(

@@ -29,6 +29,24 @@ export const relayMounts = {
 
 export const configFile = posix.join(relayMounts.config, "relay.yaml");
 
+const MiB = 1024 * 1024;
+
+/**
+ * Disk the outbound signing spool may use at once (the relay answers 452 4.3.1 beyond it, and the helpdesk's queue
+ * retries): room for two messages of the largest size, and at least 64 MiB.
+ */
+export function spoolBudgetBytes(maxMessageBytes: number): number {
+  return Math.max(64 * MiB, 2 * maxMessageBytes);
+}
+
+/**
+ * The pod's /tmp (an emptyDir, which the kubelet evicts the pod for outgrowing): the spool's budget and 16 MiB for
+ * the rest, so the spool is refused a message before the pod is evicted with every session in it.
+ */
+export function tmpSizeLimit(maxMessageBytes: number): string {
+  return `${Math.ceil(spoolBudgetBytes(maxMessageBytes) / MiB) + 16}Mi`;
+}
+
 /** A file under a mount, as the config names it: relative to the config file's directory, which the relay resolves. */
 export function configPath(mount: Exclude<keyof typeof relayMounts, "tmp">, file: string): string {
   return posix.relative(relayMounts.config, posix.join(relayMounts[mount], file)) || file;

@@ -17,6 +17,8 @@ export interface DeliveryResult {
 export interface NextHop {
   /** SHA-256 of the login this next hop uses ("username\0password"), when it logs in. */
   readonly credentialSha256?: string;
+  /** The server it sends to (`serverEndpoint`), for the control API's verification sends. */
+  readonly server?: string;
   /** Delivers the message; resolves only once the next hop accepted it. */
   send(envelope: Envelope, message: Readable, signal?: AbortSignal): Promise<DeliveryResult>;
   /** Closes idle connections; in-flight deliveries finish. */

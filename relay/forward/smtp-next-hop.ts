@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import type { SmtpDelivery } from "../contract/config.js";
+import { serverEndpoint } from "../contract/control-api.js";
 import { loginDigest, secretFileText } from "../contract/digests.js";
 import { NextHopError } from "../contract/failures.js";
 import type { DeliveryResult, Envelope, NextHop } from "./next-hop.js";
@@ -39,6 +40,7 @@ export class SmtpNextHop implements NextHop {
   /** Who this next hop's connections are: server, TLS, trust and login. Equal identities may share a pool. */
   readonly identity: string;
   readonly credentialSha256?: string;
+  readonly server: string;
 
   constructor(
     readonly delivery: SmtpDelivery,
@@ -50,6 +52,7 @@ export class SmtpNextHop implements NextHop {
     if (delivery.username && this.password !== undefined) {
       this.credentialSha256 = loginDigest(delivery.username, this.password);
     }
+    this.server = serverEndpoint(delivery);
     this.identity = createHash("sha256")
       .update(JSON.stringify([delivery.host, delivery.port, delivery.protocol, delivery.tls, this.ca ?? null, delivery.username ?? null, this.password ?? null]))
       .digest("hex");

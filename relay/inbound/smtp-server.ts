@@ -21,11 +21,18 @@
 // - a limit on commands before AUTH succeeds, TLS or not: smtp-server's own
 //   limit counts only while AUTH is offered, and the relay offers no AUTH
 //   before TLS, so before STARTTLS there was none.
+//
+// And the PROXY protocol, both versions (proxy-protocol.ts): smtp-server's own
+// reader (useProxy) knows version 1 only. Its two hooks for it are overridden
+// (_expectsProxyHeader, _handleProxy), so its pre-session guard, the implicit
+// TLS handshake after the header and connect() stay as they are;
+// test/mail/proxy-protocol.test.ts pins them.
+import { randomBytes } from "node:crypto";
 import type net from "node:net";
 import type tls from "node:tls";
-import { isAddressAllowed } from "smtp-server/lib/smtp-connection.js";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import { SMTPConnection, type SMTPConnectionOptions } from "smtp-server/lib/smtp-connection.js";
+import { ProxyHeaderError, readProxyHeader, type ProxyTrust } from "./proxy-protocol.js";
 import { sourceOf } from "./throttle.js";
 
 // The members init() relies on; typed here because the declarations mark them internal.
@@ -65,9 +72,18 @@ export interface ConnectionLimits {
    * session (RSET and the same recipient again are no progress).
    */
   progress?: (session: SMTPServerSession) => number;
+  /** The load balancers that must (and alone may) start a connection with a PROXY header. */
+  proxy?: ProxyTrust;
   /** A refused connection, for the metrics. */
-  refused?: (reason: "PerSourceLimit" | "HandshakeTimeout" | "TooManyCommands") => void;
+  refused?: (reason: RefusalReason) => void;
+  /** A PROXY header read: which version, and the client it names (for the logs). */
+  proxied?: (version: 1 | 2, client: string | undefined, balancer: string) => void;
 }
+
+export type RefusalReason = "PerSourceLimit" | "HandshakeTimeout" | "TooManyCommands" | "ProxyHeaderInvalid" | "ProxyHeaderUntrusted";
+
+/** The socket options that came from a trusted balancer's header: their connection is counted by the client it names. */
+const fromBalancer = new WeakSet<object>();
 
 export interface SessionTiming {
   /** Wait before the greeting; input before it is refused (421). */
@@ -110,7 +126,7 @@ export class GreetingDelayServer extends SMTPServer {
   /** The per-source gate and the pre-session deadline, at the TCP accept. */
   private admit(socket: net.Socket, accept: (socket: net.Socket) => void): void {
     const implicitTls = this.options.secure === true;
-    const proxied = isAddressAllowed(this.options.useProxy, socket.remoteAddress);
+    const proxied = this._expectsProxyHeader(socket);
     // Behind a trusted PROXY peer the source is known only from its header: counted in connect().
     if (!proxied && !this.claim(socket, socket.remoteAddress ?? "")) {
       socket.on("error", () => undefined);
@@ -155,9 +171,36 @@ export class GreetingDelayServer extends SMTPServer {
     return true;
   }
 
+  /** smtp-server's hook: whether this socket must start with a PROXY header. The trust is reloadable (limits). */
+  override _expectsProxyHeader(socket: net.Socket): boolean {
+    return this.limits.proxy?.trusts(socket.remoteAddress) ?? false;
+  }
+
+  /** smtp-server's hook for reading the header (v1 only there): both versions, from trusted balancers only. */
+  override _handleProxy(socket: net.Socket, callback: (error: Error | null, socketOptions?: SMTPConnectionOptions & { id: string }) => void): void {
+    if (!this._expectsProxyHeader(socket)) {
+      super._handleProxy(socket, callback);
+      return;
+    }
+    const balancer = socket.remoteAddress ?? "";
+    readProxyHeader(socket, (error, header) => {
+      if (error || !header) {
+        if (error instanceof ProxyHeaderError) this.limits.refused?.("ProxyHeaderInvalid");
+        callback(error ?? new Error("no PROXY header"));
+        return;
+      }
+      const id = BigInt(`0x${randomBytes(10).toString("hex")}`).toString(32).padStart(16, "0");
+      const socketOptions: SMTPConnectionOptions & { id: string } = { id, ...(header.source ? { remoteAddress: header.source.address, remotePort: header.source.port } : {}) };
+      fromBalancer.add(socketOptions);
+      this.limits.proxied?.(header.version, header.source?.address, balancer);
+      callback(null, socketOptions);
+    });
+  }
+
   override connect(socket: net.Socket | tls.TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
-    if (socketOptions?.remoteAddress && isAddressAllowed(this.options.useProxy, socket.remoteAddress)) {
-      if (!this.claim(socket, socketOptions.remoteAddress)) {
+    if (socketOptions && fromBalancer.has(socketOptions)) {
+      // LOCAL / UNKNOWN (a health check) names no client: the balancer's own connection is counted as its own.
+      if (!this.claim(socket, socketOptions.remoteAddress ?? socket.remoteAddress ?? "")) {
         socket.on("error", () => undefined);
         socket.end("421 4.7.0 Too many connections from your address, try again later\r\n", () => socket.destroy());
         this.limits.refused?.("PerSourceLimit");
@@ -209,6 +252,13 @@ export class GreetingDelayServer extends SMTPServer {
       // Authenticated sessions (every message) pay one property read.
       if (!internals.session.user && !internals._nextHandler) {
         const name = (typeof command === "string" ? command.slice(0, 5) : command.subarray(0, 5).toString("latin1")).trim().toUpperCase();
+        // A PROXY header from an address not trusted to send one (the trusted ones' are read before the session):
+        // refused outright, so a client learns its claimed address is never believed.
+        if (name === "PROXY") {
+          this.limits.refused?.("ProxyHeaderUntrusted");
+          internals.send(421, "4.7.0 PROXY header from an address not trusted to send one, closing connection");
+          return;
+        }
         // AUTH has a count of its own, so failed logins do not use up EHLO and STARTTLS; an unknown
         // mechanism (504) never reaches the per-connection failure limit, so this one bounds it.
         const over = name === "AUTH" ? ++auths > maxUnauthenticatedCommands : name !== "QUIT" && ++commands > maxUnauthenticatedCommands;

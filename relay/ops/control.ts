@@ -35,6 +35,9 @@ export const VerificationSend = Type.Object(
     token: Type.String({ pattern: "^[A-Za-z0-9_-]{16,128}$" }),
     // Printable ASCII only: nothing in it can start a new header line.
     subject: Type.Optional(Type.String({ maxLength: 200, pattern: "^[\\x20-\\x7e]*$" })),
+    // The server the operator expects the address to send through (`serverEndpoint`): another one means this
+    // relay's config is older than the address, and nothing is sent.
+    server: Type.Optional(Type.String({ maxLength: 300, pattern: "^[a-z0-9.-]+:[0-9]{1,5}/(StartTLS|Implicit)$" })),
   },
   { additionalProperties: false },
 );
@@ -81,8 +84,11 @@ export function controlHandler(source: ControlSource): (req: http.IncomingMessag
   };
 }
 
-/** Which login the send used (a digest): the operator checks it is the one it expects, not one from before a reload. */
-const login = (hop: { credentialSha256?: string }) => (hop.credentialSha256 ? { credentialSha256: hop.credentialSha256 } : {});
+/** Which server and login the send used (the login as a digest): the operator checks they are the ones it expects, not ones from before a reload. */
+const login = (hop: { credentialSha256?: string; server?: string }) => ({
+  ...(hop.credentialSha256 ? { credentialSha256: hop.credentialSha256 } : {}),
+  ...(hop.server ? { server: hop.server } : {}),
+});
 
 function authorized(header: string | undefined, tokenSha256: string): boolean {
   const presented = /^Bearer (\S+)$/.exec(header ?? "")?.[1] ?? "";
@@ -127,12 +133,15 @@ async function verificationSend(source: ControlSource, body: unknown): Promise<{
   if (route.transport !== "SupportAddress") {
     return { status: 422, body: { result: "SenderNotReady", message: `${route.sender} has no outbound server configured on this relay yet` } };
   }
+  if (request.server !== undefined && route.nextHop.server !== request.server) {
+    return { status: 422, body: { result: "ServerNotConfigured", message: `this relay sends as ${route.sender} through ${route.nextHop.server ?? "another server"}, not ${request.server}; its config is on its way` } };
+  }
   const to = parseMailbox(request.to);
   if (!to.ok) return { status: 400, body: { result: "InvalidRequest", message: `/to: not an address we send to (${to.problem})` } };
   const message = verificationMessage(state.config.hostname, { ...request, from: route.sender });
   const started = process.hrtime.bigint();
   try {
-    const result = await sendOutbound(route, { from: route.sender, to: [request.to] }, Readable.from([message]), AbortSignal.timeout(state.nextHopTimeoutMs));
+    const result = await sendOutbound(route, { from: route.sender, to: [request.to] }, Readable.from([message]), AbortSignal.timeout(state.nextHopTimeoutMs), state.spool);
     source.metrics.outbound.inc({ sender: route.sender, result: "Delivered" });
     source.metrics.outboundSeconds.observe({ sender: route.sender }, Number(process.hrtime.bigint() - started) / 1e9);
     source.log.info("verification email sent", { domain: request.domain, sender: route.sender, server: result.response });

@@ -15,7 +15,7 @@ export function createMetrics(sources: MetricSources = {}) {
     sessions: new Counter({ name: "smtpc_relay_sessions_total", help: "SMTP sessions accepted, by listener.", labelNames: ["listener"], registers: [registry] }),
     connectionsRefused: new Counter({
       name: "smtpc_relay_connections_refused_total",
-      help: "Connections closed by a connection limit, by listener and reason (PerSourceLimit, HandshakeTimeout, TooManyCommands).",
+      help: "Connections closed by a connection limit or a PROXY header, by listener and reason (PerSourceLimit, HandshakeTimeout, TooManyCommands, ProxyHeaderInvalid, ProxyHeaderUntrusted).",
       labelNames: ["listener", "reason"],
       registers: [registry],
     }),

@@ -74,7 +74,7 @@ export class OutboundSessions {
     const envelope = { from: route.sender, to: session.envelope.rcptTo.map((r) => r.address), smtpUtf8: session.envelope.smtpUtf8 === true };
     const label = route.transport === "Default" ? "default" : route.sender;
     const started = process.hrtime.bigint();
-    cutThrough({ stream, filter, timeoutMs: state.nextHopTimeoutMs, deliver: async (message, signal) => sendOutbound(route, envelope, await checkAuthor(message, route.sender, state.systemDomains, state.filter.maxHeaderBytes), signal) }).then(
+    cutThrough({ stream, filter, timeoutMs: state.nextHopTimeoutMs, deliver: async (message, signal) => sendOutbound(route, envelope, await checkAuthor(message, route.sender, state.systemDomains, state.filter.maxHeaderBytes), signal, state.spool) }).then(
       (result) => {
         metrics.outbound.inc({ sender: label, result: "Delivered" });
         metrics.bytes.inc({ direction: "outbound" }, filter.inputBytes);

@@ -9,15 +9,50 @@ import { open, rm, type FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable, Writable } from "node:stream";
+import { SmtpReply } from "../forward/cut-through.js";
 import { RelaxedBodyHash, headerFields, type HeaderField } from "./dkim.js";
 
 const endOfHeader = Buffer.from("\r\n\r\n");
 
+/**
+ * The disk all of a relay's spools may use at once. A message that would take more is refused with a temporary
+ * error (Postfix's "452 4.3.1 Insufficient system storage"): the sender's queue keeps it and tries again, where a
+ * full /tmp would have the pod evicted with every session in it.
+ */
+export class SpoolBudget {
+  private used = 0;
+
+  constructor(private limit: number) {}
+
+  /** A new limit from a config reload; what is in use stays in use. */
+  setLimit(limit: number): void {
+    this.limit = limit;
+  }
+
+  reserve(bytes: number): boolean {
+    if (this.used + bytes > this.limit) return false;
+    this.used += bytes;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.used = Math.max(0, this.used - bytes);
+  }
+
+  get inUse(): number {
+    return this.used;
+  }
+}
+
 export interface SpoolOptions {
   /** Bytes kept in memory before the spool moves to a file. */
   memoryBytes: number;
+  /** The disk this spool's file draws on; unbounded without one. */
+  budget?: SpoolBudget;
   directory?: string;
 }
+
+const storageFull = () => new SmtpReply(452, "4.3.1 Insufficient system storage for this message now, try again later");
 
 export class SigningSpool extends Writable {
   readonly bodyHash = new RelaxedBodyHash();
@@ -26,6 +61,8 @@ export class SigningSpool extends Writable {
   private memory: Buffer[] = [];
   private memoryBytes = 0;
   private file: { path: string; handle: FileHandle } | undefined;
+  /** Bytes of the file reserved from the budget, given back on dispose. */
+  private reserved = 0;
 
   constructor(private readonly options: SpoolOptions) {
     super();
@@ -39,12 +76,14 @@ export class SigningSpool extends Writable {
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
     this.scan(chunk);
     if (this.file) {
+      if (!this.reserve(chunk.length)) return done(storageFull());
       this.file.handle.write(chunk).then(() => done(), done);
       return;
     }
     this.memory.push(chunk);
     this.memoryBytes += chunk.length;
     if (this.memoryBytes <= this.options.memoryBytes) return done();
+    if (!this.reserve(this.memoryBytes)) return done(storageFull());
     const path = join(this.options.directory ?? tmpdir(), `smtpc-spool-${randomBytes(12).toString("hex")}`);
     open(path, "wx", 0o600).then(
       async (handle) => {
@@ -89,6 +128,14 @@ export class SigningSpool extends Writable {
       await this.file.handle.close().catch(() => undefined);
       await rm(this.file.path, { force: true });
     }
+    this.options.budget?.release(this.reserved);
+    this.reserved = 0;
+  }
+
+  private reserve(bytes: number): boolean {
+    if (this.options.budget && !this.options.budget.reserve(bytes)) return false;
+    this.reserved += bytes;
+    return true;
   }
 
   // Writables destroy themselves after finishing (autoDestroy): the content

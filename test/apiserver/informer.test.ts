@@ -47,4 +47,29 @@ describe("the operator's informer", () => {
     assert.ok(!seen.some((s) => s.includes("ignored")), "unlabelled objects are not cached");
     assert.equal(informer.get("later", namespace)?.metadata?.managedFields, undefined, "managedFields are not kept");
   });
+
+  test("reads its list in pages, and with metadataOnly keeps (and is told of) no Secret's data", async (t) => {
+    const namespace = await freshNamespace(t, "inf");
+    for (let i = 0; i < 7; i++) await kubectl(["create", "secret", "generic", `s${i}`, "-n", namespace, "--from-literal=a=secret-value"]);
+    const seen: k8s.KubernetesObject[] = [];
+    const informer = supervisedInformer<k8s.KubernetesObject>(
+      clusterAccess(kubeconfig),
+      `/api/v1/namespaces/${namespace}/secrets`,
+      (s) => seen.push(s),
+      createLogger("test", { level: "error", stream: new PassThrough() }),
+      undefined,
+      undefined,
+      { pageSize: 2, metadataOnly: true },
+    );
+    await informer.start();
+    t.after(() => informer.stop());
+    assert.equal(informer.listRequests(), 4, "7 objects, 2 a page");
+    assert.deepEqual(informer.list().map((s) => s.metadata?.name).sort(), ["s0", "s1", "s2", "s3", "s4", "s5", "s6"]);
+    await kubectl(["patch", "secret", "s3", "-n", namespace, "-p", JSON.stringify({ metadata: { labels: { changed: "yes" } }, data: { a: Buffer.from("other-value").toString("base64") } })]);
+    await eventuallyTrue("the update, as metadata", () => informer.get("s3", namespace)?.metadata?.labels?.changed === "yes");
+    for (const object of [...informer.list(), ...seen]) {
+      assert.equal(object.kind, "PartialObjectMetadata", `${object.metadata?.name}: sent as metadata`);
+      assert.ok(!("data" in object), `${object.metadata?.name}: no data`);
+    }
+  });
 });

@@ -170,6 +170,79 @@ describe("SmtpDomain reconciler", () => {
     });
   });
 
+  test("relay pod template: pull secret, toleration, spread, placement and metadata reach the Deployment; a resync writes nothing", async (t) => {
+    const namespace = await setup(t);
+    const manifest = domainManifest(namespace);
+    const pod = {
+      metadata: { labels: { cost: "customer-a" }, annotations: { "sidecar.istio.io/inject": "false" } },
+      imagePullSecrets: [{ name: "registry" }],
+      nodeSelector: { "kubernetes.io/os": "linux" },
+      tolerations: [{ key: "dedicated", operator: "Equal", value: "mail", effect: "NoSchedule" }],
+      affinity: { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 50, podAffinityTerm: { topologyKey: "kubernetes.io/hostname", labelSelector: { matchLabels: { app: "ingest" } } } }] } },
+      topologySpreadConstraints: [{ maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "DoNotSchedule" }],
+      priorityClassName: "mail-critical",
+    };
+    await applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, template: { pod } } } });
+    const template = await eventually("the relay Deployment", async () => (await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }).catch(() => undefined))?.spec?.template);
+    const spec = JSON.parse(JSON.stringify(template.spec)) as Record<string, unknown>;
+    assert.deepEqual(spec.imagePullSecrets, pod.imagePullSecrets);
+    assert.deepEqual(spec.nodeSelector, pod.nodeSelector);
+    assert.deepEqual(spec.tolerations, pod.tolerations);
+    assert.deepEqual(spec.affinity, pod.affinity);
+    assert.equal(spec.priorityClassName, "mail-critical");
+    // The constraint named no pods: it counts this domain's relay pods.
+    assert.deepEqual(spec.topologySpreadConstraints, [{ ...pod.topologySpreadConstraints[0], labelSelector: { matchLabels: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": "example-com" } } }]);
+    assert.equal(template.metadata?.labels?.cost, "customer-a");
+    assert.equal(template.metadata?.labels?.["app.kubernetes.io/instance"], "example-com");
+    assert.equal(template.metadata?.annotations?.["sidecar.istio.io/inject"], "false");
+
+    await controller.queue.idle();
+    const writes = controller.cluster.writes;
+    controller.queue.add(`domain/${namespace}/example-com`);
+    await controller.queue.idle();
+    assert.equal(controller.cluster.writes, writes, `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`);
+
+    // The API server refuses what would take the pods away from their Deployment, or a toleration that means nothing.
+    for (const [bad, message] of [
+      [{ metadata: { labels: { "app.kubernetes.io/instance": "other" } } }, /must not set the operator's own pod labels/],
+      [{ tolerations: [{ operator: "Equal", value: "x" }] }, /without a key must have operator Exists/],
+      [{ securityContext: { runAsUser: 0 } }, /runAsUser/],
+    ] as const) {
+      await assert.rejects(applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, template: { pod: bad } } } }), message);
+    }
+
+    // Without a template, the built-in spread over nodes and zones, and none of the placement.
+    await applyManifests(manifest);
+    const plain = await eventually("the default template", async () => {
+      const s = (await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" })).spec?.template.spec;
+      return s?.tolerations === undefined ? s : undefined;
+    });
+    assert.deepEqual(plain.topologySpreadConstraints?.map((c) => [c.topologyKey, c.whenUnsatisfiable]), [["kubernetes.io/hostname", "ScheduleAnyway"], ["topology.kubernetes.io/zone", "ScheduleAnyway"]]);
+    assert.equal(plain.imagePullSecrets, undefined);
+    assert.equal(plain.priorityClassName, undefined);
+  });
+
+  test("PROXY protocol: the trusted ranges reach the relay config and the NetworkPolicy; /0 and non-ranges are refused", async (t) => {
+    const namespace = await setup(t);
+    const manifest = domainManifest(namespace);
+    const spec = { ...manifest.spec, inbound: { ...manifest.spec.inbound, allowedSourceRanges: ["203.0.113.0/24"] } };
+    await applyManifests({ ...manifest, spec: { ...spec, relay: { ...spec.relay, proxyProtocol: { trustedRanges: ["10.0.12.0/24", "192.0.2.9"] } } } });
+    const config = await eventually("the relay config with the trusted ranges", async () => {
+      const c = await relayConfigOf(namespace).catch(() => undefined);
+      return c?.proxyProtocol ? c : undefined;
+    });
+    assert.deepEqual(config.proxyProtocol, { trustedRanges: ["10.0.12.0/24", "192.0.2.9"] });
+    const policy = await kubectl(["get", "networkpolicy", "example-com-relay", "-n", namespace, "-o", "jsonpath={.spec.ingress[0].from[*].ipBlock.cidr}"]);
+    assert.equal(policy.stdout.trim(), "203.0.113.0/24 10.0.12.0/24 192.0.2.9/32");
+    for (const [ranges, message] of [
+      [["0.0.0.0/0"], /must not contain 0\.0\.0\.0\/0/],
+      [["::/0"], /must not contain 0\.0\.0\.0\/0 or ::\/0/],
+      [["lb.internal"], /IP addresses or CIDR ranges/],
+    ] as const) {
+      await assert.rejects(applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, proxyProtocol: { trustedRanges: ranges } } } }), message);
+    }
+  });
+
   test("rotation: a new version beside the old, then revocation", async (t) => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace));

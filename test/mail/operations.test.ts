@@ -262,8 +262,8 @@ describe("session timing", () => {
   });
 
   test("a PROXY header is honoured only from a trusted address", async () => {
-    const trusted = await startRelay({ domains: [exampleDomain(password)], proxyProtocol: { trustedAddresses: ["127.0.0.1"] } });
-    const untrusted = await startRelay({ domains: [exampleDomain(password)], proxyProtocol: { trustedAddresses: ["192.0.2.10"] } });
+    const trusted = await startRelay({ domains: [exampleDomain(password)], proxyProtocol: { trustedRanges: ["127.0.0.1"] } });
+    const untrusted = await startRelay({ domains: [exampleDomain(password)], proxyProtocol: { trustedRanges: ["192.0.2.10"] } });
     try {
       const viaLb = await RawSmtp.connect(trusted.starttlsPort);
       viaLb.write("PROXY TCP4 203.0.113.7 127.0.0.1 40000 587\r\n");

@@ -5,13 +5,18 @@
 // Signatures are checked by mailauth and by Debian's python3-dkim.
 import assert from "node:assert/strict";
 import { generateKeyPairSync, X509Certificate, type KeyObject } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { dkimVerify } from "mailauth/lib/dkim/verify.js";
 import type { RelayConfig } from "../../relay/contract/config.js";
 import { dnsRecord } from "../../relay/contract/dkim-record.js";
 import { controlRequest } from "../../operator/address/control-client.js";
+import { NotYetServed } from "../../operator/address/verification.js";
+import { verificationIO } from "../../operator/address/verification-io.js";
+import type { SmtpDomain } from "../../crds/schema.js";
+import { serverEndpoint } from "../../relay/contract/control-api.js";
 import { pythonDkim as verifyWithPython } from "../support/dkim.js";
 import { freePort, randomPassword, sha256, startSmtpSink, type SinkMessage, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
@@ -319,6 +324,20 @@ describe("outbound through the customer's Postfix", () => {
     }
   });
 
+  test("a verification send naming a server the relay does not (yet) use for the address sends nothing and tells the operator to wait for the config", async () => {
+    // What the operator asks of a relay whose mounted config still names the address's previous server.
+    const io = verificationIO(
+      { sender: "verify@helpdesk.example", controlUrl: `https://127.0.0.1:${h.controlPort}`, perPod: false },
+      { controlToken: () => controlToken, certificatePins: () => [new X509Certificate(readFileSync(h.config.tls.certFile)).fingerprint256], controlEndpoints: () => [] },
+    );
+    const domain = { metadata: { name: "example-com", namespace: "acme" }, spec: { domain: "example.com" } } as SmtpDomain;
+    const current = h.config.domains[0]!.outbound!.senders.find((s) => s.address === "support@example.com")!.server;
+    await assert.rejects(io.sendOutbound(domain, "support@example.com", "vrf_moved0123456789", undefined, "smtp.moved.example:587/StartTLS"), NotYetServed);
+    assert.equal(await io.sendOutbound(domain, "support@example.com", "vrf_current0123456789", undefined, serverEndpoint(current)), undefined);
+    await arrived(recipientSide, "vrf_current0123456789");
+    assert.equal(received(recipientSide, "vrf_moved0123456789"), undefined, "nothing went out through the server the address no longer names");
+  });
+
   test("the customer's server refusing the login is passed back; a corrected password file applies without a restart", async () => {
     writeFileSync(join(h.dir, "billing.password"), "wrong-password");
     assert.ok(h.relay.reload());
@@ -376,6 +395,49 @@ describe("outbound through the customer's Postfix", () => {
     const raw = wire(await arrived(recipientSide, "(large)"));
     assert.ok(raw.includes("\r\n\r\n.leading dot\r\n"), "dot-stuffing undone exactly once");
     assert.deepEqual(await mailauthResults(raw), ["rsa1 pass", "ed1 pass"]);
+  });
+
+  test("the signing spool's disk is bounded: a message beyond it gets 452 4.3.1 and goes through once there is room; nothing is left behind", async () => {
+    h.update((config: RelayConfig) => {
+      config.limits.maxMessageBytes = 4 * 1024 * 1024;
+      config.limits.spoolBytes = 4 * 1024 * 1024;
+    });
+    const line = "0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 .\r\n";
+    const big = (tag: string) => message(tag, line.repeat(Math.ceil((2.5 * 1024 * 1024) / line.length)));
+    const spoolFiles = () => readdirSync(tmpdir()).filter((f) => f.startsWith("smtpc-spool-"));
+    const before = spoolFiles().length;
+    const inData = async () => {
+      const smtp = await RawSmtp.connect(h.submissionPort!);
+      await smtp.reply();
+      await smtp.command("EHLO helpdesk.test");
+      await smtp.startTls();
+      await smtp.command("EHLO helpdesk.test");
+      assert.match(await smtp.authPlain(submission.username, submission.password), /^235 /);
+      assert.match(await smtp.command("MAIL FROM:<support@example.com>"), /^250 /);
+      assert.match(await smtp.command("RCPT TO:<customer@elsewhere.test>"), /^250 /);
+      assert.match(await smtp.command("DATA"), /^354 /);
+      return smtp;
+    };
+    const [first, second] = [await inData(), await inData()];
+    try {
+      // The first message is in the spool (its file exists and holds 2.5 MB) but not finished...
+      first.write(big("(spool first)"));
+      await eventuallyTrue("the first message in a spool file", () => spoolFiles().length > before, 20_000);
+      // ...when the second needs another 2.5 MB: over the 4 MB budget, a temporary refusal.
+      second.write(big("(spool second)") + ".\r\n");
+      assert.match(await second.reply(30_000), /^452 4\.3\.1 /);
+      first.write(".\r\n");
+      assert.match(await first.reply(30_000), /^250 /);
+    } finally {
+      first.close();
+      second.close();
+    }
+    // The sender's queue tries again: now there is room.
+    const retried = await send("(spool second)", "support@example.com", { body: big("(spool second)") });
+    assert.match(retried.data, /^250 /, JSON.stringify(retried));
+    await arrived(recipientSide, "(spool first)");
+    await arrived(recipientSide, "(spool second)");
+    await eventuallyTrue("every spool file removed", () => spoolFiles().length === before, 10_000);
   });
 
   test("no secret in any log line", () => {

@@ -212,4 +212,97 @@ s.on("connect", () => (clearTimeout(t), s.destroy(), done("open"))); s.on("error
       throw new Error(`${String(error)}\nseen:     ${JSON.stringify(seen)}\nexpected: ${JSON.stringify(expected)}`);
     });
   });
+  test("an address goes Ready on real pods: the operator pod's inbound email and the relay pod's outbound email both come back through the relay Service; a reply leaves DKIM-signed through the customer's server", async () => {
+    // The world beyond the customer's server, and the customer's server itself on the node's address (pods reach
+    // it there; its certificate names that address), with the support address's account and the domain's current
+    // inbound credential (version 2 since the rotation above) for relaying mail for example.com to the relay.
+    const world = await startSmtpSink();
+    const credentials = await json<{ data?: Record<string, string> }>(["get", "secret", "example-com-inbound-v2", "-n", namespace]);
+    const service = await json<{ spec: { clusterIP: string } }>(["get", "service", "example-com-relay", "-n", namespace]);
+    await customer?.stop();
+    const mx = await startSubmissionServer({
+      relayTo: world.port,
+      listenAddress: nodeIp,
+      users: [{ username: "support@example.com", password: "change-me", senders: ["support@example.com"] }],
+      forward: { domain: "example.com", relayAddress: service.spec.clusterIP, relayPort: 587, snippet: text(credentials, "postfix-main.cf"), relayHost: "relay.helpdesk.example.net", caPem: text(credentials, "ca.crt") },
+    });
+    customer = mx;
+    try {
+      // The site's values: the operator submits inbound verification emails to the customer's MX (an upgrade, as a
+      // platform team would make it; the operator pod is replaced), the address sends through the customer's server
+      // trusting its CA, and the domain's DKIM record is published.
+      const upgraded = await helm(["upgrade", release, "charts/smtp-connector", "--namespace", system, "--reuse-values", "--set", `operator.verification.smtp=${nodeIp}:${customer.port}`]);
+      assert.equal(upgraded.code, 0, upgraded.stderr);
+      // The old operator pod hands over only once the new one is available; the address is changed after that, so
+      // the operator that verifies it is the one with the new value.
+      const rolledOut = await kubectl(["rollout", "status", `deployment/${release}-operator`, "-n", system, "--timeout=180s"]);
+      assert.equal(rolledOut.code, 0, rolledOut.stdout + rolledOut.stderr);
+      const ca = await kubectl(["create", "secret", "generic", "customer-ca", "-n", namespace, `--from-file=ca.crt=${mx.certFile}`]);
+      assert.equal(ca.code, 0, ca.stderr);
+      const dkim = await kubectl(["patch", "smtpdomain", "example-com", "-n", namespace, "--type=merge", "-p", JSON.stringify({ spec: { dkim: { keys: [{ selector: "helpdesk1", recordPublished: true }] } } })]);
+      assert.equal(dkim.code, 0, dkim.stderr);
+      const address = await kubectl(["patch", "supportaddress", "support", "-n", namespace, "--type=merge", "-p", JSON.stringify({ spec: { outbound: { host: nodeIp, port: customer.port, tls: "StartTLS", caSecretRef: { name: "customer-ca" } } } })]);
+      assert.equal(address.code, 0, address.stderr);
+
+      interface Condition { type: string; status: string; reason: string; message: string }
+      const conditions = async () => (await json<{ status?: { conditions?: Condition[] } }>(["get", "supportaddress", "support", "-n", namespace])).status?.conditions ?? [];
+      await eventually("support@example.com Ready through the real pods", async () => ((await conditions()).some((c) => c.type === "Ready" && c.status === "True") ? true : undefined), 300_000).catch(async (error: unknown) => {
+        throw new Error(`${String(error)}\n${JSON.stringify(await conditions(), null, 1)}\n${customer!.log().split("\n").slice(-30).join("\n")}`);
+      });
+      const ready = await conditions();
+      for (const type of ["InboundVerified", "OutboundVerified"]) assert.equal(ready.find((c) => c.type === type)?.status, "True", `${type}: ${JSON.stringify(ready)}`);
+      // Both verification emails passed the customer's Postfix: the outbound one sent by a relay pod with the
+      // address's login over verified TLS at the node's address, then both relayed to the relay Service's 587.
+      assert.match(customer.log(), /sasl_method=PLAIN, sasl_username=support@example\.com/, "the relay pod logged in as the address");
+      assert.match(customer.log(), new RegExp(`Verified TLS connection established to ${service.spec.clusterIP.replaceAll(".", "\\.")}\\[[^\\]]+\\]:587`));
+
+      // A reply: the helpdesk submits on the internal Service with the domain's submission credential, a relay pod
+      // signs it and sends it through the customer's server with the address's login, which delivers it.
+      const submission = await json<{ data?: Record<string, string> }>(["get", "secret", "example-com-submission", "-n", namespace]);
+      const internal = await json<{ spec: { clusterIP: string } }>(["get", "service", "example-com-relay-internal", "-n", namespace]);
+      // Until the kubelet refreshes the relay pods' mounted config, they still have the address as not Ready and
+      // answer 451 (try again later), which the helpdesk's queue does: so does this.
+      const submit = () => swaks(["--server", `${internal.spec.clusterIP}:${text(submission, "port")}`, "--tls", "--auth", "PLAIN", "--auth-user", text(submission, "username"), "--auth-password", text(submission, "password"),
+        "--from", "support@example.com", "--to", "jane@users.example.org", "--header", "From: Example Support <support@example.com>", "--header", "Subject: a reply from a real pod"]);
+      await eventually("the reply accepted by a relay pod", async () => {
+        const reply = await submit();
+        if (reply.code === 0) return true;
+        assert.match(reply.output, /451 4\.7\.1 support@example\.com is a support address of example\.com that is not Ready yet/, reply.output);
+        return undefined;
+      }, 180_000);
+      const delivered = await eventually("the reply in the world beyond the customer's server", () => world.messages().find((m) => m.content.includes("Subject: a reply from a real pod")), 60_000);
+      assert.match(delivered.content, /^DKIM-Signature:[^]*?\bd=example\.com;[^]*?\bs=helpdesk1;/m, "signed with the domain's key");
+    } finally {
+      await world.stop();
+    }
+  });
+  test("a relay pod deleted in the middle of traffic loses no message: Postfix keeps what was not accepted, the other pod and the replacement take it", async () => {
+    const selector = "app.kubernetes.io/name=smtp-connector-relay,app.kubernetes.io/instance=example-com";
+    const pods = (await json<{ items: Pod[] }>(["get", "pods", "-n", namespace, "-l", selector])).items;
+    assert.equal(pods.length, 2, "the examples' two replicas");
+    const total = 40;
+    const sendOne = async (i: number) => {
+      const sent = await swaks(["--server", `${nodeIp}:${customer!.port}`, "--from", "jane@users.example.org", "--to", "support@example.com", "--header", `Subject: burst ${i} of ${total}`]);
+      assert.equal(sent.code, 0, sent.output);
+    };
+    // Five at a time into the customer's Postfix, which relays them through the Service; one pod is deleted
+    // (SIGTERM, as a rollout or a node drain does) once a quarter of them are in.
+    for (let i = 0; i < total; i += 5) {
+      if (i === 10) assert.equal((await kubectl(["delete", "pod", "-n", namespace, pods[0]!.metadata.name, "--wait=false"])).code, 0);
+      await Promise.all([0, 1, 2, 3, 4].map((k) => sendOne(i + k)));
+    }
+    const arrived = () => new Set(helpdesk!.messages().flatMap((m) => /Subject: burst (\d+) of 40/.exec(m.content)?.[1] ?? []));
+    await eventually("every message of the burst at the helpdesk", async () => {
+      await customer!.flush();
+      return arrived().size === total ? true : undefined;
+    }, 180_000).catch(async (error: unknown) => {
+      throw new Error(`${String(error)}: ${arrived().size} of ${total} arrived; ${await customer!.queued()} in Postfix's queue`);
+    });
+    assert.equal(await customer!.queued(), 0, "nothing left in the customer's queue");
+    const replaced = await eventually("two relay pods Running again", async () => {
+      const list = (await json<{ items: Pod[] }>(["get", "pods", "-n", namespace, "-l", selector])).items;
+      return list.length === 2 && running(list) && !list.some((p) => p.metadata.name === pods[0]!.metadata.name) ? list : undefined;
+    }, 180_000);
+    assert.equal(replaced.length, 2);
+  });
 });

@@ -42,13 +42,13 @@ export async function freePort(): Promise<number> {
 }
 
 /** A self-signed certificate for 127.0.0.1, the given name and any others. */
-export async function selfSignedCertificate(dir: string, name = "relay.test", others: string[] = []): Promise<{ certFile: string; keyFile: string }> {
+export async function selfSignedCertificate(dir: string, name = "relay.test", others: string[] = [], ips: string[] = []): Promise<{ certFile: string; keyFile: string }> {
   const certFile = join(dir, `${name.replace(/^\*/, "star")}.crt`);
   const keyFile = join(dir, `${name.replace(/^\*/, "star")}.key`);
   await execFileAsync("openssl", [
     "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
     "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", `/CN=${name}`,
-    "-addext", `subjectAltName=${[name, ...others].map((n) => `DNS:${n}`).join(",")},IP:127.0.0.1`,
+    "-addext", `subjectAltName=${[name, ...others].map((n) => `DNS:${n}`).join(",")},${["127.0.0.1", ...ips].map((ip) => `IP:${ip}`).join(",")}`,
   ]);
   return { certFile, keyFile };
 }

@@ -1,7 +1,7 @@
 // A kubeconfig with exactly the operator's RBAC (operator/rbac.ts, the source
 // of the chart's ClusterRole), so tests run the operator as it runs in a
 // cluster, not as admin.
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -10,7 +10,9 @@ import { clusterAccess } from "../../operator/kube/access.js";
 import { Controller, type ControllerOptions } from "../../operator/controller.js";
 import { createLogger } from "../../lib/log.js";
 import { leaseRules, operatorRules } from "../../operator/rbac.js";
-import { connect, serviceAccountKubeconfig } from "./kube.js";
+import { parseAllDocuments, stringify } from "yaml";
+import { helmOffline } from "./helm.js";
+import { connect, kubectl, serviceAccountKubeconfig } from "./kube.js";
 
 export const operatorNamespace = "smtp-connector-system";
 let minted: Promise<string> | undefined;
@@ -49,11 +51,30 @@ export function operatorKubeconfig(): Promise<string> {
   return minted;
 }
 
-/** An in-process Controller with the operator's RBAC; logs only with SMTPC_TEST_LOG=<level>. */
-export async function startTestController(options: Omit<ControllerOptions, "log" | "settings"> & { settingsOverride?: Partial<ControllerOptions["settings"]> } = {}): Promise<Controller> {
-  const { settingsOverride, ...rest } = options;
+/**
+ * A kubeconfig with the RBAC the chart itself renders for these values (its ServiceAccount, Roles and
+ * bindings, ClusterRoles if any), installed as a release of its own in the operator's namespace.
+ */
+export async function chartRbacKubeconfig(release: string, values: Record<string, unknown>): Promise<string> {
+  await operatorKubeconfig();
+  const dir = mkdtempSync(join(tmpdir(), "smtpc-chart-rbac-"));
+  writeFileSync(join(dir, "values.yaml"), stringify(values));
+  const rendered = await helmOffline(["template", release, "charts/smtp-connector", "--namespace", operatorNamespace, "-f", join(dir, "values.yaml")]);
+  if (rendered.code !== 0) throw new Error(`helm template failed: ${rendered.stderr}`);
+  const rbac = parseAllDocuments(rendered.stdout)
+    .map((d) => d.toJS() as { kind?: string } | null)
+    .filter((d) => d && ["ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"].includes(d.kind ?? ""));
+  const applied = await kubectl(["apply", "-f", "-"], { input: rbac.map((d) => stringify(d)).join("---\n") });
+  if (applied.code !== 0) throw new Error(`applying the chart's RBAC failed: ${applied.stderr}`);
+  const account = rbac.find((d) => d?.kind === "ServiceAccount") as { metadata: { name: string } };
+  return serviceAccountKubeconfig(operatorNamespace, account.metadata.name, join(dir, "kubeconfig"));
+}
+
+/** An in-process Controller with the operator's RBAC (or another kubeconfig's); logs only with SMTPC_TEST_LOG=<level>. */
+export async function startTestController(options: Omit<ControllerOptions, "log" | "settings"> & { settingsOverride?: Partial<ControllerOptions["settings"]>; kubeconfig?: string } = {}): Promise<Controller> {
+  const { settingsOverride, kubeconfig, ...rest } = options;
   const level = process.env.SMTPC_TEST_LOG;
-  const controller = new Controller(clusterAccess(await operatorKubeconfig()), {
+  const controller = new Controller(clusterAccess(kubeconfig ?? (await operatorKubeconfig())), {
     settings: { relayImage: "smtp-connector:test", relayHostSuffix: "relay.test", ...settingsOverride },
     log: createLogger("operator", level ? { level } : { level: "error", stream: new PassThrough() }),
     ...rest,

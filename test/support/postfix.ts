@@ -1,6 +1,6 @@
 // A private Postfix instance (Debian's package) per test: its own config
-// directory, queue and log, listening on 127.0.0.1 only. It plays the
-// customer's mail server.
+// directory, queue and log, listening on 127.0.0.1 (or one address given, e.g.
+// the node's, which pods reach). It plays the customer's mail server.
 import { execFile } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -50,7 +50,7 @@ const services = [
   "postlog   unix-dgram n - n - 1 postlogd",
 ];
 
-export async function startPostfix(settings: Record<string, string>, extraServices: string[] = [], files: Record<string, string> = {}, listenPort?: number): Promise<Postfix> {
+export async function startPostfix(settings: Record<string, string>, extraServices: string[] = [], files: Record<string, string> = {}, listenPort?: number, listenAddress = "127.0.0.1"): Promise<Postfix> {
   const dir = tempDir("postfix");
   chmodSync(dir, 0o755);
   const port = listenPort ?? (await freePort());
@@ -61,7 +61,7 @@ export async function startPostfix(settings: Record<string, string>, extraServic
     mail_owner: "postfix",
     maillog_file: join(dir, "maillog"),
     maillog_file_prefixes: dir,
-    inet_interfaces: "127.0.0.1",
+    inet_interfaces: listenAddress === "127.0.0.1" ? listenAddress : `127.0.0.1, ${listenAddress}`,
     inet_protocols: "ipv4",
     myhostname: "mx.customer.test",
     mydestination: "",
@@ -75,7 +75,7 @@ export async function startPostfix(settings: Record<string, string>, extraServic
     ...settings,
   };
   writeFileSync(join(dir, "main.cf"), Object.entries(main).map(([k, v]) => `${k} = ${v}`).join("\n") + "\n");
-  writeFileSync(join(dir, "master.cf"), [`127.0.0.1:${port} inet n - n - - smtpd`, ...services, ...extraServices].join("\n") + "\n");
+  writeFileSync(join(dir, "master.cf"), [`${listenAddress}:${port} inet n - n - - smtpd`, ...services, ...extraServices].join("\n") + "\n");
   for (const [path, content] of Object.entries(files)) {
     mkdirSync(dirname(join(dir, path)), { recursive: true, mode: 0o755 });
     writeFileSync(join(dir, path), content, { mode: 0o644 });
@@ -203,10 +203,12 @@ export async function startSubmissionServer(opts: {
   forward?: Forwarding;
   /** A port chosen beforehand (e.g. one already handed to the operator); a free one otherwise. */
   port?: number;
+  /** Where it listens, 127.0.0.1 by default; its certificate names it too (a pod reaches the node's address). */
+  listenAddress?: string;
 }): Promise<Postfix & { certFile: string }> {
   const sasl = tempDir("sasl");
   chmodSync(sasl, 0o755);
-  const tls = await selfSignedCertificate(sasl, "mx.customer.test");
+  const tls = await selfSignedCertificate(sasl, "mx.customer.test", [], opts.listenAddress && opts.listenAddress !== "127.0.0.1" ? [opts.listenAddress] : []);
   const db = join(sasl, "sasldb2");
   for (const user of opts.users) {
     const [name, realm] = user.username.split("@");
@@ -246,6 +248,7 @@ export async function startSubmissionServer(opts: {
     // Debian's Postfix reads its Cyrus configuration from <config dir>/sasl/<smtpd_sasl_path>.conf.
     { "sasl/smtpd.conf": `pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: ${db}\n` },
     opts.port,
+    opts.listenAddress,
   );
   return {
     ...postfix,

@@ -6,6 +6,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { parseAllDocuments, stringify } from "yaml";
+import { caRules, operatorRules, type PolicyRule } from "../../operator/rbac.js";
+import { parseFlags } from "../../operator/flags.js";
 import { helmOffline } from "../support/helm.js";
 import { tempDir } from "../support/mail.js";
 
@@ -107,6 +109,22 @@ describe("chart values, rendered", () => {
     assert.deepEqual(pod.annotations, { "sidecar.istio.io/inject": "false" });
   });
 
+  test("relay.template.pod: the relays' pod template reaches the operator as one flag it accepts; unset, no flag", async () => {
+    assert.equal(arg(await render(), "--relay-pod-template"), undefined);
+    const pod = {
+      metadata: { labels: { "cost-center": "mail" }, annotations: { "sidecar.istio.io/inject": "false" } },
+      imagePullSecrets: [{ name: "registry" }],
+      tolerations: [{ key: "dedicated", operator: "Equal", value: "mail \"pool\"", effect: "NoSchedule" }],
+      topologySpreadConstraints: [{ maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "DoNotSchedule" }],
+      priorityClassName: "mail-critical",
+      securityContext: { runAsUser: 1000650000 },
+    };
+    const flag = arg(await render({ relay: { template: { pod } } }), "--relay-pod-template");
+    assert.deepEqual(parseFlags([`--relay-pod-template=${flag}`]).relayPodTemplate, pod);
+    assert.match(await refused({ relay: { template: { pod: { tolerance: [] } } } }), /tolerance/);
+    assert.match(await refused({ relay: { template: { pod: { securityContext: { privileged: true } } } } }), /privileged/);
+  });
+
   test("extra env, volumes and mounts; security contexts merge with the restricted defaults", async () => {
     const docs = await render({
       extraEnv: [{ name: "NODE_EXTRA_CA_CERTS", value: "/etc/ca/ca.crt" }],
@@ -173,6 +191,28 @@ describe("chart values, rendered", () => {
     assert.deepEqual(monitor.spec.namespaceSelector, { matchNames: [namespace] });
     assert.equal(one(docs, "PodMonitor").metadata.namespace, "monitoring");
     assert.equal(one(await render({ metrics: { serviceMonitor: { enabled: true } } }), "ServiceMonitor").metadata.namespace, namespace);
+  });
+
+  test("watchNamespaces: a Role per watched namespace and the CA Secret by name, no ClusterRole; the operator told which", async () => {
+    const clusterWide = await render();
+    assert.equal(one(clusterWide, "ClusterRole").metadata.name, "smtpc-operator");
+    assert.equal(arg(clusterWide, "--watch-namespaces"), undefined);
+
+    const scoped = await render({ watchNamespaces: ["team-a", "team-b"], operator: { caSecretName: "my-ca" } });
+    assert.deepEqual(scoped.filter((d) => d.kind.startsWith("Cluster")), [], "nothing cluster-wide");
+    assert.equal(arg(scoped, "--watch-namespaces"), "team-a,team-b");
+    const roles = scoped.filter((d) => d.kind === "Role") as (Rendered & { rules: PolicyRule[] })[];
+    for (const watched of ["team-a", "team-b"]) {
+      const role = roles.find((r) => r.metadata.namespace === watched);
+      assert.deepEqual(role?.rules, operatorRules, `${watched}: the operator's rules`);
+      const binding = scoped.find((d) => d.kind === "RoleBinding" && d.metadata.namespace === watched);
+      assert.equal(binding?.roleRef?.name, role?.metadata.name);
+      assert.deepEqual(binding?.subjects, [{ kind: "ServiceAccount", name: "smtpc", namespace }]);
+    }
+    const ca = roles.find((r) => r.metadata.namespace === namespace && r.rules.some((rule) => rule.resources.includes("secrets")));
+    assert.deepEqual(ca?.rules, caRules("my-ca"), "the CA Secret: read by name, created once");
+    assert.ok(roles.some((r) => r.metadata.namespace === namespace && r.rules.some((rule) => rule.resources.includes("leases"))), "the leader Lease's Role stays");
+    assert.match(await refused({ watchNamespaces: ["Team_A"] }), /watchNamespaces/);
   });
 
   test("the schema refuses what would render a broken object, naming the value", async () => {

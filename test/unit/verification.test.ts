@@ -99,7 +99,7 @@ describe("verification decisions", () => {
     };
     const address = {
       metadata: { name: "support", namespace: "n", generation: 1 },
-      spec: { address: "support@example.com", domainRef: { name: "example-com" } },
+      spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } } },
       status: {},
     } as unknown as SupportAddress;
     const basis = "generation=1;credentials=7;inbound=2,3";

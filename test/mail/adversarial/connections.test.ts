@@ -195,7 +195,7 @@ describe("adversarial: connection slots behind a trusted load balancer (PROXY pr
   let h: RelayHarness;
   const open: Bare[] = [];
   before(async () => {
-    h = await startRelay({ domains: [exampleDomain(password)], limits, proxyProtocol: { trustedAddresses: ["127.0.0.50"] } });
+    h = await startRelay({ domains: [exampleDomain(password)], limits, proxyProtocol: { trustedRanges: ["127.0.0.50"] } });
   });
   after(async () => {
     for (const b of open) b.socket.destroy();

@@ -1,0 +1,79 @@
+// The namespace-scoped mode on the real API server, under exactly the RBAC the
+// chart renders for `watchNamespaces` (Roles in those namespaces, no
+// ClusterRole): the operator starts, serves the watched namespaces, leaves the
+// others alone, and could not read them if it tried.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import * as k8s from "@kubernetes/client-node";
+import type { SmtpDomain } from "../../crds/schema.js";
+import type { Controller } from "../../operator/controller.js";
+import { installCRDs } from "../support/crds.js";
+import { chartRbacKubeconfig, startTestController } from "../support/operator-rbac.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+
+const domain = (namespace: string) => ({
+  apiVersion: "smtpconnector.dev/v1alpha1",
+  kind: "SmtpDomain",
+  metadata: { name: "example-com", namespace },
+  spec: { domain: `${namespace}.example.com`, inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } }, relay: { replicas: 1 } },
+});
+
+describe("the namespace-scoped mode (--watch-namespaces, chart value watchNamespaces)", () => {
+  let custom: k8s.CustomObjectsApi;
+  let core: k8s.CoreV1Api;
+  let controller: Controller;
+  let kubeconfig: string;
+  const watched: string[] = [];
+  let other: string;
+  const cleanups: (() => Promise<void> | void)[] = [];
+
+  before(async () => {
+    await installCRDs();
+    const cluster = await connect();
+    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    core = cluster.core;
+    const hooks = { after: (fn: () => Promise<void> | void) => cleanups.push(fn) };
+    watched.push(await freshNamespace(hooks, "team-a"), await freshNamespace(hooks, "team-b"));
+    other = await freshNamespace(hooks, "other");
+    kubeconfig = await chartRbacKubeconfig(`scoped-${randomBytes(3).toString("hex")}`, { watchNamespaces: watched });
+    // Under that RBAC a cluster-wide list is refused: the controller starts only if it never asks for one.
+    controller = await startTestController({ kubeconfig, namespaces: watched });
+  });
+  after(async () => {
+    await controller?.stop();
+    for (const cleanup of cleanups) await cleanup();
+  });
+
+  test("serves the watched namespaces and never touches another", async () => {
+    await applyManifests(...watched.map(domain), domain(other));
+    for (const namespace of watched) {
+      await eventually(`${namespace}: its relay config`, async () => (await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }).catch(() => undefined)) ?? undefined);
+      const reconciled = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+      assert.ok(reconciled.status?.conditions?.some((c) => c.type === "CredentialsIssued" && c.status === "True"), `${namespace}: credentials issued`);
+    }
+    await controller.queue.idle();
+    const untouched = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: other, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+    assert.equal(untouched.status, undefined, "the unwatched namespace's SmtpDomain has no status");
+    assert.equal(untouched.metadata.finalizers, undefined, "nor a finalizer");
+    assert.deepEqual((await core.listNamespacedSecret({ namespace: other })).items.map((s) => s.metadata?.name), [], "nor any Secret");
+    assert.deepEqual(controller.secrets.census().full.filter((key) => !watched.some((n) => key.startsWith(`${n}/`))), [], "nothing of another namespace is cached");
+  });
+
+  test("its RBAC cannot read another namespace, nor anything cluster-wide", async () => {
+    await core.createNamespacedSecret({ namespace: other, body: { metadata: { name: "private" }, stringData: { password: "not-for-the-operator" } } });
+    for (const args of [
+      ["get", "secret", "private", "-n", other],
+      ["get", "secrets", "-n", other],
+      ["get", "secrets", "--all-namespaces"],
+      ["get", "smtpdomains", "--all-namespaces"],
+      ["get", "deployments", "-n", other],
+    ]) {
+      const result = await kubectl(args, { kubeconfig });
+      assert.notEqual(result.code, 0, `allowed: kubectl ${args.join(" ")}`);
+      assert.match(result.stderr, /forbidden/i, args.join(" "));
+    }
+    const allowed = await kubectl(["get", "secrets", "-n", watched[0]!, "-o", "name"], { kubeconfig });
+    assert.equal(allowed.code, 0, allowed.stderr);
+  });
+});

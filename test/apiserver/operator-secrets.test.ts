@@ -1,0 +1,128 @@
+// What the operator keeps of the cluster's Secrets, on the real API server:
+// with many large unrelated Secrets about (Helm keeps each release in one), it
+// caches its own in full, the ones a domain or address names by name, and of
+// the rest only metadata; every list is paginated; and a Secret the user names
+// still reconciles when it is made, changed or deleted.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import * as k8s from "@kubernetes/client-node";
+import type { SupportAddress } from "../../crds/schema.js";
+import type { Controller } from "../../operator/controller.js";
+import { installCRDs } from "../support/crds.js";
+import { startTestController } from "../support/operator-rbac.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+
+const pageSize = 10;
+const unrelatedCount = 40;
+const unrelatedBytes = 256 * 1024;
+
+describe("the operator's Secret cache", () => {
+  let core: k8s.CoreV1Api;
+  let custom: k8s.CustomObjectsApi;
+  let controller: Controller;
+  let unrelated: string;
+  const marker = "release-payload-";
+  const cleanups: (() => Promise<void> | void)[] = [];
+
+  before(async () => {
+    await installCRDs();
+    const cluster = await connect();
+    core = cluster.core;
+    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    // Present before the operator starts: its first (paginated) list meets them.
+    unrelated = await freshNamespace({ after: (fn) => cleanups.push(fn) }, "helm");
+    for (let i = 0; i < unrelatedCount; i++) {
+      await core.createNamespacedSecret({
+        namespace: unrelated,
+        body: { metadata: { name: `sh.helm.release.v1.app.v${i}`, labels: { owner: "helm" } }, type: "helm.sh/release.v1", data: { release: Buffer.from(marker + randomBytes(unrelatedBytes).toString("base64")).toString("base64") } },
+      });
+    }
+    // Made with kubectl apply (client-side): kubectl keeps a whole copy of it, data included, in the
+    // kubectl.kubernetes.io/last-applied-configuration annotation.
+    const applied = await kubectl(["apply", "-f", "-"], {
+      input: JSON.stringify({ apiVersion: "v1", kind: "Secret", metadata: { name: "applied-by-kubectl", namespace: unrelated, labels: { team: "web" } }, data: { token: Buffer.from(marker + "x".repeat(64)).toString("base64") } }),
+    });
+    assert.equal(applied.code, 0, applied.stderr);
+    controller = await startTestController({ pageSize });
+  });
+  after(async () => {
+    await controller?.stop();
+    for (const cleanup of cleanups) await cleanup();
+  });
+
+  test("holds none of the unrelated Secrets' data, reads lists in pages, and still follows the Secrets a user names", async (t) => {
+    const namespace = await freshNamespace(t, "sec");
+    await applyManifests({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SmtpDomain",
+      metadata: { name: "example-com", namespace },
+      spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } }, relay: { replicas: 1 } },
+    });
+    // Its credentials Secret does not exist yet.
+    await applyManifests({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SupportAddress",
+      metadata: { name: "support", namespace },
+      spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-login" } } },
+    });
+    const reason = async () => {
+      const a = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
+      return a.status?.conditions?.find((c) => c.type === "DomainReady")?.reason;
+    };
+    const relayConfig = async () => {
+      const secret = await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }).catch(() => undefined);
+      return secret?.data?.["relay.yaml"] ? Buffer.from(secret.data["relay.yaml"], "base64").toString() : undefined;
+    };
+    await eventually("the missing Secret is reported", async () => ((await reason()) === "CredentialsSecretNotFound" ? true : undefined));
+
+    // Made: the metadata watch sees it, the controller reads it by name, the address is served.
+    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "support-login" }, stringData: { username: "support", password: "first" } } });
+    await eventually("the address in the relay config", async () => ((await relayConfig())?.includes("support@example.com") ? true : undefined), 20_000);
+    // Changed: read again (its resourceVersion moved), judged again.
+    await core.replaceNamespacedSecret({ namespace, name: "support-login", body: { metadata: { name: "support-login" }, stringData: { username: "support" } } });
+    await eventually("the broken Secret is reported", async () => ((await reason()) === "CredentialsSecretInvalid" ? true : undefined), 20_000);
+    await eventually("the address leaves the relay config", async () => ((await relayConfig())?.includes("support@example.com") === false ? true : undefined), 20_000);
+    // Deleted: dropped.
+    await core.deleteNamespacedSecret({ namespace, name: "support-login" });
+    await eventually("the deletion is reported", async () => ((await reason()) === "CredentialsSecretNotFound" ? true : undefined), 20_000);
+    await controller.queue.idle();
+
+    // What is cached: no unrelated Secret in full, and nothing but metadata of any of them.
+    const census = controller.secrets.census();
+    assert.deepEqual(census.full.filter((key) => key.startsWith(`${unrelated}/`)), [], "no unrelated Secret is cached in full");
+    assert.ok(census.full.includes(`${namespace}/example-com-relay-config`), "its own Secrets are cached in full");
+    assert.ok(census.metadataOnly >= unrelatedCount, `every Secret is known by metadata (${census.metadataOnly})`);
+    for (const object of controller.secrets.metadataObjects()) {
+      assert.deepEqual(Object.keys(object).filter((k) => k !== "apiVersion" && k !== "kind"), ["metadata"], `${object.metadata?.name}: metadata only`);
+      assert.equal(object.metadata?.managedFields, undefined);
+      assert.equal(object.metadata?.annotations, undefined, `${object.metadata?.name}: no annotations (kubectl's last-applied-configuration holds the data)`);
+    }
+    const cachedText = JSON.stringify(controller.secrets.metadataObjects()) + JSON.stringify(census.full.map((key) => controller.secrets.get(key.split("/")[1]!, key.split("/")[0])));
+    assert.ok(!cachedText.includes(Buffer.from(marker).toString("base64").slice(0, 16)), "no unrelated Secret's data is anywhere in the cache");
+    // Paginated: the first list of all Secrets needed a page per ten of them, the list of its own one more.
+    assert.ok(controller.secrets.listRequests() >= 1 + Math.ceil(unrelatedCount / pageSize), `lists were paginated (${controller.secrets.listRequests()} list requests at ${pageSize} per page)`);
+  });
+
+  test("a Secret of its own that lost (or never had) the owner label is still found, by name", async (t) => {
+    const namespace = await freshNamespace(t, "unl");
+    await applyManifests({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SmtpDomain",
+      metadata: { name: "example-com", namespace },
+      spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } }, relay: { replicas: 1 } },
+    });
+    const control = "example-com-relay-control";
+    const token = await eventually("the control token", async () => (await core.readNamespacedSecret({ namespace, name: control }).catch(() => undefined))?.data?.token);
+    // As a Secret made by a version of the operator before the label existed.
+    const unlabelled = await kubectl(["label", "secret", control, "-n", namespace, "app.kubernetes.io/managed-by-"]);
+    assert.equal(unlabelled.code, 0, unlabelled.stderr);
+    await eventually("the unlabelled Secret read by name", () => {
+      const cached = controller.secrets.get(control, namespace);
+      return cached && !cached.metadata?.labels?.["app.kubernetes.io/managed-by"] ? cached : undefined;
+    });
+    assert.equal(controller.secrets.get(control, namespace)?.data?.token, token, "the same token: nothing was issued again");
+    await controller.queue.idle();
+    assert.equal((await core.readNamespacedSecret({ namespace, name: control })).data?.token, token);
+  });
+});
