@@ -196,8 +196,8 @@ export class Relay {
       perSource: limits.maxConnectionsPerSource ?? connectionLimitDefaults.maxConnectionsPerSource,
       handshakeTimeoutMs: (limits.tlsHandshakeTimeoutSeconds ?? connectionLimitDefaults.tlsHandshakeTimeoutSeconds) * 1000,
       maxUnauthenticatedCommands: limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands,
-      // Without AUTH, an accepted recipient is the progress that lets a forwarder send many messages on one connection.
-      ...(listener === "forwarded" ? { progressing: (session: SMTPServerSession) => session.envelope.rcptTo.length > 0 } : {}),
+      // Without AUTH, a new accepted recipient or an accepted message is the progress that lets a forwarder send many messages on one connection.
+      ...(listener === "forwarded" ? { progress: (session: SMTPServerSession) => this.forwarded.progress(session) } : {}),
       refused: (reason) => this.metrics.connectionsRefused.inc({ listener, reason }),
       // smtp-server's own PROXY reader (useProxy) is never used: it knows version 1 only.
       ...(config.proxyProtocol ? { proxy: new ProxyTrust(config.proxyProtocol.trustedRanges) } : {}),

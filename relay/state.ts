@@ -1,9 +1,7 @@
 // What the relay derives from one config: lookups built once per load and
 // swapped atomically on reload, so a session sees one consistent config.
-import type { DNSResolver } from "mailauth";
 import type { RelayConfig, DomainEntry, OutboundServer } from "./contract/config.js";
 import { CredentialStore } from "./inbound/credentials.js";
-import { dnsResolver } from "./inbound/forwarded-checks.js";
 import type { FilterOptions } from "./inbound/message-filter.js";
 import type { NextHop } from "./forward/next-hop.js";
 import { SmtpNextHop } from "./forward/smtp-next-hop.js";
@@ -32,7 +30,7 @@ export interface RelayState {
   filter: Omit<FilterOptions, "prepend">;
   nextHopTimeoutMs: number;
   /** The forwarded listener's checks: its DNS and the ARC sealers it trusts. */
-  forwarded: { resolver: DNSResolver; trustedArcSealers: readonly string[] };
+  forwarded: { dnsServers: readonly string[]; trustedArcSealers: readonly string[] };
   /** The disk the outbound signing spools share: one per relay, kept across reloads (what is in use stays counted). */
   spool: SpoolBudget;
 }
@@ -87,7 +85,7 @@ export function buildState(config: RelayConfig, spool = new SpoolBudget(0)): Rel
       authservId: config.hostname,
     },
     nextHopTimeoutMs,
-    forwarded: { resolver: dnsResolver(config.forwarded?.dnsServers), trustedArcSealers: config.forwarded?.trustedArcSealers ?? [] },
+    forwarded: { dnsServers: config.forwarded?.dnsServers ?? [], trustedArcSealers: config.forwarded?.trustedArcSealers ?? [] },
   };
 }
 

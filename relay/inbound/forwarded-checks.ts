@@ -10,7 +10,9 @@
 // written only for a chain whose latest sealer the installation trusts: an
 // attacker can seal anything with a key of his own domain (docs/security.md).
 import { Resolver } from "node:dns/promises";
+import type { Readable } from "node:stream";
 import { authenticate, type AuthenticateResult, type DNSResolver } from "mailauth";
+import { getAlignment } from "mailauth/lib/tools.js";
 import type { ForwardedVerdict } from "../contract/control-api.js";
 
 export type { ForwardedVerdict };
@@ -30,8 +32,36 @@ export interface CheckOptions {
   /** The domain of the support addresses the message is for. */
   recipientDomain: string;
   trustedArcSealers: readonly string[];
-  resolver: DNSResolver;
+  /** forwarded.dnsServers (the system's resolver when empty). */
+  dnsServers: readonly string[];
+  /** Aborts every lookup still running: the budget is spent or the sender has gone. */
+  signal: AbortSignal;
+  /** SPF's own deadline (mailauth's maxElapsedTime), within the budget the signal enforces. */
+  maxElapsedMs: number;
+  /** What the forwarded listener left out of what mailauth judged (see limitArrived in forwarded-session.ts). */
+  skipped?: { dkimSignatures: number; arcSets: number };
+  /** Called once mailauth is done with the message (after the verdict, or after the budget ran out). */
+  settled?: () => void;
 }
+
+/**
+ * DNS queries one message may cause, all checks together: SPF's RFC 7208
+ * limits (10 lookups, each with its own few answers) plus the capped DKIM
+ * signatures, DMARC and the ARC seals of a short chain, with room to spare.
+ * Beyond it every query fails at once (the check reads temperror), so
+ * nobody's nameserver or ours is made to answer hundreds of queries for one message.
+ */
+export const maxDnsQueriesPerMessage = 40;
+
+/**
+ * How much of a message mailauth is given to judge. Each DKIM signature is a
+ * key lookup and, with its own l= or canonicalization, one more pass over the
+ * body (synchronous hashing: 100 signatures on 5 MB blocked the process for
+ * 2.4 s); forwarders add one or two. The first (topmost, newest) ones count.
+ * ARC chains are rarely longer than three; a longer one is not evaluated at all.
+ */
+export const maxDkimSignatures = 5;
+export const maxArcSets = 8;
 
 const domainName = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const selectorName = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
@@ -57,34 +87,78 @@ function within(domain: string, parent: string): boolean {
   return domain === parent || domain.endsWith(`.${parent}`);
 }
 
-/** A resolver for mailauth through the configured servers (the system's when none). */
-export function dnsResolver(servers: readonly string[] | undefined): DNSResolver {
-  const resolver = new Resolver({ timeout: 3000, tries: 2 });
-  if (servers && servers.length > 0) resolver.setServers([...servers]);
-  return (name, rrtype) => resolver.resolve(name, rrtype) as Promise<string[][] | string[]>;
+/** Whether two names share an Organizational Domain (Public Suffix List, as mailauth's DMARC alignment). */
+function sameOrganisation(a: string, b: string): boolean {
+  return getAlignment(a, [b], false) !== false;
 }
 
-export async function checkForwarded(message: Buffer, options: CheckOptions): Promise<ForwardedChecks> {
-  const result = await authenticate(message, {
+/**
+ * A resolver for one message's checks, through the configured servers (the
+ * system's when none): at most maxDnsQueriesPerMessage queries, and once the
+ * signal aborts, the queries in flight are cancelled and later ones fail at
+ * once, so mailauth ends and lets go of the message.
+ */
+export function dnsResolver(servers: readonly string[], signal: AbortSignal, maxQueries = maxDnsQueriesPerMessage): DNSResolver {
+  const resolver = new Resolver({ timeout: 2000, tries: 2 });
+  if (servers.length > 0) resolver.setServers([...servers]);
+  const cancel = () => resolver.cancel();
+  signal.addEventListener("abort", cancel, { once: true });
+  let queries = 0;
+  return (name, rrtype) => {
+    if (signal.aborted) return Promise.reject(Object.assign(new Error("the checks' time is up"), { code: "ECANCELLED" }));
+    if (++queries > maxQueries) return Promise.reject(Object.assign(new Error(`more than ${maxQueries} DNS queries for one message`), { code: "EREFUSED" }));
+    return resolver.resolve(name, rrtype) as Promise<string[][] | string[]>;
+  };
+}
+
+export async function checkForwarded(message: Buffer | Readable, options: CheckOptions): Promise<ForwardedChecks> {
+  const { signal } = options;
+  const settled = () => options.settled?.();
+  if (signal.aborted) {
+    settled();
+    throw signal.reason as Error;
+  }
+  // maxElapsedTime reaches mailauth's SPF check (lib/spf), though its authenticate() typings omit it.
+  const authOptions: Parameters<typeof authenticate>[1] & { maxElapsedTime: number } = {
     sender: options.sender,
     ip: options.ip,
     helo: options.helo,
     mta: options.authservId,
-    resolver: options.resolver,
+    resolver: dnsResolver(options.dnsServers, signal),
+    maxElapsedTime: options.maxElapsedMs,
     disableBimi: true,
+    ...(options.skipped && options.skipped.arcSets > 0 ? { disableArc: true } : {}),
+  };
+  const work = authenticate(message, authOptions);
+  // The sender hears about the budget when it is spent, not when mailauth is done (the cancelled lookups end it soon after).
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener("abort", onAbort, { once: true });
   });
-  return judge(result, options);
+  try {
+    return judge(await Promise.race([work, aborted]), options);
+  } finally {
+    if (onAbort) signal.removeEventListener("abort", onAbort);
+    work.then(settled, settled);
+  }
 }
 
 /** The header and verdict for mailauth's results: pure, so every wording is unit-tested. */
-export function judge(result: Pick<AuthenticateResult, "dkim" | "spf" | "dmarc" | "arc" | "dmarcSkipReason">, options: Pick<CheckOptions, "authservId" | "sender" | "helo" | "recipientDomain" | "trustedArcSealers">): ForwardedChecks {
-  const parts: string[] = [spfPart(result, options), ...dkimParts(result), dmarcPart(result)];
-  const arc = arcPart(result, options.trustedArcSealers);
-  parts.push(arc.text);
+export function judge(result: Pick<AuthenticateResult, "dkim" | "spf" | "dmarc" | "arc" | "dmarcSkipReason">, options: Pick<CheckOptions, "authservId" | "sender" | "helo" | "recipientDomain" | "trustedArcSealers" | "skipped">): ForwardedChecks {
+  const dkim = dkimParts(result);
+  const skipped = options.skipped ?? { dkimSignatures: 0, arcSets: 0 };
+  // Fixed words with our own counts: nothing of the message's.
+  if (skipped.dkimSignatures > 0) dkim[dkim.length - 1] += ` (only the first ${maxDkimSignatures} DKIM signatures were evaluated, ${skipped.dkimSignatures} more were not)`;
+  const parts: string[] = [spfPart(result, options), ...dkim, dmarcPart(result)];
   const recipient = options.recipientDomain.toLowerCase();
+  const arc = skipped.arcSets > 0 ? { text: `arc=none (more than ${maxArcSets} ARC sets, not evaluated)`, trusted: false } : arcPart(result, options.trustedArcSealers, recipient);
+  parts.push(arc.text);
+  // The recipient domain or a parent of it, never above its Organizational
+  // Domain: d=co.uk is no signature of support.acme.co.uk.
   const dkimAligned = (result.dkim.results ?? []).some((r) => {
     const d = plainDomain(r.signingDomain);
-    return r.status.result === "pass" && d !== undefined && within(recipient, d) && d.includes(".");
+    return r.status.result === "pass" && d !== undefined && within(recipient, d) && d.includes(".") && sameOrganisation(recipient, d);
   });
   return {
     header: `Authentication-Results: ${options.authservId};\r\n\t${parts.join(";\r\n\t")}\r\n`,
@@ -126,12 +200,19 @@ function dmarcPart(result: Pick<AuthenticateResult, "dmarc" | "dmarcSkipReason">
 }
 
 /**
- * ARC: pass only for a verifying chain of a trusted sealer. A verifying chain
- * of any other sealer is "none" — to a reader keying on arc=pass it is as if
- * there were no chain, which is what it is worth — with the sealer in a
- * comment that holds neither "pass" nor "trusted".
+ * ARC: pass only for a verifying chain of a trusted sealer that vouches for
+ * the author: its own ARC-Authentication-Results (what it found when the
+ * message reached it) say dmarc=pass for the From domain — or, without a
+ * DMARC result, a passing DKIM signature aligned with it — and that From
+ * domain is the recipient's (same Organizational Domain). A listed sealer
+ * alone proves only that some tenant of that service forwarded the message;
+ * anybody can open one and forward a forged From through it.
+ *
+ * Every other chain reads arc=none or arc=fail with a fixed comment: the
+ * sealer's d= is the message's word (d=pass.trusted.evil.example), so it is
+ * never written; the receipt's arcSealer carries it for the operator.
  */
-function arcPart(result: Pick<AuthenticateResult, "arc">, trusted: readonly string[]): { text: string; trusted: boolean; sealer?: string } {
+function arcPart(result: Pick<AuthenticateResult, "arc" | "dmarc">, trusted: readonly string[], recipient: string): { text: string; trusted: boolean; sealer?: string } {
   const arc = result.arc;
   if (!arc) return { text: "arc=none", trusted: false };
   // mailauth leaves the chain false, not empty, when there is none.
@@ -140,8 +221,25 @@ function arcPart(result: Pick<AuthenticateResult, "arc">, trusted: readonly stri
   const sealer = plainDomain(last?.["arc-seal"]?.parsed?.d?.value);
   const sealerFields = sealer ? { sealer } : {};
   const status = arc.status.result;
-  if (status === "pass" && sealer && trusted.some((t) => within(sealer, t))) return { text: `arc=pass (sealed by ${sealer}, a listed sealer)`, trusted: true, ...sealerFields };
-  if (status === "pass") return { text: `arc=none (sealed by ${sealer ?? "an unusable d="}, not a listed sealer)`, trusted: false, ...sealerFields };
-  if (status === "fail") return { text: `arc=fail${sealer ? ` (latest seal by ${sealer})` : ""}`, trusted: false, ...sealerFields };
+  if (status === "pass" && sealer && trusted.some((t) => within(sealer, t))) {
+    const from = result.dmarc ? plainDomain(result.dmarc.status.header?.from) : undefined;
+    if (from && sameOrganisation(recipient, from) && vouchesFor(arc.authenticationResults, from)) return { text: `arc=pass (sealed by ${sealer}, a listed sealer)`, trusted: true, ...sealerFields };
+    return { text: "arc=none (a listed sealer, but its results do not vouch for the author's domain)", trusted: false, ...sealerFields };
+  }
+  if (status === "pass") return { text: "arc=none (not a listed sealer)", trusted: false, ...sealerFields };
+  if (status === "fail") return { text: "arc=fail", trusted: false, ...sealerFields };
   return { text: "arc=none", trusted: false };
+}
+
+/** Whether a sealer's recorded results (mailauth's parse of its ARC-Authentication-Results) pass the author domain. */
+function vouchesFor(results: unknown, from: string): boolean {
+  if (typeof results !== "object" || results === null) return false;
+  const { dmarc, dkim } = results as { dmarc?: unknown; dkim?: unknown };
+  const word = (entry: unknown) => {
+    const value = typeof entry === "object" && entry !== null ? (entry as { result?: unknown }).result : undefined;
+    return typeof value === "string" ? value.toLowerCase() : "";
+  };
+  const tag = (entry: unknown, name: "from" | "d") => plainDomain((entry as { header?: Record<string, unknown> }).header?.[name]);
+  if (dmarc !== undefined) return word(dmarc) === "pass" && tag(dmarc, "from") === from;
+  return Array.isArray(dkim) && dkim.some((entry) => word(entry) === "pass" && tag(entry, "d") !== undefined && sameOrganisation(from, tag(entry, "d")!));
 }

@@ -18,7 +18,7 @@ import type { Metrics } from "../ops/metrics.js";
 import type { RelayState } from "../state.js";
 import { SmtpReply } from "../forward/cut-through.js";
 import { parseMailbox } from "./address.js";
-import { checkForwarded, type ForwardedChecks } from "./forwarded-checks.js";
+import { checkForwarded, maxArcSets, maxDkimSignatures, type ForwardedChecks } from "./forwarded-checks.js";
 import { MessageFilter } from "./message-filter.js";
 import { deliverInbound, receivedHeader, type VerificationReceipt } from "./session.js";
 
@@ -33,7 +33,25 @@ export interface ForwardedContext {
 }
 
 export class ForwardedSessions {
+  /** Per session: the distinct recipients accepted and the messages accepted (the command limit's progress). */
+  private readonly progressOf = new WeakMap<SMTPServerSession, { recipients: Set<string>; messages: number }>();
+
   constructor(private readonly ctx: ForwardedContext) {}
+
+  /** Grows only with a recipient not accepted before in this session or an accepted message. */
+  progress(session: SMTPServerSession): number {
+    const p = this.progressOf.get(session);
+    return p ? p.recipients.size + p.messages : 0;
+  }
+
+  private progressed(session: SMTPServerSession): { recipients: Set<string>; messages: number } {
+    let p = this.progressOf.get(session);
+    if (!p) {
+      p = { recipients: new Set(), messages: 0 };
+      this.progressOf.set(session, p);
+    }
+    return p;
+  }
 
   /** Any sender: usually the forwarder's own, SRS-rewritten; SPF judges it after DATA, nothing trusts it. */
   onMailFrom(_address: SMTPServerAddress, _session: SMTPServerSession, callback: Callback): void {
@@ -64,6 +82,7 @@ export class ForwardedSessions {
     }
     // The envelope carries the canonical form from here on: what was checked is what is routed.
     address.address = mailbox.address;
+    this.progressed(session).recipients.add(mailbox.address);
     callback();
   }
 
@@ -80,7 +99,7 @@ export class ForwardedSessions {
     }
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
     const sender = parseMailbox(mailFrom);
-    const filter = new MessageFilter({ ...state.filter, prepend: "" });
+    const filter = new MessageFilter({ ...state.filter, prepend: "", recordArrived: true });
     const envelope = {
       from: mailFrom,
       to,
@@ -98,15 +117,17 @@ export class ForwardedSessions {
         timeoutMs: state.nextHopTimeoutMs,
         fields: { listener: "forwarded", domain: recipientDomain },
         deliver: async (filtered, signal) => {
+          // Held once, as the filter emitted it: the checks read the same chunks behind the arrived header.
           const message = await collect(filtered);
           // The local part as sent (an SRS hash is case-sensitive), the domain as parsed.
           const checkedSender = sender.ok ? `${mailFrom.slice(0, mailFrom.lastIndexOf("@"))}@${sender.mailbox.domain}` : "";
-          checks = await this.check(message, session, checkedSender, recipientDomain, state);
+          checks = await this.check(filter, message, session, checkedSender, recipientDomain, state, signal);
           signal.throwIfAborted();
           const head = receivedHeader(state.filter.authservId, session, session.secure ? "ESMTPS" : "ESMTP") + checks.header;
-          return domain.nextHop.send(envelope, Readable.from([Buffer.from(head, "utf8"), message]), signal);
+          return domain.nextHop.send(envelope, Readable.from([Buffer.from(head, "utf8"), ...message]), signal);
         },
         delivered: () => {
+          this.progressed(session).messages++;
           if (!checks) return;
           const { verdict } = checks;
           this.ctx.log.info("forwarded message checked", { session: session.id, domain: recipientDomain, ...verdict });
@@ -122,9 +143,17 @@ export class ForwardedSessions {
    * delivered (the sender could never get it through otherwise), with a
    * result that claims nothing.
    */
-  private async check(message: Buffer, session: SMTPServerSession, sender: string, recipientDomain: string, state: RelayState): Promise<ForwardedChecks> {
+  private async check(filter: MessageFilter, delivered: Buffer[], session: SMTPServerSession, sender: string, recipientDomain: string, state: RelayState, delivery: AbortSignal): Promise<ForwardedChecks> {
     const { authservId } = state.filter;
+    // Half the next-hop budget (at most 30 s), so the next hop has the rest; then 451 and the sender retries.
+    const budgetMs = Math.min(state.nextHopTimeoutMs / 2, 30_000);
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new SmtpReply(451, "4.4.3 The message could not be checked in time, try again later")), budgetMs);
+    const stop = () => controller.abort(delivery.reason);
+    delivery.addEventListener("abort", stop, { once: true });
+    const { message, skipped } = limitArrived(filter, delivered);
     let checks: ForwardedChecks;
+    this.ctx.metrics.forwardedChecksActive.inc();
     try {
       checks = await checkForwarded(message, {
         authservId,
@@ -133,11 +162,24 @@ export class ForwardedSessions {
         helo: session.hostNameAppearsAs,
         recipientDomain,
         trustedArcSealers: state.forwarded.trustedArcSealers,
-        resolver: state.forwarded.resolver,
+        dnsServers: state.forwarded.dnsServers,
+        signal: controller.signal,
+        maxElapsedMs: budgetMs,
+        skipped,
+        settled: () => this.ctx.metrics.forwardedChecksActive.dec(),
       });
     } catch (error) {
+      if (controller.signal.aborted) {
+        this.ctx.log.warn("forwarded message not checked in time", { session: session.id, domain: recipientDomain, budgetMs });
+        throw controller.signal.reason as Error;
+      }
       this.ctx.log.warn("forwarded message could not be checked", { session: session.id, domain: recipientDomain, error: (error as Error).message });
       checks = { header: `Authentication-Results: ${authservId}; none (the checks failed)\r\n`, verdict: { dkimAligned: false, arcTrusted: false } };
+    } finally {
+      clearTimeout(timer);
+      delivery.removeEventListener("abort", stop);
+      // The lookups still running are cancelled: mailauth ends and lets go of the message.
+      controller.abort(new Error("checks done"));
     }
     const { dkimAligned, arcTrusted } = checks.verdict;
     this.ctx.metrics.forwardedVerdicts.inc({ verdict: dkimAligned ? "DkimAligned" : arcTrusted ? "ArcTrusted" : "Unverified" });
@@ -145,8 +187,47 @@ export class ForwardedSessions {
   }
 }
 
-async function collect(stream: Readable): Promise<Buffer> {
+async function collect(stream: Readable): Promise<Buffer[]> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+  return chunks;
+}
+
+/**
+ * The message the checks judge: the header fields as they arrived (our
+ * X-SmtpConnector-* and forged results removal must not break a signature
+ * over them: the relay's own verification email signs its token field), then
+ * the filtered body, shared with what the next hop gets. Same header-end
+ * decision as the delivered message, so both readers see the same From.
+ */
+function limitArrived(filter: MessageFilter, delivered: Buffer[]): { message: Readable; skipped: { dkimSignatures: number; arcSets: number } } {
+  const fields = filter.arrivedFields ?? [];
+  // Bounded work for one unauthenticated message (forwarded-checks.ts): the
+  // first DKIM signatures only, and no ARC evaluation of an overlong chain.
+  const arcSets = fields.filter((f) => f.name === "arc-seal").length;
+  const skipArc = arcSets > maxArcSets;
+  let signatures = 0;
+  const header = fields.filter((f) => {
+    if (f.name === "dkim-signature") return ++signatures <= maxDkimSignatures;
+    return !(skipArc && f.name.startsWith("arc-"));
+  });
+  return {
+    message: Readable.from([...header.map((f) => f.raw), ...skip(delivered, filter.outputHeaderBytes)]),
+    skipped: { dkimSignatures: Math.max(0, signatures - maxDkimSignatures), arcSets: skipArc ? arcSets : 0 },
+  };
+}
+
+/** The chunks without their first `bytes` bytes (views, no copy). */
+function skip(chunks: Buffer[], bytes: number): Buffer[] {
+  const out: Buffer[] = [];
+  let left = bytes;
+  for (const chunk of chunks) {
+    if (left >= chunk.length) {
+      left -= chunk.length;
+      continue;
+    }
+    out.push(left > 0 ? chunk.subarray(left) : chunk);
+    left = 0;
+  }
+  return out;
 }

@@ -45,6 +45,8 @@ export interface FilterOptions {
   prepend: string;
   /** Outbound: every header field stays as the sender wrote it (nothing removed). */
   preserveHeaders?: boolean;
+  /** Keep the header fields as they arrived in arrivedFields (the forwarded listener's checks). */
+  recordArrived?: boolean;
 }
 
 const CR = 0x0d;
@@ -66,6 +68,15 @@ export class MessageFilter extends Transform {
   /** The operator's one-time verification token, when the message carries one (X-SmtpConnector-Verification). */
   verificationToken: string | undefined;
   inputBytes = 0;
+  /**
+   * The header fields as they arrived (after the header-end rule, before any
+   * removal), each with its CRLF, once the header section ended: what the
+   * forwarded listener's checks judge, since the verdict is about the bytes
+   * that arrived and our own removals must not break a signature over them.
+   */
+  arrivedFields: { name: string; raw: Buffer }[] | undefined;
+  /** Bytes of the output before the empty line that ends the header section (prepended and kept fields). */
+  outputHeaderBytes = 0;
   private lineBytes = 0;
   private pendingCR = false;
   /** The pending CR ended a line of the header section (where a bare CR refuses the message). */
@@ -202,8 +213,10 @@ export class MessageFilter extends Transform {
     this.inHeader = false;
     let received = 0;
     const kept: Buffer[] = [];
+    const arrived: { name: string; raw: Buffer }[] = [];
     for (const field of fields(this.headerLines)) {
       const name = fieldName(field);
+      if (this.options.recordArrived) arrived.push({ name, raw: Buffer.concat(field.flatMap((line) => [line, CRLF])) });
       if (name === "received") received++;
       if (name === verificationHeader) this.verificationToken = tokenOf(field);
       if (!this.options.preserveHeaders) {
@@ -217,10 +230,14 @@ export class MessageFilter extends Transform {
       this.reject("TooManyHops", 554, `5.4.6 Too many Received headers (${received}): mail loop`);
       return;
     }
-    this.output(Buffer.from(this.options.prepend, "utf8"));
+    if (this.options.recordArrived) this.arrivedFields = arrived;
+    const prepend = Buffer.from(this.options.prepend, "utf8");
+    this.output(prepend);
+    this.outputHeaderBytes = prepend.length;
     for (const line of kept) {
       this.output(line);
       this.output(CRLF);
+      this.outputHeaderBytes += line.length + 2;
     }
   }
 

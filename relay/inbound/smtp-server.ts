@@ -65,12 +65,14 @@ export interface ConnectionLimits {
   /** Commands (AUTH excluded) a session may send before it authenticates; the next one gets 421. */
   maxUnauthenticatedCommands: number;
   /**
-   * A listener without AUTH (the forwarded one) counts commands until a
-   * session makes progress instead: while this says so the count starts
+   * A listener without AUTH (the forwarded one) counts commands between
+   * steps of progress instead: a measure that only grows (distinct accepted
+   * recipients plus accepted messages); each time it grows the count starts
    * again, so a forwarder sends any number of messages and a prober gets the
-   * same few commands between accepted recipients as an unauthenticated one.
+   * same few commands between new accepted recipients as an unauthenticated
+   * session (RSET and the same recipient again are no progress).
    */
-  progressing?: (session: SMTPServerSession) => boolean;
+  progress?: (session: SMTPServerSession) => number;
   /** The load balancers that must (and alone may) start a connection with a PROXY header. */
   proxy?: ProxyTrust;
   /**
@@ -248,16 +250,20 @@ export class GreetingDelayServer extends SMTPServer {
 
   /** The command limit before AUTH and the STARTTLS handshake deadline, on one connection. */
   private guard(internals: ConnectionInternals): void {
-    const { maxUnauthenticatedCommands, handshakeTimeoutMs, progressing } = this.limits;
+    const { maxUnauthenticatedCommands, handshakeTimeoutMs, progress } = this.limits;
     const onCommand = internals._onCommand.bind(internals);
     let commands = 0;
     let auths = 0;
+    let progressed = 0;
     internals._onCommand = (command, callback) => {
-      if (progressing?.(internals.session)) {
+      const now = progress?.(internals.session) ?? 0;
+      if (now > progressed) {
+        progressed = now;
         commands = 0;
         auths = 0;
-        // Authenticated sessions (every message) pay one property read.
-      } else if (!internals.session.user && !internals._nextHandler) {
+      }
+      // Authenticated sessions (every message) pay one property read.
+      if (!internals.session.user && !internals._nextHandler) {
         const name = (typeof command === "string" ? command.slice(0, 5) : command.subarray(0, 5).toString("latin1")).trim().toUpperCase();
         // A PROXY header from an address not trusted to send one (the trusted ones' are read before the session):
         // refused outright, so a client learns its claimed address is never believed.

@@ -55,6 +55,11 @@ export function createMetrics(sources: MetricSources = {}) {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
+    forwardedChecksActive: new Gauge({
+      name: "smtpc_relay_forwarded_checks_active",
+      help: "Forwarded messages whose SPF/DKIM/DMARC/ARC checks are running now (each holds its message in memory).",
+      registers: [registry],
+    }),
     forwardedVerdicts: new Counter({
       name: "smtpc_relay_forwarded_checks_total",
       help: "Forwarded messages checked, by verdict: DkimAligned (a passing DKIM signature of the recipient domain), ArcTrusted (else a verifying ARC chain of a trusted sealer), Unverified.",

@@ -38,7 +38,10 @@ export function loadSigningKey(domain: string, entry: DkimKey): SigningKey {
 // signature downstream without protecting anything.
 const unsigned = new Set(["received", "return-path", "dkim-signature", "authentication-results", "arc-seal", "arc-message-signature", "arc-authentication-results", "delivered-to", "x-original-to", "bcc"]);
 // Signed once more than they occur, so nobody can add another instance later.
-const overSigned = ["from", "to", "cc", "subject", "date", "message-id", "reply-to", "references", "in-reply-to", "mime-version", "content-type"];
+// The verification token's field too: otherwise anyone holding any message
+// the relay signed for a domain could add a token to it and have it arrive,
+// DKIM-aligned, on the forwarded listener (docs/security.md).
+const overSigned = ["from", "to", "cc", "subject", "date", "message-id", "reply-to", "references", "in-reply-to", "mime-version", "content-type", "x-smtpconnector-verification"];
 const maxSignedFields = 100;
 
 const SP = 0x20;

@@ -11,13 +11,15 @@
 // independently of mailauth, and our Authentication-Results must agree.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
+import { createPrivateKey, generateKeyPairSync } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import https from "node:https";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { dkimSign, sealMessage } from "mailauth";
+import { verificationMessage } from "../../relay/contract/verification-message.js";
+import { headerFields, RelaxedBodyHash, signatures } from "../../relay/outbound/dkim.js";
 import { startDns, type TestDns } from "../support/dns.js";
 import { freePort, randomPassword, sha256, swaks, tempDir, type SinkMessage } from "../support/mail.js";
 import { startPostfix, type Postfix } from "../support/postfix.js";
@@ -39,8 +41,10 @@ function rsaKey(): { privateKey: string; record: string } {
   return { privateKey: privateKey.export({ type: "pkcs8", format: "pem" }).toString(), record: `v=DKIM1; k=rsa; p=${p}` };
 }
 
-const keys = { customer: rsaKey(), trusted: rsaKey(), untrusted: rsaKey() };
+const keys = { customer: rsaKey(), trusted: rsaKey(), untrusted: rsaKey(), relay: rsaKey() };
 const records: Record<string, string> = {
+  // The relay's own outbound key for the customer's domain (what signs the verification email).
+  [`relay1._domainkey.${customer}`]: keys.relay.record,
   [`sel1._domainkey.${customer}`]: keys.customer.record,
   [`arc1._domainkey.${trustedSealer}`]: keys.trusted.record,
   [`arc1._domainkey.${untrustedSealer}`]: keys.untrusted.record,
@@ -71,6 +75,15 @@ function message(opts: { headers?: string[]; token?: string } = {}): { raw: stri
   return { raw: lines.join("\r\n"), subject };
 }
 
+/** Signed as the relay's outbound path signs (relay/outbound/dkim.ts), d= the customer's domain. */
+function relaySigned(raw: Buffer): string {
+  const split = raw.indexOf("\r\n\r\n");
+  const bodyHash = new RelaxedBodyHash();
+  bodyHash.update(raw.subarray(split + 4));
+  const key = { domain: customer, selector: "relay1", algorithm: "rsa-sha256" as const, key: createPrivateKey(keys.relay.privateKey) };
+  return signatures([key], headerFields(raw.subarray(0, split + 2).toString("latin1")), bodyHash.digest()) + raw.toString("latin1");
+}
+
 async function dkimSigned(raw: string): Promise<string> {
   const signed = await dkimSign(raw, { signatureData: [{ signingDomain: customer, selector: "sel1", privateKey: keys.customer.privateKey }] } as Parameters<typeof dkimSign>[1]);
   assert.deepEqual(signed.errors, []);
@@ -78,9 +91,9 @@ async function dkimSigned(raw: string): Promise<string> {
 }
 
 /** What the forwarding service does: append its footer (or not), then seal with its ARC key. */
-async function sealed(raw: string, sealer: string, key: string, footer: boolean): Promise<string> {
+async function sealed(raw: string, sealer: string, key: string, footer: boolean, authResults = `mx.${sealer}; dkim=pass header.d=${customer}; spf=pass smtp.mailfrom=${customer}; dmarc=pass header.from=${customer}`): Promise<string> {
   const forwarded = footer ? `${raw}-- \r\nScanned by the cloud service.\r\n` : raw;
-  const seal = await sealMessage(forwarded, { signingDomain: sealer, selector: "arc1", privateKey: key, cv: "none", authResults: `mx.${sealer}; dkim=pass header.d=${customer}; spf=pass smtp.mailfrom=${customer}; dmarc=pass header.from=${customer}` });
+  const seal = await sealMessage(forwarded, { signingDomain: sealer, selector: "arc1", privateKey: key, cv: "none", authResults });
   assert.ok(seal.length > 0, "mailauth sealed the message");
   return seal.toString() + forwarded;
 }
@@ -130,7 +143,8 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
         { domain: customer, addresses: [`support@${customer}`], credentials: [] },
         { domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: "example.com-v1", password }] },
       ],
-      limits: { maxConnectionsPerSource: 4, maxUnauthenticatedCommands: 10 },
+      // 6 s next-hop budget: the checks get half of it.
+      limits: { maxConnectionsPerSource: 4, maxUnauthenticatedCommands: 10, nextHopTimeoutSeconds: 6 },
       configure: async (config) => {
         config.listeners.forwarded = { port: forwardedPort };
         config.listeners.control = { port: await freePort(), tokenSha256: sha256(controlToken) };
@@ -209,6 +223,29 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
     assert.doesNotMatch(JSON.stringify(answer.body), new RegExp(token));
   });
 
+  test("the relay's own verification email, signed by the relay's outbound signer, comes back dkim=pass and DKIM-aligned (our removal of X-SmtpConnector-Verification does not break it)", async () => {
+    const token = newToken();
+    const subject = `verification ${++serial} ${randomPassword().slice(0, 8)}`;
+    const raw = verificationMessage("relay.test", { from: `support@${customer}`, to: `support@${customer}`, token, subject });
+    const delivered = await throughTheCloud(relaySigned(raw), subject);
+    const [ar] = ours(delivered.content);
+    assert.match(ar!, new RegExp(`dkim=pass header\\.d=${customer} header\\.s=relay1`));
+    assert.match(ar!, new RegExp(`dmarc=pass header\\.from=${customer}`));
+    assert.doesNotMatch(delivered.content, /^X-SmtpConnector-Verification/im);
+    assert.deepEqual((await receipt(token)).body.forwarded, { dkimAligned: true, arcTrusted: false });
+  });
+
+  test("a token added to any other message the relay signed does not arrive DKIM-aligned (the relay over-signs X-SmtpConnector-Verification)", async () => {
+    const token = newToken();
+    const { raw, subject } = message();
+    const signed = relaySigned(Buffer.from(raw, "latin1"));
+    // Whoever holds a relay-signed reply adds a token he saw, above or below the signature.
+    const tampered = signed.replace(`Subject: ${subject}\r\n`, `Subject: ${subject}\r\nX-SmtpConnector-Verification: ${token}\r\n`);
+    const delivered = await throughTheCloud(tampered, subject);
+    assert.match(ours(delivered.content)[0]!, /dkim=fail header\.d=customer\.example header\.s=relay1/);
+    assert.deepEqual((await receipt(token)).body.forwarded, { dkimAligned: false, arcTrusted: false });
+  });
+
   test("a trusted sealer's ARC chain over a body the forwarder changed: dkim=fail, dmarc=fail, arc=pass; the receipt is arcTrusted", async () => {
     const token = newToken();
     const { raw, subject } = message({ token });
@@ -224,12 +261,22 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
     assert.deepEqual(answer.body.forwarded, { dkimAligned: false, arcTrusted: true, arcSealer: trustedSealer });
   });
 
+  test("a listed sealer whose own ARC-Authentication-Results say dmarc=fail (a forged From forwarded through some tenant of the service): arc=none, not arcTrusted", async () => {
+    const token = newToken();
+    const { raw, subject } = message({ token });
+    const delivered = await throughTheCloud(await sealed(raw, trustedSealer, keys.trusted.privateKey, false, `mx.${trustedSealer}; dkim=none; spf=fail smtp.mailfrom=${customer}; dmarc=fail header.from=${customer}`), subject);
+    const [ar] = ours(delivered.content);
+    assert.match(ar!, /arc=none \(a listed sealer, but its results do not vouch for the author's domain\)$/);
+    assert.equal((await pythonVerdicts(crlf(delivered.content))).arc, "pass", "the chain itself verifies");
+    assert.deepEqual((await receipt(token)).body.forwarded, { dkimAligned: false, arcTrusted: false, arcSealer: trustedSealer });
+  });
+
   test("the same chain sealed by a sealer not on the list: delivered, but nothing in our result reads as passing ARC", async () => {
     const token = newToken();
     const { raw, subject } = message({ token });
     const delivered = await throughTheCloud(await sealed(await dkimSigned(raw), untrustedSealer, keys.untrusted.privateKey, true), subject);
     const [ar] = ours(delivered.content);
-    assert.match(ar!, new RegExp(`arc=none \\(sealed by ${untrustedSealer.replace(/\./g, "\\.")}, not a listed sealer\\)`));
+    assert.match(ar!, /arc=none \(not a listed sealer\)/);
     assert.doesNotMatch(ar!.replace(/spf=pass[^;]*/, ""), /pass|trusted/i, `nothing but SPF passes: ${ar}`);
     // The chain itself verifies (python3-dkim says so): only the sealer is what makes it worthless.
     assert.equal((await pythonVerdicts(crlf(delivered.content))).arc, "pass");
@@ -374,6 +421,76 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
       fifth.close();
     } finally {
       open.forEach((s) => s.close());
+    }
+  });
+
+  test("the command limit stays on after an accepted recipient: a prober who knows one support address gets no more guesses, not even by RSET and that address again", async () => {
+    const prober = await RawSmtp.connect(forwardedPort, { localAddress: "127.0.0.5" });
+    try {
+      await prober.reply();
+      await prober.command("EHLO probe.example");
+      await prober.command("MAIL FROM:<someone@sender.example>");
+      assert.match(await prober.command(`RCPT TO:<support@${customer}>`), /^250 /);
+      const commands = [...Array.from({ length: 4 }, (_, i) => `RCPT TO:<guess${i}@${customer}>`), "RSET", "MAIL FROM:<someone@sender.example>", `RCPT TO:<support@${customer}>`];
+      let reply = "";
+      for (let i = 0; i < 30 && !reply.startsWith("421"); i++) reply = await prober.command(commands[i % commands.length]!);
+      assert.match(reply, /^421 4\.7\.0 Too many commands/);
+    } finally {
+      prober.close();
+    }
+  });
+
+  /** One message straight to the forwarded listener on a raw socket; the reply to its final dot and how long it took. */
+  async function direct(data: string, from = "someone@sender.example"): Promise<{ reply: string; ms: number }> {
+    const smtp = await RawSmtp.connect(forwardedPort);
+    try {
+      await smtp.reply();
+      await smtp.command("EHLO probe.example");
+      assert.match(await smtp.command(`MAIL FROM:<${from}>`), /^250 /);
+      assert.match(await smtp.command(`RCPT TO:<support@${customer}>`), /^250 /);
+      assert.match(await smtp.command("DATA"), /^354 /);
+      const started = Date.now();
+      smtp.write(`${data}\r\n.\r\n`);
+      const reply = await Promise.race([smtp.reply(), new Promise<string>((resolve) => setTimeout(() => resolve("no reply within 15 s"), 15_000).unref())]);
+      return { reply, ms: Date.now() - started };
+    } finally {
+      smtp.close();
+    }
+  }
+
+  test("bounded work: only the first 5 DKIM signatures are evaluated, an ARC chain of more than 8 sets not at all, and our result says so", async () => {
+    const { raw, subject } = message();
+    const fake = (i: number) => `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=${customer}; s=sel1; l=${i}; h=from; bh=${"A".repeat(43)}=; b=${"B".repeat(40)}${i}`;
+    const arc = Array.from({ length: 9 }, (_, i) => `ARC-Seal: i=${9 - i}; a=rsa-sha256; cv=pass; d=${trustedSealer}; s=arc1; b=${"C".repeat(40)}`);
+    const body = "x".repeat(200);
+    const { reply } = await direct([...arc, ...Array.from({ length: 40 }, (_, i) => fake(i + 1)), raw.replace(/\r\n$/, ""), body].join("\r\n"));
+    assert.match(reply, /^250 /);
+    await eventuallyTrue("the message at the helpdesk", () => h.sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)), 10_000);
+    const [ar] = ours(h.sink.messages().find((m) => m.content.includes(`Subject: ${subject}`))!.content);
+    assert.equal(ar!.match(/dkim=/g)?.length, 5, ar);
+    assert.match(ar!, /\(only the first 5 DKIM signatures were evaluated, 35 more were not\)/);
+    assert.match(ar!, /arc=none \(more than 8 ARC sets, not evaluated\)/);
+  });
+
+  test("a nameserver that never answers: the sender gets 451 within the checks' budget, and nothing is held afterwards", async () => {
+    dns.silent.add("slow.example");
+    try {
+      const lines = [
+        `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=slow.example; s=s1; h=from; bh=${"A".repeat(43)}=; b=${"B".repeat(40)}`,
+        `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=slow.example; s=s2; h=from; bh=${"A".repeat(43)}=; b=${"B".repeat(40)}`,
+        "From: someone@slow.example",
+        "Subject: slow",
+        "",
+        "body",
+      ];
+      const { reply, ms } = await direct(lines.join("\r\n"), "someone@slow.example");
+      assert.match(reply, /^451 4\.4\.3 The message could not be checked in time/);
+      assert.ok(ms < 5_000, `answered after ${ms} ms (budget 3 s)`);
+      assert.ok(dns.unanswered > 0, "the lookups went to the silent server");
+      const active = async () => /^smtpc_relay_forwarded_checks_active 0$/m.test(await (await fetch(`http://127.0.0.1:${h.healthPort}/metrics`)).text());
+      await eventuallyTrue("no checks running (mailauth let go of the message)", active, 2_000);
+    } finally {
+      dns.silent.delete("slow.example");
     }
   });
 

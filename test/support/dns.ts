@@ -6,11 +6,17 @@ import { createSocket } from "node:dgram";
 export interface TestDns {
   address: string;
   txt: Map<string, string>;
+  /** Names (and the names below them) this server never answers, as an attacker's slow nameserver would not. */
+  silent: Set<string>;
+  /** Queries received for silent names. */
+  unanswered: number;
   stop(): Promise<void>;
 }
 
 export async function startDns(): Promise<TestDns> {
   const txt = new Map<string, string>();
+  const silent = new Set<string>();
+  const state = { unanswered: 0 };
   const socket = createSocket("udp4");
   socket.on("message", (query, peer) => {
     if (query.length < 12) return;
@@ -23,6 +29,10 @@ export async function startDns(): Promise<TestDns> {
     }
     const questionEnd = at + 5;
     const name = labels.join(".").toLowerCase();
+    if ([...silent].some((s) => name === s || name.endsWith(`.${s}`))) {
+      state.unanswered++;
+      return;
+    }
     const type = query.readUInt16BE(at + 1);
     const value = type === 16 ? txt.get(name) : undefined;
     const header = Buffer.alloc(12);
@@ -53,6 +63,10 @@ export async function startDns(): Promise<TestDns> {
   return {
     address: `127.0.0.1:${socket.address().port}`,
     txt,
+    silent,
+    get unanswered() {
+      return state.unanswered;
+    },
     stop: () => new Promise<void>((resolve) => socket.close(() => resolve())),
   };
 }

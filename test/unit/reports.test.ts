@@ -30,3 +30,13 @@ test("a receipt says its path; a weaker arrival of the same token does not repla
   reports.arrived(verified);
   assert.equal(reports.receipt(digest)?.path, "authenticated", "kept the authenticated arrival");
 });
+
+test("an arrival of the token for another domain never replaces the receipt, however strong", () => {
+  const reports = new RelayReports();
+  reports.arrived(unverified);
+  reports.arrived({ ...verified, domain: "other.example" });
+  reports.arrived({ ...authenticated, domain: "other.example" });
+  assert.deepEqual(reports.receipt(digest), { domain: "customer.example", arrivedAt: at.toISOString(), path: "forwarded", forwarded: { dkimAligned: false, arcTrusted: false } });
+  reports.arrived(verified);
+  assert.equal(reports.receipt(digest)?.path === "forwarded" && reports.receipt(digest)?.domain, "customer.example");
+});
