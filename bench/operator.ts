@@ -193,7 +193,7 @@ async function main(): Promise<void> {
           await new Promise((r) => setTimeout(r, 250));
         }
         // Every status is there; converged means the operator has also stopped writing (3 s without a write).
-        const lastChange = await quiet(port, started);
+        const lastChange = await quiet(port);
         const seconds = (lastChange - started) / 1000;
         const writes = (await metric(port, "smtpc_operator_api_writes")) - writesBefore;
         const idleBefore = await metric(port, "smtpc_operator_api_writes");
@@ -237,10 +237,10 @@ async function main(): Promise<void> {
   }
 }
 
-/** When the operator stopped writing: the time of its last write once 3 s passed without one (`since` if none). */
-async function quiet(port: number, since: number): Promise<number> {
+/** When the operator stopped writing: the time of its last write once 3 s passed without one (now, if none came). */
+async function quiet(port: number): Promise<number> {
   let lastWrites = await metric(port, "smtpc_operator_api_writes");
-  let lastChange = since;
+  let lastChange = Date.now();
   let quietFrom = Date.now();
   while (Date.now() - quietFrom < 3_000) {
     await new Promise((r) => setTimeout(r, 250));
@@ -264,7 +264,7 @@ async function restartAmongEverything(): Promise<{ seconds: number; writes: numb
   const { child, port } = await startOperator();
   try {
     const ready = Date.now();
-    const last = await quiet(port, ready);
+    const last = await quiet(port);
     return { seconds: (Math.max(last, ready) - started) / 1000, writes: await metric(port, "smtpc_operator_api_writes"), rssMb: rssMb(child.pid!) };
   } finally {
     await stopChild(child);
