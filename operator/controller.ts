@@ -54,7 +54,7 @@ export class Controller {
   private readonly domains: SupervisedInformer<SmtpDomain & k8s.KubernetesObject>;
   private readonly addresses: SupervisedInformer<SupportAddress & k8s.KubernetesObject>;
   private readonly watched: SupervisedInformer<k8s.KubernetesObject>[];
-  /** Ours in full, the rest as metadata, the referenced ones read by name (public: the tests look at what it holds). */
+  /** Every Secret as metadata; the ones a domain or address names, ours among them, read by name (public: the tests look at what it holds). */
   readonly secrets: SecretCache;
   private referencedCache: Set<string> | undefined;
   /** Our relays' internal Services' EndpointSlices: the control API of every ready relay pod. */
@@ -110,7 +110,7 @@ export class Controller {
     this.addresses = scopedInformer(access, { prefix: ownApi, plural: "supportaddresses" }, namespaces, (a, event) => this.addressChanged(a, event), log, undefined, relisted, paging);
     const byDomainLabel = (o: k8s.KubernetesObject) => this.enqueue("domain", o.metadata?.namespace, o.metadata?.labels?.["smtpconnector.dev/domain"]);
     const ours = "app.kubernetes.io/managed-by=smtp-connector";
-    // Secrets: ours (deleted ones come back) and the ones a domain or address references.
+    // Secrets: every one as metadata (ours deleted come back), the ones a domain or address names in full.
     this.secrets = new SecretCache(access, { ...(namespaces ? { namespaces } : {}), log, onChange: (s) => this.secretChanged(s), onRelist: relisted, ...paging });
     // Read when a relay is asked something, never a reason to reconcile. The EndpointSlice controller copies
     // the Service's labels onto its slices, so the same selector finds only ours.
@@ -262,7 +262,7 @@ export class Controller {
     return { domainVerdicts, addressVerdicts };
   }
 
-  /** "namespace/name" of every Secret a domain or address names, ours included (read by name if made before our label). */
+  /** "namespace/name" of every Secret a domain or address names, ours included: the only Secrets held in full. */
   private referencedSecrets(): Set<string> {
     if (this.referencedCache) return this.referencedCache;
     const keys = new Set<string>();
@@ -387,7 +387,10 @@ export class Controller {
   }
 }
 
-/** The Secrets a domain names: its TLS, control and submission Secrets, its next hop's login, its credential versions' and DKIM keys'. */
+/**
+ * The Secrets a domain names: its TLS, control and submission Secrets, its next hop's login, its credential
+ * versions' and its DKIM keys' (the user's, or the ones generated for it).
+ */
 function secretsNamedByDomain(domain: SmtpDomain): string[] {
   const n = names(domain);
   return [
@@ -396,7 +399,7 @@ function secretsNamedByDomain(domain: SmtpDomain): string[] {
     n.submission,
     domain.spec.inbound.delivery.smtp?.authSecretRef?.name,
     ...(domain.spec.inbound.credentials ?? []).map((c) => c.secretRef?.name),
-    ...(domain.spec.dkim?.keys ?? []).map((k) => k.privateKeySecretRef?.name),
+    ...(domain.spec.dkim?.keys ?? []).map((k) => k.privateKeySecretRef?.name ?? `${domain.metadata.name}-dkim-${k.selector}`),
   ].filter((name): name is string => Boolean(name));
 }
 

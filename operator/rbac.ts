@@ -20,8 +20,9 @@ export const operatorRules: PolicyRule[] = [
   { apiGroups: ["smtpconnector.dev"], resources: ["smtpdomains"], verbs: ["patch"] },
   { apiGroups: ["smtpconnector.dev"], resources: ["smtpdomains/status", "supportaddresses/status"], verbs: ["get", "patch"] },
   // Secrets: issued credentials and relay config (server-side apply creates with patch and create), and the ones
-  // a domain or address references (read only). Listed and watched as metadata only, except its own
-  // (label-selected); RBAC cannot tell the two apart, so list/watch is granted on all of them.
+  // a domain or address references (read only). Listed and watched as metadata only, and read by name when a
+  // domain or address names one (its own included); RBAC cannot grant metadata without data, so list/watch is
+  // granted on all of them.
   { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch", "create", "patch"] },
   { apiGroups: [""], resources: ["services"], verbs: ["get", "list", "watch", "create", "patch"] },
   { apiGroups: ["apps"], resources: ["deployments"], verbs: ["get", "list", "watch", "create", "patch"] },

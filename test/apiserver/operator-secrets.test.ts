@@ -1,8 +1,9 @@
 // What the operator keeps of the cluster's Secrets, on the real API server:
 // with many large unrelated Secrets about (Helm keeps each release in one), it
-// caches its own in full, the ones a domain or address names by name, and of
-// the rest only metadata; every list is paginated; and a Secret the user names
-// still reconciles when it is made, changed or deleted.
+// holds in full only the Secrets a domain or address names (its own among
+// them), read by name, and of the rest only metadata, whatever labels they
+// carry; every list is paginated; and a Secret the user names still
+// reconciles when it is made, changed or deleted.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
@@ -16,6 +17,8 @@ import { applyManifests, connect, eventually, freshNamespace, kubectl } from "..
 const pageSize = 10;
 const unrelatedCount = 40;
 const unrelatedBytes = 256 * 1024;
+/** Anyone who may create a Secret may give it the operator's labels. */
+const ourLabels = { "app.kubernetes.io/managed-by": "smtp-connector", "smtpconnector.dev/domain": "example-com" };
 
 describe("the operator's Secret cache", () => {
   let core: k8s.CoreV1Api;
@@ -44,6 +47,8 @@ describe("the operator's Secret cache", () => {
       input: JSON.stringify({ apiVersion: "v1", kind: "Secret", metadata: { name: "applied-by-kubectl", namespace: unrelated, labels: { team: "web" } }, data: { token: Buffer.from(marker + "x".repeat(64)).toString("base64") } }),
     });
     assert.equal(applied.code, 0, applied.stderr);
+    // Labelled as the operator labels its own, about 1 MB, named by nothing: met by the first list.
+    await core.createNamespacedSecret({ namespace: unrelated, body: { metadata: { name: "labelled-like-ours", labels: ourLabels }, data: { payload: Buffer.from(marker + randomBytes(700 * 1024).toString("base64")).toString("base64") } } });
     controller = await startTestController({ pageSize });
   });
   after(async () => {
@@ -91,7 +96,8 @@ describe("the operator's Secret cache", () => {
     // What is cached: no unrelated Secret in full, and nothing but metadata of any of them.
     const census = controller.secrets.census();
     assert.deepEqual(census.full.filter((key) => key.startsWith(`${unrelated}/`)), [], "no unrelated Secret is cached in full");
-    assert.ok(census.full.includes(`${namespace}/example-com-relay-config`), "its own Secrets are cached in full");
+    assert.ok(census.full.includes(`${namespace}/example-com-relay-control`), "its own Secrets that it reads are held in full");
+    assert.ok(!census.full.includes(`${namespace}/example-com-relay-config`), "its own Secrets that it never reads back are not");
     assert.ok(census.metadataOnly >= unrelatedCount, `every Secret is known by metadata (${census.metadataOnly})`);
     for (const object of controller.secrets.metadataObjects()) {
       assert.deepEqual(Object.keys(object).filter((k) => k !== "apiVersion" && k !== "kind"), ["metadata"], `${object.metadata?.name}: metadata only`);
@@ -124,5 +130,26 @@ describe("the operator's Secret cache", () => {
     assert.equal(controller.secrets.get(control, namespace)?.data?.token, token, "the same token: nothing was issued again");
     await controller.queue.idle();
     assert.equal((await core.readNamespacedSecret({ namespace, name: control })).data?.token, token);
+  });
+
+  test("a Secret with the operator's own labels, not one a domain names, is not held in full", async (t) => {
+    const namespace = await freshNamespace(t, "lbl");
+    // Made while the operator runs (the watch, not the first list), next to a domain of the name its label gives.
+    const payload = Buffer.from(marker + randomBytes(700 * 1024).toString("base64")).toString("base64");
+    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "labelled-like-ours", labels: ourLabels }, data: { payload } } });
+    await applyManifests({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SmtpDomain",
+      metadata: { name: "example-com", namespace },
+      spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } }, relay: { replicas: 1 } },
+    });
+    await eventually("the domain's control Secret held", () => controller.secrets.get("example-com-relay-control", namespace));
+    await controller.queue.idle();
+    for (const where of [namespace, unrelated]) {
+      assert.equal(controller.secrets.get("labelled-like-ours", where), undefined, `${where}: the labelled Secret is not held`);
+      assert.ok(!controller.secrets.census().full.includes(`${where}/labelled-like-ours`), `${where}: not counted as held in full`);
+    }
+    const held = JSON.stringify(controller.secrets.census().full.map((key) => controller.secrets.get(key.split("/")[1]!, key.split("/")[0])));
+    assert.ok(!held.includes(payload.slice(0, 32)), "its data is nowhere in what is held");
   });
 });
