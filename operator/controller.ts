@@ -17,6 +17,7 @@ import { controlEndpoints } from "./address/control-client.js";
 import { defaultLimits, judgeAddresses, judgeDomains, type Limits } from "./address/rules.js";
 import { defaultCaSecret } from "./domain/certificate.js";
 import { disconnect, disconnectFinalizer, ensureFinalizer } from "./domain/disconnect.js";
+import { claimedHostnames, judgeHostnames } from "./domain/hostname-claims.js";
 import { domainCaches, reconcileDomain } from "./domain/reconcile.js";
 import { names, type OperatorSettings } from "./domain/render.js";
 import { ApiError, type ClusterAccess } from "./kube/access.js";
@@ -63,6 +64,8 @@ export class Controller {
   private readonly verificationIO: VerificationIO | undefined;
   private verdictCache: ReturnType<Controller["judge"]> | undefined;
   private readonly seenShapes = new Map<string, string>();
+  /** The relay host names each domain claims, by "namespace/name", as last seen: who to requeue when they change. */
+  private readonly claimedNames = new Map<string, readonly string[]>();
   /** The relays' last-use reports: asked at most every 10 s per domain, however often it reconciles. */
   private readonly credentialUse = new TimedCache<Map<number, string>>();
   /** DNS answers and the CA, for this Controller's domain reconciles only. */
@@ -190,6 +193,21 @@ export class Controller {
     for (const other of this.domains.list()) {
       if (other.spec.domain === domain.spec.domain && other.metadata?.namespace !== domain.metadata?.namespace) this.enqueueNamespace(other.metadata?.namespace);
     }
+    this.hostnamesChanged(domain, event);
+  }
+
+  /** Whoever claims a relay host name this domain claimed or claims now may have won or lost it. */
+  private hostnamesChanged(domain: SmtpDomain, event: InformerEvent): void {
+    const key = `${domain.metadata.namespace}/${domain.metadata.name}`;
+    const now = event === "delete" ? [] : claimedHostnames(domain, this.options.settings.relayHostSuffix);
+    const touched = new Set([...(this.claimedNames.get(key) ?? []), ...now]);
+    if (event === "delete") this.claimedNames.delete(key);
+    else this.claimedNames.set(key, now);
+    for (const [other, names] of this.claimedNames) {
+      if (other === key || !names.some((name) => touched.has(name))) continue;
+      const slash = other.indexOf("/");
+      this.enqueue("domain", other.slice(0, slash), other.slice(slash + 1));
+    }
   }
 
   private addressChanged(address: SupportAddress & k8s.KubernetesObject, event: InformerEvent): void {
@@ -259,7 +277,9 @@ export class Controller {
         return secret.data?.username && secret.data.password ? "ok" : "invalid";
       },
     });
-    return { domainVerdicts, addressVerdicts };
+    // One relay host name, one domain, across every watched namespace.
+    const hostnameConflicts = judgeHostnames(domains, this.options.settings.relayHostSuffix);
+    return { domainVerdicts, addressVerdicts, hostnameConflicts };
   }
 
   /** "namespace/name" of every Secret a domain or address names, ours included: the only Secrets held in full. */
@@ -341,7 +361,7 @@ export class Controller {
       return {};
     }
     await ensureFinalizer(this.cluster, domain);
-    const { domainVerdicts, addressVerdicts } = this.verdicts();
+    const { domainVerdicts, addressVerdicts, hostnameConflicts } = this.verdicts();
     const served = this.addresses
       .list()
       .filter((a) => a.metadata?.namespace === namespace && addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served);
@@ -352,7 +372,7 @@ export class Controller {
     const io = this.verificationIO;
     const result = await reconcileDomain(
       this.cluster,
-      { domain, addresses: served, addressesNotServed: notServed, verdict, caches: this.domainCaches, secret: (ns, secretName) => this.secrets.get(secretName, ns), ...(io ? { credentialUse: (d: SmtpDomain) => this.credentialUse.get(`${d.metadata.namespace}/${d.metadata.name}`, 10_000, () => io.credentialUse(d)) } : {}) },
+      { domain, addresses: served, addressesNotServed: notServed, verdict, hostnameConflicts: hostnameConflicts.get(`${namespace}/${name}`) ?? [], caches: this.domainCaches, secret: (ns, secretName) => this.secrets.get(secretName, ns), ...(io ? { credentialUse: (d: SmtpDomain) => this.credentialUse.get(`${d.metadata.namespace}/${d.metadata.name}`, 10_000, () => io.credentialUse(d)) } : {}) },
       this.options.settings,
     );
     await this.announceLockouts(domain);

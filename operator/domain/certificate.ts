@@ -100,10 +100,18 @@ function statusOf(secretName: string, facts: CertificateFacts, issuedByOperator:
 
 const earliest = (...dates: (Date | undefined)[]) => dates.filter((d): d is Date => d !== undefined).sort((a, b) => a.getTime() - b.getTime())[0];
 
-export async function relayCertificate(cluster: Cluster, domain: SmtpDomain, settings: OperatorSettings, now: Date, caCache: TimedCache<KeyPair>): Promise<CertificateState> {
+/** `withheld`: host names another SmtpDomain holds (hostname-claims.ts), never issued to this one. */
+export async function relayCertificate(
+  cluster: Cluster,
+  domain: SmtpDomain,
+  settings: OperatorSettings,
+  now: Date,
+  caCache: TimedCache<KeyPair>,
+  withheld: ReadonlySet<string> = new Set(),
+): Promise<CertificateState> {
   const namespace = domain.metadata.namespace!;
   const secretName = names(domain).tls;
-  const hostnames = customerHostnames(domain, settings);
+  const hostnames = customerHostnames(domain, settings).filter((name) => !withheld.has(name.toLowerCase()));
   const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, secretName);
 
   if (domain.spec.relay?.tls?.secretName) {
@@ -141,7 +149,7 @@ export async function relayCertificate(cluster: Cluster, domain: SmtpDomain, set
     return failed("CAInvalid", (error as Error).message);
   }
   const policy = settings.certificates ?? defaultCertificatePolicy;
-  const wanted = certificateNames(domain, settings);
+  const wanted = certificateNames(domain, settings).filter((name) => !withheld.has(name.toLowerCase()));
   let pair: KeyPair | undefined;
   let facts: CertificateFacts | undefined;
   let reason = "none was issued yet";
@@ -151,7 +159,8 @@ export async function relayCertificate(cluster: Cluster, domain: SmtpDomain, set
     try {
       facts = inspectCertificate(certPem, keyPem, ca.certPem);
       pair = { certPem, keyPem };
-      reason = renewalReason(facts, wanted, now, policy) ?? "";
+      const another = facts.dnsNames.filter((name) => withheld.has(name.toLowerCase()));
+      reason = another.length > 0 ? `it covers ${another.join(", ")}, which another SmtpDomain holds` : (renewalReason(facts, wanted, now, policy) ?? "");
     } catch (error) {
       reason = (error as Error).message;
     }

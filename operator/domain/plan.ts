@@ -9,6 +9,7 @@ import { ownedBy } from "../kube/cluster.js";
 import { alreadyApplied } from "../kube/compare.js";
 import type { CertificateState } from "./certificate.js";
 import { inboundMode, type CredentialPlan, type InboundMode, type IssuedCredential } from "./credentials.js";
+import { conflictMessage, type HostnameConflict } from "./hostname-claims.js";
 import type { Problem } from "./inbound-credentials.js";
 import {
   endpointPort,
@@ -53,6 +54,8 @@ export interface DomainSnapshot {
   /** How many SupportAddresses name this domain but are not served (their DomainReady says why). */
   addressesNotServed?: number;
   certificate: CertificateState;
+  /** Names in spec.relay.hostnames another SmtpDomain holds (hostname-claims.ts); the certificate leaves them out. */
+  hostnameConflicts?: readonly HostnameConflict[];
   credentials: CredentialsState;
   /** What the gathering found wrong, in the order found (the first is Stalled's). */
   problems: readonly Problem[];
@@ -123,6 +126,13 @@ export function planDomain(snapshot: DomainSnapshot, settings: OperatorSettings,
   const { domain } = snapshot;
   const uid = domain.metadata.uid!;
   const problems = [...snapshot.problems];
+  let certificate = snapshot.certificate;
+  if (snapshot.hostnameConflicts && snapshot.hostnameConflicts.length > 0) {
+    // Said before whatever else is wrong with the certificate: only the domain's author can change it.
+    const conflict: Problem = { condition: "CertificateReady", reason: "HostnameConflict", message: conflictMessage(domain, snapshot.hostnameConflicts) };
+    problems.unshift(conflict);
+    certificate = { ...certificate, condition: { type: "CertificateReady", status: "False", reason: conflict.reason, message: conflict.message } };
+  }
   const apply: KubeObject[] = [];
   const events: PlannedEvent[] = [];
   // With the spec unchanged since everything was last applied, a missing or different object is drift
@@ -158,7 +168,7 @@ export function planDomain(snapshot: DomainSnapshot, settings: OperatorSettings,
     now,
     reportedUse: snapshot.reportedUse,
     ...(snapshot.outbound ? { dkim: snapshot.outbound.dkimState } : {}),
-    certificate: snapshot.certificate,
+    certificate,
     // The Deployment as read rolled out, and nothing of it is about to change (a mode switch changes its template).
     rolledOut: (snapshot.rolledOut ?? false) && !apply.some((o) => o.kind === "Deployment"),
   });

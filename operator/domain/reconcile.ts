@@ -14,6 +14,7 @@ import { conditionEvents, involved, recordEvent } from "../events.js";
 import { ApiError, ownedBy, type Cluster } from "../kube/cluster.js";
 import type { KeyPair } from "../tls/certificates.js";
 import { relayCertificate } from "./certificate.js";
+import type { HostnameConflict } from "./hostname-claims.js";
 import { alphanumeric } from "./credentials.js";
 import { inboundCredentials, type Problem } from "./inbound-credentials.js";
 import { objectKey, planDomain, planNotServed, relayObjects, type DkimState, type DomainSnapshot } from "./plan.js";
@@ -25,6 +26,8 @@ export interface DomainInputs {
   addresses: readonly SupportAddress[];
   /** Whether the domain itself is served (limits, cross-namespace conflicts). */
   verdict?: Verdict;
+  /** Names in spec.relay.hostnames that another SmtpDomain holds (hostname-claims.ts). */
+  hostnameConflicts?: readonly HostnameConflict[];
   /** Secrets from the informer cache (addresses' outbound credentials); read from the API when absent. */
   secret?: (namespace: string, name: string) => k8s.V1Secret | undefined;
   /** How many SupportAddresses name this domain but are not served (their DomainReady says why). */
@@ -81,7 +84,8 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
   const problems: Problem[] = [];
 
   // The relay's certificate first: the credentials' client snippets say which CA to trust.
-  const certificate = await relayCertificate(cluster, domain, settings, now, inputs.caches.certificateAuthority);
+  const hostnameConflicts = inputs.hostnameConflicts ?? [];
+  const certificate = await relayCertificate(cluster, domain, settings, now, inputs.caches.certificateAuthority, new Set(hostnameConflicts.map((c) => c.hostname)));
   if (certificate.condition.status === "False" && certificate.condition.reason !== "NotYetValid") {
     problems.push({ condition: "CertificateReady", reason: certificate.condition.reason, message: certificate.condition.message });
   }
@@ -130,6 +134,7 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
     addresses,
     ...(inputs.addressesNotServed !== undefined ? { addressesNotServed: inputs.addressesNotServed } : {}),
     certificate,
+    ...(hostnameConflicts.length > 0 ? { hostnameConflicts } : {}),
     credentials,
     problems,
     ...(nextHopUsername !== undefined ? { nextHopUsername } : {}),

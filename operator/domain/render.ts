@@ -8,6 +8,7 @@ import { configVersion, recommendedAuthFailures, recommendedLimits, type RelayCo
 import type { CertificatePolicy, KeyPair } from "../tls/certificates.js";
 import { controlTokenDigest, passwordDigest } from "../../relay/contract/digests.js";
 import { configPath, relayCommand, relayMounts, relayPorts, tmpSizeLimit } from "../../relay/contract/pod.js";
+import { defaultHostname } from "./hostname-claims.js";
 import { inboundMode, revokedAtAnnotation, type CredentialPlan, type IssuedCredential } from "./credentials.js";
 import { quantityInteger } from "../kube/quantity.js";
 import { relayPodParts } from "./pod-template.js";
@@ -115,7 +116,7 @@ function meta(domain: SmtpDomain, name: string): KubeObject["metadata"] {
 }
 
 export function relayHostname(domain: SmtpDomain, settings: OperatorSettings): string {
-  return domain.spec.relay?.hostnames?.[0] ?? `${domain.metadata.name}.${domain.metadata.namespace}.${settings.relayHostSuffix}`;
+  return domain.spec.relay?.hostnames?.[0] ?? defaultHostname(domain, settings.relayHostSuffix);
 }
 
 /** The host names the customer's server connects to: the declared ones, or the default relay host name. */

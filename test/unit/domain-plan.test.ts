@@ -156,6 +156,23 @@ describe("the SmtpDomain planner", () => {
     assert.equal(reasons(status).Reconciling, undefined);
   });
 
+  test("a host name another domain holds: CertificateReady False HostnameConflict, Stalled and Ready say it; the relay is still applied", () => {
+    const conflicts = [{ hostname: "relay.shared.test", holder: { namespace: "other-team", name: "mail" }, why: "Earlier" as const }];
+    const plan = planDomain(snapshot({ hostnameConflicts: conflicts, existing: new Map() }), settings, now);
+    const certificateReady = condition(plan.status, "CertificateReady");
+    assert.equal(`${certificateReady?.status} ${certificateReady?.reason}`, "False HostnameConflict");
+    assert.equal(reasons(plan.status).Ready, "False HostnameConflict", "Ready is held back");
+    assert.equal(reasons(plan.status).Stalled, "True HostnameConflict");
+    assert.match(certificateReady!.message, /relay\.shared\.test belongs to an SmtpDomain in another namespace/);
+    assert.doesNotMatch(certificateReady!.message, /other-team/, "another account is not named");
+    // Said first, before a problem the gathering found with the certificate itself.
+    const both = planDomain(snapshot({ hostnameConflicts: conflicts, problems: [{ condition: "CertificateReady", reason: "CAInvalid", message: "bad CA" }] }), settings, now);
+    assert.equal(reasons(both.status).Stalled, "True HostnameConflict");
+    assert.ok(plan.apply.some((o) => o.kind === "Deployment"), "the relay serves its other names");
+    // Without a conflict nothing of it remains.
+    assert.equal(reasons(planDomain(snapshot(), settings, now).status).CertificateReady, "True Issued");
+  });
+
   test("credential problems: NoActiveCredential holds Ready back; VersionRevoked and SecretModified do not while a version is Active", () => {
     const none = planDomain(
       snapshot({

@@ -1,0 +1,106 @@
+// One relay host name, one SmtpDomain, across namespaces, on the real API
+// server: a name another account's domain listed first is refused
+// (CertificateReady=False HostnameConflict, an Event, Ready held back) and left
+// out of the certificate; another domain's default relay host name is its own
+// even against an older domain; and when the holder is deleted the names move
+// to the domains waiting for them, by themselves.
+import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import * as k8s from "@kubernetes/client-node";
+import type { SmtpDomain } from "../../crds/schema.js";
+import type { Controller } from "../../operator/controller.js";
+import { installCRDs } from "../support/crds.js";
+import { operatorNamespace, startTestController } from "../support/operator-rbac.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+
+const caSecret = { namespace: operatorNamespace, name: `test-hostnames-ca-${process.pid}` };
+
+const manifest = (namespace: string, name: string, hostnames: string[]) => ({
+  apiVersion: "smtpconnector.dev/v1alpha1",
+  kind: "SmtpDomain",
+  metadata: { name, namespace },
+  spec: { domain: `${name}.${namespace}.example`, inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } }, relay: { replicas: 1, hostnames } },
+});
+
+describe("relay host names are unique across namespaces", () => {
+  let controller: Controller;
+  let core: k8s.CoreV1Api;
+  let custom: k8s.CustomObjectsApi;
+
+  before(async () => {
+    await installCRDs();
+    const cluster = await connect();
+    core = cluster.core;
+    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    controller = await startTestController({ settingsOverride: { caSecret } });
+  });
+  after(async () => {
+    await controller.stop();
+    await core.deleteNamespacedSecret(caSecret).catch(() => undefined);
+  });
+
+  const getDomain = async (namespace: string, name: string) => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name })) as SmtpDomain;
+  const condition = (d: SmtpDomain, type: string) => d.status?.conditions?.find((c) => c.type === type);
+  /** The DNS names of the certificate in the domain's operator-issued TLS Secret. */
+  const certificateNames = async (namespace: string, name: string) => {
+    const secret = await core.readNamespacedSecret({ namespace, name: `${name}-relay-tls` });
+    const pem = Buffer.from(secret.data?.["tls.crt"] ?? "", "base64").toString();
+    return (new X509Certificate(pem).subjectAltName ?? "").split(", ").map((san) => san.replace(/^DNS:/, ""));
+  };
+  /** Waits until the domain's CertificateReady has this reason and its certificate's names satisfy `names`. */
+  const certificate = (namespace: string, name: string, reason: string, names: (dns: string[]) => boolean) =>
+    eventually(
+      `${namespace}/${name}: CertificateReady ${reason}`,
+      async () => {
+        const d = await getDomain(namespace, name);
+        if (condition(d, "CertificateReady")?.reason !== reason) return undefined;
+        return names(await certificateNames(namespace, name)) ? d : undefined;
+      },
+      30_000,
+    );
+  // creationTimestamp has a resolution of one second: the next domain is made in a later second, so its age alone decides.
+  const aSecondAfter = (d: SmtpDomain) => eventually("a later second", () => (Date.now() >= Date.parse(String(d.metadata.creationTimestamp)) + 1_000 ? true : undefined));
+
+  test("the later claim is refused and gets the name once the holder is deleted; a default host name belongs to its domain", async (t) => {
+    const teamA = await freshNamespace(t, "hna");
+    const teamB = await freshNamespace(t, "hnb");
+    const defaultOfMail = `mail.${teamA}.relay.test`;
+
+    // First, before the domain whose default name it is exists: team B's "early" lists team A's future default name.
+    await applyManifests(manifest(teamB, "early", [defaultOfMail, "early.shared.test"]));
+    const early = await certificate(teamB, "early", "Issued", (dns) => dns.includes(defaultOfMail));
+    await aSecondAfter(early);
+
+    // Team A's "mail", newer, takes its own default name back, and lists a shared name.
+    await applyManifests(manifest(teamA, "mail", [defaultOfMail, "relay.shared.test"]));
+    const mail = await certificate(teamA, "mail", "Issued", (dns) => dns.includes(defaultOfMail) && dns.includes("relay.shared.test"));
+    const refusedDefault = await certificate(teamB, "early", "HostnameConflict", (dns) => !dns.includes(defaultOfMail) && dns.includes("early.shared.test"));
+    assert.match(condition(refusedDefault, "CertificateReady")!.message, /default relay host name/);
+    await aSecondAfter(mail);
+
+    // Team B's "late" lists the shared name after team A did: refused, and told without naming team A.
+    await applyManifests(manifest(teamB, "late", ["relay.shared.test", "own.late.test"]));
+    const late = await certificate(teamB, "late", "HostnameConflict", (dns) => !dns.includes("relay.shared.test") && dns.includes("own.late.test"));
+    const refused = condition(late, "CertificateReady")!;
+    assert.equal(refused.status, "False");
+    assert.match(refused.message, /relay\.shared\.test belongs to an SmtpDomain in another namespace/);
+    assert.ok(!refused.message.includes(teamA), "another account's namespace is not named");
+    assert.equal(condition(late, "Ready")?.status, "False", "Ready is held back");
+    assert.equal(condition(late, "Ready")?.reason, "HostnameConflict");
+    assert.equal(condition(late, "Stalled")?.reason, "HostnameConflict");
+    await eventually("a Warning Event on the refused domain", async () => {
+      const e = await kubectl(["get", "events", "-n", teamB, "--field-selector", "involvedObject.name=late,type=Warning,reason=HostnameConflict", "-o", "jsonpath={.items[*].message}"]);
+      return e.stdout.includes("relay.shared.test") && !e.stdout.includes(teamA) ? true : undefined;
+    });
+    // The holder is untouched by all this.
+    assert.equal(condition(await getDomain(teamA, "mail"), "CertificateReady")?.reason, "Issued");
+
+    // The holder goes: both names move, each to the domain that lists it, with nobody touching those.
+    await custom.deleteNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: teamA, plural: "smtpdomains", name: "mail" });
+    await certificate(teamB, "late", "Issued", (dns) => dns.includes("relay.shared.test") && dns.includes("own.late.test"));
+    await certificate(teamB, "early", "Issued", (dns) => dns.includes(defaultOfMail) && dns.includes("early.shared.test"));
+    await eventually("the holder gone", async () => ((await getDomain(teamA, "mail").catch(() => undefined)) ? undefined : true));
+    assert.equal(condition(await getDomain(teamB, "late"), "Stalled"), undefined, "nothing holds the waiting domain back any more");
+  });
+});
