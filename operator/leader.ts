@@ -76,6 +76,11 @@ export class LeaderElector {
     return this.leading;
   }
 
+  /** The Lease was read (or created) at least once: this replica reaches the API server with the rights a leader needs first. */
+  get observedLease(): boolean {
+    return this.observed !== undefined;
+  }
+
   /** Runs until stopped: onStart when leadership is won, onLost the moment it is lost (never both leading and lost). */
   run(onStart: () => void, onLost: () => void): void {
     const tick = async () => {

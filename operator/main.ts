@@ -118,11 +118,27 @@ new Gauge({
   },
 });
 
-let ready = false;
+// Liveness (/healthz) is the event loop answering, nothing else: an API server that is down must not restart
+// the operator (its informers reconnect on their own; a crash loop would only add relists).
+// Readiness (/readyz): without leader election, the informers have synced. With it, the leader is ready once
+// its informers have synced; a standby once it has read the Lease (it reaches the API server with its
+// ServiceAccount's rights), not only once it leads: a rollout waits for the new pod's readiness before
+// stopping the old leader, so a standby that had to lead to be ready would stall every upgrade.
+let synced = false;
+let stopping = false;
+const readiness = (): { ready: boolean; why: string } => {
+  if (stopping) return { ready: false, why: "stopping" };
+  if (!elector) return synced ? { ready: true, why: "informers synced" } : { ready: false, why: "informers not synced yet" };
+  if (elector.isLeader) return synced ? { ready: true, why: "leader; informers synced" } : { ready: false, why: "leader; informers not synced yet" };
+  return elector.observedLease ? { ready: true, why: "standby; the Lease was read" } : { ready: false, why: "standby; the Lease not read yet (the API server not reached)" };
+};
 const server = http.createServer((req, res) => {
   const path = (req.url ?? "/").split("?")[0];
   if (path === "/healthz") res.writeHead(200).end("ok\n");
-  else if (path === "/readyz") res.writeHead(ready ? 200 : 503).end(ready ? "ready\n" : "not ready\n");
+  else if (path === "/readyz") {
+    const { ready, why } = readiness();
+    res.writeHead(ready ? 200 : 503).end(`${ready ? "ready" : "not ready"}: ${why}\n`);
+  }
   else if (path === "/metrics") {
     registry.metrics().then((body) => res.writeHead(200, { "content-type": registry.contentType }).end(body), () => res.writeHead(500).end());
   } else res.writeHead(404).end();
@@ -138,7 +154,7 @@ server.listen(opts.port);
 const start = async () => {
   try {
     await controller.start();
-    ready = true;
+    synced = true;
     log.info("operator started", { server: access.server.origin, namespaces: opts.watchNamespaces ?? "all" });
   } catch (error) {
     log.error("operator failed to start", { error: (error as Error).message });
@@ -146,12 +162,11 @@ const start = async () => {
   }
 };
 
-// With leader election only the Lease holder reconciles; a standby is ready (healthy) but idle.
+// With leader election only the Lease holder reconciles; a standby is idle (and ready once it has read the Lease).
 const elector = opts.leaderElect
   ? new LeaderElector(apiLeaseStore(controller.cluster, opts.leaseNamespace, opts.leaseName), { namespace: opts.leaseNamespace, name: opts.leaseName, identity: `${hostname()}-${process.pid}`, ...leaderTimings(opts.leaseMs) }, log)
   : undefined;
 if (elector) {
-  ready = true;
   elector.run(
     () => void start(),
     // Another replica may already act: stop at once, the Deployment restarts us as a standby.
@@ -163,7 +178,7 @@ if (elector) {
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   process.once(signal, () => {
-    ready = false;
+    stopping = true;
     log.info("signal received, stopping", { signal });
     void controller.queue
       .idle()

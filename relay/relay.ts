@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import { readFileSync, watch, type FSWatcher } from "node:fs";
 import type http from "node:http";
 import https from "node:https";
+import { createSecureContext } from "node:tls";
 import type { AddressInfo } from "node:net";
 import { dirname } from "node:path";
 import type { SMTPServerOptions, SMTPServerSession } from "smtp-server";
@@ -19,7 +20,7 @@ import { AuthThrottle, type ThrottleOptions } from "./inbound/throttle.js";
 import { OutboundSessions } from "./outbound/session.js";
 import { SpoolBudget } from "./outbound/spool.js";
 import { controlHandler } from "./ops/control.js";
-import { createOpsServer } from "./ops/http.js";
+import { createOpsServer, type Readiness } from "./ops/http.js";
 import { RelayReports } from "./ops/reports.js";
 import type { Logger } from "../lib/log.js";
 import { createMetrics, type Metrics } from "./ops/metrics.js";
@@ -46,6 +47,9 @@ export class Relay {
   /** The certificate and key the listeners were last given. */
   private tlsInUse: { key: Buffer; cert: Buffer } | undefined;
   private listening = false;
+  /** When the config in force was loaded, and when a reload was last refused since (the pod keeps serving the one in force). */
+  private loadedAt = new Date();
+  private refusedAt: Date | undefined;
   /** What the operator pulls: credential use and verification receipts. */
   readonly reports = new RelayReports();
 
@@ -93,11 +97,43 @@ export class Relay {
   async start(): Promise<void> {
     const { config } = this.state;
     const host = config.listeners.bindAddress;
+    // The ops endpoint first: /readyz answers "not ready" until every listener is bound, instead of refusing.
+    this.ops = await listenHttp(createOpsServer(this.metrics.registry, { readiness: () => this.readiness() }), config.listeners.health.port, host);
+    try {
+      await this.listenAll(config, host);
+    } catch (error) {
+      for (const server of [...this.servers.values()]) server.close(() => undefined);
+      this.ops.close();
+      throw error;
+    }
+    this.listening = true;
+    this.watchConfig();
+    this.log.info("relay started", { ports: this.ports(), domains: config.domains.map((d) => d.domain) });
+  }
+
+  /**
+   * Ready: every listener the config asks for is bound with the certificate loaded, and the relay is not
+   * draining. A refused reload leaves the relay ready: it serves the config in force, and every replica reads
+   * the same Secret, so failing them all would stop the mail of every domain for one bad edit (a new pod with
+   * that config does not start, and the rollout stops there). The body says so; the log says why.
+   */
+  readiness(): Readiness {
+    const notReady: string[] = [];
+    if (!this.listening) notReady.push("starting: not every listener is bound yet");
+    if (this.draining) notReady.push("draining: shutting down");
+    for (const [name, server] of this.servers) if (!server.server.listening) notReady.push(`the ${name} listener is not listening`);
+    if (this.listening && this.state.config.listeners.control && !this.control?.listening) notReady.push("the control listener is not listening");
+    if (!this.tlsInUse) notReady.push("no TLS certificate loaded");
+    const notes = [`config loaded at ${this.loadedAt.toISOString()}`];
+    if (this.refusedAt) notes.push(`a config reload was refused at ${this.refusedAt.toISOString()} (the log says why); serving the config loaded before it`);
+    return { ready: notReady.length === 0, detail: [...notReady, ...notes] };
+  }
+
+  private async listenAll(config: RelayConfig, host: string | undefined): Promise<void> {
     if (config.listeners.starttls) await this.listen("starttls", config.listeners.starttls.port, host);
     if (config.listeners.implicitTls) await this.listen("implicitTls", config.listeners.implicitTls.port, host);
     if (config.listeners.forwarded) await this.listen("forwarded", config.listeners.forwarded.port, host);
     if (config.listeners.submission) await this.listen("submission", config.listeners.submission.port, config.listeners.submission.bindAddress ?? host);
-    this.ops = await listenHttp(createOpsServer(this.metrics.registry, { ready: () => this.listening && !this.draining }), config.listeners.health.port, host);
     if (config.listeners.control) {
       // HTTPS with the relay's certificate (reloaded with it): the operator pins it.
       const handler = controlHandler({ state: () => this.state, reports: this.reports, metrics: this.metrics, log: this.log });
@@ -107,9 +143,6 @@ export class Relay {
         host,
       );
     }
-    this.listening = true;
-    this.watchConfig();
-    this.log.info("relay started", { ports: this.ports(), domains: config.domains.map((d) => d.domain) });
   }
 
   /** The ports actually bound (useful when the config asks for port 0 in tests). */
@@ -123,24 +156,31 @@ export class Relay {
 
   /** Re-reads the config; an invalid one is refused and the current one stays. */
   reload(): boolean {
+    const refuse = (error: unknown) => {
+      this.metrics.configReloads.inc({ result: "Invalid" });
+      this.refusedAt = new Date();
+      this.log.error("config reload refused, keeping the current config", { error: error instanceof ConfigError ? error.problems : error instanceof Error ? error.message : String(error) });
+      return false;
+    };
     let config: RelayConfig;
+    let material: { key: Buffer; cert: Buffer };
     try {
       config = loadConfig(this.configFile);
+      // Read and checked before anything changes: a certificate that cannot be read or does not match its key
+      // (a half-written or wrong Secret) refuses the reload instead of ending the process or breaking TLS.
+      material = this.tlsMaterial(config);
+      createSecureContext({ ...material, minVersion: config.tls.minVersion ?? "TLSv1.2" });
     } catch (error) {
-      this.metrics.configReloads.inc({ result: "Invalid" });
-      this.log.error("config reload refused, keeping the current config", { error: error instanceof ConfigError ? error.problems : String(error) });
-      return false;
+      return refuse(error);
     }
     const previous = this.state;
     try {
       this.state = buildState(config, previous.spool);
     } catch (error) {
-      this.metrics.configReloads.inc({ result: "Invalid" });
-      this.log.error("config reload refused, keeping the current config", { error: (error as Error).message });
-      return false;
+      return refuse(error);
     }
     for (const throttle of Object.values(this.throttles)) throttle.reconfigure(throttleOptions(config));
-    this.reloadCertificate(previous.config, config);
+    this.reloadCertificate(previous.config, config, material);
     // smtp-server reads these per command: new sessions and commands see the new limits.
     for (const [name, server] of this.servers) {
       server.options.size = config.limits.maxMessageBytes;
@@ -150,6 +190,8 @@ export class Relay {
       server.limits = this.connectionLimits(name, config);
     }
     retire(previous);
+    this.loadedAt = new Date();
+    this.refusedAt = undefined;
     this.metrics.configReloads.inc({ result: "Applied" });
     this.log.info("config reloaded", { domains: config.domains.map((d) => d.domain) });
     return true;
@@ -297,10 +339,9 @@ export class Relay {
     return { key: readFileSync(config.tls.keyFile), cert: readFileSync(config.tls.certFile) };
   }
 
-  private reloadCertificate(previous: RelayConfig, next: RelayConfig): void {
+  private reloadCertificate(previous: RelayConfig, next: RelayConfig, material: { key: Buffer; cert: Buffer }): void {
     // Compared with what the listeners were given, not with the files: the
     // files are the same paths before and after a renewal.
-    const material = this.tlsMaterial(next);
     const before = this.tlsInUse;
     if (before && material.cert.equals(before.cert) && material.key.equals(before.key) && previous.tls.minVersion === next.tls.minVersion) return;
     this.tlsInUse = material;

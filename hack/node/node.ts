@@ -14,7 +14,7 @@
 // (containerd's shim sockets, the pods' logs), and every volume the kubelet
 // mounts disappears with the namespace.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -25,8 +25,12 @@ export const nodeIp = "172.30.255.1";
 export const nodeName = nodeIp;
 export const podCidr = "10.244.0.0/24";
 const bridge = "smtpc0";
-/** One node per machine: its address, bridge and pod range are fixed. */
-const claimFile = "/run/smtpc-node.json";
+/**
+ * One node per machine: its address, bridge and pod range are fixed. The claim is the lock: created
+ * atomically (link(2) of a complete file), it names the supervisor's PID and records every process the
+ * node starts, so the next node can clean up after one that was SIGKILLed (recoverStale).
+ */
+export const claimFile = "/run/smtpc-node.json";
 /** Host sysctls the kubelet sets at start (it refuses to start instead if told to protect them). */
 const shadowedSysctls = ["vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
   // kube-proxy's (conntrack sizing and timeouts, localhost node ports): turned off in its config, shadowed all the same.
@@ -57,12 +61,20 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
+/** A process the node started, known by PID and start time (a PID reused since is never touched). */
+interface Started { name: string; pid: number; start: string }
+
 interface Claim {
   pid: number;
+  /** The supervisor's start time: a claim whose PID now names another process is stale too. */
+  start: string;
   dir: string;
+  /** A directory the supervisor made for the whole cluster (up.ts's own): removed with the node's. */
+  clusterDir?: string;
   createdKubeletDir: boolean;
   addedAddress: boolean;
   before: { chains: string[]; cgroups: string[]; ipsets: string[] };
+  processes: Started[];
 }
 
 /** The host, claimed for a node: its address is on lo (the control plane listens there for pods). */
@@ -70,25 +82,178 @@ export interface NodeClaim {
   claim: Claim;
   /** Undoes the claim when no node was started on it. */
   release(): Promise<void>;
+  /** Records a process started for the node (the control plane, say): a successor kills it if this one is SIGKILLed. */
+  record(name: string, pid: number | undefined): void;
 }
 
-/** One node per machine: claims the host and puts the node's address on lo. */
-export async function claimNode(dir: string): Promise<NodeClaim> {
-  claimHost();
+/**
+ * One node per machine: claims the host and puts the node's address on lo. A claim held by a live process
+ * is refused with its PID; one left by a dead process is cleaned up first (recoverStale), and what was
+ * removed is logged.
+ */
+export async function claimNode(dir: string, options: { clusterDir?: string; log?: (line: string) => void } = {}): Promise<NodeClaim> {
+  const log = options.log ?? (() => undefined);
+  const me = { pid: process.pid, start: startTime(process.pid) ?? "" };
+  // Exclusive first, with what a successor needs to find it; the host's state is read only once the host is ours.
+  const claim: Claim = { ...me, dir, ...(options.clusterDir ? { clusterDir: options.clusterDir } : {}), createdKubeletDir: false, addedAddress: false, before: { chains: [], cgroups: [], ipsets: [] }, processes: [] };
+  for (;;) {
+    if (tryClaim(claim)) break;
+    const held = readClaim(claimFile);
+    if (held && alive(held.pid, held.start)) {
+      throw new Error(`a node already runs on this machine: pid ${held.pid} (${commandLine(held.pid)}), state in ${held.dir}; one node per machine — stop it (SIGTERM) or wait for it`);
+    }
+    // Stale: taken over by whoever renames it away first; a racer that loses the rename tries the claim again.
+    const taken = `${claimFile}.stale.${process.pid}`;
+    try {
+      renameSync(claimFile, taken);
+    } catch {
+      continue;
+    }
+    const stale = readClaim(taken);
+    if (stale) {
+      const removed = await recoverStale(stale);
+      log(`a node left behind by pid ${stale.pid} (not running) was cleaned up${removed.length ? `: ${removed.join("; ")}` : ": nothing was left"}`);
+    }
+    rmSync(taken, { force: true });
+  }
   const before = await hostState();
-  const claim: Claim = {
-    pid: process.pid,
-    dir,
+  Object.assign(claim, {
     createdKubeletDir: !existsSync(kubeletHostDir),
     addedAddress: !(await loAddresses()).includes(`${nodeIp}/32`),
     before: { chains: before.iptables, cgroups: before.cgroups, ipsets: before.ipsets },
-  };
-  writeFileSync(claimFile, JSON.stringify(claim));
+  });
+  saveClaim(claim);
   if (claim.addedAddress) await run("ip", ["addr", "add", `${nodeIp}/32`, "dev", "lo"]);
-  return { claim, release: () => teardown({ dir }, claim, [], () => undefined) };
+  return { claim, release: () => teardown({ dir }, claim, [], () => undefined), record: (name, pid) => record(claim, name, pid) };
 }
 
-export async function startNode(options: NodeOptions, { claim }: NodeClaim): Promise<RunningNode> {
+/** Creates the claim file whole or not at all: a successor never reads half a claim. */
+function tryClaim(claim: Claim): boolean {
+  const partial = `${claimFile}.${process.pid}`;
+  writeFileSync(partial, JSON.stringify(claim));
+  try {
+    linkSync(partial, claimFile);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw error;
+  } finally {
+    rmSync(partial, { force: true });
+  }
+}
+
+/** Replaces our claim (atomically: rename). */
+function saveClaim(claim: Claim) {
+  const partial = `${claimFile}.${process.pid}`;
+  writeFileSync(partial, JSON.stringify(claim));
+  renameSync(partial, claimFile);
+}
+
+function record(claim: Claim, name: string, pid: number | undefined) {
+  const start = pid === undefined ? undefined : startTime(pid);
+  if (pid === undefined || start === undefined) return;
+  claim.processes.push({ name, pid, start });
+  saveClaim(claim);
+}
+
+function readClaim(file: string): Claim | undefined {
+  try {
+    const parsed = JSON.parse(readFileSync(file, "utf8")) as Partial<Claim>;
+    if (typeof parsed.pid !== "number" || typeof parsed.dir !== "string") return undefined;
+    return { start: "", createdKubeletDir: false, addedAddress: false, before: { chains: [], cgroups: [], ipsets: [] }, processes: [], ...parsed } as Claim;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A process's start time in clock ticks since boot (/proc/PID/stat field 22); undefined once it is gone or a zombie. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return fields[0] === "Z" ? undefined : fields[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** The same process still runs: the PID exists and started when it was recorded (an older claim without a start time: the PID alone). */
+function alive(pid: number, start: string): boolean {
+  const now = startTime(pid);
+  return now !== undefined && (start === "" || now === start);
+}
+
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ").slice(0, 200);
+  } catch {
+    return "?";
+  }
+}
+
+/**
+ * What a node whose supervisor was killed left running and on the host, removed: the processes it
+ * recorded (by PID and start time), containerd's shims for its socket, the processes in the pod cgroups
+ * it created; with them gone its mount namespace and the pods' network namespaces go too; then what
+ * teardown removes (address, bridge, chains, ipsets, cgroups, directories). Returns what was removed.
+ */
+export async function recoverStale(stale: Claim): Promise<string[]> {
+  const removed: string[] = [];
+  const socket = join(stale.dir, "containerd/containerd.sock");
+  const victims = new Map<number, string>();
+  for (const p of stale.processes) if (alive(p.pid, p.start)) victims.set(p.pid, `${p.name} (pid ${p.pid})`);
+  for (const pid of shimsOf(socket)) victims.set(pid, `containerd-shim (pid ${pid})`);
+  for (const path of cgroups().filter((c) => !stale.before.cgroups.includes(c))) for (const pid of cgroupProcesses(path)) if (!victims.has(pid)) victims.set(pid, `a pod's process (pid ${pid}, in ${path})`);
+  for (const pid of victims.keys()) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const deadline = Date.now() + 15_000;
+  while ([...victims.keys()].some((pid) => startTime(pid) !== undefined) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  if (victims.size) removed.push(`killed ${[...victims.values()].join(", ")}`);
+  const state = await hostState();
+  await teardown({ dir: stale.dir }, stale, [], () => undefined, { keepClaim: true });
+  const after = await hostState();
+  const gone = (what: string, a: string[], b: string[]) => {
+    const left = a.filter((x) => !b.includes(x));
+    if (left.length) removed.push(`${what}: ${left.join(", ")}`);
+  };
+  gone("address on lo", state.loAddresses, after.loAddresses);
+  gone("links", state.links, after.links);
+  gone("iptables chains", state.iptables, after.iptables);
+  gone("ipsets", state.ipsets, after.ipsets);
+  gone("cgroups", state.cgroups, after.cgroups);
+  gone("paths", state.paths, after.paths);
+  for (const d of [stale.dir, stale.clusterDir]) {
+    if (d && existsSync(d)) {
+      rmSync(d, { recursive: true, force: true });
+      removed.push(`directory ${d}`);
+    }
+  }
+  return removed;
+}
+
+/** Every process in a cgroup tree. */
+function cgroupProcesses(path: string): number[] {
+  const pids: number[] = [];
+  const walk = (dir: string) => {
+    try {
+      for (const line of readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n")) if (/^\d+$/.test(line)) pids.push(Number(line));
+      for (const entry of readdirSync(dir)) if (statSync(join(dir, entry)).isDirectory()) walk(join(dir, entry));
+    } catch {
+      // removed meanwhile
+    }
+  };
+  walk(path);
+  return pids;
+}
+
+export async function startNode(options: NodeOptions, nodeClaim: NodeClaim): Promise<RunningNode> {
+  const { claim } = nodeClaim;
+  const recordProcess = (name: string, pid: number | undefined) => nodeClaim.record(name, pid);
   const log = options.log ?? (() => undefined);
   const dir = options.dir;
   const children: { name: string; child: ChildProcess }[] = [];
@@ -106,6 +271,7 @@ export async function startNode(options: NodeOptions, { claim }: NodeClaim): Pro
     const nsScript = [...binds, "mount -t tmpfs tmpfs /run", "mount -t tmpfs tmpfs /var/log", `mount --bind ${join(dir, "kubelet/root")} ${kubeletHostDir}`, "echo ready", "exec sleep infinity"].join(" && ");
     const holder = spawn("unshare", ["-m", "--propagation", "private", "--", "sh", "-c", nsScript], { stdio: ["ignore", "pipe", "pipe"] });
     children.push({ name: "namespace", child: holder });
+    recordProcess("namespace", holder.pid);
     await new Promise<void>((resolve, reject) => {
       let out = "";
       holder.stdout.on("data", (c: Buffer) => ((out += c.toString()), out.includes("ready") && resolve()));
@@ -117,6 +283,7 @@ export async function startNode(options: NodeOptions, { claim }: NodeClaim): Pro
       const child = spawn("nsenter", ["-t", String(holder.pid), "-m", "--", command, ...args], { stdio: ["ignore", logFile, logFile] });
       closeSync(logFile);
       children.push({ name, child });
+      recordProcess(name, child.pid);
       return child;
     };
 
@@ -140,6 +307,7 @@ export async function startNode(options: NodeOptions, { claim }: NodeClaim): Pro
     const scheduler = spawn(options.nodeBinary, ["kube-scheduler", `--kubeconfig=${options.kubeconfig}`, "--leader-elect=false", "--secure-port=0", "--v=1"], { stdio: ["ignore", schedulerLog, schedulerLog] });
     closeSync(schedulerLog);
     children.push({ name: "kube-scheduler", child: scheduler });
+    recordProcess("kube-scheduler", scheduler.pid);
 
     const kubectl = (...args: string[]) => run(options.testenvBinary, ["kubectl", `--kubeconfig=${options.kubeconfig}`, ...args]);
     await until("the node to be Ready", kubelet, dir, async () => {
@@ -171,19 +339,6 @@ export async function startNode(options: NodeOptions, { claim }: NodeClaim): Pro
   }
 }
 
-/** Refuses a second node on this machine (a claim whose process is gone is taken over). */
-function claimHost() {
-  if (!existsSync(claimFile)) return;
-  const claim = JSON.parse(readFileSync(claimFile, "utf8")) as Claim;
-  let alive = true;
-  try {
-    process.kill(claim.pid, 0);
-  } catch {
-    alive = false;
-  }
-  if (alive && claim.pid !== process.pid) throw new Error(`a node already runs on this machine (pid ${claim.pid}, state in ${claim.dir}); one node per machine`);
-}
-
 async function until(what: string, child: ChildProcess, dir: string, ready: () => Promise<boolean>, timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
   while (!(await ready())) {
@@ -202,7 +357,7 @@ async function stopChild(child: ChildProcess, graceMs = 10_000) {
   clearTimeout(timer);
 }
 
-async function teardown(options: Partial<NodeOptions> & { dir: string }, claim: Claim, children: { name: string; child: ChildProcess }[], log: (line: string) => void) {
+async function teardown(options: Partial<NodeOptions> & { dir: string }, claim: Claim, children: { name: string; child: ChildProcess }[], log: (line: string) => void, { keepClaim = false } = {}) {
   const { dir } = options;
   const named = (name: string) => children.find((c) => c.name === name)?.child;
   const socket = join(dir, "containerd/containerd.sock");
@@ -260,7 +415,7 @@ async function teardown(options: Partial<NodeOptions> & { dir: string }, claim: 
     }
   }
   rmSync(dir, { recursive: true, force: true });
-  rmSync(claimFile, { force: true });
+  if (!keepClaim) rmSync(claimFile, { force: true });
 }
 
 function shimsOf(socket: string): number[] {

@@ -4,6 +4,8 @@
 //   {"event":"ready","kubeconfig":...,"node":...,"image":...,"seconds":...}
 // SIGTERM or SIGINT stops the node, then the control plane, and leaves nothing
 // on the host; so does the control plane exiting on its own (exit code 1).
+// One node per machine: while one runs, another exits 3 naming its PID; what a
+// SIGKILLed one left (processes, host state) the next one removes first.
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -24,9 +26,17 @@ const log = (line: string) => console.error(`node: ${line}`);
 interface Prepared { nodeBinary: string; kubeRouter: string; testenvBinary: string; pauseArchive: string; image: { image: string; archive: string } }
 const prepared = JSON.parse(execFileSync("bash", [join(repoRoot, "hack/node/prepare.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim().split("\n").pop()!) as Prepared;
 
-// The node's address first: the API server listens there, where pods reach it.
-const claim = await claimNode(join(dir, "node"));
-const plane = spawn(prepared.testenvBinary, ["up", "--node", "--address", nodeIp, "--dir", join(dir, "cp"), ...passOn], { stdio: ["ignore", "pipe", "inherit"] });
+// The node's address first: the API server listens there, where pods reach it. One node per machine: a
+// node running already is named and refused; one whose supervisor was killed is cleaned up first.
+const claim = await claimNode(join(dir, "node"), { ...(ownDir ? { clusterDir: dir } : {}), log }).catch((error: unknown) => {
+  log(error instanceof Error ? error.message : String(error));
+  if (ownDir) rmSync(dir, { recursive: true, force: true });
+  process.exit(3);
+});
+// --stop-with-parent: should this process be SIGKILLed, the control plane stops by itself (and the next node
+// kills it all the same: its PID is in the claim).
+const plane = spawn(prepared.testenvBinary, ["up", "--node", "--stop-with-parent", "--address", nodeIp, "--dir", join(dir, "cp"), ...passOn], { stdio: ["ignore", "pipe", "inherit"] });
+claim.record("control plane", plane.pid);
 let node: RunningNode | undefined;
 let stopping = false;
 const stop = async (code: number) => {

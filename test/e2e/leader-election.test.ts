@@ -143,6 +143,36 @@ describe("leader election", () => {
     assert.equal(await holder(), "", "a clean stop hands the Lease back");
   });
 
+  test("probes: the leader is ready once its informers synced, a standby once it has read the Lease; a replica that cannot reach the API server is alive but not ready", async (t) => {
+    const readyz = async (r: Replica) => {
+      const response = await fetch(`http://127.0.0.1:${r.port}/readyz`);
+      return `${response.status} ${(await response.text()).trim()}`;
+    };
+    await installCRDs();
+    const kubeconfig = await operatorKubeconfig();
+    const leader = await replica(kubeconfig);
+    t.after(() => stopChild(leader.child));
+    await eventually("the first replica to lead", async () => ((await holder()).endsWith(`-${leader.child.pid}`) ? true : undefined), 30_000);
+    assert.equal(await eventually("the leader ready", async () => ((await readyz(leader)).startsWith("200") ? readyz(leader) : undefined), 30_000), "200 ready: leader; informers synced");
+    const standby = await replica(kubeconfig);
+    t.after(() => stopChild(standby.child));
+    assert.equal(await eventually("the standby ready", async () => ((await readyz(standby)).startsWith("200") ? readyz(standby) : undefined), 30_000), "200 ready: standby; the Lease was read");
+    assert.equal(await standby.metric("smtpc_operator_leader"), 0, "ready without leading");
+
+    // The API server unreachable (every connection held, nothing answered) from the start: alive, never ready.
+    const proxy = await hangableProxy(kubeconfig);
+    t.after(() => proxy.close());
+    proxy.hang();
+    const cut = await replica(proxy.kubeconfig);
+    t.after(() => stopChild(cut.child));
+    for (const end = Date.now() + 6_000; Date.now() < end; ) {
+      assert.equal(await readyz(cut), "503 not ready: standby; the Lease not read yet (the API server not reached)");
+      assert.equal((await fetch(`http://127.0.0.1:${cut.port}/healthz`)).status, 200, "liveness does not depend on the API server");
+      assert.equal(cut.child.exitCode, null, "it keeps running");
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  });
+
   test("a standby whose wall clock runs 20 s ahead never takes the lease from a live leader", async (t) => {
     const kubeconfig = await operatorKubeconfig();
     const leader = await replica(kubeconfig);

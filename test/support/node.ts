@@ -14,6 +14,10 @@ export interface Cluster {
   /** The image built from the Dockerfile, imported into the node's containerd (pull policy Never). */
   image: string;
   testenv: string;
+  /** hack/node/up.ts's PID: the node's supervisor, named in its claim. */
+  pid: number;
+  /** What up.ts printed on stderr so far (its log lines). */
+  stderr(): string;
   /** SIGTERM, as a user's Ctrl-C: resolves to the exit code once the node and control plane are down. */
   stop(): Promise<number | null>;
 }
@@ -35,7 +39,7 @@ export async function startCluster(timeoutMs = 900_000): Promise<Cluster> {
     });
     child.once("exit", (code) => (clearTimeout(timer), reject(new Error(`hack/node/up.ts exited (${code}) before the node was ready:\n${stderr}`))));
   });
-  return { ...ready, stop: () => stopCluster(child) };
+  return { ...ready, pid: child.pid!, stderr: () => stderr, stop: () => stopCluster(child) };
 }
 
 async function stopCluster(child: ChildProcess): Promise<number | null> {
