@@ -46,14 +46,14 @@ export class SecretCache {
     const { namespaces, log, onChange, onRelist } = options;
     const resource = { prefix: "/api/v1", plural: "secrets" };
     const paging = options.pageSize ? { pageSize: options.pageSize } : {};
-    this.owned = scopedInformer(access, resource, namespaces, onChange, log, ownedSelector, onRelist, paging);
+    this.owned = scopedInformer(access, resource, { namespaces, onChange, log, labelSelector: ownedSelector, onRelist, ...paging });
     // Ours are reported by the informer above, whole; the rest only as metadata.
     const othersChanged = (object: k8s.KubernetesObject, event: InformerEvent) => {
       if (!isOurs(object)) onChange(object, event);
     };
     // Of other teams' Secrets only the labels the controller reads (its own, and which domain a Secret is for).
     const keepLabel = (key: string) => key in managedByLabel || key.startsWith("smtpconnector.dev/");
-    this.metadata = scopedInformer(access, resource, namespaces, othersChanged, log, undefined, onRelist, { ...paging, metadataOnly: true, keepLabel });
+    this.metadata = scopedInformer(access, resource, { namespaces, onChange: othersChanged, log, onRelist, ...paging, metadataOnly: true, keepLabel });
   }
 
   async start(): Promise<void> {
