@@ -7,6 +7,7 @@
 // shows; every rule checkable inside one object is a CEL rule with a message a
 // platform engineer can act on.
 import { Type, type Static, type TSchema, type TLiteral, type TUnion } from "@sinclair/typebox";
+import { domainPattern, localPartLengthPattern, localPartMaxLength, mailboxMaxLength, mailboxPattern } from "../relay/contract/mailbox.js";
 
 export const group = "smtpconnector.dev";
 export const version = "v1alpha1";
@@ -32,13 +33,15 @@ const immutable = (what: string, hint: string): Rule => ({
   message: `${what} is immutable: ${hint}`,
 });
 
-// DNS names in lowercase without a trailing dot (RFC 1035 labels, 253 max).
-const dnsNameRegex = "^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\\\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$";
-// A plain mailbox: dot-atom local part, lowercase DNS domain. No quotes,
-// comments, source routes, `%` hacks or address literals: these are the
-// shapes that let a recipient check and a router disagree.
-const mailboxRegex =
-  "^[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+(\\\\.[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+)*@([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\\\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$";
+/** A regular expression as the body of a CEL string literal (either quote; the patterns hold neither). */
+const cel = (pattern: string) => pattern.replaceAll("\\", "\\\\");
+// DNS names in lowercase without a trailing dot (RFC 1035 labels, 253 max): a mailbox's domain too.
+const dnsNameRegex = cel(domainPattern);
+// A plain mailbox, as the relay parses one (relay/contract/mailbox.ts): dot-atom
+// local part, lowercase DNS domain. No quotes, comments, source routes, `%` or `!`
+// routing or address literals: these are the shapes that let a recipient check
+// and a router disagree.
+const mailboxRegex = cel(mailboxPattern);
 // Go-style durations as CEL's duration() accepts them: 90s, 10m, 168h, 1h30m.
 const durationPattern = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$";
 
@@ -789,13 +792,14 @@ export const SupportAddressSpec = Type.Object(
     address: Type.String({
       description: "The support address, e.g. support@example.com. Immutable.",
       minLength: 3,
-      maxLength: 254,
+      maxLength: mailboxMaxLength,
       ...rules(
         {
           // Double quotes: the local part may contain an apostrophe.
           rule: `self.matches("${mailboxRegex}")`,
-          message: "address must be a plain mailbox such as support@example.com: no display name, quotes, comments, '%', source route or address literal, and a lowercase domain",
+          message: "address must be a plain mailbox such as support@example.com: no display name, quotes, comments, '%' or '!', source route or address literal, and a lowercase domain",
         },
+        { rule: `self.matches("${cel(localPartLengthPattern)}")`, message: `the part of address before the @ must be at most ${localPartMaxLength} characters` },
         immutable("address", "create a new SupportAddress for another address"),
       ),
     }),

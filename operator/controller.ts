@@ -109,15 +109,34 @@ export class Controller {
     const { namespaces } = options;
     const paging = options.pageSize ? { pageSize: options.pageSize } : {};
     const ownApi = `/apis/${group}/${version}`;
-    this.domains = scopedInformer(access, { prefix: ownApi, plural: "smtpdomains" }, namespaces, (d, event) => this.domainChanged(d, event), log, undefined, relisted, paging);
-    this.addresses = scopedInformer(access, { prefix: ownApi, plural: "supportaddresses" }, namespaces, (a, event) => this.addressChanged(a, event), log, undefined, relisted, paging);
+    this.domains = scopedInformer(access, { prefix: ownApi, plural: "smtpdomains" }, {
+      namespaces,
+      onChange: (d, event) => this.domainChanged(d, event),
+      log,
+      onRelist: relisted,
+      ...paging,
+    });
+    this.addresses = scopedInformer(access, { prefix: ownApi, plural: "supportaddresses" }, {
+      namespaces,
+      onChange: (a, event) => this.addressChanged(a, event),
+      log,
+      onRelist: relisted,
+      ...paging,
+    });
     const byDomainLabel = (o: k8s.KubernetesObject) => this.enqueue("domain", o.metadata?.namespace, o.metadata?.labels?.["smtpconnector.dev/domain"]);
     const ours = "app.kubernetes.io/managed-by=smtp-connector";
     // Secrets: every one as metadata (ours deleted come back), the ones a domain or address names in full.
     this.secrets = new SecretCache(access, { ...(namespaces ? { namespaces } : {}), log, onChange: (s) => this.secretChanged(s), onRelist: relisted, ...paging });
     // Read when a relay is asked something, never a reason to reconcile. The EndpointSlice controller copies
     // the Service's labels onto its slices, so the same selector finds only ours.
-    this.endpointSlices = scopedInformer(access, { prefix: "/apis/discovery.k8s.io/v1", plural: "endpointslices" }, namespaces, () => undefined, log, ours, relisted, paging);
+    this.endpointSlices = scopedInformer(access, { prefix: "/apis/discovery.k8s.io/v1", plural: "endpointslices" }, {
+      namespaces,
+      onChange: () => undefined,
+      log,
+      labelSelector: ours,
+      onRelist: relisted,
+      ...paging,
+    });
     this.watched = [
       this.endpointSlices,
       // Our own Deployments (availability feeds RelayAvailable, edits are drift to repair), Services,
@@ -127,7 +146,7 @@ export class Controller {
         { prefix: "/api/v1", plural: "services" },
         { prefix: "/apis/networking.k8s.io/v1", plural: "networkpolicies" },
         { prefix: "/apis/policy/v1", plural: "poddisruptionbudgets" },
-      ].map((resource) => scopedInformer(access, resource, namespaces, byDomainLabel, log, ours, relisted, paging)),
+      ].map((resource) => scopedInformer(access, resource, { namespaces, onChange: byDomainLabel, log, labelSelector: ours, onRelist: relisted, ...paging })),
     ];
   }
 

@@ -21,7 +21,13 @@ export interface SupervisedInformer<T extends k8s.KubernetesObject> {
   listRequests(): number;
 }
 
-export interface InformerOptions {
+export interface InformerOptions<T extends k8s.KubernetesObject = k8s.KubernetesObject> {
+  /** Told of every add, update and delete, after the cache holds it. */
+  onChange: (object: T, event: InformerEvent) => void;
+  log: Logger;
+  labelSelector?: string;
+  /** Told whenever the informer lists again, and why. */
+  onRelist?: (reason: RelistReason) => void;
   /** Objects per list page (client-go's default: 500). */
   pageSize?: number;
   /**
@@ -38,15 +44,8 @@ export const defaultPageSize = 500;
 /** Why an informer listed again: its resourceVersion expired (410 Gone), or the watch failed. */
 export type RelistReason = "Expired" | "Error";
 
-export function supervisedInformer<T extends k8s.KubernetesObject>(
-  access: ClusterAccess,
-  path: string,
-  onChange: (object: T, event: InformerEvent) => void,
-  log: Logger,
-  labelSelector?: string,
-  onRelist?: (reason: RelistReason) => void,
-  options: InformerOptions = {},
-): SupervisedInformer<T> {
+export function supervisedInformer<T extends k8s.KubernetesObject>(access: ClusterAccess, path: string, options: InformerOptions<T>): SupervisedInformer<T> {
+  const { onChange, log, labelSelector, onRelist } = options;
   const store = new Map<string, T>();
   const pageSize = options.pageSize ?? defaultPageSize;
   const metadataOnly = options.metadataOnly === true;
@@ -229,21 +228,17 @@ export interface Resource {
 export function scopedInformer<T extends k8s.KubernetesObject>(
   access: ClusterAccess,
   resource: Resource,
-  namespaces: readonly string[] | undefined,
-  onChange: (object: T, event: InformerEvent) => void,
-  log: Logger,
-  labelSelector?: string,
-  onRelist?: (reason: RelistReason) => void,
-  options: InformerOptions = {},
+  options: InformerOptions<T> & { namespaces?: readonly string[] | undefined },
 ): SupervisedInformer<T> {
-  if (!namespaces) return supervisedInformer(access, `${resource.prefix}/${resource.plural}`, onChange, log, labelSelector, onRelist, options);
+  const { namespaces, ...rest } = options;
+  if (!namespaces) return supervisedInformer(access, `${resource.prefix}/${resource.plural}`, rest);
   let items: readonly T[] | undefined;
   const changed = (object: T, event: InformerEvent) => {
     items = undefined;
-    onChange(object, event);
+    options.onChange(object, event);
   };
   const each = new Map(
-    namespaces.map((namespace) => [namespace, supervisedInformer(access, `${resource.prefix}/namespaces/${encodeURIComponent(namespace)}/${resource.plural}`, changed, log, labelSelector, onRelist, options)]),
+    namespaces.map((namespace) => [namespace, supervisedInformer(access, `${resource.prefix}/namespaces/${encodeURIComponent(namespace)}/${resource.plural}`, { ...rest, onChange: changed })]),
   );
   const all = [...each.values()];
   return {

@@ -56,7 +56,7 @@ export class SecretCache {
     const paging = options.pageSize ? { pageSize: options.pageSize } : {};
     // Of the labels only those the controller reads (its own, and which domain a Secret is for).
     const keepLabel = (key: string) => key in managedByLabel || key.startsWith("smtpconnector.dev/");
-    this.metadata = scopedInformer(access, resource, namespaces, onChange, log, undefined, onRelist, { ...paging, metadataOnly: true, keepLabel });
+    this.metadata = scopedInformer(access, resource, { namespaces, onChange, log, onRelist, ...paging, metadataOnly: true, keepLabel });
   }
 
   async start(): Promise<void> {

@@ -8,6 +8,7 @@ import { FormatRegistry } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { parse } from "yaml";
 import { RelayConfig, configVersion, type DomainEntry, type DomainOutbound } from "./config.js";
+import { configAddressProblem } from "./mailbox.js";
 
 // RFC 3339 timestamps, as Kubernetes writes them.
 const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
@@ -156,9 +157,8 @@ function outboundProblems(domain: string, outbound: DomainOutbound, at: string):
   }
   const senders = new Set<string>();
   outbound.senders.forEach((sender, i) => {
-    if (!sender.address.endsWith(`@${domain}`) || sender.address !== sender.address.toLowerCase()) {
-      problems.push(`${at}/senders/${i}/address: ${sender.address} is not a lowercase address in ${domain}`);
-    }
+    const problem = configAddressProblem(sender.address, domain);
+    if (problem) problems.push(`${at}/senders/${i}/address: ${problem}`);
     if (senders.has(sender.address)) problems.push(`${at}/senders/${i}/address: ${sender.address} is listed twice`);
     senders.add(sender.address);
   });
@@ -181,9 +181,8 @@ function domainProblems(domain: DomainEntry, at: string): string[] {
   }
   if (domain.outbound) problems.push(...outboundProblems(domain.domain, domain.outbound, `${at}/outbound`));
   for (const address of domain.addresses) {
-    if (!address.endsWith(`@${domain.domain}`) || address !== address.toLowerCase()) {
-      problems.push(`${at}/addresses: ${address} is not a lowercase address in ${domain.domain}`);
-    }
+    const problem = configAddressProblem(address, domain.domain);
+    if (problem) problems.push(`${at}/addresses: ${problem}`);
   }
   return problems;
 }

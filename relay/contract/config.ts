@@ -6,6 +6,7 @@
 // present to others (next-hop passwords, webhook keys) are referenced by file
 // path, so they live only in their own mounted Secrets.
 import { Type, type Static, type TLiteral, type TUnion } from "@sinclair/typebox";
+import { mailboxMaxLength } from "./mailbox.js";
 
 export const configVersion = "smtpconnector.dev/relay-config/v1";
 
@@ -22,7 +23,8 @@ const FilePath = (description: string) => Type.String({ description, minLength: 
 const Timestamp = (description: string) => Type.String({ description, format: "date-time" });
 const Hostname = (description: string) =>
   Type.String({ description, minLength: 1, maxLength: 253, pattern: "^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$" });
-const Mailbox = Type.String({ minLength: 3, maxLength: 254, description: "A support address in lowercase, e.g. support@example.com." });
+// The length bounds only: the rest of a mailbox is checked, with a message, by config-parser.ts (mailbox.ts).
+const Mailbox = Type.String({ minLength: 3, maxLength: mailboxMaxLength, description: "A support address in lowercase, e.g. support@example.com." });
 
 export const CredentialEntry = Type.Object({
   version: Type.Integer({ minimum: 1, description: "The credential version (SmtpDomain spec.inbound.credentials[].version)." }),

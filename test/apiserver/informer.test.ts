@@ -26,9 +26,11 @@ describe("the operator's informer", () => {
     const informer = supervisedInformer<k8s.V1Secret>(
       clusterAccess(kubeconfig),
       `/api/v1/namespaces/${namespace}/secrets`,
-      (s, event: InformerEvent) => seen.push(`${event} ${s.metadata?.name} ${Buffer.from(s.data?.a ?? "", "base64").toString()}`),
-      createLogger("test", { level: "error", stream: new PassThrough() }),
-      "watched=yes",
+      {
+        onChange: (s, event: InformerEvent) => seen.push(`${event} ${s.metadata?.name} ${Buffer.from(s.data?.a ?? "", "base64").toString()}`),
+        log: createLogger("test", { level: "error", stream: new PassThrough() }),
+        labelSelector: "watched=yes",
+      },
     );
     await informer.start();
     t.after(() => informer.stop());
@@ -55,11 +57,7 @@ describe("the operator's informer", () => {
     const informer = supervisedInformer<k8s.KubernetesObject>(
       clusterAccess(kubeconfig),
       `/api/v1/namespaces/${namespace}/secrets`,
-      (s) => seen.push(s),
-      createLogger("test", { level: "error", stream: new PassThrough() }),
-      undefined,
-      undefined,
-      { pageSize: 2, metadataOnly: true },
+      { onChange: (s) => seen.push(s), log: createLogger("test", { level: "error", stream: new PassThrough() }), pageSize: 2, metadataOnly: true },
     );
     await informer.start();
     t.after(() => informer.stop());
