@@ -27,6 +27,10 @@ export const smtpDomainConditions = {
     lifecycle:
       "Present only when spec.dkim lists keys. True when every key's TXT record is published: declared with recordPublished, or found by the operator's DNS check (--dns-resolver). False with the reason of the first key that is not; the message names the selector and the record to publish. It does not hold back Ready: a key whose record is not published is simply not used for signing.",
   },
+  LimitsApplied: {
+    lifecycle:
+      "Present only when spec.relay.limits sets a limit. True with AsRequested when the relay applies what was asked; still True, with LimitCapped, when a limit asked for is above the installation's maximum (the operator's --relay-max-message-size or --relay-max-recipients) and the relay applies the maximum instead: the message names what was requested and what applies, and a LimitCapped Warning Event says so once per change. It does not hold back Ready. status.relay.limits shows what applies.",
+  },
   Ready: {
     lifecycle:
       "True when CredentialsIssued, CertificateReady, RelayAvailable and AddressesConfigured are all True and the domain is not blocked by a limit, a conflict or a system domain. CredentialsIssued False with VersionRevoked or SecretModified does not hold it back while another version is Active: the relay goes on accepting exactly what was issued, and Stalled says what needs a change. Otherwise False with the reason of the first condition that holds it back.",
@@ -80,6 +84,12 @@ export const reasons = {
   ExpiringSoon: {
     conditions: ["CertificateReady"],
     meaning: "The relay's certificate is in the last third of its life (at most 14 days left). Renew it (cert-manager does so on its own); an operator-issued one shows this only if its renewal failed.",
+  },
+  AsRequested: { conditions: ["LimitsApplied"], meaning: "The relay applies the message limits spec.relay.limits asks for." },
+  LimitCapped: {
+    conditions: ["LimitsApplied"],
+    meaning:
+      "spec.relay.limits asks for a larger message size or more recipients than the installation allows (the operator's --relay-max-message-size, --relay-max-recipients; the chart's operator.relayMessageLimits). The relay applies the maximum; the message names what was requested and what applies. Lower the request, or ask the platform team to raise the maximum. Also a Warning Event, once per change.",
   },
   RecordPublished: { conditions: ["DKIMRecordPublished"], meaning: "Every DKIM key's TXT record is published (declared, or found in DNS)." },
   RecordNotConfirmed: { conditions: ["DKIMRecordPublished"], meaning: "A key's record is neither declared published (recordPublished) nor checked in DNS (no --dns-resolver): publish it, then set recordPublished." },

@@ -660,7 +660,7 @@ const DKIMRecordStatus = Type.Object(
 export const SmtpDomainStatus = Type.Object(
   {
     observedGeneration: Type.Optional(Type.Integer({ description: "The .metadata.generation the status was computed from.", format: "int64" })),
-    conditions: Type.Optional(Conditions("CredentialsIssued, CertificateReady, RelayAvailable, AddressesConfigured, Ready, DKIMRecordPublished; Reconciling and Stalled only while True.")),
+    conditions: Type.Optional(Conditions("CredentialsIssued, CertificateReady, RelayAvailable, AddressesConfigured, Ready, DKIMRecordPublished, LimitsApplied; Reconciling and Stalled only while True.")),
     credentials: Type.Optional(
       Type.Array(CredentialVersionStatus, {
         description: "Each inbound credential version with its Secret, state and last use.",

@@ -38,13 +38,16 @@ export async function recordEvent(cluster: Cluster, involved: Involved, type: "N
   }, [403, 404]); // a namespace being deleted refuses new events: nothing to tell anyone there
 }
 
+/** Reasons that warn while their condition is True: the thing works, but not as asked or not for long. */
+const warningWhileTrue: ReadonlySet<string> = new Set(["ExpiringSoon", "LimitCapped"]);
+
 /** One event per condition whose status changed (kstatus' Reconciling/Stalled excluded: they are noise in describe). */
 export async function conditionEvents(cluster: Cluster, involved: Involved, before: readonly Condition[] | undefined, after: readonly Condition[]): Promise<void> {
   const previous = new Map((before ?? []).map((c) => [c.type, c.status]));
   for (const condition of after) {
     if (condition.type === "Reconciling" || condition.type === "Stalled") continue;
     if (previous.get(condition.type) === condition.status) continue;
-    const type = condition.status === "False" && condition.reason !== "Progressing" && condition.reason !== "VerificationPending" ? "Warning" : "Normal";
+    const type = (condition.status === "False" && condition.reason !== "Progressing" && condition.reason !== "VerificationPending") || warningWhileTrue.has(condition.reason) ? "Warning" : "Normal";
     await recordEvent(cluster, involved, type, condition.reason, `${condition.type}=${condition.status}: ${condition.message}`);
   }
 }

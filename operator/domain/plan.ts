@@ -7,6 +7,7 @@ import type { Verdict } from "../address/rules.js";
 import { mergeConditions, rfc3339, type DesiredCondition } from "../conditions.js";
 import { ownedBy } from "../kube/cluster.js";
 import { alreadyApplied } from "../kube/compare.js";
+import { quantityInteger } from "../kube/quantity.js";
 import type { CertificateState } from "./certificate.js";
 import { inboundMode, type CredentialPlan, type InboundMode, type IssuedCredential } from "./credentials.js";
 import { conflictMessage, type HostnameConflict } from "./hostname-claims.js";
@@ -172,6 +173,7 @@ export function planDomain(snapshot: DomainSnapshot, settings: OperatorSettings,
     // The Deployment as read rolled out, and nothing of it is about to change (a mode switch changes its template).
     rolledOut: (snapshot.rolledOut ?? false) && !apply.some((o) => o.kind === "Deployment"),
   });
+  events.push(...limitEvents(domain, settings));
   const requeueAfterMs = nextCheck(snapshot, settings, now);
   return { apply, events, status, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
 }
@@ -258,6 +260,8 @@ export function domainStatus(input: DomainStatusInput): SmtpDomainStatus {
   );
   // Informational: an unpublished key is not used, so it does not hold back Ready.
   if (dkim?.condition) conditions.push(dkim.condition);
+  const limits = limitsCondition(domain, settings);
+  if (limits) conditions.push(limits);
   const stalled = problems[0];
   conditions.push(
     stalled ? { type: "Stalled", status: "True", reason: stalled.reason, message: stalled.message } : { type: "Stalled", status: "False", reason: "Ready", message: "" },
@@ -318,4 +322,54 @@ export function modeChangeOf(domain: SmtpDomain, rolledOut: boolean): { from: In
     from,
     message: `inbound mode changing from ${from} to ${to}: ${applied}; waiting for the relay Deployment to roll out its new listeners. The addresses verify again in ${to} mode`,
   };
+}
+
+const binaryUnits = [["Gi", 2 ** 30], ["Mi", 2 ** 20], ["Ki", 2 ** 10]] as const;
+const size = (bytes: number) => {
+  const unit = binaryUnits.find(([, n]) => bytes % n === 0);
+  return unit ? `${bytes / unit[1]}${unit[0]}` : `${bytes} bytes`;
+};
+
+/**
+ * The LimitsApplied condition, present only when spec.relay.limits asks for something. A request above the
+ * installation's maximum (--relay-max-message-size, --relay-max-recipients) is served at the maximum: the relay
+ * works, so the condition stays True, and LimitCapped warns while True (as CertificateReady's ExpiringSoon does)
+ * with what was asked and what applies. Pure.
+ */
+export function limitsCondition(domain: SmtpDomain, settings: OperatorSettings): DesiredCondition | undefined {
+  const wanted = domain.spec.relay?.limits;
+  if (wanted?.maxMessageSize === undefined && wanted?.maxRecipients === undefined) return undefined;
+  const applied = messageLimits(domain, settings);
+  const capped: string[] = [];
+  const requestedBytes = wanted.maxMessageSize !== undefined ? quantityInteger(wanted.maxMessageSize) : undefined;
+  if (requestedBytes !== undefined && requestedBytes > applied.maxMessageBytes) {
+    capped.push(`maxMessageSize ${String(wanted.maxMessageSize)} requested, ${size(applied.maxMessageBytes)} applied (--relay-max-message-size)`);
+  }
+  if (wanted.maxRecipients !== undefined && wanted.maxRecipients > applied.maxRecipients) {
+    capped.push(`maxRecipients ${wanted.maxRecipients} requested, ${applied.maxRecipients} applied (--relay-max-recipients)`);
+  }
+  if (capped.length === 0) {
+    return { type: "LimitsApplied", status: "True", reason: "AsRequested", message: `the relay applies spec.relay.limits: maxMessageSize ${size(applied.maxMessageBytes)}, maxRecipients ${applied.maxRecipients}` };
+  }
+  return {
+    type: "LimitsApplied",
+    status: "True",
+    reason: "LimitCapped",
+    message: `spec.relay.limits asks for more than the installation allows; the relay applies its maximum: ${capped.join("; ")}. Lower the request, or ask the platform team to raise the maximum`,
+  };
+}
+
+/**
+ * A LimitCapped Warning Event once per change (a new cap, another request, another maximum), not on every
+ * reconcile, judged against the condition in status. The condition's first appearance is a change of its status,
+ * which the apply step tells already (conditionEvents, a Warning for LimitCapped); this tells what that does not:
+ * a True condition turning to LimitCapped or capped differently. Pure.
+ */
+export function limitEvents(domain: SmtpDomain, settings: OperatorSettings): PlannedEvent[] {
+  const limits = limitsCondition(domain, settings);
+  if (limits?.reason !== "LimitCapped") return [];
+  const before = domain.status?.conditions?.find((c) => c.type === "LimitsApplied");
+  if (before?.status !== limits.status) return [];
+  if (before.reason === limits.reason && before.message === limits.message) return [];
+  return [{ type: "Warning", reason: "LimitCapped", message: limits.message }];
 }

@@ -254,6 +254,16 @@ describe("SmtpDomain reconciler", () => {
       return d.status?.relay?.limits?.maxMessageBytes === 10 * 1024 * 1024 ? d : undefined;
     });
     assert.deepEqual(domain.status?.relay?.limits, { maxMessageBytes: 10 * 1024 * 1024, maxRecipients: 50 });
+    // Asked for 500 recipients, given 50: said in a condition that stays True, and in one Warning Event.
+    const told = domain.status?.conditions?.find((c) => c.type === "LimitsApplied");
+    assert.deepEqual([told?.status, told?.reason], ["True", "LimitCapped"]);
+    assert.match(told!.message, /maxRecipients 500 requested, 50 applied/);
+    const cappedEvents = async () => {
+      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=SmtpDomain,reason=LimitCapped", "-o", "jsonpath={range .items[*]}{.type} {.message}{'\\n'}{end}"]);
+      return e.stdout.trim() ? e.stdout.trim().split("\n") : [];
+    };
+    const capped = await eventually("the LimitCapped Event", async () => ((await cappedEvents()).length > 0 ? cappedEvents() : undefined));
+    assert.match(capped[0]!, /^Warning .*maxRecipients 500 requested, 50 applied/);
     const config = await relayConfigOf(namespace);
     assert.equal(config.limits.maxMessageBytes, 10 * 1024 * 1024);
     assert.equal(config.limits.maxRecipients, 50);
@@ -264,6 +274,8 @@ describe("SmtpDomain reconciler", () => {
     ] as const) {
       await assert.rejects(applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, limits } } }), message);
     }
+    // The domain has been reconciled again meanwhile (its relay's status changes): still one Event.
+    assert.equal((await cappedEvents()).length, 1, "once per change, not on every reconcile");
   });
 
   test("rotation: a new version beside the old, then revocation", async (t) => {
