@@ -101,6 +101,8 @@ export class Controller {
     }
     this.queue = new WorkQueue((key) => this.reconcile(key), {
       concurrency: options.concurrency ?? 8,
+      // Until every informer has listed (start()): see WorkQueue.
+      held: true,
       onError: (key, error) => log.error("reconcile failed", { key, error: describe(error) }),
     });
     // Domains and addresses judge each other (limits within a namespace, conflicts across namespaces):
@@ -152,6 +154,7 @@ export class Controller {
 
   async start(): Promise<void> {
     await Promise.all([this.domains.start(), this.addresses.start(), this.secrets.start(), ...this.watched.map((w) => w.start())]);
+    this.queue.start();
     // A periodic resync: level-based reconciles catch anything an event missed.
     this.resync = setInterval(() => this.enqueueAll(), this.options.resyncMs ?? 10 * 60_000);
     this.resync.unref();

@@ -1,7 +1,10 @@
 // A keyed, de-duplicating work queue (the controller-runtime pattern): a key
 // waiting is queued once however often it is added; a key being processed is
 // never processed twice at once (added again meanwhile, it runs once more
-// after); failures come back with exponential backoff.
+// after); failures come back with exponential backoff. Created held, it
+// runs nothing until `start()`: keys added while the informers make their
+// first lists wait, as controller-runtime's workers wait for the caches to
+// sync (a reconcile of half-listed caches writes a world that is not there).
 export type Handler = (key: string) => Promise<{ requeueAfterMs?: number } | void>;
 
 export class WorkQueue {
@@ -12,13 +15,22 @@ export class WorkQueue {
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private running = 0;
+  private held: boolean;
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(
     private readonly handler: Handler,
-    private readonly options: { concurrency: number; baseBackoffMs?: number; maxBackoffMs?: number; onError?: (key: string, error: unknown) => void },
-  ) {}
+    private readonly options: { concurrency: number; baseBackoffMs?: number; maxBackoffMs?: number; onError?: (key: string, error: unknown) => void; held?: boolean },
+  ) {
+    this.held = options.held ?? false;
+  }
+
+  /** Runs the keys added while held, and from then on every key as it comes. */
+  start(): void {
+    this.held = false;
+    this.pump();
+  }
 
   get depth(): number {
     return this.waiting.size;
@@ -59,6 +71,7 @@ export class WorkQueue {
   }
 
   private pump(): void {
+    if (this.held) return;
     while (!this.stopped && this.running < this.options.concurrency && this.order.length > 0) {
       const key = this.order.shift()!;
       this.waiting.delete(key);

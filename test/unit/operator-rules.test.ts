@@ -172,6 +172,22 @@ describe("WorkQueue", () => {
     assert.equal(overlap, false);
   });
 
+  test("created held, it runs nothing until started, then each key waiting once", async () => {
+    const runs: string[] = [];
+    const queue = new WorkQueue((key) => {
+      runs.push(key);
+      return Promise.resolve();
+    }, { concurrency: 2, held: true });
+    queue.add("a");
+    queue.add("b");
+    queue.add("a");
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(runs, [], "held: the informers have not listed yet");
+    queue.start();
+    await queue.idle();
+    assert.deepEqual(runs, ["a", "b"]);
+  });
+
   test("failures come back with backoff", async () => {
     let calls = 0;
     const queue = new WorkQueue(() => {
