@@ -27,7 +27,8 @@ const opts = options();
 const log = createLogger("operator");
 let access: ClusterAccess;
 try {
-  access = clusterAccess(opts.kubeconfig, opts.context);
+  // The log takes an exec plugin's standard error, with credential-shaped words blanked.
+  access = clusterAccess(opts.kubeconfig, opts.context, { log });
 } catch (error) {
   console.error(`operator: ${(error as Error).message}`);
   process.exit(2);

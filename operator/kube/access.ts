@@ -2,12 +2,16 @@
 // cluster) or its ServiceAccount (inside). A small client of our own rather
 // than @kubernetes/client-node at runtime: loading that library alone costs
 // about 80 MB of resident memory (all of its generated models), more than
-// everything the operator keeps. Its types are still used, as types only.
+// everything the operator keeps. Its types are still used, as types only
+// (ADR 0004). Exec plugins and the oidc auth-provider: credentials.ts.
 import { existsSync, readFileSync } from "node:fs";
 import https from "node:https";
+import type { Socket } from "node:net";
 import { homedir } from "node:os";
 import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
 import { parse } from "yaml";
+import type { Logger } from "../../lib/log.js";
+import { authProviderSource, execCredentialSource, fixedCredentialSource, parseExecConfig, type Credential, type CredentialSource, type ExecClusterInfo } from "./credentials.js";
 
 export class ApiError extends Error {
   constructor(
@@ -20,11 +24,63 @@ export class ApiError extends Error {
   }
 }
 
+/** What one request carries: the TLS agent (CA, client certificate) and the bearer token. */
+export interface RequestCredentials {
+  agent: https.Agent;
+  token?: string;
+  /** Where they came from, handed back with a 401. */
+  credential: Credential;
+}
+
 export interface ClusterAccess {
   server: URL;
-  agent: https.Agent;
-  /** The bearer token, when the credentials are one (read again as it rotates). */
-  token(): string | undefined;
+  /** For the next request: an exec plugin runs here when it has no credential, or it expired. */
+  credentials(): Promise<RequestCredentials>;
+  /**
+   * The server answered 401 to a request made with `used`: they are not used again, and whether
+   * one retry may succeed (an exec plugin can give another credential; a fixed token cannot).
+   */
+  unauthorized(used: RequestCredentials): boolean;
+}
+
+export interface AccessOptions {
+  /** Where an exec plugin's standard error goes. */
+  log?: Logger;
+  /** How long an exec plugin may run. */
+  execTimeoutMs?: number;
+  /** The clock that judges when a credential expires (tests move it). */
+  now?: () => number;
+}
+
+/**
+ * Credentials from `source` over TLS with `tls`: one keep-alive agent per client certificate. When a
+ * plugin hands out a new certificate, the old agent's idle connections close, so no request goes on
+ * authenticating with the old one.
+ */
+function accessWith(server: URL, tls: https.AgentOptions, source: CredentialSource): ClusterAccess {
+  let agent: { cert: string | undefined; key: string | undefined; value: https.Agent } | undefined;
+  const agentFor = ({ cert, key }: Credential): https.Agent => {
+    if (agent && agent.cert === cert && agent.key === key) return agent.value;
+    if (agent) retire(agent.value);
+    agent = { cert, key, value: new https.Agent({ keepAlive: true, ...tls, ...(cert && key ? { cert, key } : {}) }) };
+    return agent.value;
+  };
+  return {
+    server,
+    async credentials() {
+      const credential = await source.get();
+      return { agent: agentFor(credential), ...(credential.token ? { token: credential.token } : {}), credential };
+    },
+    unauthorized: (used) => source.rejected(used.credential),
+  };
+}
+
+/** Idle connections close now, busy ones when their request is done. */
+function retire(agent: https.Agent): void {
+  agent.on("free", (socket: Socket) => {
+    socket.destroy();
+  });
+  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
 }
 
 const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -33,23 +89,23 @@ const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
  * From kubeconfig files (the flag's one file, else every file of $KUBECONFIG, else ~/.kube/config) and a
  * context (the flag, else their current-context), or else the pod's ServiceAccount.
  */
-export function clusterAccess(kubeconfig?: string, context?: string): ClusterAccess {
+export function clusterAccess(kubeconfig?: string, context?: string, options: AccessOptions = {}): ClusterAccess {
   const home = join(homedir(), ".kube", "config");
   // As kubectl: files of $KUBECONFIG that do not exist are skipped; the flag's file must exist.
   const files = kubeconfig ? [kubeconfig] : process.env.KUBECONFIG ? process.env.KUBECONFIG.split(delimiter).filter((f) => f && existsSync(f)) : existsSync(home) ? [home] : [];
-  if (files.length > 0) return fromKubeconfig(files, context);
+  if (files.length > 0) return fromKubeconfig(files, context, options);
   if (process.env.KUBECONFIG) throw new Error(`none of the files in KUBECONFIG exists: ${process.env.KUBECONFIG}`);
   if (context) throw new Error(`--context ${context} needs a kubeconfig (--kubeconfig or KUBECONFIG)`);
   const host = process.env.KUBERNETES_SERVICE_HOST;
   const port = process.env.KUBERNETES_SERVICE_PORT ?? "443";
   if (!host) throw new Error("no --kubeconfig given and not running in a cluster (KUBERNETES_SERVICE_HOST is not set)");
   const tokenFile = `${serviceAccountDir}/token`;
-  return {
-    server: new URL(`https://${host.includes(":") ? `[${host}]` : host}:${port}`),
-    agent: new https.Agent({ keepAlive: true, ca: readFileSync(`${serviceAccountDir}/ca.crt`) }),
+  return accessWith(
+    new URL(`https://${host.includes(":") ? `[${host}]` : host}:${port}`),
+    { ca: readFileSync(`${serviceAccountDir}/ca.crt`) },
     // Projected tokens rotate: read the file each time (it is small and cached by the OS).
-    token: () => readFileSync(tokenFile, "utf8").trim(),
-  };
+    fixedCredentialSource(() => ({ token: readFileSync(tokenFile, "utf8").trim() })),
+  );
 }
 
 interface Named<T> {
@@ -63,7 +119,7 @@ interface Named<T> {
 interface KubeconfigFile {
   "current-context"?: string;
   contexts?: Named<{ cluster: string; user: string }>[];
-  clusters?: Named<Record<string, string | boolean>>[];
+  clusters?: Named<Record<string, unknown>>[];
   users?: Named<Record<string, unknown>>[];
 }
 
@@ -81,7 +137,7 @@ function mergeKubeconfigs(files: string[]) {
   const merged = {
     currentContext: undefined as string | undefined,
     contexts: new Map<string, Sourced<{ cluster: string; user: string }>>(),
-    clusters: new Map<string, Sourced<Record<string, string | boolean>>>(),
+    clusters: new Map<string, Sourced<Record<string, unknown>>>(),
     users: new Map<string, Sourced<Record<string, unknown>>>(),
   };
   for (const file of files) {
@@ -100,7 +156,7 @@ function mergeKubeconfigs(files: string[]) {
   return merged;
 }
 
-function fromKubeconfig(files: string[], contextName?: string): ClusterAccess {
+function fromKubeconfig(files: string[], contextName: string | undefined, options: AccessOptions): ClusterAccess {
   const merged = mergeKubeconfigs(files);
   const problem = (what: string) => new Error(`kubeconfig ${files.join(delimiter)}: ${what}`);
   const name = contextName ?? merged.currentContext;
@@ -116,21 +172,51 @@ function fromKubeconfig(files: string[], contextName?: string): ClusterAccess {
     const path = entry.value[pathKey];
     return typeof data === "string" ? Buffer.from(data, "base64") : typeof path === "string" ? readFileSync(at(entry.file, path)) : undefined;
   };
-  if (user.value.exec || user.value["auth-provider"]) throw problem("exec and auth-provider credentials are not supported; use a client certificate or a token");
   const ca = material(cluster, "certificate-authority-data", "certificate-authority");
   const cert = material(user, "client-certificate-data", "client-certificate");
   const key = material(user, "client-key-data", "client-key");
   const token = typeof user.value.token === "string" ? user.value.token : undefined;
   const tokenFile = typeof user.value.tokenFile === "string" ? at(user.file, user.value.tokenFile) : undefined;
+  const server = new URL(cluster.value.server);
+  const tls: https.AgentOptions = {
+    ...(ca ? { ca } : {}),
+    ...(typeof cluster.value["tls-server-name"] === "string" ? { servername: cluster.value["tls-server-name"] } : {}),
+    rejectUnauthorized: cluster.value["insecure-skip-tls-verify"] !== true,
+  };
+  const where = `kubeconfig ${user.file}: user ${context.user}`;
+  const { exec, "auth-provider": authProvider } = user.value;
+  if (exec && authProvider) throw new Error(`${where}: has both exec and auth-provider; keep one`);
+  // As client-go: credentials written in the file win over a plugin (kubectl --token with an exec user).
+  const fixed = Boolean(token || tokenFile || (cert && key));
+  if (exec && !fixed) {
+    return accessWith(server, tls, execCredentialSource(parseExecConfig(exec, user.file, where), { cluster: execClusterInfo(cluster.value, ca), ...(options.log ? { log: options.log } : {}), ...(options.execTimeoutMs ? { timeoutMs: options.execTimeoutMs } : {}), ...(options.now ? { now: options.now } : {}) }));
+  }
+  if (authProvider && !fixed) return accessWith(server, tls, authProviderSource(authProvider, where, options.now));
+  return accessWith(
+    server,
+    tls,
+    fixedCredentialSource(() => ({
+      ...(cert && key ? { cert: cert.toString("utf8"), key: key.toString("utf8") } : {}),
+      ...((token ?? tokenFile) ? { token: token ?? readFileSync(tokenFile!, "utf8").trim() } : {}),
+    })),
+  );
+}
+
+/** The cluster as client-go describes it to an exec plugin (clientauthentication Cluster). */
+function execClusterInfo(cluster: Record<string, unknown>, ca: Buffer | undefined): ExecClusterInfo {
+  const text = (key: string) => (typeof cluster[key] === "string" && cluster[key] !== "" ? { [key]: cluster[key] } : {});
+  const flag = (key: string) => (cluster[key] === true ? { [key]: true } : {});
+  const extension = Array.isArray(cluster.extensions)
+    ? (cluster.extensions as unknown[]).find((e): e is { extension: unknown } => typeof e === "object" && e !== null && (e as { name?: unknown }).name === "client.authentication.k8s.io/exec")
+    : undefined;
   return {
-    server: new URL(cluster.value.server),
-    agent: new https.Agent({
-      keepAlive: true,
-      ...(ca ? { ca } : {}),
-      ...(cert && key ? { cert, key } : {}),
-      rejectUnauthorized: cluster.value["insecure-skip-tls-verify"] !== true,
-    }),
-    token: () => token ?? (tokenFile ? readFileSync(tokenFile, "utf8").trim() : undefined),
+    server: String(cluster.server),
+    ...text("tls-server-name"),
+    ...flag("insecure-skip-tls-verify"),
+    ...(ca ? { "certificate-authority-data": ca.toString("base64") } : {}),
+    ...text("proxy-url"),
+    ...flag("disable-compression"),
+    ...(extension?.extension !== undefined ? { config: extension.extension } : {}),
   };
 }
 
@@ -161,17 +247,27 @@ export const acceptJson = "application/json";
 export const acceptMetadataList = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
 export const acceptMetadataWatch = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
 
-/** One request; the body is JSON (or an apply patch for PATCH). */
-export function request(access: ClusterAccess, method: string, path: string, payload?: string, timeoutMs = 30_000, accept = acceptJson): Promise<RawResponse> {
+/**
+ * One request; the body is JSON (or an apply patch for PATCH). A 401 is tried once more with new
+ * credentials when there can be any (an exec plugin's expired or revoked credential): the server
+ * refused before doing anything, so the retry cannot do the request twice.
+ */
+export async function request(access: ClusterAccess, method: string, path: string, payload?: string, timeoutMs = 30_000, accept = acceptJson): Promise<RawResponse> {
+  const used = await access.credentials();
+  const response = await send(access, used, method, path, payload, timeoutMs, accept);
+  if (response.status !== 401 || !access.unauthorized(used)) return response;
+  return send(access, await access.credentials(), method, path, payload, timeoutMs, accept);
+}
+
+function send(access: ClusterAccess, { agent, token }: RequestCredentials, method: string, path: string, payload: string | undefined, timeoutMs: number, accept: string): Promise<RawResponse> {
   const url = apiUrl(access.server, path);
-  const token = access.token();
   counted(method);
   return new Promise((resolvePromise, reject) => {
     const req = https.request(
       url,
       {
         method,
-        agent: access.agent,
+        agent,
         headers: {
           accept,
           ...(token ? { authorization: `Bearer ${token}` } : {}),
@@ -192,13 +288,23 @@ export function request(access: ClusterAccess, method: string, path: string, pay
   });
 }
 
-/** A watch stream: one JSON event per line, until the server or `signal` ends it. */
-export function watchStream(access: ClusterAccess, path: string, onEvent: (event: { type: string; object: unknown }) => void, signal: AbortSignal, accept = acceptJson): Promise<void> {
+/** A watch stream: one JSON event per line, until the server or `signal` ends it. A 401 is tried once more as in request(). */
+export async function watchStream(access: ClusterAccess, path: string, onEvent: (event: { type: string; object: unknown }) => void, signal: AbortSignal, accept = acceptJson): Promise<void> {
+  const used = await access.credentials();
+  try {
+    await watchOnce(access, used, path, onEvent, signal, accept);
+  } catch (error) {
+    // A 401 comes before any event, so nothing was reported twice.
+    if (!(error instanceof ApiError && error.code === 401 && access.unauthorized(used))) throw error;
+    await watchOnce(access, await access.credentials(), path, onEvent, signal, accept);
+  }
+}
+
+function watchOnce(access: ClusterAccess, { agent, token }: RequestCredentials, path: string, onEvent: (event: { type: string; object: unknown }) => void, signal: AbortSignal, accept: string): Promise<void> {
   const url = apiUrl(access.server, path);
-  const token = access.token();
   counted("WATCH");
   return new Promise((resolvePromise, reject) => {
-    const req = https.request(url, { method: "GET", agent: access.agent, signal, headers: { accept, ...(token ? { authorization: `Bearer ${token}` } : {}) } }, (res) => {
+    const req = https.request(url, { method: "GET", agent, signal, headers: { accept, ...(token ? { authorization: `Bearer ${token}` } : {}) } }, (res) => {
       if ((res.statusCode ?? 0) >= 300) {
         let text = "";
         res.on("data", (c: Buffer) => (text += c.toString()));

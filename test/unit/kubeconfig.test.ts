@@ -7,8 +7,10 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { stringify } from "yaml";
-import { apiUrl, clusterAccess } from "../../operator/kube/access.js";
+import { apiUrl, clusterAccess, type ClusterAccess } from "../../operator/kube/access.js";
 import { tempDir } from "../support/mail.js";
+
+const tokenOf = async (access: ClusterAccess) => (await access.credentials()).token;
 
 describe("kubeconfig", () => {
   const saved = process.env.KUBECONFIG;
@@ -43,24 +45,24 @@ describe("kubeconfig", () => {
     }),
   );
 
-  test("every file of KUBECONFIG: the first current-context and the first definition of a name win; a missing file is skipped", () => {
+  test("every file of KUBECONFIG: the first current-context and the first definition of a name win; a missing file is skipped", async () => {
     process.env.KUBECONFIG = [join(dir, "missing.yaml"), a, b].join(":");
     const access = clusterAccess();
     assert.equal(access.server.href, "https://127.0.0.1:1/k8s/clusters/c-m-abc");
-    assert.equal(access.token(), "alice-token");
+    assert.equal(await tokenOf(access), "alice-token");
   });
 
-  test("--context picks a context of any file; its user's tokenFile is relative to that user's own file", () => {
+  test("--context picks a context of any file; its user's tokenFile is relative to that user's own file", async () => {
     process.env.KUBECONFIG = [a, b].join(":");
     const access = clusterAccess(undefined, "other");
     assert.equal(access.server.origin, "https://127.0.0.2:6443");
-    assert.equal(access.token(), "bob-token");
+    assert.equal(await tokenOf(access), "bob-token");
     assert.throws(() => clusterAccess(undefined, "nope"), /no context named nope \(there are: rancher, other\)/);
   });
 
-  test("--kubeconfig reads that file alone", () => {
+  test("--kubeconfig reads that file alone", async () => {
     process.env.KUBECONFIG = a;
-    assert.equal(clusterAccess(b).token(), "bob-token");
+    assert.equal(await tokenOf(clusterAccess(b)), "bob-token");
   });
 
   test("the server URL's path stays in front of every API path", () => {
