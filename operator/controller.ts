@@ -23,7 +23,7 @@ import { names, type OperatorSettings } from "./domain/render.js";
 import { ApiError, type ClusterAccess } from "./kube/access.js";
 import { Cluster } from "./kube/cluster.js";
 import { TimedCache } from "./timed-cache.js";
-import { scopedInformer, type InformerEvent, type RelistReason, type SupervisedInformer } from "./kube/informer.js";
+import { scopedInformer, supervisedInformer, type InformerEvent, type RelistReason, type SupervisedInformer } from "./kube/informer.js";
 import { SecretCache } from "./kube/secrets.js";
 import { WorkQueue } from "./queue.js";
 
@@ -139,7 +139,24 @@ export class Controller {
       onRelist: relisted,
       ...paging,
     });
+    // The installation's CA, where no Secret informer above sees it (namespace mode, the operator's own
+    // namespace not watched): that one Secret by name, as metadata, so a hand-edited CA is noticed at once.
+    const ca = options.settings.caSecret ?? defaultCaSecret;
+    const caWatch =
+      namespaces && !namespaces.includes(ca.namespace)
+        ? [
+            supervisedInformer(access, `/api/v1/namespaces/${encodeURIComponent(ca.namespace)}/secrets`, {
+              onChange: (s) => this.secretChanged(s),
+              log,
+              onRelist: relisted,
+              metadataOnly: true,
+              keepLabel: () => false,
+              fieldSelector: `metadata.name=${ca.name}`,
+            }),
+          ]
+        : [];
     this.watched = [
+      ...caWatch,
       this.endpointSlices,
       // Our own Deployments (availability feeds RelayAvailable, edits are drift to repair), Services,
       // NetworkPolicies and PodDisruptionBudgets: label-selected, so only ours are cached.

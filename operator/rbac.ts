@@ -48,12 +48,13 @@ export function leaseRulesFor(name: string): PolicyRule[] {
 export const leaseRules: PolicyRule[] = leaseRulesFor(leaseName);
 
 /**
- * In the namespace-scoped mode, the installation's CA Secret in the operator's own namespace: read by name and
- * created once (in the cluster-wide mode the ClusterRole covers it).
+ * In the namespace-scoped mode, the installation's CA Secret in the operator's own namespace: read and watched
+ * by name (a list or watch with fieldSelector metadata.name is authorized by resourceName), so a hand-edited CA
+ * is noticed at once, and created once (in the cluster-wide mode the ClusterRole covers it).
  */
 export function caRules(caSecretName: string): PolicyRule[] {
   return [
-    { apiGroups: [""], resources: ["secrets"], resourceNames: [caSecretName], verbs: ["get"] },
+    { apiGroups: [""], resources: ["secrets"], resourceNames: [caSecretName], verbs: ["get", "list", "watch"] },
     { apiGroups: [""], resources: ["secrets"], verbs: ["create"] },
   ];
 }

@@ -159,8 +159,9 @@ export async function relayCertificate(
     try {
       facts = inspectCertificate(certPem, keyPem, ca.certPem);
       pair = { certPem, keyPem };
-      const another = facts.dnsNames.filter((name) => withheld.has(name.toLowerCase()));
-      reason = another.length > 0 ? `it covers ${another.join(", ")}, which another SmtpDomain holds` : (renewalReason(facts, wanted, now, policy) ?? "");
+      // A name the domain no longer lists, or that another domain holds, leaves its certificate at once.
+      const extra = facts.dnsNames.filter((name) => !wanted.includes(name.toLowerCase()));
+      reason = extra.length > 0 ? `it covers ${extra.join(", ")}, no longer this domain's` : (renewalReason(facts, wanted, now, policy) ?? "");
     } catch (error) {
       reason = (error as Error).message;
     }

@@ -37,6 +37,8 @@ export interface InformerOptions<T extends k8s.KubernetesObject = k8s.Kubernetes
    */
   metadataOnly?: boolean;
   keepLabel?: (key: string) => boolean;
+  /** A field selector, e.g. metadata.name=<name>: one object, which RBAC can grant by resourceName. */
+  fieldSelector?: string;
 }
 
 export const defaultPageSize = 500;
@@ -77,6 +79,7 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(access: Clust
     for (;;) {
       const query = new URLSearchParams({ limit: String(pageSize) });
       if (labelSelector) query.set("labelSelector", labelSelector);
+      if (options.fieldSelector) query.set("fieldSelector", options.fieldSelector);
       if (next) query.set("continue", next);
       listRequests++;
       const response = await request(access, "GET", `${path}?${query.toString()}`, undefined, undefined, metadataOnly ? acceptMetadataList : acceptJson);
@@ -121,6 +124,7 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(access: Clust
     abort = new AbortController();
     const query = new URLSearchParams({ watch: "1", resourceVersion, allowWatchBookmarks: "true", timeoutSeconds: String(240 + Math.floor(Math.random() * 120)) });
     if (labelSelector) query.set("labelSelector", labelSelector);
+    if (options.fieldSelector) query.set("fieldSelector", options.fieldSelector);
     let gone = false;
     const current = abort;
     await watchStream(

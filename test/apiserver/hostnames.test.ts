@@ -2,8 +2,8 @@
 // server: a name another account's domain listed first is refused
 // (CertificateReady=False HostnameConflict, an Event, Ready held back) and left
 // out of the certificate; another domain's default relay host name is its own
-// even against an older domain; and when the holder is deleted the names move
-// to the domains waiting for them, by themselves.
+// even against an older domain; and when the holder drops a name or is deleted
+// the names move to the domains waiting for them, by themselves.
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { after, before, describe, test } from "node:test";
@@ -62,7 +62,7 @@ describe("relay host names are unique across namespaces", () => {
   // creationTimestamp has a resolution of one second: the next domain is made in a later second, so its age alone decides.
   const aSecondAfter = (d: SmtpDomain) => eventually("a later second", () => (Date.now() >= Date.parse(String(d.metadata.creationTimestamp)) + 1_000 ? true : undefined));
 
-  test("the later claim is refused and gets the name once the holder is deleted; a default host name belongs to its domain", async (t) => {
+  test("the later claim is refused and gets the name once the holder drops it or is deleted; a default host name belongs to its domain", async (t) => {
     const teamA = await freshNamespace(t, "hna");
     const teamB = await freshNamespace(t, "hnb");
     const defaultOfMail = `mail.${teamA}.relay.test`;
@@ -96,9 +96,13 @@ describe("relay host names are unique across namespaces", () => {
     // The holder is untouched by all this.
     assert.equal(condition(await getDomain(teamA, "mail"), "CertificateReady")?.reason, "Issued");
 
-    // The holder goes: both names move, each to the domain that lists it, with nobody touching those.
-    await custom.deleteNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: teamA, plural: "smtpdomains", name: "mail" });
+    // The holder drops the shared name: it moves to the domain waiting for it, which nobody touched.
+    await applyManifests(manifest(teamA, "mail", [defaultOfMail]));
     await certificate(teamB, "late", "Issued", (dns) => dns.includes("relay.shared.test") && dns.includes("own.late.test"));
+    await certificate(teamA, "mail", "Issued", (dns) => !dns.includes("relay.shared.test"));
+    assert.equal(condition(await getDomain(teamB, "early"), "CertificateReady")?.reason, "HostnameConflict", "its default name it keeps");
+    // The holder goes: its default name moves too.
+    await custom.deleteNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: teamA, plural: "smtpdomains", name: "mail" });
     await certificate(teamB, "early", "Issued", (dns) => dns.includes(defaultOfMail) && dns.includes("early.shared.test"));
     await eventually("the holder gone", async () => ((await getDomain(teamA, "mail").catch(() => undefined)) ? undefined : true));
     assert.equal(condition(await getDomain(teamB, "late"), "Stalled"), undefined, "nothing holds the waiting domain back any more");

@@ -1,7 +1,8 @@
 // The namespace-scoped mode on the real API server, under exactly the RBAC the
 // chart renders for `watchNamespaces` (Roles in those namespaces, no
 // ClusterRole): the operator starts, serves the watched namespaces, leaves the
-// others alone, and could not read them if it tried.
+// others alone, and could not read them if it tried; its CA Secret, in its own
+// unwatched namespace, is watched by name.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
@@ -9,7 +10,8 @@ import * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { installCRDs } from "../support/crds.js";
-import { chartRbacKubeconfig, startTestController } from "../support/operator-rbac.js";
+import { newCertificateAuthority } from "../../operator/tls/certificates.js";
+import { chartRbacKubeconfig, operatorNamespace, startTestController } from "../support/operator-rbac.js";
 import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
 
 const domain = (namespace: string) => ({
@@ -27,6 +29,8 @@ describe("the namespace-scoped mode (--watch-namespaces, chart value watchNamesp
   const watched: string[] = [];
   let other: string;
   const cleanups: (() => Promise<void> | void)[] = [];
+  // Its own, in the operator's namespace, which is not among the watched ones.
+  const caSecret = { namespace: operatorNamespace, name: `scoped-ca-${randomBytes(3).toString("hex")}` };
 
   before(async () => {
     await installCRDs();
@@ -36,12 +40,13 @@ describe("the namespace-scoped mode (--watch-namespaces, chart value watchNamesp
     const hooks = { after: (fn: () => Promise<void> | void) => cleanups.push(fn) };
     watched.push(await freshNamespace(hooks, "team-a"), await freshNamespace(hooks, "team-b"));
     other = await freshNamespace(hooks, "other");
-    kubeconfig = await chartRbacKubeconfig(`scoped-${randomBytes(3).toString("hex")}`, { watchNamespaces: watched });
+    kubeconfig = await chartRbacKubeconfig(`scoped-${randomBytes(3).toString("hex")}`, { watchNamespaces: watched, operator: { caSecretName: caSecret.name } });
     // Under that RBAC a cluster-wide list is refused: the controller starts only if it never asks for one.
-    controller = await startTestController({ kubeconfig, namespaces: watched });
+    controller = await startTestController({ kubeconfig, namespaces: watched, settingsOverride: { caSecret } });
   });
   after(async () => {
     await controller?.stop();
+    await core.deleteNamespacedSecret(caSecret).catch(() => undefined);
     for (const cleanup of cleanups) await cleanup();
   });
 
@@ -66,6 +71,8 @@ describe("the namespace-scoped mode (--watch-namespaces, chart value watchNamesp
       ["get", "secret", "private", "-n", other],
       ["get", "secrets", "-n", other],
       ["get", "secrets", "--all-namespaces"],
+      // In its own namespace, only its CA Secret, by name.
+      ["get", "secrets", "-n", operatorNamespace],
       ["get", "smtpdomains", "--all-namespaces"],
       ["get", "deployments", "-n", other],
     ]) {
@@ -75,5 +82,21 @@ describe("the namespace-scoped mode (--watch-namespaces, chart value watchNamesp
     }
     const allowed = await kubectl(["get", "secrets", "-n", watched[0]!, "-o", "name"], { kubeconfig });
     assert.equal(allowed.code, 0, allowed.stderr);
+  });
+
+  test("a CA Secret replaced by hand in the operator's own (unwatched) namespace is noticed at once", async () => {
+    const namespace = watched[0]!;
+    const caOf = async () => Buffer.from((await core.readNamespacedSecret({ namespace, name: "example-com-relay-tls" }).catch(() => undefined))?.data?.["ca.crt"] ?? "", "base64").toString();
+    const first = await eventually("a relay certificate from the first CA", async () => (await caOf()) || undefined);
+    await controller.queue.idle();
+    // Replaced as an administrator would: a new CA of their own in the same Secret.
+    const replacement = newCertificateAuthority(operatorNamespace, new Date());
+    await core.replaceNamespacedSecret({
+      ...caSecret,
+      body: { metadata: { name: caSecret.name, namespace: caSecret.namespace }, type: "kubernetes.io/tls", stringData: { "tls.crt": replacement.certPem, "tls.key": replacement.keyPem } },
+    });
+    // Well within the CA's 60 s cache and the 10 min resync: only a watch on that Secret sees it this soon.
+    await eventually("the relay certificate issued again from the new CA", async () => ((await caOf()) === replacement.certPem ? true : undefined), 20_000);
+    assert.notEqual(first, replacement.certPem);
   });
 });
