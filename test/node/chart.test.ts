@@ -110,6 +110,12 @@ describe("on a real node: the chart from the built image, the examples' relay po
     // The relay pods' /metrics (their health port, from the node): one of them counted the delivery.
     const metrics = (await Promise.all(relays.map(async (p) => (await fetch(`http://${p.status.podIP!}:${relayPorts.health}/metrics`)).text()))).join("\n");
     assert.match(metrics, /^smtpc_relay_messages_total\{direction="inbound",result="Delivered"\} [1-9]/m);
+    // What the kubelet's readiness probe reads: the relay's own account of what it serves.
+    for (const pod of relays) {
+      const readyz = await fetch(`http://${pod.status.podIP!}:${relayPorts.health}/readyz`);
+      assert.equal(readyz.status, 200);
+      assert.match(await readyz.text(), /^ready\nconfig loaded at \S+Z\n$/);
+    }
     // And straight to a pod, on the listener behind the mapping.
     const direct = await swaks(["--server", `${relays[0]!.status.podIP!}:${relayPorts.starttls}`, "--tls", "--quit-after", "STARTTLS"]);
     assert.equal(direct.code, 0, direct.output);
