@@ -6,6 +6,7 @@
 // the customer's Postfix sending through a relay pod to the helpdesk.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { isDeepStrictEqual } from "node:util";
 import type * as k8s from "@kubernetes/client-node";
 import { nodeIp } from "../../hack/node/node.js";
 import { relayPorts } from "../../relay/contract/pod.js";
@@ -109,6 +110,12 @@ describe("on a real node: the chart from the built image, the examples' relay po
     // The relay pods' /metrics (their health port, from the node): one of them counted the delivery.
     const metrics = (await Promise.all(relays.map(async (p) => (await fetch(`http://${p.status.podIP!}:${relayPorts.health}/metrics`)).text()))).join("\n");
     assert.match(metrics, /^smtpc_relay_messages_total\{direction="inbound",result="Delivered"\} [1-9]/m);
+    // What the kubelet's readiness probe reads: the relay's own account of what it serves.
+    for (const pod of relays) {
+      const readyz = await fetch(`http://${pod.status.podIP!}:${relayPorts.health}/readyz`);
+      assert.equal(readyz.status, 200);
+      assert.match(await readyz.text(), /^ready\nconfig loaded at \S+Z\n$/);
+    }
     // And straight to a pod, on the listener behind the mapping.
     const direct = await swaks(["--server", `${relays[0]!.status.podIP!}:${relayPorts.starttls}`, "--tls", "--quit-after", "STARTTLS"]);
     assert.equal(direct.code, 0, direct.output);
@@ -304,5 +311,68 @@ s.on("connect", () => (clearTimeout(t), s.destroy(), done("open"))); s.on("error
       return list.length === 2 && running(list) && !list.some((p) => p.metadata.name === pods[0]!.metadata.name) ? list : undefined;
     }, 180_000);
     assert.equal(replaced.length, 2);
+  });
+
+  test("spec.relay.template.pod reaches the pods the kubelet runs (labels, annotations, nodeSelector, tolerations, priorityClassName); a nodeSelector no node matches leaves the pod Pending and the relay not available", async (t) => {
+    // Last in the file: it taints the node (untainted again below), which would keep other pods off it.
+    const ns = "templated";
+    const priority = { apiVersion: "scheduling.k8s.io/v1", kind: "PriorityClass", metadata: { name: "smtpc-test-relay" }, value: 1000, globalDefault: false, description: "relay pods in the node tier" };
+    const template = {
+      metadata: { labels: { "team.example/owner": "mail" }, annotations: { "team.example/note": "from the domain's template" } },
+      nodeSelector: { "smtpc.test/pool": "mail" },
+      tolerations: [{ key: "smtpc.test/dedicated", operator: "Equal", value: "mail", effect: "NoSchedule" }],
+      priorityClassName: "smtpc-test-relay",
+    };
+    const domain = {
+      apiVersion: "smtpconnector.dev/v1alpha1", kind: "SmtpDomain", metadata: { name: "templated", namespace: ns },
+      spec: { domain: "templated.example", inbound: { delivery: { smtp: { host: nodeIp, port: 9, tls: "None" } } }, relay: { replicas: 1, template: { pod: template } } },
+    };
+    assert.equal((await kubectl(["create", "namespace", ns])).code, 0);
+    const applied = await kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: [priority, domain] }) });
+    assert.equal(applied.code, 0, applied.stderr);
+    t.after(async () => {
+      await kubectl(["taint", "node", nodeIp, "smtpc.test/dedicated-"]);
+      await kubectl(["label", "node", nodeIp, "smtpc.test/pool-"]);
+    });
+
+    interface TemplatedPod extends Pod {
+      metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+      spec: Pod["spec"] & { nodeSelector?: Record<string, string>; tolerations?: object[]; priorityClassName?: string; priority?: number; nodeName?: string };
+      status: Pod["status"] & { conditions?: { type: string; status: string; reason?: string; message?: string }[] };
+    }
+    const selector = "app.kubernetes.io/name=smtp-connector-relay,app.kubernetes.io/instance=templated";
+    const pods = async () => (await json<{ items: TemplatedPod[] }>(["get", "pods", "-n", ns, "-l", selector])).items;
+    interface Condition { type: string; status: string; reason: string; message: string }
+    const relayAvailable = async () => (await json<{ status?: { conditions?: Condition[] } }>(["get", "smtpdomain", "templated", "-n", ns])).status?.conditions?.find((c) => c.type === "RelayAvailable");
+
+    // No node has the label: the scheduler leaves the pod Pending, saying why, and the domain's relay is not available.
+    const pending = await eventually("the relay pod unschedulable", async () => {
+      const list = await pods();
+      return list.length === 1 && list[0]!.status.conditions?.some((c) => c.type === "PodScheduled" && c.status === "False" && c.reason === "Unschedulable") ? list[0]! : undefined;
+    }, 120_000);
+    assert.equal(pending.status.phase, "Pending");
+    assert.equal(pending.spec.nodeName, undefined);
+    assert.match(pending.status.conditions!.find((c) => c.type === "PodScheduled")!.message ?? "", /node\(s\) didn't match Pod's node affinity\/selector/);
+    const waiting = await eventually("the domain's RelayAvailable condition", async () => await relayAvailable(), 60_000);
+    assert.equal(waiting.status, "False", JSON.stringify(waiting));
+    t.diagnostic(`while the pod is Pending the domain says: RelayAvailable=${waiting.status} ${waiting.reason}: ${waiting.message}`);
+
+    // The node labelled for the pool and tainted for it: the pod schedules (it tolerates the taint) and runs.
+    assert.equal((await kubectl(["taint", "node", nodeIp, "smtpc.test/dedicated=mail:NoSchedule"])).code, 0);
+    assert.equal((await kubectl(["label", "node", nodeIp, "smtpc.test/pool=mail"])).code, 0);
+    const [pod] = await eventually("the relay pod Running and ready on the node", async () => {
+      const list = await pods();
+      return running(list) ? list : undefined;
+    }, 180_000);
+    assert.equal(pod!.metadata.name, pending.metadata.name, "the same pod, scheduled once a node matched");
+    assert.equal(pod!.spec.nodeName, nodeIp);
+    assert.equal(pod!.metadata.labels?.["team.example/owner"], "mail");
+    assert.equal(pod!.metadata.annotations?.["team.example/note"], "from the domain's template");
+    assert.deepEqual(pod!.spec.nodeSelector, template.nodeSelector);
+    assert.ok(pod!.spec.tolerations?.some((tol) => isDeepStrictEqual(tol, template.tolerations[0])), JSON.stringify(pod!.spec.tolerations));
+    assert.equal(pod!.spec.priorityClassName, "smtpc-test-relay");
+    assert.equal(pod!.spec.priority, 1000, "the Priority admission resolved the class");
+    assert.equal(pod!.spec.containers[0]!.image, cluster.image);
+    await eventually("the domain's relay available", async () => ((await relayAvailable())?.status === "True" ? true : undefined), 120_000);
   });
 });
