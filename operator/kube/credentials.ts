@@ -53,7 +53,6 @@ export interface ExecClusterInfo {
   "insecure-skip-tls-verify"?: boolean;
   /** Base64, as Go encodes []byte in JSON. */
   "certificate-authority-data"?: string;
-  "proxy-url"?: string;
   "disable-compression"?: boolean;
   config?: unknown;
 }

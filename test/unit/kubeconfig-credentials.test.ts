@@ -149,7 +149,7 @@ describe("exec credential plugins", () => {
     assert.equal((await access(file).credentials()).token, "static");
   });
 
-  test("refused when loaded: interactiveMode Always, v1 without interactiveMode, v1alpha1, no command, exec with auth-provider", () => {
+  test("refused when loaded: interactiveMode Always, v1 without interactiveMode, v1alpha1, no command, exec with auth-provider; basic auth, proxy-url", () => {
     const load = (exec: Record<string, unknown>, extra: Record<string, unknown> = {}) => () => access(kubeconfigWith({ exec, ...extra }).file);
     assert.throws(load({ apiVersion: v1, command: "kubelogin", interactiveMode: "Always" }), /user u: exec: interactiveMode Always: kubelogin needs a terminal, and the operator never has one/);
     assert.throws(load({ apiVersion: v1, command: "kubelogin" }), /interactiveMode is required with client\.authentication\.k8s\.io\/v1 \(Never or IfAvailable\)/);
@@ -157,6 +157,8 @@ describe("exec credential plugins", () => {
     assert.throws(load({ apiVersion: v1, interactiveMode: "Never" }), /exec: command is required/);
     assert.throws(load({ apiVersion: v1, command: "x", interactiveMode: "Never", env: [{ name: "A" }] }), /env must be a list of \{name, value\} strings/);
     assert.throws(load({ apiVersion: v1, command: "x", interactiveMode: "Never" }, { "auth-provider": { name: "oidc" } }), /has both exec and auth-provider/);
+    assert.throws(() => access(kubeconfigWith({ username: "admin", password: "pw" }).file), /user u: basic auth \(username\/password\) was removed from the API server in Kubernetes 1\.19/);
+    assert.throws(() => access(kubeconfigWith({ token: "t" }, { "proxy-url": "http://proxy:3128" }).file), /cluster k: proxy-url is not supported/);
   });
 
   const hint = "Install it: https://example.com/get-token";
