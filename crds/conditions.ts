@@ -148,6 +148,11 @@ export const reasons = {
     conditions: ["CertificateReady", "Stalled", "Ready"],
     meaning: "The relay's certificate does not name every host in spec.relay.hostnames (or the default relay host name), so servers that verify it refuse it. Reissue it with those names.",
   },
+  HostnameNotAllowed: {
+    conditions: ["CertificateReady", "Stalled", "Ready"],
+    meaning:
+      "A name in spec.relay.hostnames is not under the installation's allowed host-name suffixes (--allowed-hostname-suffixes; wildcards are never allowed). The operator issues no certificate for the domain and does not serve it under a referenced certificate either; use names under an allowed suffix, or drop spec.relay.hostnames for the default relay host name.",
+  },
   CAInvalid: { conditions: ["CertificateReady", "Stalled", "Ready"], meaning: "The operator's CA Secret is malformed; delete it to have a new CA issued (relay certificates are then reissued)." },
   RelayUnavailable: { conditions: ["RelayAvailable", "Ready"], meaning: "No relay replica is available; see the Deployment's events and the relay's logs." },
   SystemDomain: {

@@ -22,7 +22,9 @@ import {
   type CertificateFacts,
   type KeyPair,
 } from "../tls/certificates.js";
-import { certificateNames, customerHostnames, names, relayTlsSecret, type OperatorSettings } from "./render.js";
+import { hostnameNotAllowedMessage, permittedDnsNames, refusedHostnames, type HostnamePolicy } from "../tls/name-policy.js";
+import type { NameConstraints } from "../tls/x509.js";
+import { certificateNames, customerHostnames, defaultRelayHostname, names, relayTlsSecret, type OperatorSettings } from "./render.js";
 
 export interface CertificateState {
   /** The CertificateReady condition. */
@@ -37,6 +39,13 @@ export interface CertificateState {
 export const defaultCaSecret = { namespace: "smtp-connector-system", name: "smtp-connector-ca" };
 
 const decode = (value: string | undefined) => (value === undefined ? undefined : Buffer.from(value, "base64").toString("utf8"));
+/** The names an operator-issued relay certificate may carry, as the CA's critical NameConstraints say them. */
+export function caNameConstraints(settings: OperatorSettings): NameConstraints {
+  return { permittedDnsNames: permittedDnsNames(settings.allowedHostnameSuffixes ?? [], settings.relayHostSuffix), excludeAllIpAddresses: true };
+}
+
+const hostnamePolicy = (domain: SmtpDomain, settings: OperatorSettings): HostnamePolicy => ({ allowedSuffixes: settings.allowedHostnameSuffixes ?? [], defaultHostname: defaultRelayHostname(domain, settings) });
+
 const failed = (reason: ReasonName, message: string): CertificateState => ({ condition: { type: "CertificateReady", status: "False", reason, message } });
 
 
@@ -61,7 +70,7 @@ async function certificateAuthority(cluster: Cluster, settings: OperatorSettings
     };
     const existing = await read();
     if (existing) return existing;
-    const ca = newCertificateAuthority(namespace, now);
+    const ca = newCertificateAuthority(namespace, now, caNameConstraints(settings));
     const { status } = await cluster.write(
       "POST",
       `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`,
@@ -104,6 +113,11 @@ export async function relayCertificate(cluster: Cluster, domain: SmtpDomain, set
   const namespace = domain.metadata.namespace!;
   const secretName = names(domain).tls;
   const hostnames = customerHostnames(domain, settings);
+  // Names the installation does not allow: nothing is signed for the domain, and a referenced
+  // certificate is not served for them either (the names are what customers connect to).
+  const allowed = hostnamePolicy(domain, settings);
+  const refused = refusedHostnames(hostnames, allowed);
+  if (refused.length > 0) return failed("HostnameNotAllowed", hostnameNotAllowedMessage(refused, allowed, !domain.spec.relay?.tls?.secretName));
   const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, secretName);
 
   if (domain.spec.relay?.tls?.secretName) {

@@ -1,14 +1,16 @@
 // The relay's TLS certificate against the real API server: issued from the
 // installation's CA for the relay's names, renewed before it expires, issued
 // again when the CA changes; a referenced Secret judged (names, expiry) and
-// followed when it is replaced; the CA handed to the customer's server.
+// followed when it is replaced; the CA handed to the customer's server; a
+// host name outside the installation's allowed suffixes refused, and the CA
+// name-constrained to what it may vouch for.
 import assert from "node:assert/strict";
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
-import { issueCertificate } from "../../operator/tls/x509.js";
+import { issueCertificate, readNameConstraints } from "../../operator/tls/x509.js";
 import { installCRDs } from "../support/crds.js";
 import { gitopsVerdicts } from "../support/gitops.js";
 import { operatorNamespace, startTestController } from "../support/operator-rbac.js";
@@ -50,7 +52,7 @@ describe("relay TLS certificates", () => {
     core = cluster.core;
     custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
     // Certificates live 24 s and are renewed 16 s ahead: a renewal every 8 s.
-    controller = await startTestController({ settingsOverride: { caSecret, certificates: { durationMs: 24_000, renewBeforeMs: 16_000 } } });
+    controller = await startTestController({ settingsOverride: { caSecret, certificates: { durationMs: 24_000, renewBeforeMs: 16_000 }, allowedHostnameSuffixes: ["helpdesk.example.net"] } });
   });
   after(async () => {
     await controller.stop();
@@ -134,6 +136,54 @@ describe("relay TLS certificates", () => {
     const ca = new X509Certificate(text(await core.readNamespacedSecret(caSecret), "tls.crt"));
     assert.equal(text(reissued, "ca.crt"), ca.toString());
     assert.ok(new X509Certificate(text(reissued, "tls.crt")).checkIssued(ca));
+  });
+
+  test("a host name outside the allowed suffixes: HostnameNotAllowed, no certificate for it, an Event, Ready held back; the CA cannot vouch for it", async (t) => {
+    const namespace = await freshNamespace(t, "cert");
+    await applyManifests(domainManifest(namespace, { hostnames: ["relay.helpdesk.example.net", "mail.google.com"] }));
+    let domain = await eventually("HostnameNotAllowed", async () => {
+      const d = await getDomain(namespace);
+      return condition(d, "CertificateReady")?.reason === "HostnameNotAllowed" ? d : undefined;
+    });
+    assert.equal(condition(domain, "CertificateReady")?.status, "False");
+    assert.match(condition(domain, "CertificateReady")!.message, /mail\.google\.com is not under the allowed suffixes helpdesk\.example\.net .*no certificate is issued/);
+    assert.equal(condition(domain, "Ready")?.status, "False");
+    assert.equal(condition(domain, "Ready")?.reason, "HostnameNotAllowed");
+    assert.equal(condition(domain, "Stalled")?.reason, "HostnameNotAllowed");
+    await eventually("the Warning Event", async () => {
+      const events = await kubectl(["get", "events", "-n", namespace, "--field-selector", "reason=HostnameNotAllowed", "-o", "jsonpath={.items[*].type} {.items[*].message}"]);
+      return /Warning .*mail\.google\.com/.test(events.stdout) ? true : undefined;
+    });
+    await assert.rejects(relayTls(namespace), "no relay certificate Secret at all");
+    const credentials = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }).catch(() => undefined);
+    assert.equal(credentials?.data?.["ca.crt"], undefined, "no CA handed out for a domain refused its names");
+
+    // The CA itself is constrained to the allowed suffix, the default relay suffix and the cluster names.
+    const ca = new X509Certificate(text(await core.readNamespacedSecret(caSecret), "tls.crt"));
+    assert.deepEqual(readNameConstraints(ca.raw), { permittedDnsNames: ["helpdesk.example.net", "relay.test", "svc", "svc.cluster.local"], excludeAllIpAddresses: true });
+
+    // Corrected: the certificate is issued for the allowed names only.
+    await applyManifests(domainManifest(namespace, { hostnames: ["relay.helpdesk.example.net"] }));
+    domain = await eventually("CertificateReady=True", async () => {
+      const d = await getDomain(namespace);
+      return condition(d, "CertificateReady")?.status === "True" ? d : undefined;
+    });
+    const cert = new X509Certificate(text(await relayTls(namespace), "tls.crt"));
+    assert.equal(cert.checkHost("mail.google.com"), undefined);
+    assert.equal(cert.checkHost("relay.helpdesk.example.net"), "relay.helpdesk.example.net");
+  });
+
+  test("a referenced (cert-manager) Secret for a name outside the allowed suffixes is refused the same way", async (t) => {
+    const namespace = await freshNamespace(t, "cert");
+    const now = Date.now();
+    await applyManifests(tlsSecret(namespace, ["relay.other-tenant.example"], new Date(now - 86_400_000), new Date(now + 30 * 86_400_000)));
+    await applyManifests(domainManifest(namespace, { hostnames: ["relay.other-tenant.example"], tls: { secretName: "cert-manager-relay" } }));
+    const domain = await eventually("HostnameNotAllowed", async () => {
+      const d = await getDomain(namespace);
+      return condition(d, "CertificateReady")?.reason === "HostnameNotAllowed" ? d : undefined;
+    });
+    assert.match(condition(domain, "CertificateReady")!.message, /relay\.other-tenant\.example is not under .*the domain is not made Ready with them/);
+    assert.equal(condition(domain, "Ready")?.reason, "HostnameNotAllowed");
   });
 
   test("a referenced Secret is judged against the host names and its expiry, and followed when replaced", async (t) => {

@@ -267,6 +267,14 @@ describe("chart values, rendered", () => {
     }
   });
 
+  test("relay.allowedHostnameSuffixes becomes --allowed-hostname-suffixes; wildcards and single labels are refused", async () => {
+    assert.equal(arg(await render(), "--allowed-hostname-suffixes"), undefined, "none: only the default relay host names");
+    assert.equal(arg(await render({ relay: { allowedHostnameSuffixes: ["relay.example.com", "mail.example.org"] } }), "--allowed-hostname-suffixes"), "relay.example.com,mail.example.org");
+    for (const suffix of ["*.example.com", "com", "Relay.Example.com"]) {
+      assert.match(await refused({ relay: { allowedHostnameSuffixes: [suffix] } }), /allowedHostnameSuffixes/);
+    }
+  });
+
   test("kubeVersion: the CRDs' isIP/isCIDR rules need 1.31, so 1.30 is refused", async () => {
     assert.ok((await render({}, "smtpc", ["--kube-version", "1.31.0"])).length > 0);
     const result = await helmOffline(["template", "smtpc", chart, "--kube-version", "1.30.0"]);
