@@ -52,7 +52,8 @@ export const leaseRules: PolicyRule[] = leaseRulesFor(leaseName);
  */
 export function caRules(caSecretName: string): PolicyRule[] {
   return [
-    { apiGroups: [""], resources: ["secrets"], resourceNames: [caSecretName], verbs: ["get"] },
+    // patch: the CA's rotation, applied only onto the version read.
+    { apiGroups: [""], resources: ["secrets"], resourceNames: [caSecretName], verbs: ["get", "patch"] },
     { apiGroups: [""], resources: ["secrets"], verbs: ["create"] },
   ];
 }

@@ -220,7 +220,7 @@ describe("chart values, rendered", () => {
       assert.deepEqual(binding?.subjects, [{ kind: "ServiceAccount", name: "smtpc", namespace }]);
     }
     const ca = roles.find((r) => r.metadata.namespace === namespace && r.rules.some((rule) => rule.resources.includes("secrets")));
-    assert.deepEqual(ca?.rules, caRules("my-ca"), "the CA Secret: read by name, created once");
+    assert.deepEqual(ca?.rules, caRules("my-ca"), "the CA Secret: read and rotated (patch) by name, created once");
     assert.ok(roles.some((r) => r.metadata.namespace === namespace && r.rules.some((rule) => rule.resources.includes("leases"))), "the leader Lease's Role stays");
     assert.match(await refused({ watchNamespaces: ["Team_A"] }), /watchNamespaces/);
   });
