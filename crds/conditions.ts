@@ -163,6 +163,11 @@ export const reasons = {
     meaning:
       "A name in spec.relay.hostnames belongs to another SmtpDomain, in this namespace or another: a host name is in one relay certificate only. Another domain's default relay host name is always its own; any other name belongs to the domain that listed it first (oldest creationTimestamp, then namespace and name). The name is left out of this relay's certificate; the message names the holder only when it is in this namespace. Remove the name, or leave it: it comes to this domain by itself once no other domain holds it.",
   },
+  HostnameNotAllowed: {
+    conditions: ["CertificateReady", "Stalled", "Ready"],
+    meaning:
+      "A name in spec.relay.hostnames is not under the installation's allowed host-name suffixes (--allowed-hostname-suffixes; wildcards are never allowed). The operator issues no certificate for the domain and does not serve it under a referenced certificate either; use names under an allowed suffix, or drop spec.relay.hostnames for the default relay host name.",
+  },
   CAInvalid: { conditions: ["CertificateReady", "Stalled", "Ready"], meaning: "The operator's CA Secret is malformed; delete it to have a new CA issued (relay certificates are then reissued)." },
   RelayUnavailable: { conditions: ["RelayAvailable", "Ready"], meaning: "No relay replica is available; see the Deployment's events and the relay's logs." },
   SystemDomain: {

@@ -13,6 +13,7 @@ import type { RelayPodTemplate } from "../crds/schema.js";
 import { leaseName } from "./rbac.js";
 import { defaultTrustedArcSealers, type ForwardedSettings } from "./domain/render.js";
 import { isDnsServer } from "../relay/contract/config-parser.js";
+import { parseHostnameSuffixes } from "./tls/name-policy.js";
 
 interface Flag {
   type: "string" | "boolean";
@@ -36,6 +37,13 @@ export const flags = {
     env: "SMTPC_RELAY_HOST_SUFFIX",
     default: env.SMTPC_RELAY_HOST_SUFFIX ?? "relay.smtp-connector.local",
     help: "Default relay host name: <SmtpDomain name>.<namespace>.<SUFFIX> (spec.relay.hostnames overrides it).",
+  },
+  "allowed-hostname-suffixes": {
+    type: "string",
+    value: "relay.example.com,mail.example.org",
+    env: "SMTPC_ALLOWED_HOSTNAME_SUFFIXES",
+    default: env.SMTPC_ALLOWED_HOSTNAME_SUFFIXES ?? "",
+    help: "DNS suffixes the names in an SmtpDomain's spec.relay.hostnames must equal or lie under (no wildcards); the installation's CA is constrained to them, the default relay host suffix and the Services' cluster names. Empty: only the default relay host name.",
   },
   "relay-pod-template": {
     type: "string",
@@ -170,6 +178,7 @@ export interface OperatorFlags {
   port: number;
   relayImage: string;
   relayHostSuffix: string;
+  allowedHostnameSuffixes: string[];
   relayPodTemplate: RelayPodTemplate | undefined;
   relayLimitCaps: { maxMessageBytes: number; maxRecipients: number };
   systemDomains: string[];
@@ -232,6 +241,12 @@ export function parseFlags(args: string[]): OperatorFlags {
   if (!Number.isInteger(maxRecipients) || maxRecipients < 1 || maxRecipients > 1000) throw new Error(`--relay-max-recipients must be a whole number from 1 to 1000, got ${text("relay-max-recipients")}`);
   const lease = text("lease-name");
   if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(lease)) throw new Error(`--lease-name must be a Kubernetes object name (lower case letters, digits, '-' and '.'), got ${JSON.stringify(lease)}`);
+  const relayHostSuffix = text("relay-host-suffix").toLowerCase().replace(/\.$/, "");
+  // It goes into every default host name and into the CA's name constraints.
+  if (!/^(?=.{1,200}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(relayHostSuffix)) {
+    throw new Error(`--relay-host-suffix must be a DNS name such as relay.helpdesk.example.net, got ${JSON.stringify(text("relay-host-suffix"))}`);
+  }
+  const allowedHostnameSuffixes = parseHostnameSuffixes(text("allowed-hostname-suffixes"));
   const watchNamespaces = text("watch-namespaces").split(",").map((n) => n.trim()).filter(Boolean);
   for (const namespace of watchNamespaces) {
     if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) throw new Error(`--watch-namespaces must be namespace names separated by commas, got ${JSON.stringify(namespace)}`);
@@ -248,7 +263,8 @@ export function parseFlags(args: string[]): OperatorFlags {
     context: values.context === undefined ? undefined : text("context"),
     port,
     relayImage: text("relay-image"),
-    relayHostSuffix: text("relay-host-suffix"),
+    relayHostSuffix,
+    allowedHostnameSuffixes,
     relayPodTemplate: parseRelayPodTemplate(text("relay-pod-template")),
     relayLimitCaps: { maxMessageBytes, maxRecipients },
     systemDomains,

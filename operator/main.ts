@@ -42,6 +42,7 @@ const controller = new Controller(access, {
   settings: {
     relayImage: opts.relayImage,
     relayHostSuffix: opts.relayHostSuffix,
+    allowedHostnameSuffixes: opts.allowedHostnameSuffixes,
     ...(opts.relayPodTemplate ? { relayPodTemplate: opts.relayPodTemplate } : {}),
     relayLimitCaps: opts.relayLimitCaps,
     systemDomains: opts.systemDomains,

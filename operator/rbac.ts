@@ -54,7 +54,8 @@ export const leaseRules: PolicyRule[] = leaseRulesFor(leaseName);
  */
 export function caRules(caSecretName: string): PolicyRule[] {
   return [
-    { apiGroups: [""], resources: ["secrets"], resourceNames: [caSecretName], verbs: ["get", "list", "watch"] },
+    // list and watch: noticing a hand-edited CA at once; patch: the CA's rotation, applied only onto the version read.
+    { apiGroups: [""], resources: ["secrets"], resourceNames: [caSecretName], verbs: ["get", "list", "watch", "patch"] },
     { apiGroups: [""], resources: ["secrets"], verbs: ["create"] },
   ];
 }

@@ -22,13 +22,16 @@ import {
   type CertificateFacts,
   type KeyPair,
 } from "../tls/certificates.js";
-import { certificateNames, customerHostnames, names, relayTlsSecret, type OperatorSettings } from "./render.js";
+import { hostnameNotAllowedMessage, permittedDnsNames, refusedHostnames, type HostnamePolicy } from "../tls/name-policy.js";
+import type { NameConstraints } from "../tls/x509.js";
+import { rotateAnnotation, rotatedAtAnnotation, rotatedForAnnotation, rotationReason, splitPem, trustBundle } from "../tls/ca-rotation.js";
+import { certificateNames, customerHostnames, defaultRelayHostname, names, relayTlsSecret, type OperatorSettings } from "./render.js";
 
 export interface CertificateState {
   /** The CertificateReady condition. */
   condition: DesiredCondition;
   status?: NonNullable<SmtpDomainStatus["tls"]>;
-  /** The CA a customer's server must trust, when the operator issued the certificate. */
+  /** The CAs a customer's server must trust (one, two during a CA rotation), when the operator issued the certificate. */
   caPem?: string;
   /** When the certificate must be looked at again (renewal, near expiry, expiry). */
   nextCheck?: Date;
@@ -37,19 +40,47 @@ export interface CertificateState {
 export const defaultCaSecret = { namespace: "smtp-connector-system", name: "smtp-connector-ca" };
 
 const decode = (value: string | undefined) => (value === undefined ? undefined : Buffer.from(value, "base64").toString("utf8"));
+/** The names an operator-issued relay certificate may carry, as the CA's critical NameConstraints say them. */
+export function caNameConstraints(settings: OperatorSettings): NameConstraints {
+  return { permittedDnsNames: permittedDnsNames(settings.allowedHostnameSuffixes ?? [], settings.relayHostSuffix), excludeAllIpAddresses: true };
+}
+
+const hostnamePolicy = (domain: SmtpDomain, settings: OperatorSettings): HostnamePolicy => ({ allowedSuffixes: settings.allowedHostnameSuffixes ?? [], defaultHostname: defaultRelayHostname(domain, settings) });
+
 const failed = (reason: ReasonName, message: string): CertificateState => ({ condition: { type: "CertificateReady", status: "False", reason, message } });
 
+
+/** The installation's CA: the key pair that signs, and the bundle a customer's server trusts (ca.crt). */
+export interface CertificateAuthority extends KeyPair {
+  /** The signing CA, then any CA it replaced while a certificate from that one may still be valid. */
+  trustPem: string;
+}
+
+const caLabels = { "app.kubernetes.io/managed-by": "smtp-connector", "app.kubernetes.io/component": "ca" };
 
 /**
  * The installation's CA, created on first use. Created with POST, never
  * applied: if two operators race, the second one reads the first one's CA.
+ * Replaced (ca-rotation.ts: its name constraints are not the installation's,
+ * it nears expiry, or the rotate annotation asks) by an apply on the
+ * condition that the Secret is still the version read: of two racing
+ * operators one rotates, the other gets 409 and reads the winner's CA.
  */
 // The CA is read once in a while, not on every reconcile (`caCache`, the
 // Controller's); an event on its Secret forgets it at once (see the controller).
-async function certificateAuthority(cluster: Cluster, settings: OperatorSettings, now: Date, caCache: TimedCache<KeyPair>): Promise<KeyPair> {
+export async function certificateAuthority(cluster: Cluster, settings: OperatorSettings, now: Date, caCache: TimedCache<CertificateAuthority>): Promise<CertificateAuthority> {
   const { namespace, name } = settings.caSecret ?? defaultCaSecret;
+  const lifetimeMs = (settings.certificates ?? defaultCertificatePolicy).durationMs;
+  const constraints = caNameConstraints(settings);
+  const secretOf = (ca: KeyPair, trustPem: string, annotations: Record<string, string>) => ({
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name, namespace, labels: caLabels, ...(Object.keys(annotations).length > 0 ? { annotations } : {}) },
+    type: "kubernetes.io/tls",
+    data: { "tls.crt": Buffer.from(ca.certPem).toString("base64"), "tls.key": Buffer.from(ca.keyPem).toString("base64"), "ca.crt": Buffer.from(trustPem).toString("base64") },
+  });
   return caCache.get(`${namespace}/${name}`, 60_000, async () => {
-    const read = async (): Promise<KeyPair | undefined> => {
+    const read = async (): Promise<{ ca: CertificateAuthority; secret: k8s.V1Secret } | undefined> => {
       const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, name);
       if (!secret) return undefined;
       const certPem = decode(secret.data?.["tls.crt"]);
@@ -57,20 +88,52 @@ async function certificateAuthority(cluster: Cluster, settings: OperatorSettings
       if (!certPem || !keyPem) throw new Error(`the operator's CA Secret ${namespace}/${name} has no tls.crt and tls.key: delete it to have a new CA issued`);
       const facts = inspectCertificate(certPem, keyPem);
       if (!facts.keyMatches) throw new Error(`the operator's CA Secret ${namespace}/${name}: tls.key does not belong to tls.crt`);
-      return { certPem, keyPem };
+      const rotatedAt = secret.metadata?.annotations?.[rotatedAtAnnotation];
+      const trustPem = trustBundle(certPem, decode(secret.data?.["ca.crt"]), rotatedAt ? new Date(rotatedAt) : undefined, now, lifetimeMs);
+      return { ca: { certPem, keyPem, trustPem }, secret };
+    };
+    // Applied only onto the version read; 409: another operator wrote first, and its CA is the one.
+    const replace = async (secret: k8s.V1Secret, object: ReturnType<typeof secretOf>, ca: CertificateAuthority): Promise<CertificateAuthority> => {
+      try {
+        await cluster.applyIfUnchanged(object, secret.metadata!.resourceVersion!);
+        return ca;
+      } catch (error) {
+        if (!(error instanceof ApiError && error.code === 409)) throw error;
+        const winner = await read();
+        if (!winner) throw new Error(`the operator's CA Secret ${namespace}/${name} was deleted while it was rotated`);
+        return winner.ca;
+      }
     };
     const existing = await read();
-    if (existing) return existing;
-    const ca = newCertificateAuthority(namespace, now);
+    if (existing) {
+      const { ca, secret } = existing;
+      const annotations = secret.metadata?.annotations ?? {};
+      const reason = rotationReason(ca.certPem, constraints, now, annotations);
+      if (reason) {
+        const next = newCertificateAuthority(namespace, now, constraints);
+        // The CA being replaced stays in the bundle: certificates it issued are still served until reissued.
+        const trustPem = `${next.certPem}${ca.trustPem}`;
+        const asked = annotations[rotateAnnotation];
+        const ours = { [rotatedAtAnnotation]: rfc3339(now), ...(asked !== undefined ? { [rotatedForAnnotation]: asked } : {}) };
+        return replace(secret, secretOf(next, trustPem, ours), { ...next, trustPem });
+      }
+      // A replaced CA no certificate can still chain to: dropped from the bundle (and a first ca.crt written).
+      if (ca.trustPem !== decode(secret.data?.["ca.crt"])) {
+        const keep = (key: string) => (annotations[key] !== undefined && (key !== rotatedAtAnnotation || splitPem(ca.trustPem).length > 1) ? { [key]: annotations[key] } : {});
+        return replace(secret, secretOf(ca, ca.trustPem, { ...keep(rotatedAtAnnotation), ...keep(rotatedForAnnotation) }), ca);
+      }
+      return ca;
+    }
+    const created = newCertificateAuthority(namespace, now, constraints);
     const { status } = await cluster.write(
       "POST",
       `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`,
       {
         apiVersion: "v1",
         kind: "Secret",
-        metadata: { name, namespace, labels: { "app.kubernetes.io/managed-by": "smtp-connector", "app.kubernetes.io/component": "ca" } },
+        metadata: { name, namespace, labels: caLabels },
         type: "kubernetes.io/tls",
-        stringData: { "tls.crt": ca.certPem, "tls.key": ca.keyPem },
+        stringData: { "tls.crt": created.certPem, "tls.key": created.keyPem, "ca.crt": created.certPem },
       },
       [404, 409],
     );
@@ -80,10 +143,10 @@ async function certificateAuthority(cluster: Cluster, settings: OperatorSettings
         `the operator cannot keep its CA: namespace ${namespace} (--ca-secret ${namespace}/${name}) does not exist; create it (kubectl create namespace ${namespace}) or point --ca-secret at an existing namespace`,
       );
     }
-    if (status !== 409) return ca;
+    if (status !== 409) return { ...created, trustPem: created.certPem };
     const raced = await read();
     if (!raced) throw new Error(`the operator's CA Secret ${namespace}/${name} was created and deleted at once`);
-    return raced;
+    return raced.ca;
   });
 }
 
@@ -106,11 +169,16 @@ export async function relayCertificate(
   domain: SmtpDomain,
   settings: OperatorSettings,
   now: Date,
-  caCache: TimedCache<KeyPair>,
+  caCache: TimedCache<CertificateAuthority>,
   withheld: ReadonlySet<string> = new Set(),
 ): Promise<CertificateState> {
   const namespace = domain.metadata.namespace!;
   const secretName = names(domain).tls;
+  // Names the installation does not allow: nothing is signed for the domain, and a referenced
+  // certificate is not served for them either (the names are what customers connect to).
+  const allowed = hostnamePolicy(domain, settings);
+  const refused = refusedHostnames(customerHostnames(domain, settings), allowed);
+  if (refused.length > 0) return failed("HostnameNotAllowed", hostnameNotAllowedMessage(refused, allowed, !domain.spec.relay?.tls?.secretName));
   const hostnames = customerHostnames(domain, settings).filter((name) => !withheld.has(name.toLowerCase()));
   const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, secretName);
 
@@ -135,7 +203,7 @@ export async function relayCertificate(
   if (secret && !ownedBy(secret, domain.metadata.uid!)) {
     return failed("SecretConflict", `Secret ${secretName} exists and is not owned by this SmtpDomain; the operator never overwrites it (name it in spec.relay.tls.secretName to use it)`);
   }
-  let ca: KeyPair;
+  let ca: CertificateAuthority;
   try {
     ca = await certificateAuthority(cluster, settings, now, caCache);
   } catch (error) {
@@ -166,12 +234,12 @@ export async function relayCertificate(
       reason = (error as Error).message;
     }
   }
-  if (reason || !pair || !facts || decode(secret?.data?.["ca.crt"]) !== ca.certPem) {
+  if (reason || !pair || !facts || decode(secret?.data?.["ca.crt"]) !== ca.trustPem) {
     if (reason || !pair || !facts) {
       pair = issueServerCertificate(ca, wanted, now, policy);
       facts = inspectCertificate(pair.certPem, pair.keyPem, ca.certPem);
     }
-    await cluster.apply(relayTlsSecret(domain, pair, ca.certPem));
+    await cluster.apply(relayTlsSecret(domain, pair, ca.trustPem));
     if (reason) await recordEvent(cluster, involved(domain), "Normal", "CertificateIssued", `relay certificate issued into Secret ${secretName} (${reason}), valid until ${facts.notAfter.toISOString()}`);
   }
   const renewAt = renewalTime(facts, policy);
@@ -179,7 +247,7 @@ export async function relayCertificate(
   return {
     condition: { type: "CertificateReady", ...verdict },
     status: statusOf(secretName, facts, true, renewAt),
-    caPem: ca.certPem,
+    caPem: ca.trustPem,
     nextCheck: earliest(renewAt, nextVerdictChange(facts, now)),
   };
 }

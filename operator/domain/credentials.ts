@@ -173,7 +173,13 @@ export function clientSnippets(mailDomain: string, host: string, username: strin
       `  Password: ${password}`,
       "  Address space: the support domain only",
       ...(caPem
-        ? ["  Certificate: import ca.crt from this Secret into the server's Trusted Root Certification Authorities,", `  so that the relay's certificate for ${host} is trusted.`]
+        ? [
+            "  Certificate: the relay's certificate is issued by the helpdesk operator's own CA (ca.crt in this Secret).",
+            "  Windows has no per-connector trust store: a CA imported into Trusted Root Certification Authorities is",
+            "  trusted machine-wide, for every purpose. Do not import it there; ask the helpdesk for a relay certificate",
+            `  from your organisation's own CA or a public one for ${host} (spec.relay.tls.secretName, e.g. cert-manager).`,
+            "  If ca.crt must be imported anyway: its X.509 name constraints limit it to the helpdesk's relay names.",
+          ]
         : []),
       "",
     ].join("\n"),

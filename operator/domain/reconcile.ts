@@ -12,8 +12,7 @@ import { outboundServer, type Verdict } from "../address/rules.js";
 import { sameStatus, type DesiredCondition } from "../conditions.js";
 import { conditionEvents, involved, recordEvent } from "../events.js";
 import { ApiError, ownedBy, type Cluster } from "../kube/cluster.js";
-import type { KeyPair } from "../tls/certificates.js";
-import { relayCertificate } from "./certificate.js";
+import { relayCertificate, type CertificateAuthority } from "./certificate.js";
 import type { HostnameConflict } from "./hostname-claims.js";
 import { alphanumeric } from "./credentials.js";
 import { inboundCredentials, type Problem } from "./inbound-credentials.js";
@@ -43,11 +42,11 @@ export interface DomainCaches {
   /** DNS answers for DKIM records: domain reconciles run on every related event; the DNS is asked once per check interval. */
   dnsAnswers: TimedCache<Lookup>;
   /** The installation's CA, read once in a while; an event on its Secret clears it. */
-  certificateAuthority: TimedCache<KeyPair>;
+  certificateAuthority: TimedCache<CertificateAuthority>;
 }
 
 export function domainCaches(): DomainCaches {
-  return { dnsAnswers: new TimedCache<Lookup>(), certificateAuthority: new TimedCache<KeyPair>() };
+  return { dnsAnswers: new TimedCache<Lookup>(), certificateAuthority: new TimedCache<CertificateAuthority>() };
 }
 
 

@@ -20,6 +20,8 @@ export interface OperatorSettings {
   relayImage: string;
   /** Suffix of the relay host names: <domain-name>.<namespace>.<suffix>. */
   relayHostSuffix: string;
+  /** DNS suffixes spec.relay.hostnames may lie under (--allowed-hostname-suffixes); none: only the default relay host name. */
+  allowedHostnameSuffixes?: readonly string[];
   /** The helpdesk's own domains: never connected, never sent through a customer's server. */
   systemDomains?: readonly string[];
   /** DNS server ("host:port") the DKIM check asks for TXT records; without it records are confirmed only by spec. */
@@ -116,7 +118,12 @@ function meta(domain: SmtpDomain, name: string): KubeObject["metadata"] {
 }
 
 export function relayHostname(domain: SmtpDomain, settings: OperatorSettings): string {
-  return domain.spec.relay?.hostnames?.[0] ?? defaultHostname(domain, settings.relayHostSuffix);
+  return domain.spec.relay?.hostnames?.[0] ?? defaultRelayHostname(domain, settings);
+}
+
+/** The relay host name the installation gives a domain that declares none: <name>.<namespace>.<--relay-host-suffix>. */
+export function defaultRelayHostname(domain: SmtpDomain, settings: OperatorSettings): string {
+  return defaultHostname(domain, settings.relayHostSuffix);
 }
 
 /** The host names the customer's server connects to: the declared ones, or the default relay host name. */

@@ -4,7 +4,7 @@
 // uses. Pure, apart from key generation.
 import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from "node:crypto";
 import { isIP } from "node:net";
-import { issueCertificate, type DistinguishedName } from "./x509.js";
+import { issueCertificate, type DistinguishedName, type NameConstraints } from "./x509.js";
 
 export interface KeyPair {
   certPem: string;
@@ -28,11 +28,18 @@ const caSubject = (installation: string): DistinguishedName => ({ organization: 
 const newKey = () => generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey;
 const pkcs8 = (key: KeyObject) => key.export({ format: "pem", type: "pkcs8" }).toString();
 
-/** A new CA for one installation of the operator (named after its CA Secret's namespace). */
-export function newCertificateAuthority(installation: string, now: Date): KeyPair {
+/**
+ * A new CA for one installation of the operator (named after its CA Secret's
+ * namespace). The operator always passes name constraints: the DNS subtrees
+ * its relay certificates may name, and no IP address.
+ */
+export function newCertificateAuthority(installation: string, now: Date, nameConstraints?: NameConstraints): KeyPair {
   const key = newKey();
   const subject = caSubject(installation);
-  const certPem = issueCertificate({ subject, publicKey: key, notBefore: new Date(now.getTime() - backdate(caLifetimeMs)), notAfter: new Date(now.getTime() + caLifetimeMs), ca: true }, { subject, privateKey: key });
+  const certPem = issueCertificate(
+    { subject, publicKey: key, notBefore: new Date(now.getTime() - backdate(caLifetimeMs)), notAfter: new Date(now.getTime() + caLifetimeMs), ca: true, ...(nameConstraints ? { nameConstraints } : {}) },
+    { subject, privateKey: key },
+  );
   return { certPem, keyPem: pkcs8(key) };
 }
 

@@ -67,6 +67,7 @@ const OID = {
   basicConstraints: "2.5.29.19",
   authorityKeyIdentifier: "2.5.29.35",
   extKeyUsage: "2.5.29.37",
+  nameConstraints: "2.5.29.30",
   serverAuth: "1.3.6.1.5.5.7.3.1",
 } as const;
 
@@ -103,6 +104,20 @@ function subjectAltName(names: readonly string[]): Buffer {
   );
 }
 
+/**
+ * NameConstraints (RFC 5280 4.2.1.10): the dNSName subtrees a CA may vouch
+ * for, and every IPv4 and IPv6 address excluded. Without an iPAddress entry a
+ * name type is unconstrained, so "no IP addresses" must be said as an
+ * exclusion of 0.0.0.0/0 and ::/0 (our relay certificates carry no IP SANs).
+ */
+function nameConstraints(constraints: NameConstraints): Buffer {
+  const subtree = (general: Buffer) => sequence(general);
+  const permitted = constraints.permittedDnsNames.map((n) => subtree(tlv(0x82, Buffer.from(n, "ascii"))));
+  const excluded = constraints.excludeAllIpAddresses ? [subtree(tlv(0x87, Buffer.alloc(8))), subtree(tlv(0x87, Buffer.alloc(32)))] : [];
+  // GeneralSubtrees are IMPLICIT [0] (permitted) and [1] (excluded): constructed context tags.
+  return sequence(...(permitted.length ? [tlv(0xa0, Buffer.concat(permitted))] : []), ...(excluded.length ? [tlv(0xa1, Buffer.concat(excluded))] : []));
+}
+
 const publicOf = (key: KeyObject): KeyObject => (key.type === "private" ? createPublicKey(key) : key);
 
 /** The key identifier of a public key: SHA-1 of its SubjectPublicKeyInfo (RFC 7093 allows any such method). */
@@ -118,6 +133,15 @@ export interface CertificateRequest {
   ca?: boolean;
   /** DNS names and IPv4 addresses, for a server certificate. */
   subjectAltNames?: readonly string[];
+  /** For a CA: the names it may vouch for (a critical NameConstraints extension). */
+  nameConstraints?: NameConstraints;
+}
+
+export interface NameConstraints {
+  /** dNSName subtrees: each name and every name under it. */
+  permittedDnsNames: readonly string[];
+  /** Exclude every IPv4 and IPv6 address. */
+  excludeAllIpAddresses: boolean;
 }
 
 export interface Issuer {
@@ -140,6 +164,8 @@ export function issueCertificate(request: CertificateRequest, signer: Issuer): s
     extension(OID.subjectKeyIdentifier, false, octets(keyIdentifier(publicKey))),
     extension(OID.authorityKeyIdentifier, false, sequence(tlv(0x80, keyIdentifier(signer.privateKey)))),
   ];
+  // Critical, as RFC 5280 4.2.1.10 requires: a verifier that cannot honour the constraints must refuse the chain.
+  if (request.ca && request.nameConstraints) extensions.push(extension(OID.nameConstraints, true, nameConstraints(request.nameConstraints)));
   if (!request.ca) extensions.push(extension(OID.extKeyUsage, false, sequence(oid(OID.serverAuth))));
   if (request.subjectAltNames?.length) extensions.push(extension(OID.subjectAltName, false, subjectAltName(request.subjectAltNames)));
   const algorithm = sequence(oid(OID.ecdsaWithSha256));
@@ -160,4 +186,59 @@ export function issueCertificate(request: CertificateRequest, signer: Issuer): s
   const parsed = new X509Certificate(pem);
   if (!parsed.verify(publicOf(signer.privateKey))) throw new Error("issued certificate does not verify with its issuer's key");
   return pem;
+}
+
+// --- Reading back ------------------------------------------------------------
+
+interface Node {
+  tag: number;
+  content: Buffer;
+}
+
+/** The TLVs one after another in `der` (definite lengths only: DER). */
+function children(der: Buffer): Node[] {
+  const nodes: Node[] = [];
+  let at = 0;
+  while (at < der.length) {
+    const tag = der[at]!;
+    let len = der[at + 1]!;
+    let start = at + 2;
+    if (len & 0x80) {
+      const count = len & 0x7f;
+      if (count === 0 || count > 4) throw new Error("malformed DER length");
+      len = 0;
+      for (let i = 0; i < count; i++) len = len * 256 + der[start + i]!;
+      start += count;
+    }
+    if (start + len > der.length) throw new Error("truncated DER");
+    nodes.push({ tag, content: der.subarray(start, start + len) });
+    at = start + len;
+  }
+  return nodes;
+}
+
+/** A CA certificate's NameConstraints as we write them, or undefined when it has none (e.g. a CA made before they existed). */
+export function readNameConstraints(certDer: Buffer): NameConstraints | undefined {
+  const [certificate] = children(certDer);
+  const [tbs] = children(certificate?.content ?? Buffer.alloc(0));
+  const wrapped = children(tbs?.content ?? Buffer.alloc(0)).find((n) => n.tag === 0xa3);
+  if (!wrapped) return undefined;
+  const wanted = oid(OID.nameConstraints);
+  for (const ext of children(children(wrapped.content)[0]?.content ?? Buffer.alloc(0))) {
+    const parts = children(ext.content);
+    if (parts[0] === undefined || !tlv(parts[0].tag, parts[0].content).equals(wanted)) continue;
+    const value = parts[parts.length - 1]!;
+    const permitted: string[] = [];
+    const excludedIps: Buffer[] = [];
+    for (const trees of children(children(value.content)[0]?.content ?? Buffer.alloc(0))) {
+      for (const tree of children(trees.content)) {
+        const base = children(tree.content)[0];
+        if (trees.tag === 0xa0 && base?.tag === 0x82) permitted.push(base.content.toString("ascii"));
+        if (trees.tag === 0xa1 && base?.tag === 0x87) excludedIps.push(base.content);
+      }
+    }
+    const everything = (length: number) => excludedIps.some((ip) => ip.length === length && ip.every((b) => b === 0));
+    return { permittedDnsNames: permitted, excludeAllIpAddresses: everything(8) && everything(32) };
+  }
+  return undefined;
 }

@@ -220,7 +220,7 @@ describe("chart values, rendered", () => {
       assert.deepEqual(binding?.subjects, [{ kind: "ServiceAccount", name: "smtpc", namespace }]);
     }
     const ca = roles.find((r) => r.metadata.namespace === namespace && r.rules.some((rule) => rule.resources.includes("secrets")));
-    assert.deepEqual(ca?.rules, caRules("my-ca"), "the CA Secret: read by name, created once");
+    assert.deepEqual(ca?.rules, caRules("my-ca"), "the CA Secret: read and rotated (patch) by name, created once");
     assert.ok(roles.some((r) => r.metadata.namespace === namespace && r.rules.some((rule) => rule.resources.includes("leases"))), "the leader Lease's Role stays");
     assert.match(await refused({ watchNamespaces: ["Team_A"] }), /watchNamespaces/);
   });
@@ -264,6 +264,14 @@ describe("chart values, rendered", () => {
       { operator: { forwarded: { sealers: ["google.com"] } } },
     ]) {
       assert.match(await refused(values), /forwarded/);
+    }
+  });
+
+  test("relay.allowedHostnameSuffixes becomes --allowed-hostname-suffixes; wildcards and single labels are refused", async () => {
+    assert.equal(arg(await render(), "--allowed-hostname-suffixes"), undefined, "none: only the default relay host names");
+    assert.equal(arg(await render({ relay: { allowedHostnameSuffixes: ["relay.example.com", "mail.example.org"] } }), "--allowed-hostname-suffixes"), "relay.example.com,mail.example.org");
+    for (const suffix of ["*.example.com", "com", "Relay.Example.com"]) {
+      assert.match(await refused({ relay: { allowedHostnameSuffixes: [suffix] } }), /allowedHostnameSuffixes/);
     }
   });
 
