@@ -33,7 +33,7 @@ describe("relay host names are unique across namespaces", () => {
     const cluster = await connect();
     core = cluster.core;
     custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
-    controller = await startTestController({ settingsOverride: { caSecret } });
+    controller = await startTestController({ settingsOverride: { caSecret, allowedHostnameSuffixes: ["shared.test", "late.test"] } });
   });
   after(async () => {
     await controller.stop();
@@ -67,16 +67,21 @@ describe("relay host names are unique across namespaces", () => {
     const teamB = await freshNamespace(t, "hnb");
     const defaultOfMail = `mail.${teamA}.relay.test`;
 
-    // First, before the domain whose default name it is exists: team B's "early" lists team A's future default name.
+    // Another domain's default name is never anyone else's, not even before that domain exists: the
+    // installation's name policy refuses it outright (hostname-claims.ts would also keep it for its domain).
     await applyManifests(manifest(teamB, "early", [defaultOfMail, "early.shared.test"]));
-    const early = await certificate(teamB, "early", "Issued", (dns) => dns.includes(defaultOfMail));
+    const squatting = await eventually("early: HostnameNotAllowed", async () => {
+      const d = await getDomain(teamB, "early");
+      return condition(d, "CertificateReady")?.reason === "HostnameNotAllowed" ? d : undefined;
+    });
+    assert.match(condition(squatting, "CertificateReady")!.message, new RegExp(defaultOfMail.replace(/\./g, "\\.")));
+    await applyManifests(manifest(teamB, "early", ["early.shared.test"]));
+    const early = await certificate(teamB, "early", "Issued", (dns) => dns.includes("early.shared.test") && !dns.includes(defaultOfMail));
     await aSecondAfter(early);
 
-    // Team A's "mail", newer, takes its own default name back, and lists a shared name.
+    // Team A's "mail", newer, lists its own default name and a shared name.
     await applyManifests(manifest(teamA, "mail", [defaultOfMail, "relay.shared.test"]));
     const mail = await certificate(teamA, "mail", "Issued", (dns) => dns.includes(defaultOfMail) && dns.includes("relay.shared.test"));
-    const refusedDefault = await certificate(teamB, "early", "HostnameConflict", (dns) => !dns.includes(defaultOfMail) && dns.includes("early.shared.test"));
-    assert.match(condition(refusedDefault, "CertificateReady")!.message, /default relay host name/);
     await aSecondAfter(mail);
 
     // Team B's "late" lists the shared name after team A did: refused, and told without naming team A.
@@ -96,15 +101,17 @@ describe("relay host names are unique across namespaces", () => {
     // The holder is untouched by all this.
     assert.equal(condition(await getDomain(teamA, "mail"), "CertificateReady")?.reason, "Issued");
 
-    // The holder drops the shared name: it moves to the domain waiting for it, which nobody touched.
-    await applyManifests(manifest(teamA, "mail", [defaultOfMail]));
-    await certificate(teamB, "late", "Issued", (dns) => dns.includes("relay.shared.test") && dns.includes("own.late.test"));
-    await certificate(teamA, "mail", "Issued", (dns) => !dns.includes("relay.shared.test"));
-    assert.equal(condition(await getDomain(teamB, "early"), "CertificateReady")?.reason, "HostnameConflict", "its default name it keeps");
-    // The holder goes: its default name moves too.
+    // The holder goes: the name moves to the domain waiting for it, which nobody touched.
     await custom.deleteNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: teamA, plural: "smtpdomains", name: "mail" });
-    await certificate(teamB, "early", "Issued", (dns) => dns.includes(defaultOfMail) && dns.includes("early.shared.test"));
+    await certificate(teamB, "late", "Issued", (dns) => dns.includes("relay.shared.test") && dns.includes("own.late.test"));
     await eventually("the holder gone", async () => ((await getDomain(teamA, "mail").catch(() => undefined)) ? undefined : true));
+
+    // A name the older "early" holds: refused to "late" too; once early drops it, it moves.
+    await applyManifests(manifest(teamB, "late", ["relay.shared.test", "own.late.test", "early.shared.test"]));
+    await certificate(teamB, "late", "HostnameConflict", (dns) => !dns.includes("early.shared.test") && dns.includes("relay.shared.test"));
+    await applyManifests(manifest(teamB, "early", ["other.shared.test"]));
+    await certificate(teamB, "late", "Issued", (dns) => dns.includes("early.shared.test") && dns.includes("relay.shared.test"));
+    await certificate(teamB, "early", "Issued", (dns) => !dns.includes("early.shared.test") && dns.includes("other.shared.test"));
     assert.equal(condition(await getDomain(teamB, "late"), "Stalled"), undefined, "nothing holds the waiting domain back any more");
   });
 });
