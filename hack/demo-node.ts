@@ -75,7 +75,7 @@ try {
   const customerPort = await freePort();
   step("helm install smtp-connector charts/smtp-connector with the built image");
   const [repository, tag] = [cluster.image.slice(0, cluster.image.lastIndexOf(":")), cluster.image.slice(cluster.image.lastIndexOf(":") + 1)];
-  const values = [`image.repository=${repository}`, `image.tag=${tag}`, "image.pullPolicy=Never", "operator.relayHostSuffix=relay.demo", `operator.verification.smtp=${nodeIp}:${customerPort}`];
+  const values = [`image.repository=${repository}`, `image.tag=${tag}`, "image.pullPolicy=Never", "operator.relayHostSuffix=relay.demo", "relay.allowedHostnameSuffixes={helpdesk.example.net}", `operator.verification.smtp=${nodeIp}:${customerPort}`];
   console.log(`$ helm install smtp-connector charts/smtp-connector -n ${system} --create-namespace ${values.map((v) => `--set ${v}`).join(" ")}`);
   const installed = await helm(["install", "smtp-connector", "charts/smtp-connector", "--namespace", system, "--create-namespace", ...values.flatMap((v) => ["--set", v])]);
   if (installed.code !== 0) throw new Error(`helm install failed: ${installed.stderr}`);

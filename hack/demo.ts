@@ -63,7 +63,7 @@ try {
   step("installing the chart: helm install smtp-connector charts/smtp-connector -n smtp-connector-system");
   const values = [
     "operator.systemDomains={helpdesk.demo}", "operator.verification.sender=verify@helpdesk.demo", `operator.verification.smtp=127.0.0.1:${customerPort}`,
-    "operator.relayHostSuffix=relay.demo", `metrics.port=${metricsPort}`,
+    "operator.relayHostSuffix=relay.demo", "relay.allowedHostnameSuffixes={helpdesk.example.net}", `metrics.port=${metricsPort}`,
     // No cluster DNS here: the relay's control API is reached on loopback.
     "operator.extraArgs={--relay-control-url=https://127.0.0.1:8443}",
   ];

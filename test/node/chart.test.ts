@@ -49,7 +49,7 @@ describe("on a real node: the chart from the built image, the examples' relay po
   test("helm install: the operator runs as a pod from the built image, under the chart's ServiceAccount", async () => {
     const [repository, tag] = [cluster.image.slice(0, cluster.image.lastIndexOf(":")), cluster.image.slice(cluster.image.lastIndexOf(":") + 1)];
     const installed = await helm(["install", release, "charts/smtp-connector", "--namespace", system, "--create-namespace",
-      "--set", `image.repository=${repository}`, "--set", `image.tag=${tag}`, "--set", "image.pullPolicy=Never", "--set", "operator.relayHostSuffix=relay.test"]);
+      "--set", `image.repository=${repository}`, "--set", `image.tag=${tag}`, "--set", "image.pullPolicy=Never", "--set", "operator.relayHostSuffix=relay.test", "--set", "relay.allowedHostnameSuffixes={helpdesk.example.net}"]);
     assert.equal(installed.code, 0, installed.stderr);
     const pods = await eventually("the operator pod Running and ready", async () => {
       const list = (await json<{ items: Pod[] }>(["get", "pods", "-n", system, "-l", "app.kubernetes.io/name=smtp-connector"])).items;
