@@ -124,6 +124,11 @@ export const reasons = {
     meaning:
       "The operator could not finish reconciling the resource; the message says what failed and what to do (e.g. the namespace of its CA Secret is missing, or its ServiceAccount lacks a permission). On Stalled when only such a change fixes it, otherwise on Reconciling while it is retried with backoff; on Ready too unless the resource is Ready already (a Ready relay serves on). The same text is in a Warning Event. The next successful reconcile replaces it.",
   },
+  InvalidObject: {
+    conditions: ["Ready", "Stalled"],
+    meaning:
+      "The object does not match the schema of the API version this operator reads (crds/schema.ts): its CRD was applied by hand from another version, or a conversion left a field out. The message names the fields. Until the object or the CRD is fixed the operator does not act on it: an address is not served, a domain's relay keeps what it was last given, and neither counts for the rules. The same text is in a Warning Event; the next valid version replaces it.",
+  },
 
   // SmtpDomain problems
   NoActiveCredential: {

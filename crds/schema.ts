@@ -6,7 +6,7 @@
 // (crds/validate.ts). Every field carries the description `kubectl explain`
 // shows; every rule checkable inside one object is a CEL rule with a message a
 // platform engineer can act on.
-import { Type, type Static, type TSchema, type TLiteral, type TUnion } from "@sinclair/typebox";
+import { Kind, Type, TypeRegistry, type Static, type TSchema, type TLiteral, type TUnion, type UnsafeOptions } from "@sinclair/typebox";
 import { domainPattern, localPartLengthPattern, localPartMaxLength, mailboxMaxLength, mailboxPattern } from "../relay/contract/mailbox.js";
 
 export const group = "smtpconnector.dev";
@@ -56,14 +56,16 @@ const DNSName = (description: string) =>
 const Duration = (description: string, defaultValue?: string) =>
   Type.String({ description, pattern: durationPattern, maxLength: 32, ...(defaultValue ? { default: defaultValue } : {}) });
 
+// An integer or a string (rendered as x-kubernetes-int-or-string; see crds/render.ts). A kind of its own
+// so that crds/validate.ts can check it: TypeBox knows no schema without a type.
+const intOrStringKind = "SmtpConnectorIntOrString";
+if (!TypeRegistry.Has(intOrStringKind)) TypeRegistry.Set(intOrStringKind, (_schema, value) => typeof value === "string" || Number.isInteger(value));
+const IntOrString = (description: string, options: UnsafeOptions) =>
+  Type.Unsafe<string | number>({ description, "x-kubernetes-int-or-string": true, ...options, [Kind]: intOrStringKind });
+
 // A Kubernetes quantity, as a container's resources take it: 500m, 2, 256Mi.
-// An integer or a string (rendered as x-kubernetes-int-or-string; see crds/render.ts).
 const Quantity = (description: string) =>
-  Type.Unsafe<string | number>({
-    description,
-    "x-kubernetes-int-or-string": true,
-    ...rules({ rule: "isQuantity(string(self))", message: "must be a quantity such as 500m, 2, 256Mi or 1Gi" }),
-  });
+  IntOrString(description, rules({ rule: "isQuantity(string(self))", message: "must be a quantity such as 500m, 2, 256Mi or 1Gi" }));
 
 const ResourceList = (description: string) =>
   Type.Object(
@@ -554,15 +556,13 @@ const RelaySpec = Type.Object(
       Type.Object(
         {
           maxMessageSize: Type.Optional(
-            Type.Unsafe<string | number>({
-              description:
-                "Largest message the relay accepts, e.g. 50Mi (advertised as SIZE, enforced while DATA streams: 552 after the final dot). Default 25Mi. Capped by the installation's maximum (the operator's --relay-max-message-size); status.relay.limits shows what applies.",
-              "x-kubernetes-int-or-string": true,
-              ...rules({
+            IntOrString(
+              "Largest message the relay accepts, e.g. 50Mi (advertised as SIZE, enforced while DATA streams: 552 after the final dot). Default 25Mi. Capped by the installation's maximum (the operator's --relay-max-message-size); status.relay.limits shows what applies.",
+              rules({
                 rule: "isQuantity(string(self)) && quantity(string(self)).compareTo(quantity('1Ki')) >= 0 && quantity(string(self)).compareTo(quantity('1Gi')) <= 0",
                 message: "maxMessageSize must be a size from 1Ki to 1Gi, such as 25Mi",
               }),
-            }),
+            ),
           ),
           maxRecipients: Type.Optional(
             Type.Integer({

@@ -6,6 +6,7 @@ import { loginDigest as digestOfLogin, secretFileText } from "../relay/contract/
 import { X509Certificate } from "node:crypto";
 import type * as k8s from "@kubernetes/client-node";
 import { group, version, type SmtpDomain, type SupportAddress } from "../crds/schema.js";
+import { objectProblems } from "../crds/validate.js";
 import type { Logger } from "../lib/log.js";
 import { reconcileAddress } from "./address/reconcile.js";
 import { replaceConditions } from "./conditions.js";
@@ -52,6 +53,8 @@ export class Controller {
   readonly queue: WorkQueue;
   /** Informer relists since start, by reason (the metrics). */
   readonly relists = new Map<RelistReason, number>();
+  /** Objects the API server sent that do not match the schema, by queue key: what is wrong, until a valid version or deletion. */
+  private readonly invalid = new Map<string, readonly string[]>();
   private readonly domains: SupervisedInformer<SmtpDomain & k8s.KubernetesObject>;
   private readonly addresses: SupervisedInformer<SupportAddress & k8s.KubernetesObject>;
   private readonly watched: SupervisedInformer<k8s.KubernetesObject>[];
@@ -117,6 +120,8 @@ export class Controller {
       log,
       onRelist: relisted,
       ...paging,
+      check: (d) => objectProblems("SmtpDomain", d),
+      onInvalid: (d, problems) => this.objectInvalid("domain", d, problems),
     });
     this.addresses = scopedInformer(access, { prefix: ownApi, plural: "supportaddresses" }, {
       namespaces,
@@ -124,6 +129,8 @@ export class Controller {
       log,
       onRelist: relisted,
       ...paging,
+      check: (a) => objectProblems("SupportAddress", a),
+      onInvalid: (a, problems) => this.objectInvalid("address", a, problems),
     });
     const byDomainLabel = (o: k8s.KubernetesObject) => this.enqueue("domain", o.metadata?.namespace, o.metadata?.labels?.["smtpconnector.dev/domain"]);
     const ours = "app.kubernetes.io/managed-by=smtp-connector";
@@ -219,8 +226,21 @@ export class Controller {
     return event === "update" && previous === shape;
   }
 
+  /**
+   * An object the API server sent that does not match the schema: kept out of the caches (so nothing
+   * else reads it) and said on the object itself, by its own reconcile, and in the log.
+   */
+  private objectInvalid(kind: "domain" | "address", object: k8s.KubernetesObject, problems: readonly string[]): void {
+    const { namespace, name } = object.metadata ?? {};
+    if (!namespace || !name) return;
+    this.invalid.set(`${kind}/${namespace}/${name}`, problems);
+    this.options.log.warn("an object does not match the API schema; not acted on until it does", { kind: kind === "domain" ? "SmtpDomain" : "SupportAddress", namespace, name, problems });
+    this.enqueue(kind, namespace, name);
+  }
+
   private domainChanged(domain: SmtpDomain & k8s.KubernetesObject, event: InformerEvent): void {
     const namespace = domain.metadata?.namespace;
+    this.invalid.delete(`domain/${namespace}/${domain.metadata?.name}`);
     this.referencedCache = undefined;
     if (this.statusOnly("domain", domain, event)) {
       // Its readiness feeds its addresses' DomainReady.
@@ -250,6 +270,7 @@ export class Controller {
   }
 
   private addressChanged(address: SupportAddress & k8s.KubernetesObject, event: InformerEvent): void {
+    this.invalid.delete(`address/${address.metadata?.namespace}/${address.metadata?.name}`);
     this.referencedCache = undefined;
     if (this.statusOnly("address", address, event)) {
       // Its readiness decides whether the relay lets the helpdesk send as it.
@@ -337,7 +358,12 @@ export class Controller {
     try {
       // Referenced Secrets as they are now, before anything judges them.
       if (await this.secrets.hold(this.referencedSecrets())) this.verdictCache = undefined;
-      const result = kind === "domain" ? await this.reconcileDomain(namespace, name) : await this.reconcileAddress(namespace, name);
+      const invalid = this.invalid.get(key);
+      const result = invalid
+        ? await this.reportInvalid(kind, namespace, name, invalid)
+        : kind === "domain"
+          ? await this.reconcileDomain(namespace, name)
+          : await this.reconcileAddress(namespace, name);
       this.options.onReconcile?.(label, "Success", Number(process.hrtime.bigint() - started) / 1e9);
       return result;
     } catch (error) {
@@ -389,6 +415,35 @@ export class Controller {
     ], generation, new Date());
     await this.cluster.applyStatus(plural, kind === "domain" ? "SmtpDomain" : "SupportAddress", namespace, name, { ...object.status, observedGeneration: generation, conditions });
     await recordEvent(this.cluster, involved(object), "Warning", "ReconcileFailed", message);
+  }
+
+  /**
+   * Says on an invalid object (InvalidObject on Ready and Stalled, a Warning Event) which fields are
+   * wrong; once per distinct message. Only metadata and status.conditions of it are read.
+   */
+  private async reportInvalid(kind: "domain" | "address", namespace: string, name: string, problems: readonly string[]): Promise<{ requeueAfterMs?: number }> {
+    const plural = kind === "domain" ? "smtpdomains" : "supportaddresses";
+    const label = kind === "domain" ? "SmtpDomain" : "SupportAddress";
+    const { status: code, body } = await this.cluster.get(`/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}`, [404]);
+    if (code === 404) {
+      this.invalid.delete(`${kind}/${namespace}/${name}`);
+      return {};
+    }
+    const object = JSON.parse(body) as SmtpDomain | SupportAddress;
+    const message = `not acted on: it does not match the ${group}/${version} schema this operator reads (${problems.join("; ")}); fix the object, or apply the CRD of this operator's version`;
+    const conditions = Array.isArray(object.status?.conditions) ? object.status.conditions : [];
+    if (conditions.find((c) => c.type === "Stalled")?.message === message) return {};
+    const generation = object.metadata.generation ?? 0;
+    await this.cluster.applyStatus(plural, label, namespace, name, {
+      ...object.status,
+      observedGeneration: generation,
+      conditions: replaceConditions(conditions, [
+        { type: "Ready", status: "False", reason: "InvalidObject", message },
+        { type: "Stalled", status: "True", reason: "InvalidObject", message },
+      ], generation, new Date()),
+    });
+    await recordEvent(this.cluster, involved(object), "Warning", "InvalidObject", message);
+    return {};
   }
 
   private async reconcileDomain(namespace: string, name: string): Promise<{ requeueAfterMs?: number }> {

@@ -12,7 +12,7 @@ import { relayPorts } from "../../relay/contract/pod.js";
 import { verificationMessage } from "../../relay/contract/verification-message.js";
 import { names } from "../domain/render.js";
 import { controlRequest, NotSent, type ControlResponse } from "./control-client.js";
-import { NotYetServed, type Failure, type Receipt, type VerificationIO } from "./verification.js";
+import { NotYetServed, type Failure, type OutboundExpectation, type Receipt, type VerificationIO } from "./verification.js";
 
 export interface VerificationSettings {
   /** The helpdesk's system sender of inbound verification emails. */
@@ -113,7 +113,8 @@ export function verificationIO(settings: VerificationSettings, relay: RelayIdent
       }
     },
 
-    async sendOutbound(domain: SmtpDomain, address: string, token: string, credentialSha256: string | undefined, server?: string): Promise<Failure | undefined> {
+    async sendOutbound(domain: SmtpDomain, address: string, token: string, expected: OutboundExpectation): Promise<Failure | undefined> {
+      const { credentialSha256, server } = expected;
       const response = await call(domain, "/v1/verification-sends", {
         method: "POST",
         headers: { "content-type": "application/json" },

@@ -72,15 +72,23 @@ export interface Receipt {
 /** The relay does not serve the address yet (its config is still on its way): try again shortly. */
 export class NotYetServed extends Error {}
 
+/** What the relay must send an outbound verification with; each one absent is not checked. */
+export interface OutboundExpectation {
+  /** The login's digest (loginDigest of the address's credentials Secret). */
+  credentialSha256?: string | undefined;
+  /** The customer's server, as serverEndpoint writes it. */
+  server?: string | undefined;
+}
+
 export interface VerificationIO {
   /** Sends the inbound verification email; a failure names its reason. */
   sendInbound(address: string, token: string): Promise<Failure | undefined>;
   /**
    * Asks the domain's relay to send the outbound verification email. When the
-   * relay used another login than `credentialSha256` (its config is older than
-   * the Secret) or another server than `server` (`serverEndpoint`), throws NotYetServed.
+   * relay used another login than `expected.credentialSha256` (its config is older than
+   * the Secret) or another server than `expected.server` (`serverEndpoint`), throws NotYetServed.
    */
-  sendOutbound(domain: SmtpDomain, address: string, token: string, credentialSha256: string | undefined, server?: string): Promise<Failure | undefined>;
+  sendOutbound(domain: SmtpDomain, address: string, token: string, expected: OutboundExpectation): Promise<Failure | undefined>;
   /** Whether the token came back through the domain's relay. Throws when the relay cannot be asked. */
   receipt(domain: SmtpDomain, tokenSha256: string): Promise<Receipt | undefined>;
   /** When the relay last refused a revoked or expired credential version. */
@@ -296,7 +304,7 @@ export async function verify({ address, domain, credentialsResourceVersion, cred
       let failure: Failure | undefined;
       try {
         const to = address.spec.address.toLowerCase();
-        failure = direction === "Outbound" ? await io.sendOutbound(domain, to, token, credentialSha256, serverEndpoint(outboundServer(address.spec.outbound))) : await io.sendInbound(to, token);
+        failure = direction === "Outbound" ? await io.sendOutbound(domain, to, token, { credentialSha256, server: serverEndpoint(outboundServer(address.spec.outbound)) }) : await io.sendInbound(to, token);
       } catch (error) {
         if (error instanceof NotYetServed) {
           notServed = true;

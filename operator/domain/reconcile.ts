@@ -2,19 +2,20 @@
 // secrets made once), plan purely (plan.ts: objects, Events, status), apply
 // what is missing or different and write status when it changed. Level-based
 // and idempotent: run twice, it changes nothing the second time.
-import { createPrivateKey, generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync } from "node:crypto";
 import { Resolver } from "node:dns/promises";
 import type * as k8s from "@kubernetes/client-node";
-import { dnsRecord } from "../../relay/contract/dkim-record.js";
 import { TimedCache } from "../timed-cache.js";
 import type { SmtpDomain, SmtpDomainStatus, SupportAddress } from "../../crds/schema.js";
 import { outboundServer, type Verdict } from "../address/rules.js";
-import { sameStatus, type DesiredCondition } from "../conditions.js";
+import { sameStatus } from "../conditions.js";
 import { conditionEvents, involved, recordEvent } from "../events.js";
 import { ApiError, ownedBy, type Cluster } from "../kube/cluster.js";
 import { relayCertificate, type CertificateAuthority } from "./certificate.js";
 import type { HostnameConflict } from "./hostname-claims.js";
 import { alphanumeric } from "./credentials.js";
+import { dkimRecordName, needsLookup, planDkim, type DkimKeyRead, type Lookup } from "./dkim.js";
+import { completeValues, generatedKeys, generatedSecrets, planGeneratedSecrets, type Generated, type GeneratedDecision } from "./generated.js";
 import { inboundCredentials, type Problem } from "./inbound-credentials.js";
 import { objectKey, planDomain, planNotServed, relayObjects, type DkimState, type DomainSnapshot } from "./plan.js";
 import { controlSecret, dkimKeySecret, names, submissionSecret, type KubeObject, type OperatorSettings, type OutboundInputs, type OutboundSender } from "./render.js";
@@ -74,8 +75,9 @@ async function writeStatus(cluster: Cluster, domain: SmtpDomain, status: SmtpDom
 
 /**
  * Reads what the plan needs. Generated secrets are made here, each once (the
- * certificate, inbound credentials, the submission credential, the control
- * token, DKIM keys): what the plan renders depends on them.
+ * certificate, inbound credentials; the submission credential, the control
+ * token and DKIM keys as planGeneratedSecrets decides): what the plan renders
+ * depends on them.
  */
 async function gather(cluster: Cluster, inputs: DomainInputs, settings: OperatorSettings, now: Date): Promise<DomainSnapshot> {
   const { domain } = inputs;
@@ -148,9 +150,10 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
 
 /**
  * Outbound: the helpdesk's submission credential and the control token (each
- * issued once into a Secret this domain owns), and each served address's
- * server and login, read from its credentials Secret. An address whose Secret
- * is missing or malformed is left out (its own status says why).
+ * issued once into a Secret this domain owns, as planGeneratedSecrets decides),
+ * and each served address's server and login, read from its credentials
+ * Secret. An address whose Secret is missing or malformed is left out (its own
+ * status says why).
  */
 async function outboundInputs(cluster: Cluster, inputs: DomainInputs, served: readonly SupportAddress[], settings: OperatorSettings, problems: Problem[]): Promise<(OutboundInputs & { dkimState: DkimState }) | undefined> {
   const { domain } = inputs;
@@ -159,38 +162,17 @@ async function outboundInputs(cluster: Cluster, inputs: DomainInputs, served: re
   // The informer cache first; a miss is confirmed with a GET, so a Secret just
   // issued is never issued twice.
   const read = async (name: string) => inputs.secret?.(namespace, name) ?? (await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, name));
-  const owned = async (name: string, keys: string[], create: () => KubeObject): Promise<Record<string, string> | undefined> => {
-    const secret = await read(name);
-    if (secret && !ownedBy(secret, domain.metadata.uid!)) {
-      problems.push({ condition: "RelayAvailable", reason: "SecretConflict", message: `Secret ${name} exists and is not owned by this SmtpDomain; the operator never overwrites it` });
-      return undefined;
-    }
-    const complete = (s: k8s.V1Secret | undefined) => {
-      const values = Object.fromEntries(keys.map((k) => [k, decode(s?.data?.[k]) ?? ""]));
-      return keys.every((k) => values[k]) ? values : undefined;
-    };
-    const values = complete(secret);
-    if (values) return values;
-    // Generated once and never written over: created (an empty Secret of ours filled only if unchanged
-    // since read), so a second writer (two replicas in a hand-over) that made it first wins with 409,
-    // and what it wrote is read and used.
-    const object = create();
-    try {
-      if (secret) await cluster.applyIfUnchanged(object, secret.metadata!.resourceVersion!);
-      else await cluster.create(object);
-    } catch (error) {
-      if (!(error instanceof ApiError && error.code === 409)) throw error;
-      const winner = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, name);
-      const theirs = winner && ownedBy(winner, domain.metadata.uid!) ? complete(winner) : undefined;
-      if (!theirs) throw error;
-      return theirs;
-    }
-    return object.stringData as Record<string, string>;
+  const wanted = generatedSecrets(domain);
+  const current = new Map(await Promise.all(wanted.map(async ({ name }) => [name, await read(name)] as const)));
+  const generated = await applyGenerated(cluster, domain, planGeneratedSecrets(domain, (name) => current.get(name)));
+  const owned = (name: string): Record<string, string> | undefined => {
+    const outcome = generated.get(name);
+    if (outcome && "conflict" in outcome) problems.push(outcome.conflict);
+    return outcome && "values" in outcome ? outcome.values : undefined;
   };
-  const submission = await owned(n.submission, ["username", "password"], () =>
-    submissionSecret(domain, { username: `helpdesk-${domain.metadata.name}-${alphanumeric(6).toLowerCase()}`, password: alphanumeric(43) }),
-  );
-  const control = await owned(n.control, ["token"], () => controlSecret(domain, alphanumeric(43)));
+  const generatedOf = (name: string) => generated.get(name);
+  const submission = owned(n.submission);
+  const control = owned(n.control);
   if (!submission || !control) return undefined;
   const senders: OutboundSender[] = [];
   for (const address of served) {
@@ -213,12 +195,10 @@ async function outboundInputs(cluster: Cluster, inputs: DomainInputs, served: re
       ...(ca !== undefined ? { ca } : {}),
     });
   }
-  const dkim = await dkimKeys(inputs, settings, read, owned, problems);
+  const dkim = await dkimKeys(inputs, settings, read, generatedOf, problems);
   return { submission: { username: submission.username!, password: submission.password! }, controlToken: control.token!, senders, dkim: dkim.signing, dkimState: dkim };
 }
 
-
-type Lookup = { found: string[] } | { error: string };
 
 // The DNS is asked once per check interval (kept a little less than the
 // interval, so the periodic re-check always asks again).
@@ -237,76 +217,88 @@ async function lookupTxt(resolver: string, name: string): Promise<Lookup> {
   }
 }
 
-/** The public key (p=) of a DKIM record, whitespace removed. */
-const publicKeyOf = (record: string) => /(?:^|;)\s*p=([^;]*)/.exec(record.replace(/\s+/g, " "))?.[1]?.replace(/\s+/g, "");
-
 /**
- * DKIM keys: each from the user's Secret or generated once into one the
- * domain owns; its DNS record for status; and, per algorithm, the last key
- * whose record is confirmed as the one the relay signs with. A key whose
- * record is not confirmed is never used.
+ * DKIM keys as read: each from the user's Secret or the one generated for it,
+ * and the DNS answer for each record not declared published. What they mean is
+ * planDkim's (dkim.ts).
  */
 async function dkimKeys(
   inputs: DomainInputs,
   settings: OperatorSettings,
   read: (name: string) => Promise<k8s.V1Secret | undefined>,
-  owned: (name: string, keys: string[], create: () => KubeObject) => Promise<Record<string, string> | undefined>,
+  generated: (name: string) => GeneratedOutcome | undefined,
   problems: Problem[],
 ): Promise<DkimState> {
   const { domain } = inputs;
-  const state: DkimState = { signing: [], records: [], pending: [] };
-  const chosen = new Map<string, OutboundInputs["dkim"][number]>();
-  const blocking: DesiredCondition[] = [];
+  const keys: DkimKeyRead[] = [];
+  const answers = new Map<string, Lookup>();
   for (const key of domain.spec.dkim?.keys ?? []) {
-    const algorithm = key.algorithm === "Ed25519" ? ("ed25519-sha256" as const) : ("rsa-sha256" as const);
     let pem: string | undefined;
     if (key.privateKeySecretRef) {
       const ref = key.privateKeySecretRef;
       pem = decode((await read(ref.name))?.data?.[ref.key ?? "tls.key"]);
       if (!pem) {
-        problems.push({ condition: "RelayAvailable", reason: "SecretNotFound", message: `DKIM key ${key.selector}: Secret ${ref.name} has no key ${ref.key ?? "tls.key"}` });
+        keys.push({ key, problem: { condition: "RelayAvailable", reason: "SecretNotFound", message: `DKIM key ${key.selector}: Secret ${ref.name} has no key ${ref.key ?? "tls.key"}` } });
         continue;
       }
     } else {
-      const generated = await owned(`${domain.metadata.name}-dkim-${key.selector}`, ["private.pem"], () => dkimKeySecret(domain, key.selector, generateDkimKey(key.algorithm ?? "RSA2048")));
-      pem = generated?.["private.pem"];
-      if (!pem) continue;
-    }
-    let record: string;
-    try {
-      const privateKey = createPrivateKey(pem);
-      if ((algorithm === "rsa-sha256") !== (privateKey.asymmetricKeyType === "rsa")) throw new Error(`it holds a ${privateKey.asymmetricKeyType} key, not ${key.algorithm ?? "RSA2048"}`);
-      record = dnsRecord(privateKey);
-    } catch (error) {
-      problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `DKIM key ${key.selector}: not a usable private key (${(error as Error).message})` });
-      continue;
-    }
-    const name = `${key.selector}._domainkey.${domain.spec.domain}`;
-    // Declared published, or found with this very key by the DNS check.
-    let published = key.recordPublished ?? false;
-    if (!published) {
-      const fix = `publish TXT ${name} with the value in status.dkim.records`;
-      if (!settings.dnsResolver) {
-        blocking.push({ type: "DKIMRecordPublished", status: "False", reason: "RecordNotConfirmed", message: `DKIM key ${key.selector}: ${fix}, then set recordPublished: true` });
-      } else {
-        const resolver = settings.dnsResolver;
-        const lookup = await inputs.caches.dnsAnswers.get(`${resolver} ${name}`, dnsTtl(settings), () => lookupTxt(resolver, name));
-        if ("error" in lookup) blocking.push({ type: "DKIMRecordPublished", status: "False", reason: "DNSCheckFailed", message: `DKIM key ${key.selector}: looking up ${name} failed: ${lookup.error}` });
-        else if (lookup.found.some((r) => publicKeyOf(r) === publicKeyOf(record))) published = true;
-        else if (lookup.found.some((r) => publicKeyOf(r) !== undefined)) blocking.push({ type: "DKIMRecordPublished", status: "False", reason: "RecordMismatch", message: `DKIM key ${key.selector}: ${name} publishes another key; ${fix}` });
-        else blocking.push({ type: "DKIMRecordPublished", status: "False", reason: "RecordMissing", message: `DKIM key ${key.selector}: no DKIM record at ${name}; ${fix}` });
+      const outcome = generated(`${domain.metadata.name}-dkim-${key.selector}`);
+      pem = outcome && "values" in outcome ? outcome.values["private.pem"] : undefined;
+      if (!pem) {
+        keys.push(outcome && "conflict" in outcome ? { key, problem: outcome.conflict } : { key });
+        continue;
       }
     }
-    if (published) chosen.set(algorithm, { selector: key.selector, algorithm, pem });
-    else state.pending.push(key.selector);
-    state.records.push({ selector: key.selector, name, value: record, published, signing: false });
+    keys.push({ key, pem });
+    const resolver = settings.dnsResolver;
+    if (resolver && needsLookup(key, settings)) {
+      const name = dkimRecordName(domain, key.selector);
+      answers.set(name, await inputs.caches.dnsAnswers.get(`${resolver} ${name}`, dnsTtl(settings), () => lookupTxt(resolver, name)));
+    }
   }
-  if ((domain.spec.dkim?.keys ?? []).length > 0) {
-    state.condition = blocking[0] ?? { type: "DKIMRecordPublished", status: "True", reason: "RecordPublished", message: `${state.records.length} DKIM record(s) published` };
+  const planned = planDkim(domain, settings, keys, (name) => answers.get(name));
+  problems.push(...planned.problems);
+  return planned.state;
+}
+
+/** A generated Secret's values: what planGeneratedSecrets found or had made, or why it is not used. */
+type GeneratedOutcome = { values: Record<string, string> } | { conflict: Problem };
+
+/**
+ * Writes what planGeneratedSecrets decided, generating the values only for the Secrets it creates: created
+ * (or an incomplete one of ours filled only if unchanged since read), so a second writer (two replicas in a
+ * hand-over) that made it first wins with 409, and what it wrote is read and used.
+ */
+async function applyGenerated(cluster: Cluster, domain: SmtpDomain, decisions: readonly GeneratedDecision[]): Promise<Map<string, GeneratedOutcome>> {
+  const outcomes = new Map<string, GeneratedOutcome>();
+  for (const decision of decisions) {
+    if ("conflict" in decision) outcomes.set(decision.name, { conflict: decision.conflict });
+    else if ("use" in decision) outcomes.set(decision.name, { values: decision.use });
+    else outcomes.set(decision.name, { values: await createGenerated(cluster, domain, decision) });
   }
-  state.signing = [...chosen.values()];
-  for (const record of state.records) record.signing = state.signing.some((k) => k.selector === record.selector);
-  return state;
+  return outcomes;
+}
+
+async function createGenerated(cluster: Cluster, domain: SmtpDomain, decision: Extract<GeneratedDecision, { create: true }>): Promise<Record<string, string>> {
+  const object = generatedSecret(domain, decision.what);
+  try {
+    if (decision.resourceVersion) await cluster.applyIfUnchanged(object, decision.resourceVersion);
+    else await cluster.create(object);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.code === 409)) throw error;
+    const winner = await cluster.read<k8s.V1Secret>("v1", "Secret", domain.metadata.namespace!, decision.name);
+    const theirs = winner && ownedBy(winner, domain.metadata.uid!) ? completeValues(winner, generatedKeys(decision.what)) : undefined;
+    if (!theirs) throw error;
+    return theirs;
+  }
+  return object.stringData as Record<string, string>;
+}
+
+/** A generated Secret with new values. */
+function generatedSecret(domain: SmtpDomain, what: Generated): KubeObject {
+  if (what.kind === "submission") return submissionSecret(domain, { username: `helpdesk-${domain.metadata.name}-${alphanumeric(6).toLowerCase()}`, password: alphanumeric(43) });
+  if (what.kind === "control") return controlSecret(domain, alphanumeric(43));
+  return dkimKeySecret(domain, what.selector, generateDkimKey(what.algorithm));
 }
 
 function generateDkimKey(algorithm: "RSA2048" | "Ed25519"): string {

@@ -39,6 +39,13 @@ export interface InformerOptions<T extends k8s.KubernetesObject = k8s.Kubernetes
   keepLabel?: (key: string) => boolean;
   /** A field selector, e.g. metadata.name=<name>: one object, which RBAC can grant by resourceName. */
   fieldSelector?: string;
+  /**
+   * What is wrong with an object the server sent (empty: nothing). One with problems is kept out of the
+   * cache, as if it were deleted (its earlier version too), and handed to `onInvalid` instead: the
+   * informer's users then only ever see objects of the shape their type promises.
+   */
+  check?: (object: T) => readonly string[];
+  onInvalid?: (object: T, problems: readonly string[]) => void;
 }
 
 export const defaultPageSize = 500;
@@ -53,6 +60,8 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(access: Clust
   const metadataOnly = options.metadataOnly === true;
   const keyOf = (o: k8s.KubernetesObject) => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
   const keepLabel = options.keepLabel ?? (() => true);
+  const { check, onInvalid } = options;
+  const problemsOf = (object: T): readonly string[] => check?.(object) ?? [];
   const strip = (o: T): T => {
     if (o.metadata?.managedFields) delete o.metadata.managedFields;
     if (!metadataOnly) return o;
@@ -73,8 +82,9 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(access: Clust
   let items: readonly T[] | undefined;
 
   /** Every page of a list, at one resourceVersion; an expired continue token starts the list again. */
-  const listAll = async (): Promise<{ items: Map<string, T>; resourceVersion: string }> => {
+  const listAll = async (): Promise<{ items: Map<string, T>; invalid: [T, readonly string[]][]; resourceVersion: string }> => {
     const items = new Map<string, T>();
+    const invalid: [T, readonly string[]][] = [];
     let next = "";
     for (;;) {
       const query = new URLSearchParams({ limit: String(pageSize) });
@@ -86,6 +96,7 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(access: Clust
       if (response.status === 410 && next) {
         // The snapshot the pages were read from was compacted away: read all of it again, at a new one.
         items.clear();
+        invalid.length = 0;
         next = "";
         onRelist?.("Expired");
         continue;
@@ -95,10 +106,12 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(access: Clust
       // An empty PartialObjectMetadataList comes with "items": null.
       for (const item of page.items ?? []) {
         const object = strip(item);
-        items.set(keyOf(object), object);
+        const problems = problemsOf(object);
+        if (problems.length === 0) items.set(keyOf(object), object);
+        else invalid.push([object, problems]);
       }
       next = page.metadata?.continue ?? "";
-      if (!next) return { items, resourceVersion: page.metadata?.resourceVersion ?? "" };
+      if (!next) return { items, invalid, resourceVersion: page.metadata?.resourceVersion ?? "" };
     }
   };
 
@@ -117,6 +130,8 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(access: Clust
       items = undefined;
       onChange(previous, "delete");
     }
+    // Told after the cache has dropped them, so a user sees the invalid version last.
+    for (const [object, problems] of list.invalid) onInvalid?.(object, problems);
     resourceVersion = list.resourceVersion;
   };
 
@@ -147,8 +162,19 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(access: Clust
         const key = keyOf(kept);
         items = undefined;
         if (event.type === "DELETED") {
+          const previous = store.get(key);
           store.delete(key);
-          onChange(kept, "delete");
+          // One kept out as invalid was never reported to the users: its deletion is not either.
+          if (problemsOf(kept).length === 0) onChange(kept, "delete");
+          else if (previous) onChange(previous, "delete");
+          return;
+        }
+        const problems = problemsOf(kept);
+        if (problems.length > 0) {
+          const previous = store.get(key);
+          store.delete(key);
+          if (previous) onChange(previous, "delete");
+          onInvalid?.(kept, problems);
         } else {
           const existed = store.has(key);
           store.set(key, kept);

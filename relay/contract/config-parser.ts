@@ -4,15 +4,11 @@
 // made here, with a message naming the field. Reading the file and resolving
 // its paths is the relay's own business (relay/config/file.ts).
 import { isIP } from "node:net";
-import { FormatRegistry } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { parse } from "yaml";
+import "../../lib/formats.js";
 import { RelayConfig, configVersion, type DomainEntry, type DomainOutbound } from "./config.js";
 import { configAddressProblem } from "./mailbox.js";
-
-// RFC 3339 timestamps, as Kubernetes writes them.
-const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
-if (!FormatRegistry.Has("date-time")) FormatRegistry.Set("date-time", (v) => rfc3339.test(v) && !Number.isNaN(Date.parse(v)));
 
 export class ConfigError extends Error {
   constructor(

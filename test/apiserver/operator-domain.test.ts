@@ -11,7 +11,7 @@ import { passwordDigest } from "../../relay/contract/digests.js";
 import { parseConfig } from "../../relay/contract/config-parser.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, conditionOf, connect, eventually, freshNamespace, kubectl, readSmtpDomain, secretText } from "../support/kube.js";
 import { tlsSecretManifest } from "../support/mail.js";
 
 function domainManifest(namespace: string, credentials: object[] = [{ version: 1 }]) {
@@ -51,10 +51,8 @@ describe("SmtpDomain reconciler", () => {
   });
   after(() => controller.stop());
 
-  const getDomain = async (namespace: string) =>
-    (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
-  const condition = (d: SmtpDomain, type: string) => d.status?.conditions?.find((c) => c.type === type);
-  const secretText = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+  const getDomain = (namespace: string) => readSmtpDomain(custom, namespace);
+  const condition = conditionOf;
   const relayConfigOf = async (namespace: string) =>
     parseConfig(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml"));
 

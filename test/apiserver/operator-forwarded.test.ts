@@ -6,13 +6,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
-import type { SmtpDomain } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { revokedAtAnnotation } from "../../operator/domain/credentials.js";
 import { parseConfig } from "../../relay/contract/config-parser.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, conditionOf, connect, eventually, freshNamespace, kubectl, readSmtpDomain, secretText } from "../support/kube.js";
 import { tlsSecretManifest } from "../support/mail.js";
 
 function domainManifest(namespace: string, inbound: Record<string, unknown>) {
@@ -46,10 +45,8 @@ describe("SmtpDomain in Forwarded mode", () => {
   });
   after(() => controller.stop());
 
-  const getDomain = async (namespace: string) =>
-    (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
-  const condition = (d: SmtpDomain, type: string) => d.status?.conditions?.find((c) => c.type === type);
-  const secretText = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+  const getDomain = (namespace: string) => readSmtpDomain(custom, namespace);
+  const condition = conditionOf;
   // Read with the relay's own loader: the contract.
   const relayConfigOf = async (namespace: string) => parseConfig(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml"));
   const credentialSecrets = async (namespace: string) =>

@@ -10,52 +10,35 @@
 // with it intact; the inbound one, from the helpdesk's system sender, comes
 // back forwarded too. Replies then leave DKIM-signed through the cloud service.
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import type * as k8s from "@kubernetes/client-node";
 import { dkimVerify } from "mailauth/lib/dkim/verify.js";
-import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
 import { relayPorts } from "../../relay/contract/pod.js";
-import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { startDns, type TestDns } from "../support/dns.js";
-import { e2eClients, localServerAddress, relayReady, startOperatorCommand } from "../support/e2e.js";
-import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
-import { freePort, randomPassword, startSmtpSink, stopChild, swaks, type SmtpSink } from "../support/mail.js";
-import { startSubmissionServer, type Postfix } from "../support/postfix.js";
+import { localServerAddress, startOperatorCommand } from "../support/e2e.js";
+import { applyManifests, conditionOf as condition, eventually, freshNamespace, kubectl, readSecret, readSmtpDomain, readSupportAddress, secretText as text } from "../support/kube.js";
+import { customerSecrets, mailFlow, runRelay } from "../support/mail-flow.js";
+import { freePort, randomPassword, startSmtpSink, swaks, type SmtpSink } from "../support/mail.js";
+import { startSubmissionServer } from "../support/postfix.js";
 
 describe("forwarded mode, end to end", () => {
-  let operator: ChildProcess | undefined;
-  let helpdesk: SmtpSink;
+  // The cloud service is the flow's customer server.
+  const flow = mailFlow();
   let mailbox: SmtpSink;
-  let recipientSide: SmtpSink;
   let dns: TestDns;
-  let cloud: (Postfix & { certFile: string }) | undefined;
-  let relay: RunningDeployment | undefined;
-  let core: k8s.CoreV1Api;
-  let apps: k8s.AppsV1Api;
-  let custom: k8s.CustomObjectsApi;
-  const login = { username: "u1@example.com", password: randomPassword(), senders: ["support@example.com"] };
 
   before(async () => {
-    ({ core, apps, custom } = await e2eClients());
-    helpdesk = await startSmtpSink();
     // The address's mailbox at the cloud service, before forwarding is set up: mail stops there.
     mailbox = await startSmtpSink();
-    recipientSide = await startSmtpSink();
     dns = await startDns();
   });
   after(async () => {
-    await relay?.stop();
-    if (operator) await stopChild(operator);
-    await cloud?.stop();
-    await Promise.all([helpdesk.stop(), mailbox.stop(), recipientSide.stop(), dns.stop()]);
+    await Promise.all([mailbox.stop(), dns.stop()]);
   });
 
   test("from kubectl apply to Ready only once the cloud service forwards; DKIM-aligned forwarded verification; replies DKIM-signed through the cloud service", async (t) => {
     const namespace = await freshNamespace(t, "e2e-fwd");
     const cloudPort = await freePort();
-    operator = await startOperatorCommand([
+    flow.operator = await startOperatorCommand([
       "--system-domains", "helpdesk.test", "--verification-sender", "verify@helpdesk.test",
       "--verification-smtp", `127.0.0.1:${cloudPort}`, "--relay-control-url", "https://127.0.0.1:8443",
       "--forwarded-dns-servers", dns.address,
@@ -66,37 +49,27 @@ describe("forwarded mode, end to end", () => {
       metadata: { name: "example-com", namespace },
       spec: {
         domain: "example.com",
-        inbound: { mode: "Forwarded", delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port, tls: "None" } } },
+        inbound: { mode: "Forwarded", delivery: { smtp: { host: "127.0.0.1", port: flow.helpdesk.port, tls: "None" } } },
         dkim: { keys: [{ selector: "smtpc1", recordPublished: true }] },
         relay: { replicas: 1 },
       },
     });
-    const smtpDomain = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+    const smtpDomain = () => readSmtpDomain(flow.custom, namespace);
     // The customer publishes the DKIM record the status shows (here: in the DNS the relay is told to use).
     const record = await eventually("the DKIM record in status", async () => (await smtpDomain()).status?.dkim?.records?.find((r) => r.selector === "smtpc1"), 60_000);
     dns.txt.set(record.name, record.value);
     const issued = await smtpDomain();
     assert.equal(issued.status?.conditions?.find((c) => c.type === "CredentialsIssued")?.reason, "NotRequired");
-    assert.equal((await core.listNamespacedSecret({ namespace, labelSelector: "smtpconnector.dev/credential-version" })).items.length, 0, "no inbound credential Secret");
+    assert.equal((await flow.core.listNamespacedSecret({ namespace, labelSelector: "smtpconnector.dev/credential-version" })).items.length, 0, "no inbound credential Secret");
 
     // The cloud service: submission with the address's login; the domain's mail goes to the mailbox for now.
-    cloud = await startSubmissionServer({ relayTo: recipientSide.port, users: [login], forward: { domain: "example.com", relayPort: mailbox.port, withoutAuth: true }, port: cloudPort });
-    await applyManifests(
-      { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: login.password } },
-      { apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(cloud.certFile, "utf8") } },
-      localServerAddress(namespace, cloud.port, { verification: { timeout: "15s", interval: "1h" } }),
-    );
-    const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
+    const cloud = (flow.customer = await startSubmissionServer({ relayTo: flow.recipientSide.port, users: [flow.login], forward: { domain: "example.com", relayPort: mailbox.port, withoutAuth: true }, port: cloudPort }));
+    await applyManifests(...customerSecrets(namespace, flow), localServerAddress(namespace, cloud.port, { verification: { timeout: "15s", interval: "1h" } }));
+    const deployment = await runRelay(flow, namespace);
     assert.deepEqual(deployment.spec!.template.spec!.containers[0]!.ports!.map((p) => p.containerPort).sort(), [relayPorts.forwarded, relayPorts.health, relayPorts.submission, relayPorts.control].sort());
-    relay = await runDeployment(core, deployment);
-    const started = relay;
-    await relayReady().catch((error: unknown) => {
-      throw new Error(`${(error as Error).message}; the relay's log:\n${started.logs()}`);
-    });
-    await relay.markAvailable();
+    const started = flow.relay!;
 
-    const address = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
-    const condition = (a: SupportAddress, type: string) => a.status?.conditions?.find((c) => c.type === type);
+    const address = () => readSupportAddress(flow.custom, namespace);
 
     // Forwarding not set up: the verification emails reach the mailbox and stop there; the address says so.
     const notSetUp = await eventually("OutboundVerified False with ForwardingNotSetUp", async () => {
@@ -115,7 +88,7 @@ describe("forwarded mode, end to end", () => {
       return condition(a, "Ready")?.status === "True" ? a : undefined;
     }, 90_000).catch(async (error: unknown) => {
       const tail = (text: string) => text.split("\n").slice(-25).join("\n");
-      const copies = helpdesk.messages().map((m) => m.content.split(/\r?\n\r?\n/)[0]).join("\n----\n");
+      const copies = flow.helpdesk.messages().map((m) => m.content.split(/\r?\n\r?\n/)[0]).join("\n----\n");
       throw new Error(`${(error as Error).message}\nstatus: ${JSON.stringify((await address()).status?.verifications)}\nat the helpdesk:\n${copies}\nrelay:\n${tail(started.logs())}`);
     });
     const byDirection = new Map(ready.status?.verifications?.map((v) => [v.direction, v]));
@@ -127,7 +100,7 @@ describe("forwarded mode, end to end", () => {
 
     // What the helpdesk got: forwarded, with the relay's own truthful Authentication-Results, never auth=pass.
     // Known by their body: the relay removes X-SmtpConnector-* fields on the way in (the token field too).
-    const forwarded = helpdesk.messages().filter((m) => m.content.includes("checks that mail for this support address flows through smtp-connector"));
+    const forwarded = flow.helpdesk.messages().filter((m) => m.content.includes("checks that mail for this support address flows through smtp-connector"));
     assert.ok(forwarded.length >= 2, `verification emails at the helpdesk: ${forwarded.length}`);
     for (const m of forwarded) {
       assert.doesNotMatch(m.content, /auth=pass/, "forwarded mail is never tagged authenticated");
@@ -139,9 +112,7 @@ describe("forwarded mode, end to end", () => {
     assert.match(cloud.log(), new RegExp(`to=<support@example\\.com>, relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${relayPorts.forwarded}, .*status=sent`));
 
     // A reply: the helpdesk submits as the address; it leaves DKIM-signed (d=example.com) through the cloud service.
-    const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 30_000);
-    const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
-    const submission = await read("example-com-submission");
+    const submission = await readSecret(flow.core, namespace, "example-com-submission", 30_000);
     const subject = `reply ${randomPassword().slice(0, 8)}`;
     await eventually("the helpdesk's reply accepted", async () => {
       const sent = await swaks([
@@ -150,7 +121,7 @@ describe("forwarded mode, end to end", () => {
       ]);
       return sent.code === 0 ? true : undefined;
     }, 30_000);
-    const reply = await eventually("the reply at the recipient's side", () => recipientSide.messages().find((m) => m.content.includes(`Subject: ${subject}`)), 30_000);
+    const reply = await eventually("the reply at the recipient's side", () => flow.recipientSide.messages().find((m) => m.content.includes(`Subject: ${subject}`)), 30_000);
     assert.match(reply.content, /\(Authenticated sender: u1@example\.com\)/, "through the cloud service with the address's own login");
     const resolver = (name: string, type: string) =>
       name === record.name && type === "TXT" ? Promise.resolve([[record.value]]) : Promise.reject(Object.assign(new Error("NXDOMAIN"), { code: "ENOTFOUND" }));

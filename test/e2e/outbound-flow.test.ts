@@ -4,45 +4,24 @@
 // path; the helpdesk's submission login and the internal Service exist, and
 // the helpdesk cannot send as an address that is not Ready.
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import { controlRequest } from "../../operator/address/control-client.js";
-import type * as k8s from "@kubernetes/client-node";
 import { dkimVerify } from "mailauth/lib/dkim/verify.js";
-import type { SmtpDomain } from "../../crds/schema.js";
 import { pythonDkim } from "../support/dkim.js";
-import { e2eClients, startOperatorCommand, localServerAddress, relayReady } from "../support/e2e.js";
-import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
-import { applyManifests, eventually, freshNamespace } from "../support/kube.js";
-import { randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
-import { startSubmissionServer, type Postfix } from "../support/postfix.js";
+import { startOperatorCommand, localServerAddress } from "../support/e2e.js";
+import { applyManifests, eventually, freshNamespace, readSecret, readSmtpDomain, secretText as text } from "../support/kube.js";
+import { customerSecrets, mailFlow, runRelay } from "../support/mail-flow.js";
+import { swaks, tlsSecretManifest } from "../support/mail.js";
+import { startSubmissionServer } from "../support/postfix.js";
 
 describe("outbound, end to end", () => {
-  let operator: ChildProcess;
-  let helpdeskSink: SmtpSink;
-  let recipientSide: SmtpSink;
-  let customer: Postfix & { certFile: string };
-  let relay: RunningDeployment | undefined;
-  let core: k8s.CoreV1Api;
-  let apps: k8s.AppsV1Api;
-  let custom: k8s.CustomObjectsApi;
-  const login = { username: "u1@example.com", password: randomPassword(), senders: ["support@example.com"] };
+  const flow = mailFlow();
+  const { login } = flow;
 
   before(async () => {
-    ({ core, apps, custom } = await e2eClients());
-    helpdeskSink = await startSmtpSink();
-    recipientSide = await startSmtpSink();
-    customer = await startSubmissionServer({ relayTo: recipientSide.port, users: [login] });
-    operator = await startOperatorCommand(["--system-domains", "helpdesk.test"]);
-  });
-  after(async () => {
-    await relay?.stop();
-    await stopChild(operator);
-    await customer.stop();
-    await helpdeskSink.stop();
-    await recipientSide.stop();
+    flow.customer = await startSubmissionServer({ relayTo: flow.recipientSide.port, users: [login] });
+    flow.operator = await startOperatorCommand(["--system-domains", "helpdesk.test"]);
   });
 
   test("a verification email leaves through the address's own login; the helpdesk may not send as it before it is Ready", async (t) => {
@@ -55,33 +34,29 @@ describe("outbound, end to end", () => {
         metadata: { name: "example-com", namespace },
         spec: {
           domain: "example.com",
-          inbound: { delivery: { smtp: { host: "127.0.0.1", port: helpdeskSink.port, tls: "None" } } },
+          inbound: { delivery: { smtp: { host: "127.0.0.1", port: flow.helpdesk.port, tls: "None" } } },
           // The operator generates the key; the record is declared published, so the relay signs.
           dkim: { keys: [{ selector: "smtpc1", recordPublished: true }] },
           relay: { replicas: 1, tls: { secretName: "relay-tls" } },
         },
       },
-      { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: login.password } },
-      { apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") } },
-      localServerAddress(namespace, customer.port),
+      ...customerSecrets(namespace, flow),
+      localServerAddress(namespace, flow.customer!.port),
     );
-    const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 60_000);
-    const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+    const read = (name: string) => readSecret(flow.core, namespace, name);
     await eventually("the sender in the relay config", async () => (text(await read("example-com-relay-config"), "relay.yaml").includes(`username: ${login.username}`) ? true : undefined));
     const config = await read("example-com-relay-config");
     assert.ok(!text(config, "relay.yaml").includes(login.password), "the password is a file next to the config, not in it");
     assert.ok(Object.keys(config.data ?? {}).some((k) => k.endsWith(".password")));
 
     // The submission port is only on the internal Service, never on the customer-facing one.
-    const services = await eventually("the internal Service", () => core.readNamespacedService({ namespace, name: "example-com-relay-internal" }));
+    const services = await eventually("the internal Service", () => flow.core.readNamespacedService({ namespace, name: "example-com-relay-internal" }));
     assert.equal(services.spec?.type, "ClusterIP");
     assert.deepEqual(services.spec?.ports?.map((p) => p.port), [2587, 8443]);
-    const facing = await core.readNamespacedService({ namespace, name: "example-com-relay" });
+    const facing = await flow.core.readNamespacedService({ namespace, name: "example-com-relay" });
     assert.deepEqual(facing.spec?.ports?.map((p) => p.port), [587, 465]);
 
-    const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
-    relay = await runDeployment(core, deployment);
-    await relayReady();
+    await runRelay(flow, namespace, { available: false });
 
     // The operator's call: the token from the control Secret.
     const token = text(await read("example-com-relay-control"), "token");
@@ -94,11 +69,11 @@ describe("outbound, end to end", () => {
       pins: [pin],
     });
     assert.equal(response.status, 200, JSON.stringify(await response.json()));
-    await eventually("the verification email at the recipient's side", () => (recipientSide.messages().some((m) => m.content.includes("vrf_e2e_0123456789abcdef")) ? true : undefined), 20_000);
-    const sent = recipientSide.messages().find((m) => m.content.includes("vrf_e2e_0123456789abcdef"))!;
+    await eventually("the verification email at the recipient's side", () => (flow.recipientSide.messages().some((m) => m.content.includes("vrf_e2e_0123456789abcdef")) ? true : undefined), 20_000);
+    const sent = flow.recipientSide.messages().find((m) => m.content.includes("vrf_e2e_0123456789abcdef"))!;
     assert.match(sent.content, /\(Authenticated sender: u1@example\.com\)/);
     // Signed for example.com with the generated key; verified against the record the SmtpDomain's status publishes.
-    const domainStatus = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+    const domainStatus = await readSmtpDomain(flow.custom, namespace);
     const record = domainStatus.status?.dkim?.records?.find((r) => r.selector === "smtpc1");
     assert.ok(record?.signing, "status says smtpc1 signs");
     const resolver = (name: string, type: string) =>

@@ -5,41 +5,17 @@
 // can send only after that, and each failure mode gets its own reason, which
 // `kubectl get` and `kubectl describe` show.
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { after, before, describe, test } from "node:test";
-import type * as k8s from "@kubernetes/client-node";
-import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
-import { e2eClients, startOperatorCommand, localServerAddress, relayReady } from "../support/e2e.js";
-import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
-import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
-import { freePort, randomPassword, startSmtpSink, stopChild, swaks, type SmtpSink } from "../support/mail.js";
-import { startSubmissionServer, type Postfix } from "../support/postfix.js";
+import { describe, test } from "node:test";
+import { startOperatorCommand, localServerAddress } from "../support/e2e.js";
+import { applyManifests, conditionOf as condition, eventually, freshNamespace, kubectl, readSecret, readSmtpDomain, readSupportAddress, secretText as text } from "../support/kube.js";
+import { customerSecrets, mailFlow, runRelay } from "../support/mail-flow.js";
+import { freePort, swaks } from "../support/mail.js";
+import { startSubmissionServer } from "../support/postfix.js";
 import { relayPorts } from "../../relay/contract/pod.js";
 
 describe("verification, end to end", () => {
-  let operator: ChildProcess | undefined;
-  let helpdesk: SmtpSink;
-  let recipientSide: SmtpSink;
-  let customer: (Postfix & { certFile: string }) | undefined;
-  let relay: RunningDeployment | undefined;
-  let core: k8s.CoreV1Api;
-  let apps: k8s.AppsV1Api;
-  let custom: k8s.CustomObjectsApi;
-  const login = { username: "u1@example.com", password: randomPassword(), senders: ["support@example.com"] };
-
-  before(async () => {
-    ({ core, apps, custom } = await e2eClients());
-    helpdesk = await startSmtpSink();
-    recipientSide = await startSmtpSink();
-  });
-  after(async () => {
-    await relay?.stop();
-    if (operator) await stopChild(operator);
-    await customer?.stop();
-    await helpdesk.stop();
-    await recipientSide.stop();
-  });
+  const flow = mailFlow();
+  const { login } = flow;
 
   test("both directions verify through the customer's Postfix; the helpdesk may send once Ready; wrong credentials and a revoked inbound credential get their own reasons", async (t) => {
     const namespace = await freshNamespace(t, "e2e-vrf");
@@ -47,40 +23,31 @@ describe("verification, end to end", () => {
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",
       metadata: { name: "example-com", namespace },
-      spec: { domain: "example.com", inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port, tls: "None" } } }, relay: { replicas: 1 } },
+      spec: { domain: "example.com", inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: flow.helpdesk.port, tls: "None" } } }, relay: { replicas: 1 } },
     });
     // The customer's server listens here once it knows the inbound credential; the operator is told now.
     const customerPort = await freePort();
-    operator = await startOperatorCommand([
+    flow.operator = await startOperatorCommand([
       "--system-domains", "helpdesk.test", "--verification-sender", "verify@helpdesk.test",
       "--verification-smtp", `127.0.0.1:${customerPort}`, "--relay-control-url", "https://127.0.0.1:8443",
     ]);
     // The relay's certificate is the operator's own (issued from its CA).
     await applyManifests(domain([{ version: 1 }]));
-    const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 60_000);
-    const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+    const read = (name: string) => readSecret(flow.core, namespace, name);
     const v1 = await read("example-com-inbound-v1");
 
     // The customer's server, set up from the credential Secret's snippet as its admin would: it verifies
     // the relay's certificate against ca.crt for the relay's host name (smtp_tls_policy_maps ... secure).
-    customer = await startSubmissionServer({
-      relayTo: recipientSide.port,
+    const customer = (flow.customer = await startSubmissionServer({
+      relayTo: flow.recipientSide.port,
       users: [login],
       forward: { domain: "example.com", relayPort: relayPorts.starttls, snippet: text(v1, "postfix-main.cf"), relayHost: `example-com.${namespace}.relay.smtp-connector.local`, caPem: text(v1, "ca.crt") },
       port: customerPort,
-    });
-    await applyManifests(
-      { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: login.password } },
-      { apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") } },
-      localServerAddress(namespace, customer.port, { verification: { timeout: "15s", interval: "1h" } }),
-    );
-    const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
-    relay = await runDeployment(core, deployment);
-    await relayReady();
-    await relay.markAvailable();
+    }));
+    await applyManifests(...customerSecrets(namespace, flow), localServerAddress(namespace, customer.port, { verification: { timeout: "15s", interval: "1h" } }));
+    await runRelay(flow, namespace);
 
-    const address = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
-    const condition = (a: SupportAddress, type: string) => a.status?.conditions?.find((c) => c.type === type);
+    const address = () => readSupportAddress(flow.custom, namespace);
     await eventually("the address Ready", async () => (condition(await address(), "Ready")?.status === "True" ? true : undefined), 60_000);
     // The customer's Postfix checked the relay's certificate (level secure, the CA from the Secret), not merely encrypted.
     assert.match(customer.log(), new RegExp(`Verified TLS connection established to 127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${relayPorts.starttls}`));
@@ -88,7 +55,7 @@ describe("verification, end to end", () => {
     assert.deepEqual(verified.status?.verifications?.map((v) => `${v.direction} ${v.result} ${v.reason}`), ["Inbound Succeeded Verified", "Outbound Succeeded Verified"]);
     assert.ok(verified.status?.verifications?.every((v) => /^[0-9a-f]{64}$/.test(v.tokenSha256 ?? "")), "only token digests are kept");
     // Both tokens reached the helpdesk through the authenticated relay, tagged.
-    const tagged = helpdesk.messages().filter((m) => /X-SmtpConnector-Auth: domain=example\.com; version=1/.test(m.content));
+    const tagged = flow.helpdesk.messages().filter((m) => /X-SmtpConnector-Auth: domain=example\.com; version=1/.test(m.content));
     assert.ok(tagged.length >= 2, `verification emails at the helpdesk: ${tagged.length}`);
     const table = await kubectl(["get", "supportaddresses", "-n", namespace]);
     assert.match(table.stdout, /support\s+support@example\.com\s+example-com\s+True\s+True\s+True/, table.stdout);
@@ -98,7 +65,7 @@ describe("verification, end to end", () => {
     assert.match(overview.stdout, /supportaddress\.smtpconnector\.dev\/support\s+support@example\.com\s+example-com\s+True\s+True\s+True/, overview.stdout);
 
     // The relay's report of last use reaches the SmtpDomain's status: the admin sees version 1 in use.
-    const smtpDomain = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+    const smtpDomain = () => readSmtpDomain(flow.custom, namespace);
     await eventually("version 1's last use in status", async () => ((await smtpDomain()).status?.credentials?.find((c) => c.version === 1)?.lastUsedAt ? true : undefined), 60_000);
     assert.match((await kubectl(["describe", "smtpdomain", "example-com", "-n", namespace])).stdout, /Last Used At:\s+2\d{3}-/);
 
@@ -110,7 +77,7 @@ describe("verification, end to end", () => {
         "--from", "support@example.com", "--to", "customer@elsewhere.test", "--header", `Subject: ${subject}`,
       ]);
     await eventually("the helpdesk's first notification accepted", async () => ((await submit("ticket update")).code === 0 ? true : undefined), 20_000);
-    await eventually("the notification at the recipient's side", () => (recipientSide.messages().some((m) => m.content.includes("Subject: ticket update")) ? true : undefined), 20_000);
+    await eventually("the notification at the recipient's side", () => (flow.recipientSide.messages().some((m) => m.content.includes("Subject: ticket update")) ? true : undefined), 20_000);
 
     // Wrong outbound password: the changed Secret re-verifies, and the reason says what to fix.
     await applyManifests({ apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: login.username, password: "not-the-password" } });

@@ -90,7 +90,7 @@ describe("the operator asks every relay pod", () => {
 
   test("a verification send goes to the next pod only when the one before was never reached", async () => {
     // The second pod answers: it does not send for an address it has no outbound login for.
-    await assert.rejects((await withDeadPod()).sendOutbound(domain, "support@example.com", "vrf_0123456789abcdef", undefined), NotYetServed);
+    await assert.rejects((await withDeadPod()).sendOutbound(domain, "support@example.com", "vrf_0123456789abcdef", {}), NotYetServed);
   });
 
   test("no pod known yet (no EndpointSlice, no ready pod): the control URL", async () => {

@@ -10,23 +10,21 @@
 // python3-dkim verifies DKIM and ARC of what reached the helpdesk,
 // independently of mailauth, and our Authentication-Results must agree.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { createPrivateKey, generateKeyPairSync } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import https from "node:https";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { promisify } from "node:util";
 import { dkimSign, sealMessage } from "mailauth";
 import { verificationMessage } from "../../relay/contract/verification-message.js";
 import { headerFields, RelaxedBodyHash, signatures } from "../../relay/outbound/dkim.js";
+import { pythonDkimAndArc } from "../support/dkim.js";
 import { startDns, type TestDns } from "../support/dns.js";
 import { freePort, randomPassword, sha256, swaks, tempDir, type SinkMessage } from "../support/mail.js";
 import { startPostfix, type Postfix } from "../support/postfix.js";
 import { RawSmtp, startRelay, type RelayHarness } from "../support/relay.js";
 import { eventuallyTrue } from "../support/wait.js";
 
-const execFileAsync = promisify(execFile);
 const controlToken = randomPassword();
 const password = randomPassword();
 const customer = "customer.example";
@@ -106,25 +104,8 @@ function ours(content: string): string[] {
 
 const crlf = (content: string) => content.replace(/\r?\n/g, "\r\n");
 
-/** python3-dkim (Debian's): each DKIM signature's verdict and the ARC chain's cv, with the test's records as DNS. */
-async function pythonVerdicts(raw: string): Promise<{ dkim: boolean[]; arc: string }> {
-  const script = [
-    "import dkim, json, sys",
-    "records = json.loads(sys.argv[1])",
-    "msg = sys.stdin.buffer.read()",
-    "def txt(name, timeout=5): return records.get(name.decode().rstrip('.'), '').encode() or None",
-    "d = dkim.DKIM(msg)",
-    "n = len([h for h in d.headers if h[0].lower() == b'dkim-signature'])",
-    "cv, results, reason = dkim.arc_verify(msg, dnsfunc=txt)",
-    "def verify(i):",
-    "  try: return bool(dkim.DKIM(msg).verify(idx=i, dnsfunc=txt))",
-    "  except dkim.ValidationError: return False",
-    "print(json.dumps({'dkim': [verify(i) for i in range(n)], 'arc': cv.decode()}))",
-  ].join("\n");
-  const child = execFileAsync("/usr/bin/python3", ["-c", script, JSON.stringify(records)]);
-  child.child.stdin?.end(raw, "latin1");
-  return JSON.parse((await child).stdout) as { dkim: boolean[]; arc: string };
-}
+/** python3-dkim's verdicts, with the test's records as DNS. */
+const pythonVerdicts = (raw: string) => pythonDkimAndArc(raw, records);
 
 describe("the forwarded listener, behind a real Postfix as the cloud service", () => {
   let dns: TestDns;

@@ -332,8 +332,8 @@ describe("outbound through the customer's Postfix", () => {
     );
     const domain = { metadata: { name: "example-com", namespace: "acme" }, spec: { domain: "example.com" } } as SmtpDomain;
     const current = h.config.domains[0]!.outbound!.senders.find((s) => s.address === "support@example.com")!.server;
-    await assert.rejects(io.sendOutbound(domain, "support@example.com", "vrf_moved0123456789", undefined, "smtp.moved.example:587/StartTLS"), NotYetServed);
-    assert.equal(await io.sendOutbound(domain, "support@example.com", "vrf_current0123456789", undefined, serverEndpoint(current)), undefined);
+    await assert.rejects(io.sendOutbound(domain, "support@example.com", "vrf_moved0123456789", { server: "smtp.moved.example:587/StartTLS" }), NotYetServed);
+    assert.equal(await io.sendOutbound(domain, "support@example.com", "vrf_current0123456789", { server: serverEndpoint(current) }), undefined);
     await arrived(recipientSide, "vrf_current0123456789");
     assert.equal(received(recipientSide, "vrf_moved0123456789"), undefined, "nothing went out through the server the address no longer names");
   });

@@ -1,5 +1,5 @@
-// DKIM verification with Debian's python3-dkim, an implementation independent
-// of ours and of mailauth, fed the DNS records directly.
+// DKIM (and ARC) verification with Debian's python3-dkim, an implementation
+// independent of ours and of mailauth, fed the DNS records directly.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 
@@ -20,4 +20,27 @@ export async function pythonDkim(raw: string, records: Record<string, string>): 
   const child = execFileAsync("/usr/bin/python3", ["-c", script, JSON.stringify(records)]);
   child.child.stdin?.end(raw, "latin1");
   return (await child).stdout.trim();
+}
+
+/**
+ * Each DKIM signature's verdict (a signature that does not validate is false, not an error) and the ARC
+ * chain's cv ("pass", "fail", "none"), by python3-dkim.
+ */
+export async function pythonDkimAndArc(raw: string, records: Record<string, string>): Promise<{ dkim: boolean[]; arc: string }> {
+  const script = [
+    "import dkim, json, sys",
+    "records = json.loads(sys.argv[1])",
+    "msg = sys.stdin.buffer.read()",
+    "def txt(name, timeout=5): return records.get(name.decode().rstrip('.'), '').encode() or None",
+    "d = dkim.DKIM(msg)",
+    "n = len([h for h in d.headers if h[0].lower() == b'dkim-signature'])",
+    "cv, results, reason = dkim.arc_verify(msg, dnsfunc=txt)",
+    "def verify(i):",
+    "  try: return bool(dkim.DKIM(msg).verify(idx=i, dnsfunc=txt))",
+    "  except dkim.ValidationError: return False",
+    "print(json.dumps({'dkim': [verify(i) for i in range(n)], 'arc': cv.decode()}))",
+  ].join("\n");
+  const child = execFileAsync("/usr/bin/python3", ["-c", script, JSON.stringify(records)]);
+  child.child.stdin?.end(raw, "latin1");
+  return JSON.parse((await child).stdout) as { dkim: boolean[]; arc: string };
 }

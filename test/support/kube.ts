@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { stringify } from "yaml";
+import type { Condition, SmtpDomain, SupportAddress } from "../../crds/schema.js";
 import { controlPlane } from "./controlplane.js";
 
 const execFileAsync = promisify(execFile);
@@ -113,3 +114,23 @@ export async function eventually<T>(
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
+
+/** An SmtpDomain as the API server returns it (example-com unless named). */
+export async function readSmtpDomain(custom: k8s.CustomObjectsApi, namespace: string, name = "example-com"): Promise<SmtpDomain> {
+  return (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name })) as SmtpDomain;
+}
+
+/** A SupportAddress as the API server returns it (support unless named). */
+export async function readSupportAddress(custom: k8s.CustomObjectsApi, namespace: string, name = "support"): Promise<SupportAddress> {
+  return (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name })) as SupportAddress;
+}
+
+/** One condition of an object's status, by type. */
+export const conditionOf = (object: { status?: { conditions?: Condition[] } }, type: string): Condition | undefined => object.status?.conditions?.find((c) => c.type === type);
+
+/** A key of a Secret's data, decoded ("" when absent). */
+export const secretText = (secret: k8s.V1Secret, key: string): string => Buffer.from(secret.data?.[key] ?? "", "base64").toString();
+
+/** A Secret, once it exists. */
+export const readSecret = (core: k8s.CoreV1Api, namespace: string, name: string, within = 60_000): Promise<k8s.V1Secret> =>
+  eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), within);

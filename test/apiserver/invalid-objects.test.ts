@@ -1,0 +1,93 @@
+// An object the operator's schema does not allow reaches it when the CRD in
+// the cluster is not this operator's (applied by hand from another version, a
+// conversion gap): here the SupportAddress CRD's spec schema is loosened for the
+// length of the test. The operator must say on the object which fields are
+// wrong, act on nothing of it, and carry on with everything else.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import * as k8s from "@kubernetes/client-node";
+import type { SupportAddress } from "../../crds/schema.js";
+import type { Controller } from "../../operator/controller.js";
+import { installCRDs } from "../support/crds.js";
+import { startTestController } from "../support/operator-rbac.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+
+const crd = "crd/supportaddresses.smtpconnector.dev";
+const specSchema = "/spec/versions/0/schema/openAPIV3Schema/properties/spec";
+
+async function patchSpecSchema(value: unknown): Promise<void> {
+  const patched = await kubectl(["patch", crd, "--type=json", "-p", JSON.stringify([{ op: "replace", path: specSchema, value }])]);
+  assert.equal(patched.code, 0, patched.stderr);
+}
+
+describe("an object that does not match the operator's schema", () => {
+  let controller: Controller;
+  let custom: k8s.CustomObjectsApi;
+  let original: unknown;
+
+  before(async () => {
+    await installCRDs();
+    custom = (await connect()).config.makeApiClient(k8s.CustomObjectsApi);
+    const read = await kubectl(["get", crd, "-o", "json"]);
+    original = (JSON.parse(read.stdout) as { spec: { versions: { schema: { openAPIV3Schema: { properties: { spec: unknown } } } }[] } }).spec.versions[0]!.schema.openAPIV3Schema.properties.spec;
+    await patchSpecSchema({ type: "object", "x-kubernetes-preserve-unknown-fields": true });
+    controller = await startTestController();
+  });
+  after(async () => {
+    await controller.stop();
+    // The next test file gets this control plane's CRD exactly as it was.
+    await patchSpecSchema(original);
+  });
+
+  test("is reported on itself (InvalidObject, naming the fields), not acted on, and replaced by its next valid version", async (t) => {
+    const namespace = await freshNamespace(t, "invalid");
+    const manifest = (spec: unknown) => ({ apiVersion: "smtpconnector.dev/v1alpha1", kind: "SupportAddress", metadata: { name: "support", namespace }, spec });
+    // The loosened CRD may take a moment to be served.
+    await eventually("the loosened CRD to admit the object", async () => {
+      try {
+        await applyManifests(manifest({ address: 42, domainRef: "example-com" }));
+        return true;
+      } catch {
+        return undefined;
+      }
+    });
+    const get = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
+    const condition = (a: SupportAddress, type: string) => a.status?.conditions?.find((c) => c.type === type);
+    const reported = await eventually("Ready=False InvalidObject", async () => {
+      const a = await get();
+      return condition(a, "Ready")?.reason === "InvalidObject" ? a : undefined;
+    });
+    const message = condition(reported, "Ready")!.message;
+    assert.match(message, /spec\.address: Expected string/);
+    assert.match(message, /spec\.domainRef: Expected object/);
+    assert.match(message, /apply the CRD of this operator's version/);
+    assert.equal(condition(reported, "Stalled")?.status, "True");
+    assert.equal(condition(reported, "Stalled")?.reason, "InvalidObject");
+    const events = await eventually("a Warning Event", async () => {
+      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=support,type=Warning,reason=InvalidObject", "-o", "jsonpath={.items[*].message}"]);
+      return e.stdout.trim() ? e.stdout : undefined;
+    });
+    assert.match(events, /spec\.address: Expected string/);
+
+    // Reported once: a reconcile of the same invalid version writes nothing.
+    await controller.queue.idle();
+    const writes = controller.cluster.writes;
+    controller.queue.add(`address/${namespace}/support`);
+    await controller.queue.idle();
+    assert.equal(controller.cluster.writes, writes, `writes for the same invalid version: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`);
+
+    // A valid version: reconciled as any address (its domain does not exist, which it now says).
+    await applyManifests(
+      manifest({
+        address: "support@example.com",
+        domainRef: { name: "example-com" },
+        outbound: { host: "smtp.example.com", port: 587, tls: "StartTLS", credentialsSecretRef: { name: "support-smtp-credentials" } },
+      }),
+    );
+    const fixed = await eventually("InvalidObject replaced", async () => {
+      const a = await get();
+      return condition(a, "Ready")?.reason !== "InvalidObject" && condition(a, "Ready") ? a : undefined;
+    });
+    assert.notEqual(condition(fixed, "Stalled")?.reason, "InvalidObject");
+  });
+});
