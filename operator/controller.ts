@@ -14,7 +14,8 @@ import { failureMessage, needsAction } from "./failures.js";
 import type { VerificationIO, VerificationTiming } from "./address/verification.js";
 import { verificationIO, type VerificationSettings } from "./address/verification-io.js";
 import { controlEndpoints } from "./address/control-client.js";
-import { defaultLimits, judgeAddresses, judgeDomains, type Limits } from "./address/rules.js";
+import { defaultLimits, type Limits } from "./address/rules.js";
+import { VerdictCache } from "./address/verdicts.js";
 import { defaultCaSecret } from "./domain/certificate.js";
 import { disconnect, disconnectFinalizer, ensureFinalizer } from "./domain/disconnect.js";
 import { domainCaches, reconcileDomain } from "./domain/reconcile.js";
@@ -61,7 +62,7 @@ export class Controller {
   private readonly endpointSlices: SupervisedInformer<k8s.V1EndpointSlice>;
   private resync: NodeJS.Timeout | undefined;
   private readonly verificationIO: VerificationIO | undefined;
-  private verdictCache: ReturnType<Controller["judge"]> | undefined;
+  private readonly judged = new VerdictCache();
   private readonly seenShapes = new Map<string, string>();
   /** The relays' last-use reports: asked at most every 10 s per domain, however often it reconciles. */
   private readonly credentialUse = new TimedCache<Map<number, string>>();
@@ -201,13 +202,14 @@ export class Controller {
 
   private domainChanged(domain: SmtpDomain & k8s.KubernetesObject, event: InformerEvent): void {
     const namespace = domain.metadata?.namespace;
-    this.referencedCache = undefined;
     if (this.statusOnly("domain", domain, event)) {
       // Its readiness feeds its addresses' DomainReady.
       for (const a of this.addresses.list()) if (a.metadata?.namespace === namespace && a.spec.domainRef.name === domain.metadata?.name) this.enqueue("address", namespace, a.metadata?.name);
       return;
     }
-    this.verdictCache = undefined;
+    // Status changes neither the Secrets it names nor what the rules read.
+    this.referencedCache = undefined;
+    this.judged.invalidate(namespace);
     this.enqueueNamespace(namespace);
     for (const other of this.domains.list()) {
       if (other.spec.domain === domain.spec.domain && other.metadata?.namespace !== domain.metadata?.namespace) this.enqueueNamespace(other.metadata?.namespace);
@@ -215,13 +217,13 @@ export class Controller {
   }
 
   private addressChanged(address: SupportAddress & k8s.KubernetesObject, event: InformerEvent): void {
-    this.referencedCache = undefined;
     if (this.statusOnly("address", address, event)) {
       // Its readiness decides whether the relay lets the helpdesk send as it.
       this.enqueue("domain", address.metadata?.namespace, address.spec.domainRef.name);
       return;
     }
-    this.verdictCache = undefined;
+    this.referencedCache = undefined;
+    this.judged.invalidate(address.metadata?.namespace);
     this.enqueueNamespace(address.metadata?.namespace);
     const mail = address.spec.address.toLowerCase();
     for (const other of this.addresses.list()) {
@@ -247,7 +249,7 @@ export class Controller {
       if (address.metadata?.namespace !== namespace) continue;
       if (name && secretsNamedByAddress(address).includes(name)) {
         // The rules judge whether an address's credentials Secret is well formed.
-        this.verdictCache = undefined;
+        this.judged.invalidate(namespace);
         this.enqueue("address", namespace, address.metadata?.name);
         // The relay config carries the address's login: its domain renders again.
         this.enqueue("domain", namespace, address.spec.domainRef.name);
@@ -257,31 +259,21 @@ export class Controller {
 
   /**
    * The rules' verdicts over everything cached, always consistent with the
-   * caches: computed once and kept until a domain, address or Secret event
-   * arrives (a creation storm would otherwise judge everything per key).
+   * caches: kept until a domain, address or Secret event arrives, and then
+   * judged again only in the namespaces it concerns (verdicts.ts).
    */
   private verdicts() {
-    this.verdictCache ??= this.judge();
-    return this.verdictCache;
-  }
-
-  private judge() {
-    const domains = this.domains.list() as SmtpDomain[];
-    const limits = this.options.limits ?? defaultLimits;
-    const domainVerdicts = judgeDomains(domains, limits, this.options.systemDomains ?? this.options.settings.systemDomains ?? []);
-    const addressVerdicts = judgeAddresses({
-      domains,
+    return this.judged.verdicts(() => ({
+      domains: this.domains.list(),
       addresses: this.addresses.list(),
-      domainVerdicts,
       systemDomains: this.options.systemDomains ?? this.options.settings.systemDomains ?? [],
-      limits,
+      limits: this.options.limits ?? defaultLimits,
       outboundSecret: (namespace, name) => {
         const secret = this.secrets.get(name, namespace);
         if (!secret) return "missing";
         return secret.data?.username && secret.data.password ? "ok" : "invalid";
       },
-    });
-    return { domainVerdicts, addressVerdicts };
+    }));
   }
 
   /** "namespace/name" of every Secret a domain or address names, ours included (read by name if made before our label). */
@@ -299,7 +291,7 @@ export class Controller {
     const label = kind === "domain" ? "SmtpDomain" : "SupportAddress";
     try {
       // Referenced Secrets as they are now, before anything judges them.
-      if (await this.secrets.hold(this.referencedSecrets())) this.verdictCache = undefined;
+      if (await this.secrets.hold(this.referencedSecrets())) this.judged.invalidateAll();
       const result = kind === "domain" ? await this.reconcileDomain(namespace, name) : await this.reconcileAddress(namespace, name);
       this.options.onReconcile?.(label, "Success", Number(process.hrtime.bigint() - started) / 1e9);
       return result;
