@@ -57,7 +57,20 @@ export class Controller {
   private readonly watched: SupervisedInformer<k8s.KubernetesObject>[];
   /** Ours in full, the rest as metadata, the referenced ones read by name (public: the tests look at what it holds). */
   readonly secrets: SecretCache;
-  private referencedCache: Set<string> | undefined;
+  /**
+   * "namespace/name" of every Secret a domain or address names, ours included (read by name if made
+   * before our label): kept as objects come and go, counted per naming object, so that no reconcile
+   * gathers them from every object again.
+   */
+  private readonly referenced = new Set<string>();
+  /**
+   * The names of the addresses in each namespace: an event concerns its namespace, and looking there
+   * instead of through every address (the informer's list, rebuilt after each event) kept a creation storm
+   * or a cold start from costing time and memory in proportion to the square of the addresses.
+   */
+  private readonly addressNames = new Map<string, Set<string>>();
+  private readonly referenceCounts = new Map<string, number>();
+  private readonly referencesOf = new Map<string, string[]>();
   /** Our relays' internal Services' EndpointSlices: the control API of every ready relay pod. */
   private readonly endpointSlices: SupervisedInformer<k8s.V1EndpointSlice>;
   private resync: NodeJS.Timeout | undefined;
@@ -182,7 +195,30 @@ export class Controller {
   /** Everything in a namespace: its limits are counted there. */
   private enqueueNamespace(namespace: string | undefined): void {
     for (const d of this.domains.list()) if (d.metadata?.namespace === namespace) this.enqueue("domain", namespace, d.metadata?.name);
-    for (const a of this.addresses.list()) if (a.metadata?.namespace === namespace) this.enqueue("address", namespace, a.metadata?.name);
+    for (const a of this.addressesIn(namespace)) this.enqueue("address", namespace, a.metadata?.name);
+  }
+
+  private addressesIn(namespace: string | undefined): SupportAddress[] {
+    const out: SupportAddress[] = [];
+    if (namespace === undefined) return out;
+    for (const name of this.addressNames.get(namespace) ?? []) {
+      const address = this.addresses.get(name, namespace);
+      if (address) out.push(address);
+    }
+    return out;
+  }
+
+  private indexAddress(address: SupportAddress & k8s.KubernetesObject, event: InformerEvent): void {
+    const { namespace, name } = address.metadata ?? {};
+    if (!namespace || !name) return;
+    let names = this.addressNames.get(namespace);
+    if (event === "delete") {
+      names?.delete(name);
+      if (names?.size === 0) this.addressNames.delete(namespace);
+      return;
+    }
+    if (!names) this.addressNames.set(namespace, (names = new Set()));
+    names.add(name);
   }
 
   /**
@@ -204,11 +240,11 @@ export class Controller {
     const namespace = domain.metadata?.namespace;
     if (this.statusOnly("domain", domain, event)) {
       // Its readiness feeds its addresses' DomainReady.
-      for (const a of this.addresses.list()) if (a.metadata?.namespace === namespace && a.spec.domainRef.name === domain.metadata?.name) this.enqueue("address", namespace, a.metadata?.name);
+      for (const a of this.addressesIn(namespace)) if (a.spec.domainRef.name === domain.metadata?.name) this.enqueue("address", namespace, a.metadata?.name);
       return;
     }
     // Status changes neither the Secrets it names nor what the rules read.
-    this.referencedCache = undefined;
+    this.references(`domain/${namespace}/${domain.metadata?.name}`, event === "delete" ? [] : secretsNamedByDomain(domain).map((n) => `${namespace}/${n}`));
     this.judged.invalidate(namespace);
     this.enqueueNamespace(namespace);
     for (const other of this.domains.list()) {
@@ -217,18 +253,18 @@ export class Controller {
   }
 
   private addressChanged(address: SupportAddress & k8s.KubernetesObject, event: InformerEvent): void {
+    this.indexAddress(address, event);
     if (this.statusOnly("address", address, event)) {
       // Its readiness decides whether the relay lets the helpdesk send as it.
       this.enqueue("domain", address.metadata?.namespace, address.spec.domainRef.name);
       return;
     }
-    this.referencedCache = undefined;
+    this.references(`address/${address.metadata?.namespace}/${address.metadata?.name}`, event === "delete" ? [] : secretsNamedByAddress(address).map((n) => `${address.metadata?.namespace}/${n}`));
     this.judged.invalidate(address.metadata?.namespace);
     this.enqueueNamespace(address.metadata?.namespace);
-    const mail = address.spec.address.toLowerCase();
-    for (const other of this.addresses.list()) {
-      if (other.spec.address.toLowerCase() === mail && other.metadata?.namespace !== address.metadata?.namespace) this.enqueueNamespace(other.metadata?.namespace);
-    }
+    // Whoever claims the same address elsewhere (from the verdicts' index: a scan of every address per event
+    // made a creation storm quadratic).
+    for (const other of this.judged.namespacesWith(address.spec.address.toLowerCase())) if (other !== address.metadata?.namespace) this.enqueueNamespace(other);
   }
 
   private secretChanged(secret: k8s.KubernetesObject): void {
@@ -245,8 +281,7 @@ export class Controller {
     for (const domain of this.domains.list()) {
       if (domain.metadata?.namespace === namespace && name && secretsNamedByDomain(domain).includes(name)) this.enqueue("domain", namespace, domain.metadata?.name);
     }
-    for (const address of this.addresses.list()) {
-      if (address.metadata?.namespace !== namespace) continue;
+    for (const address of this.addressesIn(namespace)) {
       if (name && secretsNamedByAddress(address).includes(name)) {
         // The rules judge whether an address's credentials Secret is well formed.
         this.judged.invalidate(namespace);
@@ -265,7 +300,8 @@ export class Controller {
   private verdicts() {
     return this.judged.verdicts(() => ({
       domains: this.domains.list(),
-      addresses: this.addresses.list(),
+      addresses: () => this.addresses.list(),
+      addressesIn: (namespace) => this.addressesIn(namespace),
       systemDomains: this.options.systemDomains ?? this.options.settings.systemDomains ?? [],
       limits: this.options.limits ?? defaultLimits,
       outboundSecret: (namespace, name) => {
@@ -276,13 +312,25 @@ export class Controller {
     }));
   }
 
-  /** "namespace/name" of every Secret a domain or address names, ours included (read by name if made before our label). */
-  private referencedSecrets(): Set<string> {
-    if (this.referencedCache) return this.referencedCache;
-    const keys = new Set<string>();
-    for (const d of this.domains.list()) for (const name of secretsNamedByDomain(d)) keys.add(`${d.metadata.namespace}/${name}`);
-    for (const a of this.addresses.list()) for (const name of secretsNamedByAddress(a)) keys.add(`${a.metadata.namespace}/${name}`);
-    return (this.referencedCache = keys);
+  /** What one domain or address names now (none: it is gone). */
+  private references(owner: string, keys: readonly string[]): void {
+    for (const key of this.referencesOf.get(owner) ?? []) {
+      const count = (this.referenceCounts.get(key) ?? 1) - 1;
+      if (count > 0) this.referenceCounts.set(key, count);
+      else {
+        this.referenceCounts.delete(key);
+        this.referenced.delete(key);
+      }
+    }
+    if (keys.length === 0) {
+      this.referencesOf.delete(owner);
+      return;
+    }
+    this.referencesOf.set(owner, [...keys]);
+    for (const key of keys) {
+      this.referenceCounts.set(key, (this.referenceCounts.get(key) ?? 0) + 1);
+      this.referenced.add(key);
+    }
   }
 
   private async reconcile(key: string): Promise<{ requeueAfterMs?: number }> {
@@ -291,7 +339,7 @@ export class Controller {
     const label = kind === "domain" ? "SmtpDomain" : "SupportAddress";
     try {
       // Referenced Secrets as they are now, before anything judges them.
-      if (await this.secrets.hold(this.referencedSecrets())) this.judged.invalidateAll();
+      if (await this.secrets.hold(this.referenced)) this.judged.invalidateAll();
       const result = kind === "domain" ? await this.reconcileDomain(namespace, name) : await this.reconcileAddress(namespace, name);
       this.options.onReconcile?.(label, "Success", Number(process.hrtime.bigint() - started) / 1e9);
       return result;
@@ -356,12 +404,9 @@ export class Controller {
     }
     await ensureFinalizer(this.cluster, domain);
     const { domainVerdicts, addressVerdicts } = this.verdicts();
-    const served = this.addresses
-      .list()
-      .filter((a) => a.metadata?.namespace === namespace && addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served);
-    const notServed = this.addresses
-      .list()
-      .filter((a) => a.metadata?.namespace === namespace && a.spec.domainRef.name === name && !a.metadata?.deletionTimestamp && !addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served).length;
+    const inNamespace = this.addressesIn(namespace);
+    const served = inNamespace.filter((a) => addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served);
+    const notServed = inNamespace.filter((a) => a.spec.domainRef.name === name && !a.metadata?.deletionTimestamp && !addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served).length;
     const verdict = domainVerdicts.get(`${namespace}/${name}`) ?? { served: true as const };
     const io = this.verificationIO;
     const result = await reconcileDomain(

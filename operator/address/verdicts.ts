@@ -10,9 +10,13 @@
 import type { SupportAddress } from "../../crds/schema.js";
 import { judgeAddresses, judgeDomains, type AddressWorld, type Verdict } from "./rules.js";
 
-export interface VerdictWorld extends Omit<AddressWorld, "domainVerdicts"> {
+export interface VerdictWorld extends Omit<AddressWorld, "domainVerdicts" | "addresses"> {
   /** The domains' rules take the system domains too. */
   systemDomains: readonly string[];
+  /** Every address (judging everything), */
+  addresses: () => readonly SupportAddress[];
+  /** and those of one namespace (judging some). */
+  addressesIn: (namespace: string) => readonly SupportAddress[];
 }
 
 export interface Judged {
@@ -27,6 +31,8 @@ const mail = (a: SupportAddress) => {
   return m;
 };
 
+const none: ReadonlySet<string> = new Set();
+
 const sameVerdict = (a: Verdict | undefined, b: Verdict | undefined) =>
   a === b || (a !== undefined && b !== undefined && a.served === b.served && (a.served || (!b.served && a.reason === b.reason && a.message === b.message)));
 
@@ -37,6 +43,8 @@ export class VerdictCache {
   /** The mail addresses of each namespace when it was last judged: one that left a conflict frees the other side. */
   private readonly judgedMails = new Map<string, Set<string>>();
   private readonly namespacesByMail = new Map<string, Set<string>>();
+  /** The verdicts' keys by namespace, to drop a namespace's before judging it again. */
+  private readonly judgedKeys = new Map<string, string[]>();
   private all = true;
 
   /** Something in this namespace changed that the rules read (an address, a domain, a Secret it names). */
@@ -50,6 +58,14 @@ export class VerdictCache {
     this.all = true;
   }
 
+  /**
+   * The namespaces that had an address with this mail address (lowercase) when they were last judged. One
+   * made since is in a namespace changed since, which its own event brought back to be judged.
+   */
+  namespacesWith(mailAddress: string): ReadonlySet<string> {
+    return this.namespacesByMail.get(mailAddress) ?? none;
+  }
+
   /** The verdicts over `world` as it is now, judging again only the namespaces that need it. */
   verdicts(world: () => VerdictWorld): Judged {
     if (!this.all && this.dirty.size === 0) return { domainVerdicts: this.domainVerdicts, addressVerdicts: this.addressVerdicts };
@@ -60,16 +76,18 @@ export class VerdictCache {
       this.addressVerdicts.clear();
       this.judgedMails.clear();
       this.namespacesByMail.clear();
-      for (const [key, verdict] of judgeAddresses({ ...w, domainVerdicts })) this.addressVerdicts.set(key, verdict);
-      this.recordMails(w.addresses, undefined);
+      this.judgedKeys.clear();
+      const addresses = w.addresses();
+      for (const [key, verdict] of judgeAddresses({ ...w, addresses, domainVerdicts })) this.addressVerdicts.set(key, verdict);
+      this.recordMails(addresses, undefined);
     } else {
       const namespaces = new Set(this.dirty);
       // A domain whose verdict moved (a conflict elsewhere resolved) changes its addresses' verdicts.
       for (const [key, verdict] of domainVerdicts) if (!sameVerdict(verdict, this.domainVerdicts.get(key))) namespaces.add(key.slice(0, key.indexOf("/")));
       for (const key of this.domainVerdicts.keys()) if (!domainVerdicts.has(key)) namespaces.add(key.slice(0, key.indexOf("/")));
-      const group = this.closeOverSharedMail(w.addresses, namespaces);
-      for (const key of this.addressVerdicts.keys()) if (group.has(key.slice(0, key.indexOf("/")))) this.addressVerdicts.delete(key);
-      const addresses = w.addresses.filter((a) => group.has(a.metadata.namespace!));
+      const group = this.closeOverSharedMail(w, namespaces);
+      for (const namespace of group) for (const key of this.judgedKeys.get(namespace) ?? []) this.addressVerdicts.delete(key);
+      const addresses = [...group].flatMap((namespace) => w.addressesIn(namespace));
       for (const [key, verdict] of judgeAddresses({ ...w, addresses, domainVerdicts })) this.addressVerdicts.set(key, verdict);
       for (const namespace of group) this.forgetMails(namespace);
       this.recordMails(addresses, group);
@@ -85,6 +103,9 @@ export class VerdictCache {
       const namespace = a.metadata.namespace!;
       if (group && !group.has(namespace)) continue;
       const m = mail(a);
+      let keys = this.judgedKeys.get(namespace);
+      if (!keys) this.judgedKeys.set(namespace, (keys = []));
+      keys.push(`${namespace}/${a.metadata.name}`);
       let mails = this.judgedMails.get(namespace);
       if (!mails) this.judgedMails.set(namespace, (mails = new Set()));
       mails.add(m);
@@ -101,6 +122,7 @@ export class VerdictCache {
       if (namespaces?.size === 0) this.namespacesByMail.delete(m);
     }
     this.judgedMails.delete(namespace);
+    this.judgedKeys.delete(namespace);
   }
 
   /**
@@ -108,18 +130,11 @@ export class VerdictCache {
    * were last judged), and so on. A namespace outside the group has had no change since it was judged
    * (a change marks it), so what it had then is what it has now.
    */
-  private closeOverSharedMail(addresses: readonly SupportAddress[], namespaces: ReadonlySet<string>): Set<string> {
+  private closeOverSharedMail(w: VerdictWorld, namespaces: ReadonlySet<string>): Set<string> {
     const group = new Set(namespaces);
-    const current = new Map<string, string[]>();
-    for (const a of addresses) {
-      const namespace = a.metadata.namespace!;
-      let mails = current.get(namespace);
-      if (!mails) current.set(namespace, (mails = []));
-      mails.push(mail(a));
-    }
     const pending = [...group];
     for (let namespace = pending.pop(); namespace !== undefined; namespace = pending.pop()) {
-      for (const m of [...(current.get(namespace) ?? []), ...(this.judgedMails.get(namespace) ?? [])]) {
+      for (const m of [...w.addressesIn(namespace).map(mail), ...(this.judgedMails.get(namespace) ?? [])]) {
         for (const other of this.namespacesByMail.get(m) ?? []) {
           if (group.has(other)) continue;
           group.add(other);

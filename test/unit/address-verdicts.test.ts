@@ -29,7 +29,8 @@ describe("VerdictCache", () => {
       const cache = new VerdictCache();
       const world = (): VerdictWorld => ({
         domains: [...domains.values()],
-        addresses: [...addresses.values()],
+        addresses: () => [...addresses.values()],
+        addressesIn: (namespace) => [...addresses.values()].filter((a) => a.metadata.namespace === namespace),
         systemDomains: ["helpdesk.example.net"],
         limits,
         outboundSecret: (_namespace, name) => (name === "broken" ? "invalid" : "ok"),
@@ -61,10 +62,12 @@ describe("VerdictCache", () => {
         if (next() < 0.3) continue; // several changes before the next reconcile looks
         const w = world();
         const domainVerdicts = judgeDomains(w.domains, limits, w.systemDomains);
-        const expected = judgeAddresses({ ...w, domainVerdicts });
+        const expected = judgeAddresses({ ...w, addresses: w.addresses(), domainVerdicts });
         const got = cache.verdicts(world);
         assert.deepEqual(new Map([...got.addressVerdicts].sort()), new Map([...expected].sort()), `seed ${seed}, step ${step}`);
         assert.deepEqual(got.domainVerdicts, domainVerdicts, `seed ${seed}, step ${step}`);
+        // The index the controller finds a conflict's other side with.
+        for (const a of w.addresses()) assert.ok(cache.namespacesWith(a.spec.address.toLowerCase()).has(a.metadata.namespace!), `seed ${seed}, step ${step}: ${a.spec.address}`);
       }
     }
   });
@@ -83,7 +86,7 @@ describe("VerdictCache", () => {
       spec: { address: "support@one.example", domainRef: { name: "d" }, outbound: { host: "smtp.x.org", credentialsSecretRef: { name: "creds" } } },
     };
     let domains = [domain("prod", "2026-01-01T00:00:00Z"), domain("sandbox", "2026-01-01T00:00:01Z")];
-    const world = (): VerdictWorld => ({ domains, addresses: [address], systemDomains: [], limits, outboundSecret: () => "ok" });
+    const world = (): VerdictWorld => ({ domains, addresses: () => [address], addressesIn: (namespace) => (namespace === "sandbox" ? [address] : []), systemDomains: [], limits, outboundSecret: () => "ok" });
     const cache = new VerdictCache();
     assert.equal(cache.verdicts(world).addressVerdicts.get("sandbox/s")?.served, false, "prod claimed one.example first");
     domains = [domains[1]!];
@@ -96,7 +99,7 @@ describe("VerdictCache", () => {
     let asked = 0;
     const world = (): VerdictWorld => {
       asked++;
-      return { domains: [], addresses: [], systemDomains: [], limits, outboundSecret: () => "ok" };
+      return { domains: [], addresses: () => [], addressesIn: () => [], systemDomains: [], limits, outboundSecret: () => "ok" };
     };
     cache.verdicts(world);
     cache.verdicts(world);
