@@ -5,7 +5,8 @@ import { describe, test } from "node:test";
 import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
 import { mergeConditions, type DesiredCondition } from "../../operator/conditions.js";
 import { conditionChanges } from "../../operator/events.js";
-import { addressStatus } from "../../operator/address/reconcile.js";
+import { addressStatus, reconcileAddress } from "../../operator/address/reconcile.js";
+import type { Cluster } from "../../operator/kube/cluster.js";
 import { parseDuration, planCredentials, type IssuedCredential } from "../../operator/domain/credentials.js";
 import { isSubset } from "../../operator/kube/compare.js";
 import { controlEndpoints } from "../../operator/address/control-client.js";
@@ -96,6 +97,18 @@ describe("conditionChanges", () => {
     const status = addressStatus(address, { served: true }, undefined, now);
     const events = conditionChanges(undefined, status.conditions ?? []);
     assert.deepEqual(events.map((e) => `${e.type} ${e.reason} ${e.message.split(":")[0]}`), ["Warning DomainNotReady DomainReady=False"]);
+  });
+
+  test("an address whose domain has no status yet writes none: the domain's first status brings it back", async () => {
+    const writes: string[] = [];
+    const cluster = { applyStatus: (_plural: string, _kind: string, _ns: string, name: string) => Promise.resolve(void writes.push(name)), write: () => Promise.resolve({ status: 201, body: "{}" }) } as unknown as Cluster;
+    const address: SupportAddress = { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SupportAddress", metadata: { namespace: "n", name: "a", generation: 1 }, spec: { address: "a@example.com", domainRef: { name: "d" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "o" } } } };
+    const domain: SmtpDomain = { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SmtpDomain", metadata: { namespace: "n", name: "d", generation: 1, uid: "u" }, spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "x.y" } } } } };
+    await reconcileAddress(cluster, address, { served: true }, domain);
+    assert.deepEqual(writes, [], "no interim status, written over moments later");
+    await reconcileAddress(cluster, address, { served: true }, { ...domain, status: { conditions: conditions([{ type: "Ready", status: "False", reason: "Progressing", message: "waiting" }]) } });
+    await reconcileAddress(cluster, address, { served: false, reason: "DomainNotFound", message: "no such domain" }, undefined);
+    assert.deepEqual(writes, ["a", "a"]);
   });
 
   test("Ready is told when it says something no other condition of the change says; Unknown only as a change", () => {
