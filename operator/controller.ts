@@ -15,10 +15,11 @@ import { failureMessage, needsAction } from "./failures.js";
 import type { VerificationIO, VerificationTiming } from "./address/verification.js";
 import { verificationIO, type VerificationSettings } from "./address/verification-io.js";
 import { controlEndpoints } from "./address/control-client.js";
-import { defaultLimits, judgeAddresses, judgeDomains, type Limits } from "./address/rules.js";
+import { defaultLimits, type Limits } from "./address/rules.js";
+import { VerdictCache } from "./address/verdicts.js";
 import { defaultCaSecret } from "./domain/certificate.js";
 import { disconnect, disconnectFinalizer, ensureFinalizer } from "./domain/disconnect.js";
-import { claimedHostnames, judgeHostnames } from "./domain/hostname-claims.js";
+import { claimedHostnames, judgeHostnames, type HostnameConflict } from "./domain/hostname-claims.js";
 import { domainCaches, reconcileDomain } from "./domain/reconcile.js";
 import { names, type OperatorSettings } from "./domain/render.js";
 import { ApiError, type ClusterAccess } from "./kube/access.js";
@@ -60,15 +61,30 @@ export class Controller {
   private readonly watched: SupervisedInformer<k8s.KubernetesObject>[];
   /** Every Secret as metadata; the ones a domain or address names, ours among them, read by name (public: the tests look at what it holds). */
   readonly secrets: SecretCache;
-  private referencedCache: Set<string> | undefined;
+  /**
+   * "namespace/name" of every Secret a domain or address names, ours included (read by name if made
+   * before our label): kept as objects come and go, counted per naming object, so that no reconcile
+   * gathers them from every object again.
+   */
+  private readonly referenced = new Set<string>();
+  /**
+   * The names of the addresses in each namespace: an event concerns its namespace, and looking there
+   * instead of through every address (the informer's list, rebuilt after each event) kept a creation storm
+   * or a cold start from costing time and memory in proportion to the square of the addresses.
+   */
+  private readonly addressNames = new Map<string, Set<string>>();
+  private readonly referenceCounts = new Map<string, number>();
+  private readonly referencesOf = new Map<string, string[]>();
   /** Our relays' internal Services' EndpointSlices: the control API of every ready relay pod. */
   private readonly endpointSlices: SupervisedInformer<k8s.V1EndpointSlice>;
   private resync: NodeJS.Timeout | undefined;
   private readonly verificationIO: VerificationIO | undefined;
-  private verdictCache: ReturnType<Controller["judge"]> | undefined;
+  private readonly judged = new VerdictCache();
   private readonly seenShapes = new Map<string, string>();
   /** The relay host names each domain claims, by "namespace/name", as last seen: who to requeue when they change. */
   private readonly claimedNames = new Map<string, readonly string[]>();
+  /** judgeHostnames over every domain, until a domain changes. */
+  private hostnameConflicts: Map<string, HostnameConflict[]> | undefined;
   /** The relays' last-use reports: asked at most every 10 s per domain, however often it reconciles. */
   private readonly credentialUse = new TimedCache<Map<number, string>>();
   /** DNS answers and the CA, for this Controller's domain reconciles only. */
@@ -208,7 +224,30 @@ export class Controller {
   /** Everything in a namespace: its limits are counted there. */
   private enqueueNamespace(namespace: string | undefined): void {
     for (const d of this.domains.list()) if (d.metadata?.namespace === namespace) this.enqueue("domain", namespace, d.metadata?.name);
-    for (const a of this.addresses.list()) if (a.metadata?.namespace === namespace) this.enqueue("address", namespace, a.metadata?.name);
+    for (const a of this.addressesIn(namespace)) this.enqueue("address", namespace, a.metadata?.name);
+  }
+
+  private addressesIn(namespace: string | undefined): SupportAddress[] {
+    const out: SupportAddress[] = [];
+    if (namespace === undefined) return out;
+    for (const name of this.addressNames.get(namespace) ?? []) {
+      const address = this.addresses.get(name, namespace);
+      if (address) out.push(address);
+    }
+    return out;
+  }
+
+  private indexAddress(address: SupportAddress & k8s.KubernetesObject, event: InformerEvent): void {
+    const { namespace, name } = address.metadata ?? {};
+    if (!namespace || !name) return;
+    let names = this.addressNames.get(namespace);
+    if (event === "delete") {
+      names?.delete(name);
+      if (names?.size === 0) this.addressNames.delete(namespace);
+      return;
+    }
+    if (!names) this.addressNames.set(namespace, (names = new Set()));
+    names.add(name);
   }
 
   /**
@@ -241,13 +280,15 @@ export class Controller {
   private domainChanged(domain: SmtpDomain & k8s.KubernetesObject, event: InformerEvent): void {
     const namespace = domain.metadata?.namespace;
     this.invalid.delete(`domain/${namespace}/${domain.metadata?.name}`);
-    this.referencedCache = undefined;
     if (this.statusOnly("domain", domain, event)) {
       // Its readiness feeds its addresses' DomainReady.
-      for (const a of this.addresses.list()) if (a.metadata?.namespace === namespace && a.spec.domainRef.name === domain.metadata?.name) this.enqueue("address", namespace, a.metadata?.name);
+      for (const a of this.addressesIn(namespace)) if (a.spec.domainRef.name === domain.metadata?.name) this.enqueue("address", namespace, a.metadata?.name);
       return;
     }
-    this.verdictCache = undefined;
+    // Status changes neither the Secrets it names nor what the rules read.
+    this.references(`domain/${namespace}/${domain.metadata?.name}`, event === "delete" ? [] : secretsNamedByDomain(domain).map((n) => `${namespace}/${n}`));
+    this.judged.invalidate(namespace);
+    this.hostnameConflicts = undefined;
     this.enqueueNamespace(namespace);
     for (const other of this.domains.list()) {
       if (other.spec.domain === domain.spec.domain && other.metadata?.namespace !== domain.metadata?.namespace) this.enqueueNamespace(other.metadata?.namespace);
@@ -271,18 +312,18 @@ export class Controller {
 
   private addressChanged(address: SupportAddress & k8s.KubernetesObject, event: InformerEvent): void {
     this.invalid.delete(`address/${address.metadata?.namespace}/${address.metadata?.name}`);
-    this.referencedCache = undefined;
+    this.indexAddress(address, event);
     if (this.statusOnly("address", address, event)) {
       // Its readiness decides whether the relay lets the helpdesk send as it.
       this.enqueue("domain", address.metadata?.namespace, address.spec.domainRef.name);
       return;
     }
-    this.verdictCache = undefined;
+    this.references(`address/${address.metadata?.namespace}/${address.metadata?.name}`, event === "delete" ? [] : secretsNamedByAddress(address).map((n) => `${address.metadata?.namespace}/${n}`));
+    this.judged.invalidate(address.metadata?.namespace);
     this.enqueueNamespace(address.metadata?.namespace);
-    const mail = address.spec.address.toLowerCase();
-    for (const other of this.addresses.list()) {
-      if (other.spec.address.toLowerCase() === mail && other.metadata?.namespace !== address.metadata?.namespace) this.enqueueNamespace(other.metadata?.namespace);
-    }
+    // Whoever claims the same address elsewhere (from the verdicts' index: a scan of every address per event
+    // made a creation storm quadratic).
+    for (const other of this.judged.namespacesWith(address.spec.address.toLowerCase())) if (other !== address.metadata?.namespace) this.enqueueNamespace(other);
   }
 
   private secretChanged(secret: k8s.KubernetesObject): void {
@@ -299,11 +340,10 @@ export class Controller {
     for (const domain of this.domains.list()) {
       if (domain.metadata?.namespace === namespace && name && secretsNamedByDomain(domain).includes(name)) this.enqueue("domain", namespace, domain.metadata?.name);
     }
-    for (const address of this.addresses.list()) {
-      if (address.metadata?.namespace !== namespace) continue;
+    for (const address of this.addressesIn(namespace)) {
       if (name && secretsNamedByAddress(address).includes(name)) {
         // The rules judge whether an address's credentials Secret is well formed.
-        this.verdictCache = undefined;
+        this.judged.invalidate(namespace);
         this.enqueue("address", namespace, address.metadata?.name);
         // The relay config carries the address's login: its domain renders again.
         this.enqueue("domain", namespace, address.spec.domainRef.name);
@@ -313,42 +353,46 @@ export class Controller {
 
   /**
    * The rules' verdicts over everything cached, always consistent with the
-   * caches: computed once and kept until a domain, address or Secret event
-   * arrives (a creation storm would otherwise judge everything per key).
+   * caches: kept until a domain, address or Secret event arrives, and then
+   * judged again only in the namespaces it concerns (verdicts.ts).
    */
   private verdicts() {
-    this.verdictCache ??= this.judge();
-    return this.verdictCache;
-  }
-
-  private judge() {
-    const domains = this.domains.list() as SmtpDomain[];
-    const limits = this.options.limits ?? defaultLimits;
-    const domainVerdicts = judgeDomains(domains, limits, this.options.systemDomains ?? this.options.settings.systemDomains ?? []);
-    const addressVerdicts = judgeAddresses({
-      domains,
-      addresses: this.addresses.list(),
-      domainVerdicts,
+    const judged = this.judged.verdicts(() => ({
+      domains: this.domains.list(),
+      addresses: () => this.addresses.list(),
+      addressesIn: (namespace) => this.addressesIn(namespace),
       systemDomains: this.options.systemDomains ?? this.options.settings.systemDomains ?? [],
-      limits,
+      limits: this.options.limits ?? defaultLimits,
       outboundSecret: (namespace, name) => {
         const secret = this.secrets.get(name, namespace);
         if (!secret) return "missing";
         return secret.data?.username && secret.data.password ? "ok" : "invalid";
       },
-    });
-    // One relay host name, one domain, across every watched namespace.
-    const hostnameConflicts = judgeHostnames(domains, this.options.settings.relayHostSuffix);
-    return { domainVerdicts, addressVerdicts, hostnameConflicts };
+    }));
+    // One relay host name, one domain, across every watched namespace (judged again when a domain changes).
+    this.hostnameConflicts ??= judgeHostnames(this.domains.list(), this.options.settings.relayHostSuffix);
+    return { ...judged, hostnameConflicts: this.hostnameConflicts };
   }
 
-  /** "namespace/name" of every Secret a domain or address names, ours included: the only Secrets held in full. */
-  private referencedSecrets(): Set<string> {
-    if (this.referencedCache) return this.referencedCache;
-    const keys = new Set<string>();
-    for (const d of this.domains.list()) for (const name of secretsNamedByDomain(d)) keys.add(`${d.metadata.namespace}/${name}`);
-    for (const a of this.addresses.list()) for (const name of secretsNamedByAddress(a)) keys.add(`${a.metadata.namespace}/${name}`);
-    return (this.referencedCache = keys);
+  /** What one domain or address names now (none: it is gone). */
+  private references(owner: string, keys: readonly string[]): void {
+    for (const key of this.referencesOf.get(owner) ?? []) {
+      const count = (this.referenceCounts.get(key) ?? 1) - 1;
+      if (count > 0) this.referenceCounts.set(key, count);
+      else {
+        this.referenceCounts.delete(key);
+        this.referenced.delete(key);
+      }
+    }
+    if (keys.length === 0) {
+      this.referencesOf.delete(owner);
+      return;
+    }
+    this.referencesOf.set(owner, [...keys]);
+    for (const key of keys) {
+      this.referenceCounts.set(key, (this.referenceCounts.get(key) ?? 0) + 1);
+      this.referenced.add(key);
+    }
   }
 
   private async reconcile(key: string): Promise<{ requeueAfterMs?: number }> {
@@ -357,7 +401,7 @@ export class Controller {
     const label = kind === "domain" ? "SmtpDomain" : "SupportAddress";
     try {
       // Referenced Secrets as they are now, before anything judges them.
-      if (await this.secrets.hold(this.referencedSecrets())) this.verdictCache = undefined;
+      if (await this.secrets.hold(this.referenced)) this.judged.invalidateAll();
       const invalid = this.invalid.get(key);
       const result = invalid
         ? await this.reportInvalid(kind, namespace, name, invalid)
@@ -456,12 +500,9 @@ export class Controller {
     }
     await ensureFinalizer(this.cluster, domain);
     const { domainVerdicts, addressVerdicts, hostnameConflicts } = this.verdicts();
-    const served = this.addresses
-      .list()
-      .filter((a) => a.metadata?.namespace === namespace && addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served);
-    const notServed = this.addresses
-      .list()
-      .filter((a) => a.metadata?.namespace === namespace && a.spec.domainRef.name === name && !a.metadata?.deletionTimestamp && !addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served).length;
+    const inNamespace = this.addressesIn(namespace);
+    const served = inNamespace.filter((a) => addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served);
+    const notServed = inNamespace.filter((a) => a.spec.domainRef.name === name && !a.metadata?.deletionTimestamp && !addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served).length;
     const verdict = domainVerdicts.get(`${namespace}/${name}`) ?? { served: true as const };
     const io = this.verificationIO;
     const result = await reconcileDomain(

@@ -41,13 +41,31 @@ export async function recordEvent(cluster: Cluster, involved: Involved, type: "N
 /** Reasons that warn while their condition is True: the thing works, but not as asked or not for long. */
 const warningWhileTrue: ReadonlySet<string> = new Set(["ExpiringSoon", "LimitCapped"]);
 
-/** One event per condition whose status changed (kstatus' Reconciling/Stalled excluded: they are noise in describe). */
-export async function conditionEvents(cluster: Cluster, involved: Involved, before: readonly Condition[] | undefined, after: readonly Condition[]): Promise<void> {
+export interface ConditionEvent {
+  type: "Normal" | "Warning";
+  reason: string;
+  message: string;
+}
+
+/**
+ * The Events a status change tells: one per condition whose status changed, except kstatus'
+ * Reconciling/Stalled (noise in describe), a condition that first appears Unknown (nothing is known
+ * yet: "no verification has completed yet" told of every new address), and a Ready that repeats, reason
+ * and message, another condition told in the same change (Ready=False names what blocks it). A creation
+ * storm of 10,000 addresses otherwise made four Events of each, most of the operator's API requests. Pure.
+ */
+export function conditionChanges(before: readonly Condition[] | undefined, after: readonly Condition[]): ConditionEvent[] {
   const previous = new Map((before ?? []).map((c) => [c.type, c.status]));
-  for (const condition of after) {
-    if (condition.type === "Reconciling" || condition.type === "Stalled") continue;
-    if (previous.get(condition.type) === condition.status) continue;
-    const type = (condition.status === "False" && condition.reason !== "Progressing" && condition.reason !== "VerificationPending") || warningWhileTrue.has(condition.reason) ? "Warning" : "Normal";
-    await recordEvent(cluster, involved, type, condition.reason, `${condition.type}=${condition.status}: ${condition.message}`);
-  }
+  const changed = after.filter((c) => c.type !== "Reconciling" && c.type !== "Stalled" && previous.get(c.type) !== c.status && !(c.status === "Unknown" && !previous.has(c.type)));
+  return changed
+    .filter((c) => !(c.type === "Ready" && changed.some((other) => other.type !== "Ready" && other.reason === c.reason && other.message === c.message)))
+    .map((c) => ({
+      type: (c.status === "False" && c.reason !== "Progressing" && c.reason !== "VerificationPending") || warningWhileTrue.has(c.reason) ? "Warning" : "Normal",
+      reason: c.reason,
+      message: `${c.type}=${c.status}: ${c.message}`,
+    }));
+}
+
+export async function conditionEvents(cluster: Cluster, involved: Involved, before: readonly Condition[] | undefined, after: readonly Condition[]): Promise<void> {
+  for (const event of conditionChanges(before, after)) await recordEvent(cluster, involved, event.type, event.reason, event.message);
 }

@@ -29,6 +29,10 @@ export async function reconcileAddress(
   verification?: VerificationContext,
   now = new Date(),
 ): Promise<{ requeueAfterMs?: number }> {
+  // Its domain was made but has no status yet (not reconciled once): that first status is moments away and
+  // brings this address back (a domain's status change enqueues its addresses). A "not Ready" written now
+  // would be written over then: in a creation storm, a second status write for most addresses.
+  if (verdict.served && domain && !domain.status?.conditions?.length && !domain.metadata.deletionTimestamp) return {};
   const domainReady = domain?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
   let outcome: { attempts: Attempt[]; lastHandledVerifyRequest?: string; requeueAfterMs?: number } | undefined;
   if (verification && verdict.served && domain && domainReady) {

@@ -15,9 +15,17 @@ export const defaultLimits: Limits = { addressesPerDomain: 50, domainsPerNamespa
 
 export type Verdict = { served: true } | { served: false; reason: ReasonName; message: string };
 
-const created = (o: { metadata: { creationTimestamp?: string | Date; namespace?: string; name?: string } }) =>
-  `${new Date(o.metadata.creationTimestamp ?? 0).toISOString()} ${o.metadata.namespace}/${o.metadata.name}`;
-const byAge = <T extends { metadata: { creationTimestamp?: string | Date; namespace?: string; name?: string } }>(a: T, b: T) => created(a).localeCompare(created(b));
+type Aged = { metadata: { creationTimestamp?: string | Date; namespace?: string; name?: string } };
+// Each object's sort key made once (objects are replaced, never changed, when the informer sees a change),
+// and compared with one collator: what `localeCompare` does, without building a collator per comparison.
+const ageKeys = new WeakMap<Aged, string>();
+const created = (o: Aged) => {
+  let k = ageKeys.get(o);
+  if (k === undefined) ageKeys.set(o, (k = `${new Date(o.metadata.creationTimestamp ?? 0).toISOString()} ${o.metadata.namespace}/${o.metadata.name}`));
+  return k;
+};
+const collator = new Intl.Collator();
+const byAge = <T extends Aged>(a: T, b: T) => collator.compare(created(a), created(b));
 const key = (o: { metadata: { namespace?: string; name?: string } }) => `${o.metadata.namespace}/${o.metadata.name}`;
 
 /** Whether a mail domain is one of the helpdesk's own system domains, or under one. */
@@ -79,8 +87,9 @@ export function judgeAddresses(world: AddressWorld): Map<string, Verdict> {
   const perDomain = new Map<string, number>();
   const perNamespace = new Map<string, number>();
   const live = world.addresses.filter((a) => !a.metadata.deletionTimestamp).sort(byAge);
+  const domains = new Map(world.domains.map((d) => [key(d), d]));
   for (const address of live) {
-    const verdict = judgeOne(address, world, firstClaim, perDomain, perNamespace);
+    const verdict = judgeOne(address, world, domains, firstClaim, perDomain, perNamespace);
     verdicts.set(key(address), verdict);
   }
   return verdicts;
@@ -89,6 +98,7 @@ export function judgeAddresses(world: AddressWorld): Map<string, Verdict> {
 function judgeOne(
   address: SupportAddress,
   world: AddressWorld,
+  domains: ReadonlyMap<string, SmtpDomain>,
   firstClaim: Map<string, SupportAddress>,
   perDomain: Map<string, number>,
   perNamespace: Map<string, number>,
@@ -99,7 +109,7 @@ function judgeOne(
   if (isSystemDomain(mailDomain, world.systemDomains)) {
     return { served: false, reason: "SystemAddress", message: `${mailDomain} is one of the helpdesk's own system domains and cannot be connected` };
   }
-  const domain = world.domains.find((d) => d.metadata.namespace === namespace && d.metadata.name === address.spec.domainRef.name);
+  const domain = domains.get(`${namespace}/${address.spec.domainRef.name}`);
   if (!domain) return { served: false, reason: "DomainNotFound", message: `SmtpDomain ${address.spec.domainRef.name} does not exist in namespace ${namespace}` };
   if (mailDomain !== domain.spec.domain) {
     return { served: false, reason: "DomainMismatch", message: `${mail} is not in ${domain.spec.domain}, the domain of SmtpDomain ${domain.metadata.name}; inbound and outbound use the same domain` };

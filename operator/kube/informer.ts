@@ -2,8 +2,9 @@
 // resourceVersion; a watch the server ends or a broken connection is resumed
 // where it was (with backoff); a 410 Gone or a refused request relists and
 // reports every difference, so nothing is missed. Objects are cached without their
-// managedFields (most of their size; nothing here reads them). Every list is
-// paginated (limit/continue, as client-go's reflector does), so no single
+// managedFields and kubectl's last-applied copy (most of their size; nothing
+// here reads them). Every list is paginated (limit/continue, as client-go's
+// reflector does), so no single
 // response holds a whole cluster's worth of objects; with `metadataOnly` the
 // API server sends, and the cache keeps, only the objects' metadata.
 import type * as k8s from "@kubernetes/client-node";
@@ -50,6 +51,8 @@ export interface InformerOptions<T extends k8s.KubernetesObject = k8s.Kubernetes
 
 export const defaultPageSize = 500;
 
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration";
+
 /** Why an informer listed again: its resourceVersion expired (410 Gone), or the watch failed. */
 export type RelistReason = "Expired" | "Error";
 
@@ -64,6 +67,9 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(access: Clust
   const problemsOf = (object: T): readonly string[] => check?.(object) ?? [];
   const strip = (o: T): T => {
     if (o.metadata?.managedFields) delete o.metadata.managedFields;
+    // A client-side `kubectl apply` (Argo CD's default, Flux before SSA) keeps a whole copy of the object in
+    // an annotation: nothing here reads it, and it doubles what every cached object costs.
+    if (o.metadata?.annotations?.[lastApplied] !== undefined) delete o.metadata.annotations[lastApplied];
     if (!metadataOnly) return o;
     // Whatever else the server sent, a metadata cache keeps only what identifies the object and its version.
     const { name, namespace, uid, resourceVersion, labels } = o.metadata ?? {};

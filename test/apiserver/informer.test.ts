@@ -37,7 +37,8 @@ describe("the operator's informer", () => {
     assert.deepEqual(seen, ["add before 1"], "the initial list");
 
     await kubectl(["create", "secret", "generic", "ignored", "-n", namespace, "--from-literal=a=0"]);
-    await kubectl(["create", "secret", "generic", "later", "-n", namespace, "--from-literal=a=2"]);
+    // --save-config: the copy a client-side apply keeps in an annotation.
+    await kubectl(["create", "secret", "generic", "later", "-n", namespace, "--from-literal=a=2", "--save-config"]);
     await kubectl(["label", "secret", "later", "-n", namespace, "watched=yes"]);
     await eventuallyTrue("the new object", () => seen.some((s) => s.startsWith("add later")));
     await kubectl(["patch", "secret", "later", "-n", namespace, "-p", JSON.stringify({ data: { a: Buffer.from("3").toString("base64") } })]);
@@ -48,6 +49,10 @@ describe("the operator's informer", () => {
     assert.deepEqual(informer.list().map((s) => s.metadata?.name), ["later"]);
     assert.ok(!seen.some((s) => s.includes("ignored")), "unlabelled objects are not cached");
     assert.equal(informer.get("later", namespace)?.metadata?.managedFields, undefined, "managedFields are not kept");
+    const lastApplied = "kubectl.kubernetes.io/last-applied-configuration";
+    const live = await kubectl(["get", "secret", "later", "-n", namespace, "-o", "jsonpath={.metadata.annotations}"]);
+    assert.match(live.stdout, /last-applied-configuration/, "the server has kubectl's copy");
+    assert.equal(informer.get("later", namespace)?.metadata?.annotations?.[lastApplied], undefined, "kubectl's last-applied copy is not kept");
   });
 
   test("reads its list in pages, and with metadataOnly keeps (and is told of) no Secret's data", async (t) => {

@@ -2,8 +2,11 @@
 // applied-already check, and the work queue's guarantees.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { SmtpDomain } from "../../crds/schema.js";
-import { mergeConditions } from "../../operator/conditions.js";
+import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
+import { mergeConditions, type DesiredCondition } from "../../operator/conditions.js";
+import { conditionChanges } from "../../operator/events.js";
+import { addressStatus, reconcileAddress } from "../../operator/address/reconcile.js";
+import type { Cluster } from "../../operator/kube/cluster.js";
 import { parseDuration, planCredentials, type IssuedCredential } from "../../operator/domain/credentials.js";
 import { isSubset } from "../../operator/kube/compare.js";
 import { controlEndpoints } from "../../operator/address/control-client.js";
@@ -82,6 +85,43 @@ describe("mergeConditions", () => {
       { type: "Reconciling", status: "True", reason: "Progressing", message: "working" },
     ], 1, t0);
     assert.deepEqual(out.map((c) => c.type), ["Reconciling"]);
+  });
+});
+
+describe("conditionChanges", () => {
+  const now = new Date("2026-01-01T00:00:00Z");
+  const conditions = (desired: DesiredCondition[], before?: Parameters<typeof mergeConditions>[0]) => mergeConditions(before, desired, 1, now);
+
+  test("a new address waiting for its domain: one Event (what blocks it), not one per condition", () => {
+    const address: SupportAddress = { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SupportAddress", metadata: { namespace: "n", name: "a", generation: 1 }, spec: { address: "a@example.com", domainRef: { name: "d" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "o" } } } };
+    const status = addressStatus(address, { served: true }, undefined, now);
+    const events = conditionChanges(undefined, status.conditions ?? []);
+    assert.deepEqual(events.map((e) => `${e.type} ${e.reason} ${e.message.split(":")[0]}`), ["Warning DomainNotReady DomainReady=False"]);
+  });
+
+  test("an address whose domain has no status yet writes none: the domain's first status brings it back", async () => {
+    const writes: string[] = [];
+    const cluster = { applyStatus: (_plural: string, _kind: string, _ns: string, name: string) => Promise.resolve(void writes.push(name)), write: () => Promise.resolve({ status: 201, body: "{}" }) } as unknown as Cluster;
+    const address: SupportAddress = { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SupportAddress", metadata: { namespace: "n", name: "a", generation: 1 }, spec: { address: "a@example.com", domainRef: { name: "d" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "o" } } } };
+    const domain: SmtpDomain = { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SmtpDomain", metadata: { namespace: "n", name: "d", generation: 1, uid: "u" }, spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "x.y" } } } } };
+    await reconcileAddress(cluster, address, { served: true }, domain);
+    assert.deepEqual(writes, [], "no interim status, written over moments later");
+    await reconcileAddress(cluster, address, { served: true }, { ...domain, status: { conditions: conditions([{ type: "Ready", status: "False", reason: "Progressing", message: "waiting" }]) } });
+    await reconcileAddress(cluster, address, { served: false, reason: "DomainNotFound", message: "no such domain" }, undefined);
+    assert.deepEqual(writes, ["a", "a"]);
+  });
+
+  test("Ready is told when it says something no other condition of the change says; Unknown only as a change", () => {
+    const first = conditions([
+      { type: "Ready", status: "False", reason: "SystemDomain", message: "own domain" },
+      { type: "Stalled", status: "True", reason: "SystemDomain", message: "own domain" },
+    ]);
+    assert.deepEqual(conditionChanges(undefined, first).map((e) => e.reason), ["SystemDomain"], "Stalled is not told, so Ready is");
+    const verified = conditions([{ type: "InboundVerified", status: "True", reason: "Verified", message: "ok" }]);
+    const again = conditions([{ type: "InboundVerified", status: "Unknown", reason: "VerificationPending", message: "on its way" }], verified);
+    assert.deepEqual(conditionChanges(verified, again).map((e) => `${e.type} ${e.reason}`), ["Normal VerificationPending"]);
+    const ready = conditions([{ type: "DomainReady", status: "True", reason: "Ready", message: "domain ready" }, { type: "Ready", status: "True", reason: "Ready", message: "connected" }]);
+    assert.deepEqual(conditionChanges(undefined, ready).map((e) => e.message), ["DomainReady=True: domain ready", "Ready=True: connected"]);
   });
 });
 
