@@ -24,7 +24,7 @@ import { ApiError, type ClusterAccess } from "./kube/access.js";
 import { Cluster } from "./kube/cluster.js";
 import { TimedCache } from "./timed-cache.js";
 import { scopedInformer, supervisedInformer, type InformerEvent, type RelistReason, type SupervisedInformer } from "./kube/informer.js";
-import { SecretCache } from "./kube/secrets.js";
+import { maxCaBundleBytes, maxSecretValueBytes, refusedKeys, SecretCache, tooLargeMessage } from "./kube/secrets.js";
 import { WorkQueue } from "./queue.js";
 
 export interface ControllerOptions {
@@ -57,7 +57,7 @@ export class Controller {
   private readonly watched: SupervisedInformer<k8s.KubernetesObject>[];
   /** Every Secret as metadata; the ones a domain or address names, ours among them, read by name (public: the tests look at what it holds). */
   readonly secrets: SecretCache;
-  private referencedCache: Set<string> | undefined;
+  private referencedCache: Map<string, Map<string, number>> | undefined;
   /** Our relays' internal Services' EndpointSlices: the control API of every ready relay pod. */
   private readonly endpointSlices: SupervisedInformer<k8s.V1EndpointSlice>;
   private resync: NodeJS.Timeout | undefined;
@@ -282,6 +282,8 @@ export class Controller {
       outboundSecret: (namespace, name) => {
         const secret = this.secrets.get(name, namespace);
         if (!secret) return "missing";
+        const tooLarge = refusedKeys(secret).find((key) => key === "username" || key === "password");
+        if (tooLarge) return { refused: tooLargeMessage(name, tooLarge) };
         return secret.data?.username && secret.data.password ? "ok" : "invalid";
       },
     });
@@ -290,13 +292,19 @@ export class Controller {
     return { domainVerdicts, addressVerdicts, hostnameConflicts };
   }
 
-  /** "namespace/name" of every Secret a domain or address names, ours included: the only Secrets held in full. */
-  private referencedSecrets(): Set<string> {
+  /** "namespace/name" of every Secret a domain or address names, ours included, with the keys read of it: the only Secrets held. */
+  private referencedSecrets(): Map<string, Map<string, number>> {
     if (this.referencedCache) return this.referencedCache;
-    const keys = new Set<string>();
-    for (const d of this.domains.list()) for (const name of secretsNamedByDomain(d)) keys.add(`${d.metadata.namespace}/${name}`);
-    for (const a of this.addresses.list()) for (const name of secretsNamedByAddress(a)) keys.add(`${a.metadata.namespace}/${name}`);
-    return (this.referencedCache = keys);
+    const wanted = new Map<string, Map<string, number>>();
+    const add = (namespace: string | undefined, [name, keys]: NamedSecret) => {
+      const key = `${namespace}/${name}`;
+      const held = wanted.get(key) ?? new Map<string, number>();
+      for (const [dataKey, bound] of Object.entries(keys)) held.set(dataKey, Math.max(bound, held.get(dataKey) ?? 0));
+      wanted.set(key, held);
+    };
+    for (const d of this.domains.list()) for (const named of secretKeysNamedByDomain(d)) add(d.metadata.namespace, named);
+    for (const a of this.addresses.list()) for (const named of secretKeysNamedByAddress(a)) add(a.metadata.namespace, named);
+    return (this.referencedCache = wanted);
   }
 
   private async reconcile(key: string): Promise<{ requeueAfterMs?: number }> {
@@ -415,26 +423,42 @@ export class Controller {
   }
 }
 
+/** A Secret's name and the keys the operator reads of it, each with the most bytes it keeps. */
+type NamedSecret = [name: string, keys: Record<string, number>];
+
+const login = { username: maxSecretValueBytes, password: maxSecretValueBytes };
+
 /**
- * The Secrets a domain names: its TLS, control and submission Secrets, its next hop's login, its credential
- * versions' and its DKIM keys' (the user's, or the ones generated for it).
+ * The Secrets a domain names, with the keys read of them: its TLS, control and submission Secrets, its next hop's
+ * login, its credential versions' and its DKIM keys' (the user's, or the ones generated for it).
  */
-function secretsNamedByDomain(domain: SmtpDomain): string[] {
+function secretKeysNamedByDomain(domain: SmtpDomain): NamedSecret[] {
   const n = names(domain);
+  const auth = domain.spec.inbound.delivery.smtp?.authSecretRef?.name;
   return [
-    n.tls,
-    n.control,
-    n.submission,
-    domain.spec.inbound.delivery.smtp?.authSecretRef?.name,
-    ...(domain.spec.inbound.credentials ?? []).map((c) => c.secretRef?.name),
-    ...(domain.spec.dkim?.keys ?? []).map((k) => k.privateKeySecretRef?.name ?? `${domain.metadata.name}-dkim-${k.selector}`),
-  ].filter((name): name is string => Boolean(name));
+    [n.tls, { "tls.crt": maxSecretValueBytes }] as NamedSecret,
+    [n.control, { token: maxSecretValueBytes }] as NamedSecret,
+    [n.submission, login] as NamedSecret,
+    ...(auth ? [[auth, login] as NamedSecret] : []),
+    ...(domain.spec.inbound.credentials ?? []).flatMap((c) => (c.secretRef?.name ? [[c.secretRef.name, login] as NamedSecret] : [])),
+    ...(domain.spec.dkim?.keys ?? []).map((k): NamedSecret =>
+      k.privateKeySecretRef ? [k.privateKeySecretRef.name, { [k.privateKeySecretRef.key ?? "tls.key"]: maxSecretValueBytes }] : [`${domain.metadata.name}-dkim-${k.selector}`, { "private.pem": maxSecretValueBytes }],
+    ),
+  ];
+}
+
+function secretsNamedByDomain(domain: SmtpDomain): string[] {
+  return secretKeysNamedByDomain(domain).map(([name]) => name);
 }
 
 /** The Secrets an address names: its outbound login and, optionally, the CA its server is checked against. */
-function secretsNamedByAddress(address: SupportAddress): string[] {
+function secretKeysNamedByAddress(address: SupportAddress): NamedSecret[] {
   const { credentialsSecretRef, caSecretRef } = address.spec.outbound;
-  return [credentialsSecretRef.name, ...(caSecretRef ? [caSecretRef.name] : [])];
+  return [[credentialsSecretRef.name, login], ...(caSecretRef ? [[caSecretRef.name, { [caSecretRef.key ?? "ca.crt"]: maxCaBundleBytes }] as NamedSecret] : [])];
+}
+
+function secretsNamedByAddress(address: SupportAddress): string[] {
+  return secretKeysNamedByAddress(address).map(([name]) => name);
 }
 
 /** SHA-256 of "username\0password" of an outbound credentials Secret, as the relay reports the login it used. */

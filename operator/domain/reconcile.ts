@@ -12,6 +12,7 @@ import { outboundServer, type Verdict } from "../address/rules.js";
 import { sameStatus, type DesiredCondition } from "../conditions.js";
 import { conditionEvents, involved, recordEvent } from "../events.js";
 import { ApiError, ownedBy, type Cluster } from "../kube/cluster.js";
+import { maxCaBundleBytes, refusedKeys, tooLargeMessage } from "../kube/secrets.js";
 import type { KeyPair } from "../tls/certificates.js";
 import { relayCertificate } from "./certificate.js";
 import type { HostnameConflict } from "./hostname-claims.js";
@@ -166,6 +167,12 @@ async function outboundInputs(cluster: Cluster, inputs: DomainInputs, served: re
       problems.push({ condition: "RelayAvailable", reason: "SecretConflict", message: `Secret ${name} exists and is not owned by this SmtpDomain; the operator never overwrites it` });
       return undefined;
     }
+    // Grown past any value of ours (edited by hand): said, not silently generated anew over it.
+    const tooLarge = refusedKeys(secret).find((k) => keys.includes(k));
+    if (tooLarge) {
+      problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: tooLargeMessage(name, tooLarge) });
+      return undefined;
+    }
     const complete = (s: k8s.V1Secret | undefined) => {
       const values = Object.fromEntries(keys.map((k) => [k, decode(s?.data?.[k]) ?? ""]));
       return keys.every((k) => values[k]) ? values : undefined;
@@ -202,7 +209,10 @@ async function outboundInputs(cluster: Cluster, inputs: DomainInputs, served: re
     if (!username || !password) continue;
     let ca: string | undefined;
     if (spec.caSecretRef) {
-      ca = decode((await read(spec.caSecretRef.name))?.data?.[spec.caSecretRef.key ?? "ca.crt"]);
+      const caSecret = await read(spec.caSecretRef.name);
+      const caKey = spec.caSecretRef.key ?? "ca.crt";
+      if (refusedKeys(caSecret).includes(caKey)) problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `${address.spec.address}: ${tooLargeMessage(spec.caSecretRef.name, caKey, maxCaBundleBytes)}` });
+      ca = decode(caSecret?.data?.[caKey]);
       if (!ca) continue;
     }
     senders.push({
@@ -263,7 +273,12 @@ async function dkimKeys(
     let pem: string | undefined;
     if (key.privateKeySecretRef) {
       const ref = key.privateKeySecretRef;
-      pem = decode((await read(ref.name))?.data?.[ref.key ?? "tls.key"]);
+      const secret = await read(ref.name);
+      if (refusedKeys(secret).includes(ref.key ?? "tls.key")) {
+        problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `DKIM key ${key.selector}: ${tooLargeMessage(ref.name, ref.key ?? "tls.key")}` });
+        continue;
+      }
+      pem = decode(secret?.data?.[ref.key ?? "tls.key"]);
       if (!pem) {
         problems.push({ condition: "RelayAvailable", reason: "SecretNotFound", message: `DKIM key ${key.selector}: Secret ${ref.name} has no key ${ref.key ?? "tls.key"}` });
         continue;
