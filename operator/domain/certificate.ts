@@ -111,7 +111,7 @@ export async function relayCertificate(
 ): Promise<CertificateState> {
   const namespace = domain.metadata.namespace!;
   const secretName = names(domain).tls;
-  const hostnames = customerHostnames(domain, settings).filter((name) => !withheld.has(name.toLowerCase()));
+  const hostnames = customerHostnames(domain, settings, withheld);
   const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, secretName);
 
   if (domain.spec.relay?.tls?.secretName) {
@@ -149,7 +149,7 @@ export async function relayCertificate(
     return failed("CAInvalid", (error as Error).message);
   }
   const policy = settings.certificates ?? defaultCertificatePolicy;
-  const wanted = certificateNames(domain, settings).filter((name) => !withheld.has(name.toLowerCase()));
+  const wanted = certificateNames(domain, settings, withheld);
   let pair: KeyPair | undefined;
   let facts: CertificateFacts | undefined;
   let reason = "none was issued yet";

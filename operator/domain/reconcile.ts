@@ -15,7 +15,7 @@ import { ApiError, ownedBy, type Cluster } from "../kube/cluster.js";
 import { maxCaBundleBytes, refusedKeys, tooLargeMessage } from "../kube/secrets.js";
 import type { KeyPair } from "../tls/certificates.js";
 import { relayCertificate } from "./certificate.js";
-import type { HostnameConflict } from "./hostname-claims.js";
+import { withheldHostnames, type HostnameConflict } from "./hostname-claims.js";
 import { alphanumeric } from "./credentials.js";
 import { inboundCredentials, type Problem } from "./inbound-credentials.js";
 import { objectKey, planDomain, planNotServed, relayObjects, type DkimState, type DomainSnapshot } from "./plan.js";
@@ -86,12 +86,13 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
 
   // The relay's certificate first: the credentials' client snippets say which CA to trust.
   const hostnameConflicts = inputs.hostnameConflicts ?? [];
-  const certificate = await relayCertificate(cluster, domain, settings, now, inputs.caches.certificateAuthority, new Set(hostnameConflicts.map((c) => c.hostname)));
+  const withheld = withheldHostnames(hostnameConflicts);
+  const certificate = await relayCertificate(cluster, domain, settings, now, inputs.caches.certificateAuthority, withheld);
   if (certificate.condition.status === "False" && certificate.condition.reason !== "NotYetValid") {
     problems.push({ condition: "CertificateReady", reason: certificate.condition.reason, message: certificate.condition.message });
   }
   // Credentials: read each version's Secret, issue the missing ones, hold them against what was issued.
-  const credentials = await inboundCredentials(cluster, domain, settings, certificate.caPem, problems, now);
+  const credentials = await inboundCredentials(cluster, domain, settings, certificate.caPem, problems, now, withheld);
 
   // The addresses of this domain, once: the relay config's recipients and its outbound senders alike.
   const served = inputs.addresses.filter((a) => a.spec.domainRef.name === domain.metadata.name && a.spec.address.toLowerCase().endsWith(`@${domain.spec.domain}`) && !a.metadata.deletionTimestamp);
@@ -108,7 +109,7 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
   const addresses = served.map((a) => a.spec.address.toLowerCase());
 
   // The relay objects as they are (the names are known before rendering: render once to learn them).
-  const wanted = relayObjects({ domain, credentials, addresses, ...(nextHopUsername !== undefined ? { nextHopUsername } : {}), ...(outbound ? { outbound } : {}) }, settings);
+  const wanted = relayObjects({ domain, credentials, addresses, hostnameConflicts, ...(nextHopUsername !== undefined ? { nextHopUsername } : {}), ...(outbound ? { outbound } : {}) }, settings);
   const existing = new Map<string, Record<string, unknown>>();
   await Promise.all(
     wanted.map(async (object) => {
