@@ -26,7 +26,7 @@ import { ApiError, type ClusterAccess } from "./kube/access.js";
 import { Cluster } from "./kube/cluster.js";
 import { TimedCache } from "./timed-cache.js";
 import { scopedInformer, supervisedInformer, type InformerEvent, type RelistReason, type SupervisedInformer } from "./kube/informer.js";
-import { SecretCache } from "./kube/secrets.js";
+import { maxCaBundleBytes, maxSecretValueBytes, refusedKeys, SecretCache, tooLargeMessage } from "./kube/secrets.js";
 import { WorkQueue } from "./queue.js";
 
 export interface ControllerOptions {
@@ -62,19 +62,20 @@ export class Controller {
   /** Every Secret as metadata; the ones a domain or address names, ours among them, read by name (public: the tests look at what it holds). */
   readonly secrets: SecretCache;
   /**
-   * "namespace/name" of every Secret a domain or address names, ours included (read by name if made
-   * before our label): kept as objects come and go, counted per naming object, so that no reconcile
-   * gathers them from every object again.
+   * "namespace/name" of every Secret a domain or address names, ours included, with the keys read of it and
+   * each one's size bound: kept as objects come and go, per naming object, so that no reconcile gathers them
+   * from every object again.
    */
-  private readonly referenced = new Set<string>();
+  private readonly referenced = new Map<string, Map<string, number>>();
   /**
    * The names of the addresses in each namespace: an event concerns its namespace, and looking there
    * instead of through every address (the informer's list, rebuilt after each event) kept a creation storm
    * or a cold start from costing time and memory in proportion to the square of the addresses.
    */
   private readonly addressNames = new Map<string, Set<string>>();
-  private readonly referenceCounts = new Map<string, number>();
-  private readonly referencesOf = new Map<string, string[]>();
+  /** What each domain or address ("domain/ns/name") names, and who names each Secret ("ns/name"). */
+  private readonly referencesOf = new Map<string, readonly NamedSecret[]>();
+  private readonly ownersOf = new Map<string, Set<string>>();
   /** Our relays' internal Services' EndpointSlices: the control API of every ready relay pod. */
   private readonly endpointSlices: SupervisedInformer<k8s.V1EndpointSlice>;
   private resync: NodeJS.Timeout | undefined;
@@ -286,7 +287,7 @@ export class Controller {
       return;
     }
     // Status changes neither the Secrets it names nor what the rules read.
-    this.references(`domain/${namespace}/${domain.metadata?.name}`, event === "delete" ? [] : secretsNamedByDomain(domain).map((n) => `${namespace}/${n}`));
+    this.references(`domain/${namespace}/${domain.metadata?.name}`, event === "delete" ? [] : secretKeysNamedByDomain(domain).map(([n, keys]): NamedSecret => [`${namespace}/${n}`, keys]));
     this.judged.invalidate(namespace);
     this.hostnameConflicts = undefined;
     this.enqueueNamespace(namespace);
@@ -318,7 +319,7 @@ export class Controller {
       this.enqueue("domain", address.metadata?.namespace, address.spec.domainRef.name);
       return;
     }
-    this.references(`address/${address.metadata?.namespace}/${address.metadata?.name}`, event === "delete" ? [] : secretsNamedByAddress(address).map((n) => `${address.metadata?.namespace}/${n}`));
+    this.references(`address/${address.metadata?.namespace}/${address.metadata?.name}`, event === "delete" ? [] : secretKeysNamedByAddress(address).map(([n, keys]): NamedSecret => [`${address.metadata?.namespace}/${n}`, keys]));
     this.judged.invalidate(address.metadata?.namespace);
     this.enqueueNamespace(address.metadata?.namespace);
     // Whoever claims the same address elsewhere (from the verdicts' index: a scan of every address per event
@@ -366,6 +367,8 @@ export class Controller {
       outboundSecret: (namespace, name) => {
         const secret = this.secrets.get(name, namespace);
         if (!secret) return "missing";
+        const tooLarge = refusedKeys(secret).find((key) => key === "username" || key === "password");
+        if (tooLarge) return { refused: tooLargeMessage(name, tooLarge) };
         return secret.data?.username && secret.data.password ? "ok" : "invalid";
       },
     }));
@@ -374,24 +377,37 @@ export class Controller {
     return { ...judged, hostnameConflicts: this.hostnameConflicts };
   }
 
-  /** What one domain or address names now (none: it is gone). */
-  private references(owner: string, keys: readonly string[]): void {
-    for (const key of this.referencesOf.get(owner) ?? []) {
-      const count = (this.referenceCounts.get(key) ?? 1) - 1;
-      if (count > 0) this.referenceCounts.set(key, count);
-      else {
-        this.referenceCounts.delete(key);
+  /** What one domain or address names now ("namespace/name" and the keys read; none: it is gone). */
+  private references(owner: string, named: readonly NamedSecret[]): void {
+    const touched = new Set<string>();
+    for (const [key] of this.referencesOf.get(owner) ?? []) {
+      this.ownersOf.get(key)?.delete(owner);
+      touched.add(key);
+    }
+    if (named.length === 0) this.referencesOf.delete(owner);
+    else this.referencesOf.set(owner, named);
+    for (const [key] of named) {
+      let owners = this.ownersOf.get(key);
+      if (!owners) this.ownersOf.set(key, (owners = new Set()));
+      owners.add(owner);
+      touched.add(key);
+    }
+    // Each touched Secret is wanted for the union of the keys its owners read (the largest bound of each).
+    for (const key of touched) {
+      const owners = this.ownersOf.get(key);
+      if (!owners || owners.size === 0) {
+        this.ownersOf.delete(key);
         this.referenced.delete(key);
+        continue;
       }
-    }
-    if (keys.length === 0) {
-      this.referencesOf.delete(owner);
-      return;
-    }
-    this.referencesOf.set(owner, [...keys]);
-    for (const key of keys) {
-      this.referenceCounts.set(key, (this.referenceCounts.get(key) ?? 0) + 1);
-      this.referenced.add(key);
+      const wanted = new Map<string, number>();
+      for (const o of owners) {
+        for (const [k, keys] of this.referencesOf.get(o) ?? []) {
+          if (k !== key) continue;
+          for (const [dataKey, bound] of Object.entries(keys)) wanted.set(dataKey, Math.max(bound, wanted.get(dataKey) ?? 0));
+        }
+      }
+      this.referenced.set(key, wanted);
     }
   }
 
@@ -542,26 +558,42 @@ export class Controller {
   }
 }
 
+/** A Secret's name and the keys the operator reads of it, each with the most bytes it keeps. */
+type NamedSecret = [name: string, keys: Record<string, number>];
+
+const login = { username: maxSecretValueBytes, password: maxSecretValueBytes };
+
 /**
- * The Secrets a domain names: its TLS, control and submission Secrets, its next hop's login, its credential
- * versions' and its DKIM keys' (the user's, or the ones generated for it).
+ * The Secrets a domain names, with the keys read of them: its TLS, control and submission Secrets, its next hop's
+ * login, its credential versions' and its DKIM keys' (the user's, or the ones generated for it).
  */
-function secretsNamedByDomain(domain: SmtpDomain): string[] {
+function secretKeysNamedByDomain(domain: SmtpDomain): NamedSecret[] {
   const n = names(domain);
+  const auth = domain.spec.inbound.delivery.smtp?.authSecretRef?.name;
   return [
-    n.tls,
-    n.control,
-    n.submission,
-    domain.spec.inbound.delivery.smtp?.authSecretRef?.name,
-    ...(domain.spec.inbound.credentials ?? []).map((c) => c.secretRef?.name),
-    ...(domain.spec.dkim?.keys ?? []).map((k) => k.privateKeySecretRef?.name ?? `${domain.metadata.name}-dkim-${k.selector}`),
-  ].filter((name): name is string => Boolean(name));
+    [n.tls, { "tls.crt": maxSecretValueBytes }] as NamedSecret,
+    [n.control, { token: maxSecretValueBytes }] as NamedSecret,
+    [n.submission, login] as NamedSecret,
+    ...(auth ? [[auth, login] as NamedSecret] : []),
+    ...(domain.spec.inbound.credentials ?? []).flatMap((c) => (c.secretRef?.name ? [[c.secretRef.name, login] as NamedSecret] : [])),
+    ...(domain.spec.dkim?.keys ?? []).map((k): NamedSecret =>
+      k.privateKeySecretRef ? [k.privateKeySecretRef.name, { [k.privateKeySecretRef.key ?? "tls.key"]: maxSecretValueBytes }] : [`${domain.metadata.name}-dkim-${k.selector}`, { "private.pem": maxSecretValueBytes }],
+    ),
+  ];
+}
+
+function secretsNamedByDomain(domain: SmtpDomain): string[] {
+  return secretKeysNamedByDomain(domain).map(([name]) => name);
 }
 
 /** The Secrets an address names: its outbound login and, optionally, the CA its server is checked against. */
-function secretsNamedByAddress(address: SupportAddress): string[] {
+function secretKeysNamedByAddress(address: SupportAddress): NamedSecret[] {
   const { credentialsSecretRef, caSecretRef } = address.spec.outbound;
-  return [credentialsSecretRef.name, ...(caSecretRef ? [caSecretRef.name] : [])];
+  return [[credentialsSecretRef.name, login], ...(caSecretRef ? [[caSecretRef.name, { [caSecretRef.key ?? "ca.crt"]: maxCaBundleBytes }] as NamedSecret] : [])];
+}
+
+function secretsNamedByAddress(address: SupportAddress): string[] {
+  return secretKeysNamedByAddress(address).map(([name]) => name);
 }
 
 /** SHA-256 of "username\0password" of an outbound credentials Secret, as the relay reports the login it used. */

@@ -77,7 +77,8 @@ export interface AddressWorld {
   systemDomains: readonly string[];
   limits: Limits;
   /** Whether the outbound credentials Secret exists and has non-empty username and password. */
-  outboundSecret: (namespace: string, name: string) => "ok" | "missing" | "invalid";
+  /** refused: why a value it has is not read (too large), a message naming the Secret and key, never the value. */
+  outboundSecret: (namespace: string, name: string) => "ok" | "missing" | "invalid" | { refused: string };
 }
 
 /** Which SupportAddresses are served, each with the reason when not. */
@@ -136,6 +137,7 @@ function judgeOne(
   perNamespace.set(namespace, inNamespace + 1);
   const secret = world.outboundSecret(namespace, address.spec.outbound.credentialsSecretRef.name);
   if (secret === "missing") return { served: false, reason: "CredentialsSecretNotFound", message: `Secret ${address.spec.outbound.credentialsSecretRef.name} (outbound.credentialsSecretRef) does not exist` };
+  if (typeof secret === "object") return { served: false, reason: "CredentialsSecretInvalid", message: secret.refused };
   if (secret === "invalid") return { served: false, reason: "CredentialsSecretInvalid", message: `Secret ${address.spec.outbound.credentialsSecretRef.name} needs non-empty username and password keys` };
   return { served: true };
 }

@@ -179,7 +179,7 @@ export async function relayCertificate(
   const allowed = hostnamePolicy(domain, settings);
   const refused = refusedHostnames(customerHostnames(domain, settings), allowed);
   if (refused.length > 0) return failed("HostnameNotAllowed", hostnameNotAllowedMessage(refused, allowed, !domain.spec.relay?.tls?.secretName));
-  const hostnames = customerHostnames(domain, settings).filter((name) => !withheld.has(name.toLowerCase()));
+  const hostnames = customerHostnames(domain, settings, withheld);
   const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, secretName);
 
   if (domain.spec.relay?.tls?.secretName) {
@@ -217,7 +217,7 @@ export async function relayCertificate(
     return failed("CAInvalid", (error as Error).message);
   }
   const policy = settings.certificates ?? defaultCertificatePolicy;
-  const wanted = certificateNames(domain, settings).filter((name) => !withheld.has(name.toLowerCase()));
+  const wanted = certificateNames(domain, settings, withheld);
   let pair: KeyPair | undefined;
   let facts: CertificateFacts | undefined;
   let reason = "none was issued yet";

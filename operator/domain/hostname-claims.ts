@@ -80,6 +80,11 @@ export function judgeHostnames(domains: readonly Claimant[], relayHostSuffix: st
   return conflicts;
 }
 
+/** The names a domain lists but does not hold: its certificate, its relay and its clients' snippets leave them out. */
+export function withheldHostnames(conflicts: readonly HostnameConflict[] | undefined): Set<string> {
+  return new Set((conflicts ?? []).map((c) => c.hostname.toLowerCase()));
+}
+
 /**
  * What the losing domain is told. The holder is named only when it is in the same namespace (the same
  * account): another account's namespace and domain names are theirs, and a tenant listing a name learns

@@ -63,7 +63,8 @@ async function credentialSecretVersions(cluster: Cluster, domain: SmtpDomain): P
     .filter((v) => Number.isInteger(v) && v >= 1);
 }
 
-export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, settings: OperatorSettings, caPem: string | undefined, problems: Problem[], now: Date): Promise<InboundCredentials> {
+/** `withheld`: the listed host names another domain holds; the snippets name one the certificate covers. */
+export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, settings: OperatorSettings, caPem: string | undefined, problems: Problem[], now: Date, withheld?: ReadonlySet<string>): Promise<InboundCredentials> {
   const namespace = domain.metadata.namespace!;
   const uid = domain.metadata.uid!;
   const recorded = new Map((domain.status?.credentials ?? []).map((c) => [c.version, c]));
@@ -73,7 +74,7 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
   const intact: Intact[] = [];
   // Reported once the plan says the version is still Active: a revoked version's Secret may go.
   const modified = new Map<number, Problem>();
-  const host = relayHostname(domain, settings);
+  const host = relayHostname(domain, settings, withheld);
 
   // Forwarded: every version this domain has a Secret of is revoked, recorded or not (a reconcile may have
   // issued one and stopped before writing status).

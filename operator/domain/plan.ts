@@ -10,7 +10,7 @@ import { alreadyApplied } from "../kube/compare.js";
 import { quantityInteger } from "../kube/quantity.js";
 import type { CertificateState } from "./certificate.js";
 import { inboundMode, type CredentialPlan, type InboundMode, type IssuedCredential } from "./credentials.js";
-import { conflictMessage, type HostnameConflict } from "./hostname-claims.js";
+import { conflictMessage, withheldHostnames, type HostnameConflict } from "./hostname-claims.js";
 import type { Problem } from "./inbound-credentials.js";
 import {
   endpointPort,
@@ -94,10 +94,10 @@ export interface DomainPlan {
 export const objectKey = (object: { kind: string; metadata: { name: string } }) => `${object.kind}/${object.metadata.name}`;
 
 /** The relay objects of a domain, as rendered: config (digests only), Deployment, Services, NetworkPolicy, PDB. */
-export function relayObjects(snapshot: Pick<DomainSnapshot, "domain" | "credentials" | "addresses" | "nextHopUsername" | "outbound">, settings: OperatorSettings): KubeObject[] {
+export function relayObjects(snapshot: Pick<DomainSnapshot, "domain" | "credentials" | "addresses" | "nextHopUsername" | "outbound" | "hostnameConflicts">, settings: OperatorSettings): KubeObject[] {
   const { domain, credentials, outbound } = snapshot;
   return [
-    relayConfigSecret(domain, relayConfig(domain, credentials.plan, credentials.issued, snapshot.addresses, settings, snapshot.nextHopUsername, outbound), relayConfigFiles(outbound)),
+    relayConfigSecret(domain, relayConfig(domain, credentials.plan, credentials.issued, snapshot.addresses, settings, snapshot.nextHopUsername, outbound, withheldHostnames(snapshot.hostnameConflicts)), relayConfigFiles(outbound)),
     relayDeployment(domain, settings),
     relayService(domain),
     relayInternalService(domain),
@@ -170,6 +170,7 @@ export function planDomain(snapshot: DomainSnapshot, settings: OperatorSettings,
     reportedUse: snapshot.reportedUse,
     ...(snapshot.outbound ? { dkim: snapshot.outbound.dkimState } : {}),
     certificate,
+    withheld: withheldHostnames(snapshot.hostnameConflicts),
     // The Deployment as read rolled out, and nothing of it is about to change (a mode switch changes its template).
     rolledOut: (snapshot.rolledOut ?? false) && !apply.some((o) => o.kind === "Deployment"),
   });
@@ -210,10 +211,12 @@ export interface DomainStatusInput {
   certificate?: CertificateState;
   /** Whether the relay Deployment has rolled out its latest template (a mode change is done only then). */
   rolledOut?: boolean;
+  /** The listed host names another domain holds: never the endpoint told. */
+  withheld?: ReadonlySet<string>;
 }
 
 export function domainStatus(input: DomainStatusInput): SmtpDomainStatus {
-  const { domain, credentials, problems, available, addressCount, settings, now, dkim, certificate } = input;
+  const { domain, credentials, problems, available, addressCount, settings, now, dkim, certificate, withheld } = input;
   const { plan, issued, retired } = credentials;
   const reportedUse = input.reportedUse ?? new Map<number, string>();
   const mode = inboundMode(domain);
@@ -234,7 +237,7 @@ export function domainStatus(input: DomainStatusInput): SmtpDomainStatus {
             type: "CredentialsIssued",
             status: "True",
             reason: "NotRequired",
-            message: `inbound mode Forwarded: no inbound credentials are issued (the customer's mail service forwards to ${relayHostname(domain, settings)}:${endpointPort(domain)} without AUTH)${retired.size > 0 ? `; version(s) ${[...retired].sort((a, b) => a - b).join(",")} revoked for good` : ""}`,
+            message: `inbound mode Forwarded: no inbound credentials are issued (the customer's mail service forwards to ${relayHostname(domain, settings, withheld)}:${endpointPort(domain)} without AUTH)${retired.size > 0 ? `; version(s) ${[...retired].sort((a, b) => a - b).join(",")} revoked for good` : ""}`,
           }
         : { type: "CredentialsIssued", status: "True", reason: "Issued", message: `${issued.size} credential version(s) issued` },
     ...(certificate ? [certificate.condition] : []),
@@ -298,7 +301,7 @@ export function domainStatus(input: DomainStatusInput): SmtpDomainStatus {
     ...(retired.size > 0 ? { revokedVersions: [...retired].sort((a, b) => a - b) } : {}),
     addresses: addressCount,
     ...(input.addressesNotServed !== undefined ? { addressesNotServed: input.addressesNotServed } : {}),
-    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings)}:${endpointPort(domain)}`, limits: messageLimits(domain, settings) },
+    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings, withheld)}:${endpointPort(domain)}`, limits: messageLimits(domain, settings) },
     ...(certificate?.status ? { tls: certificate.status } : {}),
     ...(dkim && dkim.records.length > 0 ? { dkim: { records: dkim.records, ...(dkim.pending.length > 0 ? { pending: dkim.pending.join(",") } : {}) } } : {}),
   };

@@ -11,8 +11,9 @@ import { outboundServer, type Verdict } from "../address/rules.js";
 import { sameStatus } from "../conditions.js";
 import { conditionEvents, involved, recordEvent } from "../events.js";
 import { ApiError, ownedBy, type Cluster } from "../kube/cluster.js";
+import { maxCaBundleBytes, refusedKeys, tooLargeMessage } from "../kube/secrets.js";
 import { relayCertificate, type CertificateAuthority } from "./certificate.js";
-import type { HostnameConflict } from "./hostname-claims.js";
+import { withheldHostnames, type HostnameConflict } from "./hostname-claims.js";
 import { alphanumeric } from "./credentials.js";
 import { dkimRecordName, needsLookup, planDkim, type DkimKeyRead, type Lookup } from "./dkim.js";
 import { completeValues, generatedKeys, generatedSecrets, planGeneratedSecrets, type Generated, type GeneratedDecision } from "./generated.js";
@@ -86,12 +87,13 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
 
   // The relay's certificate first: the credentials' client snippets say which CA to trust.
   const hostnameConflicts = inputs.hostnameConflicts ?? [];
-  const certificate = await relayCertificate(cluster, domain, settings, now, inputs.caches.certificateAuthority, new Set(hostnameConflicts.map((c) => c.hostname)));
+  const withheld = withheldHostnames(hostnameConflicts);
+  const certificate = await relayCertificate(cluster, domain, settings, now, inputs.caches.certificateAuthority, withheld);
   if (certificate.condition.status === "False" && certificate.condition.reason !== "NotYetValid") {
     problems.push({ condition: "CertificateReady", reason: certificate.condition.reason, message: certificate.condition.message });
   }
   // Credentials: read each version's Secret, issue the missing ones, hold them against what was issued.
-  const credentials = await inboundCredentials(cluster, domain, settings, certificate.caPem, problems, now);
+  const credentials = await inboundCredentials(cluster, domain, settings, certificate.caPem, problems, now, withheld);
 
   // The addresses of this domain, once: the relay config's recipients and its outbound senders alike.
   const served = inputs.addresses.filter((a) => a.spec.domainRef.name === domain.metadata.name && a.spec.address.toLowerCase().endsWith(`@${domain.spec.domain}`) && !a.metadata.deletionTimestamp);
@@ -108,7 +110,7 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
   const addresses = served.map((a) => a.spec.address.toLowerCase());
 
   // The relay objects as they are (the names are known before rendering: render once to learn them).
-  const wanted = relayObjects({ domain, credentials, addresses, ...(nextHopUsername !== undefined ? { nextHopUsername } : {}), ...(outbound ? { outbound } : {}) }, settings);
+  const wanted = relayObjects({ domain, credentials, addresses, hostnameConflicts, ...(nextHopUsername !== undefined ? { nextHopUsername } : {}), ...(outbound ? { outbound } : {}) }, settings);
   const existing = new Map<string, Record<string, unknown>>();
   await Promise.all(
     wanted.map(async (object) => {
@@ -164,7 +166,15 @@ async function outboundInputs(cluster: Cluster, inputs: DomainInputs, served: re
   const read = async (name: string) => inputs.secret?.(namespace, name) ?? (await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, name));
   const wanted = generatedSecrets(domain);
   const current = new Map(await Promise.all(wanted.map(async ({ name }) => [name, await read(name)] as const)));
-  const generated = await applyGenerated(cluster, domain, planGeneratedSecrets(domain, (name) => current.get(name)));
+  // Grown past any value of ours (edited by hand): said, not silently generated anew over it.
+  const tooLarge = new Map<string, string>();
+  for (const { name, what } of wanted) {
+    const key = refusedKeys(current.get(name)).find((k) => generatedKeys(what).includes(k));
+    if (key) tooLarge.set(name, key);
+  }
+  for (const [name, key] of tooLarge) problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: tooLargeMessage(name, key) });
+  const decisions = planGeneratedSecrets(domain, (name) => current.get(name)).filter((d) => !tooLarge.has(d.name));
+  const generated = await applyGenerated(cluster, domain, decisions);
   const owned = (name: string): Record<string, string> | undefined => {
     const outcome = generated.get(name);
     if (outcome && "conflict" in outcome) problems.push(outcome.conflict);
@@ -183,7 +193,10 @@ async function outboundInputs(cluster: Cluster, inputs: DomainInputs, served: re
     if (!username || !password) continue;
     let ca: string | undefined;
     if (spec.caSecretRef) {
-      ca = decode((await read(spec.caSecretRef.name))?.data?.[spec.caSecretRef.key ?? "ca.crt"]);
+      const caSecret = await read(spec.caSecretRef.name);
+      const caKey = spec.caSecretRef.key ?? "ca.crt";
+      if (refusedKeys(caSecret).includes(caKey)) problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `${address.spec.address}: ${tooLargeMessage(spec.caSecretRef.name, caKey, maxCaBundleBytes)}` });
+      ca = decode(caSecret?.data?.[caKey]);
       if (!ca) continue;
     }
     senders.push({
@@ -236,7 +249,12 @@ async function dkimKeys(
     let pem: string | undefined;
     if (key.privateKeySecretRef) {
       const ref = key.privateKeySecretRef;
-      pem = decode((await read(ref.name))?.data?.[ref.key ?? "tls.key"]);
+      const secret = await read(ref.name);
+      if (refusedKeys(secret).includes(ref.key ?? "tls.key")) {
+        problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `DKIM key ${key.selector}: ${tooLargeMessage(ref.name, ref.key ?? "tls.key")}` });
+        continue;
+      }
+      pem = decode(secret?.data?.[ref.key ?? "tls.key"]);
       if (!pem) {
         keys.push({ key, problem: { condition: "RelayAvailable", reason: "SecretNotFound", message: `DKIM key ${key.selector}: Secret ${ref.name} has no key ${ref.key ?? "tls.key"}` } });
         continue;

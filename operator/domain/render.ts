@@ -117,8 +117,12 @@ function meta(domain: SmtpDomain, name: string): KubeObject["metadata"] {
   };
 }
 
-export function relayHostname(domain: SmtpDomain, settings: OperatorSettings): string {
-  return domain.spec.relay?.hostnames?.[0] ?? defaultRelayHostname(domain, settings);
+/**
+ * The name the relay announces and the customer's server is told to connect to: the first host name this domain
+ * holds (`withheld`: the listed names another domain holds, see hostname-claims.ts), so that its certificate covers it.
+ */
+export function relayHostname(domain: SmtpDomain, settings: OperatorSettings, withheld: ReadonlySet<string> = noneWithheld): string {
+  return customerHostnames(domain, settings, withheld)[0]!;
 }
 
 /** The relay host name the installation gives a domain that declares none: <name>.<namespace>.<--relay-host-suffix>. */
@@ -126,18 +130,20 @@ export function defaultRelayHostname(domain: SmtpDomain, settings: OperatorSetti
   return defaultHostname(domain, settings.relayHostSuffix);
 }
 
-/** The host names the customer's server connects to: the declared ones, or the default relay host name. */
-export function customerHostnames(domain: SmtpDomain, settings: OperatorSettings): string[] {
-  const declared = domain.spec.relay?.hostnames ?? [];
-  return declared.length > 0 ? [...declared] : [relayHostname(domain, settings)];
+const noneWithheld: ReadonlySet<string> = new Set();
+
+/** The host names the customer's server connects to: the declared ones the domain holds or, if none, the default relay host name. */
+export function customerHostnames(domain: SmtpDomain, settings: OperatorSettings, withheld: ReadonlySet<string> = noneWithheld): string[] {
+  const held = (domain.spec.relay?.hostnames ?? []).filter((name) => !withheld.has(name.toLowerCase()));
+  return held.length > 0 ? held : [defaultHostname(domain, settings.relayHostSuffix)];
 }
 
 /** Every name an operator-issued relay certificate covers: the customer's host names and both Services' cluster names. */
-export function certificateNames(domain: SmtpDomain, settings: OperatorSettings): string[] {
+export function certificateNames(domain: SmtpDomain, settings: OperatorSettings, withheld: ReadonlySet<string> = noneWithheld): string[] {
   const n = names(domain);
   const namespace = domain.metadata.namespace!;
   const cluster = [n.relay, n.internal].flatMap((service) => [`${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`]);
-  return [...new Set([...customerHostnames(domain, settings), ...cluster])];
+  return [...new Set([...customerHostnames(domain, settings, withheld), ...cluster])];
 }
 
 /** The operator-issued relay certificate, with the CA that signed it (ca.crt, as cert-manager writes it). */
@@ -160,6 +166,7 @@ export function relayConfig(
   settings: OperatorSettings,
   nextHopUsername?: string,
   outbound?: OutboundInputs,
+  withheld?: ReadonlySet<string>,
 ): RelayConfig {
   const delivery = domain.spec.inbound.delivery;
   const smtp = delivery.smtp;
@@ -167,7 +174,7 @@ export function relayConfig(
   const forwardedSettings = settings.forwarded ?? { trustedArcSealers: defaultTrustedArcSealers, dnsServers: [] };
   return {
     version: configVersion,
-    hostname: relayHostname(domain, settings),
+    hostname: relayHostname(domain, settings, withheld),
     listeners: {
       // Forwarded: no AUTH listener at all, only the unauthenticated one a mail service forwards to.
       ...(forwarded ? { forwarded: { port: relayPorts.forwarded } } : { starttls: { port: relayPorts.starttls }, implicitTls: { port: relayPorts.implicitTls } }),

@@ -13,6 +13,11 @@
 // can set the operator's managed-by label, and a label-selected cache of "ours"
 // let any tenant make the operator hold their Secrets whole. A name is held only
 // while an SmtpDomain or SupportAddress in the same namespace names it.
+// Of a named Secret only the keys the operator reads are kept, each up to a
+// bound: a tenant naming a 1 MB Secret (from an outbound password reference,
+// say) makes the operator hold a password's bytes, not the Secret's. A value
+// over its bound is refused (refusedKeys), so the reader can say which key of
+// which Secret, never what it holds.
 import type * as k8s from "@kubernetes/client-node";
 import type { Logger } from "../../lib/log.js";
 import { managedByLabel } from "../domain/render.js";
@@ -35,6 +40,27 @@ interface SecretName {
   name: string;
 }
 
+/** The keys of a Secret the operator reads, each with the most bytes (decoded) it keeps of it. */
+export type WantedKeys = ReadonlyMap<string, number>;
+
+/** A password, token or private key larger than this is no password, token or key: refused. */
+export const maxSecretValueBytes = 64 * 1024;
+/** A CA file may be a whole bundle of roots (Mozilla's is about 200 KiB). */
+export const maxCaBundleBytes = 1024 * 1024;
+
+// The keys a held Secret's value was refused for (too large), by the held object itself.
+const refused = new WeakMap<k8s.V1Secret, readonly string[]>();
+
+/** Keys of a Secret from `SecretCache.get` left out for being larger than their bound. */
+export function refusedKeys(secret: k8s.V1Secret | undefined): readonly string[] {
+  return (secret && refused.get(secret)) ?? [];
+}
+
+/** The message for a value refused for its size: names the Secret and the key, never the content. */
+export function tooLargeMessage(secretName: string, key: string, bound = maxSecretValueBytes): string {
+  return `Secret ${secretName}: the value of key ${key} is larger than ${bound / 1024} KiB and is not read; store only the value itself there`;
+}
+
 const keyOf = (namespace: string, name: string) => `${namespace}/${name}`;
 const parse = (key: string): SecretName => {
   const slash = key.indexOf("/");
@@ -43,8 +69,10 @@ const parse = (key: string): SecretName => {
 
 export class SecretCache {
   private readonly metadata: SupervisedInformer<k8s.KubernetesObject>;
-  /** The named Secrets, in full, by "namespace/name". */
+  /** The named Secrets, by "namespace/name": their metadata and the keys read of them. */
   private readonly held = new Map<string, k8s.V1Secret>();
+  /** Which keys (and bounds) each held Secret was read for: another set reads it again. */
+  private readonly heldFor = new Map<string, string>();
   private readonly reading = new Map<string, Promise<void>>();
 
   constructor(
@@ -74,29 +102,30 @@ export class SecretCache {
   }
 
   /**
-   * Makes the cache hold exactly these Secrets ("namespace/name") as they are
-   * now (per the metadata watch): reads the ones it lacks or that changed,
-   * drops the ones no longer named or gone. True when anything changed.
+   * Makes the cache hold exactly these Secrets ("namespace/name"), of each
+   * only the keys given, as they are now (per the metadata watch): reads the
+   * ones it lacks, that changed or that are wanted for other keys, drops the
+   * ones no longer named or gone. True when anything changed.
    */
-  async hold(keys: ReadonlySet<string>): Promise<boolean> {
+  async hold(keys: ReadonlyMap<string, WantedKeys>): Promise<boolean> {
     let changed = false;
     for (const key of this.held.keys()) {
       if (!keys.has(key)) {
-        this.held.delete(key);
+        this.forget(key);
         changed = true;
       }
     }
-    const wanted = [...keys].map(parse);
-    const behind = (secret: SecretName) => {
+    const wanted = [...keys].map(([key, dataKeys]) => ({ ...parse(key), dataKeys, signature: signatureOf(dataKeys) }));
+    const behind = (secret: SecretName & { signature: string }) => {
       const current = this.metadata.get(secret.name, secret.namespace);
       const held = this.held.get(secret.key);
-      return current !== undefined && held?.metadata?.resourceVersion !== current.metadata?.resourceVersion;
+      return current !== undefined && (held?.metadata?.resourceVersion !== current.metadata?.resourceVersion || this.heldFor.get(secret.key) !== secret.signature);
     };
     const reads: Promise<void>[] = [];
     for (const secret of wanted) {
       if (!this.metadata.get(secret.name, secret.namespace)) {
         // It does not exist.
-        if (this.held.delete(secret.key)) changed = true;
+        if (this.forget(secret.key)) changed = true;
         continue;
       }
       if (!behind(secret)) continue;
@@ -110,9 +139,15 @@ export class SecretCache {
     return changed;
   }
 
-  /** What is cached, for the metrics and the tests: Secrets held in full, and how many are known by metadata only. */
-  census(): { full: string[]; metadataOnly: number } {
-    return { full: [...this.held.keys()], metadataOnly: this.metadata.list().length };
+  /**
+   * What is cached, for the metrics and the tests: the Secrets held (with the
+   * keys read of them), the bytes of their values held, and how many are known
+   * by metadata only.
+   */
+  census(): { full: string[]; valueBytes: number; metadataOnly: number } {
+    let valueBytes = 0;
+    for (const secret of this.held.values()) for (const value of Object.values(secret.data ?? {})) valueBytes += value.length;
+    return { full: [...this.held.keys()], valueBytes, metadataOnly: this.metadata.list().length };
   }
 
   /** The metadata-only cache itself (the tests look at what it keeps). */
@@ -125,20 +160,25 @@ export class SecretCache {
     return this.metadata.listRequests();
   }
 
-  private read({ key, namespace, name }: SecretName, join = true): Promise<void> {
+  private forget(key: string): boolean {
+    this.heldFor.delete(key);
+    return this.held.delete(key);
+  }
+
+  private read({ key, namespace, name, dataKeys, signature }: SecretName & { dataKeys: WantedKeys; signature: string }, join = true): Promise<void> {
     const inFlight = this.reading.get(key);
     if (inFlight && join) return inFlight;
     const reading = (async () => {
       try {
         const response = await request(this.access, "GET", `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`);
         if (response.status === 404) {
-          this.held.delete(key);
+          this.forget(key);
           return;
         }
         if (response.status !== 200) throw new ApiError(response.status, `GET secret ${key}`, response.body);
-        const secret = JSON.parse(response.body) as k8s.V1Secret;
-        delete secret.metadata?.managedFields;
-        this.held.set(key, secret);
+        const kept = keep(JSON.parse(response.body) as k8s.V1Secret, dataKeys);
+        this.held.set(key, kept);
+        this.heldFor.set(key, signature);
       } finally {
         this.reading.delete(key);
       }
@@ -146,4 +186,32 @@ export class SecretCache {
     this.reading.set(key, reading);
     return reading;
   }
+}
+
+const signatureOf = (dataKeys: WantedKeys) => JSON.stringify([...dataKeys].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+
+/**
+ * Of a Secret as read, what the readers use: the metadata that says whose it is
+ * and which version (not its annotations: kubectl's last-applied-configuration
+ * holds a whole copy of the data), and the wanted keys' values within bounds.
+ */
+function keep(secret: k8s.V1Secret, dataKeys: WantedKeys): k8s.V1Secret {
+  const { name, namespace, uid, resourceVersion, creationTimestamp, labels, ownerReferences } = secret.metadata ?? {};
+  const data: Record<string, string> = {};
+  const tooLarge: string[] = [];
+  for (const [dataKey, bound] of dataKeys) {
+    const value = secret.data?.[dataKey];
+    if (value === undefined) continue;
+    if (Buffer.byteLength(value, "base64") > bound) tooLarge.push(dataKey);
+    else data[dataKey] = value;
+  }
+  const kept: k8s.V1Secret = {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name, namespace, uid, resourceVersion, creationTimestamp, ...(labels ? { labels } : {}), ...(ownerReferences ? { ownerReferences } : {}) },
+    ...(secret.type ? { type: secret.type } : {}),
+    data,
+  };
+  if (tooLarge.length > 0) refused.set(kept, tooLarge);
+  return kept;
 }

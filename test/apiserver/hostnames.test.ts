@@ -59,6 +59,22 @@ describe("relay host names are unique across namespaces", () => {
       },
       30_000,
     );
+  /** Waits until the relay announces `host`, status gives it as the endpoint, and the client snippets name it (and never `not`). */
+  const told = (namespace: string, name: string, host: string, not?: string) =>
+    eventually(
+      `${namespace}/${name}: told ${host}`,
+      async () => {
+        const d = await getDomain(namespace, name);
+        if (!d.status?.relay?.endpoint?.startsWith(`${host}:`)) return undefined;
+        const config = await core.readNamespacedSecret({ namespace, name: `${name}-relay-config` }).catch(() => undefined);
+        if (!Buffer.from(config?.data?.["relay.yaml"] ?? "", "base64").toString().includes(`hostname: ${host}\n`)) return undefined;
+        const credentials = await core.readNamespacedSecret({ namespace, name: `${name}-inbound-v1` }).catch(() => undefined);
+        const snippets = Buffer.from(credentials?.data?.["postfix-main.cf"] ?? "", "base64").toString();
+        if (!snippets.includes(`[${host}]:587`) || (not !== undefined && snippets.includes(not))) return undefined;
+        return true;
+      },
+      30_000,
+    );
   // creationTimestamp has a resolution of one second: the next domain is made in a later second, so its age alone decides.
   const aSecondAfter = (d: SmtpDomain) => eventually("a later second", () => (Date.now() >= Date.parse(String(d.metadata.creationTimestamp)) + 1_000 ? true : undefined));
 
@@ -98,12 +114,15 @@ describe("relay host names are unique across namespaces", () => {
       const e = await kubectl(["get", "events", "-n", teamB, "--field-selector", "involvedObject.name=late,type=Warning,reason=HostnameConflict", "-o", "jsonpath={.items[*].message}"]);
       return e.stdout.includes("relay.shared.test") && !e.stdout.includes(teamA) ? true : undefined;
     });
+    // What the refused domain tells its customer names a host its certificate covers, never the refused one.
+    await told(teamB, "late", "own.late.test", "relay.shared.test");
     // The holder is untouched by all this.
     assert.equal(condition(await getDomain(teamA, "mail"), "CertificateReady")?.reason, "Issued");
 
     // The holder goes: the name moves to the domain waiting for it, which nobody touched.
     await custom.deleteNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: teamA, plural: "smtpdomains", name: "mail" });
     await certificate(teamB, "late", "Issued", (dns) => dns.includes("relay.shared.test") && dns.includes("own.late.test"));
+    await told(teamB, "late", "relay.shared.test");
     await eventually("the holder gone", async () => ((await getDomain(teamA, "mail").catch(() => undefined)) ? undefined : true));
 
     // A name the older "early" holds: refused to "late" too; once early drops it, it moves.

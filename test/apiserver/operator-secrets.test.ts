@@ -152,4 +152,43 @@ describe("the operator's Secret cache", () => {
     const held = JSON.stringify(controller.secrets.census().full.map((key) => controller.secrets.get(key.split("/")[1]!, key.split("/")[0])));
     assert.ok(!held.includes(payload.slice(0, 32)), "its data is nowhere in what is held");
   });
+
+  test("of a Secret a tenant names, only the keys it reads are held, each within a bound", async (t) => {
+    const namespace = await freshNamespace(t, "big");
+    // An outbound login named from a Secret that also carries ~1 MB the operator never reads.
+    const blob = Buffer.from(marker + randomBytes(700 * 1024).toString("base64")).toString("base64");
+    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "support-login" }, data: { blob, username: Buffer.from("support").toString("base64"), password: Buffer.from("first").toString("base64") } } });
+    await applyManifests({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SmtpDomain",
+      metadata: { name: "example-com", namespace },
+      spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } }, relay: { replicas: 1 } },
+    });
+    await applyManifests({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SupportAddress",
+      metadata: { name: "support", namespace },
+      spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-login" } } },
+    });
+    const held = () => controller.secrets.get("support-login", namespace);
+    await eventually("the login Secret held", () => (held()?.data?.password ? true : undefined), 20_000);
+    await controller.queue.idle();
+    assert.deepEqual(Object.keys(held()?.data ?? {}).sort(), ["password", "username"], "only the keys the operator reads");
+    const { valueBytes } = controller.secrets.census();
+    assert.ok(valueBytes < 256 * 1024, `the cache holds ${valueBytes} bytes of Secret values, not the 1 MB of the unread key`);
+    assert.ok(!JSON.stringify(held()).includes(blob.slice(0, 32)), "the unread key's value is nowhere in what is held");
+
+    // A password past the bound: refused, with a message that names the Secret and the key, not the value.
+    const huge = "p".repeat(100 * 1024);
+    await core.replaceNamespacedSecret({ namespace, name: "support-login", body: { metadata: { name: "support-login" }, stringData: { username: "support", password: huge } } });
+    const condition = async () => {
+      const a = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
+      const c = a.status?.conditions?.find((c) => c.type === "DomainReady");
+      return c?.reason === "CredentialsSecretInvalid" && c.message?.includes("larger than") ? c : undefined;
+    };
+    const refused = await eventually("the oversized password refused", condition, 20_000);
+    assert.match(refused.message ?? "", /Secret support-login: the value of key password is larger than 64 KiB/);
+    assert.ok(!refused.message?.includes("ppppp"), "the message carries nothing of the value");
+    assert.equal(held()?.data?.password, undefined, "the oversized value is not held");
+  });
 });

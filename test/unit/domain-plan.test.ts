@@ -173,6 +173,18 @@ describe("the SmtpDomain planner", () => {
     assert.equal(reasons(planDomain(snapshot(), settings, now).status).CertificateReady, "True Issued");
   });
 
+  test("a host name another domain holds is neither announced by the relay nor the endpoint in status", () => {
+    const listing = domain();
+    listing.spec.relay = { ...listing.spec.relay, hostnames: ["relay.shared.test", "own.acme.test"] };
+    const conflicts = [{ hostname: "relay.shared.test", holder: { namespace: "other-team", name: "mail" }, why: "Earlier" as const }];
+    const plan = planDomain(snapshot({ domain: listing, hostnameConflicts: conflicts, existing: new Map() }), settings, now);
+    assert.equal(plan.status.relay?.endpoint, "own.acme.test:587");
+    const config = plan.apply.find((o) => o.kind === "Secret" && o.metadata.name === "example-com-relay-config") as { stringData?: Record<string, string> } | undefined;
+    assert.match(config?.stringData?.["relay.yaml"] ?? "", /^hostname: own\.acme\.test$/m);
+    // Holding it, the first listed name is the one.
+    assert.equal(planDomain(snapshot({ domain: listing, existing: new Map() }), settings, now).status.relay?.endpoint, "relay.shared.test:587");
+  });
+
   test("credential problems: NoActiveCredential holds Ready back; VersionRevoked and SecretModified do not while a version is Active", () => {
     const none = planDomain(
       snapshot({
