@@ -179,6 +179,17 @@ describe("PROXY protocol from a trusted balancer", () => {
     peer.socket.destroy();
   });
 
+  test("clients the balancer cannot name (v1 UNKNOWN, v2 UNSPEC) have a count of their own: they cannot use up the balancer's share (its LOCAL health checks)", async () => {
+    const unknown = [Buffer.from("PROXY UNKNOWN\r\n"), proxyV2({ family: 0x00 })];
+    const held = await Promise.all(unknown.map((header) => viaBalancer(header)));
+    for (const p of held) assert.match(await p.answer(), /^220 /);
+    assert.match(await (await viaBalancer(Buffer.from("PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n"))).answer(), /^421 4\.7\.0 Too many connections from your address/);
+    // The balancer's own connections are counted apart: both of its share are still there.
+    const checks = await Promise.all([1, 2].map(() => viaBalancer(proxyV2({ command: "LOCAL" }))));
+    for (const p of checks) assert.match(await p.answer(), /^220 /);
+    for (const p of [...held, ...checks]) p.socket.destroy();
+  });
+
   test("malformed: a datagram header, a bad version 1 line, no header at all: 421 and closed, never a session", async () => {
     const before = await refusals(h, "ProxyHeaderInvalid");
     for (const bytes of [
@@ -280,6 +291,14 @@ describe("PROXY protocol: the named client against allowedClients (the domain's 
     const peer = await viaBalancer(proxyV2({ command: "LOCAL" }));
     assert.match(await peer.answer(), /^220 /);
     peer.socket.destroy();
+  });
+
+  test("a client the balancer cannot name (v1 UNKNOWN, v2 UNSPEC) cannot be checked against allowedClients: 554, fail closed", async () => {
+    for (const header of [Buffer.from("PROXY UNKNOWN\r\n"), proxyV2({ family: 0x00 })]) {
+      const peer = await viaBalancer(header);
+      assert.match(await peer.answer(), /^554 5\.7\.1 Your address is not allowed to use this relay\r\n$/);
+      await eventuallyTrue("closed", () => peer.closed, 3_000);
+    }
   });
 
   test("a reload without allowedClients lets any named client in, for new connections", async () => {
