@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { after, before, describe, test } from "node:test";
-import { randomPassword } from "../support/mail.js";
+import { freePort, randomPassword } from "../support/mail.js";
 import { proxyV2 } from "../support/proxy-protocol.js";
 import { exampleDomain, startRelay, type RelayHarness } from "../support/relay.js";
 import { eventuallyTrue } from "../support/wait.js";
@@ -306,6 +306,42 @@ describe("PROXY protocol: the named client against allowedClients (the domain's 
     const peer = await viaBalancer(v2("203.0.113.10"));
     assert.match(await peer.answer(), /^220 /);
     peer.socket.destroy();
+  });
+});
+
+describe("PROXY protocol on the forwarded listener: the named client against allowedClients (a Forwarded domain's allowedSourceRanges)", () => {
+  let h: RelayHarness;
+  let port: number;
+  const open: Peer[] = [];
+  before(async () => {
+    port = await freePort();
+    h = await startRelay({
+      domains: [{ domain: "forwarded.example", addresses: ["support@forwarded.example"], credentials: [] }],
+      limits,
+      proxyProtocol: { trustedRanges: [balancer], allowedClients: ["198.51.100.0/24"] },
+      configure: (config) => {
+        config.listeners.forwarded = { port };
+        config.domains[0]!.mode = "Forwarded";
+      },
+    });
+  });
+  after(async () => {
+    for (const p of open) p.socket.destroy();
+    await h?.stop();
+  });
+
+  test("the mail service's egress range is served; any other named client gets 554, as the NetworkPolicy refuses it without a balancer", async () => {
+    const via = async (header: Buffer) => {
+      const peer = await Peer.open(port, balancer);
+      open.push(peer);
+      peer.socket.write(header);
+      return peer;
+    };
+    assert.match(await (await via(v2("198.51.100.25"))).answer(), /^220 /);
+    for (const header of [v1("203.0.113.25"), v2("203.0.113.26")]) {
+      assert.match(await (await via(header)).answer(), /^554 5\.7\.1 Your address is not allowed to use this relay\r\n$/);
+    }
+    assert.equal(sessionFrom(h, "203.0.113.25") || sessionFrom(h, "203.0.113.26"), false);
   });
 });
 
