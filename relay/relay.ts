@@ -243,9 +243,10 @@ export class Relay {
       refused: (reason) => this.metrics.connectionsRefused.inc({ listener, reason }),
       // smtp-server's own PROXY reader (useProxy) is never used: it knows version 1 only.
       ...(config.proxyProtocol ? { proxy: new ProxyTrust(config.proxyProtocol.trustedRanges) } : {}),
-      // The customer server's listeners, whose allowedSourceRanges these are: not submission (the helpdesk's, from
-      // inside the cluster) nor forwarded (mail services forwarding for any served domain).
-      ...(config.proxyProtocol?.allowedClients && (listener === "starttls" || listener === "implicitTls") ? { proxyClients: new AddressRanges(config.proxyProtocol.allowedClients) } : {}),
+      // The customer-facing listeners, whose allowedSourceRanges these are (a Forwarded domain's: the mail service's
+      // egress ranges, which the NetworkPolicy applies to 8025 too, ADR 0014); not submission (the helpdesk's, from
+      // inside the cluster).
+      ...(config.proxyProtocol?.allowedClients && listener !== "submission" ? { proxyClients: new AddressRanges(config.proxyProtocol.allowedClients) } : {}),
       proxied: (version, client, balancer) => this.log.debug("PROXY header", { listener, version, client: client ?? "(balancer's own)", balancer }),
     };
   }

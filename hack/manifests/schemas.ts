@@ -11,40 +11,12 @@
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
+import { fileName, refPrefix, strict, type Schema } from "./json-schema.js";
 
-type Schema = Record<string, unknown>;
 const [swaggerPath, out] = process.argv.slice(2);
 if (!swaggerPath || !out) {
   console.error("usage: schemas.ts SWAGGER_JSON OUT_DIR");
   process.exit(2);
-}
-
-/** kubeconform's file name for a kind: pkg/registry's schemaPath (group's first label, lowercased). */
-function fileName(group: string, version: string, kind: string): string {
-  return `${kind.toLowerCase()}-${group ? `${group.split(".")[0]!.toLowerCase()}-` : ""}${version.toLowerCase()}.json`;
-}
-
-const refPrefix = "#/definitions/";
-
-/** The schema with every object closed and Kubernetes' two string-or-number types opened to what YAML gives. */
-function strict(node: unknown, preserveUnknown = false): unknown {
-  if (Array.isArray(node)) return node.map((n) => strict(n, preserveUnknown));
-  if (!node || typeof node !== "object") return node;
-  const schema = { ...(node as Schema) };
-  const keep = preserveUnknown || schema["x-kubernetes-preserve-unknown-fields"] === true;
-  if (schema.format === "int-or-string" || schema["x-kubernetes-int-or-string"] === true) {
-    delete schema.type;
-    schema.oneOf = [{ type: "string" }, { type: "integer" }];
-  }
-  for (const [key, value] of Object.entries(schema)) {
-    if (key === "properties" && value && typeof value === "object") {
-      schema.properties = Object.fromEntries(Object.entries(value as Schema).map(([k, v]) => [k, strict(v)]));
-    } else if (key === "items" || key === "additionalProperties" || key === "allOf" || key === "oneOf" || key === "anyOf") {
-      schema[key] = strict(value);
-    }
-  }
-  if (schema.properties && schema.additionalProperties === undefined && !keep) schema.additionalProperties = false;
-  return schema;
 }
 
 /** The definitions a schema reaches through $ref, each once (some are recursive: JSONSchemaProps). */

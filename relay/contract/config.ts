@@ -215,7 +215,7 @@ export const RelayConfig = Type.Object({
           minItems: 1,
           maxItems: 64,
           description:
-            "IP addresses or CIDR ranges of the clients a trusted balancer's header may name, on the starttls and implicitTls listeners; any other named client is refused (554 5.7.1, or closed before an implicit-TLS handshake) and counted as ProxyClientNotAllowed. The NetworkPolicy sees only the balancer, so this is what enforces the domain's allowedSourceRanges behind one. Absent: any client. The balancer's own connections (LOCAL, UNKNOWN) are not checked.",
+            "IP addresses or CIDR ranges of the clients a trusted balancer's header may name, on the customer-facing listeners (starttls, implicitTls, forwarded); any other named client is refused (554 5.7.1, or closed before an implicit-TLS handshake) and counted as ProxyClientNotAllowed. The NetworkPolicy sees only the balancer, so this is what enforces the domain's allowedSourceRanges behind one. Absent: any client. The balancer's own connections (v2 LOCAL) are not checked; a header that names no client (v1 UNKNOWN, v2 UNSPEC) is refused while this is set.",
         }),
       ),
       },

@@ -14,8 +14,10 @@ import type net from "node:net";
 
 export interface ProxyHeader {
   version: 1 | 2;
-  /** The client the balancer names; absent for LOCAL (v2) and UNKNOWN (v1): the balancer's own connection, e.g. a health check. */
+  /** The client the balancer names; absent for LOCAL (v2) and for a client it cannot name (v1 UNKNOWN, v2 UNSPEC). */
   source?: { address: string; port: number };
+  /** v2 LOCAL: the balancer's own connection (a health check), no client's. v1 has no such command. */
+  local?: true;
 }
 
 export type ProxyParse = { kind: "incomplete" } | { kind: "invalid"; reason: string } | { kind: "header"; header: ProxyHeader; length: number };
@@ -50,7 +52,7 @@ function parseV2(data: Buffer): ProxyParse {
   if (data.length < 16 + length) return { kind: "incomplete" };
   const total = 16 + length;
   // LOCAL: the balancer's own connection (a health check); the addresses, if any, are to be ignored.
-  if (command === 0) return { kind: "header", header: { version: 2 }, length: total };
+  if (command === 0) return { kind: "header", header: { version: 2, local: true }, length: total };
   const family = familyProtocol >> 4;
   const protocol = familyProtocol & 0x0f;
   // UNSPEC: the balancer does not know the client; the spec says to use the connection's own endpoints.

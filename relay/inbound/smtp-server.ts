@@ -159,9 +159,9 @@ export class GreetingDelayServer extends SMTPServer {
     this.limits.refused?.(reason);
   }
 
-  /** Counts one connection of `address` until `socket` closes; false when the source is at its limit. */
-  private claim(socket: net.Socket, address: string): boolean {
-    const source = sourceOf(address);
+  /** Counts one connection of `address` (or of the count `key`) until `socket` closes; false when it is at its limit. */
+  private claim(socket: net.Socket, address: string, key?: string): boolean {
+    const source = key ?? sourceOf(address);
     const open = this.perSource.get(source) ?? 0;
     if (open >= this.limits.perSource) return false;
     this.perSource.set(source, open + 1);
@@ -198,17 +198,21 @@ export class GreetingDelayServer extends SMTPServer {
       }
       this.limits.proxied?.(header.version, header.source?.address, balancer);
       const allowed = this.limits.proxyClients;
+      // A client the balancer cannot name (v1 UNKNOWN, v2 UNSPEC) cannot be checked against allowedClients either:
+      // refused (fail closed). LOCAL is the balancer itself, not a client.
       // RFC 5321 3.1: a server that will not serve a client may greet it with 554 and a reason.
-      if (header.source && allowed && !allowed.includes(header.source.address)) {
+      if (allowed && !header.local && (!header.source || !allowed.includes(header.source.address))) {
         this.refuseEarly(socket, "ProxyClientNotAllowed", "554 5.7.1 Your address is not allowed to use this relay");
-        callback(new Error("the client the PROXY header names is not in proxyProtocol.allowedClients"));
+        callback(new Error(header.source ? "the client the PROXY header names is not in proxyProtocol.allowedClients" : "a PROXY header that names no client, with proxyProtocol.allowedClients set"));
         return;
       }
       // Counted now, before an implicit-TLS handshake: counted after it, one client behind the balancer could hold
       // every pending slot (maxClients) with connections that never send a ClientHello, and every new connection
       // to the listener, anyone's, would be dropped until the handshake deadline.
-      // LOCAL / UNKNOWN (a health check) names no client: the balancer's own connection is counted as its own.
-      if (!this.claim(socket, header.source?.address ?? balancer)) {
+      // LOCAL (a health check) is the balancer's own connection, counted as its own. Clients it cannot name share a
+      // count of their own beside it: counted as the balancer, they could use up its share and fail its health checks.
+      const unnamed = header.local ? sourceOf(balancer) : `unnamed via ${sourceOf(balancer)}`;
+      if (!this.claim(socket, header.source?.address ?? balancer, header.source ? undefined : unnamed)) {
         this.refuseEarly(socket, "PerSourceLimit");
         callback(new Error("too many connections from the client the PROXY header names"));
         return;

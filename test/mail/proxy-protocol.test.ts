@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { after, before, describe, test } from "node:test";
-import { randomPassword } from "../support/mail.js";
+import { freePort, randomPassword } from "../support/mail.js";
 import { proxyV2 } from "../support/proxy-protocol.js";
 import { exampleDomain, startRelay, type RelayHarness } from "../support/relay.js";
 import { eventuallyTrue } from "../support/wait.js";
@@ -179,6 +179,17 @@ describe("PROXY protocol from a trusted balancer", () => {
     peer.socket.destroy();
   });
 
+  test("clients the balancer cannot name (v1 UNKNOWN, v2 UNSPEC) have a count of their own: they cannot use up the balancer's share (its LOCAL health checks)", async () => {
+    const unknown = [Buffer.from("PROXY UNKNOWN\r\n"), proxyV2({ family: 0x00 })];
+    const held = await Promise.all(unknown.map((header) => viaBalancer(header)));
+    for (const p of held) assert.match(await p.answer(), /^220 /);
+    assert.match(await (await viaBalancer(Buffer.from("PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n"))).answer(), /^421 4\.7\.0 Too many connections from your address/);
+    // The balancer's own connections are counted apart: both of its share are still there.
+    const checks = await Promise.all([1, 2].map(() => viaBalancer(proxyV2({ command: "LOCAL" }))));
+    for (const p of checks) assert.match(await p.answer(), /^220 /);
+    for (const p of [...held, ...checks]) p.socket.destroy();
+  });
+
   test("malformed: a datagram header, a bad version 1 line, no header at all: 421 and closed, never a session", async () => {
     const before = await refusals(h, "ProxyHeaderInvalid");
     for (const bytes of [
@@ -282,11 +293,55 @@ describe("PROXY protocol: the named client against allowedClients (the domain's 
     peer.socket.destroy();
   });
 
+  test("a client the balancer cannot name (v1 UNKNOWN, v2 UNSPEC) cannot be checked against allowedClients: 554, fail closed", async () => {
+    for (const header of [Buffer.from("PROXY UNKNOWN\r\n"), proxyV2({ family: 0x00 })]) {
+      const peer = await viaBalancer(header);
+      assert.match(await peer.answer(), /^554 5\.7\.1 Your address is not allowed to use this relay\r\n$/);
+      await eventuallyTrue("closed", () => peer.closed, 3_000);
+    }
+  });
+
   test("a reload without allowedClients lets any named client in, for new connections", async () => {
     assert.equal(h.update((c) => (c.proxyProtocol = { trustedRanges: [balancer] })), true);
     const peer = await viaBalancer(v2("203.0.113.10"));
     assert.match(await peer.answer(), /^220 /);
     peer.socket.destroy();
+  });
+});
+
+describe("PROXY protocol on the forwarded listener: the named client against allowedClients (a Forwarded domain's allowedSourceRanges)", () => {
+  let h: RelayHarness;
+  let port: number;
+  const open: Peer[] = [];
+  before(async () => {
+    port = await freePort();
+    h = await startRelay({
+      domains: [{ domain: "forwarded.example", addresses: ["support@forwarded.example"], credentials: [] }],
+      limits,
+      proxyProtocol: { trustedRanges: [balancer], allowedClients: ["198.51.100.0/24"] },
+      configure: (config) => {
+        config.listeners.forwarded = { port };
+        config.domains[0]!.mode = "Forwarded";
+      },
+    });
+  });
+  after(async () => {
+    for (const p of open) p.socket.destroy();
+    await h?.stop();
+  });
+
+  test("the mail service's egress range is served; any other named client gets 554, as the NetworkPolicy refuses it without a balancer", async () => {
+    const via = async (header: Buffer) => {
+      const peer = await Peer.open(port, balancer);
+      open.push(peer);
+      peer.socket.write(header);
+      return peer;
+    };
+    assert.match(await (await via(v2("198.51.100.25"))).answer(), /^220 /);
+    for (const header of [v1("203.0.113.25"), v2("203.0.113.26")]) {
+      assert.match(await (await via(header)).answer(), /^554 5\.7\.1 Your address is not allowed to use this relay\r\n$/);
+    }
+    assert.equal(sessionFrom(h, "203.0.113.25") || sessionFrom(h, "203.0.113.26"), false);
   });
 });
 

@@ -64,8 +64,8 @@ describe("PROXY protocol version 2", () => {
     assert.deepEqual(parsed(proxyV2({ source: "::c633:6407", sourcePort: 1, destination: "::1", destinationPort: 587 })).header, { version: 2, source: { address: "::c633:6407", port: 1 } });
     assert.deepEqual(parsed(proxyV2({ source: "::ffff:0:c633:6407", sourcePort: 1, destination: "::1", destinationPort: 587 })).header, { version: 2, source: { address: "::ffff:0:c633:6407", port: 1 } });
   });
-  test("LOCAL (the balancer's health check) and UNSPEC name no client", () => {
-    assert.deepEqual(parsed(proxyV2({ command: "LOCAL" })).header, { version: 2 });
+  test("LOCAL (the balancer's health check) and UNSPEC name no client; only LOCAL is the balancer's own", () => {
+    assert.deepEqual(parsed(proxyV2({ command: "LOCAL" })).header, { version: 2, local: true });
     assert.deepEqual(parsed(proxyV2({ family: 0x00 })).header, { version: 2 });
   });
   test("incomplete until the whole declared length is there", () => {
