@@ -68,7 +68,7 @@ new Gauge({ name: "smtpc_operator_queue_depth", help: "Keys waiting in the work 
 new Gauge({ name: "smtpc_operator_api_errors", help: "API requests that failed since start, by HTTP status (network: no answer).", labelNames: ["code"], registers: [registry], collect() {
   for (const [code, count] of controller.cluster.apiErrors) this.set({ code }, count);
 } });
-new Gauge({ name: "smtpc_operator_watch_relists", help: "Informer relists since start, by reason (Expired: 410 Gone; Error: the watch failed).", labelNames: ["reason"], registers: [registry], collect() {
+new Gauge({ name: "smtpc_operator_watch_relists", help: "Informer relists since start, by reason (Expired: the resourceVersion expired, 410 Gone; a watch that fails otherwise resumes where it was, uncounted).", labelNames: ["reason"], registers: [registry], collect() {
   for (const [reason, count] of controller.relists) this.set({ reason }, count);
 } });
 new Gauge({ name: "smtpc_operator_leader", help: "1 while this replica holds the leader Lease (or runs without leader election).", registers: [registry], collect() {

@@ -53,8 +53,8 @@ export const defaultPageSize = 500;
 
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration";
 
-/** Why an informer listed again: its resourceVersion expired (410 Gone), or the watch failed. */
-export type RelistReason = "Expired" | "Error";
+/** Why an informer listed again: its resourceVersion expired (410 Gone). A watch that fails otherwise resumes where it was. */
+export type RelistReason = "Expired";
 
 export function supervisedInformer<T extends k8s.KubernetesObject>(access: ClusterAccess, path: string, options: InformerOptions<T>): SupervisedInformer<T> {
   const { onChange, log, labelSelector, onRelist } = options;
@@ -206,18 +206,21 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(access: Clust
       } catch (error) {
         if (stopped) return;
         failures++;
-        // A broken connection (the API server restarting, a network blip)
-        // resumes where it was, as client-go's reflector does: every informer
-        // relisting at once is what a recovering API server needs least. A
-        // refused request relists; an expired resourceVersion answers the
-        // resume with 410 Gone, and that relists too.
-        const refused = error instanceof ApiError;
-        if (refused) {
+        // Only a resourceVersion the server no longer has (410 Gone) relists.
+        // Anything else resumes where it was, as client-go's reflector does: a
+        // broken connection, and an API server that is starting again (429
+        // "storage is (re)initializing", 403 until its RBAC cache has synced,
+        // 5xx) — every informer relisting at once is what a recovering API
+        // server needs least, and a resume that is too old is answered with
+        // 410 and relists then. A list that failed is simply tried again.
+        const expired = error instanceof ApiError && error.code === 410 && resourceVersion !== "";
+        if (expired) {
           resourceVersion = "";
-          onRelist?.(error.code === 410 ? "Expired" : "Error");
+          onRelist?.("Expired");
         }
         const delay = Math.min(200 * 2 ** failures, 30_000);
-        log.warn(refused ? "watch refused, relisting" : "watch failed, resuming", { path, error: error instanceof Error ? error.message : String(error), retryInMs: delay });
+        const doing = expired ? "relisting" : resourceVersion ? "resuming" : "listing again";
+        log.warn(`watch failed, ${doing}`, { path, error: error instanceof Error ? error.message : String(error), retryInMs: delay });
         await new Promise((resolve) => setTimeout(resolve, delay).unref());
       }
     }
