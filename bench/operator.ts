@@ -157,6 +157,7 @@ async function main(): Promise<void> {
   process.env.SMTPC_KUBECONFIG = plane.kubeconfig;
   const results: Record<string, number>[] = [];
   let restart: { seconds: number; writes: number; rssMb: number } | undefined;
+  let available: { domains: number; idleWrites: number; idleRequestsPerSecond: number } | undefined;
   let secrets: Awaited<ReturnType<typeof secretsPhase>>;
   try {
     await installCRDs();
@@ -208,6 +209,7 @@ async function main(): Promise<void> {
         const custom = shape.namespaces * shape.domainsPerNamespace * (1 + shape.addressesPerDomain);
         results.push({ domains: shape.namespaces * shape.domainsPerNamespace, addresses: custom - shape.namespaces * shape.domainsPerNamespace, seconds, writes, writesPerObject: writes / custom, idleWrites, idleRequestsPerSecond, rssMb: rssMb(operator.pid!) });
       }
+      available = await idleWithRelaysAvailable(port);
     } finally {
       await stopChild(operator);
     }
@@ -229,6 +231,10 @@ async function main(): Promise<void> {
   console.log(`figure operator_rss ${Math.max(small.rssMb!, large.rssMb!).toFixed(0)} MB`);
   console.log(`figure idle_api_requests_per_second_4_domains ${small.idleRequestsPerSecond!.toFixed(2)} requests/s`);
   console.log(`figure idle_api_requests_per_second_20_domains ${large.idleRequestsPerSecond!.toFixed(2)} requests/s`);
+  if (available) {
+    console.log(`figure idle_writes_${available.domains}_domains_relays_available ${available.idleWrites} writes`);
+    console.log(`figure idle_api_requests_per_second_${available.domains}_domains_relays_available ${available.idleRequestsPerSecond.toFixed(2)} requests/s`);
+  }
   const huge = results[2];
   if (huge && restart) {
     console.log(`figure converge_10000_addresses ${huge.seconds!.toFixed(1)} s`);
@@ -242,6 +248,62 @@ async function main(): Promise<void> {
 }
 
 /** When the operator stopped writing: the time of its last write once 3 s passed without one (now, if none came). */
+/**
+ * 100 domains whose relays are available, at idle: the steady state of a real installation, where an available
+ * domain is looked at again (its relays asked for last use) every 30 s. The bench's control plane has no node (no
+ * kubelet, no Deployment controller), so each relay Deployment's status is written here as the Deployment
+ * controller writes it once its pod is Ready, which is what the operator reads for RelayAvailable. No relay pod
+ * exists, so the EndpointSlices are empty and no last-use poll reaches a relay: the figure is the operator's own
+ * API requests.
+ */
+async function idleWithRelaysAvailable(port: number): Promise<{ domains: number; idleWrites: number; idleRequestsPerSecond: number }> {
+  const shape: Shape = { name: "available", namespaces: 100, domainsPerNamespace: 1, addressesPerDomain: 1 };
+  const run = "avail";
+  const applied = await kubectl(["apply", "--server-side", "-f", "-"], { input: manifests(shape, run).map((o) => stringify(o)).join("---\n") });
+  if (applied.code !== 0) throw new Error(applied.stderr);
+  const started = Date.now();
+  while (!(await converged(shape, run))) {
+    if (Date.now() - started > 600_000) throw new Error("available: not converged after 10 minutes");
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const listed = await kubectl(["get", "deployments", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace} {.metadata.name} {.metadata.generation}{\"\\n\"}{end}"]);
+  const deployments = listed.stdout.split("\n").filter((l) => l.startsWith(`bench-${run}-`)).map((l) => l.split(" ") as [string, string, string]);
+  if (deployments.length !== shape.namespaces) throw new Error(`available: ${deployments.length} relay Deployments, not ${shape.namespaces}`);
+  const now = new Date().toISOString();
+  for (let i = 0; i < deployments.length; i += 10) {
+    await Promise.all(
+      deployments.slice(i, i + 10).map(async ([namespace, name, generation]) => {
+        const status = {
+          observedGeneration: Number(generation),
+          replicas: 1,
+          updatedReplicas: 1,
+          readyReplicas: 1,
+          availableReplicas: 1,
+          conditions: [{ type: "Available", status: "True", reason: "MinimumReplicasAvailable", message: "Deployment has minimum availability.", lastTransitionTime: now, lastUpdateTime: now }],
+        };
+        const patched = await kubectl(["-n", namespace, "patch", "deployment", name, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })]);
+        if (patched.code !== 0) throw new Error(patched.stderr);
+      }),
+    );
+  }
+  for (;;) {
+    const domains = await kubectl(["get", "smtpdomains", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace} {.status.conditions[?(@.type==\"RelayAvailable\")].status}{\"\\n\"}{end}"]);
+    const mine = domains.stdout.split("\n").filter((l) => l.startsWith(`bench-${run}-`));
+    if (mine.length === shape.namespaces && mine.every((l) => l.endsWith(" True"))) break;
+    if (Date.now() - started > 600_000) throw new Error("available: RelayAvailable not True after 10 minutes");
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  await quiet(port);
+  const writesBefore = await metric(port, "smtpc_operator_api_writes");
+  const requestsBefore = await metricSum(port, "smtpc_operator_api_requests");
+  await new Promise((r) => setTimeout(r, idleSeconds * 1000));
+  return {
+    domains: shape.namespaces,
+    idleWrites: (await metric(port, "smtpc_operator_api_writes")) - writesBefore,
+    idleRequestsPerSecond: ((await metricSum(port, "smtpc_operator_api_requests")) - requestsBefore) / idleSeconds,
+  };
+}
+
 async function quiet(port: number): Promise<number> {
   let lastWrites = await metric(port, "smtpc_operator_api_writes");
   let lastChange = Date.now();
