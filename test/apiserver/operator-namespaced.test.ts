@@ -10,6 +10,7 @@ import * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { installCRDs } from "../support/crds.js";
+import { caNameConstraints } from "../../operator/domain/certificate.js";
 import { newCertificateAuthority } from "../../operator/tls/certificates.js";
 import { chartRbacKubeconfig, operatorNamespace, startTestController } from "../support/operator-rbac.js";
 import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
@@ -90,7 +91,9 @@ describe("the namespace-scoped mode (--watch-namespaces, chart value watchNamesp
     const first = await eventually("a relay certificate from the first CA", async () => (await caOf()) || undefined);
     await controller.queue.idle();
     // Replaced as an administrator would: a new CA of their own in the same Secret.
-    const replacement = newCertificateAuthority(operatorNamespace, new Date());
+    // With the installation's name constraints (startTestController's settings), or the operator would at once
+    // rotate it as a CA made for other names.
+    const replacement = newCertificateAuthority(operatorNamespace, new Date(), caNameConstraints({ relayImage: "smtp-connector:test", relayHostSuffix: "relay.test" }));
     await core.replaceNamespacedSecret({
       ...caSecret,
       body: { metadata: { name: caSecret.name, namespace: caSecret.namespace }, type: "kubernetes.io/tls", stringData: { "tls.crt": replacement.certPem, "tls.key": replacement.keyPem } },
