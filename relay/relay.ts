@@ -58,9 +58,10 @@ export class Relay {
     private readonly log: Logger,
   ) {
     const config = loadConfig(configFile);
-    this.state = buildState(config, new SpoolBudget(0));
+    this.state = buildState(config, new SpoolBudget(0), new SpoolBudget(0));
     this.throttles = throttlesFor(config);
     this.metrics = createMetrics({
+      forwardedHeldBytes: () => this.state.forwardedMemory.inUse,
       activeLockouts: () =>
         (Object.entries(this.throttles) as [CredentialKind, AuthThrottle][]).flatMap(([kind, throttle]) =>
           Object.entries(throttle.activeCounts()).map(([scope, count]) => ({ kind, scope, count })),
@@ -175,7 +176,7 @@ export class Relay {
     }
     const previous = this.state;
     try {
-      this.state = buildState(config, previous.spool);
+      this.state = buildState(config, previous.spool, previous.forwardedMemory);
     } catch (error) {
       return refuse(error);
     }

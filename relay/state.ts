@@ -8,7 +8,7 @@ import { SmtpNextHop } from "./forward/smtp-next-hop.js";
 import { WebhookNextHop } from "./forward/webhook-next-hop.js";
 import { loadSigningKey, type SigningKey } from "./outbound/dkim.js";
 import { SpoolBudget } from "./outbound/spool.js";
-import { spoolBudgetBytes } from "./contract/pod.js";
+import { forwardedMemoryBytes, spoolBudgetBytes } from "./contract/pod.js";
 
 export interface ServedDomain {
   entry: DomainEntry;
@@ -33,6 +33,8 @@ export interface RelayState {
   forwarded: { dnsServers: readonly string[]; trustedArcSealers: readonly string[] };
   /** The disk the outbound signing spools share: one per relay, kept across reloads (what is in use stays counted). */
   spool: SpoolBudget;
+  /** The memory the forwarded listener's held messages share: one per relay, kept across reloads like the spool's. */
+  forwardedMemory: SpoolBudget;
 }
 
 /**
@@ -40,8 +42,9 @@ export interface RelayState {
  * files may have changed under the same path); the previous ones finish their
  * in-flight messages and close.
  */
-export function buildState(config: RelayConfig, spool = new SpoolBudget(0)): RelayState {
+export function buildState(config: RelayConfig, spool = new SpoolBudget(0), forwardedMemory = new SpoolBudget(0)): RelayState {
   spool.setLimit(config.limits.spoolBytes ?? spoolBudgetBytes(config.limits.maxMessageBytes));
+  forwardedMemory.setLimit(config.limits.forwardedMemoryBytes ?? forwardedMemoryBytes(config.limits.maxMessageBytes));
   const nextHopTimeoutMs = config.limits.nextHopTimeoutSeconds * 1000;
   const hopOptions = { clientName: config.hostname, timeoutMs: nextHopTimeoutMs };
   // One pool per distinct identity (server and credentials): addresses that
@@ -71,6 +74,7 @@ export function buildState(config: RelayConfig, spool = new SpoolBudget(0)): Rel
   const defaultServer = config.outbound?.unconnectedSenders === "DefaultTransport" ? config.outbound.defaultTransport : undefined;
   return {
     spool,
+    forwardedMemory,
     config,
     credentials: new CredentialStore(config.domains),
     submissionCredentials: new CredentialStore(config.domains.map((d) => ({ domain: d.domain, credentials: d.outbound?.submission ?? [] }))),

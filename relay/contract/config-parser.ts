@@ -80,6 +80,9 @@ function semanticProblems(config: RelayConfig): string[] {
   if (config.limits.spoolBytes !== undefined && config.limits.spoolBytes < config.limits.maxMessageBytes) {
     problems.push("/limits/spoolBytes: must be at least limits.maxMessageBytes, or a message of the largest size could never be signed");
   }
+  if (config.limits.forwardedMemoryBytes !== undefined && config.limits.forwardedMemoryBytes < config.limits.maxMessageBytes) {
+    problems.push("/limits/forwardedMemoryBytes: must be at least limits.maxMessageBytes, or a forwarded message of the largest size could never be checked");
+  }
   if (outbound?.unconnectedSenders === "DefaultTransport" && !outbound.defaultTransport) {
     problems.push("/outbound/defaultTransport: required when unconnectedSenders is DefaultTransport");
   }

@@ -185,6 +185,14 @@ export const RelayConfig = Type.Object({
           "Disk the DKIM signing spools of large outbound messages may use at once; a message that would take more gets 452 4.3.1 and is retried by the sender. At least maxMessageBytes. Default: twice maxMessageBytes, at least 64 MiB (the operator's relay pods size their /tmp for the default).",
       }),
     ),
+    forwardedMemoryBytes: Type.Optional(
+      Type.Integer({
+        minimum: 1024,
+        maximum: 64 * 1024 * 1024 * 1024,
+        description:
+          "Memory the forwarded listener's messages may hold at once (each is held until its checks are done); a message that would take more gets 452 4.3.1 and is retried by the sender. At least maxMessageBytes. Default: twice maxMessageBytes, at least 64 MiB.",
+      }),
+    ),
     },
     { description: "Limits on sessions and messages." },
   ),

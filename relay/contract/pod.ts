@@ -40,6 +40,15 @@ export function spoolBudgetBytes(maxMessageBytes: number): number {
 }
 
 /**
+ * Memory the forwarded listener's messages may hold at once (each is held whole until its checks are done; the
+ * relay answers 452 4.3.1 beyond it): room for two messages of the largest size, and at least 64 MiB, as the spool.
+ * Within the relay pod's default memory limit (512Mi) with a domain's maxMessageSize raised to 100Mi.
+ */
+export function forwardedMemoryBytes(maxMessageBytes: number): number {
+  return Math.max(64 * MiB, 2 * maxMessageBytes);
+}
+
+/**
  * The pod's /tmp (an emptyDir, which the kubelet evicts the pod for outgrowing): the spool's budget and 16 MiB for
  * the rest, so the spool is refused a message before the pod is evicted with every session in it.
  */

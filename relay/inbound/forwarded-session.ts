@@ -8,14 +8,18 @@
 //
 // The checks need the whole message (DKIM hashes the body; the results go
 // above it), so the filtered message is held in memory, at most
-// limits.maxMessageBytes, until the sender's final dot; the next hop is then
-// given our header fields and the message, and the sender hears 250 only once
-// it accepted.
+// limits.maxMessageBytes (the message filter stops at the first byte over it,
+// and the rest is read and dropped), until the sender's final dot; the next
+// hop is then given our header fields and the message, and the sender hears
+// 250 only once it accepted. All held messages together draw on one budget
+// (limits.forwardedMemoryBytes): a message that would take more gets 452
+// 4.3.1, so many large forwards at once cannot exhaust the relay's memory.
 import { Readable } from "node:stream";
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
 import type { Logger } from "../../lib/log.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { RelayState } from "../state.js";
+import type { SpoolBudget } from "../outbound/spool.js";
 import { SmtpReply } from "../forward/cut-through.js";
 import { parseMailbox } from "./address.js";
 import { checkForwarded, maxArcSets, maxDkimSignatures, type ForwardedChecks } from "./forwarded-checks.js";
@@ -53,8 +57,17 @@ export class ForwardedSessions {
     return p;
   }
 
-  /** Any sender: usually the forwarder's own, SRS-rewritten; SPF judges it after DATA, nothing trusts it. */
-  onMailFrom(_address: SMTPServerAddress, _session: SMTPServerSession, callback: Callback): void {
+  /**
+   * Any sender: usually the forwarder's own, SRS-rewritten; SPF judges it after DATA, nothing trusts it.
+   * A declared SIZE= over limits.maxMessageBytes got 552 5.3.4 from smtp-server already; one the memory
+   * budget could not hold now is told so before it sends (RFC 1870 6.1: 452).
+   */
+  onMailFrom(address: SMTPServerAddress, _session: SMTPServerSession, callback: Callback): void {
+    const declared = address.args ? Number(address.args.SIZE) : NaN;
+    if (declared > this.ctx.state().forwardedMemory.available) {
+      callback(insufficientMemory());
+      return;
+    }
     callback();
   }
 
@@ -107,6 +120,7 @@ export class ForwardedSessions {
       metadata: { domain: recipientDomain, authenticated: "false", path: "forwarded", session: session.id, receivedAt: new Date().toISOString() },
     };
     let checks: ForwardedChecks | undefined;
+    const held = new HeldMessage(state.forwardedMemory);
     deliverInbound(
       this.ctx,
       {
@@ -117,14 +131,18 @@ export class ForwardedSessions {
         timeoutMs: state.nextHopTimeoutMs,
         fields: { listener: "forwarded", domain: recipientDomain },
         deliver: async (filtered, signal) => {
-          // Held once, as the filter emitted it: the checks read the same chunks behind the arrived header.
-          const message = await collect(filtered);
-          // The local part as sent (an SRS hash is case-sensitive), the domain as parsed.
-          const checkedSender = sender.ok ? `${mailFrom.slice(0, mailFrom.lastIndexOf("@"))}@${sender.mailbox.domain}` : "";
-          checks = await this.check(filter, message, session, checkedSender, recipientDomain, state, signal);
-          signal.throwIfAborted();
-          const head = receivedHeader(state.filter.authservId, session, session.secure ? "ESMTPS" : "ESMTP") + checks.header;
-          return domain.nextHop.send(envelope, Readable.from([Buffer.from(head, "utf8"), ...message]), signal);
+          try {
+            // Held once, as the filter emitted it: the checks read the same chunks behind the arrived header.
+            const message = await held.collect(filtered);
+            // The local part as sent (an SRS hash is case-sensitive), the domain as parsed.
+            const checkedSender = sender.ok ? `${mailFrom.slice(0, mailFrom.lastIndexOf("@"))}@${sender.mailbox.domain}` : "";
+            checks = await this.check(filter, message, session, checkedSender, recipientDomain, state, signal, held);
+            signal.throwIfAborted();
+            const head = receivedHeader(state.filter.authservId, session, session.secure ? "ESMTPS" : "ESMTP") + checks.header;
+            return await domain.nextHop.send(envelope, Readable.from([Buffer.from(head, "utf8"), ...message]), signal);
+          } finally {
+            held.readerDone();
+          }
         },
         delivered: () => {
           this.progressed(session).messages++;
@@ -143,7 +161,7 @@ export class ForwardedSessions {
    * delivered (the sender could never get it through otherwise), with a
    * result that claims nothing.
    */
-  private async check(filter: MessageFilter, delivered: Buffer[], session: SMTPServerSession, sender: string, recipientDomain: string, state: RelayState, delivery: AbortSignal): Promise<ForwardedChecks> {
+  private async check(filter: MessageFilter, delivered: Buffer[], session: SMTPServerSession, sender: string, recipientDomain: string, state: RelayState, delivery: AbortSignal, held: HeldMessage): Promise<ForwardedChecks> {
     const { authservId } = state.filter;
     // Half the next-hop budget (at most 30 s), so the next hop has the rest; then 451 and the sender retries.
     const budgetMs = Math.min(state.nextHopTimeoutMs / 2, 30_000);
@@ -154,6 +172,8 @@ export class ForwardedSessions {
     const { message, skipped } = limitArrived(filter, delivered);
     let checks: ForwardedChecks;
     this.ctx.metrics.forwardedChecksActive.inc();
+    // mailauth may read the message after the budget ran out (until its cancelled lookups end): held till then.
+    const checksDone = held.reader();
     try {
       checks = await checkForwarded(message, {
         authservId,
@@ -166,7 +186,10 @@ export class ForwardedSessions {
         signal: controller.signal,
         maxElapsedMs: budgetMs,
         skipped,
-        settled: () => this.ctx.metrics.forwardedChecksActive.dec(),
+        settled: () => {
+          this.ctx.metrics.forwardedChecksActive.dec();
+          checksDone();
+        },
       });
     } catch (error) {
       if (controller.signal.aborted) {
@@ -187,10 +210,47 @@ export class ForwardedSessions {
   }
 }
 
-async function collect(stream: Readable): Promise<Buffer[]> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return chunks;
+const insufficientMemory = () => new SmtpReply(452, "4.3.1 Insufficient system storage for this message now, try again later");
+
+/**
+ * One forwarded message's bytes, reserved from the relay's forwarded memory
+ * budget as they arrive and given back once the last reader (the delivery,
+ * and mailauth, which may outlive it) is done with them.
+ */
+class HeldMessage {
+  private bytes = 0;
+  private readers = 1;
+
+  constructor(private readonly budget: SpoolBudget) {}
+
+  /** The filtered message; refused (452 4.3.1) at the first chunk the budget cannot hold, and the rest is dropped. */
+  async collect(stream: Readable): Promise<Buffer[]> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) {
+      const buffer = chunk as Buffer;
+      if (!this.budget.reserve(buffer.length)) throw insufficientMemory();
+      this.bytes += buffer.length;
+      chunks.push(buffer);
+    }
+    return chunks;
+  }
+
+  /** One more reader; call what it returns (once) when it is done. */
+  reader(): () => void {
+    this.readers++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.readerDone();
+    };
+  }
+
+  readerDone(): void {
+    if (--this.readers > 0) return;
+    this.budget.release(this.bytes);
+    this.bytes = 0;
+  }
 }
 
 /**

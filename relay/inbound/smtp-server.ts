@@ -23,6 +23,12 @@
 //   limit counts only while AUTH is offered, and the relay offers no AUTH
 //   before TLS, so before STARTTLS there was none.
 //
+// Its own size refusals (MAIL FROM with SIZE= over the limit, and DATA over
+// it, which rejectOversized answers whatever onData said) get the enhanced
+// status code 5.3.4 the relay's other replies carry: smtp-server writes none
+// while enhanced codes are hidden (its default). test/mail/forwarded-size.test.ts
+// pins both, test/mail/hardening.test.ts the second on the authenticated listener.
+//
 // And the PROXY protocol, both versions (proxy-protocol.ts): smtp-server's own
 // reader (useProxy) knows version 1 only. Its two hooks for it are overridden
 // (_expectsProxyHeader, _handleProxy), so its pre-session guard, the implicit
@@ -237,6 +243,11 @@ export class GreetingDelayServer extends SMTPServer {
     this.lifetimes.set(connection.id, lifetime);
     const internals = connection as unknown as ConnectionInternals;
     this.guard(internals);
+    const send = internals.send.bind(internals);
+    internals.send = (code, message, context) => {
+      if (context === "MESSAGE_TOO_BIG") send(code, `5.3.4 Message exceeds the maximum size of ${Number(internals._server.options.size)} bytes`, context);
+      else send(code, message, context);
+    };
     connection.init = () => {
       internals._setListeners(() => {
         const { maxClients } = internals._server.options;

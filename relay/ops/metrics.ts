@@ -5,6 +5,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 export interface MetricSources {
   /** Lockouts in force now, by credential kind and scope, read at each scrape. */
   activeLockouts?: () => { kind: string; scope: string; count: number }[];
+  /** Bytes of forwarded messages held in memory now (limits.forwardedMemoryBytes bounds them), read at each scrape. */
+  forwardedHeldBytes?: () => number;
 }
 
 export function createMetrics(sources: MetricSources = {}) {
@@ -59,6 +61,14 @@ export function createMetrics(sources: MetricSources = {}) {
       name: "smtpc_relay_forwarded_checks_active",
       help: "Forwarded messages whose SPF/DKIM/DMARC/ARC checks are running now (each holds its message in memory).",
       registers: [registry],
+    }),
+    forwardedHeldBytes: new Gauge({
+      name: "smtpc_relay_forwarded_held_bytes",
+      help: "Bytes of forwarded messages held in memory now, from their first byte until their checks and next hop are done (at most limits.forwardedMemoryBytes).",
+      registers: [registry],
+      collect() {
+        this.set(sources.forwardedHeldBytes?.() ?? 0);
+      },
     }),
     forwardedVerdicts: new Counter({
       name: "smtpc_relay_forwarded_checks_total",

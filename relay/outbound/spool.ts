@@ -42,6 +42,11 @@ export class SpoolBudget {
   get inUse(): number {
     return this.used;
   }
+
+  /** What a reservation could take now. */
+  get available(): number {
+    return Math.max(0, this.limit - this.used);
+  }
 }
 
 export interface SpoolOptions {

@@ -62,10 +62,10 @@ describe("inbound hardening", () => {
     }
   });
 
-  test("a message over the size limit gets 552 after the dot and never reaches the next hop", async () => {
+  test("a message over the size limit gets 552 5.3.4 after the dot and never reaches the next hop", async () => {
     const before = h.sink.messages().length;
     const reply = await sendRaw(h, `Subject: big\r\n\r\n${`${"x".repeat(76)}\r\n`.repeat(2000)}`);
-    assert.match(reply, /^552 /);
+    assert.match(reply, /^552 5\.3\.4 Message exceeds the maximum size of 65536 bytes/);
     assert.equal(h.sink.messages().length, before);
   });
 

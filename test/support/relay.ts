@@ -139,6 +139,11 @@ export class RawSmtp {
     this.socket.write(data);
   }
 
+  /** Writes and resolves once the data has been handed to the kernel (so the peer can read it). */
+  flushed(data: string | Buffer): Promise<void> {
+    return new Promise((resolve, reject) => this.socket.write(data, (error) => (error ? reject(error) : resolve())));
+  }
+
   /** Reads one complete (possibly multi-line) reply. */
   async reply(timeoutMs = 10_000): Promise<string> {
     const deadline = Date.now() + timeoutMs;

@@ -66,6 +66,7 @@ describe("relay config", () => {
     { name: "two keys of one algorithm", change: (c) => c.domains[0].outbound.dkim.push({ ...c.domains[0].outbound.dkim[0], selector: "other" }), problem: /two rsa-sha256 keys/ },
     { name: "a DKIM selector that is not a DNS label", change: (c) => (c.domains[0].outbound.dkim[0].selector = "a b"), problem: /^\/domains\/0\/outbound\/dkim\/0\/selector/ },
     { name: "a submission username equal to an inbound one", change: (c) => (c.domains[0].outbound.submission[0].username = "example-com-v1"), problem: /submission\/0\/username: example-com-v1 is already used/ },
+    { name: "a forwarded memory budget below the largest message", change: (c) => (c.limits.forwardedMemoryBytes = c.limits.maxMessageBytes - 1), problem: /^\/limits\/forwardedMemoryBytes: must be at least limits\.maxMessageBytes/ },
     { name: "a misspelt field", change: (c) => (c.limits.maxRecipent = 5), problem: /^\/limits\/maxRecipent: unknown field/ },
     { name: "an unknown field deep in a domain", change: (c) => (c.domains[0].delivery.smtp.portt = 25), problem: /^\/domains\/0\/delivery\/smtp\/portt: unknown field/ },
     { name: "a username that could inject a header", change: (c) => (c.domains[0].credentials[0].username = "a\r\nX-Evil: 1"), problem: /^\/domains\/0\/credentials\/0\/username/ },
