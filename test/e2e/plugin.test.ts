@@ -1,6 +1,7 @@
 // `kubectl smtpconnector`, found by kubectl on PATH as a plugin, against the
 // real control plane and operator: status tells the story; rotate, revoke and
-// verify make exactly the edits a GitOps user would; credentials warns.
+// verify make exactly the edits a GitOps user would; credentials warns; -A lists
+// every namespace as kubectl does.
 import assert from "node:assert/strict";
 import { execFile, type ChildProcess } from "node:child_process";
 import { dirname, resolve } from "node:path";
@@ -101,5 +102,57 @@ describe("kubectl smtpconnector", () => {
     assert.match(unknown.stderr, /unknown command explode[\s\S]*rotate DOMAIN/);
     const missing = await plugin(["verify", "nobody@example.com", "-n", namespace]);
     assert.match(missing.stderr, /no SupportAddress named or addressed nobody@example\.com/);
+  });
+
+  test("status -A: every namespace, each line led by its own; a name, or a command that changes things, refused", async (t) => {
+    const teamA = await freshNamespace(t, "plugin-a");
+    const teamB = await freshNamespace(t, "plugin-b");
+    const domain = (namespace: string, dnsName: string) => ({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SmtpDomain",
+      // One name in both namespaces: an address must show under its own namespace's domain only.
+      metadata: { name: "example-com", namespace },
+      spec: { domain: dnsName, inbound: { delivery: { smtp: { host: "127.0.0.1", port: 2525, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+    });
+    await applyManifests(
+      domain(teamA, "example.com"),
+      ...inboundOnlyAddress(teamA),
+      domain(teamB, "example.org"),
+      { apiVersion: "v1", kind: "Secret", metadata: { name: "help-smtp", namespace: teamB }, stringData: { username: "help@example.org", password: "x" } },
+      {
+        apiVersion: "smtpconnector.dev/v1alpha1",
+        kind: "SupportAddress",
+        metadata: { name: "help", namespace: teamB },
+        spec: { address: "help@example.org", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.org", credentialsSecretRef: { name: "help-smtp" } } },
+      },
+    );
+
+    // kubectl ignores -n under -A; so does the plugin.
+    for (const args of [["status", "-A"], ["status", "--all-namespaces", "-n", teamA]]) {
+      const shown = await plugin(args);
+      assert.equal(shown.code, 0, shown.stderr);
+      const [header, ...lines] = shown.stdout.trimEnd().split("\n");
+      assert.match(header!, /^NAMESPACE {3,}STATUS$/, args.join(" "));
+      const width = header!.indexOf("STATUS");
+      for (const line of lines) assert.match(line.slice(0, width), /^[a-z0-9-]+ +$/, `every line starts in the NAMESPACE column: ${line}`);
+      const of = (namespace: string) => lines.filter((l) => l.slice(0, width).trimEnd() === namespace).map((l) => l.slice(width)).join("\n");
+      assert.match(of(teamA), /^SmtpDomain example-com \(example\.com\): Ready=/m);
+      assert.match(of(teamA), /^ {4}support@example\.com {2}Inbound=\S+ Outbound=\S+ Ready=/m);
+      assert.doesNotMatch(of(teamA), /example\.org/, `${teamB}'s address is not listed under ${teamA}'s example-com`);
+      assert.match(of(teamB), /^SmtpDomain example-com \(example\.org\): Ready=/m);
+      assert.match(of(teamB), /^ {4}help@example\.org {2}Inbound=/m);
+      assert.doesNotMatch(of(teamB), /support@example\.com/);
+    }
+
+    for (const args of [["status", "example-com", "-A"], ["rotate", "example-com", "-A"]]) {
+      const named = await plugin(args);
+      assert.equal(named.code, 2, args.join(" "));
+      assert.match(named.stderr, /a resource cannot be retrieved by name across all namespaces/);
+    }
+    const everywhere = await plugin(["verify", "--all", "-A"]);
+    assert.equal(everywhere.code, 2);
+    assert.match(everywhere.stderr, /only status takes it; verify works in one namespace \(-n\)/);
+    const address = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: teamA, plural: "supportaddresses", name: "support" })) as SupportAddress;
+    assert.equal(address.metadata.annotations?.["smtpconnector.dev/verify-requested-at"], undefined, "nothing was asked to verify");
   });
 });
