@@ -4,7 +4,9 @@
 // every namespace as kubectl does.
 import assert from "node:assert/strict";
 import { execFile, type ChildProcess } from "node:child_process";
-import { dirname, resolve } from "node:path";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import type * as k8s from "@kubernetes/client-node";
@@ -26,13 +28,18 @@ describe("kubectl smtpconnector", () => {
   });
   after(() => stopChild(operator));
 
-  /** kubectl itself (the symlink, so it acts as kubectl and looks plugins up on PATH), with bin/ on PATH. */
-  async function plugin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  /**
+   * kubectl itself (the symlink, so it acts as kubectl and looks plugins up on PATH), with bin/ on PATH;
+   * or, given `installed`, with only that directory, Node and kubectl on PATH and run from there.
+   */
+  async function plugin(args: string[], installed?: string): Promise<{ code: number; stdout: string; stderr: string }> {
     const { kubeconfigPath, binary } = await connect();
     const kubectl = resolve(dirname(binary), "kubectl");
-    const env = { ...process.env, PATH: `${resolve("bin")}:${dirname(binary)}:${process.env.PATH ?? ""}`, KUBECONFIG: kubeconfigPath };
+    const env = installed
+      ? { PATH: [installed, dirname(process.execPath), dirname(binary)].join(":"), KUBECONFIG: kubeconfigPath, HOME: installed }
+      : { ...process.env, PATH: `${resolve("bin")}:${dirname(binary)}:${process.env.PATH ?? ""}`, KUBECONFIG: kubeconfigPath };
     try {
-      const { stdout, stderr } = await execFileAsync(kubectl, ["smtpconnector", ...args], { env });
+      const { stdout, stderr } = await execFileAsync(kubectl, ["smtpconnector", ...args], { env, ...(installed ? { cwd: installed } : {}) });
       return { code: 0, stdout, stderr };
     } catch (error) {
       const e = error as { code?: number; stdout?: string; stderr?: string };
@@ -154,5 +161,28 @@ describe("kubectl smtpconnector", () => {
     assert.match(everywhere.stderr, /only status takes it; verify works in one namespace \(-n\)/);
     const address = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: teamA, plural: "supportaddresses", name: "support" })) as SupportAddress;
     assert.equal(address.metadata.annotations?.["smtpconnector.dev/verify-requested-at"], undefined, "nothing was asked to verify");
+  });
+
+  test("the release's one file, alone in a directory with Node and kubectl, is the plugin", async (t) => {
+    const namespace = await freshNamespace(t, "plugin-file");
+    await applyManifests({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SmtpDomain",
+      metadata: { name: "example-com", namespace },
+      spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "127.0.0.1", port: 2525, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+    });
+    const dir = mkdtempSync(join(tmpdir(), "smtpc-plugin-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    // What hack/release.sh ships; it refuses a plugin that imports more than Node's built-ins.
+    await execFileAsync("bash", ["hack/plugin-file.sh", join(dir, "kubectl-smtpconnector"), "0.0.0-test"]);
+    assert.deepEqual(readdirSync(dir), ["kubectl-smtpconnector"]);
+    assert.equal(readFileSync(join(dir, "kubectl-smtpconnector"), "utf8").split("\n")[1], "// kubectl-smtpconnector 0.0.0-test");
+
+    const shown = await plugin(["status", "-n", namespace], dir);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^SmtpDomain example-com \(example\.com\): Ready=/m);
+    const everywhere = await plugin(["status", "-A"], dir);
+    assert.equal(everywhere.code, 0, everywhere.stderr);
+    assert.match(everywhere.stdout, new RegExp(`^${namespace} +SmtpDomain example-com \\(example\\.com\\): Ready=`, "m"));
   });
 });
