@@ -2,9 +2,14 @@
 // one a GitOps user would make by editing the resource (spec.inbound.credentials,
 // the verify-requested-at annotation), written as a JSON patch that tests the
 // resourceVersion it read, so a concurrent edit is never overwritten.
-import { execFileSync } from "node:child_process";
-import { parseArgs } from "node:util";
 import type { SmtpDomain, SupportAddress } from "../crds/schema.js";
+
+// Built-ins through process.getBuiltinModule, not import statements: the released file
+// (hack/plugin-file.sh) then has no module syntax and runs wherever it is put. With an import,
+// an extensionless file under a package.json saying "type": "commonjs" exits 0 having done
+// nothing on Node 24.22 (nodejs/node#61104; later Nodes stop there with a SyntaxError).
+const { execFileSync } = process.getBuiltinModule("node:child_process");
+const { parseArgs } = process.getBuiltinModule("node:util");
 
 const usage = `kubectl smtpconnector: see and change smtp-connector resources
 

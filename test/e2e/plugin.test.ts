@@ -4,7 +4,7 @@
 // every namespace as kubectl does.
 import assert from "node:assert/strict";
 import { execFile, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -178,11 +178,16 @@ describe("kubectl smtpconnector", () => {
     assert.deepEqual(readdirSync(dir), ["kubectl-smtpconnector"]);
     assert.equal(readFileSync(join(dir, "kubectl-smtpconnector"), "utf8").split("\n")[1], "// kubectl-smtpconnector 0.0.0-test");
 
-    const shown = await plugin(["status", "-n", namespace], dir);
-    assert.equal(shown.code, 0, shown.stderr);
-    assert.match(shown.stdout, /^SmtpDomain example-com \(example\.com\): Ready=/m);
     const everywhere = await plugin(["status", "-A"], dir);
     assert.equal(everywhere.code, 0, everywhere.stderr);
     assert.match(everywhere.stdout, new RegExp(`^${namespace} +SmtpDomain example-com \\(example\\.com\\): Ready=`, "m"));
+    // Put beside a package.json of either type, the file still runs: it has no module syntax to
+    // misread (with an import, "commonjs" made Node 24.22 exit 0 having printed nothing).
+    for (const type of [undefined, "commonjs", "module"]) {
+      if (type) writeFileSync(join(dir, "package.json"), JSON.stringify({ type }));
+      const shown = await plugin(["status", "-n", namespace], dir);
+      assert.equal(shown.code, 0, shown.stderr);
+      assert.match(shown.stdout, /^SmtpDomain example-com \(example\.com\): Ready=/m, `beside package.json type ${type ?? "(none)"}`);
+    }
   });
 });
