@@ -35,12 +35,7 @@ for crd in crds/*.yaml; do
 done >"$out/smtp-connector-crds-$version.yaml"
 
 # The plugin: dist/plugin/main.js imports only Node's built-ins, so it is one file (Node 24 runs it).
-if grep -Eq "from ['\"]\.|import\(['\"]\." dist/plugin/main.js; then
-  echo "release: dist/plugin/main.js imports a relative module; the plugin is no longer one file" >&2
-  exit 1
-fi
-{ echo "#!/usr/bin/env node"; echo "// kubectl-smtpconnector $version"; cat dist/plugin/main.js; } >"$out/kubectl-smtpconnector"
-chmod 755 "$out/kubectl-smtpconnector"
+bash hack/plugin-file.sh "$out/kubectl-smtpconnector" "$version"
 
 image="$repository:$version"
 engine=$(command -v docker || command -v podman || true)

@@ -2,19 +2,26 @@
 // one a GitOps user would make by editing the resource (spec.inbound.credentials,
 // the verify-requested-at annotation), written as a JSON patch that tests the
 // resourceVersion it read, so a concurrent edit is never overwritten.
-import { execFileSync } from "node:child_process";
-import { parseArgs } from "node:util";
 import type { SmtpDomain, SupportAddress } from "../crds/schema.js";
+
+// Built-ins through process.getBuiltinModule, not import statements: the released file
+// (hack/plugin-file.sh) then has no module syntax and runs wherever it is put. With an import,
+// an extensionless file under a package.json saying "type": "commonjs" exits 0 having done
+// nothing on Node 24.22 (nodejs/node#61104; later Nodes stop there with a SyntaxError).
+const { execFileSync } = process.getBuiltinModule("node:child_process");
+const { parseArgs } = process.getBuiltinModule("node:util");
 
 const usage = `kubectl smtpconnector: see and change smtp-connector resources
 
-  status [DOMAIN]                 domains and their addresses: conditions, credential versions, certificate, DKIM
+  status [DOMAIN] [-A]            domains and their addresses: conditions, credential versions, certificate, DKIM
+                                  (-A/--all-namespaces: every namespace, each line led by its namespace)
   rotate DOMAIN                   issue the next inbound credential version beside the current one
   revoke DOMAIN --version N       revoke a version (refused on the next AUTH); --force if none would stay Active
   verify ADDRESS... | --all       verify support addresses again now (annotation smtpconnector.dev/verify-requested-at)
   credentials DOMAIN [--version N]  print a version's username, password and client snippets (a secret!)
 
-Flags: -n/--namespace, --context, --kubeconfig (passed to kubectl), -h/--help.`;
+Flags: -n/--namespace, --context, --kubeconfig (passed to kubectl), -h/--help.
+As with kubectl, -A ignores -n and takes no name.`;
 
 class UsageError extends Error {}
 
@@ -24,6 +31,7 @@ function main(argv: string[]): void {
     allowPositionals: true,
     options: {
       namespace: { type: "string", short: "n" },
+      "all-namespaces": { type: "boolean", short: "A", default: false },
       context: { type: "string" },
       kubeconfig: { type: "string" },
       version: { type: "string" },
@@ -37,16 +45,24 @@ function main(argv: string[]): void {
     console.log(usage);
     return;
   }
+  const allNamespaces = values["all-namespaces"];
+  if (allNamespaces) {
+    // kubectl's own words for `kubectl get KIND NAME -A`.
+    if (names.length > 0) throw new UsageError("a resource cannot be retrieved by name across all namespaces");
+    // Every other command changes or prints one namespace's resources: one mistyped flag must not reach them all.
+    if (command !== "status") throw new UsageError(`-A/--all-namespaces lists, so only status takes it; ${command} works in one namespace (-n)`);
+  }
   const kube = new Kubectl([
     ...(values.kubeconfig ? ["--kubeconfig", values.kubeconfig] : []),
     ...(values.context ? ["--context", values.context] : []),
-    ...(values.namespace ? ["--namespace", values.namespace] : []),
+    // kubectl ignores --namespace under --all-namespaces; so does the plugin.
+    ...(values.namespace && !allNamespaces ? ["--namespace", values.namespace] : []),
   ]);
   const version = values.version === undefined ? undefined : Number(values.version);
   if (version !== undefined && !(Number.isInteger(version) && version >= 1)) throw new UsageError(`--version must be a positive integer, got ${values.version}`);
   switch (command) {
     case "status":
-      return status(kube, names[0]);
+      return status(kube, names[0], allNamespaces);
     case "rotate":
       return rotate(kube, one(names, "rotate DOMAIN"));
     case "revoke":
@@ -83,6 +99,10 @@ class Kubectl {
     return JSON.parse(this.run(["get", resource, ...(name ? [name] : []), "-o", "json"])) as T;
   }
 
+  list<T>(resource: string, allNamespaces: boolean): T[] {
+    return (JSON.parse(this.run(["get", resource, ...(allNamespaces ? ["--all-namespaces"] : []), "-o", "json"])) as { items: T[] }).items;
+  }
+
   /** A JSON patch that applies only to the version read (resourceVersion test). */
   patch(resource: string, name: string, resourceVersion: string, operations: object[]): void {
     const patch = [{ op: "test", path: "/metadata/resourceVersion", value: resourceVersion }, ...operations];
@@ -92,32 +112,38 @@ class Kubectl {
 
 const conditionOf = (o: SmtpDomain | SupportAddress, type: string) => o.status?.conditions?.find((c) => c.type === type);
 
-function status(kube: Kubectl, only?: string): void {
-  const domains = only ? [kube.get<SmtpDomain>("smtpdomain", only)] : kube.get<{ items: SmtpDomain[] }>("smtpdomains").items;
-  const addresses = kube.get<{ items: SupportAddress[] }>("supportaddresses").items;
-  if (domains.length === 0) console.log("No SmtpDomains in this namespace.");
+function status(kube: Kubectl, only: string | undefined, allNamespaces: boolean): void {
+  const domains = only ? [kube.get<SmtpDomain>("smtpdomain", only)] : kube.list<SmtpDomain>("smtpdomains", allNamespaces);
+  const addresses = kube.list<SupportAddress>("supportaddresses", allNamespaces);
+  if (domains.length === 0) console.log(allNamespaces ? "No SmtpDomains in any namespace." : "No SmtpDomains in this namespace.");
+  // Under -A every line, not only a domain's first, starts with the namespace, as kubectl's
+  // NAMESPACE column does: `| grep team-a` then keeps a domain's whole story.
+  const width = Math.max("NAMESPACE".length, ...domains.map((d) => (d.metadata.namespace ?? "").length)) + 3;
+  if (allNamespaces && domains.length > 0) console.log(`${"NAMESPACE".padEnd(width)}STATUS`);
   for (const domain of domains) {
+    const say = (line: string) => console.log(allNamespaces ? `${(domain.metadata.namespace ?? "").padEnd(width)}${line}` : line);
     const ready = conditionOf(domain, "Ready");
-    console.log(`SmtpDomain ${domain.metadata.name} (${domain.spec.domain}): Ready=${ready?.status ?? "Unknown"}${ready && ready.status !== "True" ? ` ${ready.reason}: ${ready.message}` : ""}`);
+    say(`SmtpDomain ${domain.metadata.name} (${domain.spec.domain}): Ready=${ready?.status ?? "Unknown"}${ready && ready.status !== "True" ? ` ${ready.reason}: ${ready.message}` : ""}`);
     for (const c of domain.status?.conditions ?? []) {
       if (c.type === "Ready" || c.type === "Reconciling" || c.type === "Stalled") continue;
-      console.log(`  ${c.type.padEnd(20)} ${c.status.padEnd(6)} ${c.reason}${c.status !== "True" || c.reason === "ExpiringSoon" ? `: ${c.message}` : ""}`);
+      say(`  ${c.type.padEnd(20)} ${c.status.padEnd(6)} ${c.reason}${c.status !== "True" || c.reason === "ExpiringSoon" ? `: ${c.message}` : ""}`);
     }
-    if (domain.status?.relay?.endpoint) console.log(`  endpoint             ${domain.status.relay.endpoint}`);
-    if (domain.status?.tls) console.log(`  certificate          ${domain.status.tls.issuedByOperator ? "operator-issued" : `from Secret ${domain.status.tls.secretName}`}, expires ${domain.status.tls.notAfter ?? "?"}`);
-    if (domain.status?.dkim?.pending) console.log(`  DKIM pending         ${domain.status.dkim.pending} (publish the records in status.dkim.records)`);
-    console.log("  credentials:");
+    if (domain.status?.relay?.endpoint) say(`  endpoint             ${domain.status.relay.endpoint}`);
+    if (domain.status?.tls) say(`  certificate          ${domain.status.tls.issuedByOperator ? "operator-issued" : `from Secret ${domain.status.tls.secretName}`}, expires ${domain.status.tls.notAfter ?? "?"}`);
+    if (domain.status?.dkim?.pending) say(`  DKIM pending         ${domain.status.dkim.pending} (publish the records in status.dkim.records)`);
+    say("  credentials:");
     for (const c of domain.status?.credentials ?? []) {
       const parts = [`v${c.version}`, c.state, `Secret ${c.secretName}`, c.lastUsedAt ? `last used ${c.lastUsedAt}` : "never used", ...(c.expiresAt ? [`expires ${c.expiresAt}`] : [])];
-      console.log(`    ${parts.join("  ")}`);
+      say(`    ${parts.join("  ")}`);
     }
-    const mine = addresses.filter((a) => a.spec.domainRef.name === domain.metadata.name);
-    console.log(mine.length > 0 ? "  addresses:" : "  addresses: none");
+    // domainRef names a domain of the address's own namespace; under -A two namespaces may both have an example-com.
+    const mine = addresses.filter((a) => a.metadata.namespace === domain.metadata.namespace && a.spec.domainRef.name === domain.metadata.name);
+    say(mine.length > 0 ? "  addresses:" : "  addresses: none");
     for (const address of mine) {
       const states = ["InboundVerified", "OutboundVerified", "Ready"].map((t) => `${t.replace("Verified", "")}=${conditionOf(address, t)?.status ?? "Unknown"}`);
-      console.log(`    ${address.spec.address}  ${states.join(" ")}`);
+      say(`    ${address.spec.address}  ${states.join(" ")}`);
       for (const c of address.status?.conditions ?? []) {
-        if (c.status === "False" && c.type !== "Ready" && c.type !== "Stalled") console.log(`      ${c.type} ${c.reason}: ${c.message}`);
+        if (c.status === "False" && c.type !== "Ready" && c.type !== "Stalled") say(`      ${c.type} ${c.reason}: ${c.message}`);
       }
     }
   }
