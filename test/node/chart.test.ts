@@ -313,7 +313,7 @@ s.on("connect", () => (clearTimeout(t), s.destroy(), done("open"))); s.on("error
     assert.equal(replaced.length, 2);
   });
 
-  test("spec.relay.template.pod reaches the pods the kubelet runs (labels, annotations, nodeSelector, tolerations, priorityClassName); a nodeSelector no node matches leaves the pod Pending and the relay not available", async (t) => {
+  test("spec.relay.template.pod reaches the pods the kubelet runs (labels, annotations, nodeSelector, tolerations, priorityClassName, imagePullSecrets, topologySpreadConstraints); a nodeSelector no node matches leaves the pod Pending and the relay not available", async (t) => {
     // Last in the file: it taints the node (untainted again below), which would keep other pods off it.
     const ns = "templated";
     const priority = { apiVersion: "scheduling.k8s.io/v1", kind: "PriorityClass", metadata: { name: "smtpc-test-relay" }, value: 1000, globalDefault: false, description: "relay pods in the node tier" };
@@ -322,12 +322,17 @@ s.on("connect", () => (clearTimeout(t), s.destroy(), done("open"))); s.on("error
       nodeSelector: { "smtpc.test/pool": "mail" },
       tolerations: [{ key: "smtpc.test/dedicated", operator: "Equal", value: "mail", effect: "NoSchedule" }],
       priorityClassName: "smtpc-test-relay",
+      // A private registry's pull secret (the image is already on the node: pullPolicy Never, so nothing is pulled).
+      imagePullSecrets: [{ name: "registry" }],
+      topologySpreadConstraints: [{ maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "DoNotSchedule", labelSelector: { matchLabels: { "app.kubernetes.io/instance": "templated" } } }],
     };
     const domain = {
       apiVersion: "smtpconnector.dev/v1alpha1", kind: "SmtpDomain", metadata: { name: "templated", namespace: ns },
       spec: { domain: "templated.example", inbound: { delivery: { smtp: { host: nodeIp, port: 9, tls: "None" } } }, relay: { replicas: 1, template: { pod: template } } },
     };
     assert.equal((await kubectl(["create", "namespace", ns])).code, 0);
+    const pullSecret = await kubectl(["create", "secret", "docker-registry", "registry", "-n", ns, "--docker-server=registry.example.net", "--docker-username=mail", "--docker-password=not-a-real-one"]);
+    assert.equal(pullSecret.code, 0, pullSecret.stderr);
     const applied = await kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: [priority, domain] }) });
     assert.equal(applied.code, 0, applied.stderr);
     t.after(async () => {
@@ -337,7 +342,7 @@ s.on("connect", () => (clearTimeout(t), s.destroy(), done("open"))); s.on("error
 
     interface TemplatedPod extends Pod {
       metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
-      spec: Pod["spec"] & { nodeSelector?: Record<string, string>; tolerations?: object[]; priorityClassName?: string; priority?: number; nodeName?: string };
+      spec: Pod["spec"] & { nodeSelector?: Record<string, string>; tolerations?: object[]; priorityClassName?: string; priority?: number; nodeName?: string; imagePullSecrets?: { name: string }[]; topologySpreadConstraints?: object[] };
       status: Pod["status"] & { conditions?: { type: string; status: string; reason?: string; message?: string }[] };
     }
     const selector = "app.kubernetes.io/name=smtp-connector-relay,app.kubernetes.io/instance=templated";
@@ -371,6 +376,8 @@ s.on("connect", () => (clearTimeout(t), s.destroy(), done("open"))); s.on("error
     assert.deepEqual(pod!.spec.nodeSelector, template.nodeSelector);
     assert.ok(pod!.spec.tolerations?.some((tol) => isDeepStrictEqual(tol, template.tolerations[0])), JSON.stringify(pod!.spec.tolerations));
     assert.equal(pod!.spec.priorityClassName, "smtpc-test-relay");
+    assert.deepEqual(pod!.spec.imagePullSecrets, [{ name: "registry" }]);
+    assert.deepEqual(pod!.spec.topologySpreadConstraints, template.topologySpreadConstraints, "the domain's spread replaces the default one");
     assert.equal(pod!.spec.priority, 1000, "the Priority admission resolved the class");
     assert.equal(pod!.spec.containers[0]!.image, cluster.image);
     await eventually("the domain's relay available", async () => ((await relayAvailable())?.status === "True" ? true : undefined), 120_000);
