@@ -17,7 +17,9 @@ function harakaHome(): string {
   if (!existsSync(join(dir, "node_modules", "Haraka", "bin", "haraka"))) {
     mkdirSync(dir, { recursive: true });
     console.error(`installing Haraka ${harakaVersion} into ${dir}`);
-    execFileSync("npm", ["install", "--no-audit", "--no-fund", "--prefix", dir, `Haraka@${harakaVersion}`], { stdio: ["ignore", "ignore", "inherit"] });
+    execFileSync("npm", ["install", "--no-audit", "--no-fund", "--prefix", dir, `Haraka@${harakaVersion}`], {
+      stdio: ["ignore", "ignore", "inherit"],
+    });
   }
   return join(dir, "node_modules", "Haraka");
 }

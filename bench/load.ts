@@ -40,7 +40,9 @@ export function cpuTicks(pid: number): { user: number; system: number } {
 }
 
 export function rssMb(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!;
+  const line = readFileSync(`/proc/${pid}/status`, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("VmRSS:"))!;
   return Number(line.split(/\s+/)[1]) / 1024;
 }
 
@@ -54,7 +56,12 @@ export interface LoadOptions {
   body: string;
 }
 
-export async function load(target: Target, mode: "pooled" | "per-message", messages: number, { concurrency, body }: LoadOptions): Promise<Result> {
+export async function load(
+  target: Target,
+  mode: "pooled" | "per-message",
+  messages: number,
+  { concurrency, body }: LoadOptions,
+): Promise<Result> {
   const from = target.from ?? "customer@users.example.org";
   const to = target.to ?? "support@example.com";
   const latencies: number[] = [];
@@ -121,4 +128,3 @@ export async function load(target: Target, mode: "pooled" | "per-message", messa
   }
   return result;
 }
-

@@ -24,7 +24,13 @@ import { kubectl } from "../test/support/kube.js";
 import { freePort, stopChild } from "../test/support/mail.js";
 import { operatorKubeconfig } from "../test/support/operator-rbac.js";
 
-const { values } = parseArgs({ options: { idle: { type: "string", default: "60" }, "secrets-only": { type: "boolean", default: false }, huge: { type: "boolean", default: false } } });
+const { values } = parseArgs({
+  options: {
+    idle: { type: "string", default: "60" },
+    "secrets-only": { type: "boolean", default: false },
+    huge: { type: "boolean", default: false },
+  },
+});
 const idleSeconds = Number(values.idle);
 const operatorMain = process.env.BENCH_OPERATOR ?? "dist/operator/main.js";
 const unrelatedSecrets = 200;
@@ -57,7 +63,11 @@ function manifests(shape: Shape, run: string): object[] {
           apiVersion: "smtpconnector.dev/v1alpha1",
           kind: "SupportAddress",
           metadata: { name: `d${d}-a${a}`, namespace },
-          spec: { address: `a${a}@${domain}`, domainRef: { name: `d${d}` }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } } },
+          spec: {
+            address: `a${a}@${domain}`,
+            domainRef: { name: `d${d}` },
+            outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } },
+          },
         });
       }
     }
@@ -66,18 +76,37 @@ function manifests(shape: Shape, run: string): object[] {
 }
 
 async function converged(shape: Shape, run: string): Promise<boolean> {
-  const domains = await kubectl(["get", "smtpdomains", "-A", "-l", "", "-o", "jsonpath={range .items[*]}{.metadata.namespace} {.status.addresses} {.status.observedGeneration}{\"\\n\"}{end}"]);
+  const domains = await kubectl([
+    "get",
+    "smtpdomains",
+    "-A",
+    "-l",
+    "",
+    "-o",
+    'jsonpath={range .items[*]}{.metadata.namespace} {.status.addresses} {.status.observedGeneration}{"\\n"}{end}',
+  ]);
   const mine = domains.stdout.split("\n").filter((l) => l.startsWith(`bench-${run}-`));
   if (mine.length !== shape.namespaces * shape.domainsPerNamespace) return false;
   if (!mine.every((l) => l.split(" ")[1] === String(shape.addressesPerDomain))) return false;
-  const addresses = await kubectl(["get", "supportaddresses", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace} {.status.observedGeneration}{\"\\n\"}{end}"]);
+  const addresses = await kubectl([
+    "get",
+    "supportaddresses",
+    "-A",
+    "-o",
+    'jsonpath={range .items[*]}{.metadata.namespace} {.status.observedGeneration}{"\\n"}{end}',
+  ]);
   const done = addresses.stdout.split("\n").filter((l) => l.startsWith(`bench-${run}-`) && l.split(" ")[1] !== "");
   return done.length === shape.namespaces * shape.domainsPerNamespace * shape.addressesPerDomain;
 }
 
 async function metric(port: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  return Number(text.split("\n").find((l) => l.startsWith(`${name} `))?.split(" ")[1] ?? NaN);
+  return Number(
+    text
+      .split("\n")
+      .find((l) => l.startsWith(`${name} `))
+      ?.split(" ")[1] ?? NaN,
+  );
 }
 
 /** The sum of a labelled metric's series (NaN when the operator does not have it: an older build). */
@@ -89,11 +118,31 @@ async function metricSum(port: number, name: string, filter = ""): Promise<numbe
 
 async function startOperator(): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean), operatorMain, "--kubeconfig", await operatorKubeconfig(), "--metrics-port", String(port)], {
-    stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, LOG_LEVEL: "warn" },
-  });
-  for (let i = 0; i < 300 && !(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 200));
+  const child = spawn(
+    process.execPath,
+    [
+      ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean),
+      operatorMain,
+      "--kubeconfig",
+      await operatorKubeconfig(),
+      "--metrics-port",
+      String(port),
+    ],
+    {
+      stdio: ["ignore", "ignore", "inherit"],
+      env: { ...process.env, LOG_LEVEL: "warn" },
+    },
+  );
+  for (
+    let i = 0;
+    i < 300 &&
+    !(await fetch(`http://127.0.0.1:${port}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    ));
+    i++
+  )
+    await new Promise((r) => setTimeout(r, 200));
   return { child, port };
 }
 
@@ -123,7 +172,11 @@ async function secretsPhase(admin: k8s.CoreV1Api): Promise<{ none: number; watch
         [0, 1, 2, 3].map((j) =>
           admin.createNamespacedSecret({
             namespace,
-            body: { metadata: { name: `sh.helm.release.v1.app.v${i + j}`, labels: { owner: "helm", name: "app" } }, type: "helm.sh/release.v1", data: { release: randomBytes(unrelatedBytes).toString("base64") } },
+            body: {
+              metadata: { name: `sh.helm.release.v1.app.v${i + j}`, labels: { owner: "helm", name: "app" } },
+              type: "helm.sh/release.v1",
+              data: { release: randomBytes(unrelatedBytes).toString("base64") },
+            },
           }),
         ),
       );
@@ -150,7 +203,13 @@ async function secretsPhase(admin: k8s.CoreV1Api): Promise<{ none: number; watch
   return { none, watched, restarted };
 }
 
-const rssMb = (pid: number) => Number(readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!.split(/\s+/)[1]) / 1024;
+const rssMb = (pid: number) =>
+  Number(
+    readFileSync(`/proc/${pid}/status`, "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("VmRSS:"))!
+      .split(/\s+/)[1],
+  ) / 1024;
 
 async function main(): Promise<void> {
   const plane = await startControlPlane();
@@ -207,7 +266,16 @@ async function main(): Promise<void> {
         const idleWrites = (await metric(port, "smtpc_operator_api_writes")) - idleBefore;
         const idleRequestsPerSecond = ((await metricSum(port, "smtpc_operator_api_requests")) - requestsBefore) / idleSeconds;
         const custom = shape.namespaces * shape.domainsPerNamespace * (1 + shape.addressesPerDomain);
-        results.push({ domains: shape.namespaces * shape.domainsPerNamespace, addresses: custom - shape.namespaces * shape.domainsPerNamespace, seconds, writes, writesPerObject: writes / custom, idleWrites, idleRequestsPerSecond, rssMb: rssMb(operator.pid!) });
+        results.push({
+          domains: shape.namespaces * shape.domainsPerNamespace,
+          addresses: custom - shape.namespaces * shape.domainsPerNamespace,
+          seconds,
+          writes,
+          writesPerObject: writes / custom,
+          idleWrites,
+          idleRequestsPerSecond,
+          rssMb: rssMb(operator.pid!),
+        });
       }
       available = await idleWithRelaysAvailable(port);
     } finally {
@@ -218,9 +286,26 @@ async function main(): Promise<void> {
     await plane.stop();
   }
   if (results.length === 0) return;
-  console.log(["shape", "addresses", "converge s", "writes", "writes/object", `idle ${idleSeconds}s writes`, "idle requests/s", "RSS MB"].map((c) => c.padStart(16)).join(""));
+  console.log(
+    ["shape", "addresses", "converge s", "writes", "writes/object", `idle ${idleSeconds}s writes`, "idle requests/s", "RSS MB"]
+      .map((c) => c.padStart(16))
+      .join(""),
+  );
   for (const [i, r] of results.entries()) {
-    console.log([["small", "large", "huge"][i], r.addresses, r.seconds!.toFixed(1), r.writes, r.writesPerObject!.toFixed(2), r.idleWrites, r.idleRequestsPerSecond!.toFixed(2), r.rssMb!.toFixed(0)].map((c) => String(c).padStart(16)).join(""));
+    console.log(
+      [
+        ["small", "large", "huge"][i],
+        r.addresses,
+        r.seconds!.toFixed(1),
+        r.writes,
+        r.writesPerObject!.toFixed(2),
+        r.idleWrites,
+        r.idleRequestsPerSecond!.toFixed(2),
+        r.rssMb!.toFixed(0),
+      ]
+        .map((c) => String(c).padStart(16))
+        .join(""),
+    );
   }
   const [small, large] = results as [Record<string, number>, Record<string, number>];
   console.log("");
@@ -233,7 +318,9 @@ async function main(): Promise<void> {
   console.log(`figure idle_api_requests_per_second_20_domains ${large.idleRequestsPerSecond!.toFixed(2)} requests/s`);
   if (available) {
     console.log(`figure idle_writes_${available.domains}_domains_relays_available ${available.idleWrites} writes`);
-    console.log(`figure idle_api_requests_per_second_${available.domains}_domains_relays_available ${available.idleRequestsPerSecond.toFixed(2)} requests/s`);
+    console.log(
+      `figure idle_api_requests_per_second_${available.domains}_domains_relays_available ${available.idleRequestsPerSecond.toFixed(2)} requests/s`,
+    );
   }
   const huge = results[2];
   if (huge && restart) {
@@ -259,16 +346,30 @@ async function main(): Promise<void> {
 async function idleWithRelaysAvailable(port: number): Promise<{ domains: number; idleWrites: number; idleRequestsPerSecond: number }> {
   const shape: Shape = { name: "available", namespaces: 100, domainsPerNamespace: 1, addressesPerDomain: 1 };
   const run = "avail";
-  const applied = await kubectl(["apply", "--server-side", "-f", "-"], { input: manifests(shape, run).map((o) => stringify(o)).join("---\n") });
+  const applied = await kubectl(["apply", "--server-side", "-f", "-"], {
+    input: manifests(shape, run)
+      .map((o) => stringify(o))
+      .join("---\n"),
+  });
   if (applied.code !== 0) throw new Error(applied.stderr);
   const started = Date.now();
   while (!(await converged(shape, run))) {
     if (Date.now() - started > 600_000) throw new Error("available: not converged after 10 minutes");
     await new Promise((r) => setTimeout(r, 500));
   }
-  const listed = await kubectl(["get", "deployments", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace} {.metadata.name} {.metadata.generation}{\"\\n\"}{end}"]);
-  const deployments = listed.stdout.split("\n").filter((l) => l.startsWith(`bench-${run}-`)).map((l) => l.split(" ") as [string, string, string]);
-  if (deployments.length !== shape.namespaces) throw new Error(`available: ${deployments.length} relay Deployments, not ${shape.namespaces}`);
+  const listed = await kubectl([
+    "get",
+    "deployments",
+    "-A",
+    "-o",
+    'jsonpath={range .items[*]}{.metadata.namespace} {.metadata.name} {.metadata.generation}{"\\n"}{end}',
+  ]);
+  const deployments = listed.stdout
+    .split("\n")
+    .filter((l) => l.startsWith(`bench-${run}-`))
+    .map((l) => l.split(" ") as [string, string, string]);
+  if (deployments.length !== shape.namespaces)
+    throw new Error(`available: ${deployments.length} relay Deployments, not ${shape.namespaces}`);
   const now = new Date().toISOString();
   for (let i = 0; i < deployments.length; i += 10) {
     await Promise.all(
@@ -279,15 +380,40 @@ async function idleWithRelaysAvailable(port: number): Promise<{ domains: number;
           updatedReplicas: 1,
           readyReplicas: 1,
           availableReplicas: 1,
-          conditions: [{ type: "Available", status: "True", reason: "MinimumReplicasAvailable", message: "Deployment has minimum availability.", lastTransitionTime: now, lastUpdateTime: now }],
+          conditions: [
+            {
+              type: "Available",
+              status: "True",
+              reason: "MinimumReplicasAvailable",
+              message: "Deployment has minimum availability.",
+              lastTransitionTime: now,
+              lastUpdateTime: now,
+            },
+          ],
         };
-        const patched = await kubectl(["-n", namespace, "patch", "deployment", name, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })]);
+        const patched = await kubectl([
+          "-n",
+          namespace,
+          "patch",
+          "deployment",
+          name,
+          "--subresource=status",
+          "--type=merge",
+          "-p",
+          JSON.stringify({ status }),
+        ]);
         if (patched.code !== 0) throw new Error(patched.stderr);
       }),
     );
   }
   for (;;) {
-    const domains = await kubectl(["get", "smtpdomains", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace} {.status.conditions[?(@.type==\"RelayAvailable\")].status}{\"\\n\"}{end}"]);
+    const domains = await kubectl([
+      "get",
+      "smtpdomains",
+      "-A",
+      "-o",
+      'jsonpath={range .items[*]}{.metadata.namespace} {.status.conditions[?(@.type=="RelayAvailable")].status}{"\\n"}{end}',
+    ]);
     const mine = domains.stdout.split("\n").filter((l) => l.startsWith(`bench-${run}-`));
     if (mine.length === shape.namespaces && mine.every((l) => l.endsWith(" True"))) break;
     if (Date.now() - started > 600_000) throw new Error("available: RelayAvailable not True after 10 minutes");
@@ -331,7 +457,11 @@ async function restartAmongEverything(): Promise<{ seconds: number; writes: numb
   try {
     const ready = Date.now();
     const last = await quiet(port);
-    return { seconds: (Math.max(last, ready) - started) / 1000, writes: await metric(port, "smtpc_operator_api_writes"), rssMb: rssMb(child.pid!) };
+    return {
+      seconds: (Math.max(last, ready) - started) / 1000,
+      writes: await metric(port, "smtpc_operator_api_writes"),
+      rssMb: rssMb(child.pid!),
+    };
   } finally {
     await stopChild(child);
   }

@@ -20,7 +20,17 @@ import { spawn } from "node:child_process";
 import { signatures, type SigningKey } from "../relay/outbound/dkim.js";
 import { SigningSpool } from "../relay/outbound/spool.js";
 import { spoolMemoryBytes } from "../relay/outbound/send.js";
-import { freePort, randomPassword, relayConfig, selfSignedCertificate, sha256, startSmtpSink, stopChild, tempDir, writeRelayConfig } from "../test/support/mail.js";
+import {
+  freePort,
+  randomPassword,
+  relayConfig,
+  selfSignedCertificate,
+  sha256,
+  startSmtpSink,
+  stopChild,
+  tempDir,
+  writeRelayConfig,
+} from "../test/support/mail.js";
 import { startSubmissionServer } from "../test/support/postfix.js";
 import { eventuallyTrue } from "../test/support/wait.js";
 import { load, type Result, type Target } from "./load.js";
@@ -34,10 +44,19 @@ const { values } = parseArgs({
   },
 });
 const messages = Number(values.messages);
-const options = { concurrency: Number(values.concurrency), body: `${"x".repeat(76)}\r\n`.repeat(Math.ceil(Number(values.size) / 78)).slice(0, Number(values.size)) };
+const options = {
+  concurrency: Number(values.concurrency),
+  body: `${"x".repeat(76)}\r\n`.repeat(Math.ceil(Number(values.size) / 78)).slice(0, Number(values.size)),
+};
 const domains = { plain: "plain.example", rsa: "rsa.example", ed25519: "ed.example" } as const;
 
-const drain = (stream: Readable) => new Promise<void>((resolve, reject) => stream.pipe(new Writable({ write: (_chunk, _encoding, done) => done() })).on("finish", resolve).on("error", reject));
+const drain = (stream: Readable) =>
+  new Promise<void>((resolve, reject) =>
+    stream
+      .pipe(new Writable({ write: (_chunk, _encoding, done) => done() }))
+      .on("finish", resolve)
+      .on("error", reject),
+  );
 
 /**
  * CPU that signing adds per message, in µs, measured in this process: the
@@ -45,7 +64,9 @@ const drain = (stream: Readable) => new Promise<void>((resolve, reject) => strea
  * unsigned path runs anyway.
  */
 async function signingCost(key: SigningKey, count: number): Promise<number> {
-  const message = Buffer.from(`From: support@${key.domain}\r\nTo: customer@elsewhere.test\r\nSubject: bench\r\nMessage-ID: <x@bench.test>\r\n\r\n${options.body}`);
+  const message = Buffer.from(
+    `From: support@${key.domain}\r\nTo: customer@elsewhere.test\r\nSubject: bench\r\nMessage-ID: <x@bench.test>\r\n\r\n${options.body}`,
+  );
   const unsigned = () => drain(Readable.from([message]));
   const signed = async () => {
     const spool = new SigningSpool({ memoryBytes: spoolMemoryBytes });
@@ -67,7 +88,10 @@ async function main(): Promise<void> {
   const dir = tempDir("bench-outbound");
   const sink = await startSmtpSink();
   const login = { username: "helpdesk@customer.example", password: randomPassword() };
-  const postfix = await startSubmissionServer({ relayTo: sink.port, users: [{ ...login, senders: Object.values(domains).map((d) => `support@${d}`) }] });
+  const postfix = await startSubmissionServer({
+    relayTo: sink.port,
+    users: [{ ...login, senders: Object.values(domains).map((d) => `support@${d}`) }],
+  });
   const tls = await selfSignedCertificate(dir, "relay.bench");
   const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
   const ed = generateKeyPairSync("ed25519").privateKey;
@@ -80,7 +104,11 @@ async function main(): Promise<void> {
     dir,
     tls,
     sinkPort: sink.port,
-    domains: Object.values(domains).map((domain) => ({ domain, addresses: [`support@${domain}`], credentials: [{ version: 1, username: `${domain}-v1`, password: randomPassword() }] })),
+    domains: Object.values(domains).map((domain) => ({
+      domain,
+      addresses: [`support@${domain}`],
+      credentials: [{ version: 1, username: `${domain}-v1`, password: randomPassword() }],
+    })),
     limits: { maxConnections: 1000, maxMessageBytes: 1024 * 1024 },
   });
   config.listeners.submission = { port: await freePort() };
@@ -88,20 +116,42 @@ async function main(): Promise<void> {
   for (const entry of config.domains) {
     entry.outbound = {
       // One submission login per domain, as the operator issues them.
-      submission: [{ version: 1, username: `${submission.username}-${entry.domain}`, passwordSha256: sha256(submission.password), state: "Active" }],
+      submission: [
+        { version: 1, username: `${submission.username}-${entry.domain}`, passwordSha256: sha256(submission.password), state: "Active" },
+      ],
       dkim:
         entry.domain === domains.rsa
           ? [{ selector: "bench", algorithm: "rsa-sha256", keyFile: "rsa.key" }]
           : entry.domain === domains.ed25519
             ? [{ selector: "bench", algorithm: "ed25519-sha256", keyFile: "ed.key" }]
             : [],
-      senders: [{ address: `support@${entry.domain}`, ready: true, server: { host: "127.0.0.1", port: postfix.port, tls: "StartTLS", caFile: postfix.certFile, username: login.username, passwordFile: "outbound.password" } }],
+      senders: [
+        {
+          address: `support@${entry.domain}`,
+          ready: true,
+          server: {
+            host: "127.0.0.1",
+            port: postfix.port,
+            tls: "StartTLS",
+            caFile: postfix.certFile,
+            username: login.username,
+            passwordFile: "outbound.password",
+          },
+        },
+      ],
     };
   }
   const file = join(dir, "relay.yaml");
   writeRelayConfig(file, config);
-  const relay = spawn(process.execPath, ["dist/relay/main.js", "--config", file], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, LOG_LEVEL: "warn" } });
-  await eventuallyTrue("the relay", async () => (await fetch(`http://127.0.0.1:${config.listeners.health.port}/readyz`).catch(() => undefined))?.status === 200, 30_000);
+  const relay = spawn(process.execPath, ["dist/relay/main.js", "--config", file], {
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, LOG_LEVEL: "warn" },
+  });
+  await eventuallyTrue(
+    "the relay",
+    async () => (await fetch(`http://127.0.0.1:${config.listeners.health.port}/readyz`).catch(() => undefined))?.status === 200,
+    30_000,
+  );
 
   const to = "customer@elsewhere.test";
   const viaRelay = (name: string, domain: string): Target => ({
@@ -114,7 +164,14 @@ async function main(): Promise<void> {
     to,
   });
   const targets: Target[] = [
-    { name: "direct", port: postfix.port, tls: true, auth: { user: login.username, pass: login.password }, from: `support@${domains.plain}`, to },
+    {
+      name: "direct",
+      port: postfix.port,
+      tls: true,
+      auth: { user: login.username, pass: login.password },
+      from: `support@${domains.plain}`,
+      to,
+    },
     viaRelay("relay", domains.plain),
     viaRelay("relay-rsa", domains.rsa),
     viaRelay("relay-ed25519", domains.ed25519),
@@ -158,11 +215,22 @@ function report(all: Result[], rsaCost: number, edCost: number): void {
   const row = (cells: (string | number)[]) => console.log(cells.map((c) => String(c).padStart(14)).join(""));
   row(["path", "msgs", "failed", "msgs/s", "p50 ms", "p99 ms", "cpu µs/msg", "RSS MB"]);
   for (const r of merged.values()) {
-    row([r.name, r.messages, r.failed, r.rate.toFixed(0), r.p50.toFixed(2), r.p99.toFixed(2), r.cpuPerMessageUs?.toFixed(0) ?? "-", r.rssMb?.toFixed(0) ?? "-"]);
+    row([
+      r.name,
+      r.messages,
+      r.failed,
+      r.rate.toFixed(0),
+      r.p50.toFixed(2),
+      r.p99.toFixed(2),
+      r.cpuPerMessageUs?.toFixed(0) ?? "-",
+      r.rssMb?.toFixed(0) ?? "-",
+    ]);
   }
   const get = (name: string) => merged.get(name)!;
   console.log("");
-  console.log(`CPU that signing adds per ${values.size}-byte message (in process): RSA-2048 ${rsaCost.toFixed(0)} µs, Ed25519 ${edCost.toFixed(0)} µs`);
+  console.log(
+    `CPU that signing adds per ${values.size}-byte message (in process): RSA-2048 ${rsaCost.toFixed(0)} µs, Ed25519 ${edCost.toFixed(0)} µs`,
+  );
   console.log("");
   console.log(`figure direct_msgs_per_s ${get("direct").rate.toFixed(0)} msgs/s`);
   console.log(`figure relay_msgs_per_s ${get("relay").rate.toFixed(0)} msgs/s`);
@@ -173,7 +241,9 @@ function report(all: Result[], rsaCost: number, edCost: number): void {
   console.log(`figure relay_cpu_per_message ${get("relay").cpuPerMessageUs!.toFixed(0)} us`);
   console.log(`figure rsa_signing_cpu_per_message ${(rsaCost / 1000).toFixed(2)} ms`);
   console.log(`figure ed25519_signing_cpu_per_message ${(edCost / 1000).toFixed(3)} ms`);
-  console.log(`figure relay_rsa_added_cpu_per_message ${((get("relay-rsa").cpuPerMessageUs! - get("relay").cpuPerMessageUs!) / 1000).toFixed(2)} ms`);
+  console.log(
+    `figure relay_rsa_added_cpu_per_message ${((get("relay-rsa").cpuPerMessageUs! - get("relay").cpuPerMessageUs!) / 1000).toFixed(2)} ms`,
+  );
   console.log(`figure relay_rss ${Math.max(...[...merged.values()].map((r) => r.rssMb ?? 0)).toFixed(0)} MB`);
   if ([...merged.values()].some((r) => r.failed > 0)) process.exitCode = 1;
 }

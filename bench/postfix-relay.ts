@@ -13,9 +13,16 @@ import type { Target } from "./load.js";
 
 const execFileAsync = promisify(execFile);
 
-export async function startPostfixRelay(opts: { sinkPort: number; password: string; from: string }): Promise<{ target: Target; stop: () => Promise<void> }> {
+export async function startPostfixRelay(opts: {
+  sinkPort: number;
+  password: string;
+  from: string;
+}): Promise<{ target: Target; stop: () => Promise<void> }> {
   const user = "bench@example.com";
-  const postfix = await startSubmissionServer({ relayTo: opts.sinkPort, users: [{ username: user, password: opts.password, senders: [opts.from] }] });
+  const postfix = await startSubmissionServer({
+    relayTo: opts.sinkPort,
+    users: [{ username: user, password: opts.password, senders: [opts.from] }],
+  });
   // Tuned as an operator of a busy relay would: daemons kept for the whole run, no per-connection process churn beyond max_use.
   await postfix.reconfigure({ max_idle: "3600s", default_process_limit: "200", smtp_connection_cache_on_demand: "yes" });
   const master = Number(readFileSync(join(postfix.dir, "queue", "pid", "master.pid"), "utf8").trim());
@@ -26,7 +33,9 @@ export async function startPostfixRelay(opts: { sinkPort: number; password: stri
     tls: true,
     auth: { user, pass: opts.password },
     cpu: () => {
-      const own = instance().map(stat).filter((s) => s !== undefined);
+      const own = instance()
+        .map(stat)
+        .filter((s) => s !== undefined);
       const waited = stat(master);
       return {
         user: own.reduce((sum, s) => sum + s.user, 0) + (waited?.childUser ?? 0),
@@ -60,7 +69,13 @@ function children(parent: number): number[] {
 function stat(pid: number): { ppid: number; user: number; system: number; childUser: number; childSystem: number } | undefined {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return { ppid: Number(fields[1]), user: Number(fields[11]), system: Number(fields[12]), childUser: Number(fields[13]), childSystem: Number(fields[14]) };
+    return {
+      ppid: Number(fields[1]),
+      user: Number(fields[11]),
+      system: Number(fields[12]),
+      childUser: Number(fields[13]),
+      childSystem: Number(fields[14]),
+    };
   } catch {
     return undefined;
   }

@@ -22,7 +22,14 @@ const { values } = parseArgs({
   },
 });
 
-const transport = nodemailer.createTransport({ host: "127.0.0.1", port: Number(values["sink-port"]), pool: true, maxConnections: 20, maxMessages: Infinity, ignoreTLS: true });
+const transport = nodemailer.createTransport({
+  host: "127.0.0.1",
+  port: Number(values["sink-port"]),
+  pool: true,
+  maxConnections: 20,
+  maxMessages: Infinity,
+  ignoreTLS: true,
+});
 
 const server = new SMTPServer({
   key: readFileSync(values.key!),
@@ -36,7 +43,13 @@ const server = new SMTPServer({
   },
   onData(stream, session, callback) {
     transport.sendMail(
-      { envelope: { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "", to: session.envelope.rcptTo.map((r) => r.address) }, raw: stream },
+      {
+        envelope: {
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
+          to: session.envelope.rcptTo.map((r) => r.address),
+        },
+        raw: stream,
+      },
       (err) => callback(err ?? null),
     );
   },

@@ -26,7 +26,16 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { freePort, portOpen, relayConfig, randomPassword, selfSignedCertificate, stopChild, tempDir, writeRelayConfig } from "../test/support/mail.js";
+import {
+  freePort,
+  portOpen,
+  relayConfig,
+  randomPassword,
+  selfSignedCertificate,
+  stopChild,
+  tempDir,
+  writeRelayConfig,
+} from "../test/support/mail.js";
 import { eventuallyTrue } from "../test/support/wait.js";
 import { startHaraka } from "./haraka.js";
 import { startPostfixRelay } from "./postfix-relay.js";
@@ -76,11 +85,24 @@ async function main(): Promise<void> {
   // Not beside the config: the relay watches that directory for changes.
   mkdirSync(join(dir, "logs"));
   const logFile = join(dir, "logs", "relay.log");
-  const relay = spawn(process.execPath, [...(process.env.BENCH_PROFILE ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROFILE] : []), "dist/relay/main.js", "--config", file], {
-    stdio: ["ignore", "ignore", openSync(logFile, "w")],
-    env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "info" },
-  });
-  await eventuallyTrue(`the relay (its log: ${logFile})`, async () => (await fetch(`http://127.0.0.1:${config.listeners.health.port}/readyz`).catch(() => undefined))?.status === 200, 30_000);
+  const relay = spawn(
+    process.execPath,
+    [
+      ...(process.env.BENCH_PROFILE ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROFILE] : []),
+      "dist/relay/main.js",
+      "--config",
+      file,
+    ],
+    {
+      stdio: ["ignore", "ignore", openSync(logFile, "w")],
+      env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "info" },
+    },
+  );
+  await eventuallyTrue(
+    `the relay (its log: ${logFile})`,
+    async () => (await fetch(`http://127.0.0.1:${config.listeners.health.port}/readyz`).catch(() => undefined))?.status === 200,
+    30_000,
+  );
 
   const targets: Target[] = [
     { name: "direct", port: sink.port, tls: false },
@@ -88,10 +110,13 @@ async function main(): Promise<void> {
   ];
   const haraka = values.haraka ? await startHaraka({ dir, tls, sinkPort: sink.port, user, password }) : undefined;
   if (haraka) targets.push({ name: "haraka", port: haraka.port, tls: true, auth: { user, pass: password }, pid: haraka.pid });
-  const postfix = values.postfix ? await startPostfixRelay({ sinkPort: sink.port, password, from: "customer@users.example.org" }) : undefined;
+  const postfix = values.postfix
+    ? await startPostfixRelay({ sinkPort: sink.port, password, from: "customer@users.example.org" })
+    : undefined;
   if (postfix) targets.push(postfix.target);
   const prototype = values.prototype ? await startPrototype({ tls, sinkPort: sink.port, user, password }) : undefined;
-  if (prototype) targets.push({ name: "prototype", port: prototype.port, tls: true, auth: { user, pass: password }, pid: prototype.child.pid! });
+  if (prototype)
+    targets.push({ name: "prototype", port: prototype.port, tls: true, auth: { user, pass: password }, pid: prototype.child.pid! });
 
   const results: Result[] = [];
   try {
@@ -102,7 +127,8 @@ async function main(): Promise<void> {
     }
     for (const [i, target] of targets.entries()) {
       results.push(median(rounds[i]!));
-      if (target.name !== "direct" && target.name !== "prototype" && !values["pooled-only"]) results.push(await load(target, "per-message", Math.ceil(totalMessages / 2)));
+      if (target.name !== "direct" && target.name !== "prototype" && !values["pooled-only"])
+        results.push(await load(target, "per-message", Math.ceil(totalMessages / 2)));
     }
   } finally {
     await stopChild(relay);
@@ -114,11 +140,32 @@ async function main(): Promise<void> {
   report(results);
 }
 
-async function startPrototype(opts: { tls: { certFile: string; keyFile: string }; sinkPort: number; user: string; password: string }): Promise<{ port: number; child: ChildProcess }> {
+async function startPrototype(opts: {
+  tls: { certFile: string; keyFile: string };
+  sinkPort: number;
+  user: string;
+  password: string;
+}): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", "bench/prototype.ts", "--port", String(port), "--sink-port", String(opts.sinkPort), "--cert", opts.tls.certFile, "--key", opts.tls.keyFile, "--user", opts.user, "--password", opts.password],
+    [
+      "--import",
+      "tsx",
+      "bench/prototype.ts",
+      "--port",
+      String(port),
+      "--sink-port",
+      String(opts.sinkPort),
+      "--cert",
+      opts.tls.certFile,
+      "--key",
+      opts.tls.keyFile,
+      "--user",
+      opts.user,
+      "--password",
+      opts.password,
+    ],
     { stdio: ["ignore", "ignore", "inherit"] },
   );
   await eventuallyTrue("the prototype relay", () => portOpen(port), 20_000);
@@ -134,7 +181,18 @@ function report(results: Result[]): void {
   const row = (cells: (string | number)[]) => console.log(cells.map((c) => String(c).padStart(12)).join(""));
   row(["path", "mode", "msgs", "failed", "msgs/s", "p50 ms", "p99 ms", "cpu µs/msg", "kernel %", "RSS MB"]);
   for (const r of results) {
-    row([r.name, r.mode, r.messages, r.failed, r.rate.toFixed(0), r.p50.toFixed(2), r.p99.toFixed(2), r.cpuPerMessageUs?.toFixed(0) ?? "-", r.cpuSystemShare === undefined ? "-" : (r.cpuSystemShare * 100).toFixed(0), r.rssMb?.toFixed(0) ?? "-"]);
+    row([
+      r.name,
+      r.mode,
+      r.messages,
+      r.failed,
+      r.rate.toFixed(0),
+      r.p50.toFixed(2),
+      r.p99.toFixed(2),
+      r.cpuPerMessageUs?.toFixed(0) ?? "-",
+      r.cpuSystemShare === undefined ? "-" : (r.cpuSystemShare * 100).toFixed(0),
+      r.rssMb?.toFixed(0) ?? "-",
+    ]);
   }
   const find = (name: string, mode: string) => results.find((r) => r.name === name && r.mode === mode);
   const direct = find("direct", "pooled")!;
@@ -164,7 +222,8 @@ function report(results: Result[]): void {
     console.log(`figure postfix_added_p99 ${(postfixPooled.p99 - direct.p99).toFixed(2)} ms`);
     console.log(`figure relay_vs_postfix ${(relayPooled.rate / postfixPooled.rate).toFixed(2)} ratio`);
     console.log(`figure relay_vs_postfix_cpu ${(relayPooled.cpuPerMessageUs! / postfixPooled.cpuPerMessageUs!).toFixed(2)} ratio`);
-    if (postfixPerMessage && relayPerMessage) console.log(`figure relay_vs_postfix_per_connection ${(relayPerMessage.rate / postfixPerMessage.rate).toFixed(2)} ratio`);
+    if (postfixPerMessage && relayPerMessage)
+      console.log(`figure relay_vs_postfix_per_connection ${(relayPerMessage.rate / postfixPerMessage.rate).toFixed(2)} ratio`);
   }
   if (prototypePooled) {
     console.log(`figure prototype_msgs_per_s ${prototypePooled.rate.toFixed(0)} msgs/s`);

@@ -36,7 +36,8 @@ export const smtpDomainConditions = {
       "True when CredentialsIssued, CertificateReady, RelayAvailable and AddressesConfigured are all True and the domain is not blocked by a limit, a conflict or a system domain. CredentialsIssued False with VersionRevoked or SecretModified does not hold it back while another version is Active: the relay goes on accepting exactly what was issued, and Stalled says what needs a change. Otherwise False with the reason of the first condition that holds it back.",
   },
   Reconciling: {
-    lifecycle: "Present, and True, only while the operator is still making changes (kstatus), e.g. ModeChanging while the relay rolls out a change of spec.inbound.mode. Absent otherwise.",
+    lifecycle:
+      "Present, and True, only while the operator is still making changes (kstatus), e.g. ModeChanging while the relay rolls out a change of spec.inbound.mode. Absent otherwise.",
   },
   Stalled: {
     lifecycle: "Present, and True, only while the operator cannot make progress without a change from you (kstatus). Absent otherwise.",
@@ -57,10 +58,12 @@ export const supportAddressConditions = {
       "Unknown until the first outbound verification ends. True when an email sent through the outbound path and the customer's server, with this address's credentials, came back through the authenticated relay, or in Forwarded mode came back forwarded with the relay's DKIM signature intact (d=<domain>) or under an ARC seal of a trusted sealer. False when the last attempt failed; the reason says how.",
   },
   Ready: {
-    lifecycle: "True when DomainReady, InboundVerified and OutboundVerified are all True. Otherwise False with the reason of the first one that is not.",
+    lifecycle:
+      "True when DomainReady, InboundVerified and OutboundVerified are all True. Otherwise False with the reason of the first one that is not.",
   },
   Reconciling: {
-    lifecycle: "Present, and True, only while the operator is still working on the address, e.g. a verification is in flight (kstatus). Absent otherwise.",
+    lifecycle:
+      "Present, and True, only while the operator is still working on the address, e.g. a verification is in flight (kstatus). Absent otherwise.",
   },
   Stalled: {
     lifecycle: "Present, and True, only while the address cannot progress without a change from you (kstatus). Absent otherwise.",
@@ -79,11 +82,18 @@ export interface Reason {
 
 export const reasons = {
   // Progress and success
-  Issued: { conditions: ["CredentialsIssued", "CertificateReady"], meaning: "Every credential version has a usable Secret; the relay's certificate is issued by the operator's CA and current." },
-  Valid: { conditions: ["CertificateReady"], meaning: "The relay's certificate from spec.relay.tls.secretName is current and covers the relay's host names." },
+  Issued: {
+    conditions: ["CredentialsIssued", "CertificateReady"],
+    meaning: "Every credential version has a usable Secret; the relay's certificate is issued by the operator's CA and current.",
+  },
+  Valid: {
+    conditions: ["CertificateReady"],
+    meaning: "The relay's certificate from spec.relay.tls.secretName is current and covers the relay's host names.",
+  },
   ExpiringSoon: {
     conditions: ["CertificateReady"],
-    meaning: "The relay's certificate is in the last third of its life (at most 14 days left). Renew it (cert-manager does so on its own); an operator-issued one shows this only if its renewal failed.",
+    meaning:
+      "The relay's certificate is in the last third of its life (at most 14 days left). Renew it (cert-manager does so on its own); an operator-issued one shows this only if its renewal failed.",
   },
   AsRequested: { conditions: ["LimitsApplied"], meaning: "The relay applies the message limits spec.relay.limits asks for." },
   LimitCapped: {
@@ -91,32 +101,58 @@ export const reasons = {
     meaning:
       "spec.relay.limits asks for a larger message size or more recipients than the installation allows (the operator's --relay-max-message-size, --relay-max-recipients; the chart's operator.relayMessageLimits). The relay applies the maximum; the message names what was requested and what applies. Lower the request, or ask the platform team to raise the maximum. Also a Warning Event, once per change.",
   },
-  RecordPublished: { conditions: ["DKIMRecordPublished"], meaning: "Every DKIM key's TXT record is published (declared, or found in DNS)." },
-  RecordNotConfirmed: { conditions: ["DKIMRecordPublished"], meaning: "A key's record is neither declared published (recordPublished) nor checked in DNS (no --dns-resolver): publish it, then set recordPublished." },
-  RecordMissing: { conditions: ["DKIMRecordPublished"], meaning: "The DNS check found no TXT record at <selector>._domainkey.<domain>: publish the value from status.dkim.records." },
-  RecordMismatch: { conditions: ["DKIMRecordPublished"], meaning: "The DNS check found a TXT record for the selector with another public key: replace it with the value from status.dkim.records." },
-  DNSCheckFailed: { conditions: ["DKIMRecordPublished"], meaning: "The DNS check could not get an answer (resolver unreachable, SERVFAIL); it is retried." },
+  RecordPublished: {
+    conditions: ["DKIMRecordPublished"],
+    meaning: "Every DKIM key's TXT record is published (declared, or found in DNS).",
+  },
+  RecordNotConfirmed: {
+    conditions: ["DKIMRecordPublished"],
+    meaning:
+      "A key's record is neither declared published (recordPublished) nor checked in DNS (no --dns-resolver): publish it, then set recordPublished.",
+  },
+  RecordMissing: {
+    conditions: ["DKIMRecordPublished"],
+    meaning: "The DNS check found no TXT record at <selector>._domainkey.<domain>: publish the value from status.dkim.records.",
+  },
+  RecordMismatch: {
+    conditions: ["DKIMRecordPublished"],
+    meaning:
+      "The DNS check found a TXT record for the selector with another public key: replace it with the value from status.dkim.records.",
+  },
+  DNSCheckFailed: {
+    conditions: ["DKIMRecordPublished"],
+    meaning: "The DNS check could not get an answer (resolver unreachable, SERVFAIL); it is retried.",
+  },
   Available: { conditions: ["RelayAvailable"], meaning: "The relay has its replicas available." },
   AddressesServed: { conditions: ["AddressesConfigured"], meaning: "At least one support address is served for the domain." },
   Ready: { conditions: ["Ready", "DomainReady"], meaning: "Everything this condition depends on is True." },
   Verified: {
     conditions: ["InboundVerified", "OutboundVerified"],
-    meaning: "The token came back through the inbound relay of this domain: authenticated with an Active credential version, or (Forwarded mode) forwarded; for the outbound email forwarded with the relay's DKIM signature intact or under a trusted ARC seal.",
+    meaning:
+      "The token came back through the inbound relay of this domain: authenticated with an Active credential version, or (Forwarded mode) forwarded; for the outbound email forwarded with the relay's DKIM signature intact or under a trusted ARC seal.",
   },
   NotRequired: {
     conditions: ["CredentialsIssued"],
-    meaning: "spec.inbound.mode is Forwarded: the customer's mail service forwards without AUTH, so no inbound credentials are issued. Versions issued before the switch are revoked for good (status.revokedVersions).",
+    meaning:
+      "spec.inbound.mode is Forwarded: the customer's mail service forwards without AUTH, so no inbound credentials are issued. Versions issued before the switch are revoked for good (status.revokedVersions).",
   },
   ModeChanging: {
     conditions: ["Reconciling"],
     meaning:
       "spec.inbound.mode changed. Already applied in one step: the credentials (revoked for good on a switch to Forwarded, issued on a switch to Authenticated), the relay config, the Service's ports and the NetworkPolicy. Waiting for the relay Deployment to roll out with the new listeners; status.inboundMode then shows the new mode. The addresses verify again in the new mode.",
   },
-  Progressing: { conditions: ["Reconciling", "RelayAvailable", "Ready"], meaning: "The operator is applying changes; nothing is needed from you." },
-  VerificationPending: { conditions: ["InboundVerified", "OutboundVerified", "Reconciling", "Ready"], meaning: "A verification email is on its way; the result follows within the verification timeout." },
+  Progressing: {
+    conditions: ["Reconciling", "RelayAvailable", "Ready"],
+    meaning: "The operator is applying changes; nothing is needed from you.",
+  },
+  VerificationPending: {
+    conditions: ["InboundVerified", "OutboundVerified", "Reconciling", "Ready"],
+    meaning: "A verification email is on its way; the result follows within the verification timeout.",
+  },
   Disconnecting: {
     conditions: ["Ready", "Reconciling"],
-    meaning: "The SmtpDomain is being deleted: its finalizer revokes every credential version in the relay and scales it to zero, then everything the domain owns is removed. A Disconnecting Event says when it started.",
+    meaning:
+      "The SmtpDomain is being deleted: its finalizer revokes every credential version in the relay and scales it to zero, then everything the domain owns is removed. A Disconnecting Event says when it started.",
   },
 
   ReconcileFailed: {
@@ -133,7 +169,8 @@ export const reasons = {
   // SmtpDomain problems
   NoActiveCredential: {
     conditions: ["CredentialsIssued", "Stalled", "Ready"],
-    meaning: "Every credential version of the domain is revoked or expired, so nothing can arrive authenticated; its addresses report DomainReady=False (DomainNotReady) and are not Ready. Add a version with the next unused number to spec.inbound.credentials.",
+    meaning:
+      "Every credential version of the domain is revoked or expired, so nothing can arrive authenticated; its addresses report DomainReady=False (DomainNotReady) and are not Ready. Add a version with the next unused number to spec.inbound.credentials.",
   },
   VersionRevoked: {
     conditions: ["CredentialsIssued", "Stalled"],
@@ -145,23 +182,44 @@ export const reasons = {
     meaning:
       "An operator-issued credential Secret was edited or deleted by hand. The Secret is the operator's: the relay keeps accepting only the password issued for that version (its digest is in status.credentials), nothing is adopted and no other password is issued for it. Put the issued username and password back, or rotate: add the next version, move the customer's server to it, revoke this one. Ready stays True while another version is Active.",
   },
-  NoAddresses: { conditions: ["AddressesConfigured", "Ready"], meaning: "Add at least one SupportAddress whose domainRef names this SmtpDomain." },
+  NoAddresses: {
+    conditions: ["AddressesConfigured", "Ready"],
+    meaning: "Add at least one SupportAddress whose domainRef names this SmtpDomain.",
+  },
   SecretConflict: {
     conditions: ["CredentialsIssued", "CertificateReady", "RelayAvailable", "Stalled", "Ready"],
-    meaning: "A Secret the operator would create already exists and is not owned by this SmtpDomain. The operator never adopts or overwrites it: rename or delete it.",
+    meaning:
+      "A Secret the operator would create already exists and is not owned by this SmtpDomain. The operator never adopts or overwrites it: rename or delete it.",
   },
   ObjectConflict: {
     conditions: ["RelayAvailable", "Stalled", "Ready"],
-    meaning: "A relay Deployment, Service, NetworkPolicy or PodDisruptionBudget of the name the operator would create already exists and is not owned by this SmtpDomain. The operator never adopts or overwrites it: rename or delete it.",
+    meaning:
+      "A relay Deployment, Service, NetworkPolicy or PodDisruptionBudget of the name the operator would create already exists and is not owned by this SmtpDomain. The operator never adopts or overwrites it: rename or delete it.",
   },
-  SecretNotFound: { conditions: ["CredentialsIssued", "CertificateReady", "RelayAvailable", "Stalled", "Ready"], meaning: "A Secret named in spec (secretRef, tls.secretName, privateKeySecretRef) does not exist in the namespace." },
-  SecretInvalid: { conditions: ["CredentialsIssued", "CertificateReady", "RelayAvailable", "Stalled", "Ready"], meaning: "A Secret named in spec lacks a required key, or its value is malformed; the message names the key." },
-  Expired: { conditions: ["CertificateReady", "Stalled", "Ready"], meaning: "The relay's certificate has expired: customers' servers that verify it refuse to relay. Renew it." },
-  NotYetValid: { conditions: ["CertificateReady", "Ready"], meaning: "The relay's certificate is not valid yet (its notBefore is in the future; check clocks)." },
-  KeyMismatch: { conditions: ["CertificateReady", "Stalled", "Ready"], meaning: "tls.key in the relay's TLS Secret is not the private key of the certificate in tls.crt." },
+  SecretNotFound: {
+    conditions: ["CredentialsIssued", "CertificateReady", "RelayAvailable", "Stalled", "Ready"],
+    meaning: "A Secret named in spec (secretRef, tls.secretName, privateKeySecretRef) does not exist in the namespace.",
+  },
+  SecretInvalid: {
+    conditions: ["CredentialsIssued", "CertificateReady", "RelayAvailable", "Stalled", "Ready"],
+    meaning: "A Secret named in spec lacks a required key, or its value is malformed; the message names the key.",
+  },
+  Expired: {
+    conditions: ["CertificateReady", "Stalled", "Ready"],
+    meaning: "The relay's certificate has expired: customers' servers that verify it refuse to relay. Renew it.",
+  },
+  NotYetValid: {
+    conditions: ["CertificateReady", "Ready"],
+    meaning: "The relay's certificate is not valid yet (its notBefore is in the future; check clocks).",
+  },
+  KeyMismatch: {
+    conditions: ["CertificateReady", "Stalled", "Ready"],
+    meaning: "tls.key in the relay's TLS Secret is not the private key of the certificate in tls.crt.",
+  },
   HostnamesNotCovered: {
     conditions: ["CertificateReady", "Stalled", "Ready"],
-    meaning: "The relay's certificate does not name every host in spec.relay.hostnames (or the default relay host name), so servers that verify it refuse it. Reissue it with those names.",
+    meaning:
+      "The relay's certificate does not name every host in spec.relay.hostnames (or the default relay host name), so servers that verify it refuse it. Reissue it with those names.",
   },
   HostnameConflict: {
     conditions: ["CertificateReady", "Stalled", "Ready"],
@@ -173,44 +231,106 @@ export const reasons = {
     meaning:
       "A name in spec.relay.hostnames is not under the installation's allowed host-name suffixes (--allowed-hostname-suffixes; wildcards are never allowed). The operator issues no certificate for the domain and does not serve it under a referenced certificate either; use names under an allowed suffix, or drop spec.relay.hostnames for the default relay host name.",
   },
-  CAInvalid: { conditions: ["CertificateReady", "Stalled", "Ready"], meaning: "The operator's CA Secret is malformed; delete it to have a new CA issued (relay certificates are then reissued)." },
-  RelayUnavailable: { conditions: ["RelayAvailable", "Ready"], meaning: "No relay replica is available; see the Deployment's events and the relay's logs." },
+  CAInvalid: {
+    conditions: ["CertificateReady", "Stalled", "Ready"],
+    meaning: "The operator's CA Secret is malformed; delete it to have a new CA issued (relay certificates are then reissued).",
+  },
+  RelayUnavailable: {
+    conditions: ["RelayAvailable", "Ready"],
+    meaning: "No relay replica is available; see the Deployment's events and the relay's logs.",
+  },
   SystemDomain: {
     conditions: ["Stalled", "Ready"],
     meaning:
       "spec.domain is one of the helpdesk's own system domains (--system-domains), or under one: it can never be connected. The operator creates nothing for it (no credentials, certificate, relay or Service); delete the SmtpDomain. Its addresses say SystemAddress.",
   },
-  DomainConflict: { conditions: ["Stalled", "Ready"], meaning: "The same domain is connected in another namespace (account) that claimed it earlier. The earlier one keeps working; delete one of them." },
+  DomainConflict: {
+    conditions: ["Stalled", "Ready"],
+    meaning:
+      "The same domain is connected in another namespace (account) that claimed it earlier. The earlier one keeps working; delete one of them.",
+  },
 
   // SupportAddress problems
   DomainNotFound: { conditions: ["DomainReady", "Ready"], meaning: "The SmtpDomain named in domainRef does not exist in this namespace." },
   DomainNotReady: { conditions: ["DomainReady", "Ready"], meaning: "The SmtpDomain exists but is not Ready; see its conditions." },
-  DomainMismatch: { conditions: ["DomainReady", "Stalled", "Ready"], meaning: "The address is not in its SmtpDomain's domain. Inbound and outbound use the same domain." },
-  SystemAddress: { conditions: ["DomainReady", "Stalled", "Ready"], meaning: "The address is in one of the helpdesk's own system domains, which cannot be connected." },
+  DomainMismatch: {
+    conditions: ["DomainReady", "Stalled", "Ready"],
+    meaning: "The address is not in its SmtpDomain's domain. Inbound and outbound use the same domain.",
+  },
+  SystemAddress: {
+    conditions: ["DomainReady", "Stalled", "Ready"],
+    meaning: "The address is in one of the helpdesk's own system domains, which cannot be connected.",
+  },
   LimitExceeded: {
     conditions: ["DomainReady", "Stalled", "Ready"],
-    meaning: "More domains or addresses than the account's limits (defaults: 50 addresses per domain, 4 domains and 200 addresses per namespace). The oldest are served; this one is not until others are removed.",
+    meaning:
+      "More domains or addresses than the account's limits (defaults: 50 addresses per domain, 4 domains and 200 addresses per namespace). The oldest are served; this one is not until others are removed.",
   },
-  AddressConflict: { conditions: ["DomainReady", "Stalled", "Ready"], meaning: "The same address is connected in another namespace that claimed it earlier. The earlier one keeps working." },
-  CredentialsSecretNotFound: { conditions: ["DomainReady", "Stalled", "Ready"], meaning: "The Secret named in outbound.credentialsSecretRef does not exist." },
-  CredentialsSecretInvalid: { conditions: ["DomainReady", "Stalled", "Ready"], meaning: "The outbound credentials Secret must have non-empty `username` and `password` keys." },
+  AddressConflict: {
+    conditions: ["DomainReady", "Stalled", "Ready"],
+    meaning: "The same address is connected in another namespace that claimed it earlier. The earlier one keeps working.",
+  },
+  CredentialsSecretNotFound: {
+    conditions: ["DomainReady", "Stalled", "Ready"],
+    meaning: "The Secret named in outbound.credentialsSecretRef does not exist.",
+  },
+  CredentialsSecretInvalid: {
+    conditions: ["DomainReady", "Stalled", "Ready"],
+    meaning: "The outbound credentials Secret must have non-empty `username` and `password` keys.",
+  },
 
   // Verification failures (machine-readable, one per cause)
   VerificationTimedOut: {
     conditions: ["InboundVerified", "OutboundVerified", "Ready"],
-    meaning: "The token did not come back within verification.timeout (Authenticated mode). Check that the customer's server relays the support address to the relay with the domain's current credentials.",
+    meaning:
+      "The token did not come back within verification.timeout (Authenticated mode). Check that the customer's server relays the support address to the relay with the domain's current credentials.",
   },
-  InvalidCredentials: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server refused AUTH with this address's credentials; fix the credentials Secret." },
-  TLSRequired: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server did not offer TLS (no STARTTLS, or no TLS on the implicit port). The relay never sends without TLS." },
-  CertificateUntrusted: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server presented a certificate that does not verify; set outbound.caSecretRef to its CA, or fix the certificate." },
-  ConnectionRefused: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server refused the connection; check outbound.host and outbound.port." },
-  ConnectionTimedOut: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's SMTP server did not answer in time; check the host, port and firewalls." },
-  SenderRejected: { conditions: ["OutboundVerified", "Ready"], meaning: "The customer's server refused the support address as sender (incorrect From for these credentials)." },
-  RecipientRejected: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "A server on the path refused the support address as recipient." },
-  MessageRejected: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "A server on the path refused the verification message itself (5xx after DATA); its reply is in the message." },
-  Deferred: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "A server on the path answered with a temporary failure (4xx); the next attempt follows automatically." },
-  ConnectionFailed: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "The connection failed for another reason (DNS, reset, protocol error); the message says which." },
-  RelayUnreachable: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "The operator could not reach the domain's relay control API to send or check a verification; check the relay Deployment." },
+  InvalidCredentials: {
+    conditions: ["OutboundVerified", "Ready"],
+    meaning: "The customer's SMTP server refused AUTH with this address's credentials; fix the credentials Secret.",
+  },
+  TLSRequired: {
+    conditions: ["OutboundVerified", "Ready"],
+    meaning:
+      "The customer's SMTP server did not offer TLS (no STARTTLS, or no TLS on the implicit port). The relay never sends without TLS.",
+  },
+  CertificateUntrusted: {
+    conditions: ["OutboundVerified", "Ready"],
+    meaning:
+      "The customer's SMTP server presented a certificate that does not verify; set outbound.caSecretRef to its CA, or fix the certificate.",
+  },
+  ConnectionRefused: {
+    conditions: ["OutboundVerified", "Ready"],
+    meaning: "The customer's SMTP server refused the connection; check outbound.host and outbound.port.",
+  },
+  ConnectionTimedOut: {
+    conditions: ["OutboundVerified", "Ready"],
+    meaning: "The customer's SMTP server did not answer in time; check the host, port and firewalls.",
+  },
+  SenderRejected: {
+    conditions: ["OutboundVerified", "Ready"],
+    meaning: "The customer's server refused the support address as sender (incorrect From for these credentials).",
+  },
+  RecipientRejected: {
+    conditions: ["InboundVerified", "OutboundVerified", "Ready"],
+    meaning: "A server on the path refused the support address as recipient.",
+  },
+  MessageRejected: {
+    conditions: ["InboundVerified", "OutboundVerified", "Ready"],
+    meaning: "A server on the path refused the verification message itself (5xx after DATA); its reply is in the message.",
+  },
+  Deferred: {
+    conditions: ["InboundVerified", "OutboundVerified", "Ready"],
+    meaning: "A server on the path answered with a temporary failure (4xx); the next attempt follows automatically.",
+  },
+  ConnectionFailed: {
+    conditions: ["InboundVerified", "OutboundVerified", "Ready"],
+    meaning: "The connection failed for another reason (DNS, reset, protocol error); the message says which.",
+  },
+  RelayUnreachable: {
+    conditions: ["InboundVerified", "OutboundVerified", "Ready"],
+    meaning: "The operator could not reach the domain's relay control API to send or check a verification; check the relay Deployment.",
+  },
   ArrivedUnauthenticated: {
     conditions: ["InboundVerified", "OutboundVerified", "Ready"],
     meaning:
@@ -226,10 +346,14 @@ export const reasons = {
     meaning:
       "Forwarded mode: the token did not come back to the relay's forwarded listener within verification.timeout. Set up forwarding of the support address to the relay (Service port 25, status.relay.endpoint) keeping the recipient unchanged (docs/mail-servers.md: Microsoft 365 / Google Workspace), allow the relay's egress addresses on the customer's side, and do not greylist the verification emails.",
   },
-  ArrivedWrongDomain: { conditions: ["InboundVerified", "OutboundVerified", "Ready"], meaning: "The token arrived authenticated with another domain's credentials." },
+  ArrivedWrongDomain: {
+    conditions: ["InboundVerified", "OutboundVerified", "Ready"],
+    meaning: "The token arrived authenticated with another domain's credentials.",
+  },
   ArrivedRevokedCredential: {
     conditions: ["InboundVerified", "OutboundVerified", "Ready"],
-    meaning: "The customer's server still uses a revoked credential version; install the current one from its Secret. In Forwarded mode every version is revoked: set up forwarding to port 25 instead of relaying with AUTH.",
+    meaning:
+      "The customer's server still uses a revoked credential version; install the current one from its Secret. In Forwarded mode every version is revoked: set up forwarding to port 25 instead of relaying with AUTH.",
   },
 } as const satisfies Record<string, Reason>;
 

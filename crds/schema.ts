@@ -21,7 +21,10 @@ type Rule = { rule: string; message: string; reason?: string; fieldPath?: string
 const rules = (...list: Rule[]) => ({ "x-kubernetes-validations": list });
 
 /** A string enum; rendered as `enum` in the CRD (see crds/render.ts). */
-function Enum<const V extends readonly string[]>(values: V, options: { description: string; default?: V[number] }): TUnion<TLiteral<V[number]>[]> {
+function Enum<const V extends readonly string[]>(
+  values: V,
+  options: { description: string; default?: V[number] },
+): TUnion<TLiteral<V[number]>[]> {
   return Type.Union(
     values.map((v) => Type.Literal(v)),
     options,
@@ -50,7 +53,10 @@ const DNSName = (description: string) =>
     description,
     minLength: 1,
     maxLength: 253,
-    ...rules({ rule: `self.matches('${dnsNameRegex}')`, message: "must be a lowercase DNS name such as mail.example.com, without a trailing dot" }),
+    ...rules({
+      rule: `self.matches('${dnsNameRegex}')`,
+      message: "must be a lowercase DNS name such as mail.example.com, without a trailing dot",
+    }),
   });
 
 const Duration = (description: string, defaultValue?: string) =>
@@ -59,7 +65,8 @@ const Duration = (description: string, defaultValue?: string) =>
 // An integer or a string (rendered as x-kubernetes-int-or-string; see crds/render.ts). A kind of its own
 // so that crds/validate.ts can check it: TypeBox knows no schema without a type.
 const intOrStringKind = "SmtpConnectorIntOrString";
-if (!TypeRegistry.Has(intOrStringKind)) TypeRegistry.Set(intOrStringKind, (_schema, value) => typeof value === "string" || Number.isInteger(value));
+if (!TypeRegistry.Has(intOrStringKind))
+  TypeRegistry.Set(intOrStringKind, (_schema, value) => typeof value === "string" || Number.isInteger(value));
 const IntOrString = (description: string, options: UnsafeOptions) =>
   Type.Unsafe<string | number>({ description, "x-kubernetes-int-or-string": true, ...options, [Kind]: intOrStringKind });
 
@@ -95,7 +102,14 @@ const SecretKeySelector = (description: string, defaultKey: string) =>
   Type.Object(
     {
       name: ObjectName("Name of a Secret in the same namespace."),
-      key: Type.Optional(Type.String({ description: `Key inside the Secret. Defaults to "${defaultKey}".`, minLength: 1, maxLength: 253, default: defaultKey })),
+      key: Type.Optional(
+        Type.String({
+          description: `Key inside the Secret. Defaults to "${defaultKey}".`,
+          minLength: 1,
+          maxLength: 253,
+          default: defaultKey,
+        }),
+      ),
     },
     { description },
   );
@@ -108,11 +122,22 @@ const Timestamp = (description: string) => Type.String({ description, format: "d
 /** metav1.Condition, as the API conventions define it. */
 export const Condition = Type.Object(
   {
-    type: Type.String({ description: "Type of condition in CamelCase, e.g. Ready.", maxLength: 316, pattern: "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$" }),
+    type: Type.String({
+      description: "Type of condition in CamelCase, e.g. Ready.",
+      maxLength: 316,
+      pattern: "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+    }),
     status: Enum(["True", "False", "Unknown"] as const, { description: "Status of the condition: True, False or Unknown." }),
-    observedGeneration: Type.Optional(Type.Integer({ description: "The .metadata.generation the condition was set from.", minimum: 0, format: "int64" })),
+    observedGeneration: Type.Optional(
+      Type.Integer({ description: "The .metadata.generation the condition was set from.", minimum: 0, format: "int64" }),
+    ),
     lastTransitionTime: Timestamp("Last time the condition changed status."),
-    reason: Type.String({ description: "A CamelCase word naming the cause; stable, documented in docs/api.md.", minLength: 1, maxLength: 1024, pattern: "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$" }),
+    reason: Type.String({
+      description: "A CamelCase word naming the cause; stable, documented in docs/api.md.",
+      minLength: 1,
+      maxLength: 1024,
+      pattern: "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+    }),
     message: Type.String({ description: "Human-readable details: what happened and what to do about it.", maxLength: 32768 }),
   },
   { description: "A condition in the standard Kubernetes shape (metav1.Condition)." },
@@ -135,7 +160,12 @@ export const CredentialStatusState = ["Active", "Revoked", "Expired"] as const;
 
 const CredentialVersionSpec = Type.Object(
   {
-    version: Type.Integer({ description: "Version number of this inbound credential, 1 or higher. A new version is a rotation.", minimum: 1, maximum: 1_000_000, format: "int32" }),
+    version: Type.Integer({
+      description: "Version number of this inbound credential, 1 or higher. A new version is a rotation.",
+      minimum: 1,
+      maximum: 1_000_000,
+      format: "int32",
+    }),
     state: Type.Optional(
       Enum(CredentialState, {
         description:
@@ -170,7 +200,10 @@ const InboundSpec = Type.Object(
       }),
     ),
     authProtocol: Type.Optional(
-      Enum(["PLAIN", "LOGIN"] as const, { description: "SASL mechanism the customer's server uses to authenticate to the relay. PLAIN unless the server can only do LOGIN.", default: "PLAIN" }),
+      Enum(["PLAIN", "LOGIN"] as const, {
+        description: "SASL mechanism the customer's server uses to authenticate to the relay. PLAIN unless the server can only do LOGIN.",
+        default: "PLAIN",
+      }),
     ),
     credentials: Type.Optional(
       Type.Array(CredentialVersionSpec, {
@@ -197,7 +230,10 @@ const InboundSpec = Type.Object(
           "CIDR ranges the customer's mail server connects from, e.g. 203.0.113.0/24 (in Forwarded mode: the mail service's egress ranges). Applied to the relay Service (loadBalancerSourceRanges) and NetworkPolicy, and behind a PROXY-protocol balancer (spec.relay.proxyProtocol) by the relay to the client each header names. Empty allows any source; AUTH is required either way in Authenticated mode, and in Forwarded mode only the support addresses are accepted as recipients.",
         maxItems: 64,
         "x-kubernetes-list-type": "set",
-        ...rules({ rule: "self.all(r, isCIDR(r))", message: "allowedSourceRanges must be CIDR ranges such as 203.0.113.0/24 or 2001:db8::/32" }),
+        ...rules({
+          rule: "self.all(r, isCIDR(r))",
+          message: "allowedSourceRanges must be CIDR ranges such as 203.0.113.0/24 or 2001:db8::/32",
+        }),
       }),
     ),
     delivery: Type.Object(
@@ -209,21 +245,31 @@ const InboundSpec = Type.Object(
                 description: "Host name or IP address of the helpdesk's SMTP or LMTP ingestion endpoint.",
                 minLength: 1,
                 maxLength: 253,
-                ...rules({ rule: `self.matches('${dnsNameRegex}') || isIP(self)`, message: "host must be a lowercase DNS name such as ingest.helpdesk.svc, or an IP address" }),
+                ...rules({
+                  rule: `self.matches('${dnsNameRegex}') || isIP(self)`,
+                  message: "host must be a lowercase DNS name such as ingest.helpdesk.svc, or an IP address",
+                }),
               }),
               port: Type.Optional(Port("Port of the ingestion endpoint.", 25)),
-              protocol: Type.Optional(Enum(["SMTP", "LMTP"] as const, { description: "Protocol spoken to the ingestion endpoint.", default: "SMTP" })),
+              protocol: Type.Optional(
+                Enum(["SMTP", "LMTP"] as const, { description: "Protocol spoken to the ingestion endpoint.", default: "SMTP" }),
+              ),
               tls: Type.Optional(
                 Enum(["None", "StartTLS", "Implicit"] as const, {
                   description: "TLS towards the ingestion endpoint. None is for endpoints inside the cluster network only.",
                   default: "StartTLS",
                 }),
               ),
-              authSecretRef: Type.Optional(LocalSecretReference("A Secret with `username` and `password` keys, when the ingestion endpoint requires AUTH.")),
+              authSecretRef: Type.Optional(
+                LocalSecretReference("A Secret with `username` and `password` keys, when the ingestion endpoint requires AUTH."),
+              ),
             },
             {
               description: "Deliver inbound mail over SMTP or LMTP.",
-              ...rules({ rule: "!has(self.authSecretRef) || (has(self.tls) && self.tls != 'None')", message: "authSecretRef requires TLS: set tls to StartTLS or Implicit so the password is never sent in clear" }),
+              ...rules({
+                rule: "!has(self.authSecretRef) || (has(self.tls) && self.tls != 'None')",
+                message: "authSecretRef requires TLS: set tls to StartTLS or Implicit so the password is never sent in clear",
+              }),
             },
           ),
         ),
@@ -242,13 +288,15 @@ const InboundSpec = Type.Object(
         ),
       },
       {
-        description: "Where the relay delivers inbound mail (the helpdesk's ingestion). The relay answers 250 only after this next hop accepted the message.",
+        description:
+          "Where the relay delivers inbound mail (the helpdesk's ingestion). The relay answers 250 only after this next hop accepted the message.",
         ...rules({ rule: "has(self.smtp) != has(self.webhook)", message: "set exactly one of delivery.smtp or delivery.webhook" }),
       },
     ),
   },
   {
-    description: "The inbound direction: the customer's mail reaching the relay, authenticated (its server relays with SMTP AUTH) or forwarded (its mail service forwards to port 25).",
+    description:
+      "The inbound direction: the customer's mail reaching the relay, authenticated (its server relays with SMTP AUTH) or forwarded (its mail service forwards to port 25).",
     ...rules({
       rule: "!has(self.mode) || self.mode != 'Forwarded' || !has(self.credentials)",
       message:
@@ -264,18 +312,28 @@ const DKIMKeySpec = Type.Object(
       description: "DKIM selector: the record is published at <selector>._domainkey.<domain>. A new key gets a new selector.",
       minLength: 1,
       maxLength: 63,
-      ...rules({ rule: "self.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')", message: "selector must be a lowercase DNS label such as smtpc1" }),
+      ...rules({
+        rule: "self.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')",
+        message: "selector must be a lowercase DNS label such as smtpc1",
+      }),
     }),
     algorithm: Type.Optional(
       Enum(["RSA2048", "Ed25519"] as const, {
-        description: "Key type. The operator generates it when no privateKeySecretRef is given. Sign Ed25519 alongside an RSA key (RFC 8463): many verifiers do not check Ed25519.",
+        description:
+          "Key type. The operator generates it when no privateKeySecretRef is given. Sign Ed25519 alongside an RSA key (RFC 8463): many verifiers do not check Ed25519.",
         default: "RSA2048",
       }),
     ),
-    privateKeySecretRef: Type.Optional(SecretKeySelector("A Secret key holding a PEM private key you provide. Without it the operator generates a key into a Secret it owns.", "tls.key")),
+    privateKeySecretRef: Type.Optional(
+      SecretKeySelector(
+        "A Secret key holding a PEM private key you provide. Without it the operator generates a key into a Secret it owns.",
+        "tls.key",
+      ),
+    ),
     recordPublished: Type.Optional(
       Type.Boolean({
-        description: "Set to true once the TXT record shown in status.dkim.records is published in DNS. The relay never signs with a key whose record is not confirmed.",
+        description:
+          "Set to true once the TXT record shown in status.dkim.records is published in DNS. The relay never signs with a key whose record is not confirmed.",
         default: false,
       }),
     ),
@@ -303,7 +361,12 @@ const DKIMSpec = Type.Object(
 // is refused when the SmtpDomain is applied, not when its Deployment is.
 
 /** Labels the operator sets on every relay pod: its selector and ownership. Never taken from a template. */
-export const reservedPodLabels = ["app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by", "smtpconnector.dev/domain"] as const;
+export const reservedPodLabels = [
+  "app.kubernetes.io/name",
+  "app.kubernetes.io/instance",
+  "app.kubernetes.io/managed-by",
+  "smtpconnector.dev/domain",
+] as const;
 
 const StringMap = (description: string, valueLength = 63 * 1024, extra: object = {}) =>
   Type.Record(Type.String(), Type.String({ maxLength: valueLength }), { description, maxProperties: 64, ...extra });
@@ -314,7 +377,12 @@ const LabelSelectorRequirement = Type.Object(
   {
     key: keyName("The label key."),
     operator: Enum(["In", "NotIn", "Exists", "DoesNotExist"] as const, { description: "In, NotIn, Exists or DoesNotExist." }),
-    values: Type.Optional(Type.Array(Type.String({ maxLength: 63 }), { description: "Values for In and NotIn; empty for Exists and DoesNotExist.", maxItems: 64 })),
+    values: Type.Optional(
+      Type.Array(Type.String({ maxLength: 63 }), {
+        description: "Values for In and NotIn; empty for Exists and DoesNotExist.",
+        maxItems: 64,
+      }),
+    ),
   },
   { description: "One label selector requirement." },
 );
@@ -323,7 +391,9 @@ const LabelSelector = (description: string) =>
   Type.Object(
     {
       matchLabels: Type.Optional(StringMap("Labels a pod (or namespace) must carry, all of them.", 63)),
-      matchExpressions: Type.Optional(Type.Array(LabelSelectorRequirement, { description: "Requirements, all of which must hold.", maxItems: 16 })),
+      matchExpressions: Type.Optional(
+        Type.Array(LabelSelectorRequirement, { description: "Requirements, all of which must hold.", maxItems: 16 }),
+      ),
     },
     { description },
   );
@@ -335,8 +405,15 @@ const NodeSelectorTerm = Type.Object(
         Type.Object(
           {
             key: keyName("The node label key."),
-            operator: Enum(["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] as const, { description: "In, NotIn, Exists, DoesNotExist, Gt or Lt." }),
-            values: Type.Optional(Type.Array(Type.String({ maxLength: 63 }), { description: "Values; one integer for Gt and Lt, none for Exists and DoesNotExist.", maxItems: 64 })),
+            operator: Enum(["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] as const, {
+              description: "In, NotIn, Exists, DoesNotExist, Gt or Lt.",
+            }),
+            values: Type.Optional(
+              Type.Array(Type.String({ maxLength: 63 }), {
+                description: "Values; one integer for Gt and Lt, none for Exists and DoesNotExist.",
+                maxItems: 64,
+              }),
+            ),
           },
           { description: "One node label requirement." },
         ),
@@ -364,17 +441,38 @@ const PodAffinityTerm = Type.Object(
   {
     labelSelector: Type.Optional(LabelSelector("The pods this term is about.")),
     namespaceSelector: Type.Optional(LabelSelector("The namespaces whose pods count; with namespaces, either matches.")),
-    namespaces: Type.Optional(Type.Array(Type.String({ maxLength: 63 }), { description: "Namespaces whose pods count; default: the relay's own.", maxItems: 64 })),
-    topologyKey: Type.String({ description: "The node label whose value makes a topology domain, e.g. kubernetes.io/hostname.", minLength: 1, maxLength: 317 }),
-    matchLabelKeys: Type.Optional(Type.Array(Type.String({ maxLength: 317 }), { description: "Pod label keys whose values are added to labelSelector as In requirements.", maxItems: 16 })),
-    mismatchLabelKeys: Type.Optional(Type.Array(Type.String({ maxLength: 317 }), { description: "Pod label keys whose values are added to labelSelector as NotIn requirements.", maxItems: 16 })),
+    namespaces: Type.Optional(
+      Type.Array(Type.String({ maxLength: 63 }), { description: "Namespaces whose pods count; default: the relay's own.", maxItems: 64 }),
+    ),
+    topologyKey: Type.String({
+      description: "The node label whose value makes a topology domain, e.g. kubernetes.io/hostname.",
+      minLength: 1,
+      maxLength: 317,
+    }),
+    matchLabelKeys: Type.Optional(
+      Type.Array(Type.String({ maxLength: 317 }), {
+        description: "Pod label keys whose values are added to labelSelector as In requirements.",
+        maxItems: 16,
+      }),
+    ),
+    mismatchLabelKeys: Type.Optional(
+      Type.Array(Type.String({ maxLength: 317 }), {
+        description: "Pod label keys whose values are added to labelSelector as NotIn requirements.",
+        maxItems: 16,
+      }),
+    ),
   },
   { description: "Pods (by label, in some namespaces) a relay pod should or must share, or avoid, a topology domain with." },
 );
 
 const WeightedPodAffinityTerm = Type.Object(
   {
-    weight: Type.Integer({ description: "1 to 100: added to a node's score when the term holds.", minimum: 1, maximum: 100, format: "int32" }),
+    weight: Type.Integer({
+      description: "1 to 100: added to a node's score when the term holds.",
+      minimum: 1,
+      maximum: 100,
+      format: "int32",
+    }),
     podAffinityTerm: PodAffinityTerm,
   },
   { description: "A preferred pod (anti-)affinity term with its weight." },
@@ -383,8 +481,12 @@ const WeightedPodAffinityTerm = Type.Object(
 const PodAffinity = (description: string) =>
   Type.Object(
     {
-      requiredDuringSchedulingIgnoredDuringExecution: Type.Optional(Type.Array(PodAffinityTerm, { description: "Terms that must hold for the pod to be scheduled.", maxItems: 16 })),
-      preferredDuringSchedulingIgnoredDuringExecution: Type.Optional(Type.Array(WeightedPodAffinityTerm, { description: "Terms the scheduler prefers, by weight.", maxItems: 16 })),
+      requiredDuringSchedulingIgnoredDuringExecution: Type.Optional(
+        Type.Array(PodAffinityTerm, { description: "Terms that must hold for the pod to be scheduled.", maxItems: 16 }),
+      ),
+      preferredDuringSchedulingIgnoredDuringExecution: Type.Optional(
+        Type.Array(WeightedPodAffinityTerm, { description: "Terms the scheduler prefers, by weight.", maxItems: 16 }),
+      ),
     },
     { description },
   );
@@ -396,7 +498,13 @@ const Affinity = Type.Object(
         {
           requiredDuringSchedulingIgnoredDuringExecution: Type.Optional(
             Type.Object(
-              { nodeSelectorTerms: Type.Array(NodeSelectorTerm, { description: "Terms, any of which must hold.", minItems: 1, maxItems: 16 }) },
+              {
+                nodeSelectorTerms: Type.Array(NodeSelectorTerm, {
+                  description: "Terms, any of which must hold.",
+                  minItems: 1,
+                  maxItems: 16,
+                }),
+              },
               { description: "Nodes the pod must be scheduled on." },
             ),
           ),
@@ -404,7 +512,12 @@ const Affinity = Type.Object(
             Type.Array(
               Type.Object(
                 {
-                  weight: Type.Integer({ description: "1 to 100: added to a node's score when the term holds.", minimum: 1, maximum: 100, format: "int32" }),
+                  weight: Type.Integer({
+                    description: "1 to 100: added to a node's score when the term holds.",
+                    minimum: 1,
+                    maximum: 100,
+                    format: "int32",
+                  }),
                   preference: NodeSelectorTerm,
                 },
                 { description: "A preferred node selector term with its weight." },
@@ -427,38 +540,94 @@ const Toleration = Type.Object(
     key: Type.Optional(Type.String({ description: "The taint key; empty with operator Exists tolerates every taint.", maxLength: 317 })),
     operator: Type.Optional(Enum(["Exists", "Equal"] as const, { description: "Equal (the default) or Exists." })),
     value: Type.Optional(Type.String({ description: "The taint value, for Equal.", maxLength: 63 })),
-    effect: Type.Optional(Enum(["NoSchedule", "PreferNoSchedule", "NoExecute"] as const, { description: "The taint effect; empty tolerates every effect." })),
-    tolerationSeconds: Type.Optional(Type.Integer({ description: "For NoExecute: how long the pod stays on a node after the taint is added.", format: "int64" })),
+    effect: Type.Optional(
+      Enum(["NoSchedule", "PreferNoSchedule", "NoExecute"] as const, { description: "The taint effect; empty tolerates every effect." }),
+    ),
+    tolerationSeconds: Type.Optional(
+      Type.Integer({ description: "For NoExecute: how long the pod stays on a node after the taint is added.", format: "int64" }),
+    ),
   },
   {
     description: "A toleration, as Kubernetes' pod spec takes it.",
     ...rules(
-      { rule: "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''", message: "a toleration with operator Exists takes no value" },
-      { rule: "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')", message: "a toleration without a key must have operator Exists (it then tolerates every taint)" },
+      {
+        rule: "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+        message: "a toleration with operator Exists takes no value",
+      },
+      {
+        rule: "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+        message: "a toleration without a key must have operator Exists (it then tolerates every taint)",
+      },
     ),
   },
 );
 
 const TopologySpreadConstraint = Type.Object(
   {
-    maxSkew: Type.Integer({ description: "How unevenly the relay pods may be spread: the most pods in one domain minus the fewest in another.", minimum: 1, format: "int32" }),
-    topologyKey: Type.String({ description: "The node label whose value makes a topology domain, e.g. kubernetes.io/hostname or topology.kubernetes.io/zone.", minLength: 1, maxLength: 317 }),
-    whenUnsatisfiable: Enum(["DoNotSchedule", "ScheduleAnyway"] as const, { description: "DoNotSchedule (a hard rule) or ScheduleAnyway (a preference)." }),
+    maxSkew: Type.Integer({
+      description: "How unevenly the relay pods may be spread: the most pods in one domain minus the fewest in another.",
+      minimum: 1,
+      format: "int32",
+    }),
+    topologyKey: Type.String({
+      description: "The node label whose value makes a topology domain, e.g. kubernetes.io/hostname or topology.kubernetes.io/zone.",
+      minLength: 1,
+      maxLength: 317,
+    }),
+    whenUnsatisfiable: Enum(["DoNotSchedule", "ScheduleAnyway"] as const, {
+      description: "DoNotSchedule (a hard rule) or ScheduleAnyway (a preference).",
+    }),
     labelSelector: Type.Optional(LabelSelector("The pods counted; omitted, the operator fills in this domain's relay pods.")),
-    minDomains: Type.Optional(Type.Integer({ description: "With DoNotSchedule: the fewest eligible domains counted.", minimum: 1, format: "int32" })),
-    nodeAffinityPolicy: Type.Optional(Enum(["Honor", "Ignore"] as const, { description: "Whether the pod's node affinity and selector limit the domains counted (Honor, the default)." })),
-    nodeTaintsPolicy: Type.Optional(Enum(["Honor", "Ignore"] as const, { description: "Whether nodes with taints the pod does not tolerate are counted (Ignore, the default, counts them)." })),
-    matchLabelKeys: Type.Optional(Type.Array(Type.String({ maxLength: 317 }), { description: "Pod label keys whose values narrow the pods counted, e.g. pod-template-hash.", maxItems: 16 })),
+    minDomains: Type.Optional(
+      Type.Integer({ description: "With DoNotSchedule: the fewest eligible domains counted.", minimum: 1, format: "int32" }),
+    ),
+    nodeAffinityPolicy: Type.Optional(
+      Enum(["Honor", "Ignore"] as const, {
+        description: "Whether the pod's node affinity and selector limit the domains counted (Honor, the default).",
+      }),
+    ),
+    nodeTaintsPolicy: Type.Optional(
+      Enum(["Honor", "Ignore"] as const, {
+        description: "Whether nodes with taints the pod does not tolerate are counted (Ignore, the default, counts them).",
+      }),
+    ),
+    matchLabelKeys: Type.Optional(
+      Type.Array(Type.String({ maxLength: 317 }), {
+        description: "Pod label keys whose values narrow the pods counted, e.g. pod-template-hash.",
+        maxItems: 16,
+      }),
+    ),
   },
   { description: "A topology spread constraint, as Kubernetes' pod spec takes it." },
 );
 
 const PodSecurityIds = Type.Object(
   {
-    runAsUser: Type.Optional(Type.Integer({ description: "The user the relay runs as (default 65532); never 0.", minimum: 1, maximum: 2147483647, format: "int64" })),
-    runAsGroup: Type.Optional(Type.Integer({ description: "The primary group (default 65532); never 0.", minimum: 1, maximum: 2147483647, format: "int64" })),
-    fsGroup: Type.Optional(Type.Integer({ description: "The group that owns the mounted volumes (default 65532); never 0.", minimum: 1, maximum: 2147483647, format: "int64" })),
-    supplementalGroups: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 2147483647, format: "int64" }), { description: "More groups; never 0.", maxItems: 16 })),
+    runAsUser: Type.Optional(
+      Type.Integer({
+        description: "The user the relay runs as (default 65532); never 0.",
+        minimum: 1,
+        maximum: 2147483647,
+        format: "int64",
+      }),
+    ),
+    runAsGroup: Type.Optional(
+      Type.Integer({ description: "The primary group (default 65532); never 0.", minimum: 1, maximum: 2147483647, format: "int64" }),
+    ),
+    fsGroup: Type.Optional(
+      Type.Integer({
+        description: "The group that owns the mounted volumes (default 65532); never 0.",
+        minimum: 1,
+        maximum: 2147483647,
+        format: "int64",
+      }),
+    ),
+    supplementalGroups: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 1, maximum: 2147483647, format: "int64" }), {
+        description: "More groups; never 0.",
+        maxItems: 16,
+      }),
+    ),
   },
   {
     description:
@@ -472,12 +641,16 @@ export const RelayPodTemplate = Type.Object(
       Type.Object(
         {
           labels: Type.Optional(
-            StringMap("Labels added to every relay pod, e.g. cost labels. The operator's own (app.kubernetes.io/name, instance, managed-by, smtpconnector.dev/domain) cannot be set.", 63, {
-              ...rules({
-                rule: reservedPodLabels.map((key) => `!('${key}' in self)`).join(" && "),
-                message: `labels must not set the operator's own pod labels (${reservedPodLabels.join(", ")}): they select the relay pods`,
-              }),
-            }),
+            StringMap(
+              "Labels added to every relay pod, e.g. cost labels. The operator's own (app.kubernetes.io/name, instance, managed-by, smtpconnector.dev/domain) cannot be set.",
+              63,
+              {
+                ...rules({
+                  rule: reservedPodLabels.map((key) => `!('${key}' in self)`).join(" && "),
+                  message: `labels must not set the operator's own pod labels (${reservedPodLabels.join(", ")}): they select the relay pods`,
+                }),
+              },
+            ),
           ),
           annotations: Type.Optional(StringMap("Annotations added to every relay pod, e.g. a service mesh opt-out.")),
         },
@@ -485,13 +658,21 @@ export const RelayPodTemplate = Type.Object(
       ),
     ),
     imagePullSecrets: Type.Optional(
-      Type.Array(Type.Object({ name: ObjectName("A Secret of type kubernetes.io/dockerconfigjson in the SmtpDomain's namespace.") }, { description: "A pull secret." }), {
-        description: "Pull secrets for the relay image (a private registry or mirror). Each must exist in the SmtpDomain's namespace.",
-        maxItems: 16,
-      }),
+      Type.Array(
+        Type.Object(
+          { name: ObjectName("A Secret of type kubernetes.io/dockerconfigjson in the SmtpDomain's namespace.") },
+          { description: "A pull secret." },
+        ),
+        {
+          description: "Pull secrets for the relay image (a private registry or mirror). Each must exist in the SmtpDomain's namespace.",
+          maxItems: 16,
+        },
+      ),
     ),
     nodeSelector: Type.Optional(StringMap("Node labels the relay pods are scheduled by, e.g. kubernetes.io/os: linux.", 63)),
-    tolerations: Type.Optional(Type.Array(Toleration, { description: "Taints the relay pods tolerate, e.g. of a node pool dedicated to mail.", maxItems: 32 })),
+    tolerations: Type.Optional(
+      Type.Array(Toleration, { description: "Taints the relay pods tolerate, e.g. of a node pool dedicated to mail.", maxItems: 32 }),
+    ),
     affinity: Type.Optional(Affinity),
     topologySpreadConstraints: Type.Optional(
       Type.Array(TopologySpreadConstraint, {
@@ -500,7 +681,9 @@ export const RelayPodTemplate = Type.Object(
         maxItems: 8,
       }),
     ),
-    priorityClassName: Type.Optional(ObjectName("The PriorityClass of the relay pods (it must exist), e.g. to keep mail running when a node is short of resources.")),
+    priorityClassName: Type.Optional(
+      ObjectName("The PriorityClass of the relay pods (it must exist), e.g. to keep mail running when a node is short of resources."),
+    ),
     securityContext: Type.Optional(PodSecurityIds),
   },
   {
@@ -512,11 +695,24 @@ export type RelayPodTemplate = Static<typeof RelayPodTemplate>;
 
 const RelaySpec = Type.Object(
   {
-    replicas: Type.Optional(Type.Integer({ description: "Relay pods. Two or more get a PodDisruptionBudget.", minimum: 1, maximum: 20, default: 2, format: "int32" })),
+    replicas: Type.Optional(
+      Type.Integer({
+        description: "Relay pods. Two or more get a PodDisruptionBudget.",
+        minimum: 1,
+        maximum: 20,
+        default: 2,
+        format: "int32",
+      }),
+    ),
     service: Type.Optional(
       Type.Object(
         {
-          type: Type.Optional(Enum(["ClusterIP", "NodePort", "LoadBalancer"] as const, { description: "Type of the Service the customer's server connects to.", default: "LoadBalancer" })),
+          type: Type.Optional(
+            Enum(["ClusterIP", "NodePort", "LoadBalancer"] as const, {
+              description: "Type of the Service the customer's server connects to.",
+              default: "LoadBalancer",
+            }),
+          ),
           annotations: Type.Optional(
             Type.Record(Type.String(), Type.String(), { description: "Annotations for the Service, e.g. for a cloud load balancer." }),
           ),
@@ -526,7 +722,8 @@ const RelaySpec = Type.Object(
     ),
     hostnames: Type.Optional(
       Type.Array(DNSName("A host name."), {
-        description: "Host names the customer's server uses to reach the relay; they go into the operator-issued certificate and the client snippets.",
+        description:
+          "Host names the customer's server uses to reach the relay; they go into the operator-issued certificate and the client snippets.",
         maxItems: 16,
         "x-kubernetes-list-type": "set",
       }),
@@ -534,7 +731,9 @@ const RelaySpec = Type.Object(
     tls: Type.Optional(
       Type.Object(
         {
-          secretName: ObjectName("A kubernetes.io/tls Secret with the relay's certificate and key, e.g. issued by cert-manager. Without it the operator issues a certificate from its own CA."),
+          secretName: ObjectName(
+            "A kubernetes.io/tls Secret with the relay's certificate and key, e.g. issued by cert-manager. Without it the operator issues a certificate from its own CA.",
+          ),
         },
         { description: "The relay's TLS certificate." },
       ),
@@ -548,7 +747,10 @@ const RelaySpec = Type.Object(
         {
           description:
             "CPU and memory of each relay pod. Replaces the defaults as a whole (requests cpu 100m and memory 128Mi, limit memory 512Mi); see Sizing in docs/operations.md.",
-          ...rules({ rule: `!has(self.requests) || !has(self.limits) || ((${requestWithinLimit("cpu")}) && (${requestWithinLimit("memory")}))`, message: "a request must not exceed its limit" }),
+          ...rules({
+            rule: `!has(self.requests) || !has(self.limits) || ((${requestWithinLimit("cpu")}) && (${requestWithinLimit("memory")}))`,
+            message: "a request must not exceed its limit",
+          }),
         },
       ),
     ),
@@ -566,7 +768,8 @@ const RelaySpec = Type.Object(
           ),
           maxRecipients: Type.Optional(
             Type.Integer({
-              description: "Recipients per message. Default 50. Capped by the installation's maximum (the operator's --relay-max-recipients); status.relay.limits shows what applies.",
+              description:
+                "Recipients per message. Default 50. Capped by the installation's maximum (the operator's --relay-max-recipients); status.relay.limits shows what applies.",
               minimum: 1,
               maximum: 1000,
               format: "int32",
@@ -586,8 +789,14 @@ const RelaySpec = Type.Object(
             maxItems: 32,
             "x-kubernetes-list-type": "set",
             ...rules(
-              { rule: "self.all(r, isIP(r) || isCIDR(r))", message: "trustedRanges must be IP addresses or CIDR ranges such as 10.0.12.0/24" },
-              { rule: "self.all(r, !isCIDR(r) || cidr(r).prefixLength() > 0)", message: "trustedRanges must not contain 0.0.0.0/0 or ::/0: any client could then name its own source address" },
+              {
+                rule: "self.all(r, isIP(r) || isCIDR(r))",
+                message: "trustedRanges must be IP addresses or CIDR ranges such as 10.0.12.0/24",
+              },
+              {
+                rule: "self.all(r, !isCIDR(r) || cidr(r).prefixLength() > 0)",
+                message: "trustedRanges must not contain 0.0.0.0/0 or ::/0: any client could then name its own source address",
+              },
             ),
           }),
         },
@@ -614,7 +823,10 @@ export const SmtpDomainSpec = Type.Object(
       minLength: 1,
       maxLength: 253,
       ...rules(
-        { rule: `self.matches('${dnsNameRegex}')`, message: "domain must be a lowercase DNS name such as example.com, without a trailing dot" },
+        {
+          rule: `self.matches('${dnsNameRegex}')`,
+          message: "domain must be a lowercase DNS name such as example.com, without a trailing dot",
+        },
         immutable("domain", "create a new SmtpDomain to connect another domain"),
       ),
     }),
@@ -631,7 +843,9 @@ const CredentialVersionStatus = Type.Object(
     version: Type.Integer({ description: "The credential version.", format: "int32" }),
     secretName: Type.String({ description: "The Secret holding this version's username and password." }),
     username: Type.Optional(Type.String({ description: "The SASL username of this version (never the password)." })),
-    state: Enum(CredentialStatusState, { description: "Active, Revoked, or Expired (its grace period ended after a newer version was issued)." }),
+    state: Enum(CredentialStatusState, {
+      description: "Active, Revoked, or Expired (its grace period ended after a newer version was issued).",
+    }),
     createdAt: Type.Optional(Timestamp("When the version was issued.")),
     expiresAt: Type.Optional(Timestamp("When an older Active version stops being accepted, after a newer version was issued.")),
     lastUsedAt: Type.Optional(Timestamp("Last successful AUTH with this version, as reported by the relay.")),
@@ -659,8 +873,14 @@ const DKIMRecordStatus = Type.Object(
 
 export const SmtpDomainStatus = Type.Object(
   {
-    observedGeneration: Type.Optional(Type.Integer({ description: "The .metadata.generation the status was computed from.", format: "int64" })),
-    conditions: Type.Optional(Conditions("CredentialsIssued, CertificateReady, RelayAvailable, AddressesConfigured, Ready, DKIMRecordPublished, LimitsApplied; Reconciling and Stalled only while True.")),
+    observedGeneration: Type.Optional(
+      Type.Integer({ description: "The .metadata.generation the status was computed from.", format: "int64" }),
+    ),
+    conditions: Type.Optional(
+      Conditions(
+        "CredentialsIssued, CertificateReady, RelayAvailable, AddressesConfigured, Ready, DKIMRecordPublished, LimitsApplied; Reconciling and Stalled only while True.",
+      ),
+    ),
     credentials: Type.Optional(
       Type.Array(CredentialVersionStatus, {
         description: "Each inbound credential version with its Secret, state and last use.",
@@ -669,7 +889,7 @@ export const SmtpDomainStatus = Type.Object(
         "x-kubernetes-list-map-keys": ["version"],
       }),
     ),
-    activeVersions: Type.Optional(Type.String({ description: "The Active credential versions, e.g. \"1,2\" (for kubectl get)." })),
+    activeVersions: Type.Optional(Type.String({ description: 'The Active credential versions, e.g. "1,2" (for kubectl get).' })),
     inboundMode: Type.Optional(
       Enum(InboundMode, {
         description:
@@ -686,7 +906,11 @@ export const SmtpDomainStatus = Type.Object(
     ),
     addresses: Type.Optional(Type.Integer({ description: "Number of SupportAddresses served for this domain.", format: "int32" })),
     addressesNotServed: Type.Optional(
-      Type.Integer({ description: "Number of SupportAddresses naming this domain that are not served (over a limit, a conflict, another mail domain, a missing or malformed Secret); each one's DomainReady says why.", format: "int32" }),
+      Type.Integer({
+        description:
+          "Number of SupportAddresses naming this domain that are not served (over a limit, a conflict, another mail domain, a missing or malformed Secret); each one's DomainReady says why.",
+        format: "int32",
+      }),
     ),
     relay: Type.Optional(
       Type.Object(
@@ -696,8 +920,16 @@ export const SmtpDomainStatus = Type.Object(
           limits: Type.Optional(
             Type.Object(
               {
-                maxMessageBytes: Type.Integer({ description: "Largest message the relay accepts, in bytes: spec.relay.limits.maxMessageSize (or the default) within the installation's maximum.", format: "int64" }),
-                maxRecipients: Type.Integer({ description: "Recipients per message the relay accepts: spec.relay.limits.maxRecipients (or the default) within the installation's maximum.", format: "int32" }),
+                maxMessageBytes: Type.Integer({
+                  description:
+                    "Largest message the relay accepts, in bytes: spec.relay.limits.maxMessageSize (or the default) within the installation's maximum.",
+                  format: "int64",
+                }),
+                maxRecipients: Type.Integer({
+                  description:
+                    "Recipients per message the relay accepts: spec.relay.limits.maxRecipients (or the default) within the installation's maximum.",
+                  format: "int32",
+                }),
               },
               { description: "The message limits the relay applies." },
             ),
@@ -717,7 +949,9 @@ export const SmtpDomainStatus = Type.Object(
               "x-kubernetes-list-map-keys": ["selector"],
             }),
           ),
-          pending: Type.Optional(Type.String({ description: "Selectors whose DNS record still awaits publication, comma-separated (for kubectl get -o wide)." })),
+          pending: Type.Optional(
+            Type.String({ description: "Selectors whose DNS record still awaits publication, comma-separated (for kubectl get -o wide)." }),
+          ),
         },
         { description: "DKIM state." },
       ),
@@ -726,7 +960,10 @@ export const SmtpDomainStatus = Type.Object(
       Type.Object(
         {
           secretName: Type.String({ description: "The kubernetes.io/tls Secret the relay serves." }),
-          issuedByOperator: Type.Boolean({ description: "Whether the operator issued it from the installation's CA (whose certificate is ca.crt in that Secret and in each credentials Secret)." }),
+          issuedByOperator: Type.Boolean({
+            description:
+              "Whether the operator issued it from the installation's CA (whose certificate is ca.crt in that Secret and in each credentials Secret).",
+          }),
           dnsNames: Type.Optional(Type.Array(Type.String(), { description: "The certificate's subject alternative names.", maxItems: 64 })),
           issuer: Type.Optional(Type.String({ description: "The certificate's issuer." })),
           notAfter: Type.Optional(Timestamp("When the certificate expires.")),
@@ -761,14 +998,25 @@ const OutboundSpec = Type.Object(
         default: "StartTLS",
       }),
     ),
-    credentialsSecretRef: LocalSecretReference("A Secret with `username` and `password` keys: this address's account on the customer's server."),
-    caSecretRef: Type.Optional(SecretKeySelector("A Secret key with PEM CA certificates to verify the server with, instead of the system roots.", "ca.crt")),
+    credentialsSecretRef: LocalSecretReference(
+      "A Secret with `username` and `password` keys: this address's account on the customer's server.",
+    ),
+    caSecretRef: Type.Optional(
+      SecretKeySelector("A Secret key with PEM CA certificates to verify the server with, instead of the system roots.", "ca.crt"),
+    ),
   },
   {
-    description: "Where and how the relay delivers this address's outbound mail: through the customer's own SMTP server, with this address's credentials, TLS required.",
+    description:
+      "Where and how the relay delivers this address's outbound mail: through the customer's own SMTP server, with this address's credentials, TLS required.",
     ...rules(
-      { rule: "!has(self.port) || !has(self.tls) || !(self.port == 465 && self.tls == 'StartTLS')", message: "port 465 is implicit TLS (SMTPS): set tls: Implicit, or use port 587 with StartTLS" },
-      { rule: "!has(self.port) || !has(self.tls) || !(self.port == 587 && self.tls == 'Implicit')", message: "port 587 is submission with StartTLS: set tls: StartTLS, or use port 465 with Implicit" },
+      {
+        rule: "!has(self.port) || !has(self.tls) || !(self.port == 465 && self.tls == 'StartTLS')",
+        message: "port 465 is implicit TLS (SMTPS): set tls: Implicit, or use port 587 with StartTLS",
+      },
+      {
+        rule: "!has(self.port) || !has(self.tls) || !(self.port == 587 && self.tls == 'Implicit')",
+        message: "port 587 is submission with StartTLS: set tls: StartTLS, or use port 465 with Implicit",
+      },
     ),
   },
 );
@@ -776,10 +1024,13 @@ const OutboundSpec = Type.Object(
 const VerificationSpec = Type.Object(
   {
     interval: Type.Optional(Duration("How often the operator verifies both directions again, e.g. 24h.", "24h")),
-    timeout: Type.Optional(Duration("How long a verification email may take to come back before the attempt fails with VerificationTimedOut.", "10m")),
+    timeout: Type.Optional(
+      Duration("How long a verification email may take to come back before the attempt fails with VerificationTimedOut.", "10m"),
+    ),
   },
   {
-    description: "Verification: one email each way, each with a one-time token, must come back through the domain's inbound relay (authenticated, or in Forwarded mode forwarded to its port 25).",
+    description:
+      "Verification: one email each way, each with a one-time token, must come back through the domain's inbound relay (authenticated, or in Forwarded mode forwarded to its port 25).",
     ...rules({
       rule: "!has(self.interval) || !has(self.timeout) || duration(self.timeout) < duration(self.interval)",
       message: "verification.timeout must be shorter than verification.interval",
@@ -797,9 +1048,13 @@ export const SupportAddressSpec = Type.Object(
         {
           // Double quotes: the local part may contain an apostrophe.
           rule: `self.matches("${mailboxRegex}")`,
-          message: "address must be a plain mailbox such as support@example.com: no display name, quotes, comments, '%' or '!', source route or address literal, and a lowercase domain",
+          message:
+            "address must be a plain mailbox such as support@example.com: no display name, quotes, comments, '%' or '!', source route or address literal, and a lowercase domain",
         },
-        { rule: `self.matches("${cel(localPartLengthPattern)}")`, message: `the part of address before the @ must be at most ${localPartMaxLength} characters` },
+        {
+          rule: `self.matches("${cel(localPartLengthPattern)}")`,
+          message: `the part of address before the @ must be at most ${localPartMaxLength} characters`,
+        },
         immutable("address", "create a new SupportAddress for another address"),
       ),
     }),
@@ -820,14 +1075,21 @@ export const VerificationResult = ["Pending", "Succeeded", "Failed"] as const;
 
 const VerificationAttempt = Type.Object(
   {
-    direction: Enum(VerificationDirection, { description: "Inbound (customer's server to the relay) or Outbound (relay through the customer's server and back)." }),
+    direction: Enum(VerificationDirection, {
+      description: "Inbound (customer's server to the relay) or Outbound (relay through the customer's server and back).",
+    }),
     startedAt: Timestamp("When the verification email was sent."),
     completedAt: Type.Optional(Timestamp("When the token came back, or the attempt failed.")),
     result: Enum(VerificationResult, { description: "Pending, Succeeded or Failed." }),
     reason: Type.String({ description: "A stable CamelCase reason, documented in docs/api.md." }),
     message: Type.Optional(Type.String({ description: "What happened and what to fix." })),
     tokenSha256: Type.Optional(Type.String({ description: "SHA-256 of the attempt's one-time token; the token itself is never stored." })),
-    basis: Type.Optional(Type.String({ description: "What the attempt verified (spec generation, outbound credentials, inbound credential versions); when it changes, a new attempt starts." })),
+    basis: Type.Optional(
+      Type.String({
+        description:
+          "What the attempt verified (spec generation, outbound credentials, inbound credential versions); when it changes, a new attempt starts.",
+      }),
+    ),
     previouslyVerifiedAt: Type.Optional(
       Timestamp(
         "Set on an attempt that repeats a proof still standing: the interval elapsed or one was requested with the basis unchanged, or only the domain's inbound credential versions changed and the version the earlier proof came back with is still Active (a rotation adding a version). When the previous attempt succeeded. The direction stays verified, and the address Ready, until this attempt fails.",
@@ -835,7 +1097,8 @@ const VerificationAttempt = Type.Object(
     ),
     credentialVersion: Type.Optional(
       Type.Integer({
-        description: "The inbound credential version the token came back with (a succeeded attempt), or that the earlier proof came back with (an attempt with previouslyVerifiedAt). Revoking it is what makes the proof stale.",
+        description:
+          "The inbound credential version the token came back with (a succeeded attempt), or that the earlier proof came back with (an attempt with previouslyVerifiedAt). Revoking it is what makes the proof stale.",
         format: "int32",
       }),
     ),
@@ -845,8 +1108,12 @@ const VerificationAttempt = Type.Object(
 
 export const SupportAddressStatus = Type.Object(
   {
-    observedGeneration: Type.Optional(Type.Integer({ description: "The .metadata.generation the status was computed from.", format: "int64" })),
-    conditions: Type.Optional(Conditions("DomainReady, InboundVerified, OutboundVerified, Ready; Reconciling and Stalled only while True.")),
+    observedGeneration: Type.Optional(
+      Type.Integer({ description: "The .metadata.generation the status was computed from.", format: "int64" }),
+    ),
+    conditions: Type.Optional(
+      Conditions("DomainReady, InboundVerified, OutboundVerified, Ready; Reconciling and Stalled only while True."),
+    ),
     verifications: Type.Optional(
       Type.Array(VerificationAttempt, {
         description: "The latest verification attempt in each direction.",
@@ -933,15 +1200,52 @@ export const kinds: KindDefinition[] = [
     status: SmtpDomainStatus,
     printerColumns: [
       { name: "Domain", type: "string", jsonPath: ".spec.domain", description: "The customer's mail domain." },
-      { name: "Active Versions", type: "string", jsonPath: ".status.activeVersions", description: "The inbound credential versions the relay accepts, e.g. 1,2 during a rotation." },
+      {
+        name: "Active Versions",
+        type: "string",
+        jsonPath: ".status.activeVersions",
+        description: "The inbound credential versions the relay accepts, e.g. 1,2 during a rotation.",
+      },
       { name: "Addresses Served", type: "integer", jsonPath: ".status.addresses", description: "Support addresses served for the domain." },
-      { name: "Not Served", type: "integer", jsonPath: ".status.addressesNotServed", description: "Support addresses of the domain that are not served (limits, conflicts, a wrong domain or Secret); their DomainReady says why.", priority: 1 },
+      {
+        name: "Not Served",
+        type: "integer",
+        jsonPath: ".status.addressesNotServed",
+        description:
+          "Support addresses of the domain that are not served (limits, conflicts, a wrong domain or Secret); their DomainReady says why.",
+        priority: 1,
+      },
       conditionColumn("Ready", "Ready", "Whether the domain is fully connected."),
-      { name: "Endpoint", type: "string", jsonPath: ".status.relay.endpoint", description: "Where the customer's server connects.", priority: 1 },
-      { name: "DKIM Pending", type: "string", jsonPath: ".status.dkim.pending", description: "DKIM selectors whose DNS record awaits publication.", priority: 1 },
-      { name: "Cert Expiry", type: "string", jsonPath: ".status.tls.notAfter", description: "When the relay's certificate expires.", priority: 1 },
+      {
+        name: "Endpoint",
+        type: "string",
+        jsonPath: ".status.relay.endpoint",
+        description: "Where the customer's server connects.",
+        priority: 1,
+      },
+      {
+        name: "DKIM Pending",
+        type: "string",
+        jsonPath: ".status.dkim.pending",
+        description: "DKIM selectors whose DNS record awaits publication.",
+        priority: 1,
+      },
+      {
+        name: "Cert Expiry",
+        type: "string",
+        jsonPath: ".status.tls.notAfter",
+        description: "When the relay's certificate expires.",
+        priority: 1,
+      },
       // Last of the wide columns: the columns before it keep their places in scripts that read them.
-      { name: "Mode", type: "string", jsonPath: ".spec.inbound.mode", description: "Inbound mode: Authenticated (the customer's server relays with AUTH) or Forwarded (its mail service forwards to port 25).", priority: 1 },
+      {
+        name: "Mode",
+        type: "string",
+        jsonPath: ".spec.inbound.mode",
+        description:
+          "Inbound mode: Authenticated (the customer's server relays with AUTH) or Forwarded (its mail service forwards to port 25).",
+        priority: 1,
+      },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp", description: "Age of the object." },
     ],
   },
@@ -956,7 +1260,12 @@ export const kinds: KindDefinition[] = [
     status: SupportAddressStatus,
     printerColumns: [
       { name: "Address", type: "string", jsonPath: ".spec.address", description: "The support address." },
-      { name: "SmtpDomain", type: "string", jsonPath: ".spec.domainRef.name", description: "The SmtpDomain it belongs to (the object's name, not the mail domain)." },
+      {
+        name: "SmtpDomain",
+        type: "string",
+        jsonPath: ".spec.domainRef.name",
+        description: "The SmtpDomain it belongs to (the object's name, not the mail domain).",
+      },
       conditionColumn("Inbound Verified", "InboundVerified", "Inbound verification."),
       conditionColumn("Outbound Verified", "OutboundVerified", "Outbound verification."),
       conditionColumn("Ready", "Ready", "Whether the address is fully connected."),

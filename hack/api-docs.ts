@@ -22,10 +22,13 @@ function typeOf(node: Node): string {
 function rows(node: Node, path: string, required: boolean, out: string[]): void {
   const notes: string[] = [];
   if (node.default !== undefined) notes.push(`Default: \`${JSON.stringify(node.default)}\`.`);
-  if (typeof node.minimum === "number" || typeof node.maximum === "number") notes.push(`Range: ${text(node.minimum)}–${text(node.maximum)}.`);
+  if (typeof node.minimum === "number" || typeof node.maximum === "number")
+    notes.push(`Range: ${text(node.minimum)}–${text(node.maximum)}.`);
   for (const rule of (node["x-kubernetes-validations"] ?? []) as Node[]) notes.push(`Rule: ${text(rule.message)}.`);
   if (path) {
-    out.push(`| \`${path}\` | ${escape(typeOf(node))} | ${required ? "yes" : ""} | ${escape(text(node.description))} ${escape(notes.join(" "))} |`);
+    out.push(
+      `| \`${path}\` | ${escape(typeOf(node))} | ${required ? "yes" : ""} | ${escape(text(node.description))} ${escape(notes.join(" "))} |`,
+    );
   }
   const children = node.type === "array" ? (node.items as Node) : node;
   const requiredNames = new Set((children.required ?? []) as string[]);

@@ -16,7 +16,9 @@ import { startSubmissionServer } from "../test/support/postfix.js";
 const namespace = "acme-helpdesk";
 const system = "smtp-connector-system";
 const step = (text: string) => console.log(`\n== ${text}`);
-interface Secret { data?: Record<string, string> }
+interface Secret {
+  data?: Record<string, string>;
+}
 const text = (secret: Secret, key: string) => Buffer.from(secret.data?.[key] ?? "", "base64").toString();
 
 async function show(args: string[]): Promise<void> {
@@ -35,10 +37,14 @@ const patch = async (kind: string, name: string, value: object) => {
   const result = await kubectl(["patch", kind, name, "-n", namespace, "--type=merge", "-p", JSON.stringify(value)]);
   if (result.code !== 0) throw new Error(`kubectl patch failed: ${result.stderr}`);
 };
-interface Pod { status: { phase?: string; containerStatuses?: { ready: boolean }[] } }
+interface Pod {
+  status: { phase?: string; containerStatuses?: { ready: boolean }[] };
+}
 const podsRunning = async (ns: string, selector: string) => {
   const pods = (await json<{ items: Pod[] }>(["get", "pods", "-n", ns, "-l", selector])).items;
-  return pods.length > 0 && pods.every((p) => p.status.phase === "Running" && p.status.containerStatuses?.every((c) => c.ready)) ? true : undefined;
+  return pods.length > 0 && pods.every((p) => p.status.phase === "Running" && p.status.containerStatuses?.every((c) => c.ready))
+    ? true
+    : undefined;
 };
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -62,7 +68,9 @@ try {
   cleanups.push(() => cluster.stop());
   process.env.SMTPC_KUBECONFIG = cluster.kubeconfig;
   process.env.SMTPC_TESTENV_BIN = cluster.testenv;
-  console.log(`ready in ${((Date.now() - started) / 1000).toFixed(0)} s; node ${cluster.node}; image ${cluster.image}; kubeconfig ${cluster.kubeconfig}`);
+  console.log(
+    `ready in ${((Date.now() - started) / 1000).toFixed(0)} s; node ${cluster.node}; image ${cluster.image}; kubeconfig ${cluster.kubeconfig}`,
+  );
   await show(["get", "nodes", "-o", "wide"]);
 
   step("the helpdesk's ingestion endpoint (LMTP, on the node's address: pods reach it) and the outside world");
@@ -74,10 +82,30 @@ try {
 
   const customerPort = await freePort();
   step("helm install smtp-connector charts/smtp-connector with the built image");
-  const [repository, tag] = [cluster.image.slice(0, cluster.image.lastIndexOf(":")), cluster.image.slice(cluster.image.lastIndexOf(":") + 1)];
-  const values = [`image.repository=${repository}`, `image.tag=${tag}`, "image.pullPolicy=Never", "operator.relayHostSuffix=relay.demo", "relay.allowedHostnameSuffixes={helpdesk.example.net}", `operator.verification.smtp=${nodeIp}:${customerPort}`];
-  console.log(`$ helm install smtp-connector charts/smtp-connector -n ${system} --create-namespace ${values.map((v) => `--set ${v}`).join(" ")}`);
-  const installed = await helm(["install", "smtp-connector", "charts/smtp-connector", "--namespace", system, "--create-namespace", ...values.flatMap((v) => ["--set", v])]);
+  const [repository, tag] = [
+    cluster.image.slice(0, cluster.image.lastIndexOf(":")),
+    cluster.image.slice(cluster.image.lastIndexOf(":") + 1),
+  ];
+  const values = [
+    `image.repository=${repository}`,
+    `image.tag=${tag}`,
+    "image.pullPolicy=Never",
+    "operator.relayHostSuffix=relay.demo",
+    "relay.allowedHostnameSuffixes={helpdesk.example.net}",
+    `operator.verification.smtp=${nodeIp}:${customerPort}`,
+  ];
+  console.log(
+    `$ helm install smtp-connector charts/smtp-connector -n ${system} --create-namespace ${values.map((v) => `--set ${v}`).join(" ")}`,
+  );
+  const installed = await helm([
+    "install",
+    "smtp-connector",
+    "charts/smtp-connector",
+    "--namespace",
+    system,
+    "--create-namespace",
+    ...values.flatMap((v) => ["--set", v]),
+  ]);
   if (installed.code !== 0) throw new Error(`helm install failed: ${installed.stderr}`);
   await eventually("the operator pod Running and ready", () => podsRunning(system, "app.kubernetes.io/name=smtp-connector"), 180_000);
   await show(["get", "pods", "-n", system, "-o", "wide"]);
@@ -87,7 +115,9 @@ try {
   if (applied.code !== 0) throw new Error(`kubectl apply -f examples/ failed: ${applied.stderr}`);
   process.stdout.write(applied.stdout);
   // The customer's server reaches the relay from the node's bridge address; the helpdesk ingests on the node's address.
-  await patch("smtpdomain", "example-com", { spec: { inbound: { allowedSourceRanges: ["10.244.0.1/32"], delivery: { smtp: { host: nodeIp, port: helpdesk.port } } } } });
+  await patch("smtpdomain", "example-com", {
+    spec: { inbound: { allowedSourceRanges: ["10.244.0.1/32"], delivery: { smtp: { host: nodeIp, port: helpdesk.port } } } },
+  });
   const relaySelector = "app.kubernetes.io/name=smtp-connector-relay,app.kubernetes.io/instance=example-com";
   await eventually("the relay pods Running and ready", () => podsRunning(namespace, relaySelector), 240_000);
   await show(["get", "pods", "-n", namespace, "-o", "wide"]);
@@ -100,42 +130,120 @@ try {
     listenAddress: nodeIp,
     port: customerPort,
     users: ["support", "billing"].map((u) => ({ username: `${u}@example.com`, password: "change-me", senders: [`${u}@example.com`] })),
-    forward: { domain: "example.com", relayAddress: service.spec.clusterIP, relayPort: 587, snippet: text(credentials, "postfix-main.cf"), relayHost: "relay.helpdesk.example.net", caPem: text(credentials, "ca.crt") },
+    forward: {
+      domain: "example.com",
+      relayAddress: service.spec.clusterIP,
+      relayPort: 587,
+      snippet: text(credentials, "postfix-main.cf"),
+      relayHost: "relay.helpdesk.example.net",
+      caPem: text(credentials, "ca.crt"),
+    },
   });
   cleanups.push(() => customer.stop());
-  console.log(`Postfix (the customer's server) on ${nodeIp}:${customer.port}; relays example.com to ${service.spec.clusterIP}:587 (kube-proxy -> a relay pod's 8587)`);
-  const ca = await kubectl(["create", "secret", "generic", "customer-ca", "-n", namespace, "--from-literal", `ca.crt=${readFileSync(customer.certFile, "utf8")}`]);
+  console.log(
+    `Postfix (the customer's server) on ${nodeIp}:${customer.port}; relays example.com to ${service.spec.clusterIP}:587 (kube-proxy -> a relay pod's 8587)`,
+  );
+  const ca = await kubectl([
+    "create",
+    "secret",
+    "generic",
+    "customer-ca",
+    "-n",
+    namespace,
+    "--from-literal",
+    `ca.crt=${readFileSync(customer.certFile, "utf8")}`,
+  ]);
   if (ca.code !== 0) throw new Error(`kubectl create secret failed: ${ca.stderr}`);
-  for (const name of ["support", "billing"]) await patch("supportaddress", name, { spec: { outbound: { host: nodeIp, port: customer.port, tls: "StartTLS", caSecretRef: { name: "customer-ca" } } } });
+  for (const name of ["support", "billing"])
+    await patch("supportaddress", name, {
+      spec: { outbound: { host: nodeIp, port: customer.port, tls: "StartTLS", caSecretRef: { name: "customer-ca" } } },
+    });
 
   step("verification: one email each way per address, through the relay pods and the customer's Postfix");
   let last = "";
-  await eventually("both addresses Ready", async () => {
-    const table = await kubectl(["get", "supportaddresses", "-n", namespace, "--no-headers"]);
-    // Without the AGE column, which changes every second.
-    const lines = table.stdout.trim().split("\n").map((l) => l.trim().replace(/\s+/g, " ").replace(/ \S+$/, ""));
-    if (lines.join("\n") !== last) console.log(lines.map((l) => `  ${l}`).join("\n"));
-    last = lines.join("\n");
-    return lines.length === 2 && lines.every((l) => / True True True$/.test(l)) ? true : undefined;
-  }, 420_000);
+  await eventually(
+    "both addresses Ready",
+    async () => {
+      const table = await kubectl(["get", "supportaddresses", "-n", namespace, "--no-headers"]);
+      // Without the AGE column, which changes every second.
+      const lines = table.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.trim().replace(/\s+/g, " ").replace(/ \S+$/, ""));
+      if (lines.join("\n") !== last) console.log(lines.map((l) => `  ${l}`).join("\n"));
+      last = lines.join("\n");
+      return lines.length === 2 && lines.every((l) => / True True True$/.test(l)) ? true : undefined;
+    },
+    420_000,
+  );
 
   step("inbound: a customer's email through the customer's Postfix and a relay pod to the helpdesk");
-  const inbound = await swaks(["--server", `${nodeIp}:${customer.port}`, "--from", "jane@users.example.org", "--to", "support@example.com", "--header", "Subject: My printer is on fire"]);
+  const inbound = await swaks([
+    "--server",
+    `${nodeIp}:${customer.port}`,
+    "--from",
+    "jane@users.example.org",
+    "--to",
+    "support@example.com",
+    "--header",
+    "Subject: My printer is on fire",
+  ]);
   if (inbound.code !== 0) throw new Error(`the inbound email failed:\n${inbound.output}`);
-  const received = await eventually("the email at the helpdesk", () => helpdesk.messages().find((m) => m.content.includes("My printer is on fire")), 60_000);
-  console.log(received.content.split("\n\n")[0]!.split("\n").filter((l) => /^(X-SmtpConnector-Auth|Subject|From|To):/.test(l)).join("\n"));
+  const received = await eventually(
+    "the email at the helpdesk",
+    () => helpdesk.messages().find((m) => m.content.includes("My printer is on fire")),
+    60_000,
+  );
+  console.log(
+    received.content
+      .split("\n\n")[0]!
+      .split("\n")
+      .filter((l) => /^(X-SmtpConnector-Auth|Subject|From|To):/.test(l))
+      .join("\n"),
+  );
 
   step("outbound: the helpdesk replies as support@example.com on the relay's internal Service");
   const submission = await json<Secret>(["get", "secret", "example-com-submission", "-n", namespace]);
   const internal = await json<{ spec: { clusterIP: string } }>(["get", "service", "example-com-relay-internal", "-n", namespace]);
   // Until the kubelet refreshes the relay pods' mounted config they answer 451 (try again later), as a helpdesk's queue would.
-  await eventually("the reply accepted by a relay pod", async () => {
-    const reply = await swaks(["--server", `${internal.spec.clusterIP}:${text(submission, "port")}`, "--tls", "--auth", "PLAIN", "--auth-user", text(submission, "username"), "--auth-password", text(submission, "password"),
-      "--from", "support@example.com", "--to", "jane@users.example.org", "--header", "From: Example Support <support@example.com>", "--header", "Subject: Re: My printer is on fire"]);
-    return reply.code === 0 ? true : undefined;
-  }, 180_000);
-  const delivered = await eventually("the reply at the recipient's server", () => world.messages().find((m) => m.content.includes("Re: My printer is on fire")), 60_000);
-  console.log(delivered.content.split("\n\n")[0]!.split("\n").filter((l) => /Authenticated sender|^(Subject|From):/.test(l)).join("\n"));
+  await eventually(
+    "the reply accepted by a relay pod",
+    async () => {
+      const reply = await swaks([
+        "--server",
+        `${internal.spec.clusterIP}:${text(submission, "port")}`,
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        text(submission, "username"),
+        "--auth-password",
+        text(submission, "password"),
+        "--from",
+        "support@example.com",
+        "--to",
+        "jane@users.example.org",
+        "--header",
+        "From: Example Support <support@example.com>",
+        "--header",
+        "Subject: Re: My printer is on fire",
+      ]);
+      return reply.code === 0 ? true : undefined;
+    },
+    180_000,
+  );
+  const delivered = await eventually(
+    "the reply at the recipient's server",
+    () => world.messages().find((m) => m.content.includes("Re: My printer is on fire")),
+    60_000,
+  );
+  console.log(
+    delivered.content
+      .split("\n\n")[0]!
+      .split("\n")
+      .filter((l) => /Authenticated sender|^(Subject|From):/.test(l))
+      .join("\n"),
+  );
 
   step("what kubectl shows");
   await show(["get", "pods", "-A", "-o", "wide"]);

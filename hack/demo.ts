@@ -62,16 +62,40 @@ try {
   const metricsPort = await freePort();
   step("installing the chart: helm install smtp-connector charts/smtp-connector -n smtp-connector-system");
   const values = [
-    "operator.systemDomains={helpdesk.demo}", "operator.verification.sender=verify@helpdesk.demo", `operator.verification.smtp=127.0.0.1:${customerPort}`,
-    "operator.relayHostSuffix=relay.demo", "relay.allowedHostnameSuffixes={helpdesk.example.net}", `metrics.port=${metricsPort}`,
+    "operator.systemDomains={helpdesk.demo}",
+    "operator.verification.sender=verify@helpdesk.demo",
+    `operator.verification.smtp=127.0.0.1:${customerPort}`,
+    "operator.relayHostSuffix=relay.demo",
+    "relay.allowedHostnameSuffixes={helpdesk.example.net}",
+    `metrics.port=${metricsPort}`,
     // No cluster DNS here: the relay's control API is reached on loopback.
     "operator.extraArgs={--relay-control-url=https://127.0.0.1:8443}",
   ];
-  const installed = await helm(["install", "smtp-connector", "charts/smtp-connector", "--namespace", "smtp-connector-system", "--create-namespace", ...values.flatMap((v) => ["--set", v])]);
+  const installed = await helm([
+    "install",
+    "smtp-connector",
+    "charts/smtp-connector",
+    "--namespace",
+    "smtp-connector-system",
+    "--create-namespace",
+    ...values.flatMap((v) => ["--set", v]),
+  ]);
   if (installed.code !== 0) throw new Error(`helm install failed: ${installed.stderr}`);
-  console.log(installed.stdout.split("\n").filter((l) => /^(NAME|STATUS|REVISION):/.test(l)).join("\n"));
+  console.log(
+    installed.stdout
+      .split("\n")
+      .filter((l) => /^(NAME|STATUS|REVISION):/.test(l))
+      .join("\n"),
+  );
   await show(["get", "crds"]);
-  await show(["get", "deployments,services,serviceaccounts", "-n", "smtp-connector-system", "-l", "app.kubernetes.io/instance=smtp-connector"]);
+  await show([
+    "get",
+    "deployments,services,serviceaccounts",
+    "-n",
+    "smtp-connector-system",
+    "-l",
+    "app.kubernetes.io/instance=smtp-connector",
+  ]);
   const config = new k8s.KubeConfig();
   config.loadFromFile(plane.kubeconfig);
   const core = config.makeApiClient(k8s.CoreV1Api);
@@ -82,14 +106,24 @@ try {
   const saKubeconfig = await serviceAccountKubeconfig("smtp-connector-system", "smtp-connector", `${tempDir("demo-sa")}/kubeconfig`);
   const operator = await runDeployment(core, operatorDeployment, apps, ["--kubeconfig", saKubeconfig]);
   cleanups.push(() => operator.stop());
-  await eventually("the operator to be ready", async () => ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
-  console.log(`$ ${[...(operatorDeployment.spec!.template.spec!.containers[0]!.command ?? []), ...(operatorDeployment.spec!.template.spec!.containers[0]!.args ?? [])].join(" ")}`);
+  await eventually(
+    "the operator to be ready",
+    async () => ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined),
+    30_000,
+  );
+  console.log(
+    `$ ${[...(operatorDeployment.spec!.template.spec!.containers[0]!.command ?? []), ...(operatorDeployment.spec!.template.spec!.containers[0]!.args ?? [])].join(" ")}`,
+  );
 
   step("a platform team applies the examples as shipped: kubectl apply -f examples/");
   const applied = await kubectl(["apply", "-f", "examples/"]);
   if (applied.code !== 0) throw new Error(`kubectl apply -f examples/ failed: ${applied.stderr}`);
   process.stdout.write(applied.stdout);
-  const credentials = await eventually("the inbound credentials", () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), 60_000);
+  const credentials = await eventually(
+    "the inbound credentials",
+    () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }),
+    60_000,
+  );
   await show(["get", "smtpconnector", "-n", namespace]);
 
   step("and sets the site's values: where the helpdesk ingests (LMTP), the customer's servers, a short verification timeout");
@@ -98,7 +132,9 @@ try {
     const result = await kubectl(["patch", kind, name, "-n", namespace, "--type=merge", "-p", JSON.stringify(value)]);
     if (result.code !== 0) throw new Error(`kubectl patch failed: ${result.stderr}`);
   };
-  await patch("smtpdomain", "example-com", { spec: { inbound: { allowedSourceRanges: ["127.0.0.0/8"], delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port } } } } });
+  await patch("smtpdomain", "example-com", {
+    spec: { inbound: { allowedSourceRanges: ["127.0.0.0/8"], delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port } } } },
+  });
 
   step("the customer's IT team sets up their Postfix from the issued Secret (relay verified against its ca.crt)");
   const text = (secret: k8s.V1Secret, key: string) => Buffer.from(secret.data?.[key] ?? "", "base64").toString();
@@ -107,22 +143,58 @@ try {
     // The two accounts of examples/20-outbound-credentials.yaml.
     users: ["support", "billing"].map((u) => ({ username: `${u}@example.com`, password: "change-me", senders: [`${u}@example.com`] })),
     // The snippet from the Secret as it is (only the relay's address is 127.0.0.1 here).
-    forward: { domain: "example.com", relayPort: relayPorts.starttls, snippet: text(credentials, "postfix-main.cf"), relayHost: "relay.helpdesk.example.net", caPem: text(credentials, "ca.crt") },
+    forward: {
+      domain: "example.com",
+      relayPort: relayPorts.starttls,
+      snippet: text(credentials, "postfix-main.cf"),
+      relayHost: "relay.helpdesk.example.net",
+      caPem: text(credentials, "ca.crt"),
+    },
     port: customerPort,
   });
   cleanups.push(() => customer.stop());
-  console.log(`Postfix (the customer's server) on 127.0.0.1:${customer.port}: MX for example.com -> the relay with SASL over TLS; submission for support@ and billing@`);
-  console.log(text(credentials, "postfix-main.cf").replace(/:[A-Za-z0-9]{43} }/, ":**** }").trimEnd());
-  await show(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "jsonpath=relay certificate: {.status.tls.dnsNames[0]}, issued by {.status.tls.issuer}, expires {.status.tls.notAfter}{\"\\n\"}"]);
-  await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") } });
+  console.log(
+    `Postfix (the customer's server) on 127.0.0.1:${customer.port}: MX for example.com -> the relay with SASL over TLS; submission for support@ and billing@`,
+  );
+  console.log(
+    text(credentials, "postfix-main.cf")
+      .replace(/:[A-Za-z0-9]{43} }/, ":**** }")
+      .trimEnd(),
+  );
+  await show([
+    "get",
+    "smtpdomain",
+    "example-com",
+    "-n",
+    namespace,
+    "-o",
+    'jsonpath=relay certificate: {.status.tls.dnsNames[0]}, issued by {.status.tls.issuer}, expires {.status.tls.notAfter}{"\\n"}',
+  ]);
+  await apply({
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: "customer-ca", namespace },
+    stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") },
+  });
   for (const name of ["support", "billing"]) {
-    await patch("supportaddress", name, { spec: { outbound: { host: "127.0.0.1", port: customer.port, tls: "StartTLS", caSecretRef: { name: "customer-ca" } }, verification: { timeout: "30s" } } });
+    await patch("supportaddress", name, {
+      spec: {
+        outbound: { host: "127.0.0.1", port: customer.port, tls: "StartTLS", caSecretRef: { name: "customer-ca" } },
+        verification: { timeout: "30s" },
+      },
+    });
   }
-  await eventually("the relay config with the site's values", async () => (text(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml").includes(`port: ${customer.port}`) ? true : undefined));
+  await eventually("the relay config with the site's values", async () =>
+    text(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml").includes(`port: ${customer.port}`)
+      ? true
+      : undefined,
+  );
   await show(["get", "secrets,deployments,services,networkpolicies", "-n", namespace]);
 
   step("running the relay from its Deployment (no container runtime here: same command, same mounted Secrets)");
-  const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
+  const deployment = await eventually("the relay Deployment", () =>
+    apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }),
+  );
   const relay = await runDeployment(core, deployment, apps);
   cleanups.push(() => relay.stop());
   await relayReady();
@@ -131,47 +203,139 @@ try {
 
   step("verification: one email each way per address, with a one-time token, through the customer's Postfix");
   const requested = new Date().toISOString().replace(/\.\d+Z$/, "Z");
-  await kubectl(["annotate", "supportaddress", "--all", "-n", namespace, `smtpconnector.dev/verify-requested-at=${requested}`, "--overwrite"]);
+  await kubectl([
+    "annotate",
+    "supportaddress",
+    "--all",
+    "-n",
+    namespace,
+    `smtpconnector.dev/verify-requested-at=${requested}`,
+    "--overwrite",
+  ]);
   let last = "";
-  await eventually("both addresses to be Ready", async () => {
-    const table = await kubectl(["get", "supportaddresses", "-n", namespace, "--no-headers"]);
-    const lines = table.stdout.trim().split("\n").map((l) => l.trim().replace(/\s+/g, " "));
-    if (lines.join("\n") !== last) console.log(lines.map((l) => `  ${l}`).join("\n"));
-    last = lines.join("\n");
-    if (lines.length !== 2 || !lines.every((l) => / True True True /.test(`${l} `))) return undefined;
-    // Ready from the attempts this request started, not from an earlier one.
-    const handled = await kubectl(["get", "supportaddresses", "-n", namespace, "-o", "jsonpath={.items[*].status.lastHandledVerifyRequest}"]);
-    const results = await kubectl(["get", "supportaddresses", "-n", namespace, "-o", "jsonpath={.items[*].status.verifications[*].result}"]);
-    return handled.stdout.trim() === `${requested} ${requested}` && results.stdout.trim() === "Succeeded Succeeded Succeeded Succeeded" ? true : undefined;
-  }, 90_000);
+  await eventually(
+    "both addresses to be Ready",
+    async () => {
+      const table = await kubectl(["get", "supportaddresses", "-n", namespace, "--no-headers"]);
+      const lines = table.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.trim().replace(/\s+/g, " "));
+      if (lines.join("\n") !== last) console.log(lines.map((l) => `  ${l}`).join("\n"));
+      last = lines.join("\n");
+      if (lines.length !== 2 || !lines.every((l) => / True True True /.test(`${l} `))) return undefined;
+      // Ready from the attempts this request started, not from an earlier one.
+      const handled = await kubectl([
+        "get",
+        "supportaddresses",
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={.items[*].status.lastHandledVerifyRequest}",
+      ]);
+      const results = await kubectl([
+        "get",
+        "supportaddresses",
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={.items[*].status.verifications[*].result}",
+      ]);
+      return handled.stdout.trim() === `${requested} ${requested}` && results.stdout.trim() === "Succeeded Succeeded Succeeded Succeeded"
+        ? true
+        : undefined;
+    },
+    90_000,
+  );
 
   step("inbound: the customer's server relays a customer's email (STARTTLS, AUTH PLAIN with version 1)");
-  const inbound = await swaks(["--server", `127.0.0.1:${customer.port}`, "--from", "jane@users.example.org", "--to", "support@example.com", "--header", "Subject: My printer is on fire"]);
+  const inbound = await swaks([
+    "--server",
+    `127.0.0.1:${customer.port}`,
+    "--from",
+    "jane@users.example.org",
+    "--to",
+    "support@example.com",
+    "--header",
+    "Subject: My printer is on fire",
+  ]);
   if (inbound.code !== 0) throw new Error(`the inbound email failed:\n${inbound.output}`);
-  await eventually("the email at the helpdesk", () => (helpdesk.messages().some((m) => m.content.includes("My printer is on fire")) ? true : undefined), 30_000);
+  await eventually(
+    "the email at the helpdesk",
+    () => (helpdesk.messages().some((m) => m.content.includes("My printer is on fire")) ? true : undefined),
+    30_000,
+  );
   const received = helpdesk.messages().find((m) => m.content.includes("My printer is on fire"))!;
-  console.log(received.content.split("\n\n")[0]!.split("\n").filter((l) => /^(Authentication-Results|X-SmtpConnector-Auth|Subject|From|To):/.test(l)).join("\n"));
+  console.log(
+    received.content
+      .split("\n\n")[0]!
+      .split("\n")
+      .filter((l) => /^(Authentication-Results|X-SmtpConnector-Auth|Subject|From|To):/.test(l))
+      .join("\n"),
+  );
 
   step("outbound: the helpdesk replies as support@example.com through the relay's submission port");
   const submission = await core.readNamespacedSecret({ namespace, name: "example-com-submission" });
   const reply = () =>
     swaks([
-      "--server", "127.0.0.1:2587", "--tls", "--auth", "PLAIN", "--auth-user", text(submission, "username"), "--auth-password", text(submission, "password"),
-      "--from", "support@example.com", "--to", "jane@users.example.org", "--header", "Subject: Re: My printer is on fire", "--header", "Auto-Submitted: auto-replied",
+      "--server",
+      "127.0.0.1:2587",
+      "--tls",
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      text(submission, "username"),
+      "--auth-password",
+      text(submission, "password"),
+      "--from",
+      "support@example.com",
+      "--to",
+      "jane@users.example.org",
+      "--header",
+      "Subject: Re: My printer is on fire",
+      "--header",
+      "Auto-Submitted: auto-replied",
     ]);
   // Ready reaches the relay with its next config (the kubelet's Secret sync, then the relay's reload): seconds.
-  const outbound = await eventually("the relay to let the helpdesk send as the Ready address", async () => {
-    const attempt = await reply();
-    return attempt.code === 0 ? attempt : undefined;
-  }, 30_000);
-  console.log(outbound.output.split("\n").filter((l) => l.includes("Accepted by the customer's server")).join("\n"));
-  await eventually("the reply at the recipient's server", () => (world.messages().some((m) => m.content.includes("Re: My printer is on fire")) ? true : undefined), 30_000);
+  const outbound = await eventually(
+    "the relay to let the helpdesk send as the Ready address",
+    async () => {
+      const attempt = await reply();
+      return attempt.code === 0 ? attempt : undefined;
+    },
+    30_000,
+  );
+  console.log(
+    outbound.output
+      .split("\n")
+      .filter((l) => l.includes("Accepted by the customer's server"))
+      .join("\n"),
+  );
+  await eventually(
+    "the reply at the recipient's server",
+    () => (world.messages().some((m) => m.content.includes("Re: My printer is on fire")) ? true : undefined),
+    30_000,
+  );
   const delivered = world.messages().find((m) => m.content.includes("Re: My printer is on fire"))!;
-  console.log(delivered.content.split("\n\n")[0]!.split("\n").filter((l) => /Authenticated sender|^(Subject|From|Auto-Submitted):/.test(l)).join("\n"));
+  console.log(
+    delivered.content
+      .split("\n\n")[0]!
+      .split("\n")
+      .filter((l) => /Authenticated sender|^(Subject|From|Auto-Submitted):/.test(l))
+      .join("\n"),
+  );
 
   step("what kubectl shows");
   await show(["get", "smtpconnector", "-n", namespace]);
-  await show(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "jsonpath={range .status.conditions[*]}{.type}={.status} ({.reason}){\"\\n\"}{end}"]);
+  await show([
+    "get",
+    "smtpdomain",
+    "example-com",
+    "-n",
+    namespace,
+    "-o",
+    'jsonpath={range .status.conditions[*]}{.type}={.status} ({.reason}){"\\n"}{end}',
+  ]);
 
   step("where to look");
   console.log(`the email the helpdesk received, with its tags: ${received.file}`);

@@ -23,13 +23,31 @@ const example = {
       domain: "example.com",
       authProtocol: "PLAIN",
       credentials: [
-        { version: 1, username: "example-com-v1", passwordSha256: "2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90", state: "Active", expiresAt: "2026-12-02T10:00:00Z" },
-        { version: 2, username: "example-com-v2", passwordSha256: "81b637d8fcd2c6da6359e6963113a1170de795e4b725b84d1e0b4cfd9ec58ce9", state: "Active" },
+        {
+          version: 1,
+          username: "example-com-v1",
+          passwordSha256: "2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90",
+          state: "Active",
+          expiresAt: "2026-12-02T10:00:00Z",
+        },
+        {
+          version: 2,
+          username: "example-com-v2",
+          passwordSha256: "81b637d8fcd2c6da6359e6963113a1170de795e4b725b84d1e0b4cfd9ec58ce9",
+          state: "Active",
+        },
       ],
       addresses: ["support@example.com", "billing@example.com"],
       delivery: { smtp: { host: "ingest.helpdesk.svc.cluster.local", port: 25, protocol: "LMTP", tls: "None" } },
       outbound: {
-        submission: [{ version: 1, username: "helpdesk-example-com-v1", passwordSha256: "0b9f3c4f0cb5a0a3d3f9e4f2b1c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4", state: "Active" }],
+        submission: [
+          {
+            version: 1,
+            username: "helpdesk-example-com-v1",
+            passwordSha256: "0b9f3c4f0cb5a0a3d3f9e4f2b1c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4",
+            state: "Active",
+          },
+        ],
         dkim: [
           { selector: "smtpc-2026-11", algorithm: "rsa-sha256", keyFile: "/etc/smtp-connector/dkim/rsa.key" },
           { selector: "smtpc-2026-11-ed", algorithm: "ed25519-sha256", keyFile: "/etc/smtp-connector/dkim/ed25519.key" },
@@ -38,7 +56,13 @@ const example = {
           {
             address: "support@example.com",
             ready: true,
-            server: { host: "mail.example.com", port: 587, tls: "StartTLS", username: "support@example.com", passwordFile: "/etc/smtp-connector/outbound/support-example-com/password" },
+            server: {
+              host: "mail.example.com",
+              port: 587,
+              tls: "StartTLS",
+              username: "support@example.com",
+              passwordFile: "/etc/smtp-connector/outbound/support-example-com/password",
+            },
           },
         ],
       },

@@ -31,7 +31,8 @@ export function releaseVersion(): string {
   const versions = releaseVersions();
   const expected = versions["package.json version"]!;
   const wrong = Object.entries(versions).filter(([, v]) => v !== expected);
-  if (wrong.length > 0) throw new Error(`versions disagree with package.json's ${expected}: ${wrong.map(([k, v]) => `${k} is ${String(v)}`).join("; ")}`);
+  if (wrong.length > 0)
+    throw new Error(`versions disagree with package.json's ${expected}: ${wrong.map(([k, v]) => `${k} is ${String(v)}`).join("; ")}`);
   if (!/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(expected)) throw new Error(`${expected} is not a semantic version`);
   return expected;
 }

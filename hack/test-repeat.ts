@@ -11,8 +11,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createWriteStream } from "node:fs";
 
-interface Options { tiers: string[]; stress: number; runs: number; files: string[] }
-interface Result { file: string; name: string; passed: boolean; skipped: boolean; ms: number; failure?: string }
+interface Options {
+  tiers: string[];
+  stress: number;
+  runs: number;
+  files: string[];
+}
+interface Result {
+  file: string;
+  name: string;
+  passed: boolean;
+  skipped: boolean;
+  ms: number;
+  failure?: string;
+}
 
 const tierNames = ["setup", "unit", "mail", "faults", "apiserver", "e2e"];
 const usage = "usage: npm run test:repeat -- [--tier setup|unit|mail|faults|apiserver|e2e]... [--stress N] RUNS [FILE...]";
@@ -37,7 +49,8 @@ function parse(argv: string[]): Options {
     else fail(`no such test file: ${arg}`);
   }
   if (options.runs < 1) fail("RUNS (a whole number of at least 1) is required");
-  if (options.tiers.length === 0) options.tiers = [...new Set(options.files.map((f) => f.split("/")[1] ?? ""))].filter((t) => tierNames.includes(t));
+  if (options.tiers.length === 0)
+    options.tiers = [...new Set(options.files.map((f) => f.split("/")[1] ?? ""))].filter((t) => tierNames.includes(t));
   if (options.tiers.length === 0) options.tiers = ["mail"];
   return options;
 }
@@ -57,7 +70,11 @@ function startStress(workers: number): ChildProcess | undefined {
   if (workers === 0) return undefined;
   if (spawnSync("sh", ["-c", "command -v stress-ng"]).status !== 0) {
     console.error("test:repeat: installing stress-ng (Debian)");
-    const install = spawnSync("sh", ["-c", "apt-get install -y -qq stress-ng >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq stress-ng)"], { stdio: "inherit" });
+    const install = spawnSync(
+      "sh",
+      ["-c", "apt-get install -y -qq stress-ng >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq stress-ng)"],
+      { stdio: "inherit" },
+    );
     if (install.status !== 0) fail("could not install stress-ng (apt-get install stress-ng, as root)");
   }
   // A time limit too, so a killed test:repeat never leaves the hogs behind for long.
@@ -102,7 +119,10 @@ function report(results: Result[], runs: number): boolean {
     console.log(`  ${row.passed}/${row.rs.length} passed  ${row.key}`);
     for (const r of row.rs.filter((r) => !r.passed && !r.skipped).slice(0, 3)) console.log(`      ${(r.failure ?? "").split("\n")[0]}`);
   }
-  const slowest = rows.map((row) => ({ key: row.key, ms: Math.max(...row.rs.map((r) => r.ms)) })).sort((a, b) => b.ms - a.ms).slice(0, 5);
+  const slowest = rows
+    .map((row) => ({ key: row.key, ms: Math.max(...row.rs.map((r) => r.ms)) }))
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, 5);
   console.log("slowest (longest of any run):");
   for (const s of slowest) console.log(`  ${(s.ms / 1000).toFixed(1)} s  ${s.key}`);
   return flaky.length === 0;
@@ -110,7 +130,9 @@ function report(results: Result[], runs: number): boolean {
 
 const options = parse(process.argv.slice(2));
 const dir = mkdtempSync(join(tmpdir(), "smtpc-repeat-"));
-console.log(`test:repeat: ${options.tiers.join(", ")} × ${options.runs}${options.stress ? ` beside ${options.stress} CPU hogs` : ""}; logs in ${dir}`);
+console.log(
+  `test:repeat: ${options.tiers.join(", ")} × ${options.runs}${options.stress ? ` beside ${options.stress} CPU hogs` : ""}; logs in ${dir}`,
+);
 const stress = startStress(options.stress);
 const stop = () => stress?.kill("SIGTERM");
 process.on("SIGINT", () => (stop(), process.exit(130)));
@@ -121,10 +143,17 @@ try {
     const results = join(dir, `run-${run}.jsonl`);
     const started = Date.now();
     const status = await runOnce(options, results, join(dir, `run-${run}.log`));
-    const these = existsSync(results) ? readFileSync(results, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as Result) : [];
+    const these = existsSync(results)
+      ? readFileSync(results, "utf8")
+          .split("\n")
+          .filter(Boolean)
+          .map((line) => JSON.parse(line) as Result)
+      : [];
     all.push(...these);
     const failed = these.filter((r) => !r.passed && !r.skipped).length;
-    console.log(`run ${run}: ${these.length - failed} passed, ${failed} failed, exit ${status}, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    console.log(
+      `run ${run}: ${these.length - failed} passed, ${failed} failed, exit ${status}, ${((Date.now() - started) / 1000).toFixed(0)} s`,
+    );
   }
 } finally {
   stop();

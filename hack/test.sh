@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (`npm test`): sets up a fresh machine, then runs every tier.
-#   static      typecheck, type-aware lint, and the chart and examples through kubeconform, kube-score and
+#   static      typecheck, type-aware lint, formatting (prettier --check), and the chart and examples through kubeconform, kube-score and
 #               checkov (`npm run check:manifests`: every finding explained, none stale)
 #   setup       the build scripts themselves: two at once on one machine
 #   unit        pure rules, no processes
@@ -24,9 +24,9 @@ with_plane=()
 for tier in $tiers; do
   case $tier in
     static)
-      echo "== static: tsc --noEmit, eslint, check:manifests"
+      echo "== static: tsc --noEmit, eslint + prettier --check, check:manifests"
       npx tsc -p tsconfig.json --noEmit
-      npx eslint .
+      npm run -s lint
       node --import tsx hack/manifests/check.ts
       ;;
     setup | unit | node) echo "== $tier"; bash hack/test-tier.sh "$tier" ;;

@@ -36,7 +36,8 @@ export function createLogger(component: string, options: LoggerOptions = {}): Lo
   const methods = logger as unknown as Record<string, winston.LeveledLogMethod>;
   for (const level of Object.keys(logger.levels)) {
     const write = methods[level]!.bind(logger);
-    methods[level] = ((...args: Parameters<winston.LeveledLogMethod>) => (logger.isLevelEnabled(level) ? write(...args) : logger)) as winston.LeveledLogMethod;
+    methods[level] = ((...args: Parameters<winston.LeveledLogMethod>) =>
+      logger.isLevelEnabled(level) ? write(...args) : logger) as winston.LeveledLogMethod;
   }
   return logger;
 }

@@ -25,7 +25,12 @@ export interface DesiredCondition {
  * Merges desired conditions into the current ones. kstatus' Reconciling and
  * Stalled are present only while True: a desired False removes them.
  */
-export function mergeConditions(current: readonly Condition[] | undefined, desired: readonly DesiredCondition[], generation: number, now: Date): Condition[] {
+export function mergeConditions(
+  current: readonly Condition[] | undefined,
+  desired: readonly DesiredCondition[],
+  generation: number,
+  now: Date,
+): Condition[] {
   const byType = new Map((current ?? []).map((c) => [c.type, c]));
   const out: Condition[] = [];
   for (const d of desired) {
@@ -47,7 +52,12 @@ export function mergeConditions(current: readonly Condition[] | undefined, desir
  * Replaces some conditions and keeps the others as they are (a failure that
  * says only what blocked the reconcile must not erase what was known).
  */
-export function replaceConditions(current: readonly Condition[] | undefined, replacements: readonly DesiredCondition[], generation: number, now: Date): Condition[] {
+export function replaceConditions(
+  current: readonly Condition[] | undefined,
+  replacements: readonly DesiredCondition[],
+  generation: number,
+  now: Date,
+): Condition[] {
   const replaced = new Set(replacements.map((r) => r.type));
   return [...(current ?? []).filter((c) => !replaced.has(c.type)), ...mergeConditions(current, replacements, generation, now)];
 }

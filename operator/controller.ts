@@ -131,38 +131,57 @@ export class Controller {
     const { namespaces } = options;
     const paging = options.pageSize ? { pageSize: options.pageSize } : {};
     const ownApi = `/apis/${group}/${version}`;
-    this.domains = scopedInformer(access, { prefix: ownApi, plural: "smtpdomains" }, {
-      namespaces,
-      onChange: (d, event) => this.domainChanged(d, event),
-      log,
-      onRelist: relisted,
-      ...paging,
-      check: (d) => objectProblems("SmtpDomain", d),
-      onInvalid: (d, problems) => this.objectInvalid("domain", d, problems),
-    });
-    this.addresses = scopedInformer(access, { prefix: ownApi, plural: "supportaddresses" }, {
-      namespaces,
-      onChange: (a, event) => this.addressChanged(a, event),
-      log,
-      onRelist: relisted,
-      ...paging,
-      check: (a) => objectProblems("SupportAddress", a),
-      onInvalid: (a, problems) => this.objectInvalid("address", a, problems),
-    });
-    const byDomainLabel = (o: k8s.KubernetesObject) => this.enqueue("domain", o.metadata?.namespace, o.metadata?.labels?.["smtpconnector.dev/domain"]);
+    this.domains = scopedInformer(
+      access,
+      { prefix: ownApi, plural: "smtpdomains" },
+      {
+        namespaces,
+        onChange: (d, event) => this.domainChanged(d, event),
+        log,
+        onRelist: relisted,
+        ...paging,
+        check: (d) => objectProblems("SmtpDomain", d),
+        onInvalid: (d, problems) => this.objectInvalid("domain", d, problems),
+      },
+    );
+    this.addresses = scopedInformer(
+      access,
+      { prefix: ownApi, plural: "supportaddresses" },
+      {
+        namespaces,
+        onChange: (a, event) => this.addressChanged(a, event),
+        log,
+        onRelist: relisted,
+        ...paging,
+        check: (a) => objectProblems("SupportAddress", a),
+        onInvalid: (a, problems) => this.objectInvalid("address", a, problems),
+      },
+    );
+    const byDomainLabel = (o: k8s.KubernetesObject) =>
+      this.enqueue("domain", o.metadata?.namespace, o.metadata?.labels?.["smtpconnector.dev/domain"]);
     const ours = "app.kubernetes.io/managed-by=smtp-connector";
     // Secrets: every one as metadata (ours deleted come back), the ones a domain or address names in full.
-    this.secrets = new SecretCache(access, { ...(namespaces ? { namespaces } : {}), log, onChange: (s) => this.secretChanged(s), onRelist: relisted, ...paging });
-    // Read when a relay is asked something, never a reason to reconcile. The EndpointSlice controller copies
-    // the Service's labels onto its slices, so the same selector finds only ours.
-    this.endpointSlices = scopedInformer(access, { prefix: "/apis/discovery.k8s.io/v1", plural: "endpointslices" }, {
-      namespaces,
-      onChange: () => undefined,
+    this.secrets = new SecretCache(access, {
+      ...(namespaces ? { namespaces } : {}),
       log,
-      labelSelector: ours,
+      onChange: (s) => this.secretChanged(s),
       onRelist: relisted,
       ...paging,
     });
+    // Read when a relay is asked something, never a reason to reconcile. The EndpointSlice controller copies
+    // the Service's labels onto its slices, so the same selector finds only ours.
+    this.endpointSlices = scopedInformer(
+      access,
+      { prefix: "/apis/discovery.k8s.io/v1", plural: "endpointslices" },
+      {
+        namespaces,
+        onChange: () => undefined,
+        log,
+        labelSelector: ours,
+        onRelist: relisted,
+        ...paging,
+      },
+    );
     // The installation's CA, where no Secret informer above sees it (namespace mode, the operator's own
     // namespace not watched): that one Secret by name, as metadata, so a hand-edited CA is noticed at once.
     const ca = options.settings.caSecret ?? defaultCaSecret;
@@ -189,7 +208,9 @@ export class Controller {
         { prefix: "/api/v1", plural: "services" },
         { prefix: "/apis/networking.k8s.io/v1", plural: "networkpolicies" },
         { prefix: "/apis/policy/v1", plural: "poddisruptionbudgets" },
-      ].map((resource) => scopedInformer(access, resource, { namespaces, onChange: byDomainLabel, log, labelSelector: ours, onRelist: relisted, ...paging })),
+      ].map((resource) =>
+        scopedInformer(access, resource, { namespaces, onChange: byDomainLabel, log, labelSelector: ours, onRelist: relisted, ...paging }),
+      ),
     ];
   }
 
@@ -274,7 +295,12 @@ export class Controller {
     const { namespace, name } = object.metadata ?? {};
     if (!namespace || !name) return;
     this.invalid.set(`${kind}/${namespace}/${name}`, problems);
-    this.options.log.warn("an object does not match the API schema; not acted on until it does", { kind: kind === "domain" ? "SmtpDomain" : "SupportAddress", namespace, name, problems });
+    this.options.log.warn("an object does not match the API schema; not acted on until it does", {
+      kind: kind === "domain" ? "SmtpDomain" : "SupportAddress",
+      namespace,
+      name,
+      problems,
+    });
     this.enqueue(kind, namespace, name);
   }
 
@@ -283,16 +309,21 @@ export class Controller {
     this.invalid.delete(`domain/${namespace}/${domain.metadata?.name}`);
     if (this.statusOnly("domain", domain, event)) {
       // Its readiness feeds its addresses' DomainReady.
-      for (const a of this.addressesIn(namespace)) if (a.spec.domainRef.name === domain.metadata?.name) this.enqueue("address", namespace, a.metadata?.name);
+      for (const a of this.addressesIn(namespace))
+        if (a.spec.domainRef.name === domain.metadata?.name) this.enqueue("address", namespace, a.metadata?.name);
       return;
     }
     // Status changes neither the Secrets it names nor what the rules read.
-    this.references(`domain/${namespace}/${domain.metadata?.name}`, event === "delete" ? [] : secretKeysNamedByDomain(domain).map(([n, keys]): NamedSecret => [`${namespace}/${n}`, keys]));
+    this.references(
+      `domain/${namespace}/${domain.metadata?.name}`,
+      event === "delete" ? [] : secretKeysNamedByDomain(domain).map(([n, keys]): NamedSecret => [`${namespace}/${n}`, keys]),
+    );
     this.judged.invalidate(namespace);
     this.hostnameConflicts = undefined;
     this.enqueueNamespace(namespace);
     for (const other of this.domains.list()) {
-      if (other.spec.domain === domain.spec.domain && other.metadata?.namespace !== domain.metadata?.namespace) this.enqueueNamespace(other.metadata?.namespace);
+      if (other.spec.domain === domain.spec.domain && other.metadata?.namespace !== domain.metadata?.namespace)
+        this.enqueueNamespace(other.metadata?.namespace);
     }
     this.hostnamesChanged(domain, event);
   }
@@ -319,12 +350,18 @@ export class Controller {
       this.enqueue("domain", address.metadata?.namespace, address.spec.domainRef.name);
       return;
     }
-    this.references(`address/${address.metadata?.namespace}/${address.metadata?.name}`, event === "delete" ? [] : secretKeysNamedByAddress(address).map(([n, keys]): NamedSecret => [`${address.metadata?.namespace}/${n}`, keys]));
+    this.references(
+      `address/${address.metadata?.namespace}/${address.metadata?.name}`,
+      event === "delete"
+        ? []
+        : secretKeysNamedByAddress(address).map(([n, keys]): NamedSecret => [`${address.metadata?.namespace}/${n}`, keys]),
+    );
     this.judged.invalidate(address.metadata?.namespace);
     this.enqueueNamespace(address.metadata?.namespace);
     // Whoever claims the same address elsewhere (from the verdicts' index: a scan of every address per event
     // made a creation storm quadratic).
-    for (const other of this.judged.namespacesWith(address.spec.address.toLowerCase())) if (other !== address.metadata?.namespace) this.enqueueNamespace(other);
+    for (const other of this.judged.namespacesWith(address.spec.address.toLowerCase()))
+      if (other !== address.metadata?.namespace) this.enqueueNamespace(other);
   }
 
   private secretChanged(secret: k8s.KubernetesObject): void {
@@ -336,10 +373,12 @@ export class Controller {
     const ca = this.options.settings.caSecret ?? defaultCaSecret;
     if (namespace === ca.namespace && name === ca.name) {
       this.domainCaches.certificateAuthority.clear();
-      for (const domain of this.domains.list()) if (!domain.spec.relay?.tls?.secretName) this.enqueue("domain", domain.metadata?.namespace, domain.metadata?.name);
+      for (const domain of this.domains.list())
+        if (!domain.spec.relay?.tls?.secretName) this.enqueue("domain", domain.metadata?.namespace, domain.metadata?.name);
     }
     for (const domain of this.domains.list()) {
-      if (domain.metadata?.namespace === namespace && name && secretsNamedByDomain(domain).includes(name)) this.enqueue("domain", namespace, domain.metadata?.name);
+      if (domain.metadata?.namespace === namespace && name && secretsNamedByDomain(domain).includes(name))
+        this.enqueue("domain", namespace, domain.metadata?.name);
     }
     for (const address of this.addressesIn(namespace)) {
       if (name && secretsNamedByAddress(address).includes(name)) {
@@ -435,13 +474,23 @@ export class Controller {
       if (error instanceof ApiError && error.code === 409) {
         // Another writer changed an object between our read and our write (an
         // optimistic-concurrency precondition failed): read again and redo, at once.
-        this.options.log.info("conflict with a concurrent writer; reconciling again", { kind: label, namespace, name, request: error.message });
+        this.options.log.info("conflict with a concurrent writer; reconciling again", {
+          kind: label,
+          namespace,
+          name,
+          request: error.message,
+        });
         this.options.onReconcile?.(label, "Conflict", Number(process.hrtime.bigint() - started) / 1e9);
         return { requeueAfterMs: 50 + Math.floor(Math.random() * 200) };
       }
       this.options.onReconcile?.(label, "Error", Number(process.hrtime.bigint() - started) / 1e9);
       await this.reportFailure(kind, namespace, name, error).catch((reportError: unknown) =>
-        this.options.log.warn("could not report the failure on the resource", { kind: label, namespace, name, error: describe(reportError) }),
+        this.options.log.warn("could not report the failure on the resource", {
+          kind: label,
+          namespace,
+          name,
+          error: describe(reportError),
+        }),
       );
       throw error;
     }
@@ -456,24 +505,38 @@ export class Controller {
   private async reportFailure(kind: "domain" | "address", namespace: string, name: string, error: unknown): Promise<void> {
     const plural = kind === "domain" ? "smtpdomains" : "supportaddresses";
     // Read fresh: every other field of status is written back as it is.
-    const { status: code, body } = await this.cluster.get(`/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}`, [404]);
+    const { status: code, body } = await this.cluster.get(
+      `/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}`,
+      [404],
+    );
     if (code === 404) return;
     const object = JSON.parse(body) as SmtpDomain | SupportAddress;
     if (object.metadata.deletionTimestamp) return;
     const message = failureMessage(error);
-    const reported = object.status?.conditions?.find((c) => (c.type === "Stalled" || c.type === "Reconciling") && c.reason === "ReconcileFailed");
+    const reported = object.status?.conditions?.find(
+      (c) => (c.type === "Stalled" || c.type === "Reconciling") && c.reason === "ReconcileFailed",
+    );
     if (reported?.message === message) return;
     const stalled = needsAction(error);
     const generation = object.metadata.generation ?? 0;
     // A Ready resource stays Ready: its relay serves on with what it has, and turning the domain
     // un-Ready would stop the helpdesk sending as its addresses over an API hiccup.
     const ready = object.status?.conditions?.find((c) => c.type === "Ready");
-    const conditions = replaceConditions(object.status?.conditions, [
-      ...(ready?.status === "True" ? [] : [{ type: "Ready", status: "False" as const, reason: "ReconcileFailed" as const, message }]),
-      { type: "Stalled", status: stalled ? "True" : "False", reason: "ReconcileFailed", message },
-      { type: "Reconciling", status: stalled ? "False" : "True", reason: "ReconcileFailed", message },
-    ], generation, new Date());
-    await this.cluster.applyStatus(plural, kind === "domain" ? "SmtpDomain" : "SupportAddress", namespace, name, { ...object.status, observedGeneration: generation, conditions });
+    const conditions = replaceConditions(
+      object.status?.conditions,
+      [
+        ...(ready?.status === "True" ? [] : [{ type: "Ready", status: "False" as const, reason: "ReconcileFailed" as const, message }]),
+        { type: "Stalled", status: stalled ? "True" : "False", reason: "ReconcileFailed", message },
+        { type: "Reconciling", status: stalled ? "False" : "True", reason: "ReconcileFailed", message },
+      ],
+      generation,
+      new Date(),
+    );
+    await this.cluster.applyStatus(plural, kind === "domain" ? "SmtpDomain" : "SupportAddress", namespace, name, {
+      ...object.status,
+      observedGeneration: generation,
+      conditions,
+    });
     await recordEvent(this.cluster, involved(object), "Warning", "ReconcileFailed", message);
   }
 
@@ -481,10 +544,18 @@ export class Controller {
    * Says on an invalid object (InvalidObject on Ready and Stalled, a Warning Event) which fields are
    * wrong; once per distinct message. Only metadata and status.conditions of it are read.
    */
-  private async reportInvalid(kind: "domain" | "address", namespace: string, name: string, problems: readonly string[]): Promise<{ requeueAfterMs?: number }> {
+  private async reportInvalid(
+    kind: "domain" | "address",
+    namespace: string,
+    name: string,
+    problems: readonly string[],
+  ): Promise<{ requeueAfterMs?: number }> {
     const plural = kind === "domain" ? "smtpdomains" : "supportaddresses";
     const label = kind === "domain" ? "SmtpDomain" : "SupportAddress";
-    const { status: code, body } = await this.cluster.get(`/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}`, [404]);
+    const { status: code, body } = await this.cluster.get(
+      `/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}`,
+      [404],
+    );
     if (code === 404) {
       this.invalid.delete(`${kind}/${namespace}/${name}`);
       return {};
@@ -497,10 +568,15 @@ export class Controller {
     await this.cluster.applyStatus(plural, label, namespace, name, {
       ...object.status,
       observedGeneration: generation,
-      conditions: replaceConditions(conditions, [
-        { type: "Ready", status: "False", reason: "InvalidObject", message },
-        { type: "Stalled", status: "True", reason: "InvalidObject", message },
-      ], generation, new Date()),
+      conditions: replaceConditions(
+        conditions,
+        [
+          { type: "Ready", status: "False", reason: "InvalidObject", message },
+          { type: "Stalled", status: "True", reason: "InvalidObject", message },
+        ],
+        generation,
+        new Date(),
+      ),
     });
     await recordEvent(this.cluster, involved(object), "Warning", "InvalidObject", message);
     return {};
@@ -511,19 +587,39 @@ export class Controller {
     // Gone: its owned objects go with it (owner references, garbage collector).
     if (!domain) return {};
     if (domain.metadata?.deletionTimestamp) {
-      if (domain.metadata.finalizers?.includes(disconnectFinalizer)) await disconnect(this.cluster, domain, this.options.settings, this.options.log);
+      if (domain.metadata.finalizers?.includes(disconnectFinalizer))
+        await disconnect(this.cluster, domain, this.options.settings, this.options.log);
       return {};
     }
     await ensureFinalizer(this.cluster, domain);
     const { domainVerdicts, addressVerdicts, hostnameConflicts } = this.verdicts();
     const inNamespace = this.addressesIn(namespace);
     const served = inNamespace.filter((a) => addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served);
-    const notServed = inNamespace.filter((a) => a.spec.domainRef.name === name && !a.metadata?.deletionTimestamp && !addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served).length;
+    const notServed = inNamespace.filter(
+      (a) =>
+        a.spec.domainRef.name === name &&
+        !a.metadata?.deletionTimestamp &&
+        !addressVerdicts.get(`${namespace}/${a.metadata?.name}`)?.served,
+    ).length;
     const verdict = domainVerdicts.get(`${namespace}/${name}`) ?? { served: true as const };
     const io = this.verificationIO;
     const result = await reconcileDomain(
       this.cluster,
-      { domain, addresses: served, addressesNotServed: notServed, verdict, hostnameConflicts: hostnameConflicts.get(`${namespace}/${name}`) ?? [], caches: this.domainCaches, secret: (ns, secretName) => this.secrets.get(secretName, ns), ...(io ? { credentialUse: (d: SmtpDomain) => this.credentialUse.get(`${d.metadata.namespace}/${d.metadata.name}`, 10_000, () => io.credentialUse(d)) } : {}) },
+      {
+        domain,
+        addresses: served,
+        addressesNotServed: notServed,
+        verdict,
+        hostnameConflicts: hostnameConflicts.get(`${namespace}/${name}`) ?? [],
+        caches: this.domainCaches,
+        secret: (ns, secretName) => this.secrets.get(secretName, ns),
+        ...(io
+          ? {
+              credentialUse: (d: SmtpDomain) =>
+                this.credentialUse.get(`${d.metadata.namespace}/${d.metadata.name}`, 10_000, () => io.credentialUse(d)),
+            }
+          : {}),
+      },
       this.options.settings,
     );
     await this.announceLockouts(domain);
@@ -537,7 +633,11 @@ export class Controller {
     try {
       await this.lockouts.announce(this.cluster, domain, (d) => io.lockouts!(d));
     } catch (error) {
-      this.options.log.warn("could not record a lockout Event", { domain: domain.metadata.name, namespace: domain.metadata.namespace, error: error instanceof Error ? error.message : String(error) });
+      this.options.log.warn("could not record a lockout Event", {
+        domain: domain.metadata.name,
+        namespace: domain.metadata.namespace,
+        error: error instanceof Error ? error.message : String(error),
+      });
     }
   }
 
@@ -552,7 +652,12 @@ export class Controller {
       verdict,
       this.domains.get(address.spec.domainRef.name, namespace),
       this.verificationIO
-        ? { io: this.verificationIO, credentialsResourceVersion: credentials?.metadata?.resourceVersion, credentialSha256: loginDigest(credentials), ...(this.options.verificationTiming ? { timing: this.options.verificationTiming } : {}) }
+        ? {
+            io: this.verificationIO,
+            credentialsResourceVersion: credentials?.metadata?.resourceVersion,
+            credentialSha256: loginDigest(credentials),
+            ...(this.options.verificationTiming ? { timing: this.options.verificationTiming } : {}),
+          }
         : undefined,
     );
   }
@@ -577,7 +682,9 @@ function secretKeysNamedByDomain(domain: SmtpDomain): NamedSecret[] {
     ...(auth ? [[auth, login] as NamedSecret] : []),
     ...(domain.spec.inbound.credentials ?? []).flatMap((c) => (c.secretRef?.name ? [[c.secretRef.name, login] as NamedSecret] : [])),
     ...(domain.spec.dkim?.keys ?? []).map((k): NamedSecret =>
-      k.privateKeySecretRef ? [k.privateKeySecretRef.name, { [k.privateKeySecretRef.key ?? "tls.key"]: maxSecretValueBytes }] : [`${domain.metadata.name}-dkim-${k.selector}`, { "private.pem": maxSecretValueBytes }],
+      k.privateKeySecretRef
+        ? [k.privateKeySecretRef.name, { [k.privateKeySecretRef.key ?? "tls.key"]: maxSecretValueBytes }]
+        : [`${domain.metadata.name}-dkim-${k.selector}`, { "private.pem": maxSecretValueBytes }],
     ),
   ];
 }
@@ -589,7 +696,10 @@ function secretsNamedByDomain(domain: SmtpDomain): string[] {
 /** The Secrets an address names: its outbound login and, optionally, the CA its server is checked against. */
 function secretKeysNamedByAddress(address: SupportAddress): NamedSecret[] {
   const { credentialsSecretRef, caSecretRef } = address.spec.outbound;
-  return [[credentialsSecretRef.name, login], ...(caSecretRef ? [[caSecretRef.name, { [caSecretRef.key ?? "ca.crt"]: maxCaBundleBytes }] as NamedSecret] : [])];
+  return [
+    [credentialsSecretRef.name, login],
+    ...(caSecretRef ? [[caSecretRef.name, { [caSecretRef.key ?? "ca.crt"]: maxCaBundleBytes }] as NamedSecret] : []),
+  ];
 }
 
 function secretsNamedByAddress(address: SupportAddress): string[] {

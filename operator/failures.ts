@@ -25,7 +25,8 @@ export function failureMessage(error: unknown): string {
   if (error instanceof ActionNeeded) return error.message;
   if (error instanceof ApiError) {
     const why = apiReason(error);
-    if (error.code === 403) return `the operator may not ${error.request} (${why || "Forbidden"}): its ServiceAccount lacks a permission of the chart's ClusterRole; reinstall or fix the RBAC`;
+    if (error.code === 403)
+      return `the operator may not ${error.request} (${why || "Forbidden"}): its ServiceAccount lacks a permission of the chart's ClusterRole; reinstall or fix the RBAC`;
     return `${error.request} failed with HTTP ${error.code}${why ? `: ${why}` : ""}; retried with backoff, see the operator's log`;
   }
   return `${error instanceof Error ? error.message : String(error)}; retried with backoff, see the operator's log`;

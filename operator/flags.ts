@@ -30,7 +30,13 @@ export const flags = {
   kubeconfig: { type: "string", value: "FILE", help: "Kubeconfig to use outside a cluster; in a cluster the ServiceAccount is used." },
   context: { type: "string", value: "NAME", help: "The kubeconfig context to use (default: its current-context)." },
   "metrics-port": { type: "string", value: "PORT", default: "8080", help: "Port of /healthz, /readyz and /metrics." },
-  "relay-image": { type: "string", value: "IMAGE", env: "SMTPC_RELAY_IMAGE", default: env.SMTPC_RELAY_IMAGE ?? "ghcr.io/smtp-connector/smtp-connector:0.1.0", help: "Image of the relay Deployments." },
+  "relay-image": {
+    type: "string",
+    value: "IMAGE",
+    env: "SMTPC_RELAY_IMAGE",
+    default: env.SMTPC_RELAY_IMAGE ?? "ghcr.io/smtp-connector/smtp-connector:0.1.0",
+    help: "Image of the relay Deployments.",
+  },
   "relay-host-suffix": {
     type: "string",
     value: "SUFFIX",
@@ -73,8 +79,20 @@ export const flags = {
     default: env.SMTPC_SYSTEM_DOMAINS ?? "",
     help: "The helpdesk's own mail domains: never connected (SmtpDomain: SystemDomain, SupportAddress: SystemAddress), never sent through a customer's server.",
   },
-  "verification-sender": { type: "string", value: "ADDRESS", env: "SMTPC_VERIFICATION_SENDER", default: env.SMTPC_VERIFICATION_SENDER ?? "", help: "Sender of inbound verification emails (default verify@<first system domain>)." },
-  "verification-smtp": { type: "string", value: "HOST:PORT", env: "SMTPC_VERIFICATION_SMTP", default: env.SMTPC_VERIFICATION_SMTP ?? "", help: "An MTA that routes customers' domains to their servers, for inbound verification emails." },
+  "verification-sender": {
+    type: "string",
+    value: "ADDRESS",
+    env: "SMTPC_VERIFICATION_SENDER",
+    default: env.SMTPC_VERIFICATION_SENDER ?? "",
+    help: "Sender of inbound verification emails (default verify@<first system domain>).",
+  },
+  "verification-smtp": {
+    type: "string",
+    value: "HOST:PORT",
+    env: "SMTPC_VERIFICATION_SMTP",
+    default: env.SMTPC_VERIFICATION_SMTP ?? "",
+    help: "An MTA that routes customers' domains to their servers, for inbound verification emails.",
+  },
   "relay-control-url": {
     type: "string",
     value: "URL",
@@ -89,7 +107,13 @@ export const flags = {
     default: env.SMTPC_RELAY_CONTROL_ENDPOINTS ?? "pods",
     help: "pods: every ready relay pod (EndpointSlices), the URL only while none is known; url: the URL alone (an operator outside the cluster).",
   },
-  "dns-resolver": { type: "string", value: "IP[:PORT]", env: "SMTPC_DNS_RESOLVER", default: env.SMTPC_DNS_RESOLVER ?? "", help: "DNS server for the DKIM record check; empty: records are confirmed by spec only." },
+  "dns-resolver": {
+    type: "string",
+    value: "IP[:PORT]",
+    env: "SMTPC_DNS_RESOLVER",
+    default: env.SMTPC_DNS_RESOLVER ?? "",
+    help: "DNS server for the DKIM record check; empty: records are confirmed by spec only.",
+  },
   "trusted-arc-sealers": {
     type: "string",
     value: "microsoft.com,google.com",
@@ -112,7 +136,12 @@ export const flags = {
     help: "Where the installation's CA is kept (created on first use; the namespace must exist).",
   },
   "certificate-duration": { type: "string", value: "DURATION", default: "2160h", help: "Lifetime of operator-issued relay certificates." },
-  "certificate-renew-before": { type: "string", value: "DURATION", default: "720h", help: "How long before expiry an operator-issued relay certificate is renewed." },
+  "certificate-renew-before": {
+    type: "string",
+    value: "DURATION",
+    default: "720h",
+    help: "How long before expiry an operator-issued relay certificate is renewed.",
+  },
   "max-domains-per-namespace": {
     type: "string",
     value: "N",
@@ -141,8 +170,17 @@ export const flags = {
     default: env.SMTPC_WATCH_NAMESPACES ?? "",
     help: "Watch and act only in these namespaces (RBAC: a Role in each, no ClusterRole); empty: every namespace.",
   },
-  "leader-elect": { type: "boolean", default: false, help: "Only the holder of the leader Lease reconciles (run two replicas for a standby)." },
-  "leader-election-namespace": { type: "string", value: "NAMESPACE", default: env.POD_NAMESPACE ?? "smtp-connector-system", help: "Namespace of the leader Lease; also the one namespace allowed to reach the relays' control API." },
+  "leader-elect": {
+    type: "boolean",
+    default: false,
+    help: "Only the holder of the leader Lease reconciles (run two replicas for a standby).",
+  },
+  "leader-election-namespace": {
+    type: "string",
+    value: "NAMESPACE",
+    default: env.POD_NAMESPACE ?? "smtp-connector-system",
+    help: "Namespace of the leader Lease; also the one namespace allowed to reach the relays' control API.",
+  },
   "lease-name": {
     type: "string",
     value: "NAME",
@@ -194,18 +232,29 @@ export interface OperatorFlags {
 /** Parses and checks the command line; throws with a message naming the flag. */
 export function parseFlags(args: string[]): OperatorFlags {
   const options: ParseArgsOptionsConfig = Object.fromEntries(
-    Object.entries(flags).map(([name, f]: [string, Flag]) => [name, f.type === "boolean" ? { type: "boolean" as const, default: f.default === true } : { type: "string" as const, ...(f.default !== undefined ? { default: String(f.default) } : {}) }]),
+    Object.entries(flags).map(([name, f]: [string, Flag]) => [
+      name,
+      f.type === "boolean"
+        ? { type: "boolean" as const, default: f.default === true }
+        : { type: "string" as const, ...(f.default !== undefined ? { default: String(f.default) } : {}) },
+    ]),
   );
   const { values: raw } = parseArgs({ args, options, strict: true, allowPositionals: false });
   const values = raw as Record<string, string | boolean | undefined>;
   const text = (name: keyof typeof flags) => String(values[name] ?? "");
   const port = Number(text("metrics-port"));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--metrics-port must be a port number, got ${text("metrics-port")}`);
-  const systemDomains = text("system-domains").split(",").map((d) => d.trim().toLowerCase()).filter(Boolean);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`--metrics-port must be a port number, got ${text("metrics-port")}`);
+  const systemDomains = text("system-domains")
+    .split(",")
+    .map((d) => d.trim().toLowerCase())
+    .filter(Boolean);
   const leaseSeconds = Number(text("lease-duration-seconds"));
-  if (!(leaseSeconds >= 2 && leaseSeconds <= 300)) throw new Error(`--lease-duration-seconds must be between 2 and 300, got ${text("lease-duration-seconds")}`);
+  if (!(leaseSeconds >= 2 && leaseSeconds <= 300))
+    throw new Error(`--lease-duration-seconds must be between 2 and 300, got ${text("lease-duration-seconds")}`);
   const sender = text("verification-sender") || `verify@${systemDomains[0] ?? "smtp-connector.invalid"}`;
-  if (!/^[^@\s]+@[a-z0-9.-]+$/.test(sender)) throw new Error(`--verification-sender must be an address such as verify@helpdesk.example, got ${sender}`);
+  if (!/^[^@\s]+@[a-z0-9.-]+$/.test(sender))
+    throw new Error(`--verification-sender must be an address such as verify@helpdesk.example, got ${sender}`);
   let smtp: { host: string; port: number } | undefined;
   if (text("verification-smtp")) {
     const match = /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:.]+\]):([0-9]{1,5})$/.exec(text("verification-smtp"));
@@ -213,9 +262,14 @@ export function parseFlags(args: string[]): OperatorFlags {
     smtp = { host: match[1]!.replace(/^\[|\]$/g, ""), port: Number(match[2]) };
   }
   const dnsResolver = text("dns-resolver");
-  if (dnsResolver && !/^([0-9.]+|\[[0-9a-fA-F:]+\])(:[0-9]{1,5})?$/.test(dnsResolver)) throw new Error(`--dns-resolver must be an IP address with an optional port, such as 10.96.0.10:53, got ${dnsResolver}`);
-  const forwarded = { trustedArcSealers: parseSealers(text("trusted-arc-sealers")), dnsServers: parseDnsServers(text("forwarded-dns-servers")) };
-  if (!/^https:\/\//.test(text("relay-control-url"))) throw new Error(`--relay-control-url must be an https URL template (the control API is HTTPS only), got ${text("relay-control-url")}`);
+  if (dnsResolver && !/^([0-9.]+|\[[0-9a-fA-F:]+\])(:[0-9]{1,5})?$/.test(dnsResolver))
+    throw new Error(`--dns-resolver must be an IP address with an optional port, such as 10.96.0.10:53, got ${dnsResolver}`);
+  const forwarded = {
+    trustedArcSealers: parseSealers(text("trusted-arc-sealers")),
+    dnsServers: parseDnsServers(text("forwarded-dns-servers")),
+  };
+  if (!/^https:\/\//.test(text("relay-control-url")))
+    throw new Error(`--relay-control-url must be an https URL template (the control API is HTTPS only), got ${text("relay-control-url")}`);
   const endpoints = text("relay-control-endpoints");
   if (endpoints !== "pods" && endpoints !== "url") throw new Error(`--relay-control-endpoints must be pods or url, got ${endpoints}`);
   const ca = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(text("ca-secret"));
@@ -229,27 +283,40 @@ export function parseFlags(args: string[]): OperatorFlags {
   };
   const certificates = { durationMs: duration("certificate-duration"), renewBeforeMs: duration("certificate-renew-before") };
   if (certificates.durationMs < 10_000) throw new Error(`--certificate-duration must be at least 10s, got ${text("certificate-duration")}`);
-  if (certificates.renewBeforeMs >= certificates.durationMs) throw new Error("--certificate-renew-before must be shorter than --certificate-duration");
+  if (certificates.renewBeforeMs >= certificates.durationMs)
+    throw new Error("--certificate-renew-before must be shorter than --certificate-duration");
   const limit = (flag: "max-domains-per-namespace" | "max-addresses-per-domain" | "max-addresses-per-namespace") => {
     const n = Number(text(flag));
-    if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new Error(`--${flag} must be a whole number from 1 to 100000, got ${text(flag)}`);
+    if (!Number.isInteger(n) || n < 1 || n > 100_000)
+      throw new Error(`--${flag} must be a whole number from 1 to 100000, got ${text(flag)}`);
     return n;
   };
   const maxMessageBytes = quantityInteger(text("relay-max-message-size"));
-  if (maxMessageBytes === undefined || maxMessageBytes < 1024 || maxMessageBytes > 1024 ** 3) throw new Error(`--relay-max-message-size must be a size from 1Ki to 1Gi such as 50Mi, got ${text("relay-max-message-size")}`);
+  if (maxMessageBytes === undefined || maxMessageBytes < 1024 || maxMessageBytes > 1024 ** 3)
+    throw new Error(`--relay-max-message-size must be a size from 1Ki to 1Gi such as 50Mi, got ${text("relay-max-message-size")}`);
   const maxRecipients = Number(text("relay-max-recipients"));
-  if (!Number.isInteger(maxRecipients) || maxRecipients < 1 || maxRecipients > 1000) throw new Error(`--relay-max-recipients must be a whole number from 1 to 1000, got ${text("relay-max-recipients")}`);
+  if (!Number.isInteger(maxRecipients) || maxRecipients < 1 || maxRecipients > 1000)
+    throw new Error(`--relay-max-recipients must be a whole number from 1 to 1000, got ${text("relay-max-recipients")}`);
   const lease = text("lease-name");
-  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(lease)) throw new Error(`--lease-name must be a Kubernetes object name (lower case letters, digits, '-' and '.'), got ${JSON.stringify(lease)}`);
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(lease))
+    throw new Error(
+      `--lease-name must be a Kubernetes object name (lower case letters, digits, '-' and '.'), got ${JSON.stringify(lease)}`,
+    );
   const relayHostSuffix = text("relay-host-suffix").toLowerCase().replace(/\.$/, "");
   // It goes into every default host name and into the CA's name constraints.
   if (!/^(?=.{1,200}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(relayHostSuffix)) {
-    throw new Error(`--relay-host-suffix must be a DNS name such as relay.helpdesk.example.net, got ${JSON.stringify(text("relay-host-suffix"))}`);
+    throw new Error(
+      `--relay-host-suffix must be a DNS name such as relay.helpdesk.example.net, got ${JSON.stringify(text("relay-host-suffix"))}`,
+    );
   }
   const allowedHostnameSuffixes = parseHostnameSuffixes(text("allowed-hostname-suffixes"));
-  const watchNamespaces = text("watch-namespaces").split(",").map((n) => n.trim()).filter(Boolean);
+  const watchNamespaces = text("watch-namespaces")
+    .split(",")
+    .map((n) => n.trim())
+    .filter(Boolean);
   for (const namespace of watchNamespaces) {
-    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) throw new Error(`--watch-namespaces must be namespace names separated by commas, got ${JSON.stringify(namespace)}`);
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace))
+      throw new Error(`--watch-namespaces must be namespace names separated by commas, got ${JSON.stringify(namespace)}`);
   }
   return {
     help: values.help === true,
@@ -268,7 +335,11 @@ export function parseFlags(args: string[]): OperatorFlags {
     relayPodTemplate: parseRelayPodTemplate(text("relay-pod-template")),
     relayLimitCaps: { maxMessageBytes, maxRecipients },
     systemDomains,
-    limits: { domainsPerNamespace: limit("max-domains-per-namespace"), addressesPerDomain: limit("max-addresses-per-domain"), addressesPerNamespace: limit("max-addresses-per-namespace") },
+    limits: {
+      domainsPerNamespace: limit("max-domains-per-namespace"),
+      addressesPerDomain: limit("max-addresses-per-domain"),
+      addressesPerNamespace: limit("max-addresses-per-namespace"),
+    },
     leaderElect: values["leader-elect"] === true,
     leaseNamespace: text("leader-election-namespace"),
     leaseName: lease,
@@ -281,19 +352,35 @@ const sealerPattern = /^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z
 
 /** --trusted-arc-sealers: comma-separated domains, lowercased, duplicates dropped. */
 export function parseSealers(text: string): string[] {
-  const sealers = [...new Set(text.split(",").map((d) => d.trim().toLowerCase().replace(/\.$/, "")).filter(Boolean))];
+  const sealers = [
+    ...new Set(
+      text
+        .split(",")
+        .map((d) => d.trim().toLowerCase().replace(/\.$/, ""))
+        .filter(Boolean),
+    ),
+  ];
   const bad = sealers.find((d) => !sealerPattern.test(d));
-  if (bad !== undefined) throw new Error(`--trusted-arc-sealers must be comma-separated domains such as microsoft.com,google.com (the d= of a sealer's ARC-Seal), got ${JSON.stringify(bad)}`);
+  if (bad !== undefined)
+    throw new Error(
+      `--trusted-arc-sealers must be comma-separated domains such as microsoft.com,google.com (the d= of a sealer's ARC-Seal), got ${JSON.stringify(bad)}`,
+    );
   if (sealers.length > 32) throw new Error(`--trusted-arc-sealers takes at most 32 domains, got ${sealers.length}`);
   return sealers;
 }
 
 /** --forwarded-dns-servers: comma-separated IP addresses, each with an optional port ([v6]:port). */
 export function parseDnsServers(text: string): string[] {
-  const servers = text.split(",").map((s) => s.trim()).filter(Boolean);
+  const servers = text
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   // One definition of a DNS server entry, the relay loader's: the operator never renders what the relay refuses.
   const bad = servers.find((server) => !isDnsServer(server));
-  if (bad !== undefined) throw new Error(`--forwarded-dns-servers must be comma-separated IP addresses with an optional port, such as 10.96.0.10 or 127.0.0.1:5353 or [2001:db8::53]:53, got ${JSON.stringify(bad)}`);
+  if (bad !== undefined)
+    throw new Error(
+      `--forwarded-dns-servers must be comma-separated IP addresses with an optional port, such as 10.96.0.10 or 127.0.0.1:5353 or [2001:db8::53]:53, got ${JSON.stringify(bad)}`,
+    );
   if (servers.length > 4) throw new Error(`--forwarded-dns-servers takes at most 4 servers, got ${servers.length}`);
   return servers;
 }

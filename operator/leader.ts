@@ -26,7 +26,11 @@ export interface LeaderOptions {
 
 /** client-go's defaults (15 s, 10 s, 2 s) as ratios of the lease duration. */
 export function leaderTimings(leaseDurationMs: number): Pick<LeaderOptions, "leaseDurationMs" | "renewDeadlineMs" | "retryPeriodMs"> {
-  return { leaseDurationMs, renewDeadlineMs: Math.round((leaseDurationMs * 2) / 3), retryPeriodMs: Math.max(200, Math.round((leaseDurationMs * 2) / 15)) };
+  return {
+    leaseDurationMs,
+    renewDeadlineMs: Math.round((leaseDurationMs * 2) / 3),
+    retryPeriodMs: Math.max(200, Math.round((leaseDurationMs * 2) / 15)),
+  };
 }
 
 export interface Lease {
@@ -68,8 +72,10 @@ export class LeaderElector {
     private readonly log: Logger,
     private readonly clock: Clock = systemClock,
   ) {
-    if (!(options.renewDeadlineMs < options.leaseDurationMs)) throw new Error("leader election: the renew deadline must be shorter than the lease duration");
-    if (!(options.retryPeriodMs < options.renewDeadlineMs)) throw new Error("leader election: the retry period must be shorter than the renew deadline");
+    if (!(options.renewDeadlineMs < options.leaseDurationMs))
+      throw new Error("leader election: the renew deadline must be shorter than the lease duration");
+    if (!(options.retryPeriodMs < options.renewDeadlineMs))
+      throw new Error("leader election: the retry period must be shorter than the renew deadline");
   }
 
   get isLeader(): boolean {
@@ -128,8 +134,17 @@ export class LeaderElector {
     const now = this.clock.wall();
     const lease = await this.store.read(timeoutMs);
     if (!lease) {
-      const spec = { holderIdentity: this.options.identity, leaseDurationSeconds: seconds, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 };
-      const created = await this.store.create({ metadata: { name: this.options.name, namespace: this.options.namespace }, spec }, timeoutMs);
+      const spec = {
+        holderIdentity: this.options.identity,
+        leaseDurationSeconds: seconds,
+        acquireTime: microTime(now),
+        renewTime: microTime(now),
+        leaseTransitions: 0,
+      };
+      const created = await this.store.create(
+        { metadata: { name: this.options.name, namespace: this.options.namespace }, spec },
+        timeoutMs,
+      );
       if (created) this.observe(spec);
       return created;
     }
@@ -151,7 +166,13 @@ export class LeaderElector {
   }
 
   private observe(spec: Lease["spec"]): void {
-    const record = JSON.stringify([spec.holderIdentity ?? "", spec.renewTime ?? "", spec.acquireTime ?? "", spec.leaseTransitions ?? 0, spec.leaseDurationSeconds ?? 0]);
+    const record = JSON.stringify([
+      spec.holderIdentity ?? "",
+      spec.renewTime ?? "",
+      spec.acquireTime ?? "",
+      spec.leaseTransitions ?? 0,
+      spec.leaseDurationSeconds ?? 0,
+    ]);
     if (this.observed?.record !== record) this.observed = { record, at: this.clock.monotonic() };
   }
 
@@ -171,20 +192,27 @@ export class LeaderElector {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.watchdog);
-    this.log.error("lost leadership: the lease was not renewed within the renew deadline", { renewDeadlineMs: this.options.renewDeadlineMs });
+    this.log.error("lost leadership: the lease was not renewed within the renew deadline", {
+      renewDeadlineMs: this.options.renewDeadlineMs,
+    });
     onLost();
   }
 }
 
 /** The Lease on the API server, through the operator's client, each request bounded by its timeout. */
 export function apiLeaseStore(cluster: Cluster, namespace: string, name: string): LeaseStore {
-  const path = (leaseName?: string) => `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases${leaseName ? `/${encodeURIComponent(leaseName)}` : ""}`;
+  const path = (leaseName?: string) =>
+    `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases${leaseName ? `/${encodeURIComponent(leaseName)}` : ""}`;
   return {
     read: async (timeoutMs) => {
       const { status, body } = await cluster.get(path(name), [404], timeoutMs);
       return status === 404 ? undefined : (JSON.parse(body) as Lease);
     },
-    create: async (lease, timeoutMs) => (await cluster.write("POST", path(), { apiVersion: "coordination.k8s.io/v1", kind: "Lease", ...lease }, [409], timeoutMs)).status < 300,
-    replace: async (lease, timeoutMs) => (await cluster.write("PUT", path(name), { apiVersion: "coordination.k8s.io/v1", kind: "Lease", ...lease }, [409], timeoutMs)).status < 300,
+    create: async (lease, timeoutMs) =>
+      (await cluster.write("POST", path(), { apiVersion: "coordination.k8s.io/v1", kind: "Lease", ...lease }, [409], timeoutMs)).status <
+      300,
+    replace: async (lease, timeoutMs) =>
+      (await cluster.write("PUT", path(name), { apiVersion: "coordination.k8s.io/v1", kind: "Lease", ...lease }, [409], timeoutMs)).status <
+      300,
   };
 }

@@ -36,8 +36,18 @@ try {
 
 const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: "smtpc_operator_process_" });
-const reconciles = new Counter({ name: "smtpc_operator_reconciles_total", help: "Reconciles by kind and result.", labelNames: ["kind", "result"], registers: [registry] });
-const duration = new Histogram({ name: "smtpc_operator_reconcile_seconds", help: "Reconcile duration.", labelNames: ["kind"], registers: [registry] });
+const reconciles = new Counter({
+  name: "smtpc_operator_reconciles_total",
+  help: "Reconciles by kind and result.",
+  labelNames: ["kind", "result"],
+  registers: [registry],
+});
+const duration = new Histogram({
+  name: "smtpc_operator_reconcile_seconds",
+  help: "Reconcile duration.",
+  labelNames: ["kind"],
+  registers: [registry],
+});
 const controller = new Controller(access, {
   settings: {
     relayImage: opts.relayImage,
@@ -62,29 +72,68 @@ const controller = new Controller(access, {
     duration.observe({ kind }, seconds);
   },
 });
-new Gauge({ name: "smtpc_operator_queue_depth", help: "Keys waiting in the work queue.", registers: [registry], collect() {
-  this.set(controller.queue.depth);
-} });
-new Gauge({ name: "smtpc_operator_api_errors", help: "API requests that failed since start, by HTTP status (network: no answer).", labelNames: ["code"], registers: [registry], collect() {
-  for (const [code, count] of controller.cluster.apiErrors) this.set({ code }, count);
-} });
-new Gauge({ name: "smtpc_operator_watch_relists", help: "Informer relists since start, by reason (Expired: the resourceVersion expired, 410 Gone; a watch that fails otherwise resumes where it was, uncounted).", labelNames: ["reason"], registers: [registry], collect() {
-  for (const [reason, count] of controller.relists) this.set({ reason }, count);
-} });
-new Gauge({ name: "smtpc_operator_leader", help: "1 while this replica holds the leader Lease (or runs without leader election).", registers: [registry], collect() {
-  this.set(elector ? (elector.isLeader ? 1 : 0) : 1);
-} });
-new Gauge({ name: "smtpc_operator_api_requests", help: "API requests made since start (reads, writes, Lease renewals, watches), by verb.", labelNames: ["verb"], registers: [registry], collect() {
-  for (const [verb, count] of apiRequests) this.set({ verb }, count);
-} });
-new Gauge({ name: "smtpc_operator_cached_secrets", help: "Secrets the operator caches: in full (its own and the ones domains and addresses name) and as metadata only (all others).", labelNames: ["form"], registers: [registry], collect() {
-  const census = controller.secrets.census();
-  this.set({ form: "full" }, census.full.length);
-  this.set({ form: "metadata" }, census.metadataOnly);
-} });
-new Gauge({ name: "smtpc_operator_api_writes", help: "API writes made by reconciles since start (Lease renewals not counted).", registers: [registry], collect() {
-  this.set(controller.cluster.writes);
-} });
+new Gauge({
+  name: "smtpc_operator_queue_depth",
+  help: "Keys waiting in the work queue.",
+  registers: [registry],
+  collect() {
+    this.set(controller.queue.depth);
+  },
+});
+new Gauge({
+  name: "smtpc_operator_api_errors",
+  help: "API requests that failed since start, by HTTP status (network: no answer).",
+  labelNames: ["code"],
+  registers: [registry],
+  collect() {
+    for (const [code, count] of controller.cluster.apiErrors) this.set({ code }, count);
+  },
+});
+new Gauge({
+  name: "smtpc_operator_watch_relists",
+  help: "Informer relists since start, by reason (Expired: the resourceVersion expired, 410 Gone; a watch that fails otherwise resumes where it was, uncounted).",
+  labelNames: ["reason"],
+  registers: [registry],
+  collect() {
+    for (const [reason, count] of controller.relists) this.set({ reason }, count);
+  },
+});
+new Gauge({
+  name: "smtpc_operator_leader",
+  help: "1 while this replica holds the leader Lease (or runs without leader election).",
+  registers: [registry],
+  collect() {
+    this.set(elector ? (elector.isLeader ? 1 : 0) : 1);
+  },
+});
+new Gauge({
+  name: "smtpc_operator_api_requests",
+  help: "API requests made since start (reads, writes, Lease renewals, watches), by verb.",
+  labelNames: ["verb"],
+  registers: [registry],
+  collect() {
+    for (const [verb, count] of apiRequests) this.set({ verb }, count);
+  },
+});
+new Gauge({
+  name: "smtpc_operator_cached_secrets",
+  help: "Secrets the operator caches: in full (its own and the ones domains and addresses name) and as metadata only (all others).",
+  labelNames: ["form"],
+  registers: [registry],
+  collect() {
+    const census = controller.secrets.census();
+    this.set({ form: "full" }, census.full.length);
+    this.set({ form: "metadata" }, census.metadataOnly);
+  },
+});
+new Gauge({
+  name: "smtpc_operator_api_writes",
+  help: "API writes made by reconciles since start (Lease renewals not counted).",
+  registers: [registry],
+  collect() {
+    this.set(controller.cluster.writes);
+  },
+});
 
 /**
  * A gauge whose series are made at each scrape and let go after it. A Gauge keeps every series it was
@@ -116,10 +165,23 @@ new ScrapedGauge(
   () => {
     const { domains, addresses } = controller.snapshot();
     const series = [];
-    for (const [kind, objects] of [["SmtpDomain", domains], ["SupportAddress", addresses]] as const) {
+    for (const [kind, objects] of [
+      ["SmtpDomain", domains],
+      ["SupportAddress", addresses],
+    ] as const) {
       for (const object of objects) {
         for (const c of object.status?.conditions ?? []) {
-          series.push({ value: 1, labels: { kind, namespace: object.metadata.namespace ?? "", name: object.metadata.name ?? "", type: c.type, status: c.status, reason: c.reason } });
+          series.push({
+            value: 1,
+            labels: {
+              kind,
+              namespace: object.metadata.namespace ?? "",
+              name: object.metadata.name ?? "",
+              type: c.type,
+              status: c.status,
+              reason: c.reason,
+            },
+          });
         }
       }
     }
@@ -135,8 +197,15 @@ new Gauge({
     this.reset();
     for (const domain of controller.snapshot().domains) {
       const active = (domain.status?.credentials ?? []).filter((c) => c.state === "Active");
-      const newest = active.map((c) => Date.parse(c.createdAt ?? "")).filter(Number.isFinite).sort((a, b) => b - a)[0];
-      if (active.length > 1 && newest !== undefined) this.set({ namespace: domain.metadata.namespace ?? "", name: domain.metadata.name ?? "" }, Math.max(0, (Date.now() - newest) / 1000));
+      const newest = active
+        .map((c) => Date.parse(c.createdAt ?? ""))
+        .filter(Number.isFinite)
+        .sort((a, b) => b - a)[0];
+      if (active.length > 1 && newest !== undefined)
+        this.set(
+          { namespace: domain.metadata.namespace ?? "", name: domain.metadata.name ?? "" },
+          Math.max(0, (Date.now() - newest) / 1000),
+        );
     }
   },
 });
@@ -152,8 +221,11 @@ let stopping = false;
 const readiness = (): { ready: boolean; why: string } => {
   if (stopping) return { ready: false, why: "stopping" };
   if (!elector) return synced ? { ready: true, why: "informers synced" } : { ready: false, why: "informers not synced yet" };
-  if (elector.isLeader) return synced ? { ready: true, why: "leader; informers synced" } : { ready: false, why: "leader; informers not synced yet" };
-  return elector.observedLease ? { ready: true, why: "standby; the Lease was read" } : { ready: false, why: "standby; the Lease not read yet (the API server not reached)" };
+  if (elector.isLeader)
+    return synced ? { ready: true, why: "leader; informers synced" } : { ready: false, why: "leader; informers not synced yet" };
+  return elector.observedLease
+    ? { ready: true, why: "standby; the Lease was read" }
+    : { ready: false, why: "standby; the Lease not read yet (the API server not reached)" };
 };
 const server = http.createServer((req, res) => {
   const path = (req.url ?? "/").split("?")[0];
@@ -161,14 +233,17 @@ const server = http.createServer((req, res) => {
   else if (path === "/readyz") {
     const { ready, why } = readiness();
     res.writeHead(ready ? 200 : 503).end(`${ready ? "ready" : "not ready"}: ${why}\n`);
-  }
-  else if (path === "/metrics") {
-    registry.metrics().then((body) => res.writeHead(200, { "content-type": registry.contentType }).end(body), () => res.writeHead(500).end());
+  } else if (path === "/metrics") {
+    registry.metrics().then(
+      (body) => res.writeHead(200, { "content-type": registry.contentType }).end(body),
+      () => res.writeHead(500).end(),
+    );
   } else res.writeHead(404).end();
 });
 // A port in use (another operator, a second `npm run operator`) is a one-line error, not a stack trace.
 server.once("error", (error: NodeJS.ErrnoException) => {
-  const why = error.code === "EADDRINUSE" ? "it is in use by another process" : error.code === "EACCES" ? "permission denied" : error.message;
+  const why =
+    error.code === "EADDRINUSE" ? "it is in use by another process" : error.code === "EACCES" ? "permission denied" : error.message;
   console.error(`operator: cannot listen on --metrics-port ${opts.port}: ${why}; choose another port with --metrics-port`);
   process.exit(2);
 });
@@ -187,7 +262,11 @@ const start = async () => {
 
 // With leader election only the Lease holder reconciles; a standby is idle (and ready once it has read the Lease).
 const elector = opts.leaderElect
-  ? new LeaderElector(apiLeaseStore(controller.cluster, opts.leaseNamespace, opts.leaseName), { namespace: opts.leaseNamespace, name: opts.leaseName, identity: `${hostname()}-${process.pid}`, ...leaderTimings(opts.leaseMs) }, log)
+  ? new LeaderElector(
+      apiLeaseStore(controller.cluster, opts.leaseNamespace, opts.leaseName),
+      { namespace: opts.leaseNamespace, name: opts.leaseName, identity: `${hostname()}-${process.pid}`, ...leaderTimings(opts.leaseMs) },
+      log,
+    )
   : undefined;
 if (elector) {
   elector.run(

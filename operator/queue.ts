@@ -21,7 +21,13 @@ export class WorkQueue {
 
   constructor(
     private readonly handler: Handler,
-    private readonly options: { concurrency: number; baseBackoffMs?: number; maxBackoffMs?: number; onError?: (key: string, error: unknown) => void; held?: boolean },
+    private readonly options: {
+      concurrency: number;
+      baseBackoffMs?: number;
+      maxBackoffMs?: number;
+      onError?: (key: string, error: unknown) => void;
+      held?: boolean;
+    },
   ) {
     this.held = options.held ?? false;
   }
@@ -51,10 +57,13 @@ export class WorkQueue {
   /** Adds the key after a delay; delays beyond a day (a certificate's renewal weeks ahead) come back after a day, to look again. */
   addAfter(key: string, delayMs: number): void {
     clearTimeout(this.timers.get(key));
-    const timer = setTimeout(() => {
-      this.timers.delete(key);
-      this.add(key);
-    }, Math.min(delayMs, 86_400_000));
+    const timer = setTimeout(
+      () => {
+        this.timers.delete(key);
+        this.add(key);
+      },
+      Math.min(delayMs, 86_400_000),
+    );
     timer.unref();
     this.timers.set(key, timer);
   }

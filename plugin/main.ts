@@ -50,7 +50,8 @@ function main(argv: string[]): void {
     // kubectl's own words for `kubectl get KIND NAME -A`.
     if (names.length > 0) throw new UsageError("a resource cannot be retrieved by name across all namespaces");
     // Every other command changes or prints one namespace's resources: one mistyped flag must not reach them all.
-    if (command !== "status") throw new UsageError(`-A/--all-namespaces lists, so only status takes it; ${command} works in one namespace (-n)`);
+    if (command !== "status")
+      throw new UsageError(`-A/--all-namespaces lists, so only status takes it; ${command} works in one namespace (-n)`);
   }
   const kube = new Kubectl([
     ...(values.kubeconfig ? ["--kubeconfig", values.kubeconfig] : []),
@@ -59,7 +60,8 @@ function main(argv: string[]): void {
     ...(values.namespace && !allNamespaces ? ["--namespace", values.namespace] : []),
   ]);
   const version = values.version === undefined ? undefined : Number(values.version);
-  if (version !== undefined && !(Number.isInteger(version) && version >= 1)) throw new UsageError(`--version must be a positive integer, got ${values.version}`);
+  if (version !== undefined && !(Number.isInteger(version) && version >= 1))
+    throw new UsageError(`--version must be a positive integer, got ${values.version}`);
   switch (command) {
     case "status":
       return status(kube, names[0], allNamespaces);
@@ -88,7 +90,11 @@ class Kubectl {
 
   run(args: string[], input?: string): string {
     try {
-      return execFileSync(process.env.KUBECTL ?? "kubectl", [...this.flags, ...args], { encoding: "utf8", stdio: ["pipe", "pipe", "pipe"], ...(input ? { input } : {}) });
+      return execFileSync(process.env.KUBECTL ?? "kubectl", [...this.flags, ...args], {
+        encoding: "utf8",
+        stdio: ["pipe", "pipe", "pipe"],
+        ...(input ? { input } : {}),
+      });
     } catch (error) {
       const stderr = (error as { stderr?: string }).stderr ?? "";
       throw new Error(stderr.trim().replace(/^error: /, "") || (error as Error).message);
@@ -123,24 +129,42 @@ function status(kube: Kubectl, only: string | undefined, allNamespaces: boolean)
   for (const domain of domains) {
     const say = (line: string) => console.log(allNamespaces ? `${(domain.metadata.namespace ?? "").padEnd(width)}${line}` : line);
     const ready = conditionOf(domain, "Ready");
-    say(`SmtpDomain ${domain.metadata.name} (${domain.spec.domain}): Ready=${ready?.status ?? "Unknown"}${ready && ready.status !== "True" ? ` ${ready.reason}: ${ready.message}` : ""}`);
+    say(
+      `SmtpDomain ${domain.metadata.name} (${domain.spec.domain}): Ready=${ready?.status ?? "Unknown"}${ready && ready.status !== "True" ? ` ${ready.reason}: ${ready.message}` : ""}`,
+    );
     for (const c of domain.status?.conditions ?? []) {
       if (c.type === "Ready" || c.type === "Reconciling" || c.type === "Stalled") continue;
-      say(`  ${c.type.padEnd(20)} ${c.status.padEnd(6)} ${c.reason}${c.status !== "True" || c.reason === "ExpiringSoon" ? `: ${c.message}` : ""}`);
+      say(
+        `  ${c.type.padEnd(20)} ${c.status.padEnd(6)} ${c.reason}${c.status !== "True" || c.reason === "ExpiringSoon" ? `: ${c.message}` : ""}`,
+      );
     }
     if (domain.status?.relay?.endpoint) say(`  endpoint             ${domain.status.relay.endpoint}`);
-    if (domain.status?.tls) say(`  certificate          ${domain.status.tls.issuedByOperator ? "operator-issued" : `from Secret ${domain.status.tls.secretName}`}, expires ${domain.status.tls.notAfter ?? "?"}`);
-    if (domain.status?.dkim?.pending) say(`  DKIM pending         ${domain.status.dkim.pending} (publish the records in status.dkim.records)`);
+    if (domain.status?.tls)
+      say(
+        `  certificate          ${domain.status.tls.issuedByOperator ? "operator-issued" : `from Secret ${domain.status.tls.secretName}`}, expires ${domain.status.tls.notAfter ?? "?"}`,
+      );
+    if (domain.status?.dkim?.pending)
+      say(`  DKIM pending         ${domain.status.dkim.pending} (publish the records in status.dkim.records)`);
     say("  credentials:");
     for (const c of domain.status?.credentials ?? []) {
-      const parts = [`v${c.version}`, c.state, `Secret ${c.secretName}`, c.lastUsedAt ? `last used ${c.lastUsedAt}` : "never used", ...(c.expiresAt ? [`expires ${c.expiresAt}`] : [])];
+      const parts = [
+        `v${c.version}`,
+        c.state,
+        `Secret ${c.secretName}`,
+        c.lastUsedAt ? `last used ${c.lastUsedAt}` : "never used",
+        ...(c.expiresAt ? [`expires ${c.expiresAt}`] : []),
+      ];
       say(`    ${parts.join("  ")}`);
     }
     // domainRef names a domain of the address's own namespace; under -A two namespaces may both have an example-com.
-    const mine = addresses.filter((a) => a.metadata.namespace === domain.metadata.namespace && a.spec.domainRef.name === domain.metadata.name);
+    const mine = addresses.filter(
+      (a) => a.metadata.namespace === domain.metadata.namespace && a.spec.domainRef.name === domain.metadata.name,
+    );
     say(mine.length > 0 ? "  addresses:" : "  addresses: none");
     for (const address of mine) {
-      const states = ["InboundVerified", "OutboundVerified", "Ready"].map((t) => `${t.replace("Verified", "")}=${conditionOf(address, t)?.status ?? "Unknown"}`);
+      const states = ["InboundVerified", "OutboundVerified", "Ready"].map(
+        (t) => `${t.replace("Verified", "")}=${conditionOf(address, t)?.status ?? "Unknown"}`,
+      );
       say(`    ${address.spec.address}  ${states.join(" ")}`);
       for (const c of address.status?.conditions ?? []) {
         if (c.status === "False" && c.type !== "Ready" && c.type !== "Stalled") say(`      ${c.type} ${c.reason}: ${c.message}`);
@@ -155,13 +179,24 @@ function rotate(kube: Kubectl, name: string): void {
   const current = declared ?? [{ version: 1 }];
   const active = current.filter((c) => c.state !== "Revoked");
   if (active.length >= 2) {
-    throw new Error(`${name} already has two active versions (${active.map((c) => c.version).join(", ")}): revoke the older one first (kubectl smtpconnector revoke ${name} --version ${active[0]!.version})`);
+    throw new Error(
+      `${name} already has two active versions (${active.map((c) => c.version).join(", ")}): revoke the older one first (kubectl smtpconnector revoke ${name} --version ${active[0]!.version})`,
+    );
   }
   // A number once revoked is never issued again, even after its entry left the spec.
   const next = Math.max(...current.map((c) => c.version), ...(domain.status?.revokedVersions ?? [])) + 1;
-  kube.patch("smtpdomain", name, domain.metadata.resourceVersion!, declared ? [{ op: "add", path: "/spec/inbound/credentials/-", value: { version: next } }] : [{ op: "add", path: "/spec/inbound/credentials", value: [...current, { version: next }] }]);
+  kube.patch(
+    "smtpdomain",
+    name,
+    domain.metadata.resourceVersion!,
+    declared
+      ? [{ op: "add", path: "/spec/inbound/credentials/-", value: { version: next } }]
+      : [{ op: "add", path: "/spec/inbound/credentials", value: [...current, { version: next }] }],
+  );
   console.log(`smtpdomain/${name}: credential version ${next} requested beside ${active.map((c) => c.version).join(", ")}.`);
-  console.log(`Install it on the customer's server (kubectl smtpconnector credentials ${name} --version ${next}), then revoke the old one once status shows it unused.`);
+  console.log(
+    `Install it on the customer's server (kubectl smtpconnector credentials ${name} --version ${next}), then revoke the old one once status shows it unused.`,
+  );
 }
 
 function revoke(kube: Kubectl, name: string, version: number, force: boolean): void {
@@ -175,7 +210,9 @@ function revoke(kube: Kubectl, name: string, version: number, force: boolean): v
   }
   const stillActive = current.filter((c) => c.version !== version && c.state !== "Revoked");
   if (stillActive.length === 0 && !force) {
-    throw new Error(`revoking version ${version} leaves ${name} with no active credential: the customer's server could not relay at all. Rotate first, or pass --force in an emergency`);
+    throw new Error(
+      `revoking version ${version} leaves ${name} with no active credential: the customer's server could not relay at all. Rotate first, or pass --force in an emergency`,
+    );
   }
   const revoked = current.map((c) => (c.version === version ? { ...c, state: "Revoked" as const } : c));
   kube.patch("smtpdomain", name, domain.metadata.resourceVersion!, [{ op: "add", path: "/spec/inbound/credentials", value: revoked }]);
@@ -184,17 +221,22 @@ function revoke(kube: Kubectl, name: string, version: number, force: boolean): v
 
 function verify(kube: Kubectl, requested: string[]): void {
   const addresses = kube.get<{ items: SupportAddress[] }>("supportaddresses").items;
-  const chosen = requested.length === 0 ? addresses : requested.map((r) => {
-    const found = addresses.find((a) => a.metadata.name === r || a.spec.address.toLowerCase() === r.toLowerCase());
-    if (!found) throw new Error(`no SupportAddress named or addressed ${r} in this namespace`);
-    return found;
-  });
+  const chosen =
+    requested.length === 0
+      ? addresses
+      : requested.map((r) => {
+          const found = addresses.find((a) => a.metadata.name === r || a.spec.address.toLowerCase() === r.toLowerCase());
+          if (!found) throw new Error(`no SupportAddress named or addressed ${r} in this namespace`);
+          return found;
+        });
   const at = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
   for (const address of chosen) {
     kube.patch("supportaddress", address.metadata.name!, address.metadata.resourceVersion!, [
       { op: "add", path: "/metadata/annotations", value: { ...address.metadata.annotations, "smtpconnector.dev/verify-requested-at": at } },
     ]);
-    console.log(`supportaddress/${address.metadata.name}: verification requested at ${at} (status.lastHandledVerifyRequest shows it once handled).`);
+    console.log(
+      `supportaddress/${address.metadata.name}: verification requested at ${at} (status.lastHandledVerifyRequest shows it once handled).`,
+    );
   }
 }
 
@@ -202,10 +244,13 @@ function credentials(kube: Kubectl, name: string, version?: number): void {
   const domain = kube.get<SmtpDomain>("smtpdomain", name);
   const versions = domain.status?.credentials ?? [];
   const chosen = version === undefined ? versions.filter((c) => c.state === "Active").at(-1) : versions.find((c) => c.version === version);
-  if (!chosen) throw new Error(version === undefined ? `${name} has no active credential yet` : `${name} has no issued credential version ${version}`);
+  if (!chosen)
+    throw new Error(version === undefined ? `${name} has no active credential yet` : `${name} has no issued credential version ${version}`);
   const secret = kube.get<{ data?: Record<string, string> }>("secret", chosen.secretName);
   const text = (key: string) => Buffer.from(secret.data?.[key] ?? "", "base64").toString("utf8");
-  console.error(`WARNING: this prints the password of inbound credential version ${chosen.version} of ${name}. Hand it to the customer's mail administrator over a secure channel; do not paste it into tickets or chats.`);
+  console.error(
+    `WARNING: this prints the password of inbound credential version ${chosen.version} of ${name}. Hand it to the customer's mail administrator over a secure channel; do not paste it into tickets or chats.`,
+  );
   console.log(`version:  ${chosen.version} (${chosen.state})`);
   console.log(`endpoint: ${domain.status?.relay?.endpoint ?? "?"}`);
   console.log(`username: ${text("username")}`);

@@ -23,7 +23,10 @@ try {
   relay = new Relay(configPath(), log);
   await relay.start();
 } catch (error) {
-  log.error("relay failed to start", error instanceof ConfigError ? { file: error.file, problems: error.problems } : { error: (error as Error).message });
+  log.error(
+    "relay failed to start",
+    error instanceof ConfigError ? { file: error.file, problems: error.problems } : { error: (error as Error).message },
+  );
   process.exit(1);
 }
 

@@ -70,7 +70,11 @@ export class Relay {
     this.fingerprint = this.currentFingerprint();
     const verificationArrived = (receipt: VerificationReceipt) => {
       this.reports.arrived(receipt);
-      log.info("verification token arrived", { domain: receipt.domain, path: receipt.path, ...(receipt.path === "authenticated" ? { credentialVersion: receipt.credentialVersion } : receipt.forwarded) });
+      log.info("verification token arrived", {
+        domain: receipt.domain,
+        path: receipt.path,
+        ...(receipt.path === "authenticated" ? { credentialVersion: receipt.credentialVersion } : receipt.forwarded),
+      });
     };
     this.sessions = new InboundSessions({
       state: () => this.state,
@@ -99,7 +103,11 @@ export class Relay {
     const { config } = this.state;
     const host = config.listeners.bindAddress;
     // The ops endpoint first: /readyz answers "not ready" until every listener is bound, instead of refusing.
-    this.ops = await listenHttp(createOpsServer(this.metrics.registry, { readiness: () => this.readiness() }), config.listeners.health.port, host);
+    this.ops = await listenHttp(
+      createOpsServer(this.metrics.registry, { readiness: () => this.readiness() }),
+      config.listeners.health.port,
+      host,
+    );
     try {
       await this.listenAll(config, host);
     } catch (error) {
@@ -123,10 +131,12 @@ export class Relay {
     if (!this.listening) notReady.push("starting: not every listener is bound yet");
     if (this.draining) notReady.push("draining: shutting down");
     for (const [name, server] of this.servers) if (!server.server.listening) notReady.push(`the ${name} listener is not listening`);
-    if (this.listening && this.state.config.listeners.control && !this.control?.listening) notReady.push("the control listener is not listening");
+    if (this.listening && this.state.config.listeners.control && !this.control?.listening)
+      notReady.push("the control listener is not listening");
     if (!this.tlsInUse) notReady.push("no TLS certificate loaded");
     const notes = [`config loaded at ${this.loadedAt.toISOString()}`];
-    if (this.refusedAt) notes.push(`a config reload was refused at ${this.refusedAt.toISOString()} (the log says why); serving the config loaded before it`);
+    if (this.refusedAt)
+      notes.push(`a config reload was refused at ${this.refusedAt.toISOString()} (the log says why); serving the config loaded before it`);
     return { ready: notReady.length === 0, detail: [...notReady, ...notes] };
   }
 
@@ -134,7 +144,8 @@ export class Relay {
     if (config.listeners.starttls) await this.listen("starttls", config.listeners.starttls.port, host);
     if (config.listeners.implicitTls) await this.listen("implicitTls", config.listeners.implicitTls.port, host);
     if (config.listeners.forwarded) await this.listen("forwarded", config.listeners.forwarded.port, host);
-    if (config.listeners.submission) await this.listen("submission", config.listeners.submission.port, config.listeners.submission.bindAddress ?? host);
+    if (config.listeners.submission)
+      await this.listen("submission", config.listeners.submission.port, config.listeners.submission.bindAddress ?? host);
     if (config.listeners.control) {
       // HTTPS with the relay's certificate (reloaded with it): the operator pins it.
       const handler = controlHandler({ state: () => this.state, reports: this.reports, metrics: this.metrics, log: this.log });
@@ -160,7 +171,9 @@ export class Relay {
     const refuse = (error: unknown) => {
       this.metrics.configReloads.inc({ result: "Invalid" });
       this.refusedAt = new Date();
-      this.log.error("config reload refused, keeping the current config", { error: error instanceof ConfigError ? error.problems : error instanceof Error ? error.message : String(error) });
+      this.log.error("config reload refused, keeping the current config", {
+        error: error instanceof ConfigError ? error.problems : error instanceof Error ? error.message : String(error),
+      });
       return false;
     };
     let config: RelayConfig;
@@ -214,7 +227,9 @@ export class Relay {
       ),
     );
     retire(this.state);
-    await Promise.all([this.ops, this.control].map((server) => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()))));
+    await Promise.all(
+      [this.ops, this.control].map((server) => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()))),
+    );
     this.log.info("relay stopped");
   }
 
@@ -247,8 +262,11 @@ export class Relay {
       // The customer-facing listeners, whose allowedSourceRanges these are (a Forwarded domain's: the mail service's
       // egress ranges, which the NetworkPolicy applies to 8025 too, ADR 0014); not submission (the helpdesk's, from
       // inside the cluster).
-      ...(config.proxyProtocol?.allowedClients && listener !== "submission" ? { proxyClients: new AddressRanges(config.proxyProtocol.allowedClients) } : {}),
-      proxied: (version, client, balancer) => this.log.debug("PROXY header", { listener, version, client: client ?? "(balancer's own)", balancer }),
+      ...(config.proxyProtocol?.allowedClients && listener !== "submission"
+        ? { proxyClients: new AddressRanges(config.proxyProtocol.allowedClients) }
+        : {}),
+      proxied: (version, client, balancer) =>
+        this.log.debug("PROXY header", { listener, version, client: client ?? "(balancer's own)", balancer }),
     };
   }
 
@@ -345,7 +363,8 @@ export class Relay {
     // Compared with what the listeners were given, not with the files: the
     // files are the same paths before and after a renewal.
     const before = this.tlsInUse;
-    if (before && material.cert.equals(before.cert) && material.key.equals(before.key) && previous.tls.minVersion === next.tls.minVersion) return;
+    if (before && material.cert.equals(before.cert) && material.key.equals(before.key) && previous.tls.minVersion === next.tls.minVersion)
+      return;
     this.tlsInUse = material;
     // New handshakes use the new certificate; established sessions keep theirs.
     for (const server of this.servers.values()) server.updateSecureContext({ ...material, minVersion: next.tls.minVersion ?? "TLSv1.2" });
@@ -428,7 +447,11 @@ function listenHttp<S extends http.Server | https.Server>(server: S, port: numbe
  * attempts.
  */
 function libraryCommandLimit(config: RelayConfig): number {
-  return (config.limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands) + 2 * config.authFailures.perConnection + 1;
+  return (
+    (config.limits.maxUnauthenticatedCommands ?? connectionLimitDefaults.maxUnauthenticatedCommands) +
+    2 * config.authFailures.perConnection +
+    1
+  );
 }
 
 function throttleOptions(config: RelayConfig): ThrottleOptions {

@@ -77,7 +77,9 @@ export function buildState(config: RelayConfig, spool = new SpoolBudget(0), forw
     forwardedMemory,
     config,
     credentials: new CredentialStore(config.domains),
-    submissionCredentials: new CredentialStore(config.domains.map((d) => ({ domain: d.domain, credentials: d.outbound?.submission ?? [] }))),
+    submissionCredentials: new CredentialStore(
+      config.domains.map((d) => ({ domain: d.domain, credentials: d.outbound?.submission ?? [] })),
+    ),
     defaultTransport: defaultServer ? transport(defaultServer) : undefined,
     systemDomains: new Set(config.outbound?.systemDomains ?? []),
     domains,

@@ -44,24 +44,56 @@ interface Finding {
 
 try {
   const tools = timed("tools", () =>
-    Object.fromEntries(execFileSync("bash", ["hack/manifests/tools.sh"], { cwd: root, encoding: "utf8" }).trim().split("\n").map((line) => line.split("=") as [string, string])),
+    Object.fromEntries(
+      execFileSync("bash", ["hack/manifests/tools.sh"], { cwd: root, encoding: "utf8" })
+        .trim()
+        .split("\n")
+        .map((line) => line.split("=") as [string, string]),
+    ),
   );
   const helm = execFileSync("bash", ["hack/helm/build.sh"], { cwd: root, encoding: "utf8" }).trim();
 
   // Kubernetes' OpenAPI document from the k8s.io/kubernetes module the local control plane is built from.
   const version = readFileSync(join(root, "hack/testenv/VERSION"), "utf8").trim();
-  const module = JSON.parse(execFileSync("go", ["mod", "download", "-json", `k8s.io/kubernetes@${version}`], { cwd: work, encoding: "utf8" })) as { Dir: string };
+  const module = JSON.parse(
+    execFileSync("go", ["mod", "download", "-json", `k8s.io/kubernetes@${version}`], { cwd: work, encoding: "utf8" }),
+  ) as { Dir: string };
   const schemas = join(work, "schemas");
-  timed("schemas", () => execFileSync(process.execPath, ["--import", "tsx", "hack/manifests/schemas.ts", join(module.Dir, "api/openapi-spec/swagger.json"), schemas], { cwd: root, stdio: "inherit" }));
+  timed("schemas", () =>
+    execFileSync(
+      process.execPath,
+      ["--import", "tsx", "hack/manifests/schemas.ts", join(module.Dir, "api/openapi-spec/swagger.json"), schemas],
+      { cwd: root, stdio: "inherit" },
+    ),
+  );
 
   // An empty kubeconfig naming no reachable server: rendering needs no cluster, and must not find one.
   const kubeconfig = join(work, "kubeconfig");
-  writeFileSync(kubeconfig, "apiVersion: v1\nkind: Config\nclusters: [{name: none, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: none, user: {}}]\ncontexts: [{name: none, context: {cluster: none, user: none}}]\ncurrent-context: none\n");
-  const renders: Record<Accepted["render"], string> = { defaults: join(work, "defaults.yaml"), production: join(work, "production.yaml"), operator: join(work, "operator.yaml") };
+  writeFileSync(
+    kubeconfig,
+    "apiVersion: v1\nkind: Config\nclusters: [{name: none, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: none, user: {}}]\ncontexts: [{name: none, context: {cluster: none, user: none}}]\ncurrent-context: none\n",
+  );
+  const renders: Record<Accepted["render"], string> = {
+    defaults: join(work, "defaults.yaml"),
+    production: join(work, "production.yaml"),
+    operator: join(work, "operator.yaml"),
+  };
   timed("render", () => {
-    for (const [name, path] of [["defaults", renders.defaults], ["production", renders.production]] as const) {
+    for (const [name, path] of [
+      ["defaults", renders.defaults],
+      ["production", renders.production],
+    ] as const) {
       const values = name === "production" ? ["-f", "charts/smtp-connector/ci/production-values.yaml"] : [];
-      const out = run(helm, ["template", "smtp-connector", "charts/smtp-connector", "--namespace", "smtp-connector-system", "--kubeconfig", kubeconfig, ...values]);
+      const out = run(helm, [
+        "template",
+        "smtp-connector",
+        "charts/smtp-connector",
+        "--namespace",
+        "smtp-connector-system",
+        "--kubeconfig",
+        kubeconfig,
+        ...values,
+      ]);
       if (out.code !== 0) throw new Error(`helm template (${name}): ${out.stderr}`);
       writeFileSync(path, out.stdout);
     }
@@ -76,22 +108,40 @@ try {
     if (!args) throw new Error("the production render has no operator Deployment with args");
     const { domains, objects } = operatorObjects(renderSettings(parseFlags(args)));
     writeFileSync(renders.operator, [...domains, ...objects].map((o) => stringify(o)).join("---\n"));
-    console.log(`operator: ${objects.length} objects for ${new Set(objects.map((o) => o.metadata.labels?.["smtpconnector.dev/domain"])).size} domains`);
+    console.log(
+      `operator: ${objects.length} objects for ${new Set(objects.map((o) => o.metadata.labels?.["smtpconnector.dev/domain"])).size} domains`,
+    );
   });
 
   const findings: Finding[] = [];
   // The Prometheus Operator's kinds: schemas from its own CRDs (tools.sh), looked up after ours.
-  const locations = ["-schema-location", `${schemas}/{{ .ResourceKind }}{{ .KindSuffix }}.json`, "-schema-location", `${tools["prometheus-schemas"]!}/{{ .ResourceKind }}{{ .KindSuffix }}.json`];
+  const locations = [
+    "-schema-location",
+    `${schemas}/{{ .ResourceKind }}{{ .KindSuffix }}.json`,
+    "-schema-location",
+    `${tools["prometheus-schemas"]!}/{{ .ResourceKind }}{{ .KindSuffix }}.json`,
+  ];
   timed("kubeconform", () => {
-    const examples = readdirSync(join(root, "examples")).filter((f) => f.endsWith(".yaml")).map((f) => join("examples", f));
-    for (const [name, files] of [["defaults", [renders.defaults]], ["production", [renders.production, ...examples]], ["operator", [renders.operator]]] as const) {
+    const examples = readdirSync(join(root, "examples"))
+      .filter((f) => f.endsWith(".yaml"))
+      .map((f) => join("examples", f));
+    for (const [name, files] of [
+      ["defaults", [renders.defaults]],
+      ["production", [renders.production, ...examples]],
+      ["operator", [renders.operator]],
+    ] as const) {
       const out = run(tools.kubeconform!, ["-strict", "-summary", "-output", "json", ...locations, ...files]);
-      const report = JSON.parse(out.stdout || "{}") as { resources?: { filename: string; kind: string; name: string; status: string; msg: string }[]; summary?: Record<string, number> };
+      const report = JSON.parse(out.stdout || "{}") as {
+        resources?: { filename: string; kind: string; name: string; status: string; msg: string }[];
+        summary?: Record<string, number>;
+      };
       // Nothing is skipped: a kind without a schema is a finding (statusError), not silence.
       for (const r of report.resources ?? []) {
-        if (r.status !== "statusValid") findings.push({ tool: "kubeconform", check: r.status, render: name, object: `${r.kind}/${r.name}`, message: r.msg });
+        if (r.status !== "statusValid")
+          findings.push({ tool: "kubeconform", check: r.status, render: name, object: `${r.kind}/${r.name}`, message: r.msg });
       }
-      if (out.code !== 0 && !(report.resources ?? []).some((r) => r.status !== "statusValid")) throw new Error(`kubeconform: ${out.stderr || out.stdout}`);
+      if (out.code !== 0 && !(report.resources ?? []).some((r) => r.status !== "statusValid"))
+        throw new Error(`kubeconform: ${out.stderr || out.stdout}`);
       console.log(`kubeconform (${name}): ${JSON.stringify(report.summary)}`);
     }
   });
@@ -104,11 +154,21 @@ try {
         findings.push({ tool: "kube-score", check: "unreadable", render: name, object: path, message: out.stderr.trim() });
         continue;
       }
-      const objects = JSON.parse(out.stdout) as { object_name: string; type_meta: { kind: string }; checks: { check: { id: string }; grade: number; skipped: boolean; comments: { path: string; summary: string }[] | null }[] }[];
+      const objects = JSON.parse(out.stdout) as {
+        object_name: string;
+        type_meta: { kind: string };
+        checks: { check: { id: string }; grade: number; skipped: boolean; comments: { path: string; summary: string }[] | null }[];
+      }[];
       for (const object of objects) {
         for (const check of object.checks) {
           if (check.skipped || check.grade >= 10) continue;
-          findings.push({ tool: "kube-score", check: check.check.id, render: name, object: object.object_name, message: (check.comments ?? []).map((c) => `${c.path} ${c.summary}`).join("; ") });
+          findings.push({
+            tool: "kube-score",
+            check: check.check.id,
+            render: name,
+            object: object.object_name,
+            message: (check.comments ?? []).map((c) => `${c.path} ${c.summary}`).join("; "),
+          });
         }
       }
     }
@@ -117,9 +177,13 @@ try {
   timed("checkov", () => {
     for (const [name, path] of Object.entries(renders) as [Accepted["render"], string][]) {
       // --skip-download: no call to the vendor's platform; the checks are the package's own.
-      const out = run(tools.checkov!, ["--file", path, "--framework", "kubernetes", "--quiet", "--skip-download", "-o", "json"], { BC_SKIP_MAPPING: "TRUE" });
+      const out = run(tools.checkov!, ["--file", path, "--framework", "kubernetes", "--quiet", "--skip-download", "-o", "json"], {
+        BC_SKIP_MAPPING: "TRUE",
+      });
       const parsed = JSON.parse(out.stdout) as unknown;
-      const reports = (Array.isArray(parsed) ? parsed : [parsed]) as { results?: { failed_checks: { check_id: string; resource: string; check_name: string }[] } }[];
+      const reports = (Array.isArray(parsed) ? parsed : [parsed]) as {
+        results?: { failed_checks: { check_id: string; resource: string; check_name: string }[] };
+      }[];
       for (const failed of reports.flatMap((r) => r.results?.failed_checks ?? [])) {
         findings.push({ tool: "checkov", check: failed.check_id, render: name, object: failed.resource, message: failed.check_name });
       }
@@ -132,7 +196,9 @@ try {
   const stale = accepted.filter((a) => !findings.some((f) => key(f) === key(a)));
   for (const f of findings) console.log(`${acceptedKeys.has(key(f)) ? "accepted " : "FINDING  "} ${key(f)} ${f.object}: ${f.message}`);
   for (const a of stale) console.log(`STALE     ${key(a)}: accepted in hack/manifests/accepted.ts, but no longer found`);
-  console.log(`check:manifests: ${findings.length} findings, ${unexplained.length} unexplained, ${stale.length} stale; ${((Date.now() - started) / 1000).toFixed(1)}s (${timings.join(", ")})`);
+  console.log(
+    `check:manifests: ${findings.length} findings, ${unexplained.length} unexplained, ${stale.length} stale; ${((Date.now() - started) / 1000).toFixed(1)}s (${timings.join(", ")})`,
+  );
   process.exitCode = unexplained.length + stale.length > 0 ? 1 : 0;
 } finally {
   rmSync(work, { recursive: true, force: true });

@@ -26,7 +26,10 @@ export function crdSchemas(text: string, source: string): Map<string, Schema> {
       if (version.served === false) continue;
       const root = version.schema?.openAPIV3Schema;
       if (!root) throw new Error(`${source}: ${crd.spec.names.kind} ${version.name} has no openAPIV3Schema`);
-      out.set(fileName(crd.spec.group, version.name, crd.spec.names.kind), { $schema: "http://json-schema.org/draft-07/schema#", ...(strict(root) as Schema) });
+      out.set(fileName(crd.spec.group, version.name, crd.spec.names.kind), {
+        $schema: "http://json-schema.org/draft-07/schema#",
+        ...(strict(root) as Schema),
+      });
     }
   }
   if (out.size === 0) throw new Error(`${source}: no CustomResourceDefinition with a schema`);

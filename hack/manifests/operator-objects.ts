@@ -61,7 +61,9 @@ export const fullDomains: SmtpDomain[] = [
       inbound: {
         mode: "Forwarded",
         allowedSourceRanges: ["203.0.113.0/24", "2001:db8::/32"],
-        delivery: { webhook: { url: "https://ingest.helpdesk.svc.cluster.local/mail", signingSecretRef: { name: "ingest-signing", key: "hmac" } } },
+        delivery: {
+          webhook: { url: "https://ingest.helpdesk.svc.cluster.local/mail", signingSecretRef: { name: "ingest-signing", key: "hmac" } },
+        },
       },
       dkim: {
         keys: [
@@ -82,19 +84,40 @@ export const fullDomains: SmtpDomain[] = [
             metadata: { labels: { "cost-center": "mail" }, annotations: { "sidecar.istio.io/inject": "false" } },
             imagePullSecrets: [{ name: "registry-internal" }],
             nodeSelector: { "kubernetes.io/os": "linux" },
-            tolerations: [{ key: "dedicated", operator: "Equal", value: "mail", effect: "NoSchedule" }, { key: "node.kubernetes.io/unreachable", operator: "Exists", effect: "NoExecute", tolerationSeconds: 30 }],
+            tolerations: [
+              { key: "dedicated", operator: "Equal", value: "mail", effect: "NoSchedule" },
+              { key: "node.kubernetes.io/unreachable", operator: "Exists", effect: "NoExecute", tolerationSeconds: 30 },
+            ],
             affinity: {
               nodeAffinity: {
-                requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: "pool", operator: "In", values: ["mail"] }] }] },
-                preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 50, preference: { matchExpressions: [{ key: "zone-tier", operator: "NotIn", values: ["spot"] }] } }],
+                requiredDuringSchedulingIgnoredDuringExecution: {
+                  nodeSelectorTerms: [{ matchExpressions: [{ key: "pool", operator: "In", values: ["mail"] }] }],
+                },
+                preferredDuringSchedulingIgnoredDuringExecution: [
+                  { weight: 50, preference: { matchExpressions: [{ key: "zone-tier", operator: "NotIn", values: ["spot"] }] } },
+                ],
               },
               podAntiAffinity: {
                 preferredDuringSchedulingIgnoredDuringExecution: [
-                  { weight: 100, podAffinityTerm: { topologyKey: "kubernetes.io/hostname", labelSelector: { matchLabels: { "app.kubernetes.io/name": "smtp-connector-relay" } } } },
+                  {
+                    weight: 100,
+                    podAffinityTerm: {
+                      topologyKey: "kubernetes.io/hostname",
+                      labelSelector: { matchLabels: { "app.kubernetes.io/name": "smtp-connector-relay" } },
+                    },
+                  },
                 ],
               },
             },
-            topologySpreadConstraints: [{ maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "DoNotSchedule", minDomains: 2, nodeTaintsPolicy: "Honor" }],
+            topologySpreadConstraints: [
+              {
+                maxSkew: 1,
+                topologyKey: "topology.kubernetes.io/zone",
+                whenUnsatisfiable: "DoNotSchedule",
+                minDomains: 2,
+                nodeTaintsPolicy: "Honor",
+              },
+            ],
             priorityClassName: "mail-critical",
             securityContext: { runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, supplementalGroups: [10002] },
           },
@@ -113,7 +136,15 @@ export const fullDomains: SmtpDomain[] = [
         credentials: [{ version: 1 }, { version: 2 }],
         gracePeriod: "24h",
         allowedSourceRanges: ["198.51.100.7/32"],
-        delivery: { smtp: { host: "ingest.helpdesk.svc.cluster.local", port: 587, protocol: "SMTP", tls: "StartTLS", authSecretRef: { name: "ingest-login" } } },
+        delivery: {
+          smtp: {
+            host: "ingest.helpdesk.svc.cluster.local",
+            port: 587,
+            protocol: "SMTP",
+            tls: "StartTLS",
+            authSecretRef: { name: "ingest-login" },
+          },
+        },
       },
       relay: { replicas: 1, service: { type: "ClusterIP" } },
     },
@@ -121,13 +152,21 @@ export const fullDomains: SmtpDomain[] = [
 ];
 
 function documents(file: string): unknown[] {
-  return parseAllDocuments(readFileSync(join(root, file), "utf8")).map((d) => d.toJS() as unknown).filter((d) => d !== null);
+  return parseAllDocuments(readFileSync(join(root, file), "utf8"))
+    .map((d) => d.toJS() as unknown)
+    .filter((d) => d !== null);
 }
 
 /** examples/*.yaml's SmtpDomains and SupportAddresses. */
 function examples(): { domains: SmtpDomain[]; addresses: SupportAddress[] } {
-  const objects = readdirSync(join(root, "examples")).filter((f) => f.endsWith(".yaml")).sort().flatMap((f) => documents(join("examples", f))) as { kind?: string }[];
-  const domains = (objects.filter((o) => o.kind === "SmtpDomain") as SmtpDomain[]).map((d) => ({ ...d, metadata: { ...d.metadata, uid: uid(d.metadata.name!), generation: 1 } }));
+  const objects = readdirSync(join(root, "examples"))
+    .filter((f) => f.endsWith(".yaml"))
+    .sort()
+    .flatMap((f) => documents(join("examples", f))) as { kind?: string }[];
+  const domains = (objects.filter((o) => o.kind === "SmtpDomain") as SmtpDomain[]).map((d) => ({
+    ...d,
+    metadata: { ...d.metadata, uid: uid(d.metadata.name!), generation: 1 },
+  }));
   return { domains, addresses: objects.filter((o) => o.kind === "SupportAddress") as SupportAddress[] };
 }
 
@@ -138,23 +177,64 @@ function domainObjects(domain: SmtpDomain, addresses: readonly SupportAddress[],
   const ca = pem("CERTIFICATE");
   const versions = forwarded ? [] : (domain.spec.inbound.credentials ?? [{ version: 1 }]).map((c) => c.version);
   const issued = new Map<number, IssuedCredential>(
-    versions.map((version) => [version, { version, secretName: `${domain.metadata.name}-inbound-v${version}`, username: `${domain.metadata.name}-v${version}-placeholder`, passwordSha256: "0".repeat(64), createdAt: "2026-01-01T00:00:00Z", userSupplied: false }]),
+    versions.map((version) => [
+      version,
+      {
+        version,
+        secretName: `${domain.metadata.name}-inbound-v${version}`,
+        username: `${domain.metadata.name}-v${version}-placeholder`,
+        passwordSha256: "0".repeat(64),
+        createdAt: "2026-01-01T00:00:00Z",
+        userSupplied: false,
+      },
+    ]),
   );
   const plan: CredentialPlan[] = versions.map((version) => ({ version, secretName: issued.get(version)!.secretName, state: "Active" }));
-  const mine = addresses.filter((a) => a.metadata.namespace === domain.metadata.namespace && a.spec.domainRef.name === domain.metadata.name);
+  const mine = addresses.filter(
+    (a) => a.metadata.namespace === domain.metadata.namespace && a.spec.domainRef.name === domain.metadata.name,
+  );
   const generatedKeys = (domain.spec.dkim?.keys ?? []).filter((k) => !k.privateKeySecretRef);
   const outbound: OutboundInputs & { dkimState: DkimState } = {
     submission: { username: `${domain.metadata.name}-submission`, password: "placeholder" },
     controlToken: "placeholder",
-    senders: mine.map((a) => ({ address: a.spec.address, ready: true, host: a.spec.outbound.host, port: a.spec.outbound.port ?? 587, tls: a.spec.outbound.tls ?? "StartTLS", username: a.spec.address, password: "placeholder" })),
-    dkim: (domain.spec.dkim?.keys ?? []).filter((k) => k.recordPublished).map((k) => ({ selector: k.selector, algorithm: k.algorithm === "Ed25519" ? "ed25519-sha256" : "rsa-sha256", pem: pem("PRIVATE KEY") })),
+    senders: mine.map((a) => ({
+      address: a.spec.address,
+      ready: true,
+      host: a.spec.outbound.host,
+      port: a.spec.outbound.port ?? 587,
+      tls: a.spec.outbound.tls ?? "StartTLS",
+      username: a.spec.address,
+      password: "placeholder",
+    })),
+    dkim: (domain.spec.dkim?.keys ?? [])
+      .filter((k) => k.recordPublished)
+      .map((k) => ({
+        selector: k.selector,
+        algorithm: k.algorithm === "Ed25519" ? "ed25519-sha256" : "rsa-sha256",
+        pem: pem("PRIVATE KEY"),
+      })),
     dkimState: { signing: [], records: [], pending: [] },
   };
-  const snapshot = { domain, credentials: { plan, issued, retired: new Set<number>() }, addresses: mine.map((a) => a.spec.address.toLowerCase()), outbound, ...(domain.spec.inbound.delivery.smtp?.authSecretRef ? { nextHopUsername: "ingest" } : {}) };
+  const snapshot = {
+    domain,
+    credentials: { plan, issued, retired: new Set<number>() },
+    addresses: mine.map((a) => a.spec.address.toLowerCase()),
+    outbound,
+    ...(domain.spec.inbound.delivery.smtp?.authSecretRef ? { nextHopUsername: "ingest" } : {}),
+  };
   return [
-    ...versions.map((v) => credentialSecret(domain, v, { username: issued.get(v)!.username, password: "placeholder" }, clientSnippets(domain.spec.domain, host, issued.get(v)!.username, "placeholder", ca))),
+    ...versions.map((v) =>
+      credentialSecret(
+        domain,
+        v,
+        { username: issued.get(v)!.username, password: "placeholder" },
+        clientSnippets(domain.spec.domain, host, issued.get(v)!.username, "placeholder", ca),
+      ),
+    ),
     // The customer's own TLS Secret (spec.relay.tls.secretName) is theirs, not rendered.
-    ...(domain.spec.relay?.tls?.secretName ? [] : [relayTlsSecret(domain, { certPem: pem("CERTIFICATE"), keyPem: pem("PRIVATE KEY") }, ca)]),
+    ...(domain.spec.relay?.tls?.secretName
+      ? []
+      : [relayTlsSecret(domain, { certPem: pem("CERTIFICATE"), keyPem: pem("PRIVATE KEY") }, ca)]),
     submissionSecret(domain, outbound.submission),
     controlSecret(domain, outbound.controlToken),
     ...generatedKeys.map((k) => dkimKeySecret(domain, k.selector, pem("PRIVATE KEY"))),

@@ -50,7 +50,11 @@ for (const definition of Object.values(definitions)) {
   const kinds = (definition["x-kubernetes-group-version-kind"] ?? []) as { group: string; version: string; kind: string }[];
   for (const { group, version, kind } of kinds) {
     const used = reachable(definition, definitions);
-    const schema = { $schema: "http://json-schema.org/draft-07/schema#", ...definition, definitions: Object.fromEntries([...used].map((n) => [n, definitions[n]])) };
+    const schema = {
+      $schema: "http://json-schema.org/draft-07/schema#",
+      ...definition,
+      definitions: Object.fromEntries([...used].map((n) => [n, definitions[n]])),
+    };
     delete (schema as Schema)["x-kubernetes-group-version-kind"];
     writeFileSync(join(out, fileName(group, version, kind)), JSON.stringify(schema));
     written++;
@@ -60,13 +64,19 @@ for (const definition of Object.values(definitions)) {
 // Our CRDs: metadata is Kubernetes' ObjectMeta, the rest the CRD's own schema.
 const crdDir = join(import.meta.dirname, "..", "..", "crds");
 for (const file of readdirSync(crdDir).filter((f) => f.endsWith(".yaml"))) {
-  const crd = parse(readFileSync(join(crdDir, file), "utf8")) as { spec: { group: string; names: { kind: string }; versions: { name: string; schema: { openAPIV3Schema: Schema } }[] } };
+  const crd = parse(readFileSync(join(crdDir, file), "utf8")) as {
+    spec: { group: string; names: { kind: string }; versions: { name: string; schema: { openAPIV3Schema: Schema } }[] };
+  };
   for (const version of crd.spec.versions) {
     const root = strict(version.schema.openAPIV3Schema) as Schema & { properties: Schema };
     const objectMeta = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
     root.properties = { ...root.properties, metadata: { $ref: refPrefix + objectMeta } };
     const used = reachable(root, definitions);
-    const schema = { $schema: "http://json-schema.org/draft-07/schema#", ...root, definitions: Object.fromEntries([...used].map((n) => [n, definitions[n]])) };
+    const schema = {
+      $schema: "http://json-schema.org/draft-07/schema#",
+      ...root,
+      definitions: Object.fromEntries([...used].map((n) => [n, definitions[n]])),
+    };
     writeFileSync(join(out, fileName(crd.spec.group, version.name, crd.spec.names.kind)), JSON.stringify(schema));
     written++;
   }

@@ -14,7 +14,21 @@
 // (containerd's shim sockets, the pods' logs), and every volume the kubelet
 // mounts disappears with the namespace.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { closeSync, copyFileSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -32,9 +46,19 @@ const bridge = "smtpc0";
  */
 export const claimFile = "/run/smtpc-node.json";
 /** Host sysctls the kubelet sets at start (it refuses to start instead if told to protect them). */
-const shadowedSysctls = ["vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+const shadowedSysctls = [
+  "vm/overcommit_memory",
+  "vm/panic_on_oom",
+  "kernel/panic",
+  "kernel/panic_on_oops",
+  "kernel/keys/root_maxkeys",
+  "kernel/keys/root_maxbytes",
   // kube-proxy's (conntrack sizing and timeouts, localhost node ports): turned off in its config, shadowed all the same.
-  "net/netfilter/nf_conntrack_max", "net/netfilter/nf_conntrack_tcp_timeout_established", "net/netfilter/nf_conntrack_tcp_timeout_close_wait", "net/ipv4/conf/all/route_localnet"].filter((k) => existsSync(`/proc/sys/${k}`));
+  "net/netfilter/nf_conntrack_max",
+  "net/netfilter/nf_conntrack_tcp_timeout_established",
+  "net/netfilter/nf_conntrack_tcp_timeout_close_wait",
+  "net/ipv4/conf/all/route_localnet",
+].filter((k) => existsSync(`/proc/sys/${k}`));
 /** Paths the kubelet uses whatever its flags say (device plugins, pod resources): bind-mounted from the state directory. */
 const kubeletHostDir = "/var/lib/kubelet";
 const cgroupRoot = "/sys/fs/cgroup";
@@ -62,7 +86,11 @@ export interface RunningNode {
 }
 
 /** A process the node started, known by PID and start time (a PID reused since is never touched). */
-interface Started { name: string; pid: number; start: string }
+interface Started {
+  name: string;
+  pid: number;
+  start: string;
+}
 
 interface Claim {
   pid: number;
@@ -95,12 +123,22 @@ export async function claimNode(dir: string, options: { clusterDir?: string; log
   const log = options.log ?? (() => undefined);
   const me = { pid: process.pid, start: startTime(process.pid) ?? "" };
   // Exclusive first, with what a successor needs to find it; the host's state is read only once the host is ours.
-  const claim: Claim = { ...me, dir, ...(options.clusterDir ? { clusterDir: options.clusterDir } : {}), createdKubeletDir: false, addedAddress: false, before: { chains: [], cgroups: [], ipsets: [] }, processes: [] };
+  const claim: Claim = {
+    ...me,
+    dir,
+    ...(options.clusterDir ? { clusterDir: options.clusterDir } : {}),
+    createdKubeletDir: false,
+    addedAddress: false,
+    before: { chains: [], cgroups: [], ipsets: [] },
+    processes: [],
+  };
   for (;;) {
     if (tryClaim(claim)) break;
     const held = readClaim(claimFile);
     if (held && alive(held.pid, held.start)) {
-      throw new Error(`a node already runs on this machine: pid ${held.pid} (${commandLine(held.pid)}), state in ${held.dir}; one node per machine — stop it (SIGTERM) or wait for it`);
+      throw new Error(
+        `a node already runs on this machine: pid ${held.pid} (${commandLine(held.pid)}), state in ${held.dir}; one node per machine — stop it (SIGTERM) or wait for it`,
+      );
     }
     // Stale: taken over by whoever renames it away first; a racer that loses the rename tries the claim again.
     const taken = `${claimFile}.stale.${process.pid}`;
@@ -112,7 +150,9 @@ export async function claimNode(dir: string, options: { clusterDir?: string; log
     const stale = readClaim(taken);
     if (stale) {
       const removed = await recoverStale(stale);
-      log(`a node left behind by pid ${stale.pid} (not running) was cleaned up${removed.length ? `: ${removed.join("; ")}` : ": nothing was left"}`);
+      log(
+        `a node left behind by pid ${stale.pid} (not running) was cleaned up${removed.length ? `: ${removed.join("; ")}` : ": nothing was left"}`,
+      );
     }
     rmSync(taken, { force: true });
   }
@@ -160,7 +200,14 @@ function readClaim(file: string): Claim | undefined {
   try {
     const parsed = JSON.parse(readFileSync(file, "utf8")) as Partial<Claim>;
     if (typeof parsed.pid !== "number" || typeof parsed.dir !== "string") return undefined;
-    return { start: "", createdKubeletDir: false, addedAddress: false, before: { chains: [], cgroups: [], ipsets: [] }, processes: [], ...parsed } as Claim;
+    return {
+      start: "",
+      createdKubeletDir: false,
+      addedAddress: false,
+      before: { chains: [], cgroups: [], ipsets: [] },
+      processes: [],
+      ...parsed,
+    } as Claim;
   } catch {
     return undefined;
   }
@@ -203,7 +250,8 @@ export async function recoverStale(stale: Claim): Promise<string[]> {
   const victims = new Map<number, string>();
   for (const p of stale.processes) if (alive(p.pid, p.start)) victims.set(p.pid, `${p.name} (pid ${p.pid})`);
   for (const pid of shimsOf(socket)) victims.set(pid, `containerd-shim (pid ${pid})`);
-  for (const path of cgroups().filter((c) => !stale.before.cgroups.includes(c))) for (const pid of cgroupProcesses(path)) if (!victims.has(pid)) victims.set(pid, `a pod's process (pid ${pid}, in ${path})`);
+  for (const path of cgroups().filter((c) => !stale.before.cgroups.includes(c)))
+    for (const pid of cgroupProcesses(path)) if (!victims.has(pid)) victims.set(pid, `a pod's process (pid ${pid}, in ${path})`);
   for (const pid of victims.keys()) {
     try {
       process.kill(pid, "SIGKILL");
@@ -212,7 +260,8 @@ export async function recoverStale(stale: Claim): Promise<string[]> {
     }
   }
   const deadline = Date.now() + 15_000;
-  while ([...victims.keys()].some((pid) => startTime(pid) !== undefined) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  while ([...victims.keys()].some((pid) => startTime(pid) !== undefined) && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 100));
   if (victims.size) removed.push(`killed ${[...victims.values()].join(", ")}`);
   const state = await hostState();
   await teardown({ dir: stale.dir }, stale, [], () => undefined, { keepClaim: true });
@@ -259,7 +308,8 @@ export async function startNode(options: NodeOptions, nodeClaim: NodeClaim): Pro
   const children: { name: string; child: ChildProcess }[] = [];
   const stop = () => teardown(options, claim, children, log);
   try {
-    for (const sub of ["containerd", "cni/net.d", "cni/ipam", "kubelet/root", "kubelet/pki", "sysctl"]) mkdirSync(join(dir, sub), { recursive: true });
+    for (const sub of ["containerd", "cni/net.d", "cni/ipam", "kubelet/root", "kubelet/pki", "sysctl"])
+      mkdirSync(join(dir, sub), { recursive: true });
     if (claim.createdKubeletDir) mkdirSync(kubeletHostDir, { recursive: true });
 
     // The mount namespace, held open by a sleep; containerd and the kubelet join it.
@@ -268,7 +318,14 @@ export async function startNode(options: NodeOptions, nodeClaim: NodeClaim): Pro
       writeFileSync(shadow, readFileSync(`/proc/sys/${key}`));
       return `mount --bind ${shadow} /proc/sys/${key}`;
     });
-    const nsScript = [...binds, "mount -t tmpfs tmpfs /run", "mount -t tmpfs tmpfs /var/log", `mount --bind ${join(dir, "kubelet/root")} ${kubeletHostDir}`, "echo ready", "exec sleep infinity"].join(" && ");
+    const nsScript = [
+      ...binds,
+      "mount -t tmpfs tmpfs /run",
+      "mount -t tmpfs tmpfs /var/log",
+      `mount --bind ${join(dir, "kubelet/root")} ${kubeletHostDir}`,
+      "echo ready",
+      "exec sleep infinity",
+    ].join(" && ");
     const holder = spawn("unshare", ["-m", "--propagation", "private", "--", "sh", "-c", nsScript], { stdio: ["ignore", "pipe", "pipe"] });
     children.push({ name: "namespace", child: holder });
     recordProcess("namespace", holder.pid);
@@ -291,7 +348,17 @@ export async function startNode(options: NodeOptions, nodeClaim: NodeClaim): Pro
     writeFileSync(join(dir, "containerd/config.toml"), containerdConfig(dir));
     writeFileSync(join(dir, "cni/net.d/10-smtpc.conflist"), JSON.stringify(cniConfig(dir), null, 1));
     const containerd = inNamespace("containerd", "containerd", ["--config", join(dir, "containerd/config.toml")]);
-    await until("containerd", containerd, dir, async () => (await run("ctr", ["-a", socket, "version"]).then(() => true, () => false)), 30_000);
+    await until(
+      "containerd",
+      containerd,
+      dir,
+      async () =>
+        await run("ctr", ["-a", socket, "version"]).then(
+          () => true,
+          () => false,
+        ),
+      30_000,
+    );
     for (const archive of options.images) {
       const started = Date.now();
       await run("ctr", ["-a", socket, "-n", "k8s.io", "images", "import", archive], { maxBuffer: 16 * 1024 * 1024 });
@@ -300,34 +367,79 @@ export async function startNode(options: NodeOptions, nodeClaim: NodeClaim): Pro
 
     writeFileSync(join(dir, "kubelet/config.yaml"), kubeletConfig(socket));
     const kubelet = inNamespace("kubelet", options.nodeBinary, [
-      "kubelet", `--config=${join(dir, "kubelet/config.yaml")}`, `--kubeconfig=${options.kubeconfig}`,
-      `--root-dir=${kubeletHostDir}`, `--cert-dir=${join(dir, "kubelet/pki")}`, `--node-ip=${nodeIp}`, `--hostname-override=${nodeName}`, "--v=1",
+      "kubelet",
+      `--config=${join(dir, "kubelet/config.yaml")}`,
+      `--kubeconfig=${options.kubeconfig}`,
+      `--root-dir=${kubeletHostDir}`,
+      `--cert-dir=${join(dir, "kubelet/pki")}`,
+      `--node-ip=${nodeIp}`,
+      `--hostname-override=${nodeName}`,
+      "--v=1",
     ]);
     const schedulerLog = openSync(join(dir, "kube-scheduler.log"), "w");
-    const scheduler = spawn(options.nodeBinary, ["kube-scheduler", `--kubeconfig=${options.kubeconfig}`, "--leader-elect=false", "--secure-port=0", "--v=1"], { stdio: ["ignore", schedulerLog, schedulerLog] });
+    const scheduler = spawn(
+      options.nodeBinary,
+      ["kube-scheduler", `--kubeconfig=${options.kubeconfig}`, "--leader-elect=false", "--secure-port=0", "--v=1"],
+      { stdio: ["ignore", schedulerLog, schedulerLog] },
+    );
     closeSync(schedulerLog);
     children.push({ name: "kube-scheduler", child: scheduler });
     recordProcess("kube-scheduler", scheduler.pid);
 
     const kubectl = (...args: string[]) => run(options.testenvBinary, ["kubectl", `--kubeconfig=${options.kubeconfig}`, ...args]);
-    await until("the node to be Ready", kubelet, dir, async () => {
-      const ready = await kubectl("get", "node", nodeName, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}").then((r) => r.stdout, () => "");
-      return ready === "True";
-    }, 120_000);
+    await until(
+      "the node to be Ready",
+      kubelet,
+      dir,
+      async () => {
+        const ready = await kubectl("get", "node", nodeName, "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}').then(
+          (r) => r.stdout,
+          () => "",
+        );
+        return ready === "True";
+      },
+      120_000,
+    );
     // A NetworkPolicy enforcer wants the node's pod range; no node-ipam controller runs here: the bridge's range.
     await kubectl("patch", "node", nodeName, "--type=merge", "-p", JSON.stringify({ spec: { podCIDR: podCidr, podCIDRs: [podCidr] } }));
     // Services, kubernetes's among them (pods reach the API server there): kube-proxy in iptables mode, in the
     // node's namespace (the sysctls it would write are shadowed there), node ports on the node's address only.
     writeFileSync(join(dir, "kube-proxy.yaml"), kubeProxyConfig(options.kubeconfig));
     const proxy = inNamespace("kube-proxy", options.nodeBinary, ["kube-proxy", `--config=${join(dir, "kube-proxy.yaml")}`, "--v=1"]);
-    await until("kube-proxy's rules for the kubernetes Service", proxy, dir, async () => (await run("iptables", ["-t", "nat", "-S", "KUBE-SERVICES"]).then((r) => r.stdout, () => "")).includes("default/kubernetes:https"), 60_000);
+    await until(
+      "kube-proxy's rules for the kubernetes Service",
+      proxy,
+      dir,
+      async () =>
+        (
+          await run("iptables", ["-t", "nat", "-S", "KUBE-SERVICES"]).then(
+            (r) => r.stdout,
+            () => "",
+          )
+        ).includes("default/kubernetes:https"),
+      60_000,
+    );
     // NetworkPolicies enforced: kube-router's firewall only (iptables + ipset beside the CNI bridge; no routing,
     // no service proxy: IPVS is not in this kernel). It needs the node's podCIDR (set above).
     const router = inNamespace("kube-router", options.kubeRouter, [
-      `--kubeconfig=${options.kubeconfig}`, `--hostname-override=${nodeName}`, "--run-firewall=true", "--run-router=false",
-      "--run-service-proxy=false", "--enable-cni=false", "--health-port=0", "--metrics-port=0", "--service-cluster-ip-range=10.0.0.0/20", "--v=1",
+      `--kubeconfig=${options.kubeconfig}`,
+      `--hostname-override=${nodeName}`,
+      "--run-firewall=true",
+      "--run-router=false",
+      "--run-service-proxy=false",
+      "--enable-cni=false",
+      "--health-port=0",
+      "--metrics-port=0",
+      "--service-cluster-ip-range=10.0.0.0/20",
+      "--v=1",
     ]);
-    await until("kube-router's firewall chains", router, dir, async () => (await chains()).some((c) => c.endsWith("/KUBE-ROUTER-FORWARD")), 60_000);
+    await until(
+      "kube-router's firewall chains",
+      router,
+      dir,
+      async () => (await chains()).some((c) => c.endsWith("/KUBE-ROUTER-FORWARD")),
+      60_000,
+    );
     return { name: nodeName, dir, stop };
   } catch (error) {
     // The teardown removes the state directory: the components' logs are kept beside it for the error.
@@ -342,7 +454,8 @@ export async function startNode(options: NodeOptions, nodeClaim: NodeClaim): Pro
 async function until(what: string, child: ChildProcess, dir: string, ready: () => Promise<boolean>, timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
   while (!(await ready())) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`waiting for ${what}: the process exited (${child.exitCode ?? child.signalCode}); logs in ${dir}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`waiting for ${what}: the process exited (${child.exitCode ?? child.signalCode}); logs in ${dir}`);
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; logs in ${dir}`);
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
@@ -357,16 +470,38 @@ async function stopChild(child: ChildProcess, graceMs = 10_000) {
   clearTimeout(timer);
 }
 
-async function teardown(options: Partial<NodeOptions> & { dir: string }, claim: Claim, children: { name: string; child: ChildProcess }[], log: (line: string) => void, { keepClaim = false } = {}) {
+async function teardown(
+  options: Partial<NodeOptions> & { dir: string },
+  claim: Claim,
+  children: { name: string; child: ChildProcess }[],
+  log: (line: string) => void,
+  { keepClaim = false } = {},
+) {
   const { dir } = options;
   const named = (name: string) => children.find((c) => c.name === name)?.child;
   const socket = join(dir, "containerd/containerd.sock");
-  const quiet = (command: string, args: string[]) => run(command, args).then((r) => r.stdout, () => "");
+  const quiet = (command: string, args: string[]) =>
+    run(command, args).then(
+      (r) => r.stdout,
+      () => "",
+    );
   // Pods first, while the kubelet runs: it stops them and CNI removes their network (veth, IPAM, portmap rules).
   const kubelet = named("kubelet");
   if (kubelet && kubelet.exitCode === null && options.testenvBinary && options.kubeconfig) {
     await stopChild(named("kube-scheduler")!);
-    await quiet(options.testenvBinary, ["kubectl", `--kubeconfig=${options.kubeconfig}`, "delete", "pods", "--all", "--all-namespaces", "--field-selector", `spec.nodeName=${nodeName}`, "--grace-period=2", "--wait=true", "--timeout=60s"]);
+    await quiet(options.testenvBinary, [
+      "kubectl",
+      `--kubeconfig=${options.kubeconfig}`,
+      "delete",
+      "pods",
+      "--all",
+      "--all-namespaces",
+      "--field-selector",
+      `spec.nodeName=${nodeName}`,
+      "--grace-period=2",
+      "--wait=true",
+      "--timeout=60s",
+    ]);
   }
   for (const name of ["kube-scheduler", "kube-router", "kube-proxy", "kubelet"]) {
     const child = named(name);
@@ -403,7 +538,14 @@ async function teardown(options: Partial<NodeOptions> & { dir: string }, claim: 
   if (claim.addedAddress) await quiet("ip", ["addr", "del", `${nodeIp}/32`, "dev", "lo"]);
   await removeNewChains(claim.before.chains);
   // kube-router's sets, once no rule refers to them (its own --cleanup-config leaves them behind).
-  for (const set of (await run("ipset", ["list", "-n"]).then((r) => r.stdout, () => "")).split("\n").filter((n) => n.startsWith("KUBE-") && !claim.before.ipsets.includes(n))) {
+  for (const set of (
+    await run("ipset", ["list", "-n"]).then(
+      (r) => r.stdout,
+      () => "",
+    )
+  )
+    .split("\n")
+    .filter((n) => n.startsWith("KUBE-") && !claim.before.ipsets.includes(n))) {
     await run("ipset", ["destroy", set]).catch(() => undefined);
   }
   removeNewCgroups(claim.before.cgroups);
@@ -444,7 +586,10 @@ async function chains(): Promise<string[]> {
   const found: string[] = [];
   for (const family of families) {
     for (const table of tables) {
-      const listed = await run(family, ["-t", table, "-S"]).then((r) => r.stdout, () => "");
+      const listed = await run(family, ["-t", table, "-S"]).then(
+        (r) => r.stdout,
+        () => "",
+      );
       for (const line of listed.split("\n")) {
         const match = /^-N (\S+)$/.exec(line);
         if (match && nodeChain.test(match[1]!)) found.push(`${family}/${table}/${match[1]}`);
@@ -459,8 +604,12 @@ async function chainRules(): Promise<string[]> {
   const found: string[] = [];
   for (const family of families) {
     for (const table of tables) {
-      const listed = await run(family, ["-t", table, "-S"]).then((r) => r.stdout, () => "");
-      for (const line of listed.split("\n")) if (line.startsWith("-A ") && /\b(KUBE|CNI)-/.test(line)) found.push(`${family}/${table}: ${line}`);
+      const listed = await run(family, ["-t", table, "-S"]).then(
+        (r) => r.stdout,
+        () => "",
+      );
+      for (const line of listed.split("\n"))
+        if (line.startsWith("-A ") && /\b(KUBE|CNI)-/.test(line)) found.push(`${family}/${table}: ${line}`);
     }
   }
   return found.sort();
@@ -471,7 +620,12 @@ async function removeNewChains(before: string[]) {
   const added = (await chains()).filter((c) => !before.includes(c));
   for (const entry of added) {
     const [family, table, chain] = entry.split("/") as [string, string, string];
-    const rules = (await run(family, ["-t", table, "-S"]).then((r) => r.stdout, () => "")).split("\n");
+    const rules = (
+      await run(family, ["-t", table, "-S"]).then(
+        (r) => r.stdout,
+        () => "",
+      )
+    ).split("\n");
     for (const rule of rules) {
       if (!rule.startsWith("-A ") || !rule.split(" ").includes(chain) || rule.startsWith(`-A ${chain} `)) continue;
       await run(family, ["-t", table, ...splitRule(rule.replace(/^-A /, "-D "))]).catch(() => undefined);
@@ -499,7 +653,8 @@ function cgroups(): string[] {
     const path = join(cgroupRoot, hierarchy);
     try {
       if (!statSync(path).isDirectory()) continue;
-      for (const entry of readdirSync(path)) if (entry.startsWith("kubepods") && statSync(join(path, entry)).isDirectory()) found.push(join(path, entry));
+      for (const entry of readdirSync(path))
+        if (entry.startsWith("kubepods") && statSync(join(path, entry)).isDirectory()) found.push(join(path, entry));
     } catch {
       // a hierarchy that cannot be read holds nothing of ours
     }
@@ -526,7 +681,10 @@ function removeNewCgroups(before: string[]) {
 }
 
 async function loAddresses(): Promise<string[]> {
-  const out = await run("ip", ["-o", "addr", "show", "dev", "lo"]).then((r) => r.stdout, () => "");
+  const out = await run("ip", ["-o", "addr", "show", "dev", "lo"]).then(
+    (r) => r.stdout,
+    () => "",
+  );
   return [...out.matchAll(/inet6? (\S+)/g)].map((m) => m[1]!).sort();
 }
 
@@ -547,14 +705,58 @@ export interface HostState {
  * tests share the machine, so it is narrowed to what is a node's (its names, paths and address).
  */
 export async function hostState(): Promise<HostState> {
-  const links = (await run("ip", ["-o", "link", "show"]).then((r) => r.stdout, () => "")).split("\n").filter(Boolean).map((l) => l.split(":")[1]!.trim().split("@")[0]!).filter((l) => l === bridge || /^(veth|cni)/.test(l)).sort();
-  const ipsets = (await run("ipset", ["list", "-n"]).then((r) => r.stdout, () => "")).split("\n").filter((n) => n.startsWith("KUBE-")).sort();
-  const mounts = readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter(Boolean).map((l) => l.split(" ")[4]!)
-    .filter((m) => /^\/(var\/lib\/kubelet|run\/netns|run\/containerd|var\/log\/pods|var\/log\/containers)(\/|$)/.test(m) || m.includes("smtpc-cluster-") || m.includes("/kubepods")).sort();
-  const paths = [kubeletHostDir, "/var/log/pods", "/var/log/containers", "/run/containerd", "/var/lib/cni", "/run/netns", claimFile].filter((p) => existsSync(p));
-  const sysctls = Object.fromEntries([...shadowedSysctls, "net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables"].map((k) => [k, existsSync(`/proc/sys/${k}`) ? readFileSync(`/proc/sys/${k}`, "utf8").trim() : ""]));
+  const links = (
+    await run("ip", ["-o", "link", "show"]).then(
+      (r) => r.stdout,
+      () => "",
+    )
+  )
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => l.split(":")[1]!.trim().split("@")[0]!)
+    .filter((l) => l === bridge || /^(veth|cni)/.test(l))
+    .sort();
+  const ipsets = (
+    await run("ipset", ["list", "-n"]).then(
+      (r) => r.stdout,
+      () => "",
+    )
+  )
+    .split("\n")
+    .filter((n) => n.startsWith("KUBE-"))
+    .sort();
+  const mounts = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => l.split(" ")[4]!)
+    .filter(
+      (m) =>
+        /^\/(var\/lib\/kubelet|run\/netns|run\/containerd|var\/log\/pods|var\/log\/containers)(\/|$)/.test(m) ||
+        m.includes("smtpc-cluster-") ||
+        m.includes("/kubepods"),
+    )
+    .sort();
+  const paths = [kubeletHostDir, "/var/log/pods", "/var/log/containers", "/run/containerd", "/var/lib/cni", "/run/netns", claimFile].filter(
+    (p) => existsSync(p),
+  );
+  const sysctls = Object.fromEntries(
+    [...shadowedSysctls, "net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables"].map((k) => [
+      k,
+      existsSync(`/proc/sys/${k}`) ? readFileSync(`/proc/sys/${k}`, "utf8").trim() : "",
+    ]),
+  );
   const lo = (await loAddresses()).filter((a) => a.startsWith(`${nodeIp}/`));
-  return { loAddresses: lo, links, iptables: await chains(), iptablesRules: await chainRules(), ipsets, cgroups: cgroups(), mounts, paths, sysctls };
+  return {
+    loAddresses: lo,
+    links,
+    iptables: await chains(),
+    iptablesRules: await chainRules(),
+    ipsets,
+    cgroups: cgroups(),
+    mounts,
+    paths,
+    sysctls,
+  };
 }
 
 function containerdConfig(dir: string): string {
@@ -593,7 +795,14 @@ function cniConfig(dir: string) {
     cniVersion: "1.0.0",
     name: "smtpc-pods",
     plugins: [
-      { type: "bridge", bridge, isGateway: true, ipMasq: false, hairpinMode: true, ipam: { type: "host-local", ranges: [[{ subnet: podCidr }]], routes: [{ dst: "0.0.0.0/0" }], dataDir: join(dir, "cni/ipam") } },
+      {
+        type: "bridge",
+        bridge,
+        isGateway: true,
+        ipMasq: false,
+        hairpinMode: true,
+        ipam: { type: "host-local", ranges: [[{ subnet: podCidr }]], routes: [{ dst: "0.0.0.0/0" }], dataDir: join(dir, "cni/ipam") },
+      },
       { type: "portmap", capabilities: { portMappings: true } },
     ],
   };

@@ -23,8 +23,19 @@ const passOn = args.filter((_, i) => i !== dirFlag && i !== dirFlag + 1 && args[
 mkdirSync(dir, { recursive: true });
 const log = (line: string) => console.error(`node: ${line}`);
 
-interface Prepared { nodeBinary: string; kubeRouter: string; testenvBinary: string; pauseArchive: string; image: { image: string; archive: string } }
-const prepared = JSON.parse(execFileSync("bash", [join(repoRoot, "hack/node/prepare.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim().split("\n").pop()!) as Prepared;
+interface Prepared {
+  nodeBinary: string;
+  kubeRouter: string;
+  testenvBinary: string;
+  pauseArchive: string;
+  image: { image: string; archive: string };
+}
+const prepared = JSON.parse(
+  execFileSync("bash", [join(repoRoot, "hack/node/prepare.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] })
+    .trim()
+    .split("\n")
+    .pop()!,
+) as Prepared;
 
 // The node's address first: the API server listens there, where pods reach it. One node per machine: a
 // node running already is named and refused; one whose supervisor was killed is cleaned up first.
@@ -35,7 +46,11 @@ const claim = await claimNode(join(dir, "node"), { ...(ownDir ? { clusterDir: di
 });
 // --stop-with-parent: should this process be SIGKILLed, the control plane stops by itself (and the next node
 // kills it all the same: its PID is in the claim).
-const plane = spawn(prepared.testenvBinary, ["up", "--node", "--stop-with-parent", "--address", nodeIp, "--dir", join(dir, "cp"), ...passOn], { stdio: ["ignore", "pipe", "inherit"] });
+const plane = spawn(
+  prepared.testenvBinary,
+  ["up", "--node", "--stop-with-parent", "--address", nodeIp, "--dir", join(dir, "cp"), ...passOn],
+  { stdio: ["ignore", "pipe", "inherit"] },
+);
 claim.record("control plane", plane.pid);
 let node: RunningNode | undefined;
 let stopping = false;
@@ -73,19 +88,31 @@ const kubeconfig = await new Promise<string>((done) => {
   });
 });
 try {
-  node = await startNode({
-    kubeconfig,
-    testenvBinary: prepared.testenvBinary,
-    nodeBinary: prepared.nodeBinary,
-    kubeRouter: prepared.kubeRouter,
-    images: [prepared.pauseArchive, prepared.image.archive],
-    dir: join(dir, "node"),
-    log,
-  }, claim);
+  node = await startNode(
+    {
+      kubeconfig,
+      testenvBinary: prepared.testenvBinary,
+      nodeBinary: prepared.nodeBinary,
+      kubeRouter: prepared.kubeRouter,
+      images: [prepared.pauseArchive, prepared.image.archive],
+      dir: join(dir, "node"),
+      log,
+    },
+    claim,
+  );
 } catch (error) {
   log(String(error));
   await stop(1);
 }
 if (!stopping) {
-  console.log(JSON.stringify({ event: "ready", kubeconfig, node: node!.name, image: prepared.image.image, testenv: prepared.testenvBinary, seconds: (Date.now() - started) / 1000 }));
+  console.log(
+    JSON.stringify({
+      event: "ready",
+      kubeconfig,
+      node: node!.name,
+      image: prepared.image.image,
+      testenv: prepared.testenvBinary,
+      seconds: (Date.now() - started) / 1000,
+    }),
+  );
 }

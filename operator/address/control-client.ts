@@ -48,11 +48,20 @@ export async function controlRequest(url: string, request: ControlRequest): Prom
   const presented = socket.getPeerCertificate().fingerprint256;
   if (!request.pins.includes(presented)) {
     socket.destroy();
-    throw new NotSent(`the relay at ${host}:${port} presented a certificate (SHA-256 ${presented.slice(0, 23)}…) that is not the one in its TLS Secret; not sending the token`);
+    throw new NotSent(
+      `the relay at ${host}:${port} presented a certificate (SHA-256 ${presented.slice(0, 23)}…) that is not the one in its TLS Secret; not sending the token`,
+    );
   }
   return new Promise<ControlResponse>((resolve, reject) => {
     const req = http.request(
-      { host, port, path: `${target.pathname}${target.search}`, method: request.method ?? "GET", headers: { ...request.headers, host: target.host }, createConnection: () => socket },
+      {
+        host,
+        port,
+        path: `${target.pathname}${target.search}`,
+        method: request.method ?? "GET",
+        headers: { ...request.headers, host: target.host },
+        createConnection: () => socket,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
@@ -74,7 +83,11 @@ export async function controlRequest(url: string, request: ControlRequest): Prom
  * API, from the Service's EndpointSlices. Empty when none is known (no slices
  * yet, or no ready pod): the caller then uses the Service's address.
  */
-export function controlEndpoints(slices: readonly k8s.V1EndpointSlice[], namespace: string, service: string): { host: string; port: number }[] {
+export function controlEndpoints(
+  slices: readonly k8s.V1EndpointSlice[],
+  namespace: string,
+  service: string,
+): { host: string; port: number }[] {
   const found = new Map<string, { host: string; port: number }>();
   for (const slice of slices) {
     if (slice.metadata?.namespace !== namespace || slice.metadata.labels?.["kubernetes.io/service-name"] !== service) continue;

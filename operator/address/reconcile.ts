@@ -19,7 +19,15 @@ export interface VerificationContext {
 }
 
 // Reasons that need a change from the user: the address is Stalled, not progressing.
-const stalledReasons = new Set<ReasonName>(["DomainMismatch", "SystemAddress", "LimitExceeded", "AddressConflict", "CredentialsSecretNotFound", "CredentialsSecretInvalid", "DomainNotFound"]);
+const stalledReasons = new Set<ReasonName>([
+  "DomainMismatch",
+  "SystemAddress",
+  "LimitExceeded",
+  "AddressConflict",
+  "CredentialsSecretNotFound",
+  "CredentialsSecretInvalid",
+  "DomainNotFound",
+]);
 
 export async function reconcileAddress(
   cluster: Cluster,
@@ -36,7 +44,15 @@ export async function reconcileAddress(
   const domainReady = domain?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
   let outcome: { attempts: Attempt[]; lastHandledVerifyRequest?: string; requeueAfterMs?: number } | undefined;
   if (verification && verdict.served && domain && domainReady) {
-    outcome = await verify({ address, domain, credentialsResourceVersion: verification.credentialsResourceVersion, credentialSha256: verification.credentialSha256, io: verification.io, ...(verification.timing ? { timing: verification.timing } : {}), now });
+    outcome = await verify({
+      address,
+      domain,
+      credentialsResourceVersion: verification.credentialsResourceVersion,
+      credentialSha256: verification.credentialSha256,
+      io: verification.io,
+      ...(verification.timing ? { timing: verification.timing } : {}),
+      now,
+    });
   }
   const status = addressStatus(address, verdict, domain, now, outcome);
   if (!sameStatus(address.status, status)) {
@@ -58,20 +74,42 @@ export function addressStatus(
     ? { type: "DomainReady", status: "False", reason: verdict.reason, message: verdict.message }
     : domainReady?.status === "True"
       ? { type: "DomainReady", status: "True", reason: "Ready", message: `SmtpDomain ${domain!.metadata.name} is ready` }
-      : { type: "DomainReady", status: "False", reason: "DomainNotReady", message: `SmtpDomain ${address.spec.domainRef.name} is not Ready${domainReady ? `: ${domainReady.message}` : ""}` };
+      : {
+          type: "DomainReady",
+          status: "False",
+          reason: "DomainNotReady",
+          message: `SmtpDomain ${address.spec.domainRef.name} is not Ready${domainReady ? `: ${domainReady.message}` : ""}`,
+        };
   const attempts = verification?.attempts ?? address.status?.verifications ?? [];
   const lastHandled = verification?.lastHandledVerifyRequest ?? address.status?.lastHandledVerifyRequest;
   const latest = (direction: Attempt["direction"]) => attempts.find((a) => a.direction === direction);
-  const conditions: DesiredCondition[] = [domainCondition, verifiedCondition("InboundVerified", latest("Inbound")), verifiedCondition("OutboundVerified", latest("Outbound"))];
+  const conditions: DesiredCondition[] = [
+    domainCondition,
+    verifiedCondition("InboundVerified", latest("Inbound")),
+    verifiedCondition("OutboundVerified", latest("Outbound")),
+  ];
   const blocking = conditions.find((c) => c.status !== "True");
-  conditions.push(blocking ? { type: "Ready", status: "False", reason: blocking.reason, message: blocking.message } : { type: "Ready", status: "True", reason: "Ready", message: "the address is connected and verified both ways" });
+  conditions.push(
+    blocking
+      ? { type: "Ready", status: "False", reason: blocking.reason, message: blocking.message }
+      : { type: "Ready", status: "True", reason: "Ready", message: "the address is connected and verified both ways" },
+  );
   // Stalled: only a change from the user helps (a rule violated, or a verification that failed).
-  const verificationFailed = conditions.find((c) => (c.type === "InboundVerified" || c.type === "OutboundVerified") && c.status === "False");
+  const verificationFailed = conditions.find(
+    (c) => (c.type === "InboundVerified" || c.type === "OutboundVerified") && c.status === "False",
+  );
   const stalledBy = !verdict.served && stalledReasons.has(verdict.reason) ? domainCondition : verificationFailed;
   conditions.push(
-    stalledBy ? { type: "Stalled", status: "True", reason: stalledBy.reason, message: stalledBy.message } : { type: "Stalled", status: "False", reason: "Ready", message: "" },
+    stalledBy
+      ? { type: "Stalled", status: "True", reason: stalledBy.reason, message: stalledBy.message }
+      : { type: "Stalled", status: "False", reason: "Ready", message: "" },
     !stalledBy && blocking
-      ? { type: "Reconciling", status: "True", reason: blocking.reason === "VerificationPending" ? "VerificationPending" : "Progressing", message: blocking.message }
+      ? {
+          type: "Reconciling",
+          status: "True",
+          reason: blocking.reason === "VerificationPending" ? "VerificationPending" : "Progressing",
+          message: blocking.message,
+        }
       : { type: "Reconciling", status: "False", reason: "Ready", message: "" },
   );
   const generation = address.metadata.generation ?? 0;

@@ -21,7 +21,8 @@ type Aged = { metadata: { creationTimestamp?: string | Date; namespace?: string;
 const ageKeys = new WeakMap<Aged, string>();
 const created = (o: Aged) => {
   let k = ageKeys.get(o);
-  if (k === undefined) ageKeys.set(o, (k = `${new Date(o.metadata.creationTimestamp ?? 0).toISOString()} ${o.metadata.namespace}/${o.metadata.name}`));
+  if (k === undefined)
+    ageKeys.set(o, (k = `${new Date(o.metadata.creationTimestamp ?? 0).toISOString()} ${o.metadata.namespace}/${o.metadata.name}`));
   return k;
 };
 const collator = new Intl.Collator();
@@ -46,21 +47,37 @@ export function judgeDomains(all: readonly SmtpDomain[], limits: Limits, systemD
   const perNamespace = new Map<string, number>();
   for (const domain of live) {
     if (isSystemDomain(domain.spec.domain, systemDomains)) {
-      verdicts.set(key(domain), { served: false, reason: "SystemDomain", message: `${domain.spec.domain} is one of the helpdesk's own system domains and can never be connected; nothing was created for it` });
+      verdicts.set(key(domain), {
+        served: false,
+        reason: "SystemDomain",
+        message: `${domain.spec.domain} is one of the helpdesk's own system domains and can never be connected; nothing was created for it`,
+      });
       continue;
     }
     const earlier = firstClaim.get(domain.spec.domain);
     if (earlier && earlier.metadata.namespace !== domain.metadata.namespace) {
-      verdicts.set(key(domain), { served: false, reason: "DomainConflict", message: `${domain.spec.domain} is already connected in namespace ${earlier.metadata.namespace}; the earlier one keeps working` });
+      verdicts.set(key(domain), {
+        served: false,
+        reason: "DomainConflict",
+        message: `${domain.spec.domain} is already connected in namespace ${earlier.metadata.namespace}; the earlier one keeps working`,
+      });
       continue;
     }
     if (earlier) {
-      verdicts.set(key(domain), { served: false, reason: "DomainConflict", message: `${domain.spec.domain} is already connected by SmtpDomain ${earlier.metadata.name} in this namespace` });
+      verdicts.set(key(domain), {
+        served: false,
+        reason: "DomainConflict",
+        message: `${domain.spec.domain} is already connected by SmtpDomain ${earlier.metadata.name} in this namespace`,
+      });
       continue;
     }
     const count = perNamespace.get(domain.metadata.namespace!) ?? 0;
     if (count >= limits.domainsPerNamespace) {
-      verdicts.set(key(domain), { served: false, reason: "LimitExceeded", message: `at most ${limits.domainsPerNamespace} domains per account (namespace); the oldest are served` });
+      verdicts.set(key(domain), {
+        served: false,
+        reason: "LimitExceeded",
+        message: `at most ${limits.domainsPerNamespace} domains per account (namespace); the oldest are served`,
+      });
       continue;
     }
     firstClaim.set(domain.spec.domain, domain);
@@ -108,37 +125,77 @@ function judgeOne(
   const mail = address.spec.address.toLowerCase();
   const mailDomain = mail.slice(mail.lastIndexOf("@") + 1);
   if (isSystemDomain(mailDomain, world.systemDomains)) {
-    return { served: false, reason: "SystemAddress", message: `${mailDomain} is one of the helpdesk's own system domains and cannot be connected` };
+    return {
+      served: false,
+      reason: "SystemAddress",
+      message: `${mailDomain} is one of the helpdesk's own system domains and cannot be connected`,
+    };
   }
   const domain = domains.get(`${namespace}/${address.spec.domainRef.name}`);
-  if (!domain) return { served: false, reason: "DomainNotFound", message: `SmtpDomain ${address.spec.domainRef.name} does not exist in namespace ${namespace}` };
+  if (!domain)
+    return {
+      served: false,
+      reason: "DomainNotFound",
+      message: `SmtpDomain ${address.spec.domainRef.name} does not exist in namespace ${namespace}`,
+    };
   if (mailDomain !== domain.spec.domain) {
-    return { served: false, reason: "DomainMismatch", message: `${mail} is not in ${domain.spec.domain}, the domain of SmtpDomain ${domain.metadata.name}; inbound and outbound use the same domain` };
+    return {
+      served: false,
+      reason: "DomainMismatch",
+      message: `${mail} is not in ${domain.spec.domain}, the domain of SmtpDomain ${domain.metadata.name}; inbound and outbound use the same domain`,
+    };
   }
   const domainVerdict = world.domainVerdicts.get(key(domain));
-  if (domainVerdict && !domainVerdict.served) return { served: false, reason: "DomainNotReady", message: `SmtpDomain ${domain.metadata.name} is not served: ${domainVerdict.message}` };
+  if (domainVerdict && !domainVerdict.served)
+    return {
+      served: false,
+      reason: "DomainNotReady",
+      message: `SmtpDomain ${domain.metadata.name} is not served: ${domainVerdict.message}`,
+    };
   const earlier = firstClaim.get(mail);
   if (earlier) {
     return earlier.metadata.namespace === namespace
       ? { served: false, reason: "AddressConflict", message: `${mail} is already connected by SupportAddress ${earlier.metadata.name}` }
-      : { served: false, reason: "AddressConflict", message: `${mail} is already connected in namespace ${earlier.metadata.namespace}; the earlier one keeps working` };
+      : {
+          served: false,
+          reason: "AddressConflict",
+          message: `${mail} is already connected in namespace ${earlier.metadata.namespace}; the earlier one keeps working`,
+        };
   }
   const inDomain = perDomain.get(key(domain)) ?? 0;
   const inNamespace = perNamespace.get(namespace) ?? 0;
   if (inDomain >= world.limits.addressesPerDomain) {
-    return { served: false, reason: "LimitExceeded", message: `at most ${world.limits.addressesPerDomain} addresses per domain; the oldest are served` };
+    return {
+      served: false,
+      reason: "LimitExceeded",
+      message: `at most ${world.limits.addressesPerDomain} addresses per domain; the oldest are served`,
+    };
   }
   if (inNamespace >= world.limits.addressesPerNamespace) {
-    return { served: false, reason: "LimitExceeded", message: `at most ${world.limits.addressesPerNamespace} addresses per account (namespace); the oldest are served` };
+    return {
+      served: false,
+      reason: "LimitExceeded",
+      message: `at most ${world.limits.addressesPerNamespace} addresses per account (namespace); the oldest are served`,
+    };
   }
   // Counted (and claimed) before the Secret check: a broken Secret does not free a slot for a younger address.
   firstClaim.set(mail, address);
   perDomain.set(key(domain), inDomain + 1);
   perNamespace.set(namespace, inNamespace + 1);
   const secret = world.outboundSecret(namespace, address.spec.outbound.credentialsSecretRef.name);
-  if (secret === "missing") return { served: false, reason: "CredentialsSecretNotFound", message: `Secret ${address.spec.outbound.credentialsSecretRef.name} (outbound.credentialsSecretRef) does not exist` };
+  if (secret === "missing")
+    return {
+      served: false,
+      reason: "CredentialsSecretNotFound",
+      message: `Secret ${address.spec.outbound.credentialsSecretRef.name} (outbound.credentialsSecretRef) does not exist`,
+    };
   if (typeof secret === "object") return { served: false, reason: "CredentialsSecretInvalid", message: secret.refused };
-  if (secret === "invalid") return { served: false, reason: "CredentialsSecretInvalid", message: `Secret ${address.spec.outbound.credentialsSecretRef.name} needs non-empty username and password keys` };
+  if (secret === "invalid")
+    return {
+      served: false,
+      reason: "CredentialsSecretInvalid",
+      message: `Secret ${address.spec.outbound.credentialsSecretRef.name} needs non-empty username and password keys`,
+    };
   return { served: true };
 }
 

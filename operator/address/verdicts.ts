@@ -34,7 +34,11 @@ const mail = (a: SupportAddress) => {
 const none: ReadonlySet<string> = new Set();
 
 const sameVerdict = (a: Verdict | undefined, b: Verdict | undefined) =>
-  a === b || (a !== undefined && b !== undefined && a.served === b.served && (a.served || (!b.served && a.reason === b.reason && a.message === b.message)));
+  a === b ||
+  (a !== undefined &&
+    b !== undefined &&
+    a.served === b.served &&
+    (a.served || (!b.served && a.reason === b.reason && a.message === b.message)));
 
 export class VerdictCache {
   private domainVerdicts = new Map<string, Verdict>();
@@ -83,7 +87,8 @@ export class VerdictCache {
     } else {
       const namespaces = new Set(this.dirty);
       // A domain whose verdict moved (a conflict elsewhere resolved) changes its addresses' verdicts.
-      for (const [key, verdict] of domainVerdicts) if (!sameVerdict(verdict, this.domainVerdicts.get(key))) namespaces.add(key.slice(0, key.indexOf("/")));
+      for (const [key, verdict] of domainVerdicts)
+        if (!sameVerdict(verdict, this.domainVerdicts.get(key))) namespaces.add(key.slice(0, key.indexOf("/")));
       for (const key of this.domainVerdicts.keys()) if (!domainVerdicts.has(key)) namespaces.add(key.slice(0, key.indexOf("/")));
       const group = this.closeOverSharedMail(w, namespaces);
       for (const namespace of group) for (const key of this.judgedKeys.get(namespace) ?? []) this.addressVerdicts.delete(key);

@@ -44,7 +44,8 @@ export interface RelayIdentity {
 type Init = { method?: "GET" | "POST"; headers?: Record<string, string>; body?: string };
 
 export function verificationIO(settings: VerificationSettings, relay: RelayIdentity): VerificationIO {
-  const service = (domain: SmtpDomain) => settings.controlUrl.replaceAll("{name}", domain.metadata.name!).replaceAll("{namespace}", domain.metadata.namespace!);
+  const service = (domain: SmtpDomain) =>
+    settings.controlUrl.replaceAll("{name}", domain.metadata.name!).replaceAll("{namespace}", domain.metadata.namespace!);
   /** The relay pods' control APIs, or the Service's when no pod is known. */
   const bases = (domain: SmtpDomain): string[] => {
     const pods = settings.perPod === false ? [] : (relay.controlEndpoints?.(domain) ?? []);
@@ -54,7 +55,11 @@ export function verificationIO(settings: VerificationSettings, relay: RelayIdent
     const token = relay.controlToken(domain);
     if (!token) throw new Error(`the relay control Secret ${names(domain).control} is not readable yet`);
     try {
-      return await controlRequest(`${base}${path}`, { ...init, headers: { ...init.headers, authorization: `Bearer ${token}` }, pins: relay.certificatePins(domain) });
+      return await controlRequest(`${base}${path}`, {
+        ...init,
+        headers: { ...init.headers, authorization: `Bearer ${token}` },
+        pins: relay.certificatePins(domain),
+      });
     } catch (error) {
       throw new Error(`the relay's control API at ${base} did not answer: ${(error as Error).message}`, { cause: error });
     }
@@ -91,7 +96,11 @@ export function verificationIO(settings: VerificationSettings, relay: RelayIdent
   };
   return {
     async sendInbound(address: string, token: string): Promise<Failure | undefined> {
-      if (!settings.smtp) return { reason: "ConnectionFailed", message: "the operator has no --verification-smtp server to send inbound verification emails through" };
+      if (!settings.smtp)
+        return {
+          reason: "ConnectionFailed",
+          message: "the operator has no --verification-smtp server to send inbound verification emails through",
+        };
       const transport = nodemailer.createTransport({
         host: settings.smtp.host,
         port: settings.smtp.port,
@@ -104,10 +113,16 @@ export function verificationIO(settings: VerificationSettings, relay: RelayIdent
         socketTimeout: 30_000,
       });
       try {
-        await transport.sendMail({ envelope: { from: settings.sender, to: [address] }, raw: verificationMessage(settings.hostname ?? hostname(), { from: settings.sender, to: address, token }) });
+        await transport.sendMail({
+          envelope: { from: settings.sender, to: [address] },
+          raw: verificationMessage(settings.hostname ?? hostname(), { from: settings.sender, to: address, token }),
+        });
         return undefined;
       } catch (error) {
-        return { reason: classifyFailure(error), message: `sending to ${address} through ${settings.smtp.host}:${settings.smtp.port} failed: ${oneLine(error)}` };
+        return {
+          reason: classifyFailure(error),
+          message: `sending to ${address} through ${settings.smtp.host}:${settings.smtp.port} failed: ${oneLine(error)}`,
+        };
       } finally {
         transport.close();
       }
@@ -120,13 +135,22 @@ export function verificationIO(settings: VerificationSettings, relay: RelayIdent
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ domain: domain.spec.domain, from: address, to: address, token, ...(server ? { server } : {}) }),
       });
-      const body = (await response.json().catch(() => ({}))) as { result?: string; message?: string; credentialSha256?: string; server?: string };
+      const body = (await response.json().catch(() => ({}))) as {
+        result?: string;
+        message?: string;
+        credentialSha256?: string;
+        server?: string;
+      };
       if ((response.status === 200 || response.status === 502) && credentialSha256 && body.credentialSha256 !== credentialSha256) {
         throw new NotYetServed("the relay still uses the address's previous login; its config is on its way");
       }
       if (response.status === 200) return undefined;
       if (response.status === 422) throw new NotYetServed(body.message ?? "the relay does not serve this address yet");
-      if (response.status === 502) return { reason: (body.result ?? "ConnectionFailed") as Failure["reason"], message: `the customer's server: ${body.message ?? ""}` };
+      if (response.status === 502)
+        return {
+          reason: (body.result ?? "ConnectionFailed") as Failure["reason"],
+          message: `the customer's server: ${body.message ?? ""}`,
+        };
       throw new Error(`the relay's control API answered ${response.status}: ${body.message ?? ""}`);
     },
 
@@ -155,7 +179,9 @@ export function verificationIO(settings: VerificationSettings, relay: RelayIdent
 
     async lockouts(domain: SmtpDomain): Promise<RelayLockout[]> {
       const { answers } = await callEach(domain, "/v1/credential-use");
-      const bodies = await Promise.all(answers.filter((r) => r.status === 200).map(async (r) => ((await r.json()) as { lockouts?: RelayLockout[] }).lockouts ?? []));
+      const bodies = await Promise.all(
+        answers.filter((r) => r.status === 200).map(async (r) => ((await r.json()) as { lockouts?: RelayLockout[] }).lockouts ?? []),
+      );
       return bodies.flat();
     },
 

@@ -110,14 +110,25 @@ export const defaultTiming: VerificationTiming = { pollMs: 2_000, retryMs: 5 * 6
 
 /** What a verification proves: when any of it changes, both directions are verified again. */
 export function basisOf(address: SupportAddress, credentialsResourceVersion: string | undefined, domain: SmtpDomain): string {
-  const parts = [`generation=${address.metadata.generation ?? 0}`, `credentials=${credentialsResourceVersion ?? ""}`, `inbound=${domain.status?.activeVersions ?? ""}`];
+  const parts = [
+    `generation=${address.metadata.generation ?? 0}`,
+    `credentials=${credentialsResourceVersion ?? ""}`,
+    `inbound=${domain.status?.activeVersions ?? ""}`,
+  ];
   // Only when Forwarded: an Authenticated address's basis reads as it did before modes existed (no re-verification on upgrade).
   if (inboundMode(domain) === "Forwarded") parts.push("mode=Forwarded");
   return parts.join(";");
 }
 
 /** Whether a new attempt starts now. Pure. */
-export function shouldStart(attempt: Attempt | undefined, basis: string, requested: boolean, intervalMs: number, retryMs: number, now: Date): boolean {
+export function shouldStart(
+  attempt: Attempt | undefined,
+  basis: string,
+  requested: boolean,
+  intervalMs: number,
+  retryMs: number,
+  now: Date,
+): boolean {
   if (!attempt || requested || attempt.basis !== basis) return true;
   if (attempt.result === "Pending") return false;
   const since = now.getTime() - Date.parse(attempt.completedAt ?? attempt.startedAt);
@@ -126,7 +137,9 @@ export function shouldStart(attempt: Attempt | undefined, basis: string, request
 
 /** A basis split into its parts (generation, credentials, inbound). */
 function basisParts(basis: string | undefined): Map<string, string> {
-  return new Map((basis ?? "").split(";").map((part) => [part.slice(0, part.indexOf("=")), part.slice(part.indexOf("=") + 1)] as [string, string]));
+  return new Map(
+    (basis ?? "").split(";").map((part) => [part.slice(0, part.indexOf("=")), part.slice(part.indexOf("=") + 1)] as [string, string]),
+  );
 }
 
 const versions = (list: string | undefined) => (list ?? "").split(",").filter(Boolean).map(Number);
@@ -170,7 +183,14 @@ export function previouslyVerifiedAt(previous: Attempt | undefined, basis: strin
 }
 
 /** What a receipt (or its absence at the deadline) means for a pending attempt. Pure. */
-export function judge(pending: Attempt, domain: SmtpDomain, receipt: Receipt | undefined, revokedRefusalAt: Date | undefined, timeoutMs: number, now: Date): Attempt {
+export function judge(
+  pending: Attempt,
+  domain: SmtpDomain,
+  receipt: Receipt | undefined,
+  revokedRefusalAt: Date | undefined,
+  timeoutMs: number,
+  now: Date,
+): Attempt {
   if (inboundMode(domain) === "Forwarded") return judgeForwarded(pending, domain, receipt, timeoutMs, now);
   const at = now.toISOString();
   // A completed attempt stands on its own result.
@@ -185,7 +205,13 @@ export function judge(pending: Attempt, domain: SmtpDomain, receipt: Receipt | u
     };
   }
   if (receipt && receipt.credentialVersion === undefined) {
-    return { ...attempt, result: "Failed", reason: "ArrivedUnauthenticated", completedAt: at, message: "the relay reported the token without a credential version: it did not arrive authenticated" };
+    return {
+      ...attempt,
+      result: "Failed",
+      reason: "ArrivedUnauthenticated",
+      completedAt: at,
+      message: "the relay reported the token without a credential version: it did not arrive authenticated",
+    };
   }
   if (receipt?.credentialVersion !== undefined) {
     const active = (domain.status?.activeVersions ?? "").split(",").filter(Boolean).map(Number);
@@ -199,8 +225,21 @@ export function judge(pending: Attempt, domain: SmtpDomain, receipt: Receipt | u
       };
     }
     return receipt.domain === domain.spec.domain
-      ? { ...attempt, result: "Succeeded", reason: "Verified", completedAt: at, credentialVersion: receipt.credentialVersion, message: `the token came back through the authenticated relay (credential version ${receipt.credentialVersion})` }
-      : { ...attempt, result: "Failed", reason: "ArrivedWrongDomain", completedAt: at, message: `the token came back authenticated for ${receipt.domain}, not ${domain.spec.domain}` };
+      ? {
+          ...attempt,
+          result: "Succeeded",
+          reason: "Verified",
+          completedAt: at,
+          credentialVersion: receipt.credentialVersion,
+          message: `the token came back through the authenticated relay (credential version ${receipt.credentialVersion})`,
+        }
+      : {
+          ...attempt,
+          result: "Failed",
+          reason: "ArrivedWrongDomain",
+          completedAt: at,
+          message: `the token came back authenticated for ${receipt.domain}, not ${domain.spec.domain}`,
+        };
   }
   const started = Date.parse(attempt.startedAt);
   if (now.getTime() - started < timeoutMs) return pending;
@@ -210,7 +249,8 @@ export function judge(pending: Attempt, domain: SmtpDomain, receipt: Receipt | u
       result: "Failed",
       reason: "ArrivedRevokedCredential",
       completedAt: at,
-      message: "the customer's server tried to relay with a revoked or expired credential version; install the current one from its Secret (see the SmtpDomain's status.credentials)",
+      message:
+        "the customer's server tried to relay with a revoked or expired credential version; install the current one from its Secret (see the SmtpDomain's status.credentials)",
     };
   }
   return {
@@ -229,13 +269,17 @@ export function judgeForwarded(pending: Attempt, domain: SmtpDomain, receipt: Re
   const failed = (reason: ReasonName, message: string): Attempt => ({ ...attempt, result: "Failed", reason, completedAt: at, message });
   if (!receipt) {
     if (now.getTime() - Date.parse(attempt.startedAt) < timeoutMs) return pending;
-    const seen = attempt.direction === "Outbound" ? "the verification email the relay sent through the customer's server" : "the verification email sent to the address from the helpdesk's system sender";
+    const seen =
+      attempt.direction === "Outbound"
+        ? "the verification email the relay sent through the customer's server"
+        : "the verification email sent to the address from the helpdesk's system sender";
     return failed(
       "ForwardingNotSetUp",
       `${seen} did not come back to the relay's forwarded listener within ${Math.round(timeoutMs / 1000)}s: forward the address's mail to the relay (status.relay.endpoint of the SmtpDomain, port 25) keeping the recipient unchanged, allow the relay's egress addresses, and do not greylist the verification emails (docs/mail-servers.md, Microsoft 365 / Google Workspace)`,
     );
   }
-  if (receipt.domain !== domain.spec.domain) return failed("ArrivedWrongDomain", `the token came back for ${receipt.domain}, not ${domain.spec.domain}`);
+  if (receipt.domain !== domain.spec.domain)
+    return failed("ArrivedWrongDomain", `the token came back for ${receipt.domain}, not ${domain.spec.domain}`);
   if (receipt.path !== "forwarded") {
     return failed(
       "ArrivedRevokedCredential",
@@ -247,7 +291,9 @@ export function judgeForwarded(pending: Attempt, domain: SmtpDomain, receipt: Re
   const dkim = checks.dkimAligned ? `with a DKIM signature of ${domain.spec.domain} intact` : undefined;
   const vouched = [dkim, arc].filter(Boolean).join(" and ");
   if (attempt.direction === "Outbound" && !vouched) {
-    const sealer = checks.arcSealer ? `; its ARC seal is by ${checks.arcSealer}, which is not a trusted sealer (--trusted-arc-sealers)` : "";
+    const sealer = checks.arcSealer
+      ? `; its ARC seal is by ${checks.arcSealer}, which is not a trusted sealer (--trusted-arc-sealers)`
+      : "";
     return failed(
       "ArrivedUnverified",
       `the token came back forwarded, but the relay's DKIM signature (d=${domain.spec.domain}) did not verify and no trusted ARC seal vouches for the forward${sealer}, so the helpdesk cannot tell this domain's forwarded mail from anyone's: make the forward keep the message unchanged (no disclaimer, footer or subject tag), or trust the mail service's ARC sealer`,
@@ -282,7 +328,15 @@ export interface VerifyOutcome {
 }
 
 /** Advances both directions by one step: start, check, or leave as they are. */
-export async function verify({ address, domain, credentialsResourceVersion, credentialSha256, io, timing = defaultTiming, now = new Date() }: VerifyInputs): Promise<VerifyOutcome> {
+export async function verify({
+  address,
+  domain,
+  credentialsResourceVersion,
+  credentialSha256,
+  io,
+  timing = defaultTiming,
+  now = new Date(),
+}: VerifyInputs): Promise<VerifyOutcome> {
   const basis = basisOf(address, credentialsResourceVersion, domain);
   const request = address.metadata.annotations?.[verifyRequestAnnotation];
   const requested = request !== undefined && request !== address.status?.lastHandledVerifyRequest;
@@ -304,7 +358,10 @@ export async function verify({ address, domain, credentialsResourceVersion, cred
       let failure: Failure | undefined;
       try {
         const to = address.spec.address.toLowerCase();
-        failure = direction === "Outbound" ? await io.sendOutbound(domain, to, token, { credentialSha256, server: serverEndpoint(outboundServer(address.spec.outbound)) }) : await io.sendInbound(to, token);
+        failure =
+          direction === "Outbound"
+            ? await io.sendOutbound(domain, to, token, { credentialSha256, server: serverEndpoint(outboundServer(address.spec.outbound)) })
+            : await io.sendInbound(to, token);
       } catch (error) {
         if (error instanceof NotYetServed) {
           notServed = true;
@@ -325,7 +382,12 @@ export async function verify({ address, domain, credentialsResourceVersion, cred
               result: "Pending" as const,
               reason: "VerificationPending",
               message: "the verification email is on its way",
-              ...(proof ? { previouslyVerifiedAt: proof.at, ...(proof.credentialVersion !== undefined ? { credentialVersion: proof.credentialVersion } : {}) } : {}),
+              ...(proof
+                ? {
+                    previouslyVerifiedAt: proof.at,
+                    ...(proof.credentialVersion !== undefined ? { credentialVersion: proof.credentialVersion } : {}),
+                  }
+                : {}),
             }),
       });
     } else if (attempt?.result === "Pending" && attempt.tokenSha256) {
@@ -349,7 +411,10 @@ export async function verify({ address, domain, credentialsResourceVersion, cred
   for (const a of attempts) {
     if (a.result === "Pending") waitMs = Math.min(waitMs, timing.pollMs);
     else {
-      const again = Date.parse(a.completedAt ?? a.startedAt) + (a.result === "Succeeded" ? intervalMs : Math.min(timing.retryMs, intervalMs)) - now.getTime();
+      const again =
+        Date.parse(a.completedAt ?? a.startedAt) +
+        (a.result === "Succeeded" ? intervalMs : Math.min(timing.retryMs, intervalMs)) -
+        now.getTime();
       waitMs = Math.min(waitMs, Math.max(1_000, again));
     }
   }
@@ -362,12 +427,21 @@ export async function verify({ address, domain, credentialsResourceVersion, cred
 }
 
 /** The condition a direction's latest attempt gives. */
-export function verifiedCondition(type: "InboundVerified" | "OutboundVerified", attempt: Attempt | undefined): { type: string; status: "True" | "False" | "Unknown"; reason: ReasonName; message: string } {
+export function verifiedCondition(
+  type: "InboundVerified" | "OutboundVerified",
+  attempt: Attempt | undefined,
+): { type: string; status: "True" | "False" | "Unknown"; reason: ReasonName; message: string } {
   if (!attempt) return { type, status: "Unknown", reason: "VerificationPending", message: "no verification has completed yet" };
   if (attempt.result === "Succeeded") return { type, status: "True", reason: "Verified", message: attempt.message ?? "verified" };
   if (attempt.result === "Pending" && attempt.previouslyVerifiedAt) {
-    return { type, status: "True", reason: "Verified", message: `verified at ${attempt.previouslyVerifiedAt}; verifying again (the email is on its way)` };
+    return {
+      type,
+      status: "True",
+      reason: "Verified",
+      message: `verified at ${attempt.previouslyVerifiedAt}; verifying again (the email is on its way)`,
+    };
   }
-  if (attempt.result === "Pending") return { type, status: "Unknown", reason: "VerificationPending", message: attempt.message ?? "the verification email is on its way" };
+  if (attempt.result === "Pending")
+    return { type, status: "Unknown", reason: "VerificationPending", message: attempt.message ?? "the verification email is on its way" };
   return { type, status: "False", reason: attempt.reason as ReasonName, message: attempt.message ?? attempt.reason };
 }

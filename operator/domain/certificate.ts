@@ -42,13 +42,20 @@ export const defaultCaSecret = { namespace: "smtp-connector-system", name: "smtp
 const decode = (value: string | undefined) => (value === undefined ? undefined : Buffer.from(value, "base64").toString("utf8"));
 /** The names an operator-issued relay certificate may carry, as the CA's critical NameConstraints say them. */
 export function caNameConstraints(settings: OperatorSettings): NameConstraints {
-  return { permittedDnsNames: permittedDnsNames(settings.allowedHostnameSuffixes ?? [], settings.relayHostSuffix), excludeAllIpAddresses: true };
+  return {
+    permittedDnsNames: permittedDnsNames(settings.allowedHostnameSuffixes ?? [], settings.relayHostSuffix),
+    excludeAllIpAddresses: true,
+  };
 }
 
-const hostnamePolicy = (domain: SmtpDomain, settings: OperatorSettings): HostnamePolicy => ({ allowedSuffixes: settings.allowedHostnameSuffixes ?? [], defaultHostname: defaultRelayHostname(domain, settings) });
+const hostnamePolicy = (domain: SmtpDomain, settings: OperatorSettings): HostnamePolicy => ({
+  allowedSuffixes: settings.allowedHostnameSuffixes ?? [],
+  defaultHostname: defaultRelayHostname(domain, settings),
+});
 
-const failed = (reason: ReasonName, message: string): CertificateState => ({ condition: { type: "CertificateReady", status: "False", reason, message } });
-
+const failed = (reason: ReasonName, message: string): CertificateState => ({
+  condition: { type: "CertificateReady", status: "False", reason, message },
+});
 
 /** The installation's CA: the key pair that signs, and the bundle a customer's server trusts (ca.crt). */
 export interface CertificateAuthority extends KeyPair {
@@ -68,7 +75,12 @@ const caLabels = { "app.kubernetes.io/managed-by": "smtp-connector", "app.kubern
  */
 // The CA is read once in a while, not on every reconcile (`caCache`, the
 // Controller's); an event on its Secret forgets it at once (see the controller).
-export async function certificateAuthority(cluster: Cluster, settings: OperatorSettings, now: Date, caCache: TimedCache<CertificateAuthority>): Promise<CertificateAuthority> {
+export async function certificateAuthority(
+  cluster: Cluster,
+  settings: OperatorSettings,
+  now: Date,
+  caCache: TimedCache<CertificateAuthority>,
+): Promise<CertificateAuthority> {
   const { namespace, name } = settings.caSecret ?? defaultCaSecret;
   const lifetimeMs = (settings.certificates ?? defaultCertificatePolicy).durationMs;
   const constraints = caNameConstraints(settings);
@@ -77,7 +89,11 @@ export async function certificateAuthority(cluster: Cluster, settings: OperatorS
     kind: "Secret",
     metadata: { name, namespace, labels: caLabels, ...(Object.keys(annotations).length > 0 ? { annotations } : {}) },
     type: "kubernetes.io/tls",
-    data: { "tls.crt": Buffer.from(ca.certPem).toString("base64"), "tls.key": Buffer.from(ca.keyPem).toString("base64"), "ca.crt": Buffer.from(trustPem).toString("base64") },
+    data: {
+      "tls.crt": Buffer.from(ca.certPem).toString("base64"),
+      "tls.key": Buffer.from(ca.keyPem).toString("base64"),
+      "ca.crt": Buffer.from(trustPem).toString("base64"),
+    },
   });
   return caCache.get(`${namespace}/${name}`, 60_000, async () => {
     const read = async (): Promise<{ ca: CertificateAuthority; secret: k8s.V1Secret } | undefined> => {
@@ -85,7 +101,8 @@ export async function certificateAuthority(cluster: Cluster, settings: OperatorS
       if (!secret) return undefined;
       const certPem = decode(secret.data?.["tls.crt"]);
       const keyPem = decode(secret.data?.["tls.key"]);
-      if (!certPem || !keyPem) throw new Error(`the operator's CA Secret ${namespace}/${name} has no tls.crt and tls.key: delete it to have a new CA issued`);
+      if (!certPem || !keyPem)
+        throw new Error(`the operator's CA Secret ${namespace}/${name} has no tls.crt and tls.key: delete it to have a new CA issued`);
       const facts = inspectCertificate(certPem, keyPem);
       if (!facts.keyMatches) throw new Error(`the operator's CA Secret ${namespace}/${name}: tls.key does not belong to tls.crt`);
       const rotatedAt = secret.metadata?.annotations?.[rotatedAtAnnotation];
@@ -93,7 +110,11 @@ export async function certificateAuthority(cluster: Cluster, settings: OperatorS
       return { ca: { certPem, keyPem, trustPem }, secret };
     };
     // Applied only onto the version read; 409: another operator wrote first, and its CA is the one.
-    const replace = async (secret: k8s.V1Secret, object: ReturnType<typeof secretOf>, ca: CertificateAuthority): Promise<CertificateAuthority> => {
+    const replace = async (
+      secret: k8s.V1Secret,
+      object: ReturnType<typeof secretOf>,
+      ca: CertificateAuthority,
+    ): Promise<CertificateAuthority> => {
       try {
         await cluster.applyIfUnchanged(object, secret.metadata!.resourceVersion!);
         return ca;
@@ -119,7 +140,10 @@ export async function certificateAuthority(cluster: Cluster, settings: OperatorS
       }
       // A replaced CA no certificate can still chain to: dropped from the bundle (and a first ca.crt written).
       if (ca.trustPem !== decode(secret.data?.["ca.crt"])) {
-        const keep = (key: string) => (annotations[key] !== undefined && (key !== rotatedAtAnnotation || splitPem(ca.trustPem).length > 1) ? { [key]: annotations[key] } : {});
+        const keep = (key: string) =>
+          annotations[key] !== undefined && (key !== rotatedAtAnnotation || splitPem(ca.trustPem).length > 1)
+            ? { [key]: annotations[key] }
+            : {};
         return replace(secret, secretOf(ca, ca.trustPem, { ...keep(rotatedAtAnnotation), ...keep(rotatedForAnnotation) }), ca);
       }
       return ca;
@@ -150,7 +174,12 @@ export async function certificateAuthority(cluster: Cluster, settings: OperatorS
   });
 }
 
-function statusOf(secretName: string, facts: CertificateFacts, issuedByOperator: boolean, renewAt?: Date): NonNullable<SmtpDomainStatus["tls"]> {
+function statusOf(
+  secretName: string,
+  facts: CertificateFacts,
+  issuedByOperator: boolean,
+  renewAt?: Date,
+): NonNullable<SmtpDomainStatus["tls"]> {
   return {
     secretName,
     issuedByOperator,
@@ -161,7 +190,8 @@ function statusOf(secretName: string, facts: CertificateFacts, issuedByOperator:
   };
 }
 
-const earliest = (...dates: (Date | undefined)[]) => dates.filter((d): d is Date => d !== undefined).sort((a, b) => a.getTime() - b.getTime())[0];
+const earliest = (...dates: (Date | undefined)[]) =>
+  dates.filter((d): d is Date => d !== undefined).sort((a, b) => a.getTime() - b.getTime())[0];
 
 /** `withheld`: host names another SmtpDomain holds (hostname-claims.ts), never issued to this one. */
 export async function relayCertificate(
@@ -178,13 +208,17 @@ export async function relayCertificate(
   // certificate is not served for them either (the names are what customers connect to).
   const allowed = hostnamePolicy(domain, settings);
   const refused = refusedHostnames(customerHostnames(domain, settings), allowed);
-  if (refused.length > 0) return failed("HostnameNotAllowed", hostnameNotAllowedMessage(refused, allowed, !domain.spec.relay?.tls?.secretName));
+  if (refused.length > 0)
+    return failed("HostnameNotAllowed", hostnameNotAllowedMessage(refused, allowed, !domain.spec.relay?.tls?.secretName));
   const hostnames = customerHostnames(domain, settings, withheld);
   const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, secretName);
 
   if (domain.spec.relay?.tls?.secretName) {
     if (!secret) {
-      return failed("SecretNotFound", `the relay's TLS Secret ${secretName} does not exist: create a kubernetes.io/tls Secret (e.g. with cert-manager) for ${hostnames.join(", ")}, or remove spec.relay.tls to have the operator issue one`);
+      return failed(
+        "SecretNotFound",
+        `the relay's TLS Secret ${secretName} does not exist: create a kubernetes.io/tls Secret (e.g. with cert-manager) for ${hostnames.join(", ")}, or remove spec.relay.tls to have the operator issue one`,
+      );
     }
     const certPem = decode(secret.data?.["tls.crt"]);
     const keyPem = decode(secret.data?.["tls.key"]);
@@ -197,11 +231,18 @@ export async function relayCertificate(
     }
     const verdict = judgeCertificate(facts, secretName, hostnames, now, false);
     const nextCheck = nextVerdictChange(facts, now);
-    return { condition: { type: "CertificateReady", ...verdict }, status: statusOf(secretName, facts, false), ...(nextCheck ? { nextCheck } : {}) };
+    return {
+      condition: { type: "CertificateReady", ...verdict },
+      status: statusOf(secretName, facts, false),
+      ...(nextCheck ? { nextCheck } : {}),
+    };
   }
 
   if (secret && !ownedBy(secret, domain.metadata.uid!)) {
-    return failed("SecretConflict", `Secret ${secretName} exists and is not owned by this SmtpDomain; the operator never overwrites it (name it in spec.relay.tls.secretName to use it)`);
+    return failed(
+      "SecretConflict",
+      `Secret ${secretName} exists and is not owned by this SmtpDomain; the operator never overwrites it (name it in spec.relay.tls.secretName to use it)`,
+    );
   }
   let ca: CertificateAuthority;
   try {
@@ -212,7 +253,9 @@ export async function relayCertificate(
     if (error instanceof ActionNeeded) throw error;
     if (error instanceof ApiError) {
       const { namespace: caNamespace, name } = settings.caSecret ?? defaultCaSecret;
-      throw new Error(`reading or creating the operator's CA Secret ${caNamespace}/${name} failed (does the namespace exist? set --ca-secret to the operator's own namespace): ${error.message}`);
+      throw new Error(
+        `reading or creating the operator's CA Secret ${caNamespace}/${name} failed (does the namespace exist? set --ca-secret to the operator's own namespace): ${error.message}`,
+      );
     }
     return failed("CAInvalid", (error as Error).message);
   }
@@ -229,7 +272,8 @@ export async function relayCertificate(
       pair = { certPem, keyPem };
       // A name the domain no longer lists, or that another domain holds, leaves its certificate at once.
       const extra = facts.dnsNames.filter((name) => !wanted.includes(name.toLowerCase()));
-      reason = extra.length > 0 ? `it covers ${extra.join(", ")}, no longer this domain's` : (renewalReason(facts, wanted, now, policy) ?? "");
+      reason =
+        extra.length > 0 ? `it covers ${extra.join(", ")}, no longer this domain's` : (renewalReason(facts, wanted, now, policy) ?? "");
     } catch (error) {
       reason = (error as Error).message;
     }
@@ -240,7 +284,14 @@ export async function relayCertificate(
       facts = inspectCertificate(pair.certPem, pair.keyPem, ca.certPem);
     }
     await cluster.apply(relayTlsSecret(domain, pair, ca.trustPem));
-    if (reason) await recordEvent(cluster, involved(domain), "Normal", "CertificateIssued", `relay certificate issued into Secret ${secretName} (${reason}), valid until ${facts.notAfter.toISOString()}`);
+    if (reason)
+      await recordEvent(
+        cluster,
+        involved(domain),
+        "Normal",
+        "CertificateIssued",
+        `relay certificate issued into Secret ${secretName} (${reason}), valid until ${facts.notAfter.toISOString()}`,
+      );
   }
   const renewAt = renewalTime(facts, policy);
   const verdict = judgeCertificate(facts, secretName, hostnames, now, true);

@@ -91,7 +91,9 @@ export function declaredCredentials(domain: SmtpDomain, issuedSecrets: readonly 
       state: "Revoked" as const,
       ...(c.secretName !== credentialSecretName(domain, c.version) ? { secretRef: { name: c.secretName } } : {}),
     }));
-    const unrecorded = [...new Set(issuedSecrets)].filter((v) => !onRecord.some((c) => c.version === v)).map((version) => ({ version, state: "Revoked" as const }));
+    const unrecorded = [...new Set(issuedSecrets)]
+      .filter((v) => !onRecord.some((c) => c.version === v))
+      .map((version) => ({ version, state: "Revoked" as const }));
     return [...onRecord, ...unrecorded].sort((a, b) => a.version - b.version);
   }
   const declared = domain.spec.inbound.credentials;
@@ -105,7 +107,13 @@ export function declaredCredentials(domain: SmtpDomain, issuedSecrets: readonly 
  * version in `retired` (revoked or expired before, whatever the spec says
  * now) is never Active again.
  */
-export function planCredentials(domain: SmtpDomain, issued: ReadonlyMap<number, IssuedCredential>, now: Date, retired: ReadonlySet<number> = new Set(), issuedSecrets: readonly number[] = []): CredentialPlan[] {
+export function planCredentials(
+  domain: SmtpDomain,
+  issued: ReadonlyMap<number, IssuedCredential>,
+  now: Date,
+  retired: ReadonlySet<number> = new Set(),
+  issuedSecrets: readonly number[] = [],
+): CredentialPlan[] {
   const declared = declaredCredentials(domain, issuedSecrets);
   // A refused re-addition does not count as the newest: it would shorten the grace of the one in use.
   const newest = Math.max(0, ...declared.filter((c) => c.state === "Revoked" || !retired.has(c.version)).map((c) => c.version));
@@ -120,7 +128,8 @@ export function planCredentials(domain: SmtpDomain, issued: ReadonlyMap<number, 
         const expiresAt = rfc3339(new Date(Date.parse(newestIssuedAt) + grace));
         planned = { version: c.version, secretName, state: Date.parse(expiresAt) <= now.getTime() ? "Expired" : "Active", expiresAt };
       }
-      if (planned.state === "Active" && retired.has(c.version)) return { version: c.version, secretName, state: "Revoked" as const, reactivationRefused: true as const };
+      if (planned.state === "Active" && retired.has(c.version))
+        return { version: c.version, secretName, state: "Revoked" as const, reactivationRefused: true as const };
       return planned;
     })
     .sort((a, b) => a.version - b.version);
@@ -146,7 +155,13 @@ export function parseDuration(text: string): number {
  * beside them (ca.crt) and the snippets say where it goes; otherwise the
  * relay's certificate chains to a CA the server already trusts.
  */
-export function clientSnippets(mailDomain: string, host: string, username: string, password: string, caPem?: string): Record<string, string> {
+export function clientSnippets(
+  mailDomain: string,
+  host: string,
+  username: string,
+  password: string,
+  caPem?: string,
+): Record<string, string> {
   const caFile = "/etc/postfix/smtp-connector-ca.crt";
   const eximCaFile = "/etc/exim4/smtp-connector-ca.crt";
   return {
@@ -185,7 +200,9 @@ export function clientSnippets(mailDomain: string, host: string, username: strin
     ].join("\n"),
     "exim.conf": [
       "# Exim 4: relay the support domain to the helpdesk's relay, authenticated, TLS required and verified.",
-      ...(caPem ? [`# The relay's certificate is issued by the helpdesk operator's own CA: save ca.crt from this Secret as ${eximCaFile}.`] : []),
+      ...(caPem
+        ? [`# The relay's certificate is issued by the helpdesk operator's own CA: save ca.crt from this Secret as ${eximCaFile}.`]
+        : []),
       "# --- in the routers section, before the dnslookup router:",
       "smtp_connector:",
       "  driver = manualroute",

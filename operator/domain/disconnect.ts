@@ -30,14 +30,27 @@ export async function ensureFinalizer(cluster: Cluster, domain: SmtpDomain): Pro
 /** Says on the domain, while the finalizer works, that it is being disconnected (its addresses' DomainReady follows). */
 async function announce(cluster: Cluster, domain: SmtpDomain): Promise<void> {
   if (domain.status?.conditions?.some((c) => c.type === "Ready" && c.reason === "Disconnecting")) return;
-  const message = "the SmtpDomain is being deleted: every credential version is revoked in the relay and the relay scaled to zero, then everything the domain owns is removed";
+  const message =
+    "the SmtpDomain is being deleted: every credential version is revoked in the relay and the relay scaled to zero, then everything the domain owns is removed";
   const generation = domain.metadata.generation ?? 0;
-  const conditions = replaceConditions(domain.status?.conditions, [
-    { type: "Ready", status: "False", reason: "Disconnecting", message },
-    { type: "Reconciling", status: "True", reason: "Disconnecting", message },
-    { type: "Stalled", status: "False", reason: "Disconnecting", message },
-  ], generation, new Date());
-  await cluster.applyStatus("smtpdomains", "SmtpDomain", domain.metadata.namespace!, domain.metadata.name!, { ...domain.status, observedGeneration: generation, conditions }, domain.metadata.resourceVersion);
+  const conditions = replaceConditions(
+    domain.status?.conditions,
+    [
+      { type: "Ready", status: "False", reason: "Disconnecting", message },
+      { type: "Reconciling", status: "True", reason: "Disconnecting", message },
+      { type: "Stalled", status: "False", reason: "Disconnecting", message },
+    ],
+    generation,
+    new Date(),
+  );
+  await cluster.applyStatus(
+    "smtpdomains",
+    "SmtpDomain",
+    domain.metadata.namespace!,
+    domain.metadata.name!,
+    { ...domain.status, observedGeneration: generation, conditions },
+    domain.metadata.resourceVersion,
+  );
   await recordEvent(cluster, involved(domain), "Normal", "Disconnecting", message);
 }
 
@@ -49,7 +62,10 @@ export async function disconnect(cluster: Cluster, domain: SmtpDomain, settings:
     // deletion end): the finalizer's work is done or redone from a fresh read.
     if (error instanceof ApiError && (error.code === 404 || error.code === 409)) return;
     // Being told is not worth holding the disconnect for.
-    log.warn("disconnect: could not say so in status", { domain: `${domain.metadata.namespace}/${domain.metadata.name}`, code: error instanceof ApiError ? error.code : undefined });
+    log.warn("disconnect: could not say so in status", {
+      domain: `${domain.metadata.namespace}/${domain.metadata.name}`,
+      code: error instanceof ApiError ? error.code : undefined,
+    });
   }
   try {
     await revoke(cluster, domain, settings);
@@ -57,11 +73,17 @@ export async function disconnect(cluster: Cluster, domain: SmtpDomain, settings:
     // A namespace being deleted refuses writes (403) and objects may be gone (404): everything
     // the domain owned is on its way out anyway, so the finalizer must not hold it forever.
     if (!(error instanceof ApiError && [403, 404, 409, 422].includes(error.code))) throw error;
-    log.warn("disconnect: could not revoke before removal", { domain: `${domain.metadata.namespace}/${domain.metadata.name}`, code: error.code });
+    log.warn("disconnect: could not revoke before removal", {
+      domain: `${domain.metadata.namespace}/${domain.metadata.name}`,
+      code: error.code,
+    });
   }
   // Then let go: the garbage collector deletes everything the domain owned. Onto the version read only:
   // an apply onto a domain that is gone already would try to create it again.
-  const latest = await cluster.get(`/apis/smtpconnector.dev/v1alpha1/namespaces/${encodeURIComponent(domain.metadata.namespace!)}/smtpdomains/${encodeURIComponent(domain.metadata.name!)}`, [404]);
+  const latest = await cluster.get(
+    `/apis/smtpconnector.dev/v1alpha1/namespaces/${encodeURIComponent(domain.metadata.namespace!)}/smtpdomains/${encodeURIComponent(domain.metadata.name!)}`,
+    [404],
+  );
   if (latest.status === 404) return;
   await cluster.applyObject("smtpdomains", finalizersApply(domain, []));
 }

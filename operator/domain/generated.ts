@@ -13,7 +13,8 @@ import { names } from "./render.js";
 export type Generated = { kind: "submission" } | { kind: "control" } | { kind: "dkim"; selector: string; algorithm: "RSA2048" | "Ed25519" };
 
 /** The keys each kind must hold, every one non-empty, for the Secret to be used as it is. */
-export const generatedKeys = (what: Generated): readonly string[] => (what.kind === "submission" ? ["username", "password"] : what.kind === "control" ? ["token"] : ["private.pem"]);
+export const generatedKeys = (what: Generated): readonly string[] =>
+  what.kind === "submission" ? ["username", "password"] : what.kind === "control" ? ["token"] : ["private.pem"];
 
 export type GeneratedDecision =
   /** Ours and complete: its values, as they are. */
@@ -35,20 +36,38 @@ export function generatedSecrets(domain: SmtpDomain): { name: string; what: Gene
     { name: n.control, what: { kind: "control" } },
     ...(domain.spec.dkim?.keys ?? [])
       .filter((key) => !key.privateKeySecretRef)
-      .map((key) => ({ name: `${domain.metadata.name}-dkim-${key.selector}`, what: { kind: "dkim" as const, selector: key.selector, algorithm: key.algorithm ?? "RSA2048" } })),
+      .map((key) => ({
+        name: `${domain.metadata.name}-dkim-${key.selector}`,
+        what: { kind: "dkim" as const, selector: key.selector, algorithm: key.algorithm ?? "RSA2048" },
+      })),
   ];
 }
 
 /** A Secret's values under `keys`, when every one is there and non-empty. */
 export function completeValues(secret: k8s.V1Secret | undefined, keys: readonly string[]): Record<string, string> | undefined {
-  const values = Object.fromEntries(keys.map((k) => [k, secret?.data?.[k] === undefined ? "" : Buffer.from(secret.data[k], "base64").toString("utf8")]));
+  const values = Object.fromEntries(
+    keys.map((k) => [k, secret?.data?.[k] === undefined ? "" : Buffer.from(secret.data[k], "base64").toString("utf8")]),
+  );
   return keys.every((k) => values[k]) ? values : undefined;
 }
 
 /** What to do with one generated Secret, as read (undefined: it does not exist). Pure. */
-export function planGeneratedSecret(domain: SmtpDomain, name: string, what: Generated, secret: k8s.V1Secret | undefined): GeneratedDecision {
+export function planGeneratedSecret(
+  domain: SmtpDomain,
+  name: string,
+  what: Generated,
+  secret: k8s.V1Secret | undefined,
+): GeneratedDecision {
   if (secret && !ownedBy(secret, domain.metadata.uid!)) {
-    return { name, what, conflict: { condition: "RelayAvailable", reason: "SecretConflict", message: `Secret ${name} exists and is not owned by this SmtpDomain; the operator never overwrites it` } };
+    return {
+      name,
+      what,
+      conflict: {
+        condition: "RelayAvailable",
+        reason: "SecretConflict",
+        message: `Secret ${name} exists and is not owned by this SmtpDomain; the operator never overwrites it`,
+      },
+    };
   }
   const values = completeValues(secret, generatedKeys(what));
   if (values) return { name, what, use: values };

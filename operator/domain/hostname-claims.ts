@@ -51,7 +51,11 @@ const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Oldest first; equal creation times (one-second resolution) by namespace, then name. */
 function byAge(a: Claimant, b: Claimant): number {
-  return created(a) - created(b) || compare(a.metadata.namespace ?? "", b.metadata.namespace ?? "") || compare(a.metadata.name ?? "", b.metadata.name ?? "");
+  return (
+    created(a) - created(b) ||
+    compare(a.metadata.namespace ?? "", b.metadata.namespace ?? "") ||
+    compare(a.metadata.name ?? "", b.metadata.name ?? "")
+  );
 }
 
 /** The host names each domain lists but may not have, by "namespace/name"; a domain with none is absent. */

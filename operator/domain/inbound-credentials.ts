@@ -64,7 +64,15 @@ async function credentialSecretVersions(cluster: Cluster, domain: SmtpDomain): P
 }
 
 /** `withheld`: the listed host names another domain holds; the snippets name one the certificate covers. */
-export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, settings: OperatorSettings, caPem: string | undefined, problems: Problem[], now: Date, withheld?: ReadonlySet<string>): Promise<InboundCredentials> {
+export async function inboundCredentials(
+  cluster: Cluster,
+  domain: SmtpDomain,
+  settings: OperatorSettings,
+  caPem: string | undefined,
+  problems: Problem[],
+  now: Date,
+  withheld?: ReadonlySet<string>,
+): Promise<InboundCredentials> {
   const namespace = domain.metadata.namespace!;
   const uid = domain.metadata.uid!;
   const recorded = new Map((domain.status?.credentials ?? []).map((c) => [c.version, c]));
@@ -87,13 +95,36 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
     const password = decode(secret?.data?.password);
     if (declared.secretRef) {
       // The user's own Secret: read as it is, never changed.
-      if (!secret) problems.push({ condition: "CredentialsIssued", reason: "SecretNotFound", message: `Secret ${secretName} (credentials version ${version}) does not exist` });
-      else if (!username || !password) problems.push({ condition: "CredentialsIssued", reason: "SecretInvalid", message: `Secret ${secretName} needs non-empty username and password keys` });
-      else issued.set(version, { version, secretName, username, password, passwordSha256: passwordDigest(password), createdAt: rfc3339(secret.metadata?.creationTimestamp ?? now), userSupplied: true });
+      if (!secret)
+        problems.push({
+          condition: "CredentialsIssued",
+          reason: "SecretNotFound",
+          message: `Secret ${secretName} (credentials version ${version}) does not exist`,
+        });
+      else if (!username || !password)
+        problems.push({
+          condition: "CredentialsIssued",
+          reason: "SecretInvalid",
+          message: `Secret ${secretName} needs non-empty username and password keys`,
+        });
+      else
+        issued.set(version, {
+          version,
+          secretName,
+          username,
+          password,
+          passwordSha256: passwordDigest(password),
+          createdAt: rfc3339(secret.metadata?.creationTimestamp ?? now),
+          userSupplied: true,
+        });
       continue;
     }
     if (secret && !ownedBy(secret, uid)) {
-      problems.push({ condition: "CredentialsIssued", reason: "SecretConflict", message: `Secret ${secretName} exists and is not owned by this SmtpDomain; the operator never overwrites it` });
+      problems.push({
+        condition: "CredentialsIssued",
+        reason: "SecretConflict",
+        message: `Secret ${secretName} exists and is not owned by this SmtpDomain; the operator never overwrites it`,
+      });
       continue;
     }
     if (secret?.metadata?.annotations?.[revokedAtAnnotation]) {
@@ -103,7 +134,8 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
     const record = recorded.get(version);
     if (record?.passwordSha256 && record.username) {
       // Issued before: the relay goes on accepting what was issued, whatever the Secret says now.
-      const unchanged = username === record.username && password !== undefined && sameDigest(passwordDigest(password), record.passwordSha256);
+      const unchanged =
+        username === record.username && password !== undefined && sameDigest(passwordDigest(password), record.passwordSha256);
       if (!unchanged) {
         const what = !secret ? "was deleted" : !username || !password ? "lost its username or password" : "was edited by hand";
         modified.set(version, {
@@ -126,7 +158,15 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
     }
     if (secret && username && password) {
       // Ours, not yet recorded (issued by an earlier operator version, or status was lost): recorded from it now.
-      issued.set(version, { version, secretName, username, password, passwordSha256: passwordDigest(password), createdAt: rfc3339(secret.metadata?.creationTimestamp ?? now), userSupplied: false });
+      issued.set(version, {
+        version,
+        secretName,
+        username,
+        password,
+        passwordSha256: passwordDigest(password),
+        createdAt: rfc3339(secret.metadata?.creationTimestamp ?? now),
+        userSupplied: false,
+      });
       intact.push({ version, secret, username, password });
       continue;
     }
@@ -139,8 +179,21 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
     // theirs. An empty Secret of ours that was never recorded is filled in place.
     if (secret) await cluster.applyIfUnchanged(issue, secret.metadata!.resourceVersion!);
     else await cluster.create(issue);
-    await recordEvent(cluster, involved(domain), "Normal", "CredentialIssued", `inbound credential version ${version} issued into Secret ${secretName}`);
-    issued.set(version, { version, secretName, ...fresh, passwordSha256: passwordDigest(fresh.password), createdAt: rfc3339(now), userSupplied: false });
+    await recordEvent(
+      cluster,
+      involved(domain),
+      "Normal",
+      "CredentialIssued",
+      `inbound credential version ${version} issued into Secret ${secretName}`,
+    );
+    issued.set(version, {
+      version,
+      secretName,
+      ...fresh,
+      passwordSha256: passwordDigest(fresh.password),
+      createdAt: rfc3339(now),
+      userSupplied: false,
+    });
   }
 
   const plan = planCredentials(domain, issued, now, retired, issuedSecrets);
@@ -161,7 +214,8 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
     problems.unshift({
       condition: "CredentialsIssued",
       reason: "NoActiveCredential",
-      message: "every credential version is revoked or expired, so nothing can arrive authenticated: add a version with the next unused number to spec.inbound.credentials",
+      message:
+        "every credential version is revoked or expired, so nothing can arrive authenticated: add a version with the next unused number to spec.inbound.credentials",
     });
   }
 
@@ -174,12 +228,22 @@ export async function inboundCredentials(cluster: Cluster, domain: SmtpDomain, s
       Object.entries(snippets).some(([key, value]) => decode(secret.data?.[key]) !== value) ||
       (!caPem && secret.data?.["ca.crt"] !== undefined) ||
       secret.metadata?.annotations?.[revokedAtAnnotation] !== revokedAt;
-    if (stale) await cluster.applyIfUnchanged(credentialSecret(domain, version, { username, password }, snippets, revokedAt), secret.metadata!.resourceVersion!);
+    if (stale)
+      await cluster.applyIfUnchanged(
+        credentialSecret(domain, version, { username, password }, snippets, revokedAt),
+        secret.metadata!.resourceVersion!,
+      );
   }
   for (const version of retired) {
     if (!previouslyRetired.has(version) && issued.has(version)) {
       const why = inboundMode(domain) === "Forwarded" ? "revoked by the switch to inbound mode Forwarded" : "revoked or expired";
-      await recordEvent(cluster, involved(domain), "Normal", "CredentialRevoked", `inbound credential version ${version} is ${why}: the relay refuses it from now on, and it is never made Active again`);
+      await recordEvent(
+        cluster,
+        involved(domain),
+        "Normal",
+        "CredentialRevoked",
+        `inbound credential version ${version} is ${why}: the relay refuses it from now on, and it is never made Active again`,
+      );
     }
   }
   return { issued, plan, retired };

@@ -15,7 +15,12 @@ export type RelayLockout = LockoutEntry;
 export const lockoutReason = "LockedOut";
 
 /** The lockouts not announced yet, in force at `now`, of this domain (or of no known credential), with their Event message. Pure. */
-export function lockoutsToAnnounce(lockouts: readonly RelayLockout[], domain: string, announced: ReadonlySet<string>, now: Date): { key: string; until: number; message: string }[] {
+export function lockoutsToAnnounce(
+  lockouts: readonly RelayLockout[],
+  domain: string,
+  announced: ReadonlySet<string>,
+  now: Date,
+): { key: string; until: number; message: string }[] {
   const fresh: { key: string; until: number; message: string }[] = [];
   for (const l of lockouts) {
     const until = Date.parse(l.until);
@@ -44,13 +49,19 @@ export class LockoutAnnouncer {
     private readonly minIntervalMs = 10_000,
   ) {}
 
-  async announce(cluster: Cluster, domain: SmtpDomain, lockouts: (domain: SmtpDomain) => Promise<readonly RelayLockout[]>, now = new Date()): Promise<void> {
+  async announce(
+    cluster: Cluster,
+    domain: SmtpDomain,
+    lockouts: (domain: SmtpDomain) => Promise<readonly RelayLockout[]>,
+    now = new Date(),
+  ): Promise<void> {
     const key = `${domain.metadata.namespace}/${domain.metadata.name}`;
     if (now.getTime() - (this.asked.get(key) ?? -Infinity) < this.minIntervalMs) return;
     this.asked.set(key, now.getTime());
     // A relay that cannot be asked now is asked again at the next reconcile.
     const reported = await lockouts(domain).catch(() => []);
-    for (const [k, until] of this.announced) if (until <= now.getTime() || this.announced.size > this.maxRemembered) this.announced.delete(k);
+    for (const [k, until] of this.announced)
+      if (until <= now.getTime() || this.announced.size > this.maxRemembered) this.announced.delete(k);
     for (const notice of lockoutsToAnnounce(reported, domain.spec.domain, new Set(this.announced.keys()), now)) {
       this.announced.set(notice.key, notice.until);
       await recordEvent(cluster, involved(domain), "Warning", lockoutReason, notice.message);

@@ -94,10 +94,26 @@ export interface DomainPlan {
 export const objectKey = (object: { kind: string; metadata: { name: string } }) => `${object.kind}/${object.metadata.name}`;
 
 /** The relay objects of a domain, as rendered: config (digests only), Deployment, Services, NetworkPolicy, PDB. */
-export function relayObjects(snapshot: Pick<DomainSnapshot, "domain" | "credentials" | "addresses" | "nextHopUsername" | "outbound" | "hostnameConflicts">, settings: OperatorSettings): KubeObject[] {
+export function relayObjects(
+  snapshot: Pick<DomainSnapshot, "domain" | "credentials" | "addresses" | "nextHopUsername" | "outbound" | "hostnameConflicts">,
+  settings: OperatorSettings,
+): KubeObject[] {
   const { domain, credentials, outbound } = snapshot;
   return [
-    relayConfigSecret(domain, relayConfig(domain, credentials.plan, credentials.issued, snapshot.addresses, settings, snapshot.nextHopUsername, outbound, withheldHostnames(snapshot.hostnameConflicts)), relayConfigFiles(outbound)),
+    relayConfigSecret(
+      domain,
+      relayConfig(
+        domain,
+        credentials.plan,
+        credentials.issued,
+        snapshot.addresses,
+        settings,
+        snapshot.nextHopUsername,
+        outbound,
+        withheldHostnames(snapshot.hostnameConflicts),
+      ),
+      relayConfigFiles(outbound),
+    ),
     relayDeployment(domain, settings),
     relayService(domain),
     relayInternalService(domain),
@@ -112,10 +128,15 @@ export function planNotServed(domain: SmtpDomain, verdict: Extract<Verdict, { se
   const generation = domain.metadata.generation ?? 0;
   return {
     observedGeneration: generation,
-    conditions: mergeConditions(domain.status?.conditions, [
-      { type: "Ready", status: "False", reason, message },
-      { type: "Stalled", status: "True", reason, message },
-    ], generation, now),
+    conditions: mergeConditions(
+      domain.status?.conditions,
+      [
+        { type: "Ready", status: "False", reason, message },
+        { type: "Stalled", status: "True", reason, message },
+      ],
+      generation,
+      now,
+    ),
     // What was issued and what was revoked stay on record while the domain is not served.
     ...(domain.status?.credentials ? { credentials: domain.status.credentials } : {}),
     ...(domain.status?.revokedVersions ? { revokedVersions: domain.status.revokedVersions } : {}),
@@ -130,9 +151,16 @@ export function planDomain(snapshot: DomainSnapshot, settings: OperatorSettings,
   let certificate = snapshot.certificate;
   if (snapshot.hostnameConflicts && snapshot.hostnameConflicts.length > 0) {
     // Said before whatever else is wrong with the certificate: only the domain's author can change it.
-    const conflict: Problem = { condition: "CertificateReady", reason: "HostnameConflict", message: conflictMessage(domain, snapshot.hostnameConflicts) };
+    const conflict: Problem = {
+      condition: "CertificateReady",
+      reason: "HostnameConflict",
+      message: conflictMessage(domain, snapshot.hostnameConflicts),
+    };
     problems.unshift(conflict);
-    certificate = { ...certificate, condition: { type: "CertificateReady", status: "False", reason: conflict.reason, message: conflict.message } };
+    certificate = {
+      ...certificate,
+      condition: { type: "CertificateReady", status: "False", reason: conflict.reason, message: conflict.message },
+    };
   }
   const apply: KubeObject[] = [];
   const events: PlannedEvent[] = [];
@@ -155,7 +183,11 @@ export function planDomain(snapshot: DomainSnapshot, settings: OperatorSettings,
     apply.push(object);
     if (settled && (!existing || object.metadata.name !== names(domain).config)) {
       const what = existing ? "differed from what the operator renders (edited by hand?)" : "was deleted";
-      events.push({ type: "Warning", reason: "DriftRepaired", message: `${object.kind} ${object.metadata.name} ${what}: restored. The objects a domain owns are the operator's; change the SmtpDomain instead` });
+      events.push({
+        type: "Warning",
+        reason: "DriftRepaired",
+        message: `${object.kind} ${object.metadata.name} ${what}: restored. The objects a domain owns are the operator's; change the SmtpDomain instead`,
+      });
     }
   }
   const status = domainStatus({
@@ -183,13 +215,21 @@ export function planDomain(snapshot: DomainSnapshot, settings: OperatorSettings,
 function nextCheck(snapshot: DomainSnapshot, settings: OperatorSettings, now: Date): number | undefined {
   const { plan } = snapshot.credentials;
   // An older version expires at a known instant: come back then.
-  const nextExpiry = plan.map((p) => (p.expiresAt && p.state === "Active" ? Date.parse(p.expiresAt) - now.getTime() : Infinity)).reduce((a, b) => Math.min(a, b), Infinity);
+  const nextExpiry = plan
+    .map((p) => (p.expiresAt && p.state === "Active" ? Date.parse(p.expiresAt) - now.getTime() : Infinity))
+    .reduce((a, b) => Math.min(a, b), Infinity);
   // A running relay is asked again for last use; pending DKIM records are looked up again.
-  const dnsAgain = settings.dnsResolver && (snapshot.outbound?.dkimState.pending.length ?? 0) > 0 ? (settings.dnsCheckIntervalMs ?? 60_000) : Infinity;
+  const dnsAgain =
+    settings.dnsResolver && (snapshot.outbound?.dkimState.pending.length ?? 0) > 0 ? (settings.dnsCheckIntervalMs ?? 60_000) : Infinity;
   // The certificate is renewed, and its condition changes near expiry, at known instants too.
   const certificate = snapshot.certificate.nextCheck;
   const certificateDue = certificate ? Math.max(1_000, certificate.getTime() - now.getTime() + 500) : Infinity;
-  const next = Math.min(Number.isFinite(nextExpiry) ? Math.max(1_000, nextExpiry + 500) : Infinity, snapshot.available > 0 && snapshot.pollsLastUse ? lastUseIntervalMs : Infinity, dnsAgain, certificateDue);
+  const next = Math.min(
+    Number.isFinite(nextExpiry) ? Math.max(1_000, nextExpiry + 500) : Infinity,
+    snapshot.available > 0 && snapshot.pollsLastUse ? lastUseIntervalMs : Infinity,
+    dnsAgain,
+    certificateDue,
+  );
   return Number.isFinite(next) ? next : undefined;
 }
 
@@ -245,17 +285,32 @@ export function domainStatus(input: DomainStatusInput): SmtpDomainStatus {
       ? { type: "RelayAvailable", status: "False", reason: relayProblem.reason, message: relayProblem.message }
       : available > 0
         ? { type: "RelayAvailable", status: "True", reason: "Available", message: `${available} relay replica(s) available` }
-        : { type: "RelayAvailable", status: "False", reason: "Progressing", message: "waiting for the relay Deployment to have an available replica" },
+        : {
+            type: "RelayAvailable",
+            status: "False",
+            reason: "Progressing",
+            message: "waiting for the relay Deployment to have an available replica",
+          },
     addressCount > 0
-      ? { type: "AddressesConfigured", status: "True", reason: "AddressesServed", message: `${addressCount} support address(es) served${notServed > 0 ? `, ${notServed} not served (see their DomainReady)` : ""}` }
+      ? {
+          type: "AddressesConfigured",
+          status: "True",
+          reason: "AddressesServed",
+          message: `${addressCount} support address(es) served${notServed > 0 ? `, ${notServed} not served (see their DomainReady)` : ""}`,
+        }
       : {
           type: "AddressesConfigured",
           status: "False",
           reason: "NoAddresses",
-          message: notServed > 0 ? `none of the ${notServed} SupportAddress(es) naming this SmtpDomain is served: see their DomainReady` : "add at least one SupportAddress whose domainRef names this SmtpDomain",
+          message:
+            notServed > 0
+              ? `none of the ${notServed} SupportAddress(es) naming this SmtpDomain is served: see their DomainReady`
+              : "add at least one SupportAddress whose domainRef names this SmtpDomain",
         },
   ];
-  const blocking = conditions.find((c) => c.status !== "True" && !(c.type === "CredentialsIssued" && credentialProblem && serving(credentialProblem)));
+  const blocking = conditions.find(
+    (c) => c.status !== "True" && !(c.type === "CredentialsIssued" && credentialProblem && serving(credentialProblem)),
+  );
   conditions.push(
     blocking
       ? { type: "Ready", status: "False", reason: blocking.reason, message: blocking.message }
@@ -267,7 +322,9 @@ export function domainStatus(input: DomainStatusInput): SmtpDomainStatus {
   if (limits) conditions.push(limits);
   const stalled = problems[0];
   conditions.push(
-    stalled ? { type: "Stalled", status: "True", reason: stalled.reason, message: stalled.message } : { type: "Stalled", status: "False", reason: "Ready", message: "" },
+    stalled
+      ? { type: "Stalled", status: "True", reason: stalled.reason, message: stalled.message }
+      : { type: "Stalled", status: "False", reason: "Ready", message: "" },
     !stalled && modeChange
       ? { type: "Reconciling", status: "True", reason: "ModeChanging", message: modeChange.message }
       : !stalled && blocking?.reason === "Progressing"
@@ -285,25 +342,33 @@ export function domainStatus(input: DomainStatusInput): SmtpDomainStatus {
       // The later of what status already says and what the relay reports (a restarted relay forgets).
       const known = [previous.get(p.version)?.lastUsedAt, reportedUse.get(p.version)].filter((t): t is string => t !== undefined);
       const lastUsedAt = known.length > 0 ? rfc3339(new Date(Math.max(...known.map((t) => Date.parse(t))))) : undefined;
-      return [{
-        version: p.version,
-        secretName: credential.secretName,
-        username: credential.username,
-        state: p.state,
-        createdAt: credential.createdAt,
-        ...(p.expiresAt ? { expiresAt: p.expiresAt } : {}),
-        ...(lastUsedAt ? { lastUsedAt } : {}),
-        passwordSha256: credential.passwordSha256,
-      }];
+      return [
+        {
+          version: p.version,
+          secretName: credential.secretName,
+          username: credential.username,
+          state: p.state,
+          createdAt: credential.createdAt,
+          ...(p.expiresAt ? { expiresAt: p.expiresAt } : {}),
+          ...(lastUsedAt ? { lastUsedAt } : {}),
+          passwordSha256: credential.passwordSha256,
+        },
+      ];
     }),
     activeVersions: active.join(","),
     inboundMode: modeChange ? modeChange.from : mode,
     ...(retired.size > 0 ? { revokedVersions: [...retired].sort((a, b) => a - b) } : {}),
     addresses: addressCount,
     ...(input.addressesNotServed !== undefined ? { addressesNotServed: input.addressesNotServed } : {}),
-    relay: { serviceName: names(domain).relay, endpoint: `${relayHostname(domain, settings, withheld)}:${endpointPort(domain)}`, limits: messageLimits(domain, settings) },
+    relay: {
+      serviceName: names(domain).relay,
+      endpoint: `${relayHostname(domain, settings, withheld)}:${endpointPort(domain)}`,
+      limits: messageLimits(domain, settings),
+    },
     ...(certificate?.status ? { tls: certificate.status } : {}),
-    ...(dkim && dkim.records.length > 0 ? { dkim: { records: dkim.records, ...(dkim.pending.length > 0 ? { pending: dkim.pending.join(",") } : {}) } } : {}),
+    ...(dkim && dkim.records.length > 0
+      ? { dkim: { records: dkim.records, ...(dkim.pending.length > 0 ? { pending: dkim.pending.join(",") } : {}) } }
+      : {}),
   };
 }
 
@@ -327,7 +392,11 @@ export function modeChangeOf(domain: SmtpDomain, rolledOut: boolean): { from: In
   };
 }
 
-const binaryUnits = [["Gi", 2 ** 30], ["Mi", 2 ** 20], ["Ki", 2 ** 10]] as const;
+const binaryUnits = [
+  ["Gi", 2 ** 30],
+  ["Mi", 2 ** 20],
+  ["Ki", 2 ** 10],
+] as const;
 const size = (bytes: number) => {
   const unit = binaryUnits.find(([, n]) => bytes % n === 0);
   return unit ? `${bytes / unit[1]}${unit[0]}` : `${bytes} bytes`;
@@ -346,13 +415,20 @@ export function limitsCondition(domain: SmtpDomain, settings: OperatorSettings):
   const capped: string[] = [];
   const requestedBytes = wanted.maxMessageSize !== undefined ? quantityInteger(wanted.maxMessageSize) : undefined;
   if (requestedBytes !== undefined && requestedBytes > applied.maxMessageBytes) {
-    capped.push(`maxMessageSize ${String(wanted.maxMessageSize)} requested, ${size(applied.maxMessageBytes)} applied (--relay-max-message-size)`);
+    capped.push(
+      `maxMessageSize ${String(wanted.maxMessageSize)} requested, ${size(applied.maxMessageBytes)} applied (--relay-max-message-size)`,
+    );
   }
   if (wanted.maxRecipients !== undefined && wanted.maxRecipients > applied.maxRecipients) {
     capped.push(`maxRecipients ${wanted.maxRecipients} requested, ${applied.maxRecipients} applied (--relay-max-recipients)`);
   }
   if (capped.length === 0) {
-    return { type: "LimitsApplied", status: "True", reason: "AsRequested", message: `the relay applies spec.relay.limits: maxMessageSize ${size(applied.maxMessageBytes)}, maxRecipients ${applied.maxRecipients}` };
+    return {
+      type: "LimitsApplied",
+      status: "True",
+      reason: "AsRequested",
+      message: `the relay applies spec.relay.limits: maxMessageSize ${size(applied.maxMessageBytes)}, maxRecipients ${applied.maxRecipients}`,
+    };
   }
   return {
     type: "LimitsApplied",

@@ -44,7 +44,8 @@ export function relayPodParts(
   installation: RelayPodTemplate | undefined,
   own: { labels: Record<string, string>; selector: Record<string, string> },
 ): RelayPodParts {
-  const pick = <K extends keyof RelayPodTemplate>(key: K): RelayPodTemplate[K] => (domain?.[key] !== undefined ? domain[key] : installation?.[key]);
+  const pick = <K extends keyof RelayPodTemplate>(key: K): RelayPodTemplate[K] =>
+    domain?.[key] !== undefined ? domain[key] : installation?.[key];
   const annotations = { ...installation?.metadata?.annotations, ...domain?.metadata?.annotations };
   const spread = (pick("topologySpreadConstraints") ?? defaultSpread(own.selector)).map((c) =>
     c.labelSelector ? c : { ...c, labelSelector: { matchLabels: { ...own.selector } } },
@@ -80,16 +81,21 @@ export function parseRelayPodTemplate(text: string, source = "--relay-pod-templa
   }
   if (raw === null || raw === undefined) return undefined;
   const problems = [...Value.Errors(RelayPodTemplate, raw)].map((e) => `${e.path || "/"}: ${e.message}`);
-  if (problems.length === 0) problems.push(...unknownFields(raw, Value.Clean(RelayPodTemplate, structuredClone(raw))).map((path) => `${path}: unknown field`));
+  if (problems.length === 0)
+    problems.push(...unknownFields(raw, Value.Clean(RelayPodTemplate, structuredClone(raw))).map((path) => `${path}: unknown field`));
   const template = raw as RelayPodTemplate;
   for (const key of reservedPodLabels) {
-    if (template.metadata?.labels?.[key] !== undefined) problems.push(`/metadata/labels/${key}: the operator's own pod label cannot be set`);
+    if (template.metadata?.labels?.[key] !== undefined)
+      problems.push(`/metadata/labels/${key}: the operator's own pod label cannot be set`);
   }
   for (const [i, t] of (template.tolerations ?? []).entries()) {
     if (t.operator === "Exists" && t.value) problems.push(`/tolerations/${i}/value: a toleration with operator Exists takes no value`);
     if (!t.key && t.operator !== "Exists") problems.push(`/tolerations/${i}: a toleration without a key must have operator Exists`);
   }
-  if (problems.length > 0) throw new Error(`${source} is not a valid relay pod template (the shape of SmtpDomain spec.relay.template.pod): ${problems.slice(0, 10).join("; ")}`);
+  if (problems.length > 0)
+    throw new Error(
+      `${source} is not a valid relay pod template (the shape of SmtpDomain spec.relay.template.pod): ${problems.slice(0, 10).join("; ")}`,
+    );
   return template;
 }
 
@@ -97,5 +103,7 @@ function unknownFields(raw: unknown, cleaned: unknown, path = ""): string[] {
   if (Array.isArray(raw) && Array.isArray(cleaned)) return raw.flatMap((item, i) => unknownFields(item, cleaned[i], `${path}/${i}`));
   if (!raw || typeof raw !== "object" || !cleaned || typeof cleaned !== "object") return [];
   const kept = cleaned as Record<string, unknown>;
-  return Object.entries(raw as Record<string, unknown>).flatMap(([key, value]) => (key in kept ? unknownFields(value, kept[key], `${path}/${key}`) : [`${path}/${key}`]));
+  return Object.entries(raw as Record<string, unknown>).flatMap(([key, value]) =>
+    key in kept ? unknownFields(value, kept[key], `${path}/${key}`) : [`${path}/${key}`],
+  );
 }

@@ -16,10 +16,26 @@ import { relayCertificate, type CertificateAuthority } from "./certificate.js";
 import { withheldHostnames, type HostnameConflict } from "./hostname-claims.js";
 import { alphanumeric } from "./credentials.js";
 import { dkimRecordName, needsLookup, planDkim, type DkimKeyRead, type Lookup } from "./dkim.js";
-import { completeValues, generatedKeys, generatedSecrets, planGeneratedSecrets, type Generated, type GeneratedDecision } from "./generated.js";
+import {
+  completeValues,
+  generatedKeys,
+  generatedSecrets,
+  planGeneratedSecrets,
+  type Generated,
+  type GeneratedDecision,
+} from "./generated.js";
 import { inboundCredentials, type Problem } from "./inbound-credentials.js";
 import { objectKey, planDomain, planNotServed, relayObjects, type DkimState, type DomainSnapshot } from "./plan.js";
-import { controlSecret, dkimKeySecret, names, submissionSecret, type KubeObject, type OperatorSettings, type OutboundInputs, type OutboundSender } from "./render.js";
+import {
+  controlSecret,
+  dkimKeySecret,
+  names,
+  submissionSecret,
+  type KubeObject,
+  type OperatorSettings,
+  type OutboundInputs,
+  type OutboundSender,
+} from "./render.js";
 
 export interface DomainInputs {
   domain: SmtpDomain;
@@ -51,11 +67,15 @@ export function domainCaches(): DomainCaches {
   return { dnsAnswers: new TimedCache<Lookup>(), certificateAuthority: new TimedCache<CertificateAuthority>() };
 }
 
-
 const decode = (value: string | undefined) => (value === undefined ? undefined : Buffer.from(value, "base64").toString("utf8"));
 
 /** Gather a snapshot, plan (pure, plan.ts), apply. */
-export async function reconcileDomain(cluster: Cluster, inputs: DomainInputs, settings: OperatorSettings, now = new Date()): Promise<{ requeueAfterMs?: number }> {
+export async function reconcileDomain(
+  cluster: Cluster,
+  inputs: DomainInputs,
+  settings: OperatorSettings,
+  now = new Date(),
+): Promise<{ requeueAfterMs?: number }> {
   const { domain } = inputs;
   if (inputs.verdict && !inputs.verdict.served) {
     await writeStatus(cluster, domain, planNotServed(domain, inputs.verdict, now));
@@ -96,21 +116,46 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
   const credentials = await inboundCredentials(cluster, domain, settings, certificate.caPem, problems, now, withheld);
 
   // The addresses of this domain, once: the relay config's recipients and its outbound senders alike.
-  const served = inputs.addresses.filter((a) => a.spec.domainRef.name === domain.metadata.name && a.spec.address.toLowerCase().endsWith(`@${domain.spec.domain}`) && !a.metadata.deletionTimestamp);
+  const served = inputs.addresses.filter(
+    (a) =>
+      a.spec.domainRef.name === domain.metadata.name &&
+      a.spec.address.toLowerCase().endsWith(`@${domain.spec.domain}`) &&
+      !a.metadata.deletionTimestamp,
+  );
   // The next hop's AUTH username is no secret: it goes into the config; the password stays in its Secret (mounted).
   let nextHopUsername: string | undefined;
   const auth = domain.spec.inbound.delivery.smtp?.authSecretRef;
   if (auth) {
     const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, auth.name);
     nextHopUsername = decode(secret?.data?.username);
-    if (!secret) problems.push({ condition: "RelayAvailable", reason: "SecretNotFound", message: `Secret ${auth.name} (delivery.smtp.authSecretRef) does not exist` });
-    else if (!nextHopUsername || !secret.data?.password) problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `Secret ${auth.name} needs non-empty username and password keys` });
+    if (!secret)
+      problems.push({
+        condition: "RelayAvailable",
+        reason: "SecretNotFound",
+        message: `Secret ${auth.name} (delivery.smtp.authSecretRef) does not exist`,
+      });
+    else if (!nextHopUsername || !secret.data?.password)
+      problems.push({
+        condition: "RelayAvailable",
+        reason: "SecretInvalid",
+        message: `Secret ${auth.name} needs non-empty username and password keys`,
+      });
   }
   const outbound = await outboundInputs(cluster, inputs, served, settings, problems);
   const addresses = served.map((a) => a.spec.address.toLowerCase());
 
   // The relay objects as they are (the names are known before rendering: render once to learn them).
-  const wanted = relayObjects({ domain, credentials, addresses, hostnameConflicts, ...(nextHopUsername !== undefined ? { nextHopUsername } : {}), ...(outbound ? { outbound } : {}) }, settings);
+  const wanted = relayObjects(
+    {
+      domain,
+      credentials,
+      addresses,
+      hostnameConflicts,
+      ...(nextHopUsername !== undefined ? { nextHopUsername } : {}),
+      ...(outbound ? { outbound } : {}),
+    },
+    settings,
+  );
   const existing = new Map<string, Record<string, unknown>>();
   await Promise.all(
     wanted.map(async (object) => {
@@ -118,7 +163,8 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
       if (live) existing.set(objectKey(object), live as unknown as Record<string, unknown>);
     }),
   );
-  const deployment = existing.get(objectKey({ kind: "Deployment", metadata: { name: names(domain).relay } })) as k8s.V1Deployment | undefined;
+  const deployment = existing.get(objectKey({ kind: "Deployment", metadata: { name: names(domain).relay } })) as
+    k8s.V1Deployment | undefined;
   const available = deployment?.status?.availableReplicas ?? 0;
   // Rolled out: the Deployment controller saw the latest template and every replica runs it.
   const rolledOut =
@@ -157,13 +203,20 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
  * Secret. An address whose Secret is missing or malformed is left out (its own
  * status says why).
  */
-async function outboundInputs(cluster: Cluster, inputs: DomainInputs, served: readonly SupportAddress[], settings: OperatorSettings, problems: Problem[]): Promise<(OutboundInputs & { dkimState: DkimState }) | undefined> {
+async function outboundInputs(
+  cluster: Cluster,
+  inputs: DomainInputs,
+  served: readonly SupportAddress[],
+  settings: OperatorSettings,
+  problems: Problem[],
+): Promise<(OutboundInputs & { dkimState: DkimState }) | undefined> {
   const { domain } = inputs;
   const namespace = domain.metadata.namespace!;
   const n = names(domain);
   // The informer cache first; a miss is confirmed with a GET, so a Secret just
   // issued is never issued twice.
-  const read = async (name: string) => inputs.secret?.(namespace, name) ?? (await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, name));
+  const read = async (name: string) =>
+    inputs.secret?.(namespace, name) ?? (await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, name));
   const wanted = generatedSecrets(domain);
   const current = new Map(await Promise.all(wanted.map(async ({ name }) => [name, await read(name)] as const)));
   // Grown past any value of ours (edited by hand): said, not silently generated anew over it.
@@ -172,7 +225,8 @@ async function outboundInputs(cluster: Cluster, inputs: DomainInputs, served: re
     const key = refusedKeys(current.get(name)).find((k) => generatedKeys(what).includes(k));
     if (key) tooLarge.set(name, key);
   }
-  for (const [name, key] of tooLarge) problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: tooLargeMessage(name, key) });
+  for (const [name, key] of tooLarge)
+    problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: tooLargeMessage(name, key) });
   const decisions = planGeneratedSecrets(domain, (name) => current.get(name)).filter((d) => !tooLarge.has(d.name));
   const generated = await applyGenerated(cluster, domain, decisions);
   const owned = (name: string): Record<string, string> | undefined => {
@@ -195,7 +249,12 @@ async function outboundInputs(cluster: Cluster, inputs: DomainInputs, served: re
     if (spec.caSecretRef) {
       const caSecret = await read(spec.caSecretRef.name);
       const caKey = spec.caSecretRef.key ?? "ca.crt";
-      if (refusedKeys(caSecret).includes(caKey)) problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `${address.spec.address}: ${tooLargeMessage(spec.caSecretRef.name, caKey, maxCaBundleBytes)}` });
+      if (refusedKeys(caSecret).includes(caKey))
+        problems.push({
+          condition: "RelayAvailable",
+          reason: "SecretInvalid",
+          message: `${address.spec.address}: ${tooLargeMessage(spec.caSecretRef.name, caKey, maxCaBundleBytes)}`,
+        });
       ca = decode(caSecret?.data?.[caKey]);
       if (!ca) continue;
     }
@@ -209,9 +268,14 @@ async function outboundInputs(cluster: Cluster, inputs: DomainInputs, served: re
     });
   }
   const dkim = await dkimKeys(inputs, settings, read, generatedOf, problems);
-  return { submission: { username: submission.username!, password: submission.password! }, controlToken: control.token!, senders, dkim: dkim.signing, dkimState: dkim };
+  return {
+    submission: { username: submission.username!, password: submission.password! },
+    controlToken: control.token!,
+    senders,
+    dkim: dkim.signing,
+    dkimState: dkim,
+  };
 }
-
 
 // The DNS is asked once per check interval (kept a little less than the
 // interval, so the periodic re-check always asks again).
@@ -251,12 +315,23 @@ async function dkimKeys(
       const ref = key.privateKeySecretRef;
       const secret = await read(ref.name);
       if (refusedKeys(secret).includes(ref.key ?? "tls.key")) {
-        problems.push({ condition: "RelayAvailable", reason: "SecretInvalid", message: `DKIM key ${key.selector}: ${tooLargeMessage(ref.name, ref.key ?? "tls.key")}` });
+        problems.push({
+          condition: "RelayAvailable",
+          reason: "SecretInvalid",
+          message: `DKIM key ${key.selector}: ${tooLargeMessage(ref.name, ref.key ?? "tls.key")}`,
+        });
         continue;
       }
       pem = decode(secret?.data?.[ref.key ?? "tls.key"]);
       if (!pem) {
-        keys.push({ key, problem: { condition: "RelayAvailable", reason: "SecretNotFound", message: `DKIM key ${key.selector}: Secret ${ref.name} has no key ${ref.key ?? "tls.key"}` } });
+        keys.push({
+          key,
+          problem: {
+            condition: "RelayAvailable",
+            reason: "SecretNotFound",
+            message: `DKIM key ${key.selector}: Secret ${ref.name} has no key ${ref.key ?? "tls.key"}`,
+          },
+        });
         continue;
       }
     } else {
@@ -287,7 +362,11 @@ type GeneratedOutcome = { values: Record<string, string> } | { conflict: Problem
  * (or an incomplete one of ours filled only if unchanged since read), so a second writer (two replicas in a
  * hand-over) that made it first wins with 409, and what it wrote is read and used.
  */
-async function applyGenerated(cluster: Cluster, domain: SmtpDomain, decisions: readonly GeneratedDecision[]): Promise<Map<string, GeneratedOutcome>> {
+async function applyGenerated(
+  cluster: Cluster,
+  domain: SmtpDomain,
+  decisions: readonly GeneratedDecision[],
+): Promise<Map<string, GeneratedOutcome>> {
   const outcomes = new Map<string, GeneratedOutcome>();
   for (const decision of decisions) {
     if ("conflict" in decision) outcomes.set(decision.name, { conflict: decision.conflict });
@@ -297,7 +376,11 @@ async function applyGenerated(cluster: Cluster, domain: SmtpDomain, decisions: r
   return outcomes;
 }
 
-async function createGenerated(cluster: Cluster, domain: SmtpDomain, decision: Extract<GeneratedDecision, { create: true }>): Promise<Record<string, string>> {
+async function createGenerated(
+  cluster: Cluster,
+  domain: SmtpDomain,
+  decision: Extract<GeneratedDecision, { create: true }>,
+): Promise<Record<string, string>> {
   const object = generatedSecret(domain, decision.what);
   try {
     if (decision.resourceVersion) await cluster.applyIfUnchanged(object, decision.resourceVersion);
@@ -314,7 +397,11 @@ async function createGenerated(cluster: Cluster, domain: SmtpDomain, decision: E
 
 /** A generated Secret with new values. */
 function generatedSecret(domain: SmtpDomain, what: Generated): KubeObject {
-  if (what.kind === "submission") return submissionSecret(domain, { username: `helpdesk-${domain.metadata.name}-${alphanumeric(6).toLowerCase()}`, password: alphanumeric(43) });
+  if (what.kind === "submission")
+    return submissionSecret(domain, {
+      username: `helpdesk-${domain.metadata.name}-${alphanumeric(6).toLowerCase()}`,
+      password: alphanumeric(43),
+    });
   if (what.kind === "control") return controlSecret(domain, alphanumeric(43));
   return dkimKeySecret(domain, what.selector, generateDkimKey(what.algorithm));
 }

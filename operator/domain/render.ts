@@ -112,7 +112,14 @@ function meta(domain: SmtpDomain, name: string): KubeObject["metadata"] {
     namespace: domain.metadata.namespace!,
     labels: labels(domain),
     ownerReferences: [
-      { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SmtpDomain", name: domain.metadata.name!, uid: domain.metadata.uid!, controller: true, blockOwnerDeletion: true },
+      {
+        apiVersion: "smtpconnector.dev/v1alpha1",
+        kind: "SmtpDomain",
+        name: domain.metadata.name!,
+        uid: domain.metadata.uid!,
+        controller: true,
+        blockOwnerDeletion: true,
+      },
     ],
   };
 }
@@ -177,10 +184,15 @@ export function relayConfig(
     hostname: relayHostname(domain, settings, withheld),
     listeners: {
       // Forwarded: no AUTH listener at all, only the unauthenticated one a mail service forwards to.
-      ...(forwarded ? { forwarded: { port: relayPorts.forwarded } } : { starttls: { port: relayPorts.starttls }, implicitTls: { port: relayPorts.implicitTls } }),
+      ...(forwarded
+        ? { forwarded: { port: relayPorts.forwarded } }
+        : { starttls: { port: relayPorts.starttls }, implicitTls: { port: relayPorts.implicitTls } }),
       health: { port: relayPorts.health },
       ...(outbound
-        ? { submission: { port: relayPorts.submission }, control: { port: relayPorts.control, tokenSha256: controlTokenDigest(outbound.controlToken) } }
+        ? {
+            submission: { port: relayPorts.submission },
+            control: { port: relayPorts.control, tokenSha256: controlTokenDigest(outbound.controlToken) },
+          }
         : {}),
     },
     // Paths relative to the config file's directory (the relay resolves them),
@@ -188,10 +200,17 @@ export function relayConfig(
     tls: { certFile: configPath("tls", "tls.crt"), keyFile: configPath("tls", "tls.key") },
     limits: { ...recommendedLimits, ...messageLimits(domain, settings) },
     authFailures: recommendedAuthFailures,
-    ...(domain.spec.relay?.proxyProtocol ? { proxyProtocol: proxyProtocolConfig(domain.spec.relay.proxyProtocol.trustedRanges, domain.spec.inbound.allowedSourceRanges) } : {}),
+    ...(domain.spec.relay?.proxyProtocol
+      ? { proxyProtocol: proxyProtocolConfig(domain.spec.relay.proxyProtocol.trustedRanges, domain.spec.inbound.allowedSourceRanges) }
+      : {}),
     ...(outbound ? { outbound: { systemDomains: [...(settings.systemDomains ?? [])], unconnectedSenders: "Refuse" as const } } : {}),
     ...(forwarded
-      ? { forwarded: { trustedArcSealers: [...forwardedSettings.trustedArcSealers], ...(forwardedSettings.dnsServers.length > 0 ? { dnsServers: [...forwardedSettings.dnsServers] } : {}) } }
+      ? {
+          forwarded: {
+            trustedArcSealers: [...forwardedSettings.trustedArcSealers],
+            ...(forwardedSettings.dnsServers.length > 0 ? { dnsServers: [...forwardedSettings.dnsServers] } : {}),
+          },
+        }
       : {}),
     domains: [
       {
@@ -202,17 +221,21 @@ export function relayConfig(
         // Expired versions are written as revoked: the relay refuses them either way. A Forwarded
         // domain has none at all (the relay's loader refuses one with credentials): the versions
         // revoked by the switch are refused because the relay has no AUTH listener and no entry for them.
-        credentials: forwarded ? [] : plan.flatMap((p) => {
-          const credential = issued.get(p.version);
-          if (!credential) return [];
-          return [{
-            version: p.version,
-            username: credential.username,
-            passwordSha256: credential.passwordSha256,
-            state: p.state === "Active" ? ("Active" as const) : ("Revoked" as const),
-            ...(p.expiresAt ? { expiresAt: p.expiresAt } : {}),
-          }];
-        }),
+        credentials: forwarded
+          ? []
+          : plan.flatMap((p) => {
+              const credential = issued.get(p.version);
+              if (!credential) return [];
+              return [
+                {
+                  version: p.version,
+                  username: credential.username,
+                  passwordSha256: credential.passwordSha256,
+                  state: p.state === "Active" ? ("Active" as const) : ("Revoked" as const),
+                  ...(p.expiresAt ? { expiresAt: p.expiresAt } : {}),
+                },
+              ];
+            }),
         addresses: [...addresses].sort(),
         delivery: smtp
           ? {
@@ -221,14 +244,25 @@ export function relayConfig(
                 port: smtp.port ?? 25,
                 protocol: smtp.protocol ?? "SMTP",
                 tls: smtp.tls ?? "StartTLS",
-                ...(smtp.authSecretRef && nextHopUsername ? { username: nextHopUsername, passwordFile: configPath("nextHop", "password") } : {}),
+                ...(smtp.authSecretRef && nextHopUsername
+                  ? { username: nextHopUsername, passwordFile: configPath("nextHop", "password") }
+                  : {}),
               },
             }
-          : { webhook: { url: delivery.webhook!.url, hmacKeyFile: configPath("webhook", delivery.webhook!.signingSecretRef.key ?? "key") } },
+          : {
+              webhook: { url: delivery.webhook!.url, hmacKeyFile: configPath("webhook", delivery.webhook!.signingSecretRef.key ?? "key") },
+            },
         ...(outbound
           ? {
               outbound: {
-                submission: [{ version: 1, username: outbound.submission.username, passwordSha256: passwordDigest(outbound.submission.password), state: "Active" as const }],
+                submission: [
+                  {
+                    version: 1,
+                    username: outbound.submission.username,
+                    passwordSha256: passwordDigest(outbound.submission.password),
+                    state: "Active" as const,
+                  },
+                ],
                 dkim: outbound.dkim.map((k) => ({ selector: k.selector, algorithm: k.algorithm, keyFile: dkimFile(k.selector) })),
                 senders: [...outbound.senders]
                   .sort((a, b) => a.address.localeCompare(b.address))
@@ -256,7 +290,10 @@ export function relayConfig(
 /** The domain's message limits (spec.relay.limits, or the recommended ones), each at most the installation's maximum. */
 export function messageLimits(domain: SmtpDomain, settings: OperatorSettings): { maxMessageBytes: number; maxRecipients: number } {
   const wanted = domain.spec.relay?.limits;
-  const caps = settings.relayLimitCaps ?? { maxMessageBytes: recommendedLimits.maxMessageBytes, maxRecipients: recommendedLimits.maxRecipients };
+  const caps = settings.relayLimitCaps ?? {
+    maxMessageBytes: recommendedLimits.maxMessageBytes,
+    maxRecipients: recommendedLimits.maxRecipients,
+  };
   const size = wanted?.maxMessageSize !== undefined ? quantityInteger(wanted.maxMessageSize) : undefined;
   return {
     maxMessageBytes: Math.min(size ?? recommendedLimits.maxMessageBytes, caps.maxMessageBytes),
@@ -310,7 +347,10 @@ export function dkimKeySecret(domain: SmtpDomain, selector: string, pem: string)
   return {
     apiVersion: "v1",
     kind: "Secret",
-    metadata: { ...meta(domain, `${domain.metadata.name}-dkim-${selector}`), labels: { ...labels(domain), "smtpconnector.dev/dkim-selector": selector } },
+    metadata: {
+      ...meta(domain, `${domain.metadata.name}-dkim-${selector}`),
+      labels: { ...labels(domain), "smtpconnector.dev/dkim-selector": selector },
+    },
     type: "Opaque",
     stringData: { "private.pem": pem },
   };
@@ -365,7 +405,13 @@ export function relayInternalService(domain: SmtpDomain): KubeObject {
   };
 }
 
-export function credentialSecret(domain: SmtpDomain, version: number, credential: { username: string; password: string }, snippets: Record<string, string>, revokedAt?: string): KubeObject {
+export function credentialSecret(
+  domain: SmtpDomain,
+  version: number,
+  credential: { username: string; password: string },
+  snippets: Record<string, string>,
+  revokedAt?: string,
+): KubeObject {
   return {
     apiVersion: "v1",
     kind: "Secret",
@@ -483,7 +529,10 @@ export function customerListeners(domain: SmtpDomain): { name: string; container
  * LoadBalancer has no loadBalancerSourceRanges: the relay itself checks the client the header names against
  * allowedSourceRanges.
  */
-function proxyProtocolConfig(trustedRanges: readonly string[], allowedSourceRanges: readonly string[] | undefined): NonNullable<RelayConfig["proxyProtocol"]> {
+function proxyProtocolConfig(
+  trustedRanges: readonly string[],
+  allowedSourceRanges: readonly string[] | undefined,
+): NonNullable<RelayConfig["proxyProtocol"]> {
   return { trustedRanges: [...trustedRanges], ...(allowedSourceRanges?.length ? { allowedClients: [...allowedSourceRanges] } : {}) };
 }
 
@@ -509,14 +558,19 @@ export function relayService(domain: SmtpDomain): KubeObject {
 export function relayNetworkPolicy(domain: SmtpDomain, settings: OperatorSettings): KubeObject {
   const allowed = domain.spec.inbound.allowedSourceRanges ?? [];
   // Behind a PROXY-protocol balancer the pods see the balancer's address: it must get through too.
-  const balancers = allowed.length > 0 ? (domain.spec.relay?.proxyProtocol?.trustedRanges ?? []).map((r) => (r.includes("/") ? r : `${r}/${r.includes(":") ? 128 : 32}`)) : [];
+  const balancers =
+    allowed.length > 0
+      ? (domain.spec.relay?.proxyProtocol?.trustedRanges ?? []).map((r) => (r.includes("/") ? r : `${r}/${r.includes(":") ? 128 : 32}`))
+      : [];
   const ranges = [...new Set([...allowed, ...balancers])];
   return {
     apiVersion: "networking.k8s.io/v1",
     kind: "NetworkPolicy",
     metadata: meta(domain, names(domain).relay),
     spec: {
-      podSelector: { matchLabels: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": domain.metadata.name! } },
+      podSelector: {
+        matchLabels: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": domain.metadata.name! },
+      },
       policyTypes: ["Ingress"],
       // A NetworkPolicy's ports are the pod's (after the Service's mapping): the listeners, not 587/465.
       ingress: [
@@ -534,7 +588,11 @@ export function relayNetworkPolicy(domain: SmtpDomain, settings: OperatorSetting
         },
         // The control API: from the operator's namespace only.
         {
-          from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": settings.operatorNamespace ?? "smtp-connector-system" } } }],
+          from: [
+            {
+              namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": settings.operatorNamespace ?? "smtp-connector-system" } },
+            },
+          ],
           ports: [{ protocol: "TCP", port: relayPorts.control }],
         },
       ],
@@ -548,6 +606,9 @@ export function relayDisruptionBudget(domain: SmtpDomain): KubeObject | undefine
     apiVersion: "policy/v1",
     kind: "PodDisruptionBudget",
     metadata: meta(domain, names(domain).relay),
-    spec: { maxUnavailable: 1, selector: { matchLabels: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": domain.metadata.name! } } },
+    spec: {
+      maxUnavailable: 1,
+      selector: { matchLabels: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": domain.metadata.name! } },
+    },
   };
 }

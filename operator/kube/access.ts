@@ -12,7 +12,15 @@ import { homedir } from "node:os";
 import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
 import { parse } from "yaml";
 import type { Logger } from "../../lib/log.js";
-import { authProviderSource, execCredentialSource, fixedCredentialSource, parseExecConfig, type Credential, type CredentialSource, type ExecClusterInfo } from "./credentials.js";
+import {
+  authProviderSource,
+  execCredentialSource,
+  fixedCredentialSource,
+  parseExecConfig,
+  type Credential,
+  type CredentialSource,
+  type ExecClusterInfo,
+} from "./credentials.js";
 
 export class ApiError extends Error {
   constructor(
@@ -93,7 +101,13 @@ const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
 export function clusterAccess(kubeconfig?: string, context?: string, options: AccessOptions = {}): ClusterAccess {
   const home = join(homedir(), ".kube", "config");
   // As kubectl: files of $KUBECONFIG that do not exist are skipped; the flag's file must exist.
-  const files = kubeconfig ? [kubeconfig] : process.env.KUBECONFIG ? process.env.KUBECONFIG.split(delimiter).filter((f) => f && existsSync(f)) : existsSync(home) ? [home] : [];
+  const files = kubeconfig
+    ? [kubeconfig]
+    : process.env.KUBECONFIG
+      ? process.env.KUBECONFIG.split(delimiter).filter((f) => f && existsSync(f))
+      : existsSync(home)
+        ? [home]
+        : [];
   if (files.length > 0) return fromKubeconfig(files, context, options);
   if (process.env.KUBECONFIG) throw new Error(`none of the files in KUBECONFIG exists: ${process.env.KUBECONFIG}`);
   if (context) throw new Error(`--context ${context} needs a kubeconfig (--kubeconfig or KUBECONFIG)`);
@@ -161,7 +175,8 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
   const merged = mergeKubeconfigs(files);
   const problem = (what: string) => new Error(`kubeconfig ${files.join(delimiter)}: ${what}`);
   const name = contextName ?? merged.currentContext;
-  if (contextName && !merged.contexts.has(contextName)) throw problem(`no context named ${contextName} (there are: ${[...merged.contexts.keys()].join(", ") || "none"})`);
+  if (contextName && !merged.contexts.has(contextName))
+    throw problem(`no context named ${contextName} (there are: ${[...merged.contexts.keys()].join(", ") || "none"})`);
   const context = (name ? merged.contexts.get(name) : undefined)?.value ?? [...merged.contexts.values()][0]?.value;
   if (!context) throw problem("no current context");
   const cluster = merged.clusters.get(context.cluster);
@@ -171,7 +186,11 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
   const material = (entry: Sourced<Record<string, unknown>>, dataKey: string, pathKey: string): Buffer | undefined => {
     const data = entry.value[dataKey];
     const path = entry.value[pathKey];
-    return typeof data === "string" ? Buffer.from(data, "base64") : typeof path === "string" ? readFileSync(at(entry.file, path)) : undefined;
+    return typeof data === "string"
+      ? Buffer.from(data, "base64")
+      : typeof path === "string"
+        ? readFileSync(at(entry.file, path))
+        : undefined;
   };
   const ca = material(cluster, "certificate-authority-data", "certificate-authority");
   const cert = material(user, "client-certificate-data", "client-certificate");
@@ -180,7 +199,8 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
   const tokenFile = typeof user.value.tokenFile === "string" ? at(user.file, user.value.tokenFile) : undefined;
   const server = new URL(cluster.value.server);
   // Refused rather than ignored: a direct connection where a proxy is needed fails with a mere timeout.
-  if (cluster.value["proxy-url"]) throw problem(`cluster ${context.cluster}: proxy-url is not supported; run the operator where it reaches the API server directly`);
+  if (cluster.value["proxy-url"])
+    throw problem(`cluster ${context.cluster}: proxy-url is not supported; run the operator where it reaches the API server directly`);
   const tls: https.AgentOptions = {
     ...(ca ? { ca } : {}),
     ...(typeof cluster.value["tls-server-name"] === "string" ? { servername: cluster.value["tls-server-name"] } : {}),
@@ -189,11 +209,23 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
   const where = `kubeconfig ${user.file}: user ${context.user}`;
   const { exec, "auth-provider": authProvider } = user.value;
   if (exec && authProvider) throw new Error(`${where}: has both exec and auth-provider; keep one`);
-  if (user.value.username !== undefined || user.value.password !== undefined) throw new Error(`${where}: basic auth (username/password) was removed from the API server in Kubernetes 1.19; use a token, a client certificate or an exec plugin`);
+  if (user.value.username !== undefined || user.value.password !== undefined)
+    throw new Error(
+      `${where}: basic auth (username/password) was removed from the API server in Kubernetes 1.19; use a token, a client certificate or an exec plugin`,
+    );
   // As client-go: credentials written in the file win over a plugin (kubectl --token with an exec user).
   const fixed = Boolean(token || tokenFile || (cert && key));
   if (exec && !fixed) {
-    return accessWith(server, tls, execCredentialSource(parseExecConfig(exec, user.file, where), { cluster: execClusterInfo(cluster.value, ca), ...(options.log ? { log: options.log } : {}), ...(options.execTimeoutMs ? { timeoutMs: options.execTimeoutMs } : {}), ...(options.now ? { now: options.now } : {}) }));
+    return accessWith(
+      server,
+      tls,
+      execCredentialSource(parseExecConfig(exec, user.file, where), {
+        cluster: execClusterInfo(cluster.value, ca),
+        ...(options.log ? { log: options.log } : {}),
+        ...(options.execTimeoutMs ? { timeoutMs: options.execTimeoutMs } : {}),
+        ...(options.now ? { now: options.now } : {}),
+      }),
+    );
   }
   if (authProvider && !fixed) return accessWith(server, tls, authProviderSource(authProvider, where, options.now));
   return accessWith(
@@ -211,7 +243,10 @@ function execClusterInfo(cluster: Record<string, unknown>, ca: Buffer | undefine
   const text = (key: string) => (typeof cluster[key] === "string" && cluster[key] !== "" ? { [key]: cluster[key] } : {});
   const flag = (key: string) => (cluster[key] === true ? { [key]: true } : {});
   const extension = Array.isArray(cluster.extensions)
-    ? (cluster.extensions as unknown[]).find((e): e is { extension: unknown } => typeof e === "object" && e !== null && (e as { name?: unknown }).name === "client.authentication.k8s.io/exec")
+    ? (cluster.extensions as unknown[]).find(
+        (e): e is { extension: unknown } =>
+          typeof e === "object" && e !== null && (e as { name?: unknown }).name === "client.authentication.k8s.io/exec",
+      )
     : undefined;
   return {
     server: String(cluster.server),
@@ -255,14 +290,29 @@ export const acceptMetadataWatch = "application/json;as=PartialObjectMetadata;g=
  * credentials when there can be any (an exec plugin's expired or revoked credential): the server
  * refused before doing anything, so the retry cannot do the request twice.
  */
-export async function request(access: ClusterAccess, method: string, path: string, payload?: string, timeoutMs = 30_000, accept = acceptJson): Promise<RawResponse> {
+export async function request(
+  access: ClusterAccess,
+  method: string,
+  path: string,
+  payload?: string,
+  timeoutMs = 30_000,
+  accept = acceptJson,
+): Promise<RawResponse> {
   const used = await access.credentials();
   const response = await send(access, used, method, path, payload, timeoutMs, accept);
   if (response.status !== 401 || !access.unauthorized(used)) return response;
   return send(access, await access.credentials(), method, path, payload, timeoutMs, accept);
 }
 
-function send(access: ClusterAccess, { agent, token }: RequestCredentials, method: string, path: string, payload: string | undefined, timeoutMs: number, accept: string): Promise<RawResponse> {
+function send(
+  access: ClusterAccess,
+  { agent, token }: RequestCredentials,
+  method: string,
+  path: string,
+  payload: string | undefined,
+  timeoutMs: number,
+  accept: string,
+): Promise<RawResponse> {
   const url = apiUrl(access.server, path);
   counted(method);
   return new Promise((resolvePromise, reject) => {
@@ -274,7 +324,12 @@ function send(access: ClusterAccess, { agent, token }: RequestCredentials, metho
         headers: {
           accept,
           ...(token ? { authorization: `Bearer ${token}` } : {}),
-          ...(payload !== undefined ? { "content-type": method === "PATCH" ? "application/apply-patch+yaml" : "application/json", "content-length": Buffer.byteLength(payload) } : {}),
+          ...(payload !== undefined
+            ? {
+                "content-type": method === "PATCH" ? "application/apply-patch+yaml" : "application/json",
+                "content-length": Buffer.byteLength(payload),
+              }
+            : {}),
         },
       },
       (res) => {
@@ -292,7 +347,13 @@ function send(access: ClusterAccess, { agent, token }: RequestCredentials, metho
 }
 
 /** A watch stream: one JSON event per line, until the server or `signal` ends it. A 401 is tried once more as in request(). */
-export async function watchStream(access: ClusterAccess, path: string, onEvent: (event: { type: string; object: unknown }) => void, signal: AbortSignal, accept = acceptJson): Promise<void> {
+export async function watchStream(
+  access: ClusterAccess,
+  path: string,
+  onEvent: (event: { type: string; object: unknown }) => void,
+  signal: AbortSignal,
+  accept = acceptJson,
+): Promise<void> {
   const used = await access.credentials();
   try {
     await watchOnce(access, used, path, onEvent, signal, accept);
@@ -303,30 +364,41 @@ export async function watchStream(access: ClusterAccess, path: string, onEvent: 
   }
 }
 
-function watchOnce(access: ClusterAccess, { agent, token }: RequestCredentials, path: string, onEvent: (event: { type: string; object: unknown }) => void, signal: AbortSignal, accept: string): Promise<void> {
+function watchOnce(
+  access: ClusterAccess,
+  { agent, token }: RequestCredentials,
+  path: string,
+  onEvent: (event: { type: string; object: unknown }) => void,
+  signal: AbortSignal,
+  accept: string,
+): Promise<void> {
   const url = apiUrl(access.server, path);
   counted("WATCH");
   return new Promise((resolvePromise, reject) => {
-    const req = https.request(url, { method: "GET", agent, signal, headers: { accept, ...(token ? { authorization: `Bearer ${token}` } : {}) } }, (res) => {
-      if ((res.statusCode ?? 0) >= 300) {
-        let text = "";
-        res.on("data", (c: Buffer) => (text += c.toString()));
-        res.on("end", () => reject(new ApiError(res.statusCode ?? 0, `WATCH ${url.pathname}`, text)));
-        return;
-      }
-      let buffer = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => {
-        buffer += chunk;
-        for (let newline = buffer.indexOf("\n"); newline !== -1; newline = buffer.indexOf("\n")) {
-          const line = buffer.slice(0, newline).trim();
-          buffer = buffer.slice(newline + 1);
-          if (line) onEvent(JSON.parse(line) as { type: string; object: unknown });
+    const req = https.request(
+      url,
+      { method: "GET", agent, signal, headers: { accept, ...(token ? { authorization: `Bearer ${token}` } : {}) } },
+      (res) => {
+        if ((res.statusCode ?? 0) >= 300) {
+          let text = "";
+          res.on("data", (c: Buffer) => (text += c.toString()));
+          res.on("end", () => reject(new ApiError(res.statusCode ?? 0, `WATCH ${url.pathname}`, text)));
+          return;
         }
-      });
-      res.on("end", () => resolvePromise());
-      res.on("error", reject);
-    });
+        let buffer = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          buffer += chunk;
+          for (let newline = buffer.indexOf("\n"); newline !== -1; newline = buffer.indexOf("\n")) {
+            const line = buffer.slice(0, newline).trim();
+            buffer = buffer.slice(newline + 1);
+            if (line) onEvent(JSON.parse(line) as { type: string; object: unknown });
+          }
+        });
+        res.on("end", () => resolvePromise());
+        res.on("error", reject);
+      },
+    );
     req.on("error", (error) => (signal.aborted ? resolvePromise() : reject(error)));
     req.end();
   });

@@ -37,7 +37,11 @@ export class Cluster {
    */
   async create(object: KubeObject): Promise<void> {
     this.record(`${object.kind} ${object.metadata.namespace}/${object.metadata.name}`);
-    await this.request("POST", `${objectPath(object.apiVersion, object.kind, object.metadata.namespace)}?fieldManager=${fieldManager}`, object);
+    await this.request(
+      "POST",
+      `${objectPath(object.apiVersion, object.kind, object.metadata.namespace)}?fieldManager=${fieldManager}`,
+      object,
+    );
   }
 
   /**
@@ -49,22 +53,50 @@ export class Cluster {
   }
 
   /** Server-side apply of a custom resource's main object (our finalizer; never spec). */
-  async applyObject(plural: string, object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } }): Promise<void> {
+  async applyObject(
+    plural: string,
+    object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } },
+  ): Promise<void> {
     this.record(`${object.kind} ${object.metadata.namespace}/${object.metadata.name}`);
     const { namespace, name } = object.metadata;
-    await this.request("PATCH", `/apis/${object.apiVersion}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}?fieldManager=${fieldManager}&force=true`, object);
+    await this.request(
+      "PATCH",
+      `/apis/${object.apiVersion}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}?fieldManager=${fieldManager}&force=true`,
+      object,
+    );
   }
 
   /** With `resourceVersion`, only onto that version (409 otherwise; never creates an object that is gone). */
-  async applyStatus(plural: string, kind: string, namespace: string, name: string, status: unknown, resourceVersion?: string): Promise<void> {
+  async applyStatus(
+    plural: string,
+    kind: string,
+    namespace: string,
+    name: string,
+    status: unknown,
+    resourceVersion?: string,
+  ): Promise<void> {
     this.record(`${kind}/status ${namespace}/${name}`);
-    const body = { apiVersion: `${group}/${version}`, kind, metadata: { name, namespace, ...(resourceVersion ? { resourceVersion } : {}) }, status };
-    await this.request("PATCH", `/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}/status?fieldManager=${fieldManager}&force=true`, body);
+    const body = {
+      apiVersion: `${group}/${version}`,
+      kind,
+      metadata: { name, namespace, ...(resourceVersion ? { resourceVersion } : {}) },
+      status,
+    };
+    await this.request(
+      "PATCH",
+      `/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}/${encodeURIComponent(name)}/status?fieldManager=${fieldManager}&force=true`,
+      body,
+    );
   }
 
   /** Reads a namespaced object as the API server sends it; undefined on 404. */
   async read<T extends k8s.KubernetesObject>(apiVersion: string, kind: string, namespace: string, name: string): Promise<T | undefined> {
-    const { status, body } = await this.request("GET", `${objectPath(apiVersion, kind, namespace)}/${encodeURIComponent(name)}`, undefined, [404]);
+    const { status, body } = await this.request(
+      "GET",
+      `${objectPath(apiVersion, kind, namespace)}/${encodeURIComponent(name)}`,
+      undefined,
+      [404],
+    );
     return status === 404 ? undefined : (JSON.parse(body) as T);
   }
 
@@ -79,7 +111,13 @@ export class Cluster {
    * concurrency) an object. Used for the leader Lease only, whose renewals are
    * not counted as reconcile writes.
    */
-  async write(method: "POST" | "PUT", path: string, body: unknown, accept: number[] = [], timeoutMs?: number): Promise<{ status: number; body: string }> {
+  async write(
+    method: "POST" | "PUT",
+    path: string,
+    body: unknown,
+    accept: number[] = [],
+    timeoutMs?: number,
+  ): Promise<{ status: number; body: string }> {
     return this.request(method, path, body, accept, timeoutMs);
   }
 
@@ -87,7 +125,13 @@ export class Cluster {
     return this.request("GET", path, undefined, accept, timeoutMs);
   }
 
-  private async request(method: "GET" | "PATCH" | "POST" | "PUT", path: string, body?: unknown, accept: number[] = [], timeoutMs?: number): Promise<{ status: number; body: string }> {
+  private async request(
+    method: "GET" | "PATCH" | "POST" | "PUT",
+    path: string,
+    body?: unknown,
+    accept: number[] = [],
+    timeoutMs?: number,
+  ): Promise<{ status: number; body: string }> {
     const countError = (code: string) => this.apiErrors.set(code, (this.apiErrors.get(code) ?? 0) + 1);
     let result: { status: number; body: string };
     try {

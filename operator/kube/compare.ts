@@ -26,5 +26,7 @@ export function isSubset(desired: unknown, live: unknown, quantities = false): b
     return desired.every((item, i) => isSubset(item, live[i], quantities));
   }
   if (live === null || typeof live !== "object" || Array.isArray(live)) return false;
-  return Object.entries(desired as Record<string, unknown>).every(([key, value]) => isSubset(value, (live as Record<string, unknown>)[key], quantities || key === "resources"));
+  return Object.entries(desired as Record<string, unknown>).every(([key, value]) =>
+    isSubset(value, (live as Record<string, unknown>)[key], quantities || key === "resources"),
+  );
 }

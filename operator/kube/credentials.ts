@@ -69,19 +69,28 @@ export function parseExecConfig(raw: unknown, file: string, where: string): Exec
   if (!isRecord(raw)) throw bad("must be a mapping");
   const { apiVersion, command, args, env, installHint, provideClusterInfo, interactiveMode } = raw;
   if (typeof apiVersion !== "string" || !(execApiVersions as readonly string[]).includes(apiVersion)) {
-    throw bad(`apiVersion ${JSON.stringify(apiVersion ?? null)} is not supported (use ${execApiVersions.join(" or ")}; v1alpha1 was removed in Kubernetes 1.24)`);
+    throw bad(
+      `apiVersion ${JSON.stringify(apiVersion ?? null)} is not supported (use ${execApiVersions.join(" or ")}; v1alpha1 was removed in Kubernetes 1.24)`,
+    );
   }
   if (typeof command !== "string" || command === "") throw bad("command is required");
   if (args != null && !(Array.isArray(args) && args.every((a) => typeof a === "string"))) throw bad("args must be a list of strings");
-  if (env != null && !(Array.isArray(env) && env.every((e) => isRecord(e) && typeof e.name === "string" && e.name !== "" && typeof e.value === "string"))) {
+  if (
+    env != null &&
+    !(Array.isArray(env) && env.every((e) => isRecord(e) && typeof e.name === "string" && e.name !== "" && typeof e.value === "string"))
+  ) {
     throw bad("env must be a list of {name, value} strings");
   }
   if (installHint != null && typeof installHint !== "string") throw bad("installHint must be a string");
   if (provideClusterInfo != null && typeof provideClusterInfo !== "boolean") throw bad("provideClusterInfo must be true or false");
   const mode = interactiveMode ?? (apiVersion === "client.authentication.k8s.io/v1beta1" ? "IfAvailable" : undefined);
   if (mode === undefined) throw bad(`interactiveMode is required with ${apiVersion} (Never or IfAvailable)`);
-  if (typeof mode !== "string" || !(interactiveModes as readonly string[]).includes(mode)) throw bad(`interactiveMode ${JSON.stringify(mode)} is not one of ${interactiveModes.join(", ")}`);
-  if (mode === "Always") throw bad(`interactiveMode Always: ${command} needs a terminal, and the operator never has one; give the plugin credentials it can use without asking (a service account, a cached login), with interactiveMode Never or IfAvailable`);
+  if (typeof mode !== "string" || !(interactiveModes as readonly string[]).includes(mode))
+    throw bad(`interactiveMode ${JSON.stringify(mode)} is not one of ${interactiveModes.join(", ")}`);
+  if (mode === "Always")
+    throw bad(
+      `interactiveMode Always: ${command} needs a terminal, and the operator never has one; give the plugin credentials it can use without asking (a service account, a cached login), with interactiveMode Never or IfAvailable`,
+    );
   return {
     apiVersion: apiVersion as ExecApiVersion,
     command,
@@ -201,18 +210,26 @@ async function runExecPlugin(config: ExecConfig, options: ExecOptions): Promise<
       credential = execCredential(config, JSON.parse(stdout) as unknown);
     } catch (error) {
       // Not the parser's message: it quotes the output, which may be a bare token.
-      credential = error instanceof SyntaxError ? pluginProblem(config, `its output (${stdout.length} bytes) is not JSON; an ExecCredential object is expected`) : (error as Error);
+      credential =
+        error instanceof SyntaxError
+          ? pluginProblem(config, `its output (${stdout.length} bytes) is not JSON; an ExecCredential object is expected`)
+          : (error as Error);
     }
   }
   if (stderr.trim()) {
     const known = credential && !(credential instanceof Error) ? [credential.token, credential.key, credential.cert] : [];
     options.log?.warn("exec plugin wrote to standard error", { plugin: config.command, stderr: redact(stderr, known) });
   }
-  if (spawnError?.code === "ENOENT") throw pluginProblem(config, `not found (${config.path === config.command ? "looked up on PATH" : config.path})`);
+  if (spawnError?.code === "ENOENT")
+    throw pluginProblem(config, `not found (${config.path === config.command ? "looked up on PATH" : config.path})`);
   if (spawnError) throw pluginProblem(config, `cannot be run: ${spawnError.message}`);
   if (timedOut) throw pluginProblem(config, `gave no credential within ${timeoutMs / 1000} s and was stopped`);
   if (stdout.length > maxOutput) throw pluginProblem(config, `wrote more than ${maxOutput} bytes and was stopped`);
-  if (code !== 0) throw pluginProblem(config, `${signal ? `was killed by ${signal}` : `exited with code ${code}`}${stderr.trim() ? " (its standard error is in the log)" : ""}`);
+  if (code !== 0)
+    throw pluginProblem(
+      config,
+      `${signal ? `was killed by ${signal}` : `exited with code ${code}`}${stderr.trim() ? " (its standard error is in the log)" : ""}`,
+    );
   if (!credential || credential instanceof Error) throw credential ?? pluginProblem(config, "gave no credential");
   return credential;
 }
@@ -222,7 +239,8 @@ export function execCredential(config: ExecConfig, output: unknown): Credential 
   const bad = (what: string) => pluginProblem(config, `its ExecCredential ${what}`);
   if (!isRecord(output)) throw bad("is not a JSON object");
   if (output.kind !== "ExecCredential") throw bad(`has kind ${JSON.stringify(output.kind ?? null)}, not ExecCredential`);
-  if (output.apiVersion !== config.apiVersion) throw bad(`has apiVersion ${JSON.stringify(output.apiVersion ?? null)}, but the kubeconfig asks for ${config.apiVersion}`);
+  if (output.apiVersion !== config.apiVersion)
+    throw bad(`has apiVersion ${JSON.stringify(output.apiVersion ?? null)}, but the kubeconfig asks for ${config.apiVersion}`);
   const status = output.status;
   if (!isRecord(status)) throw bad("has no status");
   const { token, clientCertificateData: cert, clientKeyData: key, expirationTimestamp } = status;
@@ -235,7 +253,8 @@ export function execCredential(config: ExecConfig, output: unknown): Credential 
   let expiresAt: number | undefined;
   if (has(expirationTimestamp)) {
     expiresAt = Date.parse(expirationTimestamp);
-    if (!/^\d{4}-\d\d-\d\dT/.test(expirationTimestamp) || !Number.isFinite(expiresAt)) throw bad(`status.expirationTimestamp ${JSON.stringify(expirationTimestamp)} is not an RFC 3339 time`);
+    if (!/^\d{4}-\d\d-\d\dT/.test(expirationTimestamp) || !Number.isFinite(expiresAt))
+      throw bad(`status.expirationTimestamp ${JSON.stringify(expirationTimestamp)} is not an RFC 3339 time`);
   }
   if (has(cert) && has(key)) {
     let certificate: X509Certificate;
@@ -252,7 +271,11 @@ export function execCredential(config: ExecConfig, output: unknown): Credential 
     }
     if (!certificate.checkPrivateKey(privateKey)) throw bad("status.clientKeyData is not the key of status.clientCertificateData");
   }
-  return { ...(has(token) ? { token } : {}), ...(has(cert) && has(key) ? { cert, key } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}) };
+  return {
+    ...(has(token) ? { token } : {}),
+    ...(has(cert) && has(key) ? { cert, key } : {}),
+    ...(expiresAt !== undefined ? { expiresAt } : {}),
+  };
 }
 
 /**
@@ -288,13 +311,15 @@ export function authProviderSource(raw: unknown, where: string, now: () => numbe
   if (raw.name !== "oidc") throw bad(`${raw.name} is not supported (only oidc is); use an exec plugin`);
   const config = isRecord(raw.config) ? raw.config : {};
   const idToken = config["id-token"];
-  const hint = "log in again (e.g. kubectl oidc-login), or use an exec plugin such as kubelogin (`kubectl oidc-login get-token`), which the operator runs whenever the token expires";
+  const hint =
+    "log in again (e.g. kubectl oidc-login), or use an exec plugin such as kubelogin (`kubectl oidc-login get-token`), which the operator runs whenever the token expires";
   if (typeof idToken !== "string" || idToken === "") throw bad(`oidc has no id-token; ${hint}`);
   const expiresAt = jwtExpiry(idToken);
   if (expiresAt === null) throw bad("oidc id-token is not a JWT");
   return fixedCredentialSource(() => {
     // As client-go: the token is used until it expires; the refresh-token is not used.
-    if (expiresAt !== undefined && now() >= expiresAt) throw bad(`oidc id-token expired at ${new Date(expiresAt).toISOString()}, and the operator does not refresh it; ${hint}`);
+    if (expiresAt !== undefined && now() >= expiresAt)
+      throw bad(`oidc id-token expired at ${new Date(expiresAt).toISOString()}, and the operator does not refresh it; ${hint}`);
     return { token: idToken, ...(expiresAt !== undefined ? { expiresAt } : {}) };
   });
 }

@@ -56,7 +56,11 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration";
 /** Why an informer listed again: its resourceVersion expired (410 Gone). A watch that fails otherwise resumes where it was. */
 export type RelistReason = "Expired";
 
-export function supervisedInformer<T extends k8s.KubernetesObject>(access: ClusterAccess, path: string, options: InformerOptions<T>): SupervisedInformer<T> {
+export function supervisedInformer<T extends k8s.KubernetesObject>(
+  access: ClusterAccess,
+  path: string,
+  options: InformerOptions<T>,
+): SupervisedInformer<T> {
   const { onChange, log, labelSelector, onRelist } = options;
   const store = new Map<string, T>();
   const pageSize = options.pageSize ?? defaultPageSize;
@@ -98,7 +102,14 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(access: Clust
       if (options.fieldSelector) query.set("fieldSelector", options.fieldSelector);
       if (next) query.set("continue", next);
       listRequests++;
-      const response = await request(access, "GET", `${path}?${query.toString()}`, undefined, undefined, metadataOnly ? acceptMetadataList : acceptJson);
+      const response = await request(
+        access,
+        "GET",
+        `${path}?${query.toString()}`,
+        undefined,
+        undefined,
+        metadataOnly ? acceptMetadataList : acceptJson,
+      );
       if (response.status === 410 && next) {
         // The snapshot the pages were read from was compacted away: read all of it again, at a new one.
         items.clear();
@@ -143,7 +154,12 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(access: Clust
 
   const watchOnce = async () => {
     abort = new AbortController();
-    const query = new URLSearchParams({ watch: "1", resourceVersion, allowWatchBookmarks: "true", timeoutSeconds: String(240 + Math.floor(Math.random() * 120)) });
+    const query = new URLSearchParams({
+      watch: "1",
+      resourceVersion,
+      allowWatchBookmarks: "true",
+      timeoutSeconds: String(240 + Math.floor(Math.random() * 120)),
+    });
     if (labelSelector) query.set("labelSelector", labelSelector);
     if (options.fieldSelector) query.set("fieldSelector", options.fieldSelector);
     let gone = false;
@@ -277,7 +293,13 @@ export function scopedInformer<T extends k8s.KubernetesObject>(
     options.onChange(object, event);
   };
   const each = new Map(
-    namespaces.map((namespace) => [namespace, supervisedInformer(access, `${resource.prefix}/namespaces/${encodeURIComponent(namespace)}/${resource.plural}`, { ...rest, onChange: changed })]),
+    namespaces.map((namespace) => [
+      namespace,
+      supervisedInformer(access, `${resource.prefix}/namespaces/${encodeURIComponent(namespace)}/${resource.plural}`, {
+        ...rest,
+        onChange: changed,
+      }),
+    ]),
   );
   const all = [...each.values()];
   return {

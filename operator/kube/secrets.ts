@@ -119,7 +119,10 @@ export class SecretCache {
     const behind = (secret: SecretName & { signature: string }) => {
       const current = this.metadata.get(secret.name, secret.namespace);
       const held = this.held.get(secret.key);
-      return current !== undefined && (held?.metadata?.resourceVersion !== current.metadata?.resourceVersion || this.heldFor.get(secret.key) !== secret.signature);
+      return (
+        current !== undefined &&
+        (held?.metadata?.resourceVersion !== current.metadata?.resourceVersion || this.heldFor.get(secret.key) !== secret.signature)
+      );
     };
     const reads: Promise<void>[] = [];
     for (const secret of wanted) {
@@ -165,12 +168,19 @@ export class SecretCache {
     return this.held.delete(key);
   }
 
-  private read({ key, namespace, name, dataKeys, signature }: SecretName & { dataKeys: WantedKeys; signature: string }, join = true): Promise<void> {
+  private read(
+    { key, namespace, name, dataKeys, signature }: SecretName & { dataKeys: WantedKeys; signature: string },
+    join = true,
+  ): Promise<void> {
     const inFlight = this.reading.get(key);
     if (inFlight && join) return inFlight;
     const reading = (async () => {
       try {
-        const response = await request(this.access, "GET", `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`);
+        const response = await request(
+          this.access,
+          "GET",
+          `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`,
+        );
         if (response.status === 404) {
           this.forget(key);
           return;
@@ -208,7 +218,15 @@ function keep(secret: k8s.V1Secret, dataKeys: WantedKeys): k8s.V1Secret {
   const kept: k8s.V1Secret = {
     apiVersion: "v1",
     kind: "Secret",
-    metadata: { name, namespace, uid, resourceVersion, creationTimestamp, ...(labels ? { labels } : {}), ...(ownerReferences ? { ownerReferences } : {}) },
+    metadata: {
+      name,
+      namespace,
+      uid,
+      resourceVersion,
+      creationTimestamp,
+      ...(labels ? { labels } : {}),
+      ...(ownerReferences ? { ownerReferences } : {}),
+    },
     ...(secret.type ? { type: secret.type } : {}),
     data,
   };

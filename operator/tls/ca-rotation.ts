@@ -19,10 +19,16 @@ export const rotatedAtAnnotation = "smtpconnector.dev/rotated-at";
 export const caRenewBeforeMs = 365 * 86_400_000;
 
 /** Why the signing CA must be replaced now, or undefined. */
-export function rotationReason(caPem: string, wanted: NameConstraints, now: Date, annotations: Readonly<Record<string, string>> | undefined): string | undefined {
+export function rotationReason(
+  caPem: string,
+  wanted: NameConstraints,
+  now: Date,
+  annotations: Readonly<Record<string, string>> | undefined,
+): string | undefined {
   const cert = new X509Certificate(caPem);
   const asked = annotations?.[rotateAnnotation];
-  if (asked !== undefined && asked !== annotations?.[rotatedForAnnotation]) return `rotation was asked for (annotation ${rotateAnnotation}=${asked})`;
+  if (asked !== undefined && asked !== annotations?.[rotatedForAnnotation])
+    return `rotation was asked for (annotation ${rotateAnnotation}=${asked})`;
   const constraints = readNameConstraints(cert.raw);
   if (!isDeepStrictEqual(constraints, wanted)) {
     const said = (c: NameConstraints | undefined) => (c ? c.permittedDnsNames.join(", ") : "none");
@@ -35,7 +41,11 @@ export function rotationReason(caPem: string, wanted: NameConstraints, now: Date
 
 /** The PEM certificates of a bundle, in order. */
 export function splitPem(bundle: string): string[] {
-  return bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g)?.map((pem) => (pem.endsWith("\n") ? pem : `${pem}\n`)) ?? [];
+  return (
+    bundle
+      .match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g)
+      ?.map((pem) => (pem.endsWith("\n") ? pem : `${pem}\n`)) ?? []
+  );
 }
 
 /**
@@ -46,7 +56,13 @@ export function splitPem(bundle: string): string[] {
  * its domain's next reconcile (the CA Secret's change requeues every domain)
  * well before that. Without a rotation time, nothing but the signing CA.
  */
-export function trustBundle(signingPem: string, bundle: string | undefined, rotatedAt: Date | undefined, now: Date, certificateLifetimeMs: number): string {
+export function trustBundle(
+  signingPem: string,
+  bundle: string | undefined,
+  rotatedAt: Date | undefined,
+  now: Date,
+  certificateLifetimeMs: number,
+): string {
   const signing = new X509Certificate(signingPem);
   const previous = splitPem(bundle ?? "").filter((pem) => !new X509Certificate(pem).raw.equals(signing.raw));
   // A margin (an hour, less for short lives): a replica whose CA cache had not yet seen the rotation may have issued from the old one.

@@ -23,7 +23,10 @@ const caLifetimeMs = 10 * 365 * 86_400_000;
 /** Issued a little in the past (5 minutes, less for a short life), so a peer whose clock lags does not see "not yet valid". */
 const backdate = (lifetimeMs: number) => Math.min(5 * 60_000, lifetimeMs / 10);
 
-const caSubject = (installation: string): DistinguishedName => ({ organization: "smtp-connector", commonName: `smtp-connector relay CA ${installation}`.slice(0, 64) });
+const caSubject = (installation: string): DistinguishedName => ({
+  organization: "smtp-connector",
+  commonName: `smtp-connector relay CA ${installation}`.slice(0, 64),
+});
 
 const newKey = () => generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey;
 const pkcs8 = (key: KeyObject) => key.export({ format: "pem", type: "pkcs8" }).toString();
@@ -37,7 +40,14 @@ export function newCertificateAuthority(installation: string, now: Date, nameCon
   const key = newKey();
   const subject = caSubject(installation);
   const certPem = issueCertificate(
-    { subject, publicKey: key, notBefore: new Date(now.getTime() - backdate(caLifetimeMs)), notAfter: new Date(now.getTime() + caLifetimeMs), ca: true, ...(nameConstraints ? { nameConstraints } : {}) },
+    {
+      subject,
+      publicKey: key,
+      notBefore: new Date(now.getTime() - backdate(caLifetimeMs)),
+      notAfter: new Date(now.getTime() + caLifetimeMs),
+      ca: true,
+      ...(nameConstraints ? { nameConstraints } : {}),
+    },
     { subject, privateKey: key },
   );
   return { certPem, keyPem: pkcs8(key) };
@@ -50,7 +60,13 @@ export function issueServerCertificate(ca: KeyPair, names: readonly string[], no
   const key = newKey();
   const commonName = names.find((n) => n.length <= 64 && !isIP(n)) ?? "smtp-connector relay";
   const certPem = issueCertificate(
-    { subject: { commonName }, publicKey: key, notBefore: new Date(now.getTime() - backdate(policy.durationMs)), notAfter: new Date(now.getTime() + policy.durationMs), subjectAltNames: names },
+    {
+      subject: { commonName },
+      publicKey: key,
+      notBefore: new Date(now.getTime() - backdate(policy.durationMs)),
+      notAfter: new Date(now.getTime() + policy.durationMs),
+      subjectAltNames: names,
+    },
     { subject: subjectOf(caCert), privateKey: caKey },
   );
   return { certPem, keyPem: pkcs8(key) };
@@ -158,14 +174,33 @@ export type CertificateVerdict =
  * server connects to. Expiring soon (less than a third of its life, at most 14
  * days, left) is a warning, not a failure: the relay still serves.
  */
-export function judgeCertificate(facts: CertificateFacts, secretName: string, hostnames: readonly string[], now: Date, operatorIssued: boolean): CertificateVerdict {
+export function judgeCertificate(
+  facts: CertificateFacts,
+  secretName: string,
+  hostnames: readonly string[],
+  now: Date,
+  operatorIssued: boolean,
+): CertificateVerdict {
   const expiry = facts.notAfter.toISOString();
-  if (!facts.keyMatches) return { status: "False", reason: "KeyMismatch", message: `Secret ${secretName}: tls.key is not the key of the certificate in tls.crt` };
+  if (!facts.keyMatches)
+    return {
+      status: "False",
+      reason: "KeyMismatch",
+      message: `Secret ${secretName}: tls.key is not the key of the certificate in tls.crt`,
+    };
   if (now.getTime() >= facts.notAfter.getTime()) {
-    return { status: "False", reason: "Expired", message: `the relay's certificate in Secret ${secretName} expired at ${expiry}; ${operatorIssued ? "the operator could not renew it" : "renew it (or let cert-manager renew it)"}` };
+    return {
+      status: "False",
+      reason: "Expired",
+      message: `the relay's certificate in Secret ${secretName} expired at ${expiry}; ${operatorIssued ? "the operator could not renew it" : "renew it (or let cert-manager renew it)"}`,
+    };
   }
   if (now.getTime() < facts.notBefore.getTime()) {
-    return { status: "False", reason: "NotYetValid", message: `the relay's certificate in Secret ${secretName} is valid only from ${facts.notBefore.toISOString()}` };
+    return {
+      status: "False",
+      reason: "NotYetValid",
+      message: `the relay's certificate in Secret ${secretName} is valid only from ${facts.notBefore.toISOString()}`,
+    };
   }
   const missing = hostnames.filter((h) => !covers(facts.dnsNames, h));
   if (missing.length > 0) {
@@ -176,7 +211,11 @@ export function judgeCertificate(facts: CertificateFacts, secretName: string, ho
     };
   }
   if (now.getTime() >= warningTime(facts).getTime()) {
-    return { status: "True", reason: "ExpiringSoon", message: `the relay's certificate in Secret ${secretName} expires at ${expiry}; ${operatorIssued ? "the operator's renewal has not happened yet" : "renew it before then"}` };
+    return {
+      status: "True",
+      reason: "ExpiringSoon",
+      message: `the relay's certificate in Secret ${secretName} expires at ${expiry}; ${operatorIssued ? "the operator's renewal has not happened yet" : "renew it before then"}`,
+    };
   }
   return operatorIssued
     ? { status: "True", reason: "Issued", message: `issued by the operator's CA, valid until ${expiry}` }

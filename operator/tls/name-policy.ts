@@ -15,13 +15,24 @@ const suffixPattern = /^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z
  * refused with the flag's name.
  */
 export function parseHostnameSuffixes(text: string): string[] {
-  const suffixes = [...new Set(text.split(",").map((s) => s.trim().toLowerCase().replace(/\.$/, "")).filter(Boolean))];
+  const suffixes = [
+    ...new Set(
+      text
+        .split(",")
+        .map((s) => s.trim().toLowerCase().replace(/\.$/, ""))
+        .filter(Boolean),
+    ),
+  ];
   for (const suffix of suffixes) {
     if (suffix.startsWith("*") || suffix.startsWith(".")) {
-      throw new Error(`--allowed-hostname-suffixes takes DNS suffixes such as relay.example.com (every name under it is allowed; no "*." or leading dot), got ${JSON.stringify(suffix)}`);
+      throw new Error(
+        `--allowed-hostname-suffixes takes DNS suffixes such as relay.example.com (every name under it is allowed; no "*." or leading dot), got ${JSON.stringify(suffix)}`,
+      );
     }
     if (!suffixPattern.test(suffix) || !suffix.includes(".")) {
-      throw new Error(`--allowed-hostname-suffixes must be comma-separated DNS names of at least two labels, such as relay.example.com,mail.example.org, got ${JSON.stringify(suffix)}`);
+      throw new Error(
+        `--allowed-hostname-suffixes must be comma-separated DNS names of at least two labels, such as relay.example.com,mail.example.org, got ${JSON.stringify(suffix)}`,
+      );
     }
   }
   if (suffixes.length > 32) throw new Error(`--allowed-hostname-suffixes takes at most 32 suffixes, got ${suffixes.length}`);
@@ -59,7 +70,10 @@ export function refusedHostnames(hostnames: readonly string[], policy: HostnameP
 
 /** The condition message for refused names: which, what is allowed, how to fix it. */
 export function hostnameNotAllowedMessage(refused: readonly string[], policy: HostnamePolicy, operatorIssued: boolean): string {
-  const allowed = policy.allowedSuffixes.length > 0 ? `the allowed suffixes ${policy.allowedSuffixes.join(", ")}` : "no allowed suffixes (none are configured)";
+  const allowed =
+    policy.allowedSuffixes.length > 0
+      ? `the allowed suffixes ${policy.allowedSuffixes.join(", ")}`
+      : "no allowed suffixes (none are configured)";
   const what = operatorIssued ? "no certificate is issued for this domain" : "the domain is not made Ready with them";
   return (
     `spec.relay.hostnames ${refused.join(", ")} ${refused.length === 1 ? "is" : "are"} not under ${allowed} (the installation's --allowed-hostname-suffixes, chart value relay.allowedHostnameSuffixes): ` +

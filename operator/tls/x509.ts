@@ -115,13 +115,19 @@ function nameConstraints(constraints: NameConstraints): Buffer {
   const permitted = constraints.permittedDnsNames.map((n) => subtree(tlv(0x82, Buffer.from(n, "ascii"))));
   const excluded = constraints.excludeAllIpAddresses ? [subtree(tlv(0x87, Buffer.alloc(8))), subtree(tlv(0x87, Buffer.alloc(32)))] : [];
   // GeneralSubtrees are IMPLICIT [0] (permitted) and [1] (excluded): constructed context tags.
-  return sequence(...(permitted.length ? [tlv(0xa0, Buffer.concat(permitted))] : []), ...(excluded.length ? [tlv(0xa1, Buffer.concat(excluded))] : []));
+  return sequence(
+    ...(permitted.length ? [tlv(0xa0, Buffer.concat(permitted))] : []),
+    ...(excluded.length ? [tlv(0xa1, Buffer.concat(excluded))] : []),
+  );
 }
 
 const publicOf = (key: KeyObject): KeyObject => (key.type === "private" ? createPublicKey(key) : key);
 
 /** The key identifier of a public key: SHA-1 of its SubjectPublicKeyInfo (RFC 7093 allows any such method). */
-export const keyIdentifier = (key: KeyObject): Buffer => createHash("sha1").update(publicOf(key).export({ format: "der", type: "spki" })).digest();
+export const keyIdentifier = (key: KeyObject): Buffer =>
+  createHash("sha1")
+    .update(publicOf(key).export({ format: "der", type: "spki" }))
+    .digest();
 
 export interface CertificateRequest {
   subject: DistinguishedName;
@@ -165,7 +171,8 @@ export function issueCertificate(request: CertificateRequest, signer: Issuer): s
     extension(OID.authorityKeyIdentifier, false, sequence(tlv(0x80, keyIdentifier(signer.privateKey)))),
   ];
   // Critical, as RFC 5280 4.2.1.10 requires: a verifier that cannot honour the constraints must refuse the chain.
-  if (request.ca && request.nameConstraints) extensions.push(extension(OID.nameConstraints, true, nameConstraints(request.nameConstraints)));
+  if (request.ca && request.nameConstraints)
+    extensions.push(extension(OID.nameConstraints, true, nameConstraints(request.nameConstraints)));
   if (!request.ca) extensions.push(extension(OID.extKeyUsage, false, sequence(oid(OID.serverAuth))));
   if (request.subjectAltNames?.length) extensions.push(extension(OID.subjectAltName, false, subjectAltName(request.subjectAltNames)));
   const algorithm = sequence(oid(OID.ecdsaWithSha256));

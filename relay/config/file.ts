@@ -42,4 +42,3 @@ function resolvePaths(config: RelayConfig, base: string): RelayConfig {
   }
   return config;
 }
-

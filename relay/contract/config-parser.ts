@@ -25,7 +25,9 @@ function unknownFields(raw: unknown, cleaned: unknown, path = ""): string[] {
   if (Array.isArray(raw) && Array.isArray(cleaned)) return raw.flatMap((item, i) => unknownFields(item, cleaned[i], `${path}/${i}`));
   if (!raw || typeof raw !== "object" || !cleaned || typeof cleaned !== "object") return [];
   const kept = cleaned as Record<string, unknown>;
-  return Object.entries(raw as Record<string, unknown>).flatMap(([key, value]) => (key in kept ? unknownFields(value, kept[key], `${path}/${key}`) : [`${path}/${key}`]));
+  return Object.entries(raw as Record<string, unknown>).flatMap(([key, value]) =>
+    key in kept ? unknownFields(value, kept[key], `${path}/${key}`) : [`${path}/${key}`],
+  );
 }
 
 export function parseConfig(text: string, file = "<config>"): RelayConfig {
@@ -42,7 +44,11 @@ export function parseConfig(text: string, file = "<config>"): RelayConfig {
   if (schemaProblems.length > 0) throw new ConfigError(file, schemaProblems.slice(0, 20));
   // A field the relay does not know is a typo or a config for another version: refused, never ignored.
   const unknown = unknownFields(raw, Value.Clean(RelayConfig, structuredClone(raw)));
-  if (unknown.length > 0) throw new ConfigError(file, unknown.slice(0, 20).map((path) => `${path}: unknown field (misspelt, or meant for another config version?)`));
+  if (unknown.length > 0)
+    throw new ConfigError(
+      file,
+      unknown.slice(0, 20).map((path) => `${path}: unknown field (misspelt, or meant for another config version?)`),
+    );
   const config = raw as RelayConfig;
   const problems = semanticProblems(config);
   if (problems.length > 0) throw new ConfigError(file, problems);
@@ -81,14 +87,17 @@ function semanticProblems(config: RelayConfig): string[] {
     problems.push("/limits/spoolBytes: must be at least limits.maxMessageBytes, or a message of the largest size could never be signed");
   }
   if (config.limits.forwardedMemoryBytes !== undefined && config.limits.forwardedMemoryBytes < config.limits.maxMessageBytes) {
-    problems.push("/limits/forwardedMemoryBytes: must be at least limits.maxMessageBytes, or a forwarded message of the largest size could never be checked");
+    problems.push(
+      "/limits/forwardedMemoryBytes: must be at least limits.maxMessageBytes, or a forwarded message of the largest size could never be checked",
+    );
   }
   if (outbound?.unconnectedSenders === "DefaultTransport" && !outbound.defaultTransport) {
     problems.push("/outbound/defaultTransport: required when unconnectedSenders is DefaultTransport");
   }
   for (const [i, domain] of config.domains.entries()) {
     if (domain.outbound && !outbound) problems.push(`/domains/${i}/outbound: set the top-level outbound section too`);
-    if (outbound?.systemDomains.includes(domain.domain)) problems.push(`/domains/${i}/domain: ${domain.domain} is a system domain and cannot be connected`);
+    if (outbound?.systemDomains.includes(domain.domain))
+      problems.push(`/domains/${i}/domain: ${domain.domain} is a system domain and cannot be connected`);
   }
   const usernames = new Map<string, string>();
   const domains = new Set<string>();
@@ -125,19 +134,26 @@ function forwardedProblems(config: RelayConfig): string[] {
   const problems: string[] = [];
   const sealers = new Set<string>();
   for (const [i, sealer] of (config.forwarded?.trustedArcSealers ?? []).entries()) {
-    if (sealer !== sealer.toLowerCase()) problems.push(`/forwarded/trustedArcSealers/${i}: ${sealer} must be lowercase (write ${sealer.toLowerCase()})`);
+    if (sealer !== sealer.toLowerCase())
+      problems.push(`/forwarded/trustedArcSealers/${i}: ${sealer} must be lowercase (write ${sealer.toLowerCase()})`);
     if (sealers.has(sealer.toLowerCase())) problems.push(`/forwarded/trustedArcSealers/${i}: ${sealer} is listed twice`);
     sealers.add(sealer.toLowerCase());
   }
   for (const [i, server] of (config.forwarded?.dnsServers ?? []).entries()) {
-    if (!isDnsServer(server)) problems.push(`/forwarded/dnsServers/${i}: ${server} is not an IP address, or an IP address with a port (192.0.2.53:5353, [2001:db8::53]:53)`);
+    if (!isDnsServer(server))
+      problems.push(
+        `/forwarded/dnsServers/${i}: ${server} is not an IP address, or an IP address with a port (192.0.2.53:5353, [2001:db8::53]:53)`,
+      );
   }
   config.domains.forEach((domain, i) => {
     if (domain.mode !== "Forwarded") return;
     if (domain.credentials.length > 0) {
-      problems.push(`/domains/${i}/credentials: ${domain.domain} is Forwarded, so it has no inbound credentials: remove them, or set mode Authenticated`);
+      problems.push(
+        `/domains/${i}/credentials: ${domain.domain} is Forwarded, so it has no inbound credentials: remove them, or set mode Authenticated`,
+      );
     }
-    if (!config.listeners.forwarded) problems.push(`/domains/${i}/mode: ${domain.domain} is Forwarded, but listeners.forwarded is not set: its mail has no way in`);
+    if (!config.listeners.forwarded)
+      problems.push(`/domains/${i}/mode: ${domain.domain} is Forwarded, but listeners.forwarded is not set: its mail has no way in`);
   });
   return problems;
 }

@@ -49,6 +49,5 @@ export interface ForwardedVerdict {
  * without it is from an older relay and means "authenticated".
  */
 export type ReceiptAnswer = { domain: string; arrivedAt: string } & (
-  | { path: "authenticated"; credentialVersion: number }
-  | { path: "forwarded"; forwarded: ForwardedVerdict }
+  { path: "authenticated"; credentialVersion: number } | { path: "forwarded"; forwarded: ForwardedVerdict }
 );

@@ -7,7 +7,11 @@ import { randomBytes } from "node:crypto";
 export const verificationHeader = "X-SmtpConnector-Verification";
 
 /** The verification email. Every value in it was validated above; the token appears in a header and the body. */
-export function verificationMessage(hostname: string, request: { from: string; to: string; token: string; subject?: string }, now = new Date()): Buffer {
+export function verificationMessage(
+  hostname: string,
+  request: { from: string; to: string; token: string; subject?: string },
+  now = new Date(),
+): Buffer {
   const lines = [
     `From: ${request.from}`,
     `To: ${request.to}`,

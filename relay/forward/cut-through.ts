@@ -73,19 +73,31 @@ export async function cutThrough({ stream, filter, timeoutMs, deliver }: CutThro
 /** The reply for a failed cut-through, and a stable result name for metrics and logs. */
 export function replyFor(error: unknown, filter: MessageFilter, stream: SMTPServerDataStream): { result: string; error: SmtpReply } {
   if (stream.sizeExceeded) return { result: "TooBig", error: new SmtpReply(552, "5.3.4 Message too big") };
-  if (filter.rejection) return { result: filter.rejection.rejection, error: new SmtpReply(filter.rejection.responseCode, filter.rejection.message) };
+  if (filter.rejection)
+    return { result: filter.rejection.rejection, error: new SmtpReply(filter.rejection.responseCode, filter.rejection.message) };
   if (error instanceof SmtpReply) return { result: "Refused", error };
   if (error instanceof NextHopError) {
     // Our refusal on the next hop's behalf (RFC 6531): its own codes, not "the next hop refused".
-    if (error.detail.code === "ESMTPUTF8") return { result: "SmtpUtf8Unsupported", error: new SmtpReply(error.responseCode ?? 550, error.message) };
+    if (error.detail.code === "ESMTPUTF8")
+      return { result: "SmtpUtf8Unsupported", error: new SmtpReply(error.responseCode ?? 550, error.message) };
     if (error.kind === "Reply" && error.responseCode !== undefined && error.responseCode >= 500) {
-      return { result: "NextHopReject", error: new SmtpReply(error.responseCode, `5.0.0 Next hop refused the message: ${oneLine(error.message)}`) };
+      return {
+        result: "NextHopReject",
+        error: new SmtpReply(error.responseCode, `5.0.0 Next hop refused the message: ${oneLine(error.message)}`),
+      };
     }
     if (error.kind === "Reply" && error.responseCode !== undefined) {
-      return { result: "NextHopTempFail", error: new SmtpReply(error.responseCode, `4.0.0 Next hop deferred the message: ${oneLine(error.message)}`) };
+      return {
+        result: "NextHopTempFail",
+        error: new SmtpReply(error.responseCode, `4.0.0 Next hop deferred the message: ${oneLine(error.message)}`),
+      };
     }
-    if (error.kind === "Timeout") return { result: "NextHopTimeout", error: new SmtpReply(451, "4.4.2 Next hop did not answer in time, try again later") };
-    return { result: "NextHopUnavailable", error: new SmtpReply(451, `4.4.1 Next hop unavailable, try again later (${oneLine(error.message)})`) };
+    if (error.kind === "Timeout")
+      return { result: "NextHopTimeout", error: new SmtpReply(451, "4.4.2 Next hop did not answer in time, try again later") };
+    return {
+      result: "NextHopUnavailable",
+      error: new SmtpReply(451, `4.4.1 Next hop unavailable, try again later (${oneLine(error.message)})`),
+    };
   }
   return { result: "InternalError", error: new SmtpReply(451, "4.3.0 Local error, try again later") };
 }

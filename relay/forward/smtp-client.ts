@@ -67,7 +67,9 @@ export class SmtpClient {
 
   private constructor(private readonly options: SmtpClientOptions) {
     this.socket = this.attach(
-      options.tls === "Implicit" ? tls.connect({ ...tlsOptions(options), port: options.port }) : net.connect({ host: options.host, port: options.port }),
+      options.tls === "Implicit"
+        ? tls.connect({ ...tlsOptions(options), port: options.port })
+        : net.connect({ host: options.host, port: options.port }),
     );
   }
 
@@ -104,9 +106,16 @@ export class SmtpClient {
    * retries the whole message, so no recipient is lost). `smtpUtf8`: the
    * sender asked for SMTPUTF8, which goes on when the next hop offers it.
    */
-  async send(from: string, to: string[], message: Readable, signal?: AbortSignal, { smtpUtf8 = false }: { smtpUtf8?: boolean } = {}): Promise<Reply> {
+  async send(
+    from: string,
+    to: string[],
+    message: Readable,
+    signal?: AbortSignal,
+    { smtpUtf8 = false }: { smtpUtf8?: boolean } = {},
+  ): Promise<Reply> {
     for (const address of [from, ...to]) {
-      if (/[\r\n<>]/.test(address)) throw new NextHopError(`invalid envelope address ${JSON.stringify(address)}`, undefined, "Message", { code: "EENVELOPE" });
+      if (/[\r\n<>]/.test(address))
+        throw new NextHopError(`invalid envelope address ${JSON.stringify(address)}`, undefined, "Message", { code: "EENVELOPE" });
     }
     const onAbort = () => this.destroy(abortReason(signal));
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -114,7 +123,11 @@ export class SmtpClient {
       if (signal?.aborted) throw abortReason(signal);
       // Closed since its last message (the pool checks first; this is the race):
       // the transaction fails at its first command, nothing of it sent.
-      if (this.failure) throw new NextHopError("the next hop closed the connection", undefined, "Connection", { code: "ECONNECTION", command: "MAIL FROM" });
+      if (this.failure)
+        throw new NextHopError("the next hop closed the connection", undefined, "Connection", {
+          code: "ECONNECTION",
+          command: "MAIL FROM",
+        });
       this.refuseUnlessSmtpUtf8(from, to);
       await this.envelope(from, to, smtpUtf8);
       this.command = "DATA";
@@ -259,7 +272,10 @@ export class SmtpClient {
 
   private async startTls(): Promise<void> {
     if (!this.extensions.has("STARTTLS")) {
-      throw new NextHopError("the next hop does not offer STARTTLS, which is required", undefined, "Connection", { code: "ETLS", command: "STARTTLS" });
+      throw new NextHopError("the next hop does not offer STARTTLS, which is required", undefined, "Connection", {
+        code: "ETLS",
+        command: "STARTTLS",
+      });
     }
     this.command = "STARTTLS";
     this.write("STARTTLS\r\n");
@@ -270,7 +286,12 @@ export class SmtpClient {
     const early = this.partial + this.replyLines.join("\n") + this.replies.map((r) => r.text).join("\n") + this.decoder.end();
     if (this.failure) throw this.failure;
     if (early !== "" || this.socket.readableLength > 0) {
-      throw new NextHopError("the next hop sent data after its 220 answer to STARTTLS (possible command injection)", undefined, "Connection", { code: "ETLS", command: "STARTTLS" });
+      throw new NextHopError(
+        "the next hop sent data after its 220 answer to STARTTLS (possible command injection)",
+        undefined,
+        "Connection",
+        { code: "ETLS", command: "STARTTLS" },
+      );
     }
     this.partial = "";
     this.replyLines = [];
@@ -294,7 +315,11 @@ export class SmtpClient {
     this.command = "TLS handshake";
     return new Promise<void>((resolve, reject) => {
       if (this.failure) return reject(this.failure);
-      const onClose = () => reject(this.failure ?? new NextHopError("the next hop closed the connection during the TLS handshake", undefined, "Connection", { code: "ETLS" }));
+      const onClose = () =>
+        reject(
+          this.failure ??
+            new NextHopError("the next hop closed the connection during the TLS handshake", undefined, "Connection", { code: "ETLS" }),
+        );
       socket.once("close", onClose);
       socket.once("secureConnect", () => {
         socket.off("close", onClose);
@@ -320,7 +345,10 @@ export class SmtpClient {
       this.expect(await this.reply(), 235, "EAUTH");
       return;
     }
-    throw new NextHopError("the next hop offers neither AUTH PLAIN nor AUTH LOGIN", undefined, "Connection", { code: "EAUTH", command: "AUTH" });
+    throw new NextHopError("the next hop offers neither AUTH PLAIN nor AUTH LOGIN", undefined, "Connection", {
+      code: "EAUTH",
+      command: "AUTH",
+    });
   }
 
   /** The reply or a NextHopError naming the command and the next hop's answer. */
@@ -349,9 +377,22 @@ export class SmtpClient {
     socket.setTimeout(this.options.timeoutMs);
     socket.on("data", (chunk: Buffer) => this.read(chunk));
     // Silence for the whole timeout, whatever we waited for (an idle pooled connection closes earlier).
-    socket.on("timeout", () => this.destroy(new NextHopError(`no answer from the next hop in time (${this.command})`, undefined, "Timeout", { code: "ETIMEDOUT", command: this.command })));
-    socket.on("error", (error: Error) => this.destroy(new NextHopError(error.message, undefined, "Connection", { code: tlsOrConnection(error), command: this.command })));
-    socket.on("close", () => this.fail(new NextHopError("the next hop closed the connection", undefined, "Connection", { code: "ECONNECTION", command: this.command })));
+    socket.on("timeout", () =>
+      this.destroy(
+        new NextHopError(`no answer from the next hop in time (${this.command})`, undefined, "Timeout", {
+          code: "ETIMEDOUT",
+          command: this.command,
+        }),
+      ),
+    );
+    socket.on("error", (error: Error) =>
+      this.destroy(new NextHopError(error.message, undefined, "Connection", { code: tlsOrConnection(error), command: this.command })),
+    );
+    socket.on("close", () =>
+      this.fail(
+        new NextHopError("the next hop closed the connection", undefined, "Connection", { code: "ECONNECTION", command: this.command }),
+      ),
+    );
     return socket;
   }
 
@@ -363,7 +404,9 @@ export class SmtpClient {
       start = end + 1;
       this.replyLines.push(line);
       if (line.length > 1000 || this.replyLines.length > 100) {
-        this.destroy(new NextHopError("the next hop sent an overlong reply", undefined, "Connection", { code: "EPROTOCOL", command: this.command }));
+        this.destroy(
+          new NextHopError("the next hop sent an overlong reply", undefined, "Connection", { code: "EPROTOCOL", command: this.command }),
+        );
         return;
       }
       if (line.charAt(3) === "-") continue;
@@ -371,13 +414,23 @@ export class SmtpClient {
       this.replyLines = [];
       const code = Number(lines[0]!.slice(0, 3));
       if (!/^[2-5]\d\d$/.test(lines[0]!.slice(0, 3))) {
-        this.destroy(new NextHopError(`the next hop sent a malformed reply: ${JSON.stringify(lines[0]!.slice(0, 100))}`, undefined, "Connection", { code: "EPROTOCOL", command: this.command }));
+        this.destroy(
+          new NextHopError(`the next hop sent a malformed reply: ${JSON.stringify(lines[0]!.slice(0, 100))}`, undefined, "Connection", {
+            code: "EPROTOCOL",
+            command: this.command,
+          }),
+        );
         return;
       }
       const reply = { code, text: lines.join(" "), lines: lines.map((l) => l.slice(4)) };
       if (this.awaited === 0) {
         // Unprompted (a 421 before an idle-timeout close): never let it pass as the answer to our next command.
-        this.destroy(new NextHopError(`the next hop said unprompted: ${reply.text.slice(0, 200)}`, undefined, "Connection", { code: "ECONNECTION", command: this.command }));
+        this.destroy(
+          new NextHopError(`the next hop said unprompted: ${reply.text.slice(0, 200)}`, undefined, "Connection", {
+            code: "ECONNECTION",
+            command: this.command,
+          }),
+        );
         return;
       }
       this.awaited--;
@@ -386,7 +439,10 @@ export class SmtpClient {
       else this.replies.push(reply);
     }
     this.partial = text.slice(start);
-    if (this.partial.length > 1000) this.destroy(new NextHopError("the next hop sent an overlong reply", undefined, "Connection", { code: "EPROTOCOL", command: this.command }));
+    if (this.partial.length > 1000)
+      this.destroy(
+        new NextHopError("the next hop sent an overlong reply", undefined, "Connection", { code: "EPROTOCOL", command: this.command }),
+      );
   }
 
   private fail(error: Error): void {

@@ -54,7 +54,17 @@ export class SmtpNextHop implements NextHop {
     }
     this.server = serverEndpoint(delivery);
     this.identity = createHash("sha256")
-      .update(JSON.stringify([delivery.host, delivery.port, delivery.protocol, delivery.tls, this.ca ?? null, delivery.username ?? null, this.password ?? null]))
+      .update(
+        JSON.stringify([
+          delivery.host,
+          delivery.port,
+          delivery.protocol,
+          delivery.tls,
+          this.ca ?? null,
+          delivery.username ?? null,
+          this.password ?? null,
+        ]),
+      )
       .digest("hex");
   }
 
@@ -62,11 +72,14 @@ export class SmtpNextHop implements NextHop {
     let pooled = this.take();
     let reply: Reply;
     try {
-      reply = await (pooled ??= { client: await this.open(signal) }).client.send(envelope.from, envelope.to, message, signal, { smtpUtf8: envelope.smtpUtf8 === true });
+      reply = await (pooled ??= { client: await this.open(signal) }).client.send(envelope.from, envelope.to, message, signal, {
+        smtpUtf8: envelope.smtpUtf8 === true,
+      });
     } catch (error) {
       // A pooled connection the next hop closed while it sat idle fails before
       // any of the message was read: that one message may go on a new connection.
-      if (!(pooled?.reused && error instanceof NextHopError && error.kind === "Connection" && error.detail.command === "MAIL FROM")) throw error;
+      if (!(pooled?.reused && error instanceof NextHopError && error.kind === "Connection" && error.detail.command === "MAIL FROM"))
+        throw error;
       pooled = { client: await this.open(signal) };
       reply = await pooled.client.send(envelope.from, envelope.to, message, signal, { smtpUtf8: envelope.smtpUtf8 === true });
     }
@@ -93,7 +106,12 @@ export class SmtpNextHop implements NextHop {
 
   private release(pooled: Pooled): void {
     const max = this.options.maxMessagesPerConnection ?? 100;
-    if (this.closed || !pooled.client.usable || pooled.client.messages >= max || this.idle.length >= (this.options.maxIdleConnections ?? 20)) {
+    if (
+      this.closed ||
+      !pooled.client.usable ||
+      pooled.client.messages >= max ||
+      this.idle.length >= (this.options.maxIdleConnections ?? 20)
+    ) {
       pooled.client.quit();
       return;
     }

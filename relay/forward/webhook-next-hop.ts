@@ -34,15 +34,24 @@ export class WebhookNextHop implements NextHop {
 
   async send(envelope: Envelope, message: Readable, signal?: AbortSignal): Promise<DeliveryResult> {
     const body = await collect(message, signal);
-    const metadata = Buffer.from(JSON.stringify({ mailFrom: envelope.from, rcptTo: envelope.to, ...envelope.metadata })).toString("base64url");
+    const metadata = Buffer.from(JSON.stringify({ mailFrom: envelope.from, rcptTo: envelope.to, ...envelope.metadata })).toString(
+      "base64url",
+    );
     const timestamp = String(Math.floor(Date.now() / 1000));
-    const signature = createHmac("sha256", this.key).update(signedPayload(timestamp, metadata, body)).digest("hex");
-    const { status, text } = await post(this.delivery.url, body, {
-      "content-type": "message/rfc822",
-      [metadataHeader]: metadata,
-      [timestampHeader]: timestamp,
-      [signatureHeader]: `v1=${signature}`,
-    }, { timeoutMs: this.timeoutMs, ...(this.ca ? { ca: this.ca } : {}), ...(signal ? { signal } : {}) });
+    const signature = createHmac("sha256", this.key)
+      .update(signedPayload(timestamp, metadata, body))
+      .digest("hex");
+    const { status, text } = await post(
+      this.delivery.url,
+      body,
+      {
+        "content-type": "message/rfc822",
+        [metadataHeader]: metadata,
+        [timestampHeader]: timestamp,
+        [signatureHeader]: `v1=${signature}`,
+      },
+      { timeoutMs: this.timeoutMs, ...(this.ca ? { ca: this.ca } : {}), ...(signal ? { signal } : {}) },
+    );
     if (status >= 200 && status < 300) return { response: `webhook ${status}` };
     const reason = `webhook answered HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ""}`;
     // 4xx but 408/429 is the receiver saying no for good; the rest may pass on a retry.
@@ -64,7 +73,11 @@ function collect(stream: Readable, signal?: AbortSignal): Promise<Buffer> {
     stream.once("close", () => {
       if (!stream.readableEnded) reject(new NextHopError("message aborted", undefined, "Message"));
     });
-    signal?.addEventListener("abort", () => reject(signal.reason instanceof Error ? signal.reason : new NextHopError("aborted", undefined, "Message")), { once: true });
+    signal?.addEventListener(
+      "abort",
+      () => reject(signal.reason instanceof Error ? signal.reason : new NextHopError("aborted", undefined, "Message")),
+      { once: true },
+    );
   });
 }
 
@@ -75,23 +88,29 @@ function post(
   options: { timeoutMs: number; ca?: string; signal?: AbortSignal },
 ): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, {
-      method: "POST",
-      headers: { ...headers, "content-length": String(body.length) },
-      timeout: options.timeoutMs,
-      minVersion: "TLSv1.2",
-      ...(options.ca ? { ca: options.ca } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-    }, (res) => {
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => {
-        if (text.length < 1024) text += c;
-      });
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, text: text.replace(/[\r\n]+/g, " ").trim() }));
-    });
+    const req = request(
+      url,
+      {
+        method: "POST",
+        headers: { ...headers, "content-length": String(body.length) },
+        timeout: options.timeoutMs,
+        minVersion: "TLSv1.2",
+        ...(options.ca ? { ca: options.ca } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => {
+          if (text.length < 1024) text += c;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: text.replace(/[\r\n]+/g, " ").trim() }));
+      },
+    );
     req.on("timeout", () => req.destroy(new NextHopError("webhook did not answer in time", undefined, "Timeout")));
-    req.on("error", (e) => reject(e instanceof NextHopError ? e : new NextHopError(`webhook unreachable: ${e.message}`, undefined, "Connection")));
+    req.on("error", (e) =>
+      reject(e instanceof NextHopError ? e : new NextHopError(`webhook unreachable: ${e.message}`, undefined, "Connection")),
+    );
     req.end(body);
   });
 }

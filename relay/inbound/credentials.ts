@@ -7,8 +7,7 @@ import { passwordDigest } from "../contract/digests.js";
 export type AuthFailure = "UnknownUser" | "WrongPassword" | "Revoked" | "Expired" | "AuthzidNotPermitted";
 
 export type AuthResult =
-  | { ok: true; domain: string; version: number; username: string }
-  | { ok: false; reason: AuthFailure; domain?: string; version?: number };
+  { ok: true; domain: string; version: number; username: string } | { ok: false; reason: AuthFailure; domain?: string; version?: number };
 
 interface Entry {
   domain: string;
@@ -85,5 +84,8 @@ const logKey = randomBytes(32);
 export function describeUsername(store: CredentialStore, username: string): Record<string, string | number> {
   const known = store.versionOf(username);
   if (known) return { domain: known.domain, credentialVersion: known.version };
-  return { usernameLength: username.length, usernameDigest: createHmac("sha256", logKey).update(username, "utf8").digest("hex").slice(0, 12) };
+  return {
+    usernameLength: username.length,
+    usernameDigest: createHmac("sha256", logKey).update(username, "utf8").digest("hex").slice(0, 12),
+  };
 }

@@ -66,7 +66,11 @@ export const maxArcSets = 8;
 const domainName = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const selectorName = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
 const plainAddress = /^[A-Za-z0-9!#$&'*+/=?^_`{|}~.-]{1,64}@[a-z0-9.-]{1,253}$/;
-const results = { spf: ["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"], dkim: ["pass", "fail", "neutral", "none", "policy", "temperror", "permerror"], dmarc: ["pass", "fail", "none", "temperror", "permerror"] } as const;
+const results = {
+  spf: ["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"],
+  dkim: ["pass", "fail", "neutral", "none", "policy", "temperror", "permerror"],
+  dmarc: ["pass", "fail", "none", "temperror", "permerror"],
+} as const;
 
 /** A lowercase domain name when `value` is one, else undefined. */
 export function plainDomain(value: unknown): string | undefined {
@@ -106,7 +110,8 @@ export function dnsResolver(servers: readonly string[], signal: AbortSignal, max
   let queries = 0;
   return (name, rrtype) => {
     if (signal.aborted) return Promise.reject(Object.assign(new Error("the checks' time is up"), { code: "ECANCELLED" }));
-    if (++queries > maxQueries) return Promise.reject(Object.assign(new Error(`more than ${maxQueries} DNS queries for one message`), { code: "EREFUSED" }));
+    if (++queries > maxQueries)
+      return Promise.reject(Object.assign(new Error(`more than ${maxQueries} DNS queries for one message`), { code: "EREFUSED" }));
     return resolver.resolve(name, rrtype) as Promise<string[][] | string[]>;
   };
 }
@@ -145,14 +150,22 @@ export async function checkForwarded(message: Buffer | Readable, options: CheckO
 }
 
 /** The header and verdict for mailauth's results: pure, so every wording is unit-tested. */
-export function judge(result: Pick<AuthenticateResult, "dkim" | "spf" | "dmarc" | "arc" | "dmarcSkipReason">, options: Pick<CheckOptions, "authservId" | "sender" | "helo" | "recipientDomain" | "trustedArcSealers" | "skipped">): ForwardedChecks {
+export function judge(
+  result: Pick<AuthenticateResult, "dkim" | "spf" | "dmarc" | "arc" | "dmarcSkipReason">,
+  options: Pick<CheckOptions, "authservId" | "sender" | "helo" | "recipientDomain" | "trustedArcSealers" | "skipped">,
+): ForwardedChecks {
   const dkim = dkimParts(result);
   const skipped = options.skipped ?? { dkimSignatures: 0, arcSets: 0 };
   // Fixed words with our own counts: nothing of the message's.
-  if (skipped.dkimSignatures > 0) dkim[dkim.length - 1] += ` (only the first ${maxDkimSignatures} DKIM signatures were evaluated, ${skipped.dkimSignatures} more were not)`;
+  if (skipped.dkimSignatures > 0)
+    dkim[dkim.length - 1] +=
+      ` (only the first ${maxDkimSignatures} DKIM signatures were evaluated, ${skipped.dkimSignatures} more were not)`;
   const parts: string[] = [spfPart(result, options), ...dkim, dmarcPart(result)];
   const recipient = options.recipientDomain.toLowerCase();
-  const arc = skipped.arcSets > 0 ? { text: `arc=none (more than ${maxArcSets} ARC sets, not evaluated)`, trusted: false } : arcPart(result, options.trustedArcSealers, recipient);
+  const arc =
+    skipped.arcSets > 0
+      ? { text: `arc=none (more than ${maxArcSets} ARC sets, not evaluated)`, trusted: false }
+      : arcPart(result, options.trustedArcSealers, recipient);
   parts.push(arc.text);
   // The recipient domain or a parent of it, never above its Organizational
   // Domain: d=co.uk is no signature of support.acme.co.uk.
@@ -184,7 +197,12 @@ function dkimParts(result: Pick<AuthenticateResult, "dkim">): string[] {
     const s = typeof r.selector === "string" && selectorName.test(r.selector) ? r.selector : undefined;
     // RFC 6008: the first characters of b= tell two signatures of one domain apart.
     const b = typeof r.signature === "string" ? r.signature.replace(/[^A-Za-z0-9+/]/g, "").slice(0, 8) : "";
-    return [`dkim=${word}`, ...(d ? [`header.d=${d}`] : ["(unusable d=)"]), ...(s ? [`header.s=${s}`] : []), ...(b ? [`header.b=${b}`] : [])].join(" ");
+    return [
+      `dkim=${word}`,
+      ...(d ? [`header.d=${d}`] : ["(unusable d=)"]),
+      ...(s ? [`header.s=${s}`] : []),
+      ...(b ? [`header.b=${b}`] : []),
+    ].join(" ");
   });
 }
 
@@ -212,7 +230,11 @@ function dmarcPart(result: Pick<AuthenticateResult, "dmarc" | "dmarcSkipReason">
  * sealer's d= is the message's word (d=pass.trusted.evil.example), so it is
  * never written; the receipt's arcSealer carries it for the operator.
  */
-function arcPart(result: Pick<AuthenticateResult, "arc" | "dmarc">, trusted: readonly string[], recipient: string): { text: string; trusted: boolean; sealer?: string } {
+function arcPart(
+  result: Pick<AuthenticateResult, "arc" | "dmarc">,
+  trusted: readonly string[],
+  recipient: string,
+): { text: string; trusted: boolean; sealer?: string } {
   const arc = result.arc;
   if (!arc) return { text: "arc=none", trusted: false };
   // mailauth leaves the chain false, not empty, when there is none.
@@ -223,7 +245,8 @@ function arcPart(result: Pick<AuthenticateResult, "arc" | "dmarc">, trusted: rea
   const status = arc.status.result;
   if (status === "pass" && sealer && trusted.some((t) => within(sealer, t))) {
     const from = result.dmarc ? plainDomain(result.dmarc.status.header?.from) : undefined;
-    if (from && sameOrganisation(recipient, from) && vouchesFor(arc.authenticationResults, from)) return { text: `arc=pass (sealed by ${sealer}, a listed sealer)`, trusted: true, ...sealerFields };
+    if (from && sameOrganisation(recipient, from) && vouchesFor(arc.authenticationResults, from))
+      return { text: `arc=pass (sealed by ${sealer}, a listed sealer)`, trusted: true, ...sealerFields };
     return { text: "arc=none (a listed sealer, but its results do not vouch for the author's domain)", trusted: false, ...sealerFields };
   }
   if (status === "pass") return { text: "arc=none (not a listed sealer)", trusted: false, ...sealerFields };
@@ -241,5 +264,8 @@ function vouchesFor(results: unknown, from: string): boolean {
   };
   const tag = (entry: unknown, name: "from" | "d") => plainDomain((entry as { header?: Record<string, unknown> }).header?.[name]);
   if (dmarc !== undefined) return word(dmarc) === "pass" && tag(dmarc, "from") === from;
-  return Array.isArray(dkim) && dkim.some((entry) => word(entry) === "pass" && tag(entry, "d") !== undefined && sameOrganisation(from, tag(entry, "d")!));
+  return (
+    Array.isArray(dkim) &&
+    dkim.some((entry) => word(entry) === "pass" && tag(entry, "d") !== undefined && sameOrganisation(from, tag(entry, "d")!))
+  );
 }

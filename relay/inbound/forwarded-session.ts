@@ -117,7 +117,13 @@ export class ForwardedSessions {
       from: mailFrom,
       to,
       smtpUtf8: session.envelope.smtpUtf8 === true,
-      metadata: { domain: recipientDomain, authenticated: "false", path: "forwarded", session: session.id, receivedAt: new Date().toISOString() },
+      metadata: {
+        domain: recipientDomain,
+        authenticated: "false",
+        path: "forwarded",
+        session: session.id,
+        receivedAt: new Date().toISOString(),
+      },
     };
     let checks: ForwardedChecks | undefined;
     const held = new HeldMessage(state.forwardedMemory);
@@ -149,7 +155,14 @@ export class ForwardedSessions {
           if (!checks) return;
           const { verdict } = checks;
           this.ctx.log.info("forwarded message checked", { session: session.id, domain: recipientDomain, ...verdict });
-          if (filter.verificationToken) this.ctx.verificationArrived({ token: filter.verificationToken, domain: recipientDomain, path: "forwarded", forwarded: verdict, at: new Date() });
+          if (filter.verificationToken)
+            this.ctx.verificationArrived({
+              token: filter.verificationToken,
+              domain: recipientDomain,
+              path: "forwarded",
+              forwarded: verdict,
+              at: new Date(),
+            });
         },
       },
       callback,
@@ -161,12 +174,24 @@ export class ForwardedSessions {
    * delivered (the sender could never get it through otherwise), with a
    * result that claims nothing.
    */
-  private async check(filter: MessageFilter, delivered: Buffer[], session: SMTPServerSession, sender: string, recipientDomain: string, state: RelayState, delivery: AbortSignal, held: HeldMessage): Promise<ForwardedChecks> {
+  private async check(
+    filter: MessageFilter,
+    delivered: Buffer[],
+    session: SMTPServerSession,
+    sender: string,
+    recipientDomain: string,
+    state: RelayState,
+    delivery: AbortSignal,
+    held: HeldMessage,
+  ): Promise<ForwardedChecks> {
     const { authservId } = state.filter;
     // Half the next-hop budget (at most 30 s), so the next hop has the rest; then 451 and the sender retries.
     const budgetMs = Math.min(state.nextHopTimeoutMs / 2, 30_000);
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new SmtpReply(451, "4.4.3 The message could not be checked in time, try again later")), budgetMs);
+    const timer = setTimeout(
+      () => controller.abort(new SmtpReply(451, "4.4.3 The message could not be checked in time, try again later")),
+      budgetMs,
+    );
     const stop = () => controller.abort(delivery.reason);
     delivery.addEventListener("abort", stop, { once: true });
     const { message, skipped } = limitArrived(filter, delivered);
@@ -196,8 +221,15 @@ export class ForwardedSessions {
         this.ctx.log.warn("forwarded message not checked in time", { session: session.id, domain: recipientDomain, budgetMs });
         throw controller.signal.reason as Error;
       }
-      this.ctx.log.warn("forwarded message could not be checked", { session: session.id, domain: recipientDomain, error: (error as Error).message });
-      checks = { header: `Authentication-Results: ${authservId}; none (the checks failed)\r\n`, verdict: { dkimAligned: false, arcTrusted: false } };
+      this.ctx.log.warn("forwarded message could not be checked", {
+        session: session.id,
+        domain: recipientDomain,
+        error: (error as Error).message,
+      });
+      checks = {
+        header: `Authentication-Results: ${authservId}; none (the checks failed)\r\n`,
+        verdict: { dkimAligned: false, arcTrusted: false },
+      };
     } finally {
       clearTimeout(timer);
       delivery.removeEventListener("abort", stop);
@@ -260,7 +292,10 @@ class HeldMessage {
  * the filtered body, shared with what the next hop gets. Same header-end
  * decision as the delivered message, so both readers see the same From.
  */
-function limitArrived(filter: MessageFilter, delivered: Buffer[]): { message: Readable; skipped: { dkimSignatures: number; arcSets: number } } {
+function limitArrived(
+  filter: MessageFilter,
+  delivered: Buffer[],
+): { message: Readable; skipped: { dkimSignatures: number; arcSets: number } } {
   const fields = filter.arrivedFields ?? [];
   // Bounded work for one unauthenticated message (forwarded-checks.ts): the
   // first DKIM signatures only, and no ARC evaluation of an overlong chain.

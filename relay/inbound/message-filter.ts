@@ -104,7 +104,8 @@ export class MessageFilter extends Transform {
     let start = 0;
     if (this.pendingCR) {
       this.pendingCR = false;
-      if (chunk[0] === LF) start = 1; // the LF of a CRLF split across chunks
+      if (chunk[0] === LF)
+        start = 1; // the LF of a CRLF split across chunks
       else if (this.pendingCRInHeader) this.bareLineEnding();
     }
     while (start <= chunk.length && !this.rejection) {
@@ -322,7 +323,7 @@ export function claimsAuthservId(field: Buffer[], authservId: string): boolean {
 function mentionsId(value: string, ours: string): boolean {
   let plain = value.toLowerCase().replace(/\\/g, "").replace(/"/g, "");
   // Comments nest: drop innermost ones until none is left (bounded by the field's length).
-  for (let previous = ""; previous !== plain; ) {
+  for (let previous = ""; previous !== plain;) {
     previous = plain;
     plain = plain.replace(/\([^()]*\)/g, "");
   }

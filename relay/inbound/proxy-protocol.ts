@@ -20,7 +20,8 @@ export interface ProxyHeader {
   local?: true;
 }
 
-export type ProxyParse = { kind: "incomplete" } | { kind: "invalid"; reason: string } | { kind: "header"; header: ProxyHeader; length: number };
+export type ProxyParse =
+  { kind: "incomplete" } | { kind: "invalid"; reason: string } | { kind: "header"; header: ProxyHeader; length: number };
 
 const v2Signature = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 const v1Prefix = Buffer.from("PROXY ", "latin1");
@@ -32,7 +33,8 @@ const v1MaxBytes = 107;
  */
 export const v2MaxBytes = 16 + 2048;
 
-const isPrefixOf = (data: Buffer, of: Buffer) => data.subarray(0, Math.min(data.length, of.length)).equals(of.subarray(0, Math.min(data.length, of.length)));
+const isPrefixOf = (data: Buffer, of: Buffer) =>
+  data.subarray(0, Math.min(data.length, of.length)).equals(of.subarray(0, Math.min(data.length, of.length)));
 
 /** Reads one header from the start of `data`. Pure: the socket plumbing is readProxyHeader's. */
 export function parseProxyHeader(data: Buffer): ProxyParse {
@@ -57,11 +59,19 @@ function parseV2(data: Buffer): ProxyParse {
   const protocol = familyProtocol & 0x0f;
   // UNSPEC: the balancer does not know the client; the spec says to use the connection's own endpoints.
   if (family === 0) return { kind: "header", header: { version: 2 }, length: total };
-  if (protocol !== 1) return { kind: "invalid", reason: protocol === 2 ? "version 2 header for a datagram (UDP) connection" : `unknown version 2 transport ${protocol}` };
+  if (protocol !== 1)
+    return {
+      kind: "invalid",
+      reason: protocol === 2 ? "version 2 header for a datagram (UDP) connection" : `unknown version 2 transport ${protocol}`,
+    };
   const block = data.subarray(16, total);
   if (family === 1) {
     if (block.length < 12) return { kind: "invalid", reason: `version 2 IPv4 address block of ${block.length} bytes, fewer than 12` };
-    return { kind: "header", header: { version: 2, source: { address: [...block.subarray(0, 4)].join("."), port: block.readUInt16BE(8) } }, length: total };
+    return {
+      kind: "header",
+      header: { version: 2, source: { address: [...block.subarray(0, 4)].join("."), port: block.readUInt16BE(8) } },
+      length: total,
+    };
   }
   if (family === 2) {
     if (block.length < 36) return { kind: "invalid", reason: `version 2 IPv6 address block of ${block.length} bytes, fewer than 36` };
@@ -70,27 +80,39 @@ function parseV2(data: Buffer): ProxyParse {
     return { kind: "header", header: { version: 2, source: { address, port: block.readUInt16BE(32) } }, length: total };
   }
   // A UNIX socket (3) names no IP address the limits could count: refused rather than counted as the balancer.
-  return { kind: "invalid", reason: family === 3 ? "version 2 header for a UNIX socket client" : `unknown version 2 address family ${family}` };
+  return {
+    kind: "invalid",
+    reason: family === 3 ? "version 2 header for a UNIX socket client" : `unknown version 2 address family ${family}`,
+  };
 }
 
 const port = /^(0|[1-9][0-9]{0,4})$/;
 
 function parseV1(data: Buffer): ProxyParse {
   const end = data.indexOf("\r\n", 0, "latin1");
-  if (end < 0) return data.length >= v1MaxBytes ? { kind: "invalid", reason: `version 1 header without CRLF in ${v1MaxBytes} bytes` } : { kind: "incomplete" };
+  if (end < 0)
+    return data.length >= v1MaxBytes
+      ? { kind: "invalid", reason: `version 1 header without CRLF in ${v1MaxBytes} bytes` }
+      : { kind: "incomplete" };
   if (end + 2 > v1MaxBytes) return { kind: "invalid", reason: `version 1 header longer than ${v1MaxBytes} bytes` };
   const line = data.subarray(0, end).toString("latin1");
   const fields = line.split(" ");
   if (fields[1] === "UNKNOWN") return { kind: "header", header: { version: 1 }, length: end + 2 };
-  if (fields.length !== 6) return { kind: "invalid", reason: "version 1 header without exactly: PROXY TCP4|TCP6 source destination sport dport" };
+  if (fields.length !== 6)
+    return { kind: "invalid", reason: "version 1 header without exactly: PROXY TCP4|TCP6 source destination sport dport" };
   const [, family, source, destination, sourcePort, destinationPort] = fields as [string, string, string, string, string, string];
   const version = family === "TCP4" ? 4 : family === "TCP6" ? 6 : 0;
   if (version === 0) return { kind: "invalid", reason: "version 1 header with a protocol other than TCP4, TCP6 or UNKNOWN" };
-  if (isIP(source) !== version || isIP(destination) !== version) return { kind: "invalid", reason: `version 1 header whose addresses are not ${family} addresses` };
+  if (isIP(source) !== version || isIP(destination) !== version)
+    return { kind: "invalid", reason: `version 1 header whose addresses are not ${family} addresses` };
   for (const p of [sourcePort, destinationPort]) {
     if (!port.test(p) || Number(p) > 65535) return { kind: "invalid", reason: "version 1 header with a port that is not 0 to 65535" };
   }
-  return { kind: "header", header: { version: 1, source: { address: version === 6 ? canonicalIPv6(source) : source, port: Number(sourcePort) } }, length: end + 2 };
+  return {
+    kind: "header",
+    header: { version: 1, source: { address: version === 6 ? canonicalIPv6(source) : source, port: Number(sourcePort) } },
+    length: end + 2,
+  };
 }
 
 /**

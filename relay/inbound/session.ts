@@ -103,7 +103,10 @@ export class InboundSessions {
     // smtp-server hands both over (and makes the authzid the username when a
     // client sends it alone, which is the same identity).
     const authzid = auth.authzid ?? "";
-    const result: AuthResult = authzid !== "" && authzid !== username ? { ok: false, reason: "AuthzidNotPermitted", ...known } : store.check(username, auth.password ?? "");
+    const result: AuthResult =
+      authzid !== "" && authzid !== username
+        ? { ok: false, reason: "AuthzidNotPermitted", ...known }
+        : store.check(username, auth.password ?? "");
     const domain = result.domain ? state.domains.get(result.domain) : undefined;
     // A correct credential is accepted even from a locked-out source: the source
     // may be shared (a provider's egress pool, a NAT, a /64 of rented hosts),
@@ -122,7 +125,13 @@ export class InboundSessions {
     const lockout = throttle.lockout(ip, username);
     if (lockout) {
       metrics.auth.inc({ ...labels, result: "LockedOut" });
-      this.refuse(session, callback, { ip, kind, reason: "LockedOut", describe: describeUsername(store, username), reply: new SmtpReply(454, "4.7.0 Too many failed authentication attempts, try again later") });
+      this.refuse(session, callback, {
+        ip,
+        kind,
+        reason: "LockedOut",
+        describe: describeUsername(store, username),
+        reply: new SmtpReply(454, "4.7.0 Too many failed authentication attempts, try again later"),
+      });
       return;
     }
     const reason = result.ok ? "WrongMechanism" : result.reason;
@@ -132,10 +141,23 @@ export class InboundSessions {
     metrics.auth.inc({ ...labels, result: reason });
     for (const started of throttle.recordFailure(ip, username)) {
       metrics.authLockouts.inc({ ...labels, scope: started.scope });
-      log.warn("AUTH lockout started", { remote: ip, kind, scope: started.scope, source: started.source, until: new Date(started.until).toISOString(), ...describeUsername(store, username) });
+      log.warn("AUTH lockout started", {
+        remote: ip,
+        kind,
+        scope: started.scope,
+        source: started.source,
+        until: new Date(started.until).toISOString(),
+        ...describeUsername(store, username),
+      });
       this.ctx.lockedOut?.({ ...started, kind, ...known, at: new Date() });
     }
-    this.refuse(session, callback, { ip, kind, reason, describe: describeUsername(store, username), reply: new SmtpReply(535, authFailed) });
+    this.refuse(session, callback, {
+      ip,
+      kind,
+      reason,
+      describe: describeUsername(store, username),
+      reply: new SmtpReply(535, authFailed),
+    });
   }
 
   /**
@@ -143,14 +165,32 @@ export class InboundSessions {
    * session, and the connection closed at the per-connection limit, whether
    * the credential was wrong or its source is locked out.
    */
-  private refuse(session: SMTPServerSession, callback: (err: Error) => void, failure: { ip: string; kind: CredentialKind; reason: string; describe: Record<string, unknown>; reply: SmtpReply }): void {
+  private refuse(
+    session: SMTPServerSession,
+    callback: (err: Error) => void,
+    failure: { ip: string; kind: CredentialKind; reason: string; describe: Record<string, unknown>; reply: SmtpReply },
+  ): void {
     const failures = (this.authFailures.get(session.id) ?? 0) + 1;
     this.authFailures.set(session.id, failures);
-    this.ctx.log.warn("AUTH refused", { session: session.id, remote: failure.ip, kind: failure.kind, reason: failure.reason, failures, ...failure.describe });
+    this.ctx.log.warn("AUTH refused", {
+      session: session.id,
+      remote: failure.ip,
+      kind: failure.kind,
+      reason: failure.reason,
+      failures,
+      ...failure.describe,
+    });
     const limits = this.ctx.state().config.authFailures;
-    setTimeout(() => {
-      callback(failures >= limits.perConnection ? new SmtpReply(421, "4.7.0 Too many failed authentication attempts, closing connection") : failure.reply);
-    }, failureDelayMs(limits.delayMs, failures)).unref();
+    setTimeout(
+      () => {
+        callback(
+          failures >= limits.perConnection
+            ? new SmtpReply(421, "4.7.0 Too many failed authentication attempts, closing connection")
+            : failure.reply,
+        );
+      },
+      failureDelayMs(limits.delayMs, failures),
+    ).unref();
   }
 
   onMailFrom(_address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void {
@@ -160,8 +200,14 @@ export class InboundSessions {
       return;
     }
     if (!this.stillValid(user)) {
-      this.ctx.log.info("MAIL refused: the session's credential was revoked", { session: session.id, domain: user.domain, credentialVersion: user.version });
-      callback(new SmtpReply(451, "4.7.0 The credential this session authenticated with is no longer valid; reconnect and authenticate again"));
+      this.ctx.log.info("MAIL refused: the session's credential was revoked", {
+        session: session.id,
+        domain: user.domain,
+        credentialVersion: user.version,
+      });
+      callback(
+        new SmtpReply(451, "4.7.0 The credential this session authenticated with is no longer valid; reconnect and authenticate again"),
+      );
       return;
     }
     callback();
@@ -211,7 +257,13 @@ export class InboundSessions {
       from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
       to: session.envelope.rcptTo.map((r) => r.address),
       smtpUtf8: session.envelope.smtpUtf8 === true,
-      metadata: { domain: user.domain, credentialVersion: user.version, authenticated: "true", session: session.id, receivedAt: new Date().toISOString() },
+      metadata: {
+        domain: user.domain,
+        credentialVersion: user.version,
+        authenticated: "true",
+        session: session.id,
+        receivedAt: new Date().toISOString(),
+      },
     };
     deliverInbound(
       this.ctx,
@@ -224,7 +276,14 @@ export class InboundSessions {
         fields: { domain: user.domain, credentialVersion: user.version },
         deliver: (message, signal) => domain.nextHop.send(envelope, message, signal),
         delivered: () => {
-          if (filter.verificationToken) this.ctx.verificationArrived({ token: filter.verificationToken, domain: user.domain, path: "authenticated", credentialVersion: user.version, at: new Date() });
+          if (filter.verificationToken)
+            this.ctx.verificationArrived({
+              token: filter.verificationToken,
+              domain: user.domain,
+              path: "authenticated",
+              credentialVersion: user.version,
+              at: new Date(),
+            });
         },
       },
       callback,
@@ -247,7 +306,11 @@ export interface InboundDelivery {
   delivered?: () => void;
 }
 
-export function deliverInbound(ctx: Pick<SessionContext, "metrics" | "log">, d: InboundDelivery, callback: (err?: Error | null, message?: string) => void): void {
+export function deliverInbound(
+  ctx: Pick<SessionContext, "metrics" | "log">,
+  d: InboundDelivery,
+  callback: (err?: Error | null, message?: string) => void,
+): void {
   const { metrics, log } = ctx;
   const { stream, session, filter, direction } = d;
   const started = process.hrtime.bigint();
@@ -263,7 +326,12 @@ export function deliverInbound(ctx: Pick<SessionContext, "metrics" | "log">, d: 
     (error: unknown) => {
       const reply = replyFor(error, filter, stream);
       metrics.messages.inc({ direction, result: reply.result });
-      log.warn("message not delivered", { session: session.id, ...d.fields, result: reply.result, reply: `${reply.error.responseCode} ${reply.error.message}` });
+      log.warn("message not delivered", {
+        session: session.id,
+        ...d.fields,
+        result: reply.result,
+        reply: `${reply.error.responseCode} ${reply.error.message}`,
+      });
       callback(reply.error);
     },
   );
@@ -289,7 +357,12 @@ export function traceHeaders(filter: Pick<FilterOptions, "authservId">, session:
  * with TLS, ESMTPSA with TLS and AUTH). The HELO name is the client's word:
  * only host-name characters of it are kept.
  */
-export function receivedHeader(authservId: string, session: SMTPServerSession, protocol: "ESMTP" | "ESMTPS" | "ESMTPSA", comment = ""): string {
+export function receivedHeader(
+  authservId: string,
+  session: SMTPServerSession,
+  protocol: "ESMTP" | "ESMTPS" | "ESMTPSA",
+  comment = "",
+): string {
   const helo = session.hostNameAppearsAs.replace(/[^A-Za-z0-9.\-[\]:]/g, "");
   const date = new Date().toUTCString().replace("GMT", "+0000");
   return `Received: from ${helo || "unknown"} ([${session.remoteAddress}])\r\n\tby ${authservId} (smtp-connector) with ${protocol} id ${session.id}\r\n\t${comment ? `${comment}; ` : ""}${date}\r\n`;

@@ -92,7 +92,8 @@ export interface ConnectionLimits {
   proxied?: (version: 1 | 2, client: string | undefined, balancer: string) => void;
 }
 
-export type RefusalReason = "PerSourceLimit" | "HandshakeTimeout" | "TooManyCommands" | "ProxyHeaderInvalid" | "ProxyHeaderUntrusted" | "ProxyClientNotAllowed";
+export type RefusalReason =
+  "PerSourceLimit" | "HandshakeTimeout" | "TooManyCommands" | "ProxyHeaderInvalid" | "ProxyHeaderUntrusted" | "ProxyClientNotAllowed";
 
 export interface SessionTiming {
   /** Wait before the greeting; input before it is refused (421). */
@@ -158,7 +159,11 @@ export class GreetingDelayServer extends SMTPServer {
   }
 
   /** Closes a socket that has no session yet with a reply, or before an implicit-TLS handshake (nothing can be said then) at once. */
-  private refuseEarly(socket: net.Socket, reason: RefusalReason, reply = "421 4.7.0 Too many connections from your address, try again later"): void {
+  private refuseEarly(
+    socket: net.Socket,
+    reason: RefusalReason,
+    reply = "421 4.7.0 Too many connections from your address, try again later",
+  ): void {
     socket.on("error", () => undefined);
     if (this.options.secure === true) socket.destroy();
     else socket.end(`${reply}\r\n`, () => socket.destroy());
@@ -190,7 +195,10 @@ export class GreetingDelayServer extends SMTPServer {
   }
 
   /** smtp-server's hook for reading the header (v1 only there): both versions, from trusted balancers only. */
-  override _handleProxy(socket: net.Socket, callback: (error: Error | null, socketOptions?: SMTPConnectionOptions & { id: string }) => void): void {
+  override _handleProxy(
+    socket: net.Socket,
+    callback: (error: Error | null, socketOptions?: SMTPConnectionOptions & { id: string }) => void,
+  ): void {
     if (!this._expectsProxyHeader(socket)) {
       super._handleProxy(socket, callback);
       return;
@@ -209,7 +217,13 @@ export class GreetingDelayServer extends SMTPServer {
       // RFC 5321 3.1: a server that will not serve a client may greet it with 554 and a reason.
       if (allowed && !header.local && (!header.source || !allowed.includes(header.source.address))) {
         this.refuseEarly(socket, "ProxyClientNotAllowed", "554 5.7.1 Your address is not allowed to use this relay");
-        callback(new Error(header.source ? "the client the PROXY header names is not in proxyProtocol.allowedClients" : "a PROXY header that names no client, with proxyProtocol.allowedClients set"));
+        callback(
+          new Error(
+            header.source
+              ? "the client the PROXY header names is not in proxyProtocol.allowedClients"
+              : "a PROXY header that names no client, with proxyProtocol.allowedClients set",
+          ),
+        );
         return;
       }
       // Counted now, before an implicit-TLS handshake: counted after it, one client behind the balancer could hold
@@ -223,8 +237,13 @@ export class GreetingDelayServer extends SMTPServer {
         callback(new Error("too many connections from the client the PROXY header names"));
         return;
       }
-      const id = BigInt(`0x${randomBytes(10).toString("hex")}`).toString(32).padStart(16, "0");
-      const socketOptions: SMTPConnectionOptions & { id: string } = { id, ...(header.source ? { remoteAddress: header.source.address, remotePort: header.source.port } : {}) };
+      const id = BigInt(`0x${randomBytes(10).toString("hex")}`)
+        .toString(32)
+        .padStart(16, "0");
+      const socketOptions: SMTPConnectionOptions & { id: string } = {
+        id,
+        ...(header.source ? { remoteAddress: header.source.address, remotePort: header.source.port } : {}),
+      };
       callback(null, socketOptions);
     });
   }
@@ -245,7 +264,8 @@ export class GreetingDelayServer extends SMTPServer {
     this.guard(internals);
     const send = internals.send.bind(internals);
     internals.send = (code, message, context) => {
-      if (context === "MESSAGE_TOO_BIG") send(code, `5.3.4 Message exceeds the maximum size of ${Number(internals._server.options.size)} bytes`, context);
+      if (context === "MESSAGE_TOO_BIG")
+        send(code, `5.3.4 Message exceeds the maximum size of ${Number(internals._server.options.size)} bytes`, context);
       else send(code, message, context);
     };
     connection.init = () => {

@@ -144,7 +144,8 @@ export function sourceOf(ip: string): string {
   const [head = "", tail] = bare.split("::");
   const first = head === "" ? [] : head.split(":");
   const last = tail === undefined || tail === "" ? [] : tail.split(":");
-  const groups = tail === undefined ? first : [...first, ...new Array<string>(Math.max(0, 8 - first.length - last.length)).fill("0"), ...last];
+  const groups =
+    tail === undefined ? first : [...first, ...new Array<string>(Math.max(0, 8 - first.length - last.length)).fill("0"), ...last];
   return `${groups
     .slice(0, 4)
     .map((g) => parseInt(g, 16).toString(16))

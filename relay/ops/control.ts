@@ -57,7 +57,8 @@ export interface ControlSource {
  */
 export function controlHandler(source: ControlSource): (req: http.IncomingMessage, res: http.ServerResponse) => void {
   return (req, res) => {
-    const reply = (status: number, body: object) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body) + "\n");
+    const reply = (status: number, body: object) =>
+      res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body) + "\n");
     const tokenSha256 = source.state().config.listeners.control?.tokenSha256;
     if (!tokenSha256 || !authorized(req.headers.authorization, tokenSha256)) {
       reply(401, { result: "Unauthorized", message: "a valid bearer token is required" });
@@ -131,17 +132,32 @@ async function verificationSend(source: ControlSource, body: unknown): Promise<{
   if (!route.ok) return { status: 422, body: { result: route.reason, message: route.message } };
   // A verification proves the address's own path; the default transport proves nothing.
   if (route.transport !== "SupportAddress") {
-    return { status: 422, body: { result: "SenderNotReady", message: `${route.sender} has no outbound server configured on this relay yet` } };
+    return {
+      status: 422,
+      body: { result: "SenderNotReady", message: `${route.sender} has no outbound server configured on this relay yet` },
+    };
   }
   if (request.server !== undefined && route.nextHop.server !== request.server) {
-    return { status: 422, body: { result: "ServerNotConfigured", message: `this relay sends as ${route.sender} through ${route.nextHop.server ?? "another server"}, not ${request.server}; its config is on its way` } };
+    return {
+      status: 422,
+      body: {
+        result: "ServerNotConfigured",
+        message: `this relay sends as ${route.sender} through ${route.nextHop.server ?? "another server"}, not ${request.server}; its config is on its way`,
+      },
+    };
   }
   const to = parseMailbox(request.to);
   if (!to.ok) return { status: 400, body: { result: "InvalidRequest", message: `/to: not an address we send to (${to.problem})` } };
   const message = verificationMessage(state.config.hostname, { ...request, from: route.sender });
   const started = process.hrtime.bigint();
   try {
-    const result = await sendOutbound(route, { from: route.sender, to: [request.to] }, Readable.from([message]), AbortSignal.timeout(state.nextHopTimeoutMs), state.spool);
+    const result = await sendOutbound(
+      route,
+      { from: route.sender, to: [request.to] },
+      Readable.from([message]),
+      AbortSignal.timeout(state.nextHopTimeoutMs),
+      state.spool,
+    );
     source.metrics.outbound.inc({ sender: route.sender, result: "Delivered" });
     source.metrics.outboundSeconds.observe({ sender: route.sender }, Number(process.hrtime.bigint() - started) / 1e9);
     source.log.info("verification email sent", { domain: request.domain, sender: route.sender, server: result.response });

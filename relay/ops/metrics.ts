@@ -14,7 +14,12 @@ export function createMetrics(sources: MetricSources = {}) {
   collectDefaultMetrics({ register: registry, prefix: "smtpc_relay_process_" });
   return {
     registry,
-    sessions: new Counter({ name: "smtpc_relay_sessions_total", help: "SMTP sessions accepted, by listener.", labelNames: ["listener"], registers: [registry] }),
+    sessions: new Counter({
+      name: "smtpc_relay_sessions_total",
+      help: "SMTP sessions accepted, by listener.",
+      labelNames: ["listener"],
+      registers: [registry],
+    }),
     connectionsRefused: new Counter({
       name: "smtpc_relay_connections_refused_total",
       help: "Connections closed by a connection limit or a PROXY header, by listener and reason (PerSourceLimit, HandshakeTimeout, TooManyCommands, ProxyHeaderInvalid, ProxyHeaderUntrusted, ProxyClientNotAllowed).",
@@ -49,7 +54,12 @@ export function createMetrics(sources: MetricSources = {}) {
       labelNames: ["direction", "result"],
       registers: [registry],
     }),
-    bytes: new Counter({ name: "smtpc_relay_message_bytes_total", help: "Message bytes received, by direction.", labelNames: ["direction"], registers: [registry] }),
+    bytes: new Counter({
+      name: "smtpc_relay_message_bytes_total",
+      help: "Message bytes received, by direction.",
+      labelNames: ["direction"],
+      registers: [registry],
+    }),
     nextHopSeconds: new Histogram({
       name: "smtpc_relay_next_hop_seconds",
       help: "Time from the end of DATA to the next hop's answer.",
@@ -89,7 +99,12 @@ export function createMetrics(sources: MetricSources = {}) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
-    configReloads: new Counter({ name: "smtpc_relay_config_reloads_total", help: "Config reloads by result (Applied, Invalid).", labelNames: ["result"], registers: [registry] }),
+    configReloads: new Counter({
+      name: "smtpc_relay_config_reloads_total",
+      help: "Config reloads by result (Applied, Invalid).",
+      labelNames: ["result"],
+      registers: [registry],
+    }),
   };
 }
 

@@ -60,7 +60,8 @@ export class RelayReports {
     // Nor may an arrival for another domain (anyone's forwarded mail, or another
     // domain's login, carrying a token it saw) replace it, however strong: a
     // token belongs to one address, and the first domain it arrived for stands.
-    if (known && Date.now() - known.at.getTime() < receiptTtlMs && (known.domain !== receipt.domain || strength(known) > strength(receipt))) return;
+    if (known && Date.now() - known.at.getTime() < receiptTtlMs && (known.domain !== receipt.domain || strength(known) > strength(receipt)))
+      return;
     this.receipts.delete(key);
     this.receipts.set(key, receipt);
     // Oldest first out: a Map iterates in insertion order.

@@ -38,7 +38,10 @@ export type AuthorVerdict = { ok: true } | { ok: false; reason: AuthorRefusal; d
 
 /** A refused message: the reply the helpdesk gets, with the stable reason for metrics and logs. */
 export class AuthorRefused extends SmtpReply {
-  constructor(readonly reason: AuthorRefusal, detail: string) {
+  constructor(
+    readonly reason: AuthorRefusal,
+    detail: string,
+  ) {
     super(550, `5.7.1 Header refused (${reason}): ${detail}`);
     this.name = "AuthorRefused";
   }
@@ -52,12 +55,21 @@ export function authorVerdict(headerSection: string, sender: string, systemDomai
   if (from.length === 0) return { ok: false, reason: "FromMissing", detail: `no From: field; ${must}` };
   if (from.length > 1) return { ok: false, reason: "FromRepeated", detail: `${from.length} From: fields; ${must}` };
   const author = singleMailbox(from[0]!.raw);
-  if (!author.ok) return { ok: false, reason: author.reason === "NotOne" ? "FromNotOneMailbox" : "FromMalformed", detail: `From: ${author.problem}; ${must}` };
+  if (!author.ok)
+    return {
+      ok: false,
+      reason: author.reason === "NotOne" ? "FromNotOneMailbox" : "FromMalformed",
+      detail: `From: ${author.problem}; ${must}`,
+    };
   if (author.domain !== sender.slice(sender.lastIndexOf("@") + 1) && systemDomains.has(author.domain)) {
     return { ok: false, reason: "FromSystemDomain", detail: `From: is in the helpdesk's own domain ${author.domain}; ${must}` };
   }
   if (author.address !== sender) return { ok: false, reason: "FromMismatch", detail: `From: names another address; ${must}` };
-  for (const [name, reason] of [["sender", "SenderMismatch"], ["resent-from", "ResentMismatch"], ["resent-sender", "ResentMismatch"]] as const) {
+  for (const [name, reason] of [
+    ["sender", "SenderMismatch"],
+    ["resent-from", "ResentMismatch"],
+    ["resent-sender", "ResentMismatch"],
+  ] as const) {
     const present = fields.filter((f) => f.name === name);
     if (present.length === 0) continue;
     const other = present.length === 1 ? singleMailbox(present[0]!.raw) : undefined;
@@ -79,7 +91,8 @@ export function singleMailbox(raw: string): Mailbox {
   let i = 0;
   for (;;) {
     const parsed = mailbox(tokens, i);
-    if (typeof parsed === "string") return { ok: false, reason: parsed.startsWith("group") || parsed.startsWith("no mailbox") ? "NotOne" : "Malformed", problem: parsed };
+    if (typeof parsed === "string")
+      return { ok: false, reason: parsed.startsWith("group") || parsed.startsWith("no mailbox") ? "NotOne" : "Malformed", problem: parsed };
     mailboxes.push(parsed.address);
     i = parsed.next;
     if (i === tokens.length) break;
@@ -138,7 +151,15 @@ function tokenize(value: string): Token[] | string {
     } else {
       let j = i;
       // atext, and UTF-8 beyond ASCII (RFC 6532) — the address parser refuses the latter in addresses.
-      while (j < value.length && !specials.has(value[j]!) && value[j] !== " " && value[j] !== "\t" && value.charCodeAt(j) > 0x20 && value.charCodeAt(j) !== 0x7f) j++;
+      while (
+        j < value.length &&
+        !specials.has(value[j]!) &&
+        value[j] !== " " &&
+        value[j] !== "\t" &&
+        value.charCodeAt(j) > 0x20 &&
+        value.charCodeAt(j) !== 0x7f
+      )
+        j++;
       tokens.push({ kind: "atom", text: value.slice(i, j), spaced });
       spaced = false;
       i = j;
@@ -217,9 +238,15 @@ const endOfHeader = Buffer.from("\r\n\r\n");
  * refused message never opens a transaction there. The header section is
  * bounded by the message filter (maxHeaderBytes) before it gets here.
  */
-export async function checkAuthor(message: Readable, sender: string, systemDomains: ReadonlySet<string>, maxHeaderBytes: number): Promise<Readable> {
+export async function checkAuthor(
+  message: Readable,
+  sender: string,
+  systemDomains: ReadonlySet<string>,
+  maxHeaderBytes: number,
+): Promise<Readable> {
   const { head, ended } = await readHeaderSection(message, maxHeaderBytes + endOfHeader.length);
-  if (head === undefined) throw new AuthorRefused("HeaderUnterminated", `the header section does not end with an empty line within ${maxHeaderBytes} bytes`);
+  if (head === undefined)
+    throw new AuthorRefused("HeaderUnterminated", `the header section does not end with an empty line within ${maxHeaderBytes} bytes`);
   const split = head.subarray(0, 2).equals(endOfHeader.subarray(0, 2)) ? 0 : head.indexOf(endOfHeader);
   const section = head.subarray(0, split < 0 ? head.length : split + 2).toString("latin1");
   const verdict = authorVerdict(section, sender, systemDomains);
@@ -243,7 +270,7 @@ function readHeaderSection(message: Readable, maxBytes: number): Promise<{ head:
       else resolve({ head: tooLong ? undefined : head, ended });
     };
     const onReadable = () => {
-      for (let chunk: Buffer | null; (chunk = message.read() as Buffer | null) !== null; ) {
+      for (let chunk: Buffer | null; (chunk = message.read() as Buffer | null) !== null;) {
         const from = Math.max(0, head.length - 3);
         head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
         const end = head.subarray(0, 2).equals(endOfHeader.subarray(0, 2)) ? 0 : head.indexOf(endOfHeader, from);

@@ -21,13 +21,19 @@ export function loadSigningKey(domain: string, entry: DkimKey): SigningKey {
   try {
     key = createPrivateKey(readFileSync(entry.keyFile));
   } catch (error) {
-    throw new DkimKeyError(`DKIM key ${entry.selector} for ${domain}: cannot read a private key from ${entry.keyFile}: ${(error as Error).message}`);
+    throw new DkimKeyError(
+      `DKIM key ${entry.selector} for ${domain}: cannot read a private key from ${entry.keyFile}: ${(error as Error).message}`,
+    );
   }
   const type = key.asymmetricKeyType;
   if (entry.algorithm === "rsa-sha256") {
     const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-    if (type !== "rsa") throw new DkimKeyError(`DKIM key ${entry.selector} for ${domain}: rsa-sha256 needs an RSA key, ${entry.keyFile} holds ${type}`);
-    if (bits < 1024) throw new DkimKeyError(`DKIM key ${entry.selector} for ${domain}: RSA keys shorter than 1024 bits are not accepted (RFC 8301), this one has ${bits}`);
+    if (type !== "rsa")
+      throw new DkimKeyError(`DKIM key ${entry.selector} for ${domain}: rsa-sha256 needs an RSA key, ${entry.keyFile} holds ${type}`);
+    if (bits < 1024)
+      throw new DkimKeyError(
+        `DKIM key ${entry.selector} for ${domain}: RSA keys shorter than 1024 bits are not accepted (RFC 8301), this one has ${bits}`,
+      );
   } else if (type !== "ed25519") {
     throw new DkimKeyError(`DKIM key ${entry.selector} for ${domain}: ed25519-sha256 needs an Ed25519 key, ${entry.keyFile} holds ${type}`);
   }
@@ -36,12 +42,36 @@ export function loadSigningKey(domain: string, entry: DkimKey): SigningKey {
 
 // Fields that relays add or rewrite on the way: signing them would break the
 // signature downstream without protecting anything.
-const unsigned = new Set(["received", "return-path", "dkim-signature", "authentication-results", "arc-seal", "arc-message-signature", "arc-authentication-results", "delivered-to", "x-original-to", "bcc"]);
+const unsigned = new Set([
+  "received",
+  "return-path",
+  "dkim-signature",
+  "authentication-results",
+  "arc-seal",
+  "arc-message-signature",
+  "arc-authentication-results",
+  "delivered-to",
+  "x-original-to",
+  "bcc",
+]);
 // Signed once more than they occur, so nobody can add another instance later.
 // The verification token's field too: otherwise anyone holding any message
 // the relay signed for a domain could add a token to it and have it arrive,
 // DKIM-aligned, on the forwarded listener (docs/security.md).
-const overSigned = ["from", "to", "cc", "subject", "date", "message-id", "reply-to", "references", "in-reply-to", "mime-version", "content-type", "x-smtpconnector-verification"];
+const overSigned = [
+  "from",
+  "to",
+  "cc",
+  "subject",
+  "date",
+  "message-id",
+  "reply-to",
+  "references",
+  "in-reply-to",
+  "mime-version",
+  "content-type",
+  "x-smtpconnector-verification",
+];
 const maxSignedFields = 100;
 
 const SP = 0x20;
@@ -132,7 +162,13 @@ function isCanonical(bytes: Buffer, from: number, to: number): boolean {
 /** Collapses runs of SP/HTAB to one SP and drops trailing whitespace. */
 function relaxLine(line: Buffer): Buffer {
   if (isCanonical(line, 0, line.length)) return line;
-  return Buffer.from(line.toString("latin1").replace(/[ \t]+/g, " ").replace(/ $/, ""), "latin1");
+  return Buffer.from(
+    line
+      .toString("latin1")
+      .replace(/[ \t]+/g, " ")
+      .replace(/ $/, ""),
+    "latin1",
+  );
 }
 
 export interface HeaderField {

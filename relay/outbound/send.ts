@@ -10,7 +10,13 @@ import { SigningSpool, type SpoolBudget } from "./spool.js";
 /** Bodies up to this size are signed in memory; larger ones spool to a temporary file. */
 export const spoolMemoryBytes = 1024 * 1024;
 
-export async function sendOutbound(route: Extract<SenderRoute, { ok: true }>, envelope: Envelope, message: Readable, signal: AbortSignal, budget?: SpoolBudget): Promise<DeliveryResult> {
+export async function sendOutbound(
+  route: Extract<SenderRoute, { ok: true }>,
+  envelope: Envelope,
+  message: Readable,
+  signal: AbortSignal,
+  budget?: SpoolBudget,
+): Promise<DeliveryResult> {
   if (route.dkim.length === 0) return route.nextHop.send(envelope, message, signal);
   const spool = new SigningSpool({ memoryBytes: spoolMemoryBytes, ...(budget ? { budget } : {}) });
   try {

@@ -34,7 +34,10 @@ export class OutboundSessions {
   onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void {
     const user = authenticatedUser(session, "submission");
     if (!user) return callback(new SmtpReply(530, "5.7.0 Authentication required"));
-    if (!this.stillValid(user)) return callback(new SmtpReply(451, "4.7.0 The credential this session authenticated with is no longer valid; reconnect and authenticate again"));
+    if (!this.stillValid(user))
+      return callback(
+        new SmtpReply(451, "4.7.0 The credential this session authenticated with is no longer valid; reconnect and authenticate again"),
+      );
     const route = routeSender(this.ctx.state(), user.domain, address.address);
     if (!route.ok) {
       this.refused(route, session, user.domain);
@@ -61,7 +64,9 @@ export class OutboundSessions {
     const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
     // Routed again on the config in force now: a sender revoked since MAIL is not sent.
     const route: SenderRoute =
-      user && this.stillValid(user) ? routeSender(state, user.domain, from) : { ok: false, reason: "DomainNotServed", code: 451, message: "4.7.0 Authentication no longer valid, try again later" };
+      user && this.stillValid(user)
+        ? routeSender(state, user.domain, from)
+        : { ok: false, reason: "DomainNotServed", code: 451, message: "4.7.0 Authentication no longer valid, try again later" };
     if (!route.ok) {
       if (user) this.refused(route, session, user.domain);
       stream.resume();
@@ -71,22 +76,57 @@ export class OutboundSessions {
     const { metrics, log } = this.ctx;
     const filter = new MessageFilter({ ...state.filter, prepend: "", preserveHeaders: true });
     // SMTPUTF8 goes on as the helpdesk declared it (UTF-8 header fields): the customer's server must agree to it.
-    const envelope = { from: route.sender, to: session.envelope.rcptTo.map((r) => r.address), smtpUtf8: session.envelope.smtpUtf8 === true };
+    const envelope = {
+      from: route.sender,
+      to: session.envelope.rcptTo.map((r) => r.address),
+      smtpUtf8: session.envelope.smtpUtf8 === true,
+    };
     const label = route.transport === "Default" ? "default" : route.sender;
     const started = process.hrtime.bigint();
-    cutThrough({ stream, filter, timeoutMs: state.nextHopTimeoutMs, deliver: async (message, signal) => sendOutbound(route, envelope, await checkAuthor(message, route.sender, state.systemDomains, state.filter.maxHeaderBytes), signal, state.spool) }).then(
+    cutThrough({
+      stream,
+      filter,
+      timeoutMs: state.nextHopTimeoutMs,
+      deliver: async (message, signal) =>
+        sendOutbound(
+          route,
+          envelope,
+          await checkAuthor(message, route.sender, state.systemDomains, state.filter.maxHeaderBytes),
+          signal,
+          state.spool,
+        ),
+    }).then(
       (result) => {
         metrics.outbound.inc({ sender: label, result: "Delivered" });
         metrics.bytes.inc({ direction: "outbound" }, filter.inputBytes);
         metrics.outboundSeconds.observe({ sender: label }, Number(process.hrtime.bigint() - started) / 1e9);
-        log.info("outbound message delivered", { session: session.id, domain: user!.domain, sender: route.sender, transport: route.transport, signed: route.dkim.length > 0, bytes: filter.inputBytes, server: result.response });
+        log.info("outbound message delivered", {
+          session: session.id,
+          domain: user!.domain,
+          sender: route.sender,
+          transport: route.transport,
+          signed: route.dkim.length > 0,
+          bytes: filter.inputBytes,
+          server: result.response,
+        });
         callback(null, `2.0.0 Accepted by the customer's server: ${oneLine(result.response)}`);
       },
       (error: unknown) => {
         const reply = replyFor(error, filter, stream);
-        const result = error instanceof AuthorRefused && !filter.rejection ? error.reason : reply.result.startsWith("NextHop") ? classifyFailure(error) : reply.result;
+        const result =
+          error instanceof AuthorRefused && !filter.rejection
+            ? error.reason
+            : reply.result.startsWith("NextHop")
+              ? classifyFailure(error)
+              : reply.result;
         metrics.outbound.inc({ sender: label, result });
-        log.warn("outbound message not delivered", { session: session.id, domain: user!.domain, sender: route.sender, result, reply: `${reply.error.responseCode} ${reply.error.message}` });
+        log.warn("outbound message not delivered", {
+          session: session.id,
+          domain: user!.domain,
+          sender: route.sender,
+          result,
+          reply: `${reply.error.responseCode} ${reply.error.message}`,
+        });
         callback(reply.error);
       },
     );

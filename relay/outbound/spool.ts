@@ -148,7 +148,10 @@ export class SigningSpool extends Writable {
   // failed spool cleans up here.
   override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
     if (!error) return done(null);
-    this.dispose().then(() => done(error), () => done(error));
+    this.dispose().then(
+      () => done(error),
+      () => done(error),
+    );
   }
 
   private scan(chunk: Buffer): void {
@@ -159,7 +162,9 @@ export class SigningSpool extends Writable {
     const previous = this.header.length;
     this.header = Buffer.concat([this.header, chunk]);
     // A message may start with its empty line (no header fields at all).
-    const end = this.header.subarray(0, 2).equals(endOfHeader.subarray(0, 2)) ? 0 : this.header.indexOf(endOfHeader, Math.max(0, previous - 3));
+    const end = this.header.subarray(0, 2).equals(endOfHeader.subarray(0, 2))
+      ? 0
+      : this.header.indexOf(endOfHeader, Math.max(0, previous - 3));
     if (end === -1) return;
     const split = end === 0 ? 0 : end + 2;
     this.headerSection = this.header.subarray(0, split).toString("latin1");

@@ -58,7 +58,11 @@ const outbound = (extra: Record<string, unknown>) => ({
 const invalid: { rule: string; manifest: (ns: string) => Manifest; message: RegExp }[] = [
   { rule: "domain syntax", manifest: (ns) => domain(ns, { domain: "Example.COM." }), message: /domain must be a lowercase DNS name/ },
   { rule: "domain required", manifest: (ns) => domain(ns, { domain: undefined }), message: /spec.domain: Required value/ },
-  { rule: "authProtocol enum", manifest: (ns) => domain(ns, inbound({ authProtocol: "CRAM-MD5" })), message: /spec.inbound.authProtocol: Unsupported value: "CRAM-MD5"/ },
+  {
+    rule: "authProtocol enum",
+    manifest: (ns) => domain(ns, inbound({ authProtocol: "CRAM-MD5" })),
+    message: /spec.inbound.authProtocol: Unsupported value: "CRAM-MD5"/,
+  },
   {
     rule: "at most two active credential versions",
     manifest: (ns) => domain(ns, inbound({ credentials: [{ version: 1 }, { version: 2 }, { version: 3 }] })),
@@ -72,12 +76,29 @@ const invalid: { rule: string; manifest: (ns: string) => Manifest; message: RegE
   {
     rule: "Forwarded mode issues no inbound credentials",
     manifest: (ns) => domain(ns, inbound({ mode: "Forwarded", credentials: [{ version: 1 }] })),
-    message: /spec.inbound.credentials: Invalid value: .*spec.inbound.credentials is not allowed with mode: Forwarded .*remove spec.inbound.credentials/,
+    message:
+      /spec.inbound.credentials: Invalid value: .*spec.inbound.credentials is not allowed with mode: Forwarded .*remove spec.inbound.credentials/,
   },
-  { rule: "inbound mode enum", manifest: (ns) => domain(ns, inbound({ mode: "Relayed" })), message: /spec.inbound.mode: Unsupported value: "Relayed"/ },
-  { rule: "credential version is positive", manifest: (ns) => domain(ns, inbound({ credentials: [{ version: 0 }] })), message: /should be greater than or equal to 1/ },
-  { rule: "grace period is a duration", manifest: (ns) => domain(ns, inbound({ gracePeriod: "one week" })), message: /spec.inbound.gracePeriod: Invalid value/ },
-  { rule: "source ranges are CIDRs", manifest: (ns) => domain(ns, inbound({ allowedSourceRanges: ["203.0.113.7"] })), message: /allowedSourceRanges must be CIDR ranges/ },
+  {
+    rule: "inbound mode enum",
+    manifest: (ns) => domain(ns, inbound({ mode: "Relayed" })),
+    message: /spec.inbound.mode: Unsupported value: "Relayed"/,
+  },
+  {
+    rule: "credential version is positive",
+    manifest: (ns) => domain(ns, inbound({ credentials: [{ version: 0 }] })),
+    message: /should be greater than or equal to 1/,
+  },
+  {
+    rule: "grace period is a duration",
+    manifest: (ns) => domain(ns, inbound({ gracePeriod: "one week" })),
+    message: /spec.inbound.gracePeriod: Invalid value/,
+  },
+  {
+    rule: "source ranges are CIDRs",
+    manifest: (ns) => domain(ns, inbound({ allowedSourceRanges: ["203.0.113.7"] })),
+    message: /allowedSourceRanges must be CIDR ranges/,
+  },
   {
     rule: "exactly one delivery target",
     manifest: (ns) => domain(ns, { inbound: { delivery: {} } }),
@@ -85,34 +106,99 @@ const invalid: { rule: string; manifest: (ns: string) => Manifest; message: RegE
   },
   {
     rule: "webhook must be https",
-    manifest: (ns) => domain(ns, { inbound: { delivery: { webhook: { url: "http://helpdesk.example/ingest", signingSecretRef: { name: "hmac" } } } } }),
+    manifest: (ns) =>
+      domain(ns, { inbound: { delivery: { webhook: { url: "http://helpdesk.example/ingest", signingSecretRef: { name: "hmac" } } } } }),
     message: /webhook url must be an https:\/\/ URL/,
   },
   {
     rule: "next-hop credentials need TLS",
-    manifest: (ns) => domain(ns, { inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None", authSecretRef: { name: "ingest" } } } } }),
+    manifest: (ns) =>
+      domain(ns, {
+        inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None", authSecretRef: { name: "ingest" } } } },
+      }),
     message: /authSecretRef requires TLS/,
   },
-  { rule: "DKIM selector syntax", manifest: (ns) => domain(ns, { dkim: { keys: [{ selector: "My_Selector" }] } }), message: /selector must be a lowercase DNS label/ },
-  { rule: "relay replicas bounds", manifest: (ns) => domain(ns, { relay: { replicas: 0 } }), message: /spec.relay.replicas: Invalid value: 0/ },
-  { rule: "relay resources are quantities", manifest: (ns) => domain(ns, { relay: { resources: { requests: { memory: "256 MB" } } } }), message: /must be a quantity such as 500m/ },
+  {
+    rule: "DKIM selector syntax",
+    manifest: (ns) => domain(ns, { dkim: { keys: [{ selector: "My_Selector" }] } }),
+    message: /selector must be a lowercase DNS label/,
+  },
+  {
+    rule: "relay replicas bounds",
+    manifest: (ns) => domain(ns, { relay: { replicas: 0 } }),
+    message: /spec.relay.replicas: Invalid value: 0/,
+  },
+  {
+    rule: "relay resources are quantities",
+    manifest: (ns) => domain(ns, { relay: { resources: { requests: { memory: "256 MB" } } } }),
+    message: /must be a quantity such as 500m/,
+  },
   {
     rule: "relay resource requests within limits",
-    manifest: (ns) => domain(ns, { relay: { resources: { requests: { cpu: "2", memory: "1Gi" }, limits: { cpu: "1500m", memory: "1Gi" } } } }),
+    manifest: (ns) =>
+      domain(ns, { relay: { resources: { requests: { cpu: "2", memory: "1Gi" }, limits: { cpu: "1500m", memory: "1Gi" } } } }),
     message: /a request must not exceed its limit/,
   },
-  { rule: "relay Service type enum", manifest: (ns) => domain(ns, { relay: { service: { type: "ExternalName" } } }), message: /Unsupported value: "ExternalName"/ },
-  { rule: "address syntax: display name", manifest: (ns) => address(ns, { address: "Support <support@example.com>" }), message: /address must be a plain mailbox/ },
-  { rule: "address syntax: quoted local part", manifest: (ns) => address(ns, { address: '"a@b"@example.com' }), message: /address must be a plain mailbox/ },
-  { rule: "address syntax: percent hack", manifest: (ns) => address(ns, { address: "support%evil.org@example.com" }), message: /address must be a plain mailbox/ },
-  { rule: "address syntax: address literal", manifest: (ns) => address(ns, { address: "support@[192.0.2.1]" }), message: /address must be a plain mailbox/ },
-  { rule: "address syntax: bang path", manifest: (ns) => address(ns, { address: "evil.org!support@example.com" }), message: /address must be a plain mailbox/ },
-  { rule: "address syntax: local part over 64", manifest: (ns) => address(ns, { address: `${"a".repeat(65)}@example.com` }), message: /before the @ must be at most 64 characters/ },
-  { rule: "outbound TLS never plaintext", manifest: (ns) => address(ns, outbound({ tls: "None" })), message: /spec.outbound.tls: Unsupported value: "None"/ },
-  { rule: "outbound port range", manifest: (ns) => address(ns, outbound({ port: 70000 })), message: /spec.outbound.port: Invalid value: 70000/ },
-  { rule: "port 465 is implicit TLS", manifest: (ns) => address(ns, outbound({ port: 465, tls: "StartTLS" })), message: /port 465 is implicit TLS/ },
-  { rule: "outbound host syntax", manifest: (ns) => address(ns, outbound({ host: "smtp example com" })), message: /host must be a lowercase DNS name/ },
-  { rule: "outbound credentials required", manifest: (ns) => address(ns, outbound({ credentialsSecretRef: undefined })), message: /spec.outbound.credentialsSecretRef: Required value/ },
+  {
+    rule: "relay Service type enum",
+    manifest: (ns) => domain(ns, { relay: { service: { type: "ExternalName" } } }),
+    message: /Unsupported value: "ExternalName"/,
+  },
+  {
+    rule: "address syntax: display name",
+    manifest: (ns) => address(ns, { address: "Support <support@example.com>" }),
+    message: /address must be a plain mailbox/,
+  },
+  {
+    rule: "address syntax: quoted local part",
+    manifest: (ns) => address(ns, { address: '"a@b"@example.com' }),
+    message: /address must be a plain mailbox/,
+  },
+  {
+    rule: "address syntax: percent hack",
+    manifest: (ns) => address(ns, { address: "support%evil.org@example.com" }),
+    message: /address must be a plain mailbox/,
+  },
+  {
+    rule: "address syntax: address literal",
+    manifest: (ns) => address(ns, { address: "support@[192.0.2.1]" }),
+    message: /address must be a plain mailbox/,
+  },
+  {
+    rule: "address syntax: bang path",
+    manifest: (ns) => address(ns, { address: "evil.org!support@example.com" }),
+    message: /address must be a plain mailbox/,
+  },
+  {
+    rule: "address syntax: local part over 64",
+    manifest: (ns) => address(ns, { address: `${"a".repeat(65)}@example.com` }),
+    message: /before the @ must be at most 64 characters/,
+  },
+  {
+    rule: "outbound TLS never plaintext",
+    manifest: (ns) => address(ns, outbound({ tls: "None" })),
+    message: /spec.outbound.tls: Unsupported value: "None"/,
+  },
+  {
+    rule: "outbound port range",
+    manifest: (ns) => address(ns, outbound({ port: 70000 })),
+    message: /spec.outbound.port: Invalid value: 70000/,
+  },
+  {
+    rule: "port 465 is implicit TLS",
+    manifest: (ns) => address(ns, outbound({ port: 465, tls: "StartTLS" })),
+    message: /port 465 is implicit TLS/,
+  },
+  {
+    rule: "outbound host syntax",
+    manifest: (ns) => address(ns, outbound({ host: "smtp example com" })),
+    message: /host must be a lowercase DNS name/,
+  },
+  {
+    rule: "outbound credentials required",
+    manifest: (ns) => address(ns, outbound({ credentialsSecretRef: undefined })),
+    message: /spec.outbound.credentialsSecretRef: Required value/,
+  },
   { rule: "domainRef required", manifest: (ns) => address(ns, { domainRef: undefined }), message: /spec.domainRef: Required value/ },
   {
     rule: "verification timeout shorter than interval",
@@ -137,7 +223,15 @@ describe("smtpconnector.dev API", () => {
     // Defaults are filled in by the API server and never fight the manifest (no perpetual diff).
     const diff = await kubectl(["diff", "--server-side", "--field-manager=smtpc-tests", "-f", examples]);
     assert.equal(diff.code, 0, `kubectl diff found changes after apply:\n${diff.stdout}${diff.stderr}`);
-    const stored = await kubectl(["get", "smtpdomain", "example-com", "-n", "acme-helpdesk", "-o", "jsonpath={.spec.inbound.authProtocol} {.spec.inbound.credentials[0].state}"]);
+    const stored = await kubectl([
+      "get",
+      "smtpdomain",
+      "example-com",
+      "-n",
+      "acme-helpdesk",
+      "-o",
+      "jsonpath={.spec.inbound.authProtocol} {.spec.inbound.credentials[0].state}",
+    ]);
     assert.equal(stored.stdout, "PLAIN Active");
   });
 
@@ -186,7 +280,10 @@ describe("smtpconnector.dev API", () => {
     assert.match(got.stdout, /supportaddress.smtpconnector.dev\/support\s+support@example.com\s+example-com\s/);
 
     const short = await kubectl(["get", "smtpdom,supaddr", "-n", namespace, "-o", "name"]);
-    assert.equal(short.stdout.trim().split("\n").sort().join(" "), "smtpdomain.smtpconnector.dev/example-com supportaddress.smtpconnector.dev/support");
+    assert.equal(
+      short.stdout.trim().split("\n").sort().join(" "),
+      "smtpdomain.smtpconnector.dev/example-com supportaddress.smtpconnector.dev/support",
+    );
   });
 
   test("kubectl explain shows a description for the fields", async () => {

@@ -28,7 +28,11 @@ function domainManifest(namespace: string, relay: object) {
     apiVersion: "smtpconnector.dev/v1alpha1",
     kind: "SmtpDomain",
     metadata: { name: "example-com", namespace },
-    spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } }, relay: { replicas: 1, ...relay } },
+    spec: {
+      domain: "example.com",
+      inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
+      relay: { replicas: 1, ...relay },
+    },
   };
 }
 
@@ -36,7 +40,10 @@ function domainManifest(namespace: string, relay: object) {
 function tlsSecret(namespace: string, names: string[], from: Date, to: Date) {
   const key = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey;
   const subject = { commonName: names[0]! };
-  const certPem = issueCertificate({ subject, publicKey: key, notBefore: from, notAfter: to, subjectAltNames: names }, { subject, privateKey: key });
+  const certPem = issueCertificate(
+    { subject, publicKey: key, notBefore: from, notAfter: to, subjectAltNames: names },
+    { subject, privateKey: key },
+  );
   return {
     apiVersion: "v1",
     kind: "Secret",
@@ -57,7 +64,13 @@ describe("relay TLS certificates", () => {
     core = cluster.core;
     custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
     // Certificates live 24 s and are renewed 16 s ahead: a renewal every 8 s.
-    controller = await startTestController({ settingsOverride: { caSecret, certificates: { durationMs: 24_000, renewBeforeMs: 16_000 }, allowedHostnameSuffixes: ["helpdesk.example.net"] } });
+    controller = await startTestController({
+      settingsOverride: {
+        caSecret,
+        certificates: { durationMs: 24_000, renewBeforeMs: 16_000 },
+        allowedHostnameSuffixes: ["helpdesk.example.net"],
+      },
+    });
   });
   after(async () => {
     await controller.stop();
@@ -65,7 +78,13 @@ describe("relay TLS certificates", () => {
   });
 
   const getDomain = async (namespace: string) =>
-    (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+    (await custom.getNamespacedCustomObject({
+      group: "smtpconnector.dev",
+      version: "v1alpha1",
+      namespace,
+      plural: "smtpdomains",
+      name: "example-com",
+    })) as SmtpDomain;
   const condition = (d: SmtpDomain, type: string) => d.status?.conditions?.find((c) => c.type === type);
   const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
   const relayTls = (namespace: string) => core.readNamespacedSecret({ namespace, name: "example-com-relay-tls" });
@@ -85,7 +104,14 @@ describe("relay TLS certificates", () => {
     assert.equal(text(secret, "ca.crt"), ca, "ca.crt is the installation's CA");
     const cert = new X509Certificate(text(secret, "tls.crt"));
     assert.ok(cert.checkIssued(new X509Certificate(ca)) && cert.verify(new X509Certificate(ca).publicKey));
-    const names = ["relay.helpdesk.example.net", "relay2.helpdesk.example.net", ...["example-com-relay", "example-com-relay-internal"].flatMap((s) => [`${s}.${namespace}.svc`, `${s}.${namespace}.svc.cluster.local`])];
+    const names = [
+      "relay.helpdesk.example.net",
+      "relay2.helpdesk.example.net",
+      ...["example-com-relay", "example-com-relay-internal"].flatMap((s) => [
+        `${s}.${namespace}.svc`,
+        `${s}.${namespace}.svc.cluster.local`,
+      ]),
+    ];
     for (const name of names) assert.equal(cert.checkHost(name), name, `the certificate covers ${name}`);
     assert.deepEqual(domain.status?.tls?.dnsNames, names);
     assert.equal(domain.status?.tls?.issuedByOperator, true);
@@ -95,10 +121,16 @@ describe("relay TLS certificates", () => {
     // The customer's server is told which CA to trust, in the credentials Secret.
     const credentials = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     assert.equal(text(credentials, "ca.crt"), ca);
-    assert.match(text(credentials, "postfix-main.cf"), /smtp_tls_policy_maps = inline:\{ \{ \[relay\.helpdesk\.example\.net\]:587 = secure match=relay\.helpdesk\.example\.net tafile=\/etc\/postfix\/smtp-connector-ca\.crt \} \}/);
+    assert.match(
+      text(credentials, "postfix-main.cf"),
+      /smtp_tls_policy_maps = inline:\{ \{ \[relay\.helpdesk\.example\.net\]:587 = secure match=relay\.helpdesk\.example\.net tafile=\/etc\/postfix\/smtp-connector-ca\.crt \} \}/,
+    );
     assert.match(text(credentials, "exchange-connector.txt"), /Windows has no per-connector trust store.*\n.*Do not import it there/);
     assert.doesNotMatch(text(credentials, "exchange-connector.txt"), /^\s*Certificate: import/m);
-    assert.match(text(credentials, "exim.conf"), /tls_verify_certificates = \/etc\/exim4\/smtp-connector-ca\.crt\n {2}# .*\n {2}tls_verify_hosts = \*/);
+    assert.match(
+      text(credentials, "exim.conf"),
+      /tls_verify_certificates = \/etc\/exim4\/smtp-connector-ca\.crt\n {2}# .*\n {2}tls_verify_hosts = \*/,
+    );
 
     const wide = await kubectl(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "wide"]);
     assert.match(wide.stdout, /CERT EXPIRY[\s\S]*\d{4}-\d\d-\d\dT/);
@@ -124,9 +156,20 @@ describe("relay TLS certificates", () => {
     assert.equal(text(renewed, "ca.crt"), text(first, "ca.crt"));
     await eventually("status shows the new expiry", async () => {
       const d = await getDomain(namespace);
-      return d.status?.tls?.notAfter === new Date(Math.floor(Date.parse(cert.validTo) / 1000) * 1000).toISOString().replace(".000Z", "Z") ? true : undefined;
+      return d.status?.tls?.notAfter === new Date(Math.floor(Date.parse(cert.validTo) / 1000) * 1000).toISOString().replace(".000Z", "Z")
+        ? true
+        : undefined;
     });
-    const events = await kubectl(["get", "events", "-n", namespace, "--field-selector", "reason=CertificateIssued", "-o", "jsonpath={.items[*].message}"]);
+    const events = await kubectl([
+      "get",
+      "events",
+      "-n",
+      namespace,
+      "--field-selector",
+      "reason=CertificateIssued",
+      "-o",
+      "jsonpath={.items[*].message}",
+    ]);
     assert.match(events.stdout, /relay certificate issued into Secret example-com-relay-tls \(it expires at/);
   });
 
@@ -152,12 +195,24 @@ describe("relay TLS certificates", () => {
       return condition(d, "CertificateReady")?.reason === "HostnameNotAllowed" ? d : undefined;
     });
     assert.equal(condition(domain, "CertificateReady")?.status, "False");
-    assert.match(condition(domain, "CertificateReady")!.message, /mail\.google\.com is not under the allowed suffixes helpdesk\.example\.net .*no certificate is issued/);
+    assert.match(
+      condition(domain, "CertificateReady")!.message,
+      /mail\.google\.com is not under the allowed suffixes helpdesk\.example\.net .*no certificate is issued/,
+    );
     assert.equal(condition(domain, "Ready")?.status, "False");
     assert.equal(condition(domain, "Ready")?.reason, "HostnameNotAllowed");
     assert.equal(condition(domain, "Stalled")?.reason, "HostnameNotAllowed");
     await eventually("the Warning Event", async () => {
-      const events = await kubectl(["get", "events", "-n", namespace, "--field-selector", "reason=HostnameNotAllowed", "-o", "jsonpath={.items[*].type} {.items[*].message}"]);
+      const events = await kubectl([
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "reason=HostnameNotAllowed",
+        "-o",
+        "jsonpath={.items[*].type} {.items[*].message}",
+      ]);
       return /Warning .*mail\.google\.com/.test(events.stdout) ? true : undefined;
     });
     await assert.rejects(relayTls(namespace), "no relay certificate Secret at all");
@@ -166,7 +221,10 @@ describe("relay TLS certificates", () => {
 
     // The CA itself is constrained to the allowed suffix, the default relay suffix and the cluster names.
     const ca = new X509Certificate(text(await core.readNamespacedSecret(caSecret), "tls.crt"));
-    assert.deepEqual(readNameConstraints(ca.raw), { permittedDnsNames: ["helpdesk.example.net", "relay.test", "svc", "svc.cluster.local"], excludeAllIpAddresses: true });
+    assert.deepEqual(readNameConstraints(ca.raw), {
+      permittedDnsNames: ["helpdesk.example.net", "relay.test", "svc", "svc.cluster.local"],
+      excludeAllIpAddresses: true,
+    });
 
     // Corrected: the certificate is issued for the allowed names only.
     await applyManifests(domainManifest(namespace, { hostnames: ["relay.helpdesk.example.net"] }));
@@ -193,12 +251,19 @@ describe("relay TLS certificates", () => {
     });
     const newCa = text(rotated, "tls.crt");
     assert.equal(text(rotated, "ca.crt"), `${newCa}${oldCa}`, "the new CA first, the old one still trusted");
-    assert.deepEqual(readNameConstraints(new X509Certificate(newCa).raw)?.permittedDnsNames, ["helpdesk.example.net", "relay.test", "svc", "svc.cluster.local"]);
+    assert.deepEqual(readNameConstraints(new X509Certificate(newCa).raw)?.permittedDnsNames, [
+      "helpdesk.example.net",
+      "relay.test",
+      "svc",
+      "svc.cluster.local",
+    ]);
 
     // Every relay certificate is reissued from the new CA; its Secret and the credentials carry both CAs meanwhile.
     const reissued = await eventually("a certificate from the new CA", async () => {
       const s = await relayTls(namespace);
-      return new X509Certificate(text(s, "tls.crt")).checkIssued(new X509Certificate(newCa)) && text(s, "ca.crt") === `${newCa}${oldCa}` ? s : undefined;
+      return new X509Certificate(text(s, "tls.crt")).checkIssued(new X509Certificate(newCa)) && text(s, "ca.crt") === `${newCa}${oldCa}`
+        ? s
+        : undefined;
     });
     assert.ok(reissued);
     await eventually("the credentials carry both CAs", async () => {
@@ -219,9 +284,17 @@ describe("relay TLS certificates", () => {
 
   test("two operators racing to create and then to rotate the CA make one CA each time", async () => {
     const raceSecret = { namespace: operatorNamespace, name: `test-ca-race-${process.pid}` };
-    const settings = { relayImage: "x", relayHostSuffix: "relay.test", caSecret: raceSecret, allowedHostnameSuffixes: ["helpdesk.example.net"] };
+    const settings = {
+      relayImage: "x",
+      relayHostSuffix: "relay.test",
+      caSecret: raceSecret,
+      allowedHostnameSuffixes: ["helpdesk.example.net"],
+    };
     // Two replicas: their own connections and caches, asking at the same moment.
-    const [first, second] = [new Cluster(clusterAccess(await operatorKubeconfig())), new Cluster(clusterAccess(await operatorKubeconfig()))];
+    const [first, second] = [
+      new Cluster(clusterAccess(await operatorKubeconfig())),
+      new Cluster(clusterAccess(await operatorKubeconfig())),
+    ];
     const one = (cluster: Cluster) => certificateAuthority(cluster, settings, new Date(), new TimedCache<CertificateAuthority>());
     const both = () => Promise.all([one(first), one(second)]);
     try {
@@ -245,12 +318,17 @@ describe("relay TLS certificates", () => {
     const namespace = await freshNamespace(t, "cert");
     const now = Date.now();
     await applyManifests(tlsSecret(namespace, ["relay.other-tenant.example"], new Date(now - 86_400_000), new Date(now + 30 * 86_400_000)));
-    await applyManifests(domainManifest(namespace, { hostnames: ["relay.other-tenant.example"], tls: { secretName: "cert-manager-relay" } }));
+    await applyManifests(
+      domainManifest(namespace, { hostnames: ["relay.other-tenant.example"], tls: { secretName: "cert-manager-relay" } }),
+    );
     const domain = await eventually("HostnameNotAllowed", async () => {
       const d = await getDomain(namespace);
       return condition(d, "CertificateReady")?.reason === "HostnameNotAllowed" ? d : undefined;
     });
-    assert.match(condition(domain, "CertificateReady")!.message, /relay\.other-tenant\.example is not under .*the domain is not made Ready with them/);
+    assert.match(
+      condition(domain, "CertificateReady")!.message,
+      /relay\.other-tenant\.example is not under .*the domain is not made Ready with them/,
+    );
     assert.equal(condition(domain, "Ready")?.reason, "HostnameNotAllowed");
   });
 
@@ -266,7 +344,10 @@ describe("relay TLS certificates", () => {
       const d = await getDomain(namespace);
       return condition(d, "CertificateReady")?.reason === "SecretNotFound" ? d : undefined;
     });
-    assert.match(condition(domain, "CertificateReady")!.message, /cert-manager-relay does not exist: create a kubernetes\.io\/tls Secret .* for relay\.helpdesk\.example\.net, or remove spec\.relay\.tls/);
+    assert.match(
+      condition(domain, "CertificateReady")!.message,
+      /cert-manager-relay does not exist: create a kubernetes\.io\/tls Secret .* for relay\.helpdesk\.example\.net, or remove spec\.relay\.tls/,
+    );
     assert.equal(condition(domain, "Ready")?.reason, "SecretNotFound");
 
     await applyManifests(tlsSecret(namespace, ["mx.elsewhere.example"], new Date(now - day), new Date(now + 60 * day)));
@@ -276,7 +357,10 @@ describe("relay TLS certificates", () => {
     });
     assert.equal(condition(domain, "CertificateReady")?.status, "False");
     assert.equal(condition(domain, "Stalled")?.reason, "HostnamesNotCovered");
-    assert.match(condition(domain, "CertificateReady")!.message, /does not cover relay\.helpdesk\.example\.net \(it names mx\.elsewhere\.example\)/);
+    assert.match(
+      condition(domain, "CertificateReady")!.message,
+      /does not cover relay\.helpdesk\.example\.net \(it names mx\.elsewhere\.example\)/,
+    );
     // GitOps tools report a failure that needs a change, with the reason (kstatus and Argo CD, by their own code).
     const [verdict] = gitopsVerdicts([domain]);
     assert.equal(verdict?.kstatus, "Failed");

@@ -83,8 +83,13 @@ describe("local control plane", () => {
     const { config } = await connect();
     const custom = config.makeApiClient(k8s.CustomObjectsApi);
     const path = `/apis/${group}/v1/namespaces/${namespace}/widgets`;
-    const informer = k8s.makeInformer<Widget>(config, path, () =>
-      custom.listNamespacedCustomObject({ group, version: "v1", namespace, plural: "widgets" }) as Promise<k8s.KubernetesListObject<Widget>>,
+    const informer = k8s.makeInformer<Widget>(
+      config,
+      path,
+      () =>
+        custom.listNamespacedCustomObject({ group, version: "v1", namespace, plural: "widgets" }) as Promise<
+          k8s.KubernetesListObject<Widget>
+        >,
     );
     const seen: string[] = [];
     informer.on("add", (w) => seen.push(`add ${w.metadata?.name} ${w.spec?.size}`));
@@ -121,14 +126,22 @@ describe("local control plane", () => {
 
     const applied = await objects.patch<Widget>(
       { apiVersion: `${group}/v1`, kind: "Widget", metadata: { name: "w2", namespace }, spec: { size: 3 }, status: { phase: "ignored" } },
-      undefined, undefined, "smtpc-tests", true, k8s.PatchStrategy.ServerSideApply,
+      undefined,
+      undefined,
+      "smtpc-tests",
+      true,
+      k8s.PatchStrategy.ServerSideApply,
     );
     assert.equal(applied.spec?.size, 3);
     assert.equal(applied.status, undefined, "the main resource must ignore status when a status subresource exists");
 
     const withStatus = (await custom.patchNamespacedCustomObjectStatus(
       {
-        group, version: "v1", namespace, plural: "widgets", name: "w2",
+        group,
+        version: "v1",
+        namespace,
+        plural: "widgets",
+        name: "w2",
         body: { apiVersion: `${group}/v1`, kind: "Widget", metadata: { name: "w2", namespace }, status: { phase: "Ready" } },
         fieldManager: "smtpc-tests-status",
         force: true,
@@ -152,7 +165,9 @@ describe("local control plane", () => {
       body: {
         metadata: {
           name: "owned",
-          ownerReferences: [{ apiVersion: "v1", kind: "ConfigMap", name: "owner", uid: owner.metadata!.uid!, controller: true, blockOwnerDeletion: true }],
+          ownerReferences: [
+            { apiVersion: "v1", kind: "ConfigMap", name: "owner", uid: owner.metadata!.uid!, controller: true, blockOwnerDeletion: true },
+          ],
         },
         stringData: { password: "not-a-real-one" },
       },
@@ -183,7 +198,10 @@ describe("local control plane", () => {
     const error = await saConfig
       .makeApiClient(k8s.CoreV1Api)
       .listNamespacedSecret({ namespace })
-      .then(() => undefined, (e: unknown) => e);
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     assert.ok(error instanceof k8s.ApiException, `expected an ApiException, got ${String(error)}`);
     assert.equal(error.code, 403);
 

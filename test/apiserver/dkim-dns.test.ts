@@ -41,11 +41,21 @@ describe("DKIM record check in DNS", () => {
       },
     });
     const domain = async () =>
-      (await clients.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+      (await clients.custom.getNamespacedCustomObject({
+        group: "smtpconnector.dev",
+        version: "v1alpha1",
+        namespace,
+        plural: "smtpdomains",
+        name: "example-com",
+      })) as SmtpDomain;
     const dkimCondition = async () => (await domain()).status?.conditions?.find((c) => c.type === "DKIMRecordPublished");
     const signing = async () => {
       const secret: k8s.V1Secret = await clients.core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });
-      return parseConfig(Buffer.from(secret.data?.["relay.yaml"] ?? "", "base64").toString()).domains[0]!.outbound?.dkim.map((k) => k.selector) ?? [];
+      return (
+        parseConfig(Buffer.from(secret.data?.["relay.yaml"] ?? "", "base64").toString()).domains[0]!.outbound?.dkim.map(
+          (k) => k.selector,
+        ) ?? []
+      );
     };
     const name = "dns1._domainkey.example.com";
     const record = await eventually("the record in status", async () => (await domain()).status?.dkim?.records?.[0]?.value);

@@ -21,7 +21,12 @@ const v1 = "client.authentication.k8s.io/v1";
 
 /** The user the API server authenticates the request as. */
 async function whoAmI(access: ClusterAccess): Promise<string> {
-  const response = await request(access, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", JSON.stringify({ apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" }));
+  const response = await request(
+    access,
+    "POST",
+    "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+    JSON.stringify({ apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" }),
+  );
   assert.equal(response.status, 201, response.body);
   return (JSON.parse(response.body) as { status: { userInfo: { username: string } } }).status.userInfo.username;
 }
@@ -40,7 +45,9 @@ describe("exec credential plugins against the API server", () => {
    */
   function pluginKubeconfig(credentials: Record<string, unknown>[]): { file: string; runs: () => number } {
     const dir = tempDir("exec-plugin");
-    credentials.forEach((status, i) => writeFileSync(join(dir, `${i + 1}.json`), JSON.stringify({ apiVersion: v1, kind: "ExecCredential", status })));
+    credentials.forEach((status, i) =>
+      writeFileSync(join(dir, `${i + 1}.json`), JSON.stringify({ apiVersion: v1, kind: "ExecCredential", status })),
+    );
     writeFileSync(
       join(dir, "plugin"),
       `#!/bin/sh\ncd "$(dirname "$0")"\necho run >> runs\nn=$(wc -l < runs)\n[ -f "$n.json" ] || n=${credentials.length}\ncat "$n.json"\n`,
@@ -55,7 +62,12 @@ describe("exec credential plugins against the API server", () => {
         "current-context": "exec",
         contexts: [{ name: "exec", context: { cluster: "testenv", user: "plugin" } }],
         clusters: [{ name: "testenv", cluster: admin.clusters[0]!.cluster }],
-        users: [{ name: "plugin", user: { exec: { apiVersion: v1, command: "./plugin", interactiveMode: "Never", installHint: "the test writes it" } } }],
+        users: [
+          {
+            name: "plugin",
+            user: { exec: { apiVersion: v1, command: "./plugin", interactiveMode: "Never", installHint: "the test writes it" } },
+          },
+        ],
       }),
     );
     return { file, runs: () => readFileSync(join(dir, "runs"), "utf8").split("\n").filter(Boolean).length };
@@ -69,7 +81,9 @@ describe("exec credential plugins against the API server", () => {
   test("a plugin that returns a client certificate: the operator's client authenticates with it", async () => {
     const user = admin.users[0]!.user;
     const pem = (b64: string | undefined) => Buffer.from(b64!, "base64").toString("utf8");
-    const plugin = pluginKubeconfig([{ clientCertificateData: pem(user["client-certificate-data"]), clientKeyData: pem(user["client-key-data"]) }]);
+    const plugin = pluginKubeconfig([
+      { clientCertificateData: pem(user["client-certificate-data"]), clientKeyData: pem(user["client-key-data"]) },
+    ]);
     const access = clusterAccess(plugin.file);
     assert.equal(await whoAmI(access), await whoAmI(clusterAccess(adminPath)), "the admin, by its certificate");
     // The operator's own calls through it: a read by name (404 is an answer) and a list.
@@ -80,7 +94,9 @@ describe("exec credential plugins against the API server", () => {
 
   test("a plugin that returns a token (a ServiceAccount's, from TokenRequest)", async (t) => {
     const namespace = await freshNamespace(t, "exec");
-    const plugin = pluginKubeconfig([{ token: await serviceAccountToken(namespace), expirationTimestamp: new Date(Date.now() + 3600_000).toISOString() }]);
+    const plugin = pluginKubeconfig([
+      { token: await serviceAccountToken(namespace), expirationTimestamp: new Date(Date.now() + 3600_000).toISOString() },
+    ]);
     const access = clusterAccess(plugin.file);
     assert.equal(await whoAmI(access), `system:serviceaccount:${namespace}:exec-plugin`);
     assert.equal(await whoAmI(access), `system:serviceaccount:${namespace}:exec-plugin`);
@@ -103,7 +119,10 @@ describe("exec credential plugins against the API server", () => {
     // Its own namespace's config maps are readable to no ServiceAccount by default: the admin's certificate.
     const user = admin.users[0]!.user;
     const pem = (b64: string | undefined) => Buffer.from(b64!, "base64").toString("utf8");
-    const plugin = pluginKubeconfig([{ token: "revoked-or-expired" }, { clientCertificateData: pem(user["client-certificate-data"]), clientKeyData: pem(user["client-key-data"]) }]);
+    const plugin = pluginKubeconfig([
+      { token: "revoked-or-expired" },
+      { clientCertificateData: pem(user["client-certificate-data"]), clientKeyData: pem(user["client-key-data"]) },
+    ]);
     const access = clusterAccess(plugin.file);
     const events: string[] = [];
     const stop = new AbortController();

@@ -20,7 +20,11 @@ const manifest = (namespace: string, name: string, hostnames: string[]) => ({
   apiVersion: "smtpconnector.dev/v1alpha1",
   kind: "SmtpDomain",
   metadata: { name, namespace },
-  spec: { domain: `${name}.${namespace}.example`, inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } }, relay: { replicas: 1, hostnames } },
+  spec: {
+    domain: `${name}.${namespace}.example`,
+    inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
+    relay: { replicas: 1, hostnames },
+  },
 });
 
 describe("relay host names are unique across namespaces", () => {
@@ -40,7 +44,14 @@ describe("relay host names are unique across namespaces", () => {
     await core.deleteNamespacedSecret(caSecret).catch(() => undefined);
   });
 
-  const getDomain = async (namespace: string, name: string) => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name })) as SmtpDomain;
+  const getDomain = async (namespace: string, name: string) =>
+    (await custom.getNamespacedCustomObject({
+      group: "smtpconnector.dev",
+      version: "v1alpha1",
+      namespace,
+      plural: "smtpdomains",
+      name,
+    })) as SmtpDomain;
   const condition = (d: SmtpDomain, type: string) => d.status?.conditions?.find((c) => c.type === type);
   /** The DNS names of the certificate in the domain's operator-issued TLS Secret. */
   const certificateNames = async (namespace: string, name: string) => {
@@ -67,7 +78,12 @@ describe("relay host names are unique across namespaces", () => {
         const d = await getDomain(namespace, name);
         if (!d.status?.relay?.endpoint?.startsWith(`${host}:`)) return undefined;
         const config = await core.readNamespacedSecret({ namespace, name: `${name}-relay-config` }).catch(() => undefined);
-        if (!Buffer.from(config?.data?.["relay.yaml"] ?? "", "base64").toString().includes(`hostname: ${host}\n`)) return undefined;
+        if (
+          !Buffer.from(config?.data?.["relay.yaml"] ?? "", "base64")
+            .toString()
+            .includes(`hostname: ${host}\n`)
+        )
+          return undefined;
         const credentials = await core.readNamespacedSecret({ namespace, name: `${name}-inbound-v1` }).catch(() => undefined);
         const snippets = Buffer.from(credentials?.data?.["postfix-main.cf"] ?? "", "base64").toString();
         if (!snippets.includes(`[${host}]:587`) || (not !== undefined && snippets.includes(not))) return undefined;
@@ -76,7 +92,8 @@ describe("relay host names are unique across namespaces", () => {
       30_000,
     );
   // creationTimestamp has a resolution of one second: the next domain is made in a later second, so its age alone decides.
-  const aSecondAfter = (d: SmtpDomain) => eventually("a later second", () => (Date.now() >= Date.parse(String(d.metadata.creationTimestamp)) + 1_000 ? true : undefined));
+  const aSecondAfter = (d: SmtpDomain) =>
+    eventually("a later second", () => (Date.now() >= Date.parse(String(d.metadata.creationTimestamp)) + 1_000 ? true : undefined));
 
   test("the later claim is refused and gets the name once the holder drops it or is deleted; a default host name belongs to its domain", async (t) => {
     const teamA = await freshNamespace(t, "hna");
@@ -102,7 +119,12 @@ describe("relay host names are unique across namespaces", () => {
 
     // Team B's "late" lists the shared name after team A did: refused, and told without naming team A.
     await applyManifests(manifest(teamB, "late", ["relay.shared.test", "own.late.test"]));
-    const late = await certificate(teamB, "late", "HostnameConflict", (dns) => !dns.includes("relay.shared.test") && dns.includes("own.late.test"));
+    const late = await certificate(
+      teamB,
+      "late",
+      "HostnameConflict",
+      (dns) => !dns.includes("relay.shared.test") && dns.includes("own.late.test"),
+    );
     const refused = condition(late, "CertificateReady")!;
     assert.equal(refused.status, "False");
     assert.match(refused.message, /relay\.shared\.test belongs to an SmtpDomain in another namespace/);
@@ -111,7 +133,16 @@ describe("relay host names are unique across namespaces", () => {
     assert.equal(condition(late, "Ready")?.reason, "HostnameConflict");
     assert.equal(condition(late, "Stalled")?.reason, "HostnameConflict");
     await eventually("a Warning Event on the refused domain", async () => {
-      const e = await kubectl(["get", "events", "-n", teamB, "--field-selector", "involvedObject.name=late,type=Warning,reason=HostnameConflict", "-o", "jsonpath={.items[*].message}"]);
+      const e = await kubectl([
+        "get",
+        "events",
+        "-n",
+        teamB,
+        "--field-selector",
+        "involvedObject.name=late,type=Warning,reason=HostnameConflict",
+        "-o",
+        "jsonpath={.items[*].message}",
+      ]);
       return e.stdout.includes("relay.shared.test") && !e.stdout.includes(teamA) ? true : undefined;
     });
     // What the refused domain tells its customer names a host its certificate covers, never the refused one.
@@ -120,7 +151,13 @@ describe("relay host names are unique across namespaces", () => {
     assert.equal(condition(await getDomain(teamA, "mail"), "CertificateReady")?.reason, "Issued");
 
     // The holder goes: the name moves to the domain waiting for it, which nobody touched.
-    await custom.deleteNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: teamA, plural: "smtpdomains", name: "mail" });
+    await custom.deleteNamespacedCustomObject({
+      group: "smtpconnector.dev",
+      version: "v1alpha1",
+      namespace: teamA,
+      plural: "smtpdomains",
+      name: "mail",
+    });
     await certificate(teamB, "late", "Issued", (dns) => dns.includes("relay.shared.test") && dns.includes("own.late.test"));
     await told(teamB, "late", "relay.shared.test");
     await eventually("the holder gone", async () => ((await getDomain(teamA, "mail").catch(() => undefined)) ? undefined : true));

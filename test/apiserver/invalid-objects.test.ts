@@ -29,7 +29,8 @@ describe("an object that does not match the operator's schema", () => {
     await installCRDs();
     custom = (await connect()).config.makeApiClient(k8s.CustomObjectsApi);
     const read = await kubectl(["get", crd, "-o", "json"]);
-    original = (JSON.parse(read.stdout) as { spec: { versions: { schema: { openAPIV3Schema: { properties: { spec: unknown } } } }[] } }).spec.versions[0]!.schema.openAPIV3Schema.properties.spec;
+    original = (JSON.parse(read.stdout) as { spec: { versions: { schema: { openAPIV3Schema: { properties: { spec: unknown } } } }[] } })
+      .spec.versions[0]!.schema.openAPIV3Schema.properties.spec;
     await patchSpecSchema({ type: "object", "x-kubernetes-preserve-unknown-fields": true });
     controller = await startTestController();
   });
@@ -41,7 +42,12 @@ describe("an object that does not match the operator's schema", () => {
 
   test("is reported on itself (InvalidObject, naming the fields), not acted on, and replaced by its next valid version", async (t) => {
     const namespace = await freshNamespace(t, "invalid");
-    const manifest = (spec: unknown) => ({ apiVersion: "smtpconnector.dev/v1alpha1", kind: "SupportAddress", metadata: { name: "support", namespace }, spec });
+    const manifest = (spec: unknown) => ({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SupportAddress",
+      metadata: { name: "support", namespace },
+      spec,
+    });
     // The loosened CRD may take a moment to be served.
     await eventually("the loosened CRD to admit the object", async () => {
       try {
@@ -51,7 +57,14 @@ describe("an object that does not match the operator's schema", () => {
         return undefined;
       }
     });
-    const get = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
+    const get = async () =>
+      (await custom.getNamespacedCustomObject({
+        group: "smtpconnector.dev",
+        version: "v1alpha1",
+        namespace,
+        plural: "supportaddresses",
+        name: "support",
+      })) as SupportAddress;
     const condition = (a: SupportAddress, type: string) => a.status?.conditions?.find((c) => c.type === type);
     const reported = await eventually("Ready=False InvalidObject", async () => {
       const a = await get();
@@ -64,7 +77,16 @@ describe("an object that does not match the operator's schema", () => {
     assert.equal(condition(reported, "Stalled")?.status, "True");
     assert.equal(condition(reported, "Stalled")?.reason, "InvalidObject");
     const events = await eventually("a Warning Event", async () => {
-      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=support,type=Warning,reason=InvalidObject", "-o", "jsonpath={.items[*].message}"]);
+      const e = await kubectl([
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.name=support,type=Warning,reason=InvalidObject",
+        "-o",
+        "jsonpath={.items[*].message}",
+      ]);
       return e.stdout.trim() ? e.stdout : undefined;
     });
     assert.match(events, /spec\.address: Expected string/);
@@ -74,7 +96,11 @@ describe("an object that does not match the operator's schema", () => {
     const writes = controller.cluster.writes;
     controller.queue.add(`address/${namespace}/support`);
     await controller.queue.idle();
-    assert.equal(controller.cluster.writes, writes, `writes for the same invalid version: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`);
+    assert.equal(
+      controller.cluster.writes,
+      writes,
+      `writes for the same invalid version: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`,
+    );
 
     // A valid version: reconciled as any address (its domain does not exist, which it now says).
     await applyManifests(

@@ -47,13 +47,22 @@ describe("SupportAddress rules", () => {
   const suite = suiteController({ systemDomains: ["helpdesk.example.net"] });
 
   const domainReady = async (namespace: string, name: string) => {
-    const a = (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name })) as SupportAddress;
+    const a = (await suite.custom.getNamespacedCustomObject({
+      group: "smtpconnector.dev",
+      version: "v1alpha1",
+      namespace,
+      plural: "supportaddresses",
+      name,
+    })) as SupportAddress;
     return a.status?.conditions?.find((c) => c.type === "DomainReady");
   };
 
   test("each rule shows in DomainReady with its reason; only served addresses reach the relay", async (t) => {
     const namespace = await freshNamespace(t, "addr");
-    await suite.core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } } });
+    await suite.core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } },
+    });
     await suite.core.createNamespacedSecret({ namespace, body: { metadata: { name: "broken" }, stringData: { username: "u" } } });
     await applyManifests(domain(namespace, "example-com", "example.com"));
     await applyManifests(address(namespace, "support", "support@example.com", "example-com"));
@@ -84,7 +93,11 @@ describe("SupportAddress rules", () => {
     assert.deepEqual(config.domains[0]!.addresses, ["support@example.com"]);
 
     // Fixing the Secret brings the address in.
-    await suite.core.replaceNamespacedSecret({ namespace, name: "broken", body: { metadata: { name: "broken" }, stringData: { username: "u", password: "p" } } });
+    await suite.core.replaceNamespacedSecret({
+      namespace,
+      name: "broken",
+      body: { metadata: { name: "broken" }, stringData: { username: "u", password: "p" } },
+    });
     await eventually("billing@ in the relay config", async () => {
       const secret = await suite.core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });
       return Buffer.from(secret.data!["relay.yaml"]!, "base64").toString().includes("billing@example.com") ? true : undefined;
@@ -96,7 +109,13 @@ describe("SupportAddress rules", () => {
     await applyManifests(domain(namespace, "helpdesk", "helpdesk.example.net"), domain(namespace, "mail", "mail.helpdesk.example.net"));
     for (const name of ["helpdesk", "mail"]) {
       const d = await eventually(`${name}: Ready=False SystemDomain`, async () => {
-        const o = (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name })) as SmtpDomain;
+        const o = (await suite.custom.getNamespacedCustomObject({
+          group: "smtpconnector.dev",
+          version: "v1alpha1",
+          namespace,
+          plural: "smtpdomains",
+          name,
+        })) as SmtpDomain;
         return o.status?.conditions?.find((c) => c.type === "Ready")?.reason === "SystemDomain" ? o : undefined;
       });
       assert.equal(d.status?.conditions?.find((c) => c.type === "Stalled")?.reason, "SystemDomain");
@@ -109,18 +128,35 @@ describe("SupportAddress rules", () => {
       const listed = await kubectl(["get", kind, "-n", namespace, "-o", "name"]);
       assert.equal(listed.stdout.trim(), "", `no ${kind}`);
     }
-    const events = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=helpdesk,type=Warning", "-o", "jsonpath={.items[*].reason}"]);
+    const events = await kubectl([
+      "get",
+      "events",
+      "-n",
+      namespace,
+      "--field-selector",
+      "involvedObject.name=helpdesk,type=Warning",
+      "-o",
+      "jsonpath={.items[*].reason}",
+    ]);
     assert.match(events.stdout, /SystemDomain/);
   });
 
   test("the same domain in a second account (namespace) is flagged; the first keeps working", async (t) => {
     const production = await freshNamespace(t, "prod");
     await applyManifests(domain(production, "example-com", "example.com"));
-    await eventually("the production credentials", () => suite.core.readNamespacedSecret({ namespace: production, name: "example-com-inbound-v1" }));
+    await eventually("the production credentials", () =>
+      suite.core.readNamespacedSecret({ namespace: production, name: "example-com-inbound-v1" }),
+    );
     const sandbox = await freshNamespace(t, "sandbox");
     await applyManifests(domain(sandbox, "example-com", "example.com"));
     const ready = await eventually("the sandbox domain flagged", async () => {
-      const d = (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: sandbox, plural: "smtpdomains", name: "example-com" })) as { status?: { conditions?: { type: string; reason: string; message: string }[] } };
+      const d = (await suite.custom.getNamespacedCustomObject({
+        group: "smtpconnector.dev",
+        version: "v1alpha1",
+        namespace: sandbox,
+        plural: "smtpdomains",
+        name: "example-com",
+      })) as { status?: { conditions?: { type: string; reason: string; message: string }[] } };
       return d.status?.conditions?.find((c) => c.type === "Stalled" && c.reason === "DomainConflict");
     });
     assert.match(ready.message, new RegExp(`already connected in namespace ${production}`));
@@ -140,7 +176,11 @@ describe("SupportAddress readiness through a rotation", () => {
     sendInbound: (_address, token) => Promise.resolve(void sent.add(digest(token))),
     sendOutbound: (_domain, _address, token) => Promise.resolve(void sent.add(digest(token))),
     receipt: (d, tokenSha256) =>
-      Promise.resolve(mail.answering && sent.has(tokenSha256) ? { domain: d.spec.domain, credentialVersion: mail.version, arrivedAt: new Date().toISOString() } : undefined),
+      Promise.resolve(
+        mail.answering && sent.has(tokenSha256)
+          ? { domain: d.spec.domain, credentialVersion: mail.version, arrivedAt: new Date().toISOString() }
+          : undefined,
+      ),
     lastRevokedRefusal: () => Promise.resolve(undefined),
     credentialUse: () => Promise.resolve(new Map<number, string>()),
   };
@@ -152,55 +192,108 @@ describe("SupportAddress readiness through a rotation", () => {
       const d = domain(namespace, "example-com", "example.com");
       return { ...d, spec: { ...d.spec, inbound: { ...d.spec.inbound, credentials } } };
     };
-    await suite.core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } } });
+    await suite.core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } },
+    });
     await applyManifests(withVersions([{ version: 1 }]));
     await applyManifests(address(namespace, "support", "support@example.com", "example-com"));
     // No kubelet here: the relay is marked available as the Deployment controller would.
-    await eventually("the relay Deployment", async () => ((await kubectl(["get", "deployment", "example-com-relay", "-n", namespace])).code === 0 ? true : undefined));
+    await eventually("the relay Deployment", async () =>
+      (await kubectl(["get", "deployment", "example-com-relay", "-n", namespace])).code === 0 ? true : undefined,
+    );
     const status = { replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1 };
-    assert.equal((await kubectl(["patch", "deployment", "example-com-relay", "-n", namespace, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })])).code, 0);
+    assert.equal(
+      (
+        await kubectl([
+          "patch",
+          "deployment",
+          "example-com-relay",
+          "-n",
+          namespace,
+          "--subresource=status",
+          "--type=merge",
+          "-p",
+          JSON.stringify({ status }),
+        ])
+      ).code,
+      0,
+    );
 
-    const get = async () => (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
+    const get = async () =>
+      (await suite.custom.getNamespacedCustomObject({
+        group: "smtpconnector.dev",
+        version: "v1alpha1",
+        namespace,
+        plural: "supportaddresses",
+        name: "support",
+      })) as SupportAddress;
     const ready = (a: SupportAddress) => a.status?.conditions?.find((c) => c.type === "Ready");
     await eventually("the address Ready", async () => (ready(await get())?.status === "True" ? true : undefined), 30_000);
 
     // Every Ready the address shows from now on.
     const seen: string[] = [];
     const { config } = await connect();
-    const watch = await new k8s.Watch(config).watch(`/apis/smtpconnector.dev/v1alpha1/namespaces/${namespace}/supportaddresses`, {}, (_type, a: SupportAddress) => {
-      const c = ready(a);
-      if (c) seen.push(`${c.status} ${c.reason}`);
-    }, () => undefined);
+    const watch = await new k8s.Watch(config).watch(
+      `/apis/smtpconnector.dev/v1alpha1/namespaces/${namespace}/supportaddresses`,
+      {},
+      (_type, a: SupportAddress) => {
+        const c = ready(a);
+        if (c) seen.push(`${c.status} ${c.reason}`);
+      },
+      () => undefined,
+    );
     t.after(() => watch.abort());
 
     // A rotation: version 2 beside 1, verified again while the customer's server still uses version 1.
     mail.answering = false;
     await applyManifests(withVersions([{ version: 1 }, { version: 2 }]));
-    const pending = await eventually("both directions verifying again for versions 1,2", async () => {
-      const a = await get();
-      const attempts = a.status?.verifications ?? [];
-      return attempts.length === 2 && attempts.every((v) => v.result === "Pending" && v.basis?.endsWith("inbound=1,2")) ? a : undefined;
-    }, 30_000);
+    const pending = await eventually(
+      "both directions verifying again for versions 1,2",
+      async () => {
+        const a = await get();
+        const attempts = a.status?.verifications ?? [];
+        return attempts.length === 2 && attempts.every((v) => v.result === "Pending" && v.basis?.endsWith("inbound=1,2")) ? a : undefined;
+      },
+      30_000,
+    );
     assert.equal(ready(pending)?.status, "True", "the proven basis stands while the new one is verified");
     assert.ok(pending.status?.verifications?.every((v) => v.previouslyVerifiedAt && v.credentialVersion === 1));
     mail.answering = true;
-    await eventually("verified again", async () => ((await get()).status?.verifications?.every((v) => v.result === "Succeeded" && v.basis?.endsWith("inbound=1,2")) ? true : undefined), 30_000);
-    assert.deepEqual(seen.filter((s) => !s.startsWith("True")), [], `Ready through the rotation: ${seen.join(", ")}`);
+    await eventually(
+      "verified again",
+      async () =>
+        (await get()).status?.verifications?.every((v) => v.result === "Succeeded" && v.basis?.endsWith("inbound=1,2")) ? true : undefined,
+      30_000,
+    );
+    assert.deepEqual(
+      seen.filter((s) => !s.startsWith("True")),
+      [],
+      `Ready through the rotation: ${seen.join(", ")}`,
+    );
 
     // Revoking the version the proof came back with: proven again before the address is Ready.
     mail.answering = false;
     mail.version = 2;
     await applyManifests(withVersions([{ version: 1, state: "Revoked" }, { version: 2 }]));
-    const stale = await eventually("Ready no longer True", async () => {
-      const a = await get();
-      return ready(a)?.status !== "True" ? a : undefined;
-    }, 30_000);
+    const stale = await eventually(
+      "Ready no longer True",
+      async () => {
+        const a = await get();
+        return ready(a)?.status !== "True" ? a : undefined;
+      },
+      30_000,
+    );
     assert.equal(ready(stale)?.reason, "VerificationPending");
     mail.answering = true;
-    await eventually("Ready with version 2", async () => {
-      const a = await get();
-      return ready(a)?.status === "True" && a.status?.verifications?.every((v) => v.credentialVersion === 2) ? true : undefined;
-    }, 30_000);
+    await eventually(
+      "Ready with version 2",
+      async () => {
+        const a = await get();
+        return ready(a)?.status === "True" && a.status?.verifications?.every((v) => v.credentialVersion === 2) ? true : undefined;
+      },
+      30_000,
+    );
   });
 });
 
@@ -209,24 +302,46 @@ describe("account limits set per installation", () => {
 
   test("the operator's limits apply; the domain's status counts the addresses that are not served", async (t) => {
     const namespace = await freshNamespace(t, "lim");
-    await suite.core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } } });
+    await suite.core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } },
+    });
     await applyManifests(domain(namespace, "example-com", "example.com"));
-    await eventually("the first domain's credentials", () => suite.core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }));
+    await eventually("the first domain's credentials", () =>
+      suite.core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }),
+    );
     await applyManifests(domain(namespace, "example-org", "example.org"));
     // The oldest are served; within one second of creation, name order decides: a and b, not c.
     for (const name of ["a", "b", "c"]) await applyManifests(address(namespace, name, `${name}@example.com`, "example-com"));
     await applyManifests(address(namespace, "wrong", "wrong@example.net", "example-com"));
     const second = await eventually("the second domain over the limit", async () => {
-      const d = (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-org" })) as SmtpDomain;
+      const d = (await suite.custom.getNamespacedCustomObject({
+        group: "smtpconnector.dev",
+        version: "v1alpha1",
+        namespace,
+        plural: "smtpdomains",
+        name: "example-org",
+      })) as SmtpDomain;
       return d.status?.conditions?.find((c) => c.type === "Ready" && c.reason === "LimitExceeded");
     });
     assert.match(second.message, /at most 1 domains per account/);
     const first = await eventually("two served, two not", async () => {
-      const d = (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+      const d = (await suite.custom.getNamespacedCustomObject({
+        group: "smtpconnector.dev",
+        version: "v1alpha1",
+        namespace,
+        plural: "smtpdomains",
+        name: "example-com",
+      })) as SmtpDomain;
       return d.status?.addresses === 2 && d.status.addressesNotServed === 2 ? d : undefined;
     });
-    assert.match(first.status!.conditions!.find((c) => c.type === "AddressesConfigured")!.message, /2 support address\(es\) served, 2 not served/);
-    const limited = await eventually("c over the limit", async () => (await domainReady(namespace, "c"))?.reason === "LimitExceeded" ? domainReady(namespace, "c") : undefined);
+    assert.match(
+      first.status!.conditions!.find((c) => c.type === "AddressesConfigured")!.message,
+      /2 support address\(es\) served, 2 not served/,
+    );
+    const limited = await eventually("c over the limit", async () =>
+      (await domainReady(namespace, "c"))?.reason === "LimitExceeded" ? domainReady(namespace, "c") : undefined,
+    );
     assert.match(limited.message, /at most 2 addresses per domain/);
     const wide = await kubectl(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "wide"]);
     assert.match(wide.stdout, /ADDRESSES SERVED\s+NOT SERVED/);
@@ -234,7 +349,13 @@ describe("account limits set per installation", () => {
   });
 
   const domainReady = async (namespace: string, name: string) => {
-    const a = (await suite.custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name })) as SupportAddress;
+    const a = (await suite.custom.getNamespacedCustomObject({
+      group: "smtpconnector.dev",
+      version: "v1alpha1",
+      namespace,
+      plural: "supportaddresses",
+      name,
+    })) as SupportAddress;
     return a.status?.conditions?.find((c) => c.type === "DomainReady");
   };
 });

@@ -31,7 +31,11 @@ const address = (namespace: string, name: string, mail: string) => ({
   apiVersion: "smtpconnector.dev/v1alpha1",
   kind: "SupportAddress",
   metadata: { name, namespace },
-  spec: { address: mail, domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } } },
+  spec: {
+    address: mail,
+    domainRef: { name: "example-com" },
+    outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } },
+  },
 });
 
 describe("SmtpDomain reconciler", () => {
@@ -64,7 +68,10 @@ describe("SmtpDomain reconciler", () => {
 
   test("issues credentials, renders the relay and reports status", async (t) => {
     const namespace = await setup(t);
-    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "support@example.com", password: "x" } } });
+    await core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: "outbound" }, stringData: { username: "support@example.com", password: "x" } },
+    });
     await applyManifests(domainManifest(namespace));
     await applyManifests(address(namespace, "support", "support@example.com"));
     await applyManifests(address(namespace, "elsewhere", "support@other.org"));
@@ -104,15 +111,36 @@ describe("SmtpDomain reconciler", () => {
     assert.deepEqual(pod.containers[0]!.securityContext?.capabilities?.drop, ["ALL"]);
     assert.deepEqual(pod.containers[0]!.command, ["node", "dist/relay/main.js", "--config", "/etc/smtp-connector/config/relay.yaml"]);
     const service = await core.readNamespacedService({ namespace, name: "example-com-relay" });
-    assert.deepEqual(service.spec?.ports?.map((p) => p.port), [587, 465]);
+    assert.deepEqual(
+      service.spec?.ports?.map((p) => p.port),
+      [587, 465],
+    );
     // Behind 587/465 the relay listens on unprivileged ports only, so it binds with no capabilities on any runtime (ADR 0012).
-    assert.deepEqual(service.spec?.ports?.map((p) => p.targetPort), ["submission", "submissions"]);
-    assert.deepEqual(Object.fromEntries(pod.containers[0]!.ports!.map((p) => [p.name, p.containerPort])), { submission: 8587, submissions: 8465, health: 8080, "internal-smtp": 2587, control: 8443 });
+    assert.deepEqual(
+      service.spec?.ports?.map((p) => p.targetPort),
+      ["submission", "submissions"],
+    );
+    assert.deepEqual(Object.fromEntries(pod.containers[0]!.ports!.map((p) => [p.name, p.containerPort])), {
+      submission: 8587,
+      submissions: 8465,
+      health: 8080,
+      "internal-smtp": 2587,
+      control: 8443,
+    });
     // The EndpointSlice controller copies the internal Service's labels onto its slices, so the operator's
     // label-selected informer (where each relay pod's control API is read from) sees them. No pod runs
     // here, so the slice lists none: the operator then asks the Service's URL.
     await eventually("the internal Service's EndpointSlice, with our label", async () => {
-      const listed = await kubectl(["get", "endpointslices", "-n", namespace, "-l", "kubernetes.io/service-name=example-com-relay-internal,app.kubernetes.io/managed-by=smtp-connector", "-o", "name"]);
+      const listed = await kubectl([
+        "get",
+        "endpointslices",
+        "-n",
+        namespace,
+        "-l",
+        "kubernetes.io/service-name=example-com-relay-internal,app.kubernetes.io/managed-by=smtp-connector",
+        "-o",
+        "name",
+      ]);
       return listed.stdout.trim() ? true : undefined;
     });
     const pdb = await kubectl(["get", "pdb", "example-com-relay", "-n", namespace, "-o", "name"]);
@@ -122,9 +150,15 @@ describe("SmtpDomain reconciler", () => {
     // The health port is open to the cluster only: `from` must survive the apply.
     assert.deepEqual(JSON.parse(netpol.stdout).spec.ingress[1].from, [{ namespaceSelector: {} }]);
     // The customer-facing rule names the pod's ports, where traffic arrives after the Service's mapping.
-    assert.deepEqual(JSON.parse(netpol.stdout).spec.ingress[0].ports, [{ protocol: "TCP", port: 8587 }, { protocol: "TCP", port: 8465 }]);
+    assert.deepEqual(JSON.parse(netpol.stdout).spec.ingress[0].ports, [
+      { protocol: "TCP", port: 8587 },
+      { protocol: "TCP", port: 8465 },
+    ]);
     // The control API only from the operator's namespace.
-    assert.deepEqual(JSON.parse(netpol.stdout).spec.ingress[2], { from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "smtp-connector-system" } } }], ports: [{ protocol: "TCP", port: 8443 }] });
+    assert.deepEqual(JSON.parse(netpol.stdout).spec.ingress[2], {
+      from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "smtp-connector-system" } } }],
+      ports: [{ protocol: "TCP", port: 8443 }],
+    });
 
     // kubectl describe tells the story.
     const described = await eventually("the events in describe", async () => {
@@ -133,7 +167,16 @@ describe("SmtpDomain reconciler", () => {
     });
     assert.match(described, /Normal\s+CredentialIssued\s+.*inbound credential version 1 issued into Secret example-com-inbound-v1/);
     const addressEvents = await eventually("the address's events", async () => {
-      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=elsewhere", "-o", "jsonpath={.items[*].reason}"]);
+      const e = await kubectl([
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.name=elsewhere",
+        "-o",
+        "jsonpath={.items[*].reason}",
+      ]);
       return e.stdout.includes("DomainMismatch") ? e.stdout : undefined;
     });
     assert.match(addressEvents, /DomainMismatch/);
@@ -143,7 +186,11 @@ describe("SmtpDomain reconciler", () => {
     const writes = controller.cluster.writes;
     controller.queue.add(`domain/${namespace}/example-com`);
     await controller.queue.idle();
-    assert.equal(controller.cluster.writes, writes, `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`);
+    assert.equal(
+      controller.cluster.writes,
+      writes,
+      `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`,
+    );
   });
 
   test("relay resources from the spec: written as given, read back canonical, and a resync writes nothing", async (t) => {
@@ -151,20 +198,34 @@ describe("SmtpDomain reconciler", () => {
     const manifest = domainManifest(namespace);
     const resources = { requests: { cpu: "0.25", memory: "256Mi" }, limits: { cpu: 1, memory: "1024Mi" } };
     await applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, resources } } });
-    const container = await eventually("the relay Deployment", async () => (await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }).catch(() => undefined))?.spec?.template.spec?.containers[0]);
-    assert.deepEqual(JSON.parse(JSON.stringify(container.resources)), { requests: { cpu: "250m", memory: "256Mi" }, limits: { cpu: "1", memory: "1Gi" } });
+    const container = await eventually(
+      "the relay Deployment",
+      async () =>
+        (await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }).catch(() => undefined))?.spec?.template.spec
+          ?.containers[0],
+    );
+    assert.deepEqual(JSON.parse(JSON.stringify(container.resources)), {
+      requests: { cpu: "250m", memory: "256Mi" },
+      limits: { cpu: "1", memory: "1Gi" },
+    });
 
     await controller.queue.idle();
     const writes = controller.cluster.writes;
     controller.queue.add(`domain/${namespace}/example-com`);
     await controller.queue.idle();
-    assert.equal(controller.cluster.writes, writes, `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`);
+    assert.equal(
+      controller.cluster.writes,
+      writes,
+      `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`,
+    );
 
     // Without resources, the defaults again.
     await applyManifests(manifest);
     await eventually("the default resources", async () => {
       const c = (await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" })).spec?.template.spec?.containers[0];
-      return JSON.stringify(c?.resources) === JSON.stringify({ limits: { memory: "512Mi" }, requests: { cpu: "100m", memory: "128Mi" } }) ? true : undefined;
+      return JSON.stringify(c?.resources) === JSON.stringify({ limits: { memory: "512Mi" }, requests: { cpu: "100m", memory: "128Mi" } })
+        ? true
+        : undefined;
     });
   });
 
@@ -176,12 +237,21 @@ describe("SmtpDomain reconciler", () => {
       imagePullSecrets: [{ name: "registry" }],
       nodeSelector: { "kubernetes.io/os": "linux" },
       tolerations: [{ key: "dedicated", operator: "Equal", value: "mail", effect: "NoSchedule" }],
-      affinity: { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 50, podAffinityTerm: { topologyKey: "kubernetes.io/hostname", labelSelector: { matchLabels: { app: "ingest" } } } }] } },
+      affinity: {
+        podAntiAffinity: {
+          preferredDuringSchedulingIgnoredDuringExecution: [
+            { weight: 50, podAffinityTerm: { topologyKey: "kubernetes.io/hostname", labelSelector: { matchLabels: { app: "ingest" } } } },
+          ],
+        },
+      },
       topologySpreadConstraints: [{ maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "DoNotSchedule" }],
       priorityClassName: "mail-critical",
     };
     await applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, template: { pod } } } });
-    const template = await eventually("the relay Deployment", async () => (await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }).catch(() => undefined))?.spec?.template);
+    const template = await eventually(
+      "the relay Deployment",
+      async () => (await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }).catch(() => undefined))?.spec?.template,
+    );
     const spec = JSON.parse(JSON.stringify(template.spec)) as Record<string, unknown>;
     assert.deepEqual(spec.imagePullSecrets, pod.imagePullSecrets);
     assert.deepEqual(spec.nodeSelector, pod.nodeSelector);
@@ -189,7 +259,12 @@ describe("SmtpDomain reconciler", () => {
     assert.deepEqual(spec.affinity, pod.affinity);
     assert.equal(spec.priorityClassName, "mail-critical");
     // The constraint named no pods: it counts this domain's relay pods.
-    assert.deepEqual(spec.topologySpreadConstraints, [{ ...pod.topologySpreadConstraints[0], labelSelector: { matchLabels: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": "example-com" } } }]);
+    assert.deepEqual(spec.topologySpreadConstraints, [
+      {
+        ...pod.topologySpreadConstraints[0],
+        labelSelector: { matchLabels: { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/instance": "example-com" } },
+      },
+    ]);
     assert.equal(template.metadata?.labels?.cost, "customer-a");
     assert.equal(template.metadata?.labels?.["app.kubernetes.io/instance"], "example-com");
     assert.equal(template.metadata?.annotations?.["sidecar.istio.io/inject"], "false");
@@ -198,7 +273,11 @@ describe("SmtpDomain reconciler", () => {
     const writes = controller.cluster.writes;
     controller.queue.add(`domain/${namespace}/example-com`);
     await controller.queue.idle();
-    assert.equal(controller.cluster.writes, writes, `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`);
+    assert.equal(
+      controller.cluster.writes,
+      writes,
+      `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`,
+    );
 
     // The API server refuses what would take the pods away from their Deployment, or a toleration that means nothing.
     for (const [bad, message] of [
@@ -206,7 +285,10 @@ describe("SmtpDomain reconciler", () => {
       [{ tolerations: [{ operator: "Equal", value: "x" }] }, /without a key must have operator Exists/],
       [{ securityContext: { runAsUser: 0 } }, /runAsUser/],
     ] as const) {
-      await assert.rejects(applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, template: { pod: bad } } } }), message);
+      await assert.rejects(
+        applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, template: { pod: bad } } } }),
+        message,
+      );
     }
 
     // Without a template, the built-in spread over nodes and zones, and none of the placement.
@@ -215,7 +297,13 @@ describe("SmtpDomain reconciler", () => {
       const s = (await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" })).spec?.template.spec;
       return s?.tolerations === undefined ? s : undefined;
     });
-    assert.deepEqual(plain.topologySpreadConstraints?.map((c) => [c.topologyKey, c.whenUnsatisfiable]), [["kubernetes.io/hostname", "ScheduleAnyway"], ["topology.kubernetes.io/zone", "ScheduleAnyway"]]);
+    assert.deepEqual(
+      plain.topologySpreadConstraints?.map((c) => [c.topologyKey, c.whenUnsatisfiable]),
+      [
+        ["kubernetes.io/hostname", "ScheduleAnyway"],
+        ["topology.kubernetes.io/zone", "ScheduleAnyway"],
+      ],
+    );
     assert.equal(plain.imagePullSecrets, undefined);
     assert.equal(plain.priorityClassName, undefined);
   });
@@ -224,21 +312,38 @@ describe("SmtpDomain reconciler", () => {
     const namespace = await setup(t);
     const manifest = domainManifest(namespace);
     const spec = { ...manifest.spec, inbound: { ...manifest.spec.inbound, allowedSourceRanges: ["203.0.113.0/24"] } };
-    await applyManifests({ ...manifest, spec: { ...spec, relay: { ...spec.relay, proxyProtocol: { trustedRanges: ["10.0.12.0/24", "192.0.2.9"] } } } });
+    await applyManifests({
+      ...manifest,
+      spec: { ...spec, relay: { ...spec.relay, proxyProtocol: { trustedRanges: ["10.0.12.0/24", "192.0.2.9"] } } },
+    });
     const config = await eventually("the relay config with the trusted ranges", async () => {
       const c = await relayConfigOf(namespace).catch(() => undefined);
       return c?.proxyProtocol ? c : undefined;
     });
     // The relay checks the client each header names against allowedSourceRanges (the NetworkPolicy sees the balancer).
     assert.deepEqual(config.proxyProtocol, { trustedRanges: ["10.0.12.0/24", "192.0.2.9"], allowedClients: ["203.0.113.0/24"] });
-    const policy = await kubectl(["get", "networkpolicy", "example-com-relay", "-n", namespace, "-o", "jsonpath={.spec.ingress[0].from[*].ipBlock.cidr}"]);
+    const policy = await kubectl([
+      "get",
+      "networkpolicy",
+      "example-com-relay",
+      "-n",
+      namespace,
+      "-o",
+      "jsonpath={.spec.ingress[0].from[*].ipBlock.cidr}",
+    ]);
     assert.equal(policy.stdout.trim(), "203.0.113.0/24 10.0.12.0/24 192.0.2.9/32");
     for (const [ranges, message] of [
       [["0.0.0.0/0"], /must not contain 0\.0\.0\.0\/0/],
       [["::/0"], /must not contain 0\.0\.0\.0\/0 or ::\/0/],
       [["lb.internal"], /IP addresses or CIDR ranges/],
     ] as const) {
-      await assert.rejects(applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, proxyProtocol: { trustedRanges: ranges } } } }), message);
+      await assert.rejects(
+        applyManifests({
+          ...manifest,
+          spec: { ...manifest.spec, relay: { ...manifest.spec.relay, proxyProtocol: { trustedRanges: ranges } } },
+        }),
+        message,
+      );
     }
   });
 
@@ -246,7 +351,10 @@ describe("SmtpDomain reconciler", () => {
     const namespace = await setup(t);
     const manifest = domainManifest(namespace);
     // The test operator runs with the default maximums (25Mi, 50): a domain may lower them, not raise them.
-    await applyManifests({ ...manifest, spec: { ...manifest.spec, relay: { ...manifest.spec.relay, limits: { maxMessageSize: "10Mi", maxRecipients: 500 } } } });
+    await applyManifests({
+      ...manifest,
+      spec: { ...manifest.spec, relay: { ...manifest.spec.relay, limits: { maxMessageSize: "10Mi", maxRecipients: 500 } } },
+    });
     const domain = await eventually("status.relay.limits", async () => {
       const d = await getDomain(namespace);
       return d.status?.relay?.limits?.maxMessageBytes === 10 * 1024 * 1024 ? d : undefined;
@@ -257,7 +365,16 @@ describe("SmtpDomain reconciler", () => {
     assert.deepEqual([told?.status, told?.reason], ["True", "LimitCapped"]);
     assert.match(told!.message, /maxRecipients 500 requested, 50 applied/);
     const cappedEvents = async () => {
-      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=SmtpDomain,reason=LimitCapped", "-o", "jsonpath={range .items[*]}{.type} {.message}{'\\n'}{end}"]);
+      const e = await kubectl([
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.kind=SmtpDomain,reason=LimitCapped",
+        "-o",
+        "jsonpath={range .items[*]}{.type} {.message}{'\\n'}{end}",
+      ]);
       return e.stdout.trim() ? e.stdout.trim().split("\n") : [];
     };
     const capped = await eventually("the LimitCapped Event", async () => ((await cappedEvents()).length > 0 ? cappedEvents() : undefined));
@@ -288,8 +405,15 @@ describe("SmtpDomain reconciler", () => {
       return d.status?.activeVersions === "1,2" ? d : undefined;
     });
     assert.ok(rotated.status?.credentials?.[0]?.expiresAt, "the older version gets an expiry from the grace period");
-    assert.equal(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), "password"), v1, "version 1 is never regenerated");
-    assert.deepEqual((await relayConfigOf(namespace)).domains[0]!.credentials.map((c) => `${c.version}:${c.state}`), ["1:Active", "2:Active"]);
+    assert.equal(
+      secretText(await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), "password"),
+      v1,
+      "version 1 is never regenerated",
+    );
+    assert.deepEqual(
+      (await relayConfigOf(namespace)).domains[0]!.credentials.map((c) => `${c.version}:${c.state}`),
+      ["1:Active", "2:Active"],
+    );
 
     await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }, { version: 2 }]));
     await eventually("version 1 revoked in the relay config", async () => {
@@ -297,20 +421,28 @@ describe("SmtpDomain reconciler", () => {
       return config.domains[0]!.credentials.map((c) => `${c.version}:${c.state}`).join(" ") === "1:Revoked 2:Active" ? true : undefined;
     });
     // Status is written after the config in the same reconcile: wait for it too.
-    await eventually("status: only version 2 active", async () => ((await getDomain(namespace)).status?.activeVersions === "2" ? true : undefined));
+    await eventually("status: only version 2 active", async () =>
+      (await getDomain(namespace)).status?.activeVersions === "2" ? true : undefined,
+    );
   });
 
   test("revocation is for good: a revoked version re-added by a later sync is refused, never reactivated or reissued", async (t) => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
-    await eventually("versions 1 and 2 active", async () => ((await getDomain(namespace)).status?.activeVersions === "1,2" ? true : undefined));
+    await eventually("versions 1 and 2 active", async () =>
+      (await getDomain(namespace)).status?.activeVersions === "1,2" ? true : undefined,
+    );
     const v1 = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     const digest = passwordDigest(secretText(v1, "password"));
     await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }, { version: 2 }]));
-    await eventually("version 1 revoked in the relay config", async () => ((await relayConfigOf(namespace)).domains[0]!.credentials.find((c) => c.version === 1)?.state === "Revoked" ? true : undefined));
+    await eventually("version 1 revoked in the relay config", async () =>
+      (await relayConfigOf(namespace)).domains[0]!.credentials.find((c) => c.version === 1)?.state === "Revoked" ? true : undefined,
+    );
     // A GitOps repository that still lists version 1 the old way: the entry goes, then comes back Active.
     await applyManifests(domainManifest(namespace, [{ version: 2 }]));
-    await eventually("version 1 gone from the relay config", async () => ((await relayConfigOf(namespace)).domains[0]!.credentials.some((c) => c.version === 1) ? undefined : true));
+    await eventually("version 1 gone from the relay config", async () =>
+      (await relayConfigOf(namespace)).domains[0]!.credentials.some((c) => c.version === 1) ? undefined : true,
+    );
     await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
     const refused = await eventually("the re-added version reconciled", async () => {
       const d = await getDomain(namespace);
@@ -319,7 +451,10 @@ describe("SmtpDomain reconciler", () => {
     });
     // The relay refuses the old password: version 1 stays Revoked.
     const entries = (await relayConfigOf(namespace)).domains[0]!.credentials;
-    assert.deepEqual(entries.map((c) => `${c.version}:${c.state}`), ["1:Revoked", "2:Active"]);
+    assert.deepEqual(
+      entries.map((c) => `${c.version}:${c.state}`),
+      ["1:Revoked", "2:Active"],
+    );
     assert.equal(entries[0]!.passwordSha256, digest);
     assert.equal(refused.status?.activeVersions, "2");
     assert.equal(condition(refused, "CredentialsIssued")?.reason, "VersionRevoked");
@@ -328,32 +463,71 @@ describe("SmtpDomain reconciler", () => {
     assert.match(condition(refused, "CredentialsIssued")!.message, /version 1 was revoked.*add version 3/);
     // Recorded twice: in status, and on the Secret (which a backup keeps with it).
     assert.ok(refused.status?.revokedVersions?.includes(1));
-    assert.ok((await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" })).metadata?.annotations?.["smtpconnector.dev/revoked-at"]);
+    assert.ok(
+      (await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" })).metadata?.annotations?.[
+        "smtpconnector.dev/revoked-at"
+      ],
+    );
     await eventually("a Warning Event", async () => {
-      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,type=Warning", "-o", "jsonpath={.items[*].reason}"]);
+      const e = await kubectl([
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.name=example-com,type=Warning",
+        "-o",
+        "jsonpath={.items[*].reason}",
+      ]);
       return e.stdout.includes("VersionRevoked") ? true : undefined;
     });
-    const revokedEvents = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,reason=CredentialRevoked", "-o", "jsonpath={.items[*].message}"]);
-    assert.equal(revokedEvents.stdout.match(/inbound credential version 1 is revoked/g)?.length, 1, "the revocation is announced once, not again on the refused re-addition");
+    const revokedEvents = await kubectl([
+      "get",
+      "events",
+      "-n",
+      namespace,
+      "--field-selector",
+      "involvedObject.name=example-com,reason=CredentialRevoked",
+      "-o",
+      "jsonpath={.items[*].message}",
+    ]);
+    assert.equal(
+      revokedEvents.stdout.match(/inbound credential version 1 is revoked/g)?.length,
+      1,
+      "the revocation is announced once, not again on the refused re-addition",
+    );
 
     // Its Secret deleted as well: the record in status still refuses it, and no new password is issued for version 1.
     await applyManifests(domainManifest(namespace, [{ version: 2 }]));
-    await eventually("version 1 gone again", async () => ((await relayConfigOf(namespace)).domains[0]!.credentials.some((c) => c.version === 1) ? undefined : true));
+    await eventually("version 1 gone again", async () =>
+      (await relayConfigOf(namespace)).domains[0]!.credentials.some((c) => c.version === 1) ? undefined : true,
+    );
     await core.deleteNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
     await eventually("refused again", async () => {
       const d = await getDomain(namespace);
-      return condition(d, "CredentialsIssued")?.reason === "VersionRevoked" && d.metadata.generation === d.status?.observedGeneration ? d : undefined;
+      return condition(d, "CredentialsIssued")?.reason === "VersionRevoked" && d.metadata.generation === d.status?.observedGeneration
+        ? d
+        : undefined;
     });
     await controller.queue.idle();
-    assert.equal((await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }).catch(() => undefined)), undefined, "version 1 is never reissued");
-    assert.deepEqual((await relayConfigOf(namespace)).domains[0]!.credentials.map((c) => `${c.version}:${c.state}`), ["2:Active"]);
+    assert.equal(
+      await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }).catch(() => undefined),
+      undefined,
+      "version 1 is never reissued",
+    );
+    assert.deepEqual(
+      (await relayConfigOf(namespace)).domains[0]!.credentials.map((c) => `${c.version}:${c.state}`),
+      ["2:Active"],
+    );
   });
 
   test("a credential Secret edited by hand is reported, never adopted: the relay keeps accepting only the issued password", async (t) => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
-    await eventually("versions 1 and 2 active", async () => ((await getDomain(namespace)).status?.activeVersions === "1,2" ? true : undefined));
+    await eventually("versions 1 and 2 active", async () =>
+      (await getDomain(namespace)).status?.activeVersions === "1,2" ? true : undefined,
+    );
     const issued = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     const username = secretText(issued, "username");
     const password = secretText(issued, "password");
@@ -365,36 +539,79 @@ describe("SmtpDomain reconciler", () => {
         return condition(d, "CredentialsIssued")?.reason === "SecretModified" ? d : undefined;
       });
     const replace = (data: Record<string, string>) =>
-      core.patchNamespacedSecret({ namespace, name: "example-com-inbound-v1", body: [{ op: "replace", path: "/data", value: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])) }] });
-    const snippets = Object.fromEntries(Object.keys(issued.data!).filter((k) => k !== "username" && k !== "password").map((k) => [k, secretText(issued, k)]));
+      core.patchNamespacedSecret({
+        namespace,
+        name: "example-com-inbound-v1",
+        body: [
+          {
+            op: "replace",
+            path: "/data",
+            value: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])),
+          },
+        ],
+      });
+    const snippets = Object.fromEntries(
+      Object.keys(issued.data!)
+        .filter((k) => k !== "username" && k !== "password")
+        .map((k) => [k, secretText(issued, k)]),
+    );
 
     // A changed password: not adopted.
     await replace({ ...snippets, username, password: "chosen-by-hand" });
     const edited = await reportedModified();
-    assert.match(condition(edited, "CredentialsIssued")!.message, /example-com-inbound-v1 \(credentials version 1\) was edited by hand; the relay still accepts only the password issued/);
+    assert.match(
+      condition(edited, "CredentialsIssued")!.message,
+      /example-com-inbound-v1 \(credentials version 1\) was edited by hand; the relay still accepts only the password issued/,
+    );
     assert.equal(condition(edited, "Stalled")?.reason, "SecretModified");
     assert.notEqual(condition(edited, "Ready")?.reason, "SecretModified", "version 2 serves on: Ready is not held back by it");
     await controller.queue.idle();
     assert.equal(await digestOf(), passwordDigest(password), "the relay's digest stays the issued one");
-    assert.equal(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), "password"), "chosen-by-hand", "and the operator does not write over it");
+    assert.equal(
+      secretText(await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), "password"),
+      "chosen-by-hand",
+      "and the operator does not write over it",
+    );
     await eventually("a Warning Event", async () => {
-      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,type=Warning", "-o", "jsonpath={.items[*].reason}"]);
+      const e = await kubectl([
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.name=example-com,type=Warning",
+        "-o",
+        "jsonpath={.items[*].reason}",
+      ]);
       return e.stdout.includes("SecretModified") ? true : undefined;
     });
 
     // A removed password: no other password is issued for the version.
     await replace({ ...snippets, username });
-    await eventually("the message says what happened", async () => (/lost its username or password/.test(condition(await getDomain(namespace), "CredentialsIssued")?.message ?? "") ? true : undefined));
+    await eventually("the message says what happened", async () =>
+      /lost its username or password/.test(condition(await getDomain(namespace), "CredentialsIssued")?.message ?? "") ? true : undefined,
+    );
     await controller.queue.idle();
     const after = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     assert.equal(after.data?.password, undefined, "nothing issued into it");
     assert.equal(await digestOf(), passwordDigest(password));
-    const issuedEvents = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,reason=CredentialIssued", "-o", "jsonpath={.items[*].message}"]);
+    const issuedEvents = await kubectl([
+      "get",
+      "events",
+      "-n",
+      namespace,
+      "--field-selector",
+      "involvedObject.name=example-com,reason=CredentialIssued",
+      "-o",
+      "jsonpath={.items[*].message}",
+    ]);
     assert.equal(issuedEvents.stdout.match(/version 1 issued/g)?.length, 1, "version 1 was issued once");
 
     // Put back as issued: reported no more.
     await replace({ ...snippets, username, password });
-    await eventually("CredentialsIssued=True again", async () => (condition(await getDomain(namespace), "CredentialsIssued")?.status === "True" ? true : undefined));
+    await eventually("CredentialsIssued=True again", async () =>
+      condition(await getDomain(namespace), "CredentialsIssued")?.status === "True" ? true : undefined,
+    );
 
     // A revoked version's Secret may be cleaned up: nothing to report.
     await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }, { version: 2 }]));
@@ -408,7 +625,10 @@ describe("SmtpDomain reconciler", () => {
 
   test("a domain whose every version is revoked is not Ready, with a reason of its own; its addresses follow", async (t) => {
     const namespace = await setup(t);
-    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "support@example.com", password: "x" } } });
+    await core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: "outbound" }, stringData: { username: "support@example.com", password: "x" } },
+    });
     await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }]));
     await applyManifests(address(namespace, "support", "support@example.com"));
     const domain = await eventually("Ready=False NoActiveCredential", async () => {
@@ -419,7 +639,13 @@ describe("SmtpDomain reconciler", () => {
     assert.equal(condition(domain, "CredentialsIssued")?.reason, "NoActiveCredential");
     assert.equal(domain.status?.activeVersions, "");
     const addressReady = await eventually("the address's DomainReady=False", async () => {
-      const a = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as { status?: { conditions?: { type: string; status: string; message: string }[] } };
+      const a = (await custom.getNamespacedCustomObject({
+        group: "smtpconnector.dev",
+        version: "v1alpha1",
+        namespace,
+        plural: "supportaddresses",
+        name: "support",
+      })) as { status?: { conditions?: { type: string; status: string; message: string }[] } };
       const c = a.status?.conditions?.find((x) => x.type === "DomainReady");
       return c?.status === "False" ? c : undefined;
     });
@@ -435,15 +661,30 @@ describe("SmtpDomain reconciler", () => {
     await core.deleteNamespacedSecret({ namespace, name: "example-com-relay-config" });
     await eventually("the relay config to come back", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
     await kubectl(["scale", "deployment/example-com-relay", "-n", namespace, "--replicas=5"]);
-    await eventually("replicas restored to 2", async () => ((await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" })).spec?.replicas === 2 ? true : undefined));
+    await eventually("replicas restored to 2", async () =>
+      (await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" })).spec?.replicas === 2 ? true : undefined,
+    );
     // Watched, so repaired at once rather than at the next resync (the test controller's is minutes away).
     for (const kind of ["networkpolicy", "poddisruptionbudget"]) {
       assert.equal((await kubectl(["delete", kind, "example-com-relay", "-n", namespace])).code, 0);
-      await eventually(`the ${kind} to come back`, async () => ((await kubectl(["get", kind, "example-com-relay", "-n", namespace])).code === 0 ? true : undefined), 15_000);
+      await eventually(
+        `the ${kind} to come back`,
+        async () => ((await kubectl(["get", kind, "example-com-relay", "-n", namespace])).code === 0 ? true : undefined),
+        15_000,
+      );
     }
     // Each repair is said on the domain.
     const repairs = await eventually("DriftRepaired Events", async () => {
-      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,reason=DriftRepaired", "-o", "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}"]);
+      const e = await kubectl([
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.name=example-com,reason=DriftRepaired",
+        "-o",
+        'jsonpath={range .items[*]}{.message}{"\\n"}{end}',
+      ]);
       return e.stdout.split("\n").filter(Boolean).length >= 4 ? e.stdout : undefined;
     });
     assert.match(repairs, /Secret example-com-relay-config was deleted: restored/);
@@ -474,21 +715,37 @@ describe("SmtpDomain reconciler", () => {
     const key = secretText(await core.readNamespacedSecret({ namespace, name: "example-com-dkim-rsa1" }), "private.pem");
 
     // The RSA record is published: the relay signs with it, the Ed25519 one still waits.
-    await applyManifests(withKeys([{ selector: "rsa1", recordPublished: true }, { selector: "ed1", algorithm: "Ed25519" }]));
-    await eventually("rsa1 signing", async () => ((await relayConfigOf(namespace)).domains[0]!.outbound?.dkim.map((k) => k.selector).join() === "rsa1" ? true : undefined));
+    await applyManifests(
+      withKeys([
+        { selector: "rsa1", recordPublished: true },
+        { selector: "ed1", algorithm: "Ed25519" },
+      ]),
+    );
+    await eventually("rsa1 signing", async () =>
+      (await relayConfigOf(namespace)).domains[0]!.outbound?.dkim.map((k) => k.selector).join() === "rsa1" ? true : undefined,
+    );
     const config = await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });
     assert.equal(secretText(config, "dkim-rsa1.key"), key, "the key travels next to the config, unchanged");
     assert.equal(config.data?.["dkim-ed1.key"], undefined);
     await eventually("status: rsa1 signing, ed1 pending", async () => {
       const d = await getDomain(namespace);
-      return d.status?.dkim?.records?.find((r) => r.selector === "rsa1")?.signing === true && d.status.dkim.pending === "ed1" ? true : undefined;
+      return d.status?.dkim?.records?.find((r) => r.selector === "rsa1")?.signing === true && d.status.dkim.pending === "ed1"
+        ? true
+        : undefined;
     });
-    assert.equal(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-dkim-rsa1" }), "private.pem"), key, "a key is never regenerated");
+    assert.equal(
+      secretText(await core.readNamespacedSecret({ namespace, name: "example-com-dkim-rsa1" }), "private.pem"),
+      key,
+      "a key is never regenerated",
+    );
   });
 
   test("a Secret the operator does not own is never overwritten: the domain reports a conflict", async (t) => {
     const namespace = await setup(t);
-    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "example-com-inbound-v1" }, stringData: { username: "theirs", password: "theirs" } } });
+    await core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: "example-com-inbound-v1" }, stringData: { username: "theirs", password: "theirs" } },
+    });
     await applyManifests(domainManifest(namespace));
     const domain = await eventually("CredentialsIssued=False", async () => {
       const d = await getDomain(namespace);
@@ -522,22 +779,43 @@ describe("SmtpDomain reconciler", () => {
     // Record every version of the relay config while the domain is deleted.
     const seen: string[] = [];
     const { config } = await connect();
-    const watch = await new k8s.Watch(config).watch(`/api/v1/namespaces/${namespace}/secrets`, { fieldSelector: "metadata.name=example-com-relay-config" }, (_type, object: k8s.V1Secret) => {
-      seen.push(secretText(object, "relay.yaml"));
-    }, () => undefined);
+    const watch = await new k8s.Watch(config).watch(
+      `/api/v1/namespaces/${namespace}/secrets`,
+      { fieldSelector: "metadata.name=example-com-relay-config" },
+      (_type, object: k8s.V1Secret) => {
+        seen.push(secretText(object, "relay.yaml"));
+      },
+      () => undefined,
+    );
     t.after(() => watch.abort());
     // The finalizer's work is visible while it runs.
     const reasons: string[] = [];
-    const domainWatch = await new k8s.Watch(config).watch(`/apis/smtpconnector.dev/v1alpha1/namespaces/${namespace}/smtpdomains`, {}, (_type, d: SmtpDomain) => {
-      const ready = condition(d, "Ready");
-      if (ready) reasons.push(ready.reason);
-    }, () => undefined);
+    const domainWatch = await new k8s.Watch(config).watch(
+      `/apis/smtpconnector.dev/v1alpha1/namespaces/${namespace}/smtpdomains`,
+      {},
+      (_type, d: SmtpDomain) => {
+        const ready = condition(d, "Ready");
+        if (ready) reasons.push(ready.reason);
+      },
+      () => undefined,
+    );
     t.after(() => domainWatch.abort());
     await kubectl(["delete", "smtpdomain", "example-com", "-n", namespace, "--wait=false"]);
     await eventually("Ready=False Disconnecting while the finalizer works", () => (reasons.includes("Disconnecting") ? true : undefined));
-    const disconnecting = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,reason=Disconnecting", "-o", "jsonpath={.items[*].message}"]);
+    const disconnecting = await kubectl([
+      "get",
+      "events",
+      "-n",
+      namespace,
+      "--field-selector",
+      "involvedObject.name=example-com,reason=Disconnecting",
+      "-o",
+      "jsonpath={.items[*].message}",
+    ]);
     assert.match(disconnecting.stdout, /being deleted: every credential version is revoked/);
-    await eventually("a relay config with every version revoked", () => (seen.some((c) => c.includes("state: Revoked") && !c.includes("state: Active")) ? true : undefined));
+    await eventually("a relay config with every version revoked", () =>
+      seen.some((c) => c.includes("state: Revoked") && !c.includes("state: Active")) ? true : undefined,
+    );
     await eventually(
       "the owned objects to be garbage-collected",
       async () => {
@@ -554,7 +832,9 @@ describe("SmtpDomain reconciler", () => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace));
     await eventually("the relay config", () => core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }));
-    await eventually("the finalizer", async () => ((await getDomain(namespace)).metadata.finalizers?.includes("smtpconnector.dev/disconnect") ? true : undefined));
+    await eventually("the finalizer", async () =>
+      (await getDomain(namespace)).metadata.finalizers?.includes("smtpconnector.dev/disconnect") ? true : undefined,
+    );
     await controller.queue.idle();
     await controller.stop();
     try {
@@ -567,14 +847,30 @@ describe("SmtpDomain reconciler", () => {
     } finally {
       controller = await startTestController();
     }
-    await eventually("the domain gone once the operator is back", async () => ((await getDomain(namespace).catch(() => undefined)) ? undefined : true), 30_000);
-    await eventually("its objects collected", async () => ((await core.listNamespacedSecret({ namespace })).items.some((s) => s.metadata?.name?.startsWith("example-com-")) ? undefined : true), 90_000);
+    await eventually(
+      "the domain gone once the operator is back",
+      async () => ((await getDomain(namespace).catch(() => undefined)) ? undefined : true),
+      30_000,
+    );
+    await eventually(
+      "its objects collected",
+      async () =>
+        (await core.listNamespacedSecret({ namespace })).items.some((s) => s.metadata?.name?.startsWith("example-com-")) ? undefined : true,
+      90_000,
+    );
   });
 
   test("failed API requests are counted by status for the metrics", async (t) => {
     const namespace = await freshNamespace(t, "op");
     const before = controller.cluster.apiErrors.get("422") ?? 0;
-    await assert.rejects(controller.cluster.apply({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "broken", namespace }, spec: { replicas: -1 } }));
+    await assert.rejects(
+      controller.cluster.apply({
+        apiVersion: "apps/v1",
+        kind: "Deployment",
+        metadata: { name: "broken", namespace },
+        spec: { replicas: -1 },
+      }),
+    );
     assert.equal(controller.cluster.apiErrors.get("422"), before + 1);
   });
 });

@@ -40,7 +40,8 @@ describe("the operator's command line", () => {
     assert.equal(help.code, 0, help.stderr);
     for (const name of Object.keys(flags)) assert.match(help.stdout, new RegExp(`^  --${name}\\b`, "m"), `--${name} in --help`);
     const template = readFileSync("charts/smtp-connector/templates/deployment.yaml", "utf8");
-    for (const [, name] of template.matchAll(/- --([a-z-]+)/g)) assert.ok(name! in flags, `the chart passes --${name}, which the operator does not know`);
+    for (const [, name] of template.matchAll(/- --([a-z-]+)/g))
+      assert.ok(name! in flags, `the chart passes --${name}, which the operator does not know`);
   });
 
   test("a busy metrics port is one line and exit code 2, not a stack trace", async () => {
@@ -50,7 +51,10 @@ describe("the operator's command line", () => {
       const { port } = busy.address() as AddressInfo;
       const result = await run(["--kubeconfig", (await connect()).kubeconfigPath, "--metrics-port", String(port)]);
       assert.equal(result.code, 2);
-      assert.equal(result.stderr.trim(), `operator: cannot listen on --metrics-port ${port}: it is in use by another process; choose another port with --metrics-port`);
+      assert.equal(
+        result.stderr.trim(),
+        `operator: cannot listen on --metrics-port ${port}: it is in use by another process; choose another port with --metrics-port`,
+      );
     } finally {
       busy.close();
     }
@@ -84,17 +88,38 @@ describe("a reconcile that cannot run", () => {
       metadata: { name: "example-com", namespace },
       spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } } },
     });
-    const get = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+    const get = async () =>
+      (await custom.getNamespacedCustomObject({
+        group: "smtpconnector.dev",
+        version: "v1alpha1",
+        namespace,
+        plural: "smtpdomains",
+        name: "example-com",
+      })) as SmtpDomain;
     const condition = (d: SmtpDomain, type: string) => d.status?.conditions?.find((c) => c.type === type);
     const failed = await eventually("Ready=False ReconcileFailed", async () => {
       const d = await get();
       return condition(d, "Ready")?.reason === "ReconcileFailed" ? d : undefined;
     });
-    assert.match(condition(failed, "Ready")!.message, new RegExp(`namespace ${caNamespace} \\(--ca-secret ${caNamespace}/smtp-connector-ca\\) does not exist; create it \\(kubectl create namespace ${caNamespace}\\)`));
+    assert.match(
+      condition(failed, "Ready")!.message,
+      new RegExp(
+        `namespace ${caNamespace} \\(--ca-secret ${caNamespace}/smtp-connector-ca\\) does not exist; create it \\(kubectl create namespace ${caNamespace}\\)`,
+      ),
+    );
     assert.equal(condition(failed, "Stalled")?.status, "True", "only a change fixes it");
     assert.equal(failed.status?.observedGeneration, failed.metadata.generation);
     const events = await eventually("a Warning Event", async () => {
-      const e = await kubectl(["get", "events", "-n", namespace, "--field-selector", "involvedObject.name=example-com,type=Warning,reason=ReconcileFailed", "-o", "jsonpath={.items[*].message}"]);
+      const e = await kubectl([
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.name=example-com,type=Warning,reason=ReconcileFailed",
+        "-o",
+        "jsonpath={.items[*].message}",
+      ]);
       return e.stdout.trim() ? e.stdout : undefined;
     });
     assert.match(events, /kubectl create namespace/);
@@ -104,14 +129,22 @@ describe("a reconcile that cannot run", () => {
     const writes = controller.cluster.writes;
     controller.queue.add(`domain/${namespace}/example-com`);
     await controller.queue.idle();
-    assert.equal(controller.cluster.writes, writes, `writes while failing the same way: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`);
+    assert.equal(
+      controller.cluster.writes,
+      writes,
+      `writes while failing the same way: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`,
+    );
 
     await core.createNamespace({ body: { metadata: { name: caNamespace } } });
     controller.queue.add(`domain/${namespace}/example-com`);
-    const fixed = await eventually("the failure replaced by the real state", async () => {
-      const d = await get();
-      return condition(d, "Ready")?.reason !== "ReconcileFailed" && condition(d, "CredentialsIssued")?.status === "True" ? d : undefined;
-    }, 30_000);
+    const fixed = await eventually(
+      "the failure replaced by the real state",
+      async () => {
+        const d = await get();
+        return condition(d, "Ready")?.reason !== "ReconcileFailed" && condition(d, "CredentialsIssued")?.status === "True" ? d : undefined;
+      },
+      30_000,
+    );
     assert.equal(condition(fixed, "Stalled"), undefined);
     assert.equal(condition(fixed, "CertificateReady")?.reason, "Issued");
   });

@@ -21,7 +21,11 @@ function domainManifest(namespace: string, inbound: Record<string, unknown>) {
     metadata: { name: "example-com", namespace },
     spec: {
       domain: "example.com",
-      inbound: { ...inbound, delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } }, allowedSourceRanges: ["203.0.113.0/24"] },
+      inbound: {
+        ...inbound,
+        delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } },
+        allowedSourceRanges: ["203.0.113.0/24"],
+      },
       relay: { replicas: 2, tls: { secretName: "relay-tls" } },
     },
   };
@@ -41,25 +45,52 @@ describe("SmtpDomain in Forwarded mode", () => {
     apps = cluster.config.makeApiClient(k8s.AppsV1Api);
     networking = cluster.config.makeApiClient(k8s.NetworkingV1Api);
     custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
-    controller = await startTestController({ settingsOverride: { forwarded: { trustedArcSealers: ["microsoft.com"], dnsServers: ["127.0.0.1:5353"] } } });
+    controller = await startTestController({
+      settingsOverride: { forwarded: { trustedArcSealers: ["microsoft.com"], dnsServers: ["127.0.0.1:5353"] } },
+    });
   });
   after(() => controller.stop());
 
   const getDomain = (namespace: string) => readSmtpDomain(custom, namespace);
   const condition = conditionOf;
   // Read with the relay's own loader: the contract.
-  const relayConfigOf = async (namespace: string) => parseConfig(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml"));
+  const relayConfigOf = async (namespace: string) =>
+    parseConfig(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml"));
   const credentialSecrets = async (namespace: string) =>
-    (await core.listNamespacedSecret({ namespace, labelSelector: "smtpconnector.dev/credential-version" })).items.map((s) => s.metadata!.name!).sort();
-  const servicePorts = async (namespace: string) => (await core.readNamespacedService({ namespace, name: "example-com-relay" })).spec!.ports!.map((p) => `${p.port}->${String(p.targetPort)}`);
+    (await core.listNamespacedSecret({ namespace, labelSelector: "smtpconnector.dev/credential-version" })).items
+      .map((s) => s.metadata!.name!)
+      .sort();
+  const servicePorts = async (namespace: string) =>
+    (await core.readNamespacedService({ namespace, name: "example-com-relay" })).spec!.ports!.map(
+      (p) => `${p.port}->${String(p.targetPort)}`,
+    );
   const containerPorts = async (namespace: string) =>
-    (await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" })).spec!.template.spec!.containers[0]!.ports!.map((p) => `${p.name}:${p.containerPort}`).sort();
-  const policyPorts = async (namespace: string) => (await networking.readNamespacedNetworkPolicy({ namespace, name: "example-com-relay" })).spec!.ingress![0]!.ports!.map((p) => p.port);
+    (await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }))
+      .spec!.template.spec!.containers[0]!.ports!.map((p) => `${p.name}:${p.containerPort}`)
+      .sort();
+  const policyPorts = async (namespace: string) =>
+    (await networking.readNamespacedNetworkPolicy({ namespace, name: "example-com-relay" })).spec!.ingress![0]!.ports!.map((p) => p.port);
   /** What the Deployment controller would write once every replica runs the latest template (no kubelet here). */
   const rollOut = async (namespace: string) => {
     const deployment = await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" });
-    const status = { observedGeneration: deployment.metadata!.generation, replicas: 2, updatedReplicas: 2, readyReplicas: 2, availableReplicas: 2 };
-    const patched = await kubectl(["patch", "deployment", "example-com-relay", "-n", namespace, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })]);
+    const status = {
+      observedGeneration: deployment.metadata!.generation,
+      replicas: 2,
+      updatedReplicas: 2,
+      readyReplicas: 2,
+      availableReplicas: 2,
+    };
+    const patched = await kubectl([
+      "patch",
+      "deployment",
+      "example-com-relay",
+      "-n",
+      namespace,
+      "--subresource=status",
+      "--type=merge",
+      "-p",
+      JSON.stringify({ status }),
+    ]);
     assert.equal(patched.code, 0, patched.stderr);
     return deployment.metadata!.generation!;
   };
@@ -106,7 +137,9 @@ describe("SmtpDomain in Forwarded mode", () => {
   test("Authenticated → Forwarded: every issued version revoked for good at once, ModeChanging until the relay rolled out", async (t) => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace, { credentials: [{ version: 1 }, { version: 2 }] }));
-    await eventually("versions 1 and 2 active", async () => ((await getDomain(namespace)).status?.activeVersions === "1,2" ? true : undefined));
+    await eventually("versions 1 and 2 active", async () =>
+      (await getDomain(namespace)).status?.activeVersions === "1,2" ? true : undefined,
+    );
     await rollOut(namespace);
     await eventually("rolled out in Authenticated mode", async () => {
       const d = await getDomain(namespace);
@@ -122,20 +155,39 @@ describe("SmtpDomain in Forwarded mode", () => {
     });
     assert.deepEqual(switching.status?.revokedVersions, [1, 2]);
     assert.equal(switching.status?.inboundMode, "Authenticated", "the pods still serve the old listeners");
-    assert.match(condition(switching, "Reconciling")!.message, /from Authenticated to Forwarded: every credential version is revoked for good/);
-    assert.deepEqual(switching.status?.credentials?.map((c) => `${c.version}:${c.state}`), ["1:Revoked", "2:Revoked"], "kept on record with their digests");
+    assert.match(
+      condition(switching, "Reconciling")!.message,
+      /from Authenticated to Forwarded: every credential version is revoked for good/,
+    );
+    assert.deepEqual(
+      switching.status?.credentials?.map((c) => `${c.version}:${c.state}`),
+      ["1:Revoked", "2:Revoked"],
+      "kept on record with their digests",
+    );
     assert.ok(switching.status?.credentials?.every((c) => c.passwordSha256));
     assert.equal(condition(switching, "CredentialsIssued")?.reason, "NotRequired");
     assert.match(condition(switching, "CredentialsIssued")!.message, /version\(s\) 1,2 revoked for good/);
     for (const name of ["example-com-inbound-v1", "example-com-inbound-v2"]) {
-      assert.ok((await core.readNamespacedSecret({ namespace, name })).metadata?.annotations?.[revokedAtAnnotation], `${name} carries its revocation`);
+      assert.ok(
+        (await core.readNamespacedSecret({ namespace, name })).metadata?.annotations?.[revokedAtAnnotation],
+        `${name} carries its revocation`,
+      );
     }
     // Nothing half-applied: by the time status says so, config, Service and NetworkPolicy are the forwarded ones.
     const config = await relayConfigOf(namespace);
     assert.deepEqual([config.domains[0]!.mode, config.domains[0]!.credentials, config.listeners.starttls], ["Forwarded", [], undefined]);
     assert.deepEqual(await servicePorts(namespace), ["25->smtp"]);
     assert.deepEqual(await policyPorts(namespace), [8025]);
-    const events = await kubectl(["get", "events", "-n", namespace, "--field-selector", "reason=CredentialRevoked", "-o", "jsonpath={.items[*].message}"]);
+    const events = await kubectl([
+      "get",
+      "events",
+      "-n",
+      namespace,
+      "--field-selector",
+      "reason=CredentialRevoked",
+      "-o",
+      "jsonpath={.items[*].message}",
+    ]);
     assert.match(events.stdout, /version 1 is revoked by the switch to inbound mode Forwarded/);
 
     await rollOut(namespace);
@@ -152,7 +204,10 @@ describe("SmtpDomain in Forwarded mode", () => {
       return condition(d, "Stalled")?.reason === "NoActiveCredential" ? d : undefined;
     });
     assert.equal(condition(refused, "Ready")?.status, "False", "nothing can arrive authenticated");
-    assert.deepEqual((await relayConfigOf(namespace)).domains[0]!.credentials.map((c) => `${c.version}:${c.state}`), ["1:Revoked"]);
+    assert.deepEqual(
+      (await relayConfigOf(namespace)).domains[0]!.credentials.map((c) => `${c.version}:${c.state}`),
+      ["1:Revoked"],
+    );
 
     await applyManifests(domainManifest(namespace, { mode: "Authenticated" }));
     const back = await eventually("version 3 issued", async () => {
@@ -164,7 +219,11 @@ describe("SmtpDomain in Forwarded mode", () => {
     assert.deepEqual(back.status?.revokedVersions, [1, 2]);
     const v3 = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v3" });
     assert.ok(secretText(v3, "password").length >= 40);
-    assert.deepEqual((await relayConfigOf(namespace)).domains[0]!.credentials.map((c) => `${c.version}:${c.state}`), ["3:Active"], "1 and 2 are never accepted again");
+    assert.deepEqual(
+      (await relayConfigOf(namespace)).domains[0]!.credentials.map((c) => `${c.version}:${c.state}`),
+      ["3:Active"],
+      "1 and 2 are never accepted again",
+    );
     assert.deepEqual(await servicePorts(namespace), ["587->submission", "465->submissions"]);
     assert.equal((await relayConfigOf(namespace)).domains[0]!.mode, undefined);
   });
@@ -174,16 +233,32 @@ describe("SmtpDomain in Forwarded mode", () => {
     await applyManifests(domainManifest(namespace, { credentials: [{ version: 1 }] }));
     await eventually("version 1 issued", async () => ((await getDomain(namespace)).status?.activeVersions === "1" ? true : undefined));
     const result = await kubectl(["apply", "--server-side", "--field-manager=other-team", "-f", "-"], {
-      input: JSON.stringify({ apiVersion: "smtpconnector.dev/v1alpha1", kind: "SmtpDomain", metadata: { name: "example-com", namespace }, spec: { inbound: { mode: "Forwarded" } } }),
+      input: JSON.stringify({
+        apiVersion: "smtpconnector.dev/v1alpha1",
+        kind: "SmtpDomain",
+        metadata: { name: "example-com", namespace },
+        spec: { inbound: { mode: "Forwarded" } },
+      }),
     });
     assert.notEqual(result.code, 0, "a manager that does not own the credentials cannot leave them behind in Forwarded mode");
     assert.match(result.stderr, /spec.inbound.credentials is not allowed with mode: Forwarded/);
     // The one-step switch the ADR documents: remove the list and set the mode in one request.
     const patched = await kubectl([
-      "patch", "smtpdomain", "example-com", "-n", namespace, "--type=json",
-      "-p", JSON.stringify([{ op: "remove", path: "/spec/inbound/credentials" }, { op: "add", path: "/spec/inbound/mode", value: "Forwarded" }]),
+      "patch",
+      "smtpdomain",
+      "example-com",
+      "-n",
+      namespace,
+      "--type=json",
+      "-p",
+      JSON.stringify([
+        { op: "remove", path: "/spec/inbound/credentials" },
+        { op: "add", path: "/spec/inbound/mode", value: "Forwarded" },
+      ]),
     ]);
     assert.equal(patched.code, 0, patched.stderr);
-    await eventually("version 1 revoked by the switch", async () => ((await getDomain(namespace)).status?.revokedVersions?.includes(1) ? true : undefined));
+    await eventually("version 1 revoked by the switch", async () =>
+      (await getDomain(namespace)).status?.revokedVersions?.includes(1) ? true : undefined,
+    );
   });
 });

@@ -19,7 +19,11 @@ const domain = (namespace: string) => ({
   apiVersion: "smtpconnector.dev/v1alpha1",
   kind: "SmtpDomain",
   metadata: { name: "example-com", namespace },
-  spec: { domain: `${namespace}.example.com`, inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } }, relay: { replicas: 1 } },
+  spec: {
+    domain: `${namespace}.example.com`,
+    inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
+    relay: { replicas: 1 },
+  },
 });
 
 describe("the namespace-scoped mode (--watch-namespaces, chart value watchNamespaces)", () => {
@@ -41,7 +45,10 @@ describe("the namespace-scoped mode (--watch-namespaces, chart value watchNamesp
     const hooks = { after: (fn: () => Promise<void> | void) => cleanups.push(fn) };
     watched.push(await freshNamespace(hooks, "team-a"), await freshNamespace(hooks, "team-b"));
     other = await freshNamespace(hooks, "other");
-    kubeconfig = await chartRbacKubeconfig(`scoped-${randomBytes(3).toString("hex")}`, { watchNamespaces: watched, operator: { caSecretName: caSecret.name } });
+    kubeconfig = await chartRbacKubeconfig(`scoped-${randomBytes(3).toString("hex")}`, {
+      watchNamespaces: watched,
+      operator: { caSecretName: caSecret.name },
+    });
     // Under that RBAC a cluster-wide list is refused: the controller starts only if it never asks for one.
     controller = await startTestController({ kubeconfig, namespaces: watched, settingsOverride: { caSecret } });
   });
@@ -54,20 +61,49 @@ describe("the namespace-scoped mode (--watch-namespaces, chart value watchNamesp
   test("serves the watched namespaces and never touches another", async () => {
     await applyManifests(...watched.map(domain), domain(other));
     for (const namespace of watched) {
-      await eventually(`${namespace}: its relay config`, async () => (await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }).catch(() => undefined)) ?? undefined);
-      const reconciled = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
-      assert.ok(reconciled.status?.conditions?.some((c) => c.type === "CredentialsIssued" && c.status === "True"), `${namespace}: credentials issued`);
+      await eventually(
+        `${namespace}: its relay config`,
+        async () => (await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }).catch(() => undefined)) ?? undefined,
+      );
+      const reconciled = (await custom.getNamespacedCustomObject({
+        group: "smtpconnector.dev",
+        version: "v1alpha1",
+        namespace,
+        plural: "smtpdomains",
+        name: "example-com",
+      })) as SmtpDomain;
+      assert.ok(
+        reconciled.status?.conditions?.some((c) => c.type === "CredentialsIssued" && c.status === "True"),
+        `${namespace}: credentials issued`,
+      );
     }
     await controller.queue.idle();
-    const untouched = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: other, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+    const untouched = (await custom.getNamespacedCustomObject({
+      group: "smtpconnector.dev",
+      version: "v1alpha1",
+      namespace: other,
+      plural: "smtpdomains",
+      name: "example-com",
+    })) as SmtpDomain;
     assert.equal(untouched.status, undefined, "the unwatched namespace's SmtpDomain has no status");
     assert.equal(untouched.metadata.finalizers, undefined, "nor a finalizer");
-    assert.deepEqual((await core.listNamespacedSecret({ namespace: other })).items.map((s) => s.metadata?.name), [], "nor any Secret");
-    assert.deepEqual(controller.secrets.census().full.filter((key) => !watched.some((n) => key.startsWith(`${n}/`))), [], "nothing of another namespace is cached");
+    assert.deepEqual(
+      (await core.listNamespacedSecret({ namespace: other })).items.map((s) => s.metadata?.name),
+      [],
+      "nor any Secret",
+    );
+    assert.deepEqual(
+      controller.secrets.census().full.filter((key) => !watched.some((n) => key.startsWith(`${n}/`))),
+      [],
+      "nothing of another namespace is cached",
+    );
   });
 
   test("its RBAC cannot read another namespace, nor anything cluster-wide", async () => {
-    await core.createNamespacedSecret({ namespace: other, body: { metadata: { name: "private" }, stringData: { password: "not-for-the-operator" } } });
+    await core.createNamespacedSecret({
+      namespace: other,
+      body: { metadata: { name: "private" }, stringData: { password: "not-for-the-operator" } },
+    });
     for (const args of [
       ["get", "secret", "private", "-n", other],
       ["get", "secrets", "-n", other],
@@ -87,19 +123,35 @@ describe("the namespace-scoped mode (--watch-namespaces, chart value watchNamesp
 
   test("a CA Secret replaced by hand in the operator's own (unwatched) namespace is noticed at once", async () => {
     const namespace = watched[0]!;
-    const caOf = async () => Buffer.from((await core.readNamespacedSecret({ namespace, name: "example-com-relay-tls" }).catch(() => undefined))?.data?.["ca.crt"] ?? "", "base64").toString();
+    const caOf = async () =>
+      Buffer.from(
+        (await core.readNamespacedSecret({ namespace, name: "example-com-relay-tls" }).catch(() => undefined))?.data?.["ca.crt"] ?? "",
+        "base64",
+      ).toString();
     const first = await eventually("a relay certificate from the first CA", async () => (await caOf()) || undefined);
     await controller.queue.idle();
     // Replaced as an administrator would: a new CA of their own in the same Secret.
     // With the installation's name constraints (startTestController's settings), or the operator would at once
     // rotate it as a CA made for other names.
-    const replacement = newCertificateAuthority(operatorNamespace, new Date(), caNameConstraints({ relayImage: "smtp-connector:test", relayHostSuffix: "relay.test" }));
+    const replacement = newCertificateAuthority(
+      operatorNamespace,
+      new Date(),
+      caNameConstraints({ relayImage: "smtp-connector:test", relayHostSuffix: "relay.test" }),
+    );
     await core.replaceNamespacedSecret({
       ...caSecret,
-      body: { metadata: { name: caSecret.name, namespace: caSecret.namespace }, type: "kubernetes.io/tls", stringData: { "tls.crt": replacement.certPem, "tls.key": replacement.keyPem } },
+      body: {
+        metadata: { name: caSecret.name, namespace: caSecret.namespace },
+        type: "kubernetes.io/tls",
+        stringData: { "tls.crt": replacement.certPem, "tls.key": replacement.keyPem },
+      },
     });
     // Well within the CA's 60 s cache and the 10 min resync: only a watch on that Secret sees it this soon.
-    await eventually("the relay certificate issued again from the new CA", async () => ((await caOf()) === replacement.certPem ? true : undefined), 20_000);
+    await eventually(
+      "the relay certificate issued again from the new CA",
+      async () => ((await caOf()) === replacement.certPem ? true : undefined),
+      20_000,
+    );
     assert.notEqual(first, replacement.certPem);
   });
 });

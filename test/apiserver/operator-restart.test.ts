@@ -13,13 +13,17 @@ const addresses = 12;
 /** Until the controller is idle and wrote nothing between two looks (the echoes of its last writes handled too). */
 async function settled(controller: Controller): Promise<void> {
   let writes = -1;
-  await eventually("the operator to stop writing", async () => {
-    await controller.queue.idle();
-    const now = controller.cluster.writes;
-    const same = now === writes;
-    writes = now;
-    return same && controller.queue.depth === 0 ? true : undefined;
-  }, 60_000);
+  await eventually(
+    "the operator to stop writing",
+    async () => {
+      await controller.queue.idle();
+      const now = controller.cluster.writes;
+      const same = now === writes;
+      writes = now;
+      return same && controller.queue.depth === 0 ? true : undefined;
+    },
+    60_000,
+  );
 }
 
 describe("operator restart", () => {
@@ -34,7 +38,10 @@ describe("operator restart", () => {
   test("a fresh operator among converged objects writes nothing, even while its lists arrive in small pages", async (t) => {
     const namespace = await freshNamespace(t, "restart");
     const { core } = await connect();
-    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } } });
+    await core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } },
+    });
     await applyManifests(
       {
         apiVersion: "smtpconnector.dev/v1alpha1",
@@ -46,7 +53,11 @@ describe("operator restart", () => {
         apiVersion: "smtpconnector.dev/v1alpha1",
         kind: "SupportAddress",
         metadata: { name: `a${i}`, namespace },
-        spec: { address: `a${i}@example.com`, domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } } },
+        spec: {
+          address: `a${i}@example.com`,
+          domainRef: { name: "example-com" },
+          outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } },
+        },
       })),
     );
     // Pages of two: the addresses take several requests to list, long after the one domain is listed.
@@ -54,7 +65,14 @@ describe("operator restart", () => {
     running.push(first);
     await eventually("every status written", async () => {
       const domain = await kubectl(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "jsonpath={.status.addresses}"]);
-      const observed = await kubectl(["get", "supportaddresses", "-n", namespace, "-o", "jsonpath={range .items[*]}{.status.observedGeneration}{\"\\n\"}{end}"]);
+      const observed = await kubectl([
+        "get",
+        "supportaddresses",
+        "-n",
+        namespace,
+        "-o",
+        'jsonpath={range .items[*]}{.status.observedGeneration}{"\\n"}{end}',
+      ]);
       return domain.stdout === String(addresses) && observed.stdout.split("\n").filter(Boolean).length === addresses ? true : undefined;
     });
     await settled(first);

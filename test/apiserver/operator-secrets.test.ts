@@ -38,17 +38,32 @@ describe("the operator's Secret cache", () => {
     for (let i = 0; i < unrelatedCount; i++) {
       await core.createNamespacedSecret({
         namespace: unrelated,
-        body: { metadata: { name: `sh.helm.release.v1.app.v${i}`, labels: { owner: "helm" } }, type: "helm.sh/release.v1", data: { release: Buffer.from(marker + randomBytes(unrelatedBytes).toString("base64")).toString("base64") } },
+        body: {
+          metadata: { name: `sh.helm.release.v1.app.v${i}`, labels: { owner: "helm" } },
+          type: "helm.sh/release.v1",
+          data: { release: Buffer.from(marker + randomBytes(unrelatedBytes).toString("base64")).toString("base64") },
+        },
       });
     }
     // Made with kubectl apply (client-side): kubectl keeps a whole copy of it, data included, in the
     // kubectl.kubernetes.io/last-applied-configuration annotation.
     const applied = await kubectl(["apply", "-f", "-"], {
-      input: JSON.stringify({ apiVersion: "v1", kind: "Secret", metadata: { name: "applied-by-kubectl", namespace: unrelated, labels: { team: "web" } }, data: { token: Buffer.from(marker + "x".repeat(64)).toString("base64") } }),
+      input: JSON.stringify({
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata: { name: "applied-by-kubectl", namespace: unrelated, labels: { team: "web" } },
+        data: { token: Buffer.from(marker + "x".repeat(64)).toString("base64") },
+      }),
     });
     assert.equal(applied.code, 0, applied.stderr);
     // Labelled as the operator labels its own, about 1 MB, named by nothing: met by the first list.
-    await core.createNamespacedSecret({ namespace: unrelated, body: { metadata: { name: "labelled-like-ours", labels: ourLabels }, data: { payload: Buffer.from(marker + randomBytes(700 * 1024).toString("base64")).toString("base64") } } });
+    await core.createNamespacedSecret({
+      namespace: unrelated,
+      body: {
+        metadata: { name: "labelled-like-ours", labels: ourLabels },
+        data: { payload: Buffer.from(marker + randomBytes(700 * 1024).toString("base64")).toString("base64") },
+      },
+    });
     controller = await startTestController({ pageSize });
   });
   after(async () => {
@@ -62,17 +77,31 @@ describe("the operator's Secret cache", () => {
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",
       metadata: { name: "example-com", namespace },
-      spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } }, relay: { replicas: 1 } },
+      spec: {
+        domain: "example.com",
+        inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
+        relay: { replicas: 1 },
+      },
     });
     // Its credentials Secret does not exist yet.
     await applyManifests({
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SupportAddress",
       metadata: { name: "support", namespace },
-      spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-login" } } },
+      spec: {
+        address: "support@example.com",
+        domainRef: { name: "example-com" },
+        outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-login" } },
+      },
     });
     const reason = async () => {
-      const a = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
+      const a = (await custom.getNamespacedCustomObject({
+        group: "smtpconnector.dev",
+        version: "v1alpha1",
+        namespace,
+        plural: "supportaddresses",
+        name: "support",
+      })) as SupportAddress;
       return a.status?.conditions?.find((c) => c.type === "DomainReady")?.reason;
     };
     const relayConfig = async () => {
@@ -82,12 +111,31 @@ describe("the operator's Secret cache", () => {
     await eventually("the missing Secret is reported", async () => ((await reason()) === "CredentialsSecretNotFound" ? true : undefined));
 
     // Made: the metadata watch sees it, the controller reads it by name, the address is served.
-    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "support-login" }, stringData: { username: "support", password: "first" } } });
-    await eventually("the address in the relay config", async () => ((await relayConfig())?.includes("support@example.com") ? true : undefined), 20_000);
+    await core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: "support-login" }, stringData: { username: "support", password: "first" } },
+    });
+    await eventually(
+      "the address in the relay config",
+      async () => ((await relayConfig())?.includes("support@example.com") ? true : undefined),
+      20_000,
+    );
     // Changed: read again (its resourceVersion moved), judged again.
-    await core.replaceNamespacedSecret({ namespace, name: "support-login", body: { metadata: { name: "support-login" }, stringData: { username: "support" } } });
-    await eventually("the broken Secret is reported", async () => ((await reason()) === "CredentialsSecretInvalid" ? true : undefined), 20_000);
-    await eventually("the address leaves the relay config", async () => ((await relayConfig())?.includes("support@example.com") === false ? true : undefined), 20_000);
+    await core.replaceNamespacedSecret({
+      namespace,
+      name: "support-login",
+      body: { metadata: { name: "support-login" }, stringData: { username: "support" } },
+    });
+    await eventually(
+      "the broken Secret is reported",
+      async () => ((await reason()) === "CredentialsSecretInvalid" ? true : undefined),
+      20_000,
+    );
+    await eventually(
+      "the address leaves the relay config",
+      async () => ((await relayConfig())?.includes("support@example.com") === false ? true : undefined),
+      20_000,
+    );
     // Deleted: dropped.
     await core.deleteNamespacedSecret({ namespace, name: "support-login" });
     await eventually("the deletion is reported", async () => ((await reason()) === "CredentialsSecretNotFound" ? true : undefined), 20_000);
@@ -95,19 +143,39 @@ describe("the operator's Secret cache", () => {
 
     // What is cached: no unrelated Secret in full, and nothing but metadata of any of them.
     const census = controller.secrets.census();
-    assert.deepEqual(census.full.filter((key) => key.startsWith(`${unrelated}/`)), [], "no unrelated Secret is cached in full");
+    assert.deepEqual(
+      census.full.filter((key) => key.startsWith(`${unrelated}/`)),
+      [],
+      "no unrelated Secret is cached in full",
+    );
     assert.ok(census.full.includes(`${namespace}/example-com-relay-control`), "its own Secrets that it reads are held in full");
     assert.ok(!census.full.includes(`${namespace}/example-com-relay-config`), "its own Secrets that it never reads back are not");
     assert.ok(census.metadataOnly >= unrelatedCount, `every Secret is known by metadata (${census.metadataOnly})`);
     for (const object of controller.secrets.metadataObjects()) {
-      assert.deepEqual(Object.keys(object).filter((k) => k !== "apiVersion" && k !== "kind"), ["metadata"], `${object.metadata?.name}: metadata only`);
+      assert.deepEqual(
+        Object.keys(object).filter((k) => k !== "apiVersion" && k !== "kind"),
+        ["metadata"],
+        `${object.metadata?.name}: metadata only`,
+      );
       assert.equal(object.metadata?.managedFields, undefined);
-      assert.equal(object.metadata?.annotations, undefined, `${object.metadata?.name}: no annotations (kubectl's last-applied-configuration holds the data)`);
+      assert.equal(
+        object.metadata?.annotations,
+        undefined,
+        `${object.metadata?.name}: no annotations (kubectl's last-applied-configuration holds the data)`,
+      );
     }
-    const cachedText = JSON.stringify(controller.secrets.metadataObjects()) + JSON.stringify(census.full.map((key) => controller.secrets.get(key.split("/")[1]!, key.split("/")[0])));
-    assert.ok(!cachedText.includes(Buffer.from(marker).toString("base64").slice(0, 16)), "no unrelated Secret's data is anywhere in the cache");
+    const cachedText =
+      JSON.stringify(controller.secrets.metadataObjects()) +
+      JSON.stringify(census.full.map((key) => controller.secrets.get(key.split("/")[1]!, key.split("/")[0])));
+    assert.ok(
+      !cachedText.includes(Buffer.from(marker).toString("base64").slice(0, 16)),
+      "no unrelated Secret's data is anywhere in the cache",
+    );
     // Paginated: the first list of all Secrets needed a page per ten of them, the list of its own one more.
-    assert.ok(controller.secrets.listRequests() >= 1 + Math.ceil(unrelatedCount / pageSize), `lists were paginated (${controller.secrets.listRequests()} list requests at ${pageSize} per page)`);
+    assert.ok(
+      controller.secrets.listRequests() >= 1 + Math.ceil(unrelatedCount / pageSize),
+      `lists were paginated (${controller.secrets.listRequests()} list requests at ${pageSize} per page)`,
+    );
   });
 
   test("a Secret of its own that lost (or never had) the owner label is still found, by name", async (t) => {
@@ -116,10 +184,17 @@ describe("the operator's Secret cache", () => {
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",
       metadata: { name: "example-com", namespace },
-      spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } }, relay: { replicas: 1 } },
+      spec: {
+        domain: "example.com",
+        inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
+        relay: { replicas: 1 },
+      },
     });
     const control = "example-com-relay-control";
-    const token = await eventually("the control token", async () => (await core.readNamespacedSecret({ namespace, name: control }).catch(() => undefined))?.data?.token);
+    const token = await eventually(
+      "the control token",
+      async () => (await core.readNamespacedSecret({ namespace, name: control }).catch(() => undefined))?.data?.token,
+    );
     // As a Secret made by a version of the operator before the label existed.
     const unlabelled = await kubectl(["label", "secret", control, "-n", namespace, "app.kubernetes.io/managed-by-"]);
     assert.equal(unlabelled.code, 0, unlabelled.stderr);
@@ -136,12 +211,19 @@ describe("the operator's Secret cache", () => {
     const namespace = await freshNamespace(t, "lbl");
     // Made while the operator runs (the watch, not the first list), next to a domain of the name its label gives.
     const payload = Buffer.from(marker + randomBytes(700 * 1024).toString("base64")).toString("base64");
-    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "labelled-like-ours", labels: ourLabels }, data: { payload } } });
+    await core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: "labelled-like-ours", labels: ourLabels }, data: { payload } },
+    });
     await applyManifests({
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",
       metadata: { name: "example-com", namespace },
-      spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } }, relay: { replicas: 1 } },
+      spec: {
+        domain: "example.com",
+        inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
+        relay: { replicas: 1 },
+      },
     });
     await eventually("the domain's control Secret held", () => controller.secrets.get("example-com-relay-control", namespace));
     await controller.queue.idle();
@@ -149,7 +231,9 @@ describe("the operator's Secret cache", () => {
       assert.equal(controller.secrets.get("labelled-like-ours", where), undefined, `${where}: the labelled Secret is not held`);
       assert.ok(!controller.secrets.census().full.includes(`${where}/labelled-like-ours`), `${where}: not counted as held in full`);
     }
-    const held = JSON.stringify(controller.secrets.census().full.map((key) => controller.secrets.get(key.split("/")[1]!, key.split("/")[0])));
+    const held = JSON.stringify(
+      controller.secrets.census().full.map((key) => controller.secrets.get(key.split("/")[1]!, key.split("/")[0])),
+    );
     assert.ok(!held.includes(payload.slice(0, 32)), "its data is nowhere in what is held");
   });
 
@@ -157,18 +241,32 @@ describe("the operator's Secret cache", () => {
     const namespace = await freshNamespace(t, "big");
     // An outbound login named from a Secret that also carries ~1 MB the operator never reads.
     const blob = Buffer.from(marker + randomBytes(700 * 1024).toString("base64")).toString("base64");
-    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "support-login" }, data: { blob, username: Buffer.from("support").toString("base64"), password: Buffer.from("first").toString("base64") } } });
+    await core.createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: { name: "support-login" },
+        data: { blob, username: Buffer.from("support").toString("base64"), password: Buffer.from("first").toString("base64") },
+      },
+    });
     await applyManifests({
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",
       metadata: { name: "example-com", namespace },
-      spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } }, relay: { replicas: 1 } },
+      spec: {
+        domain: "example.com",
+        inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
+        relay: { replicas: 1 },
+      },
     });
     await applyManifests({
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SupportAddress",
       metadata: { name: "support", namespace },
-      spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-login" } } },
+      spec: {
+        address: "support@example.com",
+        domainRef: { name: "example-com" },
+        outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-login" } },
+      },
     });
     const held = () => controller.secrets.get("support-login", namespace);
     await eventually("the login Secret held", () => (held()?.data?.password ? true : undefined), 20_000);
@@ -180,9 +278,19 @@ describe("the operator's Secret cache", () => {
 
     // A password past the bound: refused, with a message that names the Secret and the key, not the value.
     const huge = "p".repeat(100 * 1024);
-    await core.replaceNamespacedSecret({ namespace, name: "support-login", body: { metadata: { name: "support-login" }, stringData: { username: "support", password: huge } } });
+    await core.replaceNamespacedSecret({
+      namespace,
+      name: "support-login",
+      body: { metadata: { name: "support-login" }, stringData: { username: "support", password: huge } },
+    });
     const condition = async () => {
-      const a = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
+      const a = (await custom.getNamespacedCustomObject({
+        group: "smtpconnector.dev",
+        version: "v1alpha1",
+        namespace,
+        plural: "supportaddresses",
+        name: "support",
+      })) as SupportAddress;
       const c = a.status?.conditions?.find((c) => c.type === "DomainReady");
       return c?.reason === "CredentialsSecretInvalid" && c.message?.includes("larger than") ? c : undefined;
     };

@@ -28,7 +28,14 @@ describe("relay certificates, end to end", () => {
     ({ core, apps } = await e2eClients());
     sink = await startSmtpSink();
     // Short-lived certificates: issued for 30 s, renewed 20 s ahead (every 10 s or so).
-    operator = await startOperatorCommand(["--certificate-duration", "30s", "--certificate-renew-before", "20s", "--ca-secret", `${operatorNamespace}/${caSecret}`]);
+    operator = await startOperatorCommand([
+      "--certificate-duration",
+      "30s",
+      "--certificate-renew-before",
+      "20s",
+      "--ca-secret",
+      `${operatorNamespace}/${caSecret}`,
+    ]);
   });
   after(async () => {
     await relay?.stop();
@@ -47,15 +54,27 @@ describe("relay certificates, end to end", () => {
         apiVersion: "smtpconnector.dev/v1alpha1",
         kind: "SmtpDomain",
         metadata: { name: "example-com", namespace },
-        spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } }, relay: { replicas: 1, ...relaySpec } },
+        spec: {
+          domain: "example.com",
+          inbound: { delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } },
+          relay: { replicas: 1, ...relaySpec },
+        },
       },
       ...inboundOnlyAddress(namespace),
     );
-    const credentials = await eventually("the credentials", () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), 30_000);
-    await eventually("the address in the relay config", async () =>
-      text(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml").includes("support@example.com") ? true : undefined,
+    const credentials = await eventually(
+      "the credentials",
+      () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }),
+      30_000,
     );
-    const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
+    await eventually("the address in the relay config", async () =>
+      text(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml").includes("support@example.com")
+        ? true
+        : undefined,
+    );
+    const deployment = await eventually("the relay Deployment", () =>
+      apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }),
+    );
     relay = await runDeployment(core, deployment);
     await relayReady();
     return { username: text(credentials, "username"), password: text(credentials, "password") };
@@ -75,7 +94,11 @@ describe("relay certificates, end to end", () => {
     assert.match(await client.command("RCPT TO:<support@example.com>"), /^250 /);
     assert.match(await client.command("DATA"), /^354 /);
     assert.match(await client.command(`Subject: ${subject}\r\n\r\nbody\r\n.`), /^250 /);
-    await eventually(`"${subject}" at the helpdesk`, () => (sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)) ? true : undefined), 10_000);
+    await eventually(
+      `"${subject}" at the helpdesk`,
+      () => (sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)) ? true : undefined),
+      10_000,
+    );
   }
 
   test("an operator-issued certificate is renewed under a live session: the session carries on, new handshakes get the new certificate", async (t) => {
@@ -140,7 +163,17 @@ describe("relay certificates, end to end", () => {
     await deliver(before, "through a session older than the replacement");
     before.close();
     await eventually("status: the replaced certificate, Valid", async () => {
-      const d = (await kubectl(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "jsonpath={.status.conditions[?(@.type==\"CertificateReady\")].reason}"])).stdout;
+      const d = (
+        await kubectl([
+          "get",
+          "smtpdomain",
+          "example-com",
+          "-n",
+          namespace,
+          "-o",
+          'jsonpath={.status.conditions[?(@.type=="CertificateReady")].reason}',
+        ])
+      ).stdout;
       return d === "Valid" ? true : undefined;
     });
   });

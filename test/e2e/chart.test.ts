@@ -28,13 +28,15 @@ interface Rendered {
 async function template(...sets: string[]): Promise<Rendered[]> {
   const result = await helm(["template", "smtpc", chart, "--namespace", "smtpc-system", ...sets.flatMap((s) => ["--set", s])]);
   assert.equal(result.code, 0, result.stderr);
-  return parseAllDocuments(result.stdout).map((d) => d.toJS() as Rendered).filter((d) => d);
+  return parseAllDocuments(result.stdout)
+    .map((d) => d.toJS() as Rendered)
+    .filter((d) => d);
 }
 
 type Container = { command: string[]; args: string[]; image: string; securityContext: Record<string, unknown> };
 const operatorContainer = (docs: Rendered[]) => {
   const deployment = docs.find((d) => d.kind === "Deployment")!;
-  return ((deployment.spec as { template: { spec: { containers: Container[] } } }).template.spec.containers)[0]!;
+  return (deployment.spec as { template: { spec: { containers: Container[] } } }).template.spec.containers[0]!;
 };
 
 describe("Helm chart", () => {
@@ -51,46 +53,107 @@ describe("Helm chart", () => {
     assert.ok(container.args.includes(`--relay-image=${container.image}`), "one image, the relay's entrypoint in the same image");
     assert.ok(container.args.includes("--ca-secret=smtpc-system/smtp-connector-ca"));
     assert.ok(!container.args.includes("--leader-elect"));
-    assert.deepEqual(container.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
-    const pod = (docs.find((d) => d.kind === "Deployment")!.spec as { template: { spec: { securityContext: Record<string, unknown> } } }).template.spec;
+    assert.deepEqual(container.securityContext, {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    });
+    const pod = (docs.find((d) => d.kind === "Deployment")!.spec as { template: { spec: { securityContext: Record<string, unknown> } } })
+      .template.spec;
     assert.equal(pod.securityContext.runAsNonRoot, true);
     assert.deepEqual(docs.find((d) => d.kind === "ClusterRole")?.rules, operatorRules);
     const crds = docs.filter((d) => d.kind === "CustomResourceDefinition");
     assert.deepEqual(crds.map((c) => c.metadata.name).sort(), ["smtpdomains.smtpconnector.dev", "supportaddresses.smtpconnector.dev"]);
     assert.ok(crds.every((c) => c.metadata.annotations?.["helm.sh/resource-policy"] === "keep"));
-    assert.equal(docs.some((d) => d.kind === "PrometheusRule" || d.kind === "ServiceMonitor"), false, "monitoring is opt-in");
+    assert.equal(
+      docs.some((d) => d.kind === "PrometheusRule" || d.kind === "ServiceMonitor"),
+      false,
+      "monitoring is opt-in",
+    );
 
     assert.ok(operatorContainer(await template("replicaCount=2")).args.includes("--leader-elect"), "two replicas: leader election");
-    assert.equal((await template("crds.install=false")).some((d) => d.kind === "CustomResourceDefinition"), false);
+    assert.equal(
+      (await template("crds.install=false")).some((d) => d.kind === "CustomResourceDefinition"),
+      false,
+    );
     const discarded = (await template("crds.keep=false")).filter((d) => d.kind === "CustomResourceDefinition");
     assert.ok(discarded.every((c) => c.metadata.annotations?.["helm.sh/resource-policy"] === undefined));
-    const args = operatorContainer(await template("operator.systemDomains={helpdesk.example,mail.helpdesk.example}", "operator.verification.smtp=mta.helpdesk.svc:25", "operator.dnsResolver=10.96.0.10")).args;
-    for (const arg of ["--system-domains=helpdesk.example,mail.helpdesk.example", "--verification-smtp=mta.helpdesk.svc:25", "--dns-resolver=10.96.0.10"]) assert.ok(args.includes(arg), arg);
+    const args = operatorContainer(
+      await template(
+        "operator.systemDomains={helpdesk.example,mail.helpdesk.example}",
+        "operator.verification.smtp=mta.helpdesk.svc:25",
+        "operator.dnsResolver=10.96.0.10",
+      ),
+    ).args;
+    for (const arg of [
+      "--system-domains=helpdesk.example,mail.helpdesk.example",
+      "--verification-smtp=mta.helpdesk.svc:25",
+      "--dns-resolver=10.96.0.10",
+    ])
+      assert.ok(args.includes(arg), arg);
     // The account limits: the seed's figures by default, configurable per installation.
-    for (const arg of ["--max-domains-per-namespace=4", "--max-addresses-per-domain=50", "--max-addresses-per-namespace=200"]) assert.ok(container.args.includes(arg), arg);
-    const limited = operatorContainer(await template("operator.limits.domainsPerNamespace=10", "operator.limits.addressesPerDomain=500", "operator.limits.addressesPerNamespace=2000")).args;
-    for (const arg of ["--max-domains-per-namespace=10", "--max-addresses-per-domain=500", "--max-addresses-per-namespace=2000"]) assert.ok(limited.includes(arg), arg);
-    assert.notEqual((await helm(["template", "smtpc", chart, "--set", "operator.limits.addressesPerDomain=0"])).code, 0, "the values schema refuses a limit below 1");
+    for (const arg of ["--max-domains-per-namespace=4", "--max-addresses-per-domain=50", "--max-addresses-per-namespace=200"])
+      assert.ok(container.args.includes(arg), arg);
+    const limited = operatorContainer(
+      await template(
+        "operator.limits.domainsPerNamespace=10",
+        "operator.limits.addressesPerDomain=500",
+        "operator.limits.addressesPerNamespace=2000",
+      ),
+    ).args;
+    for (const arg of ["--max-domains-per-namespace=10", "--max-addresses-per-domain=500", "--max-addresses-per-namespace=2000"])
+      assert.ok(limited.includes(arg), arg);
+    assert.notEqual(
+      (await helm(["template", "smtpc", chart, "--set", "operator.limits.addressesPerDomain=0"])).code,
+      0,
+      "the values schema refuses a limit below 1",
+    );
 
     // Monitoring: every metric an alert uses is one the operator or the relay exports.
     const monitored = await template("metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true");
-    assert.deepEqual(monitored.filter((d) => /Monitor|PrometheusRule/.test(d.kind)).map((d) => d.kind).sort(), ["PodMonitor", "PrometheusRule", "ServiceMonitor"]);
-    const rules = (monitored.find((d) => d.kind === "PrometheusRule")!.spec as { groups: { rules: { alert: string; expr: string }[] }[] }).groups[0]!.rules;
-    assert.deepEqual(rules.map((r) => r.alert), ["SmtpConnectorAuthFailureSpike", "SmtpConnectorVerificationFailing", "SmtpConnectorRelayUnavailable", "SmtpConnectorCertificateNotReady", "SmtpConnectorRotationLeftHalfDone"]);
+    assert.deepEqual(
+      monitored
+        .filter((d) => /Monitor|PrometheusRule/.test(d.kind))
+        .map((d) => d.kind)
+        .sort(),
+      ["PodMonitor", "PrometheusRule", "ServiceMonitor"],
+    );
+    const rules = (monitored.find((d) => d.kind === "PrometheusRule")!.spec as { groups: { rules: { alert: string; expr: string }[] }[] })
+      .groups[0]!.rules;
+    assert.deepEqual(
+      rules.map((r) => r.alert),
+      [
+        "SmtpConnectorAuthFailureSpike",
+        "SmtpConnectorVerificationFailing",
+        "SmtpConnectorRelayUnavailable",
+        "SmtpConnectorCertificateNotReady",
+        "SmtpConnectorRotationLeftHalfDone",
+      ],
+    );
     const sources = ["relay/ops/metrics.ts", "operator/main.ts"].map((f) => readFileSync(f, "utf8")).join("\n");
-    for (const metric of new Set(rules.flatMap((r) => r.expr.match(/smtpc_[a-z_]+/g) ?? []))) assert.ok(sources.includes(`"${metric}"`), `${metric} is exported`);
+    for (const metric of new Set(rules.flatMap((r) => r.expr.match(/smtpc_[a-z_]+/g) ?? [])))
+      assert.ok(sources.includes(`"${metric}"`), `${metric} is exported`);
 
     // The dashboard: a ConfigMap for Grafana's sidecar; every query names an exported metric.
-    const dashboardMap = (await template("metrics.grafanaDashboard.enabled=true")).find((d) => d.kind === "ConfigMap") as unknown as { metadata: { labels: Record<string, string> }; data: Record<string, string> };
+    const dashboardMap = (await template("metrics.grafanaDashboard.enabled=true")).find((d) => d.kind === "ConfigMap") as unknown as {
+      metadata: { labels: Record<string, string> };
+      data: Record<string, string>;
+    };
     assert.equal(dashboardMap.metadata.labels.grafana_dashboard, "1");
     const dashboard = JSON.parse(dashboardMap.data["smtp-connector.json"]!) as { panels: { targets?: { expr: string }[] }[] };
     const queries = dashboard.panels.flatMap((p) => p.targets ?? []).map((t) => t.expr);
     assert.ok(queries.length >= 10);
-    for (const metric of new Set(queries.flatMap((q) => q.match(/smtpc_[a-z_]+?(?=_bucket\b|\{|\)|\s|\[|$)/g) ?? []))) assert.ok(sources.includes(`"${metric}"`), `dashboard: ${metric} is exported`);
+    for (const metric of new Set(queries.flatMap((q) => q.match(/smtpc_[a-z_]+?(?=_bucket\b|\{|\)|\s|\[|$)/g) ?? [])))
+      assert.ok(sources.includes(`"${metric}"`), `dashboard: ${metric} is exported`);
   });
 
   test("values are checked by values.schema.json, with a message that names the value", async () => {
-    for (const [set, field] of [["replicaCount=0", "replicaCount"], ["operator.verification.smtp=no-port", "smtp"], ["operator.logLevel=loud", "logLevel"], ["unknownValue=1", "unknownValue"]] as const) {
+    for (const [set, field] of [
+      ["replicaCount=0", "replicaCount"],
+      ["operator.verification.smtp=no-port", "smtp"],
+      ["operator.logLevel=loud", "logLevel"],
+      ["unknownValue=1", "unknownValue"],
+    ] as const) {
       const result = await helm(["template", "smtpc", chart, "--set", set]);
       assert.notEqual(result.code, 0, set);
       assert.match(result.stderr, new RegExp(field), result.stderr);
@@ -122,7 +185,19 @@ describe("Helm install, end to end", () => {
   test("the operator from the chart's Deployment, under the chart's RBAC, connects a domain; uninstall keeps the CRDs", async (t) => {
     const metricsPort = await freePort();
     // The CRDs may exist from earlier tests: the chart takes them over, as an upgrade from a manual install would.
-    const installed = await helm(["install", release, chart, "--namespace", namespace, "--create-namespace", "--take-ownership", "--set", `metrics.port=${metricsPort}`, "--set", "operator.relayHostSuffix=relay.test"]);
+    const installed = await helm([
+      "install",
+      release,
+      chart,
+      "--namespace",
+      namespace,
+      "--create-namespace",
+      "--take-ownership",
+      "--set",
+      `metrics.port=${metricsPort}`,
+      "--set",
+      "operator.relayHostSuffix=relay.test",
+    ]);
     assert.equal(installed.code, 0, installed.stderr);
     const deployment = await apps.readNamespacedDeployment({ namespace, name: `${release}-operator` });
     // The chart's next steps name the Deployment and the CA's Secret.
@@ -131,7 +206,11 @@ describe("Helm install, end to end", () => {
     assert.equal(deployment.spec?.template.spec?.serviceAccountName, release);
     const kubeconfig = await serviceAccountKubeconfig(namespace, release, `${tempDir("chart-sa")}/kubeconfig`);
     operator = await runDeployment(core, deployment, apps, ["--kubeconfig", kubeconfig]);
-    await eventually("the operator ready", async () => ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+    await eventually(
+      "the operator ready",
+      async () => ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined),
+      30_000,
+    );
 
     const domainNamespace = await freshNamespace(t, "chart");
     await applyManifests(
@@ -139,30 +218,74 @@ describe("Helm install, end to end", () => {
         apiVersion: "smtpconnector.dev/v1alpha1",
         kind: "SmtpDomain",
         metadata: { name: "example-com", namespace: domainNamespace },
-        spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } }, relay: { replicas: 1 } },
+        spec: {
+          domain: "example.com",
+          inbound: { delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } },
+          relay: { replicas: 1 },
+        },
       },
       ...inboundOnlyAddress(domainNamespace),
     );
     const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
-    const credentials = await eventually("the credentials", () => core.readNamespacedSecret({ namespace: domainNamespace, name: "example-com-inbound-v1" }), 30_000);
+    const credentials = await eventually(
+      "the credentials",
+      () => core.readNamespacedSecret({ namespace: domainNamespace, name: "example-com-inbound-v1" }),
+      30_000,
+    );
     // The installation's CA lives in the release namespace.
-    const ca = await eventually("the CA in the release namespace", () => core.readNamespacedSecret({ namespace, name: "smtp-connector-ca" }));
+    const ca = await eventually("the CA in the release namespace", () =>
+      core.readNamespacedSecret({ namespace, name: "smtp-connector-ca" }),
+    );
     assert.equal(text(credentials, "ca.crt"), text(ca, "tls.crt"));
     await eventually("the address in the relay config", async () =>
-      text(await core.readNamespacedSecret({ namespace: domainNamespace, name: "example-com-relay-config" }), "relay.yaml").includes("support@example.com") ? true : undefined,
+      text(await core.readNamespacedSecret({ namespace: domainNamespace, name: "example-com-relay-config" }), "relay.yaml").includes(
+        "support@example.com",
+      )
+        ? true
+        : undefined,
     );
     relay = await runDeployment(core, await apps.readNamespacedDeployment({ namespace: domainNamespace, name: "example-com-relay" }));
     await relayReady();
     const sent = await swaks([
-      "--server", `127.0.0.1:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(credentials, "username"), "--auth-password", text(credentials, "password"),
-      "--from", "jane@users.example.org", "--to", "support@example.com", "--header", "Subject: through the chart",
+      "--server",
+      `127.0.0.1:${relayPorts.starttls}`,
+      "--tls",
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      text(credentials, "username"),
+      "--auth-password",
+      text(credentials, "password"),
+      "--from",
+      "jane@users.example.org",
+      "--to",
+      "support@example.com",
+      "--header",
+      "Subject: through the chart",
     ]);
     assert.equal(sent.code, 0, sent.output);
-    await eventually("the message at the helpdesk, tagged", () => (sink.messages().some((m) => m.content.includes("Subject: through the chart") && m.content.includes("X-SmtpConnector-Auth: domain=example.com; version=1")) ? true : undefined), 10_000);
+    await eventually(
+      "the message at the helpdesk, tagged",
+      () =>
+        sink
+          .messages()
+          .some(
+            (m) =>
+              m.content.includes("Subject: through the chart") && m.content.includes("X-SmtpConnector-Auth: domain=example.com; version=1"),
+          )
+          ? true
+          : undefined,
+      10_000,
+    );
 
     // The operator's metrics carry the conditions the chart's alerts watch.
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    assert.match(metrics, new RegExp(`smtpc_operator_condition\\{kind="SmtpDomain",namespace="${domainNamespace}",name="example-com",type="CertificateReady",status="True",reason="Issued"\\} 1`));
+    assert.match(
+      metrics,
+      new RegExp(
+        `smtpc_operator_condition\\{kind="SmtpDomain",namespace="${domainNamespace}",name="example-com",type="CertificateReady",status="True",reason="Issued"\\} 1`,
+      ),
+    );
 
     await relay.stop();
     relay = undefined;
@@ -175,33 +298,109 @@ describe("Helm install, end to end", () => {
 
     // Uninstalled with a domain left: the domain, its relay and its credentials are the domain's, not the
     // release's, so they stay, and mail goes on flowing with no operator running.
-    const left = await kubectl(["get", "smtpdomain", "example-com", "--namespace", domainNamespace, "-o", "jsonpath={.metadata.finalizers}"]);
+    const left = await kubectl([
+      "get",
+      "smtpdomain",
+      "example-com",
+      "--namespace",
+      domainNamespace,
+      "-o",
+      "jsonpath={.metadata.finalizers}",
+    ]);
     assert.equal(left.code, 0, "the SmtpDomain outlives the release");
     assert.match(left.stdout, /smtpconnector\.dev/, "still held by the operator's finalizer");
     relay = await runDeployment(core, await apps.readNamespacedDeployment({ namespace: domainNamespace, name: "example-com-relay" }), apps);
     await relayReady();
     const whileUninstalled = await swaks([
-      "--server", `127.0.0.1:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(credentials, "username"), "--auth-password", text(credentials, "password"),
-      "--from", "jane@users.example.org", "--to", "support@example.com", "--header", "Subject: with no operator installed",
+      "--server",
+      `127.0.0.1:${relayPorts.starttls}`,
+      "--tls",
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      text(credentials, "username"),
+      "--auth-password",
+      text(credentials, "password"),
+      "--from",
+      "jane@users.example.org",
+      "--to",
+      "support@example.com",
+      "--header",
+      "Subject: with no operator installed",
     ]);
     assert.equal(whileUninstalled.code, 0, whileUninstalled.output);
-    await eventually("the message at the helpdesk", () => (sink.messages().some((m) => m.content.includes("Subject: with no operator installed")) ? true : undefined), 10_000);
+    await eventually(
+      "the message at the helpdesk",
+      () => (sink.messages().some((m) => m.content.includes("Subject: with no operator installed")) ? true : undefined),
+      10_000,
+    );
 
     // Deleted while no operator runs, the domain waits for one; installing the chart again disconnects it in
     // the usual order, and then the relay refuses the credential it accepted a moment ago.
     await kubectl(["delete", "smtpdomain", "example-com", "--namespace", domainNamespace, "--wait=false"]);
-    const waiting = await kubectl(["get", "smtpdomain", "example-com", "--namespace", domainNamespace, "-o", "jsonpath={.metadata.deletionTimestamp}"]);
+    const waiting = await kubectl([
+      "get",
+      "smtpdomain",
+      "example-com",
+      "--namespace",
+      domainNamespace,
+      "-o",
+      "jsonpath={.metadata.deletionTimestamp}",
+    ]);
     assert.ok(waiting.code === 0 && waiting.stdout !== "", "the deleted domain waits for an operator");
-    const reinstalled = await helm(["install", release, chart, "--namespace", namespace, "--take-ownership", "--set", `metrics.port=${metricsPort}`, "--set", "operator.relayHostSuffix=relay.test"]);
+    const reinstalled = await helm([
+      "install",
+      release,
+      chart,
+      "--namespace",
+      namespace,
+      "--take-ownership",
+      "--set",
+      `metrics.port=${metricsPort}`,
+      "--set",
+      "operator.relayHostSuffix=relay.test",
+    ]);
     assert.equal(reinstalled.code, 0, reinstalled.stderr);
     const kubeconfigAgain = await serviceAccountKubeconfig(namespace, release, `${tempDir("chart-sa")}/kubeconfig`);
-    operator = await runDeployment(core, await apps.readNamespacedDeployment({ namespace, name: `${release}-operator` }), apps, ["--kubeconfig", kubeconfigAgain]);
-    await eventually("the domain disconnected and gone", async () => ((await kubectl(["get", "smtpdomain", "example-com", "--namespace", domainNamespace])).code !== 0 ? true : undefined), 60_000);
-    await eventually("the relay stopped with its Deployment", () => (relay!.child.exitCode !== null || relay!.child.signalCode !== null ? true : undefined), 30_000);
-    await eventually("the credentials Secret collected", () => core.readNamespacedSecret({ namespace: domainNamespace, name: "example-com-inbound-v1" }).then(() => undefined, () => true), 90_000);
+    operator = await runDeployment(core, await apps.readNamespacedDeployment({ namespace, name: `${release}-operator` }), apps, [
+      "--kubeconfig",
+      kubeconfigAgain,
+    ]);
+    await eventually(
+      "the domain disconnected and gone",
+      async () => ((await kubectl(["get", "smtpdomain", "example-com", "--namespace", domainNamespace])).code !== 0 ? true : undefined),
+      60_000,
+    );
+    await eventually(
+      "the relay stopped with its Deployment",
+      () => (relay!.child.exitCode !== null || relay!.child.signalCode !== null ? true : undefined),
+      30_000,
+    );
+    await eventually(
+      "the credentials Secret collected",
+      () =>
+        core.readNamespacedSecret({ namespace: domainNamespace, name: "example-com-inbound-v1" }).then(
+          () => undefined,
+          () => true,
+        ),
+      90_000,
+    );
     const afterDisconnect = await swaks([
-      "--server", `127.0.0.1:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(credentials, "username"), "--auth-password", text(credentials, "password"),
-      "--from", "jane@users.example.org", "--to", "support@example.com", "--header", "Subject: after the disconnect",
+      "--server",
+      `127.0.0.1:${relayPorts.starttls}`,
+      "--tls",
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      text(credentials, "username"),
+      "--auth-password",
+      text(credentials, "password"),
+      "--from",
+      "jane@users.example.org",
+      "--to",
+      "support@example.com",
+      "--header",
+      "Subject: after the disconnect",
     ]);
     assert.notEqual(afterDisconnect.code, 0, "nothing accepts the credential once the domain is disconnected");
   });

@@ -45,8 +45,22 @@ describe("examples, from empty to Ready", () => {
     await core.deleteNamespace({ name: namespace }).catch(() => undefined);
   });
 
-  const domain = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
-  const address = async (name: string) => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name })) as SupportAddress;
+  const domain = async () =>
+    (await custom.getNamespacedCustomObject({
+      group: "smtpconnector.dev",
+      version: "v1alpha1",
+      namespace,
+      plural: "smtpdomains",
+      name: "example-com",
+    })) as SmtpDomain;
+  const address = async (name: string) =>
+    (await custom.getNamespacedCustomObject({
+      group: "smtpconnector.dev",
+      version: "v1alpha1",
+      namespace,
+      plural: "supportaddresses",
+      name,
+    })) as SupportAddress;
   const condition = (o: SmtpDomain | SupportAddress, type: string) => o.status?.conditions?.find((c) => c.type === type);
   const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
   const overview = async () => (await kubectl(["get", "smtpconnector", "-n", namespace])).stdout;
@@ -55,16 +69,30 @@ describe("examples, from empty to Ready", () => {
   test("kubectl apply -f examples/, the site's values, the customer's Postfix from the snippet: every resource Ready", async () => {
     const customerPort = await freePort();
     operator = await startOperatorCommand([
-      "--system-domains", "helpdesk.test", "--verification-sender", "verify@helpdesk.test",
-      "--verification-smtp", `127.0.0.1:${customerPort}`, "--relay-control-url", "https://127.0.0.1:8443",
+      "--system-domains",
+      "helpdesk.test",
+      "--verification-sender",
+      "verify@helpdesk.test",
+      "--verification-smtp",
+      `127.0.0.1:${customerPort}`,
+      "--relay-control-url",
+      "https://127.0.0.1:8443",
       // The example's spec.relay.hostnames is under the installation's allowed suffix, as a site sets it.
-      "--allowed-hostname-suffixes", "helpdesk.example.net",
+      "--allowed-hostname-suffixes",
+      "helpdesk.example.net",
     ]);
 
     // 1. The examples as shipped: every object passes the API server's validation.
     const applied = await kubectl(["apply", "-f", "examples/"]);
     assert.equal(applied.code, 0, applied.stderr);
-    for (const object of ["namespace/acme-helpdesk", "smtpdomain.smtpconnector.dev/example-com", "secret/support-smtp-credentials", "secret/billing-smtp-credentials", "supportaddress.smtpconnector.dev/support", "supportaddress.smtpconnector.dev/billing"]) {
+    for (const object of [
+      "namespace/acme-helpdesk",
+      "smtpdomain.smtpconnector.dev/example-com",
+      "secret/support-smtp-credentials",
+      "secret/billing-smtp-credentials",
+      "supportaddress.smtpconnector.dev/support",
+      "supportaddress.smtpconnector.dev/billing",
+    ]) {
       assert.match(applied.stdout, new RegExp(`${object.replace(/\./g, "\\.")} created`));
     }
 
@@ -92,11 +120,25 @@ describe("examples, from empty to Ready", () => {
     // but kubectl's own record of the earlier client-side apply (its last-applied annotation).
     const ssaDiff = await kubectl(["diff", "--server-side", "--force-conflicts", "-f", "examples/"]);
     const changed = ssaDiff.stdout.split("\n").filter((l) => /^[-+](?![-+]{2} )/.test(l));
-    assert.deepEqual(changed.filter((l) => !/^[-+]\s+\{"apiVersion":/.test(l)), [], `a server-side apply dry run of examples/ shows a change:\n${ssaDiff.stdout}${ssaDiff.stderr}`);
+    assert.deepEqual(
+      changed.filter((l) => !/^[-+]\s+\{"apiVersion":/.test(l)),
+      [],
+      `a server-side apply dry run of examples/ shows a change:\n${ssaDiff.stdout}${ssaDiff.stderr}`,
+    );
 
     // 3. The site's values: the helpdesk's ingestion, the customer's servers, and (to see verification at once) a short timeout.
-    const site = (patch: object, kind: string, name: string) => kubectl(["patch", kind, name, "-n", namespace, "--type=merge", "-p", JSON.stringify(patch)]);
-    assert.equal((await site({ spec: { inbound: { allowedSourceRanges: ["127.0.0.0/8"], delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port } } } } }, "smtpdomain", "example-com")).code, 0);
+    const site = (patch: object, kind: string, name: string) =>
+      kubectl(["patch", kind, name, "-n", namespace, "--type=merge", "-p", JSON.stringify(patch)]);
+    assert.equal(
+      (
+        await site(
+          { spec: { inbound: { allowedSourceRanges: ["127.0.0.0/8"], delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port } } } } },
+          "smtpdomain",
+          "example-com",
+        )
+      ).code,
+      0,
+    );
     const credentials = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     // The customer's Postfix: the MX relays example.com to the relay as the snippet says (verifying the relay's
     // certificate against ca.crt); its submission service has the two accounts of the example's Secrets.
@@ -106,18 +148,42 @@ describe("examples, from empty to Ready", () => {
         { username: "support@example.com", password: "change-me", senders: ["support@example.com"] },
         { username: "billing@example.com", password: "change-me", senders: ["billing@example.com"] },
       ],
-      forward: { domain: "example.com", relayPort: relayPorts.starttls, snippet: text(credentials, "postfix-main.cf"), relayHost: "relay.helpdesk.example.net", caPem: text(credentials, "ca.crt") },
+      forward: {
+        domain: "example.com",
+        relayPort: relayPorts.starttls,
+        snippet: text(credentials, "postfix-main.cf"),
+        relayHost: "relay.helpdesk.example.net",
+        caPem: text(credentials, "ca.crt"),
+      },
       port: customerPort,
     });
-    await applyManifests({ apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") } });
+    await applyManifests({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "customer-ca", namespace },
+      stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") },
+    });
     for (const name of ["support", "billing"]) {
-      const patched = await site({ spec: { outbound: { host: "127.0.0.1", port: customer.port, tls: "StartTLS", caSecretRef: { name: "customer-ca" } }, verification: { timeout: "30s" } } }, "supportaddress", name);
+      const patched = await site(
+        {
+          spec: {
+            outbound: { host: "127.0.0.1", port: customer.port, tls: "StartTLS", caSecretRef: { name: "customer-ca" } },
+            verification: { timeout: "30s" },
+          },
+        },
+        "supportaddress",
+        name,
+      );
       assert.equal(patched.code, 0, patched.stderr);
     }
 
     // 4. The relay, from the Deployment the operator made.
     await eventually("the relay config with the site's values", async () =>
-      text(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml").includes(`port: ${customer!.port}`) ? true : undefined,
+      text(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml").includes(
+        `port: ${customer!.port}`,
+      )
+        ? true
+        : undefined,
     );
     const deployment = await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" });
     relay = await runDeployment(core, deployment, apps);
@@ -127,15 +193,31 @@ describe("examples, from empty to Ready", () => {
 
     // 5. Verification both ways for both addresses (asked for again now that everything is in place).
     const requested = new Date().toISOString().replace(/\.\d+Z$/, "Z");
-    await kubectl(["annotate", "supportaddress", "--all", "-n", namespace, `smtpconnector.dev/verify-requested-at=${requested}`, "--overwrite"]);
+    await kubectl([
+      "annotate",
+      "supportaddress",
+      "--all",
+      "-n",
+      namespace,
+      `smtpconnector.dev/verify-requested-at=${requested}`,
+      "--overwrite",
+    ]);
     // Ready from the attempts this request started (an earlier attempt may have made one Ready already).
     for (const name of ["support", "billing"]) {
-      await eventually(`${name} Ready after the requested verification`, async () => {
-        const a = await address(name);
-        // Ready may hold through a repeat of an earlier success; these attempts must have succeeded themselves.
-        const repeated = (a.status?.verifications ?? []).filter((v) => v.result === "Succeeded" && Date.parse(v.startedAt) >= Date.parse(requested));
-        return condition(a, "Ready")?.status === "True" && a.status?.lastHandledVerifyRequest === requested && repeated.length === 2 ? true : undefined;
-      }, 90_000);
+      await eventually(
+        `${name} Ready after the requested verification`,
+        async () => {
+          const a = await address(name);
+          // Ready may hold through a repeat of an earlier success; these attempts must have succeeded themselves.
+          const repeated = (a.status?.verifications ?? []).filter(
+            (v) => v.result === "Succeeded" && Date.parse(v.startedAt) >= Date.parse(requested),
+          );
+          return condition(a, "Ready")?.status === "True" && a.status?.lastHandledVerifyRequest === requested && repeated.length === 2
+            ? true
+            : undefined;
+        },
+        90_000,
+      );
     }
     table = await overview();
     assert.match(table, /smtpdomain\.smtpconnector\.dev\/example-com\s+example\.com\s+1\s+2\s+True/, table);
@@ -148,18 +230,62 @@ describe("examples, from empty to Ready", () => {
     assert.match(described, /InboundVerified\s+True|Type:\s+InboundVerified[\s\S]*?Status:\s+True/);
 
     // 6. Mail, once each way, through the customer's Postfix.
-    const inbound = await swaks(["--server", `127.0.0.1:${customer.port}`, "--from", "jane@users.example.org", "--to", "billing@example.com", "--header", "Subject: invoice 42"]);
+    const inbound = await swaks([
+      "--server",
+      `127.0.0.1:${customer.port}`,
+      "--from",
+      "jane@users.example.org",
+      "--to",
+      "billing@example.com",
+      "--header",
+      "Subject: invoice 42",
+    ]);
     assert.equal(inbound.code, 0, inbound.output);
-    await eventually("the email at the helpdesk, tagged", () => (helpdesk.messages().some((m) => m.content.includes("Subject: invoice 42") && /X-SmtpConnector-Auth: domain=example\.com; version=1/.test(m.content)) ? true : undefined), 30_000);
+    await eventually(
+      "the email at the helpdesk, tagged",
+      () =>
+        helpdesk
+          .messages()
+          .some((m) => m.content.includes("Subject: invoice 42") && /X-SmtpConnector-Auth: domain=example\.com; version=1/.test(m.content))
+          ? true
+          : undefined,
+      30_000,
+    );
     const submission = await core.readNamespacedSecret({ namespace, name: "example-com-submission" });
-    const reply = await eventually("the helpdesk's reply accepted", async () => {
-      const attempt = await swaks([
-        "--server", "127.0.0.1:2587", "--tls", "--auth", "PLAIN", "--auth-user", text(submission, "username"), "--auth-password", text(submission, "password"),
-        "--from", "billing@example.com", "--to", "jane@users.example.org", "--header", "Subject: Re: invoice 42",
-      ]);
-      return attempt.code === 0 ? attempt : undefined;
-    }, 30_000);
+    const reply = await eventually(
+      "the helpdesk's reply accepted",
+      async () => {
+        const attempt = await swaks([
+          "--server",
+          "127.0.0.1:2587",
+          "--tls",
+          "--auth",
+          "PLAIN",
+          "--auth-user",
+          text(submission, "username"),
+          "--auth-password",
+          text(submission, "password"),
+          "--from",
+          "billing@example.com",
+          "--to",
+          "jane@users.example.org",
+          "--header",
+          "Subject: Re: invoice 42",
+        ]);
+        return attempt.code === 0 ? attempt : undefined;
+      },
+      30_000,
+    );
     assert.match(reply.output, /Accepted by the customer's server/);
-    await eventually("the reply at the recipient's side, sent as billing@", () => (recipientSide.messages().some((m) => m.content.includes("Subject: Re: invoice 42") && /Authenticated sender: billing@example\.com/.test(m.content)) ? true : undefined), 30_000);
+    await eventually(
+      "the reply at the recipient's side, sent as billing@",
+      () =>
+        recipientSide
+          .messages()
+          .some((m) => m.content.includes("Subject: Re: invoice 42") && /Authenticated sender: billing@example\.com/.test(m.content))
+          ? true
+          : undefined,
+      30_000,
+    );
   });
 });

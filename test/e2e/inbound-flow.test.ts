@@ -37,29 +37,59 @@ describe("inbound, end to end", () => {
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",
       metadata: { name: "example-com", namespace },
-      spec: { domain: "example.com", inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+      spec: {
+        domain: "example.com",
+        inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } },
+        relay: { replicas: 1, tls: { secretName: "relay-tls" } },
+      },
     });
     await applyManifests(domain([{ version: 1 }]));
-    await applyManifests({ apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: "support@example.com", password: "x" } });
+    await applyManifests({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "support-smtp", namespace },
+      stringData: { username: "support@example.com", password: "x" },
+    });
     await applyManifests({
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SupportAddress",
       metadata: { name: "support", namespace },
-      spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } } },
+      spec: {
+        address: "support@example.com",
+        domainRef: { name: "example-com" },
+        outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } },
+      },
     });
     const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 60_000);
     const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
     const v1 = await read("example-com-inbound-v1");
-    await eventually("the address in the relay config", async () => (text(await read("example-com-relay-config"), "relay.yaml").includes("support@example.com") ? true : undefined));
+    await eventually("the address in the relay config", async () =>
+      text(await read("example-com-relay-config"), "relay.yaml").includes("support@example.com") ? true : undefined,
+    );
 
-    const deployment = await eventually("the relay Deployment", () => apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
+    const deployment = await eventually("the relay Deployment", () =>
+      apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }),
+    );
     relay = await runDeployment(core, deployment);
     await relayReady();
 
     const send = (secret: k8s.V1Secret, subject: string) =>
       swaks([
-        "--server", `127.0.0.1:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(secret, "username"), "--auth-password", text(secret, "password"),
-        "--from", "jane@users.example.org", "--to", "support@example.com", "--header", `Subject: ${subject}`,
+        "--server",
+        `127.0.0.1:${relayPorts.starttls}`,
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        text(secret, "username"),
+        "--auth-password",
+        text(secret, "password"),
+        "--from",
+        "jane@users.example.org",
+        "--to",
+        "support@example.com",
+        "--header",
+        `Subject: ${subject}`,
       ]);
     const first = await send(v1, "with version 1");
     assert.equal(first.code, 0, first.output);
@@ -68,7 +98,9 @@ describe("inbound, end to end", () => {
     // Rotate: version 2 beside version 1; the kubelet would refresh the mounted Secrets.
     await applyManifests(domain([{ version: 1 }, { version: 2 }]));
     const v2 = await read("example-com-inbound-v2");
-    await eventually("version 2 in the relay config", async () => (text(await read("example-com-relay-config"), "relay.yaml").includes("version: 2") ? true : undefined));
+    await eventually("version 2 in the relay config", async () =>
+      text(await read("example-com-relay-config"), "relay.yaml").includes("version: 2") ? true : undefined,
+    );
     await relay.sync();
     await eventually("version 2 accepted", async () => ((await send(v2, "with version 2")).code === 0 ? true : undefined), 10_000);
     assert.equal((await send(v1, "still version 1")).code, 0, "version 1 stays valid during the rotation");
@@ -76,12 +108,22 @@ describe("inbound, end to end", () => {
     // Revoke version 1: refused on the next AUTH, the relay process never restarted.
     const pid = relay.child.pid;
     await applyManifests(domain([{ version: 1, state: "Revoked" }, { version: 2 }]));
-    await eventually("version 1 revoked in the relay config", async () => (/version: 1\n\s+username: \S+\n\s+passwordSha256: \S+\n\s+state: Revoked/.test(text(await read("example-com-relay-config"), "relay.yaml")) ? true : undefined));
+    await eventually("version 1 revoked in the relay config", async () =>
+      /version: 1\n\s+username: \S+\n\s+passwordSha256: \S+\n\s+state: Revoked/.test(
+        text(await read("example-com-relay-config"), "relay.yaml"),
+      )
+        ? true
+        : undefined,
+    );
     await relay.sync();
-    await eventually("version 1 refused", async () => {
-      const attempt = await send(v1, "revoked");
-      return attempt.code !== 0 && /535 5\.7\.8/.test(attempt.output) ? true : undefined;
-    }, 60_000);
+    await eventually(
+      "version 1 refused",
+      async () => {
+        const attempt = await send(v1, "revoked");
+        return attempt.code !== 0 && /535 5\.7\.8/.test(attempt.output) ? true : undefined;
+      },
+      60_000,
+    );
     assert.equal(relay.child.pid, pid);
     assert.equal(relay.child.exitCode, null, "the relay kept running");
     assert.equal((await send(v2, "after revocation")).code, 0);

@@ -22,13 +22,35 @@ interface Replica {
 /** An operator replica; `clockAheadSeconds` runs it under libfaketime with its wall clock that far ahead (its monotonic clock untouched). */
 async function replica(kubeconfig: string, { clockAheadSeconds = 0 } = {}): Promise<Replica> {
   const port = await freePort();
-  const args = ["--import", "tsx", "operator/main.ts", "--kubeconfig", kubeconfig, "--metrics-port", String(port), "--leader-elect", "--leader-election-namespace", operatorNamespace, "--lease-duration-seconds", "4"];
+  const args = [
+    "--import",
+    "tsx",
+    "operator/main.ts",
+    "--kubeconfig",
+    kubeconfig,
+    "--metrics-port",
+    String(port),
+    "--leader-elect",
+    "--leader-election-namespace",
+    operatorNamespace,
+    "--lease-duration-seconds",
+    "4",
+  ];
   // libfaketime preloaded into node itself (not the faketime wrapper, which would stand between the test and the replica's signals).
-  const skew = clockAheadSeconds ? { LD_PRELOAD: fakeTimeLibrary(), FAKETIME: `+${clockAheadSeconds}s`, FAKETIME_DONT_FAKE_MONOTONIC: "1" } : {};
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, LOG_LEVEL: process.env.SMTPC_TEST_LOG ?? "warn", ...skew } });
+  const skew = clockAheadSeconds
+    ? { LD_PRELOAD: fakeTimeLibrary(), FAKETIME: `+${clockAheadSeconds}s`, FAKETIME_DONT_FAKE_MONOTONIC: "1" }
+    : {};
+  const child = spawn(process.execPath, args, {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, LOG_LEVEL: process.env.SMTPC_TEST_LOG ?? "warn", ...skew },
+  });
   let log = "";
   child.stderr?.on("data", (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)));
-  await eventually("the replica's metrics", async () => ((await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok ? true : undefined), 30_000);
+  await eventually(
+    "the replica's metrics",
+    async () => ((await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok ? true : undefined),
+    30_000,
+  );
   return {
     child,
     log: () => log,
@@ -51,7 +73,15 @@ function fakeTimeLibrary(): string {
 }
 
 const holder = async () => {
-  const lease = await kubectl(["get", "lease", "smtp-connector-operator", "-n", operatorNamespace, "-o", "jsonpath={.spec.holderIdentity}"]);
+  const lease = await kubectl([
+    "get",
+    "lease",
+    "smtp-connector-operator",
+    "-n",
+    operatorNamespace,
+    "-o",
+    "jsonpath={.spec.holderIdentity}",
+  ]);
   return lease.code === 0 ? lease.stdout : "";
 };
 
@@ -117,13 +147,21 @@ describe("leader election", () => {
     const kubeconfig = await operatorKubeconfig();
     const first = await replica(kubeconfig);
     replicas.push(first);
-    await eventually("the first replica to lead", async () => ((await holder()).endsWith(`-${first.child.pid}`) ? true : undefined), 20_000);
+    await eventually(
+      "the first replica to lead",
+      async () => ((await holder()).endsWith(`-${first.child.pid}`) ? true : undefined),
+      20_000,
+    );
     const second = await replica(kubeconfig);
     replicas.push(second);
 
     const one = await freshNamespace(t, "le");
     assert.equal((await kubectl(["apply", "--server-side", "-f", "-"], { input: stringify(domain(one)) })).code, 0);
-    await eventually("the leader to issue credentials", () => core.readNamespacedSecret({ namespace: one, name: "example-com-inbound-v1" }), 30_000);
+    await eventually(
+      "the leader to issue credentials",
+      () => core.readNamespacedSecret({ namespace: one, name: "example-com-inbound-v1" }),
+      30_000,
+    );
     assert.ok((await first.metric("smtpc_operator_api_writes")) > 0);
     assert.equal(await second.metric("smtpc_operator_api_writes"), 0, "the standby wrote nothing");
     assert.equal(await second.metric("smtpc_operator_leader"), 0);
@@ -131,11 +169,19 @@ describe("leader election", () => {
     first.child.kill("SIGKILL");
     const killedAt = Date.now();
     // Within about one lease duration; how long exactly is the machine's business, not this test's.
-    await eventually("the second replica to take over", async () => ((await holder()).endsWith(`-${second.child.pid}`) ? true : undefined), 60_000);
+    await eventually(
+      "the second replica to take over",
+      async () => ((await holder()).endsWith(`-${second.child.pid}`) ? true : undefined),
+      60_000,
+    );
     t.diagnostic(`took over ${Date.now() - killedAt} ms after the leader was killed`);
     const two = await freshNamespace(t, "le");
     assert.equal((await kubectl(["apply", "--server-side", "-f", "-"], { input: stringify(domain(two)) })).code, 0);
-    await eventually("the new leader to issue credentials", () => core.readNamespacedSecret({ namespace: two, name: "example-com-inbound-v1" }), 30_000);
+    await eventually(
+      "the new leader to issue credentials",
+      () => core.readNamespacedSecret({ namespace: two, name: "example-com-inbound-v1" }),
+      30_000,
+    );
 
     const exited = new Promise<number | null>((resolve) => second.child.once("exit", (code) => resolve(code)));
     second.child.kill("SIGTERM");
@@ -152,11 +198,21 @@ describe("leader election", () => {
     const kubeconfig = await operatorKubeconfig();
     const leader = await replica(kubeconfig);
     t.after(() => stopChild(leader.child));
-    await eventually("the first replica to lead", async () => ((await holder()).endsWith(`-${leader.child.pid}`) ? true : undefined), 30_000);
-    assert.equal(await eventually("the leader ready", async () => ((await readyz(leader)).startsWith("200") ? readyz(leader) : undefined), 30_000), "200 ready: leader; informers synced");
+    await eventually(
+      "the first replica to lead",
+      async () => ((await holder()).endsWith(`-${leader.child.pid}`) ? true : undefined),
+      30_000,
+    );
+    assert.equal(
+      await eventually("the leader ready", async () => ((await readyz(leader)).startsWith("200") ? readyz(leader) : undefined), 30_000),
+      "200 ready: leader; informers synced",
+    );
     const standby = await replica(kubeconfig);
     t.after(() => stopChild(standby.child));
-    assert.equal(await eventually("the standby ready", async () => ((await readyz(standby)).startsWith("200") ? readyz(standby) : undefined), 30_000), "200 ready: standby; the Lease was read");
+    assert.equal(
+      await eventually("the standby ready", async () => ((await readyz(standby)).startsWith("200") ? readyz(standby) : undefined), 30_000),
+      "200 ready: standby; the Lease was read",
+    );
     assert.equal(await standby.metric("smtpc_operator_leader"), 0, "ready without leading");
 
     // The API server unreachable (every connection held, nothing answered) from the start: alive, never ready.
@@ -165,7 +221,7 @@ describe("leader election", () => {
     proxy.hang();
     const cut = await replica(proxy.kubeconfig);
     t.after(() => stopChild(cut.child));
-    for (const end = Date.now() + 6_000; Date.now() < end; ) {
+    for (const end = Date.now() + 6_000; Date.now() < end;) {
       assert.equal(await readyz(cut), "503 not ready: standby; the Lease not read yet (the API server not reached)");
       assert.equal((await fetch(`http://127.0.0.1:${cut.port}/healthz`)).status, 200, "liveness does not depend on the API server");
       assert.equal(cut.child.exitCode, null, "it keeps running");
@@ -177,11 +233,15 @@ describe("leader election", () => {
     const kubeconfig = await operatorKubeconfig();
     const leader = await replica(kubeconfig);
     t.after(() => stopChild(leader.child));
-    await eventually("the first replica to lead", async () => ((await holder()).endsWith(`-${leader.child.pid}`) ? true : undefined), 30_000);
+    await eventually(
+      "the first replica to lead",
+      async () => ((await holder()).endsWith(`-${leader.child.pid}`) ? true : undefined),
+      30_000,
+    );
     const ahead = await replica(kubeconfig, { clockAheadSeconds: 20 });
     t.after(() => stopChild(ahead.child));
     // Three lease durations: the standby sees the holder's renewTime 20 s in its past the whole time.
-    for (const end = Date.now() + 12_000; Date.now() < end; ) {
+    for (const end = Date.now() + 12_000; Date.now() < end;) {
       assert.ok((await holder()).endsWith(`-${leader.child.pid}`), "the standby took the lease");
       assert.equal(await ahead.metric("smtpc_operator_leader"), 0, "the standby leads");
       await new Promise((resolve) => setTimeout(resolve, 250));
@@ -193,7 +253,11 @@ describe("leader election", () => {
     t.after(() => proxy.close());
     const leader = await replica(proxy.kubeconfig);
     t.after(() => stopChild(leader.child));
-    await eventually("the proxied replica to lead", async () => ((await holder()).endsWith(`-${leader.child.pid}`) ? true : undefined), 30_000).catch((error: Error) => {
+    await eventually(
+      "the proxied replica to lead",
+      async () => ((await holder()).endsWith(`-${leader.child.pid}`) ? true : undefined),
+      30_000,
+    ).catch((error: Error) => {
       throw new Error(`${error.message}; its log: ${leader.log()}`);
     });
     const standby = await replica(await operatorKubeconfig());

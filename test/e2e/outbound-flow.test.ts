@@ -44,17 +44,27 @@ describe("outbound, end to end", () => {
       localServerAddress(namespace, flow.customer!.port),
     );
     const read = (name: string) => readSecret(flow.core, namespace, name);
-    await eventually("the sender in the relay config", async () => (text(await read("example-com-relay-config"), "relay.yaml").includes(`username: ${login.username}`) ? true : undefined));
+    await eventually("the sender in the relay config", async () =>
+      text(await read("example-com-relay-config"), "relay.yaml").includes(`username: ${login.username}`) ? true : undefined,
+    );
     const config = await read("example-com-relay-config");
     assert.ok(!text(config, "relay.yaml").includes(login.password), "the password is a file next to the config, not in it");
     assert.ok(Object.keys(config.data ?? {}).some((k) => k.endsWith(".password")));
 
     // The submission port is only on the internal Service, never on the customer-facing one.
-    const services = await eventually("the internal Service", () => flow.core.readNamespacedService({ namespace, name: "example-com-relay-internal" }));
+    const services = await eventually("the internal Service", () =>
+      flow.core.readNamespacedService({ namespace, name: "example-com-relay-internal" }),
+    );
     assert.equal(services.spec?.type, "ClusterIP");
-    assert.deepEqual(services.spec?.ports?.map((p) => p.port), [2587, 8443]);
+    assert.deepEqual(
+      services.spec?.ports?.map((p) => p.port),
+      [2587, 8443],
+    );
     const facing = await flow.core.readNamespacedService({ namespace, name: "example-com-relay" });
-    assert.deepEqual(facing.spec?.ports?.map((p) => p.port), [587, 465]);
+    assert.deepEqual(
+      facing.spec?.ports?.map((p) => p.port),
+      [587, 465],
+    );
 
     await runRelay(flow, namespace, { available: false });
 
@@ -65,11 +75,20 @@ describe("outbound, end to end", () => {
     const response = await controlRequest("https://127.0.0.1:8443/v1/verification-sends", {
       method: "POST",
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: JSON.stringify({ domain: "example.com", from: "support@example.com", to: "check@elsewhere.test", token: "vrf_e2e_0123456789abcdef" }),
+      body: JSON.stringify({
+        domain: "example.com",
+        from: "support@example.com",
+        to: "check@elsewhere.test",
+        token: "vrf_e2e_0123456789abcdef",
+      }),
       pins: [pin],
     });
     assert.equal(response.status, 200, JSON.stringify(await response.json()));
-    await eventually("the verification email at the recipient's side", () => (flow.recipientSide.messages().some((m) => m.content.includes("vrf_e2e_0123456789abcdef")) ? true : undefined), 20_000);
+    await eventually(
+      "the verification email at the recipient's side",
+      () => (flow.recipientSide.messages().some((m) => m.content.includes("vrf_e2e_0123456789abcdef")) ? true : undefined),
+      20_000,
+    );
     const sent = flow.recipientSide.messages().find((m) => m.content.includes("vrf_e2e_0123456789abcdef"))!;
     assert.match(sent.content, /\(Authenticated sender: u1@example\.com\)/);
     // Signed for example.com with the generated key; verified against the record the SmtpDomain's status publishes.
@@ -77,9 +96,14 @@ describe("outbound, end to end", () => {
     const record = domainStatus.status?.dkim?.records?.find((r) => r.selector === "smtpc1");
     assert.ok(record?.signing, "status says smtpc1 signs");
     const resolver = (name: string, type: string) =>
-      name === record.name && type === "TXT" ? Promise.resolve([[record.value]]) : Promise.reject(Object.assign(new Error("NXDOMAIN"), { code: "ENOTFOUND" }));
+      name === record.name && type === "TXT"
+        ? Promise.resolve([[record.value]])
+        : Promise.reject(Object.assign(new Error("NXDOMAIN"), { code: "ENOTFOUND" }));
     const verified = await dkimVerify(Buffer.from(sent.content.replace(/\r?\n/g, "\r\n"), "latin1"), { resolver });
-    assert.deepEqual(verified.results.map((r) => `${r.signingDomain} ${r.status.result}`), ["example.com pass"]);
+    assert.deepEqual(
+      verified.results.map((r) => `${r.signingDomain} ${r.status.result}`),
+      ["example.com pass"],
+    );
     assert.equal(await pythonDkim(sent.content.replace(/\r?\n/g, "\r\n"), { [record.name]: record.value }), "True", "python3-dkim agrees");
 
     // The helpdesk's own login, from the Secret the operator issued for it.
@@ -87,15 +111,37 @@ describe("outbound, end to end", () => {
     assert.equal(text(submission, "port"), "2587");
     assert.equal(text(submission, "host"), `example-com-relay-internal.${namespace}.svc`);
     const attempt = await swaks([
-      "--server", "127.0.0.1:2587", "--tls", "--auth", "PLAIN", "--auth-user", text(submission, "username"), "--auth-password", text(submission, "password"),
-      "--from", "support@example.com", "--to", "customer@elsewhere.test",
+      "--server",
+      "127.0.0.1:2587",
+      "--tls",
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      text(submission, "username"),
+      "--auth-password",
+      text(submission, "password"),
+      "--from",
+      "support@example.com",
+      "--to",
+      "customer@elsewhere.test",
     ]);
     assert.notEqual(attempt.code, 0);
     // Not Ready *yet* is temporary: the helpdesk's queue keeps the message and retries (issue 18).
     assert.match(attempt.output, /451 4\.7\.1 support@example\.com is a support address of example\.com that is not Ready yet/);
     const wrongDomain = await swaks([
-      "--server", "127.0.0.1:2587", "--tls", "--auth", "PLAIN", "--auth-user", text(submission, "username"), "--auth-password", text(submission, "password"),
-      "--from", "noreply@helpdesk.test", "--to", "customer@elsewhere.test",
+      "--server",
+      "127.0.0.1:2587",
+      "--tls",
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      text(submission, "username"),
+      "--auth-password",
+      text(submission, "password"),
+      "--from",
+      "noreply@helpdesk.test",
+      "--to",
+      "customer@elsewhere.test",
     ]);
     assert.match(wrongDomain.output, /550 5\.7\.1 noreply@helpdesk\.test is in the helpdesk's own domain/);
   });

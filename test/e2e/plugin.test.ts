@@ -39,7 +39,10 @@ describe("kubectl smtpconnector", () => {
       ? { PATH: [installed, dirname(process.execPath), dirname(binary)].join(":"), KUBECONFIG: kubeconfigPath, HOME: installed }
       : { ...process.env, PATH: `${resolve("bin")}:${dirname(binary)}:${process.env.PATH ?? ""}`, KUBECONFIG: kubeconfigPath };
     try {
-      const { stdout, stderr } = await execFileAsync(kubectl, ["smtpconnector", ...args], { env, ...(installed ? { cwd: installed } : {}) });
+      const { stdout, stderr } = await execFileAsync(kubectl, ["smtpconnector", ...args], {
+        env,
+        ...(installed ? { cwd: installed } : {}),
+      });
       return { code: 0, stdout, stderr };
     } catch (error) {
       const e = error as { code?: number; stdout?: string; stderr?: string };
@@ -49,14 +52,25 @@ describe("kubectl smtpconnector", () => {
 
   test("status, rotate, revoke, verify and credentials, as a platform engineer uses them", async (t) => {
     const namespace = await freshNamespace(t, "plugin");
-    const domainOf = async () => (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name: "example-com" })) as SmtpDomain;
+    const domainOf = async () =>
+      (await custom.getNamespacedCustomObject({
+        group: "smtpconnector.dev",
+        version: "v1alpha1",
+        namespace,
+        plural: "smtpdomains",
+        name: "example-com",
+      })) as SmtpDomain;
     await applyManifests(
       await tlsSecretManifest(namespace),
       {
         apiVersion: "smtpconnector.dev/v1alpha1",
         kind: "SmtpDomain",
         metadata: { name: "example-com", namespace },
-        spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "127.0.0.1", port: 2525, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+        spec: {
+          domain: "example.com",
+          inbound: { delivery: { smtp: { host: "127.0.0.1", port: 2525, tls: "None" } } },
+          relay: { replicas: 1, tls: { secretName: "relay-tls" } },
+        },
       },
       ...inboundOnlyAddress(namespace),
     );
@@ -100,7 +114,13 @@ describe("kubectl smtpconnector", () => {
     // Verify: the annotation a GitOps user would set.
     const verified = await plugin(["verify", "--all", "-n", namespace]);
     assert.equal(verified.code, 0, verified.stderr);
-    const address = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name: "support" })) as SupportAddress;
+    const address = (await custom.getNamespacedCustomObject({
+      group: "smtpconnector.dev",
+      version: "v1alpha1",
+      namespace,
+      plural: "supportaddresses",
+      name: "support",
+    })) as SupportAddress;
     assert.match(address.metadata.annotations?.["smtpconnector.dev/verify-requested-at"] ?? "", /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
 
     // Mistakes get a message and the usage.
@@ -119,30 +139,50 @@ describe("kubectl smtpconnector", () => {
       kind: "SmtpDomain",
       // One name in both namespaces: an address must show under its own namespace's domain only.
       metadata: { name: "example-com", namespace },
-      spec: { domain: dnsName, inbound: { delivery: { smtp: { host: "127.0.0.1", port: 2525, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+      spec: {
+        domain: dnsName,
+        inbound: { delivery: { smtp: { host: "127.0.0.1", port: 2525, tls: "None" } } },
+        relay: { replicas: 1, tls: { secretName: "relay-tls" } },
+      },
     });
     await applyManifests(
       domain(teamA, "example.com"),
       ...inboundOnlyAddress(teamA),
       domain(teamB, "example.org"),
-      { apiVersion: "v1", kind: "Secret", metadata: { name: "help-smtp", namespace: teamB }, stringData: { username: "help@example.org", password: "x" } },
+      {
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata: { name: "help-smtp", namespace: teamB },
+        stringData: { username: "help@example.org", password: "x" },
+      },
       {
         apiVersion: "smtpconnector.dev/v1alpha1",
         kind: "SupportAddress",
         metadata: { name: "help", namespace: teamB },
-        spec: { address: "help@example.org", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.org", credentialsSecretRef: { name: "help-smtp" } } },
+        spec: {
+          address: "help@example.org",
+          domainRef: { name: "example-com" },
+          outbound: { host: "smtp.example.org", credentialsSecretRef: { name: "help-smtp" } },
+        },
       },
     );
 
     // kubectl ignores -n under -A; so does the plugin.
-    for (const args of [["status", "-A"], ["status", "--all-namespaces", "-n", teamA]]) {
+    for (const args of [
+      ["status", "-A"],
+      ["status", "--all-namespaces", "-n", teamA],
+    ]) {
       const shown = await plugin(args);
       assert.equal(shown.code, 0, shown.stderr);
       const [header, ...lines] = shown.stdout.trimEnd().split("\n");
       assert.match(header!, /^NAMESPACE {3,}STATUS$/, args.join(" "));
       const width = header!.indexOf("STATUS");
       for (const line of lines) assert.match(line.slice(0, width), /^[a-z0-9-]+ +$/, `every line starts in the NAMESPACE column: ${line}`);
-      const of = (namespace: string) => lines.filter((l) => l.slice(0, width).trimEnd() === namespace).map((l) => l.slice(width)).join("\n");
+      const of = (namespace: string) =>
+        lines
+          .filter((l) => l.slice(0, width).trimEnd() === namespace)
+          .map((l) => l.slice(width))
+          .join("\n");
       assert.match(of(teamA), /^SmtpDomain example-com \(example\.com\): Ready=/m);
       assert.match(of(teamA), /^ {4}support@example\.com {2}Inbound=\S+ Outbound=\S+ Ready=/m);
       assert.doesNotMatch(of(teamA), /example\.org/, `${teamB}'s address is not listed under ${teamA}'s example-com`);
@@ -151,7 +191,10 @@ describe("kubectl smtpconnector", () => {
       assert.doesNotMatch(of(teamB), /support@example\.com/);
     }
 
-    for (const args of [["status", "example-com", "-A"], ["rotate", "example-com", "-A"]]) {
+    for (const args of [
+      ["status", "example-com", "-A"],
+      ["rotate", "example-com", "-A"],
+    ]) {
       const named = await plugin(args);
       assert.equal(named.code, 2, args.join(" "));
       assert.match(named.stderr, /a resource cannot be retrieved by name across all namespaces/);
@@ -159,7 +202,13 @@ describe("kubectl smtpconnector", () => {
     const everywhere = await plugin(["verify", "--all", "-A"]);
     assert.equal(everywhere.code, 2);
     assert.match(everywhere.stderr, /only status takes it; verify works in one namespace \(-n\)/);
-    const address = (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace: teamA, plural: "supportaddresses", name: "support" })) as SupportAddress;
+    const address = (await custom.getNamespacedCustomObject({
+      group: "smtpconnector.dev",
+      version: "v1alpha1",
+      namespace: teamA,
+      plural: "supportaddresses",
+      name: "support",
+    })) as SupportAddress;
     assert.equal(address.metadata.annotations?.["smtpconnector.dev/verify-requested-at"], undefined, "nothing was asked to verify");
   });
 
@@ -169,7 +218,11 @@ describe("kubectl smtpconnector", () => {
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",
       metadata: { name: "example-com", namespace },
-      spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "127.0.0.1", port: 2525, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+      spec: {
+        domain: "example.com",
+        inbound: { delivery: { smtp: { host: "127.0.0.1", port: 2525, tls: "None" } } },
+        relay: { replicas: 1, tls: { secretName: "relay-tls" } },
+      },
     });
     const dir = mkdtempSync(join(tmpdir(), "smtpc-plugin-"));
     t.after(() => rmSync(dir, { recursive: true, force: true }));

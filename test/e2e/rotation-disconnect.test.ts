@@ -21,7 +21,16 @@ function steadyTraffic(mx: () => number, label: string) {
   const workers = Array.from({ length: 3 }, async () => {
     while (running) {
       const subject = `${label} ${n++}`;
-      const result = await swaks(["--server", `127.0.0.1:${mx()}`, "--from", "jane@users.example.org", "--to", "support@example.com", "--header", `Subject: ${subject}`]);
+      const result = await swaks([
+        "--server",
+        `127.0.0.1:${mx()}`,
+        "--from",
+        "jane@users.example.org",
+        "--to",
+        "support@example.com",
+        "--header",
+        `Subject: ${subject}`,
+      ]);
       if (result.code === 0) accepted.push(subject);
     }
   });
@@ -64,24 +73,39 @@ describe("rotation and disconnect under steady traffic", () => {
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",
       metadata: { name: "example-com", namespace },
-      spec: { domain: "example.com", inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port, tls: "None" } } }, relay: { replicas: 1, tls: { secretName: "relay-tls" } } },
+      spec: {
+        domain: "example.com",
+        inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port, tls: "None" } } },
+        relay: { replicas: 1, tls: { secretName: "relay-tls" } },
+      },
     });
     await applyManifests(
       await tlsSecretManifest(namespace),
       domain([{ version: 1 }]),
-      { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: "support@example.com", password: randomPassword() } },
+      {
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata: { name: "support-smtp", namespace },
+        stringData: { username: "support@example.com", password: randomPassword() },
+      },
       {
         apiVersion: "smtpconnector.dev/v1alpha1",
         kind: "SupportAddress",
         metadata: { name: "support", namespace },
-        spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } } },
+        spec: {
+          address: "support@example.com",
+          domainRef: { name: "example-com" },
+          outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } },
+        },
       },
     );
     const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 60_000);
     const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
     const relayYaml = async () => text(await read("example-com-relay-config"), "relay.yaml");
     const v1 = await read("example-com-inbound-v1");
-    await eventually("the address in the relay config", async () => ((await relayYaml()).includes("support@example.com") ? true : undefined));
+    await eventually("the address in the relay config", async () =>
+      (await relayYaml()).includes("support@example.com") ? true : undefined,
+    );
     relay = await runDeployment(core, await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }), apps);
     await relayReady();
     const mx = await startSubmissionServer({
@@ -90,40 +114,79 @@ describe("rotation and disconnect under steady traffic", () => {
       forward: { domain: "example.com", relayPort: relayPorts.starttls, username: text(v1, "username"), password: text(v1, "password") },
     });
     customer = mx;
-    const passwordMap = (secret: k8s.V1Secret) => `inline:{ [127.0.0.1]:${relayPorts.starttls}=${text(secret, "username")}:${text(secret, "password")} }`;
+    const passwordMap = (secret: k8s.V1Secret) =>
+      `inline:{ [127.0.0.1]:${relayPorts.starttls}=${text(secret, "username")}:${text(secret, "password")} }`;
 
     // Rotation while mail flows: version 2 beside 1, the customer switches, version 1 is revoked.
     // Each step waits for what the next one needs (never for a fixed time), so a busy machine only makes it slower.
     const relayAccepts = async (secret: k8s.V1Secret) =>
-      (await swaks(["--server", `127.0.0.1:${relayPorts.starttls}`, "--tls", "--auth", "PLAIN", "--auth-user", text(secret, "username"), "--auth-password", text(secret, "password"), "--quit-after", "AUTH"])).code === 0;
-    const tagged = (version: number) => helpdesk.messages().filter((m) => /^Subject: rotation \d+$/m.test(m.content) && new RegExp(`^X-SmtpConnector-Auth: domain=example\\.com; version=${version}\r?$`, "m").test(m.content)).length;
+      (
+        await swaks([
+          "--server",
+          `127.0.0.1:${relayPorts.starttls}`,
+          "--tls",
+          "--auth",
+          "PLAIN",
+          "--auth-user",
+          text(secret, "username"),
+          "--auth-password",
+          text(secret, "password"),
+          "--quit-after",
+          "AUTH",
+        ])
+      ).code === 0;
+    const tagged = (version: number) =>
+      helpdesk
+        .messages()
+        .filter(
+          (m) =>
+            /^Subject: rotation \d+$/m.test(m.content) &&
+            new RegExp(`^X-SmtpConnector-Auth: domain=example\\.com; version=${version}\r?$`, "m").test(m.content),
+        ).length;
     const rotation = steadyTraffic(() => mx.port, "rotation");
     t.after(() => rotation.stop());
     await eventually("traffic through version 1", () => (tagged(1) >= 3 ? true : undefined), 120_000);
     await applyManifests(domain([{ version: 1 }, { version: 2 }]));
     const v2 = await read("example-com-inbound-v2");
-    await eventually("the relay to accept version 2 (the kubelet's sync and the relay's reload)", async () => ((await relayAccepts(v2)) ? true : undefined), 120_000);
+    await eventually(
+      "the relay to accept version 2 (the kubelet's sync and the relay's reload)",
+      async () => ((await relayAccepts(v2)) ? true : undefined),
+      120_000,
+    );
     await mx.reconfigure({ smtp_sasl_password_maps: passwordMap(v2) });
     await eventually("traffic through version 2", () => (tagged(2) >= 3 ? true : undefined), 120_000);
     await applyManifests(domain([{ version: 1, state: "Revoked" }, { version: 2 }]));
     await eventually("the relay to refuse version 1", async () => ((await relayAccepts(v1)) ? undefined : true), 120_000);
     const afterRevocation = tagged(2);
-    await eventually("traffic through version 2 after the revocation", () => (tagged(2) >= afterRevocation + 3 ? true : undefined), 120_000);
+    await eventually(
+      "traffic through version 2 after the revocation",
+      () => (tagged(2) >= afterRevocation + 3 ? true : undefined),
+      120_000,
+    );
     const sent = await rotation.stop();
     await mx.flush();
-    await eventually("every accepted message at the helpdesk", async () => {
-      const delivered = new Set(helpdesk.messages().flatMap((m) => /^Subject: (rotation \d+)$/m.exec(m.content)?.[1] ?? []));
-      if (sent.every((s) => delivered.has(s)) && (await mx.queued()) === 0) return true;
-      await mx.flush();
-      return undefined;
-    }, 120_000);
+    await eventually(
+      "every accepted message at the helpdesk",
+      async () => {
+        const delivered = new Set(helpdesk.messages().flatMap((m) => /^Subject: (rotation \d+)$/m.exec(m.content)?.[1] ?? []));
+        if (sent.every((s) => delivered.has(s)) && (await mx.queued()) === 0) return true;
+        await mx.flush();
+        return undefined;
+      },
+      120_000,
+    );
     const rotated = helpdesk.messages().filter((m) => /^Subject: rotation \d+$/m.test(m.content));
     const duplicates = rotated.length - new Set(rotated.map((m) => /^Subject: (.*)$/m.exec(m.content)![1])).size;
     assert.equal(duplicates, 0, "no message arrived twice");
-    t.diagnostic(`rotation: ${sent.length} messages accepted by the customer's server, ${rotated.length} delivered, 0 lost, ${duplicates} duplicates`);
+    t.diagnostic(
+      `rotation: ${sent.length} messages accepted by the customer's server, ${rotated.length} delivered, 0 lost, ${duplicates} duplicates`,
+    );
     const untagged = rotated.filter((m) => !/^X-SmtpConnector-Auth: domain=example\.com; version=[12]\r?$/m.test(m.content));
     assert.equal(untagged.length, 0, `every message tagged with its version; not: ${untagged[0]?.content.slice(0, 600)}`);
-    assert.ok(rotated.some((m) => /version=2\r?$/m.test(m.content)), "version 2 carried traffic after the switch");
+    assert.ok(
+      rotated.some((m) => /version=2\r?$/m.test(m.content)),
+      "version 2 carried traffic after the switch",
+    );
     const table = await kubectl(["get", "smtpdomain", "example-com", "-n", namespace, "-o", "jsonpath={.status.activeVersions}"]);
     assert.equal(table.stdout, "2");
 
@@ -139,9 +202,17 @@ describe("rotation and disconnect under steady traffic", () => {
     // Revoked in the config first, then the pod goes (scaled to zero, then deleted with the domain).
     const logLines = () => relay!.logs().split("\n").slice(logged);
     const isRefusal = (l: string) => l.includes('"AUTH refused"') && l.includes('"reason":"Revoked"');
-    await eventually("authentication to stop", () => (logLines().some(isRefusal) || relay!.child.exitCode !== null ? true : undefined), 120_000);
+    await eventually(
+      "authentication to stop",
+      () => (logLines().some(isRefusal) || relay!.child.exitCode !== null ? true : undefined),
+      120_000,
+    );
     t.diagnostic(`disconnect: authentication stopped ${Date.now() - deleted} ms after the SmtpDomain was deleted`);
-    await eventually("the customer's server to queue what it cannot relay", async () => ((await mx.queued()) > 0 ? true : undefined), 120_000);
+    await eventually(
+      "the customer's server to queue what it cannot relay",
+      async () => ((await mx.queued()) > 0 ? true : undefined),
+      120_000,
+    );
     await flowing.stop();
     // The relay's log is in order: once it refused a revoked credential, it accepted no AUTH again.
     const lines = logLines();
@@ -151,4 +222,3 @@ describe("rotation and disconnect under steady traffic", () => {
     assert.ok((await mx.queued()) > 0, "the customer's server keeps what it could not relay");
   });
 });
-

@@ -28,15 +28,44 @@ function prng(start: number) {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-  return { next, int: (n: number) => Math.floor(next() * n), pick: <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]! };
+  return {
+    next,
+    int: (n: number) => Math.floor(next() * n),
+    pick: <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!,
+  };
 }
 
 describe(`fuzzing (seed ${seed})`, () => {
   test("the config parser accepts valid configs and refuses everything else with ConfigError", async () => {
     const r = prng(seed);
     const dir = tempDir("fuzz-config");
-    const base = await relayConfig({ dir, tls: await selfSignedCertificate(dir), sinkPort: 2525, domains: [{ domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: "u", password: "p" }] }] });
-    const weird: unknown[] = [null, -1, 0, 1e309, 2 ** 53, "", "x".repeat(5000), "\u0000", "../../etc/passwd", true, [], {}, [1, "a"], { a: { b: { c: 1 } } }, "*", "1h", "TLSv1.0", "ftp://x", "example.com\r\nBcc: x"];
+    const base = await relayConfig({
+      dir,
+      tls: await selfSignedCertificate(dir),
+      sinkPort: 2525,
+      domains: [{ domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: "u", password: "p" }] }],
+    });
+    const weird: unknown[] = [
+      null,
+      -1,
+      0,
+      1e309,
+      2 ** 53,
+      "",
+      "x".repeat(5000),
+      "\u0000",
+      "../../etc/passwd",
+      true,
+      [],
+      {},
+      [1, "a"],
+      { a: { b: { c: 1 } } },
+      "*",
+      "1h",
+      "TLSv1.0",
+      "ftp://x",
+      "example.com\r\nBcc: x",
+    ];
     let accepted = 0;
     let refused = 0;
     const iterations = 3000;
@@ -86,7 +115,13 @@ describe(`fuzzing (seed ${seed})`, () => {
     const password = randomPassword();
     before(async () => {
       h = await startRelay({
-        domains: [{ domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: "example.com-v1", password }] }],
+        domains: [
+          {
+            domain: "example.com",
+            addresses: ["support@example.com"],
+            credentials: [{ version: 1, username: "example.com-v1", password }],
+          },
+        ],
         limits: { idleTimeoutSeconds: 2, maxLineBytes: 1000 },
         authFailures: { perConnection: 3, delayMs: 1, lockoutThreshold: 100_000, lockoutWindowSeconds: 1, lockoutSeconds: 1 },
       });
@@ -95,7 +130,30 @@ describe(`fuzzing (seed ${seed})`, () => {
 
     test("mutated, pipelined, oversized and binary sessions never crash the relay or get mail in unauthenticated", async () => {
       const r = prng(seed + 1);
-      const verbs = ["EHLO x", "HELO x", "MAIL FROM:<a@b.c>", "RCPT TO:<support@example.com>", "RCPT TO:<x@elsewhere.test>", "DATA", "BDAT 10 LAST", "AUTH PLAIN", "AUTH LOGIN", "AUTH CRAM-MD5", "STARTTLS", "RSET", "NOOP", "QUIT", "VRFY support", "EXPN all", "XCLIENT ADDR=1.2.3.4", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2", "MAIL FROM:<>", "RCPT TO:<\"a b\"@example.com>", "RCPT TO:<@evil.test:support@example.com>", "MAIL FROM:<a@b.c> SIZE=99999999999"];
+      const verbs = [
+        "EHLO x",
+        "HELO x",
+        "MAIL FROM:<a@b.c>",
+        "RCPT TO:<support@example.com>",
+        "RCPT TO:<x@elsewhere.test>",
+        "DATA",
+        "BDAT 10 LAST",
+        "AUTH PLAIN",
+        "AUTH LOGIN",
+        "AUTH CRAM-MD5",
+        "STARTTLS",
+        "RSET",
+        "NOOP",
+        "QUIT",
+        "VRFY support",
+        "EXPN all",
+        "XCLIENT ADDR=1.2.3.4",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2",
+        "MAIL FROM:<>",
+        'RCPT TO:<"a b"@example.com>',
+        "RCPT TO:<@evil.test:support@example.com>",
+        "MAIL FROM:<a@b.c> SIZE=99999999999",
+      ];
       const junk = () => {
         const kind = r.int(6);
         if (kind === 0) return Buffer.from(Array.from({ length: 1 + r.int(3000) }, () => r.int(256)));
@@ -107,7 +165,9 @@ describe(`fuzzing (seed ${seed})`, () => {
       };
       const session = (tls: boolean) =>
         new Promise<void>((resolve) => {
-          const socket = tls ? tlsConnect({ host: "127.0.0.1", port: h.implicitPort, rejectUnauthorized: false }) : new Socket().connect(h.starttlsPort, "127.0.0.1");
+          const socket = tls
+            ? tlsConnect({ host: "127.0.0.1", port: h.implicitPort, rejectUnauthorized: false })
+            : new Socket().connect(h.starttlsPort, "127.0.0.1");
           socket.on("error", () => resolve());
           socket.on("close", () => resolve());
           socket.on("data", () => undefined);

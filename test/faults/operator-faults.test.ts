@@ -49,19 +49,33 @@ describe("the operator under API faults", () => {
 
   async function startOperator(): Promise<Operator> {
     const port = await freePort();
-    const child = spawn(process.execPath, ["--import", "tsx", "operator/main.ts", "--kubeconfig", await operatorKubeconfig(), "--metrics-port", String(port)], {
-      stdio: "ignore",
-      env: { ...process.env, LOG_LEVEL: "warn" },
-    });
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", "operator/main.ts", "--kubeconfig", await operatorKubeconfig(), "--metrics-port", String(port)],
+      {
+        stdio: "ignore",
+        env: { ...process.env, LOG_LEVEL: "warn" },
+      },
+    );
     const operator = { child, metrics: async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text() };
     operators.push(operator);
-    await eventually("the operator's metrics", async () => ((await operator.metrics().catch(() => "")).includes("smtpc_operator_") ? true : undefined), 30_000);
+    await eventually(
+      "the operator's metrics",
+      async () => ((await operator.metrics().catch(() => "")).includes("smtpc_operator_") ? true : undefined),
+      30_000,
+    );
     return operator;
   }
 
   /** The generated secret a Secret of the operator's holds, by the kind its name says; undefined for any other Secret. */
   const generatedKey = (name: string) =>
-    name.includes("-inbound-v") || name.endsWith("-submission") ? "password" : name.endsWith("-relay-control") ? "token" : /-dkim-[a-z0-9-]+$/.test(name) ? "private.pem" : undefined;
+    name.includes("-inbound-v") || name.endsWith("-submission")
+      ? "password"
+      : name.endsWith("-relay-control")
+        ? "token"
+        : /-dkim-[a-z0-9-]+$/.test(name)
+          ? "private.pem"
+          : undefined;
 
   /**
    * Every value each generated secret in the namespace ever had (inbound
@@ -87,7 +101,12 @@ describe("the operator under API faults", () => {
           list.items.forEach(record);
           await new Promise<void>((resolve, reject) => {
             new k8s.Watch(config)
-              .watch(`/api/v1/namespaces/${namespace}/secrets`, { resourceVersion: list.metadata?.resourceVersion }, (_type: string, secret: k8s.V1Secret) => record(secret), () => resolve())
+              .watch(
+                `/api/v1/namespaces/${namespace}/secrets`,
+                { resourceVersion: list.metadata?.resourceVersion },
+                (_type: string, secret: k8s.V1Secret) => record(secret),
+                () => resolve(),
+              )
               .then((request) => (current = request), reject);
           });
         } catch {
@@ -106,7 +125,12 @@ describe("the operator under API faults", () => {
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",
       metadata: { name, namespace },
-      spec: { domain: `${name}.example.com`, inbound: { credentials, delivery: { smtp: { host: "ingest.svc", port: 25, tls: "None" } } }, relay: { replicas: 1 }, ...spec },
+      spec: {
+        domain: `${name}.example.com`,
+        inbound: { credentials, delivery: { smtp: { host: "ingest.svc", port: 25, tls: "None" } } },
+        relay: { replicas: 1 },
+        ...spec,
+      },
     };
   }
 
@@ -114,16 +138,20 @@ describe("the operator under API faults", () => {
   async function converged(namespace: string, name: string, versions: number[], within = 60_000): Promise<RelayConfig> {
     const { core } = await connect();
     const text = (secret: k8s.V1Secret, key: string) => Buffer.from(secret.data?.[key] ?? "", "base64").toString();
-    return eventually(`${name}: relay config with versions ${versions.join(", ")} matching their Secrets`, async () => {
-      const config = parseConfig(text(await core.readNamespacedSecret({ namespace, name: `${name}-relay-config` }), "relay.yaml"));
-      const listed = config.domains[0]!.credentials;
-      if (listed.map((c) => c.version).join() !== versions.join()) return undefined;
-      for (const credential of listed) {
-        const secret = await core.readNamespacedSecret({ namespace, name: `${name}-inbound-v${credential.version}` });
-        if (credential.passwordSha256 !== passwordDigest(text(secret, "password"))) return undefined;
-      }
-      return config;
-    }, within);
+    return eventually(
+      `${name}: relay config with versions ${versions.join(", ")} matching their Secrets`,
+      async () => {
+        const config = parseConfig(text(await core.readNamespacedSecret({ namespace, name: `${name}-relay-config` }), "relay.yaml"));
+        const listed = config.domains[0]!.credentials;
+        if (listed.map((c) => c.version).join() !== versions.join()) return undefined;
+        for (const credential of listed) {
+          const secret = await core.readNamespacedSecret({ namespace, name: `${name}-inbound-v${credential.version}` });
+          if (credential.passwordSha256 !== passwordDigest(text(secret, "password"))) return undefined;
+        }
+        return config;
+      },
+      within,
+    );
   }
 
   const metric = (text: string, name: string, labels: string) => {
@@ -148,29 +176,59 @@ describe("the operator under API faults", () => {
     await applyManifests(...names.map((n) => domain(namespace, n, [{ version: 1 }], { dkim })));
     for (const n of names) await converged(namespace, n, [1]);
     const { core } = await connect();
-    const config = async (n: string) => parseConfig(Buffer.from((await core.readNamespacedSecret({ namespace, name: `${n}-relay-config` })).data?.["relay.yaml"] ?? "", "base64").toString());
-    const secretText = async (name: string, key: string) => Buffer.from((await core.readNamespacedSecret({ namespace, name })).data?.[key] ?? "", "base64").toString();
+    const config = async (n: string) =>
+      parseConfig(
+        Buffer.from(
+          (await core.readNamespacedSecret({ namespace, name: `${n}-relay-config` })).data?.["relay.yaml"] ?? "",
+          "base64",
+        ).toString(),
+      );
+    const secretText = async (name: string, key: string) =>
+      Buffer.from((await core.readNamespacedSecret({ namespace, name })).data?.[key] ?? "", "base64").toString();
     // The relay is configured with what the Secrets hold (the winner's), not with a loser's own.
     for (const n of names) {
-      await eventually(`${n}: relay config agrees with the submission and control Secrets`, async () => {
-        const c = await config(n);
-        const submission = c.domains[0]!.outbound?.submission[0];
-        const ok = submission?.passwordSha256 === passwordDigest(await secretText(`${n}-submission`, "password")) && c.listeners.control?.tokenSha256 === controlTokenDigest(await secretText(`${n}-relay-control`, "token"));
-        return ok ? true : undefined;
-      }, 30_000);
+      await eventually(
+        `${n}: relay config agrees with the submission and control Secrets`,
+        async () => {
+          const c = await config(n);
+          const submission = c.domains[0]!.outbound?.submission[0];
+          const ok =
+            submission?.passwordSha256 === passwordDigest(await secretText(`${n}-submission`, "password")) &&
+            c.listeners.control?.tokenSha256 === controlTokenDigest(await secretText(`${n}-relay-control`, "token"));
+          return ok ? true : undefined;
+        },
+        30_000,
+      );
     }
     // A rotation everywhere at once: both replicas race to issue version 2.
     for (const n of names) {
-      const added = await kubectl(["-n", namespace, "patch", "smtpdomain", n, "--type=json", "-p", JSON.stringify([{ op: "add", path: "/spec/inbound/credentials/-", value: { version: 2 } }])]);
+      const added = await kubectl([
+        "-n",
+        namespace,
+        "patch",
+        "smtpdomain",
+        n,
+        "--type=json",
+        "-p",
+        JSON.stringify([{ op: "add", path: "/spec/inbound/credentials/-", value: { version: 2 } }]),
+      ]);
       assert.equal(added.code, 0, added.stderr);
     }
     for (const n of names) await converged(namespace, n, [1, 2]);
     assertNeverReplaced(passwords, names.length * 2);
     for (const kind of ["-submission", "-relay-control", "-dkim-rsa1", "-dkim-ed1"]) assertNeverReplaced(passwords, names.length, kind);
-    const conflicts = metric(await a.metrics(), "smtpc_operator_reconciles_total", 'result="Conflict"') + metric(await b.metrics(), "smtpc_operator_reconciles_total", 'result="Conflict"');
+    const conflicts =
+      metric(await a.metrics(), "smtpc_operator_reconciles_total", 'result="Conflict"') +
+      metric(await b.metrics(), "smtpc_operator_reconciles_total", 'result="Conflict"');
     recordFigures("operator-split-brain", {
-      scenario: "two operator replicas without leader election, 4 domains with two generated DKIM keys each (RSA, Ed25519) issued a credential, a submission credential and a control token each, then a second credential version added to all at once",
-      figures: { credentialsIssued: names.length * 2, otherSecretsGenerated: names.length * 4, secretsReplaced: 0, conflictsResolved: conflicts },
+      scenario:
+        "two operator replicas without leader election, 4 domains with two generated DKIM keys each (RSA, Ed25519) issued a credential, a submission credential and a control token each, then a second credential version added to all at once",
+      figures: {
+        credentialsIssued: names.length * 2,
+        otherSecretsGenerated: names.length * 4,
+        secretsReplaced: 0,
+        conflictsResolved: conflicts,
+      },
     });
     console.log(`two replicas: ${names.length * 2} credentials issued once each; ${conflicts} reconciles lost a race (409) and redid`);
     for (const o of [a, b]) await stopChild(o.child);
@@ -184,11 +242,18 @@ describe("the operator under API faults", () => {
     for (const n of ["r1", "r2", "r3"]) await converged(namespace, n, [1]);
 
     // Changes the operator has just begun to act on when the API server dies.
-    await applyManifests(domain(namespace, "r1", [{ version: 1 }, { version: 2 }]), domain(namespace, "r2", [{ version: 1, state: "Revoked" }, { version: 2 }]));
+    await applyManifests(
+      domain(namespace, "r1", [{ version: 1 }, { version: 2 }]),
+      domain(namespace, "r2", [{ version: 1, state: "Revoked" }, { version: 2 }]),
+    );
     await plane.restartApiServer();
     await converged(namespace, "r1", [1, 2], 90_000);
     const r2 = await converged(namespace, "r2", [1, 2], 90_000);
-    assert.equal(r2.domains[0]!.credentials.find((c) => c.version === 1)!.state, "Revoked", "the revocation made while the API server died holds");
+    assert.equal(
+      r2.domains[0]!.credentials.find((c) => c.version === 1)!.state,
+      "Revoked",
+      "the revocation made while the API server died holds",
+    );
 
     // Paused across a restart that compacted etcd: its watches resume with
     // resourceVersions that no longer exist (410 Gone) and must relist.
@@ -207,7 +272,8 @@ describe("the operator under API faults", () => {
     const metrics = await operator.metrics();
     const expired = metric(metrics, "smtpc_operator_watch_relists", 'reason="Expired"');
     recordFigures("operator-apiserver-restart", {
-      scenario: "kube-apiserver SIGKILLed and restarted (etcd kept) right after a rotation and a revocation; then restarted again after compacting etcd while the operator was paused (SIGSTOP)",
+      scenario:
+        "kube-apiserver SIGKILLed and restarted (etcd kept) right after a rotation and a revocation; then restarted again after compacting etcd while the operator was paused (SIGSTOP)",
       figures: { relistsAfterGone: expired, passwordsReplaced: 0, revokedComingBack: 0 },
     });
     console.log(`API server restarts: ${expired} relists after 410 Gone`);

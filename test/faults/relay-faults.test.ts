@@ -11,7 +11,17 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import nodemailer from "nodemailer";
-import { portOpen, randomPassword, relayConfig, selfSignedCertificate, startSmtpSink, stopChild, tempDir, writeRelayConfig, type SmtpSink } from "../support/mail.js";
+import {
+  portOpen,
+  randomPassword,
+  relayConfig,
+  selfSignedCertificate,
+  startSmtpSink,
+  stopChild,
+  tempDir,
+  writeRelayConfig,
+  type SmtpSink,
+} from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
 import { eventuallyTrue } from "../support/wait.js";
 import type { RelayConfig } from "../../relay/contract/config.js";
@@ -32,7 +42,10 @@ describe("relay faults under load from Postfix", () => {
   const events: string[] = [];
 
   const startRelayProcess = async () => {
-    relay = spawn(process.execPath, ["--import", "tsx", "relay/main.ts", "--config", configFile], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, LOG_LEVEL: "error" } });
+    relay = spawn(process.execPath, ["--import", "tsx", "relay/main.ts", "--config", configFile], {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, LOG_LEVEL: "error" },
+    });
     await eventuallyTrue("the relay listening", () => portOpen(config.listeners.starttls!.port), 15_000);
   };
   const nextHop = (port: number) => {
@@ -50,15 +63,26 @@ describe("relay faults under load from Postfix", () => {
       dir,
       tls: await selfSignedCertificate(dir),
       sinkPort: helpdesk.port,
-      domains: [{ domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: "example.com-v1", password }] }],
+      domains: [
+        { domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: "example.com-v1", password }] },
+      ],
       limits: { nextHopTimeoutSeconds: 5 },
     });
     configFile = join(dir, "relay.yaml");
     writeRelayConfig(configFile, config);
     await startRelayProcess();
-    postfix = await startSubmissionServer({ relayTo: unused.port, users: [], forward: { domain: "example.com", relayPort: config.listeners.starttls!.port, username: "example.com-v1", password } });
+    postfix = await startSubmissionServer({
+      relayTo: unused.port,
+      users: [],
+      forward: { domain: "example.com", relayPort: config.listeners.starttls!.port, username: "example.com-v1", password },
+    });
     // Retry deferred mail within seconds, as a test needs (production keeps Postfix's minutes).
-    await postfix.reconfigure({ minimal_backoff_time: "1s", maximal_backoff_time: "2s", queue_run_delay: "1s", smtp_connect_timeout: "5s" });
+    await postfix.reconfigure({
+      minimal_backoff_time: "1s",
+      maximal_backoff_time: "2s",
+      queue_run_delay: "1s",
+      smtp_connect_timeout: "5s",
+    });
   });
   after(async () => {
     if (relay) await stopChild(relay);
@@ -67,7 +91,14 @@ describe("relay faults under load from Postfix", () => {
   });
 
   test(`${messages} messages, the relay killed twice and stopped once, the next hop flapping: none lost`, async () => {
-    const client = nodemailer.createTransport({ host: "127.0.0.1", port: postfix.port, secure: false, ignoreTLS: true, pool: true, maxConnections: 4 });
+    const client = nodemailer.createTransport({
+      host: "127.0.0.1",
+      port: postfix.port,
+      secure: false,
+      ignoreTLS: true,
+      pool: true,
+      maxConnections: 4,
+    });
     const started = Date.now();
     const subject = (i: number) => `fault-${i}-${started}`;
     const sends: Promise<string | undefined>[] = [];
@@ -102,7 +133,12 @@ describe("relay faults under load from Postfix", () => {
     for (let i = 0; i < messages; i++) {
       const raw = `From: jane@users.example.org\r\nTo: support@example.com\r\nSubject: ${subject(i)}\r\nMessage-ID: <${subject(i)}@users.example.org>\r\n\r\nbody ${i}\r\n`;
       // Settled at once: a refusal is a result to count, not an unhandled rejection.
-      sends.push(client.sendMail({ envelope: { from: "jane@users.example.org", to: ["support@example.com"] }, raw }).then(() => undefined, (error: Error) => error.message));
+      sends.push(
+        client.sendMail({ envelope: { from: "jane@users.example.org", to: ["support@example.com"] }, raw }).then(
+          () => undefined,
+          (error: Error) => error.message,
+        ),
+      );
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const refusals = (await Promise.all(sends)).filter((r): r is string => r !== undefined);
@@ -120,10 +156,14 @@ describe("relay faults under load from Postfix", () => {
       }
       return seen;
     };
-    await eventuallyTrue("every message at the helpdesk and Postfix's queue empty", async () => {
-      await postfix.flush();
-      return delivered().size === messages && (await postfix.queued()) === 0;
-    }, 120_000);
+    await eventuallyTrue(
+      "every message at the helpdesk and Postfix's queue empty",
+      async () => {
+        await postfix.flush();
+        return delivered().size === messages && (await postfix.queued()) === 0;
+      },
+      120_000,
+    );
     const seen = delivered();
     const lost = Array.from({ length: messages }, (_, i) => subject(i)).filter((s) => !seen.has(s));
     const duplicates = [...seen.values()].reduce((n, c) => n + c - 1, 0);
@@ -133,11 +173,23 @@ describe("relay faults under load from Postfix", () => {
     const deferred = (postfix.log().match(/status=deferred/g) ?? []).length;
     assert.ok(deferred > 0, "some deliveries were deferred by the faults");
     // Relayed by the relay only after the next hop accepted: every copy carries the relay's trust tag.
-    assert.ok(helpdesk.messages().filter((m) => m.content.includes("Subject: fault-")).every((m) => /X-SmtpConnector-Auth: domain=example\.com; version=1/.test(m.content)));
+    assert.ok(
+      helpdesk
+        .messages()
+        .filter((m) => m.content.includes("Subject: fault-"))
+        .every((m) => /X-SmtpConnector-Auth: domain=example\.com; version=1/.test(m.content)),
+    );
 
     recordFigures("relay-under-faults", {
       scenario: `A real Postfix (the customer's MX) relays ${messages} messages at about 20/s into the relay process (STARTTLS, AUTH); the relay is SIGKILLed twice and SIGTERMed once mid-traffic, and the next hop refuses RCPT (4xx), then drops the connection at DATA, for 1.5 s each. Postfix retries every deferral after 1-2 s.`,
-      figures: { messages, "accepted by Postfix": accepted, "deliveries deferred and retried by Postfix": deferred, lost: lost.length, "duplicates at the helpdesk": duplicates, "seconds until all delivered and Postfix's queue empty": drained.toFixed(1) },
+      figures: {
+        messages,
+        "accepted by Postfix": accepted,
+        "deliveries deferred and retried by Postfix": deferred,
+        lost: lost.length,
+        "duplicates at the helpdesk": duplicates,
+        "seconds until all delivered and Postfix's queue empty": drained.toFixed(1),
+      },
       events,
     });
   });

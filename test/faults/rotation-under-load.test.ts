@@ -16,7 +16,15 @@ const username = (v: number) => `example.com-v${v}`;
 describe("credential rotation under load", () => {
   let h: RelayHarness;
   before(async () => {
-    h = await startRelay({ domains: [{ domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: username(1), password: passwords[1]! }] }] });
+    h = await startRelay({
+      domains: [
+        {
+          domain: "example.com",
+          addresses: ["support@example.com"],
+          credentials: [{ version: 1, username: username(1), password: passwords[1]! }],
+        },
+      ],
+    });
   });
   after(() => h.stop());
 
@@ -28,8 +36,16 @@ describe("credential rotation under load", () => {
     const write = (newest: number) => {
       const at = Date.now();
       h.update((config) => {
-        config.domains[0]!.credentials = [newest - 1, newest].filter((v) => v >= 1).map((v) => ({ version: v, username: username(v), passwordSha256: sha256(passwords[v]!), state: "Active" as const }));
-        if (newest - 2 >= 1) config.domains[0]!.credentials.unshift({ version: newest - 2, username: username(newest - 2), passwordSha256: sha256(passwords[newest - 2]!), state: "Revoked" });
+        config.domains[0]!.credentials = [newest - 1, newest]
+          .filter((v) => v >= 1)
+          .map((v) => ({ version: v, username: username(v), passwordSha256: sha256(passwords[v]!), state: "Active" as const }));
+        if (newest - 2 >= 1)
+          config.domains[0]!.credentials.unshift({
+            version: newest - 2,
+            username: username(newest - 2),
+            passwordSha256: sha256(passwords[newest - 2]!),
+            state: "Revoked",
+          });
       });
       activeFrom.set(newest, at);
       if (newest - 2 >= 1) activeUntil.set(newest - 2, at);
@@ -74,14 +90,22 @@ describe("credential rotation under load", () => {
     await Promise.all(clients);
 
     // A failure counts against the relay only if its version was Active the whole time the attempt was in flight.
-    const validThroughout = (a: (typeof attempts)[number]) => (activeFrom.get(a.version) ?? Infinity) <= a.sent && (activeUntil.get(a.version) ?? Infinity) > a.replied;
+    const validThroughout = (a: (typeof attempts)[number]) =>
+      (activeFrom.get(a.version) ?? Infinity) <= a.sent && (activeUntil.get(a.version) ?? Infinity) > a.replied;
     const wronglyRefused = attempts.filter((a) => !a.ok && validThroughout(a));
     const refusedRevoked = attempts.filter((a) => !a.ok && !validThroughout(a)).length;
-    assert.deepEqual(wronglyRefused.map((a) => `v${a.version}: ${a.reply}`), []);
+    assert.deepEqual(
+      wronglyRefused.map((a) => `v${a.version}: ${a.reply}`),
+      [],
+    );
     assert.ok(attempts.length > rotations * 2, `attempts: ${attempts.length}`);
     assert.ok(delivered > 0);
     await new Promise((resolve) => setTimeout(resolve, 500));
-    assert.equal(h.sink.messages().filter((m) => m.content.includes("Subject: load ")).length, delivered, "every message given 250 is at the next hop");
+    assert.equal(
+      h.sink.messages().filter((m) => m.content.includes("Subject: load ")).length,
+      delivered,
+      "every message given 250 is at the next hop",
+    );
     recordFigures("rotation-under-load", {
       scenario: `${rotations} rotations, one every 150 ms, each a new relay config with the newest version added and the oldest revoked, while 4 clients keep connecting (implicit TLS), authenticating with a version Active across the change, and sending.`,
       figures: {

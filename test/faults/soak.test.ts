@@ -17,7 +17,17 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import nodemailer from "nodemailer";
 import type { RelayConfig } from "../../relay/contract/config.js";
-import { randomPassword, relayConfig, selfSignedCertificate, sha256, startSmtpSink, stopChild, tempDir, writeRelayConfig, type SmtpSink } from "../support/mail.js";
+import {
+  randomPassword,
+  relayConfig,
+  selfSignedCertificate,
+  sha256,
+  startSmtpSink,
+  stopChild,
+  tempDir,
+  writeRelayConfig,
+  type SmtpSink,
+} from "../support/mail.js";
 import { eventuallyTrue } from "../support/wait.js";
 import { recordFigures } from "./figures.js";
 
@@ -37,7 +47,12 @@ async function sample(pid: number, metricsUrl: string, startedAt: number): Promi
   const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
   const metrics = await (await fetch(metricsUrl)).text();
   const heap = Number(/^smtpc_relay_process_nodejs_heap_size_used_bytes (\d+)/m.exec(metrics)?.[1] ?? 0);
-  return { atS: (Date.now() - startedAt) / 1000, rssMb: rssKb / 1024, fds: readdirSync(`/proc/${pid}/fd`).length, heapMb: heap / 1024 / 1024 };
+  return {
+    atS: (Date.now() - startedAt) / 1000,
+    rssMb: rssKb / 1024,
+    fds: readdirSync(`/proc/${pid}/fd`).length,
+    heapMb: heap / 1024 / 1024,
+  };
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
@@ -67,13 +82,26 @@ describe(`soak: ${minutes} minute(s) of mixed traffic`, () => {
       dir,
       tls: await selfSignedCertificate(dir),
       sinkPort: sink.port,
-      domains: [{ domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: username(1), password: passwords.get(1)! }] }],
+      domains: [
+        {
+          domain: "example.com",
+          addresses: ["support@example.com"],
+          credentials: [{ version: 1, username: username(1), password: passwords.get(1)! }],
+        },
+      ],
       limits: { maxMessageBytes: 64 * 1024, maxConnections: 200 },
     });
     configFile = join(dir, "relay.yaml");
     writeRelayConfig(configFile, config);
-    relay = spawn(process.execPath, ["dist/relay/main.js", "--config", configFile], { stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, LOG_LEVEL: "info" } });
-    await eventuallyTrue("the relay", async () => (await fetch(`http://127.0.0.1:${config.listeners.health.port}/readyz`).catch(() => undefined))?.status === 200, 30_000);
+    relay = spawn(process.execPath, ["dist/relay/main.js", "--config", configFile], {
+      stdio: ["ignore", "ignore", "ignore"],
+      env: { ...process.env, LOG_LEVEL: "info" },
+    });
+    await eventuallyTrue(
+      "the relay",
+      async () => (await fetch(`http://127.0.0.1:${config.listeners.health.port}/readyz`).catch(() => undefined))?.status === 200,
+      30_000,
+    );
   });
   after(async () => {
     if (relay) await stopChild(relay);
@@ -97,7 +125,10 @@ describe(`soak: ${minutes} minute(s) of mixed traffic`, () => {
         ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
         auth: { user: username(opts.version ?? current), pass: opts.password ?? passwords.get(opts.version ?? current)! },
       });
-    const message = (n: number, size = 2_000) => ({ envelope: { from: "jane@users.example.org", to: ["support@example.com"] }, raw: `From: jane@users.example.org\r\nTo: support@example.com\r\nSubject: soak ${n}\r\n\r\n${`${"y".repeat(76)}\r\n`.repeat(Math.ceil(size / 78))}` });
+    const message = (n: number, size = 2_000) => ({
+      envelope: { from: "jane@users.example.org", to: ["support@example.com"] },
+      raw: `From: jane@users.example.org\r\nTo: support@example.com\r\nSubject: soak ${n}\r\n\r\n${`${"y".repeat(76)}\r\n`.repeat(Math.ceil(size / 78))}`,
+    });
     let n = 0;
     const pace = () => new Promise((resolve) => setTimeout(resolve, 20));
 
@@ -139,7 +170,11 @@ describe(`soak: ${minutes} minute(s) of mixed traffic`, () => {
         await expect("wrong password", () => wrong.sendMail(message(n++)), /^(535|454|421)/);
         wrong.close();
         const t = transport({ pool: false });
-        await expect("not a support address", () => t.sendMail({ ...message(n++), envelope: { from: "jane@users.example.org", to: ["someone@elsewhere.example"] } }), /^550/);
+        await expect(
+          "not a support address",
+          () => t.sendMail({ ...message(n++), envelope: { from: "jane@users.example.org", to: ["someone@elsewhere.example"] } }),
+          /^550/,
+        );
         await expect("oversized", () => t.sendMail(message(n++, 100 * 1024)), /^552/);
         t.close();
         await new Promise((resolve) => setTimeout(resolve, 200));
@@ -150,7 +185,12 @@ describe(`soak: ${minutes} minute(s) of mixed traffic`, () => {
         await new Promise((resolve) => setTimeout(resolve, 5_000));
         const next = current + 1;
         passwords.set(next, randomPassword());
-        config.domains[0]!.credentials = [current, next].map((v) => ({ version: v, username: username(v), passwordSha256: sha256(passwords.get(v)!), state: "Active" as const }));
+        config.domains[0]!.credentials = [current, next].map((v) => ({
+          version: v,
+          username: username(v),
+          passwordSha256: sha256(passwords.get(v)!),
+          state: "Active" as const,
+        }));
         writeRelayConfig(configFile, config);
         // Senders move over once the relay has surely read it (it polls every two seconds), as a customer would.
         await new Promise((resolve) => setTimeout(resolve, 2_500));
@@ -173,7 +213,12 @@ describe(`soak: ${minutes} minute(s) of mixed traffic`, () => {
     const middle = samples.slice(third, 2 * third);
     const last = samples.slice(2 * third);
     const rss = { middle: median(middle.map((s) => s.rssMb)), last: median(last.map((s) => s.rssMb)) };
-    const fds = { first: samples[0]?.fds ?? 0, middle: median(middle.map((s) => s.fds)), last: median(last.map((s) => s.fds)), idle: idle.fds };
+    const fds = {
+      first: samples[0]?.fds ?? 0,
+      middle: median(middle.map((s) => s.fds)),
+      last: median(last.map((s) => s.fds)),
+      idle: idle.fds,
+    };
     // The heap's floor (its lowest sample, just after a collection) rises only with what is retained.
     const heapFloor = { middle: Math.min(...middle.map((s) => s.heapMb)), last: Math.min(...last.map((s) => s.heapMb)) };
     const rssSlope = slope(samples.slice(third).map((s) => ({ x: s.atS / 60, y: s.rssMb })));
@@ -193,15 +238,24 @@ describe(`soak: ${minutes} minute(s) of mixed traffic`, () => {
       fdsIdleAfter: fds.idle,
       samples: samples.length,
     };
-    recordFigures("soak", { scenario: `${minutes} min: 3 pooled senders, 1 connection per message, wrong passwords, refused recipients, oversized messages, a rotation every ~7.5 s`, figures });
+    recordFigures("soak", {
+      scenario: `${minutes} min: 3 pooled senders, 1 connection per message, wrong passwords, refused recipients, oversized messages, a rotation every ~7.5 s`,
+      figures,
+    });
     console.log(`soak: ${JSON.stringify(figures)}`);
 
     assert.deepEqual(counts.unexpected.slice(0, 10), [], "every message either delivered or refused as expected");
     assert.ok(counts.delivered > minutes * 1000, `only ${counts.delivered} messages delivered`);
     assert.ok(samples.length >= 9, "enough samples for a trend");
-    assert.ok(rss.last <= rss.middle * 1.2 + 10, `resident memory grows: median ${rss.middle.toFixed(1)} MB in the middle third, ${rss.last.toFixed(1)} MB in the last`);
+    assert.ok(
+      rss.last <= rss.middle * 1.2 + 10,
+      `resident memory grows: median ${rss.middle.toFixed(1)} MB in the middle third, ${rss.last.toFixed(1)} MB in the last`,
+    );
     assert.ok(heapFloor.middle > 0, "the relay's heap was read from its /metrics");
-    assert.ok(heapFloor.last <= heapFloor.middle * 1.3 + 5, `the heap's floor rises: ${heapFloor.middle.toFixed(1)} MB in the middle third, ${heapFloor.last.toFixed(1)} MB in the last`);
+    assert.ok(
+      heapFloor.last <= heapFloor.middle * 1.3 + 5,
+      `the heap's floor rises: ${heapFloor.middle.toFixed(1)} MB in the middle third, ${heapFloor.last.toFixed(1)} MB in the last`,
+    );
     assert.ok(fds.last <= fds.middle + 20, `open descriptors grow: median ${fds.middle} in the middle third, ${fds.last} in the last`);
     assert.ok(fds.idle <= fds.first + 5, `descriptors left open once idle: ${fds.idle}, at the first sample under load ${fds.first}`);
   });

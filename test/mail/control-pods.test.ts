@@ -40,7 +40,11 @@ describe("the operator asks every relay pod", () => {
   });
   const everyPod = () => pods.map((p) => ({ host: "127.0.0.1", port: p.controlPort! }));
   /** The operator's client; nothing listens at the default control URL. */
-  const operatorIO = ({ url = "https://127.0.0.1:1", endpoints = everyPod, perPod = true }: { url?: string; endpoints?: () => { host: string; port: number }[]; perPod?: boolean } = {}) =>
+  const operatorIO = ({
+    url = "https://127.0.0.1:1",
+    endpoints = everyPod,
+    perPod = true,
+  }: { url?: string; endpoints?: () => { host: string; port: number }[]; perPod?: boolean } = {}) =>
     verificationIO({ sender: "verify@helpdesk.example", controlUrl: url, perPod }, identity(endpoints));
   const io = () => operatorIO();
   /** One pod's answer alone: its URL, pods not asked. */
@@ -50,13 +54,27 @@ describe("the operator asks every relay pod", () => {
     const closed = await freePort();
     return operatorIO({ endpoints: () => [{ host: "127.0.0.1", port: closed }, ...everyPod()] });
   };
-  const newToken = () => `vrf_${randomPassword().replace(/[^A-Za-z0-9]/g, "").slice(0, 32)}`;
+  const newToken = () =>
+    `vrf_${randomPassword()
+      .replace(/[^A-Za-z0-9]/g, "")
+      .slice(0, 32)}`;
 
   const sendThrough = (pod: RelayHarness, header: string[] = []) =>
     swaks([
-      "--server", `127.0.0.1:${pod.implicitPort}`, "--tls-on-connect",
-      "--auth", "PLAIN", "--auth-user", "example.com-v1", "--auth-password", password,
-      "--from", "verify@helpdesk.example", "--to", "support@example.com", ...header,
+      "--server",
+      `127.0.0.1:${pod.implicitPort}`,
+      "--tls-on-connect",
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      "example.com-v1",
+      "--auth-password",
+      password,
+      "--from",
+      "verify@helpdesk.example",
+      "--to",
+      "support@example.com",
+      ...header,
     ]);
 
   test("a verification email that reached the second pod is found; asking one pod would not find it", async () => {
@@ -74,7 +92,10 @@ describe("the operator asks every relay pod", () => {
     assert.equal((await sendThrough(pods[0]!)).code, 0);
     await new Promise((resolve) => setTimeout(resolve, 20));
     assert.equal((await sendThrough(pods[1]!)).code, 0);
-    const [first, second] = [(await onePod(pods[0]!).credentialUse(domain)).get(1)!, (await onePod(pods[1]!).credentialUse(domain)).get(1)!];
+    const [first, second] = [
+      (await onePod(pods[0]!).credentialUse(domain)).get(1)!,
+      (await onePod(pods[1]!).credentialUse(domain)).get(1)!,
+    ];
     assert.ok(Date.parse(second) > Date.parse(first), `the second pod's last use (${second}) is the later one (${first})`);
     assert.equal((await io().credentialUse(domain)).get(1), second);
   });

@@ -24,7 +24,9 @@ describe("Exim as the customer's server, from the snippet", () => {
 
   before(async () => {
     h = await startRelay({
-      domains: [{ domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: "example.com-v1", password }] }],
+      domains: [
+        { domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: "example.com-v1", password }] },
+      ],
       // The relay serves a certificate from the operator's CA, as an operator-issued one.
       configure: (config, dir) => {
         const leaf = issueServerCertificate(ca, [relayHost], new Date(), defaultCertificatePolicy);
@@ -42,28 +44,74 @@ describe("Exim as the customer's server, from the snippet", () => {
   const snippet = (caPem: string) => clientSnippets("example.com", relayHost, "example.com-v1", password, caPem)["exim.conf"]!;
 
   test("mail for the domain reaches the helpdesk through the relay, authenticated, with the relay's certificate verified", async () => {
-    const exim = await startExim({ domain: "example.com", snippet: snippet(ca.certPem), relayHost, relayPort: h.starttlsPort, caPem: ca.certPem });
+    const exim = await startExim({
+      domain: "example.com",
+      snippet: snippet(ca.certPem),
+      relayHost,
+      relayPort: h.starttlsPort,
+      caPem: ca.certPem,
+    });
     eximServers.push(exim);
-    const sent = await swaks(["--server", `127.0.0.1:${exim.port}`, "--from", "jane@users.example.org", "--to", "support@example.com", "--header", "Subject: via exim"]);
+    const sent = await swaks([
+      "--server",
+      `127.0.0.1:${exim.port}`,
+      "--from",
+      "jane@users.example.org",
+      "--to",
+      "support@example.com",
+      "--header",
+      "Subject: via exim",
+    ]);
     assert.equal(sent.code, 0, sent.output);
-    await eventuallyTrue("the message at the helpdesk", () => h.sink.messages().some((m) => m.content.includes("Subject: via exim")), 20_000).catch((error: Error) => {
+    await eventuallyTrue(
+      "the message at the helpdesk",
+      () => h.sink.messages().some((m) => m.content.includes("Subject: via exim")),
+      20_000,
+    ).catch((error: Error) => {
       throw new Error(`${error.message}\nExim log:\n${exim.log()}`);
     });
     const delivered = h.sink.messages().find((m) => m.content.includes("Subject: via exim"))!;
     assert.match(delivered.content, /X-SmtpConnector-Auth: domain=example\.com; version=1/);
     // Exim's delivery line: TLS, the certificate verified (CV=yes), our authenticator, the relay's host name.
-    assert.match(exim.log(), new RegExp(`=> support@example\\.com R=smtp_connector T=smtp_connector H=${relayHost.replace(/\./g, "\\.")} \\[127\\.0\\.0\\.1\\](?::\\d+)? X=TLS\\S+ CV=yes A=smtp_connector_plain`));
+    assert.match(
+      exim.log(),
+      new RegExp(
+        `=> support@example\\.com R=smtp_connector T=smtp_connector H=${relayHost.replace(/\./g, "\\.")} \\[127\\.0\\.0\\.1\\](?::\\d+)? X=TLS\\S+ CV=yes A=smtp_connector_plain`,
+      ),
+    );
   });
 
   test("a relay certificate from another CA is refused: nothing is delivered, the message stays queued", async () => {
     const other = newCertificateAuthority("elsewhere", new Date());
-    const exim = await startExim({ domain: "example.com", snippet: snippet(other.certPem), relayHost, relayPort: h.starttlsPort, caPem: other.certPem });
+    const exim = await startExim({
+      domain: "example.com",
+      snippet: snippet(other.certPem),
+      relayHost,
+      relayPort: h.starttlsPort,
+      caPem: other.certPem,
+    });
     eximServers.push(exim);
-    const sent = await swaks(["--server", `127.0.0.1:${exim.port}`, "--from", "jane@users.example.org", "--to", "support@example.com", "--header", "Subject: wrong ca"]);
+    const sent = await swaks([
+      "--server",
+      `127.0.0.1:${exim.port}`,
+      "--from",
+      "jane@users.example.org",
+      "--to",
+      "support@example.com",
+      "--header",
+      "Subject: wrong ca",
+    ]);
     assert.equal(sent.code, 0, sent.output);
-    await eventuallyTrue("Exim's deferral for the certificate", () => /== support@example\.com R=smtp_connector T=smtp_connector defer .*(certificate|TLS)/i.test(exim.log()), 20_000).catch((error: Error) => {
+    await eventuallyTrue(
+      "Exim's deferral for the certificate",
+      () => /== support@example\.com R=smtp_connector T=smtp_connector defer .*(certificate|TLS)/i.test(exim.log()),
+      20_000,
+    ).catch((error: Error) => {
       throw new Error(`${error.message}\nExim log:\n${exim.log()}`);
     });
-    assert.equal(h.sink.messages().some((m) => m.content.includes("Subject: wrong ca")), false);
+    assert.equal(
+      h.sink.messages().some((m) => m.content.includes("Subject: wrong ca")),
+      false,
+    );
   });
 });

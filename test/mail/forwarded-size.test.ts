@@ -58,7 +58,10 @@ describe("the forwarded listener's size limit and memory budget", () => {
     await dns?.stop();
   });
 
-  const held = async () => Number(/^smtpc_relay_forwarded_held_bytes (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${h.healthPort}/metrics`)).text())?.[1] ?? NaN);
+  const held = async () =>
+    Number(
+      /^smtpc_relay_forwarded_held_bytes (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${h.healthPort}/metrics`)).text())?.[1] ?? NaN,
+    );
 
   async function session(): Promise<RawSmtp> {
     const smtp = await RawSmtp.connect(port);
@@ -91,7 +94,10 @@ describe("the forwarded listener's size limit and memory budget", () => {
   test("MAIL FROM with a SIZE= over the limit gets 552 5.3.4; at the limit, 250", async () => {
     const smtp = await session();
     try {
-      assert.match(await smtp.command(`MAIL FROM:<someone@sender.example> SIZE=${limit + 1}`), /^552 5\.3\.4 Message exceeds the maximum size of 262144 bytes/);
+      assert.match(
+        await smtp.command(`MAIL FROM:<someone@sender.example> SIZE=${limit + 1}`),
+        /^552 5\.3\.4 Message exceeds the maximum size of 262144 bytes/,
+      );
       assert.match(await smtp.command(`MAIL FROM:<someone@sender.example> SIZE=${limit}`), /^250 /);
     } finally {
       smtp.close();
@@ -103,7 +109,17 @@ describe("the forwarded listener's size limit and memory budget", () => {
     const file = join(dir, "at-limit.eml");
     // swaks ends the data with CRLF . CRLF itself: the file leaves out the last line's CRLF.
     writeFileSync(file, messageOf(limit, "at the limit").slice(0, -2));
-    const sent = await swaks(["--server", `127.0.0.1:${port}`, "--from", "someone@sender.example", "--to", `support@${customer}`, "--data", `@${file}`, "--suppress-data"]);
+    const sent = await swaks([
+      "--server",
+      `127.0.0.1:${port}`,
+      "--from",
+      "someone@sender.example",
+      "--to",
+      `support@${customer}`,
+      "--data",
+      `@${file}`,
+      "--suppress-data",
+    ]);
     assert.equal(sent.code, 0, sent.output);
     await eventuallyTrue("the message of the limit's size at the helpdesk", () => delivered("at the limit"), 10_000);
 

@@ -83,13 +83,21 @@ function relaySigned(raw: Buffer): string {
 }
 
 async function dkimSigned(raw: string): Promise<string> {
-  const signed = await dkimSign(raw, { signatureData: [{ signingDomain: customer, selector: "sel1", privateKey: keys.customer.privateKey }] } as Parameters<typeof dkimSign>[1]);
+  const signed = await dkimSign(raw, {
+    signatureData: [{ signingDomain: customer, selector: "sel1", privateKey: keys.customer.privateKey }],
+  } as Parameters<typeof dkimSign>[1]);
   assert.deepEqual(signed.errors, []);
   return signed.signatures + raw;
 }
 
 /** What the forwarding service does: append its footer (or not), then seal with its ARC key. */
-async function sealed(raw: string, sealer: string, key: string, footer: boolean, authResults = `mx.${sealer}; dkim=pass header.d=${customer}; spf=pass smtp.mailfrom=${customer}; dmarc=pass header.from=${customer}`): Promise<string> {
+async function sealed(
+  raw: string,
+  sealer: string,
+  key: string,
+  footer: boolean,
+  authResults = `mx.${sealer}; dkim=pass header.d=${customer}; spf=pass smtp.mailfrom=${customer}; dmarc=pass header.from=${customer}`,
+): Promise<string> {
   const forwarded = footer ? `${raw}-- \r\nScanned by the cloud service.\r\n` : raw;
   const seal = await sealMessage(forwarded, { signingDomain: sealer, selector: "arc1", privateKey: key, cv: "none", authResults });
   assert.ok(seal.length > 0, "mailauth sealed the message");
@@ -154,18 +162,41 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
   async function throughTheCloud(raw: string, subject: string): Promise<SinkMessage> {
     const file = join(dir, `${serial}.eml`);
     writeFileSync(file, raw.endsWith("\r\n") ? raw : `${raw}\r\n`);
-    const sent = await swaks(["--server", `127.0.0.1:${cloud.port}`, "--from", `support@${customer}`, "--to", `support@${customer}`, "--data", file]);
+    const sent = await swaks([
+      "--server",
+      `127.0.0.1:${cloud.port}`,
+      "--from",
+      `support@${customer}`,
+      "--to",
+      `support@${customer}`,
+      "--data",
+      file,
+    ]);
     assert.equal(sent.code, 0, sent.output);
-    await eventuallyTrue(`"${subject}" at the helpdesk`, () => h.sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)), 30_000);
+    await eventuallyTrue(
+      `"${subject}" at the helpdesk`,
+      () => h.sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)),
+      30_000,
+    );
     const delivered = h.sink.messages().find((m) => m.content.includes(`Subject: ${subject}`))!;
-    assert.deepEqual(delivered.rcptTo.map((r) => /<([^>]*)>/.exec(r)?.[1]?.toLowerCase()), [`support@${customer}`], "the recipient is unchanged");
+    assert.deepEqual(
+      delivered.rcptTo.map((r) => /<([^>]*)>/.exec(r)?.[1]?.toLowerCase()),
+      [`support@${customer}`],
+      "the recipient is unchanged",
+    );
     return delivered;
   }
 
   function receipt(token: string): Promise<{ status: number; body: Record<string, unknown> }> {
     return new Promise((resolve, reject) => {
       const req = https.get(
-        { host: "127.0.0.1", port: h.controlPort, path: `/v1/verification-receipts/${sha256(token)}`, headers: { authorization: `Bearer ${controlToken}` }, rejectUnauthorized: false },
+        {
+          host: "127.0.0.1",
+          port: h.controlPort,
+          path: `/v1/verification-receipts/${sha256(token)}`,
+          headers: { authorization: `Bearer ${controlToken}` },
+          rejectUnauthorized: false,
+        },
         (res) => {
           let body = "";
           res.on("data", (c: Buffer) => (body += c.toString()));
@@ -176,7 +207,10 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
     });
   }
 
-  const newToken = () => `vrf_${randomPassword().replace(/[^A-Za-z0-9]/g, "").slice(0, 32)}`;
+  const newToken = () =>
+    `vrf_${randomPassword()
+      .replace(/[^A-Za-z0-9]/g, "")
+      .slice(0, 32)}`;
 
   test("an intact DKIM-signed forward: dkim=pass and dmarc=pass for the customer's domain, SPF of the forwarder's SRS sender, never auth=pass; its token is a forwarded receipt, DKIM-aligned", async () => {
     const token = newToken();
@@ -187,11 +221,19 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
     const ar = results[0]!;
     assert.match(ar, new RegExp(`dkim=pass header\\.d=${customer} header\\.s=sel1`));
     assert.match(ar, new RegExp(`dmarc=pass header\\.from=${customer}`));
-    assert.match(ar, new RegExp(`spf=pass smtp\\.mailfrom=${srsSender.replace(/[.=]/g, "\\$&")}`), "SPF speaks of the forwarder's rewritten sender");
+    assert.match(
+      ar,
+      new RegExp(`spf=pass smtp\\.mailfrom=${srsSender.replace(/[.=]/g, "\\$&")}`),
+      "SPF speaks of the forwarder's rewritten sender",
+    );
     assert.match(ar, /arc=none(;|$)/);
     assert.doesNotMatch(delivered.content, /auth=pass/);
     assert.doesNotMatch(delivered.content, /^X-SmtpConnector-/im);
-    assert.match(delivered.content, /^Received: from mx\.customer\.test \(\[127\.0\.0\.1\]\)\n\tby relay\.test \(smtp-connector\) with ESMTPS id /m, "STARTTLS was used, no AUTH");
+    assert.match(
+      delivered.content,
+      /^Received: from mx\.customer\.test \(\[127\.0\.0\.1\]\)\n\tby relay\.test \(smtp-connector\) with ESMTPS id /m,
+      "STARTTLS was used, no AUTH",
+    );
     assert.match(cloud.log(), /TLS connection established to 127\.0\.0\.1/);
     assert.match(cloud.log(), /status=sent \(250 2\.0\.0 Accepted by the next hop/);
     // python3-dkim agrees the delivered message verifies.
@@ -199,7 +241,10 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
 
     const answer = await receipt(token);
     assert.equal(answer.status, 200);
-    assert.deepEqual({ ...answer.body, arrivedAt: undefined }, { domain: customer, path: "forwarded", forwarded: { dkimAligned: true, arcTrusted: false }, arrivedAt: undefined });
+    assert.deepEqual(
+      { ...answer.body, arrivedAt: undefined },
+      { domain: customer, path: "forwarded", forwarded: { dkimAligned: true, arcTrusted: false }, arrivedAt: undefined },
+    );
     assert.ok(!("credentialVersion" in answer.body));
     assert.doesNotMatch(JSON.stringify(answer.body), new RegExp(token));
   });
@@ -245,7 +290,16 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
   test("a listed sealer whose own ARC-Authentication-Results say dmarc=fail (a forged From forwarded through some tenant of the service): arc=none, not arcTrusted", async () => {
     const token = newToken();
     const { raw, subject } = message({ token });
-    const delivered = await throughTheCloud(await sealed(raw, trustedSealer, keys.trusted.privateKey, false, `mx.${trustedSealer}; dkim=none; spf=fail smtp.mailfrom=${customer}; dmarc=fail header.from=${customer}`), subject);
+    const delivered = await throughTheCloud(
+      await sealed(
+        raw,
+        trustedSealer,
+        keys.trusted.privateKey,
+        false,
+        `mx.${trustedSealer}; dkim=none; spf=fail smtp.mailfrom=${customer}; dmarc=fail header.from=${customer}`,
+      ),
+      subject,
+    );
     const [ar] = ours(delivered.content);
     assert.match(ar!, /arc=none \(a listed sealer, but its results do not vouch for the author's domain\)$/);
     assert.equal((await pythonVerdicts(crlf(delivered.content))).arc, "pass", "the chain itself verifies");
@@ -319,7 +373,15 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
     } finally {
       smtp.close();
     }
-    const probe = await swaks(["--server", `127.0.0.1:${forwardedPort}`, "--from", "spammer@evil.example", "--to", "victim@elsewhere.example", "--tls-optional"]);
+    const probe = await swaks([
+      "--server",
+      `127.0.0.1:${forwardedPort}`,
+      "--from",
+      "spammer@evil.example",
+      "--to",
+      "victim@elsewhere.example",
+      "--tls-optional",
+    ]);
     assert.notEqual(probe.code, 0);
     assert.match(probe.output, /550 5\.7\.1 Relaying denied/);
     assert.equal(h.sink.messages().length, before, "nothing was delivered");
@@ -327,22 +389,55 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
 
   test("an authenticated domain's support address is served too, untagged; a token that arrives authenticated is path authenticated", async () => {
     const subject = `after a disconnect ${randomPassword().slice(0, 8)}`;
-    const sent = await swaks(["--server", `127.0.0.1:${forwardedPort}`, "--from", "someone@sender.example", "--to", "support@example.com", "--header", `Subject: ${subject}`, "--tls-optional"]);
+    const sent = await swaks([
+      "--server",
+      `127.0.0.1:${forwardedPort}`,
+      "--from",
+      "someone@sender.example",
+      "--to",
+      "support@example.com",
+      "--header",
+      `Subject: ${subject}`,
+      "--tls-optional",
+    ]);
     assert.equal(sent.code, 0, sent.output);
-    await eventuallyTrue("the message at the helpdesk", () => h.sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)), 10_000);
+    await eventuallyTrue(
+      "the message at the helpdesk",
+      () => h.sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)),
+      10_000,
+    );
     const delivered = h.sink.messages().find((m) => m.content.includes(`Subject: ${subject}`))!;
     assert.doesNotMatch(delivered.content, /auth=pass/);
-    assert.match(ours(delivered.content)[0]!, /spf=none smtp\.mailfrom=someone@sender\.example;\s+dkim=none;\s+dmarc=none header\.from=sender\.example;\s+arc=none$/);
+    assert.match(
+      ours(delivered.content)[0]!,
+      /spf=none smtp\.mailfrom=someone@sender\.example;\s+dkim=none;\s+dmarc=none header\.from=sender\.example;\s+arc=none$/,
+    );
 
     const token = newToken();
     const authenticated = await swaks([
-      "--server", `127.0.0.1:${h.implicitPort}`, "--tls-on-connect", "--auth", "PLAIN", "--auth-user", "example.com-v1", "--auth-password", password,
-      "--from", "support@example.com", "--to", "support@example.com", "--add-header", `X-SmtpConnector-Verification: ${token}`,
+      "--server",
+      `127.0.0.1:${h.implicitPort}`,
+      "--tls-on-connect",
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      "example.com-v1",
+      "--auth-password",
+      password,
+      "--from",
+      "support@example.com",
+      "--to",
+      "support@example.com",
+      "--add-header",
+      `X-SmtpConnector-Verification: ${token}`,
     ]);
     assert.equal(authenticated.code, 0, authenticated.output);
     await eventuallyTrue("the receipt", async () => (await receipt(token)).status === 200, 10_000);
     const answer = await receipt(token);
-    assert.deepEqual({ ...answer.body, arrivedAt: undefined }, { domain: "example.com", credentialVersion: 1, path: "authenticated", arrivedAt: undefined });
+    assert.deepEqual(
+      { ...answer.body, arrivedAt: undefined },
+      { domain: "example.com", credentialVersion: 1, path: "authenticated", arrivedAt: undefined },
+    );
   });
 
   test("one domain per message: a recipient of another domain waits for its own transaction (452)", async () => {
@@ -412,7 +507,12 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
       await prober.command("EHLO probe.example");
       await prober.command("MAIL FROM:<someone@sender.example>");
       assert.match(await prober.command(`RCPT TO:<support@${customer}>`), /^250 /);
-      const commands = [...Array.from({ length: 4 }, (_, i) => `RCPT TO:<guess${i}@${customer}>`), "RSET", "MAIL FROM:<someone@sender.example>", `RCPT TO:<support@${customer}>`];
+      const commands = [
+        ...Array.from({ length: 4 }, (_, i) => `RCPT TO:<guess${i}@${customer}>`),
+        "RSET",
+        "MAIL FROM:<someone@sender.example>",
+        `RCPT TO:<support@${customer}>`,
+      ];
       let reply = "";
       for (let i = 0; i < 30 && !reply.startsWith("421"); i++) reply = await prober.command(commands[i % commands.length]!);
       assert.match(reply, /^421 4\.7\.0 Too many commands/);
@@ -432,7 +532,10 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
       assert.match(await smtp.command("DATA"), /^354 /);
       const started = Date.now();
       smtp.write(`${data}\r\n.\r\n`);
-      const reply = await Promise.race([smtp.reply(), new Promise<string>((resolve) => setTimeout(() => resolve("no reply within 15 s"), 15_000).unref())]);
+      const reply = await Promise.race([
+        smtp.reply(),
+        new Promise<string>((resolve) => setTimeout(() => resolve("no reply within 15 s"), 15_000).unref()),
+      ]);
       return { reply, ms: Date.now() - started };
     } finally {
       smtp.close();
@@ -441,12 +544,22 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
 
   test("bounded work: only the first 5 DKIM signatures are evaluated, an ARC chain of more than 8 sets not at all, and our result says so", async () => {
     const { raw, subject } = message();
-    const fake = (i: number) => `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=${customer}; s=sel1; l=${i}; h=from; bh=${"A".repeat(43)}=; b=${"B".repeat(40)}${i}`;
-    const arc = Array.from({ length: 9 }, (_, i) => `ARC-Seal: i=${9 - i}; a=rsa-sha256; cv=pass; d=${trustedSealer}; s=arc1; b=${"C".repeat(40)}`);
+    const fake = (i: number) =>
+      `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=${customer}; s=sel1; l=${i}; h=from; bh=${"A".repeat(43)}=; b=${"B".repeat(40)}${i}`;
+    const arc = Array.from(
+      { length: 9 },
+      (_, i) => `ARC-Seal: i=${9 - i}; a=rsa-sha256; cv=pass; d=${trustedSealer}; s=arc1; b=${"C".repeat(40)}`,
+    );
     const body = "x".repeat(200);
-    const { reply } = await direct([...arc, ...Array.from({ length: 40 }, (_, i) => fake(i + 1)), raw.replace(/\r\n$/, ""), body].join("\r\n"));
+    const { reply } = await direct(
+      [...arc, ...Array.from({ length: 40 }, (_, i) => fake(i + 1)), raw.replace(/\r\n$/, ""), body].join("\r\n"),
+    );
     assert.match(reply, /^250 /);
-    await eventuallyTrue("the message at the helpdesk", () => h.sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)), 10_000);
+    await eventuallyTrue(
+      "the message at the helpdesk",
+      () => h.sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)),
+      10_000,
+    );
     const [ar] = ours(h.sink.messages().find((m) => m.content.includes(`Subject: ${subject}`))!.content);
     assert.equal(ar!.match(/dkim=/g)?.length, 5, ar);
     assert.match(ar!, /\(only the first 5 DKIM signatures were evaluated, 35 more were not\)/);
@@ -468,7 +581,8 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
       assert.match(reply, /^451 4\.4\.3 The message could not be checked in time/);
       assert.ok(ms < 5_000, `answered after ${ms} ms (budget 3 s)`);
       assert.ok(dns.unanswered > 0, "the lookups went to the silent server");
-      const active = async () => /^smtpc_relay_forwarded_checks_active 0$/m.test(await (await fetch(`http://127.0.0.1:${h.healthPort}/metrics`)).text());
+      const active = async () =>
+        /^smtpc_relay_forwarded_checks_active 0$/m.test(await (await fetch(`http://127.0.0.1:${h.healthPort}/metrics`)).text());
       await eventuallyTrue("no checks running (mailauth let go of the message)", active, 2_000);
     } finally {
       dns.silent.delete("slow.example");

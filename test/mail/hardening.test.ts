@@ -34,9 +34,19 @@ async function sendRaw(h: RelayHarness, body: string | Buffer): Promise<string> 
 
 function swaksTo(h: RelayHarness, extra: string[] = []) {
   return swaks([
-    "--server", `127.0.0.1:${h.starttlsPort}`, "--tls",
-    "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
-    "--from", "customer@users.example.org", "--to", "support@example.com",
+    "--server",
+    `127.0.0.1:${h.starttlsPort}`,
+    "--tls",
+    "--auth",
+    "PLAIN",
+    "--auth-user",
+    user,
+    "--auth-password",
+    password,
+    "--from",
+    "customer@users.example.org",
+    "--to",
+    "support@example.com",
     ...extra,
   ]);
 }
@@ -85,9 +95,12 @@ describe("inbound hardening", () => {
 
   test("forged trust headers are removed; the next hop sees only ours", async () => {
     const result = await swaksTo(h, [
-      "--add-header", "Authentication-Results: relay.test; auth=pass smtp.auth=forged@evil.org",
-      "--add-header", "X-SmtpConnector-Auth: domain=evil.org; version=99",
-      "--add-header", "Authentication-Results: mx.upstream.example; spf=pass",
+      "--add-header",
+      "Authentication-Results: relay.test; auth=pass smtp.auth=forged@evil.org",
+      "--add-header",
+      "X-SmtpConnector-Auth: domain=evil.org; version=99",
+      "--add-header",
+      "Authentication-Results: mx.upstream.example; spf=pass",
     ]);
     assert.equal(result.code, 0, result.output);
     const content = h.sink.messages().at(-1)!.content;

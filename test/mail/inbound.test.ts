@@ -10,10 +10,19 @@ const user = "example.com-v1";
 
 function send(h: RelayHarness, extra: string[] = [], { implicit = false, to = "support@example.com" } = {}) {
   return swaks([
-    "--server", `127.0.0.1:${implicit ? h.implicitPort : h.starttlsPort}`,
+    "--server",
+    `127.0.0.1:${implicit ? h.implicitPort : h.starttlsPort}`,
     ...(implicit ? ["--tls-on-connect"] : ["--tls"]),
-    "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
-    "--from", "customer@users.example.org", "--to", to,
+    "--auth",
+    "PLAIN",
+    "--auth-user",
+    user,
+    "--auth-password",
+    password,
+    "--from",
+    "customer@users.example.org",
+    "--to",
+    to,
     ...extra,
   ]);
 }
@@ -122,9 +131,19 @@ describe("inbound relay", () => {
     const lmtp = await startRelay({ domains: [exampleDomain(password)], sinkOptions: ["-L"], lmtp: true });
     try {
       const result = await swaks([
-        "--server", `127.0.0.1:${lmtp.implicitPort}`, "--tls-on-connect",
-        "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
-        "--from", "customer@users.example.org", "--to", "support@example.com,billing@example.com",
+        "--server",
+        `127.0.0.1:${lmtp.implicitPort}`,
+        "--tls-on-connect",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--from",
+        "customer@users.example.org",
+        "--to",
+        "support@example.com,billing@example.com",
       ]);
       assert.equal(result.code, 0, result.output);
       const message = lmtp.sink.messages().at(-1)!;
@@ -142,9 +161,21 @@ describe("inbound relay", () => {
     try {
       const sendOne = (subject: string) =>
         swaks([
-          "--server", `127.0.0.1:${impatient.implicitPort}`, "--tls-on-connect",
-          "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
-          "--from", "customer@users.example.org", "--to", "support@example.com", "--header", `Subject: ${subject}`,
+          "--server",
+          `127.0.0.1:${impatient.implicitPort}`,
+          "--tls-on-connect",
+          "--auth",
+          "PLAIN",
+          "--auth-user",
+          user,
+          "--auth-password",
+          password,
+          "--from",
+          "customer@users.example.org",
+          "--to",
+          "support@example.com",
+          "--header",
+          `Subject: ${subject}`,
         ]);
       const first = await sendOne("first");
       assert.equal(first.code, 0, first.output);
@@ -165,10 +196,21 @@ describe("inbound relay", () => {
     try {
       const body = ".one leading dot\r\n..two leading dots\r\n.\r\nlast line";
       const result = await swaks([
-        "--server", `127.0.0.1:${plain.implicitPort}`, "--tls-on-connect",
-        "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
-        "--from", "customer@users.example.org", "--to", "support@example.com",
-        "--data", `Subject: dots\r\n\r\n${body}\r\n`,
+        "--server",
+        `127.0.0.1:${plain.implicitPort}`,
+        "--tls-on-connect",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--from",
+        "customer@users.example.org",
+        "--to",
+        "support@example.com",
+        "--data",
+        `Subject: dots\r\n\r\n${body}\r\n`,
       ]);
       assert.equal(result.code, 0, result.output);
       const message = plain.sink.messages().at(-1)!;
@@ -183,14 +225,36 @@ describe("inbound relay", () => {
     const login = await startRelay({ domains: [exampleDomain(password, { authProtocol: "LOGIN" })] });
     try {
       const ok = await swaks([
-        "--server", `127.0.0.1:${login.starttlsPort}`, "--tls", "--auth", "LOGIN", "--auth-user", user, "--auth-password", password,
-        "--from", "customer@users.example.org", "--to", "support@example.com",
+        "--server",
+        `127.0.0.1:${login.starttlsPort}`,
+        "--tls",
+        "--auth",
+        "LOGIN",
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--from",
+        "customer@users.example.org",
+        "--to",
+        "support@example.com",
       ]);
       assert.equal(ok.code, 0, ok.output);
       assert.match(login.sink.messages().at(-1)!.content, /auth=pass \(login\) smtp\.auth=example\.com-v1/);
       const plain = await swaks([
-        "--server", `127.0.0.1:${login.starttlsPort}`, "--tls", "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
-        "--from", "customer@users.example.org", "--to", "support@example.com",
+        "--server",
+        `127.0.0.1:${login.starttlsPort}`,
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--from",
+        "customer@users.example.org",
+        "--to",
+        "support@example.com",
       ]);
       assert.notEqual(plain.code, 0);
       assert.match(plain.output, /does not support|not advertised|5\d\d/);

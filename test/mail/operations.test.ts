@@ -11,7 +11,16 @@ import v8 from "node:v8";
 import vm from "node:vm";
 import { after, before, describe, test } from "node:test";
 import { eventuallyTrue } from "../support/wait.js";
-import { randomPassword, stopChild, swaks, tempDir, writeRelayConfig, relayConfig, selfSignedCertificate, startSmtpSink } from "../support/mail.js";
+import {
+  randomPassword,
+  stopChild,
+  swaks,
+  tempDir,
+  writeRelayConfig,
+  relayConfig,
+  selfSignedCertificate,
+  startSmtpSink,
+} from "../support/mail.js";
 import { exampleDomain, RawSmtp, startRelay, type RelayHarness } from "../support/relay.js";
 
 const password = randomPassword();
@@ -49,17 +58,24 @@ describe("credential rotation and revocation, hot", () => {
     const config = h.config;
     config.domains[0]!.credentials[0]!.state = "Revoked";
     writeRelayConfig(h.configFile, config);
-    await eventuallyTrue("version 1 to be refused", async () => {
-      const attempt = await authenticate(h, user, password);
-      attempt.client.close();
-      return attempt.reply.startsWith("535");
-    }, 60_000);
+    await eventuallyTrue(
+      "version 1 to be refused",
+      async () => {
+        const attempt = await authenticate(h, user, password);
+        attempt.client.close();
+        return attempt.reply.startsWith("535");
+      },
+      60_000,
+    );
 
     // The message in flight is delivered; the session stays open, but its next
     // transaction is refused: nothing new is delivered under a revoked credential.
     old.client.write("Subject: in flight during revocation\r\n\r\nbody\r\n.\r\n");
     assert.match(await old.client.reply(), /^250 /);
-    assert.match(await old.client.command("MAIL FROM:<customer@users.example.org>"), /^451 4\.7\.0 The credential this session authenticated with is no longer valid/);
+    assert.match(
+      await old.client.command("MAIL FROM:<customer@users.example.org>"),
+      /^451 4\.7\.0 The credential this session authenticated with is no longer valid/,
+    );
     assert.match(await old.client.command("NOOP"), /^250 /);
     old.client.close();
     assert.match((await authenticate(h, "example.com-v2", v2)).reply, /^235 /);
@@ -112,7 +128,10 @@ describe("certificate reload", () => {
 describe("brute-force lockout", () => {
   let h: RelayHarness;
   before(async () => {
-    h = await startRelay({ domains: [exampleDomain(password)], authFailures: { perConnection: 2, delayMs: 1, lockoutThreshold: 4, lockoutWindowSeconds: 60, lockoutSeconds: 60 } });
+    h = await startRelay({
+      domains: [exampleDomain(password)],
+      authFailures: { perConnection: 2, delayMs: 1, lockoutThreshold: 4, lockoutWindowSeconds: 60, lockoutSeconds: 60 },
+    });
   });
   after(() => h.stop());
 
@@ -132,14 +151,23 @@ describe("brute-force lockout", () => {
 
   test("a reload that changes the limits keeps the lockouts in force: the source stays refused, as the control API reports it", async () => {
     // Locked out by the test above; a platform team raises the threshold meanwhile.
-    assert.equal(h.update((c) => { c.authFailures.lockoutThreshold = 8; }), true);
+    assert.equal(
+      h.update((c) => {
+        c.authFailures.lockoutThreshold = 8;
+      }),
+      true,
+    );
     const still = await authenticate(h, "guess-after-reload", "wrong");
     assert.match(still.reply, /^454 4\.7\.0 /, "the reload did not set the source free");
     still.client.close();
   });
 
   test("unknown user and wrong password take the same time and get the same answer", async () => {
-    const fresh = await startRelay({ domains: [exampleDomain(password)], authFailures: { perConnection: 100, delayMs: 0, lockoutThreshold: 10_000 }, limits: { maxUnauthenticatedCommands: 1_000 } });
+    const fresh = await startRelay({
+      domains: [exampleDomain(password)],
+      authFailures: { perConnection: 100, delayMs: 0, lockoutThreshold: 10_000 },
+      limits: { maxUnauthenticatedCommands: 1_000 },
+    });
     try {
       const client = await RawSmtp.connect(fresh.implicitPort, { implicitTls: true });
       await client.reply();
@@ -206,7 +234,10 @@ describe("session timing", () => {
   });
 
   test("idle and total session deadlines close slow clients", async () => {
-    const h = await startRelay({ domains: [exampleDomain(password)], limits: { idleTimeoutSeconds: 1, nextHopTimeoutSeconds: 0.5, sessionTimeoutSeconds: 2 } });
+    const h = await startRelay({
+      domains: [exampleDomain(password)],
+      limits: { idleTimeoutSeconds: 1, nextHopTimeoutSeconds: 0.5, sessionTimeoutSeconds: 2 },
+    });
     try {
       const idle = await RawSmtp.connect(h.starttlsPort);
       await idle.reply();
@@ -246,7 +277,11 @@ describe("session timing", () => {
         client.close();
       };
       const settle = async () => {
-        await eventuallyTrue("every session closed", () => h.relay.metrics.registry.getSingleMetricAsString("smtpc_relay_sessions_active").then((t) => / 0$/m.test(t)), 10_000);
+        await eventuallyTrue(
+          "every session closed",
+          () => h.relay.metrics.registry.getSingleMetricAsString("smtpc_relay_sessions_active").then((t) => / 0$/m.test(t)),
+          10_000,
+        );
         await new Promise((resolve) => setTimeout(resolve, 100));
         gc();
         return process.memoryUsage().heapUsed;
@@ -277,7 +312,10 @@ describe("session timing", () => {
       const reply = await direct.reply();
       assert.doesNotMatch(reply, /^220 /, `an untrusted PROXY header was accepted: ${reply}`);
       direct.close();
-      assert.equal(untrusted.logs.some((l) => l.includes("203.0.113.7")), false);
+      assert.equal(
+        untrusted.logs.some((l) => l.includes("203.0.113.7")),
+        false,
+      );
     } finally {
       await trusted.stop();
       await untrusted.stop();
@@ -299,12 +337,26 @@ describe("the relay process", () => {
     child.stderr.on("data", (c: Buffer) => (logs += c.toString()));
     try {
       const health = `http://127.0.0.1:${config.listeners.health.port}`;
-      await eventuallyTrue("the relay to be ready", async () => (await fetch(`${health}/readyz`).catch(() => undefined))?.status === 200, 20_000);
+      await eventuallyTrue(
+        "the relay to be ready",
+        async () => (await fetch(`${health}/readyz`).catch(() => undefined))?.status === 200,
+        20_000,
+      );
       assert.equal((await fetch(`${health}/healthz`)).status, 200);
       const result = await swaks([
-        "--server", `127.0.0.1:${config.listeners.starttls!.port}`, "--tls",
-        "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
-        "--from", "customer@users.example.org", "--to", "support@example.com",
+        "--server",
+        `127.0.0.1:${config.listeners.starttls!.port}`,
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--from",
+        "customer@users.example.org",
+        "--to",
+        "support@example.com",
       ]);
       assert.equal(result.code, 0, result.output);
       const metrics = await (await fetch(`${health}/metrics`)).text();

@@ -55,7 +55,8 @@ const helpdeskHeaders = [
 
 /** The helpdesk writes the From: its envelope names (the relay refuses any other). */
 function message(subjectTag: string, body = "Hello,\r\n\r\nyour ticket was updated.\r\n", from = "support@example.com"): string {
-  const header = (h: string) => (h.startsWith("Subject:") ? `${h} ${subjectTag}` : h.startsWith("From:") ? h.replace("support@example.com", from) : h);
+  const header = (h: string) =>
+    h.startsWith("Subject:") ? `${h} ${subjectTag}` : h.startsWith("From:") ? h.replace("support@example.com", from) : h;
   return [...helpdeskHeaders.map(header), "", body].join("\r\n");
 }
 
@@ -66,7 +67,10 @@ interface Submitted {
 }
 
 /** One submission over the wire, byte for byte (dot-stuffed here, as a client must). */
-async function submit(port: number, opts: { from: string; to: string; body: string; user?: { username: string; password: string } }): Promise<Submitted> {
+async function submit(
+  port: number,
+  opts: { from: string; to: string; body: string; user?: { username: string; password: string } },
+): Promise<Submitted> {
   const smtp = await RawSmtp.connect(port);
   try {
     await smtp.reply();
@@ -118,14 +122,17 @@ const wire = (m: SinkMessage) => m.content.replace(/\r?\n/g, "\r\n");
 async function mailauthResults(raw: string) {
   const resolver = (name: string, type: string): Promise<string[][]> => {
     const key = dns[name];
-    return key && type === "TXT" ? Promise.resolve([[dnsRecord(key)]]) : Promise.reject(Object.assign(new Error("NXDOMAIN"), { code: "ENOTFOUND" }));
+    return key && type === "TXT"
+      ? Promise.resolve([[dnsRecord(key)]])
+      : Promise.reject(Object.assign(new Error("NXDOMAIN"), { code: "ENOTFOUND" }));
   };
   const result = await dkimVerify(Buffer.from(raw, "latin1"), { resolver });
   return result.results.map((r) => `${(r as { selector?: string }).selector} ${r.status.result}`);
 }
 
 /** Debian's python3-dkim over the test's records. */
-const pythonDkim = (raw: string) => verifyWithPython(raw, Object.fromEntries(Object.entries(dns).map(([name, key]) => [name, dnsRecord(key)])));
+const pythonDkim = (raw: string) =>
+  verifyWithPython(raw, Object.fromEntries(Object.entries(dns).map(([name, key]) => [name, dnsRecord(key)])));
 
 describe("outbound through the customer's Postfix", () => {
   let h: RelayHarness;
@@ -146,7 +153,14 @@ describe("outbound through the customer's Postfix", () => {
         writeFileSync(join(dir, "ed.key"), ed.privateKey.export({ format: "pem", type: "pkcs8" }));
         const server = (login: { username: string; password: string }, file: string) => {
           writeFileSync(join(dir, file), login.password);
-          return { host: "127.0.0.1", port: postfix.port, tls: "StartTLS" as const, caFile: postfix.certFile, username: login.username, passwordFile: file };
+          return {
+            host: "127.0.0.1",
+            port: postfix.port,
+            tls: "StartTLS" as const,
+            caFile: postfix.certFile,
+            username: login.username,
+            passwordFile: file,
+          };
         };
         config.listeners.submission = { port: await freePort() };
         config.listeners.control = { port: await freePort(), tokenSha256: sha256(controlToken) };
@@ -175,7 +189,12 @@ describe("outbound through the customer's Postfix", () => {
   });
 
   const send = (tag: string, from = "support@example.com", extra: Partial<Parameters<typeof submit>[1]> = {}) =>
-    submit(h.submissionPort!, { from, to: "customer@elsewhere.test", body: message(tag, undefined, from || "support@example.com"), ...extra });
+    submit(h.submissionPort!, {
+      from,
+      to: "customer@elsewhere.test",
+      body: message(tag, undefined, from || "support@example.com"),
+      ...extra,
+    });
   /** The operator's own client: HTTPS pinned to the relay's certificate. */
   const control = (path: string, body?: string, token = controlToken) =>
     controlRequest(`https://127.0.0.1:${h.controlPort}${path}`, {
@@ -190,11 +209,13 @@ describe("outbound through the customer's Postfix", () => {
     assert.ok(plain instanceof Error, "no plaintext HTTP on the control port");
     assert.equal((await control("/v1/credential-use")).status, 200);
     await assert.rejects(
-      controlRequest(`https://127.0.0.1:${h.controlPort}/v1/credential-use`, { headers: { authorization: `Bearer ${controlToken}` }, pins: ["00:11:22"] }),
+      controlRequest(`https://127.0.0.1:${h.controlPort}/v1/credential-use`, {
+        headers: { authorization: `Bearer ${controlToken}` },
+        pins: ["00:11:22"],
+      }),
       /presented a certificate .* that is not the one in its TLS Secret; not sending the token/,
     );
   });
-
 
   test("a Ready address's message leaves with its own login, every helpdesk header intact, signed RSA and Ed25519", async () => {
     const result = await send("(one)");
@@ -261,13 +282,28 @@ describe("outbound through the customer's Postfix", () => {
     // Postfix records the transaction as SMTPUTF8 and will hand it on only to a server that offers SMTPUTF8;
     // smtp-sink, the recipient's side here, does not, so Postfix's own log shows the flag arrived. Without it,
     // Postfix would have passed the UTF-8 header fields to a server that never agreed to them.
-    await eventuallyTrue("Postfix holding the message to SMTPUTF8", () => /SMTPUTF8 is required, but was not offered by host/.test(postfix.log()), 20_000);
+    await eventuallyTrue(
+      "Postfix holding the message to SMTPUTF8",
+      () => /SMTPUTF8 is required, but was not offered by host/.test(postfix.log()),
+      20_000,
+    );
   });
 
   test("an unconnected sender goes to the default transport when the config says so", async () => {
     assert.ok(
       h.update((config) => {
-        config.outbound = { ...config.outbound!, unconnectedSenders: "DefaultTransport", defaultTransport: { host: "127.0.0.1", port: postfix.port, tls: "StartTLS", caFile: postfix.certFile, username: logins.support.username, passwordFile: "support.password" } };
+        config.outbound = {
+          ...config.outbound!,
+          unconnectedSenders: "DefaultTransport",
+          defaultTransport: {
+            host: "127.0.0.1",
+            port: postfix.port,
+            tls: "StartTLS",
+            caFile: postfix.certFile,
+            username: logins.support.username,
+            passwordFile: "support.password",
+          },
+        };
       }),
     );
     try {
@@ -317,7 +353,12 @@ describe("outbound through the customer's Postfix", () => {
     }
     const call = (body: object) => control("/v1/verification-sends", JSON.stringify(body));
     const base = { domain: "example.com", from: "support@example.com", to: "customer@elsewhere.test", token: "tok_0123456789abcdef" };
-    for (const bad of [{ subject: "hi\r\nBcc: victim@elsewhere.test" }, { token: "abc\r\nBcc: x@y.test" }, { to: "x@elsewhere.test\r\nBcc: y@elsewhere.test" }, { extra: 1 }]) {
+    for (const bad of [
+      { subject: "hi\r\nBcc: victim@elsewhere.test" },
+      { token: "abc\r\nBcc: x@y.test" },
+      { to: "x@elsewhere.test\r\nBcc: y@elsewhere.test" },
+      { extra: 1 },
+    ]) {
       const response = await call({ ...base, ...bad });
       assert.equal(response.status, 400, JSON.stringify(bad));
       assert.equal(((await response.json()) as { result: string }).result, "InvalidRequest");
@@ -328,14 +369,28 @@ describe("outbound through the customer's Postfix", () => {
     // What the operator asks of a relay whose mounted config still names the address's previous server.
     const io = verificationIO(
       { sender: "verify@helpdesk.example", controlUrl: `https://127.0.0.1:${h.controlPort}`, perPod: false },
-      { controlToken: () => controlToken, certificatePins: () => [new X509Certificate(readFileSync(h.config.tls.certFile)).fingerprint256], controlEndpoints: () => [] },
+      {
+        controlToken: () => controlToken,
+        certificatePins: () => [new X509Certificate(readFileSync(h.config.tls.certFile)).fingerprint256],
+        controlEndpoints: () => [],
+      },
     );
     const domain = { metadata: { name: "example-com", namespace: "acme" }, spec: { domain: "example.com" } } as SmtpDomain;
     const current = h.config.domains[0]!.outbound!.senders.find((s) => s.address === "support@example.com")!.server;
-    await assert.rejects(io.sendOutbound(domain, "support@example.com", "vrf_moved0123456789", { server: "smtp.moved.example:587/StartTLS" }), NotYetServed);
-    assert.equal(await io.sendOutbound(domain, "support@example.com", "vrf_current0123456789", { server: serverEndpoint(current) }), undefined);
+    await assert.rejects(
+      io.sendOutbound(domain, "support@example.com", "vrf_moved0123456789", { server: "smtp.moved.example:587/StartTLS" }),
+      NotYetServed,
+    );
+    assert.equal(
+      await io.sendOutbound(domain, "support@example.com", "vrf_current0123456789", { server: serverEndpoint(current) }),
+      undefined,
+    );
     await arrived(recipientSide, "vrf_current0123456789");
-    assert.equal(received(recipientSide, "vrf_moved0123456789"), undefined, "nothing went out through the server the address no longer names");
+    assert.equal(
+      received(recipientSide, "vrf_moved0123456789"),
+      undefined,
+      "nothing went out through the server the address no longer names",
+    );
   });
 
   test("the customer's server refusing the login is passed back; a corrected password file applies without a restart", async () => {
@@ -350,7 +405,11 @@ describe("outbound through the customer's Postfix", () => {
       writeFileSync(join(h.dir, "billing.password"), logins.billing.password);
     }
     // The file changed under the same config: the relay's watcher picks it up.
-    await eventuallyTrue("the corrected password to apply", async () => (await send("(goodlogin)", "billing@example.com")).data.startsWith("250"), 15_000);
+    await eventuallyTrue(
+      "the corrected password to apply",
+      async () => (await send("(goodlogin)", "billing@example.com")).data.startsWith("250"),
+      15_000,
+    );
   });
 
   test("verification send: authenticated, through the address's own path, signed, with a machine-readable failure", async () => {

@@ -26,7 +26,16 @@ function customerServer(relayPort: number, credentials: string, implicit = false
 }
 
 async function submit(postfix: Postfix, subject: string) {
-  return swaks(["--server", `127.0.0.1:${postfix.port}`, "--from", "enduser@users.example.org", "--to", "support@example.com", "--header", `Subject: ${subject}`]);
+  return swaks([
+    "--server",
+    `127.0.0.1:${postfix.port}`,
+    "--from",
+    "enduser@users.example.org",
+    "--to",
+    "support@example.com",
+    "--header",
+    `Subject: ${subject}`,
+  ]);
 }
 
 describe("Postfix relaying into the relay", () => {
@@ -43,7 +52,11 @@ describe("Postfix relaying into the relay", () => {
         const subject = `from postfix ${implicit ? "465" : "587"}`;
         const submitted = await submit(postfix, subject);
         assert.equal(submitted.code, 0, submitted.output);
-        await eventuallyTrue("the message at the helpdesk", () => h.sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)), 20_000);
+        await eventuallyTrue(
+          "the message at the helpdesk",
+          () => h.sink.messages().some((m) => m.content.includes(`Subject: ${subject}`)),
+          20_000,
+        );
         const message = h.sink.messages().find((m) => m.content.includes(`Subject: ${subject}`))!;
         assert.match(message.content, /^Authentication-Results: relay\.test; auth=pass \(plain\) smtp\.auth=example\.com-v1$/m);
         assert.match(message.content, /^Received: from mx\.customer\.test/m);

@@ -11,7 +11,17 @@ import { connect as tlsConnect } from "node:tls";
 import { after, before, describe, test } from "node:test";
 import type { RelayConfig } from "../../relay/contract/config.js";
 import { eventuallyTrue } from "../support/wait.js";
-import { randomPassword, relayConfig, selfSignedCertificate, startSmtpSink, stopChild, swaks, tempDir, writeRelayConfig, type SmtpSink } from "../support/mail.js";
+import {
+  randomPassword,
+  relayConfig,
+  selfSignedCertificate,
+  startSmtpSink,
+  stopChild,
+  swaks,
+  tempDir,
+  writeRelayConfig,
+  type SmtpSink,
+} from "../support/mail.js";
 import { exampleDomain, RawSmtp } from "../support/relay.js";
 
 const password = randomPassword();
@@ -30,17 +40,39 @@ describe("the relay's readiness and liveness", () => {
     const response = await fetch(`${health()}${path}`);
     return { status: response.status, body: await response.text() };
   };
-  const send = (subject: string) => swaks(["--server", `127.0.0.1:${config.listeners.starttls!.port}`, "--tls", "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
-    "--from", "customer@users.example.org", "--to", "support@example.com", "--header", `Subject: ${subject}`]);
+  const send = (subject: string) =>
+    swaks([
+      "--server",
+      `127.0.0.1:${config.listeners.starttls!.port}`,
+      "--tls",
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      user,
+      "--auth-password",
+      password,
+      "--from",
+      "customer@users.example.org",
+      "--to",
+      "support@example.com",
+      "--header",
+      `Subject: ${subject}`,
+    ]);
   /** The certificate the implicit-TLS listener presents now. */
-  const presented = () => new Promise<string>((resolve, reject) => {
-    const socket = tlsConnect({ host: "127.0.0.1", port: config.listeners.implicitTls!.port, rejectUnauthorized: false }, () => {
-      resolve(socket.getPeerX509Certificate()!.fingerprint256);
-      socket.destroy();
+  const presented = () =>
+    new Promise<string>((resolve, reject) => {
+      const socket = tlsConnect({ host: "127.0.0.1", port: config.listeners.implicitTls!.port, rejectUnauthorized: false }, () => {
+        resolve(socket.getPeerX509Certificate()!.fingerprint256);
+        socket.destroy();
+      });
+      socket.once("error", reject);
     });
-    socket.once("error", reject);
-  });
-  const reloads = async (result: string) => Number(new RegExp(`smtpc_relay_config_reloads_total\\{result="${result}"\\} (\\d+)`).exec(await (await fetch(`${health()}/metrics`)).text())?.[1] ?? 0);
+  const reloads = async (result: string) =>
+    Number(
+      new RegExp(`smtpc_relay_config_reloads_total\\{result="${result}"\\} (\\d+)`).exec(
+        await (await fetch(`${health()}/metrics`)).text(),
+      )?.[1] ?? 0,
+    );
 
   before(async () => {
     dir = tempDir("relay-probes");
@@ -51,7 +83,11 @@ describe("the relay's readiness and liveness", () => {
     writeRelayConfig(file, config);
     child = spawn(process.execPath, ["--import", "tsx", "relay/main.ts", "--config", file], { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr!.on("data", (c: Buffer) => (logs += c.toString()));
-    await eventuallyTrue("the relay to be ready", async () => (await fetch(`${health()}/readyz`).catch(() => undefined))?.status === 200, 20_000);
+    await eventuallyTrue(
+      "the relay to be ready",
+      async () => (await fetch(`${health()}/readyz`).catch(() => undefined))?.status === 200,
+      20_000,
+    );
   });
   after(async () => {
     await stopChild(child);

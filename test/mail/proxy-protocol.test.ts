@@ -47,8 +47,10 @@ class Peer {
   }
 }
 
-const v1 = (client: string) => Buffer.from(`PROXY ${client.includes(":") ? "TCP6" : "TCP4"} ${client} ${client.includes(":") ? "::1" : "127.0.0.1"} 40000 587\r\n`);
-const v2 = (client: string) => proxyV2({ source: client, sourcePort: 40000, destination: client.includes(":") ? "::1" : "127.0.0.1", destinationPort: 587 });
+const v1 = (client: string) =>
+  Buffer.from(`PROXY ${client.includes(":") ? "TCP6" : "TCP4"} ${client} ${client.includes(":") ? "::1" : "127.0.0.1"} 40000 587\r\n`);
+const v2 = (client: string) =>
+  proxyV2({ source: client, sourcePort: 40000, destination: client.includes(":") ? "::1" : "127.0.0.1", destinationPort: 587 });
 /** STARTTLS, AUTH and one message on a peer that has its greeting. */
 async function deliver(peer: Peer, subject: string): Promise<void> {
   await peer.send("EHLO client.test", /^250 /m);
@@ -74,7 +76,8 @@ const delivered = async (h: RelayHarness, subject: string) => {
   await eventuallyTrue("the message at the next hop", () => h.sink.messages().some((m) => m.content.includes(subject)), 5_000);
   return h.sink.messages().find((m) => m.content.includes(subject))!.content;
 };
-const sessionFrom = (h: RelayHarness, client: string) => h.logs.some((l) => l.includes('"session opened"') && l.includes(`"remote":"${client}"`));
+const sessionFrom = (h: RelayHarness, client: string) =>
+  h.logs.some((l) => l.includes('"session opened"') && l.includes(`"remote":"${client}"`));
 const refusals = async (h: RelayHarness, reason: string) => {
   const text = await h.relay.metrics.registry.getSingleMetricAsString("smtpc_relay_connections_refused_total");
   // Summed over the listeners.
@@ -98,7 +101,10 @@ describe("PROXY protocol from a trusted balancer", () => {
     await h?.stop();
   });
 
-  for (const [version, header] of [["1", v1], ["2", v2]] as const) {
+  for (const [version, header] of [
+    ["1", v1],
+    ["2", v2],
+  ] as const) {
     test(`version ${version}: the session is the named client's, IPv4 and IPv6`, async () => {
       for (const client of version === "1" ? ["203.0.113.11", "2001:db8::11"] : ["203.0.113.12", "2001:db8::12"]) {
         const peer = await viaBalancer(header(client));
@@ -124,7 +130,8 @@ describe("PROXY protocol from a trusted balancer", () => {
 
   test("IPv4-mapped IPv6 clients (HAProxy on a dual-stack bind): each its own IPv4 source, and the dotted address in Received:", async () => {
     // The 16 address bytes of ::ffff:198.51.100.70 and ::ffff:198.51.100.71 (family 0x21, TCP over IPv6).
-    const mapped = (last: number) => proxyV2({ source: `::ffff:c633:64${last.toString(16)}`, sourcePort: 40000, destination: "::1", destinationPort: 587 });
+    const mapped = (last: number) =>
+      proxyV2({ source: `::ffff:c633:64${last.toString(16)}`, sourcePort: 40000, destination: "::1", destinationPort: 587 });
     const held = await Promise.all([1, 2].map(() => viaBalancer(mapped(70))));
     for (const p of held) assert.match(await p.answer(), /^220 /);
     // Not the IPv6 /64 ::/64 that every mapped client would share: another mapped client has its own share.
@@ -168,7 +175,10 @@ describe("PROXY protocol from a trusted balancer", () => {
     await eventuallyTrue("the third closed", () => third.closed, limits.tlsHandshakeTimeoutSeconds * 1000 - 500);
     assert.equal(third.text, "");
     assert.equal(await refusals(h, "PerSourceLimit"), before + 1);
-    assert.equal(held.some((p) => p.closed), false);
+    assert.equal(
+      held.some((p) => p.closed),
+      false,
+    );
     for (const p of held) p.socket.destroy();
   });
 
@@ -183,7 +193,10 @@ describe("PROXY protocol from a trusted balancer", () => {
     const unknown = [Buffer.from("PROXY UNKNOWN\r\n"), proxyV2({ family: 0x00 })];
     const held = await Promise.all(unknown.map((header) => viaBalancer(header)));
     for (const p of held) assert.match(await p.answer(), /^220 /);
-    assert.match(await (await viaBalancer(Buffer.from("PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n"))).answer(), /^421 4\.7\.0 Too many connections from your address/);
+    assert.match(
+      await (await viaBalancer(Buffer.from("PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n"))).answer(),
+      /^421 4\.7\.0 Too many connections from your address/,
+    );
     // The balancer's own connections are counted apart: both of its share are still there.
     const checks = await Promise.all([1, 2].map(() => viaBalancer(proxyV2({ command: "LOCAL" }))));
     for (const p of checks) assert.match(await p.answer(), /^220 /);
@@ -216,7 +229,11 @@ describe("PROXY protocol on the implicit-TLS listener, near maxConnections", () 
   let h: RelayHarness;
   const open: Peer[] = [];
   before(async () => {
-    h = await startRelay({ domains: [exampleDomain(password)], limits: { maxConnectionsPerSource: 1, maxConnections: 3, tlsHandshakeTimeoutSeconds: 10 }, proxyProtocol: { trustedRanges: [balancer] } });
+    h = await startRelay({
+      domains: [exampleDomain(password)],
+      limits: { maxConnectionsPerSource: 1, maxConnections: 3, tlsHandshakeTimeoutSeconds: 10 },
+      proxyProtocol: { trustedRanges: [balancer] },
+    });
   });
   after(async () => {
     for (const p of open) p.socket.destroy();
@@ -255,7 +272,11 @@ describe("PROXY protocol: the named client against allowedClients (the domain's 
     return peer;
   };
   before(async () => {
-    h = await startRelay({ domains: [exampleDomain(password)], limits, proxyProtocol: { trustedRanges: [balancer], allowedClients: ["198.51.100.0/24", "2001:db8:1::/48"] } });
+    h = await startRelay({
+      domains: [exampleDomain(password)],
+      limits,
+      proxyProtocol: { trustedRanges: [balancer], allowedClients: ["198.51.100.0/24", "2001:db8:1::/48"] },
+    });
   });
   after(async () => {
     for (const p of open) p.socket.destroy();
@@ -284,7 +305,8 @@ describe("PROXY protocol: the named client against allowedClients (the domain's 
     await eventuallyTrue("closed", () => implicit.closed, 3_000);
     assert.equal(implicit.text, "");
     assert.equal(await refusals(h, "ProxyClientNotAllowed"), 5);
-    for (const claimed of ["203.0.113.5", "203.0.113.6", "203.0.113.7", "2001:db8:2::8", "203.0.113.9"]) assert.equal(sessionFrom(h, claimed), false, claimed);
+    for (const claimed of ["203.0.113.5", "203.0.113.6", "203.0.113.7", "2001:db8:2::8", "203.0.113.9"])
+      assert.equal(sessionFrom(h, claimed), false, claimed);
   });
 
   test("the balancer's own connection (LOCAL) is not a client and is served", async () => {
@@ -302,7 +324,10 @@ describe("PROXY protocol: the named client against allowedClients (the domain's 
   });
 
   test("a reload without allowedClients lets any named client in, for new connections", async () => {
-    assert.equal(h.update((c) => (c.proxyProtocol = { trustedRanges: [balancer] })), true);
+    assert.equal(
+      h.update((c) => (c.proxyProtocol = { trustedRanges: [balancer] })),
+      true,
+    );
     const peer = await viaBalancer(v2("203.0.113.10"));
     assert.match(await peer.answer(), /^220 /);
     peer.socket.destroy();
@@ -371,7 +396,10 @@ describe("PROXY protocol from an address not trusted to send it", () => {
   });
 
   test("a reload changes who is trusted, for new connections", async () => {
-    assert.equal(h.update((c) => (c.proxyProtocol = { trustedRanges: ["127.0.0.60/31"] })), true);
+    assert.equal(
+      h.update((c) => (c.proxyProtocol = { trustedRanges: ["127.0.0.60/31"] })),
+      true,
+    );
     const now = await Peer.open(h.starttlsPort, "127.0.0.61");
     now.socket.write(v2("203.0.113.53"));
     assert.match(await now.answer(), /^220 /);

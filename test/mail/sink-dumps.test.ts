@@ -26,7 +26,10 @@ test("a transaction still in DATA is not a message; it is one once the final dot
   const messages = sink.messages();
   assert.equal(messages.length, before + 1);
   const content = messages.at(-1)?.content ?? "";
-  assert.ok(content.startsWith("Subject: half\n\n") && content.includes("x".repeat(20_000)), `whole message: ${JSON.stringify(content.slice(-60))}`);
+  assert.ok(
+    content.startsWith("Subject: half\n\n") && content.includes("x".repeat(20_000)),
+    `whole message: ${JSON.stringify(content.slice(-60))}`,
+  );
   client.close();
 });
 

@@ -38,7 +38,9 @@ describe("webhook delivery", () => {
         const body = Buffer.concat(chunks);
         const timestamp = String(req.headers[timestampHeader]);
         const metadata = String(req.headers[metadataHeader]);
-        const expected = `v1=${createHmac("sha256", hmacKey).update(signedPayload(timestamp, metadata, body)).digest("hex")}`;
+        const expected = `v1=${createHmac("sha256", hmacKey)
+          .update(signedPayload(timestamp, metadata, body))
+          .digest("hex")}`;
         const given = String(req.headers[signatureHeader]);
         received.push({
           body: body.toString(),
@@ -61,9 +63,21 @@ describe("webhook delivery", () => {
 
   const send = () =>
     swaks([
-      "--server", `127.0.0.1:${h.starttlsPort}`, "--tls",
-      "--auth", "PLAIN", "--auth-user", "example.com-v1", "--auth-password", password,
-      "--from", "customer@users.example.org", "--to", "support@example.com", "--header", "Subject: via webhook",
+      "--server",
+      `127.0.0.1:${h.starttlsPort}`,
+      "--tls",
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      "example.com-v1",
+      "--auth-password",
+      password,
+      "--from",
+      "customer@users.example.org",
+      "--to",
+      "support@example.com",
+      "--header",
+      "Subject: via webhook",
     ]);
 
   test("delivers the raw, tagged message with signed metadata; 250 only after the webhook's 2xx", async () => {

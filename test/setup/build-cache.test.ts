@@ -26,12 +26,15 @@ test("two gitops-check builds at once both succeed, and only one of them builds"
   const builders = [a, b].filter((r) => r.stderr.includes("building into"));
   assert.equal(builders.length, 1, `both built:\n${a.stderr}\n${b.stderr}`);
   // Nothing half-made is left beside the entry.
-  assert.deepEqual(readdirSync(join(cache, "gitops-check")).filter((n) => n.includes(".tmp.") || n.endsWith(".partial")), []);
+  assert.deepEqual(
+    readdirSync(join(cache, "gitops-check")).filter((n) => n.includes(".tmp.") || n.endsWith(".partial")),
+    [],
+  );
   await run(a.path, ["--help"]).catch((error: { code?: number }) => assert.notEqual(error.code, 126));
 });
 
 test("two installs of the pinned Node at once both succeed with the same runtime", async () => {
-  const script = 'source hack/lib/node.sh && command -v node && node --version';
+  const script = "source hack/lib/node.sh && command -v node && node --version";
   const once = () => run("bash", ["-c", script], { env: { ...process.env, SMTPC_CACHE_DIR: cache } });
   const [a, b] = await Promise.all([once(), once()]);
   assert.equal(a.stdout, b.stdout);

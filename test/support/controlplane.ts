@@ -87,7 +87,8 @@ export async function startControlPlane(options: { timeoutMs?: number } = {}): P
           child.off("exit", onExit);
           resolve();
         };
-        const onExit = (code: number | null) => reject(new Error(`the control plane exited (${code}) while restarting kube-apiserver; logs in ${dir}\n${stderr}`));
+        const onExit = (code: number | null) =>
+          reject(new Error(`the control plane exited (${code}) while restarting kube-apiserver; logs in ${dir}\n${stderr}`));
         child.stdout?.on("data", onData);
         child.once("exit", onExit);
         child.kill(compact ? "SIGUSR2" : "SIGUSR1");

@@ -67,9 +67,15 @@ export async function runDeployment(
     if (path === "metadata.namespace") return namespace;
     throw new Error(`the deployment runner does not provide fieldRef ${path}`);
   };
-  const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.valueFrom?.fieldRef ? fieldValue(e.valueFrom.fieldRef.fieldPath) : (e.value ?? "")]));
+  const env = Object.fromEntries(
+    (container.env ?? []).map((e) => [e.name, e.valueFrom?.fieldRef ? fieldValue(e.valueFrom.fieldRef.fieldPath) : (e.value ?? "")]),
+  );
   let output = "";
-  const child = spawn(command === "node" ? process.execPath : command!, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(command === "node" ? process.execPath : command!, args, {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   child.stdout?.on("data", (c: Buffer) => (output += c.toString()));
   child.stderr?.on("data", (c: Buffer) => (output += c.toString()));
   // The kubelet refreshes mounted Secrets on its own; so does this stand-in.
@@ -96,8 +102,24 @@ export async function runDeployment(
     logs: () => output,
     sync,
     markAvailable: async () => {
-      const status = { observedGeneration: deployment.metadata!.generation, replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1 };
-      const result = await kubectl(["patch", "deployment", deployment.metadata!.name!, "-n", namespace, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })]);
+      const status = {
+        observedGeneration: deployment.metadata!.generation,
+        replicas: 1,
+        updatedReplicas: 1,
+        readyReplicas: 1,
+        availableReplicas: 1,
+      };
+      const result = await kubectl([
+        "patch",
+        "deployment",
+        deployment.metadata!.name!,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        JSON.stringify({ status }),
+      ]);
       if (result.code !== 0) throw new Error(`marking the Deployment available failed: ${result.stderr}`);
     },
     stop: async () => {

@@ -22,10 +22,14 @@ export async function e2eClients(): Promise<Clients> {
 
 /** The operator command (`npm run operator`), with the chart's RBAC, not admin. */
 export async function startOperatorCommand(args: string[] = [], kubeconfig?: string): Promise<ChildProcess> {
-  return spawn(process.execPath, ["--import", "tsx", "operator/main.ts", "--kubeconfig", kubeconfig ?? (await operatorKubeconfig()), "--metrics-port", "0", ...args], {
-    stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, LOG_LEVEL: "warn" },
-  });
+  return spawn(
+    process.execPath,
+    ["--import", "tsx", "operator/main.ts", "--kubeconfig", kubeconfig ?? (await operatorKubeconfig()), "--metrics-port", "0", ...args],
+    {
+      stdio: ["ignore", "ignore", "inherit"],
+      env: { ...process.env, LOG_LEVEL: "warn" },
+    },
+  );
 }
 
 /** A SupportAddress sending through a local server that wants StartTLS and the login in `credentials`, trusted via `ca`. */
@@ -37,7 +41,13 @@ export function localServerAddress(namespace: string, port: number, extra: { ver
     spec: {
       address: "support@example.com",
       domainRef: { name: "example-com" },
-      outbound: { host: "127.0.0.1", port, tls: "StartTLS", credentialsSecretRef: { name: "support-smtp" }, caSecretRef: { name: "customer-ca" } },
+      outbound: {
+        host: "127.0.0.1",
+        port,
+        tls: "StartTLS",
+        credentialsSecretRef: { name: "support-smtp" },
+        caSecretRef: { name: "customer-ca" },
+      },
       ...(extra.verification ? { verification: extra.verification } : {}),
     },
   };
@@ -45,7 +55,11 @@ export function localServerAddress(namespace: string, port: number, extra: { ver
 
 /** Waits until a relay run from its Deployment (deployment-runner) answers /readyz on its health port. */
 export function relayReady(healthPort = 8080): Promise<true> {
-  return eventually("the relay to be ready", async () => ((await fetch(`http://127.0.0.1:${healthPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+  return eventually(
+    "the relay to be ready",
+    async () => ((await fetch(`http://127.0.0.1:${healthPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined),
+    30_000,
+  );
 }
 
 /**
@@ -54,12 +68,21 @@ export function relayReady(healthPort = 8080): Promise<true> {
  */
 export function inboundOnlyAddress(namespace: string): object[] {
   return [
-    { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: "support@example.com", password: "x" } },
+    {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "support-smtp", namespace },
+      stringData: { username: "support@example.com", password: "x" },
+    },
     {
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SupportAddress",
       metadata: { name: "support", namespace },
-      spec: { address: "support@example.com", domainRef: { name: "example-com" }, outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } } },
+      spec: {
+        address: "support@example.com",
+        domainRef: { name: "example-com" },
+        outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } },
+      },
     },
   ];
 }

@@ -29,7 +29,13 @@ function sections(snippet: string): Record<"routers" | "transports" | "authentic
   return out;
 }
 
-export async function startExim(opts: { domain: string; snippet: string; relayHost: string; relayPort: number; caPem?: string }): Promise<Exim> {
+export async function startExim(opts: {
+  domain: string;
+  snippet: string;
+  relayHost: string;
+  relayPort: number;
+  caPem?: string;
+}): Promise<Exim> {
   const cached = execFileSync("bash", ["hack/exim/fetch.sh"], { encoding: "utf8" }).trim();
   const dir = tempDir("exim");
   // Exim drops to its own user (the config is not a trusted one) and re-execs itself for every
@@ -44,7 +50,12 @@ export async function startExim(opts: { domain: string; snippet: string; relayHo
   if (opts.caPem) writeFileSync(caFile, opts.caPem, { mode: 0o644 });
   const hosts = join(dir, "hosts");
   writeFileSync(hosts, `127.0.0.1 localhost\n127.0.0.1 ${opts.relayHost}\n`);
-  const snippet = opts.snippet.split(`${opts.relayHost}::587`).join(`${opts.relayHost}::${opts.relayPort}`).replace(/^ {2}port = 587$/m, `  port = ${opts.relayPort}`).split("/etc/exim4/smtp-connector-ca.crt").join(caFile);
+  const snippet = opts.snippet
+    .split(`${opts.relayHost}::587`)
+    .join(`${opts.relayHost}::${opts.relayPort}`)
+    .replace(/^ {2}port = 587$/m, `  port = ${opts.relayPort}`)
+    .split("/etc/exim4/smtp-connector-ca.crt")
+    .join(caFile);
   const parts = sections(snippet);
   const config = [
     "primary_hostname = mx.customer.test",
@@ -80,7 +91,20 @@ export async function startExim(opts: { domain: string; snippet: string; relayHo
   for (const path of [dir, join(dir, "spool"), join(dir, "log")]) chownSync(path, uid, gid);
   const child: ChildProcess = spawn(
     "unshare",
-    ["--mount", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', hosts, binary, "-C", configFile, "-bdf", "-q2s", "-oX", String(port)],
+    [
+      "--mount",
+      "sh",
+      "-c",
+      'mount --bind "$0" /etc/hosts && exec "$@"',
+      hosts,
+      binary,
+      "-C",
+      configFile,
+      "-bdf",
+      "-q2s",
+      "-oX",
+      String(port),
+    ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   let stderr = "";

@@ -16,5 +16,8 @@ let binary: string | undefined;
 export function gitopsVerdicts(objects: object[]): GitOpsVerdict[] {
   binary ??= execFileSync("bash", ["hack/gitops-check/build.sh"], { encoding: "utf8" }).trim();
   const out = execFileSync(binary, ["gitops/argocd/health.lua"], { input: JSON.stringify(objects), encoding: "utf8" });
-  return out.trim().split("\n").map((line) => JSON.parse(line) as GitOpsVerdict);
+  return out
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as GitOpsVerdict);
 }

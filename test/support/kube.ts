@@ -74,7 +74,9 @@ export async function kubectl(args: string[], options: { kubeconfig?: string; in
 
 /** Server-side applies manifests as a platform team would (kubectl, its own field manager); throws with kubectl's message on failure. */
 export async function applyManifests(...manifests: object[]): Promise<string> {
-  const result = await kubectl(["apply", "--server-side", "--field-manager=platform-team", "-f", "-"], { input: manifests.map((m) => stringify(m)).join("---\n") });
+  const result = await kubectl(["apply", "--server-side", "--field-manager=platform-team", "-f", "-"], {
+    input: manifests.map((m) => stringify(m)).join("---\n"),
+  });
   if (result.code !== 0) throw new Error(`kubectl apply failed: ${result.stderr}`);
   return result.stdout;
 }
@@ -84,21 +86,21 @@ export async function serviceAccountKubeconfig(namespace: string, name: string, 
   const { kubeconfigPath, binary } = await connect();
   await execFileAsync(binary, [
     "sa-kubeconfig",
-    "--kubeconfig", kubeconfigPath,
-    "--namespace", namespace,
-    "--serviceaccount", name,
+    "--kubeconfig",
+    kubeconfigPath,
+    "--namespace",
+    namespace,
+    "--serviceaccount",
+    name,
     "--create",
-    "--out", out,
+    "--out",
+    out,
   ]);
   return out;
 }
 
 /** Polls until check returns a value other than undefined, or fails with the last reason. */
-export async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 30_000,
-): Promise<T> {
+export async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -117,16 +119,29 @@ export async function eventually<T>(
 
 /** An SmtpDomain as the API server returns it (example-com unless named). */
 export async function readSmtpDomain(custom: k8s.CustomObjectsApi, namespace: string, name = "example-com"): Promise<SmtpDomain> {
-  return (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains", name })) as SmtpDomain;
+  return (await custom.getNamespacedCustomObject({
+    group: "smtpconnector.dev",
+    version: "v1alpha1",
+    namespace,
+    plural: "smtpdomains",
+    name,
+  })) as SmtpDomain;
 }
 
 /** A SupportAddress as the API server returns it (support unless named). */
 export async function readSupportAddress(custom: k8s.CustomObjectsApi, namespace: string, name = "support"): Promise<SupportAddress> {
-  return (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "supportaddresses", name })) as SupportAddress;
+  return (await custom.getNamespacedCustomObject({
+    group: "smtpconnector.dev",
+    version: "v1alpha1",
+    namespace,
+    plural: "supportaddresses",
+    name,
+  })) as SupportAddress;
 }
 
 /** One condition of an object's status, by type. */
-export const conditionOf = (object: { status?: { conditions?: Condition[] } }, type: string): Condition | undefined => object.status?.conditions?.find((c) => c.type === type);
+export const conditionOf = (object: { status?: { conditions?: Condition[] } }, type: string): Condition | undefined =>
+  object.status?.conditions?.find((c) => c.type === type);
 
 /** A key of a Secret's data, decoded ("" when absent). */
 export const secretText = (secret: k8s.V1Secret, key: string): string => Buffer.from(secret.data?.[key] ?? "", "base64").toString();

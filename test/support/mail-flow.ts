@@ -47,11 +47,24 @@ export function mailFlow(): MailFlow {
 }
 
 /** The Secrets localServerAddress names: the address's login and the CA of the customer's server. */
-export function customerSecrets(namespace: string, flow: Pick<MailFlow, "login"> & { customer?: { certFile: string } | undefined }): object[] {
+export function customerSecrets(
+  namespace: string,
+  flow: Pick<MailFlow, "login"> & { customer?: { certFile: string } | undefined },
+): object[] {
   if (!flow.customer) throw new Error("start the customer's server first: its CA goes into customer-ca");
   return [
-    { apiVersion: "v1", kind: "Secret", metadata: { name: "support-smtp", namespace }, stringData: { username: flow.login.username, password: flow.login.password } },
-    { apiVersion: "v1", kind: "Secret", metadata: { name: "customer-ca", namespace }, stringData: { "ca.crt": readFileSync(flow.customer.certFile, "utf8") } },
+    {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "support-smtp", namespace },
+      stringData: { username: flow.login.username, password: flow.login.password },
+    },
+    {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "customer-ca", namespace },
+      stringData: { "ca.crt": readFileSync(flow.customer.certFile, "utf8") },
+    },
   ];
 }
 
@@ -61,7 +74,9 @@ export function customerSecrets(namespace: string, flow: Pick<MailFlow, "login">
  * would. The relay is the flow's, so it is stopped after the tests.
  */
 export async function runRelay(flow: MailFlow, namespace: string, { available = true } = {}): Promise<k8s.V1Deployment> {
-  const deployment = await eventually("the relay Deployment", () => flow.apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }));
+  const deployment = await eventually("the relay Deployment", () =>
+    flow.apps.readNamespacedDeployment({ namespace, name: "example-com-relay" }),
+  );
   const relay = await runDeployment(flow.core, deployment);
   flow.relay = relay;
   await relayReady().catch((error: unknown) => {

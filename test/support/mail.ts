@@ -3,7 +3,20 @@
 // made by openssl.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  fstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,13 +55,32 @@ export async function freePort(): Promise<number> {
 }
 
 /** A self-signed certificate for 127.0.0.1, the given name and any others. */
-export async function selfSignedCertificate(dir: string, name = "relay.test", others: string[] = [], ips: string[] = []): Promise<{ certFile: string; keyFile: string }> {
+export async function selfSignedCertificate(
+  dir: string,
+  name = "relay.test",
+  others: string[] = [],
+  ips: string[] = [],
+): Promise<{ certFile: string; keyFile: string }> {
   const certFile = join(dir, `${name.replace(/^\*/, "star")}.crt`);
   const keyFile = join(dir, `${name.replace(/^\*/, "star")}.key`);
   await execFileAsync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", `/CN=${name}`,
-    "-addext", `subjectAltName=${[name, ...others].map((n) => `DNS:${n}`).join(",")},${["127.0.0.1", ...ips].map((ip) => `IP:${ip}`).join(",")}`,
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${name}`,
+    "-addext",
+    `subjectAltName=${[name, ...others].map((n) => `DNS:${n}`).join(",")},${["127.0.0.1", ...ips].map((ip) => `IP:${ip}`).join(",")}`,
   ]);
   return { certFile, keyFile };
 }
@@ -58,7 +90,11 @@ export async function selfSignedCertificate(dir: string, name = "relay.test", ot
  * (the relay's, in tests), valid for every relay host name the test operator
  * gives in this namespace (<domain>.<namespace>.relay.test in-process, .relay.smtp-connector.local by the command).
  */
-export async function tlsSecretManifest(namespace: string, name = "relay-tls", names: string[] = [`*.${namespace}.relay.test`, `*.${namespace}.relay.smtp-connector.local`]) {
+export async function tlsSecretManifest(
+  namespace: string,
+  name = "relay-tls",
+  names: string[] = [`*.${namespace}.relay.test`, `*.${namespace}.relay.smtp-connector.local`],
+) {
   const cert = await selfSignedCertificate(tempDir("tls"), "relay.test", names);
   return {
     apiVersion: "v1",
@@ -222,7 +258,10 @@ export interface SwaksResult {
 /** Runs swaks; resolves with its exit code and transcript, never throws on a failed transaction. */
 export async function swaks(args: string[], timeoutMs = 30_000): Promise<SwaksResult> {
   try {
-    const { stdout, stderr } = await execFileAsync("swaks", ["--timeout", "20", ...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
+    const { stdout, stderr } = await execFileAsync("swaks", ["--timeout", "20", ...args], {
+      timeout: timeoutMs,
+      maxBuffer: 16 * 1024 * 1024,
+    });
     return { code: 0, output: stdout + stderr };
   } catch (error) {
     const e = error as { code?: number; stdout?: string; stderr?: string };
@@ -281,7 +320,14 @@ export async function relayConfig(opts: {
       maxConnections: 100,
       ...opts.limits,
     },
-    authFailures: { perConnection: 3, delayMs: 10, lockoutThreshold: 10, lockoutWindowSeconds: 300, lockoutSeconds: 600, ...opts.authFailures },
+    authFailures: {
+      perConnection: 3,
+      delayMs: 10,
+      lockoutThreshold: 10,
+      lockoutWindowSeconds: 300,
+      lockoutSeconds: 600,
+      ...opts.authFailures,
+    },
     ...(opts.proxyProtocol ? { proxyProtocol: opts.proxyProtocol } : {}),
     domains: opts.domains.map((d) => ({
       domain: d.domain,

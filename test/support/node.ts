@@ -23,7 +23,10 @@ export interface Cluster {
 }
 
 export async function startCluster(timeoutMs = 900_000): Promise<Cluster> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "hack/node/up.ts")], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "hack/node/up.ts")], {
+    cwd: repoRoot,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stderr = "";
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
   const ready = await new Promise<{ kubeconfig: string; node: string; image: string; testenv: string }>((resolve, reject) => {
@@ -37,7 +40,10 @@ export async function startCluster(timeoutMs = 900_000): Promise<Cluster> {
         resolve(JSON.parse(line) as { kubeconfig: string; node: string; image: string; testenv: string });
       }
     });
-    child.once("exit", (code) => (clearTimeout(timer), reject(new Error(`hack/node/up.ts exited (${code}) before the node was ready:\n${stderr}`))));
+    child.once(
+      "exit",
+      (code) => (clearTimeout(timer), reject(new Error(`hack/node/up.ts exited (${code}) before the node was ready:\n${stderr}`))),
+    );
   });
   return { ...ready, pid: child.pid!, stderr: () => stderr, stop: () => stopCluster(child) };
 }

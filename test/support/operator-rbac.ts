@@ -35,7 +35,12 @@ export function operatorKubeconfig(): Promise<string> {
         },
       })
       .catch(ignoreExists);
-    await rbac.createNamespacedRole({ namespace: operatorNamespace, body: { metadata: { name: "smtp-connector-leader-election" }, rules: leaseRules } }).catch(ignoreExists);
+    await rbac
+      .createNamespacedRole({
+        namespace: operatorNamespace,
+        body: { metadata: { name: "smtp-connector-leader-election" }, rules: leaseRules },
+      })
+      .catch(ignoreExists);
     await rbac
       .createNamespacedRoleBinding({
         namespace: operatorNamespace,
@@ -46,7 +51,11 @@ export function operatorKubeconfig(): Promise<string> {
         },
       })
       .catch(ignoreExists);
-    return serviceAccountKubeconfig(operatorNamespace, "smtp-connector", join(mkdtempSync(join(tmpdir(), "smtpc-operator-")), "kubeconfig"));
+    return serviceAccountKubeconfig(
+      operatorNamespace,
+      "smtp-connector",
+      join(mkdtempSync(join(tmpdir(), "smtpc-operator-")), "kubeconfig"),
+    );
   })();
   return minted;
 }
@@ -59,7 +68,15 @@ export async function chartRbacKubeconfig(release: string, values: Record<string
   await operatorKubeconfig();
   const dir = mkdtempSync(join(tmpdir(), "smtpc-chart-rbac-"));
   writeFileSync(join(dir, "values.yaml"), stringify(values));
-  const rendered = await helmOffline(["template", release, "charts/smtp-connector", "--namespace", operatorNamespace, "-f", join(dir, "values.yaml")]);
+  const rendered = await helmOffline([
+    "template",
+    release,
+    "charts/smtp-connector",
+    "--namespace",
+    operatorNamespace,
+    "-f",
+    join(dir, "values.yaml"),
+  ]);
   if (rendered.code !== 0) throw new Error(`helm template failed: ${rendered.stderr}`);
   const rbac = parseAllDocuments(rendered.stdout)
     .map((d) => d.toJS() as { kind?: string } | null)
@@ -71,7 +88,12 @@ export async function chartRbacKubeconfig(release: string, values: Record<string
 }
 
 /** An in-process Controller with the operator's RBAC (or another kubeconfig's); logs only with SMTPC_TEST_LOG=<level>. */
-export async function startTestController(options: Omit<ControllerOptions, "log" | "settings"> & { settingsOverride?: Partial<ControllerOptions["settings"]>; kubeconfig?: string } = {}): Promise<Controller> {
+export async function startTestController(
+  options: Omit<ControllerOptions, "log" | "settings"> & {
+    settingsOverride?: Partial<ControllerOptions["settings"]>;
+    kubeconfig?: string;
+  } = {},
+): Promise<Controller> {
   const { settingsOverride, kubeconfig, ...rest } = options;
   const level = process.env.SMTPC_TEST_LOG;
   const controller = new Controller(clusterAccess(kubeconfig ?? (await operatorKubeconfig())), {

@@ -50,7 +50,13 @@ const services = [
   "postlog   unix-dgram n - n - 1 postlogd",
 ];
 
-export async function startPostfix(settings: Record<string, string>, extraServices: string[] = [], files: Record<string, string> = {}, listenPort?: number, listenAddress = "127.0.0.1"): Promise<Postfix> {
+export async function startPostfix(
+  settings: Record<string, string>,
+  extraServices: string[] = [],
+  files: Record<string, string> = {},
+  listenPort?: number,
+  listenAddress = "127.0.0.1",
+): Promise<Postfix> {
   const dir = tempDir("postfix");
   chmodSync(dir, 0o755);
   const port = listenPort ?? (await freePort());
@@ -74,7 +80,12 @@ export async function startPostfix(settings: Record<string, string>, extraServic
     queue_run_delay: "2s",
     ...settings,
   };
-  writeFileSync(join(dir, "main.cf"), Object.entries(main).map(([k, v]) => `${k} = ${v}`).join("\n") + "\n");
+  writeFileSync(
+    join(dir, "main.cf"),
+    Object.entries(main)
+      .map(([k, v]) => `${k} = ${v}`)
+      .join("\n") + "\n",
+  );
   writeFileSync(join(dir, "master.cf"), [`${listenAddress}:${port} inet n - n - - smtpd`, ...services, ...extraServices].join("\n") + "\n");
   for (const [path, content] of Object.entries(files)) {
     mkdirSync(dirname(join(dir, path)), { recursive: true, mode: 0o755 });
@@ -110,7 +121,9 @@ export async function startPostfix(settings: Record<string, string>, extraServic
 }
 
 function postfixUser(): { uid: number; gid: number } {
-  const entry = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("postfix:"));
+  const entry = readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("postfix:"));
   if (!entry) throw new Error("no postfix user: install Debian's postfix package (hack/setup.sh does)");
   const [, , uid, gid] = entry.split(":");
   return { uid: Number(uid), gid: Number(gid) };
@@ -214,12 +227,19 @@ export async function startSubmissionServer(opts: {
 }): Promise<Postfix & { certFile: string }> {
   const sasl = tempDir("sasl");
   chmodSync(sasl, 0o755);
-  const tls = await selfSignedCertificate(sasl, "mx.customer.test", [], opts.listenAddress && opts.listenAddress !== "127.0.0.1" ? [opts.listenAddress] : []);
+  const tls = await selfSignedCertificate(
+    sasl,
+    "mx.customer.test",
+    [],
+    opts.listenAddress && opts.listenAddress !== "127.0.0.1" ? [opts.listenAddress] : [],
+  );
   const db = join(sasl, "sasldb2");
   for (const user of opts.users) {
     const [name, realm] = user.username.split("@");
     await new Promise<void>((resolve, reject) => {
-      const child = execFile("saslpasswd2", ["-f", db, "-p", "-c", ...(realm ? ["-u", realm] : []), name!], (error) => (error ? reject(new Error(`saslpasswd2 failed: ${error.message}`)) : resolve()));
+      const child = execFile("saslpasswd2", ["-f", db, "-p", "-c", ...(realm ? ["-u", realm] : []), name!], (error) =>
+        error ? reject(new Error(`saslpasswd2 failed: ${error.message}`)) : resolve(),
+      );
       child.stdin?.end(user.password);
     });
   }

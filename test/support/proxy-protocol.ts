@@ -30,7 +30,16 @@ export function proxyV2(opts: {
   const command = opts.command === "LOCAL" ? 0x20 : 0x21;
   const addresses =
     opts.source && opts.destination
-      ? Buffer.concat([ipBytes(opts.source), ipBytes(opts.destination), Buffer.from([(opts.sourcePort ?? 0) >> 8, (opts.sourcePort ?? 0) & 0xff, (opts.destinationPort ?? 0) >> 8, (opts.destinationPort ?? 0) & 0xff])])
+      ? Buffer.concat([
+          ipBytes(opts.source),
+          ipBytes(opts.destination),
+          Buffer.from([
+            (opts.sourcePort ?? 0) >> 8,
+            (opts.sourcePort ?? 0) & 0xff,
+            (opts.destinationPort ?? 0) >> 8,
+            (opts.destinationPort ?? 0) & 0xff,
+          ]),
+        ])
       : Buffer.alloc(0);
   const family = opts.family ?? (opts.source ? (isIPv4(opts.source) ? 0x11 : 0x21) : 0x00);
   const body = Buffer.concat([addresses, opts.tlvs ?? Buffer.alloc(0)]);

@@ -110,11 +110,22 @@ export class RawSmtp {
    */
   static async connect(
     port: number,
-    { implicitTls = false, ca, servername, localAddress }: { implicitTls?: boolean; ca?: string; servername?: string; localAddress?: string } = {},
+    {
+      implicitTls = false,
+      ca,
+      servername,
+      localAddress,
+    }: { implicitTls?: boolean; ca?: string; servername?: string; localAddress?: string } = {},
   ): Promise<RawSmtp> {
     const from = localAddress ? { localAddress } : {};
     const socket = implicitTls
-      ? tlsConnect({ port, host: "127.0.0.1", ...from, ...(ca ? { ca, rejectUnauthorized: true } : { rejectUnauthorized: false }), ...(servername ? { servername } : {}) })
+      ? tlsConnect({
+          port,
+          host: "127.0.0.1",
+          ...from,
+          ...(ca ? { ca, rejectUnauthorized: true } : { rejectUnauthorized: false }),
+          ...(servername ? { servername } : {}),
+        })
       : new Socket().connect({ port, host: "127.0.0.1", ...from });
     await new Promise<void>((resolve, reject) => {
       socket.once(implicitTls ? "secureConnect" : "connect", () => resolve());

@@ -43,14 +43,28 @@ describe("judgeDomains", () => {
   test("at most four domains per namespace; the oldest win", () => {
     const ds = ["a.com", "b.com", "c.com", "d.com", "e.com"].map((d, i) => domain("ns", `d${i}`, d));
     const verdicts = judgeDomains([...ds].reverse(), defaultLimits);
-    assert.deepEqual(ds.map((d) => verdicts.get(`ns/${d.metadata.name}`)!.served), [true, true, true, true, false]);
+    assert.deepEqual(
+      ds.map((d) => verdicts.get(`ns/${d.metadata.name}`)!.served),
+      [true, true, true, true, false],
+    );
     assert.equal((verdicts.get("ns/d4") as { reason: string }).reason, "LimitExceeded");
   });
   test("a system domain (or one under it) is never served, and takes no slot", () => {
-    const ds = ["helpdesk.example.net", "eu.Helpdesk.example.net", "a.com", "b.com", "c.com", "d.com"].map((d, i) => domain("ns", `d${i}`, d));
+    const ds = ["helpdesk.example.net", "eu.Helpdesk.example.net", "a.com", "b.com", "c.com", "d.com"].map((d, i) =>
+      domain("ns", `d${i}`, d),
+    );
     const verdicts = judgeDomains(ds, defaultLimits, ["helpdesk.example.net"]);
-    assert.deepEqual(ds.map((d) => { const v = verdicts.get(`ns/${d.metadata.name}`)!; return v.served ? "served" : v.reason; }), ["SystemDomain", "SystemDomain", "served", "served", "served", "served"]);
-    assert.equal(judgeDomains([domain("ns", "x", "nothelpdesk.example.net")], defaultLimits, ["helpdesk.example.net"]).get("ns/x")!.served, true);
+    assert.deepEqual(
+      ds.map((d) => {
+        const v = verdicts.get(`ns/${d.metadata.name}`)!;
+        return v.served ? "served" : v.reason;
+      }),
+      ["SystemDomain", "SystemDomain", "served", "served", "served", "served"],
+    );
+    assert.equal(
+      judgeDomains([domain("ns", "x", "nothelpdesk.example.net")], defaultLimits, ["helpdesk.example.net"]).get("ns/x")!.served,
+      true,
+    );
   });
 });
 
@@ -72,10 +86,16 @@ describe("judgeAddresses", () => {
       address("ns", "dup", "support@example.com", "example"),
     ];
     const w = world([d], addresses);
-    assert.deepEqual(
-      Object.fromEntries(addresses.map((a) => [a.metadata.name, reasonOf(w, a.metadata.name!)])),
-      { ok: "served", mismatch: "DomainMismatch", system: "SystemAddress", "system-sub": "SystemAddress", nodomain: "DomainNotFound", nosecret: "CredentialsSecretNotFound", badsecret: "CredentialsSecretInvalid", dup: "AddressConflict" },
-    );
+    assert.deepEqual(Object.fromEntries(addresses.map((a) => [a.metadata.name, reasonOf(w, a.metadata.name!)])), {
+      ok: "served",
+      mismatch: "DomainMismatch",
+      system: "SystemAddress",
+      "system-sub": "SystemAddress",
+      nodomain: "DomainNotFound",
+      nosecret: "CredentialsSecretNotFound",
+      badsecret: "CredentialsSecretInvalid",
+      dup: "AddressConflict",
+    });
   });
   test("the same address in another namespace: the earlier keeps working", () => {
     const sandboxDomain = domain("sandbox", "example", "example.org");
@@ -89,11 +109,16 @@ describe("judgeAddresses", () => {
   });
   test("limits: 50 per domain and 200 per namespace, oldest first, deterministic", () => {
     const domains = ["a.com", "b.com", "c.com", "d.com"].map((m, i) => domain("big", `d${i}`, m));
-    const addresses = domains.flatMap((dom) => Array.from({ length: 55 }, (_, i) => address("big", `${dom.metadata.name}-${i}`, `s${i}@${dom.spec.domain}`, dom.metadata.name!)));
+    const addresses = domains.flatMap((dom) =>
+      Array.from({ length: 55 }, (_, i) => address("big", `${dom.metadata.name}-${i}`, `s${i}@${dom.spec.domain}`, dom.metadata.name!)),
+    );
     const verdicts = judgeAddresses(world(domains, [...addresses].reverse()));
     const served = addresses.filter((a) => verdicts.get(`big/${a.metadata.name}`)!.served);
     assert.equal(served.length, 200);
-    assert.ok(addresses.slice(0, 50).every((a) => verdicts.get(`big/${a.metadata.name}`)!.served), "the oldest 50 of the first domain");
+    assert.ok(
+      addresses.slice(0, 50).every((a) => verdicts.get(`big/${a.metadata.name}`)!.served),
+      "the oldest 50 of the first domain",
+    );
     assert.equal((verdicts.get("big/d0-50") as { reason: string }).reason, "LimitExceeded");
     const again = judgeAddresses(world(domains, addresses));
     assert.deepEqual([...again.entries()].sort(), [...verdicts.entries()].sort(), "input order does not matter");

@@ -14,7 +14,7 @@ const mailDomains = ["one.example", "two.example", "helpdesk.example.net"];
 /** A small deterministic random source, so a failure is reproducible. */
 function random(seed: number): () => number {
   let x = seed;
-  return () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  return () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 }
 
 describe("VerdictCache", () => {
@@ -41,7 +41,13 @@ describe("VerdictCache", () => {
         if (kind < 0.2) {
           const name = pick(["d0", "d1"]);
           if (domains.has(`${namespace}/${name}`) && next() < 0.5) domains.delete(`${namespace}/${name}`);
-          else domains.set(`${namespace}/${name}`, { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SmtpDomain", metadata: { namespace, name, creationTimestamp: created() }, spec: { domain: pick(mailDomains), inbound: { delivery: { smtp: { host: "ingest.svc" } } } } });
+          else
+            domains.set(`${namespace}/${name}`, {
+              apiVersion: "smtpconnector.dev/v1alpha1",
+              kind: "SmtpDomain",
+              metadata: { namespace, name, creationTimestamp: created() },
+              spec: { domain: pick(mailDomains), inbound: { delivery: { smtp: { host: "ingest.svc" } } } },
+            });
         } else {
           const name = `s${Math.floor(next() * 6)}`;
           const key = `${namespace}/${name}`;
@@ -53,7 +59,11 @@ describe("VerdictCache", () => {
               apiVersion: "smtpconnector.dev/v1alpha1",
               kind: "SupportAddress",
               metadata: { namespace, name, creationTimestamp: existing?.metadata.creationTimestamp ?? created() },
-              spec: { address: `${pick(["x", "y", "z"])}@${pick(mailDomains)}`, domainRef: { name: pick(["d0", "d1"]) }, outbound: { host: "smtp.x.org", credentialsSecretRef: { name: next() < 0.1 ? "broken" : "creds" } } },
+              spec: {
+                address: `${pick(["x", "y", "z"])}@${pick(mailDomains)}`,
+                domainRef: { name: pick(["d0", "d1"]) },
+                outbound: { host: "smtp.x.org", credentialsSecretRef: { name: next() < 0.1 ? "broken" : "creds" } },
+              },
             });
           }
         }
@@ -67,7 +77,11 @@ describe("VerdictCache", () => {
         assert.deepEqual(new Map([...got.addressVerdicts].sort()), new Map([...expected].sort()), `seed ${seed}, step ${step}`);
         assert.deepEqual(got.domainVerdicts, domainVerdicts, `seed ${seed}, step ${step}`);
         // The index the controller finds a conflict's other side with.
-        for (const a of w.addresses()) assert.ok(cache.namespacesWith(a.spec.address.toLowerCase()).has(a.metadata.namespace!), `seed ${seed}, step ${step}: ${a.spec.address}`);
+        for (const a of w.addresses())
+          assert.ok(
+            cache.namespacesWith(a.spec.address.toLowerCase()).has(a.metadata.namespace!),
+            `seed ${seed}, step ${step}: ${a.spec.address}`,
+          );
       }
     }
   });
@@ -83,10 +97,21 @@ describe("VerdictCache", () => {
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SupportAddress",
       metadata: { namespace: "sandbox", name: "s", creationTimestamp: "2026-01-01T00:00:05Z" },
-      spec: { address: "support@one.example", domainRef: { name: "d" }, outbound: { host: "smtp.x.org", credentialsSecretRef: { name: "creds" } } },
+      spec: {
+        address: "support@one.example",
+        domainRef: { name: "d" },
+        outbound: { host: "smtp.x.org", credentialsSecretRef: { name: "creds" } },
+      },
     };
     let domains = [domain("prod", "2026-01-01T00:00:00Z"), domain("sandbox", "2026-01-01T00:00:01Z")];
-    const world = (): VerdictWorld => ({ domains, addresses: () => [address], addressesIn: (namespace) => (namespace === "sandbox" ? [address] : []), systemDomains: [], limits, outboundSecret: () => "ok" });
+    const world = (): VerdictWorld => ({
+      domains,
+      addresses: () => [address],
+      addressesIn: (namespace) => (namespace === "sandbox" ? [address] : []),
+      systemDomains: [],
+      limits,
+      outboundSecret: () => "ok",
+    });
     const cache = new VerdictCache();
     assert.equal(cache.verdicts(world).addressVerdicts.get("sandbox/s")?.served, false, "prod claimed one.example first");
     domains = [domains[1]!];

@@ -17,7 +17,11 @@ describe("the author of a submission", () => {
     ["folded From:", ["From: Example Support\r\n <support@example.com>"], "Accepted"],
     ["a comment holding a comma and an address", ["From: <support@example.com> (not ceo@example.com, really)"], "Accepted"],
     ["a nested comment with an escaped parenthesis", ["From: support@example.com (a (b \\) c) d)"], "Accepted"],
-    ["UTF-8 in the display name (RFC 6532)", [`From: ${Buffer.from("Équipe Support", "utf8").toString("latin1")} <support@example.com>`], "Accepted"],
+    [
+      "UTF-8 in the display name (RFC 6532)",
+      [`From: ${Buffer.from("Équipe Support", "utf8").toString("latin1")} <support@example.com>`],
+      "Accepted",
+    ],
     ["obs-phrase with a dot", ["From: John Q. Public <support@example.com>"], "Accepted"],
     ["upper-case domain and local part", ["From: SUPPORT@EXAMPLE.COM"], "Accepted"],
     ["field name in another case", ["FROM: support@example.com"], "Accepted"],

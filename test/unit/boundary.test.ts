@@ -44,7 +44,10 @@ function violations(files: readonly string[], allowed: (target: string) => boole
   return files.flatMap((file) =>
     specifiers(readFileSync(file, "utf8")).flatMap((specifier) => {
       const target = resolved(file, specifier);
-      if (target === undefined) return !packages || isPlatform(specifier) || packageName(specifier) in pkg.dependencies ? [] : [`${file} imports the package ${specifier}`];
+      if (target === undefined)
+        return !packages || isPlatform(specifier) || packageName(specifier) in pkg.dependencies
+          ? []
+          : [`${file} imports the package ${specifier}`];
       return allowed(target) ? [] : [`${file} imports ${relative(".", target)}`];
     }),
   );
@@ -68,10 +71,7 @@ test("the relay's contract imports only itself, the shared library, Node and pro
 });
 
 test("the shared library imports only itself, Node and production packages", () => {
-  assert.deepEqual(
-    violations(sources("lib"), inside("lib")),
-    [],
-  );
+  assert.deepEqual(violations(sources("lib"), inside("lib")), []);
 });
 
 test("the import scan sees every form an import can take", () => {
@@ -83,5 +83,12 @@ test("the import scan sees every form an import can take", () => {
     'import "./side-effect.js";',
     'const m = await import("../relay/relay.js");',
   ].join("\n");
-  assert.deepEqual(specifiers(text), ["./x.js", "../relay/forward/smtp-client.js", "../relay/ops/reports.js", "./y.js", "./side-effect.js", "../relay/relay.js"]);
+  assert.deepEqual(specifiers(text), [
+    "./x.js",
+    "../relay/forward/smtp-client.js",
+    "../relay/ops/reports.js",
+    "./y.js",
+    "./side-effect.js",
+    "../relay/relay.js",
+  ]);
 });

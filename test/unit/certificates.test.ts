@@ -36,10 +36,20 @@ test("an issued certificate verifies with OpenSSL as a TLS server certificate fo
   // -attime: the check runs at the issuing instant, not today.
   const at = String(Math.floor(now.getTime() / 1000) + 60);
   for (const name of names) {
-    const out = execFileSync("openssl", ["verify", "-attime", at, "-CAfile", join(dir, "ca.crt"), "-purpose", "sslserver", "-verify_hostname", name, join(dir, "leaf.crt")], { encoding: "utf8" });
+    const out = execFileSync(
+      "openssl",
+      ["verify", "-attime", at, "-CAfile", join(dir, "ca.crt"), "-purpose", "sslserver", "-verify_hostname", name, join(dir, "leaf.crt")],
+      { encoding: "utf8" },
+    );
     assert.match(out, /leaf\.crt: OK/);
   }
-  assert.throws(() => execFileSync("openssl", ["verify", "-attime", at, "-CAfile", join(dir, "ca.crt"), "-verify_hostname", "other.example", join(dir, "leaf.crt")], { stdio: "pipe" }));
+  assert.throws(() =>
+    execFileSync(
+      "openssl",
+      ["verify", "-attime", at, "-CAfile", join(dir, "ca.crt"), "-verify_hostname", "other.example", join(dir, "leaf.crt")],
+      { stdio: "pipe" },
+    ),
+  );
   const text = execFileSync("openssl", ["x509", "-in", join(dir, "ca.crt"), "-noout", "-text"], { encoding: "utf8" });
   assert.match(text, /CA:TRUE, pathlen:0/);
   assert.match(text, /Certificate Sign, CRL Sign/);
@@ -98,10 +108,15 @@ test("an operator-issued certificate is renewed ahead of expiry, for new names, 
   assert.equal(renewalReason(facts, names, new Date(now.getTime() + 59 * day), policy), undefined);
   assert.match(renewalReason(facts, names, new Date(now.getTime() + 61 * day), policy) ?? "", /expires at/);
   assert.equal(renewalTime(facts, policy).getTime(), facts.notAfter.getTime() - 30 * day);
-  assert.match(renewalReason(facts, [...names, "relay2.helpdesk.example.net"], now, policy) ?? "", /does not cover relay2\.helpdesk\.example\.net/);
+  assert.match(
+    renewalReason(facts, [...names, "relay2.helpdesk.example.net"], now, policy) ?? "",
+    /does not cover relay2\.helpdesk\.example\.net/,
+  );
   const otherCa = newCertificateAuthority("other", now);
   assert.match(renewalReason(inspectCertificate(leaf.certPem, leaf.keyPem, otherCa.certPem), names, now, policy) ?? "", /another CA/);
-  const strangerKey = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+  const strangerKey = generateKeyPairSync("ec", { namedCurve: "prime256v1" })
+    .privateKey.export({ format: "pem", type: "pkcs8" })
+    .toString();
   assert.match(renewalReason(inspectCertificate(leaf.certPem, strangerKey, ca.certPem), names, now, policy) ?? "", /key does not match/);
   // A renew-before longer than the life itself falls back to two thirds of it.
   const short = { durationMs: 30_000, renewBeforeMs: 3_600_000 };
@@ -139,6 +154,9 @@ test("a certificate's verdict: valid, expiring soon, expired, not yet valid, nam
 });
 
 test("malformed certificates and keys are named in the error", () => {
-  assert.throws(() => inspectCertificate("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", ca.keyPem), /tls\.crt is not a PEM certificate/);
+  assert.throws(
+    () => inspectCertificate("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", ca.keyPem),
+    /tls\.crt is not a PEM certificate/,
+  );
   assert.throws(() => inspectCertificate(ca.certPem, "not a key"), /tls\.key is not a PEM private key/);
 });

@@ -28,7 +28,9 @@ async function render(values: Record<string, unknown> = {}, release = "smtpc", e
   writeFileSync(file, stringify(values));
   const result = await helmOffline(["template", release, chart, "--namespace", namespace, "-f", file, ...extra]);
   assert.equal(result.code, 0, result.stderr);
-  return parseAllDocuments(result.stdout).map((d) => d.toJS() as Rendered).filter((d) => d);
+  return parseAllDocuments(result.stdout)
+    .map((d) => d.toJS() as Rendered)
+    .filter((d) => d);
 }
 
 async function refused(values: Record<string, unknown>): Promise<string> {
@@ -46,30 +48,46 @@ const one = (docs: Rendered[], kind: string) => {
 };
 const podSpec = (docs: Rendered[]) => one(docs, "Deployment").spec.template.spec;
 const operator = (docs: Rendered[]) => podSpec(docs).containers[0];
-const arg = (docs: Rendered[], flag: string) => (operator(docs).args as string[]).find((a) => a.startsWith(`${flag}=`))?.slice(flag.length + 1);
+const arg = (docs: Rendered[], flag: string) =>
+  (operator(docs).args as string[]).find((a) => a.startsWith(`${flag}=`))?.slice(flag.length + 1);
 
 describe("chart values, rendered", () => {
   test("names derive from the release: two releases share no ServiceAccount, RBAC object, Deployment or budget", async () => {
-    const names = (docs: Rendered[]) => docs.filter((d) => d.kind !== "CustomResourceDefinition").map((d) => `${d.kind}/${d.metadata.name}`);
+    const names = (docs: Rendered[]) =>
+      docs.filter((d) => d.kind !== "CustomResourceDefinition").map((d) => `${d.kind}/${d.metadata.name}`);
     const a = await render({}, "mail-a");
     const b = await render({}, "mail-b");
-    assert.deepEqual(names(a).filter((n) => names(b).includes(n)), []);
+    assert.deepEqual(
+      names(a).filter((n) => names(b).includes(n)),
+      [],
+    );
     assert.equal(one(a, "ServiceAccount").metadata.name, "mail-a");
     assert.equal(podSpec(a).serviceAccountName, "mail-a");
-    for (const binding of [one(a, "ClusterRoleBinding"), one(a, "RoleBinding")]) assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: "mail-a", namespace }]);
+    for (const binding of [one(a, "ClusterRoleBinding"), one(a, "RoleBinding")])
+      assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: "mail-a", namespace }]);
     // The Lease is the operator's fixed name in the release namespace: releases in two namespaces get two.
     assert.equal(arg(a, "--leader-election-namespace"), namespace);
 
     const overridden = await render({ fullnameOverride: "smtpc-prod" }, "whatever");
-    assert.ok(names(overridden).every((n) => n.split("/")[1]!.startsWith("smtpc-prod")), names(overridden).join(" "));
+    assert.ok(
+      names(overridden).every((n) => n.split("/")[1]!.startsWith("smtpc-prod")),
+      names(overridden).join(" "),
+    );
     assert.equal(one(overridden, "Deployment").metadata.name, "smtpc-prod-operator");
   });
 
   test("serviceAccount: annotations (Workload Identity), a name, or an existing account", async () => {
-    const annotated = await render({ serviceAccount: { annotations: { "iam.gke.io/gcp-service-account": "smtpc@p.iam.gserviceaccount.com" } } });
-    assert.deepEqual(one(annotated, "ServiceAccount").metadata.annotations, { "iam.gke.io/gcp-service-account": "smtpc@p.iam.gserviceaccount.com" });
+    const annotated = await render({
+      serviceAccount: { annotations: { "iam.gke.io/gcp-service-account": "smtpc@p.iam.gserviceaccount.com" } },
+    });
+    assert.deepEqual(one(annotated, "ServiceAccount").metadata.annotations, {
+      "iam.gke.io/gcp-service-account": "smtpc@p.iam.gserviceaccount.com",
+    });
     const existing = await render({ serviceAccount: { create: false, name: "platform-sa" } });
-    assert.equal(existing.some((d) => d.kind === "ServiceAccount"), false);
+    assert.equal(
+      existing.some((d) => d.kind === "ServiceAccount"),
+      false,
+    );
     assert.equal(podSpec(existing).serviceAccountName, "platform-sa");
     assert.equal(one(existing, "ClusterRoleBinding").subjects![0]!.name, "platform-sa");
   });
@@ -94,7 +112,12 @@ describe("chart values, rendered", () => {
       priorityClassName: "platform-critical",
       topologySpreadConstraints: [
         { maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "ScheduleAnyway" },
-        { maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "DoNotSchedule", labelSelector: { matchLabels: { own: "blue" } } },
+        {
+          maxSkew: 1,
+          topologyKey: "kubernetes.io/hostname",
+          whenUnsatisfiable: "DoNotSchedule",
+          labelSelector: { matchLabels: { own: "blue" } },
+        },
       ],
       podLabels: { "cost-center": "mail", "app.kubernetes.io/component": "hijacked" },
       podAnnotations: { "sidecar.istio.io/inject": "false" },
@@ -114,7 +137,7 @@ describe("chart values, rendered", () => {
     const pod = {
       metadata: { labels: { "cost-center": "mail" }, annotations: { "sidecar.istio.io/inject": "false" } },
       imagePullSecrets: [{ name: "registry" }],
-      tolerations: [{ key: "dedicated", operator: "Equal", value: "mail \"pool\"", effect: "NoSchedule" }],
+      tolerations: [{ key: "dedicated", operator: "Equal", value: 'mail "pool"', effect: "NoSchedule" }],
       topologySpreadConstraints: [{ maxSkew: 1, topologyKey: "topology.kubernetes.io/zone", whenUnsatisfiable: "DoNotSchedule" }],
       priorityClassName: "mail-critical",
       securityContext: { runAsUser: 1000650000 },
@@ -130,7 +153,12 @@ describe("chart values, rendered", () => {
     assert.equal(arg(defaults, "--relay-max-message-size"), "25Mi");
     assert.equal(arg(defaults, "--relay-max-recipients"), "50");
     const raised = await render({ operator: { relayMessageLimits: { maxMessageSize: "100Mi", maxRecipients: 500 } } });
-    const flags = parseFlags(["--relay-max-message-size", arg(raised, "--relay-max-message-size")!, "--relay-max-recipients", arg(raised, "--relay-max-recipients")!]);
+    const flags = parseFlags([
+      "--relay-max-message-size",
+      arg(raised, "--relay-max-message-size")!,
+      "--relay-max-recipients",
+      arg(raised, "--relay-max-recipients")!,
+    ]);
     assert.deepEqual(flags.relayLimitCaps, { maxMessageBytes: 100 * 1024 * 1024, maxRecipients: 500 });
     assert.match(await refused({ operator: { relayMessageLimits: { maxMessageSize: "lots", maxRecipients: 50 } } }), /maxMessageSize/);
   });
@@ -144,18 +172,38 @@ describe("chart values, rendered", () => {
       securityContext: { runAsNonRoot: true },
     });
     const container = operator(docs);
-    assert.deepEqual(container.env.map((e: { name: string }) => e.name), ["LOG_LEVEL", "POD_NAMESPACE", "NODE_EXTRA_CA_CERTS"]);
+    assert.deepEqual(
+      container.env.map((e: { name: string }) => e.name),
+      ["LOG_LEVEL", "POD_NAMESPACE", "NODE_EXTRA_CA_CERTS"],
+    );
     assert.deepEqual(podSpec(docs).volumes, [{ name: "ca", configMap: { name: "corporate-ca" } }]);
     assert.deepEqual(container.volumeMounts, [{ name: "ca", mountPath: "/etc/ca", readOnly: true }]);
-    assert.deepEqual(podSpec(docs).securityContext, { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: "RuntimeDefault" } });
-    assert.deepEqual(container.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] }, runAsNonRoot: true });
+    assert.deepEqual(podSpec(docs).securityContext, {
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      fsGroup: 65532,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    assert.deepEqual(container.securityContext, {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+      runAsNonRoot: true,
+    });
   });
 
   test("rollout: strategy, revision history, probe timings", async () => {
     const defaults = await render();
     assert.equal(one(defaults, "Deployment").spec.revisionHistoryLimit, 5);
     assert.equal(one(defaults, "Deployment").spec.strategy, undefined);
-    assert.deepEqual(operator(defaults).livenessProbe, { httpGet: { path: "/healthz", port: "metrics" }, initialDelaySeconds: 0, periodSeconds: 10, timeoutSeconds: 1, failureThreshold: 3 });
+    assert.deepEqual(operator(defaults).livenessProbe, {
+      httpGet: { path: "/healthz", port: "metrics" },
+      initialDelaySeconds: 0,
+      periodSeconds: 10,
+      timeoutSeconds: 1,
+      failureThreshold: 3,
+    });
     const docs = await render({
       strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
       revisionHistoryLimit: 2,
@@ -164,34 +212,70 @@ describe("chart values, rendered", () => {
     });
     assert.deepEqual(one(docs, "Deployment").spec.strategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
     assert.equal(one(docs, "Deployment").spec.revisionHistoryLimit, 2);
-    assert.deepEqual(operator(docs).livenessProbe, { httpGet: { path: "/healthz", port: "metrics" }, initialDelaySeconds: 0, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 });
+    assert.deepEqual(operator(docs).livenessProbe, {
+      httpGet: { path: "/healthz", port: "metrics" },
+      initialDelaySeconds: 0,
+      periodSeconds: 10,
+      timeoutSeconds: 5,
+      failureThreshold: 6,
+    });
     assert.equal(operator(docs).readinessProbe.periodSeconds, 2);
   });
 
   test("PodDisruptionBudget: on by default, never blocking a drain of one replica; minAvailable wins", async () => {
     const budget = one(await render(), "PodDisruptionBudget");
-    assert.deepEqual(budget.spec, { maxUnavailable: 1, selector: { matchLabels: { "app.kubernetes.io/name": "smtp-connector", "app.kubernetes.io/instance": "smtpc", "app.kubernetes.io/component": "operator" } } });
-    assert.equal(one(await render({ replicaCount: 2, podDisruptionBudget: { minAvailable: 1 } }), "PodDisruptionBudget").spec.minAvailable, 1);
-    assert.equal((await render({ podDisruptionBudget: { enabled: false } })).some((d) => d.kind === "PodDisruptionBudget"), false);
+    assert.deepEqual(budget.spec, {
+      maxUnavailable: 1,
+      selector: {
+        matchLabels: {
+          "app.kubernetes.io/name": "smtp-connector",
+          "app.kubernetes.io/instance": "smtpc",
+          "app.kubernetes.io/component": "operator",
+        },
+      },
+    });
+    assert.equal(
+      one(await render({ replicaCount: 2, podDisruptionBudget: { minAvailable: 1 } }), "PodDisruptionBudget").spec.minAvailable,
+      1,
+    );
+    assert.equal(
+      (await render({ podDisruptionBudget: { enabled: false } })).some((d) => d.kind === "PodDisruptionBudget"),
+      false,
+    );
   });
 
   test("NetworkPolicy (opt-in): metrics in, DNS, API server, relays' control API and the verification MTA out", async () => {
-    assert.equal((await render()).some((d) => d.kind === "NetworkPolicy"), false);
+    assert.equal(
+      (await render()).some((d) => d.kind === "NetworkPolicy"),
+      false,
+    );
     const policy = one(
       await render({
-        networkPolicy: { enabled: true, metricsFrom: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }], apiServer: { ports: [6443], cidrs: ["10.0.0.1/32"] } },
+        networkPolicy: {
+          enabled: true,
+          metricsFrom: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }],
+          apiServer: { ports: [6443], cidrs: ["10.0.0.1/32"] },
+        },
         operator: { verification: { smtp: "mta.helpdesk.svc:2525" } },
       }),
       "NetworkPolicy",
     );
     assert.deepEqual(policy.spec.podSelector.matchLabels, one(await render(), "Deployment").spec.selector.matchLabels);
     assert.deepEqual(policy.spec.policyTypes, ["Ingress", "Egress"]);
-    assert.deepEqual(policy.spec.ingress, [{ ports: [{ port: "metrics", protocol: "TCP" }], from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }] }]);
+    assert.deepEqual(policy.spec.ingress, [
+      {
+        ports: [{ port: "metrics", protocol: "TCP" }],
+        from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }],
+      },
+    ]);
     const egress = policy.spec.egress as { ports?: { port: number }[]; to?: unknown[] }[];
     const ports = egress.map((rule) => (rule.ports ?? []).map((p) => p.port).join(","));
     assert.deepEqual(ports, ["53,53", "6443", "8443", "2525"]);
     assert.deepEqual(egress[1]!.to, [{ ipBlock: { cidr: "10.0.0.1/32" } }]);
-    assert.deepEqual((egress[2]!.to as any[])[0].podSelector.matchLabels, { "app.kubernetes.io/name": "smtp-connector-relay", "app.kubernetes.io/managed-by": "smtp-connector" });
+    assert.deepEqual((egress[2]!.to as any[])[0].podSelector.matchLabels, {
+      "app.kubernetes.io/name": "smtp-connector-relay",
+      "app.kubernetes.io/managed-by": "smtp-connector",
+    });
   });
 
   test("metrics.serviceMonitor.namespace: the monitors live there and select the release namespace", async () => {
@@ -209,7 +293,11 @@ describe("chart values, rendered", () => {
     assert.equal(arg(clusterWide, "--watch-namespaces"), undefined);
 
     const scoped = await render({ watchNamespaces: ["team-a", "team-b"], operator: { caSecretName: "my-ca" } });
-    assert.deepEqual(scoped.filter((d) => d.kind.startsWith("Cluster")), [], "nothing cluster-wide");
+    assert.deepEqual(
+      scoped.filter((d) => d.kind.startsWith("Cluster")),
+      [],
+      "nothing cluster-wide",
+    );
     assert.equal(arg(scoped, "--watch-namespaces"), "team-a,team-b");
     const roles = scoped.filter((d) => d.kind === "Role") as (Rendered & { rules: PolicyRule[] })[];
     for (const watched of ["team-a", "team-b"]) {
@@ -221,14 +309,19 @@ describe("chart values, rendered", () => {
     }
     const ca = roles.find((r) => r.metadata.namespace === namespace && r.rules.some((rule) => rule.resources.includes("secrets")));
     assert.deepEqual(ca?.rules, caRules("my-ca"), "the CA Secret: read and rotated (patch) by name, created once");
-    assert.ok(roles.some((r) => r.metadata.namespace === namespace && r.rules.some((rule) => rule.resources.includes("leases"))), "the leader Lease's Role stays");
+    assert.ok(
+      roles.some((r) => r.metadata.namespace === namespace && r.rules.some((rule) => rule.resources.includes("leases"))),
+      "the leader Lease's Role stays",
+    );
     assert.match(await refused({ watchNamespaces: ["Team_A"] }), /watchNamespaces/);
   });
 
   test("leaderElection.leaseName: the flag and the Role's one resourceName follow it", async () => {
     const docs = await render({ leaderElection: { enabled: true, leaseName: "mail-b-operator" } });
     assert.equal(arg(docs, "--lease-name"), "mail-b-operator");
-    const lease = docs.find((d) => d.kind === "Role" && (d as Rendered & { rules: PolicyRule[] }).rules.some((r) => r.resources.includes("leases"))) as (Rendered & { rules: PolicyRule[] }) | undefined;
+    const lease = docs.find(
+      (d) => d.kind === "Role" && (d as Rendered & { rules: PolicyRule[] }).rules.some((r) => r.resources.includes("leases")),
+    ) as (Rendered & { rules: PolicyRule[] }) | undefined;
     assert.deepEqual(lease?.rules, leaseRulesFor("mail-b-operator"));
     assert.match(await refused({ leaderElection: { leaseName: "Mail_B" } }), /leaseName/);
   });
@@ -252,10 +345,16 @@ describe("chart values, rendered", () => {
     const defaults = await render();
     assert.equal(arg(defaults, "--trusted-arc-sealers"), "microsoft.com,google.com");
     assert.equal(arg(defaults, "--forwarded-dns-servers"), undefined, "the relay pods' own resolver");
-    const set = await render({ operator: { forwarded: { trustedArcSealers: ["microsoft.com"], dnsServers: ["10.96.0.10", "10.96.0.11:53"] } } });
+    const set = await render({
+      operator: { forwarded: { trustedArcSealers: ["microsoft.com"], dnsServers: ["10.96.0.10", "10.96.0.11:53"] } },
+    });
     assert.equal(arg(set, "--trusted-arc-sealers"), "microsoft.com");
     assert.equal(arg(set, "--forwarded-dns-servers"), "10.96.0.10,10.96.0.11:53");
-    assert.equal(arg(await render({ operator: { forwarded: { trustedArcSealers: [] } } }), "--trusted-arc-sealers"), "", "explicitly none, not the flag's default");
+    assert.equal(
+      arg(await render({ operator: { forwarded: { trustedArcSealers: [] } } }), "--trusted-arc-sealers"),
+      "",
+      "explicitly none, not the flag's default",
+    );
     for (const values of [
       { operator: { forwarded: { trustedArcSealers: ["*.google.com"] } } },
       { operator: { forwarded: { trustedArcSealers: ["Microsoft.com"] } } },
@@ -269,7 +368,10 @@ describe("chart values, rendered", () => {
 
   test("relay.allowedHostnameSuffixes becomes --allowed-hostname-suffixes; wildcards and single labels are refused", async () => {
     assert.equal(arg(await render(), "--allowed-hostname-suffixes"), undefined, "none: only the default relay host names");
-    assert.equal(arg(await render({ relay: { allowedHostnameSuffixes: ["relay.example.com", "mail.example.org"] } }), "--allowed-hostname-suffixes"), "relay.example.com,mail.example.org");
+    assert.equal(
+      arg(await render({ relay: { allowedHostnameSuffixes: ["relay.example.com", "mail.example.org"] } }), "--allowed-hostname-suffixes"),
+      "relay.example.com,mail.example.org",
+    );
     for (const suffix of ["*.example.com", "com", "Relay.Example.com"]) {
       assert.match(await refused({ relay: { allowedHostnameSuffixes: [suffix] } }), /allowedHostnameSuffixes/);
     }

@@ -31,7 +31,10 @@ spec:
 test("a CRD's served versions become strict kubeconform schemas", () => {
   const schemas = crdSchemas(crd, "widgets.yaml");
   assert.deepEqual([...schemas.keys()], ["widget-monitoring-v1.json"]);
-  const root = schemas.get("widget-monitoring-v1.json") as { additionalProperties: boolean; properties: { spec: { additionalProperties: boolean; properties: Record<string, Record<string, unknown>> } } };
+  const root = schemas.get("widget-monitoring-v1.json") as {
+    additionalProperties: boolean;
+    properties: { spec: { additionalProperties: boolean; properties: Record<string, Record<string, unknown>> } };
+  };
   assert.equal(root.additionalProperties, false);
   assert.equal(root.properties.spec.additionalProperties, false, "a misspelt field is an error");
   assert.deepEqual(root.properties.spec.properties.port!.oneOf, [{ type: "string" }, { type: "integer" }]);

@@ -36,7 +36,11 @@ function sign(message: string, signingKeys = keys, chunkSize = 7): string {
 
 async function verify(message: string) {
   const result = await dkimVerify(Buffer.from(message, "latin1"), { resolver });
-  return result.results.map((r) => ({ selector: r.signingDomain + "/" + (r as { selector?: string }).selector, status: r.status.result, comment: r.status.comment }));
+  return result.results.map((r) => ({
+    selector: r.signingDomain + "/" + (r as { selector?: string }).selector,
+    status: r.status.result,
+    comment: r.status.comment,
+  }));
 }
 
 const message = [
@@ -66,7 +70,11 @@ describe("DKIM signing", () => {
   test("RSA and Ed25519 signatures both verify with the published records, whatever the chunking", async () => {
     for (const chunkSize of [1, 7, 64, 1_000_000]) {
       const results = await verify(sign(message, keys, chunkSize));
-      assert.deepEqual(results.map((r) => `${r.selector} ${r.status}`), ["example.com/rsa1 pass", "example.com/ed1 pass"], `chunks of ${chunkSize}: ${JSON.stringify(results)}`);
+      assert.deepEqual(
+        results.map((r) => `${r.selector} ${r.status}`),
+        ["example.com/rsa1 pass", "example.com/ed1 pass"],
+        `chunks of ${chunkSize}: ${JSON.stringify(results)}`,
+      );
     }
   });
 
@@ -85,10 +93,24 @@ describe("DKIM signing", () => {
   });
 
   test("empty bodies, bodies without a final CRLF and whitespace-only lines", async () => {
-    for (const [body, chunkSize] of ["", "\r\n", "no final crlf", "x\r\n \t \r\n\r\n", "\t\r\nline", "a\r\n\r\n\r\nb  c\r\nd\r\n\r\n", "line one\r\nline two\r\n", "x\r\ny", "x\r\ny \r\n"].flatMap((b) => [1, 3, 1000].map((n) => [b, n] as const))) {
+    for (const [body, chunkSize] of [
+      "",
+      "\r\n",
+      "no final crlf",
+      "x\r\n \t \r\n\r\n",
+      "\t\r\nline",
+      "a\r\n\r\n\r\nb  c\r\nd\r\n\r\n",
+      "line one\r\nline two\r\n",
+      "x\r\ny",
+      "x\r\ny \r\n",
+    ].flatMap((b) => [1, 3, 1000].map((n) => [b, n] as const))) {
       const text = `From: a@example.com\r\nSubject: t\r\n\r\n${body}`;
       const results = await verify(sign(text, keys, chunkSize));
-      assert.deepEqual(results.map((r) => r.status), ["pass", "pass"], `body ${JSON.stringify(body)} in chunks of ${chunkSize}: ${JSON.stringify(results)}`);
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ["pass", "pass"],
+        `body ${JSON.stringify(body)} in chunks of ${chunkSize}: ${JSON.stringify(results)}`,
+      );
     }
   });
 
@@ -97,7 +119,9 @@ describe("DKIM signing", () => {
   });
 
   test("the header list covers the helpdesk's headers and skips trace fields", () => {
-    const names = signedFieldNames(headerFields("Received: x\r\nFrom: a\r\nX-Mailer: m\r\nAuto-Submitted: auto-replied\r\nReturn-Path: <a>\r\n"));
+    const names = signedFieldNames(
+      headerFields("Received: x\r\nFrom: a\r\nX-Mailer: m\r\nAuto-Submitted: auto-replied\r\nReturn-Path: <a>\r\n"),
+    );
     assert.ok(names.includes("x-mailer") && names.includes("auto-submitted"));
     assert.ok(!names.includes("received") && !names.includes("return-path"));
     // Over-signed: From is listed once more than it occurs.

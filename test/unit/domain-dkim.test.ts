@@ -9,7 +9,9 @@ import type { OperatorSettings } from "../../operator/domain/render.js";
 import { dnsRecord } from "../../relay/contract/dkim-record.js";
 
 const pem = (kind: "rsa" | "ed25519") =>
-  (kind === "rsa" ? generateKeyPairSync("rsa", { modulusLength: 2048 }) : generateKeyPairSync("ed25519")).privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+  (kind === "rsa" ? generateKeyPairSync("rsa", { modulusLength: 2048 }) : generateKeyPairSync("ed25519")).privateKey
+    .export({ format: "pem", type: "pkcs8" })
+    .toString();
 const rsa = pem("rsa");
 const rsaOther = pem("rsa");
 const ed = pem("ed25519");
@@ -33,8 +35,13 @@ describe("DKIM decisions", () => {
   test("a key declared published signs; its record is in status", () => {
     const { state, problems } = plan([{ key: { selector: "s1", recordPublished: true }, pem: rsa }]);
     assert.deepEqual(problems, []);
-    assert.deepEqual(state.signing.map((k) => `${k.selector} ${k.algorithm}`), ["s1 rsa-sha256"]);
-    assert.deepEqual(state.records, [{ selector: "s1", name: "s1._domainkey.example.com", value: recordOf(rsa), published: true, signing: true }]);
+    assert.deepEqual(
+      state.signing.map((k) => `${k.selector} ${k.algorithm}`),
+      ["s1 rsa-sha256"],
+    );
+    assert.deepEqual(state.records, [
+      { selector: "s1", name: "s1._domainkey.example.com", value: recordOf(rsa), published: true, signing: true },
+    ]);
     assert.equal(state.condition?.reason, "RecordPublished");
   });
 
@@ -49,7 +56,10 @@ describe("DKIM decisions", () => {
   test("the DNS check: found with this key signs; another key, none, or a failed lookup each say so", () => {
     const name = "s1._domainkey.example.com";
     const key = { key: { selector: "s1" }, pem: rsa };
-    assert.deepEqual(plan([key], withDns, { [name]: { found: [recordOf(rsa)] } }).state.signing.map((k) => k.selector), ["s1"]);
+    assert.deepEqual(
+      plan([key], withDns, { [name]: { found: [recordOf(rsa)] } }).state.signing.map((k) => k.selector),
+      ["s1"],
+    );
     assert.equal(plan([key], withDns, { [name]: { found: [recordOf(rsaOther)] } }).state.condition?.reason, "RecordMismatch");
     assert.equal(plan([key], withDns, { [name]: { found: [] } }).state.condition?.reason, "RecordMissing");
     assert.equal(plan([key], withDns, { [name]: { found: ["v=spf1 -all"] } }).state.condition?.reason, "RecordMissing");
@@ -65,18 +75,28 @@ describe("DKIM decisions", () => {
       { key: { selector: "ed", algorithm: "Ed25519", recordPublished: true }, pem: ed },
     ]);
     assert.deepEqual(state.signing.map((k) => k.selector).sort(), ["ed", "new"]);
-    assert.deepEqual(state.records.map((r) => `${r.selector} ${r.signing}`), ["old false", "new true", "ed true"]);
+    assert.deepEqual(
+      state.records.map((r) => `${r.selector} ${r.signing}`),
+      ["old false", "new true", "ed true"],
+    );
   });
 
   test("an unusable key: SecretInvalid (not a key, or the wrong algorithm); a missing one: its problem, in the keys' order", () => {
-    const missing = { condition: "RelayAvailable" as const, reason: "SecretNotFound" as const, message: "DKIM key a: Secret k has no key tls.key" };
+    const missing = {
+      condition: "RelayAvailable" as const,
+      reason: "SecretNotFound" as const,
+      message: "DKIM key a: Secret k has no key tls.key",
+    };
     const { state, problems } = plan([
       { key: { selector: "a", privateKeySecretRef: { name: "k" } }, problem: missing },
       { key: { selector: "b", recordPublished: true }, pem: "not a key" },
       { key: { selector: "c", algorithm: "Ed25519", recordPublished: true }, pem: rsa },
       { key: { selector: "d" } },
     ]);
-    assert.deepEqual(problems.map((p) => `${p.reason} ${p.message.split(":")[0]}`), ["SecretNotFound DKIM key a", "SecretInvalid DKIM key b", "SecretInvalid DKIM key c"]);
+    assert.deepEqual(
+      problems.map((p) => `${p.reason} ${p.message.split(":")[0]}`),
+      ["SecretNotFound DKIM key a", "SecretInvalid DKIM key b", "SecretInvalid DKIM key c"],
+    );
     assert.match(problems[2]!.message, /it holds a rsa key, not Ed25519/);
     assert.deepEqual(state.records, []);
     assert.equal(state.condition?.reason, "RecordPublished", "no record blocks: nothing is published or pending");

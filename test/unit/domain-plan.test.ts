@@ -8,7 +8,15 @@ import type { SmtpDomain } from "../../crds/schema.js";
 import type { CertificateState } from "../../operator/domain/certificate.js";
 import type { IssuedCredential } from "../../operator/domain/credentials.js";
 import type { Problem } from "../../operator/domain/inbound-credentials.js";
-import { domainStatus, lastUseIntervalMs, objectKey, planDomain, planNotServed, relayObjects, type DomainSnapshot } from "../../operator/domain/plan.js";
+import {
+  domainStatus,
+  lastUseIntervalMs,
+  objectKey,
+  planDomain,
+  planNotServed,
+  relayObjects,
+  type DomainSnapshot,
+} from "../../operator/domain/plan.js";
 import type { KubeObject, OperatorSettings } from "../../operator/domain/render.js";
 
 const now = new Date("2026-06-01T12:00:00Z");
@@ -19,13 +27,26 @@ function domain(overrides: { generation?: number; status?: SmtpDomain["status"];
     apiVersion: "smtpconnector.dev/v1alpha1",
     kind: "SmtpDomain",
     metadata: { name: "example-com", namespace: "acme", uid: "uid-1", generation: overrides.generation ?? 1 },
-    spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest", port: 25 } } }, relay: { replicas: overrides.replicas ?? 2 } },
+    spec: {
+      domain: "example.com",
+      inbound: { delivery: { smtp: { host: "ingest", port: 25 } } },
+      relay: { replicas: overrides.replicas ?? 2 },
+    },
     ...(overrides.status ? { status: overrides.status } : {}),
   };
 }
 
-const issuedV1: IssuedCredential = { version: 1, secretName: "example-com-inbound-v1", username: "example-com-v1-abc", passwordSha256: "a".repeat(64), createdAt: "2026-05-01T00:00:00Z", userSupplied: false };
-const certificate: CertificateState = { condition: { type: "CertificateReady", status: "True", reason: "Issued", message: "issued by the operator's CA" } };
+const issuedV1: IssuedCredential = {
+  version: 1,
+  secretName: "example-com-inbound-v1",
+  username: "example-com-v1-abc",
+  passwordSha256: "a".repeat(64),
+  createdAt: "2026-05-01T00:00:00Z",
+  userSupplied: false,
+};
+const certificate: CertificateState = {
+  condition: { type: "CertificateReady", status: "True", reason: "Issued", message: "issued by the operator's CA" },
+};
 
 /** A served domain whose relay objects all exist as rendered, one replica available. */
 function snapshot(overrides: Partial<DomainSnapshot> = {}): DomainSnapshot {
@@ -33,7 +54,11 @@ function snapshot(overrides: Partial<DomainSnapshot> = {}): DomainSnapshot {
     domain: domain(),
     addresses: ["support@example.com"],
     certificate,
-    credentials: { plan: [{ version: 1, secretName: issuedV1.secretName, state: "Active" }], issued: new Map([[1, issuedV1]]), retired: new Set() },
+    credentials: {
+      plan: [{ version: 1, secretName: issuedV1.secretName, state: "Active" }],
+      issued: new Map([[1, issuedV1]]),
+      retired: new Set(),
+    },
     problems: [],
     existing: new Map(),
     available: 1,
@@ -50,14 +75,18 @@ function live(objects: readonly KubeObject[]): Map<string, Record<string, unknow
   return new Map(
     objects.map((o) => {
       const { stringData, ...rest } = structuredClone(o) as KubeObject & { stringData?: Record<string, string> };
-      const data = stringData ? { data: Object.fromEntries(Object.entries(stringData).map(([k, v]) => [k, Buffer.from(v).toString("base64")])) } : {};
+      const data = stringData
+        ? { data: Object.fromEntries(Object.entries(stringData).map(([k, v]) => [k, Buffer.from(v).toString("base64")])) }
+        : {};
       return [objectKey(o), { ...rest, ...data }];
     }),
   );
 }
 
-const condition = (status: { conditions?: { type: string; status: string; reason: string; message: string }[] }, type: string) => status.conditions?.find((c) => c.type === type);
-const reasons = (status: { conditions?: { type: string; reason: string; status: string }[] }) => Object.fromEntries((status.conditions ?? []).map((c) => [c.type, `${c.status} ${c.reason}`]));
+const condition = (status: { conditions?: { type: string; status: string; reason: string; message: string }[] }, type: string) =>
+  status.conditions?.find((c) => c.type === type);
+const reasons = (status: { conditions?: { type: string; reason: string; status: string }[] }) =>
+  Object.fromEntries((status.conditions ?? []).map((c) => [c.type, `${c.status} ${c.reason}`]));
 
 describe("the SmtpDomain planner", () => {
   test("everything in place: no writes, no Events, Ready; no Stalled or Reconciling (present only while True)", () => {
@@ -78,7 +107,14 @@ describe("the SmtpDomain planner", () => {
 
   test("a first rollout: every object applied, no drift Event, RelayAvailable Progressing and Reconciling", () => {
     const plan = planDomain(snapshot({ existing: new Map(), available: 0 }), settings, now);
-    assert.deepEqual(plan.apply.map(objectKey), ["Secret/example-com-relay-config", "Deployment/example-com-relay", "Service/example-com-relay", "Service/example-com-relay-internal", "NetworkPolicy/example-com-relay", "PodDisruptionBudget/example-com-relay"]);
+    assert.deepEqual(plan.apply.map(objectKey), [
+      "Secret/example-com-relay-config",
+      "Deployment/example-com-relay",
+      "Service/example-com-relay",
+      "Service/example-com-relay-internal",
+      "NetworkPolicy/example-com-relay",
+      "PodDisruptionBudget/example-com-relay",
+    ]);
     assert.deepEqual(plan.events, []);
     assert.equal(reasons(plan.status).RelayAvailable, "False Progressing");
     assert.equal(reasons(plan.status).Ready, "False Progressing");
@@ -103,18 +139,29 @@ describe("the SmtpDomain planner", () => {
     config.data["relay.yaml"] = Buffer.from("old").toString("base64");
     existing.set("Secret/example-com-relay-config", config);
     const plan = planDomain({ ...base, existing }, settings, now);
-    assert.deepEqual(plan.apply.map(objectKey).sort(), ["Deployment/example-com-relay", "Secret/example-com-relay-config", "Service/example-com-relay"]);
+    assert.deepEqual(plan.apply.map(objectKey).sort(), [
+      "Deployment/example-com-relay",
+      "Secret/example-com-relay-config",
+      "Service/example-com-relay",
+    ]);
     assert.deepEqual(plan.events.map((e) => `${e.type} ${e.reason} ${e.message.split(":")[0]}`).sort(), [
       "Warning DriftRepaired Deployment example-com-relay was deleted",
       "Warning DriftRepaired Service example-com-relay differed from what the operator renders (edited by hand?)",
     ]);
     // A deleted config is drift too.
     existing.delete("Secret/example-com-relay-config");
-    assert.ok(planDomain({ ...base, existing }, settings, now).events.some((e) => e.message.startsWith("Secret example-com-relay-config was deleted")));
+    assert.ok(
+      planDomain({ ...base, existing }, settings, now).events.some((e) =>
+        e.message.startsWith("Secret example-com-relay-config was deleted"),
+      ),
+    );
   });
 
   test("after a spec change nothing missing is drift", () => {
-    const changed = domain({ generation: 2, status: { observedGeneration: 1, relay: { serviceName: "example-com-relay", endpoint: "x:587" } } });
+    const changed = domain({
+      generation: 2,
+      status: { observedGeneration: 1, relay: { serviceName: "example-com-relay", endpoint: "x:587" } },
+    });
     const plan = planDomain(snapshot({ domain: changed, existing: new Map() }), settings, now);
     assert.equal(plan.apply.length, 6);
     assert.deepEqual(plan.events, []);
@@ -125,7 +172,9 @@ describe("the SmtpDomain planner", () => {
     const foreign = (key: string) => {
       const existing = new Map(base.existing);
       const object = structuredClone(existing.get(key)!) as { metadata: { ownerReferences?: unknown[] } };
-      object.metadata.ownerReferences = [{ apiVersion: "apps/v1", kind: "ReplicaSet", name: "other", uid: "someone-else", controller: true }];
+      object.metadata.ownerReferences = [
+        { apiVersion: "apps/v1", kind: "ReplicaSet", name: "other", uid: "someone-else", controller: true },
+      ];
       existing.set(key, object);
       return planDomain({ ...base, existing }, settings, now);
     };
@@ -134,7 +183,10 @@ describe("the SmtpDomain planner", () => {
     assert.equal(reasons(deployment.status).RelayAvailable, "False ObjectConflict");
     assert.equal(reasons(deployment.status).Ready, "False ObjectConflict");
     assert.equal(reasons(deployment.status).Stalled, "True ObjectConflict");
-    assert.match(condition(deployment.status, "RelayAvailable")!.message, /^Deployment example-com-relay exists and is not owned by this SmtpDomain/);
+    assert.match(
+      condition(deployment.status, "RelayAvailable")!.message,
+      /^Deployment example-com-relay exists and is not owned by this SmtpDomain/,
+    );
     const config = foreign("Secret/example-com-relay-config");
     assert.equal(reasons(config.status).RelayAvailable, "False SecretConflict");
   });
@@ -145,7 +197,12 @@ describe("the SmtpDomain planner", () => {
       { condition: "RelayAvailable", reason: "SecretNotFound", message: "Secret next-hop (delivery.smtp.authSecretRef) does not exist" },
     ];
     const status = planDomain(
-      snapshot({ problems, certificate: { condition: { type: "CertificateReady", status: "False", reason: "HostnamesNotCovered", message: problems[0]!.message } } }),
+      snapshot({
+        problems,
+        certificate: {
+          condition: { type: "CertificateReady", status: "False", reason: "HostnamesNotCovered", message: problems[0]!.message },
+        },
+      }),
       settings,
       now,
     ).status;
@@ -166,9 +223,16 @@ describe("the SmtpDomain planner", () => {
     assert.match(certificateReady!.message, /relay\.shared\.test belongs to an SmtpDomain in another namespace/);
     assert.doesNotMatch(certificateReady!.message, /other-team/, "another account is not named");
     // Said first, before a problem the gathering found with the certificate itself.
-    const both = planDomain(snapshot({ hostnameConflicts: conflicts, problems: [{ condition: "CertificateReady", reason: "CAInvalid", message: "bad CA" }] }), settings, now);
+    const both = planDomain(
+      snapshot({ hostnameConflicts: conflicts, problems: [{ condition: "CertificateReady", reason: "CAInvalid", message: "bad CA" }] }),
+      settings,
+      now,
+    );
     assert.equal(reasons(both.status).Stalled, "True HostnameConflict");
-    assert.ok(plan.apply.some((o) => o.kind === "Deployment"), "the relay serves its other names");
+    assert.ok(
+      plan.apply.some((o) => o.kind === "Deployment"),
+      "the relay serves its other names",
+    );
     // Without a conflict nothing of it remains.
     assert.equal(reasons(planDomain(snapshot(), settings, now).status).CertificateReady, "True Issued");
   });
@@ -179,17 +243,27 @@ describe("the SmtpDomain planner", () => {
     const conflicts = [{ hostname: "relay.shared.test", holder: { namespace: "other-team", name: "mail" }, why: "Earlier" as const }];
     const plan = planDomain(snapshot({ domain: listing, hostnameConflicts: conflicts, existing: new Map() }), settings, now);
     assert.equal(plan.status.relay?.endpoint, "own.acme.test:587");
-    const config = plan.apply.find((o) => o.kind === "Secret" && o.metadata.name === "example-com-relay-config") as { stringData?: Record<string, string> } | undefined;
+    const config = plan.apply.find((o) => o.kind === "Secret" && o.metadata.name === "example-com-relay-config") as
+      { stringData?: Record<string, string> } | undefined;
     assert.match(config?.stringData?.["relay.yaml"] ?? "", /^hostname: own\.acme\.test$/m);
     // Holding it, the first listed name is the one.
-    assert.equal(planDomain(snapshot({ domain: listing, existing: new Map() }), settings, now).status.relay?.endpoint, "relay.shared.test:587");
+    assert.equal(
+      planDomain(snapshot({ domain: listing, existing: new Map() }), settings, now).status.relay?.endpoint,
+      "relay.shared.test:587",
+    );
   });
 
   test("credential problems: NoActiveCredential holds Ready back; VersionRevoked and SecretModified do not while a version is Active", () => {
     const none = planDomain(
       snapshot({
-        problems: [{ condition: "CredentialsIssued", reason: "NoActiveCredential", message: "every credential version is revoked or expired" }],
-        credentials: { plan: [{ version: 1, secretName: issuedV1.secretName, state: "Revoked" }], issued: new Map([[1, issuedV1]]), retired: new Set([1]) },
+        problems: [
+          { condition: "CredentialsIssued", reason: "NoActiveCredential", message: "every credential version is revoked or expired" },
+        ],
+        credentials: {
+          plan: [{ version: 1, secretName: issuedV1.secretName, state: "Revoked" }],
+          issued: new Map([[1, issuedV1]]),
+          retired: new Set([1]),
+        },
       }),
       settings,
       now,
@@ -206,7 +280,14 @@ describe("the SmtpDomain planner", () => {
     }
     // The same problem with nothing Active left does hold Ready back.
     const revokedOnly = planDomain(
-      snapshot({ problems: [{ condition: "CredentialsIssued", reason: "SecretModified", message: "m" }], credentials: { plan: [{ version: 1, secretName: issuedV1.secretName, state: "Revoked" }], issued: new Map([[1, issuedV1]]), retired: new Set([1]) } }),
+      snapshot({
+        problems: [{ condition: "CredentialsIssued", reason: "SecretModified", message: "m" }],
+        credentials: {
+          plan: [{ version: 1, secretName: issuedV1.secretName, state: "Revoked" }],
+          issued: new Map([[1, issuedV1]]),
+          retired: new Set([1]),
+        },
+      }),
       settings,
       now,
     ).status;
@@ -241,18 +322,46 @@ describe("the SmtpDomain planner", () => {
   });
 
   test("last use: the later of status and the relay's report; a running relay is asked again", () => {
-    const earlier = domain({ status: { credentials: [{ version: 1, secretName: issuedV1.secretName, username: issuedV1.username, state: "Active", createdAt: issuedV1.createdAt, lastUsedAt: "2026-05-30T00:00:00Z", passwordSha256: issuedV1.passwordSha256 }] } });
-    const reported = planDomain(snapshot({ domain: earlier, reportedUse: new Map([[1, "2026-05-31T10:00:00.000Z"]]), pollsLastUse: true }), settings, now);
+    const earlier = domain({
+      status: {
+        credentials: [
+          {
+            version: 1,
+            secretName: issuedV1.secretName,
+            username: issuedV1.username,
+            state: "Active",
+            createdAt: issuedV1.createdAt,
+            lastUsedAt: "2026-05-30T00:00:00Z",
+            passwordSha256: issuedV1.passwordSha256,
+          },
+        ],
+      },
+    });
+    const reported = planDomain(
+      snapshot({ domain: earlier, reportedUse: new Map([[1, "2026-05-31T10:00:00.000Z"]]), pollsLastUse: true }),
+      settings,
+      now,
+    );
     assert.equal(reported.status.credentials?.[0]?.lastUsedAt, "2026-05-31T10:00:00Z");
     assert.equal(reported.requeueAfterMs, lastUseIntervalMs);
     const forgotten = planDomain(snapshot({ domain: earlier, reportedUse: new Map() }), settings, now);
     assert.equal(forgotten.status.credentials?.[0]?.lastUsedAt, "2026-05-30T00:00:00Z");
-    assert.equal(planDomain(snapshot({ pollsLastUse: true, available: 0, existing: new Map() }), settings, now).requeueAfterMs, undefined, "no relay to ask");
+    assert.equal(
+      planDomain(snapshot({ pollsLastUse: true, available: 0, existing: new Map() }), settings, now).requeueAfterMs,
+      undefined,
+      "no relay to ask",
+    );
   });
 
   test("it comes back when an older version expires and when the certificate is due", () => {
     const expiring = planDomain(
-      snapshot({ credentials: { plan: [{ version: 1, secretName: issuedV1.secretName, state: "Active", expiresAt: "2026-06-01T13:00:00Z" }], issued: new Map([[1, issuedV1]]), retired: new Set() } }),
+      snapshot({
+        credentials: {
+          plan: [{ version: 1, secretName: issuedV1.secretName, state: "Active", expiresAt: "2026-06-01T13:00:00Z" }],
+          issued: new Map([[1, issuedV1]]),
+          retired: new Set(),
+        },
+      }),
       settings,
       now,
     );
@@ -263,8 +372,26 @@ describe("the SmtpDomain planner", () => {
   });
 
   test("a domain the rules do not serve: Ready False and Stalled with the verdict's reason, what was issued kept on record", () => {
-    const issued = domain({ status: { credentials: [{ version: 1, secretName: "s", username: "u", state: "Active", createdAt: "2026-05-01T00:00:00Z", passwordSha256: "a".repeat(64) }], revokedVersions: [0] } });
-    const status = planNotServed(issued, { served: false, reason: "DomainConflict", message: "example.com is connected in namespace other" }, now);
+    const issued = domain({
+      status: {
+        credentials: [
+          {
+            version: 1,
+            secretName: "s",
+            username: "u",
+            state: "Active",
+            createdAt: "2026-05-01T00:00:00Z",
+            passwordSha256: "a".repeat(64),
+          },
+        ],
+        revokedVersions: [0],
+      },
+    });
+    const status = planNotServed(
+      issued,
+      { served: false, reason: "DomainConflict", message: "example.com is connected in namespace other" },
+      now,
+    );
     assert.deepEqual(reasons(status), { Ready: "False DomainConflict", Stalled: "True DomainConflict" });
     assert.deepEqual(status.credentials, issued.status!.credentials);
     assert.deepEqual(status.revokedVersions, [0]);
@@ -272,10 +399,22 @@ describe("the SmtpDomain planner", () => {
   });
 
   test("domainStatus takes one typed input and keeps a condition's transition time when it does not change", () => {
-    const input = { domain: domain(), credentials: snapshot().credentials, problems: [], available: 1, addressCount: 1, settings, now, certificate };
+    const input = {
+      domain: domain(),
+      credentials: snapshot().credentials,
+      problems: [],
+      available: 1,
+      addressCount: 1,
+      settings,
+      now,
+      certificate,
+    };
     const first = domainStatus(input);
     const later = domainStatus({ ...input, domain: { ...domain(), status: first }, now: new Date(now.getTime() + 60_000) });
     assert.equal(condition(later, "Ready")!.status, "True");
-    assert.deepEqual(later.conditions?.find((c) => c.type === "Ready")?.lastTransitionTime, first.conditions?.find((c) => c.type === "Ready")?.lastTransitionTime);
+    assert.deepEqual(
+      later.conditions?.find((c) => c.type === "Ready")?.lastTransitionTime,
+      first.conditions?.find((c) => c.type === "Ready")?.lastTransitionTime,
+    );
   });
 });

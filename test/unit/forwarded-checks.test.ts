@@ -6,14 +6,39 @@ import { describe, test } from "node:test";
 import { judge } from "../../relay/inbound/forwarded-checks.js";
 
 type Result = Parameters<typeof judge>[0];
-const options = { authservId: "relay.test", sender: "SRS0=ab=TT=sender.example=author@fwd.example", helo: "mx.fwd.example", recipientDomain: "customer.example", trustedArcSealers: ["microsoft.com"] };
+const options = {
+  authservId: "relay.test",
+  sender: "SRS0=ab=TT=sender.example=author@fwd.example",
+  helo: "mx.fwd.example",
+  recipientDomain: "customer.example",
+  trustedArcSealers: ["microsoft.com"],
+};
 
 /** The sealer's recorded results, as mailauth parses an ARC-Authentication-Results. */
-const vouching = { mta: "mx.microsoft.com", dkim: [{ result: "pass", header: { d: "customer.example" } }], dmarc: { result: "pass", header: { from: "customer.example" } } };
+const vouching = {
+  mta: "mx.microsoft.com",
+  dkim: [{ result: "pass", header: { d: "customer.example" } }],
+  dmarc: { result: "pass", header: { from: "customer.example" } },
+};
 
-function result({ dkim = [] as { d?: string; s?: string; result: string }[], arc, sealer, dmarc = "pass", from = "customer.example", aar = vouching }: { dkim?: { d?: string; s?: string; result: string }[]; arc?: string; sealer?: string; dmarc?: string | false; from?: string; aar?: unknown } = {}): Result {
+function result({
+  dkim = [] as { d?: string; s?: string; result: string }[],
+  arc,
+  sealer,
+  dmarc = "pass",
+  from = "customer.example",
+  aar = vouching,
+}: {
+  dkim?: { d?: string; s?: string; result: string }[];
+  arc?: string;
+  sealer?: string;
+  dmarc?: string | false;
+  from?: string;
+  aar?: unknown;
+} = {}): Result {
   const arcResult = arc ? { status: { result: arc }, i: 1, authenticationResults: aar } : false;
-  if (arcResult && sealer !== undefined) Object.defineProperty(arcResult, "chain", { value: [{ i: 1, "arc-seal": { parsed: { d: { value: sealer } } } }] });
+  if (arcResult && sealer !== undefined)
+    Object.defineProperty(arcResult, "chain", { value: [{ i: 1, "arc-seal": { parsed: { d: { value: sealer } } } }] });
   return {
     spf: { status: { result: "pass" } },
     dkim: { results: dkim.map((d) => ({ signingDomain: d.d, selector: d.s, signature: "abcdefghijkl", status: { result: d.result } })) },
@@ -24,7 +49,8 @@ function result({ dkim = [] as { d?: string; s?: string; result: string }[], arc
 
 describe("forwarded checks", () => {
   test("a passing signature of the recipient domain or a parent of it is aligned; another domain's, a failing one or a bare suffix is not", () => {
-    const aligned = (d: string, r = "pass") => judge(result({ dkim: [{ d, s: "s1", result: r }] }), { ...options, recipientDomain: "eu.customer.example" }).verdict.dkimAligned;
+    const aligned = (d: string, r = "pass") =>
+      judge(result({ dkim: [{ d, s: "s1", result: r }] }), { ...options, recipientDomain: "eu.customer.example" }).verdict.dkimAligned;
     assert.equal(aligned("eu.customer.example"), true);
     assert.equal(aligned("customer.example"), true);
     assert.equal(aligned("EU.Customer.Example."), true);
@@ -33,7 +59,8 @@ describe("forwarded checks", () => {
     assert.equal(aligned("xcustomer.example"), false);
     assert.equal(aligned("customer.example", "fail"), false);
     // A public suffix is no parent to align with (the Public Suffix List, as mailauth's DMARC).
-    const under = (d: string, recipientDomain: string) => judge(result({ dkim: [{ d, s: "s1", result: "pass" }] }), { ...options, recipientDomain }).verdict.dkimAligned;
+    const under = (d: string, recipientDomain: string) =>
+      judge(result({ dkim: [{ d, s: "s1", result: "pass" }] }), { ...options, recipientDomain }).verdict.dkimAligned;
     assert.equal(under("co.uk", "support.acme.co.uk"), false);
     assert.equal(under("acme.co.uk", "support.acme.co.uk"), true);
     assert.equal(under("github.io", "acme.github.io"), false);
@@ -43,17 +70,38 @@ describe("forwarded checks", () => {
     const arcOf = (r: Result) => /arc=[^;]*$/.exec(judge(r, options).header.trim())![0];
     const fixed = "arc=none (a listed sealer, but its results do not vouch for the author's domain)";
     const cases: Record<string, Result> = {
-      "dmarc=fail": result({ arc: "pass", sealer: "microsoft.com", aar: { ...vouching, dmarc: { result: "fail", header: { from: "customer.example" } } } }),
-      "dmarc=pass for another domain": result({ arc: "pass", sealer: "microsoft.com", aar: { ...vouching, dmarc: { result: "pass", header: { from: "evil.example" } } } }),
-      "a From of another domain": result({ arc: "pass", sealer: "microsoft.com", from: "ceo-lookalike.example", aar: { dmarc: { result: "pass", header: { from: "ceo-lookalike.example" } } } }),
+      "dmarc=fail": result({
+        arc: "pass",
+        sealer: "microsoft.com",
+        aar: { ...vouching, dmarc: { result: "fail", header: { from: "customer.example" } } },
+      }),
+      "dmarc=pass for another domain": result({
+        arc: "pass",
+        sealer: "microsoft.com",
+        aar: { ...vouching, dmarc: { result: "pass", header: { from: "evil.example" } } },
+      }),
+      "a From of another domain": result({
+        arc: "pass",
+        sealer: "microsoft.com",
+        from: "ceo-lookalike.example",
+        aar: { dmarc: { result: "pass", header: { from: "ceo-lookalike.example" } } },
+      }),
       "no results": result({ arc: "pass", sealer: "microsoft.com", aar: null }),
-      "no DMARC, DKIM fail": result({ arc: "pass", sealer: "microsoft.com", aar: { dkim: [{ result: "fail", header: { d: "customer.example" } }] } }),
+      "no DMARC, DKIM fail": result({
+        arc: "pass",
+        sealer: "microsoft.com",
+        aar: { dkim: [{ result: "fail", header: { d: "customer.example" } }] },
+      }),
     };
     for (const [name, r] of Object.entries(cases)) {
       assert.equal(arcOf(r), fixed, name);
       assert.equal(judge(r, options).verdict.arcTrusted, false, name);
     }
-    const dkimOnly = result({ arc: "pass", sealer: "microsoft.com", aar: { dkim: [{ result: "pass", header: { d: "mail.customer.example" } }] } });
+    const dkimOnly = result({
+      arc: "pass",
+      sealer: "microsoft.com",
+      aar: { dkim: [{ result: "pass", header: { d: "mail.customer.example" } }] },
+    });
     assert.equal(judge(dkimOnly, options).verdict.arcTrusted, true, "no DMARC result, an aligned passing DKIM signature");
   });
 

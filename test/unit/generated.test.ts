@@ -33,7 +33,7 @@ function* walk(node: Node, path: string): Generator<[string, Node]> {
 describe("CRD schemas", () => {
   for (const crd of customResourceDefinitions()) {
     const name = (crd.metadata as Node).name as string;
-    const root = ((((crd.spec as Node).versions as Node[])[0]!.schema as Node).openAPIV3Schema as Node);
+    const root = (((crd.spec as Node).versions as Node[])[0]!.schema as Node).openAPIV3Schema as Node;
 
     test(`${name}: every spec and status field has a description`, () => {
       const props = root.properties as Record<string, Node>;

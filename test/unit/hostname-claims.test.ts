@@ -9,16 +9,27 @@ import { claimedHostnames, conflictMessage, judgeHostnames } from "../../operato
 
 const suffix = "relay.example.net";
 
-function domain(namespace: string, name: string, created: string, hostnames?: string[], extra: Partial<SmtpDomain["metadata"]> = {}): SmtpDomain {
+function domain(
+  namespace: string,
+  name: string,
+  created: string,
+  hostnames?: string[],
+  extra: Partial<SmtpDomain["metadata"]> = {},
+): SmtpDomain {
   return {
     apiVersion: "smtpconnector.dev/v1alpha1",
     kind: "SmtpDomain",
     metadata: { namespace, name, creationTimestamp: created, uid: `${namespace}-${name}`, ...extra },
-    spec: { domain: `${name}.test`, inbound: { delivery: { smtp: { host: "ingest", port: 25 } } }, ...(hostnames ? { relay: { hostnames } } : {}) },
+    spec: {
+      domain: `${name}.test`,
+      inbound: { delivery: { smtp: { host: "ingest", port: 25 } } },
+      ...(hostnames ? { relay: { hostnames } } : {}),
+    },
   };
 }
 
-const lost = (verdicts: ReturnType<typeof judgeHostnames>, key: string) => (verdicts.get(key) ?? []).map((c) => `${c.hostname} ${c.holder.namespace}/${c.holder.name} ${c.why}`);
+const lost = (verdicts: ReturnType<typeof judgeHostnames>, key: string) =>
+  (verdicts.get(key) ?? []).map((c) => `${c.hostname} ${c.holder.namespace}/${c.holder.name} ${c.why}`);
 
 describe("relay host names: one SmtpDomain each", () => {
   test("the oldest domain listing a name has it, in any namespace; the later ones lose only that name", () => {
@@ -26,7 +37,11 @@ describe("relay host names: one SmtpDomain each", () => {
     const second = domain("team-b", "mail", "2026-01-02T00:00:00Z", ["relay.shared.test", "own.team-b.test"]);
     const third = domain("team-a", "other", "2026-01-03T00:00:00Z", ["relay.shared.test"]);
     // Whatever order the cache lists them in.
-    for (const order of [[first, second, third], [third, second, first], [second, third, first]]) {
+    for (const order of [
+      [first, second, third],
+      [third, second, first],
+      [second, third, first],
+    ]) {
       const verdicts = judgeHostnames(order, suffix);
       assert.equal(verdicts.has("team-a/mail"), false, "the oldest keeps it");
       assert.deepEqual(lost(verdicts, "team-b/mail"), ["relay.shared.test team-a/mail Earlier"]);
@@ -38,7 +53,10 @@ describe("relay host names: one SmtpDomain each", () => {
     const second = domain("team-b", "mail", "2026-01-02T00:00:00Z", ["relay.shared.test"]);
     const third = domain("team-c", "mail", "2026-01-03T00:00:00Z", ["relay.shared.test"]);
     const dropped = domain("team-a", "mail", "2026-01-01T00:00:00Z", ["elsewhere.test"]);
-    for (const world of [[second, third], [dropped, second, third]]) {
+    for (const world of [
+      [second, third],
+      [dropped, second, third],
+    ]) {
       const verdicts = judgeHostnames(world, suffix);
       assert.equal(verdicts.has("team-b/mail"), false);
       assert.deepEqual(lost(verdicts, "team-c/mail"), ["relay.shared.test team-b/mail Earlier"]);
@@ -57,7 +75,10 @@ describe("relay host names: one SmtpDomain each", () => {
     const b = domain("team-b", "mail", at, ["relay.shared.test"]);
     // "team-a-x" sorts after "team-a" but before "team-b" by code point, whatever the locale says of "-".
     const ax = domain("team-a-x", "mail", at, ["relay.shared.test"]);
-    for (const order of [[a, b, ax], [b, ax, a]]) {
+    for (const order of [
+      [a, b, ax],
+      [b, ax, a],
+    ]) {
       const verdicts = judgeHostnames(order, suffix);
       assert.equal(verdicts.has("team-a/mail"), false);
       assert.deepEqual(lost(verdicts, "team-a-x/mail"), ["relay.shared.test team-a/mail Earlier"]);
@@ -74,7 +95,9 @@ describe("relay host names: one SmtpDomain each", () => {
     assert.deepEqual(lost(verdicts, "team-a/early"), ["mail.team-b.relay.example.net team-b/mail DefaultName"]);
     // Also while the owner lists names of its own (it does not use its default, nobody else gets it).
     const withNames = domain("team-b", "mail", "2026-03-01T00:00:00Z", ["mx.team-b.test"]);
-    assert.deepEqual(lost(judgeHostnames([squatter, withNames], suffix), "team-a/early"), ["mail.team-b.relay.example.net team-b/mail DefaultName"]);
+    assert.deepEqual(lost(judgeHostnames([squatter, withNames], suffix), "team-a/early"), [
+      "mail.team-b.relay.example.net team-b/mail DefaultName",
+    ]);
     // Before that domain exists, the name is free.
     assert.equal(judgeHostnames([squatter], suffix).size, 0);
   });

@@ -13,10 +13,16 @@ import { relayDeployment } from "../../operator/domain/render.js";
 
 const dockerfile = readFileSync("Dockerfile", "utf8");
 const stages = dockerfile.split(/^FROM /m).slice(1);
-const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+const pkg = JSON.parse(readFileSync("package.json", "utf8")) as {
+  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
+};
 
 test("the build context holds every file the Dockerfile copies, and .dockerignore lets exactly those in", () => {
-  const ignore = readFileSync(".dockerignore", "utf8").split("\n").filter((l) => l.startsWith("!")).map((l) => l.slice(1).replace(/\/\*\*$/, ""));
+  const ignore = readFileSync(".dockerignore", "utf8")
+    .split("\n")
+    .filter((l) => l.startsWith("!"))
+    .map((l) => l.slice(1).replace(/\/\*\*$/, ""));
   for (const [, sources] of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
     for (const source of sources!.split(" ")) {
       assert.ok(existsSync(source), `${source} exists`);
@@ -61,8 +67,15 @@ test("product code imports at runtime only Node's modules and production depende
 
 test("the entrypoints are the commands the Deployments run, and the tests with them", () => {
   assert.match(stages.at(-1)!, /^CMD \["node", "dist\/operator\/main\.js"\]$/m);
-  const domain = { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SmtpDomain", metadata: { name: "d", namespace: "n", uid: "u" }, spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "h", port: 25 } } } } } as SmtpDomain;
-  const relay = relayDeployment(domain, { relayImage: "img", relayHostSuffix: "s" }) as unknown as { spec: { template: { spec: { containers: { command: string[] }[] } } } };
+  const domain = {
+    apiVersion: "smtpconnector.dev/v1alpha1",
+    kind: "SmtpDomain",
+    metadata: { name: "d", namespace: "n", uid: "u" },
+    spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "h", port: 25 } } } },
+  } as SmtpDomain;
+  const relay = relayDeployment(domain, { relayImage: "img", relayHostSuffix: "s" }) as unknown as {
+    spec: { template: { spec: { containers: { command: string[] }[] } } };
+  };
   const [node, script] = relay.spec.template.spec.containers[0]!.command;
   assert.equal(node, "node");
   assert.equal(script, "dist/relay/main.js");

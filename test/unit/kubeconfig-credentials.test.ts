@@ -19,7 +19,10 @@ import { tempDir } from "../support/mail.js";
 const v1 = "client.authentication.k8s.io/v1";
 
 /** A kubeconfig in its own directory whose user is `user`; the plugin scripts go in `bin/` beside it. */
-function kubeconfigWith(user: Record<string, unknown> | ((dir: string) => Record<string, unknown>), cluster: Record<string, unknown> = {}): { dir: string; file: string } {
+function kubeconfigWith(
+  user: Record<string, unknown> | ((dir: string) => Record<string, unknown>),
+  cluster: Record<string, unknown> = {},
+): { dir: string; file: string } {
   const dir = tempDir("kubeconfig-cred");
   mkdirSync(join(dir, "bin"));
   const file = join(dir, "config");
@@ -28,7 +31,16 @@ function kubeconfigWith(user: Record<string, unknown> | ((dir: string) => Record
     stringify({
       "current-context": "c",
       contexts: [{ name: "c", context: { cluster: "k", user: "u" } }],
-      clusters: [{ name: "k", cluster: { server: "https://127.0.0.1:1/base", "certificate-authority-data": Buffer.from("not a CA").toString("base64"), ...cluster } }],
+      clusters: [
+        {
+          name: "k",
+          cluster: {
+            server: "https://127.0.0.1:1/base",
+            "certificate-authority-data": Buffer.from("not a CA").toString("base64"),
+            ...cluster,
+          },
+        },
+      ],
       users: [{ name: "u", user: typeof user === "function" ? user(dir) : user }],
     }),
   );
@@ -65,7 +77,16 @@ describe("exec credential plugins", () => {
   test("a relative command runs from the kubeconfig's directory with its args, env and KUBERNETES_EXEC_INFO (the cluster only with provideClusterInfo)", async () => {
     for (const provideClusterInfo of [true, false]) {
       const { dir, file } = kubeconfigWith(
-        { exec: { apiVersion: v1, command: "./bin/get-token", args: ["--cluster", "prod east"], env: [{ name: "PLUGIN_REGION", value: "eu-west-1" }], interactiveMode: "Never", provideClusterInfo } },
+        {
+          exec: {
+            apiVersion: v1,
+            command: "./bin/get-token",
+            args: ["--cluster", "prod east"],
+            env: [{ name: "PLUGIN_REGION", value: "eu-west-1" }],
+            interactiveMode: "Never",
+            provideClusterInfo,
+          },
+        },
         { "tls-server-name": "api.internal", extensions: [{ name: "client.authentication.k8s.io/exec", extension: { audience: "smtp" } }] },
       );
       plugin(dir, "get-token", printing(credentialJson({ token: "plugin-token" })));
@@ -75,7 +96,11 @@ describe("exec credential plugins", () => {
       assert.deepEqual(readFileSync(join(dir, "args"), "utf8").split("\n").filter(Boolean), ["--cluster", "prod east"]);
       const env = readFileSync(join(dir, "env"), "utf8");
       assert.match(env, /^PLUGIN_REGION=eu-west-1$/m);
-      const info = JSON.parse(/^KUBERNETES_EXEC_INFO=(.*)$/m.exec(env)![1]!) as { apiVersion: string; kind: string; spec: { interactive: boolean; cluster?: Record<string, unknown> } };
+      const info = JSON.parse(/^KUBERNETES_EXEC_INFO=(.*)$/m.exec(env)![1]!) as {
+        apiVersion: string;
+        kind: string;
+        spec: { interactive: boolean; cluster?: Record<string, unknown> };
+      };
       assert.equal(info.apiVersion, v1);
       assert.equal(info.kind, "ExecCredential");
       assert.equal(info.spec.interactive, false);
@@ -91,8 +116,18 @@ describe("exec credential plugins", () => {
   });
 
   test("a bare command is looked up on PATH (the plugin's env PATH too); v1beta1 defaults to IfAvailable and is run without a terminal", async () => {
-    const { dir, file } = kubeconfigWith((dir) => ({ exec: { apiVersion: "client.authentication.k8s.io/v1beta1", command: "aws-like", env: [{ name: "PATH", value: `${join(dir, "bin")}:/usr/bin:/bin` }] } }));
-    plugin(dir, "aws-like", `[ -t 0 ] && exit 9\n${printing(credentialJson({ token: "beta-token" }, "client.authentication.k8s.io/v1beta1"))}`);
+    const { dir, file } = kubeconfigWith((dir) => ({
+      exec: {
+        apiVersion: "client.authentication.k8s.io/v1beta1",
+        command: "aws-like",
+        env: [{ name: "PATH", value: `${join(dir, "bin")}:/usr/bin:/bin` }],
+      },
+    }));
+    plugin(
+      dir,
+      "aws-like",
+      `[ -t 0 ] && exit 9\n${printing(credentialJson({ token: "beta-token" }, "client.authentication.k8s.io/v1beta1"))}`,
+    );
     assert.equal((await access(file).credentials()).token, "beta-token");
   });
 
@@ -113,7 +148,13 @@ describe("exec credential plugins", () => {
 
   test("a credential without expirationTimestamp is kept until the server refuses it (401): then the plugin runs once more", async () => {
     const { dir, file } = kubeconfigWith({ exec: { apiVersion: v1, command: "./bin/p", interactiveMode: "Never" } });
-    plugin(dir, "p", `n=$(wc -l < "${dir}/runs")\n${printing(credentialJson({ token: "token-RUN" })).replace("RUN", "$n").replace("<<'EOF'", "<<EOF")}`);
+    plugin(
+      dir,
+      "p",
+      `n=$(wc -l < "${dir}/runs")\n${printing(credentialJson({ token: "token-RUN" }))
+        .replace("RUN", "$n")
+        .replace("<<'EOF'", "<<EOF")}`,
+    );
     const cluster = access(file);
     const first = await cluster.credentials();
     assert.equal(first.token, "token-1");
@@ -150,15 +191,36 @@ describe("exec credential plugins", () => {
   });
 
   test("refused when loaded: interactiveMode Always, v1 without interactiveMode, v1alpha1, no command, exec with auth-provider; basic auth, proxy-url", () => {
-    const load = (exec: Record<string, unknown>, extra: Record<string, unknown> = {}) => () => access(kubeconfigWith({ exec, ...extra }).file);
-    assert.throws(load({ apiVersion: v1, command: "kubelogin", interactiveMode: "Always" }), /user u: exec: interactiveMode Always: kubelogin needs a terminal, and the operator never has one/);
-    assert.throws(load({ apiVersion: v1, command: "kubelogin" }), /interactiveMode is required with client\.authentication\.k8s\.io\/v1 \(Never or IfAvailable\)/);
+    const load =
+      (exec: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+      () =>
+        access(kubeconfigWith({ exec, ...extra }).file);
+    assert.throws(
+      load({ apiVersion: v1, command: "kubelogin", interactiveMode: "Always" }),
+      /user u: exec: interactiveMode Always: kubelogin needs a terminal, and the operator never has one/,
+    );
+    assert.throws(
+      load({ apiVersion: v1, command: "kubelogin" }),
+      /interactiveMode is required with client\.authentication\.k8s\.io\/v1 \(Never or IfAvailable\)/,
+    );
     assert.throws(load({ apiVersion: "client.authentication.k8s.io/v1alpha1", command: "x" }), /v1alpha1 was removed in Kubernetes 1\.24/);
     assert.throws(load({ apiVersion: v1, interactiveMode: "Never" }), /exec: command is required/);
-    assert.throws(load({ apiVersion: v1, command: "x", interactiveMode: "Never", env: [{ name: "A" }] }), /env must be a list of \{name, value\} strings/);
-    assert.throws(load({ apiVersion: v1, command: "x", interactiveMode: "Never" }, { "auth-provider": { name: "oidc" } }), /has both exec and auth-provider/);
-    assert.throws(() => access(kubeconfigWith({ username: "admin", password: "pw" }).file), /user u: basic auth \(username\/password\) was removed from the API server in Kubernetes 1\.19/);
-    assert.throws(() => access(kubeconfigWith({ token: "t" }, { "proxy-url": "http://proxy:3128" }).file), /cluster k: proxy-url is not supported/);
+    assert.throws(
+      load({ apiVersion: v1, command: "x", interactiveMode: "Never", env: [{ name: "A" }] }),
+      /env must be a list of \{name, value\} strings/,
+    );
+    assert.throws(
+      load({ apiVersion: v1, command: "x", interactiveMode: "Never" }, { "auth-provider": { name: "oidc" } }),
+      /has both exec and auth-provider/,
+    );
+    assert.throws(
+      () => access(kubeconfigWith({ username: "admin", password: "pw" }).file),
+      /user u: basic auth \(username\/password\) was removed from the API server in Kubernetes 1\.19/,
+    );
+    assert.throws(
+      () => access(kubeconfigWith({ token: "t" }, { "proxy-url": "http://proxy:3128" }).file),
+      /cluster k: proxy-url is not supported/,
+    );
   });
 
   const hint = "Install it: https://example.com/get-token";
@@ -169,24 +231,62 @@ describe("exec credential plugins", () => {
   };
 
   test("a plugin that fails, is missing, hangs or prints a bad ExecCredential is an error naming it and its installHint", async () => {
-    await assert.rejects(failing("echo 'denied' >&2; exit 3"), (e: Error) => e.message === `exec plugin ./bin/p: exited with code 3 (its standard error is in the log)\n${hint}`);
-    await assert.rejects(failing("", {}, "no-such-plugin-anywhere"), (e: Error) => e.message === `exec plugin no-such-plugin-anywhere: not found (looked up on PATH)\n${hint}`);
+    await assert.rejects(
+      failing("echo 'denied' >&2; exit 3"),
+      (e: Error) => e.message === `exec plugin ./bin/p: exited with code 3 (its standard error is in the log)\n${hint}`,
+    );
+    await assert.rejects(
+      failing("", {}, "no-such-plugin-anywhere"),
+      (e: Error) => e.message === `exec plugin no-such-plugin-anywhere: not found (looked up on PATH)\n${hint}`,
+    );
     await assert.rejects(failing("", {}, "./bin/missing"), /exec plugin \.\/bin\/missing: not found \(\/.*\/bin\/missing\)\nInstall it/);
-    await assert.rejects(failing("exec sleep 30", { execTimeoutMs: 300 }), /exec plugin \.\/bin\/p: gave no credential within 0.3 s and was stopped\nInstall it/);
-    await assert.rejects(failing("echo eyJsecret-bare-token"), (e: Error) => /^exec plugin \.\/bin\/p: its output \(\d+ bytes\) is not JSON; an ExecCredential object is expected\nInstall it/.test(e.message) && !e.message.includes("eyJ"));
+    await assert.rejects(
+      failing("exec sleep 30", { execTimeoutMs: 300 }),
+      /exec plugin \.\/bin\/p: gave no credential within 0.3 s and was stopped\nInstall it/,
+    );
+    await assert.rejects(
+      failing("echo eyJsecret-bare-token"),
+      (e: Error) =>
+        /^exec plugin \.\/bin\/p: its output \(\d+ bytes\) is not JSON; an ExecCredential object is expected\nInstall it/.test(e.message) &&
+        !e.message.includes("eyJ"),
+    );
     const bad: [Record<string, unknown>, RegExp][] = [
-      [{ apiVersion: "client.authentication.k8s.io/v1beta1", kind: "ExecCredential", status: { token: "t" } }, /has apiVersion "client.authentication.k8s.io\/v1beta1", but the kubeconfig asks for client.authentication.k8s.io\/v1/],
+      [
+        { apiVersion: "client.authentication.k8s.io/v1beta1", kind: "ExecCredential", status: { token: "t" } },
+        /has apiVersion "client.authentication.k8s.io\/v1beta1", but the kubeconfig asks for client.authentication.k8s.io\/v1/,
+      ],
       [{ apiVersion: v1, kind: "Secret", status: { token: "t" } }, /has kind "Secret", not ExecCredential/],
       [{ apiVersion: v1, kind: "ExecCredential" }, /has no status/],
       [{ apiVersion: v1, kind: "ExecCredential", status: {} }, /has neither a token nor clientCertificateData and clientKeyData/],
       [{ apiVersion: v1, kind: "ExecCredential", status: { token: 5 } }, /status.token is not a string/],
-      [{ apiVersion: v1, kind: "ExecCredential", status: { clientCertificateData: certificatePair().cert } }, /has only one of clientCertificateData and clientKeyData/],
-      [{ apiVersion: v1, kind: "ExecCredential", status: { clientCertificateData: "x", clientKeyData: "y" } }, /status.clientCertificateData is not a PEM certificate/],
-      [{ apiVersion: v1, kind: "ExecCredential", status: { clientCertificateData: certificatePair().cert, clientKeyData: certificatePair().key } }, /status.clientKeyData is not the key of status.clientCertificateData/],
-      [{ apiVersion: v1, kind: "ExecCredential", status: { token: "t", expirationTimestamp: "tomorrow" } }, /status.expirationTimestamp "tomorrow" is not an RFC 3339 time/],
+      [
+        { apiVersion: v1, kind: "ExecCredential", status: { clientCertificateData: certificatePair().cert } },
+        /has only one of clientCertificateData and clientKeyData/,
+      ],
+      [
+        { apiVersion: v1, kind: "ExecCredential", status: { clientCertificateData: "x", clientKeyData: "y" } },
+        /status.clientCertificateData is not a PEM certificate/,
+      ],
+      [
+        {
+          apiVersion: v1,
+          kind: "ExecCredential",
+          status: { clientCertificateData: certificatePair().cert, clientKeyData: certificatePair().key },
+        },
+        /status.clientKeyData is not the key of status.clientCertificateData/,
+      ],
+      [
+        { apiVersion: v1, kind: "ExecCredential", status: { token: "t", expirationTimestamp: "tomorrow" } },
+        /status.expirationTimestamp "tomorrow" is not an RFC 3339 time/,
+      ],
     ];
     for (const [output, message] of bad) {
-      await assert.rejects(failing(printing(JSON.stringify(output))), (e: Error) => message.test(e.message) && e.message.startsWith("exec plugin ./bin/p: its ExecCredential ") && e.message.endsWith(hint), `${JSON.stringify(output)}`);
+      await assert.rejects(
+        failing(printing(JSON.stringify(output))),
+        (e: Error) =>
+          message.test(e.message) && e.message.startsWith("exec plugin ./bin/p: its ExecCredential ") && e.message.endsWith(hint),
+        `${JSON.stringify(output)}`,
+      );
     }
   });
 
@@ -194,7 +294,11 @@ describe("exec credential plugins", () => {
     const { log, lines } = capturedLog();
     const { dir, file } = kubeconfigWith({ exec: { apiVersion: v1, command: "./bin/p", interactiveMode: "Never" } });
     const token = "k8s-aws-v1.aHR0cHM6Ly9zdHMuYW1hem9uYXdzLmNvbS8_QWN0aW9u";
-    plugin(dir, "p", `echo "refreshing session for role admin; AWS_SESSION_TOKEN=IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJH" >&2\necho "got ${token}" >&2\n${printing(credentialJson({ token }))}`);
+    plugin(
+      dir,
+      "p",
+      `echo "refreshing session for role admin; AWS_SESSION_TOKEN=IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJH" >&2\necho "got ${token}" >&2\n${printing(credentialJson({ token }))}`,
+    );
     assert.equal((await access(file, { log }).credentials()).token, token);
     const logged = lines();
     assert.match(logged, /"message":"exec plugin wrote to standard error"/);
@@ -206,7 +310,10 @@ describe("exec credential plugins", () => {
     const pair = certificatePair();
     assert.equal(redact(`key:\n${pair.key.trim()}\ndone`), "key:\n[redacted PEM]\ndone");
     assert.equal(redact("id_token=eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl ok"), "id_token=[redacted JWT] ok");
-    assert.equal(redact("error: the server has asked for the client to provide credentials"), "error: the server has asked for the client to provide credentials");
+    assert.equal(
+      redact("error: the server has asked for the client to provide credentials"),
+      "error: the server has asked for the client to provide credentials",
+    );
     assert.equal(redact("secret abc", ["abc"]), "secret [redacted]");
   });
 });
@@ -218,17 +325,34 @@ describe("auth-provider", () => {
     const exp = Date.parse("2026-01-01T01:00:00Z") / 1000;
     const idToken = jwt({ iss: "https://idp.example", exp });
     const time = clock();
-    const cluster = access(kubeconfigWith({ "auth-provider": { name: "oidc", config: { "client-id": "k", "id-token": idToken, "refresh-token": "r", "idp-issuer-url": "https://idp.example" } } }).file, { now: time.now });
+    const cluster = access(
+      kubeconfigWith({
+        "auth-provider": {
+          name: "oidc",
+          config: { "client-id": "k", "id-token": idToken, "refresh-token": "r", "idp-issuer-url": "https://idp.example" },
+        },
+      }).file,
+      { now: time.now },
+    );
     const first = await cluster.credentials();
     assert.equal(first.token, idToken);
     assert.equal(cluster.unauthorized(first), false, "a fixed token is not worth a retry");
     time.advance(60 * 60_000);
-    await assert.rejects(cluster.credentials(), /user u: auth-provider oidc id-token expired at 2026-01-01T01:00:00.000Z, and the operator does not refresh it; log in again .*kubelogin/);
+    await assert.rejects(
+      cluster.credentials(),
+      /user u: auth-provider oidc id-token expired at 2026-01-01T01:00:00.000Z, and the operator does not refresh it; log in again .*kubelogin/,
+    );
   });
 
   test("oidc without an id-token, or with one that is not a JWT, is refused when loaded", () => {
-    assert.throws(() => access(kubeconfigWith({ "auth-provider": { name: "oidc", config: { "refresh-token": "r" } } }).file), /auth-provider oidc has no id-token; log in again/);
-    assert.throws(() => access(kubeconfigWith({ "auth-provider": { name: "oidc", config: { "id-token": "opaque" } } }).file), /auth-provider oidc id-token is not a JWT/);
+    assert.throws(
+      () => access(kubeconfigWith({ "auth-provider": { name: "oidc", config: { "refresh-token": "r" } } }).file),
+      /auth-provider oidc has no id-token; log in again/,
+    );
+    assert.throws(
+      () => access(kubeconfigWith({ "auth-provider": { name: "oidc", config: { "id-token": "opaque" } } }).file),
+      /auth-provider oidc id-token is not a JWT/,
+    );
   });
 
   test("gcp and azure were removed in Kubernetes 1.26: refused, pointing at the exec plugin that replaced each; others refused", () => {
@@ -242,6 +366,26 @@ describe("auth-provider", () => {
 /** A fresh self-signed certificate and its key, from OpenSSL. */
 function certificatePair(): { cert: string; key: string } {
   const dir = tempDir("exec-cert");
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=exec-plugin", "-days", "1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-subj",
+      "/CN=exec-plugin",
+      "-days",
+      "1",
+      "-keyout",
+      join(dir, "key.pem"),
+      "-out",
+      join(dir, "cert.pem"),
+    ],
+    { stdio: "ignore" },
+  );
   return { cert: readFileSync(join(dir, "cert.pem"), "utf8"), key: readFileSync(join(dir, "key.pem"), "utf8") };
 }

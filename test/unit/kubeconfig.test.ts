@@ -66,8 +66,17 @@ describe("kubeconfig", () => {
   });
 
   test("the server URL's path stays in front of every API path", () => {
-    assert.equal(apiUrl(new URL("https://rancher.example.com/k8s/clusters/c-m-abc"), "/api/v1/secrets?limit=500").href, "https://rancher.example.com/k8s/clusters/c-m-abc/api/v1/secrets?limit=500");
-    assert.equal(apiUrl(new URL("https://rancher.example.com/k8s/clusters/c-m-abc/"), "/api/v1/secrets").href, "https://rancher.example.com/k8s/clusters/c-m-abc/api/v1/secrets");
-    assert.equal(apiUrl(new URL("https://10.0.0.1:6443"), "/apis/apps/v1/deployments").href, "https://10.0.0.1:6443/apis/apps/v1/deployments");
+    assert.equal(
+      apiUrl(new URL("https://rancher.example.com/k8s/clusters/c-m-abc"), "/api/v1/secrets?limit=500").href,
+      "https://rancher.example.com/k8s/clusters/c-m-abc/api/v1/secrets?limit=500",
+    );
+    assert.equal(
+      apiUrl(new URL("https://rancher.example.com/k8s/clusters/c-m-abc/"), "/api/v1/secrets").href,
+      "https://rancher.example.com/k8s/clusters/c-m-abc/api/v1/secrets",
+    );
+    assert.equal(
+      apiUrl(new URL("https://10.0.0.1:6443"), "/apis/apps/v1/deployments").href,
+      "https://10.0.0.1:6443/apis/apps/v1/deployments",
+    );
   });
 });

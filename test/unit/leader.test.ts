@@ -43,12 +43,20 @@ function clock(skewMs = 0): Clock & { advance(ms: number): void } {
 }
 
 const timings = leaderTimings(15_000);
-const elector = (store: LeaseStore, identity: string, c: Clock) => new LeaderElector(store, { namespace: "ops", name: "lease", identity, ...timings }, log, c);
+const elector = (store: LeaseStore, identity: string, c: Clock) =>
+  new LeaderElector(store, { namespace: "ops", name: "lease", identity, ...timings }, log, c);
 
 describe("leader election", () => {
   test("client-go's timings: renew deadline and retry period below the lease duration", () => {
     assert.deepEqual(leaderTimings(15_000), { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 });
-    assert.throws(() => new LeaderElector(new MemoryLeases(), { namespace: "n", name: "l", identity: "a", leaseDurationMs: 10, renewDeadlineMs: 10, retryPeriodMs: 1 }, log));
+    assert.throws(
+      () =>
+        new LeaderElector(
+          new MemoryLeases(),
+          { namespace: "n", name: "l", identity: "a", leaseDurationMs: 10, renewDeadlineMs: 10, retryPeriodMs: 1 },
+          log,
+        ),
+    );
   });
 
   test("a standby whose wall clock runs 20 s ahead does not take a lease that is being renewed", async () => {

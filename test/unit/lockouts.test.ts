@@ -24,7 +24,12 @@ describe("relay lockouts to Events", () => {
     ["a credential version locked out from a source", [lockout()], [], 1],
     ["the same lockout reported by two relay pods", [lockout(), lockout()], [], 1],
     ["already announced", [lockout()], ["inbound/UsernameAndSource/203.0.113.5/2/2026-12-01T11:59:00.000Z"], 0],
-    ["a new lockout of the same pair after the first ended", [lockout({ since: "2026-12-01T11:59:30.000Z" })], ["inbound/UsernameAndSource/203.0.113.5/2/2026-12-01T11:59:00.000Z"], 1],
+    [
+      "a new lockout of the same pair after the first ended",
+      [lockout({ since: "2026-12-01T11:59:30.000Z" })],
+      ["inbound/UsernameAndSource/203.0.113.5/2/2026-12-01T11:59:00.000Z"],
+      1,
+    ],
     ["ended already", [lockout({ until: "2026-12-01T11:59:59.000Z" })], [], 0],
     ["another domain's credential", [lockout({ domain: "other.test" })], [], 0],
     ["a whole source, no known credential", [lockout({ scope: "Source", domain: undefined, version: undefined })], [], 1],
@@ -44,8 +49,13 @@ describe("relay lockouts to Events", () => {
 
   test("the announcer records one Warning Event per lockout across reconciles, and asks the relay at most every interval", async () => {
     const events: { type: string; reason: string }[] = [];
-    const cluster = { write: (_method: string, _path: string, body: { type: string; reason: string }) => Promise.resolve(void events.push(body)) } as unknown as Cluster;
-    const domain = { metadata: { name: "example", namespace: "acme", uid: "u1" }, spec: { domain: "example.com" } } as unknown as SmtpDomain;
+    const cluster = {
+      write: (_method: string, _path: string, body: { type: string; reason: string }) => Promise.resolve(void events.push(body)),
+    } as unknown as Cluster;
+    const domain = {
+      metadata: { name: "example", namespace: "acme", uid: "u1" },
+      spec: { domain: "example.com" },
+    } as unknown as SmtpDomain;
     let asked = 0;
     const announcer = new LockoutAnnouncer(100, 1_000);
     const report = () => (asked++, Promise.resolve([lockout()]));
@@ -53,6 +63,9 @@ describe("relay lockouts to Events", () => {
     await announcer.announce(cluster, domain, report, new Date(now.getTime() + 500));
     await announcer.announce(cluster, domain, report, new Date(now.getTime() + 2_000));
     assert.equal(asked, 2);
-    assert.deepEqual(events.map((e) => [e.type, e.reason]), [["Warning", "LockedOut"]]);
+    assert.deepEqual(
+      events.map((e) => [e.type, e.reason]),
+      [["Warning", "LockedOut"]],
+    );
   });
 });

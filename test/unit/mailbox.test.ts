@@ -25,7 +25,9 @@ const crdPatterns = addressSchema["x-kubernetes-validations"]
   });
 
 const crdAccepts = (address: string) =>
-  address.length >= addressSchema.minLength && address.length <= addressSchema.maxLength && crdPatterns.every((pattern) => pattern.test(address));
+  address.length >= addressSchema.minLength &&
+  address.length <= addressSchema.maxLength &&
+  crdPatterns.every((pattern) => pattern.test(address));
 
 const docs = readFileSync(new URL("../../docs/relay-config.md", import.meta.url), "utf8");
 const example = /```yaml\n([\s\S]*?)```/.exec(docs)![1]!;
@@ -52,8 +54,18 @@ const table: { address: string; relay: string | false; crd: boolean; why: string
   { address: "support@example.com", relay: "support@example.com", crd: true, why: "plain" },
   { address: "first.last+tag@sub.example.com", relay: "first.last+tag@sub.example.com", crd: true, why: "dots and a tag" },
   { address: "o'brien@example.com", relay: "o'brien@example.com", crd: true, why: "an apostrophe (atext)" },
-  { address: "Support@example.com", relay: "support@example.com", crd: true, why: "an upper-case local part: the CRD keeps it, the config takes it in lower case" },
-  { address: "support@Example.COM", relay: "support@example.com", crd: false, why: "an upper-case domain: the CRD wants it as the SmtpDomain writes it" },
+  {
+    address: "Support@example.com",
+    relay: "support@example.com",
+    crd: true,
+    why: "an upper-case local part: the CRD keeps it, the config takes it in lower case",
+  },
+  {
+    address: "support@Example.COM",
+    relay: "support@example.com",
+    crd: false,
+    why: "an upper-case domain: the CRD wants it as the SmtpDomain writes it",
+  },
   { address: '"support"@example.com', relay: false, crd: false, why: "a quoted local part" },
   { address: '"a@b"@example.com', relay: false, crd: false, why: "a quoted @" },
   { address: "a\\@b@example.com", relay: false, crd: false, why: "a quoted-pair" },
@@ -103,7 +115,11 @@ describe("one definition of a mailbox", () => {
       // The agreement itself, whatever the row says: the CRD admits only what the relay accepts, and all of
       // that whose domain is already lowercase; the config takes the canonical form of everything the CRD admits.
       if (parsed.ok) {
-        assert.equal(crdAccepts(row.address), row.address.endsWith(`@${parsed.mailbox.domain}`), "the CRD admits what the relay accepts, domain in lower case");
+        assert.equal(
+          crdAccepts(row.address),
+          row.address.endsWith(`@${parsed.mailbox.domain}`),
+          "the CRD admits what the relay accepts, domain in lower case",
+        );
         assert.ok(configAccepts(parsed.mailbox.address), "the config takes its canonical form");
       } else {
         assert.equal(crdAccepts(row.address), false, "the CRD admits nothing the relay refuses");

@@ -94,10 +94,22 @@ describe("MessageFilter", () => {
   });
 
   test("a line that is not a field ends the header section after an empty line put before it", async () => {
-    assert.equal((await run(["Subject: x\r\nno colon\r\nX-A: b\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\nSubject: x\r\n\r\nno colon\r\nX-A: b\r\n");
-    assert.equal((await run([" continued\r\nX-A: b\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\n\r\n continued\r\nX-A: b\r\n");
-    assert.equal((await run(["Bad Name: x\r\n\r\nbody\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\n\r\nBad Name: x\r\n\r\nbody\r\n");
-    assert.equal((await run(["X-A : obsolete white space\r\n\r\n"])).out, "Authentication-Results: relay.test; auth=pass\r\nX-A : obsolete white space\r\n\r\n");
+    assert.equal(
+      (await run(["Subject: x\r\nno colon\r\nX-A: b\r\n"])).out,
+      "Authentication-Results: relay.test; auth=pass\r\nSubject: x\r\n\r\nno colon\r\nX-A: b\r\n",
+    );
+    assert.equal(
+      (await run([" continued\r\nX-A: b\r\n"])).out,
+      "Authentication-Results: relay.test; auth=pass\r\n\r\n continued\r\nX-A: b\r\n",
+    );
+    assert.equal(
+      (await run(["Bad Name: x\r\n\r\nbody\r\n"])).out,
+      "Authentication-Results: relay.test; auth=pass\r\n\r\nBad Name: x\r\n\r\nbody\r\n",
+    );
+    assert.equal(
+      (await run(["X-A : obsolete white space\r\n\r\n"])).out,
+      "Authentication-Results: relay.test; auth=pass\r\nX-A : obsolete white space\r\n\r\n",
+    );
   });
 
   test("authserv-id readings beyond mailauth's: a trailing dot, a strict tokenizer, and other servers' ids", () => {

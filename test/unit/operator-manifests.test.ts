@@ -6,13 +6,20 @@ import { test } from "node:test";
 import { fullDomains, operatorObjects, renderSettings } from "../../hack/manifests/operator-objects.js";
 import { parseFlags } from "../../operator/flags.js";
 
-const installation = parseFlags(["--relay-max-message-size=100Mi", "--relay-image=registry.internal.example:5000/smtp-connector@sha256:" + "0".repeat(64), `--relay-pod-template=${JSON.stringify({ imagePullSecrets: [{ name: "registry-internal" }] })}`]);
+const installation = parseFlags([
+  "--relay-max-message-size=100Mi",
+  "--relay-image=registry.internal.example:5000/smtp-connector@sha256:" + "0".repeat(64),
+  `--relay-pod-template=${JSON.stringify({ imagePullSecrets: [{ name: "registry-internal" }] })}`,
+]);
 const { domains, objects } = operatorObjects(renderSettings(installation));
 const of = (kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name);
 
 test("every object the operator creates for a domain is rendered for the checkers", () => {
   assert.deepEqual(domains, fullDomains);
-  const example = objects.filter((o) => o.metadata.labels?.["smtpconnector.dev/domain"] === "example-com").map((o) => `${o.kind}/${o.metadata.name}`).sort();
+  const example = objects
+    .filter((o) => o.metadata.labels?.["smtpconnector.dev/domain"] === "example-com")
+    .map((o) => `${o.kind}/${o.metadata.name}`)
+    .sort();
   assert.deepEqual(example, [
     "Deployment/example-com-relay",
     "NetworkPolicy/example-com-relay",
@@ -33,11 +40,27 @@ test("every object the operator creates for a domain is rendered for the checker
 });
 
 test("the full Forwarded domain's optional fields reach its Deployment, Service and config", () => {
-  const pod = (of("Deployment", "forwarded-example-relay")!.spec as { template: { metadata: { labels: Record<string, string> }; spec: Record<string, unknown> } }).template;
-  for (const field of ["imagePullSecrets", "nodeSelector", "tolerations", "affinity", "topologySpreadConstraints", "priorityClassName", "securityContext"]) assert.ok(pod.spec[field], field);
+  const pod = (
+    of("Deployment", "forwarded-example-relay")!.spec as {
+      template: { metadata: { labels: Record<string, string> }; spec: Record<string, unknown> };
+    }
+  ).template;
+  for (const field of [
+    "imagePullSecrets",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "topologySpreadConstraints",
+    "priorityClassName",
+    "securityContext",
+  ])
+    assert.ok(pod.spec[field], field);
   assert.equal(pod.metadata.labels["cost-center"], "mail");
   // The installation's pull secret under a domain without its own.
-  assert.deepEqual((of("Deployment", "example-com-relay")!.spec as { template: { spec: { imagePullSecrets: unknown } } }).template.spec.imagePullSecrets, [{ name: "registry-internal" }]);
+  assert.deepEqual(
+    (of("Deployment", "example-com-relay")!.spec as { template: { spec: { imagePullSecrets: unknown } } }).template.spec.imagePullSecrets,
+    [{ name: "registry-internal" }],
+  );
   assert.equal((of("Service", "forwarded-example-relay")!.spec as { type: string }).type, "NodePort");
   const config = (of("Secret", "forwarded-example-relay-config")!.stringData as Record<string, string>)["relay.yaml"]!;
   for (const part of [/proxyProtocol:/, /mode: Forwarded/, /maxMessageBytes: 52428800/, /webhook:/]) assert.match(config, part);

@@ -45,7 +45,11 @@ describe("outbound sender routing", () => {
 
   test("an address that is not Ready is refused for the helpdesk but routed for its verification", () => {
     const pending = stateWith((c) => {
-      c.domains[0]!.outbound!.senders.push({ address: "news@example.com", ready: false, server: { ...c.domains[0]!.outbound!.senders[0]!.server } });
+      c.domains[0]!.outbound!.senders.push({
+        address: "news@example.com",
+        ready: false,
+        server: { ...c.domains[0]!.outbound!.senders[0]!.server },
+      });
     });
     assert.equal((routeSender(pending, "example.com", "news@example.com") as { reason: string }).reason, "SenderNotReady");
     const verification = routeSender(pending, "example.com", "news@example.com", "Verification");
@@ -54,7 +58,11 @@ describe("outbound sender routing", () => {
 
   test("with a default transport, a domain's other senders use it; the rules before it still hold", () => {
     const withDefault = stateWith((c) => {
-      c.outbound = { ...c.outbound!, unconnectedSenders: "DefaultTransport", defaultTransport: { host: "smtp.helpdesk.example.net", port: 587, tls: "StartTLS", username: "relay", passwordFile: "/dev/null" } };
+      c.outbound = {
+        ...c.outbound!,
+        unconnectedSenders: "DefaultTransport",
+        defaultTransport: { host: "smtp.helpdesk.example.net", port: 587, tls: "StartTLS", username: "relay", passwordFile: "/dev/null" },
+      };
     });
     const route = routeSender(withDefault, "example.com", "billing@example.com");
     assert.ok(route.ok && route.transport === "Default");
@@ -64,7 +72,10 @@ describe("outbound sender routing", () => {
   test("addresses with the same server and login share one pool; a different login never does", () => {
     const shared = stateWith((c) => {
       const server = c.domains[0]!.outbound!.senders[0]!.server;
-      c.domains[0]!.outbound!.senders.push({ address: "billing@example.com", ready: true, server: { ...server } }, { address: "sales@example.com", ready: true, server: { ...server, username: "sales@example.com" } });
+      c.domains[0]!.outbound!.senders.push(
+        { address: "billing@example.com", ready: true, server: { ...server } },
+        { address: "sales@example.com", ready: true, server: { ...server, username: "sales@example.com" } },
+      );
     });
     const hop = (a: string) => (routeSender(shared, "example.com", a) as { nextHop: unknown }).nextHop;
     assert.equal(hop("support@example.com"), hop("billing@example.com"));

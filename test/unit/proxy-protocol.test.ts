@@ -21,13 +21,23 @@ describe("PROXY protocol version 1", () => {
     const v4 = parsed(Buffer.from("PROXY TCP4 203.0.113.7 10.0.0.1 40000 587\r\nEHLO x\r\n"));
     assert.deepEqual(v4.header, { version: 1, source: { address: "203.0.113.7", port: 40000 } });
     assert.equal(v4.length, "PROXY TCP4 203.0.113.7 10.0.0.1 40000 587\r\n".length);
-    assert.deepEqual(parsed(Buffer.from("PROXY TCP6 2001:DB8::7 2001:db8::1 1 587\r\n")).header, { version: 1, source: { address: "2001:db8::7", port: 1 } });
+    assert.deepEqual(parsed(Buffer.from("PROXY TCP6 2001:DB8::7 2001:db8::1 1 587\r\n")).header, {
+      version: 1,
+      source: { address: "2001:db8::7", port: 1 },
+    });
     assert.deepEqual(parsed(Buffer.from("PROXY UNKNOWN\r\n")).header, { version: 1 });
   });
   test("TCP6 addresses are normalised: uncompressed to compressed, IPv4-mapped to the IPv4 address", () => {
-    assert.deepEqual(parsed(Buffer.from("PROXY TCP6 2001:0db8:0:0:0:0:0:7 ::1 1 587\r\n")).header, { version: 1, source: { address: "2001:db8::7", port: 1 } });
+    assert.deepEqual(parsed(Buffer.from("PROXY TCP6 2001:0db8:0:0:0:0:0:7 ::1 1 587\r\n")).header, {
+      version: 1,
+      source: { address: "2001:db8::7", port: 1 },
+    });
     for (const mapped of ["0:0:0:0:0:ffff:c633:6407", "::FFFF:198.51.100.7", "::ffff:c633:6407"]) {
-      assert.deepEqual(parsed(Buffer.from(`PROXY TCP6 ${mapped} ::1 1 587\r\n`)).header, { version: 1, source: { address: "198.51.100.7", port: 1 } }, mapped);
+      assert.deepEqual(
+        parsed(Buffer.from(`PROXY TCP6 ${mapped} ::1 1 587\r\n`)).header,
+        { version: 1, source: { address: "198.51.100.7", port: 1 } },
+        mapped,
+      );
     }
   });
   test("incomplete until the CRLF, within 107 bytes", () => {
@@ -49,11 +59,20 @@ describe("PROXY protocol version 1", () => {
 
 describe("PROXY protocol version 2", () => {
   test("TCP over IPv4 and IPv6, with TLVs after the addresses (AWS NLB adds its VPC endpoint id)", () => {
-    const v4 = proxyV2({ source: "203.0.113.7", sourcePort: 40000, destination: "10.0.0.1", destinationPort: 587, tlvs: Buffer.from([0xea, 0x00, 0x04, 1, 2, 3, 4]) });
+    const v4 = proxyV2({
+      source: "203.0.113.7",
+      sourcePort: 40000,
+      destination: "10.0.0.1",
+      destinationPort: 587,
+      tlvs: Buffer.from([0xea, 0x00, 0x04, 1, 2, 3, 4]),
+    });
     const result = parsed(Buffer.concat([v4, Buffer.from("EHLO x\r\n")]));
     assert.deepEqual(result.header, { version: 2, source: { address: "203.0.113.7", port: 40000 } });
     assert.equal(result.length, v4.length);
-    assert.deepEqual(parsed(proxyV2({ source: "2001:db8::7", sourcePort: 1, destination: "2001:db8::1", destinationPort: 587 })).header, { version: 2, source: { address: "2001:db8::7", port: 1 } });
+    assert.deepEqual(parsed(proxyV2({ source: "2001:db8::7", sourcePort: 1, destination: "2001:db8::1", destinationPort: 587 })).header, {
+      version: 2,
+      source: { address: "2001:db8::7", port: 1 },
+    });
   });
   test("an IPv4-mapped IPv6 source (HAProxy on a dual-stack bind) is its IPv4 address", () => {
     // ::ffff:198.51.100.7, as the 16 bytes of the address block.
@@ -61,8 +80,14 @@ describe("PROXY protocol version 2", () => {
     assert.equal(header[13], 0x21);
     assert.deepEqual(parsed(header).header, { version: 2, source: { address: "198.51.100.7", port: 1 } });
     // Not mapped (the deprecated IPv4-compatible form, ffff elsewhere): left as IPv6.
-    assert.deepEqual(parsed(proxyV2({ source: "::c633:6407", sourcePort: 1, destination: "::1", destinationPort: 587 })).header, { version: 2, source: { address: "::c633:6407", port: 1 } });
-    assert.deepEqual(parsed(proxyV2({ source: "::ffff:0:c633:6407", sourcePort: 1, destination: "::1", destinationPort: 587 })).header, { version: 2, source: { address: "::ffff:0:c633:6407", port: 1 } });
+    assert.deepEqual(parsed(proxyV2({ source: "::c633:6407", sourcePort: 1, destination: "::1", destinationPort: 587 })).header, {
+      version: 2,
+      source: { address: "::c633:6407", port: 1 },
+    });
+    assert.deepEqual(parsed(proxyV2({ source: "::ffff:0:c633:6407", sourcePort: 1, destination: "::1", destinationPort: 587 })).header, {
+      version: 2,
+      source: { address: "::ffff:0:c633:6407", port: 1 },
+    });
   });
   test("LOCAL (the balancer's health check) and UNSPEC name no client; only LOCAL is the balancer's own", () => {
     assert.deepEqual(parsed(proxyV2({ command: "LOCAL" })).header, { version: 2, local: true });

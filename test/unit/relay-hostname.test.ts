@@ -16,12 +16,18 @@ function domain(hostnames?: string[]): SmtpDomain {
     apiVersion: "smtpconnector.dev/v1alpha1",
     kind: "SmtpDomain",
     metadata: { name: "mail", namespace: "team-b", uid: "uid-1" },
-    spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest", port: 25 } } }, ...(hostnames ? { relay: { hostnames } } : {}) },
+    spec: {
+      domain: "example.com",
+      inbound: { delivery: { smtp: { host: "ingest", port: 25 } } },
+      ...(hostnames ? { relay: { hostnames } } : {}),
+    },
   };
 }
 
 const taken = (...hostnames: string[]): Set<string> =>
-  withheldHostnames(hostnames.map((hostname): HostnameConflict => ({ hostname, holder: { namespace: "team-a", name: "mail" }, why: "Earlier" })));
+  withheldHostnames(
+    hostnames.map((hostname): HostnameConflict => ({ hostname, holder: { namespace: "team-a", name: "mail" }, why: "Earlier" })),
+  );
 
 describe("the relay host name told to the customer's server", () => {
   test("the first listed name, when the domain holds it", () => {

@@ -19,17 +19,41 @@ const domain = {
 const settings = { relayImage: "img", relayHostSuffix: "relay.example.net" };
 const outbound = { submission: { username: "u", password: "p" }, controlToken: "t", senders: [], dkim: [] };
 
-interface ContainerPort { name: string; containerPort: number }
-interface ServicePort { name: string; port: number; targetPort: string | number }
-const container = (relayDeployment(domain, settings) as unknown as { spec: { template: { spec: { securityContext: Record<string, unknown>; containers: { ports: ContainerPort[]; securityContext: { capabilities: { drop: string[] } } }[] } } } }).spec.template.spec.containers[0]!;
+interface ContainerPort {
+  name: string;
+  containerPort: number;
+}
+interface ServicePort {
+  name: string;
+  port: number;
+  targetPort: string | number;
+}
+const container = (
+  relayDeployment(domain, settings) as unknown as {
+    spec: {
+      template: {
+        spec: {
+          securityContext: Record<string, unknown>;
+          containers: { ports: ContainerPort[]; securityContext: { capabilities: { drop: string[] } } }[];
+        };
+      };
+    };
+  }
+).spec.template.spec.containers[0]!;
 const portNamed = (name: string | number) => container.ports.find((p) => p.name === name)?.containerPort;
 const servicePorts = (service: unknown) => (service as { spec: { ports: ServicePort[] } }).spec.ports;
 
 test("the relay container listens only on unprivileged ports, with every capability dropped", () => {
   assert.deepEqual(container.securityContext.capabilities.drop, ["ALL"]);
-  for (const port of container.ports) assert.ok(port.containerPort >= 1024, `${port.name} is container port ${port.containerPort}, which needs a privilege the relay does not have`);
+  for (const port of container.ports)
+    assert.ok(
+      port.containerPort >= 1024,
+      `${port.name} is container port ${port.containerPort}, which needs a privilege the relay does not have`,
+    );
   // Nothing else lets the bind through: no sysctl that some admission policies refuse.
-  const pod = (relayDeployment(domain, settings) as unknown as { spec: { template: { spec: { securityContext: Record<string, unknown> } } } }).spec.template.spec;
+  const pod = (
+    relayDeployment(domain, settings) as unknown as { spec: { template: { spec: { securityContext: Record<string, unknown> } } } }
+  ).spec.template.spec;
   assert.equal(pod.securityContext.sysctls, undefined);
 });
 
@@ -44,13 +68,22 @@ test("the relay config's listeners are the Deployment's container ports", () => 
 
 test("customers still connect to 587 and 465: the Service maps them onto the listeners", () => {
   const ports = servicePorts(relayService(domain));
-  assert.deepEqual(ports.map((p) => p.port), [587, 465]);
-  assert.deepEqual(ports.map((p) => portNamed(p.targetPort)), [portNamed("submission"), portNamed("submissions")]);
-  for (const p of servicePorts(relayInternalService(domain))) assert.ok(portNamed(p.targetPort), `the internal Service's ${p.name} reaches a container port`);
+  assert.deepEqual(
+    ports.map((p) => p.port),
+    [587, 465],
+  );
+  assert.deepEqual(
+    ports.map((p) => portNamed(p.targetPort)),
+    [portNamed("submission"), portNamed("submissions")],
+  );
+  for (const p of servicePorts(relayInternalService(domain)))
+    assert.ok(portNamed(p.targetPort), `the internal Service's ${p.name} reaches a container port`);
 });
 
 test("the NetworkPolicy opens the pod's ports (after the Service's mapping), each rule to its own sources", () => {
-  const rules = (relayNetworkPolicy(domain, settings) as unknown as { spec: { ingress: { from?: unknown[]; ports: { port: number }[] }[] } }).spec.ingress;
+  const rules = (
+    relayNetworkPolicy(domain, settings) as unknown as { spec: { ingress: { from?: unknown[]; ports: { port: number }[] }[] } }
+  ).spec.ingress;
   const opened = (i: number) => rules[i]!.ports.map((p) => p.port);
   assert.deepEqual(opened(0), [portNamed("submission"), portNamed("submissions")]);
   assert.deepEqual(rules[0]!.from, [{ ipBlock: { cidr: "203.0.113.0/24" } }]);
@@ -59,7 +92,9 @@ test("the NetworkPolicy opens the pod's ports (after the Service's mapping), eac
 });
 
 const forwardedDomain = { ...domain, spec: { ...domain.spec, inbound: { ...domain.spec.inbound, mode: "Forwarded" } } } as SmtpDomain;
-const forwardedContainer = (relayDeployment(forwardedDomain, settings) as unknown as { spec: { template: { spec: { containers: { ports: ContainerPort[] }[] } } } }).spec.template.spec.containers[0]!;
+const forwardedContainer = (
+  relayDeployment(forwardedDomain, settings) as unknown as { spec: { template: { spec: { containers: { ports: ContainerPort[] }[] } } } }
+).spec.template.spec.containers[0]!;
 
 test("Forwarded mode: the Service offers port 25 only, onto the unprivileged forwarded listener", () => {
   const listeners = relayConfig(forwardedDomain, [], new Map(), [], settings, undefined, outbound).listeners;
@@ -69,9 +104,17 @@ test("Forwarded mode: the Service offers port 25 only, onto the unprivileged for
   assert.equal(listeners.starttls, undefined, "no AUTH listener");
   assert.equal(listeners.implicitTls, undefined);
   assert.deepEqual(forwardedContainer.ports.map((p) => p.name).sort(), ["control", "health", "internal-smtp", "smtp"]);
-  assert.deepEqual(servicePorts(relayService(forwardedDomain)).map((p) => [p.port, p.targetPort]), [[25, "smtp"]]);
-  const rules = (relayNetworkPolicy(forwardedDomain, settings) as unknown as { spec: { ingress: { from?: unknown[]; ports: { port: number }[] }[] } }).spec.ingress;
-  assert.deepEqual(rules[0]!.ports.map((p) => p.port), [forwardedPort]);
+  assert.deepEqual(
+    servicePorts(relayService(forwardedDomain)).map((p) => [p.port, p.targetPort]),
+    [[25, "smtp"]],
+  );
+  const rules = (
+    relayNetworkPolicy(forwardedDomain, settings) as unknown as { spec: { ingress: { from?: unknown[]; ports: { port: number }[] }[] } }
+  ).spec.ingress;
+  assert.deepEqual(
+    rules[0]!.ports.map((p) => p.port),
+    [forwardedPort],
+  );
   assert.deepEqual(rules[0]!.from, [{ ipBlock: { cidr: "203.0.113.0/24" } }], "allowedSourceRanges apply to the forwarder");
 });
 

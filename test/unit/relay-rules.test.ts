@@ -93,7 +93,10 @@ describe("AuthThrottle", () => {
     assert.ok((throttle as unknown as { failures: Map<string, unknown> }).failures.size <= 100);
   });
   test("the per-session delay doubles and is capped", () => {
-    assert.deepEqual([1, 2, 3, 4].map((n) => failureDelayMs(250, n)), [250, 500, 1000, 2000]);
+    assert.deepEqual(
+      [1, 2, 3, 4].map((n) => failureDelayMs(250, n)),
+      [250, 500, 1000, 2000],
+    );
     assert.equal(failureDelayMs(1000, 20), 30_000);
   });
 });

@@ -16,27 +16,76 @@ const example = (kind: string) => structuredClone(examples.find((d) => d.kind ==
 describe("API objects checked against crds/schema.ts", () => {
   test("every example is valid, as the API server returns it (extra metadata, a status)", () => {
     assert.ok(examples.length >= 3);
-    for (const doc of examples) assert.deepEqual(objectProblems(doc.kind as "SmtpDomain" | "SupportAddress", doc), [], `${doc.kind} ${doc.metadata.name}`);
+    for (const doc of examples)
+      assert.deepEqual(objectProblems(doc.kind as "SmtpDomain" | "SupportAddress", doc), [], `${doc.kind} ${doc.metadata.name}`);
     const domain = example("SmtpDomain");
     domain.metadata = { ...domain.metadata, uid: "u", resourceVersion: "7", generation: 2, managedFields: [{ manager: "kubectl" }] };
     domain.status = {
       observedGeneration: 2,
-      conditions: [{ type: "Ready", status: "True", reason: "Ready", message: "", lastTransitionTime: "2026-12-01T10:00:00Z", observedGeneration: 2 }],
+      conditions: [
+        { type: "Ready", status: "True", reason: "Ready", message: "", lastTransitionTime: "2026-12-01T10:00:00Z", observedGeneration: 2 },
+      ],
     };
     domain.spec.relay.resources = { requests: { cpu: 1, memory: "256Mi" } };
     assert.deepEqual(objectProblems("SmtpDomain", domain), []);
   });
 
   const cases: { name: string; kind: "SmtpDomain" | "SupportAddress"; change: (d: Doc) => void; problem: RegExp }[] = [
-    { name: "a port as a string", kind: "SmtpDomain", change: (d) => (d.spec.inbound.delivery.smtp.port = "25"), problem: /^spec\.inbound\.delivery\.smtp\.port: Expected integer$/ },
-    { name: "a required field missing", kind: "SmtpDomain", change: (d) => delete d.spec.domain, problem: /^spec\.domain: Expected required property$/ },
-    { name: "a value outside an enum", kind: "SmtpDomain", change: (d) => (d.spec.inbound.delivery.smtp.protocol = "SMTPS"), problem: /^spec\.inbound\.delivery\.smtp\.protocol: / },
-    { name: "a quantity that is neither integer nor string", kind: "SmtpDomain", change: (d) => (d.spec.relay.resources = { requests: { cpu: true } }), problem: /^spec\.relay\.resources\.requests\.cpu: / },
-    { name: "a pattern not met", kind: "SmtpDomain", change: (d) => (d.spec.inbound.gracePeriod = "a week"), problem: /^spec\.inbound\.gracePeriod: Expected string to match/ },
-    { name: "a timestamp that is none", kind: "SmtpDomain", change: (d) => (d.status = { conditions: [{ type: "Ready", status: "True", reason: "Ready", message: "", lastTransitionTime: "yesterday" }] }), problem: /^status\.conditions\.0\.lastTransitionTime: / },
-    { name: "another API version", kind: "SupportAddress", change: (d) => (d.apiVersion = "smtpconnector.dev/v1beta1"), problem: /^apiVersion: Expected/ },
-    { name: "an object where a string belongs", kind: "SupportAddress", change: (d) => (d.spec.domainRef = "example-com"), problem: /^spec\.domainRef: Expected object$/ },
-    { name: "an address that is a number", kind: "SupportAddress", change: (d) => (d.spec.address = 42), problem: /^spec\.address: Expected string$/ },
+    {
+      name: "a port as a string",
+      kind: "SmtpDomain",
+      change: (d) => (d.spec.inbound.delivery.smtp.port = "25"),
+      problem: /^spec\.inbound\.delivery\.smtp\.port: Expected integer$/,
+    },
+    {
+      name: "a required field missing",
+      kind: "SmtpDomain",
+      change: (d) => delete d.spec.domain,
+      problem: /^spec\.domain: Expected required property$/,
+    },
+    {
+      name: "a value outside an enum",
+      kind: "SmtpDomain",
+      change: (d) => (d.spec.inbound.delivery.smtp.protocol = "SMTPS"),
+      problem: /^spec\.inbound\.delivery\.smtp\.protocol: /,
+    },
+    {
+      name: "a quantity that is neither integer nor string",
+      kind: "SmtpDomain",
+      change: (d) => (d.spec.relay.resources = { requests: { cpu: true } }),
+      problem: /^spec\.relay\.resources\.requests\.cpu: /,
+    },
+    {
+      name: "a pattern not met",
+      kind: "SmtpDomain",
+      change: (d) => (d.spec.inbound.gracePeriod = "a week"),
+      problem: /^spec\.inbound\.gracePeriod: Expected string to match/,
+    },
+    {
+      name: "a timestamp that is none",
+      kind: "SmtpDomain",
+      change: (d) =>
+        (d.status = { conditions: [{ type: "Ready", status: "True", reason: "Ready", message: "", lastTransitionTime: "yesterday" }] }),
+      problem: /^status\.conditions\.0\.lastTransitionTime: /,
+    },
+    {
+      name: "another API version",
+      kind: "SupportAddress",
+      change: (d) => (d.apiVersion = "smtpconnector.dev/v1beta1"),
+      problem: /^apiVersion: Expected/,
+    },
+    {
+      name: "an object where a string belongs",
+      kind: "SupportAddress",
+      change: (d) => (d.spec.domainRef = "example-com"),
+      problem: /^spec\.domainRef: Expected object$/,
+    },
+    {
+      name: "an address that is a number",
+      kind: "SupportAddress",
+      change: (d) => (d.spec.address = 42),
+      problem: /^spec\.address: Expected string$/,
+    },
     { name: "no spec at all", kind: "SupportAddress", change: (d) => delete d.spec, problem: /^spec: Expected required property$/ },
   ];
   for (const c of cases) {
@@ -45,7 +94,10 @@ describe("API objects checked against crds/schema.ts", () => {
       c.change(doc);
       const problems = objectProblems(c.kind, doc);
       assert.ok(problems.length >= 1, "refused");
-      assert.ok(problems.some((p) => c.problem.test(p)), problems.join("\n"));
+      assert.ok(
+        problems.some((p) => c.problem.test(p)),
+        problems.join("\n"),
+      );
     });
   }
 

@@ -13,7 +13,14 @@ import { RawSmtp, exampleDomain, startRelay, type RelayHarness } from "../../sup
 const inbound = { username: "example.com-v1", password: randomPassword() };
 const submission = { username: "helpdesk-example.com-v1", password: randomPassword() };
 const controlToken = randomPassword();
-const limits = { perConnection: 3, delayMs: 1, lockoutThreshold: 6, usernameLockoutThreshold: 3, lockoutWindowSeconds: 60, lockoutSeconds: 60 };
+const limits = {
+  perConnection: 3,
+  delayMs: 1,
+  lockoutThreshold: 6,
+  usernameLockoutThreshold: 3,
+  lockoutWindowSeconds: 60,
+  lockoutSeconds: 60,
+};
 
 type Listener = "inbound" | "submission";
 interface Attempt {
@@ -67,8 +74,17 @@ function relayFor(): { h: () => RelayHarness; auth: (a: Attempt) => Promise<stri
   return { h: () => h, auth };
 }
 
-const right = (from: string, listener: Listener = "inbound"): Attempt => ({ from, listener, ...(listener === "inbound" ? inbound : submission) });
-const wrong = (from: string, username = inbound.username, listener: Listener = "inbound"): Attempt => ({ from, listener, username, password: "wrong-guess" });
+const right = (from: string, listener: Listener = "inbound"): Attempt => ({
+  from,
+  listener,
+  ...(listener === "inbound" ? inbound : submission),
+});
+const wrong = (from: string, username = inbound.username, listener: Listener = "inbound"): Attempt => ({
+  from,
+  listener,
+  username,
+  password: "wrong-guess",
+});
 
 describe("adversarial: authentication, brute force and lockouts", () => {
   const { h, auth } = relayFor();
@@ -144,7 +160,10 @@ describe("adversarial: authentication, brute force and lockouts", () => {
   // Reads the lockouts the rows above caused.
   test("lockouts are visible: a metric per listener kind, and the control API's report, by credential version, never the username", async () => {
     const metrics = await (await fetch(`http://127.0.0.1:${h().healthPort}/metrics`)).text();
-    assert.match(metrics, /smtpc_relay_auth_lockouts_total\{kind="inbound",domain="example\.com",version="1",scope="UsernameAndSource"\} [1-9]/);
+    assert.match(
+      metrics,
+      /smtpc_relay_auth_lockouts_total\{kind="inbound",domain="example\.com",version="1",scope="UsernameAndSource"\} [1-9]/,
+    );
     assert.match(metrics, /smtpc_relay_auth_lockouts_total\{kind="submission",domain="",version="",scope="Source"\} [1-9]/);
     assert.match(metrics, /smtpc_relay_auth_lockouts_active\{kind="inbound",scope="Source"\} [1-9]/);
     const response = await controlRequest(`https://127.0.0.1:${h().controlPort}/v1/credential-use`, {
@@ -154,17 +173,22 @@ describe("adversarial: authentication, brute force and lockouts", () => {
     assert.equal(response.status, 200);
     const body = await response.json();
     const text = JSON.stringify(body);
-    const { lockouts } = body as { lockouts: { kind: string; scope: string; source: string; domain?: string; version?: number; until: string }[] };
+    const { lockouts } = body as {
+      lockouts: { kind: string; scope: string; source: string; domain?: string; version?: number; until: string }[];
+    };
     const own = lockouts.find((l) => l.source === "127.0.0.2" && l.scope === "UsernameAndSource");
     assert.ok(own, text);
     assert.equal(own.kind, "inbound");
     assert.equal(own.domain, "example.com");
     assert.equal(own.version, 1);
     assert.ok(Date.parse(own.until) > Date.now());
-    assert.ok(lockouts.some((l) => l.source === "127.0.0.6" && l.kind === "submission" && l.scope === "Source"), text);
-    for (const secret of [inbound.username, "guess-", "stale-", "wrong-guess"]) assert.ok(!text.includes(secret), `${secret} in the report`);
+    assert.ok(
+      lockouts.some((l) => l.source === "127.0.0.6" && l.kind === "submission" && l.scope === "Source"),
+      text,
+    );
+    for (const secret of [inbound.username, "guess-", "stale-", "wrong-guess"])
+      assert.ok(!text.includes(secret), `${secret} in the report`);
   });
-
 });
 
 describe("adversarial: authentication, identities and what the logs say", () => {

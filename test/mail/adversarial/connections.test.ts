@@ -44,7 +44,12 @@ describe("adversarial: connection slots", () => {
 
   before(async () => {
     // A second domain offers AUTH LOGIN, whose username and password lines are not commands.
-    const login = { domain: "login.example", addresses: ["support@login.example"], credentials: [{ version: 1, username: "login.example-v1", password }], authProtocol: "LOGIN" as const };
+    const login = {
+      domain: "login.example",
+      addresses: ["support@login.example"],
+      credentials: [{ version: 1, username: "login.example-v1", password }],
+      authProtocol: "LOGIN" as const,
+    };
     h = await startRelay({ domains: [exampleDomain(password), login], limits });
   });
   after(async () => {
@@ -160,7 +165,13 @@ describe("adversarial: connection slots", () => {
 
   test("the refusals are counted by listener and reason", async () => {
     const metrics = await (await fetch(`http://127.0.0.1:${h.healthPort}/metrics`)).text();
-    for (const [listener, reason] of [["starttls", "PerSourceLimit"], ["implicitTls", "PerSourceLimit"], ["implicitTls", "HandshakeTimeout"], ["starttls", "HandshakeTimeout"], ["starttls", "TooManyCommands"]]) {
+    for (const [listener, reason] of [
+      ["starttls", "PerSourceLimit"],
+      ["implicitTls", "PerSourceLimit"],
+      ["implicitTls", "HandshakeTimeout"],
+      ["starttls", "HandshakeTimeout"],
+      ["starttls", "TooManyCommands"],
+    ]) {
       assert.match(metrics, new RegExp(`smtpc_relay_connections_refused_total\\{listener="${listener}",reason="${reason}"\\} [1-9]`));
     }
   });

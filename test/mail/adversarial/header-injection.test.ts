@@ -20,15 +20,26 @@ const refused: { name: string; message: string }[] = [
   { name: "CR CR LF (the first CR bare)", message: "Subject: x\r\r\nReply-To: evil@evil.org\r\n\r\nbody\r\n" },
   { name: "bare LF inside a folded continuation", message: "Subject: x\r\n y\nReply-To: evil@evil.org\r\n\r\nbody\r\n" },
   { name: "bare CR before the colon", message: "X-Note\rReply-To: evil@evil.org\r\n\r\nbody\r\n" },
-  { name: "bare CR before our own trust header's name", message: "Subject: x\rX-SmtpConnector-Auth: domain=evil.org; version=99\r\n\r\nbody\r\n" },
+  {
+    name: "bare CR before our own trust header's name",
+    message: "Subject: x\rX-SmtpConnector-Auth: domain=evil.org; version=99\r\n\r\nbody\r\n",
+  },
   { name: "bare LF as the empty line that ends the header section", message: "Subject: x\r\n\nReply-To: evil@evil.org\r\n\r\nbody\r\n" },
   { name: "bare CR as the empty line that ends the header section", message: "Subject: x\r\n\rReply-To: evil@evil.org\r\n\r\nbody\r\n" },
   { name: "every line ending in bare LF", message: "Subject: x\nReply-To: evil@evil.org\n\nbody\n" },
 ];
 
 const delivered: { name: string; message: string; arrives: RegExp }[] = [
-  { name: "CRLF only, a folded field", message: "Subject: x\r\n y\r\nReply-To: someone@users.example.org\r\n\r\nbody\r\n", arrives: /\nSubject: x\n y\nReply-To: someone@users\.example\.org\n\nbody\n/ },
-  { name: "bare CR and bare LF in the body (normalised to CRLF)", message: "Subject: x\r\n\r\nline one\rline two\nline three\r\n", arrives: /\nSubject: x\n\nline one\nline two\nline three\n/ },
+  {
+    name: "CRLF only, a folded field",
+    message: "Subject: x\r\n y\r\nReply-To: someone@users.example.org\r\n\r\nbody\r\n",
+    arrives: /\nSubject: x\n y\nReply-To: someone@users\.example\.org\n\nbody\n/,
+  },
+  {
+    name: "bare CR and bare LF in the body (normalised to CRLF)",
+    message: "Subject: x\r\n\r\nline one\rline two\nline three\r\n",
+    arrives: /\nSubject: x\n\nline one\nline two\nline three\n/,
+  },
 ];
 
 describe("a bare CR or LF in the header section is refused, never turned into a new field", () => {

@@ -12,7 +12,9 @@ interface MailauthHeaderRow {
   line: Buffer;
 }
 const { parseHeaders } = require("mailauth/lib/tools.js") as { parseHeaders: (buf: Buffer) => { parsed: MailauthHeaderRow[] } };
-const headerParser = require("mailauth/lib/parse-dkim-headers.js") as (line: string | Buffer) => { parsed: { value?: string } & Record<string, unknown> };
+const headerParser = require("mailauth/lib/parse-dkim-headers.js") as (line: string | Buffer) => {
+  parsed: { value?: string } & Record<string, unknown>;
+};
 
 export const user = "example.com-v1";
 export const authservId = "relay.test";

@@ -49,7 +49,9 @@ describe("bytes after the 220 answer to STARTTLS fail the session; no login foll
     test(row.name, async () => {
       const peer = await startScriptedNextHop({ extensions: ["AUTH PLAIN"], tls: certificate, after220: row.after220 });
       try {
-        const opened = SmtpClient.open(clientOptions(peer.port, { tls: "StartTLS", ca: certificate.cert, auth: { username: "u", password: "p" } }));
+        const opened = SmtpClient.open(
+          clientOptions(peer.port, { tls: "StartTLS", ca: certificate.cert, auth: { username: "u", password: "p" } }),
+        );
         await assert.rejects(opened, (error: unknown) => error instanceof NextHopError && error.kind === "Connection");
         assert.ok(!peer.transcript.some((line) => line.includes("AUTH")), `the login went out: ${peer.transcript.join(" | ")}`);
       } finally {
@@ -61,9 +63,16 @@ describe("bytes after the 220 answer to STARTTLS fail the session; no login foll
   test("control: nothing after the 220, the session goes on inside TLS and logs in there", async () => {
     const peer = await startScriptedNextHop({ extensions: ["AUTH PLAIN"], tls: certificate });
     try {
-      const client = await SmtpClient.open(clientOptions(peer.port, { tls: "StartTLS", ca: certificate.cert, auth: { username: "u", password: "p" } }));
+      const client = await SmtpClient.open(
+        clientOptions(peer.port, { tls: "StartTLS", ca: certificate.cert, auth: { username: "u", password: "p" } }),
+      );
       client.quit();
-      assert.deepEqual(peer.transcript.slice(0, 4), ["EHLO relay.test", "STARTTLS", "(tls) EHLO relay.test", `(tls) AUTH PLAIN ${Buffer.from("\0u\0p").toString("base64")}`]);
+      assert.deepEqual(peer.transcript.slice(0, 4), [
+        "EHLO relay.test",
+        "STARTTLS",
+        "(tls) EHLO relay.test",
+        `(tls) AUTH PLAIN ${Buffer.from("\0u\0p").toString("base64")}`,
+      ]);
     } finally {
       await peer.stop();
     }
@@ -100,7 +109,12 @@ describe("a non-ASCII envelope and a next hop without SMTPUTF8: refused with RFC
 
   const rows: { name: string; from: string; to: string; reply: RegExp }[] = [
     { name: "non-ASCII sender: 550 5.6.7", from: "pelé@users.example.org", to: "support@example.com", reply: /^5\.6\.7 Non-ASCII sender/ },
-    { name: "non-ASCII recipient: 553 5.6.7", from: "support@example.com", to: "müller@users.example.org", reply: /^5\.6\.7 Non-ASCII recipient/ },
+    {
+      name: "non-ASCII recipient: 553 5.6.7",
+      from: "support@example.com",
+      to: "müller@users.example.org",
+      reply: /^5\.6\.7 Non-ASCII recipient/,
+    },
   ];
   for (const row of rows) {
     test(`smtp-sink (no SMTPUTF8), ${row.name}`, async () => {
@@ -137,16 +151,31 @@ describe("a non-ASCII envelope and a next hop without SMTPUTF8: refused with RFC
 
   // What the sender wrote after MAIL, and what the next hop that offers SMTPUTF8 must read.
   const offered: { name: string; mail: string; forwarded: string }[] = [
-    { name: "a non-ASCII sender", mail: "MAIL FROM:<pelé@users.example.org> SMTPUTF8", forwarded: "MAIL FROM:<pelé@users.example.org> BODY=8BITMIME SMTPUTF8" },
-    { name: "an ASCII sender that asked for SMTPUTF8 (UTF-8 header fields)", mail: "MAIL FROM:<customer@users.example.org> SMTPUTF8", forwarded: "MAIL FROM:<customer@users.example.org> BODY=8BITMIME SMTPUTF8" },
-    { name: "an ASCII sender that did not ask", mail: "MAIL FROM:<customer@users.example.org>", forwarded: "MAIL FROM:<customer@users.example.org> BODY=8BITMIME" },
+    {
+      name: "a non-ASCII sender",
+      mail: "MAIL FROM:<pelé@users.example.org> SMTPUTF8",
+      forwarded: "MAIL FROM:<pelé@users.example.org> BODY=8BITMIME SMTPUTF8",
+    },
+    {
+      name: "an ASCII sender that asked for SMTPUTF8 (UTF-8 header fields)",
+      mail: "MAIL FROM:<customer@users.example.org> SMTPUTF8",
+      forwarded: "MAIL FROM:<customer@users.example.org> BODY=8BITMIME SMTPUTF8",
+    },
+    {
+      name: "an ASCII sender that did not ask",
+      mail: "MAIL FROM:<customer@users.example.org>",
+      forwarded: "MAIL FROM:<customer@users.example.org> BODY=8BITMIME",
+    },
   ];
   for (const row of offered) {
     test(`through the relay to a next hop that offers SMTPUTF8, ${row.name}: delivered, SMTPUTF8 passed on as needed`, async () => {
       const password = randomPassword();
       const script: NextHopScript = { extensions: ["PIPELINING", "8BITMIME", "SMTPUTF8"] };
       const peer = await startScriptedNextHop(script);
-      const h = await startRelay({ domains: [exampleDomain(password)], delivery: { smtp: { host: "127.0.0.1", port: peer.port, protocol: "SMTP", tls: "None" } } });
+      const h = await startRelay({
+        domains: [exampleDomain(password)],
+        delivery: { smtp: { host: "127.0.0.1", port: peer.port, protocol: "SMTP", tls: "None" } },
+      });
       try {
         const client = await RawSmtp.connect(h.implicitPort, { implicitTls: true });
         await client.reply();

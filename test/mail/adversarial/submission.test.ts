@@ -12,7 +12,11 @@ import { exampleDomain, startRelay, type RelayHarness } from "../../support/rela
 import { eventuallyTrue } from "../../support/wait.js";
 
 const submission = { username: "helpdesk-example.com-v1", password: randomPassword() };
-const login = { username: "u1@example.com", password: randomPassword(), senders: ["support@example.com", "billing@example.com", "news@example.com"] };
+const login = {
+  username: "u1@example.com",
+  password: randomPassword(),
+  senders: ["support@example.com", "billing@example.com", "news@example.com"],
+};
 
 describe("adversarial: submission as another author", () => {
   let h: RelayHarness;
@@ -26,7 +30,14 @@ describe("adversarial: submission as another author", () => {
       domains: [exampleDomain(randomPassword())],
       configure: async (config, dir) => {
         writeFileSync(join(dir, "u1.password"), login.password);
-        const server = () => ({ host: "127.0.0.1", port: postfix.port, tls: "StartTLS" as const, caFile: postfix.certFile, username: login.username, passwordFile: "u1.password" });
+        const server = () => ({
+          host: "127.0.0.1",
+          port: postfix.port,
+          tls: "StartTLS" as const,
+          caFile: postfix.certFile,
+          username: login.username,
+          passwordFile: "u1.password",
+        });
         config.listeners.submission = { port: await freePort() };
         config.outbound = { systemDomains: ["helpdesk.test"], unconnectedSenders: "Refuse" };
         config.domains[0]!.outbound = {
@@ -51,11 +62,21 @@ describe("adversarial: submission as another author", () => {
   /** One submission by swaks; `headers` are the message's header lines (swaks adds none with --data). */
   const submit = (from: string, headers: string[], tag: string) =>
     swaks([
-      "--server", `127.0.0.1:${h.submissionPort}`,
+      "--server",
+      `127.0.0.1:${h.submissionPort}`,
       "--tls" /* swaks does not verify the certificate: the relay's test one is self-signed */,
-      "--auth", "PLAIN", "--auth-user", submission.username, "--auth-password", submission.password,
-      "--from", from, "--to", "customer@elsewhere.test",
-      "--data", [...headers, `Subject: ${tag}`, "", `body ${tag}`, ""].join("\\n"),
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      submission.username,
+      "--auth-password",
+      submission.password,
+      "--from",
+      from,
+      "--to",
+      "customer@elsewhere.test",
+      "--data",
+      [...headers, `Subject: ${tag}`, "", `body ${tag}`, ""].join("\\n"),
     ]);
   const arrivedAtRecipient = (tag: string) => recipientSide.messages().some((m) => m.content.includes(`body ${tag}`));
 
@@ -86,7 +107,11 @@ describe("adversarial: submission as another author", () => {
     ["Resent-From: another address", ["From: support@example.com", "Resent-From: ceo@example.com"], "ResentMismatch"],
     // The message filter ends the header section at the first line that is no field (writing the empty line
     // itself): a From: after it is body to every reader, and the check never holds more than the header section.
-    ["a second From: after a line that is no field", ["From: support@example.com", "no colon here", "From: ceo@example.com", ...Array<string>(100).fill("x".repeat(800))], "Accepted"],
+    [
+      "a second From: after a line that is no field",
+      ["From: support@example.com", "no colon here", "From: ceo@example.com", ...Array<string>(100).fill("x".repeat(800))],
+      "Accepted",
+    ],
   ];
   for (const [name, headers, expected] of authors) {
     test(`From: ${name} → ${expected}`, async () => {

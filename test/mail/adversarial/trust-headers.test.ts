@@ -43,11 +43,23 @@ const hiddenFields: { name: string; section: string }[] = [
   { name: "our trust header as sent", section: "X-SmtpConnector-Auth: domain=evil.org; version=99\r\n" },
   { name: "our trust header, white space before the colon", section: "X-SmtpConnector-Auth\t : domain=evil.org; version=99\r\n" },
   { name: "our trust header, folded between name and colon", section: "X-SmtpConnector-Auth\r\n : domain=evil.org; version=99\r\n" },
-  { name: "our trust header after a line that is not a field", section: "Subject: hi\r\nthis line has no colon\r\nX-SmtpConnector-Auth: domain=evil.org; version=99\r\n" },
-  { name: "Authentication-Results after a line that is not a field", section: `Subject: hi\r\nno colon here\r\nAuthentication-Results: relay.test; ${forgedResult}\r\n` },
-  { name: "Authentication-Results after a line that starts with ':'", section: `Subject: hi\r\n:odd\r\nAuthentication-Results: relay.test; ${forgedResult}\r\n` },
+  {
+    name: "our trust header after a line that is not a field",
+    section: "Subject: hi\r\nthis line has no colon\r\nX-SmtpConnector-Auth: domain=evil.org; version=99\r\n",
+  },
+  {
+    name: "Authentication-Results after a line that is not a field",
+    section: `Subject: hi\r\nno colon here\r\nAuthentication-Results: relay.test; ${forgedResult}\r\n`,
+  },
+  {
+    name: "Authentication-Results after a line that starts with ':'",
+    section: `Subject: hi\r\n:odd\r\nAuthentication-Results: relay.test; ${forgedResult}\r\n`,
+  },
   { name: "a first line that continues our trust header", section: " ; domain=evil.org; version=99\r\nSubject: hi\r\n" },
-  { name: "a first line that continues our trust header, with a field name in it", section: "\tX-SmtpConnector-Auth: domain=evil.org\r\nSubject: hi\r\n" },
+  {
+    name: "a first line that continues our trust header, with a field name in it",
+    section: "\tX-SmtpConnector-Auth: domain=evil.org\r\nSubject: hi\r\n",
+  },
 ];
 
 describe("forged trust fields never reach the next hop as ours", () => {
@@ -60,13 +72,21 @@ describe("forged trust fields never reach the next hop as ours", () => {
   /** Sends the header section, then asserts mailauth reads exactly our trust fields in what the next hop got. */
   async function assertOnlyOursArrive(name: string, section: string): Promise<void> {
     const asIfPassedThrough = trustAsRead(Buffer.from(`${ourAuthResults}\r\n${ourTrustHeader}\r\n${section}\r\n`, "utf8"));
-    assert.notDeepEqual(asIfPassedThrough, { authResults: [ourAuthResults], trustHeaders: [ourTrustHeader] }, `${name}: not an attack on mailauth`);
+    assert.notDeepEqual(
+      asIfPassedThrough,
+      { authResults: [ourAuthResults], trustHeaders: [ourTrustHeader] },
+      `${name}: not an attack on mailauth`,
+    );
     const before = h.sink.messages().length;
     const reply = await sendRaw(h, password, `${section}Message-ID: <${before}@users.example.org>\r\n\r\nbody\r\n`);
     assert.match(reply, /^250 /, `${name}: ${reply}`);
     const delivered = h.sink.messages().slice(before);
     assert.equal(delivered.length, 1);
-    assert.deepEqual(trustAsRead(headerSectionOf(delivered[0]!.content)), { authResults: [ourAuthResults], trustHeaders: [ourTrustHeader] }, name);
+    assert.deepEqual(
+      trustAsRead(headerSectionOf(delivered[0]!.content)),
+      { authResults: [ourAuthResults], trustHeaders: [ourTrustHeader] },
+      name,
+    );
   }
 
   for (const row of authservIdSpellings) {
