@@ -21,9 +21,10 @@ import { defaultCaSecret } from "./domain/certificate.js";
 import { disconnect, disconnectFinalizer, ensureFinalizer } from "./domain/disconnect.js";
 import { claimedHostnames, judgeHostnames, type HostnameConflict } from "./domain/hostname-claims.js";
 import { domainCaches, reconcileDomain } from "./domain/reconcile.js";
-import { names, type OperatorSettings } from "./domain/render.js";
+import { managedByLabel, names, type OperatorSettings } from "./domain/render.js";
 import { ApiError, type ClusterAccess } from "./kube/access.js";
 import { Cluster } from "./kube/cluster.js";
+import { OwnObjectReads } from "./kube/read-cache.js";
 import { TimedCache } from "./timed-cache.js";
 import { scopedInformer, supervisedInformer, type InformerEvent, type RelistReason, type SupervisedInformer } from "./kube/informer.js";
 import { maxCaBundleBytes, maxSecretValueBytes, refusedKeys, SecretCache, tooLargeMessage } from "./kube/secrets.js";
@@ -78,6 +79,8 @@ export class Controller {
   private readonly ownersOf = new Map<string, Set<string>>();
   /** Our relays' internal Services' EndpointSlices: the control API of every ready relay pod. */
   private readonly endpointSlices: SupervisedInformer<k8s.V1EndpointSlice>;
+  /** Reads by name answered from the watches (public: the tests look at what it holds). */
+  readonly ownReads: OwnObjectReads;
   private resync: NodeJS.Timeout | undefined;
   private readonly verificationIO: VerificationIO | undefined;
   private readonly judged = new VerdictCache();
@@ -164,7 +167,10 @@ export class Controller {
     this.secrets = new SecretCache(access, {
       ...(namespaces ? { namespaces } : {}),
       log,
-      onChange: (s) => this.secretChanged(s),
+      onChange: (s, event) => {
+        if (event === "delete") this.ownReads.forgetSecret(s.metadata?.namespace ?? "", s.metadata?.name ?? "");
+        this.secretChanged(s);
+      },
       onRelist: relisted,
       ...paging,
     });
@@ -198,20 +204,27 @@ export class Controller {
             }),
           ]
         : [];
-    this.watched = [
-      ...caWatch,
-      this.endpointSlices,
-      // Our own Deployments (availability feeds RelayAvailable, edits are drift to repair), Services,
-      // NetworkPolicies and PodDisruptionBudgets: label-selected, so only ours are cached.
-      ...[
-        { prefix: "/apis/apps/v1", plural: "deployments" },
-        { prefix: "/api/v1", plural: "services" },
-        { prefix: "/apis/networking.k8s.io/v1", plural: "networkpolicies" },
-        { prefix: "/apis/policy/v1", plural: "poddisruptionbudgets" },
-      ].map((resource) =>
+    // Our own Deployments (availability feeds RelayAvailable, edits are drift to repair), Services,
+    // NetworkPolicies and PodDisruptionBudgets: label-selected, so only ours are cached.
+    const owned = new Map(
+      [
+        { apiVersion: "apps/v1", kind: "Deployment", prefix: "/apis/apps/v1", plural: "deployments" },
+        { apiVersion: "v1", kind: "Service", prefix: "/api/v1", plural: "services" },
+        { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", prefix: "/apis/networking.k8s.io/v1", plural: "networkpolicies" },
+        { apiVersion: "policy/v1", kind: "PodDisruptionBudget", prefix: "/apis/policy/v1", plural: "poddisruptionbudgets" },
+      ].map(({ apiVersion, kind, ...resource }) => [
+        `${apiVersion}/${kind}`,
         scopedInformer(access, resource, { namespaces, onChange: byDomainLabel, log, labelSelector: ours, onRelist: relisted, ...paging }),
-      ),
-    ];
+      ]),
+    );
+    this.watched = [...caWatch, this.endpointSlices, ...owned.values()];
+    // The reconciles' reads by name of these and of our Secrets come from the watches above, not the API server.
+    this.cluster.reads = this.ownReads = new OwnObjectReads({
+      informers: owned,
+      secretVersion: (namespace, name) => this.secrets.resourceVersion(namespace, name),
+      isDomain: (namespace, name, uid) => this.domains.get(name, namespace)?.metadata?.uid === uid,
+      ownLabels: managedByLabel,
+    });
   }
 
   async start(): Promise<void> {

@@ -5,6 +5,7 @@ import type * as k8s from "@kubernetes/client-node";
 import { group, version } from "../../crds/schema.js";
 import { fieldManager, type KubeObject } from "../domain/render.js";
 import { ApiError, request, type ClusterAccess } from "./access.js";
+import type { ReadCache } from "./read-cache.js";
 
 export { ApiError };
 
@@ -15,6 +16,9 @@ export class Cluster {
   readonly apiErrors = new Map<string, number>();
   /** The last writes, "Kind namespace/name", newest last. */
   readonly recentWrites: string[] = [];
+
+  /** Answers reads by name from the controller's watches where it can (read-cache.ts). */
+  reads: ReadCache | undefined;
 
   constructor(readonly access: ClusterAccess) {}
 
@@ -89,15 +93,22 @@ export class Cluster {
     );
   }
 
-  /** Reads a namespaced object as the API server sends it; undefined on 404. */
+  /**
+   * Reads a namespaced object as the API server sends it (or as a watch holds it: without managedFields and
+   * kubectl's last-applied copy); undefined on 404.
+   */
   async read<T extends k8s.KubernetesObject>(apiVersion: string, kind: string, namespace: string, name: string): Promise<T | undefined> {
+    const cached = this.reads?.lookup(apiVersion, kind, namespace, name);
+    if (cached) return cached as T;
     const { status, body } = await this.request(
       "GET",
       `${objectPath(apiVersion, kind, namespace)}/${encodeURIComponent(name)}`,
       undefined,
       [404],
     );
-    return status === 404 ? undefined : (JSON.parse(body) as T);
+    const object = status === 404 ? undefined : (JSON.parse(body) as T);
+    this.reads?.remember(apiVersion, kind, namespace, name, object);
+    return object;
   }
 
   private record(what: string): void {

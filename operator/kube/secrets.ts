@@ -95,6 +95,11 @@ export class SecretCache {
     await this.metadata.stop();
   }
 
+  /** The Secret's resourceVersion as the metadata watch sees it now; undefined when it sees no such Secret. */
+  resourceVersion(namespace: string, name: string): string | undefined {
+    return this.metadata.get(name, namespace)?.metadata?.resourceVersion;
+  }
+
   /** A named Secret as read by `hold`; undefined for any other. */
   get(name: string, namespace: string | undefined): k8s.V1Secret | undefined {
     if (namespace === undefined) return undefined;
