@@ -127,6 +127,11 @@ async function startOperator(): Promise<{ child: ChildProcess; port: number }> {
       await operatorKubeconfig(),
       "--metrics-port",
       String(port),
+      // No relay pod runs here, so nothing answers the operator's questions to a relay (last use, lockouts).
+      // A closed loopback port refuses at once, as a relay with no ready pod does in a cluster; the default
+      // URL names a cluster Service, and this machine's resolver would hold every such ask for seconds.
+      "--relay-control-url",
+      "https://127.0.0.1:9/{namespace}/{name}",
     ],
     {
       stdio: ["ignore", "ignore", "inherit"],
