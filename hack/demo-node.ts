@@ -11,17 +11,7 @@ import { eventually, kubectl } from "../test/support/kube.js";
 import { freePort, startSmtpSink, swaksAuth } from "../test/support/mail.js";
 import { startCluster } from "../test/support/node.js";
 import { startSubmissionServer } from "../test/support/postfix.js";
-import {
-  addressTable,
-  applyExamples,
-  customerEmail,
-  headerLines,
-  installChart,
-  patch as patchIn,
-  runDemo,
-  show,
-  step,
-} from "./lib/demo.js";
+import { addressTable, applyExamples, customerEmail, headerLines, installChart, patch, runDemo, show, step } from "./lib/demo.js";
 
 const namespace = "acme-helpdesk";
 const system = "smtp-connector-system";
@@ -35,7 +25,6 @@ async function json<T>(args: string[]): Promise<T> {
   if (result.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${result.stderr}`);
   return JSON.parse(result.stdout) as T;
 }
-const patch = (kind: string, name: string, value: object) => patchIn(namespace, kind, name, value);
 interface Pod {
   status: { phase?: string; containerStatuses?: { ready: boolean }[] };
 }
@@ -89,7 +78,7 @@ await runDemo("Postfix, sinks, the pods, the node and the control plane", async 
   step("a platform team applies the examples as shipped, then sets the site's values");
   await applyExamples();
   // The customer's server reaches the relay from the node's bridge address; the helpdesk ingests on the node's address.
-  await patch("smtpdomain", "example-com", {
+  await patch(namespace, "smtpdomain", "example-com", {
     spec: { inbound: { allowedSourceRanges: ["10.244.0.1/32"], delivery: { smtp: { host: nodeIp, port: helpdesk.port } } } },
   });
   const relaySelector = "app.kubernetes.io/name=smtp-connector-relay,app.kubernetes.io/instance=example-com";
@@ -129,7 +118,7 @@ await runDemo("Postfix, sinks, the pods, the node and the control plane", async 
   ]);
   if (ca.code !== 0) throw new Error(`kubectl create secret failed: ${ca.stderr}`);
   for (const name of ["support", "billing"])
-    await patch("supportaddress", name, {
+    await patch(namespace, "supportaddress", name, {
       spec: { outbound: { host: nodeIp, port: customer.port, tls: "StartTLS", caSecretRef: { name: "customer-ca" } } },
     });
 

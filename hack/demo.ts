@@ -13,17 +13,7 @@ import { applyManifests, eventually, kubectl, serviceAccountKubeconfig } from ".
 import { freePort, startSmtpSink, swaksAuth, tempDir } from "../test/support/mail.js";
 import { startSubmissionServer } from "../test/support/postfix.js";
 import { relayPorts } from "../relay/contract/pod.js";
-import {
-  addressTable,
-  applyExamples,
-  customerEmail,
-  headerLines,
-  installChart,
-  patch as patchIn,
-  runDemo,
-  show,
-  step,
-} from "./lib/demo.js";
+import { addressTable, applyExamples, customerEmail, headerLines, installChart, patch, runDemo, show, step } from "./lib/demo.js";
 
 const namespace = "acme-helpdesk";
 const apply = async (manifest: object) => {
@@ -104,8 +94,7 @@ await runDemo("relay, Postfix, sinks, operator, control plane", async (cleanups)
   await show(["get", "smtpconnector", "-n", namespace]);
 
   step("and sets the site's values: where the helpdesk ingests (LMTP), the customer's servers, a short verification timeout");
-  const patch = (kind: string, name: string, value: object) => patchIn(namespace, kind, name, value);
-  await patch("smtpdomain", "example-com", {
+  await patch(namespace, "smtpdomain", "example-com", {
     spec: { inbound: { allowedSourceRanges: ["127.0.0.0/8"], delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port } } } },
   });
 
@@ -134,15 +123,8 @@ await runDemo("relay, Postfix, sinks, operator, control plane", async (cleanups)
       .replace(/:[A-Za-z0-9]{43} }/, ":**** }")
       .trimEnd(),
   );
-  await show([
-    "get",
-    "smtpdomain",
-    "example-com",
-    "-n",
-    namespace,
-    "-o",
-    'jsonpath=relay certificate: {.status.tls.dnsNames[0]}, issued by {.status.tls.issuer}, expires {.status.tls.notAfter}{"\\n"}',
-  ]);
+  const showDomain = (jsonpath: string) => show(["get", "smtpdomain", "example-com", "-n", namespace, "-o", `jsonpath=${jsonpath}`]);
+  await showDomain('relay certificate: {.status.tls.dnsNames[0]}, issued by {.status.tls.issuer}, expires {.status.tls.notAfter}{"\\n"}');
   await apply({
     apiVersion: "v1",
     kind: "Secret",
@@ -150,7 +132,7 @@ await runDemo("relay, Postfix, sinks, operator, control plane", async (cleanups)
     stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") },
   });
   for (const name of ["support", "billing"]) {
-    await patch("supportaddress", name, {
+    await patch(namespace, "supportaddress", name, {
       spec: {
         outbound: { host: "127.0.0.1", port: customer.port, tls: "StartTLS", caSecretRef: { name: "customer-ca" } },
         verification: { timeout: "30s" },
@@ -259,15 +241,7 @@ await runDemo("relay, Postfix, sinks, operator, control plane", async (cleanups)
 
   step("what kubectl shows");
   await show(["get", "smtpconnector", "-n", namespace]);
-  await show([
-    "get",
-    "smtpdomain",
-    "example-com",
-    "-n",
-    namespace,
-    "-o",
-    'jsonpath={range .status.conditions[*]}{.type}={.status} ({.reason}){"\\n"}{end}',
-  ]);
+  await showDomain('{range .status.conditions[*]}{.type}={.status} ({.reason}){"\\n"}{end}');
 
   step("where to look");
   console.log(`the email the helpdesk received, with its tags: ${received.file}`);

@@ -3,7 +3,7 @@
 // the way out or on Ctrl-C, the chart install, and the steps a user runs by hand.
 import { helm } from "../../test/support/helm.js";
 import { kubectl } from "../../test/support/kube.js";
-import { swaks } from "../../test/support/mail.js";
+import { swaksCustomer } from "../../test/support/mail.js";
 
 export const step = (text: string): void => console.log(`\n== ${text}`);
 
@@ -95,16 +95,7 @@ export function addressTable(namespace: string, row: (line: string) => string = 
 
 /** A customer's email to support@example.com, submitted to the customer's server at `server`. */
 export async function customerEmail(server: string): Promise<void> {
-  const inbound = await swaks([
-    "--server",
-    server,
-    "--from",
-    "jane@users.example.org",
-    "--to",
-    "support@example.com",
-    "--header",
-    "Subject: My printer is on fire",
-  ]);
+  const inbound = await swaksCustomer(server, "My printer is on fire");
   if (inbound.code !== 0) throw new Error(`the inbound email failed:\n${inbound.output}`);
 }
 

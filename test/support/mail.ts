@@ -298,6 +298,20 @@ export function swaksAuth(
   ]);
 }
 
+/** swaks as a customer writing in: jane@users.example.org to support@example.com (unless `to`), no AUTH, to a mail server. */
+export function swaksCustomer(server: number | string, subject: string, { to = "support@example.com" } = {}): Promise<SwaksResult> {
+  return swaks([
+    "--server",
+    typeof server === "number" ? `127.0.0.1:${server}` : server,
+    "--from",
+    "jane@users.example.org",
+    "--to",
+    to,
+    "--header",
+    `Subject: ${subject}`,
+  ]);
+}
+
 export function sha256(text: string): string {
   return createHash("sha256").update(text).digest("hex");
 }
