@@ -2,16 +2,18 @@
 // address support@example.com, with what a test changes as options.
 
 /**
- * The SmtpDomain example-com in `namespace`: example.com (unless `domain`), delivering inbound mail over plain SMTP to
- * ingest.helpdesk.svc:25 (unless `delivery`), one relay replica with `relay` added.
+ * The SmtpDomain example-com in `namespace`: example.com (unless `domain`), with spec.inbound.credentials when given,
+ * delivering inbound mail over plain SMTP to ingest.helpdesk.svc:25 (unless `delivery`), one relay replica with
+ * `relay` added.
  */
 export function smtpDomainManifest(
   namespace: string,
   {
     domain = "example.com",
+    credentials,
     delivery = { host: "ingest.helpdesk.svc", port: 25 },
     relay = {},
-  }: { domain?: string; delivery?: { host: string; port: number }; relay?: object } = {},
+  }: { domain?: string; credentials?: object[]; delivery?: { host: string; port: number }; relay?: object } = {},
 ) {
   return {
     apiVersion: "smtpconnector.dev/v1alpha1",
@@ -19,7 +21,7 @@ export function smtpDomainManifest(
     metadata: { name: "example-com", namespace },
     spec: {
       domain,
-      inbound: { delivery: { smtp: { ...delivery, tls: "None" } } },
+      inbound: { ...(credentials ? { credentials } : {}), delivery: { smtp: { ...delivery, tls: "None" } } },
       relay: { replicas: 1, ...relay },
     },
   };
