@@ -11,6 +11,7 @@ import { parseConfig } from "../../relay/contract/config-parser.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
 import { applyManifests, connect, eventually, freshNamespace, kubectl, readSmtpDomain, readSupportAddress } from "../support/kube.js";
+import { markDeploymentAvailable } from "../support/deployment-runner.js";
 
 const domain = (namespace: string, name: string, mail: string) => ({
   apiVersion: "smtpconnector.dev/v1alpha1",
@@ -184,23 +185,7 @@ describe("SupportAddress readiness through a rotation", () => {
     await eventually("the relay Deployment", async () =>
       (await kubectl(["get", "deployment", "example-com-relay", "-n", namespace])).code === 0 ? true : undefined,
     );
-    const status = { replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1 };
-    assert.equal(
-      (
-        await kubectl([
-          "patch",
-          "deployment",
-          "example-com-relay",
-          "-n",
-          namespace,
-          "--subresource=status",
-          "--type=merge",
-          "-p",
-          JSON.stringify({ status }),
-        ])
-      ).code,
-      0,
-    );
+    await markDeploymentAvailable(namespace, "example-com-relay", 1);
 
     const get = async () => await readSupportAddress(suite.custom, namespace, "support");
     const ready = (a: SupportAddress) => a.status?.conditions?.find((c) => c.type === "Ready");
