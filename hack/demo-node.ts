@@ -7,36 +7,24 @@
 // Everything stops at the end (or on Ctrl-C) and leaves nothing on the host.
 import { readFileSync } from "node:fs";
 import { nodeIp } from "./node/node.js";
-import { helm } from "../test/support/helm.js";
 import { eventually, kubectl } from "../test/support/kube.js";
-import { freePort, startSmtpSink, swaks } from "../test/support/mail.js";
+import { freePort, startSmtpSink, swaksAuth } from "../test/support/mail.js";
 import { startCluster } from "../test/support/node.js";
 import { startSubmissionServer } from "../test/support/postfix.js";
+import { addressTable, applyExamples, customerEmail, headerLines, installChart, patch, runDemo, show, step } from "./lib/demo.js";
 
 const namespace = "acme-helpdesk";
 const system = "smtp-connector-system";
-const step = (text: string) => console.log(`\n== ${text}`);
 interface Secret {
   data?: Record<string, string>;
 }
 const text = (secret: Secret, key: string) => Buffer.from(secret.data?.[key] ?? "", "base64").toString();
 
-async function show(args: string[]): Promise<void> {
-  console.log(`$ kubectl ${args.join(" ")}`);
-  const result = await kubectl(args);
-  process.stdout.write(result.stdout + result.stderr);
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed`);
-}
 async function json<T>(args: string[]): Promise<T> {
   const result = await kubectl([...args, "-o", "json"]);
   if (result.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${result.stderr}`);
   return JSON.parse(result.stdout) as T;
 }
-const patch = async (kind: string, name: string, value: object) => {
-  console.log(`$ kubectl patch ${kind} ${name} -n ${namespace} --type=merge -p '${JSON.stringify(value)}'`);
-  const result = await kubectl(["patch", kind, name, "-n", namespace, "--type=merge", "-p", JSON.stringify(value)]);
-  if (result.code !== 0) throw new Error(`kubectl patch failed: ${result.stderr}`);
-};
 interface Pod {
   status: { phase?: string; containerStatuses?: { ready: boolean }[] };
 }
@@ -47,21 +35,7 @@ const podsRunning = async (ns: string, selector: string) => {
     : undefined;
 };
 
-const cleanups: (() => Promise<unknown>)[] = [];
-let cleaning: Promise<void> | undefined;
-const cleanUp = () =>
-  (cleaning ??= (async () => {
-    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
-    console.log("\nstopped: Postfix, sinks, the pods, the node and the control plane");
-  })());
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    console.log(`\n${signal}: cleaning up`);
-    void cleanUp().then(() => process.exit(130));
-  });
-}
-
-try {
+await runDemo("Postfix, sinks, the pods, the node and the control plane", async (cleanups) => {
   step("a control plane with a real node: kubelet, containerd, kube-proxy, kube-router; the image built from the Dockerfile");
   const started = Date.now();
   const cluster = await startCluster();
@@ -97,25 +71,14 @@ try {
   console.log(
     `$ helm install smtp-connector charts/smtp-connector -n ${system} --create-namespace ${values.map((v) => `--set ${v}`).join(" ")}`,
   );
-  const installed = await helm([
-    "install",
-    "smtp-connector",
-    "charts/smtp-connector",
-    "--namespace",
-    system,
-    "--create-namespace",
-    ...values.flatMap((v) => ["--set", v]),
-  ]);
-  if (installed.code !== 0) throw new Error(`helm install failed: ${installed.stderr}`);
+  await installChart(system, values);
   await eventually("the operator pod Running and ready", () => podsRunning(system, "app.kubernetes.io/name=smtp-connector"), 180_000);
   await show(["get", "pods", "-n", system, "-o", "wide"]);
 
   step("a platform team applies the examples as shipped, then sets the site's values");
-  const applied = await kubectl(["apply", "-f", "examples/"]);
-  if (applied.code !== 0) throw new Error(`kubectl apply -f examples/ failed: ${applied.stderr}`);
-  process.stdout.write(applied.stdout);
+  await applyExamples();
   // The customer's server reaches the relay from the node's bridge address; the helpdesk ingests on the node's address.
-  await patch("smtpdomain", "example-com", {
+  await patch(namespace, "smtpdomain", "example-com", {
     spec: { inbound: { allowedSourceRanges: ["10.244.0.1/32"], delivery: { smtp: { host: nodeIp, port: helpdesk.port } } } },
   });
   const relaySelector = "app.kubernetes.io/name=smtp-connector-relay,app.kubernetes.io/instance=example-com";
@@ -155,52 +118,30 @@ try {
   ]);
   if (ca.code !== 0) throw new Error(`kubectl create secret failed: ${ca.stderr}`);
   for (const name of ["support", "billing"])
-    await patch("supportaddress", name, {
+    await patch(namespace, "supportaddress", name, {
       spec: { outbound: { host: nodeIp, port: customer.port, tls: "StartTLS", caSecretRef: { name: "customer-ca" } } },
     });
 
   step("verification: one email each way per address, through the relay pods and the customer's Postfix");
-  let last = "";
+  // Without the AGE column, which changes every second.
+  const addresses = addressTable(namespace, (row) => row.replace(/ \S+$/, ""));
   await eventually(
     "both addresses Ready",
     async () => {
-      const table = await kubectl(["get", "supportaddresses", "-n", namespace, "--no-headers"]);
-      // Without the AGE column, which changes every second.
-      const lines = table.stdout
-        .trim()
-        .split("\n")
-        .map((l) => l.trim().replace(/\s+/g, " ").replace(/ \S+$/, ""));
-      if (lines.join("\n") !== last) console.log(lines.map((l) => `  ${l}`).join("\n"));
-      last = lines.join("\n");
+      const lines = await addresses();
       return lines.length === 2 && lines.every((l) => / True True True$/.test(l)) ? true : undefined;
     },
     420_000,
   );
 
   step("inbound: a customer's email through the customer's Postfix and a relay pod to the helpdesk");
-  const inbound = await swaks([
-    "--server",
-    `${nodeIp}:${customer.port}`,
-    "--from",
-    "jane@users.example.org",
-    "--to",
-    "support@example.com",
-    "--header",
-    "Subject: My printer is on fire",
-  ]);
-  if (inbound.code !== 0) throw new Error(`the inbound email failed:\n${inbound.output}`);
+  await customerEmail(`${nodeIp}:${customer.port}`);
   const received = await eventually(
     "the email at the helpdesk",
     () => helpdesk.messages().find((m) => m.content.includes("My printer is on fire")),
     60_000,
   );
-  console.log(
-    received.content
-      .split("\n\n")[0]!
-      .split("\n")
-      .filter((l) => /^(X-SmtpConnector-Auth|Subject|From|To):/.test(l))
-      .join("\n"),
-  );
+  console.log(headerLines(received.content, /^(X-SmtpConnector-Auth|Subject|From|To):/));
 
   step("outbound: the helpdesk replies as support@example.com on the relay's internal Service");
   const submission = await json<Secret>(["get", "secret", "example-com-submission", "-n", namespace]);
@@ -209,25 +150,12 @@ try {
   await eventually(
     "the reply accepted by a relay pod",
     async () => {
-      const reply = await swaks([
-        "--server",
+      const reply = await swaksAuth(
         `${internal.spec.clusterIP}:${text(submission, "port")}`,
-        "--tls",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        text(submission, "username"),
-        "--auth-password",
-        text(submission, "password"),
-        "--from",
-        "support@example.com",
-        "--to",
-        "jane@users.example.org",
-        "--header",
-        "From: Example Support <support@example.com>",
-        "--header",
-        "Subject: Re: My printer is on fire",
-      ]);
+        { user: text(submission, "username"), password: text(submission, "password") },
+        ["--header", "From: Example Support <support@example.com>", "--header", "Subject: Re: My printer is on fire"],
+        { from: "support@example.com", to: "jane@users.example.org" },
+      );
       return reply.code === 0 ? true : undefined;
     },
     180_000,
@@ -237,13 +165,7 @@ try {
     () => world.messages().find((m) => m.content.includes("Re: My printer is on fire")),
     60_000,
   );
-  console.log(
-    delivered.content
-      .split("\n\n")[0]!
-      .split("\n")
-      .filter((l) => /Authenticated sender|^(Subject|From):/.test(l))
-      .join("\n"),
-  );
+  console.log(headerLines(delivered.content, /Authenticated sender|^(Subject|From):/));
 
   step("what kubectl shows");
   await show(["get", "pods", "-A", "-o", "wide"]);
@@ -253,9 +175,4 @@ try {
     console.log("everything keeps running; press Ctrl-C to stop and clean up");
     await new Promise<never>(() => setInterval(() => undefined, 60_000));
   }
-} catch (error) {
-  console.error(`\ndemo failed: ${error instanceof Error ? error.message : String(error)}`);
-  process.exitCode = 1;
-} finally {
-  await cleanUp();
-}
+});

@@ -7,42 +7,20 @@
 import { readFileSync } from "node:fs";
 import * as k8s from "@kubernetes/client-node";
 import { startControlPlane } from "../test/support/controlplane.js";
-import { helm } from "../test/support/helm.js";
 import { relayReady } from "../test/support/e2e.js";
 import { runDeployment } from "../test/support/deployment-runner.js";
 import { applyManifests, eventually, kubectl, serviceAccountKubeconfig } from "../test/support/kube.js";
-import { freePort, startSmtpSink, swaks, tempDir } from "../test/support/mail.js";
+import { freePort, startSmtpSink, swaksAuth, tempDir } from "../test/support/mail.js";
 import { startSubmissionServer } from "../test/support/postfix.js";
 import { relayPorts } from "../relay/contract/pod.js";
+import { addressTable, applyExamples, customerEmail, headerLines, installChart, patch, runDemo, show, step } from "./lib/demo.js";
 
 const namespace = "acme-helpdesk";
-const step = (text: string) => console.log(`\n== ${text}`);
 const apply = async (manifest: object) => {
   process.stdout.write(await applyManifests(manifest));
 };
 
-async function show(args: string[]): Promise<void> {
-  console.log(`$ kubectl ${args.join(" ")}`);
-  const result = await kubectl(args);
-  process.stdout.write(result.stdout + result.stderr);
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed`);
-}
-
-const cleanups: (() => Promise<unknown>)[] = [];
-let cleaning: Promise<void> | undefined;
-const cleanUp = () =>
-  (cleaning ??= (async () => {
-    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
-    console.log("\nstopped: relay, Postfix, sinks, operator, control plane");
-  })());
-// Ctrl-C at any point stops everything that was started.
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    console.log(`\n${signal}: cleaning up`);
-    void cleanUp().then(() => process.exit(130));
-  });
-}
-try {
+await runDemo("relay, Postfix, sinks, operator, control plane", async (cleanups) => {
   step("starting the local control plane (etcd, kube-apiserver, kube-controller-manager)");
   const started = Date.now();
   const plane = await startControlPlane();
@@ -71,18 +49,9 @@ try {
     // No cluster DNS here: the relay's control API is reached on loopback.
     "operator.extraArgs={--relay-control-url=https://127.0.0.1:8443}",
   ];
-  const installed = await helm([
-    "install",
-    "smtp-connector",
-    "charts/smtp-connector",
-    "--namespace",
-    "smtp-connector-system",
-    "--create-namespace",
-    ...values.flatMap((v) => ["--set", v]),
-  ]);
-  if (installed.code !== 0) throw new Error(`helm install failed: ${installed.stderr}`);
+  const installed = await installChart("smtp-connector-system", values);
   console.log(
-    installed.stdout
+    installed
       .split("\n")
       .filter((l) => /^(NAME|STATUS|REVISION):/.test(l))
       .join("\n"),
@@ -116,9 +85,7 @@ try {
   );
 
   step("a platform team applies the examples as shipped: kubectl apply -f examples/");
-  const applied = await kubectl(["apply", "-f", "examples/"]);
-  if (applied.code !== 0) throw new Error(`kubectl apply -f examples/ failed: ${applied.stderr}`);
-  process.stdout.write(applied.stdout);
+  await applyExamples();
   const credentials = await eventually(
     "the inbound credentials",
     () => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }),
@@ -127,12 +94,7 @@ try {
   await show(["get", "smtpconnector", "-n", namespace]);
 
   step("and sets the site's values: where the helpdesk ingests (LMTP), the customer's servers, a short verification timeout");
-  const patch = async (kind: string, name: string, value: object) => {
-    console.log(`$ kubectl patch ${kind} ${name} --type=merge -p '${JSON.stringify(value)}'`);
-    const result = await kubectl(["patch", kind, name, "-n", namespace, "--type=merge", "-p", JSON.stringify(value)]);
-    if (result.code !== 0) throw new Error(`kubectl patch failed: ${result.stderr}`);
-  };
-  await patch("smtpdomain", "example-com", {
+  await patch(namespace, "smtpdomain", "example-com", {
     spec: { inbound: { allowedSourceRanges: ["127.0.0.0/8"], delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port } } } },
   });
 
@@ -161,15 +123,8 @@ try {
       .replace(/:[A-Za-z0-9]{43} }/, ":**** }")
       .trimEnd(),
   );
-  await show([
-    "get",
-    "smtpdomain",
-    "example-com",
-    "-n",
-    namespace,
-    "-o",
-    'jsonpath=relay certificate: {.status.tls.dnsNames[0]}, issued by {.status.tls.issuer}, expires {.status.tls.notAfter}{"\\n"}',
-  ]);
+  const showDomain = (jsonpath: string) => show(["get", "smtpdomain", "example-com", "-n", namespace, "-o", `jsonpath=${jsonpath}`]);
+  await showDomain('relay certificate: {.status.tls.dnsNames[0]}, issued by {.status.tls.issuer}, expires {.status.tls.notAfter}{"\\n"}');
   await apply({
     apiVersion: "v1",
     kind: "Secret",
@@ -177,7 +132,7 @@ try {
     stringData: { "ca.crt": readFileSync(customer.certFile, "utf8") },
   });
   for (const name of ["support", "billing"]) {
-    await patch("supportaddress", name, {
+    await patch(namespace, "supportaddress", name, {
       spec: {
         outbound: { host: "127.0.0.1", port: customer.port, tls: "StartTLS", caSecretRef: { name: "customer-ca" } },
         verification: { timeout: "30s" },
@@ -212,17 +167,11 @@ try {
     `smtpconnector.dev/verify-requested-at=${requested}`,
     "--overwrite",
   ]);
-  let last = "";
+  const addresses = addressTable(namespace);
   await eventually(
     "both addresses to be Ready",
     async () => {
-      const table = await kubectl(["get", "supportaddresses", "-n", namespace, "--no-headers"]);
-      const lines = table.stdout
-        .trim()
-        .split("\n")
-        .map((l) => l.trim().replace(/\s+/g, " "));
-      if (lines.join("\n") !== last) console.log(lines.map((l) => `  ${l}`).join("\n"));
-      last = lines.join("\n");
+      const lines = await addresses();
       if (lines.length !== 2 || !lines.every((l) => / True True True /.test(`${l} `))) return undefined;
       // Ready from the attempts this request started, not from an earlier one.
       const handled = await kubectl([
@@ -249,53 +198,24 @@ try {
   );
 
   step("inbound: the customer's server relays a customer's email (STARTTLS, AUTH PLAIN with version 1)");
-  const inbound = await swaks([
-    "--server",
-    `127.0.0.1:${customer.port}`,
-    "--from",
-    "jane@users.example.org",
-    "--to",
-    "support@example.com",
-    "--header",
-    "Subject: My printer is on fire",
-  ]);
-  if (inbound.code !== 0) throw new Error(`the inbound email failed:\n${inbound.output}`);
+  await customerEmail(`127.0.0.1:${customer.port}`);
   await eventually(
     "the email at the helpdesk",
     () => (helpdesk.messages().some((m) => m.content.includes("My printer is on fire")) ? true : undefined),
     30_000,
   );
   const received = helpdesk.messages().find((m) => m.content.includes("My printer is on fire"))!;
-  console.log(
-    received.content
-      .split("\n\n")[0]!
-      .split("\n")
-      .filter((l) => /^(Authentication-Results|X-SmtpConnector-Auth|Subject|From|To):/.test(l))
-      .join("\n"),
-  );
+  console.log(headerLines(received.content, /^(Authentication-Results|X-SmtpConnector-Auth|Subject|From|To):/));
 
   step("outbound: the helpdesk replies as support@example.com through the relay's submission port");
   const submission = await core.readNamespacedSecret({ namespace, name: "example-com-submission" });
   const reply = () =>
-    swaks([
-      "--server",
+    swaksAuth(
       "127.0.0.1:2587",
-      "--tls",
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      text(submission, "username"),
-      "--auth-password",
-      text(submission, "password"),
-      "--from",
-      "support@example.com",
-      "--to",
-      "jane@users.example.org",
-      "--header",
-      "Subject: Re: My printer is on fire",
-      "--header",
-      "Auto-Submitted: auto-replied",
-    ]);
+      { user: text(submission, "username"), password: text(submission, "password") },
+      ["--header", "Subject: Re: My printer is on fire", "--header", "Auto-Submitted: auto-replied"],
+      { from: "support@example.com", to: "jane@users.example.org" },
+    );
   // Ready reaches the relay with its next config (the kubelet's Secret sync, then the relay's reload): seconds.
   const outbound = await eventually(
     "the relay to let the helpdesk send as the Ready address",
@@ -317,25 +237,11 @@ try {
     30_000,
   );
   const delivered = world.messages().find((m) => m.content.includes("Re: My printer is on fire"))!;
-  console.log(
-    delivered.content
-      .split("\n\n")[0]!
-      .split("\n")
-      .filter((l) => /Authenticated sender|^(Subject|From|Auto-Submitted):/.test(l))
-      .join("\n"),
-  );
+  console.log(headerLines(delivered.content, /Authenticated sender|^(Subject|From|Auto-Submitted):/));
 
   step("what kubectl shows");
   await show(["get", "smtpconnector", "-n", namespace]);
-  await show([
-    "get",
-    "smtpdomain",
-    "example-com",
-    "-n",
-    namespace,
-    "-o",
-    'jsonpath={range .status.conditions[*]}{.type}={.status} ({.reason}){"\\n"}{end}',
-  ]);
+  await showDomain('{range .status.conditions[*]}{.type}={.status} ({.reason}){"\\n"}{end}');
 
   step("where to look");
   console.log(`the email the helpdesk received, with its tags: ${received.file}`);
@@ -346,9 +252,4 @@ try {
     console.log("\neverything keeps running; press Ctrl-C to stop and clean up");
     await new Promise<never>(() => setInterval(() => undefined, 60_000));
   }
-} catch (error) {
-  console.error(`\ndemo failed: ${error instanceof Error ? error.message : String(error)}`);
-  process.exitCode = 1;
-} finally {
-  await cleanUp();
-}
+});

@@ -577,6 +577,21 @@ function shimsOf(socket: string): number[] {
 const tables = ["filter", "nat", "mangle", "raw"];
 const families = ["iptables", "ip6tables"];
 
+/** `iptables -S` of every table of both families, one line an entry (none where a table cannot be listed). */
+async function ruleListings(): Promise<{ family: string; table: string; lines: string[] }[]> {
+  const listings: { family: string; table: string; lines: string[] }[] = [];
+  for (const family of families) {
+    for (const table of tables) {
+      const listed = await run(family, ["-t", table, "-S"]).then(
+        (r) => r.stdout,
+        () => "",
+      );
+      listings.push({ family, table, lines: listed.split("\n") });
+    }
+  }
+  return listings;
+}
+
 /**
  * The chains a node makes (the kubelet's KUBE-*, CNI's CNI-*), as "iptables/nat/KUBE-FOO". Other
  * engineers' tests share this machine: only chains of these names are ever looked at or removed.
@@ -584,16 +599,10 @@ const families = ["iptables", "ip6tables"];
 const nodeChain = /^(KUBE-|CNI-)/;
 async function chains(): Promise<string[]> {
   const found: string[] = [];
-  for (const family of families) {
-    for (const table of tables) {
-      const listed = await run(family, ["-t", table, "-S"]).then(
-        (r) => r.stdout,
-        () => "",
-      );
-      for (const line of listed.split("\n")) {
-        const match = /^-N (\S+)$/.exec(line);
-        if (match && nodeChain.test(match[1]!)) found.push(`${family}/${table}/${match[1]}`);
-      }
+  for (const { family, table, lines } of await ruleListings()) {
+    for (const line of lines) {
+      const match = /^-N (\S+)$/.exec(line);
+      if (match && nodeChain.test(match[1]!)) found.push(`${family}/${table}/${match[1]}`);
     }
   }
   return found.sort();
@@ -602,15 +611,8 @@ async function chains(): Promise<string[]> {
 /** Rules that jump to or live in a node's chain. */
 async function chainRules(): Promise<string[]> {
   const found: string[] = [];
-  for (const family of families) {
-    for (const table of tables) {
-      const listed = await run(family, ["-t", table, "-S"]).then(
-        (r) => r.stdout,
-        () => "",
-      );
-      for (const line of listed.split("\n"))
-        if (line.startsWith("-A ") && /\b(KUBE|CNI)-/.test(line)) found.push(`${family}/${table}: ${line}`);
-    }
+  for (const { family, table, lines } of await ruleListings()) {
+    for (const line of lines) if (line.startsWith("-A ") && /\b(KUBE|CNI)-/.test(line)) found.push(`${family}/${table}: ${line}`);
   }
   return found.sort();
 }

@@ -7,19 +7,17 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain } from "../../crds/schema.js";
-import type { Controller } from "../../operator/controller.js";
 import { certificateAuthority, type CertificateAuthority } from "../../operator/domain/certificate.js";
 import { clusterAccess } from "../../operator/kube/access.js";
 import { Cluster } from "../../operator/kube/cluster.js";
 import { TimedCache } from "../../operator/timed-cache.js";
 import { rotateAnnotation } from "../../operator/tls/ca-rotation.js";
 import { issueCertificate, readNameConstraints } from "../../operator/tls/x509.js";
-import { installCRDs } from "../support/crds.js";
 import { gitopsVerdicts } from "../support/gitops.js";
-import { operatorKubeconfig, operatorNamespace, startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { operatorKubeconfig, operatorNamespace, startControllerWithCA } from "../support/operator-rbac.js";
+import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
 
 const caSecret = { namespace: operatorNamespace, name: `test-ca-${process.pid}` };
 
@@ -54,28 +52,18 @@ function tlsSecret(namespace: string, names: string[], from: Date, to: Date) {
 }
 
 describe("relay TLS certificates", () => {
-  let controller: Controller;
   let core: k8s.CoreV1Api;
   let custom: k8s.CustomObjectsApi;
+  let stop: () => Promise<void>;
 
   before(async () => {
-    await installCRDs();
-    const cluster = await connect();
-    core = cluster.core;
-    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
     // Certificates live 24 s and are renewed 16 s ahead: a renewal every 8 s.
-    controller = await startTestController({
-      settingsOverride: {
-        caSecret,
-        certificates: { durationMs: 24_000, renewBeforeMs: 16_000 },
-        allowedHostnameSuffixes: ["helpdesk.example.net"],
-      },
-    });
+    ({ core, custom, stop } = await startControllerWithCA(caSecret, {
+      certificates: { durationMs: 24_000, renewBeforeMs: 16_000 },
+      allowedHostnameSuffixes: ["helpdesk.example.net"],
+    }));
   });
-  after(async () => {
-    await controller.stop();
-    await core.deleteNamespacedSecret(caSecret).catch(() => undefined);
-  });
+  after(() => stop());
 
   const getDomain = async (namespace: string) =>
     (await custom.getNamespacedCustomObject({

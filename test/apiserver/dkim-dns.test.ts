@@ -4,12 +4,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
-import type { SmtpDomain } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { parseConfig } from "../../relay/contract/config-parser.js";
 import { startDns, type TestDns } from "../support/dns.js";
 import { e2eClients, type Clients } from "../support/e2e.js";
-import { applyManifests, eventually, freshNamespace } from "../support/kube.js";
+import { applyManifests, eventually, freshNamespace, readSmtpDomain } from "../support/kube.js";
 import { tlsSecretManifest } from "../support/mail.js";
 import { startTestController } from "../support/operator-rbac.js";
 
@@ -40,14 +39,7 @@ describe("DKIM record check in DNS", () => {
         relay: { replicas: 1, tls: { secretName: "relay-tls" } },
       },
     });
-    const domain = async () =>
-      (await clients.custom.getNamespacedCustomObject({
-        group: "smtpconnector.dev",
-        version: "v1alpha1",
-        namespace,
-        plural: "smtpdomains",
-        name: "example-com",
-      })) as SmtpDomain;
+    const domain = async () => await readSmtpDomain(clients.custom, namespace, "example-com");
     const dkimCondition = async () => (await domain()).status?.conditions?.find((c) => c.type === "DKIMRecordPublished");
     const signing = async () => {
       const secret: k8s.V1Secret = await clients.core.readNamespacedSecret({ namespace, name: "example-com-relay-config" });

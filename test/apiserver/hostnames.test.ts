@@ -7,12 +7,10 @@
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain } from "../../crds/schema.js";
-import type { Controller } from "../../operator/controller.js";
-import { installCRDs } from "../support/crds.js";
-import { operatorNamespace, startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { operatorNamespace, startControllerWithCA } from "../support/operator-rbac.js";
+import { applyManifests, conditionOf, eventually, freshNamespace, kubectl, readSmtpDomain } from "../support/kube.js";
 
 const caSecret = { namespace: operatorNamespace, name: `test-hostnames-ca-${process.pid}` };
 
@@ -28,31 +26,17 @@ const manifest = (namespace: string, name: string, hostnames: string[]) => ({
 });
 
 describe("relay host names are unique across namespaces", () => {
-  let controller: Controller;
   let core: k8s.CoreV1Api;
   let custom: k8s.CustomObjectsApi;
+  let stop: () => Promise<void>;
 
   before(async () => {
-    await installCRDs();
-    const cluster = await connect();
-    core = cluster.core;
-    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
-    controller = await startTestController({ settingsOverride: { caSecret, allowedHostnameSuffixes: ["shared.test", "late.test"] } });
+    ({ core, custom, stop } = await startControllerWithCA(caSecret, { allowedHostnameSuffixes: ["shared.test", "late.test"] }));
   });
-  after(async () => {
-    await controller.stop();
-    await core.deleteNamespacedSecret(caSecret).catch(() => undefined);
-  });
+  after(() => stop());
 
-  const getDomain = async (namespace: string, name: string) =>
-    (await custom.getNamespacedCustomObject({
-      group: "smtpconnector.dev",
-      version: "v1alpha1",
-      namespace,
-      plural: "smtpdomains",
-      name,
-    })) as SmtpDomain;
-  const condition = (d: SmtpDomain, type: string) => d.status?.conditions?.find((c) => c.type === type);
+  const getDomain = (namespace: string, name: string) => readSmtpDomain(custom, namespace, name);
+  const condition = conditionOf;
   /** The DNS names of the certificate in the domain's operator-issued TLS Secret. */
   const certificateNames = async (namespace: string, name: string) => {
     const secret = await core.readNamespacedSecret({ namespace, name: `${name}-relay-tls` });

@@ -10,7 +10,7 @@ import type { SupportAddress } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl, readSupportAddress } from "../support/kube.js";
 
 const crd = "crd/supportaddresses.smtpconnector.dev";
 const specSchema = "/spec/versions/0/schema/openAPIV3Schema/properties/spec";
@@ -57,14 +57,7 @@ describe("an object that does not match the operator's schema", () => {
         return undefined;
       }
     });
-    const get = async () =>
-      (await custom.getNamespacedCustomObject({
-        group: "smtpconnector.dev",
-        version: "v1alpha1",
-        namespace,
-        plural: "supportaddresses",
-        name: "support",
-      })) as SupportAddress;
+    const get = async () => await readSupportAddress(custom, namespace, "support");
     const condition = (a: SupportAddress, type: string) => a.status?.conditions?.find((c) => c.type === type);
     const reported = await eventually("Ready=False InvalidObject", async () => {
       const a = await get();

@@ -4,13 +4,14 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
-import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
+import type { SupportAddress } from "../../crds/schema.js";
 import type { VerificationIO } from "../../operator/address/verification.js";
 import type { Controller } from "../../operator/controller.js";
 import { parseConfig } from "../../relay/contract/config-parser.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl, readSmtpDomain, readSupportAddress } from "../support/kube.js";
+import { markDeploymentAvailable } from "../support/deployment-runner.js";
 
 const domain = (namespace: string, name: string, mail: string) => ({
   apiVersion: "smtpconnector.dev/v1alpha1",
@@ -47,13 +48,7 @@ describe("SupportAddress rules", () => {
   const suite = suiteController({ systemDomains: ["helpdesk.example.net"] });
 
   const domainReady = async (namespace: string, name: string) => {
-    const a = (await suite.custom.getNamespacedCustomObject({
-      group: "smtpconnector.dev",
-      version: "v1alpha1",
-      namespace,
-      plural: "supportaddresses",
-      name,
-    })) as SupportAddress;
+    const a = await readSupportAddress(suite.custom, namespace, name);
     return a.status?.conditions?.find((c) => c.type === "DomainReady");
   };
 
@@ -109,13 +104,7 @@ describe("SupportAddress rules", () => {
     await applyManifests(domain(namespace, "helpdesk", "helpdesk.example.net"), domain(namespace, "mail", "mail.helpdesk.example.net"));
     for (const name of ["helpdesk", "mail"]) {
       const d = await eventually(`${name}: Ready=False SystemDomain`, async () => {
-        const o = (await suite.custom.getNamespacedCustomObject({
-          group: "smtpconnector.dev",
-          version: "v1alpha1",
-          namespace,
-          plural: "smtpdomains",
-          name,
-        })) as SmtpDomain;
+        const o = await readSmtpDomain(suite.custom, namespace, name);
         return o.status?.conditions?.find((c) => c.type === "Ready")?.reason === "SystemDomain" ? o : undefined;
       });
       assert.equal(d.status?.conditions?.find((c) => c.type === "Stalled")?.reason, "SystemDomain");
@@ -150,13 +139,7 @@ describe("SupportAddress rules", () => {
     const sandbox = await freshNamespace(t, "sandbox");
     await applyManifests(domain(sandbox, "example-com", "example.com"));
     const ready = await eventually("the sandbox domain flagged", async () => {
-      const d = (await suite.custom.getNamespacedCustomObject({
-        group: "smtpconnector.dev",
-        version: "v1alpha1",
-        namespace: sandbox,
-        plural: "smtpdomains",
-        name: "example-com",
-      })) as { status?: { conditions?: { type: string; reason: string; message: string }[] } };
+      const d = await readSmtpDomain(suite.custom, sandbox, "example-com");
       return d.status?.conditions?.find((c) => c.type === "Stalled" && c.reason === "DomainConflict");
     });
     assert.match(ready.message, new RegExp(`already connected in namespace ${production}`));
@@ -202,32 +185,9 @@ describe("SupportAddress readiness through a rotation", () => {
     await eventually("the relay Deployment", async () =>
       (await kubectl(["get", "deployment", "example-com-relay", "-n", namespace])).code === 0 ? true : undefined,
     );
-    const status = { replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1 };
-    assert.equal(
-      (
-        await kubectl([
-          "patch",
-          "deployment",
-          "example-com-relay",
-          "-n",
-          namespace,
-          "--subresource=status",
-          "--type=merge",
-          "-p",
-          JSON.stringify({ status }),
-        ])
-      ).code,
-      0,
-    );
+    await markDeploymentAvailable(namespace, "example-com-relay", 1);
 
-    const get = async () =>
-      (await suite.custom.getNamespacedCustomObject({
-        group: "smtpconnector.dev",
-        version: "v1alpha1",
-        namespace,
-        plural: "supportaddresses",
-        name: "support",
-      })) as SupportAddress;
+    const get = async () => await readSupportAddress(suite.custom, namespace, "support");
     const ready = (a: SupportAddress) => a.status?.conditions?.find((c) => c.type === "Ready");
     await eventually("the address Ready", async () => (ready(await get())?.status === "True" ? true : undefined), 30_000);
 
@@ -315,24 +275,12 @@ describe("account limits set per installation", () => {
     for (const name of ["a", "b", "c"]) await applyManifests(address(namespace, name, `${name}@example.com`, "example-com"));
     await applyManifests(address(namespace, "wrong", "wrong@example.net", "example-com"));
     const second = await eventually("the second domain over the limit", async () => {
-      const d = (await suite.custom.getNamespacedCustomObject({
-        group: "smtpconnector.dev",
-        version: "v1alpha1",
-        namespace,
-        plural: "smtpdomains",
-        name: "example-org",
-      })) as SmtpDomain;
+      const d = await readSmtpDomain(suite.custom, namespace, "example-org");
       return d.status?.conditions?.find((c) => c.type === "Ready" && c.reason === "LimitExceeded");
     });
     assert.match(second.message, /at most 1 domains per account/);
     const first = await eventually("two served, two not", async () => {
-      const d = (await suite.custom.getNamespacedCustomObject({
-        group: "smtpconnector.dev",
-        version: "v1alpha1",
-        namespace,
-        plural: "smtpdomains",
-        name: "example-com",
-      })) as SmtpDomain;
+      const d = await readSmtpDomain(suite.custom, namespace, "example-com");
       return d.status?.addresses === 2 && d.status.addressesNotServed === 2 ? d : undefined;
     });
     assert.match(
@@ -349,13 +297,7 @@ describe("account limits set per installation", () => {
   });
 
   const domainReady = async (namespace: string, name: string) => {
-    const a = (await suite.custom.getNamespacedCustomObject({
-      group: "smtpconnector.dev",
-      version: "v1alpha1",
-      namespace,
-      plural: "supportaddresses",
-      name,
-    })) as SupportAddress;
+    const a = await readSupportAddress(suite.custom, namespace, name);
     return a.status?.conditions?.find((c) => c.type === "DomainReady");
   };
 });

@@ -14,7 +14,7 @@ import type { Controller } from "../../operator/controller.js";
 import { flags } from "../../operator/flags.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl, readSmtpDomain } from "../support/kube.js";
 
 function run(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -88,14 +88,7 @@ describe("a reconcile that cannot run", () => {
       metadata: { name: "example-com", namespace },
       spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } } },
     });
-    const get = async () =>
-      (await custom.getNamespacedCustomObject({
-        group: "smtpconnector.dev",
-        version: "v1alpha1",
-        namespace,
-        plural: "smtpdomains",
-        name: "example-com",
-      })) as SmtpDomain;
+    const get = async () => await readSmtpDomain(custom, namespace, "example-com");
     const condition = (d: SmtpDomain, type: string) => d.status?.conditions?.find((c) => c.type === type);
     const failed = await eventually("Ready=False ReconcileFailed", async () => {
       const d = await get();

@@ -12,6 +12,7 @@ import { parseConfig } from "../../relay/contract/config-parser.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
 import { applyManifests, conditionOf, connect, eventually, freshNamespace, kubectl, readSmtpDomain, secretText } from "../support/kube.js";
+import { markDeploymentAvailable } from "../support/deployment-runner.js";
 import { tlsSecretManifest } from "../support/mail.js";
 
 function domainManifest(namespace: string, inbound: Record<string, unknown>) {
@@ -73,25 +74,7 @@ describe("SmtpDomain in Forwarded mode", () => {
   /** What the Deployment controller would write once every replica runs the latest template (no kubelet here). */
   const rollOut = async (namespace: string) => {
     const deployment = await apps.readNamespacedDeployment({ namespace, name: "example-com-relay" });
-    const status = {
-      observedGeneration: deployment.metadata!.generation,
-      replicas: 2,
-      updatedReplicas: 2,
-      readyReplicas: 2,
-      availableReplicas: 2,
-    };
-    const patched = await kubectl([
-      "patch",
-      "deployment",
-      "example-com-relay",
-      "-n",
-      namespace,
-      "--subresource=status",
-      "--type=merge",
-      "-p",
-      JSON.stringify({ status }),
-    ]);
-    assert.equal(patched.code, 0, patched.stderr);
+    await markDeploymentAvailable(namespace, "example-com-relay", 2, deployment.metadata!.generation);
     return deployment.metadata!.generation!;
   };
 

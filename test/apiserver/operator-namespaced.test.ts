@@ -7,13 +7,12 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
-import type { SmtpDomain } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { installCRDs } from "../support/crds.js";
 import { caNameConstraints } from "../../operator/domain/certificate.js";
 import { newCertificateAuthority } from "../../operator/tls/certificates.js";
 import { chartRbacKubeconfig, operatorNamespace, startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl, readSmtpDomain } from "../support/kube.js";
 
 const domain = (namespace: string) => ({
   apiVersion: "smtpconnector.dev/v1alpha1",
@@ -65,26 +64,14 @@ describe("the namespace-scoped mode (--watch-namespaces, chart value watchNamesp
         `${namespace}: its relay config`,
         async () => (await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }).catch(() => undefined)) ?? undefined,
       );
-      const reconciled = (await custom.getNamespacedCustomObject({
-        group: "smtpconnector.dev",
-        version: "v1alpha1",
-        namespace,
-        plural: "smtpdomains",
-        name: "example-com",
-      })) as SmtpDomain;
+      const reconciled = await readSmtpDomain(custom, namespace, "example-com");
       assert.ok(
         reconciled.status?.conditions?.some((c) => c.type === "CredentialsIssued" && c.status === "True"),
         `${namespace}: credentials issued`,
       );
     }
     await controller.queue.idle();
-    const untouched = (await custom.getNamespacedCustomObject({
-      group: "smtpconnector.dev",
-      version: "v1alpha1",
-      namespace: other,
-      plural: "smtpdomains",
-      name: "example-com",
-    })) as SmtpDomain;
+    const untouched = await readSmtpDomain(custom, other, "example-com");
     assert.equal(untouched.status, undefined, "the unwatched namespace's SmtpDomain has no status");
     assert.equal(untouched.metadata.finalizers, undefined, "nor a finalizer");
     assert.deepEqual(

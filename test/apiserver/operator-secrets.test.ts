@@ -8,11 +8,11 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
-import type { SupportAddress } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl, readSupportAddress } from "../support/kube.js";
+import { smtpDomainManifest, supportAddressManifest } from "../support/manifests.js";
 
 const pageSize = 10;
 const unrelatedCount = 40;
@@ -73,35 +73,11 @@ describe("the operator's Secret cache", () => {
 
   test("holds none of the unrelated Secrets' data, reads lists in pages, and still follows the Secrets a user names", async (t) => {
     const namespace = await freshNamespace(t, "sec");
-    await applyManifests({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SmtpDomain",
-      metadata: { name: "example-com", namespace },
-      spec: {
-        domain: "example.com",
-        inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
-        relay: { replicas: 1 },
-      },
-    });
+    await applyManifests(smtpDomainManifest(namespace));
     // Its credentials Secret does not exist yet.
-    await applyManifests({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SupportAddress",
-      metadata: { name: "support", namespace },
-      spec: {
-        address: "support@example.com",
-        domainRef: { name: "example-com" },
-        outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-login" } },
-      },
-    });
+    await applyManifests(supportAddressManifest(namespace, { host: "smtp.example.com", credentialsSecretRef: { name: "support-login" } }));
     const reason = async () => {
-      const a = (await custom.getNamespacedCustomObject({
-        group: "smtpconnector.dev",
-        version: "v1alpha1",
-        namespace,
-        plural: "supportaddresses",
-        name: "support",
-      })) as SupportAddress;
+      const a = await readSupportAddress(custom, namespace);
       return a.status?.conditions?.find((c) => c.type === "DomainReady")?.reason;
     };
     const relayConfig = async () => {
@@ -180,16 +156,7 @@ describe("the operator's Secret cache", () => {
 
   test("a Secret of its own that lost (or never had) the owner label is still found, by name", async (t) => {
     const namespace = await freshNamespace(t, "unl");
-    await applyManifests({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SmtpDomain",
-      metadata: { name: "example-com", namespace },
-      spec: {
-        domain: "example.com",
-        inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
-        relay: { replicas: 1 },
-      },
-    });
+    await applyManifests(smtpDomainManifest(namespace));
     const control = "example-com-relay-control";
     const token = await eventually(
       "the control token",
@@ -215,16 +182,7 @@ describe("the operator's Secret cache", () => {
       namespace,
       body: { metadata: { name: "labelled-like-ours", labels: ourLabels }, data: { payload } },
     });
-    await applyManifests({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SmtpDomain",
-      metadata: { name: "example-com", namespace },
-      spec: {
-        domain: "example.com",
-        inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
-        relay: { replicas: 1 },
-      },
-    });
+    await applyManifests(smtpDomainManifest(namespace));
     await eventually("the domain's control Secret held", () => controller.secrets.get("example-com-relay-control", namespace));
     await controller.queue.idle();
     for (const where of [namespace, unrelated]) {
@@ -248,26 +206,8 @@ describe("the operator's Secret cache", () => {
         data: { blob, username: Buffer.from("support").toString("base64"), password: Buffer.from("first").toString("base64") },
       },
     });
-    await applyManifests({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SmtpDomain",
-      metadata: { name: "example-com", namespace },
-      spec: {
-        domain: "example.com",
-        inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
-        relay: { replicas: 1 },
-      },
-    });
-    await applyManifests({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SupportAddress",
-      metadata: { name: "support", namespace },
-      spec: {
-        address: "support@example.com",
-        domainRef: { name: "example-com" },
-        outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-login" } },
-      },
-    });
+    await applyManifests(smtpDomainManifest(namespace));
+    await applyManifests(supportAddressManifest(namespace, { host: "smtp.example.com", credentialsSecretRef: { name: "support-login" } }));
     const held = () => controller.secrets.get("support-login", namespace);
     await eventually("the login Secret held", () => (held()?.data?.password ? true : undefined), 20_000);
     await controller.queue.idle();
@@ -284,13 +224,7 @@ describe("the operator's Secret cache", () => {
       body: { metadata: { name: "support-login" }, stringData: { username: "support", password: huge } },
     });
     const condition = async () => {
-      const a = (await custom.getNamespacedCustomObject({
-        group: "smtpconnector.dev",
-        version: "v1alpha1",
-        namespace,
-        plural: "supportaddresses",
-        name: "support",
-      })) as SupportAddress;
+      const a = await readSupportAddress(custom, namespace);
       const c = a.status?.conditions?.find((c) => c.type === "DomainReady");
       return c?.reason === "CredentialsSecretInvalid" && c.message?.includes("larger than") ? c : undefined;
     };

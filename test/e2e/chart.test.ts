@@ -13,7 +13,8 @@ import { e2eClients, relayReady, inboundOnlyAddress } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, freshNamespace, kubectl, serviceAccountKubeconfig } from "../support/kube.js";
 import { helm } from "../support/helm.js";
-import { freePort, startSmtpSink, swaks, tempDir, type SmtpSink } from "../support/mail.js";
+import { smtpDomainManifest } from "../support/manifests.js";
+import { freePort, startSmtpSink, swaksAuth, tempDir, type SmtpSink } from "../support/mail.js";
 import { relayPorts } from "../../relay/contract/pod.js";
 
 const chart = "charts/smtp-connector";
@@ -185,19 +186,21 @@ describe("Helm install, end to end", () => {
   test("the operator from the chart's Deployment, under the chart's RBAC, connects a domain; uninstall keeps the CRDs", async (t) => {
     const metricsPort = await freePort();
     // The CRDs may exist from earlier tests: the chart takes them over, as an upgrade from a manual install would.
-    const installed = await helm([
-      "install",
-      release,
-      chart,
-      "--namespace",
-      namespace,
-      "--create-namespace",
-      "--take-ownership",
-      "--set",
-      `metrics.port=${metricsPort}`,
-      "--set",
-      "operator.relayHostSuffix=relay.test",
-    ]);
+    const install = (...extra: string[]) =>
+      helm([
+        "install",
+        release,
+        chart,
+        "--namespace",
+        namespace,
+        ...extra,
+        "--take-ownership",
+        "--set",
+        `metrics.port=${metricsPort}`,
+        "--set",
+        "operator.relayHostSuffix=relay.test",
+      ]);
+    const installed = await install("--create-namespace");
     assert.equal(installed.code, 0, installed.stderr);
     const deployment = await apps.readNamespacedDeployment({ namespace, name: `${release}-operator` });
     // The chart's next steps name the Deployment and the CA's Secret.
@@ -214,16 +217,7 @@ describe("Helm install, end to end", () => {
 
     const domainNamespace = await freshNamespace(t, "chart");
     await applyManifests(
-      {
-        apiVersion: "smtpconnector.dev/v1alpha1",
-        kind: "SmtpDomain",
-        metadata: { name: "example-com", namespace: domainNamespace },
-        spec: {
-          domain: "example.com",
-          inbound: { delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } },
-          relay: { replicas: 1 },
-        },
-      },
+      smtpDomainManifest(domainNamespace, { delivery: { host: "127.0.0.1", port: sink.port } }),
       ...inboundOnlyAddress(domainNamespace),
     );
     const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
@@ -232,6 +226,13 @@ describe("Helm install, end to end", () => {
       () => core.readNamespacedSecret({ namespace: domainNamespace, name: "example-com-inbound-v1" }),
       30_000,
     );
+    const sendIn = (subject: string) =>
+      swaksAuth(
+        relayPorts.starttls,
+        { user: text(credentials, "username"), password: text(credentials, "password") },
+        ["--header", `Subject: ${subject}`],
+        { from: "jane@users.example.org" },
+      );
     // The installation's CA lives in the release namespace.
     const ca = await eventually("the CA in the release namespace", () =>
       core.readNamespacedSecret({ namespace, name: "smtp-connector-ca" }),
@@ -246,23 +247,7 @@ describe("Helm install, end to end", () => {
     );
     relay = await runDeployment(core, await apps.readNamespacedDeployment({ namespace: domainNamespace, name: "example-com-relay" }));
     await relayReady();
-    const sent = await swaks([
-      "--server",
-      `127.0.0.1:${relayPorts.starttls}`,
-      "--tls",
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      text(credentials, "username"),
-      "--auth-password",
-      text(credentials, "password"),
-      "--from",
-      "jane@users.example.org",
-      "--to",
-      "support@example.com",
-      "--header",
-      "Subject: through the chart",
-    ]);
+    const sent = await sendIn("through the chart");
     assert.equal(sent.code, 0, sent.output);
     await eventually(
       "the message at the helpdesk, tagged",
@@ -298,36 +283,14 @@ describe("Helm install, end to end", () => {
 
     // Uninstalled with a domain left: the domain, its relay and its credentials are the domain's, not the
     // release's, so they stay, and mail goes on flowing with no operator running.
-    const left = await kubectl([
-      "get",
-      "smtpdomain",
-      "example-com",
-      "--namespace",
-      domainNamespace,
-      "-o",
-      "jsonpath={.metadata.finalizers}",
-    ]);
+    const domainField = (jsonpath: string) =>
+      kubectl(["get", "smtpdomain", "example-com", "--namespace", domainNamespace, "-o", `jsonpath=${jsonpath}`]);
+    const left = await domainField("{.metadata.finalizers}");
     assert.equal(left.code, 0, "the SmtpDomain outlives the release");
     assert.match(left.stdout, /smtpconnector\.dev/, "still held by the operator's finalizer");
     relay = await runDeployment(core, await apps.readNamespacedDeployment({ namespace: domainNamespace, name: "example-com-relay" }), apps);
     await relayReady();
-    const whileUninstalled = await swaks([
-      "--server",
-      `127.0.0.1:${relayPorts.starttls}`,
-      "--tls",
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      text(credentials, "username"),
-      "--auth-password",
-      text(credentials, "password"),
-      "--from",
-      "jane@users.example.org",
-      "--to",
-      "support@example.com",
-      "--header",
-      "Subject: with no operator installed",
-    ]);
+    const whileUninstalled = await sendIn("with no operator installed");
     assert.equal(whileUninstalled.code, 0, whileUninstalled.output);
     await eventually(
       "the message at the helpdesk",
@@ -338,28 +301,9 @@ describe("Helm install, end to end", () => {
     // Deleted while no operator runs, the domain waits for one; installing the chart again disconnects it in
     // the usual order, and then the relay refuses the credential it accepted a moment ago.
     await kubectl(["delete", "smtpdomain", "example-com", "--namespace", domainNamespace, "--wait=false"]);
-    const waiting = await kubectl([
-      "get",
-      "smtpdomain",
-      "example-com",
-      "--namespace",
-      domainNamespace,
-      "-o",
-      "jsonpath={.metadata.deletionTimestamp}",
-    ]);
+    const waiting = await domainField("{.metadata.deletionTimestamp}");
     assert.ok(waiting.code === 0 && waiting.stdout !== "", "the deleted domain waits for an operator");
-    const reinstalled = await helm([
-      "install",
-      release,
-      chart,
-      "--namespace",
-      namespace,
-      "--take-ownership",
-      "--set",
-      `metrics.port=${metricsPort}`,
-      "--set",
-      "operator.relayHostSuffix=relay.test",
-    ]);
+    const reinstalled = await install();
     assert.equal(reinstalled.code, 0, reinstalled.stderr);
     const kubeconfigAgain = await serviceAccountKubeconfig(namespace, release, `${tempDir("chart-sa")}/kubeconfig`);
     operator = await runDeployment(core, await apps.readNamespacedDeployment({ namespace, name: `${release}-operator` }), apps, [
@@ -385,23 +329,7 @@ describe("Helm install, end to end", () => {
         ),
       90_000,
     );
-    const afterDisconnect = await swaks([
-      "--server",
-      `127.0.0.1:${relayPorts.starttls}`,
-      "--tls",
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      text(credentials, "username"),
-      "--auth-password",
-      text(credentials, "password"),
-      "--from",
-      "jane@users.example.org",
-      "--to",
-      "support@example.com",
-      "--header",
-      "Subject: after the disconnect",
-    ]);
+    const afterDisconnect = await sendIn("after the disconnect");
     assert.notEqual(afterDisconnect.code, 0, "nothing accepts the credential once the domain is disconnected");
   });
 });

@@ -10,10 +10,10 @@ import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
-import { e2eClients, startOperatorCommand, relayReady } from "../support/e2e.js";
+import { e2eClients, helpdeskSubmit, relayReady, requestVerification, startOperatorCommand, verificationFlags } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
-import { applyManifests, eventually, kubectl } from "../support/kube.js";
-import { freePort, startSmtpSink, stopChild, swaks, type SmtpSink } from "../support/mail.js";
+import { applyManifests, eventually, kubectl, readSmtpDomain, readSupportAddress } from "../support/kube.js";
+import { freePort, startSmtpSink, stopChild, swaksCustomer, type SmtpSink } from "../support/mail.js";
 import { gitopsVerdicts } from "../support/gitops.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
 import { relayPorts } from "../../relay/contract/pod.js";
@@ -45,22 +45,8 @@ describe("examples, from empty to Ready", () => {
     await core.deleteNamespace({ name: namespace }).catch(() => undefined);
   });
 
-  const domain = async () =>
-    (await custom.getNamespacedCustomObject({
-      group: "smtpconnector.dev",
-      version: "v1alpha1",
-      namespace,
-      plural: "smtpdomains",
-      name: "example-com",
-    })) as SmtpDomain;
-  const address = async (name: string) =>
-    (await custom.getNamespacedCustomObject({
-      group: "smtpconnector.dev",
-      version: "v1alpha1",
-      namespace,
-      plural: "supportaddresses",
-      name,
-    })) as SupportAddress;
+  const domain = async () => await readSmtpDomain(custom, namespace, "example-com");
+  const address = async (name: string) => await readSupportAddress(custom, namespace, name);
   const condition = (o: SmtpDomain | SupportAddress, type: string) => o.status?.conditions?.find((c) => c.type === type);
   const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
   const overview = async () => (await kubectl(["get", "smtpconnector", "-n", namespace])).stdout;
@@ -69,14 +55,7 @@ describe("examples, from empty to Ready", () => {
   test("kubectl apply -f examples/, the site's values, the customer's Postfix from the snippet: every resource Ready", async () => {
     const customerPort = await freePort();
     operator = await startOperatorCommand([
-      "--system-domains",
-      "helpdesk.test",
-      "--verification-sender",
-      "verify@helpdesk.test",
-      "--verification-smtp",
-      `127.0.0.1:${customerPort}`,
-      "--relay-control-url",
-      "https://127.0.0.1:8443",
+      ...verificationFlags(customerPort),
       // The example's spec.relay.hostnames is under the installation's allowed suffix, as a site sets it.
       "--allowed-hostname-suffixes",
       "helpdesk.example.net",
@@ -193,15 +172,7 @@ describe("examples, from empty to Ready", () => {
 
     // 5. Verification both ways for both addresses (asked for again now that everything is in place).
     const requested = new Date().toISOString().replace(/\.\d+Z$/, "Z");
-    await kubectl([
-      "annotate",
-      "supportaddress",
-      "--all",
-      "-n",
-      namespace,
-      `smtpconnector.dev/verify-requested-at=${requested}`,
-      "--overwrite",
-    ]);
+    await requestVerification(namespace, requested, "--all");
     // Ready from the attempts this request started (an earlier attempt may have made one Ready already).
     for (const name of ["support", "billing"]) {
       await eventually(
@@ -230,16 +201,7 @@ describe("examples, from empty to Ready", () => {
     assert.match(described, /InboundVerified\s+True|Type:\s+InboundVerified[\s\S]*?Status:\s+True/);
 
     // 6. Mail, once each way, through the customer's Postfix.
-    const inbound = await swaks([
-      "--server",
-      `127.0.0.1:${customer.port}`,
-      "--from",
-      "jane@users.example.org",
-      "--to",
-      "billing@example.com",
-      "--header",
-      "Subject: invoice 42",
-    ]);
+    const inbound = await swaksCustomer(customer.port, "invoice 42", { to: "billing@example.com" });
     assert.equal(inbound.code, 0, inbound.output);
     await eventually(
       "the email at the helpdesk, tagged",
@@ -255,23 +217,10 @@ describe("examples, from empty to Ready", () => {
     const reply = await eventually(
       "the helpdesk's reply accepted",
       async () => {
-        const attempt = await swaks([
-          "--server",
-          "127.0.0.1:2587",
-          "--tls",
-          "--auth",
-          "PLAIN",
-          "--auth-user",
-          text(submission, "username"),
-          "--auth-password",
-          text(submission, "password"),
-          "--from",
-          "billing@example.com",
-          "--to",
-          "jane@users.example.org",
-          "--header",
-          "Subject: Re: invoice 42",
-        ]);
+        const attempt = await helpdeskSubmit(submission, ["--header", "Subject: Re: invoice 42"], {
+          from: "billing@example.com",
+          to: "jane@users.example.org",
+        });
         return attempt.code === 0 ? attempt : undefined;
       },
       30_000,

@@ -14,7 +14,7 @@ import { after, before, describe, test } from "node:test";
 import { dkimVerify } from "mailauth/lib/dkim/verify.js";
 import { relayPorts } from "../../relay/contract/pod.js";
 import { startDns, type TestDns } from "../support/dns.js";
-import { localServerAddress, startOperatorCommand } from "../support/e2e.js";
+import { helpdeskSubmit, localServerAddress, requestVerification, startOperatorCommand, verificationFlags } from "../support/e2e.js";
 import {
   applyManifests,
   conditionOf as condition,
@@ -24,10 +24,9 @@ import {
   readSecret,
   readSmtpDomain,
   readSupportAddress,
-  secretText as text,
 } from "../support/kube.js";
 import { customerSecrets, mailFlow, runRelay } from "../support/mail-flow.js";
-import { freePort, randomPassword, startSmtpSink, swaks, type SmtpSink } from "../support/mail.js";
+import { freePort, randomPassword, startSmtpSink, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer } from "../support/postfix.js";
 
 describe("forwarded mode, end to end", () => {
@@ -48,18 +47,7 @@ describe("forwarded mode, end to end", () => {
   test("from kubectl apply to Ready only once the cloud service forwards; DKIM-aligned forwarded verification; replies DKIM-signed through the cloud service", async (t) => {
     const namespace = await freshNamespace(t, "e2e-fwd");
     const cloudPort = await freePort();
-    flow.operator = await startOperatorCommand([
-      "--system-domains",
-      "helpdesk.test",
-      "--verification-sender",
-      "verify@helpdesk.test",
-      "--verification-smtp",
-      `127.0.0.1:${cloudPort}`,
-      "--relay-control-url",
-      "https://127.0.0.1:8443",
-      "--forwarded-dns-servers",
-      dns.address,
-    ]);
+    flow.operator = await startOperatorCommand([...verificationFlags(cloudPort), "--forwarded-dns-servers", dns.address]);
     await applyManifests({
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SmtpDomain",
@@ -125,15 +113,7 @@ describe("forwarded mode, end to end", () => {
 
     // The customer sets up forwarding (recipient unchanged) to the relay's forwarded listener; verify again.
     await cloud.reconfigure({ transport_maps: `inline:{ example.com=smtp:[127.0.0.1]:${relayPorts.forwarded} }` });
-    await kubectl([
-      "annotate",
-      "supportaddress",
-      "support",
-      "-n",
-      namespace,
-      "smtpconnector.dev/verify-requested-at=2026-12-01T15:00:00Z",
-      "--overwrite",
-    ]);
+    await requestVerification(namespace, "2026-12-01T15:00:00Z");
     const ready = await eventually(
       "the address Ready",
       async () => {
@@ -189,23 +169,7 @@ describe("forwarded mode, end to end", () => {
     await eventually(
       "the helpdesk's reply accepted",
       async () => {
-        const sent = await swaks([
-          "--server",
-          `127.0.0.1:${relayPorts.submission}`,
-          "--tls",
-          "--auth",
-          "PLAIN",
-          "--auth-user",
-          text(submission, "username"),
-          "--auth-password",
-          text(submission, "password"),
-          "--from",
-          "support@example.com",
-          "--to",
-          "customer@elsewhere.test",
-          "--header",
-          `Subject: ${subject}`,
-        ]);
+        const sent = await helpdeskSubmit(submission, ["--header", `Subject: ${subject}`]);
         return sent.code === 0 ? true : undefined;
       },
       30_000,

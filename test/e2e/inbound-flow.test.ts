@@ -7,7 +7,8 @@ import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import { e2eClients, startOperatorCommand, relayReady } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
-import { applyManifests, eventually, freshNamespace } from "../support/kube.js";
+import { applyManifests, eventually, freshNamespace, readSecret, secretText } from "../support/kube.js";
+import { smtpDomainManifest, supportAddressManifest } from "../support/manifests.js";
 import { type SmtpSink, startSmtpSink, stopChild, swaks, tlsSecretManifest } from "../support/mail.js";
 import { relayPorts } from "../../relay/contract/pod.js";
 
@@ -33,16 +34,12 @@ describe("inbound, end to end", () => {
   test("mail flows through the relay the operator deployed; rotation and revocation take effect without a restart", async (t) => {
     const namespace = await freshNamespace(t, "e2e");
     await applyManifests(await tlsSecretManifest(namespace));
-    const domain = (credentials: object[]) => ({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SmtpDomain",
-      metadata: { name: "example-com", namespace },
-      spec: {
-        domain: "example.com",
-        inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } },
-        relay: { replicas: 1, tls: { secretName: "relay-tls" } },
-      },
-    });
+    const domain = (credentials: object[]) =>
+      smtpDomainManifest(namespace, {
+        credentials,
+        delivery: { host: "127.0.0.1", port: sink.port },
+        relay: { tls: { secretName: "relay-tls" } },
+      });
     await applyManifests(domain([{ version: 1 }]));
     await applyManifests({
       apiVersion: "v1",
@@ -50,18 +47,9 @@ describe("inbound, end to end", () => {
       metadata: { name: "support-smtp", namespace },
       stringData: { username: "support@example.com", password: "x" },
     });
-    await applyManifests({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SupportAddress",
-      metadata: { name: "support", namespace },
-      spec: {
-        address: "support@example.com",
-        domainRef: { name: "example-com" },
-        outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } },
-      },
-    });
-    const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 60_000);
-    const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+    await applyManifests(supportAddressManifest(namespace, { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } }));
+    const read = (name: string) => readSecret(core, namespace, name);
+    const text = secretText;
     const v1 = await read("example-com-inbound-v1");
     await eventually("the address in the relay config", async () =>
       text(await read("example-com-relay-config"), "relay.yaml").includes("support@example.com") ? true : undefined,

@@ -10,12 +10,14 @@ import { dirname, join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import type * as k8s from "@kubernetes/client-node";
-import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
 import { e2eClients, startOperatorCommand, inboundOnlyAddress } from "../support/e2e.js";
-import { applyManifests, connect, eventually, freshNamespace } from "../support/kube.js";
+import { applyManifests, connect, eventually, freshNamespace, readSmtpDomain, readSupportAddress } from "../support/kube.js";
+import { smtpDomainManifest } from "../support/manifests.js";
 import { stopChild, tlsSecretManifest } from "../support/mail.js";
 
 const execFileAsync = promisify(execFile);
+/** The domain the plugin is shown: its relay certificate from the Secret relay-tls (tlsSecretManifest), not the operator's CA. */
+const pluginDomain = { delivery: { host: "127.0.0.1", port: 2525 }, relay: { tls: { secretName: "relay-tls" } } };
 
 describe("kubectl smtpconnector", () => {
   let operator: ChildProcess;
@@ -52,28 +54,8 @@ describe("kubectl smtpconnector", () => {
 
   test("status, rotate, revoke, verify and credentials, as a platform engineer uses them", async (t) => {
     const namespace = await freshNamespace(t, "plugin");
-    const domainOf = async () =>
-      (await custom.getNamespacedCustomObject({
-        group: "smtpconnector.dev",
-        version: "v1alpha1",
-        namespace,
-        plural: "smtpdomains",
-        name: "example-com",
-      })) as SmtpDomain;
-    await applyManifests(
-      await tlsSecretManifest(namespace),
-      {
-        apiVersion: "smtpconnector.dev/v1alpha1",
-        kind: "SmtpDomain",
-        metadata: { name: "example-com", namespace },
-        spec: {
-          domain: "example.com",
-          inbound: { delivery: { smtp: { host: "127.0.0.1", port: 2525, tls: "None" } } },
-          relay: { replicas: 1, tls: { secretName: "relay-tls" } },
-        },
-      },
-      ...inboundOnlyAddress(namespace),
-    );
+    const domainOf = async () => readSmtpDomain(custom, namespace);
+    await applyManifests(await tlsSecretManifest(namespace), smtpDomainManifest(namespace, pluginDomain), ...inboundOnlyAddress(namespace));
     await eventually("version 1 issued", async () => ((await domainOf()).status?.activeVersions === "1" ? true : undefined));
 
     const shown = await plugin(["status", "-n", namespace]);
@@ -114,13 +96,7 @@ describe("kubectl smtpconnector", () => {
     // Verify: the annotation a GitOps user would set.
     const verified = await plugin(["verify", "--all", "-n", namespace]);
     assert.equal(verified.code, 0, verified.stderr);
-    const address = (await custom.getNamespacedCustomObject({
-      group: "smtpconnector.dev",
-      version: "v1alpha1",
-      namespace,
-      plural: "supportaddresses",
-      name: "support",
-    })) as SupportAddress;
+    const address = await readSupportAddress(custom, namespace);
     assert.match(address.metadata.annotations?.["smtpconnector.dev/verify-requested-at"] ?? "", /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
 
     // Mistakes get a message and the usage.
@@ -134,17 +110,8 @@ describe("kubectl smtpconnector", () => {
   test("status -A: every namespace, each line led by its own; a name, or a command that changes things, refused", async (t) => {
     const teamA = await freshNamespace(t, "plugin-a");
     const teamB = await freshNamespace(t, "plugin-b");
-    const domain = (namespace: string, dnsName: string) => ({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SmtpDomain",
-      // One name in both namespaces: an address must show under its own namespace's domain only.
-      metadata: { name: "example-com", namespace },
-      spec: {
-        domain: dnsName,
-        inbound: { delivery: { smtp: { host: "127.0.0.1", port: 2525, tls: "None" } } },
-        relay: { replicas: 1, tls: { secretName: "relay-tls" } },
-      },
-    });
+    // One name (example-com) in both namespaces: an address must show under its own namespace's domain only.
+    const domain = (namespace: string, dnsName: string) => smtpDomainManifest(namespace, { ...pluginDomain, domain: dnsName });
     await applyManifests(
       domain(teamA, "example.com"),
       ...inboundOnlyAddress(teamA),
@@ -202,28 +169,13 @@ describe("kubectl smtpconnector", () => {
     const everywhere = await plugin(["verify", "--all", "-A"]);
     assert.equal(everywhere.code, 2);
     assert.match(everywhere.stderr, /only status takes it; verify works in one namespace \(-n\)/);
-    const address = (await custom.getNamespacedCustomObject({
-      group: "smtpconnector.dev",
-      version: "v1alpha1",
-      namespace: teamA,
-      plural: "supportaddresses",
-      name: "support",
-    })) as SupportAddress;
+    const address = await readSupportAddress(custom, teamA);
     assert.equal(address.metadata.annotations?.["smtpconnector.dev/verify-requested-at"], undefined, "nothing was asked to verify");
   });
 
   test("the release's one file, alone in a directory with Node and kubectl, is the plugin", async (t) => {
     const namespace = await freshNamespace(t, "plugin-file");
-    await applyManifests({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SmtpDomain",
-      metadata: { name: "example-com", namespace },
-      spec: {
-        domain: "example.com",
-        inbound: { delivery: { smtp: { host: "127.0.0.1", port: 2525, tls: "None" } } },
-        relay: { replicas: 1, tls: { secretName: "relay-tls" } },
-      },
-    });
+    await applyManifests(smtpDomainManifest(namespace, pluginDomain));
     const dir = mkdtempSync(join(tmpdir(), "smtpc-plugin-"));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     // What hack/release.sh ships; it refuses a plugin that imports more than Node's built-ins.

@@ -8,8 +8,9 @@ import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import { e2eClients, startOperatorCommand, relayReady } from "../support/e2e.js";
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
-import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
-import { randomPassword, startSmtpSink, stopChild, swaks, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
+import { applyManifests, eventually, freshNamespace, kubectl, readSecret, secretText } from "../support/kube.js";
+import { smtpDomainManifest, supportAddressManifest } from "../support/manifests.js";
+import { randomPassword, startSmtpSink, stopChild, swaks, swaksCustomer, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
 import { startSubmissionServer, type Postfix } from "../support/postfix.js";
 import { relayPorts } from "../../relay/contract/pod.js";
 
@@ -21,16 +22,7 @@ function steadyTraffic(mx: () => number, label: string) {
   const workers = Array.from({ length: 3 }, async () => {
     while (running) {
       const subject = `${label} ${n++}`;
-      const result = await swaks([
-        "--server",
-        `127.0.0.1:${mx()}`,
-        "--from",
-        "jane@users.example.org",
-        "--to",
-        "support@example.com",
-        "--header",
-        `Subject: ${subject}`,
-      ]);
+      const result = await swaksCustomer(mx(), subject);
       if (result.code === 0) accepted.push(subject);
     }
   });
@@ -69,16 +61,12 @@ describe("rotation and disconnect under steady traffic", () => {
 
   test("no message is lost while credentials rotate; after disconnect nothing more arrives authenticated", async (t) => {
     const namespace = await freshNamespace(t, "e2e-rot");
-    const domain = (credentials: object[]) => ({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SmtpDomain",
-      metadata: { name: "example-com", namespace },
-      spec: {
-        domain: "example.com",
-        inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: helpdesk.port, tls: "None" } } },
-        relay: { replicas: 1, tls: { secretName: "relay-tls" } },
-      },
-    });
+    const domain = (credentials: object[]) =>
+      smtpDomainManifest(namespace, {
+        credentials,
+        delivery: { host: "127.0.0.1", port: helpdesk.port },
+        relay: { tls: { secretName: "relay-tls" } },
+      });
     await applyManifests(
       await tlsSecretManifest(namespace),
       domain([{ version: 1 }]),
@@ -88,19 +76,10 @@ describe("rotation and disconnect under steady traffic", () => {
         metadata: { name: "support-smtp", namespace },
         stringData: { username: "support@example.com", password: randomPassword() },
       },
-      {
-        apiVersion: "smtpconnector.dev/v1alpha1",
-        kind: "SupportAddress",
-        metadata: { name: "support", namespace },
-        spec: {
-          address: "support@example.com",
-          domainRef: { name: "example-com" },
-          outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } },
-        },
-      },
+      supportAddressManifest(namespace, { host: "smtp.example.com", credentialsSecretRef: { name: "support-smtp" } }),
     );
-    const read = (name: string) => eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), 60_000);
-    const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+    const read = (name: string) => readSecret(core, namespace, name);
+    const text = secretText;
     const relayYaml = async () => text(await read("example-com-relay-config"), "relay.yaml");
     const v1 = await read("example-com-inbound-v1");
     await eventually("the address in the relay config", async () =>

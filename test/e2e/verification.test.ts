@@ -6,7 +6,7 @@
 // `kubectl get` and `kubectl describe` show.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { startOperatorCommand, localServerAddress } from "../support/e2e.js";
+import { helpdeskSubmit, localServerAddress, requestVerification, startOperatorCommand, verificationFlags } from "../support/e2e.js";
 import {
   applyManifests,
   conditionOf as condition,
@@ -19,7 +19,8 @@ import {
   secretText as text,
 } from "../support/kube.js";
 import { customerSecrets, mailFlow, runRelay } from "../support/mail-flow.js";
-import { freePort, swaks } from "../support/mail.js";
+import { smtpDomainManifest } from "../support/manifests.js";
+import { freePort } from "../support/mail.js";
 import { startSubmissionServer } from "../support/postfix.js";
 import { relayPorts } from "../../relay/contract/pod.js";
 
@@ -29,28 +30,11 @@ describe("verification, end to end", () => {
 
   test("both directions verify through the customer's Postfix; the helpdesk may send once Ready; wrong credentials and a revoked inbound credential get their own reasons", async (t) => {
     const namespace = await freshNamespace(t, "e2e-vrf");
-    const domain = (credentials: object[]) => ({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SmtpDomain",
-      metadata: { name: "example-com", namespace },
-      spec: {
-        domain: "example.com",
-        inbound: { credentials, delivery: { smtp: { host: "127.0.0.1", port: flow.helpdesk.port, tls: "None" } } },
-        relay: { replicas: 1 },
-      },
-    });
+    const domain = (credentials: object[]) =>
+      smtpDomainManifest(namespace, { credentials, delivery: { host: "127.0.0.1", port: flow.helpdesk.port } });
     // The customer's server listens here once it knows the inbound credential; the operator is told now.
     const customerPort = await freePort();
-    flow.operator = await startOperatorCommand([
-      "--system-domains",
-      "helpdesk.test",
-      "--verification-sender",
-      "verify@helpdesk.test",
-      "--verification-smtp",
-      `127.0.0.1:${customerPort}`,
-      "--relay-control-url",
-      "https://127.0.0.1:8443",
-    ]);
+    flow.operator = await startOperatorCommand(verificationFlags(customerPort));
     // The relay's certificate is the operator's own (issued from its CA).
     await applyManifests(domain([{ version: 1 }]));
     const read = (name: string) => readSecret(flow.core, namespace, name);
@@ -117,24 +101,7 @@ describe("verification, end to end", () => {
 
     // Ready: the relay config marks the sender ready, and the helpdesk may send as it.
     const submission = await read("example-com-submission");
-    const submit = (subject: string) =>
-      swaks([
-        "--server",
-        "127.0.0.1:2587",
-        "--tls",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        text(submission, "username"),
-        "--auth-password",
-        text(submission, "password"),
-        "--from",
-        "support@example.com",
-        "--to",
-        "customer@elsewhere.test",
-        "--header",
-        `Subject: ${subject}`,
-      ]);
+    const submit = (subject: string) => helpdeskSubmit(submission, ["--header", `Subject: ${subject}`]);
     await eventually(
       "the helpdesk's first notification accepted",
       async () => ((await submit("ticket update")).code === 0 ? true : undefined),
@@ -172,15 +139,7 @@ describe("verification, end to end", () => {
       metadata: { name: "support-smtp", namespace },
       stringData: { username: login.username, password: login.password },
     });
-    await kubectl([
-      "annotate",
-      "supportaddress",
-      "support",
-      "-n",
-      namespace,
-      "smtpconnector.dev/verify-requested-at=2026-11-25T17:00:00Z",
-      "--overwrite",
-    ]);
+    await requestVerification(namespace, "2026-11-25T17:00:00Z");
     await eventually(
       "verified again after the fix",
       async () => {
@@ -241,15 +200,7 @@ describe("verification, end to end", () => {
 
     // The customer's server keeps using version 1 after it was revoked: inbound verification says so.
     await applyManifests(domain([{ version: 1, state: "Revoked" }, { version: 2 }]));
-    await kubectl([
-      "annotate",
-      "supportaddress",
-      "support",
-      "-n",
-      namespace,
-      "smtpconnector.dev/verify-requested-at=2026-11-25T17:05:00Z",
-      "--overwrite",
-    ]);
+    await requestVerification(namespace, "2026-11-25T17:05:00Z");
     await eventually(
       "InboundVerified False with ArrivedRevokedCredential",
       async () => (condition(await address(), "InboundVerified")?.reason === "ArrivedRevokedCredential" ? true : undefined),

@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import type { SmtpDomain } from "../../crds/schema.js";
 import { NotYetServed } from "../../operator/address/verification.js";
 import { verificationIO, type RelayIdentity } from "../../operator/address/verification-io.js";
-import { freePort, randomPassword, sha256, swaks } from "../support/mail.js";
+import { freePort, randomPassword, sha256, swaksAuth } from "../support/mail.js";
 import { exampleDomain, startRelay, type RelayHarness } from "../support/relay.js";
 
 const password = randomPassword();
@@ -60,22 +60,7 @@ describe("the operator asks every relay pod", () => {
       .slice(0, 32)}`;
 
   const sendThrough = (pod: RelayHarness, header: string[] = []) =>
-    swaks([
-      "--server",
-      `127.0.0.1:${pod.implicitPort}`,
-      "--tls-on-connect",
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      "example.com-v1",
-      "--auth-password",
-      password,
-      "--from",
-      "verify@helpdesk.example",
-      "--to",
-      "support@example.com",
-      ...header,
-    ]);
+    swaksAuth(pod.implicitPort, { user: "example.com-v1", password }, header, { implicit: true, from: "verify@helpdesk.example" });
 
   test("a verification email that reached the second pod is found; asking one pod would not find it", async () => {
     const token = newToken();

@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { clientSnippets } from "../../operator/domain/credentials.js";
 import { defaultCertificatePolicy, issueServerCertificate, newCertificateAuthority } from "../../operator/tls/certificates.js";
 import { startExim, type Exim } from "../support/exim.js";
-import { randomPassword, swaks } from "../support/mail.js";
+import { randomPassword, swaksCustomer } from "../support/mail.js";
 import { startRelay, type RelayHarness } from "../support/relay.js";
 import { eventuallyTrue } from "../support/wait.js";
 
@@ -42,26 +42,16 @@ describe("Exim as the customer's server, from the snippet", () => {
   });
 
   const snippet = (caPem: string) => clientSnippets("example.com", relayHost, "example.com-v1", password, caPem)["exim.conf"]!;
+  /** Exim set up from the client snippet, trusting `caPem` for the relay's certificate; stopped after the tests. */
+  const eximTrusting = async (caPem: string) => {
+    const exim = await startExim({ domain: "example.com", snippet: snippet(caPem), relayHost, relayPort: h.starttlsPort, caPem });
+    eximServers.push(exim);
+    return exim;
+  };
 
   test("mail for the domain reaches the helpdesk through the relay, authenticated, with the relay's certificate verified", async () => {
-    const exim = await startExim({
-      domain: "example.com",
-      snippet: snippet(ca.certPem),
-      relayHost,
-      relayPort: h.starttlsPort,
-      caPem: ca.certPem,
-    });
-    eximServers.push(exim);
-    const sent = await swaks([
-      "--server",
-      `127.0.0.1:${exim.port}`,
-      "--from",
-      "jane@users.example.org",
-      "--to",
-      "support@example.com",
-      "--header",
-      "Subject: via exim",
-    ]);
+    const exim = await eximTrusting(ca.certPem);
+    const sent = await swaksCustomer(exim.port, "via exim");
     assert.equal(sent.code, 0, sent.output);
     await eventuallyTrue(
       "the message at the helpdesk",
@@ -83,24 +73,8 @@ describe("Exim as the customer's server, from the snippet", () => {
 
   test("a relay certificate from another CA is refused: nothing is delivered, the message stays queued", async () => {
     const other = newCertificateAuthority("elsewhere", new Date());
-    const exim = await startExim({
-      domain: "example.com",
-      snippet: snippet(other.certPem),
-      relayHost,
-      relayPort: h.starttlsPort,
-      caPem: other.certPem,
-    });
-    eximServers.push(exim);
-    const sent = await swaks([
-      "--server",
-      `127.0.0.1:${exim.port}`,
-      "--from",
-      "jane@users.example.org",
-      "--to",
-      "support@example.com",
-      "--header",
-      "Subject: wrong ca",
-    ]);
+    const exim = await eximTrusting(other.certPem);
+    const sent = await swaksCustomer(exim.port, "wrong ca");
     assert.equal(sent.code, 0, sent.output);
     await eventuallyTrue(
       "Exim's deferral for the certificate",

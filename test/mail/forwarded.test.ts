@@ -20,7 +20,7 @@ import { verificationMessage } from "../../relay/contract/verification-message.j
 import { headerFields, RelaxedBodyHash, signatures } from "../../relay/outbound/dkim.js";
 import { pythonDkimAndArc } from "../support/dkim.js";
 import { startDns, type TestDns } from "../support/dns.js";
-import { freePort, randomPassword, sha256, swaks, tempDir, type SinkMessage } from "../support/mail.js";
+import { freePort, randomPassword, sha256, swaks, swaksAuth, tempDir, type SinkMessage } from "../support/mail.js";
 import { startPostfix, type Postfix } from "../support/postfix.js";
 import { RawSmtp, startRelay, type RelayHarness } from "../support/relay.js";
 import { eventuallyTrue } from "../support/wait.js";
@@ -414,23 +414,12 @@ describe("the forwarded listener, behind a real Postfix as the cloud service", (
     );
 
     const token = newToken();
-    const authenticated = await swaks([
-      "--server",
-      `127.0.0.1:${h.implicitPort}`,
-      "--tls-on-connect",
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      "example.com-v1",
-      "--auth-password",
-      password,
-      "--from",
-      "support@example.com",
-      "--to",
-      "support@example.com",
-      "--add-header",
-      `X-SmtpConnector-Verification: ${token}`,
-    ]);
+    const authenticated = await swaksAuth(
+      h.implicitPort,
+      { user: "example.com-v1", password },
+      ["--add-header", `X-SmtpConnector-Verification: ${token}`],
+      { implicit: true, from: "support@example.com" },
+    );
     assert.equal(authenticated.code, 0, authenticated.output);
     await eventuallyTrue("the receipt", async () => (await receipt(token)).status === 200, 10_000);
     const answer = await receipt(token);

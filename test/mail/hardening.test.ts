@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { connect } from "node:tls";
-import { randomPassword, swaks } from "../support/mail.js";
+import { randomPassword, swaksAuth } from "../support/mail.js";
 import { exampleDomain, RawSmtp, startRelay, type RelayHarness } from "../support/relay.js";
 
 const password = randomPassword();
@@ -33,22 +33,7 @@ async function sendRaw(h: RelayHarness, body: string | Buffer): Promise<string> 
 }
 
 function swaksTo(h: RelayHarness, extra: string[] = []) {
-  return swaks([
-    "--server",
-    `127.0.0.1:${h.starttlsPort}`,
-    "--tls",
-    "--auth",
-    "PLAIN",
-    "--auth-user",
-    user,
-    "--auth-password",
-    password,
-    "--from",
-    "customer@users.example.org",
-    "--to",
-    "support@example.com",
-    ...extra,
-  ]);
+  return swaksAuth(h.starttlsPort, { user, password }, extra);
 }
 
 describe("inbound hardening", () => {

@@ -2,29 +2,14 @@
 // real TLS, Postfix's smtp-sink as the next hop.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { randomPassword, swaks } from "../support/mail.js";
+import { randomPassword, swaksAuth } from "../support/mail.js";
 import { exampleDomain, RawSmtp, startRelay, type RelayHarness } from "../support/relay.js";
 
 const password = randomPassword();
 const user = "example.com-v1";
 
-function send(h: RelayHarness, extra: string[] = [], { implicit = false, to = "support@example.com" } = {}) {
-  return swaks([
-    "--server",
-    `127.0.0.1:${implicit ? h.implicitPort : h.starttlsPort}`,
-    ...(implicit ? ["--tls-on-connect"] : ["--tls"]),
-    "--auth",
-    "PLAIN",
-    "--auth-user",
-    user,
-    "--auth-password",
-    password,
-    "--from",
-    "customer@users.example.org",
-    "--to",
-    to,
-    ...extra,
-  ]);
+function send(h: RelayHarness, extra: string[] = [], { implicit = false, to = "support@example.com", auth = "PLAIN" } = {}) {
+  return swaksAuth(implicit ? h.implicitPort : h.starttlsPort, { user, password }, extra, { implicit, to, auth });
 }
 
 describe("inbound relay", () => {
@@ -130,21 +115,7 @@ describe("inbound relay", () => {
   test("LMTP next hop: delivered with per-recipient answers", async () => {
     const lmtp = await startRelay({ domains: [exampleDomain(password)], sinkOptions: ["-L"], lmtp: true });
     try {
-      const result = await swaks([
-        "--server",
-        `127.0.0.1:${lmtp.implicitPort}`,
-        "--tls-on-connect",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        user,
-        "--auth-password",
-        password,
-        "--from",
-        "customer@users.example.org",
-        "--to",
-        "support@example.com,billing@example.com",
-      ]);
+      const result = await send(lmtp, [], { implicit: true, to: "support@example.com,billing@example.com" });
       assert.equal(result.code, 0, result.output);
       const message = lmtp.sink.messages().at(-1)!;
       assert.deepEqual(message.rcptTo, ["<support@example.com>", "<billing@example.com>"]);
@@ -159,24 +130,7 @@ describe("inbound relay", () => {
     // (the relay keeps idle ones for 5 s).
     const impatient = await startRelay({ domains: [exampleDomain(password)], sinkOptions: ["-t", "1"] });
     try {
-      const sendOne = (subject: string) =>
-        swaks([
-          "--server",
-          `127.0.0.1:${impatient.implicitPort}`,
-          "--tls-on-connect",
-          "--auth",
-          "PLAIN",
-          "--auth-user",
-          user,
-          "--auth-password",
-          password,
-          "--from",
-          "customer@users.example.org",
-          "--to",
-          "support@example.com",
-          "--header",
-          `Subject: ${subject}`,
-        ]);
+      const sendOne = (subject: string) => send(impatient, ["--header", `Subject: ${subject}`], { implicit: true });
       const first = await sendOne("first");
       assert.equal(first.code, 0, first.output);
       await new Promise((resolve) => setTimeout(resolve, 1_800));
@@ -195,23 +149,7 @@ describe("inbound relay", () => {
     const plain = await startRelay({ domains: [exampleDomain(password)], sinkOptions: ["-e"] });
     try {
       const body = ".one leading dot\r\n..two leading dots\r\n.\r\nlast line";
-      const result = await swaks([
-        "--server",
-        `127.0.0.1:${plain.implicitPort}`,
-        "--tls-on-connect",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        user,
-        "--auth-password",
-        password,
-        "--from",
-        "customer@users.example.org",
-        "--to",
-        "support@example.com",
-        "--data",
-        `Subject: dots\r\n\r\n${body}\r\n`,
-      ]);
+      const result = await send(plain, ["--data", `Subject: dots\r\n\r\n${body}\r\n`], { implicit: true });
       assert.equal(result.code, 0, result.output);
       const message = plain.sink.messages().at(-1)!;
       assert.equal(message.protocol, "SMTP", "the relay fell back to HELO");
@@ -224,38 +162,10 @@ describe("inbound relay", () => {
   test("AUTH LOGIN for a domain configured for LOGIN; PLAIN is then refused", async () => {
     const login = await startRelay({ domains: [exampleDomain(password, { authProtocol: "LOGIN" })] });
     try {
-      const ok = await swaks([
-        "--server",
-        `127.0.0.1:${login.starttlsPort}`,
-        "--tls",
-        "--auth",
-        "LOGIN",
-        "--auth-user",
-        user,
-        "--auth-password",
-        password,
-        "--from",
-        "customer@users.example.org",
-        "--to",
-        "support@example.com",
-      ]);
+      const ok = await send(login, [], { auth: "LOGIN" });
       assert.equal(ok.code, 0, ok.output);
       assert.match(login.sink.messages().at(-1)!.content, /auth=pass \(login\) smtp\.auth=example\.com-v1/);
-      const plain = await swaks([
-        "--server",
-        `127.0.0.1:${login.starttlsPort}`,
-        "--tls",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        user,
-        "--auth-password",
-        password,
-        "--from",
-        "customer@users.example.org",
-        "--to",
-        "support@example.com",
-      ]);
+      const plain = await send(login);
       assert.notEqual(plain.code, 0);
       assert.match(plain.output, /does not support|not advertised|5\d\d/);
     } finally {

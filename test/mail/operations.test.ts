@@ -14,7 +14,7 @@ import { eventuallyTrue } from "../support/wait.js";
 import {
   randomPassword,
   stopChild,
-  swaks,
+  swaksAuth,
   tempDir,
   writeRelayConfig,
   relayConfig,
@@ -343,21 +343,7 @@ describe("the relay process", () => {
         20_000,
       );
       assert.equal((await fetch(`${health}/healthz`)).status, 200);
-      const result = await swaks([
-        "--server",
-        `127.0.0.1:${config.listeners.starttls!.port}`,
-        "--tls",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        user,
-        "--auth-password",
-        password,
-        "--from",
-        "customer@users.example.org",
-        "--to",
-        "support@example.com",
-      ]);
+      const result = await swaksAuth(config.listeners.starttls!.port, { user, password });
       assert.equal(result.code, 0, result.output);
       const metrics = await (await fetch(`${health}/metrics`)).text();
       assert.match(metrics, /smtpc_relay_messages_total\{direction="inbound",result="Delivered"\} 1/);

@@ -17,7 +17,7 @@ import {
   selfSignedCertificate,
   startSmtpSink,
   stopChild,
-  swaks,
+  swaksAuth,
   tempDir,
   writeRelayConfig,
   type SmtpSink,
@@ -40,24 +40,7 @@ describe("the relay's readiness and liveness", () => {
     const response = await fetch(`${health()}${path}`);
     return { status: response.status, body: await response.text() };
   };
-  const send = (subject: string) =>
-    swaks([
-      "--server",
-      `127.0.0.1:${config.listeners.starttls!.port}`,
-      "--tls",
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      user,
-      "--auth-password",
-      password,
-      "--from",
-      "customer@users.example.org",
-      "--to",
-      "support@example.com",
-      "--header",
-      `Subject: ${subject}`,
-    ]);
+  const send = (subject: string) => swaksAuth(config.listeners.starttls!.port, { user, password }, ["--header", `Subject: ${subject}`]);
   /** The certificate the implicit-TLS listener presents now. */
   const presented = () =>
     new Promise<string>((resolve, reject) => {

@@ -84,22 +84,33 @@ const refusals = async (h: RelayHarness, reason: string) => {
   return [...text.matchAll(new RegExp(`reason="${reason}"[^}]*} (\\d+)`, "g"))].reduce((sum, m) => sum + Number(m[1]), 0);
 };
 
-describe("PROXY protocol from a trusted balancer", () => {
-  let h: RelayHarness;
+/**
+ * Registers, in the describe() that calls it, the relay `start` makes before its tests, stopped after them once every
+ * peer opened through the balancer is closed; resolves to the opener: the header first, on the STARTTLS port unless told.
+ */
+function behindBalancer(start: () => Promise<RelayHarness>) {
+  let h: RelayHarness | undefined;
   const open: Peer[] = [];
-  const viaBalancer = async (header: Buffer, port = h.starttlsPort) => {
-    const peer = await Peer.open(port, balancer);
-    open.push(peer);
-    peer.socket.write(header);
-    return peer;
-  };
   before(async () => {
-    h = await startRelay({ domains: [exampleDomain(password)], limits, proxyProtocol: { trustedRanges: ["127.0.0.48/29"] } });
+    h = await start();
   });
   after(async () => {
     for (const p of open) p.socket.destroy();
     await h?.stop();
   });
+  return async (header: Buffer, port = h!.starttlsPort) => {
+    const peer = await Peer.open(port, balancer);
+    open.push(peer);
+    peer.socket.write(header);
+    return peer;
+  };
+}
+
+describe("PROXY protocol from a trusted balancer", () => {
+  let h: RelayHarness;
+  const viaBalancer = behindBalancer(
+    async () => (h = await startRelay({ domains: [exampleDomain(password)], limits, proxyProtocol: { trustedRanges: ["127.0.0.48/29"] } })),
+  );
 
   for (const [version, header] of [
     ["1", v1],
@@ -117,8 +128,7 @@ describe("PROXY protocol from a trusted balancer", () => {
   }
 
   test("version 2, the header arriving a byte at a time, then a whole message: the Received header names the client", async () => {
-    const peer = await Peer.open(h.starttlsPort, balancer);
-    open.push(peer);
+    const peer = await viaBalancer(Buffer.alloc(0));
     for (const byte of v2("198.51.100.23")) {
       peer.socket.write(Buffer.from([byte]));
       await new Promise<void>((resolve) => setImmediate(resolve));
@@ -227,26 +237,17 @@ describe("PROXY protocol from a trusted balancer", () => {
 
 describe("PROXY protocol on the implicit-TLS listener, near maxConnections", () => {
   let h: RelayHarness;
-  const open: Peer[] = [];
-  before(async () => {
-    h = await startRelay({
-      domains: [exampleDomain(password)],
-      limits: { maxConnectionsPerSource: 1, maxConnections: 3, tlsHandshakeTimeoutSeconds: 10 },
-      proxyProtocol: { trustedRanges: [balancer] },
-    });
-  });
-  after(async () => {
-    for (const p of open) p.socket.destroy();
-    await h?.stop();
-  });
+  const via = behindBalancer(
+    async () =>
+      (h = await startRelay({
+        domains: [exampleDomain(password)],
+        limits: { maxConnectionsPerSource: 1, maxConnections: 3, tlsHandshakeTimeoutSeconds: 10 },
+        proxyProtocol: { trustedRanges: [balancer] },
+      })),
+  );
 
   test("one client behind the balancer holding silent connections does not lock every other client out", async () => {
-    const viaBalancer = async (client: string) => {
-      const peer = await Peer.open(h.implicitPort, balancer);
-      open.push(peer);
-      peer.socket.write(v2(client));
-      return peer;
-    };
+    const viaBalancer = (client: string) => via(v2(client), h.implicitPort);
     // Before the fix these three all stayed open (uncounted until a handshake that never comes) and filled the
     // listener's pending slots: the next connection, anyone's, was dropped for tlsHandshakeTimeoutSeconds.
     const silent = [await viaBalancer("198.51.100.7"), await viaBalancer("198.51.100.7"), await viaBalancer("198.51.100.7")];
@@ -264,24 +265,14 @@ describe("PROXY protocol on the implicit-TLS listener, near maxConnections", () 
 
 describe("PROXY protocol: the named client against allowedClients (the domain's allowedSourceRanges)", () => {
   let h: RelayHarness;
-  const open: Peer[] = [];
-  const viaBalancer = async (header: Buffer, port = h.starttlsPort) => {
-    const peer = await Peer.open(port, balancer);
-    open.push(peer);
-    peer.socket.write(header);
-    return peer;
-  };
-  before(async () => {
-    h = await startRelay({
-      domains: [exampleDomain(password)],
-      limits,
-      proxyProtocol: { trustedRanges: [balancer], allowedClients: ["198.51.100.0/24", "2001:db8:1::/48"] },
-    });
-  });
-  after(async () => {
-    for (const p of open) p.socket.destroy();
-    await h?.stop();
-  });
+  const viaBalancer = behindBalancer(
+    async () =>
+      (h = await startRelay({
+        domains: [exampleDomain(password)],
+        limits,
+        proxyProtocol: { trustedRanges: [balancer], allowedClients: ["198.51.100.0/24", "2001:db8:1::/48"] },
+      })),
+  );
 
   test("a client inside is served; outside (v1, v2, IPv4-mapped, IPv6) gets 554 and no session, or on implicit TLS is closed; each counted", async () => {
     for (const client of ["198.51.100.5", "2001:db8:1::5"]) {
@@ -337,10 +328,9 @@ describe("PROXY protocol: the named client against allowedClients (the domain's 
 describe("PROXY protocol on the forwarded listener: the named client against allowedClients (a Forwarded domain's allowedSourceRanges)", () => {
   let h: RelayHarness;
   let port: number;
-  const open: Peer[] = [];
-  before(async () => {
+  const viaBalancer = behindBalancer(async () => {
     port = await freePort();
-    h = await startRelay({
+    return (h = await startRelay({
       domains: [{ domain: "forwarded.example", addresses: ["support@forwarded.example"], credentials: [] }],
       limits,
       proxyProtocol: { trustedRanges: [balancer], allowedClients: ["198.51.100.0/24"] },
@@ -348,20 +338,11 @@ describe("PROXY protocol on the forwarded listener: the named client against all
         config.listeners.forwarded = { port };
         config.domains[0]!.mode = "Forwarded";
       },
-    });
-  });
-  after(async () => {
-    for (const p of open) p.socket.destroy();
-    await h?.stop();
+    }));
   });
 
   test("the mail service's egress range is served; any other named client gets 554, as the NetworkPolicy refuses it without a balancer", async () => {
-    const via = async (header: Buffer) => {
-      const peer = await Peer.open(port, balancer);
-      open.push(peer);
-      peer.socket.write(header);
-      return peer;
-    };
+    const via = (header: Buffer) => viaBalancer(header, port);
     assert.match(await (await via(v2("198.51.100.25"))).answer(), /^220 /);
     for (const header of [v1("203.0.113.25"), v2("203.0.113.26")]) {
       assert.match(await (await via(header)).answer(), /^554 5\.7\.1 Your address is not allowed to use this relay\r\n$/);

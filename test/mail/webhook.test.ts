@@ -7,7 +7,7 @@ import { createServer, type Server } from "node:https";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { metadataHeader, signatureHeader, signedPayload, timestampHeader } from "../../relay/forward/webhook-next-hop.js";
-import { freePort, randomPassword, selfSignedCertificate, swaks, tempDir } from "../support/mail.js";
+import { freePort, randomPassword, selfSignedCertificate, swaksAuth, tempDir } from "../support/mail.js";
 import { exampleDomain, startRelay, type RelayHarness } from "../support/relay.js";
 
 const password = randomPassword();
@@ -61,24 +61,7 @@ describe("webhook delivery", () => {
     server.close();
   });
 
-  const send = () =>
-    swaks([
-      "--server",
-      `127.0.0.1:${h.starttlsPort}`,
-      "--tls",
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      "example.com-v1",
-      "--auth-password",
-      password,
-      "--from",
-      "customer@users.example.org",
-      "--to",
-      "support@example.com",
-      "--header",
-      "Subject: via webhook",
-    ]);
+  const send = () => swaksAuth(h.starttlsPort, { user: "example.com-v1", password }, ["--header", "Subject: via webhook"]);
 
   test("delivers the raw, tagged message with signed metadata; 250 only after the webhook's 2xx", async () => {
     status = 200;

@@ -13,7 +13,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { claimFile, hostState } from "../../hack/node/node.js";
-import { startCluster, type Cluster } from "../support/node.js";
+import { startCluster, startSleeper, type Cluster } from "../support/node.js";
 import { eventually } from "../support/kube.js";
 
 const run = promisify(execFile);
@@ -30,49 +30,6 @@ const running = (pid: number) => {
 /** The node's processes, as its claim recorded them. */
 const recorded = () => JSON.parse(readFileSync(claimFile, "utf8")) as { pid: number; processes: { name: string; pid: number }[] };
 
-async function podAndPolicy(cluster: Cluster) {
-  const pod = {
-    apiVersion: "v1",
-    kind: "Pod",
-    metadata: { name: "sleeper", namespace: "default" },
-    spec: {
-      securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: "RuntimeDefault" } },
-      containers: [
-        {
-          name: "sleeper",
-          image: cluster.image,
-          imagePullPolicy: "Never",
-          command: ["node", "-e", "setInterval(() => {}, 1 << 30)"],
-          securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
-        },
-      ],
-    },
-  };
-  const policy = {
-    apiVersion: "networking.k8s.io/v1",
-    kind: "NetworkPolicy",
-    metadata: { name: "sleeper", namespace: "default" },
-    spec: {
-      podSelector: {},
-      policyTypes: ["Ingress"],
-      ingress: [{ from: [{ ipBlock: { cidr: "203.0.113.0/24" } }], ports: [{ protocol: "TCP", port: 8587 }] }],
-    },
-  };
-  const applied = execFile(cluster.testenv, ["kubectl", `--kubeconfig=${cluster.kubeconfig}`, "apply", "-f", "-"]);
-  applied.stdin!.end(JSON.stringify({ apiVersion: "v1", kind: "List", items: [pod, policy] }));
-  await new Promise((resolve, reject) =>
-    applied.once("exit", (code) => (code === 0 ? resolve(code) : reject(new Error(`kubectl apply exited ${code}`)))),
-  );
-  await run(cluster.testenv, [
-    "kubectl",
-    `--kubeconfig=${cluster.kubeconfig}`,
-    "wait",
-    "--for=condition=Ready",
-    "pod/sleeper",
-    "--timeout=120s",
-  ]);
-}
-
 test(
   "one node per machine: a second node is refused naming the first; a SIGKILLed node is cleaned up by the next, which comes up and leaves the host as it was",
   { timeout: 1_500_000 },
@@ -81,7 +38,7 @@ test(
     const first = await startCluster();
     let second: Cluster | undefined;
     try {
-      await podAndPolicy(first);
+      await startSleeper(first);
 
       // A second node on the same machine: refused at once, naming the holder; the first is unaffected.
       const started = Date.now();
@@ -149,7 +106,7 @@ test(
         orphans.every((p) => !running(p.pid)),
         `every process of the first node is gone: ${JSON.stringify(orphans.filter((p) => running(p.pid)))}`,
       );
-      await podAndPolicy(second);
+      await startSleeper(second);
       const exit = await second.stop();
       second = undefined;
       assert.equal(exit, 0, "a clean exit on SIGTERM");

@@ -101,31 +101,42 @@ export async function runDeployment(
     root,
     logs: () => output,
     sync,
-    markAvailable: async () => {
-      const status = {
-        observedGeneration: deployment.metadata!.generation,
-        replicas: 1,
-        updatedReplicas: 1,
-        readyReplicas: 1,
-        availableReplicas: 1,
-      };
-      const result = await kubectl([
-        "patch",
-        "deployment",
-        deployment.metadata!.name!,
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        JSON.stringify({ status }),
-      ]);
-      if (result.code !== 0) throw new Error(`marking the Deployment available failed: ${result.stderr}`);
-    },
+    markAvailable: () => markDeploymentAvailable(namespace, deployment.metadata!.name!, 1, deployment.metadata!.generation),
     stop: async () => {
       clearInterval(periodic);
       await stopChild(child);
       rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Writes a Deployment's status as the Deployment controller would once `replicas` pods of its latest template (of
+ * `observedGeneration`, when given) are available: there is no kubelet here.
+ */
+export async function markDeploymentAvailable(
+  namespace: string,
+  name: string,
+  replicas: number,
+  observedGeneration?: number,
+): Promise<void> {
+  const status = {
+    ...(observedGeneration === undefined ? {} : { observedGeneration }),
+    replicas,
+    updatedReplicas: replicas,
+    readyReplicas: replicas,
+    availableReplicas: replicas,
+  };
+  const result = await kubectl([
+    "patch",
+    "deployment",
+    name,
+    "-n",
+    namespace,
+    "--subresource=status",
+    "--type=merge",
+    "-p",
+    JSON.stringify({ status }),
+  ]);
+  if (result.code !== 0) throw new Error(`marking Deployment ${namespace}/${name} available failed: ${result.stderr}`);
 }

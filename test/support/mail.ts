@@ -269,6 +269,49 @@ export async function swaks(args: string[], timeoutMs = 30_000): Promise<SwaksRe
   }
 }
 
+/**
+ * swaks as an authenticated client of a relay port (a port alone is on 127.0.0.1): AUTH (PLAIN unless told) as
+ * `login` after STARTTLS, or on implicit TLS with `implicit`; from a customer to support@example.com unless told;
+ * `extra` goes last.
+ */
+export function swaksAuth(
+  server: number | string,
+  login: { user: string; password: string },
+  extra: string[] = [],
+  { implicit = false, auth = "PLAIN", from = "customer@users.example.org", to = "support@example.com" } = {},
+): Promise<SwaksResult> {
+  return swaks([
+    "--server",
+    typeof server === "number" ? `127.0.0.1:${server}` : server,
+    implicit ? "--tls-on-connect" : "--tls",
+    "--auth",
+    auth,
+    "--auth-user",
+    login.user,
+    "--auth-password",
+    login.password,
+    "--from",
+    from,
+    "--to",
+    to,
+    ...extra,
+  ]);
+}
+
+/** swaks as a customer writing in: jane@users.example.org to support@example.com (unless `to`), no AUTH, to a mail server. */
+export function swaksCustomer(server: number | string, subject: string, { to = "support@example.com" } = {}): Promise<SwaksResult> {
+  return swaks([
+    "--server",
+    typeof server === "number" ? `127.0.0.1:${server}` : server,
+    "--from",
+    "jane@users.example.org",
+    "--to",
+    to,
+    "--header",
+    `Subject: ${subject}`,
+  ]);
+}
+
 export function sha256(text: string): string {
   return createHash("sha256").update(text).digest("hex");
 }

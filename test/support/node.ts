@@ -2,9 +2,10 @@
 // `npm run image` built in this run. hack/test-tier.sh node starts one for the
 // whole tier and passes it in SMTPC_NODE_CLUSTER (JSON of the ready event); a
 // file run on its own starts a private one.
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -55,4 +56,55 @@ async function stopCluster(child: ChildProcess): Promise<number | null> {
     await exited;
   }
   return child.exitCode;
+}
+
+/**
+ * A pod ("sleeper", in default, from the cluster's image) and a NetworkPolicy selecting it, applied and waited
+ * Ready: a sandbox, a veth, cgroups, kube-proxy's and kube-router's chains and ipsets exist then, the host traces
+ * a node's teardown must remove. With `tmpVolume`, an emptyDir on /tmp: a volume mount too.
+ */
+export async function startSleeper(cluster: Cluster, { tmpVolume = false } = {}): Promise<void> {
+  const pod = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: "sleeper", namespace: "default" },
+    spec: {
+      securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: "RuntimeDefault" } },
+      containers: [
+        {
+          name: "sleeper",
+          image: cluster.image,
+          imagePullPolicy: "Never",
+          command: ["node", "-e", "setInterval(() => {}, 1 << 30)"],
+          securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
+          ...(tmpVolume ? { volumeMounts: [{ name: "tmp", mountPath: "/tmp" }] } : {}),
+        },
+      ],
+      ...(tmpVolume ? { volumes: [{ name: "tmp", emptyDir: { sizeLimit: "1Mi" } }] } : {}),
+    },
+  };
+  // A NetworkPolicy for it: kube-router's chains and ipsets.
+  const policy = {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: { name: "sleeper", namespace: "default" },
+    spec: {
+      podSelector: {},
+      policyTypes: ["Ingress"],
+      ingress: [{ from: [{ ipBlock: { cidr: "203.0.113.0/24" } }], ports: [{ protocol: "TCP", port: 8587 }] }],
+    },
+  };
+  const applied = execFile(cluster.testenv, ["kubectl", `--kubeconfig=${cluster.kubeconfig}`, "apply", "-f", "-"]);
+  applied.stdin!.end(JSON.stringify({ apiVersion: "v1", kind: "List", items: [pod, policy] }));
+  await new Promise((resolve, reject) =>
+    applied.once("exit", (code) => (code === 0 ? resolve(code) : reject(new Error(`kubectl apply exited ${code}`)))),
+  );
+  await promisify(execFile)(cluster.testenv, [
+    "kubectl",
+    `--kubeconfig=${cluster.kubeconfig}`,
+    "wait",
+    "--for=condition=Ready",
+    "pod/sleeper",
+    "--timeout=120s",
+  ]);
 }

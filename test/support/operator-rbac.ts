@@ -11,6 +11,7 @@ import { Controller, type ControllerOptions } from "../../operator/controller.js
 import { createLogger } from "../../lib/log.js";
 import { leaseRules, operatorRules } from "../../operator/rbac.js";
 import { parseAllDocuments, stringify } from "yaml";
+import { installCRDs } from "./crds.js";
 import { helmOffline } from "./helm.js";
 import { connect, kubectl, serviceAccountKubeconfig } from "./kube.js";
 
@@ -103,4 +104,27 @@ export async function startTestController(
   });
   await controller.start();
   return controller;
+}
+
+/**
+ * The CRDs installed, admin clients for the test's own reads and writes, and a test Controller issuing from a CA of
+ * its own: `caSecret`, made by the operator on first use, so no other file's certificates or CA rotations meet this
+ * one's. `stop` stops the Controller and deletes that Secret.
+ */
+export async function startControllerWithCA(
+  caSecret: { namespace: string; name: string },
+  settingsOverride: Partial<ControllerOptions["settings"]> = {},
+): Promise<{ controller: Controller; core: k8s.CoreV1Api; custom: k8s.CustomObjectsApi; stop: () => Promise<void> }> {
+  await installCRDs();
+  const { config, core } = await connect();
+  const controller = await startTestController({ settingsOverride: { caSecret, ...settingsOverride } });
+  return {
+    controller,
+    core,
+    custom: config.makeApiClient(k8s.CustomObjectsApi),
+    stop: async () => {
+      await controller.stop();
+      await core.deleteNamespacedSecret(caSecret).catch(() => undefined);
+    },
+  };
 }
