@@ -8,29 +8,46 @@
 // First, on the empty cluster, what other teams' Secrets cost it: the operator's RSS
 // with no unrelated Secret, then with 200 unrelated ~1 MB Secrets (Helm release
 // Secrets look like this), watched as they are made and at a fresh start among them.
+// The objects are made as a GitOps tool or script makes them, with concurrent server-side applies
+// (--apply-concurrency, 16), and the resources' status is followed with a watch, not by listing them;
+// each shape reports both the time from its first object to the operator's last write and the time from
+// its last object to it (what the operator adds to the time the objects take to be made).
+// --addresses N runs one shape of N addresses (50 per namespace) and the restart alone, for quick
+// experiments; BENCH_HEAP_SNAPSHOTS=<dir> has the operator write a heap snapshot after each.
 // Prints tables, then `figure <name> <value> <unit>` lines. BENCH_NODE_FLAGS passes
 // flags to the operator process (e.g. heap limits) to compare memory settings;
 // BENCH_OPERATOR runs another build of the operator (e.g. an older commit's
 // dist/operator/main.js), and --secrets-only runs the first part alone.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { parseArgs } from "node:util";
 import * as k8s from "@kubernetes/client-node";
-import { stringify } from "yaml";
 import { startControlPlane } from "../test/support/controlplane.js";
 import { installCRDs } from "../test/support/crds.js";
 import { kubectl } from "../test/support/kube.js";
 import { freePort, stopChild } from "../test/support/mail.js";
 import { operatorKubeconfig } from "../test/support/operator-rbac.js";
+import { clusterAccess, request, type ClusterAccess } from "../operator/kube/access.js";
+import { supervisedInformer, type SupervisedInformer } from "../operator/kube/informer.js";
+import type { SmtpDomain, SupportAddress } from "../crds/schema.js";
+import { createLogger } from "../lib/log.js";
 
 const { values } = parseArgs({
   options: {
     idle: { type: "string", default: "60" },
     "secrets-only": { type: "boolean", default: false },
     huge: { type: "boolean", default: false },
+    // One shape of this many addresses (50 per namespace, one domain each) and a restart among it, alone:
+    // the quick experiment (e.g. --addresses 2000) between the full runs.
+    addresses: { type: "string" },
+    "apply-concurrency": { type: "string", default: "16" },
   },
 });
+const applyConcurrency = Number(values["apply-concurrency"]);
+// BENCH_HEAP_SNAPSHOTS=<dir>: a heap snapshot of the operator there after each shape has converged and idled,
+// and after the restart (what it keeps; open them in Chrome DevTools' Memory tab).
+const heapSnapshots = process.env.BENCH_HEAP_SNAPSHOTS;
 const idleSeconds = Number(values.idle);
 const operatorMain = process.env.BENCH_OPERATOR ?? "dist/operator/main.js";
 const unrelatedSecrets = 200;
@@ -75,32 +92,30 @@ function manifests(shape: Shape, run: string): object[] {
   return out;
 }
 
-async function converged(shape: Shape, run: string): Promise<boolean> {
-  const domains = await kubectl([
-    "get",
-    "smtpdomains",
-    "-A",
-    "-l",
-    "",
-    "-o",
-    'jsonpath={range .items[*]}{.metadata.namespace} {.status.addresses} {.status.observedGeneration}{"\\n"}{end}',
-  ]);
-  const mine = domains.stdout.split("\n").filter((l) => l.startsWith(`bench-${run}-`));
-  if (mine.length !== shape.namespaces * shape.domainsPerNamespace) return false;
-  if (!mine.every((l) => l.split(" ")[1] === String(shape.addressesPerDomain))) return false;
-  const addresses = await kubectl([
-    "get",
-    "supportaddresses",
-    "-A",
-    "-o",
-    'jsonpath={range .items[*]}{.metadata.namespace} {.status.observedGeneration}{"\\n"}{end}',
-  ]);
-  const done = addresses.stdout.split("\n").filter((l) => l.startsWith(`bench-${run}-`) && l.split(" ")[1] !== "");
+/** The bench's own view of the resources' status: a watch (a full list every look would load the API server it measures). */
+let domainsSeen: SupervisedInformer<SmtpDomain & k8s.KubernetesObject>;
+let addressesSeen: SupervisedInformer<SupportAddress & k8s.KubernetesObject>;
+
+async function watchResources(admin: ClusterAccess): Promise<void> {
+  const log = createLogger("bench");
+  const api = "/apis/smtpconnector.dev/v1alpha1";
+  domainsSeen = supervisedInformer(admin, `${api}/smtpdomains`, { onChange: () => undefined, log });
+  addressesSeen = supervisedInformer(admin, `${api}/supportaddresses`, { onChange: () => undefined, log });
+  await Promise.all([domainsSeen.start(), addressesSeen.start()]);
+}
+
+function converged(shape: Shape, run: string): boolean {
+  const prefix = `bench-${run}-`;
+  const domains = domainsSeen.list().filter((d) => d.metadata.namespace?.startsWith(prefix));
+  if (domains.length !== shape.namespaces * shape.domainsPerNamespace) return false;
+  if (!domains.every((d) => d.status?.addresses === shape.addressesPerDomain && d.status.observedGeneration !== undefined)) return false;
+  const done = addressesSeen.list().filter((a) => a.metadata.namespace?.startsWith(prefix) && a.status?.observedGeneration !== undefined);
   return done.length === shape.namespaces * shape.domainsPerNamespace * shape.addressesPerDomain;
 }
 
 async function metric(port: number, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  // That metric alone (an older build ignores the query and sends them all).
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics?name=${name}`)).text();
   return Number(
     text
       .split("\n")
@@ -111,9 +126,20 @@ async function metric(port: number, name: string): Promise<number> {
 
 /** The sum of a labelled metric's series (NaN when the operator does not have it: an older build). */
 async function metricSum(port: number, name: string, filter = ""): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics?name=${name}`)).text();
   const lines = text.split("\n").filter((l) => l.startsWith(`${name}{`) && l.includes(filter));
   return lines.length === 0 ? NaN : lines.reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+}
+
+/** The operator's API requests since start, by verb. */
+async function requestsByVerb(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics?name=smtpc_operator_api_requests`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const match = /^smtpc_operator_api_requests\{verb="([A-Z]+)"\} (\d+)/.exec(line);
+    if (match) out.set(match[1]!, Number(match[2]));
+  }
+  return out;
 }
 
 async function startOperator(): Promise<{ child: ChildProcess; port: number }> {
@@ -122,6 +148,7 @@ async function startOperator(): Promise<{ child: ChildProcess; port: number }> {
     process.execPath,
     [
       ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean),
+      ...(heapSnapshots ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${heapSnapshots}`] : []),
       operatorMain,
       "--kubeconfig",
       await operatorKubeconfig(),
@@ -208,6 +235,90 @@ async function secretsPhase(admin: k8s.CoreV1Api): Promise<{ none: number; watch
   return { none, watched, restarted };
 }
 
+/** Where an object of the bench's manifests is applied (server-side apply: PATCH to its own path). */
+function pathOf(o: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } }): string {
+  const { name, namespace } = o.metadata;
+  if (o.kind === "Namespace") return `/api/v1/namespaces/${name}`;
+  const base = o.apiVersion === "v1" ? "/api/v1" : `/apis/${o.apiVersion}`;
+  const plural = { Secret: "secrets", SmtpDomain: "smtpdomains", SupportAddress: "supportaddresses" }[o.kind];
+  if (!plural) throw new Error(`bench: no path for kind ${o.kind}`);
+  return `${base}/namespaces/${namespace}/${plural}/${name}`;
+}
+
+/**
+ * Creates the objects as a GitOps controller or a script would: server-side apply, `applyConcurrency` requests
+ * in flight (kubectl apply sends one at a time, and at 10,400 objects its 76 s were most of what the converge
+ * figure measured). Namespaces first, then the rest in order (a domain before its addresses). Resolves to when the
+ * last object was created.
+ */
+async function apply(admin: ClusterAccess, objects: object[]): Promise<number> {
+  type Manifest = Parameters<typeof pathOf>[0];
+  const all = objects as Manifest[];
+  for (const batch of [all.filter((o) => o.kind === "Namespace"), all.filter((o) => o.kind !== "Namespace")]) {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: applyConcurrency }, async () => {
+        for (let i = next++; i < batch.length; i = next++) {
+          const object = batch[i]!;
+          const response = await request(admin, "PATCH", `${pathOf(object)}?fieldManager=bench&force=true`, JSON.stringify(object));
+          if (response.status >= 300) throw new Error(`apply ${pathOf(object)}: HTTP ${response.status}: ${response.body.slice(0, 300)}`);
+        }
+      }),
+    );
+  }
+  return Date.now();
+}
+
+/** The control plane's CPU seconds: the bench's descendants but the operator (kube-apiserver, etcd; kubectl while it runs). */
+function controlPlaneCpuSeconds(operatorPid: number): number {
+  const processes = new Map<number, { parent: number; cpu: number }>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const fields = readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]!.split(" ");
+      processes.set(Number(entry), { parent: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / 100 });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const mine = (pid: number): boolean => {
+    for (let p = processes.get(pid)?.parent; p !== undefined && p > 1; p = processes.get(p)?.parent) {
+      if (p === operatorPid) return false;
+      if (p === process.pid) return true;
+    }
+    return false;
+  };
+  let sum = 0;
+  for (const [pid, { cpu }] of processes) if (pid !== operatorPid && mine(pid)) sum += cpu;
+  return sum;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Has the operator write a heap snapshot (with BENCH_HEAP_SNAPSHOTS) and waits until it is written. */
+async function heapSnapshot(pid: number): Promise<void> {
+  if (!heapSnapshots) return;
+  const snapshots = () => readdirSync(heapSnapshots).filter((f) => f.endsWith(".heapsnapshot"));
+  const before = new Set(snapshots());
+  process.kill(pid, "SIGUSR2");
+  const deadline = Date.now() + 120_000;
+  let size = -1;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 1_000));
+    const file = snapshots().find((f) => !before.has(f));
+    const now = file ? statSync(`${heapSnapshots}/${file}`).size : -1;
+    if ((file && now === size && now > 0) || Date.now() > deadline) {
+      console.error(`heap snapshot: ${file ? `${heapSnapshots}/${file}` : "none written"}`);
+      return;
+    }
+    size = now;
+  }
+}
+
 const rssMb = (pid: number) =>
   Number(
     readFileSync(`/proc/${pid}/status`, "utf8")
@@ -216,106 +327,182 @@ const rssMb = (pid: number) =>
       .split(/\s+/)[1],
   ) / 1024;
 
+/** The first part: what 200 unrelated ~1 MB Secrets cost the operator's memory. */
+async function secretsAndFigures(kubeconfig: string): Promise<void> {
+  const config = new k8s.KubeConfig();
+  config.loadFromFile(kubeconfig);
+  const secrets = await secretsPhase(config.makeApiClient(k8s.CoreV1Api));
+  console.log(["unrelated Secrets", "RSS MB"].map((c) => c.padStart(28)).join(""));
+  console.log(["none", secrets.none.toFixed(0)].map((c) => c.padStart(28)).join(""));
+  console.log([`${unrelatedSecrets}, made while running`, secrets.watched.toFixed(0)].map((c) => c.padStart(28)).join(""));
+  console.log([`${unrelatedSecrets}, at a fresh start`, secrets.restarted.toFixed(0)].map((c) => c.padStart(28)).join(""));
+  const most = Math.max(secrets.watched, secrets.restarted);
+  console.log("");
+  console.log(`figure operator_rss_no_secrets ${secrets.none.toFixed(0)} MB`);
+  console.log(`figure operator_rss_200_secrets ${most.toFixed(0)} MB`);
+  console.log(`figure operator_rss_200_secrets_ratio ${(most / secrets.none).toFixed(2)} x`);
+  console.log("");
+}
+
+const custom = values.addresses ? Number(values.addresses) : undefined;
+
 async function main(): Promise<void> {
   const plane = await startControlPlane();
   process.env.SMTPC_KUBECONFIG = plane.kubeconfig;
   const results: Record<string, number>[] = [];
   let restart: { seconds: number; writes: number; rssMb: number } | undefined;
   let available: { domains: number; idleWrites: number; idleRequestsPerSecond: number } | undefined;
-  let secrets: Awaited<ReturnType<typeof secretsPhase>>;
   try {
     await installCRDs();
-    const config = new k8s.KubeConfig();
-    config.loadFromFile(plane.kubeconfig);
-    secrets = await secretsPhase(config.makeApiClient(k8s.CoreV1Api));
-    console.log(["unrelated Secrets", "RSS MB"].map((c) => c.padStart(28)).join(""));
-    console.log(["none", secrets.none.toFixed(0)].map((c) => c.padStart(28)).join(""));
-    console.log([`${unrelatedSecrets}, made while running`, secrets.watched.toFixed(0)].map((c) => c.padStart(28)).join(""));
-    console.log([`${unrelatedSecrets}, at a fresh start`, secrets.restarted.toFixed(0)].map((c) => c.padStart(28)).join(""));
-    const most = Math.max(secrets.watched, secrets.restarted);
-    console.log("");
-    console.log(`figure operator_rss_no_secrets ${secrets.none.toFixed(0)} MB`);
-    console.log(`figure operator_rss_200_secrets ${most.toFixed(0)} MB`);
-    console.log(`figure operator_rss_200_secrets_ratio ${(most / secrets.none).toFixed(2)} x`);
+    const admin = clusterAccess(plane.kubeconfig);
+    await watchResources(admin);
+    if (!custom) await secretsAndFigures(plane.kubeconfig);
     if (values["secrets-only"]) return;
-    console.log("");
     const { child: operator, port } = await startOperator();
     try {
-      const shapes: Shape[] = [
-        { name: "small", namespaces: 1, domainsPerNamespace: 4, addressesPerDomain: 50 },
-        { name: "large", namespaces: 20, domainsPerNamespace: 1, addressesPerDomain: 50 },
-        ...(values.huge ? [{ name: "huge", namespaces: 200, domainsPerNamespace: 1, addressesPerDomain: 50 }] : []),
-      ];
+      const shapes: Shape[] = custom
+        ? [{ name: String(custom), namespaces: Math.ceil(custom / 50), domainsPerNamespace: 1, addressesPerDomain: 50 }]
+        : [
+            { name: "small", namespaces: 1, domainsPerNamespace: 4, addressesPerDomain: 50 },
+            { name: "large", namespaces: 20, domainsPerNamespace: 1, addressesPerDomain: 50 },
+            ...(values.huge ? [{ name: "huge", namespaces: 200, domainsPerNamespace: 1, addressesPerDomain: 50 }] : []),
+          ];
       for (const [i, shape] of shapes.entries()) {
         const run = `${i}`;
         const objects = manifests(shape, run);
         const writesBefore = await metric(port, "smtpc_operator_api_writes");
         const started = Date.now();
-        const applied = await kubectl(["apply", "--server-side", "-f", "-"], { input: objects.map((o) => stringify(o)).join("---\n") });
-        if (applied.code !== 0) throw new Error(applied.stderr);
-        // Each look lists every address in full (jsonpath is applied by kubectl): at 10,000 that is tens of MB
-        // the API server encodes, so the huge shape looks every 2 s, not taking the apiserver's CPU from the
-        // operator it measures. The figure is the operator's last write (quiet() below), not the look.
-        const pollMs = shape.namespaces * shape.addressesPerDomain > 2_000 ? 2_000 : 250;
-        while (!(await converged(shape, run))) {
+        const cpuBefore = cpuSeconds(operator.pid!);
+        const planeBefore = controlPlaneCpuSeconds(operator.pid!);
+        const benchBefore = process.cpuUsage();
+        const verbsBefore = await requestsByVerb(port);
+        const lastCreated = await apply(admin, objects);
+        // The figure is the operator's last write (quiet() below), not this look.
+        const pollMs = 250;
+        while (!converged(shape, run)) {
           if (Date.now() - started > 600_000) throw new Error(`${shape.name}: not converged after 10 minutes`);
           await new Promise((r) => setTimeout(r, pollMs));
         }
         // Every status is there; converged means the operator has also stopped writing (3 s without a write).
         const lastChange = await quiet(port);
         const seconds = (lastChange - started) / 1000;
+        const afterLast = Math.max(0, lastChange - lastCreated) / 1000;
+        const operatorCpu = cpuSeconds(operator.pid!) - cpuBefore;
+        const convergedRss = rssMb(operator.pid!);
+        const planeCpu = controlPlaneCpuSeconds(operator.pid!) - planeBefore;
+        const benchCpu = process.cpuUsage(benchBefore);
+        const verbs = await requestsByVerb(port);
+        const heap = await Promise.all(
+          ["nodejs_heap_size_total_bytes", "nodejs_heap_size_used_bytes", "nodejs_external_memory_bytes"].map((m) =>
+            metric(port, `smtpc_operator_process_${m}`),
+          ),
+        );
+        console.error(
+          `${shape.name}: RSS ${convergedRss.toFixed(0)} MB; V8 heap ${heap.map((b) => (b / 2 ** 20).toFixed(0)).join(" MB total, ")} MB used, external`,
+        );
+        console.error(
+          `${shape.name}: CPU while converging: operator ${operatorCpu.toFixed(1)} s, control plane ${planeCpu.toFixed(1)} s, ` +
+            `bench ${((benchCpu.user + benchCpu.system) / 1e6).toFixed(1)} s; operator requests: ` +
+            [...verbs].map(([verb, n]) => `${verb} ${n - (verbsBefore.get(verb) ?? 0)}`).join(", "),
+        );
         const writes = (await metric(port, "smtpc_operator_api_writes")) - writesBefore;
         const idleBefore = await metric(port, "smtpc_operator_api_writes");
         const requestsBefore = await metricSum(port, "smtpc_operator_api_requests");
         await new Promise((r) => setTimeout(r, idleSeconds * 1000));
         const idleWrites = (await metric(port, "smtpc_operator_api_writes")) - idleBefore;
         const idleRequestsPerSecond = ((await metricSum(port, "smtpc_operator_api_requests")) - requestsBefore) / idleSeconds;
-        const custom = shape.namespaces * shape.domainsPerNamespace * (1 + shape.addressesPerDomain);
+        const made = shape.namespaces * shape.domainsPerNamespace * (1 + shape.addressesPerDomain);
         results.push({
           domains: shape.namespaces * shape.domainsPerNamespace,
-          addresses: custom - shape.namespaces * shape.domainsPerNamespace,
+          addresses: made - shape.namespaces * shape.domainsPerNamespace,
           seconds,
+          applySeconds: (lastCreated - started) / 1000,
+          afterLast,
+          operatorCpu,
+          convergedRss,
           writes,
-          writesPerObject: writes / custom,
+          writesPerObject: writes / made,
           idleWrites,
           idleRequestsPerSecond,
           rssMb: rssMb(operator.pid!),
         });
+        await heapSnapshot(operator.pid!);
       }
-      available = await idleWithRelaysAvailable(port);
+      if (!custom) available = await idleWithRelaysAvailable(admin, port);
     } finally {
       await stopChild(operator);
     }
-    if (values.huge) restart = await restartAmongEverything();
+    if (values.huge || custom) restart = await restartAmongEverything();
   } finally {
+    await Promise.all([domainsSeen?.stop(), addressesSeen?.stop()]);
     await plane.stop();
   }
   if (results.length === 0) return;
+  const names = custom ? [String(custom)] : ["small", "large", "huge"];
   console.log(
-    ["shape", "addresses", "converge s", "writes", "writes/object", `idle ${idleSeconds}s writes`, "idle requests/s", "RSS MB"]
-      .map((c) => c.padStart(16))
+    [
+      "shape",
+      "addresses",
+      "apply s",
+      "converge s",
+      "after last s",
+      "operator CPU s",
+      "writes",
+      "writes/object",
+      `idle ${idleSeconds}s writes`,
+      "idle requests/s",
+      "RSS conv. MB",
+      "RSS idle MB",
+    ]
+      .map((c) => c.padStart(15))
       .join(""),
   );
   for (const [i, r] of results.entries()) {
     console.log(
       [
-        ["small", "large", "huge"][i],
+        names[i],
         r.addresses,
+        r.applySeconds!.toFixed(1),
         r.seconds!.toFixed(1),
+        r.afterLast!.toFixed(1),
+        r.operatorCpu!.toFixed(1),
         r.writes,
         r.writesPerObject!.toFixed(2),
         r.idleWrites,
         r.idleRequestsPerSecond!.toFixed(2),
+        r.convergedRss!.toFixed(0),
         r.rssMb!.toFixed(0),
       ]
-        .map((c) => String(c).padStart(16))
+        .map((c) => String(c).padStart(15))
         .join(""),
     );
   }
-  const [small, large] = results as [Record<string, number>, Record<string, number>];
   console.log("");
-  console.log(`figure converge_200_addresses ${small.seconds!.toFixed(1)} s`);
-  console.log(`figure converge_1000_addresses ${large.seconds!.toFixed(1)} s`);
+  // converge_*: from the first object's creation until the operator's last write; converge_after_last_*: from the
+  // last object's creation (what the operator itself adds to the time the objects take to be made).
+  const bySize = (r: Record<string, number>, n: string) => {
+    console.log(`figure converge_${n}_addresses ${r.seconds!.toFixed(1)} s`);
+    console.log(`figure converge_after_last_object_${n}_addresses ${r.afterLast!.toFixed(1)} s`);
+    console.log(`figure apply_${n}_addresses ${r.applySeconds!.toFixed(1)} s`);
+    console.log(`figure operator_cpu_converge_${n}_addresses ${r.operatorCpu!.toFixed(1)} s`);
+  };
+  if (custom) {
+    const [only] = results as [Record<string, number>];
+    bySize(only, String(custom));
+    console.log(`figure operator_rss_${custom}_addresses ${only.rssMb!.toFixed(0)} MB`);
+    console.log(`figure operator_rss_converged_${custom}_addresses ${only.convergedRss!.toFixed(0)} MB`);
+    console.log(`figure idle_writes_${custom}_addresses ${only.idleWrites} writes`);
+    console.log(`figure idle_api_requests_per_second_${custom}_addresses ${only.idleRequestsPerSecond!.toFixed(2)} requests/s`);
+    if (restart) {
+      console.log(`figure restart_converge_${custom}_addresses ${restart.seconds.toFixed(1)} s`);
+      console.log(`figure restart_writes_${custom}_addresses ${restart.writes} writes`);
+      console.log(`figure restart_rss_${custom}_addresses ${restart.rssMb.toFixed(0)} MB`);
+    }
+    return;
+  }
+  const [small, large] = results as [Record<string, number>, Record<string, number>];
+  bySize(small, "200");
+  bySize(large, "1000");
   console.log(`figure writes_per_object ${large.writesPerObject!.toFixed(2)} writes`);
   console.log(`figure idle_writes ${small.idleWrites! + large.idleWrites!} writes`);
   console.log(`figure operator_rss ${Math.max(small.rssMb!, large.rssMb!).toFixed(0)} MB`);
@@ -329,8 +516,9 @@ async function main(): Promise<void> {
   }
   const huge = results[2];
   if (huge && restart) {
-    console.log(`figure converge_10000_addresses ${huge.seconds!.toFixed(1)} s`);
+    bySize(huge, "10000");
     console.log(`figure operator_rss_10000_addresses ${huge.rssMb!.toFixed(0)} MB`);
+    console.log(`figure operator_rss_converged_10000_addresses ${huge.convergedRss!.toFixed(0)} MB`);
     console.log(`figure idle_writes_10000_addresses ${huge.idleWrites} writes`);
     console.log(`figure idle_api_requests_per_second_10000_addresses ${huge.idleRequestsPerSecond!.toFixed(2)} requests/s`);
     console.log(`figure restart_converge_10000_addresses ${restart.seconds.toFixed(1)} s`);
@@ -348,17 +536,15 @@ async function main(): Promise<void> {
  * exists, so the EndpointSlices are empty and no last-use poll reaches a relay: the figure is the operator's own
  * API requests.
  */
-async function idleWithRelaysAvailable(port: number): Promise<{ domains: number; idleWrites: number; idleRequestsPerSecond: number }> {
+async function idleWithRelaysAvailable(
+  admin: ClusterAccess,
+  port: number,
+): Promise<{ domains: number; idleWrites: number; idleRequestsPerSecond: number }> {
   const shape: Shape = { name: "available", namespaces: 100, domainsPerNamespace: 1, addressesPerDomain: 1 };
   const run = "avail";
-  const applied = await kubectl(["apply", "--server-side", "-f", "-"], {
-    input: manifests(shape, run)
-      .map((o) => stringify(o))
-      .join("---\n"),
-  });
-  if (applied.code !== 0) throw new Error(applied.stderr);
+  await apply(admin, manifests(shape, run));
   const started = Date.now();
-  while (!(await converged(shape, run))) {
+  while (!converged(shape, run)) {
     if (Date.now() - started > 600_000) throw new Error("available: not converged after 10 minutes");
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -412,15 +598,9 @@ async function idleWithRelaysAvailable(port: number): Promise<{ domains: number;
     );
   }
   for (;;) {
-    const domains = await kubectl([
-      "get",
-      "smtpdomains",
-      "-A",
-      "-o",
-      'jsonpath={range .items[*]}{.metadata.namespace} {.status.conditions[?(@.type=="RelayAvailable")].status}{"\\n"}{end}',
-    ]);
-    const mine = domains.stdout.split("\n").filter((l) => l.startsWith(`bench-${run}-`));
-    if (mine.length === shape.namespaces && mine.every((l) => l.endsWith(" True"))) break;
+    const mine = domainsSeen.list().filter((d) => d.metadata.namespace?.startsWith(`bench-${run}-`));
+    const available = (d: SmtpDomain) => d.status?.conditions?.find((c) => c.type === "RelayAvailable")?.status === "True";
+    if (mine.length === shape.namespaces && mine.every(available)) break;
     if (Date.now() - started > 600_000) throw new Error("available: RelayAvailable not True after 10 minutes");
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -462,11 +642,13 @@ async function restartAmongEverything(): Promise<{ seconds: number; writes: numb
   try {
     const ready = Date.now();
     const last = await quiet(port);
-    return {
+    const result = {
       seconds: (Math.max(last, ready) - started) / 1000,
       writes: await metric(port, "smtpc_operator_api_writes"),
       rssMb: rssMb(child.pid!),
     };
+    await heapSnapshot(child.pid!);
+    return result;
   } finally {
     await stopChild(child);
   }

@@ -63,12 +63,6 @@ export class Controller {
   /** Every Secret as metadata; the ones a domain or address names, ours among them, read by name (public: the tests look at what it holds). */
   readonly secrets: SecretCache;
   /**
-   * "namespace/name" of every Secret a domain or address names, ours included, with the keys read of it and
-   * each one's size bound: kept as objects come and go, per naming object, so that no reconcile gathers them
-   * from every object again.
-   */
-  private readonly referenced = new Map<string, Map<string, number>>();
-  /**
    * The names of the addresses in each namespace: an event concerns its namespace, and looking there
    * instead of through every address (the informer's list, rebuilt after each event) kept a creation storm
    * or a cold start from costing time and memory in proportion to the square of the addresses.
@@ -449,7 +443,7 @@ export class Controller {
       const owners = this.ownersOf.get(key);
       if (!owners || owners.size === 0) {
         this.ownersOf.delete(key);
-        this.referenced.delete(key);
+        this.secrets.want(key, undefined);
         continue;
       }
       const wanted = new Map<string, number>();
@@ -459,7 +453,9 @@ export class Controller {
           for (const [dataKey, bound] of Object.entries(keys)) wanted.set(dataKey, Math.max(bound, wanted.get(dataKey) ?? 0));
         }
       }
-      this.referenced.set(key, wanted);
+      // What the cache holds is kept as objects come and go, per naming object, so no reconcile gathers
+      // them from every object again.
+      this.secrets.want(key, wanted);
     }
   }
 
@@ -469,7 +465,7 @@ export class Controller {
     const label = kind === "domain" ? "SmtpDomain" : "SupportAddress";
     try {
       // Referenced Secrets as they are now, before anything judges them.
-      if (await this.secrets.hold(this.referenced)) this.judged.invalidateAll();
+      for (const changed of await this.secrets.sync()) this.judged.invalidate(changed);
       const invalid = this.invalid.get(key);
       const result = invalid
         ? await this.reportInvalid(kind, namespace, name, invalid)

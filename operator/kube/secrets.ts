@@ -40,6 +40,11 @@ interface SecretName {
   name: string;
 }
 
+interface WantedSecret extends SecretName {
+  dataKeys: WantedKeys;
+  signature: string;
+}
+
 /** The keys of a Secret the operator reads, each with the most bytes (decoded) it keeps of it. */
 export type WantedKeys = ReadonlyMap<string, number>;
 
@@ -74,6 +79,12 @@ export class SecretCache {
   /** Which keys (and bounds) each held Secret was read for: another set reads it again. */
   private readonly heldFor = new Map<string, string>();
   private readonly reading = new Map<string, Promise<void>>();
+  /** What `want` asked for, by "namespace/name". */
+  private readonly wanted = new Map<string, WantedSecret>();
+  /** Keys to look at again at the next sync: wished for or not any more, or their metadata moved. */
+  private readonly dirty = new Set<string>();
+  /** Keys `sync` has looked at since start (the tests' measure of its work). */
+  examined = 0;
 
   constructor(
     private readonly access: ClusterAccess,
@@ -84,7 +95,20 @@ export class SecretCache {
     const paging = options.pageSize ? { pageSize: options.pageSize } : {};
     // Of the labels only those the controller reads (its own, and which domain a Secret is for).
     const keepLabel = (key: string) => key in managedByLabel || key.startsWith("smtpconnector.dev/");
-    this.metadata = scopedInformer(access, resource, { namespaces, onChange, log, onRelist, ...paging, metadataOnly: true, keepLabel });
+    const changed = (secret: k8s.KubernetesObject, event: InformerEvent) => {
+      const key = keyOf(secret.metadata?.namespace ?? "", secret.metadata?.name ?? "");
+      if (this.wanted.has(key) || this.held.has(key)) this.dirty.add(key);
+      onChange(secret, event);
+    };
+    this.metadata = scopedInformer(access, resource, {
+      namespaces,
+      onChange: changed,
+      log,
+      onRelist,
+      ...paging,
+      metadataOnly: true,
+      keepLabel,
+    });
   }
 
   async start(): Promise<void> {
@@ -107,21 +131,29 @@ export class SecretCache {
   }
 
   /**
-   * Makes the cache hold exactly these Secrets ("namespace/name"), of each
-   * only the keys given, as they are now (per the metadata watch): reads the
-   * ones it lacks, that changed or that are wanted for other keys, drops the
-   * ones no longer named or gone. True when anything changed.
+   * Wants this Secret ("namespace/name") held, of it only the keys given (undefined: no longer wanted). Takes
+   * effect at the next `sync()`.
    */
-  async hold(keys: ReadonlyMap<string, WantedKeys>): Promise<boolean> {
-    let changed = false;
-    for (const key of this.held.keys()) {
-      if (!keys.has(key)) {
-        this.forget(key);
-        changed = true;
-      }
-    }
-    const wanted = [...keys].map(([key, dataKeys]) => ({ ...parse(key), dataKeys, signature: signatureOf(dataKeys) }));
-    const behind = (secret: SecretName & { signature: string }) => {
+  want(key: string, dataKeys: WantedKeys | undefined): void {
+    if (dataKeys === undefined) this.wanted.delete(key);
+    else this.wanted.set(key, { ...parse(key), dataKeys, signature: signatureOf(dataKeys) });
+    this.dirty.add(key);
+  }
+
+  /**
+   * Makes the cache hold exactly the wanted Secrets, as they are now (per the metadata watch): reads the ones
+   * it lacks, that changed or that are wanted for other keys, drops the ones no longer wanted or gone. Looks
+   * only at what changed since (a wish, a metadata event) and at reads still in flight, not at every Secret
+   * wanted: a reconcile runs it first, and at 10,000 addresses walking them all each time was most of a
+   * reconcile's work. Resolves to the namespaces in which a held Secret changed (was read, dropped or found gone).
+   */
+  async sync(): Promise<ReadonlySet<string>> {
+    const changed = new Set<string>();
+    // Reads in flight are looked at too: a caller must not go on before a read another one started.
+    const keys = new Set([...this.dirty, ...this.reading.keys()]);
+    this.dirty.clear();
+    this.examined += keys.size;
+    const behind = (secret: WantedSecret) => {
       const current = this.metadata.get(secret.name, secret.namespace);
       const held = this.held.get(secret.key);
       return (
@@ -130,20 +162,29 @@ export class SecretCache {
       );
     };
     const reads: Promise<void>[] = [];
-    for (const secret of wanted) {
-      if (!this.metadata.get(secret.name, secret.namespace)) {
-        // It does not exist.
-        if (this.forget(secret.key)) changed = true;
+    const looked: WantedSecret[] = [];
+    for (const key of keys) {
+      const secret = this.wanted.get(key);
+      if (!secret) {
+        if (this.forget(key)) changed.add(parse(key).namespace);
         continue;
       }
+      if (!this.metadata.get(secret.name, secret.namespace)) {
+        // It does not exist.
+        if (this.forget(key)) changed.add(secret.namespace);
+        continue;
+      }
+      looked.push(secret);
       if (!behind(secret)) continue;
-      changed = true;
+      changed.add(secret.namespace);
       reads.push(this.read(secret));
     }
     await Promise.all(reads);
     // A read joined while already in flight may have started before the change that brought us here: whatever
     // is still older than the metadata says is read again, afresh.
-    await Promise.all(wanted.filter((secret) => this.held.has(secret.key) && behind(secret)).map((secret) => this.read(secret, false)));
+    const again = looked.filter((secret) => this.wanted.get(secret.key) === secret && behind(secret));
+    for (const secret of again) changed.add(secret.namespace);
+    await Promise.all(again.map((secret) => this.read(secret, false)));
     return changed;
   }
 
@@ -173,10 +214,7 @@ export class SecretCache {
     return this.held.delete(key);
   }
 
-  private read(
-    { key, namespace, name, dataKeys, signature }: SecretName & { dataKeys: WantedKeys; signature: string },
-    join = true,
-  ): Promise<void> {
+  private read({ key, namespace, name, dataKeys, signature }: WantedSecret, join = true): Promise<void> {
     const inFlight = this.reading.get(key);
     if (inFlight && join) return inFlight;
     const reading = (async () => {
@@ -194,6 +232,10 @@ export class SecretCache {
         const kept = keep(JSON.parse(response.body) as k8s.V1Secret, dataKeys);
         this.held.set(key, kept);
         this.heldFor.set(key, signature);
+      } catch (error) {
+        // Looked at again at the next sync (the reconcile that waited on it fails and is retried).
+        this.dirty.add(key);
+        throw error;
       } finally {
         this.reading.delete(key);
       }

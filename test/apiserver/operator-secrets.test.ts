@@ -233,4 +233,63 @@ describe("the operator's Secret cache", () => {
     assert.ok(!refused.message?.includes("ppppp"), "the message carries nothing of the value");
     assert.equal(held()?.data?.password, undefined, "the oversized value is not held");
   });
+
+  test("a reconcile looks only at the named Secrets that changed, not at every one named", async (t) => {
+    // At 10,000 addresses every reconcile walked every named Secret (some 10,000 of them) before anything else.
+    const namespace = await freshNamespace(t, "walk");
+    const count = 30;
+    const login = (i: number) => ({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: `login-${i}`, namespace },
+      stringData: { username: `u${i}`, password: "first" },
+    });
+    await applyManifests(
+      {
+        apiVersion: "smtpconnector.dev/v1alpha1",
+        kind: "SmtpDomain",
+        metadata: { name: "example-com", namespace },
+        spec: {
+          domain: "walk.example",
+          inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
+          relay: { replicas: 1 },
+        },
+      },
+      ...Array.from({ length: count }, (_, i) => login(i)),
+      ...Array.from({ length: count }, (_, i) => ({
+        apiVersion: "smtpconnector.dev/v1alpha1",
+        kind: "SupportAddress",
+        metadata: { name: `a${i}`, namespace },
+        spec: {
+          address: `a${i}@walk.example`,
+          domainRef: { name: "example-com" },
+          outbound: { host: "smtp.example.com", credentialsSecretRef: { name: `login-${i}` } },
+        },
+      })),
+    );
+    await eventually("every login is held", () =>
+      Array.from({ length: count }, (_, i) => controller.secrets.get(`login-${i}`, namespace)).every(Boolean) ? true : undefined,
+    );
+    await eventually("the relay config names every address", async () => {
+      const secret = await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }).catch(() => undefined);
+      const text = secret?.data?.["relay.yaml"] ? Buffer.from(secret.data["relay.yaml"], "base64").toString() : "";
+      return text.includes(`a${count - 1}@walk.example`) ? true : undefined;
+    });
+    await controller.queue.idle();
+
+    // One login changes: its address and its domain reconcile again, and look at that one Secret.
+    const examined = controller.secrets.examined;
+    const changed = await core.replaceNamespacedSecret({
+      namespace,
+      name: "login-0",
+      body: { metadata: { name: "login-0" }, stringData: { username: "u0", password: "second" } },
+    });
+    await eventually("the changed login is read again", () =>
+      controller.secrets.get("login-0", namespace)?.metadata?.resourceVersion === changed.metadata?.resourceVersion ? true : undefined,
+    );
+    await controller.queue.idle();
+    const looked = controller.secrets.examined - examined;
+    assert.ok(looked >= 1, "the changed Secret was looked at");
+    assert.ok(looked < count, `the reconciles looked at ${looked} Secrets, not at each of the ${count} named`);
+  });
 });
