@@ -15,11 +15,19 @@
 //            issue's targets were set against (`-- --prototype`, pooled only;
 //            bench/prototype.ts): how fast this machine runs the reference
 //
+//   baseline another build of the relay (`-- --baseline DIR`, DIR holding
+//            dist/relay/main.js, e.g. an older commit built into /tmp): a
+//            change judged side by side on a shared machine
+//
 // Each with pooled connections (100 messages each) and, for the relays, a new
-// TLS connection per message (as Postfix sends without a backlog). The pooled
+// TLS connection per message (as Postfix sends without a backlog): "per-message"
+// with a full handshake each time, "resumed" with each client offering the TLS
+// session its previous connection got (Postfix with
+// smtp_tls_session_cache_database); the table says how many did resume. All
 // runs are interleaved over several rounds (direct, relay, haraka, direct, …)
 // and each figure is the median round, so a noisy moment of the machine hits
-// every path alike. The relay logs at its production default (info, one line
+// every path alike. The load client's own CPU per message is printed too: it
+// shares the machine's two cores, so it bounds what the relays can reach. The relay logs at its production default (info, one line
 // per AUTH and per message) into a file. Prints a table, then one
 // `figure <name> <value> <unit>` line per figure.
 import { spawn, type ChildProcess } from "node:child_process";
@@ -39,7 +47,7 @@ import {
 import { eventuallyTrue } from "../test/support/wait.js";
 import { startHaraka } from "./haraka.js";
 import { startPostfixRelay } from "./postfix-relay.js";
-import { load as loadWith, type Result, type Target } from "./load.js";
+import { load as loadWith, type Mode, type Result, type Target } from "./load.js";
 
 const { values } = parseArgs({
   options: {
@@ -53,12 +61,17 @@ const { values } = parseArgs({
     prototype: { type: "boolean", default: false },
     // For profiling the steady state alone (BENCH_PROFILE=dir): no connection per message.
     "pooled-only": { type: "boolean", default: false },
+    // For profiling the handshake path alone: no pooled rounds (a short warm-up only).
+    "per-connection-only": { type: "boolean", default: false },
+    // Another build of the relay (a directory holding dist/relay/main.js, e.g. an older commit built into /tmp),
+    // measured as "baseline" beside this one in the same run: how a change is judged on a shared machine.
+    baseline: { type: "string" },
   },
 });
 const totalMessages = Number(values.messages);
 const concurrency = Number(values.concurrency);
 const body = `${"x".repeat(76)}\r\n`.repeat(Math.ceil(Number(values.size) / 78)).slice(0, Number(values.size));
-const load = (target: Target, mode: "pooled" | "per-message", messages: number) => loadWith(target, mode, messages, { concurrency, body });
+const load = (target: Target, mode: Mode, messages: number) => loadWith(target, mode, messages, { concurrency, body });
 
 async function startSink(): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();
@@ -73,41 +86,46 @@ async function main(): Promise<void> {
   const tls = await selfSignedCertificate(dir, "relay.bench");
   const password = randomPassword();
   const user = "example.com-v1";
-  const config = await relayConfig({
-    dir,
-    tls,
-    sinkPort: sink.port,
-    domains: [{ domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: user, password }] }],
-    limits: { maxConnections: 1000, maxMessageBytes: 1024 * 1024 },
-  });
-  const file = join(dir, "relay.yaml");
-  writeRelayConfig(file, config);
-  // Not beside the config: the relay watches that directory for changes.
-  mkdirSync(join(dir, "logs"));
-  const logFile = join(dir, "logs", "relay.log");
-  const relay = spawn(
-    process.execPath,
-    [
-      ...(process.env.BENCH_PROFILE ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROFILE] : []),
-      "dist/relay/main.js",
-      "--config",
-      file,
-    ],
-    {
-      stdio: ["ignore", "ignore", openSync(logFile, "w")],
-      env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "info" },
-    },
-  );
-  await eventuallyTrue(
-    `the relay (its log: ${logFile})`,
-    async () => (await fetch(`http://127.0.0.1:${config.listeners.health.port}/readyz`).catch(() => undefined))?.status === 200,
-    30_000,
-  );
+  const domains = [{ domain: "example.com", addresses: ["support@example.com"], credentials: [{ version: 1, username: user, password }] }];
+  const started: ChildProcess[] = [];
+  const startRelay = async (name: string, build: string): Promise<Target> => {
+    const config = await relayConfig({
+      dir,
+      tls,
+      sinkPort: sink.port,
+      domains,
+      limits: { maxConnections: 1000, maxMessageBytes: 1024 * 1024 },
+    });
+    // Each in its own directory, and the log not beside the config: the relay watches that directory for changes.
+    const home = join(dir, name);
+    mkdirSync(join(home, "logs"), { recursive: true });
+    const file = join(home, "relay.yaml");
+    writeRelayConfig(file, config);
+    const logFile = join(home, "logs", "relay.log");
+    const relay = spawn(
+      process.execPath,
+      [
+        ...(process.env.BENCH_PROFILE ? ["--cpu-prof", "--cpu-prof-dir", join(process.env.BENCH_PROFILE, name)] : []),
+        join(build, "dist/relay/main.js"),
+        "--config",
+        file,
+      ],
+      {
+        stdio: ["ignore", "ignore", openSync(logFile, "w")],
+        env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "info" },
+      },
+    );
+    started.push(relay);
+    await eventuallyTrue(
+      `the relay (its log: ${logFile})`,
+      async () => (await fetch(`http://127.0.0.1:${config.listeners.health.port}/readyz`).catch(() => undefined))?.status === 200,
+      30_000,
+    );
+    return { name, port: config.listeners.starttls!.port, tls: true, auth: { user, pass: password }, pid: relay.pid! };
+  };
 
-  const targets: Target[] = [
-    { name: "direct", port: sink.port, tls: false },
-    { name: "relay", port: config.listeners.starttls!.port, tls: true, auth: { user, pass: password }, pid: relay.pid! },
-  ];
+  const targets: Target[] = [{ name: "direct", port: sink.port, tls: false }, await startRelay("relay", ".")];
+  if (values.baseline) targets.push(await startRelay("baseline", values.baseline));
   const haraka = values.haraka ? await startHaraka({ dir, tls, sinkPort: sink.port, user, password }) : undefined;
   if (haraka) targets.push({ name: "haraka", port: haraka.port, tls: true, auth: { user, pass: password }, pid: haraka.pid });
   const postfix = values.postfix
@@ -122,16 +140,20 @@ async function main(): Promise<void> {
   try {
     for (const target of targets) await load(target, "pooled", Math.min(500, totalMessages)); // warm-up
     const rounds: Result[][] = targets.map(() => []);
-    for (let round = 0; round < Number(values.rounds); round++) {
+    for (let round = 0; round < (values["per-connection-only"] ? 0 : Number(values.rounds)); round++) {
       for (const [i, target] of targets.entries()) rounds[i]!.push(await load(target, "pooled", totalMessages));
     }
-    for (const [i, target] of targets.entries()) {
-      results.push(median(rounds[i]!));
-      if (target.name !== "direct" && target.name !== "prototype" && !values["pooled-only"])
-        results.push(await load(target, "per-message", Math.ceil(totalMessages / 2)));
+    const perConnection = targets.filter((t) => t.name !== "direct" && t.name !== "prototype" && !values["pooled-only"]);
+    for (const pooled of rounds) if (pooled.length > 0) results.push(median(pooled));
+    // A full handshake per connection and resumed sessions, interleaved over rounds as the pooled runs are.
+    for (const mode of ["per-message", "resumed"] as const) {
+      const perRounds: Result[][] = perConnection.map(() => []);
+      for (let round = 0; round < Number(values.rounds); round++)
+        for (const [i, target] of perConnection.entries()) perRounds[i]!.push(await load(target, mode, Math.ceil(totalMessages / 4)));
+      results.push(...perRounds.map(median));
     }
   } finally {
-    await stopChild(relay);
+    for (const relay of started) await stopChild(relay);
     if (haraka) await haraka.stop();
     if (postfix) await postfix.stop();
     if (prototype) await stopChild(prototype.child);
@@ -179,7 +201,7 @@ function median(rounds: Result[]): Result {
 
 function report(results: Result[]): void {
   const row = (cells: (string | number)[]) => console.log(cells.map((c) => String(c).padStart(12)).join(""));
-  row(["path", "mode", "msgs", "failed", "msgs/s", "p50 ms", "p99 ms", "cpu µs/msg", "kernel %", "RSS MB"]);
+  row(["path", "mode", "msgs", "failed", "msgs/s", "p50 ms", "p99 ms", "cpu µs/msg", "kernel %", "RSS MB", "resumed %", "client µs"]);
   for (const r of results) {
     row([
       r.name,
@@ -192,46 +214,67 @@ function report(results: Result[]): void {
       r.cpuPerMessageUs?.toFixed(0) ?? "-",
       r.cpuSystemShare === undefined ? "-" : (r.cpuSystemShare * 100).toFixed(0),
       r.rssMb?.toFixed(0) ?? "-",
+      r.resumedShare === undefined ? "-" : (r.resumedShare * 100).toFixed(0),
+      r.clientCpuPerMessageUs.toFixed(0),
     ]);
   }
-  const find = (name: string, mode: string) => results.find((r) => r.name === name && r.mode === mode);
-  const direct = find("direct", "pooled")!;
-  const relayPooled = find("relay", "pooled")!;
-  const relayPerMessage = find("relay", "per-message");
-  const harakaPooled = find("haraka", "pooled");
-  const prototypePooled = find("prototype", "pooled");
-  const postfixPooled = find("postfix", "pooled");
-  const postfixPerMessage = find("postfix", "per-message");
+  const find = (name: string, mode: Mode) => results.find((r) => r.name === name && r.mode === mode);
+  const figure = (name: string, value: number | undefined, unit: string, digits = 0) => {
+    if (value !== undefined && Number.isFinite(value)) console.log(`figure ${name} ${value.toFixed(digits)} ${unit}`);
+  };
+  const rate = (name: string, mode: Mode) => find(name, mode)?.rate;
+  const cpu = (name: string, mode: Mode) => find(name, mode)?.cpuPerMessageUs;
+  const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : a / b);
+  const addedP99 = (name: string) => {
+    const [path, direct] = [find(name, "pooled"), find("direct", "pooled")];
+    return path && direct ? path.p99 - direct.p99 : undefined;
+  };
+  const relay = find("relay", "pooled");
   console.log("");
-  console.log(`figure relay_msgs_per_s ${relayPooled.rate.toFixed(0)} msgs/s`);
-  if (relayPerMessage) console.log(`figure relay_per_connection_msgs_per_s ${relayPerMessage.rate.toFixed(0)} msgs/s`);
-  console.log(`figure direct_msgs_per_s ${direct.rate.toFixed(0)} msgs/s`);
-  console.log(`figure relay_vs_direct ${(relayPooled.rate / direct.rate).toFixed(2)} ratio`);
-  console.log(`figure relay_added_p50 ${(relayPooled.p50 - direct.p50).toFixed(2)} ms`);
-  console.log(`figure relay_added_p99 ${(relayPooled.p99 - direct.p99).toFixed(2)} ms`);
-  console.log(`figure relay_cpu_per_message ${relayPooled.cpuPerMessageUs!.toFixed(0)} us`);
-  console.log(`figure relay_cpu_kernel_share ${(relayPooled.cpuSystemShare! * 100).toFixed(0)} %`);
-  console.log(`figure relay_rss ${relayPooled.rssMb!.toFixed(0)} MB`);
-  if (harakaPooled) {
-    console.log(`figure haraka_msgs_per_s ${harakaPooled.rate.toFixed(0)} msgs/s`);
-    console.log(`figure relay_vs_haraka ${(relayPooled.rate / harakaPooled.rate).toFixed(2)} ratio`);
+  figure("relay_msgs_per_s", rate("relay", "pooled"), "msgs/s");
+  figure("relay_per_connection_msgs_per_s", rate("relay", "per-message"), "msgs/s");
+  figure("relay_resumed_msgs_per_s", rate("relay", "resumed"), "msgs/s");
+  figure("direct_msgs_per_s", rate("direct", "pooled"), "msgs/s");
+  figure("relay_vs_direct", ratio(rate("relay", "pooled"), rate("direct", "pooled")), "ratio", 2);
+  if (relay && find("direct", "pooled")) figure("relay_added_p50", relay.p50 - find("direct", "pooled")!.p50, "ms", 2);
+  figure("relay_added_p99", addedP99("relay"), "ms", 2);
+  figure("relay_cpu_per_message", cpu("relay", "pooled"), "us");
+  figure("relay_per_connection_cpu_per_message", cpu("relay", "per-message"), "us");
+  figure("relay_resumed_cpu_per_message", cpu("relay", "resumed"), "us");
+  figure("relay_cpu_kernel_share", relay?.cpuSystemShare === undefined ? undefined : relay.cpuSystemShare * 100, "%");
+  figure("relay_rss", relay?.rssMb, "MB");
+  if (find("baseline", "pooled") || find("baseline", "per-message")) {
+    figure("relay_vs_baseline", ratio(rate("relay", "pooled"), rate("baseline", "pooled")), "ratio", 2);
+    figure("relay_vs_baseline_cpu", ratio(cpu("relay", "pooled"), cpu("baseline", "pooled")), "ratio", 2);
+    figure("relay_vs_baseline_per_connection", ratio(rate("relay", "per-message"), rate("baseline", "per-message")), "ratio", 2);
+    figure("relay_vs_baseline_per_connection_cpu", ratio(cpu("relay", "per-message"), cpu("baseline", "per-message")), "ratio", 2);
+    figure("relay_vs_baseline_resumed", ratio(rate("relay", "resumed"), rate("baseline", "resumed")), "ratio", 2);
+    figure("relay_vs_baseline_resumed_cpu", ratio(cpu("relay", "resumed"), cpu("baseline", "resumed")), "ratio", 2);
   }
-  if (postfixPooled) {
-    console.log(`figure postfix_msgs_per_s ${postfixPooled.rate.toFixed(0)} msgs/s`);
-    console.log(`figure postfix_cpu_per_message ${postfixPooled.cpuPerMessageUs!.toFixed(0)} us`);
-    console.log(`figure postfix_added_p99 ${(postfixPooled.p99 - direct.p99).toFixed(2)} ms`);
-    console.log(`figure relay_vs_postfix ${(relayPooled.rate / postfixPooled.rate).toFixed(2)} ratio`);
-    console.log(`figure relay_vs_postfix_cpu ${(relayPooled.cpuPerMessageUs! / postfixPooled.cpuPerMessageUs!).toFixed(2)} ratio`);
-    if (postfixPerMessage && relayPerMessage)
-      console.log(`figure relay_vs_postfix_per_connection ${(relayPerMessage.rate / postfixPerMessage.rate).toFixed(2)} ratio`);
+  if (find("haraka", "pooled") || find("haraka", "per-message")) {
+    figure("haraka_msgs_per_s", rate("haraka", "pooled"), "msgs/s");
+    figure("relay_vs_haraka", ratio(rate("relay", "pooled"), rate("haraka", "pooled")), "ratio", 2);
+    figure("haraka_per_connection_msgs_per_s", rate("haraka", "per-message"), "msgs/s");
+    figure("relay_vs_haraka_per_connection", ratio(rate("relay", "per-message"), rate("haraka", "per-message")), "ratio", 2);
+    figure("haraka_resumed_msgs_per_s", rate("haraka", "resumed"), "msgs/s");
+    figure("relay_vs_haraka_resumed", ratio(rate("relay", "resumed"), rate("haraka", "resumed")), "ratio", 2);
   }
-  if (prototypePooled) {
-    console.log(`figure prototype_msgs_per_s ${prototypePooled.rate.toFixed(0)} msgs/s`);
-    console.log(`figure prototype_cpu_per_message ${prototypePooled.cpuPerMessageUs!.toFixed(0)} us`);
-    console.log(`figure prototype_added_p99 ${(prototypePooled.p99 - direct.p99).toFixed(2)} ms`);
-    if (harakaPooled) console.log(`figure prototype_vs_haraka ${(prototypePooled.rate / harakaPooled.rate).toFixed(2)} ratio`);
-    console.log(`figure relay_vs_prototype ${(relayPooled.rate / prototypePooled.rate).toFixed(2)} ratio`);
-    console.log(`figure relay_vs_prototype_cpu ${(relayPooled.cpuPerMessageUs! / prototypePooled.cpuPerMessageUs!).toFixed(2)} ratio`);
+  if (find("postfix", "pooled") || find("postfix", "per-message")) {
+    figure("postfix_msgs_per_s", rate("postfix", "pooled"), "msgs/s");
+    figure("postfix_cpu_per_message", cpu("postfix", "pooled"), "us");
+    figure("postfix_added_p99", addedP99("postfix"), "ms", 2);
+    figure("relay_vs_postfix", ratio(rate("relay", "pooled"), rate("postfix", "pooled")), "ratio", 2);
+    figure("relay_vs_postfix_cpu", ratio(cpu("relay", "pooled"), cpu("postfix", "pooled")), "ratio", 2);
+    figure("relay_vs_postfix_per_connection", ratio(rate("relay", "per-message"), rate("postfix", "per-message")), "ratio", 2);
+    figure("relay_vs_postfix_resumed", ratio(rate("relay", "resumed"), rate("postfix", "resumed")), "ratio", 2);
+  }
+  if (find("prototype", "pooled")) {
+    figure("prototype_msgs_per_s", rate("prototype", "pooled"), "msgs/s");
+    figure("prototype_cpu_per_message", cpu("prototype", "pooled"), "us");
+    figure("prototype_added_p99", addedP99("prototype"), "ms", 2);
+    figure("prototype_vs_haraka", ratio(rate("prototype", "pooled"), rate("haraka", "pooled")), "ratio", 2);
+    figure("relay_vs_prototype", ratio(rate("relay", "pooled"), rate("prototype", "pooled")), "ratio", 2);
+    figure("relay_vs_prototype_cpu", ratio(cpu("relay", "pooled"), cpu("prototype", "pooled")), "ratio", 2);
   }
 }
 
