@@ -26,8 +26,8 @@ import { operatorKubeconfig, operatorNamespace, startTestController } from "../s
 import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
 
 const caSecret = { namespace: operatorNamespace, name: `test-rotation-ca-${process.pid}` };
-// Relay certificates live 30 s (renewed 10 s ahead); a new CA is announced 30 s before it signs.
-const certificates = { durationMs: 30_000, renewBeforeMs: 10_000, caRotationNoticeMs: 30_000 };
+// Relay certificates live 30 s (renewed 10 s ahead); a new CA is announced 40 s before it signs.
+const certificates = { durationMs: 30_000, renewBeforeMs: 10_000, caRotationNoticeMs: 40_000 };
 const settingsOverride = { caSecret, certificates, allowedHostnameSuffixes: ["helpdesk.example.net"] };
 
 const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
@@ -153,6 +153,17 @@ describe("CA rotation in two phases", () => {
         ? true
         : undefined,
     );
+
+    // And `kubectl smtpconnector status` (the plugin from source, with the test's kubectl).
+    const { kubeconfigPath, binary } = await connect();
+    const wrapper = join(tempDir("kubectl"), "kubectl");
+    writeFileSync(wrapper, `#!/bin/sh\nexec ${JSON.stringify(binary)} kubectl "$@"\n`, { mode: 0o755 });
+    const plugin = execFileSync(
+      process.execPath,
+      ["--import", "tsx", "plugin/main.ts", "status", "example-com", "-n", namespace, "--kubeconfig", kubeconfigPath],
+      { env: { ...process.env, KUBECTL: wrapper }, encoding: "utf8" },
+    );
+    assert.match(plugin, new RegExp(`new CA +signs from ${domain.status?.tls?.nextCA?.signsFrom} \\(SHA-256 ${fingerprint}\\)`));
 
     // A restart in phase 1 resumes the same rotation: no other next CA, the current one still signs.
     await controller!.stop();
