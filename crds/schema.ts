@@ -968,6 +968,23 @@ export const SmtpDomainStatus = Type.Object(
           issuer: Type.Optional(Type.String({ description: "The certificate's issuer." })),
           notAfter: Type.Optional(Timestamp("When the certificate expires.")),
           renewalTime: Type.Optional(Timestamp("When the operator renews it (operator-issued only).")),
+          nextCA: Type.Optional(
+            Type.Object(
+              {
+                fingerprint: Type.String({
+                  description: "The next CA certificate's SHA-256 fingerprint (as openssl x509 -fingerprint -sha256 prints it).",
+                  maxLength: 95,
+                }),
+                signsFrom: Timestamp(
+                  "From when the next CA signs the relay's certificate: a customer's server that keeps its own copy of ca.crt must trust the new ca.crt (both CAs) by then.",
+                ),
+              },
+              {
+                description:
+                  "Present while the installation's CA is being replaced and the new CA is announced but does not sign yet (operator-issued only): ca.crt in the credentials Secrets already holds both CAs.",
+              },
+            ),
+          ),
         },
         { description: "The relay's TLS certificate." },
       ),

@@ -14,6 +14,7 @@ import { leaseName } from "./rbac.js";
 import { defaultTrustedArcSealers, type ForwardedSettings } from "./domain/render.js";
 import { isDnsServer } from "../relay/contract/config-parser.js";
 import { parseHostnameSuffixes } from "./tls/name-policy.js";
+import { caRenewBeforeMs } from "./tls/ca-rotation.js";
 
 interface Flag {
   type: "string" | "boolean";
@@ -142,6 +143,12 @@ export const flags = {
     default: "720h",
     help: "How long before expiry an operator-issued relay certificate is renewed.",
   },
+  "ca-rotation-notice": {
+    type: "string",
+    value: "DURATION",
+    default: "720h",
+    help: "How long a new installation CA is published in ca.crt (beside the signing one) before it signs relay certificates: the time customers have to install the new ca.crt; 0s: it signs at once.",
+  },
   "max-domains-per-namespace": {
     type: "string",
     value: "N",
@@ -207,7 +214,7 @@ export function helpText(): string {
 export interface OperatorFlags {
   help: boolean;
   caSecret: { namespace: string; name: string };
-  certificates: { durationMs: number; renewBeforeMs: number };
+  certificates: { durationMs: number; renewBeforeMs: number; caRotationNoticeMs: number };
   dnsResolver: string;
   forwarded: ForwardedSettings;
   verification: { sender: string; smtp?: { host: string; port: number }; controlUrl: string; perPod: boolean };
@@ -274,17 +281,27 @@ export function parseFlags(args: string[]): OperatorFlags {
   if (endpoints !== "pods" && endpoints !== "url") throw new Error(`--relay-control-endpoints must be pods or url, got ${endpoints}`);
   const ca = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(text("ca-secret"));
   if (!ca) throw new Error(`--ca-secret must be NAMESPACE/NAME of a Secret, got ${text("ca-secret")}`);
-  const duration = (flag: "certificate-duration" | "certificate-renew-before") => {
+  const duration = (flag: "certificate-duration" | "certificate-renew-before" | "ca-rotation-notice") => {
     try {
       return parseDuration(text(flag));
     } catch {
       throw new Error(`--${flag} must be a duration such as 2160h or 90m, got ${text(flag)}`);
     }
   };
-  const certificates = { durationMs: duration("certificate-duration"), renewBeforeMs: duration("certificate-renew-before") };
+  const certificates = {
+    durationMs: duration("certificate-duration"),
+    renewBeforeMs: duration("certificate-renew-before"),
+    caRotationNoticeMs: duration("ca-rotation-notice"),
+  };
   if (certificates.durationMs < 10_000) throw new Error(`--certificate-duration must be at least 10s, got ${text("certificate-duration")}`);
   if (certificates.renewBeforeMs >= certificates.durationMs)
     throw new Error("--certificate-renew-before must be shorter than --certificate-duration");
+  // A CA replaced for its age (caRenewBeforeMs ahead of expiry) signs until the notice ends; each certificate
+  // it signs then must expire before the CA does.
+  if (certificates.caRotationNoticeMs + certificates.durationMs >= caRenewBeforeMs)
+    throw new Error(
+      `--ca-rotation-notice (${text("ca-rotation-notice")}) and --certificate-duration (${text("certificate-duration")}) together must be shorter than 8760h (a CA is replaced a year before it expires), so no relay certificate outlives the CA that signed it`,
+    );
   const limit = (flag: "max-domains-per-namespace" | "max-addresses-per-domain" | "max-addresses-per-namespace") => {
     const n = Number(text(flag));
     if (!Number.isInteger(n) || n < 1 || n > 100_000)

@@ -143,6 +143,11 @@ function status(kube: Kubectl, only: string | undefined, allNamespaces: boolean)
       say(
         `  certificate          ${domain.status.tls.issuedByOperator ? "operator-issued" : `from Secret ${domain.status.tls.secretName}`}, expires ${domain.status.tls.notAfter ?? "?"}`,
       );
+    const nextCa = domain.status?.tls?.nextCA;
+    if (nextCa)
+      say(
+        `  new CA               signs from ${nextCa.signsFrom} (SHA-256 ${nextCa.fingerprint}): customers with a copy of ca.crt must install the new one (both CAs) before then`,
+      );
     if (domain.status?.dkim?.pending)
       say(`  DKIM pending         ${domain.status.dkim.pending} (publish the records in status.dkim.records)`);
     say("  credentials:");

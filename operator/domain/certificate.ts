@@ -3,6 +3,8 @@
 // installation's CA into a Secret the domain owns, and renews it well before
 // it expires. Either way the relay hot-reloads the mounted files.
 import type * as k8s from "@kubernetes/client-node";
+import { X509Certificate } from "node:crypto";
+import { isDeepStrictEqual } from "node:util";
 import type { ReasonName } from "../../crds/conditions.js";
 import type { SmtpDomain, SmtpDomainStatus } from "../../crds/schema.js";
 import { rfc3339, type DesiredCondition } from "../conditions.js";
@@ -24,7 +26,22 @@ import {
 } from "../tls/certificates.js";
 import { hostnameNotAllowedMessage, permittedDnsNames, refusedHostnames, type HostnamePolicy } from "../tls/name-policy.js";
 import type { NameConstraints } from "../tls/x509.js";
-import { rotateAnnotation, rotatedAtAnnotation, rotatedForAnnotation, rotationReason, splitPem, trustBundle } from "../tls/ca-rotation.js";
+import {
+  advanceCa,
+  caAnnotations,
+  caSecretContents,
+  defaultCaRotationNoticeMs,
+  nextCaChange,
+  nextCertKey,
+  nextKeyKey,
+  readCaState,
+  rotateAnnotation,
+  signerFor,
+  trustBundle,
+  type CaState,
+  type RotationSettings,
+  type RotationStep,
+} from "../tls/ca-rotation.js";
 import { certificateNames, customerHostnames, defaultRelayHostname, names, relayTlsSecret, type OperatorSettings } from "./render.js";
 
 export interface CertificateState {
@@ -59,8 +76,12 @@ const failed = (reason: ReasonName, message: string): CertificateState => ({
 
 /** The installation's CA: the key pair that signs, and the bundle a customer's server trusts (ca.crt). */
 export interface CertificateAuthority extends KeyPair {
-  /** The signing CA, then any CA it replaced while a certificate from that one may still be valid. */
+  /** The signing CA, the next one (a rotation's phase 1), then any CA it replaced while a certificate from that one may still be valid. */
   trustPem: string;
+  /** Where the rotation stands (ca-rotation.ts): which CA signs which names (signerFor), and the next CA. */
+  state: CaState;
+  /** When the CA Secret must be looked at again without any event: phase 2 begins, or a retired CA is dropped. */
+  nextChange?: Date;
 }
 
 const caLabels = { "app.kubernetes.io/managed-by": "smtp-connector", "app.kubernetes.io/component": "ca" };
@@ -68,10 +89,10 @@ const caLabels = { "app.kubernetes.io/managed-by": "smtp-connector", "app.kubern
 /**
  * The installation's CA, created on first use. Created with POST, never
  * applied: if two operators race, the second one reads the first one's CA.
- * Replaced (ca-rotation.ts: its name constraints are not the installation's,
- * it nears expiry, or the rotate annotation asks) by an apply on the
- * condition that the Secret is still the version read: of two racing
- * operators one rotates, the other gets 409 and reads the winner's CA.
+ * Rotated in two phases (ca-rotation.ts: its name constraints are not the
+ * installation's, it nears expiry, or the rotate annotation asks), each step
+ * an apply on the condition that the Secret is still the version read: of two
+ * racing operators one writes, the other gets 409 and reads the winner's CA.
  */
 // The CA is read once in a while, not on every reconcile (`caCache`, the
 // Controller's); an event on its Secret forgets it at once (see the controller).
@@ -82,73 +103,77 @@ export async function certificateAuthority(
   caCache: TimedCache<CertificateAuthority>,
 ): Promise<CertificateAuthority> {
   const { namespace, name } = settings.caSecret ?? defaultCaSecret;
-  const lifetimeMs = (settings.certificates ?? defaultCertificatePolicy).durationMs;
-  const constraints = caNameConstraints(settings);
-  const secretOf = (ca: KeyPair, trustPem: string, annotations: Record<string, string>) => ({
-    apiVersion: "v1",
-    kind: "Secret",
-    metadata: { name, namespace, labels: caLabels, ...(Object.keys(annotations).length > 0 ? { annotations } : {}) },
-    type: "kubernetes.io/tls",
-    data: {
-      "tls.crt": Buffer.from(ca.certPem).toString("base64"),
-      "tls.key": Buffer.from(ca.keyPem).toString("base64"),
-      "ca.crt": Buffer.from(trustPem).toString("base64"),
-    },
-  });
-  return caCache.get(`${namespace}/${name}`, 60_000, async () => {
+  const policy = settings.certificates ?? defaultCertificatePolicy;
+  const rotation: RotationSettings = {
+    constraints: caNameConstraints(settings),
+    noticeMs: policy.caRotationNoticeMs ?? defaultCaRotationNoticeMs,
+    certificateLifetimeMs: policy.durationMs,
+  };
+  const authority = (state: CaState): CertificateAuthority => {
+    const nextChange = nextCaChange(state, rotation.certificateLifetimeMs);
+    return { ...state.signing, trustPem: trustBundle(state), state, ...(nextChange ? { nextChange } : {}) };
+  };
+  const load = async (): Promise<CertificateAuthority> => {
     const read = async (): Promise<{ ca: CertificateAuthority; secret: k8s.V1Secret } | undefined> => {
       const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, name);
       if (!secret) return undefined;
-      const certPem = decode(secret.data?.["tls.crt"]);
-      const keyPem = decode(secret.data?.["tls.key"]);
-      if (!certPem || !keyPem)
-        throw new Error(`the operator's CA Secret ${namespace}/${name} has no tls.crt and tls.key: delete it to have a new CA issued`);
-      const facts = inspectCertificate(certPem, keyPem);
-      if (!facts.keyMatches) throw new Error(`the operator's CA Secret ${namespace}/${name}: tls.key does not belong to tls.crt`);
-      const rotatedAt = secret.metadata?.annotations?.[rotatedAtAnnotation];
-      const trustPem = trustBundle(certPem, decode(secret.data?.["ca.crt"]), rotatedAt ? new Date(rotatedAt) : undefined, now, lifetimeMs);
-      return { ca: { certPem, keyPem, trustPem }, secret };
-    };
-    // Applied only onto the version read; 409: another operator wrote first, and its CA is the one.
-    const replace = async (
-      secret: k8s.V1Secret,
-      object: ReturnType<typeof secretOf>,
-      ca: CertificateAuthority,
-    ): Promise<CertificateAuthority> => {
+      const data = Object.fromEntries(Object.entries(secret.data ?? {}).map(([key, value]) => [key, decode(value)]));
+      let state: CaState;
       try {
-        await cluster.applyIfUnchanged(object, secret.metadata!.resourceVersion!);
-        return ca;
+        state = readCaState(data, secret.metadata?.annotations ?? {});
+      } catch (error) {
+        throw new Error(`the operator's CA Secret ${namespace}/${name}: ${(error as Error).message}`);
+      }
+      for (const pair of [state.signing, ...(state.next ? [state.next.pair] : [])]) {
+        if (!inspectCertificate(pair.certPem, pair.keyPem).keyMatches)
+          throw new Error(`the operator's CA Secret ${namespace}/${name}: a key does not belong to its certificate (tls.key, next.key)`);
+      }
+      return { ca: authority(state), secret };
+    };
+    const existing = await read();
+    if (existing) {
+      const { secret } = existing;
+      const annotations = secret.metadata?.annotations ?? {};
+      const { state, steps } = advanceCa(existing.ca.state, now, rotation, annotations[rotateAnnotation], () =>
+        newCertificateAuthority(namespace, now, rotation.constraints),
+      );
+      const wanted = caSecretContents(state);
+      const stored = Object.fromEntries(
+        [...Object.keys(wanted.data), ...Object.keys(secret.data ?? {})].map((key) => [key, decode(secret.data?.[key])]),
+      );
+      const ours = Object.fromEntries(caAnnotations.flatMap((key) => (annotations[key] !== undefined ? [[key, annotations[key]]] : [])));
+      // Only our keys are compared: the rotate annotation, labels and anything else on the Secret are not ours.
+      const ownKeys = new Set([...Object.keys(wanted.data), "tls.crt", "tls.key", "ca.crt", nextCertKey, nextKeyKey]);
+      const same = [...ownKeys].every((key) => stored[key] === wanted.data[key]) && isDeepStrictEqual(ours, wanted.annotations);
+      if (same) return existing.ca;
+      try {
+        // Applied only onto the version read; 409: another operator wrote first, and its CA is the one.
+        await cluster.applyIfUnchanged(
+          {
+            apiVersion: "v1",
+            kind: "Secret",
+            metadata: {
+              name,
+              namespace,
+              labels: caLabels,
+              ...(Object.keys(wanted.annotations).length > 0 ? { annotations: wanted.annotations } : {}),
+            },
+            type: "kubernetes.io/tls",
+            data: Object.fromEntries(Object.entries(wanted.data).map(([key, value]) => [key, Buffer.from(value).toString("base64")])),
+          },
+          secret.metadata!.resourceVersion!,
+        );
+        const on = { apiVersion: "v1", kind: "Secret", name, namespace, uid: secret.metadata?.uid ?? "" };
+        for (const step of steps) await recordEvent(cluster, on, "Normal", ...rotationEvent(step));
+        return authority(state);
       } catch (error) {
         if (!(error instanceof ApiError && error.code === 409)) throw error;
         const winner = await read();
         if (!winner) throw new Error(`the operator's CA Secret ${namespace}/${name} was deleted while it was rotated`);
         return winner.ca;
       }
-    };
-    const existing = await read();
-    if (existing) {
-      const { ca, secret } = existing;
-      const annotations = secret.metadata?.annotations ?? {};
-      const reason = rotationReason(ca.certPem, constraints, now, annotations);
-      if (reason) {
-        const next = newCertificateAuthority(namespace, now, constraints);
-        // The CA being replaced stays in the bundle: certificates it issued are still served until reissued.
-        const trustPem = `${next.certPem}${ca.trustPem}`;
-        const asked = annotations[rotateAnnotation];
-        const ours = { [rotatedAtAnnotation]: rfc3339(now), ...(asked !== undefined ? { [rotatedForAnnotation]: asked } : {}) };
-        return replace(secret, secretOf(next, trustPem, ours), { ...next, trustPem });
-      }
-      // A replaced CA no certificate can still chain to: dropped from the bundle (and a first ca.crt written).
-      if (ca.trustPem !== decode(secret.data?.["ca.crt"])) {
-        const keep = (key: string) =>
-          annotations[key] !== undefined && (key !== rotatedAtAnnotation || splitPem(ca.trustPem).length > 1)
-            ? { [key]: annotations[key] }
-            : {};
-        return replace(secret, secretOf(ca, ca.trustPem, { ...keep(rotatedAtAnnotation), ...keep(rotatedForAnnotation) }), ca);
-      }
-      return ca;
     }
-    const created = newCertificateAuthority(namespace, now, constraints);
+    const created = newCertificateAuthority(namespace, now, rotation.constraints);
     const { status } = await cluster.write(
       "POST",
       `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`,
@@ -167,11 +192,41 @@ export async function certificateAuthority(
         `the operator cannot keep its CA: namespace ${namespace} (--ca-secret ${namespace}/${name}) does not exist; create it (kubectl create namespace ${namespace}) or point --ca-secret at an existing namespace`,
       );
     }
-    if (status !== 409) return { ...created, trustPem: created.certPem };
+    if (status !== 409) return authority({ signing: created, retired: [] });
     const raced = await read();
     if (!raced) throw new Error(`the operator's CA Secret ${namespace}/${name} was created and deleted at once`);
     return raced.ca;
-  });
+  };
+  const key = `${namespace}/${name}`;
+  const ca = await caCache.get(key, 60_000, load);
+  // A cached CA whose phase has ended (phase 2 due, a retired CA to drop) is read again now, not up to a minute late.
+  if (ca.nextChange && now.getTime() >= ca.nextChange.getTime()) {
+    caCache.clear();
+    return caCache.get(key, 60_000, load);
+  }
+  return ca;
+}
+
+/** What a platform engineer reads in `kubectl describe secret <the CA Secret>` for each rotation step. */
+function rotationEvent(step: RotationStep): [string, string] {
+  switch (step.step) {
+    case "published":
+    case "next-replaced":
+      return [
+        "CARotationStarted",
+        `a new CA is published in ca.crt beside the signing one (${step.reason}); it signs relay certificates from ${rfc3339(step.signsFrom)}: give every customer whose server keeps a copy of ca.crt the new ca.crt before then`,
+      ];
+    case "promoted":
+      return [
+        "CARotated",
+        "the new CA signs relay certificates now; they are reissued, and the old CA stays in ca.crt until none of its certificates can be valid",
+      ];
+    case "retired-dropped":
+      return [
+        "CARetired",
+        `${step.count} replaced CA${step.count === 1 ? "" : "s"} dropped from ca.crt: no certificate of ${step.count === 1 ? "it" : "them"} can still be valid`,
+      ];
+  }
 }
 
 function statusOf(
@@ -266,9 +321,11 @@ export async function relayCertificate(
   let reason = "none was issued yet";
   const certPem = decode(secret?.data?.["tls.crt"]);
   const keyPem = decode(secret?.data?.["tls.key"]);
+  // The signing CA, or in a rotation's phase 1 the next one for names only it permits.
+  const signer = signerFor(ca.state, wanted);
   if (certPem && keyPem) {
     try {
-      facts = inspectCertificate(certPem, keyPem, ca.certPem);
+      facts = inspectCertificate(certPem, keyPem, signer.certPem);
       pair = { certPem, keyPem };
       // A name the domain no longer lists, or that another domain holds, leaves its certificate at once.
       const extra = facts.dnsNames.filter((name) => !wanted.includes(name.toLowerCase()));
@@ -280,10 +337,13 @@ export async function relayCertificate(
   }
   if (reason || !pair || !facts || decode(secret?.data?.["ca.crt"]) !== ca.trustPem) {
     if (reason || !pair || !facts) {
-      pair = issueServerCertificate(ca, wanted, now, policy);
-      facts = inspectCertificate(pair.certPem, pair.keyPem, ca.certPem);
+      pair = issueServerCertificate(signer, wanted, now, policy);
+      facts = inspectCertificate(pair.certPem, pair.keyPem, signer.certPem);
     }
     await cluster.apply(relayTlsSecret(domain, pair, ca.trustPem));
+    const announced = announcement(ca);
+    if (announced && !decode(secret?.data?.["ca.crt"])?.includes(ca.state.next!.pair.certPem.trim()))
+      await recordEvent(cluster, involved(domain), "Normal", "CARotationAnnounced", announced.message);
     if (reason)
       await recordEvent(
         cluster,
@@ -295,10 +355,23 @@ export async function relayCertificate(
   }
   const renewAt = renewalTime(facts, policy);
   const verdict = judgeCertificate(facts, secretName, hostnames, now, true);
+  const announced = announcement(ca);
   return {
-    condition: { type: "CertificateReady", ...verdict },
-    status: statusOf(secretName, facts, true, renewAt),
+    condition: { type: "CertificateReady", ...verdict, ...(announced ? { message: `${verdict.message}; ${announced.message}` } : {}) },
+    status: { ...statusOf(secretName, facts, true, renewAt), ...(announced ? { nextCA: announced.status } : {}) },
     caPem: ca.trustPem,
-    nextCheck: earliest(renewAt, nextVerdictChange(facts, now)),
+    nextCheck: earliest(renewAt, nextVerdictChange(facts, now), ca.nextChange),
+  };
+}
+
+/** A rotation's phase 1, as each operator-issued domain tells it: which CA is new, and from when it signs. */
+function announcement(ca: CertificateAuthority): { status: { fingerprint: string; signsFrom: string }; message: string } | undefined {
+  const next = ca.state.next;
+  if (!next) return undefined;
+  const fingerprint = new X509Certificate(next.pair.certPem).fingerprint256;
+  const signsFrom = rfc3339(next.signsFrom);
+  return {
+    status: { fingerprint, signsFrom },
+    message: `the installation's CA is being replaced: a new CA (SHA-256 ${fingerprint}) is in ca.crt from now and signs this relay's certificate from ${signsFrom}; a customer's server that keeps its own copy of ca.crt must get the new one (both CAs) before then`,
   };
 }

@@ -16,6 +16,8 @@ export interface CertificatePolicy {
   durationMs: number;
   /** An operator-issued certificate is renewed this long before it expires. */
   renewBeforeMs: number;
+  /** How long a new installation CA is published before it signs (--ca-rotation-notice; default ca-rotation.ts). */
+  caRotationNoticeMs?: number;
 }
 
 export const defaultCertificatePolicy: CertificatePolicy = { durationMs: 90 * 86_400_000, renewBeforeMs: 30 * 86_400_000 };

@@ -3,20 +3,15 @@
 // again when the CA changes; a referenced Secret judged (names, expiry) and
 // followed when it is replaced; the CA handed to the customer's server; a
 // host name outside the installation's allowed suffixes refused, and the CA
-// name-constrained to what it may vouch for.
+// name-constrained to what it may vouch for. The CA's rotation: ca-rotation.test.ts.
 import assert from "node:assert/strict";
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain } from "../../crds/schema.js";
-import { certificateAuthority, type CertificateAuthority } from "../../operator/domain/certificate.js";
-import { clusterAccess } from "../../operator/kube/access.js";
-import { Cluster } from "../../operator/kube/cluster.js";
-import { TimedCache } from "../../operator/timed-cache.js";
-import { rotateAnnotation } from "../../operator/tls/ca-rotation.js";
 import { issueCertificate, readNameConstraints } from "../../operator/tls/x509.js";
 import { gitopsVerdicts } from "../support/gitops.js";
-import { operatorKubeconfig, operatorNamespace, startControllerWithCA } from "../support/operator-rbac.js";
+import { operatorNamespace, startControllerWithCA } from "../support/operator-rbac.js";
 import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
 
 const caSecret = { namespace: operatorNamespace, name: `test-ca-${process.pid}` };
@@ -223,83 +218,6 @@ describe("relay TLS certificates", () => {
     const cert = new X509Certificate(text(await relayTls(namespace), "tls.crt"));
     assert.equal(cert.checkHost("mail.google.com"), undefined);
     assert.equal(cert.checkHost("relay.helpdesk.example.net"), "relay.helpdesk.example.net");
-  });
-
-  test("CA rotation asked by annotation: relay certificates reissued from the new CA, both CAs trusted until no old certificate can be valid", async (t) => {
-    const namespace = await freshNamespace(t, "cert");
-    await applyManifests(domainManifest(namespace, {}));
-    const first = await eventually("a certificate", () => relayTls(namespace));
-    const oldCa = text(await core.readNamespacedSecret(caSecret), "tls.crt");
-    assert.equal(text(first, "ca.crt"), oldCa);
-
-    await kubectl(["annotate", "secret", caSecret.name, "-n", caSecret.namespace, `${rotateAnnotation}=${Date.now()}`, "--overwrite"]);
-    const rotated = await eventually("a new CA, the old one still trusted", async () => {
-      const ca = await core.readNamespacedSecret(caSecret);
-      return text(ca, "tls.crt") !== oldCa ? ca : undefined;
-    });
-    const newCa = text(rotated, "tls.crt");
-    assert.equal(text(rotated, "ca.crt"), `${newCa}${oldCa}`, "the new CA first, the old one still trusted");
-    assert.deepEqual(readNameConstraints(new X509Certificate(newCa).raw)?.permittedDnsNames, [
-      "helpdesk.example.net",
-      "relay.test",
-      "svc",
-      "svc.cluster.local",
-    ]);
-
-    // Every relay certificate is reissued from the new CA; its Secret and the credentials carry both CAs meanwhile.
-    const reissued = await eventually("a certificate from the new CA", async () => {
-      const s = await relayTls(namespace);
-      return new X509Certificate(text(s, "tls.crt")).checkIssued(new X509Certificate(newCa)) && text(s, "ca.crt") === `${newCa}${oldCa}`
-        ? s
-        : undefined;
-    });
-    assert.ok(reissued);
-    await eventually("the credentials carry both CAs", async () => {
-      const credentials = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
-      return text(credentials, "ca.crt") === `${newCa}${oldCa}` ? true : undefined;
-    });
-    // No certificate from the old CA can be valid after the rotation plus a certificate's life (24 s here) and a margin: dropped.
-    await eventually(
-      "the old CA dropped",
-      async () => {
-        const s = await relayTls(namespace);
-        const ca = await core.readNamespacedSecret(caSecret);
-        return text(ca, "ca.crt") === newCa && text(s, "ca.crt") === newCa ? true : undefined;
-      },
-      120_000,
-    );
-  });
-
-  test("two operators racing to create and then to rotate the CA make one CA each time", async () => {
-    const raceSecret = { namespace: operatorNamespace, name: `test-ca-race-${process.pid}` };
-    const settings = {
-      relayImage: "x",
-      relayHostSuffix: "relay.test",
-      caSecret: raceSecret,
-      allowedHostnameSuffixes: ["helpdesk.example.net"],
-    };
-    // Two replicas: their own connections and caches, asking at the same moment.
-    const [first, second] = [
-      new Cluster(clusterAccess(await operatorKubeconfig())),
-      new Cluster(clusterAccess(await operatorKubeconfig())),
-    ];
-    const one = (cluster: Cluster) => certificateAuthority(cluster, settings, new Date(), new TimedCache<CertificateAuthority>());
-    const both = () => Promise.all([one(first), one(second)]);
-    try {
-      const [a, b] = await both();
-      assert.equal(a.certPem, b.certPem, "created once");
-      await kubectl(["annotate", "secret", raceSecret.name, "-n", raceSecret.namespace, `${rotateAnnotation}=race`]);
-      const [c, d] = await both();
-      assert.equal(c.certPem, d.certPem, "rotated once: one new CA, not two");
-      assert.notEqual(c.certPem, a.certPem);
-      const stored = await core.readNamespacedSecret(raceSecret);
-      assert.equal(text(stored, "tls.crt"), c.certPem);
-      assert.equal(text(stored, "ca.crt"), `${c.certPem}${a.certPem}`);
-      const [e] = await both();
-      assert.equal(e.certPem, c.certPem, "the same annotation value rotates once");
-    } finally {
-      await core.deleteNamespacedSecret(raceSecret).catch(() => undefined);
-    }
   });
 
   test("a referenced (cert-manager) Secret for a name outside the allowed suffixes is refused the same way", async (t) => {

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import tls from "node:tls";
 import { caNameConstraints } from "../../operator/domain/certificate.js";
-import { rotateAnnotation, rotatedForAnnotation, rotationReason, splitPem, trustBundle } from "../../operator/tls/ca-rotation.js";
+import { rotateAnnotation, rotatedForAnnotation, rotationReason } from "../../operator/tls/ca-rotation.js";
 import { parseFlags } from "../../operator/flags.js";
 import { defaultCertificatePolicy, issueServerCertificate, newCertificateAuthority } from "../../operator/tls/certificates.js";
 import {
@@ -267,47 +267,5 @@ describe("CA rotation rules", () => {
       undefined,
       "handled once",
     );
-  });
-
-  test("the trust bundle keeps a replaced CA until no certificate it issued can still be valid", () => {
-    const next = newCertificateAuthority("smtp-connector-system", now, constraints);
-    const both = `${next.certPem}${ca.certPem}`;
-    const lifetime = 90 * day;
-    assert.deepEqual(splitPem(trustBundle(next.certPem, both, now, new Date(now.getTime() + 89 * day), lifetime)), [
-      next.certPem,
-      ca.certPem,
-    ]);
-    assert.deepEqual(
-      splitPem(trustBundle(next.certPem, both, now, new Date(now.getTime() + 91 * day), lifetime)),
-      [next.certPem],
-      "every certificate from the old CA has expired",
-    );
-    assert.deepEqual(
-      splitPem(trustBundle(next.certPem, both, undefined, now, lifetime)),
-      [next.certPem],
-      "no rotation time: only the signing CA",
-    );
-    assert.deepEqual(
-      splitPem(trustBundle(ca.certPem, undefined, undefined, now, lifetime)),
-      [ca.certPem],
-      "a Secret from before ca.crt was written",
-    );
-    // A leaf from the old CA verifies against the bundle, and so does one from the new CA.
-    const dir = tempDir("bundle");
-    writeFileSync(join(dir, "bundle.crt"), both);
-    for (const signer of [ca, next]) {
-      writeFileSync(
-        join(dir, "leaf.crt"),
-        issueServerCertificate(signer, ["acme.relay.example.com"], now, defaultCertificatePolicy).certPem,
-      );
-      assert.match(
-        execFileSync(
-          "openssl",
-          ["verify", "-CAfile", join(dir, "bundle.crt"), "-verify_hostname", "acme.relay.example.com", join(dir, "leaf.crt")],
-          { encoding: "utf8" },
-        ),
-        /OK/,
-      );
-    }
   });
 });

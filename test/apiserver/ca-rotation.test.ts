@@ -1,0 +1,256 @@
+// The installation CA's two-phase rotation against the real API server: the
+// rotate annotation publishes the next CA in every ca.crt the operator writes
+// while the current CA goes on signing (a customer's server holding only the
+// old ca.crt keeps verifying the relay), the SmtpDomain and the CA Secret say
+// so and from when; an operator restarted mid-phase resumes the same rotation;
+// after the notice the next CA signs, leaves are reissued by it, and the old
+// CA stays in the bundle until none of its leaves can be valid. Two replicas
+// racing make one next CA and promote it once.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import * as k8s from "@kubernetes/client-node";
+import type { SmtpDomain } from "../../crds/schema.js";
+import type { Controller } from "../../operator/controller.js";
+import { certificateAuthority, type CertificateAuthority } from "../../operator/domain/certificate.js";
+import { clusterAccess } from "../../operator/kube/access.js";
+import { Cluster } from "../../operator/kube/cluster.js";
+import { TimedCache } from "../../operator/timed-cache.js";
+import { rotateAnnotation } from "../../operator/tls/ca-rotation.js";
+import { installCRDs } from "../support/crds.js";
+import { tempDir } from "../support/mail.js";
+import { operatorKubeconfig, operatorNamespace, startTestController } from "../support/operator-rbac.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+
+const caSecret = { namespace: operatorNamespace, name: `test-rotation-ca-${process.pid}` };
+// Relay certificates live 30 s (renewed 10 s ahead); a new CA is announced 40 s before it signs.
+const certificates = { durationMs: 30_000, renewBeforeMs: 10_000, caRotationNoticeMs: 40_000 };
+const settingsOverride = { caSecret, certificates, allowedHostnameSuffixes: ["helpdesk.example.net"] };
+
+const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
+const issuedBy = (leafPem: string, caPem: string) => {
+  const leaf = new X509Certificate(leafPem);
+  const ca = new X509Certificate(caPem);
+  return leaf.checkIssued(ca) && leaf.verify(ca.publicKey);
+};
+
+/** What a customer's Postfix does with its tafile: `openssl verify` of the relay's leaf against that file alone. */
+function customerTrusts(caFile: string, leafPem: string): boolean {
+  const dir = tempDir("customer-ca");
+  writeFileSync(join(dir, "ca.crt"), caFile);
+  writeFileSync(join(dir, "leaf.crt"), leafPem);
+  try {
+    execFileSync(
+      "openssl",
+      ["verify", "-CAfile", join(dir, "ca.crt"), "-verify_hostname", "relay.helpdesk.example.net", join(dir, "leaf.crt")],
+      {
+        stdio: "pipe",
+      },
+    );
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("CA rotation in two phases", () => {
+  let controller: Controller | undefined;
+  let core: k8s.CoreV1Api;
+  let custom: k8s.CustomObjectsApi;
+
+  before(async () => {
+    await installCRDs();
+    const cluster = await connect();
+    core = cluster.core;
+    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    controller = await startTestController({ settingsOverride });
+  });
+  after(async () => {
+    await controller?.stop();
+    await core.deleteNamespacedSecret(caSecret).catch(() => undefined);
+  });
+
+  const getDomain = async (namespace: string) =>
+    (await custom.getNamespacedCustomObject({
+      group: "smtpconnector.dev",
+      version: "v1alpha1",
+      namespace,
+      plural: "smtpdomains",
+      name: "example-com",
+    })) as SmtpDomain;
+  const relayTls = (namespace: string) => core.readNamespacedSecret({ namespace, name: "example-com-relay-tls" });
+  const credentials = (namespace: string) => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
+  const events = async (namespace: string, selector: string) =>
+    (await kubectl(["get", "events", "-n", namespace, "--field-selector", selector, "-o", "jsonpath={.items[*].message}"])).stdout;
+
+  test("announced first, the current CA signing; after the notice the new CA signs; the old one trusted until its leaves expire; a restart in between resumes", async (t) => {
+    const namespace = await freshNamespace(t, "rotation");
+    await applyManifests({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SmtpDomain",
+      metadata: { name: "example-com", namespace },
+      spec: {
+        domain: "example.com",
+        inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
+        relay: { replicas: 1, hostnames: ["relay.helpdesk.example.net"] },
+      },
+    });
+    const first = await eventually("a relay certificate", () => relayTls(namespace));
+    const oldCa = text(await core.readNamespacedSecret(caSecret), "tls.crt");
+    assert.ok(issuedBy(text(first, "tls.crt"), oldCa));
+    // The customer copied ca.crt into Postfix's tafile once, by hand.
+    const customerCopy = text(await eventually("the credentials", () => credentials(namespace)), "ca.crt");
+    assert.equal(customerCopy, oldCa);
+
+    // Phase 1: the next CA is published beside the current one, which still signs.
+    await kubectl(["annotate", "secret", caSecret.name, "-n", caSecret.namespace, `${rotateAnnotation}=${Date.now()}`, "--overwrite"]);
+    const announced = await eventually("the next CA published", async () => {
+      const s = await core.readNamespacedSecret(caSecret);
+      return s.data?.["next.crt"] || text(s, "tls.crt") !== oldCa ? s : undefined;
+    });
+    assert.equal(text(announced, "tls.crt"), oldCa, "the current CA still signs");
+    const nextCa = text(announced, "next.crt");
+    assert.ok(nextCa.includes("BEGIN CERTIFICATE"));
+    assert.equal(text(announced, "ca.crt"), `${oldCa}${nextCa}`, "ca.crt: the signing CA, then the next one");
+    const signsFrom = Date.parse(announced.metadata?.annotations?.["smtpconnector.dev/next-ca-signs-from"] ?? "");
+    assert.ok(Math.abs(signsFrom - (Date.now() + certificates.caRotationNoticeMs)) < 10_000, "signs after the notice");
+
+    // Every ca.crt the operator writes carries both; the relay still serves a leaf of the old CA.
+    const bundle = `${oldCa}${nextCa}`;
+    const phase1 = await eventually("the relay Secret carries both CAs", async () => {
+      const s = await relayTls(namespace);
+      return text(s, "ca.crt") === bundle ? s : undefined;
+    });
+    assert.ok(Date.now() < signsFrom, "still in phase 1 (the notice is long enough for these checks)");
+    assert.ok(issuedBy(text(phase1, "tls.crt"), oldCa), "a leaf of the current CA, not the next");
+    assert.ok(customerTrusts(customerCopy, text(phase1, "tls.crt")), "a server with only the old ca.crt still verifies the relay");
+    assert.ok(customerTrusts(bundle, text(phase1, "tls.crt")));
+    await eventually("the credentials carry both CAs", async () =>
+      text(await credentials(namespace), "ca.crt") === bundle ? true : undefined,
+    );
+
+    // The platform engineer sees it on the domain: status, the condition's message, an Event; and on the CA Secret.
+    const fingerprint = new X509Certificate(nextCa).fingerprint256;
+    const domain = await eventually("status.tls.nextCA", async () => {
+      const d = await getDomain(namespace);
+      return d.status?.tls?.nextCA ? d : undefined;
+    });
+    assert.deepEqual(domain.status?.tls?.nextCA, { fingerprint, signsFrom: new Date(signsFrom).toISOString().replace(".000Z", "Z") });
+    assert.match(
+      domain.status?.conditions?.find((c) => c.type === "CertificateReady")?.message ?? "",
+      /a new CA \(SHA-256 [0-9A-F:]+\) is in ca\.crt from now and signs this relay's certificate from \d{4}-/,
+    );
+    await eventually("the domain's Event", async () =>
+      (await events(namespace, "reason=CARotationAnnounced")).includes(fingerprint) ? true : undefined,
+    );
+    await eventually("the CA Secret's Event", async () =>
+      /a new CA is published in ca\.crt beside the signing one \(rotation was asked for/.test(
+        await events(caSecret.namespace, `involvedObject.name=${caSecret.name},reason=CARotationStarted`),
+      )
+        ? true
+        : undefined,
+    );
+
+    // And `kubectl smtpconnector status` (the plugin from source, with the test's kubectl).
+    const { kubeconfigPath, binary } = await connect();
+    const wrapper = join(tempDir("kubectl"), "kubectl");
+    writeFileSync(wrapper, `#!/bin/sh\nexec ${JSON.stringify(binary)} kubectl "$@"\n`, { mode: 0o755 });
+    const plugin = execFileSync(
+      process.execPath,
+      ["--import", "tsx", "plugin/main.ts", "status", "example-com", "-n", namespace, "--kubeconfig", kubeconfigPath],
+      { env: { ...process.env, KUBECTL: wrapper }, encoding: "utf8" },
+    );
+    assert.match(plugin, new RegExp(`new CA +signs from ${domain.status?.tls?.nextCA?.signsFrom} \\(SHA-256 ${fingerprint}\\)`));
+
+    // A restart in phase 1 resumes the same rotation: no other next CA, the current one still signs.
+    await controller!.stop();
+    controller = undefined;
+    controller = await startTestController({ settingsOverride });
+    await eventually("the restarted operator reconciled", async () => {
+      const d = await getDomain(namespace);
+      return d.status?.tls?.nextCA?.fingerprint === fingerprint ? true : undefined;
+    });
+    const resumed = await core.readNamespacedSecret(caSecret);
+    assert.equal(text(resumed, "next.crt"), nextCa);
+    assert.equal(text(resumed, "tls.crt"), oldCa);
+    assert.ok(Date.now() < signsFrom, "the restart happened in phase 1");
+
+    // Phase 2, at signsFrom with no other event: the next CA signs; the relay's leaf is reissued by it.
+    const promoted = await eventually(
+      "the next CA signing",
+      async () => {
+        const s = await core.readNamespacedSecret(caSecret);
+        return text(s, "tls.crt") === nextCa ? s : undefined;
+      },
+      certificates.caRotationNoticeMs + 20_000,
+    );
+    assert.ok(Date.now() >= signsFrom - 1000, "not before the announced time");
+    assert.equal(promoted.data?.["next.crt"], undefined);
+    assert.equal(text(promoted, "ca.crt"), `${nextCa}${oldCa}`, "the old CA still trusted");
+    const reissued = await eventually("a leaf of the new CA", async () => {
+      const s = await relayTls(namespace);
+      return issuedBy(text(s, "tls.crt"), nextCa) ? s : undefined;
+    });
+    assert.equal(text(reissued, "ca.crt"), `${nextCa}${oldCa}`);
+    assert.ok(customerTrusts(bundle, text(reissued, "tls.crt")), "the bundle published in phase 1 verifies the new leaf");
+    assert.equal(customerTrusts(customerCopy, text(reissued, "tls.crt")), false, "the old copy alone would not: hence the notice");
+    await eventually("status.tls.nextCA gone", async () => ((await getDomain(namespace)).status?.tls?.nextCA ? undefined : true));
+
+    // No leaf of the old CA can be valid after the promotion + 30 s + a margin: it leaves every bundle.
+    await eventually(
+      "the old CA dropped",
+      async () => {
+        const ca = await core.readNamespacedSecret(caSecret);
+        const relay = await relayTls(namespace);
+        const creds = await credentials(namespace);
+        return [ca, relay, creds].every((s) => text(s, "ca.crt") === nextCa) ? true : undefined;
+      },
+      90_000,
+    );
+  });
+
+  test("two operators racing to create, announce and promote the CA make one next CA and promote it once", async () => {
+    const raceSecret = { namespace: operatorNamespace, name: `test-rotation-race-${process.pid}` };
+    const settings = {
+      relayImage: "x",
+      relayHostSuffix: "relay.test",
+      caSecret: raceSecret,
+      allowedHostnameSuffixes: ["helpdesk.example.net"],
+      certificates: { durationMs: 86_400_000, renewBeforeMs: 3_600_000, caRotationNoticeMs: 3_600_000 },
+    };
+    // Two replicas: their own connections and caches, asking at the same moment.
+    const [first, second] = [
+      new Cluster(clusterAccess(await operatorKubeconfig())),
+      new Cluster(clusterAccess(await operatorKubeconfig())),
+    ];
+    const one = (cluster: Cluster, now: Date) => certificateAuthority(cluster, settings, now, new TimedCache<CertificateAuthority>());
+    const both = (now = new Date()) => Promise.all([one(first, now), one(second, now)]);
+    try {
+      const [a, b] = await both();
+      assert.equal(a.certPem, b.certPem, "created once");
+      await kubectl(["annotate", "secret", raceSecret.name, "-n", raceSecret.namespace, `${rotateAnnotation}=race`]);
+      const [c, d] = await both();
+      assert.equal(c.certPem, a.certPem, "phase 1: the current CA still signs");
+      assert.ok(c.state.next);
+      assert.equal(c.state.next.pair.certPem, d.state.next?.pair.certPem, "announced once: one next CA, not two");
+      const stored = await core.readNamespacedSecret(raceSecret);
+      assert.equal(text(stored, "next.crt"), c.state.next.pair.certPem);
+      assert.equal(text(stored, "ca.crt"), `${a.certPem}${c.state.next.pair.certPem}`);
+      const [e] = await both();
+      assert.equal(e.state.next?.pair.certPem, c.state.next.pair.certPem, "the same annotation value rotates once");
+
+      // Both replicas' clocks pass signsFrom at once: one promotes, the other reads the winner's CA.
+      const [f, g] = await both(new Date(c.state.next.signsFrom.getTime() + 1000));
+      assert.equal(f.certPem, c.state.next.pair.certPem);
+      assert.equal(g.certPem, f.certPem);
+      const promoted = await core.readNamespacedSecret(raceSecret);
+      assert.equal(text(promoted, "tls.crt"), f.certPem);
+      assert.equal(text(promoted, "ca.crt"), `${f.certPem}${a.certPem}`);
+    } finally {
+      await core.deleteNamespacedSecret(raceSecret).catch(() => undefined);
+    }
+  });
+});
