@@ -21,6 +21,7 @@ import {
   type CredentialSource,
   type ExecClusterInfo,
 } from "./credentials.js";
+import { parseProxy, proxyFromEnvironment, TunnelAgent, type Proxy } from "./proxy.js";
 
 export class ApiError extends Error {
   constructor(
@@ -43,6 +44,8 @@ export interface RequestCredentials {
 
 export interface ClusterAccess {
   server: URL;
+  /** The proxy requests go through, as it may be logged (no credentials), and where it was configured. */
+  proxy?: string;
   /** For the next request: an exec plugin runs here when it has no credential, or it expired. */
   credentials(): Promise<RequestCredentials>;
   /**
@@ -66,16 +69,19 @@ export interface AccessOptions {
  * plugin hands out a new certificate, the old agent's idle connections close, so no request goes on
  * authenticating with the old one.
  */
-function accessWith(server: URL, tls: https.AgentOptions, source: CredentialSource): ClusterAccess {
+function accessWith(server: URL, tls: https.AgentOptions, source: CredentialSource, proxy?: Proxy): ClusterAccess {
   let agent: { cert: string | undefined; key: string | undefined; value: https.Agent } | undefined;
   const agentFor = ({ cert, key }: Credential): https.Agent => {
     if (agent && agent.cert === cert && agent.key === key) return agent.value;
     if (agent) retire(agent.value);
-    agent = { cert, key, value: new https.Agent({ keepAlive: true, ...tls, ...(cert && key ? { cert, key } : {}) }) };
+    const options: https.AgentOptions = { keepAlive: true, ...tls, ...(cert && key ? { cert, key } : {}) };
+    const ca = Buffer.isBuffer(tls.ca) ? tls.ca : undefined;
+    agent = { cert, key, value: proxy ? new TunnelAgent(proxy, options, ca ? { ca } : {}) : new https.Agent(options) };
     return agent.value;
   };
   return {
     server,
+    ...(proxy ? { proxy: `${proxy.display} (${proxy.source})` } : {}),
     async credentials() {
       const credential = await source.get();
       return { agent: agentFor(credential), ...(credential.token ? { token: credential.token } : {}), credential };
@@ -115,11 +121,14 @@ export function clusterAccess(kubeconfig?: string, context?: string, options: Ac
   const port = process.env.KUBERNETES_SERVICE_PORT ?? "443";
   if (!host) throw new Error("no --kubeconfig given and not running in a cluster (KUBERNETES_SERVICE_HOST is not set)");
   const tokenFile = `${serviceAccountDir}/token`;
+  const server = new URL(`https://${host.includes(":") ? `[${host}]` : host}:${port}`);
   return accessWith(
-    new URL(`https://${host.includes(":") ? `[${host}]` : host}:${port}`),
+    server,
     { ca: readFileSync(`${serviceAccountDir}/ca.crt`) },
     // Projected tokens rotate: read the file each time (it is small and cached by the OS).
     fixedCredentialSource(() => ({ token: readFileSync(tokenFile, "utf8").trim() })),
+    // As client-go in a pod: a cluster-wide HTTPS_PROXY applies unless NO_PROXY names the API server.
+    proxyFromEnvironment(server),
   );
 }
 
@@ -197,14 +206,38 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
   const key = material(user, "client-key-data", "client-key");
   const token = typeof user.value.token === "string" ? user.value.token : undefined;
   const tokenFile = typeof user.value.tokenFile === "string" ? at(user.file, user.value.tokenFile) : undefined;
-  const server = new URL(cluster.value.server);
-  // Refused rather than ignored: a direct connection where a proxy is needed fails with a mere timeout.
-  if (cluster.value["proxy-url"])
-    throw problem(`cluster ${context.cluster}: proxy-url is not supported; run the operator where it reaches the API server directly`);
+  const clusterWhere = `kubeconfig ${cluster.file}: cluster ${context.cluster}`;
+  let server: URL;
+  try {
+    server = new URL(cluster.value.server);
+  } catch {
+    throw new Error(`${clusterWhere}: server ${cluster.value.server} is not a URL`);
+  }
+  // kubectl would send the token in clear over http://; client-node allows it only with insecure-skip-tls-verify.
+  if (server.protocol !== "https:")
+    throw new Error(`${clusterWhere}: server ${server.origin} is not https://; the operator talks to the API server over TLS only`);
+  const rawProxy = cluster.value["proxy-url"];
+  if (rawProxy !== undefined && (typeof rawProxy !== "string" || rawProxy === ""))
+    throw new Error(`${clusterWhere}: proxy-url must be a URL such as http://proxy.example.com:3128`);
+  // As client-go: proxy-url wins, else HTTPS_PROXY unless NO_PROXY (or loopback) exempts the server.
+  const proxy = rawProxy ? parseProxy(rawProxy, `${clusterWhere}: proxy-url`, true) : proxyFromEnvironment(server);
+  const insecure = cluster.value["insecure-skip-tls-verify"] === true;
+  // As client-go, which refuses the pair: a CA that would not be used is a mistake in the kubeconfig.
+  if (insecure && ca)
+    throw new Error(
+      `${clusterWhere}: insecure-skip-tls-verify with a certificate-authority; remove one (the CA is what makes the connection safe)`,
+    );
+  if (insecure)
+    options.log?.warn(
+      `${clusterWhere}: insecure-skip-tls-verify: the API server's certificate is not checked, so anyone on the path to ${server.host} can read the operator's credentials and act as it; give the cluster's certificate-authority instead`,
+    );
+  const tlsServerName = cluster.value["tls-server-name"];
+  if (tlsServerName !== undefined && (typeof tlsServerName !== "string" || tlsServerName === ""))
+    throw new Error(`${clusterWhere}: tls-server-name must be a host name`);
   const tls: https.AgentOptions = {
     ...(ca ? { ca } : {}),
-    ...(typeof cluster.value["tls-server-name"] === "string" ? { servername: cluster.value["tls-server-name"] } : {}),
-    rejectUnauthorized: cluster.value["insecure-skip-tls-verify"] !== true,
+    ...(tlsServerName ? { servername: tlsServerName } : {}),
+    rejectUnauthorized: !insecure,
   };
   const where = `kubeconfig ${user.file}: user ${context.user}`;
   const { exec, "auth-provider": authProvider } = user.value;
@@ -225,9 +258,10 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
         ...(options.execTimeoutMs ? { timeoutMs: options.execTimeoutMs } : {}),
         ...(options.now ? { now: options.now } : {}),
       }),
+      proxy,
     );
   }
-  if (authProvider && !fixed) return accessWith(server, tls, authProviderSource(authProvider, where, options.now));
+  if (authProvider && !fixed) return accessWith(server, tls, authProviderSource(authProvider, where, options.now), proxy);
   return accessWith(
     server,
     tls,
@@ -235,6 +269,7 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
       ...(cert && key ? { cert: cert.toString("utf8"), key: key.toString("utf8") } : {}),
       ...((token ?? tokenFile) ? { token: token ?? readFileSync(tokenFile!, "utf8").trim() } : {}),
     })),
+    proxy,
   );
 }
 
@@ -251,6 +286,7 @@ function execClusterInfo(cluster: Record<string, unknown>, ca: Buffer | undefine
   return {
     server: String(cluster.server),
     ...text("tls-server-name"),
+    ...text("proxy-url"),
     ...flag("insecure-skip-tls-verify"),
     ...(ca ? { "certificate-authority-data": ca.toString("base64") } : {}),
     ...flag("disable-compression"),
