@@ -4,7 +4,7 @@
 // KubeConfig alone, costs about 73 MB of resident memory (all of its generated
 // models; 52 MB more than this loader, ADR 0004), more than everything the
 // operator keeps. Its types are still used, as types only. Exec plugins and
-// the oidc auth-provider: credentials.ts.
+// the oidc auth-provider: credentials.ts; proxies (proxy-url, HTTPS_PROXY): proxy.ts.
 import { existsSync, readFileSync } from "node:fs";
 import https from "node:https";
 import type { Socket } from "node:net";
@@ -46,6 +46,8 @@ export interface ClusterAccess {
   server: URL;
   /** The proxy requests go through, as it may be logged (no credentials), and where it was configured. */
   proxy?: string;
+  /** Sent with every request: the kubeconfig user's impersonation (Impersonate-User, -Group, -Uid, -Extra-*). */
+  headers?: Record<string, string | string[]>;
   /** For the next request: an exec plugin runs here when it has no credential, or it expired. */
   credentials(): Promise<RequestCredentials>;
   /**
@@ -69,7 +71,13 @@ export interface AccessOptions {
  * plugin hands out a new certificate, the old agent's idle connections close, so no request goes on
  * authenticating with the old one.
  */
-function accessWith(server: URL, tls: https.AgentOptions, source: CredentialSource, proxy?: Proxy): ClusterAccess {
+function accessWith(
+  server: URL,
+  tls: https.AgentOptions,
+  source: CredentialSource,
+  proxy?: Proxy,
+  headers?: Record<string, string | string[]>,
+): ClusterAccess {
   let agent: { cert: string | undefined; key: string | undefined; value: https.Agent } | undefined;
   const agentFor = ({ cert, key }: Credential): https.Agent => {
     if (agent && agent.cert === cert && agent.key === key) return agent.value;
@@ -82,6 +90,7 @@ function accessWith(server: URL, tls: https.AgentOptions, source: CredentialSour
   return {
     server,
     ...(proxy ? { proxy: `${proxy.display} (${proxy.source})` } : {}),
+    ...(headers && Object.keys(headers).length > 0 ? { headers } : {}),
     async credentials() {
       const credential = await source.get();
       return { agent: agentFor(credential), ...(credential.token ? { token: credential.token } : {}), credential };
@@ -246,6 +255,11 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
     throw new Error(
       `${where}: basic auth (username/password) was removed from the API server in Kubernetes 1.19; use a token, a client certificate or an exec plugin`,
     );
+  // kubectl's key is tokenFile; client-node 1.4 reads token-file, which kubectl ignores: with it alone the
+  // operator would go anonymous.
+  if (user.value["token-file"] !== undefined && tokenFile === undefined)
+    throw new Error(`${where}: token-file is not a kubeconfig field (client-node's spelling); kubectl's is tokenFile`);
+  const headers = impersonation(user.value, where);
   // As client-go: credentials written in the file win over a plugin (kubectl --token with an exec user).
   const fixed = Boolean(token || tokenFile || (cert && key));
   if (exec && !fixed) {
@@ -259,9 +273,10 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
         ...(options.now ? { now: options.now } : {}),
       }),
       proxy,
+      headers,
     );
   }
-  if (authProvider && !fixed) return accessWith(server, tls, authProviderSource(authProvider, where, options.now), proxy);
+  if (authProvider && !fixed) return accessWith(server, tls, authProviderSource(authProvider, where, options.now), proxy, headers);
   return accessWith(
     server,
     tls,
@@ -270,7 +285,45 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
       ...((token ?? tokenFile) ? { token: token ?? readFileSync(tokenFile!, "utf8").trim() } : {}),
     })),
     proxy,
+    headers,
   );
+}
+
+/**
+ * The user entry's `as`, `as-uid`, `as-groups` and `as-user-extra` as client-go sends them. Applied, not
+ * ignored: a kubeconfig that says "act as X" must not leave the operator acting with the (usually wider)
+ * rights of the user who may impersonate.
+ */
+function impersonation(user: Record<string, unknown>, where: string): Record<string, string | string[]> {
+  const { as, "as-uid": uid, "as-groups": groups, "as-user-extra": extra } = user;
+  const headers: Record<string, string | string[]> = {};
+  const isText = (value: unknown): value is string => typeof value === "string" && value !== "";
+  const isTexts = (value: unknown): value is string[] => Array.isArray(value) && value.every(isText);
+  if (as !== undefined) {
+    if (!isText(as)) throw new Error(`${where}: as must be a user name`);
+    headers["impersonate-user"] = as;
+  }
+  if (uid !== undefined) {
+    if (!isText(uid)) throw new Error(`${where}: as-uid must be a string`);
+    headers["impersonate-uid"] = uid;
+  }
+  if (groups !== undefined) {
+    if (!isTexts(groups)) throw new Error(`${where}: as-groups must be a list of group names`);
+    if (groups.length > 0) headers["impersonate-group"] = groups;
+  }
+  if (extra !== undefined) {
+    const entries = typeof extra === "object" && extra !== null && !Array.isArray(extra) ? Object.entries(extra) : undefined;
+    if (!entries || !entries.every(([, values]) => isTexts(values)))
+      throw new Error(`${where}: as-user-extra must map keys to lists of strings`);
+    // The key goes into a header name: percent-encoded as client-go does (and the API server decodes).
+    for (const [key, values] of entries)
+      headers[`impersonate-extra-${encodeURIComponent(key).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`] =
+        values as string[];
+  }
+  // The API server refuses groups, a uid or extras without a user to impersonate; say so at start.
+  if (Object.keys(headers).length > 0 && !headers["impersonate-user"])
+    throw new Error(`${where}: as-groups, as-uid and as-user-extra need as (the user to impersonate)`);
+  return headers;
 }
 
 /** The cluster as client-go describes it to an exec plugin (clientauthentication Cluster). */
@@ -358,6 +411,7 @@ function send(
         method,
         agent,
         headers: {
+          ...access.headers,
           accept,
           ...(token ? { authorization: `Bearer ${token}` } : {}),
           ...(payload !== undefined
@@ -413,7 +467,7 @@ function watchOnce(
   return new Promise((resolvePromise, reject) => {
     const req = https.request(
       url,
-      { method: "GET", agent, signal, headers: { accept, ...(token ? { authorization: `Bearer ${token}` } : {}) } },
+      { method: "GET", agent, signal, headers: { ...access.headers, accept, ...(token ? { authorization: `Bearer ${token}` } : {}) } },
       (res) => {
         if ((res.statusCode ?? 0) >= 300) {
           let text = "";

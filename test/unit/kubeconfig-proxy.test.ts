@@ -1,9 +1,9 @@
 // Which proxy a kubeconfig's cluster is reached through, as client-go decides it: proxy-url (http://,
 // https://; SOCKS refused), else HTTPS_PROXY unless NO_PROXY (Go's rules) or a loopback server exempts
 // it; and the cluster fields refused or warned about when loaded (http:// servers,
-// insecure-skip-tls-verify). The tunnel itself runs against tinyproxy: test/apiserver/kubeconfig-proxy.test.ts.
+// insecure-skip-tls-verify), and the user's impersonation fields. The tunnel itself runs against tinyproxy: test/apiserver/kubeconfig-proxy.test.ts.
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, test } from "node:test";
@@ -15,7 +15,7 @@ import { tempDir } from "../support/mail.js";
 
 const dir = tempDir("kubeconfig-proxy");
 let n = 0;
-function load(cluster: Record<string, unknown>, options: AccessOptions = {}) {
+function load(cluster: Record<string, unknown>, options: AccessOptions = {}, user: Record<string, unknown> = { token: "t" }) {
   const file = join(dir, `config-${++n}`);
   writeFileSync(
     file,
@@ -23,7 +23,7 @@ function load(cluster: Record<string, unknown>, options: AccessOptions = {}) {
       "current-context": "c",
       contexts: [{ name: "c", context: { cluster: "k", user: "u" } }],
       clusters: [{ name: "k", cluster: { server: "https://api.example.com:6443", ...cluster } }],
-      users: [{ name: "u", user: { token: "t" } }],
+      users: [{ name: "u", user }],
     }),
   );
   return clusterAccess(file, undefined, options);
@@ -134,5 +134,70 @@ describe("kubeconfig cluster TLS fields", () => {
       /insecure-skip-tls-verify with a certificate-authority; remove one/,
     );
     assert.throws(() => load({ "tls-server-name": 7 }), /cluster k: tls-server-name must be a host name/);
+  });
+});
+
+describe("kubeconfig files", () => {
+  test("certificate-authority, client-certificate and client-key files are relative to the kubeconfig's directory", async () => {
+    mkdirSync(join(dir, "pki"), { recursive: true });
+    for (const name of ["ca", "cert", "key"]) writeFileSync(join(dir, "pki", `${name}.pem`), `${name} pem`);
+    const access = load(
+      { "certificate-authority": "pki/ca.pem" },
+      {},
+      { "client-certificate": "pki/cert.pem", "client-key": "pki/key.pem" },
+    );
+    const { agent } = await access.credentials();
+    assert.deepEqual(agent.options.ca, Buffer.from("ca pem"));
+    assert.equal(agent.options.cert, "cert pem");
+    assert.equal(agent.options.key, "key pem");
+  });
+
+  test("no kubeconfig anywhere and not in a pod: an error saying what to give (client-node would try http://localhost:8080)", () => {
+    const saved = {
+      HOME: process.env.HOME,
+      KUBECONFIG: process.env.KUBECONFIG,
+      KUBERNETES_SERVICE_HOST: process.env.KUBERNETES_SERVICE_HOST,
+    };
+    try {
+      process.env.HOME = tempDir("kubeconfig-home");
+      delete process.env.KUBECONFIG;
+      delete process.env.KUBERNETES_SERVICE_HOST;
+      assert.throws(() => clusterAccess(), /no --kubeconfig given and not running in a cluster \(KUBERNETES_SERVICE_HOST is not set\)/);
+    } finally {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+  });
+});
+
+describe("kubeconfig user fields", () => {
+  const user = (fields: Record<string, unknown>) => load({}, {}, { token: "t", ...fields });
+  test("as, as-uid, as-groups, as-user-extra become client-go's Impersonate-* headers (the extra key percent-encoded)", () => {
+    assert.equal(user({}).headers, undefined);
+    assert.deepEqual(
+      user({ as: "jane", "as-uid": "42", "as-groups": ["a", "b"], "as-user-extra": { "scopes.example/x y": ["r", "w"] } }).headers,
+      {
+        "impersonate-user": "jane",
+        "impersonate-uid": "42",
+        "impersonate-group": ["a", "b"],
+        "impersonate-extra-scopes.example%2Fx%20y": ["r", "w"],
+      },
+    );
+  });
+
+  test("refused when loaded: impersonation fields of the wrong shape, groups without as, and client-node's token-file", () => {
+    assert.throws(() => user({ as: 7 }), /user u: as must be a user name/);
+    assert.throws(() => user({ as: "jane", "as-groups": "admins" }), /as-groups must be a list of group names/);
+    assert.throws(() => user({ as: "jane", "as-user-extra": { k: "v" } }), /as-user-extra must map keys to lists of strings/);
+    assert.throws(
+      () => user({ "as-groups": ["system:masters"] }),
+      /as-groups, as-uid and as-user-extra need as \(the user to impersonate\)/,
+    );
+    assert.throws(
+      () => load({}, {}, { "token-file": "/t" }),
+      /token-file is not a kubeconfig field \(client-node's spelling\); kubectl's is tokenFile/,
+    );
   });
 });
