@@ -16,8 +16,9 @@ command -v go >/dev/null || { echo "setup: Go 1.26 or newer is required to build
 # smtp-sink as next hop), Cyrus SASL (Postfix's AUTH), swaks and the Perl TLS
 # and SASL modules it needs, openssl (test certificates), libidn12 for the
 # unpacked Exim (hack/exim/fetch.sh) and unshare (util-linux) to give it an
-# /etc/hosts of its own.
-packages=(postfix sasl2-bin libsasl2-modules python3-dkim swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl openssl ca-certificates libidn12 util-linux faketime)
+# /etc/hosts of its own. tinyproxy: the HTTP proxy in front of the API server
+# for the kubeconfig proxy-url tests (test/apiserver/kubeconfig-proxy.test.ts).
+packages=(postfix sasl2-bin libsasl2-modules python3-dkim swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl openssl ca-certificates libidn12 util-linux faketime tinyproxy)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

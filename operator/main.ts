@@ -29,6 +29,7 @@ let access: ClusterAccess;
 try {
   // The log takes an exec plugin's standard error, with credential-shaped words blanked.
   access = clusterAccess(opts.kubeconfig, opts.context, { log });
+  if (access.proxy) log.info(`reaching the API server ${access.server.host} through the proxy ${access.proxy}`);
 } catch (error) {
   console.error(`operator: ${(error as Error).message}`);
   process.exit(2);

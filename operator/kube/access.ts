@@ -4,7 +4,7 @@
 // KubeConfig alone, costs about 73 MB of resident memory (all of its generated
 // models; 52 MB more than this loader, ADR 0004), more than everything the
 // operator keeps. Its types are still used, as types only. Exec plugins and
-// the oidc auth-provider: credentials.ts.
+// the oidc auth-provider: credentials.ts; proxies (proxy-url, HTTPS_PROXY): proxy.ts.
 import { existsSync, readFileSync } from "node:fs";
 import https from "node:https";
 import type { Socket } from "node:net";
@@ -21,6 +21,7 @@ import {
   type CredentialSource,
   type ExecClusterInfo,
 } from "./credentials.js";
+import { parseProxy, proxyFromEnvironment, TunnelAgent, type Proxy } from "./proxy.js";
 
 export class ApiError extends Error {
   constructor(
@@ -43,6 +44,10 @@ export interface RequestCredentials {
 
 export interface ClusterAccess {
   server: URL;
+  /** The proxy requests go through, as it may be logged (no credentials), and where it was configured. */
+  proxy?: string;
+  /** Sent with every request: the kubeconfig user's impersonation (Impersonate-User, -Group, -Uid, -Extra-*). */
+  headers?: Record<string, string | string[]>;
   /** For the next request: an exec plugin runs here when it has no credential, or it expired. */
   credentials(): Promise<RequestCredentials>;
   /**
@@ -66,16 +71,26 @@ export interface AccessOptions {
  * plugin hands out a new certificate, the old agent's idle connections close, so no request goes on
  * authenticating with the old one.
  */
-function accessWith(server: URL, tls: https.AgentOptions, source: CredentialSource): ClusterAccess {
+function accessWith(
+  server: URL,
+  tls: https.AgentOptions,
+  source: CredentialSource,
+  proxy?: Proxy,
+  headers?: Record<string, string | string[]>,
+): ClusterAccess {
   let agent: { cert: string | undefined; key: string | undefined; value: https.Agent } | undefined;
   const agentFor = ({ cert, key }: Credential): https.Agent => {
     if (agent && agent.cert === cert && agent.key === key) return agent.value;
     if (agent) retire(agent.value);
-    agent = { cert, key, value: new https.Agent({ keepAlive: true, ...tls, ...(cert && key ? { cert, key } : {}) }) };
+    const options: https.AgentOptions = { keepAlive: true, ...tls, ...(cert && key ? { cert, key } : {}) };
+    const ca = Buffer.isBuffer(tls.ca) ? tls.ca : undefined;
+    agent = { cert, key, value: proxy ? new TunnelAgent(proxy, options, ca ? { ca } : {}) : new https.Agent(options) };
     return agent.value;
   };
   return {
     server,
+    ...(proxy ? { proxy: `${proxy.display} (${proxy.source})` } : {}),
+    ...(headers && Object.keys(headers).length > 0 ? { headers } : {}),
     async credentials() {
       const credential = await source.get();
       return { agent: agentFor(credential), ...(credential.token ? { token: credential.token } : {}), credential };
@@ -115,11 +130,14 @@ export function clusterAccess(kubeconfig?: string, context?: string, options: Ac
   const port = process.env.KUBERNETES_SERVICE_PORT ?? "443";
   if (!host) throw new Error("no --kubeconfig given and not running in a cluster (KUBERNETES_SERVICE_HOST is not set)");
   const tokenFile = `${serviceAccountDir}/token`;
+  const server = new URL(`https://${host.includes(":") ? `[${host}]` : host}:${port}`);
   return accessWith(
-    new URL(`https://${host.includes(":") ? `[${host}]` : host}:${port}`),
+    server,
     { ca: readFileSync(`${serviceAccountDir}/ca.crt`) },
     // Projected tokens rotate: read the file each time (it is small and cached by the OS).
     fixedCredentialSource(() => ({ token: readFileSync(tokenFile, "utf8").trim() })),
+    // As client-go in a pod: a cluster-wide HTTPS_PROXY applies unless NO_PROXY names the API server.
+    proxyFromEnvironment(server),
   );
 }
 
@@ -197,14 +215,38 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
   const key = material(user, "client-key-data", "client-key");
   const token = typeof user.value.token === "string" ? user.value.token : undefined;
   const tokenFile = typeof user.value.tokenFile === "string" ? at(user.file, user.value.tokenFile) : undefined;
-  const server = new URL(cluster.value.server);
-  // Refused rather than ignored: a direct connection where a proxy is needed fails with a mere timeout.
-  if (cluster.value["proxy-url"])
-    throw problem(`cluster ${context.cluster}: proxy-url is not supported; run the operator where it reaches the API server directly`);
+  const clusterWhere = `kubeconfig ${cluster.file}: cluster ${context.cluster}`;
+  let server: URL;
+  try {
+    server = new URL(cluster.value.server);
+  } catch {
+    throw new Error(`${clusterWhere}: server ${cluster.value.server} is not a URL`);
+  }
+  // kubectl would send the token in clear over http://; client-node allows it only with insecure-skip-tls-verify.
+  if (server.protocol !== "https:")
+    throw new Error(`${clusterWhere}: server ${server.origin} is not https://; the operator talks to the API server over TLS only`);
+  const rawProxy = cluster.value["proxy-url"];
+  if (rawProxy !== undefined && (typeof rawProxy !== "string" || rawProxy === ""))
+    throw new Error(`${clusterWhere}: proxy-url must be a URL such as http://proxy.example.com:3128`);
+  // As client-go: proxy-url wins, else HTTPS_PROXY unless NO_PROXY (or loopback) exempts the server.
+  const proxy = rawProxy ? parseProxy(rawProxy, `${clusterWhere}: proxy-url`, true) : proxyFromEnvironment(server);
+  const insecure = cluster.value["insecure-skip-tls-verify"] === true;
+  // As client-go, which refuses the pair: a CA that would not be used is a mistake in the kubeconfig.
+  if (insecure && ca)
+    throw new Error(
+      `${clusterWhere}: insecure-skip-tls-verify with a certificate-authority; remove one (the CA is what makes the connection safe)`,
+    );
+  if (insecure)
+    options.log?.warn(
+      `${clusterWhere}: insecure-skip-tls-verify: the API server's certificate is not checked, so anyone on the path to ${server.host} can read the operator's credentials and act as it; give the cluster's certificate-authority instead`,
+    );
+  const tlsServerName = cluster.value["tls-server-name"];
+  if (tlsServerName !== undefined && (typeof tlsServerName !== "string" || tlsServerName === ""))
+    throw new Error(`${clusterWhere}: tls-server-name must be a host name`);
   const tls: https.AgentOptions = {
     ...(ca ? { ca } : {}),
-    ...(typeof cluster.value["tls-server-name"] === "string" ? { servername: cluster.value["tls-server-name"] } : {}),
-    rejectUnauthorized: cluster.value["insecure-skip-tls-verify"] !== true,
+    ...(tlsServerName ? { servername: tlsServerName } : {}),
+    rejectUnauthorized: !insecure,
   };
   const where = `kubeconfig ${user.file}: user ${context.user}`;
   const { exec, "auth-provider": authProvider } = user.value;
@@ -213,6 +255,11 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
     throw new Error(
       `${where}: basic auth (username/password) was removed from the API server in Kubernetes 1.19; use a token, a client certificate or an exec plugin`,
     );
+  // kubectl's key is tokenFile; client-node 1.4 reads token-file, which kubectl ignores: with it alone the
+  // operator would go anonymous.
+  if (user.value["token-file"] !== undefined && tokenFile === undefined)
+    throw new Error(`${where}: token-file is not a kubeconfig field (client-node's spelling); kubectl's is tokenFile`);
+  const headers = impersonation(user.value, where);
   // As client-go: credentials written in the file win over a plugin (kubectl --token with an exec user).
   const fixed = Boolean(token || tokenFile || (cert && key));
   if (exec && !fixed) {
@@ -225,9 +272,11 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
         ...(options.execTimeoutMs ? { timeoutMs: options.execTimeoutMs } : {}),
         ...(options.now ? { now: options.now } : {}),
       }),
+      proxy,
+      headers,
     );
   }
-  if (authProvider && !fixed) return accessWith(server, tls, authProviderSource(authProvider, where, options.now));
+  if (authProvider && !fixed) return accessWith(server, tls, authProviderSource(authProvider, where, options.now), proxy, headers);
   return accessWith(
     server,
     tls,
@@ -235,7 +284,46 @@ function fromKubeconfig(files: string[], contextName: string | undefined, option
       ...(cert && key ? { cert: cert.toString("utf8"), key: key.toString("utf8") } : {}),
       ...((token ?? tokenFile) ? { token: token ?? readFileSync(tokenFile!, "utf8").trim() } : {}),
     })),
+    proxy,
+    headers,
   );
+}
+
+/**
+ * The user entry's `as`, `as-uid`, `as-groups` and `as-user-extra` as client-go sends them. Applied, not
+ * ignored: a kubeconfig that says "act as X" must not leave the operator acting with the (usually wider)
+ * rights of the user who may impersonate.
+ */
+function impersonation(user: Record<string, unknown>, where: string): Record<string, string | string[]> {
+  const { as, "as-uid": uid, "as-groups": groups, "as-user-extra": extra } = user;
+  const headers: Record<string, string | string[]> = {};
+  const isText = (value: unknown): value is string => typeof value === "string" && value !== "";
+  const isTexts = (value: unknown): value is string[] => Array.isArray(value) && value.every(isText);
+  if (as !== undefined) {
+    if (!isText(as)) throw new Error(`${where}: as must be a user name`);
+    headers["impersonate-user"] = as;
+  }
+  if (uid !== undefined) {
+    if (!isText(uid)) throw new Error(`${where}: as-uid must be a string`);
+    headers["impersonate-uid"] = uid;
+  }
+  if (groups !== undefined) {
+    if (!isTexts(groups)) throw new Error(`${where}: as-groups must be a list of group names`);
+    if (groups.length > 0) headers["impersonate-group"] = groups;
+  }
+  if (extra !== undefined) {
+    const entries = typeof extra === "object" && extra !== null && !Array.isArray(extra) ? Object.entries(extra) : undefined;
+    if (!entries || !entries.every(([, values]) => isTexts(values)))
+      throw new Error(`${where}: as-user-extra must map keys to lists of strings`);
+    // The key goes into a header name: percent-encoded as client-go does (and the API server decodes).
+    for (const [key, values] of entries)
+      headers[`impersonate-extra-${encodeURIComponent(key).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`] =
+        values as string[];
+  }
+  // The API server refuses groups, a uid or extras without a user to impersonate; say so at start.
+  if (Object.keys(headers).length > 0 && !headers["impersonate-user"])
+    throw new Error(`${where}: as-groups, as-uid and as-user-extra need as (the user to impersonate)`);
+  return headers;
 }
 
 /** The cluster as client-go describes it to an exec plugin (clientauthentication Cluster). */
@@ -251,6 +339,7 @@ function execClusterInfo(cluster: Record<string, unknown>, ca: Buffer | undefine
   return {
     server: String(cluster.server),
     ...text("tls-server-name"),
+    ...text("proxy-url"),
     ...flag("insecure-skip-tls-verify"),
     ...(ca ? { "certificate-authority-data": ca.toString("base64") } : {}),
     ...flag("disable-compression"),
@@ -322,6 +411,7 @@ function send(
         method,
         agent,
         headers: {
+          ...access.headers,
           accept,
           ...(token ? { authorization: `Bearer ${token}` } : {}),
           ...(payload !== undefined
@@ -377,7 +467,7 @@ function watchOnce(
   return new Promise((resolvePromise, reject) => {
     const req = https.request(
       url,
-      { method: "GET", agent, signal, headers: { accept, ...(token ? { authorization: `Bearer ${token}` } : {}) } },
+      { method: "GET", agent, signal, headers: { ...access.headers, accept, ...(token ? { authorization: `Bearer ${token}` } : {}) } },
       (res) => {
         if ((res.statusCode ?? 0) >= 300) {
           let text = "";

@@ -50,6 +50,7 @@ export interface ExecConfig {
 export interface ExecClusterInfo {
   server: string;
   "tls-server-name"?: string;
+  "proxy-url"?: string;
   "insecure-skip-tls-verify"?: boolean;
   /** Base64, as Go encodes []byte in JSON. */
   "certificate-authority-data"?: string;

@@ -190,7 +190,7 @@ describe("exec credential plugins", () => {
     assert.equal((await access(file).credentials()).token, "static");
   });
 
-  test("refused when loaded: interactiveMode Always, v1 without interactiveMode, v1alpha1, no command, exec with auth-provider; basic auth, proxy-url", () => {
+  test("refused when loaded: interactiveMode Always, v1 without interactiveMode, v1alpha1, no command, exec with auth-provider; basic auth, a socks5 proxy-url", () => {
     const load =
       (exec: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
       () =>
@@ -218,8 +218,8 @@ describe("exec credential plugins", () => {
       /user u: basic auth \(username\/password\) was removed from the API server in Kubernetes 1\.19/,
     );
     assert.throws(
-      () => access(kubeconfigWith({ token: "t" }, { "proxy-url": "http://proxy:3128" }).file),
-      /cluster k: proxy-url is not supported/,
+      () => access(kubeconfigWith({ token: "t" }, { "proxy-url": "socks5://proxy:1080" }).file),
+      /cluster k: proxy-url: SOCKS proxies \(socks5:\/\/\) are not supported by the operator, only http:\/\/ and https:\/\/ proxies/,
     );
   });
 
