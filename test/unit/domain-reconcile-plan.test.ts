@@ -4,23 +4,26 @@
 // makes each secret and creates its Secret once (the 409 race and the re-read
 // are the API server's to show: test/faults/operator-faults.test.ts).
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import { describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
-import type { SmtpDomain } from "../../crds/schema.js";
+import { reasons as allReasons, smtpDomainConditions } from "../../crds/conditions.js";
+import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
 import { caNameConstraints, type CertificateAuthority } from "../../operator/domain/certificate.js";
 import { clientSnippets, credentialSecretName } from "../../operator/domain/credentials.js";
-import { objectKey, relayObjectRefs } from "../../operator/domain/plan.js";
+import { objectKey, planNotServed, relayObjectRefs } from "../../operator/domain/plan.js";
 import {
   certificateNames,
   controlSecret,
   credentialSecret,
+  dkimKeySecret,
   relayHostname,
   relayTlsSecret,
   submissionSecret,
   type KubeObject,
   type OperatorSettings,
 } from "../../operator/domain/render.js";
-import { planReconcile, type DomainReads, type ReconcilePlan } from "../../operator/domain/snapshot.js";
+import { planReconcile as planReconcileOf, type DomainReads, type ReconcilePlan } from "../../operator/domain/snapshot.js";
 import { defaultCertificatePolicy, issueServerCertificate, newCertificateAuthority } from "../../operator/tls/certificates.js";
 
 const now = new Date("2026-06-01T12:00:00Z");
@@ -99,6 +102,18 @@ function issuedReads(d = domain()): DomainReads {
       ["example-com-relay-control", live(controlSecret(d, "t".repeat(43)))],
     ]),
   });
+}
+
+/** Every reason a planner output in this file carried: the last test holds it against crds/conditions.ts. */
+const seen = new Set<string>();
+const note = <T extends { conditions?: { reason: string }[] }>(status: T): T => {
+  for (const c of status.conditions ?? []) seen.add(c.reason);
+  return status;
+};
+function planReconcile(r: DomainReads, s: OperatorSettings, at: Date): ReconcilePlan {
+  const result = planReconcileOf(r, s, at);
+  if ("plan" in result) note(result.plan.status);
+  return result;
 }
 
 const planned = (result: ReconcilePlan) => {
@@ -190,5 +205,261 @@ describe("the domain reconcile's plan from what was read", () => {
       bundle.writeIfUnchanged.map((w) => `${w.object.metadata.name} ${w.resourceVersion}`),
       ["example-com-inbound-v1 7"],
     );
+  });
+
+  /** The conditions of the plan for `r` (read once issued), as `Type: Status Reason`, and the messages. */
+  function conditionsOf(r: DomainReads, s: OperatorSettings = settings, at = now) {
+    const { plan } = planned(planReconcile(r, s, at));
+    return {
+      reasons: reasons(plan.status),
+      message: (type: string) => plan.status.conditions?.find((c) => c.type === type)?.message ?? "",
+    };
+  }
+
+  const withDomain = (r: DomainReads, d: SmtpDomain): DomainReads => ({ ...r, domain: d });
+  const spec = (patch: Partial<SmtpDomain["spec"]>, status?: SmtpDomain["status"]) => domain(patch, status);
+  const tenYears = { durationMs: 90 * 86_400_000, renewBeforeMs: 30 * 86_400_000 };
+
+  describe("every condition reason, from plain objects", () => {
+    const referenced = spec({ relay: { replicas: 1, tls: { secretName: "relay-tls" } } });
+    const host = "example-com.acme.relay.example.net";
+    /** A referenced (e.g. cert-manager) TLS Secret: not the domain's, signed by some CA. */
+    const userTls = (names: string[], issuedAt: Date, key?: string): DomainReads => {
+      const pair = issueServerCertificate(ca, names, issuedAt, tenYears);
+      const secret = live(
+        {
+          apiVersion: "v1",
+          kind: "Secret",
+          metadata: { name: "relay-tls", namespace: "acme" },
+          stringData: { "tls.crt": pair.certPem, "tls.key": key ?? pair.keyPem },
+        },
+        undefined,
+      );
+      return { ...withDomain(issuedReads(referenced), referenced), tlsSecret: secret, ca: undefined };
+    };
+    const days = (n: number) => new Date(now.getTime() + n * 86_400_000);
+
+    test("the relay: Progressing until a replica is available, then Available; addresses: NoAddresses, then AddressesServed; Ready", () => {
+      const first = conditionsOf(issuedReads());
+      assert.equal(first.reasons.RelayAvailable, "False Progressing");
+      assert.equal(first.reasons.AddressesConfigured, "False NoAddresses");
+      assert.equal(first.reasons.Ready, "False Progressing");
+      assert.equal(first.reasons.Reconciling, "True Progressing");
+      const support = {
+        metadata: { name: "support", namespace: "acme" },
+        spec: {
+          address: "support@example.com",
+          domainRef: { name: "example-com" },
+          outbound: { host: "smtp", credentialsSecretRef: { name: "o" } },
+        },
+      } as SupportAddress;
+      const serving = conditionsOf({ ...issuedReads(), available: 1, served: [support] });
+      assert.deepEqual(serving.reasons, {
+        CredentialsIssued: "True Issued",
+        CertificateReady: "True Issued",
+        RelayAvailable: "True Available",
+        AddressesConfigured: "True AddressesServed",
+        Ready: "True Ready",
+      });
+    });
+
+    test("a referenced TLS Secret: SecretNotFound (with what to do), SecretInvalid, Valid, ExpiringSoon, Expired, NotYetValid, KeyMismatch, HostnamesNotCovered", () => {
+      const missing = conditionsOf({ ...withDomain(issuedReads(referenced), referenced), tlsSecret: undefined, ca: undefined });
+      assert.equal(missing.reasons.CertificateReady, "False SecretNotFound");
+      assert.equal(missing.reasons.Ready, "False SecretNotFound");
+      assert.match(missing.message("CertificateReady"), /relay-tls does not exist: create a kubernetes\.io\/tls Secret/);
+      const noKey = userTls([host], now);
+      delete noKey.tlsSecret!.data!["tls.key"];
+      assert.equal(conditionsOf(noKey).reasons.CertificateReady, "False SecretInvalid");
+      assert.equal(conditionsOf(userTls([host], now)).reasons.CertificateReady, "True Valid");
+      assert.equal(conditionsOf(userTls([host], days(-80))).reasons.CertificateReady, "True ExpiringSoon");
+      const expired = conditionsOf(userTls([host], days(-100)));
+      assert.equal(expired.reasons.CertificateReady, "False Expired");
+      assert.equal(expired.reasons.Stalled, "True Expired");
+      const early = conditionsOf(userTls([host], days(1)));
+      assert.equal(early.reasons.CertificateReady, "False NotYetValid");
+      assert.equal(early.reasons.Stalled, undefined, "time fixes it: not Stalled");
+      const otherKey = generateKeyPairSync("ec", { namedCurve: "prime256v1" })
+        .privateKey.export({ format: "pem", type: "pkcs8" })
+        .toString();
+      assert.equal(conditionsOf(userTls([host], now, otherKey)).reasons.CertificateReady, "False KeyMismatch");
+      assert.equal(conditionsOf(userTls(["other.example.net"], now)).reasons.CertificateReady, "False HostnamesNotCovered");
+    });
+
+    test("host names: outside the allowed suffixes HostnameNotAllowed, referenced Secret or not; held by another domain HostnameConflict", () => {
+      const outside = spec({ relay: { replicas: 1, hostnames: ["relay.other-tenant.example"], tls: { secretName: "relay-tls" } } });
+      const restricted = { ...settings, allowedHostnameSuffixes: ["acme.test"] };
+      const refused = conditionsOf({ ...userTls(["relay.other-tenant.example"], now), domain: outside }, restricted);
+      assert.equal(refused.reasons.CertificateReady, "False HostnameNotAllowed");
+      assert.equal(refused.reasons.Ready, "False HostnameNotAllowed");
+      assert.match(
+        refused.message("CertificateReady"),
+        /relay\.other-tenant\.example is not under .*the domain is not made Ready with them/,
+      );
+      const issuedOutside = spec({ relay: { replicas: 1, hostnames: ["relay.other-tenant.example"] } });
+      assert.equal(
+        conditionsOf(withDomain(issuedReads(issuedOutside), issuedOutside), restricted).reasons.CertificateReady,
+        "False HostnameNotAllowed",
+      );
+      const conflicts = [{ hostname: "relay.shared.test", holder: { namespace: "other", name: "mail" }, why: "Earlier" as const }];
+      assert.equal(conditionsOf({ ...issuedReads(), hostnameConflicts: conflicts }).reasons.CertificateReady, "False HostnameConflict");
+    });
+
+    test("the operator's certificate: a Secret of that name someone else owns is SecretConflict; a CA it cannot use is CAInvalid", () => {
+      const base = issuedReads();
+      const foreign = { ...base.tlsSecret!, metadata: { ...base.tlsSecret!.metadata, ownerReferences: [] } };
+      assert.equal(conditionsOf({ ...base, tlsSecret: foreign, ca: undefined }).reasons.CertificateReady, "False SecretConflict");
+      const invalid = conditionsOf({ ...base, ca: { invalid: "the operator's CA Secret has no tls.key" } });
+      assert.equal(invalid.reasons.CertificateReady, "False CAInvalid");
+      assert.equal(invalid.reasons.Stalled, "True CAInvalid");
+    });
+
+    test("credentials: a user's Secret SecretNotFound or SecretInvalid; edited by hand SecretModified; revoked re-added VersionRevoked; none Active NoActiveCredential", () => {
+      const own = spec({
+        inbound: { credentials: [{ version: 1, secretRef: { name: "mine" } }], delivery: { smtp: { host: "ingest", port: 25 } } },
+      });
+      const mine = (secret: k8s.V1Secret | undefined) => ({
+        ...withDomain(issuedReads(own), own),
+        credentials: { issuedSecrets: [], secrets: new Map([["mine", secret]]) },
+      });
+      assert.equal(conditionsOf(mine(undefined)).reasons.CredentialsIssued, "False SecretNotFound");
+      const userless = live(
+        { apiVersion: "v1", kind: "Secret", metadata: { name: "mine", namespace: "acme" }, stringData: { username: "u" } },
+        undefined,
+      );
+      assert.equal(conditionsOf(mine(userless)).reasons.CredentialsIssued, "False SecretInvalid");
+
+      const record = (version: number, passwordSha256: string) => ({
+        version,
+        secretName: credentialSecretName(domain(), version),
+        username: "example-com-v1-abcdef",
+        state: "Active" as const,
+        createdAt: "2026-05-01T00:00:00Z",
+        passwordSha256,
+      });
+      const edited = spec({}, { credentials: [record(1, "0".repeat(64))] });
+      const modified = conditionsOf(withDomain(issuedReads(edited), edited));
+      assert.equal(modified.reasons.CredentialsIssued, "False SecretModified");
+      assert.equal(modified.reasons.Stalled, "True SecretModified");
+
+      const readded = spec({}, { revokedVersions: [1] });
+      const refused = conditionsOf(withDomain(issuedReads(readded), readded));
+      assert.equal(refused.reasons.CredentialsIssued, "False NoActiveCredential", "nothing else is Active: said first");
+      assert.equal(refused.reasons.Stalled, "True NoActiveCredential");
+      const two = spec(
+        { inbound: { credentials: [{ version: 1 }, { version: 2 }], delivery: { smtp: { host: "ingest", port: 25 } } } },
+        { revokedVersions: [1] },
+      );
+      const twoReads = issuedReads(two);
+      const v2 = live(credentialSecret(two, 2, { username: "example-com-v2-abcdef", password: "q".repeat(43) }, {}));
+      const withV2 = {
+        ...twoReads,
+        credentials: { issuedSecrets: [], secrets: new Map([...twoReads.credentials.secrets, [v2.metadata!.name!, v2]]) },
+      };
+      const revoked = conditionsOf(withV2);
+      assert.equal(revoked.reasons.CredentialsIssued, "False VersionRevoked");
+      assert.equal(revoked.reasons.Ready, "False Progressing", "version 2 serves on: VersionRevoked does not hold Ready back");
+    });
+
+    test("Forwarded mode: NotRequired; a switch still rolling out is Reconciling ModeChanging", () => {
+      const forwarded = spec({ inbound: { mode: "Forwarded", delivery: { smtp: { host: "ingest", port: 25 } } } });
+      const fresh = conditionsOf({
+        ...withDomain(issuedReads(forwarded), forwarded),
+        credentials: { issuedSecrets: [], secrets: new Map() },
+      });
+      assert.equal(fresh.reasons.CredentialsIssued, "True NotRequired");
+      const switching = spec(
+        { inbound: { mode: "Forwarded", delivery: { smtp: { host: "ingest", port: 25 } } } },
+        { inboundMode: "Authenticated", relay: { serviceName: "example-com-relay", endpoint: "x:587" } },
+      );
+      const rolling = conditionsOf({
+        ...withDomain(issuedReads(switching), switching),
+        credentials: { issuedSecrets: [], secrets: new Map() },
+        available: 1,
+      });
+      assert.equal(rolling.reasons.Reconciling, "True ModeChanging");
+    });
+
+    test("the relay's Secrets and objects: the next hop's login SecretNotFound or SecretInvalid; a generated Secret or an object someone else owns SecretConflict or ObjectConflict", () => {
+      const login = spec({
+        inbound: { credentials: [{ version: 1 }], delivery: { smtp: { host: "ingest", port: 25, authSecretRef: { name: "next-hop" } } } },
+      });
+      const base = withDomain(issuedReads(login), login);
+      assert.equal(conditionsOf(base).reasons.RelayAvailable, "False SecretNotFound");
+      const half = live(
+        { apiVersion: "v1", kind: "Secret", metadata: { name: "next-hop", namespace: "acme" }, stringData: { username: "u" } },
+        undefined,
+      );
+      assert.equal(
+        conditionsOf({ ...base, secrets: new Map([...base.secrets, ["next-hop", half]]) }).reasons.RelayAvailable,
+        "False SecretInvalid",
+      );
+      const plain = issuedReads();
+      const submission = plain.secrets.get("example-com-submission")!;
+      const taken = { ...submission, metadata: { ...submission.metadata, ownerReferences: [] } };
+      assert.equal(
+        conditionsOf({ ...plain, secrets: new Map([...plain.secrets, ["example-com-submission", taken]]) }).reasons.RelayAvailable,
+        "False SecretConflict",
+      );
+      const deployment = relayObjectRefs(domain(), settings).find((o) => o.kind === "Deployment")!;
+      const theirs = { ...deployment, metadata: { ...deployment.metadata, ownerReferences: [] } };
+      assert.equal(
+        conditionsOf({ ...plain, existing: new Map([[objectKey(deployment), theirs]]) }).reasons.RelayAvailable,
+        "False ObjectConflict",
+      );
+    });
+
+    test("DKIM: RecordPublished, RecordNotConfirmed, RecordMissing, RecordMismatch, DNSCheckFailed; none holds Ready back", () => {
+      const pem = generateKeyPairSync("ed25519").privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+      const withKey = (recordPublished: boolean) => {
+        const d = spec({ dkim: { keys: [{ selector: "s1", algorithm: "Ed25519", recordPublished }] } });
+        const r = withDomain(issuedReads(d), d);
+        return { ...r, secrets: new Map([...r.secrets, ["example-com-dkim-s1", live(dkimKeySecret(d, "s1", pem))]]) };
+      };
+      const resolver = { ...settings, dnsResolver: "127.0.0.1" };
+      const dkim = (r: DomainReads, s: OperatorSettings = settings) => conditionsOf(r, s).reasons.DKIMRecordPublished;
+      assert.equal(dkim(withKey(true)), "True RecordPublished");
+      assert.equal(dkim(withKey(false)), "False RecordNotConfirmed");
+      const name = "s1._domainkey.example.com";
+      assert.equal(dkim({ ...withKey(false), dns: new Map([[name, { found: [] }]]) }, resolver), "False RecordMissing");
+      assert.equal(
+        dkim({ ...withKey(false), dns: new Map([[name, { found: ["v=DKIM1; k=ed25519; p=AAAA"] }]]) }, resolver),
+        "False RecordMismatch",
+      );
+      assert.equal(dkim({ ...withKey(false), dns: new Map([[name, { error: "ESERVFAIL" }]]) }, resolver), "False DNSCheckFailed");
+      assert.equal(conditionsOf(withKey(false)).reasons.Ready, "False Progressing", "Ready waits for the relay only");
+    });
+
+    test("message limits: AsRequested, or LimitCapped above the installation's maximum", () => {
+      const limited = (maxRecipients: number) => {
+        const d = spec({ relay: { replicas: 1, limits: { maxRecipients } } });
+        return withDomain(issuedReads(d), d);
+      };
+      const caps = { ...settings, relayLimitCaps: { maxMessageBytes: 10 * 2 ** 20, maxRecipients: 50 } };
+      assert.equal(conditionsOf(limited(10), caps).reasons.LimitsApplied, "True AsRequested");
+      assert.equal(conditionsOf(limited(500), caps).reasons.LimitsApplied, "True LimitCapped");
+    });
+
+    test("a domain the rules do not serve: Ready and Stalled with the verdict's reason (SystemDomain, DomainConflict, LimitExceeded)", () => {
+      for (const reason of ["SystemDomain", "DomainConflict", "LimitExceeded"] as const) {
+        const status = note(planNotServed(domain(), { served: false, reason, message: "m" }, now));
+        assert.deepEqual(reasons(status), { Ready: `False ${reason}`, Stalled: `True ${reason}` });
+      }
+    });
+
+    test("every reason crds/conditions.ts gives an SmtpDomain condition was set by a case above", () => {
+      // Set outside the planner: by the controller (a failed reconcile, an invalid object) and the finalizer.
+      const elsewhere = new Set(["ReconcileFailed", "InvalidObject", "Disconnecting"]);
+      // Documented, but no code sets it (RelayAvailable False is Progressing while no replica is available).
+      const unused = new Set(["RelayUnavailable"]);
+      const ownTypes = Object.keys(smtpDomainConditions).filter((t) => !["Ready", "Reconciling", "Stalled"].includes(t));
+      const expected = Object.entries(allReasons)
+        .filter(([, r]) => r.conditions.some((c) => ownTypes.includes(c)))
+        .map(([name]) => name)
+        .concat("Ready", "Progressing", "ModeChanging", "SystemDomain", "DomainConflict", "LimitExceeded")
+        .filter((r) => !elsewhere.has(r) && !unused.has(r));
+      assert.deepEqual([...new Set(expected)].filter((r) => !seen.has(r)).sort(), [], "reasons no case set");
+      assert.deepEqual([...seen].filter((r) => !(r in allReasons)).sort(), [], "reasons set that crds/conditions.ts does not list");
+    });
   });
 });
