@@ -77,7 +77,8 @@ export async function reconcileDomain(
     return {};
   }
   for (let round = 1; ; round++) {
-    const reads = await gather(cluster, inputs, settings);
+    // After issuing, read from the API: an informer cache may not have seen what was just written.
+    const reads = await gather(cluster, inputs, settings, round > 1);
     // The installation's CA, when this domain's certificate is the operator's: no domain's object, made
     // on first use and rotated for the installation (certificate.ts), read through the Controller's cache.
     const ca = issuesCertificate(domain, settings, reads.tlsSecret)
@@ -127,8 +128,11 @@ async function issue(cluster: Cluster, domain: SmtpDomain, action: IssueAction, 
   }
 }
 
-/** Reads what the plan needs, from the informer caches where they hold it and from the API otherwise. Writes nothing. */
-async function gather(cluster: Cluster, inputs: DomainInputs, settings: OperatorSettings): Promise<DomainReads> {
+/**
+ * Reads what the plan needs, from the informer caches where they hold it and from the API otherwise;
+ * `fresh` (after issuing): the generated Secrets from the API. Writes nothing.
+ */
+async function gather(cluster: Cluster, inputs: DomainInputs, settings: OperatorSettings, fresh: boolean): Promise<DomainReads> {
   const { domain } = inputs;
   const namespace = domain.metadata.namespace!;
   const get = (name: string) => cluster.read<k8s.V1Secret>("v1", "Secret", namespace, name);
@@ -144,7 +148,7 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
   };
   const auth = domain.spec.inbound.delivery.smtp?.authSecretRef;
   if (auth) await readInto(auth.name, get);
-  for (const { name } of generatedSecrets(domain)) await readInto(name, read);
+  for (const { name } of generatedSecrets(domain)) await readInto(name, fresh ? get : read);
   const { decisions } = generatedDecisions(domain, (name) => secrets.get(name));
   // The addresses' and DKIM keys' Secrets matter only to a domain with outbound.
   const dns = new Map<string, Lookup>();
