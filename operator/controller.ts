@@ -18,7 +18,7 @@ import { controlEndpoints } from "./address/control-client.js";
 import { defaultLimits, type Limits } from "./address/rules.js";
 import { VerdictCache } from "./address/verdicts.js";
 import { defaultCaSecret } from "./domain/certificate.js";
-import { disconnect, disconnectFinalizer, ensureFinalizer } from "./domain/disconnect.js";
+import { disconnect, disconnectFinalizer, disconnectInvalid, ensureFinalizer } from "./domain/disconnect.js";
 import { claimedHostnames, judgeHostnames, type HostnameConflict } from "./domain/hostname-claims.js";
 import { domainCaches, reconcileDomain } from "./domain/reconcile.js";
 import { managedByLabel, names, type OperatorSettings } from "./domain/render.js";
@@ -551,7 +551,8 @@ export class Controller {
 
   /**
    * Says on an invalid object (InvalidObject on Ready and Stalled, a Warning Event) which fields are
-   * wrong; once per distinct message. Only metadata and status.conditions of it are read.
+   * wrong; once per distinct message. Only metadata and status.conditions of it are read. Being
+   * deleted, it is let go (disconnectInvalid), never held for a fix.
    */
   private async reportInvalid(
     kind: "domain" | "address",
@@ -570,6 +571,13 @@ export class Controller {
       return {};
     }
     const object = JSON.parse(body) as SmtpDomain | SupportAddress;
+    if (object.metadata.deletionTimestamp) {
+      // Deleted as it is: a user deleting a broken object sees it go. Its finalizer's work is done as far
+      // as it needs none of the invalid fields, then the finalizer goes.
+      if (kind === "domain" && object.metadata.finalizers?.includes(disconnectFinalizer))
+        await disconnectInvalid(this.cluster, object as SmtpDomain, this.options.log);
+      return {};
+    }
     const message = `not acted on: it does not match the ${group}/${version} schema this operator reads (${problems.join("; ")}); fix the object, or apply the CRD of this operator's version`;
     const conditions = Array.isArray(object.status?.conditions) ? object.status.conditions : [];
     if (conditions.find((c) => c.type === "Stalled")?.message === message) return {};

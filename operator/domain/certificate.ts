@@ -1,7 +1,9 @@
 // The relay's TLS certificate for one SmtpDomain: a referenced Secret (e.g.
 // cert-manager's) is judged; otherwise the operator issues one from the
 // installation's CA into a Secret the domain owns, and renews it well before
-// it expires. Either way the relay hot-reloads the mounted files.
+// it expires. Either way the relay hot-reloads the mounted files. What to do
+// is decided purely from the Secret as read (planCertificate); the reconcile's
+// apply step makes the key pair and writes it (issueCertificate).
 import type * as k8s from "@kubernetes/client-node";
 import { X509Certificate } from "node:crypto";
 import { isDeepStrictEqual } from "node:util";
@@ -26,6 +28,7 @@ import {
 } from "../tls/certificates.js";
 import { hostnameNotAllowedMessage, permittedDnsNames, refusedHostnames, type HostnamePolicy } from "../tls/name-policy.js";
 import type { NameConstraints } from "../tls/x509.js";
+import type { PlannedEvent } from "./plan.js";
 import {
   advanceCa,
   caAnnotations,
@@ -42,7 +45,15 @@ import {
   type RotationSettings,
   type RotationStep,
 } from "../tls/ca-rotation.js";
-import { certificateNames, customerHostnames, defaultRelayHostname, names, relayTlsSecret, type OperatorSettings } from "./render.js";
+import {
+  certificateNames,
+  customerHostnames,
+  defaultRelayHostname,
+  names,
+  relayTlsSecret,
+  type KubeObject,
+  type OperatorSettings,
+} from "./render.js";
 
 export interface CertificateState {
   /** The CertificateReady condition. */
@@ -248,60 +259,29 @@ function statusOf(
 const earliest = (...dates: (Date | undefined)[]) =>
   dates.filter((d): d is Date => d !== undefined).sort((a, b) => a.getTime() - b.getTime())[0];
 
-/** `withheld`: host names another SmtpDomain holds (hostname-claims.ts), never issued to this one. */
-export async function relayCertificate(
+/** The installation's CA as gathered for a domain's certificate, or why it cannot be used (CAInvalid). */
+export type CaRead = { ca: CertificateAuthority } | { invalid: string };
+
+/**
+ * Whether the relay's certificate is the operator's to issue, and so the installation's CA is needed:
+ * every host name is allowed, no TLS Secret is referenced, and the Secret of that name is not someone
+ * else's. Pure.
+ */
+export function issuesCertificate(domain: SmtpDomain, settings: OperatorSettings, secret: k8s.V1Secret | undefined): boolean {
+  if (refusedHostnames(customerHostnames(domain, settings), hostnamePolicy(domain, settings)).length > 0) return false;
+  if (domain.spec.relay?.tls?.secretName) return false;
+  return !(secret && !ownedBy(secret, domain.metadata.uid!));
+}
+
+/** The installation's CA for a domain (made on first use, certificateAuthority); one it cannot use is CAInvalid on the domain. */
+export async function caForDomain(
   cluster: Cluster,
-  domain: SmtpDomain,
   settings: OperatorSettings,
   now: Date,
   caCache: TimedCache<CertificateAuthority>,
-  withheld: ReadonlySet<string> = new Set(),
-): Promise<CertificateState> {
-  const namespace = domain.metadata.namespace!;
-  const secretName = names(domain).tls;
-  // Names the installation does not allow: nothing is signed for the domain, and a referenced
-  // certificate is not served for them either (the names are what customers connect to).
-  const allowed = hostnamePolicy(domain, settings);
-  const refused = refusedHostnames(customerHostnames(domain, settings), allowed);
-  if (refused.length > 0)
-    return failed("HostnameNotAllowed", hostnameNotAllowedMessage(refused, allowed, !domain.spec.relay?.tls?.secretName));
-  const hostnames = customerHostnames(domain, settings, withheld);
-  const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, secretName);
-
-  if (domain.spec.relay?.tls?.secretName) {
-    if (!secret) {
-      return failed(
-        "SecretNotFound",
-        `the relay's TLS Secret ${secretName} does not exist: create a kubernetes.io/tls Secret (e.g. with cert-manager) for ${hostnames.join(", ")}, or remove spec.relay.tls to have the operator issue one`,
-      );
-    }
-    const certPem = decode(secret.data?.["tls.crt"]);
-    const keyPem = decode(secret.data?.["tls.key"]);
-    if (!certPem || !keyPem) return failed("SecretInvalid", `the relay's TLS Secret ${secretName} needs tls.crt and tls.key`);
-    let facts: CertificateFacts;
-    try {
-      facts = inspectCertificate(certPem, keyPem);
-    } catch (error) {
-      return failed("SecretInvalid", `the relay's TLS Secret ${secretName}: ${(error as Error).message}`);
-    }
-    const verdict = judgeCertificate(facts, secretName, hostnames, now, false);
-    const nextCheck = nextVerdictChange(facts, now);
-    return {
-      condition: { type: "CertificateReady", ...verdict },
-      status: statusOf(secretName, facts, false),
-      ...(nextCheck ? { nextCheck } : {}),
-    };
-  }
-
-  if (secret && !ownedBy(secret, domain.metadata.uid!)) {
-    return failed(
-      "SecretConflict",
-      `Secret ${secretName} exists and is not owned by this SmtpDomain; the operator never overwrites it (name it in spec.relay.tls.secretName to use it)`,
-    );
-  }
-  let ca: CertificateAuthority;
+): Promise<CaRead> {
   try {
-    ca = await certificateAuthority(cluster, settings, now, caCache);
+    return { ca: await certificateAuthority(cluster, settings, now, caCache) };
   } catch (error) {
     // What only a change fixes (its namespace is missing), and what the API refused (no permission,
     // unreachable: retried with backoff): on the domain as ReconcileFailed, not as a bad CA.
@@ -312,8 +292,87 @@ export async function relayCertificate(
         `reading or creating the operator's CA Secret ${caNamespace}/${name} failed (does the namespace exist? set --ca-secret to the operator's own namespace): ${error.message}`,
       );
     }
-    return failed("CAInvalid", (error as Error).message);
+    return { invalid: (error as Error).message };
   }
+}
+
+/** A certificate to issue (or reissue) from the installation's CA: the key pair is made when it is issued, not planned. */
+export interface CertificateIssue {
+  secretName: string;
+  dnsNames: string[];
+  /** Why (for the CertificateIssued Event): none yet, a name changed, renewal due, … */
+  reason: string;
+  /** Its bundle goes into the Secret's ca.crt. */
+  ca: CertificateAuthority;
+  /** Which CA signs it (signerFor: in a rotation's phase 1, the next one for names only it permits). */
+  signer: KeyPair;
+  /** The rotation's announcement, when this Secret did not carry the next CA yet. */
+  announce?: PlannedEvent;
+}
+
+/**
+ * The relay's certificate, decided from its Secret as read (undefined: it does not exist) and, when the
+ * operator issues it, the installation's CA: its state, or the certificate to issue first. An issued
+ * certificate whose Secret lacks the current trust bundle (a CA rotation) gets it (`apply`). Pure.
+ * `withheld`: host names another SmtpDomain holds (hostname-claims.ts), never issued to this one.
+ */
+export function planCertificate(
+  domain: SmtpDomain,
+  settings: OperatorSettings,
+  now: Date,
+  secret: k8s.V1Secret | undefined,
+  caRead: CaRead | undefined,
+  withheld: ReadonlySet<string> = new Set(),
+): { state: CertificateState; apply?: KubeObject; events?: PlannedEvent[] } | { issue: CertificateIssue } {
+  const secretName = names(domain).tls;
+  // Names the installation does not allow: nothing is signed for the domain, and a referenced
+  // certificate is not served for them either (the names are what customers connect to).
+  const allowed = hostnamePolicy(domain, settings);
+  const refused = refusedHostnames(customerHostnames(domain, settings), allowed);
+  if (refused.length > 0)
+    return { state: failed("HostnameNotAllowed", hostnameNotAllowedMessage(refused, allowed, !domain.spec.relay?.tls?.secretName)) };
+  const hostnames = customerHostnames(domain, settings, withheld);
+
+  if (domain.spec.relay?.tls?.secretName) {
+    if (!secret) {
+      return {
+        state: failed(
+          "SecretNotFound",
+          `the relay's TLS Secret ${secretName} does not exist: create a kubernetes.io/tls Secret (e.g. with cert-manager) for ${hostnames.join(", ")}, or remove spec.relay.tls to have the operator issue one`,
+        ),
+      };
+    }
+    const certPem = decode(secret.data?.["tls.crt"]);
+    const keyPem = decode(secret.data?.["tls.key"]);
+    if (!certPem || !keyPem) return { state: failed("SecretInvalid", `the relay's TLS Secret ${secretName} needs tls.crt and tls.key`) };
+    let facts: CertificateFacts;
+    try {
+      facts = inspectCertificate(certPem, keyPem);
+    } catch (error) {
+      return { state: failed("SecretInvalid", `the relay's TLS Secret ${secretName}: ${(error as Error).message}`) };
+    }
+    const verdict = judgeCertificate(facts, secretName, hostnames, now, false);
+    const nextCheck = nextVerdictChange(facts, now);
+    return {
+      state: {
+        condition: { type: "CertificateReady", ...verdict },
+        status: statusOf(secretName, facts, false),
+        ...(nextCheck ? { nextCheck } : {}),
+      },
+    };
+  }
+
+  if (secret && !ownedBy(secret, domain.metadata.uid!)) {
+    return {
+      state: failed(
+        "SecretConflict",
+        `Secret ${secretName} exists and is not owned by this SmtpDomain; the operator never overwrites it (name it in spec.relay.tls.secretName to use it)`,
+      ),
+    };
+  }
+  if (!caRead) throw new Error(`planCertificate: the installation's CA was not gathered for ${domain.metadata.name}`);
+  if ("invalid" in caRead) return { state: failed("CAInvalid", caRead.invalid) };
+  const { ca } = caRead;
   const policy = settings.certificates ?? defaultCertificatePolicy;
   const wanted = certificateNames(domain, settings, withheld);
   let pair: KeyPair | undefined;
@@ -335,33 +394,22 @@ export async function relayCertificate(
       reason = (error as Error).message;
     }
   }
-  if (reason || !pair || !facts || decode(secret?.data?.["ca.crt"]) !== ca.trustPem) {
-    if (reason || !pair || !facts) {
-      pair = issueServerCertificate(signer, wanted, now, policy);
-      facts = inspectCertificate(pair.certPem, pair.keyPem, signer.certPem);
-    }
-    await cluster.apply(relayTlsSecret(domain, pair, ca.trustPem));
-    const announced = announcement(ca);
-    if (announced && !decode(secret?.data?.["ca.crt"])?.includes(ca.state.next!.pair.certPem.trim()))
-      await recordEvent(cluster, involved(domain), "Normal", "CARotationAnnounced", announced.message);
-    if (reason)
-      await recordEvent(
-        cluster,
-        involved(domain),
-        "Normal",
-        "CertificateIssued",
-        `relay certificate issued into Secret ${secretName} (${reason}), valid until ${facts.notAfter.toISOString()}`,
-      );
-  }
+  if (reason || !pair || !facts)
+    return {
+      issue: { secretName, dnsNames: wanted, reason: reason || "none was issued yet", ca, signer, announce: announcedAnew(ca, secret) },
+    };
   const renewAt = renewalTime(facts, policy);
   const verdict = judgeCertificate(facts, secretName, hostnames, now, true);
   const announced = announcement(ca);
-  return {
+  const state: CertificateState = {
     condition: { type: "CertificateReady", ...verdict, ...(announced ? { message: `${verdict.message}; ${announced.message}` } : {}) },
     status: { ...statusOf(secretName, facts, true, renewAt), ...(announced ? { nextCA: announced.status } : {}) },
     caPem: ca.trustPem,
     nextCheck: earliest(renewAt, nextVerdictChange(facts, now), ca.nextChange),
   };
+  if (decode(secret?.data?.["ca.crt"]) === ca.trustPem) return { state };
+  const announce = announcedAnew(ca, secret);
+  return { state, apply: relayTlsSecret(domain, pair, ca.trustPem), ...(announce ? { events: [announce] } : {}) };
 }
 
 /** A rotation's phase 1, as each operator-issued domain tells it: which CA is new, and from when it signs. */
@@ -374,4 +422,32 @@ function announcement(ca: CertificateAuthority): { status: { fingerprint: string
     status: { fingerprint, signsFrom },
     message: `the installation's CA is being replaced: a new CA (SHA-256 ${fingerprint}) is in ca.crt from now and signs this relay's certificate from ${signsFrom}; a customer's server that keeps its own copy of ca.crt must get the new one (both CAs) before then`,
   };
+}
+
+/** The announcement, when the domain's TLS Secret does not carry the next CA yet: it is told once, as the bundle changes. */
+function announcedAnew(ca: CertificateAuthority, secret: k8s.V1Secret | undefined): PlannedEvent | undefined {
+  const announced = announcement(ca);
+  if (!announced || decode(secret?.data?.["ca.crt"])?.includes(ca.state.next!.pair.certPem.trim())) return undefined;
+  return { type: "Normal", reason: "CARotationAnnounced", message: announced.message };
+}
+
+/** Issues what planCertificate decided: a new key pair signed by the installation's CA, into the domain's TLS Secret. */
+export async function issueCertificate(
+  cluster: Cluster,
+  domain: SmtpDomain,
+  issue: CertificateIssue,
+  settings: OperatorSettings,
+  now: Date,
+): Promise<void> {
+  const pair = issueServerCertificate(issue.signer, issue.dnsNames, now, settings.certificates ?? defaultCertificatePolicy);
+  const { notAfter } = inspectCertificate(pair.certPem, pair.keyPem, issue.signer.certPem);
+  await cluster.apply(relayTlsSecret(domain, pair, issue.ca.trustPem));
+  if (issue.announce) await recordEvent(cluster, involved(domain), issue.announce.type, issue.announce.reason, issue.announce.message);
+  await recordEvent(
+    cluster,
+    involved(domain),
+    "Normal",
+    "CertificateIssued",
+    `relay certificate issued into Secret ${issue.secretName} (${issue.reason}), valid until ${notAfter.toISOString()}`,
+  );
 }

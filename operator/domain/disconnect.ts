@@ -67,8 +67,29 @@ export async function disconnect(cluster: Cluster, domain: SmtpDomain, settings:
       code: error instanceof ApiError ? error.code : undefined,
     });
   }
+  await revokeThenRelease(cluster, domain, log, () => revoke(cluster, domain, settings));
+}
+
+/**
+ * Disconnecting a domain that does not match the schema (InvalidObject): a user deleting a broken object
+ * sees it go. Done is what needs nothing of its spec: every credential version is revoked in its relay
+ * config (by name and owner, from metadata); then the finalizer goes and the garbage collector removes
+ * the relay with everything else it owned. Its Deployment is not scaled to zero first: that is rendered
+ * from the spec, and the relay refuses every credential from the config's reload on.
+ */
+export async function disconnectInvalid(
+  cluster: Cluster,
+  domain: Pick<SmtpDomain, "apiVersion" | "kind" | "metadata">,
+  log: Logger,
+): Promise<void> {
+  // Only metadata is used: the names and owner of its objects (render.ts) come from it, none from the spec.
+  const bare: SmtpDomain = { apiVersion: domain.apiVersion, kind: domain.kind, metadata: domain.metadata, spec: {} as SmtpDomain["spec"] };
+  await revokeThenRelease(cluster, bare, log, () => revokeConfig(cluster, bare));
+}
+
+async function revokeThenRelease(cluster: Cluster, domain: SmtpDomain, log: Logger, revoking: () => Promise<void>): Promise<void> {
   try {
-    await revoke(cluster, domain, settings);
+    await revoking();
   } catch (error) {
     // A namespace being deleted refuses writes (403) and objects may be gone (404): everything
     // the domain owned is on its way out anyway, so the finalizer must not hold it forever.
@@ -89,6 +110,20 @@ export async function disconnect(cluster: Cluster, domain: SmtpDomain, settings:
 }
 
 async function revoke(cluster: Cluster, domain: SmtpDomain, settings: OperatorSettings): Promise<void> {
+  await revokeConfig(cluster, domain);
+  const namespace = domain.metadata.namespace!;
+  const uid = domain.metadata.uid!;
+  const n = names(domain);
+  const deployment = await cluster.read<k8s.V1Deployment>("apps/v1", "Deployment", namespace, n.relay);
+  if (deployment && ownedBy(deployment, uid) && deployment.spec?.replicas !== 0) {
+    const stopped = relayDeployment(domain, settings);
+    (stopped.spec as { replicas: number }).replicas = 0;
+    await cluster.apply(stopped);
+  }
+}
+
+/** Every credential version (inbound and submission) revoked in the relay config, and no address or sender left. */
+async function revokeConfig(cluster: Cluster, domain: SmtpDomain): Promise<void> {
   const namespace = domain.metadata.namespace!;
   const uid = domain.metadata.uid!;
   const n = names(domain);
@@ -108,11 +143,5 @@ async function revoke(cluster: Cluster, domain: SmtpDomain, settings: OperatorSe
     }
     // The whole object, as always: an apply that leaves out fields we own would remove them (owner references too).
     await cluster.apply(relayConfigSecret(domain, relay));
-  }
-  const deployment = await cluster.read<k8s.V1Deployment>("apps/v1", "Deployment", namespace, n.relay);
-  if (deployment && ownedBy(deployment, uid) && deployment.spec?.replicas !== 0) {
-    const stopped = relayDeployment(domain, settings);
-    (stopped.spec as { replicas: number }).replicas = 0;
-    await cluster.apply(stopped);
   }
 }

@@ -1,5 +1,6 @@
-// The inbound credential Secrets of one SmtpDomain: read, issued when
-// missing, and held against what was issued. Two records make the lifecycle
+// The inbound credential Secrets of one SmtpDomain: read (readCredentials),
+// judged purely (planInboundCredentials: issued when missing, and held against
+// what was issued), and issued by the reconcile's apply step (issueCredential). Two records make the lifecycle
 // one-way whatever the spec's history: the digest of each issued password
 // (status.credentials[].passwordSha256: the relay accepts that one only, so a
 // Secret edited by hand is reported, never adopted), and the versions ever
@@ -24,7 +25,7 @@ import {
   type IssuedCredential,
 } from "./credentials.js";
 import { passwordDigest } from "../../relay/contract/digests.js";
-import { credentialSecret, relayHostname, type OperatorSettings } from "./render.js";
+import { credentialSecret, relayHostname, type KubeObject, type OperatorSettings } from "./render.js";
 
 export type Problem = { condition: "CredentialsIssued" | "RelayAvailable" | "CertificateReady"; reason: ReasonName; message: string };
 
@@ -52,6 +53,42 @@ interface Intact {
   password: string;
 }
 
+/** What the credential plan reads: each declared version's Secret, and (Forwarded) the versions this domain has a Secret of. */
+export interface CredentialReads {
+  /** Operator-issued credential Secrets this domain owns, by version (listed only in Forwarded mode). */
+  issuedSecrets: readonly number[];
+  /** Each declared version's Secret by name; undefined: it does not exist. */
+  secrets: ReadonlyMap<string, k8s.V1Secret | undefined>;
+}
+
+/** A credential version to issue: a new username and password, made when it is issued, into its Secret. */
+export interface CredentialIssue {
+  version: number;
+  secretName: string;
+  /** An empty Secret of ours that was never recorded: filled only if still the version read. */
+  resourceVersion?: string;
+  /** The relay host name and the CA the client snippets name. */
+  host: string;
+  caPem?: string;
+}
+
+/** A Secret of ours written only if it is still the version read (a hand edit in between is never overwritten). */
+export interface WriteIfUnchanged {
+  object: KubeObject;
+  resourceVersion: string;
+}
+
+export interface PlannedCredentials extends InboundCredentials {
+  problems: Problem[];
+  /** The versions to issue before anything else is planned. */
+  issue: CredentialIssue[];
+  /** Intact Secrets whose snippets or revocation annotation are out of date. */
+  refresh: WriteIfUnchanged[];
+  events: { type: "Normal"; reason: "CredentialRevoked"; message: string }[];
+  /** NoActiveCredential: said before every other problem of the domain. */
+  first?: Problem;
+}
+
 /** The versions of the operator-issued credential Secrets this domain owns (by label, then owner). */
 async function credentialSecretVersions(cluster: Cluster, domain: SmtpDomain): Promise<number[]> {
   const selector = encodeURIComponent(`smtpconnector.dev/domain=${domain.metadata.name!},smtpconnector.dev/credential-version`);
@@ -63,18 +100,39 @@ async function credentialSecretVersions(cluster: Cluster, domain: SmtpDomain): P
     .filter((v) => Number.isInteger(v) && v >= 1);
 }
 
-/** `withheld`: the listed host names another domain holds; the snippets name one the certificate covers. */
-export async function inboundCredentials(
-  cluster: Cluster,
+const declaredSecretName = (domain: SmtpDomain, declared: { version: number; secretRef?: { name: string } }) =>
+  declared.secretRef?.name ?? credentialSecretName(domain, declared.version);
+
+/** Reads what planInboundCredentials decides from (from the API, not a cache: a Secret just issued is never issued twice). */
+export async function readCredentials(cluster: Cluster, domain: SmtpDomain): Promise<CredentialReads> {
+  const namespace = domain.metadata.namespace!;
+  // Forwarded: every version this domain has a Secret of is revoked, recorded or not (a reconcile may have
+  // issued one and stopped before writing status).
+  const issuedSecrets = inboundMode(domain) === "Forwarded" ? await credentialSecretVersions(cluster, domain) : [];
+  const secrets = new Map<string, k8s.V1Secret | undefined>();
+  for (const declared of declaredCredentials(domain, issuedSecrets)) {
+    const name = declaredSecretName(domain, declared);
+    secrets.set(name, await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, name));
+  }
+  return { issuedSecrets, secrets };
+}
+
+/**
+ * The credential versions, decided from their Secrets as read: what was issued, the plan, what to issue,
+ * which Secrets to refresh, the problems and the revocation Events. Pure.
+ * `withheld`: the listed host names another domain holds; the snippets name one the certificate covers.
+ */
+export function planInboundCredentials(
   domain: SmtpDomain,
   settings: OperatorSettings,
   caPem: string | undefined,
-  problems: Problem[],
+  reads: CredentialReads,
   now: Date,
   withheld?: ReadonlySet<string>,
-): Promise<InboundCredentials> {
-  const namespace = domain.metadata.namespace!;
+): PlannedCredentials {
   const uid = domain.metadata.uid!;
+  const problems: Problem[] = [];
+  const toIssue: CredentialIssue[] = [];
   const recorded = new Map((domain.status?.credentials ?? []).map((c) => [c.version, c]));
   const previouslyRetired = new Set(domain.status?.revokedVersions ?? []);
   const retired = new Set(previouslyRetired);
@@ -83,14 +141,12 @@ export async function inboundCredentials(
   // Reported once the plan says the version is still Active: a revoked version's Secret may go.
   const modified = new Map<number, Problem>();
   const host = relayHostname(domain, settings, withheld);
+  const { issuedSecrets } = reads;
 
-  // Forwarded: every version this domain has a Secret of is revoked, recorded or not (a reconcile may have
-  // issued one and stopped before writing status).
-  const issuedSecrets = inboundMode(domain) === "Forwarded" ? await credentialSecretVersions(cluster, domain) : [];
   for (const declared of declaredCredentials(domain, issuedSecrets)) {
     const { version } = declared;
-    const secretName = declared.secretRef?.name ?? credentialSecretName(domain, version);
-    const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, secretName);
+    const secretName = declaredSecretName(domain, declared);
+    const secret = reads.secrets.get(secretName);
     const username = decode(secret?.data?.username);
     const password = decode(secret?.data?.password);
     if (declared.secretRef) {
@@ -172,27 +228,14 @@ export async function inboundCredentials(
     }
     // A revoked version is never issued (again).
     if (retired.has(version) || declared.state === "Revoked") continue;
-    const fresh = newCredential(domain, version);
-    const issue = credentialSecret(domain, version, fresh, clientSnippets(domain.spec.domain, host, fresh.username, fresh.password, caPem));
-    // Created, never applied over: if another writer (a second replica in a
-    // hand-over) issued it first, this fails with 409 and the reconcile reads
-    // theirs. An empty Secret of ours that was never recorded is filled in place.
-    if (secret) await cluster.applyIfUnchanged(issue, secret.metadata!.resourceVersion!);
-    else await cluster.create(issue);
-    await recordEvent(
-      cluster,
-      involved(domain),
-      "Normal",
-      "CredentialIssued",
-      `inbound credential version ${version} issued into Secret ${secretName}`,
-    );
-    issued.set(version, {
+    // Created, never applied over (issueCredential): if another writer (a second replica in a hand-over)
+    // issued it first, the create fails with 409 and the next gather reads theirs.
+    toIssue.push({
       version,
       secretName,
-      ...fresh,
-      passwordSha256: passwordDigest(fresh.password),
-      createdAt: rfc3339(now),
-      userSupplied: false,
+      host,
+      ...(secret ? { resourceVersion: secret.metadata!.resourceVersion! } : {}),
+      ...(caPem !== undefined ? { caPem } : {}),
     });
   }
 
@@ -210,17 +253,19 @@ export async function inboundCredentials(
     }
     if (p.state !== "Active") retired.add(p.version);
   }
+  let first: Problem | undefined;
   if (inboundMode(domain) === "Authenticated" && !plan.some((p) => p.state === "Active")) {
-    problems.unshift({
+    first = {
       condition: "CredentialsIssued",
       reason: "NoActiveCredential",
       message:
         "every credential version is revoked or expired, so nothing can arrive authenticated: add a version with the next unused number to spec.inbound.credentials",
-    });
+    };
   }
 
   // The Secrets that still hold what was issued: snippets follow the host name
   // and CA; a retired version's Secret carries its revocation.
+  const refresh: WriteIfUnchanged[] = [];
   for (const { version, secret, username, password } of intact) {
     const revokedAt = retired.has(version) ? (secret.metadata?.annotations?.[revokedAtAnnotation] ?? rfc3339(now)) : undefined;
     const snippets = clientSnippets(domain.spec.domain, host, username, password, caPem);
@@ -229,22 +274,44 @@ export async function inboundCredentials(
       (!caPem && secret.data?.["ca.crt"] !== undefined) ||
       secret.metadata?.annotations?.[revokedAtAnnotation] !== revokedAt;
     if (stale)
-      await cluster.applyIfUnchanged(
-        credentialSecret(domain, version, { username, password }, snippets, revokedAt),
-        secret.metadata!.resourceVersion!,
-      );
+      refresh.push({
+        object: credentialSecret(domain, version, { username, password }, snippets, revokedAt),
+        resourceVersion: secret.metadata!.resourceVersion!,
+      });
   }
+  const events: PlannedCredentials["events"] = [];
   for (const version of retired) {
     if (!previouslyRetired.has(version) && issued.has(version)) {
       const why = inboundMode(domain) === "Forwarded" ? "revoked by the switch to inbound mode Forwarded" : "revoked or expired";
-      await recordEvent(
-        cluster,
-        involved(domain),
-        "Normal",
-        "CredentialRevoked",
-        `inbound credential version ${version} is ${why}: the relay refuses it from now on, and it is never made Active again`,
-      );
+      events.push({
+        type: "Normal",
+        reason: "CredentialRevoked",
+        message: `inbound credential version ${version} is ${why}: the relay refuses it from now on, and it is never made Active again`,
+      });
     }
   }
-  return { issued, plan, retired };
+  return { issued, plan, retired, problems, issue: toIssue, refresh, events, ...(first ? { first } : {}) };
+}
+
+/**
+ * Issues what planInboundCredentials decided: a new username and password into the version's Secret,
+ * created (or an empty one of ours filled if unchanged since read), never applied over, and says so.
+ */
+export async function issueCredential(cluster: Cluster, domain: SmtpDomain, issue: CredentialIssue): Promise<void> {
+  const fresh = newCredential(domain, issue.version);
+  const object = credentialSecret(
+    domain,
+    issue.version,
+    fresh,
+    clientSnippets(domain.spec.domain, issue.host, fresh.username, fresh.password, issue.caPem),
+  );
+  if (issue.resourceVersion) await cluster.applyIfUnchanged(object, issue.resourceVersion);
+  else await cluster.create(object);
+  await recordEvent(
+    cluster,
+    involved(domain),
+    "Normal",
+    "CredentialIssued",
+    `inbound credential version ${issue.version} issued into Secret ${issue.secretName}`,
+  );
 }

@@ -1,7 +1,8 @@
 // What one SmtpDomain should become, decided from a snapshot of what was read:
 // the objects to apply, the Events to record and the status to write. Pure:
-// reconcile.ts gathers the snapshot and applies the plan, and every rule here
-// is unit-tested with plain objects (test/unit/domain-plan.test.ts).
+// reconcile.ts gathers what is, snapshot.ts makes the snapshot of it (or says
+// what to issue first), reconcile.ts applies the plan; every rule here is
+// unit-tested with plain objects (test/unit/domain-plan.test.ts).
 import type { SmtpDomain, SmtpDomainStatus } from "../../crds/schema.js";
 import type { Verdict } from "../address/rules.js";
 import { mergeConditions, rfc3339, type DesiredCondition } from "../conditions.js";
@@ -47,7 +48,7 @@ export interface CredentialsState {
   retired: ReadonlySet<number>;
 }
 
-/** What was read (and, for generated secrets, ensured) for one served SmtpDomain. */
+/** What the planner decides from for one served SmtpDomain, made from what was read (snapshot.ts). */
 export interface DomainSnapshot {
   domain: SmtpDomain;
   /** The served support addresses of this domain, lowercase. */
@@ -120,6 +121,11 @@ export function relayObjects(
     relayNetworkPolicy(domain, settings),
     relayDisruptionBudget(domain),
   ].filter((o): o is KubeObject => o !== undefined);
+}
+
+/** The relay objects a domain has, by kind and name (rendered with nothing issued: only which objects there are is used). */
+export function relayObjectRefs(domain: SmtpDomain, settings: OperatorSettings): KubeObject[] {
+  return relayObjects({ domain, credentials: { plan: [], issued: new Map(), retired: new Set() }, addresses: [] }, settings);
 }
 
 /** A domain the rules do not serve (another account claimed it first, or over a limit): no credentials, no relay. */

@@ -3,7 +3,8 @@
 // again when the CA changes; a referenced Secret judged (names, expiry) and
 // followed when it is replaced; the CA handed to the customer's server; a
 // host name outside the installation's allowed suffixes refused, and the CA
-// name-constrained to what it may vouch for. The CA's rotation: ca-rotation.test.ts.
+// name-constrained to what it may vouch for. The CA's rotation: ca-rotation.test.ts. Each reason a
+// certificate is judged with is unit-tested from plain objects (test/unit/domain-reconcile-plan.test.ts).
 import assert from "node:assert/strict";
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { after, before, describe, test } from "node:test";
@@ -218,24 +219,6 @@ describe("relay TLS certificates", () => {
     const cert = new X509Certificate(text(await relayTls(namespace), "tls.crt"));
     assert.equal(cert.checkHost("mail.google.com"), undefined);
     assert.equal(cert.checkHost("relay.helpdesk.example.net"), "relay.helpdesk.example.net");
-  });
-
-  test("a referenced (cert-manager) Secret for a name outside the allowed suffixes is refused the same way", async (t) => {
-    const namespace = await freshNamespace(t, "cert");
-    const now = Date.now();
-    await applyManifests(tlsSecret(namespace, ["relay.other-tenant.example"], new Date(now - 86_400_000), new Date(now + 30 * 86_400_000)));
-    await applyManifests(
-      domainManifest(namespace, { hostnames: ["relay.other-tenant.example"], tls: { secretName: "cert-manager-relay" } }),
-    );
-    const domain = await eventually("HostnameNotAllowed", async () => {
-      const d = await getDomain(namespace);
-      return condition(d, "CertificateReady")?.reason === "HostnameNotAllowed" ? d : undefined;
-    });
-    assert.match(
-      condition(domain, "CertificateReady")!.message,
-      /relay\.other-tenant\.example is not under .*the domain is not made Ready with them/,
-    );
-    assert.equal(condition(domain, "Ready")?.reason, "HostnameNotAllowed");
   });
 
   test("a referenced Secret is judged against the host names and its expiry, and followed when replaced", async (t) => {

@@ -10,14 +10,33 @@ import type { SupportAddress } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl, readSupportAddress } from "../support/kube.js";
+import {
+  applyManifests,
+  conditionOf,
+  connect,
+  eventually,
+  freshNamespace,
+  kubectl,
+  readSmtpDomain,
+  readSupportAddress,
+  secretText,
+} from "../support/kube.js";
+import { parseConfig } from "../../relay/contract/config-parser.js";
+import { tlsSecretManifest } from "../support/mail.js";
 
 const crd = "crd/supportaddresses.smtpconnector.dev";
+const domainCrd = "crd/smtpdomains.smtpconnector.dev";
 const specSchema = "/spec/versions/0/schema/openAPIV3Schema/properties/spec";
 
-async function patchSpecSchema(value: unknown): Promise<void> {
-  const patched = await kubectl(["patch", crd, "--type=json", "-p", JSON.stringify([{ op: "replace", path: specSchema, value }])]);
+async function patchSpecSchema(value: unknown, of = crd): Promise<void> {
+  const patched = await kubectl(["patch", of, "--type=json", "-p", JSON.stringify([{ op: "replace", path: specSchema, value }])]);
   assert.equal(patched.code, 0, patched.stderr);
+}
+
+async function specSchemaOf(of: string): Promise<unknown> {
+  const read = await kubectl(["get", of, "-o", "json"]);
+  return (JSON.parse(read.stdout) as { spec: { versions: { schema: { openAPIV3Schema: { properties: { spec: unknown } } } }[] } }).spec
+    .versions[0]!.schema.openAPIV3Schema.properties.spec;
 }
 
 describe("an object that does not match the operator's schema", () => {
@@ -28,9 +47,7 @@ describe("an object that does not match the operator's schema", () => {
   before(async () => {
     await installCRDs();
     custom = (await connect()).config.makeApiClient(k8s.CustomObjectsApi);
-    const read = await kubectl(["get", crd, "-o", "json"]);
-    original = (JSON.parse(read.stdout) as { spec: { versions: { schema: { openAPIV3Schema: { properties: { spec: unknown } } } }[] } })
-      .spec.versions[0]!.schema.openAPIV3Schema.properties.spec;
+    original = await specSchemaOf(crd);
     await patchSpecSchema({ type: "object", "x-kubernetes-preserve-unknown-fields": true });
     controller = await startTestController();
   });
@@ -108,5 +125,86 @@ describe("an object that does not match the operator's schema", () => {
       return condition(a, "Ready")?.reason !== "InvalidObject" && condition(a, "Ready") ? a : undefined;
     });
     assert.notEqual(condition(fixed, "Stalled")?.reason, "InvalidObject");
+  });
+});
+
+describe("an SmtpDomain that stops matching the operator's schema", () => {
+  let controller: Controller;
+  let custom: k8s.CustomObjectsApi;
+  let original: unknown;
+
+  before(async () => {
+    await installCRDs();
+    const cluster = await connect();
+    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    original = await specSchemaOf(domainCrd);
+    controller = await startTestController();
+  });
+  after(async () => {
+    await controller.stop();
+    await patchSpecSchema(original, domainCrd);
+  });
+
+  test("is deleted when the user deletes it: its credentials revoked in the relay config, then its finalizer goes", async (t) => {
+    const namespace = await freshNamespace(t, "invalid-domain");
+    const { core } = await connect();
+    await applyManifests(await tlsSecretManifest(namespace));
+    // Valid first (the CRD's own schema and defaults): connected, so it carries the finalizer and owns a relay config.
+    await applyManifests({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SmtpDomain",
+      metadata: { name: "example-com", namespace },
+      spec: {
+        domain: "example.com",
+        inbound: { credentials: [{ version: 1 }], delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
+        relay: { replicas: 1, tls: { secretName: "relay-tls" } },
+      },
+    });
+    const configExists = async () =>
+      (await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }).then(
+        () => true,
+        () => false,
+      )) || undefined;
+    await eventually("the relay config", configExists);
+    assert.equal(
+      parseConfig(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml")).domains[0]
+        ?.credentials[0]?.state,
+      "Active",
+    );
+    assert.ok((await readSmtpDomain(custom, namespace)).metadata.finalizers?.includes("smtpconnector.dev/disconnect"));
+
+    // Then broken under a loosened CRD.
+    await patchSpecSchema({ type: "object", "x-kubernetes-preserve-unknown-fields": true }, domainCrd);
+    await eventually("the loosened CRD to admit an invalid spec", async () => {
+      const patched = await kubectl([
+        "-n",
+        namespace,
+        "patch",
+        "smtpdomain",
+        "example-com",
+        "--type=merge",
+        "-p",
+        '{"spec":{"domain":42}}',
+      ]);
+      return patched.code === 0 ? true : undefined;
+    });
+    await eventually("Ready=False InvalidObject", async () =>
+      conditionOf(await readSmtpDomain(custom, namespace), "Ready")?.reason === "InvalidObject" ? true : undefined,
+    );
+
+    const deleted = await kubectl(["-n", namespace, "delete", "smtpdomain", "example-com", "--wait=false"]);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    await eventually("the SmtpDomain gone (its finalizer removed)", async () =>
+      (await readSmtpDomain(custom, namespace).catch(() => undefined)) ? undefined : true,
+    );
+    // Its relay refuses every credential from then on; the garbage collector removes the config in its own time.
+    const config = await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }).catch(() => undefined);
+    if (config) {
+      const relay = parseConfig(secretText(config, "relay.yaml"));
+      assert.deepEqual(
+        relay.domains.flatMap((d) => d.credentials.map((c) => c.state)),
+        ["Revoked"],
+      );
+    }
   });
 });

@@ -1,7 +1,8 @@
 // The SmtpDomain reconciler against the real API server: credentials issued
 // into versioned Secrets, the relay config (checked with the relay's own
 // loader: the contract), the relay objects, status, rotation, drift repair,
-// conflicts, zero writes at steady state, and garbage collection.
+// conflicts, zero writes at steady state, and garbage collection. Every
+// condition reason is unit-tested from plain objects (test/unit/domain-reconcile-plan.test.ts).
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
@@ -756,17 +757,6 @@ describe("SmtpDomain reconciler", () => {
     const theirs = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     assert.equal(secretText(theirs, "username"), "theirs");
     assert.equal(theirs.metadata?.ownerReferences, undefined);
-  });
-
-  test("a missing TLS Secret is reported with what to do", async (t) => {
-    const namespace = await freshNamespace(t, "op");
-    await applyManifests(domainManifest(namespace));
-    const domain = await eventually("CertificateReady=False SecretNotFound", async () => {
-      const d = await getDomain(namespace);
-      return condition(d, "CertificateReady")?.reason === "SecretNotFound" ? d : undefined;
-    });
-    assert.match(condition(domain, "CertificateReady")!.message, /relay-tls does not exist: create a kubernetes\.io\/tls Secret/);
-    assert.equal(condition(domain, "Ready")?.reason, "SecretNotFound");
   });
 
   test("deleting the domain revokes every credential in the relay first, then everything it owns goes, and nothing else", async (t) => {

@@ -1,7 +1,9 @@
 // The SmtpDomain planner (operator/domain/plan.ts) with plain objects: every
 // condition reason it sets, the objects it applies, the Events it records and
 // when it looks again. What only an API server can show (ownership, 409s,
-// garbage collection) stays in test/apiserver/operator-domain.test.ts.
+// garbage collection) stays in test/apiserver/operator-domain.test.ts; each
+// reason from what was read (Secrets, certificates, DNS answers) is in
+// test/unit/domain-reconcile-plan.test.ts, which checks the list is complete.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { SmtpDomain } from "../../crds/schema.js";
