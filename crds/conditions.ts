@@ -235,10 +235,6 @@ export const reasons = {
     conditions: ["CertificateReady", "Stalled", "Ready"],
     meaning: "The operator's CA Secret is malformed; delete it to have a new CA issued (relay certificates are then reissued).",
   },
-  RelayUnavailable: {
-    conditions: ["RelayAvailable", "Ready"],
-    meaning: "No relay replica is available; see the Deployment's events and the relay's logs.",
-  },
   SystemDomain: {
     conditions: ["Stalled", "Ready"],
     meaning:

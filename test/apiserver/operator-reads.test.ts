@@ -9,7 +9,9 @@ import type { Controller } from "../../operator/controller.js";
 import { apiRequests } from "../../operator/kube/access.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
+import { markDeploymentAvailable } from "../support/deployment-runner.js";
 import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { smtpDomainManifest, supportAddressManifest } from "../support/manifests.js";
 
 const gets = () => apiRequests.get("GET") ?? 0;
 
@@ -29,43 +31,14 @@ describe("reads at steady state", () => {
       namespace,
       body: { metadata: { name: "outbound" }, stringData: { username: "support@example.com", password: "x" } },
     });
-    await applyManifests({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SmtpDomain",
-      metadata: { name: "example-com", namespace },
-      spec: {
-        domain: "example.com",
-        inbound: { credentials: [{ version: 1 }], delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
-      },
-    });
-    await applyManifests({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SupportAddress",
-      metadata: { name: "support", namespace },
-      spec: {
-        address: "support@example.com",
-        domainRef: { name: "example-com" },
-        outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } },
-      },
-    });
+    await applyManifests(smtpDomainManifest(namespace, { credentials: [{ version: 1 }] }));
+    await applyManifests(supportAddressManifest(namespace, { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } }));
     // The relay runs (there is no node here: its status is written as the Deployment controller would).
     const generation = await eventually("the relay Deployment", async () => {
       const d = await kubectl(["-n", namespace, "get", "deployment", "example-com-relay", "-o", "jsonpath={.metadata.generation}"]);
       return d.code === 0 && d.stdout ? Number(d.stdout) : undefined;
     });
-    const status = { observedGeneration: generation, replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1 };
-    const patched = await kubectl([
-      "-n",
-      namespace,
-      "patch",
-      "deployment",
-      "example-com-relay",
-      "--subresource=status",
-      "--type=merge",
-      "-p",
-      JSON.stringify({ status }),
-    ]);
-    assert.equal(patched.code, 0, patched.stderr);
+    await markDeploymentAvailable(namespace, "example-com-relay", 1, generation);
     await eventually("RelayAvailable=True", async () => {
       const d = await kubectl([
         "-n",

@@ -450,14 +450,12 @@ describe("the domain reconcile's plan from what was read", () => {
     test("every reason crds/conditions.ts gives an SmtpDomain condition was set by a case above", () => {
       // Set outside the planner: by the controller (a failed reconcile, an invalid object) and the finalizer.
       const elsewhere = new Set(["ReconcileFailed", "InvalidObject", "Disconnecting"]);
-      // Documented, but no code sets it (RelayAvailable False is Progressing while no replica is available).
-      const unused = new Set(["RelayUnavailable"]);
       const ownTypes = Object.keys(smtpDomainConditions).filter((t) => !["Ready", "Reconciling", "Stalled"].includes(t));
       const expected = Object.entries(allReasons)
         .filter(([, r]) => r.conditions.some((c) => ownTypes.includes(c)))
         .map(([name]) => name)
         .concat("Ready", "Progressing", "ModeChanging", "SystemDomain", "DomainConflict", "LimitExceeded")
-        .filter((r) => !elsewhere.has(r) && !unused.has(r));
+        .filter((r) => !elsewhere.has(r));
       assert.deepEqual([...new Set(expected)].filter((r) => !seen.has(r)).sort(), [], "reasons no case set");
       assert.deepEqual([...seen].filter((r) => !(r in allReasons)).sort(), [], "reasons set that crds/conditions.ts does not list");
     });
