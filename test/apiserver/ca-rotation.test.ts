@@ -13,7 +13,6 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
-import type { SmtpDomain } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { certificateAuthority, type CertificateAuthority } from "../../operator/domain/certificate.js";
 import { clusterAccess } from "../../operator/kube/access.js";
@@ -23,7 +22,8 @@ import { rotateAnnotation } from "../../operator/tls/ca-rotation.js";
 import { installCRDs } from "../support/crds.js";
 import { tempDir } from "../support/mail.js";
 import { operatorKubeconfig, operatorNamespace, startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, connect, eventually, freshNamespace, kubectl, readSmtpDomain } from "../support/kube.js";
+import { smtpDomainManifest } from "../support/manifests.js";
 
 const caSecret = { namespace: operatorNamespace, name: `test-rotation-ca-${process.pid}` };
 // Relay certificates live 30 s (renewed 10 s ahead); a new CA is announced 40 s before it signs.
@@ -73,14 +73,7 @@ describe("CA rotation in two phases", () => {
     await core.deleteNamespacedSecret(caSecret).catch(() => undefined);
   });
 
-  const getDomain = async (namespace: string) =>
-    (await custom.getNamespacedCustomObject({
-      group: "smtpconnector.dev",
-      version: "v1alpha1",
-      namespace,
-      plural: "smtpdomains",
-      name: "example-com",
-    })) as SmtpDomain;
+  const getDomain = (namespace: string) => readSmtpDomain(custom, namespace);
   const relayTls = (namespace: string) => core.readNamespacedSecret({ namespace, name: "example-com-relay-tls" });
   const credentials = (namespace: string) => core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
   const events = async (namespace: string, selector: string) =>
@@ -88,16 +81,7 @@ describe("CA rotation in two phases", () => {
 
   test("announced first, the current CA signing; after the notice the new CA signs; the old one trusted until its leaves expire; a restart in between resumes", async (t) => {
     const namespace = await freshNamespace(t, "rotation");
-    await applyManifests({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SmtpDomain",
-      metadata: { name: "example-com", namespace },
-      spec: {
-        domain: "example.com",
-        inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
-        relay: { replicas: 1, hostnames: ["relay.helpdesk.example.net"] },
-      },
-    });
+    await applyManifests(smtpDomainManifest(namespace, { relay: { hostnames: ["relay.helpdesk.example.net"] } }));
     const first = await eventually("a relay certificate", () => relayTls(namespace));
     const oldCa = text(await core.readNamespacedSecret(caSecret), "tls.crt");
     assert.ok(issuedBy(text(first, "tls.crt"), oldCa));

@@ -13,22 +13,12 @@ import type { SmtpDomain } from "../../crds/schema.js";
 import { issueCertificate, readNameConstraints } from "../../operator/tls/x509.js";
 import { gitopsVerdicts } from "../support/gitops.js";
 import { operatorNamespace, startControllerWithCA } from "../support/operator-rbac.js";
-import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, eventually, freshNamespace, kubectl, readSmtpDomain } from "../support/kube.js";
+import { smtpDomainManifest } from "../support/manifests.js";
 
 const caSecret = { namespace: operatorNamespace, name: `test-ca-${process.pid}` };
 
-function domainManifest(namespace: string, relay: object) {
-  return {
-    apiVersion: "smtpconnector.dev/v1alpha1",
-    kind: "SmtpDomain",
-    metadata: { name: "example-com", namespace },
-    spec: {
-      domain: "example.com",
-      inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
-      relay: { replicas: 1, ...relay },
-    },
-  };
-}
+const domainManifest = (namespace: string, relay: object) => smtpDomainManifest(namespace, { relay });
 
 /** A kubernetes.io/tls Secret with a self-signed certificate for `names`, valid over [from, to]. */
 function tlsSecret(namespace: string, names: string[], from: Date, to: Date) {
@@ -61,14 +51,7 @@ describe("relay TLS certificates", () => {
   });
   after(() => stop());
 
-  const getDomain = async (namespace: string) =>
-    (await custom.getNamespacedCustomObject({
-      group: "smtpconnector.dev",
-      version: "v1alpha1",
-      namespace,
-      plural: "smtpdomains",
-      name: "example-com",
-    })) as SmtpDomain;
+  const getDomain = (namespace: string) => readSmtpDomain(custom, namespace);
   const condition = (d: SmtpDomain, type: string) => d.status?.conditions?.find((c) => c.type === type);
   const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
   const relayTls = (namespace: string) => core.readNamespacedSecret({ namespace, name: "example-com-relay-tls" });

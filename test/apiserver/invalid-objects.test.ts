@@ -23,6 +23,7 @@ import {
 } from "../support/kube.js";
 import { parseConfig } from "../../relay/contract/config-parser.js";
 import { tlsSecretManifest } from "../support/mail.js";
+import { smtpDomainManifest } from "../support/manifests.js";
 
 const crd = "crd/supportaddresses.smtpconnector.dev";
 const domainCrd = "crd/smtpdomains.smtpconnector.dev";
@@ -150,16 +151,7 @@ describe("an SmtpDomain that stops matching the operator's schema", () => {
     const { core } = await connect();
     await applyManifests(await tlsSecretManifest(namespace));
     // Valid first (the CRD's own schema and defaults): connected, so it carries the finalizer and owns a relay config.
-    await applyManifests({
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SmtpDomain",
-      metadata: { name: "example-com", namespace },
-      spec: {
-        domain: "example.com",
-        inbound: { credentials: [{ version: 1 }], delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
-        relay: { replicas: 1, tls: { secretName: "relay-tls" } },
-      },
-    });
+    await applyManifests(smtpDomainManifest(namespace, { credentials: [{ version: 1 }], relay: { tls: { secretName: "relay-tls" } } }));
     const configExists = async () =>
       (await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }).then(
         () => true,
