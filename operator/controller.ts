@@ -47,7 +47,7 @@ export interface ControllerOptions {
   namespaces?: readonly string[];
   /** Objects per list page (default 500). */
   pageSize?: number;
-  onReconcile?: (kind: "SmtpDomain" | "SupportAddress", result: "Success" | "Conflict" | "Error", seconds: number) => void;
+  onReconcile?: (kind: "SmtpDomain" | "SupportAddress", result: "Success" | "Conflict" | "Throttled" | "Error", seconds: number) => void;
 }
 
 export class Controller {
@@ -491,6 +491,14 @@ export class Controller {
         });
         this.options.onReconcile?.(label, "Conflict", Number(process.hrtime.bigint() - started) / 1e9);
         return { requeueAfterMs: 50 + Math.floor(Math.random() * 200) };
+      }
+      if (error instanceof ApiError && error.code === 429) {
+        // The API server's flow control asks clients to slow down (a cold start among thousands of objects):
+        // nothing is wrong with the resource, so nothing is written on it (a ReconcileFailed status would be
+        // one more write, and another to take it back). Again shortly, spread out.
+        this.options.log.info("the API server asked to slow down (429); reconciling again shortly", { kind: label, namespace, name });
+        this.options.onReconcile?.(label, "Throttled", Number(process.hrtime.bigint() - started) / 1e9);
+        return { requeueAfterMs: 1_000 + Math.floor(Math.random() * 1_000) };
       }
       this.options.onReconcile?.(label, "Error", Number(process.hrtime.bigint() - started) / 1e9);
       await this.reportFailure(kind, namespace, name, error).catch((reportError: unknown) =>
