@@ -87,6 +87,8 @@ export class Controller {
   private readonly credentialUse = new TimedCache<Map<number, string>>();
   /** DNS answers and the CA, for this Controller's domain reconciles only. */
   private readonly domainCaches = domainCaches();
+  /** Keys whose reconciles the API server answered 429 in a row, and how many times. */
+  private readonly throttled = new Map<string, number>();
   /** Lockouts the relays report, each told once as a Warning Event. */
   private readonly lockouts = new LockoutAnnouncer();
 
@@ -162,7 +164,7 @@ export class Controller {
       ...(namespaces ? { namespaces } : {}),
       log,
       onChange: (s, event) => {
-        if (event === "delete") this.ownReads.forgetSecret(s.metadata?.namespace ?? "", s.metadata?.name ?? "");
+        if (event !== "add") this.ownReads.forgetSecret(s.metadata?.namespace ?? "", s.metadata?.name ?? "");
         this.secretChanged(s);
       },
       onRelist: relisted,
@@ -216,7 +218,15 @@ export class Controller {
     this.cluster.reads = this.ownReads = new OwnObjectReads({
       informers: owned,
       secretVersion: (namespace, name) => this.secrets.resourceVersion(namespace, name),
-      isDomain: (namespace, name, uid) => this.domains.get(name, namespace)?.metadata?.uid === uid,
+      isOwnSecret: (namespace, domainName, uid, secret) => {
+        const domain = this.domains.get(domainName, namespace);
+        if (domain?.metadata?.uid !== uid) return false;
+        return (
+          secret === names(domain).config ||
+          secret === `${domainName}-relay-tls` ||
+          (secret.startsWith(`${domainName}-inbound-v`) && /^[0-9]+$/.test(secret.slice(`${domainName}-inbound-v`.length)))
+        );
+      },
       ownLabels: managedByLabel,
     });
   }
@@ -472,6 +482,7 @@ export class Controller {
         : kind === "domain"
           ? await this.reconcileDomain(namespace, name)
           : await this.reconcileAddress(namespace, name);
+      this.throttled.delete(key);
       this.options.onReconcile?.(label, "Success", Number(process.hrtime.bigint() - started) / 1e9);
       return result;
     } catch (error) {
@@ -492,14 +503,23 @@ export class Controller {
         this.options.onReconcile?.(label, "Conflict", Number(process.hrtime.bigint() - started) / 1e9);
         return { requeueAfterMs: 50 + Math.floor(Math.random() * 200) };
       }
-      if (error instanceof ApiError && error.code === 429) {
+      const throttled = error instanceof ApiError && error.code === 429 ? (this.throttled.get(key) ?? 0) + 1 : 0;
+      if (throttled > 0 && throttled <= maxThrottledRetries) {
         // The API server's flow control asks clients to slow down (a cold start among thousands of objects):
         // nothing is wrong with the resource, so nothing is written on it (a ReconcileFailed status would be
-        // one more write, and another to take it back). Again shortly, spread out.
-        this.options.log.info("the API server asked to slow down (429); reconciling again shortly", { kind: label, namespace, name });
+        // one more write, and another to take it back). Again later, backing off, spread out. Past a few tries
+        // it is reported as any failure: a 429 that does not pass (an admission webhook's) must be seen.
+        this.throttled.set(key, throttled);
+        this.options.log.info("the API server asked to slow down (429); reconciling again later", {
+          kind: label,
+          namespace,
+          name,
+          throttled,
+        });
         this.options.onReconcile?.(label, "Throttled", Number(process.hrtime.bigint() - started) / 1e9);
-        return { requeueAfterMs: 1_000 + Math.floor(Math.random() * 1_000) };
+        return { requeueAfterMs: 1_000 * 2 ** (throttled - 1) + Math.floor(Math.random() * 1_000) };
       }
+      this.throttled.delete(key);
       this.options.onReconcile?.(label, "Error", Number(process.hrtime.bigint() - started) / 1e9);
       await this.reportFailure(kind, namespace, name, error).catch((reportError: unknown) =>
         this.options.log.warn("could not report the failure on the resource", {
@@ -690,6 +710,9 @@ export class Controller {
 
 /** A Secret's name and the keys the operator reads of it, each with the most bytes it keeps. */
 type NamedSecret = [name: string, keys: Record<string, number>];
+
+/** 429s in a row before a reconcile's failure is reported on the resource: 1 + 2 + 4 + 8 + 16 s of backing off. */
+const maxThrottledRetries = 5;
 
 const login = { username: maxSecretValueBytes, password: maxSecretValueBytes };
 

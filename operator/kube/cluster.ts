@@ -30,6 +30,7 @@ export class Cluster {
    */
   async apply(object: KubeObject): Promise<void> {
     this.record(`${object.kind} ${object.metadata.namespace}/${object.metadata.name}`);
+    this.reads?.written(object.apiVersion, object.kind, object.metadata.namespace, object.metadata.name);
     const path = `${objectPath(object.apiVersion, object.kind, object.metadata.namespace)}/${encodeURIComponent(object.metadata.name)}`;
     await this.request("PATCH", `${path}?fieldManager=${fieldManager}&force=true`, object);
   }
@@ -41,6 +42,7 @@ export class Cluster {
    */
   async create(object: KubeObject): Promise<void> {
     this.record(`${object.kind} ${object.metadata.namespace}/${object.metadata.name}`);
+    this.reads?.written(object.apiVersion, object.kind, object.metadata.namespace, object.metadata.name);
     await this.request(
       "POST",
       `${objectPath(object.apiVersion, object.kind, object.metadata.namespace)}?fieldManager=${fieldManager}`,

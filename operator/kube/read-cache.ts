@@ -18,6 +18,8 @@ import type * as k8s from "@kubernetes/client-node";
 export interface ReadCache {
   /** The object as cached (the caller's own copy), or undefined: read it from the API server. */
   lookup(apiVersion: string, kind: string, namespace: string, name: string): k8s.KubernetesObject | undefined;
+  /** The operator writes this object (apply or create). */
+  written(apiVersion: string, kind: string, namespace: string, name: string): void;
   /** What the API server answered to a read by name (undefined: 404). */
   remember(apiVersion: string, kind: string, namespace: string, name: string, object: k8s.KubernetesObject | undefined): void;
 }
@@ -31,8 +33,12 @@ export interface OwnObjectReadsOptions {
   informers: ReadonlyMap<string, ObjectSource>;
   /** The resourceVersion of a Secret as the metadata watch sees it now; undefined when it sees none. */
   secretVersion: (namespace: string, name: string) => string | undefined;
-  /** Whether the domain of this name in the namespace has this uid. */
-  isDomain: (namespace: string, name: string, uid: string) => boolean;
+  /**
+   * Whether `secret` is a name the operator itself gives a Secret of the domain `domain` (with this uid) in
+   * the namespace: its relay config, certificate and credential versions. A tenant can forge a label and an
+   * owner reference, not make the operator hold other names through this cache.
+   */
+  isOwnSecret: (namespace: string, domain: string, uid: string, secret: string) => boolean;
   /** Labels every object the operator makes carries. */
   ownLabels: Readonly<Record<string, string>>;
 }
@@ -73,7 +79,12 @@ export class OwnObjectReads implements ReadCache {
     } else this.secrets.delete(key);
   }
 
-  /** A Secret the metadata watch saw go. */
+  /** The operator writes this object: a copy held from before must not pass for current until the watch shows the write. */
+  written(apiVersion: string, kind: string, namespace: string, name: string): void {
+    if (apiVersion === "v1" && kind === "Secret") this.forgetSecret(namespace, name);
+  }
+
+  /** A Secret the metadata watch saw change or go. */
   forgetSecret(namespace: string, name: string): void {
     this.secrets.delete(`${namespace}/${name}`);
   }
@@ -86,8 +97,8 @@ export class OwnObjectReads implements ReadCache {
   private isOwn(namespace: string, secret: k8s.V1Secret): boolean {
     const labels = secret.metadata?.labels ?? {};
     if (!Object.entries(this.options.ownLabels).every(([k, v]) => labels[k] === v)) return false;
-    if (!(secret.metadata?.ownerReferences ?? []).some((o) => o.kind === "SmtpDomain" && this.options.isDomain(namespace, o.name, o.uid)))
-      return false;
+    const owner = (secret.metadata?.ownerReferences ?? []).find((o) => o.kind === "SmtpDomain" && o.controller === true);
+    if (!owner || !this.options.isOwnSecret(namespace, owner.name, owner.uid, secret.metadata?.name ?? "")) return false;
     let bytes = 0;
     for (const value of Object.values(secret.data ?? {})) bytes += value.length;
     for (const value of Object.values(secret.metadata?.annotations ?? {})) bytes += value.length;
