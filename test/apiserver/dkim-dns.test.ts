@@ -10,6 +10,7 @@ import { startDns, type TestDns } from "../support/dns.js";
 import { e2eClients, type Clients } from "../support/e2e.js";
 import { applyManifests, eventually, freshNamespace, readSmtpDomain } from "../support/kube.js";
 import { tlsSecretManifest } from "../support/mail.js";
+import { smtpDomainManifest } from "../support/manifests.js";
 import { startTestController } from "../support/operator-rbac.js";
 
 describe("DKIM record check in DNS", () => {
@@ -28,17 +29,10 @@ describe("DKIM record check in DNS", () => {
 
   test("missing, then another key, then the right record: each with its reason, and signing only at the end", async (t) => {
     const namespace = await freshNamespace(t, "dkim");
-    await applyManifests(await tlsSecretManifest(namespace), {
-      apiVersion: "smtpconnector.dev/v1alpha1",
-      kind: "SmtpDomain",
-      metadata: { name: "example-com", namespace },
-      spec: {
-        domain: "example.com",
-        inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
-        dkim: { keys: [{ selector: "dns1" }] },
-        relay: { replicas: 1, tls: { secretName: "relay-tls" } },
-      },
-    });
+    await applyManifests(
+      await tlsSecretManifest(namespace),
+      smtpDomainManifest(namespace, { dkim: { keys: [{ selector: "dns1" }] }, relay: { tls: { secretName: "relay-tls" } } }),
+    );
     const domain = async () => await readSmtpDomain(clients.custom, namespace, "example-com");
     const dkimCondition = async () => (await domain()).status?.conditions?.find((c) => c.type === "DKIMRecordPublished");
     const signing = async () => {

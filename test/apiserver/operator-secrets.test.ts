@@ -12,7 +12,7 @@ import type { Controller } from "../../operator/controller.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
 import { applyManifests, connect, eventually, freshNamespace, kubectl, readSupportAddress } from "../support/kube.js";
-import { smtpDomainManifest, supportAddressManifest } from "../support/manifests.js";
+import { loginSecretManifest, smtpDomainManifest, supportAddressManifest } from "../support/manifests.js";
 
 const pageSize = 10;
 const unrelatedCount = 40;
@@ -238,34 +238,16 @@ describe("the operator's Secret cache", () => {
     // At 10,000 addresses every reconcile walked every named Secret (some 10,000 of them) before anything else.
     const namespace = await freshNamespace(t, "walk");
     const count = 30;
-    const login = (i: number) => ({
-      apiVersion: "v1",
-      kind: "Secret",
-      metadata: { name: `login-${i}`, namespace },
-      stringData: { username: `u${i}`, password: "first" },
-    });
     await applyManifests(
-      {
-        apiVersion: "smtpconnector.dev/v1alpha1",
-        kind: "SmtpDomain",
-        metadata: { name: "example-com", namespace },
-        spec: {
-          domain: "walk.example",
-          inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
-          relay: { replicas: 1 },
-        },
-      },
-      ...Array.from({ length: count }, (_, i) => login(i)),
-      ...Array.from({ length: count }, (_, i) => ({
-        apiVersion: "smtpconnector.dev/v1alpha1",
-        kind: "SupportAddress",
-        metadata: { name: `a${i}`, namespace },
-        spec: {
-          address: `a${i}@walk.example`,
-          domainRef: { name: "example-com" },
-          outbound: { host: "smtp.example.com", credentialsSecretRef: { name: `login-${i}` } },
-        },
-      })),
+      smtpDomainManifest(namespace, { domain: "walk.example" }),
+      ...Array.from({ length: count }, (_, i) => loginSecretManifest(namespace, `login-${i}`, { username: `u${i}`, password: "first" })),
+      ...Array.from({ length: count }, (_, i) =>
+        supportAddressManifest(
+          namespace,
+          { host: "smtp.example.com", credentialsSecretRef: { name: `login-${i}` } },
+          { name: `a${i}`, address: `a${i}@walk.example` },
+        ),
+      ),
     );
     await eventually("every login is held", () =>
       Array.from({ length: count }, (_, i) => controller.secrets.get(`login-${i}`, namespace)).every(Boolean) ? true : undefined,

@@ -11,6 +11,7 @@ import { e2eClients, startOperatorCommand, relayReady, inboundOnlyAddress } from
 import { runDeployment, type RunningDeployment } from "../support/deployment-runner.js";
 import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
 import { startSmtpSink, stopChild, tlsSecretManifest, type SmtpSink } from "../support/mail.js";
+import { smtpDomainManifest } from "../support/manifests.js";
 import { operatorNamespace } from "../support/operator-rbac.js";
 import { RawSmtp } from "../support/relay.js";
 import { relayPorts } from "../../relay/contract/pod.js";
@@ -50,16 +51,7 @@ describe("relay certificates, end to end", () => {
   /** A domain with one address, its relay running from the Deployment; returns its inbound credential. */
   async function connectDomain(namespace: string, relaySpec: object): Promise<{ username: string; password: string }> {
     await applyManifests(
-      {
-        apiVersion: "smtpconnector.dev/v1alpha1",
-        kind: "SmtpDomain",
-        metadata: { name: "example-com", namespace },
-        spec: {
-          domain: "example.com",
-          inbound: { delivery: { smtp: { host: "127.0.0.1", port: sink.port, tls: "None" } } },
-          relay: { replicas: 1, ...relaySpec },
-        },
-      },
+      smtpDomainManifest(namespace, { delivery: { host: "127.0.0.1", port: sink.port }, relay: relaySpec }),
       ...inboundOnlyAddress(namespace),
     );
     const credentials = await eventually(
