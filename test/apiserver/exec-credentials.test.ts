@@ -10,7 +10,7 @@ import { parse, stringify } from "yaml";
 import { clusterAccess, request, watchStream, type ClusterAccess } from "../../operator/kube/access.js";
 import { Cluster } from "../../operator/kube/cluster.js";
 import { tempDir } from "../support/mail.js";
-import { connect, freshNamespace, kubectl, serviceAccountKubeconfig } from "../support/kube.js";
+import { connect, freshNamespace, kubectl, selfSubjectReview, serviceAccountKubeconfig } from "../support/kube.js";
 
 interface KubeconfigDoc {
   clusters: { cluster: { server: string; "certificate-authority-data": string } }[];
@@ -20,16 +20,7 @@ interface KubeconfigDoc {
 const v1 = "client.authentication.k8s.io/v1";
 
 /** The user the API server authenticates the request as. */
-async function whoAmI(access: ClusterAccess): Promise<string> {
-  const response = await request(
-    access,
-    "POST",
-    "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-    JSON.stringify({ apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" }),
-  );
-  assert.equal(response.status, 201, response.body);
-  return (JSON.parse(response.body) as { status: { userInfo: { username: string } } }).status.userInfo.username;
-}
+const whoAmI = async (access: ClusterAccess): Promise<string> => (await selfSubjectReview(access)).username;
 
 describe("exec credential plugins against the API server", () => {
   let admin: KubeconfigDoc;

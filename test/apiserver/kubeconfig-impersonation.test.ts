@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import { parse, stringify } from "yaml";
 import { ApiError, clusterAccess, request, watchStream } from "../../operator/kube/access.js";
-import { connect } from "../support/kube.js";
+import { connect, selfSubjectReview } from "../support/kube.js";
 import { tempDir } from "../support/mail.js";
 
 interface KubeconfigDoc {
@@ -34,18 +34,7 @@ describe("kubeconfig impersonation against the API server", () => {
       "as-groups": ["system:serviceaccounts", "smtpc:testers"],
       "as-user-extra": { "reason/why": ["impersonation test"] },
     });
-    const review = await request(
-      access,
-      "POST",
-      "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-      JSON.stringify({ apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" }),
-    );
-    assert.equal(review.status, 201, review.body);
-    const { userInfo } = (
-      JSON.parse(review.body) as {
-        status: { userInfo: { username: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> } };
-      }
-    ).status;
+    const userInfo = await selfSubjectReview(access);
     assert.equal(userInfo.username, "system:serviceaccount:default:nobody");
     assert.equal(userInfo.uid, "uid-1");
     assert.deepEqual(

@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { stringify } from "yaml";
 import type { Condition, SmtpDomain, SupportAddress } from "../../crds/schema.js";
+import { request, type ClusterAccess } from "../../operator/kube/access.js";
 import { controlPlane } from "./controlplane.js";
 
 const execFileAsync = promisify(execFile);
@@ -149,3 +150,23 @@ export const secretText = (secret: k8s.V1Secret, key: string): string => Buffer.
 /** A Secret, once it exists. */
 export const readSecret = (core: k8s.CoreV1Api, namespace: string, name: string, within = 60_000): Promise<k8s.V1Secret> =>
   eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), within);
+
+/** A user as the API server authenticated it. */
+export interface UserInfo {
+  username: string;
+  uid?: string;
+  groups?: string[];
+  extra?: Record<string, string[]>;
+}
+
+/** Who the API server authenticates requests made with `access` as (a SelfSubjectReview); throws unless it answers 201. */
+export async function selfSubjectReview(access: ClusterAccess): Promise<UserInfo> {
+  const review = await request(
+    access,
+    "POST",
+    "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+    JSON.stringify({ apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" }),
+  );
+  if (review.status !== 201) throw new Error(`SelfSubjectReview answered ${review.status}: ${review.body}`);
+  return (JSON.parse(review.body) as { status: { userInfo: UserInfo } }).status.userInfo;
+}
