@@ -5,21 +5,21 @@
 // wrong, act on nothing of it, and carry on with everything else.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import * as k8s from "@kubernetes/client-node";
-import type { SupportAddress } from "../../crds/schema.js";
+import type * as k8s from "@kubernetes/client-node";
 import type { Controller } from "../../operator/controller.js";
-import { installCRDs } from "../support/crds.js";
-import { startTestController } from "../support/operator-rbac.js";
+import { e2eClients } from "../support/e2e.js";
+import { assertReconcileWritesNothing, startTestController } from "../support/operator-rbac.js";
 import {
   applyManifests,
   conditionOf,
-  connect,
   eventually,
   freshNamespace,
   kubectl,
   readSmtpDomain,
   readSupportAddress,
   secretText,
+  waitForCondition,
+  waitForEvents,
 } from "../support/kube.js";
 import { parseConfig } from "../../relay/contract/config-parser.js";
 import { tlsSecretManifest } from "../support/mail.js";
@@ -40,23 +40,31 @@ async function specSchemaOf(of: string): Promise<unknown> {
     .versions[0]!.schema.openAPIV3Schema.properties.spec;
 }
 
-describe("an object that does not match the operator's schema", () => {
-  let controller: Controller;
-  let custom: k8s.CustomObjectsApi;
-  let original: unknown;
+const loose = { type: "object", "x-kubernetes-preserve-unknown-fields": true };
 
+/**
+ * The hooks of a describe() here: admin clients and a test Controller, `of`'s spec schema loosened before the tests
+ * when `loosened`, and put back as it was after them. The fields are set once the before hook ran.
+ */
+function schemaSuite(of: string, { loosened }: { loosened: boolean }) {
+  const suite = {} as { controller: Controller; core: k8s.CoreV1Api; custom: k8s.CustomObjectsApi };
+  let original: unknown;
   before(async () => {
-    await installCRDs();
-    custom = (await connect()).config.makeApiClient(k8s.CustomObjectsApi);
-    original = await specSchemaOf(crd);
-    await patchSpecSchema({ type: "object", "x-kubernetes-preserve-unknown-fields": true });
-    controller = await startTestController();
+    ({ core: suite.core, custom: suite.custom } = await e2eClients());
+    original = await specSchemaOf(of);
+    if (loosened) await patchSpecSchema(loose, of);
+    suite.controller = await startTestController();
   });
   after(async () => {
-    await controller.stop();
+    await suite.controller.stop();
     // The next test file gets this control plane's CRD exactly as it was.
-    await patchSpecSchema(original);
+    await patchSpecSchema(original, of);
   });
+  return suite;
+}
+
+describe("an object that does not match the operator's schema", () => {
+  const suite = schemaSuite(crd, { loosened: true });
 
   test("is reported on itself (InvalidObject, naming the fields), not acted on, and replaced by its next valid version", async (t) => {
     const namespace = await freshNamespace(t, "invalid");
@@ -75,43 +83,20 @@ describe("an object that does not match the operator's schema", () => {
         return undefined;
       }
     });
-    const get = async () => await readSupportAddress(custom, namespace, "support");
-    const condition = (a: SupportAddress, type: string) => a.status?.conditions?.find((c) => c.type === type);
-    const reported = await eventually("Ready=False InvalidObject", async () => {
-      const a = await get();
-      return condition(a, "Ready")?.reason === "InvalidObject" ? a : undefined;
-    });
+    const get = async () => await readSupportAddress(suite.custom, namespace, "support");
+    const condition = conditionOf;
+    const reported = await waitForCondition("Ready=False InvalidObject", get, "Ready", { reason: "InvalidObject" });
     const message = condition(reported, "Ready")!.message;
     assert.match(message, /spec\.address: Expected string/);
     assert.match(message, /spec\.domainRef: Expected object/);
     assert.match(message, /apply the CRD of this operator's version/);
     assert.equal(condition(reported, "Stalled")?.status, "True");
     assert.equal(condition(reported, "Stalled")?.reason, "InvalidObject");
-    const events = await eventually("a Warning Event", async () => {
-      const e = await kubectl([
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        "involvedObject.name=support,type=Warning,reason=InvalidObject",
-        "-o",
-        "jsonpath={.items[*].message}",
-      ]);
-      return e.stdout.trim() ? e.stdout : undefined;
-    });
+    const events = await waitForEvents("a Warning Event", namespace, "involvedObject.name=support,type=Warning,reason=InvalidObject");
     assert.match(events, /spec\.address: Expected string/);
 
     // Reported once: a reconcile of the same invalid version writes nothing.
-    await controller.queue.idle();
-    const writes = controller.cluster.writes;
-    controller.queue.add(`address/${namespace}/support`);
-    await controller.queue.idle();
-    assert.equal(
-      controller.cluster.writes,
-      writes,
-      `writes for the same invalid version: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`,
-    );
+    await assertReconcileWritesNothing(suite.controller, `address/${namespace}/support`, "writes for the same invalid version");
 
     // A valid version: reconciled as any address (its domain does not exist, which it now says).
     await applyManifests(
@@ -121,34 +106,22 @@ describe("an object that does not match the operator's schema", () => {
         outbound: { host: "smtp.example.com", port: 587, tls: "StartTLS", credentialsSecretRef: { name: "support-smtp-credentials" } },
       }),
     );
-    const fixed = await eventually("InvalidObject replaced", async () => {
-      const a = await get();
-      return condition(a, "Ready")?.reason !== "InvalidObject" && condition(a, "Ready") ? a : undefined;
-    });
+    const fixed = await waitForCondition(
+      "InvalidObject replaced",
+      get,
+      "Ready",
+      (ready) => ready !== undefined && ready.reason !== "InvalidObject",
+    );
     assert.notEqual(condition(fixed, "Stalled")?.reason, "InvalidObject");
   });
 });
 
 describe("an SmtpDomain that stops matching the operator's schema", () => {
-  let controller: Controller;
-  let custom: k8s.CustomObjectsApi;
-  let original: unknown;
-
-  before(async () => {
-    await installCRDs();
-    const cluster = await connect();
-    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
-    original = await specSchemaOf(domainCrd);
-    controller = await startTestController();
-  });
-  after(async () => {
-    await controller.stop();
-    await patchSpecSchema(original, domainCrd);
-  });
+  const suite = schemaSuite(domainCrd, { loosened: false });
 
   test("is deleted when the user deletes it: its credentials revoked in the relay config, then its finalizer goes", async (t) => {
     const namespace = await freshNamespace(t, "invalid-domain");
-    const { core } = await connect();
+    const { core, custom } = suite;
     await applyManifests(await tlsSecretManifest(namespace));
     // Valid first (the CRD's own schema and defaults): connected, so it carries the finalizer and owns a relay config.
     await applyManifests(smtpDomainManifest(namespace, { credentials: [{ version: 1 }], relay: { tls: { secretName: "relay-tls" } } }));
@@ -166,7 +139,7 @@ describe("an SmtpDomain that stops matching the operator's schema", () => {
     assert.ok((await readSmtpDomain(custom, namespace)).metadata.finalizers?.includes("smtpconnector.dev/disconnect"));
 
     // Then broken under a loosened CRD.
-    await patchSpecSchema({ type: "object", "x-kubernetes-preserve-unknown-fields": true }, domainCrd);
+    await patchSpecSchema(loose, domainCrd);
     await eventually("the loosened CRD to admit an invalid spec", async () => {
       const patched = await kubectl([
         "-n",
@@ -180,9 +153,7 @@ describe("an SmtpDomain that stops matching the operator's schema", () => {
       ]);
       return patched.code === 0 ? true : undefined;
     });
-    await eventually("Ready=False InvalidObject", async () =>
-      conditionOf(await readSmtpDomain(custom, namespace), "Ready")?.reason === "InvalidObject" ? true : undefined,
-    );
+    await waitForCondition("Ready=False InvalidObject", () => readSmtpDomain(custom, namespace), "Ready", { reason: "InvalidObject" });
 
     const deleted = await kubectl(["-n", namespace, "delete", "smtpdomain", "example-com", "--wait=false"]);
     assert.equal(deleted.code, 0, deleted.stderr);

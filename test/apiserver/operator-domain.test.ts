@@ -10,34 +10,34 @@ import type { SmtpDomain } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { passwordDigest } from "../../relay/contract/digests.js";
 import { parseConfig } from "../../relay/contract/config-parser.js";
-import { installCRDs } from "../support/crds.js";
-import { startTestController } from "../support/operator-rbac.js";
-import { applyManifests, conditionOf, connect, eventually, freshNamespace, kubectl, readSmtpDomain, secretText } from "../support/kube.js";
+import { e2eClients } from "../support/e2e.js";
+import { assertReconcileWritesNothing, startTestController } from "../support/operator-rbac.js";
+import {
+  applyManifests,
+  conditionOf,
+  connect,
+  eventually,
+  freshNamespace,
+  kubectl,
+  listEvents,
+  readSmtpDomain,
+  readSupportAddress,
+  secretText,
+  waitForCondition,
+} from "../support/kube.js";
 import { tlsSecretManifest } from "../support/mail.js";
+import { loginSecretManifest, smtpDomainManifest, supportAddressManifest } from "../support/manifests.js";
 
-function domainManifest(namespace: string, credentials: object[] = [{ version: 1 }]) {
-  return {
-    apiVersion: "smtpconnector.dev/v1alpha1",
-    kind: "SmtpDomain",
-    metadata: { name: "example-com", namespace },
-    spec: {
-      domain: "example.com",
-      inbound: { credentials, gracePeriod: "168h", delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } },
-      relay: { replicas: 2, tls: { secretName: "relay-tls" } },
-    },
-  };
-}
+/** example-com with `credentials`, a week's grace period, and two relay replicas serving relay-tls. */
+const domainManifest = (namespace: string, credentials: object[] = [{ version: 1 }]) =>
+  smtpDomainManifest(namespace, {
+    credentials,
+    inbound: { gracePeriod: "168h" },
+    relay: { replicas: 2, tls: { secretName: "relay-tls" } },
+  });
 
-const address = (namespace: string, name: string, mail: string) => ({
-  apiVersion: "smtpconnector.dev/v1alpha1",
-  kind: "SupportAddress",
-  metadata: { name, namespace },
-  spec: {
-    address: mail,
-    domainRef: { name: "example-com" },
-    outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } },
-  },
-});
+const address = (namespace: string, name: string, mail: string) =>
+  supportAddressManifest(namespace, { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } }, { name, address: mail });
 
 describe("SmtpDomain reconciler", () => {
   let controller: Controller;
@@ -46,11 +46,7 @@ describe("SmtpDomain reconciler", () => {
   let custom: k8s.CustomObjectsApi;
 
   before(async () => {
-    await installCRDs();
-    const cluster = await connect();
-    core = cluster.core;
-    apps = cluster.config.makeApiClient(k8s.AppsV1Api);
-    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    ({ core, apps, custom } = await e2eClients());
     // The operator runs with the chart's RBAC, not as admin.
     controller = await startTestController();
   });
@@ -69,18 +65,12 @@ describe("SmtpDomain reconciler", () => {
 
   test("issues credentials, renders the relay and reports status", async (t) => {
     const namespace = await setup(t);
-    await core.createNamespacedSecret({
-      namespace,
-      body: { metadata: { name: "outbound" }, stringData: { username: "support@example.com", password: "x" } },
-    });
+    await applyManifests(loginSecretManifest(namespace, "outbound", { username: "support@example.com", password: "x" }));
     await applyManifests(domainManifest(namespace));
     await applyManifests(address(namespace, "support", "support@example.com"));
     await applyManifests(address(namespace, "elsewhere", "support@other.org"));
 
-    const domain = await eventually("the domain's status", async () => {
-      const d = await getDomain(namespace);
-      return condition(d, "AddressesConfigured")?.status === "True" ? d : undefined;
-    });
+    const domain = await waitForCondition("the domain's status", () => getDomain(namespace), "AddressesConfigured", { status: "True" });
     assert.equal(condition(domain, "CredentialsIssued")?.status, "True");
     assert.equal(condition(domain, "RelayAvailable")?.reason, "Progressing", "no kubelet runs here, so no replica becomes available");
     assert.equal(condition(domain, "Ready")?.status, "False");
@@ -168,30 +158,13 @@ describe("SmtpDomain reconciler", () => {
     });
     assert.match(described, /Normal\s+CredentialIssued\s+.*inbound credential version 1 issued into Secret example-com-inbound-v1/);
     const addressEvents = await eventually("the address's events", async () => {
-      const e = await kubectl([
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        "involvedObject.name=elsewhere",
-        "-o",
-        "jsonpath={.items[*].reason}",
-      ]);
-      return e.stdout.includes("DomainMismatch") ? e.stdout : undefined;
+      const reasons = await listEvents(namespace, "involvedObject.name=elsewhere", "reason");
+      return reasons.includes("DomainMismatch") ? reasons : undefined;
     });
     assert.match(addressEvents, /DomainMismatch/);
 
     // Steady state: a resync writes nothing.
-    await controller.queue.idle();
-    const writes = controller.cluster.writes;
-    controller.queue.add(`domain/${namespace}/example-com`);
-    await controller.queue.idle();
-    assert.equal(
-      controller.cluster.writes,
-      writes,
-      `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`,
-    );
+    await assertReconcileWritesNothing(controller, `domain/${namespace}/example-com`, "a reconcile of an unchanged world wrote");
   });
 
   test("relay resources from the spec: written as given, read back canonical, and a resync writes nothing", async (t) => {
@@ -210,15 +183,7 @@ describe("SmtpDomain reconciler", () => {
       limits: { cpu: "1", memory: "1Gi" },
     });
 
-    await controller.queue.idle();
-    const writes = controller.cluster.writes;
-    controller.queue.add(`domain/${namespace}/example-com`);
-    await controller.queue.idle();
-    assert.equal(
-      controller.cluster.writes,
-      writes,
-      `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`,
-    );
+    await assertReconcileWritesNothing(controller, `domain/${namespace}/example-com`, "a reconcile of an unchanged world wrote");
 
     // Without resources, the defaults again.
     await applyManifests(manifest);
@@ -270,15 +235,7 @@ describe("SmtpDomain reconciler", () => {
     assert.equal(template.metadata?.labels?.["app.kubernetes.io/instance"], "example-com");
     assert.equal(template.metadata?.annotations?.["sidecar.istio.io/inject"], "false");
 
-    await controller.queue.idle();
-    const writes = controller.cluster.writes;
-    controller.queue.add(`domain/${namespace}/example-com`);
-    await controller.queue.idle();
-    assert.equal(
-      controller.cluster.writes,
-      writes,
-      `a reconcile of an unchanged world wrote: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`,
-    );
+    await assertReconcileWritesNothing(controller, `domain/${namespace}/example-com`, "a reconcile of an unchanged world wrote");
 
     // The API server refuses what would take the pods away from their Deployment, or a toleration that means nothing.
     for (const [bad, message] of [
@@ -469,31 +426,12 @@ describe("SmtpDomain reconciler", () => {
         "smtpconnector.dev/revoked-at"
       ],
     );
-    await eventually("a Warning Event", async () => {
-      const e = await kubectl([
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        "involvedObject.name=example-com,type=Warning",
-        "-o",
-        "jsonpath={.items[*].reason}",
-      ]);
-      return e.stdout.includes("VersionRevoked") ? true : undefined;
-    });
-    const revokedEvents = await kubectl([
-      "get",
-      "events",
-      "-n",
-      namespace,
-      "--field-selector",
-      "involvedObject.name=example-com,reason=CredentialRevoked",
-      "-o",
-      "jsonpath={.items[*].message}",
-    ]);
+    await eventually("a Warning Event", async () =>
+      (await listEvents(namespace, "involvedObject.name=example-com,type=Warning", "reason")).includes("VersionRevoked") ? true : undefined,
+    );
+    const revokedEvents = await listEvents(namespace, "involvedObject.name=example-com,reason=CredentialRevoked");
     assert.equal(
-      revokedEvents.stdout.match(/inbound credential version 1 is revoked/g)?.length,
+      revokedEvents.match(/inbound credential version 1 is revoked/g)?.length,
       1,
       "the revocation is announced once, not again on the refused re-addition",
     );
@@ -505,12 +443,12 @@ describe("SmtpDomain reconciler", () => {
     );
     await core.deleteNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
-    await eventually("refused again", async () => {
-      const d = await getDomain(namespace);
-      return condition(d, "CredentialsIssued")?.reason === "VersionRevoked" && d.metadata.generation === d.status?.observedGeneration
-        ? d
-        : undefined;
-    });
+    await waitForCondition(
+      "refused again",
+      () => getDomain(namespace),
+      "CredentialsIssued",
+      (issued, d) => issued?.reason === "VersionRevoked" && d.metadata.generation === d.status?.observedGeneration,
+    );
     await controller.queue.idle();
     assert.equal(
       await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }).catch(() => undefined),
@@ -535,9 +473,8 @@ describe("SmtpDomain reconciler", () => {
     const digestOf = async () => (await relayConfigOf(namespace)).domains[0]!.credentials.find((c) => c.version === 1)?.passwordSha256;
     assert.equal(await digestOf(), passwordDigest(password));
     const reportedModified = () =>
-      eventually("CredentialsIssued=False SecretModified", async () => {
-        const d = await getDomain(namespace);
-        return condition(d, "CredentialsIssued")?.reason === "SecretModified" ? d : undefined;
+      waitForCondition("CredentialsIssued=False SecretModified", () => getDomain(namespace), "CredentialsIssued", {
+        reason: "SecretModified",
       });
     const replace = (data: Record<string, string>) =>
       core.patchNamespacedSecret({
@@ -573,24 +510,17 @@ describe("SmtpDomain reconciler", () => {
       "chosen-by-hand",
       "and the operator does not write over it",
     );
-    await eventually("a Warning Event", async () => {
-      const e = await kubectl([
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        "involvedObject.name=example-com,type=Warning",
-        "-o",
-        "jsonpath={.items[*].reason}",
-      ]);
-      return e.stdout.includes("SecretModified") ? true : undefined;
-    });
+    await eventually("a Warning Event", async () =>
+      (await listEvents(namespace, "involvedObject.name=example-com,type=Warning", "reason")).includes("SecretModified") ? true : undefined,
+    );
 
     // A removed password: no other password is issued for the version.
     await replace({ ...snippets, username });
-    await eventually("the message says what happened", async () =>
-      /lost its username or password/.test(condition(await getDomain(namespace), "CredentialsIssued")?.message ?? "") ? true : undefined,
+    await waitForCondition(
+      "the message says what happened",
+      () => getDomain(namespace),
+      "CredentialsIssued",
+      (issued) => /lost its username or password/.test(issued?.message ?? ""),
     );
     await controller.queue.idle();
     const after = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
@@ -610,9 +540,7 @@ describe("SmtpDomain reconciler", () => {
 
     // Put back as issued: reported no more.
     await replace({ ...snippets, username, password });
-    await eventually("CredentialsIssued=True again", async () =>
-      condition(await getDomain(namespace), "CredentialsIssued")?.status === "True" ? true : undefined,
-    );
+    await waitForCondition("CredentialsIssued=True again", () => getDomain(namespace), "CredentialsIssued", { status: "True" });
 
     // A revoked version's Secret may be cleaned up: nothing to report.
     await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }, { version: 2 }]));
@@ -626,31 +554,19 @@ describe("SmtpDomain reconciler", () => {
 
   test("a domain whose every version is revoked is not Ready, with a reason of its own; its addresses follow", async (t) => {
     const namespace = await setup(t);
-    await core.createNamespacedSecret({
-      namespace,
-      body: { metadata: { name: "outbound" }, stringData: { username: "support@example.com", password: "x" } },
-    });
+    await applyManifests(loginSecretManifest(namespace, "outbound", { username: "support@example.com", password: "x" }));
     await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }]));
     await applyManifests(address(namespace, "support", "support@example.com"));
-    const domain = await eventually("Ready=False NoActiveCredential", async () => {
-      const d = await getDomain(namespace);
-      return condition(d, "Ready")?.reason === "NoActiveCredential" ? d : undefined;
+    const domain = await waitForCondition("Ready=False NoActiveCredential", () => getDomain(namespace), "Ready", {
+      reason: "NoActiveCredential",
     });
     assert.equal(condition(domain, "CredentialsIssued")?.status, "False");
     assert.equal(condition(domain, "CredentialsIssued")?.reason, "NoActiveCredential");
     assert.equal(domain.status?.activeVersions, "");
-    const addressReady = await eventually("the address's DomainReady=False", async () => {
-      const a = (await custom.getNamespacedCustomObject({
-        group: "smtpconnector.dev",
-        version: "v1alpha1",
-        namespace,
-        plural: "supportaddresses",
-        name: "support",
-      })) as { status?: { conditions?: { type: string; status: string; message: string }[] } };
-      const c = a.status?.conditions?.find((x) => x.type === "DomainReady");
-      return c?.status === "False" ? c : undefined;
+    const support = await waitForCondition("the address's DomainReady=False", () => readSupportAddress(custom, namespace), "DomainReady", {
+      status: "False",
     });
-    assert.match(addressReady.message, /revoked/);
+    assert.match(condition(support, "DomainReady")!.message, /revoked/);
   });
 
   test("drift is repaired: a deleted Secret, an edited Deployment, a deleted NetworkPolicy and PodDisruptionBudget come back", async (t) => {
@@ -748,10 +664,7 @@ describe("SmtpDomain reconciler", () => {
       body: { metadata: { name: "example-com-inbound-v1" }, stringData: { username: "theirs", password: "theirs" } },
     });
     await applyManifests(domainManifest(namespace));
-    const domain = await eventually("CredentialsIssued=False", async () => {
-      const d = await getDomain(namespace);
-      return condition(d, "CredentialsIssued")?.status === "False" ? d : undefined;
-    });
+    const domain = await waitForCondition("CredentialsIssued=False", () => getDomain(namespace), "CredentialsIssued", { status: "False" });
     assert.equal(condition(domain, "CredentialsIssued")?.reason, "SecretConflict");
     assert.equal(condition(domain, "Stalled")?.reason, "SecretConflict");
     const theirs = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
@@ -792,17 +705,8 @@ describe("SmtpDomain reconciler", () => {
     t.after(() => domainWatch.abort());
     await kubectl(["delete", "smtpdomain", "example-com", "-n", namespace, "--wait=false"]);
     await eventually("Ready=False Disconnecting while the finalizer works", () => (reasons.includes("Disconnecting") ? true : undefined));
-    const disconnecting = await kubectl([
-      "get",
-      "events",
-      "-n",
-      namespace,
-      "--field-selector",
-      "involvedObject.name=example-com,reason=Disconnecting",
-      "-o",
-      "jsonpath={.items[*].message}",
-    ]);
-    assert.match(disconnecting.stdout, /being deleted: every credential version is revoked/);
+    const disconnecting = await listEvents(namespace, "involvedObject.name=example-com,reason=Disconnecting");
+    assert.match(disconnecting, /being deleted: every credential version is revoked/);
     await eventually("a relay config with every version revoked", () =>
       seen.some((c) => c.includes("state: Revoked") && !c.includes("state: Active")) ? true : undefined,
     );

@@ -8,13 +8,12 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import * as k8s from "@kubernetes/client-node";
-import type { SmtpDomain } from "../../crds/schema.js";
+import type * as k8s from "@kubernetes/client-node";
 import type { Controller } from "../../operator/controller.js";
 import { flags } from "../../operator/flags.js";
-import { installCRDs } from "../support/crds.js";
-import { startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl, readSmtpDomain } from "../support/kube.js";
+import { e2eClients } from "../support/e2e.js";
+import { assertReconcileWritesNothing, startTestController } from "../support/operator-rbac.js";
+import { applyManifests, conditionOf, connect, freshNamespace, readSmtpDomain, waitForCondition, waitForEvents } from "../support/kube.js";
 
 function run(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -69,10 +68,7 @@ describe("a reconcile that cannot run", () => {
   const caNamespace = `ca-${randomBytes(4).toString("hex")}`;
 
   before(async () => {
-    await installCRDs();
-    const cluster = await connect();
-    core = cluster.core;
-    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    ({ core, custom } = await e2eClients());
     controller = await startTestController({ settingsOverride: { caSecret: { namespace: caNamespace, name: "smtp-connector-ca" } } });
   });
   after(async () => {
@@ -89,11 +85,8 @@ describe("a reconcile that cannot run", () => {
       spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } } },
     });
     const get = async () => await readSmtpDomain(custom, namespace, "example-com");
-    const condition = (d: SmtpDomain, type: string) => d.status?.conditions?.find((c) => c.type === type);
-    const failed = await eventually("Ready=False ReconcileFailed", async () => {
-      const d = await get();
-      return condition(d, "Ready")?.reason === "ReconcileFailed" ? d : undefined;
-    });
+    const condition = conditionOf;
+    const failed = await waitForCondition("Ready=False ReconcileFailed", get, "Ready", { reason: "ReconcileFailed" });
     assert.match(
       condition(failed, "Ready")!.message,
       new RegExp(
@@ -102,41 +95,19 @@ describe("a reconcile that cannot run", () => {
     );
     assert.equal(condition(failed, "Stalled")?.status, "True", "only a change fixes it");
     assert.equal(failed.status?.observedGeneration, failed.metadata.generation);
-    const events = await eventually("a Warning Event", async () => {
-      const e = await kubectl([
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        "involvedObject.name=example-com,type=Warning,reason=ReconcileFailed",
-        "-o",
-        "jsonpath={.items[*].message}",
-      ]);
-      return e.stdout.trim() ? e.stdout : undefined;
-    });
+    const events = await waitForEvents("a Warning Event", namespace, "involvedObject.name=example-com,type=Warning,reason=ReconcileFailed");
     assert.match(events, /kubectl create namespace/);
 
     // Retried with backoff, and reported once: nothing more is written while it keeps failing.
-    await controller.queue.idle();
-    const writes = controller.cluster.writes;
-    controller.queue.add(`domain/${namespace}/example-com`);
-    await controller.queue.idle();
-    assert.equal(
-      controller.cluster.writes,
-      writes,
-      `writes while failing the same way: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`,
-    );
+    await assertReconcileWritesNothing(controller, `domain/${namespace}/example-com`, "writes while failing the same way");
 
     await core.createNamespace({ body: { metadata: { name: caNamespace } } });
     controller.queue.add(`domain/${namespace}/example-com`);
-    const fixed = await eventually(
+    const fixed = await waitForCondition(
       "the failure replaced by the real state",
-      async () => {
-        const d = await get();
-        return condition(d, "Ready")?.reason !== "ReconcileFailed" && condition(d, "CredentialsIssued")?.status === "True" ? d : undefined;
-      },
-      30_000,
+      get,
+      "Ready",
+      (ready, d) => ready?.reason !== "ReconcileFailed" && condition(d, "CredentialsIssued")?.status === "True",
     );
     assert.equal(condition(fixed, "Stalled"), undefined);
     assert.equal(condition(fixed, "CertificateReady")?.reason, "Issued");

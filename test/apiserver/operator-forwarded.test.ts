@@ -9,28 +9,19 @@ import * as k8s from "@kubernetes/client-node";
 import type { Controller } from "../../operator/controller.js";
 import { revokedAtAnnotation } from "../../operator/domain/credentials.js";
 import { parseConfig } from "../../relay/contract/config-parser.js";
-import { installCRDs } from "../support/crds.js";
+import { e2eClients } from "../support/e2e.js";
 import { startTestController } from "../support/operator-rbac.js";
 import { applyManifests, conditionOf, connect, eventually, freshNamespace, kubectl, readSmtpDomain, secretText } from "../support/kube.js";
 import { markDeploymentAvailable } from "../support/deployment-runner.js";
 import { tlsSecretManifest } from "../support/mail.js";
+import { smtpDomainManifest } from "../support/manifests.js";
 
-function domainManifest(namespace: string, inbound: Record<string, unknown>) {
-  return {
-    apiVersion: "smtpconnector.dev/v1alpha1",
-    kind: "SmtpDomain",
-    metadata: { name: "example-com", namespace },
-    spec: {
-      domain: "example.com",
-      inbound: {
-        ...inbound,
-        delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } },
-        allowedSourceRanges: ["203.0.113.0/24"],
-      },
-      relay: { replicas: 2, tls: { secretName: "relay-tls" } },
-    },
-  };
-}
+/** example-com with `inbound` (its mode, credentials), sources from 203.0.113.0/24 only, two relay replicas serving relay-tls. */
+const domainManifest = (namespace: string, inbound: Record<string, unknown>) =>
+  smtpDomainManifest(namespace, {
+    inbound: { ...inbound, allowedSourceRanges: ["203.0.113.0/24"] },
+    relay: { replicas: 2, tls: { secretName: "relay-tls" } },
+  });
 
 describe("SmtpDomain in Forwarded mode", () => {
   let controller: Controller;
@@ -40,12 +31,8 @@ describe("SmtpDomain in Forwarded mode", () => {
   let networking: k8s.NetworkingV1Api;
 
   before(async () => {
-    await installCRDs();
-    const cluster = await connect();
-    core = cluster.core;
-    apps = cluster.config.makeApiClient(k8s.AppsV1Api);
-    networking = cluster.config.makeApiClient(k8s.NetworkingV1Api);
-    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    ({ core, apps, custom } = await e2eClients());
+    networking = (await connect()).config.makeApiClient(k8s.NetworkingV1Api);
     controller = await startTestController({
       settingsOverride: { forwarded: { trustedArcSealers: ["microsoft.com"], dnsServers: ["127.0.0.1:5353"] } },
     });

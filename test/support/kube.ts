@@ -151,6 +151,55 @@ export const secretText = (secret: k8s.V1Secret, key: string): string => Buffer.
 export const readSecret = (core: k8s.CoreV1Api, namespace: string, name: string, within = 60_000): Promise<k8s.V1Secret> =>
   eventually(`Secret ${name}`, () => core.readNamespacedSecret({ namespace, name }), within);
 
+/**
+ * Polls `read` until the object's condition `type` is as wanted: with the status and reason given, or as `wanted`
+ * judges it (the condition, undefined when absent, and the object); resolves to that object. A failed read is tried
+ * again.
+ */
+export function waitForCondition<T extends { status?: { conditions?: Condition[] } }>(
+  what: string,
+  read: () => Promise<T>,
+  type: string,
+  wanted: { status?: Condition["status"]; reason?: string } | ((condition: Condition | undefined, object: T) => boolean),
+  timeoutMs?: number,
+): Promise<T> {
+  const matches =
+    typeof wanted === "function"
+      ? wanted
+      : (c: Condition | undefined) =>
+          c !== undefined &&
+          (wanted.status === undefined || c.status === wanted.status) &&
+          (wanted.reason === undefined || c.reason === wanted.reason);
+  return eventually(
+    what,
+    async () => {
+      const object = await read();
+      return matches(conditionOf(object, type), object) ? object : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+/** Each Event's `field` (its message unless told) of those in `namespace` that `fieldSelector` selects, space-separated; "" when none. */
+export async function listEvents(namespace: string, fieldSelector: string, field = "message"): Promise<string> {
+  const listed = await kubectl([
+    "get",
+    "events",
+    "-n",
+    namespace,
+    "--field-selector",
+    fieldSelector,
+    "-o",
+    `jsonpath={.items[*].${field}}`,
+  ]);
+  if (listed.code !== 0) throw new Error(`kubectl get events failed: ${listed.stderr}`);
+  return listed.stdout.trim();
+}
+
+/** Waits until an Event that `fieldSelector` selects is in `namespace`; resolves to the messages of all of them. */
+export const waitForEvents = (what: string, namespace: string, fieldSelector: string, timeoutMs?: number): Promise<string> =>
+  eventually(what, async () => (await listEvents(namespace, fieldSelector)) || undefined, timeoutMs);
+
 /** A user as the API server authenticated it. */
 export interface UserInfo {
   username: string;

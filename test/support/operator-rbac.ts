@@ -1,6 +1,7 @@
 // A kubeconfig with exactly the operator's RBAC (operator/rbac.ts, the source
 // of the chart's ClusterRole), so tests run the operator as it runs in a
 // cluster, not as admin.
+import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -127,4 +128,20 @@ export async function startControllerWithCA(
       await core.deleteNamespacedSecret(caSecret).catch(() => undefined);
     },
   };
+}
+
+/**
+ * Once `controller`'s queue is idle, reconciles `key` once more and asserts that this wrote nothing (`what`, with the
+ * writes it made).
+ */
+export async function assertReconcileWritesNothing(controller: Controller, key: string, what: string): Promise<void> {
+  await controller.queue.idle();
+  const writes = controller.cluster.writes;
+  controller.queue.add(key);
+  await controller.queue.idle();
+  assert.equal(
+    controller.cluster.writes,
+    writes,
+    `${what}: ${controller.cluster.recentWrites.slice(writes - controller.cluster.writes).join(", ")}`,
+  );
 }
