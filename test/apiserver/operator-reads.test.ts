@@ -5,32 +5,30 @@
 // They come from the watches now; a change the watch shows is still read afresh.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import type * as k8s from "@kubernetes/client-node";
 import type { Controller } from "../../operator/controller.js";
 import { apiRequests } from "../../operator/kube/access.js";
-import { installCRDs } from "../support/crds.js";
+import { e2eClients } from "../support/e2e.js";
 import { startTestController } from "../support/operator-rbac.js";
 import { markDeploymentAvailable } from "../support/deployment-runner.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
-import { smtpDomainManifest, supportAddressManifest } from "../support/manifests.js";
+import { applyManifests, eventually, freshNamespace, kubectl, readSmtpDomain, waitForCondition } from "../support/kube.js";
+import { loginSecretManifest, smtpDomainManifest, supportAddressManifest } from "../support/manifests.js";
 
 const gets = () => apiRequests.get("GET") ?? 0;
 
 describe("reads at steady state", () => {
   let controller: Controller;
+  let custom: k8s.CustomObjectsApi;
 
   before(async () => {
-    await installCRDs();
+    ({ custom } = await e2eClients());
     controller = await startTestController();
   });
   after(() => controller.stop());
 
   test("an available domain's reconcile reads nothing from the API server; an edited Secret is read again", async (t) => {
     const namespace = await freshNamespace(t, "reads");
-    const { core } = await connect();
-    await core.createNamespacedSecret({
-      namespace,
-      body: { metadata: { name: "outbound" }, stringData: { username: "support@example.com", password: "x" } },
-    });
+    await applyManifests(loginSecretManifest(namespace, "outbound", { username: "support@example.com", password: "x" }));
     await applyManifests(smtpDomainManifest(namespace, { credentials: [{ version: 1 }] }));
     await applyManifests(supportAddressManifest(namespace, { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } }));
     // The relay runs (there is no node here: its status is written as the Deployment controller would).
@@ -39,18 +37,7 @@ describe("reads at steady state", () => {
       return d.code === 0 && d.stdout ? Number(d.stdout) : undefined;
     });
     await markDeploymentAvailable(namespace, "example-com-relay", 1, generation);
-    await eventually("RelayAvailable=True", async () => {
-      const d = await kubectl([
-        "-n",
-        namespace,
-        "get",
-        "smtpdomain",
-        "example-com",
-        "-o",
-        'jsonpath={.status.conditions[?(@.type=="RelayAvailable")].status}',
-      ]);
-      return d.stdout === "True" ? true : undefined;
-    });
+    await waitForCondition("RelayAvailable=True", () => readSmtpDomain(custom, namespace), "RelayAvailable", { status: "True" });
 
     // Steady state: reconciles of an unchanged world neither write nor read.
     await controller.queue.idle();

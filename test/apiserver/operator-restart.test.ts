@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { Controller } from "../../operator/controller.js";
 import { installCRDs } from "../support/crds.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { loginSecretManifest, supportAddressManifest } from "../support/manifests.js";
 import { startTestController } from "../support/operator-rbac.js";
 
 const addresses = 12;
@@ -37,28 +38,21 @@ describe("operator restart", () => {
 
   test("a fresh operator among converged objects writes nothing, even while its lists arrive in small pages", async (t) => {
     const namespace = await freshNamespace(t, "restart");
-    const { core } = await connect();
-    await core.createNamespacedSecret({
-      namespace,
-      body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } },
-    });
     await applyManifests(
+      loginSecretManifest(namespace, "outbound", { username: "u", password: "p" }),
       {
         apiVersion: "smtpconnector.dev/v1alpha1",
         kind: "SmtpDomain",
         metadata: { name: "example-com", namespace },
         spec: { domain: "example.com", inbound: { delivery: { smtp: { host: "ingest.helpdesk.svc", port: 25, tls: "None" } } } },
       },
-      ...Array.from({ length: addresses }, (_, i) => ({
-        apiVersion: "smtpconnector.dev/v1alpha1",
-        kind: "SupportAddress",
-        metadata: { name: `a${i}`, namespace },
-        spec: {
-          address: `a${i}@example.com`,
-          domainRef: { name: "example-com" },
-          outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } },
-        },
-      })),
+      ...Array.from({ length: addresses }, (_, i) =>
+        supportAddressManifest(
+          namespace,
+          { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } },
+          { name: `a${i}`, address: `a${i}@example.com` },
+        ),
+      ),
     );
     // Pages of two: the addresses take several requests to list, long after the one domain is listed.
     const first = await startTestController({ pageSize: 2 });
