@@ -21,7 +21,7 @@ import { defaultCaSecret } from "./domain/certificate.js";
 import { disconnect, disconnectFinalizer, disconnectInvalid, ensureFinalizer } from "./domain/disconnect.js";
 import { claimedHostnames, judgeHostnames, type HostnameConflict } from "./domain/hostname-claims.js";
 import { domainCaches, reconcileDomain } from "./domain/reconcile.js";
-import { managedByLabel, names, type OperatorSettings } from "./domain/render.js";
+import { isOwnSecretName, managedByLabel, names, type OperatorSettings } from "./domain/render.js";
 import { ApiError, type ClusterAccess } from "./kube/access.js";
 import { Cluster } from "./kube/cluster.js";
 import { OwnObjectReads } from "./kube/read-cache.js";
@@ -221,11 +221,7 @@ export class Controller {
       isOwnSecret: (namespace, domainName, uid, secret) => {
         const domain = this.domains.get(domainName, namespace);
         if (domain?.metadata?.uid !== uid) return false;
-        return (
-          secret === names(domain).config ||
-          secret === `${domainName}-relay-tls` ||
-          (secret.startsWith(`${domainName}-inbound-v`) && /^[0-9]+$/.test(secret.slice(`${domainName}-inbound-v`.length)))
-        );
+        return isOwnSecretName(domain, secret);
       },
       ownLabels: managedByLabel,
     });

@@ -6,20 +6,16 @@
 // apply step makes the key pair and writes it (issueCertificate).
 import type * as k8s from "@kubernetes/client-node";
 import { X509Certificate } from "node:crypto";
-import { isDeepStrictEqual } from "node:util";
 import type { ReasonName } from "../../crds/conditions.js";
 import type { SmtpDomain, SmtpDomainStatus } from "../../crds/schema.js";
 import { rfc3339, type DesiredCondition } from "../conditions.js";
 import { involved, recordEvent } from "../events.js";
-import { ActionNeeded } from "../failures.js";
-import { ApiError, ownedBy, type Cluster } from "../kube/cluster.js";
-import type { TimedCache } from "../timed-cache.js";
+import { ownedBy, type Cluster } from "../kube/cluster.js";
 import {
   defaultCertificatePolicy,
   inspectCertificate,
   issueServerCertificate,
   judgeCertificate,
-  newCertificateAuthority,
   nextVerdictChange,
   renewalReason,
   renewalTime,
@@ -29,22 +25,7 @@ import {
 import { hostnameNotAllowedMessage, permittedDnsNames, refusedHostnames, type HostnamePolicy } from "../tls/name-policy.js";
 import type { NameConstraints } from "../tls/x509.js";
 import type { PlannedEvent } from "./plan.js";
-import {
-  advanceCa,
-  caAnnotations,
-  caSecretContents,
-  defaultCaRotationNoticeMs,
-  nextCaChange,
-  nextCertKey,
-  nextKeyKey,
-  readCaState,
-  rotateAnnotation,
-  signerFor,
-  trustBundle,
-  type CaState,
-  type RotationSettings,
-  type RotationStep,
-} from "../tls/ca-rotation.js";
+import { signerFor, type CaState } from "../tls/ca-rotation.js";
 import {
   certificateNames,
   customerHostnames,
@@ -85,7 +66,7 @@ const failed = (reason: ReasonName, message: string): CertificateState => ({
   condition: { type: "CertificateReady", status: "False", reason, message },
 });
 
-/** The installation's CA: the key pair that signs, and the bundle a customer's server trusts (ca.crt). */
+/** The installation's CA (installation-ca.ts): the key pair that signs, and the bundle a customer's server trusts (ca.crt). */
 export interface CertificateAuthority extends KeyPair {
   /** The signing CA, the next one (a rotation's phase 1), then any CA it replaced while a certificate from that one may still be valid. */
   trustPem: string;
@@ -93,151 +74,6 @@ export interface CertificateAuthority extends KeyPair {
   state: CaState;
   /** When the CA Secret must be looked at again without any event: phase 2 begins, or a retired CA is dropped. */
   nextChange?: Date;
-}
-
-const caLabels = { "app.kubernetes.io/managed-by": "smtp-connector", "app.kubernetes.io/component": "ca" };
-
-/**
- * The installation's CA, created on first use. Created with POST, never
- * applied: if two operators race, the second one reads the first one's CA.
- * Rotated in two phases (ca-rotation.ts: its name constraints are not the
- * installation's, it nears expiry, or the rotate annotation asks), each step
- * an apply on the condition that the Secret is still the version read: of two
- * racing operators one writes, the other gets 409 and reads the winner's CA.
- */
-// The CA is read once in a while, not on every reconcile (`caCache`, the
-// Controller's); an event on its Secret forgets it at once (see the controller).
-export async function certificateAuthority(
-  cluster: Cluster,
-  settings: OperatorSettings,
-  now: Date,
-  caCache: TimedCache<CertificateAuthority>,
-): Promise<CertificateAuthority> {
-  const { namespace, name } = settings.caSecret ?? defaultCaSecret;
-  const policy = settings.certificates ?? defaultCertificatePolicy;
-  const rotation: RotationSettings = {
-    constraints: caNameConstraints(settings),
-    noticeMs: policy.caRotationNoticeMs ?? defaultCaRotationNoticeMs,
-    certificateLifetimeMs: policy.durationMs,
-  };
-  const authority = (state: CaState): CertificateAuthority => {
-    const nextChange = nextCaChange(state, rotation.certificateLifetimeMs);
-    return { ...state.signing, trustPem: trustBundle(state), state, ...(nextChange ? { nextChange } : {}) };
-  };
-  const load = async (): Promise<CertificateAuthority> => {
-    const read = async (): Promise<{ ca: CertificateAuthority; secret: k8s.V1Secret } | undefined> => {
-      const secret = await cluster.read<k8s.V1Secret>("v1", "Secret", namespace, name);
-      if (!secret) return undefined;
-      const data = Object.fromEntries(Object.entries(secret.data ?? {}).map(([key, value]) => [key, decode(value)]));
-      let state: CaState;
-      try {
-        state = readCaState(data, secret.metadata?.annotations ?? {});
-      } catch (error) {
-        throw new Error(`the operator's CA Secret ${namespace}/${name}: ${(error as Error).message}`);
-      }
-      for (const pair of [state.signing, ...(state.next ? [state.next.pair] : [])]) {
-        if (!inspectCertificate(pair.certPem, pair.keyPem).keyMatches)
-          throw new Error(`the operator's CA Secret ${namespace}/${name}: a key does not belong to its certificate (tls.key, next.key)`);
-      }
-      return { ca: authority(state), secret };
-    };
-    const existing = await read();
-    if (existing) {
-      const { secret } = existing;
-      const annotations = secret.metadata?.annotations ?? {};
-      const { state, steps } = advanceCa(existing.ca.state, now, rotation, annotations[rotateAnnotation], () =>
-        newCertificateAuthority(namespace, now, rotation.constraints),
-      );
-      const wanted = caSecretContents(state);
-      const stored = Object.fromEntries(
-        [...Object.keys(wanted.data), ...Object.keys(secret.data ?? {})].map((key) => [key, decode(secret.data?.[key])]),
-      );
-      const ours = Object.fromEntries(caAnnotations.flatMap((key) => (annotations[key] !== undefined ? [[key, annotations[key]]] : [])));
-      // Only our keys are compared: the rotate annotation, labels and anything else on the Secret are not ours.
-      const ownKeys = new Set([...Object.keys(wanted.data), "tls.crt", "tls.key", "ca.crt", nextCertKey, nextKeyKey]);
-      const same = [...ownKeys].every((key) => stored[key] === wanted.data[key]) && isDeepStrictEqual(ours, wanted.annotations);
-      if (same) return existing.ca;
-      try {
-        // Applied only onto the version read; 409: another operator wrote first, and its CA is the one.
-        await cluster.applyIfUnchanged(
-          {
-            apiVersion: "v1",
-            kind: "Secret",
-            metadata: {
-              name,
-              namespace,
-              labels: caLabels,
-              ...(Object.keys(wanted.annotations).length > 0 ? { annotations: wanted.annotations } : {}),
-            },
-            type: "kubernetes.io/tls",
-            data: Object.fromEntries(Object.entries(wanted.data).map(([key, value]) => [key, Buffer.from(value).toString("base64")])),
-          },
-          secret.metadata!.resourceVersion!,
-        );
-        const on = { apiVersion: "v1", kind: "Secret", name, namespace, uid: secret.metadata?.uid ?? "" };
-        for (const step of steps) await recordEvent(cluster, on, "Normal", ...rotationEvent(step));
-        return authority(state);
-      } catch (error) {
-        if (!(error instanceof ApiError && error.code === 409)) throw error;
-        const winner = await read();
-        if (!winner) throw new Error(`the operator's CA Secret ${namespace}/${name} was deleted while it was rotated`);
-        return winner.ca;
-      }
-    }
-    const created = newCertificateAuthority(namespace, now, rotation.constraints);
-    const { status } = await cluster.write(
-      "POST",
-      `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`,
-      {
-        apiVersion: "v1",
-        kind: "Secret",
-        metadata: { name, namespace, labels: caLabels },
-        type: "kubernetes.io/tls",
-        stringData: { "tls.crt": created.certPem, "tls.key": created.keyPem, "ca.crt": created.certPem },
-      },
-      [404, 409],
-    );
-    if (status === 404) {
-      // The Secret's namespace is missing (e.g. the operator started by hand on a fresh cluster).
-      throw new ActionNeeded(
-        `the operator cannot keep its CA: namespace ${namespace} (--ca-secret ${namespace}/${name}) does not exist; create it (kubectl create namespace ${namespace}) or point --ca-secret at an existing namespace`,
-      );
-    }
-    if (status !== 409) return authority({ signing: created, retired: [] });
-    const raced = await read();
-    if (!raced) throw new Error(`the operator's CA Secret ${namespace}/${name} was created and deleted at once`);
-    return raced.ca;
-  };
-  const key = `${namespace}/${name}`;
-  const ca = await caCache.get(key, 60_000, load);
-  // A cached CA whose phase has ended (phase 2 due, a retired CA to drop) is read again now, not up to a minute late.
-  if (ca.nextChange && now.getTime() >= ca.nextChange.getTime()) {
-    caCache.clear();
-    return caCache.get(key, 60_000, load);
-  }
-  return ca;
-}
-
-/** What a platform engineer reads in `kubectl describe secret <the CA Secret>` for each rotation step. */
-function rotationEvent(step: RotationStep): [string, string] {
-  switch (step.step) {
-    case "published":
-    case "next-replaced":
-      return [
-        "CARotationStarted",
-        `a new CA is published in ca.crt beside the signing one (${step.reason}); it signs relay certificates from ${rfc3339(step.signsFrom)}: give every customer whose server keeps a copy of ca.crt the new ca.crt before then`,
-      ];
-    case "promoted":
-      return [
-        "CARotated",
-        "the new CA signs relay certificates now; they are reissued, and the old CA stays in ca.crt until none of its certificates can be valid",
-      ];
-    case "retired-dropped":
-      return [
-        "CARetired",
-        `${step.count} replaced CA${step.count === 1 ? "" : "s"} dropped from ca.crt: no certificate of ${step.count === 1 ? "it" : "them"} can still be valid`,
-      ];
-  }
 }
 
 function statusOf(
@@ -259,7 +95,7 @@ function statusOf(
 const earliest = (...dates: (Date | undefined)[]) =>
   dates.filter((d): d is Date => d !== undefined).sort((a, b) => a.getTime() - b.getTime())[0];
 
-/** The installation's CA as gathered for a domain's certificate, or why it cannot be used (CAInvalid). */
+/** The installation's CA as planned for a domain's certificate (planCa, installation-ca.ts), or why it cannot be used (CAInvalid). */
 export type CaRead = { ca: CertificateAuthority } | { invalid: string };
 
 /**
@@ -273,39 +109,19 @@ export function issuesCertificate(domain: SmtpDomain, settings: OperatorSettings
   return !(secret && !ownedBy(secret, domain.metadata.uid!));
 }
 
-/** The installation's CA for a domain (made on first use, certificateAuthority); one it cannot use is CAInvalid on the domain. */
-export async function caForDomain(
-  cluster: Cluster,
-  settings: OperatorSettings,
-  now: Date,
-  caCache: TimedCache<CertificateAuthority>,
-): Promise<CaRead> {
-  try {
-    return { ca: await certificateAuthority(cluster, settings, now, caCache) };
-  } catch (error) {
-    // What only a change fixes (its namespace is missing), and what the API refused (no permission,
-    // unreachable: retried with backoff): on the domain as ReconcileFailed, not as a bad CA.
-    if (error instanceof ActionNeeded) throw error;
-    if (error instanceof ApiError) {
-      const { namespace: caNamespace, name } = settings.caSecret ?? defaultCaSecret;
-      throw new Error(
-        `reading or creating the operator's CA Secret ${caNamespace}/${name} failed (does the namespace exist? set --ca-secret to the operator's own namespace): ${error.message}`,
-      );
-    }
-    return { invalid: (error as Error).message };
-  }
-}
-
 /** A certificate to issue (or reissue) from the installation's CA: the key pair is made when it is issued, not planned. */
 export interface CertificateIssue {
   secretName: string;
   dnsNames: string[];
   /** Why (for the CertificateIssued Event): none yet, a name changed, renewal due, … */
   reason: string;
-  /** Its bundle goes into the Secret's ca.crt. */
-  ca: CertificateAuthority;
-  /** Which CA signs it (signerFor: in a rotation's phase 1, the next one for names only it permits). */
-  signer: KeyPair;
+  /** The CA bundle that goes into the Secret's ca.crt. */
+  trustPem: string;
+  /**
+   * Which of the CAs read signs it (signerFor: in a rotation's phase 1, the next one for names only it
+   * permits). By name, not its key: the apply step takes the key from what was read.
+   */
+  signer: "signing" | "next";
   /** The rotation's announcement, when this Secret did not carry the next CA yet. */
   announce?: PlannedEvent;
 }
@@ -396,7 +212,14 @@ export function planCertificate(
   }
   if (reason || !pair || !facts)
     return {
-      issue: { secretName, dnsNames: wanted, reason: reason || "none was issued yet", ca, signer, announce: announcedAnew(ca, secret) },
+      issue: {
+        secretName,
+        dnsNames: wanted,
+        reason: reason || "none was issued yet",
+        trustPem: ca.trustPem,
+        signer: signer === ca.state.signing ? "signing" : "next",
+        announce: announcedAnew(ca, secret),
+      },
     };
   const renewAt = renewalTime(facts, policy);
   const verdict = judgeCertificate(facts, secretName, hostnames, now, true);
@@ -431,17 +254,23 @@ function announcedAnew(ca: CertificateAuthority, secret: k8s.V1Secret | undefine
   return { type: "Normal", reason: "CARotationAnnounced", message: announced.message };
 }
 
-/** Issues what planCertificate decided: a new key pair signed by the installation's CA, into the domain's TLS Secret. */
+/**
+ * Issues what planCertificate decided: a new key pair signed by the installation's CA (`ca`, the state the
+ * plan was made from), into the domain's TLS Secret.
+ */
 export async function issueCertificate(
   cluster: Cluster,
   domain: SmtpDomain,
   issue: CertificateIssue,
+  ca: CaState,
   settings: OperatorSettings,
   now: Date,
 ): Promise<void> {
-  const pair = issueServerCertificate(issue.signer, issue.dnsNames, now, settings.certificates ?? defaultCertificatePolicy);
-  const { notAfter } = inspectCertificate(pair.certPem, pair.keyPem, issue.signer.certPem);
-  await cluster.apply(relayTlsSecret(domain, pair, issue.ca.trustPem));
+  const signer = issue.signer === "next" ? ca.next?.pair : ca.signing;
+  if (!signer) throw new Error(`issueCertificate: no next CA was read to sign ${issue.secretName}`);
+  const pair = issueServerCertificate(signer, issue.dnsNames, now, settings.certificates ?? defaultCertificatePolicy);
+  const { notAfter } = inspectCertificate(pair.certPem, pair.keyPem, signer.certPem);
+  await cluster.apply(relayTlsSecret(domain, pair, issue.trustPem));
   if (issue.announce) await recordEvent(cluster, involved(domain), issue.announce.type, issue.announce.reason, issue.announce.message);
   await recordEvent(
     cluster,

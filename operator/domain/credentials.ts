@@ -33,8 +33,17 @@ export interface CredentialPlan {
 export const revokedAtAnnotation = "smtpconnector.dev/revoked-at";
 
 export function credentialSecretName(domain: SmtpDomain, version: number): string {
-  return `${domain.metadata.name}-inbound-v${version}`;
+  return `${credentialSecretPrefix(domain)}${version}`;
 }
+
+/** The credential version an operator-given name stands for (credentialSecretName), or undefined. */
+export function credentialVersionOfName(domain: SmtpDomain, name: string): number | undefined {
+  const prefix = credentialSecretPrefix(domain);
+  const digits = name.startsWith(prefix) ? name.slice(prefix.length) : "";
+  return /^[0-9]+$/.test(digits) ? Number(digits) : undefined;
+}
+
+const credentialSecretPrefix = (domain: SmtpDomain) => `${domain.metadata.name}-inbound-v`;
 
 /** A new username and a 256-bit password; generated once per version and kept in its Secret. */
 export function newCredential(domain: SmtpDomain, version: number): { username: string; password: string } {

@@ -1,6 +1,6 @@
 // Reconciles one SmtpDomain: gather what is (reads only, from caches and the
 // API), plan purely (snapshot.ts, then plan.ts: objects, Events, status, or
-// what must be issued first), apply. What is issued (the certificate, a
+// what must be issued first), apply. What is issued (the installation's CA, the certificate, a
 // credential version, a generated Secret) gets its secret here, in the apply
 // step, each created once; the reconcile then gathers again and plans with it.
 // Level-based and idempotent: run twice, it changes nothing the second time.
@@ -13,12 +13,13 @@ import type { Verdict } from "../address/rules.js";
 import { sameStatus } from "../conditions.js";
 import { conditionEvents, involved, recordEvent } from "../events.js";
 import { ApiError, type Cluster } from "../kube/cluster.js";
-import { caForDomain, issueCertificate, issuesCertificate, type CertificateAuthority } from "./certificate.js";
+import { defaultCaSecret, issueCertificate, issuesCertificate } from "./certificate.js";
 import type { HostnameConflict } from "./hostname-claims.js";
 import { alphanumeric } from "./credentials.js";
 import { dkimRecordName, needsLookup, type Lookup } from "./dkim.js";
 import { generatedSecrets, type Generated, type GeneratedDecision } from "./generated.js";
 import { issueCredential, readCredentials } from "./inbound-credentials.js";
+import { applyCa, readCa, type CaGathered } from "./installation-ca.js";
 import { objectKey, planNotServed, relayObjectRefs } from "./plan.js";
 import { controlSecret, dkimKeySecret, names, submissionSecret, type KubeObject, type OperatorSettings } from "./render.js";
 import {
@@ -53,12 +54,12 @@ export interface DomainInputs {
 export interface DomainCaches {
   /** DNS answers for DKIM records: domain reconciles run on every related event; the DNS is asked once per check interval. */
   dnsAnswers: TimedCache<Lookup>;
-  /** The installation's CA, read once in a while; an event on its Secret clears it. */
-  certificateAuthority: TimedCache<CertificateAuthority>;
+  /** The installation's CA Secret, read once in a while; an event on its Secret clears it. */
+  certificateAuthority: TimedCache<CaGathered>;
 }
 
 export function domainCaches(): DomainCaches {
-  return { dnsAnswers: new TimedCache<Lookup>(), certificateAuthority: new TimedCache<CertificateAuthority>() };
+  return { dnsAnswers: new TimedCache<Lookup>(), certificateAuthority: new TimedCache<CaGathered>() };
 }
 
 /** Rounds of issuing in one reconcile before it gives up (one is the rule; a lost race may need another). */
@@ -78,17 +79,16 @@ export async function reconcileDomain(
   }
   for (let round = 1; ; round++) {
     // After issuing, read from the API: an informer cache may not have seen what was just written.
-    const reads = await gather(cluster, inputs, settings, round > 1);
-    // The installation's CA, when this domain's certificate is the operator's: no domain's object, made
-    // on first use and rotated for the installation (certificate.ts), read through the Controller's cache.
-    const ca = issuesCertificate(domain, settings, reads.tlsSecret)
-      ? await caForDomain(cluster, settings, now, inputs.caches.certificateAuthority)
-      : undefined;
-    const planned = planReconcile({ ...reads, ...(ca ? { ca } : {}) }, settings, now);
+    const reads = await gather(cluster, inputs, settings, now, round > 1);
+    const planned = planReconcile(reads, settings, now);
     if ("issue" in planned) {
       if (round > issueRounds)
-        throw new Error(`still to be issued after ${issueRounds} rounds (a concurrent writer?): ${planned.issue.map(issued).join(", ")}`);
-      for (const action of planned.issue) await issue(cluster, domain, action, settings, now);
+        throw new Error(
+          `still to be issued after ${issueRounds} rounds (a concurrent writer?): ${planned.issue.map((a) => issued(a, settings)).join(", ")}`,
+        );
+      for (const action of planned.issue) await issue(cluster, reads, action, settings, now);
+      // The CA Secret is read again after a write of it (or a lost race), not answered from before.
+      if (planned.issue.some((a) => a.kind === "ca")) inputs.caches.certificateAuthority.clear();
       continue;
     }
     const { plan, writeIfUnchanged } = planned;
@@ -107,21 +107,31 @@ async function writeStatus(cluster: Cluster, domain: SmtpDomain, status: SmtpDom
 }
 
 /** What gets issued, by the name of its Secret. */
-const issued = (action: IssueAction) =>
-  action.kind === "certificate"
+const issued = (action: IssueAction, settings: OperatorSettings) => {
+  if (action.kind === "ca") {
+    const { namespace, name } = settings.caSecret ?? defaultCaSecret;
+    return `${namespace}/${name}`;
+  }
+  return action.kind === "certificate"
     ? action.certificate.secretName
     : action.kind === "credential"
       ? action.credential.secretName
       : action.generated.name;
+};
 
 /**
  * Issues one action: its secret is made now and its Secret created once. A 409 is another writer (a second
  * replica in a hand-over) that made it first: the next gather reads theirs.
  */
-async function issue(cluster: Cluster, domain: SmtpDomain, action: IssueAction, settings: OperatorSettings, now: Date): Promise<void> {
+async function issue(cluster: Cluster, reads: DomainReads, action: IssueAction, settings: OperatorSettings, now: Date): Promise<void> {
+  const { domain } = reads;
+  // The installation's CA: a 409 is handled there (applyCa); its other failures are the API's, said as such.
+  if (action.kind === "ca") return applyCa(cluster, settings, reads.ca!, action.ca, now);
   try {
-    if (action.kind === "certificate") await issueCertificate(cluster, domain, action.certificate, settings, now);
-    else if (action.kind === "credential") await issueCredential(cluster, domain, action.credential);
+    if (action.kind === "certificate") {
+      if (!reads.ca || !("secret" in reads.ca)) throw new Error("a certificate planned without the installation's CA read");
+      await issueCertificate(cluster, domain, action.certificate, reads.ca.secret.state, settings, now);
+    } else if (action.kind === "credential") await issueCredential(cluster, domain, action.credential);
     else await createGenerated(cluster, domain, action.generated);
   } catch (error) {
     if (!(error instanceof ApiError && error.code === 409)) throw error;
@@ -132,13 +142,18 @@ async function issue(cluster: Cluster, domain: SmtpDomain, action: IssueAction, 
  * Reads what the plan needs, from the informer caches where they hold it and from the API otherwise;
  * `fresh` (after issuing): the generated Secrets from the API. Writes nothing.
  */
-async function gather(cluster: Cluster, inputs: DomainInputs, settings: OperatorSettings, fresh: boolean): Promise<DomainReads> {
+async function gather(cluster: Cluster, inputs: DomainInputs, settings: OperatorSettings, now: Date, fresh: boolean): Promise<DomainReads> {
   const { domain } = inputs;
   const namespace = domain.metadata.namespace!;
   const get = (name: string) => cluster.read<k8s.V1Secret>("v1", "Secret", namespace, name);
   // The informer cache first; a miss is confirmed with a GET, so a Secret just issued is never issued twice.
   const read = async (name: string) => inputs.secret?.(namespace, name) ?? (await get(name));
   const tlsSecret = await get(names(domain).tls);
+  // The installation's CA Secret, when this domain's certificate is the operator's: no domain's object,
+  // made on first use and rotated for the installation (installation-ca.ts), read through the Controller's cache.
+  const ca = issuesCertificate(domain, settings, tlsSecret)
+    ? await readCa(cluster, settings, now, inputs.caches.certificateAuthority)
+    : undefined;
   const credentials = await readCredentials(cluster, domain);
   const served = servedAddresses(domain, inputs.addresses);
 
@@ -195,6 +210,7 @@ async function gather(cluster: Cluster, inputs: DomainInputs, settings: Operator
     ...(inputs.addressesNotServed !== undefined ? { addressesNotServed: inputs.addressesNotServed } : {}),
     hostnameConflicts: inputs.hostnameConflicts ?? [],
     tlsSecret,
+    ...(ca ? { ca } : {}),
     credentials,
     secrets,
     dns,

@@ -9,7 +9,14 @@ import type { CertificatePolicy, KeyPair } from "../tls/certificates.js";
 import { controlTokenDigest, passwordDigest } from "../../relay/contract/digests.js";
 import { configPath, relayCommand, relayMounts, relayPorts, tmpSizeLimit } from "../../relay/contract/pod.js";
 import { defaultHostname } from "./hostname-claims.js";
-import { inboundMode, revokedAtAnnotation, type CredentialPlan, type IssuedCredential } from "./credentials.js";
+import {
+  credentialSecretName,
+  credentialVersionOfName,
+  inboundMode,
+  revokedAtAnnotation,
+  type CredentialPlan,
+  type IssuedCredential,
+} from "./credentials.js";
 import { quantityInteger } from "../kube/quantity.js";
 import { relayPodParts } from "./pod-template.js";
 
@@ -87,7 +94,7 @@ export function names(domain: SmtpDomain) {
   return {
     relay: `${base}-relay`,
     config: `${base}-relay-config`,
-    tls: domain.spec.relay?.tls?.secretName ?? `${base}-relay-tls`,
+    tls: domain.spec.relay?.tls?.secretName ?? issuedTlsName(domain),
     /** The cluster-internal Service: the helpdesk's submission port and the operator's control port. */
     internal: `${base}-relay-internal`,
     /** The helpdesk's submission credential for this domain, with where to submit. */
@@ -95,6 +102,18 @@ export function names(domain: SmtpDomain) {
     /** The bearer token the operator presents to this domain's relay. */
     control: `${base}-relay-control`,
   };
+}
+
+/** The name of the relay certificate's Secret when the operator issues it (no spec.relay.tls.secretName). */
+const issuedTlsName = (domain: SmtpDomain) => `${domain.metadata.name!}-relay-tls`;
+
+/**
+ * Whether `name` is one the operator gives a Secret of this domain that a reconcile reads back whole: the
+ * relay config, the certificate it issues, a credential version (credentialSecretName). The read cache holds
+ * only these (operator/kube/read-cache.ts); a tenant's Secret named in the spec never passes.
+ */
+export function isOwnSecretName(domain: SmtpDomain, name: string): boolean {
+  return name === names(domain).config || name === issuedTlsName(domain) || credentialVersionOfName(domain, name) !== undefined;
 }
 
 export function labels(domain: SmtpDomain): Record<string, string> {
@@ -416,7 +435,7 @@ export function credentialSecret(
     apiVersion: "v1",
     kind: "Secret",
     metadata: {
-      ...meta(domain, `${domain.metadata.name}-inbound-v${version}`),
+      ...meta(domain, credentialSecretName(domain, version)),
       labels: { ...labels(domain), "smtpconnector.dev/credential-version": String(version) },
       ...(revokedAt ? { annotations: { [revokedAtAnnotation]: revokedAt } } : {}),
     },

@@ -9,7 +9,7 @@ import type * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain, SupportAddress } from "../../crds/schema.js";
 import { outboundServer } from "../address/rules.js";
 import { maxCaBundleBytes, refusedKeys, tooLargeMessage } from "../kube/secrets.js";
-import { planCertificate, type CaRead, type CertificateIssue, type CertificateState } from "./certificate.js";
+import { planCertificate, type CertificateIssue, type CertificateState } from "./certificate.js";
 import { planDkim, type DkimKeyRead, type Lookup } from "./dkim.js";
 import { generatedKeys, generatedSecrets, planGeneratedSecrets, type GeneratedDecision } from "./generated.js";
 import { withheldHostnames, type HostnameConflict } from "./hostname-claims.js";
@@ -20,6 +20,7 @@ import {
   type Problem,
   type WriteIfUnchanged,
 } from "./inbound-credentials.js";
+import { planCa, type CaAction, type CaGathered } from "./installation-ca.js";
 import { planDomain, type DkimState, type DomainPlan, type DomainSnapshot, type PlannedEvent } from "./plan.js";
 import { names, type KubeObject, type OperatorSettings, type OutboundInputs, type OutboundSender } from "./render.js";
 
@@ -34,8 +35,8 @@ export interface DomainReads {
   hostnameConflicts: readonly HostnameConflict[];
   /** The relay's TLS Secret (undefined: it does not exist). */
   tlsSecret: k8s.V1Secret | undefined;
-  /** The installation's CA, when the certificate is the operator's to issue (issuesCertificate). */
-  ca?: CaRead;
+  /** The installation's CA Secret, when the certificate is the operator's to issue (issuesCertificate). */
+  ca?: CaGathered;
   credentials: CredentialReads;
   /** Every other Secret read, by name (undefined: it does not exist): the next hop's login, the generated ones, the addresses' and the DKIM keys'. */
   secrets: ReadonlyMap<string, k8s.V1Secret | undefined>;
@@ -48,8 +49,12 @@ export interface DomainReads {
   pollsLastUse: boolean;
 }
 
-/** What is issued before the domain is planned; its secret (key pair, password, token) is made when it is issued. */
+/**
+ * What is issued before the domain is planned; its secret (key pair, password, token) is made when it is
+ * issued. The installation's CA comes first, alone: the certificate and the credentials' snippets need it.
+ */
 export type IssueAction =
+  | { kind: "ca"; ca: CaAction }
   | { kind: "certificate"; certificate: CertificateIssue }
   | { kind: "credential"; credential: CredentialIssue }
   | { kind: "generated"; generated: Extract<GeneratedDecision, { create: true }> };
@@ -211,8 +216,10 @@ export function planReconcile(reads: DomainReads, settings: OperatorSettings, no
   const apply: KubeObject[] = [];
   const withheld = withheldHostnames(reads.hostnameConflicts);
 
-  // The relay's certificate first: the credentials' client snippets say which CA to trust.
-  const planned = planCertificate(domain, settings, now, reads.tlsSecret, reads.ca, withheld);
+  // The installation's CA first, then the relay's certificate: the credentials' client snippets say which CA to trust.
+  const ca = reads.ca ? planCa(reads.ca, settings, now) : undefined;
+  if (ca && "action" in ca) return { issue: [{ kind: "ca", ca: ca.action }] };
+  const planned = planCertificate(domain, settings, now, reads.tlsSecret, ca?.ca, withheld);
   let certificate: CertificateState | undefined;
   const certificateEvents: PlannedEvent[] = [];
   if ("issue" in planned) issue.push({ kind: "certificate", certificate: planned.issue });
@@ -224,7 +231,7 @@ export function planReconcile(reads: DomainReads, settings: OperatorSettings, no
     if (condition.status === "False" && condition.reason !== "NotYetValid")
       problems.push({ condition: "CertificateReady", reason: condition.reason, message: condition.message });
   }
-  const caPem = "issue" in planned ? planned.issue.ca.trustPem : planned.state.caPem;
+  const caPem = "issue" in planned ? planned.issue.trustPem : planned.state.caPem;
   const credentials = planInboundCredentials(domain, settings, caPem, reads.credentials, now, withheld);
   issue.push(...credentials.issue.map((credential) => ({ kind: "credential" as const, credential })));
   problems.push(...credentials.problems);

@@ -36,7 +36,8 @@ export interface OwnObjectReadsOptions {
   /**
    * Whether `secret` is a name the operator itself gives a Secret of the domain `domain` (with this uid) in
    * the namespace: its relay config, certificate and credential versions. A tenant can forge a label and an
-   * owner reference, not make the operator hold other names through this cache.
+   * owner reference, not make the operator hold other names through this cache. (The names: isOwnSecretName,
+   * operator/domain/render.ts, beside the renderers that give them.)
    */
   isOwnSecret: (namespace: string, domain: string, uid: string, secret: string) => boolean;
   /** Labels every object the operator makes carries. */

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
 import type { Controller } from "../../operator/controller.js";
-import { certificateAuthority, type CertificateAuthority } from "../../operator/domain/certificate.js";
+import { certificateAuthority, type CaGathered } from "../../operator/domain/installation-ca.js";
 import { clusterAccess } from "../../operator/kube/access.js";
 import { Cluster } from "../../operator/kube/cluster.js";
 import { TimedCache } from "../../operator/timed-cache.js";
@@ -210,7 +210,7 @@ describe("CA rotation in two phases", () => {
       new Cluster(clusterAccess(await operatorKubeconfig())),
       new Cluster(clusterAccess(await operatorKubeconfig())),
     ];
-    const one = (cluster: Cluster, now: Date) => certificateAuthority(cluster, settings, now, new TimedCache<CertificateAuthority>());
+    const one = (cluster: Cluster, now: Date) => certificateAuthority(cluster, settings, now, new TimedCache<CaGathered>());
     const both = (now = new Date()) => Promise.all([one(first, now), one(second, now)]);
     try {
       const [a, b] = await both();

@@ -23,7 +23,9 @@ import {
   type KubeObject,
   type OperatorSettings,
 } from "../../operator/domain/render.js";
+import type { CaGathered } from "../../operator/domain/installation-ca.js";
 import { planReconcile as planReconcileOf, type DomainReads, type ReconcilePlan } from "../../operator/domain/snapshot.js";
+import { caSecretContents, rotateAnnotation, trustBundle, type CaState } from "../../operator/tls/ca-rotation.js";
 import { defaultCertificatePolicy, issueServerCertificate, newCertificateAuthority } from "../../operator/tls/certificates.js";
 
 const now = new Date("2026-06-01T12:00:00Z");
@@ -47,6 +49,14 @@ function domain(spec: Partial<SmtpDomain["spec"]> = {}, status?: SmtpDomain["sta
 
 const pair = newCertificateAuthority("test", now, caNameConstraints(settings));
 const ca: CertificateAuthority = { ...pair, trustPem: pair.certPem, state: { signing: pair, retired: [] } };
+
+/** The CA Secret as gathered for a CA in `state` (decoded, as stored), with extra annotations (the user's). */
+function caRead(state: CaState, annotations: Record<string, string> = {}): CaGathered {
+  const contents = caSecretContents(state);
+  return {
+    secret: { state, data: contents.data, annotations: { ...contents.annotations, ...annotations }, resourceVersion: "3", uid: "ca-uid" },
+  };
+}
 
 /** An object as the API server returns it: stringData as data, owned by `owner` (the domain unless told). */
 function live(object: KubeObject, owner: string | undefined = uid): k8s.V1Secret {
@@ -74,7 +84,7 @@ function reads(overrides: Partial<DomainReads> = {}): DomainReads {
     served: [],
     hostnameConflicts: [],
     tlsSecret: undefined,
-    ca: { ca },
+    ca: caRead(ca.state),
     credentials: { issuedSecrets: [], secrets: new Map([[credentialSecretName(d, 1), undefined]]) },
     secrets: new Map(),
     dns: new Map(),
@@ -130,13 +140,15 @@ describe("the domain reconcile's plan from what was read", () => {
     assert.deepEqual(
       result.issue.map((a) =>
         a.kind === "certificate"
-          ? `certificate ${a.certificate.secretName} ${a.certificate.dnsNames[0]} (${a.certificate.reason})`
+          ? `certificate ${a.certificate.secretName} ${a.certificate.dnsNames[0]} (${a.certificate.reason}, signed by the ${a.certificate.signer} CA)`
           : a.kind === "credential"
             ? `credential ${a.credential.secretName}`
-            : `generated ${a.generated.name}`,
+            : a.kind === "generated"
+              ? `generated ${a.generated.name}`
+              : "ca",
       ),
       [
-        "certificate example-com-relay-tls example-com.acme.relay.example.net (none was issued yet)",
+        "certificate example-com-relay-tls example-com.acme.relay.example.net (none was issued yet, signed by the signing CA)",
         "credential example-com-inbound-v1",
         "generated example-com-submission",
         "generated example-com-relay-control",
@@ -148,6 +160,37 @@ describe("the domain reconcile's plan from what was read", () => {
     assert.equal(credential.credential.host, "example-com.acme.relay.example.net");
     assert.equal(credential.credential.caPem, ca.trustPem);
     assert.ok(!JSON.stringify(result).includes("password"), "no secret is planned");
+    // Nor the CA's key: the certificate names its signer, the apply step takes the key from what was read.
+    assert.ok(!JSON.stringify(result).includes("PRIVATE KEY"), "no key is planned");
+  });
+
+  test("the installation's CA first, alone: created when missing, its rotation's steps taken, a hand edit repaired; no key planned", () => {
+    const caActions = (r: DomainReads, at = now) => {
+      const result = planReconcile(r, settings, at);
+      assert.ok("issue" in result);
+      assert.ok(!JSON.stringify(result).includes("PRIVATE KEY"), "no key is planned: a new CA's is made when it is applied");
+      return result.issue.map((a) => (a.kind === "ca" ? a.ca : a.kind));
+    };
+    assert.deepEqual(caActions(reads({ ca: { missing: true } })), [{ create: true }], "nothing else before the CA exists");
+    // Phase 1 asked for: the next CA is published beside the signing one, onto the version read.
+    const asked = caActions({ ...issuedReads(), ca: caRead(ca.state, { [rotateAnnotation]: "now" }) });
+    assert.deepEqual(
+      asked.map((a) => (typeof a === "object" && "advance" in a ? [a.advance.resourceVersion, ...a.advance.steps.map((s) => s.step)] : a)),
+      [["3", "published"]],
+    );
+    // Phase 2 due: the next CA signs.
+    const next = newCertificateAuthority("next", now, caNameConstraints(settings));
+    const phase1: CaState = { signing: pair, next: { pair: next, signsFrom: now, reason: "asked" }, retired: [], rotatedFor: "now" };
+    assert.deepEqual(caActions({ ...issuedReads(), ca: caRead(phase1, { [rotateAnnotation]: "now" }) }), [
+      { advance: { steps: [{ step: "promoted" }], resourceVersion: "3" } },
+    ]);
+    // ca.crt edited by hand: written back as the state says, no step taken.
+    const edited = caRead(ca.state);
+    assert.ok("secret" in edited);
+    const repaired = caActions({ ...issuedReads(), ca: { secret: { ...edited.secret, data: { ...edited.secret.data, "ca.crt": "" } } } });
+    assert.deepEqual(repaired, [{ advance: { steps: [], resourceVersion: "3" } }]);
+    // The same CA, current: nothing for it; the domain is planned.
+    planned(planReconcile(issuedReads(), settings, now));
   });
 
   test("once issued and read back: the relay objects and status are planned from them, nothing is issued again", () => {
@@ -193,8 +236,11 @@ describe("the domain reconcile's plan from what was read", () => {
       renewal.issue.map((a) => a.kind),
       ["certificate"],
     );
-    const rotated: CertificateAuthority = { ...ca, trustPem: `${ca.certPem}${ca.certPem}` };
-    const bundle = planned(planReconcile({ ...base, ca: { ca: rotated } }, settings, now));
+    // A rotation done: the replaced CA stays in the bundle.
+    const replaced = newCertificateAuthority("replaced", now, caNameConstraints(settings));
+    const rotatedState: CaState = { signing: pair, retired: [replaced.certPem], rotatedAt: now };
+    const rotated = { trustPem: trustBundle(rotatedState) };
+    const bundle = planned(planReconcile({ ...base, ca: caRead(rotatedState) }, settings, now));
     const tls = bundle.plan.apply.find((o) => o.metadata.name === "example-com-relay-tls") as
       { stringData?: Record<string, string> } | undefined;
     assert.ok(tls, "the TLS Secret is applied");
@@ -298,7 +344,8 @@ describe("the domain reconcile's plan from what was read", () => {
       );
       const issuedOutside = spec({ relay: { replicas: 1, hostnames: ["relay.other-tenant.example"] } });
       assert.equal(
-        conditionsOf(withDomain(issuedReads(issuedOutside), issuedOutside), restricted).reasons.CertificateReady,
+        // Nothing is signed for it: the gather does not read the CA (issuesCertificate).
+        conditionsOf({ ...withDomain(issuedReads(issuedOutside), issuedOutside), ca: undefined }, restricted).reasons.CertificateReady,
         "False HostnameNotAllowed",
       );
       const conflicts = [{ hostname: "relay.shared.test", holder: { namespace: "other", name: "mail" }, why: "Earlier" as const }];
