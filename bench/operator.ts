@@ -319,13 +319,29 @@ async function heapSnapshot(pid: number): Promise<void> {
   }
 }
 
-const rssMb = (pid: number) =>
+/** A figure of /proc/<pid>/status in MB: VmRSS now, VmHWM the most it has had. */
+const statusMb = (pid: number, field: "VmRSS" | "VmHWM") =>
   Number(
     readFileSync(`/proc/${pid}/status`, "utf8")
       .split("\n")
-      .find((l) => l.startsWith("VmRSS:"))!
+      .find((l) => l.startsWith(`${field}:`))!
       .split(/\s+/)[1],
   ) / 1024;
+const rssMb = (pid: number) => statusMb(pid, "VmRSS");
+
+/** RSS now and at its peak, and the V8 heap's share of it, for the log. */
+async function memoryLine(port: number, pid: number): Promise<string> {
+  const heap = await Promise.all(
+    ["nodejs_heap_size_total_bytes", "nodejs_heap_size_used_bytes", "nodejs_external_memory_bytes"].map((m) =>
+      metric(port, `smtpc_operator_process_${m}`),
+    ),
+  );
+  const [total, used, external] = heap.map((b) => (b / 2 ** 20).toFixed(0));
+  return (
+    `RSS ${rssMb(pid).toFixed(0)} MB (peak ${statusMb(pid, "VmHWM").toFixed(0)} MB); ` +
+    `V8 heap ${total} MB total, ${used} MB used; external ${external} MB`
+  );
+}
 
 /** The first part: what 200 unrelated ~1 MB Secrets cost the operator's memory. */
 async function secretsAndFigures(kubeconfig: string): Promise<void> {
@@ -392,14 +408,7 @@ async function main(): Promise<void> {
         const planeCpu = controlPlaneCpuSeconds(operator.pid!) - planeBefore;
         const benchCpu = process.cpuUsage(benchBefore);
         const verbs = await requestsByVerb(port);
-        const heap = await Promise.all(
-          ["nodejs_heap_size_total_bytes", "nodejs_heap_size_used_bytes", "nodejs_external_memory_bytes"].map((m) =>
-            metric(port, `smtpc_operator_process_${m}`),
-          ),
-        );
-        console.error(
-          `${shape.name}: RSS ${convergedRss.toFixed(0)} MB; V8 heap ${heap.map((b) => (b / 2 ** 20).toFixed(0)).join(" MB total, ")} MB used, external`,
-        );
+        console.error(`${shape.name}: ${await memoryLine(port, operator.pid!)}`);
         console.error(
           `${shape.name}: CPU while converging: operator ${operatorCpu.toFixed(1)} s, control plane ${planeCpu.toFixed(1)} s, ` +
             `bench ${((benchCpu.user + benchCpu.system) / 1e6).toFixed(1)} s; operator requests: ` +
@@ -647,6 +656,7 @@ async function restartAmongEverything(): Promise<{ seconds: number; writes: numb
       writes: await metric(port, "smtpc_operator_api_writes"),
       rssMb: rssMb(child.pid!),
     };
+    console.error(`restart: ${await memoryLine(port, child.pid!)}`);
     await heapSnapshot(child.pid!);
     return result;
   } finally {

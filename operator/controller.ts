@@ -24,6 +24,7 @@ import { domainCaches, reconcileDomain } from "./domain/reconcile.js";
 import { isOwnSecretName, managedByLabel, names, type OperatorSettings } from "./domain/render.js";
 import { ApiError, type ClusterAccess } from "./kube/access.js";
 import { Cluster } from "./kube/cluster.js";
+import { StringPool } from "./kube/intern.js";
 import { OwnObjectReads } from "./kube/read-cache.js";
 import { TimedCache } from "./timed-cache.js";
 import { scopedInformer, supervisedInformer, type InformerEvent, type RelistReason, type SupervisedInformer } from "./kube/informer.js";
@@ -129,6 +130,9 @@ export class Controller {
     const relisted = (reason: RelistReason) => this.relists.set(reason, (this.relists.get(reason) ?? 0) + 1);
     const { namespaces } = options;
     const paging = options.pageSize ? { pageSize: options.pageSize } : {};
+    // One copy of each text the cached objects repeat (conditions, names, labels), shared by every informer here.
+    const strings = new StringPool();
+    const intern = <T>(o: T): T => strings.intern(o);
     const ownApi = `/apis/${group}/${version}`;
     this.domains = scopedInformer(
       access,
@@ -140,6 +144,7 @@ export class Controller {
         onRelist: relisted,
         ...paging,
         check: (d) => objectProblems("SmtpDomain", d),
+        transform: intern,
         onInvalid: (d, problems) => this.objectInvalid("domain", d, problems),
       },
     );
@@ -153,6 +158,7 @@ export class Controller {
         onRelist: relisted,
         ...paging,
         check: (a) => objectProblems("SupportAddress", a),
+        transform: intern,
         onInvalid: (a, problems) => this.objectInvalid("address", a, problems),
       },
     );
@@ -181,6 +187,7 @@ export class Controller {
         log,
         labelSelector: ours,
         onRelist: relisted,
+        transform: intern,
         ...paging,
       },
     );
@@ -210,7 +217,15 @@ export class Controller {
         { apiVersion: "policy/v1", kind: "PodDisruptionBudget", prefix: "/apis/policy/v1", plural: "poddisruptionbudgets" },
       ].map(({ apiVersion, kind, ...resource }) => [
         `${apiVersion}/${kind}`,
-        scopedInformer(access, resource, { namespaces, onChange: byDomainLabel, log, labelSelector: ours, onRelist: relisted, ...paging }),
+        scopedInformer(access, resource, {
+          namespaces,
+          onChange: byDomainLabel,
+          log,
+          labelSelector: ours,
+          onRelist: relisted,
+          transform: intern,
+          ...paging,
+        }),
       ]),
     );
     this.watched = [...caWatch, this.endpointSlices, ...owned.values()];

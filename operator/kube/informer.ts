@@ -47,6 +47,8 @@ export interface InformerOptions<T extends k8s.KubernetesObject = k8s.Kubernetes
    */
   check?: (object: T) => readonly string[];
   onInvalid?: (object: T, problems: readonly string[]) => void;
+  /** Applied to each object the server sends, after the fields above are dropped and before it is cached or told (e.g. StringPool.intern). */
+  transform?: (object: T) => T;
 }
 
 export const defaultPageSize = 500;
@@ -67,22 +69,23 @@ export function supervisedInformer<T extends k8s.KubernetesObject>(
   const metadataOnly = options.metadataOnly === true;
   const keyOf = (o: k8s.KubernetesObject) => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
   const keepLabel = options.keepLabel ?? (() => true);
-  const { check, onInvalid } = options;
+  const { check, onInvalid, transform } = options;
   const problemsOf = (object: T): readonly string[] => check?.(object) ?? [];
   const strip = (o: T): T => {
     if (o.metadata?.managedFields) delete o.metadata.managedFields;
     // A client-side `kubectl apply` (Argo CD's default, Flux before SSA) keeps a whole copy of the object in
     // an annotation: nothing here reads it, and it doubles what every cached object costs.
     if (o.metadata?.annotations?.[lastApplied] !== undefined) delete o.metadata.annotations[lastApplied];
-    if (!metadataOnly) return o;
+    if (!metadataOnly) return transform ? transform(o) : o;
     // Whatever else the server sent, a metadata cache keeps only what identifies the object and its version.
     const { name, namespace, uid, resourceVersion, labels } = o.metadata ?? {};
     const kept = labels ? Object.fromEntries(Object.entries(labels).filter(([key]) => keepLabel(key))) : {};
-    return {
+    const metadata = {
       apiVersion: o.apiVersion,
       kind: o.kind,
       metadata: { name, namespace, uid, resourceVersion, ...(Object.keys(kept).length > 0 ? { labels: kept } : {}) },
     } as T;
+    return transform ? transform(metadata) : metadata;
   };
   let listRequests = 0;
   let resourceVersion = "";

@@ -49,7 +49,7 @@ describe("Helm chart", () => {
   test("renders secure defaults, the operator's exact RBAC, CRDs kept on uninstall; each value does what it says", async () => {
     const docs = await template();
     const container = operatorContainer(docs);
-    assert.deepEqual(container.command, ["node", "dist/operator/main.js"]);
+    assert.deepEqual(container.command, ["node", "--max-old-space-size-percentage=50", "--max-semi-space-size=2", "dist/operator/main.js"]);
     assert.equal(container.image, `ghcr.io/smtp-connector/smtp-connector:${JSON.parse(readFileSync("package.json", "utf8")).version}`);
     assert.ok(container.args.includes(`--relay-image=${container.image}`), "one image, the relay's entrypoint in the same image");
     assert.ok(container.args.includes("--ca-secret=smtpc-system/smtp-connector-ca"));

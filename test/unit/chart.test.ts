@@ -2,6 +2,7 @@
 // knob a platform team sets is checked here, fast, against what it renders.
 // (test/e2e/chart.test.ts installs the chart and runs its operator.)
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
@@ -161,6 +162,20 @@ describe("chart values, rendered", () => {
     ]);
     assert.deepEqual(flags.relayLimitCaps, { maxMessageBytes: 100 * 1024 * 1024, maxRecipients: 500 });
     assert.match(await refused({ operator: { relayMessageLimits: { maxMessageSize: "lots", maxRecipients: 50 } } }), /maxMessageSize/);
+  });
+
+  test("operator.heap: V8's old space is a share of the container's memory limit, with a small young generation", async () => {
+    const command = async (values: Record<string, unknown>) => operator(await render(values)).command as string[];
+    const defaults = await command({});
+    assert.deepEqual(defaults, ["node", "--max-old-space-size-percentage=50", "--max-semi-space-size=2", "dist/operator/main.js"]);
+    // The flags as the pinned Node takes them (an older Node refuses the percentage, and would not start).
+    const started = spawnSync(process.execPath, [...defaults.slice(1, -1), "-e", "process.exit(0)"], { encoding: "utf8" });
+    assert.equal(started.status, 0, started.stderr);
+    // With no memory limit a percentage would be of the node's memory: no such flag then.
+    assert.deepEqual(await command({ resources: { limits: null } }), ["node", "--max-semi-space-size=2", "dist/operator/main.js"]);
+    assert.deepEqual(await command({ operator: { heap: { limitPercent: 0, semiSpaceMiB: 0 } } }), ["node", "dist/operator/main.js"]);
+    assert.deepEqual((await command({ operator: { heap: { limitPercent: 40 } } })).slice(1, 2), ["--max-old-space-size-percentage=40"]);
+    assert.match(await refused({ operator: { heap: { limitPercent: 150 } } }), /limitPercent/);
   });
 
   test("extra env, volumes and mounts; security contexts merge with the restricted defaults", async () => {

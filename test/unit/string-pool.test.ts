@@ -1,0 +1,72 @@
+// The informers' string pool (operator/kube/intern.ts): cached objects share one copy of each repeated text.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { StringPool } from "../../operator/kube/intern.js";
+
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc") as () => void;
+
+/** An address as the API server sends it: every object parsed from its own text, as a list page or a watch event is. */
+function parsedAddress(i: number, message: string): Record<string, unknown> {
+  return JSON.parse(
+    JSON.stringify({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SupportAddress",
+      metadata: { name: `a${i}`, namespace: "helpdesk-one", uid: `uid-${i}`, resourceVersion: String(1000 + i) },
+      status: {
+        conditions: [
+          { type: "DomainReady", status: "False", reason: "DomainNotReady", message, lastTransitionTime: "2026-12-01T23:00:00Z" },
+        ],
+      },
+    }),
+  ) as Record<string, unknown>;
+}
+
+/** Heap bytes that `make()`'s result keeps alive, after full collections. */
+function retained(make: () => unknown): { bytes: number; kept: unknown } {
+  gc();
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const kept = make();
+  gc();
+  gc();
+  return { bytes: process.memoryUsage().heapUsed - before, kept };
+}
+
+describe("StringPool", () => {
+  test("2,000 cached objects with one 1 KB condition message keep one copy of it, not 2,000", () => {
+    const message = `SmtpDomain d0 is not Ready: ${"the relay has no ready pod; ".repeat(80)}`.slice(0, 1_000);
+    const count = 2_000;
+    const separate = retained(() => Array.from({ length: count }, (_, i) => parsedAddress(i, message)));
+    const pool = new StringPool();
+    const shared = retained(() => Array.from({ length: count }, (_, i) => pool.intern(parsedAddress(i, message))));
+    // Each object's own copy of the message (1,000 one-byte characters) is what the pool saves.
+    assert.ok(
+      separate.bytes - shared.bytes > count * 900,
+      `interned ${shared.bytes} bytes, not interned ${separate.bytes}: not ~${count} KB fewer`,
+    );
+    assert.equal(((shared.kept as Record<string, any>[])[1]!.status.conditions[0] as { message: string }).message, message);
+    assert.ok(separate.kept && shared.kept);
+  });
+
+  test("values are kept as they were, at any depth; uid and resourceVersion (one per object) stay out of the pool", () => {
+    const pool = new StringPool();
+    const objects = Array.from({ length: 500 }, (_, i) => parsedAddress(i, "SmtpDomain d0 is not Ready"));
+    const copies = structuredClone(objects);
+    for (const o of objects) pool.intern(o);
+    assert.deepEqual(objects, copies);
+    // apiVersion, kind, namespace, the condition's five texts, and the 500 names: no uid, no resourceVersion.
+    assert.equal(pool.size, 8 + 500);
+  });
+
+  test("never holds more than its bound: past it the pool starts again", () => {
+    const pool = new StringPool(100);
+    for (let i = 0; i < 1_000; i++) pool.intern({ message: `attempt ${i} failed` });
+    assert.ok(pool.size <= 100, `${pool.size} strings held`);
+    const held = pool.size;
+    pool.intern({ certificate: "x".repeat(2_000) });
+    assert.equal(pool.size, held, "a string over maxLength is not pooled");
+  });
+});
