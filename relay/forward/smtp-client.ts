@@ -30,6 +30,10 @@ export interface SmtpClientOptions {
   /** Connect, greeting and per-reply timeout. */
   timeoutMs: number;
   auth?: { username: string; password: string };
+  /** A TLS session an earlier connection to this same next hop was given, to resume (SmtpNextHop keeps them). */
+  session?: Buffer;
+  /** Each TLS session the next hop gives this connection, once its certificate was verified. */
+  onSession?: (session: Buffer) => void;
 }
 
 export interface Reply {
@@ -67,9 +71,7 @@ export class SmtpClient {
 
   private constructor(private readonly options: SmtpClientOptions) {
     this.socket = this.attach(
-      options.tls === "Implicit"
-        ? tls.connect({ ...tlsOptions(options), port: options.port })
-        : net.connect({ host: options.host, port: options.port }),
+      options.tls === "Implicit" ? this.connectTls({ port: options.port }) : net.connect({ host: options.host, port: options.port }),
     );
   }
 
@@ -305,10 +307,32 @@ export class SmtpClient {
     plain.setTimeout(0);
     // Errors on the plain socket now surface on the TLS socket wrapped around it.
     plain.on("error", () => undefined);
-    const secure = tls.connect({ ...tlsOptions(this.options), socket: plain });
+    const secure = this.connectTls({ socket: plain });
     this.socket = this.attach(secure);
     await this.secured(secure);
     await this.hello();
+  }
+
+  /**
+   * A TLS connection that offers the session it was given and hands on the
+   * ones it gets. TLS 1.2 can deliver a session before the handshake checked
+   * the certificate: sessions are held back until secureConnect, which Node
+   * emits only for a verified peer, so no session of an unverified server is
+   * ever offered again (Node skips the name check on a resumed session).
+   */
+  private connectTls(extra: tls.ConnectionOptions): tls.TLSSocket {
+    const socket = tls.connect({ ...tlsOptions(this.options), ...extra });
+    const onSession = this.options.onSession;
+    if (onSession) {
+      let verified = false;
+      const early: Buffer[] = [];
+      socket.on("session", (session: Buffer) => (verified ? onSession(session) : early.push(session)));
+      socket.once("secureConnect", () => {
+        verified = true;
+        for (const session of early.splice(0)) onSession(session);
+      });
+    }
+    return socket;
   }
 
   private secured(socket: tls.TLSSocket): Promise<void> {
@@ -459,6 +483,7 @@ function tlsOptions(options: SmtpClientOptions): tls.ConnectionOptions {
     // SNI carries names only (RFC 6066); an IP address is still verified against the certificate's IP SANs.
     ...(net.isIP(options.host) ? {} : { servername: options.host }),
     ...(options.ca ? { ca: options.ca } : {}),
+    ...(options.session ? { session: options.session } : {}),
     minVersion: "TLSv1.2",
   };
 }

@@ -5,6 +5,16 @@
 // A connection that saw any error is closed, never reused: if the message
 // stream fails mid-DATA the socket is destroyed before the final dot, so the
 // next hop discards the partial message instead of accepting it.
+//
+// A new connection resumes a TLS session an earlier one was given (as Postfix
+// does with smtp_tls_session_cache_database): an abbreviated handshake instead
+// of a full one each time the pool opens a connection, which at low traffic is
+// once per message (idle connections close after idleCloseMs). Sessions stay
+// within this pool, one identity: Node does not check the certificate's name
+// again on a resumed session, so a session must never reach another host or
+// trust. Each is offered once (RFC 8446 section C.4) and for at most an hour
+// (Postfix's smtp_tls_session_cache_timeout); a reload builds new pools, and
+// with them a full handshake.
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
@@ -25,6 +35,10 @@ export interface NextHopOptions {
   idleCloseMs?: number;
 }
 
+/** Sessions kept per pool: enough for the connections a burst opens at once; older ones are dropped first. */
+const maxTlsSessions = 8;
+const tlsSessionLifetimeMs = 3_600_000;
+
 interface Pooled {
   client: SmtpClient;
   /** Taken from the idle list (it carried a message before). */
@@ -37,6 +51,8 @@ export class SmtpNextHop implements NextHop {
   private readonly password: string | undefined;
   private readonly ca: string | undefined;
   private closed = false;
+  /** TLS sessions the next hop gave this pool's connections, newest last. */
+  private readonly tlsSessions: { session: Buffer; at: number }[] = [];
   /** Who this next hop's connections are: server, TLS, trust and login. Equal identities may share a pool. */
   readonly identity: string;
   readonly credentialSha256?: string;
@@ -124,8 +140,23 @@ export class SmtpNextHop implements NextHop {
     this.idle.push(pooled);
   }
 
+  /** The newest session still in its lifetime, taken out: offered once. */
+  private takeTlsSession(): Buffer | undefined {
+    const kept = this.tlsSessions.pop();
+    if (kept && Date.now() - kept.at < tlsSessionLifetimeMs) return kept.session;
+    // The newest one expired: so did every older one.
+    this.tlsSessions.length = 0;
+    return undefined;
+  }
+
+  private keepTlsSession(session: Buffer): void {
+    this.tlsSessions.push({ session, at: Date.now() });
+    if (this.tlsSessions.length > maxTlsSessions) this.tlsSessions.shift();
+  }
+
   private open(signal?: AbortSignal): Promise<SmtpClient> {
     const { delivery, options } = this;
+    const session = delivery.tls === "None" ? undefined : this.takeTlsSession();
     return SmtpClient.open(
       {
         host: delivery.host,
@@ -136,6 +167,8 @@ export class SmtpNextHop implements NextHop {
         clientName: options.clientName,
         timeoutMs: options.timeoutMs,
         ...(delivery.username && this.password !== undefined ? { auth: { username: delivery.username, password: this.password } } : {}),
+        ...(session ? { session } : {}),
+        ...(delivery.tls === "None" ? {} : { onSession: (issued: Buffer) => this.keepTlsSession(issued) }),
       },
       signal,
     );

@@ -4,22 +4,28 @@
 //   on the path can write, they must never be read as an answer inside TLS;
 // - replies whose UTF-8 characters are split across reads;
 // - a next hop that does not offer SMTPUTF8, sent a non-ASCII envelope
-//   (RFC 6531 section 3.2: a relay refuses, section 3.5 names the codes).
+//   (RFC 6531 section 3.2: a relay refuses, section 3.5 names the codes);
+// - TLS sessions: one pool's connections resume each other's sessions, but a
+//   session never reaches another pool (Node skips the name check when a
+//   session resumes, so it must stay with the host and trust it was made for).
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { NextHopError } from "../../../relay/contract/failures.js";
 import { SmtpClient, type SmtpClientOptions } from "../../../relay/forward/smtp-client.js";
+import { SmtpNextHop } from "../../../relay/forward/smtp-next-hop.js";
 import { randomPassword, selfSignedCertificate, startSmtpSink, tempDir, type SmtpSink } from "../../support/mail.js";
 import { exampleDomain, RawSmtp, startRelay } from "../../support/relay.js";
 import { user } from "./inbound-message.js";
 import { startScriptedNextHop, type NextHopScript } from "./scripted-next-hop.js";
 
 let certificate: { key: string; cert: string };
+let caFile: string;
 before(async () => {
   const files = await selfSignedCertificate(tempDir("next-hop"), "next-hop.test");
   certificate = { key: readFileSync(files.keyFile, "utf8"), cert: readFileSync(files.certFile, "utf8") };
+  caFile = files.certFile;
 });
 
 const clientOptions = (port: number, extra: Partial<SmtpClientOptions> = {}): SmtpClientOptions => ({
@@ -194,4 +200,31 @@ describe("a non-ASCII envelope and a next hop without SMTPUTF8: refused with RFC
       }
     });
   }
+});
+
+describe("TLS sessions towards the next hop stay within one pool", () => {
+  const pool = (port: number) =>
+    new SmtpNextHop(
+      { host: "127.0.0.1", port, protocol: "SMTP", tls: "StartTLS", caFile },
+      // One message per connection: every message opens a connection, as at low traffic.
+      { clientName: "relay.test", timeoutMs: 5_000, maxMessagesPerConnection: 1 },
+    );
+  const envelope = { from: "customer@users.example.org", to: ["support@example.com"] };
+
+  test("the pool's next connection resumes; another pool to the same server (another identity, or after a reload) does not", async () => {
+    const peer = await startScriptedNextHop({ extensions: ["PIPELINING"], tls: certificate });
+    const [first, second] = [pool(peer.port), pool(peer.port)];
+    try {
+      await first.send(envelope, message());
+      await second.send(envelope, message());
+      await first.send(envelope, message());
+      await first.send(envelope, message());
+      assert.deepEqual(peer.resumed, [false, false, true, true]);
+      assert.equal(peer.transcript.filter((line) => line === "(tls) DATA").length, 4);
+    } finally {
+      first.close();
+      second.close();
+      await peer.stop();
+    }
+  });
 });

@@ -21,17 +21,21 @@ export interface ScriptedNextHop {
   port: number;
   /** Every command line read, with "(tls)" before those read inside TLS. */
   transcript: string[];
+  /** Each TLS handshake in order: whether it resumed an earlier session (one context, so its tickets open later ones). */
+  resumed: boolean[];
   stop(): Promise<void>;
 }
 
 export async function startScriptedNextHop(script: NextHopScript): Promise<ScriptedNextHop> {
   const transcript: string[] = [];
+  const resumed: boolean[] = [];
+  const context = script.tls ? tls.createSecureContext(script.tls) : undefined;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.setNoDelay(true);
-    converse(socket, false, script, transcript);
+    converse(socket, false, { script, transcript, resumed, context });
     socket.write("220 next-hop.test ESMTP\r\n");
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -39,6 +43,7 @@ export async function startScriptedNextHop(script: NextHopScript): Promise<Scrip
   return {
     port: address.port,
     transcript,
+    resumed,
     stop: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
@@ -47,7 +52,15 @@ export async function startScriptedNextHop(script: NextHopScript): Promise<Scrip
   };
 }
 
-function converse(socket: net.Socket, secure: boolean, script: NextHopScript, transcript: string[]): void {
+interface Conversation {
+  script: NextHopScript;
+  transcript: string[];
+  resumed: boolean[];
+  context: tls.SecureContext | undefined;
+}
+
+function converse(socket: net.Socket, secure: boolean, conversation: Conversation): void {
+  const { script, transcript } = conversation;
   let buffer = Buffer.alloc(0);
   let inData = false;
   socket.on("error", () => undefined);
@@ -68,11 +81,12 @@ function converse(socket: net.Socket, secure: boolean, script: NextHopScript, tr
       if (verb === "EHLO") {
         const keywords = [...script.extensions, ...(script.tls && !secure ? ["STARTTLS"] : [])];
         socket.write(["next-hop.test", ...keywords].map((k, i, all) => `250${i === all.length - 1 ? " " : "-"}${k}\r\n`).join(""));
-      } else if (verb === "STARTTLS" && script.tls && !secure) {
+      } else if (verb === "STARTTLS" && conversation.context && !secure) {
         socket.off("data", onData);
         socket.write(Buffer.concat([Buffer.from("220 ready\r\n"), Buffer.from(script.after220 ?? "")]));
-        const secured = new tls.TLSSocket(socket, { isServer: true, key: script.tls.key, cert: script.tls.cert });
-        converse(secured, true, script, transcript);
+        const secured = new tls.TLSSocket(socket, { isServer: true, secureContext: conversation.context });
+        secured.once("secure", () => conversation.resumed.push(secured.isSessionReused()));
+        converse(secured, true, conversation);
         return;
       } else if (verb === "AUTH") socket.write("235 2.7.0 ok\r\n");
       else if (verb === "DATA") {
