@@ -16,7 +16,6 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Readable, Writable } from "node:stream";
 import { parseArgs } from "node:util";
-import { spawn } from "node:child_process";
 import { signatures, type SigningKey } from "../relay/outbound/dkim.js";
 import { SigningSpool } from "../relay/outbound/spool.js";
 import { spoolMemoryBytes } from "../relay/outbound/send.js";
@@ -29,10 +28,9 @@ import {
   startSmtpSink,
   stopChild,
   tempDir,
-  writeRelayConfig,
 } from "../test/support/mail.js";
 import { startSubmissionServer } from "../test/support/postfix.js";
-import { eventuallyTrue } from "../test/support/wait.js";
+import { startRelayProcess } from "../test/support/relay.js";
 import { load, type Result, type Target } from "./load.js";
 
 const { values } = parseArgs({
@@ -141,17 +139,7 @@ async function main(): Promise<void> {
       ],
     };
   }
-  const file = join(dir, "relay.yaml");
-  writeRelayConfig(file, config);
-  const relay = spawn(process.execPath, ["dist/relay/main.js", "--config", file], {
-    stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, LOG_LEVEL: "warn" },
-  });
-  await eventuallyTrue(
-    "the relay",
-    async () => (await fetch(`http://127.0.0.1:${config.listeners.health.port}/readyz`).catch(() => undefined))?.status === 200,
-    30_000,
-  );
+  const { child: relay } = await startRelayProcess(config, dir);
 
   const to = "customer@elsewhere.test";
   const viaRelay = (name: string, domain: string): Target => ({

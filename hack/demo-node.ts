@@ -10,8 +10,19 @@ import { nodeIp } from "./node/node.js";
 import { eventually, kubectl } from "../test/support/kube.js";
 import { freePort, startSmtpSink, swaksAuth } from "../test/support/mail.js";
 import { startCluster } from "../test/support/node.js";
-import { startSubmissionServer } from "../test/support/postfix.js";
-import { addressTable, applyExamples, customerEmail, headerLines, installChart, patch, runDemo, show, step } from "./lib/demo.js";
+import { secretForwarding, startSubmissionServer } from "../test/support/postfix.js";
+import {
+  addressTable,
+  applyExamples,
+  builtImageValues,
+  customerEmail,
+  headerLines,
+  installChart,
+  patch,
+  runDemo,
+  show,
+  step,
+} from "./lib/demo.js";
 
 const namespace = "acme-helpdesk";
 const system = "smtp-connector-system";
@@ -56,14 +67,8 @@ await runDemo("Postfix, sinks, the pods, the node and the control plane", async 
 
   const customerPort = await freePort();
   step("helm install smtp-connector charts/smtp-connector with the built image");
-  const [repository, tag] = [
-    cluster.image.slice(0, cluster.image.lastIndexOf(":")),
-    cluster.image.slice(cluster.image.lastIndexOf(":") + 1),
-  ];
   const values = [
-    `image.repository=${repository}`,
-    `image.tag=${tag}`,
-    "image.pullPolicy=Never",
+    ...builtImageValues(cluster.image),
     "operator.relayHostSuffix=relay.demo",
     "relay.allowedHostnameSuffixes={helpdesk.example.net}",
     `operator.verification.smtp=${nodeIp}:${customerPort}`,
@@ -93,14 +98,7 @@ await runDemo("Postfix, sinks, the pods, the node and the control plane", async 
     listenAddress: nodeIp,
     port: customerPort,
     users: ["support", "billing"].map((u) => ({ username: `${u}@example.com`, password: "change-me", senders: [`${u}@example.com`] })),
-    forward: {
-      domain: "example.com",
-      relayAddress: service.spec.clusterIP,
-      relayPort: 587,
-      snippet: text(credentials, "postfix-main.cf"),
-      relayHost: "relay.helpdesk.example.net",
-      caPem: text(credentials, "ca.crt"),
-    },
+    forward: secretForwarding(credentials, 587, service.spec.clusterIP),
   });
   cleanups.push(() => customer.stop());
   console.log(

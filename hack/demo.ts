@@ -11,7 +11,7 @@ import { relayReady } from "../test/support/e2e.js";
 import { runDeployment } from "../test/support/deployment-runner.js";
 import { applyManifests, eventually, kubectl, serviceAccountKubeconfig } from "../test/support/kube.js";
 import { freePort, startSmtpSink, swaksAuth, tempDir } from "../test/support/mail.js";
-import { startSubmissionServer } from "../test/support/postfix.js";
+import { secretForwarding, startSubmissionServer } from "../test/support/postfix.js";
 import { relayPorts } from "../relay/contract/pod.js";
 import { addressTable, applyExamples, customerEmail, headerLines, installChart, patch, runDemo, show, step } from "./lib/demo.js";
 
@@ -105,13 +105,7 @@ await runDemo("relay, Postfix, sinks, operator, control plane", async (cleanups)
     // The two accounts of examples/20-outbound-credentials.yaml.
     users: ["support", "billing"].map((u) => ({ username: `${u}@example.com`, password: "change-me", senders: [`${u}@example.com`] })),
     // The snippet from the Secret as it is (only the relay's address is 127.0.0.1 here).
-    forward: {
-      domain: "example.com",
-      relayPort: relayPorts.starttls,
-      snippet: text(credentials, "postfix-main.cf"),
-      relayHost: "relay.helpdesk.example.net",
-      caPem: text(credentials, "ca.crt"),
-    },
+    forward: secretForwarding(credentials, relayPorts.starttls),
     port: customerPort,
   });
   cleanups.push(() => customer.stop());

@@ -46,11 +46,20 @@ export async function runDemo(stopped: string, body: (cleanups: Cleanups) => Pro
   }
 }
 
-/** helm install smtp-connector charts/smtp-connector into `namespace` (created), with each of `values` as --set; its output. */
-export async function installChart(namespace: string, values: string[]): Promise<string> {
+/** The chart's values for an image built in this run and imported into the node (`repository:tag`, never pulled). */
+export function builtImageValues(image: string): string[] {
+  const colon = image.lastIndexOf(":");
+  return [`image.repository=${image.slice(0, colon)}`, `image.tag=${image.slice(colon + 1)}`, "image.pullPolicy=Never"];
+}
+
+/**
+ * helm install `release` (smtp-connector unless told) of charts/smtp-connector into `namespace` (created), with each
+ * of `values` as --set; its output.
+ */
+export async function installChart(namespace: string, values: string[], release = "smtp-connector"): Promise<string> {
   const installed = await helm([
     "install",
-    "smtp-connector",
+    release,
     "charts/smtp-connector",
     "--namespace",
     namespace,

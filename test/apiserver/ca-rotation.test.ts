@@ -12,14 +12,14 @@ import { X509Certificate } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
 import type { Controller } from "../../operator/controller.js";
 import { certificateAuthority, type CaGathered } from "../../operator/domain/installation-ca.js";
 import { clusterAccess } from "../../operator/kube/access.js";
 import { Cluster } from "../../operator/kube/cluster.js";
 import { TimedCache } from "../../operator/timed-cache.js";
 import { rotateAnnotation } from "../../operator/tls/ca-rotation.js";
-import { installCRDs } from "../support/crds.js";
+import { e2eClients } from "../support/e2e.js";
 import { tempDir } from "../support/mail.js";
 import { operatorKubeconfig, operatorNamespace, startTestController } from "../support/operator-rbac.js";
 import { applyManifests, connect, eventually, freshNamespace, kubectl, readSmtpDomain } from "../support/kube.js";
@@ -62,10 +62,7 @@ describe("CA rotation in two phases", () => {
   let custom: k8s.CustomObjectsApi;
 
   before(async () => {
-    await installCRDs();
-    const cluster = await connect();
-    core = cluster.core;
-    custom = cluster.config.makeApiClient(k8s.CustomObjectsApi);
+    ({ core, custom } = await e2eClients());
     controller = await startTestController({ settingsOverride });
   });
   after(async () => {

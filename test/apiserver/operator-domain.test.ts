@@ -9,7 +9,6 @@ import * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain } from "../../crds/schema.js";
 import type { Controller } from "../../operator/controller.js";
 import { passwordDigest } from "../../relay/contract/digests.js";
-import { parseConfig } from "../../relay/contract/config-parser.js";
 import { e2eClients } from "../support/e2e.js";
 import { assertReconcileWritesNothing, startTestController } from "../support/operator-rbac.js";
 import {
@@ -20,12 +19,13 @@ import {
   freshNamespace,
   kubectl,
   listEvents,
+  namespaceWithRelayTls,
+  readRelayConfig,
   readSmtpDomain,
   readSupportAddress,
   secretText,
   waitForCondition,
 } from "../support/kube.js";
-import { tlsSecretManifest } from "../support/mail.js";
 import { loginSecretManifest, smtpDomainManifest, supportAddressManifest } from "../support/manifests.js";
 
 /** example-com with `credentials`, a week's grace period, and two relay replicas serving relay-tls. */
@@ -54,14 +54,15 @@ describe("SmtpDomain reconciler", () => {
 
   const getDomain = (namespace: string) => readSmtpDomain(custom, namespace);
   const condition = conditionOf;
-  const relayConfigOf = async (namespace: string) =>
-    parseConfig(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml"));
+  const relayConfigOf = (namespace: string) => readRelayConfig(core, namespace);
+  /** Until status.activeVersions is `versions` (e.g. "1,2"); resolves to the domain then. */
+  const activeVersions = (namespace: string, versions: string) =>
+    eventually(`status.activeVersions ${versions}`, async () => {
+      const d = await getDomain(namespace);
+      return d.status?.activeVersions === versions ? d : undefined;
+    });
 
-  async function setup(t: { after(fn: () => Promise<void> | void): void }) {
-    const namespace = await freshNamespace(t, "op");
-    await applyManifests(await tlsSecretManifest(namespace));
-    return namespace;
-  }
+  const setup = (t: { after(fn: () => Promise<void> | void): void }) => namespaceWithRelayTls(t, "op");
 
   test("issues credentials, renders the relay and reports status", async (t) => {
     const namespace = await setup(t);
@@ -354,14 +355,11 @@ describe("SmtpDomain reconciler", () => {
   test("rotation: a new version beside the old, then revocation", async (t) => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace));
-    await eventually("version 1", async () => ((await getDomain(namespace)).status?.activeVersions === "1" ? true : undefined));
+    await activeVersions(namespace, "1");
     const v1 = secretText(await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), "password");
 
     await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
-    const rotated = await eventually("versions 1 and 2 active", async () => {
-      const d = await getDomain(namespace);
-      return d.status?.activeVersions === "1,2" ? d : undefined;
-    });
+    const rotated = await activeVersions(namespace, "1,2");
     assert.ok(rotated.status?.credentials?.[0]?.expiresAt, "the older version gets an expiry from the grace period");
     assert.equal(
       secretText(await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }), "password"),
@@ -379,17 +377,13 @@ describe("SmtpDomain reconciler", () => {
       return config.domains[0]!.credentials.map((c) => `${c.version}:${c.state}`).join(" ") === "1:Revoked 2:Active" ? true : undefined;
     });
     // Status is written after the config in the same reconcile: wait for it too.
-    await eventually("status: only version 2 active", async () =>
-      (await getDomain(namespace)).status?.activeVersions === "2" ? true : undefined,
-    );
+    await activeVersions(namespace, "2");
   });
 
   test("revocation is for good: a revoked version re-added by a later sync is refused, never reactivated or reissued", async (t) => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
-    await eventually("versions 1 and 2 active", async () =>
-      (await getDomain(namespace)).status?.activeVersions === "1,2" ? true : undefined,
-    );
+    await activeVersions(namespace, "1,2");
     const v1 = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     const digest = passwordDigest(secretText(v1, "password"));
     await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }, { version: 2 }]));
@@ -464,9 +458,7 @@ describe("SmtpDomain reconciler", () => {
   test("a credential Secret edited by hand is reported, never adopted: the relay keeps accepting only the issued password", async (t) => {
     const namespace = await setup(t);
     await applyManifests(domainManifest(namespace, [{ version: 1 }, { version: 2 }]));
-    await eventually("versions 1 and 2 active", async () =>
-      (await getDomain(namespace)).status?.activeVersions === "1,2" ? true : undefined,
-    );
+    await activeVersions(namespace, "1,2");
     const issued = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     const username = secretText(issued, "username");
     const password = secretText(issued, "password");
@@ -544,7 +536,7 @@ describe("SmtpDomain reconciler", () => {
 
     // A revoked version's Secret may be cleaned up: nothing to report.
     await applyManifests(domainManifest(namespace, [{ version: 1, state: "Revoked" }, { version: 2 }]));
-    await eventually("version 1 revoked", async () => ((await getDomain(namespace)).status?.activeVersions === "2" ? true : undefined));
+    await activeVersions(namespace, "2");
     await core.deleteNamespacedSecret({ namespace, name: "example-com-inbound-v1" });
     // A reconcile reads the Secrets from the API: run one now, after the deletion.
     controller.queue.add(`domain/${namespace}/example-com`);

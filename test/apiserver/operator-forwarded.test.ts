@@ -8,12 +8,20 @@ import { after, before, describe, test } from "node:test";
 import * as k8s from "@kubernetes/client-node";
 import type { Controller } from "../../operator/controller.js";
 import { revokedAtAnnotation } from "../../operator/domain/credentials.js";
-import { parseConfig } from "../../relay/contract/config-parser.js";
 import { e2eClients } from "../support/e2e.js";
 import { startTestController } from "../support/operator-rbac.js";
-import { applyManifests, conditionOf, connect, eventually, freshNamespace, kubectl, readSmtpDomain, secretText } from "../support/kube.js";
+import {
+  applyManifests,
+  conditionOf,
+  connect,
+  eventually,
+  kubectl,
+  namespaceWithRelayTls,
+  readRelayConfig,
+  readSmtpDomain,
+  secretText,
+} from "../support/kube.js";
 import { markDeploymentAvailable } from "../support/deployment-runner.js";
-import { tlsSecretManifest } from "../support/mail.js";
 import { smtpDomainManifest } from "../support/manifests.js";
 
 /** example-com with `inbound` (its mode, credentials), sources from 203.0.113.0/24 only, two relay replicas serving relay-tls. */
@@ -41,9 +49,7 @@ describe("SmtpDomain in Forwarded mode", () => {
 
   const getDomain = (namespace: string) => readSmtpDomain(custom, namespace);
   const condition = conditionOf;
-  // Read with the relay's own loader: the contract.
-  const relayConfigOf = async (namespace: string) =>
-    parseConfig(secretText(await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }), "relay.yaml"));
+  const relayConfigOf = (namespace: string) => readRelayConfig(core, namespace);
   const credentialSecrets = async (namespace: string) =>
     (await core.listNamespacedSecret({ namespace, labelSelector: "smtpconnector.dev/credential-version" })).items
       .map((s) => s.metadata!.name!)
@@ -65,11 +71,7 @@ describe("SmtpDomain in Forwarded mode", () => {
     return deployment.metadata!.generation!;
   };
 
-  async function setup(t: { after(fn: () => Promise<void> | void): void }) {
-    const namespace = await freshNamespace(t, "fwd");
-    await applyManifests(await tlsSecretManifest(namespace));
-    return namespace;
-  }
+  const setup = (t: { after(fn: () => Promise<void> | void): void }) => namespaceWithRelayTls(t, "fwd");
 
   test("a Forwarded domain: no credential Secret, the Service offers port 25 only, the config is the forwarded one", async (t) => {
     const namespace = await setup(t);

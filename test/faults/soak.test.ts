@@ -11,9 +11,8 @@
 // recipients that are not support addresses, oversized messages, and a
 // credential rotation (hot reload) every few seconds.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import nodemailer from "nodemailer";
 import type { RelayConfig } from "../../relay/contract/config.js";
@@ -28,7 +27,7 @@ import {
   writeRelayConfig,
   type SmtpSink,
 } from "../support/mail.js";
-import { eventuallyTrue } from "../support/wait.js";
+import { startRelayProcess } from "../support/relay.js";
 import { recordFigures } from "./figures.js";
 
 const minutes = Number(process.env.SMTPC_SOAK_MINUTES ?? "1");
@@ -91,17 +90,7 @@ describe(`soak: ${minutes} minute(s) of mixed traffic`, () => {
       ],
       limits: { maxMessageBytes: 64 * 1024, maxConnections: 200 },
     });
-    configFile = join(dir, "relay.yaml");
-    writeRelayConfig(configFile, config);
-    relay = spawn(process.execPath, ["dist/relay/main.js", "--config", configFile], {
-      stdio: ["ignore", "ignore", "ignore"],
-      env: { ...process.env, LOG_LEVEL: "info" },
-    });
-    await eventuallyTrue(
-      "the relay",
-      async () => (await fetch(`http://127.0.0.1:${config.listeners.health.port}/readyz`).catch(() => undefined))?.status === 200,
-      30_000,
-    );
+    ({ child: relay, configFile } = await startRelayProcess(config, dir, { logLevel: "info", stderr: "ignore" }));
   });
   after(async () => {
     if (relay) await stopChild(relay);

@@ -8,13 +8,14 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { isDeepStrictEqual } from "node:util";
 import type * as k8s from "@kubernetes/client-node";
+import { builtImageValues, installChart } from "../../hack/lib/demo.js";
 import { nodeIp } from "../../hack/node/node.js";
 import { relayPorts } from "../../relay/contract/pod.js";
 import { helm } from "../support/helm.js";
 import { eventually, kubectl } from "../support/kube.js";
 import { startSmtpSink, swaks, type SmtpSink } from "../support/mail.js";
-import { startCluster, type Cluster } from "../support/node.js";
-import { startSubmissionServer, type Postfix } from "../support/postfix.js";
+import { idlePod, startCluster, type Cluster } from "../support/node.js";
+import { secretForwarding, startSubmissionServer, type Postfix } from "../support/postfix.js";
 
 const release = "smtpc";
 const system = "smtp-connector-system";
@@ -52,29 +53,11 @@ describe("on a real node: the chart from the built image, the examples' relay po
   });
 
   test("helm install: the operator runs as a pod from the built image, under the chart's ServiceAccount", async () => {
-    const [repository, tag] = [
-      cluster.image.slice(0, cluster.image.lastIndexOf(":")),
-      cluster.image.slice(cluster.image.lastIndexOf(":") + 1),
-    ];
-    const installed = await helm([
-      "install",
-      release,
-      "charts/smtp-connector",
-      "--namespace",
+    await installChart(
       system,
-      "--create-namespace",
-      "--set",
-      `image.repository=${repository}`,
-      "--set",
-      `image.tag=${tag}`,
-      "--set",
-      "image.pullPolicy=Never",
-      "--set",
-      "operator.relayHostSuffix=relay.test",
-      "--set",
-      "relay.allowedHostnameSuffixes={helpdesk.example.net}",
-    ]);
-    assert.equal(installed.code, 0, installed.stderr);
+      [...builtImageValues(cluster.image), "operator.relayHostSuffix=relay.test", "relay.allowedHostnameSuffixes={helpdesk.example.net}"],
+      release,
+    );
     const pods = await eventually(
       "the operator pod Running and ready",
       async () => {
@@ -177,14 +160,7 @@ describe("on a real node: the chart from the built image, the examples' relay po
     customer = await startSubmissionServer({
       relayTo: 9, // no outbound mail in this test
       users: [],
-      forward: {
-        domain: "example.com",
-        relayAddress: service.spec.clusterIP,
-        relayPort: 587,
-        snippet: text(credentials, "postfix-main.cf"),
-        relayHost: "relay.helpdesk.example.net",
-        caPem: text(credentials, "ca.crt"),
-      },
+      forward: secretForwarding(credentials, 587, service.spec.clusterIP),
     });
     const inbound = await swaks([
       "--server",
@@ -326,24 +302,7 @@ describe("on a real node: the chart from the built image, the examples' relay po
     const probeNamespaces = [namespace, system, "elsewhere"];
     assert.equal((await kubectl(["create", "namespace", "elsewhere"])).code, 0);
     for (const ns of probeNamespaces) {
-      const pod = {
-        apiVersion: "v1",
-        kind: "Pod",
-        metadata: { name: "probe", namespace: ns },
-        spec: {
-          automountServiceAccountToken: false,
-          securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: "RuntimeDefault" } },
-          containers: [
-            {
-              name: "probe",
-              image: cluster.image,
-              imagePullPolicy: "Never",
-              command: ["node", "-e", "setInterval(() => {}, 1 << 30)"],
-              securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
-            },
-          ],
-        },
-      };
+      const pod = idlePod(cluster.image, ns, "probe", { spec: { automountServiceAccountToken: false } });
       const created = await kubectl(["apply", "-f", "-"], { input: JSON.stringify(pod) });
       assert.equal(created.code, 0, created.stderr);
     }
@@ -424,14 +383,7 @@ s.on("connect", () => (clearTimeout(t), s.destroy(), done("open"))); s.on("error
       relayTo: world.port,
       listenAddress: nodeIp,
       users: [{ username: "support@example.com", password: "change-me", senders: ["support@example.com"] }],
-      forward: {
-        domain: "example.com",
-        relayAddress: service.spec.clusterIP,
-        relayPort: 587,
-        snippet: text(credentials, "postfix-main.cf"),
-        relayHost: "relay.helpdesk.example.net",
-        caPem: text(credentials, "ca.crt"),
-      },
+      forward: secretForwarding(credentials, 587, service.spec.clusterIP),
     });
     customer = mx;
     try {

@@ -7,7 +7,10 @@ import * as k8s from "@kubernetes/client-node";
 import { stringify } from "yaml";
 import type { Condition, SmtpDomain, SupportAddress } from "../../crds/schema.js";
 import { request, type ClusterAccess } from "../../operator/kube/access.js";
+import type { RelayConfig } from "../../relay/contract/config.js";
+import { parseConfig } from "../../relay/contract/config-parser.js";
 import { controlPlane } from "./controlplane.js";
+import { tlsSecretManifest } from "./mail.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -47,6 +50,13 @@ export async function freshNamespace(t: Hooks, prefix = "t"): Promise<string> {
     await core.deleteNamespace({ name }).catch(() => undefined);
   });
   return name;
+}
+
+/** A fresh namespace (as freshNamespace gives) holding relay-tls, a TLS Secret a domain's relay may serve. */
+export async function namespaceWithRelayTls(t: Hooks, prefix: string): Promise<string> {
+  const namespace = await freshNamespace(t, prefix);
+  await applyManifests(await tlsSecretManifest(namespace));
+  return namespace;
 }
 
 export interface KubectlResult {
@@ -118,27 +128,21 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
   }
 }
 
-/** An SmtpDomain as the API server returns it (example-com unless named). */
-export async function readSmtpDomain(custom: k8s.CustomObjectsApi, namespace: string, name = "example-com"): Promise<SmtpDomain> {
-  return (await custom.getNamespacedCustomObject({
-    group: "smtpconnector.dev",
-    version: "v1alpha1",
-    namespace,
-    plural: "smtpdomains",
-    name,
-  })) as SmtpDomain;
+async function readOurs<T>(custom: k8s.CustomObjectsApi, plural: string, namespace: string, name: string): Promise<T> {
+  return (await custom.getNamespacedCustomObject({ group: "smtpconnector.dev", version: "v1alpha1", namespace, plural, name })) as T;
 }
 
+/** An SmtpDomain as the API server returns it (example-com unless named). */
+export const readSmtpDomain = (custom: k8s.CustomObjectsApi, namespace: string, name = "example-com"): Promise<SmtpDomain> =>
+  readOurs(custom, "smtpdomains", namespace, name);
+
 /** A SupportAddress as the API server returns it (support unless named). */
-export async function readSupportAddress(custom: k8s.CustomObjectsApi, namespace: string, name = "support"): Promise<SupportAddress> {
-  return (await custom.getNamespacedCustomObject({
-    group: "smtpconnector.dev",
-    version: "v1alpha1",
-    namespace,
-    plural: "supportaddresses",
-    name,
-  })) as SupportAddress;
-}
+export const readSupportAddress = (custom: k8s.CustomObjectsApi, namespace: string, name = "support"): Promise<SupportAddress> =>
+  readOurs(custom, "supportaddresses", namespace, name);
+
+/** The relay config rendered for example-com (unless named), read with the relay's own parser: the contract. */
+export const readRelayConfig = async (core: k8s.CoreV1Api, namespace: string, domain = "example-com"): Promise<RelayConfig> =>
+  parseConfig(secretText(await core.readNamespacedSecret({ namespace, name: `${domain}-relay-config` }), "relay.yaml"));
 
 /** One condition of an object's status, by type. */
 export const conditionOf = (object: { status?: { conditions?: Condition[] } }, type: string): Condition | undefined =>

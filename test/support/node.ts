@@ -59,30 +59,54 @@ async function stopCluster(child: ChildProcess): Promise<number | null> {
 }
 
 /**
+ * A pod `name` in `namespace` that only idles, from the cluster's image (pull policy Never), as the restricted Pod
+ * Security profile wants it: non-root, no capability, a read-only root. `spec` adds to its spec, `container` to its
+ * one container.
+ */
+export function idlePod(
+  image: string,
+  namespace: string,
+  name: string,
+  { spec = {}, container = {} }: { spec?: Record<string, unknown>; container?: Record<string, unknown> } = {},
+) {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, namespace },
+    spec: {
+      securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: "RuntimeDefault" } },
+      containers: [
+        {
+          name,
+          image,
+          imagePullPolicy: "Never",
+          command: ["node", "-e", "setInterval(() => {}, 1 << 30)"],
+          securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
+          ...container,
+        },
+      ],
+      ...spec,
+    },
+  };
+}
+
+/**
  * A pod ("sleeper", in default, from the cluster's image) and a NetworkPolicy selecting it, applied and waited
  * Ready: a sandbox, a veth, cgroups, kube-proxy's and kube-router's chains and ipsets exist then, the host traces
  * a node's teardown must remove. With `tmpVolume`, an emptyDir on /tmp: a volume mount too.
  */
 export async function startSleeper(cluster: Cluster, { tmpVolume = false } = {}): Promise<void> {
-  const pod = {
-    apiVersion: "v1",
-    kind: "Pod",
-    metadata: { name: "sleeper", namespace: "default" },
-    spec: {
-      securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: "RuntimeDefault" } },
-      containers: [
-        {
-          name: "sleeper",
-          image: cluster.image,
-          imagePullPolicy: "Never",
-          command: ["node", "-e", "setInterval(() => {}, 1 << 30)"],
-          securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
-          ...(tmpVolume ? { volumeMounts: [{ name: "tmp", mountPath: "/tmp" }] } : {}),
-        },
-      ],
-      ...(tmpVolume ? { volumes: [{ name: "tmp", emptyDir: { sizeLimit: "1Mi" } }] } : {}),
-    },
-  };
+  const pod = idlePod(
+    cluster.image,
+    "default",
+    "sleeper",
+    tmpVolume
+      ? {
+          spec: { volumes: [{ name: "tmp", emptyDir: { sizeLimit: "1Mi" } }] },
+          container: { volumeMounts: [{ name: "tmp", mountPath: "/tmp" }] },
+        }
+      : {},
+  );
   // A NetworkPolicy for it: kube-router's chains and ipsets.
   const policy = {
     apiVersion: "networking.k8s.io/v1",

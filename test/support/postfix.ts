@@ -165,6 +165,22 @@ export type Forwarding = (
   relayAddress?: string;
 };
 
+/**
+ * How the customer's IT team forwards example.com, from the credentials Secret: its postfix-main.cf snippet and
+ * ca.crt, relay.helpdesk.example.net reached at `relayAddress` (127.0.0.1 unless told) on `relayPort`.
+ */
+export function secretForwarding(credentials: { data?: Record<string, string> }, relayPort: number, relayAddress?: string): Forwarding {
+  const text = (key: string) => Buffer.from(credentials.data?.[key] ?? "", "base64").toString();
+  return {
+    domain: "example.com",
+    ...(relayAddress ? { relayAddress } : {}),
+    relayPort,
+    snippet: text("postfix-main.cf"),
+    relayHost: "relay.helpdesk.example.net",
+    caPem: text("ca.crt"),
+  };
+}
+
 function forwarding(f: Forwarding, dir: string): Record<string, string> {
   const relay = `[${f.relayAddress ?? "127.0.0.1"}]:${f.relayPort}`;
   const common = {

@@ -1,5 +1,6 @@
 // Runs a relay in the test process against real peers, with its log lines
-// captured so tests can read them.
+// captured so tests can read them; or as its image runs it, a process of its own.
+import { spawn, type ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -9,6 +10,7 @@ import type { RelayConfig } from "../../relay/contract/config.js";
 import { createLogger } from "../../lib/log.js";
 import { Relay } from "../../relay/relay.js";
 import { relayConfig, selfSignedCertificate, startSmtpSink, tempDir, writeRelayConfig, type SmtpSink, type TestDomain } from "./mail.js";
+import { eventuallyTrue } from "./wait.js";
 
 export interface RelayHarness {
   relay: Relay;
@@ -89,6 +91,35 @@ export async function startRelay(opts: {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The relay as its image runs it (dist/relay/main.js: `npx tsc -p tsconfig.build.json` first), a process of its own on
+ * `config`, written to `dir`/relay.yaml; resolves once its /readyz answers 200. Its stderr is the caller's unless
+ * `stderr` says "ignore"; it logs at `logLevel` (warn unless told).
+ */
+export async function startRelayProcess(
+  config: RelayConfig,
+  dir: string,
+  { logLevel = "warn", stderr = "inherit" }: { logLevel?: string; stderr?: "inherit" | "ignore" } = {},
+): Promise<{ child: ChildProcess; configFile: string }> {
+  const configFile = join(dir, "relay.yaml");
+  writeRelayConfig(configFile, config);
+  const child = spawn(process.execPath, ["dist/relay/main.js", "--config", configFile], {
+    stdio: ["ignore", "ignore", stderr],
+    env: { ...process.env, LOG_LEVEL: logLevel },
+  });
+  try {
+    await eventuallyTrue(
+      "the relay",
+      async () => (await fetch(`http://127.0.0.1:${config.listeners.health.port}/readyz`).catch(() => undefined))?.status === 200,
+      30_000,
+    );
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  }
+  return { child, configFile };
 }
 
 /**
