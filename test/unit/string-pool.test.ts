@@ -15,6 +15,7 @@ function parsedAddress(i: number, message: string): Record<string, unknown> {
       apiVersion: "smtpconnector.dev/v1alpha1",
       kind: "SupportAddress",
       metadata: { name: `a${i}`, namespace: "helpdesk-one", uid: `uid-${i}`, resourceVersion: String(1000 + i) },
+      spec: { address: `support-${i}@helpdesk-one.example`, domainRef: { name: "d0" } },
       status: {
         conditions: [
           { type: "DomainReady", status: "False", reason: "DomainNotReady", message, lastTransitionTime: "2026-12-01T23:00:00Z" },
@@ -51,14 +52,15 @@ describe("StringPool", () => {
     assert.ok(separate.kept && shared.kept);
   });
 
-  test("values are kept as they were, at any depth; uid and resourceVersion (one per object) stay out of the pool", () => {
+  test("values are kept as they were, at any depth; uid, resourceVersion and address (one per object) stay out of the pool", () => {
     const pool = new StringPool();
     const objects = Array.from({ length: 500 }, (_, i) => parsedAddress(i, "SmtpDomain d0 is not Ready"));
     const copies = structuredClone(objects);
     for (const o of objects) pool.intern(o);
     assert.deepEqual(objects, copies);
-    // apiVersion, kind, namespace, the condition's five texts, and the 500 names: no uid, no resourceVersion.
-    assert.equal(pool.size, 8 + 500);
+    // apiVersion, kind, namespace, the domain's name, the condition's five texts, and the 500 names: no uid,
+    // resourceVersion or address.
+    assert.equal(pool.size, 9 + 500);
   });
 
   test("never holds more than its bound: past it the pool starts again", () => {
