@@ -13,7 +13,7 @@ import type { SmtpDomain } from "../../crds/schema.js";
 import { issueCertificate, readNameConstraints } from "../../operator/tls/x509.js";
 import { gitopsVerdicts } from "../support/gitops.js";
 import { operatorNamespace, startControllerWithCA } from "../support/operator-rbac.js";
-import { applyManifests, eventually, freshNamespace, kubectl, readSmtpDomain } from "../support/kube.js";
+import { applyManifests, eventually, freshNamespace, kubectl, listEvents, readSmtpDomain } from "../support/kube.js";
 import { smtpDomainManifest } from "../support/manifests.js";
 
 const caSecret = { namespace: operatorNamespace, name: `test-ca-${process.pid}` };
@@ -127,17 +127,8 @@ describe("relay TLS certificates", () => {
         ? true
         : undefined;
     });
-    const events = await kubectl([
-      "get",
-      "events",
-      "-n",
-      namespace,
-      "--field-selector",
-      "reason=CertificateIssued",
-      "-o",
-      "jsonpath={.items[*].message}",
-    ]);
-    assert.match(events.stdout, /relay certificate issued into Secret example-com-relay-tls \(it expires at/);
+    const events = await listEvents(namespace, "reason=CertificateIssued");
+    assert.match(events, /relay certificate issued into Secret example-com-relay-tls \(it expires at/);
   });
 
   test("a new CA (its Secret deleted) means every operator-issued certificate is issued again from it", async (t) => {

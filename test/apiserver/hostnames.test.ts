@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import type { SmtpDomain } from "../../crds/schema.js";
 import { operatorNamespace, startControllerWithCA } from "../support/operator-rbac.js";
-import { applyManifests, conditionOf, eventually, freshNamespace, kubectl, readSmtpDomain } from "../support/kube.js";
+import { applyManifests, conditionOf, eventually, freshNamespace, listEvents, readSmtpDomain } from "../support/kube.js";
 
 const caSecret = { namespace: operatorNamespace, name: `test-hostnames-ca-${process.pid}` };
 
@@ -117,17 +117,8 @@ describe("relay host names are unique across namespaces", () => {
     assert.equal(condition(late, "Ready")?.reason, "HostnameConflict");
     assert.equal(condition(late, "Stalled")?.reason, "HostnameConflict");
     await eventually("a Warning Event on the refused domain", async () => {
-      const e = await kubectl([
-        "get",
-        "events",
-        "-n",
-        teamB,
-        "--field-selector",
-        "involvedObject.name=late,type=Warning,reason=HostnameConflict",
-        "-o",
-        "jsonpath={.items[*].message}",
-      ]);
-      return e.stdout.includes("relay.shared.test") && !e.stdout.includes(teamA) ? true : undefined;
+      const messages = await listEvents(teamB, "involvedObject.name=late,type=Warning,reason=HostnameConflict");
+      return messages.includes("relay.shared.test") && !messages.includes(teamA) ? true : undefined;
     });
     // What the refused domain tells its customer names a host its certificate covers, never the refused one.
     await told(teamB, "late", "own.late.test", "relay.shared.test");

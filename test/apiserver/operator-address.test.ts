@@ -10,7 +10,16 @@ import type { Controller } from "../../operator/controller.js";
 import { parseConfig } from "../../relay/contract/config-parser.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl, readSmtpDomain, readSupportAddress } from "../support/kube.js";
+import {
+  applyManifests,
+  connect,
+  eventually,
+  freshNamespace,
+  kubectl,
+  listEvents,
+  readSmtpDomain,
+  readSupportAddress,
+} from "../support/kube.js";
 import { markDeploymentAvailable } from "../support/deployment-runner.js";
 
 const domain = (namespace: string, name: string, mail: string) => ({
@@ -117,17 +126,8 @@ describe("SupportAddress rules", () => {
       const listed = await kubectl(["get", kind, "-n", namespace, "-o", "name"]);
       assert.equal(listed.stdout.trim(), "", `no ${kind}`);
     }
-    const events = await kubectl([
-      "get",
-      "events",
-      "-n",
-      namespace,
-      "--field-selector",
-      "involvedObject.name=helpdesk,type=Warning",
-      "-o",
-      "jsonpath={.items[*].reason}",
-    ]);
-    assert.match(events.stdout, /SystemDomain/);
+    const events = await listEvents(namespace, "involvedObject.name=helpdesk,type=Warning", "reason");
+    assert.match(events, /SystemDomain/);
   });
 
   test("the same domain in a second account (namespace) is flagged; the first keeps working", async (t) => {

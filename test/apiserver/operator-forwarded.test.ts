@@ -16,6 +16,7 @@ import {
   connect,
   eventually,
   kubectl,
+  listEvents,
   namespaceWithRelayTls,
   readRelayConfig,
   readSmtpDomain,
@@ -150,17 +151,8 @@ describe("SmtpDomain in Forwarded mode", () => {
     assert.deepEqual([config.domains[0]!.mode, config.domains[0]!.credentials, config.listeners.starttls], ["Forwarded", [], undefined]);
     assert.deepEqual(await servicePorts(namespace), ["25->smtp"]);
     assert.deepEqual(await policyPorts(namespace), [8025]);
-    const events = await kubectl([
-      "get",
-      "events",
-      "-n",
-      namespace,
-      "--field-selector",
-      "reason=CredentialRevoked",
-      "-o",
-      "jsonpath={.items[*].message}",
-    ]);
-    assert.match(events.stdout, /version 1 is revoked by the switch to inbound mode Forwarded/);
+    const events = await listEvents(namespace, "reason=CredentialRevoked");
+    assert.match(events, /version 1 is revoked by the switch to inbound mode Forwarded/);
 
     await rollOut(namespace);
     const done = await eventually("the switch done", async () => {
