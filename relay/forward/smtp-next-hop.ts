@@ -12,9 +12,14 @@
 // once per message (idle connections close after idleCloseMs). Sessions stay
 // within this pool, one identity: Node does not check the certificate's name
 // again on a resumed session, so a session must never reach another host or
-// trust. Each is offered once (RFC 8446 section C.4) and for at most an hour
-// (Postfix's smtp_tls_session_cache_timeout); a reload builds new pools, and
-// with them a full handshake.
+// trust. The newest session is offered until a newer one comes, for at most
+// an hour (Postfix's smtp_tls_session_cache_timeout), as Postfix's own cache
+// does: Postfix as a server gives a ticket on a full handshake and none on a
+// resumed one, so a session used once only would resume every other
+// connection. (RFC 8446 C.4 asks for single use for privacy against an
+// observer linking connections; between these two servers there is nothing to
+// hide by it, and no early data is sent, so nothing can be replayed.) A reload
+// builds new pools, and with them a full handshake.
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
@@ -35,8 +40,6 @@ export interface NextHopOptions {
   idleCloseMs?: number;
 }
 
-/** Sessions kept per pool: enough for the connections a burst opens at once; older ones are dropped first. */
-const maxTlsSessions = 8;
 const tlsSessionLifetimeMs = 3_600_000;
 
 interface Pooled {
@@ -51,8 +54,8 @@ export class SmtpNextHop implements NextHop {
   private readonly password: string | undefined;
   private readonly ca: string | undefined;
   private closed = false;
-  /** TLS sessions the next hop gave this pool's connections, newest last. */
-  private readonly tlsSessions: { session: Buffer; at: number }[] = [];
+  /** The newest TLS session the next hop gave one of this pool's connections. */
+  private tlsSession: { session: Buffer; at: number } | undefined;
   /** Who this next hop's connections are: server, TLS, trust and login. Equal identities may share a pool. */
   readonly identity: string;
   readonly credentialSha256?: string;
@@ -140,23 +143,16 @@ export class SmtpNextHop implements NextHop {
     this.idle.push(pooled);
   }
 
-  /** The newest session still in its lifetime, taken out: offered once. */
-  private takeTlsSession(): Buffer | undefined {
-    const kept = this.tlsSessions.pop();
-    if (kept && Date.now() - kept.at < tlsSessionLifetimeMs) return kept.session;
-    // The newest one expired: so did every older one.
-    this.tlsSessions.length = 0;
+  /** The newest session, while in its lifetime. */
+  private currentTlsSession(): Buffer | undefined {
+    if (this.tlsSession && Date.now() - this.tlsSession.at < tlsSessionLifetimeMs) return this.tlsSession.session;
+    this.tlsSession = undefined;
     return undefined;
-  }
-
-  private keepTlsSession(session: Buffer): void {
-    this.tlsSessions.push({ session, at: Date.now() });
-    if (this.tlsSessions.length > maxTlsSessions) this.tlsSessions.shift();
   }
 
   private open(signal?: AbortSignal): Promise<SmtpClient> {
     const { delivery, options } = this;
-    const session = delivery.tls === "None" ? undefined : this.takeTlsSession();
+    const session = delivery.tls === "None" ? undefined : this.currentTlsSession();
     return SmtpClient.open(
       {
         host: delivery.host,
@@ -168,7 +164,7 @@ export class SmtpNextHop implements NextHop {
         timeoutMs: options.timeoutMs,
         ...(delivery.username && this.password !== undefined ? { auth: { username: delivery.username, password: this.password } } : {}),
         ...(session ? { session } : {}),
-        ...(delivery.tls === "None" ? {} : { onSession: (issued: Buffer) => this.keepTlsSession(issued) }),
+        ...(delivery.tls === "None" ? {} : { onSession: (issued: Buffer) => (this.tlsSession = { session: issued, at: Date.now() }) }),
       },
       signal,
     );

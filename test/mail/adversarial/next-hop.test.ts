@@ -9,13 +9,15 @@
 //   session never reaches another pool (Node skips the name check when a
 //   session resumes, so it must stay with the host and trust it was made for).
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { PassThrough } from "node:stream";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, mock, test } from "node:test";
+import tls from "node:tls";
 import { NextHopError } from "../../../relay/contract/failures.js";
 import { SmtpClient, type SmtpClientOptions } from "../../../relay/forward/smtp-client.js";
 import { SmtpNextHop } from "../../../relay/forward/smtp-next-hop.js";
 import { randomPassword, selfSignedCertificate, startSmtpSink, tempDir, type SmtpSink } from "../../support/mail.js";
+import { startSubmissionServer } from "../../support/postfix.js";
 import { exampleDomain, RawSmtp, startRelay } from "../../support/relay.js";
 import { user } from "./inbound-message.js";
 import { startScriptedNextHop, type NextHopScript } from "./scripted-next-hop.js";
@@ -225,6 +227,44 @@ describe("TLS sessions towards the next hop stay within one pool", () => {
       first.close();
       second.close();
       await peer.stop();
+    }
+  });
+
+  test("Postfix, which gives no new session on a resumed handshake: every connection after the first resumes", async () => {
+    const sink = await startSmtpSink();
+    const password = randomPassword();
+    const login = { username: "relay@example.com", password, senders: [envelope.from] };
+    const postfix = await startSubmissionServer({ relayTo: sink.port, users: [login] });
+    const passwordFile = `${tempDir("next-hop-login")}/password`;
+    writeFileSync(passwordFile, password);
+    // What the client side saw of each handshake (Postfix logs no resumption at its default log level).
+    const resumed: boolean[] = [];
+    const connect = tls.connect.bind(tls) as (...args: unknown[]) => tls.TLSSocket;
+    const spy = mock.method(tls, "connect", (...args: unknown[]) => {
+      const socket = connect(...args);
+      socket.once("secureConnect", () => resumed.push(socket.isSessionReused()));
+      return socket;
+    });
+    const hop = new SmtpNextHop(
+      {
+        host: "127.0.0.1",
+        port: postfix.port,
+        protocol: "SMTP",
+        tls: "StartTLS",
+        caFile: postfix.certFile,
+        username: login.username,
+        passwordFile,
+      },
+      { clientName: "relay.test", timeoutMs: 10_000, maxMessagesPerConnection: 1 },
+    );
+    try {
+      for (let i = 0; i < 4; i++) await hop.send({ from: envelope.from, to: ["someone@users.example.net"] }, message());
+      assert.deepEqual(resumed, [false, true, true, true]);
+    } finally {
+      spy.mock.restore();
+      hop.close();
+      await postfix.stop();
+      await sink.stop();
     }
   });
 });
