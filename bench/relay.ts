@@ -239,6 +239,12 @@ function report(results: Result[]): void {
     return path && direct ? path.p99 - direct.p99 : undefined;
   };
   const relay = find("relay", "pooled");
+  if (results.some((r) => r.name === "postfix-bq"))
+    console.log(
+      "\npostfix-bq: the postfix instance with smtpd_proxy_filter = the sink, smtpd_proxy_options empty (streamed): the reply to " +
+        "the final dot is the sink's and nothing is queued, as in the relay; unlike it, one plain SMTP connection to the next hop " +
+        "per message (no pool, no TLS on that leg). postfix: the same, store-and-forward, rounds end when its queue is empty.",
+    );
   console.log("");
   figure("relay_msgs_per_s", rate("relay", "pooled"), "msgs/s");
   figure("relay_per_connection_msgs_per_s", rate("relay", "per-message"), "msgs/s");
