@@ -12,17 +12,8 @@ import { passwordDigest } from "../../relay/contract/digests.js";
 import { parseConfig } from "../../relay/contract/config-parser.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
-import {
-  applyManifests,
-  conditionOf,
-  connect,
-  deleteDomainsAtEnd,
-  eventually,
-  freshNamespace,
-  kubectl,
-  readSmtpDomain,
-  secretText,
-} from "../support/kube.js";
+import { applyManifests, conditionOf, connect, eventually, freshNamespace, kubectl, readSmtpDomain, secretText } from "../support/kube.js";
+import { deleteDomainsAtEnd } from "../support/kube.js";
 import { tlsSecretManifest } from "../support/mail.js";
 
 function domainManifest(namespace: string, credentials: object[] = [{ version: 1 }]) {

@@ -12,6 +12,7 @@ import { parseConfig } from "../../relay/contract/config-parser.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
 import { applyManifests, conditionOf, connect, eventually, freshNamespace, kubectl, readSmtpDomain, secretText } from "../support/kube.js";
+import { deleteDomainsAtEnd } from "../support/kube.js";
 import { markDeploymentAvailable } from "../support/deployment-runner.js";
 import { tlsSecretManifest } from "../support/mail.js";
 
@@ -80,6 +81,7 @@ describe("SmtpDomain in Forwarded mode", () => {
 
   async function setup(t: { after(fn: () => Promise<void> | void): void }) {
     const namespace = await freshNamespace(t, "fwd");
+    deleteDomainsAtEnd(t, namespace);
     await applyManifests(await tlsSecretManifest(namespace));
     return namespace;
   }
