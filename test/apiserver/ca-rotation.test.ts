@@ -26,8 +26,10 @@ import { applyManifests, connect, eventually, freshNamespace, kubectl, readSmtpD
 import { smtpDomainManifest } from "../support/manifests.js";
 
 const caSecret = { namespace: operatorNamespace, name: `test-rotation-ca-${process.pid}` };
-// Relay certificates live 30 s (renewed 10 s ahead); a new CA is announced 40 s before it signs.
-const certificates = { durationMs: 30_000, renewBeforeMs: 10_000, caRotationNoticeMs: 40_000 };
+// Relay certificates live 20 s (renewed 7 s ahead); a new CA is announced 15 s before it signs: phase 1's checks
+// and a restart (asserted to fall inside it) took 1–2 s of them on the shared 2-core machine, and both phases with
+// the old CA's retirement (20 s + a margin of 5 s after the promotion) take some 40 s.
+const certificates = { durationMs: 20_000, renewBeforeMs: 7_000, caRotationNoticeMs: 15_000 };
 const settingsOverride = { caSecret, certificates, allowedHostnameSuffixes: ["helpdesk.example.net"] };
 
 const text = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString();
@@ -180,7 +182,7 @@ describe("CA rotation in two phases", () => {
     assert.equal(customerTrusts(customerCopy, text(reissued, "tls.crt")), false, "the old copy alone would not: hence the notice");
     await eventually("status.tls.nextCA gone", async () => ((await getDomain(namespace)).status?.tls?.nextCA ? undefined : true));
 
-    // No leaf of the old CA can be valid after the promotion + 30 s + a margin: it leaves every bundle.
+    // No leaf of the old CA can be valid after the promotion + 20 s + a margin: it leaves every bundle.
     await eventually(
       "the old CA dropped",
       async () => {

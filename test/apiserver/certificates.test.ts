@@ -13,7 +13,7 @@ import type { SmtpDomain } from "../../crds/schema.js";
 import { issueCertificate, readNameConstraints } from "../../operator/tls/x509.js";
 import { gitopsVerdicts } from "../support/gitops.js";
 import { operatorNamespace, startControllerWithCA } from "../support/operator-rbac.js";
-import { applyManifests, eventually, freshNamespace, kubectl, listEvents, readSmtpDomain } from "../support/kube.js";
+import { applyManifests, deleteDomainsAtEnd, eventually, freshNamespace, kubectl, listEvents, readSmtpDomain } from "../support/kube.js";
 import { smtpDomainManifest } from "../support/manifests.js";
 
 const caSecret = { namespace: operatorNamespace, name: `test-ca-${process.pid}` };
@@ -58,6 +58,7 @@ describe("relay TLS certificates", () => {
 
   test("issued from the installation's CA for the customer's host names and the Services, with the CA handed to the customer", async (t) => {
     const namespace = await freshNamespace(t, "cert");
+    deleteDomainsAtEnd(t, namespace);
     await applyManifests(domainManifest(namespace, { hostnames: ["relay.helpdesk.example.net", "relay2.helpdesk.example.net"] }));
     const domain = await eventually("CertificateReady=True", async () => {
       const d = await getDomain(namespace);
@@ -105,6 +106,7 @@ describe("relay TLS certificates", () => {
 
   test("renewed before it expires, with a new key, and the CA kept", async (t) => {
     const namespace = await freshNamespace(t, "cert");
+    deleteDomainsAtEnd(t, namespace);
     await applyManifests(domainManifest(namespace, {}));
     const first = await eventually("a certificate", () => relayTls(namespace));
     const firstCert = new X509Certificate(text(first, "tls.crt"));
@@ -133,6 +135,7 @@ describe("relay TLS certificates", () => {
 
   test("a new CA (its Secret deleted) means every operator-issued certificate is issued again from it", async (t) => {
     const namespace = await freshNamespace(t, "cert");
+    deleteDomainsAtEnd(t, namespace);
     await applyManifests(domainManifest(namespace, {}));
     const first = await eventually("a certificate", () => relayTls(namespace));
     await core.deleteNamespacedSecret(caSecret);
@@ -147,6 +150,7 @@ describe("relay TLS certificates", () => {
 
   test("a host name outside the allowed suffixes: HostnameNotAllowed, no certificate for it, an Event, Ready held back; the CA cannot vouch for it", async (t) => {
     const namespace = await freshNamespace(t, "cert");
+    deleteDomainsAtEnd(t, namespace);
     await applyManifests(domainManifest(namespace, { hostnames: ["relay.helpdesk.example.net", "mail.google.com"] }));
     let domain = await eventually("HostnameNotAllowed", async () => {
       const d = await getDomain(namespace);
@@ -197,6 +201,7 @@ describe("relay TLS certificates", () => {
 
   test("a referenced Secret is judged against the host names and its expiry, and followed when replaced", async (t) => {
     const namespace = await freshNamespace(t, "cert");
+    deleteDomainsAtEnd(t, namespace);
     const day = 86_400_000;
     const now = Date.now();
     const hostnames = ["relay.helpdesk.example.net"];

@@ -12,6 +12,7 @@ import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
 import {
   applyManifests,
+  deleteDomainsAtEnd,
   connect,
   eventually,
   freshNamespace,
@@ -63,6 +64,7 @@ describe("SupportAddress rules", () => {
 
   test("each rule shows in DomainReady with its reason; only served addresses reach the relay", async (t) => {
     const namespace = await freshNamespace(t, "addr");
+    deleteDomainsAtEnd(t, namespace);
     await suite.core.createNamespacedSecret({
       namespace,
       body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } },
@@ -110,6 +112,7 @@ describe("SupportAddress rules", () => {
 
   test("the helpdesk's own domain is refused as an SmtpDomain before anything is created", async (t) => {
     const namespace = await freshNamespace(t, "sys");
+    deleteDomainsAtEnd(t, namespace);
     await applyManifests(domain(namespace, "helpdesk", "helpdesk.example.net"), domain(namespace, "mail", "mail.helpdesk.example.net"));
     for (const name of ["helpdesk", "mail"]) {
       const d = await eventually(`${name}: Ready=False SystemDomain`, async () => {
@@ -132,11 +135,13 @@ describe("SupportAddress rules", () => {
 
   test("the same domain in a second account (namespace) is flagged; the first keeps working", async (t) => {
     const production = await freshNamespace(t, "prod");
+    deleteDomainsAtEnd(t, production);
     await applyManifests(domain(production, "example-com", "example.com"));
     await eventually("the production credentials", () =>
       suite.core.readNamespacedSecret({ namespace: production, name: "example-com-inbound-v1" }),
     );
     const sandbox = await freshNamespace(t, "sandbox");
+    deleteDomainsAtEnd(t, sandbox);
     await applyManifests(domain(sandbox, "example-com", "example.com"));
     const ready = await eventually("the sandbox domain flagged", async () => {
       const d = await readSmtpDomain(suite.custom, sandbox, "example-com");
@@ -171,6 +176,7 @@ describe("SupportAddress readiness through a rotation", () => {
 
   test("adding a credential version keeps the address Ready while it is verified again; revoking the version in use does not", async (t) => {
     const namespace = await freshNamespace(t, "rot");
+    deleteDomainsAtEnd(t, namespace);
     const withVersions = (credentials: object[]) => {
       const d = domain(namespace, "example-com", "example.com");
       return { ...d, spec: { ...d.spec, inbound: { ...d.spec.inbound, credentials } } };
@@ -262,6 +268,7 @@ describe("account limits set per installation", () => {
 
   test("the operator's limits apply; the domain's status counts the addresses that are not served", async (t) => {
     const namespace = await freshNamespace(t, "lim");
+    deleteDomainsAtEnd(t, namespace);
     await suite.core.createNamespacedSecret({
       namespace,
       body: { metadata: { name: "outbound" }, stringData: { username: "u", password: "p" } },

@@ -13,6 +13,7 @@ import { e2eClients } from "../support/e2e.js";
 import { assertReconcileWritesNothing, startTestController } from "../support/operator-rbac.js";
 import {
   applyManifests,
+  deleteDomainsAtEnd,
   conditionOf,
   connect,
   eventually,
@@ -62,7 +63,11 @@ describe("SmtpDomain reconciler", () => {
       return d.status?.activeVersions === versions ? d : undefined;
     });
 
-  const setup = (t: { after(fn: () => Promise<void> | void): void }) => namespaceWithRelayTls(t, "op");
+  async function setup(t: { after(fn: () => Promise<void> | void): void }) {
+    const namespace = await namespaceWithRelayTls(t, "op");
+    deleteDomainsAtEnd(t, namespace);
+    return namespace;
+  }
 
   test("issues credentials, renders the relay and reports status", async (t) => {
     const namespace = await setup(t);

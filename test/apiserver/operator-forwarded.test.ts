@@ -12,6 +12,7 @@ import { e2eClients } from "../support/e2e.js";
 import { startTestController } from "../support/operator-rbac.js";
 import {
   applyManifests,
+  deleteDomainsAtEnd,
   conditionOf,
   connect,
   eventually,
@@ -72,7 +73,11 @@ describe("SmtpDomain in Forwarded mode", () => {
     return deployment.metadata!.generation!;
   };
 
-  const setup = (t: { after(fn: () => Promise<void> | void): void }) => namespaceWithRelayTls(t, "fwd");
+  async function setup(t: { after(fn: () => Promise<void> | void): void }) {
+    const namespace = await namespaceWithRelayTls(t, "fwd");
+    deleteDomainsAtEnd(t, namespace);
+    return namespace;
+  }
 
   test("a Forwarded domain: no credential Secret, the Service offers port 25 only, the config is the forwarded one", async (t) => {
     const namespace = await setup(t);

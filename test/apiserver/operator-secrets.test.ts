@@ -11,7 +11,7 @@ import * as k8s from "@kubernetes/client-node";
 import type { Controller } from "../../operator/controller.js";
 import { installCRDs } from "../support/crds.js";
 import { startTestController } from "../support/operator-rbac.js";
-import { applyManifests, connect, eventually, freshNamespace, kubectl, readSupportAddress } from "../support/kube.js";
+import { applyManifests, deleteDomainsAtEnd, connect, eventually, freshNamespace, kubectl, readSupportAddress } from "../support/kube.js";
 import { loginSecretManifest, smtpDomainManifest, supportAddressManifest } from "../support/manifests.js";
 
 const pageSize = 10;
@@ -73,6 +73,7 @@ describe("the operator's Secret cache", () => {
 
   test("holds none of the unrelated Secrets' data, reads lists in pages, and still follows the Secrets a user names", async (t) => {
     const namespace = await freshNamespace(t, "sec");
+    deleteDomainsAtEnd(t, namespace);
     await applyManifests(smtpDomainManifest(namespace));
     // Its credentials Secret does not exist yet.
     await applyManifests(supportAddressManifest(namespace, { host: "smtp.example.com", credentialsSecretRef: { name: "support-login" } }));
@@ -156,6 +157,7 @@ describe("the operator's Secret cache", () => {
 
   test("a Secret of its own that lost (or never had) the owner label is still found, by name", async (t) => {
     const namespace = await freshNamespace(t, "unl");
+    deleteDomainsAtEnd(t, namespace);
     await applyManifests(smtpDomainManifest(namespace));
     const control = "example-com-relay-control";
     const token = await eventually(
@@ -176,6 +178,7 @@ describe("the operator's Secret cache", () => {
 
   test("a Secret with the operator's own labels, not one a domain names, is not held in full", async (t) => {
     const namespace = await freshNamespace(t, "lbl");
+    deleteDomainsAtEnd(t, namespace);
     // Made while the operator runs (the watch, not the first list), next to a domain of the name its label gives.
     const payload = Buffer.from(marker + randomBytes(700 * 1024).toString("base64")).toString("base64");
     await core.createNamespacedSecret({
@@ -197,6 +200,7 @@ describe("the operator's Secret cache", () => {
 
   test("of a Secret a tenant names, only the keys it reads are held, each within a bound", async (t) => {
     const namespace = await freshNamespace(t, "big");
+    deleteDomainsAtEnd(t, namespace);
     // An outbound login named from a Secret that also carries ~1 MB the operator never reads.
     const blob = Buffer.from(marker + randomBytes(700 * 1024).toString("base64")).toString("base64");
     await core.createNamespacedSecret({
@@ -237,6 +241,7 @@ describe("the operator's Secret cache", () => {
   test("a reconcile looks only at the named Secrets that changed, not at every one named", async (t) => {
     // At 10,000 addresses every reconcile walked every named Secret (some 10,000 of them) before anything else.
     const namespace = await freshNamespace(t, "walk");
+    deleteDomainsAtEnd(t, namespace);
     const count = 30;
     await applyManifests(
       smtpDomainManifest(namespace, { domain: "walk.example" }),

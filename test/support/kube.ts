@@ -59,6 +59,28 @@ export async function namespaceWithRelayTls(t: Hooks, prefix: string): Promise<s
   return namespace;
 }
 
+/**
+ * At the test's end its SmtpDomains are deleted, and waited for while the operator disconnects them (at most
+ * `timeoutMs`; a test whose operator is stopped does not wait on it). Deleting the namespace alone reaches its
+ * objects only after the namespace controller's fixed grace period (5 s): until then the next test's domain of
+ * the same name, in its own namespace, is the later of two accounts (DomainConflict) and waits that long.
+ */
+export function deleteDomainsAtEnd(t: Hooks, namespace: string, timeoutMs = 15_000): void {
+  t.after(async () => {
+    const { config } = await connect();
+    const custom = config.makeApiClient(k8s.CustomObjectsApi);
+    const where = { group: "smtpconnector.dev", version: "v1alpha1", namespace, plural: "smtpdomains" };
+    try {
+      await custom.deleteCollectionNamespacedCustomObject(where);
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline && ((await custom.listNamespacedCustomObject(where)) as { items: unknown[] }).items.length > 0)
+        await new Promise((resolve) => setTimeout(resolve, 100));
+    } catch {
+      // Cleanup only: the namespace's deletion removes whatever is left.
+    }
+  });
+}
+
 export interface KubectlResult {
   stdout: string;
   stderr: string;
