@@ -14,6 +14,8 @@ const end = "<!-- end of values table -->";
 interface Schema {
   type?: string | string[];
   enum?: unknown[];
+  const?: unknown;
+  anyOf?: Schema[];
   description?: string;
   pattern?: string;
   minimum?: number;
@@ -31,6 +33,8 @@ function resolve(node: Schema, root: { definitions?: Record<string, Schema> }): 
 }
 
 function typeOf(node: Schema): string {
+  if (node.anyOf) return node.anyOf.map(typeOf).join(" or ");
+  if (node.const !== undefined) return JSON.stringify(node.const);
   if (node.enum) return node.enum.map((v) => JSON.stringify(v)).join(" \\| ");
   const types = Array.isArray(node.type) ? node.type : [node.type ?? "any"];
   const base = types.map((t) => (t === "array" && node.items?.type ? `${String(node.items.type)}[]` : t)).join(" \\| ");

@@ -176,6 +176,12 @@ describe("chart values, rendered", () => {
     assert.deepEqual(await command({ operator: { heap: { limitPercent: 0, semiSpaceMiB: 0 } } }), ["node", "dist/operator/main.js"]);
     assert.deepEqual((await command({ operator: { heap: { limitPercent: 40 } } })).slice(1, 2), ["--max-old-space-size-percentage=40"]);
     assert.match(await refused({ operator: { heap: { limitPercent: 150 } } }), /limitPercent/);
+    // A fraction renders as 1e-09 (Node then ignores it), and a share this small leaves a heap the operator dies in
+    // at startup: 0 or a whole percentage from 20.
+    for (const limitPercent of [1e-9, 0.5, 5, 19, 20.5]) {
+      assert.match(await refused({ operator: { heap: { limitPercent } } }), /limitPercent/, `limitPercent ${limitPercent}`);
+    }
+    assert.deepEqual((await command({ operator: { heap: { limitPercent: 20 } } })).slice(1, 2), ["--max-old-space-size-percentage=20"]);
   });
 
   test("extra env, volumes and mounts; security contexts merge with the restricted defaults", async () => {
