@@ -87,8 +87,8 @@ export class Controller {
   private readonly credentialUse = new TimedCache<Map<number, string>>();
   /** DNS answers and the CA, for this Controller's domain reconciles only. */
   private readonly domainCaches = domainCaches();
-  /** Keys whose reconciles the API server answered 429 in a row, and how many times. */
-  private readonly throttled = new Map<string, number>();
+  /** Keys whose reconciles the API server answered 429 in a row: how many times, and not to be tried before when. */
+  private readonly throttled = new Map<string, { count: number; until: number }>();
   /** Lockouts the relays report, each told once as a Warning Event. */
   private readonly lockouts = new LockoutAnnouncer();
 
@@ -473,6 +473,10 @@ export class Controller {
     const [kind, namespace, name] = key.split("/") as ["domain" | "address", string, string];
     const started = process.hrtime.bigint();
     const label = kind === "domain" ? "SmtpDomain" : "SupportAddress";
+    // Backing off from a 429: an event for the key (its own objects' watch events, from the writes that passed)
+    // waits for the retry, or it would ask a server that said it is busy at once, and count as another try.
+    const wait = (this.throttled.get(key)?.until ?? 0) - Date.now();
+    if (wait > 0) return { requeueAfterMs: wait };
     try {
       // Referenced Secrets as they are now, before anything judges them.
       for (const changed of await this.secrets.sync()) this.judged.invalidate(changed);
@@ -503,13 +507,14 @@ export class Controller {
         this.options.onReconcile?.(label, "Conflict", Number(process.hrtime.bigint() - started) / 1e9);
         return { requeueAfterMs: 50 + Math.floor(Math.random() * 200) };
       }
-      const throttled = error instanceof ApiError && error.code === 429 ? (this.throttled.get(key) ?? 0) + 1 : 0;
+      const throttled = error instanceof ApiError && error.code === 429 ? (this.throttled.get(key)?.count ?? 0) + 1 : 0;
       if (throttled > 0 && throttled <= maxThrottledRetries) {
         // The API server's flow control asks clients to slow down (a cold start among thousands of objects):
         // nothing is wrong with the resource, so nothing is written on it (a ReconcileFailed status would be
         // one more write, and another to take it back). Again later, backing off, spread out. Past a few tries
         // it is reported as any failure: a 429 that does not pass (an admission webhook's) must be seen.
-        this.throttled.set(key, throttled);
+        const retryMs = throttledRetryMs(throttled, error instanceof ApiError ? error.retryAfter : undefined);
+        this.throttled.set(key, { count: throttled, until: Date.now() + retryMs });
         this.options.log.info("the API server asked to slow down (429); reconciling again later", {
           kind: label,
           namespace,
@@ -517,7 +522,7 @@ export class Controller {
           throttled,
         });
         this.options.onReconcile?.(label, "Throttled", Number(process.hrtime.bigint() - started) / 1e9);
-        return { requeueAfterMs: 1_000 * 2 ** (throttled - 1) + Math.floor(Math.random() * 1_000) };
+        return { requeueAfterMs: retryMs };
       }
       this.throttled.delete(key);
       this.options.onReconcile?.(label, "Error", Number(process.hrtime.bigint() - started) / 1e9);
@@ -713,6 +718,31 @@ type NamedSecret = [name: string, keys: Record<string, number>];
 
 /** 429s in a row before a reconcile's failure is reported on the resource: 1 + 2 + 4 + 8 + 16 s of backing off. */
 const maxThrottledRetries = 5;
+
+/** The longest a Retry-After is waited for: a server asking for an hour would otherwise park a domain that long. */
+export const maxRetryAfterMs = 30_000;
+
+/**
+ * When the `attempt`th 429 in a row is tried again: the backoff (1, 2, 4, 8, 16 s), or later when the server's
+ * Retry-After asks for more, at most 30 s; never sooner than Retry-After, so a server that knows how long it is
+ * busy is not asked again before. A Retry-After that is neither delay-seconds nor an HTTP date is ignored (the
+ * backoff). Up to a second of jitter spreads the thousands of keys a cold start throttles at once.
+ */
+export function throttledRetryMs(attempt: number, retryAfter: string | undefined, now = Date.now(), random = Math.random()): number {
+  const backoff = 1_000 * 2 ** (attempt - 1);
+  return Math.min(maxRetryAfterMs, Math.max(backoff, retryAfterMs(retryAfter, now) ?? 0)) + Math.floor(random * 1_000);
+}
+
+/** Retry-After as RFC 9110 gives it (delay-seconds or an HTTP date), in ms from `now`; undefined when malformed. */
+function retryAfterMs(value: string | undefined, now: number): number | undefined {
+  const text = value?.trim();
+  if (!text) return undefined;
+  if (/^[0-9]+$/.test(text)) return Number(text) * 1_000;
+  // An HTTP date names its weekday, month and GMT; Date.parse alone would take "5" or "2026" as well.
+  if (!/^[A-Za-z]{3}, [0-9]{2} [A-Za-z]{3} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT$/.test(text)) return undefined;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
 
 const login = { username: maxSecretValueBytes, password: maxSecretValueBytes };
 

@@ -4,7 +4,7 @@
 import type * as k8s from "@kubernetes/client-node";
 import { group, version } from "../../crds/schema.js";
 import { fieldManager, type KubeObject } from "../domain/render.js";
-import { ApiError, request, type ClusterAccess } from "./access.js";
+import { ApiError, request, type ClusterAccess, type RawResponse } from "./access.js";
 import type { ReadCache } from "./read-cache.js";
 
 export { ApiError };
@@ -146,7 +146,7 @@ export class Cluster {
     timeoutMs?: number,
   ): Promise<{ status: number; body: string }> {
     const countError = (code: string) => this.apiErrors.set(code, (this.apiErrors.get(code) ?? 0) + 1);
-    let result: { status: number; body: string };
+    let result: RawResponse;
     try {
       result = await request(this.access, method, path, body === undefined ? undefined : JSON.stringify(body), timeoutMs);
     } catch (error) {
@@ -155,7 +155,7 @@ export class Cluster {
     }
     if (result.status >= 300 && !accept.includes(result.status)) {
       countError(String(result.status));
-      throw new ApiError(result.status, `${method} ${path.split("?")[0]}`, result.body);
+      throw new ApiError(result.status, `${method} ${path.split("?")[0]}`, result.body, result.retryAfter);
     }
     return result;
   }
