@@ -29,10 +29,14 @@ export class Cluster {
    * model name differs from the wire name (NetworkPolicy's `from`).
    */
   async apply(object: KubeObject): Promise<void> {
-    this.record(`${object.kind} ${object.metadata.namespace}/${object.metadata.name}`);
-    this.reads?.written(object.apiVersion, object.kind, object.metadata.namespace, object.metadata.name);
-    const path = `${objectPath(object.apiVersion, object.kind, object.metadata.namespace)}/${encodeURIComponent(object.metadata.name)}`;
-    await this.request("PATCH", `${path}?fieldManager=${fieldManager}&force=true`, object);
+    const { apiVersion, kind } = object;
+    const { namespace, name } = object.metadata;
+    this.record(`${kind} ${namespace}/${name}`);
+    const before = this.reads?.written(apiVersion, kind, namespace, name);
+    const path = `${objectPath(apiVersion, kind, namespace)}/${encodeURIComponent(name)}`;
+    const { body } = await this.request("PATCH", `${path}?fieldManager=${fieldManager}&force=true`, object);
+    // The object as written, for the reads until the watch shows it.
+    if (this.reads) this.reads.applied(apiVersion, kind, namespace, name, before, JSON.parse(body) as k8s.KubernetesObject);
   }
 
   /**
