@@ -10,7 +10,7 @@ import { objectProblems } from "../crds/validate.js";
 import type { Logger } from "../lib/log.js";
 import { reconcileAddress } from "./address/reconcile.js";
 import { replaceConditions } from "./conditions.js";
-import { involved, recordEvent } from "./events.js";
+import { EventQueue, involved, recordEvent, type EventDrop } from "./events.js";
 import { failureMessage, needsAction } from "./failures.js";
 import type { VerificationIO, VerificationTiming } from "./address/verification.js";
 import { verificationIO, type VerificationSettings } from "./address/verification-io.js";
@@ -48,6 +48,10 @@ export interface ControllerOptions {
   /** Objects per list page (default 500). */
   pageSize?: number;
   onReconcile?: (kind: "SmtpDomain" | "SupportAddress", result: "Success" | "Conflict" | "Throttled" | "Error", seconds: number) => void;
+  /** An Event not written (events.ts: the queue full, its object's spam filter, or the API server refused it). */
+  onEventDropped?: (why: EventDrop) => void;
+  /** How long stop() waits for queued Events to be written (default 5 s). */
+  eventFlushMs?: number;
 }
 
 export class Controller {
@@ -89,6 +93,8 @@ export class Controller {
   private readonly domainCaches = domainCaches();
   /** Keys whose reconciles the API server answered 429 in a row: how many times, and not to be tried before when. */
   private readonly throttled = new Map<string, { count: number; until: number }>();
+  /** Events waiting to be written, off the reconciles' path. */
+  readonly events: EventQueue;
   /** Domains and addresses a Secret event has looked at since start (the tests' measure of its work). */
   secretOwnersExamined = 0;
   /** Lockouts the relays report, each told once as a Warning Event. */
@@ -100,6 +106,14 @@ export class Controller {
   ) {
     const { log } = options;
     this.cluster = new Cluster(access);
+    this.cluster.events = this.events = EventQueue.forCluster(this.cluster, {
+      onDrop: (why, event) => {
+        options.onEventDropped?.(why);
+        const fields = { why, reason: event.reason, namespace: event.metadata.namespace, object: event.involvedObject.name };
+        if (why === "Failed") log.warn("an Event could not be written", fields);
+        else log.debug("an Event was dropped", fields);
+      },
+    });
     if (options.verificationIO) this.verificationIO = options.verificationIO;
     else if (options.verification) {
       this.verificationIO = verificationIO(options.verification, {
@@ -249,6 +263,9 @@ export class Controller {
   async stop(): Promise<void> {
     clearInterval(this.resync);
     this.queue.stop();
+    // What reconciles told is written before the process goes, within a deadline (the pod's grace period).
+    if (!(await this.events.flush(this.options.eventFlushMs ?? 5_000)))
+      this.options.log.warn("stopping with Events not written", { waiting: this.events.depth });
     await Promise.all([this.domains.stop(), this.addresses.stop(), this.secrets.stop(), ...this.watched.map((w) => w.stop())]);
   }
 

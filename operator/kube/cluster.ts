@@ -5,6 +5,7 @@ import type * as k8s from "@kubernetes/client-node";
 import { group, version } from "../../crds/schema.js";
 import { fieldManager, type KubeObject } from "../domain/render.js";
 import { ApiError, request, type ClusterAccess, type RawResponse } from "./access.js";
+import type { EventQueue } from "../events.js";
 import type { ReadCache } from "./read-cache.js";
 
 export { ApiError };
@@ -19,6 +20,9 @@ export class Cluster {
 
   /** Answers reads by name from the controller's watches where it can (read-cache.ts). */
   reads: ReadCache | undefined;
+
+  /** Where Events go (events.ts: the Controller's queue, off the reconcile's path); without it they are written at once. */
+  events: EventQueue | undefined;
 
   constructor(readonly access: ClusterAccess) {}
 
