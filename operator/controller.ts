@@ -10,7 +10,7 @@ import { objectProblems } from "../crds/validate.js";
 import type { Logger } from "../lib/log.js";
 import { reconcileAddress } from "./address/reconcile.js";
 import { replaceConditions } from "./conditions.js";
-import { involved, recordEvent } from "./events.js";
+import { EventQueue, involved, recordEvent, type EventDrop } from "./events.js";
 import { failureMessage, needsAction } from "./failures.js";
 import type { VerificationIO, VerificationTiming } from "./address/verification.js";
 import { verificationIO, type VerificationSettings } from "./address/verification-io.js";
@@ -49,6 +49,10 @@ export interface ControllerOptions {
   /** Objects per list page (default 500). */
   pageSize?: number;
   onReconcile?: (kind: "SmtpDomain" | "SupportAddress", result: "Success" | "Conflict" | "Throttled" | "Error", seconds: number) => void;
+  /** An Event not written (events.ts: the queue full, its object's spam filter, or the API server refused it). */
+  onEventDropped?: (why: EventDrop) => void;
+  /** How long stop() waits for queued Events to be written (default 5 s). */
+  eventFlushMs?: number;
 }
 
 export class Controller {
@@ -88,8 +92,12 @@ export class Controller {
   private readonly credentialUse = new TimedCache<Map<number, string>>();
   /** DNS answers and the CA, for this Controller's domain reconciles only. */
   private readonly domainCaches = domainCaches();
-  /** Keys whose reconciles the API server answered 429 in a row, and how many times. */
-  private readonly throttled = new Map<string, number>();
+  /** Keys whose reconciles the API server answered 429 in a row: how many times, and not to be tried before when. */
+  private readonly throttled = new Map<string, { count: number; until: number }>();
+  /** Events waiting to be written, off the reconciles' path. */
+  readonly events: EventQueue;
+  /** Domains and addresses a Secret event has looked at since start (the tests' measure of its work). */
+  secretOwnersExamined = 0;
   /** Lockouts the relays report, each told once as a Warning Event. */
   private readonly lockouts = new LockoutAnnouncer();
 
@@ -99,6 +107,14 @@ export class Controller {
   ) {
     const { log } = options;
     this.cluster = new Cluster(access);
+    this.cluster.events = this.events = EventQueue.forCluster(this.cluster, {
+      onDrop: (why, event) => {
+        options.onEventDropped?.(why);
+        const fields = { why, reason: event.reason, namespace: event.metadata.namespace, object: event.involvedObject.name };
+        if (why === "Failed") log.warn("an Event could not be written", fields);
+        else log.debug("an Event was dropped", fields);
+      },
+    });
     if (options.verificationIO) this.verificationIO = options.verificationIO;
     else if (options.verification) {
       this.verificationIO = verificationIO(options.verification, {
@@ -258,6 +274,9 @@ export class Controller {
   async stop(): Promise<void> {
     clearInterval(this.resync);
     this.queue.stop();
+    // What reconciles told is written before the process goes, within a deadline (the pod's grace period).
+    if (!(await this.events.flush(this.options.eventFlushMs ?? 5_000)))
+      this.options.log.warn("stopping with Events not written", { waiting: this.events.depth });
     await Promise.all([this.domains.stop(), this.addresses.stop(), this.secrets.stop(), ...this.watched.map((w) => w.stop())]);
   }
 
@@ -404,18 +423,22 @@ export class Controller {
       for (const domain of this.domains.list())
         if (!domain.spec.relay?.tls?.secretName) this.enqueue("domain", domain.metadata?.namespace, domain.metadata?.name);
     }
-    for (const domain of this.domains.list()) {
-      if (domain.metadata?.namespace === namespace && name && secretsNamedByDomain(domain).includes(name))
-        this.enqueue("domain", namespace, domain.metadata?.name);
-    }
-    for (const address of this.addressesIn(namespace)) {
-      if (name && secretsNamedByAddress(address).includes(name)) {
-        // The rules judge whether an address's credentials Secret is well formed.
-        this.judged.invalidate(namespace);
-        this.enqueue("address", namespace, address.metadata?.name);
-        // The relay config carries the address's login: its domain renders again.
-        this.enqueue("domain", namespace, address.spec.domainRef.name);
+    // Whoever names it, from the index references() keeps: a Secret event costs its owners, not a walk of every
+    // domain and every address of the namespace (at 10,000 addresses, each of their logins changing).
+    for (const owner of this.ownersOf.get(`${namespace}/${name}`) ?? []) {
+      this.secretOwnersExamined++;
+      const [kind, , ownerName] = owner.split("/") as ["domain" | "address", string, string];
+      if (kind === "domain") {
+        this.enqueue("domain", namespace, ownerName);
+        continue;
       }
+      const address = this.addresses.get(ownerName, namespace);
+      if (!address) continue;
+      // The rules judge whether an address's credentials Secret is well formed.
+      this.judged.invalidate(namespace);
+      this.enqueue("address", namespace, ownerName);
+      // The relay config carries the address's login: its domain renders again.
+      this.enqueue("domain", namespace, address.spec.domainRef.name);
     }
   }
 
@@ -484,6 +507,10 @@ export class Controller {
     const [kind, namespace, name] = key.split("/") as ["domain" | "address", string, string];
     const started = process.hrtime.bigint();
     const label = kind === "domain" ? "SmtpDomain" : "SupportAddress";
+    // Backing off from a 429: an event for the key (its own objects' watch events, from the writes that passed)
+    // waits for the retry, or it would ask a server that said it is busy at once, and count as another try.
+    const wait = (this.throttled.get(key)?.until ?? 0) - Date.now();
+    if (wait > 0) return { requeueAfterMs: wait };
     try {
       // Referenced Secrets as they are now, before anything judges them.
       for (const changed of await this.secrets.sync()) this.judged.invalidate(changed);
@@ -514,13 +541,14 @@ export class Controller {
         this.options.onReconcile?.(label, "Conflict", Number(process.hrtime.bigint() - started) / 1e9);
         return { requeueAfterMs: 50 + Math.floor(Math.random() * 200) };
       }
-      const throttled = error instanceof ApiError && error.code === 429 ? (this.throttled.get(key) ?? 0) + 1 : 0;
+      const throttled = error instanceof ApiError && error.code === 429 ? (this.throttled.get(key)?.count ?? 0) + 1 : 0;
       if (throttled > 0 && throttled <= maxThrottledRetries) {
         // The API server's flow control asks clients to slow down (a cold start among thousands of objects):
         // nothing is wrong with the resource, so nothing is written on it (a ReconcileFailed status would be
         // one more write, and another to take it back). Again later, backing off, spread out. Past a few tries
         // it is reported as any failure: a 429 that does not pass (an admission webhook's) must be seen.
-        this.throttled.set(key, throttled);
+        const retryMs = throttledRetryMs(throttled, error instanceof ApiError ? error.retryAfter : undefined);
+        this.throttled.set(key, { count: throttled, until: Date.now() + retryMs });
         this.options.log.info("the API server asked to slow down (429); reconciling again later", {
           kind: label,
           namespace,
@@ -528,7 +556,7 @@ export class Controller {
           throttled,
         });
         this.options.onReconcile?.(label, "Throttled", Number(process.hrtime.bigint() - started) / 1e9);
-        return { requeueAfterMs: 1_000 * 2 ** (throttled - 1) + Math.floor(Math.random() * 1_000) };
+        return { requeueAfterMs: retryMs };
       }
       this.throttled.delete(key);
       this.options.onReconcile?.(label, "Error", Number(process.hrtime.bigint() - started) / 1e9);
@@ -725,6 +753,31 @@ type NamedSecret = [name: string, keys: Record<string, number>];
 /** 429s in a row before a reconcile's failure is reported on the resource: 1 + 2 + 4 + 8 + 16 s of backing off. */
 const maxThrottledRetries = 5;
 
+/** The longest a Retry-After is waited for: a server asking for an hour would otherwise park a domain that long. */
+export const maxRetryAfterMs = 30_000;
+
+/**
+ * When the `attempt`th 429 in a row is tried again: the backoff (1, 2, 4, 8, 16 s), or later when the server's
+ * Retry-After asks for more, at most 30 s; never sooner than Retry-After, so a server that knows how long it is
+ * busy is not asked again before. A Retry-After that is neither delay-seconds nor an HTTP date is ignored (the
+ * backoff). Up to a second of jitter spreads the thousands of keys a cold start throttles at once.
+ */
+export function throttledRetryMs(attempt: number, retryAfter: string | undefined, now = Date.now(), random = Math.random()): number {
+  const backoff = 1_000 * 2 ** (attempt - 1);
+  return Math.min(maxRetryAfterMs, Math.max(backoff, retryAfterMs(retryAfter, now) ?? 0)) + Math.floor(random * 1_000);
+}
+
+/** Retry-After as RFC 9110 gives it (delay-seconds or an HTTP date), in ms from `now`; undefined when malformed. */
+function retryAfterMs(value: string | undefined, now: number): number | undefined {
+  const text = value?.trim();
+  if (!text) return undefined;
+  if (/^[0-9]+$/.test(text)) return Number(text) * 1_000;
+  // An HTTP date names its weekday, month and GMT; Date.parse alone would take "5" or "2026" as well.
+  if (!/^[A-Za-z]{3}, [0-9]{2} [A-Za-z]{3} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT$/.test(text)) return undefined;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
 const login = { username: maxSecretValueBytes, password: maxSecretValueBytes };
 
 /**
@@ -748,10 +801,6 @@ function secretKeysNamedByDomain(domain: SmtpDomain): NamedSecret[] {
   ];
 }
 
-function secretsNamedByDomain(domain: SmtpDomain): string[] {
-  return secretKeysNamedByDomain(domain).map(([name]) => name);
-}
-
 /** The Secrets an address names: its outbound login and, optionally, the CA its server is checked against. */
 function secretKeysNamedByAddress(address: SupportAddress): NamedSecret[] {
   const { credentialsSecretRef, caSecretRef } = address.spec.outbound;
@@ -759,10 +808,6 @@ function secretKeysNamedByAddress(address: SupportAddress): NamedSecret[] {
     [credentialsSecretRef.name, login],
     ...(caSecretRef ? [[caSecretRef.name, { [caSecretRef.key ?? "ca.crt"]: maxCaBundleBytes }] as NamedSecret] : []),
   ];
-}
-
-function secretsNamedByAddress(address: SupportAddress): string[] {
-  return secretKeysNamedByAddress(address).map(([name]) => name);
 }
 
 /** SHA-256 of "username\0password" of an outbound credentials Secret, as the relay reports the login it used. */

@@ -49,6 +49,12 @@ const duration = new Histogram({
   labelNames: ["kind"],
   registers: [registry],
 });
+const eventsDropped = new Counter({
+  name: "smtpc_operator_events_dropped_total",
+  help: "Events not written, by why: QueueFull (more waiting than the queue holds), Spam (one object telling more than 25 at once, then one per 5 min), Failed (the API server refused it, or a retry did not pass).",
+  labelNames: ["why"],
+  registers: [registry],
+});
 const controller = new Controller(access, {
   settings: {
     relayImage: opts.relayImage,
@@ -72,6 +78,7 @@ const controller = new Controller(access, {
     reconciles.inc({ kind, result });
     duration.observe({ kind }, seconds);
   },
+  onEventDropped: (why) => eventsDropped.inc({ why }),
 });
 new Gauge({
   name: "smtpc_operator_queue_depth",

@@ -28,6 +28,8 @@ export class ApiError extends Error {
     readonly code: number,
     readonly request: string,
     readonly body: string,
+    /** The response's Retry-After header as sent (a 429's, a 503's), unparsed. */
+    readonly retryAfter?: string,
   ) {
     super(`${request}: HTTP ${code}: ${body.slice(0, 300)}`);
     this.name = "ApiError";
@@ -358,6 +360,8 @@ export function apiUrl(server: URL, path: string): URL {
 export interface RawResponse {
   status: number;
   body: string;
+  /** Retry-After, when the server sent one (flow control's 429, an admission webhook's). */
+  retryAfter?: string;
 }
 
 /**
@@ -426,7 +430,8 @@ function send(
         let text = "";
         res.setEncoding("utf8");
         res.on("data", (c: string) => (text += c));
-        res.on("end", () => resolvePromise({ status: res.statusCode ?? 0, body: text }));
+        const retryAfter = res.headers["retry-after"];
+        res.on("end", () => resolvePromise({ status: res.statusCode ?? 0, body: text, ...(retryAfter ? { retryAfter } : {}) }));
         res.on("error", reject);
       },
     );

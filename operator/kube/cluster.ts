@@ -4,7 +4,8 @@
 import type * as k8s from "@kubernetes/client-node";
 import { group, version } from "../../crds/schema.js";
 import { fieldManager, type KubeObject } from "../domain/render.js";
-import { ApiError, request, type ClusterAccess } from "./access.js";
+import { ApiError, request, type ClusterAccess, type RawResponse } from "./access.js";
+import type { EventQueue } from "../events.js";
 import type { ReadCache } from "./read-cache.js";
 
 export { ApiError };
@@ -20,6 +21,9 @@ export class Cluster {
   /** Answers reads by name from the controller's watches where it can (read-cache.ts). */
   reads: ReadCache | undefined;
 
+  /** Where Events go (events.ts: the Controller's queue, off the reconcile's path); without it they are written at once. */
+  events: EventQueue | undefined;
+
   constructor(readonly access: ClusterAccess) {}
 
   /**
@@ -29,10 +33,14 @@ export class Cluster {
    * model name differs from the wire name (NetworkPolicy's `from`).
    */
   async apply(object: KubeObject): Promise<void> {
-    this.record(`${object.kind} ${object.metadata.namespace}/${object.metadata.name}`);
-    this.reads?.written(object.apiVersion, object.kind, object.metadata.namespace, object.metadata.name);
-    const path = `${objectPath(object.apiVersion, object.kind, object.metadata.namespace)}/${encodeURIComponent(object.metadata.name)}`;
-    await this.request("PATCH", `${path}?fieldManager=${fieldManager}&force=true`, object);
+    const { apiVersion, kind } = object;
+    const { namespace, name } = object.metadata;
+    this.record(`${kind} ${namespace}/${name}`);
+    const before = this.reads?.written(apiVersion, kind, namespace, name);
+    const path = `${objectPath(apiVersion, kind, namespace)}/${encodeURIComponent(name)}`;
+    const { body } = await this.request("PATCH", `${path}?fieldManager=${fieldManager}&force=true`, object);
+    // The object as written, for the reads until the watch shows it.
+    if (this.reads) this.reads.applied(apiVersion, kind, namespace, name, before, JSON.parse(body) as k8s.KubernetesObject);
   }
 
   /**
@@ -146,7 +154,7 @@ export class Cluster {
     timeoutMs?: number,
   ): Promise<{ status: number; body: string }> {
     const countError = (code: string) => this.apiErrors.set(code, (this.apiErrors.get(code) ?? 0) + 1);
-    let result: { status: number; body: string };
+    let result: RawResponse;
     try {
       result = await request(this.access, method, path, body === undefined ? undefined : JSON.stringify(body), timeoutMs);
     } catch (error) {
@@ -155,7 +163,7 @@ export class Cluster {
     }
     if (result.status >= 300 && !accept.includes(result.status)) {
       countError(String(result.status));
-      throw new ApiError(result.status, `${method} ${path.split("?")[0]}`, result.body);
+      throw new ApiError(result.status, `${method} ${path.split("?")[0]}`, result.body, result.retryAfter);
     }
     return result;
   }

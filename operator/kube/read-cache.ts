@@ -18,8 +18,20 @@ import type * as k8s from "@kubernetes/client-node";
 export interface ReadCache {
   /** The object as cached (the caller's own copy), or undefined: read it from the API server. */
   lookup(apiVersion: string, kind: string, namespace: string, name: string): k8s.KubernetesObject | undefined;
-  /** The operator writes this object (apply or create). */
-  written(apiVersion: string, kind: string, namespace: string, name: string): void;
+  /**
+   * The operator writes this object (apply or create); what it returns is handed to `applied` with the
+   * write's answer once the write succeeded.
+   */
+  written(apiVersion: string, kind: string, namespace: string, name: string): string | undefined;
+  /** The API server's answer to a write `written` announced (`before`: what `written` returned). */
+  applied(
+    apiVersion: string,
+    kind: string,
+    namespace: string,
+    name: string,
+    before: string | undefined,
+    object: k8s.KubernetesObject,
+  ): void;
   /** What the API server answered to a read by name (undefined: 404). */
   remember(apiVersion: string, kind: string, namespace: string, name: string, object: k8s.KubernetesObject | undefined): void;
 }
@@ -49,6 +61,13 @@ const maxHeldSecretBytes = 1536 * 1024;
 
 export class OwnObjectReads implements ReadCache {
   private readonly secrets = new Map<string, k8s.V1Secret>();
+  /**
+   * What the operator last wrote of a watched object, by "apiVersion/Kind namespace/name", with the
+   * resourceVersion the watch showed before the write: answered in place of the watch's copy while the watch
+   * still shows that version. Without it the next reconcile, before the watch brought the write, saw the old
+   * copy (a drift just repaired) and wrote the same object again, with a second DriftRepaired Event.
+   */
+  private readonly writes = new Map<string, { object: k8s.KubernetesObject; before: string }>();
 
   constructor(private readonly options: OwnObjectReadsOptions) {}
 
@@ -64,6 +83,12 @@ export class OwnObjectReads implements ReadCache {
       return structuredClone(held);
     }
     const cached = this.options.informers.get(`${apiVersion}/${kind}`)?.get(name, namespace);
+    const key = `${apiVersion}/${kind} ${namespace}/${name}`;
+    const wrote = this.writes.get(key);
+    if (wrote) {
+      if (cached?.metadata?.resourceVersion === wrote.before) return structuredClone(wrote.object);
+      this.writes.delete(key);
+    }
     // A list's items carry no apiVersion and kind (the list does); a read by name does.
     return cached ? { ...structuredClone(cached), apiVersion, kind } : undefined;
   }
@@ -80,9 +105,37 @@ export class OwnObjectReads implements ReadCache {
     } else this.secrets.delete(key);
   }
 
-  /** The operator writes this object: a copy held from before must not pass for current until the watch shows the write. */
-  written(apiVersion: string, kind: string, namespace: string, name: string): void {
+  /**
+   * The operator writes this object: a copy held from before must not pass for current until the watch shows
+   * the write. Returns the resourceVersion the watch shows now, for `applied`.
+   */
+  written(apiVersion: string, kind: string, namespace: string, name: string): string | undefined {
     if (apiVersion === "v1" && kind === "Secret") this.forgetSecret(namespace, name);
+    this.writes.delete(`${apiVersion}/${kind} ${namespace}/${name}`);
+    return this.options.informers.get(`${apiVersion}/${kind}`)?.get(name, namespace)?.metadata?.resourceVersion;
+  }
+
+  /**
+   * A write of a watched object succeeded: its answer stands for the object until the watch moves. Only an
+   * update of a copy the watch held, while the watch has not moved since: once it has (the write, or someone
+   * else's after it), its copy is as new; and an object just made is read by name until the watch has it, so
+   * one deleted again meanwhile is never answered from here.
+   */
+  applied(
+    apiVersion: string,
+    kind: string,
+    namespace: string,
+    name: string,
+    before: string | undefined,
+    object: k8s.KubernetesObject,
+  ): void {
+    const source = this.options.informers.get(`${apiVersion}/${kind}`);
+    if (!source || before === undefined || object.metadata?.resourceVersion === before) return;
+    if (source.get(name, namespace)?.metadata?.resourceVersion !== before) return;
+    const held = structuredClone(object);
+    // As the watch keeps it (informer.ts): nothing here reads who wrote which field.
+    delete held.metadata?.managedFields;
+    this.writes.set(`${apiVersion}/${kind} ${namespace}/${name}`, { object: { ...held, apiVersion, kind }, before });
   }
 
   /** A Secret the metadata watch saw change or go. */

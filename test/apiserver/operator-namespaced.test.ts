@@ -64,10 +64,13 @@ describe("the namespace-scoped mode (--watch-namespaces, chart value watchNamesp
         `${namespace}: its relay config`,
         async () => (await core.readNamespacedSecret({ namespace, name: "example-com-relay-config" }).catch(() => undefined)) ?? undefined,
       );
-      const reconciled = await readSmtpDomain(custom, namespace, "example-com");
-      assert.ok(
-        reconciled.status?.conditions?.some((c) => c.type === "CredentialsIssued" && c.status === "True"),
-        `${namespace}: credentials issued`,
+      // The status is written after the relay's objects, in the same reconcile: a moment later.
+      await eventually(`${namespace}: credentials issued`, async () =>
+        (await readSmtpDomain(custom, namespace, "example-com")).status?.conditions?.some(
+          (c) => c.type === "CredentialsIssued" && c.status === "True",
+        )
+          ? true
+          : undefined,
       );
     }
     await controller.queue.idle();

@@ -19,10 +19,12 @@ const gets = () => apiRequests.get("GET") ?? 0;
 describe("reads at steady state", () => {
   let controller: Controller;
   let custom: k8s.CustomObjectsApi;
+  /** Told of each reconcile as it ends (the key still running: an add runs it again at once). */
+  let onDomainReconciled: (() => void) | undefined;
 
   before(async () => {
     ({ custom } = await e2eClients());
-    controller = await startTestController();
+    controller = await startTestController({ onReconcile: (kind) => (kind === "SmtpDomain" ? onDomainReconciled?.() : undefined) });
   });
   after(() => controller.stop());
 
@@ -75,5 +77,53 @@ describe("reads at steady state", () => {
       const text = Buffer.from(s.stdout, "base64").toString("utf8");
       return text.includes("support@example.com") ? true : undefined;
     });
+  });
+
+  test("a drift repaired is not repaired again by a reconcile before the watch shows the repair", async (t) => {
+    const namespace = await freshNamespace(t, "repair");
+    await applyManifests(smtpDomainManifest(namespace));
+    const replicas = async () => {
+      const d = await kubectl(["-n", namespace, "get", "deployment", "example-com-relay", "-o", "jsonpath={.spec.replicas}"]);
+      return d.code === 0 && d.stdout ? Number(d.stdout) : undefined;
+    };
+    await eventually("the relay Deployment", replicas);
+    await eventually("the domain settled", async () => {
+      const d = await kubectl(["-n", namespace, "get", "smtpdomain", "example-com", "-o", "json"]);
+      const domain = JSON.parse(d.stdout) as {
+        metadata: { generation?: number };
+        status?: { observedGeneration?: number; relay?: unknown };
+      };
+      return domain.status?.relay !== undefined && domain.status.observedGeneration === domain.metadata.generation ? true : undefined;
+    });
+    await controller.queue.idle();
+
+    // Each reconcile of the domain is followed at once by another, as a burst of events would bring: the one
+    // right after the repair reads the Deployment before the watch has brought the repair.
+    const key = `domain/${namespace}/example-com`;
+    let again = 3;
+    onDomainReconciled = () => {
+      if (again-- > 0) controller.queue.add(key);
+    };
+    t.after(() => (onDomainReconciled = undefined));
+    const writes = controller.cluster.writes;
+    const edited = await kubectl(["-n", namespace, "scale", "deployment", "example-com-relay", "--replicas=3"]);
+    assert.equal(edited.code, 0, edited.stderr);
+    await eventually("the drift repaired", async () => ((await replicas()) === 1 && again < 0 ? true : undefined));
+    await controller.queue.idle();
+    const deploymentWrites = controller.cluster.recentWrites
+      .slice(writes - controller.cluster.writes)
+      .filter((w) => w === `Deployment ${namespace}/example-com-relay`);
+    assert.equal(deploymentWrites.length, 1, `the Deployment written ${deploymentWrites.length} times`);
+    const events = await kubectl([
+      "-n",
+      namespace,
+      "get",
+      "events",
+      "--field-selector",
+      "reason=DriftRepaired",
+      "-o",
+      "jsonpath={range .items[*]}{.message}{'\\n'}{end}",
+    ]);
+    assert.equal(events.stdout.trim().split("\n").filter(Boolean).length, 1, events.stdout);
   });
 });

@@ -278,5 +278,22 @@ describe("the operator's Secret cache", () => {
     const looked = controller.secrets.examined - examined;
     assert.ok(looked >= 1, "the changed Secret was looked at");
     assert.ok(looked < count, `the reconciles looked at ${looked} Secrets, not at each of the ${count} named`);
+
+    // A login made invalid: its address is told, found from the Secret's owners (not by looking at every domain
+    // of the cluster and every address of the namespace for each Secret event); the others are not touched.
+    const owners = controller.secretOwnersExamined;
+    await core.replaceNamespacedSecret({
+      namespace,
+      name: "login-1",
+      body: { metadata: { name: "login-1" }, stringData: { username: "u1" } },
+    });
+    const reason = async (name: string) =>
+      (await readSupportAddress(custom, namespace, name)).status?.conditions?.find((c) => c.type === "DomainReady")?.reason;
+    await eventually("a1 told its login is invalid", async () => ((await reason("a1")) === "CredentialsSecretInvalid" ? true : undefined));
+    await controller.queue.idle();
+    assert.notEqual(await reason("a2"), "CredentialsSecretInvalid");
+    const examinedOwners = controller.secretOwnersExamined - owners;
+    assert.ok(examinedOwners >= 1, "the login's address was looked at");
+    assert.ok(examinedOwners < count, `a Secret event looked at ${examinedOwners} domains and addresses, not at each of the ${count + 1}`);
   });
 });

@@ -1,0 +1,113 @@
+// Events off the reconcile's path (operator/events.ts): a bounded queue drained by two writers, dropped and
+// counted when full, a per-object spam filter, retries of a busy API server, and a flush with a deadline.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { EventQueue, type EventBody, type EventDrop } from "../../operator/events.js";
+
+function event(name: string, reason = "Issued"): EventBody {
+  const at = "2026-12-01T12:00:00.000Z";
+  return {
+    apiVersion: "v1",
+    kind: "Event",
+    metadata: { generateName: `${name}.`, namespace: "ns" },
+    involvedObject: { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SupportAddress", name, namespace: "ns", uid: `uid-${name}` },
+    type: "Normal",
+    reason,
+    message: reason,
+    source: { component: "smtp-connector" },
+    reportingComponent: "smtpconnector.dev/operator",
+    reportingInstance: "smtp-connector",
+    firstTimestamp: at,
+    lastTimestamp: at,
+    count: 1,
+  };
+}
+
+/** A write the test lets finish, one at a time. */
+function heldWrites() {
+  const started: { event: EventBody; finish: (error?: Error) => void }[] = [];
+  const write = (e: EventBody) =>
+    new Promise<void>((resolve, reject) => started.push({ event: e, finish: (error) => (error ? reject(error) : resolve()) }));
+  return { started, write };
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+test("add never waits for the API server; two writes at a time; every Event written in order", async () => {
+  const { started, write } = heldWrites();
+  const queue = new EventQueue(write);
+  for (let i = 0; i < 5; i++) queue.add(event(`a${i}`));
+  assert.equal(started.length, 2, "two writers");
+  assert.equal(queue.depth, 3);
+  const written: string[] = [];
+  while (written.length < 5) {
+    const next = started.shift();
+    if (!next) {
+      await tick();
+      continue;
+    }
+    written.push(next.event.involvedObject.name);
+    next.finish();
+  }
+  assert.deepEqual(written, ["a0", "a1", "a2", "a3", "a4"]);
+  assert.equal(await queue.flush(1_000), true);
+});
+
+test("a full queue drops the Event and counts it, without blocking", () => {
+  const drops: EventDrop[] = [];
+  const queue = new EventQueue(heldWrites().write, { capacity: 3, writers: 1, onDrop: (why) => drops.push(why) });
+  for (let i = 0; i < 6; i++) queue.add(event(`a${i}`));
+  assert.equal(queue.depth, 3, "one being written, three waiting");
+  assert.deepEqual(drops, ["QueueFull", "QueueFull"]);
+});
+
+test("one object tells at most the burst at once, then one per refill period; others are not held back", () => {
+  let now = 0;
+  const drops: string[] = [];
+  const queue = new EventQueue(() => Promise.resolve(), {
+    burst: 25,
+    refillMs: 300_000,
+    now: () => now,
+    onDrop: (why, e) => drops.push(`${why} ${e.involvedObject.name}`),
+  });
+  for (let i = 0; i < 30; i++) queue.add(event("flapping"));
+  assert.equal(drops.length, 5);
+  assert.ok(drops.every((d) => d === "Spam flapping"));
+  queue.add(event("quiet"));
+  assert.equal(drops.length, 5, "another object's Event passes");
+  now += 299_000;
+  queue.add(event("flapping"));
+  assert.equal(drops.length, 6, "not yet a token back");
+  now += 1_000;
+  queue.add(event("flapping"));
+  assert.equal(drops.length, 6, "one token back after 5 minutes");
+});
+
+test("a 429, a 5xx or no answer is tried again; a refusal is dropped and counted", async () => {
+  const drops: EventDrop[] = [];
+  const failure = (code: number | string) => Object.assign(new Error(`failed: ${code}`), { code });
+  const answers: (Error | undefined)[] = [failure(429), failure(503), failure("ECONNRESET"), undefined, failure(422)];
+  let calls = 0;
+  const queue = new EventQueue(
+    () => {
+      const answer = answers[calls++];
+      return answer ? Promise.reject(answer) : Promise.resolve();
+    },
+    { writers: 1, retryDelaysMs: [0, 0, 0], onDrop: (why) => drops.push(why) },
+  );
+  queue.add(event("a"));
+  queue.add(event("b"));
+  assert.equal(await queue.flush(5_000), true);
+  assert.equal(calls, 5, "a: three transient failures then written; b: refused once");
+  assert.deepEqual(drops, ["Failed"]);
+});
+
+test("flush waits for what is queued, and gives up at its deadline", async () => {
+  const { started, write } = heldWrites();
+  const queue = new EventQueue(write);
+  queue.add(event("a"));
+  assert.equal(await queue.flush(50), false, "the write still runs at the deadline");
+  const flushed = queue.flush(5_000);
+  started[0]!.finish();
+  assert.equal(await flushed, true);
+});

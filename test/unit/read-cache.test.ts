@@ -1,0 +1,74 @@
+// The operator's reads by name of its own objects, answered from its watches (operator/kube/read-cache.ts):
+// after it writes one, the write's answer stands for it until the watch shows the write. Before, the next
+// reconcile read the watch's old copy (a drift just repaired, still drifted there) and wrote it again.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type * as k8s from "@kubernetes/client-node";
+import { OwnObjectReads } from "../../operator/kube/read-cache.js";
+
+function deployment(resourceVersion: string, replicas: number): k8s.V1Deployment {
+  return {
+    metadata: { name: "example-com-relay", namespace: "ns", resourceVersion, managedFields: [{ manager: "smtp-connector" }] },
+    spec: { replicas, selector: {}, template: {} },
+  };
+}
+
+function setup() {
+  const watched = new Map<string, k8s.KubernetesObject>();
+  const source = { get: (name: string, namespace?: string) => watched.get(`${namespace}/${name}`) };
+  const reads = new OwnObjectReads({
+    informers: new Map([["apps/v1/Deployment", source]]),
+    secretVersion: () => undefined,
+    isOwnSecret: () => false,
+    ownLabels: {},
+  });
+  const watch = (object: k8s.KubernetesObject) => watched.set(`ns/${object.metadata!.name}`, object);
+  const replicas = (): number | undefined => {
+    const read: k8s.V1Deployment | undefined = reads.lookup("apps/v1", "Deployment", "ns", "example-com-relay");
+    return read?.spec?.replicas;
+  };
+  return { reads, watch, watched, replicas };
+}
+
+test("a repaired object reads as written until the watch moves, then as the watch has it", () => {
+  const { reads, watch, replicas } = setup();
+  watch(deployment("10", 3)); // edited by hand
+  const before = reads.written("apps/v1", "Deployment", "ns", "example-com-relay");
+  assert.equal(before, "10");
+  reads.applied("apps/v1", "Deployment", "ns", "example-com-relay", before, deployment("11", 1));
+  assert.equal(replicas(), 1, "the repair, not the drifted copy the watch still holds");
+  const held = reads.lookup("apps/v1", "Deployment", "ns", "example-com-relay");
+  assert.equal(held?.kind, "Deployment");
+  assert.equal(held?.metadata?.managedFields, undefined);
+  watch(deployment("11", 1)); // the watch brings the write
+  watch(deployment("12", 5)); // and someone's edit after it
+  assert.equal(replicas(), 5, "the watch's newer copy, not the write's");
+  watch(deployment("10", 3)); // even were the watch to go back to that version, the write is forgotten once it moved
+  assert.equal(replicas(), 3);
+});
+
+test("no answer is kept when the watch has moved already, or the write changed nothing, or failed", () => {
+  const { reads, watch, replicas } = setup();
+  watch(deployment("10", 3));
+  let before = reads.written("apps/v1", "Deployment", "ns", "example-com-relay");
+  watch(deployment("12", 4)); // the watch was faster than the answer, and showed a later edit too
+  reads.applied("apps/v1", "Deployment", "ns", "example-com-relay", before, deployment("11", 1));
+  assert.equal(replicas(), 4);
+
+  before = reads.written("apps/v1", "Deployment", "ns", "example-com-relay");
+  reads.applied("apps/v1", "Deployment", "ns", "example-com-relay", before, deployment("12", 4)); // nothing changed
+  watch(deployment("12", 4));
+  assert.equal(replicas(), 4);
+
+  reads.written("apps/v1", "Deployment", "ns", "example-com-relay"); // the write failed: no applied
+  assert.equal(replicas(), 4);
+});
+
+test("an object just made is not answered from the write (one deleted again meanwhile would be)", () => {
+  const { reads, watched, replicas } = setup();
+  const before = reads.written("apps/v1", "Deployment", "ns", "example-com-relay");
+  assert.equal(before, undefined);
+  reads.applied("apps/v1", "Deployment", "ns", "example-com-relay", before, deployment("11", 1));
+  assert.equal(watched.size, 0);
+  assert.equal(replicas(), undefined, "read from the API server");
+});
