@@ -12,9 +12,12 @@
 // once per message (idle connections close after idleCloseMs). Sessions stay
 // within this pool, one identity: Node does not check the certificate's name
 // again on a resumed session, so a session must never reach another host or
-// trust. The newest session is offered until a newer one comes, for at most
-// an hour (Postfix's smtp_tls_session_cache_timeout), as Postfix's own cache
-// does: Postfix as a server gives a ticket on a full handshake and none on a
+// trust. The newest session is offered until a newer one comes, as Postfix's
+// own cache does, for at most an hour (Postfix's smtp_tls_session_cache_timeout)
+// after a full handshake last verified the certificate: a session a resumed
+// handshake brings keeps the time of the one it resumed (RFC 8446 4.6.1), or a
+// server that gives a ticket on every resumption would never be checked again.
+// Postfix as a server gives a ticket on a full handshake and none on a
 // resumed one, so a session used once only would resume every other
 // connection. (RFC 8446 C.4 asks for single use for privacy against an
 // observer linking connections; between these two servers there is nothing to
@@ -38,9 +41,16 @@ export interface NextHopOptions {
   maxIdleConnections?: number;
   maxMessagesPerConnection?: number;
   idleCloseMs?: number;
+  /** Monotonic milliseconds, for a TLS session's lifetime (performance.now; tests move their own). */
+  now?: () => number;
 }
 
 const tlsSessionLifetimeMs = 3_600_000;
+
+interface TlsSession {
+  session: Buffer;
+  verifiedAt: number;
+}
 
 interface Pooled {
   client: SmtpClient;
@@ -54,8 +64,12 @@ export class SmtpNextHop implements NextHop {
   private readonly password: string | undefined;
   private readonly ca: string | undefined;
   private closed = false;
-  /** The newest TLS session the next hop gave one of this pool's connections. */
-  private tlsSession: { session: Buffer; at: number } | undefined;
+  /**
+   * The newest TLS session the next hop gave one of this pool's connections,
+   * and when the certificate behind it was last verified: a full handshake's
+   * time, carried over to every session a resumption of it brings.
+   */
+  private tlsSession: TlsSession | undefined;
   /** Who this next hop's connections are: server, TLS, trust and login. Equal identities may share a pool. */
   readonly identity: string;
   readonly credentialSha256?: string;
@@ -143,16 +157,25 @@ export class SmtpNextHop implements NextHop {
     this.idle.push(pooled);
   }
 
-  /** The newest session, while in its lifetime. */
-  private currentTlsSession(): Buffer | undefined {
-    if (this.tlsSession && Date.now() - this.tlsSession.at < tlsSessionLifetimeMs) return this.tlsSession.session;
+  /** The newest session, while its certificate was verified less than the lifetime ago. */
+  private currentTlsSession(): TlsSession | undefined {
+    if (this.tlsSession && this.now() - this.tlsSession.verifiedAt < tlsSessionLifetimeMs) return this.tlsSession;
     this.tlsSession = undefined;
     return undefined;
   }
 
+  private now(): number {
+    return (this.options.now ?? performance.now.bind(performance))();
+  }
+
   private open(signal?: AbortSignal): Promise<SmtpClient> {
     const { delivery, options } = this;
-    const session = delivery.tls === "None" ? undefined : this.currentTlsSession();
+    const offered = delivery.tls === "None" ? undefined : this.currentTlsSession();
+    // A resumed handshake checked no certificate: its sessions keep the offered one's verification time.
+    const keep = (session: Buffer, resumed: boolean) => {
+      if (resumed && !offered) return;
+      this.tlsSession = { session, verifiedAt: resumed && offered ? offered.verifiedAt : this.now() };
+    };
     return SmtpClient.open(
       {
         host: delivery.host,
@@ -163,8 +186,8 @@ export class SmtpNextHop implements NextHop {
         clientName: options.clientName,
         timeoutMs: options.timeoutMs,
         ...(delivery.username && this.password !== undefined ? { auth: { username: delivery.username, password: this.password } } : {}),
-        ...(session ? { session } : {}),
-        ...(delivery.tls === "None" ? {} : { onSession: (issued: Buffer) => (this.tlsSession = { session: issued, at: Date.now() }) }),
+        ...(offered ? { session: offered.session } : {}),
+        ...(delivery.tls === "None" ? {} : { onSession: keep }),
       },
       signal,
     );

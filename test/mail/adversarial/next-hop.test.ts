@@ -205,12 +205,13 @@ describe("a non-ASCII envelope and a next hop without SMTPUTF8: refused with RFC
 });
 
 describe("TLS sessions towards the next hop stay within one pool", () => {
-  const pool = (port: number) =>
+  const pool = (port: number, { host = "127.0.0.1", now }: { host?: string; now?: () => number } = {}) =>
     new SmtpNextHop(
-      { host: "127.0.0.1", port, protocol: "SMTP", tls: "StartTLS", caFile },
+      { host, port, protocol: "SMTP", tls: "StartTLS", caFile },
       // One message per connection: every message opens a connection, as at low traffic.
-      { clientName: "relay.test", timeoutMs: 5_000, maxMessagesPerConnection: 1 },
+      { clientName: "relay.test", timeoutMs: 5_000, maxMessagesPerConnection: 1, ...(now ? { now } : {}) },
     );
+  const minutes = 60_000;
   const envelope = { from: "customer@users.example.org", to: ["support@example.com"] };
 
   test("the pool's next connection resumes; another pool to the same server (another identity, or after a reload) does not", async () => {
@@ -226,6 +227,39 @@ describe("TLS sessions towards the next hop stay within one pool", () => {
     } finally {
       first.close();
       second.close();
+      await peer.stop();
+    }
+  });
+
+  test("a session's certificate was verified at most an hour ago: resumptions, each bringing a new ticket, do not extend that", async () => {
+    const peer = await startScriptedNextHop({ extensions: ["PIPELINING"], tls: certificate });
+    let clock = 0;
+    const hop = pool(peer.port, { now: () => clock });
+    // Node's server (as Postfix) gives no ticket on a resumed handshake; OpenSSL's s_server and others do. Such a
+    // server, played here: each resumed connection is handed its session again, as a new ticket would arrive.
+    const connect = tls.connect.bind(tls) as (...args: unknown[]) => tls.TLSSocket;
+    const spy = mock.method(tls, "connect", (...args: unknown[]) => {
+      const socket = connect(...args);
+      socket.once("secureConnect", () => {
+        const session = socket.isSessionReused() ? socket.getSession() : undefined;
+        if (session) socket.emit("session", session);
+      });
+      return socket;
+    });
+    try {
+      await hop.send(envelope, message());
+      clock += 61 * minutes;
+      await hop.send(envelope, message());
+      assert.deepEqual(peer.resumed, [false, false], "a session older than an hour is not offered");
+      // Verified at 61 min; resumed at 91 and 120 min, each handing a "new" session; due for a full check at 122.
+      for (const at of [91, 120, 122, 123]) {
+        clock = at * minutes;
+        await hop.send(envelope, message());
+      }
+      assert.deepEqual(peer.resumed, [false, false, true, true, false, true]);
+    } finally {
+      spy.mock.restore();
+      hop.close();
       await peer.stop();
     }
   });
