@@ -168,7 +168,7 @@ export class SmtpNextHop implements NextHop {
     return (this.options.now ?? performance.now.bind(performance))();
   }
 
-  private open(signal?: AbortSignal): Promise<SmtpClient> {
+  private async open(signal?: AbortSignal): Promise<SmtpClient> {
     const { delivery, options } = this;
     const offered = delivery.tls === "None" ? undefined : this.currentTlsSession();
     // A resumed handshake checked no certificate: its sessions keep the offered one's verification time.
@@ -176,20 +176,29 @@ export class SmtpNextHop implements NextHop {
       if (resumed && !offered) return;
       this.tlsSession = { session, verifiedAt: resumed && offered ? offered.verifiedAt : this.now() };
     };
-    return SmtpClient.open(
-      {
-        host: delivery.host,
-        port: delivery.port,
-        lmtp: delivery.protocol === "LMTP",
-        tls: delivery.tls,
-        ...(this.ca ? { ca: this.ca } : {}),
-        clientName: options.clientName,
-        timeoutMs: options.timeoutMs,
-        ...(delivery.username && this.password !== undefined ? { auth: { username: delivery.username, password: this.password } } : {}),
-        ...(offered ? { session: offered.session } : {}),
-        ...(delivery.tls === "None" ? {} : { onSession: keep }),
-      },
-      signal,
-    );
+    try {
+      return await SmtpClient.open(
+        {
+          host: delivery.host,
+          port: delivery.port,
+          lmtp: delivery.protocol === "LMTP",
+          tls: delivery.tls,
+          ...(this.ca ? { ca: this.ca } : {}),
+          clientName: options.clientName,
+          timeoutMs: options.timeoutMs,
+          ...(delivery.username && this.password !== undefined ? { auth: { username: delivery.username, password: this.password } } : {}),
+          ...(offered ? { session: offered.session } : {}),
+          ...(delivery.tls === "None" ? {} : { onSession: keep }),
+        },
+        signal,
+      );
+    } catch (error) {
+      // A failed handshake (a certificate that no longer verifies, or a TLS
+      // fault) drops the kept session: offered again, it would resume without
+      // a check wherever the server still takes it, and the next hop would
+      // flap between a resumed delivery and ETLS.
+      if (error instanceof NextHopError && error.detail.code === "ETLS") this.tlsSession = undefined;
+      throw error;
+    }
   }
 }

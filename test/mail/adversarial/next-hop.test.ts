@@ -264,6 +264,46 @@ describe("TLS sessions towards the next hop stay within one pool", () => {
     }
   });
 
+  test("a certificate that no longer verifies drops the session: the next connection verifies again instead of resuming", async () => {
+    // Two instances behind one name, each with its own certificate and ticket keys; one gets a certificate the CA did not sign.
+    const peer = await startScriptedNextHop({ extensions: ["PIPELINING"], tls: certificate });
+    const files = await selfSignedCertificate(tempDir("next-hop-unsigned"), "next-hop.test");
+    const unsigned = { key: readFileSync(files.keyFile, "utf8"), cert: readFileSync(files.certFile, "utf8") };
+    const hop = pool(peer.port);
+    try {
+      await hop.send(envelope, message());
+      peer.useCertificate(unsigned);
+      await assert.rejects(
+        hop.send(envelope, message()),
+        (error: unknown) => error instanceof NextHopError && error.detail.code === "ETLS",
+      );
+      peer.useCertificate(certificate);
+      await hop.send(envelope, message());
+      assert.equal(peer.resumed.at(-1), false, "the instance that would still take the old session verified afresh");
+      assert.ok(!peer.resumed.includes(true), `handshakes resumed: ${JSON.stringify(peer.resumed)}`);
+    } finally {
+      hop.close();
+      await peer.stop();
+    }
+  });
+
+  test("TLS 1.2 and a certificate for another name: every send fails ETLS, no session of that server is ever offered", async () => {
+    // TLS 1.2 hands the client its session before the client checked the certificate; Node withholds it until then, and so do we.
+    const peer = await startScriptedNextHop({ extensions: ["PIPELINING"], tls: certificate, maxVersion: "TLSv1.2" });
+    const hop = pool(peer.port, { host: "localhost" });
+    try {
+      for (let i = 0; i < 2; i++)
+        await assert.rejects(
+          hop.send(envelope, message()),
+          (error: unknown) => error instanceof NextHopError && error.detail.code === "ETLS",
+        );
+      assert.ok(peer.resumed.length > 0 && !peer.resumed.includes(true), `handshakes resumed: ${JSON.stringify(peer.resumed)}`);
+    } finally {
+      hop.close();
+      await peer.stop();
+    }
+  });
+
   test("Postfix, which gives no new session on a resumed handshake: every connection after the first resumes", async () => {
     const sink = await startSmtpSink();
     const password = randomPassword();
