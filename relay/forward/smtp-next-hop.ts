@@ -10,10 +10,15 @@
 // does with smtp_tls_session_cache_database): an abbreviated handshake instead
 // of a full one each time the pool opens a connection, which at low traffic is
 // once per message (idle connections close after idleCloseMs). Sessions stay
-// within this pool, one identity: Node does not check the certificate's name
-// again on a resumed session, so a session must never reach another host or
-// trust. The newest session is offered until a newer one comes, as Postfix's
-// own cache does, for at most an hour (Postfix's smtp_tls_session_cache_timeout)
+// within this pool, one identity, because a resumed session checks no
+// certificate. The pinned Node will not resume a session under another server
+// name, but an IP-address next hop sends none, and the same name with another
+// CA (a session verified against one CA would skip the other's check) or
+// another login (another customer's pool) must not share one either. A
+// handshake that fails TLS drops the session: a next hop whose new certificate
+// fails is checked in full each time, not resumed where the old one is taken.
+// The newest session is offered until a newer one comes, as Postfix's own
+// cache does, for at most an hour (Postfix's smtp_tls_session_cache_timeout)
 // after a full handshake last verified the certificate: a session a resumed
 // handshake brings keeps the time of the one it resumed (RFC 8446 4.6.1), or a
 // server that gives a ticket on every resumption would never be checked again.
