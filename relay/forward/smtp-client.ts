@@ -32,8 +32,12 @@ export interface SmtpClientOptions {
   auth?: { username: string; password: string };
   /** A TLS session an earlier connection to this same next hop was given, to resume (SmtpNextHop keeps them). */
   session?: Buffer;
-  /** Each TLS session the next hop gives this connection, once its certificate was verified. */
-  onSession?: (session: Buffer) => void;
+  /**
+   * Each TLS session the next hop gives this connection, once its certificate
+   * was verified; `resumed`: this connection's handshake resumed the offered
+   * session (its certificate was checked when that session was made, not now).
+   */
+  onSession?: (session: Buffer, resumed: boolean) => void;
 }
 
 export interface Reply {
@@ -315,21 +319,22 @@ export class SmtpClient {
 
   /**
    * A TLS connection that offers the session it was given and hands on the
-   * ones it gets. TLS 1.2 can deliver a session before the handshake checked
-   * the certificate: sessions are held back until secureConnect, which Node
+   * ones it gets. Sessions are passed on only from secureConnect, which Node
    * emits only for a verified peer, so no session of an unverified server is
-   * ever offered again (Node skips the name check on a resumed session).
+   * ever offered again (Node skips the name check on a resumed session). Node
+   * 24 already withholds a session until then (TLS 1.2 has it before the
+   * certificate is checked); this keeps it so if that changes.
    */
   private connectTls(extra: tls.ConnectionOptions): tls.TLSSocket {
     const socket = tls.connect({ ...tlsOptions(this.options), ...extra });
     const onSession = this.options.onSession;
     if (onSession) {
-      let verified = false;
+      let resumed: boolean | undefined;
       const early: Buffer[] = [];
-      socket.on("session", (session: Buffer) => (verified ? onSession(session) : early.push(session)));
+      socket.on("session", (session: Buffer) => (resumed === undefined ? early.push(session) : onSession(session, resumed)));
       socket.once("secureConnect", () => {
-        verified = true;
-        for (const session of early.splice(0)) onSession(session);
+        resumed = socket.isSessionReused();
+        for (const session of early.splice(0)) onSession(session, resumed);
       });
     }
     return socket;

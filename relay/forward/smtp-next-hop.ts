@@ -10,11 +10,19 @@
 // does with smtp_tls_session_cache_database): an abbreviated handshake instead
 // of a full one each time the pool opens a connection, which at low traffic is
 // once per message (idle connections close after idleCloseMs). Sessions stay
-// within this pool, one identity: Node does not check the certificate's name
-// again on a resumed session, so a session must never reach another host or
-// trust. The newest session is offered until a newer one comes, for at most
-// an hour (Postfix's smtp_tls_session_cache_timeout), as Postfix's own cache
-// does: Postfix as a server gives a ticket on a full handshake and none on a
+// within this pool, one identity, because a resumed session checks no
+// certificate. The pinned Node will not resume a session under another server
+// name, but an IP-address next hop sends none, and the same name with another
+// CA (a session verified against one CA would skip the other's check) or
+// another login (another customer's pool) must not share one either. A
+// handshake that fails TLS drops the session: a next hop whose new certificate
+// fails is checked in full each time, not resumed where the old one is taken.
+// The newest session is offered until a newer one comes, as Postfix's own
+// cache does, for at most an hour (Postfix's smtp_tls_session_cache_timeout)
+// after a full handshake last verified the certificate: a session a resumed
+// handshake brings keeps the time of the one it resumed (RFC 8446 4.6.1), or a
+// server that gives a ticket on every resumption would never be checked again.
+// Postfix as a server gives a ticket on a full handshake and none on a
 // resumed one, so a session used once only would resume every other
 // connection. (RFC 8446 C.4 asks for single use for privacy against an
 // observer linking connections; between these two servers there is nothing to
@@ -38,9 +46,16 @@ export interface NextHopOptions {
   maxIdleConnections?: number;
   maxMessagesPerConnection?: number;
   idleCloseMs?: number;
+  /** Monotonic milliseconds, for a TLS session's lifetime (performance.now; tests move their own). */
+  now?: () => number;
 }
 
 const tlsSessionLifetimeMs = 3_600_000;
+
+interface TlsSession {
+  session: Buffer;
+  verifiedAt: number;
+}
 
 interface Pooled {
   client: SmtpClient;
@@ -54,8 +69,12 @@ export class SmtpNextHop implements NextHop {
   private readonly password: string | undefined;
   private readonly ca: string | undefined;
   private closed = false;
-  /** The newest TLS session the next hop gave one of this pool's connections. */
-  private tlsSession: { session: Buffer; at: number } | undefined;
+  /**
+   * The newest TLS session the next hop gave one of this pool's connections,
+   * and when the certificate behind it was last verified: a full handshake's
+   * time, carried over to every session a resumption of it brings.
+   */
+  private tlsSession: TlsSession | undefined;
   /** Who this next hop's connections are: server, TLS, trust and login. Equal identities may share a pool. */
   readonly identity: string;
   readonly credentialSha256?: string;
@@ -143,30 +162,48 @@ export class SmtpNextHop implements NextHop {
     this.idle.push(pooled);
   }
 
-  /** The newest session, while in its lifetime. */
-  private currentTlsSession(): Buffer | undefined {
-    if (this.tlsSession && Date.now() - this.tlsSession.at < tlsSessionLifetimeMs) return this.tlsSession.session;
+  /** The newest session, while its certificate was verified less than the lifetime ago. */
+  private currentTlsSession(): TlsSession | undefined {
+    if (this.tlsSession && this.now() - this.tlsSession.verifiedAt < tlsSessionLifetimeMs) return this.tlsSession;
     this.tlsSession = undefined;
     return undefined;
   }
 
-  private open(signal?: AbortSignal): Promise<SmtpClient> {
+  private now(): number {
+    return (this.options.now ?? performance.now.bind(performance))();
+  }
+
+  private async open(signal?: AbortSignal): Promise<SmtpClient> {
     const { delivery, options } = this;
-    const session = delivery.tls === "None" ? undefined : this.currentTlsSession();
-    return SmtpClient.open(
-      {
-        host: delivery.host,
-        port: delivery.port,
-        lmtp: delivery.protocol === "LMTP",
-        tls: delivery.tls,
-        ...(this.ca ? { ca: this.ca } : {}),
-        clientName: options.clientName,
-        timeoutMs: options.timeoutMs,
-        ...(delivery.username && this.password !== undefined ? { auth: { username: delivery.username, password: this.password } } : {}),
-        ...(session ? { session } : {}),
-        ...(delivery.tls === "None" ? {} : { onSession: (issued: Buffer) => (this.tlsSession = { session: issued, at: Date.now() }) }),
-      },
-      signal,
-    );
+    const offered = delivery.tls === "None" ? undefined : this.currentTlsSession();
+    // A resumed handshake checked no certificate: its sessions keep the offered one's verification time.
+    const keep = (session: Buffer, resumed: boolean) => {
+      if (resumed && !offered) return;
+      this.tlsSession = { session, verifiedAt: resumed && offered ? offered.verifiedAt : this.now() };
+    };
+    try {
+      return await SmtpClient.open(
+        {
+          host: delivery.host,
+          port: delivery.port,
+          lmtp: delivery.protocol === "LMTP",
+          tls: delivery.tls,
+          ...(this.ca ? { ca: this.ca } : {}),
+          clientName: options.clientName,
+          timeoutMs: options.timeoutMs,
+          ...(delivery.username && this.password !== undefined ? { auth: { username: delivery.username, password: this.password } } : {}),
+          ...(offered ? { session: offered.session } : {}),
+          ...(delivery.tls === "None" ? {} : { onSession: keep }),
+        },
+        signal,
+      );
+    } catch (error) {
+      // A failed handshake (a certificate that no longer verifies, or a TLS
+      // fault) drops the kept session: offered again, it would resume without
+      // a check wherever the server still takes it, and the next hop would
+      // flap between a resumed delivery and ETLS.
+      if (error instanceof NextHopError && error.detail.code === "ETLS") this.tlsSession = undefined;
+      throw error;
+    }
   }
 }

@@ -205,12 +205,13 @@ describe("a non-ASCII envelope and a next hop without SMTPUTF8: refused with RFC
 });
 
 describe("TLS sessions towards the next hop stay within one pool", () => {
-  const pool = (port: number) =>
+  const pool = (port: number, { host = "127.0.0.1", now }: { host?: string; now?: () => number } = {}) =>
     new SmtpNextHop(
-      { host: "127.0.0.1", port, protocol: "SMTP", tls: "StartTLS", caFile },
+      { host, port, protocol: "SMTP", tls: "StartTLS", caFile },
       // One message per connection: every message opens a connection, as at low traffic.
-      { clientName: "relay.test", timeoutMs: 5_000, maxMessagesPerConnection: 1 },
+      { clientName: "relay.test", timeoutMs: 5_000, maxMessagesPerConnection: 1, ...(now ? { now } : {}) },
     );
+  const minutes = 60_000;
   const envelope = { from: "customer@users.example.org", to: ["support@example.com"] };
 
   test("the pool's next connection resumes; another pool to the same server (another identity, or after a reload) does not", async () => {
@@ -226,6 +227,79 @@ describe("TLS sessions towards the next hop stay within one pool", () => {
     } finally {
       first.close();
       second.close();
+      await peer.stop();
+    }
+  });
+
+  test("a session's certificate was verified at most an hour ago: resumptions, each bringing a new ticket, do not extend that", async () => {
+    const peer = await startScriptedNextHop({ extensions: ["PIPELINING"], tls: certificate });
+    let clock = 0;
+    const hop = pool(peer.port, { now: () => clock });
+    // Node's server (as Postfix) gives no ticket on a resumed handshake; OpenSSL's s_server and others do. Such a
+    // server, played here: each resumed connection is handed its session again, as a new ticket would arrive.
+    const connect = tls.connect.bind(tls) as (...args: unknown[]) => tls.TLSSocket;
+    const spy = mock.method(tls, "connect", (...args: unknown[]) => {
+      const socket = connect(...args);
+      socket.once("secureConnect", () => {
+        const session = socket.isSessionReused() ? socket.getSession() : undefined;
+        if (session) socket.emit("session", session);
+      });
+      return socket;
+    });
+    try {
+      await hop.send(envelope, message());
+      clock += 61 * minutes;
+      await hop.send(envelope, message());
+      assert.deepEqual(peer.resumed, [false, false], "a session older than an hour is not offered");
+      // Verified at 61 min; resumed at 91 and 120 min, each handing a "new" session; due for a full check at 122.
+      for (const at of [91, 120, 122, 123]) {
+        clock = at * minutes;
+        await hop.send(envelope, message());
+      }
+      assert.deepEqual(peer.resumed, [false, false, true, true, false, true]);
+    } finally {
+      spy.mock.restore();
+      hop.close();
+      await peer.stop();
+    }
+  });
+
+  test("a certificate that no longer verifies drops the session: the next connection verifies again instead of resuming", async () => {
+    // Two instances behind one name, each with its own certificate and ticket keys; one gets a certificate the CA did not sign.
+    const peer = await startScriptedNextHop({ extensions: ["PIPELINING"], tls: certificate });
+    const files = await selfSignedCertificate(tempDir("next-hop-unsigned"), "next-hop.test");
+    const unsigned = { key: readFileSync(files.keyFile, "utf8"), cert: readFileSync(files.certFile, "utf8") };
+    const hop = pool(peer.port);
+    try {
+      await hop.send(envelope, message());
+      peer.useCertificate(unsigned);
+      await assert.rejects(
+        hop.send(envelope, message()),
+        (error: unknown) => error instanceof NextHopError && error.detail.code === "ETLS",
+      );
+      peer.useCertificate(certificate);
+      await hop.send(envelope, message());
+      assert.equal(peer.resumed.at(-1), false, "the instance that would still take the old session verified afresh");
+      assert.ok(!peer.resumed.includes(true), `handshakes resumed: ${JSON.stringify(peer.resumed)}`);
+    } finally {
+      hop.close();
+      await peer.stop();
+    }
+  });
+
+  test("TLS 1.2 and a certificate for another name: every send fails ETLS, no session of that server is ever offered", async () => {
+    // TLS 1.2 hands the client its session before the client checked the certificate; Node withholds it until then, and so do we.
+    const peer = await startScriptedNextHop({ extensions: ["PIPELINING"], tls: certificate, maxVersion: "TLSv1.2" });
+    const hop = pool(peer.port, { host: "localhost" });
+    try {
+      for (let i = 0; i < 2; i++)
+        await assert.rejects(
+          hop.send(envelope, message()),
+          (error: unknown) => error instanceof NextHopError && error.detail.code === "ETLS",
+        );
+      assert.ok(peer.resumed.length > 0 && !peer.resumed.includes(true), `handshakes resumed: ${JSON.stringify(peer.resumed)}`);
+    } finally {
+      hop.close();
       await peer.stop();
     }
   });

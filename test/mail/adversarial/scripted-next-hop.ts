@@ -9,6 +9,8 @@ export interface NextHopScript {
   extensions: string[];
   /** Key and certificate for STARTTLS. */
   tls?: { key: string; cert: string };
+  /** The newest TLS version it speaks (TLS 1.2 hands the client a session before the client checked the certificate). */
+  maxVersion?: tls.SecureVersion;
   /** Written right after "220 ready" in the same write, still in plaintext. */
   after220?: string | Buffer;
   /** The answer to the final dot. */
@@ -23,13 +25,28 @@ export interface ScriptedNextHop {
   transcript: string[];
   /** Each TLS handshake in order: whether it resumed an earlier session (one context, so its tickets open later ones). */
   resumed: boolean[];
+  /**
+   * Later connections present this key and certificate. Each pair has its own
+   * context and ticket keys, kept: switching back to a pair resumes that
+   * pair's sessions, as one of two instances behind one name would.
+   */
+  useCertificate(certificate: { key: string; cert: string }): void;
   stop(): Promise<void>;
 }
 
 export async function startScriptedNextHop(script: NextHopScript): Promise<ScriptedNextHop> {
   const transcript: string[] = [];
   const resumed: boolean[] = [];
-  const context = script.tls ? tls.createSecureContext(script.tls) : undefined;
+  const contexts = new Map<string, tls.SecureContext>();
+  const contextOf = (certificate: { key: string; cert: string }) => {
+    let context = contexts.get(certificate.cert);
+    if (!context) {
+      context = tls.createSecureContext({ ...certificate, ...(script.maxVersion ? { maxVersion: script.maxVersion } : {}) });
+      contexts.set(certificate.cert, context);
+    }
+    return context;
+  };
+  let context = script.tls ? contextOf(script.tls) : undefined;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
@@ -44,6 +61,9 @@ export async function startScriptedNextHop(script: NextHopScript): Promise<Scrip
     port: address.port,
     transcript,
     resumed,
+    useCertificate: (certificate) => {
+      context = contextOf(certificate);
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
