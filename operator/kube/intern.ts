@@ -45,6 +45,11 @@ export class StringPool {
     return this.starts;
   }
 
+  /** Whether the pool holds `text` now. */
+  has(text: string): boolean {
+    return this.strings.has(text);
+  }
+
   /** Replaces, in place, each string in `value` (its properties and items, at any depth) by the pool's copy; returns `value`. */
   intern<T>(value: T): T {
     if (Array.isArray(value)) {
