@@ -60,6 +60,8 @@ export class Controller {
   readonly queue: WorkQueue;
   /** Informer relists since start, by reason (the metrics). */
   readonly relists = new Map<RelistReason, number>();
+  /** One copy of each text the cached objects repeat (conditions, names, labels), shared by every informer here (its size: the metrics). */
+  readonly strings = new StringPool();
   /** Objects the API server sent that do not match the schema, by queue key: what is wrong, until a valid version or deletion. */
   private readonly invalid = new Map<string, readonly string[]>();
   private readonly domains: SupervisedInformer<SmtpDomain & k8s.KubernetesObject>;
@@ -146,9 +148,7 @@ export class Controller {
     const relisted = (reason: RelistReason) => this.relists.set(reason, (this.relists.get(reason) ?? 0) + 1);
     const { namespaces } = options;
     const paging = options.pageSize ? { pageSize: options.pageSize } : {};
-    // One copy of each text the cached objects repeat (conditions, names, labels), shared by every informer here.
-    const strings = new StringPool();
-    const intern = <T>(o: T): T => strings.intern(o);
+    const intern = <T>(o: T): T => this.strings.intern(o);
     const ownApi = `/apis/${group}/${version}`;
     this.domains = scopedInformer(
       access,

@@ -135,6 +135,22 @@ new Gauge({
   },
 });
 new Gauge({
+  name: "smtpc_operator_string_pool_entries",
+  help: "Distinct strings the informers' caches share one copy of (operator/kube/intern.ts).",
+  registers: [registry],
+  collect() {
+    this.set(controller.strings.size);
+  },
+});
+new Gauge({
+  name: "smtpc_operator_string_pool_resets",
+  help: "Times since start the informers' string pool started again, a bound reached (20,000 strings or 2,000,000 characters).",
+  registers: [registry],
+  collect() {
+    this.set(controller.strings.resets);
+  },
+});
+new Gauge({
   name: "smtpc_operator_api_writes",
   help: "API writes made by reconciles since start (Lease renewals not counted).",
   registers: [registry],

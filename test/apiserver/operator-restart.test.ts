@@ -86,5 +86,24 @@ describe("operator restart", () => {
     const counted = second.cluster.recentWrites.filter((w) => !terminating.has(w.split(" ")[1]?.split("/")[0] ?? ""));
     assert.ok(second.cluster.writes <= 50, `the restarted operator wrote ${second.cluster.writes} times`);
     assert.deepEqual(counted, [], `the restarted operator wrote: ${counted.join(", ")}`);
+
+    // Its cold lists went through the informers' string pool (operator/kube/intern.ts), and so do watch events: a
+    // condition message no cached object had before is pooled once the status carrying it arrives.
+    const listed = second.strings.size;
+    assert.ok(second.strings.has("example-com") && listed > 0, `${listed} strings pooled after the cold lists`);
+    const message = `SmtpDomain no-such-domain does not exist in namespace ${namespace}`;
+    assert.equal(second.strings.has(message), false);
+    await applyManifests({
+      apiVersion: "smtpconnector.dev/v1alpha1",
+      kind: "SupportAddress",
+      metadata: { name: "orphan", namespace },
+      spec: {
+        address: `orphan@example.com`,
+        domainRef: { name: "no-such-domain" },
+        outbound: { host: "smtp.example.com", credentialsSecretRef: { name: "outbound" } },
+      },
+    });
+    await eventually("the new condition message pooled from its watch event", () => (second.strings.has(message) ? true : undefined));
+    assert.ok(second.strings.size > listed, `${second.strings.size} strings pooled, ${listed} before`);
   });
 });

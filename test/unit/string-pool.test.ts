@@ -71,4 +71,20 @@ describe("StringPool", () => {
     pool.intern({ certificate: "x".repeat(2_000) });
     assert.equal(pool.size, held, "a string over maxLength is not pooled");
   });
+
+  test("never holds more than 2,000,000 characters: objects with long distinct texts, made and deleted, leave at most that", () => {
+    const pool = new StringPool();
+    // 20,000 objects (the entry bound) each with its own 1 KB annotation, as a tenant making and deleting
+    // SupportAddresses could send: none of them is kept, only what the pool holds of them.
+    const { bytes } = retained(() => {
+      for (let i = 0; i < 20_000; i++) {
+        const text = JSON.stringify({ metadata: { annotations: { note: `${i} ${"x".repeat(1_000)}` } } });
+        pool.intern(JSON.parse(text) as unknown);
+      }
+    });
+    // One-byte strings: ~2 MB of characters and their headers, not the 20 MB the entry bound alone allowed.
+    assert.ok(bytes < 6 * 2 ** 20, `${(bytes / 2 ** 20).toFixed(1)} MiB kept by the pool`);
+    assert.ok(pool.characters <= 2_000_000, `${pool.characters} characters held`);
+    assert.ok(pool.resets >= 9, `${pool.resets} resets`);
+  });
 });
