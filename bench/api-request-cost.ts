@@ -5,41 +5,17 @@
 // operator's queue sends them, for each address: its status as the operator writes it by server-side apply; the
 // same status as a JSON merge patch (the cheaper write the operator does not use); the Event a new address gets;
 // and a GET. Prints `figure api_cpu_ms_per_<kind> <ms> ms`.
-import { readdirSync, readFileSync } from "node:fs";
 import https from "node:https";
 import { parseArgs } from "node:util";
 import { startControlPlane } from "../test/support/controlplane.js";
 import { installCRDs } from "../test/support/crds.js";
 import { apiUrl, clusterAccess, type ClusterAccess } from "../operator/kube/access.js";
+import { descendantCpuSeconds } from "./proc.js";
 
 const { values } = parseArgs({ options: { count: { type: "string", default: "2000" } } });
 const count = Number(values.count);
 const namespace = "cost";
 const api = `/apis/smtpconnector.dev/v1alpha1/namespaces/${namespace}/supportaddresses`;
-
-/** CPU seconds of this process's descendants (kube-apiserver, etcd). */
-function controlPlaneCpuSeconds(): number {
-  const processes = new Map<number, { parent: number; cpu: number }>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const fields = readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]!.split(" ");
-      processes.set(Number(entry), { parent: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / 100 });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  let sum = 0;
-  for (const [pid, { cpu }] of processes) {
-    for (let p = processes.get(pid)?.parent; p !== undefined && p > 1; p = processes.get(p)?.parent) {
-      if (p === process.pid) {
-        sum += cpu;
-        break;
-      }
-    }
-  }
-  return sum;
-}
 
 const contentTypes: Record<string, string> = {
   APPLY: "application/apply-patch+yaml",
@@ -168,10 +144,10 @@ async function main(): Promise<void> {
       ["get", (i) => ["GET", `${api}/a${i}`]],
     ];
     for (const [kind, make] of kinds) {
-      const before = controlPlaneCpuSeconds();
+      const before = descendantCpuSeconds();
       const started = Date.now();
       await each(access, make);
-      const cpu = controlPlaneCpuSeconds() - before;
+      const cpu = descendantCpuSeconds() - before;
       console.error(`${kind}: ${count} requests in ${((Date.now() - started) / 1000).toFixed(1)} s, control plane ${cpu.toFixed(1)} s CPU`);
       console.log(`figure api_cpu_ms_per_${kind} ${((cpu * 1000) / count).toFixed(2)} ms`);
     }

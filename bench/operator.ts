@@ -32,6 +32,7 @@ import { clusterAccess, request, type ClusterAccess } from "../operator/kube/acc
 import { supervisedInformer, type SupervisedInformer } from "../operator/kube/informer.js";
 import type { SmtpDomain, SupportAddress } from "../crds/schema.js";
 import { createLogger } from "../lib/log.js";
+import { cpuSeconds, descendantCpuSeconds } from "./proc.js";
 
 const { values } = parseArgs({
   options: {
@@ -269,36 +270,6 @@ async function apply(admin: ClusterAccess, objects: object[]): Promise<number> {
   return Date.now();
 }
 
-/** The control plane's CPU seconds: the bench's descendants but the operator (kube-apiserver, etcd; kubectl while it runs). */
-function controlPlaneCpuSeconds(operatorPid: number): number {
-  const processes = new Map<number, { parent: number; cpu: number }>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const fields = readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]!.split(" ");
-      processes.set(Number(entry), { parent: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / 100 });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const mine = (pid: number): boolean => {
-    for (let p = processes.get(pid)?.parent; p !== undefined && p > 1; p = processes.get(p)?.parent) {
-      if (p === operatorPid) return false;
-      if (p === process.pid) return true;
-    }
-    return false;
-  };
-  let sum = 0;
-  for (const [pid, { cpu }] of processes) if (pid !== operatorPid && mine(pid)) sum += cpu;
-  return sum;
-}
-
-/** CPU seconds (user + system) a process has used, from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 /** Has the operator write a heap snapshot (with BENCH_HEAP_SNAPSHOTS) and waits until it is written. */
 async function heapSnapshot(pid: number): Promise<void> {
   if (!heapSnapshots) return;
@@ -389,7 +360,7 @@ async function main(): Promise<void> {
         const writesBefore = await metric(port, "smtpc_operator_api_writes");
         const started = Date.now();
         const cpuBefore = cpuSeconds(operator.pid!);
-        const planeBefore = controlPlaneCpuSeconds(operator.pid!);
+        const planeBefore = descendantCpuSeconds(operator.pid);
         const benchBefore = process.cpuUsage();
         const verbsBefore = await requestsByVerb(port);
         const lastCreated = await apply(admin, objects);
@@ -405,7 +376,7 @@ async function main(): Promise<void> {
         const afterLast = Math.max(0, lastChange - lastCreated) / 1000;
         const operatorCpu = cpuSeconds(operator.pid!) - cpuBefore;
         const convergedRss = rssMb(operator.pid!);
-        const planeCpu = controlPlaneCpuSeconds(operator.pid!) - planeBefore;
+        const planeCpu = descendantCpuSeconds(operator.pid) - planeBefore;
         const benchCpu = process.cpuUsage(benchBefore);
         const verbs = await requestsByVerb(port);
         console.error(`${shape.name}: ${await memoryLine(port, operator.pid!)}`);

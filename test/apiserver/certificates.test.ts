@@ -165,17 +165,8 @@ describe("relay TLS certificates", () => {
     assert.equal(condition(domain, "Ready")?.reason, "HostnameNotAllowed");
     assert.equal(condition(domain, "Stalled")?.reason, "HostnameNotAllowed");
     await eventually("the Warning Event", async () => {
-      const events = await kubectl([
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        "reason=HostnameNotAllowed",
-        "-o",
-        "jsonpath={.items[*].type} {.items[*].message}",
-      ]);
-      return /Warning .*mail\.google\.com/.test(events.stdout) ? true : undefined;
+      const warnings = await listEvents(namespace, "reason=HostnameNotAllowed,type=Warning");
+      return /mail\.google\.com/.test(warnings) ? true : undefined;
     });
     await assert.rejects(relayTls(namespace), "no relay certificate Secret at all");
     const credentials = await core.readNamespacedSecret({ namespace, name: "example-com-inbound-v1" }).catch(() => undefined);

@@ -8,7 +8,7 @@ import https from "node:https";
 import { after, before, describe, test } from "node:test";
 import type { Controller } from "../../operator/controller.js";
 import { installCRDs } from "../support/crds.js";
-import { applyManifests, conditionOf, eventually, freshNamespace, kubectl } from "../support/kube.js";
+import { applyManifests, conditionOf, eventually, freshNamespace, kubectl, listEvents } from "../support/kube.js";
 import { freePort, selfSignedCertificate, tempDir } from "../support/mail.js";
 import { smtpDomainManifest } from "../support/manifests.js";
 import { operatorKubeconfig, operatorNamespace, startTestController } from "../support/operator-rbac.js";
@@ -22,20 +22,7 @@ async function readDomain(namespace: string): Promise<SmtpDomain | undefined> {
   return got.code === 0 ? (JSON.parse(got.stdout) as SmtpDomain) : undefined;
 }
 
-async function reconcileFailedEvents(namespace: string): Promise<string> {
-  const events = await kubectl([
-    "get",
-    "events",
-    "-n",
-    namespace,
-    "--field-selector",
-    "reason=ReconcileFailed",
-    "-o",
-    "jsonpath={.items[*].message}",
-  ]);
-  assert.equal(events.code, 0, events.stderr);
-  return events.stdout.trim();
-}
+const reconcileFailedEvents = (namespace: string) => listEvents(namespace, "reason=ReconcileFailed");
 
 /** Every ReconcileFailed condition a domain shows while `during` runs, polled. */
 async function watchForReconcileFailed<T>(namespace: string, during: () => Promise<T>): Promise<{ value: T; seen: string[] }> {
