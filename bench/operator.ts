@@ -391,6 +391,8 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, idleSeconds * 1000));
         const idleWrites = (await metric(port, "smtpc_operator_api_writes")) - idleBefore;
         const idleRequestsPerSecond = ((await metricSum(port, "smtpc_operator_api_requests")) - requestsBefore) / idleSeconds;
+        // Events the queue had no room for, held back as spam, or could not write (NaN: a build without the queue).
+        const eventsDropped = await metricSum(port, "smtpc_operator_events_dropped_total");
         const made = shape.namespaces * shape.domainsPerNamespace * (1 + shape.addressesPerDomain);
         results.push({
           domains: shape.namespaces * shape.domainsPerNamespace,
@@ -404,6 +406,7 @@ async function main(): Promise<void> {
           writesPerObject: writes / made,
           idleWrites,
           idleRequestsPerSecond,
+          eventsDropped,
           rssMb: rssMb(operator.pid!),
         });
         await heapSnapshot(operator.pid!);
@@ -465,6 +468,7 @@ async function main(): Promise<void> {
     console.log(`figure converge_after_last_object_${n}_addresses ${r.afterLast!.toFixed(1)} s`);
     console.log(`figure apply_${n}_addresses ${r.applySeconds!.toFixed(1)} s`);
     console.log(`figure operator_cpu_converge_${n}_addresses ${r.operatorCpu!.toFixed(1)} s`);
+    console.log(`figure events_dropped_${n}_addresses ${r.eventsDropped} events`);
   };
   if (custom) {
     const [only] = results as [Record<string, number>];
