@@ -150,9 +150,9 @@ export async function startSmtpSink(options: string[] = [], { lmtp = false, host
  * The dumps of completed transactions, oldest first. smtp-sink creates a dump
  * at MAIL FROM, writes it through a buffer, closes it on the final dot (before
  * its 250) and unlinks it then closes it on RSET, EHLO or a dropped
- * connection. So a dump it no longer holds open is final, and one it still
- * holds is in flight: the open descriptors are read after the listing, and a
- * name that vanished in between was an aborted transaction.
+ * connection. So a dump it still holds open is in flight: the open descriptors
+ * are read after the listing, and a name that vanished in between was an
+ * aborted transaction.
  */
 function readSinkMessages(dir: string, pid: number | undefined): SinkMessage[] {
   const names = readdirSync(dir);
@@ -162,7 +162,10 @@ function readSinkMessages(dir: string, pid: number | undefined): SinkMessage[] {
     const file = join(dir, name);
     if (inFlight.has(file)) continue;
     const dump = readIfPresent(file);
-    if (dump) dumps.push({ file, ...dump });
+    // Not open is not enough: an aborted transaction's dump can be seen between smtp-sink's close and its unlink
+    // (CI saw one during 300 MAIL/RCPT/RSET rounds). smtp-sink writes its Received header when DATA starts, so a
+    // dump without it never had a message.
+    if (dump && sinkReceived.test(dump.text)) dumps.push({ file, ...dump });
   }
   return dumps.sort((a, b) => a.mtimeMs - b.mtimeMs || a.file.localeCompare(b.file)).map(({ file, text }) => parseSinkDump(file, text));
 }
@@ -203,9 +206,11 @@ function readIfPresent(file: string): { mtimeMs: number; text: string } | undefi
   }
 }
 
+/** smtp-sink's own Received header, which ends its metadata block; only the first one is its. */
+const sinkReceived = /\nReceived: from .*\n\tby .*\n\t.*\n/;
+
 function parseSinkDump(file: string, text: string): SinkMessage {
-  // smtp-sink's own Received header ends its metadata block; only the first one is its.
-  const own = /\nReceived: from .*\n\tby .*\n\t.*\n/.exec(text);
+  const own = sinkReceived.exec(text);
   const meta = own ? text.slice(0, own.index) : text;
   const lines = meta.split("\n");
   const arg = (prefix: string) => lines.filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length).trim());
