@@ -509,7 +509,7 @@ export class Controller {
     const label = kind === "domain" ? "SmtpDomain" : "SupportAddress";
     // Backing off from a 429: an event for the key (its own objects' watch events, from the writes that passed)
     // waits for the retry, or it would ask a server that said it is busy at once, and count as another try.
-    const wait = (this.throttled.get(key)?.until ?? 0) - Date.now();
+    const wait = (this.throttled.get(key)?.until ?? 0) - performance.now();
     if (wait > 0) return { requeueAfterMs: wait };
     try {
       // Referenced Secrets as they are now, before anything judges them.
@@ -548,7 +548,8 @@ export class Controller {
         // one more write, and another to take it back). Again later, backing off, spread out. Past a few tries
         // it is reported as any failure: a 429 that does not pass (an admission webhook's) must be seen.
         const retryMs = throttledRetryMs(throttled, error instanceof ApiError ? error.retryAfter : undefined);
-        this.throttled.set(key, { count: throttled, until: Date.now() + retryMs });
+        // Monotonic: a wall clock stepped back would park the key for the step.
+        this.throttled.set(key, { count: throttled, until: performance.now() + retryMs });
         this.options.log.info("the API server asked to slow down (429); reconciling again later", {
           kind: label,
           namespace,

@@ -121,7 +121,8 @@ export class EventQueue {
     this.burst = options.burst ?? 25;
     this.refillMs = options.refillMs ?? 300_000;
     this.retryDelaysMs = options.retryDelaysMs ?? [1_000, 2_000, 4_000];
-    this.now = options.now ?? Date.now;
+    // A monotonic clock: a wall clock stepped back would drain the buckets and silence objects for the step.
+    this.now = options.now ?? (() => performance.now());
   }
 
   static forCluster(cluster: Cluster, options: EventQueueOptions = {}): EventQueue {
@@ -134,14 +135,20 @@ export class EventQueue {
   }
 
   add(event: EventBody): void {
+    // Full, a Warning takes the place of the oldest Normal waiting: what went wrong is told before what went well
+    // (a Warning is told once, as its condition changes: one dropped is never told).
+    const full = this.pending.length >= this.capacity;
+    const room = full && event.type === "Warning" ? this.pending.findIndex((waiting) => waiting.type === "Normal") : -1;
+    if (full && room < 0) {
+      // Before the spam filter, so an Event there is no room for does not spend its object's tokens.
+      this.options.onDrop?.("QueueFull", event);
+      return;
+    }
     if (!this.allowed(event.involvedObject)) {
       this.options.onDrop?.("Spam", event);
       return;
     }
-    if (this.pending.length >= this.capacity) {
-      this.options.onDrop?.("QueueFull", event);
-      return;
-    }
+    if (full) this.options.onDrop?.("QueueFull", this.pending.splice(room, 1)[0]!);
     this.pending.push(event);
     this.pump();
   }

@@ -89,6 +89,8 @@ describe("the API server's flow control answers 429", () => {
       return converged(namespace);
     });
     assert.deepEqual(seen, [], "ReconcileFailed shown on the domain");
+    // Events are written off the reconcile's path: what is told has been written before its absence is asserted.
+    assert.ok(await controller.events.flush(10_000), "the Events told are written");
     assert.equal(await reconcileFailedEvents(namespace), "", "ReconcileFailed Events");
   });
 });
@@ -182,6 +184,8 @@ describe("an admission webhook answers 429 with Retry-After", () => {
     // The backoff alone would try again after 1–2 s, then 2–3 s.
     for (const gap of gaps) assert.ok(gap >= 4_000 && gap < 6_000, `tried again after ${gaps.join(", ")} ms; Retry-After said 4 s`);
     assert.deepEqual(seen, [], "ReconcileFailed shown on the domain");
+    // Events are written off the reconcile's path: what is told has been written before its absence is asserted.
+    assert.ok(await controller.events.flush(10_000), "the Events told are written");
     assert.equal(await reconcileFailedEvents(namespace), "", "ReconcileFailed Events");
     assert.ok((controller.cluster.apiErrors.get("429") ?? 0) >= 2);
   });

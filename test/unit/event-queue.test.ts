@@ -4,14 +4,14 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { EventQueue, type EventBody, type EventDrop } from "../../operator/events.js";
 
-function event(name: string, reason = "Issued"): EventBody {
+function event(name: string, reason = "Issued", type: "Normal" | "Warning" = "Normal"): EventBody {
   const at = "2026-12-01T12:00:00.000Z";
   return {
     apiVersion: "v1",
     kind: "Event",
     metadata: { generateName: `${name}.`, namespace: "ns" },
     involvedObject: { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SupportAddress", name, namespace: "ns", uid: `uid-${name}` },
-    type: "Normal",
+    type,
     reason,
     message: reason,
     source: { component: "smtp-connector" },
@@ -59,6 +59,43 @@ test("a full queue drops the Event and counts it, without blocking", () => {
   for (let i = 0; i < 6; i++) queue.add(event(`a${i}`));
   assert.equal(queue.depth, 3, "one being written, three waiting");
   assert.deepEqual(drops, ["QueueFull", "QueueFull"]);
+});
+
+test("full, a Warning takes the place of the oldest Normal waiting; a Warning finds no room among Warnings", () => {
+  const drops: string[] = [];
+  const queue = new EventQueue(heldWrites().write, { capacity: 3, writers: 1, onDrop: (why, e) => drops.push(`${why} ${e.reason}`) });
+  queue.add(event("a0", "Writing"));
+  queue.add(event("a1", "Issued"));
+  queue.add(event("a2", "Ready"));
+  queue.add(event("a3", "Verified"));
+  assert.deepEqual(drops, []);
+  queue.add(event("a4", "ReconcileFailed", "Warning"));
+  assert.deepEqual(drops, ["QueueFull Issued"], "the oldest Normal waiting made room");
+  queue.add(event("a5", "SecretModified", "Warning"));
+  queue.add(event("a6", "DriftRepaired", "Warning"));
+  assert.deepEqual(drops, ["QueueFull Issued", "QueueFull Ready", "QueueFull Verified"]);
+  queue.add(event("a7", "Lockout", "Warning"));
+  queue.add(event("a8", "Issued"));
+  assert.deepEqual(drops.slice(3), ["QueueFull Lockout", "QueueFull Issued"], "only Warnings wait: nothing more has room");
+  assert.equal(queue.depth, 3);
+});
+
+test("an Event the full queue has no room for spends none of its object's tokens", async () => {
+  const drops: string[] = [];
+  const { started, write } = heldWrites();
+  const queue = new EventQueue(write, { capacity: 1, writers: 1, burst: 2, now: () => 0, onDrop: (why) => drops.push(why) });
+  queue.add(event("filler"));
+  queue.add(event("filler2"));
+  for (let i = 0; i < 5; i++) queue.add(event("storm"));
+  assert.deepEqual(drops, ["QueueFull", "QueueFull", "QueueFull", "QueueFull", "QueueFull"]);
+  // Drained, the storm's object still has both its tokens: its next Event is written, not held back as spam.
+  while (started.length > 0 || queue.depth > 0) {
+    started.shift()?.finish();
+    await tick();
+  }
+  queue.add(event("storm"));
+  assert.equal(drops.length, 5);
+  assert.equal(started.at(-1)?.event.involvedObject.name, "storm");
 });
 
 test("one object tells at most the burst at once, then one per refill period; others are not held back", () => {
