@@ -1,10 +1,16 @@
 // CPU seconds from /proc, for the benchmarks' side-by-side figures (Linux only, as the benchmarks are).
 import { readdirSync, readFileSync } from "node:fs";
 
+/** A process's parent and CPU seconds (user + system), from /proc/<pid>/stat. */
+function stat(pid: number | string): { parent: number; cpu: number } {
+  // After the command's ") ": state, ppid, ... utime and stime at 11 and 12 (in clock ticks of 1/100 s).
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return { parent: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / 100 };
+}
+
 /** CPU seconds (user + system) a process has used. */
 export function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return stat(pid).cpu;
 }
 
 /**
@@ -16,8 +22,7 @@ export function descendantCpuSeconds(except?: number): number {
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const fields = readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]!.split(" ");
-      processes.set(Number(entry), { parent: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / 100 });
+      processes.set(Number(entry), stat(entry));
     } catch {
       // gone meanwhile
     }
