@@ -235,7 +235,10 @@ export class Controller {
         `${apiVersion}/${kind}`,
         scopedInformer(access, resource, {
           namespaces,
-          onChange: byDomainLabel,
+          onChange: (o, event) => {
+            if (event === "delete") this.ownReads.deleted(apiVersion, kind, o.metadata?.namespace ?? "", o.metadata?.name ?? "");
+            byDomainLabel(o);
+          },
           log,
           labelSelector: ours,
           onRelist: relisted,

@@ -138,6 +138,15 @@ export class OwnObjectReads implements ReadCache {
     this.writes.set(`${apiVersion}/${kind} ${namespace}/${name}`, { object: { ...held, apiVersion, kind }, before });
   }
 
+  /**
+   * A watched object the informer saw go (deleted, or its domain's garbage collected): a write's answer held
+   * for it goes too. Dropped only on a read by name before, it stayed for good when nothing read that name
+   * again (a deleted domain's objects), and stood ready for an object made again under it.
+   */
+  deleted(apiVersion: string, kind: string, namespace: string, name: string): void {
+    this.writes.delete(`${apiVersion}/${kind} ${namespace}/${name}`);
+  }
+
   /** A Secret the metadata watch saw change or go. */
   forgetSecret(namespace: string, name: string): void {
     this.secrets.delete(`${namespace}/${name}`);
@@ -146,6 +155,11 @@ export class OwnObjectReads implements ReadCache {
   /** Secrets held in full, for the tests. */
   heldSecrets(): string[] {
     return [...this.secrets.keys()];
+  }
+
+  /** Writes' answers held, for the tests. */
+  heldWrites(): string[] {
+    return [...this.writes.keys()];
   }
 
   private isOwn(namespace: string, secret: k8s.V1Secret): boolean {

@@ -72,3 +72,19 @@ test("an object just made is not answered from the write (one deleted again mean
   assert.equal(watched.size, 0);
   assert.equal(replicas(), undefined, "read from the API server");
 });
+
+test("a write's answer goes when the watch sees its object deleted, and never stands for one made again under the name", () => {
+  const { reads, watch, watched, replicas } = setup();
+  watch(deployment("10", 3));
+  const before = reads.written("apps/v1", "Deployment", "ns", "example-com-relay");
+  reads.applied("apps/v1", "Deployment", "ns", "example-com-relay", before, deployment("11", 1));
+  assert.deepEqual(reads.heldWrites(), ["apps/v1/Deployment ns/example-com-relay"]);
+  // Deleted (its domain with it) before the watch brought the write, and nothing reads that name again.
+  watched.delete("ns/example-com-relay");
+  reads.deleted("apps/v1", "Deployment", "ns", "example-com-relay");
+  assert.deepEqual(reads.heldWrites(), [], "not held for good");
+  // Made again under the name; the watch's copy carries the version the write was held against (a fake's
+  // reuse, the one way the old answer could pass for the new object).
+  watch(deployment("10", 2));
+  assert.equal(replicas(), 2, "the new object as the watch has it, not the deleted one's write");
+});
