@@ -259,6 +259,7 @@ export class Controller {
       },
       ownLabels: managedByLabel,
     });
+    this.cluster.log = log;
   }
 
   async start(): Promise<void> {

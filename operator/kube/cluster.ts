@@ -5,6 +5,7 @@ import type * as k8s from "@kubernetes/client-node";
 import { group, version } from "../../crds/schema.js";
 import { fieldManager, type KubeObject } from "../domain/render.js";
 import { ApiError, request, type ClusterAccess, type RawResponse } from "./access.js";
+import type { Logger } from "../../lib/log.js";
 import type { EventQueue } from "../events.js";
 import type { ReadCache } from "./read-cache.js";
 
@@ -24,6 +25,9 @@ export class Cluster {
   /** Where Events go (events.ts: the Controller's queue, off the reconcile's path); without it they are written at once. */
   events: EventQueue | undefined;
 
+  /** Where what it passes over is told (at debug); without it, nowhere. */
+  log: Logger | undefined;
+
   constructor(readonly access: ClusterAccess) {}
 
   /**
@@ -39,8 +43,13 @@ export class Cluster {
     const before = this.reads?.written(apiVersion, kind, namespace, name);
     const path = `${objectPath(apiVersion, kind, namespace)}/${encodeURIComponent(name)}`;
     const { body } = await this.request("PATCH", `${path}?fieldManager=${fieldManager}&force=true`, object);
-    // The object as written, for the reads until the watch shows it.
-    if (this.reads) this.reads.applied(apiVersion, kind, namespace, name, before, JSON.parse(body) as k8s.KubernetesObject);
+    // The object as written, for the reads until the watch shows it: only a kind they keep (a Secret's answer,
+    // its data in it, is never parsed), and an answer that does not parse leaves them to the watch: the write
+    // succeeded all the same.
+    if (!this.reads?.keeps(apiVersion, kind)) return;
+    const answer = parseObject(body);
+    if (answer) this.reads.applied(apiVersion, kind, namespace, name, before, answer);
+    else this.log?.debug("a write's answer did not parse as an object; reads wait for the watch", { kind, namespace, name });
   }
 
   /**
@@ -167,6 +176,17 @@ export class Cluster {
     }
     return result;
   }
+}
+
+/** A JSON object from the API server, or undefined (not JSON, or not an object). */
+function parseObject(body: string): k8s.KubernetesObject | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? parsed : undefined;
 }
 
 function objectPath(apiVersion: string, kind: string, namespace: string): string {

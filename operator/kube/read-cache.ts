@@ -32,6 +32,8 @@ export interface ReadCache {
     before: string | undefined,
     object: k8s.KubernetesObject,
   ): void;
+  /** Whether `applied` keeps a write's answer of this kind (a watched kind: never a Secret). */
+  keeps(apiVersion: string, kind: string): boolean;
   /** What the API server answered to a read by name (undefined: 404). */
   remember(apiVersion: string, kind: string, namespace: string, name: string, object: k8s.KubernetesObject | undefined): void;
 }
@@ -91,6 +93,10 @@ export class OwnObjectReads implements ReadCache {
     }
     // A list's items carry no apiVersion and kind (the list does); a read by name does.
     return cached ? { ...structuredClone(cached), apiVersion, kind } : undefined;
+  }
+
+  keeps(apiVersion: string, kind: string): boolean {
+    return this.options.informers.has(`${apiVersion}/${kind}`);
   }
 
   remember(apiVersion: string, kind: string, namespace: string, name: string, object: k8s.KubernetesObject | undefined): void {
