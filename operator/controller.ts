@@ -236,7 +236,8 @@ export class Controller {
         scopedInformer(access, resource, {
           namespaces,
           onChange: (o, event) => {
-            if (event === "delete") this.ownReads.deleted(apiVersion, kind, o.metadata?.namespace ?? "", o.metadata?.name ?? "");
+            if (event === "delete")
+              this.ownReads.deleted({ apiVersion, kind, namespace: o.metadata?.namespace ?? "", name: o.metadata?.name ?? "" });
             byDomainLabel(o);
           },
           log,

@@ -39,8 +39,9 @@ export class Cluster {
   async apply(object: KubeObject): Promise<void> {
     const { apiVersion, kind } = object;
     const { namespace, name } = object.metadata;
+    const ref = { apiVersion, kind, namespace, name };
     this.record(`${kind} ${namespace}/${name}`);
-    const before = this.reads?.written(apiVersion, kind, namespace, name);
+    const before = this.reads?.written(ref);
     const path = `${objectPath(apiVersion, kind, namespace)}/${encodeURIComponent(name)}`;
     const { body } = await this.request("PATCH", `${path}?fieldManager=${fieldManager}&force=true`, object);
     // The object as written, for the reads until the watch shows it: only a kind they keep (a Secret's answer,
@@ -48,7 +49,7 @@ export class Cluster {
     // succeeded all the same.
     if (!this.reads?.keeps(apiVersion, kind)) return;
     const answer = parseObject(body);
-    if (answer) this.reads.applied(apiVersion, kind, namespace, name, before, answer);
+    if (answer) this.reads.applied(ref, before, answer);
     else this.log?.debug("a write's answer did not parse as an object; reads wait for the watch", { kind, namespace, name });
   }
 
@@ -58,13 +59,11 @@ export class Cluster {
    * 409 instead of being overwritten. The controller then reads and redoes.
    */
   async create(object: KubeObject): Promise<void> {
-    this.record(`${object.kind} ${object.metadata.namespace}/${object.metadata.name}`);
-    this.reads?.written(object.apiVersion, object.kind, object.metadata.namespace, object.metadata.name);
-    await this.request(
-      "POST",
-      `${objectPath(object.apiVersion, object.kind, object.metadata.namespace)}?fieldManager=${fieldManager}`,
-      object,
-    );
+    const { apiVersion, kind } = object;
+    const { namespace, name } = object.metadata;
+    this.record(`${kind} ${namespace}/${name}`);
+    this.reads?.written({ apiVersion, kind, namespace, name });
+    await this.request("POST", `${objectPath(apiVersion, kind, namespace)}?fieldManager=${fieldManager}`, object);
   }
 
   /**
@@ -117,7 +116,8 @@ export class Cluster {
    * kubectl's last-applied copy); undefined on 404.
    */
   async read<T extends k8s.KubernetesObject>(apiVersion: string, kind: string, namespace: string, name: string): Promise<T | undefined> {
-    const cached = this.reads?.lookup(apiVersion, kind, namespace, name);
+    const ref = { apiVersion, kind, namespace, name };
+    const cached = this.reads?.lookup(ref);
     if (cached) return cached as T;
     const { status, body } = await this.request(
       "GET",
@@ -126,7 +126,7 @@ export class Cluster {
       [404],
     );
     const object = status === 404 ? undefined : (JSON.parse(body) as T);
-    this.reads?.remember(apiVersion, kind, namespace, name, object);
+    this.reads?.remember(ref, object);
     return object;
   }
 

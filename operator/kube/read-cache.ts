@@ -15,28 +15,34 @@
 //   at most a Secret's size: a tenant's Secret is never held whole here.
 import type * as k8s from "@kubernetes/client-node";
 
+/** A namespaced object by its name, as the cache is asked about it. */
+export interface ObjectRef {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly namespace: string;
+  readonly name: string;
+}
+
 export interface ReadCache {
   /** The object as cached (the caller's own copy), or undefined: read it from the API server. */
-  lookup(apiVersion: string, kind: string, namespace: string, name: string): k8s.KubernetesObject | undefined;
+  lookup(ref: ObjectRef): k8s.KubernetesObject | undefined;
   /**
    * The operator writes this object (apply or create); what it returns is handed to `applied` with the
    * write's answer once the write succeeded.
    */
-  written(apiVersion: string, kind: string, namespace: string, name: string): string | undefined;
+  written(ref: ObjectRef): string | undefined;
   /** The API server's answer to a write `written` announced (`before`: what `written` returned). */
-  applied(
-    apiVersion: string,
-    kind: string,
-    namespace: string,
-    name: string,
-    before: string | undefined,
-    object: k8s.KubernetesObject,
-  ): void;
+  applied(ref: ObjectRef, before: string | undefined, object: k8s.KubernetesObject): void;
   /** Whether `applied` keeps a write's answer of this kind (a watched kind: never a Secret). */
   keeps(apiVersion: string, kind: string): boolean;
   /** What the API server answered to a read by name (undefined: 404). */
-  remember(apiVersion: string, kind: string, namespace: string, name: string, object: k8s.KubernetesObject | undefined): void;
+  remember(ref: ObjectRef, object: k8s.KubernetesObject | undefined): void;
 }
+
+/** The key of a write's answer held (`writes`). */
+const writeKey = ({ apiVersion, kind, namespace, name }: ObjectRef) => `${apiVersion}/${kind} ${namespace}/${name}`;
+
+const isSecret = (ref: ObjectRef) => ref.apiVersion === "v1" && ref.kind === "Secret";
 
 interface ObjectSource {
   get(name: string, namespace?: string): k8s.KubernetesObject | undefined;
@@ -73,8 +79,9 @@ export class OwnObjectReads implements ReadCache {
 
   constructor(private readonly options: OwnObjectReadsOptions) {}
 
-  lookup(apiVersion: string, kind: string, namespace: string, name: string): k8s.KubernetesObject | undefined {
-    if (apiVersion === "v1" && kind === "Secret") {
+  lookup(ref: ObjectRef): k8s.KubernetesObject | undefined {
+    const { apiVersion, kind, namespace, name } = ref;
+    if (isSecret(ref)) {
       const key = `${namespace}/${name}`;
       const held = this.secrets.get(key);
       if (!held) return undefined;
@@ -84,8 +91,8 @@ export class OwnObjectReads implements ReadCache {
       }
       return structuredClone(held);
     }
-    const cached = this.options.informers.get(`${apiVersion}/${kind}`)?.get(name, namespace);
-    const key = `${apiVersion}/${kind} ${namespace}/${name}`;
+    const cached = this.watched(ref);
+    const key = writeKey(ref);
     const wrote = this.writes.get(key);
     if (wrote) {
       if (cached?.metadata?.resourceVersion === wrote.before) return structuredClone(wrote.object);
@@ -99,8 +106,9 @@ export class OwnObjectReads implements ReadCache {
     return this.options.informers.has(`${apiVersion}/${kind}`);
   }
 
-  remember(apiVersion: string, kind: string, namespace: string, name: string, object: k8s.KubernetesObject | undefined): void {
-    if (apiVersion !== "v1" || kind !== "Secret") return;
+  remember(ref: ObjectRef, object: k8s.KubernetesObject | undefined): void {
+    if (!isSecret(ref)) return;
+    const { namespace, name } = ref;
     const key = `${namespace}/${name}`;
     const secret: k8s.V1Secret | undefined = object;
     if (secret && this.isOwn(namespace, secret)) {
@@ -115,10 +123,10 @@ export class OwnObjectReads implements ReadCache {
    * The operator writes this object: a copy held from before must not pass for current until the watch shows
    * the write. Returns the resourceVersion the watch shows now, for `applied`.
    */
-  written(apiVersion: string, kind: string, namespace: string, name: string): string | undefined {
-    if (apiVersion === "v1" && kind === "Secret") this.forgetSecret(namespace, name);
-    this.writes.delete(`${apiVersion}/${kind} ${namespace}/${name}`);
-    return this.options.informers.get(`${apiVersion}/${kind}`)?.get(name, namespace)?.metadata?.resourceVersion;
+  written(ref: ObjectRef): string | undefined {
+    if (isSecret(ref)) this.forgetSecret(ref.namespace, ref.name);
+    this.writes.delete(writeKey(ref));
+    return this.watched(ref)?.metadata?.resourceVersion;
   }
 
   /**
@@ -127,21 +135,13 @@ export class OwnObjectReads implements ReadCache {
    * else's after it), its copy is as new; and an object just made is read by name until the watch has it, so
    * one deleted again meanwhile is never answered from here.
    */
-  applied(
-    apiVersion: string,
-    kind: string,
-    namespace: string,
-    name: string,
-    before: string | undefined,
-    object: k8s.KubernetesObject,
-  ): void {
-    const source = this.options.informers.get(`${apiVersion}/${kind}`);
-    if (!source || before === undefined || object.metadata?.resourceVersion === before) return;
-    if (source.get(name, namespace)?.metadata?.resourceVersion !== before) return;
+  applied(ref: ObjectRef, before: string | undefined, object: k8s.KubernetesObject): void {
+    if (!this.keeps(ref.apiVersion, ref.kind) || before === undefined || object.metadata?.resourceVersion === before) return;
+    if (this.watched(ref)?.metadata?.resourceVersion !== before) return;
     const held = structuredClone(object);
     // As the watch keeps it (informer.ts): nothing here reads who wrote which field.
     delete held.metadata?.managedFields;
-    this.writes.set(`${apiVersion}/${kind} ${namespace}/${name}`, { object: { ...held, apiVersion, kind }, before });
+    this.writes.set(writeKey(ref), { object: { ...held, apiVersion: ref.apiVersion, kind: ref.kind }, before });
   }
 
   /**
@@ -149,8 +149,8 @@ export class OwnObjectReads implements ReadCache {
    * for it goes too. Dropped only on a read by name before, it stayed for good when nothing read that name
    * again (a deleted domain's objects), and stood ready for an object made again under it.
    */
-  deleted(apiVersion: string, kind: string, namespace: string, name: string): void {
-    this.writes.delete(`${apiVersion}/${kind} ${namespace}/${name}`);
+  deleted(ref: ObjectRef): void {
+    this.writes.delete(writeKey(ref));
   }
 
   /** A Secret the metadata watch saw change or go. */
@@ -166,6 +166,11 @@ export class OwnObjectReads implements ReadCache {
   /** Writes' answers held, for the tests. */
   heldWrites(): string[] {
     return [...this.writes.keys()];
+  }
+
+  /** The watch's copy of a watched kind's object; undefined for any other kind. */
+  private watched({ apiVersion, kind, namespace, name }: ObjectRef): k8s.KubernetesObject | undefined {
+    return this.options.informers.get(`${apiVersion}/${kind}`)?.get(name, namespace);
   }
 
   private isOwn(namespace: string, secret: k8s.V1Secret): boolean {

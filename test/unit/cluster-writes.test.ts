@@ -47,9 +47,9 @@ function setup() {
   });
   const applied: k8s.KubernetesObject[] = [];
   const keep = reads.applied.bind(reads);
-  reads.applied = (...args) => {
-    applied.push(args[5]);
-    keep(...args);
+  reads.applied = (ref, before, object) => {
+    applied.push(object);
+    keep(ref, before, object);
   };
   const logged = new PassThrough();
   let logText = "";
@@ -98,5 +98,8 @@ test("an answer that does not parse fails no write that succeeded: the reads wai
   answer = JSON.stringify({ ...relayDeployment, metadata: { ...relayDeployment.metadata, resourceVersion: "11" } });
   await cluster.apply(relayDeployment);
   assert.equal(applied.length, 1);
-  assert.equal(reads.lookup("apps/v1", "Deployment", "ns", "example-com-relay")?.metadata?.resourceVersion, "11");
+  assert.equal(
+    reads.lookup({ apiVersion: "apps/v1", kind: "Deployment", namespace: "ns", name: "example-com-relay" })?.metadata?.resourceVersion,
+    "11",
+  );
 });

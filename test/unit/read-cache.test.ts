@@ -13,6 +13,8 @@ function deployment(resourceVersion: string, replicas: number): k8s.V1Deployment
   };
 }
 
+const relay = { apiVersion: "apps/v1", kind: "Deployment", namespace: "ns", name: "example-com-relay" } as const;
+
 function setup() {
   const watched = new Map<string, k8s.KubernetesObject>();
   const source = { get: (name: string, namespace?: string) => watched.get(`${namespace}/${name}`) };
@@ -24,7 +26,7 @@ function setup() {
   });
   const watch = (object: k8s.KubernetesObject) => watched.set(`ns/${object.metadata!.name}`, object);
   const replicas = (): number | undefined => {
-    const read: k8s.V1Deployment | undefined = reads.lookup("apps/v1", "Deployment", "ns", "example-com-relay");
+    const read: k8s.V1Deployment | undefined = reads.lookup(relay);
     return read?.spec?.replicas;
   };
   return { reads, watch, watched, replicas };
@@ -33,11 +35,11 @@ function setup() {
 test("a repaired object reads as written until the watch moves, then as the watch has it", () => {
   const { reads, watch, replicas } = setup();
   watch(deployment("10", 3)); // edited by hand
-  const before = reads.written("apps/v1", "Deployment", "ns", "example-com-relay");
+  const before = reads.written(relay);
   assert.equal(before, "10");
-  reads.applied("apps/v1", "Deployment", "ns", "example-com-relay", before, deployment("11", 1));
+  reads.applied(relay, before, deployment("11", 1));
   assert.equal(replicas(), 1, "the repair, not the drifted copy the watch still holds");
-  const held = reads.lookup("apps/v1", "Deployment", "ns", "example-com-relay");
+  const held = reads.lookup(relay);
   assert.equal(held?.kind, "Deployment");
   assert.equal(held?.metadata?.managedFields, undefined);
   watch(deployment("11", 1)); // the watch brings the write
@@ -50,25 +52,25 @@ test("a repaired object reads as written until the watch moves, then as the watc
 test("no answer is kept when the watch has moved already, or the write changed nothing, or failed", () => {
   const { reads, watch, replicas } = setup();
   watch(deployment("10", 3));
-  let before = reads.written("apps/v1", "Deployment", "ns", "example-com-relay");
+  let before = reads.written(relay);
   watch(deployment("12", 4)); // the watch was faster than the answer, and showed a later edit too
-  reads.applied("apps/v1", "Deployment", "ns", "example-com-relay", before, deployment("11", 1));
+  reads.applied(relay, before, deployment("11", 1));
   assert.equal(replicas(), 4);
 
-  before = reads.written("apps/v1", "Deployment", "ns", "example-com-relay");
-  reads.applied("apps/v1", "Deployment", "ns", "example-com-relay", before, deployment("12", 4)); // nothing changed
+  before = reads.written(relay);
+  reads.applied(relay, before, deployment("12", 4)); // nothing changed
   watch(deployment("12", 4));
   assert.equal(replicas(), 4);
 
-  reads.written("apps/v1", "Deployment", "ns", "example-com-relay"); // the write failed: no applied
+  reads.written(relay); // the write failed: no applied
   assert.equal(replicas(), 4);
 });
 
 test("an object just made is not answered from the write (one deleted again meanwhile would be)", () => {
   const { reads, watched, replicas } = setup();
-  const before = reads.written("apps/v1", "Deployment", "ns", "example-com-relay");
+  const before = reads.written(relay);
   assert.equal(before, undefined);
-  reads.applied("apps/v1", "Deployment", "ns", "example-com-relay", before, deployment("11", 1));
+  reads.applied(relay, before, deployment("11", 1));
   assert.equal(watched.size, 0);
   assert.equal(replicas(), undefined, "read from the API server");
 });
@@ -76,12 +78,12 @@ test("an object just made is not answered from the write (one deleted again mean
 test("a write's answer goes when the watch sees its object deleted, and never stands for one made again under the name", () => {
   const { reads, watch, watched, replicas } = setup();
   watch(deployment("10", 3));
-  const before = reads.written("apps/v1", "Deployment", "ns", "example-com-relay");
-  reads.applied("apps/v1", "Deployment", "ns", "example-com-relay", before, deployment("11", 1));
+  const before = reads.written(relay);
+  reads.applied(relay, before, deployment("11", 1));
   assert.deepEqual(reads.heldWrites(), ["apps/v1/Deployment ns/example-com-relay"]);
   // Deleted (its domain with it) before the watch brought the write, and nothing reads that name again.
   watched.delete("ns/example-com-relay");
-  reads.deleted("apps/v1", "Deployment", "ns", "example-com-relay");
+  reads.deleted(relay);
   assert.deepEqual(reads.heldWrites(), [], "not held for good");
   // Made again under the name; the watch's copy carries the version the write was held against (a fake's
   // reuse, the one way the old answer could pass for the new object).
