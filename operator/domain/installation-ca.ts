@@ -229,33 +229,6 @@ export async function applyCa(
   }
 }
 
-/** Rounds of gather, plan, apply for the CA alone: one write is the rule, a lost race needs one more read. */
-const caRounds = 3;
-
-/**
- * The installation's CA, made current (created, rotated) as a domain reconcile would: for a caller that
- * needs the CA alone (the tests of two racing replicas). Throws what the domain would see as CAInvalid.
- */
-export async function certificateAuthority(
-  cluster: Cluster,
-  settings: OperatorSettings,
-  now: Date,
-  cache: TimedCache<CaGathered>,
-): Promise<CertificateAuthority> {
-  for (let round = 1; round <= caRounds; round++) {
-    const gathered = await readCa(cluster, settings, now, cache);
-    const planned = planCa(gathered, settings, now);
-    if ("ca" in planned) {
-      if ("invalid" in planned.ca) throw new Error(planned.ca.invalid);
-      return planned.ca.ca;
-    }
-    await applyCa(cluster, settings, gathered, planned.action, now);
-    cache.clear();
-  }
-  const { namespace, name } = caSecretRef(settings);
-  throw new Error(`the operator's CA Secret ${namespace}/${name} still changes after ${caRounds} rounds (a concurrent writer?)`);
-}
-
 /** What a platform engineer reads in `kubectl describe secret <the CA Secret>` for each rotation step. */
 function rotationEvent(step: RotationStep): [string, string] {
   switch (step.step) {

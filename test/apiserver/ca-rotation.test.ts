@@ -4,8 +4,9 @@
 // old ca.crt keeps verifying the relay), the SmtpDomain and the CA Secret say
 // so and from when; an operator restarted mid-phase resumes the same rotation;
 // after the notice the next CA signs, leaves are reissued by it, and the old
-// CA stays in the bundle until none of its leaves can be valid. Two replicas
-// racing make one next CA and promote it once.
+// CA stays in the bundle until none of its leaves can be valid. Two operators
+// that both believe they lead, reconciling at once, make one CA, one next CA
+// and promote it once, and every domain is signed by the CA that won.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
@@ -14,10 +15,10 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type * as k8s from "@kubernetes/client-node";
 import type { Controller } from "../../operator/controller.js";
-import { certificateAuthority, type CaGathered } from "../../operator/domain/installation-ca.js";
+import { domainCaches, reconcileDomain, type DomainCaches } from "../../operator/domain/reconcile.js";
+import type { OperatorSettings } from "../../operator/domain/render.js";
 import { clusterAccess } from "../../operator/kube/access.js";
-import { Cluster } from "../../operator/kube/cluster.js";
-import { TimedCache } from "../../operator/timed-cache.js";
+import { ApiError, Cluster } from "../../operator/kube/cluster.js";
 import { rotateAnnotation } from "../../operator/tls/ca-rotation.js";
 import { e2eClients } from "../support/e2e.js";
 import { tempDir } from "../support/mail.js";
@@ -194,46 +195,129 @@ describe("CA rotation in two phases", () => {
       90_000,
     );
   });
+});
 
-  test("two operators racing to create, announce and promote the CA make one next CA and promote it once", async () => {
+/** An operator that believes it leads: its own connection and caches, and what the API server answered its writes of the CA Secret. */
+interface Operator {
+  cluster: Cluster;
+  caches: DomainCaches;
+  caWrites: string[];
+}
+
+/**
+ * Two operators racing for the CA Secret `caName`. Each one's first write of it in a round waits until the
+ * other's reaches it too (or 20 s pass): both planned on the same read, so the race is run every time, not
+ * only when the timing falls that way. Nothing else of theirs is changed.
+ */
+async function racingOperators(caName: string): Promise<{ operators: [Operator, Operator]; round: () => void }> {
+  let arrived = 0;
+  let open: () => void = () => undefined;
+  let opened = Promise.resolve();
+  const arrive = () => {
+    if (++arrived === 2) open();
+    return opened;
+  };
+  const operator = async (): Promise<Operator> => {
+    const cluster = new Cluster(clusterAccess(await operatorKubeconfig()));
+    const caWrites: string[] = [];
+    const write = cluster.write.bind(cluster);
+    const apply = cluster.apply.bind(cluster);
+    cluster.write = async (method, path, body, accept, timeoutMs) => {
+      const ca = method === "POST" && (body as k8s.V1Secret | undefined)?.metadata?.name === caName;
+      if (ca) await arrive();
+      const answer = await write(method, path, body, accept, timeoutMs);
+      if (ca) caWrites.push(`create ${answer.status}`);
+      return answer;
+    };
+    cluster.apply = async (object) => {
+      if (object.kind !== "Secret" || object.metadata.name !== caName) return apply(object);
+      await arrive();
+      try {
+        await apply(object);
+        caWrites.push("update 200");
+      } catch (error) {
+        caWrites.push(`update ${error instanceof ApiError ? error.code : "failed"}`);
+        throw error;
+      }
+    };
+    return { cluster, caches: domainCaches(), caWrites };
+  };
+  return {
+    operators: [await operator(), await operator()],
+    round: () => {
+      arrived = 0;
+      opened = new Promise<void>((resolve) => {
+        open = resolve;
+        setTimeout(resolve, 20_000).unref();
+      });
+    },
+  };
+}
+
+describe("two operators that both believe they lead", () => {
+  test("racing real domain reconciles, they create, announce and promote the CA once, and both domains are signed by the CA that won", async (t) => {
+    const { core, custom } = await e2eClients();
     const raceSecret = { namespace: operatorNamespace, name: `test-rotation-race-${process.pid}` };
-    const settings = {
-      relayImage: "x",
+    t.after(() => core.deleteNamespacedSecret(raceSecret).catch(() => undefined));
+    const settings: OperatorSettings = {
+      relayImage: "smtp-connector:test",
       relayHostSuffix: "relay.test",
       caSecret: raceSecret,
-      allowedHostnameSuffixes: ["helpdesk.example.net"],
       certificates: { durationMs: 86_400_000, renewBeforeMs: 3_600_000, caRotationNoticeMs: 3_600_000 },
     };
-    // Two replicas: their own connections and caches, asking at the same moment.
-    const [first, second] = [
-      new Cluster(clusterAccess(await operatorKubeconfig())),
-      new Cluster(clusterAccess(await operatorKubeconfig())),
-    ];
-    const one = (cluster: Cluster, now: Date) => certificateAuthority(cluster, settings, now, new TimedCache<CaGathered>());
-    const both = (now = new Date()) => Promise.all([one(first, now), one(second, now)]);
-    try {
-      const [a, b] = await both();
-      assert.equal(a.certPem, b.certPem, "created once");
-      await kubectl(["annotate", "secret", raceSecret.name, "-n", raceSecret.namespace, `${rotateAnnotation}=race`]);
-      const [c, d] = await both();
-      assert.equal(c.certPem, a.certPem, "phase 1: the current CA still signs");
-      assert.ok(c.state.next);
-      assert.equal(c.state.next.pair.certPem, d.state.next?.pair.certPem, "announced once: one next CA, not two");
-      const stored = await core.readNamespacedSecret(raceSecret);
-      assert.equal(text(stored, "next.crt"), c.state.next.pair.certPem);
-      assert.equal(text(stored, "ca.crt"), `${a.certPem}${c.state.next.pair.certPem}`);
-      const [e] = await both();
-      assert.equal(e.state.next?.pair.certPem, c.state.next.pair.certPem, "the same annotation value rotates once");
+    // A domain each: the one whose operator lost a race is signed by the winner's CA all the same.
+    const namespaces = [await freshNamespace(t, "race-a"), await freshNamespace(t, "race-b")] as const;
+    await applyManifests(...namespaces.map((namespace) => smtpDomainManifest(namespace)));
+    const { operators, round } = await racingOperators(raceSecret.name);
+    const race = async (now = new Date()) => {
+      round();
+      // As each Controller's watch of the CA Secret does on every change of it (the annotation, the other's write).
+      for (const { caches } of operators) caches.certificateAuthority.clear();
+      for (const operator of operators) operator.caWrites.length = 0;
+      await Promise.all(
+        operators.map(async ({ cluster, caches }, i) => {
+          const domain = await readSmtpDomain(custom, namespaces[i]!);
+          await reconcileDomain(cluster, { domain, addresses: [], caches }, settings, now);
+        }),
+      );
+      return operators.flatMap((o) => o.caWrites).sort();
+    };
+    const ca = () => core.readNamespacedSecret(raceSecret);
+    const relays = () =>
+      Promise.all(namespaces.map((namespace) => core.readNamespacedSecret({ namespace, name: "example-com-relay-tls" })));
 
-      // Both replicas' clocks pass signsFrom at once: one promotes, the other reads the winner's CA.
-      const [f, g] = await both(new Date(c.state.next.signsFrom.getTime() + 1000));
-      assert.equal(f.certPem, c.state.next.pair.certPem);
-      assert.equal(g.certPem, f.certPem);
-      const promoted = await core.readNamespacedSecret(raceSecret);
-      assert.equal(text(promoted, "tls.crt"), f.certPem);
-      assert.equal(text(promoted, "ca.crt"), `${f.certPem}${a.certPem}`);
-    } finally {
-      await core.deleteNamespacedSecret(raceSecret).catch(() => undefined);
+    assert.deepEqual(await race(), ["create 201", "create 409"], "both created the CA; one was refused (409)");
+    const created = await ca();
+    const first = text(created, "tls.crt");
+    for (const relay of await relays()) {
+      assert.ok(issuedBy(text(relay, "tls.crt"), first), "signed by the CA that was created");
+      assert.equal(text(relay, "ca.crt"), first);
+    }
+
+    // Phase 1: both announce a next CA on the same read; one's write lands, the other's is refused.
+    await kubectl(["annotate", "secret", raceSecret.name, "-n", raceSecret.namespace, `${rotateAnnotation}=race`]);
+    assert.deepEqual(await race(), ["update 200", "update 409"], "both wrote the next CA onto the same version; one was refused");
+    const announced = await ca();
+    const next = text(announced, "next.crt");
+    assert.ok(next.includes("BEGIN CERTIFICATE"));
+    assert.equal(text(announced, "tls.crt"), first, "phase 1: the current CA still signs");
+    assert.equal(text(announced, "ca.crt"), `${first}${next}`, "announced once: one next CA, not two");
+    for (const relay of await relays()) {
+      assert.ok(issuedBy(text(relay, "tls.crt"), first));
+      assert.equal(text(relay, "ca.crt"), `${first}${next}`, "both domains carry the next CA that won");
+    }
+    assert.deepEqual(await race(), [], "the same annotation value rotates once");
+    assert.equal(text(await ca(), "next.crt"), next);
+
+    // Both operators' clocks pass signsFrom at once: one promotes, the other is refused and reads the winner's CA.
+    const signsFrom = Date.parse(announced.metadata?.annotations?.["smtpconnector.dev/next-ca-signs-from"] ?? "");
+    assert.deepEqual(await race(new Date(signsFrom + 1000)), ["update 200", "update 409"], "both promoted; one was refused");
+    const promoted = await ca();
+    assert.equal(text(promoted, "tls.crt"), next);
+    assert.equal(text(promoted, "ca.crt"), `${next}${first}`);
+    for (const relay of await relays()) {
+      assert.ok(issuedBy(text(relay, "tls.crt"), next), "reissued by the promoted CA");
+      assert.equal(text(relay, "ca.crt"), `${next}${first}`);
     }
   });
 });
