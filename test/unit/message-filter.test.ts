@@ -112,6 +112,38 @@ describe("MessageFilter", () => {
     );
   });
 
+  test("a clean body chunk goes on as a slice of the input, not a copy; a bare line ending splits it there", async () => {
+    const filter = new MessageFilter(options);
+    const out: Buffer[] = [];
+    filter.on("data", (b: Buffer) => out.push(b));
+    filter.write(Buffer.from("Subject: x\r\n\r\n", "latin1"));
+    const body = Buffer.from("one\r\ntwo\r\nthree\r\n", "latin1");
+    filter.write(body);
+    filter.write(Buffer.from("four\nfive\r\n", "latin1"));
+    await new Promise<void>((resolve) => filter.end(resolve));
+    const slice = out.find((b) => b.toString("latin1") === "one\r\ntwo\r\nthree\r\n");
+    assert.ok(slice, "the clean chunk is one output chunk");
+    assert.ok(slice.buffer === body.buffer && slice.byteOffset === body.byteOffset, "and the input's own bytes");
+    assert.match(Buffer.concat(out).toString("latin1"), /three\r\nfour\r\nfive\r\n$/);
+  });
+
+  test("the output does not depend on how the input is cut into chunks", async () => {
+    // A deterministic mix of clean lines, bare CRs and LFs, dots and near-limit lines, cut at random places.
+    let seed = 7;
+    const random = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    const pieces = ["line\r\n", "\n", "\r", ".\r\n", "..dots\r\n", `${"w".repeat(97)}\r\n`, "\r\r\n", "tail"];
+    for (let message = 0; message < 40; message++) {
+      let body = "";
+      for (let i = 0; i < 60; i++) body += pieces[random(pieces.length)]!;
+      const input = Buffer.from(`Subject: x\r\n\r\n${body}`, "latin1");
+      const whole = await run([input]);
+      const cuts = [...new Set(Array.from({ length: 1 + random(8) }, () => random(input.length)))].sort((a, b) => a - b);
+      const chunks = [0, ...cuts].map((from, i) => input.subarray(from, [...cuts, input.length][i]));
+      assert.deepEqual(await run(chunks), whole, `message ${message} cut at ${cuts.join(",")}`);
+      if (!whole.rejection) assert.doesNotMatch(whole.out.replace(/\r\n/g, ""), /[\r\n]/, "no bare CR or LF left");
+    }
+  });
+
   test("authserv-id readings beyond mailauth's: a trailing dot, a strict tokenizer, and other servers' ids", () => {
     const claims = (value: string) => claimsAuthservId([Buffer.from(`Authentication-Results:${value}`, "utf8")], "relay.test");
     assert.equal(claims(" relay.test.; auth=pass"), true, "a fully qualified name with its root dot");
