@@ -32,13 +32,14 @@ const jsonLine = winston.format((info) => {
 });
 
 function safeJson(entry: Record<string, unknown>): string {
-  const seen = new WeakSet<object>();
-  return JSON.stringify(entry, (_key, value: unknown) => {
+  // Only an object's own ancestors make a cycle: one object named twice side by side prints twice.
+  const ancestors: unknown[] = [];
+  return JSON.stringify(entry, function (this: unknown, _key: string, value: unknown) {
     if (typeof value === "bigint") return value.toString();
-    if (typeof value === "object" && value !== null) {
-      if (seen.has(value)) return "[Circular]";
-      seen.add(value);
-    }
+    if (typeof value !== "object" || value === null) return value;
+    while (ancestors.length > 0 && ancestors.at(-1) !== this) ancestors.pop();
+    if (ancestors.includes(value)) return "[Circular]";
+    ancestors.push(value);
     return value;
   });
 }

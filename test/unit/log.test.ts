@@ -41,8 +41,11 @@ test("a value JSON cannot carry (a BigInt, a cycle) still makes a line", () => {
   const { log, lines } = captured();
   const cycle: Record<string, unknown> = { a: 1 };
   cycle.self = cycle;
-  log.warn("odd fields", { big: 10n, cycle });
+  const shared = { domain: "example.com" };
+  log.warn("odd fields", { big: 10n, cycle, first: shared, second: shared });
   const entry = JSON.parse(lines()[0]!) as Record<string, unknown>;
   assert.equal(entry.big, "10");
   assert.deepEqual(entry.cycle, { a: 1, self: "[Circular]" });
+  // Named twice is not a cycle.
+  assert.deepEqual(entry.second, { domain: "example.com" });
 });
