@@ -2,8 +2,9 @@
 // makes while 10,000 addresses converge costs the API server and etcd, in CPU milliseconds per request, on the
 // local control plane. `bench:operator` shows that the control plane's CPU is what convergence waits for; this says
 // which requests spend it, and why a status write costs several Events: the same write side by side, one run, to
-// the SupportAddress CRD and to copies of it (no CEL rules; no descriptions; no schema at all), unchanged (a no-op),
-// smaller, with watchers, and the same bytes in a ConfigMap (a built-in kind, stored as protobuf). N objects of each
+// the SupportAddress CRD and to copies of it (no CEL rules; no descriptions; no status validations; an open status;
+// no schema at all), unchanged (a no-op), smaller, with watchers, and the same bytes in a ConfigMap (a built-in
+// kind, stored as protobuf). N objects of each
 // (made first, their creation counted too), 8 requests in flight as the operator's queue sends them. Prints
 // `figure api_cpu_ms_per_<kind> <ms> ms` (kube-apiserver, etcd and kube-controller-manager together; the split is on
 // stderr and in `figure api_cpu_ms_per_<kind>_<process>`), and the objects' sizes.
@@ -18,7 +19,7 @@ import { apiUrl, clusterAccess, type ClusterAccess } from "../operator/kube/acce
 import { descendantCpuByName } from "./proc.js";
 
 // --pprof DIR: a 5 s CPU profile of kube-apiserver (its /debug/pprof) at the start of each status write kind, to
-// DIR/<kind>.pprof (`go tool pprof -top DIR/<kind>.pprof`).
+// DIR/<kind>.pprof (`go tool pprof -top DIR/<kind>.pprof`). Sampling adds a little (not measured) to their CPU.
 const { values } = parseArgs({ options: { count: { type: "string", default: "2000" }, pprof: { type: "string" } } });
 const count = Number(values.count);
 const namespace = "cost";
