@@ -96,12 +96,21 @@ function manifests(shape: Shape, run: string): object[] {
 /** The bench's own view of the resources' status: a watch (a full list every look would load the API server it measures). */
 let domainsSeen: SupervisedInformer<SmtpDomain & k8s.KubernetesObject>;
 let addressesSeen: SupervisedInformer<SupportAddress & k8s.KubernetesObject>;
+const updatesSeen = { domains: 0, addresses: 0 };
 
 async function watchResources(admin: ClusterAccess): Promise<void> {
   const log = createLogger("bench");
   const api = "/apis/smtpconnector.dev/v1alpha1";
-  domainsSeen = supervisedInformer(admin, `${api}/smtpdomains`, { onChange: () => undefined, log });
-  addressesSeen = supervisedInformer(admin, `${api}/supportaddresses`, { onChange: () => undefined, log });
+  // Every update the watch tells is a write of an existing object: the bench only creates them, so these are the
+  // operator's (status, and a domain's finalizer), per object converging (a relist's changes are not counted).
+  const count = (kind: keyof typeof updatesSeen) => (_: unknown, event: string) => {
+    if (event === "update") updatesSeen[kind]++;
+  };
+  domainsSeen = supervisedInformer<SmtpDomain & k8s.KubernetesObject>(admin, `${api}/smtpdomains`, { onChange: count("domains"), log });
+  addressesSeen = supervisedInformer<SupportAddress & k8s.KubernetesObject>(admin, `${api}/supportaddresses`, {
+    onChange: count("addresses"),
+    log,
+  });
   await Promise.all([domainsSeen.start(), addressesSeen.start()]);
 }
 
@@ -363,6 +372,7 @@ async function main(): Promise<void> {
         const planeBefore = descendantCpuSeconds(operator.pid);
         const benchBefore = process.cpuUsage();
         const verbsBefore = await requestsByVerb(port);
+        const updatesBefore = { ...updatesSeen };
         const lastCreated = await apply(admin, objects);
         // The figure is the operator's last write (quiet() below), not this look.
         const pollMs = 250;
@@ -386,6 +396,12 @@ async function main(): Promise<void> {
             [...verbs].map(([verb, n]) => `${verb} ${n - (verbsBefore.get(verb) ?? 0)}`).join(", "),
         );
         const writes = (await metric(port, "smtpc_operator_api_writes")) - writesBefore;
+        const domainCount = shape.namespaces * shape.domainsPerNamespace;
+        const domainUpdates = (updatesSeen.domains - updatesBefore.domains) / domainCount;
+        const addressUpdates = (updatesSeen.addresses - updatesBefore.addresses) / (domainCount * shape.addressesPerDomain);
+        console.error(
+          `${shape.name}: updates per object seen by watch while converging: domain ${domainUpdates.toFixed(2)}, address ${addressUpdates.toFixed(2)}`,
+        );
         const idleBefore = await metric(port, "smtpc_operator_api_writes");
         const requestsBefore = await metricSum(port, "smtpc_operator_api_requests");
         await new Promise((r) => setTimeout(r, idleSeconds * 1000));
@@ -407,6 +423,8 @@ async function main(): Promise<void> {
           idleWrites,
           idleRequestsPerSecond,
           eventsDropped,
+          domainUpdates,
+          addressUpdates,
           rssMb: rssMb(operator.pid!),
         });
         await heapSnapshot(operator.pid!);
@@ -469,6 +487,8 @@ async function main(): Promise<void> {
     console.log(`figure apply_${n}_addresses ${r.applySeconds!.toFixed(1)} s`);
     console.log(`figure operator_cpu_converge_${n}_addresses ${r.operatorCpu!.toFixed(1)} s`);
     console.log(`figure events_dropped_${n}_addresses ${r.eventsDropped} events`);
+    console.log(`figure updates_per_domain_${n}_addresses ${r.domainUpdates!.toFixed(2)} writes`);
+    console.log(`figure updates_per_address_${n}_addresses ${r.addressUpdates!.toFixed(2)} writes`);
   };
   if (custom) {
     const [only] = results as [Record<string, number>];

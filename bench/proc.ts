@@ -13,11 +13,8 @@ export function cpuSeconds(pid: number): number {
   return stat(pid).cpu;
 }
 
-/**
- * CPU seconds of this process's living descendants (a control plane it started: kube-apiserver, etcd), leaving
- * out `except` and everything below it (the operator under test).
- */
-export function descendantCpuSeconds(except?: number): number {
+/** This process's living descendants: pid to name and CPU seconds, leaving out `except` and below. */
+function descendants(except?: number): Map<number, { name: string; cpu: number }> {
   const processes = new Map<number, { parent: number; cpu: number }>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
@@ -34,7 +31,36 @@ export function descendantCpuSeconds(except?: number): number {
     }
     return false;
   };
+  const out = new Map<number, { name: string; cpu: number }>();
+  for (const [pid, { cpu }] of processes) {
+    if (pid === except || !mine(pid)) continue;
+    // The command's name and its first argument: hack/testenv is one binary run as `testenv etcd ...`,
+    // `testenv kube-apiserver ...`.
+    let name = "?";
+    try {
+      const [command = "?", first] = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      name = `${command.split("/").pop()}${first && !first.startsWith("-") ? ` ${first}` : ""}`;
+    } catch {
+      // gone meanwhile
+    }
+    out.set(pid, { name, cpu });
+  }
+  return out;
+}
+
+/**
+ * CPU seconds of this process's living descendants (a control plane it started: kube-apiserver, etcd), leaving
+ * out `except` and everything below it (the operator under test).
+ */
+export function descendantCpuSeconds(except?: number): number {
   let sum = 0;
-  for (const [pid, { cpu }] of processes) if (pid !== except && mine(pid)) sum += cpu;
+  for (const { cpu } of descendants(except).values()) sum += cpu;
   return sum;
+}
+
+/** The same by name: the command and its first argument, e.g. `testenv kube-apiserver`. */
+export function descendantCpuByName(except?: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const { name, cpu } of descendants(except).values()) out.set(name, (out.get(name) ?? 0) + cpu);
+  return out;
 }
