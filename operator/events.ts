@@ -76,7 +76,8 @@ async function writeEvent(cluster: Cluster, event: EventBody): Promise<void> {
 }
 
 /** Why an Event was not written: the queue was full, its object had told too many, or the API server refused it. */
-export type EventDrop = "QueueFull" | "Spam" | "Failed";
+export const eventDrops = ["QueueFull", "Spam", "Failed"] as const;
+export type EventDrop = (typeof eventDrops)[number];
 
 export interface EventQueueOptions {
   /** Events waiting at most (client-go's broadcaster: 1,000). */
@@ -132,6 +133,11 @@ export class EventQueue {
   /** Events waiting (not counting the ones being written). */
   get depth(): number {
     return this.pending.length;
+  }
+
+  /** Events waiting or being written: zero once the queue has drained. */
+  get unwritten(): number {
+    return this.pending.length + this.writing;
   }
 
   add(event: EventBody): void {

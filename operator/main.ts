@@ -6,6 +6,7 @@ import { apiRequests, clusterAccess, type ClusterAccess } from "./kube/access.js
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type GaugeConfiguration } from "prom-client";
 import { createLogger } from "../lib/log.js";
 import { Controller } from "./controller.js";
+import { eventDrops } from "./events.js";
 import { helpText, parseFlags } from "./flags.js";
 import { apiLeaseStore, LeaderElector, leaderTimings } from "./leader.js";
 
@@ -55,6 +56,8 @@ const eventsDropped = new Counter({
   labelNames: ["why"],
   registers: [registry],
 });
+// Every why from the start, at 0: a series that appears only at its first drop has no rate() before it.
+for (const why of eventDrops) eventsDropped.inc({ why }, 0);
 const controller = new Controller(access, {
   settings: {
     relayImage: opts.relayImage,
@@ -86,6 +89,14 @@ new Gauge({
   registers: [registry],
   collect() {
     this.set(controller.queue.depth);
+  },
+});
+new Gauge({
+  name: "smtpc_operator_events_unwritten",
+  help: "Events waiting in the Event queue or being written (0 once it has drained).",
+  registers: [registry],
+  collect() {
+    this.set(controller.events.unwritten);
   },
 });
 new Gauge({
