@@ -72,7 +72,7 @@ function eventBody(involved: Involved, type: "Normal" | "Warning", reason: strin
 
 async function writeEvent(cluster: Cluster, event: EventBody): Promise<void> {
   // A namespace being deleted refuses new events: nothing to tell anyone there.
-  await cluster.write("POST", `/api/v1/namespaces/${encodeURIComponent(event.metadata.namespace)}/events`, event, [403, 404]);
+  await cluster.postEvent(event.metadata.namespace, event, [403, 404]);
 }
 
 /** Why an Event was not written: the queue was full, its object had told too many, or the API server refused it. */

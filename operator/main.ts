@@ -101,11 +101,20 @@ new Gauge({
 });
 new Gauge({
   name: "smtpc_operator_api_errors",
-  help: "API requests that failed since start, by HTTP status (network: no answer).",
+  help: "API requests that failed since start, by HTTP status (network: no answer). Event writes are counted apart: smtpc_operator_event_api_errors.",
   labelNames: ["code"],
   registers: [registry],
   collect() {
     for (const [code, count] of controller.cluster.apiErrors) this.set({ code }, count);
+  },
+});
+new Gauge({
+  name: "smtpc_operator_event_api_errors",
+  help: "Event writes (POST) that failed since start, by HTTP status (network: no answer), each retry counted: Event throttling apart from the reconciles' (smtpc_operator_api_errors).",
+  labelNames: ["code"],
+  registers: [registry],
+  collect() {
+    for (const [code, count] of controller.cluster.eventApiErrors) this.set({ code }, count);
   },
 });
 new Gauge({
