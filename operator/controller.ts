@@ -112,7 +112,7 @@ export class Controller {
     this.cluster.events = this.events = EventQueue.forCluster(this.cluster, {
       onDrop: (why, event) => {
         options.onEventDropped?.(why);
-        const fields = { why, reason: event.reason, namespace: event.metadata.namespace, object: event.involvedObject.name };
+        const fields = { why, reason: event.reason, namespace: event.involvedObject.namespace, object: event.involvedObject.name };
         if (why === "Failed") log.warn("an Event could not be written", fields);
         else log.debug("an Event was dropped", fields);
       },
