@@ -102,6 +102,8 @@ export interface EventQueueOptions {
   /** Per object: Events told at once, and how often one more is allowed (client-go's spam filter: 25, one per 5 min). */
   burst?: number;
   refillMs?: number;
+  /** Objects whose spam-filter buckets are kept, the least recently told let go first (client-go's: 4,096). */
+  spamFilterObjects?: number;
   /** Waits before each retry of a write the API server answered 429 or 5xx, or never answered. */
   retryDelaysMs?: readonly number[];
   now?: () => number;
@@ -126,6 +128,7 @@ export class EventQueue {
   private readonly waiting = new Map<string, QueuedEvent[]>();
   private characters = 0;
   private writing = 0;
+  /** In the order last told, least recent first (a Map keeps its insertion order). */
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   private idleWaiters: (() => void)[] = [];
   private adds = 0;
@@ -134,6 +137,7 @@ export class EventQueue {
   private readonly writers: number;
   private readonly burst: number;
   private readonly refillMs: number;
+  private readonly spamFilterObjects: number;
   private readonly retryDelaysMs: readonly number[];
   private readonly now: () => number;
 
@@ -146,6 +150,7 @@ export class EventQueue {
     this.writers = options.writers ?? 2;
     this.burst = options.burst ?? 25;
     this.refillMs = options.refillMs ?? 300_000;
+    this.spamFilterObjects = options.spamFilterObjects ?? 4_096;
     this.retryDelaysMs = options.retryDelaysMs ?? [1_000, 2_000, 4_000];
     // A monotonic clock: a wall clock stepped back would drain the buckets and silence objects for the step.
     this.now = options.now ?? (() => performance.now());
@@ -163,6 +168,11 @@ export class EventQueue {
   /** Events waiting or being written: zero once the queue has drained. */
   get unwritten(): number {
     return this.pending.length + this.writing;
+  }
+
+  /** Objects the spam filter keeps a bucket for. */
+  get spamFilterSize(): number {
+    return this.buckets.size;
   }
 
   add(told: QueuedEvent): void {
@@ -251,14 +261,21 @@ export class EventQueue {
     return event;
   }
 
-  /** The token bucket of the Event's object: full for an object not seen for a while, so buckets are let go then. */
+  /**
+   * The token bucket of the Event's object: full for an object not seen for a while, so buckets are let go
+   * then; and at most `spamFilterObjects` of them, the least recently told let go first (a storm of new
+   * objects, each telling once, would otherwise keep one each until the next sweep).
+   */
   private allowed(key: string): boolean {
     const now = this.now();
     const bucket = this.buckets.get(key) ?? { tokens: this.burst, at: now };
     bucket.tokens = Math.min(this.burst, bucket.tokens + (now - bucket.at) / this.refillMs);
     bucket.at = now;
     if (++this.adds % 1_000 === 0) this.sweep(now);
+    // Deleted and set again: now the most recently told.
+    this.buckets.delete(key);
     this.buckets.set(key, bucket);
+    if (this.buckets.size > this.spamFilterObjects) this.buckets.delete(this.buckets.keys().next().value!);
     if (bucket.tokens < 1) return false;
     bucket.tokens -= 1;
     return true;

@@ -207,3 +207,28 @@ test("an Event like one waiting (object, type, reason, message) is counted on it
   started.at(-1)!.finish();
   assert.equal(await queue.flush(1_000), true);
 });
+
+test("the spam filter keeps a bucket for at most spamFilterObjects objects, the least recently told let go first", () => {
+  const drops: string[] = [];
+  const queue = new EventQueue(() => Promise.resolve(), {
+    burst: 1,
+    spamFilterObjects: 3,
+    now: () => 0,
+    onDrop: (why, e) => drops.push(`${why} ${e.involvedObject.name}`),
+  });
+  queue.add(event("flapping", "Issued", "Normal", "1"));
+  queue.add(event("a"));
+  queue.add(event("b"));
+  queue.add(event("flapping", "Issued", "Normal", "2"));
+  assert.deepEqual(drops, ["Spam flapping"]);
+  // Told again just now, flapping's bucket is the one kept while new objects come.
+  queue.add(event("c"));
+  queue.add(event("d"));
+  queue.add(event("flapping", "Issued", "Normal", "3"));
+  assert.deepEqual(drops, ["Spam flapping", "Spam flapping"]);
+  assert.equal(queue.spamFilterSize, 3);
+  // A storm of new objects: the old filter kept one bucket each until they had refilled (5 minutes) and 1,000 more were told.
+  const storm = new EventQueue(() => Promise.resolve(), { now: () => 0 });
+  for (let i = 0; i < 10_000; i++) storm.add(event(`s${i}`));
+  assert.equal(storm.spamFilterSize, 4_096);
+});
