@@ -88,8 +88,11 @@ async function writeEvent(cluster: Cluster, event: EventBody): Promise<void> {
   await cluster.postEvent(event.metadata.namespace, event, [403, 404]);
 }
 
-/** Why an Event was not written: the queue was full, its object had told too many, or the API server refused it. */
-export const eventDrops = ["QueueFull", "Spam", "Failed"] as const;
+/**
+ * Why an Event was not written: the queue was full, its object had told too many, the API server refused it,
+ * or it was told (or still waiting, or between retries) when the queue closed (the operator stopping).
+ */
+export const eventDrops = ["QueueFull", "Spam", "Failed", "Closed"] as const;
 export type EventDrop = (typeof eventDrops)[number];
 
 export interface EventQueueOptions {
@@ -120,7 +123,7 @@ export interface EventQueueOptions {
  * them, and at 1,000 (client-go's bound) half of them were dropped. Full, an Event is dropped and counted, never
  * blocking; an object that tells more than `burst` at once is held to one per `refillMs` (the spam filter: an
  * object flapping can neither fill the queue nor the namespace's Events). `flush` waits for what is queued, up to
- * a deadline (SIGTERM).
+ * a deadline, and `close` (SIGTERM, after it) drops what is left and stops the retries.
  */
 export class EventQueue {
   private readonly pending: QueuedEvent[] = [];
@@ -128,6 +131,9 @@ export class EventQueue {
   private readonly waiting = new Map<string, QueuedEvent[]>();
   private characters = 0;
   private writing = 0;
+  private closed = false;
+  /** Retries waiting for their time, woken (to give up) by close. */
+  private readonly retryWaits = new Set<() => void>();
   /** In the order last told, least recent first (a Map keeps its insertion order). */
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   private idleWaiters: (() => void)[] = [];
@@ -186,6 +192,10 @@ export class EventQueue {
       lastTimestamp: told.lastTimestamp,
       count: told.count,
     };
+    if (this.closed) {
+      this.options.onDrop?.("Closed", event);
+      return;
+    }
     const key = objectKey(event.involvedObject);
     // Like one waiting: told on it, costing neither room nor a spam-filter token (client-go's correlator).
     const like = this.waiting.get(key)?.find((w) => w.type === event.type && w.reason === event.reason && w.message === event.message);
@@ -226,6 +236,18 @@ export class EventQueue {
     ]);
     clearTimeout(timer);
     return done;
+  }
+
+  /**
+   * From now on nothing more is written: what waits, what is told and what waits to be tried again is dropped
+   * (Closed), and no timer is left. A write in flight finishes (or fails, and is not tried again).
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.pending.length > 0) this.options.onDrop?.("Closed", this.take(this.pending.length - 1));
+    for (const wake of [...this.retryWaits]) wake();
+    if (this.writing === 0) this.idleWaiters.splice(0).forEach((w) => w());
   }
 
   /**
@@ -287,7 +309,7 @@ export class EventQueue {
   }
 
   private pump(): void {
-    while (this.writing < this.writers && this.pending.length > 0) {
+    while (!this.closed && this.writing < this.writers && this.pending.length > 0) {
       const event = this.take(0);
       this.writing++;
       void this.deliver(event).finally(() => {
@@ -312,9 +334,26 @@ export class EventQueue {
           this.options.onDrop?.("Failed", event);
           return;
         }
-        await new Promise((resolve) => setTimeout(resolve, delay));
+        if (!this.closed) await this.retryWait(delay);
+        if (this.closed) {
+          this.options.onDrop?.("Closed", event);
+          return;
+        }
       }
     }
+  }
+
+  /** Resolves after the delay, or at once when the queue closes. */
+  private retryWait(delayMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.retryWaits.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, delayMs);
+      this.retryWaits.add(wake);
+    });
   }
 }
 

@@ -52,7 +52,7 @@ const duration = new Histogram({
 });
 const eventsDropped = new Counter({
   name: "smtpc_operator_events_dropped_total",
-  help: "Events not written, by why: QueueFull (more waiting than the queue holds: 20,000 or 2,000,000 characters of messages), Spam (one object telling more than 25 at once, then one per 5 min), Failed (the API server refused it, or a retry did not pass).",
+  help: "Events not written, by why: QueueFull (more waiting than the queue holds: 20,000 or 2,000,000 characters of messages), Spam (one object telling more than 25 at once, then one per 5 min), Failed (the API server refused it, or a retry did not pass), Closed (told, waiting or between retries when the operator stopped).",
   labelNames: ["why"],
   registers: [registry],
 });

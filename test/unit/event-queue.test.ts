@@ -232,3 +232,30 @@ test("the spam filter keeps a bucket for at most spamFilterObjects objects, the 
   for (let i = 0; i < 10_000; i++) storm.add(event(`s${i}`));
   assert.equal(storm.spamFilterSize, 4_096);
 });
+
+test("closed, the queue writes nothing more: what waits, what is told and a retry waiting are dropped (Closed), no timer left", async () => {
+  const drops: string[] = [];
+  let calls = 0;
+  const queue = new EventQueue(
+    () => {
+      calls++;
+      return Promise.reject(Object.assign(new Error("busy"), { code: 503 }));
+    },
+    { writers: 1, retryDelaysMs: [60_000], onDrop: (why, e) => drops.push(`${why} ${e.involvedObject.name}`) },
+  );
+  const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+  const before = timers();
+  queue.add(event("a"));
+  queue.add(event("b"));
+  await tick();
+  assert.equal(calls, 1, "a failed once and waits a minute for its retry");
+  assert.equal(timers(), before + 1);
+  queue.close();
+  queue.add(event("c"));
+  await tick();
+  assert.deepEqual(drops.sort(), ["Closed a", "Closed b", "Closed c"]);
+  assert.equal(timers(), before, "the retry's timer is gone");
+  assert.equal(await queue.flush(1_000), true);
+  assert.equal(calls, 1, "a was not tried again");
+  assert.equal(queue.unwritten, 0);
+});
