@@ -127,8 +127,8 @@ export interface EventQueueOptions {
  */
 export class EventQueue {
   private readonly pending: QueuedEvent[] = [];
-  /** The Events waiting, by object: where an Event like one of them is counted. */
-  private readonly waiting = new Map<string, QueuedEvent[]>();
+  /** The Events waiting, by object: where an Event like one of them is counted (one alone is not in an array: 56 bytes less each). */
+  private readonly waiting = new Map<string, QueuedEvent | QueuedEvent[]>();
   private characters = 0;
   private writing = 0;
   private closed = false;
@@ -198,7 +198,7 @@ export class EventQueue {
     }
     const key = objectKey(event.involvedObject);
     // Like one waiting: told on it, costing neither room nor a spam-filter token (client-go's correlator).
-    const like = this.waiting.get(key)?.find((w) => w.type === event.type && w.reason === event.reason && w.message === event.message);
+    const like = this.waitingFor(key).find((w) => w.type === event.type && w.reason === event.reason && w.message === event.message);
     if (like) {
       like.count += event.count;
       like.lastTimestamp = event.lastTimestamp;
@@ -220,9 +220,8 @@ export class EventQueue {
     for (const dropped of made.reverse()) this.options.onDrop?.("QueueFull", dropped);
     this.pending.push(event);
     this.characters += event.message.length;
-    const same = this.waiting.get(key);
-    if (same) same.push(event);
-    else this.waiting.set(key, [event]);
+    const same = this.waitingFor(key);
+    this.waiting.set(key, same.length === 0 ? event : [...same, event]);
     this.pump();
   }
 
@@ -277,10 +276,15 @@ export class EventQueue {
     const event = index === 0 ? this.pending.shift()! : this.pending.splice(index, 1)[0]!;
     this.characters -= event.message.length;
     const key = objectKey(event.involvedObject);
-    const same = this.waiting.get(key)?.filter((w) => w !== event) ?? [];
-    if (same.length > 0) this.waiting.set(key, same);
-    else this.waiting.delete(key);
+    const same = this.waitingFor(key).filter((w) => w !== event);
+    if (same.length === 0) this.waiting.delete(key);
+    else this.waiting.set(key, same.length === 1 ? same[0]! : same);
     return event;
+  }
+
+  private waitingFor(key: string): readonly QueuedEvent[] {
+    const same = this.waiting.get(key);
+    return same === undefined ? [] : Array.isArray(same) ? same : [same];
   }
 
   /**
