@@ -141,6 +141,50 @@ async function metricSum(port: number, name: string, filter = ""): Promise<numbe
   return lines.length === 0 ? NaN : lines.reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
 }
 
+/** Events dropped since start, by why (empty: a build without the Event queue). */
+async function eventDrops(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics?name=smtpc_operator_events_dropped_total`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const match = /^smtpc_operator_events_dropped_total\{why="([A-Za-z]+)"\} (\d+)/.exec(line);
+    if (match) out.set(match[1]!, Number(match[2]));
+  }
+  return out;
+}
+
+/**
+ * The operator's Event queue (waiting and being written), read every 250 ms from now: `drained()` waits until it
+ * is empty and says when it last was not, and the most it held (NaN both: a build without the gauge).
+ */
+function sampleEventQueue(port: number): { drained: () => Promise<{ drainedAt: number; peak: number }> } {
+  let peak = 0;
+  let busyAt = Date.now();
+  let empty = false;
+  let missing = false;
+  let stop = false;
+  const sampling = (async () => {
+    while (!stop || !empty) {
+      const unwritten = await metric(port, "smtpc_operator_events_unwritten");
+      if (Number.isNaN(unwritten)) {
+        missing = true;
+        return;
+      }
+      peak = Math.max(peak, unwritten);
+      empty = unwritten === 0;
+      if (!empty) busyAt = Date.now();
+      else if (stop) return;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+  return {
+    drained: async () => {
+      stop = true;
+      await sampling;
+      return missing ? { drainedAt: NaN, peak: NaN } : { drainedAt: busyAt, peak };
+    },
+  };
+}
+
 /** The operator's API requests since start, by verb. */
 async function requestsByVerb(port: number): Promise<Map<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics?name=smtpc_operator_api_requests`)).text();
@@ -373,6 +417,8 @@ async function main(): Promise<void> {
         const benchBefore = process.cpuUsage();
         const verbsBefore = await requestsByVerb(port);
         const updatesBefore = { ...updatesSeen };
+        const dropsBefore = await eventDrops(port);
+        const events = sampleEventQueue(port);
         const lastCreated = await apply(admin, objects);
         // The figure is the operator's last write (quiet() below), not this look.
         const pollMs = 250;
@@ -402,13 +448,24 @@ async function main(): Promise<void> {
         console.error(
           `${shape.name}: updates per object seen by watch while converging: domain ${domainUpdates.toFixed(2)}, address ${addressUpdates.toFixed(2)}`,
         );
+        // The Events told while converging are written after it, off the reconciles' path: how much later the
+        // queue is empty (0 when it was before the last write). Idle starts once it is, so it counts no Event.
+        const { drainedAt, peak } = await events.drained();
+        const eventsDrainedAfter = Math.max(0, drainedAt - lastChange) / 1000;
         const idleBefore = await metric(port, "smtpc_operator_api_writes");
         const requestsBefore = await metricSum(port, "smtpc_operator_api_requests");
         await new Promise((r) => setTimeout(r, idleSeconds * 1000));
         const idleWrites = (await metric(port, "smtpc_operator_api_writes")) - idleBefore;
         const idleRequestsPerSecond = ((await metricSum(port, "smtpc_operator_api_requests")) - requestsBefore) / idleSeconds;
-        // Events the queue had no room for, held back as spam, or could not write (NaN: a build without the queue).
-        const eventsDropped = await metricSum(port, "smtpc_operator_events_dropped_total");
+        // Events the queue had no room for, held back as spam, or could not write, by why (NaN: a build without the queue).
+        const dropsAfter = await eventDrops(port);
+        const dropped = Object.fromEntries(
+          [...new Set([...dropsBefore.keys(), ...dropsAfter.keys()])].map((why) => [
+            `eventsDropped${why}`,
+            (dropsAfter.get(why) ?? 0) - (dropsBefore.get(why) ?? 0),
+          ]),
+        );
+        const eventsDropped = dropsAfter.size === 0 ? NaN : Object.values(dropped).reduce((a, b) => a + b, 0);
         const made = shape.namespaces * shape.domainsPerNamespace * (1 + shape.addressesPerDomain);
         results.push({
           domains: shape.namespaces * shape.domainsPerNamespace,
@@ -425,6 +482,9 @@ async function main(): Promise<void> {
           eventsDropped,
           domainUpdates,
           addressUpdates,
+          ...dropped,
+          eventsDrainedAfter,
+          eventsPeak: peak,
           rssMb: rssMb(operator.pid!),
         });
         await heapSnapshot(operator.pid!);
@@ -489,6 +549,15 @@ async function main(): Promise<void> {
     console.log(`figure events_dropped_${n}_addresses ${r.eventsDropped} events`);
     console.log(`figure updates_per_domain_${n}_addresses ${r.domainUpdates!.toFixed(2)} writes`);
     console.log(`figure updates_per_address_${n}_addresses ${r.addressUpdates!.toFixed(2)} writes`);
+    for (const [key, value] of Object.entries(r).filter(([key]) => key.startsWith("eventsDropped") && key !== "eventsDropped")) {
+      const why = key
+        .slice("eventsDropped".length)
+        .replace(/(?<=[a-z])(?=[A-Z])/g, "_")
+        .toLowerCase();
+      console.log(`figure events_dropped_${why}_${n}_addresses ${value} events`);
+    }
+    console.log(`figure events_drained_after_converged_${n}_addresses ${r.eventsDrainedAfter!.toFixed(1)} s`);
+    console.log(`figure events_queue_peak_${n}_addresses ${r.eventsPeak} events`);
   };
   if (custom) {
     const [only] = results as [Record<string, number>];

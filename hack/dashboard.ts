@@ -99,7 +99,15 @@ const rows: { title: string; panels: Panel[] }[] = [
         ],
       },
       { title: "Work queue depth", unit: "short", targets: [{ expr: "max(smtpc_operator_queue_depth)", legend: "depth" }] },
-      { title: "API errors by code", unit: "short", targets: [{ expr: "sum by (code) (smtpc_operator_api_errors)", legend: "{{code}}" }] },
+      {
+        title: "API errors by code",
+        unit: "short",
+        targets: [
+          { expr: "sum by (code) (smtpc_operator_api_errors)", legend: "{{code}}" },
+          // The Event writes' apart: a 429 here is Events throttled, not reconciles.
+          { expr: "sum by (code) (smtpc_operator_event_api_errors)", legend: "Events {{code}}" },
+        ],
+      },
       {
         title: "Rotations in progress (two active versions)",
         unit: "s",

@@ -112,7 +112,7 @@ export class Controller {
     this.cluster.events = this.events = EventQueue.forCluster(this.cluster, {
       onDrop: (why, event) => {
         options.onEventDropped?.(why);
-        const fields = { why, reason: event.reason, namespace: event.metadata.namespace, object: event.involvedObject.name };
+        const fields = { why, reason: event.reason, namespace: event.involvedObject.namespace, object: event.involvedObject.name };
         if (why === "Failed") log.warn("an Event could not be written", fields);
         else log.debug("an Event was dropped", fields);
       },
@@ -282,6 +282,8 @@ export class Controller {
     // What reconciles told is written before the process goes, within a deadline (the pod's grace period).
     if (!(await this.events.flush(this.options.eventFlushMs ?? 5_000)))
       this.options.log.warn("stopping with Events not written", { waiting: this.events.depth });
+    // Past the deadline nothing more is written (the Lease is released next): what is left is dropped, counted.
+    this.events.close();
     await Promise.all([this.domains.stop(), this.addresses.stop(), this.secrets.stop(), ...this.watched.map((w) => w.stop())]);
   }
 

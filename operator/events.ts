@@ -30,85 +30,120 @@ export async function recordEvent(
   reason: string,
   message: string,
 ): Promise<void> {
-  const event = eventBody(involved, type, reason, message, new Date());
+  const now = new Date().toISOString();
+  const event: QueuedEvent = {
+    involvedObject: involved,
+    type,
+    reason,
+    message: message.slice(0, 1024),
+    firstTimestamp: now,
+    lastTimestamp: now,
+    count: 1,
+  };
   if (cluster.events) cluster.events.add(event);
-  else await writeEvent(cluster, event);
+  else await writeEvent(cluster, eventBody(event));
 }
 
-export interface EventBody {
-  apiVersion: "v1";
-  kind: "Event";
-  metadata: { generateName: string; namespace: string };
+/** What an Event says; the rest of its body is the same for every Event, so the queue keeps only this. */
+export interface QueuedEvent {
   involvedObject: Involved;
   type: "Normal" | "Warning";
   reason: string;
   message: string;
-  source: { component: string };
-  reportingComponent: string;
-  reportingInstance: string;
   firstTimestamp: string;
   lastTimestamp: string;
   count: number;
 }
 
-function eventBody(involved: Involved, type: "Normal" | "Warning", reason: string, message: string, at: Date): EventBody {
-  const now = at.toISOString();
+export interface EventBody extends QueuedEvent {
+  apiVersion: "v1";
+  kind: "Event";
+  metadata: { generateName: string; namespace: string };
+  source: { component: string };
+  reportingComponent: string;
+  reportingInstance: string;
+}
+
+function eventBody(event: QueuedEvent): EventBody {
+  const { involvedObject, type, reason, message, firstTimestamp, lastTimestamp, count } = event;
   return {
     apiVersion: "v1",
     kind: "Event",
-    metadata: { generateName: `${involved.name}.`, namespace: involved.namespace },
-    involvedObject: involved,
+    metadata: { generateName: `${involvedObject.name}.`, namespace: involvedObject.namespace },
+    involvedObject,
     type,
     reason,
-    message: message.slice(0, 1024),
+    message,
     source: { component: "smtp-connector" },
     reportingComponent: "smtpconnector.dev/operator",
     reportingInstance: "smtp-connector",
-    firstTimestamp: now,
-    lastTimestamp: now,
-    count: 1,
+    firstTimestamp,
+    lastTimestamp,
+    count,
   };
 }
 
 async function writeEvent(cluster: Cluster, event: EventBody): Promise<void> {
   // A namespace being deleted refuses new events: nothing to tell anyone there.
-  await cluster.write("POST", `/api/v1/namespaces/${encodeURIComponent(event.metadata.namespace)}/events`, event, [403, 404]);
+  await cluster.postEvent(event.metadata.namespace, event, [403, 404]);
 }
 
-/** Why an Event was not written: the queue was full, its object had told too many, or the API server refused it. */
-export type EventDrop = "QueueFull" | "Spam" | "Failed";
+/**
+ * Why an Event was not written: the queue was full, its object had told too many, the API server refused it,
+ * or it was told (or still waiting, or between retries) when the queue closed (the operator stopping).
+ */
+export const eventDrops = ["QueueFull", "Spam", "Failed", "Closed"] as const;
+export type EventDrop = (typeof eventDrops)[number];
 
 export interface EventQueueOptions {
-  /** Events waiting at most (client-go's broadcaster: 1,000). */
+  /** Events waiting at most. */
   capacity?: number;
+  /** The messages of the Events waiting, in characters at most (a message is up to 1,024). */
+  capacityCharacters?: number;
   /** Writes in flight at once. */
   writers?: number;
   /** Per object: Events told at once, and how often one more is allowed (client-go's spam filter: 25, one per 5 min). */
   burst?: number;
   refillMs?: number;
+  /** Objects whose spam-filter buckets are kept, the least recently told let go first (client-go's: 4,096). */
+  spamFilterObjects?: number;
   /** Waits before each retry of a write the API server answered 429 or 5xx, or never answered. */
   retryDelaysMs?: readonly number[];
   now?: () => number;
-  onDrop?: (why: EventDrop, event: EventBody) => void;
+  onDrop?: (why: EventDrop, event: QueuedEvent) => void;
 }
 
 /**
- * Events off the reconcile's path, as client-go's EventBroadcaster: a bounded queue that a couple of writers
- * drain, so a reconcile never waits for an Event (at 10,000 new addresses there were 11,803 POSTs, nearly all
- * Events, each awaited in a reconcile). Full, an Event is dropped and counted, never blocking; an object that
- * tells more than `burst` at once is held to one per `refillMs` (the spam filter: an object flapping can
- * neither fill the queue nor the namespace's Events). `flush` waits for what is queued, up to a deadline (SIGTERM).
+ * Events off the reconcile's path, as client-go's EventBroadcaster and EventCorrelator: a bounded queue that a
+ * couple of writers drain, so a reconcile never waits for an Event (at 10,000 new addresses there were 11,803
+ * POSTs, nearly all Events, each awaited in a reconcile). An Event like one still waiting (same object, type,
+ * reason and message) is counted on it (count, lastTimestamp), as client-go's correlator does. The queue keeps
+ * what an Event says, not its body (made at write time), and holds 20,000 of them or 2,000,000 characters of
+ * messages: a creation storm of 10,000 addresses tells one or two Events each faster than two writers write
+ * them, and at 1,000 (client-go's bound) half of them were dropped. Full, an Event is dropped and counted, never
+ * blocking; an object that tells more than `burst` at once is held to one per `refillMs` (the spam filter: an
+ * object flapping can neither fill the queue nor the namespace's Events). `flush` waits for what is queued, up to
+ * a deadline, and `close` (SIGTERM, after it) drops what is left and stops the retries.
  */
 export class EventQueue {
-  private readonly pending: EventBody[] = [];
+  private readonly pending: QueuedEvent[] = [];
+  /** The Events waiting, by object: where an Event like one of them is counted (one alone is not in an array: 56 bytes less each). */
+  private readonly waiting = new Map<string, QueuedEvent | QueuedEvent[]>();
+  private characters = 0;
   private writing = 0;
+  private closed = false;
+  /** Retries waiting for their time, woken (to give up) by close. */
+  private readonly retryWaits = new Set<() => void>();
+  /** In the order last told, least recent first (a Map keeps its insertion order). */
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   private idleWaiters: (() => void)[] = [];
   private adds = 0;
   private readonly capacity: number;
+  private readonly capacityCharacters: number;
   private readonly writers: number;
   private readonly burst: number;
   private readonly refillMs: number;
+  private readonly spamFilterObjects: number;
   private readonly retryDelaysMs: readonly number[];
   private readonly now: () => number;
 
@@ -116,10 +151,12 @@ export class EventQueue {
     private readonly write: (event: EventBody) => Promise<void>,
     private readonly options: EventQueueOptions = {},
   ) {
-    this.capacity = options.capacity ?? 1_000;
+    this.capacity = options.capacity ?? 20_000;
+    this.capacityCharacters = options.capacityCharacters ?? 2_000_000;
     this.writers = options.writers ?? 2;
     this.burst = options.burst ?? 25;
     this.refillMs = options.refillMs ?? 300_000;
+    this.spamFilterObjects = options.spamFilterObjects ?? 4_096;
     this.retryDelaysMs = options.retryDelaysMs ?? [1_000, 2_000, 4_000];
     // A monotonic clock: a wall clock stepped back would drain the buckets and silence objects for the step.
     this.now = options.now ?? (() => performance.now());
@@ -134,22 +171,57 @@ export class EventQueue {
     return this.pending.length;
   }
 
-  add(event: EventBody): void {
-    // Full, a Warning takes the place of the oldest Normal waiting: what went wrong is told before what went well
+  /** Events waiting or being written: zero once the queue has drained. */
+  get unwritten(): number {
+    return this.pending.length + this.writing;
+  }
+
+  /** Objects the spam filter keeps a bucket for. */
+  get spamFilterSize(): number {
+    return this.buckets.size;
+  }
+
+  add(told: QueuedEvent): void {
+    // A copy: the queue changes count and lastTimestamp of what waits, and keeps only what an Event says.
+    const event: QueuedEvent = {
+      involvedObject: told.involvedObject,
+      type: told.type,
+      reason: told.reason,
+      message: told.message,
+      firstTimestamp: told.firstTimestamp,
+      lastTimestamp: told.lastTimestamp,
+      count: told.count,
+    };
+    if (this.closed) {
+      this.options.onDrop?.("Closed", event);
+      return;
+    }
+    const key = objectKey(event.involvedObject);
+    // Like one waiting: told on it, costing neither room nor a spam-filter token (client-go's correlator).
+    const like = this.waitingFor(key).find((w) => w.type === event.type && w.reason === event.reason && w.message === event.message);
+    if (like) {
+      like.count += event.count;
+      like.lastTimestamp = event.lastTimestamp;
+      return;
+    }
+    // Full, a Warning takes the place of the oldest Normals waiting: what went wrong is told before what went well
     // (a Warning is told once, as its condition changes: one dropped is never told).
-    const full = this.pending.length >= this.capacity;
-    const room = full && event.type === "Warning" ? this.pending.findIndex((waiting) => waiting.type === "Normal") : -1;
-    if (full && room < 0) {
+    const room = this.room(event);
+    if (!room) {
       // Before the spam filter, so an Event there is no room for does not spend its object's tokens.
       this.options.onDrop?.("QueueFull", event);
       return;
     }
-    if (!this.allowed(event.involvedObject)) {
+    if (!this.allowed(key)) {
       this.options.onDrop?.("Spam", event);
       return;
     }
-    if (full) this.options.onDrop?.("QueueFull", this.pending.splice(room, 1)[0]!);
+    const made = room.reverse().map((index) => this.take(index));
+    for (const dropped of made.reverse()) this.options.onDrop?.("QueueFull", dropped);
     this.pending.push(event);
+    this.characters += event.message.length;
+    const same = this.waitingFor(key);
+    this.waiting.set(key, same.length === 0 ? event : [...same, event]);
     this.pump();
   }
 
@@ -165,20 +237,73 @@ export class EventQueue {
     return done;
   }
 
-  /** The token bucket of the Event's object: full for an object not seen for a while, so buckets are let go then. */
-  private allowed(object: Involved): boolean {
+  /**
+   * From now on nothing more is written: what waits, what is told and what waits to be tried again is dropped
+   * (Closed), and no timer is left. A write in flight finishes (or fails, and is not tried again).
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.pending.length > 0) this.options.onDrop?.("Closed", this.take(this.pending.length - 1));
+    for (const wake of [...this.retryWaits]) wake();
+    if (this.writing === 0) this.idleWaiters.splice(0).forEach((w) => w());
+  }
+
+  /**
+   * Whether the Event fits: [] when there is room, the indexes (ascending) of the oldest Normals a Warning
+   * would take the place of, undefined when there is no room for it.
+   */
+  private room(event: QueuedEvent): number[] | undefined {
+    const fits = (count: number, characters: number) =>
+      count < this.capacity && characters + event.message.length <= this.capacityCharacters;
+    let count = this.pending.length;
+    let characters = this.characters;
+    if (fits(count, characters)) return [];
+    if (event.type !== "Warning") return undefined;
+    const taken: number[] = [];
+    for (const [index, waiting] of this.pending.entries()) {
+      if (waiting.type !== "Normal") continue;
+      taken.push(index);
+      count--;
+      characters -= waiting.message.length;
+      if (fits(count, characters)) return taken;
+    }
+    return undefined;
+  }
+
+  /** Takes a waiting Event out of the queue. */
+  private take(index: number): QueuedEvent {
+    const event = index === 0 ? this.pending.shift()! : this.pending.splice(index, 1)[0]!;
+    this.characters -= event.message.length;
+    const key = objectKey(event.involvedObject);
+    const same = this.waitingFor(key).filter((w) => w !== event);
+    if (same.length === 0) this.waiting.delete(key);
+    else this.waiting.set(key, same.length === 1 ? same[0]! : same);
+    return event;
+  }
+
+  private waitingFor(key: string): readonly QueuedEvent[] {
+    const same = this.waiting.get(key);
+    return same === undefined ? [] : Array.isArray(same) ? same : [same];
+  }
+
+  /**
+   * The token bucket of the Event's object: full for an object not seen for a while, so buckets are let go
+   * then; and at most `spamFilterObjects` of them, the least recently told let go first (a storm of new
+   * objects, each telling once, would otherwise keep one each until the next sweep).
+   */
+  private allowed(key: string): boolean {
     const now = this.now();
-    const key = object.uid || `${object.kind}/${object.namespace}/${object.name}`;
     const bucket = this.buckets.get(key) ?? { tokens: this.burst, at: now };
     bucket.tokens = Math.min(this.burst, bucket.tokens + (now - bucket.at) / this.refillMs);
     bucket.at = now;
     if (++this.adds % 1_000 === 0) this.sweep(now);
-    if (bucket.tokens < 1) {
-      this.buckets.set(key, bucket);
-      return false;
-    }
-    bucket.tokens -= 1;
+    // Deleted and set again: now the most recently told.
+    this.buckets.delete(key);
     this.buckets.set(key, bucket);
+    if (this.buckets.size > this.spamFilterObjects) this.buckets.delete(this.buckets.keys().next().value!);
+    if (bucket.tokens < 1) return false;
+    bucket.tokens -= 1;
     return true;
   }
 
@@ -188,8 +313,8 @@ export class EventQueue {
   }
 
   private pump(): void {
-    while (this.writing < this.writers && this.pending.length > 0) {
-      const event = this.pending.shift()!;
+    while (!this.closed && this.writing < this.writers && this.pending.length > 0) {
+      const event = this.take(0);
       this.writing++;
       void this.deliver(event).finally(() => {
         this.writing--;
@@ -199,10 +324,11 @@ export class EventQueue {
     }
   }
 
-  private async deliver(event: EventBody): Promise<void> {
+  private async deliver(event: QueuedEvent): Promise<void> {
+    const body = eventBody(event);
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.write(event);
+        await this.write(body);
         return;
       } catch (error) {
         const status = (error as { code?: unknown }).code;
@@ -212,10 +338,32 @@ export class EventQueue {
           this.options.onDrop?.("Failed", event);
           return;
         }
-        await new Promise((resolve) => setTimeout(resolve, delay));
+        if (!this.closed) await this.retryWait(delay);
+        if (this.closed) {
+          this.options.onDrop?.("Closed", event);
+          return;
+        }
       }
     }
   }
+
+  /** Resolves after the delay, or at once when the queue closes. */
+  private retryWait(delayMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.retryWaits.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, delayMs);
+      this.retryWaits.add(wake);
+    });
+  }
+}
+
+/** The spam filter's and the correlator's key of an object: its uid, or its name for an object without one. */
+function objectKey(object: Involved): string {
+  return object.uid || `${object.kind}/${object.namespace}/${object.name}`;
 }
 
 /** Reasons that warn while their condition is True: the thing works, but not as asked or not for long. */

@@ -6,6 +6,7 @@ import { apiRequests, clusterAccess, type ClusterAccess } from "./kube/access.js
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type GaugeConfiguration } from "prom-client";
 import { createLogger } from "../lib/log.js";
 import { Controller } from "./controller.js";
+import { eventDrops } from "./events.js";
 import { helpText, parseFlags } from "./flags.js";
 import { apiLeaseStore, LeaderElector, leaderTimings } from "./leader.js";
 
@@ -51,10 +52,12 @@ const duration = new Histogram({
 });
 const eventsDropped = new Counter({
   name: "smtpc_operator_events_dropped_total",
-  help: "Events not written, by why: QueueFull (more waiting than the queue holds), Spam (one object telling more than 25 at once, then one per 5 min), Failed (the API server refused it, or a retry did not pass).",
+  help: "Events not written, by why: QueueFull (more waiting than the queue holds: 20,000 or 2,000,000 characters of messages), Spam (one object telling more than 25 at once, then one per 5 min), Failed (the API server refused it, or a retry did not pass), Closed (told, waiting or between retries when the operator stopped).",
   labelNames: ["why"],
   registers: [registry],
 });
+// Every why from the start, at 0: a series that appears only at its first drop has no rate() before it.
+for (const why of eventDrops) eventsDropped.inc({ why }, 0);
 const controller = new Controller(access, {
   settings: {
     relayImage: opts.relayImage,
@@ -89,12 +92,29 @@ new Gauge({
   },
 });
 new Gauge({
+  name: "smtpc_operator_events_unwritten",
+  help: "Events waiting in the Event queue or being written (0 once it has drained).",
+  registers: [registry],
+  collect() {
+    this.set(controller.events.unwritten);
+  },
+});
+new Gauge({
   name: "smtpc_operator_api_errors",
-  help: "API requests that failed since start, by HTTP status (network: no answer).",
+  help: "API requests that failed since start, by HTTP status (network: no answer). Event writes are counted apart: smtpc_operator_event_api_errors.",
   labelNames: ["code"],
   registers: [registry],
   collect() {
     for (const [code, count] of controller.cluster.apiErrors) this.set({ code }, count);
+  },
+});
+new Gauge({
+  name: "smtpc_operator_event_api_errors",
+  help: "Event writes (POST) that failed since start, by HTTP status (network: no answer), each retry counted: Event throttling apart from the reconciles' (smtpc_operator_api_errors).",
+  labelNames: ["code"],
+  registers: [registry],
+  collect() {
+    for (const [code, count] of controller.cluster.eventApiErrors) this.set({ code }, count);
   },
 });
 new Gauge({

@@ -16,6 +16,8 @@ export class Cluster {
   writes = 0;
   /** API errors by HTTP status ("network" when there was none), for the metrics. */
   readonly apiErrors = new Map<string, number>();
+  /** The same for the Event writes (postEvent), apart: Events throttled are not reconciles throttled. */
+  readonly eventApiErrors = new Map<string, number>();
   /** The last writes, "Kind namespace/name", newest last. */
   readonly recentWrites: string[] = [];
 
@@ -151,6 +153,11 @@ export class Cluster {
     return this.request(method, path, body, accept, timeoutMs);
   }
 
+  /** Writes an Event (events.ts), its errors counted in eventApiErrors. */
+  async postEvent(namespace: string, event: unknown, accept: number[] = []): Promise<void> {
+    await this.request("POST", `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`, event, accept, undefined, this.eventApiErrors);
+  }
+
   async get(path: string, accept: number[] = [], timeoutMs?: number): Promise<{ status: number; body: string }> {
     return this.request("GET", path, undefined, accept, timeoutMs);
   }
@@ -161,8 +168,9 @@ export class Cluster {
     body?: unknown,
     accept: number[] = [],
     timeoutMs?: number,
+    errors = this.apiErrors,
   ): Promise<{ status: number; body: string }> {
-    const countError = (code: string) => this.apiErrors.set(code, (this.apiErrors.get(code) ?? 0) + 1);
+    const countError = (code: string) => errors.set(code, (errors.get(code) ?? 0) + 1);
     let result: RawResponse;
     try {
       result = await request(this.access, method, path, body === undefined ? undefined : JSON.stringify(body), timeoutMs);

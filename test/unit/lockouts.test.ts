@@ -50,7 +50,7 @@ describe("relay lockouts to Events", () => {
   test("the announcer records one Warning Event per lockout across reconciles, and asks the relay at most every interval", async () => {
     const events: { type: string; reason: string }[] = [];
     const cluster = {
-      write: (_method: string, _path: string, body: { type: string; reason: string }) => Promise.resolve(void events.push(body)),
+      postEvent: (_namespace: string, body: { type: string; reason: string }) => Promise.resolve(void events.push(body)),
     } as unknown as Cluster;
     const domain = {
       metadata: { name: "example", namespace: "acme", uid: "u1" },

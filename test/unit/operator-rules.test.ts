@@ -168,7 +168,7 @@ describe("conditionChanges", () => {
     const writes: string[] = [];
     const cluster = {
       applyStatus: (_plural: string, _kind: string, _ns: string, name: string) => Promise.resolve(void writes.push(name)),
-      write: () => Promise.resolve({ status: 201, body: "{}" }),
+      postEvent: () => Promise.resolve(),
     } as unknown as Cluster;
     const address: SupportAddress = {
       apiVersion: "smtpconnector.dev/v1alpha1",

@@ -109,7 +109,7 @@ describe("message limits per domain", () => {
     const condition = { ...limitsCondition(asked, settings())!, lastTransitionTime: "2026-01-01T00:00:00Z" };
     const recorded: { type: string; reason: string; message: string }[] = [];
     const cluster = {
-      write: (_m: string, _p: string, body: unknown) => Promise.resolve(void recorded.push(body as (typeof recorded)[number])),
+      postEvent: (_namespace: string, body: unknown) => Promise.resolve(void recorded.push(body as (typeof recorded)[number])),
     } as unknown as Cluster;
     await conditionEvents(cluster, { apiVersion: "v", kind: "SmtpDomain", name: "n", namespace: "ns", uid: "u" }, [], [condition]);
     assert.deepEqual(
