@@ -282,7 +282,8 @@ export class Controller {
     // What reconciles told is written before the process goes, within a deadline (the pod's grace period).
     if (!(await this.events.flush(this.options.eventFlushMs ?? 5_000)))
       this.options.log.warn("stopping with Events not written", { waiting: this.events.depth });
-    // Past the deadline nothing more is written (the Lease is released next): what is left is dropped, counted.
+    // Past the deadline nothing new is written (the Lease is released next): what is left is dropped, counted. A
+    // write already in flight may still land; an Event only tells, it changes nothing the next leader owns.
     this.events.close();
     await Promise.all([this.domains.stop(), this.addresses.stop(), this.secrets.stop(), ...this.watched.map((w) => w.stop())]);
   }

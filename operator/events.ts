@@ -130,6 +130,9 @@ export class EventQueue {
   /** The Events waiting, by object: where an Event like one of them is counted (one alone is not in an array: 56 bytes less each). */
   private readonly waiting = new Map<string, QueuedEvent | QueuedEvent[]>();
   private characters = 0;
+  /** Normals waiting, and an index no Normal waits before: a Warning storm in a full queue finds room in O(1). */
+  private normals = 0;
+  private firstNormal = 0;
   private writing = 0;
   private closed = false;
   /** Retries waiting for their time, woken (to give up) by close. */
@@ -218,6 +221,7 @@ export class EventQueue {
     }
     const made = room.reverse().map((index) => this.take(index));
     for (const dropped of made.reverse()) this.options.onDrop?.("QueueFull", dropped);
+    if (event.type === "Normal" && this.normals++ === 0) this.firstNormal = this.pending.length;
     this.pending.push(event);
     this.characters += event.message.length;
     const same = this.waitingFor(key);
@@ -244,7 +248,11 @@ export class EventQueue {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    while (this.pending.length > 0) this.options.onDrop?.("Closed", this.take(this.pending.length - 1));
+    // Taken before it is told: `onDrop?.(…, take())` would skip the take without an onDrop, and never end.
+    while (this.pending.length > 0) {
+      const dropped = this.take(this.pending.length - 1);
+      this.options.onDrop?.("Closed", dropped);
+    }
     for (const wake of [...this.retryWaits]) wake();
     if (this.writing === 0) this.idleWaiters.splice(0).forEach((w) => w());
   }
@@ -259,10 +267,13 @@ export class EventQueue {
     let count = this.pending.length;
     let characters = this.characters;
     if (fits(count, characters)) return [];
-    if (event.type !== "Warning") return undefined;
+    if (event.type !== "Warning" || this.normals === 0) return undefined;
     const taken: number[] = [];
-    for (const [index, waiting] of this.pending.entries()) {
+    for (let index = this.firstNormal; index < this.pending.length; index++) {
+      const waiting = this.pending[index]!;
       if (waiting.type !== "Normal") continue;
+      // Everything before the first Normal found is a Warning: the next storm's scan starts here.
+      if (taken.length === 0) this.firstNormal = index;
       taken.push(index);
       count--;
       characters -= waiting.message.length;
@@ -275,6 +286,8 @@ export class EventQueue {
   private take(index: number): QueuedEvent {
     const event = index === 0 ? this.pending.shift()! : this.pending.splice(index, 1)[0]!;
     this.characters -= event.message.length;
+    if (event.type === "Normal") this.normals--;
+    if (index < this.firstNormal) this.firstNormal--;
     const key = objectKey(event.involvedObject);
     const same = this.waitingFor(key).filter((w) => w !== event);
     if (same.length === 0) this.waiting.delete(key);

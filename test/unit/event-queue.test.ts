@@ -259,3 +259,42 @@ test("closed, the queue writes nothing more: what waits, what is told and a retr
   assert.equal(calls, 1, "a was not tried again");
   assert.equal(queue.unwritten, 0);
 });
+
+test("close without an onDrop ends (it took nothing out of the queue, and spun)", () => {
+  const queue = new EventQueue(heldWrites().write, { capacity: 10, writers: 1 });
+  for (let i = 0; i < 30; i++) queue.add(event(`c${i}`));
+  queue.close();
+  assert.equal(queue.depth, 0);
+});
+
+test("a Warning storm in a full queue takes the oldest Normals in order, wherever they wait and as writes move them", async () => {
+  const writes = heldWrites();
+  const drops: string[] = [];
+  const queue = new EventQueue(writes.write, {
+    capacity: 6,
+    writers: 1,
+    onDrop: (why, e) => drops.push(`${why} ${e.involvedObject.name}`),
+  });
+  queue.add(event("w0", "Failed", "Warning")); // being written
+  for (const name of ["w1", "w2", "w3"]) queue.add(event(name, "Failed", "Warning"));
+  for (const name of ["n1", "n2", "n3"]) queue.add(event(name));
+  queue.add(event("w4", "Failed", "Warning"));
+  assert.deepEqual(drops, ["QueueFull n1"]);
+  // Two writes finish: the Warnings before the Normals move up, and two places free.
+  writes.started[0]!.finish();
+  await tick();
+  writes.started[1]!.finish();
+  await tick();
+  for (const name of ["w5", "w6", "w7", "w8"]) queue.add(event(name, "Failed", "Warning"));
+  assert.deepEqual(drops, ["QueueFull n1", "QueueFull n2", "QueueFull n3"], "the Normals, now nearer the head");
+  queue.add(event("n4"));
+  queue.add(event("w9", "Failed", "Warning"));
+  assert.deepEqual(drops.slice(3), ["QueueFull n4", "QueueFull w9"], "full of Warnings: no room for either");
+  writes.started[2]!.finish();
+  await tick();
+  queue.add(event("n5"));
+  queue.add(event("w10", "Failed", "Warning"));
+  assert.deepEqual(drops.slice(5), ["QueueFull n5"]);
+  const written = writes.started.map((s) => s.event.involvedObject.name);
+  assert.deepEqual(written, ["w0", "w1", "w2", "w3"]);
+});
