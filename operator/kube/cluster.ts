@@ -7,7 +7,7 @@ import { fieldManager, type KubeObject } from "../domain/render.js";
 import { ApiError, request, type ClusterAccess, type RawResponse } from "./access.js";
 import type { Logger } from "../../lib/log.js";
 import type { EventQueue } from "../events.js";
-import type { ReadCache } from "./read-cache.js";
+import type { ObjectRef, ReadCache } from "./read-cache.js";
 
 export { ApiError };
 
@@ -46,13 +46,19 @@ export class Cluster {
     const before = this.reads?.written(ref);
     const path = `${objectPath(apiVersion, kind, namespace)}/${encodeURIComponent(name)}`;
     const { body } = await this.request("PATCH", `${path}?fieldManager=${fieldManager}&force=true`, object);
-    // The object as written, for the reads until the watch shows it: only a kind they keep (a Secret's answer,
-    // its data in it, is never parsed), and an answer that does not parse leaves them to the watch: the write
-    // succeeded all the same.
-    if (!this.reads?.keeps(apiVersion, kind)) return;
+    this.answered(ref, before, body);
+  }
+
+  /**
+   * The object as written, for the reads until the watch shows it: only a kind they keep (an answer of any
+   * other kind is never parsed), and an answer that does not parse leaves them to the watch: the write
+   * succeeded all the same.
+   */
+  private answered(ref: ObjectRef, before: string | undefined, body: string): void {
+    if (!this.reads?.keeps(ref.apiVersion, ref.kind)) return;
     const answer = parseObject(body);
     if (answer) this.reads.applied(ref, before, answer);
-    else this.log?.debug("a write's answer did not parse as an object; reads wait for the watch", { kind, namespace, name });
+    else this.log?.debug("a write's answer did not parse as an object; reads wait for the watch", ref);
   }
 
   /**
@@ -64,8 +70,10 @@ export class Cluster {
     const { apiVersion, kind } = object;
     const { namespace, name } = object.metadata;
     this.record(`${kind} ${namespace}/${name}`);
-    this.reads?.written({ apiVersion, kind, namespace, name });
-    await this.request("POST", `${objectPath(apiVersion, kind, namespace)}?fieldManager=${fieldManager}`, object);
+    const ref = { apiVersion, kind, namespace, name };
+    const before = this.reads?.written(ref);
+    const { body } = await this.request("POST", `${objectPath(apiVersion, kind, namespace)}?fieldManager=${fieldManager}`, object);
+    this.answered(ref, before, body);
   }
 
   /**

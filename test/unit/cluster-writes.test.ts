@@ -1,6 +1,6 @@
-// What Cluster.apply does with the API server's answer (operator/kube/cluster.ts): it is handed to the read
-// cache only for a kind the cache keeps, so a Secret's answer (its data in it) is never parsed or held, and an
-// answer that does not parse fails no write that succeeded. Against a loopback HTTPS server that answers
+// What Cluster.apply and Cluster.create do with the API server's answer (operator/kube/cluster.ts): it is
+// handed to the read cache only for a kind the cache keeps, a Secret's (its data in it) held only when it is
+// the operator's own, and an answer that does not parse fails no write that succeeded. Against a loopback HTTPS server that answers
 // each PATCH with the body the case sets: the real API server never sends a garbled one.
 import assert from "node:assert/strict";
 import { once } from "node:events";
@@ -37,12 +37,12 @@ before(async () => {
 after(() => server.close());
 
 /** A Cluster whose read cache watches Deployments (one at resourceVersion 10) and records what reaches `applied`. */
-function setup() {
+function setup(ownSecret = false) {
   const watched: k8s.V1Deployment = { metadata: { name: "example-com-relay", namespace: "ns", resourceVersion: "10" } };
   const reads = new OwnObjectReads({
     informers: new Map([["apps/v1/Deployment", { get: () => watched }]]),
-    secretVersion: () => undefined,
-    isOwnSecret: () => false,
+    secretVersion: () => "11",
+    isOwnSecret: () => ownSecret,
     ownLabels: {},
   });
   const applied: k8s.KubernetesObject[] = [];
@@ -67,19 +67,45 @@ const relayDeployment = {
   spec: { replicas: 1 },
 };
 
-test("a Secret's answer is never parsed nor handed to the read cache", async (t) => {
-  const { cluster, applied } = setup();
-  const secret = {
-    apiVersion: "v1",
-    kind: "Secret",
-    metadata: { name: "example-com-relay-config", namespace: "ns", resourceVersion: "11" },
-    data: { password: Buffer.from("hunter2").toString("base64") },
-  };
-  answer = JSON.stringify(secret);
-  const parse = t.mock.method(JSON, "parse");
-  await cluster.apply(secret);
-  assert.deepEqual(applied, [], "nothing of the Secret reached the read cache");
-  assert.equal(parse.mock.calls.filter((call) => call.arguments[0] === answer).length, 0, "the Secret's answer was not parsed");
+const relayConfig = {
+  apiVersion: "v1",
+  kind: "Secret",
+  metadata: {
+    name: "example-com-relay-config",
+    namespace: "ns",
+    resourceVersion: "11",
+    ownerReferences: [
+      {
+        apiVersion: "smtpconnector.dev/v1alpha1",
+        kind: "SmtpDomain",
+        name: "example-com",
+        uid: "u1",
+        controller: true,
+        blockOwnerDeletion: true,
+      },
+    ],
+  },
+  data: { password: Buffer.from("hunter2").toString("base64") },
+};
+const configRef = { apiVersion: "v1", kind: "Secret", namespace: "ns", name: "example-com-relay-config" };
+
+test("the answer to a write of its own Secret, applied or created, stands for the Secret while the watch shows it", async () => {
+  for (const write of ["apply", "create"] as const) {
+    const { cluster, reads } = setup(true);
+    answer = JSON.stringify(relayConfig);
+    await cluster[write](relayConfig);
+    assert.deepEqual(reads.heldSecrets(), ["ns/example-com-relay-config"], write);
+    assert.equal(reads.lookup(configRef)?.metadata?.resourceVersion, "11", write);
+  }
+});
+
+test("a Secret's answer that is not the operator's own is never held", async () => {
+  const { cluster, reads } = setup(false);
+  answer = JSON.stringify(relayConfig);
+  await cluster.apply(relayConfig);
+  await cluster.create(relayConfig);
+  assert.deepEqual(reads.heldSecrets(), []);
+  assert.equal(reads.lookup(configRef), undefined);
 });
 
 test("an answer that does not parse fails no write that succeeded: the reads wait for the watch", async () => {

@@ -90,3 +90,59 @@ test("a write's answer goes when the watch sees its object deleted, and never st
   watch(deployment("10", 2));
   assert.equal(replicas(), 2, "the new object as the watch has it, not the deleted one's write");
 });
+
+test("the answer to a write of its own Secret is answered while the metadata watch shows it; a tenant's never", () => {
+  const versions = new Map<string, string>();
+  const reads = new OwnObjectReads({
+    informers: new Map(),
+    secretVersion: (namespace, name) => versions.get(`${namespace}/${name}`),
+    isOwnSecret: (_namespace, domain, uid, secret) => domain === "example" && uid === "u1" && secret === "example-relay-config",
+    ownLabels: { "app.kubernetes.io/managed-by": "smtp-connector" },
+  });
+  const secret = (name: string, resourceVersion: string, owned = true): k8s.V1Secret => ({
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: {
+      name,
+      namespace: "ns",
+      resourceVersion,
+      managedFields: [{ manager: "smtp-connector" }],
+      ...(owned
+        ? {
+            labels: { "app.kubernetes.io/managed-by": "smtp-connector" },
+            ownerReferences: [
+              { apiVersion: "smtpconnector.dev/v1alpha1", kind: "SmtpDomain", name: "example", uid: "u1", controller: true },
+            ],
+          }
+        : {}),
+    },
+    data: { config: Buffer.from("relay").toString("base64") },
+  });
+  const config = { apiVersion: "v1", kind: "Secret", namespace: "ns", name: "example-relay-config" } as const;
+  assert.equal(reads.keeps("v1", "Secret"), true);
+
+  versions.set("ns/example-relay-config", "10");
+  reads.applied(config, reads.written(config), secret("example-relay-config", "11"));
+  assert.equal(reads.lookup(config), undefined, "not before the watch shows the write");
+  reads.applied(config, reads.written(config), secret("example-relay-config", "12"));
+  versions.set("ns/example-relay-config", "12"); // the watch brings the write
+  const held = reads.lookup(config);
+  assert.equal(held?.metadata?.resourceVersion, "12", "the next reconcile reads the write's answer, not the API server");
+  assert.equal(held?.metadata?.managedFields, undefined);
+  versions.set("ns/example-relay-config", "13"); // someone's edit after it
+  assert.equal(reads.lookup(config), undefined, "read again once the watch moved");
+
+  // A Secret just made: held too (the metadata watch tells whether it still is), but a name that is not the
+  // operator's own, or a Secret without its label and owner, never.
+  versions.set("ns/example-relay-config", "20");
+  reads.applied(config, reads.written(config), secret("example-relay-config", "20", false));
+  assert.equal(reads.lookup(config), undefined, "without our label and owner");
+  const tenant = { ...config, name: "outbound" };
+  versions.set("ns/outbound", "21");
+  reads.applied(tenant, reads.written(tenant), secret("outbound", "21"));
+  assert.deepEqual(reads.heldSecrets(), []);
+  reads.applied(config, reads.written(config), secret("example-relay-config", "20"));
+  assert.deepEqual(reads.heldSecrets(), ["ns/example-relay-config"]);
+  versions.delete("ns/example-relay-config"); // deleted again
+  assert.equal(reads.lookup(config), undefined);
+});
