@@ -9,7 +9,7 @@ import type * as k8s from "@kubernetes/client-node";
 import type { Controller } from "../../operator/controller.js";
 import { apiRequests } from "../../operator/kube/access.js";
 import { e2eClients } from "../support/e2e.js";
-import { startTestController } from "../support/operator-rbac.js";
+import { operatorQuiet, startTestController } from "../support/operator-rbac.js";
 import { markDeploymentAvailable } from "../support/deployment-runner.js";
 import { applyManifests, eventually, freshNamespace, kubectl, readSmtpDomain, waitForCondition } from "../support/kube.js";
 import { loginSecretManifest, smtpDomainManifest, supportAddressManifest } from "../support/manifests.js";
@@ -42,7 +42,7 @@ describe("reads at steady state", () => {
     await waitForCondition("RelayAvailable=True", () => readSmtpDomain(custom, namespace), "RelayAvailable", { status: "True" });
 
     // Steady state: reconciles of an unchanged world neither write nor read.
-    await controller.queue.idle();
+    await operatorQuiet(controller);
     const [writes, reads] = [controller.cluster.writes, gets()];
     for (let i = 0; i < 3; i++) {
       controller.queue.add(`domain/${namespace}/example-com`);

@@ -134,8 +134,26 @@ export async function startControllerWithCA(
  * Once `controller`'s queue is idle, reconciles `key` once more and asserts that this wrote nothing (`what`, with the
  * writes it made).
  */
+/**
+ * Waits for the operator's steady state: its queue idle and no write for `quietMs`. An idle queue alone is not
+ * it: the watch event of the last status write (and the reconcile it starts) can arrive after, on a busy machine.
+ */
+export async function operatorQuiet(controller: Controller, quietMs = 1_000, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    await controller.queue.idle();
+    const writes = controller.cluster.writes;
+    await new Promise((resolve) => setTimeout(resolve, quietMs));
+    if (controller.cluster.writes === writes && controller.queue.depth === 0) return;
+    assert.ok(
+      Date.now() < deadline,
+      `the operator still writes after ${timeoutMs} ms: ${controller.cluster.recentWrites.slice(-5).join(", ")}`,
+    );
+  }
+}
+
 export async function assertReconcileWritesNothing(controller: Controller, key: string, what: string): Promise<void> {
-  await controller.queue.idle();
+  await operatorQuiet(controller);
   const writes = controller.cluster.writes;
   controller.queue.add(key);
   await controller.queue.idle();
