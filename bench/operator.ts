@@ -141,16 +141,20 @@ async function metricSum(port: number, name: string, filter = ""): Promise<numbe
   return lines.length === 0 ? NaN : lines.reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
 }
 
-/** Events dropped since start, by why (empty: a build without the Event queue). */
-async function eventDrops(port: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics?name=smtpc_operator_events_dropped_total`)).text();
+/** A labelled metric's series by that one label's value (empty: a build without the metric). */
+async function metricByLabel(port: number, name: string, label: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics?name=${name}`)).text();
+  const series = new RegExp(`^${name}\\{${label}="([A-Za-z]+)"\\} (\\d+)`);
   const out = new Map<string, number>();
   for (const line of text.split("\n")) {
-    const match = /^smtpc_operator_events_dropped_total\{why="([A-Za-z]+)"\} (\d+)/.exec(line);
+    const match = series.exec(line);
     if (match) out.set(match[1]!, Number(match[2]));
   }
   return out;
 }
+
+/** Events dropped since start, by why (empty: a build without the Event queue). */
+const eventDrops = (port: number) => metricByLabel(port, "smtpc_operator_events_dropped_total", "why");
 
 /**
  * The operator's Event queue (waiting and being written), read every 250 ms from now: `drained()` waits until it
@@ -186,15 +190,7 @@ function sampleEventQueue(port: number): { drained: () => Promise<{ drainedAt: n
 }
 
 /** The operator's API requests since start, by verb. */
-async function requestsByVerb(port: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics?name=smtpc_operator_api_requests`)).text();
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    const match = /^smtpc_operator_api_requests\{verb="([A-Z]+)"\} (\d+)/.exec(line);
-    if (match) out.set(match[1]!, Number(match[2]));
-  }
-  return out;
-}
+const requestsByVerb = (port: number) => metricByLabel(port, "smtpc_operator_api_requests", "verb");
 
 async function startOperator(): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort();

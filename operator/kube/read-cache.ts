@@ -46,7 +46,7 @@ export interface ReadCache {
 /** The key of a write's answer held (`writes`). */
 const writeKey = ({ apiVersion, kind, namespace, name }: ObjectRef) => `${apiVersion}/${kind} ${namespace}/${name}`;
 
-const isSecret = (ref: ObjectRef) => ref.apiVersion === "v1" && ref.kind === "Secret";
+const isSecret = ({ apiVersion, kind }: Pick<ObjectRef, "apiVersion" | "kind">) => apiVersion === "v1" && kind === "Secret";
 
 interface ObjectSource {
   get(name: string, namespace?: string): k8s.KubernetesObject | undefined;
@@ -107,7 +107,7 @@ export class OwnObjectReads implements ReadCache {
   }
 
   keeps(apiVersion: string, kind: string): boolean {
-    return isSecret({ apiVersion, kind, namespace: "", name: "" }) || this.options.informers.has(`${apiVersion}/${kind}`);
+    return isSecret({ apiVersion, kind }) || this.options.informers.has(`${apiVersion}/${kind}`);
   }
 
   remember(ref: ObjectRef, object: k8s.KubernetesObject | undefined): void {
